@@ -1,0 +1,1 @@
+//! upcalld actors, and the classifier and xlate they use.

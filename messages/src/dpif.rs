@@ -1,0 +1,80 @@
+//! What crosses the datapath interface: upcalls coming up, flow operations
+//! going down, and flows dumped with their statistics. Shared by every
+//! datapath backend (the embedded userspace datapath, the kernel's).
+
+use crate::flow::{Flow, FlowWildcards};
+use crate::odp::OdpActions;
+
+/// A unique flow identifier (OVS's 128-bit UFID).
+pub type Ufid = u128;
+
+/// Why the datapath sent a packet up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UpcallKind {
+    /// No megaflow matched.
+    Miss,
+    /// A `userspace` datapath action sent it, with that action's userdata.
+    Action { userdata: Vec<u8> },
+}
+
+/// One packet sent up by the datapath.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upcall {
+    pub kind: UpcallKind,
+    /// The frame as received.
+    pub packet: Vec<u8>,
+    /// The datapath's flow key for the packet (metadata included).
+    pub key: Flow,
+    /// The datapath's identifier of the flow key.
+    pub ufid: Ufid,
+}
+
+/// Packet and byte counters of a datapath flow, with the time (ms, on the
+/// datapath's clock) it last matched a packet, if ever.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowStats {
+    pub n_packets: u64,
+    pub n_bytes: u64,
+    pub used_ms: Option<u64>,
+    /// OR of the TCP flags seen.
+    pub tcp_flags: u16,
+}
+
+/// Whether a `FlowPut` may create a flow, modify one, or both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PutMode {
+    Create,
+    Modify,
+    CreateOrModify,
+}
+
+/// One datapath operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DpifOp {
+    FlowPut {
+        ufid: Ufid,
+        key: Flow,
+        mask: FlowWildcards,
+        actions: OdpActions,
+        mode: PutMode,
+        /// Zero the flow's statistics (when modifying).
+        reset_stats: bool,
+    },
+    FlowDel { ufid: Ufid },
+    /// Run `actions` on `packet` as if it arrived with metadata `key`.
+    Execute {
+        packet: Vec<u8>,
+        key: Flow,
+        actions: OdpActions,
+    },
+}
+
+/// A flow installed in the datapath, as a dump returns it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DpFlow {
+    pub ufid: Ufid,
+    pub key: Flow,
+    pub mask: FlowWildcards,
+    pub actions: OdpActions,
+    pub stats: FlowStats,
+}

@@ -1,0 +1,345 @@
+//! Match fields (OVS's `mf_field`): a name, a width, where the value lives
+//! in a [`Flow`], and which other fields must hold for it to exist.
+//!
+//! Values travel as `u128` (right-aligned): a MAC is its 48 bits, an IPv6
+//! address its 128 bits in network order, a VLAN VID its 12 bits.
+
+use crate::flow::*;
+
+/// A match field. Register fields carry their index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Field {
+    InPort,
+    Metadata,
+    Reg(u8),
+    TunId,
+    TunSrc,
+    TunDst,
+    PktMark,
+    SkbPriority,
+    RecircId,
+    DpHash,
+    CtState,
+    CtZone,
+    CtMark,
+    CtLabel,
+    EthSrc,
+    EthDst,
+    EthType,
+    /// OpenFlow 1.0's 16-bit TCI, CFI bit meaning "tagged".
+    VlanTci,
+    /// OXM `vlan_vid`: 12 VID bits plus 0x1000 ("present").
+    VlanVid,
+    /// NXM `dl_vlan`: just the 12 VID bits of a tagged packet.
+    DlVlan,
+    VlanPcp,
+    MplsLabel,
+    MplsTc,
+    MplsBos,
+    MplsTtl,
+    Ipv4Src,
+    Ipv4Dst,
+    Ipv6Src,
+    Ipv6Dst,
+    Ipv6Label,
+    IpProto,
+    /// The 6 DSCP bits (`nw_tos >> 2`).
+    IpDscp,
+    /// The whole TOS byte's DSCP bits in place (`nw_tos & 0xfc`), NXM `nw_tos`.
+    NwTos,
+    IpEcn,
+    IpTtl,
+    IpFrag,
+    ArpOp,
+    ArpSpa,
+    ArpTpa,
+    ArpSha,
+    ArpTha,
+    TcpSrc,
+    TcpDst,
+    TcpFlags,
+    UdpSrc,
+    UdpDst,
+    SctpSrc,
+    SctpDst,
+    IcmpType,
+    IcmpCode,
+    Icmpv6Type,
+    Icmpv6Code,
+    NdTarget,
+    NdSll,
+    NdTll,
+}
+
+fn mac_to_u128(m: [u8; 6]) -> u128 {
+    m.iter().fold(0u128, |acc, b| (acc << 8) | *b as u128)
+}
+
+fn u128_to_mac(v: u128) -> [u8; 6] {
+    let b = (v as u64).to_be_bytes();
+    [b[2], b[3], b[4], b[5], b[6], b[7]]
+}
+
+/// Prerequisites of a field, as OVS's `mf_prereqs`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Prereq {
+    None,
+    Vlan,
+    Mpls,
+    Arp,
+    Ip,
+    Ipv6,
+    IpAny,
+    Tcp,
+    Udp,
+    Sctp,
+    Icmpv4,
+    Icmpv6,
+    Nd,
+    NdSolicit,
+    NdAdvert,
+}
+
+impl Field {
+    /// Width of the field in bits.
+    pub fn n_bits(self) -> u32 {
+        use Field::*;
+        match self {
+            InPort | Reg(_) | TunSrc | TunDst | PktMark | SkbPriority | RecircId | DpHash
+            | CtMark | Ipv4Src | Ipv4Dst | ArpSpa | ArpTpa => 32,
+            Metadata | TunId => 64,
+            CtState => 32,
+            CtZone | EthType | VlanTci | ArpOp | TcpSrc | TcpDst | UdpSrc | UdpDst | SctpSrc
+            | SctpDst => 16,
+            CtLabel | Ipv6Src | Ipv6Dst | NdTarget => 128,
+            EthSrc | EthDst | ArpSha | ArpTha | NdSll | NdTll => 48,
+            VlanVid => 13,
+            DlVlan => 12,
+            VlanPcp | MplsTc => 3,
+            MplsLabel | Ipv6Label => 20,
+            MplsBos => 1,
+            MplsTtl | IpProto | IpTtl | IcmpType | IcmpCode | Icmpv6Type | Icmpv6Code | NwTos => 8,
+            IpDscp => 6,
+            IpEcn | IpFrag => 2,
+            TcpFlags => 12,
+        }
+    }
+
+    /// All-ones value of the field's width.
+    pub fn full_mask(self) -> u128 {
+        let n = self.n_bits();
+        if n == 128 {
+            u128::MAX
+        } else {
+            (1u128 << n) - 1
+        }
+    }
+
+    /// What must be true of a flow for this field to exist.
+    pub fn prereq(self) -> Prereq {
+        use Field::*;
+        match self {
+            DlVlan | VlanPcp => Prereq::Vlan,
+            MplsLabel | MplsTc | MplsBos | MplsTtl => Prereq::Mpls,
+            ArpOp | ArpSpa | ArpTpa | ArpSha | ArpTha => Prereq::Arp,
+            Ipv4Src | Ipv4Dst => Prereq::Ip,
+            Ipv6Src | Ipv6Dst | Ipv6Label => Prereq::Ipv6,
+            IpProto | IpDscp | NwTos | IpEcn | IpTtl | IpFrag => Prereq::IpAny,
+            TcpSrc | TcpDst | TcpFlags => Prereq::Tcp,
+            UdpSrc | UdpDst => Prereq::Udp,
+            SctpSrc | SctpDst => Prereq::Sctp,
+            IcmpType | IcmpCode => Prereq::Icmpv4,
+            Icmpv6Type | Icmpv6Code => Prereq::Icmpv6,
+            NdTarget => Prereq::Nd,
+            NdSll => Prereq::NdSolicit,
+            NdTll => Prereq::NdAdvert,
+            _ => Prereq::None,
+        }
+    }
+
+    /// The field's value in `flow`.
+    pub fn get(self, flow: &Flow) -> u128 {
+        use Field::*;
+        match self {
+            InPort => flow.in_port as u128,
+            Metadata => flow.metadata as u128,
+            Reg(i) => flow.regs[i as usize] as u128,
+            TunId => flow.tun_id as u128,
+            TunSrc => flow.tun_src as u128,
+            TunDst => flow.tun_dst as u128,
+            PktMark => flow.pkt_mark as u128,
+            SkbPriority => flow.skb_priority as u128,
+            RecircId => flow.recirc_id as u128,
+            DpHash => flow.dp_hash as u128,
+            CtState => flow.ct_state as u128,
+            CtZone => flow.ct_zone as u128,
+            CtMark => flow.ct_mark as u128,
+            CtLabel => u128::from_be_bytes(flow.ct_label),
+            EthSrc => mac_to_u128(flow.dl_src),
+            EthDst => mac_to_u128(flow.dl_dst),
+            EthType => flow.dl_type as u128,
+            VlanTci => flow.vlans[0].tci as u128,
+            VlanVid => (flow.vlans[0].tci & (VLAN_VID_MASK | VLAN_CFI)) as u128,
+            DlVlan => (flow.vlans[0].tci & VLAN_VID_MASK) as u128,
+            VlanPcp => (flow.vlans[0].tci >> VLAN_PCP_SHIFT) as u128,
+            MplsLabel => (flow.mpls_lse[0] >> 12) as u128,
+            MplsTc => ((flow.mpls_lse[0] >> 9) & 7) as u128,
+            MplsBos => ((flow.mpls_lse[0] >> 8) & 1) as u128,
+            MplsTtl => (flow.mpls_lse[0] & 0xff) as u128,
+            Ipv4Src | ArpSpa => flow.nw_src as u128,
+            Ipv4Dst | ArpTpa => flow.nw_dst as u128,
+            Ipv6Src => u128::from_be_bytes(flow.ipv6_src),
+            Ipv6Dst => u128::from_be_bytes(flow.ipv6_dst),
+            Ipv6Label => flow.ipv6_label as u128,
+            IpProto => flow.nw_proto as u128,
+            IpDscp => (flow.nw_tos >> 2) as u128,
+            NwTos => (flow.nw_tos & 0xfc) as u128,
+            IpEcn => (flow.nw_tos & 3) as u128,
+            IpTtl => flow.nw_ttl as u128,
+            IpFrag => flow.nw_frag as u128,
+            ArpOp => flow.nw_proto as u128,
+            ArpSha | NdSll => mac_to_u128(flow.arp_sha),
+            ArpTha | NdTll => mac_to_u128(flow.arp_tha),
+            TcpSrc | UdpSrc | SctpSrc => flow.tp_src as u128,
+            TcpDst | UdpDst | SctpDst => flow.tp_dst as u128,
+            TcpFlags => flow.tcp_flags as u128,
+            IcmpType | Icmpv6Type => (flow.tp_src & 0xff) as u128,
+            IcmpCode | Icmpv6Code => (flow.tp_dst & 0xff) as u128,
+            NdTarget => u128::from_be_bytes(flow.nd_target),
+        }
+    }
+
+    /// Stores `value` (truncated to the field's width) into `flow`.
+    pub fn set(self, flow: &mut Flow, value: u128) {
+        self.set_masked(flow, value, self.full_mask());
+    }
+
+    /// Stores the bits of `value` selected by `mask` into `flow`, leaving
+    /// the other bits of the field unchanged.
+    pub fn set_masked(self, flow: &mut Flow, value: u128, mask: u128) {
+        let mask = mask & self.full_mask();
+        let merged = (self.get(flow) & !mask) | (value & mask);
+        self.store(flow, merged);
+    }
+
+    fn store(self, flow: &mut Flow, v: u128) {
+        use Field::*;
+        match self {
+            InPort => flow.in_port = v as u32,
+            Metadata => flow.metadata = v as u64,
+            Reg(i) => flow.regs[i as usize] = v as u32,
+            TunId => flow.tun_id = v as u64,
+            TunSrc => flow.tun_src = v as u32,
+            TunDst => flow.tun_dst = v as u32,
+            PktMark => flow.pkt_mark = v as u32,
+            SkbPriority => flow.skb_priority = v as u32,
+            RecircId => flow.recirc_id = v as u32,
+            DpHash => flow.dp_hash = v as u32,
+            CtState => flow.ct_state = v as u16,
+            CtZone => flow.ct_zone = v as u16,
+            CtMark => flow.ct_mark = v as u32,
+            CtLabel => flow.ct_label = v.to_be_bytes(),
+            EthSrc => flow.dl_src = u128_to_mac(v),
+            EthDst => flow.dl_dst = u128_to_mac(v),
+            EthType => flow.dl_type = v as u16,
+            VlanTci => flow.vlans[0].tci = v as u16,
+            VlanVid => {
+                let keep = flow.vlans[0].tci & VLAN_PCP_MASK;
+                flow.vlans[0].tci = keep | (v as u16 & (VLAN_VID_MASK | VLAN_CFI));
+            }
+            DlVlan => {
+                let keep = flow.vlans[0].tci & !VLAN_VID_MASK;
+                flow.vlans[0].tci = keep | (v as u16 & VLAN_VID_MASK);
+            }
+            VlanPcp => {
+                let keep = flow.vlans[0].tci & !VLAN_PCP_MASK;
+                flow.vlans[0].tci = keep | ((v as u16 & 7) << VLAN_PCP_SHIFT);
+            }
+            MplsLabel => {
+                flow.mpls_lse[0] = (flow.mpls_lse[0] & 0xfff) | ((v as u32 & 0xfffff) << 12)
+            }
+            MplsTc => flow.mpls_lse[0] = (flow.mpls_lse[0] & !(7 << 9)) | ((v as u32 & 7) << 9),
+            MplsBos => flow.mpls_lse[0] = (flow.mpls_lse[0] & !(1 << 8)) | ((v as u32 & 1) << 8),
+            MplsTtl => flow.mpls_lse[0] = (flow.mpls_lse[0] & !0xff) | (v as u32 & 0xff),
+            Ipv4Src | ArpSpa => flow.nw_src = v as u32,
+            Ipv4Dst | ArpTpa => flow.nw_dst = v as u32,
+            Ipv6Src => flow.ipv6_src = v.to_be_bytes(),
+            Ipv6Dst => flow.ipv6_dst = v.to_be_bytes(),
+            Ipv6Label => flow.ipv6_label = v as u32 & 0xfffff,
+            IpProto | ArpOp => flow.nw_proto = v as u8,
+            IpDscp => flow.nw_tos = (flow.nw_tos & 3) | ((v as u8) << 2),
+            NwTos => flow.nw_tos = (flow.nw_tos & 3) | (v as u8 & 0xfc),
+            IpEcn => flow.nw_tos = (flow.nw_tos & 0xfc) | (v as u8 & 3),
+            IpTtl => flow.nw_ttl = v as u8,
+            IpFrag => flow.nw_frag = v as u8 & FLOW_NW_FRAG_MASK,
+            ArpSha | NdSll => flow.arp_sha = u128_to_mac(v),
+            ArpTha | NdTll => flow.arp_tha = u128_to_mac(v),
+            TcpSrc | UdpSrc | SctpSrc => flow.tp_src = v as u16,
+            TcpDst | UdpDst | SctpDst => flow.tp_dst = v as u16,
+            TcpFlags => flow.tcp_flags = v as u16 & 0x0fff,
+            IcmpType | Icmpv6Type => flow.tp_src = v as u16 & 0xff,
+            IcmpCode | Icmpv6Code => flow.tp_dst = v as u16 & 0xff,
+            NdTarget => flow.nd_target = v.to_be_bytes(),
+        }
+    }
+
+    /// True if `flow` satisfies this field's prerequisites.
+    pub fn prereqs_ok(self, flow: &Flow) -> bool {
+        prereq_ok(self.prereq(), flow)
+    }
+}
+
+/// True if `flow` satisfies `p`.
+pub fn prereq_ok(p: Prereq, flow: &Flow) -> bool {
+    match p {
+        Prereq::None => true,
+        Prereq::Vlan => flow.vlans[0].tci & VLAN_CFI != 0,
+        Prereq::Mpls => eth_type_mpls(flow.dl_type),
+        Prereq::Arp => flow.is_arp(),
+        Prereq::Ip => flow.is_ip(),
+        Prereq::Ipv6 => flow.is_ipv6(),
+        Prereq::IpAny => flow.is_ip_any(),
+        Prereq::Tcp => flow.is_ip_any() && flow.nw_proto == IPPROTO_TCP,
+        Prereq::Udp => flow.is_ip_any() && flow.nw_proto == IPPROTO_UDP,
+        Prereq::Sctp => flow.is_ip_any() && flow.nw_proto == IPPROTO_SCTP,
+        Prereq::Icmpv4 => flow.is_icmpv4(),
+        Prereq::Icmpv6 => flow.is_icmpv6(),
+        Prereq::Nd => flow.is_nd(),
+        Prereq::NdSolicit => flow.is_nd() && flow.tp_src == ND_NEIGHBOR_SOLICIT,
+        Prereq::NdAdvert => flow.is_nd() && flow.tp_src == ND_NEIGHBOR_ADVERT,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_and_get_round_trip_per_field() {
+        let fields = [
+            (Field::EthSrc, 0x0200_0000_00aa_u128),
+            (Field::Ipv4Dst, 0x0a09_0909),
+            (Field::Ipv6Src, 0x2001_0db8_0000_0000_0000_0000_0000_0001),
+            (Field::VlanVid, 0x1000 | 42),
+            (Field::VlanPcp, 5),
+            (Field::IpDscp, 0x2e),
+            (Field::Reg(3), 0xdead_beef),
+            (Field::TcpFlags, 0x012),
+        ];
+        for (f, v) in fields {
+            let mut flow = Flow::default();
+            f.set(&mut flow, v);
+            assert_eq!(f.get(&flow), v, "{f:?}");
+        }
+    }
+
+    #[test]
+    fn masked_set_keeps_other_bits() {
+        let mut flow = Flow {
+            metadata: 0xffff_0000,
+            ..Flow::default()
+        };
+        Field::Metadata.set_masked(&mut flow, 0x1234, 0xffff);
+        assert_eq!(flow.metadata, 0xffff_1234);
+    }
+}

@@ -1,0 +1,289 @@
+//! `Flow`: every header and metadata field upcalld matches on, in the
+//! spirit of OVS's `struct flow`.
+//!
+//! The struct is plain old data laid out in four 64-bit-aligned segments
+//! (metadata, L2, L3, L4), so that the classifier can hash and mask it word
+//! by word and look it up in stages, as OVS's staged lookup does. A mask is
+//! simply another `Flow` whose bits say which bits of a flow matter
+//! ([`FlowWildcards`]).
+//!
+//! Values are stored in host byte order (`nw_src = 0x0a000001` is 10.0.0.1);
+//! MACs and IPv6 addresses are byte arrays in wire order.
+
+use bytemuck::{Pod, Zeroable};
+
+/// Number of 32-bit registers (`reg0`..`reg15`), as in OVS.
+pub const FLOW_N_REGS: usize = 16;
+/// How many VLAN headers a flow tracks (802.1ad outer + 802.1Q inner).
+pub const FLOW_MAX_VLAN_HEADERS: usize = 2;
+/// How many MPLS label stack entries a flow tracks.
+pub const FLOW_MAX_MPLS_LABELS: usize = 4;
+
+/// `nw_frag` bit: the packet is an IP fragment (first or later).
+pub const FLOW_NW_FRAG_ANY: u8 = 1 << 0;
+/// `nw_frag` bit: the packet is a fragment with a nonzero offset.
+pub const FLOW_NW_FRAG_LATER: u8 = 1 << 1;
+/// Both `nw_frag` bits.
+pub const FLOW_NW_FRAG_MASK: u8 = FLOW_NW_FRAG_ANY | FLOW_NW_FRAG_LATER;
+
+/// The CFI/DEI bit of a TCI; upcalld (like OVS) uses it as "a tag is present".
+pub const VLAN_CFI: u16 = 0x1000;
+/// The VID bits of a TCI.
+pub const VLAN_VID_MASK: u16 = 0x0fff;
+/// The PCP bits of a TCI.
+pub const VLAN_PCP_MASK: u16 = 0xe000;
+/// Shift of the PCP bits in a TCI.
+pub const VLAN_PCP_SHIFT: u16 = 13;
+
+/// One VLAN header. `tci` carries `VLAN_CFI` when the header is present.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct FlowVlan {
+    pub tpid: u16,
+    pub tci: u16,
+}
+
+/// A packet's flow. Field order defines the lookup stages; see the module
+/// docs. `pad*` fields are always zero.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct Flow {
+    // ---- Metadata (stage 1) ----
+    pub tun_id: u64,
+    pub tun_src: u32,
+    pub tun_dst: u32,
+    pub metadata: u64,
+    pub regs: [u32; FLOW_N_REGS],
+    pub skb_priority: u32,
+    pub pkt_mark: u32,
+    pub dp_hash: u32,
+    /// OpenFlow (= datapath) input port.
+    pub in_port: u32,
+    pub recirc_id: u32,
+    pub ct_state: u16,
+    pub ct_zone: u16,
+    pub ct_mark: u32,
+    /// Output port of the action set, as OVS's `actset_output`.
+    pub actset_output: u32,
+    pub ct_label: [u8; 16],
+
+    // ---- L2 (stage 2) ----
+    pub dl_dst: [u8; 6],
+    pub dl_src: [u8; 6],
+    pub dl_type: u16,
+    pub pad_l2: u16,
+    /// Outermost first.
+    pub vlans: [FlowVlan; FLOW_MAX_VLAN_HEADERS],
+    pub mpls_lse: [u32; FLOW_MAX_MPLS_LABELS],
+
+    // ---- L3 (stage 3) ----
+    /// IPv4 source, or ARP SPA.
+    pub nw_src: u32,
+    /// IPv4 destination, or ARP TPA.
+    pub nw_dst: u32,
+    pub ipv6_src: [u8; 16],
+    pub ipv6_dst: [u8; 16],
+    pub ipv6_label: u32,
+    /// `FLOW_NW_FRAG_*` bits.
+    pub nw_frag: u8,
+    pub nw_tos: u8,
+    pub nw_ttl: u8,
+    /// IP protocol, or the low 8 bits of the ARP opcode.
+    pub nw_proto: u8,
+    pub nd_target: [u8; 16],
+    /// ARP SHA, or ND source link-layer address.
+    pub arp_sha: [u8; 6],
+    /// ARP THA, or ND target link-layer address.
+    pub arp_tha: [u8; 6],
+    /// TCP flags (12 bits). Kept with L3, as in OVS, so that matching on
+    /// it does not force an L4 stage.
+    pub tcp_flags: u16,
+    pub pad_l3: u16,
+
+    // ---- L4 (stage 4) ----
+    /// TCP/UDP/SCTP source port, or ICMP type.
+    pub tp_src: u16,
+    /// TCP/UDP/SCTP destination port, or ICMP code.
+    pub tp_dst: u16,
+    /// IGMP group address.
+    pub igmp_group_ip4: u32,
+}
+
+/// Size of a `Flow` in 64-bit words.
+pub const FLOW_U64S: usize = std::mem::size_of::<Flow>() / 8;
+
+const _: () = assert!(std::mem::size_of::<Flow>() % 8 == 0);
+const _: () = assert!(std::mem::align_of::<Flow>() == 8);
+
+/// Word offsets where the lookup stages end: metadata, L2, L3 (L4 runs to
+/// the end). The classifier builds one index per stage.
+pub const FLOW_SEGMENT_ENDS: [usize; 3] = [
+    std::mem::offset_of!(Flow, dl_dst) / 8,
+    std::mem::offset_of!(Flow, nw_src) / 8,
+    std::mem::offset_of!(Flow, tp_src) / 8,
+];
+
+const _: () = assert!(std::mem::offset_of!(Flow, dl_dst) % 8 == 0);
+const _: () = assert!(std::mem::offset_of!(Flow, nw_src) % 8 == 0);
+const _: () = assert!(std::mem::offset_of!(Flow, tp_src) % 8 == 0);
+
+impl Flow {
+    /// The flow as 64-bit words, for hashing and masking.
+    #[inline]
+    pub fn words(&self) -> &[u64; FLOW_U64S] {
+        bytemuck::cast_ref(self)
+    }
+
+    /// Mutable view of the flow as 64-bit words.
+    #[inline]
+    pub fn words_mut(&mut self) -> &mut [u64; FLOW_U64S] {
+        bytemuck::cast_mut(self)
+    }
+
+    /// `self & mask`, word by word.
+    #[inline]
+    pub fn masked(&self, mask: &Flow) -> Flow {
+        let mut out = *self;
+        for (o, m) in out.words_mut().iter_mut().zip(mask.words()) {
+            *o &= m;
+        }
+        out
+    }
+
+    /// Bitwise OR of `other` into `self`.
+    #[inline]
+    pub fn or_with(&mut self, other: &Flow) {
+        for (o, m) in self.words_mut().iter_mut().zip(other.words()) {
+            *o |= m;
+        }
+    }
+
+    /// True if every bit is zero.
+    pub fn is_zero(&self) -> bool {
+        self.words().iter().all(|w| *w == 0)
+    }
+
+    /// True if `self` and `other` agree on every bit set in `mask`.
+    #[inline]
+    pub fn equal_under(&self, other: &Flow, mask: &Flow) -> bool {
+        self.words()
+            .iter()
+            .zip(other.words())
+            .zip(mask.words())
+            .all(|((a, b), m)| (a ^ b) & m == 0)
+    }
+
+    /// The outermost VLAN's TCI (0 when untagged), like OVS's `vlan_tci`.
+    pub fn vlan_tci(&self) -> u16 {
+        self.vlans[0].tci
+    }
+
+    pub fn is_ip(&self) -> bool {
+        self.dl_type == ETH_TYPE_IP
+    }
+
+    pub fn is_ipv6(&self) -> bool {
+        self.dl_type == ETH_TYPE_IPV6
+    }
+
+    pub fn is_ip_any(&self) -> bool {
+        self.is_ip() || self.is_ipv6()
+    }
+
+    pub fn is_arp(&self) -> bool {
+        self.dl_type == ETH_TYPE_ARP || self.dl_type == ETH_TYPE_RARP
+    }
+
+    pub fn is_icmpv4(&self) -> bool {
+        self.is_ip() && self.nw_proto == IPPROTO_ICMP
+    }
+
+    pub fn is_icmpv6(&self) -> bool {
+        self.is_ipv6() && self.nw_proto == IPPROTO_ICMPV6
+    }
+
+    /// ICMPv6 neighbor solicitation or advertisement (code 0).
+    pub fn is_nd(&self) -> bool {
+        self.is_icmpv6()
+            && self.tp_dst == 0
+            && (self.tp_src == ND_NEIGHBOR_SOLICIT || self.tp_src == ND_NEIGHBOR_ADVERT)
+    }
+
+    /// Fields of L4 (ports, ICMP type/code) are meaningful: an IP packet that
+    /// is not a later fragment.
+    pub fn has_l4(&self) -> bool {
+        self.is_ip_any() && self.nw_frag & FLOW_NW_FRAG_LATER == 0
+    }
+}
+
+/// A wildcard mask over a [`Flow`]: a set bit means "this bit was examined
+/// and matters". OVS's `struct flow_wildcards`.
+pub type FlowWildcards = Flow;
+
+pub const ETH_TYPE_IP: u16 = 0x0800;
+pub const ETH_TYPE_ARP: u16 = 0x0806;
+pub const ETH_TYPE_RARP: u16 = 0x8035;
+pub const ETH_TYPE_IPV6: u16 = 0x86dd;
+pub const ETH_TYPE_VLAN_8021Q: u16 = 0x8100;
+pub const ETH_TYPE_VLAN_8021AD: u16 = 0x88a8;
+pub const ETH_TYPE_MPLS: u16 = 0x8847;
+pub const ETH_TYPE_MPLS_MCAST: u16 = 0x8848;
+/// Frames whose length field is below this carry 802.2 LLC; OVS gives them
+/// this `dl_type` ("no EtherType").
+pub const ETH_TYPE_MIN: u16 = 0x0600;
+pub const FLOW_DL_TYPE_NONE: u16 = 0x05ff;
+
+pub const IPPROTO_ICMP: u8 = 1;
+pub const IPPROTO_IGMP: u8 = 2;
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_ICMPV6: u8 = 58;
+pub const IPPROTO_SCTP: u8 = 132;
+
+pub const ND_NEIGHBOR_SOLICIT: u16 = 135;
+pub const ND_NEIGHBOR_ADVERT: u16 = 136;
+
+/// True for the EtherTypes of 802.1Q and 802.1ad tags.
+pub fn eth_type_vlan(t: u16) -> bool {
+    t == ETH_TYPE_VLAN_8021Q || t == ETH_TYPE_VLAN_8021AD
+}
+
+/// True for MPLS EtherTypes.
+pub fn eth_type_mpls(t: u16) -> bool {
+    t == ETH_TYPE_MPLS || t == ETH_TYPE_MPLS_MCAST
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_are_in_order_and_in_range() {
+        assert!(FLOW_SEGMENT_ENDS[0] < FLOW_SEGMENT_ENDS[1]);
+        assert!(FLOW_SEGMENT_ENDS[1] < FLOW_SEGMENT_ENDS[2]);
+        assert!(FLOW_SEGMENT_ENDS[2] < FLOW_U64S);
+    }
+
+    #[test]
+    fn masking_and_comparing_under_a_mask() {
+        let mut a = Flow {
+            nw_src: 0x0a00_0001,
+            tp_dst: 80,
+            ..Flow::default()
+        };
+        let mask = Flow {
+            nw_src: 0xff00_0000,
+            ..Flow::default()
+        };
+        let m = a.masked(&mask);
+        assert_eq!(m.nw_src, 0x0a00_0000);
+        assert_eq!(m.tp_dst, 0);
+        let b = Flow {
+            nw_src: 0x0aff_ffff,
+            ..Flow::default()
+        };
+        assert!(a.equal_under(&b, &mask));
+        a.nw_src = 0x0b00_0001;
+        assert!(!a.equal_under(&b, &mask));
+    }
+}

@@ -1,0 +1,101 @@
+//! OpenFlow vocabulary: matches, actions, instructions and rules, with
+//! OpenFlow 1.3 semantics.
+
+use crate::field::Field;
+use crate::flow::Flow;
+
+/// A match: the values of `flow` under the bits set in `mask`.
+/// Bits of `flow` outside `mask` are always zero.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Match {
+    pub flow: Flow,
+    pub mask: Flow,
+}
+
+impl Match {
+    /// The catch-all match.
+    pub fn catchall() -> Self {
+        Match::default()
+    }
+
+    /// Adds `field == value` under `mask` (both truncated to the field).
+    pub fn set_field_masked(&mut self, field: Field, value: u128, mask: u128) {
+        let mask = mask & field.full_mask();
+        field.set_masked(&mut self.mask, mask, field.full_mask());
+        field.set_masked(&mut self.flow, value & mask, field.full_mask());
+    }
+
+    /// Adds `field == value` exactly.
+    pub fn set_field(&mut self, field: Field, value: u128) {
+        self.set_field_masked(field, value, field.full_mask());
+    }
+
+    /// True if `flow` is inside this match.
+    pub fn matches(&self, flow: &Flow) -> bool {
+        flow.equal_under(&self.flow, &self.mask)
+    }
+}
+
+/// OpenFlow reserved port numbers (32-bit, OpenFlow 1.1+).
+pub mod port {
+    pub const MAX: u32 = 0xffff_ff00;
+    pub const IN_PORT: u32 = 0xffff_fff8;
+    pub const TABLE: u32 = 0xffff_fff9;
+    pub const NORMAL: u32 = 0xffff_fffa;
+    pub const FLOOD: u32 = 0xffff_fffb;
+    pub const ALL: u32 = 0xffff_fffc;
+    pub const CONTROLLER: u32 = 0xffff_fffd;
+    pub const LOCAL: u32 = 0xffff_fffe;
+    pub const ANY: u32 = 0xffff_ffff;
+}
+
+/// One OpenFlow action.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OfAction {
+    /// Output to a port (a number, or `port::IN_PORT`, `port::LOCAL`, ...).
+    Output { port: u32, max_len: u16 },
+    /// Send to the controller: becomes a datapath `userspace` action.
+    Controller { max_len: u16 },
+    /// `set_field`, `load` and the `mod_*` actions: write `value` into the
+    /// bits of `field` selected by `mask`.
+    SetField { field: Field, value: u128, mask: u128 },
+    PushVlan { tpid: u16 },
+    PopVlan,
+    DecTtl,
+    /// `resubmit(port,table)`: look the packet up again, optionally as if
+    /// it came in on `in_port`, in `table` (default: the current table).
+    Resubmit {
+        in_port: Option<u32>,
+        table: Option<u8>,
+    },
+}
+
+/// A rule's instructions, OpenFlow 1.3 style.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Instructions {
+    /// Apply-actions (what `actions=` lists before any instruction).
+    pub apply: Vec<OfAction>,
+    pub clear_actions: bool,
+    pub write_actions: Option<Vec<OfAction>>,
+    /// `write_metadata:value/mask`.
+    pub write_metadata: Option<(u64, u64)>,
+    pub goto_table: Option<u8>,
+}
+
+/// One OpenFlow rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    pub table: u8,
+    pub priority: u16,
+    pub cookie: u64,
+    pub idle_timeout: u16,
+    pub hard_timeout: u16,
+    pub matches: Match,
+    pub instructions: Instructions,
+}
+
+/// Default priority of a rule that gives none (OFP_DEFAULT_PRIORITY).
+pub const DEFAULT_PRIORITY: u16 = 32768;
+
+/// How many tables a switch has.
+pub const N_TABLES: usize = 255;
