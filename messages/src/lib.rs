@@ -1,12 +1,24 @@
 //! upcalld's vocabulary: everything the actors say to each other, with no
-//! I/O. Flows and wildcards ([`flow`]), match fields ([`field`]), OpenFlow
-//! rules and actions ([`ofp`]), datapath actions ([`odp`]).
+//! I/O.
+//!
+//! - [`flow`]: `Flow` and its wildcards; [`field`]: match fields.
+//! - [`wire`]: typed views over packet bytes, one protocol per file;
+//!   [`extract`]: frame → `Flow`.
+//! - [`ofp`]: OpenFlow rules and actions; [`parse`]: their text syntax.
+//! - [`odp`]: datapath actions; [`dpif`]: what crosses the datapath interface.
+//! - [`format`]: printing in OVS's formats.
+//! - [`netlink`]: the kernel's OVS generic netlink families, as types.
 
 pub mod dpif;
+pub mod extract;
 pub mod field;
 pub mod flow;
+pub mod format;
+pub mod netlink;
 pub mod odp;
 pub mod ofp;
+pub mod parse;
+pub mod wire;
 
 pub use field::Field;
 pub use flow::{Flow, FlowWildcards};

@@ -1,0 +1,1 @@
+//! The OpenFlow tables as one immutable, versioned snapshot.

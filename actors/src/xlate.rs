@@ -1,0 +1,1 @@
+//! Translation of OpenFlow actions into datapath actions and a megaflow mask.

@@ -1,0 +1,1 @@
+//! Frame → `Flow` (OVS's `flow_extract`).

@@ -1,0 +1,1 @@
+//! The megaflow as `ofproto/trace` prints it after `Megaflow: `.

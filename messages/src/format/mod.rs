@@ -1,0 +1,4 @@
+//! Printing in OVS formats.
+
+pub mod megaflow;
+pub mod odp_actions;

@@ -1,0 +1,1 @@
+//! Datapath actions as `ofproto/trace` prints them after `Datapath actions: `.

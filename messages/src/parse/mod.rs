@@ -1,0 +1,1 @@
+//! Text syntaxes: OpenFlow rules (`ovs-ofctl add-flows`) and flows (`ofproto/trace`).

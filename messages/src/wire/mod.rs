@@ -1,0 +1,1 @@
+//! Typed, zero-copy views over packet bytes, one protocol per file.
