@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use crate::field::{Field, Prereq};
+use crate::field::{prereq_ok, Field, Prereq};
+use crate::flow::{Flow, FLOW_NW_FRAG_LATER};
 
 /// How a field's value is written and printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,6 +73,17 @@ impl FieldInfo {
     pub fn bit_mask(&self) -> u128 {
         ones(u32::from(self.n_bits))
     }
+}
+
+/// True if `flow` meets `p` as OVS's `mf_are_prereqs_ok` judges it: on
+/// top of [`prereq_ok`], transport fields do not exist in a later
+/// fragment.
+pub fn prereqs_hold(p: Prereq, flow: &Flow) -> bool {
+    let l4 = matches!(
+        p,
+        Prereq::Tcp | Prereq::Udp | Prereq::Sctp | Prereq::Icmpv4 | Prereq::Icmpv6
+    );
+    prereq_ok(p, flow) && !(l4 && flow.nw_frag & FLOW_NW_FRAG_LATER != 0)
 }
 
 /// `n` low bits set.
