@@ -84,7 +84,6 @@ pub fn format_match(m: &Match, priority: u16) -> String {
         let proto = (w.nw_proto != 0).then_some(f.nw_proto);
         let name = match (dl_type, proto) {
             (ETH_TYPE_IP, Some(IPPROTO_ICMP)) => "icmp",
-            (ETH_TYPE_IP, Some(IPPROTO_IGMP)) => "igmp",
             (ETH_TYPE_IP, Some(IPPROTO_TCP)) => "tcp",
             (ETH_TYPE_IP, Some(IPPROTO_UDP)) => "udp",
             (ETH_TYPE_IP, Some(IPPROTO_SCTP)) => "sctp",
@@ -178,9 +177,6 @@ pub fn format_match(m: &Match, priority: u16) -> String {
     if dl_type == ETH_TYPE_IP && f.nw_proto == IPPROTO_ICMP {
         port16(&mut s, "icmp_type", f.tp_src, w.tp_src);
         port16(&mut s, "icmp_code", f.tp_dst, w.tp_dst);
-    } else if dl_type == ETH_TYPE_IP && f.nw_proto == IPPROTO_IGMP {
-        port16(&mut s, "igmp_type", f.tp_src, w.tp_src);
-        port16(&mut s, "igmp_code", f.tp_dst, w.tp_dst);
     } else if dl_type == ETH_TYPE_IPV6 && f.nw_proto == IPPROTO_ICMPV6 {
         port16(&mut s, "icmp_type", f.tp_src, w.tp_src);
         port16(&mut s, "icmp_code", f.tp_dst, w.tp_dst);

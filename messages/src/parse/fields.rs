@@ -183,7 +183,7 @@ pub static FIELDS: &[FieldInfo] = &[
     info("vlan_tci", None, Field::VlanTci, S::Hex, 2, 16, true, true, P::None, Some("NXM_OF_VLAN_TCI"), None),
     info("dl_vlan", None, Field::DlVlan, S::Decimal, 2, 12, false, false, P::None, None, None),
     info("vlan_vid", None, Field::VlanVid, S::Decimal, 2, 13, true, true, P::None, None, Some("OXM_OF_VLAN_VID")),
-    info("vlan_pcp", None, Field::VlanPcp, S::Decimal, 1, 3, false, true, P::None, None, Some("OXM_OF_VLAN_PCP")),
+    info("vlan_pcp", None, Field::VlanPcp, S::Decimal, 1, 3, false, true, P::Vlan, None, Some("OXM_OF_VLAN_PCP")),
     info("dl_vlan_pcp", None, Field::VlanPcp, S::Decimal, 1, 3, false, false, P::None, None, None),
     info("mpls_label", None, Field::MplsLabel, S::Decimal, 4, 20, false, true, P::Mpls, None, Some("OXM_OF_MPLS_LABEL")),
     info("mpls_tc", None, Field::MplsTc, S::Decimal, 1, 3, false, true, P::Mpls, None, Some("OXM_OF_MPLS_TC")),

@@ -205,8 +205,9 @@ fn parse_line(line: &str) -> Res<Rule> {
         parse_match_item(&mut rule, &mut written, line, kv)?;
     }
     check_match_prereqs(&rule.matches, &written)?;
-    of13_round_trip(&mut rule.matches);
+    check_vlan_pcp(&rule.matches, &written)?;
     rule.instructions = parse_instructions(actions_text, actions_at, &rule)?;
+    of13_round_trip(&mut rule.matches);
     Ok(rule)
 }
 
@@ -514,6 +515,28 @@ fn check_match_prereqs(m: &Match, written: &[Written<'_>]) -> Res<()> {
         }
     }
     Ok(())
+}
+
+/// OpenFlow 1.3 sends a PCP match as `vlan_pcp`, which requires the
+/// tag-present bit; a match on PCP bits with a nonzero VID and that bit
+/// clear is refused by the switch.
+fn check_vlan_pcp(m: &Match, written: &[Written<'_>]) -> Res<()> {
+    let (tci, mask) = (m.flow.vlans[0].tci, m.mask.vlans[0].tci);
+    if mask & VLAN_PCP_MASK == 0 || tci & (VLAN_VID_MASK | VLAN_CFI) == 0 || tci & VLAN_CFI != 0 {
+        return Ok(());
+    }
+    let w = written
+        .iter()
+        .rev()
+        .find(|w| matches!(w.info.field, Field::VlanTci | Field::VlanVid))
+        .or(written.last());
+    let (at, text) = w.map_or((0, ""), |w| (w.at, w.text));
+    Err(err(
+        at,
+        "a VLAN PCP match needs the tag-present bit 0x1000",
+        text,
+        "vlan_tci with 0x1000 set in value and mask, or dl_vlan/dl_vlan_pcp",
+    ))
 }
 
 /// The switch holds a match as it decodes it from OpenFlow 1.3, which
@@ -1067,16 +1090,16 @@ fn parse_resubmit(arg: &str, at: usize) -> Res<Act> {
 struct CheckState {
     flow: Flow,
     table: u8,
-    /// Inside `write_actions`: OVS does not hold an action set to the
-    /// rule's match, except where an action cannot be encoded otherwise.
+    /// Inside `write_actions`, where OVS lets `pop_vlan` and `dec_ttl`
+    /// stand without a VLAN or IP match.
     in_action_set: bool,
 }
 
 impl CheckState {
-    /// Refuses an action whose prerequisites the match does not meet,
-    /// unless it is in the action set.
-    fn require(&self, ok: bool, a: &Located, needs: &str) -> Res<()> {
-        if ok || self.in_action_set {
+    /// Refuses an action whose prerequisites the match does not meet;
+    /// `lenient` actions pass in the action set.
+    fn require(&self, ok: bool, lenient: bool, a: &Located, needs: &str) -> Res<()> {
+        if ok || lenient && self.in_action_set {
             Ok(())
         } else {
             Err(inconsistent(a, needs))
@@ -1138,17 +1161,19 @@ fn encode_action(a: &Located, st: &mut CheckState, out: &mut Vec<OfAction>) -> R
     let is_ip = st.flow.dl_type == ETH_TYPE_IP;
     let is_ip_any = st.flow.is_ip_any();
     match &a.act {
-        Act::SetIpv4(..) => st.require(is_ip, a, "ip (IPv4)")?,
-        Act::SetNwTos(_) | Act::SetNwEcn(_) | Act::SetNwTtl(_) | Act::DecTtl => {
-            st.require(is_ip_any, a, "ip or ipv6")?
+        Act::SetIpv4(..) => st.require(is_ip, false, a, "ip (IPv4)")?,
+        Act::SetNwTos(_) | Act::SetNwEcn(_) | Act::SetNwTtl(_) => {
+            st.require(is_ip_any, false, a, "ip or ipv6")?
         }
+        Act::DecTtl => st.require(is_ip_any, true, a, "ip or ipv6")?,
         Act::StripVlan => st.require(
             has_vlan,
+            true,
             a,
             "a VLAN tag (dl_vlan=, dl_vlan_pcp= or vlan_tci=0x1000/0x1000)",
         )?,
         Act::SetVlanVid { push_if_needed, .. } | Act::SetVlanPcp { push_if_needed, .. } => {
-            st.require(has_vlan || *push_if_needed, a, "a VLAN tag")?
+            st.require(has_vlan || *push_if_needed, false, a, "a VLAN tag")?
         }
         _ => {}
     }
@@ -1255,7 +1280,8 @@ fn encode_action(a: &Located, st: &mut CheckState, out: &mut Vec<OfAction>) -> R
 fn prereq_needs(p: Prereq, field: Field) -> &'static str {
     match p {
         _ if field == Field::VlanVid => "a VLAN tag (match one, or push_vlan first)",
-        Prereq::None | Prereq::Vlan => "a VLAN tag",
+        Prereq::Vlan => "a VLAN tag (match one, or push_vlan first)",
+        Prereq::None => "nothing more",
         Prereq::Mpls => "mpls",
         Prereq::Arp => "arp or rarp",
         Prereq::Ip => "ip (IPv4)",
