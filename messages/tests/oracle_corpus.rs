@@ -40,7 +40,11 @@ fn case_dirs() -> Vec<PathBuf> {
         }
     }
     dirs.sort();
-    assert!(dirs.len() >= 37, "expected the 37 oracle cases, found {}", dirs.len());
+    assert!(
+        dirs.len() >= 37,
+        "expected the 37 oracle cases, found {}",
+        dirs.len()
+    );
     dirs
 }
 
@@ -69,7 +73,11 @@ fn every_rule_file_parses_and_prints_as_ovs_dumps_it() {
         }
     }
     assert!(n_rules > 900, "only {n_rules} rules parsed");
-    assert!(differences.is_empty(), "rules.dump differs:\n{}", differences.join("\n"));
+    assert!(
+        differences.is_empty(),
+        "rules.dump differs:\n{}",
+        differences.join("\n")
+    );
 }
 
 #[test]
