@@ -410,14 +410,15 @@ impl Ctx<'_> {
         b.dl_src = f.dl_src;
         b.dl_dst = f.dl_dst;
         self.actions
-            .push(OdpAction::SetMasked(SetHeader::Ethernet { key, mask }));
+            .push(OdpAction::SetMasked(SetHeader::Ethernet { key, mask }.canonical()));
     }
 
     fn commit_l3(&mut self) {
+        // OVS skips this when nw_proto is 0, without un-wildcarding
+        // nw_proto: an IP packet of protocol 0 inside such a megaflow would
+        // then get different actions from the megaflow's. We commit on the
+        // EtherType alone, which keeps megaflows sound.
         let (f, w) = (self.flow, self.wc);
-        if f.nw_proto == 0 {
-            return;
-        }
         let b = &mut self.base;
         let header = match b.dl_type {
             ETH_TYPE_IP => {
@@ -502,7 +503,7 @@ impl Ctx<'_> {
                     (f.nw_src, f.nw_dst, f.nw_proto, f.arp_sha, f.arp_tha)
             }
         }
-        self.actions.push(OdpAction::SetMasked(header));
+        self.actions.push(OdpAction::SetMasked(header.canonical()));
         if b.is_ipv6() && b.nw_proto == IPPROTO_ICMPV6 {
             self.commit_nd();
         }
@@ -526,13 +527,13 @@ impl Ctx<'_> {
         };
         (b.nd_target, b.arp_sha, b.arp_tha) = (f.nd_target, f.arp_sha, f.arp_tha);
         self.actions
-            .push(OdpAction::SetMasked(SetHeader::Nd { key, mask }));
+            .push(OdpAction::SetMasked(SetHeader::Nd { key, mask }.canonical()));
     }
 
     fn commit_ports(&mut self) {
         let (f, w) = (self.flow, self.wc);
         let b = &mut self.base;
-        if f.nw_proto == 0 || !b.is_ip_any() {
+        if !b.is_ip_any() {
             return;
         }
         if (f.tp_src, f.tp_dst) == (b.tp_src, b.tp_dst) {
@@ -553,7 +554,7 @@ impl Ctx<'_> {
             _ => return,
         };
         (b.tp_src, b.tp_dst) = (f.tp_src, f.tp_dst);
-        self.actions.push(OdpAction::SetMasked(header));
+        self.actions.push(OdpAction::SetMasked(header.canonical()));
     }
 
     /// OVS's `commit_vlan_action`: pop the base's headers that differ from
@@ -591,17 +592,23 @@ impl Ctx<'_> {
         if self.flow.skb_priority != self.base.skb_priority {
             self.base.skb_priority = self.flow.skb_priority;
             self.actions
-                .push(OdpAction::SetMasked(SetHeader::SkbPriority {
-                    key: self.flow.skb_priority,
-                    mask: self.wc.skb_priority,
-                }));
+                .push(OdpAction::SetMasked(
+                    SetHeader::SkbPriority {
+                        key: self.flow.skb_priority,
+                        mask: self.wc.skb_priority,
+                    }
+                    .canonical(),
+                ));
         }
         if self.flow.pkt_mark != self.base.pkt_mark {
             self.base.pkt_mark = self.flow.pkt_mark;
-            self.actions.push(OdpAction::SetMasked(SetHeader::SkbMark {
-                key: self.flow.pkt_mark,
-                mask: self.wc.pkt_mark,
-            }));
+            self.actions.push(OdpAction::SetMasked(
+                SetHeader::SkbMark {
+                    key: self.flow.pkt_mark,
+                    mask: self.wc.pkt_mark,
+                }
+                .canonical(),
+            ));
         }
     }
 

@@ -216,6 +216,23 @@ impl Flow {
     }
 }
 
+/// The mask a datapath flow really has for a megaflow `(flow, wc)`: `wc`
+/// plus the shape of the VLAN stack, which a datapath key always pins
+/// down (its outer EtherType is exact, so a tagged packet never matches an
+/// untagged key, and each tag's TPID and presence are part of the key).
+/// OVS leaves these out of the megaflow it prints; we install with them.
+pub fn datapath_mask(flow: &Flow, wc: &FlowWildcards) -> FlowWildcards {
+    let mut m = *wc;
+    for i in 0..FLOW_MAX_VLAN_HEADERS {
+        m.vlans[i].tci |= VLAN_CFI;
+        m.vlans[i].tpid = u16::MAX;
+        if flow.vlans[i].tci & VLAN_CFI == 0 {
+            break;
+        }
+    }
+    m
+}
+
 /// A wildcard mask over a [`Flow`]: a set bit means "this bit was examined
 /// and matters". OVS's `struct flow_wildcards`.
 pub type FlowWildcards = Flow;

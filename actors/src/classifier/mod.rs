@@ -20,8 +20,9 @@
 
 mod trie;
 
+use std::collections::{HashMap, HashSet};
 use std::mem::offset_of;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use messages::flow::{Flow, FlowWildcards, FLOW_SEGMENT_ENDS, FLOW_U64S};
 use messages::ofp::{Match, Rule};
@@ -102,6 +103,20 @@ struct Subtable {
     ports_mask: u32,
     ports_mask_len: u32,
     ports_trie: PrefixTrie,
+    /// Flat copy of `indices` and `buckets` for lookups, built on the first
+    /// lookup after a change.
+    lookup_index: Arc<OnceLock<LookupIndex>>,
+}
+
+/// A subtable's stage indices and buckets in flat hash tables. The
+/// persistent maps make updates O(log n) and snapshots O(1); a lookup in
+/// them chases several tree nodes, which costs a cache miss each once a
+/// subtable holds many rules. Lookups use this copy instead; a change to
+/// the subtable drops it.
+#[derive(Debug)]
+struct LookupIndex {
+    stages: Vec<HashSet<u64, U64BuildHasher>>,
+    buckets: HashMap<u64, Arc<[Arc<RuleEntry>]>, U64BuildHasher>,
 }
 
 impl Subtable {
@@ -141,7 +156,23 @@ impl Subtable {
             ports_mask,
             ports_mask_len,
             ports_trie: PrefixTrie::new(),
+            lookup_index: Arc::default(),
         }
+    }
+
+    fn lookup_index(&self) -> &LookupIndex {
+        self.lookup_index.get_or_init(|| LookupIndex {
+            stages: self
+                .indices
+                .iter()
+                .map(|idx| idx.keys().copied().collect())
+                .collect(),
+            buckets: self
+                .buckets
+                .iter()
+                .map(|(k, v)| (*k, v.clone()))
+                .collect(),
+        })
     }
 
     fn n_indices(&self) -> usize {
@@ -172,6 +203,7 @@ impl Subtable {
     }
 
     fn insert(&mut self, entry: Arc<RuleEntry>) {
+        self.lookup_index = Arc::default();
         let m = &entry.rule.matches;
         let hashes = self.stage_hashes(&m.flow);
         for (i, idx) in self.indices.iter_mut().enumerate() {
@@ -211,6 +243,7 @@ impl Subtable {
         };
         let mut rules = bucket.to_vec();
         rules.remove(pos);
+        self.lookup_index = Arc::default();
         if rules.is_empty() {
             self.buckets.remove(&key);
         } else {
@@ -306,6 +339,7 @@ impl Subtable {
         tries: &[PrefixTrie; 2],
     ) -> Option<&Arc<RuleEntry>> {
         let n = self.n_indices();
+        let index = self.lookup_index();
         let mut hash = 0;
         for i in 0..n {
             if self.tries_rule_out(i, flow, wc, ctx, tries) {
@@ -313,7 +347,7 @@ impl Subtable {
                 return None;
             }
             hash = self.hash_stage(hash, flow, i);
-            if !self.indices[i].contains_key(&hash) {
+            if !index.stages[i].contains(&hash) {
                 self.fold_stages(wc, i + 1);
                 return None;
             }
@@ -323,7 +357,7 @@ impl Subtable {
             return None;
         }
         hash = self.hash_stage(hash, flow, n);
-        let found = self.buckets.get(&hash).and_then(|b| {
+        let found = index.buckets.get(&hash).and_then(|b| {
             b.iter()
                 .find(|r| flow.equal_under(&r.rule.matches.flow, &self.mask))
         });
