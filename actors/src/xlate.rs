@@ -660,5 +660,3 @@ fn vlan_count(f: &Flow) -> usize {
         .count()
 }
 
-#[cfg(test)]
-mod tests;
