@@ -109,7 +109,7 @@ fn measure(name: &str, cls: &Classifier, flows: &[Flow], with_wc: bool) {
     let mut lookups = 0u64;
     let mut hits = 0u64;
     let start = Instant::now();
-    while start.elapsed() < Duration::from_millis(1500) {
+    while start.elapsed() < Duration::from_millis(bench_millis()) {
         for f in flows {
             let mut wc = Flow::default();
             let r = if with_wc {
@@ -149,4 +149,8 @@ fn main() {
         );
         measure(&format!("{n_rules} rules / {n_subtables} subtables"), &cls, &flows, true);
     }
+}
+
+fn bench_millis() -> u64 {
+    std::env::var("CLS_MILLIS").ok().and_then(|s| s.parse().ok()).unwrap_or(1500)
 }

@@ -4,6 +4,7 @@
 //! datapath actions.
 
 use proptest::prelude::*;
+use proptest::test_runner::{TestCaseError, TestRunner};
 
 use actors::tables::Tables;
 use actors::xlate::{xlate, XlateConfig};
@@ -266,31 +267,51 @@ fn inside(f: &Flow, wc: &Flow, noise: &Flow) -> Flow {
     g
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
-
-    #[test]
-    fn flows_inside_a_megaflow_get_its_actions(
-        specs in prop::collection::vec(rule_spec(), 1..25),
-        flow in flow_strategy(),
-        noises in prop::collection::vec(flow_strategy(), 8),
-    ) {
-        let tables = Tables::from_rules(specs.iter().map(build_rule));
-        let cfg = XlateConfig::default();
-        let out = xlate(&tables, &flow, &cfg);
-        for noise in &noises {
-            let g = inside(&flow, &datapath_mask(&flow, &out.wc), noise);
-            // Only compare flows of the same shape: a megaflow always
-            // matches dl_type and nw_frag exactly, so `g` is well-formed
-            // whenever `noise` is, except for L4 of later fragments.
-            if g.nw_frag & FLOW_NW_FRAG_LATER != 0 && (g.tp_src != 0 || g.tp_dst != 0) {
-                continue;
-            }
-            let other = xlate(&tables, &g, &cfg);
-            prop_assert_eq!(
-                &other.actions, &out.actions,
-                "flow {:?}\nmegaflow mask {:?}\nother {:?}", flow, out.wc, g
-            );
+/// Checks one rule set and flow; `Err` names the counterexample.
+fn check(specs: &[RuleSpec], flow: &Flow, noises: &[Flow]) -> Result<(), TestCaseError> {
+    let tables = Tables::from_rules(specs.iter().map(build_rule));
+    let cfg = XlateConfig::default();
+    let out = xlate(&tables, flow, &cfg);
+    for noise in noises {
+        let g = inside(flow, &datapath_mask(flow, &out.wc), noise);
+        // A megaflow matches dl_type and nw_frag exactly, so `g` is
+        // well-formed whenever `noise` is, except for the L4 fields of a
+        // later fragment, which a real packet never has.
+        if g.nw_frag & FLOW_NW_FRAG_LATER != 0 && (g.tp_src != 0 || g.tp_dst != 0) {
+            continue;
         }
+        let other = xlate(&tables, &g, &cfg);
+        prop_assert_eq!(
+            &other.actions,
+            &out.actions,
+            "flow {:?}\nmegaflow mask {:?}\nother {:?}",
+            flow,
+            out.wc,
+            g
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn flows_inside_a_megaflow_get_its_actions() {
+    // Resubmit chains recurse up to 64 deep; unoptimized builds need room.
+    let worker = std::thread::Builder::new()
+        .stack_size(64 << 20)
+        .spawn(|| {
+            let mut runner = TestRunner::new(ProptestConfig {
+                cases: 400,
+                ..ProptestConfig::default()
+            });
+            let strategy = (
+                prop::collection::vec(rule_spec(), 1..25),
+                flow_strategy(),
+                prop::collection::vec(flow_strategy(), 8),
+            );
+            runner.run(&strategy, |(specs, flow, noises)| check(&specs, &flow, &noises))
+        })
+        .unwrap();
+    if let Err(e) = worker.join().unwrap() {
+        panic!("{e}");
     }
 }

@@ -108,16 +108,26 @@ struct Subtable {
     lookup_index: Arc<OnceLock<LookupIndex>>,
 }
 
-/// A subtable's stage indices and buckets in flat hash tables. The
-/// persistent maps make updates O(log n) and snapshots O(1); a lookup in
-/// them chases several tree nodes, which costs a cache miss each once a
-/// subtable holds many rules. Lookups use this copy instead; a change to
-/// the subtable drops it.
+/// A subtable's stage indices and rules in flat arrays. The persistent
+/// maps make updates O(log n) and snapshots O(1), but a lookup in them
+/// chases several tree nodes, a cache miss each once a subtable holds many
+/// rules. Lookups use this copy instead, which answers with two or three
+/// memory accesses per stage; a change to the subtable drops it, and the
+/// next lookup rebuilds it.
 #[derive(Debug)]
 struct LookupIndex {
     stages: Vec<HashSet<u64, U64BuildHasher>>,
-    buckets: HashMap<u64, Arc<[Arc<RuleEntry>]>, U64BuildHasher>,
+    /// Full-key hash → first entry with that hash.
+    heads: HashMap<u64, u32, U64BuildHasher>,
+    /// Entries of `stride` words: the masked key (the subtable's mask
+    /// words in stage order), then `priority << 32 | next entry`.
+    arena: Vec<u64>,
+    stride: usize,
+    /// The highest-priority rule of each entry's key.
+    rules: Vec<Arc<RuleEntry>>,
 }
+
+const NO_ENTRY: u32 = u32::MAX;
 
 impl Subtable {
     fn new(mask: &Flow) -> Self {
@@ -160,19 +170,47 @@ impl Subtable {
         }
     }
 
+    /// The subtable's mask words in stage order.
+    fn key_words(&self) -> impl Iterator<Item = usize> + '_ {
+        self.stages.iter().flat_map(|s| s.iter().map(|&w| w as usize))
+    }
+
     fn lookup_index(&self) -> &LookupIndex {
-        self.lookup_index.get_or_init(|| LookupIndex {
+        self.lookup_index.get_or_init(|| self.build_lookup_index())
+    }
+
+    fn build_lookup_index(&self) -> LookupIndex {
+        let n_words = self.key_words().count();
+        let mut index = LookupIndex {
             stages: self
                 .indices
                 .iter()
                 .map(|idx| idx.keys().copied().collect())
                 .collect(),
-            buckets: self
-                .buckets
-                .iter()
-                .map(|(k, v)| (*k, v.clone()))
-                .collect(),
-        })
+            heads: HashMap::default(),
+            arena: Vec::new(),
+            stride: n_words + 1,
+            rules: Vec::new(),
+        };
+        for (hash, bucket) in self.buckets.iter() {
+            // Highest priority first, so the first rule of each key wins.
+            for rule in bucket.iter() {
+                let fw = rule.rule.matches.flow.words();
+                let key: Vec<u64> = self.key_words().map(|w| fw[w]).collect();
+                let head = index.heads.get(hash).copied().unwrap_or(NO_ENTRY);
+                if index.find(head, |k| k == key.as_slice()).is_some() {
+                    continue;
+                }
+                let entry = index.rules.len() as u32;
+                index.arena.extend_from_slice(&key);
+                index
+                    .arena
+                    .push(((rule.rule.priority as u64) << 32) | head as u64);
+                index.rules.push(rule.clone());
+                index.heads.insert(*hash, entry);
+            }
+        }
+        index
     }
 
     fn n_indices(&self) -> usize {
@@ -337,7 +375,7 @@ impl Subtable {
         wc: &mut FlowWildcards,
         ctx: &mut TrieCtx,
         tries: &[PrefixTrie; 2],
-    ) -> Option<&Arc<RuleEntry>> {
+    ) -> Option<(u16, &Arc<RuleEntry>)> {
         let n = self.n_indices();
         let index = self.lookup_index();
         let mut hash = 0;
@@ -357,9 +395,14 @@ impl Subtable {
             return None;
         }
         hash = self.hash_stage(hash, flow, n);
-        let found = index.buckets.get(&hash).and_then(|b| {
-            b.iter()
-                .find(|r| flow.equal_under(&r.rule.matches.flow, &self.mask))
+        let fw = flow.words();
+        let mw = self.mask.words();
+        let found = index.heads.get(&hash).and_then(|&head| {
+            index.find(head, |key| {
+                self.key_words()
+                    .zip(key)
+                    .all(|(w, k)| fw[w] & mw[w] == *k)
+            })
         });
         if found.is_none() && self.ports_mask_len > 0 {
             let value = ports_of(flow) & self.ports_mask;
@@ -372,6 +415,23 @@ impl Subtable {
         }
         self.fold_stages(wc, n + 1);
         found
+    }
+}
+
+impl LookupIndex {
+    /// Walks the chain from `entry` to the first entry whose key satisfies
+    /// `is_key`; returns its priority and rule.
+    fn find(&self, mut entry: u32, is_key: impl Fn(&[u64]) -> bool) -> Option<(u16, &Arc<RuleEntry>)> {
+        while entry != NO_ENTRY {
+            let base = entry as usize * self.stride;
+            let words = &self.arena[base..base + self.stride];
+            let (key, tail) = words.split_at(self.stride - 1);
+            if is_key(key) {
+                return Some(((tail[0] >> 32) as u16, &self.rules[entry as usize]));
+            }
+            entry = tail[0] as u32;
+        }
+        None
     }
 }
 
@@ -496,18 +556,18 @@ impl Classifier {
     /// bit the decision depended on (OVS's `classifier_lookup`).
     pub fn lookup(&self, flow: &Flow, wc: &mut FlowWildcards) -> Option<&Arc<RuleEntry>> {
         let mut ctx = TrieCtx::default();
-        let mut best: Option<&Arc<RuleEntry>> = None;
+        let mut best: Option<(u16, &Arc<RuleEntry>)> = None;
         for st in self.subtables.iter() {
-            if best.is_some_and(|b| st.max_priority <= b.rule.priority) {
+            if best.is_some_and(|(p, _)| st.max_priority <= p) {
                 break;
             }
-            if let Some(r) = st.find_match_wc(flow, wc, &mut ctx, &self.tries) {
-                if best.is_none_or(|b| r.rule.priority > b.rule.priority) {
-                    best = Some(r);
+            if let Some((p, r)) = st.find_match_wc(flow, wc, &mut ctx, &self.tries) {
+                if best.is_none_or(|(bp, _)| p > bp) {
+                    best = Some((p, r));
                 }
             }
         }
-        best
+        best.map(|(_, r)| r)
     }
 }
 

@@ -1,26 +1,18 @@
-//! A persistent binary prefix set over 32-bit values that answers what OVS's
+//! A persistent set of 32-bit prefixes that answers what OVS's
 //! path-compressed prefix trie answers (`trie_lookup_value` in
 //! lib/classifier.c): how many leading bits of a value must be examined to
 //! tell it apart from every stored prefix, and which stored prefix lengths
 //! the value matches.
 //!
-//! Instead of nodes, it counts, for every depth `k` and every `k`-bit
-//! string, how many stored prefixes pass through that string (`through`)
-//! and how many end there (`end`). A value's walk ends at the deepest depth
-//! whose string is on some stored path; one more bit is needed when a
-//! longer prefix continues from there (OVS reports the first mismatching
-//! bit), none when the walk ended at a leaf.
+//! Instead of nodes it keeps one ordered set of values per prefix length.
+//! Among values of one length, the longest common prefix with a probe is
+//! found next to the probe's place in the order, so a lookup is two ordered
+//! searches per length present. A walk down OVS's trie ends at the deepest
+//! bit string `d` on some stored path; it needs one more bit when a longer
+//! prefix continues from there (OVS reports the first mismatching bit), and
+//! none when it ended at a leaf.
 
 use std::hash::{BuildHasherDefault, Hasher};
-
-/// Counts of one trie position.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Counts {
-    /// Stored prefixes at least this long that start with this string.
-    through: u32,
-    /// Stored prefixes exactly this long and equal to this string.
-    end: u32,
-}
 
 /// Hasher for keys that are already well mixed 64-bit values.
 #[derive(Default)]
@@ -44,11 +36,9 @@ impl Hasher for U64Hasher {
 
 pub(crate) type U64BuildHasher = BuildHasherDefault<U64Hasher>;
 
-/// Position key: depth in the high bits, the depth's leading bits below.
-fn position(depth: u32, value: u32) -> u64 {
-    let bits = if depth == 0 { 0 } else { value >> (32 - depth) };
-    // Spread the key so that the identity hasher distributes it well.
-    (((depth as u64) << 32) | bits as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+/// Leading bits `a` and `b` share.
+fn common_bits(a: u32, b: u32) -> u32 {
+    (a ^ b).leading_zeros()
 }
 
 /// The answer of a lookup: see [`PrefixTrie::lookup`].
@@ -56,13 +46,18 @@ fn position(depth: u32, value: u32) -> u64 {
 pub struct TrieMatch {
     /// Leading bits that must be un-wildcarded to tell the value apart.
     pub maskbits: u32,
-    value: u32,
+    /// Bit `L - 1` set when a stored prefix of length `L` matches.
+    plens: u32,
 }
 
-/// A persistent set of (value, prefix length) pairs with multiplicity.
+/// A persistent multiset of (value, prefix length) pairs.
 #[derive(Clone, Debug, Default)]
 pub struct PrefixTrie {
-    counts: im::HashMap<u64, Counts, U64BuildHasher>,
+    /// Index `L - 1`: the stored `L`-bit prefixes (value with the other
+    /// bits zero) and how many times each is stored.
+    by_len: [im::OrdMap<u32, u32>; 32],
+    /// Bit `L - 1` set when some prefix of length `L` is stored.
+    lens: u32,
 }
 
 impl PrefixTrie {
@@ -71,75 +66,72 @@ impl PrefixTrie {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.counts.is_empty()
+        self.lens == 0
     }
 
-    /// Adds the prefix of `plen` leading bits of `value`.
+    /// Adds the prefix of `plen` (1..=32) leading bits of `value`.
     pub fn insert(&mut self, value: u32, plen: u32) {
-        for depth in 0..=plen {
-            let e = self.counts.entry(position(depth, value)).or_default();
-            e.through += 1;
-            if depth == plen {
-                e.end += 1;
-            }
-        }
+        let l = plen as usize - 1;
+        *self.by_len[l].entry(value & prefix_mask32(plen)).or_default() += 1;
+        self.lens |= 1 << l;
     }
 
     /// Removes one copy of the prefix of `plen` leading bits of `value`.
     pub fn remove(&mut self, value: u32, plen: u32) {
-        for depth in 0..=plen {
-            let key = position(depth, value);
-            let Some(c) = self.counts.get_mut(&key) else {
-                continue;
-            };
-            c.through = c.through.saturating_sub(1);
-            if depth == plen {
-                c.end = c.end.saturating_sub(1);
+        let l = plen as usize - 1;
+        let key = value & prefix_mask32(plen);
+        let set = &mut self.by_len[l];
+        if let Some(c) = set.get_mut(&key) {
+            *c -= 1;
+            if *c == 0 {
+                set.remove(&key);
             }
-            if c.through == 0 {
-                self.counts.remove(&key);
-            }
+        }
+        if set.is_empty() {
+            self.lens &= !(1 << l);
         }
     }
 
-    fn counts_at(&self, depth: u32, value: u32) -> Option<Counts> {
-        self.counts.get(&position(depth, value)).copied()
-    }
-
-    /// Looks `value` up; `n_bits` is the field width (32 for IPv4
-    /// addresses and for the transport ports word).
+    /// Looks `value` up.
     pub fn lookup(&self, value: u32) -> TrieMatch {
-        let Some(root) = self.counts_at(0, value) else {
-            return TrieMatch { maskbits: 0, value };
-        };
-        // The deepest depth still on a stored path; depths on the path are
-        // contiguous from 0, so a binary search finds it.
-        let (mut on_path, mut off_path) = (0u32, 33u32);
-        let mut deepest = root;
-        while off_path - on_path > 1 {
-            let mid = (on_path + off_path) / 2;
-            match self.counts_at(mid, value) {
-                Some(c) => {
-                    on_path = mid;
-                    deepest = c;
-                }
-                None => off_path = mid,
-            }
+        // (length, longest common prefix with a stored prefix of it).
+        let mut best_per_len = [(0u32, 0u32); 32];
+        let mut n = 0;
+        let mut lens = self.lens;
+        while lens != 0 {
+            let l = lens.trailing_zeros();
+            lens &= lens - 1;
+            let len = l + 1;
+            let set = &self.by_len[l as usize];
+            let probe = value & prefix_mask32(len);
+            let below = set.get_prev(&probe).map(|(k, _)| common_bits(*k, value));
+            let above = set.get_next(&probe).map(|(k, _)| common_bits(*k, value));
+            let lcp = below.unwrap_or(0).max(above.unwrap_or(0)).min(len);
+            best_per_len[n] = (len, lcp);
+            n += 1;
         }
-        let maskbits = if on_path == 32 {
-            32
-        } else if deepest.through > deepest.end {
-            on_path + 1
-        } else {
-            on_path
+        let found = &best_per_len[..n];
+        let plens = found
+            .iter()
+            .filter(|(len, lcp)| lcp == len)
+            .fold(0, |acc, (len, _)| acc | 1 << (len - 1));
+        let Some(deepest) = found.iter().map(|(_, lcp)| *lcp).max() else {
+            return TrieMatch { maskbits: 0, plens };
         };
-        TrieMatch { maskbits, value }
+        let maskbits = if deepest == 32 {
+            32
+        } else if found.iter().any(|(len, lcp)| *len > deepest && *lcp >= deepest) {
+            deepest + 1
+        } else {
+            deepest
+        };
+        TrieMatch { maskbits, plens }
     }
 
     /// True if some stored prefix of exactly `plen` bits matches the value
     /// looked up (OVS's `plens` bit `plen - 1`).
     pub fn has_prefix_len(&self, m: &TrieMatch, plen: u32) -> bool {
-        self.counts_at(plen, m.value).is_some_and(|c| c.end > 0)
+        (1..=32).contains(&plen) && m.plens & (1 << (plen - 1)) != 0
     }
 }
 
