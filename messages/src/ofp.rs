@@ -59,6 +59,11 @@ pub enum OfAction {
     /// `set_field`, `load` and the `mod_*` actions: write `value` into the
     /// bits of `field` selected by `mask`.
     SetField { field: Field, value: u128, mask: u128 },
+    /// `load` (Nicira's REG_LOAD): the same effect as `SetField`. It is a
+    /// separate variant only because OVS keeps this form in OpenFlow 1.3
+    /// (for `load:` and for masked `set_field`) and prints it back as
+    /// `load:`.
+    Load { field: Field, value: u128, mask: u128 },
     PushVlan { tpid: u16 },
     PopVlan,
     DecTtl,
