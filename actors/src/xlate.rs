@@ -209,7 +209,7 @@ impl Ctx<'_> {
             OfAction::PopVlan => 0,
             OfAction::PushVlan { .. } => 1,
             OfAction::DecTtl => 2,
-            OfAction::SetField { .. } => 3,
+            OfAction::SetField { .. } | OfAction::Load { .. } => 3,
             OfAction::Resubmit { .. } => 4,
             OfAction::Output { .. } | OfAction::Controller { .. } => 5,
         });
@@ -225,7 +225,8 @@ impl Ctx<'_> {
             match a {
                 OfAction::Output { port, .. } => self.output(*port),
                 OfAction::Controller { max_len } => self.controller(*max_len),
-                OfAction::SetField { field, value, mask } => {
+                OfAction::SetField { field, value, mask }
+                | OfAction::Load { field, value, mask } => {
                     self.set_field(*field, *value, *mask);
                 }
                 OfAction::PushVlan { tpid } => self.push_vlan(*tpid),

@@ -90,17 +90,16 @@ pub struct Flow {
     pub nw_ttl: u8,
     /// IP protocol, or the low 8 bits of the ARP opcode.
     pub nw_proto: u8,
+
+    // ---- L4 (stage 4) ----
     pub nd_target: [u8; 16],
     /// ARP SHA, or ND source link-layer address.
     pub arp_sha: [u8; 6],
     /// ARP THA, or ND target link-layer address.
     pub arp_tha: [u8; 6],
-    /// TCP flags (12 bits). Kept with L3, as in OVS, so that matching on
-    /// it does not force an L4 stage.
+    /// TCP flags (12 bits).
     pub tcp_flags: u16,
-    pub pad_l3: u16,
-
-    // ---- L4 (stage 4) ----
+    pub pad_l4: u16,
     /// TCP/UDP/SCTP source port, or ICMP type.
     pub tp_src: u16,
     /// TCP/UDP/SCTP destination port, or ICMP code.
@@ -120,12 +119,12 @@ const _: () = assert!(std::mem::align_of::<Flow>() == 8);
 pub const FLOW_SEGMENT_ENDS: [usize; 3] = [
     std::mem::offset_of!(Flow, dl_dst) / 8,
     std::mem::offset_of!(Flow, nw_src) / 8,
-    std::mem::offset_of!(Flow, tp_src) / 8,
+    std::mem::offset_of!(Flow, nd_target) / 8,
 ];
 
 const _: () = assert!(std::mem::offset_of!(Flow, dl_dst) % 8 == 0);
 const _: () = assert!(std::mem::offset_of!(Flow, nw_src) % 8 == 0);
-const _: () = assert!(std::mem::offset_of!(Flow, tp_src) % 8 == 0);
+const _: () = assert!(std::mem::offset_of!(Flow, nd_target) % 8 == 0);
 
 impl Flow {
     /// The flow as 64-bit words, for hashing and masking.

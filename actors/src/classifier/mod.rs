@@ -70,6 +70,9 @@ impl TrieField {
     }
 }
 
+/// The word holding `tp_src` and `tp_dst`.
+const PORTS_WORD: usize = offset_of!(Flow, tp_src) / 8;
+
 /// Both transport ports as one 32-bit value, source in the high half.
 fn ports_of(f: &Flow) -> u32 {
     ((f.tp_src as u32) << 16) | f.tp_dst as u32
@@ -409,6 +412,12 @@ impl Subtable {
             let bits = self.ports_trie.lookup(value).maskbits;
             let need = self.ports_mask & prefix_mask32(bits);
             self.fold_stages(wc, n);
+            // The final stage's fields before the ports were examined too.
+            let mw = self.mask.words();
+            let ww = wc.words_mut();
+            for &w in self.stages[n].iter().filter(|&&w| (w as usize) < PORTS_WORD) {
+                ww[w as usize] |= mw[w as usize];
+            }
             wc.tp_src |= (need >> 16) as u16;
             wc.tp_dst |= need as u16;
             return None;

@@ -15,9 +15,9 @@ pub fn format_megaflow(flow: &Flow, wc: &FlowWildcards) -> String {
     let mut s = String::new();
     let put_u32 = |s: &mut String, name: &str, v: u32, m: u32| {
         if m != 0 {
-            let _ = write!(s, "{name}={v:#x}");
+            let _ = write!(s, "{name}={}", c_hex(v as u64));
             if m != u32::MAX {
-                let _ = write!(s, "/{m:#x}");
+                let _ = write!(s, "/{}", c_hex(m as u64));
             }
             s.push(',');
         }
@@ -26,12 +26,12 @@ pub fn format_megaflow(flow: &Flow, wc: &FlowWildcards) -> String {
     put_u32(&mut s, "recirc_id", f.recirc_id, w.recirc_id);
     put_u32(&mut s, "dp_hash", f.dp_hash, w.dp_hash);
     if w.skb_priority != 0 {
-        let _ = write!(s, "skb_priority={:#x},", f.skb_priority);
+        let _ = write!(s, "skb_priority={},", c_hex(f.skb_priority as u64));
     }
     if w.ct_zone != 0 {
-        let _ = write!(s, "ct_zone={:#x}", f.ct_zone);
+        let _ = write!(s, "ct_zone={}", c_hex(f.ct_zone as u64));
         if w.ct_zone != u16::MAX {
-            let _ = write!(s, "/{:#x}", w.ct_zone);
+            let _ = write!(s, "/{}", c_hex(w.ct_zone as u64));
         }
         s.push(',');
     }
@@ -82,16 +82,16 @@ pub fn format_megaflow(flow: &Flow, wc: &FlowWildcards) -> String {
         put_u32(&mut s, &format!("reg{i}"), *v, *m);
     }
     if w.tun_id != 0 {
-        let _ = write!(s, "tun_id={:#x}", f.tun_id);
+        let _ = write!(s, "tun_id={}", c_hex(f.tun_id));
         if w.tun_id != u64::MAX {
-            let _ = write!(s, "/{:#x}", w.tun_id);
+            let _ = write!(s, "/{}", c_hex(w.tun_id));
         }
         s.push(',');
     }
     if w.metadata != 0 {
-        let _ = write!(s, "metadata={:#x}", f.metadata);
+        let _ = write!(s, "metadata={}", c_hex(f.metadata));
         if w.metadata != u64::MAX {
-            let _ = write!(s, "/{:#x}", w.metadata);
+            let _ = write!(s, "/{}", c_hex(w.metadata));
         }
         s.push(',');
     }
@@ -254,6 +254,15 @@ pub fn format_megaflow(flow: &Flow, wc: &FlowWildcards) -> String {
         s.pop();
     }
     s
+}
+
+/// A number as C's `%#x` prints it: `0` for zero, `0x..` otherwise.
+pub fn c_hex(v: u64) -> String {
+    if v == 0 {
+        "0".into()
+    } else {
+        format!("{v:#x}")
+    }
 }
 
 /// An OpenFlow port number as OVS prints it (`LOCAL`, `CONTROLLER`, ...).
