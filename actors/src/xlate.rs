@@ -233,6 +233,9 @@ impl Ctx<'_> {
                 OfAction::PopVlan => self.pop_vlan(),
                 OfAction::DecTtl => {
                     self.wc.nw_ttl = 0xff;
+                    if self.flow.is_ip_any() {
+                        self.wc.nw_proto = 0xff;
+                    }
                     if !self.dec_ttl() {
                         return false;
                     }
@@ -334,6 +337,14 @@ impl Ctx<'_> {
     fn set_field(&mut self, field: Field, value: u128, mask: u128) {
         if !self.prereqs_ok(field.prereq()) {
             return;
+        }
+        // Rewriting an address changes the L4 checksum's pseudo-header: the
+        // datapath must know the L4 protocol, as OVS makes it match it.
+        if matches!(
+            field,
+            Field::Ipv4Src | Field::Ipv4Dst | Field::Ipv6Src | Field::Ipv6Dst
+        ) {
+            self.wc.nw_proto = 0xff;
         }
         field.set_masked(&mut self.wc, mask, mask);
         field.set_masked(&mut self.flow, value, mask);

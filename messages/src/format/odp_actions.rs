@@ -84,7 +84,7 @@ fn ip4(v: u32) -> String {
 pub fn format_set_header(h: &SetHeader) -> String {
     let mut s = String::new();
     let dec8 = |v: u8| v.to_string();
-    let hex8 = |v: u8| format!("{v:#04x}");
+    let hex8 = |v: u8| if v == 0 { "0".to_string() } else { format!("{v:#x}") };
     let dec16 = |v: u16| v.to_string();
     let name = match h {
         SetHeader::Ethernet { key, mask } => {
