@@ -2,3 +2,4 @@
 
 pub mod megaflow;
 pub mod odp_actions;
+pub mod odp_flow;
