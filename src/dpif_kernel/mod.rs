@@ -30,7 +30,7 @@ use messages::netlink::{
     megaflow_to_attrs, DpAttr, DpMessage, FlowAttr, FlowMessage, PacketAttr, PacketMessage,
     VportAttr, VportMessage,
 };
-use netlink_packet_core::{NLM_F_CREATE, NLM_F_DUMP};
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_DUMP, NLM_F_ECHO};
 
 use socket::{parse_reply, request, Answer, NlSocket, Request, TxCounters};
 
@@ -227,7 +227,9 @@ impl KernelDpif {
                 DpAttr::UpcallPid(self.handler_pids[0]),
                 DpAttr::UserFeatures(Self::base_features()),
             ],
-            0,
+            // The kernel answers a NEW with a notification, which reaches
+            // the requester only when echo is asked for.
+            NLM_F_ECHO,
         );
         let replies = match self.transact_one(new)? {
             Ok(r) => r,
@@ -618,7 +620,11 @@ impl Dpif for KernelDpif {
         if let Some(n) = spec.number {
             attrs.push(VportAttr::PortNo(n));
         }
-        let req = request(self.families.vport, VportMessage::new(CMD_NEW, self.dp_ifindex, attrs), 0);
+        let req = request(
+            self.families.vport,
+            VportMessage::new(CMD_NEW, self.dp_ifindex, attrs),
+            NLM_F_ECHO,
+        );
         let replies = self
             .transact_one(req)?
             .map_err(|e| refused(&format!("adding port {}", spec.name), e))?;
