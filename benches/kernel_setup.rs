@@ -28,7 +28,10 @@ const N_PUT: u32 = 20_000;
 const N_UPCALL: u32 = 2_000;
 
 fn ip(args: &[&str]) {
-    let ok = Command::new("/sbin/ip").args(args).status().map(|s| s.success());
+    let ok = Command::new("/sbin/ip")
+        .args(args)
+        .status()
+        .map(|s| s.success());
     assert_eq!(ok.ok(), Some(true), "ip {args:?}");
 }
 
@@ -45,7 +48,24 @@ fn mask() -> Flow {
 
 fn frame(dst_ip: u32) -> Vec<u8> {
     let mut f = vec![2, 0, 0, 0, 0, 0xb, 2, 0, 0, 0, 0, 0xa, 0x08, 0x00];
-    let mut iph = vec![0x45, 0, 0, 28, 0, 1, 0x40, 0, 64, IPPROTO_UDP, 0, 0, 10, 0, 0, 1];
+    let mut iph = vec![
+        0x45,
+        0,
+        0,
+        28,
+        0,
+        1,
+        0x40,
+        0,
+        64,
+        IPPROTO_UDP,
+        0,
+        0,
+        10,
+        0,
+        0,
+        1,
+    ];
     iph.extend_from_slice(&dst_ip.to_be_bytes());
     let mut sum: u32 = iph
         .chunks(2)
@@ -103,7 +123,11 @@ fn bench_put(dpif: &KernelDpif, port: u32, batch: usize) {
             reset_stats: false,
         });
         if ops.len() == batch {
-            failed += dpif.operate(std::mem::take(&mut ops)).iter().filter(|r| r.is_err()).count();
+            failed += dpif
+                .operate(std::mem::take(&mut ops))
+                .iter()
+                .filter(|r| r.is_err())
+                .count();
         }
     }
     failed += dpif.operate(ops).iter().filter(|r| r.is_err()).count();
@@ -138,7 +162,8 @@ fn bench_upcall(dpif: &KernelDpif, port: u32, tx_fd: i32, batch: usize) {
         }
         ups.clear();
         for h in 0..dpif.handler_pids().len() {
-            dpif.recv_upcalls(h, 64, Duration::from_millis(1), &mut ups).expect("recv");
+            dpif.recv_upcalls(h, 64, Duration::from_millis(1), &mut ups)
+                .expect("recv");
         }
         if ups.is_empty() {
             if idle_since.elapsed() > Duration::from_secs(2) {
@@ -199,7 +224,9 @@ fn main() {
     for conf in ["all", "default"] {
         let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{conf}/disable_ipv6"), "1");
     }
-    ip(&["link", "add", "kbench", "type", "veth", "peer", "name", "kbench_p"]);
+    ip(&[
+        "link", "add", "kbench", "type", "veth", "peer", "name", "kbench_p",
+    ]);
     ip(&["link", "set", "kbench", "up"]);
     ip(&["link", "set", "kbench_p", "up"]);
     let dpif = KernelDpif::open(&KernelDpifConfig {
@@ -216,7 +243,11 @@ fn main() {
         })
         .expect("add port");
     let tx_fd = packet_socket("kbench_p");
-    println!("BENCH dispatch={:?} handlers={}", dpif.dispatch(), dpif.handler_pids().len());
+    println!(
+        "BENCH dispatch={:?} handlers={}",
+        dpif.dispatch(),
+        dpif.handler_pids().len()
+    );
     for batch in [1, 8, 64] {
         bench_put(&dpif, port, batch);
     }

@@ -75,8 +75,13 @@ impl Veth {
             let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{conf}/disable_ipv6"), "1");
         }
         let peer = format!("{name}_p");
-        let _ = Command::new("/sbin/ip").args(["link", "del", name]).output();
-        run("/sbin/ip", &["link", "add", name, "type", "veth", "peer", "name", &peer]);
+        let _ = Command::new("/sbin/ip")
+            .args(["link", "del", name])
+            .output();
+        run(
+            "/sbin/ip",
+            &["link", "add", name, "type", "veth", "peer", "name", &peer],
+        );
         run("/sbin/ip", &["link", "set", name, "up"]);
         run("/sbin/ip", &["link", "set", &peer, "up"]);
         Veth { name: name.into() }
@@ -89,7 +94,9 @@ impl Veth {
 
 impl Drop for Veth {
     fn drop(&mut self) {
-        let _ = Command::new("/sbin/ip").args(["link", "del", &self.name]).output();
+        let _ = Command::new("/sbin/ip")
+            .args(["link", "del", &self.name])
+            .output();
     }
 }
 
@@ -105,7 +112,11 @@ impl PacketSocket {
         assert!(ifindex != 0, "no interface {ifname}");
         let proto = (libc::ETH_P_ALL as u16).to_be();
         let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, proto as i32) };
-        assert!(fd >= 0, "AF_PACKET socket: {}", std::io::Error::last_os_error());
+        assert!(
+            fd >= 0,
+            "AF_PACKET socket: {}",
+            std::io::Error::last_os_error()
+        );
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;
         sll.sll_protocol = proto;
@@ -123,7 +134,12 @@ impl PacketSocket {
 
     fn send(&self, frame: &[u8]) {
         let r = unsafe { libc::send(self.fd, frame.as_ptr() as *const _, frame.len(), 0) };
-        assert_eq!(r as usize, frame.len(), "send: {}", std::io::Error::last_os_error());
+        assert_eq!(
+            r as usize,
+            frame.len(),
+            "send: {}",
+            std::io::Error::last_os_error()
+        );
     }
 
     /// Frames received within `timeout` that satisfy `want`.
@@ -140,7 +156,14 @@ impl PacketSocket {
             if unsafe { libc::poll(&mut pfd, 1, left.as_millis() as i32) } <= 0 {
                 break;
             }
-            let n = unsafe { libc::recv(self.fd, buf.as_mut_ptr() as *mut _, buf.len(), libc::MSG_DONTWAIT) };
+            let n = unsafe {
+                libc::recv(
+                    self.fd,
+                    buf.as_mut_ptr() as *mut _,
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
             if n > 0 && want(&buf[..n as usize]) {
                 got.push(buf[..n as usize].to_vec());
             }
@@ -167,7 +190,14 @@ fn checksum(b: &[u8]) -> u16 {
 }
 
 /// An Ethernet/IPv4/UDP frame.
-fn udp_frame(src: [u8; 6], dst: [u8; 6], ip_src: u32, ip_dst: u32, sport: u16, dport: u16) -> Vec<u8> {
+fn udp_frame(
+    src: [u8; 6],
+    dst: [u8; 6],
+    ip_src: u32,
+    ip_dst: u32,
+    sport: u16,
+    dport: u16,
+) -> Vec<u8> {
     let payload = b"upcalld kernel test";
     let mut f = Vec::new();
     f.extend_from_slice(&dst);
@@ -225,10 +255,13 @@ fn upcalls(dpif: &KernelDpif, timeout: Duration) -> Vec<Upcall> {
 }
 
 fn dpctl_flows(dp: &str) -> Vec<String> {
-    run("ovs-dpctl", &["--no-names", "dump-flows", &format!("system@{dp}")])
-        .lines()
-        .map(str::to_string)
-        .collect()
+    run(
+        "ovs-dpctl",
+        &["--no-names", "dump-flows", &format!("system@{dp}")],
+    )
+    .lines()
+    .map(str::to_string)
+    .collect()
 }
 
 #[test]
@@ -239,7 +272,11 @@ fn miss_upcall_then_megaflow_forwards_without_upcalls() {
     let a = Veth::new("kda");
     let b = Veth::new("kdb");
     let dpif = open("kdt1");
-    assert_eq!(dpif.dispatch(), Dispatch::PerCpu, "kernel 6.1 supports per-CPU dispatch");
+    assert_eq!(
+        dpif.dispatch(),
+        Dispatch::PerCpu,
+        "kernel 6.1 supports per-CPU dispatch"
+    );
     let pa = dpif
         .port_add(&PortSpec {
             name: a.name.clone(),
@@ -255,7 +292,10 @@ fn miss_upcall_then_megaflow_forwards_without_upcalls() {
         })
         .expect("add port b");
     let names: Vec<String> = dpif.ports().into_iter().map(|p| p.name).collect();
-    assert!(names.contains(&a.name) && names.contains(&b.name), "{names:?}");
+    assert!(
+        names.contains(&a.name) && names.contains(&b.name),
+        "{names:?}"
+    );
 
     let tx = PacketSocket::bind(&a.peer());
     let rx = PacketSocket::bind(&b.peer());
@@ -311,16 +351,26 @@ fn miss_upcall_then_megaflow_forwards_without_upcalls() {
     // ovs-dpctl shows the megaflow as our printer predicts.
     let lines = dpctl_flows("kdt1");
     assert_eq!(lines.len(), 1, "{lines:?}");
-    let expected = format!("{}, packets:0, bytes:0, used:never, actions:{pb}", format_odp_flow(&up.key, &mask));
+    let expected = format!(
+        "{}, packets:0, bytes:0, used:never, actions:{pb}",
+        format_odp_flow(&up.key, &mask)
+    );
     assert_eq!(lines[0], expected);
 
     // The same flow again, another source port: handled in the kernel.
     let frame2 = udp_frame(MAC_A, MAC_B, 0x0a00_0001, 0x0a00_0002, 6000, 53);
     tx.send(&frame2);
     let forwarded = rx.recv_matching(Duration::from_secs(2), |f| f == frame2.as_slice());
-    assert_eq!(forwarded.len(), 1, "the second packet is forwarded by the megaflow");
+    assert_eq!(
+        forwarded.len(),
+        1,
+        "the second packet is forwarded by the megaflow"
+    );
     let ups = upcalls(&dpif, Duration::from_millis(500));
-    assert!(ups.iter().all(|u| u.packet != frame2), "no upcall for a packet the megaflow matches");
+    assert!(
+        ups.iter().all(|u| u.packet != frame2),
+        "no upcall for a packet the megaflow matches"
+    );
 
     let flows = dpif.flow_dump().expect("dump");
     assert_eq!(flows.len(), 1);
@@ -432,7 +482,11 @@ fn a_batch_goes_in_one_sendmsg_and_each_answer_reaches_its_op() {
     let before = dpif.counters();
     let results = dpif.operate(ops);
     let after = dpif.counters();
-    assert_eq!(after.sendmsg_calls - before.sendmsg_calls, 1, "66 ops in one sendmsg");
+    assert_eq!(
+        after.sendmsg_calls - before.sendmsg_calls,
+        1,
+        "66 ops in one sendmsg"
+    );
     assert_eq!(after.ops - before.ops, 66);
     for (i, r) in results.iter().enumerate() {
         match i {

@@ -94,15 +94,14 @@ fn io_err(e: io::Error) -> DpifError {
 }
 
 fn refused(what: &str, errno: i32) -> DpifError {
-    DpifError::Refused(format!(
-        "{what}: {}",
-        io::Error::from_raw_os_error(errno)
-    ))
+    DpifError::Refused(format!("{what}: {}", io::Error::from_raw_os_error(errno)))
 }
 
 /// True if this kernel has the openvswitch module's `ovs_datapath` family.
 pub fn kernel_has_ovs() -> io::Result<bool> {
-    Ok(NlSocket::new()?.resolve_family(OVS_DATAPATH_FAMILY)?.is_some())
+    Ok(NlSocket::new()?
+        .resolve_family(OVS_DATAPATH_FAMILY)?
+        .is_some())
 }
 
 /// A stable 128-bit identifier for a flow key: FNV-1a over its netlink
@@ -251,7 +250,9 @@ impl KernelDpif {
     fn negotiate_dispatch(&self, per_cpu: bool) -> Result<Dispatch, DpifError> {
         if per_cpu {
             let n = self.handler_pids.len();
-            let pids: Vec<u32> = (0..n_cpus()).map(|cpu| self.handler_pids[cpu % n]).collect();
+            let pids: Vec<u32> = (0..n_cpus())
+                .map(|cpu| self.handler_pids[cpu % n])
+                .collect();
             let set = self.dp_request(
                 CMD_SET,
                 vec![
@@ -261,7 +262,9 @@ impl KernelDpif {
                 ],
                 0,
             );
-            if self.transact_one(set)?.is_ok() && self.dp_features()? & OVS_DP_F_DISPATCH_UPCALL_PER_CPU != 0 {
+            if self.transact_one(set)?.is_ok()
+                && self.dp_features()? & OVS_DP_F_DISPATCH_UPCALL_PER_CPU != 0
+            {
                 return Ok(Dispatch::PerCpu);
             }
         }
@@ -319,7 +322,10 @@ impl KernelDpif {
             VportMessage::new(
                 CMD_SET,
                 self.dp_ifindex,
-                vec![VportAttr::PortNo(port), VportAttr::UpcallPids(self.vport_pids())],
+                vec![
+                    VportAttr::PortNo(port),
+                    VportAttr::UpcallPids(self.vport_pids()),
+                ],
             ),
             0,
         );
@@ -337,7 +343,9 @@ impl KernelDpif {
     }
 
     fn flow_request(&self, op: &DpifOp) -> Request {
-        let omit = FlowAttr::UfidFlags(OVS_UFID_F_OMIT_KEY | OVS_UFID_F_OMIT_MASK | OVS_UFID_F_OMIT_ACTIONS);
+        let omit = FlowAttr::UfidFlags(
+            OVS_UFID_F_OMIT_KEY | OVS_UFID_F_OMIT_MASK | OVS_UFID_F_OMIT_ACTIONS,
+        );
         match op {
             DpifOp::FlowPut {
                 ufid,
@@ -363,7 +371,11 @@ impl KernelDpif {
                 if *reset_stats && cmd == CMD_SET {
                     attrs.push(FlowAttr::Clear);
                 }
-                request(self.families.flow, FlowMessage::new(cmd, self.dp_ifindex, attrs), flags)
+                request(
+                    self.families.flow,
+                    FlowMessage::new(cmd, self.dp_ifindex, attrs),
+                    flags,
+                )
             }
             DpifOp::FlowDel { ufid } => request(
                 self.families.flow,
@@ -392,7 +404,11 @@ impl KernelDpif {
 
     /// Deletes every flow of the datapath.
     pub fn flow_flush(&self) -> Result<(), DpifError> {
-        let req = request(self.families.flow, FlowMessage::new(CMD_DEL, self.dp_ifindex, vec![]), 0);
+        let req = request(
+            self.families.flow,
+            FlowMessage::new(CMD_DEL, self.dp_ifindex, vec![]),
+            0,
+        );
         self.transact_one(req)?
             .map(|_| ())
             .map_err(|e| refused("OVS_FLOW_CMD_DEL", e))
@@ -422,7 +438,8 @@ impl KernelDpif {
         let key_attrs = key.ok_or("flow without key")?;
         let key = key_from_attrs(&key_attrs).map_err(|e| e.to_string())?;
         let mask = mask_from_attrs(&key, mask.as_deref()).map_err(|e| e.to_string())?;
-        let actions = actions_from_attrs(&actions.unwrap_or_default()).map_err(|e| e.to_string())?;
+        let actions =
+            actions_from_attrs(&actions.unwrap_or_default()).map_err(|e| e.to_string())?;
         Ok(DpFlow {
             ufid: ufid.unwrap_or_else(|| ufid_for_key(&key)),
             key,
@@ -558,7 +575,11 @@ impl Dpif for KernelDpif {
     }
 
     fn flow_dump(&self) -> Result<Vec<DpFlow>, DpifError> {
-        let req = request(self.families.flow, FlowMessage::new(CMD_GET, self.dp_ifindex, vec![]), NLM_F_DUMP);
+        let req = request(
+            self.families.flow,
+            FlowMessage::new(CMD_GET, self.dp_ifindex, vec![]),
+            NLM_F_DUMP,
+        );
         let replies = self
             .transact_one(req)?
             .map_err(|e| refused("OVS_FLOW_CMD_GET dump", e))?;
@@ -578,7 +599,10 @@ impl Dpif for KernelDpif {
         // A flow upcalld cannot represent cannot be revalidated: remove it
         // so that its packets come up and get a flow upcalld understands.
         if !undecodable.is_empty() {
-            let ops = undecodable.into_iter().map(|ufid| DpifOp::FlowDel { ufid }).collect();
+            let ops = undecodable
+                .into_iter()
+                .map(|ufid| DpifOp::FlowDel { ufid })
+                .collect();
             let _ = self.operate(ops);
         }
         Ok(flows)

@@ -12,8 +12,8 @@ use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP,
-    NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLMSG_DONE, NLMSG_ERROR, NLM_F_ACK, NLM_F_DUMP,
+    NLM_F_REQUEST,
 };
 use netlink_packet_generic::ctrl::nlas::GenlCtrlAttrs;
 use netlink_packet_generic::ctrl::{GenlCtrl, GenlCtrlCmd};
@@ -67,7 +67,7 @@ pub fn request<A: OvsAttr>(family_id: u16, msg: OvsMessage<A>, flags: u16) -> Re
 }
 
 impl Request {
-    pub fn len(&self) -> usize {
+    fn size(&self) -> usize {
         self.bytes.len()
     }
 }
@@ -99,16 +99,20 @@ impl NlSocket {
 
     /// Sends `reqs`, as few `sendmsg` calls as the size limit allows, and
     /// returns one answer per request, in order.
-    pub fn transact(&mut self, reqs: Vec<Request>, counters: &TxCounters) -> io::Result<Vec<Answer>> {
+    pub fn transact(
+        &mut self,
+        reqs: Vec<Request>,
+        counters: &TxCounters,
+    ) -> io::Result<Vec<Answer>> {
         let mut answers = Vec::with_capacity(reqs.len());
         let mut batch: Vec<Request> = Vec::new();
         let mut bytes = 0;
         for r in reqs {
-            if !batch.is_empty() && (bytes + r.len() > MAX_BATCH_BYTES || r.dump || batch[0].dump) {
+            if !batch.is_empty() && (bytes + r.size() > MAX_BATCH_BYTES || r.dump || batch[0].dump) {
                 answers.extend(self.send_batch(std::mem::take(&mut batch), counters)?);
                 bytes = 0;
             }
-            bytes += r.len();
+            bytes += r.size();
             batch.push(r);
         }
         if !batch.is_empty() {
@@ -117,9 +121,13 @@ impl NlSocket {
         Ok(answers)
     }
 
-    fn send_batch(&mut self, batch: Vec<Request>, counters: &TxCounters) -> io::Result<Vec<Answer>> {
+    fn send_batch(
+        &mut self,
+        batch: Vec<Request>,
+        counters: &TxCounters,
+    ) -> io::Result<Vec<Answer>> {
         let first_seq = self.seq;
-        let mut out = Vec::with_capacity(batch.iter().map(Request::len).sum());
+        let mut out = Vec::with_capacity(batch.iter().map(Request::size).sum());
         for (i, r) in batch.iter().enumerate() {
             let mut b = r.bytes.clone();
             b[8..12].copy_from_slice(&(first_seq.wrapping_add(i as u32)).to_ne_bytes());
@@ -128,7 +136,9 @@ impl NlSocket {
         self.seq = first_seq.wrapping_add(batch.len() as u32);
         self.socket.send(&out, 0)?;
         counters.sendmsg_calls.fetch_add(1, Ordering::Relaxed);
-        counters.ops.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        counters
+            .ops
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
 
         let mut answers: Vec<Option<Answer>> = vec![None; batch.len()];
         let mut replies: Vec<Vec<Vec<u8>>> = vec![Vec::new(); batch.len()];
@@ -139,11 +149,16 @@ impl NlSocket {
             let data = &self.buf[..n.min(self.buf.len())];
             let mut off = 0;
             while off + 16 <= data.len() {
-                let len = u32::from_ne_bytes([data[off], data[off + 1], data[off + 2], data[off + 3]]) as usize;
+                let len =
+                    u32::from_ne_bytes([data[off], data[off + 1], data[off + 2], data[off + 3]])
+                        as usize;
                 if len < 16 || off + len > data.len() {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
-                        format!("netlink reply with bad length {len} at offset {off} of {}", data.len()),
+                        format!(
+                            "netlink reply with bad length {len} at offset {off} of {}",
+                            data.len()
+                        ),
                     ));
                 }
                 let msg = &data[off..off + len];
@@ -158,7 +173,10 @@ impl NlSocket {
                 match kind {
                     NLMSG_ERROR => {
                         if msg.len() < 20 {
-                            return Err(io::Error::new(io::ErrorKind::InvalidData, "short NLMSG_ERROR"));
+                            return Err(io::Error::new(
+                                io::ErrorKind::InvalidData,
+                                "short NLMSG_ERROR",
+                            ));
                         }
                         let code = i32::from_ne_bytes([msg[16], msg[17], msg[18], msg[19]]);
                         answers[idx] = Some(if code == 0 {
@@ -190,7 +208,10 @@ impl NlSocket {
                 }
             }
         }
-        Ok(answers.into_iter().map(|a| a.unwrap_or(Err(libc::EPROTO))).collect())
+        Ok(answers
+            .into_iter()
+            .map(|a| a.unwrap_or(Err(libc::EPROTO)))
+            .collect())
     }
 
     /// The id of generic netlink family `name`, or None if the kernel has
@@ -207,7 +228,8 @@ impl NlSocket {
         nl.finalize();
         let mut bytes = vec![0u8; nl.buffer_len()];
         nl.serialize(&mut bytes);
-        let answers = self.transact(vec![Request { bytes, dump: false }], &TxCounters::default())?;
+        let answers =
+            self.transact(vec![Request { bytes, dump: false }], &TxCounters::default())?;
         let replies = match answers.into_iter().next() {
             Some(Ok(r)) => r,
             Some(Err(libc::ENOENT)) => return Ok(None),
@@ -225,7 +247,9 @@ impl NlSocket {
                 }
             }
         }
-        Err(io::Error::other(format!("no family id in the reply for {name}")))
+        Err(io::Error::other(format!(
+            "no family id in the reply for {name}"
+        )))
     }
 }
 
