@@ -5,9 +5,13 @@
 # Inside the VM OVS_KERNEL_REQUIRED=1, so a missing module fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-KVM=${KERNEL_VM_DIR:-../shared/tools/kernel-vm}
-if [[ ! -x $KVM/cargo-test-in-vm.sh ]]; then
-  echo "kernel-vm: $KVM/cargo-test-in-vm.sh not found" >&2
+# shared/ sits beside the checkout (CI) or a level higher (worktrees).
+KVM=${KERNEL_VM_DIR:-}
+for cand in ../shared/tools/kernel-vm ../../shared/tools/kernel-vm; do
+  [[ -z $KVM && -x $cand/cargo-test-in-vm.sh ]] && KVM=$cand
+done
+if [[ -z $KVM || ! -x $KVM/cargo-test-in-vm.sh ]]; then
+  echo "kernel-vm: shared/tools/kernel-vm/cargo-test-in-vm.sh not found" >&2
   exit 1
 fi
 # bookworm's qemu-system-x86 cannot be installed next to a newer qemu-utils
