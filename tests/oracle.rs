@@ -39,16 +39,25 @@ fn score(dir: &Path, tier: &str) -> (usize, usize, Vec<String>) {
             let e: Vec<&str> = exp.split('\t').collect();
             let g: Vec<&str> = got.split('\t').collect();
             let terms = |s: &str| s.split(',').map(str::to_owned).collect::<BTreeSet<_>>();
-            let ok = e[0] == g[0]
-                && e[1] == g[1]
-                && (e[1] == "ERROR" || terms(e[2]) == terms(g[2]));
+            let ok =
+                e[0] == g[0] && e[1] == g[1] && (e[1] == "ERROR" || terms(e[2]) == terms(g[2]));
             if ok {
                 same += 1;
             } else if bad.len() < 5 {
-                bad.push(format!("{}\n  expected {}\n  got      {}", case.display(), exp, got));
+                bad.push(format!(
+                    "{}\n  expected {}\n  got      {}",
+                    case.display(),
+                    exp,
+                    got
+                ));
             }
         }
-        assert_eq!(expected.lines().count(), ours.lines().count(), "{}", case.display());
+        assert_eq!(
+            expected.lines().count(),
+            ours.lines().count(),
+            "{}",
+            case.display()
+        );
     }
     (same, total, bad)
 }
@@ -62,7 +71,11 @@ fn every_tier_agrees_with_open_vswitch() {
     for tier in ["tier1", "tier2", "tier3", "errors"] {
         let (same, total, bad) = score(&dir, tier);
         eprintln!("{tier}: {same}/{total} identical");
-        let need = if tier == "errors" { total } else { total * 95 / 100 };
+        let need = if tier == "errors" {
+            total
+        } else {
+            total * 95 / 100
+        };
         assert!(same >= need, "{tier}: {same}/{total}\n{}", bad.join("\n"));
     }
 }

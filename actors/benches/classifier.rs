@@ -133,9 +133,7 @@ fn measure(name: &str, cls: &Classifier, flows: &[Flow], with_wc: bool) {
 
 fn main() {
     let mut rng = Rng(0x0123_4567_89ab_cdef);
-    let flows: Vec<Flow> = (0..8192)
-        .map(|_| flow_for(rng.next() as u32))
-        .collect();
+    let flows: Vec<Flow> = (0..8192).map(|_| flow_for(rng.next() as u32)).collect();
     println!("classifier benchmark (1 thread; every lookup tracks wildcards)");
     for &(n_rules, n_subtables) in &[(1_000, 1), (100_000, 1), (1_000, 20), (100_000, 20)] {
         let t = Instant::now();
@@ -147,10 +145,18 @@ fn main() {
             build_s,
             build_s * 1e6 / n_rules as f64
         );
-        measure(&format!("{n_rules} rules / {n_subtables} subtables"), &cls, &flows, true);
+        measure(
+            &format!("{n_rules} rules / {n_subtables} subtables"),
+            &cls,
+            &flows,
+            true,
+        );
     }
 }
 
 fn bench_millis() -> u64 {
-    std::env::var("CLS_MILLIS").ok().and_then(|s| s.parse().ok()).unwrap_or(1500)
+    std::env::var("CLS_MILLIS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1500)
 }

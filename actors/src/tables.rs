@@ -10,8 +10,8 @@ use std::sync::Arc;
 use messages::flow::{Flow, FlowWildcards};
 use messages::ofp::{Match, Rule};
 
-pub use crate::classifier::RuleEntry;
 use crate::classifier::Classifier;
+pub use crate::classifier::RuleEntry;
 
 /// Which rules a delete (or a dump) selects, as `ovs-ofctl del-flows` does.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -165,7 +165,12 @@ impl Tables {
     }
 
     /// Looks `flow` up in `table`, tracking wildcards.
-    pub fn lookup(&self, table: u8, flow: &Flow, wc: &mut FlowWildcards) -> Option<&Arc<RuleEntry>> {
+    pub fn lookup(
+        &self,
+        table: u8,
+        flow: &Flow,
+        wc: &mut FlowWildcards,
+    ) -> Option<&Arc<RuleEntry>> {
         self.tables.get(&table)?.lookup(flow, wc)
     }
 

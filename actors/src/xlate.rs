@@ -197,9 +197,10 @@ impl Ctx<'_> {
         let same_kind = |b: &OfAction| match (&a, b) {
             (OfAction::SetField { field: x, .. }, OfAction::SetField { field: y, .. }) => x == y,
             (OfAction::Output { .. } | OfAction::Controller { .. }, OfAction::Output { .. })
-            | (OfAction::Output { .. } | OfAction::Controller { .. }, OfAction::Controller { .. }) => {
-                true
-            }
+            | (
+                OfAction::Output { .. } | OfAction::Controller { .. },
+                OfAction::Controller { .. },
+            ) => true,
             _ => std::mem::discriminant(&a) == std::mem::discriminant(b),
         };
         self.action_set.retain(|b| !same_kind(b));
@@ -304,10 +305,12 @@ impl Ctx<'_> {
             Prereq::Tcp => l4(wc, IPPROTO_TCP),
             Prereq::Udp => l4(wc, IPPROTO_UDP),
             Prereq::Sctp => l4(wc, IPPROTO_SCTP),
-            Prereq::Icmpv4 => f.is_ip() && {
-                wc.nw_proto = 0xff;
-                f.nw_proto == IPPROTO_ICMP
-            },
+            Prereq::Icmpv4 => {
+                f.is_ip() && {
+                    wc.nw_proto = 0xff;
+                    f.nw_proto == IPPROTO_ICMP
+                }
+            }
             Prereq::Icmpv6 | Prereq::Nd | Prereq::NdSolicit | Prereq::NdAdvert => {
                 if !f.is_ipv6() {
                     return false;
@@ -416,13 +419,22 @@ impl Ctx<'_> {
             dst: f.dl_dst,
         };
         let mask = EthKey {
-            src: if f.dl_src != b.dl_src { self.wc.dl_src } else { [0; 6] },
-            dst: if f.dl_dst != b.dl_dst { self.wc.dl_dst } else { [0; 6] },
+            src: if f.dl_src != b.dl_src {
+                self.wc.dl_src
+            } else {
+                [0; 6]
+            },
+            dst: if f.dl_dst != b.dl_dst {
+                self.wc.dl_dst
+            } else {
+                [0; 6]
+            },
         };
         b.dl_src = f.dl_src;
         b.dl_dst = f.dl_dst;
-        self.actions
-            .push(OdpAction::SetMasked(SetHeader::Ethernet { key, mask }.canonical()));
+        self.actions.push(OdpAction::SetMasked(
+            SetHeader::Ethernet { key, mask }.canonical(),
+        ));
     }
 
     fn commit_l3(&mut self) {
@@ -434,7 +446,8 @@ impl Ctx<'_> {
         let b = &mut self.base;
         let header = match b.dl_type {
             ETH_TYPE_IP => {
-                if (f.nw_src, f.nw_dst, f.nw_tos, f.nw_ttl) == (b.nw_src, b.nw_dst, b.nw_tos, b.nw_ttl)
+                if (f.nw_src, f.nw_dst, f.nw_tos, f.nw_ttl)
+                    == (b.nw_src, b.nw_dst, b.nw_tos, b.nw_ttl)
                 {
                     return;
                 }
@@ -538,8 +551,9 @@ impl Ctx<'_> {
             tll: pick(f.arp_tha != b.arp_tha, w.arp_tha),
         };
         (b.nd_target, b.arp_sha, b.arp_tha) = (f.nd_target, f.arp_sha, f.arp_tha);
-        self.actions
-            .push(OdpAction::SetMasked(SetHeader::Nd { key, mask }.canonical()));
+        self.actions.push(OdpAction::SetMasked(
+            SetHeader::Nd { key, mask }.canonical(),
+        ));
     }
 
     fn commit_ports(&mut self) {
@@ -603,14 +617,13 @@ impl Ctx<'_> {
     fn commit_metadata(&mut self) {
         if self.flow.skb_priority != self.base.skb_priority {
             self.base.skb_priority = self.flow.skb_priority;
-            self.actions
-                .push(OdpAction::SetMasked(
-                    SetHeader::SkbPriority {
-                        key: self.flow.skb_priority,
-                        mask: self.wc.skb_priority,
-                    }
-                    .canonical(),
-                ));
+            self.actions.push(OdpAction::SetMasked(
+                SetHeader::SkbPriority {
+                    key: self.flow.skb_priority,
+                    mask: self.wc.skb_priority,
+                }
+                .canonical(),
+            ));
         }
         if self.flow.pkt_mark != self.base.pkt_mark {
             self.base.pkt_mark = self.flow.pkt_mark;
@@ -666,9 +679,5 @@ fn pick<T: Default>(changed: bool, mask: T) -> T {
 
 /// Number of VLAN headers present, outermost first.
 fn vlan_count(f: &Flow) -> usize {
-    f.vlans
-        .iter()
-        .take_while(|v| v.tci & VLAN_CFI != 0)
-        .count()
+    f.vlans.iter().take_while(|v| v.tci & VLAN_CFI != 0).count()
 }
-

@@ -25,7 +25,14 @@ fn ip_pool() -> impl Strategy<Value = u32> {
 }
 
 fn port_pool() -> impl Strategy<Value = u16> {
-    prop_oneof![Just(22u16), Just(80), Just(443), Just(8080), Just(0x1f90), any::<u16>()]
+    prop_oneof![
+        Just(22u16),
+        Just(80),
+        Just(443),
+        Just(8080),
+        Just(0x1f90),
+        any::<u16>()
+    ]
 }
 
 fn mac_pool() -> impl Strategy<Value = u128> {
@@ -59,15 +66,24 @@ fn prefix_mask() -> impl Strategy<Value = u32> {
 fn cond() -> impl Strategy<Value = Cond> {
     prop_oneof![
         (1u32..5).prop_map(Cond::InPort),
-        (mac_pool(), prop_oneof![Just(u128::MAX), Just(0x0100_0000_0000u128)])
+        (
+            mac_pool(),
+            prop_oneof![Just(u128::MAX), Just(0x0100_0000_0000u128)]
+        )
             .prop_map(|(v, m)| Cond::EthSrc(v, m)),
-        (mac_pool(), prop_oneof![Just(u128::MAX), Just(0x0100_0000_0000u128)])
+        (
+            mac_pool(),
+            prop_oneof![Just(u128::MAX), Just(0x0100_0000_0000u128)]
+        )
             .prop_map(|(v, m)| Cond::EthDst(v, m)),
         (1u16..4).prop_map(Cond::Vlan),
         Just(Cond::Untagged),
         (ip_pool(), prefix_mask()).prop_map(|(v, m)| Cond::NwSrc(v, m)),
         (ip_pool(), prefix_mask()).prop_map(|(v, m)| Cond::NwDst(v, m)),
-        (port_pool(), prop_oneof![Just(0xffffu16), Just(0xfff0), Just(0xff00)])
+        (
+            port_pool(),
+            prop_oneof![Just(0xffffu16), Just(0xfff0), Just(0xff00)]
+        )
             .prop_map(|(v, m)| Cond::TpDst(v, m)),
         (port_pool(), Just(0xffffu16)).prop_map(|(v, m)| Cond::TpSrc(v, m)),
         (0u8..4, prop_oneof![Just(3u8), Just(1), Just(2)]).prop_map(|(v, m)| Cond::Frag(v, m)),
@@ -88,7 +104,10 @@ struct RuleSpec {
 
 fn action() -> impl Strategy<Value = OfAction> {
     prop_oneof![
-        (1u32..6).prop_map(|p| OfAction::Output { port: p, max_len: 0 }),
+        (1u32..6).prop_map(|p| OfAction::Output {
+            port: p,
+            max_len: 0
+        }),
         Just(OfAction::Output {
             port: messages::ofp::port::IN_PORT,
             max_len: 0
@@ -162,12 +181,8 @@ fn build_rule(s: &RuleSpec) -> Rule {
             Cond::EthDst(v, mk) => m.set_field_masked(Field::EthDst, v, mk),
             Cond::Vlan(v) => m.set_field_masked(Field::VlanTci, (0x1000 | v) as u128, 0x1fff),
             Cond::Untagged => m.set_field_masked(Field::VlanTci, 0, 0x1000),
-            Cond::NwSrc(v, mk) if ip => {
-                m.set_field_masked(Field::Ipv4Src, v as u128, mk as u128)
-            }
-            Cond::NwDst(v, mk) if ip => {
-                m.set_field_masked(Field::Ipv4Dst, v as u128, mk as u128)
-            }
+            Cond::NwSrc(v, mk) if ip => m.set_field_masked(Field::Ipv4Src, v as u128, mk as u128),
+            Cond::NwDst(v, mk) if ip => m.set_field_masked(Field::Ipv4Dst, v as u128, mk as u128),
             Cond::TpDst(v, mk) if l4 => m.set_field_masked(Field::TcpDst, v as u128, mk as u128),
             Cond::TpSrc(v, mk) if l4 => m.set_field_masked(Field::TcpSrc, v as u128, mk as u128),
             Cond::Frag(v, mk) if ip => m.set_field_masked(Field::IpFrag, v as u128, mk as u128),
@@ -308,7 +323,9 @@ fn flows_inside_a_megaflow_get_its_actions() {
                 flow_strategy(),
                 prop::collection::vec(flow_strategy(), 8),
             );
-            runner.run(&strategy, |(specs, flow, noises)| check(&specs, &flow, &noises))
+            runner.run(&strategy, |(specs, flow, noises)| {
+                check(&specs, &flow, &noises)
+            })
         })
         .unwrap();
     if let Err(e) = worker.join().unwrap() {

@@ -136,7 +136,10 @@ impl Subtable {
     fn new(mask: &Flow) -> Self {
         let words = mask.words();
         let nonzero_in = |lo: usize, hi: usize| -> Box<[u8]> {
-            (lo..hi).filter(|&w| words[w] != 0).map(|w| w as u8).collect()
+            (lo..hi)
+                .filter(|&w| words[w] != 0)
+                .map(|w| w as u8)
+                .collect()
         };
         let mut stages: Vec<Box<[u8]>> = Vec::new();
         let mut lo = 0;
@@ -175,7 +178,9 @@ impl Subtable {
 
     /// The subtable's mask words in stage order.
     fn key_words(&self) -> impl Iterator<Item = usize> + '_ {
-        self.stages.iter().flat_map(|s| s.iter().map(|&w| w as usize))
+        self.stages
+            .iter()
+            .flat_map(|s| s.iter().map(|&w| w as usize))
     }
 
     fn lookup_index(&self) -> &LookupIndex {
@@ -402,9 +407,7 @@ impl Subtable {
         let mw = self.mask.words();
         let found = index.heads.get(&hash).and_then(|&head| {
             index.find(head, |key| {
-                self.key_words()
-                    .zip(key)
-                    .all(|(w, k)| fw[w] & mw[w] == *k)
+                self.key_words().zip(key).all(|(w, k)| fw[w] & mw[w] == *k)
             })
         });
         if found.is_none() && self.ports_mask_len > 0 {
@@ -415,7 +418,10 @@ impl Subtable {
             // The final stage's fields before the ports were examined too.
             let mw = self.mask.words();
             let ww = wc.words_mut();
-            for &w in self.stages[n].iter().filter(|&&w| (w as usize) < PORTS_WORD) {
+            for &w in self.stages[n]
+                .iter()
+                .filter(|&&w| (w as usize) < PORTS_WORD)
+            {
                 ww[w as usize] |= mw[w as usize];
             }
             wc.tp_src |= (need >> 16) as u16;
@@ -430,7 +436,11 @@ impl Subtable {
 impl LookupIndex {
     /// Walks the chain from `entry` to the first entry whose key satisfies
     /// `is_key`; returns its priority and rule.
-    fn find(&self, mut entry: u32, is_key: impl Fn(&[u64]) -> bool) -> Option<(u16, &Arc<RuleEntry>)> {
+    fn find(
+        &self,
+        mut entry: u32,
+        is_key: impl Fn(&[u64]) -> bool,
+    ) -> Option<(u16, &Arc<RuleEntry>)> {
         while entry != NO_ENTRY {
             let base = entry as usize * self.stride;
             let words = &self.arena[base..base + self.stride];

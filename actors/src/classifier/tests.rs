@@ -54,7 +54,10 @@ fn prefix_trie_unwildcards_only_the_bits_needed() {
     c.insert(rule(
         1,
         10,
-        &[(Field::EthType, 0x0800, FULL), (Field::Ipv4Dst, 0x0a00_0000, 0xff00_0000)],
+        &[
+            (Field::EthType, 0x0800, FULL),
+            (Field::Ipv4Dst, 0x0a00_0000, 0xff00_0000),
+        ],
     ));
     let mut wc = Flow::default();
     assert!(c.lookup(&tcp_flow(1, 0xc0a8_0101, 0), &mut wc).is_none());
@@ -87,7 +90,11 @@ fn ports_trie_unwildcards_a_prefix_of_the_port() {
     c.insert(rule(
         1,
         10,
-        &[(Field::EthType, 0x0800, FULL), (Field::IpProto, 6, FULL), (Field::TcpDst, 80, FULL)],
+        &[
+            (Field::EthType, 0x0800, FULL),
+            (Field::IpProto, 6, FULL),
+            (Field::TcpDst, 80, FULL),
+        ],
     ));
     let mut wc = Flow::default();
     assert!(c.lookup(&tcp_flow(1, 0, 22), &mut wc).is_none());

@@ -72,7 +72,9 @@ impl PrefixTrie {
     /// Adds the prefix of `plen` (1..=32) leading bits of `value`.
     pub fn insert(&mut self, value: u32, plen: u32) {
         let l = plen as usize - 1;
-        *self.by_len[l].entry(value & prefix_mask32(plen)).or_default() += 1;
+        *self.by_len[l]
+            .entry(value & prefix_mask32(plen))
+            .or_default() += 1;
         self.lens |= 1 << l;
     }
 
@@ -120,7 +122,10 @@ impl PrefixTrie {
         };
         let maskbits = if deepest == 32 {
             32
-        } else if found.iter().any(|(len, lcp)| *len > deepest && *lcp >= deepest) {
+        } else if found
+            .iter()
+            .any(|(len, lcp)| *len > deepest && *lcp >= deepest)
+        {
             deepest + 1
         } else {
             deepest

@@ -2,6 +2,7 @@
 
 pub mod megaflow;
 pub mod odp_actions;
+pub mod odp_flow;
 pub mod ofp_rule;
 
 use std::fmt::Write;

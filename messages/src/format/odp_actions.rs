@@ -84,7 +84,13 @@ fn ip4(v: u32) -> String {
 pub fn format_set_header(h: &SetHeader) -> String {
     let mut s = String::new();
     let dec8 = |v: u8| v.to_string();
-    let hex8 = |v: u8| if v == 0 { "0".to_string() } else { format!("{v:#x}") };
+    let hex8 = |v: u8| {
+        if v == 0 {
+            "0".to_string()
+        } else {
+            format!("{v:#x}")
+        }
+    };
     let dec16 = |v: u16| v.to_string();
     let name = match h {
         SetHeader::Ethernet { key, mask } => {
@@ -111,7 +117,9 @@ pub fn format_set_header(h: &SetHeader) -> String {
             field(&mut s, "hlimit", key.hlimit, mask.hlimit, 0xff, dec8);
             "ipv6"
         }
-        SetHeader::Tcp { key, mask } | SetHeader::Udp { key, mask } | SetHeader::Sctp { key, mask } => {
+        SetHeader::Tcp { key, mask }
+        | SetHeader::Udp { key, mask }
+        | SetHeader::Sctp { key, mask } => {
             field(&mut s, "src", key.src, mask.src, u16::MAX, dec16);
             field(&mut s, "dst", key.dst, mask.dst, u16::MAX, dec16);
             match h {

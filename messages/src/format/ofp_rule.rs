@@ -55,7 +55,13 @@ pub fn format_match(m: &Match, priority: u16) -> String {
     }
     if w.ct_state != 0 {
         s.push_str("ct_state=");
-        flags(&mut s, CT_STATE_NAMES, u32::from(f.ct_state), u32::from(w.ct_state), 0xff);
+        flags(
+            &mut s,
+            CT_STATE_NAMES,
+            u32::from(f.ct_state),
+            u32::from(w.ct_state),
+            0xff,
+        );
         s.push(',');
     }
     if w.ct_zone != 0 {
@@ -103,7 +109,8 @@ pub fn format_match(m: &Match, priority: u16) -> String {
         if name.is_empty() {
             skip_type = false;
         } else {
-            skip_proto = proto.is_some() && !matches!(name, "ip" | "ipv6" | "arp" | "rarp" | "mpls" | "mplsm");
+            skip_proto = proto.is_some()
+                && !matches!(name, "ip" | "ipv6" | "arp" | "rarp" | "mpls" | "mplsm");
             s.push_str(name);
             s.push(',');
         }
@@ -132,7 +139,11 @@ pub fn format_match(m: &Match, priority: u16) -> String {
             if w.ipv6_label == 0xfffff {
                 let _ = write!(s, "ipv6_label=0x{:05x},", f.ipv6_label);
             } else {
-                let _ = write!(s, "ipv6_label=0x{:05x}/0x{:05x},", f.ipv6_label, w.ipv6_label);
+                let _ = write!(
+                    s,
+                    "ipv6_label=0x{:05x}/0x{:05x},",
+                    f.ipv6_label, w.ipv6_label
+                );
             }
         }
     } else if arp {
@@ -173,7 +184,11 @@ pub fn format_match(m: &Match, priority: u16) -> String {
         let _ = write!(s, "mpls_bos={},", (lse >> 8) & 1);
     }
     if w.nw_frag & FLOW_NW_FRAG_MASK != 0 {
-        let _ = write!(s, "nw_frag={},", frag_name(f.nw_frag, w.nw_frag).unwrap_or("<error>"));
+        let _ = write!(
+            s,
+            "nw_frag={},",
+            frag_name(f.nw_frag, w.nw_frag).unwrap_or("<error>")
+        );
     }
     if dl_type == ETH_TYPE_IP && f.nw_proto == IPPROTO_ICMP {
         port16(&mut s, "icmp_type", f.tp_src, w.tp_src);
@@ -196,7 +211,13 @@ pub fn format_match(m: &Match, priority: u16) -> String {
         && w.tcp_flags != 0
     {
         s.push_str("tcp_flags=");
-        flags(&mut s, TCP_FLAG_NAMES, u32::from(f.tcp_flags), u32::from(w.tcp_flags & 0x0fff), 0x0fff);
+        flags(
+            &mut s,
+            TCP_FLAG_NAMES,
+            u32::from(f.tcp_flags),
+            u32::from(w.tcp_flags & 0x0fff),
+            0x0fff,
+        );
     }
     if s.ends_with(',') {
         s.pop();
@@ -213,7 +234,11 @@ pub fn format_instructions(ins: &Instructions) -> String {
     }
     if let Some(actions) = &ins.write_actions {
         let inner: Vec<String> = actions.iter().map(format_action).collect();
-        let inner = if inner.is_empty() { "drop".to_string() } else { inner.join(",") };
+        let inner = if inner.is_empty() {
+            "drop".to_string()
+        } else {
+            inner.join(",")
+        };
         parts.push(format!("write_actions({inner})"));
     }
     if let Some((value, mask)) = ins.write_metadata {
@@ -242,7 +267,12 @@ pub fn format_action(a: &OfAction) -> String {
         OfAction::SetField { field, value, mask } => {
             let info = fields::by_field(*field);
             let mut s = String::from("set_field:");
-            field_value(&mut s, *field, *value, (*mask != field.full_mask()).then_some(*mask));
+            field_value(
+                &mut s,
+                *field,
+                *value,
+                (*mask != field.full_mask()).then_some(*mask),
+            );
             let _ = write!(s, "->{}", info.name);
             s
         }
@@ -328,11 +358,29 @@ fn field_value(s: &mut String, field: Field, value: u128, mask: Option<u128>) {
             eth_masked(s, mac6(value), mac6(mask.unwrap_or(ones(48))));
         }
         Syntax::Ipv4 => ipv4_masked(s, value as u32, mask.map_or(u32::MAX, |m| m as u32)),
-        Syntax::Ipv6 => ipv6_masked(s, value.to_be_bytes(), mask.unwrap_or(u128::MAX).to_be_bytes()),
+        Syntax::Ipv6 => ipv6_masked(
+            s,
+            value.to_be_bytes(),
+            mask.unwrap_or(u128::MAX).to_be_bytes(),
+        ),
         Syntax::Port => s.push_str(&format_port(value as u32)),
-        Syntax::Frag => s.push_str(frag_name(value as u8, mask.unwrap_or(0xff) as u8).unwrap_or("<error>")),
-        Syntax::TcpFlags => flags(s, TCP_FLAG_NAMES, value as u32, mask.unwrap_or(0x0fff) as u32, 0x0fff),
-        Syntax::CtState => flags(s, CT_STATE_NAMES, value as u32, mask.unwrap_or(0xff) as u32, 0xff),
+        Syntax::Frag => {
+            s.push_str(frag_name(value as u8, mask.unwrap_or(0xff) as u8).unwrap_or("<error>"))
+        }
+        Syntax::TcpFlags => flags(
+            s,
+            TCP_FLAG_NAMES,
+            value as u32,
+            mask.unwrap_or(0x0fff) as u32,
+            0x0fff,
+        ),
+        Syntax::CtState => flags(
+            s,
+            CT_STATE_NAMES,
+            value as u32,
+            mask.unwrap_or(0xff) as u32,
+            0xff,
+        ),
     }
 }
 
@@ -346,7 +394,12 @@ fn hex_value(s: &mut String, v: u128) {
 }
 
 fn hex_bytes(s: &mut String, bytes: &[u8]) {
-    hex_value(s, bytes.iter().fold(0u128, |acc, b| (acc << 8) | u128::from(*b)));
+    hex_value(
+        s,
+        bytes
+            .iter()
+            .fold(0u128, |acc, b| (acc << 8) | u128::from(*b)),
+    );
 }
 
 fn hex32(s: &mut String, name: &str, v: u32, m: u32) {
@@ -551,21 +604,36 @@ mod tests {
             dump("cookie=0x5,idle_timeout=10,actions=mod_vlan_vid:7"),
             "cookie=0x5, idle_timeout=10, actions=push_vlan:0x8100,set_field:4103->vlan_vid"
         );
-        assert_eq!(dump("ipv6,ipv6_dst=2001:db8::/32,actions=drop"), "ipv6,ipv6_dst=2001:db8::/32 actions=drop");
-        assert_eq!(dump("ip,nw_src=10.0.0.0/255.0.255.0,actions=drop"), "ip,nw_src=10.0.0.0/255.0.255.0 actions=drop");
+        assert_eq!(
+            dump("ipv6,ipv6_dst=2001:db8::/32,actions=drop"),
+            "ipv6,ipv6_dst=2001:db8::/32 actions=drop"
+        );
+        assert_eq!(
+            dump("ip,nw_src=10.0.0.0/255.0.255.0,actions=drop"),
+            "ip,nw_src=10.0.0.0/255.0.255.0 actions=drop"
+        );
     }
 
     #[test]
     fn loads_split_into_contiguous_runs() {
-        assert_eq!(format_load(Field::Reg(1), 0x5005, 0xf00f), "load:0x5->NXM_NX_REG1[0..3],load:0x5->NXM_NX_REG1[12..15]");
-        assert_eq!(format_load(Field::Reg(0), 3, 0xffff_ffff), "load:0x3->NXM_NX_REG0[]");
+        assert_eq!(
+            format_load(Field::Reg(1), 0x5005, 0xf00f),
+            "load:0x5->NXM_NX_REG1[0..3],load:0x5->NXM_NX_REG1[12..15]"
+        );
+        assert_eq!(
+            format_load(Field::Reg(0), 3, 0xffff_ffff),
+            "load:0x3->NXM_NX_REG0[]"
+        );
         assert_eq!(format_load(Field::Reg(0), 0, 1), "load:0->NXM_NX_REG0[0]");
     }
 
     #[test]
     fn ipv6_addresses_print_as_inet_ntop() {
         let mut s = String::new();
-        ipv6_addr(&mut s, Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0x0102, 0x0304).octets());
+        ipv6_addr(
+            &mut s,
+            Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0x0102, 0x0304).octets(),
+        );
         assert_eq!(s, "::1.2.3.4");
         s.clear();
         ipv6_addr(&mut s, Ipv6Addr::LOCALHOST.octets());

@@ -277,7 +277,10 @@ mod tests {
             by_subfield_name("OXM_OF_METADATA").map(|f| f.field),
             Some(Field::Metadata)
         );
-        assert_eq!(by_subfield_name("reg2").map(|f| f.field), Some(Field::Reg(2)));
+        assert_eq!(
+            by_subfield_name("reg2").map(|f| f.field),
+            Some(Field::Reg(2))
+        );
     }
 
     #[test]
@@ -287,7 +290,11 @@ mod tests {
         assert_eq!(by_field(Field::Reg(15)).subfield_name(), "NXM_NX_REG15");
         assert_eq!(by_field(Field::Metadata).subfield_name(), "OXM_OF_METADATA");
         for f in FIELDS {
-            assert!(u32::from(f.n_bits) <= u32::from(f.n_bytes) * 8, "{}", f.name);
+            assert!(
+                u32::from(f.n_bits) <= u32::from(f.n_bytes) * 8,
+                "{}",
+                f.name
+            );
         }
     }
 }

@@ -144,32 +144,65 @@ mod tests {
         )
         .unwrap();
         assert_eq!(f.in_port, 1);
-        assert_eq!(f.vlans[0], FlowVlan { tpid: 0x8100, tci: 0x700a });
+        assert_eq!(
+            f.vlans[0],
+            FlowVlan {
+                tpid: 0x8100,
+                tci: 0x700a
+            }
+        );
         assert_eq!(f.dl_src, [0, 0, 0, 0, 0, 1]);
-        assert_eq!((f.nw_src, f.nw_dst, f.nw_proto, f.nw_tos, f.nw_ttl), (0xc000_0201, 0x0a01_0101, 6, 32, 64));
+        assert_eq!(
+            (f.nw_src, f.nw_dst, f.nw_proto, f.nw_tos, f.nw_ttl),
+            (0xc000_0201, 0x0a01_0101, 6, 32, 64)
+        );
         assert_eq!((f.tp_src, f.tp_dst, f.tcp_flags), (40000, 22, 0x012));
     }
 
     #[test]
     fn shorthands_fragments_and_defaults() {
         let f = parse_trace_flow("udp6,ipv6_src=2001:db8::1,nw_frag=first,udp_dst=53").unwrap();
-        assert_eq!((f.dl_type, f.nw_proto, f.nw_frag, f.tp_dst), (ETH_TYPE_IPV6, 17, 1, 53));
+        assert_eq!(
+            (f.dl_type, f.nw_proto, f.nw_frag, f.tp_dst),
+            (ETH_TYPE_IPV6, 17, 1, 53)
+        );
         assert_eq!(f.in_port, port::ANY);
-        let f = parse_trace_flow("icmp6,icmpv6_type=135,icmpv6_code=0,nd_target=::1,nd_sll=00:00:00:00:00:05").unwrap();
+        let f = parse_trace_flow(
+            "icmp6,icmpv6_type=135,icmpv6_code=0,nd_target=::1,nd_sll=00:00:00:00:00:05",
+        )
+        .unwrap();
         assert_eq!((f.tp_src, f.nd_target[15], f.arp_sha[5]), (135, 1, 5));
     }
 
     #[test]
     fn errors_read_like_ovs() {
         let reason = |s: &str| parse_trace_flow(s).unwrap_err().reason;
-        assert_eq!(reason("udp,tp_src=1"), "prerequisites not met for setting tp_src");
-        assert_eq!(reason("ip,nw_dst=10.0.0.0/8"), "bad value for nw_dst (10.0.0.0/8: wildcards not allowed here)");
-        assert_eq!(reason("tcp,tcp_flags=+syn"), "bad value for tcp_flags (+syn: wildcards not allowed here)");
+        assert_eq!(
+            reason("udp,tp_src=1"),
+            "prerequisites not met for setting tp_src"
+        );
+        assert_eq!(
+            reason("ip,nw_dst=10.0.0.0/8"),
+            "bad value for nw_dst (10.0.0.0/8: wildcards not allowed here)"
+        );
+        assert_eq!(
+            reason("tcp,tcp_flags=+syn"),
+            "bad value for tcp_flags (+syn: wildcards not allowed here)"
+        );
         assert_eq!(reason("ip,bogus=1"), "unknown field bogus");
-        assert_eq!(reason("tcp,nw_proto=6"), "field nw_proto set multiple times");
+        assert_eq!(
+            reason("tcp,nw_proto=6"),
+            "field nw_proto set multiple times"
+        );
         assert_eq!(reason("ip,tcp"), "Ethernet type set multiple times");
-        assert_eq!(reason("ip,nw_frag=yes"), "bad value for nw_frag (yes: wildcards not allowed here)");
+        assert_eq!(
+            reason("ip,nw_frag=yes"),
+            "bad value for nw_frag (yes: wildcards not allowed here)"
+        );
         let e = parse_trace_flow("arp,tp_dst=80").unwrap_err();
-        assert_eq!(e.to_string(), "arp,tp_dst=80: prerequisites not met for setting tp_dst");
+        assert_eq!(
+            e.to_string(),
+            "arp,tp_dst=80: prerequisites not met for setting tp_dst"
+        );
     }
 }

@@ -186,7 +186,12 @@ fn parse_line(line: &str) -> Res<Rule> {
     };
     let after = &line[action_at..];
     let Some(eq) = after.find('=') else {
-        return Err(err(action_at, "must specify an action", after, "actions=..."));
+        return Err(err(
+            action_at,
+            "must specify an action",
+            after,
+            "actions=...",
+        ));
     };
     let actions_at = action_at + eq + 1;
     let actions_text = &line[actions_at..];
@@ -260,11 +265,15 @@ fn parse_match_item<'a>(
         return Ok(());
     }
     if key.contains('[') {
-        let sf = parse_subfield(key)
-            .map_err(|e| err(kv.key_at, "bad subfield", key, e))?;
+        let sf = parse_subfield(key).map_err(|e| err(kv.key_at, "bad subfield", key, e))?;
         let bytes = u32::from(sf.info.n_bytes) * 8;
         let value = parse_uint(kv.value, bytes).ok_or_else(|| {
-            err(kv.value_at, format!("bad value for {key}"), kv.value, "an integer")
+            err(
+                kv.value_at,
+                format!("bad value for {key}"),
+                kv.value,
+                "an integer",
+            )
         })?;
         if value > ones(sf.n_bits) {
             return Err(err(
@@ -367,7 +376,10 @@ fn check_value_fits(info: &FieldInfo, v: u128, at: usize, key: &str, text: &str)
             at,
             format!("bad value for {key}"),
             text,
-            format!("a value that fits the {}-bit field {}", info.n_bits, info.name),
+            format!(
+                "a value that fits the {}-bit field {}",
+                info.n_bits, info.name
+            ),
         ))
     }
 }
@@ -414,7 +426,11 @@ fn set_match_field(m: &mut Match, info: &FieldInfo, value: u128, mask: u128) {
             m.mask.vlans[0].tci = mask;
         }
         Field::NwTos | Field::IpDscp => {
-            let dscp = if field == Field::IpDscp { v8 << 2 } else { v8 & 0xfc };
+            let dscp = if field == Field::IpDscp {
+                v8 << 2
+            } else {
+                v8 & 0xfc
+            };
             m.flow.nw_tos = (m.flow.nw_tos & 0x03) | dscp;
             m.mask.nw_tos |= 0xfc;
         }
@@ -453,11 +469,19 @@ fn set_match_field(m: &mut Match, info: &FieldInfo, value: u128, mask: u128) {
 /// when it normalizes a match and encodes it as OXM.
 fn match_prereq(m: &Match, field: Field) -> Option<&'static str> {
     let f = &m.flow;
-    let dl = if m.mask.dl_type == 0xffff { f.dl_type } else { 0 };
+    let dl = if m.mask.dl_type == 0xffff {
+        f.dl_type
+    } else {
+        0
+    };
     let ip = dl == ETH_TYPE_IP;
     let ip6 = dl == ETH_TYPE_IPV6;
     let arp = dl == ETH_TYPE_ARP || dl == ETH_TYPE_RARP;
-    let proto = if m.mask.nw_proto == 0xff { f.nw_proto } else { 0 };
+    let proto = if m.mask.nw_proto == 0xff {
+        f.nw_proto
+    } else {
+        0
+    };
     let icmp6 = ip6 && proto == IPPROTO_ICMPV6;
     let nd = icmp6 && f.tp_dst == 0;
     use Field::*;
@@ -505,7 +529,10 @@ fn check_match_prereqs(m: &Match, written: &[Written<'_>]) -> Res<()> {
         if let Some(needs) = match_prereq(m, w.info.field).filter(|_| still_matched) {
             return Err(err(
                 w.at,
-                format!("{}: prerequisites not met", w.text.split(['=', ':']).next().unwrap_or(w.text)),
+                format!(
+                    "{}: prerequisites not met",
+                    w.text.split(['=', ':']).next().unwrap_or(w.text)
+                ),
                 w.text,
                 format!("{needs} in the same rule"),
             ));
@@ -566,7 +593,9 @@ fn parse_subfield(s: &str) -> Result<Subfield, String> {
         return Err("nothing after the field's bit range".into());
     }
     if start > end {
-        return Err(format!("a start bit not after the end bit ({start} > {end})"));
+        return Err(format!(
+            "a start bit not after the end bit ({start} > {end})"
+        ));
     }
     if end >= n {
         return Err(format!("bits within the {n}-bit field {}", info.name));
@@ -603,12 +632,21 @@ enum Act {
     SetNwTtl(u8),
     SetTpSrc(u16),
     SetTpDst(u16),
-    SetVlanVid { vid: u16, push_if_needed: bool },
-    SetVlanPcp { pcp: u8, push_if_needed: bool },
+    SetVlanVid {
+        vid: u16,
+        push_if_needed: bool,
+    },
+    SetVlanPcp {
+        pcp: u8,
+        push_if_needed: bool,
+    },
     StripVlan,
     PushVlan(u16),
     DecTtl,
-    Resubmit { in_port: Option<u32>, table: Option<u8> },
+    Resubmit {
+        in_port: Option<u32>,
+        table: Option<u8>,
+    },
     ClearActions,
     WriteActions(Vec<Located>),
     WriteMetadata(u64, u64),
@@ -657,12 +695,42 @@ impl Inst {
 
 /// Actions OVS knows that have no representation here.
 const UNSUPPORTED_ACTIONS: &[&str] = &[
-    "group", "enqueue", "output_reg", "bundle", "bundle_load", "move", "push", "pop",
-    "set_mpls_label", "set_mpls_tc", "set_mpls_ttl", "dec_mpls_ttl", "push_mpls", "pop_mpls",
-    "set_tunnel", "set_tunnel64", "set_queue", "pop_queue", "fin_timeout", "learn",
-    "conjunction", "multipath", "note", "exit", "sample", "ct", "ct_clear", "nat",
-    "output_trunc", "clone", "check_pkt_larger", "delete_field", "encap", "decap",
-    "dec_nsh_ttl", "meter",
+    "group",
+    "enqueue",
+    "output_reg",
+    "bundle",
+    "bundle_load",
+    "move",
+    "push",
+    "pop",
+    "set_mpls_label",
+    "set_mpls_tc",
+    "set_mpls_ttl",
+    "dec_mpls_ttl",
+    "push_mpls",
+    "pop_mpls",
+    "set_tunnel",
+    "set_tunnel64",
+    "set_queue",
+    "pop_queue",
+    "fin_timeout",
+    "learn",
+    "conjunction",
+    "multipath",
+    "note",
+    "exit",
+    "sample",
+    "ct",
+    "ct_clear",
+    "nat",
+    "output_trunc",
+    "clone",
+    "check_pkt_larger",
+    "delete_field",
+    "encap",
+    "decap",
+    "dec_nsh_ttl",
+    "meter",
 ];
 
 const SUPPORTED: &str = "an action (output, drop, set_field, load, mod_*, push_vlan, pop_vlan, \
@@ -723,7 +791,11 @@ fn verify_order(acts: &[Located], allow_instructions: bool) -> Res<()> {
             ));
         }
         if let Some(inst) = prev {
-            let bad = if inst == Inst::Apply { next < inst } else { next <= inst };
+            let bad = if inst == Inst::Apply {
+                next < inst
+            } else {
+                next <= inst
+            };
             if bad {
                 let (what, expected) = if next == inst {
                     (
@@ -755,9 +827,7 @@ fn verify_order(acts: &[Located], allow_instructions: bool) -> Res<()> {
 fn parse_action(name: &str, kv: &KeyValue<'_>, src: &str) -> Res<Act> {
     let arg = kv.value;
     let at = kv.value_at;
-    let invalid = |what: &str, expected: &str| {
-        err(at, format!("invalid {what}"), arg, expected)
-    };
+    let invalid = |what: &str, expected: &str| err(at, format!("invalid {what}"), arg, expected);
     let u8_arg = |what: &str| {
         parse_uint(arg, 8)
             .map(|v| v as u8)
@@ -771,10 +841,20 @@ fn parse_action(name: &str, kv: &KeyValue<'_>, src: &str) -> Res<Act> {
     let act = match name {
         "output" => {
             if arg.contains("port") && arg.contains("max_len") {
-                return Err(err(kv.key_at, "unsupported action output_trunc", src, SUPPORTED));
+                return Err(err(
+                    kv.key_at,
+                    "unsupported action output_trunc",
+                    src,
+                    SUPPORTED,
+                ));
             }
             output_to(parse_port(arg).ok_or_else(|| {
-                err(at, "output to unknown port", arg, "a port number or name (LOCAL, IN_PORT, ...)")
+                err(
+                    at,
+                    "output to unknown port",
+                    arg,
+                    "a port number or name (LOCAL, IN_PORT, ...)",
+                )
             })?)
         }
         "controller" => parse_controller(arg, at)?,
@@ -782,16 +862,35 @@ fn parse_action(name: &str, kv: &KeyValue<'_>, src: &str) -> Res<Act> {
         "load" => parse_load(arg, at)?,
         "mod_dl_src" | "mod_dl_dst" => {
             let mac = parse_mac(arg).ok_or_else(|| invalid("mac address", "a MAC address"))?;
-            Act::SetEth(if name == "mod_dl_src" { Field::EthSrc } else { Field::EthDst }, mac)
+            Act::SetEth(
+                if name == "mod_dl_src" {
+                    Field::EthSrc
+                } else {
+                    Field::EthDst
+                },
+                mac,
+            )
         }
         "mod_nw_src" | "mod_nw_dst" => {
             let ip = parse_ipv4(arg).ok_or_else(|| invalid("IP address", "an IPv4 address"))?;
-            Act::SetIpv4(if name == "mod_nw_src" { Field::Ipv4Src } else { Field::Ipv4Dst }, ip)
+            Act::SetIpv4(
+                if name == "mod_nw_src" {
+                    Field::Ipv4Src
+                } else {
+                    Field::Ipv4Dst
+                },
+                ip,
+            )
         }
         "mod_nw_tos" => {
             let tos = u8_arg("TOS")?;
             if tos & 0x03 != 0 {
-                return Err(err(at, "not a valid TOS", arg, "a multiple of 4 (the DSCP bits of the TOS byte)"));
+                return Err(err(
+                    at,
+                    "not a valid TOS",
+                    arg,
+                    "a multiple of 4 (the DSCP bits of the TOS byte)",
+                ));
             }
             Act::SetNwTos(tos)
         }
@@ -808,7 +907,12 @@ fn parse_action(name: &str, kv: &KeyValue<'_>, src: &str) -> Res<Act> {
         "mod_vlan_vid" | "set_vlan_vid" => {
             let vid = u16_arg("VLAN VID")?;
             if vid > VLAN_VID_MASK {
-                return Err(err(at, "not a valid VLAN VID", arg, "a VLAN ID from 0 to 4095"));
+                return Err(err(
+                    at,
+                    "not a valid VLAN VID",
+                    arg,
+                    "a VLAN ID from 0 to 4095",
+                ));
             }
             Act::SetVlanVid {
                 vid,
@@ -818,7 +922,12 @@ fn parse_action(name: &str, kv: &KeyValue<'_>, src: &str) -> Res<Act> {
         "mod_vlan_pcp" | "set_vlan_pcp" => {
             let pcp = u8_arg("VLAN PCP")?;
             if pcp > 7 {
-                return Err(err(at, "not a valid VLAN PCP", arg, "a priority from 0 to 7"));
+                return Err(err(
+                    at,
+                    "not a valid VLAN PCP",
+                    arg,
+                    "a priority from 0 to 7",
+                ));
             }
             Act::SetVlanPcp {
                 pcp,
@@ -829,13 +938,23 @@ fn parse_action(name: &str, kv: &KeyValue<'_>, src: &str) -> Res<Act> {
         "push_vlan" => {
             let tpid = u16_arg("ethertype")?;
             if !eth_type_vlan(tpid) {
-                return Err(err(at, "not a valid VLAN ethertype", arg, "0x8100 or 0x88a8"));
+                return Err(err(
+                    at,
+                    "not a valid VLAN ethertype",
+                    arg,
+                    "0x8100 or 0x88a8",
+                ));
             }
             Act::PushVlan(tpid)
         }
         "dec_ttl" => {
             if !arg.is_empty() {
-                return Err(err(kv.key_at, "unsupported action dec_ttl with controller ids", src, "dec_ttl"));
+                return Err(err(
+                    kv.key_at,
+                    "unsupported action dec_ttl with controller ids",
+                    src,
+                    "dec_ttl",
+                ));
             }
             Act::DecTtl
         }
@@ -852,16 +971,21 @@ fn parse_action(name: &str, kv: &KeyValue<'_>, src: &str) -> Res<Act> {
                 None => (arg, None),
             };
             let num = |s: &str| {
-                parse_uint(s, 64)
-                    .map(|v| v as u64)
-                    .ok_or_else(|| invalid("numeric format", "VALUE or VALUE/MASK, 64-bit integers"))
+                parse_uint(s, 64).map(|v| v as u64).ok_or_else(|| {
+                    invalid("numeric format", "VALUE or VALUE/MASK, 64-bit integers")
+                })
             };
             Act::WriteMetadata(num(v)?, m.map(num).transpose()?.unwrap_or(u64::MAX))
         }
         "clear_actions" => Act::ClearActions,
         "write_actions" => Act::WriteActions(parse_action_list(arg, at, false)?),
         _ if UNSUPPORTED_ACTIONS.contains(&name) => {
-            return Err(err(kv.key_at, format!("unsupported action {name}"), src, SUPPORTED))
+            return Err(err(
+                kv.key_at,
+                format!("unsupported action {name}"),
+                src,
+                SUPPORTED,
+            ))
         }
         _ => match parse_port(kv.key) {
             Some(p) if arg.is_empty() => output_to(p),
@@ -894,7 +1018,12 @@ fn parse_controller(arg: &str, at: usize) -> Res<Act> {
         match kv.key {
             "max_len" => {
                 max_len = parse_uint(kv.value, 16).ok_or_else(|| {
-                    err(kv.value_at, "invalid max_len", kv.value, "an integer from 0 to 65535")
+                    err(
+                        kv.value_at,
+                        "invalid max_len",
+                        kv.value,
+                        "an integer from 0 to 65535",
+                    )
                 })? as u16;
             }
             "reason" | "id" | "userdata" | "pause" | "meter_id" => {
@@ -925,7 +1054,12 @@ fn split_arrow(arg: &str, at: usize) -> Res<(&str, &str, usize)> {
     };
     let dst = &arg[i + 2..];
     if dst.is_empty() {
-        return Err(err(at, "missing field name following `->'", arg, "VALUE->FIELD"));
+        return Err(err(
+            at,
+            "missing field name following `->'",
+            arg,
+            "VALUE->FIELD",
+        ));
     }
     Ok((&arg[..i], dst, at + i + 2))
 }
@@ -933,10 +1067,20 @@ fn split_arrow(arg: &str, at: usize) -> Res<(&str, &str, usize)> {
 fn parse_set_field(arg: &str, at: usize) -> Res<Act> {
     let (value_s, name, name_at) = split_arrow(arg, at)?;
     let info = fields::by_name(name).ok_or_else(|| {
-        err(name_at, "not a valid OXM field name", name, "a field name such as eth_src, ip_dst, reg0")
+        err(
+            name_at,
+            "not a valid OXM field name",
+            name,
+            "a field name such as eth_src, ip_dst, reg0",
+        )
     })?;
     if !info.writable {
-        return Err(err(name_at, format!("{name} is read-only"), name, "a writable field"));
+        return Err(err(
+            name_at,
+            format!("{name} is read-only"),
+            name,
+            "a writable field",
+        ));
     }
     let (value, mask) = parse_field_value(info, value_s)
         .map_err(|e| err(at, format!("bad value for {name}"), value_s, e.expected))?;
@@ -947,17 +1091,35 @@ fn parse_set_field(arg: &str, at: usize) -> Res<Act> {
     };
     if !valid {
         let expected = match info.field {
-            Field::VlanVid => "a VLAN ID plus 4096 (the \"present\" bit), e.g. 4196 for VLAN 100".to_string(),
+            Field::VlanVid => {
+                "a VLAN ID plus 4096 (the \"present\" bit), e.g. 4196 for VLAN 100".to_string()
+            }
             Field::NwTos => "a multiple of 4 (the DSCP bits of the TOS byte)".to_string(),
-            _ => format!("a value that fits the {}-bit field {}", info.n_bits, info.name),
+            _ => format!(
+                "a value that fits the {}-bit field {}",
+                info.n_bits, info.name
+            ),
         };
-        return Err(err(at, format!("not a valid value for field {name}"), value_s, expected));
+        return Err(err(
+            at,
+            format!("not a valid value for field {name}"),
+            value_s,
+            expected,
+        ));
     }
     if mask == exact_mask(info) {
-        Ok(Act::SetField { info, value, mask: info.field.full_mask() })
+        Ok(Act::SetField {
+            info,
+            value,
+            mask: info.field.full_mask(),
+        })
     } else {
         // OpenFlow 1.3 has no masked set_field; OVS sends it as `load`.
-        Ok(Act::Load { info, value: value & mask, mask })
+        Ok(Act::Load {
+            info,
+            value: value & mask,
+            mask,
+        })
     }
 }
 
@@ -990,10 +1152,23 @@ fn parse_load(arg: &str, at: usize) -> Res<Act> {
         // NXM_OF_IN_PORT holds a 16-bit port; only whole-port loads map
         // onto upcalld's 32-bit port numbers.
         if sf.n_bits != u32::from(info.n_bits) {
-            return Err(err(dst_at, "unsupported partial load of in_port", dst, "the whole field"));
+            return Err(err(
+                dst_at,
+                "unsupported partial load of in_port",
+                dst,
+                "the whole field",
+            ));
         }
-        let p = if info.n_bits == 16 && value >= 0xff00 { value | 0xffff_0000 } else { value };
-        return Ok(Act::Load { info, value: p, mask: u128::from(u32::MAX) });
+        let p = if info.n_bits == 16 && value >= 0xff00 {
+            value | 0xffff_0000
+        } else {
+            value
+        };
+        return Ok(Act::Load {
+            info,
+            value: p,
+            mask: u128::from(u32::MAX),
+        });
     }
     Ok(Act::Load {
         info,
@@ -1010,8 +1185,14 @@ fn parse_resubmit(arg: &str, at: usize) -> Res<Act> {
     let in_port = if port_s.is_empty() {
         None
     } else {
-        let p = parse_port(port_s)
-            .ok_or_else(|| err(at, "resubmit to unknown port", port_s, "a port number or name"))?;
+        let p = parse_port(port_s).ok_or_else(|| {
+            err(
+                at,
+                "resubmit to unknown port",
+                port_s,
+                "a port number or name",
+            )
+        })?;
         (p != port::IN_PORT).then_some(p)
     };
     let table = if table_s.is_empty() {
@@ -1023,7 +1204,11 @@ fn parse_resubmit(arg: &str, at: usize) -> Res<Act> {
         (t != 255).then_some(t as u8)
     };
     if !ct_s.is_empty() {
-        let what = if ct_s == "ct" { "unsupported resubmit option" } else { "unknown parameter" };
+        let what = if ct_s == "ct" {
+            "unsupported resubmit option"
+        } else {
+            "unknown parameter"
+        };
         return Err(err(at, what, ct_s, "resubmit(PORT,TABLE)"));
     }
     if in_port.is_none() && table.is_none() {
@@ -1104,13 +1289,26 @@ fn encode_action(a: &Located, st: &mut CheckState, out: &mut Vec<OfAction>) -> R
             let ok = *p < port::MAX
                 || matches!(
                     *p,
-                    port::IN_PORT | port::TABLE | port::NORMAL | port::FLOOD | port::ALL
-                        | port::CONTROLLER | port::LOCAL
+                    port::IN_PORT
+                        | port::TABLE
+                        | port::NORMAL
+                        | port::FLOOD
+                        | port::ALL
+                        | port::CONTROLLER
+                        | port::LOCAL
                 );
             if !ok {
-                return Err(err(a.at, "bad output port", &a.text, "a port below 65280 or a reserved port"));
+                return Err(err(
+                    a.at,
+                    "bad output port",
+                    &a.text,
+                    "a port below 65280 or a reserved port",
+                ));
             }
-            out.push(OfAction::Output { port: *p, max_len: 0 });
+            out.push(OfAction::Output {
+                port: *p,
+                max_len: 0,
+            });
         }
         Act::Controller(max_len) => out.push(OfAction::Controller { max_len: *max_len }),
         Act::SetField { info, value, mask } | Act::Load { info, value, mask } => {
@@ -1166,19 +1364,28 @@ fn encode_action(a: &Located, st: &mut CheckState, out: &mut Vec<OfAction>) -> R
             }
             out.push(set(field, u128::from(*p)));
         }
-        Act::SetVlanVid { vid, push_if_needed } => {
+        Act::SetVlanVid {
+            vid,
+            push_if_needed,
+        } => {
             vlan_push_if_needed(a, has_vlan, *push_if_needed, out)?;
             out.push(set(Field::VlanVid, u128::from(VLAN_CFI | vid)));
             f.vlans[0].tci |= VLAN_CFI;
         }
-        Act::SetVlanPcp { pcp, push_if_needed } => {
+        Act::SetVlanPcp {
+            pcp,
+            push_if_needed,
+        } => {
             vlan_push_if_needed(a, has_vlan, *push_if_needed, out)?;
             out.push(set(Field::VlanPcp, u128::from(*pcp)));
             f.vlans[0].tci |= VLAN_CFI;
         }
         Act::StripVlan => {
             if !has_vlan {
-                return Err(inconsistent(a, "a VLAN tag (dl_vlan=, dl_vlan_pcp= or vlan_tci=0x1000/0x1000)"));
+                return Err(inconsistent(
+                    a,
+                    "a VLAN tag (dl_vlan=, dl_vlan_pcp= or vlan_tci=0x1000/0x1000)",
+                ));
             }
             f.vlans[0] = f.vlans[1];
             f.vlans[1] = FlowVlan::default();
@@ -1186,7 +1393,12 @@ fn encode_action(a: &Located, st: &mut CheckState, out: &mut Vec<OfAction>) -> R
         }
         Act::PushVlan(tpid) => {
             if f.vlans[FLOW_MAX_VLAN_HEADERS - 1].tci & VLAN_CFI != 0 {
-                return Err(err(a.at, "too many VLAN tags", &a.text, "at most two VLAN headers"));
+                return Err(err(
+                    a.at,
+                    "too many VLAN tags",
+                    &a.text,
+                    "at most two VLAN headers",
+                ));
             }
             f.vlans[1] = f.vlans[0];
             f.vlans[0] = FlowVlan {
@@ -1219,7 +1431,12 @@ fn encode_action(a: &Located, st: &mut CheckState, out: &mut Vec<OfAction>) -> R
 
 /// `mod_vlan_vid`/`mod_vlan_pcp` push a tag when the rule does not match
 /// one; `set_vlan_vid`/`set_vlan_pcp` need one.
-fn vlan_push_if_needed(a: &Located, has_vlan: bool, push: bool, out: &mut Vec<OfAction>) -> Res<()> {
+fn vlan_push_if_needed(
+    a: &Located,
+    has_vlan: bool,
+    push: bool,
+    out: &mut Vec<OfAction>,
+) -> Res<()> {
     if !has_vlan {
         if !push {
             return Err(inconsistent(a, "a VLAN tag"));
@@ -1271,8 +1488,17 @@ mod tests {
         let r = rule("table=2,priority=100,ip,nw_dst=10.0.0.0/8,actions=output:3");
         assert_eq!((r.table, r.priority), (2, 100));
         assert_eq!(r.matches.flow.dl_type, ETH_TYPE_IP);
-        assert_eq!((r.matches.flow.nw_dst, r.matches.mask.nw_dst), (0x0a00_0000, 0xff00_0000));
-        assert_eq!(r.instructions.apply, vec![OfAction::Output { port: 3, max_len: 0 }]);
+        assert_eq!(
+            (r.matches.flow.nw_dst, r.matches.mask.nw_dst),
+            (0x0a00_0000, 0xff00_0000)
+        );
+        assert_eq!(
+            r.instructions.apply,
+            vec![OfAction::Output {
+                port: 3,
+                max_len: 0
+            }]
+        );
     }
 
     #[test]
@@ -1292,7 +1518,13 @@ mod tests {
         assert_eq!(e.what, "tp_dst: prerequisites not met");
         assert_eq!(e.column, 12);
         assert!(rule("udp,tp_dst=53,actions=drop").matches.mask.tp_dst == 0xffff);
-        assert!(rule("icmp6,icmp_type=135,nd_target=::1,actions=drop").matches.mask.nd_target == [0xff; 16]);
+        assert!(
+            rule("icmp6,icmp_type=135,nd_target=::1,actions=drop")
+                .matches
+                .mask
+                .nd_target
+                == [0xff; 16]
+        );
         error("icmp6,icmp_type=136,nd_sll=00:00:00:00:00:01,actions=drop");
         error("udp,tcp_flags=+syn,actions=drop");
         error("nw_frag=first,actions=drop");
@@ -1301,11 +1533,20 @@ mod tests {
     #[test]
     fn vlan_matches_encode_like_ovs() {
         let r = rule("dl_vlan=10,actions=drop");
-        assert_eq!((r.matches.flow.vlans[0].tci, r.matches.mask.vlans[0].tci), (0x100a, 0x1fff));
+        assert_eq!(
+            (r.matches.flow.vlans[0].tci, r.matches.mask.vlans[0].tci),
+            (0x100a, 0x1fff)
+        );
         let r = rule("dl_vlan_pcp=4,actions=drop");
-        assert_eq!((r.matches.flow.vlans[0].tci, r.matches.mask.vlans[0].tci), (0x9000, 0xf000));
+        assert_eq!(
+            (r.matches.flow.vlans[0].tci, r.matches.mask.vlans[0].tci),
+            (0x9000, 0xf000)
+        );
         let r = rule("vlan_tci=0x0000/0x1000,actions=drop");
-        assert_eq!((r.matches.flow.vlans[0].tci, r.matches.mask.vlans[0].tci), (0, 0x1000));
+        assert_eq!(
+            (r.matches.flow.vlans[0].tci, r.matches.mask.vlans[0].tci),
+            (0, 0x1000)
+        );
         // OpenFlow 1.3 cannot carry a PCP match without the VID part.
         let r = rule("vlan_tci=0x4000/0xe000,actions=drop");
         assert_eq!(r.matches.mask.vlans[0].tci, 0);
@@ -1318,7 +1559,11 @@ mod tests {
             r.instructions.apply[..2],
             [
                 OfAction::PushVlan { tpid: 0x8100 },
-                OfAction::SetField { field: Field::VlanVid, value: 0x1064, mask: 0x1fff }
+                OfAction::SetField {
+                    field: Field::VlanVid,
+                    value: 0x1064,
+                    mask: 0x1fff
+                }
             ]
         );
         let r = rule("dl_vlan=3,actions=mod_vlan_vid:100,mod_vlan_pcp:2");
@@ -1333,8 +1578,16 @@ mod tests {
         assert_eq!(
             r.instructions.apply,
             vec![
-                OfAction::SetField { field: Field::UdpDst, value: 53, mask: 0xffff },
-                OfAction::SetField { field: Field::IpDscp, value: 8, mask: 0x3f },
+                OfAction::SetField {
+                    field: Field::UdpDst,
+                    value: 53,
+                    mask: 0xffff
+                },
+                OfAction::SetField {
+                    field: Field::IpDscp,
+                    value: 8,
+                    mask: 0x3f
+                },
             ]
         );
         error("actions=mod_tp_dst:53");
@@ -1349,27 +1602,54 @@ mod tests {
         assert_eq!(
             r.instructions.apply,
             vec![
-                OfAction::SetField { field: Field::Reg(0), value: 5, mask: 0xffff_ffff },
-                OfAction::Load { field: Field::Reg(1), value: 3, mask: 0xff },
-                OfAction::Load { field: Field::Metadata, value: 4, mask: 0xff },
+                OfAction::SetField {
+                    field: Field::Reg(0),
+                    value: 5,
+                    mask: 0xffff_ffff
+                },
+                OfAction::Load {
+                    field: Field::Reg(1),
+                    value: 3,
+                    mask: 0xff
+                },
+                OfAction::Load {
+                    field: Field::Metadata,
+                    value: 4,
+                    mask: 0xff
+                },
             ]
         );
         assert_eq!(r.instructions.goto_table, Some(1));
-        assert_eq!(error("actions=load:256->NXM_NX_REG0[0..7]").what, "value does not fit into 8 bits");
-        assert_eq!(error("actions=set_field:1->bogus").what, "not a valid OXM field name");
+        assert_eq!(
+            error("actions=load:256->NXM_NX_REG0[0..7]").what,
+            "value does not fit into 8 bits"
+        );
+        assert_eq!(
+            error("actions=set_field:1->bogus").what,
+            "not a valid OXM field name"
+        );
     }
 
     #[test]
     fn instructions_in_order_only() {
         let r = rule("table=1,actions=output:1,clear_actions,write_actions(output:2),write_metadata:0x5/0xff,goto_table:3");
         assert!(r.instructions.clear_actions);
-        assert_eq!(r.instructions.write_actions, Some(vec![OfAction::Output { port: 2, max_len: 0 }]));
+        assert_eq!(
+            r.instructions.write_actions,
+            Some(vec![OfAction::Output {
+                port: 2,
+                max_len: 0
+            }])
+        );
         assert_eq!(r.instructions.write_metadata, Some((5, 0xff)));
         assert_eq!(
             error("actions=goto_table:2,output:1").what,
             "invalid instruction ordering: apply_actions must appear before goto_table, for OpenFlow 1.1+ compatibility"
         );
-        assert_eq!(error("table=3,actions=goto_table:2").what, "goto_table must go to a later table");
+        assert_eq!(
+            error("table=3,actions=goto_table:2").what,
+            "goto_table must go to a later table"
+        );
         assert_eq!(
             error("actions=drop,output:1").what,
             "\"drop\" must not be accompanied by any other action or instruction"
@@ -1381,12 +1661,30 @@ mod tests {
         let r = rule("in_port=LOCAL,actions=in_port,output:in_port,IN_PORT,LOCAL,controller,CONTROLLER:100,resubmit(,2),resubmit:3");
         assert_eq!(r.matches.flow.in_port, port::LOCAL);
         let a = &r.instructions.apply;
-        assert_eq!(a[0], OfAction::Output { port: port::IN_PORT, max_len: 0 });
+        assert_eq!(
+            a[0],
+            OfAction::Output {
+                port: port::IN_PORT,
+                max_len: 0
+            }
+        );
         assert_eq!(a[1], a[0]);
         assert_eq!(a[4], OfAction::Controller { max_len: 65535 });
         assert_eq!(a[5], OfAction::Controller { max_len: 100 });
-        assert_eq!(a[6], OfAction::Resubmit { in_port: None, table: Some(2) });
-        assert_eq!(a[7], OfAction::Resubmit { in_port: Some(3), table: None });
+        assert_eq!(
+            a[6],
+            OfAction::Resubmit {
+                in_port: None,
+                table: Some(2)
+            }
+        );
+        assert_eq!(
+            a[7],
+            OfAction::Resubmit {
+                in_port: Some(3),
+                table: None
+            }
+        );
     }
 
     #[test]
@@ -1394,6 +1692,9 @@ mod tests {
         assert_eq!(error("priority=5").what, "must specify an action");
         assert_eq!(error("bogus=1,actions=drop").what, "unknown field");
         assert_eq!(error("actions=frobnicate").what, "unknown action");
-        assert_eq!(error("actions=learn(table=1)").what, "unsupported action learn");
+        assert_eq!(
+            error("actions=learn(table=1)").what,
+            "unsupported action learn"
+        );
     }
 }

@@ -74,7 +74,10 @@ impl<'a> Iterator for KeyValues<'a> {
             return None;
         }
         let key_start = self.pos;
-        while self.pos < b.len() && !matches!(b[self.pos], b':' | b'=' | b'(') && !is_blank_or_comma(b[self.pos]) {
+        while self.pos < b.len()
+            && !matches!(b[self.pos], b':' | b'=' | b'(')
+            && !is_blank_or_comma(b[self.pos])
+        {
             self.pos += 1;
         }
         let key = &self.text[key_start..self.pos];
@@ -99,7 +102,10 @@ impl<'a> Iterator for KeyValues<'a> {
         let mut n = value_len(rest, value_delims);
         // `key(x)->y` keeps `x)->y` as the value, as OVS does for
         // actions written like `set_field(...)->field`.
-        if delim == Some(b'(') && rest.get(n) == Some(&b')') && rest.get(n + 1..n + 3) == Some(b"->") {
+        if delim == Some(b'(')
+            && rest.get(n) == Some(&b')')
+            && rest.get(n + 1..n + 3) == Some(b"->")
+        {
             n += value_len(&rest[n..], b", \t\r\n");
         }
         let value = &self.text[value_start..value_start + n];
@@ -177,7 +183,11 @@ pub(crate) fn parse_uint(s: &str, n_bits: u32) -> Option<u128> {
 }
 
 fn scan_hex_byte(b: &[u8]) -> Option<(u8, usize)> {
-    let n = b.iter().take(2).take_while(|c| c.is_ascii_hexdigit()).count();
+    let n = b
+        .iter()
+        .take(2)
+        .take_while(|c| c.is_ascii_hexdigit())
+        .count();
     if n == 0 {
         return None;
     }
@@ -224,7 +234,11 @@ pub(crate) fn scan_ipv4(s: &str) -> Option<(u32, usize)> {
             }
             pos += 1;
         }
-        let n = b[pos..].iter().take(3).take_while(|c| c.is_ascii_digit()).count();
+        let n = b[pos..]
+            .iter()
+            .take(3)
+            .take_while(|c| c.is_ascii_digit())
+            .count();
         if n == 0 || b.get(pos + n).is_some_and(|c| c.is_ascii_digit()) {
             return None;
         }
@@ -464,13 +478,18 @@ pub(crate) fn parse_flags(
             rest = &rest[1..];
             let hit = names.iter().find(|(_, name)| {
                 rest.starts_with(name)
-                    && matches!(rest.as_bytes().get(name.len()), None | Some(b'+') | Some(b'-'))
+                    && matches!(
+                        rest.as_bytes().get(name.len()),
+                        None | Some(b'+') | Some(b'-')
+                    )
             });
             let Some(&(bit, name)) = hit else {
                 return Err(unknown());
             };
             if mask & bit != 0 {
-                return Err(format!("{rest}: Each {what} flag can be specified only once"));
+                return Err(format!(
+                    "{rest}: Each {what} flag can be specified only once"
+                ));
             }
             if bit & !allowed != 0 {
                 return Err(unknown());
@@ -635,7 +654,10 @@ fn parse_mac_masked(s: &str) -> Result<(u128, u128), String> {
     let (mac, n) = scan_mac(s).ok_or_else(invalid)?;
     let mask = match &s[n..] {
         "" => [0xff; 6],
-        rest => rest.strip_prefix('/').and_then(parse_mac).ok_or_else(invalid)?,
+        rest => rest
+            .strip_prefix('/')
+            .and_then(parse_mac)
+            .ok_or_else(invalid)?,
     };
     Ok((mac_u128(mac), mac_u128(mask)))
 }
@@ -687,13 +709,22 @@ mod tests {
         assert_eq!(parse_uint("0", 16), Some(0));
         assert_eq!(parse_uint("08", 16), None);
         assert_eq!(parse_uint("65536", 16), None);
-        assert_eq!(scan_uint("99999999999999999999999999999999999999999", 64), Err(IntError::TooLarge));
+        assert_eq!(
+            scan_uint("99999999999999999999999999999999999999999", 64),
+            Err(IntError::TooLarge)
+        );
     }
 
     #[test]
     fn addresses() {
-        assert_eq!(parse_ipv4_masked("10.0.0.0/8"), Ok((0x0a00_0000, 0xff00_0000)));
-        assert_eq!(parse_ipv4_masked("10.1.2.3/255.255.0.255"), Ok((0x0a01_0203, 0xffff_00ff)));
+        assert_eq!(
+            parse_ipv4_masked("10.0.0.0/8"),
+            Ok((0x0a00_0000, 0xff00_0000))
+        );
+        assert_eq!(
+            parse_ipv4_masked("10.1.2.3/255.255.0.255"),
+            Ok((0x0a01_0203, 0xffff_00ff))
+        );
         assert!(parse_ipv4_masked("10.0.0.300").is_err());
         assert_eq!(
             parse_ipv4_masked("1.2.3.4/33").unwrap_err(),
@@ -723,14 +754,20 @@ mod tests {
         assert_eq!(tcp("0x010/0x010"), Ok((0x010, 0x010)));
         assert_eq!(tcp("syn|ack"), Ok((0x012, u32::MAX)));
         assert_eq!(tcp("0x012"), Ok((0x012, u32::MAX)));
-        assert_eq!(tcp("+syn+syn").unwrap_err(), "syn: Each TCP flag can be specified only once");
+        assert_eq!(
+            tcp("+syn+syn").unwrap_err(),
+            "syn: Each TCP flag can be specified only once"
+        );
         assert_eq!(tcp("+bogus").unwrap_err(), "+bogus: unknown TCP flag(s)");
     }
 
     #[test]
     fn field_values_with_ovs_messages() {
         let f = |n| by_name(n).unwrap();
-        assert_eq!(parse_field_value(f("tp_dst"), "0x8400/0xff00"), Ok((0x8400, 0xff00)));
+        assert_eq!(
+            parse_field_value(f("tp_dst"), "0x8400/0xff00"),
+            Ok((0x8400, 0xff00))
+        );
         assert_eq!(
             parse_field_value(f("nw_proto"), "6/0xf").unwrap_err().ovs,
             "6/0xf: invalid mask for field nw_proto"
@@ -745,7 +782,13 @@ mod tests {
         );
         assert_eq!(parse_field_value(f("nw_frag"), "first"), Ok((1, 0xff)));
         assert_eq!(parse_field_value(f("nw_frag"), "yes"), Ok((1, 0xfd)));
-        assert_eq!(parse_field_value(f("in_port"), "LOCAL"), Ok((u128::from(port::LOCAL), u128::from(u32::MAX))));
-        assert_eq!(parse_field_value(f("dl_dst"), "01:00:00:00:00:00/01:00:00:00:00:00"), Ok((1 << 40, 1 << 40)));
+        assert_eq!(
+            parse_field_value(f("in_port"), "LOCAL"),
+            Ok((u128::from(port::LOCAL), u128::from(u32::MAX)))
+        );
+        assert_eq!(
+            parse_field_value(f("dl_dst"), "01:00:00:00:00:00/01:00:00:00:00:00"),
+            Ok((1 << 40, 1 << 40))
+        );
     }
 }
