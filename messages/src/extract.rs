@@ -21,7 +21,8 @@
 //!   addresses; a later fragment has `nw_proto` 44;
 //! - L4 fields come only from a packet that is not a later fragment and
 //!   only when the fixed header is all there (TCP 20 bytes regardless of its
-//!   data offset, UDP/ICMP/IGMP/ICMPv6 8, SCTP 12);
+//!   data offset, UDP/ICMP/IGMP/ICMPv6 8, SCTP 12). The L4 protocol number
+//!   decides, whatever the IP version (ICMP over IPv6 gives type and code);
 //! - ICMPv6 NS/NA with code 0 also give `nd_target`, `arp_sha` (SLL) and
 //!   `arp_tha` (TLL). As in OVS 3.1, `igmp_group_ip4` then carries the ND
 //!   reserved word (NA flags) and `tcp_flags` the type of the first
@@ -311,7 +312,8 @@ fn parse_l4(l4: &[u8], flow: &mut Flow) {
             if let Ok(icmp) = Icmpv6Packet::new_checked(l4) {
                 flow.tp_src = icmp.msg_type().into();
                 flow.tp_dst = icmp.code().into();
-                if flow.is_nd() {
+                // As in OVS, this holds for ICMPv6 carried over IPv4 too.
+                if crate::wire::icmpv6::is_nd_message(icmp.msg_type(), icmp.code()) {
                     parse_nd(l4, icmp.data_word(), flow);
                 }
             }

@@ -163,8 +163,20 @@ fn one_and_two_vlan_tags() {
     // 802.1ad outer, 802.1Q inner; DEI set on the wire reads like absent.
     let rest = [0x10, 0x01, 0x81, 0x00, 0x00, 0x02, 0x88, 0xcc];
     let f = x(&eth(0x88a8, &rest));
-    assert_eq!(f.vlans[0], FlowVlan { tpid: 0x88a8, tci: 0x1001 });
-    assert_eq!(f.vlans[1], FlowVlan { tpid: 0x8100, tci: 0x1002 });
+    assert_eq!(
+        f.vlans[0],
+        FlowVlan {
+            tpid: 0x88a8,
+            tci: 0x1001
+        }
+    );
+    assert_eq!(
+        f.vlans[1],
+        FlowVlan {
+            tpid: 0x8100,
+            tci: 0x1002
+        }
+    );
     assert_eq!(f.dl_type, 0x88cc);
 }
 
@@ -278,9 +290,21 @@ fn ipv4_header_checks_stop_at_l2() {
     assert_eq!(stop(&|p| p.truncate(19)), l2_only, "short header");
     assert_eq!(stop(&|p| p[0] = 0x44), l2_only, "IHL < 5");
     assert_eq!(stop(&|p| p[0] = 0x4f), l2_only, "IHL past the frame");
-    assert_eq!(stop(&|p| p[2..4].copy_from_slice(&19u16.to_be_bytes())), l2_only, "total length < header");
-    assert_eq!(stop(&|p| p[2..4].copy_from_slice(&29u16.to_be_bytes())), l2_only, "total length > frame");
-    assert_eq!(stop(&|p| p.extend_from_slice(&[0; 256])), l2_only, "256 bytes of padding");
+    assert_eq!(
+        stop(&|p| p[2..4].copy_from_slice(&19u16.to_be_bytes())),
+        l2_only,
+        "total length < header"
+    );
+    assert_eq!(
+        stop(&|p| p[2..4].copy_from_slice(&29u16.to_be_bytes())),
+        l2_only,
+        "total length > frame"
+    );
+    assert_eq!(
+        stop(&|p| p.extend_from_slice(&[0; 256])),
+        l2_only,
+        "256 bytes of padding"
+    );
     // 255 bytes of padding is fine; the version nibble is not checked.
     let f = stop(&|p| p.extend_from_slice(&[0; 255]));
     assert_eq!((f.tp_src, f.tp_dst), (1, 2));
@@ -368,15 +392,27 @@ fn tcp_data_offset_is_not_checked() {
 
 #[test]
 fn udp_sctp_icmp_igmp() {
-    let f = x(&eth(ETH_TYPE_IP, &ipv4_packet(IPPROTO_UDP, 0, &ports(53, 5353, 8))));
+    let f = x(&eth(
+        ETH_TYPE_IP,
+        &ipv4_packet(IPPROTO_UDP, 0, &ports(53, 5353, 8)),
+    ));
     assert_eq!((f.tp_src, f.tp_dst, f.tcp_flags), (53, 5353, 0));
-    let f = x(&eth(ETH_TYPE_IP, &ipv4_packet(IPPROTO_SCTP, 0, &ports(9, 10, 12))));
+    let f = x(&eth(
+        ETH_TYPE_IP,
+        &ipv4_packet(IPPROTO_SCTP, 0, &ports(9, 10, 12)),
+    ));
     assert_eq!((f.tp_src, f.tp_dst), (9, 10));
-    let f = x(&eth(ETH_TYPE_IP, &ipv4_packet(IPPROTO_ICMP, 0, &[3, 13, 0, 0, 0, 0, 0, 0])));
+    let f = x(&eth(
+        ETH_TYPE_IP,
+        &ipv4_packet(IPPROTO_ICMP, 0, &[3, 13, 0, 0, 0, 0, 0, 0]),
+    ));
     assert_eq!((f.tp_src, f.tp_dst), (3, 13));
     let igmp = [0x16, 0x00, 0, 0, 0xe0, 0, 0, 0xfb];
     let f = x(&eth(ETH_TYPE_IP, &ipv4_packet(IPPROTO_IGMP, 0, &igmp)));
-    assert_eq!((f.tp_src, f.tp_dst, f.igmp_group_ip4), (0x16, 0, 0xe000_00fb));
+    assert_eq!(
+        (f.tp_src, f.tp_dst, f.igmp_group_ip4),
+        (0x16, 0, 0xe000_00fb)
+    );
 }
 
 #[test]
@@ -432,7 +468,10 @@ fn ipv6_extension_headers_are_skipped() {
 fn a_truncated_extension_header_keeps_only_the_addresses() {
     // A hop-by-hop header claiming 16 bytes with 8 present.
     let payload = [IPPROTO_UDP, 1, 0, 0, 0, 0, 0, 0];
-    let f = x(&eth(ETH_TYPE_IPV6, &ipv6_packet(ipv6::NEXT_HOP_BY_HOP, &payload)));
+    let f = x(&eth(
+        ETH_TYPE_IPV6,
+        &ipv6_packet(ipv6::NEXT_HOP_BY_HOP, &payload),
+    ));
     let want = Flow {
         ipv6_src: v6(1),
         ipv6_dst: v6(2),
@@ -440,7 +479,10 @@ fn a_truncated_extension_header_keeps_only_the_addresses() {
     };
     assert_eq!(f, want);
     // Fewer than 8 bytes of a fragment header.
-    let f = x(&eth(ETH_TYPE_IPV6, &ipv6_packet(NEXT_FRAGMENT, &[17, 0, 0, 1])));
+    let f = x(&eth(
+        ETH_TYPE_IPV6,
+        &ipv6_packet(NEXT_FRAGMENT, &[17, 0, 0, 1]),
+    ));
     assert_eq!(f, want);
 }
 
@@ -454,10 +496,16 @@ fn ipv6_fragments() {
     };
     let first = frag(0, true);
     assert_eq!(first.nw_frag, FLOW_NW_FRAG_ANY);
-    assert_eq!((first.nw_proto, first.tp_src, first.tp_dst), (IPPROTO_UDP, 1, 2));
+    assert_eq!(
+        (first.nw_proto, first.tp_src, first.tp_dst),
+        (IPPROTO_UDP, 1, 2)
+    );
     let later = frag(10, false);
     assert_eq!(later.nw_frag, FLOW_NW_FRAG_ANY | FLOW_NW_FRAG_LATER);
-    assert_eq!((later.nw_proto, later.tp_src, later.tp_dst), (NEXT_FRAGMENT, 0, 0));
+    assert_eq!(
+        (later.nw_proto, later.tp_src, later.tp_dst),
+        (NEXT_FRAGMENT, 0, 0)
+    );
     assert_eq!(later.ipv6_label, 0xabcde);
     let atomic = frag(0, false);
     assert_eq!(atomic.nw_frag, 0);
@@ -490,7 +538,12 @@ fn nd_solicit_and_advert() {
     assert_eq!(f.tcp_flags, 1, "type of the first link-layer option");
     assert_eq!(f.igmp_group_ip4, 0);
 
-    let f = x(&nd_frame(136, 0, 0xe000_0000, &[(2, 1, MAC_B), (1, 1, MAC_A)]));
+    let f = x(&nd_frame(
+        136,
+        0,
+        0xe000_0000,
+        &[(2, 1, MAC_B), (1, 1, MAC_A)],
+    ));
     assert_eq!((f.arp_sha, f.arp_tha), (MAC_A, MAC_B));
     assert_eq!(f.tcp_flags, 2);
     assert_eq!(f.igmp_group_ip4, 0xe000_0000, "the NA flags word");
@@ -511,14 +564,30 @@ fn nd_fields_need_code_zero() {
 fn nd_options_oddities() {
     // Long link-layer options are not Ethernet addresses; unknown options
     // are skipped.
-    let f = x(&nd_frame(135, 0, 0, &[(1, 2, MAC_B), (5, 1, MAC_B), (1, 1, MAC_A)]));
+    let f = x(&nd_frame(
+        135,
+        0,
+        0,
+        &[(1, 2, MAC_B), (5, 1, MAC_B), (1, 1, MAC_A)],
+    ));
     assert_eq!(f.arp_sha, MAC_A);
     // A zero-length option ends the walk, keeping what came before.
-    let f = x(&nd_frame(136, 0, 0, &[(2, 1, MAC_B), (1, 0, MAC_A), (1, 1, MAC_A)]));
-    assert_eq!((f.arp_sha, f.arp_tha, f.nd_target), ([0; 6], MAC_B, v6(0x77)));
+    let f = x(&nd_frame(
+        136,
+        0,
+        0,
+        &[(2, 1, MAC_B), (1, 0, MAC_A), (1, 1, MAC_A)],
+    ));
+    assert_eq!(
+        (f.arp_sha, f.arp_tha, f.nd_target),
+        ([0; 6], MAC_B, v6(0x77))
+    );
     // A repeated SLL voids target and addresses but not the options type.
     let f = x(&nd_frame(135, 0, 0, &[(1, 1, MAC_A), (1, 1, MAC_B)]));
-    assert_eq!((f.nd_target, f.arp_sha, f.arp_tha), ([0; 16], [0; 6], [0; 6]));
+    assert_eq!(
+        (f.nd_target, f.arp_sha, f.arp_tha),
+        ([0; 16], [0; 6], [0; 6])
+    );
     assert_eq!(f.tcp_flags, 1);
     // ...unless the first had an all-zero address.
     let f = x(&nd_frame(135, 0, 0, &[(1, 1, [0; 6]), (1, 1, MAC_B)]));
@@ -530,15 +599,24 @@ fn truncated_nd_target_keeps_type_code_and_flags() {
     let mut m = vec![0u8; 20];
     icmpv6::emit(&mut m, 136, 0, 0x4000_0000);
     let f = x(&eth(ETH_TYPE_IPV6, &ipv6_packet(IPPROTO_ICMPV6, &m)));
-    assert_eq!((f.tp_src, f.tp_dst, f.igmp_group_ip4), (136, 0, 0x4000_0000));
+    assert_eq!(
+        (f.tp_src, f.tp_dst, f.igmp_group_ip4),
+        (136, 0, 0x4000_0000)
+    );
     assert_eq!(f.nd_target, [0; 16]);
 }
 
 #[test]
 fn icmpv6_needs_eight_bytes() {
-    let f = x(&eth(ETH_TYPE_IPV6, &ipv6_packet(IPPROTO_ICMPV6, &[128, 0, 0, 0, 0, 0, 0])));
+    let f = x(&eth(
+        ETH_TYPE_IPV6,
+        &ipv6_packet(IPPROTO_ICMPV6, &[128, 0, 0, 0, 0, 0, 0]),
+    ));
     assert_eq!((f.nw_proto, f.tp_src), (IPPROTO_ICMPV6, 0));
-    let f = x(&eth(ETH_TYPE_IPV6, &ipv6_packet(IPPROTO_ICMPV6, &[128, 0, 0, 0, 0, 1, 0, 1])));
+    let f = x(&eth(
+        ETH_TYPE_IPV6,
+        &ipv6_packet(IPPROTO_ICMPV6, &[128, 0, 0, 0, 0, 1, 0, 1]),
+    ));
     assert_eq!((f.tp_src, f.tp_dst, f.igmp_group_ip4), (128, 0, 0));
 }
 
@@ -560,10 +638,19 @@ fn arp_and_rarp() {
     };
     assert_eq!(x(&arp_frame(ETH_TYPE_ARP, 1)), want);
     let rarp = x(&arp_frame(ETH_TYPE_RARP, 3));
-    assert_eq!((rarp.nw_proto, rarp.nw_src, rarp.arp_tha), (3, V4_SRC, MAC_B));
+    assert_eq!(
+        (rarp.nw_proto, rarp.nw_src, rarp.arp_tha),
+        (3, V4_SRC, MAC_B)
+    );
     // An opcode over 255 leaves nw_proto 0 but keeps the addresses.
     let big = x(&arp_frame(ETH_TYPE_ARP, 0x0101));
-    assert_eq!(big, Flow { nw_proto: 0, ..want });
+    assert_eq!(
+        big,
+        Flow {
+            nw_proto: 0,
+            ..want
+        }
+    );
 }
 
 #[test]
@@ -581,9 +668,15 @@ fn every_prefix_of_a_frame_parses_without_panicking() {
     tagged.extend_from_slice(&ETH_TYPE_IPV6.to_be_bytes());
     let frames = [
         nd_frame(136, 0, 0, &[(2, 1, MAC_B), (1, 1, MAC_A)]),
-        eth(ETH_TYPE_IP, &ipv4_packet(IPPROTO_TCP, 0, &tcp_segment(1, 2, 3))),
+        eth(
+            ETH_TYPE_IP,
+            &ipv4_packet(IPPROTO_TCP, 0, &tcp_segment(1, 2, 3)),
+        ),
         arp_frame(ETH_TYPE_ARP, 2),
-        eth(ETH_TYPE_VLAN_8021Q, &[tagged, ipv6_packet(IPPROTO_UDP, &ports(1, 2, 8))].concat()),
+        eth(
+            ETH_TYPE_VLAN_8021Q,
+            &[tagged, ipv6_packet(IPPROTO_UDP, &ports(1, 2, 8))].concat(),
+        ),
     ];
     for frame in frames {
         let full = x(&frame);

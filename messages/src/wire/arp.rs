@@ -1,8 +1,8 @@
 //! ARP and RARP over Ethernet for IPv4 (RFC 826, RFC 903): the only kind a
 //! switch parses into a flow.
 
-use super::{check_len, get_array, get_u16, get_u32, get_u8, put_bytes, put_u16, put_u32};
 use super::WireError;
+use super::{check_len, get_array, get_u16, get_u32, get_u8, put_bytes, put_u16, put_u32};
 use crate::flow::ETH_TYPE_IP;
 
 /// Length of an Ethernet/IPv4 ARP packet.
@@ -131,7 +131,11 @@ mod tests {
         b[4] = 8;
         assert!(matches!(
             ArpPacket::new_checked(&b[..]),
-            Err(WireError::BadField { field: "hardware length", value: 8, .. })
+            Err(WireError::BadField {
+                field: "hardware length",
+                value: 8,
+                ..
+            })
         ));
         assert!(matches!(
             ArpPacket::new_checked(&b[..27]),

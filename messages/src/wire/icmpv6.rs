@@ -20,6 +20,12 @@ pub const ND_OPT_UNIT: usize = 8;
 /// Length of an NS/NA message without options.
 pub const ND_MSG_LEN: usize = HEADER_LEN + 16;
 
+/// True for the type and code of the messages whose ND fields OVS parses:
+/// neighbor solicitation and advertisement with code 0.
+pub fn is_nd_message(msg_type: u8, code: u8) -> bool {
+    code == 0 && matches!(msg_type, ND_NEIGHBOR_SOLICIT | ND_NEIGHBOR_ADVERT)
+}
+
 /// An ICMPv6 message. Its checksum covers the whole buffer and the IPv6
 /// pseudo-header, so give the view exactly the upper-layer packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -215,7 +221,9 @@ impl<T: AsRef<[u8]>> NdMessage<T> {
 
     /// The first 8-byte option of type `kind` (source or target LLA).
     pub fn lla(&self, kind: u8) -> Option<[u8; 6]> {
-        self.options().filter(|o| o.kind == kind).find_map(|o| o.lla())
+        self.options()
+            .filter(|o| o.kind == kind)
+            .find_map(|o| o.lla())
     }
 }
 
@@ -279,7 +287,9 @@ mod tests {
         b[ND_MSG_LEN] = 14;
         b[ND_MSG_LEN + 1] = 1;
         emit_lla_option(&mut b[ND_MSG_LEN + 8..], ND_OPT_TARGET_LLA, [0xaa; 6]);
-        Icmpv6Packet::new_checked(&mut b[..]).unwrap().fill_checksum(pseudo);
+        Icmpv6Packet::new_checked(&mut b[..])
+            .unwrap()
+            .fill_checksum(pseudo);
         b
     }
 
@@ -315,7 +325,9 @@ mod tests {
         assert!(!nd.set_lla(ND_OPT_SOURCE_LLA, [0x22; 6]));
         assert_eq!(nd.target(), [9; 16]);
         assert_eq!(nd.lla(ND_OPT_TARGET_LLA), Some([0x11; 6]));
-        assert!(Icmpv6Packet::new_checked(&b[..]).unwrap().verify_checksum(pseudo));
+        assert!(Icmpv6Packet::new_checked(&b[..])
+            .unwrap()
+            .verify_checksum(pseudo));
     }
 
     #[test]
@@ -326,7 +338,13 @@ mod tests {
         b[ND_MSG_LEN + 1] = 3;
         assert_eq!(NdMessage::new_checked(&b[..]).unwrap().options().count(), 0);
         b[ND_MSG_LEN + 1] = 1;
-        assert_eq!(NdMessage::new_checked(&b[..ND_MSG_LEN + 15]).unwrap().options().count(), 1);
+        assert_eq!(
+            NdMessage::new_checked(&b[..ND_MSG_LEN + 15])
+                .unwrap()
+                .options()
+                .count(),
+            1
+        );
     }
 
     #[test]
@@ -336,7 +354,11 @@ mod tests {
         b[0] = ECHO_REQUEST;
         assert!(matches!(
             NdMessage::new_checked(&b[..]),
-            Err(WireError::BadField { field: "type", value: 128, .. })
+            Err(WireError::BadField {
+                field: "type",
+                value: 128,
+                ..
+            })
         ));
     }
 }

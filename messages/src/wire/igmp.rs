@@ -1,7 +1,7 @@
 //! IGMP (RFC 2236 and the v1/v3 messages that share its first 8 bytes).
 
-use super::{check_len, checksum, get_u16, get_u32, get_u8, put_u16, put_u32, put_u8};
 use super::WireError;
+use super::{check_len, checksum, get_u16, get_u32, get_u8, put_u16, put_u32, put_u8};
 
 /// Length of the IGMPv1/v2 message, and of the part of v3 messages OVS reads.
 pub const HEADER_LEN: usize = 8;

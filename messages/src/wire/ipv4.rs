@@ -1,7 +1,7 @@
 //! IPv4 headers (RFC 791).
 
-use super::{check_len, checksum, get_u16, get_u32, get_u8, put_u16, put_u32, put_u8};
 use super::WireError;
+use super::{check_len, checksum, get_u16, get_u32, get_u8, put_u16, put_u32, put_u8};
 
 /// Length of a header without options.
 pub const MIN_HEADER_LEN: usize = 20;
@@ -131,7 +131,9 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     }
 
     pub fn options(&self) -> &[u8] {
-        self.b().get(MIN_HEADER_LEN..self.header_len()).unwrap_or(&[])
+        self.b()
+            .get(MIN_HEADER_LEN..self.header_len())
+            .unwrap_or(&[])
     }
 
     /// The payload: from the end of the header to the total length.
@@ -290,7 +292,10 @@ mod tests {
         p.set_tos(0x03);
         p.set_ttl(1);
         assert!(p.verify_checksum());
-        assert_eq!((p.src(), p.dst(), p.tos(), p.ttl()), (0xc0a8_0101, !0, 3, 1));
+        assert_eq!(
+            (p.src(), p.dst(), p.tos(), p.ttl()),
+            (0xc0a8_0101, !0, 3, 1)
+        );
         let incremental = p.checksum();
         p.fill_checksum();
         assert!(p.verify_checksum());
@@ -307,7 +312,11 @@ mod tests {
         b[0] = 0x44;
         assert!(matches!(
             Ipv4Packet::new_checked(&b[..]),
-            Err(WireError::BadField { field: "ihl", value: 4, .. })
+            Err(WireError::BadField {
+                field: "ihl",
+                value: 4,
+                ..
+            })
         ));
         b[0] = 0x48; // 32-byte header in a 28-byte buffer
         assert!(matches!(
@@ -318,7 +327,10 @@ mod tests {
         b[2..4].copy_from_slice(&19u16.to_be_bytes());
         assert!(matches!(
             Ipv4Packet::new_checked(&b[..]),
-            Err(WireError::BadField { field: "total length", .. })
+            Err(WireError::BadField {
+                field: "total length",
+                ..
+            })
         ));
         b[2..4].copy_from_slice(&29u16.to_be_bytes());
         assert!(matches!(

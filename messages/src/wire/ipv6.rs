@@ -335,7 +335,7 @@ mod tests {
 
     #[test]
     fn payload_length_must_fit() {
-        let mut b = vec![0u8; 48];
+        let mut b = [0u8; 48];
         b[4..6].copy_from_slice(&9u16.to_be_bytes());
         assert!(matches!(
             Ipv6Packet::new_checked(&b[..]),

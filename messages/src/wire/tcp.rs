@@ -162,7 +162,9 @@ mod tests {
             },
         );
         b[20..].copy_from_slice(b"data");
-        TcpPacket::new_checked(&mut b[..]).unwrap().fill_checksum(pseudo);
+        TcpPacket::new_checked(&mut b[..])
+            .unwrap()
+            .fill_checksum(pseudo);
         b
     }
 
