@@ -8,15 +8,17 @@
 //! - fewer than 14 bytes: metadata only;
 //! - up to two VLAN tags are read (TCI with `VLAN_CFI` set as "present"); a
 //!   tag needs 6 bytes (tag and the next EtherType), else parsing leaves the
-//!   TPID as `dl_type`; a third tag's TPID becomes `dl_type`;
+//!   TPID as `dl_type`; a third tag's TPID becomes `dl_type`. This is OVS
+//!   with `other_config:vlan-limit=2` (or 0); ovs-vswitchd's default limit
+//!   is 1, which [`extract_with_vlan_limit`] reproduces;
 //! - an 802.3 length (< 0x0600) gives `dl_type` 0x05ff unless an LLC/SNAP
 //!   header with OUI 0 carries an EtherType;
 //! - MPLS: the label stack is walked to the bottom, the first 4 entries are
 //!   kept, nothing after the stack is parsed;
 //! - IPv4: the header must have IHL ≥ 5, fit the frame, and have a total
-//!   length covering it and within the frame, with at most 255 bytes of
+//!   length covering it and within the frame, with at most 65535 bytes of
 //!   padding after it; otherwise nothing past L2 is kept;
-//! - IPv6: the payload length must fit with at most 255 bytes of padding,
+//! - IPv6: the payload length must fit with at most 65535 bytes of padding,
 //!   else nothing past L2; a truncated extension header keeps only the
 //!   addresses; a later fragment has `nw_proto` 44;
 //! - L4 fields come only from a packet that is not a later fragment and
@@ -45,8 +47,9 @@ use crate::wire::{
     SctpPacket, TcpPacket, UdpPacket,
 };
 
-/// Most link-layer padding OVS accepts after an IP packet.
-const MAX_L2_PAD: usize = u8::MAX as usize;
+/// Most link-layer padding OVS accepts after an IP packet (it records the
+/// padding's length in 16 bits).
+const MAX_L2_PAD: usize = u16::MAX as usize;
 
 /// Where a frame's layers start, as OVS records them in a `dp_packet`
 /// while extracting. Offsets are from the start of the frame.
@@ -75,13 +78,24 @@ pub fn flow_extract(frame: &[u8], md: &Flow) -> Flow {
 
 /// [`flow_extract`], also returning where the layers start.
 pub fn extract_with_layers(frame: &[u8], md: &Flow) -> (Flow, FrameLayers) {
+    extract_with_vlan_limit(frame, md, FLOW_MAX_VLAN_HEADERS)
+}
+
+/// [`extract_with_layers`] reading at most `vlan_limit` VLAN tags, like
+/// ovs-vswitchd's `other_config:vlan-limit` (0 means as many as a flow
+/// holds, 2). The TPID of the first tag past the limit becomes `dl_type`.
+pub fn extract_with_vlan_limit(frame: &[u8], md: &Flow, vlan_limit: usize) -> (Flow, FrameLayers) {
+    let vlan_limit = match vlan_limit {
+        0 => FLOW_MAX_VLAN_HEADERS,
+        n => n.min(FLOW_MAX_VLAN_HEADERS),
+    };
     let mut flow = Flow::default();
     copy_metadata(&mut flow, md);
     let mut layers = FrameLayers {
         l3_end: frame.len(),
         ..FrameLayers::default()
     };
-    parse_l2_up(frame, &mut flow, &mut layers);
+    parse_l2_up(frame, vlan_limit, &mut flow, &mut layers);
     (flow, layers)
 }
 
@@ -101,7 +115,7 @@ fn be16_at(frame: &[u8], ofs: usize) -> u16 {
     }
 }
 
-fn parse_l2_up(frame: &[u8], flow: &mut Flow, layers: &mut FrameLayers) {
+fn parse_l2_up(frame: &[u8], vlan_limit: usize, flow: &mut Flow, layers: &mut FrameLayers) {
     let Ok(eth) = EthernetFrame::new_checked(frame) else {
         return;
     };
@@ -111,7 +125,7 @@ fn parse_l2_up(frame: &[u8], flow: &mut Flow, layers: &mut FrameLayers) {
     // `ofs` walks the frame; it points at an EtherType/TPID field here.
     let mut ofs = 2 * ethernet::ADDR_LEN;
     let mut n_vlans = 0;
-    while n_vlans < FLOW_MAX_VLAN_HEADERS && eth_type_vlan(be16_at(frame, ofs)) {
+    while n_vlans < vlan_limit && eth_type_vlan(be16_at(frame, ofs)) {
         // A tag counts only if the EtherType after it is there too.
         if frame.len() - ofs < vlan::TAG_LEN + 2 {
             break;
@@ -360,4 +374,4 @@ fn parse_nd(l4: &[u8], reserved: u32, flow: &mut Flow) {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

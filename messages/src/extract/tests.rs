@@ -190,6 +190,31 @@ fn a_third_tag_becomes_the_dl_type() {
 }
 
 #[test]
+fn vlan_limit_one_is_ovs_default() {
+    let rest = [0x10, 0x01, 0x81, 0x00, 0x00, 0x02, 0x88, 0xcc];
+    let frame = eth(0x88a8, &rest);
+    let (f, layers) = extract_with_vlan_limit(&frame, &Flow::default(), 1);
+    assert_eq!(
+        f.vlans[0],
+        FlowVlan {
+            tpid: 0x88a8,
+            tci: 0x1001
+        }
+    );
+    assert_eq!(f.vlans[1], FlowVlan::default());
+    assert_eq!(f.dl_type, 0x8100);
+    assert_eq!(layers.l3, Some(18));
+    for limit in [0, 2, 3] {
+        let (f, _) = extract_with_vlan_limit(&frame, &Flow::default(), limit);
+        assert_eq!(
+            (f.vlans[1].tci, f.dl_type),
+            (0x1002, 0x88cc),
+            "limit {limit}"
+        );
+    }
+}
+
+#[test]
 fn a_tag_without_a_following_ethertype_is_not_parsed() {
     // TPID + TCI but no inner EtherType: the TPID is the dl_type.
     let f = x(&eth(0x8100, &[0x00, 0x05]));
@@ -300,13 +325,14 @@ fn ipv4_header_checks_stop_at_l2() {
         l2_only,
         "total length > frame"
     );
+    let too_much = vec![0; 65536];
     assert_eq!(
-        stop(&|p| p.extend_from_slice(&[0; 256])),
+        stop(&|p| p.extend_from_slice(&too_much)),
         l2_only,
-        "256 bytes of padding"
+        "64 KiB of padding"
     );
-    // 255 bytes of padding is fine; the version nibble is not checked.
-    let f = stop(&|p| p.extend_from_slice(&[0; 255]));
+    // Less padding is fine; the version nibble is not checked.
+    let f = stop(&|p| p.extend_from_slice(&too_much[1..]));
     assert_eq!((f.tp_src, f.tp_dst), (1, 2));
     let f = stop(&|p| p[0] = 0x65);
     assert_eq!((f.nw_src, f.tp_src), (V4_SRC, 1));
@@ -442,7 +468,7 @@ fn ipv6_length_checks_stop_at_l2() {
     assert_eq!(x(&eth(ETH_TYPE_IPV6, &short)), l2(ETH_TYPE_IPV6));
     assert_eq!(x(&eth(ETH_TYPE_IPV6, &good[..39])), l2(ETH_TYPE_IPV6));
     let mut padded = good.clone();
-    padded.extend_from_slice(&[0; 256]);
+    padded.extend_from_slice(&vec![0; 65536]);
     assert_eq!(x(&eth(ETH_TYPE_IPV6, &padded)), l2(ETH_TYPE_IPV6));
     padded.pop();
     assert_eq!(x(&eth(ETH_TYPE_IPV6, &padded)).tp_dst, 2);
@@ -688,6 +714,55 @@ fn every_prefix_of_a_frame_parses_without_panicking() {
             } else {
                 assert_eq!(f, Flow::default());
             }
+        }
+    }
+}
+
+/// A composed frame with some bytes overwritten and maybe cut short: close
+/// enough to real traffic to reach every parser, broken enough to hit every
+/// check.
+pub(crate) fn mangled_frame() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+    use proptest::prelude::*;
+    (
+        crate::compose::tests::well_formed_flow(),
+        prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+        any::<prop::sample::Index>(),
+        any::<bool>(),
+    )
+        .prop_map(|(flow, edits, cut, do_cut)| {
+            let mut frame = crate::compose::flow_compose(&flow);
+            for (at, byte) in edits {
+                let i = at.index(frame.len());
+                frame[i] = byte;
+            }
+            if do_cut {
+                frame.truncate(cut.index(frame.len() + 1));
+            }
+            frame
+        })
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+
+    /// What the fuzz target checks, on mangled real frames and on noise.
+    #[test]
+    fn any_frame_extracts_consistently(
+        frame in proptest::prop_oneof![
+            mangled_frame(),
+            proptest::collection::vec(proptest::prelude::any::<u8>(), 0..128),
+        ],
+    ) {
+        let md = md();
+        let (flow, layers) = extract_with_layers(&frame, &md);
+        proptest::prop_assert_eq!(flow_extract(&frame, &md), flow);
+        let present: Vec<usize> =
+            [layers.l2_5, layers.l3, layers.l4, Some(layers.l3_end)].into_iter().flatten().collect();
+        proptest::prop_assert!(present.windows(2).all(|w| w[0] <= w[1]), "{:?}", layers);
+        proptest::prop_assert!(layers.l3_end <= frame.len());
+        if layers.l3.is_some() {
+            let again = flow_extract(&crate::compose::flow_compose(&flow), &flow);
+            proptest::prop_assert_eq!(again, flow);
         }
     }
 }
