@@ -7,13 +7,16 @@
 //! does not have are zero (e.g. no ports on an ARP flow, no ND fields off
 //! ND), VLAN tags are present (`VLAN_CFI`) from the outside in with a VLAN
 //! TPID, ICMP types and codes fit in 8 bits, a fragment that is "later" is
-//! also "any", an IPv6 later fragment has `nw_proto` 44, an IP flow's
-//! `nw_proto` is not an IPv6 extension header, and for ND, `tcp_flags` (the
-//! type of the first link-layer address option, as OVS keeps it) is 0 only
-//! when both addresses are 0. Other flows still give a frame, just not one
-//! that extracts back to the same flow.
+//! also "any", an IPv6 later fragment has `nw_proto` 44 and other IPv6
+//! flows an `nw_proto` that is not an extension header, and for ND,
+//! `tcp_flags` (the type of the first link-layer address option, as OVS
+//! keeps it) is 0 only when both addresses are 0. Every flow extracted from
+//! a frame of 14 bytes or more is well-formed (the fuzz target checks it).
+//! Other flows still give a frame, just not one that extracts back to the
+//! same flow.
 //!
-//! Frames carry no payload past the headers and no padding.
+//! Frames carry no payload past the headers and no padding; an MPLS frame
+//! ends with its label stack.
 
 use crate::flow::*;
 use crate::wire::icmpv6::{ND_OPT_SOURCE_LLA, ND_OPT_TARGET_LLA};

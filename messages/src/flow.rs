@@ -96,7 +96,8 @@ pub struct Flow {
     /// ARP THA, or ND target link-layer address.
     pub arp_tha: [u8; 6],
     /// TCP flags (12 bits). Kept with L3, as in OVS, so that matching on
-    /// it does not force an L4 stage.
+    /// it does not force an L4 stage. For ND, the type of the first
+    /// link-layer address option (OVS's `nd_options_type`).
     pub tcp_flags: u16,
     pub pad_l3: u16,
 
@@ -105,7 +106,8 @@ pub struct Flow {
     pub tp_src: u16,
     /// TCP/UDP/SCTP destination port, or ICMP code.
     pub tp_dst: u16,
-    /// IGMP group address.
+    /// IGMP group address. For ND, the word after the ICMPv6 checksum
+    /// (NA flags; OVS's `nd_reserved`).
     pub igmp_group_ip4: u32,
 }
 
