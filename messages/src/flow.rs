@@ -97,14 +97,16 @@ pub struct Flow {
     pub arp_sha: [u8; 6],
     /// ARP THA, or ND target link-layer address.
     pub arp_tha: [u8; 6],
-    /// TCP flags (12 bits).
+    /// TCP flags (12 bits). For ND, the type of the first link-layer
+    /// address option (OVS's `nd_options_type`).
     pub tcp_flags: u16,
     pub pad_l4: u16,
     /// TCP/UDP/SCTP source port, or ICMP type.
     pub tp_src: u16,
     /// TCP/UDP/SCTP destination port, or ICMP code.
     pub tp_dst: u16,
-    /// IGMP group address.
+    /// IGMP group address. For ND, the word after the ICMPv6 checksum
+    /// (NA flags; OVS's `nd_reserved`).
     pub igmp_group_ip4: u32,
 }
 
