@@ -18,7 +18,7 @@ use crate::parse::syntax::{format_port, frag_name, CT_STATE_NAMES, TCP_FLAG_NAME
 pub fn format_rule(rule: &Rule) -> String {
     let mut s = String::new();
     if rule.cookie != 0 {
-        let _ = write!(s, "cookie={:#x}, ", rule.cookie);
+        let _ = write!(s, "cookie={}, ", c_hex(rule.cookie.into()));
     }
     if rule.table != 0 {
         let _ = write!(s, "table={}, ", rule.table);
@@ -51,7 +51,7 @@ pub fn format_match(m: &Match, priority: u16) -> String {
     hex32(&mut s, "recirc_id", f.recirc_id, w.recirc_id);
     hex32(&mut s, "dp_hash", f.dp_hash, w.dp_hash);
     if w.skb_priority != 0 {
-        let _ = write!(s, "skb_priority={:#x},", f.skb_priority);
+        let _ = write!(s, "skb_priority={},", c_hex(f.skb_priority.into()));
     }
     if w.ct_state != 0 {
         s.push_str("ct_state=");
@@ -68,7 +68,12 @@ pub fn format_match(m: &Match, priority: u16) -> String {
         if w.ct_zone == u16::MAX {
             let _ = write!(s, "ct_zone={},", f.ct_zone);
         } else {
-            let _ = write!(s, "ct_zone={:#x}/{:#x},", f.ct_zone, w.ct_zone);
+            let _ = write!(
+                s,
+                "ct_zone={}/{},",
+                c_hex(f.ct_zone.into()),
+                c_hex(w.ct_zone.into())
+            );
         }
     }
     hex32(&mut s, "ct_mark", f.ct_mark, w.ct_mark);
@@ -90,7 +95,6 @@ pub fn format_match(m: &Match, priority: u16) -> String {
         let proto = (w.nw_proto != 0).then_some(f.nw_proto);
         let name = match (dl_type, proto) {
             (ETH_TYPE_IP, Some(IPPROTO_ICMP)) => "icmp",
-            (ETH_TYPE_IP, Some(IPPROTO_IGMP)) => "igmp",
             (ETH_TYPE_IP, Some(IPPROTO_TCP)) => "tcp",
             (ETH_TYPE_IP, Some(IPPROTO_UDP)) => "udp",
             (ETH_TYPE_IP, Some(IPPROTO_SCTP)) => "sctp",
@@ -193,9 +197,6 @@ pub fn format_match(m: &Match, priority: u16) -> String {
     if dl_type == ETH_TYPE_IP && f.nw_proto == IPPROTO_ICMP {
         port16(&mut s, "icmp_type", f.tp_src, w.tp_src);
         port16(&mut s, "icmp_code", f.tp_dst, w.tp_dst);
-    } else if dl_type == ETH_TYPE_IP && f.nw_proto == IPPROTO_IGMP {
-        port16(&mut s, "igmp_type", f.tp_src, w.tp_src);
-        port16(&mut s, "igmp_code", f.tp_dst, w.tp_dst);
     } else if dl_type == ETH_TYPE_IPV6 && f.nw_proto == IPPROTO_ICMPV6 {
         port16(&mut s, "icmp_type", f.tp_src, w.tp_src);
         port16(&mut s, "icmp_code", f.tp_dst, w.tp_dst);
@@ -243,9 +244,13 @@ pub fn format_instructions(ins: &Instructions) -> String {
     }
     if let Some((value, mask)) = ins.write_metadata {
         if mask == u64::MAX {
-            parts.push(format!("write_metadata:{value:#x}"));
+            parts.push(format!("write_metadata:{}", c_hex(value.into())));
         } else {
-            parts.push(format!("write_metadata:{value:#x}/{mask:#x}"));
+            parts.push(format!(
+                "write_metadata:{}/{}",
+                c_hex(value.into()),
+                c_hex(mask.into())
+            ));
         }
     }
     if let Some(t) = ins.goto_table {
@@ -277,7 +282,7 @@ pub fn format_action(a: &OfAction) -> String {
             s
         }
         OfAction::Load { field, value, mask } => format_load(*field, *value, *mask),
-        OfAction::PushVlan { tpid } => format!("push_vlan:{tpid:#x}"),
+        OfAction::PushVlan { tpid } => format!("push_vlan:{}", c_hex((*tpid).into())),
         OfAction::PopVlan => "pop_vlan".into(),
         OfAction::DecTtl => "dec_ttl".into(),
         OfAction::Resubmit { in_port, table } => match (in_port, table) {
@@ -322,11 +327,11 @@ fn format_load(field: Field, value: u128, mask: u128) -> String {
         } else {
             format!("[{}..{}]", ofs, end - 1)
         };
-        if v == 0 {
-            loads.push(format!("load:0->{}{range}", info.subfield_name()));
-        } else {
-            loads.push(format!("load:{v:#x}->{}{range}", info.subfield_name()));
-        }
+        loads.push(format!(
+            "load:{}->{}{range}",
+            c_hex(v),
+            info.subfield_name()
+        ));
         ofs = end;
     }
     loads.join(",")
@@ -384,13 +389,18 @@ fn field_value(s: &mut String, field: Field, value: u128, mask: Option<u128>) {
     }
 }
 
-/// OVS's `ds_put_hex`: `0x` and the digits without leading zeros, or `0`.
-fn hex_value(s: &mut String, v: u128) {
+/// C's `%#x`: `0x` and the digits, but plain `0` for zero. OVS's
+/// `ds_put_hex` prints the same.
+fn c_hex(v: u128) -> String {
     if v == 0 {
-        s.push('0');
+        "0".into()
     } else {
-        let _ = write!(s, "{v:#x}");
+        format!("{v:#x}")
     }
+}
+
+fn hex_value(s: &mut String, v: u128) {
+    s.push_str(&c_hex(v));
 }
 
 fn hex_bytes(s: &mut String, bytes: &[u8]) {
@@ -404,9 +414,9 @@ fn hex_bytes(s: &mut String, bytes: &[u8]) {
 
 fn hex32(s: &mut String, name: &str, v: u32, m: u32) {
     if m != 0 {
-        let _ = write!(s, "{name}={v:#x}");
+        let _ = write!(s, "{name}={}", c_hex(v.into()));
         if m != u32::MAX {
-            let _ = write!(s, "/{m:#x}");
+            let _ = write!(s, "/{}", c_hex(m.into()));
         }
         s.push(',');
     }
@@ -414,9 +424,9 @@ fn hex32(s: &mut String, name: &str, v: u32, m: u32) {
 
 fn hex64(s: &mut String, name: &str, v: u64, m: u64) {
     if m != 0 {
-        let _ = write!(s, "{name}={v:#x}");
+        let _ = write!(s, "{name}={}", c_hex(v.into()));
         if m != u64::MAX {
-            let _ = write!(s, "/{m:#x}");
+            let _ = write!(s, "/{}", c_hex(m.into()));
         }
         s.push(',');
     }

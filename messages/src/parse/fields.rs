@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use crate::field::{Field, Prereq};
+use crate::field::{prereq_ok, Field, Prereq};
+use crate::flow::{Flow, FLOW_NW_FRAG_LATER};
 
 /// How a field's value is written and printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,6 +73,17 @@ impl FieldInfo {
     pub fn bit_mask(&self) -> u128 {
         ones(u32::from(self.n_bits))
     }
+}
+
+/// True if `flow` meets `p` as OVS's `mf_are_prereqs_ok` judges it: on
+/// top of [`prereq_ok`], transport fields do not exist in a later
+/// fragment.
+pub fn prereqs_hold(p: Prereq, flow: &Flow) -> bool {
+    let l4 = matches!(
+        p,
+        Prereq::Tcp | Prereq::Udp | Prereq::Sctp | Prereq::Icmpv4 | Prereq::Icmpv6
+    );
+    prereq_ok(p, flow) && !(l4 && flow.nw_frag & FLOW_NW_FRAG_LATER != 0)
 }
 
 /// `n` low bits set.
@@ -171,7 +183,7 @@ pub static FIELDS: &[FieldInfo] = &[
     info("vlan_tci", None, Field::VlanTci, S::Hex, 2, 16, true, true, P::None, Some("NXM_OF_VLAN_TCI"), None),
     info("dl_vlan", None, Field::DlVlan, S::Decimal, 2, 12, false, false, P::None, None, None),
     info("vlan_vid", None, Field::VlanVid, S::Decimal, 2, 13, true, true, P::None, None, Some("OXM_OF_VLAN_VID")),
-    info("vlan_pcp", None, Field::VlanPcp, S::Decimal, 1, 3, false, true, P::None, None, Some("OXM_OF_VLAN_PCP")),
+    info("vlan_pcp", None, Field::VlanPcp, S::Decimal, 1, 3, false, true, P::Vlan, None, Some("OXM_OF_VLAN_PCP")),
     info("dl_vlan_pcp", None, Field::VlanPcp, S::Decimal, 1, 3, false, false, P::None, None, None),
     info("mpls_label", None, Field::MplsLabel, S::Decimal, 4, 20, false, true, P::Mpls, None, Some("OXM_OF_MPLS_LABEL")),
     info("mpls_tc", None, Field::MplsTc, S::Decimal, 1, 3, false, true, P::Mpls, None, Some("OXM_OF_MPLS_TC")),

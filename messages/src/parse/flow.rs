@@ -10,10 +10,10 @@
 
 use std::fmt;
 
-use super::fields::{self, FieldInfo};
+use super::fields::{self, prereqs_hold, FieldInfo};
 use super::rules::PROTOCOLS;
 use super::syntax::{exact_mask, key_values, parse_field_value};
-use crate::field::{prereq_ok, Field};
+use crate::field::Field;
 use crate::flow::*;
 use crate::ofp::port;
 
@@ -60,7 +60,7 @@ pub fn parse_trace_flow(s: &str) -> Result<Flow, FlowParseError> {
         let Some(info) = fields::by_name(kv.key) else {
             return Err(fail(format!("unknown field {}", kv.key)));
         };
-        if !prereq_ok(info.prereq, &flow) {
+        if !prereqs_hold(info.prereq, &flow) {
             return Err(fail(format!(
                 "prerequisites not met for setting {}",
                 kv.key
@@ -195,6 +195,10 @@ mod tests {
             "field nw_proto set multiple times"
         );
         assert_eq!(reason("ip,tcp"), "Ethernet type set multiple times");
+        assert_eq!(
+            reason("tcp,nw_frag=later,tp_dst=80"),
+            "prerequisites not met for setting tp_dst"
+        );
         assert_eq!(
             reason("ip,nw_frag=yes"),
             "bad value for nw_frag (yes: wildcards not allowed here)"

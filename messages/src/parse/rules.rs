@@ -17,12 +17,12 @@
 
 use std::fmt;
 
-use super::fields::{self, ones, FieldInfo, Syntax};
+use super::fields::{self, ones, prereqs_hold, FieldInfo, Syntax};
 use super::syntax::{
     exact_mask, key_values, parse_field_value, parse_ipv4, parse_mac, parse_port, parse_uint,
     scan_uint, KeyValue,
 };
-use crate::field::{prereq_ok, Field, Prereq};
+use crate::field::{Field, Prereq};
 use crate::flow::*;
 use crate::ofp::{port, Instructions, Match, OfAction, Rule, DEFAULT_PRIORITY, N_TABLES};
 
@@ -210,8 +210,9 @@ fn parse_line(line: &str) -> Res<Rule> {
         parse_match_item(&mut rule, &mut written, line, kv)?;
     }
     check_match_prereqs(&rule.matches, &written)?;
-    of13_vlan_round_trip(&mut rule.matches);
+    check_vlan_pcp(&rule.matches, &written)?;
     rule.instructions = parse_instructions(actions_text, actions_at, &rule)?;
+    of13_round_trip(&mut rule.matches);
     Ok(rule)
 }
 
@@ -482,7 +483,9 @@ fn match_prereq(m: &Match, field: Field) -> Option<&'static str> {
     } else {
         0
     };
-    let icmp6 = ip6 && proto == IPPROTO_ICMPV6;
+    // Transport fields do not exist in later fragments.
+    let l4 = f.nw_frag & FLOW_NW_FRAG_LATER == 0;
+    let icmp6 = ip6 && proto == IPPROTO_ICMPV6 && l4;
     let nd = icmp6 && f.tp_dst == 0;
     use Field::*;
     let (ok, needs) = match field {
@@ -492,12 +495,12 @@ fn match_prereq(m: &Match, field: Field) -> Option<&'static str> {
         NwTos | IpDscp | IpEcn | IpTtl | IpFrag => (ip || ip6, "ip or ipv6"),
         TcpSrc | TcpDst | UdpSrc | UdpDst | SctpSrc | SctpDst | IcmpType | IcmpCode
         | Icmpv6Type | Icmpv6Code => (
-            (ip || ip6) && matches!(proto, IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP)
-                || ip && proto == IPPROTO_ICMP
+            l4 && ((ip || ip6) && matches!(proto, IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP)
+                || ip && proto == IPPROTO_ICMP)
                 || icmp6,
-            "tcp, udp, sctp, icmp or their IPv6 forms (tcp6, udp6, sctp6, icmp6)",
+            "tcp, udp, sctp, icmp or their IPv6 forms (tcp6, udp6, sctp6, icmp6), and not nw_frag=later",
         ),
-        TcpFlags => ((ip || ip6) && proto == IPPROTO_TCP, "tcp or tcp6"),
+        TcpFlags => (l4 && (ip || ip6) && proto == IPPROTO_TCP, "tcp or tcp6, and not nw_frag=later"),
         ArpSha | ArpTha | NdSll | NdTll => {
             let nd_type = if matches!(field, ArpSha | NdSll) {
                 ND_NEIGHBOR_SOLICIT
@@ -541,10 +544,53 @@ fn check_match_prereqs(m: &Match, written: &[Written<'_>]) -> Res<()> {
     Ok(())
 }
 
+/// OpenFlow 1.3 sends a PCP match as `vlan_pcp`, which requires the
+/// tag-present bit; a match on PCP bits with a nonzero VID and that bit
+/// clear is refused by the switch.
+fn check_vlan_pcp(m: &Match, written: &[Written<'_>]) -> Res<()> {
+    let (tci, mask) = (m.flow.vlans[0].tci, m.mask.vlans[0].tci);
+    if mask & VLAN_PCP_MASK == 0 || tci & (VLAN_VID_MASK | VLAN_CFI) == 0 || tci & VLAN_CFI != 0 {
+        return Ok(());
+    }
+    let w = written
+        .iter()
+        .rev()
+        .find(|w| matches!(w.info.field, Field::VlanTci | Field::VlanVid))
+        .or(written.last());
+    let (at, text) = w.map_or((0, ""), |w| (w.at, w.text));
+    Err(err(
+        at,
+        "a VLAN PCP match needs the tag-present bit 0x1000",
+        text,
+        "vlan_tci with 0x1000 set in value and mask, or dl_vlan/dl_vlan_pcp",
+    ))
+}
+
+/// The switch holds a match as it decodes it from OpenFlow 1.3, which
+/// loses what OXM cannot say; apply that round trip here.
+///
 /// OpenFlow 1.3 carries the VLAN match as `vlan_vid` (VID and "present"
 /// bit, maskable) plus an exact `vlan_pcp` that is sent only when the VID
-/// part is nonzero. The switch holds the match as it decodes it, so apply
-/// that round trip here.
+/// part is nonzero.
+fn of13_round_trip(m: &mut Match) {
+    of13_vlan_round_trip(m);
+    // ICMP type and code travel as exact 8-bit fields.
+    let f = &m.flow;
+    let icmp = f.dl_type == ETH_TYPE_IP && f.nw_proto == IPPROTO_ICMP
+        || f.dl_type == ETH_TYPE_IPV6 && f.nw_proto == IPPROTO_ICMPV6;
+    if icmp && m.mask.nw_proto == 0xff {
+        for (v, mask) in [
+            (&mut m.flow.tp_src, &mut m.mask.tp_src),
+            (&mut m.flow.tp_dst, &mut m.mask.tp_dst),
+        ] {
+            if *mask != 0 {
+                *v &= 0xff;
+                *mask = 0xffff;
+            }
+        }
+    }
+}
+
 fn of13_vlan_round_trip(m: &mut Match) {
     let tci = m.flow.vlans[0].tci;
     let mask = m.mask.vlans[0].tci;
@@ -1229,6 +1275,21 @@ fn parse_resubmit(arg: &str, at: usize) -> Res<Act> {
 struct CheckState {
     flow: Flow,
     table: u8,
+    /// Inside `write_actions`, where OVS lets `pop_vlan` and `dec_ttl`
+    /// stand without a VLAN or IP match.
+    in_action_set: bool,
+}
+
+impl CheckState {
+    /// Refuses an action whose prerequisites the match does not meet;
+    /// `lenient` actions pass in the action set.
+    fn require(&self, ok: bool, lenient: bool, a: &Located, needs: &str) -> Res<()> {
+        if ok || lenient && self.in_action_set {
+            Ok(())
+        } else {
+            Err(inconsistent(a, needs))
+        }
+    }
 }
 
 fn inconsistent(a: &Located, needs: &str) -> LineError {
@@ -1245,13 +1306,17 @@ fn check_and_encode(acts: Vec<Located>, rule: &Rule) -> Res<Instructions> {
     let mut state = CheckState {
         flow: rule.matches.flow,
         table: rule.table,
+        in_action_set: false,
     };
     let mut ins = Instructions::default();
     for a in &acts {
         match &a.act {
             Act::ClearActions => ins.clear_actions = true,
             Act::WriteActions(inner) => {
-                let mut nested = state.clone();
+                let mut nested = CheckState {
+                    in_action_set: true,
+                    ..state.clone()
+                };
                 let mut out = Vec::new();
                 for b in inner {
                     encode_action(b, &mut nested, &mut out)?;
@@ -1277,8 +1342,27 @@ fn check_and_encode(acts: Vec<Located>, rule: &Rule) -> Res<Instructions> {
 }
 
 fn encode_action(a: &Located, st: &mut CheckState, out: &mut Vec<OfAction>) -> Res<()> {
+    let has_vlan = st.flow.vlans[0].tci & VLAN_CFI != 0;
+    let is_ip = st.flow.dl_type == ETH_TYPE_IP;
+    let is_ip_any = st.flow.is_ip_any();
+    match &a.act {
+        Act::SetIpv4(..) => st.require(is_ip, false, a, "ip (IPv4)")?,
+        Act::SetNwTos(_) | Act::SetNwEcn(_) | Act::SetNwTtl(_) => {
+            st.require(is_ip_any, false, a, "ip or ipv6")?
+        }
+        Act::DecTtl => st.require(is_ip_any, true, a, "ip or ipv6")?,
+        Act::StripVlan => st.require(
+            has_vlan,
+            true,
+            a,
+            "a VLAN tag (dl_vlan=, dl_vlan_pcp= or vlan_tci=0x1000/0x1000)",
+        )?,
+        Act::SetVlanVid { push_if_needed, .. } | Act::SetVlanPcp { push_if_needed, .. } => {
+            st.require(has_vlan || *push_if_needed, false, a, "a VLAN tag")?
+        }
+        _ => {}
+    }
     let f = &mut st.flow;
-    let has_vlan = f.vlans[0].tci & VLAN_CFI != 0;
     let set = |field: Field, value: u128| OfAction::SetField {
         field,
         value,
@@ -1313,7 +1397,7 @@ fn encode_action(a: &Located, st: &mut CheckState, out: &mut Vec<OfAction>) -> R
         Act::Controller(max_len) => out.push(OfAction::Controller { max_len: *max_len }),
         Act::SetField { info, value, mask } | Act::Load { info, value, mask } => {
             let needs_tag = info.field == Field::VlanVid && !has_vlan;
-            if !prereq_ok(info.prereq, f) || needs_tag {
+            if !prereqs_hold(info.prereq, f) || needs_tag {
                 return Err(inconsistent(a, prereq_needs(info.prereq, info.field)));
             }
             if info.field == Field::VlanTci {
@@ -1327,30 +1411,10 @@ fn encode_action(a: &Located, st: &mut CheckState, out: &mut Vec<OfAction>) -> R
             });
         }
         Act::SetEth(field, mac) => out.push(set(*field, super::syntax::mac_u128(*mac))),
-        Act::SetIpv4(field, ip) => {
-            if f.dl_type != ETH_TYPE_IP {
-                return Err(inconsistent(a, "ip (IPv4)"));
-            }
-            out.push(set(*field, u128::from(*ip)));
-        }
-        Act::SetNwTos(tos) => {
-            if !f.is_ip_any() {
-                return Err(inconsistent(a, "ip or ipv6"));
-            }
-            out.push(set(Field::IpDscp, u128::from(tos >> 2)));
-        }
-        Act::SetNwEcn(ecn) => {
-            if !f.is_ip_any() {
-                return Err(inconsistent(a, "ip or ipv6"));
-            }
-            out.push(set(Field::IpEcn, u128::from(*ecn)));
-        }
-        Act::SetNwTtl(ttl) => {
-            if !f.is_ip_any() {
-                return Err(inconsistent(a, "ip or ipv6"));
-            }
-            out.push(set(Field::IpTtl, u128::from(*ttl)));
-        }
+        Act::SetIpv4(field, ip) => out.push(set(*field, u128::from(*ip))),
+        Act::SetNwTos(tos) => out.push(set(Field::IpDscp, u128::from(tos >> 2))),
+        Act::SetNwEcn(ecn) => out.push(set(Field::IpEcn, u128::from(*ecn))),
+        Act::SetNwTtl(ttl) => out.push(set(Field::IpTtl, u128::from(*ttl))),
         Act::SetTpSrc(p) | Act::SetTpDst(p) => {
             let is_src = matches!(a.act, Act::SetTpSrc(_));
             let field = match f.nw_proto {
@@ -1368,7 +1432,11 @@ fn encode_action(a: &Located, st: &mut CheckState, out: &mut Vec<OfAction>) -> R
             vid,
             push_if_needed,
         } => {
-            vlan_push_if_needed(a, has_vlan, *push_if_needed, out)?;
+            if !has_vlan && *push_if_needed {
+                out.push(OfAction::PushVlan {
+                    tpid: ETH_TYPE_VLAN_8021Q,
+                });
+            }
             out.push(set(Field::VlanVid, u128::from(VLAN_CFI | vid)));
             f.vlans[0].tci |= VLAN_CFI;
         }
@@ -1376,17 +1444,15 @@ fn encode_action(a: &Located, st: &mut CheckState, out: &mut Vec<OfAction>) -> R
             pcp,
             push_if_needed,
         } => {
-            vlan_push_if_needed(a, has_vlan, *push_if_needed, out)?;
+            if !has_vlan && *push_if_needed {
+                out.push(OfAction::PushVlan {
+                    tpid: ETH_TYPE_VLAN_8021Q,
+                });
+            }
             out.push(set(Field::VlanPcp, u128::from(*pcp)));
             f.vlans[0].tci |= VLAN_CFI;
         }
         Act::StripVlan => {
-            if !has_vlan {
-                return Err(inconsistent(
-                    a,
-                    "a VLAN tag (dl_vlan=, dl_vlan_pcp= or vlan_tci=0x1000/0x1000)",
-                ));
-            }
             f.vlans[0] = f.vlans[1];
             f.vlans[1] = FlowVlan::default();
             out.push(OfAction::PopVlan);
@@ -1407,12 +1473,7 @@ fn encode_action(a: &Located, st: &mut CheckState, out: &mut Vec<OfAction>) -> R
             };
             out.push(OfAction::PushVlan { tpid: *tpid });
         }
-        Act::DecTtl => {
-            if !f.is_ip_any() {
-                return Err(inconsistent(a, "ip or ipv6"));
-            }
-            out.push(OfAction::DecTtl);
-        }
+        Act::DecTtl => out.push(OfAction::DecTtl),
         Act::Resubmit { in_port, table } => out.push(OfAction::Resubmit {
             in_port: *in_port,
             table: *table,
@@ -1429,29 +1490,11 @@ fn encode_action(a: &Located, st: &mut CheckState, out: &mut Vec<OfAction>) -> R
     Ok(())
 }
 
-/// `mod_vlan_vid`/`mod_vlan_pcp` push a tag when the rule does not match
-/// one; `set_vlan_vid`/`set_vlan_pcp` need one.
-fn vlan_push_if_needed(
-    a: &Located,
-    has_vlan: bool,
-    push: bool,
-    out: &mut Vec<OfAction>,
-) -> Res<()> {
-    if !has_vlan {
-        if !push {
-            return Err(inconsistent(a, "a VLAN tag"));
-        }
-        out.push(OfAction::PushVlan {
-            tpid: ETH_TYPE_VLAN_8021Q,
-        });
-    }
-    Ok(())
-}
-
 fn prereq_needs(p: Prereq, field: Field) -> &'static str {
     match p {
         _ if field == Field::VlanVid => "a VLAN tag (match one, or push_vlan first)",
-        Prereq::None | Prereq::Vlan => "a VLAN tag",
+        Prereq::Vlan => "a VLAN tag (match one, or push_vlan first)",
+        Prereq::None => "nothing more",
         Prereq::Mpls => "mpls",
         Prereq::Arp => "arp or rarp",
         Prereq::Ip => "ip (IPv4)",
