@@ -83,14 +83,18 @@ struct Ctx<'a> {
 
 /// Translates `flow` through `tables`, starting at table 0.
 pub fn xlate(tables: &Tables, flow: &Flow, cfg: &XlateConfig) -> XlateOutput {
-    let mut wc = Flow::default();
     // Fields every megaflow matches exactly.
-    wc.in_port = u32::MAX;
-    wc.dl_type = u16::MAX;
-    wc.recirc_id = u32::MAX;
-    if flow.is_ip_any() {
-        wc.nw_frag = FLOW_NW_FRAG_MASK;
-    }
+    let wc = Flow {
+        in_port: u32::MAX,
+        dl_type: u16::MAX,
+        recirc_id: u32::MAX,
+        nw_frag: if flow.is_ip_any() {
+            FLOW_NW_FRAG_MASK
+        } else {
+            0
+        },
+        ..Flow::default()
+    };
     let mut ctx = Ctx {
         tables,
         cfg,

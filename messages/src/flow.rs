@@ -113,7 +113,7 @@ pub struct Flow {
 /// Size of a `Flow` in 64-bit words.
 pub const FLOW_U64S: usize = std::mem::size_of::<Flow>() / 8;
 
-const _: () = assert!(std::mem::size_of::<Flow>() % 8 == 0);
+const _: () = assert!(std::mem::size_of::<Flow>().is_multiple_of(8));
 const _: () = assert!(std::mem::align_of::<Flow>() == 8);
 
 /// Word offsets where the lookup stages end: metadata, L2, L3 (L4 runs to
