@@ -323,9 +323,11 @@ fn flows_inside_a_megaflow_get_its_actions() {
                 flow_strategy(),
                 prop::collection::vec(flow_strategy(), 8),
             );
-            runner.run(&strategy, |(specs, flow, noises)| {
-                check(&specs, &flow, &noises)
-            })
+            runner
+                .run(&strategy, |(specs, flow, noises)| {
+                    check(&specs, &flow, &noises)
+                })
+                .map_err(|e| e.to_string())
         })
         .unwrap();
     if let Err(e) = worker.join().unwrap() {
