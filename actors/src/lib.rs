@@ -7,5 +7,6 @@
 //! [`tables`] (versioned snapshots of all OpenFlow tables) and [`xlate`].
 
 pub mod classifier;
+pub mod dpif;
 pub mod tables;
 pub mod xlate;

@@ -49,6 +49,9 @@ pub enum PutMode {
 }
 
 /// One datapath operation.
+// Puts dominate every batch, so boxing their key and mask would only add an
+// allocation per op.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DpifOp {
     FlowPut {
@@ -60,7 +63,9 @@ pub enum DpifOp {
         /// Zero the flow's statistics (when modifying).
         reset_stats: bool,
     },
-    FlowDel { ufid: Ufid },
+    FlowDel {
+        ufid: Ufid,
+    },
     /// Run `actions` on `packet` as if it arrived with metadata `key`.
     Execute {
         packet: Vec<u8>,

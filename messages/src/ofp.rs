@@ -53,18 +53,33 @@ pub mod port {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OfAction {
     /// Output to a port (a number, or `port::IN_PORT`, `port::LOCAL`, ...).
-    Output { port: u32, max_len: u16 },
+    Output {
+        port: u32,
+        max_len: u16,
+    },
     /// Send to the controller: becomes a datapath `userspace` action.
-    Controller { max_len: u16 },
+    Controller {
+        max_len: u16,
+    },
     /// `set_field`, `load` and the `mod_*` actions: write `value` into the
     /// bits of `field` selected by `mask`.
-    SetField { field: Field, value: u128, mask: u128 },
+    SetField {
+        field: Field,
+        value: u128,
+        mask: u128,
+    },
     /// `load` (Nicira's REG_LOAD): the same effect as `SetField`. It is a
     /// separate variant only because OVS keeps this form in OpenFlow 1.3
     /// (for `load:` and for masked `set_field`) and prints it back as
     /// `load:`.
-    Load { field: Field, value: u128, mask: u128 },
-    PushVlan { tpid: u16 },
+    Load {
+        field: Field,
+        value: u128,
+        mask: u128,
+    },
+    PushVlan {
+        tpid: u16,
+    },
     PopVlan,
     DecTtl,
     /// `resubmit(port,table)`: look the packet up again, optionally as if
