@@ -60,7 +60,9 @@ pub enum DpifOp {
         /// Zero the flow's statistics (when modifying).
         reset_stats: bool,
     },
-    FlowDel { ufid: Ufid },
+    FlowDel {
+        ufid: Ufid,
+    },
     /// Run `actions` on `packet` as if it arrived with metadata `key`.
     Execute {
         packet: Vec<u8>,

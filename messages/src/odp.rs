@@ -78,10 +78,16 @@ pub enum OdpAction {
     /// Send the packet out of datapath port N.
     Output(u32),
     /// Send the packet to userspace (an upcall of type ACTION).
-    Userspace { pid: u32, userdata: Vec<u8> },
+    Userspace {
+        pid: u32,
+        userdata: Vec<u8>,
+    },
     /// Rewrite header fields (OVS_ACTION_ATTR_SET_MASKED).
     SetMasked(SetHeader),
-    PushVlan { tpid: u16, tci: u16 },
+    PushVlan {
+        tpid: u16,
+        tci: u16,
+    },
     PopVlan,
 }
 

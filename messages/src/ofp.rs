@@ -53,13 +53,24 @@ pub mod port {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OfAction {
     /// Output to a port (a number, or `port::IN_PORT`, `port::LOCAL`, ...).
-    Output { port: u32, max_len: u16 },
+    Output {
+        port: u32,
+        max_len: u16,
+    },
     /// Send to the controller: becomes a datapath `userspace` action.
-    Controller { max_len: u16 },
+    Controller {
+        max_len: u16,
+    },
     /// `set_field`, `load` and the `mod_*` actions: write `value` into the
     /// bits of `field` selected by `mask`.
-    SetField { field: Field, value: u128, mask: u128 },
-    PushVlan { tpid: u16 },
+    SetField {
+        field: Field,
+        value: u128,
+        mask: u128,
+    },
+    PushVlan {
+        tpid: u16,
+    },
     PopVlan,
     DecTtl,
     /// `resubmit(port,table)`: look the packet up again, optionally as if
