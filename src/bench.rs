@@ -68,7 +68,11 @@ fn upcalls_done(s: &PipelineStats) -> u64 {
 
 /// Feeds `frames` and waits until every packet is accounted for: a hit, or
 /// an upcall translated with its operations written. Returns the time taken.
-async fn pass(netdev: &Arc<Netdev>, pipeline: &Pipeline, frames: &Arc<Vec<ReplayFrame>>) -> anyhow::Result<Duration> {
+async fn pass(
+    netdev: &Arc<Netdev>,
+    pipeline: &Pipeline,
+    frames: &Arc<Vec<ReplayFrame>>,
+) -> anyhow::Result<Duration> {
     let before = netdev.stats();
     let n = frames.len() as u64;
     let start = Instant::now();
@@ -78,21 +82,32 @@ async fn pass(netdev: &Arc<Netdev>, pipeline: &Pipeline, frames: &Arc<Vec<Replay
     };
     loop {
         let s = netdev.stats();
-        let seen = (s.n_hit + s.n_missed + s.n_lost) - (before.n_hit + before.n_missed + before.n_lost);
-        if seen == n && upcalls_done(&pipeline.stats) >= s.n_missed && netdev.n_queued_upcalls() == 0 {
+        let seen =
+            (s.n_hit + s.n_missed + s.n_lost) - (before.n_hit + before.n_missed + before.n_lost);
+        if seen == n
+            && upcalls_done(&pipeline.stats) >= s.n_missed
+            && netdev.n_queued_upcalls() == 0
+        {
             break;
         }
         tokio::time::sleep(Duration::from_micros(100)).await;
     }
     pipeline.flush().await.context("flushing the dpif-writer")?;
     let took = start.elapsed();
-    feeder.join().map_err(|_| anyhow::anyhow!("the feeder thread panicked"))?;
+    feeder
+        .join()
+        .map_err(|_| anyhow::anyhow!("the feeder thread panicked"))?;
     Ok(took)
 }
 
 /// Runs the benchmark on `rules` and `packets` (both files).
-pub fn setup_rate(rules: &Path, packets: &Path, opts: &SetupRateOptions) -> anyhow::Result<SetupRate> {
-    let text = std::fs::read_to_string(rules).with_context(|| format!("reading {}", rules.display()))?;
+pub fn setup_rate(
+    rules: &Path,
+    packets: &Path,
+    opts: &SetupRateOptions,
+) -> anyhow::Result<SetupRate> {
+    let text =
+        std::fs::read_to_string(rules).with_context(|| format!("reading {}", rules.display()))?;
     let rules = crate::daemon::parse_rules(&text, &rules.display().to_string())?;
     let frames = Arc::new(read_replay_file(packets)?);
     let netdev = Arc::new(Netdev::new(NetdevConfig {

@@ -206,15 +206,20 @@ impl Config {
     }
 
     pub fn parse(text: &str, path: &str) -> Result<Config, ConfigError> {
-        let value: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Parse {
-            path: path.into(),
-            message: e.to_string(),
-        })?;
+        let value: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::Parse {
+                path: path.into(),
+                message: e.to_string(),
+            })?;
         let has_demo = value.contains_key("demo");
-        let mut config: Config = value.try_into().map_err(|e: toml::de::Error| ConfigError::Parse {
-            path: path.into(),
-            message: e.to_string(),
-        })?;
+        let mut config: Config =
+            value
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    path: path.into(),
+                    message: e.to_string(),
+                })?;
         if !has_demo {
             config.demo.enabled = false;
         }
@@ -228,13 +233,19 @@ impl Config {
             return invalid(format!("handlers = {}: must be 1 to 64", self.handlers));
         }
         if self.revalidators == 0 || self.revalidators > 64 {
-            return invalid(format!("revalidators = {}: must be 1 to 64", self.revalidators));
+            return invalid(format!(
+                "revalidators = {}: must be 1 to 64",
+                self.revalidators
+            ));
         }
         if self.batch_size == 0 {
             return invalid("batch_size must be at least 1".into());
         }
         if self.flow_limit < 1000 {
-            return invalid(format!("flow_limit = {}: must be at least 1000", self.flow_limit));
+            return invalid(format!(
+                "flow_limit = {}: must be at least 1000",
+                self.flow_limit
+            ));
         }
         if self.revalidate_interval_ms == 0 {
             return invalid("revalidate_interval_ms must be at least 1".into());
@@ -273,7 +284,10 @@ mod tests {
         let c = Config::default();
         assert!(c.demo.enabled);
         assert_eq!(c.handlers, 2);
-        assert_eq!(c.metrics_socket_addr().unwrap(), Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(
+            c.metrics_socket_addr().unwrap(),
+            Some("127.0.0.1:9464".parse().unwrap())
+        );
     }
 
     #[test]
@@ -286,23 +300,36 @@ mod tests {
         assert!(!c.demo.enabled);
         assert_eq!(c.handlers, 3);
         assert_eq!(c.ports.len(), 2);
-        assert_eq!(c.ports[1].spec().unwrap().kind, PortKind::Replay { path: "/tmp/x.tsv".into() });
+        assert_eq!(
+            c.ports[1].spec().unwrap().kind,
+            PortKind::Replay {
+                path: "/tmp/x.tsv".into()
+            }
+        );
     }
 
     #[test]
     fn errors_name_the_file_and_the_key() {
-        let e = Config::parse("handlers = \"two\"\n", "c.toml").unwrap_err().to_string();
+        let e = Config::parse("handlers = \"two\"\n", "c.toml")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("c.toml:"), "{e}");
         assert!(e.contains("handlers"), "{e}");
-        let e = Config::parse("handlerz = 2\n", "c.toml").unwrap_err().to_string();
+        let e = Config::parse("handlerz = 2\n", "c.toml")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("handlerz"), "{e}");
-        let e = Config::parse("handlers = 0\n", "c.toml").unwrap_err().to_string();
+        let e = Config::parse("handlers = 0\n", "c.toml")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("handlers = 0"), "{e}");
         let e = Config::parse("[[port]]\nname = \"r\"\ntype = \"replay\"\n", "c.toml")
             .unwrap_err()
             .to_string();
         assert!(e.contains("needs `path`"), "{e}");
-        let e = Config::parse("metrics_addr = \"nowhere\"\n", "c.toml").unwrap_err().to_string();
+        let e = Config::parse("metrics_addr = \"nowhere\"\n", "c.toml")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("metrics_addr"), "{e}");
     }
 }

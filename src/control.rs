@@ -53,7 +53,10 @@ impl Command {
     }
 
     pub fn parse(name: &str) -> Option<Command> {
-        Command::ALL.iter().find(|(n, _)| *n == name).map(|(_, c)| *c)
+        Command::ALL
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, c)| *c)
     }
 }
 
@@ -137,7 +140,10 @@ where
 /// Sends one request and returns the reply's output, or its error text.
 pub fn call(socket: &Path, command: Command, body: &str) -> anyhow::Result<Result<String, String>> {
     let mut s = StdUnixStream::connect(socket).map_err(|e| {
-        anyhow::anyhow!("cannot reach upcalld at {}: {e} (is it running?)", socket.display())
+        anyhow::anyhow!(
+            "cannot reach upcalld at {}: {e} (is it running?)",
+            socket.display()
+        )
     })?;
     s.write_all(format!("{}\n{body}", command.name()).as_bytes())?;
     s.shutdown(std::net::Shutdown::Write)?;

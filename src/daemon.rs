@@ -47,7 +47,8 @@ pub fn parse_filter(text: &str) -> anyhow::Result<RuleFilter> {
     if text.is_empty() {
         return Ok(RuleFilter::all());
     }
-    let rule = messages::parse::rules::parse_rule(text).map_err(|e| anyhow::anyhow!("match {text:?}: {e}"))?;
+    let rule = messages::parse::rules::parse_rule(text)
+        .map_err(|e| anyhow::anyhow!("match {text:?}: {e}"))?;
     let names_table = text
         .split([',', ' '])
         .any(|t| t.trim().starts_with("table="));
@@ -59,16 +60,27 @@ pub fn parse_filter(text: &str) -> anyhow::Result<RuleFilter> {
 }
 
 fn read_rules_file(path: &std::path::Path) -> anyhow::Result<Vec<Rule>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading rules {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading rules {}", path.display()))?;
     parse_rules(&text, &path.display().to_string())
 }
 
 /// The demo's two hosts.
 fn demo_hosts() -> anyhow::Result<Vec<Host>> {
-    let a = Host::create("upcalld-a", "upc-a", Ipv4Addr::new(10, 99, 0, 1), [2, 0, 0, 0, 0x99, 1])
-        .context("creating the demo namespace upcalld-a (needs root)")?;
-    let b = Host::create("upcalld-b", "upc-b", Ipv4Addr::new(10, 99, 0, 2), [2, 0, 0, 0, 0x99, 2])
-        .context("creating the demo namespace upcalld-b")?;
+    let a = Host::create(
+        "upcalld-a",
+        "upc-a",
+        Ipv4Addr::new(10, 99, 0, 1),
+        [2, 0, 0, 0, 0x99, 1],
+    )
+    .context("creating the demo namespace upcalld-a (needs root)")?;
+    let b = Host::create(
+        "upcalld-b",
+        "upc-b",
+        Ipv4Addr::new(10, 99, 0, 2),
+        [2, 0, 0, 0, 0x99, 2],
+    )
+    .context("creating the demo namespace upcalld-b")?;
     Ok(vec![a, b])
 }
 
@@ -87,7 +99,10 @@ impl Ctl {
             .send(change)
             .await
             .map_err(|e| format!("rule-table unavailable: {e}"))?;
-        Ok(format!("rules version {} ({} rules)\n", r.version, r.n_rules))
+        Ok(format!(
+            "rules version {} ({} rules)\n",
+            r.version, r.n_rules
+        ))
     }
 
     async fn handle(&self, req: Request) -> Result<String, String> {
@@ -168,10 +183,16 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
             max_flows: config.flow_limit as usize,
             emc_entries: config.datapath.emc_entries,
         })),
-        DatapathType::Kernel => anyhow::bail!("the kernel datapath backend is not available in this build"),
+        DatapathType::Kernel => {
+            anyhow::bail!("the kernel datapath backend is not available in this build")
+        }
     };
 
-    let hosts = if config.demo.enabled { demo_hosts()? } else { Vec::new() };
+    let hosts = if config.demo.enabled {
+        demo_hosts()?
+    } else {
+        Vec::new()
+    };
     let mut specs: Vec<PortSpec> = hosts
         .iter()
         .zip(1u32..)
@@ -191,7 +212,14 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     };
 
     let system = actix::System::new();
-    let result = system.block_on(serve(config, config_path, dpif.clone(), specs, rules, hosts));
+    let result = system.block_on(serve(
+        config,
+        config_path,
+        dpif.clone(),
+        specs,
+        rules,
+        hosts,
+    ));
     dpif.close();
     result
 }
@@ -286,7 +314,9 @@ async fn reload(ctl: &Ctl, rules: Option<&std::path::Path>, config_path: Option<
     };
     match read_rules_file(path) {
         Ok(rules) => match ctl.change(RuleChange::Replace(rules)).await {
-            Ok(msg) => tracing::info!(path = %path.display(), "SIGHUP: rules reloaded: {}", msg.trim()),
+            Ok(msg) => {
+                tracing::info!(path = %path.display(), "SIGHUP: rules reloaded: {}", msg.trim())
+            }
             Err(e) => tracing::error!("SIGHUP: {e}"),
         },
         Err(e) => tracing::error!("SIGHUP: rules not reloaded, the old ones stay: {e:#}"),
@@ -307,7 +337,10 @@ fn print_demo_banner(config: &Config) {
 }
 
 /// Pings from the first host to the second every second, logging results.
-fn start_pinger(hosts: Vec<Arc<Host>>, stop: Arc<AtomicBool>) -> Option<std::thread::JoinHandle<()>> {
+fn start_pinger(
+    hosts: Vec<Arc<Host>>,
+    stop: Arc<AtomicBool>,
+) -> Option<std::thread::JoinHandle<()>> {
     let (Some(from), Some(to)) = (hosts.first().cloned(), hosts.get(1).cloned()) else {
         return None;
     };
@@ -319,9 +352,17 @@ fn start_pinger(hosts: Vec<Arc<Host>>, stop: Arc<AtomicBool>) -> Option<std::thr
             let s = seq;
             match from.run(move || crate::netns::ping(dst, 0x5ca1, s, Duration::from_secs(1))) {
                 Ok(Ok(Some(rtt))) => {
-                    tracing::info!(seq = s, "demo ping {} -> {}: {:.3} ms", from.addr, dst, rtt.as_secs_f64() * 1e3)
+                    tracing::info!(
+                        seq = s,
+                        "demo ping {} -> {}: {:.3} ms",
+                        from.addr,
+                        dst,
+                        rtt.as_secs_f64() * 1e3
+                    )
                 }
-                Ok(Ok(None)) => tracing::info!(seq = s, "demo ping {} -> {}: no reply", from.addr, dst),
+                Ok(Ok(None)) => {
+                    tracing::info!(seq = s, "demo ping {} -> {}: no reply", from.addr, dst)
+                }
                 Ok(Err(e)) | Err(e) => tracing::warn!(error = %e, "demo ping failed"),
             }
             for _ in 0..10 {

@@ -8,7 +8,11 @@ use upcalld::config::{Config, DEFAULT_SOCKET};
 use upcalld::control::{self, Command};
 
 #[derive(Parser)]
-#[command(name = "upcalld", version, about = "The userspace slow path of an Open vSwitch-style switch")]
+#[command(
+    name = "upcalld",
+    version,
+    about = "The userspace slow path of an Open vSwitch-style switch"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -128,7 +132,9 @@ fn main() -> ExitCode {
                 Some(path) => Config::load(path).map_err(anyhow::Error::from),
                 None => Ok(Config::default()),
             };
-            loaded.and_then(|c| upcalld::daemon::run(c, config)).map(|()| ExitCode::SUCCESS)
+            loaded
+                .and_then(|c| upcalld::daemon::run(c, config))
+                .map(|()| ExitCode::SUCCESS)
         }
         Cmd::Ctl { socket, command } => ctl(&socket, command),
         Cmd::Bench {
@@ -140,9 +146,15 @@ fn main() -> ExitCode {
                     batch_size,
                 },
         } => {
-            let opts = upcalld::bench::SetupRateOptions { handlers, batch_size };
+            let opts = upcalld::bench::SetupRateOptions {
+                handlers,
+                batch_size,
+            };
             upcalld::bench::setup_rate(&rules, &packets, &opts).map(|r| {
-                println!("packets {}  upcalls {}  megaflows {}", r.packets, r.upcalls, r.megaflows);
+                println!(
+                    "packets {}  upcalls {}  megaflows {}",
+                    r.packets, r.upcalls, r.megaflows
+                );
                 println!(
                     "miss pass {:.3} s  hit pass {:.3} s  {:.3} us/upcall  {:.0} upcalls/s",
                     r.miss_pass_s,

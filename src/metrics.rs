@@ -31,23 +31,56 @@ pub fn install(addr: SocketAddr) -> anyhow::Result<()> {
 
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
-    describe_counter!("upcalld_upcalls_received_total", "Upcalls read from the datapath");
-    describe_counter!("upcalld_upcalls_handled_total", "Upcalls translated by handlers");
-    describe_counter!("upcalld_upcalls_dropped_total", "Upcalls not installed, by reason");
-    describe_counter!("upcalld_duplicate_upcalls_total", "Upcalls whose megaflow was already installed");
+    describe_counter!(
+        "upcalld_upcalls_received_total",
+        "Upcalls read from the datapath"
+    );
+    describe_counter!(
+        "upcalld_upcalls_handled_total",
+        "Upcalls translated by handlers"
+    );
+    describe_counter!(
+        "upcalld_upcalls_dropped_total",
+        "Upcalls not installed, by reason"
+    );
+    describe_counter!(
+        "upcalld_duplicate_upcalls_total",
+        "Upcalls whose megaflow was already installed"
+    );
     describe_counter!("upcalld_flow_puts_total", "Megaflows installed");
-    describe_counter!("upcalld_flow_modifies_total", "Megaflows whose actions were changed");
+    describe_counter!(
+        "upcalld_flow_modifies_total",
+        "Megaflows whose actions were changed"
+    );
     describe_counter!("upcalld_flow_deletes_total", "Megaflows deleted");
-    describe_counter!("upcalld_dpif_op_errors_total", "Datapath operations refused");
-    describe_counter!("upcalld_actor_restarts_total", "Actor restarts after a panic, by actor");
-    describe_counter!("upcalld_datapath_packets_total", "Datapath packets, by result (hit, missed, lost)");
+    describe_counter!(
+        "upcalld_dpif_op_errors_total",
+        "Datapath operations refused"
+    );
+    describe_counter!(
+        "upcalld_actor_restarts_total",
+        "Actor restarts after a panic, by actor"
+    );
+    describe_counter!(
+        "upcalld_datapath_packets_total",
+        "Datapath packets, by result (hit, missed, lost)"
+    );
     describe_gauge!("upcalld_datapath_flows", "Megaflows in the datapath");
     describe_gauge!("upcalld_flow_limit", "The dynamic flow limit");
     describe_gauge!("upcalld_rules_version", "The rule-table's version");
-    describe_gauge!("upcalld_dump_duration_seconds_last", "Duration of the last revalidation");
+    describe_gauge!(
+        "upcalld_dump_duration_seconds_last",
+        "Duration of the last revalidation"
+    );
     describe_histogram!("upcalld_dpif_batch_size", "Ops per datapath batch");
-    describe_histogram!("upcalld_upcall_latency_seconds", "From reading an upcall batch to its translation");
-    describe_histogram!("upcalld_revalidation_seconds", "Duration of revalidation rounds");
+    describe_histogram!(
+        "upcalld_upcall_latency_seconds",
+        "From reading an upcall batch to its translation"
+    );
+    describe_histogram!(
+        "upcalld_revalidation_seconds",
+        "Duration of revalidation rounds"
+    );
 }
 
 /// Copies the current counters into the metrics recorder.
@@ -56,7 +89,8 @@ pub fn publish(stats: &PipelineStats, dpif: &dyn Dpif) {
     counter!("upcalld_upcalls_received_total").absolute(g(&stats.upcalls_received));
     counter!("upcalld_upcalls_handled_total").absolute(g(&stats.upcalls_handled));
     for why in DropReason::ALL {
-        counter!("upcalld_upcalls_dropped_total", "reason" => why.name()).absolute(stats.dropped(why));
+        counter!("upcalld_upcalls_dropped_total", "reason" => why.name())
+            .absolute(stats.dropped(why));
     }
     counter!("upcalld_duplicate_upcalls_total").absolute(g(&stats.duplicate_upcalls));
     counter!("upcalld_flow_puts_total").absolute(g(&stats.flow_puts));
@@ -78,7 +112,11 @@ pub fn publish(stats: &PipelineStats, dpif: &dyn Dpif) {
 
 /// Publishes every `period` until the process ends (run on the actix
 /// system's runtime).
-pub async fn publish_forever(stats: Arc<PipelineStats>, dpif: Arc<dyn Dpif>, period: std::time::Duration) {
+pub async fn publish_forever(
+    stats: Arc<PipelineStats>,
+    dpif: Arc<dyn Dpif>,
+    period: std::time::Duration,
+) {
     let mut tick = tokio::time::interval(period);
     loop {
         tick.tick().await;

@@ -20,9 +20,10 @@ pub struct Host {
 }
 
 fn ip(args: &[&str]) -> io::Result<()> {
-    let out = Command::new("ip").args(args).output().map_err(|e| {
-        io::Error::new(e.kind(), format!("running `ip {}`: {e}", args.join(" ")))
-    })?;
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| io::Error::new(e.kind(), format!("running `ip {}`: {e}", args.join(" "))))?;
     if !out.status.success() {
         return Err(io::Error::other(format!(
             "`ip {}` failed: {}",
@@ -49,9 +50,19 @@ impl Host {
             mac,
         };
         let mac_s = mac_string(mac);
-        ip(&["link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", netns])?;
+        ip(&[
+            "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", netns,
+        ])?;
         ip(&["-n", netns, "link", "set", "eth0", "address", &mac_s])?;
-        ip(&["-n", netns, "addr", "add", &format!("{addr}/24"), "dev", "eth0"])?;
+        ip(&[
+            "-n",
+            netns,
+            "addr",
+            "add",
+            &format!("{addr}/24"),
+            "dev",
+            "eth0",
+        ])?;
         ip(&["-n", netns, "link", "set", "eth0", "up"])?;
         ip(&["-n", netns, "link", "set", "lo", "up"])?;
         // Checksums and segmentation done in software inside the namespace,
@@ -87,7 +98,10 @@ impl Drop for Host {
 }
 
 fn mac_string(m: [u8; 6]) -> String {
-    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// Turns off transmit checksum offload (and with it TSO) on `ifname`, with
@@ -112,7 +126,11 @@ fn disable_tx_offload(ifname: &str) -> io::Result<()> {
     let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
     // SAFETY: ifreq is plain data.
     let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (d, s) in ifr.ifr_name.iter_mut().zip(ifname.bytes().take(libc::IFNAMSIZ - 1)) {
+    for (d, s) in ifr
+        .ifr_name
+        .iter_mut()
+        .zip(ifname.bytes().take(libc::IFNAMSIZ - 1))
+    {
         *d = s as libc::c_char;
     }
     ifr.ifr_ifru.ifru_data = (&mut value as *mut EthtoolValue).cast();
@@ -128,7 +146,13 @@ fn disable_tx_offload(ifname: &str) -> io::Result<()> {
 /// trip time.
 pub fn ping(dst: Ipv4Addr, id: u16, seq: u16, timeout: Duration) -> io::Result<Option<Duration>> {
     // SAFETY: plain socket(2); result checked.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::IPPROTO_ICMP) };
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_INET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::IPPROTO_ICMP,
+        )
+    };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -181,7 +205,9 @@ pub fn ping(dst: Ipv4Addr, id: u16, seq: u16, timeout: Duration) -> io::Result<O
         }
         let pkt = &buf[..n as usize];
         let ihl = usize::from(pkt[0] & 0x0f) * 4;
-        let Some(icmp) = pkt.get(ihl..ihl + 8) else { continue };
+        let Some(icmp) = pkt.get(ihl..ihl + 8) else {
+            continue;
+        };
         if icmp[0] == 0 && icmp[4..6] == id.to_be_bytes() && icmp[6..8] == seq.to_be_bytes() {
             return Ok(Some(start.elapsed()));
         }

@@ -50,7 +50,11 @@ pub fn dump_dp_flows(flows: &[DpFlow]) -> String {
             f.stats.n_packets,
             f.stats.n_bytes,
             used,
-            if actions.is_empty() { "drop".to_string() } else { actions }
+            if actions.is_empty() {
+                "drop".to_string()
+            } else {
+                actions
+            }
         );
     }
     out
@@ -76,7 +80,11 @@ pub fn upcall_show(
     let _ = writeln!(out, "  dump duration : {}ms", g(&s.dump_duration_ms));
     let _ = writeln!(out, "  ufid enabled  : true");
     let _ = writeln!(out, "  handlers      : {n_handlers}");
-    let _ = writeln!(out, "  revalidators  : {n_revalidators} ({} rounds)", g(&s.revalidation_rounds));
+    let _ = writeln!(
+        out,
+        "  revalidators  : {n_revalidators} ({} rounds)",
+        g(&s.revalidation_rounds)
+    );
     let _ = writeln!(out, "  rules version : {}", g(&s.rules_version));
     let _ = writeln!(
         out,

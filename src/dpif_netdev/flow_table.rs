@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use actors::dpif::flow_hash;
+use hashbrown::HashTable;
 use messages::dpif::{DpFlow, FlowStats, Ufid};
 use messages::odp::OdpActions;
 use messages::Flow;
@@ -133,10 +134,48 @@ impl Hasher for PrehashedHasher {
 
 type PrehashedMap<V> = HashMap<HashedFlow, V, BuildHasherDefault<PrehashedHasher>>;
 
-/// The megaflows that share one mask.
+/// The megaflows that share one mask. Only the mask's nonzero words are
+/// hashed and compared (masks are sparse), like OVS's miniflows.
 struct Subtable {
     mask: Flow,
-    flows: PrehashedMap<Arc<FlowEntry>>,
+    /// The mask's nonzero 64-bit words, with their indices.
+    words: Vec<(usize, u64)>,
+    flows: HashTable<Arc<FlowEntry>>,
+    /// Lookups that hit here, to try busy subtables first.
+    hits: AtomicU64,
+}
+
+impl Subtable {
+    fn new(mask: Flow) -> Self {
+        let words = mask
+            .words()
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| **w != 0)
+            .map(|(i, w)| (i, *w))
+            .collect();
+        Subtable {
+            mask,
+            words,
+            flows: HashTable::new(),
+            hits: AtomicU64::new(0),
+        }
+    }
+
+    /// Hash of `key` under the mask (`key` need not be masked).
+    #[inline]
+    fn hash(&self, key: &Flow) -> u64 {
+        subtable_hash(&self.words, key)
+    }
+
+    #[inline]
+    fn find(&self, key: &Flow) -> Option<&Arc<FlowEntry>> {
+        let k = key.words();
+        self.flows.find(self.hash(key), |e| {
+            let ek = e.key.words();
+            self.words.iter().all(|&(i, m)| ek[i] == k[i] & m)
+        })
+    }
 }
 
 /// Why a put was refused.
@@ -155,6 +194,7 @@ pub enum PutError {
 /// All megaflows of the datapath.
 pub struct FlowTable {
     subtables: Vec<Subtable>,
+    by_mask: PrehashedMap<usize>,
     by_ufid: HashMap<Ufid, Arc<FlowEntry>>,
     max_flows: usize,
 }
@@ -163,6 +203,7 @@ impl FlowTable {
     pub fn new(max_flows: usize) -> Self {
         FlowTable {
             subtables: Vec::new(),
+            by_mask: PrehashedMap::default(),
             by_ufid: HashMap::new(),
             max_flows,
         }
@@ -179,9 +220,22 @@ impl FlowTable {
     /// The megaflow matching a packet's key, if any.
     #[inline]
     pub fn lookup(&self, key: &Flow) -> Option<&Arc<FlowEntry>> {
+        self.subtables.iter().find_map(|st| {
+            let found = st.find(key);
+            if found.is_some() {
+                st.hits.fetch_add(1, Ordering::Relaxed);
+            }
+            found
+        })
+    }
+
+    /// Orders subtables by hits since the last call, busiest first.
+    pub fn rank_subtables(&mut self) {
         self.subtables
-            .iter()
-            .find_map(|st| st.flows.get(&HashedFlow::new(key.masked(&st.mask))))
+            .sort_by_key(|st| std::cmp::Reverse(st.hits.swap(0, Ordering::Relaxed)));
+        for (i, st) in self.subtables.iter().enumerate() {
+            self.by_mask.insert(HashedFlow::new(st.mask), i);
+        }
     }
 
     /// Installs a new megaflow. Like the OVS datapath, refuses one whose
@@ -231,21 +285,32 @@ impl FlowTable {
     }
 
     fn insert(&mut self, entry: Arc<FlowEntry>) {
-        let st = match self
-            .subtables
-            .iter_mut()
-            .position(|st| st.mask == entry.mask)
-        {
-            Some(i) => &mut self.subtables[i],
+        let i = match self.by_mask.get(&HashedFlow::new(entry.mask)) {
+            Some(i) => *i,
             None => {
-                self.subtables.push(Subtable {
-                    mask: entry.mask,
-                    flows: PrehashedMap::default(),
-                });
-                self.subtables.last_mut().expect("just pushed")
+                self.subtables.push(Subtable::new(entry.mask));
+                let i = self.subtables.len() - 1;
+                self.by_mask.insert(HashedFlow::new(entry.mask), i);
+                i
             }
         };
-        st.flows.insert(HashedFlow::new(entry.key), entry.clone());
+        let st = &mut self.subtables[i];
+        let hash = st.hash(&entry.key);
+        let words = &st.words;
+        let key = entry.key;
+        let same = |e: &Arc<FlowEntry>| {
+            words
+                .iter()
+                .all(|&(w, _)| e.key.words()[w] == key.words()[w])
+        };
+        match st.flows.find_mut(hash, same) {
+            Some(slot) => *slot = entry.clone(),
+            None => {
+                let Subtable { flows, words, .. } = st;
+                let rehash = |e: &Arc<FlowEntry>| subtable_hash(words, &e.key);
+                flows.insert_unique(hash, entry.clone(), rehash);
+            }
+        }
         self.by_ufid.insert(entry.ufid, entry);
     }
 
@@ -253,10 +318,19 @@ impl FlowTable {
     pub fn delete(&mut self, ufid: Ufid) -> Option<Arc<FlowEntry>> {
         let entry = self.by_ufid.remove(&ufid)?;
         entry.dead.store(true, Ordering::Relaxed);
-        if let Some(i) = self.subtables.iter().position(|st| st.mask == entry.mask) {
-            self.subtables[i].flows.remove(&HashedFlow::new(entry.key));
-            if self.subtables[i].flows.is_empty() {
+        let mask_key = HashedFlow::new(entry.mask);
+        if let Some(&i) = self.by_mask.get(&mask_key) {
+            let st = &mut self.subtables[i];
+            let hash = st.hash(&entry.key);
+            if let Ok(found) = st.flows.find_entry(hash, |e| e.ufid == ufid) {
+                found.remove();
+            }
+            if st.flows.is_empty() {
                 self.subtables.swap_remove(i);
+                self.by_mask.remove(&mask_key);
+                if let Some(moved) = self.subtables.get(i) {
+                    self.by_mask.insert(HashedFlow::new(moved.mask), i);
+                }
             }
         }
         Some(entry)
@@ -273,6 +347,17 @@ impl FlowTable {
     pub fn n_masks(&self) -> usize {
         self.subtables.len()
     }
+}
+
+/// Hash of `key` under a subtable's mask words.
+#[inline]
+fn subtable_hash(words: &[(usize, u64)], key: &Flow) -> u64 {
+    let k = key.words();
+    let mut h = 0x9e37_79b9_7f4a_7c15u64;
+    for &(i, m) in words {
+        h = (h.rotate_left(5) ^ (k[i] & m)).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    h ^ (h >> 29)
 }
 
 /// The exact-match cache: full packet key → megaflow, per receive loop.
@@ -402,5 +487,41 @@ mod tests {
         assert!(t.delete(1).is_none());
         assert_eq!(t.n_masks(), 0);
         assert!(t.lookup(&flow(1, 0)).is_none());
+    }
+
+    #[test]
+    fn many_masks_survive_deletes_and_ranking() {
+        let mut t = FlowTable::new(100);
+        let masks: Vec<Flow> = (0..4)
+            .map(|i| Flow {
+                in_port: u32::MAX,
+                nw_src: u32::MAX << (8 * i),
+                ..Flow::default()
+            })
+            .collect();
+        for (i, m) in masks.iter().enumerate() {
+            t.create(
+                i as u128,
+                &flow(((10 + i as u32) << 24) | i as u32, 0),
+                m,
+                vec![],
+            )
+            .unwrap();
+        }
+        assert_eq!(t.n_masks(), 4);
+        assert!(t.delete(0).is_some());
+        t.rank_subtables();
+        assert_eq!(t.n_masks(), 3);
+        for i in 1..4u32 {
+            assert_eq!(
+                t.lookup(&flow(((10 + i) << 24) | i, 0)).map(|e| e.ufid),
+                Some(i as u128)
+            );
+        }
+        t.create(9, &flow(0x2000_0000, 0), &masks[3], vec![])
+            .unwrap();
+        assert_eq!(t.n_masks(), 3);
+        assert!(t.delete(3).is_some());
+        assert_eq!(t.lookup(&flow(0x2000_0001, 7)).map(|e| e.ufid), Some(9));
     }
 }

@@ -116,12 +116,9 @@ impl Netdev {
     /// Feeds `frames` into the datapath from the calling thread, as a replay
     /// port does (waiting for room in the upcall queue rather than losing).
     pub fn inject(&self, frames: &[ReplayFrame], default_port: u32) {
-        let mut emc = Emc::new(self.core.emc_entries);
-        for f in frames {
-            let in_port = f.in_port.unwrap_or(default_port);
-            self.core
-                .receive(in_port, f.frame.clone(), &mut emc, true, &|| true);
-        }
+        let running = || !self.closed.load(Ordering::Relaxed);
+        self.core
+            .replay(frames.iter().cloned(), default_port, &running, &self.closed);
     }
 
     /// Frames read from replay files and injected so far.
@@ -185,23 +182,33 @@ impl Drop for Netdev {
     }
 }
 
+/// Frames processed together (OVS's `NETDEV_MAX_BURST`).
+const BURST: usize = 32;
+
+/// Frames read but not yet processed, with their input ports.
+type Burst = Vec<(u32, Vec<u8>)>;
+
 impl Core {
     fn rx_loop(&self, port: &Port, stop: &AtomicBool) {
         let mut emc = Emc::new(self.emc_entries);
+        let mut burst: Burst = Vec::with_capacity(BURST);
         let mut buf = Vec::new();
         while !stop.load(Ordering::Relaxed) {
-            match port.io.recv(&mut buf) {
-                Ok(true) => {
-                    port.counters.rx_packets.fetch_add(1, Ordering::Relaxed);
-                    let frame = std::mem::take(&mut buf);
-                    self.receive(port.info.number, frame, &mut emc, false, &|| true);
-                }
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::warn!(port = %port.info.name, error = %e, "receive failed; port stops reading");
-                    return;
+            // Wait for one frame, then take whatever else is already there.
+            while burst.len() < BURST {
+                match port.io.recv(&mut buf, burst.is_empty()) {
+                    Ok(true) => burst.push((port.info.number, std::mem::take(&mut buf))),
+                    Ok(false) => break,
+                    Err(e) => {
+                        tracing::warn!(port = %port.info.name, error = %e, "receive failed; port stops reading");
+                        return;
+                    }
                 }
             }
+            port.counters
+                .rx_packets
+                .fetch_add(burst.len() as u64, Ordering::Relaxed);
+            self.receive(&mut burst, &mut emc, &|| false);
         }
     }
 
@@ -214,67 +221,95 @@ impl Core {
             }
         };
         tracing::info!(port = number, frames = frames.len(), path = %path.display(), "replaying");
-        let mut emc = Emc::new(self.emc_entries);
         let keep_waiting = || !stop.load(Ordering::Relaxed);
-        for f in frames {
-            if stop.load(Ordering::Relaxed) {
+        self.replay(frames, number, &keep_waiting, stop);
+    }
+
+    /// Feeds frames in bursts, waiting for room in the upcall queue.
+    fn replay(
+        &self,
+        frames: impl IntoIterator<Item = ReplayFrame>,
+        default_port: u32,
+        keep_waiting: &dyn Fn() -> bool,
+        stop: &AtomicBool,
+    ) {
+        let mut emc = Emc::new(self.emc_entries);
+        let mut burst: Burst = Vec::with_capacity(BURST);
+        let mut frames = frames.into_iter();
+        while !stop.load(Ordering::Relaxed) {
+            burst.extend(
+                frames
+                    .by_ref()
+                    .take(BURST)
+                    .map(|f| (f.in_port.unwrap_or(default_port), f.frame)),
+            );
+            if burst.is_empty() {
                 return;
             }
-            let in_port = f.in_port.unwrap_or(number);
-            self.receive(in_port, f.frame, &mut emc, true, &keep_waiting);
-            self.n_replayed.fetch_add(1, Ordering::Relaxed);
+            let n = burst.len() as u64;
+            self.receive(&mut burst, &mut emc, keep_waiting);
+            self.n_replayed.fetch_add(n, Ordering::Relaxed);
         }
     }
 
-    /// The fast path for one frame.
-    fn receive(
-        &self,
-        in_port: u32,
-        mut frame: Vec<u8>,
-        emc: &mut Emc,
-        paced: bool,
-        keep_waiting: &dyn Fn() -> bool,
-    ) {
-        let key = packet::extract_key(&frame, in_port);
-        let entry = match emc.lookup(&key) {
-            Some(e) => Some(e),
-            None => {
-                let found = self.flows.read().lookup(&key).cloned();
-                if let Some(e) = &found {
-                    emc.insert(&key, e.clone());
+    /// The fast path for a burst of frames (emptied): hits run their
+    /// megaflow's actions, misses are queued as upcalls, waiting for room as
+    /// long as `keep_waiting` says so.
+    fn receive(&self, burst: &mut Burst, emc: &mut Emc, keep_waiting: &dyn Fn() -> bool) {
+        let now = monotonic_ms();
+        let mut hits = Vec::with_capacity(burst.len());
+        let mut misses = Vec::new();
+        {
+            let flows = self.flows.read();
+            for (in_port, frame) in burst.drain(..) {
+                let key = packet::extract_key(&frame, in_port);
+                let entry = emc.lookup(&key).or_else(|| {
+                    let e = flows.lookup(&key).cloned();
+                    if let Some(e) = &e {
+                        emc.insert(&key, e.clone());
+                    }
+                    e
+                });
+                match entry {
+                    Some(e) => {
+                        e.hit(frame.len(), now, key.tcp_flags);
+                        hits.push((frame, key, e));
+                    }
+                    None => misses.push(Upcall {
+                        kind: UpcallKind::Miss,
+                        packet: frame,
+                        ufid: key_ufid(&key),
+                        key,
+                    }),
                 }
-                found
             }
-        };
-        match entry {
-            Some(e) => {
-                self.n_hit.fetch_add(1, Ordering::Relaxed);
-                e.hit(frame.len(), monotonic_ms(), key.tcp_flags);
-                self.execute(&mut frame, &key, &e.actions);
-            }
-            None => {
-                self.n_missed.fetch_add(1, Ordering::Relaxed);
-                let upcall = Upcall {
-                    kind: UpcallKind::Miss,
-                    packet: frame,
-                    ufid: key_ufid(&key),
-                    key,
-                };
-                self.queue_upcall(upcall, paced, keep_waiting);
-            }
+        }
+        self.n_hit.fetch_add(hits.len() as u64, Ordering::Relaxed);
+        for (mut frame, key, e) in hits {
+            self.execute(&mut frame, &key, &e.actions);
+        }
+        if !misses.is_empty() {
+            self.n_missed
+                .fetch_add(misses.len() as u64, Ordering::Relaxed);
+            self.queue_upcalls(&mut misses, keep_waiting);
         }
     }
 
-    fn queue_upcall(&self, upcall: Upcall, paced: bool, keep_waiting: &dyn Fn() -> bool) {
-        let q = &self.queues[(upcall.ufid as usize) % self.queues.len()];
-        let queued = if paced {
-            q.push_wait(upcall, keep_waiting)
+    fn queue_upcalls(&self, upcalls: &mut Vec<Upcall>, keep_waiting: &dyn Fn() -> bool) {
+        let lost = if self.queues.len() == 1 {
+            self.queues[0].push(upcalls, keep_waiting)
         } else {
-            q.push(upcall)
+            let mut lost = 0;
+            for (i, q) in self.queues.iter().enumerate() {
+                let n = self.queues.len() as u128;
+                let (mut mine, rest): (Vec<Upcall>, Vec<Upcall>) =
+                    upcalls.drain(..).partition(|u| (u.ufid % n) as usize == i);
+                *upcalls = rest;
+                lost += q.push(&mut mine, keep_waiting);
+            }
+            lost
         };
-        if queued.is_err() {
-            self.n_lost.fetch_add(1, Ordering::Relaxed);
-        }
+        self.n_lost.fetch_add(lost as u64, Ordering::Relaxed);
     }
 
     /// Runs datapath actions on a frame.
@@ -300,7 +335,7 @@ impl Core {
                         ufid: key_ufid(&key),
                         key,
                     };
-                    self.queue_upcall(upcall, false, &|| false);
+                    self.queue_upcalls(&mut vec![upcall], &|| false);
                 }
                 other => {
                     if let Err(e) = packet::apply(frame, &mut key, other) {
@@ -338,42 +373,49 @@ impl Dpif for Netdev {
     }
 
     fn operate(&self, ops: Vec<DpifOp>) -> Vec<Result<(), DpifError>> {
-        ops.into_iter()
-            .map(|op| match op {
-                DpifOp::FlowPut {
-                    ufid,
-                    key,
-                    mask,
-                    actions,
-                    mode,
-                    reset_stats,
-                } => {
-                    let mut flows = self.core.flows.write();
-                    let exists = flows.get(ufid).is_some();
-                    match mode {
+        // Flow changes under one write lock; packets run after it.
+        let mut results = Vec::with_capacity(ops.len());
+        let mut executes = Vec::new();
+        {
+            let mut flows = self.core.flows.write();
+            for op in ops {
+                let result = match op {
+                    DpifOp::FlowPut {
+                        ufid,
+                        key,
+                        mask,
+                        actions,
+                        mode,
+                        reset_stats,
+                    } => match mode {
                         PutMode::Create => flows.create(ufid, &key, &mask, actions),
                         PutMode::Modify => flows.modify(ufid, actions, reset_stats),
-                        PutMode::CreateOrModify if exists => {
+                        PutMode::CreateOrModify if flows.get(ufid).is_some() => {
                             flows.modify(ufid, actions, reset_stats)
                         }
                         PutMode::CreateOrModify => flows.create(ufid, &key, &mask, actions),
                     }
-                    .map_err(put_error)
-                }
-                DpifOp::FlowDel { ufid } => match self.core.flows.write().delete(ufid) {
-                    Some(_) => Ok(()),
-                    None => Err(put_error(PutError::NoSuchFlow(ufid))),
-                },
-                DpifOp::Execute {
-                    mut packet,
-                    key,
-                    actions,
-                } => {
-                    self.core.execute(&mut packet, &key, &actions);
-                    Ok(())
-                }
-            })
-            .collect()
+                    .map_err(put_error),
+                    DpifOp::FlowDel { ufid } => match flows.delete(ufid) {
+                        Some(_) => Ok(()),
+                        None => Err(put_error(PutError::NoSuchFlow(ufid))),
+                    },
+                    DpifOp::Execute {
+                        packet,
+                        key,
+                        actions,
+                    } => {
+                        executes.push((packet, key, actions));
+                        Ok(())
+                    }
+                };
+                results.push(result);
+            }
+        }
+        for (mut packet, key, actions) in executes {
+            self.core.execute(&mut packet, &key, &actions);
+        }
+        results
     }
 
     fn flow_dump(&self) -> Result<Vec<DpFlow>, DpifError> {
@@ -543,9 +585,8 @@ mod tests {
             ..NetdevConfig::default()
         });
         let mut emc = Emc::new(4);
-        for _ in 0..3 {
-            dp.core.receive(1, tcp_frame(), &mut emc, false, &|| false);
-        }
+        let mut burst: Burst = (0..3).map(|_| (1, tcp_frame())).collect();
+        dp.core.receive(&mut burst, &mut emc, &|| false);
         let s = dp.stats();
         assert_eq!((s.n_missed, s.n_lost), (3, 2));
     }

@@ -100,8 +100,9 @@ impl PortIo {
     }
 
     /// Receives one frame into `buf` (resized to it). `Ok(false)` when
-    /// nothing arrived within [`RX_POLL`].
-    pub fn recv(&self, buf: &mut Vec<u8>) -> io::Result<bool> {
+    /// nothing arrived within [`RX_POLL`], or at once if not `wait`.
+    pub fn recv(&self, buf: &mut Vec<u8>, wait: bool) -> io::Result<bool> {
+        let flags = if wait { 0 } else { libc::MSG_DONTWAIT };
         let fd = match self {
             PortIo::Packet(fd) => fd,
             PortIo::Tap(fd) => {
@@ -110,8 +111,9 @@ impl PortIo {
                     events: libc::POLLIN,
                     revents: 0,
                 };
+                let timeout = if wait { RX_POLL.as_millis() as i32 } else { 0 };
                 // SAFETY: one valid pollfd.
-                let n = unsafe { libc::poll(&mut pfd, 1, RX_POLL.as_millis() as i32) };
+                let n = unsafe { libc::poll(&mut pfd, 1, timeout) };
                 if n <= 0 {
                     return if n < 0 {
                         Err(io::Error::last_os_error())
@@ -125,7 +127,7 @@ impl PortIo {
         };
         buf.resize(MAX_FRAME, 0);
         // SAFETY: `buf` is a valid writable buffer of the length passed.
-        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), flags) };
         if n < 0 {
             let e = io::Error::last_os_error();
             buf.clear();

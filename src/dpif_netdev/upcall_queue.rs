@@ -26,32 +26,29 @@ impl UpcallQueue {
         }
     }
 
-    /// Queues `upcall`; gives it back if the queue is full.
-    pub fn push(&self, upcall: Upcall) -> Result<(), Upcall> {
+    /// Queues `upcalls` (emptied), as many as fit; when full, waits for
+    /// room as long as `keep_waiting` says so (checked every few
+    /// milliseconds). Returns how many were lost.
+    pub fn push(&self, upcalls: &mut Vec<Upcall>, keep_waiting: impl Fn() -> bool) -> usize {
+        let mut pending = upcalls.drain(..);
         let mut items = self.items.lock();
-        if items.len() >= self.capacity {
-            return Err(upcall);
-        }
-        items.push_back(upcall);
-        drop(items);
-        self.queued.notify_one();
-        Ok(())
-    }
-
-    /// Queues `upcall`, waiting for room as long as `keep_waiting` says so
-    /// (checked every few milliseconds); gives it back if it gave up.
-    pub fn push_wait(&self, upcall: Upcall, keep_waiting: impl Fn() -> bool) -> Result<(), Upcall> {
-        let mut items = self.items.lock();
-        while items.len() >= self.capacity {
-            if !keep_waiting() {
-                return Err(upcall);
+        let mut lost = 0;
+        loop {
+            let room = self.capacity.saturating_sub(items.len());
+            items.extend(pending.by_ref().take(room));
+            if pending.len() == 0 {
+                break;
             }
+            if !keep_waiting() {
+                lost = pending.len();
+                break;
+            }
+            self.queued.notify_one();
             self.drained.wait_for(&mut items, Duration::from_millis(5));
         }
-        items.push_back(upcall);
         drop(items);
         self.queued.notify_one();
-        Ok(())
+        lost
     }
 
     /// Moves up to `max` upcalls into `out`, waiting up to `timeout` for the
@@ -95,11 +92,10 @@ mod tests {
     #[test]
     fn bounded_and_batched_in_order() {
         let q = UpcallQueue::new(3);
-        for n in 0..3 {
-            q.push(upcall(n)).unwrap();
-        }
-        assert_eq!(q.push(upcall(3)).unwrap_err().ufid, 3);
-        assert!(q.push_wait(upcall(4), || false).is_err());
+        let mut burst: Vec<Upcall> = (0..4).map(upcall).collect();
+        assert_eq!(q.push(&mut burst, || false), 1);
+        assert!(burst.is_empty());
+        assert_eq!(q.push(&mut vec![upcall(4)], || false), 1);
         let mut out = Vec::new();
         q.pop_batch(2, Duration::ZERO, &mut out);
         assert_eq!(out.iter().map(|u| u.ufid).collect::<Vec<_>>(), vec![0, 1]);
@@ -112,9 +108,9 @@ mod tests {
     #[test]
     fn push_wait_resumes_when_drained() {
         let q = std::sync::Arc::new(UpcallQueue::new(1));
-        q.push(upcall(0)).unwrap();
+        assert_eq!(q.push(&mut vec![upcall(0)], || false), 0);
         let q2 = q.clone();
-        let t = std::thread::spawn(move || q2.push_wait(upcall(1), || true).is_ok());
+        let t = std::thread::spawn(move || q2.push(&mut vec![upcall(1)], || true) == 0);
         let mut out = Vec::new();
         while out.len() < 2 {
             q.pop_batch(1, Duration::from_millis(50), &mut out);
