@@ -71,21 +71,29 @@ impl Host {
         Ok(host)
     }
 
-    /// Runs `f` on a thread that has entered this host's namespace: the
-    /// sockets it opens live there.
+    /// Runs `f` on a thread that has entered this host's namespace (the
+    /// sockets it opens live there) and waits for it.
     pub fn run<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> io::Result<R> {
+        self.spawn(f)?
+            .join()
+            .map_err(|_| io::Error::other("namespace thread panicked"))?
+    }
+
+    /// Starts `f` on a thread that has entered this host's namespace.
+    pub fn spawn<R: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> R + Send + 'static,
+    ) -> io::Result<std::thread::JoinHandle<io::Result<R>>> {
         let path = format!("/run/netns/{}", self.netns);
         let ns = std::fs::File::open(&path)
             .map_err(|e| io::Error::new(e.kind(), format!("opening {path}: {e}")))?;
-        std::thread::spawn(move || {
+        Ok(std::thread::spawn(move || {
             // SAFETY: setns on a namespace fd we own; affects this thread only.
             if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
                 return Err(io::Error::last_os_error());
             }
             Ok(f())
-        })
-        .join()
-        .map_err(|_| io::Error::other("namespace thread panicked"))?
+        }))
     }
 }
 

@@ -15,7 +15,7 @@ use messages::dpif::{DpifOp, PutMode, Upcall, UpcallKind};
 
 use crate::dpif::megaflow_ufid;
 use crate::dpif_writer::{DpifWriter, FlowOps};
-use crate::rule_table::Snapshot;
+use crate::rule_table::{PushStats, RuleStats, RuleTable, Snapshot};
 use crate::stats::{DropReason, PipelineStats};
 use crate::supervisor::guarded;
 use crate::tables::Tables;
@@ -50,6 +50,8 @@ pub struct UpcallHandler {
     tables: Arc<Tables>,
     xlate_cfg: XlateConfig,
     writer: Addr<DpifWriter>,
+    /// Credited with the packets the handler executes.
+    rule_table: Addr<RuleTable>,
     flow_limit: u64,
     /// Flows in the datapath as last reported, plus those put since.
     n_flows_estimate: u64,
@@ -63,6 +65,7 @@ impl UpcallHandler {
         tables: Arc<Tables>,
         xlate_cfg: XlateConfig,
         writer: Addr<DpifWriter>,
+        rule_table: Addr<RuleTable>,
         flow_limit: u64,
         stats: Arc<PipelineStats>,
     ) -> Self {
@@ -71,6 +74,7 @@ impl UpcallHandler {
             tables,
             xlate_cfg,
             writer,
+            rule_table,
             flow_limit,
             n_flows_estimate: 0,
             panics_to_inject: 0,
@@ -78,12 +82,15 @@ impl UpcallHandler {
         }
     }
 
-    fn handle_batch(&mut self, upcalls: Vec<Upcall>) -> FlowOps {
+    /// Translates a batch: the ops to write, and the traffic to credit to
+    /// rules (the upcalled packets themselves, as OVS counts them).
+    fn handle_batch(&mut self, upcalls: Vec<Upcall>) -> (FlowOps, Vec<(u64, RuleStats)>) {
         if self.panics_to_inject > 0 {
             self.panics_to_inject -= 1;
             panic!("injected fault in handler {}", self.id);
         }
         let mut ops = Vec::with_capacity(upcalls.len() * 2);
+        let mut credits: Vec<(u64, RuleStats)> = Vec::new();
         let mut over_limit = 0;
         let mut no_controller = 0;
         for up in upcalls {
@@ -92,6 +99,15 @@ impl UpcallHandler {
                 continue;
             }
             let out = xlate(&self.tables, &up.key, &self.xlate_cfg);
+            for id in &out.rules {
+                credits.push((
+                    *id,
+                    RuleStats {
+                        n_packets: 1,
+                        n_bytes: up.packet.len() as u64,
+                    },
+                ));
+            }
             if self.n_flows_estimate < self.flow_limit {
                 self.n_flows_estimate += 1;
                 ops.push(DpifOp::FlowPut {
@@ -116,7 +132,7 @@ impl UpcallHandler {
         self.stats.count_drop(DropReason::FlowLimit, over_limit);
         self.stats
             .count_drop(DropReason::NoController, no_controller);
-        FlowOps(ops)
+        (FlowOps(ops), credits)
     }
 }
 
@@ -142,8 +158,11 @@ impl Handler<UpcallBatch> for UpcallHandler {
         let n = batch.upcalls.len() as u64;
         let stats = self.stats.clone();
         match guarded("handler", &stats, ctx, || self.handle_batch(batch.upcalls)) {
-            Some(ops) => {
+            Some((ops, credits)) => {
                 self.writer.do_send(ops);
+                if !credits.is_empty() {
+                    self.rule_table.do_send(PushStats(credits));
+                }
                 stats.upcalls_handled.fetch_add(n, Ordering::Relaxed);
                 metrics::histogram!("upcalld_upcall_latency_seconds")
                     .record(batch.received.elapsed().as_secs_f64());

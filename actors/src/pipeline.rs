@@ -92,10 +92,11 @@ impl Pipeline {
 
         let handlers: Vec<Addr<UpcallHandler>> = (0..config.n_handlers.max(1))
             .map(|id| {
-                let (t, x, w, s) = (
+                let (t, x, w, r, s) = (
                     snapshot.clone(),
                     config.xlate.clone(),
                     writer.clone(),
+                    rule_table.clone(),
                     stats.clone(),
                 );
                 let limit = config
@@ -103,7 +104,7 @@ impl Pipeline {
                     .flow_limit_start
                     .min(config.revalidator.flow_limit);
                 Supervisor::start_in_arbiter(&own_arbiter(), move |_| {
-                    UpcallHandler::new(id, t, x, w, limit, s)
+                    UpcallHandler::new(id, t, x, w, r, limit, s)
                 })
             })
             .collect();
