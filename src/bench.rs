@@ -68,7 +68,7 @@ fn upcalls_done(s: &PipelineStats) -> u64 {
 
 /// Feeds `frames` and waits until every packet is accounted for: a hit, or
 /// an upcall translated with its operations written. Returns the time taken.
-async fn pass(
+pub async fn pass(
     netdev: &Arc<Netdev>,
     pipeline: &Pipeline,
     frames: &Arc<Vec<ReplayFrame>>,

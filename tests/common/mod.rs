@@ -69,12 +69,14 @@ impl Daemon {
         let socket = dir.join("ctl.sock");
         let metrics_port = free_port();
         let mut config = format!(
-            "rules = {:?}\ncontrol_socket = {:?}\nmetrics_addr = \"127.0.0.1:{metrics_port}\"\n{extra}\n",
+            "rules = {:?}\ncontrol_socket = {:?}\nmetrics_addr = \"127.0.0.1:{metrics_port}\"\n",
             rules_path, socket
         );
         if !extra.contains("revalidate_interval_ms") {
             config.push_str("revalidate_interval_ms = 200\n");
         }
+        config.push_str(extra);
+        config.push('\n');
         for (name, number) in ports {
             config.push_str(&format!(
                 "[[port]]\nname = \"{name}\"\ntype = \"system\"\nnumber = {number}\n"
