@@ -14,7 +14,7 @@ use actors::dpif::{Dpif, PortKind, PortSpec};
 use actors::dpif_writer::WriterConfig;
 use actors::pipeline::{Pipeline, PipelineConfig};
 use actors::revalidator::RevalidatorConfig;
-use actors::rule_table::{DumpRules, RuleChange};
+use actors::rule_table::{DumpRules, GetSnapshot, RuleChange};
 use actors::tables::{RuleFilter, Tables};
 use actors::xlate::XlateConfig;
 use anyhow::Context as _;
@@ -140,7 +140,19 @@ impl Ctl {
                 self.config.handlers,
                 self.config.revalidators,
             )),
-            Command::Trace => Err("trace is not available in this build".into()),
+            Command::Trace => {
+                let tables = self
+                    .pipeline
+                    .rule_table
+                    .send(GetSnapshot)
+                    .await
+                    .map_err(|e| format!("rule-table unavailable: {e}"))?;
+                let r = crate::trace::trace(&tables, body.trim())?;
+                Ok(format!(
+                    "Megaflow: {}\nDatapath actions: {}\n",
+                    r.megaflow, r.actions
+                ))
+            }
             Command::Revalidate => {
                 self.pipeline
                     .revalidate_now()

@@ -38,13 +38,18 @@ enum Cmd {
         #[command(subcommand)]
         bench: BenchCmd,
     },
-    /// Trace a flow through rules, as `ofproto/trace` does.
+    /// Print the megaflow and datapath actions Open vSwitch's
+    /// `ofproto/trace` would print for a flow.
     Trace {
-        /// Rules file (`ovs-ofctl add-flows` syntax).
+        /// Rules in `ovs-ofctl add-flows` syntax (OpenFlow 1.3).
         #[arg(long)]
         rules: PathBuf,
-        /// The flow, in `ofproto/trace` syntax.
-        flow: String,
+        /// A file of flows, one per line: prints one TSV line each.
+        #[arg(long, conflicts_with = "flow")]
+        flows: Option<PathBuf>,
+        /// One flow in `ofproto/trace` syntax.
+        #[arg(required_unless_present = "flows")]
+        flow: Option<String>,
     },
 }
 
@@ -92,6 +97,28 @@ fn read_file_arg(path: &PathBuf) -> anyhow::Result<String> {
         return Ok(s);
     }
     std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+fn run_trace(
+    rules: &PathBuf,
+    flows: Option<&PathBuf>,
+    flow: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let text = read_file_arg(rules)?;
+    let rules = upcalld::daemon::parse_rules(&text, &rules.display().to_string())?;
+    let tables = actors::tables::Tables::from_rules(rules);
+    if let Some(path) = flows {
+        print!(
+            "{}",
+            upcalld::trace::trace_lines(&tables, &read_file_arg(path)?)
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let r =
+        upcalld::trace::trace(&tables, flow.unwrap_or_default()).map_err(|e| anyhow::anyhow!(e))?;
+    println!("Megaflow: {}", r.megaflow);
+    println!("Datapath actions: {}", r.actions);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn ctl(socket: &std::path::Path, cmd: CtlCmd) -> anyhow::Result<ExitCode> {
@@ -166,7 +193,7 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             })
         }
-        Cmd::Trace { .. } => Err(anyhow::anyhow!("trace is not available in this build")),
+        Cmd::Trace { rules, flows, flow } => run_trace(&rules, flows.as_ref(), flow.as_deref()),
     };
     result.unwrap_or_else(|e| {
         eprintln!("upcalld: {e:#}");

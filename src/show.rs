@@ -10,29 +10,38 @@ use actors::rule_table::RuleStats;
 use actors::stats::{DropReason, PipelineStats, ACTORS};
 use actors::tables::RuleEntry;
 use messages::dpif::DpFlow;
-use messages::format::megaflow::format_megaflow;
 use messages::format::odp_actions::format_odp_actions;
+use messages::format::odp_flow::format_odp_flow;
+use messages::format::ofp_rule::{format_instructions, format_match};
 
-/// One line per rule: table, priority, counters, match, instructions.
+/// One line per rule, as `ovs-ofctl dump-flows` prints it (without
+/// durations).
 pub fn dump_flows(rules: &[(Arc<RuleEntry>, RuleStats)]) -> String {
     let mut out = String::new();
     for (entry, stats) in rules {
         let r = &entry.rule;
-        let m = format_megaflow(&r.matches.flow, &r.matches.mask);
         let _ = write!(
             out,
-            " cookie={:#x}, table={}, n_packets={}, n_bytes={}, priority={}",
-            r.cookie, r.table, stats.n_packets, stats.n_bytes, r.priority
+            " cookie={:#x}, table={}, n_packets={}, n_bytes={}, ",
+            r.cookie, r.table, stats.n_packets, stats.n_bytes
         );
-        if !m.is_empty() {
-            let _ = write!(out, ",{m}");
+        if r.idle_timeout != 0 {
+            let _ = write!(out, "idle_timeout={}, ", r.idle_timeout);
         }
-        let _ = writeln!(out, " actions={:?}", r.instructions);
+        if r.hard_timeout != 0 {
+            let _ = write!(out, "hard_timeout={}, ", r.hard_timeout);
+        }
+        let m = format_match(&r.matches, r.priority);
+        if !m.is_empty() {
+            let _ = write!(out, "{m} ");
+        }
+        let _ = writeln!(out, "actions={}", format_instructions(&r.instructions));
     }
     out
 }
 
-/// One line per datapath flow: match, counters, age, actions.
+/// One line per datapath flow, in ODP syntax as `ovs-dpctl dump-flows -m`
+/// prints it: ufid, match, counters, age, actions.
 pub fn dump_dp_flows(flows: &[DpFlow]) -> String {
     let now = monotonic_ms();
     let mut out = String::new();
@@ -44,9 +53,9 @@ pub fn dump_dp_flows(flows: &[DpFlow]) -> String {
         let actions = format_odp_actions(&f.actions);
         let _ = writeln!(
             out,
-            "ufid:{:032x}, {}, packets:{}, bytes:{}, used:{}, actions:{}",
-            f.ufid,
-            format_megaflow(&f.key, &f.mask),
+            "ufid:{}, {}, packets:{}, bytes:{}, used:{}, actions:{}",
+            ufid_string(f.ufid),
+            format_odp_flow(&f.key, &f.mask),
             f.stats.n_packets,
             f.stats.n_bytes,
             used,
@@ -119,4 +128,17 @@ pub fn upcall_show(
         .collect();
     let _ = writeln!(out, "  restarts      : {}", restarts.join(" "));
     out
+}
+
+/// A ufid as OVS prints it: `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`.
+fn ufid_string(u: messages::dpif::Ufid) -> String {
+    let h = format!("{u:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
 }

@@ -24,6 +24,15 @@ table=0,priority=100,in_port=1,actions=output:2
 table=0,priority=100,in_port=2,actions=output:1
 ";
 
+/// Megaflows (ODP syntax) of ICMP and of TCP.
+fn is_icmp(flow: &str) -> bool {
+    flow.contains("ipv4(proto=1,")
+}
+
+fn is_tcp(flow: &str) -> bool {
+    flow.contains("ipv4(proto=6,")
+}
+
 fn dp_flows(d: &Daemon) -> Vec<String> {
     d.ctl(Ctl::DumpDpFlows, "")
         .lines()
@@ -68,13 +77,11 @@ fn ping_and_tcp_follow_the_rules() {
     assert!(
         flows
             .iter()
-            .any(|f| f.contains("tcp") && f.ends_with("actions:drop")),
+            .any(|f| is_tcp(f) && f.ends_with("actions:drop")),
         "{flows:#?}"
     );
     assert!(
-        flows
-            .iter()
-            .any(|f| f.contains("icmp") && f.ends_with("actions:2")),
+        flows.iter().any(|f| is_icmp(f) && f.ends_with("actions:2")),
         "{flows:#?}"
     );
     assert!(flows.iter().any(|f| f.ends_with("actions:1")), "{flows:#?}");
@@ -99,7 +106,7 @@ fn rule_changes_reach_megaflows_in_one_round() {
     assert!(ping_ok(&a, b.addr, 5));
     assert!(dp_flows(&d)
         .iter()
-        .any(|f| f.contains("icmp") && f.ends_with("actions:2")));
+        .any(|f| is_icmp(f) && f.ends_with("actions:2")));
 
     // replace-flows: one round later no megaflow forwards ICMP.
     d.ctl(Ctl::ReplaceFlows, RULES_NO_ICMP);
@@ -108,7 +115,7 @@ fn rule_changes_reach_megaflows_in_one_round() {
     assert!(
         flows
             .iter()
-            .filter(|f| f.contains("icmp"))
+            .filter(|f| is_icmp(f))
             .all(|f| f.ends_with("actions:drop")),
         "old ICMP megaflows survived replace-flows: {flows:#?}"
     );
@@ -136,9 +143,7 @@ fn rule_changes_reach_megaflows_in_one_round() {
     );
     let flows = dp_flows(&d);
     assert!(
-        flows
-            .iter()
-            .any(|f| f.contains("icmp") && f.ends_with("actions:2")),
+        flows.iter().any(|f| is_icmp(f) && f.ends_with("actions:2")),
         "{flows:#?}"
     );
 }
@@ -173,8 +178,22 @@ fn metrics_agree_with_the_traffic() {
 
     // Metrics are published every 200 ms; wait for a fresh copy.
     std::thread::sleep(Duration::from_millis(500));
-    let show = d.ctl(Ctl::UpcallShow, "");
-    let text = d.scrape();
+    // A consistent pair: the same counters before and after a scrape that
+    // was published (every 200 ms) after the first reading.
+    let counters = |show: &str| -> Vec<String> {
+        show.lines()
+            .filter(|l| l.contains("upcalls") || l.contains("datapath"))
+            .map(str::to_string)
+            .collect()
+    };
+    let (show, text) = loop {
+        let before = d.ctl(Ctl::UpcallShow, "");
+        std::thread::sleep(Duration::from_millis(300));
+        let text = d.scrape();
+        if counters(&d.ctl(Ctl::UpcallShow, "")) == counters(&before) {
+            break (before, text);
+        }
+    };
     let line = |name: &str| show.lines().find(|l| l.contains(name)).unwrap().to_string();
     let upcalls = line("upcalls");
     let m = |series: &str| {

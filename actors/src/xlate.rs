@@ -1,6 +1,687 @@
-//! Translation of OpenFlow actions into datapath actions and a megaflow mask.
+//! Translation of OpenFlow actions into datapath actions and a megaflow
+//! mask: OVS's `xlate_actions`, as a pure function of one tables snapshot
+//! and one flow.
 //!
-//! API contract (implementation in progress on main):
-//! `xlate(&Tables, &Flow) -> XlateOutput { actions: OdpActions,
-//! wc: FlowWildcards, rules: Vec<u64> /* ids of the rules that matched */ }`
-//! — a pure function; the megaflow is `(flow & wc, wc)`.
+//! Two flows are carried along: `flow`, what the packet is according to the
+//! OpenFlow actions so far, and `base`, what it is according to the
+//! datapath actions emitted so far. Before every output the difference is
+//! *committed* as set / push / pop actions. Every field an action reads or
+//! writes is un-wildcarded in `wc`, so that the megaflow covers exactly the
+//! packets that would get the same actions.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use messages::field::{Field, Prereq};
+use messages::flow::*;
+use messages::odp::*;
+use messages::ofp::{port, Instructions, OfAction};
+
+use crate::tables::{RuleEntry, Tables};
+
+/// Resubmit nesting limit (OVS's `MAX_DEPTH`).
+pub const MAX_DEPTH: u32 = 64;
+/// Limit on table lookups in one translation (OVS's `MAX_RESUBMITS`).
+pub const MAX_RESUBMITS: u32 = 4096;
+
+/// What a translation needs to know of the switch.
+#[derive(Clone, Debug, Default)]
+pub struct XlateConfig {
+    /// Ports that exist (OpenFlow port N is datapath port N). `None`: every
+    /// port number exists, as for tracing.
+    pub ports: Option<Arc<BTreeSet<u32>>>,
+    /// Netlink PID (or handler id) for `userspace` actions.
+    pub upcall_pid: u32,
+}
+
+impl XlateConfig {
+    fn port_exists(&self, p: u32) -> bool {
+        self.ports.as_ref().is_none_or(|s| s.contains(&p))
+    }
+}
+
+/// Why a translation gave up (its actions are then empty: drop).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XlateError {
+    RecursionTooDeep,
+    TooManyResubmits,
+}
+
+/// The result of a translation.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct XlateOutput {
+    pub actions: OdpActions,
+    /// The megaflow mask; the megaflow key is the flow under it.
+    pub wc: FlowWildcards,
+    /// Ids of the rules that matched, in lookup order.
+    pub rules: Vec<u64>,
+    pub error: Option<XlateError>,
+}
+
+/// Userdata of the `userspace` action that sends a packet to the
+/// controller: the bytes `b"ctrl"` then `max_len` (big endian).
+pub fn controller_userdata(max_len: u16) -> Vec<u8> {
+    let mut v = b"ctrl".to_vec();
+    v.extend_from_slice(&max_len.to_be_bytes());
+    v
+}
+
+struct Ctx<'a> {
+    tables: &'a Tables,
+    cfg: &'a XlateConfig,
+    flow: Flow,
+    base: Flow,
+    wc: FlowWildcards,
+    actions: OdpActions,
+    rules: Vec<u64>,
+    table_id: u8,
+    depth: u32,
+    resubmits: u32,
+    action_set: Vec<OfAction>,
+    error: Option<XlateError>,
+}
+
+/// Translates `flow` through `tables`, starting at table 0.
+pub fn xlate(tables: &Tables, flow: &Flow, cfg: &XlateConfig) -> XlateOutput {
+    // Fields every megaflow matches exactly.
+    let wc = Flow {
+        in_port: u32::MAX,
+        dl_type: u16::MAX,
+        recirc_id: u32::MAX,
+        nw_frag: if flow.is_ip_any() {
+            FLOW_NW_FRAG_MASK
+        } else {
+            0
+        },
+        ..Flow::default()
+    };
+    let mut ctx = Ctx {
+        tables,
+        cfg,
+        flow: *flow,
+        base: *flow,
+        wc,
+        actions: Vec::new(),
+        rules: Vec::new(),
+        table_id: 0,
+        depth: 0,
+        resubmits: 0,
+        action_set: Vec::new(),
+        error: None,
+    };
+    if let Some(rule) = ctx.lookup(0, flow.in_port) {
+        ctx.run_rule(&rule, false);
+    }
+    if ctx.error.is_none() && !ctx.action_set.is_empty() {
+        let set = std::mem::take(&mut ctx.action_set);
+        ctx.run_actions(&set);
+    }
+    ctx.finish_wc(flow);
+    if ctx.error.is_some() {
+        ctx.actions.clear();
+    }
+    XlateOutput {
+        actions: ctx.actions,
+        wc: ctx.wc,
+        rules: ctx.rules,
+        error: ctx.error,
+    }
+}
+
+impl Ctx<'_> {
+    /// OVS's `rule_dpif_lookup_from_table` for one table: fragments are
+    /// looked up with L4 fields read as zero, and with `in_port` as given.
+    fn lookup(&mut self, table: u8, in_port: u32) -> Option<Arc<RuleEntry>> {
+        let mut f = self.flow;
+        f.in_port = in_port;
+        if f.nw_frag & FLOW_NW_FRAG_ANY != 0 {
+            f.tp_src = 0;
+            f.tp_dst = 0;
+        }
+        self.table_id = table;
+        let r = self.tables.lookup(table, &f, &mut self.wc).cloned();
+        if let Some(r) = &r {
+            self.rules.push(r.id);
+        }
+        r
+    }
+
+    fn resource_check(&mut self) -> bool {
+        if self.depth >= MAX_DEPTH {
+            self.error = Some(XlateError::RecursionTooDeep);
+        } else if self.resubmits >= MAX_RESUBMITS {
+            self.error = Some(XlateError::TooManyResubmits);
+        }
+        self.error.is_none()
+    }
+
+    /// Looks up `table` and runs the rule found (resubmit and goto_table).
+    fn table_action(&mut self, in_port: u32, table: u8) {
+        if !self.resource_check() {
+            return;
+        }
+        let old_table = self.table_id;
+        if let Some(rule) = self.lookup(table, in_port) {
+            self.run_rule(&rule, table <= old_table);
+        }
+        self.table_id = old_table;
+    }
+
+    fn run_rule(&mut self, rule: &RuleEntry, deepens: bool) {
+        self.resubmits += 1;
+        let deepens = deepens as u32;
+        self.depth += deepens;
+        self.run_instructions(&rule.rule.instructions);
+        self.depth -= deepens;
+    }
+
+    fn run_instructions(&mut self, ins: &Instructions) {
+        if !self.run_actions(&ins.apply) {
+            return;
+        }
+        if ins.clear_actions {
+            self.action_set.clear();
+        }
+        if let Some(w) = &ins.write_actions {
+            for a in w {
+                self.write_action(a.clone());
+            }
+        }
+        if let Some((value, mask)) = ins.write_metadata {
+            self.flow.metadata = (self.flow.metadata & !mask) | (value & mask);
+        }
+        if let Some(t) = ins.goto_table {
+            let in_port = self.flow.in_port;
+            self.table_action(in_port, t);
+        }
+    }
+
+    /// Adds an action to the action set, replacing one of the same kind.
+    fn write_action(&mut self, a: OfAction) {
+        let same_kind = |b: &OfAction| match (&a, b) {
+            (OfAction::SetField { field: x, .. }, OfAction::SetField { field: y, .. }) => x == y,
+            (OfAction::Output { .. } | OfAction::Controller { .. }, OfAction::Output { .. })
+            | (
+                OfAction::Output { .. } | OfAction::Controller { .. },
+                OfAction::Controller { .. },
+            ) => true,
+            _ => std::mem::discriminant(&a) == std::mem::discriminant(b),
+        };
+        self.action_set.retain(|b| !same_kind(b));
+        self.action_set.push(a);
+        // OpenFlow's action-set order: pops, pushes, TTL, sets, output.
+        self.action_set.sort_by_key(|a| match a {
+            OfAction::PopVlan => 0,
+            OfAction::PushVlan { .. } => 1,
+            OfAction::DecTtl => 2,
+            OfAction::SetField { .. } | OfAction::Load { .. } => 3,
+            OfAction::Resubmit { .. } => 4,
+            OfAction::Output { .. } | OfAction::Controller { .. } => 5,
+        });
+    }
+
+    /// Runs a list of actions. Returns false when translation of the
+    /// current rule must stop (an error, or a TTL exception).
+    fn run_actions(&mut self, actions: &[OfAction]) -> bool {
+        for a in actions {
+            if self.error.is_some() {
+                return false;
+            }
+            match a {
+                OfAction::Output { port, .. } => self.output(*port),
+                OfAction::Controller { max_len } => self.controller(*max_len),
+                OfAction::SetField { field, value, mask }
+                | OfAction::Load { field, value, mask } => {
+                    self.set_field(*field, *value, *mask);
+                }
+                OfAction::PushVlan { tpid } => self.push_vlan(*tpid),
+                OfAction::PopVlan => self.pop_vlan(),
+                OfAction::DecTtl => {
+                    self.wc.nw_ttl = 0xff;
+                    if self.flow.is_ip_any() {
+                        self.wc.nw_proto = 0xff;
+                    }
+                    if !self.dec_ttl() {
+                        return false;
+                    }
+                }
+                OfAction::Resubmit { in_port, table } => {
+                    let in_port = match in_port {
+                        None | Some(port::IN_PORT) => self.flow.in_port,
+                        Some(p) => *p,
+                    };
+                    let table = table.unwrap_or(self.table_id);
+                    self.table_action(in_port, table);
+                }
+            }
+        }
+        self.error.is_none()
+    }
+
+    fn output(&mut self, p: u32) {
+        match p {
+            port::IN_PORT => self.compose_output(self.flow.in_port),
+            port::CONTROLLER => self.controller(u16::MAX),
+            // Output to the input port is dropped unless asked for by
+            // `in_port`; flooding and NORMAL are not part of upcalld.
+            p if p == self.flow.in_port => {}
+            port::LOCAL => self.compose_output(0),
+            p if p < port::MAX => self.compose_output(p),
+            _ => {}
+        }
+    }
+
+    fn compose_output(&mut self, p: u32) {
+        if !self.cfg.port_exists(p) {
+            return;
+        }
+        self.commit();
+        self.actions.push(OdpAction::Output(p));
+    }
+
+    fn controller(&mut self, max_len: u16) {
+        self.commit();
+        self.actions.push(OdpAction::Userspace {
+            pid: self.cfg.upcall_pid,
+            userdata: controller_userdata(max_len),
+        });
+    }
+
+    /// OVS's `mf_are_prereqs_ok` with wildcard tracking: un-wildcards what
+    /// it reads.
+    fn prereqs_ok(&mut self, p: Prereq) -> bool {
+        let f = &self.flow;
+        let wc = &mut self.wc;
+        let l4 = |wc: &mut Flow, proto: u8| {
+            if f.is_ip_any() {
+                wc.nw_proto = 0xff;
+                f.nw_proto == proto
+            } else {
+                false
+            }
+        };
+        match p {
+            Prereq::None => true,
+            Prereq::Vlan => {
+                wc.vlans[0].tci |= VLAN_CFI;
+                f.vlans[0].tci & VLAN_CFI != 0
+            }
+            Prereq::Tcp => l4(wc, IPPROTO_TCP),
+            Prereq::Udp => l4(wc, IPPROTO_UDP),
+            Prereq::Sctp => l4(wc, IPPROTO_SCTP),
+            Prereq::Icmpv4 => {
+                f.is_ip() && {
+                    wc.nw_proto = 0xff;
+                    f.nw_proto == IPPROTO_ICMP
+                }
+            }
+            Prereq::Icmpv6 | Prereq::Nd | Prereq::NdSolicit | Prereq::NdAdvert => {
+                if !f.is_ipv6() {
+                    return false;
+                }
+                wc.nw_proto = 0xff;
+                if f.nw_proto != IPPROTO_ICMPV6 {
+                    return false;
+                }
+                if p == Prereq::Icmpv6 {
+                    return true;
+                }
+                wc.tp_dst = u16::MAX;
+                if f.tp_dst != 0 {
+                    return false;
+                }
+                wc.tp_src = u16::MAX;
+                match p {
+                    Prereq::NdSolicit => f.tp_src == ND_NEIGHBOR_SOLICIT,
+                    Prereq::NdAdvert => f.tp_src == ND_NEIGHBOR_ADVERT,
+                    _ => f.tp_src == ND_NEIGHBOR_SOLICIT || f.tp_src == ND_NEIGHBOR_ADVERT,
+                }
+            }
+            other => messages::field::prereq_ok(other, f),
+        }
+    }
+
+    fn set_field(&mut self, field: Field, value: u128, mask: u128) {
+        if !self.prereqs_ok(field.prereq()) {
+            return;
+        }
+        // Rewriting an address changes the L4 checksum's pseudo-header: the
+        // datapath must know the L4 protocol, as OVS makes it match it.
+        if matches!(
+            field,
+            Field::Ipv4Src | Field::Ipv4Dst | Field::Ipv6Src | Field::Ipv6Dst
+        ) {
+            self.wc.nw_proto = 0xff;
+        }
+        field.set_masked(&mut self.wc, mask, mask);
+        field.set_masked(&mut self.flow, value, mask);
+    }
+
+    fn push_vlan(&mut self, tpid: u16) {
+        let n = vlan_count(&self.flow);
+        for v in self.wc.vlans.iter_mut().take(n) {
+            *v = FlowVlan {
+                tpid: u16::MAX,
+                tci: u16::MAX,
+            };
+        }
+        self.flow.vlans.copy_within(0..FLOW_MAX_VLAN_HEADERS - 1, 1);
+        self.flow.vlans[0] = FlowVlan {
+            tpid,
+            tci: VLAN_CFI,
+        };
+    }
+
+    fn pop_vlan(&mut self) {
+        let n = vlan_count(&self.flow);
+        if n > 1 {
+            for v in self.wc.vlans[1..n].iter_mut() {
+                *v = FlowVlan {
+                    tpid: u16::MAX,
+                    tci: u16::MAX,
+                };
+            }
+            self.flow.vlans.copy_within(1..n, 0);
+        }
+        if n > 0 {
+            self.flow.vlans[n - 1] = FlowVlan::default();
+        }
+    }
+
+    /// Decrements the IP TTL. False when it would expire: the rest of the
+    /// current rule's actions are skipped (there is no controller to tell).
+    fn dec_ttl(&mut self) -> bool {
+        if !self.flow.is_ip_any() {
+            return true;
+        }
+        if self.flow.nw_ttl > 1 {
+            self.flow.nw_ttl -= 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Emits the datapath actions that turn `base` into `flow` (OVS's
+    /// `commit_odp_actions`), in OVS's order: Ethernet, L3, L4, VLAN,
+    /// priority, mark.
+    fn commit(&mut self) {
+        self.commit_ethernet();
+        self.commit_l3();
+        self.commit_ports();
+        self.commit_vlans();
+        self.commit_metadata();
+    }
+
+    fn commit_ethernet(&mut self) {
+        let (f, b) = (&self.flow, &mut self.base);
+        if f.dl_src == b.dl_src && f.dl_dst == b.dl_dst {
+            return;
+        }
+        let key = EthKey {
+            src: f.dl_src,
+            dst: f.dl_dst,
+        };
+        let mask = EthKey {
+            src: if f.dl_src != b.dl_src {
+                self.wc.dl_src
+            } else {
+                [0; 6]
+            },
+            dst: if f.dl_dst != b.dl_dst {
+                self.wc.dl_dst
+            } else {
+                [0; 6]
+            },
+        };
+        b.dl_src = f.dl_src;
+        b.dl_dst = f.dl_dst;
+        self.actions.push(OdpAction::SetMasked(
+            SetHeader::Ethernet { key, mask }.canonical(),
+        ));
+    }
+
+    fn commit_l3(&mut self) {
+        // OVS skips this when nw_proto is 0, without un-wildcarding
+        // nw_proto: an IP packet of protocol 0 inside such a megaflow would
+        // then get different actions from the megaflow's. We commit on the
+        // EtherType alone, which keeps megaflows sound.
+        let (f, w) = (self.flow, self.wc);
+        let b = &mut self.base;
+        let header = match b.dl_type {
+            ETH_TYPE_IP => {
+                if (f.nw_src, f.nw_dst, f.nw_tos, f.nw_ttl)
+                    == (b.nw_src, b.nw_dst, b.nw_tos, b.nw_ttl)
+                {
+                    return;
+                }
+                let key = Ipv4Key {
+                    src: f.nw_src,
+                    dst: f.nw_dst,
+                    tos: f.nw_tos,
+                    ttl: f.nw_ttl,
+                    ..Default::default()
+                };
+                let mask = Ipv4Key {
+                    src: pick(f.nw_src != b.nw_src, w.nw_src),
+                    dst: pick(f.nw_dst != b.nw_dst, w.nw_dst),
+                    tos: pick(f.nw_tos != b.nw_tos, w.nw_tos),
+                    ttl: pick(f.nw_ttl != b.nw_ttl, w.nw_ttl),
+                    ..Default::default()
+                };
+                SetHeader::Ipv4 { key, mask }
+            }
+            ETH_TYPE_IPV6 => {
+                if (f.ipv6_src, f.ipv6_dst, f.ipv6_label, f.nw_tos, f.nw_ttl)
+                    == (b.ipv6_src, b.ipv6_dst, b.ipv6_label, b.nw_tos, b.nw_ttl)
+                {
+                    return;
+                }
+                let key = Ipv6Key {
+                    src: f.ipv6_src,
+                    dst: f.ipv6_dst,
+                    label: f.ipv6_label,
+                    tclass: f.nw_tos,
+                    hlimit: f.nw_ttl,
+                    ..Default::default()
+                };
+                let mask = Ipv6Key {
+                    src: pick(f.ipv6_src != b.ipv6_src, w.ipv6_src),
+                    dst: pick(f.ipv6_dst != b.ipv6_dst, w.ipv6_dst),
+                    label: pick(f.ipv6_label != b.ipv6_label, w.ipv6_label & 0xfffff),
+                    tclass: pick(f.nw_tos != b.nw_tos, w.nw_tos),
+                    hlimit: pick(f.nw_ttl != b.nw_ttl, w.nw_ttl),
+                    ..Default::default()
+                };
+                SetHeader::Ipv6 { key, mask }
+            }
+            ETH_TYPE_ARP | ETH_TYPE_RARP => {
+                if (f.nw_src, f.nw_dst, f.nw_proto, f.arp_sha, f.arp_tha)
+                    == (b.nw_src, b.nw_dst, b.nw_proto, b.arp_sha, b.arp_tha)
+                {
+                    return;
+                }
+                let key = ArpKey {
+                    sip: f.nw_src,
+                    tip: f.nw_dst,
+                    op: f.nw_proto as u16,
+                    sha: f.arp_sha,
+                    tha: f.arp_tha,
+                };
+                let mask = ArpKey {
+                    sip: pick(f.nw_src != b.nw_src, w.nw_src),
+                    tip: pick(f.nw_dst != b.nw_dst, w.nw_dst),
+                    op: pick(f.nw_proto != b.nw_proto, w.nw_proto as u16),
+                    sha: pick(f.arp_sha != b.arp_sha, w.arp_sha),
+                    tha: pick(f.arp_tha != b.arp_tha, w.arp_tha),
+                };
+                SetHeader::Arp { key, mask }
+            }
+            _ => return,
+        };
+        match &header {
+            SetHeader::Ipv4 { .. } => {
+                (b.nw_src, b.nw_dst, b.nw_tos, b.nw_ttl) = (f.nw_src, f.nw_dst, f.nw_tos, f.nw_ttl)
+            }
+            SetHeader::Ipv6 { .. } => {
+                (b.ipv6_src, b.ipv6_dst, b.ipv6_label, b.nw_tos, b.nw_ttl) =
+                    (f.ipv6_src, f.ipv6_dst, f.ipv6_label, f.nw_tos, f.nw_ttl)
+            }
+            _ => {
+                (b.nw_src, b.nw_dst, b.nw_proto, b.arp_sha, b.arp_tha) =
+                    (f.nw_src, f.nw_dst, f.nw_proto, f.arp_sha, f.arp_tha)
+            }
+        }
+        self.actions.push(OdpAction::SetMasked(header.canonical()));
+        if b.is_ipv6() && b.nw_proto == IPPROTO_ICMPV6 {
+            self.commit_nd();
+        }
+    }
+
+    fn commit_nd(&mut self) {
+        let (f, w) = (self.flow, self.wc);
+        let b = &mut self.base;
+        if (f.nd_target, f.arp_sha, f.arp_tha) == (b.nd_target, b.arp_sha, b.arp_tha) {
+            return;
+        }
+        let key = NdKey {
+            target: f.nd_target,
+            sll: f.arp_sha,
+            tll: f.arp_tha,
+        };
+        let mask = NdKey {
+            target: pick(f.nd_target != b.nd_target, w.nd_target),
+            sll: pick(f.arp_sha != b.arp_sha, w.arp_sha),
+            tll: pick(f.arp_tha != b.arp_tha, w.arp_tha),
+        };
+        (b.nd_target, b.arp_sha, b.arp_tha) = (f.nd_target, f.arp_sha, f.arp_tha);
+        self.actions.push(OdpAction::SetMasked(
+            SetHeader::Nd { key, mask }.canonical(),
+        ));
+    }
+
+    fn commit_ports(&mut self) {
+        let (f, w) = (self.flow, self.wc);
+        let b = &mut self.base;
+        if !b.is_ip_any() {
+            return;
+        }
+        if (f.tp_src, f.tp_dst) == (b.tp_src, b.tp_dst) {
+            return;
+        }
+        let key = PortsKey {
+            src: f.tp_src,
+            dst: f.tp_dst,
+        };
+        let mask = PortsKey {
+            src: if f.tp_src != b.tp_src { w.tp_src } else { 0 },
+            dst: if f.tp_dst != b.tp_dst { w.tp_dst } else { 0 },
+        };
+        let header = match f.nw_proto {
+            IPPROTO_TCP => SetHeader::Tcp { key, mask },
+            IPPROTO_UDP => SetHeader::Udp { key, mask },
+            IPPROTO_SCTP => SetHeader::Sctp { key, mask },
+            _ => return,
+        };
+        (b.tp_src, b.tp_dst) = (f.tp_src, f.tp_dst);
+        self.actions.push(OdpAction::SetMasked(header.canonical()));
+    }
+
+    /// OVS's `commit_vlan_action`: pop the base's headers that differ from
+    /// the flow's, from the outside in, then push the flow's.
+    fn commit_vlans(&mut self) {
+        let mut base_n = vlan_count(&self.base) as isize - 1;
+        let mut flow_n = vlan_count(&self.flow) as isize - 1;
+        while base_n >= 0
+            && flow_n >= 0
+            && self.base.vlans[base_n as usize] == self.flow.vlans[flow_n as usize]
+        {
+            base_n -= 1;
+            flow_n -= 1;
+        }
+        while base_n >= 0 {
+            self.actions.push(OdpAction::PopVlan);
+            self.wc.vlans[base_n as usize] = FlowVlan {
+                tpid: u16::MAX,
+                tci: u16::MAX,
+            };
+            base_n -= 1;
+        }
+        while flow_n >= 0 {
+            let v = self.flow.vlans[flow_n as usize];
+            self.actions.push(OdpAction::PushVlan {
+                tpid: v.tpid,
+                tci: v.tci,
+            });
+            flow_n -= 1;
+        }
+        self.base.vlans = self.flow.vlans;
+    }
+
+    fn commit_metadata(&mut self) {
+        if self.flow.skb_priority != self.base.skb_priority {
+            self.base.skb_priority = self.flow.skb_priority;
+            self.actions.push(OdpAction::SetMasked(
+                SetHeader::SkbPriority {
+                    key: self.flow.skb_priority,
+                    mask: self.wc.skb_priority,
+                }
+                .canonical(),
+            ));
+        }
+        if self.flow.pkt_mark != self.base.pkt_mark {
+            self.base.pkt_mark = self.flow.pkt_mark;
+            self.actions.push(OdpAction::SetMasked(
+                SetHeader::SkbMark {
+                    key: self.flow.pkt_mark,
+                    mask: self.wc.pkt_mark,
+                }
+                .canonical(),
+            ));
+        }
+    }
+
+    /// OVS's `xlate_wc_finish`: drop what a datapath flow cannot match on.
+    fn finish_wc(&mut self, orig: &Flow) {
+        let wc = &mut self.wc;
+        wc.metadata = 0;
+        wc.regs = [0; FLOW_N_REGS];
+        wc.actset_output = 0;
+        if orig.is_icmpv4() || orig.is_icmpv6() {
+            wc.tp_src &= 0xff;
+            wc.tp_dst &= 0xff;
+        }
+        for v in wc.vlans.iter_mut() {
+            if v.tci != 0 {
+                v.tci |= VLAN_CFI;
+            }
+        }
+        if orig.nw_frag & FLOW_NW_FRAG_LATER != 0 {
+            wc.tp_src = 0;
+            wc.tp_dst = 0;
+        }
+        if !eth_type_mpls(orig.dl_type) {
+            wc.mpls_lse = [0; FLOW_MAX_MPLS_LABELS];
+        }
+        for (i, v) in wc.vlans.iter_mut().enumerate() {
+            if !eth_type_vlan(orig.vlans[i].tpid) {
+                *v = FlowVlan::default();
+            }
+        }
+    }
+}
+
+/// The mask of a set action for one field: the field's wildcard bits if
+/// the value changed, nothing otherwise.
+fn pick<T: Default>(changed: bool, mask: T) -> T {
+    if changed {
+        mask
+    } else {
+        T::default()
+    }
+}
+
+/// Number of VLAN headers present, outermost first.
+fn vlan_count(f: &Flow) -> usize {
+    f.vlans.iter().take_while(|v| v.tci & VLAN_CFI != 0).count()
+}

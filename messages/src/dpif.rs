@@ -49,6 +49,9 @@ pub enum PutMode {
 }
 
 /// One datapath operation.
+// Puts dominate every batch, so boxing their key and mask would only add an
+// allocation per op.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DpifOp {
     FlowPut {

@@ -224,6 +224,16 @@ impl Field {
 
     fn store(self, flow: &mut Flow, v: u128) {
         use Field::*;
+        if matches!(self, VlanTci | VlanVid | DlVlan | VlanPcp) {
+            self.store_vlan(flow, v);
+            // A tag that appears gets the 802.1Q TPID, as OVS's
+            // `flow_fix_vlan_tpid` gives it.
+            let tag = &mut flow.vlans[0];
+            if tag.tci & VLAN_CFI != 0 && tag.tpid == 0 {
+                tag.tpid = ETH_TYPE_VLAN_8021Q;
+            }
+            return;
+        }
         match self {
             InPort => flow.in_port = v as u32,
             Metadata => flow.metadata = v as u64,
@@ -242,19 +252,7 @@ impl Field {
             EthSrc => flow.dl_src = u128_to_mac(v),
             EthDst => flow.dl_dst = u128_to_mac(v),
             EthType => flow.dl_type = v as u16,
-            VlanTci => flow.vlans[0].tci = v as u16,
-            VlanVid => {
-                let keep = flow.vlans[0].tci & VLAN_PCP_MASK;
-                flow.vlans[0].tci = keep | (v as u16 & (VLAN_VID_MASK | VLAN_CFI));
-            }
-            DlVlan => {
-                let keep = flow.vlans[0].tci & !VLAN_VID_MASK;
-                flow.vlans[0].tci = keep | (v as u16 & VLAN_VID_MASK);
-            }
-            VlanPcp => {
-                let keep = flow.vlans[0].tci & !VLAN_PCP_MASK;
-                flow.vlans[0].tci = keep | ((v as u16 & 7) << VLAN_PCP_SHIFT);
-            }
+            VlanTci | VlanVid | DlVlan | VlanPcp => unreachable!("stored by store_vlan"),
             MplsLabel => {
                 flow.mpls_lse[0] = (flow.mpls_lse[0] & 0xfff) | ((v as u32 & 0xfffff) << 12)
             }
@@ -281,6 +279,17 @@ impl Field {
             IcmpCode | Icmpv6Code => flow.tp_dst = v as u16 & 0xff,
             NdTarget => flow.nd_target = v.to_be_bytes(),
         }
+    }
+
+    fn store_vlan(self, flow: &mut Flow, v: u128) {
+        let tci = &mut flow.vlans[0].tci;
+        let v = v as u16;
+        *tci = match self {
+            Field::VlanTci => v,
+            Field::VlanVid => (*tci & VLAN_PCP_MASK) | (v & (VLAN_VID_MASK | VLAN_CFI)),
+            Field::DlVlan => (*tci & !VLAN_VID_MASK) | (v & VLAN_VID_MASK),
+            _ => (*tci & !VLAN_PCP_MASK) | ((v & 7) << VLAN_PCP_SHIFT),
+        };
     }
 
     /// True if `flow` satisfies this field's prerequisites.

@@ -90,29 +90,30 @@ pub struct Flow {
     pub nw_ttl: u8,
     /// IP protocol, or the low 8 bits of the ARP opcode.
     pub nw_proto: u8,
+
+    // ---- L4 (stage 4) ----
     pub nd_target: [u8; 16],
     /// ARP SHA, or ND source link-layer address.
     pub arp_sha: [u8; 6],
     /// ARP THA, or ND target link-layer address.
     pub arp_tha: [u8; 6],
-    /// TCP flags (12 bits). Kept with L3, as in OVS, so that matching on
-    /// it does not force an L4 stage.
+    /// TCP flags (12 bits). For ND, the type of the first link-layer
+    /// address option (OVS's `nd_options_type`).
     pub tcp_flags: u16,
-    pub pad_l3: u16,
-
-    // ---- L4 (stage 4) ----
+    pub pad_l4: u16,
     /// TCP/UDP/SCTP source port, or ICMP type.
     pub tp_src: u16,
     /// TCP/UDP/SCTP destination port, or ICMP code.
     pub tp_dst: u16,
-    /// IGMP group address.
+    /// IGMP group address. For ND, the word after the ICMPv6 checksum
+    /// (NA flags; OVS's `nd_reserved`).
     pub igmp_group_ip4: u32,
 }
 
 /// Size of a `Flow` in 64-bit words.
 pub const FLOW_U64S: usize = std::mem::size_of::<Flow>() / 8;
 
-const _: () = assert!(std::mem::size_of::<Flow>() % 8 == 0);
+const _: () = assert!(std::mem::size_of::<Flow>().is_multiple_of(8));
 const _: () = assert!(std::mem::align_of::<Flow>() == 8);
 
 /// Word offsets where the lookup stages end: metadata, L2, L3 (L4 runs to
@@ -120,12 +121,12 @@ const _: () = assert!(std::mem::align_of::<Flow>() == 8);
 pub const FLOW_SEGMENT_ENDS: [usize; 3] = [
     std::mem::offset_of!(Flow, dl_dst) / 8,
     std::mem::offset_of!(Flow, nw_src) / 8,
-    std::mem::offset_of!(Flow, tp_src) / 8,
+    std::mem::offset_of!(Flow, nd_target) / 8,
 ];
 
 const _: () = assert!(std::mem::offset_of!(Flow, dl_dst) % 8 == 0);
 const _: () = assert!(std::mem::offset_of!(Flow, nw_src) % 8 == 0);
-const _: () = assert!(std::mem::offset_of!(Flow, tp_src) % 8 == 0);
+const _: () = assert!(std::mem::offset_of!(Flow, nd_target) % 8 == 0);
 
 impl Flow {
     /// The flow as 64-bit words, for hashing and masking.
@@ -214,6 +215,23 @@ impl Flow {
     pub fn has_l4(&self) -> bool {
         self.is_ip_any() && self.nw_frag & FLOW_NW_FRAG_LATER == 0
     }
+}
+
+/// The mask a datapath flow really has for a megaflow `(flow, wc)`: `wc`
+/// plus the shape of the VLAN stack, which a datapath key always pins
+/// down (its outer EtherType is exact, so a tagged packet never matches an
+/// untagged key, and each tag's TPID and presence are part of the key).
+/// OVS leaves these out of the megaflow it prints; we install with them.
+pub fn datapath_mask(flow: &Flow, wc: &FlowWildcards) -> FlowWildcards {
+    let mut m = *wc;
+    for i in 0..FLOW_MAX_VLAN_HEADERS {
+        m.vlans[i].tci |= VLAN_CFI;
+        m.vlans[i].tpid = u16::MAX;
+        if flow.vlans[i].tci & VLAN_CFI == 0 {
+            break;
+        }
+    }
+    m
 }
 
 /// A wildcard mask over a [`Flow`]: a set bit means "this bit was examined

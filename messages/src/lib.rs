@@ -3,13 +3,16 @@
 //!
 //! - [`flow`]: `Flow` and its wildcards; [`field`]: match fields.
 //! - [`wire`]: typed views over packet bytes, one protocol per file;
-//!   [`extract`]: frame → `Flow`.
+//!   [`extract`]: frame → `Flow`; [`compose`]: `Flow` → frame;
+//!   [`execute`]: datapath actions applied to a frame.
 //! - [`ofp`]: OpenFlow rules and actions; [`parse`]: their text syntax.
 //! - [`odp`]: datapath actions; [`dpif`]: what crosses the datapath interface.
 //! - [`format`]: printing in OVS's formats.
 //! - [`netlink`]: the kernel's OVS generic netlink families, as types.
 
+pub mod compose;
 pub mod dpif;
+pub mod execute;
 pub mod extract;
 pub mod field;
 pub mod flow;

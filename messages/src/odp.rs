@@ -93,3 +93,96 @@ pub enum OdpAction {
 
 /// A list of datapath actions. Empty means drop.
 pub type OdpActions = Vec<OdpAction>;
+
+fn and6(a: [u8; 6], b: [u8; 6]) -> [u8; 6] {
+    std::array::from_fn(|i| a[i] & b[i])
+}
+
+fn and16(a: [u8; 16], b: [u8; 16]) -> [u8; 16] {
+    std::array::from_fn(|i| a[i] & b[i])
+}
+
+impl SetHeader {
+    /// The same action with the key's unmasked bits cleared, as the
+    /// datapath interface carries it (so equal actions compare equal).
+    pub fn canonical(self) -> Self {
+        use SetHeader::*;
+        match self {
+            Ethernet { key, mask } => Ethernet {
+                key: EthKey {
+                    src: and6(key.src, mask.src),
+                    dst: and6(key.dst, mask.dst),
+                },
+                mask,
+            },
+            Ipv4 { key, mask } => Ipv4 {
+                key: Ipv4Key {
+                    src: key.src & mask.src,
+                    dst: key.dst & mask.dst,
+                    proto: key.proto & mask.proto,
+                    tos: key.tos & mask.tos,
+                    ttl: key.ttl & mask.ttl,
+                    frag: key.frag & mask.frag,
+                },
+                mask,
+            },
+            Ipv6 { key, mask } => Ipv6 {
+                key: Ipv6Key {
+                    src: and16(key.src, mask.src),
+                    dst: and16(key.dst, mask.dst),
+                    label: key.label & mask.label,
+                    proto: key.proto & mask.proto,
+                    tclass: key.tclass & mask.tclass,
+                    hlimit: key.hlimit & mask.hlimit,
+                    frag: key.frag & mask.frag,
+                },
+                mask,
+            },
+            Tcp { key, mask } => Tcp {
+                key: ports_and(key, mask),
+                mask,
+            },
+            Udp { key, mask } => Udp {
+                key: ports_and(key, mask),
+                mask,
+            },
+            Sctp { key, mask } => Sctp {
+                key: ports_and(key, mask),
+                mask,
+            },
+            Arp { key, mask } => Arp {
+                key: ArpKey {
+                    sip: key.sip & mask.sip,
+                    tip: key.tip & mask.tip,
+                    op: key.op & mask.op,
+                    sha: and6(key.sha, mask.sha),
+                    tha: and6(key.tha, mask.tha),
+                },
+                mask,
+            },
+            Nd { key, mask } => Nd {
+                key: NdKey {
+                    target: and16(key.target, mask.target),
+                    sll: and6(key.sll, mask.sll),
+                    tll: and6(key.tll, mask.tll),
+                },
+                mask,
+            },
+            SkbPriority { key, mask } => SkbPriority {
+                key: key & mask,
+                mask,
+            },
+            SkbMark { key, mask } => SkbMark {
+                key: key & mask,
+                mask,
+            },
+        }
+    }
+}
+
+fn ports_and(key: PortsKey, mask: PortsKey) -> PortsKey {
+    PortsKey {
+        src: key.src & mask.src,
+        dst: key.dst & mask.dst,
+    }
+}

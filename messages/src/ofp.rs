@@ -68,6 +68,15 @@ pub enum OfAction {
         value: u128,
         mask: u128,
     },
+    /// `load` (Nicira's REG_LOAD): the same effect as `SetField`. It is a
+    /// separate variant only because OVS keeps this form in OpenFlow 1.3
+    /// (for `load:` and for masked `set_field`) and prints it back as
+    /// `load:`.
+    Load {
+        field: Field,
+        value: u128,
+        mask: u128,
+    },
     PushVlan {
         tpid: u16,
     },

@@ -9,7 +9,6 @@
 //! instead of losing packets: a file is not a live link.
 
 mod flow_table;
-mod packet;
 mod port;
 mod upcall_queue;
 
@@ -24,7 +23,9 @@ use actors::dpif::{
     key_ufid, monotonic_ms, DpStats, Dpif, DpifError, PortInfo, PortKind, PortSpec,
 };
 use messages::dpif::{DpFlow, DpifOp, PutMode, Upcall, UpcallKind};
-use messages::odp::{OdpAction, OdpActions};
+use messages::execute::{apply_set_masked, pop_vlan, push_vlan};
+use messages::extract::flow_extract;
+use messages::odp::{OdpAction, OdpActions, SetHeader};
 use messages::Flow;
 use parking_lot::{Mutex, RwLock};
 
@@ -75,6 +76,8 @@ struct Core {
     n_replayed: AtomicU64,
     /// Frames output to ports that do not exist.
     n_tx_no_port: AtomicU64,
+    /// Frames dropped because an action did not apply to them.
+    n_exec_errors: AtomicU64,
     emc_entries: usize,
 }
 
@@ -106,6 +109,7 @@ impl Netdev {
                 n_lost: AtomicU64::new(0),
                 n_replayed: AtomicU64::new(0),
                 n_tx_no_port: AtomicU64::new(0),
+                n_exec_errors: AtomicU64::new(0),
                 emc_entries: config.emc_entries,
             }),
             rx_threads: Mutex::new(BTreeMap::new()),
@@ -124,6 +128,15 @@ impl Netdev {
     /// Frames read from replay files and injected so far.
     pub fn n_replayed(&self) -> u64 {
         self.core.n_replayed.load(Ordering::Relaxed)
+    }
+
+    /// Frames dropped on output: to ports that do not exist, and because an
+    /// action did not apply to them.
+    pub fn tx_drops(&self) -> (u64, u64) {
+        (
+            self.core.n_tx_no_port.load(Ordering::Relaxed),
+            self.core.n_exec_errors.load(Ordering::Relaxed),
+        )
     }
 
     /// Upcalls waiting in the queues.
@@ -262,7 +275,11 @@ impl Core {
         {
             let flows = self.flows.read();
             for (in_port, frame) in burst.drain(..) {
-                let key = packet::extract_key(&frame, in_port);
+                let md = Flow {
+                    in_port,
+                    ..Flow::default()
+                };
+                let key = flow_extract(&frame, &md);
                 let entry = emc.lookup(&key).or_else(|| {
                     let e = flows.lookup(&key).cloned();
                     if let Some(e) = &e {
@@ -312,11 +329,14 @@ impl Core {
         self.n_lost.fetch_add(lost as u64, Ordering::Relaxed);
     }
 
-    /// Runs datapath actions on a frame.
+    /// Runs datapath actions on a frame whose flow key is `key`.
     fn execute(&self, frame: &mut Vec<u8>, key: &Flow, actions: &OdpActions) {
         let mut key = *key;
+        // Header rewrites make `key` stale; it is extracted again only if a
+        // later action needs it.
+        let mut key_stale = false;
         for action in actions {
-            match action {
+            let applied = match action {
                 OdpAction::Output(port) => {
                     let port = self.ports.read().get(port).cloned();
                     match port {
@@ -325,8 +345,13 @@ impl Core {
                             self.n_tx_no_port.fetch_add(1, Ordering::Relaxed);
                         }
                     }
+                    Ok(())
                 }
                 OdpAction::Userspace { userdata, .. } => {
+                    if key_stale {
+                        key = flow_extract(frame, &key);
+                        key_stale = false;
+                    }
                     let upcall = Upcall {
                         kind: UpcallKind::Action {
                             userdata: userdata.clone(),
@@ -336,13 +361,33 @@ impl Core {
                         key,
                     };
                     self.queue_upcalls(&mut vec![upcall], &|| false);
+                    Ok(())
                 }
-                other => {
-                    if let Err(e) = packet::apply(frame, &mut key, other) {
-                        tracing::debug!(error = %e, action = ?other, "action not applicable; packet dropped");
-                        return;
-                    }
+                OdpAction::SetMasked(SetHeader::SkbPriority { key: v, mask }) => {
+                    key.skb_priority = (key.skb_priority & !mask) | (v & mask);
+                    Ok(())
                 }
+                OdpAction::SetMasked(SetHeader::SkbMark { key: v, mask }) => {
+                    key.pkt_mark = (key.pkt_mark & !mask) | (v & mask);
+                    Ok(())
+                }
+                OdpAction::SetMasked(header) => {
+                    key_stale = true;
+                    apply_set_masked(frame, header)
+                }
+                OdpAction::PushVlan { tpid, tci } => {
+                    key_stale = true;
+                    push_vlan(frame, *tpid, *tci)
+                }
+                OdpAction::PopVlan => {
+                    key_stale = true;
+                    pop_vlan(frame)
+                }
+            };
+            if let Err(e) = applied {
+                self.n_exec_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(error = %e, "action not applicable; packet dropped");
+                return;
             }
         }
     }
@@ -568,6 +613,12 @@ mod tests {
         let s = dp.stats();
         assert_eq!((s.n_hit, s.n_missed, s.n_lost, s.n_flows), (2, 1, 0, 1));
         assert_eq!(dp.tx_packets()[&sink], 3);
+        dp.operate(vec![DpifOp::Execute {
+            packet: tcp_frame(),
+            key: up.key,
+            actions: vec![OdpAction::Output(99), OdpAction::PopVlan],
+        }]);
+        assert_eq!(dp.tx_drops(), (1, 1));
         let dump = dp.flow_dump().unwrap();
         assert_eq!(dump[0].stats.n_packets, 2);
         assert_eq!(dump[0].stats.n_bytes, 2 * 54);

@@ -1,1 +1,6 @@
 //! Text syntaxes: OpenFlow rules (`ovs-ofctl add-flows`) and flows (`ofproto/trace`).
+
+pub mod fields;
+pub mod flow;
+pub mod rules;
+pub(crate) mod syntax;

@@ -1,1 +1,0 @@
-//! Tuple space search with wildcard tracking, as OVS's classifier.

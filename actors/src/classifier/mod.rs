@@ -1,0 +1,594 @@
+//! Tuple space search with wildcard tracking: one OpenFlow table.
+//!
+//! Rules with the same mask share a *subtable*; a lookup hashes the flow
+//! under each subtable's mask, visiting subtables from the highest maximum
+//! priority down and stopping once no remaining subtable can beat the best
+//! match. Every bit a lookup examines is OR-ed into the caller's wildcards,
+//! and the three refinements of OVS's classifier keep that set as small as
+//! OVS keeps it, so our megaflows equal its megaflows:
+//!
+//! - **staged lookup**: a subtable is probed stage by stage (metadata, L2,
+//!   L3, then L4); a miss at a stage un-wildcards only the stages so far.
+//! - **prefix tries** on `nw_dst` and `nw_src`: before a stage that holds a
+//!   prefix field, the table-wide trie can prove that no rule of this
+//!   subtable's prefix length can match, needing fewer bits than the mask.
+//! - **ports trie**: a miss in the final stage un-wildcards only the port
+//!   bits needed to tell the packet apart from the subtable's rules.
+//!
+//! All state is persistent (`im`), so cloning a classifier is O(1) and an
+//! insert or removal costs O(log n) plus O(subtables).
+
+mod trie;
+
+use std::collections::{HashMap, HashSet};
+use std::mem::offset_of;
+use std::sync::{Arc, OnceLock};
+
+use messages::flow::{Flow, FlowWildcards, FLOW_SEGMENT_ENDS, FLOW_U64S};
+use messages::ofp::{Match, Rule};
+
+pub use trie::{prefix_len32, prefix_mask32, PrefixTrie};
+use trie::{TrieMatch, U64BuildHasher};
+
+/// A rule as the tables hold it: the rule and its process-unique id.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RuleEntry {
+    pub id: u64,
+    pub rule: Rule,
+}
+
+/// The fields with prefix tries, in the order OVS consults them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TrieField {
+    NwDst,
+    NwSrc,
+}
+
+const TRIE_FIELDS: [TrieField; 2] = [TrieField::NwDst, TrieField::NwSrc];
+
+impl TrieField {
+    fn get(self, f: &Flow) -> u32 {
+        match self {
+            TrieField::NwDst => f.nw_dst,
+            TrieField::NwSrc => f.nw_src,
+        }
+    }
+
+    fn get_mut(self, f: &mut Flow) -> &mut u32 {
+        match self {
+            TrieField::NwDst => &mut f.nw_dst,
+            TrieField::NwSrc => &mut f.nw_src,
+        }
+    }
+
+    /// The flow word that holds the field.
+    fn word(self) -> usize {
+        match self {
+            TrieField::NwDst => offset_of!(Flow, nw_dst) / 8,
+            TrieField::NwSrc => offset_of!(Flow, nw_src) / 8,
+        }
+    }
+}
+
+/// The word holding `tp_src` and `tp_dst`.
+const PORTS_WORD: usize = offset_of!(Flow, tp_src) / 8;
+
+/// Both transport ports as one 32-bit value, source in the high half.
+fn ports_of(f: &Flow) -> u32 {
+    ((f.tp_src as u32) << 16) | f.tp_dst as u32
+}
+
+fn mix(h: u64, x: u64) -> u64 {
+    let v = (h ^ x).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    v ^ (v >> 29)
+}
+
+/// One subtable: every rule whose mask is `mask`.
+#[derive(Clone, Debug)]
+struct Subtable {
+    mask: Arc<Flow>,
+    /// Nonzero mask words of each lookup stage. The first `stages.len() - 1`
+    /// are indexed stages; the last is the final stage.
+    stages: Arc<[Box<[u8]>]>,
+    /// Per indexed stage: hashes of the rules' values over stages 0..=i,
+    /// with how many rules have each.
+    indices: Vec<im::HashMap<u64, u32, U64BuildHasher>>,
+    /// Full-key hash → rules, highest priority first.
+    buckets: im::HashMap<u64, Arc<[Arc<RuleEntry>]>, U64BuildHasher>,
+    /// Priority → number of rules with it.
+    priorities: im::OrdMap<u16, u32>,
+    max_priority: u16,
+    n_rules: usize,
+    /// Prefix length of the mask on each trie field (0: not a prefix, or
+    /// not matched).
+    trie_plen: [u32; 2],
+    /// Mask of the ports word, and its prefix length (32 − trailing zeros).
+    ports_mask: u32,
+    ports_mask_len: u32,
+    ports_trie: PrefixTrie,
+    /// Flat copy of `indices` and `buckets` for lookups, built on the first
+    /// lookup after a change.
+    lookup_index: Arc<OnceLock<LookupIndex>>,
+}
+
+/// A subtable's stage indices and rules in flat arrays. The persistent
+/// maps make updates O(log n) and snapshots O(1), but a lookup in them
+/// chases several tree nodes, a cache miss each once a subtable holds many
+/// rules. Lookups use this copy instead, which answers with two or three
+/// memory accesses per stage; a change to the subtable drops it, and the
+/// next lookup rebuilds it.
+#[derive(Debug)]
+struct LookupIndex {
+    stages: Vec<HashSet<u64, U64BuildHasher>>,
+    /// Full-key hash → first entry with that hash.
+    heads: HashMap<u64, u32, U64BuildHasher>,
+    /// Entries of `stride` words: the masked key (the subtable's mask
+    /// words in stage order), then `priority << 32 | next entry`.
+    arena: Vec<u64>,
+    stride: usize,
+    /// The highest-priority rule of each entry's key.
+    rules: Vec<Arc<RuleEntry>>,
+}
+
+const NO_ENTRY: u32 = u32::MAX;
+
+impl Subtable {
+    fn new(mask: &Flow) -> Self {
+        let words = mask.words();
+        let nonzero_in = |lo: usize, hi: usize| -> Box<[u8]> {
+            (lo..hi)
+                .filter(|&w| words[w] != 0)
+                .map(|w| w as u8)
+                .collect()
+        };
+        let mut stages: Vec<Box<[u8]>> = Vec::new();
+        let mut lo = 0;
+        for &end in FLOW_SEGMENT_ENDS.iter() {
+            let s = nonzero_in(lo, end);
+            if !s.is_empty() {
+                stages.push(s);
+            }
+            lo = end;
+        }
+        let last = nonzero_in(lo, FLOW_U64S);
+        // With nothing in L4, the last populated stage is the final one,
+        // as in OVS.
+        if !last.is_empty() || stages.is_empty() {
+            stages.push(last);
+        }
+        let n_indices = stages.len() - 1;
+        let trie_plen = TRIE_FIELDS.map(|f| prefix_len32(f.get(mask)).unwrap_or(0));
+        let ports_mask = ports_of(mask);
+        let ports_mask_len = 32 - ports_mask.trailing_zeros().min(32);
+        Subtable {
+            mask: Arc::new(*mask),
+            stages: stages.into(),
+            indices: vec![im::HashMap::default(); n_indices],
+            buckets: im::HashMap::default(),
+            priorities: im::OrdMap::new(),
+            max_priority: 0,
+            n_rules: 0,
+            trie_plen,
+            ports_mask,
+            ports_mask_len,
+            ports_trie: PrefixTrie::new(),
+            lookup_index: Arc::default(),
+        }
+    }
+
+    /// The subtable's mask words in stage order.
+    fn key_words(&self) -> impl Iterator<Item = usize> + '_ {
+        self.stages
+            .iter()
+            .flat_map(|s| s.iter().map(|&w| w as usize))
+    }
+
+    fn lookup_index(&self) -> &LookupIndex {
+        self.lookup_index.get_or_init(|| self.build_lookup_index())
+    }
+
+    fn build_lookup_index(&self) -> LookupIndex {
+        let n_words = self.key_words().count();
+        let mut index = LookupIndex {
+            stages: self
+                .indices
+                .iter()
+                .map(|idx| idx.keys().copied().collect())
+                .collect(),
+            heads: HashMap::default(),
+            arena: Vec::new(),
+            stride: n_words + 1,
+            rules: Vec::new(),
+        };
+        for (hash, bucket) in self.buckets.iter() {
+            // Highest priority first, so the first rule of each key wins.
+            for rule in bucket.iter() {
+                let fw = rule.rule.matches.flow.words();
+                let key: Vec<u64> = self.key_words().map(|w| fw[w]).collect();
+                let head = index.heads.get(hash).copied().unwrap_or(NO_ENTRY);
+                if index.find(head, |k| k == key.as_slice()).is_some() {
+                    continue;
+                }
+                let entry = index.rules.len() as u32;
+                index.arena.extend_from_slice(&key);
+                index
+                    .arena
+                    .push(((rule.rule.priority as u64) << 32) | head as u64);
+                index.rules.push(rule.clone());
+                index.heads.insert(*hash, entry);
+            }
+        }
+        index
+    }
+
+    fn n_indices(&self) -> usize {
+        self.stages.len() - 1
+    }
+
+    /// Hash of `flow` under the mask, over the words of stage `i`, chained
+    /// from `basis`.
+    #[inline]
+    fn hash_stage(&self, basis: u64, flow: &Flow, i: usize) -> u64 {
+        let fw = flow.words();
+        let mw = self.mask.words();
+        self.stages[i].iter().fold(basis, |h, &w| {
+            let w = w as usize;
+            mix(h, fw[w] & mw[w])
+        })
+    }
+
+    /// The cumulative stage hashes of a rule's (masked) flow.
+    fn stage_hashes(&self, flow: &Flow) -> Vec<u64> {
+        let mut h = 0;
+        (0..self.stages.len())
+            .map(|i| {
+                h = self.hash_stage(h, flow, i);
+                h
+            })
+            .collect()
+    }
+
+    fn insert(&mut self, entry: Arc<RuleEntry>) {
+        self.lookup_index = Arc::default();
+        let m = &entry.rule.matches;
+        let hashes = self.stage_hashes(&m.flow);
+        for (i, idx) in self.indices.iter_mut().enumerate() {
+            *idx.entry(hashes[i]).or_default() += 1;
+        }
+        let key = hashes[hashes.len() - 1];
+        let mut rules: Vec<Arc<RuleEntry>> = self
+            .buckets
+            .get(&key)
+            .map(|b| b.to_vec())
+            .unwrap_or_default();
+        let at = rules
+            .iter()
+            .position(|r| r.rule.priority < entry.rule.priority)
+            .unwrap_or(rules.len());
+        rules.insert(at, entry.clone());
+        self.buckets.insert(key, rules.into());
+        *self.priorities.entry(entry.rule.priority).or_default() += 1;
+        self.max_priority = self.max_priority.max(entry.rule.priority);
+        if self.ports_mask_len > 0 {
+            self.ports_trie
+                .insert(ports_of(&m.flow) & self.ports_mask, self.ports_mask_len);
+        }
+        self.n_rules += 1;
+    }
+
+    /// Removes the rule with `id`; false if it is not here.
+    fn remove(&mut self, entry: &RuleEntry) -> bool {
+        let m = &entry.rule.matches;
+        let hashes = self.stage_hashes(&m.flow);
+        let key = hashes[hashes.len() - 1];
+        let Some(bucket) = self.buckets.get(&key) else {
+            return false;
+        };
+        let Some(pos) = bucket.iter().position(|r| r.id == entry.id) else {
+            return false;
+        };
+        let mut rules = bucket.to_vec();
+        rules.remove(pos);
+        self.lookup_index = Arc::default();
+        if rules.is_empty() {
+            self.buckets.remove(&key);
+        } else {
+            self.buckets.insert(key, rules.into());
+        }
+        for (i, idx) in self.indices.iter_mut().enumerate() {
+            if let Some(c) = idx.get_mut(&hashes[i]) {
+                *c -= 1;
+                if *c == 0 {
+                    idx.remove(&hashes[i]);
+                }
+            }
+        }
+        let p = entry.rule.priority;
+        if let Some(c) = self.priorities.get_mut(&p) {
+            *c -= 1;
+            if *c == 0 {
+                self.priorities.remove(&p);
+            }
+        }
+        self.max_priority = self.priorities.get_max().map(|(p, _)| *p).unwrap_or(0);
+        if self.ports_mask_len > 0 {
+            self.ports_trie
+                .remove(ports_of(&m.flow) & self.ports_mask, self.ports_mask_len);
+        }
+        self.n_rules -= 1;
+        true
+    }
+
+    /// The rule with exactly this match and priority, if any.
+    fn find_exact(&self, m: &Match, priority: u16) -> Option<&Arc<RuleEntry>> {
+        let hashes = self.stage_hashes(&m.flow);
+        self.buckets
+            .get(&hashes[hashes.len() - 1])?
+            .iter()
+            .find(|r| r.rule.priority == priority && r.rule.matches.flow == m.flow)
+    }
+
+    fn fold_stages(&self, wc: &mut FlowWildcards, n: usize) {
+        let mw = self.mask.words();
+        let ww = wc.words_mut();
+        for stage in &self.stages[..n] {
+            for &w in stage.iter() {
+                ww[w as usize] |= mw[w as usize];
+            }
+        }
+    }
+
+    /// OVS's `check_tries`: can the prefix tries prove that no rule here
+    /// matches, before looking at stage `i`? Un-wildcards what the proof
+    /// needs.
+    fn tries_rule_out(
+        &self,
+        i: usize,
+        flow: &Flow,
+        wc: &mut FlowWildcards,
+        ctx: &mut TrieCtx,
+        tries: &[PrefixTrie; 2],
+    ) -> bool {
+        for (j, field) in TRIE_FIELDS.iter().enumerate() {
+            let plen = self.trie_plen[j];
+            if plen == 0 || !self.stages[i].contains(&(field.word() as u8)) {
+                continue;
+            }
+            let found = *ctx.results[j].get_or_insert_with(|| {
+                // The trie only speaks for IPv4 packets; for others every
+                // prefix length may match.
+                flow.is_ip().then(|| tries[j].lookup(field.get(flow)))
+            });
+            let Some(found) = found else { continue };
+            if tries[j].has_prefix_len(&found, plen) {
+                continue;
+            }
+            let needed = prefix_mask32(found.maskbits);
+            let wc_field = field.get_mut(wc);
+            if found.maskbits <= plen {
+                *wc_field |= needed;
+                return true;
+            }
+            if *wc_field & needed == needed {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// OVS's `find_match_wc`.
+    fn find_match_wc(
+        &self,
+        flow: &Flow,
+        wc: &mut FlowWildcards,
+        ctx: &mut TrieCtx,
+        tries: &[PrefixTrie; 2],
+    ) -> Option<(u16, &Arc<RuleEntry>)> {
+        let n = self.n_indices();
+        let index = self.lookup_index();
+        let mut hash = 0;
+        for i in 0..n {
+            if self.tries_rule_out(i, flow, wc, ctx, tries) {
+                self.fold_stages(wc, i);
+                return None;
+            }
+            hash = self.hash_stage(hash, flow, i);
+            if !index.stages[i].contains(&hash) {
+                self.fold_stages(wc, i + 1);
+                return None;
+            }
+        }
+        if self.tries_rule_out(n, flow, wc, ctx, tries) {
+            self.fold_stages(wc, n);
+            return None;
+        }
+        hash = self.hash_stage(hash, flow, n);
+        let fw = flow.words();
+        let mw = self.mask.words();
+        let found = index.heads.get(&hash).and_then(|&head| {
+            index.find(head, |key| {
+                self.key_words().zip(key).all(|(w, k)| fw[w] & mw[w] == *k)
+            })
+        });
+        if found.is_none() && self.ports_mask_len > 0 {
+            let value = ports_of(flow) & self.ports_mask;
+            let bits = self.ports_trie.lookup(value).maskbits;
+            let need = self.ports_mask & prefix_mask32(bits);
+            self.fold_stages(wc, n);
+            // The final stage's fields before the ports were examined too.
+            let mw = self.mask.words();
+            let ww = wc.words_mut();
+            for &w in self.stages[n]
+                .iter()
+                .filter(|&&w| (w as usize) < PORTS_WORD)
+            {
+                ww[w as usize] |= mw[w as usize];
+            }
+            wc.tp_src |= (need >> 16) as u16;
+            wc.tp_dst |= need as u16;
+            return None;
+        }
+        self.fold_stages(wc, n + 1);
+        found
+    }
+}
+
+impl LookupIndex {
+    /// Walks the chain from `entry` to the first entry whose key satisfies
+    /// `is_key`; returns its priority and rule.
+    fn find(
+        &self,
+        mut entry: u32,
+        is_key: impl Fn(&[u64]) -> bool,
+    ) -> Option<(u16, &Arc<RuleEntry>)> {
+        while entry != NO_ENTRY {
+            let base = entry as usize * self.stride;
+            let words = &self.arena[base..base + self.stride];
+            let (key, tail) = words.split_at(self.stride - 1);
+            if is_key(key) {
+                return Some(((tail[0] >> 32) as u16, &self.rules[entry as usize]));
+            }
+            entry = tail[0] as u32;
+        }
+        None
+    }
+}
+
+/// Per-lookup cache of the prefix tries' answers.
+#[derive(Default)]
+struct TrieCtx {
+    /// `None`: not looked up yet; `Some(None)`: trie not applicable.
+    results: [Option<Option<TrieMatch>>; 2],
+}
+
+/// One OpenFlow table.
+#[derive(Clone, Debug, Default)]
+pub struct Classifier {
+    /// Sorted by descending maximum priority; ties keep creation order.
+    subtables: im::Vector<Subtable>,
+    tries: [PrefixTrie; 2],
+    n_rules: usize,
+}
+
+impl Classifier {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.n_rules
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n_rules == 0
+    }
+
+    pub fn n_subtables(&self) -> usize {
+        self.subtables.len()
+    }
+
+    fn subtable_index(&self, mask: &Flow) -> Option<usize> {
+        self.subtables.iter().position(|s| *s.mask == *mask)
+    }
+
+    /// Moves subtable `i` to its place by maximum priority.
+    fn resort(&mut self, i: usize) {
+        let st = self.subtables.remove(i);
+        let at = self
+            .subtables
+            .iter()
+            .position(|s| s.max_priority < st.max_priority)
+            .unwrap_or(self.subtables.len());
+        self.subtables.insert(at, st);
+    }
+
+    /// Inserts `entry`. The caller ensures that no rule with the same match
+    /// and priority is present (see [`Classifier::find_exact`]).
+    pub fn insert(&mut self, entry: Arc<RuleEntry>) {
+        let m = entry.rule.matches;
+        for (j, field) in TRIE_FIELDS.iter().enumerate() {
+            if let Some(plen) = prefix_len32(field.get(&m.mask)).filter(|p| *p > 0) {
+                self.tries[j].insert(field.get(&m.flow), plen);
+            }
+        }
+        let i = match self.subtable_index(&m.mask) {
+            Some(i) => i,
+            None => {
+                self.subtables.push_back(Subtable::new(&m.mask));
+                self.subtables.len() - 1
+            }
+        };
+        let mut st = self.subtables[i].clone();
+        let old_max = (st.n_rules > 0).then_some(st.max_priority);
+        st.insert(entry);
+        let moved = old_max != Some(st.max_priority);
+        self.subtables.set(i, st);
+        if moved {
+            self.resort(i);
+        }
+        self.n_rules += 1;
+    }
+
+    /// Removes `entry`; false if it is not in this table.
+    pub fn remove(&mut self, entry: &RuleEntry) -> bool {
+        let m = &entry.rule.matches;
+        let Some(i) = self.subtable_index(&m.mask) else {
+            return false;
+        };
+        let mut st = self.subtables[i].clone();
+        let old_max = st.max_priority;
+        if !st.remove(entry) {
+            return false;
+        }
+        for (j, field) in TRIE_FIELDS.iter().enumerate() {
+            if let Some(plen) = prefix_len32(field.get(&m.mask)).filter(|p| *p > 0) {
+                self.tries[j].remove(field.get(&m.flow), plen);
+            }
+        }
+        if st.n_rules == 0 {
+            self.subtables.remove(i);
+        } else {
+            let moved = st.max_priority != old_max;
+            self.subtables.set(i, st);
+            if moved {
+                self.resort(i);
+            }
+        }
+        self.n_rules -= 1;
+        true
+    }
+
+    /// The rule with exactly this match and priority.
+    pub fn find_exact(&self, m: &Match, priority: u16) -> Option<&Arc<RuleEntry>> {
+        let i = self.subtable_index(&m.mask)?;
+        self.subtables[i].find_exact(m, priority)
+    }
+
+    /// Every rule, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<RuleEntry>> {
+        self.subtables
+            .iter()
+            .flat_map(|s| s.buckets.values().flat_map(|b| b.iter()))
+    }
+
+    /// The highest-priority rule matching `flow`, OR-ing into `wc` every
+    /// bit the decision depended on (OVS's `classifier_lookup`).
+    pub fn lookup(&self, flow: &Flow, wc: &mut FlowWildcards) -> Option<&Arc<RuleEntry>> {
+        let mut ctx = TrieCtx::default();
+        let mut best: Option<(u16, &Arc<RuleEntry>)> = None;
+        for st in self.subtables.iter() {
+            if best.is_some_and(|(p, _)| st.max_priority <= p) {
+                break;
+            }
+            if let Some((p, r)) = st.find_match_wc(flow, wc, &mut ctx, &self.tries) {
+                if best.is_none_or(|(bp, _)| p > bp) {
+                    best = Some((p, r));
+                }
+            }
+        }
+        best.map(|(_, r)| r)
+    }
+}
+
+#[cfg(test)]
+mod tests;

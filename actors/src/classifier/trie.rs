@@ -1,0 +1,219 @@
+//! A persistent set of 32-bit prefixes that answers what OVS's
+//! path-compressed prefix trie answers (`trie_lookup_value` in
+//! lib/classifier.c): how many leading bits of a value must be examined to
+//! tell it apart from every stored prefix, and which stored prefix lengths
+//! the value matches.
+//!
+//! Instead of nodes it keeps one ordered set of values per prefix length.
+//! Among values of one length, the longest common prefix with a probe is
+//! found next to the probe's place in the order, so a lookup is two ordered
+//! searches per length present. A walk down OVS's trie ends at the deepest
+//! bit string `d` on some stored path; it needs one more bit when a longer
+//! prefix continues from there (OVS reports the first mismatching bit), and
+//! none when it ended at a leaf.
+
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// Hasher for keys that are already well mixed 64-bit values.
+#[derive(Default)]
+pub(crate) struct U64Hasher(u64);
+
+impl Hasher for U64Hasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ *b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+pub(crate) type U64BuildHasher = BuildHasherDefault<U64Hasher>;
+
+/// Leading bits `a` and `b` share.
+fn common_bits(a: u32, b: u32) -> u32 {
+    (a ^ b).leading_zeros()
+}
+
+/// The answer of a lookup: see [`PrefixTrie::lookup`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrieMatch {
+    /// Leading bits that must be un-wildcarded to tell the value apart.
+    pub maskbits: u32,
+    /// Bit `L - 1` set when a stored prefix of length `L` matches.
+    plens: u32,
+}
+
+/// A persistent multiset of (value, prefix length) pairs.
+#[derive(Clone, Debug, Default)]
+pub struct PrefixTrie {
+    /// Index `L - 1`: the stored `L`-bit prefixes (value with the other
+    /// bits zero) and how many times each is stored.
+    by_len: [im::OrdMap<u32, u32>; 32],
+    /// Bit `L - 1` set when some prefix of length `L` is stored.
+    lens: u32,
+}
+
+impl PrefixTrie {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lens == 0
+    }
+
+    /// Adds the prefix of `plen` (1..=32) leading bits of `value`.
+    pub fn insert(&mut self, value: u32, plen: u32) {
+        let l = plen as usize - 1;
+        *self.by_len[l]
+            .entry(value & prefix_mask32(plen))
+            .or_default() += 1;
+        self.lens |= 1 << l;
+    }
+
+    /// Removes one copy of the prefix of `plen` leading bits of `value`.
+    pub fn remove(&mut self, value: u32, plen: u32) {
+        let l = plen as usize - 1;
+        let key = value & prefix_mask32(plen);
+        let set = &mut self.by_len[l];
+        if let Some(c) = set.get_mut(&key) {
+            *c -= 1;
+            if *c == 0 {
+                set.remove(&key);
+            }
+        }
+        if set.is_empty() {
+            self.lens &= !(1 << l);
+        }
+    }
+
+    /// Looks `value` up.
+    pub fn lookup(&self, value: u32) -> TrieMatch {
+        // (length, longest common prefix with a stored prefix of it).
+        let mut best_per_len = [(0u32, 0u32); 32];
+        let mut n = 0;
+        let mut lens = self.lens;
+        while lens != 0 {
+            let l = lens.trailing_zeros();
+            lens &= lens - 1;
+            let len = l + 1;
+            let set = &self.by_len[l as usize];
+            let probe = value & prefix_mask32(len);
+            let below = set.get_prev(&probe).map(|(k, _)| common_bits(*k, value));
+            let above = set.get_next(&probe).map(|(k, _)| common_bits(*k, value));
+            let lcp = below.unwrap_or(0).max(above.unwrap_or(0)).min(len);
+            best_per_len[n] = (len, lcp);
+            n += 1;
+        }
+        let found = &best_per_len[..n];
+        let plens = found
+            .iter()
+            .filter(|(len, lcp)| lcp == len)
+            .fold(0, |acc, (len, _)| acc | 1 << (len - 1));
+        let Some(deepest) = found.iter().map(|(_, lcp)| *lcp).max() else {
+            return TrieMatch { maskbits: 0, plens };
+        };
+        let maskbits = if deepest == 32 {
+            32
+        } else if found
+            .iter()
+            .any(|(len, lcp)| *len > deepest && *lcp >= deepest)
+        {
+            deepest + 1
+        } else {
+            deepest
+        };
+        TrieMatch { maskbits, plens }
+    }
+
+    /// True if some stored prefix of exactly `plen` bits matches the value
+    /// looked up (OVS's `plens` bit `plen - 1`).
+    pub fn has_prefix_len(&self, m: &TrieMatch, plen: u32) -> bool {
+        (1..=32).contains(&plen) && m.plens & (1 << (plen - 1)) != 0
+    }
+}
+
+/// The mask of the `n` leading bits of a 32-bit value.
+pub fn prefix_mask32(n: u32) -> u32 {
+    if n == 0 {
+        0
+    } else {
+        u32::MAX << (32 - n.min(32))
+    }
+}
+
+/// If `mask` is a CIDR prefix mask, its length.
+pub fn prefix_len32(mask: u32) -> Option<u32> {
+    let n = mask.leading_ones();
+    (prefix_mask32(n) == mask).then_some(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(a: u8, b: u8, c: u8, d: u8) -> u32 {
+        u32::from_be_bytes([a, b, c, d])
+    }
+
+    #[test]
+    fn empty_trie_needs_no_bits() {
+        let t = PrefixTrie::new();
+        assert_eq!(t.lookup(ip(10, 0, 0, 1)).maskbits, 0);
+    }
+
+    #[test]
+    fn mismatch_inside_a_prefix_reports_first_differing_bit() {
+        let mut t = PrefixTrie::new();
+        t.insert(ip(10, 0, 0, 0), 8);
+        // 11.x differs from 10.x at bit 7 (0-based): 8 bits needed.
+        assert_eq!(t.lookup(ip(11, 0, 0, 0)).maskbits, 8);
+        // 138.x differs at bit 0: one bit.
+        assert_eq!(t.lookup(ip(138, 0, 0, 0)).maskbits, 1);
+    }
+
+    #[test]
+    fn full_match_of_a_leaf_needs_its_length() {
+        let mut t = PrefixTrie::new();
+        t.insert(ip(10, 0, 0, 0), 8);
+        let m = t.lookup(ip(10, 1, 2, 3));
+        assert_eq!(m.maskbits, 8);
+        assert!(t.has_prefix_len(&m, 8));
+        assert!(!t.has_prefix_len(&m, 16));
+    }
+
+    #[test]
+    fn longer_prefixes_below_a_match_need_one_more_bit() {
+        let mut t = PrefixTrie::new();
+        t.insert(ip(10, 0, 0, 0), 8);
+        t.insert(ip(10, 128, 0, 0), 9);
+        // 10.1.x follows 10/8 then would need bit 8 = 0, but only the
+        // 1-branch exists: 9 bits.
+        assert_eq!(t.lookup(ip(10, 1, 0, 0)).maskbits, 9);
+        t.remove(ip(10, 128, 0, 0), 9);
+        assert_eq!(t.lookup(ip(10, 1, 0, 0)).maskbits, 8);
+    }
+
+    #[test]
+    fn exact_values_need_all_bits() {
+        let mut t = PrefixTrie::new();
+        t.insert(ip(10, 0, 0, 1), 32);
+        assert_eq!(t.lookup(ip(10, 0, 0, 1)).maskbits, 32);
+        assert_eq!(t.lookup(ip(10, 0, 0, 3)).maskbits, 31);
+    }
+
+    #[test]
+    fn prefix_masks() {
+        assert_eq!(prefix_len32(0xffff_0000), Some(16));
+        assert_eq!(prefix_len32(0), Some(0));
+        assert_eq!(prefix_len32(0xff00_ff00), None);
+        assert_eq!(prefix_mask32(32), u32::MAX);
+    }
+}

@@ -1,0 +1,652 @@
+//! Rules printed as `ovs-ofctl -O OpenFlow13 --no-stats dump-flows` prints
+//! them (OVS's `ofputil_flow_stats_format`, `match_format` and
+//! `ofpacts_format`), without the leading space.
+//!
+//! One known difference: a `mod_nw_ttl:N` rule prints as
+//! `set_field:N->nw_ttl` (the parser encodes it as that set-field).
+
+use std::fmt::Write;
+use std::net::Ipv6Addr;
+
+use crate::field::Field;
+use crate::flow::*;
+use crate::ofp::{Instructions, Match, OfAction, Rule, DEFAULT_PRIORITY};
+use crate::parse::fields::{self, ones, Syntax};
+use crate::parse::syntax::{format_port, frag_name, CT_STATE_NAMES, TCP_FLAG_NAMES};
+
+/// One rule as a `dump-flows` line.
+pub fn format_rule(rule: &Rule) -> String {
+    let mut s = String::new();
+    if rule.cookie != 0 {
+        let _ = write!(s, "cookie={}, ", c_hex(rule.cookie.into()));
+    }
+    if rule.table != 0 {
+        let _ = write!(s, "table={}, ", rule.table);
+    }
+    if rule.idle_timeout != 0 {
+        let _ = write!(s, "idle_timeout={}, ", rule.idle_timeout);
+    }
+    if rule.hard_timeout != 0 {
+        let _ = write!(s, "hard_timeout={}, ", rule.hard_timeout);
+    }
+    let m = format_match(&rule.matches, rule.priority);
+    s.push_str(&m);
+    if !m.is_empty() {
+        s.push(' ');
+    }
+    s.push_str("actions=");
+    s.push_str(&format_instructions(&rule.instructions));
+    s
+}
+
+/// A match as OVS prints it, with `priority=` first unless it is the
+/// default. Empty for a catch-all at the default priority.
+pub fn format_match(m: &Match, priority: u16) -> String {
+    let (f, w) = (&m.flow, &m.mask);
+    let mut s = String::new();
+    if priority != DEFAULT_PRIORITY {
+        let _ = write!(s, "priority={priority},");
+    }
+    hex32(&mut s, "pkt_mark", f.pkt_mark, w.pkt_mark);
+    hex32(&mut s, "recirc_id", f.recirc_id, w.recirc_id);
+    hex32(&mut s, "dp_hash", f.dp_hash, w.dp_hash);
+    if w.skb_priority != 0 {
+        let _ = write!(s, "skb_priority={},", c_hex(f.skb_priority.into()));
+    }
+    if w.ct_state != 0 {
+        s.push_str("ct_state=");
+        flags(
+            &mut s,
+            CT_STATE_NAMES,
+            u32::from(f.ct_state),
+            u32::from(w.ct_state),
+            0xff,
+        );
+        s.push(',');
+    }
+    if w.ct_zone != 0 {
+        if w.ct_zone == u16::MAX {
+            let _ = write!(s, "ct_zone={},", f.ct_zone);
+        } else {
+            let _ = write!(
+                s,
+                "ct_zone={}/{},",
+                c_hex(f.ct_zone.into()),
+                c_hex(w.ct_zone.into())
+            );
+        }
+    }
+    hex32(&mut s, "ct_mark", f.ct_mark, w.ct_mark);
+    if w.ct_label != [0; 16] {
+        s.push_str("ct_label=");
+        hex_bytes(&mut s, &f.ct_label);
+        if w.ct_label != [0xff; 16] {
+            s.push('/');
+            hex_bytes(&mut s, &w.ct_label);
+        }
+        s.push(',');
+    }
+
+    let dl_type = f.dl_type;
+    let mut skip_type = false;
+    let mut skip_proto = false;
+    if w.dl_type != 0 {
+        skip_type = true;
+        let proto = (w.nw_proto != 0).then_some(f.nw_proto);
+        let name = match (dl_type, proto) {
+            (ETH_TYPE_IP, Some(IPPROTO_ICMP)) => "icmp",
+            (ETH_TYPE_IP, Some(IPPROTO_TCP)) => "tcp",
+            (ETH_TYPE_IP, Some(IPPROTO_UDP)) => "udp",
+            (ETH_TYPE_IP, Some(IPPROTO_SCTP)) => "sctp",
+            (ETH_TYPE_IP, _) => "ip",
+            (ETH_TYPE_IPV6, Some(IPPROTO_ICMPV6)) => "icmp6",
+            (ETH_TYPE_IPV6, Some(IPPROTO_TCP)) => "tcp6",
+            (ETH_TYPE_IPV6, Some(IPPROTO_UDP)) => "udp6",
+            (ETH_TYPE_IPV6, Some(IPPROTO_SCTP)) => "sctp6",
+            (ETH_TYPE_IPV6, _) => "ipv6",
+            (ETH_TYPE_ARP, _) => "arp",
+            (ETH_TYPE_RARP, _) => "rarp",
+            (ETH_TYPE_MPLS, _) => "mpls",
+            (ETH_TYPE_MPLS_MCAST, _) => "mplsm",
+            _ => "",
+        };
+        if name.is_empty() {
+            skip_type = false;
+        } else {
+            skip_proto = proto.is_some()
+                && !matches!(name, "ip" | "ipv6" | "arp" | "rarp" | "mpls" | "mplsm");
+            s.push_str(name);
+            s.push(',');
+        }
+    }
+    for (i, (v, m)) in f.regs.iter().zip(w.regs.iter()).enumerate() {
+        hex32(&mut s, &format!("reg{i}"), *v, *m);
+    }
+    hex64(&mut s, "tun_id", f.tun_id, w.tun_id);
+    ipv4(&mut s, "tun_src", f.tun_src, w.tun_src);
+    ipv4(&mut s, "tun_dst", f.tun_dst, w.tun_dst);
+    hex64(&mut s, "metadata", f.metadata, w.metadata);
+    if w.in_port != 0 {
+        let _ = write!(s, "in_port={},", format_port(f.in_port));
+    }
+    vlan(&mut s, f.vlans[0].tci, w.vlans[0].tci);
+    mac(&mut s, "dl_src", f.dl_src, w.dl_src);
+    mac(&mut s, "dl_dst", f.dl_dst, w.dl_dst);
+    if !skip_type && w.dl_type != 0 {
+        let _ = write!(s, "dl_type=0x{dl_type:04x},");
+    }
+    let arp = dl_type == ETH_TYPE_ARP || dl_type == ETH_TYPE_RARP;
+    if dl_type == ETH_TYPE_IPV6 {
+        ipv6(&mut s, "ipv6_src", f.ipv6_src, w.ipv6_src);
+        ipv6(&mut s, "ipv6_dst", f.ipv6_dst, w.ipv6_dst);
+        if w.ipv6_label != 0 {
+            if w.ipv6_label == 0xfffff {
+                let _ = write!(s, "ipv6_label=0x{:05x},", f.ipv6_label);
+            } else {
+                let _ = write!(
+                    s,
+                    "ipv6_label=0x{:05x}/0x{:05x},",
+                    f.ipv6_label, w.ipv6_label
+                );
+            }
+        }
+    } else if arp {
+        ipv4(&mut s, "arp_spa", f.nw_src, w.nw_src);
+        ipv4(&mut s, "arp_tpa", f.nw_dst, w.nw_dst);
+    } else {
+        ipv4(&mut s, "nw_src", f.nw_src, w.nw_src);
+        ipv4(&mut s, "nw_dst", f.nw_dst, w.nw_dst);
+    }
+    if !skip_proto && w.nw_proto != 0 {
+        let name = if arp { "arp_op" } else { "nw_proto" };
+        let _ = write!(s, "{name}={},", f.nw_proto);
+    }
+    if arp {
+        mac(&mut s, "arp_sha", f.arp_sha, w.arp_sha);
+        mac(&mut s, "arp_tha", f.arp_tha, w.arp_tha);
+    }
+    if w.nw_tos & 0xfc != 0 {
+        let _ = write!(s, "nw_tos={},", f.nw_tos & 0xfc);
+    }
+    if w.nw_tos & 0x03 != 0 {
+        let _ = write!(s, "nw_ecn={},", f.nw_tos & 0x03);
+    }
+    if w.nw_ttl != 0 {
+        let _ = write!(s, "nw_ttl={},", f.nw_ttl);
+    }
+    let (lse, lse_mask) = (f.mpls_lse[0], w.mpls_lse[0]);
+    if lse_mask & 0xffff_f000 != 0 {
+        let _ = write!(s, "mpls_label={},", lse >> 12);
+    }
+    if lse_mask & 0x0000_0e00 != 0 {
+        let _ = write!(s, "mpls_tc={},", (lse >> 9) & 7);
+    }
+    if lse_mask & 0x0000_00ff != 0 {
+        let _ = write!(s, "mpls_ttl={},", lse & 0xff);
+    }
+    if lse_mask & 0x0000_0100 != 0 {
+        let _ = write!(s, "mpls_bos={},", (lse >> 8) & 1);
+    }
+    if w.nw_frag & FLOW_NW_FRAG_MASK != 0 {
+        let _ = write!(
+            s,
+            "nw_frag={},",
+            frag_name(f.nw_frag, w.nw_frag).unwrap_or("<error>")
+        );
+    }
+    if dl_type == ETH_TYPE_IP && f.nw_proto == IPPROTO_ICMP {
+        port16(&mut s, "icmp_type", f.tp_src, w.tp_src);
+        port16(&mut s, "icmp_code", f.tp_dst, w.tp_dst);
+    } else if dl_type == ETH_TYPE_IPV6 && f.nw_proto == IPPROTO_ICMPV6 {
+        port16(&mut s, "icmp_type", f.tp_src, w.tp_src);
+        port16(&mut s, "icmp_code", f.tp_dst, w.tp_dst);
+        ipv6(&mut s, "nd_target", f.nd_target, w.nd_target);
+        mac(&mut s, "nd_sll", f.arp_sha, w.arp_sha);
+        mac(&mut s, "nd_tll", f.arp_tha, w.arp_tha);
+    } else {
+        port16(&mut s, "tp_src", f.tp_src, w.tp_src);
+        port16(&mut s, "tp_dst", f.tp_dst, w.tp_dst);
+    }
+    if (dl_type == ETH_TYPE_IP || dl_type == ETH_TYPE_IPV6)
+        && f.nw_proto == IPPROTO_TCP
+        && w.tcp_flags != 0
+    {
+        s.push_str("tcp_flags=");
+        flags(
+            &mut s,
+            TCP_FLAG_NAMES,
+            u32::from(f.tcp_flags),
+            u32::from(w.tcp_flags & 0x0fff),
+            0x0fff,
+        );
+    }
+    if s.ends_with(',') {
+        s.pop();
+    }
+    s
+}
+
+/// A rule's instructions as OVS prints them: apply-actions first, then the
+/// instructions; `drop` when there is nothing at all.
+pub fn format_instructions(ins: &Instructions) -> String {
+    let mut parts: Vec<String> = ins.apply.iter().map(format_action).collect();
+    if ins.clear_actions {
+        parts.push("clear_actions".into());
+    }
+    if let Some(actions) = &ins.write_actions {
+        let inner: Vec<String> = actions.iter().map(format_action).collect();
+        let inner = if inner.is_empty() {
+            "drop".to_string()
+        } else {
+            inner.join(",")
+        };
+        parts.push(format!("write_actions({inner})"));
+    }
+    if let Some((value, mask)) = ins.write_metadata {
+        if mask == u64::MAX {
+            parts.push(format!("write_metadata:{}", c_hex(value.into())));
+        } else {
+            parts.push(format!(
+                "write_metadata:{}/{}",
+                c_hex(value.into()),
+                c_hex(mask.into())
+            ));
+        }
+    }
+    if let Some(t) = ins.goto_table {
+        parts.push(format!("goto_table:{t}"));
+    }
+    if parts.is_empty() {
+        "drop".into()
+    } else {
+        parts.join(",")
+    }
+}
+
+/// One action as OVS prints it in OpenFlow 1.3.
+pub fn format_action(a: &OfAction) -> String {
+    match a {
+        OfAction::Output { port, .. } if *port < crate::ofp::port::MAX => format!("output:{port}"),
+        OfAction::Output { port, .. } => format_port(*port),
+        OfAction::Controller { max_len } => format!("CONTROLLER:{max_len}"),
+        OfAction::SetField { field, value, mask } => {
+            let info = fields::by_field(*field);
+            let mut s = String::from("set_field:");
+            field_value(
+                &mut s,
+                *field,
+                *value,
+                (*mask != field.full_mask()).then_some(*mask),
+            );
+            let _ = write!(s, "->{}", info.name);
+            s
+        }
+        OfAction::Load { field, value, mask } => format_load(*field, *value, *mask),
+        OfAction::PushVlan { tpid } => format!("push_vlan:{}", c_hex((*tpid).into())),
+        OfAction::PopVlan => "pop_vlan".into(),
+        OfAction::DecTtl => "dec_ttl".into(),
+        OfAction::Resubmit { in_port, table } => match (in_port, table) {
+            (Some(p), None) => format!("resubmit:{}", format_port(*p)),
+            (p, t) => format!(
+                "resubmit({},{})",
+                p.map(format_port).unwrap_or_default(),
+                t.map(|t| t.to_string()).unwrap_or_default()
+            ),
+        },
+    }
+}
+
+/// `load:VALUE->NAME[a..b]`, one per contiguous run of mask bits, as OVS
+/// splits a masked write into REG_LOAD actions.
+fn format_load(field: Field, value: u128, mask: u128) -> String {
+    let info = fields::by_field(field);
+    let n_bits = u32::from(info.n_bits);
+    let (value, mask) = if info.syntax == Syntax::Port && info.n_bits == 16 {
+        // NXM_OF_IN_PORT is OpenFlow 1.0's 16-bit port number.
+        (value & 0xffff, mask & 0xffff)
+    } else {
+        (value, mask)
+    };
+    let mut loads = Vec::new();
+    let mut ofs = 0;
+    while ofs < n_bits {
+        if mask >> ofs & 1 == 0 {
+            ofs += 1;
+            continue;
+        }
+        let mut end = ofs;
+        while end < n_bits && end - ofs < 64 && mask >> end & 1 == 1 {
+            end += 1;
+        }
+        let n = end - ofs;
+        let v = (value >> ofs) & ones(n);
+        let range = if ofs == 0 && n == n_bits {
+            "[]".to_string()
+        } else if n == 1 {
+            format!("[{ofs}]")
+        } else {
+            format!("[{}..{}]", ofs, end - 1)
+        };
+        loads.push(format!(
+            "load:{}->{}{range}",
+            c_hex(v),
+            info.subfield_name()
+        ));
+        ofs = end;
+    }
+    loads.join(",")
+}
+
+/// A field's value (and mask) as OVS's `mf_format` prints it.
+fn field_value(s: &mut String, field: Field, value: u128, mask: Option<u128>) {
+    let info = fields::by_field(field);
+    match info.syntax {
+        Syntax::Decimal => {
+            let _ = write!(s, "{value}");
+            if let Some(m) = mask {
+                s.push('/');
+                hex_value(s, m);
+            }
+        }
+        Syntax::Hex => {
+            hex_value(s, value);
+            if let Some(m) = mask {
+                s.push('/');
+                hex_value(s, m);
+            }
+        }
+        Syntax::Ethernet => {
+            let mac6 = |v: u128| -> [u8; 6] {
+                let b = v.to_be_bytes();
+                [b[10], b[11], b[12], b[13], b[14], b[15]]
+            };
+            eth_masked(s, mac6(value), mac6(mask.unwrap_or(ones(48))));
+        }
+        Syntax::Ipv4 => ipv4_masked(s, value as u32, mask.map_or(u32::MAX, |m| m as u32)),
+        Syntax::Ipv6 => ipv6_masked(
+            s,
+            value.to_be_bytes(),
+            mask.unwrap_or(u128::MAX).to_be_bytes(),
+        ),
+        Syntax::Port => s.push_str(&format_port(value as u32)),
+        Syntax::Frag => {
+            s.push_str(frag_name(value as u8, mask.unwrap_or(0xff) as u8).unwrap_or("<error>"))
+        }
+        Syntax::TcpFlags => flags(
+            s,
+            TCP_FLAG_NAMES,
+            value as u32,
+            mask.unwrap_or(0x0fff) as u32,
+            0x0fff,
+        ),
+        Syntax::CtState => flags(
+            s,
+            CT_STATE_NAMES,
+            value as u32,
+            mask.unwrap_or(0xff) as u32,
+            0xff,
+        ),
+    }
+}
+
+/// C's `%#x`: `0x` and the digits, but plain `0` for zero. OVS's
+/// `ds_put_hex` prints the same.
+fn c_hex(v: u128) -> String {
+    if v == 0 {
+        "0".into()
+    } else {
+        format!("{v:#x}")
+    }
+}
+
+fn hex_value(s: &mut String, v: u128) {
+    s.push_str(&c_hex(v));
+}
+
+fn hex_bytes(s: &mut String, bytes: &[u8]) {
+    hex_value(
+        s,
+        bytes
+            .iter()
+            .fold(0u128, |acc, b| (acc << 8) | u128::from(*b)),
+    );
+}
+
+fn hex32(s: &mut String, name: &str, v: u32, m: u32) {
+    if m != 0 {
+        let _ = write!(s, "{name}={}", c_hex(v.into()));
+        if m != u32::MAX {
+            let _ = write!(s, "/{}", c_hex(m.into()));
+        }
+        s.push(',');
+    }
+}
+
+fn hex64(s: &mut String, name: &str, v: u64, m: u64) {
+    if m != 0 {
+        let _ = write!(s, "{name}={}", c_hex(v.into()));
+        if m != u64::MAX {
+            let _ = write!(s, "/{}", c_hex(m.into()));
+        }
+        s.push(',');
+    }
+}
+
+fn port16(s: &mut String, name: &str, v: u16, m: u16) {
+    if m == u16::MAX {
+        let _ = write!(s, "{name}={v},");
+    } else if m != 0 {
+        let _ = write!(s, "{name}={v:#x}/{m:#x},");
+    }
+}
+
+fn mac(s: &mut String, name: &str, v: [u8; 6], m: [u8; 6]) {
+    if m != [0; 6] {
+        let _ = write!(s, "{name}=");
+        eth_masked(s, v, m);
+        s.push(',');
+    }
+}
+
+fn eth_masked(s: &mut String, v: [u8; 6], m: [u8; 6]) {
+    let put = |s: &mut String, a: [u8; 6]| {
+        let _ = write!(
+            s,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            a[0], a[1], a[2], a[3], a[4], a[5]
+        );
+    };
+    put(s, v);
+    if m != [0xff; 6] {
+        s.push('/');
+        put(s, m);
+    }
+}
+
+fn ipv4(s: &mut String, name: &str, v: u32, m: u32) {
+    if m != 0 {
+        let _ = write!(s, "{name}=");
+        ipv4_masked(s, v, m);
+        s.push(',');
+    }
+}
+
+fn dotted(s: &mut String, a: u32) {
+    let b = a.to_be_bytes();
+    let _ = write!(s, "{}.{}.{}.{}", b[0], b[1], b[2], b[3]);
+}
+
+fn ipv4_masked(s: &mut String, v: u32, m: u32) {
+    dotted(s, v);
+    if m != u32::MAX {
+        if m.leading_ones() + m.trailing_zeros() == 32 {
+            let _ = write!(s, "/{}", m.leading_ones());
+        } else {
+            s.push('/');
+            dotted(s, m);
+        }
+    }
+}
+
+fn ipv6(s: &mut String, name: &str, v: [u8; 16], m: [u8; 16]) {
+    if m != [0; 16] {
+        let _ = write!(s, "{name}=");
+        ipv6_masked(s, v, m);
+        s.push(',');
+    }
+}
+
+/// An IPv6 address as glibc's `inet_ntop` writes it (which prints
+/// IPv4-compatible addresses with a dotted tail, unlike Rust's `Display`).
+fn ipv6_addr(s: &mut String, a: [u8; 16]) {
+    let x = u128::from_be_bytes(a);
+    if x >> 32 == 0 && x >> 16 != 0 {
+        s.push_str("::");
+        dotted(s, x as u32);
+    } else {
+        let _ = write!(s, "{}", Ipv6Addr::from(a));
+    }
+}
+
+fn ipv6_masked(s: &mut String, v: [u8; 16], m: [u8; 16]) {
+    ipv6_addr(s, v);
+    let mask = u128::from_be_bytes(m);
+    if mask != u128::MAX {
+        if mask.leading_ones() + mask.trailing_zeros() == 128 {
+            let _ = write!(s, "/{}", mask.leading_ones());
+        } else {
+            s.push('/');
+            ipv6_addr(s, m);
+        }
+    }
+}
+
+/// OVS's `match_format` for the outer VLAN: `dl_vlan`/`dl_vlan_pcp` when
+/// they say it all, else `vlan_tci`.
+fn vlan(s: &mut String, tci: u16, mask: u16) {
+    if mask == 0 {
+        return;
+    }
+    let vid_mask = mask & VLAN_VID_MASK;
+    let pcp_mask = mask & VLAN_PCP_MASK;
+    let cfi = mask & VLAN_CFI != 0 && tci & VLAN_CFI != 0;
+    if cfi
+        && (vid_mask == 0 || vid_mask == VLAN_VID_MASK)
+        && (pcp_mask == 0 || pcp_mask == VLAN_PCP_MASK)
+        && (vid_mask != 0 || pcp_mask != 0)
+    {
+        if vid_mask != 0 {
+            let _ = write!(s, "dl_vlan={},", tci & VLAN_VID_MASK);
+        }
+        if pcp_mask != 0 {
+            let _ = write!(s, "dl_vlan_pcp={},", tci >> VLAN_PCP_SHIFT);
+        }
+    } else if mask == 0xffff {
+        let _ = write!(s, "vlan_tci=0x{tci:04x},");
+    } else {
+        let _ = write!(s, "vlan_tci=0x{tci:04x}/0x{mask:04x},");
+    }
+}
+
+/// OVS's `format_flags_masked`: names joined by `|` when every bit is
+/// matched, else `+name`/`-name` per matched bit.
+fn flags(s: &mut String, names: &[(u32, &str)], value: u32, mask: u32, all: u32) {
+    let name = |bit: u32| names.iter().find(|(b, _)| *b == bit).map(|(_, n)| *n);
+    if mask == all {
+        if value == 0 {
+            s.push('0');
+            return;
+        }
+        let mut parts = Vec::new();
+        let mut unknown = 0;
+        for i in 0..32 {
+            let bit = 1u32 << i;
+            if value & bit != 0 {
+                match name(bit) {
+                    Some(n) => parts.push(n.to_string()),
+                    None => unknown |= bit,
+                }
+            }
+        }
+        if unknown != 0 {
+            parts.push(format!("{unknown:#x}"));
+        }
+        s.push_str(&parts.join("|"));
+        return;
+    }
+    if mask == 0 {
+        s.push_str("0/0");
+        return;
+    }
+    for i in 0..32 {
+        let bit = 1u32 << i;
+        if mask & bit != 0 {
+            s.push(if value & bit != 0 { '+' } else { '-' });
+            s.push_str(name(bit).unwrap_or("[Unknown]"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::rules::parse_rule;
+
+    fn dump(s: &str) -> String {
+        format_rule(&parse_rule(s).unwrap_or_else(|e| panic!("{s}: {e}")))
+    }
+
+    #[test]
+    fn prints_like_dump_flows() {
+        assert_eq!(
+            dump("table=0,priority=324,dl_type=0x86dd,nw_proto=6,tcp_flags=0x010/0x010,actions=set_field:8->reg0,set_field:1->reg1,set_field:0x4772/0xffff->metadata,goto_table:1"),
+            "priority=324,tcp6,tcp_flags=+ack actions=set_field:0x8->reg0,set_field:0x1->reg1,load:0x4772->OXM_OF_METADATA[0..15],goto_table:1"
+        );
+        assert_eq!(
+            dump("table=1,priority=277,tcp,tcp_flags=+fin,tp_dst=0x8400/0xff00,reg0=0x8/0xf,actions=drop"),
+            "table=1, priority=277,tcp,reg0=0x8/0xf,tp_dst=0x8400/0xff00,tcp_flags=+fin actions=drop"
+        );
+        assert_eq!(
+            dump("priority=5,vlan_tci=0x501e/0xffff,actions=mod_vlan_vid:7,strip_vlan,output:in_port"),
+            "priority=5,dl_vlan=30,dl_vlan_pcp=2 actions=set_field:4103->vlan_vid,pop_vlan,IN_PORT"
+        );
+        assert_eq!(
+            dump("cookie=0x5,idle_timeout=10,actions=mod_vlan_vid:7"),
+            "cookie=0x5, idle_timeout=10, actions=push_vlan:0x8100,set_field:4103->vlan_vid"
+        );
+        assert_eq!(
+            dump("ipv6,ipv6_dst=2001:db8::/32,actions=drop"),
+            "ipv6,ipv6_dst=2001:db8::/32 actions=drop"
+        );
+        assert_eq!(
+            dump("ip,nw_src=10.0.0.0/255.0.255.0,actions=drop"),
+            "ip,nw_src=10.0.0.0/255.0.255.0 actions=drop"
+        );
+    }
+
+    #[test]
+    fn loads_split_into_contiguous_runs() {
+        assert_eq!(
+            format_load(Field::Reg(1), 0x5005, 0xf00f),
+            "load:0x5->NXM_NX_REG1[0..3],load:0x5->NXM_NX_REG1[12..15]"
+        );
+        assert_eq!(
+            format_load(Field::Reg(0), 3, 0xffff_ffff),
+            "load:0x3->NXM_NX_REG0[]"
+        );
+        assert_eq!(format_load(Field::Reg(0), 0, 1), "load:0->NXM_NX_REG0[0]");
+    }
+
+    #[test]
+    fn ipv6_addresses_print_as_inet_ntop() {
+        let mut s = String::new();
+        ipv6_addr(
+            &mut s,
+            Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0x0102, 0x0304).octets(),
+        );
+        assert_eq!(s, "::1.2.3.4");
+        s.clear();
+        ipv6_addr(&mut s, Ipv6Addr::LOCALHOST.octets());
+        assert_eq!(s, "::1");
+    }
+}

@@ -1,0 +1,36 @@
+//! The Linux openvswitch module's generic netlink families
+//! (`ovs_datapath`, `ovs_vport`, `ovs_flow`, `ovs_packet`) as typed
+//! messages, without I/O.
+//!
+//! - [`families`]: [`OvsMessage`] (`ovs_header` + attributes) for each
+//!   family, a payload of `netlink_packet_generic::GenlMessage`.
+//! - [`key`]: flow key/mask attributes; [`flow_key`]: `Flow` ⇄ attributes
+//!   with the kernel's nesting and prerequisite rules.
+//! - [`actions`]: action attributes ⇄ [`crate::odp::OdpAction`].
+//! - [`consts`]: every number used, from the uapi `linux/openvswitch.h`.
+//!
+//! Decoding never trusts its input: a bad length, an unknown nested shape
+//! or a value the `Flow` cannot hold is a `DecodeError` naming the
+//! attribute, never a panic.
+
+pub mod actions;
+pub mod consts;
+pub mod families;
+pub mod flow_key;
+pub mod key;
+mod nla;
+
+pub use actions::{actions_from_attrs, actions_to_attrs, ActionAttr};
+pub use families::{
+    DpAttr, DpMessage, FlowAttr, FlowMessage, OvsAttr, OvsDpStats, OvsMessage, PacketAttr,
+    PacketMessage, VportAttr, VportMessage,
+};
+pub use flow_key::{
+    installed_megaflow_attrs, kernel_mask, key_from_attrs, key_to_attrs, mask_from_attrs,
+    megaflow_to_attrs,
+};
+pub use key::{KeyAttr, TunnelAttr};
+pub use netlink_packet_core::DecodeError;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,717 @@
+//! The Linux kernel datapath (the openvswitch module) behind the `Dpif`
+//! interface, over the `ovs_*` generic netlink families.
+//!
+//! - One request socket (datapath, vport, flow and packet commands), used
+//!   in batches: many messages per `sendmsg`, answers matched by sequence
+//!   number ([`socket`]).
+//! - One upcall socket per handler. The datapath is asked for per-CPU
+//!   upcall dispatch (each CPU's misses go to handler `cpu % n`); a kernel
+//!   without it gets per-vport upcall PIDs instead (each port's misses are
+//!   spread over all handlers).
+//! - Upcall sockets are read non-blocking after `poll`; a receive-queue
+//!   overrun (`ENOBUFS`) is counted, and the datapath's own `n_lost` says
+//!   how many upcalls it could not queue.
+
+pub mod socket;
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use actors::dpif::{DpStats, Dpif, DpifError, PortInfo, PortKind, PortSpec};
+use messages::dpif::{DpFlow, DpifOp, FlowStats, PutMode, Ufid, Upcall, UpcallKind};
+use messages::flow::Flow;
+use messages::netlink::consts::*;
+use messages::netlink::key::emit_key_attrs;
+use messages::netlink::{
+    actions_from_attrs, actions_to_attrs, key_from_attrs, key_to_attrs, mask_from_attrs,
+    megaflow_to_attrs, DpAttr, DpMessage, FlowAttr, FlowMessage, PacketAttr, PacketMessage,
+    VportAttr, VportMessage,
+};
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_DUMP, NLM_F_ECHO};
+
+use socket::{parse_reply, request, Answer, NlSocket, Request, TxCounters};
+
+/// How misses reach the handlers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dispatch {
+    /// `OVS_DP_F_DISPATCH_UPCALL_PER_CPU`: one PID per CPU.
+    PerCpu,
+    /// `OVS_VPORT_ATTR_UPCALL_PID` on every port: all handlers' PIDs.
+    PerVport,
+}
+
+/// Which datapath to open and how.
+#[derive(Clone, Debug)]
+pub struct KernelDpifConfig {
+    /// The datapath's name (also its local port's interface name).
+    pub name: String,
+    /// Number of upcall handlers (one upcall socket each), at least 1.
+    pub n_handlers: usize,
+    /// Try per-CPU upcall dispatch first (falls back to per-vport PIDs).
+    pub per_cpu_dispatch: bool,
+}
+
+/// Ids of the four families in this kernel.
+#[derive(Clone, Copy, Debug)]
+struct Families {
+    datapath: u16,
+    vport: u16,
+    flow: u16,
+    packet: u16,
+}
+
+/// Figures of the batch path and upcall reception.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelCounters {
+    /// `sendmsg` calls carrying requests.
+    pub sendmsg_calls: u64,
+    /// Requests sent (flow puts, deletes, executes, ...).
+    pub ops: u64,
+    /// Upcall socket overruns reported as `ENOBUFS`.
+    pub upcall_overruns: u64,
+    /// Upcall messages that could not be decoded.
+    pub bad_upcalls: u64,
+}
+
+pub struct KernelDpif {
+    name: String,
+    dp_ifindex: i32,
+    families: Families,
+    dispatch: Dispatch,
+    tx: Mutex<NlSocket>,
+    counters: TxCounters,
+    handlers: Vec<Mutex<NlSocket>>,
+    handler_pids: Vec<u32>,
+    overruns: AtomicU64,
+    bad_upcalls: AtomicU64,
+}
+
+fn io_err(e: io::Error) -> DpifError {
+    DpifError::Io(e)
+}
+
+fn refused(what: &str, errno: i32) -> DpifError {
+    DpifError::Refused(format!("{what}: {}", io::Error::from_raw_os_error(errno)))
+}
+
+/// True if this kernel has the openvswitch module's `ovs_datapath` family.
+pub fn kernel_has_ovs() -> io::Result<bool> {
+    Ok(NlSocket::new()?
+        .resolve_family(OVS_DATAPATH_FAMILY)?
+        .is_some())
+}
+
+/// A stable 128-bit identifier for a flow key: FNV-1a over its netlink
+/// encoding.
+pub fn ufid_for_key(key: &Flow) -> Ufid {
+    let bytes = emit_key_attrs(&key_to_attrs(key));
+    let mut h: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+    for b in bytes {
+        h ^= b as u128;
+        h = h.wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013b);
+    }
+    h
+}
+
+fn n_cpus() -> usize {
+    // Configured, not online, CPUs: the kernel sizes the per-CPU array by
+    // its CPU ids, and offline CPUs can come back.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) };
+    if n > 0 {
+        n as usize
+    } else {
+        1
+    }
+}
+
+impl KernelDpif {
+    /// Creates datapath `cfg.name`, or attaches to it if it exists, and
+    /// wires the handlers' upcall sockets to it.
+    pub fn open(cfg: &KernelDpifConfig) -> Result<KernelDpif, DpifError> {
+        let mut tx = NlSocket::new().map_err(io_err)?;
+        let mut resolve = |name: &str| -> Result<u16, DpifError> {
+            tx.resolve_family(name).map_err(io_err)?.ok_or_else(|| {
+                DpifError::Refused(format!(
+                    "generic netlink family {name} not found (openvswitch module not loaded?)"
+                ))
+            })
+        };
+        let families = Families {
+            datapath: resolve(OVS_DATAPATH_FAMILY)?,
+            vport: resolve(OVS_VPORT_FAMILY)?,
+            flow: resolve(OVS_FLOW_FAMILY)?,
+            packet: resolve(OVS_PACKET_FAMILY)?,
+        };
+        let n = cfg.n_handlers.max(1);
+        let mut handlers = Vec::with_capacity(n);
+        let mut handler_pids = Vec::with_capacity(n);
+        for _ in 0..n {
+            let s = NlSocket::new().map_err(io_err)?;
+            handler_pids.push(s.port_id().map_err(io_err)?);
+            s.socket().set_non_blocking(true).map_err(io_err)?;
+            handlers.push(Mutex::new(s));
+        }
+        let mut dpif = KernelDpif {
+            name: cfg.name.clone(),
+            dp_ifindex: 0,
+            families,
+            dispatch: Dispatch::PerVport,
+            tx: Mutex::new(tx),
+            counters: TxCounters::default(),
+            handlers,
+            handler_pids,
+            overruns: AtomicU64::new(0),
+            bad_upcalls: AtomicU64::new(0),
+        };
+        dpif.dp_ifindex = dpif.create_or_attach()?;
+        dpif.dispatch = dpif.negotiate_dispatch(cfg.per_cpu_dispatch)?;
+        Ok(dpif)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The upcall dispatch the kernel agreed to.
+    pub fn dispatch(&self) -> Dispatch {
+        self.dispatch
+    }
+
+    /// The handlers' upcall socket PIDs, handler 0 first.
+    pub fn handler_pids(&self) -> &[u32] {
+        &self.handler_pids
+    }
+
+    pub fn counters(&self) -> KernelCounters {
+        KernelCounters {
+            sendmsg_calls: self.counters.sendmsg_calls.load(Ordering::Relaxed),
+            ops: self.counters.ops.load(Ordering::Relaxed),
+            upcall_overruns: self.overruns.load(Ordering::Relaxed),
+            bad_upcalls: self.bad_upcalls.load(Ordering::Relaxed),
+        }
+    }
+
+    fn transact(&self, reqs: Vec<Request>) -> Result<Vec<Answer>, DpifError> {
+        let mut tx = self.tx.lock().map_err(|_| DpifError::Closed)?;
+        tx.transact(reqs, &self.counters).map_err(io_err)
+    }
+
+    fn transact_one(&self, req: Request) -> Result<Answer, DpifError> {
+        self.transact(vec![req])?
+            .into_iter()
+            .next()
+            .ok_or_else(|| DpifError::Refused("no answer from the kernel".into()))
+    }
+
+    fn dp_request(&self, cmd: u8, attrs: Vec<DpAttr>, flags: u16) -> Request {
+        request(
+            self.families.datapath,
+            DpMessage::new(cmd, self.dp_ifindex, attrs),
+            flags,
+        )
+    }
+
+    fn base_features() -> u32 {
+        OVS_DP_F_UNALIGNED | OVS_DP_F_VPORT_PIDS
+    }
+
+    fn create_or_attach(&self) -> Result<i32, DpifError> {
+        let new = self.dp_request(
+            CMD_NEW,
+            vec![
+                DpAttr::Name(self.name.clone()),
+                DpAttr::UpcallPid(self.handler_pids[0]),
+                DpAttr::UserFeatures(Self::base_features()),
+            ],
+            // The kernel answers a NEW with a notification, which reaches
+            // the requester only when echo is asked for.
+            NLM_F_ECHO,
+        );
+        let replies = match self.transact_one(new)? {
+            Ok(r) => r,
+            Err(libc::EEXIST) => {
+                let get = self.dp_request(CMD_GET, vec![DpAttr::Name(self.name.clone())], 0);
+                self.transact_one(get)?
+                    .map_err(|e| refused("OVS_DP_CMD_GET", e))?
+            }
+            Err(e) => return Err(refused("OVS_DP_CMD_NEW", e)),
+        };
+        let raw = replies
+            .first()
+            .ok_or_else(|| DpifError::Refused("datapath command without reply".into()))?;
+        Ok(parse_reply::<DpAttr>(raw).map_err(io_err)?.dp_ifindex)
+    }
+
+    /// Asks for per-CPU dispatch; on refusal (kernels before 5.14) keeps
+    /// per-vport PIDs.
+    fn negotiate_dispatch(&self, per_cpu: bool) -> Result<Dispatch, DpifError> {
+        if per_cpu {
+            let n = self.handler_pids.len();
+            let pids: Vec<u32> = (0..n_cpus())
+                .map(|cpu| self.handler_pids[cpu % n])
+                .collect();
+            let set = self.dp_request(
+                CMD_SET,
+                vec![
+                    DpAttr::Name(self.name.clone()),
+                    DpAttr::UserFeatures(Self::base_features() | OVS_DP_F_DISPATCH_UPCALL_PER_CPU),
+                    DpAttr::PerCpuPids(pids),
+                ],
+                0,
+            );
+            if self.transact_one(set)?.is_ok()
+                && self.dp_features()? & OVS_DP_F_DISPATCH_UPCALL_PER_CPU != 0
+            {
+                return Ok(Dispatch::PerCpu);
+            }
+        }
+        let set = self.dp_request(
+            CMD_SET,
+            vec![
+                DpAttr::Name(self.name.clone()),
+                DpAttr::UserFeatures(Self::base_features()),
+            ],
+            0,
+        );
+        self.transact_one(set)?
+            .map_err(|e| refused("OVS_DP_CMD_SET", e))?;
+        for p in self.ports() {
+            self.set_port_pids(p.number)?;
+        }
+        Ok(Dispatch::PerVport)
+    }
+
+    fn dp_get(&self) -> Result<DpMessage, DpifError> {
+        let get = self.dp_request(CMD_GET, vec![DpAttr::Name(self.name.clone())], 0);
+        let replies = self
+            .transact_one(get)?
+            .map_err(|e| refused("OVS_DP_CMD_GET", e))?;
+        let raw = replies
+            .first()
+            .ok_or_else(|| DpifError::Refused("OVS_DP_CMD_GET without reply".into()))?;
+        parse_reply::<DpAttr>(raw).map_err(io_err)
+    }
+
+    fn dp_features(&self) -> Result<u32, DpifError> {
+        Ok(self
+            .dp_get()?
+            .attrs
+            .iter()
+            .find_map(|a| match a {
+                DpAttr::UserFeatures(f) => Some(*f),
+                _ => None,
+            })
+            .unwrap_or(0))
+    }
+
+    fn vport_pids(&self) -> Vec<u32> {
+        match self.dispatch {
+            // Ignored by the kernel in per-CPU mode, but must be nonzero
+            // for the port to send upcalls at all.
+            Dispatch::PerCpu => vec![self.handler_pids[0]],
+            Dispatch::PerVport => self.handler_pids.clone(),
+        }
+    }
+
+    fn set_port_pids(&self, port: u32) -> Result<(), DpifError> {
+        let req = request(
+            self.families.vport,
+            VportMessage::new(
+                CMD_SET,
+                self.dp_ifindex,
+                vec![
+                    VportAttr::PortNo(port),
+                    VportAttr::UpcallPids(self.vport_pids()),
+                ],
+            ),
+            0,
+        );
+        self.transact_one(req)?
+            .map(|_| ())
+            .map_err(|e| refused("OVS_VPORT_CMD_SET", e))
+    }
+
+    /// Deletes the datapath and with it its ports and flows.
+    pub fn destroy(self) -> Result<(), DpifError> {
+        let del = self.dp_request(CMD_DEL, vec![DpAttr::Name(self.name.clone())], 0);
+        self.transact_one(del)?
+            .map(|_| ())
+            .map_err(|e| refused("OVS_DP_CMD_DEL", e))
+    }
+
+    fn flow_request(&self, op: &DpifOp) -> Request {
+        let omit = FlowAttr::UfidFlags(
+            OVS_UFID_F_OMIT_KEY | OVS_UFID_F_OMIT_MASK | OVS_UFID_F_OMIT_ACTIONS,
+        );
+        match op {
+            DpifOp::FlowPut {
+                ufid,
+                key,
+                mask,
+                actions,
+                mode,
+                reset_stats,
+            } => {
+                let (k, m) = megaflow_to_attrs(key, mask);
+                let mut attrs = vec![
+                    FlowAttr::Key(k),
+                    FlowAttr::Mask(m),
+                    FlowAttr::Actions(actions_to_attrs(actions)),
+                    FlowAttr::Ufid(*ufid),
+                    omit,
+                ];
+                let (cmd, flags) = match mode {
+                    PutMode::Create => (CMD_NEW, NLM_F_CREATE),
+                    PutMode::CreateOrModify => (CMD_NEW, 0),
+                    PutMode::Modify => (CMD_SET, 0),
+                };
+                if *reset_stats && cmd == CMD_SET {
+                    attrs.push(FlowAttr::Clear);
+                }
+                request(
+                    self.families.flow,
+                    FlowMessage::new(cmd, self.dp_ifindex, attrs),
+                    flags,
+                )
+            }
+            DpifOp::FlowDel { ufid } => request(
+                self.families.flow,
+                FlowMessage::new(CMD_DEL, self.dp_ifindex, vec![FlowAttr::Ufid(*ufid), omit]),
+                0,
+            ),
+            DpifOp::Execute {
+                packet,
+                key,
+                actions,
+            } => request(
+                self.families.packet,
+                PacketMessage::new(
+                    OVS_PACKET_CMD_EXECUTE,
+                    self.dp_ifindex,
+                    vec![
+                        PacketAttr::Packet(packet.clone()),
+                        PacketAttr::Key(key_to_attrs(key)),
+                        PacketAttr::Actions(actions_to_attrs(actions)),
+                    ],
+                ),
+                0,
+            ),
+        }
+    }
+
+    /// Deletes every flow of the datapath.
+    pub fn flow_flush(&self) -> Result<(), DpifError> {
+        let req = request(
+            self.families.flow,
+            FlowMessage::new(CMD_DEL, self.dp_ifindex, vec![]),
+            0,
+        );
+        self.transact_one(req)?
+            .map(|_| ())
+            .map_err(|e| refused("OVS_FLOW_CMD_DEL", e))
+    }
+
+    fn decode_flow(&self, msg: FlowMessage) -> Result<DpFlow, String> {
+        let mut ufid = None;
+        let mut key = None;
+        let mut mask = None;
+        let mut actions = None;
+        let mut stats = FlowStats::default();
+        for a in msg.attrs {
+            match a {
+                FlowAttr::Ufid(u) => ufid = Some(u),
+                FlowAttr::Key(k) => key = Some(k),
+                FlowAttr::Mask(m) => mask = Some(m),
+                FlowAttr::Actions(a) => actions = Some(a),
+                FlowAttr::Stats { n_packets, n_bytes } => {
+                    stats.n_packets = n_packets;
+                    stats.n_bytes = n_bytes;
+                }
+                FlowAttr::Used(u) => stats.used_ms = Some(u),
+                FlowAttr::TcpFlags(f) => stats.tcp_flags = f as u16,
+                _ => {}
+            }
+        }
+        let key_attrs = key.ok_or("flow without key")?;
+        let key = key_from_attrs(&key_attrs).map_err(|e| e.to_string())?;
+        let mask = mask_from_attrs(&key, mask.as_deref()).map_err(|e| e.to_string())?;
+        let actions =
+            actions_from_attrs(&actions.unwrap_or_default()).map_err(|e| e.to_string())?;
+        Ok(DpFlow {
+            ufid: ufid.unwrap_or_else(|| ufid_for_key(&key)),
+            key,
+            mask,
+            actions,
+            stats,
+        })
+    }
+
+    fn decode_upcall(msg: PacketMessage) -> Result<Upcall, String> {
+        let mut packet = None;
+        let mut key = None;
+        let mut userdata = Vec::new();
+        for a in msg.attrs {
+            match a {
+                PacketAttr::Packet(p) => packet = Some(p),
+                PacketAttr::Key(k) => key = Some(k),
+                PacketAttr::Userdata(u) => userdata = u,
+                _ => {}
+            }
+        }
+        let key = key_from_attrs(&key.ok_or("upcall without key")?).map_err(|e| e.to_string())?;
+        let kind = match msg.cmd {
+            OVS_PACKET_CMD_MISS => UpcallKind::Miss,
+            OVS_PACKET_CMD_ACTION => UpcallKind::Action { userdata },
+            other => return Err(format!("unexpected packet command {other}")),
+        };
+        Ok(Upcall {
+            kind,
+            packet: packet.ok_or("upcall without packet")?,
+            ufid: ufid_for_key(&key),
+            key,
+        })
+    }
+}
+
+fn poll_readable(fd: i32, timeout: Duration) -> io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            return Ok(false);
+        }
+        return Err(e);
+    }
+    Ok(r > 0)
+}
+
+impl Dpif for KernelDpif {
+    fn kind(&self) -> &'static str {
+        "kernel"
+    }
+
+    fn recv_upcalls(
+        &self,
+        handler: usize,
+        max: usize,
+        timeout: Duration,
+        out: &mut Vec<Upcall>,
+    ) -> Result<(), DpifError> {
+        let sock = self
+            .handlers
+            .get(handler)
+            .ok_or_else(|| DpifError::Refused(format!("no upcall handler {handler}")))?
+            .lock()
+            .map_err(|_| DpifError::Closed)?;
+        if !poll_readable(sock.socket().as_raw_fd(), timeout).map_err(io_err)? {
+            return Ok(());
+        }
+        let mut buf: Vec<u8> = Vec::with_capacity(65536 + 4096);
+        let mut got = 0;
+        while got < max {
+            buf.clear();
+            match sock.socket().recv(&mut buf, 0) {
+                Ok(n) => {
+                    let data = &buf[..n.min(buf.len())];
+                    match parse_reply::<PacketAttr>(data)
+                        .map_err(|e| e.to_string())
+                        .and_then(Self::decode_upcall)
+                    {
+                        Ok(u) => {
+                            out.push(u);
+                            got += 1;
+                        }
+                        Err(_) => {
+                            self.bad_upcalls.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    self.overruns.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_err(e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn operate(&self, ops: Vec<DpifOp>) -> Vec<Result<(), DpifError>> {
+        let reqs = ops.iter().map(|op| self.flow_request(op)).collect();
+        match self.transact(reqs) {
+            Ok(answers) => answers
+                .into_iter()
+                .zip(&ops)
+                .map(|(a, op)| {
+                    a.map(|_| ()).map_err(|e| {
+                        refused(
+                            match op {
+                                DpifOp::FlowPut { .. } => "flow put",
+                                DpifOp::FlowDel { .. } => "flow del",
+                                DpifOp::Execute { .. } => "execute",
+                            },
+                            e,
+                        )
+                    })
+                })
+                .collect(),
+            Err(e) => {
+                let msg = e.to_string();
+                ops.iter()
+                    .map(|_| Err(DpifError::Refused(format!("batch failed: {msg}"))))
+                    .collect()
+            }
+        }
+    }
+
+    fn flow_dump(&self) -> Result<Vec<DpFlow>, DpifError> {
+        let req = request(
+            self.families.flow,
+            FlowMessage::new(CMD_GET, self.dp_ifindex, vec![]),
+            NLM_F_DUMP,
+        );
+        let replies = self
+            .transact_one(req)?
+            .map_err(|e| refused("OVS_FLOW_CMD_GET dump", e))?;
+        let mut flows = Vec::with_capacity(replies.len());
+        let mut undecodable = Vec::new();
+        for raw in replies {
+            let msg = parse_reply::<FlowAttr>(&raw).map_err(io_err)?;
+            let ufid = msg.attrs.iter().find_map(|a| match a {
+                FlowAttr::Ufid(u) => Some(*u),
+                _ => None,
+            });
+            match self.decode_flow(msg) {
+                Ok(f) => flows.push(f),
+                Err(_) => undecodable.extend(ufid),
+            }
+        }
+        // A flow upcalld cannot represent cannot be revalidated: remove it
+        // so that its packets come up and get a flow upcalld understands.
+        if !undecodable.is_empty() {
+            let ops = undecodable
+                .into_iter()
+                .map(|ufid| DpifOp::FlowDel { ufid })
+                .collect();
+            let _ = self.operate(ops);
+        }
+        Ok(flows)
+    }
+
+    fn stats(&self) -> DpStats {
+        let Ok(dp) = self.dp_get() else {
+            return DpStats::default();
+        };
+        dp.attrs
+            .iter()
+            .find_map(|a| match a {
+                DpAttr::Stats(s) => Some(DpStats {
+                    n_hit: s.n_hit,
+                    n_missed: s.n_missed,
+                    n_lost: s.n_lost,
+                    n_flows: s.n_flows,
+                }),
+                _ => None,
+            })
+            .unwrap_or_default()
+    }
+
+    fn port_add(&self, spec: &PortSpec) -> Result<u32, DpifError> {
+        let vport_type = match spec.kind {
+            PortKind::System => OVS_VPORT_TYPE_NETDEV,
+            PortKind::Internal => OVS_VPORT_TYPE_INTERNAL,
+            PortKind::Replay { .. } => {
+                return Err(DpifError::Refused(
+                    "replay ports exist only on the userspace datapath".into(),
+                ))
+            }
+        };
+        let mut attrs = vec![
+            VportAttr::Name(spec.name.clone()),
+            VportAttr::Type(vport_type),
+            VportAttr::UpcallPids(self.vport_pids()),
+        ];
+        if let Some(n) = spec.number {
+            attrs.push(VportAttr::PortNo(n));
+        }
+        let req = request(
+            self.families.vport,
+            VportMessage::new(CMD_NEW, self.dp_ifindex, attrs),
+            NLM_F_ECHO,
+        );
+        let replies = self
+            .transact_one(req)?
+            .map_err(|e| refused(&format!("adding port {}", spec.name), e))?;
+        let raw = replies
+            .first()
+            .ok_or_else(|| DpifError::Refused("OVS_VPORT_CMD_NEW without reply".into()))?;
+        parse_reply::<VportAttr>(raw)
+            .map_err(io_err)?
+            .attrs
+            .iter()
+            .find_map(|a| match a {
+                VportAttr::PortNo(n) => Some(*n),
+                _ => None,
+            })
+            .ok_or_else(|| DpifError::Refused("OVS_VPORT_CMD_NEW reply without port number".into()))
+    }
+
+    fn port_del(&self, number: u32) -> Result<(), DpifError> {
+        let req = request(
+            self.families.vport,
+            VportMessage::new(CMD_DEL, self.dp_ifindex, vec![VportAttr::PortNo(number)]),
+            0,
+        );
+        match self.transact_one(req)? {
+            Ok(_) => Ok(()),
+            Err(libc::ENOENT) | Err(libc::ENODEV) => Err(DpifError::NoSuchPort(number)),
+            Err(e) => Err(refused("OVS_VPORT_CMD_DEL", e)),
+        }
+    }
+
+    fn ports(&self) -> Vec<PortInfo> {
+        let req = request(
+            self.families.vport,
+            VportMessage::new(CMD_GET, self.dp_ifindex, vec![]),
+            NLM_F_DUMP,
+        );
+        let Ok(Ok(replies)) = self.transact_one(req) else {
+            return Vec::new();
+        };
+        let mut ports: Vec<PortInfo> = replies
+            .iter()
+            .filter_map(|raw| parse_reply::<VportAttr>(raw).ok())
+            .filter(|m| m.dp_ifindex == self.dp_ifindex)
+            .filter_map(|m| {
+                let mut number = None;
+                let mut name = None;
+                let mut kind = PortKind::System;
+                for a in m.attrs {
+                    match a {
+                        VportAttr::PortNo(n) => number = Some(n),
+                        VportAttr::Name(s) => name = Some(s),
+                        VportAttr::Type(OVS_VPORT_TYPE_INTERNAL) => kind = PortKind::Internal,
+                        _ => {}
+                    }
+                }
+                Some(PortInfo {
+                    number: number?,
+                    name: name?,
+                    kind,
+                })
+            })
+            .collect();
+        ports.sort_by_key(|p| p.number);
+        ports
+    }
+}

@@ -1,0 +1,542 @@
+//! The kernel datapath against Linux's real openvswitch module. Run inside
+//! the VM of ../shared/tools/kernel-vm:
+//!
+//! ```sh
+//! ../shared/tools/kernel-vm/cargo-test-in-vm.sh --test kernel_datapath -- --test-threads=1
+//! ```
+//!
+//! Each test skips (passes, saying so) where the `ovs_datapath` family is
+//! absent, unless `OVS_KERNEL_REQUIRED=1`, where that is a failure. The
+//! tests make their own veth pairs and datapaths and remove them.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use actors::dpif::{Dpif, PortKind, PortSpec};
+use messages::dpif::{DpifOp, PutMode, Upcall, UpcallKind};
+use messages::flow::*;
+use messages::format::odp_flow::format_odp_flow;
+use messages::odp::OdpAction;
+use upcalld::dpif_kernel::{kernel_has_ovs, ufid_for_key, Dispatch, KernelDpif, KernelDpifConfig};
+
+/// True if the test should run; false (after saying so) if it should skip.
+fn ovs_present() -> bool {
+    match kernel_has_ovs() {
+        Ok(true) => true,
+        other => {
+            let required = std::env::var("OVS_KERNEL_REQUIRED").as_deref() == Ok("1");
+            assert!(
+                !required,
+                "OVS_KERNEL_REQUIRED=1 but the ovs_datapath family is missing ({other:?})"
+            );
+            eprintln!("SKIPPED: no openvswitch kernel module (ovs_datapath family absent)");
+            false
+        }
+    }
+}
+
+fn run(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd} {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The kernel's reasons for refusing a flow are only in its log.
+fn ovs_dmesg() -> String {
+    Command::new("dmesg")
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter(|l| l.contains("openvswitch"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
+}
+
+/// A veth pair: `name` goes into the datapath, `name_p` is where the test
+/// sends and receives frames.
+struct Veth {
+    name: String,
+}
+
+impl Veth {
+    fn new(name: &str) -> Veth {
+        for conf in ["all", "default"] {
+            let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{conf}/disable_ipv6"), "1");
+        }
+        let peer = format!("{name}_p");
+        let _ = Command::new("/sbin/ip")
+            .args(["link", "del", name])
+            .output();
+        run(
+            "/sbin/ip",
+            &["link", "add", name, "type", "veth", "peer", "name", &peer],
+        );
+        run("/sbin/ip", &["link", "set", name, "up"]);
+        run("/sbin/ip", &["link", "set", &peer, "up"]);
+        Veth { name: name.into() }
+    }
+
+    fn peer(&self) -> String {
+        format!("{}_p", self.name)
+    }
+}
+
+impl Drop for Veth {
+    fn drop(&mut self) {
+        let _ = Command::new("/sbin/ip")
+            .args(["link", "del", &self.name])
+            .output();
+    }
+}
+
+/// An AF_PACKET socket bound to one interface.
+struct PacketSocket {
+    fd: i32,
+}
+
+impl PacketSocket {
+    fn bind(ifname: &str) -> PacketSocket {
+        let cname = std::ffi::CString::new(ifname).unwrap();
+        let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+        assert!(ifindex != 0, "no interface {ifname}");
+        let proto = (libc::ETH_P_ALL as u16).to_be();
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, proto as i32) };
+        assert!(
+            fd >= 0,
+            "AF_PACKET socket: {}",
+            std::io::Error::last_os_error()
+        );
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = proto;
+        sll.sll_ifindex = ifindex as i32;
+        let r = unsafe {
+            libc::bind(
+                fd,
+                &sll as *const libc::sockaddr_ll as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        assert_eq!(r, 0, "bind AF_PACKET: {}", std::io::Error::last_os_error());
+        PacketSocket { fd }
+    }
+
+    fn send(&self, frame: &[u8]) {
+        let r = unsafe { libc::send(self.fd, frame.as_ptr() as *const _, frame.len(), 0) };
+        assert_eq!(
+            r as usize,
+            frame.len(),
+            "send: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+
+    /// Frames received within `timeout` that satisfy `want`.
+    fn recv_matching(&self, timeout: Duration, want: impl Fn(&[u8]) -> bool) -> Vec<Vec<u8>> {
+        let deadline = Instant::now() + timeout;
+        let mut got = Vec::new();
+        let mut buf = [0u8; 2048];
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            let mut pfd = libc::pollfd {
+                fd: self.fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            if unsafe { libc::poll(&mut pfd, 1, left.as_millis() as i32) } <= 0 {
+                break;
+            }
+            let n = unsafe {
+                libc::recv(
+                    self.fd,
+                    buf.as_mut_ptr() as *mut _,
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n > 0 && want(&buf[..n as usize]) {
+                got.push(buf[..n as usize].to_vec());
+            }
+        }
+        got
+    }
+}
+
+impl Drop for PacketSocket {
+    fn drop(&mut self) {
+        unsafe { libc::close(self.fd) };
+    }
+}
+
+fn checksum(b: &[u8]) -> u16 {
+    let mut sum: u32 = b
+        .chunks(2)
+        .map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32)
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// An Ethernet/IPv4/UDP frame.
+fn udp_frame(
+    src: [u8; 6],
+    dst: [u8; 6],
+    ip_src: u32,
+    ip_dst: u32,
+    sport: u16,
+    dport: u16,
+) -> Vec<u8> {
+    let payload = b"upcalld kernel test";
+    let mut f = Vec::new();
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&ETH_TYPE_IP.to_be_bytes());
+    let total = (20 + 8 + payload.len()) as u16;
+    let mut ip = vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, IPPROTO_UDP, 0, 0];
+    ip[2..4].copy_from_slice(&total.to_be_bytes());
+    ip.extend_from_slice(&ip_src.to_be_bytes());
+    ip.extend_from_slice(&ip_dst.to_be_bytes());
+    let c = checksum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&sport.to_be_bytes());
+    f.extend_from_slice(&dport.to_be_bytes());
+    f.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(payload);
+    f
+}
+
+const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
+const MAC_B: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0b];
+
+fn open(name: &str) -> KernelDpif {
+    let dpif = KernelDpif::open(&KernelDpifConfig {
+        name: name.into(),
+        n_handlers: 2,
+        per_cpu_dispatch: true,
+    })
+    .unwrap_or_else(|e| panic!("opening datapath {name}: {e}\n{}", ovs_dmesg()));
+    dpif.flow_flush().expect("flush");
+    dpif
+}
+
+/// Upcalls from all handlers within `timeout`.
+fn upcalls(dpif: &KernelDpif, timeout: Duration) -> Vec<Upcall> {
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::new();
+    while Instant::now() < deadline {
+        for h in 0..dpif.handler_pids().len() {
+            dpif.recv_upcalls(h, 64, Duration::from_millis(50), &mut out)
+                .expect("recv_upcalls");
+        }
+        if !out.is_empty() {
+            // Give the other handler a moment to deliver what it has too.
+            for h in 0..dpif.handler_pids().len() {
+                dpif.recv_upcalls(h, 64, Duration::from_millis(20), &mut out)
+                    .expect("recv_upcalls");
+            }
+            break;
+        }
+    }
+    out
+}
+
+fn dpctl_flows(dp: &str) -> Vec<String> {
+    run(
+        "ovs-dpctl",
+        &["--no-names", "dump-flows", &format!("system@{dp}")],
+    )
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+#[test]
+fn miss_upcall_then_megaflow_forwards_without_upcalls() {
+    if !ovs_present() {
+        return;
+    }
+    let a = Veth::new("kda");
+    let b = Veth::new("kdb");
+    let dpif = open("kdt1");
+    assert_eq!(
+        dpif.dispatch(),
+        Dispatch::PerCpu,
+        "kernel 6.1 supports per-CPU dispatch"
+    );
+    let pa = dpif
+        .port_add(&PortSpec {
+            name: a.name.clone(),
+            kind: PortKind::System,
+            number: None,
+        })
+        .expect("add port a");
+    let pb = dpif
+        .port_add(&PortSpec {
+            name: b.name.clone(),
+            kind: PortKind::System,
+            number: None,
+        })
+        .expect("add port b");
+    let names: Vec<String> = dpif.ports().into_iter().map(|p| p.name).collect();
+    assert!(
+        names.contains(&a.name) && names.contains(&b.name),
+        "{names:?}"
+    );
+
+    let tx = PacketSocket::bind(&a.peer());
+    let rx = PacketSocket::bind(&b.peer());
+    let frame = udp_frame(MAC_A, MAC_B, 0x0a00_0001, 0x0a00_0002, 5000, 53);
+    tx.send(&frame);
+
+    let ups = upcalls(&dpif, Duration::from_secs(5));
+    let up = ups
+        .iter()
+        .find(|u| u.packet == frame)
+        .unwrap_or_else(|| panic!("no upcall for our frame; got {ups:?}"));
+    assert_eq!(up.kind, UpcallKind::Miss);
+    assert_eq!(up.key.in_port, pa);
+    assert_eq!(up.key.dl_type, ETH_TYPE_IP);
+    assert_eq!(up.key.nw_proto, IPPROTO_UDP);
+    assert_eq!((up.key.nw_src, up.key.nw_dst), (0x0a00_0001, 0x0a00_0002));
+    assert_eq!((up.key.tp_src, up.key.tp_dst), (5000, 53));
+    assert_eq!(up.key.dl_src, MAC_A);
+
+    // A megaflow on in_port + IPv4 destination /24 + UDP dst port.
+    let mask = Flow {
+        in_port: u32::MAX,
+        dl_type: u16::MAX,
+        nw_dst: 0xffff_ff00,
+        nw_proto: u8::MAX,
+        nw_frag: FLOW_NW_FRAG_MASK,
+        tp_dst: u16::MAX,
+        recirc_id: u32::MAX,
+        ..Flow::default()
+    };
+    let actions = vec![OdpAction::Output(pb)];
+    let results = dpif.operate(vec![
+        DpifOp::FlowPut {
+            ufid: up.ufid,
+            key: up.key,
+            mask,
+            actions: actions.clone(),
+            mode: PutMode::Create,
+            reset_stats: false,
+        },
+        DpifOp::Execute {
+            packet: up.packet.clone(),
+            key: up.key,
+            actions: actions.clone(),
+        },
+    ]);
+    for r in &results {
+        assert!(r.is_ok(), "{results:?}\n{}", ovs_dmesg());
+    }
+    let executed = rx.recv_matching(Duration::from_secs(2), |f| f == frame.as_slice());
+    assert_eq!(executed.len(), 1, "the executed packet leaves port b");
+
+    // ovs-dpctl shows the megaflow as our printer predicts.
+    let lines = dpctl_flows("kdt1");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let expected = format!(
+        "{}, packets:0, bytes:0, used:never, actions:{pb}",
+        format_odp_flow(&up.key, &mask)
+    );
+    assert_eq!(lines[0], expected);
+
+    // The same flow again, another source port: handled in the kernel.
+    let frame2 = udp_frame(MAC_A, MAC_B, 0x0a00_0001, 0x0a00_0002, 6000, 53);
+    tx.send(&frame2);
+    let forwarded = rx.recv_matching(Duration::from_secs(2), |f| f == frame2.as_slice());
+    assert_eq!(
+        forwarded.len(),
+        1,
+        "the second packet is forwarded by the megaflow"
+    );
+    let ups = upcalls(&dpif, Duration::from_millis(500));
+    assert!(
+        ups.iter().all(|u| u.packet != frame2),
+        "no upcall for a packet the megaflow matches"
+    );
+
+    let flows = dpif.flow_dump().expect("dump");
+    assert_eq!(flows.len(), 1);
+    let f = &flows[0];
+    assert_eq!(f.ufid, up.ufid);
+    assert_eq!(f.actions, actions);
+    assert_eq!(f.stats.n_packets, 1);
+    assert!(f.stats.used_ms.is_some());
+    assert_eq!(f.key.nw_dst, 0x0a00_0000, "the kernel keeps the key masked");
+    assert_eq!(f.mask.nw_dst, 0xffff_ff00);
+    let stats = dpif.stats();
+    assert_eq!(stats.n_flows, 1);
+    assert!(stats.n_hit >= 1 && stats.n_missed >= 1, "{stats:?}");
+
+    // Modify to drop, then delete.
+    let r = dpif.operate(vec![DpifOp::FlowPut {
+        ufid: up.ufid,
+        key: up.key,
+        mask,
+        actions: vec![],
+        mode: PutMode::Modify,
+        reset_stats: true,
+    }]);
+    assert!(r[0].is_ok(), "{r:?}");
+    let flows = dpif.flow_dump().expect("dump");
+    assert_eq!(flows[0].actions, vec![]);
+    assert_eq!(flows[0].stats.n_packets, 0, "stats were reset");
+    let r = dpif.operate(vec![DpifOp::FlowDel { ufid: up.ufid }]);
+    assert!(r[0].is_ok(), "{r:?}");
+    assert!(dpif.flow_dump().expect("dump").is_empty());
+
+    dpif.port_del(pb).expect("del port");
+    assert!(dpif.port_del(pb).is_err(), "deleting a missing port fails");
+    dpif.destroy().expect("destroy");
+}
+
+#[test]
+fn a_batch_goes_in_one_sendmsg_and_each_answer_reaches_its_op() {
+    if !ovs_present() {
+        return;
+    }
+    let a = Veth::new("kdc");
+    let dpif = open("kdt2");
+    let pa = dpif
+        .port_add(&PortSpec {
+            name: a.name.clone(),
+            kind: PortKind::System,
+            number: None,
+        })
+        .expect("add port");
+    let mask = Flow {
+        in_port: u32::MAX,
+        dl_type: u16::MAX,
+        nw_dst: u32::MAX,
+        recirc_id: u32::MAX,
+        ..Flow::default()
+    };
+    let keys: Vec<Flow> = (0..64u32)
+        .map(|i| Flow {
+            in_port: pa,
+            dl_type: ETH_TYPE_IP,
+            nw_src: 0x0a00_0001,
+            nw_dst: 0x0a01_0000 + i,
+            nw_proto: IPPROTO_TCP,
+            nw_ttl: 64,
+            tp_src: 1000,
+            tp_dst: 80,
+            ..Flow::default()
+        })
+        .collect();
+    let mut ops: Vec<DpifOp> = keys
+        .iter()
+        .map(|k| DpifOp::FlowPut {
+            ufid: ufid_for_key(k),
+            key: *k,
+            mask,
+            actions: vec![OdpAction::Output(pa)],
+            mode: PutMode::Create,
+            reset_stats: false,
+        })
+        .collect();
+    // Two ops that must fail, in the middle: a duplicate create and a
+    // modify of a flow that does not exist.
+    ops.insert(
+        10,
+        DpifOp::FlowPut {
+            ufid: ufid_for_key(&keys[3]),
+            key: keys[3],
+            mask,
+            actions: vec![],
+            mode: PutMode::Create,
+            reset_stats: false,
+        },
+    );
+    ops.insert(
+        20,
+        DpifOp::FlowPut {
+            ufid: 42,
+            key: Flow {
+                nw_dst: 0x0b00_0000,
+                ..keys[0]
+            },
+            mask,
+            actions: vec![],
+            mode: PutMode::Modify,
+            reset_stats: false,
+        },
+    );
+    let before = dpif.counters();
+    let results = dpif.operate(ops);
+    let after = dpif.counters();
+    assert_eq!(
+        after.sendmsg_calls - before.sendmsg_calls,
+        1,
+        "66 ops in one sendmsg"
+    );
+    assert_eq!(after.ops - before.ops, 66);
+    for (i, r) in results.iter().enumerate() {
+        match i {
+            10 | 20 => assert!(r.is_err(), "op {i} should fail: {r:?}"),
+            _ => assert!(r.is_ok(), "op {i}: {r:?}\n{}", ovs_dmesg()),
+        }
+    }
+    let flows = dpif.flow_dump().expect("dump");
+    assert_eq!(flows.len(), 64);
+    let mut dsts: Vec<u32> = flows.iter().map(|f| f.key.nw_dst).collect();
+    dsts.sort();
+    assert_eq!(dsts, (0..64).map(|i| 0x0a01_0000 + i).collect::<Vec<_>>());
+    assert_eq!(dpctl_flows("kdt2").len(), 64);
+
+    let dels = keys
+        .iter()
+        .map(|k| DpifOp::FlowDel {
+            ufid: ufid_for_key(k),
+        })
+        .collect();
+    assert!(dpif.operate(dels).iter().all(|r| r.is_ok()));
+    assert!(dpif.flow_dump().expect("dump").is_empty());
+    dpif.destroy().expect("destroy");
+}
+
+#[test]
+fn per_vport_dispatch_also_delivers_upcalls() {
+    if !ovs_present() {
+        return;
+    }
+    let a = Veth::new("kdd");
+    let dpif = KernelDpif::open(&KernelDpifConfig {
+        name: "kdt3".into(),
+        n_handlers: 2,
+        per_cpu_dispatch: false,
+    })
+    .expect("open");
+    assert_eq!(dpif.dispatch(), Dispatch::PerVport);
+    let pa = dpif
+        .port_add(&PortSpec {
+            name: a.name.clone(),
+            kind: PortKind::System,
+            number: None,
+        })
+        .expect("add port");
+    let tx = PacketSocket::bind(&a.peer());
+    let frame = udp_frame(MAC_A, MAC_B, 0x0a00_0003, 0x0a00_0004, 7, 9);
+    tx.send(&frame);
+    let ups = upcalls(&dpif, Duration::from_secs(5));
+    let up = ups.iter().find(|u| u.packet == frame).expect("upcall");
+    assert_eq!(up.key.in_port, pa);
+    dpif.destroy().expect("destroy");
+}

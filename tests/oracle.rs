@@ -1,0 +1,81 @@
+//! The differential corpus of ../shared/oracle: for every case, `trace`
+//! must give Open vSwitch 3.1's datapath actions and megaflow. A flow is
+//! identical when the actions are equal and the megaflow has the same set
+//! of terms (compare.py's rule); each tier must reach 95%, and every flow
+//! OVS rejects must be rejected.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use actors::tables::Tables;
+use messages::parse::rules::parse_rules;
+
+fn corpus() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/oracle");
+    dir.join("cases.tsv").exists().then_some(dir)
+}
+
+fn cases(dir: &Path, tier: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join(tier))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    v
+}
+
+/// (identical, total, first mismatches) for one tier.
+fn score(dir: &Path, tier: &str) -> (usize, usize, Vec<String>) {
+    let (mut same, mut total, mut bad) = (0, 0, Vec::new());
+    for case in cases(dir, tier) {
+        let rules = std::fs::read_to_string(case.join("rules.of13")).unwrap();
+        let rules = parse_rules(&rules).unwrap_or_else(|e| panic!("{}: {e}", case.display()));
+        let tables = Tables::from_rules(rules);
+        let flows = std::fs::read_to_string(case.join("flows.txt")).unwrap();
+        let ours = upcalld::trace::trace_lines(&tables, &flows);
+        let expected = std::fs::read_to_string(case.join("expected.tsv")).unwrap();
+        for (exp, got) in expected.lines().zip(ours.lines()) {
+            total += 1;
+            let e: Vec<&str> = exp.split('\t').collect();
+            let g: Vec<&str> = got.split('\t').collect();
+            let terms = |s: &str| s.split(',').map(str::to_owned).collect::<BTreeSet<_>>();
+            let ok =
+                e[0] == g[0] && e[1] == g[1] && (e[1] == "ERROR" || terms(e[2]) == terms(g[2]));
+            if ok {
+                same += 1;
+            } else if bad.len() < 5 {
+                bad.push(format!(
+                    "{}\n  expected {}\n  got      {}",
+                    case.display(),
+                    exp,
+                    got
+                ));
+            }
+        }
+        assert_eq!(
+            expected.lines().count(),
+            ours.lines().count(),
+            "{}",
+            case.display()
+        );
+    }
+    (same, total, bad)
+}
+
+#[test]
+fn every_tier_agrees_with_open_vswitch() {
+    let Some(dir) = corpus() else {
+        eprintln!("skipped: ../shared/oracle is not there");
+        return;
+    };
+    for tier in ["tier1", "tier2", "tier3", "errors"] {
+        let (same, total, bad) = score(&dir, tier);
+        eprintln!("{tier}: {same}/{total} identical");
+        let need = if tier == "errors" {
+            total
+        } else {
+            total * 95 / 100
+        };
+        assert!(same >= need, "{tier}: {same}/{total}\n{}", bad.join("\n"));
+    }
+}
