@@ -118,7 +118,7 @@ impl Ctl {
             }
             Command::DelFlows => {
                 let filter = parse_filter(body).map_err(|e| e.to_string())?;
-                self.change(RuleChange::Delete(filter)).await
+                self.change(RuleChange::Delete(Box::new(filter))).await
             }
             Command::DumpFlows => {
                 let rules = self

@@ -70,21 +70,19 @@ impl DpifWriter {
 
     /// Queues one op, or drops a duplicate put.
     fn enqueue(&mut self, op: DpifOp) {
-        match &op {
-            DpifOp::FlowPut {
-                ufid,
-                mode: PutMode::Create,
-                ..
-            } => {
-                if !self.installed.insert(*ufid) {
-                    PipelineStats::add(&self.stats.duplicate_upcalls, 1);
-                    return;
-                }
+        if let DpifOp::FlowPut {
+            ufid,
+            mode: PutMode::Create,
+            ..
+        } = &op
+        {
+            if !self.installed.insert(*ufid) {
+                PipelineStats::add(&self.stats.duplicate_upcalls, 1);
+                return;
             }
-            DpifOp::FlowDel { ufid } => {
-                self.installed.remove(ufid);
-            }
-            _ => {}
+        }
+        if let DpifOp::FlowDel { ufid } = &op {
+            self.installed.remove(ufid);
         }
         self.pending.push(op);
     }

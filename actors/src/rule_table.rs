@@ -25,7 +25,7 @@ pub enum RuleChange {
     /// Add rules (a rule with the same table, priority and match replaces).
     Add(Vec<Rule>),
     /// Delete the rules a filter selects.
-    Delete(RuleFilter),
+    Delete(Box<RuleFilter>),
     /// Replace every rule.
     Replace(Vec<Rule>),
 }
