@@ -23,6 +23,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::config::{Config, DatapathType};
 use crate::control::{self, Command, Request};
+use crate::dpif_kernel::{KernelDpif, KernelDpifConfig};
 use crate::dpif_netdev::{Netdev, NetdevConfig};
 use crate::netns::Host;
 use crate::show;
@@ -168,7 +169,7 @@ fn pipeline_config(config: &Config, ports: Option<BTreeSet<u32>>) -> PipelineCon
     PipelineConfig {
         n_handlers: config.handlers,
         n_revalidators: config.revalidators,
-        upcall_queue: 0,
+        n_receivers: config.receivers,
         writer: WriterConfig {
             batch_size: config.batch_size,
             max_latency: Duration::from_micros(config.batch_latency_us),
@@ -188,15 +189,21 @@ fn pipeline_config(config: &Config, ports: Option<BTreeSet<u32>>) -> PipelineCon
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
-    let dpif: Arc<Netdev> = match config.datapath.kind {
-        DatapathType::Userspace => Arc::new(Netdev::new(NetdevConfig {
-            n_upcall_queues: 1,
+    let backend = match config.datapath.kind {
+        DatapathType::Userspace => Backend::Userspace(Arc::new(Netdev::new(NetdevConfig {
+            n_upcall_queues: config.receivers,
             upcall_queue_len: config.datapath.upcall_queue_len,
             max_flows: config.flow_limit as usize,
             emc_entries: config.datapath.emc_entries,
-        })),
+        }))),
         DatapathType::Kernel => {
-            anyhow::bail!("the kernel datapath backend is not available in this build")
+            let dp = KernelDpif::open(&KernelDpifConfig {
+                name: config.datapath.name.clone(),
+                n_handlers: config.receivers,
+                per_cpu_dispatch: true,
+            })
+            .with_context(|| format!("opening kernel datapath {:?}", config.datapath.name))?;
+            Backend::Kernel(Arc::new(dp))
         }
     };
 
@@ -227,24 +234,48 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let result = system.block_on(serve(
         config,
         config_path,
-        dpif.clone(),
+        backend.clone(),
         specs,
         rules,
         hosts,
     ));
-    dpif.close();
+    backend.close();
     result
+}
+
+/// The datapath the daemon drives.
+#[derive(Clone)]
+enum Backend {
+    Userspace(Arc<Netdev>),
+    Kernel(Arc<KernelDpif>),
+}
+
+impl Backend {
+    fn dpif(&self) -> Arc<dyn Dpif> {
+        match self {
+            Backend::Userspace(d) => d.clone(),
+            Backend::Kernel(d) => d.clone(),
+        }
+    }
+
+    /// Stops the userspace datapath's threads; the kernel's datapath stays,
+    /// with its flows, as OVS leaves it.
+    fn close(&self) {
+        if let Backend::Userspace(d) = self {
+            d.close();
+        }
+    }
 }
 
 async fn serve(
     config: Config,
     config_path: Option<PathBuf>,
-    netdev: Arc<Netdev>,
+    backend: Backend,
     specs: Vec<PortSpec>,
     rules: Vec<Rule>,
     hosts: Vec<Host>,
 ) -> anyhow::Result<()> {
-    let dpif: Arc<dyn Dpif> = netdev.clone();
+    let dpif = backend.dpif();
     // Replay ports start feeding as soon as they are added, so the pipeline
     // comes first and ports after it.
     let port_numbers: BTreeSet<u32> = specs.iter().filter_map(|s| s.number).collect();
@@ -312,7 +343,7 @@ async fn serve(
         let _ = p.join();
     }
     let _ = ctl.pipeline.flush().await;
-    netdev.close();
+    backend.close();
     let _ = std::fs::remove_file(&socket_path);
     drop(hosts);
     actix::System::current().stop();

@@ -1,7 +1,7 @@
 //! The actor graph, wired in one place. Read this first.
 //!
 //! ```text
-//!   datapath ──upcalls──► Receiver ──UpcallBatch (by flow hash)──► UpcallHandler × N
+//!   datapath ──upcalls──► Receiver × R ──UpcallBatch (by flow hash)──► UpcallHandler × N
 //!                                                                     │ FlowOps (put + execute)
 //!                                                                     ▼
 //!   RuleTable ──Snapshot(v)──► handlers, revalidators            DpifWriter ──batches──► datapath
@@ -35,8 +35,8 @@ use crate::xlate::XlateConfig;
 pub struct PipelineConfig {
     pub n_handlers: usize,
     pub n_revalidators: usize,
-    /// Which datapath upcall queue the receiver reads.
-    pub upcall_queue: usize,
+    /// Receivers; receiver `i` reads the datapath's upcall queue `i`.
+    pub n_receivers: usize,
     pub writer: WriterConfig,
     pub revalidator: RevalidatorConfig,
     pub xlate: XlateConfig,
@@ -47,7 +47,7 @@ impl Default for PipelineConfig {
         PipelineConfig {
             n_handlers: 2,
             n_revalidators: 1,
-            upcall_queue: 0,
+            n_receivers: 1,
             writer: WriterConfig::default(),
             revalidator: RevalidatorConfig::default(),
             xlate: XlateConfig::default(),
@@ -61,7 +61,7 @@ pub struct Pipeline {
     pub handlers: Vec<Addr<UpcallHandler>>,
     pub writer: Addr<DpifWriter>,
     pub revalidators: Vec<Addr<Revalidator>>,
-    pub receiver: Addr<Receiver>,
+    pub receivers: Vec<Addr<Receiver>>,
     pub stats: Arc<PipelineStats>,
     arbiters: Vec<Arbiter>,
 }
@@ -133,17 +133,19 @@ impl Pipeline {
             rule_table.do_send(Subscribe(r.clone().recipient()));
         }
 
-        let receiver = {
-            let (d, h, s, q) = (dpif, handlers.clone(), stats.clone(), config.upcall_queue);
-            Supervisor::start_in_arbiter(&own_arbiter(), move |_| Receiver::new(q, d, h, s))
-        };
+        let receivers = (0..config.n_receivers.max(1))
+            .map(|q| {
+                let (d, h, s) = (dpif.clone(), handlers.clone(), stats.clone());
+                Supervisor::start_in_arbiter(&own_arbiter(), move |_| Receiver::new(q, d, h, s))
+            })
+            .collect();
 
         Pipeline {
             rule_table,
             handlers,
             writer,
             revalidators,
-            receiver,
+            receivers,
             stats,
             arbiters,
         }

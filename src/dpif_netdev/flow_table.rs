@@ -349,14 +349,17 @@ impl FlowTable {
     }
 }
 
-/// Hash of `key` under a subtable's mask words.
+/// Hash of `key` under a subtable's mask words. Folding with rotate and
+/// xor keeps the per-word work short (this runs once per subtable per
+/// lookup); one final multiply-and-shift spreads the bits.
 #[inline]
 fn subtable_hash(words: &[(usize, u64)], key: &Flow) -> u64 {
     let k = key.words();
-    let mut h = 0x9e37_79b9_7f4a_7c15u64;
+    let mut h = 0u64;
     for &(i, m) in words {
-        h = (h.rotate_left(5) ^ (k[i] & m)).wrapping_mul(0x517c_c1b7_2722_0a95);
+        h = h.rotate_left(23) ^ (k[i] & m);
     }
+    h = (h ^ (h >> 31)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     h ^ (h >> 29)
 }
 
