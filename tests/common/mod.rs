@@ -44,6 +44,8 @@ pub fn two_hosts(tag: &str) -> (Host, Host) {
 /// A running daemon, stopped with SIGTERM when dropped.
 pub struct Daemon {
     child: Child,
+    /// Set once the child has been reaped: its pid is no longer ours.
+    exited: bool,
     pub dir: PathBuf,
     pub socket: PathBuf,
     pub metrics_port: u16,
@@ -93,17 +95,26 @@ impl Daemon {
             .stderr(log)
             .spawn()
             .expect("starting upcalld");
-        let d = Daemon {
+        let mut d = Daemon {
+            exited: false,
             child,
             dir,
             socket,
             metrics_port,
         };
-        d.wait_until(
-            "the control socket answers",
-            Duration::from_secs(10),
-            || control::call(&d.socket, Ctl::UpcallShow, "").is_ok_and(|r| r.is_ok()),
-        );
+        let start = Instant::now();
+        while !control::call(&d.socket, Ctl::UpcallShow, "").is_ok_and(|r| r.is_ok()) {
+            if let Ok(Some(status)) = d.child.try_wait() {
+                d.exited = true;
+                panic!("upcalld exited ({status}); log:\n{}", d.log());
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "upcalld did not come up; log:\n{}",
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         d
     }
 
@@ -154,11 +165,40 @@ impl Daemon {
     pub fn socket(&self) -> &Path {
         &self.socket
     }
+
+    /// The rules file the daemon was started with.
+    pub fn rules_path(&self) -> PathBuf {
+        self.dir.join("rules.of13")
+    }
+
+    /// Sends `signal` to the daemon.
+    pub fn signal(&self, signal: i32) {
+        assert!(!self.exited, "the daemon has exited");
+        // SAFETY: signalling our own child, not yet reaped, by pid.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
+    /// Waits for the daemon to exit; returns whether it exited successfully.
+    pub fn wait_exit(&mut self, timeout: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.exited = true;
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("upcalld did not exit; log:\n{}", self.log());
+    }
 }
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        // SAFETY: signalling our own child by pid.
+        if self.exited {
+            let _ = std::fs::remove_dir_all(&self.dir);
+            return;
+        }
+        // SAFETY: signalling our own child, not yet reaped, by pid.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(10) {
