@@ -300,3 +300,38 @@ pub fn tcp_transfer(
 pub fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 7 % 251) as u8).collect()
 }
+
+/// An IPv4/TCP frame from MAC 02:00:00:00:xx:xx (`mac`).
+pub fn tcp_frame(mac: u16, src: u32, dst: u32, sport: u16, dport: u16) -> Vec<u8> {
+    let [m4, m5] = mac.to_be_bytes();
+    let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, m4, m5, 0x08, 0x00];
+    f.extend_from_slice(&[0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0]);
+    f.extend_from_slice(&src.to_be_bytes());
+    f.extend_from_slice(&dst.to_be_bytes());
+    f.extend_from_slice(&sport.to_be_bytes());
+    f.extend_from_slice(&dport.to_be_bytes());
+    f.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+    f
+}
+
+/// `n` TCP frames on ports 1..3 from up to 1000 source MACs.
+pub fn workload(n: u32) -> std::sync::Arc<Vec<upcalld::dpif_netdev::ReplayFrame>> {
+    std::sync::Arc::new(
+        (0..n)
+            .map(|i| upcalld::dpif_netdev::ReplayFrame {
+                in_port: Some(1 + i % 3),
+                frame: tcp_frame(
+                    (i % 1000) as u16,
+                    0xc0a8_0000 + i,
+                    if i % 2 == 0 {
+                        0x0a01_0000 + i
+                    } else {
+                        0x0a02_0000 + i
+                    },
+                    1024 + (i % 7) as u16,
+                    if i % 5 == 0 { 80 } else { 443 },
+                ),
+            })
+            .collect(),
+    )
+}
