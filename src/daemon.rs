@@ -183,6 +183,8 @@ fn pipeline_config(config: &Config, ports: Option<BTreeSet<u32>>) -> PipelineCon
         xlate: XlateConfig {
             ports: ports.map(Arc::new),
             upcall_pid: 0,
+            // Both datapaths number the bridge's own port 0.
+            local_port: 0,
         },
     }
 }
