@@ -53,9 +53,9 @@ pub struct TrieMatch {
 /// A persistent multiset of (value, prefix length) pairs.
 #[derive(Clone, Debug, Default)]
 pub struct PrefixTrie {
-    /// Index `L - 1`: the stored `L`-bit prefixes (value with the other
-    /// bits zero) and how many times each is stored.
-    by_len: [im::OrdMap<u32, u32>; 32],
+    /// (length `L`, the `L`-bit prefix with the other bits zero) → how many
+    /// times it is stored. Ordered by length, then value.
+    prefixes: im::OrdMap<(u8, u32), u32>,
     /// Bit `L - 1` set when some prefix of length `L` is stored.
     lens: u32,
 }
@@ -71,26 +71,26 @@ impl PrefixTrie {
 
     /// Adds the prefix of `plen` (1..=32) leading bits of `value`.
     pub fn insert(&mut self, value: u32, plen: u32) {
-        let l = plen as usize - 1;
-        *self.by_len[l]
-            .entry(value & prefix_mask32(plen))
-            .or_default() += 1;
-        self.lens |= 1 << l;
+        let key = (plen as u8, value & prefix_mask32(plen));
+        *self.prefixes.entry(key).or_default() += 1;
+        self.lens |= 1 << (plen - 1);
     }
 
     /// Removes one copy of the prefix of `plen` leading bits of `value`.
     pub fn remove(&mut self, value: u32, plen: u32) {
-        let l = plen as usize - 1;
-        let key = value & prefix_mask32(plen);
-        let set = &mut self.by_len[l];
-        if let Some(c) = set.get_mut(&key) {
+        let key = (plen as u8, value & prefix_mask32(plen));
+        if let Some(c) = self.prefixes.get_mut(&key) {
             *c -= 1;
             if *c == 0 {
-                set.remove(&key);
+                self.prefixes.remove(&key);
             }
         }
-        if set.is_empty() {
-            self.lens &= !(1 << l);
+        let any_left = self
+            .prefixes
+            .get_next(&(plen as u8, 0))
+            .is_some_and(|((l, _), _)| u32::from(*l) == plen);
+        if !any_left {
+            self.lens &= !(1 << (plen - 1));
         }
     }
 
@@ -104,10 +104,12 @@ impl PrefixTrie {
             let l = lens.trailing_zeros();
             lens &= lens - 1;
             let len = l + 1;
-            let set = &self.by_len[l as usize];
-            let probe = value & prefix_mask32(len);
-            let below = set.get_prev(&probe).map(|(k, _)| common_bits(*k, value));
-            let above = set.get_next(&probe).map(|(k, _)| common_bits(*k, value));
+            let probe = (len as u8, value & prefix_mask32(len));
+            let of_len = |((l, v), _): (&(u8, u32), &u32)| {
+                (u32::from(*l) == len).then(|| common_bits(*v, value))
+            };
+            let below = self.prefixes.get_prev(&probe).and_then(of_len);
+            let above = self.prefixes.get_next(&probe).and_then(of_len);
             let lcp = below.unwrap_or(0).max(above.unwrap_or(0)).min(len);
             best_per_len[n] = (len, lcp);
             n += 1;
