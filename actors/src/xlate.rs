@@ -138,14 +138,20 @@ impl Ctx<'_> {
     /// OVS's `rule_dpif_lookup_from_table` for one table: fragments are
     /// looked up with L4 fields read as zero, and with `in_port` as given.
     fn lookup(&mut self, table: u8, in_port: u32) -> Option<Arc<RuleEntry>> {
-        let mut f = self.flow;
-        f.in_port = in_port;
-        if f.nw_frag & FLOW_NW_FRAG_ANY != 0 {
-            f.tp_src = 0;
-            f.tp_dst = 0;
-        }
         self.table_id = table;
-        let r = self.tables.lookup(table, &f, &mut self.wc).cloned();
+        let fragment = self.flow.nw_frag & FLOW_NW_FRAG_ANY != 0;
+        let r = if in_port == self.flow.in_port && !fragment {
+            self.tables.lookup(table, &self.flow, &mut self.wc)
+        } else {
+            let mut f = self.flow;
+            f.in_port = in_port;
+            if fragment {
+                f.tp_src = 0;
+                f.tp_dst = 0;
+            }
+            self.tables.lookup(table, &f, &mut self.wc)
+        }
+        .cloned();
         if let Some(r) = &r {
             self.rules.push(r.id);
         }

@@ -13,6 +13,7 @@
 //! none when it ended at a leaf.
 
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Arc, OnceLock};
 
 /// Hasher for keys that are already well mixed 64-bit values.
 #[derive(Default)]
@@ -56,8 +57,10 @@ pub struct PrefixTrie {
     /// (length `L`, the `L`-bit prefix with the other bits zero) → how many
     /// times it is stored. Ordered by length, then value.
     prefixes: im::OrdMap<(u8, u32), u32>,
-    /// Bit `L - 1` set when some prefix of length `L` is stored.
-    lens: u32,
+    /// Sorted arrays of the stored prefixes per length, for lookups;
+    /// built on the first lookup after a change (as the subtables' lookup
+    /// indexes are).
+    flat: Arc<OnceLock<Vec<(u32, Vec<u32>)>>>,
 }
 
 impl PrefixTrie {
@@ -66,31 +69,25 @@ impl PrefixTrie {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.lens == 0
+        self.prefixes.is_empty()
     }
 
     /// Adds the prefix of `plen` (1..=32) leading bits of `value`.
     pub fn insert(&mut self, value: u32, plen: u32) {
+        self.flat = Arc::default();
         let key = (plen as u8, value & prefix_mask32(plen));
         *self.prefixes.entry(key).or_default() += 1;
-        self.lens |= 1 << (plen - 1);
     }
 
     /// Removes one copy of the prefix of `plen` leading bits of `value`.
     pub fn remove(&mut self, value: u32, plen: u32) {
+        self.flat = Arc::default();
         let key = (plen as u8, value & prefix_mask32(plen));
         if let Some(c) = self.prefixes.get_mut(&key) {
             *c -= 1;
             if *c == 0 {
                 self.prefixes.remove(&key);
             }
-        }
-        let any_left = self
-            .prefixes
-            .get_next(&(plen as u8, 0))
-            .is_some_and(|((l, _), _)| u32::from(*l) == plen);
-        if !any_left {
-            self.lens &= !(1 << (plen - 1));
         }
     }
 
@@ -99,19 +96,15 @@ impl PrefixTrie {
         // (length, longest common prefix with a stored prefix of it).
         let mut best_per_len = [(0u32, 0u32); 32];
         let mut n = 0;
-        let mut lens = self.lens;
-        while lens != 0 {
-            let l = lens.trailing_zeros();
-            lens &= lens - 1;
-            let len = l + 1;
-            let probe = (len as u8, value & prefix_mask32(len));
-            let of_len = |((l, v), _): (&(u8, u32), &u32)| {
-                (u32::from(*l) == len).then(|| common_bits(*v, value))
-            };
-            let below = self.prefixes.get_prev(&probe).and_then(of_len);
-            let above = self.prefixes.get_next(&probe).and_then(of_len);
-            let lcp = below.unwrap_or(0).max(above.unwrap_or(0)).min(len);
-            best_per_len[n] = (len, lcp);
+        for (len, values) in self.flat() {
+            let probe = value & prefix_mask32(*len);
+            // The closest stored values around the probe share the most
+            // leading bits with it.
+            let at = values.partition_point(|v| *v < probe);
+            let below = at.checked_sub(1).map(|i| common_bits(values[i], value));
+            let above = values.get(at).map(|v| common_bits(*v, value));
+            let lcp = below.unwrap_or(0).max(above.unwrap_or(0)).min(*len);
+            best_per_len[n] = (*len, lcp);
             n += 1;
         }
         let found = &best_per_len[..n];
@@ -133,6 +126,20 @@ impl PrefixTrie {
             deepest
         };
         TrieMatch { maskbits, plens }
+    }
+
+    fn flat(&self) -> &[(u32, Vec<u32>)] {
+        self.flat.get_or_init(|| {
+            let mut flat: Vec<(u32, Vec<u32>)> = Vec::new();
+            for ((len, value), _) in self.prefixes.iter() {
+                let len = u32::from(*len);
+                match flat.last_mut() {
+                    Some((l, values)) if *l == len => values.push(*value),
+                    _ => flat.push((len, vec![*value])),
+                }
+            }
+            flat
+        })
     }
 
     /// True if some stored prefix of exactly `plen` bits matches the value
