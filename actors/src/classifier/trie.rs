@@ -60,8 +60,12 @@ pub struct PrefixTrie {
     /// Sorted arrays of the stored prefixes per length, for lookups;
     /// built on the first lookup after a change (as the subtables' lookup
     /// indexes are).
-    flat: Arc<OnceLock<Vec<(u32, Vec<u32>)>>>,
+    flat: Arc<OnceLock<PrefixesByLen>>,
 }
+
+/// (prefix length, the stored prefixes of that length, ascending), by
+/// ascending length.
+type PrefixesByLen = Vec<(u32, Vec<u32>)>;
 
 impl PrefixTrie {
     pub fn new() -> Self {
@@ -130,7 +134,7 @@ impl PrefixTrie {
 
     fn flat(&self) -> &[(u32, Vec<u32>)] {
         self.flat.get_or_init(|| {
-            let mut flat: Vec<(u32, Vec<u32>)> = Vec::new();
+            let mut flat: PrefixesByLen = Vec::new();
             for ((len, value), _) in self.prefixes.iter() {
                 let len = u32::from(*len);
                 match flat.last_mut() {
