@@ -226,7 +226,7 @@ impl Ctx<'_> {
             OfAction::PopVlan => 0,
             OfAction::PushVlan { .. } => 1,
             OfAction::DecTtl => 2,
-            OfAction::SetField { .. } | OfAction::Load { .. } => 3,
+            OfAction::SetField { .. } | OfAction::Load { .. } | OfAction::Move { .. } => 3,
             OfAction::Resubmit { .. } => 4,
             OfAction::Output { .. } | OfAction::Controller { .. } => 5,
         });
@@ -246,6 +246,13 @@ impl Ctx<'_> {
                 | OfAction::Load { field, value, mask } => {
                     self.set_field(*field, *value, *mask);
                 }
+                OfAction::Move {
+                    src,
+                    src_ofs,
+                    dst,
+                    dst_ofs,
+                    n_bits,
+                } => self.move_bits(*src, *src_ofs, *dst, *dst_ofs, *n_bits),
                 OfAction::PushVlan { tpid } => self.push_vlan(*tpid),
                 OfAction::PopVlan => self.pop_vlan(),
                 OfAction::DecTtl => {
@@ -360,6 +367,24 @@ impl Ctx<'_> {
         self.mask_l3_prereqs(field);
         field.set_masked(&mut self.wc, mask, mask);
         field.set_masked(&mut self.flow, value, mask);
+    }
+
+    /// OVS's `mf_subfield_copy`: both fields must exist in the packet; the
+    /// bits read and the bits written both become exact.
+    fn move_bits(&mut self, src: Field, src_ofs: u8, dst: Field, dst_ofs: u8, n_bits: u8) {
+        if !(self.prereqs_ok(dst.prereq()) && self.prereqs_ok(src.prereq())) {
+            return;
+        }
+        let ones = if n_bits >= 128 {
+            u128::MAX
+        } else {
+            (1u128 << n_bits) - 1
+        };
+        let (src_bits, dst_bits) = (ones << src_ofs, ones << dst_ofs);
+        src.set_masked(&mut self.wc, src_bits, src_bits);
+        dst.set_masked(&mut self.wc, dst_bits, dst_bits);
+        let value = (src.get(&self.flow) >> src_ofs) & ones;
+        dst.set_masked(&mut self.flow, value << dst_ofs, dst_bits);
     }
 
     /// OVS's `mf_set_mask_l3_prereqs`: rewriting these L3 fields makes the

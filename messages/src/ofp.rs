@@ -82,6 +82,15 @@ pub enum OfAction {
         value: u128,
         mask: u128,
     },
+    /// `move:SRC[a..b]->DST[c..d]` (Nicira's REG_MOVE): copy `n_bits` bits
+    /// of `src` starting at bit `src_ofs` into `dst` at bit `dst_ofs`.
+    Move {
+        src: Field,
+        src_ofs: u8,
+        dst: Field,
+        dst_ofs: u8,
+        n_bits: u8,
+    },
     PushVlan {
         tpid: u16,
     },

@@ -310,6 +310,17 @@ pub fn format_action(a: &OfAction) -> String {
             s
         }
         OfAction::Load { field, value, mask } => format_load(*field, *value, *mask),
+        OfAction::Move {
+            src,
+            src_ofs,
+            dst,
+            dst_ofs,
+            n_bits,
+        } => format!(
+            "move:{}->{}",
+            subfield(*src, *src_ofs, *n_bits),
+            subfield(*dst, *dst_ofs, *n_bits)
+        ),
         OfAction::PushVlan { tpid } => format!("push_vlan:{}", c_hex((*tpid).into())),
         OfAction::PopVlan => "pop_vlan".into(),
         OfAction::DecTtl => "dec_ttl".into(),
@@ -322,6 +333,20 @@ pub fn format_action(a: &OfAction) -> String {
             ),
         },
     }
+}
+
+/// `NAME[]` for a whole field, `NAME[a..b]` or `NAME[a]` for some of it.
+fn subfield(field: Field, ofs: u8, n_bits: u8) -> String {
+    let info = fields::by_field(field);
+    let (ofs, n) = (u32::from(ofs), u32::from(n_bits));
+    let range = if ofs == 0 && n == u32::from(info.n_bits) {
+        "[]".to_string()
+    } else if n == 1 {
+        format!("[{ofs}]")
+    } else {
+        format!("[{}..{}]", ofs, ofs + n - 1)
+    };
+    format!("{}{range}", info.subfield_name())
 }
 
 /// `load:VALUE->NAME[a..b]`, one per contiguous run of mask bits, as OVS

@@ -632,6 +632,7 @@ fn of13_vlan_round_trip(m: &mut Match) {
 }
 
 /// A field, or the bits `ofs..ofs+n_bits` of it (`NXM_NX_REG0[0..7]`).
+#[derive(Clone, Copy, Debug)]
 struct Subfield {
     info: &'static FieldInfo,
     ofs: u32,
@@ -696,6 +697,10 @@ enum Act {
         info: &'static FieldInfo,
         value: u128,
         mask: u128,
+    },
+    Move {
+        src: Subfield,
+        dst: Subfield,
     },
     SetEth(Field, [u8; 6]),
     SetIpv4(Field, u32),
@@ -932,6 +937,7 @@ fn parse_action(name: &str, kv: &KeyValue<'_>, src: &str) -> Res<Act> {
         "controller" => parse_controller(arg, at)?,
         "set_field" => parse_set_field(arg, at)?,
         "load" => parse_load(arg, at)?,
+        "move" => parse_move(arg, at)?,
         "mod_dl_src" | "mod_dl_dst" => {
             let mac = parse_mac(arg).ok_or_else(|| invalid("mac address", "a MAC address"))?;
             Act::SetEth(
@@ -1195,6 +1201,33 @@ fn parse_set_field(arg: &str, at: usize) -> Res<Act> {
     }
 }
 
+/// `move:SRC->DST`: both subfields, of the same width, DST writable.
+fn parse_move(arg: &str, at: usize) -> Res<Act> {
+    let (src_s, dst, dst_at) = split_arrow(arg, at)?;
+    let src = parse_subfield(src_s).map_err(|e| err(at, "bad move source", src_s, e))?;
+    let dst_sf = parse_subfield(dst).map_err(|e| err(dst_at, "bad move destination", dst, e))?;
+    if !dst_sf.info.writable {
+        return Err(err(
+            dst_at,
+            format!("destination field {} is not writable", dst_sf.info.name),
+            dst,
+            "a writable field",
+        ));
+    }
+    if src.n_bits != dst_sf.n_bits {
+        return Err(err(
+            at,
+            format!(
+                "source field is {} bits wide but destination is {} bits wide",
+                src.n_bits, dst_sf.n_bits
+            ),
+            arg,
+            "subfields of the same width",
+        ));
+    }
+    Ok(Act::Move { src, dst: dst_sf })
+}
+
 fn parse_load(arg: &str, at: usize) -> Res<Act> {
     let (value_s, dst, dst_at) = split_arrow(arg, at)?;
     let sf = parse_subfield(dst).map_err(|e| err(dst_at, "bad load destination", dst, e))?;
@@ -1436,6 +1469,20 @@ fn encode_action(a: &Located, st: &mut CheckState, out: &mut Vec<OfAction>) -> R
                 OfAction::SetField { field, value, mask }
             });
         }
+        Act::Move { src, dst } => {
+            for sf in [src, dst] {
+                if !prereqs_hold(sf.info.prereq, f) {
+                    return Err(inconsistent(a, prereq_needs(sf.info.prereq, sf.info.field)));
+                }
+            }
+            out.push(OfAction::Move {
+                src: src.info.field,
+                src_ofs: src.ofs as u8,
+                dst: dst.info.field,
+                dst_ofs: dst.ofs as u8,
+                n_bits: src.n_bits as u8,
+            });
+        }
         Act::SetEth(field, mac) => out.push(set(*field, super::syntax::mac_u128(*mac))),
         Act::SetIpv4(field, ip) => out.push(set(*field, u128::from(*ip))),
         Act::SetNwTos(tos) => out.push(set(Field::IpDscp, u128::from(tos >> 2))),
@@ -1622,6 +1669,31 @@ mod tests {
         // A later shorthand's EtherType wins; icmp6's protocol is dropped.
         let m = rule("icmp6,mplsm,actions=drop").matches;
         assert_eq!((m.flow.dl_type, m.mask.nw_proto), (0x8848, 0));
+    }
+
+    #[test]
+    fn move_copies_subfields_and_prints_back() {
+        let r = rule("tcp,actions=move:NXM_NX_REG0[0..7]->NXM_NX_REG1[8..15],move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[]");
+        assert_eq!(
+            r.instructions.apply[0],
+            OfAction::Move {
+                src: Field::Reg(0),
+                src_ofs: 0,
+                dst: Field::Reg(1),
+                dst_ofs: 8,
+                n_bits: 8
+            }
+        );
+        assert_eq!(
+            crate::format::ofp_rule::format_instructions(&r.instructions),
+            "move:NXM_NX_REG0[0..7]->NXM_NX_REG1[8..15],move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[]"
+        );
+        assert!(error("actions=move:NXM_NX_REG0[0..7]->NXM_NX_REG1[0..3]")
+            .what
+            .contains("bits wide"));
+        assert!(error("arp,actions=move:NXM_OF_IP_SRC[]->NXM_NX_REG0[]")
+            .what
+            .contains("prerequisites"));
     }
 
     #[test]
