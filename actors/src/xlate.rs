@@ -228,7 +228,7 @@ impl Ctx<'_> {
             OfAction::DecTtl => 2,
             OfAction::SetField { .. } | OfAction::Load { .. } | OfAction::Move { .. } => 3,
             OfAction::Resubmit { .. } => 4,
-            OfAction::Output { .. } | OfAction::Controller { .. } => 5,
+            OfAction::Output { .. } | OfAction::OutputReg { .. } | OfAction::Controller { .. } => 5,
         });
     }
 
@@ -241,6 +241,9 @@ impl Ctx<'_> {
             }
             match a {
                 OfAction::Output { port, .. } => self.output(*port),
+                OfAction::OutputReg { field, ofs, n_bits } => {
+                    self.output_reg(*field, *ofs, *n_bits)
+                }
                 OfAction::Controller { max_len } => self.controller(*max_len),
                 OfAction::SetField { field, value, mask }
                 | OfAction::Load { field, value, mask } => {
@@ -288,6 +291,17 @@ impl Ctx<'_> {
             p if p < port::MAX => self.compose_output(p),
             _ => {}
         }
+    }
+
+    /// OVS's `xlate_output_reg_action`: the port is an OpenFlow 1.0
+    /// number read from the subfield, which becomes exact.
+    fn output_reg(&mut self, field: Field, ofs: u8, n_bits: u8) {
+        let bits = ((1u128 << n_bits) - 1) << ofs;
+        field.set_masked(&mut self.wc, bits, bits);
+        let p = ((field.get(&self.flow) & bits) >> ofs) as u32;
+        // OpenFlow 1.0's reserved ports sit at 0xff00 and above.
+        let p = if p >= 0xff00 { p | 0xffff_0000 } else { p };
+        self.output(p);
     }
 
     fn compose_output(&mut self, p: u32) {

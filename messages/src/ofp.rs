@@ -62,6 +62,13 @@ pub enum OfAction {
         port: u32,
         max_len: u16,
     },
+    /// `output:NXM_NX_REG0[0..15]` (Nicira's OUTPUT_REG): output to the
+    /// OpenFlow 1.0 port number held in bits `ofs..ofs+n_bits` of `field`.
+    OutputReg {
+        field: Field,
+        ofs: u8,
+        n_bits: u8,
+    },
     /// Send to the controller: becomes a datapath `userspace` action.
     Controller {
         max_len: u16,

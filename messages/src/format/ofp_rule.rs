@@ -310,6 +310,9 @@ pub fn format_action(a: &OfAction) -> String {
             s
         }
         OfAction::Load { field, value, mask } => format_load(*field, *value, *mask),
+        OfAction::OutputReg { field, ofs, n_bits } => {
+            format!("output:{}", subfield(*field, *ofs, *n_bits))
+        }
         OfAction::Move {
             src,
             src_ofs,

@@ -702,6 +702,7 @@ enum Act {
         src: Subfield,
         dst: Subfield,
     },
+    OutputReg(Subfield),
     SetEth(Field, [u8; 6]),
     SetIpv4(Field, u32),
     SetNwTos(u8),
@@ -925,14 +926,31 @@ fn parse_action(name: &str, kv: &KeyValue<'_>, src: &str) -> Res<Act> {
                     SUPPORTED,
                 ));
             }
-            output_to(parse_port(arg).ok_or_else(|| {
-                err(
-                    at,
-                    "output to unknown port",
-                    arg,
-                    "a port number or name (LOCAL, IN_PORT, ...)",
-                )
-            })?)
+            match parse_port(arg) {
+                Some(p) => output_to(p),
+                // A subfield holding the port: output:NXM_NX_REG0[0..15].
+                None if arg.contains('[') => {
+                    let src =
+                        parse_subfield(arg).map_err(|e| err(at, "bad output source", arg, e))?;
+                    if src.n_bits > 16 {
+                        return Err(err(
+                            at,
+                            "output source wider than a port",
+                            arg,
+                            "a subfield of at most 16 bits",
+                        ));
+                    }
+                    Act::OutputReg(src)
+                }
+                None => {
+                    return Err(err(
+                        at,
+                        "output to unknown port",
+                        arg,
+                        "a port number or name (LOCAL, IN_PORT, ...), or a subfield",
+                    ))
+                }
+            }
         }
         "controller" => parse_controller(arg, at)?,
         "set_field" => parse_set_field(arg, at)?,
@@ -1025,13 +1043,17 @@ fn parse_action(name: &str, kv: &KeyValue<'_>, src: &str) -> Res<Act> {
             }
             Act::PushVlan(tpid)
         }
+        // The controller ids only say whom to tell when the TTL expires;
+        // upcalld has no controller connection, so they change nothing.
         "dec_ttl" => {
-            if !arg.is_empty() {
+            let ids_ok =
+                arg.is_empty() || arg.split(',').all(|id| id.trim().parse::<u16>().is_ok());
+            if !ids_ok {
                 return Err(err(
-                    kv.key_at,
-                    "unsupported action dec_ttl with controller ids",
-                    src,
-                    "dec_ttl",
+                    at,
+                    "bad dec_ttl controller ids",
+                    arg,
+                    "dec_ttl(ID,ID,...)",
                 ));
             }
             Act::DecTtl
@@ -1469,6 +1491,19 @@ fn encode_action(a: &Located, st: &mut CheckState, out: &mut Vec<OfAction>) -> R
                 OfAction::SetField { field, value, mask }
             });
         }
+        Act::OutputReg(src) => {
+            if !prereqs_hold(src.info.prereq, f) {
+                return Err(inconsistent(
+                    a,
+                    prereq_needs(src.info.prereq, src.info.field),
+                ));
+            }
+            out.push(OfAction::OutputReg {
+                field: src.info.field,
+                ofs: src.ofs as u8,
+                n_bits: src.n_bits as u8,
+            });
+        }
         Act::Move { src, dst } => {
             for sf in [src, dst] {
                 if !prereqs_hold(sf.info.prereq, f) {
@@ -1694,6 +1729,28 @@ mod tests {
         assert!(error("arp,actions=move:NXM_OF_IP_SRC[]->NXM_NX_REG0[]")
             .what
             .contains("prerequisites"));
+    }
+
+    #[test]
+    fn output_to_a_register_and_dec_ttl_with_ids() {
+        let r = rule("actions=output:NXM_NX_REG1[0..3],dec_ttl(1,2)");
+        assert_eq!(
+            r.instructions.apply,
+            vec![
+                OfAction::OutputReg {
+                    field: Field::Reg(1),
+                    ofs: 0,
+                    n_bits: 4
+                },
+                OfAction::DecTtl
+            ]
+        );
+        assert_eq!(
+            crate::format::ofp_rule::format_action(&r.instructions.apply[0]),
+            "output:NXM_NX_REG1[0..3]"
+        );
+        assert!(error("actions=output:NXM_NX_REG1[]").what.contains("wider"));
+        assert!(error("actions=dec_ttl(x)").what.contains("controller ids"));
     }
 
     #[test]
