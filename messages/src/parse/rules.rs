@@ -1733,7 +1733,7 @@ mod tests {
 
     #[test]
     fn output_to_a_register_and_dec_ttl_with_ids() {
-        let r = rule("actions=output:NXM_NX_REG1[0..3],dec_ttl(1,2)");
+        let r = rule("ip,actions=output:NXM_NX_REG1[0..3],dec_ttl(1,2)");
         assert_eq!(
             r.instructions.apply,
             vec![
@@ -1750,7 +1750,9 @@ mod tests {
             "output:NXM_NX_REG1[0..3]"
         );
         assert!(error("actions=output:NXM_NX_REG1[]").what.contains("wider"));
-        assert!(error("actions=dec_ttl(x)").what.contains("controller ids"));
+        assert!(error("ip,actions=dec_ttl(x)")
+            .what
+            .contains("controller ids"));
     }
 
     #[test]
