@@ -288,7 +288,8 @@ impl Ctx<'_> {
             // `in_port`; flooding and NORMAL are not part of upcalld.
             p if p == self.flow.in_port => {}
             port::LOCAL => self.compose_output(self.cfg.local_port),
-            p if p < port::MAX => self.compose_output(p),
+            // OpenFlow port 0 never exists.
+            p if p != 0 && p < port::MAX => self.compose_output(p),
             _ => {}
         }
     }
