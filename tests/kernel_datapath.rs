@@ -540,3 +540,58 @@ fn per_vport_dispatch_also_delivers_upcalls() {
     assert_eq!(up.key.in_port, pa);
     dpif.destroy().expect("destroy");
 }
+
+#[test]
+fn every_upcall_is_received_or_counted_as_lost() {
+    if !ovs_present() {
+        return;
+    }
+    let a = Veth::new("kde");
+    let dpif = KernelDpif::open(&KernelDpifConfig {
+        name: "kdt4".into(),
+        n_handlers: 1,
+        per_cpu_dispatch: true,
+    })
+    .expect("open");
+    dpif.port_add(&PortSpec {
+        name: a.name.clone(),
+        kind: PortKind::System,
+        number: None,
+    })
+    .expect("add port");
+    // More misses than the handler's queue and its socket hold together,
+    // sent while nobody reads.
+    let tx = PacketSocket::bind(&a.peer());
+    let sent = 3 * upcalld::dpif_kernel::upcall::UPCALL_QUEUE_LEN as u16;
+    for sport in 0..sent {
+        tx.send(&udp_frame(MAC_A, MAC_B, 0x0a00_0005, 0x0a00_0006, sport, 9));
+    }
+    let mut received = Vec::new();
+    let mut idle_since = Instant::now();
+    while idle_since.elapsed() < Duration::from_secs(1) {
+        let before = received.len();
+        dpif.recv_upcalls(0, 64, Duration::from_millis(100), &mut received)
+            .expect("recv_upcalls");
+        if received.len() > before {
+            idle_since = Instant::now();
+        }
+    }
+    let stats = dpif.stats();
+    let counters = dpif.counters();
+    eprintln!(
+        "sent {sent}, {stats:?}, {counters:?}, received {}",
+        received.len()
+    );
+    assert!(stats.n_missed >= sent as u64, "{stats:?}");
+    let kernel_lost = stats.n_lost - counters.upcall_queue_drops;
+    assert_eq!(
+        received.len() as u64 + counters.upcall_queue_drops + counters.bad_upcalls + kernel_lost,
+        stats.n_missed,
+        "every miss is received, dropped from a full queue, undecodable, or lost by the kernel"
+    );
+    assert!(
+        stats.n_lost > 0,
+        "a flood beyond every buffer loses upcalls"
+    );
+    dpif.destroy().expect("destroy");
+}
