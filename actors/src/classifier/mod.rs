@@ -518,11 +518,12 @@ impl Classifier {
                 self.subtables.len() - 1
             }
         };
-        let mut st = self.subtables[i].clone();
+        // In place: persistent nodes that no snapshot shares are mutated
+        // without copying.
+        let st = &mut self.subtables[i];
         let old_max = (st.n_rules > 0).then_some(st.max_priority);
         st.insert(entry);
         let moved = old_max != Some(st.max_priority);
-        self.subtables.set(i, st);
         if moved {
             self.resort(i);
         }
@@ -535,24 +536,21 @@ impl Classifier {
         let Some(i) = self.subtable_index(&m.mask) else {
             return false;
         };
-        let mut st = self.subtables[i].clone();
+        let st = &mut self.subtables[i];
         let old_max = st.max_priority;
         if !st.remove(entry) {
             return false;
         }
+        let (now_empty, now_max) = (st.n_rules == 0, st.max_priority);
         for (j, field) in TRIE_FIELDS.iter().enumerate() {
             if let Some(plen) = prefix_len32(field.get(&m.mask)).filter(|p| *p > 0) {
                 self.tries[j].remove(field.get(&m.flow), plen);
             }
         }
-        if st.n_rules == 0 {
+        if now_empty {
             self.subtables.remove(i);
-        } else {
-            let moved = st.max_priority != old_max;
-            self.subtables.set(i, st);
-            if moved {
-                self.resort(i);
-            }
+        } else if now_max != old_max {
+            self.resort(i);
         }
         self.n_rules -= 1;
         true

@@ -232,6 +232,12 @@ fn parse_match_item<'a>(
         rule.matches.set_field(Field::EthType, u128::from(dl_type));
         if nw_proto != 0 {
             rule.matches.set_field(Field::IpProto, u128::from(nw_proto));
+            // A later dl_type may take this protocol's prerequisites away.
+            written.push(Written {
+                info: fields::by_field(Field::IpProto),
+                at: kv.key_at,
+                text: key,
+            });
         }
         return Ok(());
     }
@@ -1571,6 +1577,10 @@ mod tests {
         error("icmp6,icmp_type=136,nd_sll=00:00:00:00:00:01,actions=drop");
         error("udp,tcp_flags=+syn,actions=drop");
         error("nw_frag=first,actions=drop");
+        assert_eq!(
+            error("icmp6,mplsm,actions=drop").what,
+            "icmp6: prerequisites not met"
+        );
     }
 
     #[test]
