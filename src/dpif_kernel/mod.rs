@@ -19,7 +19,7 @@ pub mod socket;
 pub mod upcall;
 
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -102,6 +102,7 @@ pub struct KernelDpif {
     handler_pids: Vec<u32>,
     upcall_counters: Arc<UpcallCounters>,
     bad_upcalls: AtomicU64,
+    closed: AtomicBool,
     // Last: dropping it stops the connections above.
     _netlink: NetlinkThread,
 }
@@ -192,6 +193,7 @@ impl KernelDpif {
             handler_pids,
             upcall_counters,
             bad_upcalls: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
             _netlink: netlink,
         };
         dpif.dp_ifindex = dpif.create_or_attach()?;
@@ -372,6 +374,12 @@ impl KernelDpif {
         .map_err(|e| refused("OVS_VPORT_CMD_SET", e))
     }
 
+    /// Stops upcall reception: from now on `recv_upcalls` answers
+    /// `Closed`, so the receivers stop. Flows, ports and the datapath stay.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+    }
+
     /// Deletes the datapath and with it its ports and flows.
     pub fn destroy(self) -> Result<(), DpifError> {
         self.dp_control(CMD_DEL, vec![DpAttr::Name(self.name.clone())], 0)?
@@ -520,6 +528,9 @@ impl Dpif for KernelDpif {
         timeout: Duration,
         out: &mut Vec<Upcall>,
     ) -> Result<(), DpifError> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(DpifError::Closed);
+        }
         let socket = self
             .handlers
             .get(handler)
@@ -634,8 +645,26 @@ impl Dpif for KernelDpif {
         if let Some(n) = spec.number {
             attrs.push(VportAttr::PortNo(n));
         }
-        self.vport_control(CMD_NEW, attrs, NLM_F_ECHO)?
-            .map_err(|e| refused(&format!("adding port {}", spec.name), e))?
+        let replies = match self.vport_control(CMD_NEW, attrs, NLM_F_ECHO)? {
+            Ok(replies) => replies,
+            // Attaching to a datapath that already has this port (a
+            // restart): keep it, with its number and its flows.
+            Err(libc::EEXIST) => {
+                return match self.ports().into_iter().find(|p| p.name == spec.name) {
+                    Some(p) if spec.number.is_none_or(|n| n == p.number) => Ok(p.number),
+                    Some(p) => Err(DpifError::Refused(format!(
+                        "port {} exists as number {}, not {:?}",
+                        spec.name, p.number, spec.number
+                    ))),
+                    None => Err(DpifError::Refused(format!(
+                        "port {} belongs to another datapath",
+                        spec.name
+                    ))),
+                }
+            }
+            Err(e) => return Err(refused(&format!("adding port {}", spec.name), e)),
+        };
+        replies
             .into_iter()
             .flat_map(|reply| reply.attrs)
             .find_map(|a| match a {
