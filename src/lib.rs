@@ -1,6 +1,15 @@
-//! The `upcalld` daemon and tools: the datapath backends, configuration,
-//! control socket, metrics and the supervision tree, over the
-//! [`messages`] vocabulary and the [`actors`].
+//! The `upcalld` daemon and tools as a library: the datapath backends
+//! (the embedded userspace datapath, the kernel's), configuration, control
+//! socket, metrics, the daemon and its supervision tree, tracing and the
+//! benchmark, over the [`messages`] vocabulary and the [`actors`].
 
+pub mod bench;
+pub mod config;
+pub mod control;
+pub mod daemon;
 pub mod dpif_kernel;
+pub mod dpif_netdev;
+pub mod metrics;
+pub mod netns;
+pub mod show;
 pub mod trace;

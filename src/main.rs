@@ -1,21 +1,43 @@
+//! The `upcalld` command: run the daemon, control it, benchmark it.
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use upcalld::config::{Config, DEFAULT_SOCKET};
+use upcalld::control::{self, Command};
 
-use actors::tables::Tables;
-use messages::parse::rules::parse_rules;
-
-/// upcalld: the userspace slow path of an Open vSwitch-style switch.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(
+    name = "upcalld",
+    version,
+    about = "The userspace slow path of an Open vSwitch-style switch"
+)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Cmd,
 }
 
 #[derive(Subcommand)]
-enum Command {
+enum Cmd {
+    /// Run the daemon (without --config: a demo of two namespaces joined through it).
+    Run {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Talk to a running daemon.
+    Ctl {
+        /// The daemon's control socket.
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+        #[command(subcommand)]
+        command: CtlCmd,
+    },
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        bench: BenchCmd,
+    },
     /// Print the megaflow and datapath actions Open vSwitch's
     /// `ofproto/trace` would print for a flow.
     Trace {
@@ -31,34 +53,150 @@ enum Command {
     },
 }
 
-fn read(path: &PathBuf) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+#[derive(Subcommand)]
+enum CtlCmd {
+    /// Add one rule.
+    AddFlow { rule: String },
+    /// Add the rules of a file ("-" for standard input).
+    AddFlows { file: PathBuf },
+    /// Delete the rules a match selects (every rule without one).
+    DelFlows { r#match: Option<String> },
+    /// Replace every rule with those of a file, atomically.
+    ReplaceFlows { file: PathBuf },
+    /// Rules with their packet and byte counters.
+    DumpFlows,
+    /// Megaflows installed in the datapath.
+    DumpDpFlows,
+    /// Upcall handling summary.
+    UpcallShow,
+    /// Trace a flow through the daemon's current rules.
+    Trace { flow: String },
+    /// Run a revalidation round now and wait for it.
+    Revalidate,
 }
 
-fn run_trace(rules: &PathBuf, flows: Option<&PathBuf>, flow: Option<&str>) -> Result<(), String> {
-    let text = read(rules)?;
-    let rules = parse_rules(&text).map_err(|e| format!("{}:{e}", rules.display()))?;
-    let tables = Tables::from_rules(rules);
-    if let Some(path) = flows {
-        print!("{}", upcalld::trace::trace_lines(&tables, &read(path)?));
-        return Ok(());
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Flow setup rate: a miss pass then a hit pass of a packet file.
+    SetupRate {
+        #[arg(long)]
+        rules: PathBuf,
+        #[arg(long)]
+        packets: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        handlers: usize,
+        #[arg(long, default_value_t = 50)]
+        batch_size: usize,
+    },
+}
+
+fn read_file_arg(path: &PathBuf) -> anyhow::Result<String> {
+    if path.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
+        return Ok(s);
     }
-    let r = upcalld::trace::trace(&tables, flow.unwrap_or_default())?;
+    std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+fn run_trace(
+    rules: &PathBuf,
+    flows: Option<&PathBuf>,
+    flow: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let text = read_file_arg(rules)?;
+    let rules = upcalld::daemon::parse_rules(&text, &rules.display().to_string())?;
+    let tables = actors::tables::Tables::from_rules(rules);
+    if let Some(path) = flows {
+        print!(
+            "{}",
+            upcalld::trace::trace_lines(&tables, &read_file_arg(path)?)
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let r =
+        upcalld::trace::trace(&tables, flow.unwrap_or_default()).map_err(|e| anyhow::anyhow!(e))?;
     println!("Megaflow: {}", r.megaflow);
     println!("Datapath actions: {}", r.actions);
-    Ok(())
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ctl(socket: &std::path::Path, cmd: CtlCmd) -> anyhow::Result<ExitCode> {
+    let (command, body) = match cmd {
+        CtlCmd::AddFlow { rule } => (Command::AddFlow, rule),
+        CtlCmd::AddFlows { file } => (Command::AddFlows, read_file_arg(&file)?),
+        CtlCmd::DelFlows { r#match } => (Command::DelFlows, r#match.unwrap_or_default()),
+        CtlCmd::ReplaceFlows { file } => (Command::ReplaceFlows, read_file_arg(&file)?),
+        CtlCmd::DumpFlows => (Command::DumpFlows, String::new()),
+        CtlCmd::DumpDpFlows => (Command::DumpDpFlows, String::new()),
+        CtlCmd::UpcallShow => (Command::UpcallShow, String::new()),
+        CtlCmd::Trace { flow } => (Command::Trace, flow),
+        CtlCmd::Revalidate => (Command::Revalidate, String::new()),
+    };
+    match control::call(socket, command, &body)? {
+        Ok(out) => {
+            print!("{out}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("upcalld: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let cli = Cli::parse();
-    let result = match &cli.command {
-        Command::Trace { rules, flows, flow } => run_trace(rules, flows.as_ref(), flow.as_deref()),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("upcalld: {e}");
-            ExitCode::FAILURE
+    let result = match cli.command {
+        Cmd::Run { config } => {
+            let loaded = match &config {
+                Some(path) => Config::load(path).map_err(anyhow::Error::from),
+                None => Ok(Config::default()),
+            };
+            loaded
+                .and_then(|c| upcalld::daemon::run(c, config))
+                .map(|()| ExitCode::SUCCESS)
         }
-    }
+        Cmd::Ctl { socket, command } => ctl(&socket, command),
+        Cmd::Bench {
+            bench:
+                BenchCmd::SetupRate {
+                    rules,
+                    packets,
+                    handlers,
+                    batch_size,
+                },
+        } => {
+            let opts = upcalld::bench::SetupRateOptions {
+                handlers,
+                batch_size,
+            };
+            upcalld::bench::setup_rate(&rules, &packets, &opts).map(|r| {
+                println!(
+                    "packets {}  upcalls {}  megaflows {}",
+                    r.packets, r.upcalls, r.megaflows
+                );
+                println!(
+                    "miss pass {:.3} s  hit pass {:.3} s  {:.3} us/upcall  {:.0} upcalls/s",
+                    r.miss_pass_s,
+                    r.hit_pass_s,
+                    r.us_per_upcall(),
+                    r.upcalls_per_s()
+                );
+                println!("{}", r.json());
+                ExitCode::SUCCESS
+            })
+        }
+        Cmd::Trace { rules, flows, flow } => run_trace(&rules, flows.as_ref(), flow.as_deref()),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("upcalld: {e:#}");
+        ExitCode::FAILURE
+    })
 }

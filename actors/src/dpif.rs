@@ -7,7 +7,8 @@
 
 use std::time::Duration;
 
-use messages::dpif::{DpFlow, DpifOp, Upcall};
+use messages::dpif::{DpFlow, DpifOp, Ufid, Upcall};
+use messages::Flow;
 
 /// Why a datapath call failed.
 #[derive(Debug, thiserror::Error)]
@@ -90,4 +91,52 @@ pub trait Dpif: Send + Sync + 'static {
     fn port_add(&self, spec: &PortSpec) -> Result<u32, DpifError>;
     fn port_del(&self, number: u32) -> Result<(), DpifError>;
     fn ports(&self) -> Vec<PortInfo>;
+}
+
+/// Milliseconds of `CLOCK_MONOTONIC`: the clock of `FlowStats::used_ms` for
+/// every backend, so that revalidators can age flows from any datapath.
+pub fn monotonic_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}
+
+/// A fast 64-bit hash of a flow's words (not cryptographic). `seed` picks
+/// one of a family of hashes.
+#[inline]
+pub fn flow_hash(flow: &Flow, seed: u64) -> u64 {
+    let mut h = seed ^ 0x9e37_79b9_7f4a_7c15;
+    for w in flow.words() {
+        h = (h.rotate_left(5) ^ w).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    fmix64(h)
+}
+
+/// MurmurHash3's finalizer: spreads every input bit over the output.
+#[inline]
+fn fmix64(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+/// The ufid of a packet's flow key, as a datapath reports it in upcalls.
+pub fn key_ufid(key: &Flow) -> Ufid {
+    ((flow_hash(key, 1) as u128) << 64) | flow_hash(key, 2) as u128
+}
+
+/// The ufid upcalld gives a megaflow: a function of its masked key and its
+/// mask, so that two upcalls that translate to the same megaflow yield the
+/// same ufid and the second put can be recognized as a duplicate.
+pub fn megaflow_ufid(key: &Flow, mask: &Flow) -> Ufid {
+    let k = key.masked(mask);
+    let hi = flow_hash(&k, 3) ^ flow_hash(mask, 4).rotate_left(17);
+    let lo = flow_hash(&k, 5) ^ flow_hash(mask, 6).rotate_left(29);
+    ((hi as u128) << 64) | lo as u128
 }

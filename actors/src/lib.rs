@@ -3,10 +3,20 @@
 //! The upcall path, one step per module: `receiver` (read upcall batches)
 //! → `handler` (extract, look up, xlate) → `dpif_writer` (install);
 //! `revalidator` keeps installed flows right; `rule_table` owns the rules.
+//! [`pipeline`] wires them together (start reading there);
+//! [`supervisor`] is how they survive panics; [`stats`] what they count.
 //! The pure parts: [`classifier`] (lookup with wildcard tracking),
 //! [`tables`] (versioned snapshots of all OpenFlow tables) and [`xlate`].
 
 pub mod classifier;
 pub mod dpif;
+pub mod dpif_writer;
+pub mod handler;
+pub mod pipeline;
+pub mod receiver;
+pub mod revalidator;
+pub mod rule_table;
+pub mod stats;
+pub mod supervisor;
 pub mod tables;
 pub mod xlate;

@@ -1,0 +1,198 @@
+//! The handler actor: translates a batch of upcalls against its current
+//! rule snapshot and sends, for each, the megaflow to install (`FlowPut`)
+//! and the packet to run (`Execute`) to the dpif-writer.
+//!
+//! A handler runs on its own arbiter (translation is CPU-bound). A panic
+//! while handling a batch loses that batch only: the handler restarts, and
+//! the datapath upcalls those packets again since no megaflow was put.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use messages::dpif::{DpifOp, PutMode, Upcall, UpcallKind};
+
+use crate::dpif::megaflow_ufid;
+use crate::dpif_writer::{DpifWriter, FlowOps};
+use crate::rule_table::{PushStats, RuleStats, RuleTable, Snapshot};
+use crate::stats::{DropReason, PipelineStats};
+use crate::supervisor::guarded;
+use crate::tables::Tables;
+use crate::xlate::{xlate, XlateConfig};
+
+/// Upcalls to translate, with the time the receiver read them.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UpcallBatch {
+    pub upcalls: Vec<Upcall>,
+    pub received: Instant,
+}
+
+/// The dynamic flow limit and the flow count, from the lead revalidator.
+#[derive(Clone, Copy, Debug, Message)]
+#[rtype(result = "()")]
+pub struct FlowLimit {
+    pub limit: u64,
+    pub n_flows: u64,
+}
+
+/// Fault injection for tests: panic while handling the next `batches`
+/// upcall batches.
+#[derive(Clone, Copy, Debug, Message)]
+#[rtype(result = "()")]
+pub struct InjectPanics {
+    pub batches: u32,
+}
+
+pub struct UpcallHandler {
+    pub id: usize,
+    tables: Arc<Tables>,
+    xlate_cfg: XlateConfig,
+    writer: Addr<DpifWriter>,
+    /// Credited with the packets the handler executes.
+    rule_table: Addr<RuleTable>,
+    flow_limit: u64,
+    /// Flows in the datapath as last reported, plus those put since.
+    n_flows_estimate: u64,
+    panics_to_inject: u32,
+    stats: Arc<PipelineStats>,
+}
+
+impl UpcallHandler {
+    pub fn new(
+        id: usize,
+        tables: Arc<Tables>,
+        xlate_cfg: XlateConfig,
+        writer: Addr<DpifWriter>,
+        rule_table: Addr<RuleTable>,
+        flow_limit: u64,
+        stats: Arc<PipelineStats>,
+    ) -> Self {
+        UpcallHandler {
+            id,
+            tables,
+            xlate_cfg,
+            writer,
+            rule_table,
+            flow_limit,
+            n_flows_estimate: 0,
+            panics_to_inject: 0,
+            stats,
+        }
+    }
+
+    /// Translates a batch: the ops to write, and the traffic to credit to
+    /// rules (the upcalled packets themselves, as OVS counts them).
+    fn handle_batch(&mut self, upcalls: Vec<Upcall>) -> (FlowOps, Vec<(u64, RuleStats)>) {
+        if self.panics_to_inject > 0 {
+            self.panics_to_inject -= 1;
+            panic!("injected fault in handler {}", self.id);
+        }
+        let mut ops = Vec::with_capacity(upcalls.len() * 2);
+        let mut credits: Vec<(u64, RuleStats)> = Vec::new();
+        let mut over_limit = 0;
+        let mut no_controller = 0;
+        for up in upcalls {
+            if let UpcallKind::Action { .. } = up.kind {
+                no_controller += 1;
+                continue;
+            }
+            let out = xlate(&self.tables, &up.key, &self.xlate_cfg);
+            for id in &out.rules {
+                credits.push((
+                    *id,
+                    RuleStats {
+                        n_packets: 1,
+                        n_bytes: up.packet.len() as u64,
+                    },
+                ));
+            }
+            if self.n_flows_estimate < self.flow_limit {
+                self.n_flows_estimate += 1;
+                ops.push(DpifOp::FlowPut {
+                    ufid: megaflow_ufid(&up.key, &out.wc),
+                    key: up.key.masked(&out.wc),
+                    mask: out.wc,
+                    actions: out.actions.clone(),
+                    mode: PutMode::Create,
+                    reset_stats: false,
+                });
+            } else {
+                over_limit += 1;
+            }
+            if !out.actions.is_empty() {
+                ops.push(DpifOp::Execute {
+                    packet: up.packet,
+                    key: up.key,
+                    actions: out.actions,
+                });
+            }
+        }
+        self.stats.count_drop(DropReason::FlowLimit, over_limit);
+        self.stats
+            .count_drop(DropReason::NoController, no_controller);
+        (FlowOps(ops), credits)
+    }
+}
+
+impl Actor for UpcallHandler {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Bounded, so that a busy handler pushes back on the receiver.
+        ctx.set_mailbox_capacity(4);
+    }
+}
+
+impl Supervised for UpcallHandler {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        tracing::info!(handler = self.id, "handler restarted");
+    }
+}
+
+impl Handler<UpcallBatch> for UpcallHandler {
+    type Result = ();
+
+    fn handle(&mut self, batch: UpcallBatch, ctx: &mut Context<Self>) {
+        let n = batch.upcalls.len() as u64;
+        let stats = self.stats.clone();
+        match guarded("handler", &stats, ctx, || self.handle_batch(batch.upcalls)) {
+            Some((ops, credits)) => {
+                self.writer.do_send(ops);
+                if !credits.is_empty() {
+                    self.rule_table.do_send(PushStats(credits));
+                }
+                stats.upcalls_handled.fetch_add(n, Ordering::Relaxed);
+                metrics::histogram!("upcalld_upcall_latency_seconds")
+                    .record(batch.received.elapsed().as_secs_f64());
+            }
+            None => stats.count_drop(DropReason::HandlerPanic, n),
+        }
+    }
+}
+
+impl Handler<Snapshot> for UpcallHandler {
+    type Result = ();
+
+    fn handle(&mut self, snapshot: Snapshot, _: &mut Context<Self>) {
+        self.tables = snapshot.0;
+    }
+}
+
+impl Handler<FlowLimit> for UpcallHandler {
+    type Result = ();
+
+    fn handle(&mut self, msg: FlowLimit, _: &mut Context<Self>) {
+        self.flow_limit = msg.limit;
+        self.n_flows_estimate = msg.n_flows;
+    }
+}
+
+impl Handler<InjectPanics> for UpcallHandler {
+    type Result = ();
+
+    fn handle(&mut self, msg: InjectPanics, _: &mut Context<Self>) {
+        self.panics_to_inject = msg.batches;
+    }
+}

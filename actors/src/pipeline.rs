@@ -1,0 +1,179 @@
+//! The actor graph, wired in one place. Read this first.
+//!
+//! ```text
+//!   datapath ──upcalls──► Receiver ──UpcallBatch (by flow hash)──► UpcallHandler × N
+//!                                                                     │ FlowOps (put + execute)
+//!                                                                     ▼
+//!   RuleTable ──Snapshot(v)──► handlers, revalidators            DpifWriter ──batches──► datapath
+//!       ▲  PushStats (by rule id)                                     ▲
+//!       └──────────────────────── Revalidator × M ──FlowOps (modify, delete)
+//!                                   │ FlowLimit ──► handlers
+//! ```
+//!
+//! Every actor runs under actix's `Supervisor`; the CPU-bound and blocking
+//! ones (receiver, each handler, each revalidator, the writer) get an arbiter
+//! (thread) of their own; the rule-table lives on the arbiter that starts
+//! the pipeline. Actors hold each other's addresses and nothing else: all
+//! they share is by message, plus the write-only [`PipelineStats`].
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use crate::dpif::Dpif;
+use crate::dpif_writer::{DpifWriter, Flush, WriterConfig};
+use crate::handler::{InjectPanics, UpcallHandler};
+use crate::receiver::Receiver;
+use crate::revalidator::{RevalidateNow, Revalidator, RevalidatorConfig};
+use crate::rule_table::{RuleTable, Subscribe};
+use crate::stats::PipelineStats;
+use crate::tables::Tables;
+use crate::xlate::XlateConfig;
+
+/// How many of each actor, and their settings.
+#[derive(Clone, Debug)]
+pub struct PipelineConfig {
+    pub n_handlers: usize,
+    pub n_revalidators: usize,
+    /// Which datapath upcall queue the receiver reads.
+    pub upcall_queue: usize,
+    pub writer: WriterConfig,
+    pub revalidator: RevalidatorConfig,
+    pub xlate: XlateConfig,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            n_handlers: 2,
+            n_revalidators: 1,
+            upcall_queue: 0,
+            writer: WriterConfig::default(),
+            revalidator: RevalidatorConfig::default(),
+            xlate: XlateConfig::default(),
+        }
+    }
+}
+
+/// The running actors.
+pub struct Pipeline {
+    pub rule_table: Addr<RuleTable>,
+    pub handlers: Vec<Addr<UpcallHandler>>,
+    pub writer: Addr<DpifWriter>,
+    pub revalidators: Vec<Addr<Revalidator>>,
+    pub receiver: Addr<Receiver>,
+    pub stats: Arc<PipelineStats>,
+    arbiters: Vec<Arbiter>,
+}
+
+impl Pipeline {
+    /// Starts every actor on `dpif` with `tables` as the first rules.
+    /// Must be called from within a running actix `System`.
+    pub fn start(dpif: Arc<dyn Dpif>, tables: Tables, config: PipelineConfig) -> Pipeline {
+        let stats = Arc::new(PipelineStats::default());
+        let mut arbiters = Vec::new();
+        let mut own_arbiter = || {
+            let a = Arbiter::new();
+            let h = a.handle();
+            arbiters.push(a);
+            h
+        };
+
+        let writer = {
+            let (dpif, stats, cfg) = (dpif.clone(), stats.clone(), config.writer);
+            Supervisor::start_in_arbiter(&own_arbiter(), move |_| DpifWriter::new(dpif, cfg, stats))
+        };
+
+        let rule_table = {
+            let (tables, stats) = (tables.clone(), stats.clone());
+            Supervisor::start(move |_| RuleTable::new(tables, stats))
+        };
+        let snapshot = Arc::new(tables);
+
+        let handlers: Vec<Addr<UpcallHandler>> = (0..config.n_handlers.max(1))
+            .map(|id| {
+                let (t, x, w, r, s) = (
+                    snapshot.clone(),
+                    config.xlate.clone(),
+                    writer.clone(),
+                    rule_table.clone(),
+                    stats.clone(),
+                );
+                let limit = config
+                    .revalidator
+                    .flow_limit_start
+                    .min(config.revalidator.flow_limit);
+                Supervisor::start_in_arbiter(&own_arbiter(), move |_| {
+                    UpcallHandler::new(id, t, x, w, r, limit, s)
+                })
+            })
+            .collect();
+
+        let n_revalidators = config.n_revalidators.max(1);
+        let revalidators: Vec<Addr<Revalidator>> = (0..n_revalidators)
+            .map(|id| {
+                let (d, t, x, w, r) = (
+                    dpif.clone(),
+                    snapshot.clone(),
+                    config.xlate.clone(),
+                    writer.clone(),
+                    rule_table.clone(),
+                );
+                let (h, c, s) = (handlers.clone(), config.revalidator, stats.clone());
+                Supervisor::start_in_arbiter(&own_arbiter(), move |_| {
+                    Revalidator::new(id, n_revalidators, d, t, x, w, r, h, c, s)
+                })
+            })
+            .collect();
+
+        for h in &handlers {
+            rule_table.do_send(Subscribe(h.clone().recipient()));
+        }
+        for r in &revalidators {
+            rule_table.do_send(Subscribe(r.clone().recipient()));
+        }
+
+        let receiver = {
+            let (d, h, s, q) = (dpif, handlers.clone(), stats.clone(), config.upcall_queue);
+            Supervisor::start_in_arbiter(&own_arbiter(), move |_| Receiver::new(q, d, h, s))
+        };
+
+        Pipeline {
+            rule_table,
+            handlers,
+            writer,
+            revalidators,
+            receiver,
+            stats,
+            arbiters,
+        }
+    }
+
+    /// Writes every datapath operation queued so far.
+    pub async fn flush(&self) -> Result<(), MailboxError> {
+        self.writer.send(Flush).await
+    }
+
+    /// Runs one revalidation round on every revalidator, then flushes the
+    /// operations it produced.
+    pub async fn revalidate_now(&self) -> Result<(), MailboxError> {
+        for r in &self.revalidators {
+            r.send(RevalidateNow).await?;
+        }
+        self.flush().await
+    }
+
+    /// Makes handler `handler` panic on its next `batches` upcall batches.
+    pub fn inject_handler_panics(&self, handler: usize, batches: u32) {
+        if let Some(h) = self.handlers.get(handler) {
+            h.do_send(InjectPanics { batches });
+        }
+    }
+
+    /// Stops every actor's arbiter (the rule-table stops with its system).
+    pub fn stop(self) {
+        for a in self.arbiters {
+            a.stop();
+        }
+    }
+}

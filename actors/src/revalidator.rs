@@ -1,0 +1,347 @@
+//! The revalidator actor: keeps the installed megaflows right, every
+//! `interval` (500 ms, as OVS):
+//!
+//! 1. dump the datapath and keep the flows of its shard (ufid mod M);
+//! 2. credit each flow's new packets and bytes to the rules it went
+//!    through (pushed to the rule-table by rule id);
+//! 3. delete flows idle longer than max-idle (100 ms when over the flow
+//!    limit; every flow when over twice the limit, as OVS);
+//! 4. when the rules' version changed since a flow was last translated,
+//!    translate its key again: if the new translation needs bits the
+//!    flow's mask lacks, delete it; if only the actions changed, modify it;
+//!    otherwise keep it;
+//! 5. revalidator 0 runs OVS's dynamic flow limit from the dump duration and
+//!    tells the handlers.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use messages::dpif::{DpFlow, DpifOp, PutMode, Ufid};
+use messages::Flow;
+
+use crate::dpif::{monotonic_ms, Dpif};
+use crate::dpif_writer::{DpifWriter, FlowOps};
+use crate::handler::{FlowLimit, UpcallHandler};
+use crate::rule_table::{PushStats, RuleStats, RuleTable, Snapshot};
+use crate::stats::PipelineStats;
+use crate::supervisor::guarded;
+use crate::tables::Tables;
+use crate::xlate::{xlate, XlateConfig};
+
+/// Revalidation settings.
+#[derive(Clone, Copy, Debug)]
+pub struct RevalidatorConfig {
+    pub interval: Duration,
+    pub max_idle: Duration,
+    /// The most flows the dynamic limit may allow (OVS's `flow-limit`).
+    pub flow_limit: u64,
+    /// Where the dynamic limit starts (OVS: 10000).
+    pub flow_limit_start: u64,
+}
+
+impl Default for RevalidatorConfig {
+    fn default() -> Self {
+        RevalidatorConfig {
+            interval: Duration::from_millis(500),
+            max_idle: Duration::from_millis(10_000),
+            flow_limit: 200_000,
+            flow_limit_start: 10_000,
+        }
+    }
+}
+
+/// OVS's dynamic flow limit: given the last dump's duration and the flow
+/// count, the next limit.
+pub fn next_flow_limit(limit: u64, duration_ms: u64, n_flows: u64, max: u64) -> u64 {
+    let duration_ms = duration_ms.max(1);
+    let next = if duration_ms > 2000 {
+        limit / (duration_ms / 1000)
+    } else if duration_ms > 1300 {
+        limit * 3 / 4
+    } else if duration_ms < 1000 && limit < n_flows * 1000 / duration_ms {
+        limit + 1000
+    } else {
+        limit
+    };
+    next.max(1000).min(max)
+}
+
+/// Run one revalidation round now; replies when it is done.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct RevalidateNow;
+
+/// The periodic tick.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Tick;
+
+/// What a revalidator remembers of one installed flow (OVS's ukey).
+struct Ukey {
+    /// When first seen (ms), to age flows that never matched a packet.
+    created_ms: u64,
+    /// Rules version of `rules`/`actions`; None until first translated.
+    version: Option<u64>,
+    rules: Vec<u64>,
+    packets: u64,
+    bytes: u64,
+}
+
+pub struct Revalidator {
+    pub id: usize,
+    n_revalidators: usize,
+    dpif: Arc<dyn Dpif>,
+    tables: Arc<Tables>,
+    xlate_cfg: XlateConfig,
+    writer: Addr<DpifWriter>,
+    rule_table: Addr<RuleTable>,
+    /// Told of flow limit changes (revalidator 0 only).
+    handlers: Vec<Addr<UpcallHandler>>,
+    config: RevalidatorConfig,
+    flow_limit: u64,
+    ukeys: HashMap<Ufid, Ukey>,
+    stats: Arc<PipelineStats>,
+}
+
+/// The operations and statistics one round produced.
+#[derive(Default)]
+struct RoundOutcome {
+    ops: Vec<DpifOp>,
+    rule_stats: HashMap<u64, RuleStats>,
+}
+
+impl Revalidator {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: usize,
+        n_revalidators: usize,
+        dpif: Arc<dyn Dpif>,
+        tables: Arc<Tables>,
+        xlate_cfg: XlateConfig,
+        writer: Addr<DpifWriter>,
+        rule_table: Addr<RuleTable>,
+        handlers: Vec<Addr<UpcallHandler>>,
+        config: RevalidatorConfig,
+        stats: Arc<PipelineStats>,
+    ) -> Self {
+        let flow_limit = config.flow_limit_start.min(config.flow_limit);
+        stats.flow_limit.store(flow_limit, Ordering::Relaxed);
+        Revalidator {
+            id,
+            n_revalidators: n_revalidators.max(1),
+            dpif,
+            tables,
+            xlate_cfg,
+            writer,
+            rule_table,
+            handlers,
+            config,
+            flow_limit,
+            ukeys: HashMap::new(),
+            stats,
+        }
+    }
+
+    fn round(&mut self) {
+        let start = Instant::now();
+        let dump = match self.dpif.flow_dump() {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "flow dump failed");
+                return;
+            }
+        };
+        let n_flows = dump.len() as u64;
+        let (shard, n_shards) = (self.id as u128, self.n_revalidators as u128);
+        let mine = |f: &DpFlow| f.ufid % n_shards == shard;
+        let now = monotonic_ms();
+        let max_idle_ms = if n_flows > self.flow_limit {
+            100
+        } else {
+            self.config.max_idle.as_millis() as u64
+        };
+        let kill_all = n_flows > 2 * self.flow_limit;
+        let mut seen = HashSet::new();
+        let mut out = RoundOutcome::default();
+        for flow in dump.iter().filter(|f| mine(f)) {
+            seen.insert(flow.ufid);
+            self.revalidate_flow(flow, now, max_idle_ms, kill_all, &mut out);
+        }
+        self.ukeys.retain(|ufid, _| seen.contains(ufid));
+        if !out.ops.is_empty() {
+            self.writer.do_send(FlowOps(out.ops));
+        }
+        if !out.rule_stats.is_empty() {
+            self.rule_table
+                .do_send(PushStats(out.rule_stats.into_iter().collect()));
+        }
+        let duration = start.elapsed();
+        metrics::histogram!("upcalld_revalidation_seconds").record(duration.as_secs_f64());
+        PipelineStats::add(&self.stats.revalidation_rounds, 1);
+        if self.id == 0 {
+            let ms = duration.as_millis() as u64;
+            self.flow_limit = next_flow_limit(self.flow_limit, ms, n_flows, self.config.flow_limit);
+            self.stats
+                .flow_limit
+                .store(self.flow_limit, Ordering::Relaxed);
+            self.stats.dp_flows.store(n_flows, Ordering::Relaxed);
+            self.stats.dump_duration_ms.store(ms, Ordering::Relaxed);
+            for h in &self.handlers {
+                h.do_send(FlowLimit {
+                    limit: self.flow_limit,
+                    n_flows,
+                });
+            }
+        }
+    }
+
+    fn revalidate_flow(
+        &mut self,
+        flow: &DpFlow,
+        now: u64,
+        max_idle_ms: u64,
+        kill_all: bool,
+        out: &mut RoundOutcome,
+    ) {
+        let ukey = self.ukeys.entry(flow.ufid).or_insert(Ukey {
+            created_ms: now,
+            version: None,
+            rules: Vec::new(),
+            packets: 0,
+            bytes: 0,
+        });
+        let mut delete = kill_all;
+        let version = self.tables.version();
+        if !delete && ukey.version != Some(version) {
+            let x = xlate(&self.tables, &flow.key, &self.xlate_cfg);
+            if has_extra_bits(&x.wc, &flow.mask) {
+                delete = true;
+            } else {
+                if x.actions != flow.actions {
+                    out.ops.push(DpifOp::FlowPut {
+                        ufid: flow.ufid,
+                        key: flow.key,
+                        mask: flow.mask,
+                        actions: x.actions,
+                        mode: PutMode::Modify,
+                        reset_stats: false,
+                    });
+                }
+                ukey.rules = x.rules;
+                ukey.version = Some(version);
+            }
+        }
+        let s = flow.stats;
+        let (dp, db) = (
+            s.n_packets.saturating_sub(ukey.packets),
+            s.n_bytes.saturating_sub(ukey.bytes),
+        );
+        if dp > 0 || db > 0 {
+            for id in &ukey.rules {
+                let r = out.rule_stats.entry(*id).or_default();
+                r.n_packets += dp;
+                r.n_bytes += db;
+            }
+        }
+        ukey.packets = s.n_packets;
+        ukey.bytes = s.n_bytes;
+        let last_used = s.used_ms.unwrap_or(ukey.created_ms);
+        if now.saturating_sub(last_used) > max_idle_ms {
+            delete = true;
+        }
+        if delete {
+            out.ops.push(DpifOp::FlowDel { ufid: flow.ufid });
+            self.ukeys.remove(&flow.ufid);
+        }
+    }
+}
+
+/// True if `wc` needs a bit that `mask` does not match: the installed
+/// megaflow is wider than the new translation allows.
+fn has_extra_bits(wc: &Flow, mask: &Flow) -> bool {
+    wc.words()
+        .iter()
+        .zip(mask.words())
+        .any(|(w, m)| w & !m != 0)
+}
+
+impl Actor for Revalidator {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(self.config.interval, |_, ctx| ctx.notify(Tick));
+    }
+}
+
+impl Supervised for Revalidator {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        tracing::info!(revalidator = self.id, "revalidator restarted");
+    }
+}
+
+impl Handler<Tick> for Revalidator {
+    type Result = ();
+
+    fn handle(&mut self, _: Tick, ctx: &mut Context<Self>) {
+        let stats = self.stats.clone();
+        guarded("revalidator", &stats, ctx, || self.round());
+    }
+}
+
+impl Handler<RevalidateNow> for Revalidator {
+    type Result = ();
+
+    fn handle(&mut self, _: RevalidateNow, ctx: &mut Context<Self>) {
+        let stats = self.stats.clone();
+        guarded("revalidator", &stats, ctx, || self.round());
+    }
+}
+
+impl Handler<Snapshot> for Revalidator {
+    type Result = ();
+
+    fn handle(&mut self, snapshot: Snapshot, _: &mut Context<Self>) {
+        self.tables = snapshot.0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dynamic_flow_limit_follows_ovs() {
+        // Fast dump with many flows: grows by 1000.
+        assert_eq!(next_flow_limit(10_000, 100, 10_000, 200_000), 11_000);
+        // Fast dump with few flows: unchanged.
+        assert_eq!(next_flow_limit(10_000, 100, 500, 200_000), 10_000);
+        // Slow dump: shrinks by a quarter.
+        assert_eq!(next_flow_limit(10_000, 1500, 10_000, 200_000), 7_500);
+        // Very slow dump: divided by the seconds it took.
+        assert_eq!(next_flow_limit(12_000, 3000, 10_000, 200_000), 4_000);
+        // Never below 1000 nor above the configured maximum.
+        assert_eq!(next_flow_limit(1_000, 5000, 10, 200_000), 1_000);
+        assert_eq!(next_flow_limit(199_500, 10, 300_000, 200_000), 200_000);
+    }
+
+    #[test]
+    fn extra_bits_are_bits_outside_the_mask() {
+        let mask = Flow {
+            nw_dst: 0xffff_0000,
+            ..Flow::default()
+        };
+        let narrower = Flow {
+            nw_dst: 0xff00_0000,
+            ..Flow::default()
+        };
+        let wider = Flow {
+            nw_dst: 0xffff_ff00,
+            ..Flow::default()
+        };
+        assert!(!has_extra_bits(&narrower, &mask));
+        assert!(has_extra_bits(&wider, &mask));
+    }
+}

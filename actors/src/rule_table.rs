@@ -1,0 +1,210 @@
+//! The rule-table actor: owns the OpenFlow tables, applies each change
+//! (add, delete, replace) atomically as one new version, and broadcasts the
+//! new snapshot to every subscriber (handlers, revalidators). It also keeps
+//! the rules' packet and byte counters, credited by the revalidators.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use messages::ofp::Rule;
+
+use crate::stats::PipelineStats;
+use crate::supervisor::guarded;
+use crate::tables::{RuleEntry, RuleFilter, Tables};
+
+/// A versioned, immutable snapshot of the tables.
+#[derive(Clone, Message)]
+#[rtype(result = "()")]
+pub struct Snapshot(pub Arc<Tables>);
+
+/// A change to the rules. Replies with the new version.
+#[derive(Clone, Debug, Message)]
+#[rtype(result = "RuleChangeReply")]
+pub enum RuleChange {
+    /// Add rules (a rule with the same table, priority and match replaces).
+    Add(Vec<Rule>),
+    /// Delete the rules a filter selects.
+    Delete(Box<RuleFilter>),
+    /// Replace every rule.
+    Replace(Vec<Rule>),
+}
+
+/// What a change did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, MessageResponse)]
+pub struct RuleChangeReply {
+    /// The version after the change.
+    pub version: u64,
+    /// Rules added (or replaced) or deleted.
+    pub n_rules: usize,
+}
+
+/// Packets and bytes that matched one rule, as revalidators credit them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuleStats {
+    pub n_packets: u64,
+    pub n_bytes: u64,
+}
+
+/// Credits traffic to rules, by rule id (unknown ids are ignored: the rule
+/// was deleted meanwhile).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct PushStats(pub Vec<(u64, RuleStats)>);
+
+/// Every rule with its statistics, by table then descending priority.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<(Arc<RuleEntry>, RuleStats)>")]
+pub struct DumpRules;
+
+/// The current snapshot.
+#[derive(Debug, Message)]
+#[rtype(result = "Arc<Tables>")]
+pub struct GetSnapshot;
+
+/// Adds a subscriber; it is sent the current snapshot at once.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Subscribe(pub Recipient<Snapshot>);
+
+pub struct RuleTable {
+    tables: Tables,
+    /// The last snapshot sent, shared by every subscriber.
+    snapshot: Arc<Tables>,
+    subscribers: Vec<Recipient<Snapshot>>,
+    rule_stats: HashMap<u64, RuleStats>,
+    stats: Arc<PipelineStats>,
+}
+
+impl RuleTable {
+    pub fn new(tables: Tables, stats: Arc<PipelineStats>) -> Self {
+        stats
+            .rules_version
+            .store(tables.version(), std::sync::atomic::Ordering::Relaxed);
+        RuleTable {
+            snapshot: Arc::new(tables.clone()),
+            tables,
+            subscribers: Vec::new(),
+            rule_stats: HashMap::new(),
+            stats,
+        }
+    }
+
+    fn publish(&mut self) {
+        self.snapshot = Arc::new(self.tables.clone());
+        let version = self.tables.version();
+        self.stats
+            .rules_version
+            .store(version, std::sync::atomic::Ordering::Relaxed);
+        // Counters of rules that no longer exist are dropped.
+        let tables = &self.tables;
+        self.rule_stats.retain(|id, _| tables.get(*id).is_some());
+        for s in &self.subscribers {
+            s.do_send(Snapshot(self.snapshot.clone()));
+        }
+        tracing::info!(version, rules = self.tables.len(), "rules changed");
+    }
+}
+
+impl Actor for RuleTable {
+    type Context = Context<Self>;
+}
+
+impl Supervised for RuleTable {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        tracing::warn!("rule-table restarting");
+    }
+}
+
+impl Handler<RuleChange> for RuleTable {
+    type Result = RuleChangeReply;
+
+    fn handle(&mut self, change: RuleChange, ctx: &mut Context<Self>) -> RuleChangeReply {
+        let stats = self.stats.clone();
+        let before = self.tables.version();
+        let outcome = guarded("rule_table", &stats, ctx, || {
+            // Work on a copy so that a panic midway leaves the tables as they were.
+            let mut tables = self.tables.clone();
+            let n = match change {
+                RuleChange::Add(rules) => {
+                    let n = rules.len();
+                    for r in rules {
+                        tables.add(r);
+                    }
+                    n
+                }
+                RuleChange::Delete(filter) => tables.delete_where(&filter).len(),
+                RuleChange::Replace(rules) => {
+                    let n = rules.len();
+                    tables.replace_all(rules);
+                    n
+                }
+            };
+            (tables, n)
+        });
+        match outcome {
+            Some((tables, n_rules)) => {
+                self.tables = tables;
+                if self.tables.version() != before {
+                    self.publish();
+                }
+                RuleChangeReply {
+                    version: self.tables.version(),
+                    n_rules,
+                }
+            }
+            None => RuleChangeReply {
+                version: before,
+                n_rules: 0,
+            },
+        }
+    }
+}
+
+impl Handler<PushStats> for RuleTable {
+    type Result = ();
+
+    fn handle(&mut self, msg: PushStats, _: &mut Context<Self>) {
+        for (id, delta) in msg.0 {
+            if self.tables.get(id).is_some() {
+                let s = self.rule_stats.entry(id).or_default();
+                s.n_packets += delta.n_packets;
+                s.n_bytes += delta.n_bytes;
+            }
+        }
+    }
+}
+
+impl Handler<DumpRules> for RuleTable {
+    type Result = MessageResult<DumpRules>;
+
+    fn handle(&mut self, _: DumpRules, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(
+            self.tables
+                .rules()
+                .into_iter()
+                .map(|r| {
+                    let s = self.rule_stats.get(&r.id).copied().unwrap_or_default();
+                    (r, s)
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Handler<GetSnapshot> for RuleTable {
+    type Result = MessageResult<GetSnapshot>;
+
+    fn handle(&mut self, _: GetSnapshot, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.snapshot.clone())
+    }
+}
+
+impl Handler<Subscribe> for RuleTable {
+    type Result = ();
+
+    fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) {
+        msg.0.do_send(Snapshot(self.snapshot.clone()));
+        self.subscribers.push(msg.0);
+    }
+}

@@ -1,0 +1,111 @@
+//! The pipeline's counters: written by the actors, read by `upcall-show`,
+//! the metrics exporter and the benchmark. Plain atomics, so counting costs
+//! no message and reading never waits on an actor.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Why an upcall was not installed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    /// The datapath holds as many flows as the flow limit allows: the
+    /// packet is executed but no megaflow is installed.
+    FlowLimit,
+    /// A `userspace` action upcall: there is no controller to send it to.
+    NoController,
+    /// Lost with a batch whose handler panicked.
+    HandlerPanic,
+    /// Its handler was gone.
+    HandlerGone,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 4] = [
+        DropReason::FlowLimit,
+        DropReason::NoController,
+        DropReason::HandlerPanic,
+        DropReason::HandlerGone,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::FlowLimit => "flow_limit",
+            DropReason::NoController => "no_controller",
+            DropReason::HandlerPanic => "handler_panic",
+            DropReason::HandlerGone => "handler_gone",
+        }
+    }
+}
+
+/// The actors whose restarts are counted.
+pub const ACTORS: [&str; 5] = [
+    "receiver",
+    "handler",
+    "dpif_writer",
+    "rule_table",
+    "revalidator",
+];
+
+#[derive(Debug, Default)]
+pub struct PipelineStats {
+    /// Upcalls read from the datapath.
+    pub upcalls_received: AtomicU64,
+    /// Upcalls translated by a handler.
+    pub upcalls_handled: AtomicU64,
+    dropped: [AtomicU64; 4],
+    /// Upcalls whose megaflow was already installed or on its way.
+    pub duplicate_upcalls: AtomicU64,
+    /// Flow puts (creations) that reached the datapath and succeeded.
+    pub flow_puts: AtomicU64,
+    /// Flow modifications that succeeded.
+    pub flow_modifies: AtomicU64,
+    /// Flow deletions that succeeded.
+    pub flow_deletes: AtomicU64,
+    /// Datapath operations refused by the datapath.
+    pub op_errors: AtomicU64,
+    /// Packets executed on behalf of upcalls.
+    pub executes: AtomicU64,
+    /// Batches the dpif-writer sent.
+    pub dpif_batches: AtomicU64,
+    restarts: [AtomicU64; 5],
+    /// Flows in the datapath at the last dump.
+    pub dp_flows: AtomicU64,
+    /// The dynamic flow limit.
+    pub flow_limit: AtomicU64,
+    /// Duration of the last dump and revalidation, in ms.
+    pub dump_duration_ms: AtomicU64,
+    /// Revalidation rounds completed (by every revalidator).
+    pub revalidation_rounds: AtomicU64,
+    /// The rule-table's current version.
+    pub rules_version: AtomicU64,
+}
+
+impl PipelineStats {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    pub fn count_drop(&self, why: DropReason, n: u64) {
+        self.dropped[why as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn dropped(&self, why: DropReason) -> u64 {
+        self.dropped[why as usize].load(Ordering::Relaxed)
+    }
+
+    pub fn count_restart(&self, actor: &str) {
+        if let Some(i) = ACTORS.iter().position(|a| *a == actor) {
+            self.restarts[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn restarts(&self, actor: &str) -> u64 {
+        ACTORS
+            .iter()
+            .position(|a| *a == actor)
+            .map_or(0, |i| self.restarts[i].load(Ordering::Relaxed))
+    }
+}

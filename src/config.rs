@@ -1,0 +1,335 @@
+//! The daemon's configuration (TOML). Every key has a default, and the
+//! defaults alone start a demo: two network namespaces joined through the
+//! userspace datapath, with rules that connect them.
+//!
+//! ```toml
+//! rules = "/etc/upcalld/rules.of13"   # ovs-ofctl add-flows syntax
+//! handlers = 2
+//! revalidators = 1
+//! flow_limit = 200000
+//! max_idle_ms = 10000
+//! metrics_addr = "127.0.0.1:9464"
+//! control_socket = "/run/upcalld.sock"
+//!
+//! [datapath]
+//! type = "userspace"
+//! upcall_queue_len = 4096
+//!
+//! [[port]]
+//! name = "veth0"
+//! type = "system"          # system (AF_PACKET) | internal (tap) | replay
+//! number = 1
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use actors::dpif::{PortKind, PortSpec};
+use serde::Deserialize;
+
+/// Which datapath to drive.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DatapathType {
+    /// The embedded userspace datapath.
+    #[default]
+    Userspace,
+    /// The Linux kernel's openvswitch module.
+    Kernel,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatapathConfig {
+    #[serde(rename = "type")]
+    pub kind: DatapathType,
+    /// Upcalls queued before misses are lost (userspace datapath).
+    pub upcall_queue_len: usize,
+    /// Exact-match cache entries per port (userspace datapath).
+    pub emc_entries: usize,
+}
+
+impl Default for DatapathConfig {
+    fn default() -> Self {
+        DatapathConfig {
+            kind: DatapathType::Userspace,
+            upcall_queue_len: 4096,
+            emc_entries: 8192,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PortType {
+    System,
+    Internal,
+    Replay,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PortConfig {
+    pub name: String,
+    #[serde(rename = "type", default = "default_port_type")]
+    pub kind: PortType,
+    pub number: Option<u32>,
+    /// The file a replay port plays.
+    pub path: Option<PathBuf>,
+}
+
+fn default_port_type() -> PortType {
+    PortType::System
+}
+
+impl PortConfig {
+    pub fn spec(&self) -> Result<PortSpec, ConfigError> {
+        let kind = match (self.kind, &self.path) {
+            (PortType::System, None) => PortKind::System,
+            (PortType::Internal, None) => PortKind::Internal,
+            (PortType::Replay, Some(p)) => PortKind::Replay { path: p.clone() },
+            (PortType::Replay, None) => {
+                return Err(ConfigError::Invalid(format!(
+                    "port {:?}: a replay port needs `path`",
+                    self.name
+                )))
+            }
+            (_, Some(_)) => {
+                return Err(ConfigError::Invalid(format!(
+                    "port {:?}: only replay ports take `path`",
+                    self.name
+                )))
+            }
+        };
+        Ok(PortSpec {
+            name: self.name.clone(),
+            kind,
+            number: self.number,
+        })
+    }
+}
+
+/// The demo topology: two namespaces, each with a veth whose other end is a
+/// datapath port, and (without a rules file) rules that join them.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DemoConfig {
+    pub enabled: bool,
+    /// Send a ping from the first namespace to the second every second.
+    pub ping: bool,
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        DemoConfig {
+            enabled: true,
+            ping: true,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub datapath: DatapathConfig,
+    #[serde(rename = "port")]
+    pub ports: Vec<PortConfig>,
+    /// Rules file (`ovs-ofctl add-flows` syntax), reloaded on SIGHUP.
+    pub rules: Option<PathBuf>,
+    pub handlers: usize,
+    pub revalidators: usize,
+    /// Most flows the dynamic flow limit allows.
+    pub flow_limit: u64,
+    /// Where the dynamic flow limit starts.
+    pub flow_limit_start: u64,
+    pub max_idle_ms: u64,
+    pub revalidate_interval_ms: u64,
+    /// Most ops per datapath batch.
+    pub batch_size: usize,
+    /// Longest an op waits for its batch, in microseconds.
+    pub batch_latency_us: u64,
+    /// Prometheus endpoint; empty to disable.
+    pub metrics_addr: String,
+    pub control_socket: PathBuf,
+    pub demo: DemoConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            datapath: DatapathConfig::default(),
+            ports: Vec::new(),
+            rules: None,
+            handlers: 2,
+            revalidators: 1,
+            flow_limit: 200_000,
+            flow_limit_start: 10_000,
+            max_idle_ms: 10_000,
+            revalidate_interval_ms: 500,
+            batch_size: 50,
+            batch_latency_us: 1000,
+            metrics_addr: "127.0.0.1:9464".into(),
+            control_socket: PathBuf::from(DEFAULT_SOCKET),
+            demo: DemoConfig::default(),
+        }
+    }
+}
+
+/// Where the control socket is unless configured.
+pub const DEFAULT_SOCKET: &str = "/run/upcalld.sock";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("bad configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads and checks a configuration file. A file that names no ports
+    /// and no `[demo]` gets no demo: the demo is only for the bare defaults.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        Config::parse(&text, &shown)
+    }
+
+    pub fn parse(text: &str, path: &str) -> Result<Config, ConfigError> {
+        let value: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::Parse {
+                path: path.into(),
+                message: e.to_string(),
+            })?;
+        let has_demo = value.contains_key("demo");
+        let mut config: Config =
+            value
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    path: path.into(),
+                    message: e.to_string(),
+                })?;
+        if !has_demo {
+            config.demo.enabled = false;
+        }
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.handlers == 0 || self.handlers > 64 {
+            return invalid(format!("handlers = {}: must be 1 to 64", self.handlers));
+        }
+        if self.revalidators == 0 || self.revalidators > 64 {
+            return invalid(format!(
+                "revalidators = {}: must be 1 to 64",
+                self.revalidators
+            ));
+        }
+        if self.batch_size == 0 {
+            return invalid("batch_size must be at least 1".into());
+        }
+        if self.flow_limit < 1000 {
+            return invalid(format!(
+                "flow_limit = {}: must be at least 1000",
+                self.flow_limit
+            ));
+        }
+        if self.revalidate_interval_ms == 0 {
+            return invalid("revalidate_interval_ms must be at least 1".into());
+        }
+        if self.datapath.upcall_queue_len == 0 {
+            return invalid("datapath.upcall_queue_len must be at least 1".into());
+        }
+        self.metrics_socket_addr()?;
+        for p in &self.ports {
+            p.spec()?;
+        }
+        Ok(())
+    }
+
+    /// The metrics endpoint's address, if enabled.
+    pub fn metrics_socket_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        if self.metrics_addr.is_empty() {
+            return Ok(None);
+        }
+        self.metrics_addr.parse().map(Some).map_err(|e| {
+            ConfigError::Invalid(format!("metrics_addr = {:?}: {e}", self.metrics_addr))
+        })
+    }
+
+    pub fn max_idle(&self) -> Duration {
+        Duration::from_millis(self.max_idle_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_run_the_demo() {
+        let c = Config::default();
+        assert!(c.demo.enabled);
+        assert_eq!(c.handlers, 2);
+        assert_eq!(
+            c.metrics_socket_addr().unwrap(),
+            Some("127.0.0.1:9464".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn a_file_with_ports_and_no_demo_section_has_no_demo() {
+        let c = Config::parse(
+            "handlers = 3\n[datapath]\ntype = \"userspace\"\n[[port]]\nname = \"v0\"\nnumber = 1\n[[port]]\nname = \"r\"\ntype = \"replay\"\npath = \"/tmp/x.tsv\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert!(!c.demo.enabled);
+        assert_eq!(c.handlers, 3);
+        assert_eq!(c.ports.len(), 2);
+        assert_eq!(
+            c.ports[1].spec().unwrap().kind,
+            PortKind::Replay {
+                path: "/tmp/x.tsv".into()
+            }
+        );
+    }
+
+    #[test]
+    fn errors_name_the_file_and_the_key() {
+        let e = Config::parse("handlers = \"two\"\n", "c.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("c.toml:"), "{e}");
+        assert!(e.contains("handlers"), "{e}");
+        let e = Config::parse("handlerz = 2\n", "c.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("handlerz"), "{e}");
+        let e = Config::parse("handlers = 0\n", "c.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("handlers = 0"), "{e}");
+        let e = Config::parse("[[port]]\nname = \"r\"\ntype = \"replay\"\n", "c.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("needs `path`"), "{e}");
+        let e = Config::parse("metrics_addr = \"nowhere\"\n", "c.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("metrics_addr"), "{e}");
+    }
+}

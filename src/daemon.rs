@@ -1,0 +1,388 @@
+//! `upcalld run`: the datapath, its ports, the actor pipeline, the control
+//! socket and the metrics endpoint, until SIGTERM (or SIGINT). SIGHUP
+//! reloads the rules file as one atomic replacement.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actors::dpif::{Dpif, PortKind, PortSpec};
+use actors::dpif_writer::WriterConfig;
+use actors::pipeline::{Pipeline, PipelineConfig};
+use actors::revalidator::RevalidatorConfig;
+use actors::rule_table::{DumpRules, GetSnapshot, RuleChange};
+use actors::tables::{RuleFilter, Tables};
+use actors::xlate::XlateConfig;
+use anyhow::Context as _;
+use messages::ofp::Rule;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::config::{Config, DatapathType};
+use crate::control::{self, Command, Request};
+use crate::dpif_netdev::{Netdev, NetdevConfig};
+use crate::netns::Host;
+use crate::show;
+
+/// The rules the demo loads when no rules file is configured: the two
+/// hosts can talk, except TCP port 9 (discard), which is dropped.
+pub const DEMO_RULES: &str = "\
+table=0,priority=200,tcp,tp_dst=9,actions=drop
+table=0,priority=100,in_port=1,actions=output:2
+table=0,priority=100,in_port=2,actions=output:1
+";
+
+/// Parses a rules text (`ovs-ofctl add-flows` syntax).
+pub fn parse_rules(text: &str, origin: &str) -> anyhow::Result<Vec<Rule>> {
+    messages::parse::rules::parse_rules(text).map_err(|e| anyhow::anyhow!("{origin}: {e}"))
+}
+
+/// Parses a `del-flows` match: every rule it selects is deleted (all
+/// rules when empty). `table=N` restricts it to one table.
+pub fn parse_filter(text: &str) -> anyhow::Result<RuleFilter> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(RuleFilter::all());
+    }
+    let rule = messages::parse::rules::parse_rule(text)
+        .map_err(|e| anyhow::anyhow!("match {text:?}: {e}"))?;
+    let names_table = text
+        .split([',', ' '])
+        .any(|t| t.trim().starts_with("table="));
+    Ok(RuleFilter {
+        table: names_table.then_some(rule.table),
+        matches: rule.matches,
+        ..RuleFilter::all()
+    })
+}
+
+fn read_rules_file(path: &std::path::Path) -> anyhow::Result<Vec<Rule>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading rules {}", path.display()))?;
+    parse_rules(&text, &path.display().to_string())
+}
+
+/// The demo's two hosts.
+fn demo_hosts() -> anyhow::Result<Vec<Host>> {
+    let a = Host::create(
+        "upcalld-a",
+        "upc-a",
+        Ipv4Addr::new(10, 99, 0, 1),
+        [2, 0, 0, 0, 0x99, 1],
+    )
+    .context("creating the demo namespace upcalld-a (needs root)")?;
+    let b = Host::create(
+        "upcalld-b",
+        "upc-b",
+        Ipv4Addr::new(10, 99, 0, 2),
+        [2, 0, 0, 0, 0x99, 2],
+    )
+    .context("creating the demo namespace upcalld-b")?;
+    Ok(vec![a, b])
+}
+
+/// What the control socket's handlers need.
+struct Ctl {
+    pipeline: Pipeline,
+    dpif: Arc<dyn Dpif>,
+    config: Config,
+}
+
+impl Ctl {
+    async fn change(&self, change: RuleChange) -> Result<String, String> {
+        let r = self
+            .pipeline
+            .rule_table
+            .send(change)
+            .await
+            .map_err(|e| format!("rule-table unavailable: {e}"))?;
+        Ok(format!(
+            "rules version {} ({} rules)\n",
+            r.version, r.n_rules
+        ))
+    }
+
+    async fn handle(&self, req: Request) -> Result<String, String> {
+        let body = req.body.as_str();
+        match req.command {
+            Command::AddFlow | Command::AddFlows => {
+                let rules = parse_rules(body, "request").map_err(|e| e.to_string())?;
+                self.change(RuleChange::Add(rules)).await
+            }
+            Command::ReplaceFlows => {
+                let rules = parse_rules(body, "request").map_err(|e| e.to_string())?;
+                self.change(RuleChange::Replace(rules)).await
+            }
+            Command::DelFlows => {
+                let filter = parse_filter(body).map_err(|e| e.to_string())?;
+                self.change(RuleChange::Delete(Box::new(filter))).await
+            }
+            Command::DumpFlows => {
+                let rules = self
+                    .pipeline
+                    .rule_table
+                    .send(DumpRules)
+                    .await
+                    .map_err(|e| format!("rule-table unavailable: {e}"))?;
+                Ok(show::dump_flows(&rules))
+            }
+            Command::DumpDpFlows => {
+                let flows = self.dpif.flow_dump().map_err(|e| e.to_string())?;
+                Ok(show::dump_dp_flows(&flows))
+            }
+            Command::UpcallShow => Ok(show::upcall_show(
+                self.dpif.kind(),
+                &self.dpif.stats(),
+                &self.pipeline.stats,
+                self.config.handlers,
+                self.config.revalidators,
+            )),
+            Command::Trace => {
+                let tables = self
+                    .pipeline
+                    .rule_table
+                    .send(GetSnapshot)
+                    .await
+                    .map_err(|e| format!("rule-table unavailable: {e}"))?;
+                let r = crate::trace::trace(&tables, body.trim())?;
+                Ok(format!(
+                    "Megaflow: {}\nDatapath actions: {}\n",
+                    r.megaflow, r.actions
+                ))
+            }
+            Command::Revalidate => {
+                self.pipeline
+                    .revalidate_now()
+                    .await
+                    .map_err(|e| format!("revalidators unavailable: {e}"))?;
+                Ok(String::new())
+            }
+        }
+    }
+}
+
+fn pipeline_config(config: &Config, ports: Option<BTreeSet<u32>>) -> PipelineConfig {
+    PipelineConfig {
+        n_handlers: config.handlers,
+        n_revalidators: config.revalidators,
+        upcall_queue: 0,
+        writer: WriterConfig {
+            batch_size: config.batch_size,
+            max_latency: Duration::from_micros(config.batch_latency_us),
+        },
+        revalidator: RevalidatorConfig {
+            interval: Duration::from_millis(config.revalidate_interval_ms),
+            max_idle: config.max_idle(),
+            flow_limit: config.flow_limit,
+            flow_limit_start: config.flow_limit_start,
+        },
+        xlate: XlateConfig {
+            ports: ports.map(Arc::new),
+            upcall_pid: 0,
+        },
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
+    let dpif: Arc<Netdev> = match config.datapath.kind {
+        DatapathType::Userspace => Arc::new(Netdev::new(NetdevConfig {
+            n_upcall_queues: 1,
+            upcall_queue_len: config.datapath.upcall_queue_len,
+            max_flows: config.flow_limit as usize,
+            emc_entries: config.datapath.emc_entries,
+        })),
+        DatapathType::Kernel => {
+            anyhow::bail!("the kernel datapath backend is not available in this build")
+        }
+    };
+
+    let hosts = if config.demo.enabled {
+        demo_hosts()?
+    } else {
+        Vec::new()
+    };
+    let mut specs: Vec<PortSpec> = hosts
+        .iter()
+        .zip(1u32..)
+        .map(|(h, n)| PortSpec {
+            name: h.port.clone(),
+            kind: PortKind::System,
+            number: Some(n),
+        })
+        .collect();
+    for p in &config.ports {
+        specs.push(p.spec()?);
+    }
+    let rules = match (&config.rules, config.demo.enabled) {
+        (Some(path), _) => read_rules_file(path)?,
+        (None, true) => parse_rules(DEMO_RULES, "demo rules")?,
+        (None, false) => Vec::new(),
+    };
+
+    let system = actix::System::new();
+    let result = system.block_on(serve(
+        config,
+        config_path,
+        dpif.clone(),
+        specs,
+        rules,
+        hosts,
+    ));
+    dpif.close();
+    result
+}
+
+async fn serve(
+    config: Config,
+    config_path: Option<PathBuf>,
+    netdev: Arc<Netdev>,
+    specs: Vec<PortSpec>,
+    rules: Vec<Rule>,
+    hosts: Vec<Host>,
+) -> anyhow::Result<()> {
+    let dpif: Arc<dyn Dpif> = netdev.clone();
+    // Replay ports start feeding as soon as they are added, so the pipeline
+    // comes first and ports after it.
+    let port_numbers: BTreeSet<u32> = specs.iter().filter_map(|s| s.number).collect();
+    let known_ports = (specs.len() == port_numbers.len()).then_some(port_numbers);
+    let pipeline = Pipeline::start(
+        dpif.clone(),
+        Tables::from_rules(rules),
+        pipeline_config(&config, known_ports),
+    );
+    for spec in &specs {
+        let n = dpif
+            .port_add(spec)
+            .with_context(|| format!("adding port {:?}", spec.name))?;
+        tracing::info!(port = n, name = %spec.name, "port ready");
+    }
+    if let Some(addr) = config.metrics_socket_addr()? {
+        crate::metrics::install(addr)?;
+        actix::spawn(crate::metrics::publish_forever(
+            pipeline.stats.clone(),
+            dpif.clone(),
+            Duration::from_millis(200),
+        ));
+        tracing::info!(%addr, "metrics at http://{addr}/metrics");
+    }
+    let listener = control::bind(&config.control_socket)
+        .with_context(|| format!("control socket {}", config.control_socket.display()))?;
+    tracing::info!(socket = %config.control_socket.display(), "control socket ready");
+
+    let stop_pinger = Arc::new(AtomicBool::new(false));
+    let hosts: Vec<Arc<Host>> = hosts.into_iter().map(Arc::new).collect();
+    let mut pinger = None;
+    if config.demo.enabled {
+        print_demo_banner(&config);
+        if config.demo.ping {
+            pinger = start_pinger(hosts.clone(), stop_pinger.clone());
+        }
+    }
+
+    let socket_path = config.control_socket.clone();
+    let rules_path = config.rules.clone();
+    let ctl = Rc::new(Ctl {
+        pipeline,
+        dpif: dpif.clone(),
+        config,
+    });
+    let server_ctl = ctl.clone();
+    actix::spawn(control::serve(listener, move |req| {
+        let ctl = server_ctl.clone();
+        async move { ctl.handle(req).await }
+    }));
+
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => reload(&ctl, rules_path.as_deref(), config_path.as_deref()).await,
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    tracing::info!("shutting down");
+    stop_pinger.store(true, Ordering::Relaxed);
+    if let Some(p) = pinger {
+        let _ = p.join();
+    }
+    let _ = ctl.pipeline.flush().await;
+    netdev.close();
+    let _ = std::fs::remove_file(&socket_path);
+    drop(hosts);
+    actix::System::current().stop();
+    Ok(())
+}
+
+async fn reload(ctl: &Ctl, rules: Option<&std::path::Path>, config_path: Option<&std::path::Path>) {
+    let Some(path) = rules else {
+        tracing::info!(config = ?config_path, "SIGHUP: no rules file configured; nothing to reload");
+        return;
+    };
+    match read_rules_file(path) {
+        Ok(rules) => match ctl.change(RuleChange::Replace(rules)).await {
+            Ok(msg) => {
+                tracing::info!(path = %path.display(), "SIGHUP: rules reloaded: {}", msg.trim())
+            }
+            Err(e) => tracing::error!("SIGHUP: {e}"),
+        },
+        Err(e) => tracing::error!("SIGHUP: rules not reloaded, the old ones stay: {e:#}"),
+    }
+}
+
+fn print_demo_banner(config: &Config) {
+    let sock = config.control_socket.display();
+    tracing::info!(
+        "demo: namespaces upcalld-a (10.99.0.1) and upcalld-b (10.99.0.2) are joined through the \
+         userspace datapath (ports 1 = upc-a, 2 = upc-b); upcalld-a pings upcalld-b every second"
+    );
+    tracing::info!(
+        "try: upcalld ctl --socket {sock} dump-dp-flows | dump-flows | upcall-show; \
+         curl -s http://{}/metrics | grep upcalld_",
+        config.metrics_addr
+    );
+}
+
+/// Pings from the first host to the second every second, logging results.
+fn start_pinger(
+    hosts: Vec<Arc<Host>>,
+    stop: Arc<AtomicBool>,
+) -> Option<std::thread::JoinHandle<()>> {
+    let (Some(from), Some(to)) = (hosts.first().cloned(), hosts.get(1).cloned()) else {
+        return None;
+    };
+    Some(std::thread::spawn(move || {
+        let mut seq = 0u16;
+        while !stop.load(Ordering::Relaxed) {
+            seq = seq.wrapping_add(1);
+            let dst = to.addr;
+            let s = seq;
+            match from.run(move || crate::netns::ping(dst, 0x5ca1, s, Duration::from_secs(1))) {
+                Ok(Ok(Some(rtt))) => {
+                    tracing::info!(
+                        seq = s,
+                        "demo ping {} -> {}: {:.3} ms",
+                        from.addr,
+                        dst,
+                        rtt.as_secs_f64() * 1e3
+                    )
+                }
+                Ok(Ok(None)) => {
+                    tracing::info!(seq = s, "demo ping {} -> {}: no reply", from.addr, dst)
+                }
+                Ok(Err(e)) | Err(e) => tracing::warn!(error = %e, "demo ping failed"),
+            }
+            for _ in 0..10 {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }))
+}

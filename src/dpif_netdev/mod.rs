@@ -1,0 +1,644 @@
+//! The embedded userspace datapath (the default backend): ports, a megaflow
+//! cache with an exact-match cache in front, execution of datapath actions
+//! on frames, and a bounded upcall queue.
+//!
+//! Each port with input has one receive thread. A frame is parsed into its
+//! flow key, looked up (exact-match cache, then the megaflows), and either
+//! run through the megaflow's actions (a hit) or queued as an upcall (a
+//! miss; counted as lost when the queue is full). Replay ports wait for room
+//! instead of losing packets: a file is not a live link.
+
+mod flow_table;
+mod port;
+mod upcall_queue;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use actors::dpif::{
+    key_ufid, monotonic_ms, DpStats, Dpif, DpifError, PortInfo, PortKind, PortSpec,
+};
+use messages::dpif::{DpFlow, DpifOp, PutMode, Upcall, UpcallKind};
+use messages::execute::{apply_set_masked, pop_vlan, push_vlan};
+use messages::extract::flow_extract;
+use messages::odp::{OdpAction, OdpActions, SetHeader};
+use messages::Flow;
+use parking_lot::{Mutex, RwLock};
+
+pub use flow_table::{Emc, FlowTable, PutError};
+pub use port::{parse_tsv, read_replay_file, ReplayError, ReplayFrame};
+use port::{PortCounters, PortIo};
+use upcall_queue::UpcallQueue;
+
+/// Sizes of the userspace datapath.
+#[derive(Clone, Debug)]
+pub struct NetdevConfig {
+    /// Upcall queues, one per receiver (the `handler` of `recv_upcalls`).
+    pub n_upcall_queues: usize,
+    /// Upcalls each queue holds before misses are lost.
+    pub upcall_queue_len: usize,
+    /// Hard limit on installed megaflows.
+    pub max_flows: usize,
+    /// Entries of each receive loop's exact-match cache.
+    pub emc_entries: usize,
+}
+
+impl Default for NetdevConfig {
+    fn default() -> Self {
+        NetdevConfig {
+            n_upcall_queues: 1,
+            upcall_queue_len: 4096,
+            max_flows: 200_000,
+            emc_entries: 8192,
+        }
+    }
+}
+
+struct Port {
+    info: PortInfo,
+    io: PortIo,
+    counters: PortCounters,
+}
+
+/// The state shared by the receive threads and the `Dpif` calls.
+struct Core {
+    flows: RwLock<FlowTable>,
+    ports: RwLock<BTreeMap<u32, Arc<Port>>>,
+    queues: Vec<UpcallQueue>,
+    n_hit: AtomicU64,
+    n_missed: AtomicU64,
+    n_lost: AtomicU64,
+    /// Frames read from replay files so far.
+    n_replayed: AtomicU64,
+    /// Frames output to ports that do not exist.
+    n_tx_no_port: AtomicU64,
+    /// Frames dropped because an action did not apply to them.
+    n_exec_errors: AtomicU64,
+    emc_entries: usize,
+}
+
+/// A port's receive thread and the flag that stops it.
+struct RxThread {
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<()>,
+}
+
+/// The userspace datapath.
+pub struct Netdev {
+    core: Arc<Core>,
+    rx_threads: Mutex<BTreeMap<u32, RxThread>>,
+    closed: AtomicBool,
+}
+
+impl Netdev {
+    pub fn new(config: NetdevConfig) -> Self {
+        let queues = (0..config.n_upcall_queues.max(1))
+            .map(|_| UpcallQueue::new(config.upcall_queue_len))
+            .collect();
+        Netdev {
+            core: Arc::new(Core {
+                flows: RwLock::new(FlowTable::new(config.max_flows)),
+                ports: RwLock::new(BTreeMap::new()),
+                queues,
+                n_hit: AtomicU64::new(0),
+                n_missed: AtomicU64::new(0),
+                n_lost: AtomicU64::new(0),
+                n_replayed: AtomicU64::new(0),
+                n_tx_no_port: AtomicU64::new(0),
+                n_exec_errors: AtomicU64::new(0),
+                emc_entries: config.emc_entries,
+            }),
+            rx_threads: Mutex::new(BTreeMap::new()),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Feeds `frames` into the datapath from the calling thread, as a replay
+    /// port does (waiting for room in the upcall queue rather than losing).
+    pub fn inject(&self, frames: &[ReplayFrame], default_port: u32) {
+        let running = || !self.closed.load(Ordering::Relaxed);
+        self.core
+            .replay(frames.iter().cloned(), default_port, &running, &self.closed);
+    }
+
+    /// Frames read from replay files and injected so far.
+    pub fn n_replayed(&self) -> u64 {
+        self.core.n_replayed.load(Ordering::Relaxed)
+    }
+
+    /// Frames dropped on output: to ports that do not exist, and because an
+    /// action did not apply to them.
+    pub fn tx_drops(&self) -> (u64, u64) {
+        (
+            self.core.n_tx_no_port.load(Ordering::Relaxed),
+            self.core.n_exec_errors.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Upcalls waiting in the queues.
+    pub fn n_queued_upcalls(&self) -> usize {
+        self.core.queues.iter().map(UpcallQueue::len).sum()
+    }
+
+    /// Number of distinct masks among the installed megaflows.
+    pub fn n_masks(&self) -> usize {
+        self.core.flows.read().n_masks()
+    }
+
+    /// Packets sent out of each port so far, by port number.
+    pub fn tx_packets(&self) -> BTreeMap<u32, u64> {
+        self.core
+            .ports
+            .read()
+            .iter()
+            .map(|(n, p)| (*n, p.counters.tx_packets.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// Stops every receive thread and removes every port.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+        let threads = std::mem::take(&mut *self.rx_threads.lock());
+        for (_, t) in threads {
+            t.stop.store(true, Ordering::Relaxed);
+            let _ = t.handle.join();
+        }
+        self.core.ports.write().clear();
+    }
+
+    fn start_rx(&self, port: Arc<Port>, replay: Option<PathBuf>) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let core = self.core.clone();
+        let stop2 = stop.clone();
+        let number = port.info.number;
+        let name = format!("rx-{}", port.info.name);
+        let handle = std::thread::Builder::new()
+            .name(name)
+            .spawn(move || match replay {
+                Some(path) => core.replay_loop(number, &path, &stop2),
+                None => core.rx_loop(&port, &stop2),
+            })
+            .expect("spawning a port thread");
+        self.rx_threads
+            .lock()
+            .insert(number, RxThread { stop, handle });
+    }
+}
+
+impl Drop for Netdev {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Frames processed together (OVS's `NETDEV_MAX_BURST`).
+const BURST: usize = 32;
+
+/// Frames read but not yet processed, with their input ports.
+type Burst = Vec<(u32, Vec<u8>)>;
+
+impl Core {
+    fn rx_loop(&self, port: &Port, stop: &AtomicBool) {
+        let mut emc = Emc::new(self.emc_entries);
+        let mut burst: Burst = Vec::with_capacity(BURST);
+        let mut buf = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            // Wait for one frame, then take whatever else is already there.
+            while burst.len() < BURST {
+                match port.io.recv(&mut buf, burst.is_empty()) {
+                    Ok(true) => burst.push((port.info.number, std::mem::take(&mut buf))),
+                    Ok(false) => break,
+                    Err(e) => {
+                        tracing::warn!(port = %port.info.name, error = %e, "receive failed; port stops reading");
+                        return;
+                    }
+                }
+            }
+            port.counters
+                .rx_packets
+                .fetch_add(burst.len() as u64, Ordering::Relaxed);
+            self.receive(&mut burst, &mut emc, &|| false);
+        }
+    }
+
+    fn replay_loop(&self, number: u32, path: &std::path::Path, stop: &AtomicBool) {
+        let frames = match read_replay_file(path) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(error = %e, "replay file unreadable");
+                return;
+            }
+        };
+        tracing::info!(port = number, frames = frames.len(), path = %path.display(), "replaying");
+        let keep_waiting = || !stop.load(Ordering::Relaxed);
+        self.replay(frames, number, &keep_waiting, stop);
+    }
+
+    /// Feeds frames in bursts, waiting for room in the upcall queue.
+    fn replay(
+        &self,
+        frames: impl IntoIterator<Item = ReplayFrame>,
+        default_port: u32,
+        keep_waiting: &dyn Fn() -> bool,
+        stop: &AtomicBool,
+    ) {
+        let mut emc = Emc::new(self.emc_entries);
+        let mut burst: Burst = Vec::with_capacity(BURST);
+        let mut frames = frames.into_iter();
+        while !stop.load(Ordering::Relaxed) {
+            burst.extend(
+                frames
+                    .by_ref()
+                    .take(BURST)
+                    .map(|f| (f.in_port.unwrap_or(default_port), f.frame)),
+            );
+            if burst.is_empty() {
+                return;
+            }
+            let n = burst.len() as u64;
+            self.receive(&mut burst, &mut emc, keep_waiting);
+            self.n_replayed.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// The fast path for a burst of frames (emptied): hits run their
+    /// megaflow's actions, misses are queued as upcalls, waiting for room as
+    /// long as `keep_waiting` says so.
+    fn receive(&self, burst: &mut Burst, emc: &mut Emc, keep_waiting: &dyn Fn() -> bool) {
+        let now = monotonic_ms();
+        let mut hits = Vec::with_capacity(burst.len());
+        let mut misses = Vec::new();
+        {
+            let flows = self.flows.read();
+            for (in_port, frame) in burst.drain(..) {
+                let md = Flow {
+                    in_port,
+                    ..Flow::default()
+                };
+                let key = flow_extract(&frame, &md);
+                let entry = emc.lookup(&key).or_else(|| {
+                    let e = flows.lookup(&key).cloned();
+                    if let Some(e) = &e {
+                        emc.insert(&key, e.clone());
+                    }
+                    e
+                });
+                match entry {
+                    Some(e) => {
+                        e.hit(frame.len(), now, key.tcp_flags);
+                        hits.push((frame, key, e));
+                    }
+                    None => misses.push(Upcall {
+                        kind: UpcallKind::Miss,
+                        packet: frame,
+                        ufid: key_ufid(&key),
+                        key,
+                    }),
+                }
+            }
+        }
+        self.n_hit.fetch_add(hits.len() as u64, Ordering::Relaxed);
+        for (mut frame, key, e) in hits {
+            self.execute(&mut frame, &key, &e.actions);
+        }
+        if !misses.is_empty() {
+            self.n_missed
+                .fetch_add(misses.len() as u64, Ordering::Relaxed);
+            self.queue_upcalls(&mut misses, keep_waiting);
+        }
+    }
+
+    fn queue_upcalls(&self, upcalls: &mut Vec<Upcall>, keep_waiting: &dyn Fn() -> bool) {
+        let lost = if self.queues.len() == 1 {
+            self.queues[0].push(upcalls, keep_waiting)
+        } else {
+            let mut lost = 0;
+            for (i, q) in self.queues.iter().enumerate() {
+                let n = self.queues.len() as u128;
+                let (mut mine, rest): (Vec<Upcall>, Vec<Upcall>) =
+                    upcalls.drain(..).partition(|u| (u.ufid % n) as usize == i);
+                *upcalls = rest;
+                lost += q.push(&mut mine, keep_waiting);
+            }
+            lost
+        };
+        self.n_lost.fetch_add(lost as u64, Ordering::Relaxed);
+    }
+
+    /// Runs datapath actions on a frame whose flow key is `key`.
+    fn execute(&self, frame: &mut Vec<u8>, key: &Flow, actions: &OdpActions) {
+        let mut key = *key;
+        // Header rewrites make `key` stale; it is extracted again only if a
+        // later action needs it.
+        let mut key_stale = false;
+        for action in actions {
+            let applied = match action {
+                OdpAction::Output(port) => {
+                    let port = self.ports.read().get(port).cloned();
+                    match port {
+                        Some(p) => p.counters.count_tx(&p.io.send(frame)),
+                        None => {
+                            self.n_tx_no_port.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    Ok(())
+                }
+                OdpAction::Userspace { userdata, .. } => {
+                    if key_stale {
+                        key = flow_extract(frame, &key);
+                        key_stale = false;
+                    }
+                    let upcall = Upcall {
+                        kind: UpcallKind::Action {
+                            userdata: userdata.clone(),
+                        },
+                        packet: frame.clone(),
+                        ufid: key_ufid(&key),
+                        key,
+                    };
+                    self.queue_upcalls(&mut vec![upcall], &|| false);
+                    Ok(())
+                }
+                OdpAction::SetMasked(SetHeader::SkbPriority { key: v, mask }) => {
+                    key.skb_priority = (key.skb_priority & !mask) | (v & mask);
+                    Ok(())
+                }
+                OdpAction::SetMasked(SetHeader::SkbMark { key: v, mask }) => {
+                    key.pkt_mark = (key.pkt_mark & !mask) | (v & mask);
+                    Ok(())
+                }
+                OdpAction::SetMasked(header) => {
+                    key_stale = true;
+                    apply_set_masked(frame, header)
+                }
+                OdpAction::PushVlan { tpid, tci } => {
+                    key_stale = true;
+                    push_vlan(frame, *tpid, *tci)
+                }
+                OdpAction::PopVlan => {
+                    key_stale = true;
+                    pop_vlan(frame)
+                }
+            };
+            if let Err(e) = applied {
+                self.n_exec_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(error = %e, "action not applicable; packet dropped");
+                return;
+            }
+        }
+    }
+}
+
+fn put_error(e: PutError) -> DpifError {
+    DpifError::Refused(e.to_string())
+}
+
+impl Dpif for Netdev {
+    fn kind(&self) -> &'static str {
+        "userspace"
+    }
+
+    fn recv_upcalls(
+        &self,
+        handler: usize,
+        max: usize,
+        timeout: Duration,
+        out: &mut Vec<Upcall>,
+    ) -> Result<(), DpifError> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(DpifError::Closed);
+        }
+        let q = &self.core.queues[handler % self.core.queues.len()];
+        q.pop_batch(max, timeout, out);
+        Ok(())
+    }
+
+    fn operate(&self, ops: Vec<DpifOp>) -> Vec<Result<(), DpifError>> {
+        // Flow changes under one write lock; packets run after it.
+        let mut results = Vec::with_capacity(ops.len());
+        let mut executes = Vec::new();
+        {
+            let mut flows = self.core.flows.write();
+            for op in ops {
+                let result = match op {
+                    DpifOp::FlowPut {
+                        ufid,
+                        key,
+                        mask,
+                        actions,
+                        mode,
+                        reset_stats,
+                    } => match mode {
+                        PutMode::Create => flows.create(ufid, &key, &mask, actions),
+                        PutMode::Modify => flows.modify(ufid, actions, reset_stats),
+                        PutMode::CreateOrModify if flows.get(ufid).is_some() => {
+                            flows.modify(ufid, actions, reset_stats)
+                        }
+                        PutMode::CreateOrModify => flows.create(ufid, &key, &mask, actions),
+                    }
+                    .map_err(put_error),
+                    DpifOp::FlowDel { ufid } => match flows.delete(ufid) {
+                        Some(_) => Ok(()),
+                        None => Err(put_error(PutError::NoSuchFlow(ufid))),
+                    },
+                    DpifOp::Execute {
+                        packet,
+                        key,
+                        actions,
+                    } => {
+                        executes.push((packet, key, actions));
+                        Ok(())
+                    }
+                };
+                results.push(result);
+            }
+        }
+        for (mut packet, key, actions) in executes {
+            self.core.execute(&mut packet, &key, &actions);
+        }
+        results
+    }
+
+    fn flow_dump(&self) -> Result<Vec<DpFlow>, DpifError> {
+        Ok(self
+            .core
+            .flows
+            .read()
+            .entries()
+            .map(|e| e.to_dp_flow())
+            .collect())
+    }
+
+    fn stats(&self) -> DpStats {
+        DpStats {
+            n_hit: self.core.n_hit.load(Ordering::Relaxed),
+            n_missed: self.core.n_missed.load(Ordering::Relaxed),
+            n_lost: self.core.n_lost.load(Ordering::Relaxed),
+            n_flows: self.core.flows.read().len() as u64,
+        }
+    }
+
+    fn port_add(&self, spec: &PortSpec) -> Result<u32, DpifError> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(DpifError::Closed);
+        }
+        let mut ports = self.core.ports.write();
+        if ports.values().any(|p| p.info.name == spec.name) {
+            return Err(DpifError::Refused(format!(
+                "port {:?} already exists",
+                spec.name
+            )));
+        }
+        let number = match spec.number {
+            Some(n) if ports.contains_key(&n) => {
+                return Err(DpifError::Refused(format!("port number {n} is taken")))
+            }
+            Some(n) => n,
+            None => (1..)
+                .find(|n| !ports.contains_key(n))
+                .expect("a free port number"),
+        };
+        let (io, replay) = match &spec.kind {
+            PortKind::System => (PortIo::open_packet(&spec.name)?, None),
+            PortKind::Internal => (PortIo::open_tap(&spec.name)?, None),
+            PortKind::Replay { path } => (PortIo::Replay, Some(path.clone())),
+        };
+        let port = Arc::new(Port {
+            info: PortInfo {
+                number,
+                name: spec.name.clone(),
+                kind: spec.kind.clone(),
+            },
+            io,
+            counters: PortCounters::default(),
+        });
+        ports.insert(number, port.clone());
+        drop(ports);
+        self.start_rx(port, replay);
+        tracing::info!(port = number, name = %spec.name, kind = ?spec.kind, "port added");
+        Ok(number)
+    }
+
+    fn port_del(&self, number: u32) -> Result<(), DpifError> {
+        let port = self.core.ports.write().remove(&number);
+        if port.is_none() {
+            return Err(DpifError::NoSuchPort(number));
+        }
+        if let Some(t) = self.rx_threads.lock().remove(&number) {
+            t.stop.store(true, Ordering::Relaxed);
+            let _ = t.handle.join();
+        }
+        Ok(())
+    }
+
+    fn ports(&self) -> Vec<PortInfo> {
+        self.core
+            .ports
+            .read()
+            .values()
+            .map(|p| p.info.clone())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An IPv4/TCP frame from 10.0.0.1:1000 to 10.0.0.2:80.
+    fn tcp_frame() -> Vec<u8> {
+        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+        f.extend_from_slice(&[
+            0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ]);
+        f.extend_from_slice(&[
+            0x03, 0xe8, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0,
+        ]);
+        f
+    }
+
+    #[test]
+    fn miss_upcall_put_then_hit_with_stats() {
+        let dp = Netdev::new(NetdevConfig::default());
+        let sink = dp
+            .port_add(&PortSpec {
+                name: "sink".into(),
+                kind: PortKind::Replay {
+                    path: "/nonexistent".into(),
+                },
+                number: Some(2),
+            })
+            .unwrap();
+        let frames = vec![ReplayFrame {
+            in_port: Some(1),
+            frame: tcp_frame(),
+        }];
+        dp.inject(&frames, 0);
+        let mut ups = Vec::new();
+        dp.recv_upcalls(0, 64, Duration::ZERO, &mut ups).unwrap();
+        assert_eq!(ups.len(), 1);
+        let up = ups.pop().unwrap();
+        assert_eq!(
+            (up.key.in_port, up.key.tp_dst, up.key.nw_dst),
+            (1, 80, 0x0a00_0002)
+        );
+        let mask = Flow {
+            in_port: u32::MAX,
+            dl_type: u16::MAX,
+            ..Flow::default()
+        };
+        let actions = vec![OdpAction::Output(sink)];
+        let results = dp.operate(vec![
+            DpifOp::FlowPut {
+                ufid: 42,
+                key: up.key,
+                mask,
+                actions: actions.clone(),
+                mode: PutMode::Create,
+                reset_stats: false,
+            },
+            DpifOp::Execute {
+                packet: up.packet,
+                key: up.key,
+                actions,
+            },
+        ]);
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        dp.inject(&frames, 0);
+        dp.inject(&frames, 0);
+        let s = dp.stats();
+        assert_eq!((s.n_hit, s.n_missed, s.n_lost, s.n_flows), (2, 1, 0, 1));
+        assert_eq!(dp.tx_packets()[&sink], 3);
+        dp.operate(vec![DpifOp::Execute {
+            packet: tcp_frame(),
+            key: up.key,
+            actions: vec![OdpAction::Output(99), OdpAction::PopVlan],
+        }]);
+        assert_eq!(dp.tx_drops(), (1, 1));
+        let dump = dp.flow_dump().unwrap();
+        assert_eq!(dump[0].stats.n_packets, 2);
+        assert_eq!(dump[0].stats.n_bytes, 2 * 54);
+        assert_eq!(dump[0].stats.tcp_flags, 0x02);
+        assert!(dp.operate(vec![DpifOp::FlowDel { ufid: 42 }])[0].is_ok());
+        assert!(dp.operate(vec![DpifOp::FlowDel { ufid: 42 }])[0].is_err());
+        dp.inject(&frames, 0);
+        assert_eq!(dp.stats().n_missed, 2);
+    }
+
+    #[test]
+    fn full_upcall_queue_loses_and_counts() {
+        let dp = Netdev::new(NetdevConfig {
+            upcall_queue_len: 1,
+            ..NetdevConfig::default()
+        });
+        let mut emc = Emc::new(4);
+        let mut burst: Burst = (0..3).map(|_| (1, tcp_frame())).collect();
+        dp.core.receive(&mut burst, &mut emc, &|| false);
+        let s = dp.stats();
+        assert_eq!((s.n_missed, s.n_lost), (3, 2));
+    }
+}

@@ -1,0 +1,125 @@
+//! The Prometheus endpoint. Actors count in [`PipelineStats`] (and record
+//! histograms straight into the `metrics` recorder); [`publish`] copies the
+//! counters into the recorder, so the endpoint always agrees with
+//! `upcall-show`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use actors::dpif::Dpif;
+use actors::stats::{DropReason, PipelineStats, ACTORS};
+use metrics::{counter, gauge};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+
+/// Histogram buckets: batch sizes (ops), and durations (seconds).
+const SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 50.0, 64.0, 128.0];
+const SECONDS_BUCKETS: &[f64] = &[
+    1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2, 0.1, 0.5, 1.0, 2.0,
+];
+
+/// Starts the HTTP listener serving `/metrics` on `addr`.
+pub fn install(addr: SocketAddr) -> anyhow::Result<()> {
+    PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .set_buckets_for_metric(Matcher::Suffix("batch_size".into()), SIZE_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Suffix("seconds".into()), SECONDS_BUCKETS)?
+        .install()
+        .map_err(|e| anyhow::anyhow!("metrics endpoint on {addr}: {e}"))?;
+    describe();
+    Ok(())
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "upcalld_upcalls_received_total",
+        "Upcalls read from the datapath"
+    );
+    describe_counter!(
+        "upcalld_upcalls_handled_total",
+        "Upcalls translated by handlers"
+    );
+    describe_counter!(
+        "upcalld_upcalls_dropped_total",
+        "Upcalls not installed, by reason"
+    );
+    describe_counter!(
+        "upcalld_duplicate_upcalls_total",
+        "Upcalls whose megaflow was already installed"
+    );
+    describe_counter!("upcalld_flow_puts_total", "Megaflows installed");
+    describe_counter!(
+        "upcalld_flow_modifies_total",
+        "Megaflows whose actions were changed"
+    );
+    describe_counter!("upcalld_flow_deletes_total", "Megaflows deleted");
+    describe_counter!(
+        "upcalld_dpif_op_errors_total",
+        "Datapath operations refused"
+    );
+    describe_counter!(
+        "upcalld_actor_restarts_total",
+        "Actor restarts after a panic, by actor"
+    );
+    describe_counter!(
+        "upcalld_datapath_packets_total",
+        "Datapath packets, by result (hit, missed, lost)"
+    );
+    describe_gauge!("upcalld_datapath_flows", "Megaflows in the datapath");
+    describe_gauge!("upcalld_flow_limit", "The dynamic flow limit");
+    describe_gauge!("upcalld_rules_version", "The rule-table's version");
+    describe_gauge!(
+        "upcalld_dump_duration_seconds_last",
+        "Duration of the last revalidation"
+    );
+    describe_histogram!("upcalld_dpif_batch_size", "Ops per datapath batch");
+    describe_histogram!(
+        "upcalld_upcall_latency_seconds",
+        "From reading an upcall batch to its translation"
+    );
+    describe_histogram!(
+        "upcalld_revalidation_seconds",
+        "Duration of revalidation rounds"
+    );
+}
+
+/// Copies the current counters into the metrics recorder.
+pub fn publish(stats: &PipelineStats, dpif: &dyn Dpif) {
+    let g = PipelineStats::get;
+    counter!("upcalld_upcalls_received_total").absolute(g(&stats.upcalls_received));
+    counter!("upcalld_upcalls_handled_total").absolute(g(&stats.upcalls_handled));
+    for why in DropReason::ALL {
+        counter!("upcalld_upcalls_dropped_total", "reason" => why.name())
+            .absolute(stats.dropped(why));
+    }
+    counter!("upcalld_duplicate_upcalls_total").absolute(g(&stats.duplicate_upcalls));
+    counter!("upcalld_flow_puts_total").absolute(g(&stats.flow_puts));
+    counter!("upcalld_flow_modifies_total").absolute(g(&stats.flow_modifies));
+    counter!("upcalld_flow_deletes_total").absolute(g(&stats.flow_deletes));
+    counter!("upcalld_dpif_op_errors_total").absolute(g(&stats.op_errors));
+    for actor in ACTORS {
+        counter!("upcalld_actor_restarts_total", "actor" => actor).absolute(stats.restarts(actor));
+    }
+    let dp = dpif.stats();
+    counter!("upcalld_datapath_packets_total", "result" => "hit").absolute(dp.n_hit);
+    counter!("upcalld_datapath_packets_total", "result" => "missed").absolute(dp.n_missed);
+    counter!("upcalld_datapath_packets_total", "result" => "lost").absolute(dp.n_lost);
+    gauge!("upcalld_datapath_flows").set(dp.n_flows as f64);
+    gauge!("upcalld_flow_limit").set(g(&stats.flow_limit) as f64);
+    gauge!("upcalld_rules_version").set(g(&stats.rules_version) as f64);
+    gauge!("upcalld_dump_duration_seconds_last").set(g(&stats.dump_duration_ms) as f64 / 1000.0);
+}
+
+/// Publishes every `period` until the process ends (run on the actix
+/// system's runtime).
+pub async fn publish_forever(
+    stats: Arc<PipelineStats>,
+    dpif: Arc<dyn Dpif>,
+    period: std::time::Duration,
+) {
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tick.tick().await;
+        publish(&stats, dpif.as_ref());
+    }
+}

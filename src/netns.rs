@@ -1,0 +1,235 @@
+//! Network namespaces joined to the datapath by veth pairs: the demo's
+//! topology and the integration tests' hosts. Needs root and `ip` from
+//! iproute2. Everything created is removed when the [`Host`] is dropped.
+
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// A host: a network namespace with one interface `eth0`, whose veth peer
+/// (`port`) lives in the caller's namespace and becomes a datapath port.
+#[derive(Debug)]
+pub struct Host {
+    pub netns: String,
+    /// The veth end outside the namespace.
+    pub port: String,
+    pub addr: Ipv4Addr,
+    pub mac: [u8; 6],
+}
+
+fn ip(args: &[&str]) -> io::Result<()> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| io::Error::new(e.kind(), format!("running `ip {}`: {e}", args.join(" "))))?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "`ip {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+impl Host {
+    /// Creates namespace `netns` with `eth0` at `addr`/24 and MAC `mac`,
+    /// joined by a veth pair to `port` (left down: the datapath brings it
+    /// up). Leftovers of an earlier run with the same names are removed
+    /// first.
+    pub fn create(netns: &str, port: &str, addr: Ipv4Addr, mac: [u8; 6]) -> io::Result<Host> {
+        let _ = ip(&["netns", "del", netns]);
+        let _ = ip(&["link", "del", port]);
+        ip(&["netns", "add", netns])?;
+        let host = Host {
+            netns: netns.into(),
+            port: port.into(),
+            addr,
+            mac,
+        };
+        let mac_s = mac_string(mac);
+        ip(&[
+            "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", netns,
+        ])?;
+        ip(&["-n", netns, "link", "set", "eth0", "address", &mac_s])?;
+        ip(&[
+            "-n",
+            netns,
+            "addr",
+            "add",
+            &format!("{addr}/24"),
+            "dev",
+            "eth0",
+        ])?;
+        ip(&["-n", netns, "link", "set", "eth0", "up"])?;
+        ip(&["-n", netns, "link", "set", "lo", "up"])?;
+        // Checksums and segmentation done in software inside the namespace,
+        // so that frames read from the veth are complete on the wire.
+        host.run(|| disable_tx_offload("eth0"))??;
+        Ok(host)
+    }
+
+    /// Runs `f` on a thread that has entered this host's namespace (the
+    /// sockets it opens live there) and waits for it.
+    pub fn run<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> io::Result<R> {
+        self.spawn(f)?
+            .join()
+            .map_err(|_| io::Error::other("namespace thread panicked"))?
+    }
+
+    /// Starts `f` on a thread that has entered this host's namespace.
+    pub fn spawn<R: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> R + Send + 'static,
+    ) -> io::Result<std::thread::JoinHandle<io::Result<R>>> {
+        let path = format!("/run/netns/{}", self.netns);
+        let ns = std::fs::File::open(&path)
+            .map_err(|e| io::Error::new(e.kind(), format!("opening {path}: {e}")))?;
+        Ok(std::thread::spawn(move || {
+            // SAFETY: setns on a namespace fd we own; affects this thread only.
+            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(f())
+        }))
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes its veth end, and so the pair.
+        let _ = ip(&["netns", "del", &self.netns]);
+        let _ = ip(&["link", "del", &self.port]);
+    }
+}
+
+fn mac_string(m: [u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Turns off transmit checksum offload (and with it TSO) on `ifname`, with
+/// the ethtool ioctl.
+fn disable_tx_offload(ifname: &str) -> io::Result<()> {
+    const ETHTOOL_STXCSUM: u32 = 0x17;
+    #[repr(C)]
+    struct EthtoolValue {
+        cmd: u32,
+        data: u32,
+    }
+    let mut value = EthtoolValue {
+        cmd: ETHTOOL_STXCSUM,
+        data: 0,
+    };
+    // SAFETY: plain socket(2); result checked.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is ours.
+    let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain data.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in ifr
+        .ifr_name
+        .iter_mut()
+        .zip(ifname.bytes().take(libc::IFNAMSIZ - 1))
+    {
+        *d = s as libc::c_char;
+    }
+    ifr.ifr_ifru.ifru_data = (&mut value as *mut EthtoolValue).cast();
+    // SAFETY: SIOCETHTOOL takes an ifreq whose data points to the command.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL as _, &mut ifr) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sends one ICMP echo request to `dst` and waits up to `timeout` for the
+/// reply (call inside a namespace with [`Host::run`]). Returns the round
+/// trip time.
+pub fn ping(dst: Ipv4Addr, id: u16, seq: u16, timeout: Duration) -> io::Result<Option<Duration>> {
+    // SAFETY: plain socket(2); result checked.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_INET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::IPPROTO_ICMP,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is ours.
+    let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let mut req = vec![8u8, 0, 0, 0];
+    req.extend_from_slice(&id.to_be_bytes());
+    req.extend_from_slice(&seq.to_be_bytes());
+    req.extend_from_slice(b"upcalld ping payload....");
+    let csum = internet_checksum(&req);
+    req[2..4].copy_from_slice(&csum.to_be_bytes());
+    let to = libc::sockaddr_in {
+        sin_family: libc::AF_INET as u16,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(dst).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let start = Instant::now();
+    // SAFETY: valid buffer and sockaddr_in of the sizes passed.
+    let n = unsafe {
+        libc::sendto(
+            sock.as_raw_fd(),
+            req.as_ptr().cast(),
+            req.len(),
+            0,
+            (&to as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as u32,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut buf = [0u8; 1500];
+    while let Some(left) = timeout.checked_sub(start.elapsed()) {
+        let mut pfd = libc::pollfd {
+            fd: sock.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut pfd, 1, left.as_millis().max(1) as i32) } <= 0 {
+            continue;
+        }
+        // SAFETY: valid writable buffer.
+        let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n <= 0 {
+            continue;
+        }
+        let pkt = &buf[..n as usize];
+        let ihl = usize::from(pkt[0] & 0x0f) * 4;
+        let Some(icmp) = pkt.get(ihl..ihl + 8) else {
+            continue;
+        };
+        if icmp[0] == 0 && icmp[4..6] == id.to_be_bytes() && icmp[6..8] == seq.to_be_bytes() {
+            return Ok(Some(start.elapsed()));
+        }
+    }
+    Ok(None)
+}
+
+fn internet_checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = data
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}

@@ -1,0 +1,144 @@
+//! Text output of `upcalld ctl`: rules with their counters, datapath flows,
+//! and the upcall summary, in the spirit of `ovs-ofctl dump-flows`,
+//! `ovs-dpctl dump-flows` and `ovs-appctl upcall/show`.
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use actors::dpif::{monotonic_ms, DpStats};
+use actors::rule_table::RuleStats;
+use actors::stats::{DropReason, PipelineStats, ACTORS};
+use actors::tables::RuleEntry;
+use messages::dpif::DpFlow;
+use messages::format::odp_actions::format_odp_actions;
+use messages::format::odp_flow::format_odp_flow;
+use messages::format::ofp_rule::{format_instructions, format_match};
+
+/// One line per rule, as `ovs-ofctl dump-flows` prints it (without
+/// durations).
+pub fn dump_flows(rules: &[(Arc<RuleEntry>, RuleStats)]) -> String {
+    let mut out = String::new();
+    for (entry, stats) in rules {
+        let r = &entry.rule;
+        let _ = write!(
+            out,
+            " cookie={:#x}, table={}, n_packets={}, n_bytes={}, ",
+            r.cookie, r.table, stats.n_packets, stats.n_bytes
+        );
+        if r.idle_timeout != 0 {
+            let _ = write!(out, "idle_timeout={}, ", r.idle_timeout);
+        }
+        if r.hard_timeout != 0 {
+            let _ = write!(out, "hard_timeout={}, ", r.hard_timeout);
+        }
+        let m = format_match(&r.matches, r.priority);
+        if !m.is_empty() {
+            let _ = write!(out, "{m} ");
+        }
+        let _ = writeln!(out, "actions={}", format_instructions(&r.instructions));
+    }
+    out
+}
+
+/// One line per datapath flow, in ODP syntax as `ovs-dpctl dump-flows -m`
+/// prints it: ufid, match, counters, age, actions.
+pub fn dump_dp_flows(flows: &[DpFlow]) -> String {
+    let now = monotonic_ms();
+    let mut out = String::new();
+    for f in flows {
+        let used = match f.stats.used_ms {
+            Some(t) => format!("{:.3}s", now.saturating_sub(t) as f64 / 1000.0),
+            None => "never".to_string(),
+        };
+        let actions = format_odp_actions(&f.actions);
+        let _ = writeln!(
+            out,
+            "ufid:{}, {}, packets:{}, bytes:{}, used:{}, actions:{}",
+            ufid_string(f.ufid),
+            format_odp_flow(&f.key, &f.mask),
+            f.stats.n_packets,
+            f.stats.n_bytes,
+            used,
+            if actions.is_empty() {
+                "drop".to_string()
+            } else {
+                actions
+            }
+        );
+    }
+    out
+}
+
+/// The upcall summary.
+pub fn upcall_show(
+    dp_kind: &str,
+    dp: &DpStats,
+    s: &PipelineStats,
+    n_handlers: usize,
+    n_revalidators: usize,
+) -> String {
+    let g = PipelineStats::get;
+    let mut out = String::new();
+    let _ = writeln!(out, "{dp_kind}@upcalld:");
+    let _ = writeln!(
+        out,
+        "  flows         : (current {}) (limit {})",
+        dp.n_flows,
+        g(&s.flow_limit)
+    );
+    let _ = writeln!(out, "  dump duration : {}ms", g(&s.dump_duration_ms));
+    let _ = writeln!(out, "  ufid enabled  : true");
+    let _ = writeln!(out, "  handlers      : {n_handlers}");
+    let _ = writeln!(
+        out,
+        "  revalidators  : {n_revalidators} ({} rounds)",
+        g(&s.revalidation_rounds)
+    );
+    let _ = writeln!(out, "  rules version : {}", g(&s.rules_version));
+    let _ = writeln!(
+        out,
+        "  datapath      : hit:{} missed:{} lost:{}",
+        dp.n_hit, dp.n_missed, dp.n_lost
+    );
+    let _ = writeln!(
+        out,
+        "  upcalls       : received:{} handled:{} duplicate:{}",
+        g(&s.upcalls_received),
+        g(&s.upcalls_handled),
+        g(&s.duplicate_upcalls)
+    );
+    let dropped: Vec<String> = DropReason::ALL
+        .iter()
+        .map(|r| format!("{}:{}", r.name(), s.dropped(*r)))
+        .collect();
+    let _ = writeln!(out, "  dropped       : {}", dropped.join(" "));
+    let _ = writeln!(
+        out,
+        "  flow ops      : put:{} modify:{} delete:{} execute:{} errors:{} batches:{}",
+        g(&s.flow_puts),
+        g(&s.flow_modifies),
+        g(&s.flow_deletes),
+        g(&s.executes),
+        g(&s.op_errors),
+        g(&s.dpif_batches)
+    );
+    let restarts: Vec<String> = ACTORS
+        .iter()
+        .map(|a| format!("{a}:{}", s.restarts(a)))
+        .collect();
+    let _ = writeln!(out, "  restarts      : {}", restarts.join(" "));
+    out
+}
+
+/// A ufid as OVS prints it: `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`.
+fn ufid_string(u: messages::dpif::Ufid) -> String {
+    let h = format!("{u:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}

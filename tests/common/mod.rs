@@ -1,0 +1,262 @@
+//! Shared by the integration tests: hosts in network namespaces joined
+//! through a real `upcalld` daemon, and the daemon's control and metrics.
+
+#![allow(dead_code)] // each test binary uses part of this
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use upcalld::control::{self, Command as Ctl};
+use upcalld::netns::Host;
+
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "these tests create network namespaces and veth pairs: run them as root"
+    );
+}
+
+/// Two hosts, A (10.77.0.1) on port 1 and B (10.77.0.2) on port 2, named
+/// after `tag` so that tests running at once do not collide.
+pub fn two_hosts(tag: &str) -> (Host, Host) {
+    let a = Host::create(
+        &format!("uct-{tag}-a"),
+        &format!("uc{tag}a"),
+        Ipv4Addr::new(10, 77, 0, 1),
+        [2, 0, 0, 0x77, 0, 1],
+    )
+    .expect("creating host A");
+    let b = Host::create(
+        &format!("uct-{tag}-b"),
+        &format!("uc{tag}b"),
+        Ipv4Addr::new(10, 77, 0, 2),
+        [2, 0, 0, 0x77, 0, 2],
+    )
+    .expect("creating host B");
+    (a, b)
+}
+
+/// A running daemon, stopped with SIGTERM when dropped.
+pub struct Daemon {
+    child: Child,
+    pub dir: PathBuf,
+    pub socket: PathBuf,
+    pub metrics_port: u16,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Daemon {
+    /// Starts `upcalld run` with `ports` (name, number), `rules`, and extra
+    /// top-level config lines.
+    pub fn start(tag: &str, ports: &[(&str, u32)], rules: &str, extra: &str) -> Daemon {
+        let dir = std::env::temp_dir().join(format!("upcalld-test-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let rules_path = dir.join("rules.of13");
+        std::fs::write(&rules_path, rules).unwrap();
+        let socket = dir.join("ctl.sock");
+        let metrics_port = free_port();
+        let mut config = format!(
+            "rules = {:?}\ncontrol_socket = {:?}\nmetrics_addr = \"127.0.0.1:{metrics_port}\"\n",
+            rules_path, socket
+        );
+        if !extra.contains("revalidate_interval_ms") {
+            config.push_str("revalidate_interval_ms = 200\n");
+        }
+        config.push_str(extra);
+        config.push('\n');
+        for (name, number) in ports {
+            config.push_str(&format!(
+                "[[port]]\nname = \"{name}\"\ntype = \"system\"\nnumber = {number}\n"
+            ));
+        }
+        let config_path = dir.join("upcalld.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let log = std::fs::File::create(dir.join("upcalld.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_upcalld"))
+            .args(["run", "--config"])
+            .arg(&config_path)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting upcalld");
+        let d = Daemon {
+            child,
+            dir,
+            socket,
+            metrics_port,
+        };
+        d.wait_until(
+            "the control socket answers",
+            Duration::from_secs(10),
+            || control::call(&d.socket, Ctl::UpcallShow, "").is_ok_and(|r| r.is_ok()),
+        );
+        d
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("upcalld.log")).unwrap_or_default()
+    }
+
+    /// Waits for `cond`, failing the test (with the daemon's log) on timeout.
+    pub fn wait_until(&self, what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !cond() {
+            assert!(
+                start.elapsed() < timeout,
+                "timed out waiting until {what}; daemon log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Runs a ctl command; panics on error.
+    pub fn ctl(&self, cmd: Ctl, body: &str) -> String {
+        match control::call(&self.socket, cmd, body).expect("control socket") {
+            Ok(out) => out,
+            Err(e) => panic!("ctl {} failed: {e}", cmd.name()),
+        }
+    }
+
+    /// Runs a ctl command expecting an error; returns it.
+    pub fn ctl_err(&self, cmd: Ctl, body: &str) -> String {
+        match control::call(&self.socket, cmd, body).expect("control socket") {
+            Ok(out) => panic!("ctl {} unexpectedly succeeded: {out}", cmd.name()),
+            Err(e) => e,
+        }
+    }
+
+    /// Scrapes `/metrics` over HTTP.
+    pub fn scrape(&self) -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", self.metrics_port)).expect("metrics endpoint");
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        assert!(out.starts_with("HTTP/1.1 200"), "metrics answered: {out}");
+        out
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                let _ = std::fs::remove_dir_all(&self.dir);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The value of a metric line `name{labels} value` (exact name and labels).
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// A field `name:value` or `name=value` in a line of ctl output.
+pub fn field(line: &str, name: &str) -> Option<u64> {
+    line.split([',', ' ']).find_map(|t| {
+        t.trim()
+            .strip_prefix(name)?
+            .strip_prefix([':', '='])?
+            .parse()
+            .ok()
+    })
+}
+
+/// Pings `dst` from `from` until a reply or `tries` requests.
+pub fn ping_ok(from: &Host, dst: Ipv4Addr, tries: u16) -> bool {
+    (1..=tries).any(|seq| {
+        from.run(move || upcalld::netns::ping(dst, 0x7e57, seq, Duration::from_millis(500)))
+            .unwrap()
+            .unwrap()
+            .is_some()
+    })
+}
+
+/// Sends `len` bytes over TCP from `from` to `to:port`; returns what the
+/// receiver got, or the error that stopped it.
+pub fn tcp_transfer(
+    from: &Host,
+    to: &Host,
+    port: u16,
+    len: usize,
+    timeout: Duration,
+) -> Result<Vec<u8>, String> {
+    let dst = to.addr;
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let server = to
+        .spawn(move || -> Result<Vec<u8>, String> {
+            let l = TcpListener::bind((dst, port)).map_err(|e| e.to_string())?;
+            l.set_nonblocking(true).map_err(|e| e.to_string())?;
+            ready_tx.send(()).unwrap();
+            let start = Instant::now();
+            let (mut s, _) = loop {
+                match l.accept() {
+                    Ok(c) => break c,
+                    Err(_) if start.elapsed() < timeout => {
+                        std::thread::sleep(Duration::from_millis(20))
+                    }
+                    Err(e) => return Err(format!("accept: {e}")),
+                }
+            };
+            s.set_nonblocking(false).map_err(|e| e.to_string())?;
+            s.set_read_timeout(Some(timeout))
+                .map_err(|e| e.to_string())?;
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).map_err(|e| format!("read: {e}"))?;
+            Ok(got)
+        })
+        .unwrap();
+    ready_rx.recv().unwrap();
+    let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+    let client = from
+        .run(move || -> Result<(), String> {
+            let mut s = TcpStream::connect_timeout(&(dst, port).into(), timeout)
+                .map_err(|e| format!("connect: {e}"))?;
+            s.set_write_timeout(Some(timeout))
+                .map_err(|e| e.to_string())?;
+            s.write_all(&data).map_err(|e| format!("write: {e}"))?;
+            Ok(())
+        })
+        .unwrap();
+    let got = server.join().unwrap().unwrap();
+    client?;
+    got
+}
+
+/// The byte pattern `tcp_transfer` sends.
+pub fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 % 251) as u8).collect()
+}

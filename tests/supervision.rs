@@ -1,0 +1,125 @@
+//! Supervision: handlers that panic are restarted, lose at most the batch
+//! they were handling, and every flow still gets installed once the
+//! datapath upcalls those packets again.
+
+use std::sync::Arc;
+
+use actors::dpif::Dpif;
+use actors::pipeline::{Pipeline, PipelineConfig};
+use actors::revalidator::RevalidatorConfig;
+use actors::stats::DropReason;
+use actors::tables::Tables;
+use upcalld::bench::pass;
+use upcalld::dpif_netdev::{Netdev, NetdevConfig, ReplayFrame};
+
+/// The first rule makes every source MAC its own megaflow.
+const RULES: &str = "\
+table=0,priority=1000,dl_src=02:ff:ff:ff:ff:ff,actions=drop
+table=0,priority=200,tcp,tp_dst=80,actions=output:2
+table=0,priority=100,ip,nw_dst=10.1.0.0/16,actions=output:3
+table=0,priority=0,actions=output:4
+";
+
+/// An IPv4/TCP frame from MAC 02:00:00:00:xx:xx (`mac`).
+fn tcp_frame(mac: u16, src: u32, dst: u32, sport: u16, dport: u16) -> Vec<u8> {
+    let [m4, m5] = mac.to_be_bytes();
+    let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, m4, m5, 0x08, 0x00];
+    f.extend_from_slice(&[0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0]);
+    f.extend_from_slice(&src.to_be_bytes());
+    f.extend_from_slice(&dst.to_be_bytes());
+    f.extend_from_slice(&sport.to_be_bytes());
+    f.extend_from_slice(&dport.to_be_bytes());
+    f.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+    f
+}
+
+fn workload() -> Arc<Vec<ReplayFrame>> {
+    Arc::new(
+        (0..3000u32)
+            .map(|i| ReplayFrame {
+                in_port: Some(1 + i % 3),
+                frame: tcp_frame(
+                    (i % 1000) as u16,
+                    0xc0a8_0000 + i,
+                    if i % 2 == 0 {
+                        0x0a01_0000 + i
+                    } else {
+                        0x0a02_0000 + i
+                    },
+                    1024 + (i % 7) as u16,
+                    if i % 5 == 0 { 80 } else { 443 },
+                ),
+            })
+            .collect(),
+    )
+}
+
+struct Outcome {
+    megaflows: u64,
+    handler_restarts: u64,
+    lost_to_panics: u64,
+}
+
+/// Replays the workload twice, with `panics` injected into each handler
+/// before the first pass.
+fn run(panics: u32) -> Outcome {
+    let rules = upcalld::daemon::parse_rules(RULES, "test rules").unwrap();
+    let frames = workload();
+    let system = actix::System::new();
+    system.block_on(async move {
+        let netdev = Arc::new(Netdev::new(NetdevConfig::default()));
+        let config = PipelineConfig {
+            n_handlers: 2,
+            revalidator: RevalidatorConfig {
+                flow_limit_start: 200_000,
+                ..RevalidatorConfig::default()
+            },
+            ..PipelineConfig::default()
+        };
+        let pipeline = Pipeline::start(netdev.clone(), Tables::from_rules(rules), config);
+        for h in 0..2 {
+            pipeline.inject_handler_panics(h, panics);
+        }
+        pass(&netdev, &pipeline, &frames).await.unwrap();
+        pass(&netdev, &pipeline, &frames).await.unwrap();
+        let outcome = Outcome {
+            megaflows: netdev.stats().n_flows,
+            handler_restarts: pipeline.stats.restarts("handler"),
+            lost_to_panics: pipeline.stats.dropped(DropReason::HandlerPanic),
+        };
+        pipeline.stop();
+        netdev.close();
+        outcome
+    })
+}
+
+/// Runs on a thread with a large stack: in debug builds, inserting into the
+/// tables' `im::OrdMap` of classifiers needs several megabytes of stack.
+fn run_big_stack(panics: u32) -> Outcome {
+    std::thread::Builder::new()
+        .stack_size(32 << 20)
+        .spawn(move || run(panics))
+        .unwrap()
+        .join()
+        .unwrap()
+}
+
+#[test]
+fn panicking_handlers_restart_and_every_flow_is_installed() {
+    let clean = run_big_stack(0);
+    assert!(clean.megaflows >= 1000, "every source MAC makes a megaflow");
+    assert_eq!(clean.handler_restarts, 0);
+
+    let faulty = run_big_stack(1);
+    assert_eq!(faulty.handler_restarts, 2, "each handler panicked once");
+    assert!(faulty.lost_to_panics > 0, "the panicking batches were lost");
+    assert!(
+        faulty.lost_to_panics <= 2 * 64,
+        "a panic loses at most its batch, lost {}",
+        faulty.lost_to_panics
+    );
+    assert_eq!(
+        faulty.megaflows, clean.megaflows,
+        "every flow installed after the replay"
+    );
+}
