@@ -385,3 +385,62 @@ fn every_upcall_is_received_or_counted_as_lost() {
     );
     dpif.destroy().expect("destroy");
 }
+
+#[test]
+fn concurrent_dumps_take_turns() {
+    if !ovs_present() {
+        return;
+    }
+    let dpif = open("kdt5");
+    // Some flows, so that each dump takes a few replies.
+    let ops: Vec<DpifOp> = (0..200u32)
+        .map(|i| {
+            let key = Flow {
+                in_port: 1,
+                dl_type: ETH_TYPE_IP,
+                nw_dst: 0x0a01_0000 + i,
+                ..Flow::default()
+            };
+            let mask = Flow {
+                in_port: u32::MAX,
+                recirc_id: u32::MAX,
+                dl_type: u16::MAX,
+                nw_dst: u32::MAX,
+                nw_frag: FLOW_NW_FRAG_MASK,
+                ..Flow::default()
+            };
+            DpifOp::FlowPut {
+                ufid: ufid_for_key(&key),
+                key,
+                mask,
+                actions: vec![],
+                mode: PutMode::Create,
+                reset_stats: false,
+            }
+        })
+        .collect();
+    assert!(
+        dpif.operate(ops).iter().all(|r| r.is_ok()),
+        "{}",
+        ovs_dmesg()
+    );
+    // The kernel refuses a second dump on a socket with one in progress
+    // (EBUSY); callers on several threads share the dpif's flow socket.
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    for _ in 0..20 {
+                        let flows = dpif.flow_dump().expect("dump");
+                        assert_eq!(flows.len(), 200);
+                        assert!(!dpif.ports().is_empty(), "the local port at least");
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().expect("dumping thread");
+        }
+    });
+    dpif.destroy().expect("destroy");
+}

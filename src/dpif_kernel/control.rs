@@ -9,6 +9,7 @@
 
 use std::fmt::Debug;
 use std::io;
+use std::sync::{Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use futures::channel::oneshot;
@@ -90,6 +91,9 @@ pub struct GenlConnection<F: Debug> {
     handle: ConnectionHandle<GenlMessage<F>>,
     family_id: u16,
     family: &'static str,
+    /// A netlink socket runs one dump at a time (the kernel answers a
+    /// second with EBUSY): concurrent callers take turns.
+    dump: Mutex<()>,
 }
 
 impl<F> GenlConnection<F>
@@ -120,6 +124,7 @@ where
             handle,
             family_id,
             family: F::family_name(),
+            dump: Mutex::new(()),
         })
     }
 
@@ -133,9 +138,15 @@ where
         genl.set_resolved_family_id(self.family_id);
         let mut header = NetlinkHeader::default();
         header.flags = NLM_F_REQUEST | flags;
-        if flags & NLM_F_DUMP != NLM_F_DUMP {
+        let is_dump = flags & NLM_F_DUMP == NLM_F_DUMP;
+        if !is_dump {
             header.flags |= NLM_F_ACK;
         }
+        let _turn = if is_dump {
+            Some(self.dump.lock().unwrap_or_else(PoisonError::into_inner))
+        } else {
+            None
+        };
         let mut message = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(genl));
         message.finalize();
         let mut replies = self

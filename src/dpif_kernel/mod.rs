@@ -381,7 +381,7 @@ impl KernelDpif {
     }
 
     /// Deletes the datapath and with it its ports and flows.
-    pub fn destroy(self) -> Result<(), DpifError> {
+    pub fn destroy(&self) -> Result<(), DpifError> {
         self.dp_control(CMD_DEL, vec![DpAttr::Name(self.name.clone())], 0)?
             .map(|_| ())
             .map_err(|e| refused("OVS_DP_CMD_DEL", e))
@@ -648,18 +648,20 @@ impl Dpif for KernelDpif {
         let replies = match self.vport_control(CMD_NEW, attrs, NLM_F_ECHO)? {
             Ok(replies) => replies,
             // Attaching to a datapath that already has this port (a
-            // restart): keep it, with its number and its flows.
-            Err(libc::EEXIST) => {
+            // restart): keep it, with its number and its flows. The kernel
+            // says EBUSY for a netdev already in a datapath, EEXIST for a
+            // taken name or number.
+            Err(errno @ (libc::EEXIST | libc::EBUSY)) => {
                 return match self.ports().into_iter().find(|p| p.name == spec.name) {
                     Some(p) if spec.number.is_none_or(|n| n == p.number) => Ok(p.number),
                     Some(p) => Err(DpifError::Refused(format!(
                         "port {} exists as number {}, not {:?}",
                         spec.name, p.number, spec.number
                     ))),
-                    None => Err(DpifError::Refused(format!(
-                        "port {} belongs to another datapath",
-                        spec.name
-                    ))),
+                    None => Err(refused(
+                        &format!("adding port {} (in another datapath?)", spec.name),
+                        errno,
+                    )),
                 }
             }
             Err(e) => return Err(refused(&format!("adding port {}", spec.name), e)),

@@ -133,6 +133,21 @@ impl PacketSocket {
 
     /// Frames received within `timeout` that satisfy `want`.
     pub fn recv_matching(&self, timeout: Duration, want: impl Fn(&[u8]) -> bool) -> Vec<Vec<u8>> {
+        self.recv_until(timeout, want, usize::MAX)
+    }
+
+    /// Whether `frame` arrives within `timeout` (returns as soon as it does).
+    pub fn sees(&self, timeout: Duration, frame: &[u8]) -> bool {
+        !self.recv_until(timeout, |f| f == frame, 1).is_empty()
+    }
+
+    /// Frames that satisfy `want`, until `timeout` or `max` of them.
+    fn recv_until(
+        &self,
+        timeout: Duration,
+        want: impl Fn(&[u8]) -> bool,
+        max: usize,
+    ) -> Vec<Vec<u8>> {
         let deadline = Instant::now() + timeout;
         let mut got = Vec::new();
         let mut buf = [0u8; 2048];
@@ -155,6 +170,9 @@ impl PacketSocket {
             };
             if n > 0 && want(&buf[..n as usize]) {
                 got.push(buf[..n as usize].to_vec());
+                if got.len() >= max {
+                    break;
+                }
             }
         }
         got
