@@ -4,6 +4,7 @@
 //!
 //! ```toml
 //! rules = "/etc/upcalld/rules.of13"   # ovs-ofctl add-flows syntax
+//! receivers = 1
 //! handlers = 2
 //! revalidators = 1
 //! flow_limit = 200000
@@ -12,7 +13,8 @@
 //! control_socket = "/run/upcalld.sock"
 //!
 //! [datapath]
-//! type = "userspace"
+//! type = "userspace"       # or "kernel" (the openvswitch module)
+//! name = "upcalld"         # the kernel datapath's name
 //! upcall_queue_len = 4096
 //!
 //! [[port]]
@@ -55,12 +57,13 @@ pub enum DatapathType {
 pub struct DatapathConfig {
     #[serde(rename = "type")]
     pub kind: DatapathType,
+    /// The kernel datapath's name (created, or attached to if it exists;
+    /// also its local port's interface name).
+    pub name: String,
     /// Upcalls queued before misses are lost (userspace datapath).
     pub upcall_queue_len: usize,
     /// Exact-match cache entries per port (userspace datapath).
     pub emc_entries: usize,
-    /// The kernel datapath's name (also its local port's interface).
-    pub name: String,
     /// What becomes of the kernel datapath when the daemon exits.
     pub on_exit: OnExit,
     /// Ask the kernel for per-CPU upcall dispatch (kernel datapath).
@@ -71,9 +74,9 @@ impl Default for DatapathConfig {
     fn default() -> Self {
         DatapathConfig {
             kind: DatapathType::Userspace,
+            name: "upcalld".into(),
             upcall_queue_len: 4096,
             emc_entries: 8192,
-            name: "upcalld".into(),
             on_exit: OnExit::Keep,
             per_cpu_dispatch: true,
         }
@@ -169,6 +172,9 @@ pub struct Config {
     pub ports: Vec<PortConfig>,
     /// Rules file (`ovs-ofctl add-flows` syntax), reloaded on SIGHUP.
     pub rules: Option<PathBuf>,
+    /// Receivers: each reads one upcall queue (the kernel datapath: one
+    /// upcall socket each).
+    pub receivers: usize,
     pub handlers: usize,
     pub revalidators: usize,
     /// Most flows the dynamic flow limit allows.
@@ -193,6 +199,7 @@ impl Default for Config {
             datapath: DatapathConfig::default(),
             ports: Vec::new(),
             rules: None,
+            receivers: 1,
             handlers: 2,
             revalidators: 1,
             flow_limit: 200_000,
@@ -261,6 +268,9 @@ impl Config {
 
     fn check(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.receivers == 0 || self.receivers > 64 {
+            return invalid(format!("receivers = {}: must be 1 to 64", self.receivers));
+        }
         if self.handlers == 0 || self.handlers > 64 {
             return invalid(format!("handlers = {}: must be 1 to 64", self.handlers));
         }

@@ -175,7 +175,7 @@ impl Backend {
     fn open(config: &Config) -> anyhow::Result<Backend> {
         Ok(match config.datapath.kind {
             DatapathType::Userspace => Backend::Userspace(Arc::new(Netdev::new(NetdevConfig {
-                n_upcall_queues: 1,
+                n_upcall_queues: config.receivers,
                 upcall_queue_len: config.datapath.upcall_queue_len,
                 max_flows: config.flow_limit as usize,
                 emc_entries: config.datapath.emc_entries,
@@ -184,7 +184,8 @@ impl Backend {
                 let name = &config.datapath.name;
                 let kernel = KernelDpif::open(&KernelDpifConfig {
                     name: name.clone(),
-                    n_handlers: config.handlers,
+                    // One upcall socket per receiver.
+                    n_handlers: config.receivers,
                     per_cpu_dispatch: config.datapath.per_cpu_dispatch,
                 })
                 .with_context(|| format!("opening kernel datapath {name}"))?;
@@ -203,14 +204,6 @@ impl Backend {
         match self {
             Backend::Userspace(n) => n.clone(),
             Backend::Kernel(k) => k.clone(),
-        }
-    }
-
-    /// Upcall queues to read: the kernel has one socket per handler.
-    fn upcall_queues(&self) -> usize {
-        match self {
-            Backend::Userspace(_) => 1,
-            Backend::Kernel(k) => k.handler_pids().len(),
         }
     }
 
@@ -279,7 +272,7 @@ fn pipeline_config(
     PipelineConfig {
         n_handlers: config.handlers,
         n_revalidators: config.revalidators,
-        upcall_queues: backend.upcall_queues(),
+        n_receivers: config.receivers,
         writer: WriterConfig {
             batch_size: config.batch_size,
             max_latency: Duration::from_micros(config.batch_latency_us),
@@ -293,6 +286,8 @@ fn pipeline_config(
         xlate: XlateConfig {
             ports: ports.map(Arc::new),
             upcall_pid: backend.upcall_pid(),
+            // Both datapaths number the bridge's own port 0.
+            local_port: 0,
         },
     }
 }

@@ -135,7 +135,8 @@ fn ctl(socket: &std::path::Path, cmd: CtlCmd) -> anyhow::Result<ExitCode> {
     };
     match control::call(socket, command, &body)? {
         Ok(out) => {
-            print!("{out}");
+            // A closed pipe (`| head`) is not an error worth a panic.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), out.as_bytes());
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {

@@ -22,11 +22,20 @@ pub struct TraceResult {
 pub fn trace(tables: &Tables, flow_text: &str) -> Result<TraceResult, String> {
     let flow = parse_trace_flow(flow_text)
         .map_err(|e| format!("Bad openflow flow syntax: {flow_text}: {e}"))?;
-    let out = xlate(tables, &flow, &XlateConfig::default());
+    let out = xlate(tables, &flow, &trace_config());
     Ok(TraceResult {
         actions: format_odp_actions(&out.actions),
         megaflow: format_megaflow(&flow, &out.wc),
     })
+}
+
+/// The switch `trace` models: Open vSwitch's dummy datapath, whose bridge
+/// port (`LOCAL`) is datapath port 100; every other port number exists.
+fn trace_config() -> XlateConfig {
+    XlateConfig {
+        local_port: 100,
+        ..XlateConfig::default()
+    }
 }
 
 /// One TSV line per flow: `flow<TAB>actions<TAB>megaflow`, or

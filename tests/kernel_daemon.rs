@@ -212,7 +212,7 @@ fn daemon_child() {
 /// `datapath_extra` into `[datapath]`.
 fn kernel_config(dp: &str, ports: &[(&str, u32)], extra: &str, datapath_extra: &str) -> String {
     let mut c = format!(
-        "handlers = 2\nrevalidators = 1\nrevalidate_interval_ms = 100\n{extra}\n\
+        "receivers = 2\nhandlers = 2\nrevalidators = 1\nrevalidate_interval_ms = 100\n{extra}\n\
          [datapath]\ntype = \"kernel\"\nname = \"{dp}\"\n{datapath_extra}\n"
     );
     for (name, n) in ports {
@@ -301,6 +301,7 @@ fn predict_here(rules: &str, ports: &[u32], in_port: u32, frame: &[u8]) -> (Stri
     let cfg = XlateConfig {
         ports: Some(Arc::new(ports.iter().copied().collect::<BTreeSet<u32>>())),
         upcall_pid: 0,
+        local_port: 0,
     };
     let out = xlate(&tables, &flow, &cfg);
     (

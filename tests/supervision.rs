@@ -10,7 +10,10 @@ use actors::revalidator::RevalidatorConfig;
 use actors::stats::DropReason;
 use actors::tables::Tables;
 use upcalld::bench::pass;
-use upcalld::dpif_netdev::{Netdev, NetdevConfig, ReplayFrame};
+use upcalld::dpif_netdev::{Netdev, NetdevConfig};
+
+mod common;
+use common::workload;
 
 /// The first rule makes every source MAC its own megaflow.
 const RULES: &str = "\
@@ -19,40 +22,6 @@ table=0,priority=200,tcp,tp_dst=80,actions=output:2
 table=0,priority=100,ip,nw_dst=10.1.0.0/16,actions=output:3
 table=0,priority=0,actions=output:4
 ";
-
-/// An IPv4/TCP frame from MAC 02:00:00:00:xx:xx (`mac`).
-fn tcp_frame(mac: u16, src: u32, dst: u32, sport: u16, dport: u16) -> Vec<u8> {
-    let [m4, m5] = mac.to_be_bytes();
-    let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, m4, m5, 0x08, 0x00];
-    f.extend_from_slice(&[0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0]);
-    f.extend_from_slice(&src.to_be_bytes());
-    f.extend_from_slice(&dst.to_be_bytes());
-    f.extend_from_slice(&sport.to_be_bytes());
-    f.extend_from_slice(&dport.to_be_bytes());
-    f.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
-    f
-}
-
-fn workload() -> Arc<Vec<ReplayFrame>> {
-    Arc::new(
-        (0..3000u32)
-            .map(|i| ReplayFrame {
-                in_port: Some(1 + i % 3),
-                frame: tcp_frame(
-                    (i % 1000) as u16,
-                    0xc0a8_0000 + i,
-                    if i % 2 == 0 {
-                        0x0a01_0000 + i
-                    } else {
-                        0x0a02_0000 + i
-                    },
-                    1024 + (i % 7) as u16,
-                    if i % 5 == 0 { 80 } else { 443 },
-                ),
-            })
-            .collect(),
-    )
-}
 
 struct Outcome {
     megaflows: u64,
@@ -64,7 +33,7 @@ struct Outcome {
 /// before the first pass.
 fn run(panics: u32) -> Outcome {
     let rules = upcalld::daemon::parse_rules(RULES, "test rules").unwrap();
-    let frames = workload();
+    let frames = workload(3000);
     let system = actix::System::new();
     system.block_on(async move {
         let netdev = Arc::new(Netdev::new(NetdevConfig::default()));

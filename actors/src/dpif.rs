@@ -1,9 +1,13 @@
 //! The datapath interface the actors talk to. Both backends implement it:
 //! the embedded userspace datapath and the Linux kernel datapath.
 //!
-//! Calls are blocking and thread-safe: the receiver reads upcalls on its
-//! own thread; the dpif-writer and revalidators call `operate` and
-//! `flow_dump` from theirs.
+//! Calls are blocking and thread-safe: each receiver reads upcalls on its
+//! own thread (receiver `i` calls `recv_upcalls(i, ..)`); the dpif-writer
+//! and revalidators call `operate` and `flow_dump` from theirs.
+//!
+//! `FlowStats::used_ms` is in milliseconds of `CLOCK_MONOTONIC`
+//! ([`monotonic_ms`]) for every backend: the kernel reports it so, and
+//! revalidators age flows against it.
 
 use std::time::Duration;
 

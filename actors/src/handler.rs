@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use actix::prelude::*;
 use messages::dpif::{DpifOp, PutMode, Upcall, UpcallKind};
+use messages::flow::datapath_mask;
 
 use crate::dpif::megaflow_ufid;
 use crate::dpif_writer::{DpifWriter, FlowOps};
@@ -110,10 +111,12 @@ impl UpcallHandler {
             }
             if self.n_flows_estimate < self.flow_limit {
                 self.n_flows_estimate += 1;
+                // Installed with the VLAN stack pinned, as a datapath key is.
+                let mask = datapath_mask(&up.key, &out.wc);
                 ops.push(DpifOp::FlowPut {
-                    ufid: megaflow_ufid(&up.key, &out.wc),
-                    key: up.key.masked(&out.wc),
-                    mask: out.wc,
+                    ufid: megaflow_ufid(&up.key, &mask),
+                    key: up.key.masked(&mask),
+                    mask,
                     actions: out.actions.clone(),
                     mode: PutMode::Create,
                     reset_stats: false,

@@ -1,7 +1,7 @@
 //! The actor graph, wired in one place. Read this first.
 //!
 //! ```text
-//!   datapath ──upcalls──► Receiver × Q ─UpcallBatch (by flow hash)──► UpcallHandler × N
+//!   datapath ──upcalls──► Receiver × R ──UpcallBatch (by flow hash)──► UpcallHandler × N
 //!                                                                     │ FlowOps (put + execute)
 //!                                                                     ▼
 //!   RuleTable ──Snapshot(v)──► handlers, revalidators            DpifWriter ──batches──► datapath
@@ -11,7 +11,7 @@
 //! ```
 //!
 //! Every actor runs under actix's `Supervisor`; the CPU-bound and blocking
-//! ones (each receiver, handler and revalidator, the writer) get an arbiter
+//! ones (receiver, each handler, each revalidator, the writer) get an arbiter
 //! (thread) of their own; the rule-table lives on the arbiter that starts
 //! the pipeline. Actors hold each other's addresses and nothing else: all
 //! they share is by message, plus the write-only [`PipelineStats`].
@@ -35,9 +35,8 @@ use crate::xlate::XlateConfig;
 pub struct PipelineConfig {
     pub n_handlers: usize,
     pub n_revalidators: usize,
-    /// How many upcall queues the datapath has (the kernel's: one socket
-    /// per handler); one receiver reads each.
-    pub upcall_queues: usize,
+    /// Receivers; receiver `i` reads the datapath's upcall queue `i`.
+    pub n_receivers: usize,
     pub writer: WriterConfig,
     pub revalidator: RevalidatorConfig,
     pub xlate: XlateConfig,
@@ -48,7 +47,7 @@ impl Default for PipelineConfig {
         PipelineConfig {
             n_handlers: 2,
             n_revalidators: 1,
-            upcall_queues: 1,
+            n_receivers: 1,
             writer: WriterConfig::default(),
             revalidator: RevalidatorConfig::default(),
             xlate: XlateConfig::default(),
@@ -134,7 +133,7 @@ impl Pipeline {
             rule_table.do_send(Subscribe(r.clone().recipient()));
         }
 
-        let receivers = (0..config.upcall_queues.max(1))
+        let receivers = (0..config.n_receivers.max(1))
             .map(|q| {
                 let (d, h, s) = (dpif.clone(), handlers.clone(), stats.clone());
                 Supervisor::start_in_arbiter(&own_arbiter(), move |_| Receiver::new(q, d, h, s))

@@ -69,6 +69,8 @@ impl Receiver {
             Err(DpifError::Closed) => return false,
             Err(e) => {
                 tracing::warn!(error = %e, "reading upcalls failed");
+                // Do not spin on a persistent error.
+                std::thread::sleep(POLL);
                 return true;
             }
         }

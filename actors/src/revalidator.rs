@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use messages::dpif::{DpFlow, DpifOp, PutMode, Ufid};
+use messages::flow::datapath_mask;
 use messages::Flow;
 
 use crate::dpif::{monotonic_ms, Dpif};
@@ -217,7 +218,7 @@ impl Revalidator {
         let version = self.tables.version();
         if !delete && ukey.version != Some(version) {
             let x = xlate(&self.tables, &flow.key, &self.xlate_cfg);
-            if has_extra_bits(&x.wc, &flow.mask) {
+            if has_extra_bits(&datapath_mask(&flow.key, &x.wc), &flow.mask) {
                 delete = true;
             } else {
                 if x.actions != flow.actions {

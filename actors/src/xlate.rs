@@ -32,6 +32,9 @@ pub struct XlateConfig {
     pub ports: Option<Arc<BTreeSet<u32>>>,
     /// Netlink PID (or handler id) for `userspace` actions.
     pub upcall_pid: u32,
+    /// Datapath port of the bridge's own port (OpenFlow `LOCAL`): 0 on the
+    /// kernel datapath, 100 on OVS's dummy datapath.
+    pub local_port: u32,
 }
 
 impl XlateConfig {
@@ -116,9 +119,12 @@ pub fn xlate(tables: &Tables, flow: &Flow, cfg: &XlateConfig) -> XlateOutput {
         let set = std::mem::take(&mut ctx.action_set);
         ctx.run_actions(&set);
     }
-    ctx.finish_wc(flow);
     if ctx.error.is_some() {
+        // OVS drops the packet and keeps the wildcards as they were when
+        // translation gave up.
         ctx.actions.clear();
+    } else {
+        ctx.finish_wc(flow);
     }
     XlateOutput {
         actions: ctx.actions,
@@ -265,7 +271,7 @@ impl Ctx<'_> {
             // Output to the input port is dropped unless asked for by
             // `in_port`; flooding and NORMAL are not part of upcalld.
             p if p == self.flow.in_port => {}
-            port::LOCAL => self.compose_output(0),
+            port::LOCAL => self.compose_output(self.cfg.local_port),
             p if p < port::MAX => self.compose_output(p),
             _ => {}
         }
@@ -345,16 +351,24 @@ impl Ctx<'_> {
         if !self.prereqs_ok(field.prereq()) {
             return;
         }
-        // Rewriting an address changes the L4 checksum's pseudo-header: the
-        // datapath must know the L4 protocol, as OVS makes it match it.
-        if matches!(
-            field,
-            Field::Ipv4Src | Field::Ipv4Dst | Field::Ipv6Src | Field::Ipv6Dst
-        ) {
-            self.wc.nw_proto = 0xff;
-        }
+        self.mask_l3_prereqs(field);
         field.set_masked(&mut self.wc, mask, mask);
         field.set_masked(&mut self.flow, value, mask);
+    }
+
+    /// OVS's `mf_set_mask_l3_prereqs`: rewriting these L3 fields makes the
+    /// megaflow match the IP protocol (the datapath fixes L4 checksums by
+    /// it) or, for ARP, the opcode.
+    fn mask_l3_prereqs(&mut self, field: Field) {
+        use Field::*;
+        let ip_field = matches!(
+            field,
+            Ipv4Src | Ipv4Dst | Ipv6Src | Ipv6Dst | Ipv6Label | NwTos | IpEcn | IpTtl
+        );
+        let arp_field = matches!(field, ArpOp | ArpSha | ArpTha | ArpSpa | ArpTpa);
+        if (ip_field && self.flow.is_ip_any()) || (arp_field && self.flow.dl_type == ETH_TYPE_ARP) {
+            self.wc.nw_proto = 0xff;
+        }
     }
 
     fn push_vlan(&mut self, tpid: u16) {
@@ -408,6 +422,9 @@ impl Ctx<'_> {
     fn commit(&mut self) {
         self.commit_ethernet();
         self.commit_l3();
+        if self.base.is_ipv6() && self.base.nw_proto == IPPROTO_ICMPV6 {
+            self.commit_nd();
+        }
         self.commit_ports();
         self.commit_vlans();
         self.commit_metadata();
@@ -533,9 +550,6 @@ impl Ctx<'_> {
             }
         }
         self.actions.push(OdpAction::SetMasked(header.canonical()));
-        if b.is_ipv6() && b.nw_proto == IPPROTO_ICMPV6 {
-            self.commit_nd();
-        }
     }
 
     fn commit_nd(&mut self) {
@@ -563,7 +577,8 @@ impl Ctx<'_> {
     fn commit_ports(&mut self) {
         let (f, w) = (self.flow, self.wc);
         let b = &mut self.base;
-        if !b.is_ip_any() {
+        // A later fragment has no L4 header to rewrite.
+        if !b.is_ip_any() || b.nw_frag & FLOW_NW_FRAG_LATER != 0 {
             return;
         }
         if (f.tp_src, f.tp_dst) == (b.tp_src, b.tp_dst) {

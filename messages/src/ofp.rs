@@ -22,6 +22,11 @@ impl Match {
     pub fn set_field_masked(&mut self, field: Field, value: u128, mask: u128) {
         let mask = mask & field.full_mask();
         field.set_masked(&mut self.mask, mask, field.full_mask());
+        if field == Field::Ipv6Label && mask == field.full_mask() {
+            // OVS matches an exact label with the whole 32-bit word (and
+            // prints it without a mask; a 20-bit mask prints as one).
+            self.mask.ipv6_label = u32::MAX;
+        }
         field.set_masked(&mut self.flow, value & mask, field.full_mask());
     }
 

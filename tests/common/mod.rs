@@ -44,6 +44,8 @@ pub fn two_hosts(tag: &str) -> (Host, Host) {
 /// A running daemon, stopped with SIGTERM when dropped.
 pub struct Daemon {
     child: Child,
+    /// Set once the child has been reaped: its pid is no longer ours.
+    exited: bool,
     pub dir: PathBuf,
     pub socket: PathBuf,
     pub metrics_port: u16,
@@ -93,17 +95,26 @@ impl Daemon {
             .stderr(log)
             .spawn()
             .expect("starting upcalld");
-        let d = Daemon {
+        let mut d = Daemon {
+            exited: false,
             child,
             dir,
             socket,
             metrics_port,
         };
-        d.wait_until(
-            "the control socket answers",
-            Duration::from_secs(10),
-            || control::call(&d.socket, Ctl::UpcallShow, "").is_ok_and(|r| r.is_ok()),
-        );
+        let start = Instant::now();
+        while !control::call(&d.socket, Ctl::UpcallShow, "").is_ok_and(|r| r.is_ok()) {
+            if let Ok(Some(status)) = d.child.try_wait() {
+                d.exited = true;
+                panic!("upcalld exited ({status}); log:\n{}", d.log());
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "upcalld did not come up; log:\n{}",
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         d
     }
 
@@ -154,11 +165,40 @@ impl Daemon {
     pub fn socket(&self) -> &Path {
         &self.socket
     }
+
+    /// The rules file the daemon was started with.
+    pub fn rules_path(&self) -> PathBuf {
+        self.dir.join("rules.of13")
+    }
+
+    /// Sends `signal` to the daemon.
+    pub fn signal(&self, signal: i32) {
+        assert!(!self.exited, "the daemon has exited");
+        // SAFETY: signalling our own child, not yet reaped, by pid.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
+    /// Waits for the daemon to exit; returns whether it exited successfully.
+    pub fn wait_exit(&mut self, timeout: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.exited = true;
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("upcalld did not exit; log:\n{}", self.log());
+    }
 }
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        // SAFETY: signalling our own child by pid.
+        if self.exited {
+            let _ = std::fs::remove_dir_all(&self.dir);
+            return;
+        }
+        // SAFETY: signalling our own child, not yet reaped, by pid.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(10) {
@@ -259,4 +299,39 @@ pub fn tcp_transfer(
 /// The byte pattern `tcp_transfer` sends.
 pub fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 7 % 251) as u8).collect()
+}
+
+/// An IPv4/TCP frame from MAC 02:00:00:00:xx:xx (`mac`).
+pub fn tcp_frame(mac: u16, src: u32, dst: u32, sport: u16, dport: u16) -> Vec<u8> {
+    let [m4, m5] = mac.to_be_bytes();
+    let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, m4, m5, 0x08, 0x00];
+    f.extend_from_slice(&[0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0]);
+    f.extend_from_slice(&src.to_be_bytes());
+    f.extend_from_slice(&dst.to_be_bytes());
+    f.extend_from_slice(&sport.to_be_bytes());
+    f.extend_from_slice(&dport.to_be_bytes());
+    f.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+    f
+}
+
+/// `n` TCP frames on ports 1..3 from up to 1000 source MACs.
+pub fn workload(n: u32) -> std::sync::Arc<Vec<upcalld::dpif_netdev::ReplayFrame>> {
+    std::sync::Arc::new(
+        (0..n)
+            .map(|i| upcalld::dpif_netdev::ReplayFrame {
+                in_port: Some(1 + i % 3),
+                frame: tcp_frame(
+                    (i % 1000) as u16,
+                    0xc0a8_0000 + i,
+                    if i % 2 == 0 {
+                        0x0a01_0000 + i
+                    } else {
+                        0x0a02_0000 + i
+                    },
+                    1024 + (i % 7) as u16,
+                    if i % 5 == 0 { 80 } else { 443 },
+                ),
+            })
+            .collect(),
+    )
 }

@@ -123,6 +123,15 @@ pub fn format_megaflow(flow: &Flow, wc: &FlowWildcards) -> String {
             let _ = write!(s, "vlan_tci={tci:#06x}/{tci_mask:#06x},");
         }
     }
+    // Inner tags print only as raw TCIs.
+    for i in 1..FLOW_MAX_VLAN_HEADERS {
+        let (tci, mask) = (f.vlans[i].tci, w.vlans[i].tci);
+        if mask == u16::MAX {
+            let _ = write!(s, "vlan_tci{i}={tci:#06x},");
+        } else if mask != 0 {
+            let _ = write!(s, "vlan_tci{i}={tci:#06x}/{mask:#06x},");
+        }
+    }
     let put_mac = |s: &mut String, name: &str, v: [u8; 6], m: [u8; 6]| {
         if m != [0; 6] {
             s.push_str(name);
@@ -158,7 +167,7 @@ pub fn format_megaflow(flow: &Flow, wc: &FlowWildcards) -> String {
         put_ip6(&mut s, "ipv6_dst", f.ipv6_dst, w.ipv6_dst);
         if w.ipv6_label != 0 {
             let _ = write!(s, "ipv6_label={:#07x}", f.ipv6_label);
-            if w.ipv6_label != 0xfffff && w.ipv6_label != u32::MAX {
+            if w.ipv6_label != u32::MAX {
                 let _ = write!(s, "/{:#07x}", w.ipv6_label);
             }
             s.push(',');

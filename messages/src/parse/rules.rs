@@ -209,7 +209,7 @@ fn parse_line(line: &str) -> Res<Rule> {
     for kv in key_values(&line[..action_at], 0) {
         parse_match_item(&mut rule, &mut written, line, kv)?;
     }
-    check_match_prereqs(&rule.matches, &written)?;
+    normalize_match(&mut rule.matches, &written)?;
     check_vlan_pcp(&rule.matches, &written)?;
     rule.instructions = parse_instructions(actions_text, actions_at, &rule)?;
     of13_round_trip(&mut rule.matches);
@@ -489,9 +489,9 @@ fn match_prereq(m: &Match, field: Field) -> Option<&'static str> {
     } else {
         0
     };
-    // Transport fields do not exist in later fragments.
-    let l4 = f.nw_frag & FLOW_NW_FRAG_LATER == 0;
-    let icmp6 = ip6 && proto == IPPROTO_ICMPV6 && l4;
+    // Later fragments are refused separately (see `normalize_match`).
+    let l4 = true;
+    let icmp6 = ip6 && proto == IPPROTO_ICMPV6;
     let nd = icmp6 && f.tp_dst == 0;
     use Field::*;
     let (ok, needs) = match field {
@@ -532,10 +532,30 @@ fn match_prereq(m: &Match, field: Field) -> Option<&'static str> {
     (!ok).then_some(needs)
 }
 
-fn check_match_prereqs(m: &Match, written: &[Written<'_>]) -> Res<()> {
+/// OVS's match normalization: a field whose prerequisites the rule does
+/// not match is dropped and the rest installed (ovs-ofctl only logs it),
+/// except transport ports and TCP flags on later fragments, which the
+/// switch refuses (OFPBMC_BAD_PREREQ).
+fn normalize_match(m: &mut Match, written: &[Written<'_>]) -> Res<()> {
+    let original = *m;
     for w in written {
-        let still_matched = w.info.field.get(&m.mask) != 0;
-        if let Some(needs) = match_prereq(m, w.info.field).filter(|_| still_matched) {
+        let field = w.info.field;
+        if field.get(&original.mask) != 0 && match_prereq(&original, field).is_some() {
+            field.set(&mut m.mask, 0);
+            field.set(&mut m.flow, 0);
+        }
+    }
+    if m.flow.nw_frag & FLOW_NW_FRAG_LATER == 0 {
+        return Ok(());
+    }
+    use Field::*;
+    for w in written {
+        let field = w.info.field;
+        let l4 = matches!(
+            field,
+            TcpSrc | TcpDst | UdpSrc | UdpDst | SctpSrc | SctpDst | TcpFlags
+        );
+        if l4 && field.get(&m.mask) != 0 {
             return Err(err(
                 w.at,
                 format!(
@@ -543,7 +563,7 @@ fn check_match_prereqs(m: &Match, written: &[Written<'_>]) -> Res<()> {
                     w.text.split(['=', ':']).next().unwrap_or(w.text)
                 ),
                 w.text,
-                format!("{needs} in the same rule"),
+                "no transport ports or TCP flags together with nw_frag=later (a later fragment has no L4 header)".to_string(),
             ));
         }
     }
@@ -1563,9 +1583,11 @@ mod tests {
 
     #[test]
     fn prerequisites_of_match_fields() {
-        let e = error("priority=1,tp_dst=80,actions=drop");
-        assert_eq!(e.what, "tp_dst: prerequisites not met");
-        assert_eq!(e.column, 12);
+        // Fields without their prerequisites are dropped, as OVS normalizes.
+        assert!(rule("priority=1,tp_dst=80,actions=drop")
+            .matches
+            .mask
+            .is_zero());
         assert!(rule("udp,tp_dst=53,actions=drop").matches.mask.tp_dst == 0xffff);
         assert!(
             rule("icmp6,icmp_type=135,nd_target=::1,actions=drop")
@@ -1574,13 +1596,32 @@ mod tests {
                 .nd_target
                 == [0xff; 16]
         );
-        error("icmp6,icmp_type=136,nd_sll=00:00:00:00:00:01,actions=drop");
-        error("udp,tcp_flags=+syn,actions=drop");
-        error("nw_frag=first,actions=drop");
+        let na = rule("icmp6,icmp_type=136,nd_sll=00:00:00:00:00:01,actions=drop");
+        assert_eq!(na.matches.mask.arp_sha, [0; 6]);
+        let nd_code = rule("icmp6,icmp_type=136,nd_target=::1,icmp_code=3,actions=drop");
+        assert_eq!(nd_code.matches.mask.nd_target, [0; 16]);
         assert_eq!(
-            error("icmp6,mplsm,actions=drop").what,
-            "icmp6: prerequisites not met"
+            rule("udp,tcp_flags=+syn,actions=drop")
+                .matches
+                .mask
+                .tcp_flags,
+            0
         );
+        assert_eq!(rule("nw_frag=first,actions=drop").matches.mask.nw_frag, 0);
+        // ICMP type on later fragments stays; ports are refused.
+        assert_eq!(
+            rule("icmp,nw_frag=later,icmp_type=0,actions=drop")
+                .matches
+                .mask
+                .tp_src,
+            0xffff
+        );
+        let e = error("tcp,nw_frag=later,tp_dst=80,actions=drop");
+        assert_eq!(e.what, "tp_dst: prerequisites not met");
+        assert_eq!(e.column, 19);
+        // A later shorthand's EtherType wins; icmp6's protocol is dropped.
+        let m = rule("icmp6,mplsm,actions=drop").matches;
+        assert_eq!((m.flow.dl_type, m.mask.nw_proto), (0x8848, 0));
     }
 
     #[test]

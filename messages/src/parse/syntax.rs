@@ -635,8 +635,9 @@ pub(crate) fn parse_field_value(f: &FieldInfo, s: &str) -> Result<(u128, u128), 
             }),
         Syntax::TcpFlags => parse_flags(s, TCP_FLAG_NAMES, 0x0fff, "TCP")
             .map(|(v, m)| (u128::from(v), u128::from(m & 0xffff))),
+        // Only the eight named states exist: an exact match covers them.
         Syntax::CtState => parse_flags(s, CT_STATE_NAMES, 0xff, "ct_state")
-            .map(|(v, m)| (u128::from(v), u128::from(m))),
+            .map(|(v, m)| (u128::from(v), u128::from(m & 0xff))),
     };
     let (value, mask) = parsed.map_err(|e| BadValue::new(e, expected))?;
     let full = exact_mask(f);

@@ -1,0 +1,93 @@
+//! The daemon's life cycle and control socket: SIGHUP reloads the rules
+//! file atomically (a broken file changes nothing), bad requests get clear
+//! errors, the socket is private, and SIGTERM shuts down cleanly.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use common::*;
+use upcalld::control::{self, Command as Ctl};
+
+const RULES: &str = "table=0,priority=10,in_port=1,actions=output:2\n";
+
+fn n_rules(d: &Daemon) -> usize {
+    d.ctl(Ctl::DumpFlows, "").lines().count()
+}
+
+#[test]
+fn sighup_reloads_rules_and_sigterm_stops_cleanly() {
+    let mut d = Daemon::start("dm1", &[], RULES, "");
+    let mode = std::fs::metadata(d.socket()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the control socket is for root only");
+    assert_eq!(n_rules(&d), 1);
+
+    std::fs::write(
+        d.rules_path(),
+        "table=0,priority=10,in_port=1,actions=output:2\ntable=0,priority=10,in_port=2,actions=output:1\ntable=1,priority=5,actions=drop\n",
+    )
+    .unwrap();
+    d.signal(libc::SIGHUP);
+    d.wait_until(
+        "SIGHUP reloaded three rules",
+        Duration::from_secs(5),
+        || n_rules(&d) == 3,
+    );
+
+    // A broken file is refused whole: the old rules stay.
+    std::fs::write(
+        d.rules_path(),
+        "table=0,priority=10,in_port=1,actions=output:2\nin_port=frob,actions=drop\n",
+    )
+    .unwrap();
+    d.signal(libc::SIGHUP);
+    d.wait_until(
+        "the daemon logged the refusal",
+        Duration::from_secs(5),
+        || d.log().contains("rules not reloaded"),
+    );
+    assert_eq!(n_rules(&d), 3);
+
+    d.signal(libc::SIGTERM);
+    assert!(
+        d.wait_exit(Duration::from_secs(10)),
+        "clean exit on SIGTERM"
+    );
+    assert!(
+        !d.socket().exists(),
+        "the control socket is removed on exit"
+    );
+}
+
+#[test]
+fn bad_requests_get_clear_errors() {
+    let d = Daemon::start("dm2", &[], RULES, "");
+    let e = d.ctl_err(Ctl::AddFlow, "table=0,in_port=frob,actions=drop");
+    assert!(e.contains("frob"), "{e}");
+    let e = d.ctl_err(Ctl::Trace, "in_port=1,nw_src=nonsense");
+    assert!(!e.is_empty());
+    let e = d.ctl_err(Ctl::DelFlows, "no_such_field=3");
+    assert!(e.contains("no_such_field"), "{e}");
+    assert_eq!(n_rules(&d), 1, "failed requests change nothing");
+
+    // A request the protocol does not know.
+    let raw = {
+        use std::io::{Read, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(d.socket()).unwrap();
+        s.write_all(b"frobnicate\n").unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    assert!(
+        raw.starts_with("error\nunknown command \"frobnicate\""),
+        "{raw}"
+    );
+
+    // Trace runs against the daemon's current rules.
+    let t = d.ctl(Ctl::Trace, "in_port=1,ip,nw_src=10.0.0.1,nw_dst=10.0.0.2");
+    assert!(t.contains("Datapath actions: 2"), "{t}");
+    assert!(control::call(&d.socket().with_extension("nope"), Ctl::UpcallShow, "").is_err());
+}

@@ -1,0 +1,171 @@
+//! Revalidation in process: idle flows expire, a rule change that keeps a
+//! megaflow's mask modifies its actions in place, and the flow limit holds
+//! handlers back.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actors::dpif::Dpif;
+use actors::pipeline::{Pipeline, PipelineConfig};
+use actors::revalidator::RevalidatorConfig;
+use actors::rule_table::RuleChange;
+use actors::stats::{DropReason, PipelineStats};
+use actors::tables::Tables;
+use common::workload;
+use messages::odp::OdpAction;
+use upcalld::bench::pass;
+use upcalld::dpif_netdev::{Netdev, NetdevConfig};
+
+/// Every source MAC is its own megaflow.
+const RULES: &str = "\
+table=0,priority=1000,dl_src=02:ff:ff:ff:ff:ff,actions=drop
+table=0,priority=100,ip,actions=output:4
+";
+
+fn config(revalidator: RevalidatorConfig, n_handlers: usize) -> PipelineConfig {
+    PipelineConfig {
+        n_handlers,
+        revalidator: RevalidatorConfig {
+            // Rounds only when the test asks.
+            interval: Duration::from_secs(3600),
+            ..revalidator
+        },
+        ..PipelineConfig::default()
+    }
+}
+
+/// Runs the future `test` makes in an actix system, on a thread with a
+/// large stack (debug builds need it to insert into the tables' `im` maps).
+fn in_system<F, Fut, R>(test: F) -> R
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = R>,
+    R: Send + 'static,
+{
+    std::thread::Builder::new()
+        .stack_size(32 << 20)
+        .spawn(move || actix::System::new().block_on(test()))
+        .unwrap()
+        .join()
+        .unwrap()
+}
+
+fn start(cfg: PipelineConfig) -> (Arc<Netdev>, Pipeline) {
+    let rules = upcalld::daemon::parse_rules(RULES, "test rules").unwrap();
+    let netdev = Arc::new(Netdev::new(NetdevConfig::default()));
+    let pipeline = Pipeline::start(netdev.clone(), Tables::from_rules(rules), cfg);
+    (netdev, pipeline)
+}
+
+#[test]
+fn idle_flows_expire() {
+    let (installed, after_first_round, after_idle, deletes) = in_system(|| async {
+        let (netdev, pipeline) = start(config(
+            RevalidatorConfig {
+                max_idle: Duration::from_millis(300),
+                flow_limit_start: 200_000,
+                ..RevalidatorConfig::default()
+            },
+            1,
+        ));
+        pass(&netdev, &pipeline, &workload(500)).await.unwrap();
+        let installed = netdev.stats().n_flows;
+        // Flows seen for the first time are young: they stay.
+        pipeline.revalidate_now().await.unwrap();
+        let after_first_round = netdev.stats().n_flows;
+        actix::clock::sleep(Duration::from_millis(400)).await;
+        pipeline.revalidate_now().await.unwrap();
+        let after_idle = netdev.stats().n_flows;
+        let deletes = PipelineStats::get(&pipeline.stats.flow_deletes);
+        pipeline.stop();
+        netdev.close();
+        (installed, after_first_round, after_idle, deletes)
+    });
+    assert_eq!(installed, 500);
+    assert_eq!(after_first_round, 500);
+    assert_eq!(after_idle, 0, "every flow was idle longer than max-idle");
+    assert_eq!(deletes, 500);
+}
+
+#[test]
+fn a_rule_change_that_keeps_the_mask_modifies_flows_in_place() {
+    let (before, after, modifies, deletes) = in_system(|| async {
+        let (netdev, pipeline) = start(config(
+            RevalidatorConfig {
+                flow_limit_start: 200_000,
+                ..RevalidatorConfig::default()
+            },
+            2,
+        ));
+        pass(&netdev, &pipeline, &workload(300)).await.unwrap();
+        let before = netdev.flow_dump().unwrap();
+        let new_rules = upcalld::daemon::parse_rules(
+            "table=0,priority=1000,dl_src=02:ff:ff:ff:ff:ff,actions=drop\ntable=0,priority=100,ip,actions=output:5\n",
+            "new rules",
+        )
+        .unwrap();
+        pipeline
+            .rule_table
+            .send(RuleChange::Replace(new_rules))
+            .await
+            .unwrap();
+        pipeline.revalidate_now().await.unwrap();
+        let after = netdev.flow_dump().unwrap();
+        let s = &pipeline.stats;
+        let counts = (
+            PipelineStats::get(&s.flow_modifies),
+            PipelineStats::get(&s.flow_deletes),
+        );
+        pipeline.stop();
+        netdev.close();
+        (before, after, counts.0, counts.1)
+    });
+    assert_eq!(before.len(), 300);
+    assert!(before
+        .iter()
+        .all(|f| f.actions == vec![OdpAction::Output(4)]));
+    assert_eq!((modifies, deletes), (300, 0));
+    let mut ufids_before: Vec<_> = before.iter().map(|f| f.ufid).collect();
+    let mut ufids_after: Vec<_> = after.iter().map(|f| f.ufid).collect();
+    ufids_before.sort();
+    ufids_after.sort();
+    assert_eq!(ufids_before, ufids_after, "the same megaflows, modified");
+    assert!(after
+        .iter()
+        .all(|f| f.actions == vec![OdpAction::Output(5)]));
+}
+
+#[test]
+fn the_flow_limit_holds_handlers_back() {
+    let (flows, over_limit, handled) = in_system(|| async {
+        let (netdev, pipeline) = start(config(
+            RevalidatorConfig {
+                flow_limit: 1000,
+                flow_limit_start: 1000,
+                ..RevalidatorConfig::default()
+            },
+            1,
+        ));
+        // 3000 packets from 1000 MACs, twice: 1000 megaflows would be needed.
+        let frames = workload(3000);
+        pass(&netdev, &pipeline, &frames).await.unwrap();
+        let flows = netdev.stats().n_flows;
+        let s = &pipeline.stats;
+        let out = (
+            flows,
+            s.dropped(DropReason::FlowLimit),
+            PipelineStats::get(&s.upcalls_handled),
+        );
+        pipeline.stop();
+        netdev.close();
+        out
+    });
+    assert_eq!(flows, 1000, "no more flows than the limit");
+    assert!(over_limit > 0, "upcalls beyond the limit are counted");
+    assert_eq!(
+        handled, 3000,
+        "and still handled: their packets were executed"
+    );
+}
