@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use actors::dpif::{DpStats, Dpif, DpifError, PortInfo, PortKind, PortSpec};
 use messages::dpif::{DpFlow, DpifOp, FlowStats, PutMode, Ufid, Upcall, UpcallKind};
-use messages::flow::Flow;
+use messages::flow::{datapath_mask, Flow};
 use messages::netlink::consts::*;
 use messages::netlink::key::emit_key_attrs;
 use messages::netlink::{
@@ -477,7 +477,12 @@ impl KernelDpif {
         }
         let key_attrs = key.ok_or("flow without key")?;
         let key = key_from_attrs(&key_attrs).map_err(|e| e.to_string())?;
-        let mask = mask_from_attrs(&key, mask.as_deref()).map_err(|e| e.to_string())?;
+        // The kernel always matches VLAN TCIs exactly, whatever the mask
+        // attributes say, so a flow's real mask pins the VLAN stack's shape.
+        let mask = datapath_mask(
+            &key,
+            &mask_from_attrs(&key, mask.as_deref()).map_err(|e| e.to_string())?,
+        );
         let actions =
             actions_from_attrs(&actions.unwrap_or_default()).map_err(|e| e.to_string())?;
         Ok(DpFlow {
