@@ -6,6 +6,10 @@
 //! are futures, so a [`NetlinkThread`] owned by the dpif runs them on a small
 //! single-threaded tokio runtime, and the blocking `Dpif` calls wait on the
 //! reply stream (a runtime-agnostic channel) with `futures::executor`.
+//!
+//! Messages cross the runtime thread as [`Deferred`] payloads: it only
+//! frames and copies them, and the thread that asked (a revalidator
+//! dumping thousands of flows, a receiver reading upcalls) parses them.
 
 use std::fmt::Debug;
 use std::io;
@@ -15,8 +19,8 @@ use std::thread::JoinHandle;
 use futures::channel::oneshot;
 use futures::StreamExt;
 use netlink_packet_core::{
-    Emitable, NetlinkHeader, NetlinkMessage, NetlinkPayload, ParseableParametrized, NLM_F_ACK,
-    NLM_F_DUMP, NLM_F_REQUEST,
+    DecodeError, Emitable, NetlinkHeader, NetlinkMessage, NetlinkPayload, ParseableParametrized,
+    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST,
 };
 use netlink_packet_generic::constants::GENL_ID_CTRL;
 use netlink_packet_generic::ctrl::nlas::GenlCtrlAttrs;
@@ -36,14 +40,15 @@ pub struct NetlinkThread {
 }
 
 impl NetlinkThread {
-    pub fn start() -> io::Result<NetlinkThread> {
+    /// Starts the runtime on a thread named `name`.
+    pub fn start(name: &str) -> io::Result<NetlinkThread> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .build()?;
         let handle = runtime.handle().clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
-            .name("upcalld-netlink".into())
+            .name(name.into())
             .spawn(move || {
                 // Spawned connection tasks run while this waits; a dropped
                 // sender ends the wait as well as a sent stop.
@@ -72,6 +77,69 @@ impl Drop for NetlinkThread {
     }
 }
 
+/// A generic netlink payload parsed only when asked.
+#[derive(Debug)]
+pub enum Deferred<F> {
+    /// A message to send.
+    Message(F),
+    /// A message as received: its genetlink header and the bytes after it.
+    Received {
+        header: GenlHeader,
+        payload: Vec<u8>,
+    },
+}
+
+impl<F: ParseableParametrized<[u8], GenlHeader>> Deferred<F> {
+    pub fn parse(self) -> Result<F, DecodeError> {
+        match self {
+            Deferred::Message(m) => Ok(m),
+            Deferred::Received { header, payload } => F::parse_with_param(&payload, header),
+        }
+    }
+}
+
+impl<F: GenlFamily> GenlFamily for Deferred<F> {
+    fn family_name() -> &'static str {
+        F::family_name()
+    }
+    fn command(&self) -> u8 {
+        match self {
+            Deferred::Message(m) => m.command(),
+            Deferred::Received { header, .. } => header.cmd,
+        }
+    }
+    fn version(&self) -> u8 {
+        match self {
+            Deferred::Message(m) => m.version(),
+            Deferred::Received { header, .. } => header.version,
+        }
+    }
+}
+
+impl<F: Emitable> Emitable for Deferred<F> {
+    fn buffer_len(&self) -> usize {
+        match self {
+            Deferred::Message(m) => m.buffer_len(),
+            Deferred::Received { payload, .. } => payload.len(),
+        }
+    }
+    fn emit(&self, buffer: &mut [u8]) {
+        match self {
+            Deferred::Message(m) => m.emit(buffer),
+            Deferred::Received { payload, .. } => buffer.copy_from_slice(payload),
+        }
+    }
+}
+
+impl<F> ParseableParametrized<[u8], GenlHeader> for Deferred<F> {
+    fn parse_with_param(buf: &[u8], header: GenlHeader) -> Result<Self, DecodeError> {
+        Ok(Deferred::Received {
+            header,
+            payload: buf.to_vec(),
+        })
+    }
+}
+
 /// What the kernel answered to one control request: its reply payloads in
 /// order, or the errno it refused the request with.
 pub type ControlAnswer<F> = Result<Vec<F>, i32>;
@@ -83,12 +151,17 @@ pub enum ControlError {
     Closed { family: &'static str },
     #[error("{family}: receive buffer overrun on a request socket")]
     Overrun { family: &'static str },
+    #[error("{family}: undecodable reply: {reason}")]
+    Malformed {
+        family: &'static str,
+        reason: DecodeError,
+    },
 }
 
 /// A netlink-proto connection carrying the messages of one generic netlink
 /// family, on a socket of its own.
 pub struct GenlConnection<F: Debug> {
-    handle: ConnectionHandle<GenlMessage<F>>,
+    handle: ConnectionHandle<GenlMessage<Deferred<F>>>,
     family_id: u16,
     family: &'static str,
     /// A netlink socket runs one dump at a time (the kernel answers a
@@ -106,7 +179,7 @@ where
         // The tokio socket registers with the runtime's reactor on creation.
         let _entered = runtime.enter();
         let (mut connection, handle, unsolicited) =
-            new_connection::<GenlMessage<F>>(NETLINK_GENERIC)?;
+            new_connection::<GenlMessage<Deferred<F>>>(NETLINK_GENERIC)?;
         let socket = connection.socket_mut().socket_mut();
         socket.bind_auto()?;
         // An error carries only the failed request's header, not all of it.
@@ -128,13 +201,31 @@ where
         })
     }
 
-    /// Sends one request (`NLM_F_ACK` is added unless it is a dump) and
-    /// waits for its complete answer.
+    /// Sends one request (`NLM_F_ACK` is added unless it is a dump), waits
+    /// for its complete answer and parses the replies.
     pub fn request(&self, payload: F, flags: u16) -> Result<ControlAnswer<F>, ControlError> {
+        let family = self.family;
+        Ok(match self.request_deferred(payload, flags)? {
+            Ok(replies) => Ok(replies
+                .into_iter()
+                .map(Deferred::parse)
+                .collect::<Result<Vec<F>, _>>()
+                .map_err(|reason| ControlError::Malformed { family, reason })?),
+            Err(errno) => Err(errno),
+        })
+    }
+
+    /// Like [`GenlConnection::request`], leaving each reply to be parsed
+    /// by the caller (one bad reply in a dump need not spoil the others).
+    pub fn request_deferred(
+        &self,
+        payload: F,
+        flags: u16,
+    ) -> Result<ControlAnswer<Deferred<F>>, ControlError> {
         let closed = ControlError::Closed {
             family: self.family,
         };
-        let mut genl = GenlMessage::from_payload(payload);
+        let mut genl = GenlMessage::from_payload(Deferred::Message(payload));
         genl.set_resolved_family_id(self.family_id);
         let mut header = NetlinkHeader::default();
         header.flags = NLM_F_REQUEST | flags;

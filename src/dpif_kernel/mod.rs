@@ -81,6 +81,9 @@ pub struct KernelCounters {
     pub upcall_queue_drops: u64,
     /// Upcall messages that could not be decoded.
     pub bad_upcalls: u64,
+    /// Dumped flows that could not be decoded (deleted when they have a
+    /// UFID, so that their packets come up again).
+    pub bad_flows: u64,
 }
 
 /// The request connections of the control path.
@@ -102,9 +105,11 @@ pub struct KernelDpif {
     handler_pids: Vec<u32>,
     upcall_counters: Arc<UpcallCounters>,
     bad_upcalls: AtomicU64,
+    bad_flows: AtomicU64,
     closed: AtomicBool,
-    // Last: dropping it stops the connections above.
+    // Last: dropping them stops the connections above.
     _netlink: NetlinkThread,
+    _upcall_thread: NetlinkThread,
 }
 
 fn io_err(e: io::Error) -> DpifError {
@@ -121,7 +126,7 @@ fn control_err(e: ControlError) -> DpifError {
 
 /// True if this kernel has the openvswitch module's `ovs_datapath` family.
 pub fn kernel_has_ovs() -> io::Result<bool> {
-    let netlink = NetlinkThread::start()?;
+    let netlink = NetlinkThread::start("upcalld-nl-probe")?;
     Ok(FamilyResolver::open(netlink.handle())?
         .resolve(OVS_DATAPATH_FAMILY)?
         .is_some())
@@ -154,7 +159,10 @@ impl KernelDpif {
     /// Creates datapath `cfg.name`, or attaches to it if it exists, and
     /// wires the handlers' upcall sockets to it.
     pub fn open(cfg: &KernelDpifConfig) -> Result<KernelDpif, DpifError> {
-        let netlink = NetlinkThread::start().map_err(io_err)?;
+        // Control replies and upcalls each get a runtime thread: a dump of
+        // many flows never holds up reading the upcall sockets.
+        let netlink = NetlinkThread::start("upcalld-nl-ctl").map_err(io_err)?;
+        let upcall_thread = NetlinkThread::start("upcalld-nl-upcall").map_err(io_err)?;
         let runtime = netlink.handle();
         let resolver = FamilyResolver::open(runtime).map_err(io_err)?;
         let resolve = |name: &str| -> Result<u16, DpifError> {
@@ -177,7 +185,7 @@ impl KernelDpif {
         };
         let upcall_counters = Arc::new(UpcallCounters::default());
         let handlers = (0..cfg.n_handlers.max(1))
-            .map(|_| UpcallSocket::open(runtime, upcall_counters.clone()))
+            .map(|_| UpcallSocket::open(upcall_thread.handle(), upcall_counters.clone()))
             .collect::<io::Result<Vec<_>>>()
             .map_err(io_err)?;
         let handler_pids = handlers.iter().map(UpcallSocket::port_id).collect();
@@ -193,8 +201,10 @@ impl KernelDpif {
             handler_pids,
             upcall_counters,
             bad_upcalls: AtomicU64::new(0),
+            bad_flows: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             _netlink: netlink,
+            _upcall_thread: upcall_thread,
         };
         dpif.dp_ifindex = dpif.create_or_attach()?;
         dpif.dispatch = dpif.negotiate_dispatch(cfg.per_cpu_dispatch)?;
@@ -221,8 +231,8 @@ impl KernelDpif {
             ops: self.counters.ops.load(Ordering::Relaxed),
             upcall_overruns: self.upcall_counters.overruns.load(Ordering::Relaxed),
             upcall_queue_drops: self.upcall_counters.queue_drops.load(Ordering::Relaxed),
-            bad_upcalls: self.bad_upcalls.load(Ordering::Relaxed)
-                + self.upcall_counters.malformed.load(Ordering::Relaxed),
+            bad_upcalls: self.bad_upcalls.load(Ordering::Relaxed),
+            bad_flows: self.bad_flows.load(Ordering::Relaxed),
         }
     }
 
@@ -545,7 +555,11 @@ impl Dpif for KernelDpif {
             return Err(DpifError::Closed);
         }
         for msg in messages {
-            match Self::decode_upcall(msg) {
+            match msg
+                .parse()
+                .map_err(|e| e.to_string())
+                .and_then(Self::decode_upcall)
+            {
                 Ok(u) => out.push(u),
                 Err(_) => {
                     self.bad_upcalls.fetch_add(1, Ordering::Relaxed);
@@ -585,18 +599,31 @@ impl Dpif for KernelDpif {
 
     fn flow_dump(&self) -> Result<Vec<DpFlow>, DpifError> {
         let replies = self
-            .flow_control(CMD_GET, vec![], NLM_F_DUMP)?
+            .control
+            .flow
+            .request_deferred(
+                FlowMessage::new(CMD_GET, self.dp_ifindex, vec![]),
+                NLM_F_DUMP,
+            )
+            .map_err(control_err)?
             .map_err(|e| refused("OVS_FLOW_CMD_GET dump", e))?;
         let mut flows = Vec::with_capacity(replies.len());
         let mut undecodable = Vec::new();
-        for msg in replies {
+        for reply in replies {
+            let Ok(msg) = reply.parse() else {
+                self.bad_flows.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
             let ufid = msg.attrs.iter().find_map(|a| match a {
                 FlowAttr::Ufid(u) => Some(*u),
                 _ => None,
             });
             match self.decode_flow(msg) {
                 Ok(f) => flows.push(f),
-                Err(_) => undecodable.extend(ufid),
+                Err(_) => {
+                    self.bad_flows.fetch_add(1, Ordering::Relaxed);
+                    undecodable.extend(ufid);
+                }
             }
         }
         // A flow upcalld cannot represent cannot be revalidated: remove it

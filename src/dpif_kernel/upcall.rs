@@ -8,7 +8,8 @@
 //! socket). An `ENOBUFS` overrun (the runtime thread fell behind the kernel)
 //! reaches the channel as netlink-proto's synthetic `Overrun` message and is
 //! counted too. Upcall sockets send nothing and stay apart from request
-//! sockets, so a flood of upcalls never delays or drops a reply.
+//! sockets, so a flood of upcalls never delays or drops a reply. Messages
+//! stay unparsed ([`Deferred`]) until the receiver thread takes them.
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,68 +18,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use messages::netlink::{OvsAttr, PacketAttr, PacketMessage};
-use netlink_packet_core::{DecodeError, Emitable, NetlinkPayload, ParseableParametrized};
-use netlink_packet_generic::{GenlFamily, GenlHeader, GenlMessage};
+use messages::netlink::PacketMessage;
+use netlink_packet_core::NetlinkPayload;
+use netlink_packet_generic::GenlMessage;
 use netlink_proto::new_connection;
 use netlink_proto::sys::{protocols::NETLINK_GENERIC, AsyncSocket, SocketAddr};
 use tokio::runtime::Handle;
+
+use super::control::Deferred;
 
 /// Upcalls waiting for one handler, at most. OVS's upcall socket holds a
 /// few hundred with the default receive buffer; this leaves room for a
 /// burst while still bounding memory.
 pub const UPCALL_QUEUE_LEN: usize = 1024;
-
-/// What an upcall socket receives: an `ovs_packet` message, or why one
-/// could not be parsed. Parsing never fails at the connection, so a bad
-/// message is counted here rather than dropped silently by the codec.
-#[derive(Debug)]
-pub enum UpcallPayload {
-    Packet(PacketMessage),
-    Malformed(DecodeError),
-}
-
-impl GenlFamily for UpcallPayload {
-    fn family_name() -> &'static str {
-        PacketAttr::FAMILY
-    }
-    fn command(&self) -> u8 {
-        match self {
-            UpcallPayload::Packet(p) => p.cmd,
-            UpcallPayload::Malformed(_) => 0,
-        }
-    }
-    fn version(&self) -> u8 {
-        PacketAttr::VERSION
-    }
-}
-
-/// Upcall sockets never send; a message still needs a wire form to ride a
-/// netlink-proto connection. A malformed one is written as an empty
-/// `ovs_header`.
-impl Emitable for UpcallPayload {
-    fn buffer_len(&self) -> usize {
-        match self {
-            UpcallPayload::Packet(p) => p.buffer_len(),
-            UpcallPayload::Malformed(_) => 4,
-        }
-    }
-    fn emit(&self, buffer: &mut [u8]) {
-        match self {
-            UpcallPayload::Packet(p) => p.emit(buffer),
-            UpcallPayload::Malformed(_) => buffer[..4].fill(0),
-        }
-    }
-}
-
-impl ParseableParametrized<[u8], GenlHeader> for UpcallPayload {
-    fn parse_with_param(buf: &[u8], header: GenlHeader) -> Result<Self, DecodeError> {
-        Ok(match PacketMessage::parse_with_param(buf, header) {
-            Ok(p) => UpcallPayload::Packet(p),
-            Err(e) => UpcallPayload::Malformed(e),
-        })
-    }
-}
 
 /// Losses and rejects on the upcall path, shared by all handlers.
 #[derive(Debug, Default)]
@@ -87,15 +39,16 @@ pub struct UpcallCounters {
     pub overruns: AtomicU64,
     /// Upcalls dropped because their handler's queue was full.
     pub queue_drops: AtomicU64,
-    /// Messages that did not parse as `ovs_packet` messages.
-    pub malformed: AtomicU64,
 }
+
+/// An upcall as it waits in a handler's queue: not yet parsed.
+pub type RawUpcall = Deferred<PacketMessage>;
 
 /// One handler's upcall socket: its netlink port id (what the kernel is
 /// told to send to) and the queue its forwarding task fills.
 pub struct UpcallSocket {
     port_id: u32,
-    queue: Mutex<Receiver<PacketMessage>>,
+    queue: Mutex<Receiver<RawUpcall>>,
 }
 
 impl UpcallSocket {
@@ -103,7 +56,7 @@ impl UpcallSocket {
     pub fn open(runtime: &Handle, counters: Arc<UpcallCounters>) -> io::Result<UpcallSocket> {
         let _entered = runtime.enter();
         let (mut connection, _handle, mut unsolicited) =
-            new_connection::<GenlMessage<UpcallPayload>>(NETLINK_GENERIC)?;
+            new_connection::<GenlMessage<RawUpcall>>(NETLINK_GENERIC)?;
         let socket = connection.socket_mut().socket_mut();
         socket.bind_auto()?;
         let mut addr = SocketAddr::new(0, 0);
@@ -113,17 +66,12 @@ impl UpcallSocket {
         runtime.spawn(async move {
             while let Some((message, _)) = unsolicited.next().await {
                 match message.payload {
-                    NetlinkPayload::InnerMessage(genl) => match genl.payload {
-                        UpcallPayload::Packet(p) => match tx.try_send(p) {
-                            Ok(()) => {}
-                            Err(TrySendError::Full(_)) => {
-                                counters.queue_drops.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Err(TrySendError::Disconnected(_)) => break,
-                        },
-                        UpcallPayload::Malformed(_) => {
-                            counters.malformed.fetch_add(1, Ordering::Relaxed);
+                    NetlinkPayload::InnerMessage(genl) => match tx.try_send(genl.payload) {
+                        Ok(()) => {}
+                        Err(TrySendError::Full(_)) => {
+                            counters.queue_drops.fetch_add(1, Ordering::Relaxed);
                         }
+                        Err(TrySendError::Disconnected(_)) => break,
                     },
                     NetlinkPayload::Overrun(_) => {
                         counters.overruns.fetch_add(1, Ordering::Relaxed);
@@ -148,7 +96,7 @@ impl UpcallSocket {
         &self,
         max: usize,
         timeout: Duration,
-        out: &mut Vec<PacketMessage>,
+        out: &mut Vec<RawUpcall>,
     ) -> Result<bool, io::Error> {
         let queue = self
             .queue
