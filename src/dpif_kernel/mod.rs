@@ -15,6 +15,7 @@
 //!   (`ENOBUFS`), full handler queues, and the datapath's own `n_lost`.
 
 pub mod control;
+pub mod dump;
 pub mod socket;
 pub mod upcall;
 
@@ -33,9 +34,12 @@ use messages::netlink::{
     megaflow_to_attrs, DpAttr, DpMessage, FlowAttr, FlowMessage, PacketAttr, PacketMessage,
     VportAttr, VportMessage,
 };
-use netlink_packet_core::{NLM_F_CREATE, NLM_F_DUMP, NLM_F_ECHO};
+use netlink_packet_core::{ParseableParametrized, NLM_F_CREATE, NLM_F_DUMP, NLM_F_ECHO};
 
-use control::{ControlAnswer, ControlError, FamilyResolver, GenlConnection, NetlinkThread};
+use control::{
+    ControlAnswer, ControlError, Deferred, FamilyResolver, GenlConnection, NetlinkThread,
+};
+use dump::DumpCache;
 use socket::{request, Answer, BatchSocket, Request, TxCounters};
 use upcall::{UpcallCounters, UpcallSocket};
 
@@ -106,6 +110,7 @@ pub struct KernelDpif {
     upcall_counters: Arc<UpcallCounters>,
     bad_upcalls: AtomicU64,
     bad_flows: AtomicU64,
+    dump_cache: Mutex<DumpCache>,
     closed: AtomicBool,
     // Last: dropping them stops the connections above.
     _netlink: NetlinkThread,
@@ -202,6 +207,7 @@ impl KernelDpif {
             upcall_counters,
             bad_upcalls: AtomicU64::new(0),
             bad_flows: AtomicU64::new(0),
+            dump_cache: Mutex::new(DumpCache::default()),
             closed: AtomicBool::new(false),
             _netlink: netlink,
             _upcall_thread: upcall_thread,
@@ -607,25 +613,38 @@ impl Dpif for KernelDpif {
             )
             .map_err(control_err)?
             .map_err(|e| refused("OVS_FLOW_CMD_GET dump", e))?;
+        let mut cache = self.dump_cache.lock().map_err(|_| DpifError::Closed)?;
+        cache.begin();
         let mut flows = Vec::with_capacity(replies.len());
         let mut undecodable = Vec::new();
         for reply in replies {
-            let Ok(msg) = reply.parse() else {
+            let Deferred::Received { header, payload } = reply else {
+                continue;
+            };
+            let Some(scan) = dump::scan(&payload) else {
                 self.bad_flows.fetch_add(1, Ordering::Relaxed);
                 continue;
             };
-            let ufid = msg.attrs.iter().find_map(|a| match a {
-                FlowAttr::Ufid(u) => Some(*u),
-                _ => None,
-            });
-            match self.decode_flow(msg) {
-                Ok(f) => flows.push(f),
+            if let Some(flow) = cache.get(&scan) {
+                flows.push(flow);
+                continue;
+            }
+            let decoded = FlowMessage::parse_with_param(&payload, header)
+                .map_err(|e| e.to_string())
+                .and_then(|msg| self.decode_flow(msg));
+            match decoded {
+                Ok(flow) => {
+                    cache.insert(&scan, &flow);
+                    flows.push(flow);
+                }
                 Err(_) => {
                     self.bad_flows.fetch_add(1, Ordering::Relaxed);
-                    undecodable.extend(ufid);
+                    undecodable.extend(scan.ufid);
                 }
             }
         }
+        cache.end();
+        drop(cache);
         // A flow upcalld cannot represent cannot be revalidated: remove it
         // so that its packets come up and get a flow upcalld understands.
         if !undecodable.is_empty() {
