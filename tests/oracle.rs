@@ -88,7 +88,7 @@ fn every_tier_agrees_with_open_vswitch() {
 /// Cases found by differential testing against a live OVS 3.1
 /// (tools/difftest), each minimized to one behaviour. The ones listed
 /// must agree exactly; the others need what `trace` does not model (which
-/// ports the bridge has, controller cookies, ICMP rewrites, `move`).
+/// ports the bridge has, controller cookies, ICMP rewrites).
 #[test]
 fn differential_cases_agree_with_open_vswitch() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ovs_cases");
@@ -99,6 +99,9 @@ fn differential_cases_agree_with_open_vswitch() {
         "04-output-local-port",
         "08-resubmit-recursion-limit",
         "09-ipv6-label-megaflow-format",
+        "10-move-action",
+        "11-dec-ttl-with-controller-ids",
+        "12-output-to-register-field",
         "13-l3-set-field-unwildcards-nw-proto",
         "14-set-field-nd-fields",
     ];

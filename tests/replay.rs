@@ -20,9 +20,7 @@ fn bench_dir() -> PathBuf {
         .unwrap_or_else(|| panic!("no shared/bench beside {} or its parents", here.display()))
 }
 
-/// Runs the benchmark on a thread with a large stack: in debug builds,
-/// inserting into the tables' `im::OrdMap` of classifiers needs several
-/// megabytes of stack.
+/// Runs the setup-rate benchmark's two passes on `packets`.
 fn bench(packets: &str, handlers: usize) -> upcalld::bench::SetupRate {
     let dir = bench_dir();
     let opts = SetupRateOptions {
@@ -30,12 +28,7 @@ fn bench(packets: &str, handlers: usize) -> upcalld::bench::SetupRate {
         batch_size: 50,
     };
     let (rules, packets) = (dir.join("setup-rate.rules"), dir.join(packets));
-    std::thread::Builder::new()
-        .stack_size(32 << 20)
-        .spawn(move || setup_rate(&rules, &packets, &opts).unwrap())
-        .unwrap()
-        .join()
-        .unwrap()
+    setup_rate(&rules, &packets, &opts).unwrap()
 }
 
 #[test]

@@ -36,20 +36,13 @@ fn config(revalidator: RevalidatorConfig, n_handlers: usize) -> PipelineConfig {
     }
 }
 
-/// Runs the future `test` makes in an actix system, on a thread with a
-/// large stack (debug builds need it to insert into the tables' `im` maps).
+/// Runs the future `test` makes in an actix system.
 fn in_system<F, Fut, R>(test: F) -> R
 where
-    F: FnOnce() -> Fut + Send + 'static,
+    F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = R>,
-    R: Send + 'static,
 {
-    std::thread::Builder::new()
-        .stack_size(32 << 20)
-        .spawn(move || actix::System::new().block_on(test()))
-        .unwrap()
-        .join()
-        .unwrap()
+    actix::System::new().block_on(test())
 }
 
 fn start(cfg: PipelineConfig) -> (Arc<Netdev>, Pipeline) {

@@ -62,24 +62,13 @@ fn run(panics: u32) -> Outcome {
     })
 }
 
-/// Runs on a thread with a large stack: in debug builds, inserting into the
-/// tables' `im::OrdMap` of classifiers needs several megabytes of stack.
-fn run_big_stack(panics: u32) -> Outcome {
-    std::thread::Builder::new()
-        .stack_size(32 << 20)
-        .spawn(move || run(panics))
-        .unwrap()
-        .join()
-        .unwrap()
-}
-
 #[test]
 fn panicking_handlers_restart_and_every_flow_is_installed() {
-    let clean = run_big_stack(0);
+    let clean = run(0);
     assert!(clean.megaflows >= 1000, "every source MAC makes a megaflow");
     assert_eq!(clean.handler_restarts, 0);
 
-    let faulty = run_big_stack(1);
+    let faulty = run(1);
     assert_eq!(faulty.handler_restarts, 2, "each handler panicked once");
     assert!(faulty.lost_to_panics > 0, "the panicking batches were lost");
     assert!(

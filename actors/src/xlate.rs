@@ -138,14 +138,20 @@ impl Ctx<'_> {
     /// OVS's `rule_dpif_lookup_from_table` for one table: fragments are
     /// looked up with L4 fields read as zero, and with `in_port` as given.
     fn lookup(&mut self, table: u8, in_port: u32) -> Option<Arc<RuleEntry>> {
-        let mut f = self.flow;
-        f.in_port = in_port;
-        if f.nw_frag & FLOW_NW_FRAG_ANY != 0 {
-            f.tp_src = 0;
-            f.tp_dst = 0;
-        }
         self.table_id = table;
-        let r = self.tables.lookup(table, &f, &mut self.wc).cloned();
+        let fragment = self.flow.nw_frag & FLOW_NW_FRAG_ANY != 0;
+        let r = if in_port == self.flow.in_port && !fragment {
+            self.tables.lookup(table, &self.flow, &mut self.wc)
+        } else {
+            let mut f = self.flow;
+            f.in_port = in_port;
+            if fragment {
+                f.tp_src = 0;
+                f.tp_dst = 0;
+            }
+            self.tables.lookup(table, &f, &mut self.wc)
+        }
+        .cloned();
         if let Some(r) = &r {
             self.rules.push(r.id);
         }
@@ -220,9 +226,9 @@ impl Ctx<'_> {
             OfAction::PopVlan => 0,
             OfAction::PushVlan { .. } => 1,
             OfAction::DecTtl => 2,
-            OfAction::SetField { .. } | OfAction::Load { .. } => 3,
+            OfAction::SetField { .. } | OfAction::Load { .. } | OfAction::Move { .. } => 3,
             OfAction::Resubmit { .. } => 4,
-            OfAction::Output { .. } | OfAction::Controller { .. } => 5,
+            OfAction::Output { .. } | OfAction::OutputReg { .. } | OfAction::Controller { .. } => 5,
         });
     }
 
@@ -235,11 +241,21 @@ impl Ctx<'_> {
             }
             match a {
                 OfAction::Output { port, .. } => self.output(*port),
+                OfAction::OutputReg { field, ofs, n_bits } => {
+                    self.output_reg(*field, *ofs, *n_bits)
+                }
                 OfAction::Controller { max_len } => self.controller(*max_len),
                 OfAction::SetField { field, value, mask }
                 | OfAction::Load { field, value, mask } => {
                     self.set_field(*field, *value, *mask);
                 }
+                OfAction::Move {
+                    src,
+                    src_ofs,
+                    dst,
+                    dst_ofs,
+                    n_bits,
+                } => self.move_bits(*src, *src_ofs, *dst, *dst_ofs, *n_bits),
                 OfAction::PushVlan { tpid } => self.push_vlan(*tpid),
                 OfAction::PopVlan => self.pop_vlan(),
                 OfAction::DecTtl => {
@@ -275,6 +291,17 @@ impl Ctx<'_> {
             p if p < port::MAX => self.compose_output(p),
             _ => {}
         }
+    }
+
+    /// OVS's `xlate_output_reg_action`: the port is an OpenFlow 1.0
+    /// number read from the subfield, which becomes exact.
+    fn output_reg(&mut self, field: Field, ofs: u8, n_bits: u8) {
+        let bits = ((1u128 << n_bits) - 1) << ofs;
+        field.set_masked(&mut self.wc, bits, bits);
+        let p = ((field.get(&self.flow) & bits) >> ofs) as u32;
+        // OpenFlow 1.0's reserved ports sit at 0xff00 and above.
+        let p = if p >= 0xff00 { p | 0xffff_0000 } else { p };
+        self.output(p);
     }
 
     fn compose_output(&mut self, p: u32) {
@@ -354,6 +381,24 @@ impl Ctx<'_> {
         self.mask_l3_prereqs(field);
         field.set_masked(&mut self.wc, mask, mask);
         field.set_masked(&mut self.flow, value, mask);
+    }
+
+    /// OVS's `mf_subfield_copy`: both fields must exist in the packet; the
+    /// bits read and the bits written both become exact.
+    fn move_bits(&mut self, src: Field, src_ofs: u8, dst: Field, dst_ofs: u8, n_bits: u8) {
+        if !(self.prereqs_ok(dst.prereq()) && self.prereqs_ok(src.prereq())) {
+            return;
+        }
+        let ones = if n_bits >= 128 {
+            u128::MAX
+        } else {
+            (1u128 << n_bits) - 1
+        };
+        let (src_bits, dst_bits) = (ones << src_ofs, ones << dst_ofs);
+        src.set_masked(&mut self.wc, src_bits, src_bits);
+        dst.set_masked(&mut self.wc, dst_bits, dst_bits);
+        let value = (src.get(&self.flow) >> src_ofs) & ones;
+        dst.set_masked(&mut self.flow, value << dst_ofs, dst_bits);
     }
 
     /// OVS's `mf_set_mask_l3_prereqs`: rewriting these L3 fields makes the

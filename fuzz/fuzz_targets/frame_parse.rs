@@ -63,7 +63,7 @@ fn check_extract(data: &[u8]) {
         assert!(flow.is_ip_any());
     }
 
-    assert_eq!((flow.pad_l2, flow.pad_l3), (0, 0));
+    assert_eq!((flow.pad_l2, flow.pad_l4), (0, 0));
     for (i, vlan) in flow.vlans.iter().enumerate() {
         if vlan.tci & VLAN_CFI != 0 {
             assert!(eth_type_vlan(vlan.tpid));

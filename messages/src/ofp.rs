@@ -62,6 +62,13 @@ pub enum OfAction {
         port: u32,
         max_len: u16,
     },
+    /// `output:NXM_NX_REG0[0..15]` (Nicira's OUTPUT_REG): output to the
+    /// OpenFlow 1.0 port number held in bits `ofs..ofs+n_bits` of `field`.
+    OutputReg {
+        field: Field,
+        ofs: u8,
+        n_bits: u8,
+    },
     /// Send to the controller: becomes a datapath `userspace` action.
     Controller {
         max_len: u16,
@@ -81,6 +88,15 @@ pub enum OfAction {
         field: Field,
         value: u128,
         mask: u128,
+    },
+    /// `move:SRC[a..b]->DST[c..d]` (Nicira's REG_MOVE): copy `n_bits` bits
+    /// of `src` starting at bit `src_ofs` into `dst` at bit `dst_ofs`.
+    Move {
+        src: Field,
+        src_ofs: u8,
+        dst: Field,
+        dst_ofs: u8,
+        n_bits: u8,
     },
     PushVlan {
         tpid: u16,

@@ -13,6 +13,7 @@
 //! none when it ended at a leaf.
 
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Arc, OnceLock};
 
 /// Hasher for keys that are already well mixed 64-bit values.
 #[derive(Default)]
@@ -53,12 +54,18 @@ pub struct TrieMatch {
 /// A persistent multiset of (value, prefix length) pairs.
 #[derive(Clone, Debug, Default)]
 pub struct PrefixTrie {
-    /// Index `L - 1`: the stored `L`-bit prefixes (value with the other
-    /// bits zero) and how many times each is stored.
-    by_len: [im::OrdMap<u32, u32>; 32],
-    /// Bit `L - 1` set when some prefix of length `L` is stored.
-    lens: u32,
+    /// (length `L`, the `L`-bit prefix with the other bits zero) → how many
+    /// times it is stored. Ordered by length, then value.
+    prefixes: im::OrdMap<(u8, u32), u32>,
+    /// Sorted arrays of the stored prefixes per length, for lookups;
+    /// built on the first lookup after a change (as the subtables' lookup
+    /// indexes are).
+    flat: Arc<OnceLock<PrefixesByLen>>,
 }
+
+/// (prefix length, the stored prefixes of that length, ascending), by
+/// ascending length.
+type PrefixesByLen = Vec<(u32, Vec<u32>)>;
 
 impl PrefixTrie {
     pub fn new() -> Self {
@@ -66,31 +73,25 @@ impl PrefixTrie {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.lens == 0
+        self.prefixes.is_empty()
     }
 
     /// Adds the prefix of `plen` (1..=32) leading bits of `value`.
     pub fn insert(&mut self, value: u32, plen: u32) {
-        let l = plen as usize - 1;
-        *self.by_len[l]
-            .entry(value & prefix_mask32(plen))
-            .or_default() += 1;
-        self.lens |= 1 << l;
+        self.flat = Arc::default();
+        let key = (plen as u8, value & prefix_mask32(plen));
+        *self.prefixes.entry(key).or_default() += 1;
     }
 
     /// Removes one copy of the prefix of `plen` leading bits of `value`.
     pub fn remove(&mut self, value: u32, plen: u32) {
-        let l = plen as usize - 1;
-        let key = value & prefix_mask32(plen);
-        let set = &mut self.by_len[l];
-        if let Some(c) = set.get_mut(&key) {
+        self.flat = Arc::default();
+        let key = (plen as u8, value & prefix_mask32(plen));
+        if let Some(c) = self.prefixes.get_mut(&key) {
             *c -= 1;
             if *c == 0 {
-                set.remove(&key);
+                self.prefixes.remove(&key);
             }
-        }
-        if set.is_empty() {
-            self.lens &= !(1 << l);
         }
     }
 
@@ -99,17 +100,15 @@ impl PrefixTrie {
         // (length, longest common prefix with a stored prefix of it).
         let mut best_per_len = [(0u32, 0u32); 32];
         let mut n = 0;
-        let mut lens = self.lens;
-        while lens != 0 {
-            let l = lens.trailing_zeros();
-            lens &= lens - 1;
-            let len = l + 1;
-            let set = &self.by_len[l as usize];
-            let probe = value & prefix_mask32(len);
-            let below = set.get_prev(&probe).map(|(k, _)| common_bits(*k, value));
-            let above = set.get_next(&probe).map(|(k, _)| common_bits(*k, value));
-            let lcp = below.unwrap_or(0).max(above.unwrap_or(0)).min(len);
-            best_per_len[n] = (len, lcp);
+        for (len, values) in self.flat() {
+            let probe = value & prefix_mask32(*len);
+            // The closest stored values around the probe share the most
+            // leading bits with it.
+            let at = values.partition_point(|v| *v < probe);
+            let below = at.checked_sub(1).map(|i| common_bits(values[i], value));
+            let above = values.get(at).map(|v| common_bits(*v, value));
+            let lcp = below.unwrap_or(0).max(above.unwrap_or(0)).min(*len);
+            best_per_len[n] = (*len, lcp);
             n += 1;
         }
         let found = &best_per_len[..n];
@@ -131,6 +130,20 @@ impl PrefixTrie {
             deepest
         };
         TrieMatch { maskbits, plens }
+    }
+
+    fn flat(&self) -> &[(u32, Vec<u32>)] {
+        self.flat.get_or_init(|| {
+            let mut flat: PrefixesByLen = Vec::new();
+            for ((len, value), _) in self.prefixes.iter() {
+                let len = u32::from(*len);
+                match flat.last_mut() {
+                    Some((l, values)) if *l == len => values.push(*value),
+                    _ => flat.push((len, vec![*value])),
+                }
+            }
+            flat
+        })
     }
 
     /// True if some stored prefix of exactly `plen` bits matches the value

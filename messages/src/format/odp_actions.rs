@@ -107,8 +107,8 @@ pub fn format_set_header(h: &SetHeader) -> String {
             "ipv4"
         }
         SetHeader::Ipv6 { key, mask } => {
-            field(&mut s, "src", key.src, mask.src, [0xff; 16], ipv6);
-            field(&mut s, "dst", key.dst, mask.dst, [0xff; 16], ipv6);
+            field(&mut s, "src", key.src, mask.src, [0xff; 16], |v| ipv6(&v));
+            field(&mut s, "dst", key.dst, mask.dst, [0xff; 16], |v| ipv6(&v));
             field(&mut s, "label", key.label, mask.label, 0xfffff, |v| {
                 format!("{v:#x}")
             });
@@ -137,7 +137,9 @@ pub fn format_set_header(h: &SetHeader) -> String {
             "arp"
         }
         SetHeader::Nd { key, mask } => {
-            field(&mut s, "target", key.target, mask.target, [0xff; 16], ipv6);
+            field(&mut s, "target", key.target, mask.target, [0xff; 16], |v| {
+                ipv6(&v)
+            });
             field(&mut s, "sll", key.sll, mask.sll, [0xff; 6], mac);
             field(&mut s, "tll", key.tll, mask.tll, [0xff; 6], mac);
             "nd"

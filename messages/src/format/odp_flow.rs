@@ -192,60 +192,6 @@ fn ip_str(v: u32) -> String {
     std::net::Ipv4Addr::from(v).to_string()
 }
 
-/// An IPv6 address as glibc's `inet_ntop` writes it (embedded IPv4 for
-/// `::a.b.c.d` and `::ffff:a.b.c.d`).
-pub fn ipv6_str(a: &[u8; 16]) -> String {
-    let w: Vec<u16> = a
-        .chunks_exact(2)
-        .map(|c| u16::from_be_bytes([c[0], c[1]]))
-        .collect();
-    // The longest run of zero words (leftmost on ties), if at least 2.
-    let (mut best, mut best_len, mut cur, mut cur_len) = (0usize, 0usize, 0usize, 0usize);
-    for (i, x) in w.iter().enumerate() {
-        if *x == 0 {
-            if cur_len == 0 {
-                cur = i;
-            }
-            cur_len += 1;
-            if cur_len > best_len {
-                best = cur;
-                best_len = cur_len;
-            }
-        } else {
-            cur_len = 0;
-        }
-    }
-    if best_len < 2 {
-        best_len = 0;
-    }
-    let embedded_v4 = best == 0 && (best_len == 6 || (best_len == 5 && w[5] == 0xffff));
-    let mut s = String::new();
-    let mut i = 0;
-    while i < 8 {
-        if best_len > 0 && i == best {
-            if i == 0 {
-                s.push(':');
-            }
-            s.push(':');
-            i += best_len;
-            continue;
-        }
-        if embedded_v4 && i == 6 {
-            let _ = write!(s, "{}.{}.{}.{}", a[12], a[13], a[14], a[15]);
-            break;
-        }
-        let _ = write!(s, "{:x}", w[i]);
-        if i < 7 {
-            s.push(':');
-        }
-        i += 1;
-    }
-    if s.len() > 2 && s.ends_with(':') && !s.ends_with("::") {
-        s.pop();
-    }
-    s
-}
-
 fn tcp_flag_name(bit: u32) -> Option<&'static str> {
     Some(match bit {
         0x001 => "fin",
@@ -388,8 +334,8 @@ fn in6(s: &mut String, name: &str, v: &[u8; 16], m: Option<&[u8; 16]>) {
         name,
         m == Some(&[0; 16]),
         m.is_none_or(|m| *m == [0xff; 16]),
-        &ipv6_str(v),
-        &m.map(ipv6_str).unwrap_or_default(),
+        &super::ipv6(v),
+        &m.map(super::ipv6).unwrap_or_default(),
     );
 }
 
@@ -839,32 +785,32 @@ mod tests {
         a[2] = 0x0d;
         a[3] = 0xb8;
         a[15] = 1;
-        assert_eq!(ipv6_str(&a), "2001:db8::1");
-        assert_eq!(ipv6_str(&[0; 16]), "::");
+        assert_eq!(crate::format::ipv6(&a), "2001:db8::1");
+        assert_eq!(crate::format::ipv6(&[0; 16]), "::");
         let mut l = [0u8; 16];
         l[15] = 1;
-        assert_eq!(ipv6_str(&l), "::1");
+        assert_eq!(crate::format::ipv6(&l), "::1");
         let mut m = [0u8; 16];
         m[10] = 0xff;
         m[11] = 0xff;
         m[12..].copy_from_slice(&[1, 2, 3, 4]);
-        assert_eq!(ipv6_str(&m), "::ffff:1.2.3.4");
+        assert_eq!(crate::format::ipv6(&m), "::ffff:1.2.3.4");
         let mut c = [0u8; 16];
         c[12..].copy_from_slice(&[1, 2, 3, 4]);
-        assert_eq!(ipv6_str(&c), "::1.2.3.4");
+        assert_eq!(crate::format::ipv6(&c), "::1.2.3.4");
         assert_eq!(
-            ipv6_str(&[0xff; 16]),
+            crate::format::ipv6(&[0xff; 16]),
             "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
         );
         let mut e = [0u8; 16];
         e[0] = 0xfe;
         e[1] = 0x80;
-        assert_eq!(ipv6_str(&e), "fe80::");
+        assert_eq!(crate::format::ipv6(&e), "fe80::");
         let mut g = [0u8; 16];
         g[1] = 1;
         g[15] = 1;
         g[7] = 1;
-        assert_eq!(ipv6_str(&g), "1:0:0:1::1");
+        assert_eq!(crate::format::ipv6(&g), "1:0:0:1::1");
     }
 
     #[test]

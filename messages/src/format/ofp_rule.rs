@@ -6,7 +6,6 @@
 //! `set_field:N->nw_ttl` (the parser encodes it as that set-field).
 
 use std::fmt::Write;
-use std::net::Ipv6Addr;
 
 use crate::field::Field;
 use crate::flow::*;
@@ -42,9 +41,22 @@ pub fn format_rule(rule: &Rule) -> String {
 /// A match as OVS prints it, with `priority=` first unless it is the
 /// default. Empty for a catch-all at the default priority.
 pub fn format_match(m: &Match, priority: u16) -> String {
-    let (f, w) = (&m.flow, &m.mask);
+    let priority = (priority != DEFAULT_PRIORITY).then_some(priority);
+    format_match_fields(&m.flow, &m.mask, priority, false)
+}
+
+/// OVS's `match_format`, the one printer of matches: rules in dump-flows
+/// and megaflows in traces. `f` must already be masked by `w`;
+/// `packet_type_eth` prints the `eth` a megaflow carries for its packet
+/// type.
+pub fn format_match_fields(
+    f: &Flow,
+    w: &Flow,
+    priority: Option<u16>,
+    packet_type_eth: bool,
+) -> String {
     let mut s = String::new();
-    if priority != DEFAULT_PRIORITY {
+    if let Some(priority) = priority {
         let _ = write!(s, "priority={priority},");
     }
     hex32(&mut s, "pkt_mark", f.pkt_mark, w.pkt_mark);
@@ -85,6 +97,9 @@ pub fn format_match(m: &Match, priority: u16) -> String {
             hex_bytes(&mut s, &w.ct_label);
         }
         s.push(',');
+    }
+    if packet_type_eth {
+        s.push_str("eth,");
     }
 
     let dl_type = f.dl_type;
@@ -130,6 +145,15 @@ pub fn format_match(m: &Match, priority: u16) -> String {
         let _ = write!(s, "in_port={},", format_port(f.in_port));
     }
     vlan(&mut s, f.vlans[0].tci, w.vlans[0].tci);
+    // Inner tags print only as raw TCIs.
+    for i in 1..FLOW_MAX_VLAN_HEADERS {
+        let (tci, mask) = (f.vlans[i].tci, w.vlans[i].tci);
+        if mask == u16::MAX {
+            let _ = write!(s, "vlan_tci{i}=0x{tci:04x},");
+        } else if mask != 0 {
+            let _ = write!(s, "vlan_tci{i}=0x{tci:04x}/0x{mask:04x},");
+        }
+    }
     mac(&mut s, "dl_src", f.dl_src, w.dl_src);
     mac(&mut s, "dl_dst", f.dl_dst, w.dl_dst);
     if !skip_type && w.dl_type != 0 {
@@ -140,7 +164,8 @@ pub fn format_match(m: &Match, priority: u16) -> String {
         ipv6(&mut s, "ipv6_src", f.ipv6_src, w.ipv6_src);
         ipv6(&mut s, "ipv6_dst", f.ipv6_dst, w.ipv6_dst);
         if w.ipv6_label != 0 {
-            if w.ipv6_label == 0xfffff {
+            // Exact means the whole 32-bit word, as OVS keeps it.
+            if w.ipv6_label == u32::MAX {
                 let _ = write!(s, "ipv6_label=0x{:05x},", f.ipv6_label);
             } else {
                 let _ = write!(
@@ -197,6 +222,9 @@ pub fn format_match(m: &Match, priority: u16) -> String {
     if dl_type == ETH_TYPE_IP && f.nw_proto == IPPROTO_ICMP {
         port16(&mut s, "icmp_type", f.tp_src, w.tp_src);
         port16(&mut s, "icmp_code", f.tp_dst, w.tp_dst);
+    } else if dl_type == ETH_TYPE_IP && f.nw_proto == IPPROTO_IGMP {
+        port16(&mut s, "igmp_type", f.tp_src, w.tp_src);
+        port16(&mut s, "igmp_code", f.tp_dst, w.tp_dst);
     } else if dl_type == ETH_TYPE_IPV6 && f.nw_proto == IPPROTO_ICMPV6 {
         port16(&mut s, "icmp_type", f.tp_src, w.tp_src);
         port16(&mut s, "icmp_code", f.tp_dst, w.tp_dst);
@@ -282,6 +310,20 @@ pub fn format_action(a: &OfAction) -> String {
             s
         }
         OfAction::Load { field, value, mask } => format_load(*field, *value, *mask),
+        OfAction::OutputReg { field, ofs, n_bits } => {
+            format!("output:{}", subfield(*field, *ofs, *n_bits))
+        }
+        OfAction::Move {
+            src,
+            src_ofs,
+            dst,
+            dst_ofs,
+            n_bits,
+        } => format!(
+            "move:{}->{}",
+            subfield(*src, *src_ofs, *n_bits),
+            subfield(*dst, *dst_ofs, *n_bits)
+        ),
         OfAction::PushVlan { tpid } => format!("push_vlan:{}", c_hex((*tpid).into())),
         OfAction::PopVlan => "pop_vlan".into(),
         OfAction::DecTtl => "dec_ttl".into(),
@@ -294,6 +336,20 @@ pub fn format_action(a: &OfAction) -> String {
             ),
         },
     }
+}
+
+/// `NAME[]` for a whole field, `NAME[a..b]` or `NAME[a]` for some of it.
+fn subfield(field: Field, ofs: u8, n_bits: u8) -> String {
+    let info = fields::by_field(field);
+    let (ofs, n) = (u32::from(ofs), u32::from(n_bits));
+    let range = if ofs == 0 && n == u32::from(info.n_bits) {
+        "[]".to_string()
+    } else if n == 1 {
+        format!("[{ofs}]")
+    } else {
+        format!("[{}..{}]", ofs, ofs + n - 1)
+    };
+    format!("{}{range}", info.subfield_name())
 }
 
 /// `load:VALUE->NAME[a..b]`, one per contiguous run of mask bits, as OVS
@@ -499,13 +555,7 @@ fn ipv6(s: &mut String, name: &str, v: [u8; 16], m: [u8; 16]) {
 /// An IPv6 address as glibc's `inet_ntop` writes it (which prints
 /// IPv4-compatible addresses with a dotted tail, unlike Rust's `Display`).
 fn ipv6_addr(s: &mut String, a: [u8; 16]) {
-    let x = u128::from_be_bytes(a);
-    if x >> 32 == 0 && x >> 16 != 0 {
-        s.push_str("::");
-        dotted(s, x as u32);
-    } else {
-        let _ = write!(s, "{}", Ipv6Addr::from(a));
-    }
+    s.push_str(&super::ipv6(&a));
 }
 
 fn ipv6_masked(s: &mut String, v: [u8; 16], m: [u8; 16]) {
@@ -591,6 +641,7 @@ fn flags(s: &mut String, names: &[(u32, &str)], value: u32, mask: u32, all: u32)
 mod tests {
     use super::*;
     use crate::parse::rules::parse_rule;
+    use std::net::Ipv6Addr;
 
     fn dump(s: &str) -> String {
         format_rule(&parse_rule(s).unwrap_or_else(|e| panic!("{s}: {e}")))

@@ -632,6 +632,7 @@ fn of13_vlan_round_trip(m: &mut Match) {
 }
 
 /// A field, or the bits `ofs..ofs+n_bits` of it (`NXM_NX_REG0[0..7]`).
+#[derive(Clone, Copy, Debug)]
 struct Subfield {
     info: &'static FieldInfo,
     ofs: u32,
@@ -697,6 +698,11 @@ enum Act {
         value: u128,
         mask: u128,
     },
+    Move {
+        src: Subfield,
+        dst: Subfield,
+    },
+    OutputReg(Subfield),
     SetEth(Field, [u8; 6]),
     SetIpv4(Field, u32),
     SetNwTos(u8),
@@ -920,18 +926,36 @@ fn parse_action(name: &str, kv: &KeyValue<'_>, src: &str) -> Res<Act> {
                     SUPPORTED,
                 ));
             }
-            output_to(parse_port(arg).ok_or_else(|| {
-                err(
-                    at,
-                    "output to unknown port",
-                    arg,
-                    "a port number or name (LOCAL, IN_PORT, ...)",
-                )
-            })?)
+            match parse_port(arg) {
+                Some(p) => output_to(p),
+                // A subfield holding the port: output:NXM_NX_REG0[0..15].
+                None if arg.contains('[') => {
+                    let src =
+                        parse_subfield(arg).map_err(|e| err(at, "bad output source", arg, e))?;
+                    if src.n_bits > 16 {
+                        return Err(err(
+                            at,
+                            "output source wider than a port",
+                            arg,
+                            "a subfield of at most 16 bits",
+                        ));
+                    }
+                    Act::OutputReg(src)
+                }
+                None => {
+                    return Err(err(
+                        at,
+                        "output to unknown port",
+                        arg,
+                        "a port number or name (LOCAL, IN_PORT, ...), or a subfield",
+                    ))
+                }
+            }
         }
         "controller" => parse_controller(arg, at)?,
         "set_field" => parse_set_field(arg, at)?,
         "load" => parse_load(arg, at)?,
+        "move" => parse_move(arg, at)?,
         "mod_dl_src" | "mod_dl_dst" => {
             let mac = parse_mac(arg).ok_or_else(|| invalid("mac address", "a MAC address"))?;
             Act::SetEth(
@@ -1019,13 +1043,17 @@ fn parse_action(name: &str, kv: &KeyValue<'_>, src: &str) -> Res<Act> {
             }
             Act::PushVlan(tpid)
         }
+        // The controller ids only say whom to tell when the TTL expires;
+        // upcalld has no controller connection, so they change nothing.
         "dec_ttl" => {
-            if !arg.is_empty() {
+            let ids_ok =
+                arg.is_empty() || arg.split(',').all(|id| id.trim().parse::<u16>().is_ok());
+            if !ids_ok {
                 return Err(err(
-                    kv.key_at,
-                    "unsupported action dec_ttl with controller ids",
-                    src,
-                    "dec_ttl",
+                    at,
+                    "bad dec_ttl controller ids",
+                    arg,
+                    "dec_ttl(ID,ID,...)",
                 ));
             }
             Act::DecTtl
@@ -1193,6 +1221,33 @@ fn parse_set_field(arg: &str, at: usize) -> Res<Act> {
             mask,
         })
     }
+}
+
+/// `move:SRC->DST`: both subfields, of the same width, DST writable.
+fn parse_move(arg: &str, at: usize) -> Res<Act> {
+    let (src_s, dst, dst_at) = split_arrow(arg, at)?;
+    let src = parse_subfield(src_s).map_err(|e| err(at, "bad move source", src_s, e))?;
+    let dst_sf = parse_subfield(dst).map_err(|e| err(dst_at, "bad move destination", dst, e))?;
+    if !dst_sf.info.writable {
+        return Err(err(
+            dst_at,
+            format!("destination field {} is not writable", dst_sf.info.name),
+            dst,
+            "a writable field",
+        ));
+    }
+    if src.n_bits != dst_sf.n_bits {
+        return Err(err(
+            at,
+            format!(
+                "source field is {} bits wide but destination is {} bits wide",
+                src.n_bits, dst_sf.n_bits
+            ),
+            arg,
+            "subfields of the same width",
+        ));
+    }
+    Ok(Act::Move { src, dst: dst_sf })
 }
 
 fn parse_load(arg: &str, at: usize) -> Res<Act> {
@@ -1436,6 +1491,33 @@ fn encode_action(a: &Located, st: &mut CheckState, out: &mut Vec<OfAction>) -> R
                 OfAction::SetField { field, value, mask }
             });
         }
+        Act::OutputReg(src) => {
+            if !prereqs_hold(src.info.prereq, f) {
+                return Err(inconsistent(
+                    a,
+                    prereq_needs(src.info.prereq, src.info.field),
+                ));
+            }
+            out.push(OfAction::OutputReg {
+                field: src.info.field,
+                ofs: src.ofs as u8,
+                n_bits: src.n_bits as u8,
+            });
+        }
+        Act::Move { src, dst } => {
+            for sf in [src, dst] {
+                if !prereqs_hold(sf.info.prereq, f) {
+                    return Err(inconsistent(a, prereq_needs(sf.info.prereq, sf.info.field)));
+                }
+            }
+            out.push(OfAction::Move {
+                src: src.info.field,
+                src_ofs: src.ofs as u8,
+                dst: dst.info.field,
+                dst_ofs: dst.ofs as u8,
+                n_bits: src.n_bits as u8,
+            });
+        }
         Act::SetEth(field, mac) => out.push(set(*field, super::syntax::mac_u128(*mac))),
         Act::SetIpv4(field, ip) => out.push(set(*field, u128::from(*ip))),
         Act::SetNwTos(tos) => out.push(set(Field::IpDscp, u128::from(tos >> 2))),
@@ -1622,6 +1704,55 @@ mod tests {
         // A later shorthand's EtherType wins; icmp6's protocol is dropped.
         let m = rule("icmp6,mplsm,actions=drop").matches;
         assert_eq!((m.flow.dl_type, m.mask.nw_proto), (0x8848, 0));
+    }
+
+    #[test]
+    fn move_copies_subfields_and_prints_back() {
+        let r = rule("tcp,actions=move:NXM_NX_REG0[0..7]->NXM_NX_REG1[8..15],move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[]");
+        assert_eq!(
+            r.instructions.apply[0],
+            OfAction::Move {
+                src: Field::Reg(0),
+                src_ofs: 0,
+                dst: Field::Reg(1),
+                dst_ofs: 8,
+                n_bits: 8
+            }
+        );
+        assert_eq!(
+            crate::format::ofp_rule::format_instructions(&r.instructions),
+            "move:NXM_NX_REG0[0..7]->NXM_NX_REG1[8..15],move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[]"
+        );
+        assert!(error("actions=move:NXM_NX_REG0[0..7]->NXM_NX_REG1[0..3]")
+            .what
+            .contains("bits wide"));
+        assert!(error("arp,actions=move:NXM_OF_IP_SRC[]->NXM_NX_REG0[]")
+            .what
+            .contains("prerequisites"));
+    }
+
+    #[test]
+    fn output_to_a_register_and_dec_ttl_with_ids() {
+        let r = rule("ip,actions=output:NXM_NX_REG1[0..3],dec_ttl(1,2)");
+        assert_eq!(
+            r.instructions.apply,
+            vec![
+                OfAction::OutputReg {
+                    field: Field::Reg(1),
+                    ofs: 0,
+                    n_bits: 4
+                },
+                OfAction::DecTtl
+            ]
+        );
+        assert_eq!(
+            crate::format::ofp_rule::format_action(&r.instructions.apply[0]),
+            "output:NXM_NX_REG1[0..3]"
+        );
+        assert!(error("actions=output:NXM_NX_REG1[]").what.contains("wider"));
+        assert!(error("ip,actions=dec_ttl(x)")
+            .what
+            .contains("controller ids"));
     }
 
     #[test]
