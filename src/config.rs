@@ -366,6 +366,23 @@ mod tests {
     }
 
     #[test]
+    fn the_example_configurations_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+                n += 1;
+            }
+        }
+        assert!(n >= 3, "examples/*.toml: {n}");
+        let kernel = Config::load(&dir.join("kernel.toml")).unwrap();
+        assert_eq!(kernel.datapath.kind, DatapathType::Kernel);
+        assert_eq!(kernel.datapath.on_exit, OnExit::Keep);
+    }
+
+    #[test]
     fn kernel_datapath_keys() {
         let c = Config::parse(
             "[datapath]\ntype = \"kernel\"\nname = \"dp0\"\non_exit = \"delete\"\nper_cpu_dispatch = false\n[[port]]\nname = \"v0\"\n[[port]]\nname = \"in0\"\ntype = \"internal\"\n",
