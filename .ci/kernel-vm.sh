@@ -3,6 +3,7 @@
 # openvswitch module (../shared/tools/kernel-vm). The VM scripts install what
 # they need (qemu, busybox, the Debian kernel and ovs-dpctl) with apt.
 # Inside the VM OVS_KERNEL_REQUIRED=1, so a missing module fails the run.
+# Arguments are extra cargo build arguments (e.g. --release).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shared/ sits beside the checkout (CI) or a level higher (worktrees).
@@ -23,4 +24,4 @@ if ! command -v qemu-system-x86_64 >/dev/null; then
     --allow-downgrades "qemu-system-x86=$ver" "qemu-utils=$ver" >/dev/null
 fi
 KVM_OVS_TIMEOUT=${KVM_OVS_TIMEOUT:-300} \
-  "$KVM/cargo-test-in-vm.sh" -p upcalld --test kernel_datapath -- --test-threads=1
+  "$KVM/cargo-test-in-vm.sh" -p upcalld "$@" --test kernel_datapath --test kernel_daemon -- --test-threads=1

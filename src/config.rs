@@ -22,6 +22,17 @@
 //! type = "system"          # system (AF_PACKET) | internal (tap) | replay
 //! number = 1
 //! ```
+//!
+//! On the Linux kernel's datapath (the openvswitch module), ports are
+//! netdev vports (`system`) or internal ports (`internal`):
+//!
+//! ```toml
+//! [datapath]
+//! type = "kernel"
+//! name = "upcalld"          # created, or attached to if it exists
+//! on_exit = "keep"          # keep (flows go on forwarding) | delete
+//! per_cpu_dispatch = true   # falls back to per-vport upcall PIDs
+//! ```
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -46,12 +57,17 @@ pub enum DatapathType {
 pub struct DatapathConfig {
     #[serde(rename = "type")]
     pub kind: DatapathType,
-    /// The kernel datapath's name (created if missing).
+    /// The kernel datapath's name (created, or attached to if it exists;
+    /// also its local port's interface name).
     pub name: String,
     /// Upcalls queued before misses are lost (userspace datapath).
     pub upcall_queue_len: usize,
     /// Exact-match cache entries per port (userspace datapath).
     pub emc_entries: usize,
+    /// What becomes of the kernel datapath when the daemon exits.
+    pub on_exit: OnExit,
+    /// Ask the kernel for per-CPU upcall dispatch (kernel datapath).
+    pub per_cpu_dispatch: bool,
 }
 
 impl Default for DatapathConfig {
@@ -61,8 +77,22 @@ impl Default for DatapathConfig {
             name: "upcalld".into(),
             upcall_queue_len: 4096,
             emc_entries: 8192,
+            on_exit: OnExit::Keep,
+            per_cpu_dispatch: true,
         }
     }
+}
+
+/// What becomes of the kernel datapath when the daemon exits.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OnExit {
+    /// Leave it with its ports and flows: installed flows go on forwarding,
+    /// and the next start adopts them (what OVS does).
+    #[default]
+    Keep,
+    /// Delete it, and with it its ports and flows.
+    Delete,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
@@ -262,6 +292,21 @@ impl Config {
         if self.revalidate_interval_ms == 0 {
             return invalid("revalidate_interval_ms must be at least 1".into());
         }
+        if self.datapath.kind == DatapathType::Kernel {
+            let name = &self.datapath.name;
+            // A network interface name: at most 15 bytes, no '/' or space.
+            if name.is_empty() || name.len() > 15 || name.contains(['/', ' ']) {
+                return invalid(format!(
+                    "datapath.name = {name:?}: must be a network interface name (1 to 15 bytes, no '/' or space)"
+                ));
+            }
+            if let Some(p) = self.ports.iter().find(|p| p.kind == PortType::Replay) {
+                return invalid(format!(
+                    "port {:?}: replay ports exist only on the userspace datapath",
+                    p.name
+                ));
+            }
+        }
         if self.datapath.upcall_queue_len == 0 {
             return invalid("datapath.upcall_queue_len must be at least 1".into());
         }
@@ -318,6 +363,56 @@ mod tests {
                 path: "/tmp/x.tsv".into()
             }
         );
+    }
+
+    #[test]
+    fn the_example_configurations_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+                n += 1;
+            }
+        }
+        assert!(n >= 3, "examples/*.toml: {n}");
+        let kernel = Config::load(&dir.join("kernel.toml")).unwrap();
+        assert_eq!(kernel.datapath.kind, DatapathType::Kernel);
+        assert_eq!(kernel.datapath.on_exit, OnExit::Keep);
+    }
+
+    #[test]
+    fn kernel_datapath_keys() {
+        let c = Config::parse(
+            "[datapath]\ntype = \"kernel\"\nname = \"dp0\"\non_exit = \"delete\"\nper_cpu_dispatch = false\n[[port]]\nname = \"v0\"\n[[port]]\nname = \"in0\"\ntype = \"internal\"\n",
+            "k.toml",
+        )
+        .unwrap();
+        assert_eq!(c.datapath.kind, DatapathType::Kernel);
+        assert_eq!(c.datapath.name, "dp0");
+        assert_eq!(c.datapath.on_exit, OnExit::Delete);
+        assert!(!c.datapath.per_cpu_dispatch);
+        assert_eq!(c.ports[1].spec().unwrap().kind, PortKind::Internal);
+        assert_eq!(Config::default().datapath.on_exit, OnExit::Keep);
+        let e = Config::parse(
+            "[datapath]\ntype = \"kernel\"\nname = \"a-name-far-too-long\"\n",
+            "k.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("datapath.name"), "{e}");
+        let e = Config::parse(
+            "[datapath]\ntype = \"kernel\"\n[[port]]\nname = \"r\"\ntype = \"replay\"\npath = \"/tmp/x\"\n",
+            "k.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("only on the userspace datapath"), "{e}");
+        let e = Config::parse("[datapath]\non_exit = \"maybe\"\n", "k.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("on_exit") || e.contains("maybe"), "{e}");
     }
 
     #[test]

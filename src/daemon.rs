@@ -21,7 +21,7 @@ use anyhow::Context as _;
 use messages::ofp::Rule;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::config::{Config, DatapathType};
+use crate::config::{Config, DatapathType, OnExit};
 use crate::control::{self, Command, Request};
 use crate::dpif_kernel::{KernelDpif, KernelDpifConfig};
 use crate::dpif_netdev::{Netdev, NetdevConfig};
@@ -165,7 +165,110 @@ impl Ctl {
     }
 }
 
-fn pipeline_config(config: &Config, ports: Option<BTreeSet<u32>>) -> PipelineConfig {
+/// The datapath the daemon drives.
+enum Backend {
+    Userspace(Arc<Netdev>),
+    Kernel(Arc<KernelDpif>),
+}
+
+impl Backend {
+    fn open(config: &Config) -> anyhow::Result<Backend> {
+        Ok(match config.datapath.kind {
+            DatapathType::Userspace => Backend::Userspace(Arc::new(Netdev::new(NetdevConfig {
+                n_upcall_queues: config.receivers,
+                upcall_queue_len: config.datapath.upcall_queue_len,
+                max_flows: config.flow_limit as usize,
+                emc_entries: config.datapath.emc_entries,
+            }))),
+            DatapathType::Kernel => {
+                let name = &config.datapath.name;
+                let kernel = KernelDpif::open(&KernelDpifConfig {
+                    name: name.clone(),
+                    // One upcall socket per receiver.
+                    n_handlers: config.receivers,
+                    per_cpu_dispatch: config.datapath.per_cpu_dispatch,
+                })
+                .with_context(|| format!("opening kernel datapath {name}"))?;
+                tracing::info!(
+                    datapath = %name,
+                    dispatch = ?kernel.dispatch(),
+                    upcall_pids = ?kernel.handler_pids(),
+                    "kernel datapath ready"
+                );
+                Backend::Kernel(Arc::new(kernel))
+            }
+        })
+    }
+
+    fn dpif(&self) -> Arc<dyn Dpif> {
+        match self {
+            Backend::Userspace(n) => n.clone(),
+            Backend::Kernel(k) => k.clone(),
+        }
+    }
+
+    /// Where `userspace` datapath actions send their packets.
+    fn upcall_pid(&self) -> u32 {
+        match self {
+            Backend::Userspace(_) => 0,
+            Backend::Kernel(k) => k.handler_pids().first().copied().unwrap_or(0),
+        }
+    }
+
+    /// Kernel ports get their numbers when added, and a packet that misses
+    /// before the pipeline runs just waits in its upcall socket: they are
+    /// added first, so translation knows every port. A userspace replay
+    /// port starts feeding at once, so there the pipeline comes first.
+    fn ports_before_pipeline(&self) -> bool {
+        matches!(self, Backend::Kernel(_))
+    }
+
+    /// Removes kernel ports the configuration no longer names (a datapath
+    /// kept from an earlier run), except the local port.
+    fn prune_ports(&self, specs: &[PortSpec]) {
+        let Backend::Kernel(k) = self else {
+            return;
+        };
+        for p in k.ports() {
+            if p.number != 0 && !specs.iter().any(|s| s.name == p.name) {
+                match k.port_del(p.number) {
+                    Ok(()) => {
+                        tracing::info!(port = p.number, name = %p.name, "port removed: no longer configured")
+                    }
+                    Err(e) => {
+                        tracing::warn!(port = p.number, name = %p.name, error = %e, "removing an unconfigured port failed")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stops upcall reception, then leaves the datapath as configured.
+    fn close(&self, on_exit: OnExit) {
+        match self {
+            Backend::Userspace(n) => n.close(),
+            Backend::Kernel(k) => {
+                k.close();
+                match on_exit {
+                    OnExit::Keep => tracing::info!(
+                        datapath = %k.name(),
+                        "kernel datapath kept: its flows go on forwarding"
+                    ),
+                    OnExit::Delete => match k.destroy() {
+                        Ok(()) => tracing::info!(datapath = %k.name(), "kernel datapath deleted"),
+                        Err(e) => tracing::warn!(error = %e, "deleting the kernel datapath failed"),
+                    },
+                }
+            }
+        }
+    }
+}
+
+fn pipeline_config(
+    config: &Config,
+    backend: &Backend,
+    ports: Option<BTreeSet<u32>>,
+) -> PipelineConfig {
     PipelineConfig {
         n_handlers: config.handlers,
         n_revalidators: config.revalidators,
@@ -182,7 +285,7 @@ fn pipeline_config(config: &Config, ports: Option<BTreeSet<u32>>) -> PipelineCon
         },
         xlate: XlateConfig {
             ports: ports.map(Arc::new),
-            upcall_pid: 0,
+            upcall_pid: backend.upcall_pid(),
             // Both datapaths number the bridge's own port 0.
             local_port: 0,
         },
@@ -191,23 +294,7 @@ fn pipeline_config(config: &Config, ports: Option<BTreeSet<u32>>) -> PipelineCon
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
-    let backend = match config.datapath.kind {
-        DatapathType::Userspace => Backend::Userspace(Arc::new(Netdev::new(NetdevConfig {
-            n_upcall_queues: config.receivers,
-            upcall_queue_len: config.datapath.upcall_queue_len,
-            max_flows: config.flow_limit as usize,
-            emc_entries: config.datapath.emc_entries,
-        }))),
-        DatapathType::Kernel => {
-            let dp = KernelDpif::open(&KernelDpifConfig {
-                name: config.datapath.name.clone(),
-                n_handlers: config.receivers,
-                per_cpu_dispatch: true,
-            })
-            .with_context(|| format!("opening kernel datapath {:?}", config.datapath.name))?;
-            Backend::Kernel(Arc::new(dp))
-        }
-    };
+    let backend = Arc::new(Backend::open(&config)?);
 
     let hosts = if config.demo.enabled {
         demo_hosts()?
@@ -232,6 +319,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
         (None, false) => Vec::new(),
     };
 
+    let on_exit = config.datapath.on_exit;
     let system = actix::System::new();
     let result = system.block_on(serve(
         config,
@@ -241,57 +329,63 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
         rules,
         hosts,
     ));
-    backend.close();
+    // A clean shutdown closed the datapath already; a failed start has not.
+    if result.is_err() {
+        backend.close(on_exit);
+    }
     result
 }
 
-/// The datapath the daemon drives.
-#[derive(Clone)]
-enum Backend {
-    Userspace(Arc<Netdev>),
-    Kernel(Arc<KernelDpif>),
-}
-
-impl Backend {
-    fn dpif(&self) -> Arc<dyn Dpif> {
-        match self {
-            Backend::Userspace(d) => d.clone(),
-            Backend::Kernel(d) => d.clone(),
-        }
+fn add_ports(dpif: &dyn Dpif, specs: &[PortSpec]) -> anyhow::Result<BTreeSet<u32>> {
+    let mut numbers = BTreeSet::new();
+    for spec in specs {
+        let n = dpif
+            .port_add(spec)
+            .with_context(|| format!("adding port {:?}", spec.name))?;
+        tracing::info!(port = n, name = %spec.name, "port ready");
+        numbers.insert(n);
     }
-
-    /// Stops the userspace datapath's threads; the kernel's datapath stays,
-    /// with its flows, as OVS leaves it.
-    fn close(&self) {
-        if let Backend::Userspace(d) = self {
-            d.close();
-        }
-    }
+    Ok(numbers)
 }
 
 async fn serve(
     config: Config,
     config_path: Option<PathBuf>,
-    backend: Backend,
+    backend: Arc<Backend>,
     specs: Vec<PortSpec>,
     rules: Vec<Rule>,
     hosts: Vec<Host>,
 ) -> anyhow::Result<()> {
     let dpif = backend.dpif();
-    // Replay ports start feeding as soon as they are added, so the pipeline
-    // comes first and ports after it.
-    let port_numbers: BTreeSet<u32> = specs.iter().filter_map(|s| s.number).collect();
-    let known_ports = (specs.len() == port_numbers.len()).then_some(port_numbers);
+    let known_ports = if backend.ports_before_pipeline() {
+        backend.prune_ports(&specs);
+        Some(add_ports(dpif.as_ref(), &specs)?)
+    } else {
+        let numbers: BTreeSet<u32> = specs.iter().filter_map(|s| s.number).collect();
+        (specs.len() == numbers.len()).then_some(numbers)
+    };
     let pipeline = Pipeline::start(
         dpif.clone(),
         Tables::from_rules(rules),
-        pipeline_config(&config, known_ports),
+        pipeline_config(&config, &backend, known_ports),
     );
-    for spec in &specs {
-        let n = dpif
-            .port_add(spec)
-            .with_context(|| format!("adding port {:?}", spec.name))?;
-        tracing::info!(port = n, name = %spec.name, "port ready");
+    if !backend.ports_before_pipeline() {
+        add_ports(dpif.as_ref(), &specs)?;
+    }
+    // Flows left by an earlier run (a kept kernel datapath, a crash) go on
+    // forwarding meanwhile; one revalidation round now adopts those the
+    // current rules still produce (modified if only their actions changed)
+    // and deletes the rest, as OVS does on restart.
+    let existing = dpif.flow_dump().map(|f| f.len()).unwrap_or(0);
+    if existing > 0 {
+        tracing::info!(
+            flows = existing,
+            "datapath already has flows: revalidating them"
+        );
+        pipeline
+            .revalidate_now()
+            .await
+            .map_err(|e| anyhow::anyhow!("revalidators unavailable: {e}"))?;
     }
     if let Some(addr) = config.metrics_socket_addr()? {
         crate::metrics::install(addr)?;
@@ -345,7 +439,7 @@ async fn serve(
         let _ = p.join();
     }
     let _ = ctl.pipeline.flush().await;
-    backend.close();
+    backend.close(ctl.config.datapath.on_exit);
     let _ = std::fs::remove_file(&socket_path);
     drop(hosts);
     actix::System::current().stop();

@@ -9,7 +9,8 @@
 //! absent, unless `OVS_KERNEL_REQUIRED=1`, where that is a failure. The
 //! tests make their own veth pairs and datapaths and remove them.
 
-use std::process::Command;
+mod kernel_common;
+
 use std::time::{Duration, Instant};
 
 use actors::dpif::{Dpif, PortKind, PortSpec};
@@ -17,210 +18,9 @@ use messages::dpif::{DpifOp, PutMode, Upcall, UpcallKind};
 use messages::flow::*;
 use messages::format::odp_flow::format_odp_flow;
 use messages::odp::OdpAction;
-use upcalld::dpif_kernel::{kernel_has_ovs, ufid_for_key, Dispatch, KernelDpif, KernelDpifConfig};
 
-/// True if the test should run; false (after saying so) if it should skip.
-fn ovs_present() -> bool {
-    match kernel_has_ovs() {
-        Ok(true) => true,
-        other => {
-            let required = std::env::var("OVS_KERNEL_REQUIRED").as_deref() == Ok("1");
-            assert!(
-                !required,
-                "OVS_KERNEL_REQUIRED=1 but the ovs_datapath family is missing ({other:?})"
-            );
-            eprintln!("SKIPPED: no openvswitch kernel module (ovs_datapath family absent)");
-            false
-        }
-    }
-}
-
-fn run(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd} {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The kernel's reasons for refusing a flow are only in its log.
-fn ovs_dmesg() -> String {
-    Command::new("dmesg")
-        .output()
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .filter(|l| l.contains("openvswitch"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
-        .unwrap_or_default()
-}
-
-/// A veth pair: `name` goes into the datapath, `name_p` is where the test
-/// sends and receives frames.
-struct Veth {
-    name: String,
-}
-
-impl Veth {
-    fn new(name: &str) -> Veth {
-        for conf in ["all", "default"] {
-            let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{conf}/disable_ipv6"), "1");
-        }
-        let peer = format!("{name}_p");
-        let _ = Command::new("/sbin/ip")
-            .args(["link", "del", name])
-            .output();
-        run(
-            "/sbin/ip",
-            &["link", "add", name, "type", "veth", "peer", "name", &peer],
-        );
-        run("/sbin/ip", &["link", "set", name, "up"]);
-        run("/sbin/ip", &["link", "set", &peer, "up"]);
-        Veth { name: name.into() }
-    }
-
-    fn peer(&self) -> String {
-        format!("{}_p", self.name)
-    }
-}
-
-impl Drop for Veth {
-    fn drop(&mut self) {
-        let _ = Command::new("/sbin/ip")
-            .args(["link", "del", &self.name])
-            .output();
-    }
-}
-
-/// An AF_PACKET socket bound to one interface.
-struct PacketSocket {
-    fd: i32,
-}
-
-impl PacketSocket {
-    fn bind(ifname: &str) -> PacketSocket {
-        let cname = std::ffi::CString::new(ifname).unwrap();
-        let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
-        assert!(ifindex != 0, "no interface {ifname}");
-        let proto = (libc::ETH_P_ALL as u16).to_be();
-        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, proto as i32) };
-        assert!(
-            fd >= 0,
-            "AF_PACKET socket: {}",
-            std::io::Error::last_os_error()
-        );
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = proto;
-        sll.sll_ifindex = ifindex as i32;
-        let r = unsafe {
-            libc::bind(
-                fd,
-                &sll as *const libc::sockaddr_ll as *const libc::sockaddr,
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        assert_eq!(r, 0, "bind AF_PACKET: {}", std::io::Error::last_os_error());
-        PacketSocket { fd }
-    }
-
-    fn send(&self, frame: &[u8]) {
-        let r = unsafe { libc::send(self.fd, frame.as_ptr() as *const _, frame.len(), 0) };
-        assert_eq!(
-            r as usize,
-            frame.len(),
-            "send: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-
-    /// Frames received within `timeout` that satisfy `want`.
-    fn recv_matching(&self, timeout: Duration, want: impl Fn(&[u8]) -> bool) -> Vec<Vec<u8>> {
-        let deadline = Instant::now() + timeout;
-        let mut got = Vec::new();
-        let mut buf = [0u8; 2048];
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            let mut pfd = libc::pollfd {
-                fd: self.fd,
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            if unsafe { libc::poll(&mut pfd, 1, left.as_millis() as i32) } <= 0 {
-                break;
-            }
-            let n = unsafe {
-                libc::recv(
-                    self.fd,
-                    buf.as_mut_ptr() as *mut _,
-                    buf.len(),
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if n > 0 && want(&buf[..n as usize]) {
-                got.push(buf[..n as usize].to_vec());
-            }
-        }
-        got
-    }
-}
-
-impl Drop for PacketSocket {
-    fn drop(&mut self) {
-        unsafe { libc::close(self.fd) };
-    }
-}
-
-fn checksum(b: &[u8]) -> u16 {
-    let mut sum: u32 = b
-        .chunks(2)
-        .map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32)
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-/// An Ethernet/IPv4/UDP frame.
-fn udp_frame(
-    src: [u8; 6],
-    dst: [u8; 6],
-    ip_src: u32,
-    ip_dst: u32,
-    sport: u16,
-    dport: u16,
-) -> Vec<u8> {
-    let payload = b"upcalld kernel test";
-    let mut f = Vec::new();
-    f.extend_from_slice(&dst);
-    f.extend_from_slice(&src);
-    f.extend_from_slice(&ETH_TYPE_IP.to_be_bytes());
-    let total = (20 + 8 + payload.len()) as u16;
-    let mut ip = vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, IPPROTO_UDP, 0, 0];
-    ip[2..4].copy_from_slice(&total.to_be_bytes());
-    ip.extend_from_slice(&ip_src.to_be_bytes());
-    ip.extend_from_slice(&ip_dst.to_be_bytes());
-    let c = checksum(&ip);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    f.extend_from_slice(&ip);
-    f.extend_from_slice(&sport.to_be_bytes());
-    f.extend_from_slice(&dport.to_be_bytes());
-    f.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-    f.extend_from_slice(&[0, 0]);
-    f.extend_from_slice(payload);
-    f
-}
-
-const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
-const MAC_B: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0b];
+use kernel_common::*;
+use upcalld::dpif_kernel::{ufid_for_key, Dispatch, KernelDpif, KernelDpifConfig};
 
 fn open(name: &str) -> KernelDpif {
     let dpif = KernelDpif::open(&KernelDpifConfig {
@@ -252,16 +52,6 @@ fn upcalls(dpif: &KernelDpif, timeout: Duration) -> Vec<Upcall> {
         }
     }
     out
-}
-
-fn dpctl_flows(dp: &str) -> Vec<String> {
-    run(
-        "ovs-dpctl",
-        &["--no-names", "dump-flows", &format!("system@{dp}")],
-    )
-    .lines()
-    .map(str::to_string)
-    .collect()
 }
 
 #[test]
@@ -538,5 +328,119 @@ fn per_vport_dispatch_also_delivers_upcalls() {
     let ups = upcalls(&dpif, Duration::from_secs(5));
     let up = ups.iter().find(|u| u.packet == frame).expect("upcall");
     assert_eq!(up.key.in_port, pa);
+    dpif.destroy().expect("destroy");
+}
+
+#[test]
+fn every_upcall_is_received_or_counted_as_lost() {
+    if !ovs_present() {
+        return;
+    }
+    let a = Veth::new("kde");
+    let dpif = KernelDpif::open(&KernelDpifConfig {
+        name: "kdt4".into(),
+        n_handlers: 1,
+        per_cpu_dispatch: true,
+    })
+    .expect("open");
+    dpif.port_add(&PortSpec {
+        name: a.name.clone(),
+        kind: PortKind::System,
+        number: None,
+    })
+    .expect("add port");
+    // More misses than the handler's queue and its socket hold together,
+    // sent while nobody reads.
+    let tx = PacketSocket::bind(&a.peer());
+    let sent = 3 * upcalld::dpif_kernel::upcall::UPCALL_QUEUE_LEN as u16;
+    for sport in 0..sent {
+        tx.send(&udp_frame(MAC_A, MAC_B, 0x0a00_0005, 0x0a00_0006, sport, 9));
+    }
+    let mut received = Vec::new();
+    let mut idle_since = Instant::now();
+    while idle_since.elapsed() < Duration::from_secs(1) {
+        let before = received.len();
+        dpif.recv_upcalls(0, 64, Duration::from_millis(100), &mut received)
+            .expect("recv_upcalls");
+        if received.len() > before {
+            idle_since = Instant::now();
+        }
+    }
+    let stats = dpif.stats();
+    let counters = dpif.counters();
+    eprintln!(
+        "sent {sent}, {stats:?}, {counters:?}, received {}",
+        received.len()
+    );
+    assert!(stats.n_missed >= sent as u64, "{stats:?}");
+    let kernel_lost = stats.n_lost - counters.upcall_queue_drops;
+    assert_eq!(
+        received.len() as u64 + counters.upcall_queue_drops + counters.bad_upcalls + kernel_lost,
+        stats.n_missed,
+        "every miss is received, dropped from a full queue, undecodable, or lost by the kernel"
+    );
+    assert!(
+        stats.n_lost > 0,
+        "a flood beyond every buffer loses upcalls"
+    );
+    dpif.destroy().expect("destroy");
+}
+
+#[test]
+fn concurrent_dumps_take_turns() {
+    if !ovs_present() {
+        return;
+    }
+    let dpif = open("kdt5");
+    // Some flows, so that each dump takes a few replies.
+    let ops: Vec<DpifOp> = (0..200u32)
+        .map(|i| {
+            let key = Flow {
+                in_port: 1,
+                dl_type: ETH_TYPE_IP,
+                nw_dst: 0x0a01_0000 + i,
+                ..Flow::default()
+            };
+            let mask = Flow {
+                in_port: u32::MAX,
+                recirc_id: u32::MAX,
+                dl_type: u16::MAX,
+                nw_dst: u32::MAX,
+                nw_frag: FLOW_NW_FRAG_MASK,
+                ..Flow::default()
+            };
+            DpifOp::FlowPut {
+                ufid: ufid_for_key(&key),
+                key,
+                mask,
+                actions: vec![],
+                mode: PutMode::Create,
+                reset_stats: false,
+            }
+        })
+        .collect();
+    assert!(
+        dpif.operate(ops).iter().all(|r| r.is_ok()),
+        "{}",
+        ovs_dmesg()
+    );
+    // The kernel refuses a second dump on a socket with one in progress
+    // (EBUSY); callers on several threads share the dpif's flow socket.
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    for _ in 0..20 {
+                        let flows = dpif.flow_dump().expect("dump");
+                        assert_eq!(flows.len(), 200);
+                        assert!(!dpif.ports().is_empty(), "the local port at least");
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().expect("dumping thread");
+        }
+    });
     dpif.destroy().expect("destroy");
 }

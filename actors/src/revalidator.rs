@@ -89,6 +89,27 @@ struct Ukey {
     rules: Vec<u64>,
     packets: u64,
     bytes: u64,
+    /// When this revalidator asked for the flow's deletion (ms): until the
+    /// dpif-writer gets to it, the flow still shows in dumps and must not
+    /// be deleted again (on a slow datapath that repeats every round).
+    delete_sent_ms: Option<u64>,
+}
+
+/// How long a flow whose deletion was asked for is left alone before it is
+/// revalidated afresh (it may be a new flow with the same ufid).
+const DELETE_PENDING_MS: u64 = 5000;
+
+impl Ukey {
+    fn new(now: u64) -> Ukey {
+        Ukey {
+            created_ms: now,
+            version: None,
+            rules: Vec::new(),
+            packets: 0,
+            bytes: 0,
+            delete_sent_ms: None,
+        }
+    }
 }
 
 pub struct Revalidator {
@@ -207,13 +228,16 @@ impl Revalidator {
         kill_all: bool,
         out: &mut RoundOutcome,
     ) {
-        let ukey = self.ukeys.entry(flow.ufid).or_insert(Ukey {
-            created_ms: now,
-            version: None,
-            rules: Vec::new(),
-            packets: 0,
-            bytes: 0,
-        });
+        let ukey = self
+            .ukeys
+            .entry(flow.ufid)
+            .or_insert_with(|| Ukey::new(now));
+        if let Some(sent) = ukey.delete_sent_ms {
+            if now.saturating_sub(sent) < DELETE_PENDING_MS {
+                return;
+            }
+            *ukey = Ukey::new(now);
+        }
         let mut delete = kill_all;
         let version = self.tables.version();
         if !delete && ukey.version != Some(version) {
@@ -255,7 +279,7 @@ impl Revalidator {
         }
         if delete {
             out.ops.push(DpifOp::FlowDel { ufid: flow.ufid });
-            self.ukeys.remove(&flow.ufid);
+            ukey.delete_sent_ms = Some(now);
         }
     }
 }

@@ -1,28 +1,32 @@
 //! The Linux kernel datapath (the openvswitch module) behind the `Dpif`
 //! interface, over the `ovs_*` generic netlink families.
 //!
-//! - One request socket (datapath, vport, flow and packet commands), used
-//!   in batches: many messages per `sendmsg`, answers matched by sequence
-//!   number ([`socket`]).
-//! - One upcall socket per handler. The datapath is asked for per-CPU
-//!   upcall dispatch (each CPU's misses go to handler `cpu % n`); a kernel
-//!   without it gets per-vport upcall PIDs instead (each port's misses are
-//!   spread over all handlers).
-//! - Upcall sockets are read non-blocking after `poll`; a receive-queue
-//!   overrun (`ENOBUFS`) is counted, and the datapath's own `n_lost` says
-//!   how many upcalls it could not queue.
+//! - Control requests (family ids, datapath and vport commands, flow
+//!   dumps) ride netlink-proto connections, one socket per family, on a
+//!   small tokio runtime thread the dpif owns ([`control`]).
+//! - One upcall socket per handler, a netlink-proto connection read through
+//!   its unsolicited-messages channel into a bounded queue ([`upcall`]).
+//!   The datapath is asked for per-CPU upcall dispatch (each CPU's misses
+//!   go to handler `cpu % n`); a kernel without it gets per-vport upcall
+//!   PIDs instead (each port's misses are spread over all handlers).
+//! - Flow puts, deletes and executes go in batches, many messages per
+//!   `sendmsg`, on a netlink-sys socket of their own ([`socket`]).
+//! - Lost upcalls are counted where they happen: socket overruns
+//!   (`ENOBUFS`), full handler queues, and the datapath's own `n_lost`.
 
+pub mod control;
+pub mod dump;
 pub mod socket;
+pub mod upcall;
 
 use std::io;
-use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actors::dpif::{DpStats, Dpif, DpifError, PortInfo, PortKind, PortSpec};
 use messages::dpif::{DpFlow, DpifOp, FlowStats, PutMode, Ufid, Upcall, UpcallKind};
-use messages::flow::Flow;
+use messages::flow::{datapath_mask, Flow};
 use messages::netlink::consts::*;
 use messages::netlink::key::emit_key_attrs;
 use messages::netlink::{
@@ -30,9 +34,14 @@ use messages::netlink::{
     megaflow_to_attrs, DpAttr, DpMessage, FlowAttr, FlowMessage, PacketAttr, PacketMessage,
     VportAttr, VportMessage,
 };
-use netlink_packet_core::{NLM_F_CREATE, NLM_F_DUMP, NLM_F_ECHO};
+use netlink_packet_core::{ParseableParametrized, NLM_F_CREATE, NLM_F_DUMP, NLM_F_ECHO};
 
-use socket::{parse_reply, request, Answer, NlSocket, Request, TxCounters};
+use control::{
+    ControlAnswer, ControlError, Deferred, FamilyResolver, GenlConnection, NetlinkThread,
+};
+use dump::DumpCache;
+use socket::{request, Answer, BatchSocket, Request, TxCounters};
+use upcall::{UpcallCounters, UpcallSocket};
 
 /// How misses reach the handlers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,8 +81,20 @@ pub struct KernelCounters {
     pub ops: u64,
     /// Upcall socket overruns reported as `ENOBUFS`.
     pub upcall_overruns: u64,
+    /// Upcalls dropped because their handler's queue was full.
+    pub upcall_queue_drops: u64,
     /// Upcall messages that could not be decoded.
     pub bad_upcalls: u64,
+    /// Dumped flows that could not be decoded (deleted when they have a
+    /// UFID, so that their packets come up again).
+    pub bad_flows: u64,
+}
+
+/// The request connections of the control path.
+struct Control {
+    datapath: GenlConnection<DpMessage>,
+    vport: GenlConnection<VportMessage>,
+    flow: GenlConnection<FlowMessage>,
 }
 
 pub struct KernelDpif {
@@ -81,12 +102,19 @@ pub struct KernelDpif {
     dp_ifindex: i32,
     families: Families,
     dispatch: Dispatch,
-    tx: Mutex<NlSocket>,
+    control: Control,
+    tx: Mutex<BatchSocket>,
     counters: TxCounters,
-    handlers: Vec<Mutex<NlSocket>>,
+    handlers: Vec<UpcallSocket>,
     handler_pids: Vec<u32>,
-    overruns: AtomicU64,
+    upcall_counters: Arc<UpcallCounters>,
     bad_upcalls: AtomicU64,
+    bad_flows: AtomicU64,
+    dump_cache: Mutex<DumpCache>,
+    closed: AtomicBool,
+    // Last: dropping them stops the connections above.
+    _netlink: NetlinkThread,
+    _upcall_thread: NetlinkThread,
 }
 
 fn io_err(e: io::Error) -> DpifError {
@@ -97,10 +125,15 @@ fn refused(what: &str, errno: i32) -> DpifError {
     DpifError::Refused(format!("{what}: {}", io::Error::from_raw_os_error(errno)))
 }
 
+fn control_err(e: ControlError) -> DpifError {
+    DpifError::Io(io::Error::other(e))
+}
+
 /// True if this kernel has the openvswitch module's `ovs_datapath` family.
 pub fn kernel_has_ovs() -> io::Result<bool> {
-    Ok(NlSocket::new()?
-        .resolve_family(OVS_DATAPATH_FAMILY)?
+    let netlink = NetlinkThread::start("upcalld-nl-probe")?;
+    Ok(FamilyResolver::open(netlink.handle())?
+        .resolve(OVS_DATAPATH_FAMILY)?
         .is_some())
 }
 
@@ -131,9 +164,14 @@ impl KernelDpif {
     /// Creates datapath `cfg.name`, or attaches to it if it exists, and
     /// wires the handlers' upcall sockets to it.
     pub fn open(cfg: &KernelDpifConfig) -> Result<KernelDpif, DpifError> {
-        let mut tx = NlSocket::new().map_err(io_err)?;
-        let mut resolve = |name: &str| -> Result<u16, DpifError> {
-            tx.resolve_family(name).map_err(io_err)?.ok_or_else(|| {
+        // Control replies and upcalls each get a runtime thread: a dump of
+        // many flows never holds up reading the upcall sockets.
+        let netlink = NetlinkThread::start("upcalld-nl-ctl").map_err(io_err)?;
+        let upcall_thread = NetlinkThread::start("upcalld-nl-upcall").map_err(io_err)?;
+        let runtime = netlink.handle();
+        let resolver = FamilyResolver::open(runtime).map_err(io_err)?;
+        let resolve = |name: &str| -> Result<u16, DpifError> {
+            resolver.resolve(name).map_err(io_err)?.ok_or_else(|| {
                 DpifError::Refused(format!(
                     "generic netlink family {name} not found (openvswitch module not loaded?)"
                 ))
@@ -145,26 +183,34 @@ impl KernelDpif {
             flow: resolve(OVS_FLOW_FAMILY)?,
             packet: resolve(OVS_PACKET_FAMILY)?,
         };
-        let n = cfg.n_handlers.max(1);
-        let mut handlers = Vec::with_capacity(n);
-        let mut handler_pids = Vec::with_capacity(n);
-        for _ in 0..n {
-            let s = NlSocket::new().map_err(io_err)?;
-            handler_pids.push(s.port_id().map_err(io_err)?);
-            s.socket().set_non_blocking(true).map_err(io_err)?;
-            handlers.push(Mutex::new(s));
-        }
+        let control = Control {
+            datapath: GenlConnection::open(runtime, families.datapath).map_err(io_err)?,
+            vport: GenlConnection::open(runtime, families.vport).map_err(io_err)?,
+            flow: GenlConnection::open(runtime, families.flow).map_err(io_err)?,
+        };
+        let upcall_counters = Arc::new(UpcallCounters::default());
+        let handlers = (0..cfg.n_handlers.max(1))
+            .map(|_| UpcallSocket::open(upcall_thread.handle(), upcall_counters.clone()))
+            .collect::<io::Result<Vec<_>>>()
+            .map_err(io_err)?;
+        let handler_pids = handlers.iter().map(UpcallSocket::port_id).collect();
         let mut dpif = KernelDpif {
             name: cfg.name.clone(),
             dp_ifindex: 0,
             families,
             dispatch: Dispatch::PerVport,
-            tx: Mutex::new(tx),
+            control,
+            tx: Mutex::new(BatchSocket::new().map_err(io_err)?),
             counters: TxCounters::default(),
             handlers,
             handler_pids,
-            overruns: AtomicU64::new(0),
+            upcall_counters,
             bad_upcalls: AtomicU64::new(0),
+            bad_flows: AtomicU64::new(0),
+            dump_cache: Mutex::new(DumpCache::default()),
+            closed: AtomicBool::new(false),
+            _netlink: netlink,
+            _upcall_thread: upcall_thread,
         };
         dpif.dp_ifindex = dpif.create_or_attach()?;
         dpif.dispatch = dpif.negotiate_dispatch(cfg.per_cpu_dispatch)?;
@@ -189,8 +235,10 @@ impl KernelDpif {
         KernelCounters {
             sendmsg_calls: self.counters.sendmsg_calls.load(Ordering::Relaxed),
             ops: self.counters.ops.load(Ordering::Relaxed),
-            upcall_overruns: self.overruns.load(Ordering::Relaxed),
+            upcall_overruns: self.upcall_counters.overruns.load(Ordering::Relaxed),
+            upcall_queue_drops: self.upcall_counters.queue_drops.load(Ordering::Relaxed),
             bad_upcalls: self.bad_upcalls.load(Ordering::Relaxed),
+            bad_flows: self.bad_flows.load(Ordering::Relaxed),
         }
     }
 
@@ -199,19 +247,40 @@ impl KernelDpif {
         tx.transact(reqs, &self.counters).map_err(io_err)
     }
 
-    fn transact_one(&self, req: Request) -> Result<Answer, DpifError> {
-        self.transact(vec![req])?
-            .into_iter()
-            .next()
-            .ok_or_else(|| DpifError::Refused("no answer from the kernel".into()))
+    fn dp_control(
+        &self,
+        cmd: u8,
+        attrs: Vec<DpAttr>,
+        flags: u16,
+    ) -> Result<ControlAnswer<DpMessage>, DpifError> {
+        self.control
+            .datapath
+            .request(DpMessage::new(cmd, self.dp_ifindex, attrs), flags)
+            .map_err(control_err)
     }
 
-    fn dp_request(&self, cmd: u8, attrs: Vec<DpAttr>, flags: u16) -> Request {
-        request(
-            self.families.datapath,
-            DpMessage::new(cmd, self.dp_ifindex, attrs),
-            flags,
-        )
+    fn vport_control(
+        &self,
+        cmd: u8,
+        attrs: Vec<VportAttr>,
+        flags: u16,
+    ) -> Result<ControlAnswer<VportMessage>, DpifError> {
+        self.control
+            .vport
+            .request(VportMessage::new(cmd, self.dp_ifindex, attrs), flags)
+            .map_err(control_err)
+    }
+
+    fn flow_control(
+        &self,
+        cmd: u8,
+        attrs: Vec<FlowAttr>,
+        flags: u16,
+    ) -> Result<ControlAnswer<FlowMessage>, DpifError> {
+        self.control
+            .flow
+            .request(FlowMessage::new(cmd, self.dp_ifindex, attrs), flags)
+            .map_err(control_err)
     }
 
     fn base_features() -> u32 {
@@ -219,7 +288,7 @@ impl KernelDpif {
     }
 
     fn create_or_attach(&self) -> Result<i32, DpifError> {
-        let new = self.dp_request(
+        let created = self.dp_control(
             CMD_NEW,
             vec![
                 DpAttr::Name(self.name.clone()),
@@ -229,20 +298,18 @@ impl KernelDpif {
             // The kernel answers a NEW with a notification, which reaches
             // the requester only when echo is asked for.
             NLM_F_ECHO,
-        );
-        let replies = match self.transact_one(new)? {
+        )?;
+        let replies = match created {
             Ok(r) => r,
-            Err(libc::EEXIST) => {
-                let get = self.dp_request(CMD_GET, vec![DpAttr::Name(self.name.clone())], 0);
-                self.transact_one(get)?
-                    .map_err(|e| refused("OVS_DP_CMD_GET", e))?
-            }
+            Err(libc::EEXIST) => self
+                .dp_control(CMD_GET, vec![DpAttr::Name(self.name.clone())], 0)?
+                .map_err(|e| refused("OVS_DP_CMD_GET", e))?,
             Err(e) => return Err(refused("OVS_DP_CMD_NEW", e)),
         };
-        let raw = replies
+        replies
             .first()
-            .ok_or_else(|| DpifError::Refused("datapath command without reply".into()))?;
-        Ok(parse_reply::<DpAttr>(raw).map_err(io_err)?.dp_ifindex)
+            .map(|dp| dp.dp_ifindex)
+            .ok_or_else(|| DpifError::Refused("datapath command without reply".into()))
     }
 
     /// Asks for per-CPU dispatch; on refusal (kernels before 5.14) keeps
@@ -253,7 +320,7 @@ impl KernelDpif {
             let pids: Vec<u32> = (0..n_cpus())
                 .map(|cpu| self.handler_pids[cpu % n])
                 .collect();
-            let set = self.dp_request(
+            let set = self.dp_control(
                 CMD_SET,
                 vec![
                     DpAttr::Name(self.name.clone()),
@@ -261,23 +328,20 @@ impl KernelDpif {
                     DpAttr::PerCpuPids(pids),
                 ],
                 0,
-            );
-            if self.transact_one(set)?.is_ok()
-                && self.dp_features()? & OVS_DP_F_DISPATCH_UPCALL_PER_CPU != 0
-            {
+            )?;
+            if set.is_ok() && self.dp_features()? & OVS_DP_F_DISPATCH_UPCALL_PER_CPU != 0 {
                 return Ok(Dispatch::PerCpu);
             }
         }
-        let set = self.dp_request(
+        self.dp_control(
             CMD_SET,
             vec![
                 DpAttr::Name(self.name.clone()),
                 DpAttr::UserFeatures(Self::base_features()),
             ],
             0,
-        );
-        self.transact_one(set)?
-            .map_err(|e| refused("OVS_DP_CMD_SET", e))?;
+        )?
+        .map_err(|e| refused("OVS_DP_CMD_SET", e))?;
         for p in self.ports() {
             self.set_port_pids(p.number)?;
         }
@@ -285,14 +349,11 @@ impl KernelDpif {
     }
 
     fn dp_get(&self) -> Result<DpMessage, DpifError> {
-        let get = self.dp_request(CMD_GET, vec![DpAttr::Name(self.name.clone())], 0);
-        let replies = self
-            .transact_one(get)?
-            .map_err(|e| refused("OVS_DP_CMD_GET", e))?;
-        let raw = replies
-            .first()
-            .ok_or_else(|| DpifError::Refused("OVS_DP_CMD_GET without reply".into()))?;
-        parse_reply::<DpAttr>(raw).map_err(io_err)
+        self.dp_control(CMD_GET, vec![DpAttr::Name(self.name.clone())], 0)?
+            .map_err(|e| refused("OVS_DP_CMD_GET", e))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| DpifError::Refused("OVS_DP_CMD_GET without reply".into()))
     }
 
     fn dp_features(&self) -> Result<u32, DpifError> {
@@ -317,27 +378,27 @@ impl KernelDpif {
     }
 
     fn set_port_pids(&self, port: u32) -> Result<(), DpifError> {
-        let req = request(
-            self.families.vport,
-            VportMessage::new(
-                CMD_SET,
-                self.dp_ifindex,
-                vec![
-                    VportAttr::PortNo(port),
-                    VportAttr::UpcallPids(self.vport_pids()),
-                ],
-            ),
+        self.vport_control(
+            CMD_SET,
+            vec![
+                VportAttr::PortNo(port),
+                VportAttr::UpcallPids(self.vport_pids()),
+            ],
             0,
-        );
-        self.transact_one(req)?
-            .map(|_| ())
-            .map_err(|e| refused("OVS_VPORT_CMD_SET", e))
+        )?
+        .map(|_| ())
+        .map_err(|e| refused("OVS_VPORT_CMD_SET", e))
+    }
+
+    /// Stops upcall reception: from now on `recv_upcalls` answers
+    /// `Closed`, so the receivers stop. Flows, ports and the datapath stay.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
     }
 
     /// Deletes the datapath and with it its ports and flows.
-    pub fn destroy(self) -> Result<(), DpifError> {
-        let del = self.dp_request(CMD_DEL, vec![DpAttr::Name(self.name.clone())], 0);
-        self.transact_one(del)?
+    pub fn destroy(&self) -> Result<(), DpifError> {
+        self.dp_control(CMD_DEL, vec![DpAttr::Name(self.name.clone())], 0)?
             .map(|_| ())
             .map_err(|e| refused("OVS_DP_CMD_DEL", e))
     }
@@ -404,12 +465,7 @@ impl KernelDpif {
 
     /// Deletes every flow of the datapath.
     pub fn flow_flush(&self) -> Result<(), DpifError> {
-        let req = request(
-            self.families.flow,
-            FlowMessage::new(CMD_DEL, self.dp_ifindex, vec![]),
-            0,
-        );
-        self.transact_one(req)?
+        self.flow_control(CMD_DEL, vec![], 0)?
             .map(|_| ())
             .map_err(|e| refused("OVS_FLOW_CMD_DEL", e))
     }
@@ -437,7 +493,12 @@ impl KernelDpif {
         }
         let key_attrs = key.ok_or("flow without key")?;
         let key = key_from_attrs(&key_attrs).map_err(|e| e.to_string())?;
-        let mask = mask_from_attrs(&key, mask.as_deref()).map_err(|e| e.to_string())?;
+        // The kernel always matches VLAN TCIs exactly, whatever the mask
+        // attributes say, so a flow's real mask pins the VLAN stack's shape.
+        let mask = datapath_mask(
+            &key,
+            &mask_from_attrs(&key, mask.as_deref()).map_err(|e| e.to_string())?,
+        );
         let actions =
             actions_from_attrs(&actions.unwrap_or_default()).map_err(|e| e.to_string())?;
         Ok(DpFlow {
@@ -476,24 +537,6 @@ impl KernelDpif {
     }
 }
 
-fn poll_readable(fd: i32, timeout: Duration) -> io::Result<bool> {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-    let r = unsafe { libc::poll(&mut pfd, 1, ms) };
-    if r < 0 {
-        let e = io::Error::last_os_error();
-        if e.kind() == io::ErrorKind::Interrupted {
-            return Ok(false);
-        }
-        return Err(e);
-    }
-    Ok(r > 0)
-}
-
 impl Dpif for KernelDpif {
     fn kind(&self) -> &'static str {
         "kernel"
@@ -506,41 +549,27 @@ impl Dpif for KernelDpif {
         timeout: Duration,
         out: &mut Vec<Upcall>,
     ) -> Result<(), DpifError> {
-        let sock = self
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(DpifError::Closed);
+        }
+        let socket = self
             .handlers
             .get(handler)
-            .ok_or_else(|| DpifError::Refused(format!("no upcall handler {handler}")))?
-            .lock()
-            .map_err(|_| DpifError::Closed)?;
-        if !poll_readable(sock.socket().as_raw_fd(), timeout).map_err(io_err)? {
-            return Ok(());
+            .ok_or_else(|| DpifError::Refused(format!("no upcall handler {handler}")))?;
+        let mut messages = Vec::new();
+        if !socket.recv(max, timeout, &mut messages).map_err(io_err)? {
+            return Err(DpifError::Closed);
         }
-        let mut buf: Vec<u8> = Vec::with_capacity(65536 + 4096);
-        let mut got = 0;
-        while got < max {
-            buf.clear();
-            match sock.socket().recv(&mut buf, 0) {
-                Ok(n) => {
-                    let data = &buf[..n.min(buf.len())];
-                    match parse_reply::<PacketAttr>(data)
-                        .map_err(|e| e.to_string())
-                        .and_then(Self::decode_upcall)
-                    {
-                        Ok(u) => {
-                            out.push(u);
-                            got += 1;
-                        }
-                        Err(_) => {
-                            self.bad_upcalls.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
+        for msg in messages {
+            match msg
+                .parse()
+                .map_err(|e| e.to_string())
+                .and_then(Self::decode_upcall)
+            {
+                Ok(u) => out.push(u),
+                Err(_) => {
+                    self.bad_upcalls.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                    self.overruns.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(io_err(e)),
             }
         }
         Ok(())
@@ -553,7 +582,7 @@ impl Dpif for KernelDpif {
                 .into_iter()
                 .zip(&ops)
                 .map(|(a, op)| {
-                    a.map(|_| ()).map_err(|e| {
+                    a.map_err(|e| {
                         refused(
                             match op {
                                 DpifOp::FlowPut { .. } => "flow put",
@@ -575,27 +604,47 @@ impl Dpif for KernelDpif {
     }
 
     fn flow_dump(&self) -> Result<Vec<DpFlow>, DpifError> {
-        let req = request(
-            self.families.flow,
-            FlowMessage::new(CMD_GET, self.dp_ifindex, vec![]),
-            NLM_F_DUMP,
-        );
         let replies = self
-            .transact_one(req)?
+            .control
+            .flow
+            .request_deferred(
+                FlowMessage::new(CMD_GET, self.dp_ifindex, vec![]),
+                NLM_F_DUMP,
+            )
+            .map_err(control_err)?
             .map_err(|e| refused("OVS_FLOW_CMD_GET dump", e))?;
+        let mut cache = self.dump_cache.lock().map_err(|_| DpifError::Closed)?;
+        cache.begin();
         let mut flows = Vec::with_capacity(replies.len());
         let mut undecodable = Vec::new();
-        for raw in replies {
-            let msg = parse_reply::<FlowAttr>(&raw).map_err(io_err)?;
-            let ufid = msg.attrs.iter().find_map(|a| match a {
-                FlowAttr::Ufid(u) => Some(*u),
-                _ => None,
-            });
-            match self.decode_flow(msg) {
-                Ok(f) => flows.push(f),
-                Err(_) => undecodable.extend(ufid),
+        for reply in replies {
+            let Deferred::Received { header, payload } = reply else {
+                continue;
+            };
+            let Some(scan) = dump::scan(&payload) else {
+                self.bad_flows.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            if let Some(flow) = cache.get(&scan) {
+                flows.push(flow);
+                continue;
+            }
+            let decoded = FlowMessage::parse_with_param(&payload, header)
+                .map_err(|e| e.to_string())
+                .and_then(|msg| self.decode_flow(msg));
+            match decoded {
+                Ok(flow) => {
+                    cache.insert(&scan, &flow);
+                    flows.push(flow);
+                }
+                Err(_) => {
+                    self.bad_flows.fetch_add(1, Ordering::Relaxed);
+                    undecodable.extend(scan.ufid);
+                }
             }
         }
+        cache.end();
+        drop(cache);
         // A flow upcalld cannot represent cannot be revalidated: remove it
         // so that its packets come up and get a flow upcalld understands.
         if !undecodable.is_empty() {
@@ -612,13 +661,16 @@ impl Dpif for KernelDpif {
         let Ok(dp) = self.dp_get() else {
             return DpStats::default();
         };
+        // Upcalls dropped from a full handler queue never reached a
+        // handler either: they count as lost, like the kernel's own.
+        let queue_drops = self.upcall_counters.queue_drops.load(Ordering::Relaxed);
         dp.attrs
             .iter()
             .find_map(|a| match a {
                 DpAttr::Stats(s) => Some(DpStats {
                     n_hit: s.n_hit,
                     n_missed: s.n_missed,
-                    n_lost: s.n_lost,
+                    n_lost: s.n_lost + queue_drops,
                     n_flows: s.n_flows,
                 }),
                 _ => None,
@@ -644,35 +696,39 @@ impl Dpif for KernelDpif {
         if let Some(n) = spec.number {
             attrs.push(VportAttr::PortNo(n));
         }
-        let req = request(
-            self.families.vport,
-            VportMessage::new(CMD_NEW, self.dp_ifindex, attrs),
-            NLM_F_ECHO,
-        );
-        let replies = self
-            .transact_one(req)?
-            .map_err(|e| refused(&format!("adding port {}", spec.name), e))?;
-        let raw = replies
-            .first()
-            .ok_or_else(|| DpifError::Refused("OVS_VPORT_CMD_NEW without reply".into()))?;
-        parse_reply::<VportAttr>(raw)
-            .map_err(io_err)?
-            .attrs
-            .iter()
+        let replies = match self.vport_control(CMD_NEW, attrs, NLM_F_ECHO)? {
+            Ok(replies) => replies,
+            // Attaching to a datapath that already has this port (a
+            // restart): keep it, with its number and its flows. The kernel
+            // says EBUSY for a netdev already in a datapath, EEXIST for a
+            // taken name or number.
+            Err(errno @ (libc::EEXIST | libc::EBUSY)) => {
+                return match self.ports().into_iter().find(|p| p.name == spec.name) {
+                    Some(p) if spec.number.is_none_or(|n| n == p.number) => Ok(p.number),
+                    Some(p) => Err(DpifError::Refused(format!(
+                        "port {} exists as number {}, not {:?}",
+                        spec.name, p.number, spec.number
+                    ))),
+                    None => Err(refused(
+                        &format!("adding port {} (in another datapath?)", spec.name),
+                        errno,
+                    )),
+                }
+            }
+            Err(e) => return Err(refused(&format!("adding port {}", spec.name), e)),
+        };
+        replies
+            .into_iter()
+            .flat_map(|reply| reply.attrs)
             .find_map(|a| match a {
-                VportAttr::PortNo(n) => Some(*n),
+                VportAttr::PortNo(n) => Some(n),
                 _ => None,
             })
             .ok_or_else(|| DpifError::Refused("OVS_VPORT_CMD_NEW reply without port number".into()))
     }
 
     fn port_del(&self, number: u32) -> Result<(), DpifError> {
-        let req = request(
-            self.families.vport,
-            VportMessage::new(CMD_DEL, self.dp_ifindex, vec![VportAttr::PortNo(number)]),
-            0,
-        );
-        match self.transact_one(req)? {
+        match self.vport_control(CMD_DEL, vec![VportAttr::PortNo(number)], 0)? {
             Ok(_) => Ok(()),
             Err(libc::ENOENT) | Err(libc::ENODEV) => Err(DpifError::NoSuchPort(number)),
             Err(e) => Err(refused("OVS_VPORT_CMD_DEL", e)),
@@ -680,17 +736,11 @@ impl Dpif for KernelDpif {
     }
 
     fn ports(&self) -> Vec<PortInfo> {
-        let req = request(
-            self.families.vport,
-            VportMessage::new(CMD_GET, self.dp_ifindex, vec![]),
-            NLM_F_DUMP,
-        );
-        let Ok(Ok(replies)) = self.transact_one(req) else {
+        let Ok(Ok(replies)) = self.vport_control(CMD_GET, vec![], NLM_F_DUMP) else {
             return Vec::new();
         };
         let mut ports: Vec<PortInfo> = replies
-            .iter()
-            .filter_map(|raw| parse_reply::<VportAttr>(raw).ok())
+            .into_iter()
             .filter(|m| m.dp_ifindex == self.dp_ifindex)
             .filter_map(|m| {
                 let mut number = None;

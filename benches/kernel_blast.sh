@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Flow setups through `upcalld run` on Linux's openvswitch module, measured
+# the way Open vSwitch's figures in ../shared/tools/kernel-vm/README.md were:
+# inside the kernel VM, ovs-blast sends the frames of a setup-rate workload
+# into the datapath's ports and polls the datapath's counters until every
+# megaflow is installed (or the flow count stops changing).
+#
+# One pass per writer batch size (1, 8, 64 ops per datapath transaction),
+# each on a fresh datapath with 2 upcall sockets/receivers, 2 handlers and
+# 1 revalidator (Open vSwitch's 2 handlers and 1 revalidator on this VM),
+# the flow limit out of the way and flows kept for a minute.
+# Prints ovs-blast's BLAST line (setups_per_s, upcalls_per_s, lost) and the
+# daemon's upcall-show (flow ops and batches: ops per sendmsg).
+#
+# Usage (from the checkout, as root):  benches/kernel_blast.sh [WORKLOAD] [BLAST-ARGS...]
+#   WORKLOAD: mac (default, 20000 megaflows) or natural (5304 megaflows)
+#   BLAST-ARGS: extra ovs-blast options, e.g. -r 8000 (pace to 8000 frames/s)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WORKLOAD=${1:-mac}
+shift || true
+BLAST_ARGS=("$@")
+KVM=${KERNEL_VM_DIR:-}
+for cand in ../shared/tools/kernel-vm ../../shared/tools/kernel-vm; do
+  [[ -z $KVM && -x $cand/cargo-test-in-vm.sh ]] && KVM=$cand
+done
+[[ -n $KVM ]] || { echo "kernel-vm scripts not found" >&2; exit 1; }
+BENCH=$(dirname "$KVM")/../bench
+FRAMES=$BENCH/setup-rate-20000-$WORKLOAD.tsv
+[[ -f $FRAMES ]] || { echo "no workload $FRAMES" >&2; exit 1; }
+
+OUT=${KVM_OVS_OUT:-/tmp/kvm-ovs/out-blast}
+WORK=$(mktemp -d /tmp/upcalld-blast.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+
+command -v gcc >/dev/null || { apt-get update >/dev/null; apt-get install -y -qq gcc libc6-dev >/dev/null; }
+gcc -O2 -static -Wall -o "$WORK/ovs-blast" "$KVM/blaster/ovs-blast.c" -lpthread
+cargo build --release --bin upcalld
+TARGET=${CARGO_TARGET_DIR:-target}
+
+# The workload's input ports and the rules' output ports.
+PORTS=$( { cut -f1 "$FRAMES" | grep -v '^#' | sort -un; printf '2\n3\n4\n'; } | sort -un)
+{
+  echo 'rules = "/bench/setup-rate.rules"'
+  echo 'receivers = 2'
+  echo 'handlers = 2'
+  echo 'revalidators = 1'
+  echo 'max_idle_ms = 60000'
+  # Setups are measured, not the dynamic flow limit: it would start at
+  # 10000 and, with the emulated VM's slow dumps, shrink.
+  echo 'flow_limit = 200000'
+  echo 'flow_limit_start = 200000'
+  echo 'metrics_addr = ""'
+  echo 'control_socket = "/tmp/upcalld.sock"'
+  echo 'batch_size = BATCH'
+  echo '[datapath]'
+  echo 'type = "kernel"'
+  echo 'name = "upcalld"'
+  echo 'on_exit = "delete"'
+  for p in $PORTS; do printf '[[port]]\nname = "vp%s"\nnumber = %s\n' "$p" "$p"; done
+} > "$WORK/upcalld.toml.in"
+
+cat > "$WORK/blast.sh" <<EOF
+#!/bin/sh
+IP=/sbin/ip
+echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6
+echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6
+for p in $(echo $PORTS); do
+  \$IP link add vp\$p type veth peer name vb\$p
+  \$IP link set vp\$p up; \$IP link set vb\$p up
+done
+for b in 1 8 64; do
+  sed "s/BATCH/\$b/" /bench/upcalld.toml.in > /tmp/upcalld.toml
+  RUST_LOG=warn /bin/upcalld run --config /tmp/upcalld.toml &
+  pid=\$!
+  i=0
+  until /bin/upcalld ctl --socket /tmp/upcalld.sock upcall-show >/dev/null 2>&1; do
+    i=\$((i+1)); [ \$i -gt 300 ] && { echo "daemon did not start"; exit 1; }
+    sleep 0.1
+  done
+  /bin/ovs-blast -d upcalld -l batch\$b -P \$pid ${BLAST_ARGS[*]:-} /bench/frames.tsv
+  /bin/upcalld ctl --socket /tmp/upcalld.sock upcall-show | sed "s/^/batch\$b: /"
+  kill -TERM \$pid; wait \$pid
+done
+EOF
+
+"$KVM/build-initramfs.sh" -o "$OUT" --iproute2 --strip \
+  --bin "$TARGET/release/upcalld:/bin/upcalld" --bin "$WORK/ovs-blast:/bin/ovs-blast" \
+  --file "$FRAMES:/bench/frames.tsv" --file "$BENCH/setup-rate.rules:/bench/setup-rate.rules" \
+  --file "$WORK/upcalld.toml.in:/bench/upcalld.toml.in" --script "$WORK/blast.sh"
+"$KVM/run-vm.sh" -o "$OUT" -t "${KVM_OVS_TIMEOUT:-600}" | grep -aE '^(BLAST|CPU|batch|VM-EXIT|daemon)|error|panicked'
