@@ -18,11 +18,12 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use actors::dpif::key_ufid;
 use actors::dpif::{Dpif, PortKind, PortSpec};
 use messages::dpif::{DpifOp, PutMode, Upcall};
 use messages::flow::*;
 use messages::odp::OdpAction;
-use upcalld::dpif_kernel::{kernel_has_ovs, ufid_for_key, KernelDpif, KernelDpifConfig};
+use upcalld::dpif_kernel::{kernel_has_ovs, KernelDpif, KernelDpifConfig};
 
 const N_PUT: u32 = 20_000;
 const N_UPCALL: u32 = 2_000;
@@ -115,7 +116,7 @@ fn bench_put(dpif: &KernelDpif, port: u32, batch: usize) {
             ..Flow::default()
         };
         ops.push(DpifOp::FlowPut {
-            ufid: ufid_for_key(&key),
+            ufid: key_ufid(&key),
             key,
             mask: mask(),
             actions: vec![OdpAction::Output(port)],

@@ -19,8 +19,9 @@ use messages::flow::*;
 use messages::format::odp_flow::format_odp_flow;
 use messages::odp::OdpAction;
 
+use actors::dpif::key_ufid;
 use kernel_common::*;
-use upcalld::dpif_kernel::{ufid_for_key, Dispatch, KernelDpif, KernelDpifConfig};
+use upcalld::dpif_kernel::{Dispatch, KernelDpif, KernelDpifConfig};
 
 fn open(name: &str) -> KernelDpif {
     let dpif = KernelDpif::open(&KernelDpifConfig {
@@ -234,7 +235,7 @@ fn a_batch_goes_in_one_sendmsg_and_each_answer_reaches_its_op() {
     let mut ops: Vec<DpifOp> = keys
         .iter()
         .map(|k| DpifOp::FlowPut {
-            ufid: ufid_for_key(k),
+            ufid: key_ufid(k),
             key: *k,
             mask,
             actions: vec![OdpAction::Output(pa)],
@@ -247,7 +248,7 @@ fn a_batch_goes_in_one_sendmsg_and_each_answer_reaches_its_op() {
     ops.insert(
         10,
         DpifOp::FlowPut {
-            ufid: ufid_for_key(&keys[3]),
+            ufid: key_ufid(&keys[3]),
             key: keys[3],
             mask,
             actions: vec![],
@@ -293,9 +294,7 @@ fn a_batch_goes_in_one_sendmsg_and_each_answer_reaches_its_op() {
 
     let dels = keys
         .iter()
-        .map(|k| DpifOp::FlowDel {
-            ufid: ufid_for_key(k),
-        })
+        .map(|k| DpifOp::FlowDel { ufid: key_ufid(k) })
         .collect();
     assert!(dpif.operate(dels).iter().all(|r| r.is_ok()));
     assert!(dpif.flow_dump().expect("dump").is_empty());
@@ -410,7 +409,7 @@ fn concurrent_dumps_take_turns() {
                 ..Flow::default()
             };
             DpifOp::FlowPut {
-                ufid: ufid_for_key(&key),
+                ufid: key_ufid(&key),
                 key,
                 mask,
                 actions: vec![],

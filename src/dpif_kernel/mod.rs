@@ -24,11 +24,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use actors::dpif::{DpStats, Dpif, DpifError, PortInfo, PortKind, PortSpec};
-use messages::dpif::{DpFlow, DpifOp, FlowStats, PutMode, Ufid, Upcall, UpcallKind};
-use messages::flow::{datapath_mask, Flow};
+use actors::dpif::{key_ufid, DpStats, Dpif, DpifError, PortInfo, PortKind, PortSpec};
+use messages::dpif::{DpFlow, DpifOp, FlowStats, PutMode, Upcall, UpcallKind};
+use messages::flow::datapath_mask;
 use messages::netlink::consts::*;
-use messages::netlink::key::emit_key_attrs;
 use messages::netlink::{
     actions_from_attrs, actions_to_attrs, key_from_attrs, key_to_attrs, mask_from_attrs,
     megaflow_to_attrs, DpAttr, DpMessage, FlowAttr, FlowMessage, PacketAttr, PacketMessage,
@@ -135,18 +134,6 @@ pub fn kernel_has_ovs() -> io::Result<bool> {
     Ok(FamilyResolver::open(netlink.handle())?
         .resolve(OVS_DATAPATH_FAMILY)?
         .is_some())
-}
-
-/// A stable 128-bit identifier for a flow key: FNV-1a over its netlink
-/// encoding.
-pub fn ufid_for_key(key: &Flow) -> Ufid {
-    let bytes = emit_key_attrs(&key_to_attrs(key));
-    let mut h: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
-    for b in bytes {
-        h ^= b as u128;
-        h = h.wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013b);
-    }
-    h
 }
 
 fn n_cpus() -> usize {
@@ -502,7 +489,7 @@ impl KernelDpif {
         let actions =
             actions_from_attrs(&actions.unwrap_or_default()).map_err(|e| e.to_string())?;
         Ok(DpFlow {
-            ufid: ufid.unwrap_or_else(|| ufid_for_key(&key)),
+            ufid: ufid.unwrap_or_else(|| key_ufid(&key)),
             key,
             mask,
             actions,
@@ -531,7 +518,7 @@ impl KernelDpif {
         Ok(Upcall {
             kind,
             packet: packet.ok_or("upcall without packet")?,
-            ufid: ufid_for_key(&key),
+            ufid: key_ufid(&key),
             key,
         })
     }
