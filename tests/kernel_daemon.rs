@@ -279,19 +279,6 @@ fn dp_exists(dp: &str) -> bool {
 /// What our translation predicts for `frame` arriving on `in_port`: the
 /// megaflow as `ovs-dpctl dump-flows` prints it, and its actions.
 fn predict(rules: &str, ports: &[u32], in_port: u32, frame: &[u8]) -> (String, String) {
-    // Building tables takes more stack than a test thread has in debug
-    // builds (im's B-tree nodes hold classifiers inline); the daemon does it
-    // on its main thread.
-    let (rules, ports, frame) = (rules.to_string(), ports.to_vec(), frame.to_vec());
-    std::thread::Builder::new()
-        .stack_size(8 << 20)
-        .spawn(move || predict_here(&rules, &ports, in_port, &frame))
-        .unwrap()
-        .join()
-        .unwrap()
-}
-
-fn predict_here(rules: &str, ports: &[u32], in_port: u32, frame: &[u8]) -> (String, String) {
     let tables = Tables::from_rules(messages::parse::rules::parse_rules(rules).unwrap());
     let md = Flow {
         in_port,
