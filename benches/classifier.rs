@@ -99,6 +99,7 @@ fn build(n_rules: usize, n_subtables: usize, rng: &mut Rng) -> Classifier {
             cls.insert(Arc::new(RuleEntry {
                 id: id as u64,
                 rule,
+                added: std::time::Instant::now(),
             }));
         }
     }

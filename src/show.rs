@@ -14,16 +14,19 @@ use messages::format::odp_actions::format_odp_actions;
 use messages::format::odp_flow::format_odp_flow;
 use messages::format::ofp_rule::{format_instructions, format_match};
 
-/// One line per rule, as `ovs-ofctl dump-flows` prints it (without
-/// durations).
+/// One line per rule, as `ovs-ofctl dump-flows` prints it.
 pub fn dump_flows(rules: &[(Arc<RuleEntry>, RuleStats)]) -> String {
     let mut out = String::new();
     for (entry, stats) in rules {
         let r = &entry.rule;
         let _ = write!(
             out,
-            " cookie={:#x}, table={}, n_packets={}, n_bytes={}, ",
-            r.cookie, r.table, stats.n_packets, stats.n_bytes
+            " cookie={:#x}, duration={:.3}s, table={}, n_packets={}, n_bytes={}, ",
+            r.cookie,
+            entry.added.elapsed().as_secs_f64(),
+            r.table,
+            stats.n_packets,
+            stats.n_bytes
         );
         if r.idle_timeout != 0 {
             let _ = write!(out, "idle_timeout={}, ", r.idle_timeout);

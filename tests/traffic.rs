@@ -175,6 +175,14 @@ fn metrics_agree_with_the_traffic() {
         field(&rule_line(&d, 300, "in_port=2"), "n_packets"),
         Some(pings as u64)
     );
+    // Rules carry their age, as ovs-ofctl prints it: `duration=1.234s`.
+    let line = rule_line(&d, 300, "in_port=1");
+    let age = line
+        .split(", ")
+        .find_map(|f| f.strip_prefix("duration="))
+        .and_then(|d| d.strip_suffix('s'))
+        .and_then(|d| d.parse::<f64>().ok());
+    assert!(age.is_some_and(|a| a > 0.0), "no duration in {line}");
 
     // Metrics are published every 200 ms; wait for a fresh copy.
     std::thread::sleep(Duration::from_millis(500));

@@ -103,6 +103,7 @@ impl Tables {
         let entry = Arc::new(RuleEntry {
             id: self.next_id,
             rule,
+            added: std::time::Instant::now(),
         });
         table.insert(entry.clone());
         self.by_id.insert(entry.id, entry.clone());

@@ -35,6 +35,8 @@ use trie::{TrieMatch, U64BuildHasher};
 pub struct RuleEntry {
     pub id: u64,
     pub rule: Rule,
+    /// When the rule was added (dump-flows prints its age).
+    pub added: std::time::Instant,
 }
 
 /// The fields with prefix tries, in the order OVS consults them.

@@ -19,6 +19,7 @@ fn rule(id: u64, priority: u16, fields: &[(Field, u128, u128)]) -> Arc<RuleEntry
             matches: m,
             instructions: Instructions::default(),
         },
+        added: std::time::Instant::now(),
     })
 }
 
