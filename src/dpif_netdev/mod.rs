@@ -29,6 +29,7 @@ use messages::odp::{OdpAction, OdpActions, SetHeader};
 use messages::Flow;
 use parking_lot::{Mutex, RwLock};
 
+use flow_table::FlowEntry;
 pub use flow_table::{Emc, FlowTable, PutError};
 pub use port::{parse_tsv, read_replay_file, ReplayError, ReplayFrame};
 use port::{PortCounters, PortIo};
@@ -270,35 +271,41 @@ impl Core {
     /// long as `keep_waiting` says so.
     fn receive(&self, burst: &mut Burst, emc: &mut Emc, keep_waiting: &dyn Fn() -> bool) {
         let now = monotonic_ms();
-        let mut hits = Vec::with_capacity(burst.len());
-        let mut misses = Vec::new();
-        {
-            let flows = self.flows.read();
-            for (in_port, frame) in burst.drain(..) {
+        let frames: Vec<(u32, Vec<u8>)> = std::mem::take(burst);
+        let keys: Vec<Flow> = frames
+            .iter()
+            .map(|(in_port, frame)| {
                 let md = Flow {
-                    in_port,
+                    in_port: *in_port,
                     ..Flow::default()
                 };
-                let key = flow_extract(&frame, &md);
-                let entry = emc.lookup(&key).or_else(|| {
-                    let e = flows.lookup(&key).cloned();
-                    if let Some(e) = &e {
+                flow_extract(frame, &md)
+            })
+            .collect();
+        let mut found: Vec<Option<Arc<FlowEntry>>> = keys.iter().map(|k| emc.lookup(k)).collect();
+        let from_emc: Vec<bool> = found.iter().map(Option::is_some).collect();
+        self.flows.read().lookup_burst(&keys, &mut found);
+        let mut hits = Vec::with_capacity(frames.len());
+        let mut misses = Vec::new();
+        for (((_, frame), key), (entry, in_emc)) in frames
+            .into_iter()
+            .zip(keys)
+            .zip(found.into_iter().zip(from_emc))
+        {
+            match entry {
+                Some(e) => {
+                    if !in_emc {
                         emc.insert(&key, e.clone());
                     }
-                    e
-                });
-                match entry {
-                    Some(e) => {
-                        e.hit(frame.len(), now, key.tcp_flags);
-                        hits.push((frame, key, e));
-                    }
-                    None => misses.push(Upcall {
-                        kind: UpcallKind::Miss,
-                        packet: frame,
-                        ufid: key_ufid(&key),
-                        key,
-                    }),
+                    e.hit(frame.len(), now, key.tcp_flags);
+                    hits.push((frame, key, e));
                 }
+                None => misses.push(Upcall {
+                    kind: UpcallKind::Miss,
+                    packet: frame,
+                    ufid: key_ufid(&key),
+                    key,
+                }),
             }
         }
         self.n_hit.fetch_add(hits.len() as u64, Ordering::Relaxed);
