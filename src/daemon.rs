@@ -90,6 +90,9 @@ struct Ctl {
     pipeline: Pipeline,
     dpif: Arc<dyn Dpif>,
     config: Config,
+    /// The switch handlers translate for, so that `ctl trace` answers what
+    /// they would install.
+    xlate: XlateConfig,
 }
 
 impl Ctl {
@@ -148,7 +151,7 @@ impl Ctl {
                     .send(GetSnapshot)
                     .await
                     .map_err(|e| format!("rule-table unavailable: {e}"))?;
-                let r = crate::trace::trace(&tables, body.trim())?;
+                let r = crate::trace::trace(&tables, body.trim(), &self.xlate)?;
                 Ok(format!(
                     "Megaflow: {}\nDatapath actions: {}\n",
                     r.megaflow, r.actions
@@ -364,11 +367,9 @@ async fn serve(
         let numbers: BTreeSet<u32> = specs.iter().filter_map(|s| s.number).collect();
         (specs.len() == numbers.len()).then_some(numbers)
     };
-    let pipeline = Pipeline::start(
-        dpif.clone(),
-        Tables::from_rules(rules),
-        pipeline_config(&config, &backend, known_ports),
-    );
+    let pipeline_cfg = pipeline_config(&config, &backend, known_ports);
+    let xlate = pipeline_cfg.xlate.clone();
+    let pipeline = Pipeline::start(dpif.clone(), Tables::from_rules(rules), pipeline_cfg);
     if !backend.ports_before_pipeline() {
         add_ports(dpif.as_ref(), &specs)?;
     }
@@ -416,6 +417,7 @@ async fn serve(
         pipeline,
         dpif: dpif.clone(),
         config,
+        xlate,
     });
     let server_ctl = ctl.clone();
     actix::spawn(control::serve(listener, move |req| {

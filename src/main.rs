@@ -50,6 +50,10 @@ enum Cmd {
         /// One flow in `ofproto/trace` syntax.
         #[arg(required_unless_present = "flows")]
         flow: Option<String>,
+        /// The bridge's ports, e.g. `1-8`: output to any other port is
+        /// dropped, as OVS drops it. Default: every port number exists.
+        #[arg(long)]
+        ports: Option<String>,
     },
 }
 
@@ -103,19 +107,25 @@ fn run_trace(
     rules: &PathBuf,
     flows: Option<&PathBuf>,
     flow: Option<&str>,
+    ports: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
+    let ports = ports
+        .map(upcalld::trace::parse_port_list)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let cfg = upcalld::trace::dummy_bridge(ports);
     let text = read_file_arg(rules)?;
     let rules = upcalld::daemon::parse_rules(&text, &rules.display().to_string())?;
     let tables = actors::tables::Tables::from_rules(rules);
     if let Some(path) = flows {
         print!(
             "{}",
-            upcalld::trace::trace_lines(&tables, &read_file_arg(path)?)
+            upcalld::trace::trace_lines(&tables, &read_file_arg(path)?, &cfg)
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let r =
-        upcalld::trace::trace(&tables, flow.unwrap_or_default()).map_err(|e| anyhow::anyhow!(e))?;
+    let r = upcalld::trace::trace(&tables, flow.unwrap_or_default(), &cfg)
+        .map_err(|e| anyhow::anyhow!(e))?;
     println!("Megaflow: {}", r.megaflow);
     println!("Datapath actions: {}", r.actions);
     Ok(ExitCode::SUCCESS)
@@ -195,7 +205,12 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             })
         }
-        Cmd::Trace { rules, flows, flow } => run_trace(&rules, flows.as_ref(), flow.as_deref()),
+        Cmd::Trace {
+            rules,
+            flows,
+            flow,
+            ports,
+        } => run_trace(&rules, flows.as_ref(), flow.as_deref(), ports.as_deref()),
     };
     result.unwrap_or_else(|e| {
         eprintln!("upcalld: {e:#}");
