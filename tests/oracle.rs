@@ -39,8 +39,7 @@ fn score_cases(case_dirs: Vec<PathBuf>, switch: &XlateConfig) -> (usize, usize, 
         let rules = parse_rules(&rules).unwrap_or_else(|e| panic!("{}: {e}", case.display()));
         let tables = Tables::from_rules(rules);
         let flows = std::fs::read_to_string(case.join("flows.txt")).unwrap();
-        let ours =
-            upcalld::trace::trace_lines(&tables, &flows, &upcalld::trace::dummy_bridge(None));
+        let ours = upcalld::trace::trace_lines(&tables, &flows, switch);
         let expected = std::fs::read_to_string(case.join("expected.tsv")).unwrap();
         for (exp, got) in expected.lines().zip(ours.lines()) {
             total += 1;
