@@ -12,6 +12,7 @@ use std::fmt::Write;
 use crate::flow::Flow;
 use crate::netlink::consts::*;
 use crate::netlink::{installed_megaflow_attrs, KeyAttr, TunnelAttr};
+use crate::parse::syntax::{CT_STATE_NAMES, TCP_FLAG_NAMES};
 
 /// Prints the megaflow `key`/`mask` in ODP syntax, as `ovs-dpctl
 /// dump-flows` shows it once the kernel holds it.
@@ -192,36 +193,17 @@ fn ip_str(v: u32) -> String {
     std::net::Ipv4Addr::from(v).to_string()
 }
 
+/// The name of one bit in a table of flag names.
+fn bit_name(names: &'static [(u32, &'static str)], bit: u32) -> Option<&'static str> {
+    names.iter().find(|(b, _)| *b == bit).map(|(_, n)| *n)
+}
+
 fn tcp_flag_name(bit: u32) -> Option<&'static str> {
-    Some(match bit {
-        0x001 => "fin",
-        0x002 => "syn",
-        0x004 => "rst",
-        0x008 => "psh",
-        0x010 => "ack",
-        0x020 => "urg",
-        0x040 => "ece",
-        0x080 => "cwr",
-        0x100 => "ns",
-        0x200 => "[200]",
-        0x400 => "[400]",
-        0x800 => "[800]",
-        _ => return None,
-    })
+    bit_name(TCP_FLAG_NAMES, bit)
 }
 
 fn ct_state_name(bit: u32) -> Option<&'static str> {
-    Some(match bit {
-        OVS_CS_F_NEW => "new",
-        OVS_CS_F_ESTABLISHED => "est",
-        OVS_CS_F_RELATED => "rel",
-        OVS_CS_F_REPLY_DIR => "rpl",
-        OVS_CS_F_INVALID => "inv",
-        OVS_CS_F_TRACKED => "trk",
-        OVS_CS_F_SRC_NAT => "snat",
-        OVS_CS_F_DST_NAT => "dnat",
-        _ => return None,
-    })
+    bit_name(CT_STATE_NAMES, bit)
 }
 
 fn tun_flag_name(bit: u32) -> Option<&'static str> {
