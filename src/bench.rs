@@ -3,6 +3,7 @@
 //! upcalled, translated, installed and executed) and then a hit pass of the
 //! same packets; the difference per upcall is the slow path's cost.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +25,11 @@ pub struct SetupRate {
     pub megaflows: u64,
     pub miss_pass_s: f64,
     pub hit_pass_s: f64,
+    /// CPU seconds each thread spent in the miss pass, by thread name
+    /// (where the slow path's time goes).
+    pub miss_pass_cpu: BTreeMap<String, f64>,
+    /// Growth of resident memory in the miss pass, in bytes.
+    pub miss_pass_rss_growth: i64,
 }
 
 impl SetupRate {
@@ -66,19 +72,74 @@ fn upcalls_done(s: &PipelineStats) -> u64 {
         + s.dropped(DropReason::HandlerGone)
 }
 
+/// CPU time of the calling thread.
+fn own_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// CPU seconds of the process's live threads, summed by thread name
+/// (`/proc/self/task/*/schedstat`; empty where the kernel lacks it).
+fn cpu_by_thread() -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let dir = task.path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        let ns: Option<u64> = std::fs::read_to_string(dir.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse().ok());
+        if let Some(ns) = ns {
+            *out.entry(comm.trim().to_string()).or_insert(0.0) += ns as f64 / 1e9;
+        }
+    }
+    out
+}
+
+/// Resident memory of the process, in bytes (0 where unknown).
+fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// What one pass took: wall time, CPU seconds by thread name, and how much
+/// the resident memory grew.
+pub struct PassTimes {
+    pub wall: Duration,
+    pub cpu: BTreeMap<String, f64>,
+    pub rss_growth: i64,
+}
+
 /// Feeds `frames` and waits until every packet is accounted for: a hit, or
-/// an upcall translated with its operations written. Returns the time taken.
+/// an upcall translated with its operations written.
 pub async fn pass(
     netdev: &Arc<Netdev>,
     pipeline: &Pipeline,
     frames: &Arc<Vec<ReplayFrame>>,
-) -> anyhow::Result<Duration> {
+) -> anyhow::Result<PassTimes> {
+    let cpu_before = cpu_by_thread();
+    let rss_before = resident_bytes();
     let before = netdev.stats();
     let n = frames.len() as u64;
     let start = Instant::now();
     let feeder = {
         let (netdev, frames) = (netdev.clone(), frames.clone());
-        std::thread::spawn(move || netdev.inject(&frames, 0))
+        std::thread::Builder::new()
+            .name("feeder".into())
+            .spawn(move || {
+                netdev.inject(&frames, 0);
+                own_cpu_time()
+            })
+            .context("spawning the feeder thread")?
     };
     loop {
         let s = netdev.stats();
@@ -93,11 +154,22 @@ pub async fn pass(
         tokio::time::sleep(Duration::from_micros(100)).await;
     }
     pipeline.flush().await.context("flushing the dpif-writer")?;
-    let took = start.elapsed();
-    feeder
+    let wall = start.elapsed();
+    let rss_growth = resident_bytes() as i64 - rss_before as i64;
+    let mut cpu = cpu_by_thread();
+    for (name, secs) in cpu.iter_mut() {
+        *secs -= cpu_before.get(name).copied().unwrap_or(0.0);
+    }
+    cpu.retain(|name, secs| name != "feeder" && *secs > 0.0);
+    let feeder_cpu = feeder
         .join()
         .map_err(|_| anyhow::anyhow!("the feeder thread panicked"))?;
-    Ok(took)
+    cpu.insert("feeder".into(), feeder_cpu.as_secs_f64());
+    Ok(PassTimes {
+        wall,
+        cpu,
+        rss_growth,
+    })
 }
 
 /// Runs the benchmark on `rules` and `packets` (both files).
@@ -145,8 +217,10 @@ pub fn setup_rate(
             packets: frames.len() as u64,
             upcalls: after_miss.n_missed,
             megaflows: after_miss.n_flows,
-            miss_pass_s: miss.as_secs_f64(),
-            hit_pass_s: hit.as_secs_f64(),
+            miss_pass_s: miss.wall.as_secs_f64(),
+            hit_pass_s: hit.wall.as_secs_f64(),
+            miss_pass_cpu: miss.cpu,
+            miss_pass_rss_growth: miss.rss_growth,
         })
     });
     actix::System::current().stop();

@@ -64,6 +64,9 @@ pub struct DatapathConfig {
     pub upcall_queue_len: usize,
     /// Exact-match cache entries per port (userspace datapath).
     pub emc_entries: usize,
+    /// A megaflow hit enters the exact-match cache one time in this many
+    /// (OVS's `emc-insert-inv-prob`); 1 always, 0 never (userspace).
+    pub emc_insert_inv_prob: u32,
     /// What becomes of the kernel datapath when the daemon exits.
     pub on_exit: OnExit,
     /// Ask the kernel for per-CPU upcall dispatch (kernel datapath).
@@ -77,6 +80,7 @@ impl Default for DatapathConfig {
             name: "upcalld".into(),
             upcall_queue_len: 4096,
             emc_entries: 8192,
+            emc_insert_inv_prob: 100,
             on_exit: OnExit::Keep,
             per_cpu_dispatch: true,
         }

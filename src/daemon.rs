@@ -182,6 +182,7 @@ impl Backend {
                 upcall_queue_len: config.datapath.upcall_queue_len,
                 max_flows: config.flow_limit as usize,
                 emc_entries: config.datapath.emc_entries,
+                emc_insert_inv_prob: config.datapath.emc_insert_inv_prob,
             }))),
             DatapathType::Kernel => {
                 let name = &config.datapath.name;

@@ -7,6 +7,12 @@ use clap::{Parser, Subcommand};
 use upcalld::config::{Config, DEFAULT_SOCKET};
 use upcalld::control::{self, Command};
 
+/// mimalloc: the slow path allocates and frees per upcall across threads
+/// (handlers build what the dpif-writer consumes), where glibc's arenas
+/// are slow.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "upcalld",
@@ -200,6 +206,16 @@ fn main() -> ExitCode {
                     r.hit_pass_s,
                     r.us_per_upcall(),
                     r.upcalls_per_s()
+                );
+                let cpu: Vec<String> = r
+                    .miss_pass_cpu
+                    .iter()
+                    .map(|(name, s)| format!("{name} {:.1} ms", s * 1e3))
+                    .collect();
+                println!(
+                    "cpu in the miss pass: {}; resident memory {:+.1} MiB",
+                    cpu.join(", "),
+                    r.miss_pass_rss_growth as f64 / (1 << 20) as f64
                 );
                 println!("{}", r.json());
                 ExitCode::SUCCESS

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use messages::dpif::{DpFlow, DpifOp, Ufid, Upcall};
 use messages::Flow;
+use xxhash_rust::xxh3::{xxh3_128_with_seed, xxh3_64_with_seed};
 
 /// Why a datapath call failed.
 #[derive(Debug, thiserror::Error)]
@@ -109,38 +110,22 @@ pub fn monotonic_ms() -> u64 {
     ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }
 
-/// A fast 64-bit hash of a flow's words (not cryptographic). `seed` picks
+/// A fast 64-bit hash of a flow (XXH3; not cryptographic). `seed` picks
 /// one of a family of hashes.
 #[inline]
 pub fn flow_hash(flow: &Flow, seed: u64) -> u64 {
-    let mut h = seed ^ 0x9e37_79b9_7f4a_7c15;
-    for w in flow.words() {
-        h = (h.rotate_left(5) ^ w).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-    fmix64(h)
-}
-
-/// MurmurHash3's finalizer: spreads every input bit over the output.
-#[inline]
-fn fmix64(mut h: u64) -> u64 {
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^ (h >> 33)
+    xxh3_64_with_seed(flow.as_bytes(), seed)
 }
 
 /// The ufid of a packet's flow key, as a datapath reports it in upcalls.
 pub fn key_ufid(key: &Flow) -> Ufid {
-    ((flow_hash(key, 1) as u128) << 64) | flow_hash(key, 2) as u128
+    xxh3_128_with_seed(key.as_bytes(), 1)
 }
 
 /// The ufid upcalld gives a megaflow: a function of its masked key and its
 /// mask, so that two upcalls that translate to the same megaflow yield the
 /// same ufid and the second put can be recognized as a duplicate.
 pub fn megaflow_ufid(key: &Flow, mask: &Flow) -> Ufid {
-    let k = key.masked(mask);
-    let hi = flow_hash(&k, 3) ^ flow_hash(mask, 4).rotate_left(17);
-    let lo = flow_hash(&k, 5) ^ flow_hash(mask, 6).rotate_left(29);
-    ((hi as u128) << 64) | lo as u128
+    let both = [key.masked(mask), *mask];
+    xxh3_128_with_seed(bytemuck::cast_slice(&both), 2)
 }

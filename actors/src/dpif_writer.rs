@@ -4,12 +4,11 @@
 //! of a batch arrived), and tracks which megaflows are installed, by ufid,
 //! so that the same megaflow is never put twice.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use messages::dpif::{DpifOp, PutMode, Ufid};
+use messages::dpif::{DpifOp, PutMode, Ufid, UfidSet};
 
 use crate::dpif::Dpif;
 use crate::stats::PipelineStats;
@@ -48,7 +47,7 @@ pub struct DpifWriter {
     config: WriterConfig,
     pending: Vec<DpifOp>,
     /// Megaflows put (or being put) and not deleted since.
-    installed: HashSet<Ufid>,
+    installed: UfidSet,
     flush_timer: Option<SpawnHandle>,
     stats: Arc<PipelineStats>,
 }
@@ -62,7 +61,7 @@ impl DpifWriter {
                 ..config
             },
             pending: Vec::new(),
-            installed: HashSet::new(),
+            installed: UfidSet::default(),
             flush_timer: None,
             stats,
         }

@@ -132,6 +132,17 @@ impl UpcallHandler {
                 });
             }
         }
+        // One credit per rule for the whole batch: the rule-table's work
+        // then scales with the rules hit, not with the upcalls.
+        credits.sort_unstable_by_key(|(id, _)| *id);
+        credits.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                kept.1.n_packets += later.1.n_packets;
+                kept.1.n_bytes += later.1.n_bytes;
+            }
+            same
+        });
         self.stats.count_drop(DropReason::FlowLimit, over_limit);
         self.stats
             .count_drop(DropReason::NoController, no_controller);

@@ -8,6 +8,31 @@ use crate::odp::OdpActions;
 /// A unique flow identifier (OVS's 128-bit UFID).
 pub type Ufid = u128;
 
+/// Hashes a ufid for a hash map. Ufids are hashes already, so folding and
+/// one multiply suffice (small test ufids still spread).
+#[derive(Default, Clone, Copy)]
+pub struct UfidHasher(u64);
+
+impl std::hash::Hasher for UfidHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ *b as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        let h = ((v >> 64) as u64 ^ v as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.0 = h ^ (h >> 32);
+    }
+}
+
+/// A map keyed by ufid.
+pub type UfidMap<V> = std::collections::HashMap<Ufid, V, std::hash::BuildHasherDefault<UfidHasher>>;
+/// A set of ufids.
+pub type UfidSet = std::collections::HashSet<Ufid, std::hash::BuildHasherDefault<UfidHasher>>;
+
 /// Why the datapath sent a packet up.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum UpcallKind {

@@ -135,6 +135,12 @@ impl Flow {
         bytemuck::cast_ref(self)
     }
 
+    /// The flow's bytes, in memory order (for hashing).
+    #[inline]
+    pub fn as_bytes(&self) -> &[u8] {
+        bytemuck::bytes_of(self)
+    }
+
     /// Mutable view of the flow as 64-bit words.
     #[inline]
     pub fn words_mut(&mut self) -> &mut [u64; FLOW_U64S] {

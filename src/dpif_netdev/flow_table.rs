@@ -1,6 +1,10 @@
 //! The megaflow cache of the userspace datapath: one hash table per
-//! distinct mask (tuple space search, as OVS's dpcls), an index by ufid, and
-//! an exact-match cache that sits in front of it in each port's receive loop.
+//! distinct mask (tuple space search, as OVS's dpcls) behind a first stage
+//! over the fields all megaflows share, an index by ufid, and an
+//! exact-match cache that sits in front of it in each port's receive loop.
+//!
+//! A megaflow keeps only its key's words under its mask's nonzero words
+//! (OVS's miniflow); the mask itself is shared with its subtable.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
@@ -9,17 +13,48 @@ use std::sync::Arc;
 
 use actors::dpif::flow_hash;
 use hashbrown::HashTable;
-use messages::dpif::{DpFlow, FlowStats, Ufid};
+use messages::dpif::{DpFlow, FlowStats, Ufid, UfidMap};
 use messages::odp::OdpActions;
 use messages::Flow;
+
+/// A mask, with its nonzero 64-bit words and their indices (masks are
+/// sparse: only those words are hashed, compared and stored).
+#[derive(Debug)]
+struct MaskShape {
+    mask: Flow,
+    words: Box<[(usize, u64)]>,
+}
+
+impl MaskShape {
+    fn new(mask: Flow) -> Self {
+        MaskShape {
+            words: nonzero_words(&mask).into_boxed_slice(),
+            mask,
+        }
+    }
+
+    /// `key`'s words under the mask, in order.
+    fn values(&self, key: &Flow) -> Box<[u64]> {
+        let k = key.words();
+        self.words.iter().map(|&(i, m)| k[i] & m).collect()
+    }
+
+    /// Hash of `key` under the mask (`key` need not be masked).
+    #[inline]
+    fn hash(&self, key: &Flow) -> u64 {
+        subtable_hash(&self.words, key)
+    }
+}
 
 /// One installed megaflow with its live statistics.
 #[derive(Debug)]
 pub struct FlowEntry {
     pub ufid: Ufid,
-    /// The key, already masked.
-    pub key: Flow,
-    pub mask: Flow,
+    shape: Arc<MaskShape>,
+    /// The subtable holding the entry (it lives as long as its entries).
+    subtable: SubtableId,
+    /// The key's words under the mask's nonzero words.
+    values: Box<[u64]>,
     pub actions: OdpActions,
     n_packets: AtomicU64,
     n_bytes: AtomicU64,
@@ -32,11 +67,18 @@ pub struct FlowEntry {
 }
 
 impl FlowEntry {
-    fn new(ufid: Ufid, key: Flow, mask: Flow, actions: OdpActions) -> Self {
+    fn new(
+        ufid: Ufid,
+        shape: Arc<MaskShape>,
+        subtable: SubtableId,
+        values: Box<[u64]>,
+        actions: OdpActions,
+    ) -> Self {
         FlowEntry {
             ufid,
-            key: key.masked(&mask),
-            mask,
+            shape,
+            subtable,
+            values,
             actions,
             n_packets: AtomicU64::new(0),
             n_bytes: AtomicU64::new(0),
@@ -44,6 +86,31 @@ impl FlowEntry {
             tcp_flags: AtomicU16::new(0),
             dead: AtomicBool::new(false),
         }
+    }
+
+    /// The key, masked.
+    pub fn key(&self) -> Flow {
+        let mut key = Flow::default();
+        let words = key.words_mut();
+        for (&(i, _), v) in self.shape.words.iter().zip(self.values.iter()) {
+            words[i] = *v;
+        }
+        key
+    }
+
+    pub fn mask(&self) -> &Flow {
+        &self.shape.mask
+    }
+
+    /// Whether `key` (not masked) falls in this megaflow.
+    #[inline]
+    fn matches(&self, key: &Flow) -> bool {
+        let k = key.words();
+        self.shape
+            .words
+            .iter()
+            .zip(self.values.iter())
+            .all(|(&(i, m), v)| k[i] & m == *v)
     }
 
     /// Credits one packet to the flow.
@@ -83,8 +150,8 @@ impl FlowEntry {
     pub fn to_dp_flow(&self) -> DpFlow {
         DpFlow {
             ufid: self.ufid,
-            key: self.key,
-            mask: self.mask,
+            key: self.key(),
+            mask: self.shape.mask,
             actions: self.actions.clone(),
             stats: self.stats(),
         }
@@ -134,47 +201,172 @@ impl Hasher for PrehashedHasher {
 
 type PrehashedMap<V> = HashMap<HashedFlow, V, BuildHasherDefault<PrehashedHasher>>;
 
-/// The megaflows that share one mask. Only the mask's nonzero words are
-/// hashed and compared (masks are sparse), like OVS's miniflows.
+/// The megaflows that share one mask, each with its hash (so that growing
+/// the table does not visit the entries).
 struct Subtable {
-    mask: Flow,
-    /// The mask's nonzero 64-bit words, with their indices.
-    words: Vec<(usize, u64)>,
-    flows: HashTable<Arc<FlowEntry>>,
-    /// Lookups that hit here, to try busy subtables first.
-    hits: AtomicU64,
+    shape: Arc<MaskShape>,
+    flows: HashTable<(u64, Arc<FlowEntry>)>,
 }
 
 impl Subtable {
     fn new(mask: Flow) -> Self {
-        let words = mask
-            .words()
-            .iter()
-            .enumerate()
-            .filter(|(_, w)| **w != 0)
-            .map(|(i, w)| (i, *w))
-            .collect();
         Subtable {
-            mask,
-            words,
+            shape: Arc::new(MaskShape::new(mask)),
             flows: HashTable::new(),
-            hits: AtomicU64::new(0),
         }
-    }
-
-    /// Hash of `key` under the mask (`key` need not be masked).
-    #[inline]
-    fn hash(&self, key: &Flow) -> u64 {
-        subtable_hash(&self.words, key)
     }
 
     #[inline]
     fn find(&self, key: &Flow) -> Option<&Arc<FlowEntry>> {
+        let hash = self.shape.hash(key);
+        self.flows
+            .find(hash, |(h, e)| *h == hash && e.matches(key))
+            .map(|(_, e)| e)
+    }
+}
+
+fn nonzero_words(mask: &Flow) -> Vec<(usize, u64)> {
+    mask.words()
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| **w != 0)
+        .map(|(i, w)| (i, *w))
+        .collect()
+}
+
+/// Index of a subtable in [`FlowTable::subtables`]; stable while it lives.
+type SubtableId = u32;
+
+/// The first lookup stage over the whole cache. Every installed megaflow
+/// matches on the fields of `mask` (the AND of all subtable masks: in_port
+/// and the VLAN stack always, and whatever the highest-priority rules
+/// examine, a source MAC say). For each value of those fields, `index`
+/// lists the subtables holding a megaflow with that value. A miss whose
+/// value no megaflow has costs one probe instead of one per subtable, and
+/// a hit probes only the subtables listed for its value.
+///
+/// `mask` only ever narrows while subtables exist (a new subtable whose
+/// mask lacks some of its bits rebuilds the index from every megaflow);
+/// deleting subtables leaves it as it is, which stays correct, and it
+/// starts over once the cache is empty.
+#[derive(Default)]
+struct FirstStage {
+    /// None while the cache is empty.
+    mask: Option<Flow>,
+    words: Vec<(usize, u64)>,
+    index: HashTable<Candidates>,
+}
+
+/// The subtables holding megaflows with one value of the first stage.
+struct Candidates {
+    hash: u64,
+    /// The value: the key's words under the first-stage mask.
+    value: Box<[u64]>,
+    /// Subtable, and how many of its megaflows have this value.
+    subtables: Vec<(SubtableId, u32)>,
+}
+
+impl FirstStage {
+    #[inline]
+    fn matches(&self, c: &Candidates, key: &Flow) -> bool {
         let k = key.words();
-        self.flows.find(self.hash(key), |e| {
-            let ek = e.key.words();
-            self.words.iter().all(|&(i, m)| ek[i] == k[i] & m)
-        })
+        self.words
+            .iter()
+            .zip(c.value.iter())
+            .all(|(&(i, m), v)| k[i] & m == *v)
+    }
+
+    /// The subtables that may hold a megaflow matching `key`.
+    #[inline]
+    fn candidates(&self, key: &Flow) -> &[(SubtableId, u32)] {
+        let hash = subtable_hash(&self.words, key);
+        self.index
+            .find(hash, |c| c.hash == hash && self.matches(c, key))
+            .map_or(&[], |c| &c.subtables)
+    }
+
+    fn add(&mut self, key: &Flow, id: SubtableId) {
+        let hash = subtable_hash(&self.words, key);
+        let words = &self.words;
+        let entry = self.index.find_mut(hash, |c| {
+            c.hash == hash
+                && words
+                    .iter()
+                    .zip(c.value.iter())
+                    .all(|(&(i, m), v)| key.words()[i] & m == *v)
+        });
+        match entry {
+            Some(c) => match c.subtables.iter_mut().find(|(s, _)| *s == id) {
+                Some((_, n)) => *n += 1,
+                None => c.subtables.push((id, 1)),
+            },
+            None => {
+                let value = words.iter().map(|&(i, m)| key.words()[i] & m).collect();
+                self.index.insert_unique(
+                    hash,
+                    Candidates {
+                        hash,
+                        value,
+                        subtables: vec![(id, 1)],
+                    },
+                    |c| c.hash,
+                );
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &Flow, id: SubtableId) {
+        let hash = subtable_hash(&self.words, key);
+        let words = &self.words;
+        let found = self.index.find_entry(hash, |c| {
+            c.hash == hash
+                && words
+                    .iter()
+                    .zip(c.value.iter())
+                    .all(|(&(i, m), v)| key.words()[i] & m == *v)
+        });
+        if let Ok(mut entry) = found {
+            let c = entry.get_mut();
+            if let Some(pos) = c.subtables.iter().position(|(s, _)| *s == id) {
+                c.subtables[pos].1 -= 1;
+                if c.subtables[pos].1 == 0 {
+                    c.subtables.remove(pos);
+                }
+            }
+            if c.subtables.is_empty() {
+                entry.remove();
+            }
+        }
+    }
+
+    /// True when a subtable with `mask` fits under the current first-stage
+    /// mask; false when the index must be rebuilt with a narrower one.
+    fn covers(&self, mask: &Flow) -> bool {
+        match &self.mask {
+            Some(m) => m.masked(mask) == *m,
+            None => false,
+        }
+    }
+
+    /// Narrows the first stage to what `mask` and every subtable share, and
+    /// indexes every megaflow again.
+    fn rebuild(&mut self, mask: &Flow, subtables: &[Option<Subtable>]) {
+        let narrowed = match &self.mask {
+            Some(m) => m.masked(mask),
+            None => *mask,
+        };
+        self.words = nonzero_words(&narrowed);
+        self.mask = Some(narrowed);
+        self.index.clear();
+        for (id, st) in subtables.iter().enumerate() {
+            for (_, e) in st.iter().flat_map(|st| st.flows.iter()) {
+                self.add(&e.key(), id as SubtableId);
+            }
+        }
+    }
+
+    fn reset(&mut self) {
+        *self = FirstStage::default();
     }
 }
 
@@ -193,9 +385,13 @@ pub enum PutError {
 
 /// All megaflows of the datapath.
 pub struct FlowTable {
-    subtables: Vec<Subtable>,
-    by_mask: PrehashedMap<usize>,
-    by_ufid: HashMap<Ufid, Arc<FlowEntry>>,
+    /// By [`SubtableId`]; the id of a subtable emptied by deletes is reused.
+    subtables: Vec<Option<Subtable>>,
+    free_ids: Vec<SubtableId>,
+    n_subtables: usize,
+    by_mask: PrehashedMap<SubtableId>,
+    by_ufid: UfidMap<Arc<FlowEntry>>,
+    first_stage: FirstStage,
     max_flows: usize,
 }
 
@@ -203,8 +399,11 @@ impl FlowTable {
     pub fn new(max_flows: usize) -> Self {
         FlowTable {
             subtables: Vec::new(),
+            free_ids: Vec::new(),
+            n_subtables: 0,
             by_mask: PrehashedMap::default(),
-            by_ufid: HashMap::new(),
+            by_ufid: HashMap::default(),
+            first_stage: FirstStage::default(),
             max_flows,
         }
     }
@@ -217,50 +416,29 @@ impl FlowTable {
         self.by_ufid.is_empty()
     }
 
+    #[inline]
+    fn subtable(&self, id: SubtableId) -> &Subtable {
+        self.subtables[id as usize]
+            .as_ref()
+            .expect("the first stage lists only live subtables")
+    }
+
     /// The megaflow matching a packet's key, if any.
     #[inline]
     pub fn lookup(&self, key: &Flow) -> Option<&Arc<FlowEntry>> {
-        self.subtables.iter().find_map(|st| {
-            let found = st.find(key);
-            if found.is_some() {
-                st.hits.fetch_add(1, Ordering::Relaxed);
-            }
-            found
-        })
+        self.first_stage
+            .candidates(key)
+            .iter()
+            .find_map(|&(id, _)| self.subtable(id).find(key))
     }
 
-    /// Looks up a burst of keys subtable by subtable (as OVS's dpcls does),
-    /// so that each subtable's table stays in cache while the burst probes
-    /// it: `found[i]` gets the megaflow of `keys[i]` where it is `None`.
-    /// Each key gets the same megaflow [`FlowTable::lookup`] would give it.
+    /// Looks up a burst of keys: `found[i]` gets the megaflow of `keys[i]`
+    /// where it is `None`.
     pub fn lookup_burst(&self, keys: &[Flow], found: &mut [Option<Arc<FlowEntry>>]) {
-        let mut left = found.iter().filter(|f| f.is_none()).count();
-        for st in &self.subtables {
-            if left == 0 {
-                break;
+        for (key, slot) in keys.iter().zip(found.iter_mut()) {
+            if slot.is_none() {
+                *slot = self.lookup(key).cloned();
             }
-            let mut hits = 0;
-            for (key, slot) in keys.iter().zip(found.iter_mut()) {
-                if slot.is_none() {
-                    if let Some(e) = st.find(key) {
-                        *slot = Some(e.clone());
-                        hits += 1;
-                    }
-                }
-            }
-            if hits > 0 {
-                st.hits.fetch_add(hits, Ordering::Relaxed);
-                left -= hits as usize;
-            }
-        }
-    }
-
-    /// Orders subtables by hits since the last call, busiest first.
-    pub fn rank_subtables(&mut self) {
-        self.subtables
-            .sort_by_key(|st| std::cmp::Reverse(st.hits.swap(0, Ordering::Relaxed)));
-        for (i, st) in self.subtables.iter().enumerate() {
-            self.by_mask.insert(HashedFlow::new(st.mask), i);
         }
     }
 
@@ -281,17 +459,58 @@ impl FlowTable {
             return Err(PutError::UfidExists(ufid));
         }
         let key = key.masked(mask);
-        if let Some(&i) = self.by_mask.get(&HashedFlow::new(*mask)) {
-            if let Some(other) = self.subtables[i].find(&key) {
+        let mask_key = HashedFlow::new(*mask);
+        let existing = self.by_mask.get(&mask_key).copied();
+        if let Some(id) = existing {
+            if let Some(other) = self.subtable(id).find(&key) {
                 return Err(PutError::SameMegaflow(other.ufid));
             }
         }
         if self.by_ufid.len() >= self.max_flows {
             return Err(PutError::Full(self.max_flows));
         }
-        let entry = Arc::new(FlowEntry::new(ufid, key, *mask, actions));
-        self.insert(entry);
+        let (id, new_subtable) = match existing {
+            Some(id) => (id, false),
+            None => (self.add_subtable(mask_key), true),
+        };
+        let shape = self.subtable(id).shape.clone();
+        let values = shape.values(&key);
+        let entry = Arc::new(FlowEntry::new(ufid, shape, id, values, actions));
+        let hash = entry.shape.hash(&key);
+        let st = self.subtable_mut(id);
+        st.flows
+            .insert_unique(hash, (hash, entry.clone()), |(h, _)| *h);
+        if new_subtable && !self.first_stage.covers(mask) {
+            self.first_stage.rebuild(mask, &self.subtables);
+        } else {
+            self.first_stage.add(&key, id);
+        }
+        self.by_ufid.insert(ufid, entry);
         Ok(())
+    }
+
+    fn add_subtable(&mut self, mask_key: HashedFlow) -> SubtableId {
+        let st = Subtable::new(mask_key.flow);
+        let id = match self.free_ids.pop() {
+            Some(id) => {
+                self.subtables[id as usize] = Some(st);
+                id
+            }
+            None => {
+                self.subtables.push(Some(st));
+                (self.subtables.len() - 1) as SubtableId
+            }
+        };
+        self.n_subtables += 1;
+        self.by_mask.insert(mask_key, id);
+        id
+    }
+
+    #[inline]
+    fn subtable_mut(&mut self, id: SubtableId) -> &mut Subtable {
+        self.subtables[id as usize]
+            .as_mut()
+            .expect("entries name live subtables")
     }
 
     /// Replaces the actions of the flow `ufid`, keeping its statistics
@@ -307,62 +526,45 @@ impl FlowTable {
             .get(&ufid)
             .cloned()
             .ok_or(PutError::NoSuchFlow(ufid))?;
-        let entry = Arc::new(FlowEntry::new(ufid, old.key, old.mask, actions));
+        let entry = Arc::new(FlowEntry::new(
+            ufid,
+            old.shape.clone(),
+            old.subtable,
+            old.values.clone(),
+            actions,
+        ));
         if !reset_stats {
             entry.take_stats_from(&old);
         }
         old.dead.store(true, Ordering::Relaxed);
-        self.insert(entry);
-        Ok(())
-    }
-
-    fn insert(&mut self, entry: Arc<FlowEntry>) {
-        let i = match self.by_mask.get(&HashedFlow::new(entry.mask)) {
-            Some(i) => *i,
-            None => {
-                self.subtables.push(Subtable::new(entry.mask));
-                let i = self.subtables.len() - 1;
-                self.by_mask.insert(HashedFlow::new(entry.mask), i);
-                i
-            }
-        };
-        let st = &mut self.subtables[i];
-        let hash = st.hash(&entry.key);
-        let words = &st.words;
-        let key = entry.key;
-        let same = |e: &Arc<FlowEntry>| {
-            words
-                .iter()
-                .all(|&(w, _)| e.key.words()[w] == key.words()[w])
-        };
-        match st.flows.find_mut(hash, same) {
-            Some(slot) => *slot = entry.clone(),
-            None => {
-                let Subtable { flows, words, .. } = st;
-                let rehash = |e: &Arc<FlowEntry>| subtable_hash(words, &e.key);
-                flows.insert_unique(hash, entry.clone(), rehash);
-            }
+        let hash = old.shape.hash(&old.key());
+        let st = self.subtable_mut(old.subtable);
+        if let Some(slot) = st.flows.find_mut(hash, |(_, e)| e.ufid == ufid) {
+            slot.1 = entry.clone();
         }
-        self.by_ufid.insert(entry.ufid, entry);
+        self.by_ufid.insert(ufid, entry);
+        Ok(())
     }
 
     /// Removes the flow `ufid`; returns it (with its final statistics).
     pub fn delete(&mut self, ufid: Ufid) -> Option<Arc<FlowEntry>> {
         let entry = self.by_ufid.remove(&ufid)?;
         entry.dead.store(true, Ordering::Relaxed);
-        let mask_key = HashedFlow::new(entry.mask);
-        if let Some(&i) = self.by_mask.get(&mask_key) {
-            let st = &mut self.subtables[i];
-            let hash = st.hash(&entry.key);
-            if let Ok(found) = st.flows.find_entry(hash, |e| e.ufid == ufid) {
-                found.remove();
-            }
-            if st.flows.is_empty() {
-                self.subtables.swap_remove(i);
-                self.by_mask.remove(&mask_key);
-                if let Some(moved) = self.subtables.get(i) {
-                    self.by_mask.insert(HashedFlow::new(moved.mask), i);
-                }
+        let id = entry.subtable;
+        let key = entry.key();
+        let hash = entry.shape.hash(&key);
+        let st = self.subtable_mut(id);
+        if let Ok(found) = st.flows.find_entry(hash, |(_, e)| e.ufid == ufid) {
+            found.remove();
+            self.first_stage.remove(&key, id);
+        }
+        if self.subtable(id).flows.is_empty() {
+            self.subtables[id as usize] = None;
+            self.free_ids.push(id);
+            self.n_subtables -= 1;
+            self.by_mask.remove(&HashedFlow::new(entry.shape.mask));
+            if self.n_subtables == 0 {
+                self.first_stage.reset();
             }
         }
         Some(entry)
@@ -377,7 +579,7 @@ impl FlowTable {
     }
 
     pub fn n_masks(&self) -> usize {
-        self.subtables.len()
+        self.n_subtables
     }
 }
 
@@ -395,41 +597,106 @@ fn subtable_hash(words: &[(usize, u64)], key: &Flow) -> u64 {
     h ^ (h >> 29)
 }
 
-/// The exact-match cache: full packet key → megaflow, per receive loop.
-/// Entries of deleted or modified megaflows are dropped when next met.
+/// The exact-match cache in front of the megaflows, one per receive loop,
+/// as OVS's EMC: a fixed array of slots indexed by the key's hash, each
+/// key with two candidate slots. A miss is inserted only one time in
+/// `insert_inv_prob` (OVS's `emc-insert-inv-prob`, 100 by default), so a
+/// flood of new flows does not wash out the flows that keep hitting; 1
+/// inserts always, 0 turns the cache off. Entries of deleted or modified
+/// megaflows are dropped when next met.
 pub struct Emc {
-    map: PrehashedMap<Arc<FlowEntry>>,
-    capacity: usize,
+    slots: Box<[EmcSlot]>,
+    /// `slots.len() - 1` (a power of two minus one).
+    index_mask: usize,
+    insert_inv_prob: u32,
+    /// xorshift state for the insertion draw.
+    rng: u32,
+}
+
+#[derive(Clone, Default)]
+struct EmcSlot {
+    hash: u64,
+    key: Flow,
+    entry: Option<Arc<FlowEntry>>,
 }
 
 impl Emc {
-    pub fn new(capacity: usize) -> Self {
+    /// A cache of at least `entries` slots (rounded up to a power of two).
+    pub fn new(entries: usize, insert_inv_prob: u32) -> Self {
+        let n = entries.max(2).next_power_of_two();
         Emc {
-            map: PrehashedMap::default(),
-            capacity,
+            slots: vec![EmcSlot::default(); n].into_boxed_slice(),
+            index_mask: n - 1,
+            insert_inv_prob: if entries == 0 { 0 } else { insert_inv_prob },
+            rng: 0x9e37_79b9,
         }
     }
 
+    #[inline]
+    fn slot_indices(&self, hash: u64) -> [usize; 2] {
+        [
+            hash as usize & self.index_mask,
+            (hash >> 32) as usize & self.index_mask,
+        ]
+    }
+
+    /// The live megaflow cached for `key`, if any.
     #[inline]
     pub fn lookup(&mut self, key: &Flow) -> Option<Arc<FlowEntry>> {
-        let k = HashedFlow::new(*key);
-        match self.map.get(&k) {
-            Some(e) if !e.is_dead() => Some(e.clone()),
-            Some(_) => {
-                self.map.remove(&k);
-                None
+        if self.insert_inv_prob == 0 {
+            return None;
+        }
+        let hash = flow_hash(key, 0);
+        for i in self.slot_indices(hash) {
+            let slot = &mut self.slots[i];
+            if slot.hash == hash && slot.key == *key {
+                match &slot.entry {
+                    Some(e) if !e.is_dead() => return Some(e.clone()),
+                    Some(_) => slot.entry = None,
+                    None => {}
+                }
             }
-            None => None,
+        }
+        None
+    }
+
+    /// Caches `entry` for `key` when the insertion draw says so.
+    #[inline]
+    pub fn maybe_insert(&mut self, key: &Flow, entry: &Arc<FlowEntry>) {
+        match self.insert_inv_prob {
+            0 => {}
+            1 => self.insert(key, entry.clone()),
+            n => {
+                self.rng ^= self.rng << 13;
+                self.rng ^= self.rng >> 17;
+                self.rng ^= self.rng << 5;
+                if self.rng.is_multiple_of(n) {
+                    self.insert(key, entry.clone());
+                }
+            }
         }
     }
 
-    #[inline]
+    /// Caches `entry` for `key`: in the key's own slot if it has one, else
+    /// in a free or stale candidate slot, else over the second candidate.
     pub fn insert(&mut self, key: &Flow, entry: Arc<FlowEntry>) {
-        if self.map.len() >= self.capacity {
-            // A full cache starts over: cheap, and hot flows come back at once.
-            self.map.clear();
-        }
-        self.map.insert(HashedFlow::new(*key), entry);
+        let hash = flow_hash(key, 0);
+        let [a, b] = self.slot_indices(hash);
+        let usable = |s: &EmcSlot| s.entry.as_ref().is_none_or(|e| e.is_dead());
+        let i = if self.slots[a].hash == hash && self.slots[a].key == *key {
+            a
+        } else if self.slots[b].hash == hash && self.slots[b].key == *key {
+            b
+        } else if usable(&self.slots[a]) {
+            a
+        } else {
+            b
+        };
+        self.slots[i] = EmcSlot {
+            hash,
+            key: *key,
+            entry: Some(entry),
+        };
     }
 }
 
@@ -499,7 +766,7 @@ mod tests {
     #[test]
     fn modify_keeps_stats_and_kills_emc_entries() {
         let mut t = FlowTable::new(10);
-        let mut emc = Emc::new(4);
+        let mut emc = Emc::new(4, 1);
         let f = flow(5, 22);
         t.create(9, &f, &mask_src_only(), vec![]).unwrap();
         let e = t.lookup(&f).unwrap().clone();
@@ -526,7 +793,7 @@ mod tests {
     }
 
     #[test]
-    fn many_masks_survive_deletes_and_ranking() {
+    fn many_masks_survive_deletes_and_id_reuse() {
         let mut t = FlowTable::new(100);
         let masks: Vec<Flow> = (0..4)
             .map(|i| Flow {
@@ -546,7 +813,6 @@ mod tests {
         }
         assert_eq!(t.n_masks(), 4);
         assert!(t.delete(0).is_some());
-        t.rank_subtables();
         assert_eq!(t.n_masks(), 3);
         for i in 1..4u32 {
             assert_eq!(
@@ -590,5 +856,58 @@ mod tests {
             keys.iter().map(|k| t.lookup(k).map(|e| e.ufid)).collect();
         assert_eq!(burst, one_by_one);
         assert_eq!(burst, vec![Some(1), Some(2), None, None]);
+    }
+
+    /// Random puts and deletes over masks that share fewer and fewer
+    /// fields (so the first stage narrows and is rebuilt): a lookup finds a
+    /// megaflow exactly when one matches, and what it finds matches.
+    #[test]
+    fn lookups_agree_with_a_linear_scan_through_narrowing_and_deletes() {
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let masks: Vec<Flow> = (0..6u32)
+            .map(|i| Flow {
+                in_port: u32::MAX,
+                dl_type: if i < 3 { u16::MAX } else { 0 },
+                nw_src: u32::MAX << (4 * i),
+                tp_dst: if i % 2 == 0 { u16::MAX } else { 0 },
+                ..Flow::default()
+            })
+            .collect();
+        let random_flow = |r: u64| Flow {
+            in_port: (r & 3) as u32,
+            dl_type: if r & 4 == 0 { 0x0800 } else { 0x86dd },
+            nw_src: ((r >> 8) & 0xff) as u32,
+            tp_dst: ((r >> 16) & 3) as u16,
+            ..Flow::default()
+        };
+        let mut t = FlowTable::new(10_000);
+        let mut installed: Vec<(Ufid, Flow, Flow)> = Vec::new();
+        for round in 0..3000u64 {
+            let r = next();
+            if r % 4 == 0 && !installed.is_empty() {
+                let (ufid, _, _) = installed.swap_remove((r >> 8) as usize % installed.len());
+                assert!(t.delete(ufid).is_some());
+            } else {
+                // Narrower masks come into play as the rounds go by.
+                let m = masks[(r >> 24) as usize % (1 + (round as usize / 500).min(5))];
+                let key = random_flow(next()).masked(&m);
+                if t.create(round as Ufid, &key, &m, vec![]).is_ok() {
+                    installed.push((round as Ufid, key, m));
+                }
+            }
+            let probe = random_flow(next());
+            let expected = installed.iter().any(|(_, k, m)| probe.masked(m) == *k);
+            match t.lookup(&probe) {
+                Some(e) => assert_eq!(probe.masked(e.mask()), e.key(), "round {round}"),
+                None => assert!(!expected, "round {round}: a matching megaflow was missed"),
+            }
+        }
+        assert_eq!(t.len(), installed.len());
     }
 }

@@ -46,6 +46,9 @@ pub struct NetdevConfig {
     pub max_flows: usize,
     /// Entries of each receive loop's exact-match cache.
     pub emc_entries: usize,
+    /// A megaflow hit is cached in the exact-match cache one time in this
+    /// many (OVS's `emc-insert-inv-prob`); 0 turns the cache off.
+    pub emc_insert_inv_prob: u32,
 }
 
 impl Default for NetdevConfig {
@@ -55,6 +58,7 @@ impl Default for NetdevConfig {
             upcall_queue_len: 4096,
             max_flows: 200_000,
             emc_entries: 8192,
+            emc_insert_inv_prob: 100,
         }
     }
 }
@@ -73,6 +77,9 @@ struct Core {
     n_hit: AtomicU64,
     n_missed: AtomicU64,
     n_lost: AtomicU64,
+    /// Installed megaflows, kept beside the table so that reading the
+    /// datapath's counters takes no lock.
+    n_flows: AtomicU64,
     /// Frames read from replay files so far.
     n_replayed: AtomicU64,
     /// Frames output to ports that do not exist.
@@ -80,6 +87,7 @@ struct Core {
     /// Frames dropped because an action did not apply to them.
     n_exec_errors: AtomicU64,
     emc_entries: usize,
+    emc_insert_inv_prob: u32,
 }
 
 /// A port's receive thread and the flag that stops it.
@@ -108,10 +116,12 @@ impl Netdev {
                 n_hit: AtomicU64::new(0),
                 n_missed: AtomicU64::new(0),
                 n_lost: AtomicU64::new(0),
+                n_flows: AtomicU64::new(0),
                 n_replayed: AtomicU64::new(0),
                 n_tx_no_port: AtomicU64::new(0),
                 n_exec_errors: AtomicU64::new(0),
                 emc_entries: config.emc_entries,
+                emc_insert_inv_prob: config.emc_insert_inv_prob,
             }),
             rx_threads: Mutex::new(BTreeMap::new()),
             closed: AtomicBool::new(false),
@@ -204,7 +214,7 @@ type Burst = Vec<(u32, Vec<u8>)>;
 
 impl Core {
     fn rx_loop(&self, port: &Port, stop: &AtomicBool) {
-        let mut emc = Emc::new(self.emc_entries);
+        let mut emc = Emc::new(self.emc_entries, self.emc_insert_inv_prob);
         let mut burst: Burst = Vec::with_capacity(BURST);
         let mut buf = Vec::new();
         while !stop.load(Ordering::Relaxed) {
@@ -247,7 +257,7 @@ impl Core {
         keep_waiting: &dyn Fn() -> bool,
         stop: &AtomicBool,
     ) {
-        let mut emc = Emc::new(self.emc_entries);
+        let mut emc = Emc::new(self.emc_entries, self.emc_insert_inv_prob);
         let mut burst: Burst = Vec::with_capacity(BURST);
         let mut frames = frames.into_iter();
         while !stop.load(Ordering::Relaxed) {
@@ -295,7 +305,7 @@ impl Core {
             match entry {
                 Some(e) => {
                     if !in_emc {
-                        emc.insert(&key, e.clone());
+                        emc.maybe_insert(&key, &e);
                     }
                     e.hit(frame.len(), now, key.tcp_flags);
                     hits.push((frame, key, e));
@@ -463,6 +473,9 @@ impl Dpif for Netdev {
                 };
                 results.push(result);
             }
+            self.core
+                .n_flows
+                .store(flows.len() as u64, Ordering::Relaxed);
         }
         for (mut packet, key, actions) in executes {
             self.core.execute(&mut packet, &key, &actions);
@@ -485,7 +498,7 @@ impl Dpif for Netdev {
             n_hit: self.core.n_hit.load(Ordering::Relaxed),
             n_missed: self.core.n_missed.load(Ordering::Relaxed),
             n_lost: self.core.n_lost.load(Ordering::Relaxed),
-            n_flows: self.core.flows.read().len() as u64,
+            n_flows: self.core.n_flows.load(Ordering::Relaxed),
         }
     }
 
@@ -642,7 +655,7 @@ mod tests {
             upcall_queue_len: 1,
             ..NetdevConfig::default()
         });
-        let mut emc = Emc::new(4);
+        let mut emc = Emc::new(4, 1);
         let mut burst: Burst = (0..3).map(|_| (1, tcp_frame())).collect();
         dp.core.receive(&mut burst, &mut emc, &|| false);
         let s = dp.stats();
