@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use actors::dpif::key_ufid;
 use actors::dpif::{Dpif, PortKind, PortSpec};
-use messages::dpif::{DpifOp, PutMode, Upcall};
+use messages::dpif::{DpifOp, Execute, FlowPut, PutMode, Upcall};
 use messages::flow::*;
 use messages::odp::OdpAction;
 use upcalld::dpif_kernel::{kernel_has_ovs, KernelDpif, KernelDpifConfig};
@@ -115,14 +115,14 @@ fn bench_put(dpif: &KernelDpif, port: u32, batch: usize) {
             nw_proto: IPPROTO_UDP,
             ..Flow::default()
         };
-        ops.push(DpifOp::FlowPut {
+        ops.push(DpifOp::put(FlowPut {
             ufid: key_ufid(&key),
             key,
             mask: mask(),
             actions: vec![OdpAction::Output(port)],
             mode: PutMode::Create,
             reset_stats: false,
-        });
+        }));
         if ops.len() == batch {
             failed += dpif
                 .operate(std::mem::take(&mut ops))
@@ -177,19 +177,19 @@ fn bench_upcall(dpif: &KernelDpif, port: u32, tx_fd: i32, batch: usize) {
         idle_since = Instant::now();
         for u in &ups {
             let actions = vec![OdpAction::Output(port)];
-            ops.push(DpifOp::FlowPut {
+            ops.push(DpifOp::put(FlowPut {
                 ufid: u.ufid,
                 key: u.key,
                 mask: mask(),
                 actions: actions.clone(),
                 mode: PutMode::Create,
                 reset_stats: false,
-            });
-            ops.push(DpifOp::Execute {
+            }));
+            ops.push(DpifOp::Execute(Box::new(Execute {
                 packet: u.packet.clone(),
                 key: u.key,
                 actions,
-            });
+            })));
             if ops.len() >= batch {
                 let r = dpif.operate(std::mem::take(&mut ops));
                 installed += r.iter().step_by(2).filter(|r| r.is_ok()).count() as u32;

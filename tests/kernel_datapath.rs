@@ -14,7 +14,7 @@ mod kernel_common;
 use std::time::{Duration, Instant};
 
 use actors::dpif::{Dpif, PortKind, PortSpec};
-use messages::dpif::{DpifOp, PutMode, Upcall, UpcallKind};
+use messages::dpif::{DpifOp, Execute, FlowPut, PutMode, Upcall, UpcallKind};
 use messages::flow::*;
 use messages::format::odp_flow::format_odp_flow;
 use messages::odp::OdpAction;
@@ -119,19 +119,19 @@ fn miss_upcall_then_megaflow_forwards_without_upcalls() {
     };
     let actions = vec![OdpAction::Output(pb)];
     let results = dpif.operate(vec![
-        DpifOp::FlowPut {
+        DpifOp::put(FlowPut {
             ufid: up.ufid,
             key: up.key,
             mask,
             actions: actions.clone(),
             mode: PutMode::Create,
             reset_stats: false,
-        },
-        DpifOp::Execute {
+        }),
+        DpifOp::Execute(Box::new(Execute {
             packet: up.packet.clone(),
             key: up.key,
             actions: actions.clone(),
-        },
+        })),
     ]);
     for r in &results {
         assert!(r.is_ok(), "{results:?}\n{}", ovs_dmesg());
@@ -177,14 +177,14 @@ fn miss_upcall_then_megaflow_forwards_without_upcalls() {
     assert!(stats.n_hit >= 1 && stats.n_missed >= 1, "{stats:?}");
 
     // Modify to drop, then delete.
-    let r = dpif.operate(vec![DpifOp::FlowPut {
+    let r = dpif.operate(vec![DpifOp::put(FlowPut {
         ufid: up.ufid,
         key: up.key,
         mask,
         actions: vec![],
         mode: PutMode::Modify,
         reset_stats: true,
-    }]);
+    })]);
     assert!(r[0].is_ok(), "{r:?}");
     let flows = dpif.flow_dump().expect("dump");
     assert_eq!(flows[0].actions, vec![]);
@@ -234,31 +234,33 @@ fn a_batch_goes_in_one_sendmsg_and_each_answer_reaches_its_op() {
         .collect();
     let mut ops: Vec<DpifOp> = keys
         .iter()
-        .map(|k| DpifOp::FlowPut {
-            ufid: key_ufid(k),
-            key: *k,
-            mask,
-            actions: vec![OdpAction::Output(pa)],
-            mode: PutMode::Create,
-            reset_stats: false,
+        .map(|k| {
+            DpifOp::put(FlowPut {
+                ufid: key_ufid(k),
+                key: *k,
+                mask,
+                actions: vec![OdpAction::Output(pa)],
+                mode: PutMode::Create,
+                reset_stats: false,
+            })
         })
         .collect();
     // Two ops that must fail, in the middle: a duplicate create and a
     // modify of a flow that does not exist.
     ops.insert(
         10,
-        DpifOp::FlowPut {
+        DpifOp::put(FlowPut {
             ufid: key_ufid(&keys[3]),
             key: keys[3],
             mask,
             actions: vec![],
             mode: PutMode::Create,
             reset_stats: false,
-        },
+        }),
     );
     ops.insert(
         20,
-        DpifOp::FlowPut {
+        DpifOp::put(FlowPut {
             ufid: 42,
             key: Flow {
                 nw_dst: 0x0b00_0000,
@@ -268,7 +270,7 @@ fn a_batch_goes_in_one_sendmsg_and_each_answer_reaches_its_op() {
             actions: vec![],
             mode: PutMode::Modify,
             reset_stats: false,
-        },
+        }),
     );
     let before = dpif.counters();
     let results = dpif.operate(ops);
@@ -408,14 +410,14 @@ fn concurrent_dumps_take_turns() {
                 nw_frag: FLOW_NW_FRAG_MASK,
                 ..Flow::default()
             };
-            DpifOp::FlowPut {
+            DpifOp::put(FlowPut {
                 ufid: key_ufid(&key),
                 key,
                 mask,
                 actions: vec![],
                 mode: PutMode::Create,
                 reset_stats: false,
-            }
+            })
         })
         .collect();
     assert!(

@@ -4,6 +4,7 @@
 //! of a batch arrived), and tracks which megaflows are installed, by ufid,
 //! so that the same megaflow is never put twice.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,10 +33,31 @@ impl Default for WriterConfig {
     }
 }
 
-/// Operations to carry out, in order.
-#[derive(Debug, Message)]
+/// Operations to carry out, in order. When `return_to` is set, the writer
+/// sends the emptied buffer back, so that a sender that batches all the
+/// time (a handler) refills the same memory instead of asking the allocator
+/// for fresh pages on one thread while freeing them on another.
+#[derive(Message)]
 #[rtype(result = "()")]
-pub struct FlowOps(pub Vec<DpifOp>);
+pub struct FlowOps {
+    pub ops: Vec<DpifOp>,
+    pub return_to: Option<Recipient<SpareOps>>,
+}
+
+impl FlowOps {
+    /// Ops whose buffer is not returned.
+    pub fn once(ops: Vec<DpifOp>) -> Self {
+        FlowOps {
+            ops,
+            return_to: None,
+        }
+    }
+}
+
+/// An emptied op buffer, back to the actor that filled it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SpareOps(pub Vec<DpifOp>);
 
 /// Writes everything pending now; replies once done.
 #[derive(Debug, Message)]
@@ -45,7 +67,8 @@ pub struct Flush;
 pub struct DpifWriter {
     dpif: Arc<dyn Dpif>,
     config: WriterConfig,
-    pending: Vec<DpifOp>,
+    /// A ring, so that taking batches from the front moves nothing else.
+    pending: VecDeque<DpifOp>,
     /// Megaflows put (or being put) and not deleted since.
     installed: UfidSet,
     flush_timer: Option<SpawnHandle>,
@@ -60,7 +83,7 @@ impl DpifWriter {
                 batch_size: config.batch_size.max(1),
                 ..config
             },
-            pending: Vec::new(),
+            pending: VecDeque::new(),
             installed: UfidSet::default(),
             flush_timer: None,
             stats,
@@ -69,13 +92,8 @@ impl DpifWriter {
 
     /// Queues one op, or drops a duplicate put.
     fn enqueue(&mut self, op: DpifOp) {
-        if let DpifOp::FlowPut {
-            ufid,
-            mode: PutMode::Create,
-            ..
-        } = &op
-        {
-            if !self.installed.insert(*ufid) {
+        if let DpifOp::FlowPut(put) = &op {
+            if put.mode == PutMode::Create && !self.installed.insert(put.ufid) {
                 PipelineStats::add(&self.stats.duplicate_upcalls, 1);
                 return;
             }
@@ -83,17 +101,24 @@ impl DpifWriter {
         if let DpifOp::FlowDel { ufid } = &op {
             self.installed.remove(ufid);
         }
-        self.pending.push(op);
+        self.pending.push_back(op);
     }
 
     fn write(&mut self, ctx: &mut Context<Self>) {
         if let Some(t) = self.flush_timer.take() {
             ctx.cancel_future(t);
         }
-        while !self.pending.is_empty() {
-            let n = self.pending.len().min(self.config.batch_size);
-            let batch: Vec<DpifOp> = self.pending.drain(..n).collect();
+        self.write_pending(self.pending.len());
+    }
+
+    /// Writes the first `n` pending ops in batches of at most `batch_size`.
+    fn write_pending(&mut self, n: usize) {
+        let mut left = n.min(self.pending.len());
+        while left > 0 {
+            let k = left.min(self.config.batch_size);
+            let batch: Vec<DpifOp> = self.pending.drain(..k).collect();
             self.write_batch(batch);
+            left -= k;
         }
     }
 
@@ -104,14 +129,10 @@ impl DpifWriter {
         let kinds: Vec<(u8, Option<Ufid>)> = batch
             .iter()
             .map(|op| match op {
-                DpifOp::FlowPut {
-                    ufid,
-                    mode: PutMode::Create,
-                    ..
-                } => (0, Some(*ufid)),
-                DpifOp::FlowPut { .. } => (1, None),
+                DpifOp::FlowPut(put) if put.mode == PutMode::Create => (0, Some(put.ufid)),
+                DpifOp::FlowPut(_) => (1, None),
                 DpifOp::FlowDel { .. } => (2, None),
-                DpifOp::Execute { .. } => (3, None),
+                DpifOp::Execute(_) => (3, None),
             })
             .collect();
         let results = self.dpif.operate(batch);
@@ -149,16 +170,21 @@ impl Handler<FlowOps> for DpifWriter {
     type Result = ();
 
     fn handle(&mut self, msg: FlowOps, ctx: &mut Context<Self>) {
+        let FlowOps { mut ops, return_to } = msg;
         let stats = self.stats.clone();
         guarded("dpif_writer", &stats, ctx, || {
-            for op in msg.0 {
+            for op in ops.drain(..) {
                 self.enqueue(op);
             }
-            while self.pending.len() >= self.config.batch_size {
-                let batch: Vec<DpifOp> = self.pending.drain(..self.config.batch_size).collect();
-                self.write_batch(batch);
-            }
+            // Full batches now; a partial one waits for more ops or the
+            // latency bound.
+            let bs = self.config.batch_size;
+            self.write_pending(self.pending.len() / bs * bs);
         });
+        if let Some(to) = return_to {
+            ops.clear();
+            to.do_send(SpareOps(ops));
+        }
         if !self.pending.is_empty() && self.flush_timer.is_none() {
             self.flush_timer = Some(ctx.run_later(self.config.max_latency, |w, ctx| {
                 w.flush_timer = None;

@@ -11,24 +11,30 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
-use messages::dpif::{DpifOp, PutMode, Upcall, UpcallKind};
+use messages::dpif::{DpifOp, Execute, FlowPut, PutMode, Upcall, UpcallKind};
 use messages::flow::datapath_mask;
 
 use crate::dpif::megaflow_ufid;
-use crate::dpif_writer::{DpifWriter, FlowOps};
+use crate::dpif_writer::{DpifWriter, FlowOps, SpareOps};
+use crate::receiver::SpareUpcalls;
 use crate::rule_table::{PushStats, RuleStats, RuleTable, Snapshot};
 use crate::stats::{DropReason, PipelineStats};
 use crate::supervisor::guarded;
 use crate::tables::Tables;
 use crate::xlate::{xlate, XlateConfig};
 
-/// Upcalls to translate, with the time the receiver read them.
+/// Upcalls to translate, with the time the receiver read them. The
+/// emptied buffer goes back to `return_to` (see [`FlowOps`]).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct UpcallBatch {
     pub upcalls: Vec<Upcall>,
     pub received: Instant,
+    pub return_to: Option<Recipient<SpareUpcalls>>,
 }
+
+/// Emptied buffers an actor keeps for its next batches.
+const MAX_SPARE_BUFFERS: usize = 8;
 
 /// The dynamic flow limit and the flow count, from the lead revalidator.
 #[derive(Clone, Copy, Debug, Message)]
@@ -57,6 +63,8 @@ pub struct UpcallHandler {
     /// Flows in the datapath as last reported, plus those put since.
     n_flows_estimate: u64,
     panics_to_inject: u32,
+    /// Op buffers back from the writer, to fill again.
+    spare_ops: Vec<Vec<DpifOp>>,
     stats: Arc<PipelineStats>,
 }
 
@@ -79,22 +87,28 @@ impl UpcallHandler {
             flow_limit,
             n_flows_estimate: 0,
             panics_to_inject: 0,
+            spare_ops: Vec::new(),
             stats,
         }
     }
 
     /// Translates a batch: the ops to write, and the traffic to credit to
     /// rules (the upcalled packets themselves, as OVS counts them).
-    fn handle_batch(&mut self, upcalls: Vec<Upcall>) -> (FlowOps, Vec<(u64, RuleStats)>) {
+    fn handle_batch(
+        &mut self,
+        upcalls: &mut Vec<Upcall>,
+        return_to: Recipient<SpareOps>,
+    ) -> (FlowOps, Vec<(u64, RuleStats)>) {
         if self.panics_to_inject > 0 {
             self.panics_to_inject -= 1;
             panic!("injected fault in handler {}", self.id);
         }
-        let mut ops = Vec::with_capacity(upcalls.len() * 2);
+        let mut ops = self.spare_ops.pop().unwrap_or_default();
+        ops.reserve(upcalls.len() * 2);
         let mut credits: Vec<(u64, RuleStats)> = Vec::new();
         let mut over_limit = 0;
         let mut no_controller = 0;
-        for up in upcalls {
+        for up in upcalls.drain(..) {
             if let UpcallKind::Action { .. } = up.kind {
                 no_controller += 1;
                 continue;
@@ -113,23 +127,23 @@ impl UpcallHandler {
                 self.n_flows_estimate += 1;
                 // Installed with the VLAN stack pinned, as a datapath key is.
                 let mask = datapath_mask(&up.key, &out.wc);
-                ops.push(DpifOp::FlowPut {
+                ops.push(DpifOp::put(FlowPut {
                     ufid: megaflow_ufid(&up.key, &mask),
                     key: up.key.masked(&mask),
                     mask,
                     actions: out.actions.clone(),
                     mode: PutMode::Create,
                     reset_stats: false,
-                });
+                }));
             } else {
                 over_limit += 1;
             }
             if !out.actions.is_empty() {
-                ops.push(DpifOp::Execute {
+                ops.push(DpifOp::Execute(Box::new(Execute {
                     packet: up.packet,
                     key: up.key,
                     actions: out.actions,
-                });
+                })));
             }
         }
         // One credit per rule for the whole batch: the rule-table's work
@@ -146,7 +160,11 @@ impl UpcallHandler {
         self.stats.count_drop(DropReason::FlowLimit, over_limit);
         self.stats
             .count_drop(DropReason::NoController, no_controller);
-        (FlowOps(ops), credits)
+        let ops = FlowOps {
+            ops,
+            return_to: Some(return_to),
+        };
+        (ops, credits)
     }
 }
 
@@ -169,9 +187,22 @@ impl Handler<UpcallBatch> for UpcallHandler {
     type Result = ();
 
     fn handle(&mut self, batch: UpcallBatch, ctx: &mut Context<Self>) {
-        let n = batch.upcalls.len() as u64;
+        let UpcallBatch {
+            mut upcalls,
+            received,
+            return_to,
+        } = batch;
+        let n = upcalls.len() as u64;
         let stats = self.stats.clone();
-        match guarded("handler", &stats, ctx, || self.handle_batch(batch.upcalls)) {
+        let me = ctx.address().recipient();
+        let handled = guarded("handler", &stats, ctx, || {
+            self.handle_batch(&mut upcalls, me)
+        });
+        if let Some(to) = return_to {
+            upcalls.clear();
+            to.do_send(SpareUpcalls(upcalls));
+        }
+        match handled {
             Some((ops, credits)) => {
                 self.writer.do_send(ops);
                 if !credits.is_empty() {
@@ -179,9 +210,19 @@ impl Handler<UpcallBatch> for UpcallHandler {
                 }
                 stats.upcalls_handled.fetch_add(n, Ordering::Relaxed);
                 metrics::histogram!("upcalld_upcall_latency_seconds")
-                    .record(batch.received.elapsed().as_secs_f64());
+                    .record(received.elapsed().as_secs_f64());
             }
             None => stats.count_drop(DropReason::HandlerPanic, n),
+        }
+    }
+}
+
+impl Handler<SpareOps> for UpcallHandler {
+    type Result = ();
+
+    fn handle(&mut self, spare: SpareOps, _: &mut Context<Self>) {
+        if self.spare_ops.len() < MAX_SPARE_BUFFERS {
+            self.spare_ops.push(spare.0);
         }
     }
 }

@@ -31,11 +31,25 @@ const BACKOFF: Duration = Duration::from_micros(50);
 #[rtype(result = "()")]
 struct Poll;
 
+/// An emptied upcall buffer, back from a handler.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SpareUpcalls(pub Vec<Upcall>);
+
+/// Emptied buffers the receiver keeps for its next batches.
+const MAX_SPARE_BUFFERS: usize = 16;
+
 pub struct Receiver {
     /// Which of the datapath's upcall queues to read.
     queue: usize,
     dpif: Arc<dyn Dpif>,
     handlers: Vec<Addr<UpcallHandler>>,
+    /// The batch being read, kept between reads.
+    read_buf: Vec<Upcall>,
+    /// Buffers back from handlers, to fill again.
+    spare: Vec<Vec<Upcall>>,
+    /// Where handlers return buffers (set once started).
+    me: Option<Recipient<SpareUpcalls>>,
     stats: Arc<PipelineStats>,
 }
 
@@ -54,17 +68,29 @@ impl Receiver {
             queue,
             dpif,
             handlers,
+            read_buf: Vec::with_capacity(UPCALL_MAX_BATCH),
+            spare: Vec::new(),
+            me: None,
             stats,
         }
     }
 
     /// Reads one batch and dispatches it. False when the datapath is gone.
     fn poll_once(&mut self) -> bool {
-        let mut upcalls = Vec::with_capacity(UPCALL_MAX_BATCH);
-        match self
+        let mut upcalls = std::mem::take(&mut self.read_buf);
+        upcalls.clear();
+        let read = self
             .dpif
-            .recv_upcalls(self.queue, UPCALL_MAX_BATCH, POLL, &mut upcalls)
-        {
+            .recv_upcalls(self.queue, UPCALL_MAX_BATCH, POLL, &mut upcalls);
+        let keep_going = self.dispatch_all(&mut upcalls, read);
+        self.read_buf = upcalls;
+        keep_going
+    }
+
+    /// Shards what was read (emptying `upcalls`) to the handlers. False
+    /// when the datapath is gone.
+    fn dispatch_all(&mut self, upcalls: &mut Vec<Upcall>, read: Result<(), DpifError>) -> bool {
+        match read {
             Ok(()) => {}
             Err(DpifError::Closed) => return false,
             Err(e) => {
@@ -82,22 +108,34 @@ impl Receiver {
             .upcalls_received
             .fetch_add(upcalls.len() as u64, Ordering::Relaxed);
         let n = self.handlers.len();
-        let mut shards: Vec<Vec<Upcall>> = (0..n).map(|_| Vec::new()).collect();
-        for up in upcalls {
+        let mut shards: Vec<Vec<Upcall>> = (0..n)
+            .map(|_| self.spare.pop().unwrap_or_default())
+            .collect();
+        for up in upcalls.drain(..) {
             shards[(up.ufid % n as u128) as usize].push(up);
         }
         for (i, shard) in shards.into_iter().enumerate() {
-            if !shard.is_empty() {
+            if shard.is_empty() {
+                self.keep_spare(shard);
+            } else {
+                let return_to = self.me.clone();
                 self.dispatch(
                     i,
                     UpcallBatch {
                         upcalls: shard,
                         received,
+                        return_to,
                     },
                 );
             }
         }
         true
+    }
+
+    fn keep_spare(&mut self, buf: Vec<Upcall>) {
+        if self.spare.len() < MAX_SPARE_BUFFERS {
+            self.spare.push(buf);
+        }
     }
 
     fn dispatch(&self, handler: usize, mut batch: UpcallBatch) {
@@ -122,6 +160,7 @@ impl Actor for Receiver {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        self.me = Some(ctx.address().recipient());
         ctx.notify(Poll);
     }
 }
@@ -129,6 +168,14 @@ impl Actor for Receiver {
 impl Supervised for Receiver {
     fn restarting(&mut self, _: &mut Context<Self>) {
         tracing::info!(queue = self.queue, "receiver restarted");
+    }
+}
+
+impl Handler<SpareUpcalls> for Receiver {
+    type Result = ();
+
+    fn handle(&mut self, spare: SpareUpcalls, _: &mut Context<Self>) {
+        self.keep_spare(spare.0);
     }
 }
 

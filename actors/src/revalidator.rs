@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use messages::dpif::{DpFlow, DpifOp, PutMode, Ufid};
+use messages::dpif::{DpFlow, DpifOp, FlowPut, PutMode, Ufid};
 use messages::flow::datapath_mask;
 use messages::Flow;
 
@@ -194,7 +194,7 @@ impl Revalidator {
         }
         self.ukeys.retain(|ufid, _| seen.contains(ufid));
         if !out.ops.is_empty() {
-            self.writer.do_send(FlowOps(out.ops));
+            self.writer.do_send(FlowOps::once(out.ops));
         }
         if !out.rule_stats.is_empty() {
             self.rule_table
@@ -246,14 +246,14 @@ impl Revalidator {
                 delete = true;
             } else {
                 if x.actions != flow.actions {
-                    out.ops.push(DpifOp::FlowPut {
+                    out.ops.push(DpifOp::put(FlowPut {
                         ufid: flow.ufid,
                         key: flow.key,
                         mask: flow.mask,
                         actions: x.actions,
                         mode: PutMode::Modify,
                         reset_stats: false,
-                    });
+                    }));
                 }
                 ukey.rules = x.rules;
                 ukey.version = Some(version);

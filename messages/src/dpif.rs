@@ -73,30 +73,40 @@ pub enum PutMode {
     CreateOrModify,
 }
 
-/// One datapath operation.
-// Puts dominate every batch, so boxing their key and mask would only add an
-// allocation per op.
-#[allow(clippy::large_enum_variant)]
+/// A megaflow to install or change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowPut {
+    pub ufid: Ufid,
+    pub key: Flow,
+    pub mask: FlowWildcards,
+    pub actions: OdpActions,
+    pub mode: PutMode,
+    /// Zero the flow's statistics (when modifying).
+    pub reset_stats: bool,
+}
+
+/// A packet to run `actions` on, as if it arrived with metadata `key`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Execute {
+    pub packet: Vec<u8>,
+    pub key: Flow,
+    pub actions: OdpActions,
+}
+
+/// One datapath operation. Puts and executes are boxed: an op moves
+/// several times on its way (handler, writer queue, batch, datapath),
+/// while a flow key and mask take over 500 bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DpifOp {
-    FlowPut {
-        ufid: Ufid,
-        key: Flow,
-        mask: FlowWildcards,
-        actions: OdpActions,
-        mode: PutMode,
-        /// Zero the flow's statistics (when modifying).
-        reset_stats: bool,
-    },
-    FlowDel {
-        ufid: Ufid,
-    },
-    /// Run `actions` on `packet` as if it arrived with metadata `key`.
-    Execute {
-        packet: Vec<u8>,
-        key: Flow,
-        actions: OdpActions,
-    },
+    FlowPut(Box<FlowPut>),
+    FlowDel { ufid: Ufid },
+    Execute(Box<Execute>),
+}
+
+impl DpifOp {
+    pub fn put(put: FlowPut) -> Self {
+        DpifOp::FlowPut(Box::new(put))
+    }
 }
 
 /// A flow installed in the datapath, as a dump returns it.

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actors::dpif::{key_ufid, DpStats, Dpif, DpifError, PortInfo, PortKind, PortSpec};
-use messages::dpif::{DpFlow, DpifOp, FlowStats, PutMode, Upcall, UpcallKind};
+use messages::dpif::{DpFlow, DpifOp, FlowPut, FlowStats, PutMode, Upcall, UpcallKind};
 use messages::flow::datapath_mask;
 use messages::netlink::consts::*;
 use messages::netlink::{
@@ -395,14 +395,15 @@ impl KernelDpif {
             OVS_UFID_F_OMIT_KEY | OVS_UFID_F_OMIT_MASK | OVS_UFID_F_OMIT_ACTIONS,
         );
         match op {
-            DpifOp::FlowPut {
-                ufid,
-                key,
-                mask,
-                actions,
-                mode,
-                reset_stats,
-            } => {
+            DpifOp::FlowPut(put) => {
+                let FlowPut {
+                    ufid,
+                    key,
+                    mask,
+                    actions,
+                    mode,
+                    reset_stats,
+                } = &**put;
                 let (k, m) = megaflow_to_attrs(key, mask);
                 let mut attrs = vec![
                     FlowAttr::Key(k),
@@ -430,19 +431,15 @@ impl KernelDpif {
                 FlowMessage::new(CMD_DEL, self.dp_ifindex, vec![FlowAttr::Ufid(*ufid), omit]),
                 0,
             ),
-            DpifOp::Execute {
-                packet,
-                key,
-                actions,
-            } => request(
+            DpifOp::Execute(e) => request(
                 self.families.packet,
                 PacketMessage::new(
                     OVS_PACKET_CMD_EXECUTE,
                     self.dp_ifindex,
                     vec![
-                        PacketAttr::Packet(packet.clone()),
-                        PacketAttr::Key(key_to_attrs(key)),
-                        PacketAttr::Actions(actions_to_attrs(actions)),
+                        PacketAttr::Packet(e.packet.clone()),
+                        PacketAttr::Key(key_to_attrs(&e.key)),
+                        PacketAttr::Actions(actions_to_attrs(&e.actions)),
                     ],
                 ),
                 0,
@@ -572,9 +569,9 @@ impl Dpif for KernelDpif {
                     a.map_err(|e| {
                         refused(
                             match op {
-                                DpifOp::FlowPut { .. } => "flow put",
+                                DpifOp::FlowPut(_) => "flow put",
                                 DpifOp::FlowDel { .. } => "flow del",
-                                DpifOp::Execute { .. } => "execute",
+                                DpifOp::Execute(_) => "execute",
                             },
                             e,
                         )

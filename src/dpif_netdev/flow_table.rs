@@ -16,6 +16,7 @@ use hashbrown::HashTable;
 use messages::dpif::{DpFlow, FlowStats, Ufid, UfidMap};
 use messages::odp::OdpActions;
 use messages::Flow;
+use smallvec::SmallVec;
 
 /// A mask, with its nonzero 64-bit words and their indices (masks are
 /// sparse: only those words are hashed, compared and stored).
@@ -258,12 +259,14 @@ struct FirstStage {
 }
 
 /// The subtables holding megaflows with one value of the first stage.
+/// Inline, so that the common case (a few words, one or two subtables)
+/// costs no allocation and a lookup touches only the index's slot.
 struct Candidates {
     hash: u64,
     /// The value: the key's words under the first-stage mask.
-    value: Box<[u64]>,
+    value: SmallVec<[u64; 6]>,
     /// Subtable, and how many of its megaflows have this value.
-    subtables: Vec<(SubtableId, u32)>,
+    subtables: SmallVec<[(SubtableId, u32); 2]>,
 }
 
 impl FirstStage {
@@ -307,7 +310,7 @@ impl FirstStage {
                     Candidates {
                         hash,
                         value,
-                        subtables: vec![(id, 1)],
+                        subtables: smallvec::smallvec![(id, 1)],
                     },
                     |c| c.hash,
                 );
@@ -613,7 +616,6 @@ pub struct Emc {
     rng: u32,
 }
 
-#[derive(Clone, Default)]
 struct EmcSlot {
     hash: u64,
     key: Flow,
@@ -624,8 +626,13 @@ impl Emc {
     /// A cache of at least `entries` slots (rounded up to a power of two).
     pub fn new(entries: usize, insert_inv_prob: u32) -> Self {
         let n = entries.max(2).next_power_of_two();
+        // Zeroed memory comes from the OS untouched: only the slots in use
+        // ever take up memory.
+        // SAFETY: all-zero bytes are a valid empty `EmcSlot` (hash 0, the
+        // all-zero Flow, and `None`, which is the null pointer).
+        let slots = unsafe { Box::<[EmcSlot]>::new_zeroed_slice(n).assume_init() };
         Emc {
-            slots: vec![EmcSlot::default(); n].into_boxed_slice(),
+            slots,
             index_mask: n - 1,
             insert_inv_prob: if entries == 0 { 0 } else { insert_inv_prob },
             rng: 0x9e37_79b9,

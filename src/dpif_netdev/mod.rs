@@ -22,7 +22,7 @@ use std::time::Duration;
 use actors::dpif::{
     key_ufid, monotonic_ms, DpStats, Dpif, DpifError, PortInfo, PortKind, PortSpec,
 };
-use messages::dpif::{DpFlow, DpifOp, PutMode, Upcall, UpcallKind};
+use messages::dpif::{DpFlow, DpifOp, FlowPut, PutMode, Upcall, UpcallKind};
 use messages::execute::{apply_set_masked, pop_vlan, push_vlan};
 use messages::extract::flow_extract;
 use messages::odp::{OdpAction, OdpActions, SetHeader};
@@ -442,32 +442,31 @@ impl Dpif for Netdev {
             let mut flows = self.core.flows.write();
             for op in ops {
                 let result = match op {
-                    DpifOp::FlowPut {
-                        ufid,
-                        key,
-                        mask,
-                        actions,
-                        mode,
-                        reset_stats,
-                    } => match mode {
-                        PutMode::Create => flows.create(ufid, &key, &mask, actions),
-                        PutMode::Modify => flows.modify(ufid, actions, reset_stats),
-                        PutMode::CreateOrModify if flows.get(ufid).is_some() => {
-                            flows.modify(ufid, actions, reset_stats)
+                    DpifOp::FlowPut(put) => {
+                        let FlowPut {
+                            ufid,
+                            key,
+                            mask,
+                            actions,
+                            mode,
+                            reset_stats,
+                        } = *put;
+                        match mode {
+                            PutMode::Create => flows.create(ufid, &key, &mask, actions),
+                            PutMode::Modify => flows.modify(ufid, actions, reset_stats),
+                            PutMode::CreateOrModify if flows.get(ufid).is_some() => {
+                                flows.modify(ufid, actions, reset_stats)
+                            }
+                            PutMode::CreateOrModify => flows.create(ufid, &key, &mask, actions),
                         }
-                        PutMode::CreateOrModify => flows.create(ufid, &key, &mask, actions),
+                        .map_err(put_error)
                     }
-                    .map_err(put_error),
                     DpifOp::FlowDel { ufid } => match flows.delete(ufid) {
                         Some(_) => Ok(()),
                         None => Err(put_error(PutError::NoSuchFlow(ufid))),
                     },
-                    DpifOp::Execute {
-                        packet,
-                        key,
-                        actions,
-                    } => {
-                        executes.push((packet, key, actions));
+                    DpifOp::Execute(execute) => {
+                        executes.push(execute);
                         Ok(())
                     }
                 };
@@ -477,8 +476,8 @@ impl Dpif for Netdev {
                 .n_flows
                 .store(flows.len() as u64, Ordering::Relaxed);
         }
-        for (mut packet, key, actions) in executes {
-            self.core.execute(&mut packet, &key, &actions);
+        for mut e in executes {
+            self.core.execute(&mut e.packet, &e.key, &e.actions);
         }
         results
     }
@@ -568,6 +567,7 @@ impl Dpif for Netdev {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use messages::dpif::Execute;
 
     /// An IPv4/TCP frame from 10.0.0.1:1000 to 10.0.0.2:80.
     fn tcp_frame() -> Vec<u8> {
@@ -613,19 +613,19 @@ mod tests {
         };
         let actions = vec![OdpAction::Output(sink)];
         let results = dp.operate(vec![
-            DpifOp::FlowPut {
+            DpifOp::put(FlowPut {
                 ufid: 42,
                 key: up.key,
                 mask,
                 actions: actions.clone(),
                 mode: PutMode::Create,
                 reset_stats: false,
-            },
-            DpifOp::Execute {
+            }),
+            DpifOp::Execute(Box::new(Execute {
                 packet: up.packet,
                 key: up.key,
                 actions,
-            },
+            })),
         ]);
         assert!(results.iter().all(Result::is_ok), "{results:?}");
         dp.inject(&frames, 0);
@@ -633,11 +633,11 @@ mod tests {
         let s = dp.stats();
         assert_eq!((s.n_hit, s.n_missed, s.n_lost, s.n_flows), (2, 1, 0, 1));
         assert_eq!(dp.tx_packets()[&sink], 3);
-        dp.operate(vec![DpifOp::Execute {
+        dp.operate(vec![DpifOp::Execute(Box::new(Execute {
             packet: tcp_frame(),
             key: up.key,
             actions: vec![OdpAction::Output(99), OdpAction::PopVlan],
-        }]);
+        }))]);
         assert_eq!(dp.tx_drops(), (1, 1));
         let dump = dp.flow_dump().unwrap();
         assert_eq!(dump[0].stats.n_packets, 2);
