@@ -917,4 +917,40 @@ mod tests {
         }
         assert_eq!(t.len(), installed.len());
     }
+
+    #[test]
+    fn emc_inserts_by_draw_and_drops_dead_entries() {
+        let mut t = FlowTable::new(10);
+        let f = flow(7, 80);
+        t.create(1, &f, &mask_src_only(), vec![]).unwrap();
+        let e = t.lookup(&f).unwrap().clone();
+
+        // Off: nothing is cached.
+        let mut off = Emc::new(0, 100);
+        off.maybe_insert(&f, &e);
+        assert!(off.lookup(&f).is_none());
+
+        // One in 100: a flow that keeps hitting gets in after a while.
+        let mut sampled = Emc::new(64, 100);
+        let mut draws = 0;
+        while sampled.lookup(&f).is_none() {
+            sampled.maybe_insert(&f, &e);
+            draws += 1;
+            assert!(draws < 10_000, "never inserted");
+        }
+        assert!(draws > 1, "inserted at the first draw of one in 100");
+
+        // Always: every hit is cached.
+        let mut always = Emc::new(1024, 1);
+        let g = flow(8, 80);
+        t.create(2, &g, &mask_src_only(), vec![]).unwrap();
+        let e2 = t.lookup(&g).unwrap().clone();
+        always.maybe_insert(&f, &e);
+        always.maybe_insert(&g, &e2);
+        assert_eq!(always.lookup(&f).map(|x| x.ufid), Some(1));
+        assert_eq!(always.lookup(&g).map(|x| x.ufid), Some(2));
+        // A deleted megaflow's entry is dropped when met.
+        t.delete(1);
+        assert!(always.lookup(&f).is_none());
+    }
 }
