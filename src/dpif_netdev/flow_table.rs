@@ -16,6 +16,7 @@ use hashbrown::HashTable;
 use messages::dpif::{DpFlow, FlowStats, Ufid, UfidMap};
 use messages::odp::OdpActions;
 use messages::Flow;
+use rustc_hash::FxHashSet;
 use smallvec::SmallVec;
 
 /// A mask, with its nonzero 64-bit words and their indices (masks are
@@ -56,7 +57,8 @@ pub struct FlowEntry {
     subtable: SubtableId,
     /// The key's words under the mask's nonzero words.
     values: Box<[u64]>,
-    pub actions: OdpActions,
+    /// Shared with every megaflow that has the same actions.
+    pub actions: Arc<OdpActions>,
     n_packets: AtomicU64,
     n_bytes: AtomicU64,
     /// Monotonic ms of the last hit plus one; 0 means never used.
@@ -73,7 +75,7 @@ impl FlowEntry {
         shape: Arc<MaskShape>,
         subtable: SubtableId,
         values: Box<[u64]>,
-        actions: OdpActions,
+        actions: Arc<OdpActions>,
     ) -> Self {
         FlowEntry {
             ufid,
@@ -153,13 +155,14 @@ impl FlowEntry {
             ufid: self.ufid,
             key: self.key(),
             mask: self.shape.mask,
-            actions: self.actions.clone(),
+            actions: self.actions.to_vec(),
             stats: self.stats(),
         }
     }
 }
 
-/// A flow used as a hash key, hashed once with [`flow_hash`].
+/// A mask used as a hash key, hashed once. Masks are few and compared in
+/// full on a match, so a cheap fold of every word does.
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct HashedFlow {
     hash: u64,
@@ -169,8 +172,13 @@ struct HashedFlow {
 impl HashedFlow {
     #[inline]
     fn new(flow: Flow) -> Self {
+        let mut h = 0u64;
+        for w in flow.words() {
+            h = h.rotate_left(23) ^ w;
+        }
+        h = (h ^ (h >> 31)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         HashedFlow {
-            hash: flow_hash(&flow, 0),
+            hash: h ^ (h >> 29),
             flow,
         }
     }
@@ -373,6 +381,41 @@ impl FirstStage {
     }
 }
 
+/// The distinct action lists of the installed megaflows, each stored once:
+/// a rule set sends most megaflows to a handful of lists, and a list takes
+/// hundreds of bytes. A list leaves the pool when its last megaflow goes
+/// (lists still held elsewhere, by an exact-match cache entry, are swept
+/// out as the pool grows).
+#[derive(Default)]
+struct ActionPool {
+    lists: FxHashSet<Arc<OdpActions>>,
+    /// Pool size after the last sweep.
+    swept_at: usize,
+}
+
+impl ActionPool {
+    fn intern(&mut self, actions: OdpActions) -> Arc<OdpActions> {
+        if let Some(shared) = self.lists.get(&actions) {
+            return shared.clone();
+        }
+        if self.lists.len() >= 2 * self.swept_at + 64 {
+            self.lists.retain(|l| Arc::strong_count(l) > 1);
+            self.swept_at = self.lists.len();
+        }
+        let shared = Arc::new(actions);
+        self.lists.insert(shared.clone());
+        shared
+    }
+
+    /// Called as a megaflow holding `actions` goes away.
+    fn release(&mut self, actions: &Arc<OdpActions>) {
+        // The pool's reference and the departing megaflow's.
+        if Arc::strong_count(actions) <= 2 {
+            self.lists.remove(&**actions);
+        }
+    }
+}
+
 /// Why a put was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PutError {
@@ -395,6 +438,7 @@ pub struct FlowTable {
     by_mask: PrehashedMap<SubtableId>,
     by_ufid: UfidMap<Arc<FlowEntry>>,
     first_stage: FirstStage,
+    actions: ActionPool,
     max_flows: usize,
 }
 
@@ -407,6 +451,7 @@ impl FlowTable {
             by_mask: PrehashedMap::default(),
             by_ufid: HashMap::default(),
             first_stage: FirstStage::default(),
+            actions: ActionPool::default(),
             max_flows,
         }
     }
@@ -476,12 +521,13 @@ impl FlowTable {
             Some(id) => (id, false),
             None => (self.add_subtable(mask_key), true),
         };
+        let actions = self.actions.intern(actions);
         let shape = self.subtable(id).shape.clone();
+        let hash = shape.hash(&key);
         let values = shape.values(&key);
         let entry = Arc::new(FlowEntry::new(ufid, shape, id, values, actions));
-        let hash = entry.shape.hash(&key);
-        let st = self.subtable_mut(id);
-        st.flows
+        self.subtable_mut(id)
+            .flows
             .insert_unique(hash, (hash, entry.clone()), |(h, _)| *h);
         if new_subtable && !self.first_stage.covers(mask) {
             self.first_stage.rebuild(mask, &self.subtables);
@@ -529,6 +575,7 @@ impl FlowTable {
             .get(&ufid)
             .cloned()
             .ok_or(PutError::NoSuchFlow(ufid))?;
+        let actions = self.actions.intern(actions);
         let entry = Arc::new(FlowEntry::new(
             ufid,
             old.shape.clone(),
@@ -546,6 +593,7 @@ impl FlowTable {
             slot.1 = entry.clone();
         }
         self.by_ufid.insert(ufid, entry);
+        self.actions.release(&old.actions);
         Ok(())
     }
 
@@ -570,6 +618,7 @@ impl FlowTable {
                 self.first_stage.reset();
             }
         }
+        self.actions.release(&entry.actions);
         Some(entry)
     }
 
@@ -782,7 +831,7 @@ mod tests {
         t.modify(9, vec![OdpAction::Output(3)], false).unwrap();
         assert!(emc.lookup(&f).is_none());
         let now = t.get(9).unwrap();
-        assert_eq!(now.actions, vec![OdpAction::Output(3)]);
+        assert_eq!(*now.actions, vec![OdpAction::Output(3)]);
         assert_eq!(now.stats().n_packets, 1);
         assert_eq!(now.stats().used_ms, Some(1000));
         t.modify(9, vec![], true).unwrap();
@@ -952,5 +1001,27 @@ mod tests {
         // A deleted megaflow's entry is dropped when met.
         t.delete(1);
         assert!(always.lookup(&f).is_none());
+    }
+
+    #[test]
+    fn equal_action_lists_are_stored_once_and_leave_with_their_last_flow() {
+        let mut t = FlowTable::new(10);
+        let out2 = vec![OdpAction::Output(2)];
+        t.create(1, &flow(1, 0), &mask_src_only(), out2.clone())
+            .unwrap();
+        t.create(2, &flow(2, 0), &mask_src_only(), out2.clone())
+            .unwrap();
+        t.create(3, &flow(3, 0), &mask_src_only(), vec![]).unwrap();
+        let (a, b) = (t.get(1).unwrap(), t.get(2).unwrap());
+        assert!(Arc::ptr_eq(&a.actions, &b.actions));
+        assert_eq!(t.actions.lists.len(), 2);
+        // A modify to other actions moves flow 2 off the shared list.
+        t.modify(2, vec![OdpAction::Output(4)], false).unwrap();
+        assert_eq!(*t.get(2).unwrap().actions, vec![OdpAction::Output(4)]);
+        assert_eq!(t.actions.lists.len(), 3);
+        t.delete(1);
+        t.delete(2);
+        t.delete(3);
+        assert!(t.actions.lists.is_empty());
     }
 }
