@@ -129,3 +129,72 @@ pub fn megaflow_ufid(key: &Flow, mask: &Flow) -> Ufid {
     let both = [key.masked(mask), *mask];
     xxh3_128_with_seed(bytemuck::cast_slice(&both), 2)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(nw_src: u32, tp_dst: u16) -> Flow {
+        Flow {
+            in_port: 1,
+            dl_type: 0x0800,
+            nw_src,
+            nw_proto: 6,
+            tp_dst,
+            ..Flow::default()
+        }
+    }
+
+    #[test]
+    fn megaflow_ufid_depends_on_the_masked_key_and_the_mask_only() {
+        let by_src = Flow {
+            in_port: u32::MAX,
+            dl_type: u16::MAX,
+            nw_src: u32::MAX,
+            ..Flow::default()
+        };
+        let by_port = Flow {
+            tp_dst: u16::MAX,
+            ..by_src
+        };
+        // Keys that differ only outside the mask: one megaflow.
+        assert_eq!(
+            megaflow_ufid(&flow(7, 80), &by_src),
+            megaflow_ufid(&flow(7, 443), &by_src)
+        );
+        assert_ne!(
+            megaflow_ufid(&flow(7, 80), &by_src),
+            megaflow_ufid(&flow(8, 80), &by_src)
+        );
+        // Same masked key, other mask; and a key word of zero under the
+        // mask is not the same as that word left out of the mask.
+        assert_ne!(
+            megaflow_ufid(&flow(7, 80), &by_src),
+            megaflow_ufid(&flow(7, 80), &by_port)
+        );
+        assert_ne!(
+            megaflow_ufid(&flow(7, 0), &by_src),
+            megaflow_ufid(&flow(7, 0), &by_port)
+        );
+    }
+
+    #[test]
+    fn key_ufids_and_hashes_tell_flows_apart() {
+        let flows: Vec<Flow> = (0..2000u32).map(|i| flow(i, (i % 7) as u16)).collect();
+        let ufids: std::collections::HashSet<Ufid> = flows.iter().map(key_ufid).collect();
+        let hashes: std::collections::HashSet<u64> =
+            flows.iter().map(|f| flow_hash(f, 0)).collect();
+        assert_eq!(ufids.len(), flows.len());
+        assert_eq!(hashes.len(), flows.len());
+        // The same value in another field is another flow.
+        let a = Flow {
+            nw_src: 5,
+            ..Flow::default()
+        };
+        let b = Flow {
+            nw_dst: 5,
+            ..Flow::default()
+        };
+        assert_ne!(key_ufid(&a), key_ufid(&b));
+    }
+}
