@@ -119,7 +119,7 @@ fn bench_put(dpif: &KernelDpif, port: u32, batch: usize) {
             ufid: key_ufid(&key),
             key,
             mask: mask(),
-            actions: vec![OdpAction::Output(port)],
+            actions: vec![OdpAction::Output(port)].into(),
             mode: PutMode::Create,
             reset_stats: false,
         }));
@@ -181,14 +181,14 @@ fn bench_upcall(dpif: &KernelDpif, port: u32, tx_fd: i32, batch: usize) {
                 ufid: u.ufid,
                 key: u.key,
                 mask: mask(),
-                actions: actions.clone(),
+                actions: actions.clone().into(),
                 mode: PutMode::Create,
                 reset_stats: false,
             }));
             ops.push(DpifOp::Execute(Box::new(Execute {
                 packet: u.packet.clone(),
                 key: u.key,
-                actions,
+                actions: actions.into(),
             })));
             if ops.len() >= batch {
                 let r = dpif.operate(std::mem::take(&mut ops));

@@ -123,14 +123,14 @@ fn miss_upcall_then_megaflow_forwards_without_upcalls() {
             ufid: up.ufid,
             key: up.key,
             mask,
-            actions: actions.clone(),
+            actions: actions.clone().into(),
             mode: PutMode::Create,
             reset_stats: false,
         }),
         DpifOp::Execute(Box::new(Execute {
             packet: up.packet.clone(),
             key: up.key,
-            actions: actions.clone(),
+            actions: actions.clone().into(),
         })),
     ]);
     for r in &results {
@@ -181,7 +181,7 @@ fn miss_upcall_then_megaflow_forwards_without_upcalls() {
         ufid: up.ufid,
         key: up.key,
         mask,
-        actions: vec![],
+        actions: vec![].into(),
         mode: PutMode::Modify,
         reset_stats: true,
     })]);
@@ -239,7 +239,7 @@ fn a_batch_goes_in_one_sendmsg_and_each_answer_reaches_its_op() {
                 ufid: key_ufid(k),
                 key: *k,
                 mask,
-                actions: vec![OdpAction::Output(pa)],
+                actions: vec![OdpAction::Output(pa)].into(),
                 mode: PutMode::Create,
                 reset_stats: false,
             })
@@ -253,7 +253,7 @@ fn a_batch_goes_in_one_sendmsg_and_each_answer_reaches_its_op() {
             ufid: key_ufid(&keys[3]),
             key: keys[3],
             mask,
-            actions: vec![],
+            actions: vec![].into(),
             mode: PutMode::Create,
             reset_stats: false,
         }),
@@ -267,7 +267,7 @@ fn a_batch_goes_in_one_sendmsg_and_each_answer_reaches_its_op() {
                 ..keys[0]
             },
             mask,
-            actions: vec![],
+            actions: vec![].into(),
             mode: PutMode::Modify,
             reset_stats: false,
         }),
@@ -414,7 +414,7 @@ fn concurrent_dumps_take_turns() {
                 ufid: key_ufid(&key),
                 key,
                 mask,
-                actions: vec![],
+                actions: vec![].into(),
                 mode: PutMode::Create,
                 reset_stats: false,
             })

@@ -114,15 +114,20 @@ impl UpcallHandler {
                 continue;
             }
             let out = xlate(&self.tables, &up.key, &self.xlate_cfg);
+            // One credit per rule for the whole batch: the rule-table's work
+            // then scales with the rules hit (a few), not with the upcalls.
             for id in &out.rules {
-                credits.push((
-                    *id,
-                    RuleStats {
-                        n_packets: 1,
-                        n_bytes: up.packet.len() as u64,
-                    },
-                ));
+                let credit = match credits.iter_mut().find(|(r, _)| r == id) {
+                    Some((_, c)) => c,
+                    None => {
+                        credits.push((*id, RuleStats::default()));
+                        &mut credits.last_mut().expect("just pushed").1
+                    }
+                };
+                credit.n_packets += 1;
+                credit.n_bytes += up.packet.len() as u64;
             }
+            let actions = Arc::new(out.actions);
             if self.n_flows_estimate < self.flow_limit {
                 self.n_flows_estimate += 1;
                 // Installed with the VLAN stack pinned, as a datapath key is.
@@ -131,32 +136,21 @@ impl UpcallHandler {
                     ufid: megaflow_ufid(&up.key, &mask),
                     key: up.key.masked(&mask),
                     mask,
-                    actions: out.actions.clone(),
+                    actions: actions.clone(),
                     mode: PutMode::Create,
                     reset_stats: false,
                 }));
             } else {
                 over_limit += 1;
             }
-            if !out.actions.is_empty() {
+            if !actions.is_empty() {
                 ops.push(DpifOp::Execute(Box::new(Execute {
                     packet: up.packet,
                     key: up.key,
-                    actions: out.actions,
+                    actions,
                 })));
             }
         }
-        // One credit per rule for the whole batch: the rule-table's work
-        // then scales with the rules hit, not with the upcalls.
-        credits.sort_unstable_by_key(|(id, _)| *id);
-        credits.dedup_by(|later, kept| {
-            let same = later.0 == kept.0;
-            if same {
-                kept.1.n_packets += later.1.n_packets;
-                kept.1.n_bytes += later.1.n_bytes;
-            }
-            same
-        });
         self.stats.count_drop(DropReason::FlowLimit, over_limit);
         self.stats
             .count_drop(DropReason::NoController, no_controller);

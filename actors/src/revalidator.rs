@@ -250,7 +250,7 @@ impl Revalidator {
                         ufid: flow.ufid,
                         key: flow.key,
                         mask: flow.mask,
-                        actions: x.actions,
+                        actions: x.actions.into(),
                         mode: PutMode::Modify,
                         reset_stats: false,
                     }));

@@ -104,8 +104,9 @@ pub fn xlate(tables: &Tables, flow: &Flow, cfg: &XlateConfig) -> XlateOutput {
         flow: *flow,
         base: *flow,
         wc,
-        actions: Vec::new(),
-        rules: Vec::new(),
+        // Room for a typical translation, so that it does not regrow.
+        actions: Vec::with_capacity(4),
+        rules: Vec::with_capacity(4),
         table_id: 0,
         depth: 0,
         resubmits: 0,

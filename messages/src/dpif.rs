@@ -2,6 +2,8 @@
 //! going down, and flows dumped with their statistics. Shared by every
 //! datapath backend (the embedded userspace datapath, the kernel's).
 
+use std::sync::Arc;
+
 use crate::flow::{Flow, FlowWildcards};
 use crate::odp::OdpActions;
 
@@ -79,7 +81,8 @@ pub struct FlowPut {
     pub ufid: Ufid,
     pub key: Flow,
     pub mask: FlowWildcards,
-    pub actions: OdpActions,
+    /// Shared with the `Execute` of the same upcall.
+    pub actions: Arc<OdpActions>,
     pub mode: PutMode,
     /// Zero the flow's statistics (when modifying).
     pub reset_stats: bool,
@@ -90,7 +93,7 @@ pub struct FlowPut {
 pub struct Execute {
     pub packet: Vec<u8>,
     pub key: Flow,
-    pub actions: OdpActions,
+    pub actions: Arc<OdpActions>,
 }
 
 /// One datapath operation. Puts and executes are boxed: an op moves

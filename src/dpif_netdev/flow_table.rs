@@ -394,17 +394,16 @@ struct ActionPool {
 }
 
 impl ActionPool {
-    fn intern(&mut self, actions: OdpActions) -> Arc<OdpActions> {
-        if let Some(shared) = self.lists.get(&actions) {
+    fn intern(&mut self, actions: Arc<OdpActions>) -> Arc<OdpActions> {
+        if let Some(shared) = self.lists.get(&*actions) {
             return shared.clone();
         }
         if self.lists.len() >= 2 * self.swept_at + 64 {
             self.lists.retain(|l| Arc::strong_count(l) > 1);
             self.swept_at = self.lists.len();
         }
-        let shared = Arc::new(actions);
-        self.lists.insert(shared.clone());
-        shared
+        self.lists.insert(actions.clone());
+        actions
     }
 
     /// Called as a megaflow holding `actions` goes away.
@@ -501,7 +500,7 @@ impl FlowTable {
         ufid: Ufid,
         key: &Flow,
         mask: &Flow,
-        actions: OdpActions,
+        actions: impl Into<Arc<OdpActions>>,
     ) -> Result<(), PutError> {
         if self.by_ufid.contains_key(&ufid) {
             return Err(PutError::UfidExists(ufid));
@@ -521,7 +520,7 @@ impl FlowTable {
             Some(id) => (id, false),
             None => (self.add_subtable(mask_key), true),
         };
-        let actions = self.actions.intern(actions);
+        let actions = self.actions.intern(actions.into());
         let shape = self.subtable(id).shape.clone();
         let hash = shape.hash(&key);
         let values = shape.values(&key);
@@ -567,7 +566,7 @@ impl FlowTable {
     pub fn modify(
         &mut self,
         ufid: Ufid,
-        actions: OdpActions,
+        actions: impl Into<Arc<OdpActions>>,
         reset_stats: bool,
     ) -> Result<(), PutError> {
         let old = self
@@ -575,7 +574,7 @@ impl FlowTable {
             .get(&ufid)
             .cloned()
             .ok_or(PutError::NoSuchFlow(ufid))?;
-        let actions = self.actions.intern(actions);
+        let actions = self.actions.intern(actions.into());
         let entry = Arc::new(FlowEntry::new(
             ufid,
             old.shape.clone(),

@@ -617,14 +617,14 @@ mod tests {
                 ufid: 42,
                 key: up.key,
                 mask,
-                actions: actions.clone(),
+                actions: actions.clone().into(),
                 mode: PutMode::Create,
                 reset_stats: false,
             }),
             DpifOp::Execute(Box::new(Execute {
                 packet: up.packet,
                 key: up.key,
-                actions,
+                actions: actions.into(),
             })),
         ]);
         assert!(results.iter().all(Result::is_ok), "{results:?}");
@@ -636,7 +636,7 @@ mod tests {
         dp.operate(vec![DpifOp::Execute(Box::new(Execute {
             packet: tcp_frame(),
             key: up.key,
-            actions: vec![OdpAction::Output(99), OdpAction::PopVlan],
+            actions: vec![OdpAction::Output(99), OdpAction::PopVlan].into(),
         }))]);
         assert_eq!(dp.tx_drops(), (1, 1));
         let dump = dp.flow_dump().unwrap();
