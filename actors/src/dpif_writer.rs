@@ -136,6 +136,7 @@ impl DpifWriter {
             })
             .collect();
         let results = self.dpif.operate(batch);
+        self.stats.note_write();
         let s = &self.stats;
         for ((kind, ufid), result) in kinds.into_iter().zip(results) {
             match (kind, result) {

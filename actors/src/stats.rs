@@ -3,6 +3,8 @@
 //! no message and reading never waits on an actor.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 /// Why an upcall was not installed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,6 +79,15 @@ pub struct PipelineStats {
     pub revalidation_rounds: AtomicU64,
     /// The rule-table's current version.
     pub rules_version: AtomicU64,
+    /// When the dpif-writer last finished a batch: nanoseconds after
+    /// [`epoch`], plus one (0: never).
+    last_write: AtomicU64,
+}
+
+/// The process's time origin for the timestamps kept in atomics.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
 }
 
 impl PipelineStats {
@@ -86,6 +97,18 @@ impl PipelineStats {
 
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    /// Notes that a batch of datapath operations has just completed.
+    pub fn note_write(&self) {
+        let ns = epoch().elapsed().as_nanos() as u64;
+        self.last_write.store(ns + 1, Ordering::Relaxed);
+    }
+
+    /// When the dpif-writer last finished a batch.
+    pub fn last_write(&self) -> Option<Instant> {
+        let ns = self.last_write.load(Ordering::Relaxed).checked_sub(1)?;
+        Some(epoch() + Duration::from_nanos(ns))
     }
 
     pub fn count_drop(&self, why: DropReason, n: u64) {
