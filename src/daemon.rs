@@ -14,7 +14,7 @@ use actors::dpif::{Dpif, PortKind, PortSpec};
 use actors::dpif_writer::WriterConfig;
 use actors::pipeline::{Pipeline, PipelineConfig};
 use actors::revalidator::RevalidatorConfig;
-use actors::rule_table::{DumpRules, GetSnapshot, RuleChange};
+use actors::rule_table::{GetSnapshot, RuleChange};
 use actors::tables::{RuleFilter, Tables};
 use actors::xlate::XlateConfig;
 use anyhow::Context as _;
@@ -127,8 +127,7 @@ impl Ctl {
             Command::DumpFlows => {
                 let rules = self
                     .pipeline
-                    .rule_table
-                    .send(DumpRules)
+                    .dump_rules()
                     .await
                     .map_err(|e| format!("rule-table unavailable: {e}"))?;
                 Ok(show::dump_flows(&rules))

@@ -8,7 +8,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use messages::dpif::{DpifOp, Execute, FlowPut, PutMode, Upcall, UpcallKind};
@@ -36,6 +36,11 @@ pub struct UpcallBatch {
 /// Emptied buffers an actor keeps for its next batches.
 const MAX_SPARE_BUFFERS: usize = 8;
 
+/// How often a handler sends the rule credits it gathered to the
+/// rule-table: often enough for `dump-flows`, rarely enough that the
+/// rule-table's thread is not woken for every upcall batch.
+const CREDIT_INTERVAL: Duration = Duration::from_millis(10);
+
 /// The dynamic flow limit and the flow count, from the lead revalidator.
 #[derive(Clone, Copy, Debug, Message)]
 #[rtype(result = "()")]
@@ -43,6 +48,12 @@ pub struct FlowLimit {
     pub limit: u64,
     pub n_flows: u64,
 }
+
+/// Send the rule credits gathered so far to the rule-table now (before a
+/// dump of the rules, so that it counts every upcall handled).
+#[derive(Clone, Copy, Debug, Message)]
+#[rtype(result = "()")]
+pub struct SendCredits;
 
 /// Fault injection for tests: panic while handling the next `batches`
 /// upcall batches.
@@ -65,6 +76,9 @@ pub struct UpcallHandler {
     panics_to_inject: u32,
     /// Op buffers back from the writer, to fill again.
     spare_ops: Vec<Vec<DpifOp>>,
+    /// Traffic credited to rules since the last `PushStats`, one entry per
+    /// rule.
+    credits: Vec<(u64, RuleStats)>,
     stats: Arc<PipelineStats>,
 }
 
@@ -88,6 +102,7 @@ impl UpcallHandler {
             n_flows_estimate: 0,
             panics_to_inject: 0,
             spare_ops: Vec::new(),
+            credits: Vec::new(),
             stats,
         }
     }
@@ -162,12 +177,40 @@ impl UpcallHandler {
     }
 }
 
+impl UpcallHandler {
+    /// Adds a batch's credits to those not sent yet.
+    fn gather_credits(&mut self, batch: Vec<(u64, RuleStats)>) {
+        for (id, c) in batch {
+            match self.credits.iter_mut().find(|(r, _)| *r == id) {
+                Some((_, total)) => {
+                    total.n_packets += c.n_packets;
+                    total.n_bytes += c.n_bytes;
+                }
+                None => self.credits.push((id, c)),
+            }
+        }
+    }
+
+    fn send_credits(&mut self) {
+        if !self.credits.is_empty() {
+            self.rule_table
+                .do_send(PushStats(std::mem::take(&mut self.credits)));
+        }
+    }
+}
+
 impl Actor for UpcallHandler {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         // Bounded, so that a busy handler pushes back on the receiver.
         ctx.set_mailbox_capacity(4);
+        ctx.run_interval(CREDIT_INTERVAL, |h, _| h.send_credits());
+    }
+
+    fn stopping(&mut self, _: &mut Context<Self>) -> Running {
+        self.send_credits();
+        Running::Stop
     }
 }
 
@@ -199,15 +242,21 @@ impl Handler<UpcallBatch> for UpcallHandler {
         match handled {
             Some((ops, credits)) => {
                 self.writer.do_send(ops);
-                if !credits.is_empty() {
-                    self.rule_table.do_send(PushStats(credits));
-                }
+                self.gather_credits(credits);
                 stats.upcalls_handled.fetch_add(n, Ordering::Relaxed);
                 metrics::histogram!("upcalld_upcall_latency_seconds")
                     .record(received.elapsed().as_secs_f64());
             }
             None => stats.count_drop(DropReason::HandlerPanic, n),
         }
+    }
+}
+
+impl Handler<SendCredits> for UpcallHandler {
+    type Result = ();
+
+    fn handle(&mut self, _: SendCredits, _: &mut Context<Self>) {
+        self.send_credits();
     }
 }
 

@@ -22,11 +22,12 @@ use actix::prelude::*;
 
 use crate::dpif::Dpif;
 use crate::dpif_writer::{DpifWriter, Flush, WriterConfig};
-use crate::handler::{InjectPanics, UpcallHandler};
+use crate::handler::{InjectPanics, SendCredits, UpcallHandler};
 use crate::receiver::Receiver;
 use crate::revalidator::{RevalidateNow, Revalidator, RevalidatorConfig};
-use crate::rule_table::{RuleTable, Subscribe};
+use crate::rule_table::{DumpRules, RuleStats, RuleTable, Subscribe};
 use crate::stats::PipelineStats;
+use crate::tables::RuleEntry;
 use crate::tables::Tables;
 use crate::xlate::XlateConfig;
 
@@ -159,6 +160,16 @@ impl Pipeline {
     /// Writes every datapath operation queued so far.
     pub async fn flush(&self) -> Result<(), MailboxError> {
         self.writer.send(Flush).await
+    }
+
+    /// Every rule with its statistics, counting every upcall handled so far
+    /// (handlers send their credits first; a handler that is gone has none
+    /// to send).
+    pub async fn dump_rules(&self) -> Result<Vec<(Arc<RuleEntry>, RuleStats)>, MailboxError> {
+        for h in &self.handlers {
+            let _ = h.send(SendCredits).await;
+        }
+        self.rule_table.send(DumpRules).await
     }
 
     /// Runs one revalidation round on every revalidator, then flushes the
