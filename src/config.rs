@@ -187,8 +187,10 @@ pub struct Config {
     pub flow_limit_start: u64,
     pub max_idle_ms: u64,
     pub revalidate_interval_ms: u64,
-    /// Most ops per datapath batch.
-    pub batch_size: usize,
+    /// Most ops per datapath batch. By default 50 on the kernel datapath
+    /// (OVS's netlink transaction) and 128 on the userspace one (a whole
+    /// handler batch: 64 upcalls, a put and an execute each).
+    pub batch_size: Option<usize>,
     /// Longest an op waits for its batch, in microseconds.
     pub batch_latency_us: u64,
     /// Prometheus endpoint; empty to disable.
@@ -196,6 +198,9 @@ pub struct Config {
     pub control_socket: PathBuf,
     pub demo: DemoConfig,
 }
+
+/// The userspace datapath's default batch size (see `Config::batch_size`).
+pub const USERSPACE_BATCH_SIZE: usize = 128;
 
 impl Default for Config {
     fn default() -> Self {
@@ -210,7 +215,7 @@ impl Default for Config {
             flow_limit_start: 10_000,
             max_idle_ms: 10_000,
             revalidate_interval_ms: 500,
-            batch_size: 50,
+            batch_size: None,
             batch_latency_us: 1000,
             metrics_addr: "127.0.0.1:9464".into(),
             control_socket: PathBuf::from(DEFAULT_SOCKET),
@@ -237,6 +242,14 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The datapath batch size: as configured, or the datapath's default.
+    pub fn batch_size(&self) -> usize {
+        self.batch_size.unwrap_or(match self.datapath.kind {
+            DatapathType::Kernel => 50,
+            DatapathType::Userspace => USERSPACE_BATCH_SIZE,
+        })
+    }
+
     /// Reads and checks a configuration file. A file that names no ports
     /// and no `[demo]` gets no demo: the demo is only for the bare defaults.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -284,7 +297,7 @@ impl Config {
                 self.revalidators
             ));
         }
-        if self.batch_size == 0 {
+        if self.batch_size == Some(0) {
             return invalid("batch_size must be at least 1".into());
         }
         if self.flow_limit < 1000 {
@@ -384,6 +397,12 @@ mod tests {
         let kernel = Config::load(&dir.join("kernel.toml")).unwrap();
         assert_eq!(kernel.datapath.kind, DatapathType::Kernel);
         assert_eq!(kernel.datapath.on_exit, OnExit::Keep);
+        // Batches as large as the datapath takes, unless configured.
+        assert_eq!(kernel.batch_size(), 50);
+        assert_eq!(Config::default().batch_size(), USERSPACE_BATCH_SIZE);
+        let set = Config::parse("batch_size = 7\n", "t.toml").unwrap();
+        assert_eq!(set.batch_size(), 7);
+        assert!(Config::parse("batch_size = 0\n", "t.toml").is_err());
     }
 
     #[test]

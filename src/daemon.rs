@@ -277,7 +277,7 @@ fn pipeline_config(
         n_revalidators: config.revalidators,
         n_receivers: config.receivers,
         writer: WriterConfig {
-            batch_size: config.batch_size,
+            batch_size: config.batch_size(),
             max_latency: Duration::from_micros(config.batch_latency_us),
         },
         revalidator: RevalidatorConfig {

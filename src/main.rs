@@ -95,7 +95,7 @@ enum BenchCmd {
         packets: PathBuf,
         #[arg(long, default_value_t = 1)]
         handlers: usize,
-        #[arg(long, default_value_t = 50)]
+        #[arg(long, default_value_t = upcalld::config::USERSPACE_BATCH_SIZE)]
         batch_size: usize,
     },
 }
