@@ -106,6 +106,11 @@ struct Subtable {
     /// Prefix length of the mask on each trie field (0: not a prefix, or
     /// not matched).
     trie_plen: [u32; 2],
+    /// The stage holding each trie field (only where `trie_plen` is not 0),
+    /// and the set of such stages, so that a lookup consults the tries only
+    /// before those stages.
+    trie_stage: [usize; 2],
+    trie_stages: u32,
     /// Mask of the ports word, and its prefix length (32 − trailing zeros).
     ports_mask: u32,
     ports_mask_len: u32,
@@ -162,6 +167,20 @@ impl Subtable {
         }
         let n_indices = stages.len() - 1;
         let trie_plen = TRIE_FIELDS.map(|f| prefix_len32(f.get(mask)).unwrap_or(0));
+        let mut trie_stage = [usize::MAX; 2];
+        let mut trie_stages = 0;
+        for (j, field) in TRIE_FIELDS.iter().enumerate() {
+            if trie_plen[j] == 0 {
+                continue;
+            }
+            if let Some(i) = stages
+                .iter()
+                .position(|s| s.contains(&(field.word() as u8)))
+            {
+                trie_stage[j] = i;
+                trie_stages |= 1 << i;
+            }
+        }
         let ports_mask = ports_of(mask);
         let ports_mask_len = 32 - ports_mask.trailing_zeros().min(32);
         Subtable {
@@ -173,6 +192,8 @@ impl Subtable {
             max_priority: 0,
             n_rules: 0,
             trie_plen,
+            trie_stage,
+            trie_stages,
             ports_mask,
             ports_mask_len,
             ports_trie: PrefixTrie::new(),
@@ -353,9 +374,12 @@ impl Subtable {
         ctx: &mut TrieCtx,
         tries: &[PrefixTrie; 2],
     ) -> bool {
+        if self.trie_stages & (1 << i) == 0 {
+            return false;
+        }
         for (j, field) in TRIE_FIELDS.iter().enumerate() {
             let plen = self.trie_plen[j];
-            if plen == 0 || !self.stages[i].contains(&(field.word() as u8)) {
+            if self.trie_stage[j] != i {
                 continue;
             }
             let found = *ctx.results[j].get_or_insert_with(|| {
