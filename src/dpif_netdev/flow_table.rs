@@ -252,9 +252,9 @@ fn nonzero_words(mask: &Flow) -> Vec<(usize, u64)> {
 type SubtableId = u32;
 
 /// The first lookup stage over the whole cache. Every installed megaflow
-/// matches on the fields of `mask` (the AND of all subtable masks: in_port
-/// and the VLAN stack always, and whatever the highest-priority rules
-/// examine, a source MAC say). For each value of those fields, `index`
+/// matches on the fields of `mask` (the AND of all subtable masks:
+/// `in_port`, `dl_type` and the VLAN stack always, and whatever the
+/// highest-priority rules examine, a source MAC say). For each value of those fields, `index`
 /// lists the subtables holding a megaflow with that value. A miss whose
 /// value no megaflow has costs one probe instead of one per subtable, and
 /// a hit probes only the subtables listed for its value.
@@ -284,35 +284,33 @@ struct Candidates {
     subtables: SmallVec<[(SubtableId, u32); 2]>,
 }
 
-impl FirstStage {
+impl Candidates {
+    /// Whether `key` under `words` (the first stage's) has this value.
     #[inline]
-    fn matches(&self, c: &Candidates, key: &Flow) -> bool {
+    fn holds(&self, hash: u64, words: &[(usize, u64)], key: &Flow) -> bool {
         let k = key.words();
-        self.words
-            .iter()
-            .zip(c.value.iter())
-            .all(|(&(i, m), v)| k[i] & m == *v)
+        self.hash == hash
+            && words
+                .iter()
+                .zip(self.value.iter())
+                .all(|(&(i, m), v)| k[i] & m == *v)
     }
+}
 
+impl FirstStage {
     /// The subtables that may hold a megaflow matching `key`.
     #[inline]
     fn candidates(&self, key: &Flow) -> &[(SubtableId, u32)] {
         let hash = subtable_hash(&self.words, key);
         self.index
-            .find(hash, |c| c.hash == hash && self.matches(c, key))
+            .find(hash, |c| c.holds(hash, &self.words, key))
             .map_or(&[], |c| &c.subtables)
     }
 
     fn add(&mut self, key: &Flow, id: SubtableId) {
         let hash = subtable_hash(&self.words, key);
         let words = &self.words;
-        let entry = self.index.find_mut(hash, |c| {
-            c.hash == hash
-                && words
-                    .iter()
-                    .zip(c.value.iter())
-                    .all(|(&(i, m), v)| key.words()[i] & m == *v)
-        });
+        let entry = self.index.find_mut(hash, |c| c.holds(hash, words, key));
         match entry {
             Some(c) => match c.subtables.iter_mut().find(|(s, _)| *s == id) {
                 Some((_, n)) => *n += 1,
@@ -336,13 +334,7 @@ impl FirstStage {
     fn remove(&mut self, key: &Flow, id: SubtableId) {
         let hash = subtable_hash(&self.words, key);
         let words = &self.words;
-        let found = self.index.find_entry(hash, |c| {
-            c.hash == hash
-                && words
-                    .iter()
-                    .zip(c.value.iter())
-                    .all(|(&(i, m), v)| key.words()[i] & m == *v)
-        });
+        let found = self.index.find_entry(hash, |c| c.holds(hash, words, key));
         if let Ok(mut entry) = found {
             let c = entry.get_mut();
             if let Some(pos) = c.subtables.iter().position(|(s, _)| *s == id) {
