@@ -13,6 +13,7 @@ use actors::pipeline::{Pipeline, PipelineConfig};
 use actors::revalidator::RevalidatorConfig;
 use actors::stats::{DropReason, PipelineStats};
 use actors::tables::Tables;
+use actors::threads::{allowed_cpus, start_thread_as, CpuPlacement};
 use anyhow::Context as _;
 
 use crate::dpif_netdev::{read_replay_file, Netdev, NetdevConfig, ReplayFrame};
@@ -63,6 +64,25 @@ impl SetupRate {
 pub struct SetupRateOptions {
     pub handlers: usize,
     pub batch_size: usize,
+    /// Place threads: the feeder (the datapath's receive thread) and the
+    /// dpif-writer on the first CPU, the other actors on the rest.
+    pub pin: bool,
+}
+
+/// Where `--pin` puts the threads: the feeder's CPUs, and the actors'.
+fn placement(pin: bool) -> (Vec<usize>, CpuPlacement) {
+    let cpus = allowed_cpus();
+    if !pin || cpus.len() < 2 {
+        return (Vec::new(), CpuPlacement::default());
+    }
+    let (first, rest) = (cpus[..1].to_vec(), cpus[1..].to_vec());
+    let actors = CpuPlacement {
+        receivers: rest.clone(),
+        handlers: rest.clone(),
+        revalidators: rest,
+        writer: first.clone(),
+    };
+    (first, actors)
 }
 
 /// Upcalls fully dealt with: translated, or dropped with a counted reason.
@@ -127,6 +147,7 @@ pub async fn pass(
     netdev: &Arc<Netdev>,
     pipeline: &Pipeline,
     frames: &Arc<Vec<ReplayFrame>>,
+    feeder_cpus: &[usize],
 ) -> anyhow::Result<PassTimes> {
     let cpu_before = cpu_by_thread();
     let rss_before = resident_bytes();
@@ -135,9 +156,11 @@ pub async fn pass(
     let start = Instant::now();
     let feeder = {
         let (netdev, frames) = (netdev.clone(), frames.clone());
+        let cpus = feeder_cpus.to_vec();
         std::thread::Builder::new()
             .name("feeder".into())
             .spawn(move || {
+                start_thread_as("feeder", &cpus);
                 netdev.inject(&frames, 0);
                 (own_cpu_time(), Instant::now())
             })
@@ -193,7 +216,9 @@ pub fn setup_rate(
         ..NetdevConfig::default()
     }));
     let dpif: Arc<dyn Dpif> = netdev.clone();
+    let (feeder_cpus, cpus) = placement(opts.pin);
     let config = PipelineConfig {
+        cpus,
         n_handlers: opts.handlers,
         n_revalidators: 1,
         writer: actors::dpif_writer::WriterConfig {
@@ -213,9 +238,9 @@ pub fn setup_rate(
     let system = actix::System::new();
     let result = system.block_on(async move {
         let pipeline = Pipeline::start(dpif, Tables::from_rules(rules), config);
-        let miss = pass(&netdev, &pipeline, &frames).await?;
+        let miss = pass(&netdev, &pipeline, &frames, &feeder_cpus).await?;
         let after_miss = netdev.stats();
-        let hit = pass(&netdev, &pipeline, &frames).await?;
+        let hit = pass(&netdev, &pipeline, &frames, &feeder_cpus).await?;
         pipeline.stop();
         netdev.close();
         Ok::<_, anyhow::Error>(SetupRate {

@@ -149,6 +149,34 @@ impl PortConfig {
     }
 }
 
+/// Which CPUs each kind of thread may run on (`[cpus]`); an empty list,
+/// the default, leaves those threads to the kernel's scheduler. On a small
+/// machine it pays to run the dpif-writer beside the datapath's port
+/// threads (they share the megaflow table and the packets) and the
+/// receivers and handlers on the other CPUs.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CpusConfig {
+    /// The userspace datapath's port (receive) threads.
+    pub datapath: Vec<usize>,
+    pub receivers: Vec<usize>,
+    pub handlers: Vec<usize>,
+    pub revalidators: Vec<usize>,
+    pub writer: Vec<usize>,
+}
+
+impl CpusConfig {
+    /// The placement of the pipeline's actors.
+    pub fn placement(&self) -> actors::threads::CpuPlacement {
+        actors::threads::CpuPlacement {
+            receivers: self.receivers.clone(),
+            handlers: self.handlers.clone(),
+            revalidators: self.revalidators.clone(),
+            writer: self.writer.clone(),
+        }
+    }
+}
+
 /// The demo topology: two namespaces, each with a veth whose other end is a
 /// datapath port, and (without a rules file) rules that join them.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -197,6 +225,7 @@ pub struct Config {
     pub metrics_addr: String,
     pub control_socket: PathBuf,
     pub demo: DemoConfig,
+    pub cpus: CpusConfig,
 }
 
 /// The userspace datapath's default batch size (see `Config::batch_size`).
@@ -220,6 +249,7 @@ impl Default for Config {
             metrics_addr: "127.0.0.1:9464".into(),
             control_socket: PathBuf::from(DEFAULT_SOCKET),
             demo: DemoConfig::default(),
+            cpus: CpusConfig::default(),
         }
     }
 }
@@ -324,6 +354,20 @@ impl Config {
                 ));
             }
         }
+        let allowed = actors::threads::allowed_cpus();
+        for (role, cpus) in [
+            ("datapath", &self.cpus.datapath),
+            ("receivers", &self.cpus.receivers),
+            ("handlers", &self.cpus.handlers),
+            ("revalidators", &self.cpus.revalidators),
+            ("writer", &self.cpus.writer),
+        ] {
+            if let Some(cpu) = cpus.iter().find(|c| !allowed.contains(c)) {
+                return invalid(format!(
+                    "cpus.{role}: CPU {cpu} is not one this process may run on ({allowed:?})"
+                ));
+            }
+        }
         if self.datapath.upcall_queue_len == 0 {
             return invalid("datapath.upcall_queue_len must be at least 1".into());
         }
@@ -403,6 +447,18 @@ mod tests {
         let set = Config::parse("batch_size = 7\n", "t.toml").unwrap();
         assert_eq!(set.batch_size(), 7);
         assert!(Config::parse("batch_size = 0\n", "t.toml").is_err());
+    }
+
+    #[test]
+    fn cpus_must_be_ones_the_process_may_use() {
+        let c = Config::parse("[cpus]\nwriter = [0]\nhandlers = [0]\n", "t.toml").unwrap();
+        assert_eq!(c.cpus.placement().writer, vec![0]);
+        assert!(c.cpus.placement().receivers.is_empty());
+        let e = Config::parse("[cpus]\nhandlers = [100000]\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cpus.handlers") && e.contains("100000"), "{e}");
+        assert!(Config::parse("[cpus]\nwriters = [0]\n", "t.toml").is_err());
     }
 
     #[test]

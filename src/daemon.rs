@@ -182,6 +182,7 @@ impl Backend {
                 max_flows: config.flow_limit as usize,
                 emc_entries: config.datapath.emc_entries,
                 emc_insert_inv_prob: config.datapath.emc_insert_inv_prob,
+                rx_cpus: config.cpus.datapath.clone(),
             }))),
             DatapathType::Kernel => {
                 let name = &config.datapath.name;
@@ -280,6 +281,7 @@ fn pipeline_config(
             batch_size: config.batch_size(),
             max_latency: Duration::from_micros(config.batch_latency_us),
         },
+        cpus: config.cpus.placement(),
         revalidator: RevalidatorConfig {
             interval: Duration::from_millis(config.revalidate_interval_ms),
             max_idle: config.max_idle(),

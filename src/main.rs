@@ -97,6 +97,11 @@ enum BenchCmd {
         handlers: usize,
         #[arg(long, default_value_t = upcalld::config::USERSPACE_BATCH_SIZE)]
         batch_size: usize,
+        /// Run the feeder (the datapath's receive thread) and the dpif-writer
+        /// on the first CPU, the receiver, handlers and revalidator on the
+        /// others.
+        #[arg(long)]
+        pin: bool,
     },
 }
 
@@ -189,11 +194,13 @@ fn main() -> ExitCode {
                     packets,
                     handlers,
                     batch_size,
+                    pin,
                 },
         } => {
             let opts = upcalld::bench::SetupRateOptions {
                 handlers,
                 batch_size,
+                pin,
             };
             upcalld::bench::setup_rate(&rules, &packets, &opts).map(|r| {
                 println!(

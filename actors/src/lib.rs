@@ -4,7 +4,8 @@
 //! → `handler` (extract, look up, xlate) → `dpif_writer` (install);
 //! `revalidator` keeps installed flows right; `rule_table` owns the rules.
 //! [`pipeline`] wires them together (start reading there);
-//! [`supervisor`] is how they survive panics; [`stats`] what they count.
+//! [`supervisor`] is how they survive panics; [`stats`] what they count;
+//! [`threads`] names them and places them on CPUs.
 //! The pure parts: [`classifier`] (lookup with wildcard tracking),
 //! [`tables`] (versioned snapshots of all OpenFlow tables) and [`xlate`].
 
@@ -19,4 +20,5 @@ pub mod rule_table;
 pub mod stats;
 pub mod supervisor;
 pub mod tables;
+pub mod threads;
 pub mod xlate;

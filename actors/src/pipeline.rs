@@ -29,6 +29,7 @@ use crate::rule_table::{DumpRules, RuleStats, RuleTable, Subscribe};
 use crate::stats::PipelineStats;
 use crate::tables::RuleEntry;
 use crate::tables::Tables;
+use crate::threads::{start_thread_as, CpuPlacement};
 use crate::xlate::XlateConfig;
 
 /// How many of each actor, and their settings.
@@ -41,6 +42,8 @@ pub struct PipelineConfig {
     pub writer: WriterConfig,
     pub revalidator: RevalidatorConfig,
     pub xlate: XlateConfig,
+    /// Which CPUs each kind of actor thread may run on.
+    pub cpus: CpuPlacement,
 }
 
 impl Default for PipelineConfig {
@@ -52,6 +55,7 @@ impl Default for PipelineConfig {
             writer: WriterConfig::default(),
             revalidator: RevalidatorConfig::default(),
             xlate: XlateConfig::default(),
+            cpus: CpuPlacement::default(),
         }
     }
 }
@@ -73,9 +77,10 @@ impl Pipeline {
     pub fn start(dpif: Arc<dyn Dpif>, tables: Tables, config: PipelineConfig) -> Pipeline {
         let stats = Arc::new(PipelineStats::default());
         let mut arbiters = Vec::new();
-        let mut own_arbiter = |name: String| {
+        let mut own_arbiter = |name: String, cpus: &[usize]| {
             let a = Arbiter::new();
-            a.spawn_fn(move || name_thread(&name));
+            let cpus = cpus.to_vec();
+            a.spawn_fn(move || start_thread_as(&name, &cpus));
             let h = a.handle();
             arbiters.push(a);
             h
@@ -83,9 +88,10 @@ impl Pipeline {
 
         let writer = {
             let (dpif, stats, cfg) = (dpif.clone(), stats.clone(), config.writer);
-            Supervisor::start_in_arbiter(&own_arbiter("dpif-writer".into()), move |_| {
-                DpifWriter::new(dpif, cfg, stats)
-            })
+            Supervisor::start_in_arbiter(
+                &own_arbiter("dpif-writer".into(), &config.cpus.writer),
+                move |_| DpifWriter::new(dpif, cfg, stats),
+            )
         };
 
         let rule_table = {
@@ -107,9 +113,10 @@ impl Pipeline {
                     .revalidator
                     .flow_limit_start
                     .min(config.revalidator.flow_limit);
-                Supervisor::start_in_arbiter(&own_arbiter(format!("handler{id}")), move |_| {
-                    UpcallHandler::new(id, t, x, w, r, limit, s)
-                })
+                Supervisor::start_in_arbiter(
+                    &own_arbiter(format!("handler{id}"), &config.cpus.handlers),
+                    move |_| UpcallHandler::new(id, t, x, w, r, limit, s),
+                )
             })
             .collect();
 
@@ -124,9 +131,10 @@ impl Pipeline {
                     rule_table.clone(),
                 );
                 let (h, c, s) = (handlers.clone(), config.revalidator, stats.clone());
-                Supervisor::start_in_arbiter(&own_arbiter(format!("revalidator{id}")), move |_| {
-                    Revalidator::new(id, n_revalidators, d, t, x, w, r, h, c, s)
-                })
+                Supervisor::start_in_arbiter(
+                    &own_arbiter(format!("revalidator{id}"), &config.cpus.revalidators),
+                    move |_| Revalidator::new(id, n_revalidators, d, t, x, w, r, h, c, s),
+                )
             })
             .collect();
 
@@ -140,9 +148,10 @@ impl Pipeline {
         let receivers = (0..config.n_receivers.max(1))
             .map(|q| {
                 let (d, h, s) = (dpif.clone(), handlers.clone(), stats.clone());
-                Supervisor::start_in_arbiter(&own_arbiter(format!("receiver{q}")), move |_| {
-                    Receiver::new(q, d, h, s)
-                })
+                Supervisor::start_in_arbiter(
+                    &own_arbiter(format!("receiver{q}"), &config.cpus.receivers),
+                    move |_| Receiver::new(q, d, h, s),
+                )
             })
             .collect();
 
@@ -193,16 +202,5 @@ impl Pipeline {
         for a in self.arbiters {
             a.stop();
         }
-    }
-}
-
-/// Names the calling thread (as `top -H` and perf show it), as OVS names
-/// its `handler<N>` and `revalidator<N>` threads. Linux keeps 15 bytes.
-fn name_thread(name: &str) {
-    let mut bytes: Vec<u8> = name.bytes().filter(|b| *b != 0).take(15).collect();
-    bytes.push(0);
-    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
-    unsafe {
-        libc::prctl(libc::PR_SET_NAME, bytes.as_ptr());
     }
 }

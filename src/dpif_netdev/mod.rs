@@ -22,6 +22,7 @@ use std::time::Duration;
 use actors::dpif::{
     key_ufid, monotonic_ms, DpStats, Dpif, DpifError, PortInfo, PortKind, PortSpec,
 };
+use actors::threads::start_thread_as;
 use messages::dpif::{DpFlow, DpifOp, FlowPut, PutMode, Upcall, UpcallKind};
 use messages::execute::{apply_set_masked, pop_vlan, push_vlan};
 use messages::extract::flow_extract;
@@ -49,6 +50,8 @@ pub struct NetdevConfig {
     /// A megaflow hit is cached in the exact-match cache one time in this
     /// many (OVS's `emc-insert-inv-prob`); 0 turns the cache off.
     pub emc_insert_inv_prob: u32,
+    /// CPUs the port threads may run on (empty: any).
+    pub rx_cpus: Vec<usize>,
 }
 
 impl Default for NetdevConfig {
@@ -59,6 +62,7 @@ impl Default for NetdevConfig {
             max_flows: 200_000,
             emc_entries: 8192,
             emc_insert_inv_prob: 100,
+            rx_cpus: Vec::new(),
         }
     }
 }
@@ -88,6 +92,7 @@ struct Core {
     n_exec_errors: AtomicU64,
     emc_entries: usize,
     emc_insert_inv_prob: u32,
+    rx_cpus: Vec<usize>,
 }
 
 /// A port's receive thread and the flag that stops it.
@@ -122,6 +127,7 @@ impl Netdev {
                 n_exec_errors: AtomicU64::new(0),
                 emc_entries: config.emc_entries,
                 emc_insert_inv_prob: config.emc_insert_inv_prob,
+                rx_cpus: config.rx_cpus,
             }),
             rx_threads: Mutex::new(BTreeMap::new()),
             closed: AtomicBool::new(false),
@@ -188,10 +194,13 @@ impl Netdev {
         let number = port.info.number;
         let name = format!("rx-{}", port.info.name);
         let handle = std::thread::Builder::new()
-            .name(name)
-            .spawn(move || match replay {
-                Some(path) => core.replay_loop(number, &path, &stop2),
-                None => core.rx_loop(&port, &stop2),
+            .name(name.clone())
+            .spawn(move || {
+                start_thread_as(&name, &core.rx_cpus);
+                match replay {
+                    Some(path) => core.replay_loop(number, &path, &stop2),
+                    None => core.rx_loop(&port, &stop2),
+                }
             })
             .expect("spawning a port thread");
         self.rx_threads
