@@ -23,7 +23,7 @@ use actors::dpif::{
     key_ufid, monotonic_ms, DpStats, Dpif, DpifError, PortInfo, PortKind, PortSpec,
 };
 use actors::threads::start_thread_as;
-use messages::dpif::{DpFlow, DpifOp, FlowPut, PutMode, Upcall, UpcallKind};
+use messages::dpif::{DpFlow, DpifOp, FlowPut, PutMode, Ufid, Upcall, UpcallKind};
 use messages::execute::{apply_set_masked, pop_vlan, push_vlan};
 use messages::extract::flow_extract;
 use messages::odp::{OdpAction, OdpActions, SetHeader};
@@ -215,6 +215,11 @@ impl Drop for Netdev {
     }
 }
 
+/// The ufid of an upcall not computed yet. A receive thread leaves it to
+/// the thread that reads the upcall, so that hashing the key does not slow
+/// the packet path; a key whose ufid is this value is merely hashed again.
+const UFID_LATER: Ufid = 0;
+
 /// Frames processed together (OVS's `NETDEV_MAX_BURST`).
 const BURST: usize = 32;
 
@@ -322,7 +327,8 @@ impl Core {
                 None => misses.push(Upcall {
                     kind: UpcallKind::Miss,
                     packet: frame,
-                    ufid: key_ufid(&key),
+                    // Filled in by the reader (see `recv_upcalls`).
+                    ufid: UFID_LATER,
                     key,
                 }),
             }
@@ -342,6 +348,10 @@ impl Core {
         let lost = if self.queues.len() == 1 {
             self.queues[0].push(upcalls, keep_waiting)
         } else {
+            // The queue follows from the ufid, needed here after all.
+            for u in upcalls.iter_mut() {
+                u.ufid = key_ufid(&u.key);
+            }
             let mut lost = 0;
             for (i, q) in self.queues.iter().enumerate() {
                 let n = self.queues.len() as u128;
@@ -383,7 +393,7 @@ impl Core {
                             userdata: userdata.clone(),
                         },
                         packet: frame.clone(),
-                        ufid: key_ufid(&key),
+                        ufid: UFID_LATER,
                         key,
                     };
                     self.queue_upcalls(&mut vec![upcall], &|| false);
@@ -439,7 +449,13 @@ impl Dpif for Netdev {
             return Err(DpifError::Closed);
         }
         let q = &self.core.queues[handler % self.core.queues.len()];
+        let from = out.len();
         q.pop_batch(max, timeout, out);
+        for up in &mut out[from..] {
+            if up.ufid == UFID_LATER {
+                up.ufid = key_ufid(&up.key);
+            }
+        }
         Ok(())
     }
 
@@ -615,6 +631,8 @@ mod tests {
             (up.key.in_port, up.key.tp_dst, up.key.nw_dst),
             (1, 80, 0x0a00_0002)
         );
+        // The ufid a reader gets is the key's.
+        assert_eq!(up.ufid, key_ufid(&up.key));
         let mask = Flow {
             in_port: u32::MAX,
             dl_type: u16::MAX,
