@@ -275,7 +275,7 @@ impl Config {
     /// The datapath batch size: as configured, or the datapath's default.
     pub fn batch_size(&self) -> usize {
         self.batch_size.unwrap_or(match self.datapath.kind {
-            DatapathType::Kernel => 50,
+            DatapathType::Kernel => actors::dpif_writer::WriterConfig::default().batch_size,
             DatapathType::Userspace => USERSPACE_BATCH_SIZE,
         })
     }

@@ -129,18 +129,12 @@ impl UpcallHandler {
                 continue;
             }
             let out = xlate(&self.tables, &up.key, &self.xlate_cfg);
-            // One credit per rule for the whole batch: the rule-table's work
-            // then scales with the rules hit (a few), not with the upcalls.
+            let packet = RuleStats {
+                n_packets: 1,
+                n_bytes: up.packet.len() as u64,
+            };
             for id in &out.rules {
-                let credit = match credits.iter_mut().find(|(r, _)| r == id) {
-                    Some((_, c)) => c,
-                    None => {
-                        credits.push((*id, RuleStats::default()));
-                        &mut credits.last_mut().expect("just pushed").1
-                    }
-                };
-                credit.n_packets += 1;
-                credit.n_bytes += up.packet.len() as u64;
+                add_credit(&mut credits, *id, packet);
             }
             let actions = Arc::new(out.actions);
             if self.n_flows_estimate < self.flow_limit {
@@ -177,17 +171,24 @@ impl UpcallHandler {
     }
 }
 
+/// Adds `stats` to rule `id`'s entry in `credits`: one entry per rule, so
+/// that the rule-table's work scales with the rules hit (a few), not with
+/// the upcalls.
+fn add_credit(credits: &mut Vec<(u64, RuleStats)>, id: u64, stats: RuleStats) {
+    match credits.iter_mut().find(|(r, _)| *r == id) {
+        Some((_, total)) => {
+            total.n_packets += stats.n_packets;
+            total.n_bytes += stats.n_bytes;
+        }
+        None => credits.push((id, stats)),
+    }
+}
+
 impl UpcallHandler {
     /// Adds a batch's credits to those not sent yet.
     fn gather_credits(&mut self, batch: Vec<(u64, RuleStats)>) {
         for (id, c) in batch {
-            match self.credits.iter_mut().find(|(r, _)| *r == id) {
-                Some((_, total)) => {
-                    total.n_packets += c.n_packets;
-                    total.n_bytes += c.n_bytes;
-                }
-                None => self.credits.push((id, c)),
-            }
+            add_credit(&mut self.credits, id, c);
         }
     }
 

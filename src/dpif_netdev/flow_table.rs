@@ -232,7 +232,12 @@ impl Subtable {
 
     #[inline]
     fn find(&self, key: &Flow) -> Option<&Arc<FlowEntry>> {
-        let hash = self.shape.hash(key);
+        self.find_hashed(self.shape.hash(key), key)
+    }
+
+    /// [`Subtable::find`] with `key`'s hash under the mask already known.
+    #[inline]
+    fn find_hashed(&self, hash: u64, key: &Flow) -> Option<&Arc<FlowEntry>> {
         self.flows
             .find(hash, |(h, e)| *h == hash && e.matches(key))
             .map(|(_, e)| e)
@@ -506,22 +511,29 @@ impl FlowTable {
         }
         let key = key.masked(mask);
         let mask_key = HashedFlow::new(*mask);
-        let existing = self.by_mask.get(&mask_key).copied();
-        if let Some(id) = existing {
-            if let Some(other) = self.subtable(id).find(&key) {
+        // The subtable of this mask, if any, and the key's hash under it
+        // (computed once for the duplicate check and the insert).
+        let existing = self
+            .by_mask
+            .get(&mask_key)
+            .map(|&id| (id, self.subtable(id).shape.hash(&key)));
+        if let Some((id, hash)) = existing {
+            if let Some(other) = self.subtable(id).find_hashed(hash, &key) {
                 return Err(PutError::SameMegaflow(other.ufid));
             }
         }
         if self.by_ufid.len() >= self.max_flows {
             return Err(PutError::Full(self.max_flows));
         }
-        let (id, new_subtable) = match existing {
-            Some(id) => (id, false),
-            None => (self.add_subtable(mask_key), true),
+        let (id, hash, new_subtable) = match existing {
+            Some((id, hash)) => (id, hash, false),
+            None => {
+                let id = self.add_subtable(mask_key);
+                (id, self.subtable(id).shape.hash(&key), true)
+            }
         };
         let actions = self.actions.intern(actions.into());
         let shape = self.subtable(id).shape.clone();
-        let hash = shape.hash(&key);
         let values = shape.values(&key);
         let entry = Arc::new(FlowEntry::new(ufid, shape, id, values, actions));
         self.subtable_mut(id)
