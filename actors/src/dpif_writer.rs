@@ -157,8 +157,16 @@ impl DpifWriter {
     }
 }
 
+/// Op messages the writer's mailbox holds. Handlers wait when it is full
+/// (see [`crate::backpressure`]); revalidators' ops always get in.
+pub const MAILBOX_CAPACITY: usize = 16;
+
 impl Actor for DpifWriter {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+    }
 }
 
 impl Supervised for DpifWriter {

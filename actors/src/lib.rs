@@ -4,11 +4,13 @@
 //! → `handler` (extract, look up, xlate) → `dpif_writer` (install);
 //! `revalidator` keeps installed flows right; `rule_table` owns the rules.
 //! [`pipeline`] wires them together (start reading there);
-//! [`supervisor`] is how they survive panics; [`stats`] what they count;
+//! [`supervisor`] is how they survive panics; [`backpressure`] how a busy
+//! stage slows the one before it; [`stats`] what they count;
 //! [`threads`] names them and places them on CPUs.
 //! The pure parts: [`classifier`] (lookup with wildcard tracking),
 //! [`tables`] (versioned snapshots of all OpenFlow tables) and [`xlate`].
 
+pub mod backpressure;
 pub mod classifier;
 pub mod dpif;
 pub mod dpif_writer;

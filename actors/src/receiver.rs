@@ -4,8 +4,7 @@
 //!
 //! It runs alone on its own arbiter, because reading blocks (briefly: each
 //! read waits at most `POLL`, then the actor yields to its mailbox). When a
-//! handler's mailbox is full the receiver waits, so pressure backs up into
-//! the datapath's upcall queue, where overflow is counted as lost.
+//! handler's mailbox is full the receiver waits (see [`crate::backpressure`]).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -14,6 +13,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use messages::dpif::Upcall;
 
+use crate::backpressure::send_waiting;
 use crate::dpif::{Dpif, DpifError};
 use crate::handler::{UpcallBatch, UpcallHandler};
 use crate::stats::{DropReason, PipelineStats};
@@ -23,8 +23,6 @@ use crate::supervisor::guarded;
 pub const UPCALL_MAX_BATCH: usize = 64;
 /// Longest a read waits for the first upcall.
 const POLL: Duration = Duration::from_millis(20);
-/// Pause before retrying a handler whose mailbox is full.
-const BACKOFF: Duration = Duration::from_micros(50);
 
 /// Read the next batch (sent by the receiver to itself).
 #[derive(Message)]
@@ -138,20 +136,10 @@ impl Receiver {
         }
     }
 
-    fn dispatch(&self, handler: usize, mut batch: UpcallBatch) {
-        loop {
-            match self.handlers[handler].try_send(batch) {
-                Ok(()) => return,
-                Err(SendError::Full(b)) => {
-                    batch = b;
-                    std::thread::sleep(BACKOFF);
-                }
-                Err(SendError::Closed(b)) => {
-                    self.stats
-                        .count_drop(DropReason::HandlerGone, b.upcalls.len() as u64);
-                    return;
-                }
-            }
+    fn dispatch(&self, handler: usize, batch: UpcallBatch) {
+        if let Err(b) = send_waiting(&self.handlers[handler], batch) {
+            self.stats
+                .count_drop(DropReason::HandlerGone, b.upcalls.len() as u64);
         }
     }
 }
