@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use messages::dpif::{DpifOp, Execute, FlowPut, PutMode, Upcall, UpcallKind};
 use messages::flow::datapath_mask;
+use messages::odp::OdpActions;
 
+use crate::backpressure::send_waiting;
 use crate::dpif::megaflow_ufid;
 use crate::dpif_writer::{DpifWriter, FlowOps, SpareOps};
 use crate::receiver::SpareUpcalls;
@@ -76,6 +78,7 @@ pub struct UpcallHandler {
     panics_to_inject: u32,
     /// Op buffers back from the writer, to fill again.
     spare_ops: Vec<Vec<DpifOp>>,
+    recent_actions: RecentActions,
     /// Traffic credited to rules since the last `PushStats`, one entry per
     /// rule.
     credits: Vec<(u64, RuleStats)>,
@@ -102,6 +105,7 @@ impl UpcallHandler {
             n_flows_estimate: 0,
             panics_to_inject: 0,
             spare_ops: Vec::new(),
+            recent_actions: RecentActions::default(),
             credits: Vec::new(),
             stats,
         }
@@ -136,7 +140,7 @@ impl UpcallHandler {
             for id in &out.rules {
                 add_credit(&mut credits, *id, packet);
             }
-            let actions = Arc::new(out.actions);
+            let actions = self.recent_actions.share(out.actions);
             if self.n_flows_estimate < self.flow_limit {
                 self.n_flows_estimate += 1;
                 // Installed with the VLAN stack pinned, as a datapath key is.
@@ -168,6 +172,36 @@ impl UpcallHandler {
             return_to: Some(return_to),
         };
         (ops, credits)
+    }
+}
+
+/// The action lists a handler produced last. A rule set sends most
+/// upcalls to a handful of lists, so sharing them lets the datapath store
+/// each once without hashing it (it recognizes the same `Arc`), and spares
+/// an allocation per upcall.
+#[derive(Default)]
+struct RecentActions {
+    /// Most recently used first.
+    lists: Vec<Arc<OdpActions>>,
+}
+
+impl RecentActions {
+    const CAPACITY: usize = 8;
+
+    /// `actions` as a shared list: a recent one if equal, else a new one.
+    fn share(&mut self, actions: OdpActions) -> Arc<OdpActions> {
+        match self.lists.iter().position(|l| **l == actions) {
+            Some(i) => {
+                self.lists[..=i].rotate_right(1);
+            }
+            None => {
+                if self.lists.len() == Self::CAPACITY {
+                    self.lists.pop();
+                }
+                self.lists.insert(0, Arc::new(actions));
+            }
+        }
+        self.lists[0].clone()
     }
 }
 
@@ -242,7 +276,9 @@ impl Handler<UpcallBatch> for UpcallHandler {
         }
         match handled {
             Some((ops, credits)) => {
-                self.writer.do_send(ops);
+                if let Err(lost) = send_waiting(&self.writer, ops) {
+                    tracing::warn!(ops = lost.ops.len(), "the dpif-writer is gone; ops lost");
+                }
                 self.gather_credits(credits);
                 stats.upcalls_handled.fetch_add(n, Ordering::Relaxed);
                 metrics::histogram!("upcalld_upcall_latency_seconds")

@@ -259,10 +259,13 @@ type SubtableId = u32;
 /// The first lookup stage over the whole cache. Every installed megaflow
 /// matches on the fields of `mask` (the AND of all subtable masks:
 /// `in_port`, `dl_type` and the VLAN stack always, and whatever the
-/// highest-priority rules examine, a source MAC say). For each value of those fields, `index`
-/// lists the subtables holding a megaflow with that value. A miss whose
-/// value no megaflow has costs one probe instead of one per subtable, and
-/// a hit probes only the subtables listed for its value.
+/// highest-priority rules examine, a source MAC say). For each hash of
+/// those fields, `index` lists the subtables holding a megaflow whose
+/// value has that hash. A miss whose value no megaflow has costs one probe
+/// instead of one per subtable, and a hit probes only the subtables listed
+/// for its value. Values that collide on the hash merely share a list: the
+/// subtable probes that follow compare whole keys, so the index keeps no
+/// values (a slot is the hash and one or two subtables).
 ///
 /// `mask` only ever narrows while subtables exist (a new subtable whose
 /// mask lacks some of its bits rebuilds the index from every megaflow);
@@ -276,30 +279,11 @@ struct FirstStage {
     index: HashTable<Candidates>,
 }
 
-/// The subtables holding megaflows with one value of the first stage.
-/// Inline, so that the common case (up to eight words: the metadata, MAC,
-/// EtherType and VLAN words the datapath mask always pins, seven on the
-/// setup-rate workload; one or two subtables) costs no allocation and a
-/// lookup touches only the index's slot.
+/// The subtables that may hold megaflows whose first-stage value has one
+/// hash, each with how many of its megaflows do.
 struct Candidates {
     hash: u64,
-    /// The value: the key's words under the first-stage mask.
-    value: SmallVec<[u64; 8]>,
-    /// Subtable, and how many of its megaflows have this value.
     subtables: SmallVec<[(SubtableId, u32); 2]>,
-}
-
-impl Candidates {
-    /// Whether `key` under `words` (the first stage's) has this value.
-    #[inline]
-    fn holds(&self, hash: u64, words: &[(usize, u64)], key: &Flow) -> bool {
-        let k = key.words();
-        self.hash == hash
-            && words
-                .iter()
-                .zip(self.value.iter())
-                .all(|(&(i, m), v)| k[i] & m == *v)
-    }
 }
 
 impl FirstStage {
@@ -308,26 +292,22 @@ impl FirstStage {
     fn candidates(&self, key: &Flow) -> &[(SubtableId, u32)] {
         let hash = subtable_hash(&self.words, key);
         self.index
-            .find(hash, |c| c.holds(hash, &self.words, key))
+            .find(hash, |c| c.hash == hash)
             .map_or(&[], |c| &c.subtables)
     }
 
     fn add(&mut self, key: &Flow, id: SubtableId) {
         let hash = subtable_hash(&self.words, key);
-        let words = &self.words;
-        let entry = self.index.find_mut(hash, |c| c.holds(hash, words, key));
-        match entry {
+        match self.index.find_mut(hash, |c| c.hash == hash) {
             Some(c) => match c.subtables.iter_mut().find(|(s, _)| *s == id) {
                 Some((_, n)) => *n += 1,
                 None => c.subtables.push((id, 1)),
             },
             None => {
-                let value = words.iter().map(|&(i, m)| key.words()[i] & m).collect();
                 self.index.insert_unique(
                     hash,
                     Candidates {
                         hash,
-                        value,
                         subtables: smallvec::smallvec![(id, 1)],
                     },
                     |c| c.hash,
@@ -338,9 +318,7 @@ impl FirstStage {
 
     fn remove(&mut self, key: &Flow, id: SubtableId) {
         let hash = subtable_hash(&self.words, key);
-        let words = &self.words;
-        let found = self.index.find_entry(hash, |c| c.holds(hash, words, key));
-        if let Ok(mut entry) = found {
+        if let Ok(mut entry) = self.index.find_entry(hash, |c| c.hash == hash) {
             let c = entry.get_mut();
             if let Some(pos) = c.subtables.iter().position(|(s, _)| *s == id) {
                 c.subtables[pos].1 -= 1;
@@ -393,12 +371,24 @@ impl FirstStage {
 #[derive(Default)]
 struct ActionPool {
     lists: FxHashSet<Arc<OdpActions>>,
+    /// The list interned last: handlers share their lists, so a put often
+    /// brings the very same `Arc`, recognized without hashing the list.
+    last: Option<Arc<OdpActions>>,
     /// Pool size after the last sweep.
     swept_at: usize,
 }
 
 impl ActionPool {
     fn intern(&mut self, actions: Arc<OdpActions>) -> Arc<OdpActions> {
+        if self.last.as_ref().is_some_and(|l| Arc::ptr_eq(l, &actions)) {
+            return actions;
+        }
+        let shared = self.intern_slow(actions);
+        self.last = Some(shared.clone());
+        shared
+    }
+
+    fn intern_slow(&mut self, actions: Arc<OdpActions>) -> Arc<OdpActions> {
         if let Some(shared) = self.lists.get(&*actions) {
             return shared.clone();
         }
@@ -412,9 +402,13 @@ impl ActionPool {
 
     /// Called as a megaflow holding `actions` goes away.
     fn release(&mut self, actions: &Arc<OdpActions>) {
-        // The pool's reference and the departing megaflow's.
-        if Arc::strong_count(actions) <= 2 {
+        let is_last = self.last.as_ref().is_some_and(|l| Arc::ptr_eq(l, actions));
+        // The pool's references and the departing megaflow's.
+        if Arc::strong_count(actions) <= 2 + is_last as usize {
             self.lists.remove(&**actions);
+            if is_last {
+                self.last = None;
+            }
         }
     }
 }
