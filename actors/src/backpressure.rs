@@ -1,116 +1,117 @@
-//! Bounded mailboxes between the stages of the upcall path. A stage that
-//! finds the next one's mailbox full waits, so that pressure backs up,
-//! stage by stage, into the datapath's upcall queue, where overflow is
+//! Bounded work in flight between the stages of the upcall path. A stage
+//! takes a [`Permit`] from the next stage's [`Window`] before sending it
+//! work and the permit travels with the message; it is given back when the
+//! message is dropped (handled, or lost with an actor that died). A stage
+//! that finds the window full blocks until room is made, so pressure backs
+//! up, stage by stage, into the datapath's upcall queue, where overflow is
 //! counted as lost (as a full netlink socket loses upcalls in OVS). Work in
 //! flight stays a few batches deep: its buffers are reused while still in
 //! cache, instead of a backlog of thousands of ops asking for fresh pages.
+//!
+//! A window blocks on a condition variable, not by polling the mailbox:
+//! the waiting thread costs nothing until the consumer makes room.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use actix::dev::ToEnvelope;
-use actix::prelude::*;
+use parking_lot::{Condvar, Mutex};
 
-/// Pause before retrying an actor whose mailbox is full.
-const BACKOFF: Duration = Duration::from_micros(50);
+/// How much work may be in flight to one consumer.
+pub struct Window {
+    in_flight: Mutex<usize>,
+    room: Condvar,
+    limit: usize,
+}
 
-/// Sends `msg` to `to`, waiting while its mailbox is full. Gives the
-/// message back if the actor is gone for good.
-pub fn send_waiting<A, M>(to: &Addr<A>, mut msg: M) -> Result<(), M>
-where
-    A: Actor + Handler<M>,
-    A::Context: ToEnvelope<A, M>,
-    M: Message + Send + 'static,
-    M::Result: Send,
-{
-    loop {
-        match to.try_send(msg) {
-            Ok(()) => return Ok(()),
-            Err(SendError::Full(m)) => {
-                msg = m;
-                std::thread::sleep(BACKOFF);
-            }
-            Err(SendError::Closed(m)) => return Err(m),
+/// `n` units of work in flight; given back when dropped.
+pub struct Permit {
+    window: Arc<Window>,
+    n: usize,
+}
+
+impl Window {
+    pub fn new(limit: usize) -> Arc<Window> {
+        Arc::new(Window {
+            in_flight: Mutex::new(0),
+            room: Condvar::new(),
+            limit: limit.max(1),
+        })
+    }
+
+    /// Waits until `n` more units fit, then takes them. Work larger than
+    /// the whole window goes alone, once nothing else is in flight.
+    pub fn acquire(self: &Arc<Self>, n: usize) -> Permit {
+        let mut in_flight = self.in_flight.lock();
+        while *in_flight > 0 && *in_flight + n > self.limit {
+            // Bounded waits only guard against a lost wakeup.
+            self.room
+                .wait_for(&mut in_flight, Duration::from_millis(100));
         }
+        *in_flight += n;
+        Permit {
+            window: self.clone(),
+            n,
+        }
+    }
+
+    /// Units in flight now.
+    pub fn in_flight(&self) -> usize {
+        *self.in_flight.lock()
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let mut in_flight = self.window.in_flight.lock();
+        *in_flight -= self.n;
+        drop(in_flight);
+        self.window.room.notify_all();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicU32, Ordering};
-    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// Takes its time over each message, behind a one-message mailbox.
-    struct Slow {
-        seen: Arc<AtomicU32>,
-        in_order: Arc<AtomicU32>,
-    }
-
-    impl Actor for Slow {
-        type Context = Context<Self>;
-        fn started(&mut self, ctx: &mut Context<Self>) {
-            ctx.set_mailbox_capacity(1);
-        }
-    }
-
-    #[derive(Message)]
-    #[rtype(result = "()")]
-    struct Item(u32);
-
-    impl Handler<Item> for Slow {
-        type Result = ();
-        fn handle(&mut self, item: Item, _: &mut Context<Self>) {
-            std::thread::sleep(Duration::from_micros(200));
-            if item.0 == self.seen.fetch_add(1, Ordering::SeqCst) {
-                self.in_order.fetch_add(1, Ordering::SeqCst);
-            }
-        }
-    }
-
-    fn start_slow(sys: &SystemRunner) -> (Addr<Slow>, Arc<AtomicU32>, Arc<AtomicU32>) {
-        let seen = Arc::new(AtomicU32::new(0));
-        let in_order = Arc::new(AtomicU32::new(0));
-        let (s, o) = (seen.clone(), in_order.clone());
-        let addr = sys.block_on(async move {
-            Slow::start_in_arbiter(&Arbiter::new().handle(), move |_| Slow {
-                seen: s,
-                in_order: o,
+    #[test]
+    fn a_full_window_blocks_until_permits_come_back() {
+        let window = Window::new(10);
+        let first = window.acquire(6);
+        let second = window.acquire(4);
+        assert_eq!(window.in_flight(), 10);
+        let taken = Arc::new(AtomicUsize::new(0));
+        let waiter = {
+            let (window, taken) = (window.clone(), taken.clone());
+            std::thread::spawn(move || {
+                let p = window.acquire(5);
+                taken.store(1, Ordering::SeqCst);
+                p
             })
-        });
-        (addr, seen, in_order)
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(
+            taken.load(Ordering::SeqCst),
+            0,
+            "took room that was not there"
+        );
+        drop(second);
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(taken.load(Ordering::SeqCst), 0, "4 free units do not fit 5");
+        drop(first);
+        let third = waiter.join().unwrap();
+        assert_eq!(window.in_flight(), 5);
+        drop(third);
+        assert_eq!(window.in_flight(), 0);
     }
 
     #[test]
-    fn a_full_mailbox_delays_the_sender_and_loses_nothing() {
-        let sys = System::new();
-        // Sent without waiting, some of 50 quick messages find the
-        // mailbox full...
-        let (addr, _, _) = start_slow(&sys);
-        let refused = std::thread::spawn(move || {
-            (0..50)
-                .filter(|i| matches!(addr.try_send(Item(*i)), Err(SendError::Full(_))))
-                .count()
-        })
-        .join()
-        .unwrap();
-        assert!(
-            refused > 0,
-            "the mailbox never filled: the test proves nothing"
-        );
-        // ...and sent waiting, all of them arrive, in order.
-        let (addr, seen, in_order) = start_slow(&sys);
-        std::thread::spawn(move || {
-            for i in 0..50 {
-                assert!(send_waiting(&addr, Item(i)).is_ok());
-            }
-        })
-        .join()
-        .unwrap();
-        sys.block_on(async {
-            while seen.load(Ordering::SeqCst) < 50 {
-                actix::clock::sleep(Duration::from_millis(1)).await;
-            }
-        });
-        assert_eq!(in_order.load(Ordering::SeqCst), 50);
+    fn work_larger_than_the_window_goes_alone() {
+        let window = Window::new(4);
+        let big = window.acquire(9);
+        assert_eq!(window.in_flight(), 9);
+        drop(big);
+        let _small = window.acquire(3);
+        assert_eq!(window.in_flight(), 3);
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use messages::dpif::{DpifOp, PutMode, Ufid, UfidSet};
 
+use crate::backpressure::{Permit, Window};
 use crate::dpif::Dpif;
 use crate::stats::PipelineStats;
 use crate::supervisor::guarded;
@@ -36,21 +37,61 @@ impl Default for WriterConfig {
 /// Operations to carry out, in order. When `return_to` is set, the writer
 /// sends the emptied buffer back, so that a sender that batches all the
 /// time (a handler) refills the same memory instead of asking the allocator
-/// for fresh pages on one thread while freeing them on another.
+/// for fresh pages on one thread while freeing them on another. A handler's
+/// ops hold a `permit` of the writer's window until they are queued.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct FlowOps {
     pub ops: Vec<DpifOp>,
     pub return_to: Option<Recipient<SpareOps>>,
+    pub permit: Option<Permit>,
 }
 
+/// Ops handlers may have in flight to the writer (sent, not yet queued):
+/// eight handler batches. Revalidators' ops are not counted: they are few
+/// and must not wait behind upcalls.
+pub const WINDOW_OPS: usize = 1024;
+
 impl FlowOps {
-    /// Ops whose buffer is not returned.
+    /// Ops whose buffer is not returned, outside the window.
     pub fn once(ops: Vec<DpifOp>) -> Self {
         FlowOps {
             ops,
             return_to: None,
+            permit: None,
         }
+    }
+}
+
+/// How handlers reach the writer: its address, and the window of ops in
+/// flight that they all share.
+#[derive(Clone)]
+pub struct WriterInlet {
+    addr: Addr<DpifWriter>,
+    window: Arc<Window>,
+}
+
+impl WriterInlet {
+    pub fn new(addr: Addr<DpifWriter>) -> Self {
+        WriterInlet {
+            addr,
+            window: Window::new(WINDOW_OPS),
+        }
+    }
+
+    /// Sends `ops`, first waiting while the window is full. False when the
+    /// writer is gone (the ops are lost).
+    pub fn send(&self, ops: Vec<DpifOp>, return_to: Recipient<SpareOps>) -> bool {
+        let permit = self.window.acquire(ops.len());
+        if !self.addr.connected() {
+            return false;
+        }
+        self.addr.do_send(FlowOps {
+            ops,
+            return_to: Some(return_to),
+            permit: Some(permit),
+        });
+        true
     }
 }
 
@@ -157,16 +198,8 @@ impl DpifWriter {
     }
 }
 
-/// Op messages the writer's mailbox holds. Handlers wait when it is full
-/// (see [`crate::backpressure`]); revalidators' ops always get in.
-pub const MAILBOX_CAPACITY: usize = 16;
-
 impl Actor for DpifWriter {
     type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
-    }
 }
 
 impl Supervised for DpifWriter {
@@ -179,7 +212,11 @@ impl Handler<FlowOps> for DpifWriter {
     type Result = ();
 
     fn handle(&mut self, msg: FlowOps, ctx: &mut Context<Self>) {
-        let FlowOps { mut ops, return_to } = msg;
+        let FlowOps {
+            mut ops,
+            return_to,
+            permit,
+        } = msg;
         let stats = self.stats.clone();
         guarded("dpif_writer", &stats, ctx, || {
             for op in ops.drain(..) {
@@ -190,6 +227,7 @@ impl Handler<FlowOps> for DpifWriter {
             let bs = self.config.batch_size;
             self.write_pending(self.pending.len() / bs * bs);
         });
+        drop(permit);
         if let Some(to) = return_to {
             ops.clear();
             to.do_send(SpareOps(ops));

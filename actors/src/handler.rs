@@ -15,9 +15,9 @@ use messages::dpif::{DpifOp, Execute, FlowPut, PutMode, Upcall, UpcallKind};
 use messages::flow::datapath_mask;
 use messages::odp::OdpActions;
 
-use crate::backpressure::send_waiting;
+use crate::backpressure::Permit;
 use crate::dpif::megaflow_ufid;
-use crate::dpif_writer::{DpifWriter, FlowOps, SpareOps};
+use crate::dpif_writer::{SpareOps, WriterInlet};
 use crate::receiver::SpareUpcalls;
 use crate::rule_table::{PushStats, RuleStats, RuleTable, Snapshot};
 use crate::stats::{DropReason, PipelineStats};
@@ -26,14 +26,20 @@ use crate::tables::Tables;
 use crate::xlate::{xlate, XlateConfig};
 
 /// Upcalls to translate, with the time the receiver read them. The
-/// emptied buffer goes back to `return_to` (see [`FlowOps`]).
+/// emptied buffer goes back to `return_to` (see
+/// [`crate::dpif_writer::FlowOps`]); `permit`
+/// holds the batch's room in the handler's window until it is handled.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct UpcallBatch {
     pub upcalls: Vec<Upcall>,
     pub received: Instant,
     pub return_to: Option<Recipient<SpareUpcalls>>,
+    pub permit: Permit,
 }
+
+/// Upcalls a handler may have in flight (received, not yet handled).
+pub const WINDOW_UPCALLS: usize = 4 * crate::receiver::UPCALL_MAX_BATCH;
 
 /// Emptied buffers an actor keeps for its next batches.
 const MAX_SPARE_BUFFERS: usize = 8;
@@ -69,7 +75,7 @@ pub struct UpcallHandler {
     pub id: usize,
     tables: Arc<Tables>,
     xlate_cfg: XlateConfig,
-    writer: Addr<DpifWriter>,
+    writer: WriterInlet,
     /// Credited with the packets the handler executes.
     rule_table: Addr<RuleTable>,
     flow_limit: u64,
@@ -90,7 +96,7 @@ impl UpcallHandler {
         id: usize,
         tables: Arc<Tables>,
         xlate_cfg: XlateConfig,
-        writer: Addr<DpifWriter>,
+        writer: WriterInlet,
         rule_table: Addr<RuleTable>,
         flow_limit: u64,
         stats: Arc<PipelineStats>,
@@ -117,7 +123,7 @@ impl UpcallHandler {
         &mut self,
         upcalls: &mut Vec<Upcall>,
         return_to: Recipient<SpareOps>,
-    ) -> (FlowOps, Vec<(u64, RuleStats)>) {
+    ) -> (Vec<DpifOp>, Recipient<SpareOps>, Vec<(u64, RuleStats)>) {
         if self.panics_to_inject > 0 {
             self.panics_to_inject -= 1;
             panic!("injected fault in handler {}", self.id);
@@ -167,11 +173,7 @@ impl UpcallHandler {
         self.stats.count_drop(DropReason::FlowLimit, over_limit);
         self.stats
             .count_drop(DropReason::NoController, no_controller);
-        let ops = FlowOps {
-            ops,
-            return_to: Some(return_to),
-        };
-        (ops, credits)
+        (ops, return_to, credits)
     }
 }
 
@@ -238,8 +240,6 @@ impl Actor for UpcallHandler {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        // Bounded, so that a busy handler pushes back on the receiver.
-        ctx.set_mailbox_capacity(4);
         ctx.run_interval(CREDIT_INTERVAL, |h, _| h.send_credits());
     }
 
@@ -263,6 +263,7 @@ impl Handler<UpcallBatch> for UpcallHandler {
             mut upcalls,
             received,
             return_to,
+            permit: _in_flight,
         } = batch;
         let n = upcalls.len() as u64;
         let stats = self.stats.clone();
@@ -275,9 +276,11 @@ impl Handler<UpcallBatch> for UpcallHandler {
             to.do_send(SpareUpcalls(upcalls));
         }
         match handled {
-            Some((ops, credits)) => {
-                if let Err(lost) = send_waiting(&self.writer, ops) {
-                    tracing::warn!(ops = lost.ops.len(), "the dpif-writer is gone; ops lost");
+            Some((ops, return_to, credits)) => {
+                let n_ops = ops.len();
+                // Waits while the writer has a full window of ops.
+                if !self.writer.send(ops, return_to) {
+                    tracing::warn!(ops = n_ops, "the dpif-writer is gone; ops lost");
                 }
                 self.gather_credits(credits);
                 stats.upcalls_handled.fetch_add(n, Ordering::Relaxed);

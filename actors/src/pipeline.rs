@@ -14,15 +14,21 @@
 //! ones (receiver, each handler, each revalidator, the writer) get an arbiter
 //! (thread) of their own; the rule-table lives on the arbiter that starts
 //! the pipeline. Actors hold each other's addresses and nothing else: all
-//! they share is by message, plus the write-only [`PipelineStats`].
+//! they share is by message, plus the write-only [`PipelineStats`] and the
+//! windows that bound the work in flight to each handler and to the writer
+//! ([`crate::backpressure`]: a sender waits for room, so an overload backs
+//! up into the datapath's upcall queue instead of into mailboxes).
 
 use std::sync::Arc;
 
 use actix::prelude::*;
 
+use crate::backpressure::Window;
 use crate::dpif::Dpif;
-use crate::dpif_writer::{DpifWriter, Flush, WriterConfig};
-use crate::handler::{InjectPanics, SendCredits, UpcallHandler};
+use crate::dpif_writer::{DpifWriter, Flush, WriterConfig, WriterInlet};
+use crate::handler::{
+    InjectPanics, SendCredits, UpcallHandler, WINDOW_UPCALLS as HANDLER_WINDOW_UPCALLS,
+};
 use crate::receiver::Receiver;
 use crate::revalidator::{RevalidateNow, Revalidator, RevalidatorConfig};
 use crate::rule_table::{DumpRules, RuleStats, RuleTable, Subscribe};
@@ -100,12 +106,13 @@ impl Pipeline {
         };
         let snapshot = Arc::new(tables);
 
+        let to_writer = WriterInlet::new(writer.clone());
         let handlers: Vec<Addr<UpcallHandler>> = (0..config.n_handlers.max(1))
             .map(|id| {
                 let (t, x, w, r, s) = (
                     snapshot.clone(),
                     config.xlate.clone(),
-                    writer.clone(),
+                    to_writer.clone(),
                     rule_table.clone(),
                     stats.clone(),
                 );
@@ -145,9 +152,14 @@ impl Pipeline {
             rule_table.do_send(Subscribe(r.clone().recipient()));
         }
 
+        // One window per handler, shared by the receivers feeding it.
+        let handler_windows: Vec<_> = handlers
+            .iter()
+            .map(|h| (h.clone(), Window::new(HANDLER_WINDOW_UPCALLS)))
+            .collect();
         let receivers = (0..config.n_receivers.max(1))
             .map(|q| {
-                let (d, h, s) = (dpif.clone(), handlers.clone(), stats.clone());
+                let (d, h, s) = (dpif.clone(), handler_windows.clone(), stats.clone());
                 Supervisor::start_in_arbiter(
                     &own_arbiter(format!("receiver{q}"), &config.cpus.receivers),
                     move |_| Receiver::new(q, d, h, s),

@@ -4,7 +4,8 @@
 //!
 //! It runs alone on its own arbiter, because reading blocks (briefly: each
 //! read waits at most `POLL`, then the actor yields to its mailbox). When a
-//! handler's mailbox is full the receiver waits (see [`crate::backpressure`]).
+//! handler has a full window of upcalls in flight the receiver waits (see
+//! [`crate::backpressure`]).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use messages::dpif::Upcall;
 
-use crate::backpressure::send_waiting;
+use crate::backpressure::Window;
 use crate::dpif::{Dpif, DpifError};
 use crate::handler::{UpcallBatch, UpcallHandler};
 use crate::stats::{DropReason, PipelineStats};
@@ -41,7 +42,8 @@ pub struct Receiver {
     /// Which of the datapath's upcall queues to read.
     queue: usize,
     dpif: Arc<dyn Dpif>,
-    handlers: Vec<Addr<UpcallHandler>>,
+    /// Each handler with its window of upcalls in flight.
+    handlers: Vec<(Addr<UpcallHandler>, Arc<Window>)>,
     /// The batch being read, kept between reads.
     read_buf: Vec<Upcall>,
     /// Buffers back from handlers, to fill again.
@@ -55,7 +57,7 @@ impl Receiver {
     pub fn new(
         queue: usize,
         dpif: Arc<dyn Dpif>,
-        handlers: Vec<Addr<UpcallHandler>>,
+        handlers: Vec<(Addr<UpcallHandler>, Arc<Window>)>,
         stats: Arc<PipelineStats>,
     ) -> Self {
         assert!(
@@ -116,15 +118,7 @@ impl Receiver {
             if shard.is_empty() {
                 self.keep_spare(shard);
             } else {
-                let return_to = self.me.clone();
-                self.dispatch(
-                    i,
-                    UpcallBatch {
-                        upcalls: shard,
-                        received,
-                        return_to,
-                    },
-                );
+                self.dispatch(i, shard, received);
             }
         }
         true
@@ -136,11 +130,21 @@ impl Receiver {
         }
     }
 
-    fn dispatch(&self, handler: usize, batch: UpcallBatch) {
-        if let Err(b) = send_waiting(&self.handlers[handler], batch) {
+    fn dispatch(&self, handler: usize, upcalls: Vec<Upcall>, received: Instant) {
+        let (addr, window) = &self.handlers[handler];
+        // Waits while the handler has a full window of upcalls.
+        let permit = window.acquire(upcalls.len());
+        if !addr.connected() {
             self.stats
-                .count_drop(DropReason::HandlerGone, b.upcalls.len() as u64);
+                .count_drop(DropReason::HandlerGone, upcalls.len() as u64);
+            return;
         }
+        addr.do_send(UpcallBatch {
+            upcalls,
+            received,
+            return_to: self.me.clone(),
+            permit,
+        });
     }
 }
 
