@@ -9,7 +9,11 @@
 //! cache, instead of a backlog of thousands of ops asking for fresh pages.
 //!
 //! A window blocks on a condition variable, not by polling the mailbox:
-//! the waiting thread costs nothing until the consumer makes room.
+//! the waiting thread costs nothing until the consumer makes room. It is
+//! woken once the window has drained to half, not as each message is
+//! done: on a shared core, a wakeup per message would switch producer and
+//! consumer after every batch; this way each runs several batches at a go
+//! while the other still has half a window of work.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +25,8 @@ pub struct Window {
     in_flight: Mutex<usize>,
     room: Condvar,
     limit: usize,
+    /// Waiters are woken when `in_flight` drops to this.
+    low_water: usize,
 }
 
 /// `n` units of work in flight; given back when dropped.
@@ -31,10 +37,12 @@ pub struct Permit {
 
 impl Window {
     pub fn new(limit: usize) -> Arc<Window> {
+        let limit = limit.max(1);
         Arc::new(Window {
             in_flight: Mutex::new(0),
             room: Condvar::new(),
-            limit: limit.max(1),
+            limit,
+            low_water: limit / 2,
         })
     }
 
@@ -64,8 +72,11 @@ impl Drop for Permit {
     fn drop(&mut self) {
         let mut in_flight = self.window.in_flight.lock();
         *in_flight -= self.n;
+        let wake = *in_flight <= self.window.low_water;
         drop(in_flight);
-        self.window.room.notify_all();
+        if wake {
+            self.window.room.notify_all();
+        }
     }
 }
 
@@ -102,6 +113,31 @@ mod tests {
         let third = waiter.join().unwrap();
         assert_eq!(window.in_flight(), 5);
         drop(third);
+        assert_eq!(window.in_flight(), 0);
+    }
+
+    #[test]
+    fn waiters_wake_once_the_window_drained_to_half() {
+        let window = Window::new(10);
+        let (a, b, c) = (window.acquire(4), window.acquire(4), window.acquire(2));
+        let taken = Arc::new(AtomicUsize::new(0));
+        let waiter = {
+            let (window, taken) = (window.clone(), taken.clone());
+            std::thread::spawn(move || {
+                let p = window.acquire(2);
+                taken.store(1, Ordering::SeqCst);
+                p
+            })
+        };
+        std::thread::sleep(Duration::from_millis(20));
+        // Room for 2 now, but 8 in flight is above half: no wakeup yet.
+        drop(c);
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(taken.load(Ordering::SeqCst), 0, "woken above half");
+        drop(b);
+        let p = waiter.join().unwrap();
+        assert_eq!(window.in_flight(), 6);
+        drop((a, p));
         assert_eq!(window.in_flight(), 0);
     }
 

@@ -178,15 +178,15 @@ impl DpifWriter {
             .collect();
         let results = self.dpif.operate(batch);
         self.stats.note_write();
-        let s = &self.stats;
+        // Counted here and added once per batch: the counters are shared
+        // with every thread that reads them.
+        let mut done = [0u64; 4];
+        let mut errors = 0;
         for ((kind, ufid), result) in kinds.into_iter().zip(results) {
-            match (kind, result) {
-                (0, Ok(())) => PipelineStats::add(&s.flow_puts, 1),
-                (1, Ok(())) => PipelineStats::add(&s.flow_modifies, 1),
-                (2, Ok(())) => PipelineStats::add(&s.flow_deletes, 1),
-                (_, Ok(())) => PipelineStats::add(&s.executes, 1),
-                (_, Err(e)) => {
-                    PipelineStats::add(&s.op_errors, 1);
+            match result {
+                Ok(()) => done[kind as usize] += 1,
+                Err(e) => {
+                    errors += 1;
                     if let Some(ufid) = ufid {
                         // Not installed after all: a later upcall may put it.
                         self.installed.remove(&ufid);
@@ -194,6 +194,18 @@ impl DpifWriter {
                     tracing::debug!(error = %e, "datapath refused an operation");
                 }
             }
+        }
+        let s = &self.stats;
+        for (counter, n) in [&s.flow_puts, &s.flow_modifies, &s.flow_deletes, &s.executes]
+            .into_iter()
+            .zip(done)
+        {
+            if n > 0 {
+                PipelineStats::add(counter, n);
+            }
+        }
+        if errors > 0 {
+            PipelineStats::add(&s.op_errors, errors);
         }
     }
 }

@@ -226,9 +226,33 @@ const BURST: usize = 32;
 /// Frames read but not yet processed, with their input ports.
 type Burst = Vec<(u32, Vec<u8>)>;
 
+/// What a receive thread keeps from one burst to the next: its exact-match
+/// cache, and the burst's keys, lookup results and upcalls, whose buffers
+/// are reused rather than allocated per burst.
+struct RxState {
+    emc: Emc,
+    keys: Vec<Flow>,
+    found: Vec<Option<Arc<FlowEntry>>>,
+    /// Whether `found[i]` came from the exact-match cache.
+    from_emc: Vec<bool>,
+    misses: Vec<Upcall>,
+}
+
+impl RxState {
+    fn new(emc: Emc) -> Self {
+        RxState {
+            emc,
+            keys: Vec::with_capacity(BURST),
+            found: Vec::with_capacity(BURST),
+            from_emc: Vec::with_capacity(BURST),
+            misses: Vec::with_capacity(BURST),
+        }
+    }
+}
+
 impl Core {
     fn rx_loop(&self, port: &Port, stop: &AtomicBool) {
-        let mut emc = Emc::new(self.emc_entries, self.emc_insert_inv_prob);
+        let mut rx = RxState::new(Emc::new(self.emc_entries, self.emc_insert_inv_prob));
         let mut burst: Burst = Vec::with_capacity(BURST);
         let mut buf = Vec::new();
         while !stop.load(Ordering::Relaxed) {
@@ -246,7 +270,7 @@ impl Core {
             port.counters
                 .rx_packets
                 .fetch_add(burst.len() as u64, Ordering::Relaxed);
-            self.receive(&mut burst, &mut emc, &|| false);
+            self.receive(&mut burst, &mut rx, &|| false);
         }
     }
 
@@ -271,7 +295,7 @@ impl Core {
         keep_waiting: &dyn Fn() -> bool,
         stop: &AtomicBool,
     ) {
-        let mut emc = Emc::new(self.emc_entries, self.emc_insert_inv_prob);
+        let mut rx = RxState::new(Emc::new(self.emc_entries, self.emc_insert_inv_prob));
         let mut burst: Burst = Vec::with_capacity(BURST);
         let mut frames = frames.into_iter();
         while !stop.load(Ordering::Relaxed) {
@@ -285,7 +309,7 @@ impl Core {
                 return;
             }
             let n = burst.len() as u64;
-            self.receive(&mut burst, &mut emc, keep_waiting);
+            self.receive(&mut burst, &mut rx, keep_waiting);
             self.n_replayed.fetch_add(n, Ordering::Relaxed);
         }
     }
@@ -293,54 +317,54 @@ impl Core {
     /// The fast path for a burst of frames (emptied): hits run their
     /// megaflow's actions, misses are queued as upcalls, waiting for room as
     /// long as `keep_waiting` says so.
-    fn receive(&self, burst: &mut Burst, emc: &mut Emc, keep_waiting: &dyn Fn() -> bool) {
+    fn receive(&self, burst: &mut Burst, rx: &mut RxState, keep_waiting: &dyn Fn() -> bool) {
         let now = monotonic_ms();
-        let frames: Vec<(u32, Vec<u8>)> = std::mem::take(burst);
-        let keys: Vec<Flow> = frames
-            .iter()
-            .map(|(in_port, frame)| {
-                let md = Flow {
-                    in_port: *in_port,
-                    ..Flow::default()
-                };
-                flow_extract(frame, &md)
-            })
-            .collect();
-        let mut found: Vec<Option<Arc<FlowEntry>>> = keys.iter().map(|k| emc.lookup(k)).collect();
-        let from_emc: Vec<bool> = found.iter().map(Option::is_some).collect();
-        self.flows.read().lookup_burst(&keys, &mut found);
-        let mut hits = Vec::with_capacity(frames.len());
-        let mut misses = Vec::new();
-        for (((_, frame), key), (entry, in_emc)) in frames
-            .into_iter()
-            .zip(keys)
-            .zip(found.into_iter().zip(from_emc))
-        {
-            match entry {
+        let RxState {
+            emc,
+            keys,
+            found,
+            from_emc,
+            misses,
+        } = rx;
+        keys.clear();
+        keys.extend(burst.iter().map(|(in_port, frame)| {
+            let md = Flow {
+                in_port: *in_port,
+                ..Flow::default()
+            };
+            flow_extract(frame, &md)
+        }));
+        found.clear();
+        found.extend(keys.iter().map(|k| emc.lookup(k)));
+        from_emc.clear();
+        from_emc.extend(found.iter().map(Option::is_some));
+        self.flows.read().lookup_burst(keys, found);
+        let mut n_hit = 0;
+        for (i, (_, mut frame)) in burst.drain(..).enumerate() {
+            let key = &keys[i];
+            match found[i].take() {
                 Some(e) => {
-                    if !in_emc {
-                        emc.maybe_insert(&key, &e);
+                    if !from_emc[i] {
+                        emc.maybe_insert(key, &e);
                     }
                     e.hit(frame.len(), now, key.tcp_flags);
-                    hits.push((frame, key, e));
+                    self.execute(&mut frame, key, &e.actions);
+                    n_hit += 1;
                 }
                 None => misses.push(Upcall {
                     kind: UpcallKind::Miss,
                     packet: frame,
                     // Filled in by the reader (see `recv_upcalls`).
                     ufid: UFID_LATER,
-                    key,
+                    key: *key,
                 }),
             }
         }
-        self.n_hit.fetch_add(hits.len() as u64, Ordering::Relaxed);
-        for (mut frame, key, e) in hits {
-            self.execute(&mut frame, &key, &e.actions);
-        }
+        self.n_hit.fetch_add(n_hit, Ordering::Relaxed);
         if !misses.is_empty() {
             self.n_missed
                 .fetch_add(misses.len() as u64, Ordering::Relaxed);
-            self.queue_upcalls(&mut misses, keep_waiting);
+            self.queue_upcalls(misses, keep_waiting);
         }
     }
 
@@ -468,21 +492,23 @@ impl Dpif for Netdev {
             for op in ops {
                 let result = match op {
                     DpifOp::FlowPut(put) => {
+                        // By reference: moving a put out of its box copies
+                        // its key and mask.
                         let FlowPut {
                             ufid,
-                            key,
-                            mask,
+                            ref key,
+                            ref mask,
                             actions,
                             mode,
                             reset_stats,
                         } = *put;
                         match mode {
-                            PutMode::Create => flows.create(ufid, &key, &mask, actions),
+                            PutMode::Create => flows.create(ufid, key, mask, actions),
                             PutMode::Modify => flows.modify(ufid, actions, reset_stats),
                             PutMode::CreateOrModify if flows.get(ufid).is_some() => {
                                 flows.modify(ufid, actions, reset_stats)
                             }
-                            PutMode::CreateOrModify => flows.create(ufid, &key, &mask, actions),
+                            PutMode::CreateOrModify => flows.create(ufid, key, mask, actions),
                         }
                         .map_err(put_error)
                     }
@@ -682,9 +708,9 @@ mod tests {
             upcall_queue_len: 1,
             ..NetdevConfig::default()
         });
-        let mut emc = Emc::new(4, 1);
+        let mut rx = RxState::new(Emc::new(4, 1));
         let mut burst: Burst = (0..3).map(|_| (1, tcp_frame())).collect();
-        dp.core.receive(&mut burst, &mut emc, &|| false);
+        dp.core.receive(&mut burst, &mut rx, &|| false);
         let s = dp.stats();
         assert_eq!((s.n_missed, s.n_lost), (3, 2));
     }
