@@ -14,6 +14,7 @@ use actix::prelude::*;
 use messages::dpif::{DpifOp, Execute, FlowPut, PutMode, Upcall, UpcallKind};
 use messages::flow::datapath_mask;
 use messages::odp::OdpActions;
+use rustc_hash::FxHashSet;
 
 use crate::backpressure::Permit;
 use crate::dpif::megaflow_ufid;
@@ -84,7 +85,7 @@ pub struct UpcallHandler {
     panics_to_inject: u32,
     /// Op buffers back from the writer, to fill again.
     spare_ops: Vec<Vec<DpifOp>>,
-    recent_actions: RecentActions,
+    shared_actions: SharedActions,
     /// Traffic credited to rules since the last `PushStats`, one entry per
     /// rule.
     credits: Vec<(u64, RuleStats)>,
@@ -111,7 +112,7 @@ impl UpcallHandler {
             n_flows_estimate: 0,
             panics_to_inject: 0,
             spare_ops: Vec::new(),
-            recent_actions: RecentActions::default(),
+            shared_actions: SharedActions::default(),
             credits: Vec::new(),
             stats,
         }
@@ -146,7 +147,7 @@ impl UpcallHandler {
             for id in &out.rules {
                 add_credit(&mut credits, *id, packet);
             }
-            let actions = self.recent_actions.share(out.actions);
+            let actions = self.shared_actions.share(out.actions);
             if self.n_flows_estimate < self.flow_limit {
                 self.n_flows_estimate += 1;
                 // Installed with the VLAN stack pinned, as a datapath key is.
@@ -177,33 +178,32 @@ impl UpcallHandler {
     }
 }
 
-/// The action lists a handler produced last. A rule set sends most
-/// upcalls to a handful of lists, so sharing them lets the datapath store
-/// each once without hashing it (it recognizes the same `Arc`), and spares
-/// an allocation per upcall.
+/// The action lists a handler has produced, each kept once. A rule set
+/// sends most upcalls to a handful of lists, so sharing them spares an
+/// allocation per upcall, and lets the datapath store each list once and
+/// recognize it by pointer: the hashing of lists happens here, not on the
+/// writer's thread.
 #[derive(Default)]
-struct RecentActions {
-    /// Most recently used first.
-    lists: Vec<Arc<OdpActions>>,
+struct SharedActions {
+    lists: FxHashSet<Arc<OdpActions>>,
 }
 
-impl RecentActions {
-    const CAPACITY: usize = 8;
+impl SharedActions {
+    /// Lists kept before starting over (a rule set with more distinct
+    /// lists merely shares less).
+    const CAPACITY: usize = 4096;
 
-    /// `actions` as a shared list: a recent one if equal, else a new one.
+    /// `actions` as a shared list.
     fn share(&mut self, actions: OdpActions) -> Arc<OdpActions> {
-        match self.lists.iter().position(|l| **l == actions) {
-            Some(i) => {
-                self.lists[..=i].rotate_right(1);
-            }
-            None => {
-                if self.lists.len() == Self::CAPACITY {
-                    self.lists.pop();
-                }
-                self.lists.insert(0, Arc::new(actions));
-            }
+        if let Some(shared) = self.lists.get(&actions) {
+            return shared.clone();
         }
-        self.lists[0].clone()
+        if self.lists.len() >= Self::CAPACITY {
+            self.lists.clear();
+        }
+        let shared = Arc::new(actions);
+        self.lists.insert(shared.clone());
+        shared
     }
 }
 

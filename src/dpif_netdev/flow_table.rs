@@ -371,44 +371,48 @@ impl FirstStage {
 #[derive(Default)]
 struct ActionPool {
     lists: FxHashSet<Arc<OdpActions>>,
-    /// The list interned last: handlers share their lists, so a put often
-    /// brings the very same `Arc`, recognized without hashing the list.
-    last: Option<Arc<OdpActions>>,
+    /// Where the lists of `lists` live: handlers share their lists, so a
+    /// put usually brings an `Arc` the pool already holds, recognized by
+    /// its address without hashing the list. (The pool holds those `Arc`s,
+    /// so an address here cannot be freed and reused for another list.)
+    addresses: FxHashSet<usize>,
     /// Pool size after the last sweep.
     swept_at: usize,
 }
 
+fn address(list: &Arc<OdpActions>) -> usize {
+    Arc::as_ptr(list) as usize
+}
+
 impl ActionPool {
     fn intern(&mut self, actions: Arc<OdpActions>) -> Arc<OdpActions> {
-        if self.last.as_ref().is_some_and(|l| Arc::ptr_eq(l, &actions)) {
+        if self.addresses.contains(&address(&actions)) {
             return actions;
         }
-        let shared = self.intern_slow(actions);
-        self.last = Some(shared.clone());
-        shared
-    }
-
-    fn intern_slow(&mut self, actions: Arc<OdpActions>) -> Arc<OdpActions> {
         if let Some(shared) = self.lists.get(&*actions) {
             return shared.clone();
         }
         if self.lists.len() >= 2 * self.swept_at + 64 {
-            self.lists.retain(|l| Arc::strong_count(l) > 1);
+            let addresses = &mut self.addresses;
+            self.lists.retain(|l| {
+                let keep = Arc::strong_count(l) > 1;
+                if !keep {
+                    addresses.remove(&address(l));
+                }
+                keep
+            });
             self.swept_at = self.lists.len();
         }
+        self.addresses.insert(address(&actions));
         self.lists.insert(actions.clone());
         actions
     }
 
     /// Called as a megaflow holding `actions` goes away.
     fn release(&mut self, actions: &Arc<OdpActions>) {
-        let is_last = self.last.as_ref().is_some_and(|l| Arc::ptr_eq(l, actions));
-        // The pool's references and the departing megaflow's.
-        if Arc::strong_count(actions) <= 2 + is_last as usize {
+        // The pool's reference and the departing megaflow's.
+        if Arc::strong_count(actions) <= 2 && self.addresses.remove(&address(actions)) {
             self.lists.remove(&**actions);
-            if is_last {
-                self.last = None;
-            }
         }
     }
 }
