@@ -7,7 +7,6 @@
 //! (OVS's miniflow); the mask itself is shared with its subtable.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -38,6 +37,13 @@ impl MaskShape {
     /// `key`'s words under the mask, in order.
     fn values(&self, key: &Flow) -> MaskedWords {
         let k = key.words();
+        let mut buf = [0u64; 8];
+        if self.words.len() <= buf.len() {
+            for (v, &(i, m)) in buf.iter_mut().zip(self.words.iter()) {
+                *v = k[i] & m;
+            }
+            return MaskedWords::from_buf_and_len(buf, self.words.len());
+        }
         self.words.iter().map(|&(i, m)| k[i] & m).collect()
     }
 
@@ -166,54 +172,17 @@ impl FlowEntry {
     }
 }
 
-/// A mask used as a hash key, hashed once. Masks are few and compared in
-/// full on a match, so a cheap fold of every word does.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct HashedFlow {
-    hash: u64,
-    flow: Flow,
+/// Hash of a whole mask, to find its subtable. Masks are few and compared
+/// in full on a match, so a cheap fold of every word does.
+#[inline]
+fn mask_hash(mask: &Flow) -> u64 {
+    let mut h = 0u64;
+    for w in mask.words() {
+        h = h.rotate_left(23) ^ w;
+    }
+    h = (h ^ (h >> 31)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    h ^ (h >> 29)
 }
-
-impl HashedFlow {
-    #[inline]
-    fn new(flow: Flow) -> Self {
-        let mut h = 0u64;
-        for w in flow.words() {
-            h = h.rotate_left(23) ^ w;
-        }
-        h = (h ^ (h >> 31)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        HashedFlow {
-            hash: h ^ (h >> 29),
-            flow,
-        }
-    }
-}
-
-impl Hash for HashedFlow {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.hash);
-    }
-}
-
-/// Passes a precomputed 64-bit hash through.
-#[derive(Default)]
-struct PrehashedHasher(u64);
-
-impl Hasher for PrehashedHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 << 8) | *b as u64;
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
-}
-
-type PrehashedMap<V> = HashMap<HashedFlow, V, BuildHasherDefault<PrehashedHasher>>;
 
 /// The megaflows that share one mask, each with its hash (so that growing
 /// the table does not visit the entries).
@@ -436,7 +405,8 @@ pub struct FlowTable {
     subtables: Vec<Option<Subtable>>,
     free_ids: Vec<SubtableId>,
     n_subtables: usize,
-    by_mask: PrehashedMap<SubtableId>,
+    /// Subtable by mask: (hash of the mask, id).
+    by_mask: HashTable<(u64, SubtableId)>,
     by_ufid: UfidMap<Arc<FlowEntry>>,
     first_stage: FirstStage,
     actions: ActionPool,
@@ -449,7 +419,7 @@ impl FlowTable {
             subtables: Vec::new(),
             free_ids: Vec::new(),
             n_subtables: 0,
-            by_mask: PrehashedMap::default(),
+            by_mask: HashTable::new(),
             by_ufid: HashMap::default(),
             first_stage: FirstStage::default(),
             actions: ActionPool::default(),
@@ -507,16 +477,20 @@ impl FlowTable {
         if self.by_ufid.contains_key(&ufid) {
             return Err(PutError::UfidExists(ufid));
         }
-        let key = key.masked(mask);
-        let mask_key = HashedFlow::new(*mask);
+        // `key` need not be masked: hashing, matching and the first stage
+        // all look at it through masks (the first stage's is within every
+        // subtable's).
+        let mask_hash = mask_hash(mask);
         // The subtable of this mask, if any, and the key's hash under it
         // (computed once for the duplicate check and the insert).
         let existing = self
             .by_mask
-            .get(&mask_key)
-            .map(|&id| (id, self.subtable(id).shape.hash(&key)));
+            .find(mask_hash, |&(h, id)| {
+                h == mask_hash && self.subtable(id).shape.mask == *mask
+            })
+            .map(|&(_, id)| (id, self.subtable(id).shape.hash(key)));
         if let Some((id, hash)) = existing {
-            if let Some(other) = self.subtable(id).find_hashed(hash, &key) {
+            if let Some(other) = self.subtable(id).find_hashed(hash, key) {
                 return Err(PutError::SameMegaflow(other.ufid));
             }
         }
@@ -526,13 +500,13 @@ impl FlowTable {
         let (id, hash, new_subtable) = match existing {
             Some((id, hash)) => (id, hash, false),
             None => {
-                let id = self.add_subtable(mask_key);
-                (id, self.subtable(id).shape.hash(&key), true)
+                let id = self.add_subtable(mask, mask_hash);
+                (id, self.subtable(id).shape.hash(key), true)
             }
         };
         let actions = self.actions.intern(actions.into());
         let shape = self.subtable(id).shape.clone();
-        let values = shape.values(&key);
+        let values = shape.values(key);
         let entry = Arc::new(FlowEntry::new(ufid, shape, id, values, actions));
         self.subtable_mut(id)
             .flows
@@ -540,14 +514,14 @@ impl FlowTable {
         if new_subtable && !self.first_stage.covers(mask) {
             self.first_stage.rebuild(mask, &self.subtables);
         } else {
-            self.first_stage.add(&key, id);
+            self.first_stage.add(key, id);
         }
         self.by_ufid.insert(ufid, entry);
         Ok(())
     }
 
-    fn add_subtable(&mut self, mask_key: HashedFlow) -> SubtableId {
-        let st = Subtable::new(mask_key.flow);
+    fn add_subtable(&mut self, mask: &Flow, mask_hash: u64) -> SubtableId {
+        let st = Subtable::new(*mask);
         let id = match self.free_ids.pop() {
             Some(id) => {
                 self.subtables[id as usize] = Some(st);
@@ -559,7 +533,8 @@ impl FlowTable {
             }
         };
         self.n_subtables += 1;
-        self.by_mask.insert(mask_key, id);
+        self.by_mask
+            .insert_unique(mask_hash, (mask_hash, id), |&(h, _)| h);
         id
     }
 
@@ -621,7 +596,10 @@ impl FlowTable {
             self.subtables[id as usize] = None;
             self.free_ids.push(id);
             self.n_subtables -= 1;
-            self.by_mask.remove(&HashedFlow::new(entry.shape.mask));
+            let h = mask_hash(&entry.shape.mask);
+            if let Ok(found) = self.by_mask.find_entry(h, |&(_, sid)| sid == id) {
+                found.remove();
+            }
             if self.n_subtables == 0 {
                 self.first_stage.reset();
             }
