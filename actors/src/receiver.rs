@@ -111,8 +111,13 @@ impl Receiver {
         let mut shards: Vec<Vec<Upcall>> = (0..n)
             .map(|_| self.spare.pop().unwrap_or_default())
             .collect();
-        for up in upcalls.drain(..) {
-            shards[(up.ufid % n as u128) as usize].push(up);
+        if n == 1 {
+            // One handler takes the whole batch: swap buffers, move nothing.
+            std::mem::swap(&mut shards[0], upcalls);
+        } else {
+            for up in upcalls.drain(..) {
+                shards[(up.ufid % n as u128) as usize].push(up);
+            }
         }
         for (i, shard) in shards.into_iter().enumerate() {
             if shard.is_empty() {
