@@ -327,8 +327,11 @@ impl FirstStage {
         }
     }
 
+    /// Starts over, keeping the index's room.
     fn reset(&mut self) {
-        *self = FirstStage::default();
+        self.mask = None;
+        self.words.clear();
+        self.index.clear();
     }
 }
 
@@ -399,6 +402,13 @@ pub enum PutError {
     Full(usize),
 }
 
+/// Megaflows the table's flat indexes (by ufid, and the first stage) hold
+/// without growing: OVS's flow maximum per userspace datapath thread.
+/// Growing rehashes the whole index while the datapath's write lock is
+/// held, stalling every receive thread; sized up front, the first flows
+/// never do (memory is only touched as flows arrive).
+const PRESIZED_FLOWS: usize = 65_536;
+
 /// All megaflows of the datapath.
 pub struct FlowTable {
     /// By [`SubtableId`]; the id of a subtable emptied by deletes is reused.
@@ -415,13 +425,17 @@ pub struct FlowTable {
 
 impl FlowTable {
     pub fn new(max_flows: usize) -> Self {
+        let presized = max_flows.min(PRESIZED_FLOWS);
         FlowTable {
             subtables: Vec::new(),
             free_ids: Vec::new(),
             n_subtables: 0,
             by_mask: HashTable::new(),
-            by_ufid: HashMap::default(),
-            first_stage: FirstStage::default(),
+            by_ufid: HashMap::with_capacity_and_hasher(presized, Default::default()),
+            first_stage: FirstStage {
+                index: HashTable::with_capacity(presized),
+                ..FirstStage::default()
+            },
             actions: ActionPool::default(),
             max_flows,
         }
