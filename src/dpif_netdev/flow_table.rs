@@ -402,11 +402,13 @@ pub enum PutError {
     Full(usize),
 }
 
-/// Megaflows the table's flat indexes (by ufid, and the first stage) hold
-/// without growing: OVS's flow maximum per userspace datapath thread.
-/// Growing rehashes the whole index while the datapath's write lock is
-/// held, stalling every receive thread; sized up front, the first flows
-/// never do (memory is only touched as flows arrive).
+/// Megaflows the index by ufid holds without growing: OVS's flow maximum
+/// per userspace datapath thread. Growing rehashes the whole index while
+/// the datapath's write lock is held, stalling every receive thread; sized
+/// up front, the first flows never do (memory is only touched as flows
+/// arrive). The lookup indexes (the first stage, the subtables) are left
+/// to grow with their contents: a sparse table spreads every packet's
+/// probes over more cache lines.
 const PRESIZED_FLOWS: usize = 65_536;
 
 /// All megaflows of the datapath.
@@ -432,10 +434,7 @@ impl FlowTable {
             n_subtables: 0,
             by_mask: HashTable::new(),
             by_ufid: HashMap::with_capacity_and_hasher(presized, Default::default()),
-            first_stage: FirstStage {
-                index: HashTable::with_capacity(presized),
-                ..FirstStage::default()
-            },
+            first_stage: FirstStage::default(),
             actions: ActionPool::default(),
             max_flows,
         }
