@@ -125,13 +125,13 @@ fn bench_put(dpif: &KernelDpif, port: u32, batch: usize) {
         }));
         if ops.len() == batch {
             failed += dpif
-                .operate(std::mem::take(&mut ops))
+                .operate(&mut std::mem::take(&mut ops))
                 .iter()
                 .filter(|r| r.is_err())
                 .count();
         }
     }
-    failed += dpif.operate(ops).iter().filter(|r| r.is_err()).count();
+    failed += dpif.operate(&mut ops).iter().filter(|r| r.is_err()).count();
     let secs = t0.elapsed().as_secs_f64();
     let after = dpif.counters();
     let sends = after.sendmsg_calls - before.sendmsg_calls;
@@ -191,12 +191,12 @@ fn bench_upcall(dpif: &KernelDpif, port: u32, tx_fd: i32, batch: usize) {
                 actions: actions.into(),
             })));
             if ops.len() >= batch {
-                let r = dpif.operate(std::mem::take(&mut ops));
+                let r = dpif.operate(&mut std::mem::take(&mut ops));
                 installed += r.iter().step_by(2).filter(|r| r.is_ok()).count() as u32;
             }
         }
         if !ops.is_empty() {
-            let r = dpif.operate(std::mem::take(&mut ops));
+            let r = dpif.operate(&mut std::mem::take(&mut ops));
             installed += r.iter().step_by(2).filter(|r| r.is_ok()).count() as u32;
         }
     }

@@ -118,7 +118,7 @@ fn miss_upcall_then_megaflow_forwards_without_upcalls() {
         ..Flow::default()
     };
     let actions = vec![OdpAction::Output(pb)];
-    let results = dpif.operate(vec![
+    let results = dpif.operate(&mut [
         DpifOp::put(FlowPut {
             ufid: up.ufid,
             key: up.key,
@@ -177,7 +177,7 @@ fn miss_upcall_then_megaflow_forwards_without_upcalls() {
     assert!(stats.n_hit >= 1 && stats.n_missed >= 1, "{stats:?}");
 
     // Modify to drop, then delete.
-    let r = dpif.operate(vec![DpifOp::put(FlowPut {
+    let r = dpif.operate(&mut [DpifOp::put(FlowPut {
         ufid: up.ufid,
         key: up.key,
         mask,
@@ -189,7 +189,7 @@ fn miss_upcall_then_megaflow_forwards_without_upcalls() {
     let flows = dpif.flow_dump().expect("dump");
     assert_eq!(flows[0].actions, vec![]);
     assert_eq!(flows[0].stats.n_packets, 0, "stats were reset");
-    let r = dpif.operate(vec![DpifOp::FlowDel { ufid: up.ufid }]);
+    let r = dpif.operate(&mut [DpifOp::FlowDel { ufid: up.ufid }]);
     assert!(r[0].is_ok(), "{r:?}");
     assert!(dpif.flow_dump().expect("dump").is_empty());
 
@@ -273,7 +273,7 @@ fn a_batch_goes_in_one_sendmsg_and_each_answer_reaches_its_op() {
         }),
     );
     let before = dpif.counters();
-    let results = dpif.operate(ops);
+    let results = dpif.operate(&mut ops);
     let after = dpif.counters();
     assert_eq!(
         after.sendmsg_calls - before.sendmsg_calls,
@@ -294,11 +294,11 @@ fn a_batch_goes_in_one_sendmsg_and_each_answer_reaches_its_op() {
     assert_eq!(dsts, (0..64).map(|i| 0x0a01_0000 + i).collect::<Vec<_>>());
     assert_eq!(dpctl_flows("kdt2").len(), 64);
 
-    let dels = keys
+    let mut dels: Vec<DpifOp> = keys
         .iter()
         .map(|k| DpifOp::FlowDel { ufid: key_ufid(k) })
         .collect();
-    assert!(dpif.operate(dels).iter().all(|r| r.is_ok()));
+    assert!(dpif.operate(&mut dels).iter().all(|r| r.is_ok()));
     assert!(dpif.flow_dump().expect("dump").is_empty());
     dpif.destroy().expect("destroy");
 }
@@ -394,7 +394,7 @@ fn concurrent_dumps_take_turns() {
     }
     let dpif = open("kdt5");
     // Some flows, so that each dump takes a few replies.
-    let ops: Vec<DpifOp> = (0..200u32)
+    let mut ops: Vec<DpifOp> = (0..200u32)
         .map(|i| {
             let key = Flow {
                 in_port: 1,
@@ -421,7 +421,7 @@ fn concurrent_dumps_take_turns() {
         })
         .collect();
     assert!(
-        dpif.operate(ops).iter().all(|r| r.is_ok()),
+        dpif.operate(&mut ops).iter().all(|r| r.is_ok()),
         "{}",
         ovs_dmesg()
     );

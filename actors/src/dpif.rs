@@ -85,8 +85,10 @@ pub trait Dpif: Send + Sync + 'static {
         out: &mut Vec<Upcall>,
     ) -> Result<(), DpifError>;
 
-    /// Carries out a batch of operations; one result per op, in order.
-    fn operate(&self, ops: Vec<DpifOp>) -> Vec<Result<(), DpifError>>;
+    /// Carries out a batch of operations; one result per op, in order. The
+    /// ops stay with the caller, to reuse their memory (an execute's packet
+    /// may be left modified).
+    fn operate(&self, ops: &mut [DpifOp]) -> Vec<Result<(), DpifError>>;
 
     /// Every installed flow with its statistics.
     fn flow_dump(&self) -> Result<Vec<DpFlow>, DpifError>;

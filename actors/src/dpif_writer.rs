@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use messages::dpif::{DpifOp, PutMode, Ufid, UfidSet};
+use messages::dpif::{DpifOp, PutMode, UfidSet};
 
 use crate::backpressure::{Permit, Window};
 use crate::dpif::Dpif;
@@ -95,7 +95,8 @@ impl WriterInlet {
     }
 }
 
-/// An emptied op buffer, back to the actor that filled it.
+/// An op buffer back to the actor that filled it, holding ops the writer
+/// is done with, whose boxes that actor may fill again.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct SpareOps(pub Vec<DpifOp>);
@@ -117,6 +118,12 @@ pub struct DpifWriter {
     pending: VecDeque<DpifOp>,
     /// Megaflows put (or being put) and not deleted since.
     installed: UfidSet,
+    /// The batch being written (its buffer is kept).
+    batch: Vec<DpifOp>,
+    /// Puts and executes written, to go back to a handler with the next
+    /// buffer it gets back: the handler fills the same boxes again instead
+    /// of allocating on its thread what this one frees.
+    done: Vec<DpifOp>,
     flush_timer: Option<SpawnHandle>,
     stats: Arc<PipelineStats>,
 }
@@ -131,6 +138,8 @@ impl DpifWriter {
             },
             pending: VecDeque::new(),
             installed: UfidSet::with_capacity_and_hasher(PRESIZED_FLOWS, Default::default()),
+            batch: Vec::new(),
+            done: Vec::new(),
             flush_timer: None,
             stats,
         }
@@ -162,56 +171,65 @@ impl DpifWriter {
         let mut left = n.min(self.pending.len());
         while left > 0 {
             let k = left.min(self.config.batch_size);
-            let batch: Vec<DpifOp> = self.pending.drain(..k).collect();
-            self.write_batch(batch);
+            let mut batch = std::mem::take(&mut self.batch);
+            batch.extend(self.pending.drain(..k));
+            self.write_batch(&mut batch);
+            self.keep_done(&mut batch);
+            self.batch = batch;
             left -= k;
         }
     }
 
-    fn write_batch(&mut self, batch: Vec<DpifOp>) {
+    fn write_batch(&mut self, batch: &mut [DpifOp]) {
         metrics::histogram!("upcalld_dpif_batch_size").record(batch.len() as f64);
         PipelineStats::add(&self.stats.dpif_batches, 1);
-        // What each op was, to count results after `operate` consumed them.
-        let kinds: Vec<(u8, Option<Ufid>)> = batch
-            .iter()
-            .map(|op| match op {
-                DpifOp::FlowPut(put) if put.mode == PutMode::Create => (0, Some(put.ufid)),
-                DpifOp::FlowPut(_) => (1, None),
-                DpifOp::FlowDel { .. } => (2, None),
-                DpifOp::Execute(_) => (3, None),
-            })
-            .collect();
         let results = self.dpif.operate(batch);
         self.stats.note_write();
         // Counted here and added once per batch: the counters are shared
         // with every thread that reads them.
-        let mut done = [0u64; 4];
-        let mut errors = 0;
-        for ((kind, ufid), result) in kinds.into_iter().zip(results) {
-            match result {
-                Ok(()) => done[kind as usize] += 1,
-                Err(e) => {
+        let (mut puts, mut modifies, mut deletes, mut executes, mut errors) = (0, 0, 0, 0, 0);
+        for (op, result) in batch.iter().zip(results) {
+            match (op, result) {
+                (DpifOp::FlowPut(put), Ok(())) if put.mode == PutMode::Create => puts += 1,
+                (DpifOp::FlowPut(_), Ok(())) => modifies += 1,
+                (DpifOp::FlowDel { .. }, Ok(())) => deletes += 1,
+                (DpifOp::Execute(_), Ok(())) => executes += 1,
+                (op, Err(e)) => {
                     errors += 1;
-                    if let Some(ufid) = ufid {
-                        // Not installed after all: a later upcall may put it.
-                        self.installed.remove(&ufid);
+                    if let DpifOp::FlowPut(put) = op {
+                        if put.mode == PutMode::Create {
+                            // Not installed after all: a later upcall may put it.
+                            self.installed.remove(&put.ufid);
+                        }
                     }
                     tracing::debug!(error = %e, "datapath refused an operation");
                 }
             }
         }
         let s = &self.stats;
-        for (counter, n) in [&s.flow_puts, &s.flow_modifies, &s.flow_deletes, &s.executes]
-            .into_iter()
-            .zip(done)
-        {
+        for (counter, n) in [
+            (&s.flow_puts, puts),
+            (&s.flow_modifies, modifies),
+            (&s.flow_deletes, deletes),
+            (&s.executes, executes),
+            (&s.op_errors, errors),
+        ] {
             if n > 0 {
                 PipelineStats::add(counter, n);
             }
         }
-        if errors > 0 {
-            PipelineStats::add(&s.op_errors, errors);
-        }
+    }
+
+    /// Keeps the written puts and executes of `batch` (emptied) for
+    /// handlers to fill again, up to a few batches' worth.
+    fn keep_done(&mut self, batch: &mut Vec<DpifOp>) {
+        let room = (4 * self.config.batch_size).saturating_sub(self.done.len());
+        self.done.extend(
+            batch
+                .drain(..)
+                .filter(|op| !matches!(op, DpifOp::FlowDel { .. }))
+                .take(room),
+        );
     }
 }
 
@@ -247,6 +265,8 @@ impl Handler<FlowOps> for DpifWriter {
         drop(permit);
         if let Some(to) = return_to {
             ops.clear();
+            let n = self.done.len().min(ops.capacity());
+            ops.extend(self.done.drain(..n));
             to.do_send(SpareOps(ops));
         }
         if !self.pending.is_empty() && self.flush_timer.is_none() {

@@ -85,6 +85,8 @@ pub struct UpcallHandler {
     panics_to_inject: u32,
     /// Op buffers back from the writer, to fill again.
     spare_ops: Vec<Vec<DpifOp>>,
+    /// Boxes of ops the writer is done with, to fill again.
+    op_boxes: OpBoxes,
     shared_actions: SharedActions,
     /// Traffic credited to rules since the last `PushStats`, one entry per
     /// rule.
@@ -112,6 +114,7 @@ impl UpcallHandler {
             n_flows_estimate: 0,
             panics_to_inject: 0,
             spare_ops: Vec::new(),
+            op_boxes: OpBoxes::default(),
             shared_actions: SharedActions::default(),
             credits: Vec::new(),
             stats,
@@ -152,7 +155,7 @@ impl UpcallHandler {
                 self.n_flows_estimate += 1;
                 // Installed with the VLAN stack pinned, as a datapath key is.
                 let mask = datapath_mask(&up.key, &out.wc);
-                ops.push(DpifOp::put(FlowPut {
+                ops.push(self.op_boxes.put(FlowPut {
                     ufid: megaflow_ufid(&up.key, &mask),
                     key: up.key.masked(&mask),
                     mask,
@@ -164,17 +167,64 @@ impl UpcallHandler {
                 over_limit += 1;
             }
             if !actions.is_empty() {
-                ops.push(DpifOp::Execute(Box::new(Execute {
+                ops.push(self.op_boxes.execute(Execute {
                     packet: up.packet,
                     key: up.key,
                     actions,
-                })));
+                }));
             }
         }
         self.stats.count_drop(DropReason::FlowLimit, over_limit);
         self.stats
             .count_drop(DropReason::NoController, no_controller);
         (ops, return_to, credits)
+    }
+}
+
+/// Boxes of puts and executes back from the writer. Filling them again
+/// keeps a put's memory going round between the two threads, instead of
+/// this thread allocating what the writer's frees.
+#[derive(Default)]
+// The boxes are the point: they are what goes round.
+#[allow(clippy::vec_box)]
+struct OpBoxes {
+    puts: Vec<Box<FlowPut>>,
+    executes: Vec<Box<Execute>>,
+}
+
+impl OpBoxes {
+    /// Boxes of each kind kept: a few batches' worth.
+    const CAPACITY: usize = 512;
+
+    fn put(&mut self, put: FlowPut) -> DpifOp {
+        match self.puts.pop() {
+            Some(mut b) => {
+                *b = put;
+                DpifOp::FlowPut(b)
+            }
+            None => DpifOp::put(put),
+        }
+    }
+
+    fn execute(&mut self, execute: Execute) -> DpifOp {
+        match self.executes.pop() {
+            Some(mut b) => {
+                *b = execute;
+                DpifOp::Execute(b)
+            }
+            None => DpifOp::Execute(Box::new(execute)),
+        }
+    }
+
+    /// Keeps the boxes of `ops` (emptied).
+    fn take_back(&mut self, ops: &mut Vec<DpifOp>) {
+        for op in ops.drain(..) {
+            match op {
+                DpifOp::FlowPut(b) if self.puts.len() < Self::CAPACITY => self.puts.push(b),
+                DpifOp::Execute(b) if self.executes.len() < Self::CAPACITY => self.executes.push(b),
+                _ => {}
+            }
+        }
     }
 }
 
@@ -304,8 +354,10 @@ impl Handler<SpareOps> for UpcallHandler {
     type Result = ();
 
     fn handle(&mut self, spare: SpareOps, _: &mut Context<Self>) {
+        let mut buf = spare.0;
+        self.op_boxes.take_back(&mut buf);
         if self.spare_ops.len() < MAX_SPARE_BUFFERS {
-            self.spare_ops.push(spare.0);
+            self.spare_ops.push(buf);
         }
     }
 }

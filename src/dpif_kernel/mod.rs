@@ -559,12 +559,12 @@ impl Dpif for KernelDpif {
         Ok(())
     }
 
-    fn operate(&self, ops: Vec<DpifOp>) -> Vec<Result<(), DpifError>> {
+    fn operate(&self, ops: &mut [DpifOp]) -> Vec<Result<(), DpifError>> {
         let reqs = ops.iter().map(|op| self.flow_request(op)).collect();
         match self.transact(reqs) {
             Ok(answers) => answers
                 .into_iter()
-                .zip(&ops)
+                .zip(ops.iter())
                 .map(|(a, op)| {
                     a.map_err(|e| {
                         refused(
@@ -632,11 +632,11 @@ impl Dpif for KernelDpif {
         // A flow upcalld cannot represent cannot be revalidated: remove it
         // so that its packets come up and get a flow upcalld understands.
         if !undecodable.is_empty() {
-            let ops = undecodable
+            let mut ops: Vec<DpifOp> = undecodable
                 .into_iter()
                 .map(|ufid| DpifOp::FlowDel { ufid })
                 .collect();
-            let _ = self.operate(ops);
+            let _ = self.operate(&mut ops);
         }
         Ok(flows)
     }

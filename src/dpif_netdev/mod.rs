@@ -23,7 +23,7 @@ use actors::dpif::{
     key_ufid, monotonic_ms, DpStats, Dpif, DpifError, PortInfo, PortKind, PortSpec,
 };
 use actors::threads::start_thread_as;
-use messages::dpif::{DpFlow, DpifOp, FlowPut, PutMode, Ufid, Upcall, UpcallKind};
+use messages::dpif::{DpFlow, DpifOp, Execute, FlowPut, PutMode, Ufid, Upcall, UpcallKind};
 use messages::execute::{apply_set_masked, pop_vlan, push_vlan};
 use messages::extract::flow_extract;
 use messages::odp::{OdpAction, OdpActions, SetHeader};
@@ -483,25 +483,24 @@ impl Dpif for Netdev {
         Ok(())
     }
 
-    fn operate(&self, ops: Vec<DpifOp>) -> Vec<Result<(), DpifError>> {
+    fn operate(&self, ops: &mut [DpifOp]) -> Vec<Result<(), DpifError>> {
         // Flow changes under one write lock; packets run after it.
         let mut results = Vec::with_capacity(ops.len());
-        let mut executes = Vec::new();
+        let mut n_executes = 0;
         {
             let mut flows = self.core.flows.write();
-            for op in ops {
+            for op in ops.iter() {
                 let result = match op {
                     DpifOp::FlowPut(put) => {
-                        // By reference: moving a put out of its box copies
-                        // its key and mask.
                         let FlowPut {
                             ufid,
                             ref key,
                             ref mask,
-                            actions,
+                            ref actions,
                             mode,
                             reset_stats,
-                        } = *put;
+                        } = **put;
+                        let actions = actions.clone();
                         match mode {
                             PutMode::Create => flows.create(ufid, key, mask, actions),
                             PutMode::Modify => flows.modify(ufid, actions, reset_stats),
@@ -512,12 +511,12 @@ impl Dpif for Netdev {
                         }
                         .map_err(put_error)
                     }
-                    DpifOp::FlowDel { ufid } => match flows.delete(ufid) {
+                    DpifOp::FlowDel { ufid } => match flows.delete(*ufid) {
                         Some(_) => Ok(()),
-                        None => Err(put_error(PutError::NoSuchFlow(ufid))),
+                        None => Err(put_error(PutError::NoSuchFlow(*ufid))),
                     },
-                    DpifOp::Execute(execute) => {
-                        executes.push(execute);
+                    DpifOp::Execute(_) => {
+                        n_executes += 1;
                         Ok(())
                     }
                 };
@@ -527,8 +526,17 @@ impl Dpif for Netdev {
                 .n_flows
                 .store(flows.len() as u64, Ordering::Relaxed);
         }
-        for mut e in executes {
-            self.core.execute(&mut e.packet, &e.key, &e.actions);
+        if n_executes > 0 {
+            for op in ops.iter_mut() {
+                if let DpifOp::Execute(e) = op {
+                    let Execute {
+                        packet,
+                        key,
+                        actions,
+                    } = &mut **e;
+                    self.core.execute(packet, key, actions);
+                }
+            }
         }
         results
     }
@@ -665,7 +673,7 @@ mod tests {
             ..Flow::default()
         };
         let actions = vec![OdpAction::Output(sink)];
-        let results = dp.operate(vec![
+        let results = dp.operate(&mut [
             DpifOp::put(FlowPut {
                 ufid: 42,
                 key: up.key,
@@ -686,7 +694,7 @@ mod tests {
         let s = dp.stats();
         assert_eq!((s.n_hit, s.n_missed, s.n_lost, s.n_flows), (2, 1, 0, 1));
         assert_eq!(dp.tx_packets()[&sink], 3);
-        dp.operate(vec![DpifOp::Execute(Box::new(Execute {
+        dp.operate(&mut [DpifOp::Execute(Box::new(Execute {
             packet: tcp_frame(),
             key: up.key,
             actions: vec![OdpAction::Output(99), OdpAction::PopVlan].into(),
@@ -696,8 +704,8 @@ mod tests {
         assert_eq!(dump[0].stats.n_packets, 2);
         assert_eq!(dump[0].stats.n_bytes, 2 * 54);
         assert_eq!(dump[0].stats.tcp_flags, 0x02);
-        assert!(dp.operate(vec![DpifOp::FlowDel { ufid: 42 }])[0].is_ok());
-        assert!(dp.operate(vec![DpifOp::FlowDel { ufid: 42 }])[0].is_err());
+        assert!(dp.operate(&mut [DpifOp::FlowDel { ufid: 42 }])[0].is_ok());
+        assert!(dp.operate(&mut [DpifOp::FlowDel { ufid: 42 }])[0].is_err());
         dp.inject(&frames, 0);
         assert_eq!(dp.stats().n_missed, 2);
     }
