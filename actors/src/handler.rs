@@ -24,7 +24,7 @@ use crate::rule_table::{PushStats, RuleStats, RuleTable, Snapshot};
 use crate::stats::{DropReason, PipelineStats};
 use crate::supervisor::guarded;
 use crate::tables::Tables;
-use crate::xlate::{xlate, XlateConfig};
+use crate::xlate::{xlate_into, XlateConfig, XlateOutput};
 
 /// Upcalls to translate, with the time the receiver read them. The
 /// emptied buffer goes back to `return_to` (see
@@ -87,6 +87,8 @@ pub struct UpcallHandler {
     spare_ops: Vec<Vec<DpifOp>>,
     /// Boxes of ops the writer is done with, to fill again.
     op_boxes: OpBoxes,
+    /// The translation of the upcall at hand (its buffers are reused).
+    xlate_out: XlateOutput,
     shared_actions: SharedActions,
     /// Traffic credited to rules since the last `PushStats`, one entry per
     /// rule.
@@ -115,6 +117,7 @@ impl UpcallHandler {
             panics_to_inject: 0,
             spare_ops: Vec::new(),
             op_boxes: OpBoxes::default(),
+            xlate_out: XlateOutput::default(),
             shared_actions: SharedActions::default(),
             credits: Vec::new(),
             stats,
@@ -142,7 +145,8 @@ impl UpcallHandler {
                 no_controller += 1;
                 continue;
             }
-            let out = xlate(&self.tables, &up.key, &self.xlate_cfg);
+            let out = &mut self.xlate_out;
+            xlate_into(&self.tables, &up.key, &self.xlate_cfg, out);
             let packet = RuleStats {
                 n_packets: 1,
                 n_bytes: up.packet.len() as u64,
@@ -150,7 +154,7 @@ impl UpcallHandler {
             for id in &out.rules {
                 add_credit(&mut credits, *id, packet);
             }
-            let actions = self.shared_actions.share(out.actions);
+            let actions = self.shared_actions.share(&out.actions);
             if self.n_flows_estimate < self.flow_limit {
                 self.n_flows_estimate += 1;
                 // Installed with the VLAN stack pinned, as a datapath key is.
@@ -244,14 +248,14 @@ impl SharedActions {
     const CAPACITY: usize = 4096;
 
     /// `actions` as a shared list.
-    fn share(&mut self, actions: OdpActions) -> Arc<OdpActions> {
-        if let Some(shared) = self.lists.get(&actions) {
+    fn share(&mut self, actions: &OdpActions) -> Arc<OdpActions> {
+        if let Some(shared) = self.lists.get(actions) {
             return shared.clone();
         }
         if self.lists.len() >= Self::CAPACITY {
             self.lists.clear();
         }
-        let shared = Arc::new(actions);
+        let shared = Arc::new(actions.clone());
         self.lists.insert(shared.clone());
         shared
     }

@@ -86,6 +86,14 @@ struct Ctx<'a> {
 
 /// Translates `flow` through `tables`, starting at table 0.
 pub fn xlate(tables: &Tables, flow: &Flow, cfg: &XlateConfig) -> XlateOutput {
+    let mut out = XlateOutput::default();
+    xlate_into(tables, flow, cfg, &mut out);
+    out
+}
+
+/// [`xlate`] into `out`, reusing its buffers (a handler translates one
+/// upcall after another).
+pub fn xlate_into(tables: &Tables, flow: &Flow, cfg: &XlateConfig, out: &mut XlateOutput) {
     // Fields every megaflow matches exactly.
     let wc = Flow {
         in_port: u32::MAX,
@@ -98,15 +106,18 @@ pub fn xlate(tables: &Tables, flow: &Flow, cfg: &XlateConfig) -> XlateOutput {
         },
         ..Flow::default()
     };
+    let mut actions = std::mem::take(&mut out.actions);
+    actions.clear();
+    let mut rules = std::mem::take(&mut out.rules);
+    rules.clear();
     let mut ctx = Ctx {
         tables,
         cfg,
         flow: *flow,
         base: *flow,
         wc,
-        // Room for a typical translation, so that it does not regrow.
-        actions: Vec::with_capacity(4),
-        rules: Vec::with_capacity(4),
+        actions,
+        rules,
         table_id: 0,
         depth: 0,
         resubmits: 0,
@@ -127,12 +138,10 @@ pub fn xlate(tables: &Tables, flow: &Flow, cfg: &XlateConfig) -> XlateOutput {
     } else {
         ctx.finish_wc(flow);
     }
-    XlateOutput {
-        actions: ctx.actions,
-        wc: ctx.wc,
-        rules: ctx.rules,
-        error: ctx.error,
-    }
+    out.actions = ctx.actions;
+    out.wc = ctx.wc;
+    out.rules = ctx.rules;
+    out.error = ctx.error;
 }
 
 impl Ctx<'_> {
