@@ -106,11 +106,6 @@ pub struct SpareOps(pub Vec<DpifOp>);
 #[rtype(result = "()")]
 pub struct Flush;
 
-/// Installed megaflows the writer tracks before its set grows: a burst of
-/// flow setups should not pause to rehash it (OVS's flow maximum per
-/// userspace datapath thread; the set grows beyond it).
-const PRESIZED_FLOWS: usize = 65_536;
-
 pub struct DpifWriter {
     dpif: Arc<dyn Dpif>,
     config: WriterConfig,
@@ -137,7 +132,7 @@ impl DpifWriter {
                 ..config
             },
             pending: VecDeque::new(),
-            installed: UfidSet::with_capacity_and_hasher(PRESIZED_FLOWS, Default::default()),
+            installed: UfidSet::default(),
             batch: Vec::new(),
             done: Vec::new(),
             flush_timer: None,
