@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use messages::dpif::{DpFlow, DpifOp, Ufid, Upcall};
 use messages::Flow;
-use xxhash_rust::xxh3::{xxh3_128_with_seed, xxh3_64_with_seed};
 
 /// Why a datapath call failed.
 #[derive(Debug, thiserror::Error)]
@@ -112,24 +111,109 @@ pub fn monotonic_ms() -> u64 {
     ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }
 
-/// A fast 64-bit hash of a flow (XXH3; not cryptographic). `seed` picks
-/// one of a family of hashes.
+/// A fast 64-bit hash of a flow (not cryptographic). `seed` picks one of
+/// a family of hashes.
 #[inline]
 pub fn flow_hash(flow: &Flow, seed: u64) -> u64 {
-    xxh3_64_with_seed(flow.as_bytes(), seed)
+    let mut h = WordsHasher::new(seed ^ secret());
+    h.words(flow.words());
+    h.finish() as u64
 }
 
 /// The ufid of a packet's flow key, as a datapath reports it in upcalls.
 pub fn key_ufid(key: &Flow) -> Ufid {
-    xxh3_128_with_seed(key.as_bytes(), 1)
+    let mut h = WordsHasher::new(secret() ^ 1);
+    h.words(key.words());
+    h.finish()
 }
 
 /// The ufid upcalld gives a megaflow: a function of its masked key and its
 /// mask, so that two upcalls that translate to the same megaflow yield the
 /// same ufid and the second put can be recognized as a duplicate.
+///
+/// Hashes only the mask's nonzero words, each as (position, mask word,
+/// masked key word): a megaflow pins a few of a flow's words, and this
+/// encoding names the same megaflow exactly as the whole key and mask do.
 pub fn megaflow_ufid(key: &Flow, mask: &Flow) -> Ufid {
-    let both = [key.masked(mask), *mask];
-    xxh3_128_with_seed(bytemuck::cast_slice(&both), 2)
+    let mut h = WordsHasher::new(secret() ^ 2);
+    for (i, (k, m)) in key.words().iter().zip(mask.words()).enumerate() {
+        if *m != 0 {
+            h.pair(i as u64, *m);
+            h.pair(k & m, 0);
+        }
+    }
+    h.finish()
+}
+
+/// This process's hashing secret, drawn at random on first use: as OVS
+/// seeds its ufid hash per process, so that nobody can precompute flows
+/// whose ufids collide.
+fn secret() -> u64 {
+    use std::hash::BuildHasher;
+    static SECRET: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SECRET.get_or_init(|| std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64))
+}
+
+/// wyhash's secrets.
+const S: [u64; 4] = [
+    0x2d35_8dcc_aa6c_78a5,
+    0x8bb8_4b93_962e_acc9,
+    0x4b33_a62e_d433_d4a3,
+    0x4d5a_2da5_1de1_aa47,
+];
+
+/// wyhash's mixing step: the two halves of a 128-bit product, folded.
+#[inline(always)]
+fn mum(a: u64, b: u64) -> u64 {
+    let r = u128::from(a) * u128::from(b);
+    (r as u64) ^ ((r >> 64) as u64)
+}
+
+/// A 128-bit hash of 64-bit words: two lanes of wyhash's folded multiply,
+/// two words per step. About half of XXH3's instructions on a flow (this
+/// build has no AVX2 for XXH3's wide loop), and every upcall needs two.
+struct WordsHasher {
+    a: u64,
+    b: u64,
+    n: u64,
+}
+
+impl WordsHasher {
+    #[inline(always)]
+    fn new(seed: u64) -> Self {
+        WordsHasher {
+            a: seed ^ S[0],
+            b: seed.rotate_left(32) ^ S[3],
+            n: 0,
+        }
+    }
+
+    #[inline(always)]
+    fn pair(&mut self, x: u64, y: u64) {
+        self.a = mum(x ^ S[1], y ^ self.a);
+        self.b = mum(y ^ S[2], x ^ self.b);
+        self.n += 2;
+    }
+
+    #[inline(always)]
+    fn words(&mut self, words: &[u64]) {
+        let mut pairs = words.chunks_exact(2);
+        for p in &mut pairs {
+            self.pair(p[0], p[1]);
+        }
+        if let [x] = pairs.remainder() {
+            self.a = mum(x ^ S[1], self.a ^ S[2]);
+            self.b = mum(x ^ S[3], self.b ^ S[0]);
+            self.n += 1;
+        }
+    }
+
+    #[inline(always)]
+    fn finish(&self) -> u128 {
+        let lo = mum(self.a ^ S[0] ^ self.n, self.b ^ S[1]);
+        let hi = mum(self.b ^ S[2] ^ self.n, self.a ^ S[3]);
+        (u128::from(hi) << 64) | u128::from(lo)
+    }
 }
 
 #[cfg(test)]
@@ -178,6 +262,36 @@ mod tests {
             megaflow_ufid(&flow(7, 0), &by_src),
             megaflow_ufid(&flow(7, 0), &by_port)
         );
+    }
+
+    use messages::flow::FLOW_U64S;
+
+    #[test]
+    fn every_single_bit_of_a_flow_changes_its_hashes() {
+        let base = flow(0x0a00_0001, 80);
+        let mut lows = std::collections::HashSet::new();
+        let mut highs = std::collections::HashSet::new();
+        let mut hashes = std::collections::HashSet::new();
+        let mut megaflows = std::collections::HashSet::new();
+        let all = Flow {
+            in_port: u32::MAX,
+            ..Flow::default()
+        };
+        for bit in 0..FLOW_U64S * 64 {
+            let mut f = base;
+            f.words_mut()[bit / 64] ^= 1 << (bit % 64);
+            let u = key_ufid(&f);
+            lows.insert(u as u64);
+            highs.insert((u >> 64) as u64);
+            hashes.insert(flow_hash(&f, 0));
+            // A mask differing in one bit is another megaflow.
+            let mut m = all;
+            m.words_mut()[bit / 64] ^= 1 << (bit % 64);
+            megaflows.insert(megaflow_ufid(&base, &m));
+        }
+        let n = FLOW_U64S * 64;
+        assert_eq!((lows.len(), highs.len(), hashes.len()), (n, n, n));
+        assert_eq!(megaflows.len(), n);
     }
 
     #[test]
