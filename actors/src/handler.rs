@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use messages::dpif::{DpifOp, Execute, FlowPut, PutMode, Upcall, UpcallKind};
-use messages::flow::datapath_mask;
+use messages::flow::{datapath_mask, Flow};
 use messages::odp::OdpActions;
 use rustc_hash::FxHashSet;
 
@@ -157,25 +157,26 @@ impl UpcallHandler {
             let actions = self.shared_actions.share(&out.actions);
             if self.n_flows_estimate < self.flow_limit {
                 self.n_flows_estimate += 1;
+                // Filled field by field: a put is over 500 bytes, not to
+                // be built on the stack and copied into its box.
+                let mut put = self.op_boxes.put_box(&actions);
                 // Installed with the VLAN stack pinned, as a datapath key is.
-                let mask = datapath_mask(&up.key, &out.wc);
-                ops.push(self.op_boxes.put(FlowPut {
-                    ufid: megaflow_ufid(&up.key, &mask),
-                    key: up.key.masked(&mask),
-                    mask,
-                    actions: actions.clone(),
-                    mode: PutMode::Create,
-                    reset_stats: false,
-                }));
+                put.mask = datapath_mask(&up.key, &out.wc);
+                put.key = up.key.masked(&put.mask);
+                put.ufid = megaflow_ufid(&up.key, &put.mask);
+                put.actions = actions.clone();
+                put.mode = PutMode::Create;
+                put.reset_stats = false;
+                ops.push(DpifOp::FlowPut(put));
             } else {
                 over_limit += 1;
             }
             if !actions.is_empty() {
-                ops.push(self.op_boxes.execute(Execute {
-                    packet: up.packet,
-                    key: up.key,
-                    actions,
-                }));
+                let mut execute = self.op_boxes.execute_box(&actions);
+                execute.packet = up.packet;
+                execute.key = up.key;
+                execute.actions = actions;
+                ops.push(DpifOp::Execute(execute));
             }
         }
         self.stats.count_drop(DropReason::FlowLimit, over_limit);
@@ -200,24 +201,30 @@ impl OpBoxes {
     /// Boxes of each kind kept: a few batches' worth.
     const CAPACITY: usize = 512;
 
-    fn put(&mut self, put: FlowPut) -> DpifOp {
-        match self.puts.pop() {
-            Some(mut b) => {
-                *b = put;
-                DpifOp::FlowPut(b)
-            }
-            None => DpifOp::put(put),
-        }
+    /// A box for a put, to be filled: one back from the writer, or a new
+    /// one (`actions` serves as its placeholder list).
+    fn put_box(&mut self, actions: &Arc<OdpActions>) -> Box<FlowPut> {
+        self.puts.pop().unwrap_or_else(|| {
+            Box::new(FlowPut {
+                ufid: 0,
+                key: Flow::default(),
+                mask: Flow::default(),
+                actions: actions.clone(),
+                mode: PutMode::Create,
+                reset_stats: false,
+            })
+        })
     }
 
-    fn execute(&mut self, execute: Execute) -> DpifOp {
-        match self.executes.pop() {
-            Some(mut b) => {
-                *b = execute;
-                DpifOp::Execute(b)
-            }
-            None => DpifOp::Execute(Box::new(execute)),
-        }
+    /// A box for an execute, to be filled (see [`OpBoxes::put_box`]).
+    fn execute_box(&mut self, actions: &Arc<OdpActions>) -> Box<Execute> {
+        self.executes.pop().unwrap_or_else(|| {
+            Box::new(Execute {
+                packet: Vec::new(),
+                key: Flow::default(),
+                actions: actions.clone(),
+            })
+        })
     }
 
     /// Keeps the boxes of `ops` (emptied).
