@@ -391,7 +391,8 @@ impl Core {
 
     /// Runs datapath actions on a frame whose flow key is `key`.
     fn execute(&self, frame: &mut Vec<u8>, key: &Flow, actions: &OdpActions) {
-        let mut key = *key;
+        // Copied only if an action changes it (most only output).
+        let mut key = std::borrow::Cow::Borrowed(key);
         // Header rewrites make `key` stale; it is extracted again only if a
         // later action needs it.
         let mut key_stale = false;
@@ -409,7 +410,7 @@ impl Core {
                 }
                 OdpAction::Userspace { userdata, .. } => {
                     if key_stale {
-                        key = flow_extract(frame, &key);
+                        key = std::borrow::Cow::Owned(flow_extract(frame, &key));
                         key_stale = false;
                     }
                     let upcall = Upcall {
@@ -418,16 +419,18 @@ impl Core {
                         },
                         packet: frame.clone(),
                         ufid: UFID_LATER,
-                        key,
+                        key: *key,
                     };
                     self.queue_upcalls(&mut vec![upcall], &|| false);
                     Ok(())
                 }
                 OdpAction::SetMasked(SetHeader::SkbPriority { key: v, mask }) => {
+                    let key = key.to_mut();
                     key.skb_priority = (key.skb_priority & !mask) | (v & mask);
                     Ok(())
                 }
                 OdpAction::SetMasked(SetHeader::SkbMark { key: v, mask }) => {
+                    let key = key.to_mut();
                     key.pkt_mark = (key.pkt_mark & !mask) | (v & mask);
                     Ok(())
                 }
