@@ -402,15 +402,6 @@ pub enum PutError {
     Full(usize),
 }
 
-/// Megaflows the index by ufid holds without growing: OVS's flow maximum
-/// per userspace datapath thread. Growing rehashes the whole index while
-/// the datapath's write lock is held, stalling every receive thread; sized
-/// up front, the first flows never do (memory is only touched as flows
-/// arrive). The lookup indexes (the first stage, the subtables) are left
-/// to grow with their contents: a sparse table spreads every packet's
-/// probes over more cache lines.
-const PRESIZED_FLOWS: usize = 65_536;
-
 /// All megaflows of the datapath.
 pub struct FlowTable {
     /// By [`SubtableId`]; the id of a subtable emptied by deletes is reused.
@@ -427,13 +418,12 @@ pub struct FlowTable {
 
 impl FlowTable {
     pub fn new(max_flows: usize) -> Self {
-        let presized = max_flows.min(PRESIZED_FLOWS);
         FlowTable {
             subtables: Vec::new(),
             free_ids: Vec::new(),
             n_subtables: 0,
             by_mask: HashTable::new(),
-            by_ufid: HashMap::with_capacity_and_hasher(presized, Default::default()),
+            by_ufid: HashMap::default(),
             first_stage: FirstStage::default(),
             actions: ActionPool::default(),
             max_flows,
