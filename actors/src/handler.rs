@@ -188,7 +188,7 @@ impl UpcallHandler {
 
 /// Boxes of puts and executes back from the writer. Filling them again
 /// keeps a put's memory going round between the two threads, instead of
-/// this thread allocating what the writer's frees.
+/// this thread allocating what the writer frees.
 #[derive(Default)]
 // The boxes are the point: they are what goes round.
 #[allow(clippy::vec_box)]
