@@ -83,7 +83,20 @@ impl Drop for Permit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::thread::JoinHandle;
+
+    /// A thread taking `n` units of `window`; the flag says it got them.
+    fn waiter(window: &Arc<Window>, n: usize) -> (JoinHandle<Permit>, Arc<AtomicBool>) {
+        let taken = Arc::new(AtomicBool::new(false));
+        let (window, flag) = (window.clone(), taken.clone());
+        let handle = std::thread::spawn(move || {
+            let p = window.acquire(n);
+            flag.store(true, Ordering::SeqCst);
+            p
+        });
+        (handle, taken)
+    }
 
     #[test]
     fn a_full_window_blocks_until_permits_come_back() {
@@ -91,26 +104,17 @@ mod tests {
         let first = window.acquire(6);
         let second = window.acquire(4);
         assert_eq!(window.in_flight(), 10);
-        let taken = Arc::new(AtomicUsize::new(0));
-        let waiter = {
-            let (window, taken) = (window.clone(), taken.clone());
-            std::thread::spawn(move || {
-                let p = window.acquire(5);
-                taken.store(1, Ordering::SeqCst);
-                p
-            })
-        };
+        let (waiting, taken) = waiter(&window, 5);
         std::thread::sleep(Duration::from_millis(50));
-        assert_eq!(
-            taken.load(Ordering::SeqCst),
-            0,
+        assert!(
+            !taken.load(Ordering::SeqCst),
             "took room that was not there"
         );
         drop(second);
         std::thread::sleep(Duration::from_millis(50));
-        assert_eq!(taken.load(Ordering::SeqCst), 0, "4 free units do not fit 5");
+        assert!(!taken.load(Ordering::SeqCst), "4 free units do not fit 5");
         drop(first);
-        let third = waiter.join().unwrap();
+        let third = waiting.join().unwrap();
         assert_eq!(window.in_flight(), 5);
         drop(third);
         assert_eq!(window.in_flight(), 0);
@@ -120,22 +124,14 @@ mod tests {
     fn waiters_wake_once_the_window_drained_to_half() {
         let window = Window::new(10);
         let (a, b, c) = (window.acquire(4), window.acquire(4), window.acquire(2));
-        let taken = Arc::new(AtomicUsize::new(0));
-        let waiter = {
-            let (window, taken) = (window.clone(), taken.clone());
-            std::thread::spawn(move || {
-                let p = window.acquire(2);
-                taken.store(1, Ordering::SeqCst);
-                p
-            })
-        };
+        let (waiting, taken) = waiter(&window, 2);
         std::thread::sleep(Duration::from_millis(20));
         // Room for 2 now, but 8 in flight is above half: no wakeup yet.
         drop(c);
         std::thread::sleep(Duration::from_millis(20));
-        assert_eq!(taken.load(Ordering::SeqCst), 0, "woken above half");
+        assert!(!taken.load(Ordering::SeqCst), "woken above half");
         drop(b);
-        let p = waiter.join().unwrap();
+        let p = waiting.join().unwrap();
         assert_eq!(window.in_flight(), 6);
         drop((a, p));
         assert_eq!(window.in_flight(), 0);
