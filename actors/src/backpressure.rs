@@ -63,7 +63,8 @@ impl Window {
     }
 
     /// Units in flight now.
-    pub fn in_flight(&self) -> usize {
+    #[cfg(test)]
+    fn in_flight(&self) -> usize {
         *self.in_flight.lock()
     }
 }
