@@ -170,8 +170,9 @@ fn mum(a: u64, b: u64) -> u64 {
 }
 
 /// A 128-bit hash of 64-bit words: two lanes of wyhash's folded multiply,
-/// two words per step. About half of XXH3's instructions on a flow (this
-/// build has no AVX2 for XXH3's wide loop), and every upcall needs two.
+/// two words per step. Fewer instructions than XXH3 without AVX2 (this
+/// build has none for XXH3's wide loop), and simple to feed only the
+/// words that matter, as a megaflow's ufid does.
 struct WordsHasher {
     a: u64,
     b: u64,
