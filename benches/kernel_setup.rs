@@ -23,6 +23,7 @@ use actors::dpif::{Dpif, PortKind, PortSpec};
 use messages::dpif::{DpifOp, Execute, FlowPut, PutMode, Upcall};
 use messages::flow::*;
 use messages::odp::OdpAction;
+use messages::Megaflow;
 use upcalld::dpif_kernel::{kernel_has_ovs, KernelDpif, KernelDpifConfig};
 
 const N_PUT: u32 = 20_000;
@@ -117,8 +118,7 @@ fn bench_put(dpif: &KernelDpif, port: u32, batch: usize) {
         };
         ops.push(DpifOp::put(FlowPut {
             ufid: key_ufid(&key),
-            key,
-            mask: mask(),
+            megaflow: Megaflow::new(&key, &mask()),
             actions: vec![OdpAction::Output(port)].into(),
             mode: PutMode::Create,
             reset_stats: false,
@@ -179,8 +179,7 @@ fn bench_upcall(dpif: &KernelDpif, port: u32, tx_fd: i32, batch: usize) {
             let actions = vec![OdpAction::Output(port)];
             ops.push(DpifOp::put(FlowPut {
                 ufid: u.ufid,
-                key: u.key,
-                mask: mask(),
+                megaflow: Megaflow::new(&u.key, &mask()),
                 actions: actions.clone().into(),
                 mode: PutMode::Create,
                 reset_stats: false,

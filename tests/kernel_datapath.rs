@@ -18,6 +18,7 @@ use messages::dpif::{DpifOp, Execute, FlowPut, PutMode, Upcall, UpcallKind};
 use messages::flow::*;
 use messages::format::odp_flow::format_odp_flow;
 use messages::odp::OdpAction;
+use messages::Megaflow;
 
 use actors::dpif::key_ufid;
 use kernel_common::*;
@@ -121,8 +122,7 @@ fn miss_upcall_then_megaflow_forwards_without_upcalls() {
     let results = dpif.operate(&mut [
         DpifOp::put(FlowPut {
             ufid: up.ufid,
-            key: up.key,
-            mask,
+            megaflow: Megaflow::new(&up.key, &mask),
             actions: actions.clone().into(),
             mode: PutMode::Create,
             reset_stats: false,
@@ -179,8 +179,7 @@ fn miss_upcall_then_megaflow_forwards_without_upcalls() {
     // Modify to drop, then delete.
     let r = dpif.operate(&mut [DpifOp::put(FlowPut {
         ufid: up.ufid,
-        key: up.key,
-        mask,
+        megaflow: Megaflow::new(&up.key, &mask),
         actions: vec![].into(),
         mode: PutMode::Modify,
         reset_stats: true,
@@ -237,8 +236,7 @@ fn a_batch_goes_in_one_sendmsg_and_each_answer_reaches_its_op() {
         .map(|k| {
             DpifOp::put(FlowPut {
                 ufid: key_ufid(k),
-                key: *k,
-                mask,
+                megaflow: Megaflow::new(k, &mask),
                 actions: vec![OdpAction::Output(pa)].into(),
                 mode: PutMode::Create,
                 reset_stats: false,
@@ -251,8 +249,7 @@ fn a_batch_goes_in_one_sendmsg_and_each_answer_reaches_its_op() {
         10,
         DpifOp::put(FlowPut {
             ufid: key_ufid(&keys[3]),
-            key: keys[3],
-            mask,
+            megaflow: Megaflow::new(&keys[3], &mask),
             actions: vec![].into(),
             mode: PutMode::Create,
             reset_stats: false,
@@ -262,11 +259,13 @@ fn a_batch_goes_in_one_sendmsg_and_each_answer_reaches_its_op() {
         20,
         DpifOp::put(FlowPut {
             ufid: 42,
-            key: Flow {
-                nw_dst: 0x0b00_0000,
-                ..keys[0]
-            },
-            mask,
+            megaflow: Megaflow::new(
+                &Flow {
+                    nw_dst: 0x0b00_0000,
+                    ..keys[0]
+                },
+                &mask,
+            ),
             actions: vec![].into(),
             mode: PutMode::Modify,
             reset_stats: false,
@@ -412,8 +411,7 @@ fn concurrent_dumps_take_turns() {
             };
             DpifOp::put(FlowPut {
                 ufid: key_ufid(&key),
-                key,
-                mask,
+                megaflow: Megaflow::new(&key, &mask),
                 actions: vec![].into(),
                 mode: PutMode::Create,
                 reset_stats: false,

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use messages::dpif::{DpifOp, Execute, FlowPut, PutMode, Upcall, UpcallKind};
-use messages::flow::{datapath_mask, Flow};
+use messages::flow::{pin_vlan_stack, Flow};
 use messages::odp::OdpActions;
+use messages::Megaflow;
 use rustc_hash::FxHashSet;
 
 use crate::backpressure::Permit;
@@ -157,13 +158,13 @@ impl UpcallHandler {
             let actions = self.shared_actions.share(&out.actions);
             if self.n_flows_estimate < self.flow_limit {
                 self.n_flows_estimate += 1;
-                // Filled field by field: a put is over 500 bytes, not to
-                // be built on the stack and copied into its box.
+                // Filled field by field, so that the megaflow's buffer is
+                // reused.
                 let mut put = self.op_boxes.put_box(&actions);
                 // Installed with the VLAN stack pinned, as a datapath key is.
-                put.mask = datapath_mask(&up.key, &out.wc);
-                put.key = up.key.masked(&put.mask);
-                put.ufid = megaflow_ufid(&up.key, &put.mask);
+                pin_vlan_stack(&up.key, &mut out.wc);
+                put.megaflow.set(&up.key, &out.wc);
+                put.ufid = megaflow_ufid(&put.megaflow);
                 put.actions = actions.clone();
                 put.mode = PutMode::Create;
                 put.reset_stats = false;
@@ -207,8 +208,7 @@ impl OpBoxes {
         self.puts.pop().unwrap_or_else(|| {
             Box::new(FlowPut {
                 ufid: 0,
-                key: Flow::default(),
-                mask: Flow::default(),
+                megaflow: Megaflow::default(),
                 actions: actions.clone(),
                 mode: PutMode::Create,
                 reset_stats: false,

@@ -22,6 +22,7 @@ use actix::prelude::*;
 use messages::dpif::{DpFlow, DpifOp, FlowPut, PutMode, Ufid};
 use messages::flow::datapath_mask;
 use messages::Flow;
+use messages::Megaflow;
 
 use crate::dpif::{monotonic_ms, Dpif};
 use crate::dpif_writer::{DpifWriter, FlowOps};
@@ -248,8 +249,7 @@ impl Revalidator {
                 if x.actions != flow.actions {
                     out.ops.push(DpifOp::put(FlowPut {
                         ufid: flow.ufid,
-                        key: flow.key,
-                        mask: flow.mask,
+                        megaflow: Megaflow::new(&flow.key, &flow.mask),
                         actions: x.actions.into(),
                         mode: PutMode::Modify,
                         reset_stats: false,

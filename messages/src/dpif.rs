@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use crate::flow::{Flow, FlowWildcards};
+use crate::megaflow::Megaflow;
 use crate::odp::OdpActions;
 
 /// A unique flow identifier (OVS's 128-bit UFID).
@@ -79,8 +80,9 @@ pub enum PutMode {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FlowPut {
     pub ufid: Ufid,
-    pub key: Flow,
-    pub mask: FlowWildcards,
+    /// The key under the mask (a datapath mask: see
+    /// [`crate::flow::datapath_mask`]).
+    pub megaflow: Megaflow,
     /// Shared with the `Execute` of the same upcall.
     pub actions: Arc<OdpActions>,
     pub mode: PutMode,
@@ -98,7 +100,7 @@ pub struct Execute {
 
 /// One datapath operation. Puts and executes are boxed: an op moves
 /// several times on its way (handler, writer queue, batch, datapath),
-/// while a flow key and mask take over 500 bytes.
+/// while a flow key takes over 500 bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DpifOp {
     FlowPut(Box<FlowPut>),

@@ -247,14 +247,19 @@ impl Flow {
 /// OVS leaves these out of the megaflow it prints; we install with them.
 pub fn datapath_mask(flow: &Flow, wc: &FlowWildcards) -> FlowWildcards {
     let mut m = *wc;
+    pin_vlan_stack(flow, &mut m);
+    m
+}
+
+/// Makes `wc` a datapath mask in place (see [`datapath_mask`]).
+pub fn pin_vlan_stack(flow: &Flow, wc: &mut FlowWildcards) {
     for i in 0..FLOW_MAX_VLAN_HEADERS {
-        m.vlans[i].tci |= VLAN_CFI;
-        m.vlans[i].tpid = u16::MAX;
+        wc.vlans[i].tci |= VLAN_CFI;
+        wc.vlans[i].tpid = u16::MAX;
         if flow.vlans[i].tci & VLAN_CFI == 0 {
             break;
         }
     }
-    m
 }
 
 /// A wildcard mask over a [`Flow`]: a set bit means "this bit was examined

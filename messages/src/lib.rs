@@ -1,7 +1,8 @@
 //! upcalld's vocabulary: everything the actors say to each other, with no
 //! I/O.
 //!
-//! - [`flow`]: `Flow` and its wildcards; [`field`]: match fields.
+//! - [`flow`]: `Flow` and its wildcards; [`field`]: match fields;
+//!   [`megaflow`]: a key under a mask, as the words the mask pins.
 //! - [`wire`]: typed views over packet bytes, one protocol per file;
 //!   [`extract`]: frame → `Flow`; [`compose`]: `Flow` → frame;
 //!   [`execute`]: datapath actions applied to a frame.
@@ -17,6 +18,7 @@ pub mod extract;
 pub mod field;
 pub mod flow;
 pub mod format;
+pub mod megaflow;
 pub mod netlink;
 pub mod odp;
 pub mod ofp;
@@ -25,3 +27,4 @@ pub mod wire;
 
 pub use field::Field;
 pub use flow::{Flow, FlowWildcards};
+pub use megaflow::Megaflow;

@@ -398,13 +398,12 @@ impl KernelDpif {
             DpifOp::FlowPut(put) => {
                 let FlowPut {
                     ufid,
-                    key,
-                    mask,
+                    megaflow,
                     actions,
                     mode,
                     reset_stats,
                 } = &**put;
-                let (k, m) = megaflow_to_attrs(key, mask);
+                let (k, m) = megaflow_to_attrs(&megaflow.key(), &megaflow.mask());
                 let mut attrs = vec![
                     FlowAttr::Key(k),
                     FlowAttr::Mask(m),

@@ -14,7 +14,7 @@ use actors::dpif::flow_hash;
 use hashbrown::HashTable;
 use messages::dpif::{DpFlow, FlowStats, Ufid, UfidMap};
 use messages::odp::OdpActions;
-use messages::Flow;
+use messages::{Flow, Megaflow};
 use rustc_hash::FxHashSet;
 use smallvec::SmallVec;
 
@@ -24,27 +24,28 @@ use smallvec::SmallVec;
 struct MaskShape {
     mask: Flow,
     words: Box<[(usize, u64)]>,
+    /// [`mask_hash`] of the mask.
+    hash: u64,
 }
 
 impl MaskShape {
-    fn new(mask: Flow) -> Self {
+    fn new(megaflow: &Megaflow) -> Self {
         MaskShape {
-            words: nonzero_words(&mask).into_boxed_slice(),
-            mask,
+            mask: megaflow.mask(),
+            words: megaflow.words().iter().map(|w| (w.index, w.mask)).collect(),
+            hash: mask_hash(megaflow),
         }
     }
 
-    /// `key`'s words under the mask, in order.
-    fn values(&self, key: &Flow) -> MaskedWords {
-        let k = key.words();
-        let mut buf = [0u64; 8];
-        if self.words.len() <= buf.len() {
-            for (v, &(i, m)) in buf.iter_mut().zip(self.words.iter()) {
-                *v = k[i] & m;
-            }
-            return MaskedWords::from_buf_and_len(buf, self.words.len());
-        }
-        self.words.iter().map(|&(i, m)| k[i] & m).collect()
+    /// Whether `megaflow` has this mask.
+    #[inline]
+    fn is_mask_of(&self, megaflow: &Megaflow) -> bool {
+        self.words.len() == megaflow.len()
+            && self
+                .words
+                .iter()
+                .zip(megaflow.words())
+                .all(|(&(i, m), w)| i == w.index && m == w.mask)
     }
 
     /// Hash of `key` under the mask (`key` need not be masked).
@@ -58,6 +59,20 @@ impl MaskShape {
 /// megaflow masks of the setup-rate workload have seven or eight), so that
 /// an entry is one allocation and a lookup one pointer away from its key.
 type MaskedWords = SmallVec<[u64; 8]>;
+
+/// A megaflow's key words, as an entry keeps them.
+#[inline]
+fn masked_words(megaflow: &Megaflow) -> MaskedWords {
+    let words = megaflow.words();
+    let mut buf = [0u64; 8];
+    if words.len() <= buf.len() {
+        for (v, w) in buf.iter_mut().zip(words) {
+            *v = w.value;
+        }
+        return MaskedWords::from_buf_and_len(buf, words.len());
+    }
+    words.iter().map(|w| w.value).collect()
+}
 
 /// One installed megaflow with its live statistics.
 #[derive(Debug)]
@@ -172,16 +187,15 @@ impl FlowEntry {
     }
 }
 
-/// Hash of a whole mask, to find its subtable. Masks are few and compared
-/// in full on a match, so a cheap fold of every word does.
+/// Hash of a megaflow's mask, to find its subtable: its words and their
+/// positions, folded.
 #[inline]
-fn mask_hash(mask: &Flow) -> u64 {
-    let mut h = 0u64;
-    for w in mask.words() {
-        h = h.rotate_left(23) ^ w;
-    }
-    h = (h ^ (h >> 31)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    h ^ (h >> 29)
+fn mask_hash(megaflow: &Megaflow) -> u64 {
+    let h = megaflow
+        .words()
+        .iter()
+        .fold(0u64, |h, w| h.rotate_left(23) ^ w.mask ^ w.index as u64);
+    finish_fold(h)
 }
 
 /// The megaflows that share one mask, each with its hash (so that growing
@@ -192,23 +206,27 @@ struct Subtable {
 }
 
 impl Subtable {
-    fn new(mask: Flow) -> Self {
+    fn new(megaflow: &Megaflow) -> Self {
         Subtable {
-            shape: Arc::new(MaskShape::new(mask)),
+            shape: Arc::new(MaskShape::new(megaflow)),
             flows: HashTable::new(),
         }
     }
 
     #[inline]
     fn find(&self, key: &Flow) -> Option<&Arc<FlowEntry>> {
-        self.find_hashed(self.shape.hash(key), key)
-    }
-
-    /// [`Subtable::find`] with `key`'s hash under the mask already known.
-    #[inline]
-    fn find_hashed(&self, hash: u64, key: &Flow) -> Option<&Arc<FlowEntry>> {
+        let hash = self.shape.hash(key);
         self.flows
             .find(hash, |(h, e)| *h == hash && e.matches(key))
+            .map(|(_, e)| e)
+    }
+
+    /// The megaflow of this subtable with the masked key words `values`,
+    /// whose hash is `hash`.
+    #[inline]
+    fn find_values(&self, hash: u64, values: &[u64]) -> Option<&Arc<FlowEntry>> {
+        self.flows
+            .find(hash, |(h, e)| *h == hash && e.values.as_slice() == values)
             .map(|(_, e)| e)
     }
 }
@@ -265,8 +283,22 @@ impl FirstStage {
             .map_or(&[], |c| &c.subtables)
     }
 
-    fn add(&mut self, key: &Flow, id: SubtableId) {
-        let hash = subtable_hash(&self.words, key);
+    /// The first-stage hash of a megaflow: the hash of its key's value
+    /// (the first stage's words are pinned by every mask, so the
+    /// megaflow has them all).
+    fn hash_megaflow(&self, megaflow: &Megaflow) -> u64 {
+        // Both lists are in order of position: one walk finds each word.
+        let mut words = megaflow.words().iter();
+        fold_hash(self.words.iter().map(|&(i, m)| {
+            words
+                .by_ref()
+                .find(|w| w.index == i)
+                .map_or(0, |w| w.value & m)
+        }))
+    }
+
+    /// Counts a megaflow of subtable `id` whose first-stage hash is `hash`.
+    fn add(&mut self, hash: u64, id: SubtableId) {
         match self.index.find_mut(hash, |c| c.hash == hash) {
             Some(c) => match c.subtables.iter_mut().find(|(s, _)| *s == id) {
                 Some((_, n)) => *n += 1,
@@ -322,7 +354,7 @@ impl FirstStage {
         self.index.clear();
         for (id, st) in subtables.iter().enumerate() {
             for (_, e) in st.iter().flat_map(|st| st.flows.iter()) {
-                self.add(&e.key(), id as SubtableId);
+                self.add(subtable_hash(&self.words, &e.key()), id as SubtableId);
             }
         }
     }
@@ -473,58 +505,50 @@ impl FlowTable {
     pub fn create(
         &mut self,
         ufid: Ufid,
-        key: &Flow,
-        mask: &Flow,
+        megaflow: &Megaflow,
         actions: impl Into<Arc<OdpActions>>,
     ) -> Result<(), PutError> {
         if self.by_ufid.contains_key(&ufid) {
             return Err(PutError::UfidExists(ufid));
         }
-        // `key` need not be masked: hashing, matching and the first stage
-        // all look at it through masks (the first stage's is within every
-        // subtable's).
-        let mask_hash = mask_hash(mask);
-        // The subtable of this mask, if any, and the key's hash under it
-        // (computed once for the duplicate check and the insert).
+        let values = masked_words(megaflow);
+        // The key's hash under its mask, as a lookup computes it from a
+        // packet's key.
+        let hash = fold_hash(values.iter().copied());
+        let mask_hash = mask_hash(megaflow);
         let existing = self
             .by_mask
             .find(mask_hash, |&(h, id)| {
-                h == mask_hash && self.subtable(id).shape.mask == *mask
+                h == mask_hash && self.subtable(id).shape.is_mask_of(megaflow)
             })
-            .map(|&(_, id)| (id, self.subtable(id).shape.hash(key)));
-        if let Some((id, hash)) = existing {
-            if let Some(other) = self.subtable(id).find_hashed(hash, key) {
+            .map(|&(_, id)| id);
+        if let Some(id) = existing {
+            if let Some(other) = self.subtable(id).find_values(hash, &values) {
                 return Err(PutError::SameMegaflow(other.ufid));
             }
         }
         if self.by_ufid.len() >= self.max_flows {
             return Err(PutError::Full(self.max_flows));
         }
-        let (id, hash, new_subtable) = match existing {
-            Some((id, hash)) => (id, hash, false),
-            None => {
-                let id = self.add_subtable(mask, mask_hash);
-                (id, self.subtable(id).shape.hash(key), true)
-            }
-        };
+        let id = existing.unwrap_or_else(|| self.add_subtable(megaflow, mask_hash));
         let actions = self.actions.intern(actions.into());
         let shape = self.subtable(id).shape.clone();
-        let values = shape.values(key);
         let entry = Arc::new(FlowEntry::new(ufid, shape, id, values, actions));
         self.subtable_mut(id)
             .flows
             .insert_unique(hash, (hash, entry.clone()), |(h, _)| *h);
-        if new_subtable && !self.first_stage.covers(mask) {
-            self.first_stage.rebuild(mask, &self.subtables);
+        if existing.is_none() && !self.first_stage.covers(&megaflow.mask()) {
+            self.first_stage.rebuild(&megaflow.mask(), &self.subtables);
         } else {
-            self.first_stage.add(key, id);
+            let first = self.first_stage.hash_megaflow(megaflow);
+            self.first_stage.add(first, id);
         }
         self.by_ufid.insert(ufid, entry);
         Ok(())
     }
 
-    fn add_subtable(&mut self, mask: &Flow, mask_hash: u64) -> SubtableId {
-        let st = Subtable::new(*mask);
+    fn add_subtable(&mut self, megaflow: &Megaflow, mask_hash: u64) -> SubtableId {
+        let st = Subtable::new(megaflow);
         let id = match self.free_ids.pop() {
             Some(id) => {
                 self.subtables[id as usize] = Some(st);
@@ -599,7 +623,7 @@ impl FlowTable {
             self.subtables[id as usize] = None;
             self.free_ids.push(id);
             self.n_subtables -= 1;
-            let h = mask_hash(&entry.shape.mask);
+            let h = entry.shape.hash;
             if let Ok(found) = self.by_mask.find_entry(h, |&(_, sid)| sid == id) {
                 found.remove();
             }
@@ -624,17 +648,24 @@ impl FlowTable {
     }
 }
 
-/// Hash of `key` under a subtable's mask words. Folding with rotate and
-/// xor keeps the per-word work short (this runs once per subtable per
-/// lookup); one final multiply-and-shift spreads the bits.
+/// Hash of `key` under a subtable's mask words.
 #[inline]
 fn subtable_hash(words: &[(usize, u64)], key: &Flow) -> u64 {
     let k = key.words();
-    let mut h = 0u64;
-    for &(i, m) in words {
-        h = h.rotate_left(23) ^ (k[i] & m);
-    }
-    h = (h ^ (h >> 31)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    fold_hash(words.iter().map(|&(i, m)| k[i] & m))
+}
+
+/// Hash of a key's words under a mask, given in order. Folding with rotate
+/// and xor keeps the per-word work short (this runs once per subtable per
+/// lookup); one final multiply-and-shift spreads the bits.
+#[inline]
+fn fold_hash(values: impl Iterator<Item = u64>) -> u64 {
+    finish_fold(values.fold(0, |h, v| h.rotate_left(23) ^ v))
+}
+
+#[inline]
+fn finish_fold(h: u64) -> u64 {
+    let h = (h ^ (h >> 31)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     h ^ (h >> 29)
 }
 
@@ -775,8 +806,7 @@ mod tests {
         let mut t = FlowTable::new(100);
         t.create(
             7,
-            &flow(0x0a000001, 80),
-            &mask_src_only(),
+            &Megaflow::new(&flow(0x0a000001, 80), &mask_src_only()),
             vec![OdpAction::Output(2)],
         )
         .unwrap();
@@ -789,13 +819,14 @@ mod tests {
     fn create_refuses_duplicates_and_overflow() {
         let mut t = FlowTable::new(2);
         let m = mask_src_only();
-        t.create(1, &flow(1, 0), &m, vec![]).unwrap();
+        t.create(1, &Megaflow::new(&flow(1, 0), &m), vec![])
+            .unwrap();
         assert_eq!(
-            t.create(1, &flow(2, 0), &m, vec![]),
+            t.create(1, &Megaflow::new(&flow(2, 0), &m), vec![]),
             Err(PutError::UfidExists(1))
         );
         assert_eq!(
-            t.create(2, &flow(1, 80), &m, vec![]),
+            t.create(2, &Megaflow::new(&flow(1, 80), &m), vec![]),
             Err(PutError::SameMegaflow(1))
         );
         let exact = Flow {
@@ -804,8 +835,12 @@ mod tests {
             ..m
         };
         // A narrower megaflow inside flow 1's may coexist with it.
-        t.create(3, &flow(1, 80), &exact, vec![]).unwrap();
-        assert_eq!(t.create(4, &flow(3, 0), &m, vec![]), Err(PutError::Full(2)));
+        t.create(3, &Megaflow::new(&flow(1, 80), &exact), vec![])
+            .unwrap();
+        assert_eq!(
+            t.create(4, &Megaflow::new(&flow(3, 0), &m), vec![]),
+            Err(PutError::Full(2))
+        );
     }
 
     #[test]
@@ -813,7 +848,8 @@ mod tests {
         let mut t = FlowTable::new(10);
         let mut emc = Emc::new(4, 1);
         let f = flow(5, 22);
-        t.create(9, &f, &mask_src_only(), vec![]).unwrap();
+        t.create(9, &Megaflow::new(&f, &mask_src_only()), vec![])
+            .unwrap();
         let e = t.lookup(&f).unwrap().clone();
         e.hit(100, 1000, 0x02);
         emc.insert(&f, e);
@@ -830,7 +866,8 @@ mod tests {
     #[test]
     fn delete_removes_empty_subtables() {
         let mut t = FlowTable::new(10);
-        t.create(1, &flow(1, 0), &mask_src_only(), vec![]).unwrap();
+        t.create(1, &Megaflow::new(&flow(1, 0), &mask_src_only()), vec![])
+            .unwrap();
         assert!(t.delete(1).is_some());
         assert!(t.delete(1).is_none());
         assert_eq!(t.n_masks(), 0);
@@ -850,8 +887,7 @@ mod tests {
         for (i, m) in masks.iter().enumerate() {
             t.create(
                 i as u128,
-                &flow(((10 + i as u32) << 24) | i as u32, 0),
-                m,
+                &Megaflow::new(&flow(((10 + i as u32) << 24) | i as u32, 0), m),
                 vec![],
             )
             .unwrap();
@@ -865,7 +901,7 @@ mod tests {
                 Some(i as u128)
             );
         }
-        t.create(9, &flow(0x2000_0000, 0), &masks[3], vec![])
+        t.create(9, &Megaflow::new(&flow(0x2000_0000, 0), &masks[3]), vec![])
             .unwrap();
         assert_eq!(t.n_masks(), 3);
         assert!(t.delete(3).is_some());
@@ -885,8 +921,9 @@ mod tests {
             tp_dst: u16::MAX,
             ..by_src
         };
-        t.create(1, &flow(0x0a00_0000, 0), &by_src, vec![]).unwrap();
-        t.create(2, &flow(0x0b00_0000, 80), &by_port, vec![])
+        t.create(1, &Megaflow::new(&flow(0x0a00_0000, 0), &by_src), vec![])
+            .unwrap();
+        t.create(2, &Megaflow::new(&flow(0x0b00_0000, 80), &by_port), vec![])
             .unwrap();
         let keys = [
             flow(0x0a01_0203, 22),
@@ -942,7 +979,9 @@ mod tests {
                 // Narrower masks come into play as the rounds go by.
                 let m = masks[(r >> 24) as usize % (1 + (round as usize / 500).min(5))];
                 let key = random_flow(next()).masked(&m);
-                if t.create(round as Ufid, &key, &m, vec![]).is_ok() {
+                if t.create(round as Ufid, &Megaflow::new(&key, &m), vec![])
+                    .is_ok()
+                {
                     installed.push((round as Ufid, key, m));
                 }
             }
@@ -960,7 +999,8 @@ mod tests {
     fn emc_inserts_by_draw_and_drops_dead_entries() {
         let mut t = FlowTable::new(10);
         let f = flow(7, 80);
-        t.create(1, &f, &mask_src_only(), vec![]).unwrap();
+        t.create(1, &Megaflow::new(&f, &mask_src_only()), vec![])
+            .unwrap();
         let e = t.lookup(&f).unwrap().clone();
 
         // Off: nothing is cached.
@@ -981,7 +1021,8 @@ mod tests {
         // Always: every hit is cached.
         let mut always = Emc::new(1024, 1);
         let g = flow(8, 80);
-        t.create(2, &g, &mask_src_only(), vec![]).unwrap();
+        t.create(2, &Megaflow::new(&g, &mask_src_only()), vec![])
+            .unwrap();
         let e2 = t.lookup(&g).unwrap().clone();
         always.maybe_insert(&f, &e);
         always.maybe_insert(&g, &e2);
@@ -996,11 +1037,20 @@ mod tests {
     fn equal_action_lists_are_stored_once_and_leave_with_their_last_flow() {
         let mut t = FlowTable::new(10);
         let out2 = vec![OdpAction::Output(2)];
-        t.create(1, &flow(1, 0), &mask_src_only(), out2.clone())
+        t.create(
+            1,
+            &Megaflow::new(&flow(1, 0), &mask_src_only()),
+            out2.clone(),
+        )
+        .unwrap();
+        t.create(
+            2,
+            &Megaflow::new(&flow(2, 0), &mask_src_only()),
+            out2.clone(),
+        )
+        .unwrap();
+        t.create(3, &Megaflow::new(&flow(3, 0), &mask_src_only()), vec![])
             .unwrap();
-        t.create(2, &flow(2, 0), &mask_src_only(), out2.clone())
-            .unwrap();
-        t.create(3, &flow(3, 0), &mask_src_only(), vec![]).unwrap();
         let (a, b) = (t.get(1).unwrap(), t.get(2).unwrap());
         assert!(Arc::ptr_eq(&a.actions, &b.actions));
         assert_eq!(t.actions.lists.len(), 2);

@@ -497,20 +497,19 @@ impl Dpif for Netdev {
                     DpifOp::FlowPut(put) => {
                         let FlowPut {
                             ufid,
-                            ref key,
-                            ref mask,
+                            ref megaflow,
                             ref actions,
                             mode,
                             reset_stats,
                         } = **put;
                         let actions = actions.clone();
                         match mode {
-                            PutMode::Create => flows.create(ufid, key, mask, actions),
+                            PutMode::Create => flows.create(ufid, megaflow, actions),
                             PutMode::Modify => flows.modify(ufid, actions, reset_stats),
                             PutMode::CreateOrModify if flows.get(ufid).is_some() => {
                                 flows.modify(ufid, actions, reset_stats)
                             }
-                            PutMode::CreateOrModify => flows.create(ufid, key, mask, actions),
+                            PutMode::CreateOrModify => flows.create(ufid, megaflow, actions),
                         }
                         .map_err(put_error)
                     }
@@ -630,6 +629,7 @@ impl Dpif for Netdev {
 mod tests {
     use super::*;
     use messages::dpif::Execute;
+    use messages::Megaflow;
 
     /// An IPv4/TCP frame from 10.0.0.1:1000 to 10.0.0.2:80.
     fn tcp_frame() -> Vec<u8> {
@@ -679,8 +679,7 @@ mod tests {
         let results = dp.operate(&mut [
             DpifOp::put(FlowPut {
                 ufid: 42,
-                key: up.key,
-                mask,
+                megaflow: Megaflow::new(&up.key, &mask),
                 actions: actions.clone().into(),
                 mode: PutMode::Create,
                 reset_stats: false,
