@@ -63,8 +63,7 @@ impl Window {
     }
 
     /// Units in flight now.
-    #[cfg(test)]
-    fn in_flight(&self) -> usize {
+    pub fn in_flight(&self) -> usize {
         *self.in_flight.lock()
     }
 }

@@ -21,7 +21,9 @@ use crate::supervisor::guarded;
 pub struct WriterConfig {
     /// Most ops per `Dpif::operate` call (OVS: 50 per transaction).
     pub batch_size: usize,
-    /// Longest an op waits for its batch to fill.
+    /// Longest an op waits for its batch to fill. It waits only while
+    /// handlers have more ops on the way: with none, a partial batch is
+    /// written at once, as OVS's handlers write theirs.
     pub max_latency: Duration,
 }
 
@@ -72,11 +74,10 @@ pub struct WriterInlet {
 }
 
 impl WriterInlet {
-    pub fn new(addr: Addr<DpifWriter>) -> Self {
-        WriterInlet {
-            addr,
-            window: Window::new(WINDOW_OPS),
-        }
+    /// Handlers' way to `addr`, through `window`: the one the writer
+    /// watches (see [`DpifWriter::new`]).
+    pub fn new(addr: Addr<DpifWriter>, window: Arc<Window>) -> Self {
+        WriterInlet { addr, window }
     }
 
     /// Sends `ops`, first waiting while the window is full. False when the
@@ -120,11 +121,19 @@ pub struct DpifWriter {
     /// of allocating on its thread what this one frees.
     done: Vec<DpifOp>,
     flush_timer: Option<SpawnHandle>,
+    /// The window handlers send through: while it holds ops, more are on
+    /// the way and a partial batch may wait for them.
+    inlet: Arc<Window>,
     stats: Arc<PipelineStats>,
 }
 
 impl DpifWriter {
-    pub fn new(dpif: Arc<dyn Dpif>, config: WriterConfig, stats: Arc<PipelineStats>) -> Self {
+    pub fn new(
+        dpif: Arc<dyn Dpif>,
+        config: WriterConfig,
+        stats: Arc<PipelineStats>,
+        inlet: Arc<Window>,
+    ) -> Self {
         DpifWriter {
             dpif,
             config: WriterConfig {
@@ -136,6 +145,7 @@ impl DpifWriter {
             batch: Vec::new(),
             done: Vec::new(),
             flush_timer: None,
+            inlet,
             stats,
         }
     }
@@ -264,7 +274,12 @@ impl Handler<FlowOps> for DpifWriter {
             ops.extend(self.done.drain(..n));
             to.do_send(SpareOps(ops));
         }
-        if !self.pending.is_empty() && self.flush_timer.is_none() {
+        if self.pending.is_empty() {
+            return;
+        }
+        if self.inlet.in_flight() == 0 {
+            self.write(ctx);
+        } else if self.flush_timer.is_none() {
             self.flush_timer = Some(ctx.run_later(self.config.max_latency, |w, ctx| {
                 w.flush_timer = None;
                 w.write(ctx);

@@ -25,7 +25,7 @@ use actix::prelude::*;
 
 use crate::backpressure::Window;
 use crate::dpif::Dpif;
-use crate::dpif_writer::{DpifWriter, Flush, WriterConfig, WriterInlet};
+use crate::dpif_writer::{DpifWriter, Flush, WriterConfig, WriterInlet, WINDOW_OPS};
 use crate::handler::{
     InjectPanics, SendCredits, UpcallHandler, WINDOW_UPCALLS as HANDLER_WINDOW_UPCALLS,
 };
@@ -92,11 +92,14 @@ impl Pipeline {
             h
         };
 
+        // Ops handlers have sent the writer and it has not queued yet.
+        let writer_window = Window::new(WINDOW_OPS);
         let writer = {
             let (dpif, stats, cfg) = (dpif.clone(), stats.clone(), config.writer);
+            let inlet = writer_window.clone();
             Supervisor::start_in_arbiter(
                 &own_arbiter("dpif-writer".into(), &config.cpus.writer),
-                move |_| DpifWriter::new(dpif, cfg, stats),
+                move |_| DpifWriter::new(dpif, cfg, stats, inlet),
             )
         };
 
@@ -106,7 +109,7 @@ impl Pipeline {
         };
         let snapshot = Arc::new(tables);
 
-        let to_writer = WriterInlet::new(writer.clone());
+        let to_writer = WriterInlet::new(writer.clone(), writer_window);
         let handlers: Vec<Addr<UpcallHandler>> = (0..config.n_handlers.max(1))
             .map(|id| {
                 let (t, x, w, r, s) = (

@@ -1,0 +1,59 @@
+//! The dpif-writer's batching, in process on the userspace datapath.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actors::dpif::Dpif;
+use actors::dpif_writer::WriterConfig;
+use actors::pipeline::{Pipeline, PipelineConfig};
+use actors::tables::Tables;
+use common::workload;
+use upcalld::dpif_netdev::{Netdev, NetdevConfig};
+
+/// A partial batch waits for more ops only while handlers have some on the
+/// way: the last upcalls of a burst get their megaflows at once, not after
+/// the latency bound (a minute here).
+#[test]
+fn a_partial_batch_is_written_once_no_more_ops_are_on_the_way() {
+    let (flows, waited) = actix::System::new().block_on(async {
+        let rules = upcalld::daemon::parse_rules(
+            "table=0,priority=1000,dl_src=02:ff:ff:ff:ff:ff,actions=drop\n\
+             table=0,priority=100,ip,actions=output:4\n",
+            "test rules",
+        )
+        .unwrap();
+        let netdev = Arc::new(Netdev::new(NetdevConfig::default()));
+        let pipeline = Pipeline::start(
+            netdev.clone(),
+            Tables::from_rules(rules),
+            PipelineConfig {
+                writer: WriterConfig {
+                    batch_size: 1000,
+                    max_latency: Duration::from_secs(60),
+                },
+                ..PipelineConfig::default()
+            },
+        );
+        let frames = workload(5);
+        let feeder = {
+            let netdev = netdev.clone();
+            std::thread::spawn(move || netdev.inject(&frames, 0))
+        };
+        let start = Instant::now();
+        while netdev.stats().n_flows < 5 && start.elapsed() < Duration::from_secs(20) {
+            actix::clock::sleep(Duration::from_millis(5)).await;
+        }
+        let waited = start.elapsed();
+        let out = (netdev.stats().n_flows, waited);
+        pipeline.stop();
+        netdev.close();
+        feeder.join().unwrap();
+        out
+    });
+    assert_eq!(
+        flows, 5,
+        "every megaflow installed, {waited:?} after the burst"
+    );
+}
