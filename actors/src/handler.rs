@@ -141,7 +141,9 @@ impl UpcallHandler {
         let mut credits: Vec<(u64, RuleStats)> = Vec::new();
         let mut over_limit = 0;
         let mut no_controller = 0;
-        for up in upcalls.drain(..) {
+        // By reference: an upcall is over 500 bytes, not to be moved out
+        // only to be read.
+        for up in upcalls.iter_mut() {
             if let UpcallKind::Action { .. } = up.kind {
                 no_controller += 1;
                 continue;
@@ -174,12 +176,13 @@ impl UpcallHandler {
             }
             if !actions.is_empty() {
                 let mut execute = self.op_boxes.execute_box(&actions);
-                execute.packet = up.packet;
+                execute.packet = std::mem::take(&mut up.packet);
                 execute.key = up.key;
                 execute.actions = actions;
                 ops.push(DpifOp::Execute(execute));
             }
         }
+        upcalls.clear();
         self.stats.count_drop(DropReason::FlowLimit, over_limit);
         self.stats
             .count_drop(DropReason::NoController, no_controller);

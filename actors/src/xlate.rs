@@ -74,7 +74,8 @@ struct Ctx<'a> {
     cfg: &'a XlateConfig,
     flow: Flow,
     base: Flow,
-    wc: FlowWildcards,
+    /// The caller's: accumulated in place, not copied out.
+    wc: &'a mut FlowWildcards,
     actions: OdpActions,
     rules: Vec<u64>,
     table_id: u8,
@@ -95,7 +96,7 @@ pub fn xlate(tables: &Tables, flow: &Flow, cfg: &XlateConfig) -> XlateOutput {
 /// upcall after another).
 pub fn xlate_into(tables: &Tables, flow: &Flow, cfg: &XlateConfig, out: &mut XlateOutput) {
     // Fields every megaflow matches exactly.
-    let wc = Flow {
+    out.wc = Flow {
         in_port: u32::MAX,
         dl_type: u16::MAX,
         recirc_id: u32::MAX,
@@ -115,7 +116,7 @@ pub fn xlate_into(tables: &Tables, flow: &Flow, cfg: &XlateConfig, out: &mut Xla
         cfg,
         flow: *flow,
         base: *flow,
-        wc,
+        wc: &mut out.wc,
         actions,
         rules,
         table_id: 0,
@@ -138,10 +139,10 @@ pub fn xlate_into(tables: &Tables, flow: &Flow, cfg: &XlateConfig, out: &mut Xla
     } else {
         ctx.finish_wc(flow);
     }
-    out.actions = ctx.actions;
-    out.wc = ctx.wc;
-    out.rules = ctx.rules;
-    out.error = ctx.error;
+    let (actions, rules, error) = (ctx.actions, ctx.rules, ctx.error);
+    out.actions = actions;
+    out.rules = rules;
+    out.error = error;
 }
 
 impl Ctx<'_> {
@@ -151,7 +152,7 @@ impl Ctx<'_> {
         self.table_id = table;
         let fragment = self.flow.nw_frag & FLOW_NW_FRAG_ANY != 0;
         let r = if in_port == self.flow.in_port && !fragment {
-            self.tables.lookup(table, &self.flow, &mut self.wc)
+            self.tables.lookup(table, &self.flow, &mut *self.wc)
         } else {
             let mut f = self.flow;
             f.in_port = in_port;
@@ -159,7 +160,7 @@ impl Ctx<'_> {
                 f.tp_src = 0;
                 f.tp_dst = 0;
             }
-            self.tables.lookup(table, &f, &mut self.wc)
+            self.tables.lookup(table, &f, &mut *self.wc)
         }
         .cloned();
         if let Some(r) = &r {
@@ -308,7 +309,7 @@ impl Ctx<'_> {
     /// number read from the subfield, which becomes exact.
     fn output_reg(&mut self, field: Field, ofs: u8, n_bits: u8) {
         let bits = ((1u128 << n_bits) - 1) << ofs;
-        field.set_masked(&mut self.wc, bits, bits);
+        field.set_masked(&mut *self.wc, bits, bits);
         let p = ((field.get(&self.flow) & bits) >> ofs) as u32;
         // OpenFlow 1.0's reserved ports sit at 0xff00 and above.
         let p = if p >= 0xff00 { p | 0xffff_0000 } else { p };
@@ -335,7 +336,7 @@ impl Ctx<'_> {
     /// it reads.
     fn prereqs_ok(&mut self, p: Prereq) -> bool {
         let f = &self.flow;
-        let wc = &mut self.wc;
+        let wc = &mut *self.wc;
         let l4 = |wc: &mut Flow, proto: u8| {
             if f.is_ip_any() {
                 wc.nw_proto = 0xff;
@@ -390,7 +391,7 @@ impl Ctx<'_> {
             return;
         }
         self.mask_l3_prereqs(field);
-        field.set_masked(&mut self.wc, mask, mask);
+        field.set_masked(&mut *self.wc, mask, mask);
         field.set_masked(&mut self.flow, value, mask);
     }
 
@@ -406,8 +407,8 @@ impl Ctx<'_> {
             (1u128 << n_bits) - 1
         };
         let (src_bits, dst_bits) = (ones << src_ofs, ones << dst_ofs);
-        src.set_masked(&mut self.wc, src_bits, src_bits);
-        dst.set_masked(&mut self.wc, dst_bits, dst_bits);
+        src.set_masked(&mut *self.wc, src_bits, src_bits);
+        dst.set_masked(&mut *self.wc, dst_bits, dst_bits);
         let value = (src.get(&self.flow) >> src_ofs) & ones;
         dst.set_masked(&mut self.flow, value << dst_ofs, dst_bits);
     }
@@ -519,8 +520,14 @@ impl Ctx<'_> {
         // nw_proto: an IP packet of protocol 0 inside such a megaflow would
         // then get different actions from the megaflow's. We commit on the
         // EtherType alone, which keeps megaflows sound.
-        let (f, w) = (self.flow, self.wc);
-        let b = &mut self.base;
+        // Disjoint borrows: copying the flows would move a kilobyte.
+        let Ctx {
+            flow: f,
+            wc: w,
+            base: b,
+            actions,
+            ..
+        } = self;
         let header = match b.dl_type {
             ETH_TYPE_IP => {
                 if (f.nw_src, f.nw_dst, f.nw_tos, f.nw_ttl)
@@ -605,12 +612,17 @@ impl Ctx<'_> {
                     (f.nw_src, f.nw_dst, f.nw_proto, f.arp_sha, f.arp_tha)
             }
         }
-        self.actions.push(OdpAction::SetMasked(header.canonical()));
+        actions.push(OdpAction::SetMasked(header.canonical()));
     }
 
     fn commit_nd(&mut self) {
-        let (f, w) = (self.flow, self.wc);
-        let b = &mut self.base;
+        let Ctx {
+            flow: f,
+            wc: w,
+            base: b,
+            actions,
+            ..
+        } = self;
         if (f.nd_target, f.arp_sha, f.arp_tha) == (b.nd_target, b.arp_sha, b.arp_tha) {
             return;
         }
@@ -625,14 +637,19 @@ impl Ctx<'_> {
             tll: pick(f.arp_tha != b.arp_tha, w.arp_tha),
         };
         (b.nd_target, b.arp_sha, b.arp_tha) = (f.nd_target, f.arp_sha, f.arp_tha);
-        self.actions.push(OdpAction::SetMasked(
+        actions.push(OdpAction::SetMasked(
             SetHeader::Nd { key, mask }.canonical(),
         ));
     }
 
     fn commit_ports(&mut self) {
-        let (f, w) = (self.flow, self.wc);
-        let b = &mut self.base;
+        let Ctx {
+            flow: f,
+            wc: w,
+            base: b,
+            actions,
+            ..
+        } = self;
         // A later fragment has no L4 header to rewrite.
         if !b.is_ip_any() || b.nw_frag & FLOW_NW_FRAG_LATER != 0 {
             return;
@@ -655,7 +672,7 @@ impl Ctx<'_> {
             _ => return,
         };
         (b.tp_src, b.tp_dst) = (f.tp_src, f.tp_dst);
-        self.actions.push(OdpAction::SetMasked(header.canonical()));
+        actions.push(OdpAction::SetMasked(header.canonical()));
     }
 
     /// OVS's `commit_vlan_action`: pop the base's headers that differ from
@@ -714,7 +731,7 @@ impl Ctx<'_> {
 
     /// OVS's `xlate_wc_finish`: drop what a datapath flow cannot match on.
     fn finish_wc(&mut self, orig: &Flow) {
-        let wc = &mut self.wc;
+        let wc = &mut *self.wc;
         wc.metadata = 0;
         wc.regs = [0; FLOW_N_REGS];
         wc.actset_output = 0;
