@@ -85,18 +85,31 @@ pub fn extract_with_layers(frame: &[u8], md: &Flow) -> (Flow, FrameLayers) {
 /// ovs-vswitchd's `other_config:vlan-limit` (0 means as many as a flow
 /// holds, 2). The TPID of the first tag past the limit becomes `dl_type`.
 pub fn extract_with_vlan_limit(frame: &[u8], md: &Flow, vlan_limit: usize) -> (Flow, FrameLayers) {
+    let mut flow = Flow::default();
+    let layers = extract_into(frame, md, vlan_limit, &mut flow);
+    (flow, layers)
+}
+
+/// [`flow_extract`] into `flow` (whatever it held): a receive loop
+/// extracts a burst into the same buffer every time, where returning a
+/// flow would copy its 528 bytes out and in again.
+pub fn flow_extract_into(frame: &[u8], md: &Flow, flow: &mut Flow) {
+    extract_into(frame, md, FLOW_MAX_VLAN_HEADERS, flow);
+}
+
+fn extract_into(frame: &[u8], md: &Flow, vlan_limit: usize, flow: &mut Flow) -> FrameLayers {
     let vlan_limit = match vlan_limit {
         0 => FLOW_MAX_VLAN_HEADERS,
         n => n.min(FLOW_MAX_VLAN_HEADERS),
     };
-    let mut flow = Flow::default();
-    copy_metadata(&mut flow, md);
+    *flow = Flow::default();
+    copy_metadata(flow, md);
     let mut layers = FrameLayers {
         l3_end: frame.len(),
         ..FrameLayers::default()
     };
-    parse_l2_up(frame, vlan_limit, &mut flow, &mut layers);
-    (flow, layers)
+    parse_l2_up(frame, vlan_limit, flow, &mut layers);
+    layers
 }
 
 fn copy_metadata(flow: &mut Flow, md: &Flow) {

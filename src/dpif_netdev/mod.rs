@@ -25,7 +25,7 @@ use actors::dpif::{
 use actors::threads::start_thread_as;
 use messages::dpif::{DpFlow, DpifOp, Execute, FlowPut, PutMode, Ufid, Upcall, UpcallKind};
 use messages::execute::{apply_set_masked, pop_vlan, push_vlan};
-use messages::extract::flow_extract;
+use messages::extract::{flow_extract, flow_extract_into};
 use messages::odp::{OdpAction, OdpActions, SetHeader};
 use messages::Flow;
 use parking_lot::{Mutex, RwLock};
@@ -326,14 +326,14 @@ impl Core {
             from_emc,
             misses,
         } = rx;
-        keys.clear();
-        keys.extend(burst.iter().map(|(in_port, frame)| {
-            let md = Flow {
-                in_port: *in_port,
-                ..Flow::default()
-            };
-            flow_extract(frame, &md)
-        }));
+        // Extracted in place: the buffer keeps its keys between bursts.
+        keys.resize(keys.len().max(burst.len()), Flow::default());
+        keys.truncate(burst.len());
+        let mut md = Flow::default();
+        for ((in_port, frame), key) in burst.iter().zip(keys.iter_mut()) {
+            md.in_port = *in_port;
+            flow_extract_into(frame, &md, key);
+        }
         found.clear();
         found.extend(keys.iter().map(|k| emc.lookup(k)));
         from_emc.clear();
