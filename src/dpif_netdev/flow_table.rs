@@ -15,7 +15,7 @@ use hashbrown::HashTable;
 use messages::dpif::{DpFlow, FlowStats, Ufid, UfidMap};
 use messages::odp::OdpActions;
 use messages::{Flow, Megaflow};
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 use smallvec::SmallVec;
 
 /// A mask, with its nonzero 64-bit words and their indices (masks are
@@ -367,21 +367,27 @@ impl FirstStage {
     }
 }
 
-/// The distinct action lists of the installed megaflows, each stored once:
-/// a rule set sends most megaflows to a handful of lists, and a list takes
-/// hundreds of bytes. A list leaves the pool when its last megaflow goes
-/// (lists still held elsewhere, by an exact-match cache entry, are swept
-/// out as the pool grows).
+/// The distinct action lists of the installed megaflows, each stored once
+/// (a rule set sends most megaflows to a handful of lists, and a list takes
+/// hundreds of bytes), with how many megaflows use it; a list leaves with
+/// its last megaflow.
+///
+/// The pool keeps its own copy of each list rather than the `Arc` a put
+/// brings: handlers keep cloning and dropping theirs on another core, and
+/// megaflows sharing it would bounce its reference count between the cores
+/// with every put.
 #[derive(Default)]
 struct ActionPool {
+    /// The pool's copy of each list, by content.
     lists: FxHashSet<Arc<OdpActions>>,
-    /// Where the lists of `lists` live: handlers share their lists, so a
-    /// put usually brings an `Arc` the pool already holds, recognized by
-    /// its address without hashing the list. (The pool holds those `Arc`s,
-    /// so an address here cannot be freed and reused for another list.)
-    addresses: FxHashSet<usize>,
-    /// Pool size after the last sweep.
-    swept_at: usize,
+    /// How many megaflows use each list, by the address of the pool's copy.
+    users: FxHashMap<usize, usize>,
+    /// The lists handlers have sent, by address, with the pool's copy:
+    /// handlers share their lists, so a put usually brings one seen
+    /// before, recognized without hashing it. Each entry holds the
+    /// sender's `Arc`, so that its address cannot be freed and reused for
+    /// another list.
+    senders: FxHashMap<usize, (Arc<OdpActions>, Arc<OdpActions>)>,
 }
 
 fn address(list: &Arc<OdpActions>) -> usize {
@@ -389,34 +395,38 @@ fn address(list: &Arc<OdpActions>) -> usize {
 }
 
 impl ActionPool {
-    fn intern(&mut self, actions: Arc<OdpActions>) -> Arc<OdpActions> {
-        if self.addresses.contains(&address(&actions)) {
-            return actions;
-        }
-        if let Some(shared) = self.lists.get(&*actions) {
-            return shared.clone();
-        }
-        if self.lists.len() >= 2 * self.swept_at + 64 {
-            let addresses = &mut self.addresses;
-            self.lists.retain(|l| {
-                let keep = Arc::strong_count(l) > 1;
-                if !keep {
-                    addresses.remove(&address(l));
-                }
-                keep
-            });
-            self.swept_at = self.lists.len();
-        }
-        self.addresses.insert(address(&actions));
-        self.lists.insert(actions.clone());
-        actions
+    /// The pool's copy of `actions`, counted as used by one more megaflow.
+    fn intern(&mut self, actions: &Arc<OdpActions>) -> Arc<OdpActions> {
+        let own = match self.senders.get(&address(actions)) {
+            Some((_, own)) => own.clone(),
+            None => {
+                let own = match self.lists.get(&**actions) {
+                    Some(own) => own.clone(),
+                    None => {
+                        let own = Arc::new((**actions).clone());
+                        self.lists.insert(own.clone());
+                        own
+                    }
+                };
+                self.senders
+                    .insert(address(actions), (actions.clone(), own.clone()));
+                own
+            }
+        };
+        *self.users.entry(address(&own)).or_default() += 1;
+        own
     }
 
-    /// Called as a megaflow holding `actions` goes away.
-    fn release(&mut self, actions: &Arc<OdpActions>) {
-        // The pool's reference and the departing megaflow's.
-        if Arc::strong_count(actions) <= 2 && self.addresses.remove(&address(actions)) {
-            self.lists.remove(&**actions);
+    /// Called as a megaflow using `own` (from [`ActionPool::intern`]) goes.
+    fn release(&mut self, own: &Arc<OdpActions>) {
+        let Some(users) = self.users.get_mut(&address(own)) else {
+            return;
+        };
+        *users -= 1;
+        if *users == 0 {
+            self.users.remove(&address(own));
+            self.lists.remove(&**own);
+            self.senders.retain(|_, (_, o)| !Arc::ptr_eq(o, own));
         }
     }
 }
@@ -506,7 +516,7 @@ impl FlowTable {
         &mut self,
         ufid: Ufid,
         megaflow: &Megaflow,
-        actions: impl Into<Arc<OdpActions>>,
+        actions: &Arc<OdpActions>,
     ) -> Result<(), PutError> {
         if self.by_ufid.contains_key(&ufid) {
             return Err(PutError::UfidExists(ufid));
@@ -531,7 +541,7 @@ impl FlowTable {
             return Err(PutError::Full(self.max_flows));
         }
         let id = existing.unwrap_or_else(|| self.add_subtable(megaflow, mask_hash));
-        let actions = self.actions.intern(actions.into());
+        let actions = self.actions.intern(actions);
         let shape = self.subtable(id).shape.clone();
         let entry = Arc::new(FlowEntry::new(ufid, shape, id, values, actions));
         self.subtable_mut(id)
@@ -577,7 +587,7 @@ impl FlowTable {
     pub fn modify(
         &mut self,
         ufid: Ufid,
-        actions: impl Into<Arc<OdpActions>>,
+        actions: &Arc<OdpActions>,
         reset_stats: bool,
     ) -> Result<(), PutError> {
         let old = self
@@ -585,7 +595,7 @@ impl FlowTable {
             .get(&ufid)
             .cloned()
             .ok_or(PutError::NoSuchFlow(ufid))?;
-        let actions = self.actions.intern(actions.into());
+        let actions = self.actions.intern(actions);
         let entry = Arc::new(FlowEntry::new(
             ufid,
             old.shape.clone(),
@@ -779,6 +789,10 @@ impl Emc {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn list(actions: OdpActions) -> Arc<OdpActions> {
+        Arc::new(actions)
+    }
     use messages::odp::OdpAction;
 
     fn flow(nw_src: u32, tp_dst: u16) -> Flow {
@@ -807,7 +821,7 @@ mod tests {
         t.create(
             7,
             &Megaflow::new(&flow(0x0a000001, 80), &mask_src_only()),
-            vec![OdpAction::Output(2)],
+            &list(vec![OdpAction::Output(2)]),
         )
         .unwrap();
         assert_eq!(t.lookup(&flow(0x0a000001, 443)).map(|e| e.ufid), Some(7));
@@ -819,14 +833,14 @@ mod tests {
     fn create_refuses_duplicates_and_overflow() {
         let mut t = FlowTable::new(2);
         let m = mask_src_only();
-        t.create(1, &Megaflow::new(&flow(1, 0), &m), vec![])
+        t.create(1, &Megaflow::new(&flow(1, 0), &m), &list(vec![]))
             .unwrap();
         assert_eq!(
-            t.create(1, &Megaflow::new(&flow(2, 0), &m), vec![]),
+            t.create(1, &Megaflow::new(&flow(2, 0), &m), &list(vec![])),
             Err(PutError::UfidExists(1))
         );
         assert_eq!(
-            t.create(2, &Megaflow::new(&flow(1, 80), &m), vec![]),
+            t.create(2, &Megaflow::new(&flow(1, 80), &m), &list(vec![])),
             Err(PutError::SameMegaflow(1))
         );
         let exact = Flow {
@@ -835,10 +849,10 @@ mod tests {
             ..m
         };
         // A narrower megaflow inside flow 1's may coexist with it.
-        t.create(3, &Megaflow::new(&flow(1, 80), &exact), vec![])
+        t.create(3, &Megaflow::new(&flow(1, 80), &exact), &list(vec![]))
             .unwrap();
         assert_eq!(
-            t.create(4, &Megaflow::new(&flow(3, 0), &m), vec![]),
+            t.create(4, &Megaflow::new(&flow(3, 0), &m), &list(vec![])),
             Err(PutError::Full(2))
         );
     }
@@ -848,26 +862,31 @@ mod tests {
         let mut t = FlowTable::new(10);
         let mut emc = Emc::new(4, 1);
         let f = flow(5, 22);
-        t.create(9, &Megaflow::new(&f, &mask_src_only()), vec![])
+        t.create(9, &Megaflow::new(&f, &mask_src_only()), &list(vec![]))
             .unwrap();
         let e = t.lookup(&f).unwrap().clone();
         e.hit(100, 1000, 0x02);
         emc.insert(&f, e);
-        t.modify(9, vec![OdpAction::Output(3)], false).unwrap();
+        t.modify(9, &list(vec![OdpAction::Output(3)]), false)
+            .unwrap();
         assert!(emc.lookup(&f).is_none());
         let now = t.get(9).unwrap();
         assert_eq!(*now.actions, vec![OdpAction::Output(3)]);
         assert_eq!(now.stats().n_packets, 1);
         assert_eq!(now.stats().used_ms, Some(1000));
-        t.modify(9, vec![], true).unwrap();
+        t.modify(9, &list(vec![]), true).unwrap();
         assert_eq!(t.get(9).unwrap().stats(), FlowStats::default());
     }
 
     #[test]
     fn delete_removes_empty_subtables() {
         let mut t = FlowTable::new(10);
-        t.create(1, &Megaflow::new(&flow(1, 0), &mask_src_only()), vec![])
-            .unwrap();
+        t.create(
+            1,
+            &Megaflow::new(&flow(1, 0), &mask_src_only()),
+            &list(vec![]),
+        )
+        .unwrap();
         assert!(t.delete(1).is_some());
         assert!(t.delete(1).is_none());
         assert_eq!(t.n_masks(), 0);
@@ -888,7 +907,7 @@ mod tests {
             t.create(
                 i as u128,
                 &Megaflow::new(&flow(((10 + i as u32) << 24) | i as u32, 0), m),
-                vec![],
+                &list(vec![]),
             )
             .unwrap();
         }
@@ -901,8 +920,12 @@ mod tests {
                 Some(i as u128)
             );
         }
-        t.create(9, &Megaflow::new(&flow(0x2000_0000, 0), &masks[3]), vec![])
-            .unwrap();
+        t.create(
+            9,
+            &Megaflow::new(&flow(0x2000_0000, 0), &masks[3]),
+            &list(vec![]),
+        )
+        .unwrap();
         assert_eq!(t.n_masks(), 3);
         assert!(t.delete(3).is_some());
         assert_eq!(t.lookup(&flow(0x2000_0001, 7)).map(|e| e.ufid), Some(9));
@@ -921,10 +944,18 @@ mod tests {
             tp_dst: u16::MAX,
             ..by_src
         };
-        t.create(1, &Megaflow::new(&flow(0x0a00_0000, 0), &by_src), vec![])
-            .unwrap();
-        t.create(2, &Megaflow::new(&flow(0x0b00_0000, 80), &by_port), vec![])
-            .unwrap();
+        t.create(
+            1,
+            &Megaflow::new(&flow(0x0a00_0000, 0), &by_src),
+            &list(vec![]),
+        )
+        .unwrap();
+        t.create(
+            2,
+            &Megaflow::new(&flow(0x0b00_0000, 80), &by_port),
+            &list(vec![]),
+        )
+        .unwrap();
         let keys = [
             flow(0x0a01_0203, 22),
             flow(0x0b00_0001, 80),
@@ -979,7 +1010,7 @@ mod tests {
                 // Narrower masks come into play as the rounds go by.
                 let m = masks[(r >> 24) as usize % (1 + (round as usize / 500).min(5))];
                 let key = random_flow(next()).masked(&m);
-                if t.create(round as Ufid, &Megaflow::new(&key, &m), vec![])
+                if t.create(round as Ufid, &Megaflow::new(&key, &m), &list(vec![]))
                     .is_ok()
                 {
                     installed.push((round as Ufid, key, m));
@@ -999,7 +1030,7 @@ mod tests {
     fn emc_inserts_by_draw_and_drops_dead_entries() {
         let mut t = FlowTable::new(10);
         let f = flow(7, 80);
-        t.create(1, &Megaflow::new(&f, &mask_src_only()), vec![])
+        t.create(1, &Megaflow::new(&f, &mask_src_only()), &list(vec![]))
             .unwrap();
         let e = t.lookup(&f).unwrap().clone();
 
@@ -1021,7 +1052,7 @@ mod tests {
         // Always: every hit is cached.
         let mut always = Emc::new(1024, 1);
         let g = flow(8, 80);
-        t.create(2, &Megaflow::new(&g, &mask_src_only()), vec![])
+        t.create(2, &Megaflow::new(&g, &mask_src_only()), &list(vec![]))
             .unwrap();
         let e2 = t.lookup(&g).unwrap().clone();
         always.maybe_insert(&f, &e);
@@ -1036,31 +1067,36 @@ mod tests {
     #[test]
     fn equal_action_lists_are_stored_once_and_leave_with_their_last_flow() {
         let mut t = FlowTable::new(10);
-        let out2 = vec![OdpAction::Output(2)];
-        t.create(
-            1,
-            &Megaflow::new(&flow(1, 0), &mask_src_only()),
-            out2.clone(),
-        )
-        .unwrap();
-        t.create(
-            2,
-            &Megaflow::new(&flow(2, 0), &mask_src_only()),
-            out2.clone(),
-        )
-        .unwrap();
-        t.create(3, &Megaflow::new(&flow(3, 0), &mask_src_only()), vec![])
+        // One list as a handler shares it, and an equal one sent apart.
+        let sent = list(vec![OdpAction::Output(2)]);
+        let equal = list(vec![OdpAction::Output(2)]);
+        t.create(1, &Megaflow::new(&flow(1, 0), &mask_src_only()), &sent)
             .unwrap();
+        t.create(2, &Megaflow::new(&flow(2, 0), &mask_src_only()), &equal)
+            .unwrap();
+        t.create(
+            3,
+            &Megaflow::new(&flow(3, 0), &mask_src_only()),
+            &list(vec![]),
+        )
+        .unwrap();
         let (a, b) = (t.get(1).unwrap(), t.get(2).unwrap());
         assert!(Arc::ptr_eq(&a.actions, &b.actions));
+        // The pool's own copy: the sender's reference count is not shared
+        // by the megaflows (the pool pins the sender's list once).
+        assert!(!Arc::ptr_eq(&a.actions, &sent));
+        assert_eq!(Arc::strong_count(&sent), 2);
         assert_eq!(t.actions.lists.len(), 2);
         // A modify to other actions moves flow 2 off the shared list.
-        t.modify(2, vec![OdpAction::Output(4)], false).unwrap();
+        t.modify(2, &list(vec![OdpAction::Output(4)]), false)
+            .unwrap();
         assert_eq!(*t.get(2).unwrap().actions, vec![OdpAction::Output(4)]);
         assert_eq!(t.actions.lists.len(), 3);
         t.delete(1);
         t.delete(2);
         t.delete(3);
         assert!(t.actions.lists.is_empty());
+        assert!(t.actions.senders.is_empty());
+        assert_eq!(Arc::strong_count(&sent), 1);
     }
 }

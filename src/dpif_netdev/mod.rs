@@ -502,7 +502,6 @@ impl Dpif for Netdev {
                             mode,
                             reset_stats,
                         } = **put;
-                        let actions = actions.clone();
                         match mode {
                             PutMode::Create => flows.create(ufid, megaflow, actions),
                             PutMode::Modify => flows.modify(ufid, actions, reset_stats),
