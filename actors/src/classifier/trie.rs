@@ -115,7 +115,9 @@ impl PrefixTrie {
             // The closest stored values around the probe share the most
             // leading bits with it.
             let at = position_of(values, probe);
-            let below = at.checked_sub(1).map_or(0, |i| common_bits(values[i], value));
+            let below = at
+                .checked_sub(1)
+                .map_or(0, |i| common_bits(values[i], value));
             let above = values.get(at).map_or(0, |v| common_bits(*v, value));
             let lcp = below.max(above).min(len);
             if lcp == len {
@@ -251,7 +253,9 @@ mod tests {
             .filter(|(len, lcp)| lcp == len)
             .fold(0, |acc, (len, _)| acc | 1 << (len - 1));
         let deepest = lcps.iter().map(|(_, lcp)| *lcp).max().unwrap_or(0);
-        let continues = lcps.iter().any(|(len, lcp)| *lcp == deepest && *len > deepest);
+        let continues = lcps
+            .iter()
+            .any(|(len, lcp)| *lcp == deepest && *len > deepest);
         let maskbits = if deepest < 32 && continues {
             deepest + 1
         } else {
