@@ -150,18 +150,23 @@ impl DpifWriter {
         }
     }
 
-    /// Queues one op, or drops a duplicate put.
-    fn enqueue(&mut self, op: DpifOp) {
-        if let DpifOp::FlowPut(put) = &op {
-            if put.mode == PutMode::Create && !self.installed.insert(put.ufid) {
-                PipelineStats::add(&self.stats.duplicate_upcalls, 1);
-                return;
+    /// Whether `op` is to be written: not a put of a megaflow already put
+    /// (counted as a duplicate upcall). A delete forgets its megaflow.
+    fn admit(&mut self, op: &DpifOp) -> bool {
+        match op {
+            DpifOp::FlowPut(put) if put.mode == PutMode::Create => {
+                let new = self.installed.insert(put.ufid);
+                if !new {
+                    PipelineStats::add(&self.stats.duplicate_upcalls, 1);
+                }
+                new
             }
+            DpifOp::FlowDel { ufid } => {
+                self.installed.remove(ufid);
+                true
+            }
+            _ => true,
         }
-        if let DpifOp::FlowDel { ufid } = &op {
-            self.installed.remove(ufid);
-        }
-        self.pending.push_back(op);
     }
 
     fn write(&mut self, ctx: &mut Context<Self>) {
@@ -259,18 +264,27 @@ impl Handler<FlowOps> for DpifWriter {
         } = msg;
         let stats = self.stats.clone();
         guarded("dpif_writer", &stats, ctx, || {
-            for op in ops.drain(..) {
-                self.enqueue(op);
-            }
+            ops.retain(|op| self.admit(op));
             // Full batches now; a partial one waits for more ops or the
             // latency bound.
             let bs = self.config.batch_size;
-            self.write_pending(self.pending.len() / bs * bs);
+            if self.pending.is_empty() {
+                // Nothing queued is older: write straight from the
+                // message's buffer, which then goes back with the ops
+                // written in it.
+                let full = ops.len() / bs * bs;
+                for batch in ops[..full].chunks_mut(bs) {
+                    self.write_batch(batch);
+                }
+                self.pending.extend(ops.drain(full..));
+            } else {
+                self.pending.extend(ops.drain(..));
+                self.write_pending(self.pending.len() / bs * bs);
+            }
         });
         drop(permit);
         if let Some(to) = return_to {
-            ops.clear();
-            let n = self.done.len().min(ops.capacity());
+            let n = self.done.len().min(ops.capacity() - ops.len());
             ops.extend(self.done.drain(..n));
             to.do_send(SpareOps(ops));
         }
