@@ -41,7 +41,7 @@ pub struct UpcallBatch {
 }
 
 /// Upcalls a handler may have in flight (received, not yet handled).
-pub const WINDOW_UPCALLS: usize = 4 * crate::receiver::UPCALL_MAX_BATCH;
+pub const WINDOW_UPCALLS: usize = 16 * crate::receiver::UPCALL_MAX_BATCH;
 
 /// Emptied buffers an actor keeps for its next batches.
 const MAX_SPARE_BUFFERS: usize = 8;
