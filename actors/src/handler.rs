@@ -202,8 +202,10 @@ struct OpBoxes {
 }
 
 impl OpBoxes {
-    /// Boxes of each kind kept: a few batches' worth.
-    const CAPACITY: usize = 512;
+    /// Boxes of each kind kept: as many as the writer's window holds ops
+    /// (a put and an execute per upcall), so that boxes coming back are
+    /// kept rather than freed while new ones are allocated.
+    const CAPACITY: usize = crate::dpif_writer::WINDOW_OPS / 2;
 
     /// A box for a put, to be filled: one back from the writer, or a new
     /// one (`actions` serves as its placeholder list).
