@@ -515,19 +515,18 @@ impl Ctx<'_> {
         ));
     }
 
+    /// The flow, the wildcards, the base and the actions, borrowed apart
+    /// for a commit step (copying the flows instead would move a kilobyte).
+    fn commit_parts(&mut self) -> (&Flow, &FlowWildcards, &mut Flow, &mut OdpActions) {
+        (&self.flow, &*self.wc, &mut self.base, &mut self.actions)
+    }
+
     fn commit_l3(&mut self) {
         // OVS skips this when nw_proto is 0, without un-wildcarding
         // nw_proto: an IP packet of protocol 0 inside such a megaflow would
         // then get different actions from the megaflow's. We commit on the
         // EtherType alone, which keeps megaflows sound.
-        // Disjoint borrows: copying the flows would move a kilobyte.
-        let Ctx {
-            flow: f,
-            wc: w,
-            base: b,
-            actions,
-            ..
-        } = self;
+        let (f, w, b, actions) = self.commit_parts();
         let header = match b.dl_type {
             ETH_TYPE_IP => {
                 if (f.nw_src, f.nw_dst, f.nw_tos, f.nw_ttl)
@@ -616,13 +615,7 @@ impl Ctx<'_> {
     }
 
     fn commit_nd(&mut self) {
-        let Ctx {
-            flow: f,
-            wc: w,
-            base: b,
-            actions,
-            ..
-        } = self;
+        let (f, w, b, actions) = self.commit_parts();
         if (f.nd_target, f.arp_sha, f.arp_tha) == (b.nd_target, b.arp_sha, b.arp_tha) {
             return;
         }
@@ -643,13 +636,7 @@ impl Ctx<'_> {
     }
 
     fn commit_ports(&mut self) {
-        let Ctx {
-            flow: f,
-            wc: w,
-            base: b,
-            actions,
-            ..
-        } = self;
+        let (f, w, b, actions) = self.commit_parts();
         // A later fragment has no L4 header to rewrite.
         if !b.is_ip_any() || b.nw_frag & FLOW_NW_FRAG_LATER != 0 {
             return;
