@@ -29,11 +29,12 @@ struct MaskShape {
 }
 
 impl MaskShape {
-    fn new(megaflow: &Megaflow) -> Self {
+    /// The shape of `megaflow`'s mask, whose [`mask_hash`] is `hash`.
+    fn new(megaflow: &Megaflow, hash: u64) -> Self {
         MaskShape {
             mask: megaflow.mask(),
             words: megaflow.words().iter().map(|w| (w.index, w.mask)).collect(),
-            hash: mask_hash(megaflow),
+            hash,
         }
     }
 
@@ -206,9 +207,9 @@ struct Subtable {
 }
 
 impl Subtable {
-    fn new(megaflow: &Megaflow) -> Self {
+    fn new(megaflow: &Megaflow, mask_hash: u64) -> Self {
         Subtable {
-            shape: Arc::new(MaskShape::new(megaflow)),
+            shape: Arc::new(MaskShape::new(megaflow, mask_hash)),
             flows: HashTable::new(),
         }
     }
@@ -547,18 +548,23 @@ impl FlowTable {
         self.subtable_mut(id)
             .flows
             .insert_unique(hash, (hash, entry.clone()), |(h, _)| *h);
-        if existing.is_none() && !self.first_stage.covers(&megaflow.mask()) {
-            self.first_stage.rebuild(&megaflow.mask(), &self.subtables);
-        } else {
-            let first = self.first_stage.hash_megaflow(megaflow);
-            self.first_stage.add(first, id);
+        // A new subtable's mask may narrow the first stage.
+        let new_mask = existing.is_none().then(|| self.subtable(id).shape.mask);
+        match new_mask {
+            Some(mask) if !self.first_stage.covers(&mask) => {
+                self.first_stage.rebuild(&mask, &self.subtables);
+            }
+            _ => {
+                let first = self.first_stage.hash_megaflow(megaflow);
+                self.first_stage.add(first, id);
+            }
         }
         self.by_ufid.insert(ufid, entry);
         Ok(())
     }
 
     fn add_subtable(&mut self, megaflow: &Megaflow, mask_hash: u64) -> SubtableId {
-        let st = Subtable::new(megaflow);
+        let st = Subtable::new(megaflow, mask_hash);
         let id = match self.free_ids.pop() {
             Some(id) => {
                 self.subtables[id as usize] = Some(st);
