@@ -67,22 +67,22 @@ impl Megaflow {
 
     /// The key, masked, as a whole flow.
     pub fn key(&self) -> Flow {
-        let mut key = Flow::default();
-        let words = key.words_mut();
-        for w in &self.words {
-            words[w.index] = w.value;
-        }
-        key
+        self.expand(|w| w.value)
     }
 
     /// The mask as a whole flow.
     pub fn mask(&self) -> FlowWildcards {
-        let mut mask = Flow::default();
-        let words = mask.words_mut();
+        self.expand(|w| w.mask)
+    }
+
+    /// A flow holding `part` of each pinned word, zero elsewhere.
+    fn expand(&self, part: impl Fn(&MaskedWord) -> u64) -> Flow {
+        let mut flow = Flow::default();
+        let words = flow.words_mut();
         for w in &self.words {
-            words[w.index] = w.mask;
+            words[w.index] = part(w);
         }
-        mask
+        flow
     }
 }
 
