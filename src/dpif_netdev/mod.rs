@@ -223,6 +223,13 @@ const UFID_LATER: Ufid = 0;
 /// Frames processed together (OVS's `NETDEV_MAX_BURST`).
 const BURST: usize = 32;
 
+/// Most misses queued as one burst: what a receiver reads at once. A
+/// receive loop holds its misses over the next input burst while that
+/// still fits, so that a reader takes one whole burst by swapping buffers
+/// instead of copying a second one after the first; it never holds them
+/// while waiting for input.
+const UPCALL_BURST: usize = actors::receiver::UPCALL_MAX_BATCH;
+
 /// Frames read but not yet processed, with their input ports.
 type Burst = Vec<(u32, Vec<u8>)>;
 
@@ -245,7 +252,7 @@ impl RxState {
             keys: Vec::with_capacity(BURST),
             found: Vec::with_capacity(BURST),
             from_emc: Vec::with_capacity(BURST),
-            misses: Vec::with_capacity(BURST),
+            misses: Vec::with_capacity(UPCALL_BURST),
         }
     }
 }
@@ -270,7 +277,10 @@ impl Core {
             port.counters
                 .rx_packets
                 .fetch_add(burst.len() as u64, Ordering::Relaxed);
-            self.receive(&mut burst, &mut rx, &|| false);
+            // A full burst may have more input right behind it.
+            let more_input = burst.len() == BURST;
+            self.receive(&mut burst, &mut rx);
+            self.queue_misses(&mut rx, more_input, &|| false);
         }
     }
 
@@ -297,7 +307,7 @@ impl Core {
     ) {
         let mut rx = RxState::new(Emc::new(self.emc_entries, self.emc_insert_inv_prob));
         let mut burst: Burst = Vec::with_capacity(BURST);
-        let mut frames = frames.into_iter();
+        let mut frames = frames.into_iter().peekable();
         while !stop.load(Ordering::Relaxed) {
             burst.extend(
                 frames
@@ -309,15 +319,17 @@ impl Core {
                 return;
             }
             let n = burst.len() as u64;
-            self.receive(&mut burst, &mut rx, keep_waiting);
+            self.receive(&mut burst, &mut rx);
+            let more_input = frames.peek().is_some();
+            self.queue_misses(&mut rx, more_input, keep_waiting);
             self.n_replayed.fetch_add(n, Ordering::Relaxed);
         }
     }
 
     /// The fast path for a burst of frames (emptied): hits run their
-    /// megaflow's actions, misses are queued as upcalls, waiting for room as
-    /// long as `keep_waiting` says so.
-    fn receive(&self, burst: &mut Burst, rx: &mut RxState, keep_waiting: &dyn Fn() -> bool) {
+    /// megaflow's actions, misses join `rx.misses` (see
+    /// [`Core::queue_misses`]).
+    fn receive(&self, burst: &mut Burst, rx: &mut RxState) {
         let now = monotonic_ms();
         let RxState {
             emc,
@@ -361,11 +373,20 @@ impl Core {
             }
         }
         self.n_hit.fetch_add(n_hit, Ordering::Relaxed);
-        if !misses.is_empty() {
-            self.n_missed
-                .fetch_add(misses.len() as u64, Ordering::Relaxed);
-            self.queue_upcalls(misses, keep_waiting);
+    }
+
+    /// Queues the misses held in `rx` as upcalls, waiting for room as long
+    /// as `keep_waiting` says so; while `more_input` is right behind and
+    /// another input burst's misses would still fit in one upcall burst,
+    /// holds them instead.
+    fn queue_misses(&self, rx: &mut RxState, more_input: bool, keep_waiting: &dyn Fn() -> bool) {
+        let misses = &mut rx.misses;
+        if misses.is_empty() || (more_input && misses.len() + BURST <= UPCALL_BURST) {
+            return;
         }
+        self.n_missed
+            .fetch_add(misses.len() as u64, Ordering::Relaxed);
+        self.queue_upcalls(misses, keep_waiting);
     }
 
     fn queue_upcalls(&self, upcalls: &mut Vec<Upcall>, keep_waiting: &dyn Fn() -> bool) {
@@ -719,8 +740,32 @@ mod tests {
         });
         let mut rx = RxState::new(Emc::new(4, 1));
         let mut burst: Burst = (0..3).map(|_| (1, tcp_frame())).collect();
-        dp.core.receive(&mut burst, &mut rx, &|| false);
+        dp.core.receive(&mut burst, &mut rx);
+        dp.core.queue_misses(&mut rx, false, &|| false);
         let s = dp.stats();
         assert_eq!((s.n_missed, s.n_lost), (3, 2));
+    }
+
+    #[test]
+    fn misses_wait_for_the_next_input_burst_only_while_it_fits() {
+        let dp = Netdev::new(NetdevConfig::default());
+        let mut rx = RxState::new(Emc::new(4, 1));
+        let mut burst: Burst = (0..BURST).map(|_| (1, tcp_frame())).collect();
+        dp.core.receive(&mut burst, &mut rx);
+        dp.core.queue_misses(&mut rx, true, &|| false);
+        assert_eq!(dp.n_queued_upcalls(), 0, "held for the next input burst");
+        let mut burst: Burst = (0..BURST).map(|_| (1, tcp_frame())).collect();
+        dp.core.receive(&mut burst, &mut rx);
+        dp.core.queue_misses(&mut rx, true, &|| false);
+        assert_eq!(dp.n_queued_upcalls(), 2 * BURST, "a third would not fit");
+        let mut burst: Burst = vec![(1, tcp_frame())];
+        dp.core.receive(&mut burst, &mut rx);
+        dp.core.queue_misses(&mut rx, false, &|| false);
+        assert_eq!(dp.n_queued_upcalls(), 2 * BURST + 1, "no input behind it");
+        assert_eq!(dp.stats().n_missed, 2 * BURST as u64 + 1);
+        let mut out = Vec::new();
+        dp.recv_upcalls(0, UPCALL_BURST, Duration::ZERO, &mut out)
+            .unwrap();
+        assert_eq!(out.len(), 2 * BURST, "one upcall burst, whole");
     }
 }

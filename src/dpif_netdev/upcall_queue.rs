@@ -5,6 +5,12 @@
 //! upcalls and takes an emptied one back, and a reader with an empty buffer
 //! takes a burst the same way, so that an upcall (over 500 bytes) is not
 //! copied into the queue and out of it again.
+//!
+//! A receive loop that waits for room (a replay port) is woken once the
+//! queue has drained to half, not after every batch a reader takes: each
+//! wakeup costs both threads a context switch, and a full queue woken per
+//! batch switched the receive loop in and out hundreds of times a second
+//! to queue one burst at a time.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -19,6 +25,8 @@ pub struct UpcallQueue {
     /// Signalled when room is made.
     drained: Condvar,
     capacity: usize,
+    /// Waiting writers are woken when the queue holds this many or fewer.
+    low_water: usize,
 }
 
 #[derive(Default)]
@@ -41,12 +49,14 @@ impl UpcallQueue {
             queued: Condvar::new(),
             drained: Condvar::new(),
             capacity: capacity.max(1),
+            low_water: capacity.max(1) / 2,
         }
     }
 
-    /// Queues `upcalls` (emptied), as many as fit; when full, waits for
+    /// Queues `upcalls` (emptied). When they do not fit, either waits for
     /// room as long as `keep_waiting` says so (checked every few
-    /// milliseconds). Returns how many were lost.
+    /// milliseconds), or queues as many as fit and loses the rest. Returns
+    /// how many were lost.
     pub fn push(&self, upcalls: &mut Vec<Upcall>, keep_waiting: impl Fn() -> bool) -> usize {
         let mut st = self.state.lock();
         let mut lost = 0;
@@ -61,12 +71,15 @@ impl UpcallQueue {
                 }
                 break;
             }
-            if room > 0 {
+            let wait = keep_waiting();
+            // A waiting writer queues its burst whole once there is room,
+            // unless the burst is larger than the whole queue.
+            if room > 0 && (!wait || upcalls.len() > self.capacity) {
                 let head: Vec<Upcall> = upcalls.drain(..room).collect();
                 st.len += room;
                 st.bursts.push_back(head);
             }
-            if !keep_waiting() {
+            if !wait {
                 lost = upcalls.len();
                 upcalls.clear();
                 break;
@@ -80,8 +93,9 @@ impl UpcallQueue {
     }
 
     /// Moves up to `max` upcalls into `out`, waiting up to `timeout` for the
-    /// first one. An empty `out` is swapped for the first burst when the
-    /// whole burst fits.
+    /// first one. Bursts are taken whole: an empty `out` is swapped for the
+    /// first one, and a later one is appended only if it fits (a burst is
+    /// split only when it alone is larger than `max`).
     pub fn pop_batch(&self, max: usize, timeout: Duration, out: &mut Vec<Upcall>) {
         let deadline = Instant::now() + timeout;
         let mut st = self.state.lock();
@@ -91,14 +105,13 @@ impl UpcallQueue {
             }
         }
         let mut taken = 0;
-        while taken < max {
+        while let Some(front) = st.bursts.front_mut() {
             let want = max - taken;
-            let Some(front) = st.bursts.front_mut() else {
-                break;
-            };
             if front.len() > want {
-                out.extend(front.drain(..want));
-                taken += want;
+                if taken == 0 {
+                    out.extend(front.drain(..want));
+                    taken = want;
+                }
                 break;
             }
             let mut burst = st.bursts.pop_front().unwrap_or_default();
@@ -113,8 +126,9 @@ impl UpcallQueue {
             }
         }
         st.len -= taken;
+        let wake = taken > 0 && st.len <= self.low_water;
         drop(st);
-        if taken > 0 {
+        if wake {
             self.drained.notify_all();
         }
     }
@@ -188,6 +202,27 @@ mod tests {
             next.as_ptr(),
             reader_buffer,
             "a spare buffer, not the one just queued"
+        );
+    }
+
+    #[test]
+    fn later_bursts_are_taken_only_whole() {
+        let q = UpcallQueue::new(256);
+        for first in [0, 40, 80] {
+            let mut burst: Vec<Upcall> = (first..first + 40).map(upcall).collect();
+            q.push(&mut burst, || false);
+        }
+        let mut out = Vec::new();
+        q.pop_batch(64, Duration::ZERO, &mut out);
+        assert_eq!(out.len(), 40, "the second burst does not fit whole");
+        out.clear();
+        q.pop_batch(30, Duration::ZERO, &mut out);
+        assert_eq!(out.len(), 30, "a burst larger than the batch is split");
+        out.clear();
+        q.pop_batch(64, Duration::ZERO, &mut out);
+        assert_eq!(
+            out.iter().map(|u| u.ufid).collect::<Vec<_>>(),
+            (70..120).collect::<Vec<_>>()
         );
     }
 
