@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use actors::dpif::key_ufid;
 use actors::dpif::{Dpif, PortKind, PortSpec};
-use messages::dpif::{DpifOp, Execute, FlowPut, PutMode, Upcall};
+use messages::dpif::{DpifOp, Execute, FlowPut, PacketMetadata, PutMode, Upcall};
 use messages::flow::*;
 use messages::odp::OdpAction;
 use messages::Megaflow;
@@ -186,7 +186,7 @@ fn bench_upcall(dpif: &KernelDpif, port: u32, tx_fd: i32, batch: usize) {
             }));
             ops.push(DpifOp::Execute(Box::new(Execute {
                 packet: u.packet.clone(),
-                key: u.key,
+                metadata: PacketMetadata::of(&u.key),
                 actions: actions.into(),
             })));
             if ops.len() >= batch {

@@ -14,7 +14,7 @@ mod kernel_common;
 use std::time::{Duration, Instant};
 
 use actors::dpif::{Dpif, PortKind, PortSpec};
-use messages::dpif::{DpifOp, Execute, FlowPut, PutMode, Upcall, UpcallKind};
+use messages::dpif::{DpifOp, Execute, FlowPut, PacketMetadata, PutMode, Upcall, UpcallKind};
 use messages::flow::*;
 use messages::format::odp_flow::format_odp_flow;
 use messages::odp::OdpAction;
@@ -129,7 +129,7 @@ fn miss_upcall_then_megaflow_forwards_without_upcalls() {
         }),
         DpifOp::Execute(Box::new(Execute {
             packet: up.packet.clone(),
-            key: up.key,
+            metadata: PacketMetadata::of(&up.key),
             actions: actions.clone().into(),
         })),
     ]);

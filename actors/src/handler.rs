@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use messages::dpif::{DpifOp, Execute, FlowPut, PutMode, Upcall, UpcallKind};
-use messages::flow::{pin_vlan_stack, Flow};
+use messages::dpif::{DpifOp, Execute, FlowPut, PacketMetadata, PutMode, Upcall, UpcallKind};
+use messages::flow::pin_vlan_stack;
 use messages::odp::OdpActions;
 use messages::Megaflow;
 use rustc_hash::FxHashSet;
@@ -177,7 +177,7 @@ impl UpcallHandler {
             if !actions.is_empty() {
                 let mut execute = self.op_boxes.execute_box(&actions);
                 execute.packet = std::mem::take(&mut up.packet);
-                execute.key = up.key;
+                execute.metadata = PacketMetadata::of(&up.key);
                 execute.actions = actions;
                 ops.push(DpifOp::Execute(execute));
             }
@@ -226,7 +226,7 @@ impl OpBoxes {
         self.executes.pop().unwrap_or_else(|| {
             Box::new(Execute {
                 packet: Vec::new(),
-                key: Flow::default(),
+                metadata: PacketMetadata::default(),
                 actions: actions.clone(),
             })
         })

@@ -90,17 +90,81 @@ pub struct FlowPut {
     pub reset_stats: bool,
 }
 
-/// A packet to run `actions` on, as if it arrived with metadata `key`.
+/// What a datapath knows of a packet besides its bytes: the metadata part
+/// of its flow key. A datapath parses the headers from the packet itself,
+/// so an execute carries only this (as OVS's `dpif_execute` sends only a
+/// packet's metadata), not a whole key of over 500 bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PacketMetadata {
+    pub in_port: u32,
+    pub skb_priority: u32,
+    pub pkt_mark: u32,
+    pub recirc_id: u32,
+    pub dp_hash: u32,
+    pub tun_id: u64,
+    pub tun_src: u32,
+    pub tun_dst: u32,
+    pub ct_state: u16,
+    pub ct_zone: u16,
+    pub ct_mark: u32,
+    pub ct_label: [u8; 16],
+}
+
+impl PacketMetadata {
+    /// The metadata of a packet whose flow key is `key`.
+    pub fn of(key: &Flow) -> Self {
+        PacketMetadata {
+            in_port: key.in_port,
+            skb_priority: key.skb_priority,
+            pkt_mark: key.pkt_mark,
+            recirc_id: key.recirc_id,
+            dp_hash: key.dp_hash,
+            tun_id: key.tun_id,
+            tun_src: key.tun_src,
+            tun_dst: key.tun_dst,
+            ct_state: key.ct_state,
+            ct_zone: key.ct_zone,
+            ct_mark: key.ct_mark,
+            ct_label: key.ct_label,
+        }
+    }
+
+    /// Writes the metadata into `key`'s metadata fields.
+    pub fn write_to(&self, key: &mut Flow) {
+        key.in_port = self.in_port;
+        key.skb_priority = self.skb_priority;
+        key.pkt_mark = self.pkt_mark;
+        key.recirc_id = self.recirc_id;
+        key.dp_hash = self.dp_hash;
+        key.tun_id = self.tun_id;
+        key.tun_src = self.tun_src;
+        key.tun_dst = self.tun_dst;
+        key.ct_state = self.ct_state;
+        key.ct_zone = self.ct_zone;
+        key.ct_mark = self.ct_mark;
+        key.ct_label = self.ct_label;
+    }
+
+    /// A flow holding only this metadata: what a packet's headers are
+    /// parsed into.
+    pub fn to_flow(&self) -> Flow {
+        let mut flow = Flow::default();
+        self.write_to(&mut flow);
+        flow
+    }
+}
+
+/// A packet to run `actions` on, as if it arrived with `metadata`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Execute {
     pub packet: Vec<u8>,
-    pub key: Flow,
+    pub metadata: PacketMetadata,
     pub actions: Arc<OdpActions>,
 }
 
 /// One datapath operation. Puts and executes are boxed: an op moves
-/// several times on its way (handler, writer queue, batch, datapath),
-/// while a flow key takes over 500 bytes.
+/// several times on its way (handler, writer queue, batch, datapath), and
+/// the boxes are filled again rather than allocated per upcall.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DpifOp {
     FlowPut(Box<FlowPut>),

@@ -29,8 +29,8 @@ use messages::dpif::{DpFlow, DpifOp, FlowPut, FlowStats, PutMode, Upcall, Upcall
 use messages::flow::datapath_mask;
 use messages::netlink::consts::*;
 use messages::netlink::{
-    actions_from_attrs, actions_to_attrs, key_from_attrs, key_to_attrs, mask_from_attrs,
-    megaflow_to_attrs, DpAttr, DpMessage, FlowAttr, FlowMessage, PacketAttr, PacketMessage,
+    actions_from_attrs, actions_to_attrs, key_from_attrs, mask_from_attrs, megaflow_to_attrs,
+    metadata_to_attrs, DpAttr, DpMessage, FlowAttr, FlowMessage, PacketAttr, PacketMessage,
     VportAttr, VportMessage,
 };
 use netlink_packet_core::{ParseableParametrized, NLM_F_CREATE, NLM_F_DUMP, NLM_F_ECHO};
@@ -437,7 +437,7 @@ impl KernelDpif {
                     self.dp_ifindex,
                     vec![
                         PacketAttr::Packet(e.packet.clone()),
-                        PacketAttr::Key(key_to_attrs(&e.key)),
+                        PacketAttr::Key(metadata_to_attrs(&e.metadata)),
                         PacketAttr::Actions(actions_to_attrs(&e.actions)),
                     ],
                 ),

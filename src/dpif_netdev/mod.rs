@@ -23,7 +23,9 @@ use actors::dpif::{
     key_ufid, monotonic_ms, DpStats, Dpif, DpifError, PortInfo, PortKind, PortSpec,
 };
 use actors::threads::start_thread_as;
-use messages::dpif::{DpFlow, DpifOp, Execute, FlowPut, PutMode, Ufid, Upcall, UpcallKind};
+use messages::dpif::{
+    DpFlow, DpifOp, Execute, FlowPut, PacketMetadata, PutMode, Ufid, Upcall, UpcallKind,
+};
 use messages::execute::{apply_set_masked, pop_vlan, push_vlan};
 use messages::extract::{flow_extract, flow_extract_into};
 use messages::odp::{OdpAction, OdpActions, SetHeader};
@@ -360,7 +362,7 @@ impl Core {
                         emc.maybe_insert(key, &e);
                     }
                     e.hit(frame.len(), now, key.tcp_flags);
-                    self.execute(&mut frame, key, &e.actions);
+                    self.execute(&mut frame, Known::Key(key), &e.actions);
                     n_hit += 1;
                 }
                 None => misses.push(Upcall {
@@ -410,13 +412,9 @@ impl Core {
         self.n_lost.fetch_add(lost as u64, Ordering::Relaxed);
     }
 
-    /// Runs datapath actions on a frame whose flow key is `key`.
-    fn execute(&self, frame: &mut Vec<u8>, key: &Flow, actions: &OdpActions) {
-        // Copied only if an action changes it (most only output).
-        let mut key = std::borrow::Cow::Borrowed(key);
-        // Header rewrites make `key` stale; it is extracted again only if a
-        // later action needs it.
-        let mut key_stale = false;
+    /// Runs datapath actions on a frame, known by its parsed key (a hit) or
+    /// by its metadata alone (an execute).
+    fn execute(&self, frame: &mut Vec<u8>, mut known: Known<'_>, actions: &OdpActions) {
         for action in actions {
             let applied = match action {
                 OdpAction::Output(port) => {
@@ -430,41 +428,37 @@ impl Core {
                     Ok(())
                 }
                 OdpAction::Userspace { userdata, .. } => {
-                    if key_stale {
-                        key = std::borrow::Cow::Owned(flow_extract(frame, &key));
-                        key_stale = false;
-                    }
                     let upcall = Upcall {
                         kind: UpcallKind::Action {
                             userdata: userdata.clone(),
                         },
                         packet: frame.clone(),
                         ufid: UFID_LATER,
-                        key: *key,
+                        key: known.key(frame),
                     };
                     self.queue_upcalls(&mut vec![upcall], &|| false);
                     Ok(())
                 }
                 OdpAction::SetMasked(SetHeader::SkbPriority { key: v, mask }) => {
-                    let key = key.to_mut();
-                    key.skb_priority = (key.skb_priority & !mask) | (v & mask);
+                    let md = known.metadata_mut();
+                    md.skb_priority = (md.skb_priority & !mask) | (v & mask);
                     Ok(())
                 }
                 OdpAction::SetMasked(SetHeader::SkbMark { key: v, mask }) => {
-                    let key = key.to_mut();
-                    key.pkt_mark = (key.pkt_mark & !mask) | (v & mask);
+                    let md = known.metadata_mut();
+                    md.pkt_mark = (md.pkt_mark & !mask) | (v & mask);
                     Ok(())
                 }
                 OdpAction::SetMasked(header) => {
-                    key_stale = true;
+                    known.headers_changed();
                     apply_set_masked(frame, header)
                 }
                 OdpAction::PushVlan { tpid, tci } => {
-                    key_stale = true;
+                    known.headers_changed();
                     push_vlan(frame, *tpid, *tci)
                 }
                 OdpAction::PopVlan => {
-                    key_stale = true;
+                    known.headers_changed();
                     pop_vlan(frame)
                 }
             };
@@ -473,6 +467,52 @@ impl Core {
                 tracing::debug!(error = %e, "action not applicable; packet dropped");
                 return;
             }
+        }
+    }
+}
+
+/// What the datapath knows of a frame while running actions on it. Most
+/// action lists only rewrite and output, so the flow key is worked out only
+/// for an upcall: copied from a hit's key, or parsed from the frame.
+enum Known<'a> {
+    /// The frame's key, metadata included.
+    Key(&'a Flow),
+    /// The headers of the key, with metadata that actions changed.
+    KeyWith(&'a Flow, PacketMetadata),
+    /// The metadata only: the headers are the frame's.
+    Metadata(PacketMetadata),
+}
+
+impl Known<'_> {
+    fn metadata_mut(&mut self) -> &mut PacketMetadata {
+        if let Known::Key(k) = *self {
+            *self = Known::KeyWith(k, PacketMetadata::of(k));
+        }
+        match self {
+            Known::KeyWith(_, md) | Known::Metadata(md) => md,
+            Known::Key(_) => unreachable!("replaced above"),
+        }
+    }
+
+    /// An action rewrote a header: the key no longer describes the frame.
+    fn headers_changed(&mut self) {
+        let md = match self {
+            Known::Key(k) => PacketMetadata::of(k),
+            Known::KeyWith(_, md) | Known::Metadata(md) => *md,
+        };
+        *self = Known::Metadata(md);
+    }
+
+    /// The frame's flow key now.
+    fn key(&self, frame: &[u8]) -> Flow {
+        match self {
+            Known::Key(k) => **k,
+            Known::KeyWith(k, md) => {
+                let mut key = **k;
+                md.write_to(&mut key);
+                key
+            }
+            Known::Metadata(md) => flow_extract(frame, &md.to_flow()),
         }
     }
 }
@@ -553,10 +593,11 @@ impl Dpif for Netdev {
                 if let DpifOp::Execute(e) = op {
                     let Execute {
                         packet,
-                        key,
+                        metadata,
                         actions,
                     } = &mut **e;
-                    self.core.execute(packet, key, actions);
+                    self.core
+                        .execute(packet, Known::Metadata(*metadata), actions);
                 }
             }
         }
@@ -649,6 +690,7 @@ impl Dpif for Netdev {
 mod tests {
     use super::*;
     use messages::dpif::Execute;
+    use messages::odp::PortsKey;
     use messages::Megaflow;
 
     /// An IPv4/TCP frame from 10.0.0.1:1000 to 10.0.0.2:80.
@@ -706,7 +748,7 @@ mod tests {
             }),
             DpifOp::Execute(Box::new(Execute {
                 packet: up.packet,
-                key: up.key,
+                metadata: PacketMetadata::of(&up.key),
                 actions: actions.into(),
             })),
         ]);
@@ -718,7 +760,7 @@ mod tests {
         assert_eq!(dp.tx_packets()[&sink], 3);
         dp.operate(&mut [DpifOp::Execute(Box::new(Execute {
             packet: tcp_frame(),
-            key: up.key,
+            metadata: PacketMetadata::of(&up.key),
             actions: vec![OdpAction::Output(99), OdpAction::PopVlan].into(),
         }))]);
         assert_eq!(dp.tx_drops(), (1, 1));
@@ -730,6 +772,93 @@ mod tests {
         assert!(dp.operate(&mut [DpifOp::FlowDel { ufid: 42 }])[0].is_err());
         dp.inject(&frames, 0);
         assert_eq!(dp.stats().n_missed, 2);
+    }
+
+    #[test]
+    fn userspace_actions_send_up_the_key_as_the_actions_left_it() {
+        let dp = Netdev::new(NetdevConfig::default());
+        let userspace = |tag: u8| OdpAction::Userspace {
+            pid: 0,
+            userdata: vec![tag],
+        };
+        let metadata = PacketMetadata {
+            in_port: 7,
+            pkt_mark: 1,
+            ..PacketMetadata::default()
+        };
+        let ports = |tp_dst| PortsKey {
+            src: 0,
+            dst: tp_dst,
+        };
+        dp.operate(&mut [DpifOp::Execute(Box::new(Execute {
+            packet: tcp_frame(),
+            metadata,
+            actions: vec![
+                userspace(1),
+                OdpAction::SetMasked(SetHeader::SkbMark {
+                    key: 0x50,
+                    mask: 0xf0,
+                }),
+                OdpAction::SetMasked(SetHeader::Tcp {
+                    key: ports(443),
+                    mask: ports(0xffff),
+                }),
+                userspace(2),
+            ]
+            .into(),
+        }))]);
+        let mut ups = Vec::new();
+        dp.recv_upcalls(0, 64, Duration::ZERO, &mut ups).unwrap();
+        let seen: Vec<_> = ups
+            .iter()
+            .map(|u| (u.kind.clone(), u.key.in_port, u.key.pkt_mark, u.key.tp_dst))
+            .collect();
+        let action = |tag| UpcallKind::Action {
+            userdata: vec![tag],
+        };
+        assert_eq!(
+            seen,
+            [(action(1), 7, 1, 80), (action(2), 7, 0x51, 443)],
+            "parsed from the frame with the metadata as it stood"
+        );
+        assert_eq!(ups[1].key.nw_dst, 0x0a00_0002);
+
+        // A hit runs the same actions knowing the frame's key.
+        let mut key = flow_extract(&tcp_frame(), &metadata.to_flow());
+        key.pkt_mark = 1;
+        let all = Flow {
+            in_port: u32::MAX,
+            ..Flow::default()
+        };
+        let actions: Vec<OdpAction> = vec![
+            userspace(3),
+            OdpAction::SetMasked(SetHeader::SkbMark {
+                key: 0x50,
+                mask: 0xf0,
+            }),
+            userspace(4),
+        ];
+        dp.operate(&mut [DpifOp::put(FlowPut {
+            ufid: 1,
+            megaflow: Megaflow::new(&key, &all),
+            actions: actions.into(),
+            mode: PutMode::Create,
+            reset_stats: false,
+        })]);
+        dp.inject(
+            &[ReplayFrame {
+                in_port: Some(7),
+                frame: tcp_frame(),
+            }],
+            0,
+        );
+        ups.clear();
+        dp.recv_upcalls(0, 64, Duration::ZERO, &mut ups).unwrap();
+        let seen: Vec<_> = ups
+            .iter()
+            .map(|u| (u.kind.clone(), u.key.pkt_mark, u.key.tp_dst))
+            .collect();
+        assert_eq!(seen, [(action(3), 0, 80), (action(4), 0x50, 80)]);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use netlink_packet_core::DecodeError;
 
 use super::consts::*;
 use super::key::{KeyAttr, TunnelAttr};
+use crate::dpif::PacketMetadata;
 use crate::flow::*;
 use crate::odp::{ArpKey, EthKey, Ipv4Key, Ipv6Key, NdKey, PortsKey};
 
@@ -111,6 +112,28 @@ pub fn installed_megaflow_attrs(key: &Flow, mask: &Flow) -> (Vec<KeyAttr>, Vec<K
 /// itself for a key, the mask for a mask).
 fn to_attrs(flow: &Flow, data: &Flow, is_mask: bool) -> Vec<KeyAttr> {
     let mut out = Vec::new();
+    push_metadata(&mut out, flow, data, is_mask);
+    out.push(KeyAttr::Ethernet(EthKey {
+        src: data.dl_src,
+        dst: data.dl_dst,
+    }));
+    push_vlans_and_l3(&mut out, flow, data, is_mask, 0);
+    out
+}
+
+/// The key attributes of a packet's metadata alone: what an execute
+/// carries (the kernel parses the headers from the packet itself, as with
+/// OVS's `odp_key_from_dp_packet`).
+pub fn metadata_to_attrs(md: &PacketMetadata) -> Vec<KeyAttr> {
+    let flow = md.to_flow();
+    let mut out = Vec::new();
+    push_metadata(&mut out, &flow, &flow, false);
+    out
+}
+
+/// Appends the metadata attributes, shaped by `flow` with values from
+/// `data`.
+fn push_metadata(out: &mut Vec<KeyAttr>, flow: &Flow, data: &Flow, is_mask: bool) {
     let any = |k: bool, m: bool| k || (is_mask && m);
     out.push(KeyAttr::RecircId(data.recirc_id));
     if flow.dp_hash != 0 || (is_mask && data.dp_hash != 0) {
@@ -142,12 +165,6 @@ fn to_attrs(flow: &Flow, data: &Flow, is_mask: bool) -> Vec<KeyAttr> {
             u128::from_be_bytes(data.ct_label).to_ne_bytes(),
         ));
     }
-    out.push(KeyAttr::Ethernet(EthKey {
-        src: data.dl_src,
-        dst: data.dl_dst,
-    }));
-    push_vlans_and_l3(&mut out, flow, data, is_mask, 0);
-    out
 }
 
 /// Appends the attributes from VLAN tag `depth` inward: a tag as

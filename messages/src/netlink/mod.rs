@@ -27,7 +27,7 @@ pub use families::{
 };
 pub use flow_key::{
     installed_megaflow_attrs, kernel_mask, key_from_attrs, key_to_attrs, mask_from_attrs,
-    megaflow_to_attrs,
+    megaflow_to_attrs, metadata_to_attrs,
 };
 pub use key::{KeyAttr, TunnelAttr};
 pub use netlink_packet_core::DecodeError;

@@ -210,6 +210,46 @@ fn metadata_round_trips() {
 }
 
 #[test]
+fn an_executes_key_is_the_metadata_alone() {
+    let f = Flow {
+        recirc_id: 7,
+        dp_hash: 0x1234,
+        skb_priority: 3,
+        pkt_mark: 0xbeef,
+        ct_state: 0x21,
+        ct_zone: 5,
+        ct_mark: 9,
+        ct_label: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16],
+        tun_id: 42,
+        tun_src: 0x0101_0101,
+        tun_dst: 0x0202_0202,
+        // OpenFlow metadata that no datapath carries.
+        regs: [1; FLOW_N_REGS],
+        metadata: 5,
+        ..tcp_flow()
+    };
+    let md = crate::dpif::PacketMetadata::of(&f);
+    let attrs = metadata_to_attrs(&md);
+    assert!(
+        !kinds(&attrs).contains(&consts::OVS_KEY_ATTR_ETHERNET),
+        "headers come from the packet"
+    );
+    let bytes = emit_key_attrs(&attrs);
+    let back = key_from_attrs(&parse_key_attrs(&bytes).expect("parse")).expect("decode");
+    let datapath_metadata = Flow {
+        regs: [0; FLOW_N_REGS],
+        metadata: 0,
+        ..f
+    };
+    assert_eq!(back, md.to_flow());
+    assert_eq!(
+        back.words()[..FLOW_SEGMENT_ENDS[0]],
+        datapath_metadata.words()[..FLOW_SEGMENT_ENDS[0]]
+    );
+    assert!(back.words()[FLOW_SEGMENT_ENDS[0]..].iter().all(|w| *w == 0));
+}
+
+#[test]
 fn megaflow_mask_round_trips_and_gets_prerequisites() {
     let key = tcp_flow();
     // Only tp_dst examined: the kernel needs exact nw_proto and eth_type.
