@@ -6,13 +6,12 @@
 //! A megaflow keeps only its key's words under its mask's nonzero words
 //! (OVS's miniflow); the mask itself is shared with its subtable.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use actors::dpif::flow_hash;
 use hashbrown::HashTable;
-use messages::dpif::{DpFlow, FlowStats, Ufid, UfidMap};
+use messages::dpif::{DpFlow, FlowStats, Ufid};
 use messages::odp::OdpActions;
 use messages::{Flow, Megaflow};
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -253,7 +252,12 @@ type SubtableId = u32;
 /// instead of one per subtable, and a hit probes only the subtables listed
 /// for its value. Values that collide on the hash merely share a list: the
 /// subtable probes that follow compare whole keys, so the index keeps no
-/// values (a slot is the hash and one or two subtables).
+/// values.
+///
+/// When the first stage holds a field that tells flows apart (a MAC), it
+/// has about one value per megaflow, each in one subtable: a slot keeps
+/// that one subtable itself (16 bytes), and a value found in several
+/// subtables has its list in `lists`.
 ///
 /// `mask` only ever narrows while subtables exist (a new subtable whose
 /// mask lacks some of its bits rebuilds the index from every megaflow);
@@ -264,24 +268,39 @@ struct FirstStage {
     /// None while the cache is empty.
     mask: Option<Flow>,
     words: Vec<(usize, u64)>,
-    index: HashTable<Candidates>,
+    index: HashTable<FirstStageSlot>,
+    /// The subtables of values found in more than one, each with how many
+    /// of its megaflows have the value; a slot names its list by position.
+    lists: Vec<Candidates>,
+    /// Positions in `lists` free for reuse.
+    free_lists: Vec<u32>,
 }
 
-/// The subtables that may hold megaflows whose first-stage value has one
-/// hash, each with how many of its megaflows do.
-struct Candidates {
+/// One hash of first-stage values: `one` is (subtable, how many of its
+/// megaflows have a value with this hash), or ([`LISTED`], position in
+/// [`FirstStage::lists`]).
+struct FirstStageSlot {
     hash: u64,
-    subtables: SmallVec<[(SubtableId, u32); 2]>,
+    one: (SubtableId, u32),
 }
+
+/// The subtable id that marks a slot whose subtables are listed apart.
+const LISTED: SubtableId = SubtableId::MAX;
+
+type Candidates = SmallVec<[(SubtableId, u32); 4]>;
 
 impl FirstStage {
     /// The subtables that may hold a megaflow matching `key`.
     #[inline]
     fn candidates(&self, key: &Flow) -> &[(SubtableId, u32)] {
         let hash = subtable_hash(&self.words, key);
-        self.index
-            .find(hash, |c| c.hash == hash)
-            .map_or(&[], |c| &c.subtables)
+        match self.index.find(hash, |c| c.hash == hash) {
+            None => &[],
+            Some(FirstStageSlot {
+                one: (LISTED, at), ..
+            }) => &self.lists[*at as usize],
+            Some(slot) => std::slice::from_ref(&slot.one),
+        }
     }
 
     /// The first-stage hash of a megaflow: the hash of its key's value
@@ -300,37 +319,66 @@ impl FirstStage {
 
     /// Counts a megaflow of subtable `id` whose first-stage hash is `hash`.
     fn add(&mut self, hash: u64, id: SubtableId) {
-        match self.index.find_mut(hash, |c| c.hash == hash) {
-            Some(c) => match c.subtables.iter_mut().find(|(s, _)| *s == id) {
-                Some((_, n)) => *n += 1,
-                None => c.subtables.push((id, 1)),
-            },
-            None => {
-                self.index.insert_unique(
-                    hash,
-                    Candidates {
-                        hash,
-                        subtables: smallvec::smallvec![(id, 1)],
-                    },
-                    |c| c.hash,
-                );
+        let Some(slot) = self.index.find_mut(hash, |c| c.hash == hash) else {
+            self.index
+                .insert_unique(hash, FirstStageSlot { hash, one: (id, 1) }, |c| c.hash);
+            return;
+        };
+        match slot.one {
+            (LISTED, at) => {
+                let list = &mut self.lists[at as usize];
+                match list.iter_mut().find(|(s, _)| *s == id) {
+                    Some((_, n)) => *n += 1,
+                    None => list.push((id, 1)),
+                }
+            }
+            (s, ref mut n) if s == id => *n += 1,
+            first => {
+                let list: Candidates = smallvec::smallvec![first, (id, 1)];
+                let at = match self.free_lists.pop() {
+                    Some(at) => {
+                        self.lists[at as usize] = list;
+                        at
+                    }
+                    None => {
+                        self.lists.push(list);
+                        (self.lists.len() - 1) as u32
+                    }
+                };
+                slot.one = (LISTED, at);
             }
         }
     }
 
     fn remove(&mut self, key: &Flow, id: SubtableId) {
         let hash = subtable_hash(&self.words, key);
-        if let Ok(mut entry) = self.index.find_entry(hash, |c| c.hash == hash) {
-            let c = entry.get_mut();
-            if let Some(pos) = c.subtables.iter().position(|(s, _)| *s == id) {
-                c.subtables[pos].1 -= 1;
-                if c.subtables[pos].1 == 0 {
-                    c.subtables.remove(pos);
+        let Ok(mut entry) = self.index.find_entry(hash, |c| c.hash == hash) else {
+            return;
+        };
+        let slot = entry.get_mut();
+        let emptied = match slot.one {
+            (LISTED, at) => {
+                let list = &mut self.lists[at as usize];
+                if let Some(pos) = list.iter().position(|(s, _)| *s == id) {
+                    list[pos].1 -= 1;
+                    if list[pos].1 == 0 {
+                        list.remove(pos);
+                    }
                 }
+                let emptied = list.is_empty();
+                if emptied {
+                    self.free_lists.push(at);
+                }
+                emptied
             }
-            if c.subtables.is_empty() {
-                entry.remove();
+            (s, ref mut n) if s == id => {
+                *n -= 1;
+                *n == 0
             }
+            _ => false,
+        };
+        if emptied {
+            entry.remove();
         }
     }
 
@@ -352,7 +400,7 @@ impl FirstStage {
         };
         self.words = nonzero_words(&narrowed);
         self.mask = Some(narrowed);
-        self.index.clear();
+        self.clear_index();
         for (id, st) in subtables.iter().enumerate() {
             for (_, e) in st.iter().flat_map(|st| st.flows.iter()) {
                 self.add(subtable_hash(&self.words, &e.key()), id as SubtableId);
@@ -364,7 +412,13 @@ impl FirstStage {
     fn reset(&mut self) {
         self.mask = None;
         self.words.clear();
+        self.clear_index();
+    }
+
+    fn clear_index(&mut self) {
         self.index.clear();
+        self.lists.clear();
+        self.free_lists.clear();
     }
 }
 
@@ -453,7 +507,10 @@ pub struct FlowTable {
     n_subtables: usize,
     /// Subtable by mask: (hash of the mask, id).
     by_mask: HashTable<(u64, SubtableId)>,
-    by_ufid: UfidMap<Arc<FlowEntry>>,
+    /// Every megaflow, by [`ufid_hash`] of its ufid: a slot is a pointer,
+    /// the ufid is compared in the entry (puts and deletes look up by
+    /// ufid; packets never do).
+    by_ufid: HashTable<Arc<FlowEntry>>,
     first_stage: FirstStage,
     actions: ActionPool,
     max_flows: usize,
@@ -466,7 +523,7 @@ impl FlowTable {
             free_ids: Vec::new(),
             n_subtables: 0,
             by_mask: HashTable::new(),
-            by_ufid: HashMap::default(),
+            by_ufid: HashTable::new(),
             first_stage: FirstStage::default(),
             actions: ActionPool::default(),
             max_flows,
@@ -519,7 +576,7 @@ impl FlowTable {
         megaflow: &Megaflow,
         actions: &Arc<OdpActions>,
     ) -> Result<(), PutError> {
-        if self.by_ufid.contains_key(&ufid) {
+        if self.get(ufid).is_some() {
             return Err(PutError::UfidExists(ufid));
         }
         let values = masked_words(megaflow);
@@ -559,7 +616,8 @@ impl FlowTable {
                 self.first_stage.add(first, id);
             }
         }
-        self.by_ufid.insert(ufid, entry);
+        self.by_ufid
+            .insert_unique(ufid_hash(ufid), entry, |e| ufid_hash(e.ufid));
         Ok(())
     }
 
@@ -596,11 +654,7 @@ impl FlowTable {
         actions: &Arc<OdpActions>,
         reset_stats: bool,
     ) -> Result<(), PutError> {
-        let old = self
-            .by_ufid
-            .get(&ufid)
-            .cloned()
-            .ok_or(PutError::NoSuchFlow(ufid))?;
+        let old = self.get(ufid).cloned().ok_or(PutError::NoSuchFlow(ufid))?;
         let actions = self.actions.intern(actions);
         let entry = Arc::new(FlowEntry::new(
             ufid,
@@ -618,14 +672,20 @@ impl FlowTable {
         if let Some(slot) = st.flows.find_mut(hash, |(_, e)| e.ufid == ufid) {
             slot.1 = entry.clone();
         }
-        self.by_ufid.insert(ufid, entry);
+        if let Some(slot) = self.by_ufid.find_mut(ufid_hash(ufid), |e| e.ufid == ufid) {
+            *slot = entry;
+        }
         self.actions.release(&old.actions);
         Ok(())
     }
 
     /// Removes the flow `ufid`; returns it (with its final statistics).
     pub fn delete(&mut self, ufid: Ufid) -> Option<Arc<FlowEntry>> {
-        let entry = self.by_ufid.remove(&ufid)?;
+        let (entry, _) = self
+            .by_ufid
+            .find_entry(ufid_hash(ufid), |e| e.ufid == ufid)
+            .ok()?
+            .remove();
         entry.dead.store(true, Ordering::Relaxed);
         let id = entry.subtable;
         let key = entry.key();
@@ -652,16 +712,23 @@ impl FlowTable {
     }
 
     pub fn get(&self, ufid: Ufid) -> Option<&Arc<FlowEntry>> {
-        self.by_ufid.get(&ufid)
+        self.by_ufid.find(ufid_hash(ufid), |e| e.ufid == ufid)
     }
 
     pub fn entries(&self) -> impl Iterator<Item = &Arc<FlowEntry>> {
-        self.by_ufid.values()
+        self.by_ufid.iter()
     }
 
     pub fn n_masks(&self) -> usize {
         self.n_subtables
     }
+}
+
+/// A ufid's hash for the index by ufid: ufids are hashes already, so one
+/// fold and multiply spread them (small test ufids too).
+#[inline]
+fn ufid_hash(ufid: Ufid) -> u64 {
+    finish_fold((ufid >> 64) as u64 ^ ufid as u64)
 }
 
 /// Hash of `key` under a subtable's mask words.
