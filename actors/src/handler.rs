@@ -141,7 +141,7 @@ impl UpcallHandler {
         let mut credits: Vec<(u64, RuleStats)> = Vec::new();
         let mut over_limit = 0;
         let mut no_controller = 0;
-        // By reference: an upcall is over 500 bytes, not to be moved out
+        // By reference: an upcall is over 300 bytes, not to be moved out
         // only to be read.
         for up in upcalls.iter_mut() {
             if let UpcallKind::Action { .. } = up.kind {

@@ -93,7 +93,7 @@ pub struct FlowPut {
 /// What a datapath knows of a packet besides its bytes: the metadata part
 /// of its flow key. A datapath parses the headers from the packet itself,
 /// so an execute carries only this (as OVS's `dpif_execute` sends only a
-/// packet's metadata), not a whole key of over 500 bytes.
+/// packet's metadata), not a whole key of 264 bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PacketMetadata {
     pub in_port: u32,

@@ -92,7 +92,7 @@ pub fn extract_with_vlan_limit(frame: &[u8], md: &Flow, vlan_limit: usize) -> (F
 
 /// [`flow_extract`] into `flow` (whatever it held): a receive loop
 /// extracts a burst into the same buffer every time, where returning a
-/// flow would copy its 528 bytes out and in again.
+/// flow would copy its 264 bytes out and in again.
 pub fn flow_extract_into(frame: &[u8], md: &Flow, flow: &mut Flow) {
     extract_into(frame, md, FLOW_MAX_VLAN_HEADERS, flow);
 }

@@ -6,7 +6,7 @@
 //! minimask and a miniflow for that reason; a put carries this form, so that
 //! what moves from a handler to the datapath's writer is a few cache lines.
 
-use crate::flow::{Flow, FlowWildcards};
+use crate::flow::{Flow, FlowWildcards, FLOW_U64S};
 
 /// One word a megaflow's mask pins.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -19,11 +19,16 @@ pub struct MaskedWord {
     pub value: u64,
 }
 
-/// A key under a mask, as the mask's nonzero 64-bit words in order.
+/// A key under a mask, as the mask's nonzero 64-bit words in order, with
+/// the set of their positions as a bitmap (OVS's miniflow map).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Megaflow {
     words: Vec<MaskedWord>,
+    /// Bit `i` is set when word `i` is pinned.
+    map: u64,
 }
+
+const _: () = assert!(FLOW_U64S <= 64, "a megaflow's map has a bit per word");
 
 impl Megaflow {
     /// The megaflow of `key` under `mask` (`key` need not be masked).
@@ -35,22 +40,41 @@ impl Megaflow {
 
     /// Makes this the megaflow of `key` under `mask`, reusing its memory.
     pub fn set(&mut self, key: &Flow, mask: &FlowWildcards) {
+        let (kw, mw) = (key.words(), mask.words());
+        // The pinned positions first, without a branch per word: a mask
+        // pins a handful of a flow's words, at positions that vary from
+        // one megaflow to the next.
+        let map = mw
+            .iter()
+            .rev()
+            .fold(0u64, |map, &m| (map << 1) | u64::from(m != 0));
+        self.map = map;
         self.words.clear();
-        for (index, (&m, &k)) in mask.words().iter().zip(key.words()).enumerate() {
-            if m != 0 {
-                self.words.push(MaskedWord {
-                    index,
-                    mask: m,
-                    value: k & m,
-                });
+        // Counted first, so that the words are added without a capacity
+        // check each.
+        let mut bits = map;
+        self.words.extend((0..map.count_ones()).map(|_| {
+            let index = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let mask = mw[index];
+            MaskedWord {
+                index,
+                mask,
+                value: kw[index] & mask,
             }
-        }
+        }));
     }
 
     /// The pinned words, in order of position.
     #[inline]
     pub fn words(&self) -> &[MaskedWord] {
         &self.words
+    }
+
+    /// The pinned positions: bit `i` for word `i`.
+    #[inline]
+    pub fn map(&self) -> u64 {
+        self.map
     }
 
     /// How many words the mask pins.
@@ -89,7 +113,6 @@ impl Megaflow {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::FLOW_U64S;
 
     fn flow() -> Flow {
         Flow {
@@ -122,6 +145,34 @@ mod tests {
         let m = Megaflow::new(&key, &mask);
         assert_eq!(m.key(), key.masked(&mask));
         assert_eq!(m.words().last().map(|w| w.index), Some(FLOW_U64S - 1));
+        assert_eq!(m.map() >> (FLOW_U64S - 1), 1);
+    }
+
+    proptest::proptest! {
+        /// The sparse form is the definition: every nonzero mask word,
+        /// in order, with the key under it, and the map of their places.
+        #[test]
+        fn is_the_masks_nonzero_words_with_their_map(
+            pinned in proptest::collection::vec((0..FLOW_U64S, proptest::num::u64::ANY, proptest::num::u64::ANY), 0..12)
+        ) {
+            let (mut key, mut mask) = (Flow::default(), Flow::default());
+            for &(i, k, m) in &pinned {
+                key.words_mut()[i] = k;
+                mask.words_mut()[i] = m;
+            }
+            let mut m = Megaflow::new(&flow(), &Flow { in_port: 1, ..Flow::default() });
+            m.set(&key, &mask);
+            let expected: Vec<MaskedWord> = (0..FLOW_U64S)
+                .filter(|&i| mask.words()[i] != 0)
+                .map(|i| MaskedWord { index: i, mask: mask.words()[i], value: key.words()[i] & mask.words()[i] })
+                .collect();
+            proptest::prop_assert_eq!(m.words(), expected.as_slice());
+            let mut map = 0u64;
+            for w in &expected {
+                map |= 1 << w.index;
+            }
+            proptest::prop_assert_eq!(m.map(), map);
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //!
 //! It queues whole bursts: a receive loop hands over its buffer of missed
 //! upcalls and takes an emptied one back, and a reader with an empty buffer
-//! takes a burst the same way, so that an upcall (over 500 bytes) is not
+//! takes a burst the same way, so that an upcall (over 300 bytes) is not
 //! copied into the queue and out of it again.
 //!
 //! A receive loop that waits for room (a replay port) is woken once the
