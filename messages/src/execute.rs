@@ -75,6 +75,10 @@ fn masked_bytes<const N: usize>(key: [u8; N], mask: [u8; N], old: [u8; N]) -> [u
 
 /// Applies a masked set action to `frame`.
 pub fn apply_set_masked(frame: &mut [u8], set: &SetHeader) -> Result<(), ExecuteError> {
+    if let SetHeader::Ethernet { key, mask } = set {
+        // At the frame's start: nothing to parse.
+        return set_ethernet(frame, key, mask);
+    }
     let (flow, layers) = extract_with_layers(frame, &Flow::default());
     match set {
         SetHeader::Ethernet { key, mask } => set_ethernet(frame, key, mask),
