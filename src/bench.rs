@@ -13,9 +13,10 @@ use actors::pipeline::{Pipeline, PipelineConfig};
 use actors::revalidator::RevalidatorConfig;
 use actors::stats::{DropReason, PipelineStats};
 use actors::tables::Tables;
-use actors::threads::{allowed_cpus, start_thread_as, CpuPlacement};
+use actors::threads::{allowed_cpus, datapath_first, start_thread_as, CpuPlacement};
 use anyhow::Context as _;
 
+use crate::config::Placement;
 use crate::dpif_netdev::{read_replay_file, Netdev, NetdevConfig, ReplayFrame};
 
 /// What the benchmark measured.
@@ -64,25 +65,17 @@ impl SetupRate {
 pub struct SetupRateOptions {
     pub handlers: usize,
     pub batch_size: usize,
-    /// Place threads: the feeder (the datapath's receive thread) and the
-    /// dpif-writer on the first CPU, the other actors on the rest.
-    pub pin: bool,
+    /// Where threads run, as the daemon's `[cpus] placement`: the feeder
+    /// stands for the datapath's port thread.
+    pub placement: Placement,
 }
 
-/// Where `--pin` puts the threads: the feeder's CPUs, and the actors'.
-fn placement(pin: bool) -> (Vec<usize>, CpuPlacement) {
-    let cpus = allowed_cpus();
-    if !pin || cpus.len() < 2 {
-        return (Vec::new(), CpuPlacement::default());
+/// The feeder's CPUs and the actors', for `placement`.
+fn thread_cpus(placement: Placement) -> (Vec<usize>, CpuPlacement) {
+    match placement {
+        Placement::Auto => datapath_first(&allowed_cpus()).unwrap_or_default(),
+        Placement::None => Default::default(),
     }
-    let (first, rest) = (cpus[..1].to_vec(), cpus[1..].to_vec());
-    let actors = CpuPlacement {
-        receivers: rest.clone(),
-        handlers: rest.clone(),
-        revalidators: rest,
-        writer: first.clone(),
-    };
-    (first, actors)
 }
 
 /// Upcalls fully dealt with: translated, or dropped with a counted reason.
@@ -216,7 +209,7 @@ pub fn setup_rate(
         ..NetdevConfig::default()
     }));
     let dpif: Arc<dyn Dpif> = netdev.clone();
-    let (feeder_cpus, cpus) = placement(opts.pin);
+    let (feeder_cpus, cpus) = thread_cpus(opts.placement);
     let config = PipelineConfig {
         cpus,
         n_handlers: opts.handlers,

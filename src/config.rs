@@ -149,14 +149,13 @@ impl PortConfig {
     }
 }
 
-/// Which CPUs each kind of thread may run on (`[cpus]`); an empty list,
-/// the default, leaves those threads to the kernel's scheduler. On a small
-/// machine it pays to run the dpif-writer beside the datapath's port
-/// threads (they share the megaflow table and the packets) and the
-/// receivers and handlers on the other CPUs.
+/// Where threads run (`[cpus]`): a starting `placement`, then CPU lists
+/// for kinds of threads; a list given replaces the placement's for that
+/// kind.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct CpusConfig {
+    pub placement: Placement,
     /// The userspace datapath's port (receive) threads.
     pub datapath: Vec<usize>,
     pub receivers: Vec<usize>,
@@ -165,15 +164,50 @@ pub struct CpusConfig {
     pub writer: Vec<usize>,
 }
 
+/// Where threads run unless `[cpus]` lists CPUs for them.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Placement {
+    /// On the userspace datapath with two CPUs or more, as OVS pins its
+    /// PMD threads: the datapath's port threads and the dpif-writer on
+    /// the first CPU, the other threads on the rest
+    /// ([`actors::threads::datapath_first`]); otherwise as `none`.
+    #[default]
+    Auto,
+    /// The kernel's scheduler places every thread.
+    None,
+}
+
+/// CPUs for the datapath's port threads and for the actors.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ThreadCpus {
+    pub datapath: Vec<usize>,
+    pub actors: actors::threads::CpuPlacement,
+}
+
 impl CpusConfig {
-    /// The placement of the pipeline's actors.
-    pub fn placement(&self) -> actors::threads::CpuPlacement {
-        actors::threads::CpuPlacement {
-            receivers: self.receivers.clone(),
-            handlers: self.handlers.clone(),
-            revalidators: self.revalidators.clone(),
-            writer: self.writer.clone(),
+    /// The CPUs of each kind of thread beside a datapath of `kind`, on a
+    /// machine where the process may use `allowed`.
+    pub fn resolve(&self, kind: DatapathType, allowed: &[usize]) -> ThreadCpus {
+        let mut cpus = match (self.placement, kind) {
+            (Placement::Auto, DatapathType::Userspace) => actors::threads::datapath_first(allowed)
+                .map(|(datapath, actors)| ThreadCpus { datapath, actors })
+                .unwrap_or_default(),
+            _ => ThreadCpus::default(),
+        };
+        let a = &mut cpus.actors;
+        for (given, placed) in [
+            (&self.datapath, &mut cpus.datapath),
+            (&self.receivers, &mut a.receivers),
+            (&self.handlers, &mut a.handlers),
+            (&self.revalidators, &mut a.revalidators),
+            (&self.writer, &mut a.writer),
+        ] {
+            if !given.is_empty() {
+                placed.clone_from(given);
+            }
         }
+        cpus
     }
 }
 
@@ -272,6 +306,13 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// Where the datapath's port threads and the actors run, on this
+    /// machine.
+    pub fn thread_cpus(&self) -> ThreadCpus {
+        self.cpus
+            .resolve(self.datapath.kind, &actors::threads::allowed_cpus())
+    }
+
     /// The datapath batch size: as configured, or the datapath's default.
     pub fn batch_size(&self) -> usize {
         self.batch_size.unwrap_or(match self.datapath.kind {
@@ -451,14 +492,45 @@ mod tests {
 
     #[test]
     fn cpus_must_be_ones_the_process_may_use() {
-        let c = Config::parse("[cpus]\nwriter = [0]\nhandlers = [0]\n", "t.toml").unwrap();
-        assert_eq!(c.cpus.placement().writer, vec![0]);
-        assert!(c.cpus.placement().receivers.is_empty());
         let e = Config::parse("[cpus]\nhandlers = [100000]\n", "t.toml")
             .unwrap_err()
             .to_string();
         assert!(e.contains("cpus.handlers") && e.contains("100000"), "{e}");
         assert!(Config::parse("[cpus]\nwriters = [0]\n", "t.toml").is_err());
+        let e = Config::parse("[cpus]\nplacement = \"spread\"\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("placement") && e.contains("spread"), "{e}");
+    }
+
+    #[test]
+    fn threads_start_from_the_placement_and_lists_replace_its_kinds() {
+        let cpus = |text: &str, allowed: &[usize]| {
+            let c = Config::parse(text, "t.toml").unwrap();
+            c.cpus.resolve(c.datapath.kind, allowed)
+        };
+        // By default, beside the userspace datapath, as OVS places PMDs.
+        let auto = cpus("", &[0, 1, 2]);
+        assert_eq!(auto.datapath, [0]);
+        assert_eq!(auto.actors.writer, [0]);
+        assert_eq!(auto.actors.handlers, [1, 2]);
+        assert_eq!(auto.actors.receivers, [1, 2]);
+        assert_eq!(auto.actors.revalidators, [1, 2]);
+        // One CPU, the kernel datapath, or "none": the kernel places them.
+        assert_eq!(cpus("", &[0]), ThreadCpus::default());
+        let kernel = "[datapath]\ntype = \"kernel\"\n";
+        assert_eq!(cpus(kernel, &[0, 1]), ThreadCpus::default());
+        let none = "[cpus]\nplacement = \"none\"\n";
+        assert_eq!(cpus(none, &[0, 1]), ThreadCpus::default());
+        // A list replaces its kind's CPUs only.
+        let given = cpus("[cpus]\nwriter = [1]\nhandlers = [0]\n", &[0, 1]);
+        assert_eq!(given.actors.writer, [1]);
+        assert_eq!(given.actors.handlers, [0]);
+        assert_eq!(given.datapath, [0]);
+        assert_eq!(given.actors.receivers, [1]);
+        let given = cpus("[cpus]\nplacement = \"none\"\nwriter = [0]\n", &[0, 1]);
+        assert_eq!(given.actors.writer, [0]);
+        assert!(given.datapath.is_empty() && given.actors.handlers.is_empty());
     }
 
     #[test]

@@ -182,7 +182,7 @@ impl Backend {
                 max_flows: config.flow_limit as usize,
                 emc_entries: config.datapath.emc_entries,
                 emc_insert_inv_prob: config.datapath.emc_insert_inv_prob,
-                rx_cpus: config.cpus.datapath.clone(),
+                rx_cpus: config.thread_cpus().datapath,
             }))),
             DatapathType::Kernel => {
                 let name = &config.datapath.name;
@@ -281,7 +281,7 @@ fn pipeline_config(
             batch_size: config.batch_size(),
             max_latency: Duration::from_micros(config.batch_latency_us),
         },
-        cpus: config.cpus.placement(),
+        cpus: config.thread_cpus().actors,
         revalidator: RevalidatorConfig {
             interval: Duration::from_millis(config.revalidate_interval_ms),
             max_idle: config.max_idle(),
@@ -370,6 +370,15 @@ async fn serve(
         (specs.len() == numbers.len()).then_some(numbers)
     };
     let pipeline_cfg = pipeline_config(&config, &backend, known_ports);
+    let cpus = &pipeline_cfg.cpus;
+    tracing::info!(
+        datapath = ?config.thread_cpus().datapath,
+        writer = ?cpus.writer,
+        receivers = ?cpus.receivers,
+        handlers = ?cpus.handlers,
+        revalidators = ?cpus.revalidators,
+        "thread CPUs (empty: any)"
+    );
     let xlate = pipeline_cfg.xlate.clone();
     let pipeline = Pipeline::start(dpif.clone(), Tables::from_rules(rules), pipeline_cfg);
     if !backend.ports_before_pipeline() {

@@ -97,11 +97,12 @@ enum BenchCmd {
         handlers: usize,
         #[arg(long, default_value_t = upcalld::config::USERSPACE_BATCH_SIZE)]
         batch_size: usize,
-        /// Run the feeder (the datapath's receive thread) and the dpif-writer
-        /// on the first CPU, the receiver, handlers and revalidator on the
-        /// others.
-        #[arg(long)]
-        pin: bool,
+        /// Where threads run, as the daemon's `[cpus] placement`: `auto`
+        /// runs the feeder (the datapath's port thread) and the dpif-writer
+        /// on the first CPU and the other threads on the rest; `none` leaves
+        /// every thread to the kernel.
+        #[arg(long, value_enum, default_value_t = upcalld::config::Placement::Auto)]
+        placement: upcalld::config::Placement,
     },
 }
 
@@ -194,18 +195,18 @@ fn main() -> ExitCode {
                     packets,
                     handlers,
                     batch_size,
-                    pin,
+                    placement,
                 },
         } => {
             let opts = upcalld::bench::SetupRateOptions {
                 handlers,
                 batch_size,
-                pin,
+                placement,
             };
             upcalld::bench::setup_rate(&rules, &packets, &opts).map(|r| {
                 println!(
-                    "packets {}  upcalls {}  megaflows {}",
-                    r.packets, r.upcalls, r.megaflows
+                    "packets {}  upcalls {}  megaflows {}  (threads placed: {:?})",
+                    r.packets, r.upcalls, r.megaflows, opts.placement
                 );
                 println!(
                     "miss pass {:.3} s  hit pass {:.3} s  {:.3} us/upcall  {:.0} upcalls/s",

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use upcalld::bench::{setup_rate, SetupRateOptions};
+use upcalld::config::Placement;
 use upcalld::control::Command as Ctl;
 
 /// `shared/bench`, found beside the checkout or one of its parents.
@@ -21,12 +22,12 @@ fn bench_dir() -> PathBuf {
 }
 
 /// Runs the setup-rate benchmark's two passes on `packets`.
-fn bench(packets: &str, handlers: usize, pin: bool) -> upcalld::bench::SetupRate {
+fn bench(packets: &str, handlers: usize, placement: Placement) -> upcalld::bench::SetupRate {
     let dir = bench_dir();
     let opts = SetupRateOptions {
         handlers,
         batch_size: 50,
-        pin,
+        placement,
     };
     let (rules, packets) = (dir.join("setup-rate.rules"), dir.join(packets));
     setup_rate(&rules, &packets, &opts).unwrap()
@@ -34,7 +35,7 @@ fn bench(packets: &str, handlers: usize, pin: bool) -> upcalld::bench::SetupRate
 
 #[test]
 fn natural_workload_installs_as_many_megaflows_as_ovs() {
-    let r = bench("setup-rate-20000-natural.tsv", 2, false);
+    let r = bench("setup-rate-20000-natural.tsv", 2, Placement::None);
     assert_eq!(r.packets, 20_000);
     assert_eq!(
         r.megaflows, 5304,
@@ -45,8 +46,8 @@ fn natural_workload_installs_as_many_megaflows_as_ovs() {
 
 #[test]
 fn mac_workload_misses_once_per_packet() {
-    // With the threads placed on CPUs, as `bench setup-rate --pin` runs.
-    let r = bench("setup-rate-20000-mac.tsv", 1, true);
+    // With the threads placed on CPUs, as `bench setup-rate` runs them.
+    let r = bench("setup-rate-20000-mac.tsv", 1, Placement::Auto);
     assert_eq!(
         (r.packets, r.upcalls, r.megaflows),
         (20_000, 20_000, 20_000)

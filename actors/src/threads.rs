@@ -4,7 +4,8 @@
 //! the datapath's receive thread to a handler to the dpif-writer, and a
 //! thread that runs where the data was written reads it from its own
 //! cache. OVS pins its PMD threads (`pmd-cpu-mask`); here each kind of
-//! thread can be given a set of CPUs, and by default none is pinned.
+//! thread can be given a set of CPUs, and [`datapath_first`] is the
+//! placement the daemon starts from beside its userspace datapath.
 
 /// CPUs for each kind of thread; an empty list leaves the thread to the
 /// kernel's scheduler.
@@ -14,6 +15,27 @@ pub struct CpuPlacement {
     pub handlers: Vec<usize>,
     pub revalidators: Vec<usize>,
     pub writer: Vec<usize>,
+}
+
+/// The placement beside the userspace datapath, as OVS places its PMD
+/// threads: the datapath's port threads get the first of `cpus` (the
+/// first returned list), and so does the dpif-writer, which installs the
+/// megaflows those threads read and runs the packets they received (OVS's
+/// userspace datapath does both on the PMD's core); the receivers,
+/// handlers and revalidators share the other CPUs, so that the slow path
+/// never takes the datapath's CPU. None with fewer than two CPUs.
+pub fn datapath_first(cpus: &[usize]) -> Option<(Vec<usize>, CpuPlacement)> {
+    let (first, rest) = match cpus {
+        [first, rest @ ..] if !rest.is_empty() => (vec![*first], rest.to_vec()),
+        _ => return None,
+    };
+    let placement = CpuPlacement {
+        receivers: rest.clone(),
+        handlers: rest.clone(),
+        revalidators: rest,
+        writer: first.clone(),
+    };
+    Some((first, placement))
 }
 
 /// Names the calling thread (as `top -H` and perf show it), as OVS names
@@ -91,6 +113,18 @@ mod tests {
         assert_eq!(seen, vec![one]);
         // Other threads keep the process's CPUs.
         assert_eq!(allowed_cpus(), cpus);
+    }
+
+    #[test]
+    fn datapath_first_gives_the_first_cpu_to_the_datapath_and_writer() {
+        assert_eq!(datapath_first(&[3]), None);
+        assert_eq!(datapath_first(&[]), None);
+        let (datapath, actors) = datapath_first(&[2, 5, 7]).unwrap();
+        assert_eq!(datapath, [2]);
+        assert_eq!(actors.writer, [2]);
+        assert_eq!(actors.handlers, [5, 7]);
+        assert_eq!(actors.receivers, [5, 7]);
+        assert_eq!(actors.revalidators, [5, 7]);
     }
 
     #[test]
