@@ -68,6 +68,8 @@ pub struct SetupRateOptions {
     /// Where threads run, as the daemon's `[cpus] placement`: the feeder
     /// stands for the datapath's port thread.
     pub placement: Placement,
+    /// As the daemon's `transparent_huge_pages`.
+    pub transparent_huge_pages: bool,
 }
 
 /// The feeder's CPUs and the actors', for `placement`.
@@ -132,33 +134,87 @@ pub struct PassTimes {
     pub rss_growth: i64,
 }
 
-/// Feeds `frames` and waits until every packet is accounted for: a hit, or
-/// an upcall translated with its operations written. The pass ends when
-/// the last of that happened: the feeder's last hit, or the dpif-writer's
-/// last batch (so how often this checks does not change the figure).
+/// The datapath's port thread in the benchmark: one thread feeds every
+/// pass through one [`crate::dpif_netdev::Injector`], keeping its receive
+/// state (its exact-match cache) from pass to pass, as a port's receive
+/// thread lives on between bursts of traffic.
+pub struct Feeder {
+    go: std::sync::mpsc::Sender<()>,
+    /// The feeder's CPU time for a pass, and when it fed its last frame.
+    fed: std::sync::mpsc::Receiver<(Duration, Instant)>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Feeder {
+    /// Starts the feeder on `cpus` and waits until it is ready to feed.
+    pub fn start(
+        netdev: &Arc<Netdev>,
+        frames: &Arc<Vec<ReplayFrame>>,
+        cpus: &[usize],
+    ) -> anyhow::Result<Feeder> {
+        let (go, go_rx) = std::sync::mpsc::channel::<()>();
+        let (fed_tx, fed) = std::sync::mpsc::channel();
+        let (netdev, frames, cpus) = (netdev.clone(), frames.clone(), cpus.to_vec());
+        let thread = std::thread::Builder::new()
+            .name("feeder".into())
+            .spawn(move || {
+                start_thread_as("feeder", &cpus);
+                let mut injector = netdev.injector(0);
+                let ready = (Duration::ZERO, Instant::now());
+                if fed_tx.send(ready).is_err() {
+                    return;
+                }
+                while go_rx.recv().is_ok() {
+                    let before = own_cpu_time();
+                    injector.inject(&frames);
+                    if fed_tx
+                        .send((own_cpu_time() - before, Instant::now()))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            })
+            .context("spawning the feeder thread")?;
+        let feeder = Feeder { go, fed, thread };
+        feeder.wait_fed()?;
+        Ok(feeder)
+    }
+
+    fn wait_fed(&self) -> anyhow::Result<(Duration, Instant)> {
+        self.fed
+            .recv()
+            .map_err(|_| anyhow::anyhow!("the feeder thread stopped"))
+    }
+
+    /// Stops the feeder thread.
+    pub fn stop(self) -> anyhow::Result<()> {
+        drop(self.go);
+        self.thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the feeder thread panicked"))
+    }
+}
+
+/// Has `feeder` feed its frames once and waits until every packet is
+/// accounted for: a hit, or an upcall translated with its operations
+/// written. The pass ends when the last of that happened: the feeder's
+/// last hit, or the dpif-writer's last batch (so how often this checks
+/// does not change the figure).
 pub async fn pass(
     netdev: &Arc<Netdev>,
     pipeline: &Pipeline,
-    frames: &Arc<Vec<ReplayFrame>>,
-    feeder_cpus: &[usize],
+    feeder: &Feeder,
+    n: u64,
 ) -> anyhow::Result<PassTimes> {
     let cpu_before = cpu_by_thread();
     let rss_before = resident_bytes();
     let before = netdev.stats();
-    let n = frames.len() as u64;
     let start = Instant::now();
-    let feeder = {
-        let (netdev, frames) = (netdev.clone(), frames.clone());
-        let cpus = feeder_cpus.to_vec();
-        std::thread::Builder::new()
-            .name("feeder".into())
-            .spawn(move || {
-                start_thread_as("feeder", &cpus);
-                netdev.inject(&frames, 0);
-                (own_cpu_time(), Instant::now())
-            })
-            .context("spawning the feeder thread")?
-    };
+    feeder
+        .go
+        .send(())
+        .map_err(|_| anyhow::anyhow!("the feeder thread stopped"))?;
     loop {
         let s = netdev.stats();
         let seen =
@@ -175,14 +231,13 @@ pub async fn pass(
     }
     pipeline.flush().await.context("flushing the dpif-writer")?;
     let rss_growth = resident_bytes() as i64 - rss_before as i64;
+    let (feeder_cpu, fed) = feeder.wait_fed()?;
     let mut cpu = cpu_by_thread();
     for (name, secs) in cpu.iter_mut() {
         *secs -= cpu_before.get(name).copied().unwrap_or(0.0);
     }
-    cpu.retain(|name, secs| name != "feeder" && *secs > 0.0);
-    let (feeder_cpu, fed) = feeder
-        .join()
-        .map_err(|_| anyhow::anyhow!("the feeder thread panicked"))?;
+    cpu.retain(|_, secs| *secs > 0.0);
+    // The feeder's own clock, read as it finished: its schedstat may lag.
     cpu.insert("feeder".into(), feeder_cpu.as_secs_f64());
     let written = pipeline.stats.last_write().unwrap_or(start);
     let wall = fed.max(written) - start;
@@ -191,6 +246,19 @@ pub async fn pass(
         cpu,
         rss_growth,
     })
+}
+
+/// Feeds `frames` once, from a feeder thread of its own, and waits until
+/// every packet is accounted for (see [`pass`]).
+pub async fn feed(
+    netdev: &Arc<Netdev>,
+    pipeline: &Pipeline,
+    frames: &Arc<Vec<ReplayFrame>>,
+) -> anyhow::Result<PassTimes> {
+    let feeder = Feeder::start(netdev, frames, &[])?;
+    let times = pass(netdev, pipeline, &feeder, frames.len() as u64).await?;
+    feeder.stop()?;
+    Ok(times)
 }
 
 /// Runs the benchmark on `rules` and `packets` (both files).
@@ -202,6 +270,8 @@ pub fn setup_rate(
     let text =
         std::fs::read_to_string(rules).with_context(|| format!("reading {}", rules.display()))?;
     let rules = crate::daemon::parse_rules(&text, &rules.display().to_string())?;
+    crate::memory::set_transparent_huge_pages(opts.transparent_huge_pages)
+        .context("setting transparent huge pages")?;
     let frames = Arc::new(read_replay_file(packets)?);
     let netdev = Arc::new(Netdev::new(NetdevConfig {
         upcall_queue_len: 4096,
@@ -231,9 +301,12 @@ pub fn setup_rate(
     let system = actix::System::new();
     let result = system.block_on(async move {
         let pipeline = Pipeline::start(dpif, Tables::from_rules(rules), config);
-        let miss = pass(&netdev, &pipeline, &frames, &feeder_cpus).await?;
+        let feeder = Feeder::start(&netdev, &frames, &feeder_cpus)?;
+        let n = frames.len() as u64;
+        let miss = pass(&netdev, &pipeline, &feeder, n).await?;
         let after_miss = netdev.stats();
-        let hit = pass(&netdev, &pipeline, &frames, &feeder_cpus).await?;
+        let hit = pass(&netdev, &pipeline, &feeder, n).await?;
+        feeder.stop()?;
         pipeline.stop();
         netdev.close();
         Ok::<_, anyhow::Error>(SetupRate {

@@ -260,6 +260,8 @@ pub struct Config {
     pub control_socket: PathBuf,
     pub demo: DemoConfig,
     pub cpus: CpusConfig,
+    /// Let the heap use transparent huge pages (see [`crate::memory`]).
+    pub transparent_huge_pages: bool,
 }
 
 /// The userspace datapath's default batch size (see `Config::batch_size`).
@@ -284,6 +286,7 @@ impl Default for Config {
             control_socket: PathBuf::from(DEFAULT_SOCKET),
             demo: DemoConfig::default(),
             cpus: CpusConfig::default(),
+            transparent_huge_pages: false,
         }
     }
 }

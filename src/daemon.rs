@@ -299,6 +299,8 @@ fn pipeline_config(
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
+    crate::memory::set_transparent_huge_pages(config.transparent_huge_pages)
+        .context("setting transparent huge pages")?;
     let backend = Arc::new(Backend::open(&config)?);
 
     let hosts = if config.demo.enabled {

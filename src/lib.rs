@@ -9,6 +9,7 @@ pub mod control;
 pub mod daemon;
 pub mod dpif_kernel;
 pub mod dpif_netdev;
+pub mod memory;
 pub mod metrics;
 pub mod netns;
 pub mod show;

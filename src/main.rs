@@ -103,6 +103,10 @@ enum BenchCmd {
         /// every thread to the kernel.
         #[arg(long, value_enum, default_value_t = upcalld::config::Placement::Auto)]
         placement: upcalld::config::Placement,
+        /// Let the heap use transparent huge pages, as the daemon's
+        /// `transparent_huge_pages = true` does.
+        #[arg(long)]
+        transparent_huge_pages: bool,
     },
 }
 
@@ -196,17 +200,23 @@ fn main() -> ExitCode {
                     handlers,
                     batch_size,
                     placement,
+                    transparent_huge_pages,
                 },
         } => {
             let opts = upcalld::bench::SetupRateOptions {
                 handlers,
                 batch_size,
                 placement,
+                transparent_huge_pages,
             };
             upcalld::bench::setup_rate(&rules, &packets, &opts).map(|r| {
                 println!(
-                    "packets {}  upcalls {}  megaflows {}  (threads placed: {:?})",
-                    r.packets, r.upcalls, r.megaflows, opts.placement
+                    "packets {}  upcalls {}  megaflows {}  (threads placed: {:?}; transparent huge pages: {})",
+                    r.packets,
+                    r.upcalls,
+                    r.megaflows,
+                    opts.placement,
+                    if opts.transparent_huge_pages { "on" } else { "off" }
                 );
                 println!(
                     "miss pass {:.3} s  hit pass {:.3} s  {:.3} us/upcall  {:.0} upcalls/s",

@@ -28,6 +28,7 @@ fn bench(packets: &str, handlers: usize, placement: Placement) -> upcalld::bench
         handlers,
         batch_size: 50,
         placement,
+        transparent_huge_pages: false,
     };
     let (rules, packets) = (dir.join("setup-rate.rules"), dir.join(packets));
     setup_rate(&rules, &packets, &opts).unwrap()

@@ -15,7 +15,7 @@ use actors::stats::{DropReason, PipelineStats};
 use actors::tables::Tables;
 use common::workload;
 use messages::odp::OdpAction;
-use upcalld::bench::pass;
+use upcalld::bench::feed;
 use upcalld::dpif_netdev::{Netdev, NetdevConfig};
 
 /// Every source MAC is its own megaflow.
@@ -63,7 +63,7 @@ fn idle_flows_expire() {
             },
             1,
         ));
-        pass(&netdev, &pipeline, &workload(500), &[]).await.unwrap();
+        feed(&netdev, &pipeline, &workload(500)).await.unwrap();
         let installed = netdev.stats().n_flows;
         // Flows seen for the first time are young: they stay.
         pipeline.revalidate_now().await.unwrap();
@@ -92,7 +92,7 @@ fn a_rule_change_that_keeps_the_mask_modifies_flows_in_place() {
             },
             2,
         ));
-        pass(&netdev, &pipeline, &workload(300), &[]).await.unwrap();
+        feed(&netdev, &pipeline, &workload(300)).await.unwrap();
         let before = netdev.flow_dump().unwrap();
         let new_rules = upcalld::daemon::parse_rules(
             "table=0,priority=1000,dl_src=02:ff:ff:ff:ff:ff,actions=drop\ntable=0,priority=100,ip,actions=output:5\n",
@@ -143,7 +143,7 @@ fn the_flow_limit_holds_handlers_back() {
         ));
         // 3000 packets from 1000 MACs, twice: 1000 megaflows would be needed.
         let frames = workload(3000);
-        pass(&netdev, &pipeline, &frames, &[]).await.unwrap();
+        feed(&netdev, &pipeline, &frames).await.unwrap();
         let flows = netdev.stats().n_flows;
         let s = &pipeline.stats;
         let out = (

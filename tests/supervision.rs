@@ -9,7 +9,7 @@ use actors::pipeline::{Pipeline, PipelineConfig};
 use actors::revalidator::RevalidatorConfig;
 use actors::stats::DropReason;
 use actors::tables::Tables;
-use upcalld::bench::pass;
+use upcalld::bench::feed;
 use upcalld::dpif_netdev::{Netdev, NetdevConfig};
 
 mod common;
@@ -49,8 +49,8 @@ fn run(panics: u32) -> Outcome {
         for h in 0..2 {
             pipeline.inject_handler_panics(h, panics);
         }
-        pass(&netdev, &pipeline, &frames, &[]).await.unwrap();
-        pass(&netdev, &pipeline, &frames, &[]).await.unwrap();
+        feed(&netdev, &pipeline, &frames).await.unwrap();
+        feed(&netdev, &pipeline, &frames).await.unwrap();
         let outcome = Outcome {
             megaflows: netdev.stats().n_flows,
             handler_restarts: pipeline.stats.restarts("handler"),

@@ -139,9 +139,19 @@ impl Netdev {
     /// Feeds `frames` into the datapath from the calling thread, as a replay
     /// port does (waiting for room in the upcall queue rather than losing).
     pub fn inject(&self, frames: &[ReplayFrame], default_port: u32) {
-        let running = || !self.closed.load(Ordering::Relaxed);
-        self.core
-            .replay(frames.iter().cloned(), default_port, &running, &self.closed);
+        self.injector(default_port).inject(frames);
+    }
+
+    /// A port that the calling thread drives: each [`Injector::inject`]
+    /// feeds frames as a replay port does, and the injector keeps its
+    /// receive state (its exact-match cache) from one call to the next,
+    /// as a port's receive thread keeps its own.
+    pub fn injector(&self, default_port: u32) -> Injector<'_> {
+        Injector {
+            netdev: self,
+            default_port,
+            rx: self.core.rx_state(),
+        }
     }
 
     /// Frames read from replay files and injected so far.
@@ -211,6 +221,30 @@ impl Netdev {
     }
 }
 
+/// See [`Netdev::injector`].
+pub struct Injector<'a> {
+    netdev: &'a Netdev,
+    default_port: u32,
+    rx: RxState,
+}
+
+impl Injector<'_> {
+    /// Feeds `frames` (waiting for room in the upcall queue rather than
+    /// losing upcalls); frames without an input port arrive on the
+    /// injector's default port.
+    pub fn inject(&mut self, frames: &[ReplayFrame]) {
+        let netdev = self.netdev;
+        let running = || !netdev.closed.load(Ordering::Relaxed);
+        netdev.core.replay(
+            frames.iter().cloned(),
+            self.default_port,
+            &mut self.rx,
+            &running,
+            &netdev.closed,
+        );
+    }
+}
+
 impl Drop for Netdev {
     fn drop(&mut self) {
         self.close();
@@ -260,8 +294,13 @@ impl RxState {
 }
 
 impl Core {
+    /// A receive loop's state, with its own exact-match cache.
+    fn rx_state(&self) -> RxState {
+        RxState::new(Emc::new(self.emc_entries, self.emc_insert_inv_prob))
+    }
+
     fn rx_loop(&self, port: &Port, stop: &AtomicBool) {
-        let mut rx = RxState::new(Emc::new(self.emc_entries, self.emc_insert_inv_prob));
+        let mut rx = self.rx_state();
         let mut burst: Burst = Vec::with_capacity(BURST);
         let mut buf = Vec::new();
         while !stop.load(Ordering::Relaxed) {
@@ -296,7 +335,7 @@ impl Core {
         };
         tracing::info!(port = number, frames = frames.len(), path = %path.display(), "replaying");
         let keep_waiting = || !stop.load(Ordering::Relaxed);
-        self.replay(frames, number, &keep_waiting, stop);
+        self.replay(frames, number, &mut self.rx_state(), &keep_waiting, stop);
     }
 
     /// Feeds frames in bursts, waiting for room in the upcall queue.
@@ -304,10 +343,10 @@ impl Core {
         &self,
         frames: impl IntoIterator<Item = ReplayFrame>,
         default_port: u32,
+        rx: &mut RxState,
         keep_waiting: &dyn Fn() -> bool,
         stop: &AtomicBool,
     ) {
-        let mut rx = RxState::new(Emc::new(self.emc_entries, self.emc_insert_inv_prob));
         let mut burst: Burst = Vec::with_capacity(BURST);
         let mut frames = frames.into_iter().peekable();
         while !stop.load(Ordering::Relaxed) {
@@ -321,9 +360,9 @@ impl Core {
                 return;
             }
             let n = burst.len() as u64;
-            self.receive(&mut burst, &mut rx);
+            self.receive(&mut burst, rx);
             let more_input = frames.peek().is_some();
-            self.queue_misses(&mut rx, more_input, keep_waiting);
+            self.queue_misses(rx, more_input, keep_waiting);
             self.n_replayed.fetch_add(n, Ordering::Relaxed);
         }
     }
