@@ -393,6 +393,7 @@ impl Core {
         from_emc.extend(found.iter().map(Option::is_some));
         self.flows.read().lookup_burst(keys, found);
         let mut n_hit = 0;
+        let mut egress = Egress::new(self);
         for (i, (_, mut frame)) in burst.drain(..).enumerate() {
             let key = &keys[i];
             match found[i].take() {
@@ -401,7 +402,7 @@ impl Core {
                         emc.maybe_insert(key, &e);
                     }
                     e.hit(frame.len(), now, key.tcp_flags);
-                    self.execute(&mut frame, Known::Key(key), &e.actions);
+                    egress.execute(&mut frame, Known::Key(key), &e.actions);
                     n_hit += 1;
                 }
                 None => misses.push(Upcall {
@@ -451,18 +452,38 @@ impl Core {
         self.n_lost.fetch_add(lost as u64, Ordering::Relaxed);
     }
 
+}
+
+/// What running actions on a burst of packets needs at hand: the ports,
+/// read-locked once for the whole burst (a lookup per output would take
+/// and release the lock, and count a reference, per packet), and the drop
+/// counts, added to the datapath's once at the end.
+struct Egress<'a> {
+    core: &'a Core,
+    ports: parking_lot::RwLockReadGuard<'a, BTreeMap<u32, Arc<Port>>>,
+    no_port: u64,
+    errors: u64,
+}
+
+impl<'a> Egress<'a> {
+    fn new(core: &'a Core) -> Self {
+        Egress {
+            core,
+            ports: core.ports.read(),
+            no_port: 0,
+            errors: 0,
+        }
+    }
+
     /// Runs datapath actions on a frame, known by its parsed key (a hit) or
     /// by its metadata alone (an execute).
-    fn execute(&self, frame: &mut Vec<u8>, mut known: Known<'_>, actions: &OdpActions) {
+    fn execute(&mut self, frame: &mut Vec<u8>, mut known: Known<'_>, actions: &OdpActions) {
         for action in actions {
             let applied = match action {
                 OdpAction::Output(port) => {
-                    let port = self.ports.read().get(port).cloned();
-                    match port {
+                    match self.ports.get(port) {
                         Some(p) => p.counters.count_tx(&p.io.send(frame)),
-                        None => {
-                            self.n_tx_no_port.fetch_add(1, Ordering::Relaxed);
-                        }
+                        None => self.no_port += 1,
                     }
                     Ok(())
                 }
@@ -475,7 +496,7 @@ impl Core {
                         ufid: UFID_LATER,
                         key: known.key(frame),
                     };
-                    self.queue_upcalls(&mut vec![upcall], &|| false);
+                    self.core.queue_upcalls(&mut vec![upcall], &|| false);
                     Ok(())
                 }
                 OdpAction::SetMasked(SetHeader::SkbPriority { key: v, mask }) => {
@@ -502,10 +523,25 @@ impl Core {
                 }
             };
             if let Err(e) = applied {
-                self.n_exec_errors.fetch_add(1, Ordering::Relaxed);
+                self.errors += 1;
                 tracing::debug!(error = %e, "action not applicable; packet dropped");
                 return;
             }
+        }
+    }
+}
+
+impl Drop for Egress<'_> {
+    fn drop(&mut self) {
+        if self.no_port > 0 {
+            self.core
+                .n_tx_no_port
+                .fetch_add(self.no_port, Ordering::Relaxed);
+        }
+        if self.errors > 0 {
+            self.core
+                .n_exec_errors
+                .fetch_add(self.errors, Ordering::Relaxed);
         }
     }
 }
@@ -628,6 +664,7 @@ impl Dpif for Netdev {
                 .store(flows.len() as u64, Ordering::Relaxed);
         }
         if n_executes > 0 {
+            let mut egress = Egress::new(&self.core);
             for op in ops.iter_mut() {
                 if let DpifOp::Execute(e) = op {
                     let Execute {
@@ -635,8 +672,7 @@ impl Dpif for Netdev {
                         metadata,
                         actions,
                     } = &mut **e;
-                    self.core
-                        .execute(packet, Known::Metadata(*metadata), actions);
+                    egress.execute(packet, Known::Metadata(*metadata), actions);
                 }
             }
         }
