@@ -78,8 +78,8 @@ fn masked_words(megaflow: &Megaflow) -> MaskedWords {
 #[derive(Debug)]
 pub struct FlowEntry {
     pub ufid: Ufid,
-    shape: Arc<MaskShape>,
-    /// The subtable holding the entry (it lives as long as its entries).
+    /// The subtable holding the entry (it lives as long as its entries),
+    /// and with it the mask.
     subtable: SubtableId,
     /// The key's words under the mask's nonzero words.
     values: MaskedWords,
@@ -98,14 +98,12 @@ pub struct FlowEntry {
 impl FlowEntry {
     fn new(
         ufid: Ufid,
-        shape: Arc<MaskShape>,
         subtable: SubtableId,
         values: MaskedWords,
         actions: Arc<OdpActions>,
     ) -> Self {
         FlowEntry {
             ufid,
-            shape,
             subtable,
             values,
             actions,
@@ -117,25 +115,22 @@ impl FlowEntry {
         }
     }
 
-    /// The key, masked.
-    pub fn key(&self) -> Flow {
+    /// The key, masked; `shape` is the entry's subtable's.
+    fn key(&self, shape: &MaskShape) -> Flow {
         let mut key = Flow::default();
         let words = key.words_mut();
-        for (&(i, _), v) in self.shape.words.iter().zip(self.values.iter()) {
+        for (&(i, _), v) in shape.words.iter().zip(self.values.iter()) {
             words[i] = *v;
         }
         key
     }
 
-    pub fn mask(&self) -> &Flow {
-        &self.shape.mask
-    }
-
-    /// Whether `key` (not masked) falls in this megaflow.
+    /// Whether `key` (not masked) falls in this megaflow, whose subtable's
+    /// shape is `shape`.
     #[inline]
-    fn matches(&self, key: &Flow) -> bool {
+    fn matches(&self, shape: &MaskShape, key: &Flow) -> bool {
         let k = key.words();
-        self.shape
+        shape
             .words
             .iter()
             .zip(self.values.iter())
@@ -176,11 +171,11 @@ impl FlowEntry {
         self.dead.load(Ordering::Relaxed)
     }
 
-    pub fn to_dp_flow(&self) -> DpFlow {
+    fn to_dp_flow(&self, shape: &MaskShape) -> DpFlow {
         DpFlow {
             ufid: self.ufid,
-            key: self.key(),
-            mask: self.shape.mask,
+            key: self.key(shape),
+            mask: shape.mask,
             actions: self.actions.to_vec(),
             stats: self.stats(),
         }
@@ -217,7 +212,7 @@ impl Subtable {
     fn find(&self, key: &Flow) -> Option<&Arc<FlowEntry>> {
         let hash = self.shape.hash(key);
         self.flows
-            .find(hash, |(h, e)| *h == hash && e.matches(key))
+            .find(hash, |(h, e)| *h == hash && e.matches(&self.shape, key))
             .map(|(_, e)| e)
     }
 
@@ -402,8 +397,13 @@ impl FirstStage {
         self.mask = Some(narrowed);
         self.clear_index();
         for (id, st) in subtables.iter().enumerate() {
-            for (_, e) in st.iter().flat_map(|st| st.flows.iter()) {
-                self.add(subtable_hash(&self.words, &e.key()), id as SubtableId);
+            for st in st.iter() {
+                for (_, e) in st.flows.iter() {
+                    self.add(
+                        subtable_hash(&self.words, &e.key(&st.shape)),
+                        id as SubtableId,
+                    );
+                }
             }
         }
     }
@@ -600,8 +600,7 @@ impl FlowTable {
         }
         let id = existing.unwrap_or_else(|| self.add_subtable(megaflow, mask_hash));
         let actions = self.actions.intern(actions);
-        let shape = self.subtable(id).shape.clone();
-        let entry = Arc::new(FlowEntry::new(ufid, shape, id, values, actions));
+        let entry = Arc::new(FlowEntry::new(ufid, id, values, actions));
         self.subtable_mut(id)
             .flows
             .insert_unique(hash, (hash, entry.clone()), |(h, _)| *h);
@@ -658,7 +657,6 @@ impl FlowTable {
         let actions = self.actions.intern(actions);
         let entry = Arc::new(FlowEntry::new(
             ufid,
-            old.shape.clone(),
             old.subtable,
             old.values.clone(),
             actions,
@@ -667,7 +665,8 @@ impl FlowTable {
             entry.take_stats_from(&old);
         }
         old.dead.store(true, Ordering::Relaxed);
-        let hash = old.shape.hash(&old.key());
+        let shape = &self.subtable(old.subtable).shape;
+        let hash = shape.hash(&old.key(shape));
         let st = self.subtable_mut(old.subtable);
         if let Some(slot) = st.flows.find_mut(hash, |(_, e)| e.ufid == ufid) {
             slot.1 = entry.clone();
@@ -688,8 +687,11 @@ impl FlowTable {
             .remove();
         entry.dead.store(true, Ordering::Relaxed);
         let id = entry.subtable;
-        let key = entry.key();
-        let hash = entry.shape.hash(&key);
+        let shape = &self.subtable(id).shape;
+        let (key, hash, mask_hash) = {
+            let key = entry.key(shape);
+            (key, shape.hash(&key), shape.hash)
+        };
         let st = self.subtable_mut(id);
         if let Ok(found) = st.flows.find_entry(hash, |(_, e)| e.ufid == ufid) {
             found.remove();
@@ -699,8 +701,7 @@ impl FlowTable {
             self.subtables[id as usize] = None;
             self.free_ids.push(id);
             self.n_subtables -= 1;
-            let h = entry.shape.hash;
-            if let Ok(found) = self.by_mask.find_entry(h, |&(_, sid)| sid == id) {
+            if let Ok(found) = self.by_mask.find_entry(mask_hash, |&(_, sid)| sid == id) {
                 found.remove();
             }
             if self.n_subtables == 0 {
@@ -715,8 +716,13 @@ impl FlowTable {
         self.by_ufid.find(ufid_hash(ufid), |e| e.ufid == ufid)
     }
 
-    pub fn entries(&self) -> impl Iterator<Item = &Arc<FlowEntry>> {
-        self.by_ufid.iter()
+    /// Every megaflow, with its key, mask and statistics.
+    pub fn dump(&self) -> Vec<DpFlow> {
+        self.subtables
+            .iter()
+            .flatten()
+            .flat_map(|st| st.flows.iter().map(|(_, e)| e.to_dp_flow(&st.shape)))
+            .collect()
     }
 
     pub fn n_masks(&self) -> usize {
@@ -1098,7 +1104,14 @@ mod tests {
             let probe = random_flow(next());
             let expected = installed.iter().any(|(_, k, m)| probe.masked(m) == *k);
             match t.lookup(&probe) {
-                Some(e) => assert_eq!(probe.masked(e.mask()), e.key(), "round {round}"),
+                Some(e) => {
+                    let mask = t.subtable(e.subtable).shape.mask;
+                    assert_eq!(
+                        probe.masked(&mask),
+                        e.key(&t.subtable(e.subtable).shape),
+                        "round {round}"
+                    )
+                }
                 None => assert!(!expected, "round {round}: a matching megaflow was missed"),
             }
         }

@@ -451,7 +451,6 @@ impl Core {
         };
         self.n_lost.fetch_add(lost as u64, Ordering::Relaxed);
     }
-
 }
 
 /// What running actions on a burst of packets needs at hand: the ports,
@@ -680,13 +679,7 @@ impl Dpif for Netdev {
     }
 
     fn flow_dump(&self) -> Result<Vec<DpFlow>, DpifError> {
-        Ok(self
-            .core
-            .flows
-            .read()
-            .entries()
-            .map(|e| e.to_dp_flow())
-            .collect())
+        Ok(self.core.flows.read().dump())
     }
 
     fn stats(&self) -> DpStats {
