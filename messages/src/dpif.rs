@@ -57,6 +57,19 @@ pub struct Upcall {
     pub ufid: Ufid,
 }
 
+impl Upcall {
+    /// A miss with no packet and an all-zero key: a placeholder, as an
+    /// emptied buffer's slots are.
+    pub fn empty() -> Self {
+        Upcall {
+            kind: UpcallKind::Miss,
+            packet: Vec::new(),
+            key: Flow::default(),
+            ufid: 0,
+        }
+    }
+}
+
 /// Packet and byte counters of a datapath flow, with the time (ms, on the
 /// datapath's clock) it last matched a packet, if ever.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -113,7 +113,7 @@ pub struct Netdev {
 impl Netdev {
     pub fn new(config: NetdevConfig) -> Self {
         let queues = (0..config.n_upcall_queues.max(1))
-            .map(|_| UpcallQueue::new(config.upcall_queue_len))
+            .map(|_| UpcallQueue::new(config.upcall_queue_len, UPCALL_BURST))
             .collect();
         Netdev {
             core: Arc::new(Core {

@@ -27,6 +27,10 @@ pub struct UpcallQueue {
     capacity: usize,
     /// Waiting writers are woken when the queue holds this many or fewer.
     low_water: usize,
+    /// The most upcalls a writer queues at once.
+    burst: usize,
+    /// Emptied buffers kept for reuse.
+    max_spare: usize,
 }
 
 #[derive(Default)]
@@ -39,17 +43,37 @@ struct State {
     spare: Vec<Vec<Upcall>>,
 }
 
-/// Emptied buffers kept for reuse.
-const MAX_SPARE: usize = 16;
-
 impl UpcallQueue {
-    pub fn new(capacity: usize) -> Self {
+    /// A queue of `capacity` upcalls, whose writers queue bursts of at
+    /// most `burst`. The buffers for a full queue are allocated and
+    /// written now, as a netlink socket's buffer exists before the first
+    /// upcall: a burst of misses then fills memory already in place
+    /// instead of faulting in pages (and growing each buffer from empty)
+    /// on the packet path.
+    pub fn new(capacity: usize, burst: usize) -> Self {
+        let capacity = capacity.max(1);
+        let burst = burst.max(1);
+        let n_buffers = capacity.div_ceil(burst);
+        let spare = (0..n_buffers)
+            .map(|_| {
+                let mut buf = Vec::with_capacity(burst);
+                buf.resize_with(burst, Upcall::empty);
+                buf.clear();
+                buf
+            })
+            .collect();
         UpcallQueue {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                spare,
+                ..State::default()
+            }),
             queued: Condvar::new(),
             drained: Condvar::new(),
-            capacity: capacity.max(1),
-            low_water: capacity.max(1) / 2,
+            capacity,
+            low_water: capacity / 2,
+            burst,
+            // Room for every buffer a full queue and its readers hold.
+            max_spare: n_buffers + 16,
         }
     }
 
@@ -65,7 +89,10 @@ impl UpcallQueue {
             if upcalls.len() <= room {
                 if !upcalls.is_empty() {
                     st.len += upcalls.len();
-                    let spare = st.spare.pop().unwrap_or_default();
+                    let spare = st
+                        .spare
+                        .pop()
+                        .unwrap_or_else(|| Vec::with_capacity(self.burst));
                     let burst = std::mem::replace(upcalls, spare);
                     st.bursts.push_back(burst);
                 }
@@ -121,7 +148,7 @@ impl UpcallQueue {
             } else {
                 out.append(&mut burst);
             }
-            if st.spare.len() < MAX_SPARE {
+            if st.spare.len() < self.max_spare {
                 st.spare.push(burst);
             }
         }
@@ -155,7 +182,7 @@ mod tests {
 
     #[test]
     fn bounded_and_batched_in_order() {
-        let q = UpcallQueue::new(3);
+        let q = UpcallQueue::new(3, 4);
         let mut burst: Vec<Upcall> = (0..4).map(upcall).collect();
         assert_eq!(q.push(&mut burst, || false), 1);
         assert!(burst.is_empty());
@@ -171,7 +198,7 @@ mod tests {
 
     #[test]
     fn bursts_change_hands_without_copies() {
-        let q = UpcallQueue::new(64);
+        let q = UpcallQueue::new(64, 64);
         // With room for what follows (buffers that go round grow to a
         // reader's batch).
         let mut burst: Vec<Upcall> = Vec::with_capacity(64);
@@ -206,8 +233,20 @@ mod tests {
     }
 
     #[test]
+    fn a_writer_gets_back_a_buffer_with_room_for_a_burst() {
+        let q = UpcallQueue::new(128, 64);
+        let mut taken = Vec::new();
+        for _ in 0..3 {
+            let mut burst: Vec<Upcall> = (0..2).map(upcall).collect();
+            q.push(&mut burst, || false);
+            assert!(burst.is_empty() && burst.capacity() >= 64);
+            taken.push(burst);
+        }
+    }
+
+    #[test]
     fn later_bursts_are_taken_only_whole() {
-        let q = UpcallQueue::new(256);
+        let q = UpcallQueue::new(256, 64);
         for first in [0, 40, 80] {
             let mut burst: Vec<Upcall> = (first..first + 40).map(upcall).collect();
             q.push(&mut burst, || false);
@@ -228,7 +267,7 @@ mod tests {
 
     #[test]
     fn push_wait_resumes_when_drained() {
-        let q = std::sync::Arc::new(UpcallQueue::new(1));
+        let q = std::sync::Arc::new(UpcallQueue::new(1, 1));
         assert_eq!(q.push(&mut vec![upcall(0)], || false), 0);
         let q2 = q.clone();
         let t = std::thread::spawn(move || q2.push(&mut vec![upcall(1)], || true) == 0);
