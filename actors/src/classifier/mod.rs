@@ -128,6 +128,12 @@ struct Subtable {
 /// next lookup rebuilds it.
 #[derive(Debug)]
 struct LookupIndex {
+    /// The subtable's mask words in stage order, each as (flow word, mask
+    /// word), so that a lookup walks one flat list.
+    words: Vec<(usize, u64)>,
+    /// Where each stage's words end in `words` (the last is the final
+    /// stage's end).
+    stage_ends: Vec<usize>,
     stages: Vec<HashSet<u64, U64BuildHasher>>,
     /// Full-key hash → first entry with that hash.
     heads: HashMap<u64, u32, U64BuildHasher>,
@@ -213,8 +219,20 @@ impl Subtable {
     }
 
     fn build_lookup_index(&self) -> LookupIndex {
-        let n_words = self.key_words().count();
+        let mw = self.mask.words();
+        let words: Vec<(usize, u64)> = self.key_words().map(|w| (w, mw[w])).collect();
+        let stage_ends = self
+            .stages
+            .iter()
+            .scan(0, |end, s| {
+                *end += s.len();
+                Some(*end)
+            })
+            .collect();
+        let n_words = words.len();
         let mut index = LookupIndex {
+            words,
+            stage_ends,
             stages: self
                 .indices
                 .iter()
@@ -244,10 +262,6 @@ impl Subtable {
             }
         }
         index
-    }
-
-    fn n_indices(&self) -> usize {
-        self.stages.len() - 1
     }
 
     /// Hash of `flow` under the mask, over the words of stage `i`, chained
@@ -353,16 +367,6 @@ impl Subtable {
             .find(|r| r.rule.priority == priority && r.rule.matches.flow == m.flow)
     }
 
-    fn fold_stages(&self, wc: &mut FlowWildcards, n: usize) {
-        let mw = self.mask.words();
-        let ww = wc.words_mut();
-        for stage in &self.stages[..n] {
-            for &w in stage.iter() {
-                ww[w as usize] |= mw[w as usize];
-            }
-        }
-    }
-
     /// OVS's `check_tries`: can the prefix tries prove that no rule here
     /// matches, before looking at stage `i`? Un-wildcards what the proof
     /// needs.
@@ -412,56 +416,76 @@ impl Subtable {
         ctx: &mut TrieCtx,
         tries: &[PrefixTrie; 2],
     ) -> Option<(u16, &Arc<RuleEntry>)> {
-        let n = self.n_indices();
         let index = self.lookup_index();
+        let n = index.stage_ends.len() - 1;
+        let fw = flow.words();
         let mut hash = 0;
+        let mut start = 0;
         for i in 0..n {
-            if self.tries_rule_out(i, flow, wc, ctx, tries) {
-                self.fold_stages(wc, i);
+            let end = index.stage_ends[i];
+            if self.trie_stages & (1 << i) != 0 && self.tries_rule_out(i, flow, wc, ctx, tries) {
+                index.unwildcard(wc, start);
                 return None;
             }
-            hash = self.hash_stage(hash, flow, i);
+            hash = hash_words(hash, fw, &index.words[start..end]);
             if !index.stages[i].contains(&hash) {
-                self.fold_stages(wc, i + 1);
+                index.unwildcard(wc, end);
                 return None;
             }
+            start = end;
         }
-        if self.tries_rule_out(n, flow, wc, ctx, tries) {
-            self.fold_stages(wc, n);
+        if self.trie_stages & (1 << n) != 0 && self.tries_rule_out(n, flow, wc, ctx, tries) {
+            index.unwildcard(wc, start);
             return None;
         }
-        hash = self.hash_stage(hash, flow, n);
-        let fw = flow.words();
-        let mw = self.mask.words();
+        let final_stage = &index.words[start..];
+        hash = hash_words(hash, fw, final_stage);
         let found = index.heads.get(&hash).and_then(|&head| {
             index.find(head, |key| {
-                self.key_words().zip(key).all(|(w, k)| fw[w] & mw[w] == *k)
+                index
+                    .words
+                    .iter()
+                    .zip(key)
+                    .all(|(&(w, m), k)| fw[w] & m == *k)
             })
         });
         if found.is_none() && self.ports_mask_len > 0 {
             let value = ports_of(flow) & self.ports_mask;
             let bits = self.ports_trie.lookup(value).maskbits;
             let need = self.ports_mask & prefix_mask32(bits);
-            self.fold_stages(wc, n);
+            index.unwildcard(wc, start);
             // The final stage's fields before the ports were examined too.
-            let mw = self.mask.words();
             let ww = wc.words_mut();
-            for &w in self.stages[n]
-                .iter()
-                .filter(|&&w| (w as usize) < PORTS_WORD)
-            {
-                ww[w as usize] |= mw[w as usize];
+            for &(w, m) in final_stage.iter().filter(|&&(w, _)| w < PORTS_WORD) {
+                ww[w] |= m;
             }
             wc.tp_src |= (need >> 16) as u16;
             wc.tp_dst |= need as u16;
             return None;
         }
-        self.fold_stages(wc, n + 1);
+        index.unwildcard(wc, index.words.len());
         found
     }
 }
 
+/// `flow`'s words under `words` (flow word, mask word), hashed as
+/// [`Subtable::hash_stage`] hashes a stage, chained from `basis`.
+#[inline]
+fn hash_words(basis: u64, fw: &[u64], words: &[(usize, u64)]) -> u64 {
+    words.iter().fold(basis, |h, &(w, m)| mix(h, fw[w] & m))
+}
+
 impl LookupIndex {
+    /// Un-wildcards the first `n` of the subtable's mask words: the
+    /// stages a lookup examined.
+    #[inline]
+    fn unwildcard(&self, wc: &mut FlowWildcards, n: usize) {
+        let ww = wc.words_mut();
+        for &(w, m) in &self.words[..n] {
+            ww[w] |= m;
+        }
+    }
+
     /// Walks the chain from `entry` to the first entry whose key satisfies
     /// `is_key`; returns its priority and rule.
     fn find(
