@@ -136,11 +136,11 @@ impl FlowEntry {
             .all(|(&(i, m), v)| k[i] & m == *v)
     }
 
-    /// Credits one packet to the flow.
+    /// Credits `packets` packets of `bytes` in all to the flow.
     #[inline]
-    pub fn hit(&self, bytes: usize, now_ms: u64, tcp_flags: u16) {
-        self.n_packets.fetch_add(1, Ordering::Relaxed);
-        self.n_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    pub fn hit(&self, packets: u64, bytes: u64, now_ms: u64, tcp_flags: u16) {
+        self.n_packets.fetch_add(packets, Ordering::Relaxed);
+        self.n_bytes.fetch_add(bytes, Ordering::Relaxed);
         self.used_plus_one.store(now_ms + 1, Ordering::Relaxed);
         if tcp_flags != 0 {
             self.tcp_flags.fetch_or(tcp_flags, Ordering::Relaxed);
@@ -983,7 +983,7 @@ mod tests {
         t.create(9, &Megaflow::new(&f, &mask_src_only()), &list(vec![]))
             .unwrap();
         let e = t.lookup(&f).unwrap().clone();
-        e.hit(100, 1000, 0x02);
+        e.hit(1, 100, 1000, 0x02);
         emc.insert(&f, e);
         t.modify(9, &list(vec![OdpAction::Output(3)]), false)
             .unwrap();
