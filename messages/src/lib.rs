@@ -8,7 +8,7 @@
 //!   [`execute`]: datapath actions applied to a frame.
 //! - [`ofp`]: OpenFlow rules and actions; [`parse`]: their text syntax.
 //! - [`odp`]: datapath actions; [`dpif`]: what crosses the datapath interface.
-//! - [`format`]: printing in OVS's formats.
+//! - [`format`](mod@format): printing in OVS's formats.
 //! - [`netlink`]: the kernel's OVS generic netlink families, as types.
 
 pub mod compose;
