@@ -269,6 +269,13 @@ const UPCALL_BURST: usize = actors::receiver::UPCALL_MAX_BATCH;
 /// Frames read but not yet processed, with their input ports.
 type Burst = Vec<(u32, Vec<u8>)>;
 
+/// Whether a receive loop may block waiting for the next frame: only with
+/// nothing read and no misses held (held misses would wait for the next
+/// input too, up to a poll interval).
+fn may_wait(burst: &Burst, rx: &RxState) -> bool {
+    burst.is_empty() && rx.misses.is_empty()
+}
+
 /// What a receive thread keeps from one burst to the next: its exact-match
 /// cache, and the burst's keys, lookup results and upcalls, whose buffers
 /// are reused rather than allocated per burst.
@@ -304,9 +311,10 @@ impl Core {
         let mut burst: Burst = Vec::with_capacity(BURST);
         let mut buf = Vec::new();
         while !stop.load(Ordering::Relaxed) {
-            // Wait for one frame, then take whatever else is already there.
+            // Wait for one frame, then take whatever else is already there;
+            // held misses are queued at once when no frame is there.
             while burst.len() < BURST {
-                match port.io.recv(&mut buf, burst.is_empty()) {
+                match port.io.recv(&mut buf, may_wait(&burst, &rx)) {
                     Ok(true) => burst.push((port.info.number, std::mem::take(&mut buf))),
                     Ok(false) => break,
                     Err(e) => {
@@ -1016,6 +1024,23 @@ mod tests {
         dp.core.queue_misses(&mut rx, false, &|| false);
         let s = dp.stats();
         assert_eq!((s.n_missed, s.n_lost), (3, 2));
+    }
+
+    #[test]
+    fn a_receive_loop_holding_misses_does_not_wait_for_input() {
+        let dp = Netdev::new(NetdevConfig::default());
+        let mut rx = dp.core.rx_state();
+        assert!(may_wait(&Vec::new(), &rx));
+        let mut burst: Burst = (0..BURST).map(|_| (1, tcp_frame())).collect();
+        dp.core.receive(&mut burst, &mut rx);
+        dp.core.queue_misses(&mut rx, true, &|| false);
+        assert_eq!(dp.n_queued_upcalls(), 0, "held for more input");
+        assert!(!may_wait(&Vec::new(), &rx));
+        // No frame came: the empty burst queues them.
+        dp.core.receive(&mut Vec::new(), &mut rx);
+        dp.core.queue_misses(&mut rx, false, &|| false);
+        assert_eq!(dp.n_queued_upcalls(), BURST);
+        assert!(may_wait(&Vec::new(), &rx));
     }
 
     #[test]
