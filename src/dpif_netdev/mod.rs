@@ -401,8 +401,8 @@ impl Core {
         from_emc.extend(found.iter().map(Option::is_some));
         self.flows.read().lookup_burst(keys, found);
         let mut n_hit = 0;
+        credit_hits(burst, keys, found, now);
         let mut egress = Egress::new(self);
-        let mut credit = Credit::default();
         for (i, (_, mut frame)) in burst.drain(..).enumerate() {
             let key = &keys[i];
             match found[i].take() {
@@ -410,9 +410,7 @@ impl Core {
                     if !from_emc[i] {
                         emc.maybe_insert(key, &e);
                     }
-                    let len = frame.len();
                     egress.execute(&mut frame, Known::Key(key), &e.actions);
-                    credit.add(e, len, key.tcp_flags, now);
                     n_hit += 1;
                 }
                 None => misses.push(Upcall {
@@ -424,7 +422,6 @@ impl Core {
                 }),
             }
         }
-        credit.flush(now);
         self.n_hit.fetch_add(n_hit, Ordering::Relaxed);
     }
 
@@ -464,34 +461,29 @@ impl Core {
     }
 }
 
-/// Statistics of a run of hits on one megaflow, credited to it at once:
-/// the packets of one flow tend to arrive together, and each credit costs
-/// the megaflow three atomic operations (OVS batches a burst's packets per
-/// flow for the same reason).
-#[derive(Default)]
-struct Credit {
-    flow: Option<Arc<FlowEntry>>,
-    packets: u64,
-    bytes: u64,
-    tcp_flags: u16,
-}
-
-impl Credit {
-    fn add(&mut self, flow: Arc<FlowEntry>, bytes: usize, tcp_flags: u16, now_ms: u64) {
-        if !self.flow.as_ref().is_some_and(|f| Arc::ptr_eq(f, &flow)) {
-            self.flush(now_ms);
-            self.flow = Some(flow);
+/// Credits a burst's hits to their megaflows before the packets run, as
+/// OVS does, once per run of hits on one megaflow: the packets of a flow
+/// tend to arrive together, and each credit costs the megaflow three
+/// atomic operations (OVS batches a burst's packets per flow for the same
+/// reason).
+fn credit_hits(burst: &Burst, keys: &[Flow], found: &[Option<Arc<FlowEntry>>], now_ms: u64) {
+    let mut i = 0;
+    while i < found.len() {
+        let Some(flow) = &found[i] else {
+            i += 1;
+            continue;
+        };
+        let (mut packets, mut bytes, mut tcp_flags) = (0, 0, 0);
+        while let Some(Some(next)) = found.get(i) {
+            if !Arc::ptr_eq(next, flow) {
+                break;
+            }
+            packets += 1;
+            bytes += burst[i].1.len() as u64;
+            tcp_flags |= keys[i].tcp_flags;
+            i += 1;
         }
-        self.packets += 1;
-        self.bytes += bytes as u64;
-        self.tcp_flags |= tcp_flags;
-    }
-
-    fn flush(&mut self, now_ms: u64) {
-        if let Some(flow) = self.flow.take() {
-            flow.hit(self.packets, self.bytes, now_ms, self.tcp_flags);
-        }
-        *self = Credit::default();
+        flow.hit(packets, bytes, now_ms, tcp_flags);
     }
 }
 
