@@ -379,6 +379,9 @@ impl Core {
     /// megaflow's actions, misses join `rx.misses` (see
     /// [`Core::queue_misses`]).
     fn receive(&self, burst: &mut Burst, rx: &mut RxState) {
+        if burst.is_empty() {
+            return;
+        }
         let now = monotonic_ms();
         let RxState {
             emc,
@@ -488,12 +491,13 @@ fn credit_hits(burst: &Burst, keys: &[Flow], found: &[Option<Arc<FlowEntry>>], n
 }
 
 /// What running actions on a burst of packets needs at hand: the ports,
-/// read-locked once for the whole burst (a lookup per output would take
-/// and release the lock, and count a reference, per packet), and the drop
-/// counts, added to the datapath's once at the end.
+/// read-locked at the burst's first output and held for the rest of it (a
+/// lookup per output would take and release the lock, and count a
+/// reference, per packet), and the drop counts, added to the datapath's
+/// once at the end.
 struct Egress<'a> {
     core: &'a Core,
-    ports: parking_lot::RwLockReadGuard<'a, BTreeMap<u32, Arc<Port>>>,
+    ports: Option<parking_lot::RwLockReadGuard<'a, BTreeMap<u32, Arc<Port>>>>,
     no_port: u64,
     errors: u64,
 }
@@ -502,10 +506,17 @@ impl<'a> Egress<'a> {
     fn new(core: &'a Core) -> Self {
         Egress {
             core,
-            ports: core.ports.read(),
+            ports: None,
             no_port: 0,
             errors: 0,
         }
+    }
+
+    fn port(&mut self, number: u32) -> Option<&Arc<Port>> {
+        let core = self.core;
+        self.ports
+            .get_or_insert_with(|| core.ports.read())
+            .get(&number)
     }
 
     /// Runs datapath actions on a frame, known by its parsed key (a hit) or
@@ -514,7 +525,7 @@ impl<'a> Egress<'a> {
         for action in actions {
             let applied = match action {
                 OdpAction::Output(port) => {
-                    match self.ports.get(port) {
+                    match self.port(*port) {
                         Some(p) => p.counters.count_tx(&p.io.send(frame)),
                         None => self.no_port += 1,
                     }
