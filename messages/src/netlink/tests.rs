@@ -190,9 +190,9 @@ fn later_fragment_has_no_l4() {
     assert_eq!(round_trip_key(&f), f);
 }
 
-#[test]
-fn metadata_round_trips() {
-    let f = Flow {
+/// A TCP flow with every datapath metadata field set.
+fn flow_with_metadata() -> Flow {
+    Flow {
         recirc_id: 7,
         dp_hash: 0x1234,
         skb_priority: 3,
@@ -205,28 +205,22 @@ fn metadata_round_trips() {
         tun_src: 0x0101_0101,
         tun_dst: 0x0202_0202,
         ..tcp_flow()
-    };
+    }
+}
+
+#[test]
+fn metadata_round_trips() {
+    let f = flow_with_metadata();
     assert_eq!(round_trip_key(&f), f);
 }
 
 #[test]
 fn an_executes_key_is_the_metadata_alone() {
     let f = Flow {
-        recirc_id: 7,
-        dp_hash: 0x1234,
-        skb_priority: 3,
-        pkt_mark: 0xbeef,
-        ct_state: 0x21,
-        ct_zone: 5,
-        ct_mark: 9,
-        ct_label: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16],
-        tun_id: 42,
-        tun_src: 0x0101_0101,
-        tun_dst: 0x0202_0202,
         // OpenFlow metadata that no datapath carries.
         regs: [1; FLOW_N_REGS],
         metadata: 5,
-        ..tcp_flow()
+        ..flow_with_metadata()
     };
     let md = crate::dpif::PacketMetadata::of(&f);
     let attrs = metadata_to_attrs(&md);
