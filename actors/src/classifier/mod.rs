@@ -268,12 +268,9 @@ impl Subtable {
     /// from `basis`.
     #[inline]
     fn hash_stage(&self, basis: u64, flow: &Flow, i: usize) -> u64 {
-        let fw = flow.words();
         let mw = self.mask.words();
-        self.stages[i].iter().fold(basis, |h, &w| {
-            let w = w as usize;
-            mix(h, fw[w] & mw[w])
-        })
+        let words = self.stages[i].iter().map(|&w| (w as usize, mw[w as usize]));
+        hash_words(basis, flow.words(), words)
     }
 
     /// The cumulative stage hashes of a rule's (masked) flow.
@@ -427,7 +424,7 @@ impl Subtable {
                 index.unwildcard(wc, start);
                 return None;
             }
-            hash = hash_words(hash, fw, &index.words[start..end]);
+            hash = hash_words(hash, fw, index.words[start..end].iter().copied());
             if !index.stages[i].contains(&hash) {
                 index.unwildcard(wc, end);
                 return None;
@@ -439,7 +436,7 @@ impl Subtable {
             return None;
         }
         let final_stage = &index.words[start..];
-        hash = hash_words(hash, fw, final_stage);
+        hash = hash_words(hash, fw, final_stage.iter().copied());
         let found = index.heads.get(&hash).and_then(|&head| {
             index.find(head, |key| {
                 index
@@ -468,11 +465,12 @@ impl Subtable {
     }
 }
 
-/// `flow`'s words under `words` (flow word, mask word), hashed as
-/// [`Subtable::hash_stage`] hashes a stage, chained from `basis`.
+/// A flow's words `fw` under `words` (flow word, mask word), hashed in
+/// order and chained from `basis`: how a rule's stages are hashed when it
+/// is inserted and a packet's when it is looked up.
 #[inline]
-fn hash_words(basis: u64, fw: &[u64], words: &[(usize, u64)]) -> u64 {
-    words.iter().fold(basis, |h, &(w, m)| mix(h, fw[w] & m))
+fn hash_words(basis: u64, fw: &[u64], words: impl IntoIterator<Item = (usize, u64)>) -> u64 {
+    words.into_iter().fold(basis, |h, (w, m)| mix(h, fw[w] & m))
 }
 
 impl LookupIndex {
