@@ -11,7 +11,7 @@ use messages::ofp::Rule;
 
 use crate::stats::PipelineStats;
 use crate::supervisor::guarded;
-use crate::tables::{RuleEntry, RuleFilter, Tables};
+use crate::tables::{RuleEntry, RuleFilter, RuleUpdate, Tables};
 
 /// A versioned, immutable snapshot of the tables.
 #[derive(Clone, Message)]
@@ -24,8 +24,10 @@ pub struct Snapshot(pub Arc<Tables>);
 pub enum RuleChange {
     /// Add rules (a rule with the same table, priority and match replaces).
     Add(Vec<Rule>),
-    /// Delete the rules a filter selects.
+    /// Delete the rules a filter selects (OFPFC_DELETE(_STRICT)).
     Delete(Box<RuleFilter>),
+    /// Modify the rules a filter selects (OFPFC_MODIFY(_STRICT)).
+    Modify(Box<RuleFilter>, Box<RuleUpdate>),
     /// Replace every rule.
     Replace(Vec<Rule>),
 }
@@ -35,7 +37,7 @@ pub enum RuleChange {
 pub struct RuleChangeReply {
     /// The version after the change.
     pub version: u64,
-    /// Rules added (or replaced) or deleted.
+    /// Rules added (or replaced), modified or deleted.
     pub n_rules: usize,
 }
 
@@ -125,6 +127,7 @@ impl Handler<RuleChange> for RuleTable {
         let outcome = guarded("rule_table", &stats, ctx, || {
             // Work on a copy so that a panic midway leaves the tables as they were.
             let mut tables = self.tables.clone();
+            let mut reset = Vec::new();
             let n = match change {
                 RuleChange::Add(rules) => {
                     let n = rules.len();
@@ -134,17 +137,27 @@ impl Handler<RuleChange> for RuleTable {
                     n
                 }
                 RuleChange::Delete(filter) => tables.delete_where(&filter).len(),
+                RuleChange::Modify(filter, update) => {
+                    let m = tables.modify_where(&filter, &update);
+                    if update.reset_counts {
+                        reset.extend(m.modified.iter().map(|e| e.id));
+                    }
+                    m.modified.len() + usize::from(m.added.is_some())
+                }
                 RuleChange::Replace(rules) => {
                     let n = rules.len();
                     tables.replace_all(rules);
                     n
                 }
             };
-            (tables, n)
+            (tables, n, reset)
         });
         match outcome {
-            Some((tables, n_rules)) => {
+            Some((tables, n_rules, reset)) => {
                 self.tables = tables;
+                for id in reset {
+                    self.rule_stats.remove(&id);
+                }
                 if self.tables.version() != before {
                     self.publish();
                 }

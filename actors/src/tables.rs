@@ -8,23 +8,34 @@
 use std::sync::Arc;
 
 use messages::flow::{Flow, FlowWildcards};
-use messages::ofp::{Match, Rule};
+use messages::ofp::{port, Instructions, Match, OfAction, Rule};
 
 use crate::classifier::Classifier;
 pub use crate::classifier::RuleEntry;
 
-/// Which rules a delete (or a dump) selects, as `ovs-ofctl del-flows` does.
+/// Which rules a flow-mod's delete or modify selects, with OVS's semantics
+/// (`ofproto`'s `rule_criteria`): the table, the match (loose or strict),
+/// the cookie under a mask and an output port. OpenFlow's
+/// OFPFC_DELETE(_STRICT) and OFPFC_MODIFY(_STRICT) and `ctl del-flows` /
+/// `mod-flows` all select through this.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RuleFilter {
-    /// Only this table (None: all tables).
+    /// Only this table (None: all tables, OpenFlow's table 0xff).
     pub table: Option<u8>,
-    /// Non-strict: rules at least as specific as this match. Strict: rules
-    /// with exactly this match (and `priority`).
+    /// Loose: rules at least as specific as this match (every bit it
+    /// names, matched to the same value). Strict: rules with exactly this
+    /// match and `priority`.
     pub matches: Match,
     pub strict: bool,
-    pub priority: Option<u16>,
-    /// `cookie=value/mask`.
+    /// Compared only when `strict`.
+    pub priority: u16,
+    /// `(value, mask)`: rules whose cookie agrees with `value` under
+    /// `mask`. None (or a zero mask): any cookie.
     pub cookie: Option<(u64, u64)>,
+    /// Rules with an action that outputs to this port (an `output`, in any
+    /// instruction; `port::CONTROLLER` also selects `controller`). None:
+    /// any (OFPP_ANY). OpenFlow's modify ignores it; delete honours it.
+    pub out_port: Option<u32>,
 }
 
 impl RuleFilter {
@@ -42,8 +53,13 @@ impl RuleFilter {
                 return false;
             }
         }
+        if let Some(p) = self.out_port {
+            if !outputs_to(&r.instructions, p) {
+                return false;
+            }
+        }
         if self.strict {
-            return self.priority.is_none_or(|p| p == r.priority)
+            return self.priority == r.priority
                 && r.matches.mask == self.matches.mask
                 && r.matches.flow == self.matches.flow;
         }
@@ -52,6 +68,44 @@ impl RuleFilter {
         m.mask.masked(&self.matches.mask) == self.matches.mask
             && m.flow.masked(&self.matches.mask) == self.matches.flow
     }
+}
+
+/// OVS's `ofpacts_output_to_port` over every instruction's actions.
+fn outputs_to(ins: &Instructions, p: u32) -> bool {
+    ins.apply
+        .iter()
+        .chain(ins.write_actions.iter().flatten())
+        .any(|a| match a {
+            OfAction::Output { port, .. } => *port == p,
+            OfAction::Controller { .. } => p == port::CONTROLLER,
+            _ => false,
+        })
+}
+
+/// What a modify (OFPFC_MODIFY(_STRICT), `ctl mod-flows`) does to each
+/// rule its filter selects: new instructions; the cookie, timeouts and
+/// counters stay unless told otherwise (as OVS's `replace_rule_start`
+/// keeps them for a modify).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleUpdate {
+    pub instructions: Instructions,
+    /// A new cookie for the rules (`cookie=V` without a mask).
+    pub new_cookie: Option<u64>,
+    /// Zero the rules' packet and byte counters (`reset_counts`).
+    pub reset_counts: bool,
+    /// Added when the filter selects no rule. OVS adds one unless the
+    /// modify selects by a cookie mask (`modify_may_add_flow`), and never
+    /// for an OpenFlow 1.1+ modify: the caller decides.
+    pub add_if_none: Option<Rule>,
+}
+
+/// What a modify did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Modified {
+    /// The rules modified (their ids do not change).
+    pub modified: Vec<Arc<RuleEntry>>,
+    /// The rule added because none was selected.
+    pub added: Option<Arc<RuleEntry>>,
 }
 
 /// Every OpenFlow table, versioned.
@@ -134,6 +188,47 @@ impl Tables {
         doomed
     }
 
+    /// Modifies the rules `filter` selects, as one change (one version);
+    /// adds `update.add_if_none` when it selects none.
+    pub fn modify_where(&mut self, filter: &RuleFilter, update: &RuleUpdate) -> Modified {
+        let selected: Vec<Arc<RuleEntry>> = self
+            .by_id
+            .values()
+            .filter(|e| filter.selects(&e.rule))
+            .cloned()
+            .collect();
+        if selected.is_empty() {
+            let added = update.add_if_none.clone().map(|r| self.add(r));
+            return Modified {
+                modified: Vec::new(),
+                added,
+            };
+        }
+        let mut modified = Vec::with_capacity(selected.len());
+        for old in selected {
+            let mut rule = old.rule.clone();
+            rule.instructions = update.instructions.clone();
+            if let Some(c) = update.new_cookie {
+                rule.cookie = c;
+            }
+            let entry = Arc::new(RuleEntry {
+                id: old.id,
+                rule,
+                added: old.added,
+            });
+            let table = self.tables.entry(old.rule.table).or_default();
+            table.remove(&old);
+            table.insert(entry.clone());
+            self.by_id.insert(entry.id, entry.clone());
+            modified.push(entry);
+        }
+        self.version += 1;
+        Modified {
+            modified,
+            added: None,
+        }
+    }
+
     /// Replaces every rule with `rules`, as one change.
     pub fn replace_all(&mut self, rules: Vec<Rule>) {
         let mut fresh = Tables {
@@ -178,5 +273,126 @@ impl Tables {
     /// The classifier of `table`, if it has rules.
     pub fn table(&self, table: u8) -> Option<&Classifier> {
         self.tables.get(&table)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use messages::parse::rules::parse_rule;
+
+    fn tables(lines: &[&str]) -> Tables {
+        Tables::from_rules(lines.iter().map(|l| parse_rule(l).unwrap()))
+    }
+
+    fn filter(text: &str) -> RuleFilter {
+        let r = parse_rule(&format!("{text},actions=drop")).unwrap();
+        RuleFilter {
+            matches: r.matches,
+            priority: r.priority,
+            ..RuleFilter::all()
+        }
+    }
+
+    fn priorities(t: &Tables) -> Vec<u16> {
+        t.rules().iter().map(|e| e.rule.priority).collect()
+    }
+
+    const RULES: &[&str] = &[
+        "table=0,priority=300,cookie=0x12,udp,tp_dst=7777,actions=drop",
+        "table=0,priority=200,cookie=0x22,udp,actions=output:2",
+        "table=1,priority=100,cookie=0x13,udp,tp_dst=7777,actions=output:3,controller",
+        "table=0,priority=50,ip,actions=write_actions(output:4)",
+    ];
+
+    #[test]
+    fn loose_delete_selects_rules_at_least_as_specific() {
+        let mut t = tables(RULES);
+        // `udp` selects every UDP rule, not the plain `ip` one.
+        assert_eq!(t.delete_where(&filter("udp")).len(), 3);
+        assert_eq!(priorities(&t), vec![50]);
+        let mut t = tables(RULES);
+        let f = RuleFilter {
+            table: Some(0),
+            ..filter("udp,tp_dst=7777")
+        };
+        assert_eq!(t.delete_where(&f).len(), 1);
+        assert_eq!(priorities(&t), vec![200, 50, 100]);
+    }
+
+    #[test]
+    fn strict_delete_needs_the_same_match_and_priority() {
+        let mut t = tables(RULES);
+        let f = RuleFilter {
+            strict: true,
+            ..filter("priority=200,udp,tp_dst=7777")
+        };
+        assert!(t.delete_where(&f).is_empty(), "priority differs");
+        let f = RuleFilter {
+            strict: true,
+            ..filter("priority=200,udp")
+        };
+        assert_eq!(t.delete_where(&f).len(), 1);
+        let f = RuleFilter {
+            strict: true,
+            ..filter("priority=300,ip")
+        };
+        assert!(t.delete_where(&f).is_empty(), "strict is not loose");
+    }
+
+    #[test]
+    fn cookie_mask_and_out_port_narrow_the_selection() {
+        let mut t = tables(RULES);
+        let f = RuleFilter {
+            cookie: Some((0x20, 0xf0)),
+            ..RuleFilter::all()
+        };
+        assert_eq!(t.delete_where(&f).len(), 1);
+        assert_eq!(priorities(&t), vec![300, 50, 100]);
+        for (p, n) in [(3, 1), (4, 1), (port::CONTROLLER, 1), (9, 0), (2, 1)] {
+            let mut t = tables(RULES);
+            let f = RuleFilter {
+                out_port: Some(p),
+                ..RuleFilter::all()
+            };
+            assert_eq!(t.delete_where(&f).len(), n, "out_port {p:#x}");
+        }
+    }
+
+    #[test]
+    fn modify_keeps_ids_and_cookies_and_adds_only_when_asked() {
+        let mut t = tables(RULES);
+        let new = parse_rule("actions=output:9").unwrap().instructions;
+        let before = t.version();
+        let ids: Vec<u64> = t.rules().iter().map(|e| e.id).collect();
+        let update = RuleUpdate {
+            instructions: new.clone(),
+            new_cookie: None,
+            reset_counts: false,
+            add_if_none: None,
+        };
+        let m = t.modify_where(&filter("udp"), &update);
+        assert_eq!(m.modified.len(), 3);
+        assert_eq!(t.version(), before + 1, "one change, one version");
+        assert_eq!(t.rules().iter().map(|e| e.id).collect::<Vec<_>>(), ids);
+        for e in t.rules() {
+            if e.rule.priority != 50 {
+                assert_eq!(e.rule.instructions, new);
+                assert_ne!(e.rule.cookie, 0);
+            }
+        }
+        // Nothing selected: added only with `add_if_none`.
+        let added = parse_rule("priority=7,tcp,actions=output:9").unwrap();
+        assert_eq!(t.modify_where(&filter("tcp"), &update), Modified::default());
+        let m = t.modify_where(
+            &filter("tcp"),
+            &RuleUpdate {
+                add_if_none: Some(added.clone()),
+                new_cookie: Some(5),
+                ..update
+            },
+        );
+        assert_eq!(m.added.map(|e| e.rule.clone()), Some(added));
+        assert_eq!(t.len(), 5);
     }
 }
