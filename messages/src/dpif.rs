@@ -117,10 +117,19 @@ pub struct PacketMetadata {
     pub tun_id: u64,
     pub tun_src: u32,
     pub tun_dst: u32,
-    pub ct_state: u16,
+    pub ct_state: u8,
     pub ct_zone: u16,
     pub ct_mark: u32,
     pub ct_label: [u8; 16],
+    /// The tracked connection's original-direction tuple (OVS's
+    /// `ct_orig_tuple`), meaningful when `ct_state` has `CS_TRACKED`.
+    pub ct_nw_proto: u8,
+    pub ct_nw_src: u32,
+    pub ct_nw_dst: u32,
+    pub ct_ipv6_src: [u8; 16],
+    pub ct_ipv6_dst: [u8; 16],
+    pub ct_tp_src: u16,
+    pub ct_tp_dst: u16,
 }
 
 impl PacketMetadata {
@@ -139,6 +148,13 @@ impl PacketMetadata {
             ct_zone: key.ct_zone,
             ct_mark: key.ct_mark,
             ct_label: key.ct_label,
+            ct_nw_proto: key.ct_nw_proto,
+            ct_nw_src: key.ct_nw_src,
+            ct_nw_dst: key.ct_nw_dst,
+            ct_ipv6_src: key.ct_ipv6_src,
+            ct_ipv6_dst: key.ct_ipv6_dst,
+            ct_tp_src: key.ct_tp_src,
+            ct_tp_dst: key.ct_tp_dst,
         }
     }
 
@@ -156,6 +172,13 @@ impl PacketMetadata {
         key.ct_zone = self.ct_zone;
         key.ct_mark = self.ct_mark;
         key.ct_label = self.ct_label;
+        key.ct_nw_proto = self.ct_nw_proto;
+        key.ct_nw_src = self.ct_nw_src;
+        key.ct_nw_dst = self.ct_nw_dst;
+        key.ct_ipv6_src = self.ct_ipv6_src;
+        key.ct_ipv6_dst = self.ct_ipv6_dst;
+        key.ct_tp_src = self.ct_tp_src;
+        key.ct_tp_dst = self.ct_tp_dst;
     }
 
     /// A flow holding only this metadata: what a packet's headers are

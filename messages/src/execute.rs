@@ -43,6 +43,9 @@ pub enum ExecuteError {
     /// A push_vlan TPID that is not 802.1Q's or 802.1ad's.
     #[error("push_vlan: TPID {tpid:#06x} is neither 0x8100 nor 0x88a8")]
     NotVlanTpid { tpid: u16 },
+    /// An action this datapath cannot run.
+    #[error("{action}: not supported by this datapath")]
+    Unsupported { action: &'static str },
 }
 
 fn no_header(

@@ -245,7 +245,7 @@ impl Field {
             SkbPriority => flow.skb_priority = v as u32,
             RecircId => flow.recirc_id = v as u32,
             DpHash => flow.dp_hash = v as u32,
-            CtState => flow.ct_state = v as u16,
+            CtState => flow.ct_state = v as u8,
             CtZone => flow.ct_zone = v as u16,
             CtMark => flow.ct_mark = v as u32,
             CtLabel => flow.ct_label = v.to_be_bytes(),

@@ -62,7 +62,12 @@ pub struct Flow {
     /// OpenFlow (= datapath) input port.
     pub in_port: u32,
     pub recirc_id: u32,
-    pub ct_state: u16,
+    /// `CS_*` bits: the connection tracker's verdict.
+    pub ct_state: u8,
+    /// IP protocol of the tracked connection's original direction (OVS's
+    /// `ct_nw_proto`; with the `ct_nw_*`/`ct_ipv6_*`/`ct_tp_*` fields, the
+    /// original direction's tuple).
+    pub ct_nw_proto: u8,
     pub ct_zone: u16,
     pub ct_mark: u32,
     /// Output port of the action set, as OVS's `actset_output`.
@@ -83,8 +88,14 @@ pub struct Flow {
     pub nw_src: u32,
     /// IPv4 destination, or ARP TPA.
     pub nw_dst: u32,
+    /// Original direction's IPv4 source of the tracked connection.
+    pub ct_nw_src: u32,
+    pub ct_nw_dst: u32,
     pub ipv6_src: [u8; 16],
     pub ipv6_dst: [u8; 16],
+    /// Original direction's IPv6 source of the tracked connection.
+    pub ct_ipv6_src: [u8; 16],
+    pub ct_ipv6_dst: [u8; 16],
     pub ipv6_label: u32,
     /// `FLOW_NW_FRAG_*` bits.
     pub nw_frag: u8,
@@ -107,9 +118,14 @@ pub struct Flow {
     pub tp_src: u16,
     /// TCP/UDP/SCTP destination port, or ICMP code.
     pub tp_dst: u16,
+    /// Original direction's transport source port (or ICMP type) of the
+    /// tracked connection.
+    pub ct_tp_src: u16,
+    pub ct_tp_dst: u16,
     /// IGMP group address. For ND, the word after the ICMPv6 checksum
     /// (NA flags; OVS's `nd_reserved`).
     pub igmp_group_ip4: u32,
+    pub pad_end: u32,
 }
 
 /// Size of a `Flow` in 64-bit words.
@@ -285,6 +301,35 @@ pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
 pub const IPPROTO_ICMPV6: u8 = 58;
 pub const IPPROTO_SCTP: u8 = 132;
+
+/// `ct_state` bits (OVS's `CS_*`, the same as the kernel's
+/// `OVS_CS_F_*`).
+pub const CS_NEW: u8 = 0x01;
+pub const CS_ESTABLISHED: u8 = 0x02;
+pub const CS_RELATED: u8 = 0x04;
+pub const CS_REPLY_DIR: u8 = 0x08;
+pub const CS_INVALID: u8 = 0x10;
+pub const CS_TRACKED: u8 = 0x20;
+pub const CS_SRC_NAT: u8 = 0x40;
+pub const CS_DST_NAT: u8 = 0x80;
+
+impl Flow {
+    /// Forgets the packet's conntrack state (OVS's `flow_clear_conntrack`,
+    /// the `ct_clear` action): every `ct_*` field becomes 0.
+    pub fn clear_conntrack(&mut self) {
+        self.ct_state = 0;
+        self.ct_zone = 0;
+        self.ct_mark = 0;
+        self.ct_label = [0; 16];
+        self.ct_nw_proto = 0;
+        self.ct_nw_src = 0;
+        self.ct_nw_dst = 0;
+        self.ct_ipv6_src = [0; 16];
+        self.ct_ipv6_dst = [0; 16];
+        self.ct_tp_src = 0;
+        self.ct_tp_dst = 0;
+    }
+}
 
 pub const ND_NEIGHBOR_SOLICIT: u16 = 135;
 pub const ND_NEIGHBOR_ADVERT: u16 = 136;

@@ -89,6 +89,87 @@ pub enum OdpAction {
         tci: u16,
     },
     PopVlan,
+    /// Send the packet through the connection tracker
+    /// (`OVS_ACTION_ATTR_CT`): afterwards its `ct_*` fields hold the
+    /// tracker's verdict.
+    Ct(CtAction),
+    /// Forget the packet's conntrack state (`OVS_ACTION_ATTR_CT_CLEAR`):
+    /// `ct_state` and every other `ct_*` field become 0.
+    CtClear,
+    /// Look the packet up again with this `recirc_id`
+    /// (`OVS_ACTION_ATTR_RECIRC`), keeping its metadata and ct fields.
+    Recirc(u32),
+}
+
+/// A connection tracker helper (`OVS_CT_ATTR_HELPER`, `alg=` in OpenFlow).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CtHelper {
+    Ftp,
+    Tftp,
+}
+
+impl CtHelper {
+    /// The helper's name as the datapath knows it.
+    pub fn name(self) -> &'static str {
+        match self {
+            CtHelper::Ftp => "ftp",
+            CtHelper::Tftp => "tftp",
+        }
+    }
+}
+
+/// The arguments of a datapath `ct` action, as OVS's
+/// `compose_conntrack_action` fills them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CtAction {
+    /// Commit the connection to the tracker (`OVS_CT_ATTR_COMMIT`).
+    pub commit: bool,
+    /// Commit, first deleting an existing connection tracked in the
+    /// opposite direction (`OVS_CT_ATTR_FORCE_COMMIT`, printed
+    /// `force_commit`; OVS emits it instead of `commit`).
+    pub force: bool,
+    /// The conntrack zone (`OVS_CT_ATTR_ZONE`; OVS always sends it).
+    pub zone: u16,
+    /// `(value, mask)` to write into the connection's mark (committed
+    /// connections only). `value` has only masked bits.
+    pub mark: Option<(u32, u32)>,
+    /// `(value, mask)` to write into the connection's 128-bit label.
+    pub labels: Option<(u128, u128)>,
+    pub helper: Option<CtHelper>,
+    /// A timeout policy's name (`OVS_CT_ATTR_TIMEOUT`).
+    pub timeout: Option<String>,
+    /// Network address translation (`OVS_CT_ATTR_NAT`).
+    pub nat: Option<NatAction>,
+}
+
+/// Which side of a connection NAT rewrites.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NatKind {
+    Src,
+    Dst,
+}
+
+/// The address range NAT picks from (both ends inclusive; `max == min`
+/// for a single address).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NatAddrs {
+    V4 { min: u32, max: u32 },
+    V6 { min: [u8; 16], max: [u8; 16] },
+}
+
+/// The nested `OVS_CT_ATTR_NAT` of a `ct` action. With `kind == None` it is
+/// plain `nat`: an established connection's packets get the translation
+/// it was committed with, and nothing else happens.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct NatAction {
+    pub kind: Option<NatKind>,
+    pub addrs: Option<NatAddrs>,
+    /// `(min, max)` transport ports (`max == min` for a single port).
+    pub ports: Option<(u16, u16)>,
+    pub persistent: bool,
+    /// `hash` and `random` choose how ports are picked (at most one).
+    pub hash: bool,
+    pub random: bool,
 }
 
 /// A list of datapath actions. Empty means drop.

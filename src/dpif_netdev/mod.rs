@@ -26,7 +26,7 @@ use actors::threads::start_thread_as;
 use messages::dpif::{
     DpFlow, DpifOp, Execute, FlowPut, PacketMetadata, PutMode, Ufid, Upcall, UpcallKind,
 };
-use messages::execute::{apply_set_masked, pop_vlan, push_vlan};
+use messages::execute::{apply_set_masked, pop_vlan, push_vlan, ExecuteError};
 use messages::extract::{flow_extract, flow_extract_into};
 use messages::odp::{OdpAction, OdpActions, SetHeader};
 use messages::Flow;
@@ -565,6 +565,9 @@ impl<'a> Egress<'a> {
                     known.headers_changed();
                     pop_vlan(frame)
                 }
+                OdpAction::Ct(_) => Err(ExecuteError::Unsupported { action: "ct" }),
+                OdpAction::CtClear => Err(ExecuteError::Unsupported { action: "ct_clear" }),
+                OdpAction::Recirc(_) => Err(ExecuteError::Unsupported { action: "recirc" }),
             };
             if let Err(e) = applied {
                 self.errors += 1;

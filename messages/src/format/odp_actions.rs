@@ -52,7 +52,126 @@ pub fn format_odp_action(a: &OdpAction) -> String {
             s
         }
         OdpAction::SetMasked(h) => format!("set({})", format_set_header(h)),
+        OdpAction::Ct(ct) => format_ct(ct),
+        OdpAction::CtClear => "ct_clear".into(),
+        OdpAction::Recirc(id) => format!("recirc({id:#x})"),
     }
+}
+
+/// `ct(...)` as OVS's `format_odp_conntrack_action` prints it: zone only
+/// when nonzero, the mark always with its mask, the label's mask only when
+/// not all ones.
+fn format_ct(ct: &CtAction) -> String {
+    let mut s = String::from("ct");
+    let mut args = String::new();
+    if ct.commit && !ct.force {
+        args.push_str("commit,");
+    }
+    if ct.force {
+        args.push_str("force_commit,");
+    }
+    if ct.zone != 0 {
+        let _ = write!(args, "zone={},", ct.zone);
+    }
+    if let Some((v, m)) = ct.mark {
+        let _ = write!(args, "mark={}/{},", hex_or_zero(v), hex_or_zero(m));
+    }
+    if let Some((v, m)) = ct.labels {
+        let _ = write!(args, "label={}", hex128(v));
+        if m != u128::MAX {
+            let _ = write!(args, "/{}", hex128(m));
+        }
+        args.push(',');
+    }
+    if let Some(h) = ct.helper {
+        let _ = write!(args, "helper={},", h.name());
+    }
+    if let Some(t) = &ct.timeout {
+        let _ = write!(args, "timeout={t},");
+    }
+    if let Some(nat) = &ct.nat {
+        args.push_str(&format_nat(nat));
+    }
+    if args.ends_with(',') {
+        args.pop();
+    }
+    if !args.is_empty() {
+        let _ = write!(s, "({args})");
+    }
+    s
+}
+
+/// C's `%#x`: `0` for zero, `0x…` otherwise.
+fn hex_or_zero(v: u32) -> String {
+    if v == 0 {
+        "0".into()
+    } else {
+        format!("{v:#x}")
+    }
+}
+
+/// A 128-bit value as OVS's `ds_put_hex` prints it (no leading zeros).
+pub fn hex128(v: u128) -> String {
+    if v == 0 {
+        "0".into()
+    } else {
+        format!("{v:#x}")
+    }
+}
+
+/// The `nat(...)` inside a `ct` action (OVS's `format_odp_ct_nat`).
+pub fn format_nat(nat: &NatAction) -> String {
+    let Some(kind) = nat.kind else {
+        return "nat".into();
+    };
+    let mut s = String::from(match kind {
+        NatKind::Src => "nat(src",
+        NatKind::Dst => "nat(dst",
+    });
+    if let Some(addrs) = nat.addrs {
+        s.push('=');
+        let bracket = nat.ports.is_some();
+        match addrs {
+            NatAddrs::V4 { min, max } => {
+                s.push_str(&ip4(min));
+                if max != min && max != 0 {
+                    let _ = write!(s, "-{}", ip4(max));
+                }
+            }
+            NatAddrs::V6 { min, max } => {
+                let v6 = |a: [u8; 16]| {
+                    if bracket {
+                        format!("[{}]", ipv6(&a))
+                    } else {
+                        ipv6(&a)
+                    }
+                };
+                s.push_str(&v6(min));
+                if max != min && max != [0; 16] {
+                    let _ = write!(s, "-{}", v6(max));
+                }
+            }
+        }
+        if let Some((min, max)) = nat.ports {
+            let _ = write!(s, ":{min}");
+            if max != min && max != 0 {
+                let _ = write!(s, "-{max}");
+            }
+        }
+    }
+    s.push(',');
+    if nat.persistent {
+        s.push_str("persistent,");
+    }
+    if nat.hash {
+        s.push_str("hash,");
+    }
+    if nat.random {
+        s.push_str("random,");
+    }
+    s.pop();
+    s.push(')');
+    s
 }
 
 /// Appends `name=value[/mask],` when the mask is not empty, using `fmt`
@@ -166,6 +285,60 @@ fn masked_u32(name: &str, key: u32, mask: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conntrack_actions_print_as_ovs() {
+        let ct = CtAction {
+            commit: true,
+            zone: 5,
+            mark: Some((1, 0xff)),
+            labels: Some((0x10, u128::MAX)),
+            helper: Some(CtHelper::Ftp),
+            nat: Some(NatAction {
+                kind: Some(NatKind::Src),
+                addrs: Some(NatAddrs::V4 {
+                    min: 0x0a00_0001,
+                    max: 0x0a00_0002,
+                }),
+                ports: Some((1000, 2000)),
+                persistent: true,
+                random: true,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            format_odp_actions(&[OdpAction::Ct(ct), OdpAction::Recirc(1)]),
+            "ct(commit,zone=5,mark=0x1/0xff,label=0x10,helper=ftp,\
+             nat(src=10.0.0.1-10.0.0.2:1000-2000,persistent,random)),recirc(0x1)"
+        );
+        let plain = CtAction {
+            nat: Some(NatAction::default()),
+            ..Default::default()
+        };
+        assert_eq!(format_odp_action(&OdpAction::Ct(plain)), "ct(nat)");
+        assert_eq!(format_odp_action(&OdpAction::Ct(CtAction::default())), "ct");
+        let v6 = CtAction {
+            force: true,
+            commit: true,
+            mark: Some((0, 1)),
+            labels: Some((0, 0xffff_0000)),
+            nat: Some(NatAction {
+                kind: Some(NatKind::Dst),
+                addrs: Some(NatAddrs::V6 {
+                    min: [0x20, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                    max: [0x20, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                }),
+                ports: Some((80, 80)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            format_odp_actions(&[OdpAction::Ct(v6), OdpAction::CtClear]),
+            "ct(force_commit,mark=0/0x1,label=0/0xffff0000,nat(dst=[2001::1]:80)),ct_clear"
+        );
+    }
 
     #[test]
     fn drop_when_empty() {

@@ -7,7 +7,10 @@ use super::consts::*;
 use super::key::KeyAttr;
 use super::nla::*;
 use crate::flow::VLAN_CFI;
-use crate::odp::{ArpKey, EthKey, Ipv4Key, Ipv6Key, NdKey, OdpAction, PortsKey, SetHeader};
+use crate::odp::{
+    ArpKey, CtAction, CtHelper, EthKey, Ipv4Key, Ipv6Key, NatAction, NatAddrs, NatKind, NdKey,
+    OdpAction, PortsKey, SetHeader,
+};
 
 /// One `OVS_ACTION_ATTR_*` attribute.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -31,6 +34,9 @@ pub enum ActionAttr {
     },
     PopVlan,
     Recirc(u32),
+    /// `OVS_ACTION_ATTR_CT` and its nested `OVS_CT_ATTR_*`.
+    Ct(CtAction),
+    CtClear,
     /// Any other action, kept as received.
     Other(u16, Vec<u8>),
 }
@@ -47,7 +53,8 @@ impl Nla for ActionAttr {
             ActionAttr::Set(k) => k.buffer_len(),
             ActionAttr::SetMasked { key, .. } => 4 + (2 * key.payload_len()).next_multiple_of(4),
             ActionAttr::PushVlan { .. } => 4,
-            ActionAttr::PopVlan => 0,
+            ActionAttr::PopVlan | ActionAttr::CtClear => 0,
+            ActionAttr::Ct(ct) => emit_ct(ct).len(),
             ActionAttr::Other(_, v) => v.len(),
         }
     }
@@ -60,6 +67,8 @@ impl Nla for ActionAttr {
             ActionAttr::PushVlan { .. } => OVS_ACTION_ATTR_PUSH_VLAN,
             ActionAttr::PopVlan => OVS_ACTION_ATTR_POP_VLAN,
             ActionAttr::Recirc(_) => OVS_ACTION_ATTR_RECIRC,
+            ActionAttr::Ct(_) => OVS_ACTION_ATTR_CT,
+            ActionAttr::CtClear => OVS_ACTION_ATTR_CT_CLEAR,
             ActionAttr::Other(k, _) => *k,
         }
     }
@@ -87,10 +96,210 @@ impl Nla for ActionAttr {
                 b[0..2].copy_from_slice(&tpid.to_be_bytes());
                 b[2..4].copy_from_slice(&tci.to_be_bytes());
             }
-            ActionAttr::PopVlan => {}
+            ActionAttr::PopVlan | ActionAttr::CtClear => {}
+            ActionAttr::Ct(ct) => b.copy_from_slice(&emit_ct(ct)),
             ActionAttr::Other(_, v) => b.copy_from_slice(v),
         }
     }
+}
+
+/// Appends one attribute (header, payload, padding to 4 bytes).
+fn put_attr(out: &mut Vec<u8>, kind: u16, payload: &[u8]) {
+    out.extend_from_slice(&((payload.len() + 4) as u16).to_ne_bytes());
+    out.extend_from_slice(&kind.to_ne_bytes());
+    out.extend_from_slice(payload);
+    out.resize(out.len().next_multiple_of(4), 0);
+}
+
+/// The nested attributes of `OVS_ACTION_ATTR_CT`, in the order OVS's
+/// `compose_conntrack_action` writes them. The zone is always sent.
+fn emit_ct(ct: &CtAction) -> Vec<u8> {
+    let mut out = Vec::new();
+    if ct.force {
+        put_attr(&mut out, OVS_CT_ATTR_FORCE_COMMIT, &[]);
+    } else if ct.commit {
+        put_attr(&mut out, OVS_CT_ATTR_COMMIT, &[]);
+    }
+    put_attr(&mut out, OVS_CT_ATTR_ZONE, &ct.zone.to_ne_bytes());
+    if let Some((v, m)) = ct.mark {
+        let mut p = v.to_ne_bytes().to_vec();
+        p.extend_from_slice(&m.to_ne_bytes());
+        put_attr(&mut out, OVS_CT_ATTR_MARK, &p);
+    }
+    if let Some((v, m)) = ct.labels {
+        // OVS's `ovs_u128` in memory: the value in host order.
+        let mut p = v.to_ne_bytes().to_vec();
+        p.extend_from_slice(&m.to_ne_bytes());
+        put_attr(&mut out, OVS_CT_ATTR_LABELS, &p);
+    }
+    if let Some(h) = ct.helper {
+        let mut p = h.name().as_bytes().to_vec();
+        p.push(0);
+        put_attr(&mut out, OVS_CT_ATTR_HELPER, &p);
+    }
+    if let Some(t) = &ct.timeout {
+        let mut p = t.as_bytes().to_vec();
+        p.push(0);
+        put_attr(&mut out, OVS_CT_ATTR_TIMEOUT, &p);
+    }
+    if let Some(nat) = &ct.nat {
+        put_attr(&mut out, OVS_CT_ATTR_NAT, &emit_nat(nat));
+    }
+    out
+}
+
+/// The nested attributes of `OVS_CT_ATTR_NAT` (OVS's `put_ct_nat`): an
+/// address or port maximum only when it is above the minimum.
+fn emit_nat(nat: &NatAction) -> Vec<u8> {
+    let mut out = Vec::new();
+    let Some(kind) = nat.kind else {
+        return out;
+    };
+    let flag = match kind {
+        NatKind::Src => OVS_NAT_ATTR_SRC,
+        NatKind::Dst => OVS_NAT_ATTR_DST,
+    };
+    put_attr(&mut out, flag, &[]);
+    if nat.persistent {
+        put_attr(&mut out, OVS_NAT_ATTR_PERSISTENT, &[]);
+    }
+    if nat.hash {
+        put_attr(&mut out, OVS_NAT_ATTR_PROTO_HASH, &[]);
+    } else if nat.random {
+        put_attr(&mut out, OVS_NAT_ATTR_PROTO_RANDOM, &[]);
+    }
+    match nat.addrs {
+        Some(NatAddrs::V4 { min, max }) => {
+            put_attr(&mut out, OVS_NAT_ATTR_IP_MIN, &min.to_be_bytes());
+            if max > min {
+                put_attr(&mut out, OVS_NAT_ATTR_IP_MAX, &max.to_be_bytes());
+            }
+        }
+        Some(NatAddrs::V6 { min, max }) => {
+            put_attr(&mut out, OVS_NAT_ATTR_IP_MIN, &min);
+            if max > min {
+                put_attr(&mut out, OVS_NAT_ATTR_IP_MAX, &max);
+            }
+        }
+        None => {}
+    }
+    if let (Some(_), Some((min, max))) = (nat.addrs, nat.ports) {
+        put_attr(&mut out, OVS_NAT_ATTR_PROTO_MIN, &min.to_ne_bytes());
+        if max > min {
+            put_attr(&mut out, OVS_NAT_ATTR_PROTO_MAX, &max.to_ne_bytes());
+        }
+    }
+    out
+}
+
+fn nested(v: &[u8], what: &str) -> Result<Vec<(u16, Vec<u8>)>, DecodeError> {
+    netlink_packet_core::NlasIterator::new(v)
+        .map(|nla| {
+            let nla = nla.map_err(|e| DecodeError::from(format!("{what}: {e}")))?;
+            Ok((nla.kind(), nla.value().to_vec()))
+        })
+        .collect()
+}
+
+/// Decodes `OVS_ACTION_ATTR_CT`'s payload; unknown attributes are refused
+/// (a datapath never sends back what it was not given), the event mask
+/// (which only concerns ctnetlink listeners) is accepted and dropped.
+fn parse_ct(v: &[u8]) -> Result<CtAction, DecodeError> {
+    let mut ct = CtAction::default();
+    for (kind, p) in nested(v, "OVS_ACTION_ATTR_CT")? {
+        match kind {
+            OVS_CT_ATTR_COMMIT => ct.commit = true,
+            OVS_CT_ATTR_FORCE_COMMIT => {
+                ct.commit = true;
+                ct.force = true;
+            }
+            OVS_CT_ATTR_ZONE => ct.zone = u16_ne(&p, "OVS_CT_ATTR_ZONE")?,
+            OVS_CT_ATTR_MARK => {
+                let b: [u8; 8] = fixed(&p, "OVS_CT_ATTR_MARK")?;
+                ct.mark = Some((
+                    u32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
+                    u32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
+                ));
+            }
+            OVS_CT_ATTR_LABELS => {
+                let b: [u8; 32] = fixed(&p, "OVS_CT_ATTR_LABELS")?;
+                let half = |h: &[u8]| u128::from_ne_bytes(h.try_into().unwrap_or([0; 16]));
+                ct.labels = Some((half(&b[..16]), half(&b[16..])));
+            }
+            OVS_CT_ATTR_HELPER => {
+                ct.helper = Some(match string(&p, "OVS_CT_ATTR_HELPER")?.as_str() {
+                    "ftp" => CtHelper::Ftp,
+                    "tftp" => CtHelper::Tftp,
+                    other => {
+                        return Err(DecodeError::from(format!(
+                            "OVS_CT_ATTR_HELPER: unknown helper {other:?}"
+                        )))
+                    }
+                })
+            }
+            OVS_CT_ATTR_TIMEOUT => ct.timeout = Some(string(&p, "OVS_CT_ATTR_TIMEOUT")?),
+            OVS_CT_ATTR_NAT => ct.nat = Some(parse_nat(&p)?),
+            OVS_CT_ATTR_EVENTMASK => {}
+            other => {
+                return Err(DecodeError::from(format!(
+                    "OVS_ACTION_ATTR_CT: unknown attribute {other}"
+                )))
+            }
+        }
+    }
+    Ok(ct)
+}
+
+fn parse_nat(v: &[u8]) -> Result<NatAction, DecodeError> {
+    let mut nat = NatAction::default();
+    let (mut ip_min, mut ip_max) = (None::<Vec<u8>>, None::<Vec<u8>>);
+    let (mut port_min, mut port_max) = (None, None);
+    for (kind, p) in nested(v, "OVS_CT_ATTR_NAT")? {
+        match kind {
+            OVS_NAT_ATTR_SRC => nat.kind = Some(NatKind::Src),
+            OVS_NAT_ATTR_DST => nat.kind = Some(NatKind::Dst),
+            OVS_NAT_ATTR_IP_MIN => ip_min = Some(p),
+            OVS_NAT_ATTR_IP_MAX => ip_max = Some(p),
+            OVS_NAT_ATTR_PROTO_MIN => port_min = Some(u16_ne(&p, "OVS_NAT_ATTR_PROTO_MIN")?),
+            OVS_NAT_ATTR_PROTO_MAX => port_max = Some(u16_ne(&p, "OVS_NAT_ATTR_PROTO_MAX")?),
+            OVS_NAT_ATTR_PERSISTENT => nat.persistent = true,
+            OVS_NAT_ATTR_PROTO_HASH => nat.hash = true,
+            OVS_NAT_ATTR_PROTO_RANDOM => nat.random = true,
+            other => {
+                return Err(DecodeError::from(format!(
+                    "OVS_CT_ATTR_NAT: unknown attribute {other}"
+                )))
+            }
+        }
+    }
+    nat.addrs = match ip_min {
+        None => None,
+        Some(min) => match min.len() {
+            4 => {
+                let min = u32::from_be_bytes(fixed(&min, "OVS_NAT_ATTR_IP_MIN")?);
+                let max = match ip_max {
+                    Some(m) => u32::from_be_bytes(fixed(&m, "OVS_NAT_ATTR_IP_MAX")?),
+                    None => min,
+                };
+                Some(NatAddrs::V4 { min, max })
+            }
+            16 => {
+                let min: [u8; 16] = fixed(&min, "OVS_NAT_ATTR_IP_MIN")?;
+                let max = match ip_max {
+                    Some(m) => fixed(&m, "OVS_NAT_ATTR_IP_MAX")?,
+                    None => min,
+                };
+                Some(NatAddrs::V6 { min, max })
+            }
+            n => {
+                return Err(DecodeError::from(format!(
+                    "OVS_NAT_ATTR_IP_MIN: {n} bytes, expected 4 or 16"
+                )))
+            }
+        },
+    };
+    nat.ports = port_min.map(|min| (min, port_max.unwrap_or(min)));
+    Ok(nat)
 }
 
 /// Writes a netlink attribute header (length includes the header).
@@ -161,6 +370,8 @@ impl<'a> Parseable<NlaBuffer<&'a [u8]>> for ActionAttr {
                 }
             }
             OVS_ACTION_ATTR_POP_VLAN => ActionAttr::PopVlan,
+            OVS_ACTION_ATTR_CT => ActionAttr::Ct(parse_ct(v)?),
+            OVS_ACTION_ATTR_CT_CLEAR => ActionAttr::CtClear,
             other => ActionAttr::Other(other, v.to_vec()),
         })
     }
@@ -224,6 +435,9 @@ pub fn actions_to_attrs(actions: &[OdpAction]) -> Vec<ActionAttr> {
                 tci: tci | VLAN_CFI,
             },
             OdpAction::PopVlan => ActionAttr::PopVlan,
+            OdpAction::Ct(ct) => ActionAttr::Ct(ct.clone()),
+            OdpAction::CtClear => ActionAttr::CtClear,
+            OdpAction::Recirc(id) => ActionAttr::Recirc(*id),
         })
         .collect()
 }
@@ -362,11 +576,9 @@ pub fn actions_from_attrs(attrs: &[ActionAttr]) -> Result<Vec<OdpAction>, Decode
                     tci: *tci,
                 },
                 ActionAttr::PopVlan => OdpAction::PopVlan,
-                ActionAttr::Recirc(id) => {
-                    return Err(DecodeError::from(format!(
-                        "action recirc({id}) is not supported"
-                    )))
-                }
+                ActionAttr::Recirc(id) => OdpAction::Recirc(*id),
+                ActionAttr::Ct(ct) => OdpAction::Ct(ct.clone()),
+                ActionAttr::CtClear => OdpAction::CtClear,
                 ActionAttr::Other(k, _) => {
                     return Err(DecodeError::from(format!(
                         "action type {k} is not supported"

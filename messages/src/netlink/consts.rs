@@ -107,6 +107,8 @@ pub const OVS_KEY_ATTR_CT_STATE: u16 = 22;
 pub const OVS_KEY_ATTR_CT_ZONE: u16 = 23;
 pub const OVS_KEY_ATTR_CT_MARK: u16 = 24;
 pub const OVS_KEY_ATTR_CT_LABELS: u16 = 25;
+pub const OVS_KEY_ATTR_CT_ORIG_TUPLE_IPV4: u16 = 26;
+pub const OVS_KEY_ATTR_CT_ORIG_TUPLE_IPV6: u16 = 27;
 
 // enum ovs_tunnel_key_attr (note: ID is 0)
 pub const OVS_TUNNEL_KEY_ATTR_ID: u16 = 0;
@@ -136,6 +138,30 @@ pub const OVS_ACTION_ATTR_PUSH_VLAN: u16 = 4;
 pub const OVS_ACTION_ATTR_POP_VLAN: u16 = 5;
 pub const OVS_ACTION_ATTR_RECIRC: u16 = 7;
 pub const OVS_ACTION_ATTR_SET_MASKED: u16 = 11;
+pub const OVS_ACTION_ATTR_CT: u16 = 12;
+pub const OVS_ACTION_ATTR_CT_CLEAR: u16 = 16;
+
+// enum ovs_ct_attr (nested in OVS_ACTION_ATTR_CT)
+pub const OVS_CT_ATTR_COMMIT: u16 = 1;
+pub const OVS_CT_ATTR_ZONE: u16 = 2;
+pub const OVS_CT_ATTR_MARK: u16 = 3;
+pub const OVS_CT_ATTR_LABELS: u16 = 4;
+pub const OVS_CT_ATTR_HELPER: u16 = 5;
+pub const OVS_CT_ATTR_NAT: u16 = 6;
+pub const OVS_CT_ATTR_FORCE_COMMIT: u16 = 7;
+pub const OVS_CT_ATTR_EVENTMASK: u16 = 8;
+pub const OVS_CT_ATTR_TIMEOUT: u16 = 9;
+
+// enum ovs_nat_attr (nested in OVS_CT_ATTR_NAT)
+pub const OVS_NAT_ATTR_SRC: u16 = 1;
+pub const OVS_NAT_ATTR_DST: u16 = 2;
+pub const OVS_NAT_ATTR_IP_MIN: u16 = 3;
+pub const OVS_NAT_ATTR_IP_MAX: u16 = 4;
+pub const OVS_NAT_ATTR_PROTO_MIN: u16 = 5;
+pub const OVS_NAT_ATTR_PROTO_MAX: u16 = 6;
+pub const OVS_NAT_ATTR_PERSISTENT: u16 = 7;
+pub const OVS_NAT_ATTR_PROTO_HASH: u16 = 8;
+pub const OVS_NAT_ATTR_PROTO_RANDOM: u16 = 9;
 
 // OVS_CS_F_* conntrack state bits (same values as OVS's CS_* flow bits)
 pub const OVS_CS_F_NEW: u32 = 0x01;

@@ -365,6 +365,7 @@ fn exact_mask() -> Flow {
     }
     m.pad_l2 = 0;
     m.pad_l4 = 0;
+    m.pad_end = 0;
     m
 }
 
@@ -389,7 +390,7 @@ fn from_attrs(
             KeyAttr::DpHash(x) => flow.dp_hash = *x,
             KeyAttr::RecircId(x) => flow.recirc_id = *x,
             KeyAttr::CtState(x) => {
-                flow.ct_state = u16::try_from(*x)
+                flow.ct_state = u8::try_from(*x)
                     .map_err(|_| bad("OVS_KEY_ATTR_CT_STATE", format!("{x:#x} has unknown bits")))?
             }
             KeyAttr::CtZone(x) => flow.ct_zone = *x,
