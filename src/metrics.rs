@@ -47,6 +47,10 @@ fn describe() {
         "upcalld_duplicate_upcalls_total",
         "Upcalls whose megaflow was already installed"
     );
+    describe_counter!(
+        "upcalld_ukeys_missing_total",
+        "Ukeys dropped because dumps no longer showed their flows"
+    );
     describe_counter!("upcalld_flow_puts_total", "Megaflows installed");
     describe_counter!(
         "upcalld_flow_modifies_total",
@@ -93,6 +97,7 @@ pub fn publish(stats: &PipelineStats, dpif: &dyn Dpif) {
             .absolute(stats.dropped(why));
     }
     counter!("upcalld_duplicate_upcalls_total").absolute(g(&stats.duplicate_upcalls));
+    counter!("upcalld_ukeys_missing_total").absolute(g(&stats.ukeys_missing));
     counter!("upcalld_flow_puts_total").absolute(g(&stats.flow_puts));
     counter!("upcalld_flow_modifies_total").absolute(g(&stats.flow_modifies));
     counter!("upcalld_flow_deletes_total").absolute(g(&stats.flow_deletes));

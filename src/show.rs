@@ -77,6 +77,7 @@ pub fn upcall_show(
     dp_kind: &str,
     dp: &DpStats,
     s: &PipelineStats,
+    n_ukeys: usize,
     n_handlers: usize,
     n_revalidators: usize,
 ) -> String {
@@ -90,6 +91,11 @@ pub fn upcall_show(
         g(&s.flow_limit)
     );
     let _ = writeln!(out, "  dump duration : {}ms", g(&s.dump_duration_ms));
+    let _ = writeln!(
+        out,
+        "  keys          : {n_ukeys} (dropped as missing from dumps: {})",
+        g(&s.ukeys_missing)
+    );
     let _ = writeln!(out, "  ufid enabled  : true");
     let _ = writeln!(out, "  handlers      : {n_handlers}");
     let _ = writeln!(

@@ -1,6 +1,6 @@
 //! Revalidation in process: idle flows expire, a rule change that keeps a
-//! megaflow's mask modifies its actions in place, and the flow limit holds
-//! handlers back.
+//! megaflow's mask modifies its actions in place, the flow limit holds
+//! handlers back, and a flow deleted behind the daemon's back comes back.
 
 mod common;
 
@@ -13,7 +13,9 @@ use actors::revalidator::RevalidatorConfig;
 use actors::rule_table::RuleChange;
 use actors::stats::{DropReason, PipelineStats};
 use actors::tables::Tables;
+use actors::ukeys::MAX_MISSED_DUMPS;
 use common::workload;
+use messages::dpif::DpifOp;
 use messages::odp::OdpAction;
 use upcalld::bench::feed;
 use upcalld::dpif_netdev::{Netdev, NetdevConfig};
@@ -161,4 +163,46 @@ fn the_flow_limit_holds_handlers_back() {
         handled, 3000,
         "and still handled: their packets were executed"
     );
+}
+
+#[test]
+fn a_flow_deleted_behind_the_daemons_back_is_installed_again() {
+    let (installed, while_unnoticed, reinstalled, missing) = in_system(|| async {
+        let (netdev, pipeline) = start(config(
+            RevalidatorConfig {
+                flow_limit_start: 200_000,
+                ..RevalidatorConfig::default()
+            },
+            2,
+        ));
+        let frames = workload(400);
+        feed(&netdev, &pipeline, &frames).await.unwrap();
+        pipeline.revalidate_now().await.unwrap();
+        let installed = netdev.stats().n_flows;
+        // As `ovs-dpctl del-flows` would: not through the daemon.
+        let mut dels: Vec<DpifOp> = netdev
+            .flow_dump()
+            .unwrap()
+            .iter()
+            .map(|f| DpifOp::FlowDel { ufid: f.ufid })
+            .collect();
+        assert!(netdev.operate(&mut dels).iter().all(|r| r.is_ok()));
+        // Until the dumps have missed the flows long enough, their upcalls
+        // are duplicates of flows the daemon believes installed.
+        feed(&netdev, &pipeline, &frames).await.unwrap();
+        let while_unnoticed = netdev.stats().n_flows;
+        for _ in 0..MAX_MISSED_DUMPS {
+            pipeline.revalidate_now().await.unwrap();
+        }
+        let missing = PipelineStats::get(&pipeline.stats.ukeys_missing);
+        feed(&netdev, &pipeline, &frames).await.unwrap();
+        let reinstalled = netdev.stats().n_flows;
+        pipeline.stop();
+        netdev.close();
+        (installed, while_unnoticed, reinstalled, missing)
+    });
+    assert_eq!(installed, 400);
+    assert_eq!(while_unnoticed, 0);
+    assert_eq!(missing, 400, "every ukey whose flow vanished was dropped");
+    assert_eq!(reinstalled, 400, "the next upcalls installed them again");
 }

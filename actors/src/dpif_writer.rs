@@ -1,20 +1,22 @@
 //! The dpif-writer actor: the one writer of the datapath. It coalesces the
 //! operations that handlers and revalidators send into batches (at most
 //! `batch_size` ops, flushed at the latest `max_latency` after the first op
-//! of a batch arrived), and tracks which megaflows are installed, by ufid,
-//! so that the same megaflow is never put twice.
+//! of a batch arrived). It keeps the ukeys true to what it wrote: a put
+//! that failed and a delete carried out drop their flow's ukey
+//! ([`crate::ukeys`]), so that the next upcall for it installs it.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use messages::dpif::{DpifOp, PutMode, UfidSet};
+use messages::dpif::{DpifOp, PutMode};
 
 use crate::backpressure::{Permit, Window};
 use crate::dpif::Dpif;
 use crate::stats::PipelineStats;
 use crate::supervisor::guarded;
+use crate::ukeys::Ukeys;
 
 /// Batching bounds.
 #[derive(Clone, Copy, Debug)]
@@ -115,8 +117,7 @@ pub struct DpifWriter {
     config: WriterConfig,
     /// A ring, so that taking batches from the front moves nothing else.
     pending: VecDeque<DpifOp>,
-    /// Megaflows put (or being put) and not deleted since.
-    installed: UfidSet,
+    ukeys: Arc<Ukeys>,
     /// The batch being written (its buffer is kept).
     batch: Vec<DpifOp>,
     /// Puts and executes written, to go back to a handler with the next
@@ -136,6 +137,7 @@ impl DpifWriter {
         config: WriterConfig,
         stats: Arc<PipelineStats>,
         inlet: Arc<Window>,
+        ukeys: Arc<Ukeys>,
     ) -> Self {
         DpifWriter {
             dpif,
@@ -144,31 +146,12 @@ impl DpifWriter {
                 ..config
             },
             pending: VecDeque::new(),
-            installed: UfidSet::default(),
+            ukeys,
             batch: Vec::new(),
             done: Vec::new(),
             flush_timer: None,
             inlet,
             stats,
-        }
-    }
-
-    /// Whether `op` is to be written: not a put of a megaflow already put
-    /// (counted as a duplicate upcall). A delete forgets its megaflow.
-    fn admit(&mut self, op: &DpifOp) -> bool {
-        match op {
-            DpifOp::FlowPut(put) if put.mode == PutMode::Create => {
-                let new = self.installed.insert(put.ufid);
-                if !new {
-                    PipelineStats::add(&self.stats.duplicate_upcalls, 1);
-                }
-                new
-            }
-            DpifOp::FlowDel { ufid } => {
-                self.installed.remove(ufid);
-                true
-            }
-            _ => true,
         }
     }
 
@@ -205,15 +188,25 @@ impl DpifWriter {
             match (op, result) {
                 (DpifOp::FlowPut(put), Ok(())) if put.mode == PutMode::Create => puts += 1,
                 (DpifOp::FlowPut(_), Ok(())) => modifies += 1,
-                (DpifOp::FlowDel { .. }, Ok(())) => deletes += 1,
+                (DpifOp::FlowDel { ufid }, Ok(())) => {
+                    deletes += 1;
+                    self.ukeys.remove(*ufid);
+                }
                 (DpifOp::Execute(_), Ok(())) => executes += 1,
                 (op, Err(e)) => {
                     errors += 1;
-                    if let DpifOp::FlowPut(put) = op {
-                        if put.mode == PutMode::Create {
-                            // Not installed after all: a later upcall may put it.
-                            self.installed.remove(&put.ufid);
+                    match op {
+                        // Not installed after all: a later upcall may put
+                        // it. (One that was there already, EEXIST, is
+                        // adopted again by the next dump.)
+                        DpifOp::FlowPut(put) if put.mode == PutMode::Create => {
+                            self.ukeys.remove(put.ufid);
                         }
+                        // Gone already (ENOENT), or not ours to keep.
+                        DpifOp::FlowDel { ufid } => {
+                            self.ukeys.remove(*ufid);
+                        }
+                        _ => {}
                     }
                     tracing::debug!(error = %e, "datapath refused an operation");
                 }
@@ -267,7 +260,6 @@ impl Handler<FlowOps> for DpifWriter {
         } = msg;
         let stats = self.stats.clone();
         guarded("dpif_writer", &stats, ctx, || {
-            ops.retain(|op| self.admit(op));
             // Full batches now; a partial one waits for more ops or the
             // latency bound.
             let bs = self.config.batch_size;

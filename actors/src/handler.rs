@@ -1,10 +1,13 @@
 //! The handler actor: translates a batch of upcalls against its current
 //! rule snapshot and sends, for each, the megaflow to install (`FlowPut`)
-//! and the packet to run (`Execute`) to the dpif-writer.
+//! and the packet to run (`Execute`) to the dpif-writer. The megaflow's
+//! ukey is made first ([`crate::ukeys`]): an upcall whose megaflow has one
+//! already is a duplicate, and only its packet runs.
 //!
 //! A handler runs on its own arbiter (translation is CPU-bound). A panic
-//! while handling a batch loses that batch only: the handler restarts, and
-//! the datapath upcalls those packets again since no megaflow was put.
+//! while handling a batch loses that batch only: the handler restarts,
+//! drops the ukeys it made for the batch, and the datapath upcalls those
+//! packets again since no megaflow was put.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -18,13 +21,14 @@ use messages::Megaflow;
 use rustc_hash::FxHashSet;
 
 use crate::backpressure::Permit;
-use crate::dpif::megaflow_ufid;
+use crate::dpif::{megaflow_ufid, monotonic_ms};
 use crate::dpif_writer::{SpareOps, WriterInlet};
 use crate::receiver::SpareUpcalls;
 use crate::rule_table::{PushStats, RuleStats, RuleTable, Snapshot};
 use crate::stats::{DropReason, PipelineStats};
 use crate::supervisor::guarded;
 use crate::tables::Tables;
+use crate::ukeys::{Ukey, Ukeys};
 use crate::xlate::{xlate_into, XlateConfig, XlateOutput};
 
 /// Upcalls to translate, with the time the receiver read them. The
@@ -51,12 +55,11 @@ const MAX_SPARE_BUFFERS: usize = 8;
 /// rule-table's thread is not woken for every upcall batch.
 const CREDIT_INTERVAL: Duration = Duration::from_millis(10);
 
-/// The dynamic flow limit and the flow count, from the lead revalidator.
+/// The dynamic flow limit, from the lead revalidator.
 #[derive(Clone, Copy, Debug, Message)]
 #[rtype(result = "()")]
 pub struct FlowLimit {
     pub limit: u64,
-    pub n_flows: u64,
 }
 
 /// Send the rule credits gathered so far to the rule-table now (before a
@@ -65,8 +68,8 @@ pub struct FlowLimit {
 #[rtype(result = "()")]
 pub struct SendCredits;
 
-/// Fault injection for tests: panic while handling the next `batches`
-/// upcall batches.
+/// Fault injection for tests: panic halfway through each of the next
+/// `batches` upcall batches.
 #[derive(Clone, Copy, Debug, Message)]
 #[rtype(result = "()")]
 pub struct InjectPanics {
@@ -81,8 +84,11 @@ pub struct UpcallHandler {
     /// Credited with the packets the handler executes.
     rule_table: Addr<RuleTable>,
     flow_limit: u64,
-    /// Flows in the datapath as last reported, plus those put since.
-    n_flows_estimate: u64,
+    /// Megaflows installed or on their way, each with its ukey: the flow
+    /// count the limit is checked against.
+    ukeys: Arc<Ukeys>,
+    /// Ufids of the ukeys made for the batch at hand, dropped if it panics.
+    batch_ukeys: Vec<messages::dpif::Ufid>,
     panics_to_inject: u32,
     /// Op buffers back from the writer, to fill again.
     spare_ops: Vec<Vec<DpifOp>>,
@@ -98,6 +104,7 @@ pub struct UpcallHandler {
 }
 
 impl UpcallHandler {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: usize,
         tables: Arc<Tables>,
@@ -105,6 +112,7 @@ impl UpcallHandler {
         writer: WriterInlet,
         rule_table: Addr<RuleTable>,
         flow_limit: u64,
+        ukeys: Arc<Ukeys>,
         stats: Arc<PipelineStats>,
     ) -> Self {
         UpcallHandler {
@@ -114,7 +122,8 @@ impl UpcallHandler {
             writer,
             rule_table,
             flow_limit,
-            n_flows_estimate: 0,
+            ukeys,
+            batch_ukeys: Vec::new(),
             panics_to_inject: 0,
             spare_ops: Vec::new(),
             op_boxes: OpBoxes::default(),
@@ -132,18 +141,29 @@ impl UpcallHandler {
         upcalls: &mut Vec<Upcall>,
         return_to: Recipient<SpareOps>,
     ) -> (Vec<DpifOp>, Recipient<SpareOps>, Vec<(u64, RuleStats)>) {
-        if self.panics_to_inject > 0 {
+        self.batch_ukeys.clear();
+        // An injected fault strikes halfway through the batch, with ukeys
+        // made for the upcalls before it.
+        let panic_at = if self.panics_to_inject > 0 {
             self.panics_to_inject -= 1;
-            panic!("injected fault in handler {}", self.id);
-        }
+            Some(upcalls.len() / 2)
+        } else {
+            None
+        };
         let mut ops = self.spare_ops.pop().unwrap_or_default();
         ops.reserve(upcalls.len() * 2);
         let mut credits: Vec<(u64, RuleStats)> = Vec::new();
         let mut over_limit = 0;
+        let mut duplicates = 0;
         let mut no_controller = 0;
+        let now = monotonic_ms();
+        let version = self.tables.version();
         // By reference: an upcall is over 300 bytes, not to be moved out
         // only to be read.
-        for up in upcalls.iter_mut() {
+        for (i, up) in upcalls.iter_mut().enumerate() {
+            if panic_at == Some(i) {
+                panic!("injected fault in handler {}", self.id);
+            }
             if let UpcallKind::Action { .. } = up.kind {
                 no_controller += 1;
                 continue;
@@ -158,8 +178,7 @@ impl UpcallHandler {
                 add_credit(&mut credits, *id, packet);
             }
             let actions = self.shared_actions.share(&out.actions);
-            if self.n_flows_estimate < self.flow_limit {
-                self.n_flows_estimate += 1;
+            if (self.ukeys.len() as u64) < self.flow_limit {
                 // Filled field by field, so that the megaflow's buffer is
                 // reused.
                 let mut put = self.op_boxes.put_box(&actions);
@@ -167,10 +186,19 @@ impl UpcallHandler {
                 pin_vlan_stack(&up.key, &mut out.wc);
                 put.megaflow.set(&up.key, &out.wc);
                 put.ufid = megaflow_ufid(&put.megaflow);
-                put.actions = actions.clone();
-                put.mode = PutMode::Create;
-                put.reset_stats = false;
-                ops.push(DpifOp::FlowPut(put));
+                let new = self.ukeys.insert_new(put.ufid, || {
+                    Ukey::installing(now, version, out.rules.clone(), actions.clone())
+                });
+                if new {
+                    self.batch_ukeys.push(put.ufid);
+                    put.actions = actions.clone();
+                    put.mode = PutMode::Create;
+                    put.reset_stats = false;
+                    ops.push(DpifOp::FlowPut(put));
+                } else {
+                    duplicates += 1;
+                    self.op_boxes.puts.push(put);
+                }
             } else {
                 over_limit += 1;
             }
@@ -184,6 +212,7 @@ impl UpcallHandler {
         }
         upcalls.clear();
         self.stats.count_drop(DropReason::FlowLimit, over_limit);
+        PipelineStats::add(&self.stats.duplicate_upcalls, duplicates);
         self.stats
             .count_drop(DropReason::NoController, no_controller);
         (ops, return_to, credits)
@@ -353,7 +382,13 @@ impl Handler<UpcallBatch> for UpcallHandler {
                 metrics::histogram!("upcalld_upcall_latency_seconds")
                     .record(received.elapsed().as_secs_f64());
             }
-            None => stats.count_drop(DropReason::HandlerPanic, n),
+            None => {
+                stats.count_drop(DropReason::HandlerPanic, n);
+                // Their puts were never sent: their next upcalls install them.
+                for ufid in self.batch_ukeys.drain(..) {
+                    self.ukeys.remove(ufid);
+                }
+            }
         }
     }
 }
@@ -391,7 +426,6 @@ impl Handler<FlowLimit> for UpcallHandler {
 
     fn handle(&mut self, msg: FlowLimit, _: &mut Context<Self>) {
         self.flow_limit = msg.limit;
-        self.n_flows_estimate = msg.n_flows;
     }
 }
 

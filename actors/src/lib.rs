@@ -6,7 +6,8 @@
 //! [`pipeline`] wires them together (start reading there);
 //! [`supervisor`] is how they survive panics; [`backpressure`] how a busy
 //! stage slows the one before it; [`stats`] what they count;
-//! [`threads`] names them and places them on CPUs.
+//! [`threads`] names them and places them on CPUs; [`ukeys`] is what
+//! they know of each installed megaflow.
 //! The pure parts: [`classifier`] (lookup with wildcard tracking),
 //! [`tables`] (versioned snapshots of all OpenFlow tables) and [`xlate`].
 
@@ -23,4 +24,5 @@ pub mod stats;
 pub mod supervisor;
 pub mod tables;
 pub mod threads;
+pub mod ukeys;
 pub mod xlate;

@@ -36,6 +36,7 @@ use crate::stats::PipelineStats;
 use crate::tables::RuleEntry;
 use crate::tables::Tables;
 use crate::threads::{start_thread_as, CpuPlacement};
+use crate::ukeys::Ukeys;
 use crate::xlate::XlateConfig;
 
 /// How many of each actor, and their settings.
@@ -74,6 +75,8 @@ pub struct Pipeline {
     pub revalidators: Vec<Addr<Revalidator>>,
     pub receivers: Vec<Addr<Receiver>>,
     pub stats: Arc<PipelineStats>,
+    /// The ukeys of every megaflow installed or on its way.
+    pub ukeys: Arc<Ukeys>,
     arbiters: Vec<Arbiter>,
 }
 
@@ -82,6 +85,7 @@ impl Pipeline {
     /// Must be called from within a running actix `System`.
     pub fn start(dpif: Arc<dyn Dpif>, tables: Tables, config: PipelineConfig) -> Pipeline {
         let stats = Arc::new(PipelineStats::default());
+        let ukeys = Arc::new(Ukeys::default());
         let mut arbiters = Vec::new();
         let mut own_arbiter = |name: String, cpus: &[usize]| {
             let a = Arbiter::new();
@@ -96,10 +100,10 @@ impl Pipeline {
         let writer_window = Window::new(WINDOW_OPS);
         let writer = {
             let (dpif, stats, cfg) = (dpif.clone(), stats.clone(), config.writer);
-            let inlet = writer_window.clone();
+            let (inlet, u) = (writer_window.clone(), ukeys.clone());
             Supervisor::start_in_arbiter(
                 &own_arbiter("dpif-writer".into(), &config.cpus.writer),
-                move |_| DpifWriter::new(dpif, cfg, stats, inlet),
+                move |_| DpifWriter::new(dpif, cfg, stats, inlet, u),
             )
         };
 
@@ -123,9 +127,10 @@ impl Pipeline {
                     .revalidator
                     .flow_limit_start
                     .min(config.revalidator.flow_limit);
+                let u = ukeys.clone();
                 Supervisor::start_in_arbiter(
                     &own_arbiter(format!("handler{id}"), &config.cpus.handlers),
-                    move |_| UpcallHandler::new(id, t, x, w, r, limit, s),
+                    move |_| UpcallHandler::new(id, t, x, w, r, limit, u, s),
                 )
             })
             .collect();
@@ -141,9 +146,10 @@ impl Pipeline {
                     rule_table.clone(),
                 );
                 let (h, c, s) = (handlers.clone(), config.revalidator, stats.clone());
+                let u = ukeys.clone();
                 Supervisor::start_in_arbiter(
                     &own_arbiter(format!("revalidator{id}"), &config.cpus.revalidators),
-                    move |_| Revalidator::new(id, n_revalidators, d, t, x, w, r, h, c, s),
+                    move |_| Revalidator::new(id, n_revalidators, d, t, x, w, r, h, c, u, s),
                 )
             })
             .collect();
@@ -177,6 +183,7 @@ impl Pipeline {
             revalidators,
             receivers,
             stats,
+            ukeys,
             arbiters,
         }
     }

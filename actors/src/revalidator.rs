@@ -1,7 +1,8 @@
 //! The revalidator actor: keeps the installed megaflows right, every
 //! `interval` (500 ms, as OVS):
 //!
-//! 1. dump the datapath and keep the flows of its shard (ufid mod M);
+//! 1. dump the datapath and keep the flows whose ukeys are in its shards
+//!    (see [`crate::ukeys`]), adopting as ukeys the flows that have none;
 //! 2. credit each flow's new packets and bytes to the rules it went
 //!    through (pushed to the rule-table by rule id);
 //! 3. delete flows idle longer than max-idle (100 ms when over the flow
@@ -10,16 +11,19 @@
 //!    translate its key again: if the new translation needs bits the
 //!    flow's mask lacks, delete it; if only the actions changed, modify it;
 //!    otherwise keep it;
-//! 5. revalidator 0 runs OVS's dynamic flow limit from the dump duration and
+//! 5. drop the ukeys of its shards whose flows four dumps in a row did not
+//!    show (deleted behind upcalld's back), so that their next upcall
+//!    installs them again;
+//! 6. revalidator 0 runs OVS's dynamic flow limit from the dump duration and
 //!    tells the handlers.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use messages::dpif::{DpFlow, DpifOp, FlowPut, PutMode, Ufid};
+use messages::dpif::{DpFlow, DpifOp, FlowPut, PutMode};
 use messages::flow::datapath_mask;
 use messages::Flow;
 use messages::Megaflow;
@@ -31,6 +35,7 @@ use crate::rule_table::{PushStats, RuleStats, RuleTable, Snapshot};
 use crate::stats::PipelineStats;
 use crate::supervisor::guarded;
 use crate::tables::Tables;
+use crate::ukeys::{shard_of, Ukey, Ukeys, MAX_MISSED_DUMPS, N_SHARDS};
 use crate::xlate::{xlate, XlateConfig};
 
 /// Revalidation settings.
@@ -81,37 +86,9 @@ pub struct RevalidateNow;
 #[rtype(result = "()")]
 struct Tick;
 
-/// What a revalidator remembers of one installed flow (OVS's ukey).
-struct Ukey {
-    /// When first seen (ms), to age flows that never matched a packet.
-    created_ms: u64,
-    /// Rules version of `rules`/`actions`; None until first translated.
-    version: Option<u64>,
-    rules: Vec<u64>,
-    packets: u64,
-    bytes: u64,
-    /// When this revalidator asked for the flow's deletion (ms): until the
-    /// dpif-writer gets to it, the flow still shows in dumps and must not
-    /// be deleted again (on a slow datapath that repeats every round).
-    delete_sent_ms: Option<u64>,
-}
-
 /// How long a flow whose deletion was asked for is left alone before it is
 /// revalidated afresh (it may be a new flow with the same ufid).
 const DELETE_PENDING_MS: u64 = 5000;
-
-impl Ukey {
-    fn new(now: u64) -> Ukey {
-        Ukey {
-            created_ms: now,
-            version: None,
-            rules: Vec::new(),
-            packets: 0,
-            bytes: 0,
-            delete_sent_ms: None,
-        }
-    }
-}
 
 pub struct Revalidator {
     pub id: usize,
@@ -125,7 +102,10 @@ pub struct Revalidator {
     handlers: Vec<Addr<UpcallHandler>>,
     config: RevalidatorConfig,
     flow_limit: u64,
-    ukeys: HashMap<Ufid, Ukey>,
+    ukeys: Arc<Ukeys>,
+    /// This revalidator's rounds so far: the ukeys of the flows a round
+    /// dumps are marked with it.
+    dump_seq: u64,
     stats: Arc<PipelineStats>,
 }
 
@@ -148,6 +128,7 @@ impl Revalidator {
         rule_table: Addr<RuleTable>,
         handlers: Vec<Addr<UpcallHandler>>,
         config: RevalidatorConfig,
+        ukeys: Arc<Ukeys>,
         stats: Arc<PipelineStats>,
     ) -> Self {
         let flow_limit = config.flow_limit_start.min(config.flow_limit);
@@ -163,7 +144,8 @@ impl Revalidator {
             handlers,
             config,
             flow_limit,
-            ukeys: HashMap::new(),
+            ukeys,
+            dump_seq: 0,
             stats,
         }
     }
@@ -178,8 +160,8 @@ impl Revalidator {
             }
         };
         let n_flows = dump.len() as u64;
-        let (shard, n_shards) = (self.id as u128, self.n_revalidators as u128);
-        let mine = |f: &DpFlow| f.ufid % n_shards == shard;
+        let (id, n) = (self.id, self.n_revalidators);
+        let mine = |f: &DpFlow| shard_of(f.ufid) % n == id;
         let now = monotonic_ms();
         let max_idle_ms = if n_flows > self.flow_limit {
             100
@@ -187,13 +169,12 @@ impl Revalidator {
             self.config.max_idle.as_millis() as u64
         };
         let kill_all = n_flows > 2 * self.flow_limit;
-        let mut seen = HashSet::new();
+        self.dump_seq += 1;
         let mut out = RoundOutcome::default();
         for flow in dump.iter().filter(|f| mine(f)) {
-            seen.insert(flow.ufid);
             self.revalidate_flow(flow, now, max_idle_ms, kill_all, &mut out);
         }
-        self.ukeys.retain(|ufid, _| seen.contains(ufid));
+        self.sweep();
         if !out.ops.is_empty() {
             self.writer.do_send(FlowOps::once(out.ops));
         }
@@ -215,7 +196,6 @@ impl Revalidator {
             for h in &self.handlers {
                 h.do_send(FlowLimit {
                     limit: self.flow_limit,
-                    n_flows,
                 });
             }
         }
@@ -229,15 +209,18 @@ impl Revalidator {
         kill_all: bool,
         out: &mut RoundOutcome,
     ) {
-        let ukey = self
-            .ukeys
-            .entry(flow.ufid)
-            .or_insert_with(|| Ukey::new(now));
+        let mut shard = self.ukeys.shard(shard_of(flow.ufid));
+        let ukey = shard.get_or_insert(flow.ufid, || Ukey::adopted(now));
+        ukey.dump_seq = self.dump_seq;
+        ukey.missed_dumps = 0;
         if let Some(sent) = ukey.delete_sent_ms {
             if now.saturating_sub(sent) < DELETE_PENDING_MS {
                 return;
             }
-            *ukey = Ukey::new(now);
+            *ukey = Ukey {
+                dump_seq: self.dump_seq,
+                ..Ukey::adopted(now)
+            };
         }
         let mut delete = kill_all;
         let version = self.tables.version();
@@ -246,15 +229,17 @@ impl Revalidator {
             if has_extra_bits(&datapath_mask(&flow.key, &x.wc), &flow.mask) {
                 delete = true;
             } else {
-                if x.actions != flow.actions {
+                let actions = Arc::new(x.actions);
+                if *actions != flow.actions {
                     out.ops.push(DpifOp::put(FlowPut {
                         ufid: flow.ufid,
                         megaflow: Megaflow::new(&flow.key, &flow.mask),
-                        actions: x.actions.into(),
+                        actions: actions.clone(),
                         mode: PutMode::Modify,
                         reset_stats: false,
                     }));
                 }
+                ukey.actions = Some(actions);
                 ukey.rules = x.rules;
                 ukey.version = Some(version);
             }
@@ -281,6 +266,29 @@ impl Revalidator {
             out.ops.push(DpifOp::FlowDel { ufid: flow.ufid });
             ukey.delete_sent_ms = Some(now);
         }
+    }
+}
+
+impl Revalidator {
+    /// Ages the ukeys of this revalidator's shards that the round's dump
+    /// did not show, and drops those missed by [`MAX_MISSED_DUMPS`] dumps
+    /// in a row: their flows are gone (or their puts never landed), and
+    /// the next upcall for them is to install them again.
+    fn sweep(&mut self) {
+        let seq = self.dump_seq;
+        let mut dropped = 0;
+        for s in (self.id..N_SHARDS).step_by(self.n_revalidators) {
+            self.ukeys.shard(s).retain(|_, ukey| {
+                if ukey.dump_seq == seq {
+                    return true;
+                }
+                ukey.missed_dumps += 1;
+                let keep = ukey.missed_dumps < MAX_MISSED_DUMPS;
+                dropped += u64::from(!keep);
+                keep
+            });
+        }
+        PipelineStats::add(&self.stats.ukeys_missing, dropped);
     }
 }
 
