@@ -14,11 +14,11 @@ use actors::rule_table::RuleChange;
 use actors::stats::{DropReason, PipelineStats};
 use actors::tables::Tables;
 use actors::ukeys::MAX_MISSED_DUMPS;
-use common::workload;
+use common::{tcp_frame, workload};
 use messages::dpif::DpifOp;
 use messages::odp::OdpAction;
 use upcalld::bench::feed;
-use upcalld::dpif_netdev::{Netdev, NetdevConfig};
+use upcalld::dpif_netdev::{Netdev, NetdevConfig, ReplayFrame};
 
 /// Every source MAC is its own megaflow.
 const RULES: &str = "\
@@ -205,4 +205,53 @@ fn a_flow_deleted_behind_the_daemons_back_is_installed_again() {
     assert_eq!(while_unnoticed, 0);
     assert_eq!(missing, 400, "every ukey whose flow vanished was dropped");
     assert_eq!(reinstalled, 400, "the next upcalls installed them again");
+}
+
+#[test]
+fn a_burst_of_20000_new_flows_is_installed_and_none_is_deleted() {
+    let limit = RevalidatorConfig::default().flow_limit;
+    let (flows, deletes, over_limit, final_limit, rounds) = in_system(|| async {
+        let (netdev, pipeline) = start(PipelineConfig {
+            n_handlers: 2,
+            revalidator: RevalidatorConfig {
+                // Rounds all through the burst.
+                interval: Duration::from_millis(50),
+                flow_limit_start: limit,
+                ..RevalidatorConfig::default()
+            },
+            ..PipelineConfig::default()
+        });
+        // 20 000 source MACs: 20 000 megaflows.
+        let frames = Arc::new(
+            (0..20_000u32)
+                .map(|i| ReplayFrame {
+                    in_port: Some(1),
+                    frame: tcp_frame(i as u16, 0xc0a8_0001, 0x0a01_0001, 1024, 80),
+                })
+                .collect::<Vec<_>>(),
+        );
+        feed(&netdev, &pipeline, &frames).await.unwrap();
+        // A few more rounds over the whole table.
+        let s = pipeline.stats.clone();
+        let after_burst = PipelineStats::get(&s.revalidation_rounds);
+        while PipelineStats::get(&s.revalidation_rounds) < after_burst + 4 {
+            actix::clock::sleep(Duration::from_millis(20)).await;
+        }
+        pipeline.flush().await.unwrap();
+        let out = (
+            netdev.stats().n_flows,
+            PipelineStats::get(&s.flow_deletes),
+            s.dropped(DropReason::FlowLimit),
+            PipelineStats::get(&s.flow_limit),
+            PipelineStats::get(&s.revalidation_rounds),
+        );
+        pipeline.stop();
+        netdev.close();
+        out
+    });
+    assert!(rounds >= 4, "the revalidator ran ({rounds} rounds)");
+    assert_eq!(flows, 20_000, "every new flow installed");
+    assert_eq!(deletes, 0, "none deleted");
+    assert_eq!(over_limit, 0, "none refused for the limit");
+    assert_eq!(final_limit, limit, "the limit held");
 }

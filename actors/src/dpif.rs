@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use messages::dpif::{DpFlow, DpifOp, Ufid, Upcall};
+use messages::dpif::{DpFlow, DpifOp, FlowStats, Ufid, Upcall};
 use messages::{Flow, Megaflow};
 
 /// Why a datapath call failed.
@@ -91,6 +91,15 @@ pub trait Dpif: Send + Sync + 'static {
 
     /// Every installed flow with its statistics.
     fn flow_dump(&self) -> Result<Vec<DpFlow>, DpifError>;
+
+    /// Every installed flow's ufid and statistics, without its key, mask
+    /// and actions (OVS's terse dump, `OVS_UFID_F_OMIT_*`): what a
+    /// revalidation round needs of the flows it has ukeys for. Appended to
+    /// `out`. Flows without a ufid are left out.
+    fn flow_dump_terse(&self, out: &mut Vec<(Ufid, FlowStats)>) -> Result<(), DpifError>;
+
+    /// One installed flow in full, by ufid; None if there is none.
+    fn flow_get(&self, ufid: Ufid) -> Result<Option<DpFlow>, DpifError>;
 
     fn stats(&self) -> DpStats;
 

@@ -187,7 +187,13 @@ impl UpcallHandler {
                 put.megaflow.set(&up.key, &out.wc);
                 put.ufid = megaflow_ufid(&put.megaflow);
                 let new = self.ukeys.insert_new(put.ufid, || {
-                    Ukey::installing(now, version, out.rules.clone(), actions.clone())
+                    Ukey::installing(
+                        now,
+                        version,
+                        out.rules.clone(),
+                        put.megaflow.clone(),
+                        actions.clone(),
+                    )
                 });
                 if new {
                     self.batch_ukeys.push(put.ufid);

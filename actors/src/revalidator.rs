@@ -23,10 +23,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use messages::dpif::{DpFlow, DpifOp, FlowPut, PutMode};
+use messages::dpif::{DpFlow, DpifOp, FlowPut, FlowStats, PutMode, Ufid, UfidSet};
 use messages::flow::datapath_mask;
-use messages::Flow;
-use messages::Megaflow;
+use messages::{Flow, Megaflow};
 
 use crate::dpif::{monotonic_ms, Dpif};
 use crate::dpif_writer::{DpifWriter, FlowOps};
@@ -106,6 +105,8 @@ pub struct Revalidator {
     /// This revalidator's rounds so far: the ukeys of the flows a round
     /// dumps are marked with it.
     dump_seq: u64,
+    /// The last terse dump's buffer, kept for the next.
+    dump_buf: Vec<(Ufid, FlowStats)>,
     stats: Arc<PipelineStats>,
 }
 
@@ -146,34 +147,46 @@ impl Revalidator {
             flow_limit,
             ukeys,
             dump_seq: 0,
+            dump_buf: Vec::new(),
             stats,
         }
     }
 
     fn round(&mut self) {
         let start = Instant::now();
-        let dump = match self.dpif.flow_dump() {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::warn!(error = %e, "flow dump failed");
-                return;
-            }
-        };
+        let mut dump = std::mem::take(&mut self.dump_buf);
+        dump.clear();
+        if let Err(e) = self.dpif.flow_dump_terse(&mut dump) {
+            tracing::warn!(error = %e, "flow dump failed");
+            self.dump_buf = dump;
+            return;
+        }
         let n_flows = dump.len() as u64;
         let (id, n) = (self.id, self.n_revalidators);
-        let mine = |f: &DpFlow| shard_of(f.ufid) % n == id;
         let now = monotonic_ms();
-        let max_idle_ms = if n_flows > self.flow_limit {
-            100
-        } else {
-            self.config.max_idle.as_millis() as u64
+        let round = Round {
+            now,
+            max_idle_ms: if n_flows > self.flow_limit {
+                100
+            } else {
+                self.config.max_idle.as_millis() as u64
+            },
+            kill_all: n_flows > 2 * self.flow_limit,
+            version: self.tables.version(),
+            dump_seq: self.dump_seq + 1,
         };
-        let kill_all = n_flows > 2 * self.flow_limit;
-        self.dump_seq += 1;
+        self.dump_seq = round.dump_seq;
         let mut out = RoundOutcome::default();
-        for flow in dump.iter().filter(|f| mine(f)) {
-            self.revalidate_flow(flow, now, max_idle_ms, kill_all, &mut out);
+        let mut unknown = Vec::new();
+        let ukeys = self.ukeys.clone();
+        for &(ufid, stats) in dump.iter().filter(|(u, _)| shard_of(*u) % n == id) {
+            match ukeys.shard(shard_of(ufid)).get_mut(ufid) {
+                Some(ukey) => self.revalidate_ukey(ufid, ukey, stats, &round, &mut out),
+                None => unknown.push(ufid),
+            }
         }
+        self.adopt(&unknown, &round, &mut out);
+        self.dump_buf = dump;
         self.sweep();
         if !out.ops.is_empty() {
             self.writer.do_send(FlowOps::once(out.ops));
@@ -201,50 +214,92 @@ impl Revalidator {
         }
     }
 
-    fn revalidate_flow(
-        &mut self,
-        flow: &DpFlow,
-        now: u64,
-        max_idle_ms: u64,
-        kill_all: bool,
+    /// Makes ukeys for dumped flows that had none (after a restart, or put
+    /// by someone else), from the flows in full, and revalidates them: one
+    /// get per flow when they are few, one full dump when many.
+    fn adopt(&mut self, unknown: &[Ufid], round: &Round, out: &mut RoundOutcome) {
+        if unknown.is_empty() {
+            return;
+        }
+        let flows: Vec<DpFlow> = if unknown.len() > ADOPT_BY_GETS {
+            let wanted: UfidSet = unknown.iter().copied().collect();
+            match self.dpif.flow_dump() {
+                Ok(all) => all
+                    .into_iter()
+                    .filter(|f| wanted.contains(&f.ufid))
+                    .collect(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "full flow dump failed");
+                    return;
+                }
+            }
+        } else {
+            unknown
+                .iter()
+                .filter_map(|&u| match self.dpif.flow_get(u) {
+                    Ok(flow) => flow,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "flow get failed");
+                        None
+                    }
+                })
+                .collect()
+        };
+        let ukeys = self.ukeys.clone();
+        for flow in flows {
+            let mut shard = ukeys.shard(shard_of(flow.ufid));
+            let ukey = shard.get_or_insert(flow.ufid, || {
+                Ukey::adopted(
+                    round.now,
+                    Megaflow::new(&flow.key, &flow.mask),
+                    Arc::new(flow.actions.clone()),
+                )
+            });
+            self.revalidate_ukey(flow.ufid, ukey, flow.stats, round, out);
+        }
+    }
+
+    fn revalidate_ukey(
+        &self,
+        ufid: Ufid,
+        ukey: &mut Ukey,
+        s: FlowStats,
+        round: &Round,
         out: &mut RoundOutcome,
     ) {
-        let mut shard = self.ukeys.shard(shard_of(flow.ufid));
-        let ukey = shard.get_or_insert(flow.ufid, || Ukey::adopted(now));
-        ukey.dump_seq = self.dump_seq;
+        let now = round.now;
+        ukey.dump_seq = round.dump_seq;
         ukey.missed_dumps = 0;
         if let Some(sent) = ukey.delete_sent_ms {
             if now.saturating_sub(sent) < DELETE_PENDING_MS {
                 return;
             }
-            *ukey = Ukey {
-                dump_seq: self.dump_seq,
-                ..Ukey::adopted(now)
-            };
+            // Still there: revalidated afresh.
+            ukey.delete_sent_ms = None;
+            ukey.version = None;
+            ukey.created_ms = now;
         }
-        let mut delete = kill_all;
-        let version = self.tables.version();
-        if !delete && ukey.version != Some(version) {
-            let x = xlate(&self.tables, &flow.key, &self.xlate_cfg);
-            if has_extra_bits(&datapath_mask(&flow.key, &x.wc), &flow.mask) {
+        let mut delete = round.kill_all;
+        if !delete && ukey.version != Some(round.version) {
+            let key = ukey.megaflow.key();
+            let x = xlate(&self.tables, &key, &self.xlate_cfg);
+            if has_extra_bits(&datapath_mask(&key, &x.wc), &ukey.megaflow.mask()) {
                 delete = true;
             } else {
-                let actions = Arc::new(x.actions);
-                if *actions != flow.actions {
+                if *ukey.actions != x.actions {
+                    ukey.actions = Arc::new(x.actions);
                     out.ops.push(DpifOp::put(FlowPut {
-                        ufid: flow.ufid,
-                        megaflow: Megaflow::new(&flow.key, &flow.mask),
-                        actions: actions.clone(),
+                        ufid,
+                        megaflow: ukey.megaflow.clone(),
+                        actions: ukey.actions.clone(),
                         mode: PutMode::Modify,
                         reset_stats: false,
                     }));
                 }
-                ukey.actions = Some(actions);
                 ukey.rules = x.rules;
-                ukey.version = Some(version);
+                ukey.version = Some(round.version);
             }
         }
-        let s = flow.stats;
         let (dp, db) = (
             s.n_packets.saturating_sub(ukey.packets),
             s.n_bytes.saturating_sub(ukey.bytes),
@@ -259,15 +314,28 @@ impl Revalidator {
         ukey.packets = s.n_packets;
         ukey.bytes = s.n_bytes;
         let last_used = s.used_ms.unwrap_or(ukey.created_ms);
-        if now.saturating_sub(last_used) > max_idle_ms {
+        if now.saturating_sub(last_used) > round.max_idle_ms {
             delete = true;
         }
         if delete {
-            out.ops.push(DpifOp::FlowDel { ufid: flow.ufid });
+            out.ops.push(DpifOp::FlowDel { ufid });
             ukey.delete_sent_ms = Some(now);
         }
     }
 }
+
+/// What every flow of one round is checked against.
+struct Round {
+    now: u64,
+    max_idle_ms: u64,
+    kill_all: bool,
+    version: u64,
+    dump_seq: u64,
+}
+
+/// Unknown flows fetched one by one at most; more are taken from a full
+/// dump.
+const ADOPT_BY_GETS: usize = 64;
 
 impl Revalidator {
     /// Ages the ukeys of this revalidator's shards that the round's dump

@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use messages::dpif::{Ufid, UfidMap};
 use messages::odp::OdpActions;
+use messages::Megaflow;
 use parking_lot::{Mutex, MutexGuard};
 
 /// Dumps in a row that may miss a flow before its ukey is dropped (OVS:
@@ -42,8 +43,11 @@ pub struct Ukey {
     pub version: Option<u64>,
     /// Rule ids credited with the flow's traffic.
     pub rules: Vec<u64>,
+    /// The megaflow (masked key and mask): what a revalidator translates
+    /// again, so that a dump need not bring keys and masks.
+    pub megaflow: Megaflow,
     /// The actions installed (or being installed).
-    pub actions: Option<Arc<OdpActions>>,
+    pub actions: Arc<OdpActions>,
     /// Statistics already credited to `rules`.
     pub packets: u64,
     pub bytes: u64,
@@ -63,23 +67,24 @@ impl Ukey {
         now_ms: u64,
         version: u64,
         rules: Vec<u64>,
+        megaflow: Megaflow,
         actions: Arc<OdpActions>,
     ) -> Ukey {
         Ukey {
             version: Some(version),
             rules,
-            actions: Some(actions),
-            ..Ukey::adopted(now_ms)
+            ..Ukey::adopted(now_ms, megaflow, actions)
         }
     }
 
     /// The ukey of a flow found in a dump without one.
-    pub fn adopted(now_ms: u64) -> Ukey {
+    pub fn adopted(now_ms: u64, megaflow: Megaflow, actions: Arc<OdpActions>) -> Ukey {
         Ukey {
             created_ms: now_ms,
             version: None,
             rules: Vec::new(),
-            actions: None,
+            megaflow,
+            actions,
             packets: 0,
             bytes: 0,
             dump_seq: 0,
@@ -194,6 +199,10 @@ impl Shard<'_> {
 mod tests {
     use super::*;
 
+    fn ukey() -> Ukey {
+        Ukey::adopted(1, Megaflow::default(), Arc::default())
+    }
+
     #[test]
     fn a_ufid_has_one_ukey_and_the_count_follows() {
         let ukeys = Ukeys::default();
@@ -201,12 +210,9 @@ mod tests {
             .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835))
             .collect();
         for &u in &ufids {
-            assert!(ukeys.insert_new(u, || Ukey::adopted(1)));
+            assert!(ukeys.insert_new(u, ukey));
         }
-        assert!(
-            !ukeys.insert_new(ufids[7], || Ukey::adopted(2)),
-            "a duplicate"
-        );
+        assert!(!ukeys.insert_new(ufids[7], ukey), "a duplicate");
         assert_eq!(ukeys.len(), 1000);
         assert!(ukeys.remove(ufids[7]).is_some());
         assert!(ukeys.remove(ufids[7]).is_none());

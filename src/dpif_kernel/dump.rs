@@ -1,7 +1,8 @@
 //! Flow dumps without decoding every flow every time.
 //!
-//! Revalidators dump all flows twice a second, and most flows are the ones
-//! of the last dump. Decoding a flow's key, mask and actions into `Flow`s
+//! Revalidators dump tersely (ufid and statistics, [`scan`] reads them);
+//! full dumps (`dump-dp-flows`, adopting many flows after a restart) show
+//! mostly the flows of the last full dump. Decoding a flow's key, mask and actions into `Flow`s
 //! costs far more than reading its statistics, so the dpif remembers the
 //! decoded form of each flow by UFID, with the attribute bytes it came
 //! from: a dumped flow whose key, mask and actions bytes are unchanged is

@@ -4,15 +4,18 @@
 //! - Control requests (family ids, datapath and vport commands, flow
 //!   dumps) ride netlink-proto connections, one socket per family, on a
 //!   small tokio runtime thread the dpif owns ([`control`]).
-//! - One upcall socket per handler, a netlink-proto connection read through
-//!   its unsolicited-messages channel into a bounded queue ([`upcall`]).
+//! - One upcall socket per handler, read directly by the thread that takes
+//!   its upcalls, the kernel's socket buffer bounding the backlog
+//!   ([`upcall`]).
 //!   The datapath is asked for per-CPU upcall dispatch (each CPU's misses
 //!   go to handler `cpu % n`); a kernel without it gets per-vport upcall
 //!   PIDs instead (each port's misses are spread over all handlers).
 //! - Flow puts, deletes and executes go in batches, many messages per
 //!   `sendmsg`, on a netlink-sys socket of their own ([`socket`]).
+//! - Revalidators' terse dumps and gets by ufid are read on their own
+//!   threads too ([`socket::ReplySocket`]).
 //! - Lost upcalls are counted where they happen: socket overruns
-//!   (`ENOBUFS`), full handler queues, and the datapath's own `n_lost`.
+//!   (`ENOBUFS`, each one or more upcalls the kernel counts in `n_lost`).
 
 pub mod control;
 pub mod dump;
@@ -25,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actors::dpif::{key_ufid, DpStats, Dpif, DpifError, PortInfo, PortKind, PortSpec};
-use messages::dpif::{DpFlow, DpifOp, FlowPut, FlowStats, PutMode, Upcall, UpcallKind};
+use messages::dpif::{DpFlow, DpifOp, FlowPut, FlowStats, PutMode, Ufid, Upcall, UpcallKind};
 use messages::flow::datapath_mask;
 use messages::netlink::consts::*;
 use messages::netlink::{
@@ -39,7 +42,7 @@ use control::{
     ControlAnswer, ControlError, Deferred, FamilyResolver, GenlConnection, NetlinkThread,
 };
 use dump::DumpCache;
-use socket::{request, Answer, BatchSocket, Request, TxCounters};
+use socket::{request, Answer, BatchSocket, ReplySocket, Request, TxCounters};
 use upcall::{UpcallCounters, UpcallSocket};
 
 /// How misses reach the handlers.
@@ -80,8 +83,6 @@ pub struct KernelCounters {
     pub ops: u64,
     /// Upcall socket overruns reported as `ENOBUFS`.
     pub upcall_overruns: u64,
-    /// Upcalls dropped because their handler's queue was full.
-    pub upcall_queue_drops: u64,
     /// Upcall messages that could not be decoded.
     pub bad_upcalls: u64,
     /// Dumped flows that could not be decoded (deleted when they have a
@@ -103,6 +104,8 @@ pub struct KernelDpif {
     dispatch: Dispatch,
     control: Control,
     tx: Mutex<BatchSocket>,
+    /// Terse dumps and gets by ufid, read on the caller's thread.
+    replies: Mutex<ReplySocket>,
     counters: TxCounters,
     handlers: Vec<UpcallSocket>,
     handler_pids: Vec<u32>,
@@ -111,9 +114,8 @@ pub struct KernelDpif {
     bad_flows: AtomicU64,
     dump_cache: Mutex<DumpCache>,
     closed: AtomicBool,
-    // Last: dropping them stops the connections above.
+    // Last: dropping it stops the connections above.
     _netlink: NetlinkThread,
-    _upcall_thread: NetlinkThread,
 }
 
 fn io_err(e: io::Error) -> DpifError {
@@ -151,10 +153,9 @@ impl KernelDpif {
     /// Creates datapath `cfg.name`, or attaches to it if it exists, and
     /// wires the handlers' upcall sockets to it.
     pub fn open(cfg: &KernelDpifConfig) -> Result<KernelDpif, DpifError> {
-        // Control replies and upcalls each get a runtime thread: a dump of
-        // many flows never holds up reading the upcall sockets.
+        // Control replies get a runtime thread; upcalls are read by their
+        // handlers' threads.
         let netlink = NetlinkThread::start("upcalld-nl-ctl").map_err(io_err)?;
-        let upcall_thread = NetlinkThread::start("upcalld-nl-upcall").map_err(io_err)?;
         let runtime = netlink.handle();
         let resolver = FamilyResolver::open(runtime).map_err(io_err)?;
         let resolve = |name: &str| -> Result<u16, DpifError> {
@@ -177,7 +178,7 @@ impl KernelDpif {
         };
         let upcall_counters = Arc::new(UpcallCounters::default());
         let handlers = (0..cfg.n_handlers.max(1))
-            .map(|_| UpcallSocket::open(upcall_thread.handle(), upcall_counters.clone()))
+            .map(|_| UpcallSocket::open(upcall_counters.clone()))
             .collect::<io::Result<Vec<_>>>()
             .map_err(io_err)?;
         let handler_pids = handlers.iter().map(UpcallSocket::port_id).collect();
@@ -188,6 +189,7 @@ impl KernelDpif {
             dispatch: Dispatch::PerVport,
             control,
             tx: Mutex::new(BatchSocket::new().map_err(io_err)?),
+            replies: Mutex::new(ReplySocket::new().map_err(io_err)?),
             counters: TxCounters::default(),
             handlers,
             handler_pids,
@@ -197,7 +199,6 @@ impl KernelDpif {
             dump_cache: Mutex::new(DumpCache::default()),
             closed: AtomicBool::new(false),
             _netlink: netlink,
-            _upcall_thread: upcall_thread,
         };
         dpif.dp_ifindex = dpif.create_or_attach()?;
         dpif.dispatch = dpif.negotiate_dispatch(cfg.per_cpu_dispatch)?;
@@ -223,7 +224,6 @@ impl KernelDpif {
             sendmsg_calls: self.counters.sendmsg_calls.load(Ordering::Relaxed),
             ops: self.counters.ops.load(Ordering::Relaxed),
             upcall_overruns: self.upcall_counters.overruns.load(Ordering::Relaxed),
-            upcall_queue_drops: self.upcall_counters.queue_drops.load(Ordering::Relaxed),
             bad_upcalls: self.bad_upcalls.load(Ordering::Relaxed),
             bad_flows: self.bad_flows.load(Ordering::Relaxed),
         }
@@ -539,21 +539,22 @@ impl Dpif for KernelDpif {
             .handlers
             .get(handler)
             .ok_or_else(|| DpifError::Refused(format!("no upcall handler {handler}")))?;
-        let mut messages = Vec::new();
-        if !socket.recv(max, timeout, &mut messages).map_err(io_err)? {
-            return Err(DpifError::Closed);
-        }
-        for msg in messages {
-            match msg
-                .parse()
-                .map_err(|e| e.to_string())
-                .and_then(Self::decode_upcall)
-            {
-                Ok(u) => out.push(u),
-                Err(_) => {
-                    self.bad_upcalls.fetch_add(1, Ordering::Relaxed);
-                }
-            }
+        let mut bad = 0;
+        socket
+            .recv(
+                max,
+                timeout,
+                |header, payload| match PacketMessage::parse_with_param(payload, header)
+                    .map_err(|e| e.to_string())
+                    .and_then(Self::decode_upcall)
+                {
+                    Ok(u) => out.push(u),
+                    Err(_) => bad += 1,
+                },
+            )
+            .map_err(io_err)?;
+        if bad > 0 {
+            self.bad_upcalls.fetch_add(bad, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -640,20 +641,74 @@ impl Dpif for KernelDpif {
         Ok(flows)
     }
 
+    fn flow_dump_terse(&self, out: &mut Vec<(Ufid, FlowStats)>) -> Result<(), DpifError> {
+        let req = request(
+            self.families.flow,
+            FlowMessage::new(
+                CMD_GET,
+                self.dp_ifindex,
+                vec![FlowAttr::UfidFlags(
+                    OVS_UFID_F_OMIT_KEY | OVS_UFID_F_OMIT_MASK | OVS_UFID_F_OMIT_ACTIONS,
+                )],
+            ),
+            0,
+        )
+        .into_dump();
+        let mut bad = 0;
+        let mut replies = self.replies.lock().map_err(|_| DpifError::Closed)?;
+        replies
+            .exchange(req, |_, payload| match dump::scan(payload) {
+                Some(scan) => out.extend(scan.ufid.map(|u| (u, scan.stats))),
+                None => bad += 1,
+            })
+            .map_err(io_err)?
+            .map_err(|e| refused("OVS_FLOW_CMD_GET terse dump", e))?;
+        self.bad_flows.fetch_add(bad, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn flow_get(&self, ufid: Ufid) -> Result<Option<DpFlow>, DpifError> {
+        let req = request(
+            self.families.flow,
+            FlowMessage::new(CMD_GET, self.dp_ifindex, vec![FlowAttr::Ufid(ufid)]),
+            0,
+        );
+        let mut flow = None;
+        let mut replies = self.replies.lock().map_err(|_| DpifError::Closed)?;
+        let answer = replies
+            .exchange(req, |header, payload| {
+                flow = Some(
+                    FlowMessage::parse_with_param(payload, header)
+                        .map_err(|e| e.to_string())
+                        .and_then(|msg| self.decode_flow(msg)),
+                );
+            })
+            .map_err(io_err)?;
+        match (answer, flow) {
+            (Err(libc::ENOENT), _) => Ok(None),
+            (Err(e), _) => Err(refused("OVS_FLOW_CMD_GET", e)),
+            (Ok(()), None) => Ok(None),
+            (Ok(()), Some(Ok(flow))) => Ok(Some(flow)),
+            (Ok(()), Some(Err(why))) => {
+                self.bad_flows.fetch_add(1, Ordering::Relaxed);
+                Err(DpifError::Refused(format!(
+                    "flow {ufid:032x} could not be decoded: {why}"
+                )))
+            }
+        }
+    }
+
     fn stats(&self) -> DpStats {
         let Ok(dp) = self.dp_get() else {
             return DpStats::default();
         };
-        // Upcalls dropped from a full handler queue never reached a
-        // handler either: they count as lost, like the kernel's own.
-        let queue_drops = self.upcall_counters.queue_drops.load(Ordering::Relaxed);
         dp.attrs
             .iter()
             .find_map(|a| match a {
                 DpAttr::Stats(s) => Some(DpStats {
                     n_hit: s.n_hit,
                     n_missed: s.n_missed,
-                    n_lost: s.n_lost + queue_drops,
+                    n_lost: s.n_lost,
                     n_flows: s.n_flows,
                 }),
                 _ => None,

@@ -1,88 +1,69 @@
-//! Upcall sockets: one netlink-proto connection per handler, read through
-//! its unsolicited-messages channel (upcalls answer no request).
+//! Upcall sockets: one generic netlink socket per handler, read directly
+//! by the thread that handles its upcalls (OVS's `dpif_netlink_recv`).
 //!
-//! The connection reads its socket as fast as the runtime thread can, so
-//! the socket's own buffer no longer bounds the backlog; a forwarding task
-//! moves each upcall into a bounded queue per handler instead, and counts
-//! what does not fit as lost (what the kernel would have done with a full
-//! socket). An `ENOBUFS` overrun (the runtime thread fell behind the kernel)
-//! reaches the channel as netlink-proto's synthetic `Overrun` message and is
-//! counted too. Upcall sockets send nothing and stay apart from request
-//! sockets, so a flood of upcalls never delays or drops a reply. Messages
-//! stay unparsed ([`Deferred`]) until the receiver thread takes them.
+//! Nothing reads a socket ahead of its reader, so the kernel's socket
+//! buffer is the bound of the upcall backlog, as in OVS: a full buffer
+//! makes the kernel drop the upcall and count it in the datapath's
+//! `n_lost`, and a sender pacing itself on the socket's queue sees the
+//! backlog. The overrun reaches the reader as an `ENOBUFS` error, counted
+//! here. Messages are read one datagram at a time into one reused buffer
+//! and handed over in place, in batches of up to the reader's `max`, with
+//! no runtime thread or channel between the socket and the translation.
+//! Upcall sockets send nothing and stay apart from request sockets, so a
+//! flood of upcalls never delays or drops a reply.
 
 use std::io;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
-use messages::netlink::PacketMessage;
-use netlink_packet_core::NetlinkPayload;
-use netlink_packet_generic::GenlMessage;
-use netlink_proto::new_connection;
-use netlink_proto::sys::{protocols::NETLINK_GENERIC, AsyncSocket, SocketAddr};
-use tokio::runtime::Handle;
+use netlink_packet_core::{NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP};
+use netlink_packet_generic::GenlHeader;
+use netlink_sys::{protocols::NETLINK_GENERIC, Socket, SocketAddr};
 
-use super::control::Deferred;
+/// Room for one upcall: a 64 KiB packet with its key and headers (as
+/// OVS's receive buffer).
+const RECV_BUF: usize = 68 * 1024;
+/// Length of `struct nlmsghdr` and of `struct genlmsghdr`.
+const NLMSG_HDRLEN: usize = 16;
+const GENL_HDRLEN: usize = 4;
 
-/// Upcalls waiting for one handler, at most. OVS's upcall socket holds a
-/// few hundred with the default receive buffer; this leaves room for a
-/// burst while still bounding memory.
-pub const UPCALL_QUEUE_LEN: usize = 1024;
-
-/// Losses and rejects on the upcall path, shared by all handlers.
+/// Losses on the upcall path, shared by all handlers.
 #[derive(Debug, Default)]
 pub struct UpcallCounters {
-    /// `ENOBUFS` overruns of an upcall socket (each loses one or more).
+    /// `ENOBUFS` overruns of an upcall socket (each loses one or more
+    /// upcalls, which the kernel counts in `n_lost`).
     pub overruns: AtomicU64,
-    /// Upcalls dropped because their handler's queue was full.
-    pub queue_drops: AtomicU64,
 }
 
-/// An upcall as it waits in a handler's queue: not yet parsed.
-pub type RawUpcall = Deferred<PacketMessage>;
+struct Reader {
+    socket: Socket,
+    buf: Vec<u8>,
+}
 
 /// One handler's upcall socket: its netlink port id (what the kernel is
-/// told to send to) and the queue its forwarding task fills.
+/// told to send to) and the socket with its receive buffer.
 pub struct UpcallSocket {
     port_id: u32,
-    queue: Mutex<Receiver<RawUpcall>>,
+    reader: Mutex<Reader>,
+    counters: Arc<UpcallCounters>,
 }
 
 impl UpcallSocket {
-    /// Opens a socket whose connection and forwarding task run on `runtime`.
-    pub fn open(runtime: &Handle, counters: Arc<UpcallCounters>) -> io::Result<UpcallSocket> {
-        let _entered = runtime.enter();
-        let (mut connection, _handle, mut unsolicited) =
-            new_connection::<GenlMessage<RawUpcall>>(NETLINK_GENERIC)?;
-        let socket = connection.socket_mut().socket_mut();
+    pub fn open(counters: Arc<UpcallCounters>) -> io::Result<UpcallSocket> {
+        let mut socket = Socket::new(NETLINK_GENERIC)?;
         socket.bind_auto()?;
         let mut addr = SocketAddr::new(0, 0);
         socket.get_address(&mut addr)?;
-        runtime.spawn(connection);
-        let (tx, rx) = sync_channel(UPCALL_QUEUE_LEN);
-        runtime.spawn(async move {
-            while let Some((message, _)) = unsolicited.next().await {
-                match message.payload {
-                    NetlinkPayload::InnerMessage(genl) => match tx.try_send(genl.payload) {
-                        Ok(()) => {}
-                        Err(TrySendError::Full(_)) => {
-                            counters.queue_drops.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(TrySendError::Disconnected(_)) => break,
-                    },
-                    NetlinkPayload::Overrun(_) => {
-                        counters.overruns.fetch_add(1, Ordering::Relaxed);
-                    }
-                    _ => {}
-                }
-            }
-        });
+        socket.set_non_blocking(true)?;
         Ok(UpcallSocket {
             port_id: addr.port_number(),
-            queue: Mutex::new(rx),
+            reader: Mutex::new(Reader {
+                socket,
+                buf: Vec::with_capacity(RECV_BUF),
+            }),
+            counters,
         })
     }
 
@@ -90,33 +71,130 @@ impl UpcallSocket {
         self.port_id
     }
 
-    /// Waits up to `timeout` for a first upcall, then takes whatever else is
-    /// queued, `max` in all. Returns `Ok(false)` once the socket is gone.
+    /// Waits up to `timeout` for a first upcall, then reads whatever else
+    /// is queued, `max` messages in all, handing each to `visit` as its
+    /// genetlink header and the bytes after it.
     pub fn recv(
         &self,
         max: usize,
         timeout: Duration,
-        out: &mut Vec<RawUpcall>,
-    ) -> Result<bool, io::Error> {
-        let queue = self
-            .queue
+        mut visit: impl FnMut(GenlHeader, &[u8]),
+    ) -> io::Result<()> {
+        let mut reader = self
+            .reader
             .lock()
-            .map_err(|_| io::Error::other("upcall queue lock poisoned"))?;
-        if max == 0 {
-            return Ok(true);
-        }
-        match queue.recv_timeout(timeout) {
-            Ok(p) => out.push(p),
-            Err(RecvTimeoutError::Timeout) => return Ok(true),
-            Err(RecvTimeoutError::Disconnected) => return Ok(false),
-        }
-        for _ in 1..max {
-            match queue.try_recv() {
-                Ok(p) => out.push(p),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => return Ok(false),
+            .map_err(|_| io::Error::other("upcall socket lock poisoned"))?;
+        let Reader { socket, buf } = &mut *reader;
+        let mut n = 0;
+        let mut waited = false;
+        while n < max {
+            buf.clear();
+            match socket.recv(buf, 0) {
+                Ok(len) => n += each_message(&buf[..len.min(buf.len())], &mut visit),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if n > 0 || waited || !wait_readable(socket, timeout)? {
+                        break;
+                    }
+                    waited = true;
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    self.counters.overruns.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
         }
-        Ok(true)
+        Ok(())
+    }
+}
+
+/// Hands each generic netlink message of a datagram to `visit`; returns
+/// how many. Control messages (no-ops, errors, dump ends) are skipped:
+/// nothing is asked on this socket.
+fn each_message(data: &[u8], visit: &mut impl FnMut(GenlHeader, &[u8])) -> usize {
+    let mut off = 0;
+    let mut n = 0;
+    while off + NLMSG_HDRLEN + GENL_HDRLEN <= data.len() {
+        let len = u32::from_ne_bytes(data[off..off + 4].try_into().unwrap_or_default()) as usize;
+        if len < NLMSG_HDRLEN || off + len > data.len() {
+            break;
+        }
+        let msg = &data[off..off + len];
+        off += (len + 3) & !3;
+        let kind = u16::from_ne_bytes([msg[4], msg[5]]);
+        if matches!(kind, NLMSG_NOOP | NLMSG_ERROR | NLMSG_DONE) || len < NLMSG_HDRLEN + GENL_HDRLEN
+        {
+            continue;
+        }
+        let header = GenlHeader {
+            cmd: msg[NLMSG_HDRLEN],
+            version: msg[NLMSG_HDRLEN + 1],
+        };
+        visit(header, &msg[NLMSG_HDRLEN + GENL_HDRLEN..]);
+        n += 1;
+    }
+    n
+}
+
+/// Waits up to `timeout` for `socket` to have something to read. False on
+/// timeout.
+fn wait_readable(socket: &Socket, timeout: Duration) -> io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd: socket.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    // SAFETY: `pfd` is one valid pollfd for the duration of the call.
+    let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+    match r {
+        0 => Ok(false),
+        r if r > 0 => Ok(true),
+        _ => {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                Ok(false)
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(kind: u16, cmd: u8, payload: &[u8]) -> Vec<u8> {
+        let len = NLMSG_HDRLEN + GENL_HDRLEN + payload.len();
+        let mut m = Vec::new();
+        m.extend_from_slice(&(len as u32).to_ne_bytes());
+        m.extend_from_slice(&kind.to_ne_bytes());
+        m.extend_from_slice(&[0; 10]);
+        m.extend_from_slice(&[cmd, 1, 0, 0]);
+        m.extend_from_slice(payload);
+        while m.len() % 4 != 0 {
+            m.push(0);
+        }
+        m
+    }
+
+    #[test]
+    fn datagrams_split_into_messages_and_malformed_ends_are_dropped() {
+        let mut data = message(0x20, 1, b"abc");
+        data.extend(message(NLMSG_ERROR, 0, &[0; 4]));
+        data.extend(message(0x20, 2, b"defgh"));
+        let mut seen = Vec::new();
+        let n = each_message(&data, &mut |h, p| seen.push((h.cmd, p.to_vec())));
+        assert_eq!(n, 2);
+        assert_eq!(seen[0], (1, b"abc".to_vec()));
+        assert_eq!(&seen[1].1[..5], b"defgh");
+        // A length running past the end stops the walk; no panic.
+        let mut bad = message(0x20, 1, b"abc");
+        bad[0..4].copy_from_slice(&0xffffu32.to_ne_bytes());
+        assert_eq!(each_message(&bad, &mut |_, _| {}), 0);
+        for cut in 0..data.len() {
+            let _ = each_message(&data[..cut], &mut |_, _| {});
+        }
     }
 }

@@ -715,6 +715,21 @@ impl FlowTable {
         self.by_ufid.find(ufid_hash(ufid), |e| e.ufid == ufid)
     }
 
+    /// Megaflow `ufid` in full, with its statistics.
+    pub fn get_full(&self, ufid: Ufid) -> Option<DpFlow> {
+        let e = self.get(ufid)?;
+        let st = self.subtables.get(e.subtable as usize)?.as_ref()?;
+        Some(e.to_dp_flow(&st.shape))
+    }
+
+    /// Every megaflow's ufid and statistics, appended to `out`.
+    pub fn dump_terse(&self, out: &mut Vec<(Ufid, FlowStats)>) {
+        out.reserve(self.by_ufid.len());
+        for st in self.subtables.iter().flatten() {
+            out.extend(st.flows.iter().map(|(_, e)| (e.ufid, e.stats())));
+        }
+    }
+
     /// Every megaflow, with its key, mask and statistics.
     pub fn dump(&self) -> Vec<DpFlow> {
         self.subtables
