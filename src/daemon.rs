@@ -294,6 +294,7 @@ fn pipeline_config(
             upcall_pid: backend.upcall_pid(),
             // Both datapaths number the bridge's own port 0.
             local_port: 0,
+            recirc: Default::default(),
         },
     }
 }

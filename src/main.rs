@@ -60,6 +60,11 @@ enum Cmd {
         /// dropped, as OVS drops it. Default: every port number exists.
         #[arg(long)]
         ports: Option<String>,
+        /// The conntrack state each recirculation resumes with, in order
+        /// (repeatable; names separated by commas, e.g. `trk,est`), as
+        /// `ofproto/trace --ct-next`. Default: `trk|new`.
+        #[arg(long = "ct-next")]
+        ct_next: Vec<String>,
     },
 }
 
@@ -124,7 +129,13 @@ fn run_trace(
     flows: Option<&PathBuf>,
     flow: Option<&str>,
     ports: Option<&str>,
+    ct_next: &[String],
 ) -> anyhow::Result<ExitCode> {
+    let ct_next = ct_next
+        .iter()
+        .map(|s| messages::parse::flow::parse_ct_next(s))
+        .collect::<Result<Vec<u8>, String>>()
+        .map_err(|e| anyhow::anyhow!(e))?;
     let ports = ports
         .map(upcalld::trace::parse_port_list)
         .transpose()
@@ -140,10 +151,9 @@ fn run_trace(
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let r = upcalld::trace::trace(&tables, flow.unwrap_or_default(), &cfg)
+    let r = upcalld::trace::trace_ct(&tables, flow.unwrap_or_default(), &cfg, &ct_next)
         .map_err(|e| anyhow::anyhow!(e))?;
-    println!("Megaflow: {}", r.megaflow);
-    println!("Datapath actions: {}", r.actions);
+    print!("{}", upcalld::trace::format_trace(&r));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -244,7 +254,14 @@ fn main() -> ExitCode {
             flows,
             flow,
             ports,
-        } => run_trace(&rules, flows.as_ref(), flow.as_deref(), ports.as_deref()),
+            ct_next,
+        } => run_trace(
+            &rules,
+            flows.as_ref(),
+            flow.as_deref(),
+            ports.as_deref(),
+            &ct_next,
+        ),
     };
     result.unwrap_or_else(|e| {
         eprintln!("upcalld: {e:#}");

@@ -1,36 +1,195 @@
 //! `upcalld trace`: what OVS's `ofproto/trace` prints, for one flow or for
 //! a file of flows (the oracle's TSV format).
 
+use messages::flow::{CS_NEW, CS_TRACKED};
 use messages::format::megaflow::format_megaflow;
 use messages::format::odp_actions::format_odp_actions;
+use messages::format::{ct_state_flags, ipv6};
+use messages::odp::{NatAction, NatAddrs, NatKind};
 use messages::parse::flow::parse_trace_flow;
+use messages::Flow;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
+use std::fmt::Write;
 use std::sync::Arc;
 
 use actors::tables::Tables;
-use actors::xlate::{xlate, XlateConfig};
+use actors::xlate::{xlate, Recirculation, XlateConfig, XlateError};
 
-/// The two lines `ofproto/trace` ends with.
+/// How many passes one trace follows at most (a pipeline that always
+/// recirculates would otherwise never end).
+pub const MAX_PASSES: usize = 64;
+
+/// One pass of a trace: the lines `ofproto/trace` prints for it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TraceResult {
-    /// The text after `Datapath actions: `.
-    pub actions: String,
+pub struct TracePass {
+    /// For a recirculated pass, the banner between the `=` rules:
+    /// `recirc(0x1) - resume conntrack with …` and the NAT it simulates.
+    pub banner: Vec<String>,
     /// The text after `Megaflow: `.
     pub megaflow: String,
+    /// The text after `Datapath actions: `.
+    pub actions: String,
+    /// OVS's `Translation failed (…), packet is dropped.`, if it failed.
+    pub failure: Option<String>,
+}
+
+/// What `ofproto/trace` prints: the first pass, then each recirculation
+/// it forked, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TraceResult {
+    /// The first pass's text after `Datapath actions: `.
+    pub actions: String,
+    /// The first pass's text after `Megaflow: `.
+    pub megaflow: String,
+    pub passes: Vec<TracePass>,
 }
 
 /// Traces one flow in `ofproto/trace` syntax on the switch `cfg` describes.
 /// A flow OVS would reject gets OVS's message, after
 /// `Bad openflow flow syntax: FLOW: `.
 pub fn trace(tables: &Tables, flow_text: &str, cfg: &XlateConfig) -> Result<TraceResult, String> {
+    trace_ct(tables, flow_text, cfg, &[])
+}
+
+/// [`trace`], resuming each conntrack recirculation with the next state
+/// of `ct_next` (`--ct-next`), or OVS's default `trk|new` once they run
+/// out.
+pub fn trace_ct(
+    tables: &Tables,
+    flow_text: &str,
+    cfg: &XlateConfig,
+    ct_next: &[u8],
+) -> Result<TraceResult, String> {
     let flow = parse_trace_flow(flow_text)
         .map_err(|e| format!("Bad openflow flow syntax: {flow_text}: {e}"))?;
-    let out = xlate(tables, &flow, cfg);
+    let mut ct_next = ct_next.iter().copied();
+    let mut passes = Vec::new();
+    let mut queue: VecDeque<(Vec<String>, Flow)> = VecDeque::from([(Vec::new(), flow)]);
+    while let Some((banner, flow)) = queue.pop_front() {
+        if passes.len() == MAX_PASSES {
+            break;
+        }
+        let out = xlate(tables, &flow, cfg);
+        for r in &out.recircs {
+            let state = ct_next.next();
+            queue.push_back(resume(r, state));
+        }
+        passes.push(TracePass {
+            banner,
+            megaflow: format_megaflow(&flow, &out.wc),
+            actions: format_odp_actions(&out.actions),
+            failure: out.error.map(|e| {
+                let why = match e {
+                    XlateError::RecursionTooDeep => "Recursion too deep",
+                    XlateError::TooManyResubmits => "Too many resubmits",
+                    XlateError::NoRecirculationContext => "No recirculation context",
+                };
+                format!("Translation failed ({why}), packet is dropped.")
+            }),
+        });
+    }
     Ok(TraceResult {
-        actions: format_odp_actions(&out.actions),
-        megaflow: format_megaflow(&flow, &out.wc),
+        actions: passes[0].actions.clone(),
+        megaflow: passes[0].megaflow.clone(),
+        passes,
     })
+}
+
+/// The flow and banner of a conntrack recirculation, as OVS's
+/// `ofproto_trace_recirc_node` makes them: the next `--ct-next` state (or
+/// `trk|new`), and NAT simulated by taking the first address and port of
+/// its range.
+fn resume(r: &Recirculation, state: Option<u8>) -> (Vec<String>, Flow) {
+    let mut flow = r.flow;
+    let mut head = format!("recirc({:#x})", r.id);
+    match state {
+        Some(s) => {
+            let _ = write!(
+                head,
+                " - resume conntrack with ct_state={}",
+                ct_state_flags(s)
+            );
+            flow.ct_state = s;
+        }
+        None => {
+            head.push_str(
+                " - resume conntrack with default ct_state=trk|new (use --ct-next to customize)",
+            );
+            flow.ct_state = CS_TRACKED | CS_NEW;
+        }
+    }
+    let mut banner = vec![head];
+    if let Some(nat) = &r.nat {
+        banner.push("Replacing src/dst IP/ports to simulate NAT:".into());
+        banner.push(format!(" Initial flow: {}", ip_flow(&flow, nat)));
+        simulate_nat(&mut flow, nat);
+        banner.push(format!(" Modified flow: {}", ip_flow(&flow, nat)));
+    }
+    (banner, flow)
+}
+
+fn simulate_nat(flow: &mut Flow, nat: &NatAction) {
+    let Some(kind) = nat.kind else { return };
+    let src = kind == NatKind::Src;
+    match nat.addrs {
+        Some(NatAddrs::V4 { min, .. }) if src => flow.nw_src = min,
+        Some(NatAddrs::V4 { min, .. }) => flow.nw_dst = min,
+        Some(NatAddrs::V6 { min, .. }) if src => flow.ipv6_src = min,
+        Some(NatAddrs::V6 { min, .. }) => flow.ipv6_dst = min,
+        None => return,
+    }
+    if let Some((port, _)) = nat.ports.filter(|(p, _)| *p != 0) {
+        if src {
+            flow.tp_src = port;
+        } else {
+            flow.tp_dst = port;
+        }
+    }
+}
+
+/// OVS's `oftrace_print_ip_flow`: the addresses and ports, by the NAT
+/// range's family (empty for a NAT without a range).
+fn ip_flow(flow: &Flow, nat: &NatAction) -> String {
+    match nat.addrs {
+        Some(NatAddrs::V4 { .. }) => format!(
+            "nw_src={},tp_src={},nw_dst={},tp_dst={}",
+            std::net::Ipv4Addr::from(flow.nw_src),
+            flow.tp_src,
+            std::net::Ipv4Addr::from(flow.nw_dst),
+            flow.tp_dst
+        ),
+        Some(NatAddrs::V6 { .. }) => format!(
+            "ipv6_src=[{}],tp_src={},ipv6_dst=[{}],tp_dst={}",
+            ipv6(&flow.ipv6_src),
+            flow.tp_src,
+            ipv6(&flow.ipv6_dst),
+            flow.tp_dst
+        ),
+        None => String::new(),
+    }
+}
+
+/// The trace as text: each pass's `Megaflow:` and `Datapath actions:`
+/// lines, recirculated passes under OVS's banner.
+pub fn format_trace(r: &TraceResult) -> String {
+    let rule = "=".repeat(79);
+    let mut s = String::new();
+    for (i, p) in r.passes.iter().enumerate() {
+        if i > 0 {
+            let _ = writeln!(s, "\n{rule}");
+            for line in &p.banner {
+                let _ = writeln!(s, "{line}");
+            }
+            let _ = writeln!(s, "{rule}\n");
+        }
+        let _ = writeln!(s, "Megaflow: {}", p.megaflow);
+        let _ = writeln!(s, "Datapath actions: {}", p.actions);
+        if let Some(f) = &p.failure {
+            let _ = writeln!(s, "{f}");
+        }
+    }
+    s
 }
 
 /// The switch `upcalld trace` models: a bridge on Open vSwitch's dummy
@@ -73,8 +232,8 @@ pub fn parse_port_list(s: &str) -> Result<BTreeSet<u32>, String> {
     Ok(ports)
 }
 
-/// One TSV line per flow: `flow<TAB>actions<TAB>megaflow`, or
-/// `flow<TAB>ERROR<TAB><TAB>message` for a flow OVS would reject.
+/// One TSV line per flow: `flow<TAB>actions<TAB>megaflow` of the first
+/// pass, or `flow<TAB>ERROR<TAB><TAB>message` for a flow OVS would reject.
 pub fn trace_lines(tables: &Tables, flows: &str, cfg: &XlateConfig) -> String {
     let mut out = String::new();
     for line in flows.lines() {

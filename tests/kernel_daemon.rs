@@ -289,6 +289,7 @@ fn predict(rules: &str, ports: &[u32], in_port: u32, frame: &[u8]) -> (String, S
         ports: Some(Arc::new(ports.iter().copied().collect::<BTreeSet<u32>>())),
         upcall_pid: 0,
         local_port: 0,
+        ..XlateConfig::default()
     };
     let out = xlate(&tables, &flow, &cfg);
     (

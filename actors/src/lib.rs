@@ -9,7 +9,8 @@
 //! [`threads`] names them and places them on CPUs; [`ukeys`] is what
 //! they know of each installed megaflow.
 //! The pure parts: [`classifier`] (lookup with wildcard tracking),
-//! [`tables`] (versioned snapshots of all OpenFlow tables) and [`xlate`].
+//! [`tables`] (versioned snapshots of all OpenFlow tables), [`xlate`] and
+//! the frozen states `ct(table=T)` leaves behind, [`recirc`].
 
 pub mod backpressure;
 pub mod classifier;
@@ -18,6 +19,7 @@ pub mod dpif_writer;
 pub mod handler;
 pub mod pipeline;
 pub mod receiver;
+pub mod recirc;
 pub mod revalidator;
 pub mod rule_table;
 pub mod stats;

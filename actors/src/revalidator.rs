@@ -15,9 +15,9 @@
 //!    show (deleted behind upcalld's back), so that their next upcall
 //!    installs them again;
 //! 6. revalidator 0 runs OVS's dynamic flow limit from the dump duration and
-//!    tells the handlers.
+//!    tells the handlers, and frees the recirculation ids no ukey uses.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -188,6 +188,9 @@ impl Revalidator {
         self.adopt(&unknown, &round, &mut out);
         self.dump_buf = dump;
         self.sweep();
+        if self.id == 0 {
+            self.free_recirc_ids();
+        }
         if !out.ops.is_empty() {
             self.writer.do_send(FlowOps::once(out.ops));
         }
@@ -357,6 +360,28 @@ impl Revalidator {
             });
         }
         PipelineStats::add(&self.stats.ukeys_missing, dropped);
+    }
+}
+
+impl Revalidator {
+    /// Frees the recirculation ids that no ukey (a flow installed, or on
+    /// its way: handlers make the ukey before the put) matches or
+    /// recirculates to, as OVS's ukeys hold their recirc references.
+    fn free_recirc_ids(&mut self) {
+        let recirc = &self.xlate_cfg.recirc;
+        if recirc.is_empty() {
+            return;
+        }
+        let token = recirc.begin_sweep();
+        let mut in_use = HashSet::new();
+        for s in 0..N_SHARDS {
+            self.ukeys.shard(s).for_each(|_, ukey| {
+                crate::recirc::ids_used(&ukey.megaflow.key(), &ukey.actions, &mut in_use);
+            });
+        }
+        let freed = recirc.sweep(token, &in_use);
+        metrics::counter!("upcalld_recirc_ids_freed_total").increment(freed as u64);
+        metrics::gauge!("upcalld_recirc_ids").set(recirc.len() as f64);
     }
 }
 

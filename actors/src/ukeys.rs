@@ -186,6 +186,13 @@ impl Shard<'_> {
         Some(ukey)
     }
 
+    /// Visits every ukey of the shard.
+    pub fn for_each(&self, mut f: impl FnMut(Ufid, &Ukey)) {
+        for (ufid, ukey) in self.map.iter() {
+            f(*ufid, ukey);
+        }
+    }
+
     /// Keeps the ukeys for which `keep` says so.
     pub fn retain(&mut self, mut keep: impl FnMut(Ufid, &mut Ukey) -> bool) {
         let before = self.map.len();

@@ -15,8 +15,9 @@ use std::sync::Arc;
 use messages::field::{Field, Prereq};
 use messages::flow::*;
 use messages::odp::*;
-use messages::ofp::{port, Instructions, OfAction};
+use messages::ofp::{port, CtSpec, CtZone, Instructions, NatAction, OfAction};
 
+use crate::recirc::{FrozenState, RecircIds};
 use crate::tables::{RuleEntry, Tables};
 
 /// Resubmit nesting limit (OVS's `MAX_DEPTH`).
@@ -35,6 +36,8 @@ pub struct XlateConfig {
     /// Datapath port of the bridge's own port (OpenFlow `LOCAL`): 0 on the
     /// kernel datapath, 100 on OVS's dummy datapath.
     pub local_port: u32,
+    /// The recirculation ids, shared by every translation of the switch.
+    pub recirc: Arc<RecircIds>,
 }
 
 impl XlateConfig {
@@ -48,6 +51,20 @@ impl XlateConfig {
 pub enum XlateError {
     RecursionTooDeep,
     TooManyResubmits,
+    /// The flow's `recirc_id` names no frozen state (OVS's
+    /// `XLATE_NO_RECIRCULATION_CONTEXT`).
+    NoRecirculationContext,
+}
+
+/// A pass that a `ct(table=T)` forked: what `ofproto/trace` follows next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recirculation {
+    pub id: u32,
+    /// The flow when the packet was forked, with `recirc_id` and
+    /// `ct_zone` set (its `ct_state` is the tracker's to decide).
+    pub flow: Flow,
+    /// The `ct` action's NAT, if any.
+    pub nat: Option<NatAction>,
 }
 
 /// The result of a translation.
@@ -59,6 +76,8 @@ pub struct XlateOutput {
     /// Ids of the rules that matched, in lookup order.
     pub rules: Vec<u64>,
     pub error: Option<XlateError>,
+    /// The passes `ct(table=T)` forked, in order.
+    pub recircs: Vec<Recirculation>,
 }
 
 /// Userdata of the `userspace` action that sends a packet to the
@@ -83,6 +102,15 @@ struct Ctx<'a> {
     resubmits: u32,
     action_set: Vec<OfAction>,
     error: Option<XlateError>,
+    /// The packet has been through the connection tracker in this pass
+    /// (OVS's `ctx->conntracked`): `ct_clear` then has something to clear.
+    conntracked: bool,
+    /// This translation resumes a frozen state (zone subfields in frozen
+    /// metadata then need no un-wildcarding).
+    resumed: bool,
+    /// The NAT of the `ct` action being composed.
+    ct_nat: Option<NatAction>,
+    recircs: Vec<Recirculation>,
 }
 
 /// Translates `flow` through `tables`, starting at table 0.
@@ -111,6 +139,20 @@ pub fn xlate_into(tables: &Tables, flow: &Flow, cfg: &XlateConfig, out: &mut Xla
     actions.clear();
     let mut rules = std::mem::take(&mut out.rules);
     rules.clear();
+    out.recircs.clear();
+    let frozen = if flow.recirc_id != 0 {
+        match cfg.recirc.get(flow.recirc_id) {
+            Some(state) => Some(state),
+            None => {
+                out.actions = actions;
+                out.rules = rules;
+                out.error = Some(XlateError::NoRecirculationContext);
+                return;
+            }
+        }
+    } else {
+        None
+    };
     let mut ctx = Ctx {
         tables,
         cfg,
@@ -124,8 +166,30 @@ pub fn xlate_into(tables: &Tables, flow: &Flow, cfg: &XlateConfig, out: &mut Xla
         resubmits: 0,
         action_set: Vec::new(),
         error: None,
+        conntracked: false,
+        resumed: frozen.is_some(),
+        ct_nat: None,
+        recircs: std::mem::take(&mut out.recircs),
     };
-    if let Some(rule) = ctx.lookup(0, flow.in_port) {
+    let mut table = 0;
+    match &frozen {
+        Some(state) => {
+            // OVS's thaw: the frozen metadata and action set come back,
+            // and the lookup starts in the frozen table.
+            table = state.table;
+            ctx.conntracked = state.conntracked;
+            if !state.conntracked {
+                ctx.flow.clear_conntrack();
+            }
+            state.restore_metadata(&mut ctx.flow);
+            for a in &state.action_set {
+                ctx.write_action(a.clone());
+            }
+        }
+        None => ctx.conntracked = flow.ct_state & CS_TRACKED != 0,
+    }
+    let in_port = ctx.flow.in_port;
+    if let Some(rule) = ctx.lookup(table, in_port) {
         ctx.run_rule(&rule, false);
     }
     if ctx.error.is_none() && !ctx.action_set.is_empty() {
@@ -139,10 +203,11 @@ pub fn xlate_into(tables: &Tables, flow: &Flow, cfg: &XlateConfig, out: &mut Xla
     } else {
         ctx.finish_wc(flow);
     }
-    let (actions, rules, error) = (ctx.actions, ctx.rules, ctx.error);
+    let (actions, rules, error, recircs) = (ctx.actions, ctx.rules, ctx.error, ctx.recircs);
     out.actions = actions;
     out.rules = rules;
     out.error = error;
+    out.recircs = recircs;
 }
 
 impl Ctx<'_> {
@@ -238,7 +303,7 @@ impl Ctx<'_> {
             OfAction::PushVlan { .. } => 1,
             OfAction::DecTtl => 2,
             OfAction::SetField { .. } | OfAction::Load { .. } | OfAction::Move { .. } => 3,
-            OfAction::Resubmit { .. } => 4,
+            OfAction::Resubmit { .. } | OfAction::Ct(_) | OfAction::CtClear | OfAction::Nat(_) => 4,
             OfAction::Output { .. } | OfAction::OutputReg { .. } | OfAction::Controller { .. } => 5,
         });
     }
@@ -286,9 +351,94 @@ impl Ctx<'_> {
                     let table = table.unwrap_or(self.table_id);
                     self.table_action(in_port, table);
                 }
+                OfAction::Ct(ct) => self.conntrack(ct),
+                OfAction::CtClear => {
+                    if self.conntracked {
+                        self.conntracked = false;
+                        self.flow.clear_conntrack();
+                        self.actions.push(OdpAction::CtClear);
+                    }
+                }
+                // Read by `conntrack` from the nested actions.
+                OfAction::Nat(nat) => self.ct_nat = Some(nat.clone()),
             }
         }
         self.error.is_none()
+    }
+
+    /// OVS's `compose_conntrack_action`: commit what is pending, run the
+    /// nested actions (they set `ct_mark`/`ct_label` bits and the NAT),
+    /// emit `ct(...)`, fork the tracked packet to `table` under a
+    /// recirculation id, and go on with the packet untracked.
+    fn conntrack(&mut self, ct: &CtSpec) {
+        let zone = match ct.zone {
+            CtZone::Imm(z) => z,
+            CtZone::Field { field, ofs, n_bits } => {
+                let bits = ((1u128 << n_bits) - 1) << ofs;
+                // A resumed translation's frozen metadata (registers,
+                // metadata, tunnel, in_port) is pinned by its recirc_id.
+                let frozen = matches!(
+                    field,
+                    Field::Reg(_)
+                        | Field::Metadata
+                        | Field::InPort
+                        | Field::TunId
+                        | Field::TunSrc
+                        | Field::TunDst
+                );
+                if !(self.resumed && frozen) {
+                    field.set_masked(&mut *self.wc, bits, bits);
+                }
+                ((field.get(&self.flow) & bits) >> ofs) as u16
+            }
+        };
+        self.commit();
+        let (old_mark, old_label) = (self.wc.ct_mark, self.wc.ct_label);
+        self.ct_nat = None;
+        self.wc.ct_mark = 0;
+        self.wc.ct_label = [0; 16];
+        self.run_actions(&ct.actions);
+        let mark =
+            (self.wc.ct_mark != 0).then(|| (self.flow.ct_mark & self.wc.ct_mark, self.wc.ct_mark));
+        let label_mask = u128::from_be_bytes(self.wc.ct_label);
+        let labels = (label_mask != 0).then(|| {
+            (
+                u128::from_be_bytes(self.flow.ct_label) & label_mask,
+                label_mask,
+            )
+        });
+        let helper = match ct.alg {
+            21 => Some(CtHelper::Ftp),
+            69 => Some(CtHelper::Tftp),
+            _ => None,
+        };
+        let nat = self.ct_nat.take();
+        self.actions.push(OdpAction::Ct(CtAction {
+            commit: ct.commit,
+            force: ct.force,
+            zone,
+            mark,
+            labels,
+            helper,
+            timeout: None,
+            nat: nat.clone(),
+        }));
+        self.wc.ct_mark = old_mark;
+        self.wc.ct_label = old_label;
+        if let Some(table) = ct.table {
+            self.conntracked = true;
+            let state = FrozenState::new(table, &self.flow, self.action_set.clone(), true);
+            let id = self.cfg.recirc.id_for(state);
+            self.actions.push(OdpAction::Recirc(id));
+            let mut flow = self.flow;
+            flow.recirc_id = id;
+            flow.ct_zone = zone;
+            self.recircs.push(Recirculation { id, flow, nat });
+        }
+        // The ct fields exist only in the pass the tracker's answer
+        // resumes.
+        self.flow.clear_conntrack();
+        self.conntracked = false;
     }
 
     fn output(&mut self, p: u32) {

@@ -55,7 +55,7 @@ pub mod port {
 }
 
 /// One OpenFlow action.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum OfAction {
     /// Output to a port (a number, or `port::IN_PORT`, `port::LOCAL`, ...).
     Output {
@@ -109,7 +109,55 @@ pub enum OfAction {
         in_port: Option<u32>,
         table: Option<u8>,
     },
+    /// `ct(...)`: send the packet through the connection tracker.
+    Ct(Box<CtSpec>),
+    /// `ct_clear`: forget the packet's conntrack state.
+    CtClear,
+    /// `nat(...)`: only inside `ct`'s actions, where it says how the
+    /// tracker translates addresses.
+    Nat(NatAction),
 }
+
+/// Where a `ct` action's zone comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CtZone {
+    Imm(u16),
+    /// `zone=NXM_NX_REG0[0..15]`: bits `ofs..ofs+n_bits` of `field`.
+    Field {
+        field: Field,
+        ofs: u8,
+        n_bits: u8,
+    },
+}
+
+/// The arguments of `ct(...)` (OVS's `ofpact_conntrack`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CtSpec {
+    pub commit: bool,
+    pub force: bool,
+    pub zone: CtZone,
+    /// `table=T`: the packet, tracked, continues in table T under a new
+    /// recirculation id (and the current pass goes on untracked).
+    pub table: Option<u8>,
+    /// Application-layer gateway: the L4 port of its protocol (21 ftp,
+    /// 69 tftp), 0 for none.
+    pub alg: u16,
+    /// The nested actions, in order: a `Nat` and the `exec(...)` actions
+    /// (writes to `ct_mark` and `ct_label`).
+    pub actions: Vec<OfAction>,
+}
+
+impl CtSpec {
+    /// The `nat` among the nested actions, if any.
+    pub fn nat(&self) -> Option<&NatAction> {
+        self.actions.iter().find_map(|a| match a {
+            OfAction::Nat(n) => Some(n),
+            _ => None,
+        })
+    }
+}
+
+pub use crate::odp::{NatAction, NatAddrs, NatKind};
 
 /// A rule's instructions, OpenFlow 1.3 style.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

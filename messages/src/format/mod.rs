@@ -68,3 +68,17 @@ pub fn ipv6(a: &[u8; 16]) -> String {
     }
     s
 }
+
+/// `ct_state` bits as OVS's `format_flags` with `|` prints them, lowest
+/// bit first (`new|trk`); `0` for none.
+pub fn ct_state_flags(state: u8) -> String {
+    if state == 0 {
+        return "0".into();
+    }
+    crate::parse::syntax::CT_STATE_NAMES
+        .iter()
+        .filter(|(bit, _)| u32::from(state) & bit != 0)
+        .map(|(_, name)| *name)
+        .collect::<Vec<_>>()
+        .join("|")
+}

@@ -9,7 +9,10 @@ use std::fmt::Write;
 
 use crate::field::Field;
 use crate::flow::*;
-use crate::ofp::{Instructions, Match, OfAction, Rule, DEFAULT_PRIORITY};
+use crate::ofp::{
+    CtSpec, CtZone, Instructions, Match, NatAction, NatAddrs, NatKind, OfAction, Rule,
+    DEFAULT_PRIORITY,
+};
 use crate::parse::fields::{self, ones, Syntax};
 use crate::parse::syntax::{format_port, frag_name, CT_STATE_NAMES, TCP_FLAG_NAMES};
 
@@ -335,7 +338,114 @@ pub fn format_action(a: &OfAction) -> String {
                 t.map(|t| t.to_string()).unwrap_or_default()
             ),
         },
+        OfAction::Ct(ct) => format_ct(ct),
+        OfAction::CtClear => "ct_clear".into(),
+        OfAction::Nat(nat) => format_nat(nat),
     }
+}
+
+/// `ct(...)` as OVS's `format_CT` prints it: a leading `nat` outside the
+/// `exec(...)` that holds the other nested actions.
+fn format_ct(ct: &CtSpec) -> String {
+    let mut s = String::from("ct(");
+    if ct.commit {
+        s.push_str("commit,");
+    }
+    if ct.force {
+        s.push_str("force,");
+    }
+    if let Some(t) = ct.table {
+        let _ = write!(s, "table={t},");
+    }
+    match ct.zone {
+        CtZone::Field { field, ofs, n_bits } => {
+            let _ = write!(s, "zone={},", subfield(field, ofs, n_bits));
+        }
+        CtZone::Imm(0) => {}
+        CtZone::Imm(z) => {
+            let _ = write!(s, "zone={z},");
+        }
+    }
+    let mut rest = &ct.actions[..];
+    if let Some((OfAction::Nat(nat), tail)) = rest.split_first() {
+        s.push_str(&format_nat(nat));
+        s.push(',');
+        rest = tail;
+    }
+    if !rest.is_empty() {
+        let inner: Vec<String> = rest.iter().map(format_action).collect();
+        let _ = write!(s, "exec({}),", inner.join(","));
+    }
+    match ct.alg {
+        0 => {}
+        21 => s.push_str("alg=ftp,"),
+        69 => s.push_str("alg=tftp,"),
+        p => {
+            let _ = write!(s, "alg={p},");
+        }
+    }
+    if s.ends_with(',') {
+        s.pop();
+    }
+    s.push(')');
+    s
+}
+
+/// `nat(...)` as OVS's `format_NAT` prints it (flags only with a range).
+fn format_nat(nat: &NatAction) -> String {
+    let Some(kind) = nat.kind else {
+        return "nat".into();
+    };
+    let mut s = String::from(match kind {
+        NatKind::Src => "nat(src",
+        NatKind::Dst => "nat(dst",
+    });
+    if let Some(addrs) = nat.addrs {
+        s.push('=');
+        let bracket = nat.ports.is_some_and(|(min, _)| min != 0);
+        let v6 = |a: [u8; 16]| {
+            if bracket {
+                format!("[{}]", super::ipv6(&a))
+            } else {
+                super::ipv6(&a)
+            }
+        };
+        match addrs {
+            NatAddrs::V4 { min, max } => {
+                s.push_str(&std::net::Ipv4Addr::from(min).to_string());
+                if max != 0 && max != min {
+                    let _ = write!(s, "-{}", std::net::Ipv4Addr::from(max));
+                }
+            }
+            NatAddrs::V6 { min, max } => {
+                s.push_str(&v6(min));
+                if max != [0; 16] && max != min {
+                    let _ = write!(s, "-{}", v6(max));
+                }
+            }
+        }
+        if let Some((min, max)) = nat.ports.filter(|(min, _)| *min != 0) {
+            let _ = write!(s, ":{min}");
+            if max != 0 && max != min {
+                let _ = write!(s, "-{max}");
+            }
+        }
+        s.push(',');
+        if nat.persistent {
+            s.push_str("persistent,");
+        }
+        if nat.hash {
+            s.push_str("hash,");
+        }
+        if nat.random {
+            s.push_str("random,");
+        }
+    }
+    if s.ends_with(',') {
+        s.pop();
+    }
+    s.push(')');
+    s
 }
 
 /// `NAME[]` for a whole field, `NAME[a..b]` or `NAME[a]` for some of it.

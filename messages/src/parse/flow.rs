@@ -35,6 +35,36 @@ impl fmt::Display for FlowParseError {
 
 impl std::error::Error for FlowParseError {}
 
+/// Parses a `--ct-next` argument of `ofproto/trace` (OVS's
+/// `parse_ct_state` then `validate_ct_state`): state names separated by
+/// commas or spaces, e.g. `trk,est`.
+pub fn parse_ct_next(s: &str) -> Result<u8, String> {
+    let mut state = 0u8;
+    for name in s.split([',', ' ']).filter(|n| !n.is_empty()) {
+        let bit = super::syntax::CT_STATE_NAMES
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map(|(b, _)| *b as u8)
+            .ok_or_else(|| format!("{name}: unknown connection tracking state flag"))?;
+        state |= bit;
+    }
+    let shown = crate::format::ct_state_flags(state);
+    let invalid = |why: &str| Err(format!("{shown}: invalid connection state: {why}"));
+    if state != 0 && state & CS_TRACKED == 0 {
+        return invalid("If \"trk\" is unset, no other flags are set");
+    }
+    if state & CS_INVALID != 0 && state & !(CS_TRACKED | CS_INVALID) != 0 {
+        return invalid("when \"inv\" is set, only \"trk\" may also be set");
+    }
+    if state & CS_NEW != 0 && state & CS_ESTABLISHED != 0 {
+        return invalid("\"new\" and \"est\" are mutually exclusive");
+    }
+    if state & CS_NEW != 0 && state & CS_REPLY_DIR != 0 {
+        return invalid("\"new\" and \"rpy\" are mutually exclusive");
+    }
+    Ok(state)
+}
+
 /// Parses a flow as `ofproto/trace` does. A flow without `in_port` comes
 /// from no port (`port::ANY`, OVS's `OFPP_NONE`).
 pub fn parse_trace_flow(s: &str) -> Result<Flow, FlowParseError> {

@@ -1,0 +1,248 @@
+//! Recirculation ids (OVS's `ofproto-dpif-rid`): when a translation sends
+//! the packet through the connection tracker with `ct(table=T)`, the rest
+//! of the pipeline is *frozen* under an id; the datapath runs `ct` then
+//! `recirc(id)`, and the upcall that comes back with that `recirc_id`
+//! resumes from the frozen state.
+//!
+//! One table is shared by every handler and revalidator (through
+//! `XlateConfig`). Equal frozen states share one id, as OVS's
+//! `recirc_alloc_id_ctx` reuses them. An id lives while some flow uses it:
+//! after each round revalidator 0 frees the ids that no ukey matches or
+//! recirculates to and that no translation touched during this sweep or
+//! the one before (a translation makes its ukey right after it, so a
+//! whole revalidation interval covers that gap).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use messages::flow::{Flow, FLOW_N_REGS};
+use messages::odp::OdpAction;
+use messages::ofp::OfAction;
+use parking_lot::Mutex;
+
+/// What a translation needs to resume: the table to look up, the pipeline
+/// metadata the datapath does not carry (OVS's `frozen_metadata`), the
+/// action set, and whether the packet is tracked.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FrozenState {
+    pub table: u8,
+    pub in_port: u32,
+    pub metadata: u64,
+    pub regs: [u32; FLOW_N_REGS],
+    pub tun_id: u64,
+    pub tun_src: u32,
+    pub tun_dst: u32,
+    pub action_set: Vec<OfAction>,
+    pub conntracked: bool,
+}
+
+impl FrozenState {
+    /// The metadata part, as OVS's `frozen_metadata_from_flow` takes it.
+    pub fn new(table: u8, flow: &Flow, action_set: Vec<OfAction>, conntracked: bool) -> Self {
+        FrozenState {
+            table,
+            in_port: flow.in_port,
+            metadata: flow.metadata,
+            regs: flow.regs,
+            tun_id: flow.tun_id,
+            tun_src: flow.tun_src,
+            tun_dst: flow.tun_dst,
+            action_set,
+            conntracked,
+        }
+    }
+
+    /// Writes the frozen metadata back into `flow` (OVS's
+    /// `frozen_metadata_to_flow`).
+    pub fn restore_metadata(&self, flow: &mut Flow) {
+        flow.in_port = self.in_port;
+        flow.metadata = self.metadata;
+        flow.regs = self.regs;
+        flow.tun_id = self.tun_id;
+        flow.tun_src = self.tun_src;
+        flow.tun_dst = self.tun_dst;
+    }
+}
+
+struct Entry {
+    state: Arc<FrozenState>,
+    /// The sweep epoch in which a translation last used the id.
+    touched: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    by_state: HashMap<Arc<FrozenState>, u32>,
+    by_id: HashMap<u32, Entry>,
+    /// The last id handed out; ids count up from 1 (0 is "not
+    /// recirculated") and skip ids still in use when they wrap.
+    last_id: u32,
+    epoch: u64,
+}
+
+/// The table of recirculation ids.
+#[derive(Default)]
+pub struct RecircIds {
+    inner: Mutex<Inner>,
+}
+
+impl std::fmt::Debug for RecircIds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RecircIds({} ids)", self.len())
+    }
+}
+
+/// Proof that a sweep began; see [`RecircIds::sweep`].
+#[derive(Clone, Copy, Debug)]
+pub struct SweepToken(u64);
+
+impl RecircIds {
+    /// The id of `state`: the one it already has, or a new one.
+    pub fn id_for(&self, state: FrozenState) -> u32 {
+        let mut g = self.inner.lock();
+        let epoch = g.epoch;
+        if let Some(&id) = g.by_state.get(&state) {
+            if let Some(e) = g.by_id.get_mut(&id) {
+                e.touched = epoch;
+            }
+            return id;
+        }
+        let mut id = g.last_id;
+        loop {
+            id = id.wrapping_add(1);
+            if id != 0 && !g.by_id.contains_key(&id) {
+                break;
+            }
+        }
+        g.last_id = id;
+        let state = Arc::new(state);
+        g.by_state.insert(state.clone(), id);
+        g.by_id.insert(
+            id,
+            Entry {
+                state,
+                touched: epoch,
+            },
+        );
+        id
+    }
+
+    /// The frozen state of `id`, if it is allocated.
+    pub fn get(&self, id: u32) -> Option<Arc<FrozenState>> {
+        let mut g = self.inner.lock();
+        let epoch = g.epoch;
+        let e = g.by_id.get_mut(&id)?;
+        e.touched = epoch;
+        Some(e.state.clone())
+    }
+
+    /// Number of ids allocated.
+    pub fn len(&self) -> usize {
+        self.inner.lock().by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Starts a sweep: call before looking at the flows.
+    pub fn begin_sweep(&self) -> SweepToken {
+        let mut g = self.inner.lock();
+        g.epoch += 1;
+        SweepToken(g.epoch)
+    }
+
+    /// Frees the ids not in `in_use` (every id the flows match or
+    /// recirculate to) that no translation used since the sweep before
+    /// `token`'s began. Returns how many were freed.
+    pub fn sweep(&self, token: SweepToken, in_use: &HashSet<u32>) -> usize {
+        let mut g = self.inner.lock();
+        let dead: Vec<u32> = g
+            .by_id
+            .iter()
+            .filter(|(id, e)| e.touched + 1 < token.0 && !in_use.contains(id))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &dead {
+            if let Some(e) = g.by_id.remove(id) {
+                g.by_state.remove(&e.state);
+            }
+        }
+        dead.len()
+    }
+}
+
+/// The recirculation ids a datapath flow uses: the one it matches and the
+/// ones its actions recirculate to.
+pub fn ids_used(key: &Flow, actions: &[OdpAction], out: &mut HashSet<u32>) {
+    if key.recirc_id != 0 {
+        out.insert(key.recirc_id);
+    }
+    for a in actions {
+        if let OdpAction::Recirc(id) = a {
+            out.insert(*id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(table: u8, reg0: u32) -> FrozenState {
+        let mut f = Flow::default();
+        f.regs[0] = reg0;
+        FrozenState::new(table, &f, vec![], true)
+    }
+
+    #[test]
+    fn equal_states_share_an_id_and_unused_ids_are_freed() {
+        let ids = RecircIds::default();
+        let a = ids.id_for(state(1, 0));
+        assert_eq!(a, 1);
+        assert_eq!(ids.id_for(state(1, 0)), a);
+        let b = ids.id_for(state(1, 7));
+        assert_eq!(b, 2);
+        assert_eq!(ids.get(b).unwrap().regs[0], 7);
+
+        // Touched before the first sweep: kept by it.
+        let t = ids.begin_sweep();
+        assert_eq!(ids.sweep(t, &HashSet::new()), 0);
+        // Touched during the sweep before: kept; b was not: freed.
+        ids.id_for(state(1, 0));
+        let t = ids.begin_sweep();
+        assert_eq!(ids.sweep(t, &HashSet::new()), 1);
+        assert!(ids.get(b).is_none());
+        assert!(ids.get(a).is_some());
+
+        // In use by a flow: kept.
+        let t = ids.begin_sweep();
+        assert_eq!(ids.sweep(t, &HashSet::from([a])), 0);
+        let t = ids.begin_sweep();
+        assert_eq!(ids.sweep(t, &HashSet::from([a])), 0);
+        let t = ids.begin_sweep();
+        assert_eq!(ids.sweep(t, &HashSet::new()), 1);
+        assert!(ids.is_empty());
+        // A freed state gets a fresh id.
+        assert_eq!(ids.id_for(state(1, 7)), 3);
+    }
+
+    #[test]
+    fn used_ids_come_from_keys_and_actions() {
+        let mut used = HashSet::new();
+        let key = Flow {
+            recirc_id: 4,
+            ..Flow::default()
+        };
+        ids_used(
+            &key,
+            &[
+                OdpAction::CtClear,
+                OdpAction::Recirc(9),
+                OdpAction::Output(1),
+            ],
+            &mut used,
+        );
+        assert_eq!(used, HashSet::from([4, 9]));
+    }
+}
