@@ -398,8 +398,8 @@ impl Ctx<'_> {
         self.wc.ct_mark = 0;
         self.wc.ct_label = [0; 16];
         self.run_actions(&ct.actions);
-        let mark =
-            (self.wc.ct_mark != 0).then(|| (self.flow.ct_mark & self.wc.ct_mark, self.wc.ct_mark));
+        let mark = (self.wc.ct_mark != 0)
+            .then_some((self.flow.ct_mark & self.wc.ct_mark, self.wc.ct_mark));
         let label_mask = u128::from_be_bytes(self.wc.ct_label);
         let labels = (label_mask != 0).then(|| {
             (
@@ -531,6 +531,10 @@ impl Ctx<'_> {
                     Prereq::NdAdvert => f.tp_src == ND_NEIGHBOR_ADVERT,
                     _ => f.tp_src == ND_NEIGHBOR_SOLICIT || f.tp_src == ND_NEIGHBOR_ADVERT,
                 }
+            }
+            Prereq::CtValid => {
+                wc.ct_state |= CS_NEW | CS_ESTABLISHED | CS_REPLY_DIR;
+                f.ct_state & (CS_NEW | CS_ESTABLISHED | CS_REPLY_DIR) != 0
             }
             other => messages::field::prereq_ok(other, f),
         }

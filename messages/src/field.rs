@@ -23,6 +23,14 @@ pub enum Field {
     CtZone,
     CtMark,
     CtLabel,
+    /// The tracked connection's original-direction tuple (read-only).
+    CtNwSrc,
+    CtNwDst,
+    CtIpv6Src,
+    CtIpv6Dst,
+    CtNwProto,
+    CtTpSrc,
+    CtTpDst,
     EthSrc,
     EthDst,
     EthType,
@@ -98,6 +106,9 @@ pub enum Prereq {
     Nd,
     NdSolicit,
     NdAdvert,
+    /// A valid conntrack entry (OVS's `MFP_CT_VALID`): `ct_state` has
+    /// `new`, `est` or `rpl`.
+    CtValid,
 }
 
 impl Field {
@@ -106,19 +117,20 @@ impl Field {
         use Field::*;
         match self {
             InPort | Reg(_) | TunSrc | TunDst | PktMark | SkbPriority | RecircId | DpHash
-            | CtMark | Ipv4Src | Ipv4Dst | ArpSpa | ArpTpa => 32,
+            | CtMark | Ipv4Src | Ipv4Dst | ArpSpa | ArpTpa | CtNwSrc | CtNwDst => 32,
             Metadata | TunId => 64,
             CtState => 32,
             CtZone | EthType | VlanTci | ArpOp | TcpSrc | TcpDst | UdpSrc | UdpDst | SctpSrc
-            | SctpDst => 16,
-            CtLabel | Ipv6Src | Ipv6Dst | NdTarget => 128,
+            | SctpDst | CtTpSrc | CtTpDst => 16,
+            CtLabel | Ipv6Src | Ipv6Dst | NdTarget | CtIpv6Src | CtIpv6Dst => 128,
             EthSrc | EthDst | ArpSha | ArpTha | NdSll | NdTll => 48,
             VlanVid => 13,
             DlVlan => 12,
             VlanPcp | MplsTc => 3,
             MplsLabel | Ipv6Label => 20,
             MplsBos => 1,
-            MplsTtl | IpProto | IpTtl | IcmpType | IcmpCode | Icmpv6Type | Icmpv6Code | NwTos => 8,
+            MplsTtl | IpProto | IpTtl | IcmpType | IcmpCode | Icmpv6Type | Icmpv6Code | NwTos
+            | CtNwProto => 8,
             IpDscp => 6,
             IpEcn | IpFrag => 2,
             TcpFlags => 12,
@@ -153,6 +165,9 @@ impl Field {
             NdTarget => Prereq::Nd,
             NdSll => Prereq::NdSolicit,
             NdTll => Prereq::NdAdvert,
+            CtNwSrc | CtNwDst | CtIpv6Src | CtIpv6Dst | CtNwProto | CtTpSrc | CtTpDst => {
+                Prereq::CtValid
+            }
             _ => Prereq::None,
         }
     }
@@ -175,6 +190,13 @@ impl Field {
             CtZone => flow.ct_zone as u128,
             CtMark => flow.ct_mark as u128,
             CtLabel => u128::from_be_bytes(flow.ct_label),
+            CtNwSrc => flow.ct_nw_src as u128,
+            CtNwDst => flow.ct_nw_dst as u128,
+            CtIpv6Src => u128::from_be_bytes(flow.ct_ipv6_src),
+            CtIpv6Dst => u128::from_be_bytes(flow.ct_ipv6_dst),
+            CtNwProto => flow.ct_nw_proto as u128,
+            CtTpSrc => flow.ct_tp_src as u128,
+            CtTpDst => flow.ct_tp_dst as u128,
             EthSrc => mac_to_u128(flow.dl_src),
             EthDst => mac_to_u128(flow.dl_dst),
             EthType => flow.dl_type as u128,
@@ -249,6 +271,13 @@ impl Field {
             CtZone => flow.ct_zone = v as u16,
             CtMark => flow.ct_mark = v as u32,
             CtLabel => flow.ct_label = v.to_be_bytes(),
+            CtNwSrc => flow.ct_nw_src = v as u32,
+            CtNwDst => flow.ct_nw_dst = v as u32,
+            CtIpv6Src => flow.ct_ipv6_src = v.to_be_bytes(),
+            CtIpv6Dst => flow.ct_ipv6_dst = v.to_be_bytes(),
+            CtNwProto => flow.ct_nw_proto = v as u8,
+            CtTpSrc => flow.ct_tp_src = v as u16,
+            CtTpDst => flow.ct_tp_dst = v as u16,
             EthSrc => flow.dl_src = u128_to_mac(v),
             EthDst => flow.dl_dst = u128_to_mac(v),
             EthType => flow.dl_type = v as u16,
@@ -316,6 +345,7 @@ pub fn prereq_ok(p: Prereq, flow: &Flow) -> bool {
         Prereq::Nd => flow.is_nd(),
         Prereq::NdSolicit => flow.is_nd() && flow.tp_src == ND_NEIGHBOR_SOLICIT,
         Prereq::NdAdvert => flow.is_nd() && flow.tp_src == ND_NEIGHBOR_ADVERT,
+        Prereq::CtValid => flow.ct_state & (CS_NEW | CS_ESTABLISHED | CS_REPLY_DIR) != 0,
     }
 }
 

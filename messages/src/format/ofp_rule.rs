@@ -101,6 +101,15 @@ pub fn format_match_fields(
         }
         s.push(',');
     }
+    ipv4(&mut s, "ct_nw_src", f.ct_nw_src, w.ct_nw_src);
+    ipv6(&mut s, "ct_ipv6_src", f.ct_ipv6_src, w.ct_ipv6_src);
+    ipv4(&mut s, "ct_nw_dst", f.ct_nw_dst, w.ct_nw_dst);
+    ipv6(&mut s, "ct_ipv6_dst", f.ct_ipv6_dst, w.ct_ipv6_dst);
+    if w.ct_nw_proto != 0 {
+        let _ = write!(s, "ct_nw_proto={},", f.ct_nw_proto);
+        port16(&mut s, "ct_tp_src", f.ct_tp_src, w.ct_tp_src);
+        port16(&mut s, "ct_tp_dst", f.ct_tp_dst, w.ct_tp_dst);
+    }
     if packet_type_eth {
         s.push_str("eth,");
     }

@@ -17,6 +17,8 @@
 
 use std::fmt;
 
+mod ct;
+
 use super::fields::{self, ones, prereqs_hold, FieldInfo, Syntax};
 use super::syntax::{
     exact_mask, key_values, parse_field_value, parse_ipv4, parse_mac, parse_port, parse_uint,
@@ -24,7 +26,9 @@ use super::syntax::{
 };
 use crate::field::{Field, Prereq};
 use crate::flow::*;
-use crate::ofp::{port, Instructions, Match, OfAction, Rule, DEFAULT_PRIORITY, N_TABLES};
+use crate::ofp::{
+    port, Instructions, Match, NatAction, OfAction, Rule, DEFAULT_PRIORITY, N_TABLES,
+};
 
 /// A rule that does not parse: where, what, and what was expected.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -527,6 +531,9 @@ fn match_prereq(m: &Match, field: Field) -> Option<&'static str> {
             "icmp6 with icmp_type=135 or 136 and icmp_code=0",
         ),
         MplsLabel | MplsTc | MplsBos | MplsTtl => (eth_type_mpls(dl), "mpls or mplsm"),
+        // OVS encodes the original direction's ports only beside its
+        // protocol.
+        CtTpSrc | CtTpDst => (m.mask.ct_nw_proto != 0, "ct_nw_proto"),
         _ => (true, ""),
     };
     (!ok).then_some(needs)
@@ -538,6 +545,7 @@ fn match_prereq(m: &Match, field: Field) -> Option<&'static str> {
 /// switch refuses (OFPBMC_BAD_PREREQ).
 fn normalize_match(m: &mut Match, written: &[Written<'_>]) -> Res<()> {
     let original = *m;
+    check_conntrack_match(&original, written)?;
     for w in written {
         let field = w.info.field;
         if field.get(&original.mask) != 0 && match_prereq(&original, field).is_some() {
@@ -564,6 +572,66 @@ fn normalize_match(m: &mut Match, written: &[Written<'_>]) -> Res<()> {
                 ),
                 w.text,
                 "no transport ports or TCP flags together with nw_frag=later (a later fragment has no L4 header)".to_string(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What the switch refuses in a match on conntrack fields: the
+/// original-direction tuple without a `ct_state` that implies a valid
+/// connection (OVS's `is_ct_valid` on a match), or without the IP version
+/// it belongs to; and `recirc_id`, which only the switch's own
+/// recirculation sets (OFPBRC_EPERM).
+fn check_conntrack_match(m: &Match, written: &[Written<'_>]) -> Res<()> {
+    use Field::*;
+    let (f, w) = (&m.flow, &m.mask);
+    let ct_valid = f.ct_state
+        & (CS_NEW | CS_ESTABLISHED | CS_RELATED | CS_REPLY_DIR | CS_SRC_NAT | CS_DST_NAT)
+        != 0
+        || f.ct_state & CS_TRACKED != 0
+            && w.ct_state & CS_INVALID != 0
+            && f.ct_state & CS_INVALID == 0;
+    let dl = if w.dl_type == 0xffff { f.dl_type } else { 0 };
+    for wr in written {
+        let field = wr.info.field;
+        if field.get(w) == 0 {
+            continue;
+        }
+        let name = wr.text.split(['=', ':']).next().unwrap_or(wr.text);
+        if field == RecircId {
+            return Err(err(
+                wr.at,
+                "recirc_id: the switch refuses rules that match it (OFPBRC_EPERM)",
+                wr.text,
+                "no recirc_id: recirculation ids are the switch's own",
+            ));
+        }
+        if !matches!(
+            field,
+            CtNwSrc | CtNwDst | CtIpv6Src | CtIpv6Dst | CtNwProto | CtTpSrc | CtTpDst
+        ) {
+            continue;
+        }
+        if !ct_valid {
+            return Err(err(
+                wr.at,
+                format!("{name}: prerequisites not met (OFPBMC_BAD_PREREQ)"),
+                wr.text,
+                "a ct_state match implying a tracked connection (+new, +est, +rel, +rpl, +snat, +dnat, or +trk-inv)",
+            ));
+        }
+        let family = match field {
+            CtNwSrc | CtNwDst => Some((ETH_TYPE_IP, "ip (dl_type=0x0800)")),
+            CtIpv6Src | CtIpv6Dst => Some((ETH_TYPE_IPV6, "ipv6 (dl_type=0x86dd)")),
+            _ => None,
+        };
+        if let Some((_, needs)) = family.filter(|(t, _)| dl != *t) {
+            return Err(err(
+                wr.at,
+                format!("{name}: prerequisites not met (OFPBAC_MATCH_INCONSISTENT)"),
+                wr.text,
+                format!("{needs} in the rule's match"),
             ));
         }
     }
@@ -729,6 +797,10 @@ enum Act {
     WriteActions(Vec<Located>),
     WriteMetadata(u64, u64),
     GotoTable(u8),
+    Ct(Box<ct::CtArgs>),
+    CtClear,
+    /// Only valid among `ct`'s nested actions.
+    Nat(NatAction),
 }
 
 /// An action with the text it came from.
@@ -798,9 +870,6 @@ const UNSUPPORTED_ACTIONS: &[&str] = &[
     "note",
     "exit",
     "sample",
-    "ct",
-    "ct_clear",
-    "nat",
     "output_trunc",
     "clone",
     "check_pkt_larger",
@@ -812,7 +881,7 @@ const UNSUPPORTED_ACTIONS: &[&str] = &[
 ];
 
 const SUPPORTED: &str = "an action (output, drop, set_field, load, mod_*, push_vlan, pop_vlan, \
-     dec_ttl, resubmit, controller, a port) or instruction (goto_table, write_metadata, \
+     dec_ttl, resubmit, controller, ct, ct_clear, a port) or instruction (goto_table, write_metadata, \
      write_actions, clear_actions)";
 
 fn parse_instructions(text: &str, base: usize, rule: &Rule) -> Res<Instructions> {
@@ -1078,6 +1147,9 @@ fn parse_action(name: &str, kv: &KeyValue<'_>, src: &str) -> Res<Act> {
             Act::WriteMetadata(num(v)?, m.map(num).transpose()?.unwrap_or(u64::MAX))
         }
         "clear_actions" => Act::ClearActions,
+        "ct" => ct::parse_ct(arg, at)?,
+        "ct_clear" => Act::CtClear,
+        "nat" => Act::Nat(ct::parse_nat(arg, at)?),
         "write_actions" => Act::WriteActions(parse_action_list(arg, at, false)?),
         _ if UNSUPPORTED_ACTIONS.contains(&name) => {
             return Err(err(
@@ -1359,6 +1431,9 @@ struct CheckState {
     /// Inside `write_actions`, where OVS lets `pop_vlan` and `dec_ttl`
     /// stand without a VLAN or IP match.
     in_action_set: bool,
+    /// Inside `ct(exec(...))`, the only place `ct_mark` and `ct_label`
+    /// may be written.
+    in_conntrack: bool,
 }
 
 impl CheckState {
@@ -1388,6 +1463,7 @@ fn check_and_encode(acts: Vec<Located>, rule: &Rule) -> Res<Instructions> {
         flow: rule.matches.flow,
         table: rule.table,
         in_action_set: false,
+        in_conntrack: false,
     };
     let mut ins = Instructions::default();
     for a in &acts {
@@ -1440,6 +1516,29 @@ fn encode_action(a: &Located, st: &mut CheckState, out: &mut Vec<OfAction>) -> R
         )?,
         Act::SetVlanVid { push_if_needed, .. } | Act::SetVlanPcp { push_if_needed, .. } => {
             st.require(has_vlan || *push_if_needed, false, a, "a VLAN tag")?
+        }
+        Act::SetField { info, .. } | Act::Load { info, .. }
+            if matches!(info.field, Field::CtMark | Field::CtLabel) && !st.in_conntrack =>
+        {
+            return Err(ct_outside(a))
+        }
+        Act::Move { dst, .. }
+            if matches!(dst.info.field, Field::CtMark | Field::CtLabel) && !st.in_conntrack =>
+        {
+            return Err(ct_outside(a))
+        }
+        Act::Ct(ct) => {
+            let encoded = ct::encode_ct(a, ct, st)?;
+            out.push(encoded);
+            return Ok(());
+        }
+        Act::Nat(_) => {
+            return Err(err(
+                a.at,
+                "Cannot have NAT action outside of \"ct\" action",
+                &a.text,
+                "nat inside ct(...)",
+            ))
         }
         _ => {}
     }
@@ -1586,6 +1685,9 @@ fn encode_action(a: &Located, st: &mut CheckState, out: &mut Vec<OfAction>) -> R
             in_port: *in_port,
             table: *table,
         }),
+        Act::CtClear => out.push(OfAction::CtClear),
+        // Encoded above.
+        Act::Ct(_) | Act::Nat(_) => {}
         Act::ClearActions | Act::WriteActions(_) | Act::WriteMetadata(..) | Act::GotoTable(_) => {
             return Err(err(
                 a.at,
@@ -1596,6 +1698,15 @@ fn encode_action(a: &Located, st: &mut CheckState, out: &mut Vec<OfAction>) -> R
         }
     }
     Ok(())
+}
+
+fn ct_outside(a: &Located) -> LineError {
+    err(
+        a.at,
+        "cannot set CT fields outside of ct action",
+        &a.text,
+        "writes to ct_mark and ct_label inside ct(commit,exec(...))",
+    )
 }
 
 fn prereq_needs(p: Prereq, field: Field) -> &'static str {
@@ -1616,6 +1727,7 @@ fn prereq_needs(p: Prereq, field: Field) -> &'static str {
         Prereq::Nd => "icmp6 with icmp_type=135 or 136 and icmp_code=0",
         Prereq::NdSolicit => "icmp6 with icmp_type=135 and icmp_code=0",
         Prereq::NdAdvert => "icmp6 with icmp_type=136 and icmp_code=0",
+        Prereq::CtValid => "a tracked connection (ct_state +new, +est or +rpl)",
     }
 }
 

@@ -575,10 +575,11 @@ pub(crate) fn expected_for(f: &FieldInfo) -> &'static str {
 /// The all-ones mask of a field's parsed values: ports are parsed as
 /// 32-bit OpenFlow 1.1 numbers, everything else at OVS's byte width.
 pub(crate) fn exact_mask(f: &FieldInfo) -> u128 {
-    if f.syntax == Syntax::Port {
-        u128::from(u32::MAX)
-    } else {
-        f.byte_mask()
+    match f.syntax {
+        Syntax::Port => u128::from(u32::MAX),
+        // Only the eight named states exist (OVS keeps 8 bits of the mask).
+        Syntax::CtState => 0xff,
+        _ => f.byte_mask(),
     }
 }
 
