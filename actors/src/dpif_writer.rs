@@ -10,10 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use messages::dpif::{DpifOp, PutMode};
+use messages::dpif::{DpifOp, PutMode, Ufid};
 
 use crate::backpressure::{Permit, Window};
 use crate::dpif::Dpif;
+use crate::handler::InjectPanics;
 use crate::stats::PipelineStats;
 use crate::supervisor::guarded;
 use crate::ukeys::Ukeys;
@@ -128,6 +129,10 @@ pub struct DpifWriter {
     /// The window handlers send through: while it holds ops, more are on
     /// the way and a partial batch may wait for them.
     inlet: Arc<Window>,
+    panics_to_inject: u32,
+    /// Ufids of the batch being written whose puts are not confirmed yet:
+    /// lost if the writer panics.
+    unconfirmed: Vec<Ufid>,
     stats: Arc<PipelineStats>,
 }
 
@@ -151,6 +156,8 @@ impl DpifWriter {
             done: Vec::new(),
             flush_timer: None,
             inlet,
+            panics_to_inject: 0,
+            unconfirmed: Vec::new(),
             stats,
         }
     }
@@ -177,16 +184,33 @@ impl DpifWriter {
     }
 
     fn write_batch(&mut self, batch: &mut [DpifOp]) {
+        self.unconfirmed.clear();
+        self.unconfirmed
+            .extend(batch.iter().filter_map(|op| match op {
+                DpifOp::FlowPut(put) if put.mode == PutMode::Create => Some(put.ufid),
+                _ => None,
+            }));
+        if self.panics_to_inject > 0 {
+            self.panics_to_inject -= 1;
+            // Half the batch reaches the datapath, unconfirmed.
+            let half = batch.len() / 2;
+            let _ = self.dpif.operate(&mut batch[..half]);
+            panic!("injected fault in the dpif-writer");
+        }
         metrics::histogram!("upcalld_dpif_batch_size").record(batch.len() as f64);
         PipelineStats::add(&self.stats.dpif_batches, 1);
         let results = self.dpif.operate(batch);
         self.stats.note_write();
+        self.unconfirmed.clear();
         // Counted here and added once per batch: the counters are shared
         // with every thread that reads them.
         let (mut puts, mut modifies, mut deletes, mut executes, mut errors) = (0, 0, 0, 0, 0);
         for (op, result) in batch.iter().zip(results) {
             match (op, result) {
-                (DpifOp::FlowPut(put), Ok(())) if put.mode == PutMode::Create => puts += 1,
+                (DpifOp::FlowPut(put), Ok(())) if put.mode == PutMode::Create => {
+                    puts += 1;
+                    self.ukeys.set_visible(put.ufid);
+                }
                 (DpifOp::FlowPut(_), Ok(())) => modifies += 1,
                 (DpifOp::FlowDel { ufid }, Ok(())) => {
                     deletes += 1;
@@ -239,6 +263,29 @@ impl DpifWriter {
     }
 }
 
+impl DpifWriter {
+    /// After a panic: the puts of the batch being written, of the message
+    /// and of the queue whose writing was not confirmed are lost (whether
+    /// or not they reached the datapath); their ukeys go, so that their
+    /// next upcalls install them (or the next dump adopts them).
+    fn forget_lost_puts(&mut self, ops: &mut Vec<DpifOp>) {
+        let mut lost: Vec<Ufid> = ops
+            .iter()
+            .chain(self.pending.iter())
+            .filter_map(|op| match op {
+                DpifOp::FlowPut(put) if put.mode == PutMode::Create => Some(put.ufid),
+                _ => None,
+            })
+            .collect();
+        lost.append(&mut self.unconfirmed);
+        for ufid in lost {
+            self.ukeys.remove_invisible(ufid);
+        }
+        ops.clear();
+        self.pending.clear();
+    }
+}
+
 impl Actor for DpifWriter {
     type Context = Context<Self>;
 }
@@ -259,7 +306,7 @@ impl Handler<FlowOps> for DpifWriter {
             permit,
         } = msg;
         let stats = self.stats.clone();
-        guarded("dpif_writer", &stats, ctx, || {
+        let written = guarded("dpif_writer", &stats, ctx, || {
             // Full batches now; a partial one waits for more ops or the
             // latency bound.
             let bs = self.config.batch_size;
@@ -277,6 +324,9 @@ impl Handler<FlowOps> for DpifWriter {
                 self.write_pending(self.pending.len() / bs * bs);
             }
         });
+        if written.is_none() {
+            self.forget_lost_puts(&mut ops);
+        }
         drop(permit);
         if let Some(to) = return_to {
             let n = self.done.len().min(ops.capacity() - ops.len());
@@ -294,6 +344,14 @@ impl Handler<FlowOps> for DpifWriter {
                 w.write(ctx);
             }));
         }
+    }
+}
+
+impl Handler<InjectPanics> for DpifWriter {
+    type Result = ();
+
+    fn handle(&mut self, msg: InjectPanics, _: &mut Context<Self>) {
+        self.panics_to_inject = msg.batches;
     }
 }
 

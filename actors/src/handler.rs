@@ -382,6 +382,9 @@ impl Handler<UpcallBatch> for UpcallHandler {
                 // Waits while the writer has a full window of ops.
                 if !self.writer.send(ops, return_to) {
                     tracing::warn!(ops = n_ops, "the dpif-writer is gone; ops lost");
+                    for ufid in self.batch_ukeys.drain(..) {
+                        self.ukeys.remove(ufid);
+                    }
                 }
                 self.gather_credits(credits);
                 stats.upcalls_handled.fetch_add(n, Ordering::Relaxed);

@@ -219,6 +219,12 @@ impl Pipeline {
         }
     }
 
+    /// Makes the dpif-writer panic halfway through its next `batches`
+    /// batches.
+    pub fn inject_writer_panics(&self, batches: u32) {
+        self.writer.do_send(InjectPanics { batches });
+    }
+
     /// Stops every actor's arbiter (the rule-table stops with its system).
     pub fn stop(self) {
         for a in self.arbiters {

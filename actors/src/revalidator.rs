@@ -273,6 +273,7 @@ impl Revalidator {
         let now = round.now;
         ukey.dump_seq = round.dump_seq;
         ukey.missed_dumps = 0;
+        ukey.visible = true;
         if let Some(sent) = ukey.delete_sent_ms {
             if now.saturating_sub(sent) < DELETE_PENDING_MS {
                 return;
@@ -341,16 +342,16 @@ struct Round {
 const ADOPT_BY_GETS: usize = 64;
 
 impl Revalidator {
-    /// Ages the ukeys of this revalidator's shards that the round's dump
-    /// did not show, and drops those missed by [`MAX_MISSED_DUMPS`] dumps
-    /// in a row: their flows are gone (or their puts never landed), and
-    /// the next upcall for them is to install them again.
+    /// Ages the ukeys of this revalidator's shards whose flows the datapath
+    /// had and the round's dump did not show, and drops those missed by
+    /// [`MAX_MISSED_DUMPS`] dumps in a row: their flows are gone, and the
+    /// next upcall for them is to install them again.
     fn sweep(&mut self) {
         let seq = self.dump_seq;
         let mut dropped = 0;
         for s in (self.id..N_SHARDS).step_by(self.n_revalidators) {
             self.ukeys.shard(s).retain(|_, ukey| {
-                if ukey.dump_seq == seq {
+                if ukey.dump_seq == seq || !ukey.visible {
                     return true;
                 }
                 ukey.missed_dumps += 1;

@@ -57,7 +57,7 @@ pub struct PipelineStats {
     /// Upcalls whose megaflow was already installed or on its way.
     pub duplicate_upcalls: AtomicU64,
     /// Ukeys dropped because dumps no longer showed their flows (deleted
-    /// behind upcalld's back, or puts that never landed).
+    /// behind upcalld's back).
     pub ukeys_missing: AtomicU64,
     /// Flow puts (creations) that reached the datapath and succeeded.
     pub flow_puts: AtomicU64,

@@ -6,11 +6,12 @@
 //! its actions; an upcall whose megaflow already has a ukey is a duplicate
 //! (its packet runs, nothing is put). Revalidators keep the ukeys of the
 //! flows they dump (statistics, re-translation) and adopt a dumped flow
-//! that has none (after a restart). A ukey goes away when its flow's
-//! delete was carried out, when its put failed, or when four dumps in a
-//! row did not see its flow (deleted behind upcalld's back: by
-//! `ovs-dpctl del-flows`, by a put that never landed, by a writer that
-//! died with its batch), so that the next upcall installs the flow again.
+//! that has none (after a restart). A ukey goes away, so that the next
+//! upcall installs the flow again, when its flow's delete was carried
+//! out; when its put failed or was lost with a batch (a handler or the
+//! writer panicking midway); or when four dumps in a row did not show a
+//! flow the datapath had (deleted behind upcalld's back, e.g. by
+//! `ovs-dpctl del-flows`).
 //!
 //! The map is split into shards, each behind its own lock, as OVS splits
 //! its `umap`: handlers, revalidators and the dpif-writer touch one ufid at
@@ -51,6 +52,11 @@ pub struct Ukey {
     /// Statistics already credited to `rules`.
     pub packets: u64,
     pub bytes: u64,
+    /// Whether the datapath has the flow: its put was carried out, or a
+    /// dump showed it. Only such a ukey ages when dumps miss its flow: one
+    /// whose put is still on its way (behind a busy writer) must not be
+    /// taken for deleted.
+    pub visible: bool,
     /// The revalidator round that last saw the flow in a dump (0: none).
     pub dump_seq: u64,
     /// Dumps in a row that did not show the flow.
@@ -73,6 +79,7 @@ impl Ukey {
         Ukey {
             version: Some(version),
             rules,
+            visible: false,
             ..Ukey::adopted(now_ms, megaflow, actions)
         }
     }
@@ -87,6 +94,7 @@ impl Ukey {
             actions,
             packets: 0,
             bytes: 0,
+            visible: true,
             dump_seq: 0,
             missed_dumps: 0,
             delete_sent_ms: None,
@@ -134,6 +142,22 @@ impl Ukeys {
     /// Forgets `ufid`'s ukey (its flow is gone, or its put failed).
     pub fn remove(&self, ufid: Ufid) -> Option<Ukey> {
         self.shard(shard_of(ufid)).remove(ufid)
+    }
+
+    /// Notes that `ufid`'s put was carried out.
+    pub fn set_visible(&self, ufid: Ufid) {
+        if let Some(ukey) = self.shard(shard_of(ufid)).get_mut(ufid) {
+            ukey.visible = true;
+        }
+    }
+
+    /// Forgets `ufid`'s ukey if its put was not carried out (it was lost
+    /// with a batch): the next upcall is to install the flow.
+    pub fn remove_invisible(&self, ufid: Ufid) {
+        let mut shard = self.shard(shard_of(ufid));
+        if shard.get_mut(ufid).is_some_and(|u| !u.visible) {
+            shard.remove(ufid);
+        }
     }
 
     /// Whether `ufid` has a ukey.

@@ -25,6 +25,10 @@ use netlink_sys::{protocols::NETLINK_GENERIC, Socket, SocketAddr};
 /// Room for one upcall: a 64 KiB packet with its key and headers (as
 /// OVS's receive buffer).
 const RECV_BUF: usize = 68 * 1024;
+/// The socket's receive buffer, the upcall backlog's bound: 4 MiB, as OVS
+/// asks for every netlink socket (`nl_sock_create`); the kernel's default
+/// (about 200 KiB) holds a few hundred upcalls.
+const SOCKET_RCVBUF: libc::c_int = 4 * 1024 * 1024;
 /// Length of `struct nlmsghdr` and of `struct genlmsghdr`.
 const NLMSG_HDRLEN: usize = 16;
 const GENL_HDRLEN: usize = 4;
@@ -57,6 +61,7 @@ impl UpcallSocket {
         let mut addr = SocketAddr::new(0, 0);
         socket.get_address(&mut addr)?;
         socket.set_non_blocking(true)?;
+        set_rcvbuf(&socket, SOCKET_RCVBUF)?;
         Ok(UpcallSocket {
             port_id: addr.port_number(),
             reader: Mutex::new(Reader {
@@ -134,6 +139,28 @@ fn each_message(data: &[u8], visit: &mut impl FnMut(GenlHeader, &[u8])) -> usize
         n += 1;
     }
     n
+}
+
+/// Sets `socket`'s receive buffer to `bytes`: beyond `rmem_max` where
+/// allowed (`SO_RCVBUFFORCE`, root only), else as far as `rmem_max` lets.
+fn set_rcvbuf(socket: &Socket, bytes: libc::c_int) -> io::Result<()> {
+    let set = |opt| {
+        // SAFETY: a valid socket and a c_int option value of the size given.
+        unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                (&bytes as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        }
+    };
+    if set(libc::SO_RCVBUFFORCE) == 0 || set(libc::SO_RCVBUF) == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Waits up to `timeout` for `socket` to have something to read. False on
