@@ -281,6 +281,9 @@ fn pipeline_config(
         writer: WriterConfig {
             batch_size: config.batch_size(),
             max_latency: Duration::from_micros(config.batch_latency_us),
+            // On the kernel each handler writes its own batches (measured:
+            // the one writer was the ceiling; see ARCHITECTURE.md).
+            handlers_write: config.datapath.kind == DatapathType::Kernel,
         },
         cpus: config.thread_cpus().actors,
         revalidator: RevalidatorConfig {

@@ -74,7 +74,7 @@ fn describe() {
     describe_gauge!("upcalld_rules_version", "The rule-table's version");
     describe_gauge!(
         "upcalld_dump_duration_seconds_last",
-        "Duration of the last revalidation"
+        "CPU time of the last revalidation round"
     );
     describe_histogram!("upcalld_dpif_batch_size", "Ops per datapath batch");
     describe_histogram!(

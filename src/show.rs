@@ -90,7 +90,7 @@ pub fn upcall_show(
         dp.n_flows,
         g(&s.flow_limit)
     );
-    let _ = writeln!(out, "  dump duration : {}ms", g(&s.dump_duration_ms));
+    let _ = writeln!(out, "  dump duration : {}ms (cpu)", g(&s.dump_duration_ms));
     let _ = writeln!(
         out,
         "  keys          : {n_ukeys} (dropped as missing from dumps: {})",

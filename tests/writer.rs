@@ -32,6 +32,7 @@ fn a_partial_batch_is_written_once_no_more_ops_are_on_the_way() {
                 writer: WriterConfig {
                     batch_size: 1000,
                     max_latency: Duration::from_secs(60),
+                    handlers_write: false,
                 },
                 ..PipelineConfig::default()
             },
@@ -55,5 +56,57 @@ fn a_partial_batch_is_written_once_no_more_ops_are_on_the_way() {
     assert_eq!(
         flows, 5,
         "every megaflow installed, {waited:?} after the burst"
+    );
+}
+
+/// Handlers that write their own batches (the kernel datapath's way):
+/// every megaflow installed and every packet run, in batches of at most
+/// `batch_size`, with the ukeys agreeing with the datapath.
+#[test]
+fn handlers_writing_their_own_batches_install_every_flow() {
+    let (flows, ukeys, puts, executes, handled, batches) = actix::System::new().block_on(async {
+        let rules = upcalld::daemon::parse_rules(
+            "table=0,priority=1000,dl_src=02:ff:ff:ff:ff:ff,actions=drop\n\
+             table=0,priority=100,ip,actions=output:4\n",
+            "test rules",
+        )
+        .unwrap();
+        let netdev = Arc::new(Netdev::new(NetdevConfig::default()));
+        let pipeline = Pipeline::start(
+            netdev.clone(),
+            Tables::from_rules(rules),
+            PipelineConfig {
+                n_handlers: 2,
+                writer: WriterConfig {
+                    batch_size: 8,
+                    handlers_write: true,
+                    ..WriterConfig::default()
+                },
+                ..PipelineConfig::default()
+            },
+        );
+        // 1000 source MACs on 3 ports: a megaflow per packet.
+        upcalld::bench::feed(&netdev, &pipeline, &workload(3000))
+            .await
+            .unwrap();
+        let s = &pipeline.stats;
+        let g = actors::stats::PipelineStats::get;
+        let out = (
+            netdev.stats().n_flows,
+            pipeline.ukeys.len() as u64,
+            g(&s.flow_puts),
+            g(&s.executes),
+            g(&s.upcalls_handled),
+            g(&s.dpif_batches),
+        );
+        pipeline.stop();
+        netdev.close();
+        out
+    });
+    assert_eq!((flows, ukeys, puts), (3000, 3000, 3000));
+    assert_eq!((handled, executes), (3000, 3000), "every packet run");
+    assert!(
+        batches >= (puts + executes) / 8,
+        "{batches} batches of at most 8"
     );
 }

@@ -19,11 +19,18 @@ use crate::stats::PipelineStats;
 use crate::supervisor::guarded;
 use crate::ukeys::Ukeys;
 
-/// Batching bounds.
+/// Batching bounds, and who writes the handlers' ops.
 #[derive(Clone, Copy, Debug)]
 pub struct WriterConfig {
     /// Most ops per `Dpif::operate` call (OVS: 50 per transaction).
     pub batch_size: usize,
+    /// Handlers write their own puts and executes, in batches of
+    /// `batch_size` (OVS's `handle_upcalls`), and the writer only the
+    /// revalidators' ops: the kernel datapath's choice, where a put's cost
+    /// is the kernel's work on the writing thread and one writer was the
+    /// ceiling. The embedded datapath keeps one writer placed beside its
+    /// packet threads (see ARCHITECTURE.md).
+    pub handlers_write: bool,
     /// Longest an op waits for its batch to fill. It waits only while
     /// handlers have more ops on the way: with none, a partial batch is
     /// written at once, as OVS's handlers write theirs.
@@ -35,6 +42,7 @@ impl Default for WriterConfig {
         WriterConfig {
             batch_size: 50,
             max_latency: Duration::from_millis(1),
+            handlers_write: false,
         }
     }
 }
@@ -197,57 +205,8 @@ impl DpifWriter {
             let _ = self.dpif.operate(&mut batch[..half]);
             panic!("injected fault in the dpif-writer");
         }
-        metrics::histogram!("upcalld_dpif_batch_size").record(batch.len() as f64);
-        PipelineStats::add(&self.stats.dpif_batches, 1);
-        let results = self.dpif.operate(batch);
-        self.stats.note_write();
+        write_ops(&*self.dpif, batch, &self.ukeys, &self.stats);
         self.unconfirmed.clear();
-        // Counted here and added once per batch: the counters are shared
-        // with every thread that reads them.
-        let (mut puts, mut modifies, mut deletes, mut executes, mut errors) = (0, 0, 0, 0, 0);
-        for (op, result) in batch.iter().zip(results) {
-            match (op, result) {
-                (DpifOp::FlowPut(put), Ok(())) if put.mode == PutMode::Create => {
-                    puts += 1;
-                    self.ukeys.set_visible(put.ufid);
-                }
-                (DpifOp::FlowPut(_), Ok(())) => modifies += 1,
-                (DpifOp::FlowDel { ufid }, Ok(())) => {
-                    deletes += 1;
-                    self.ukeys.remove(*ufid);
-                }
-                (DpifOp::Execute(_), Ok(())) => executes += 1,
-                (op, Err(e)) => {
-                    errors += 1;
-                    match op {
-                        // Not installed after all: a later upcall may put
-                        // it. (One that was there already, EEXIST, is
-                        // adopted again by the next dump.)
-                        DpifOp::FlowPut(put) if put.mode == PutMode::Create => {
-                            self.ukeys.remove(put.ufid);
-                        }
-                        // Gone already (ENOENT), or not ours to keep.
-                        DpifOp::FlowDel { ufid } => {
-                            self.ukeys.remove(*ufid);
-                        }
-                        _ => {}
-                    }
-                    tracing::debug!(error = %e, "datapath refused an operation");
-                }
-            }
-        }
-        let s = &self.stats;
-        for (counter, n) in [
-            (&s.flow_puts, puts),
-            (&s.flow_modifies, modifies),
-            (&s.flow_deletes, deletes),
-            (&s.executes, executes),
-            (&s.op_errors, errors),
-        ] {
-            if n > 0 {
-                PipelineStats::add(counter, n);
-            }
-        }
     }
 
     /// Keeps the written puts and executes of `batch` (emptied) for
@@ -260,6 +219,63 @@ impl DpifWriter {
                 .filter(|op| !matches!(op, DpifOp::FlowDel { .. }))
                 .take(room),
         );
+    }
+}
+
+/// Writes `batch` to `dpif` in one `operate` call and keeps the ukeys
+/// and counters true to the answers: a confirmed put makes its ukey
+/// visible; a failed put, or a delete carried out (or refused: the flow
+/// is gone), drops it. Used by the writer, and by handlers that write
+/// their own batches.
+pub fn write_ops(dpif: &dyn Dpif, batch: &mut [DpifOp], ukeys: &Ukeys, stats: &PipelineStats) {
+    metrics::histogram!("upcalld_dpif_batch_size").record(batch.len() as f64);
+    PipelineStats::add(&stats.dpif_batches, 1);
+    let results = dpif.operate(batch);
+    stats.note_write();
+    // Counted here and added once per batch: the counters are shared
+    // with every thread that reads them.
+    let (mut puts, mut modifies, mut deletes, mut executes, mut errors) = (0, 0, 0, 0, 0);
+    for (op, result) in batch.iter().zip(results) {
+        match (op, result) {
+            (DpifOp::FlowPut(put), Ok(())) if put.mode == PutMode::Create => {
+                puts += 1;
+                ukeys.set_visible(put.ufid);
+            }
+            (DpifOp::FlowPut(_), Ok(())) => modifies += 1,
+            (DpifOp::FlowDel { ufid }, Ok(())) => {
+                deletes += 1;
+                ukeys.remove(*ufid);
+            }
+            (DpifOp::Execute(_), Ok(())) => executes += 1,
+            (op, Err(e)) => {
+                errors += 1;
+                match op {
+                    // Not installed after all: a later upcall may put
+                    // it. (One that was there already, EEXIST, is
+                    // adopted again by the next dump.)
+                    DpifOp::FlowPut(put) if put.mode == PutMode::Create => {
+                        ukeys.remove(put.ufid);
+                    }
+                    // Gone already (ENOENT), or not ours to keep.
+                    DpifOp::FlowDel { ufid } => {
+                        ukeys.remove(*ufid);
+                    }
+                    _ => {}
+                }
+                tracing::debug!(error = %e, "datapath refused an operation");
+            }
+        }
+    }
+    for (counter, n) in [
+        (&stats.flow_puts, puts),
+        (&stats.flow_modifies, modifies),
+        (&stats.flow_deletes, deletes),
+        (&stats.executes, executes),
+        (&stats.op_errors, errors),
+    ] {
+        if n > 0 {
+            PipelineStats::add(counter, n);
+        }
     }
 }
 

@@ -1,6 +1,8 @@
 //! The handler actor: translates a batch of upcalls against its current
-//! rule snapshot and sends, for each, the megaflow to install (`FlowPut`)
-//! and the packet to run (`Execute`) to the dpif-writer. The megaflow's
+//! rule snapshot and, for each, has the megaflow installed (`FlowPut`) and
+//! the packet run (`Execute`): by the dpif-writer, or (on the kernel
+//! datapath) writing the batch to the datapath itself, as OVS's handlers
+//! do. The megaflow's
 //! ukey is made first ([`crate::ukeys`]): an upcall whose megaflow has one
 //! already is a duplicate, and only its packet runs.
 //!
@@ -21,8 +23,9 @@ use messages::Megaflow;
 use rustc_hash::FxHashSet;
 
 use crate::backpressure::Permit;
+use crate::dpif::Dpif;
 use crate::dpif::{megaflow_ufid, monotonic_ms};
-use crate::dpif_writer::{SpareOps, WriterInlet};
+use crate::dpif_writer::{write_ops, SpareOps, WriterInlet};
 use crate::receiver::SpareUpcalls;
 use crate::rule_table::{PushStats, RuleStats, RuleTable, Snapshot};
 use crate::stats::{DropReason, PipelineStats};
@@ -76,11 +79,20 @@ pub struct InjectPanics {
     pub batches: u32,
 }
 
+/// Where and how a handler writes its own ops.
+pub struct OwnWrites {
+    pub dpif: Arc<dyn Dpif>,
+    pub batch_size: usize,
+}
+
 pub struct UpcallHandler {
     pub id: usize,
     tables: Arc<Tables>,
     xlate_cfg: XlateConfig,
     writer: WriterInlet,
+    /// Set when this handler writes its own ops (see
+    /// [`crate::dpif_writer::WriterConfig::handlers_write`]).
+    own_writes: Option<OwnWrites>,
     /// Credited with the packets the handler executes.
     rule_table: Addr<RuleTable>,
     flow_limit: u64,
@@ -110,6 +122,7 @@ impl UpcallHandler {
         tables: Arc<Tables>,
         xlate_cfg: XlateConfig,
         writer: WriterInlet,
+        own_writes: Option<OwnWrites>,
         rule_table: Addr<RuleTable>,
         flow_limit: u64,
         ukeys: Arc<Ukeys>,
@@ -120,6 +133,7 @@ impl UpcallHandler {
             tables,
             xlate_cfg,
             writer,
+            own_writes,
             rule_table,
             flow_limit,
             ukeys,
@@ -370,20 +384,34 @@ impl Handler<UpcallBatch> for UpcallHandler {
         let stats = self.stats.clone();
         let me = ctx.address().recipient();
         let handled = guarded("handler", &stats, ctx, || {
-            self.handle_batch(&mut upcalls, me)
+            let (mut ops, return_to, credits) = self.handle_batch(&mut upcalls, me);
+            if let Some(own) = &self.own_writes {
+                for batch in ops.chunks_mut(own.batch_size) {
+                    write_ops(&*own.dpif, batch, &self.ukeys, &self.stats);
+                }
+                self.op_boxes.take_back(&mut ops);
+                if self.spare_ops.len() < MAX_SPARE_BUFFERS {
+                    self.spare_ops.push(ops);
+                }
+                (None, credits)
+            } else {
+                (Some((ops, return_to)), credits)
+            }
         });
         if let Some(to) = return_to {
             upcalls.clear();
             to.do_send(SpareUpcalls(upcalls));
         }
         match handled {
-            Some((ops, return_to, credits)) => {
-                let n_ops = ops.len();
-                // Waits while the writer has a full window of ops.
-                if !self.writer.send(ops, return_to) {
-                    tracing::warn!(ops = n_ops, "the dpif-writer is gone; ops lost");
-                    for ufid in self.batch_ukeys.drain(..) {
-                        self.ukeys.remove(ufid);
+            Some((to_writer, credits)) => {
+                if let Some((ops, return_to)) = to_writer {
+                    let n_ops = ops.len();
+                    // Waits while the writer has a full window of ops.
+                    if !self.writer.send(ops, return_to) {
+                        tracing::warn!(ops = n_ops, "the dpif-writer is gone; ops lost");
+                        for ufid in self.batch_ukeys.drain(..) {
+                            self.ukeys.remove(ufid);
+                        }
                     }
                 }
                 self.gather_credits(credits);
@@ -393,9 +421,10 @@ impl Handler<UpcallBatch> for UpcallHandler {
             }
             None => {
                 stats.count_drop(DropReason::HandlerPanic, n);
-                // Their puts were never sent: their next upcalls install them.
+                // Their puts were not written, or not confirmed: their next
+                // upcalls install them (or the next dump adopts them).
                 for ufid in self.batch_ukeys.drain(..) {
-                    self.ukeys.remove(ufid);
+                    self.ukeys.remove_invisible(ufid);
                 }
             }
         }

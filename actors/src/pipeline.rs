@@ -10,6 +10,10 @@
 //!                                   │ FlowLimit ──► handlers
 //! ```
 //!
+//! With `WriterConfig::handlers_write` (the kernel datapath), handlers
+//! write their own puts and executes to the datapath in batches and the
+//! writer takes only the revalidators' ops.
+//!
 //! Every actor runs under actix's `Supervisor`; the CPU-bound and blocking
 //! ones (receiver, each handler, each revalidator, the writer) get an arbiter
 //! (thread) of their own; the rule-table lives on the arbiter that starts
@@ -27,7 +31,7 @@ use crate::backpressure::Window;
 use crate::dpif::Dpif;
 use crate::dpif_writer::{DpifWriter, Flush, WriterConfig, WriterInlet, WINDOW_OPS};
 use crate::handler::{
-    InjectPanics, SendCredits, UpcallHandler, WINDOW_UPCALLS as HANDLER_WINDOW_UPCALLS,
+    InjectPanics, OwnWrites, SendCredits, UpcallHandler, WINDOW_UPCALLS as HANDLER_WINDOW_UPCALLS,
 };
 use crate::receiver::Receiver;
 use crate::revalidator::{RevalidateNow, Revalidator, RevalidatorConfig};
@@ -128,9 +132,13 @@ impl Pipeline {
                     .flow_limit_start
                     .min(config.revalidator.flow_limit);
                 let u = ukeys.clone();
+                let own = config.writer.handlers_write.then(|| OwnWrites {
+                    dpif: dpif.clone(),
+                    batch_size: config.writer.batch_size.max(1),
+                });
                 Supervisor::start_in_arbiter(
                     &own_arbiter(format!("handler{id}"), &config.cpus.handlers),
-                    move |_| UpcallHandler::new(id, t, x, w, r, limit, u, s),
+                    move |_| UpcallHandler::new(id, t, x, w, own, r, limit, u, s),
                 )
             })
             .collect();

@@ -14,7 +14,8 @@
 //! 5. drop the ukeys of its shards whose flows four dumps in a row did not
 //!    show (deleted behind upcalld's back), so that their next upcall
 //!    installs them again;
-//! 6. revalidator 0 runs OVS's dynamic flow limit from the dump duration and
+//! 6. revalidator 0 runs OVS's dynamic flow limit from the round's duration
+//!    (its CPU time: what it cost, not how long it waited for a CPU),
 //!    tells the handlers, and frees the recirculation ids no ukey uses.
 
 use std::collections::{HashMap, HashSet};
@@ -154,6 +155,7 @@ impl Revalidator {
 
     fn round(&mut self) {
         let start = Instant::now();
+        let cpu_start = thread_cpu_time();
         let mut dump = std::mem::take(&mut self.dump_buf);
         dump.clear();
         if let Err(e) = self.dpif.flow_dump_terse(&mut dump) {
@@ -198,11 +200,14 @@ impl Revalidator {
             self.rule_table
                 .do_send(PushStats(out.rule_stats.into_iter().collect()));
         }
-        let duration = start.elapsed();
-        metrics::histogram!("upcalld_revalidation_seconds").record(duration.as_secs_f64());
+        metrics::histogram!("upcalld_revalidation_seconds").record(start.elapsed().as_secs_f64());
         PipelineStats::add(&self.stats.revalidation_rounds, 1);
         if self.id == 0 {
-            let ms = duration.as_millis() as u64;
+            // What the round cost: the dump's kernel work is done in this
+            // thread's receive calls, so its CPU time covers it. Wall time
+            // would also count the waits for a CPU that the handlers hold
+            // during a burst of upcalls, when the limit must not shrink.
+            let ms = (thread_cpu_time().saturating_sub(cpu_start)).as_millis() as u64;
             self.flow_limit = next_flow_limit(self.flow_limit, ms, n_flows, self.config.flow_limit);
             self.stats
                 .flow_limit
@@ -384,6 +389,17 @@ impl Revalidator {
         metrics::counter!("upcalld_recirc_ids_freed_total").increment(freed as u64);
         metrics::gauge!("upcalld_recirc_ids").set(recirc.len() as f64);
     }
+}
+
+/// CPU time the calling thread has used, user and kernel.
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// True if `wc` needs a bit that `mask` does not match: the installed

@@ -76,7 +76,8 @@ pub struct PipelineStats {
     pub dp_flows: AtomicU64,
     /// The dynamic flow limit.
     pub flow_limit: AtomicU64,
-    /// Duration of the last dump and revalidation, in ms.
+    /// CPU time of the last dump and revalidation, in ms (what the
+    /// dynamic flow limit follows).
     pub dump_duration_ms: AtomicU64,
     /// Revalidation rounds completed (by every revalidator).
     pub revalidation_rounds: AtomicU64,

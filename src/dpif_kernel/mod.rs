@@ -11,7 +11,8 @@
 //!   go to handler `cpu % n`); a kernel without it gets per-vport upcall
 //!   PIDs instead (each port's misses are spread over all handlers).
 //! - Flow puts, deletes and executes go in batches, many messages per
-//!   `sendmsg`, on a netlink-sys socket of their own ([`socket`]).
+//!   `sendmsg`, on netlink-sys sockets of their own, one per thread that
+//!   may write at once ([`socket`]).
 //! - Revalidators' terse dumps and gets by ufid are read on their own
 //!   threads too ([`socket::ReplySocket`]).
 //! - Lost upcalls are counted where they happen: socket overruns
@@ -103,7 +104,10 @@ pub struct KernelDpif {
     families: Families,
     dispatch: Dispatch,
     control: Control,
-    tx: Mutex<BatchSocket>,
+    /// One batch socket per thread that may write at once (each handler
+    /// writes its own batches, and the dpif-writer the revalidators'): a
+    /// batch waits for its answers on the socket it went out on.
+    tx: Vec<Mutex<BatchSocket>>,
     /// Terse dumps and gets by ufid, read on the caller's thread.
     replies: Mutex<ReplySocket>,
     counters: TxCounters,
@@ -188,7 +192,10 @@ impl KernelDpif {
             families,
             dispatch: Dispatch::PerVport,
             control,
-            tx: Mutex::new(BatchSocket::new().map_err(io_err)?),
+            tx: (0..cfg.n_handlers.max(1) + 1)
+                .map(|_| BatchSocket::new().map(Mutex::new))
+                .collect::<io::Result<_>>()
+                .map_err(io_err)?,
             replies: Mutex::new(ReplySocket::new().map_err(io_err)?),
             counters: TxCounters::default(),
             handlers,
@@ -230,7 +237,12 @@ impl KernelDpif {
     }
 
     fn transact(&self, reqs: Vec<Request>) -> Result<Vec<Answer>, DpifError> {
-        let mut tx = self.tx.lock().map_err(|_| DpifError::Closed)?;
+        // A free socket if there is one, else wait for the first.
+        let free = self.tx.iter().find_map(|s| s.try_lock().ok());
+        let mut tx = match free {
+            Some(tx) => tx,
+            None => self.tx[0].lock().map_err(|_| DpifError::Closed)?,
+        };
         tx.transact(reqs, &self.counters).map_err(io_err)
     }
 
