@@ -18,10 +18,10 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use actors::dpif::key_ufid;
-use actors::dpif::{Dpif, PortKind, PortSpec};
+use messages::dpif::{Dpif, PortKind, PortSpec};
 use messages::dpif::{DpifOp, Execute, FlowPut, PacketMetadata, PutMode, Upcall};
 use messages::flow::*;
+use messages::hash::key_ufid;
 use messages::odp::OdpAction;
 use messages::Megaflow;
 use upcalld::dpif_kernel::{kernel_has_ovs, KernelDpif, KernelDpifConfig};
@@ -162,8 +162,8 @@ fn bench_upcall(dpif: &KernelDpif, port: u32, tx_fd: i32, batch: usize) {
             }
         }
         ups.clear();
-        for h in 0..dpif.handler_pids().len() {
-            dpif.recv_upcalls(h, 64, Duration::from_millis(1), &mut ups)
+        for q in 0..dpif.queue_pids().len() {
+            dpif.recv_upcalls(q, 64, Duration::from_millis(1), &mut ups)
                 .expect("recv");
         }
         if ups.is_empty() {
@@ -231,7 +231,7 @@ fn main() {
     ip(&["link", "set", "kbench_p", "up"]);
     let dpif = KernelDpif::open(&KernelDpifConfig {
         name: "kbench0".into(),
-        n_handlers: 2,
+        n_queues: 2,
         per_cpu_dispatch: true,
     })
     .expect("open datapath");
@@ -246,7 +246,7 @@ fn main() {
     println!(
         "BENCH dispatch={:?} handlers={}",
         dpif.dispatch(),
-        dpif.handler_pids().len()
+        dpif.queue_pids().len()
     );
     for batch in [1, 8, 64] {
         bench_put(&dpif, port, batch);

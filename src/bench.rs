@@ -8,13 +8,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actors::dpif::Dpif;
 use actors::pipeline::{Pipeline, PipelineConfig};
 use actors::revalidator::RevalidatorConfig;
 use actors::stats::{DropReason, PipelineStats};
 use actors::tables::Tables;
 use actors::threads::{allowed_cpus, datapath_first, start_thread_as, CpuPlacement};
 use anyhow::Context as _;
+use messages::dpif::Dpif;
 
 use crate::config::Placement;
 use crate::dpif_netdev::{read_replay_file, Netdev, NetdevConfig, ReplayFrame};

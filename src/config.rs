@@ -38,7 +38,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use actors::dpif::{PortKind, PortSpec};
+use messages::dpif::{PortKind, PortSpec};
 use serde::Deserialize;
 
 /// Which datapath to drive.

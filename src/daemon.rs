@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actors::dpif::{Dpif, PortKind, PortSpec};
 use actors::dpif_writer::WriterConfig;
 use actors::pipeline::{Pipeline, PipelineConfig};
 use actors::revalidator::RevalidatorConfig;
@@ -18,6 +17,7 @@ use actors::rule_table::{GetSnapshot, RuleChange};
 use actors::tables::{RuleFilter, Tables};
 use actors::xlate::XlateConfig;
 use anyhow::Context as _;
+use messages::dpif::{Dpif, PortKind, PortSpec};
 use messages::ofp::Rule;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -190,14 +190,14 @@ impl Backend {
                 let kernel = KernelDpif::open(&KernelDpifConfig {
                     name: name.clone(),
                     // One upcall socket per receiver.
-                    n_handlers: config.receivers,
+                    n_queues: config.receivers,
                     per_cpu_dispatch: config.datapath.per_cpu_dispatch,
                 })
                 .with_context(|| format!("opening kernel datapath {name}"))?;
                 tracing::info!(
                     datapath = %name,
                     dispatch = ?kernel.dispatch(),
-                    upcall_pids = ?kernel.handler_pids(),
+                    upcall_pids = ?kernel.queue_pids(),
                     "kernel datapath ready"
                 );
                 Backend::Kernel(Arc::new(kernel))
@@ -216,7 +216,7 @@ impl Backend {
     fn upcall_pid(&self) -> u32 {
         match self {
             Backend::Userspace(_) => 0,
-            Backend::Kernel(k) => k.handler_pids().first().copied().unwrap_or(0),
+            Backend::Kernel(k) => k.queue_pids().first().copied().unwrap_or(0),
         }
     }
 

@@ -6,8 +6,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use actors::dpif::Dpif;
 use actors::stats::{DropReason, PipelineStats, ACTORS};
+use messages::dpif::Dpif;
 use metrics::{counter, gauge};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 

@@ -5,11 +5,11 @@
 use std::fmt::Write;
 use std::sync::Arc;
 
-use actors::dpif::{monotonic_ms, DpStats};
 use actors::rule_table::RuleStats;
 use actors::stats::{DropReason, PipelineStats, ACTORS};
 use actors::tables::RuleEntry;
 use messages::dpif::DpFlow;
+use messages::dpif::{monotonic_ms, DpStats};
 use messages::format::odp_actions::format_odp_actions;
 use messages::format::odp_flow::format_odp_flow;
 use messages::format::ofp_rule::{format_instructions, format_match};

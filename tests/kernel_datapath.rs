@@ -13,21 +13,21 @@ mod kernel_common;
 
 use std::time::{Duration, Instant};
 
-use actors::dpif::{Dpif, PortKind, PortSpec};
+use messages::dpif::{Dpif, PortKind, PortSpec};
 use messages::dpif::{DpifOp, Execute, FlowPut, PacketMetadata, PutMode, Upcall, UpcallKind};
 use messages::flow::*;
 use messages::format::odp_flow::format_odp_flow;
 use messages::odp::OdpAction;
 use messages::Megaflow;
 
-use actors::dpif::key_ufid;
 use kernel_common::*;
+use messages::hash::key_ufid;
 use upcalld::dpif_kernel::{Dispatch, KernelDpif, KernelDpifConfig};
 
 fn open(name: &str) -> KernelDpif {
     let dpif = KernelDpif::open(&KernelDpifConfig {
         name: name.into(),
-        n_handlers: 2,
+        n_queues: 2,
         per_cpu_dispatch: true,
     })
     .unwrap_or_else(|e| panic!("opening datapath {name}: {e}\n{}", ovs_dmesg()));
@@ -35,19 +35,19 @@ fn open(name: &str) -> KernelDpif {
     dpif
 }
 
-/// Upcalls from all handlers within `timeout`.
+/// Upcalls from all queues within `timeout`.
 fn upcalls(dpif: &KernelDpif, timeout: Duration) -> Vec<Upcall> {
     let deadline = Instant::now() + timeout;
     let mut out = Vec::new();
     while Instant::now() < deadline {
-        for h in 0..dpif.handler_pids().len() {
-            dpif.recv_upcalls(h, 64, Duration::from_millis(50), &mut out)
+        for q in 0..dpif.queue_pids().len() {
+            dpif.recv_upcalls(q, 64, Duration::from_millis(50), &mut out)
                 .expect("recv_upcalls");
         }
         if !out.is_empty() {
-            // Give the other handler a moment to deliver what it has too.
-            for h in 0..dpif.handler_pids().len() {
-                dpif.recv_upcalls(h, 64, Duration::from_millis(20), &mut out)
+            // Give the other queue a moment to deliver what it has too.
+            for q in 0..dpif.queue_pids().len() {
+                dpif.recv_upcalls(q, 64, Duration::from_millis(20), &mut out)
                     .expect("recv_upcalls");
             }
             break;
@@ -310,7 +310,7 @@ fn per_vport_dispatch_also_delivers_upcalls() {
     let a = Veth::new("kdd");
     let dpif = KernelDpif::open(&KernelDpifConfig {
         name: "kdt3".into(),
-        n_handlers: 2,
+        n_queues: 2,
         per_cpu_dispatch: false,
     })
     .expect("open");
@@ -339,7 +339,7 @@ fn every_upcall_is_received_or_counted_as_lost() {
     let a = Veth::new("kde");
     let dpif = KernelDpif::open(&KernelDpifConfig {
         name: "kdt4".into(),
-        n_handlers: 1,
+        n_queues: 1,
         per_cpu_dispatch: true,
     })
     .expect("open");

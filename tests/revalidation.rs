@@ -7,7 +7,6 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actors::dpif::Dpif;
 use actors::pipeline::{Pipeline, PipelineConfig};
 use actors::revalidator::RevalidatorConfig;
 use actors::rule_table::RuleChange;
@@ -15,6 +14,7 @@ use actors::stats::{DropReason, PipelineStats};
 use actors::tables::Tables;
 use actors::ukeys::MAX_MISSED_DUMPS;
 use common::{tcp_frame, workload};
+use messages::dpif::Dpif;
 use messages::dpif::DpifOp;
 use messages::odp::OdpAction;
 use upcalld::bench::feed;

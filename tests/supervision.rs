@@ -5,11 +5,11 @@
 
 use std::sync::Arc;
 
-use actors::dpif::Dpif;
 use actors::pipeline::{Pipeline, PipelineConfig};
 use actors::revalidator::RevalidatorConfig;
 use actors::stats::DropReason;
 use actors::tables::Tables;
+use messages::dpif::Dpif;
 use upcalld::bench::feed;
 use upcalld::dpif_netdev::{Netdev, NetdevConfig};
 

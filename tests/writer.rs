@@ -5,11 +5,11 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actors::dpif::Dpif;
 use actors::dpif_writer::WriterConfig;
 use actors::pipeline::{Pipeline, PipelineConfig};
 use actors::tables::Tables;
 use common::workload;
+use messages::dpif::Dpif;
 use upcalld::dpif_netdev::{Netdev, NetdevConfig};
 
 /// A partial batch waits for more ops only while handlers have some on the

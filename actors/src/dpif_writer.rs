@@ -13,11 +13,11 @@ use actix::prelude::*;
 use messages::dpif::{DpifOp, PutMode, Ufid};
 
 use crate::backpressure::{Permit, Window};
-use crate::dpif::Dpif;
 use crate::handler::InjectPanics;
 use crate::stats::PipelineStats;
 use crate::supervisor::guarded;
 use crate::ukeys::Ukeys;
+use messages::dpif::Dpif;
 
 /// Batching bounds, and who writes the handlers' ops.
 #[derive(Clone, Copy, Debug)]

@@ -23,8 +23,6 @@ use messages::Megaflow;
 use rustc_hash::FxHashSet;
 
 use crate::backpressure::Permit;
-use crate::dpif::Dpif;
-use crate::dpif::{megaflow_ufid, monotonic_ms};
 use crate::dpif_writer::{write_ops, SpareOps, WriterInlet};
 use crate::receiver::SpareUpcalls;
 use crate::rule_table::{PushStats, RuleStats, RuleTable, Snapshot};
@@ -33,6 +31,8 @@ use crate::supervisor::guarded;
 use crate::tables::Tables;
 use crate::ukeys::{Ukey, Ukeys};
 use crate::xlate::{xlate_into, XlateConfig, XlateOutput};
+use messages::dpif::{monotonic_ms, Dpif};
+use messages::hash::megaflow_ufid;
 
 /// Upcalls to translate, with the time the receiver read them. The
 /// emptied buffer goes back to `return_to` (see
@@ -48,7 +48,7 @@ pub struct UpcallBatch {
 }
 
 /// Upcalls a handler may have in flight (received, not yet handled).
-pub const WINDOW_UPCALLS: usize = 16 * crate::receiver::UPCALL_MAX_BATCH;
+pub const WINDOW_UPCALLS: usize = 16 * messages::dpif::UPCALL_MAX_BATCH;
 
 /// Emptied buffers an actor keeps for its next batches.
 const MAX_SPARE_BUFFERS: usize = 8;

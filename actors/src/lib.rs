@@ -14,7 +14,6 @@
 
 pub mod backpressure;
 pub mod classifier;
-pub mod dpif;
 pub mod dpif_writer;
 pub mod handler;
 pub mod pipeline;

@@ -28,7 +28,6 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use crate::backpressure::Window;
-use crate::dpif::Dpif;
 use crate::dpif_writer::{DpifWriter, Flush, WriterConfig, WriterInlet, WINDOW_OPS};
 use crate::handler::{
     InjectPanics, OwnWrites, SendCredits, UpcallHandler, WINDOW_UPCALLS as HANDLER_WINDOW_UPCALLS,
@@ -42,6 +41,7 @@ use crate::tables::Tables;
 use crate::threads::{start_thread_as, CpuPlacement};
 use crate::ukeys::Ukeys;
 use crate::xlate::XlateConfig;
+use messages::dpif::Dpif;
 
 /// How many of each actor, and their settings.
 #[derive(Clone, Debug)]

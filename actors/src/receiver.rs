@@ -12,16 +12,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use messages::dpif::Upcall;
+use messages::dpif::{Upcall, UPCALL_MAX_BATCH};
 
 use crate::backpressure::Window;
-use crate::dpif::{Dpif, DpifError};
 use crate::handler::{UpcallBatch, UpcallHandler};
 use crate::stats::{DropReason, PipelineStats};
 use crate::supervisor::guarded;
+use messages::dpif::{Dpif, DpifError};
 
-/// Upcalls read at once (OVS's `UPCALL_MAX_BATCH`).
-pub const UPCALL_MAX_BATCH: usize = 64;
 /// Longest a read waits for the first upcall.
 const POLL: Duration = Duration::from_millis(20);
 

@@ -28,7 +28,6 @@ use messages::dpif::{DpFlow, DpifOp, FlowPut, FlowStats, PutMode, Ufid, UfidSet}
 use messages::flow::datapath_mask;
 use messages::{Flow, Megaflow};
 
-use crate::dpif::{monotonic_ms, Dpif};
 use crate::dpif_writer::{DpifWriter, FlowOps};
 use crate::handler::{FlowLimit, UpcallHandler};
 use crate::rule_table::{PushStats, RuleStats, RuleTable, Snapshot};
@@ -37,6 +36,7 @@ use crate::supervisor::guarded;
 use crate::tables::Tables;
 use crate::ukeys::{shard_of, Ukey, Ukeys, MAX_MISSED_DUMPS, N_SHARDS};
 use crate::xlate::{xlate, XlateConfig};
+use messages::dpif::{monotonic_ms, Dpif};
 
 /// Revalidation settings.
 #[derive(Clone, Copy, Debug)]

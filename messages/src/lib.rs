@@ -7,7 +7,8 @@
 //!   [`extract`]: frame → `Flow`; [`compose`]: `Flow` → frame;
 //!   [`execute`]: datapath actions applied to a frame.
 //! - [`ofp`]: OpenFlow rules and actions; [`parse`]: their text syntax.
-//! - [`odp`]: datapath actions; [`dpif`]: what crosses the datapath interface.
+//! - [`odp`]: datapath actions; [`dpif`]: the datapath interface and what
+//!   crosses it; [`hash`]: ufids and flow hashes.
 //! - [`format`](mod@format): printing in OVS's formats.
 //! - [`netlink`]: the kernel's OVS generic netlink families, as types.
 
@@ -18,6 +19,7 @@ pub mod extract;
 pub mod field;
 pub mod flow;
 pub mod format;
+pub mod hash;
 pub mod megaflow;
 pub mod netlink;
 pub mod odp;

@@ -4,12 +4,12 @@
 //! - Control requests (family ids, datapath and vport commands, flow
 //!   dumps) ride netlink-proto connections, one socket per family, on a
 //!   small tokio runtime thread the dpif owns ([`control`]).
-//! - One upcall socket per handler, read directly by the thread that takes
+//! - One upcall socket per upcall queue, read directly by the thread that takes
 //!   its upcalls, the kernel's socket buffer bounding the backlog
 //!   ([`upcall`]).
 //!   The datapath is asked for per-CPU upcall dispatch (each CPU's misses
-//!   go to handler `cpu % n`); a kernel without it gets per-vport upcall
-//!   PIDs instead (each port's misses are spread over all handlers).
+//!   go to queue `cpu % n`); a kernel without it gets per-vport upcall
+//!   PIDs instead (each port's misses are spread over all queues).
 //! - Flow puts, deletes and executes go in batches, many messages per
 //!   `sendmsg`, on netlink-sys sockets of their own, one per thread that
 //!   may write at once ([`socket`]).
@@ -28,9 +28,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use actors::dpif::{key_ufid, DpStats, Dpif, DpifError, PortInfo, PortKind, PortSpec};
-use messages::dpif::{DpFlow, DpifOp, FlowPut, FlowStats, PutMode, Ufid, Upcall, UpcallKind};
+use messages::dpif::{
+    DpFlow, DpStats, Dpif, DpifError, DpifOp, FlowPut, FlowStats, PortInfo, PortKind, PortSpec,
+    PutMode, Ufid, Upcall, UpcallKind,
+};
 use messages::flow::datapath_mask;
+use messages::hash::key_ufid;
 use messages::netlink::consts::*;
 use messages::netlink::{
     actions_from_attrs, actions_to_attrs, key_from_attrs, mask_from_attrs, megaflow_to_attrs,
@@ -46,12 +49,12 @@ use dump::DumpCache;
 use socket::{request, Answer, BatchSocket, ReplySocket, Request, TxCounters};
 use upcall::{UpcallCounters, UpcallSocket};
 
-/// How misses reach the handlers.
+/// How misses reach the upcall queues.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dispatch {
     /// `OVS_DP_F_DISPATCH_UPCALL_PER_CPU`: one PID per CPU.
     PerCpu,
-    /// `OVS_VPORT_ATTR_UPCALL_PID` on every port: all handlers' PIDs.
+    /// `OVS_VPORT_ATTR_UPCALL_PID` on every port: all queues' PIDs.
     PerVport,
 }
 
@@ -60,8 +63,9 @@ pub enum Dispatch {
 pub struct KernelDpifConfig {
     /// The datapath's name (also its local port's interface name).
     pub name: String,
-    /// Number of upcall handlers (one upcall socket each), at least 1.
-    pub n_handlers: usize,
+    /// Number of upcall queues (one upcall socket each, read by one
+    /// receiver), at least 1.
+    pub n_queues: usize,
     /// Try per-CPU upcall dispatch first (falls back to per-vport PIDs).
     pub per_cpu_dispatch: bool,
 }
@@ -111,8 +115,8 @@ pub struct KernelDpif {
     /// Terse dumps and gets by ufid, read on the caller's thread.
     replies: Mutex<ReplySocket>,
     counters: TxCounters,
-    handlers: Vec<UpcallSocket>,
-    handler_pids: Vec<u32>,
+    queues: Vec<UpcallSocket>,
+    queue_pids: Vec<u32>,
     upcall_counters: Arc<UpcallCounters>,
     bad_upcalls: AtomicU64,
     bad_flows: AtomicU64,
@@ -155,10 +159,10 @@ fn n_cpus() -> usize {
 
 impl KernelDpif {
     /// Creates datapath `cfg.name`, or attaches to it if it exists, and
-    /// wires the handlers' upcall sockets to it.
+    /// wires the queues' upcall sockets to it.
     pub fn open(cfg: &KernelDpifConfig) -> Result<KernelDpif, DpifError> {
         // Control replies get a runtime thread; upcalls are read by their
-        // handlers' threads.
+        // receivers' threads.
         let netlink = NetlinkThread::start("upcalld-nl-ctl").map_err(io_err)?;
         let runtime = netlink.handle();
         let resolver = FamilyResolver::open(runtime).map_err(io_err)?;
@@ -181,25 +185,25 @@ impl KernelDpif {
             flow: GenlConnection::open(runtime, families.flow).map_err(io_err)?,
         };
         let upcall_counters = Arc::new(UpcallCounters::default());
-        let handlers = (0..cfg.n_handlers.max(1))
+        let queues = (0..cfg.n_queues.max(1))
             .map(|_| UpcallSocket::open(upcall_counters.clone()))
             .collect::<io::Result<Vec<_>>>()
             .map_err(io_err)?;
-        let handler_pids = handlers.iter().map(UpcallSocket::port_id).collect();
+        let queue_pids = queues.iter().map(UpcallSocket::port_id).collect();
         let mut dpif = KernelDpif {
             name: cfg.name.clone(),
             dp_ifindex: 0,
             families,
             dispatch: Dispatch::PerVport,
             control,
-            tx: (0..cfg.n_handlers.max(1) + 1)
+            tx: (0..cfg.n_queues.max(1) + 1)
                 .map(|_| BatchSocket::new().map(Mutex::new))
                 .collect::<io::Result<_>>()
                 .map_err(io_err)?,
             replies: Mutex::new(ReplySocket::new().map_err(io_err)?),
             counters: TxCounters::default(),
-            handlers,
-            handler_pids,
+            queues,
+            queue_pids,
             upcall_counters,
             bad_upcalls: AtomicU64::new(0),
             bad_flows: AtomicU64::new(0),
@@ -221,9 +225,9 @@ impl KernelDpif {
         self.dispatch
     }
 
-    /// The handlers' upcall socket PIDs, handler 0 first.
-    pub fn handler_pids(&self) -> &[u32] {
-        &self.handler_pids
+    /// The upcall queues' socket PIDs, queue 0 first.
+    pub fn queue_pids(&self) -> &[u32] {
+        &self.queue_pids
     }
 
     pub fn counters(&self) -> KernelCounters {
@@ -291,7 +295,7 @@ impl KernelDpif {
             CMD_NEW,
             vec![
                 DpAttr::Name(self.name.clone()),
-                DpAttr::UpcallPid(self.handler_pids[0]),
+                DpAttr::UpcallPid(self.queue_pids[0]),
                 DpAttr::UserFeatures(Self::base_features()),
             ],
             // The kernel answers a NEW with a notification, which reaches
@@ -315,10 +319,8 @@ impl KernelDpif {
     /// per-vport PIDs.
     fn negotiate_dispatch(&self, per_cpu: bool) -> Result<Dispatch, DpifError> {
         if per_cpu {
-            let n = self.handler_pids.len();
-            let pids: Vec<u32> = (0..n_cpus())
-                .map(|cpu| self.handler_pids[cpu % n])
-                .collect();
+            let n = self.queue_pids.len();
+            let pids: Vec<u32> = (0..n_cpus()).map(|cpu| self.queue_pids[cpu % n]).collect();
             let set = self.dp_control(
                 CMD_SET,
                 vec![
@@ -371,8 +373,8 @@ impl KernelDpif {
         match self.dispatch {
             // Ignored by the kernel in per-CPU mode, but must be nonzero
             // for the port to send upcalls at all.
-            Dispatch::PerCpu => vec![self.handler_pids[0]],
-            Dispatch::PerVport => self.handler_pids.clone(),
+            Dispatch::PerCpu => vec![self.queue_pids[0]],
+            Dispatch::PerVport => self.queue_pids.clone(),
         }
     }
 
@@ -539,7 +541,7 @@ impl Dpif for KernelDpif {
 
     fn recv_upcalls(
         &self,
-        handler: usize,
+        queue: usize,
         max: usize,
         timeout: Duration,
         out: &mut Vec<Upcall>,
@@ -548,9 +550,9 @@ impl Dpif for KernelDpif {
             return Err(DpifError::Closed);
         }
         let socket = self
-            .handlers
-            .get(handler)
-            .ok_or_else(|| DpifError::Refused(format!("no upcall handler {handler}")))?;
+            .queues
+            .get(queue)
+            .ok_or_else(|| DpifError::Refused(format!("no upcall queue {queue}")))?;
         let mut bad = 0;
         socket
             .recv(

@@ -1,5 +1,5 @@
-//! Upcall sockets: one generic netlink socket per handler, read directly
-//! by the thread that handles its upcalls (OVS's `dpif_netlink_recv`).
+//! Upcall sockets: one generic netlink socket per upcall queue, read
+//! directly by the receiver that takes its upcalls (OVS's `dpif_netlink_recv`).
 //!
 //! Nothing reads a socket ahead of its reader, so the kernel's socket
 //! buffer is the bound of the upcall backlog, as in OVS: a full buffer
@@ -46,7 +46,7 @@ struct Reader {
     buf: Vec<u8>,
 }
 
-/// One handler's upcall socket: its netlink port id (what the kernel is
+/// One upcall queue's socket: its netlink port id (what the kernel is
 /// told to send to) and the socket with its receive buffer.
 pub struct UpcallSocket {
     port_id: u32,

@@ -19,15 +19,14 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use actors::dpif::{
-    key_ufid, monotonic_ms, DpStats, Dpif, DpifError, PortInfo, PortKind, PortSpec,
-};
 use actors::threads::start_thread_as;
 use messages::dpif::{
-    DpFlow, DpifOp, Execute, FlowPut, FlowStats, PacketMetadata, PutMode, Ufid, Upcall, UpcallKind,
+    monotonic_ms, DpFlow, DpStats, Dpif, DpifError, DpifOp, Execute, FlowPut, FlowStats,
+    PacketMetadata, PortInfo, PortKind, PortSpec, PutMode, Ufid, Upcall, UpcallKind,
 };
 use messages::execute::{apply_set_masked, pop_vlan, push_vlan, ExecuteError};
 use messages::extract::{flow_extract, flow_extract_into};
+use messages::hash::key_ufid;
 use messages::odp::{OdpAction, OdpActions, SetHeader};
 use messages::Flow;
 use parking_lot::{Mutex, RwLock};
@@ -41,7 +40,7 @@ use upcall_queue::UpcallQueue;
 /// Sizes of the userspace datapath.
 #[derive(Clone, Debug)]
 pub struct NetdevConfig {
-    /// Upcall queues, one per receiver (the `handler` of `recv_upcalls`).
+    /// Upcall queues, one per receiver (the `queue` of `recv_upcalls`).
     pub n_upcall_queues: usize,
     /// Upcalls each queue holds before misses are lost.
     pub upcall_queue_len: usize,
@@ -264,7 +263,7 @@ const BURST: usize = 32;
 /// still fits, so that a reader takes one whole burst by swapping buffers
 /// instead of copying a second one after the first; it never holds them
 /// while waiting for input.
-const UPCALL_BURST: usize = actors::receiver::UPCALL_MAX_BATCH;
+const UPCALL_BURST: usize = messages::dpif::UPCALL_MAX_BATCH;
 
 /// Frames read but not yet processed, with their input ports.
 type Burst = Vec<(u32, Vec<u8>)>;
@@ -650,7 +649,7 @@ impl Dpif for Netdev {
 
     fn recv_upcalls(
         &self,
-        handler: usize,
+        queue: usize,
         max: usize,
         timeout: Duration,
         out: &mut Vec<Upcall>,
@@ -658,7 +657,7 @@ impl Dpif for Netdev {
         if self.closed.load(Ordering::Relaxed) {
             return Err(DpifError::Closed);
         }
-        let q = &self.core.queues[handler % self.core.queues.len()];
+        let q = &self.core.queues[queue % self.core.queues.len()];
         let from = out.len();
         q.pop_batch(max, timeout, out);
         for up in &mut out[from..] {

@@ -1,124 +1,9 @@
-//! The datapath interface the actors talk to. Both backends implement it:
-//! the embedded userspace datapath and the Linux kernel datapath.
-//!
-//! Calls are blocking and thread-safe: each receiver reads upcalls on its
-//! own thread (receiver `i` calls `recv_upcalls(i, ..)`); the dpif-writer
-//! and revalidators call `operate` and `flow_dump` from theirs.
-//!
-//! `FlowStats::used_ms` is in milliseconds of `CLOCK_MONOTONIC`
-//! ([`monotonic_ms`]) for every backend: the kernel reports it so, and
-//! revalidators age flows against it.
+//! Hashes of flows and megaflows: the ufids that name datapath flows and
+//! a fast hash of a whole flow.
 
-use std::time::Duration;
-
-use messages::dpif::{DpFlow, DpifOp, FlowStats, Ufid, Upcall};
-use messages::{Flow, Megaflow};
-
-/// Why a datapath call failed.
-#[derive(Debug, thiserror::Error)]
-pub enum DpifError {
-    #[error("datapath I/O error: {0}")]
-    Io(#[from] std::io::Error),
-    /// The datapath answered with an errno (e.g. EEXIST, ENOENT, EINVAL).
-    #[error("datapath refused the operation: {0}")]
-    Refused(String),
-    #[error("no such port {0}")]
-    NoSuchPort(u32),
-    #[error("datapath is shut down")]
-    Closed,
-}
-
-/// Datapath-wide counters (what `ovs-dpctl show` prints).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct DpStats {
-    /// Packets that matched an installed flow.
-    pub n_hit: u64,
-    /// Packets that matched no flow and were sent up.
-    pub n_missed: u64,
-    /// Packets that matched no flow and could not be sent up.
-    pub n_lost: u64,
-    /// Flows currently installed.
-    pub n_flows: u64,
-}
-
-/// What kind of port to add.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PortKind {
-    /// An existing Linux network interface (AF_PACKET on the userspace
-    /// datapath, a netdev vport on the kernel's).
-    System,
-    /// A tap device (userspace) or an internal port (kernel), created.
-    Internal,
-    /// A file of frames fed into the datapath (userspace datapath only).
-    Replay { path: std::path::PathBuf },
-}
-
-/// A port to add: its name, kind and wanted number (None: next free).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PortSpec {
-    pub name: String,
-    pub kind: PortKind,
-    pub number: Option<u32>,
-}
-
-/// A port as the datapath reports it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PortInfo {
-    pub number: u32,
-    pub name: String,
-    pub kind: PortKind,
-}
-
-/// A datapath.
-pub trait Dpif: Send + Sync + 'static {
-    /// A short name for logs and metrics ("userspace", "kernel").
-    fn kind(&self) -> &'static str;
-
-    /// Waits up to `timeout` for upcalls meant for `handler` and appends at
-    /// most `max` of them to `out`. Returning with none is not an error.
-    fn recv_upcalls(
-        &self,
-        handler: usize,
-        max: usize,
-        timeout: Duration,
-        out: &mut Vec<Upcall>,
-    ) -> Result<(), DpifError>;
-
-    /// Carries out a batch of operations; one result per op, in order. The
-    /// ops stay with the caller, to reuse their memory (an execute's packet
-    /// may be left modified).
-    fn operate(&self, ops: &mut [DpifOp]) -> Vec<Result<(), DpifError>>;
-
-    /// Every installed flow with its statistics.
-    fn flow_dump(&self) -> Result<Vec<DpFlow>, DpifError>;
-
-    /// Every installed flow's ufid and statistics, without its key, mask
-    /// and actions (OVS's terse dump, `OVS_UFID_F_OMIT_*`): what a
-    /// revalidation round needs of the flows it has ukeys for. Appended to
-    /// `out`. Flows without a ufid are left out.
-    fn flow_dump_terse(&self, out: &mut Vec<(Ufid, FlowStats)>) -> Result<(), DpifError>;
-
-    /// One installed flow in full, by ufid; None if there is none.
-    fn flow_get(&self, ufid: Ufid) -> Result<Option<DpFlow>, DpifError>;
-
-    fn stats(&self) -> DpStats;
-
-    fn port_add(&self, spec: &PortSpec) -> Result<u32, DpifError>;
-    fn port_del(&self, number: u32) -> Result<(), DpifError>;
-    fn ports(&self) -> Vec<PortInfo>;
-}
-
-/// Milliseconds of `CLOCK_MONOTONIC`: the clock of `FlowStats::used_ms` for
-/// every backend, so that revalidators can age flows from any datapath.
-pub fn monotonic_ms() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
-}
+use crate::dpif::Ufid;
+use crate::flow::Flow;
+use crate::megaflow::Megaflow;
 
 /// A fast 64-bit hash of a flow (not cryptographic). `seed` picks one of
 /// a family of hashes.
@@ -265,7 +150,7 @@ mod tests {
         assert_ne!(ufid(&flow(7, 0), &by_src), ufid(&flow(7, 0), &by_port));
     }
 
-    use messages::flow::FLOW_U64S;
+    use crate::flow::FLOW_U64S;
 
     #[test]
     fn every_single_bit_of_a_flow_changes_its_hashes() {
