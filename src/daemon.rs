@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use actors::dpif_writer::WriterConfig;
 use actors::pipeline::{Pipeline, PipelineConfig};
+use actors::protocol::{GetSnapshot, RuleChange};
 use actors::revalidator::RevalidatorConfig;
-use actors::rule_table::{GetSnapshot, RuleChange};
 use actors::tables::{RuleFilter, Tables};
 use actors::xlate::XlateConfig;
 use anyhow::Context as _;

@@ -5,7 +5,7 @@
 use std::fmt::Write;
 use std::sync::Arc;
 
-use actors::rule_table::RuleStats;
+use actors::protocol::RuleStats;
 use actors::stats::{DropReason, PipelineStats, ACTORS};
 use actors::tables::RuleEntry;
 use messages::dpif::DpFlow;

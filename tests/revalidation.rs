@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actors::pipeline::{Pipeline, PipelineConfig};
+use actors::protocol::RuleChange;
 use actors::revalidator::RevalidatorConfig;
-use actors::rule_table::RuleChange;
 use actors::stats::{DropReason, PipelineStats};
 use actors::tables::Tables;
 use actors::ukeys::MAX_MISSED_DUMPS;

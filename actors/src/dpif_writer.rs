@@ -12,8 +12,8 @@ use std::time::Duration;
 use actix::prelude::*;
 use messages::dpif::{DpifOp, PutMode, Ufid};
 
-use crate::backpressure::{Permit, Window};
-use crate::handler::InjectPanics;
+use crate::backpressure::Window;
+use crate::protocol::{FlowOps, Flush, InjectPanics, SpareOps};
 use crate::stats::PipelineStats;
 use crate::supervisor::guarded;
 use crate::ukeys::Ukeys;
@@ -47,19 +47,6 @@ impl Default for WriterConfig {
     }
 }
 
-/// Operations to carry out, in order. When `return_to` is set, the writer
-/// sends the emptied buffer back, so that a sender that batches all the
-/// time (a handler) refills the same memory instead of asking the allocator
-/// for fresh pages on one thread while freeing them on another. A handler's
-/// ops hold a `permit` of the writer's window until they are queued.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct FlowOps {
-    pub ops: Vec<DpifOp>,
-    pub return_to: Option<Recipient<SpareOps>>,
-    pub permit: Option<Permit>,
-}
-
 /// Ops handlers may have in flight to the writer (sent, not yet queued):
 /// 32 handler batches. Deep enough that a handler seldom waits for a
 /// writer that shares its core with the datapath (with 1024, the pinned
@@ -67,17 +54,6 @@ pub struct FlowOps {
 /// the ops in flight stay a few megabytes. Revalidators' ops are not counted: they are few and must not
 /// wait behind upcalls.
 pub const WINDOW_OPS: usize = 4096;
-
-impl FlowOps {
-    /// Ops whose buffer is not returned, outside the window.
-    pub fn once(ops: Vec<DpifOp>) -> Self {
-        FlowOps {
-            ops,
-            return_to: None,
-            permit: None,
-        }
-    }
-}
 
 /// How handlers reach the writer: its address, and the window of ops in
 /// flight that they all share.
@@ -109,17 +85,6 @@ impl WriterInlet {
         true
     }
 }
-
-/// An op buffer back to the actor that filled it, holding ops the writer
-/// is done with, whose boxes that actor may fill again.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SpareOps(pub Vec<DpifOp>);
-
-/// Writes everything pending now; replies once done.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Flush;
 
 pub struct DpifWriter {
     dpif: Arc<dyn Dpif>,

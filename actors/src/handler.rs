@@ -13,7 +13,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::prelude::*;
 use messages::dpif::{DpifOp, Execute, FlowPut, PacketMetadata, PutMode, Upcall, UpcallKind};
@@ -22,10 +22,12 @@ use messages::odp::OdpActions;
 use messages::Megaflow;
 use rustc_hash::FxHashSet;
 
-use crate::backpressure::Permit;
-use crate::dpif_writer::{write_ops, SpareOps, WriterInlet};
-use crate::receiver::SpareUpcalls;
-use crate::rule_table::{PushStats, RuleStats, RuleTable, Snapshot};
+use crate::dpif_writer::{write_ops, WriterInlet};
+use crate::protocol::{
+    FlowLimit, InjectPanics, PushStats, RuleStats, SendCredits, Snapshot, SpareOps, SpareUpcalls,
+    UpcallBatch,
+};
+use crate::rule_table::RuleTable;
 use crate::stats::{DropReason, PipelineStats};
 use crate::supervisor::guarded;
 use crate::tables::Tables;
@@ -33,19 +35,6 @@ use crate::ukeys::{Ukey, Ukeys};
 use crate::xlate::{xlate_into, XlateConfig, XlateOutput};
 use messages::dpif::{monotonic_ms, Dpif};
 use messages::hash::megaflow_ufid;
-
-/// Upcalls to translate, with the time the receiver read them. The
-/// emptied buffer goes back to `return_to` (see
-/// [`crate::dpif_writer::FlowOps`]); `permit`
-/// holds the batch's room in the handler's window until it is handled.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct UpcallBatch {
-    pub upcalls: Vec<Upcall>,
-    pub received: Instant,
-    pub return_to: Option<Recipient<SpareUpcalls>>,
-    pub permit: Permit,
-}
 
 /// Upcalls a handler may have in flight (received, not yet handled).
 pub const WINDOW_UPCALLS: usize = 16 * messages::dpif::UPCALL_MAX_BATCH;
@@ -57,27 +46,6 @@ const MAX_SPARE_BUFFERS: usize = 8;
 /// rule-table: often enough for `dump-flows`, rarely enough that the
 /// rule-table's thread is not woken for every upcall batch.
 const CREDIT_INTERVAL: Duration = Duration::from_millis(10);
-
-/// The dynamic flow limit, from the lead revalidator.
-#[derive(Clone, Copy, Debug, Message)]
-#[rtype(result = "()")]
-pub struct FlowLimit {
-    pub limit: u64,
-}
-
-/// Send the rule credits gathered so far to the rule-table now (before a
-/// dump of the rules, so that it counts every upcall handled).
-#[derive(Clone, Copy, Debug, Message)]
-#[rtype(result = "()")]
-pub struct SendCredits;
-
-/// Fault injection for tests: panic halfway through each of the next
-/// `batches` upcall batches.
-#[derive(Clone, Copy, Debug, Message)]
-#[rtype(result = "()")]
-pub struct InjectPanics {
-    pub batches: u32,
-}
 
 /// Where and how a handler writes its own ops.
 pub struct OwnWrites {

@@ -3,7 +3,8 @@
 //! The upcall path, one step per module: `receiver` (read upcall batches)
 //! → `handler` (extract, look up, xlate) → `dpif_writer` (install);
 //! `revalidator` keeps installed flows right; `rule_table` owns the rules.
-//! [`pipeline`] wires them together (start reading there);
+//! [`pipeline`] wires them together (start reading there); [`protocol`]
+//! holds every message they send each other;
 //! [`supervisor`] is how they survive panics; [`backpressure`] how a busy
 //! stage slows the one before it; [`stats`] what they count;
 //! [`threads`] names them and places them on CPUs; [`ukeys`] is what
@@ -17,6 +18,7 @@ pub mod classifier;
 pub mod dpif_writer;
 pub mod handler;
 pub mod pipeline;
+pub mod protocol;
 pub mod receiver;
 pub mod recirc;
 pub mod revalidator;

@@ -17,9 +17,11 @@
 //! Every actor runs under actix's `Supervisor`; the CPU-bound and blocking
 //! ones (receiver, each handler, each revalidator, the writer) get an arbiter
 //! (thread) of their own; the rule-table lives on the arbiter that starts
-//! the pipeline. Actors hold each other's addresses and nothing else: all
-//! they share is by message, plus the write-only [`PipelineStats`] and the
-//! windows that bound the work in flight to each handler and to the writer
+//! the pipeline. Actors hold each other's addresses; what they say is in
+//! [`crate::protocol`]. Beside messages they share three things: the
+//! [`Dpif`] handle (receivers, the writer and revalidators call the
+//! datapath), the write-only [`PipelineStats`], and the windows that bound
+//! the work in flight to each handler and to the writer
 //! ([`crate::backpressure`]: a sender waits for room, so an overload backs
 //! up into the datapath's upcall queue instead of into mailboxes).
 
@@ -28,13 +30,14 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use crate::backpressure::Window;
-use crate::dpif_writer::{DpifWriter, Flush, WriterConfig, WriterInlet, WINDOW_OPS};
-use crate::handler::{
-    InjectPanics, OwnWrites, SendCredits, UpcallHandler, WINDOW_UPCALLS as HANDLER_WINDOW_UPCALLS,
+use crate::dpif_writer::{DpifWriter, WriterConfig, WriterInlet, WINDOW_OPS};
+use crate::handler::{OwnWrites, UpcallHandler, WINDOW_UPCALLS as HANDLER_WINDOW_UPCALLS};
+use crate::protocol::{
+    DumpRules, Flush, InjectPanics, RevalidateNow, RuleStats, SendCredits, Subscribe,
 };
 use crate::receiver::Receiver;
-use crate::revalidator::{RevalidateNow, Revalidator, RevalidatorConfig};
-use crate::rule_table::{DumpRules, RuleStats, RuleTable, Subscribe};
+use crate::revalidator::{Revalidator, RevalidatorConfig};
+use crate::rule_table::RuleTable;
 use crate::stats::PipelineStats;
 use crate::tables::RuleEntry;
 use crate::tables::Tables;

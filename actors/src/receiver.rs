@@ -15,23 +15,14 @@ use actix::prelude::*;
 use messages::dpif::{Upcall, UPCALL_MAX_BATCH};
 
 use crate::backpressure::Window;
-use crate::handler::{UpcallBatch, UpcallHandler};
+use crate::handler::UpcallHandler;
+use crate::protocol::{Poll, SpareUpcalls, UpcallBatch};
 use crate::stats::{DropReason, PipelineStats};
 use crate::supervisor::guarded;
 use messages::dpif::{Dpif, DpifError};
 
 /// Longest a read waits for the first upcall.
 const POLL: Duration = Duration::from_millis(20);
-
-/// Read the next batch (sent by the receiver to itself).
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Poll;
-
-/// An emptied upcall buffer, back from a handler.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SpareUpcalls(pub Vec<Upcall>);
 
 /// Emptied buffers the receiver keeps for its next batches.
 const MAX_SPARE_BUFFERS: usize = 16;

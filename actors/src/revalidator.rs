@@ -28,9 +28,10 @@ use messages::dpif::{DpFlow, DpifOp, FlowPut, FlowStats, PutMode, Ufid, UfidSet}
 use messages::flow::datapath_mask;
 use messages::{Flow, Megaflow};
 
-use crate::dpif_writer::{DpifWriter, FlowOps};
-use crate::handler::{FlowLimit, UpcallHandler};
-use crate::rule_table::{PushStats, RuleStats, RuleTable, Snapshot};
+use crate::dpif_writer::DpifWriter;
+use crate::handler::UpcallHandler;
+use crate::protocol::{FlowLimit, FlowOps, PushStats, RevalidateNow, RuleStats, Snapshot, Tick};
+use crate::rule_table::RuleTable;
 use crate::stats::PipelineStats;
 use crate::supervisor::guarded;
 use crate::tables::Tables;
@@ -75,16 +76,6 @@ pub fn next_flow_limit(limit: u64, duration_ms: u64, n_flows: u64, max: u64) -> 
     };
     next.max(1000).min(max)
 }
-
-/// Run one revalidation round now; replies when it is done.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct RevalidateNow;
-
-/// The periodic tick.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Tick;
 
 /// How long a flow whose deletion was asked for is left alone before it is
 /// revalidated afresh (it may be a new flow with the same ufid).

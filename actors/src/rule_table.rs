@@ -7,67 +7,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use messages::ofp::Rule;
 
+use crate::protocol::{
+    DumpRules, GetSnapshot, PushStats, RuleChange, RuleChangeReply, RuleStats, Snapshot, Subscribe,
+};
 use crate::stats::PipelineStats;
 use crate::supervisor::guarded;
-use crate::tables::{RuleEntry, RuleFilter, RuleUpdate, Tables};
-
-/// A versioned, immutable snapshot of the tables.
-#[derive(Clone, Message)]
-#[rtype(result = "()")]
-pub struct Snapshot(pub Arc<Tables>);
-
-/// A change to the rules. Replies with the new version.
-#[derive(Clone, Debug, Message)]
-#[rtype(result = "RuleChangeReply")]
-pub enum RuleChange {
-    /// Add rules (a rule with the same table, priority and match replaces).
-    Add(Vec<Rule>),
-    /// Delete the rules a filter selects (OFPFC_DELETE(_STRICT)).
-    Delete(Box<RuleFilter>),
-    /// Modify the rules a filter selects (OFPFC_MODIFY(_STRICT)).
-    Modify(Box<RuleFilter>, Box<RuleUpdate>),
-    /// Replace every rule.
-    Replace(Vec<Rule>),
-}
-
-/// What a change did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, MessageResponse)]
-pub struct RuleChangeReply {
-    /// The version after the change.
-    pub version: u64,
-    /// Rules added (or replaced), modified or deleted.
-    pub n_rules: usize,
-}
-
-/// Packets and bytes that matched one rule, as revalidators credit them.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RuleStats {
-    pub n_packets: u64,
-    pub n_bytes: u64,
-}
-
-/// Credits traffic to rules, by rule id (unknown ids are ignored: the rule
-/// was deleted meanwhile).
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct PushStats(pub Vec<(u64, RuleStats)>);
-
-/// Every rule with its statistics, by table then descending priority.
-#[derive(Debug, Message)]
-#[rtype(result = "Vec<(Arc<RuleEntry>, RuleStats)>")]
-pub struct DumpRules;
-
-/// The current snapshot.
-#[derive(Debug, Message)]
-#[rtype(result = "Arc<Tables>")]
-pub struct GetSnapshot;
-
-/// Adds a subscriber; it is sent the current snapshot at once.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Subscribe(pub Recipient<Snapshot>);
+use crate::tables::Tables;
 
 pub struct RuleTable {
     tables: Tables,

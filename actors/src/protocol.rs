@@ -1,0 +1,209 @@
+//! The actor protocol: every message the actors send each other, in one
+//! place. Each says who sends it to whom, what it carries and what it
+//! answers (`()`: nothing but "handled").
+//!
+//! | message | sender → receiver | answers |
+//! | --- | --- | --- |
+//! | [`UpcallBatch`] | receiver → handler | — |
+//! | [`SpareUpcalls`] | handler → receiver | — |
+//! | [`FlowOps`] | handler, revalidator → dpif-writer | — |
+//! | [`SpareOps`] | dpif-writer → handler | — |
+//! | [`Flush`] | pipeline (control, tests) → dpif-writer | once written |
+//! | [`Subscribe`] | pipeline → rule-table | — |
+//! | [`Snapshot`] | rule-table → handlers, revalidators | — |
+//! | [`RuleChange`] | control → rule-table | [`RuleChangeReply`] |
+//! | [`PushStats`] | handlers, revalidators → rule-table | — |
+//! | [`DumpRules`] | pipeline (control) → rule-table | rules with [`RuleStats`] |
+//! | [`GetSnapshot`] | control → rule-table | the current tables |
+//! | [`SendCredits`] | pipeline → handlers | once sent |
+//! | [`FlowLimit`] | lead revalidator → handlers | — |
+//! | [`RevalidateNow`] | pipeline (control, tests) → revalidator | once done |
+//! | [`InjectPanics`] | tests → handlers, dpif-writer | — |
+//! | `Poll` | receiver → itself | — |
+//! | `Tick` | revalidator → itself | — |
+//!
+//! These live in the `actors` crate, not in `messages/`, because they
+//! carry the actors' own things: actix addresses to answer to, snapshots of
+//! the classifier's tables ([`Tables`]), and permits of the backpressure
+//! windows ([`Permit`]). What they carry of the vocabulary (upcalls, flow
+//! operations, rules) is in `messages`.
+//!
+//! Besides messages, actors share only: the [`Dpif`](messages::dpif::Dpif)
+//! handle (the receivers, the writer and the revalidators call it), the
+//! backpressure windows ([`crate::backpressure`]) and the write-only
+//! counters ([`crate::stats::PipelineStats`]).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use messages::dpif::{DpifOp, Upcall};
+use messages::ofp::Rule;
+
+use crate::backpressure::Permit;
+use crate::tables::{RuleEntry, RuleFilter, RuleUpdate, Tables};
+
+// The upcall path: receiver → handler → dpif-writer.
+
+/// receiver → handler: upcalls to translate, with the time the receiver
+/// read them. The emptied buffer goes back to `return_to` (as
+/// [`SpareUpcalls`]); `permit` holds the batch's room in the handler's
+/// window until it is handled.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UpcallBatch {
+    pub upcalls: Vec<Upcall>,
+    pub received: Instant,
+    pub return_to: Option<Recipient<SpareUpcalls>>,
+    pub permit: Permit,
+}
+
+/// handler → receiver: an emptied upcall buffer, to fill again.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SpareUpcalls(pub Vec<Upcall>);
+
+/// handler, revalidator → dpif-writer: operations to carry out, in order.
+/// When `return_to` is set, the writer sends the emptied buffer back (as
+/// [`SpareOps`]), so that a sender that batches all the time (a handler)
+/// refills the same memory instead of asking the allocator for fresh pages
+/// on one thread while freeing them on another. A handler's ops hold a
+/// `permit` of the writer's window until they are queued.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FlowOps {
+    pub ops: Vec<DpifOp>,
+    pub return_to: Option<Recipient<SpareOps>>,
+    pub permit: Option<Permit>,
+}
+
+impl FlowOps {
+    /// Ops whose buffer is not returned, outside the window.
+    pub fn once(ops: Vec<DpifOp>) -> Self {
+        FlowOps {
+            ops,
+            return_to: None,
+            permit: None,
+        }
+    }
+}
+
+/// dpif-writer → handler: an op buffer back to the actor that filled it,
+/// holding ops the writer is done with, whose boxes that actor may fill
+/// again.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SpareOps(pub Vec<DpifOp>);
+
+/// pipeline → dpif-writer: write everything pending now; answers once
+/// done.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Flush;
+
+// The rules: the rule-table owns them and publishes snapshots.
+
+/// pipeline → rule-table: adds a subscriber; it is sent the current
+/// snapshot at once, and every new one after.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Subscribe(pub Recipient<Snapshot>);
+
+/// rule-table → handlers, revalidators: a versioned, immutable snapshot of
+/// the tables.
+#[derive(Clone, Message)]
+#[rtype(result = "()")]
+pub struct Snapshot(pub Arc<Tables>);
+
+/// control → rule-table: a change to the rules, applied as one new
+/// version. Answers with the new version.
+#[derive(Clone, Debug, Message)]
+#[rtype(result = "RuleChangeReply")]
+pub enum RuleChange {
+    /// Add rules (a rule with the same table, priority and match replaces).
+    Add(Vec<Rule>),
+    /// Delete the rules a filter selects (OFPFC_DELETE(_STRICT)).
+    Delete(Box<RuleFilter>),
+    /// Modify the rules a filter selects (OFPFC_MODIFY(_STRICT)).
+    Modify(Box<RuleFilter>, Box<RuleUpdate>),
+    /// Replace every rule.
+    Replace(Vec<Rule>),
+}
+
+/// What a [`RuleChange`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, MessageResponse)]
+pub struct RuleChangeReply {
+    /// The version after the change.
+    pub version: u64,
+    /// Rules added (or replaced), modified or deleted.
+    pub n_rules: usize,
+}
+
+/// Packets and bytes that matched one rule.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuleStats {
+    pub n_packets: u64,
+    pub n_bytes: u64,
+}
+
+/// handlers (upcalled packets), revalidators (datapath flows' new
+/// traffic) → rule-table: credits traffic to rules, by rule id (unknown
+/// ids are ignored: the rule was deleted meanwhile).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct PushStats(pub Vec<(u64, RuleStats)>);
+
+/// pipeline → rule-table: every rule with its statistics, by table then
+/// descending priority.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<(Arc<RuleEntry>, RuleStats)>")]
+pub struct DumpRules;
+
+/// control → rule-table: the current snapshot.
+#[derive(Debug, Message)]
+#[rtype(result = "Arc<Tables>")]
+pub struct GetSnapshot;
+
+// To the handlers.
+
+/// pipeline → handlers: send the rule credits gathered so far to the
+/// rule-table now (before a dump of the rules, so that it counts every
+/// upcall handled).
+#[derive(Clone, Copy, Debug, Message)]
+#[rtype(result = "()")]
+pub struct SendCredits;
+
+/// lead revalidator → handlers: the dynamic flow limit.
+#[derive(Clone, Copy, Debug, Message)]
+#[rtype(result = "()")]
+pub struct FlowLimit {
+    pub limit: u64,
+}
+
+/// tests → handlers, dpif-writer: fault injection, panic halfway through
+/// each of the next `batches` batches (of upcalls, of ops).
+#[derive(Clone, Copy, Debug, Message)]
+#[rtype(result = "()")]
+pub struct InjectPanics {
+    pub batches: u32,
+}
+
+// To the revalidators.
+
+/// pipeline → revalidator: run one revalidation round now; answers when
+/// it is done.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct RevalidateNow;
+
+// Sent by an actor to itself.
+
+/// receiver → itself: read the next batch.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Poll;
+
+/// revalidator → itself: the periodic tick.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Tick;
