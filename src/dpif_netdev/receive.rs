@@ -1,0 +1,254 @@
+//! The receive path: each port's loop reads a burst of frames, extracts
+//! their keys, looks them up (exact-match cache, then the megaflows), runs
+//! the hits and queues the misses as upcalls.
+
+use super::*;
+
+/// The ufid of an upcall not computed yet. A receive thread leaves it to
+/// the thread that reads the upcall, so that hashing the key does not slow
+/// the packet path; a key whose ufid is this value is merely hashed again.
+pub(super) const UFID_LATER: Ufid = 0;
+
+/// Frames processed together (OVS's `NETDEV_MAX_BURST`).
+pub(super) const BURST: usize = 32;
+
+/// Most misses queued as one burst: what a receiver reads at once. A
+/// receive loop holds its misses over the next input burst while that
+/// still fits, so that a reader takes one whole burst by swapping buffers
+/// instead of copying a second one after the first; it never holds them
+/// while waiting for input.
+pub(super) const UPCALL_BURST: usize = messages::dpif::UPCALL_MAX_BATCH;
+
+/// Frames read but not yet processed, with their input ports.
+pub(super) type Burst = Vec<(u32, Vec<u8>)>;
+
+/// Whether a receive loop may block waiting for the next frame: only with
+/// nothing read and no misses held (held misses would wait for the next
+/// input too, up to a poll interval).
+pub(super) fn may_wait(burst: &Burst, rx: &RxState) -> bool {
+    burst.is_empty() && rx.misses.is_empty()
+}
+
+/// What a receive thread keeps from one burst to the next: its exact-match
+/// cache, and the burst's keys, lookup results and upcalls, whose buffers
+/// are reused rather than allocated per burst.
+pub(super) struct RxState {
+    emc: Emc,
+    keys: Vec<Flow>,
+    found: Vec<Option<Arc<FlowEntry>>>,
+    /// Whether `found[i]` came from the exact-match cache.
+    from_emc: Vec<bool>,
+    misses: Vec<Upcall>,
+}
+
+impl RxState {
+    pub(super) fn new(emc: Emc) -> Self {
+        RxState {
+            emc,
+            keys: Vec::with_capacity(BURST),
+            found: Vec::with_capacity(BURST),
+            from_emc: Vec::with_capacity(BURST),
+            misses: Vec::with_capacity(UPCALL_BURST),
+        }
+    }
+}
+
+impl Core {
+    /// A receive loop's state, with its own exact-match cache.
+    pub(super) fn rx_state(&self) -> RxState {
+        RxState::new(Emc::new(self.emc_entries, self.emc_insert_inv_prob))
+    }
+
+    pub(super) fn rx_loop(&self, port: &Port, stop: &AtomicBool) {
+        let mut rx = self.rx_state();
+        let mut burst: Burst = Vec::with_capacity(BURST);
+        let mut buf = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            // Wait for one frame, then take whatever else is already there;
+            // held misses are queued at once when no frame is there.
+            while burst.len() < BURST {
+                match port.io.recv(&mut buf, may_wait(&burst, &rx)) {
+                    Ok(true) => burst.push((port.info.number, std::mem::take(&mut buf))),
+                    Ok(false) => break,
+                    Err(e) => {
+                        tracing::warn!(port = %port.info.name, error = %e, "receive failed; port stops reading");
+                        return;
+                    }
+                }
+            }
+            port.counters
+                .rx_packets
+                .fetch_add(burst.len() as u64, Ordering::Relaxed);
+            // A full burst may have more input right behind it.
+            let more_input = burst.len() == BURST;
+            self.receive(&mut burst, &mut rx);
+            self.queue_misses(&mut rx, more_input, &|| false);
+        }
+    }
+
+    pub(super) fn replay_loop(&self, number: u32, path: &std::path::Path, stop: &AtomicBool) {
+        let frames = match read_replay_file(path) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(error = %e, "replay file unreadable");
+                return;
+            }
+        };
+        tracing::info!(port = number, frames = frames.len(), path = %path.display(), "replaying");
+        let keep_waiting = || !stop.load(Ordering::Relaxed);
+        self.replay(frames, number, &mut self.rx_state(), &keep_waiting, stop);
+    }
+
+    /// Feeds frames in bursts, waiting for room in the upcall queue.
+    pub(super) fn replay(
+        &self,
+        frames: impl IntoIterator<Item = ReplayFrame>,
+        default_port: u32,
+        rx: &mut RxState,
+        keep_waiting: &dyn Fn() -> bool,
+        stop: &AtomicBool,
+    ) {
+        let mut burst: Burst = Vec::with_capacity(BURST);
+        let mut frames = frames.into_iter().peekable();
+        while !stop.load(Ordering::Relaxed) {
+            burst.extend(
+                frames
+                    .by_ref()
+                    .take(BURST)
+                    .map(|f| (f.in_port.unwrap_or(default_port), f.frame)),
+            );
+            if burst.is_empty() {
+                return;
+            }
+            let n = burst.len() as u64;
+            self.receive(&mut burst, rx);
+            let more_input = frames.peek().is_some();
+            self.queue_misses(rx, more_input, keep_waiting);
+            self.n_replayed.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// The fast path for a burst of frames (emptied): hits run their
+    /// megaflow's actions, misses join `rx.misses` (see
+    /// [`Core::queue_misses`]).
+    pub(super) fn receive(&self, burst: &mut Burst, rx: &mut RxState) {
+        if burst.is_empty() {
+            return;
+        }
+        let now = monotonic_ms();
+        let RxState {
+            emc,
+            keys,
+            found,
+            from_emc,
+            misses,
+        } = rx;
+        // Extracted in place: the buffer keeps its keys between bursts.
+        keys.resize(keys.len().max(burst.len()), Flow::default());
+        keys.truncate(burst.len());
+        let mut md = Flow::default();
+        for ((in_port, frame), key) in burst.iter().zip(keys.iter_mut()) {
+            md.in_port = *in_port;
+            flow_extract_into(frame, &md, key);
+        }
+        found.clear();
+        found.extend(keys.iter().map(|k| emc.lookup(k)));
+        from_emc.clear();
+        from_emc.extend(found.iter().map(Option::is_some));
+        self.flows.read().lookup_burst(keys, found);
+        let mut n_hit = 0;
+        credit_hits(burst, keys, found, now);
+        let mut egress = Egress::new(self);
+        for (i, (_, mut frame)) in burst.drain(..).enumerate() {
+            let key = &keys[i];
+            match found[i].take() {
+                Some(e) => {
+                    if !from_emc[i] {
+                        emc.maybe_insert(key, &e);
+                    }
+                    egress.execute(&mut frame, Known::Key(key), &e.actions);
+                    n_hit += 1;
+                }
+                None => misses.push(Upcall {
+                    kind: UpcallKind::Miss,
+                    packet: frame,
+                    // Filled in by the reader (see `recv_upcalls`).
+                    ufid: UFID_LATER,
+                    key: *key,
+                }),
+            }
+        }
+        self.n_hit.fetch_add(n_hit, Ordering::Relaxed);
+    }
+
+    /// Queues the misses held in `rx` as upcalls, waiting for room as long
+    /// as `keep_waiting` says so; while `more_input` is right behind and
+    /// another input burst's misses would still fit in one upcall burst,
+    /// holds them instead.
+    pub(super) fn queue_misses(
+        &self,
+        rx: &mut RxState,
+        more_input: bool,
+        keep_waiting: &dyn Fn() -> bool,
+    ) {
+        let misses = &mut rx.misses;
+        if misses.is_empty() || (more_input && misses.len() + BURST <= UPCALL_BURST) {
+            return;
+        }
+        self.n_missed
+            .fetch_add(misses.len() as u64, Ordering::Relaxed);
+        self.queue_upcalls(misses, keep_waiting);
+    }
+
+    pub(super) fn queue_upcalls(&self, upcalls: &mut Vec<Upcall>, keep_waiting: &dyn Fn() -> bool) {
+        let lost = if self.queues.len() == 1 {
+            self.queues[0].push(upcalls, keep_waiting)
+        } else {
+            // The queue follows from the ufid, needed here after all.
+            for u in upcalls.iter_mut() {
+                u.ufid = key_ufid(&u.key);
+            }
+            let mut lost = 0;
+            for (i, q) in self.queues.iter().enumerate() {
+                let n = self.queues.len() as u128;
+                let (mut mine, rest): (Vec<Upcall>, Vec<Upcall>) =
+                    upcalls.drain(..).partition(|u| (u.ufid % n) as usize == i);
+                *upcalls = rest;
+                lost += q.push(&mut mine, keep_waiting);
+            }
+            lost
+        };
+        self.n_lost.fetch_add(lost as u64, Ordering::Relaxed);
+    }
+}
+
+/// Credits a burst's hits to their megaflows before the packets run, as
+/// OVS does, once per run of hits on one megaflow: the packets of a flow
+/// tend to arrive together, and each credit costs the megaflow three
+/// atomic operations (OVS batches a burst's packets per flow for the same
+/// reason).
+pub(super) fn credit_hits(
+    burst: &Burst,
+    keys: &[Flow],
+    found: &[Option<Arc<FlowEntry>>],
+    now_ms: u64,
+) {
+    let mut i = 0;
+    while i < found.len() {
+        let Some(flow) = &found[i] else {
+            i += 1;
+            continue;
+        };
+        let (mut packets, mut bytes, mut tcp_flags) = (0, 0, 0);
+        while let Some(Some(next)) = found.get(i) {
+            if !Arc::ptr_eq(next, flow) {
+                break;
+            }
+            packets += 1;
+            bytes += burst[i].1.len() as u64;
+            tcp_flags |= keys[i].tcp_flags;
+            i += 1;
+        }
+        flow.hit(packets, bytes, now_ms, tcp_flags);
+    }
+}

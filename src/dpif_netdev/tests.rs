@@ -1,0 +1,267 @@
+use super::*;
+use messages::dpif::Execute;
+use messages::odp::PortsKey;
+use messages::Megaflow;
+
+/// An IPv4/TCP frame from 10.0.0.1:1000 to 10.0.0.2:80.
+fn tcp_frame() -> Vec<u8> {
+    let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+    f.extend_from_slice(&[
+        0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+    ]);
+    f.extend_from_slice(&[
+        0x03, 0xe8, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0,
+    ]);
+    f
+}
+
+#[test]
+fn miss_upcall_put_then_hit_with_stats() {
+    let dp = Netdev::new(NetdevConfig::default());
+    let sink = dp
+        .port_add(&PortSpec {
+            name: "sink".into(),
+            kind: PortKind::Replay {
+                path: "/nonexistent".into(),
+            },
+            number: Some(2),
+        })
+        .unwrap();
+    let frames = vec![ReplayFrame {
+        in_port: Some(1),
+        frame: tcp_frame(),
+    }];
+    dp.inject(&frames, 0);
+    let mut ups = Vec::new();
+    dp.recv_upcalls(0, 64, Duration::ZERO, &mut ups).unwrap();
+    assert_eq!(ups.len(), 1);
+    let up = ups.pop().unwrap();
+    assert_eq!(
+        (up.key.in_port, up.key.tp_dst, up.key.nw_dst),
+        (1, 80, 0x0a00_0002)
+    );
+    // The ufid a reader gets is the key's.
+    assert_eq!(up.ufid, key_ufid(&up.key));
+    let mask = Flow {
+        in_port: u32::MAX,
+        dl_type: u16::MAX,
+        ..Flow::default()
+    };
+    let actions = vec![OdpAction::Output(sink)];
+    let results = dp.operate(&mut [
+        DpifOp::put(FlowPut {
+            ufid: 42,
+            megaflow: Megaflow::new(&up.key, &mask),
+            actions: actions.clone().into(),
+            mode: PutMode::Create,
+            reset_stats: false,
+        }),
+        DpifOp::Execute(Box::new(Execute {
+            packet: up.packet,
+            metadata: PacketMetadata::of(&up.key),
+            actions: actions.into(),
+        })),
+    ]);
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    dp.inject(&frames, 0);
+    dp.inject(&frames, 0);
+    let s = dp.stats();
+    assert_eq!((s.n_hit, s.n_missed, s.n_lost, s.n_flows), (2, 1, 0, 1));
+    assert_eq!(dp.tx_packets()[&sink], 3);
+    dp.operate(&mut [DpifOp::Execute(Box::new(Execute {
+        packet: tcp_frame(),
+        metadata: PacketMetadata::of(&up.key),
+        actions: vec![OdpAction::Output(99), OdpAction::PopVlan].into(),
+    }))]);
+    assert_eq!(dp.tx_drops(), (1, 1));
+    let dump = dp.flow_dump().unwrap();
+    assert_eq!(dump[0].stats.n_packets, 2);
+    assert_eq!(dump[0].stats.n_bytes, 2 * 54);
+    assert_eq!(dump[0].stats.tcp_flags, 0x02);
+    assert!(dp.operate(&mut [DpifOp::FlowDel { ufid: 42 }])[0].is_ok());
+    assert!(dp.operate(&mut [DpifOp::FlowDel { ufid: 42 }])[0].is_err());
+    dp.inject(&frames, 0);
+    assert_eq!(dp.stats().n_missed, 2);
+}
+
+#[test]
+fn userspace_actions_send_up_the_key_as_the_actions_left_it() {
+    let dp = Netdev::new(NetdevConfig::default());
+    let userspace = |tag: u8| OdpAction::Userspace {
+        pid: 0,
+        userdata: vec![tag],
+    };
+    let metadata = PacketMetadata {
+        in_port: 7,
+        pkt_mark: 1,
+        ..PacketMetadata::default()
+    };
+    let ports = |tp_dst| PortsKey {
+        src: 0,
+        dst: tp_dst,
+    };
+    dp.operate(&mut [DpifOp::Execute(Box::new(Execute {
+        packet: tcp_frame(),
+        metadata,
+        actions: vec![
+            userspace(1),
+            OdpAction::SetMasked(SetHeader::SkbMark {
+                key: 0x50,
+                mask: 0xf0,
+            }),
+            OdpAction::SetMasked(SetHeader::Tcp {
+                key: ports(443),
+                mask: ports(0xffff),
+            }),
+            userspace(2),
+        ]
+        .into(),
+    }))]);
+    let mut ups = Vec::new();
+    dp.recv_upcalls(0, 64, Duration::ZERO, &mut ups).unwrap();
+    let seen: Vec<_> = ups
+        .iter()
+        .map(|u| (u.kind.clone(), u.key.in_port, u.key.pkt_mark, u.key.tp_dst))
+        .collect();
+    let action = |tag| UpcallKind::Action {
+        userdata: vec![tag],
+    };
+    assert_eq!(
+        seen,
+        [(action(1), 7, 1, 80), (action(2), 7, 0x51, 443)],
+        "parsed from the frame with the metadata as it stood"
+    );
+    assert_eq!(ups[1].key.nw_dst, 0x0a00_0002);
+
+    // A hit runs the same actions knowing the frame's key.
+    let mut key = flow_extract(&tcp_frame(), &metadata.to_flow());
+    key.pkt_mark = 1;
+    let all = Flow {
+        in_port: u32::MAX,
+        ..Flow::default()
+    };
+    let actions: Vec<OdpAction> = vec![
+        userspace(3),
+        OdpAction::SetMasked(SetHeader::SkbMark {
+            key: 0x50,
+            mask: 0xf0,
+        }),
+        userspace(4),
+    ];
+    dp.operate(&mut [DpifOp::put(FlowPut {
+        ufid: 1,
+        megaflow: Megaflow::new(&key, &all),
+        actions: actions.into(),
+        mode: PutMode::Create,
+        reset_stats: false,
+    })]);
+    dp.inject(
+        &[ReplayFrame {
+            in_port: Some(7),
+            frame: tcp_frame(),
+        }],
+        0,
+    );
+    ups.clear();
+    dp.recv_upcalls(0, 64, Duration::ZERO, &mut ups).unwrap();
+    let seen: Vec<_> = ups
+        .iter()
+        .map(|u| (u.kind.clone(), u.key.pkt_mark, u.key.tp_dst))
+        .collect();
+    assert_eq!(seen, [(action(3), 0, 80), (action(4), 0x50, 80)]);
+}
+
+#[test]
+fn a_bursts_hits_are_credited_to_their_megaflows() {
+    let dp = Netdev::new(NetdevConfig::default());
+    let by_port = Flow {
+        in_port: u32::MAX,
+        ..Flow::default()
+    };
+    for port in [1, 2] {
+        let key = Flow {
+            in_port: port,
+            ..Flow::default()
+        };
+        dp.operate(&mut [DpifOp::put(FlowPut {
+            ufid: port as Ufid,
+            megaflow: Megaflow::new(&key, &by_port),
+            actions: Arc::new(OdpActions::new()),
+            mode: PutMode::Create,
+            reset_stats: false,
+        })]);
+    }
+    let frame = |port, len| ReplayFrame {
+        in_port: Some(port),
+        frame: {
+            let mut f = tcp_frame();
+            f.resize(len, 0);
+            f
+        },
+    };
+    // Runs of one flow, broken by another, in one burst.
+    dp.inject(&[frame(1, 60), frame(1, 70), frame(2, 80), frame(1, 90)], 0);
+    let stats: BTreeMap<Ufid, (u64, u64)> = dp
+        .flow_dump()
+        .unwrap()
+        .iter()
+        .map(|f| (f.ufid, (f.stats.n_packets, f.stats.n_bytes)))
+        .collect();
+    assert_eq!(stats[&1], (3, 220));
+    assert_eq!(stats[&2], (1, 80));
+    assert_eq!(dp.stats().n_hit, 4);
+}
+
+#[test]
+fn full_upcall_queue_loses_and_counts() {
+    let dp = Netdev::new(NetdevConfig {
+        upcall_queue_len: 1,
+        ..NetdevConfig::default()
+    });
+    let mut rx = RxState::new(Emc::new(4, 1));
+    let mut burst: Burst = (0..3).map(|_| (1, tcp_frame())).collect();
+    dp.core.receive(&mut burst, &mut rx);
+    dp.core.queue_misses(&mut rx, false, &|| false);
+    let s = dp.stats();
+    assert_eq!((s.n_missed, s.n_lost), (3, 2));
+}
+
+#[test]
+fn a_receive_loop_holding_misses_does_not_wait_for_input() {
+    let dp = Netdev::new(NetdevConfig::default());
+    let mut rx = dp.core.rx_state();
+    assert!(may_wait(&Vec::new(), &rx));
+    let mut burst: Burst = (0..BURST).map(|_| (1, tcp_frame())).collect();
+    dp.core.receive(&mut burst, &mut rx);
+    dp.core.queue_misses(&mut rx, true, &|| false);
+    assert_eq!(dp.n_queued_upcalls(), 0, "held for more input");
+    assert!(!may_wait(&Vec::new(), &rx));
+    // No frame came: the empty burst queues them.
+    dp.core.receive(&mut Vec::new(), &mut rx);
+    dp.core.queue_misses(&mut rx, false, &|| false);
+    assert_eq!(dp.n_queued_upcalls(), BURST);
+    assert!(may_wait(&Vec::new(), &rx));
+}
+
+#[test]
+fn misses_wait_for_the_next_input_burst_only_while_it_fits() {
+    let dp = Netdev::new(NetdevConfig::default());
+    let mut rx = RxState::new(Emc::new(4, 1));
+    let mut burst: Burst = (0..BURST).map(|_| (1, tcp_frame())).collect();
+    dp.core.receive(&mut burst, &mut rx);
+    dp.core.queue_misses(&mut rx, true, &|| false);
+    assert_eq!(dp.n_queued_upcalls(), 0, "held for the next input burst");
+    let mut burst: Burst = (0..BURST).map(|_| (1, tcp_frame())).collect();
+    dp.core.receive(&mut burst, &mut rx);
+    dp.core.queue_misses(&mut rx, true, &|| false);
+    assert_eq!(dp.n_queued_upcalls(), 2 * BURST, "a third would not fit");
+    let mut burst: Burst = vec![(1, tcp_frame())];
+    dp.core.receive(&mut burst, &mut rx);
+    dp.core.queue_misses(&mut rx, false, &|| false);
+    assert_eq!(dp.n_queued_upcalls(), 2 * BURST + 1, "no input behind it");
+    assert_eq!(dp.stats().n_missed, 2 * BURST as u64 + 1);
+    let mut out = Vec::new();
+    dp.recv_upcalls(0, UPCALL_BURST, Duration::ZERO, &mut out)
+        .unwrap();
+    assert_eq!(out.len(), 2 * BURST, "one upcall burst, whole");
+}
