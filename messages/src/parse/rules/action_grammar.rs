@@ -1,0 +1,679 @@
+//! The actions and instructions of a rule, parsed as written (OVS's
+//! `ofpacts_parse`); [`super::check`] checks and encodes them.
+
+use super::*;
+
+/// An action or instruction as written, before it is checked against the
+/// rule and encoded.
+#[derive(Clone, Debug)]
+pub(super) enum Act {
+    Output(u32),
+    Controller(u16),
+    SetField {
+        info: &'static FieldInfo,
+        value: u128,
+        mask: u128,
+    },
+    Load {
+        info: &'static FieldInfo,
+        value: u128,
+        mask: u128,
+    },
+    Move {
+        src: Subfield,
+        dst: Subfield,
+    },
+    OutputReg(Subfield),
+    SetEth(Field, [u8; 6]),
+    SetIpv4(Field, u32),
+    SetNwTos(u8),
+    SetNwEcn(u8),
+    SetNwTtl(u8),
+    SetTpSrc(u16),
+    SetTpDst(u16),
+    SetVlanVid {
+        vid: u16,
+        push_if_needed: bool,
+    },
+    SetVlanPcp {
+        pcp: u8,
+        push_if_needed: bool,
+    },
+    StripVlan,
+    PushVlan(u16),
+    DecTtl,
+    Resubmit {
+        in_port: Option<u32>,
+        table: Option<u8>,
+    },
+    ClearActions,
+    WriteActions(Vec<Located>),
+    WriteMetadata(u64, u64),
+    GotoTable(u8),
+    Ct(Box<ct::CtArgs>),
+    CtClear,
+    /// Only valid among `ct`'s nested actions.
+    Nat(NatAction),
+}
+
+/// An action with the text it came from.
+#[derive(Clone, Debug)]
+pub(super) struct Located {
+    pub(super) act: Act,
+    pub(super) at: usize,
+    pub(super) text: String,
+}
+
+/// OpenFlow 1.1+ instruction kinds, in the order a rule must give them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Inst {
+    Apply,
+    Clear,
+    Write,
+    WriteMetadata,
+    Goto,
+}
+
+impl Inst {
+    fn of(act: &Act) -> Inst {
+        match act {
+            Act::ClearActions => Inst::Clear,
+            Act::WriteActions(_) => Inst::Write,
+            Act::WriteMetadata(..) => Inst::WriteMetadata,
+            Act::GotoTable(_) => Inst::Goto,
+            _ => Inst::Apply,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Inst::Apply => "apply_actions",
+            Inst::Clear => "clear_actions",
+            Inst::Write => "write_actions",
+            Inst::WriteMetadata => "write_metadata",
+            Inst::Goto => "goto_table",
+        }
+    }
+}
+
+/// Actions OVS knows that have no representation here.
+pub(super) const UNSUPPORTED_ACTIONS: &[&str] = &[
+    "group",
+    "enqueue",
+    "output_reg",
+    "bundle",
+    "bundle_load",
+    "move",
+    "push",
+    "pop",
+    "set_mpls_label",
+    "set_mpls_tc",
+    "set_mpls_ttl",
+    "dec_mpls_ttl",
+    "push_mpls",
+    "pop_mpls",
+    "set_tunnel",
+    "set_tunnel64",
+    "set_queue",
+    "pop_queue",
+    "fin_timeout",
+    "learn",
+    "conjunction",
+    "multipath",
+    "note",
+    "exit",
+    "sample",
+    "output_trunc",
+    "clone",
+    "check_pkt_larger",
+    "delete_field",
+    "encap",
+    "decap",
+    "dec_nsh_ttl",
+    "meter",
+];
+
+pub(super) const SUPPORTED: &str = "an action (output, drop, set_field, load, mod_*, push_vlan, pop_vlan, \
+     dec_ttl, resubmit, controller, ct, ct_clear, a port) or instruction (goto_table, write_metadata, \
+     write_actions, clear_actions)";
+
+pub(super) fn parse_instructions(text: &str, base: usize, rule: &Rule) -> Res<Instructions> {
+    let acts = parse_action_list(text, base, true)?;
+    check_and_encode(acts, rule)
+}
+
+/// Parses a list of actions (and, at the top level, instructions) without
+/// checking them against the rule yet, as OVS's `ofpacts_parse` does.
+pub(super) fn parse_action_list(
+    text: &str,
+    base: usize,
+    allow_instructions: bool,
+) -> Res<Vec<Located>> {
+    let mut acts: Vec<Located> = Vec::new();
+    let mut drop_at = None;
+    for kv in key_values(text, base) {
+        let end = (kv.value_at + kv.value.len() - base).min(text.len());
+        let src = &text[kv.key_at - base..end.max(kv.key_at - base + kv.key.len())];
+        let name = kv.key.to_ascii_lowercase();
+        if name == "drop" {
+            drop_at = Some((kv.key_at, src.to_string()));
+            continue;
+        }
+        if name == "apply_actions" {
+            acts.extend(parse_action_list(kv.value, kv.value_at, false)?);
+            continue;
+        }
+        let act = parse_action(&name, &kv, src)?;
+        acts.push(Located {
+            act,
+            at: kv.key_at,
+            text: src.to_string(),
+        });
+    }
+    if let (Some((at, src)), Some(_)) = (&drop_at, acts.first()) {
+        return Err(err(
+            *at,
+            "\"drop\" must not be accompanied by any other action or instruction",
+            src,
+            "drop alone, or actions without drop",
+        ));
+    }
+    verify_order(&acts, allow_instructions)?;
+    Ok(acts)
+}
+
+pub(super) fn verify_order(acts: &[Located], allow_instructions: bool) -> Res<()> {
+    let mut prev: Option<Inst> = None;
+    for a in acts {
+        let next = Inst::of(&a.act);
+        if !allow_instructions && next != Inst::Apply {
+            return Err(err(
+                a.at,
+                format!("{} instruction not allowed here", next.name()),
+                &a.text,
+                "actions only, inside write_actions(...) or apply_actions(...)",
+            ));
+        }
+        if let Some(inst) = prev {
+            let bad = if inst == Inst::Apply {
+                next < inst
+            } else {
+                next <= inst
+            };
+            if bad {
+                let (what, expected) = if next == inst {
+                    (
+                        format!(
+                            "duplicate {} instruction not allowed, for OpenFlow 1.1+ compatibility",
+                            inst.name()
+                        ),
+                        format!("at most one {}", inst.name()),
+                    )
+                } else {
+                    (
+                        format!(
+                            "invalid instruction ordering: {} must appear before {}, for OpenFlow 1.1+ compatibility",
+                            next.name(),
+                            inst.name()
+                        ),
+                        "actions first, then clear_actions, write_actions, write_metadata, goto_table"
+                            .to_string(),
+                    )
+                };
+                return Err(err(a.at, what, &a.text, expected));
+            }
+        }
+        prev = Some(next);
+    }
+    Ok(())
+}
+
+pub(super) fn parse_action(name: &str, kv: &KeyValue<'_>, src: &str) -> Res<Act> {
+    let arg = kv.value;
+    let at = kv.value_at;
+    let invalid = |what: &str, expected: &str| err(at, format!("invalid {what}"), arg, expected);
+    let u8_arg = |what: &str| {
+        parse_uint(arg, 8)
+            .map(|v| v as u8)
+            .ok_or_else(|| invalid(what, "an integer from 0 to 255"))
+    };
+    let u16_arg = |what: &str| {
+        parse_uint(arg, 16)
+            .map(|v| v as u16)
+            .ok_or_else(|| invalid(what, "an integer from 0 to 65535"))
+    };
+    let act = match name {
+        "output" => {
+            if arg.contains("port") && arg.contains("max_len") {
+                return Err(err(
+                    kv.key_at,
+                    "unsupported action output_trunc",
+                    src,
+                    SUPPORTED,
+                ));
+            }
+            match parse_port(arg) {
+                Some(p) => output_to(p),
+                // A subfield holding the port: output:NXM_NX_REG0[0..15].
+                None if arg.contains('[') => {
+                    let src =
+                        parse_subfield(arg).map_err(|e| err(at, "bad output source", arg, e))?;
+                    if src.n_bits > 16 {
+                        return Err(err(
+                            at,
+                            "output source wider than a port",
+                            arg,
+                            "a subfield of at most 16 bits",
+                        ));
+                    }
+                    Act::OutputReg(src)
+                }
+                None => {
+                    return Err(err(
+                        at,
+                        "output to unknown port",
+                        arg,
+                        "a port number or name (LOCAL, IN_PORT, ...), or a subfield",
+                    ))
+                }
+            }
+        }
+        "controller" => parse_controller(arg, at)?,
+        "set_field" => parse_set_field(arg, at)?,
+        "load" => parse_load(arg, at)?,
+        "move" => parse_move(arg, at)?,
+        "mod_dl_src" | "mod_dl_dst" => {
+            let mac = parse_mac(arg).ok_or_else(|| invalid("mac address", "a MAC address"))?;
+            Act::SetEth(
+                if name == "mod_dl_src" {
+                    Field::EthSrc
+                } else {
+                    Field::EthDst
+                },
+                mac,
+            )
+        }
+        "mod_nw_src" | "mod_nw_dst" => {
+            let ip = parse_ipv4(arg).ok_or_else(|| invalid("IP address", "an IPv4 address"))?;
+            Act::SetIpv4(
+                if name == "mod_nw_src" {
+                    Field::Ipv4Src
+                } else {
+                    Field::Ipv4Dst
+                },
+                ip,
+            )
+        }
+        "mod_nw_tos" => {
+            let tos = u8_arg("TOS")?;
+            if tos & 0x03 != 0 {
+                return Err(err(
+                    at,
+                    "not a valid TOS",
+                    arg,
+                    "a multiple of 4 (the DSCP bits of the TOS byte)",
+                ));
+            }
+            Act::SetNwTos(tos)
+        }
+        "mod_nw_ecn" => {
+            let ecn = u8_arg("ECN")?;
+            if ecn > 3 {
+                return Err(err(at, "not a valid ECN", arg, "0, 1, 2 or 3"));
+            }
+            Act::SetNwEcn(ecn)
+        }
+        "mod_nw_ttl" | "set_nw_ttl" => Act::SetNwTtl(u8_arg("TTL")?),
+        "mod_tp_src" => Act::SetTpSrc(u16_arg("source port")?),
+        "mod_tp_dst" => Act::SetTpDst(u16_arg("destination port")?),
+        "mod_vlan_vid" | "set_vlan_vid" => {
+            let vid = u16_arg("VLAN VID")?;
+            if vid > VLAN_VID_MASK {
+                return Err(err(
+                    at,
+                    "not a valid VLAN VID",
+                    arg,
+                    "a VLAN ID from 0 to 4095",
+                ));
+            }
+            Act::SetVlanVid {
+                vid,
+                push_if_needed: name == "mod_vlan_vid",
+            }
+        }
+        "mod_vlan_pcp" | "set_vlan_pcp" => {
+            let pcp = u8_arg("VLAN PCP")?;
+            if pcp > 7 {
+                return Err(err(
+                    at,
+                    "not a valid VLAN PCP",
+                    arg,
+                    "a priority from 0 to 7",
+                ));
+            }
+            Act::SetVlanPcp {
+                pcp,
+                push_if_needed: name == "mod_vlan_pcp",
+            }
+        }
+        "strip_vlan" | "pop_vlan" => Act::StripVlan,
+        "push_vlan" => {
+            let tpid = u16_arg("ethertype")?;
+            if !eth_type_vlan(tpid) {
+                return Err(err(
+                    at,
+                    "not a valid VLAN ethertype",
+                    arg,
+                    "0x8100 or 0x88a8",
+                ));
+            }
+            Act::PushVlan(tpid)
+        }
+        // The controller ids only say whom to tell when the TTL expires;
+        // upcalld has no controller connection, so they change nothing.
+        "dec_ttl" => {
+            let ids_ok =
+                arg.is_empty() || arg.split(',').all(|id| id.trim().parse::<u16>().is_ok());
+            if !ids_ok {
+                return Err(err(
+                    at,
+                    "bad dec_ttl controller ids",
+                    arg,
+                    "dec_ttl(ID,ID,...)",
+                ));
+            }
+            Act::DecTtl
+        }
+        "resubmit" => parse_resubmit(arg, at)?,
+        "goto_table" => {
+            let t = parse_decimal(arg)
+                .filter(|t| *t <= 255)
+                .ok_or_else(|| err(at, "unknown table", arg, "a table number"))?;
+            Act::GotoTable(t as u8)
+        }
+        "write_metadata" => {
+            let (v, m) = match arg.split_once('/') {
+                Some((v, m)) => (v, Some(m)),
+                None => (arg, None),
+            };
+            let num = |s: &str| {
+                parse_uint(s, 64).map(|v| v as u64).ok_or_else(|| {
+                    invalid("numeric format", "VALUE or VALUE/MASK, 64-bit integers")
+                })
+            };
+            Act::WriteMetadata(num(v)?, m.map(num).transpose()?.unwrap_or(u64::MAX))
+        }
+        "clear_actions" => Act::ClearActions,
+        "ct" => ct::parse_ct(arg, at)?,
+        "ct_clear" => Act::CtClear,
+        "nat" => Act::Nat(ct::parse_nat(arg, at)?),
+        "write_actions" => Act::WriteActions(parse_action_list(arg, at, false)?),
+        _ if UNSUPPORTED_ACTIONS.contains(&name) => {
+            return Err(err(
+                kv.key_at,
+                format!("unsupported action {name}"),
+                src,
+                SUPPORTED,
+            ))
+        }
+        _ => match parse_port(kv.key) {
+            Some(p) if arg.is_empty() => output_to(p),
+            _ => return Err(err(kv.key_at, "unknown action", kv.key, SUPPORTED)),
+        },
+    };
+    Ok(act)
+}
+
+/// `output:CONTROLLER` is the `controller` action with all the packet.
+pub(super) fn output_to(p: u32) -> Act {
+    if p == port::CONTROLLER {
+        Act::Controller(u16::MAX)
+    } else {
+        Act::Output(p)
+    }
+}
+
+pub(super) fn parse_controller(arg: &str, at: usize) -> Res<Act> {
+    if arg.is_empty() {
+        return Ok(Act::Controller(u16::MAX));
+    }
+    if arg.bytes().all(|c| c.is_ascii_digit()) {
+        let n = parse_uint(arg, 16)
+            .ok_or_else(|| err(at, "invalid max_len", arg, "an integer from 0 to 65535"))?;
+        return Ok(Act::Controller(n as u16));
+    }
+    let mut max_len = u16::MAX;
+    for kv in key_values(arg, at) {
+        match kv.key {
+            "max_len" => {
+                max_len = parse_uint(kv.value, 16).ok_or_else(|| {
+                    err(
+                        kv.value_at,
+                        "invalid max_len",
+                        kv.value,
+                        "an integer from 0 to 65535",
+                    )
+                })? as u16;
+            }
+            "reason" | "id" | "userdata" | "pause" | "meter_id" => {
+                return Err(err(
+                    kv.key_at,
+                    format!("unsupported controller option {}", kv.key),
+                    kv.key,
+                    "controller, controller:MAX_LEN or controller(max_len=N)",
+                ))
+            }
+            other => {
+                return Err(err(
+                    kv.key_at,
+                    "unknown key parsing controller action",
+                    other,
+                    "max_len=N",
+                ))
+            }
+        }
+    }
+    Ok(Act::Controller(max_len))
+}
+
+/// Splits `VALUE->FIELD`.
+pub(super) fn split_arrow(arg: &str, at: usize) -> Res<(&str, &str, usize)> {
+    let Some(i) = arg.find("->") else {
+        return Err(err(at, "missing `->'", arg, "VALUE->FIELD"));
+    };
+    let dst = &arg[i + 2..];
+    if dst.is_empty() {
+        return Err(err(
+            at,
+            "missing field name following `->'",
+            arg,
+            "VALUE->FIELD",
+        ));
+    }
+    Ok((&arg[..i], dst, at + i + 2))
+}
+
+pub(super) fn parse_set_field(arg: &str, at: usize) -> Res<Act> {
+    let (value_s, name, name_at) = split_arrow(arg, at)?;
+    let info = fields::by_name(name).ok_or_else(|| {
+        err(
+            name_at,
+            "not a valid OXM field name",
+            name,
+            "a field name such as eth_src, ip_dst, reg0",
+        )
+    })?;
+    if !info.writable {
+        return Err(err(
+            name_at,
+            format!("{name} is read-only"),
+            name,
+            "a writable field",
+        ));
+    }
+    let (value, mask) = parse_field_value(info, value_s)
+        .map_err(|e| err(at, format!("bad value for {name}"), value_s, e.expected))?;
+    let valid = match info.field {
+        Field::NwTos => value & 0x03 == 0,
+        Field::VlanVid => value & u128::from(VLAN_CFI) != 0 && value <= 0x1fff,
+        _ => info.syntax == Syntax::Port || value <= info.bit_mask(),
+    };
+    if !valid {
+        let expected = match info.field {
+            Field::VlanVid => {
+                "a VLAN ID plus 4096 (the \"present\" bit), e.g. 4196 for VLAN 100".to_string()
+            }
+            Field::NwTos => "a multiple of 4 (the DSCP bits of the TOS byte)".to_string(),
+            _ => format!(
+                "a value that fits the {}-bit field {}",
+                info.n_bits, info.name
+            ),
+        };
+        return Err(err(
+            at,
+            format!("not a valid value for field {name}"),
+            value_s,
+            expected,
+        ));
+    }
+    if mask == exact_mask(info) {
+        Ok(Act::SetField {
+            info,
+            value,
+            mask: info.field.full_mask(),
+        })
+    } else {
+        // OpenFlow 1.3 has no masked set_field; OVS sends it as `load`.
+        Ok(Act::Load {
+            info,
+            value: value & mask,
+            mask,
+        })
+    }
+}
+
+/// `move:SRC->DST`: both subfields, of the same width, DST writable.
+pub(super) fn parse_move(arg: &str, at: usize) -> Res<Act> {
+    let (src_s, dst, dst_at) = split_arrow(arg, at)?;
+    let src = parse_subfield(src_s).map_err(|e| err(at, "bad move source", src_s, e))?;
+    let dst_sf = parse_subfield(dst).map_err(|e| err(dst_at, "bad move destination", dst, e))?;
+    if !dst_sf.info.writable {
+        return Err(err(
+            dst_at,
+            format!("destination field {} is not writable", dst_sf.info.name),
+            dst,
+            "a writable field",
+        ));
+    }
+    if src.n_bits != dst_sf.n_bits {
+        return Err(err(
+            at,
+            format!(
+                "source field is {} bits wide but destination is {} bits wide",
+                src.n_bits, dst_sf.n_bits
+            ),
+            arg,
+            "subfields of the same width",
+        ));
+    }
+    Ok(Act::Move { src, dst: dst_sf })
+}
+
+pub(super) fn parse_load(arg: &str, at: usize) -> Res<Act> {
+    let (value_s, dst, dst_at) = split_arrow(arg, at)?;
+    let sf = parse_subfield(dst).map_err(|e| err(dst_at, "bad load destination", dst, e))?;
+    let info = sf.info;
+    if !info.writable {
+        return Err(err(
+            dst_at,
+            format!("destination field {} is not writable", info.name),
+            dst,
+            "a writable field",
+        ));
+    }
+    let (value, used) = scan_uint(value_s, u32::from(info.n_bytes) * 8)
+        .map_err(|_| err(at, "cannot parse integer value", value_s, "an integer"))?;
+    if used != value_s.len() {
+        return Err(err(at, "cannot parse integer value", value_s, "an integer"));
+    }
+    if value > ones(sf.n_bits) {
+        return Err(err(
+            at,
+            format!("value does not fit into {} bits", sf.n_bits),
+            value_s,
+            format!("a value of at most {} bits", sf.n_bits),
+        ));
+    }
+    if info.syntax == Syntax::Port {
+        // NXM_OF_IN_PORT holds a 16-bit port; only whole-port loads map
+        // onto upcalld's 32-bit port numbers.
+        if sf.n_bits != u32::from(info.n_bits) {
+            return Err(err(
+                dst_at,
+                "unsupported partial load of in_port",
+                dst,
+                "the whole field",
+            ));
+        }
+        let p = if info.n_bits == 16 && value >= 0xff00 {
+            value | 0xffff_0000
+        } else {
+            value
+        };
+        return Ok(Act::Load {
+            info,
+            value: p,
+            mask: u128::from(u32::MAX),
+        });
+    }
+    Ok(Act::Load {
+        info,
+        value: value << sf.ofs,
+        mask: ones(sf.n_bits) << sf.ofs,
+    })
+}
+
+pub(super) fn parse_resubmit(arg: &str, at: usize) -> Res<Act> {
+    let mut parts = arg.splitn(3, ',');
+    let port_s = parts.next().unwrap_or("");
+    let table_s = parts.next().unwrap_or("");
+    let ct_s = parts.next().unwrap_or("");
+    let in_port = if port_s.is_empty() {
+        None
+    } else {
+        let p = parse_port(port_s).ok_or_else(|| {
+            err(
+                at,
+                "resubmit to unknown port",
+                port_s,
+                "a port number or name",
+            )
+        })?;
+        (p != port::IN_PORT).then_some(p)
+    };
+    let table = if table_s.is_empty() {
+        None
+    } else {
+        let t = parse_decimal(table_s)
+            .filter(|t| *t <= 255)
+            .ok_or_else(|| err(at, "resubmit to unknown table", table_s, "a table number"))?;
+        (t != 255).then_some(t as u8)
+    };
+    if !ct_s.is_empty() {
+        let what = if ct_s == "ct" {
+            "unsupported resubmit option"
+        } else {
+            "unknown parameter"
+        };
+        return Err(err(at, what, ct_s, "resubmit(PORT,TABLE)"));
+    }
+    if in_port.is_none() && table.is_none() {
+        return Err(err(
+            at,
+            "at least one \"in_port\" or \"table\" must be specified on resubmit",
+            arg,
+            "resubmit:PORT, resubmit(PORT,TABLE) or resubmit(,TABLE)",
+        ));
+    }
+    Ok(Act::Resubmit { in_port, table })
+}

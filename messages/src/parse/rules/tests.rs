@@ -1,0 +1,301 @@
+use super::*;
+
+fn rule(s: &str) -> Rule {
+    parse_rule(s).unwrap_or_else(|e| panic!("{s}: {e}"))
+}
+
+fn error(s: &str) -> ParseError {
+    match parse_rule(s) {
+        Ok(r) => panic!("{s}: parsed as {r:?}"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn table_priority_and_a_prefix() {
+    let r = rule("table=2,priority=100,ip,nw_dst=10.0.0.0/8,actions=output:3");
+    assert_eq!((r.table, r.priority), (2, 100));
+    assert_eq!(r.matches.flow.dl_type, ETH_TYPE_IP);
+    assert_eq!(
+        (r.matches.flow.nw_dst, r.matches.mask.nw_dst),
+        (0x0a00_0000, 0xff00_0000)
+    );
+    assert_eq!(
+        r.instructions.apply,
+        vec![OfAction::Output {
+            port: 3,
+            max_len: 0
+        }]
+    );
+}
+
+#[test]
+fn error_message_names_line_column_text_and_expectation() {
+    let e = parse_rules("# c\n\npriority=1,ip,nw_dst=10.0.0.300,actions=drop\n")
+        .unwrap_err()
+        .with_file("rules.of13");
+    assert_eq!(
+        e.to_string(),
+        "rules.of13:3:22: bad value for nw_dst: \"10.0.0.300\": expected an IPv4 address or prefix"
+    );
+}
+
+#[test]
+fn prerequisites_of_match_fields() {
+    // Fields without their prerequisites are dropped, as OVS normalizes.
+    assert!(rule("priority=1,tp_dst=80,actions=drop")
+        .matches
+        .mask
+        .is_zero());
+    assert!(rule("udp,tp_dst=53,actions=drop").matches.mask.tp_dst == 0xffff);
+    assert!(
+        rule("icmp6,icmp_type=135,nd_target=::1,actions=drop")
+            .matches
+            .mask
+            .nd_target
+            == [0xff; 16]
+    );
+    let na = rule("icmp6,icmp_type=136,nd_sll=00:00:00:00:00:01,actions=drop");
+    assert_eq!(na.matches.mask.arp_sha, [0; 6]);
+    let nd_code = rule("icmp6,icmp_type=136,nd_target=::1,icmp_code=3,actions=drop");
+    assert_eq!(nd_code.matches.mask.nd_target, [0; 16]);
+    assert_eq!(
+        rule("udp,tcp_flags=+syn,actions=drop")
+            .matches
+            .mask
+            .tcp_flags,
+        0
+    );
+    assert_eq!(rule("nw_frag=first,actions=drop").matches.mask.nw_frag, 0);
+    // ICMP type on later fragments stays; ports are refused.
+    assert_eq!(
+        rule("icmp,nw_frag=later,icmp_type=0,actions=drop")
+            .matches
+            .mask
+            .tp_src,
+        0xffff
+    );
+    let e = error("tcp,nw_frag=later,tp_dst=80,actions=drop");
+    assert_eq!(e.what, "tp_dst: prerequisites not met");
+    assert_eq!(e.column, 19);
+    // A later shorthand's EtherType wins; icmp6's protocol is dropped.
+    let m = rule("icmp6,mplsm,actions=drop").matches;
+    assert_eq!((m.flow.dl_type, m.mask.nw_proto), (0x8848, 0));
+}
+
+#[test]
+fn move_copies_subfields_and_prints_back() {
+    let r = rule("tcp,actions=move:NXM_NX_REG0[0..7]->NXM_NX_REG1[8..15],move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[]");
+    assert_eq!(
+        r.instructions.apply[0],
+        OfAction::Move {
+            src: Field::Reg(0),
+            src_ofs: 0,
+            dst: Field::Reg(1),
+            dst_ofs: 8,
+            n_bits: 8
+        }
+    );
+    assert_eq!(
+        crate::format::ofp_rule::format_instructions(&r.instructions),
+        "move:NXM_NX_REG0[0..7]->NXM_NX_REG1[8..15],move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[]"
+    );
+    assert!(error("actions=move:NXM_NX_REG0[0..7]->NXM_NX_REG1[0..3]")
+        .what
+        .contains("bits wide"));
+    assert!(error("arp,actions=move:NXM_OF_IP_SRC[]->NXM_NX_REG0[]")
+        .what
+        .contains("prerequisites"));
+}
+
+#[test]
+fn output_to_a_register_and_dec_ttl_with_ids() {
+    let r = rule("ip,actions=output:NXM_NX_REG1[0..3],dec_ttl(1,2)");
+    assert_eq!(
+        r.instructions.apply,
+        vec![
+            OfAction::OutputReg {
+                field: Field::Reg(1),
+                ofs: 0,
+                n_bits: 4
+            },
+            OfAction::DecTtl
+        ]
+    );
+    assert_eq!(
+        crate::format::ofp_rule::format_action(&r.instructions.apply[0]),
+        "output:NXM_NX_REG1[0..3]"
+    );
+    assert!(error("actions=output:NXM_NX_REG1[]").what.contains("wider"));
+    assert!(error("ip,actions=dec_ttl(x)")
+        .what
+        .contains("controller ids"));
+}
+
+#[test]
+fn vlan_matches_encode_like_ovs() {
+    let r = rule("dl_vlan=10,actions=drop");
+    assert_eq!(
+        (r.matches.flow.vlans[0].tci, r.matches.mask.vlans[0].tci),
+        (0x100a, 0x1fff)
+    );
+    let r = rule("dl_vlan_pcp=4,actions=drop");
+    assert_eq!(
+        (r.matches.flow.vlans[0].tci, r.matches.mask.vlans[0].tci),
+        (0x9000, 0xf000)
+    );
+    let r = rule("vlan_tci=0x0000/0x1000,actions=drop");
+    assert_eq!(
+        (r.matches.flow.vlans[0].tci, r.matches.mask.vlans[0].tci),
+        (0, 0x1000)
+    );
+    // OpenFlow 1.3 cannot carry a PCP match without the VID part.
+    let r = rule("vlan_tci=0x4000/0xe000,actions=drop");
+    assert_eq!(r.matches.mask.vlans[0].tci, 0);
+}
+
+#[test]
+fn mod_vlan_vid_pushes_unless_the_rule_matches_a_tag() {
+    let r = rule("actions=mod_vlan_vid:100,output:1");
+    assert_eq!(
+        r.instructions.apply[..2],
+        [
+            OfAction::PushVlan { tpid: 0x8100 },
+            OfAction::SetField {
+                field: Field::VlanVid,
+                value: 0x1064,
+                mask: 0x1fff
+            }
+        ]
+    );
+    let r = rule("dl_vlan=3,actions=mod_vlan_vid:100,mod_vlan_pcp:2");
+    assert_eq!(r.instructions.apply.len(), 2);
+    let e = error("ip,actions=strip_vlan");
+    assert_eq!(e.what, "strip_vlan: prerequisites not met");
+}
+
+#[test]
+fn l4_and_l3_rewrites_follow_the_match() {
+    let r = rule("udp,actions=mod_tp_dst:53,mod_nw_tos:32");
+    assert_eq!(
+        r.instructions.apply,
+        vec![
+            OfAction::SetField {
+                field: Field::UdpDst,
+                value: 53,
+                mask: 0xffff
+            },
+            OfAction::SetField {
+                field: Field::IpDscp,
+                value: 8,
+                mask: 0x3f
+            },
+        ]
+    );
+    error("actions=mod_tp_dst:53");
+    error("tcp,nw_frag=later,actions=mod_tp_dst:53");
+    error("ipv6,actions=mod_nw_src:1.2.3.4");
+    error("actions=set_field:1.2.3.4->ip_src");
+}
+
+#[test]
+fn set_field_and_load() {
+    let r = rule("actions=set_field:5->reg0,load:3->NXM_NX_REG1[0..7],set_field:0x4/0xff->metadata,goto_table:1");
+    assert_eq!(
+        r.instructions.apply,
+        vec![
+            OfAction::SetField {
+                field: Field::Reg(0),
+                value: 5,
+                mask: 0xffff_ffff
+            },
+            OfAction::Load {
+                field: Field::Reg(1),
+                value: 3,
+                mask: 0xff
+            },
+            OfAction::Load {
+                field: Field::Metadata,
+                value: 4,
+                mask: 0xff
+            },
+        ]
+    );
+    assert_eq!(r.instructions.goto_table, Some(1));
+    assert_eq!(
+        error("actions=load:256->NXM_NX_REG0[0..7]").what,
+        "value does not fit into 8 bits"
+    );
+    assert_eq!(
+        error("actions=set_field:1->bogus").what,
+        "not a valid OXM field name"
+    );
+}
+
+#[test]
+fn instructions_in_order_only() {
+    let r = rule("table=1,actions=output:1,clear_actions,write_actions(output:2),write_metadata:0x5/0xff,goto_table:3");
+    assert!(r.instructions.clear_actions);
+    assert_eq!(
+        r.instructions.write_actions,
+        Some(vec![OfAction::Output {
+            port: 2,
+            max_len: 0
+        }])
+    );
+    assert_eq!(r.instructions.write_metadata, Some((5, 0xff)));
+    assert_eq!(
+        error("actions=goto_table:2,output:1").what,
+        "invalid instruction ordering: apply_actions must appear before goto_table, for OpenFlow 1.1+ compatibility"
+    );
+    assert_eq!(
+        error("table=3,actions=goto_table:2").what,
+        "goto_table must go to a later table"
+    );
+    assert_eq!(
+        error("actions=drop,output:1").what,
+        "\"drop\" must not be accompanied by any other action or instruction"
+    );
+}
+
+#[test]
+fn ports_and_resubmit() {
+    let r = rule("in_port=LOCAL,actions=in_port,output:in_port,IN_PORT,LOCAL,controller,CONTROLLER:100,resubmit(,2),resubmit:3");
+    assert_eq!(r.matches.flow.in_port, port::LOCAL);
+    let a = &r.instructions.apply;
+    assert_eq!(
+        a[0],
+        OfAction::Output {
+            port: port::IN_PORT,
+            max_len: 0
+        }
+    );
+    assert_eq!(a[1], a[0]);
+    assert_eq!(a[4], OfAction::Controller { max_len: 65535 });
+    assert_eq!(a[5], OfAction::Controller { max_len: 100 });
+    assert_eq!(
+        a[6],
+        OfAction::Resubmit {
+            in_port: None,
+            table: Some(2)
+        }
+    );
+    assert_eq!(
+        a[7],
+        OfAction::Resubmit {
+            in_port: Some(3),
+            table: None
+        }
+    );
+}
+
+#[test]
+fn missing_actions_and_unknown_names() {
+    assert_eq!(error("priority=5").what, "must specify an action");
+    assert_eq!(error("bogus=1,actions=drop").what, "unknown field");
+    assert_eq!(error("actions=frobnicate").what, "unknown action");
+    assert_eq!(
+        error("actions=learn(table=1)").what,
+        "unsupported action learn"
+    );
+}
