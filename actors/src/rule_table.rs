@@ -1,7 +1,9 @@
 //! The rule-table actor: owns the OpenFlow tables, applies each change
 //! (add, delete, replace) atomically as one new version, and broadcasts the
 //! new snapshot to every subscriber (handlers, revalidators). It also keeps
-//! the rules' packet and byte counters, credited by the revalidators.
+//! the rules' packet and byte counters: handlers credit the packets they
+//! upcalled, revalidators the traffic of the datapath flows (both with
+//! `PushStats`).
 
 use std::collections::HashMap;
 use std::sync::Arc;

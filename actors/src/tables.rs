@@ -1,9 +1,10 @@
 //! The OpenFlow tables as one immutable, versioned snapshot.
 //!
 //! The rule-table actor owns the one mutable `Tables`; after each change it
-//! bumps the version and sends a clone (O(1): every map inside is
-//! persistent) to handlers and revalidators, so a translation always sees
-//! one version from start to end.
+//! bumps the version and sends a clone (O(subtables) per table: each
+//! subtable's maps are persistent and shared, the subtables themselves sit
+//! in a plain vector) to handlers and revalidators, so a translation always
+//! sees one version from start to end.
 
 use std::sync::Arc;
 

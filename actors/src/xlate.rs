@@ -24,6 +24,11 @@ use crate::tables::{RuleEntry, Tables};
 pub const MAX_DEPTH: u32 = 64;
 /// Limit on table lookups in one translation (OVS's `MAX_RESUBMITS`).
 pub const MAX_RESUBMITS: u32 = 4096;
+/// Stack a lookup level needs at least (a few levels' worth, with margin
+/// for unoptimized builds).
+const STACK_RED_ZONE: usize = 64 << 10;
+/// Stack a fresh segment gets: a few hundred levels.
+const STACK_SEGMENT: usize = 1 << 20;
 
 /// What a translation needs to know of the switch.
 #[derive(Clone, Debug, Default)]
@@ -244,13 +249,20 @@ impl Ctx<'_> {
     }
 
     /// Looks up `table` and runs the rule found (resubmit and goto_table).
+    ///
+    /// Each lookup nests a level of recursion, up to [`MAX_RESUBMITS`]; a
+    /// level that finds less than [`STACK_RED_ZONE`] of stack left goes on
+    /// on a fresh segment, so that the depth OVS allows translates on any
+    /// thread, whatever stack it was given.
     fn table_action(&mut self, in_port: u32, table: u8) {
         if !self.resource_check() {
             return;
         }
         let old_table = self.table_id;
         if let Some(rule) = self.lookup(table, in_port) {
-            self.run_rule(&rule, table <= old_table);
+            stacker::maybe_grow(STACK_RED_ZONE, STACK_SEGMENT, || {
+                self.run_rule(&rule, table <= old_table)
+            });
         }
         self.table_id = old_table;
     }
