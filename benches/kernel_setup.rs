@@ -69,14 +69,8 @@ fn frame(dst_ip: u32) -> Vec<u8> {
         1,
     ];
     iph.extend_from_slice(&dst_ip.to_be_bytes());
-    let mut sum: u32 = iph
-        .chunks(2)
-        .map(|c| u16::from_be_bytes([c[0], c[1]]) as u32)
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    iph[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    let csum = messages::wire::checksum::internet(&iph);
+    iph[10..12].copy_from_slice(&csum.to_be_bytes());
     f.extend_from_slice(&iph);
     f.extend_from_slice(&[0x13, 0x88, 0, 53, 0, 8, 0, 0]);
     f

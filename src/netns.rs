@@ -170,7 +170,7 @@ pub fn ping(dst: Ipv4Addr, id: u16, seq: u16, timeout: Duration) -> io::Result<O
     req.extend_from_slice(&id.to_be_bytes());
     req.extend_from_slice(&seq.to_be_bytes());
     req.extend_from_slice(b"upcalld ping payload....");
-    let csum = internet_checksum(&req);
+    let csum = messages::wire::checksum::internet(&req);
     req[2..4].copy_from_slice(&csum.to_be_bytes());
     let to = libc::sockaddr_in {
         sin_family: libc::AF_INET as u16,
@@ -221,15 +221,4 @@ pub fn ping(dst: Ipv4Addr, id: u16, seq: u16, timeout: Duration) -> io::Result<O
         }
     }
     Ok(None)
-}
-
-fn internet_checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = data
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
