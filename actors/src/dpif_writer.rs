@@ -13,7 +13,9 @@ use actix::prelude::*;
 use messages::dpif::{DpifOp, PutMode, Ufid};
 
 use crate::backpressure::Window;
-use crate::protocol::{FlowOps, Flush, InjectPanics, SpareOps};
+#[cfg(feature = "fault-injection")]
+use crate::protocol::InjectPanics;
+use crate::protocol::{FlowOps, Flush, SpareOps};
 use crate::stats::PipelineStats;
 use crate::supervisor::guarded;
 use crate::ukeys::Ukeys;
@@ -102,6 +104,7 @@ pub struct DpifWriter {
     /// The window handlers send through: while it holds ops, more are on
     /// the way and a partial batch may wait for them.
     inlet: Arc<Window>,
+    #[cfg(feature = "fault-injection")]
     panics_to_inject: u32,
     /// Ufids of the batch being written whose puts are not confirmed yet:
     /// lost if the writer panics.
@@ -129,6 +132,7 @@ impl DpifWriter {
             done: Vec::new(),
             flush_timer: None,
             inlet,
+            #[cfg(feature = "fault-injection")]
             panics_to_inject: 0,
             unconfirmed: Vec::new(),
             stats,
@@ -163,6 +167,7 @@ impl DpifWriter {
                 DpifOp::FlowPut(put) if put.mode == PutMode::Create => Some(put.ufid),
                 _ => None,
             }));
+        #[cfg(feature = "fault-injection")]
         if self.panics_to_inject > 0 {
             self.panics_to_inject -= 1;
             // Half the batch reaches the datapath, unconfirmed.
@@ -328,6 +333,7 @@ impl Handler<FlowOps> for DpifWriter {
     }
 }
 
+#[cfg(feature = "fault-injection")]
 impl Handler<InjectPanics> for DpifWriter {
     type Result = ();
 

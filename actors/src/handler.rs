@@ -23,9 +23,10 @@ use messages::Megaflow;
 use rustc_hash::FxHashSet;
 
 use crate::dpif_writer::{write_ops, WriterInlet};
+#[cfg(feature = "fault-injection")]
+use crate::protocol::InjectPanics;
 use crate::protocol::{
-    FlowLimit, InjectPanics, PushStats, RuleStats, SendCredits, Snapshot, SpareOps, SpareUpcalls,
-    UpcallBatch,
+    FlowLimit, PushStats, RuleStats, SendCredits, Snapshot, SpareOps, SpareUpcalls, UpcallBatch,
 };
 use crate::rule_table::RuleTable;
 use crate::stats::{DropReason, PipelineStats};
@@ -69,6 +70,7 @@ pub struct UpcallHandler {
     ukeys: Arc<Ukeys>,
     /// Ufids of the ukeys made for the batch at hand, dropped if it panics.
     batch_ukeys: Vec<messages::dpif::Ufid>,
+    #[cfg(feature = "fault-injection")]
     panics_to_inject: u32,
     /// Op buffers back from the writer, to fill again.
     spare_ops: Vec<Vec<DpifOp>>,
@@ -106,6 +108,7 @@ impl UpcallHandler {
             flow_limit,
             ukeys,
             batch_ukeys: Vec::new(),
+            #[cfg(feature = "fault-injection")]
             panics_to_inject: 0,
             spare_ops: Vec::new(),
             op_boxes: OpBoxes::default(),
@@ -126,12 +129,15 @@ impl UpcallHandler {
         self.batch_ukeys.clear();
         // An injected fault strikes halfway through the batch, with ukeys
         // made for the upcalls before it.
+        #[cfg(feature = "fault-injection")]
         let panic_at = if self.panics_to_inject > 0 {
             self.panics_to_inject -= 1;
             Some(upcalls.len() / 2)
         } else {
             None
         };
+        #[cfg(not(feature = "fault-injection"))]
+        let panic_at: Option<usize> = None;
         let mut ops = self.spare_ops.pop().unwrap_or_default();
         ops.reserve(upcalls.len() * 2);
         let mut credits: Vec<(u64, RuleStats)> = Vec::new();
@@ -435,6 +441,7 @@ impl Handler<FlowLimit> for UpcallHandler {
     }
 }
 
+#[cfg(feature = "fault-injection")]
 impl Handler<InjectPanics> for UpcallHandler {
     type Result = ();
 

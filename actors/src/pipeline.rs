@@ -32,9 +32,9 @@ use actix::prelude::*;
 use crate::backpressure::Window;
 use crate::dpif_writer::{DpifWriter, WriterConfig, WriterInlet, WINDOW_OPS};
 use crate::handler::{OwnWrites, UpcallHandler, WINDOW_UPCALLS as HANDLER_WINDOW_UPCALLS};
-use crate::protocol::{
-    DumpRules, Flush, InjectPanics, RevalidateNow, RuleStats, SendCredits, Subscribe,
-};
+#[cfg(feature = "fault-injection")]
+use crate::protocol::InjectPanics;
+use crate::protocol::{DumpRules, Flush, RevalidateNow, RuleStats, SendCredits, Subscribe};
 use crate::receiver::Receiver;
 use crate::revalidator::{Revalidator, RevalidatorConfig};
 use crate::rule_table::RuleTable;
@@ -224,6 +224,7 @@ impl Pipeline {
     }
 
     /// Makes handler `handler` panic on its next `batches` upcall batches.
+    #[cfg(feature = "fault-injection")]
     pub fn inject_handler_panics(&self, handler: usize, batches: u32) {
         if let Some(h) = self.handlers.get(handler) {
             h.do_send(InjectPanics { batches });
@@ -232,6 +233,7 @@ impl Pipeline {
 
     /// Makes the dpif-writer panic halfway through its next `batches`
     /// batches.
+    #[cfg(feature = "fault-injection")]
     pub fn inject_writer_panics(&self, batches: u32) {
         self.writer.do_send(InjectPanics { batches });
     }

@@ -18,7 +18,7 @@
 //! | [`SendCredits`] | pipeline → handlers | once sent |
 //! | [`FlowLimit`] | lead revalidator → handlers | — |
 //! | [`RevalidateNow`] | pipeline (control, tests) → revalidator | once done |
-//! | [`InjectPanics`] | tests → handlers, dpif-writer | — |
+//! | `InjectPanics` (feature `fault-injection`) | tests → handlers, dpif-writer | — |
 //! | `Poll` | receiver → itself | — |
 //! | `Tick` | revalidator → itself | — |
 //!
@@ -182,6 +182,7 @@ pub struct FlowLimit {
 
 /// tests → handlers, dpif-writer: fault injection, panic halfway through
 /// each of the next `batches` batches (of upcalls, of ops).
+#[cfg(feature = "fault-injection")]
 #[derive(Clone, Copy, Debug, Message)]
 #[rtype(result = "()")]
 pub struct InjectPanics {
