@@ -41,12 +41,10 @@ pub fn datapath_first(cpus: &[usize]) -> Option<(Vec<usize>, CpuPlacement)> {
 /// Names the calling thread (as `top -H` and perf show it), as OVS names
 /// its `handler<N>` and `revalidator<N>` threads. Linux keeps 15 bytes.
 pub fn name_current_thread(name: &str) {
-    let mut bytes: Vec<u8> = name.bytes().filter(|b| *b != 0).take(15).collect();
-    bytes.push(0);
-    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
-    unsafe {
-        libc::prctl(libc::PR_SET_NAME, bytes.as_ptr());
-    }
+    let bytes: Vec<u8> = name.bytes().filter(|b| *b != 0).take(15).collect();
+    let name = std::ffi::CString::new(bytes).expect("NUL bytes were filtered out");
+    // A thread keeps its old name if the kernel refuses: only cosmetic.
+    let _ = rustix::thread::set_name(&name);
 }
 
 /// Restricts the calling thread to `cpus`; an empty list changes nothing.
@@ -54,35 +52,23 @@ pub fn pin_current_thread(cpus: &[usize]) -> std::io::Result<()> {
     if cpus.is_empty() {
         return Ok(());
     }
-    // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET writes inside it
-    // for indices below CPU_SETSIZE, which the filter guarantees.
-    let set = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        for &cpu in cpus.iter().filter(|&&c| c < libc::CPU_SETSIZE as usize) {
-            libc::CPU_SET(cpu, &mut set);
-        }
-        set
-    };
-    // SAFETY: `set` is a valid cpu_set_t of the size passed.
-    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
+    let mut set = rustix::thread::CpuSet::new();
+    for &cpu in cpus
+        .iter()
+        .filter(|&&c| c < rustix::thread::CpuSet::MAX_CPU)
+    {
+        set.set(cpu);
     }
+    rustix::thread::sched_setaffinity(None, &set).map_err(std::io::Error::from)
 }
 
 /// The CPUs this process may run on, in order.
 pub fn allowed_cpus() -> Vec<usize> {
-    // SAFETY: sched_getaffinity fills the zeroed set it is given.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-            return Vec::new();
-        }
-        (0..libc::CPU_SETSIZE as usize)
-            .filter(|&c| libc::CPU_ISSET(c, &set))
-            .collect()
+    match rustix::thread::sched_getaffinity(None) {
+        Ok(set) => (0..rustix::thread::CpuSet::MAX_CPU)
+            .filter(|&c| set.is_set(c))
+            .collect(),
+        Err(_) => Vec::new(),
     }
 }
 
