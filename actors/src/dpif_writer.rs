@@ -193,9 +193,8 @@ impl DpifWriter {
 }
 
 /// Writes `batch` to `dpif` in one `operate` call and keeps the ukeys
-/// and counters true to the answers: a confirmed put makes its ukey
-/// visible; a failed put, or a delete carried out (or refused: the flow
-/// is gone), drops it. Used by the writer, and by handlers that write
+/// and counters true to the answers: a failed put, or a delete carried
+/// out (or refused: the flow is gone), drops its ukey. Used by the writer, and by handlers that write
 /// their own batches.
 pub fn write_ops(dpif: &dyn Dpif, batch: &mut [DpifOp], ukeys: &Ukeys, stats: &PipelineStats) {
     metrics::histogram!("upcalld_dpif_batch_size").record(batch.len() as f64);
@@ -209,7 +208,6 @@ pub fn write_ops(dpif: &dyn Dpif, batch: &mut [DpifOp], ukeys: &Ukeys, stats: &P
         match (op, result) {
             (DpifOp::FlowPut(put), Ok(())) if put.mode == PutMode::Create => {
                 puts += 1;
-                ukeys.set_visible(put.ufid);
             }
             (DpifOp::FlowPut(_), Ok(())) => modifies += 1,
             (DpifOp::FlowDel { ufid }, Ok(())) => {
@@ -265,7 +263,7 @@ impl DpifWriter {
             .collect();
         lost.append(&mut self.unconfirmed);
         for ufid in lost {
-            self.ukeys.remove_invisible(ufid);
+            self.ukeys.remove(ufid);
         }
         ops.clear();
         self.pending.clear();

@@ -398,7 +398,7 @@ impl Handler<UpcallBatch> for UpcallHandler {
                 // Their puts were not written, or not confirmed: their next
                 // upcalls install them (or the next dump adopts them).
                 for ufid in self.batch_ukeys.drain(..) {
-                    self.ukeys.remove_invisible(ufid);
+                    self.ukeys.remove(ufid);
                 }
             }
         }

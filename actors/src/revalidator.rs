@@ -35,7 +35,7 @@ use crate::rule_table::RuleTable;
 use crate::stats::PipelineStats;
 use crate::supervisor::guarded;
 use crate::tables::Tables;
-use crate::ukeys::{shard_of, Ukey, Ukeys, MAX_MISSED_DUMPS, N_SHARDS};
+use crate::ukeys::{shard_of, Ukey, Ukeys, MAX_MISSED_DUMPS, NEVER_DUMPED_GRACE_MS, N_SHARDS};
 use crate::xlate::{xlate, XlateConfig};
 use messages::dpif::{monotonic_ms, Dpif};
 
@@ -180,7 +180,7 @@ impl Revalidator {
         }
         self.adopt(&unknown, &round, &mut out);
         self.dump_buf = dump;
-        self.sweep();
+        self.sweep(now);
         if self.id == 0 {
             self.free_recirc_ids();
         }
@@ -269,7 +269,6 @@ impl Revalidator {
         let now = round.now;
         ukey.dump_seq = round.dump_seq;
         ukey.missed_dumps = 0;
-        ukey.visible = true;
         if let Some(sent) = ukey.delete_sent_ms {
             if now.saturating_sub(sent) < DELETE_PENDING_MS {
                 return;
@@ -338,16 +337,19 @@ struct Round {
 const ADOPT_BY_GETS: usize = 64;
 
 impl Revalidator {
-    /// Ages the ukeys of this revalidator's shards whose flows the datapath
-    /// had and the round's dump did not show, and drops those missed by
+    /// Ages the ukeys of this revalidator's shards whose flows the round's
+    /// dump did not show (once a dump has shown them, or after
+    /// [`NEVER_DUMPED_GRACE_MS`]), and drops those missed by
     /// [`MAX_MISSED_DUMPS`] dumps in a row: their flows are gone, and the
     /// next upcall for them is to install them again.
-    fn sweep(&mut self) {
+    fn sweep(&mut self, now: u64) {
         let seq = self.dump_seq;
         let mut dropped = 0;
         for s in (self.id..N_SHARDS).step_by(self.n_revalidators) {
             self.ukeys.shard(s).retain(|_, ukey| {
-                if ukey.dump_seq == seq || !ukey.visible {
+                let waiting = ukey.dump_seq == 0
+                    && now.saturating_sub(ukey.created_ms) < NEVER_DUMPED_GRACE_MS;
+                if ukey.dump_seq == seq || waiting {
                     return true;
                 }
                 ukey.missed_dumps += 1;

@@ -30,6 +30,12 @@ use parking_lot::{Mutex, MutexGuard};
 /// `missed_dumps` reaching 4).
 pub const MAX_MISSED_DUMPS: u32 = 4;
 
+/// How long a ukey no dump has shown yet is left alone before dumps that
+/// miss its flow count: its put may still be queued behind a busy writer
+/// (seconds, in an emulated VM), and must not be taken for deleted. (OVS
+/// ages only operational ukeys, those a dump has shown.)
+pub const NEVER_DUMPED_GRACE_MS: u64 = 10_000;
+
 /// Number of shards (a power of two).
 pub const N_SHARDS: usize = 64;
 
@@ -52,11 +58,6 @@ pub struct Ukey {
     /// Statistics already credited to `rules`.
     pub packets: u64,
     pub bytes: u64,
-    /// Whether the datapath has the flow: its put was carried out, or a
-    /// dump showed it. Only such a ukey ages when dumps miss its flow: one
-    /// whose put is still on its way (behind a busy writer) must not be
-    /// taken for deleted.
-    pub visible: bool,
     /// The revalidator round that last saw the flow in a dump (0: none).
     pub dump_seq: u64,
     /// Dumps in a row that did not show the flow.
@@ -79,7 +80,6 @@ impl Ukey {
         Ukey {
             version: Some(version),
             rules,
-            visible: false,
             ..Ukey::adopted(now_ms, megaflow, actions)
         }
     }
@@ -94,7 +94,6 @@ impl Ukey {
             actions,
             packets: 0,
             bytes: 0,
-            visible: true,
             dump_seq: 0,
             missed_dumps: 0,
             delete_sent_ms: None,
@@ -104,7 +103,7 @@ impl Ukey {
 
 /// All ukeys, shared by the handlers, the revalidators and the writer.
 pub struct Ukeys {
-    shards: Box<[Mutex<UfidMap<Ukey>>]>,
+    shards: Box<[Mutex<UfidMap<Box<Ukey>>>]>,
     len: AtomicUsize,
 }
 
@@ -140,24 +139,8 @@ impl Ukeys {
     }
 
     /// Forgets `ufid`'s ukey (its flow is gone, or its put failed).
-    pub fn remove(&self, ufid: Ufid) -> Option<Ukey> {
+    pub fn remove(&self, ufid: Ufid) -> Option<Box<Ukey>> {
         self.shard(shard_of(ufid)).remove(ufid)
-    }
-
-    /// Notes that `ufid`'s put was carried out.
-    pub fn set_visible(&self, ufid: Ufid) {
-        if let Some(ukey) = self.shard(shard_of(ufid)).get_mut(ufid) {
-            ukey.visible = true;
-        }
-    }
-
-    /// Forgets `ufid`'s ukey if its put was not carried out (it was lost
-    /// with a batch): the next upcall is to install the flow.
-    pub fn remove_invisible(&self, ufid: Ufid) {
-        let mut shard = self.shard(shard_of(ufid));
-        if shard.get_mut(ufid).is_some_and(|u| !u.visible) {
-            shard.remove(ufid);
-        }
     }
 
     /// Whether `ufid` has a ukey.
@@ -177,13 +160,17 @@ impl Ukeys {
 /// One locked shard. Keeps the ukey count right through inserts and
 /// removals.
 pub struct Shard<'a> {
-    map: MutexGuard<'a, UfidMap<Ukey>>,
+    /// Boxed: the tables then hold pointers, so that an insert into a
+    /// large table writes one cache line instead of a ukey's three (the
+    /// boxes come one after the other from the allocator), and growing a
+    /// table moves pointers.
+    map: MutexGuard<'a, UfidMap<Box<Ukey>>>,
     len: &'a AtomicUsize,
 }
 
 impl Shard<'_> {
     pub fn get_mut(&mut self, ufid: Ufid) -> Option<&mut Ukey> {
-        self.map.get_mut(&ufid)
+        self.map.get_mut(&ufid).map(|b| &mut **b)
     }
 
     /// `ufid`'s ukey, made by `make` if it has none.
@@ -191,7 +178,7 @@ impl Shard<'_> {
         let len = self.len;
         self.map.entry(ufid).or_insert_with(|| {
             len.fetch_add(1, Ordering::Relaxed);
-            make()
+            Box::new(make())
         })
     }
 
@@ -204,7 +191,7 @@ impl Shard<'_> {
         added
     }
 
-    pub fn remove(&mut self, ufid: Ufid) -> Option<Ukey> {
+    pub fn remove(&mut self, ufid: Ufid) -> Option<Box<Ukey>> {
         let ukey = self.map.remove(&ufid)?;
         self.len.fetch_sub(1, Ordering::Relaxed);
         Some(ukey)
