@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actors::pipeline::{Pipeline, PipelineConfig};
-use actors::protocol::RuleChange;
+use actors::protocol::{GetSnapshot, RuleChange};
 use actors::revalidator::RevalidatorConfig;
 use actors::stats::{DropReason, PipelineStats};
 use actors::tables::Tables;
@@ -254,4 +254,42 @@ fn a_burst_of_20000_new_flows_is_installed_and_none_is_deleted() {
     assert_eq!(deletes, 0, "none deleted");
     assert_eq!(over_limit, 0, "none refused for the limit");
     assert_eq!(final_limit, limit, "the limit held");
+}
+
+/// The rule-table builds the lookup indexes a change dropped before it
+/// publishes the snapshot: no handler's lookup builds one.
+#[test]
+fn snapshots_come_with_their_lookup_indexes_built() {
+    let rules = |n: u32| {
+        let text: String = (0..n)
+            .map(|i| {
+                format!(
+                    "table=0,priority={},ip,nw_dst=10.{}.{}.0/{},actions=output:{}\n",
+                    100 + i % 50,
+                    i / 256,
+                    i % 256,
+                    24 + i % 8,
+                    1 + i % 4
+                )
+            })
+            .collect();
+        upcalld::daemon::parse_rules(&text, "test rules").unwrap()
+    };
+    // Built lazily by a lookup otherwise:
+    assert!(!Tables::from_rules(rules(10)).is_prepared());
+    let (first, after_add) = in_system(|| async {
+        let (netdev, pipeline) = start(config(RevalidatorConfig::default(), 1));
+        let first = pipeline.rule_table.send(GetSnapshot).await.unwrap();
+        pipeline
+            .rule_table
+            .send(RuleChange::Add(rules(2000)))
+            .await
+            .unwrap();
+        let after_add = pipeline.rule_table.send(GetSnapshot).await.unwrap();
+        pipeline.stop();
+        netdev.close();
+        (first.is_prepared(), after_add.is_prepared())
+    });
+    assert!(first, "the first snapshot");
+    assert!(after_add, "a snapshot after a change");
 }

@@ -118,6 +118,9 @@ impl Pipeline {
             let (tables, stats) = (tables.clone(), stats.clone());
             Supervisor::start(move |_| RuleTable::new(tables, stats))
         };
+        // The first snapshot, with its lookup indexes built (the
+        // rule-table's copy shares them).
+        tables.prepare();
         let snapshot = Arc::new(tables);
 
         let to_writer = WriterInlet::new(writer.clone(), writer_window);

@@ -41,6 +41,8 @@ impl RuleTable {
     }
 
     fn publish(&mut self) {
+        // The snapshot shares the indexes built here.
+        self.tables.prepare();
         self.snapshot = Arc::new(self.tables.clone());
         let version = self.tables.version();
         self.stats

@@ -133,6 +133,21 @@ impl Tables {
         t
     }
 
+    /// Builds the lookup indexes that changes dropped, in every table: the
+    /// rule-table does it before publishing a snapshot, so that a
+    /// handler's lookup never builds an index (about 140 ms for a table
+    /// of 100 000 rules) or waits for another thread building it.
+    pub fn prepare(&self) {
+        for (_, c) in self.tables.iter() {
+            c.prepare();
+        }
+    }
+
+    /// Whether every table's lookup indexes are built.
+    pub fn is_prepared(&self) -> bool {
+        self.tables.iter().all(|(_, c)| c.is_prepared())
+    }
+
     /// The version, bumped by every change.
     pub fn version(&self) -> u64 {
         self.version

@@ -214,6 +214,17 @@ impl Subtable {
             .flat_map(|s| s.iter().map(|&w| w as usize))
     }
 
+    /// Builds the lookup index and the ports trie's lookup form if a
+    /// change dropped them.
+    fn prepare(&self) {
+        self.lookup_index();
+        self.ports_trie.prepare();
+    }
+
+    fn is_prepared(&self) -> bool {
+        self.lookup_index.get().is_some() && self.ports_trie.is_prepared()
+    }
+
     fn lookup_index(&self) -> &LookupIndex {
         self.lookup_index.get_or_init(|| self.build_lookup_index())
     }
@@ -523,6 +534,24 @@ pub struct Classifier {
 impl Classifier {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Builds every lookup index a change dropped (only the changed
+    /// subtables' and tries'), so that lookups on this classifier and its
+    /// copies never build one.
+    pub fn prepare(&self) {
+        for st in &self.subtables {
+            st.prepare();
+        }
+        for t in &self.tries {
+            t.prepare();
+        }
+    }
+
+    /// Whether every lookup index is built: a lookup builds none.
+    pub fn is_prepared(&self) -> bool {
+        self.subtables.iter().all(Subtable::is_prepared)
+            && self.tries.iter().all(PrefixTrie::is_prepared)
     }
 
     pub fn len(&self) -> usize {

@@ -140,6 +140,17 @@ impl PrefixTrie {
         TrieMatch { maskbits, plens }
     }
 
+    /// Builds the lookup form now if it is not built yet, so that no
+    /// lookup has to (see [`crate::tables::Tables::prepare`]).
+    pub fn prepare(&self) {
+        self.flat();
+    }
+
+    /// Whether the lookup form is built.
+    pub fn is_prepared(&self) -> bool {
+        self.flat.get().is_some()
+    }
+
     fn flat(&self) -> &[(u32, Vec<u32>)] {
         self.flat.get_or_init(|| {
             let mut flat: PrefixesByLen = Vec::new();
