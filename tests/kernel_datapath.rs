@@ -349,12 +349,12 @@ fn every_upcall_is_received_or_counted_as_lost() {
         number: None,
     })
     .expect("add port");
-    // More misses than the handler's socket buffer holds (4 MiB, which
-    // the kernel doubles: some 8 000 upcalls of small frames), sent while
+    // More misses than the handler's socket buffer holds (16 MiB, which
+    // the kernel doubles: some 25 000 upcalls of small frames), sent while
     // nobody reads: the socket, read by nobody else, is the backlog's
     // bound.
     let tx = PacketSocket::bind(&a.peer());
-    let sent = 20_000u16;
+    let sent = 60_000u16;
     for sport in 0..sent {
         tx.send(&udp_frame(MAC_A, MAC_B, 0x0a00_0005, 0x0a00_0006, sport, 9));
     }
