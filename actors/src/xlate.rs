@@ -110,6 +110,9 @@ struct Ctx<'a> {
     /// The packet has been through the connection tracker in this pass
     /// (OVS's `ctx->conntracked`): `ct_clear` then has something to clear.
     conntracked: bool,
+    /// `conntracked` still comes from the packet's own `ct_state` (no
+    /// `ct` in this pass, not resumed), so acting on it reads that bit.
+    conntracked_by_packet: bool,
     /// This translation resumes a frozen state (zone subfields in frozen
     /// metadata then need no un-wildcarding).
     resumed: bool,
@@ -172,6 +175,7 @@ pub fn xlate_into(tables: &Tables, flow: &Flow, cfg: &XlateConfig, out: &mut Xla
         action_set: Vec::new(),
         error: None,
         conntracked: false,
+        conntracked_by_packet: frozen.is_none(),
         resumed: frozen.is_some(),
         ct_nat: None,
         recircs: std::mem::take(&mut out.recircs),
@@ -365,6 +369,12 @@ impl Ctx<'_> {
                 }
                 OfAction::Ct(ct) => self.conntrack(ct),
                 OfAction::CtClear => {
+                    if self.conntracked_by_packet {
+                        // OVS reads the bit without un-wildcarding it,
+                        // which lets an untracked packet inherit a tracked
+                        // one's ct_clear; we match it.
+                        self.wc.ct_state |= CS_TRACKED;
+                    }
                     if self.conntracked {
                         self.conntracked = false;
                         self.flow.clear_conntrack();
@@ -451,6 +461,7 @@ impl Ctx<'_> {
         // resumes.
         self.flow.clear_conntrack();
         self.conntracked = false;
+        self.conntracked_by_packet = false;
     }
 
     fn output(&mut self, p: u32) {

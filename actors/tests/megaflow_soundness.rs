@@ -1,7 +1,10 @@
 //! Megaflow soundness (invariant 1 of ARCHITECTURE.md): for random rule
 //! sets and flows, every flow inside a computed megaflow — the same bits
 //! under the megaflow's mask, anything elsewhere — translates to the same
-//! datapath actions.
+//! datapath actions. Rules send packets through the connection tracker
+//! (`ct` with and without `table=`, `exec`, `nat`, `ct_clear`) and match
+//! its verdict; every recirculation a translation forks is checked the
+//! same way, resumed with a random conntrack state.
 
 use proptest::prelude::*;
 use proptest::test_runner::{TestCaseError, TestRunner};
@@ -10,7 +13,7 @@ use actors::tables::Tables;
 use actors::xlate::{xlate, XlateConfig};
 use messages::field::Field;
 use messages::flow::*;
-use messages::ofp::{Instructions, Match, OfAction, Rule};
+use messages::ofp::{CtSpec, CtZone, Instructions, Match, NatAction, NatKind, OfAction, Rule};
 
 /// Small value pools so that rules and flows collide often.
 fn ip_pool() -> impl Strategy<Value = u32> {
@@ -57,6 +60,22 @@ enum Cond {
     TpSrc(u16, u16),
     Frag(u8, u8),
     TcpFlags(u16, u16),
+    CtState(u8, u8),
+    CtZone(u16),
+    CtMark(u32, u32),
+}
+
+/// Conntrack states a tracker gives (and none).
+fn ct_state_pool() -> impl Strategy<Value = u8> {
+    prop_oneof![
+        Just(0u8),
+        Just(CS_TRACKED | CS_NEW),
+        Just(CS_TRACKED | CS_ESTABLISHED),
+        Just(CS_TRACKED | CS_ESTABLISHED | CS_REPLY_DIR),
+        Just(CS_TRACKED | CS_RELATED),
+        Just(CS_TRACKED | CS_INVALID),
+        Just(CS_TRACKED | CS_NEW | CS_SRC_NAT),
+    ]
 }
 
 fn prefix_mask() -> impl Strategy<Value = u32> {
@@ -88,6 +107,13 @@ fn cond() -> impl Strategy<Value = Cond> {
         (port_pool(), Just(0xffffu16)).prop_map(|(v, m)| Cond::TpSrc(v, m)),
         (0u8..4, prop_oneof![Just(3u8), Just(1), Just(2)]).prop_map(|(v, m)| Cond::Frag(v, m)),
         (0u16..0x40, 0u16..0x40).prop_map(|(v, m)| Cond::TcpFlags(v, m)),
+        (
+            ct_state_pool(),
+            prop_oneof![Just(0xffu8), Just(CS_TRACKED), Just(0x23), Just(0x3f)]
+        )
+            .prop_map(|(v, m)| Cond::CtState(v, m)),
+        (0u16..3).prop_map(Cond::CtZone),
+        (0u32..3, prop_oneof![Just(u32::MAX), Just(1u32)]).prop_map(|(v, m)| Cond::CtMark(v, m)),
     ]
 }
 
@@ -139,6 +165,53 @@ fn action() -> impl Strategy<Value = OfAction> {
             in_port: None,
             table: Some(t)
         }),
+        (
+            any::<bool>(),
+            0u16..3,
+            prop::option::of(0u8..3),
+            0u32..3,
+            0u8..3
+        )
+            .prop_map(|(commit, zone, table, mark, nat)| {
+                let mut actions = Vec::new();
+                match nat {
+                    1 => actions.push(OfAction::Nat(NatAction::default())),
+                    2 if commit => actions.push(OfAction::Nat(NatAction {
+                        kind: Some(NatKind::Src),
+                        ..NatAction::default()
+                    })),
+                    _ => {}
+                }
+                if commit && mark != 0 {
+                    actions.push(OfAction::SetField {
+                        field: Field::CtMark,
+                        value: mark as u128,
+                        mask: u128::MAX,
+                    });
+                }
+                OfAction::Ct(Box::new(CtSpec {
+                    commit,
+                    force: false,
+                    zone: if zone == 2 {
+                        CtZone::Field {
+                            field: Field::Reg(0),
+                            ofs: 0,
+                            n_bits: 16,
+                        }
+                    } else {
+                        CtZone::Imm(zone)
+                    },
+                    table,
+                    alg: 0,
+                    actions,
+                }))
+            }),
+        Just(OfAction::CtClear),
+        (0u32..3).prop_map(|v| OfAction::SetField {
+            field: Field::Reg(0),
+            value: v as u128,
+            mask: u128::MAX
+        }),
     ]
 }
 
@@ -189,6 +262,9 @@ fn build_rule(s: &RuleSpec) -> Rule {
             Cond::TcpFlags(v, mk) if s.proto == 6 => {
                 m.set_field_masked(Field::TcpFlags, v as u128, mk as u128)
             }
+            Cond::CtState(v, mk) => m.set_field_masked(Field::CtState, v as u128, mk as u128),
+            Cond::CtZone(v) => m.set_field(Field::CtZone, v as u128),
+            Cond::CtMark(v, mk) => m.set_field_masked(Field::CtMark, v as u128, mk as u128),
             _ => {}
         }
     }
@@ -202,6 +278,8 @@ fn build_rule(s: &RuleSpec) -> Rule {
                 Field::TcpDst => tcp,
                 _ => true,
             },
+            // ct needs an IP match (OVS's check_CT).
+            OfAction::Ct(_) => ip,
             _ => true,
         })
         .cloned()
@@ -234,12 +312,15 @@ fn flow_strategy() -> impl Strategy<Value = Flow> {
         port_pool(),
         prop_oneof![Just(0u8), Just(1), Just(3)],
         0u16..0x40,
-        1u8..=255,
+        (1u8..=255, (ct_state_pool(), 0u16..3, 0u32..3)),
     )
         .prop_map(
-            |(in_port, src, dst, vlan, proto, nsrc, ndst, tsrc, tdst, frag, flags, ttl)| {
+            |(in_port, src, dst, vlan, proto, nsrc, ndst, tsrc, tdst, frag, flags, (ttl, ct))| {
                 let mut f = Flow {
                     in_port,
+                    ct_state: ct.0,
+                    ct_zone: ct.1,
+                    ct_mark: ct.2,
                     ..Flow::default()
                 };
                 Field::EthSrc.set(&mut f, src);
@@ -282,11 +363,40 @@ fn inside(f: &Flow, wc: &Flow, noise: &Flow) -> Flow {
     g
 }
 
-/// Checks one rule set and flow; `Err` names the counterexample.
-fn check(specs: &[RuleSpec], flow: &Flow, noises: &[Flow]) -> Result<(), TestCaseError> {
+/// Checks one rule set and flow, then the recirculations its translation
+/// forked (resumed with the states of `resumes`); `Err` names the
+/// counterexample.
+fn check(
+    specs: &[RuleSpec],
+    flow: &Flow,
+    noises: &[Flow],
+    resumes: &[u8],
+) -> Result<(), TestCaseError> {
     let tables = Tables::from_rules(specs.iter().map(build_rule));
+    // One switch: the recirculation ids outlive a translation.
     let cfg = XlateConfig::default();
-    let out = xlate(&tables, flow, &cfg);
+    let mut pending = vec![*flow];
+    let mut resumes = resumes.iter().copied();
+    while let Some(f) = pending.pop() {
+        let out = check_one(&tables, &cfg, &f, noises)?;
+        for r in out.recircs {
+            if let Some(state) = resumes.next() {
+                let mut g = r.flow;
+                g.ct_state = state;
+                pending.push(g);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_one(
+    tables: &Tables,
+    cfg: &XlateConfig,
+    flow: &Flow,
+    noises: &[Flow],
+) -> Result<actors::xlate::XlateOutput, TestCaseError> {
+    let out = xlate(tables, flow, cfg);
     for noise in noises {
         let g = inside(flow, &datapath_mask(flow, &out.wc), noise);
         // A megaflow matches dl_type and nw_frag exactly, so `g` is
@@ -295,7 +405,7 @@ fn check(specs: &[RuleSpec], flow: &Flow, noises: &[Flow]) -> Result<(), TestCas
         if g.nw_frag & FLOW_NW_FRAG_LATER != 0 && (g.tp_src != 0 || g.tp_dst != 0) {
             continue;
         }
-        let other = xlate(&tables, &g, &cfg);
+        let other = xlate(tables, &g, cfg);
         prop_assert_eq!(
             &other.actions,
             &out.actions,
@@ -305,7 +415,7 @@ fn check(specs: &[RuleSpec], flow: &Flow, noises: &[Flow]) -> Result<(), TestCas
             g
         );
     }
-    Ok(())
+    Ok(out)
 }
 
 #[test]
@@ -322,10 +432,11 @@ fn flows_inside_a_megaflow_get_its_actions() {
                 prop::collection::vec(rule_spec(), 1..25),
                 flow_strategy(),
                 prop::collection::vec(flow_strategy(), 8),
+                prop::collection::vec(ct_state_pool(), 6),
             );
             runner
-                .run(&strategy, |(specs, flow, noises)| {
-                    check(&specs, &flow, &noises)
+                .run(&strategy, |(specs, flow, noises, resumes)| {
+                    check(&specs, &flow, &noises, &resumes)
                 })
                 .map_err(|e| e.to_string())
         })
