@@ -93,10 +93,31 @@ struct Ctl {
     /// The switch handlers translate for, so that `ctl trace` answers what
     /// they would install.
     xlate: XlateConfig,
+    /// What the datapath lacks for conntrack rules, if anything.
+    conntrack_missing: Option<String>,
+}
+
+/// Refuses rules that need conntrack on a datapath that lacks it.
+fn refuse_conntrack(rules: &[Rule], missing: Option<&str>) -> Result<(), String> {
+    let Some(lacks) = missing else {
+        return Ok(());
+    };
+    match rules.iter().position(Rule::uses_conntrack) {
+        Some(i) => Err(format!(
+            "rule {} ({}) needs connection tracking (ct, ct_clear or a ct_* match), \
+             but the datapath lacks {lacks}",
+            i + 1,
+            messages::format::ofp_rule::format_rule(&rules[i])
+        )),
+        None => Ok(()),
+    }
 }
 
 impl Ctl {
     async fn change(&self, change: RuleChange) -> Result<String, String> {
+        if let RuleChange::Add(rules) | RuleChange::Replace(rules) = &change {
+            refuse_conntrack(rules, self.conntrack_missing.as_deref())?;
+        }
         let r = self
             .pipeline
             .rule_table
@@ -209,6 +230,15 @@ impl Backend {
         match self {
             Backend::Userspace(n) => n.clone(),
             Backend::Kernel(k) => k.clone(),
+        }
+    }
+
+    /// What the datapath lacks for conntrack rules (the kernel's probes at
+    /// open), if anything.
+    fn conntrack_missing(&self) -> Option<String> {
+        match self {
+            Backend::Userspace(_) => None,
+            Backend::Kernel(k) => k.conntrack().missing(),
         }
     }
 
@@ -387,6 +417,8 @@ async fn serve(
         "thread CPUs (empty: any)"
     );
     let xlate = pipeline_cfg.xlate.clone();
+    let conntrack_missing = backend.conntrack_missing();
+    refuse_conntrack(&rules, conntrack_missing.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
     let pipeline = Pipeline::start(dpif.clone(), Tables::from_rules(rules), pipeline_cfg);
     if !backend.ports_before_pipeline() {
         add_ports(dpif.as_ref(), &specs)?;
@@ -436,6 +468,7 @@ async fn serve(
         dpif: dpif.clone(),
         config,
         xlate,
+        conntrack_missing,
     });
     let server_ctl = ctl.clone();
     actix::spawn(control::serve(listener, move |req| {

@@ -448,3 +448,130 @@ fn concurrent_dumps_take_turns() {
     });
     dpif.destroy().expect("destroy");
 }
+
+/// Conntrack on the kernel: the features are probed at open; a packet goes
+/// through `ct(commit,zone=5,mark)` and `recirc`, comes back as an upcall
+/// whose key carries the tracker's verdict and the original tuple, and
+/// once the recirculated megaflow is in, later packets cross the
+/// datapath through the tracker without upcalls.
+#[test]
+fn conntrack_is_probed_and_recirculated_packets_carry_its_verdict() {
+    use messages::odp::CtAction;
+    if !ovs_present() {
+        return;
+    }
+    let a = Veth::new("kdca");
+    let b = Veth::new("kdcb");
+    let dpif = open("kdct");
+    let support = dpif.conntrack();
+    assert_eq!(support.missing(), None, "{support:?}");
+    assert!(support.ct_orig_tuple, "{support:?}");
+    let add = |name: &str| {
+        dpif.port_add(&PortSpec {
+            name: name.into(),
+            kind: PortKind::System,
+            number: None,
+        })
+        .expect("add port")
+    };
+    let (pa, pb) = (add(&a.name), add(&b.name));
+    let tx = PacketSocket::bind(&a.peer());
+    let rx = PacketSocket::bind(&b.peer());
+
+    // Pass one: everything from a through the tracker, then recirculate.
+    const RECIRC: u32 = 0x41;
+    let first = Flow {
+        in_port: pa,
+        dl_type: ETH_TYPE_IP,
+        ..Flow::default()
+    };
+    let first_mask = Flow {
+        in_port: u32::MAX,
+        dl_type: u16::MAX,
+        recirc_id: u32::MAX,
+        ..Flow::default()
+    };
+    let ct = vec![
+        OdpAction::Ct(CtAction {
+            commit: true,
+            zone: 5,
+            mark: Some((0x7, 0xff)),
+            ..CtAction::default()
+        }),
+        OdpAction::Recirc(RECIRC),
+    ];
+    let r = dpif.operate(&mut [DpifOp::put(FlowPut {
+        ufid: 1,
+        megaflow: Megaflow::new(&first, &first_mask),
+        actions: ct.clone().into(),
+        mode: PutMode::Create,
+        reset_stats: false,
+    })]);
+    assert!(r[0].is_ok(), "{r:?}\n{}", ovs_dmesg());
+
+    let frame = udp_frame(MAC_A, MAC_B, 0x0a00_0001, 0x0a00_0002, 5000, 53);
+    tx.send(&frame);
+    let ups = upcalls(&dpif, Duration::from_secs(5));
+    let up = ups
+        .iter()
+        .find(|u| u.key.recirc_id == RECIRC)
+        .unwrap_or_else(|| panic!("no upcall after recirculation; got {ups:?}"));
+    let k = &up.key;
+    assert_eq!(
+        k.ct_state & (CS_TRACKED | CS_NEW),
+        CS_TRACKED | CS_NEW,
+        "{k:?}"
+    );
+    assert_eq!((k.ct_zone, k.ct_mark), (5, 0x7));
+    assert_eq!(
+        (
+            k.ct_nw_proto,
+            k.ct_nw_src,
+            k.ct_nw_dst,
+            k.ct_tp_src,
+            k.ct_tp_dst
+        ),
+        (IPPROTO_UDP, 0x0a00_0001, 0x0a00_0002, 5000, 53),
+        "the original direction's tuple"
+    );
+
+    // Pass two: tracked packets of zone 5 go out of b.
+    let second_mask = Flow {
+        ct_state: CS_TRACKED,
+        ct_zone: u16::MAX,
+        ..first_mask
+    };
+    let r = dpif.operate(&mut [DpifOp::put(FlowPut {
+        ufid: 2,
+        megaflow: Megaflow::new(k, &second_mask),
+        actions: vec![OdpAction::Output(pb)].into(),
+        mode: PutMode::Create,
+        reset_stats: false,
+    })]);
+    assert!(r[0].is_ok(), "{r:?}\n{}", ovs_dmesg());
+    let frame2 = udp_frame(MAC_A, MAC_B, 0x0a00_0001, 0x0a00_0002, 5000, 53);
+    tx.send(&frame2);
+    assert_eq!(
+        rx.recv_matching(Duration::from_secs(2), |f| f == frame2.as_slice())
+            .len(),
+        1,
+        "tracked and recirculated in the kernel, then forwarded"
+    );
+
+    // The dump gives back the ct action, the recirculation and ct keys.
+    let flows = dpif.flow_dump().expect("dump");
+    let one = flows.iter().find(|f| f.ufid == 1).expect("flow 1");
+    assert_eq!(one.actions, ct);
+    let two = flows.iter().find(|f| f.ufid == 2).expect("flow 2");
+    assert_eq!((two.key.recirc_id, two.key.ct_zone), (RECIRC, 5));
+    assert_eq!(two.mask.ct_state, CS_TRACKED);
+    assert!(two.stats.n_packets >= 1, "{two:?}");
+    let lines = dpctl_flows("kdct");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("actions:ct(commit,zone=5,mark=0x7/0xff),recirc(0x41)")),
+        "{lines:?}"
+    );
+    dpif.destroy().expect("destroy");
+}

@@ -183,6 +183,30 @@ pub struct Rule {
     pub instructions: Instructions,
 }
 
+impl Rule {
+    /// True if the rule needs the datapath's connection tracker: it
+    /// matches a `ct_*` field or its actions include `ct` or `ct_clear`.
+    pub fn uses_conntrack(&self) -> bool {
+        let m = &self.matches.mask;
+        let matches_ct = m.ct_state != 0
+            || m.ct_zone != 0
+            || m.ct_mark != 0
+            || m.ct_label != [0; 16]
+            || m.ct_nw_proto != 0
+            || m.ct_nw_src != 0
+            || m.ct_nw_dst != 0
+            || m.ct_ipv6_src != [0; 16]
+            || m.ct_ipv6_dst != [0; 16];
+        let ins = &self.instructions;
+        matches_ct
+            || ins
+                .apply
+                .iter()
+                .chain(ins.write_actions.iter().flatten())
+                .any(|a| matches!(a, OfAction::Ct(_) | OfAction::CtClear))
+    }
+}
+
 /// Default priority of a rule that gives none (OFP_DEFAULT_PRIORITY).
 pub const DEFAULT_PRIORITY: u16 = 32768;
 

@@ -49,6 +49,64 @@ use dump::DumpCache;
 use socket::{request, Answer, BatchSocket, ReplySocket, Request, TxCounters};
 use upcall::{UpcallCounters, UpcallSocket};
 
+/// What the datapath's connection tracking supports, found at open as
+/// OVS's `check_support` finds it: by putting probe flows (and deleting
+/// them) whose key or actions use the feature.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConntrackSupport {
+    /// `OVS_KEY_ATTR_CT_STATE`/`ZONE`/`MARK`/`LABELS` in keys.
+    pub ct_state: bool,
+    /// `OVS_KEY_ATTR_CT_ORIG_TUPLE_IPV4` in keys.
+    pub ct_orig_tuple: bool,
+    /// `OVS_ACTION_ATTR_CT` with commit, mark and labels.
+    pub ct: bool,
+    /// `OVS_CT_ATTR_NAT` inside it.
+    pub nat: bool,
+    pub ct_clear: bool,
+    pub recirc: bool,
+}
+
+impl ConntrackSupport {
+    /// Why conntrack rules cannot run here, if they cannot.
+    pub fn missing(&self) -> Option<String> {
+        let lacks: Vec<&str> = [
+            (self.ct_state, "ct_state keys"),
+            (self.ct, "the ct action"),
+            (self.nat, "NAT"),
+            (self.ct_clear, "ct_clear"),
+            (self.recirc, "recirculation"),
+        ]
+        .iter()
+        .filter(|(ok, _)| !ok)
+        .map(|(_, what)| *what)
+        .collect();
+        (!lacks.is_empty()).then(|| lacks.join(", "))
+    }
+}
+
+/// An exact mask over what a probe flow sets, and over nothing else (so
+/// that a probe of an action does not also probe conntrack keys).
+fn probe_mask(key: &messages::Flow) -> messages::Flow {
+    let mut m = messages::Flow {
+        in_port: u32::MAX,
+        recirc_id: u32::MAX,
+        dl_type: u16::MAX,
+        nw_proto: u8::MAX,
+        nw_src: u32::MAX,
+        nw_dst: u32::MAX,
+        nw_frag: messages::flow::FLOW_NW_FRAG_MASK,
+        ..messages::Flow::default()
+    };
+    if key.ct_state != 0 {
+        (m.ct_state, m.ct_zone, m.ct_mark, m.ct_label) = (u8::MAX, u16::MAX, u32::MAX, [0xff; 16]);
+    }
+    if key.ct_nw_proto != 0 {
+        (m.ct_nw_proto, m.ct_nw_src, m.ct_nw_dst) = (u8::MAX, u32::MAX, u32::MAX);
+        (m.ct_tp_src, m.ct_tp_dst) = (u16::MAX, u16::MAX);
+    }
+    m
+}
+
 /// How misses reach the upcall queues.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dispatch {
@@ -122,6 +180,7 @@ pub struct KernelDpif {
     bad_flows: AtomicU64,
     dump_cache: Mutex<DumpCache>,
     closed: AtomicBool,
+    conntrack: ConntrackSupport,
     // Last: dropping it stops the connections above.
     _netlink: NetlinkThread,
 }
@@ -209,11 +268,101 @@ impl KernelDpif {
             bad_flows: AtomicU64::new(0),
             dump_cache: Mutex::new(DumpCache::default()),
             closed: AtomicBool::new(false),
+            conntrack: ConntrackSupport::default(),
             _netlink: netlink,
         };
         dpif.dp_ifindex = dpif.create_or_attach()?;
         dpif.dispatch = dpif.negotiate_dispatch(cfg.per_cpu_dispatch)?;
+        dpif.conntrack = dpif.probe_conntrack();
         Ok(dpif)
+    }
+
+    /// The conntrack features the datapath accepted at open.
+    pub fn conntrack(&self) -> ConntrackSupport {
+        self.conntrack
+    }
+
+    /// OVS's probes: one flow per feature, put and deleted at once; a
+    /// feature the kernel refuses (EINVAL for an unknown attribute) is
+    /// missing.
+    fn probe_conntrack(&self) -> ConntrackSupport {
+        use messages::flow::*;
+        use messages::odp::{CtAction, NatAction, NatAddrs, NatKind, OdpAction};
+        let ip = Flow {
+            in_port: 0,
+            dl_type: ETH_TYPE_IP,
+            nw_proto: IPPROTO_TCP,
+            nw_src: 0x0a00_0001,
+            nw_dst: 0x0a00_0002,
+            nw_ttl: 64,
+            ..Flow::default()
+        };
+        let tracked = Flow {
+            ct_state: CS_TRACKED | CS_NEW,
+            ct_zone: 1,
+            ct_mark: 1,
+            ct_label: [1; 16],
+            ..ip
+        };
+        let tuple = Flow {
+            ct_nw_proto: IPPROTO_TCP,
+            ct_nw_src: 0x0a00_0001,
+            ct_nw_dst: 0x0a00_0002,
+            ct_tp_src: 1,
+            ct_tp_dst: 2,
+            ..tracked
+        };
+        let commit = CtAction {
+            commit: true,
+            zone: 1,
+            mark: Some((1, 1)),
+            labels: Some((1, 1)),
+            ..CtAction::default()
+        };
+        let nat = CtAction {
+            commit: true,
+            nat: Some(NatAction {
+                kind: Some(NatKind::Src),
+                addrs: Some(NatAddrs::V4 {
+                    min: 0x0a00_0009,
+                    max: 0x0a00_0009,
+                }),
+                ..NatAction::default()
+            }),
+            ..CtAction::default()
+        };
+        let support = ConntrackSupport {
+            ct_state: self.probe(&tracked, &[]),
+            ct_orig_tuple: self.probe(&tuple, &[]),
+            ct: self.probe(&ip, &[OdpAction::Ct(commit)]),
+            nat: self.probe(&ip, &[OdpAction::Ct(nat)]),
+            ct_clear: self.probe(&ip, &[OdpAction::CtClear]),
+            recirc: self.probe(&ip, &[OdpAction::Recirc(1)]),
+        };
+        tracing::info!(?support, "kernel datapath conntrack support");
+        support
+    }
+
+    fn probe(&self, key: &messages::Flow, actions: &[messages::odp::OdpAction]) -> bool {
+        // "upcalld probe" in ASCII: no megaflow's hash is likely to be it.
+        const PROBE_UFID: Ufid = 0x7570_6361_6c6c_6420_7072_6f62_6500_0001;
+        let mask = datapath_mask(key, &probe_mask(key));
+        let (k, m) = megaflow_to_attrs(key, &mask);
+        let put = self.flow_control(
+            CMD_NEW,
+            vec![
+                FlowAttr::Key(k),
+                FlowAttr::Mask(m),
+                FlowAttr::Actions(actions_to_attrs(actions)),
+                FlowAttr::Ufid(PROBE_UFID),
+            ],
+            NLM_F_CREATE,
+        );
+        let ok = matches!(put, Ok(Ok(_)));
+        if ok {
+            let _ = self.flow_control(CMD_DEL, vec![FlowAttr::Ufid(PROBE_UFID)], 0);
+        }
+        ok
     }
 
     pub fn name(&self) -> &str {

@@ -66,6 +66,8 @@ fn attr_name(kind: u16) -> String {
         OVS_KEY_ATTR_CT_ZONE => "ct_zone",
         OVS_KEY_ATTR_CT_MARK => "ct_mark",
         OVS_KEY_ATTR_CT_LABELS => "ct_label",
+        OVS_KEY_ATTR_CT_ORIG_TUPLE_IPV4 => "ct_tuple4",
+        OVS_KEY_ATTR_CT_ORIG_TUPLE_IPV6 => "ct_tuple6",
         other => return format!("key{other}"),
     }
     .to_string()
@@ -571,6 +573,26 @@ fn format_attr(s: &mut String, a: &KeyAttr, ma: Option<&KeyAttr>) {
             if !exact {
                 let _ = write!(s, "/0x{:04x}", m!(KeyAttr::EtherType(x) => *x).unwrap_or(0));
             }
+        }
+        // OVS's format_odp_key_attr: the IPv6 tuple names its ports
+        // src_port/dst_port, the IPv4 one tp_src/tp_dst.
+        KeyAttr::CtOrigTuple4(k) => {
+            let mk = m!(KeyAttr::CtOrigTuple4(x) => *x);
+            ipv4(s, "src", k.src, mk.map(|m| m.src));
+            ipv4(s, "dst", k.dst, mk.map(|m| m.dst));
+            u8u(s, "proto", k.proto, mk.map(|m| m.proto));
+            be16(s, "tp_src", k.src_port, mk.map(|m| m.src_port));
+            be16(s, "tp_dst", k.dst_port, mk.map(|m| m.dst_port));
+            chomp(s);
+        }
+        KeyAttr::CtOrigTuple6(k) => {
+            let mk = m!(KeyAttr::CtOrigTuple6(x) => *x);
+            in6(s, "src", &k.src, mk.as_ref().map(|m| &m.src));
+            in6(s, "dst", &k.dst, mk.as_ref().map(|m| &m.dst));
+            u8u(s, "proto", k.proto, mk.map(|m| m.proto));
+            be16(s, "src_port", k.src_port, mk.map(|m| m.src_port));
+            be16(s, "dst_port", k.dst_port, mk.map(|m| m.dst_port));
+            chomp(s);
         }
         KeyAttr::Ipv4(k) => {
             let mk = m!(KeyAttr::Ipv4(x) => *x);

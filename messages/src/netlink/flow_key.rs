@@ -12,7 +12,7 @@
 use netlink_packet_core::DecodeError;
 
 use super::consts::*;
-use super::key::{KeyAttr, TunnelAttr};
+use super::key::{CtTuple4, CtTuple6, KeyAttr, TunnelAttr};
 use crate::dpif::PacketMetadata;
 use crate::flow::*;
 use crate::odp::{ArpKey, EthKey, Ipv4Key, Ipv6Key, NdKey, PortsKey};
@@ -164,6 +164,27 @@ fn push_metadata(out: &mut Vec<KeyAttr>, flow: &Flow, data: &Flow, is_mask: bool
         out.push(KeyAttr::CtLabels(
             u128::from_be_bytes(data.ct_label).to_ne_bytes(),
         ));
+    }
+    // The original direction's tuple, for a tracked packet (OVS's
+    // odp_flow_key_from_flow__: when the key has a ct_nw_proto).
+    if flow.ct_nw_proto != 0 {
+        if flow.dl_type == ETH_TYPE_IP {
+            out.push(KeyAttr::CtOrigTuple4(CtTuple4 {
+                src: data.ct_nw_src,
+                dst: data.ct_nw_dst,
+                src_port: data.ct_tp_src,
+                dst_port: data.ct_tp_dst,
+                proto: data.ct_nw_proto,
+            }));
+        } else if flow.dl_type == ETH_TYPE_IPV6 {
+            out.push(KeyAttr::CtOrigTuple6(CtTuple6 {
+                src: data.ct_ipv6_src,
+                dst: data.ct_ipv6_dst,
+                src_port: data.ct_tp_src,
+                dst_port: data.ct_tp_dst,
+                proto: data.ct_nw_proto,
+            }));
+        }
     }
 }
 
@@ -396,6 +417,16 @@ fn from_attrs(
             KeyAttr::CtZone(x) => flow.ct_zone = *x,
             KeyAttr::CtMark(x) => flow.ct_mark = *x,
             KeyAttr::CtLabels(l) => flow.ct_label = u128::from_ne_bytes(*l).to_be_bytes(),
+            KeyAttr::CtOrigTuple4(t) => {
+                (flow.ct_nw_src, flow.ct_nw_dst) = (t.src, t.dst);
+                (flow.ct_tp_src, flow.ct_tp_dst) = (t.src_port, t.dst_port);
+                flow.ct_nw_proto = t.proto;
+            }
+            KeyAttr::CtOrigTuple6(t) => {
+                (flow.ct_ipv6_src, flow.ct_ipv6_dst) = (t.src, t.dst);
+                (flow.ct_tp_src, flow.ct_tp_dst) = (t.src_port, t.dst_port);
+                flow.ct_nw_proto = t.proto;
+            }
             KeyAttr::Tunnel(t) => {
                 for ta in t {
                     match ta {

@@ -64,10 +64,38 @@ pub enum KeyAttr {
     CtMark(u32),
     /// The 128-bit label as the kernel stores it (host-order `u128` bytes).
     CtLabels([u8; 16]),
+    /// The tracked connection's original direction
+    /// (`struct ovs_key_ct_tuple_ipv4`/`_ipv6`).
+    CtOrigTuple4(CtTuple4),
+    CtOrigTuple6(CtTuple6),
     /// Any attribute this codec does not interpret, kept as received.
     Other(u16, Vec<u8>),
 }
 
+/// `struct ovs_key_ct_tuple_ipv4`, ports in host order here.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CtTuple4 {
+    pub src: u32,
+    pub dst: u32,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub proto: u8,
+}
+
+/// `struct ovs_key_ct_tuple_ipv6`, ports in host order here.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CtTuple6 {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub proto: u8,
+}
+
+/// 13 bytes of fields, padded to 16.
+const CT_TUPLE4_LEN: usize = 16;
+/// 37 bytes of fields, padded to 40.
+const CT_TUPLE6_LEN: usize = 40;
 const ETH_LEN: usize = 12;
 const IPV4_LEN: usize = 12;
 const IPV6_LEN: usize = 40;
@@ -135,6 +163,8 @@ impl KeyAttr {
             KeyAttr::CtZone(_) => OVS_KEY_ATTR_CT_ZONE,
             KeyAttr::CtMark(_) => OVS_KEY_ATTR_CT_MARK,
             KeyAttr::CtLabels(_) => OVS_KEY_ATTR_CT_LABELS,
+            KeyAttr::CtOrigTuple4(_) => OVS_KEY_ATTR_CT_ORIG_TUPLE_IPV4,
+            KeyAttr::CtOrigTuple6(_) => OVS_KEY_ATTR_CT_ORIG_TUPLE_IPV6,
             KeyAttr::Other(k, _) => *k,
         }
     }
@@ -164,6 +194,8 @@ impl KeyAttr {
             KeyAttr::Nd(_) => ND_LEN,
             KeyAttr::Mpls(v) => 4 * v.len(),
             KeyAttr::CtLabels(_) => 16,
+            KeyAttr::CtOrigTuple4(_) => CT_TUPLE4_LEN,
+            KeyAttr::CtOrigTuple6(_) => CT_TUPLE6_LEN,
             KeyAttr::Other(_, v) => v.len(),
         }
     }
@@ -229,6 +261,22 @@ impl KeyAttr {
                 }
             }
             KeyAttr::CtLabels(l) => b.copy_from_slice(l),
+            KeyAttr::CtOrigTuple4(t) => {
+                b[0..4].copy_from_slice(&t.src.to_be_bytes());
+                b[4..8].copy_from_slice(&t.dst.to_be_bytes());
+                b[8..10].copy_from_slice(&t.src_port.to_be_bytes());
+                b[10..12].copy_from_slice(&t.dst_port.to_be_bytes());
+                b[12] = t.proto;
+                b[13..16].fill(0);
+            }
+            KeyAttr::CtOrigTuple6(t) => {
+                b[0..16].copy_from_slice(&t.src);
+                b[16..32].copy_from_slice(&t.dst);
+                b[32..34].copy_from_slice(&t.src_port.to_be_bytes());
+                b[34..36].copy_from_slice(&t.dst_port.to_be_bytes());
+                b[36] = t.proto;
+                b[37..40].fill(0);
+            }
             KeyAttr::Other(_, v) => b.copy_from_slice(v),
         }
     }
@@ -324,6 +372,26 @@ impl KeyAttr {
             OVS_KEY_ATTR_CT_ZONE => KeyAttr::CtZone(u16_ne(v, "OVS_KEY_ATTR_CT_ZONE")?),
             OVS_KEY_ATTR_CT_MARK => KeyAttr::CtMark(u32_ne(v, "OVS_KEY_ATTR_CT_MARK")?),
             OVS_KEY_ATTR_CT_LABELS => KeyAttr::CtLabels(fixed(v, "OVS_KEY_ATTR_CT_LABELS")?),
+            OVS_KEY_ATTR_CT_ORIG_TUPLE_IPV4 => {
+                let b: [u8; CT_TUPLE4_LEN] = fixed(v, "OVS_KEY_ATTR_CT_ORIG_TUPLE_IPV4")?;
+                KeyAttr::CtOrigTuple4(CtTuple4 {
+                    src: be32(&b[0..4]),
+                    dst: be32(&b[4..8]),
+                    src_port: u16::from_be_bytes([b[8], b[9]]),
+                    dst_port: u16::from_be_bytes([b[10], b[11]]),
+                    proto: b[12],
+                })
+            }
+            OVS_KEY_ATTR_CT_ORIG_TUPLE_IPV6 => {
+                let b: [u8; CT_TUPLE6_LEN] = fixed(v, "OVS_KEY_ATTR_CT_ORIG_TUPLE_IPV6")?;
+                KeyAttr::CtOrigTuple6(CtTuple6 {
+                    src: ip6(&b[0..]),
+                    dst: ip6(&b[16..]),
+                    src_port: u16::from_be_bytes([b[32], b[33]]),
+                    dst_port: u16::from_be_bytes([b[34], b[35]]),
+                    proto: b[36],
+                })
+            }
             other => KeyAttr::Other(other, v.to_vec()),
         })
     }

@@ -716,3 +716,52 @@ fn exact_all() -> Flow {
     }
     m
 }
+
+#[test]
+fn conntrack_original_tuples_round_trip_and_print_as_ovs() {
+    let mut f = Flow {
+        ct_state: 0x22,
+        ct_nw_proto: 6,
+        ct_nw_src: 0x0a00_0001,
+        ct_nw_dst: 0x0a00_0002,
+        ct_tp_src: 1234,
+        ct_tp_dst: 80,
+        ..tcp_flow()
+    };
+    let attrs = key_to_attrs(&f);
+    assert!(attrs.contains(&KeyAttr::CtOrigTuple4(key::CtTuple4 {
+        src: 0x0a00_0001,
+        dst: 0x0a00_0002,
+        src_port: 1234,
+        dst_port: 80,
+        proto: 6,
+    })));
+    assert_eq!(round_trip_key(&f), f);
+    let exact = {
+        let mut m = Flow::default();
+        m.words_mut().iter_mut().for_each(|w| *w = u64::MAX);
+        m
+    };
+    let text = crate::format::odp_flow::format_odp_flow(&f, &exact);
+    assert!(
+        text.contains("ct_tuple4(src=10.0.0.1,dst=10.0.0.2,proto=6,tp_src=1234,tp_dst=80)"),
+        "{text}"
+    );
+    // IPv6: the ports are named src_port/dst_port, as OVS names them.
+    f.dl_type = ETH_TYPE_IPV6;
+    f.nw_src = 0;
+    f.nw_dst = 0;
+    f.ct_nw_src = 0;
+    f.ct_nw_dst = 0;
+    f.ipv6_src = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    f.ct_ipv6_src = f.ipv6_src;
+    f.ct_ipv6_dst = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+    assert_eq!(round_trip_key(&f), f);
+    let text = crate::format::odp_flow::format_odp_flow(&f, &exact);
+    assert!(
+        text.contains(
+            "ct_tuple6(src=2001:db8::1,dst=2001:db8::2,proto=6,src_port=1234,dst_port=80)"
+        ),
+        "{text}"
+    );
+}

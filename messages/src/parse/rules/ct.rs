@@ -457,6 +457,16 @@ mod tests {
         }
     }
 
+    #[test]
+    fn rules_that_need_the_tracker_say_so() {
+        let uses = |r: &str| parse_rule(r).unwrap().uses_conntrack();
+        assert!(uses("ip,actions=ct(table=1)"));
+        assert!(uses("ip,actions=write_actions(ct_clear)"));
+        assert!(uses("ct_state=+trk,actions=drop"));
+        assert!(uses("ct_mark=1,actions=drop"));
+        assert!(!uses("ip,actions=output:1"));
+    }
+
     /// What OVS refuses, with its reason (ovs-ofctl's message or the
     /// switch's error), located.
     #[test]
