@@ -533,3 +533,89 @@ table=0,priority=0,actions=drop
     assert!(!dpctl_dump(dp).is_empty(), "with its flows");
     run("ovs-dpctl", &["del-dp", &format!("system@{dp}")]);
 }
+
+const RULES_FIREWALL: &str = "\
+table=0,priority=50,ct_state=-trk,ip,actions=ct(table=1,zone=3)
+table=0,priority=1,actions=drop
+table=1,priority=50,ct_state=+trk+new,udp,in_port=1,actions=ct(commit,zone=3),output:2
+table=1,priority=50,ct_state=+trk+est,ip,in_port=2,actions=output:1
+table=1,priority=50,ct_state=+trk+est,ip,in_port=1,actions=output:2
+table=1,priority=1,actions=drop
+";
+
+/// A stateful firewall on the kernel's connection tracker, through the
+/// daemon: new UDP from a to b is committed and passes, b's replies pass
+/// as `+est`, unsolicited traffic from b is dropped; each pass is a
+/// recirculation the daemon resumes from its frozen state.
+#[test]
+fn stateful_firewall_on_the_kernel_conntrack() {
+    if !ovs_present() {
+        return;
+    }
+    let (a, b) = (Veth::new("kfa"), Veth::new("kfb"));
+    let dp = "kfw1";
+    let mut d = Daemon::start(
+        "firewall",
+        &kernel_config(
+            dp,
+            &[("kfa", 1), ("kfb", 2)],
+            "max_idle_ms = 60000",
+            "on_exit = \"delete\"",
+        ),
+        RULES_FIREWALL,
+    );
+    let (ta, tb) = (PacketSocket::bind(&a.peer()), PacketSocket::bind(&b.peer()));
+    let to_b = frame_to(7000, 53);
+    let from_b = udp_frame(MAC_B, MAC_A, IP_B, IP_A, 53, 7000);
+    let unsolicited = udp_frame(MAC_B, MAC_A, IP_B, IP_A, 9999, 8000);
+
+    assert!(
+        !forwarded(&tb, &ta, &unsolicited),
+        "unsolicited UDP from b is dropped\n{}",
+        d.diagnosis()
+    );
+    assert!(
+        forwarded(&ta, &tb, &to_b),
+        "new UDP from a is committed and passes\n{}",
+        d.diagnosis()
+    );
+    assert!(
+        forwarded(&tb, &ta, &from_b),
+        "b's reply passes as +est\n{}",
+        d.diagnosis()
+    );
+    assert!(
+        forwarded(&ta, &tb, &to_b),
+        "a's next packet passes as +est\n{}",
+        d.diagnosis()
+    );
+    assert!(
+        !forwarded(&tb, &ta, &unsolicited),
+        "still dropped once a's connection exists\n{}",
+        d.diagnosis()
+    );
+
+    // The datapath holds the recirculating first pass and the resumed
+    // passes, as ovs-dpctl shows them.
+    let flows = dpctl_dump(dp);
+    let recirc = flows
+        .iter()
+        .find(|f| f.actions.starts_with("ct(zone=3),recirc(0x"))
+        .unwrap_or_else(|| panic!("no first-pass flow in {flows:?}"));
+    assert!(recirc.flow.contains("ct_state(-trk)"), "{recirc:?}");
+    let committed = flows
+        .iter()
+        .find(|f| f.actions == "ct(commit,zone=3),2")
+        .unwrap_or_else(|| panic!("no committing flow in {flows:?}"));
+    assert!(
+        committed.flow.contains("ct_state(+new-est+trk)") || committed.flow.contains("+new"),
+        "{committed:?}"
+    );
+    assert!(
+        flows
+            .iter()
+            .any(|f| f.actions == "1" && f.flow.contains("+est")),
+        "{flows:?}"
+    );
+    d.stop();
+}

@@ -97,7 +97,18 @@ pub fn key_to_attrs(key: &Flow) -> Vec<KeyAttr> {
 /// attribute its unmasked `eth_type`/`proto` implies (it masks it itself).
 pub fn megaflow_to_attrs(key: &Flow, mask: &Flow) -> (Vec<KeyAttr>, Vec<KeyAttr>) {
     let mask = kernel_mask(key, mask);
-    (to_attrs(key, key, false), to_attrs(key, &mask, true))
+    // A matched conntrack field needs its key attribute even when the
+    // key's value is 0 (`ct_state=-trk`): the kernel refuses a mask
+    // attribute the key lacks.
+    let mut shape = *key;
+    shape.ct_state |= mask.ct_state;
+    shape.ct_zone |= mask.ct_zone;
+    shape.ct_mark |= mask.ct_mark;
+    for (s, m) in shape.ct_label.iter_mut().zip(mask.ct_label) {
+        *s |= m;
+    }
+    shape.ct_nw_proto |= mask.ct_nw_proto;
+    (to_attrs(&shape, key, false), to_attrs(&shape, &mask, true))
 }
 
 /// The key and mask attributes the kernel reports for a megaflow it holds:

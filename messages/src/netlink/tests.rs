@@ -765,3 +765,20 @@ fn conntrack_original_tuples_round_trip_and_print_as_ovs() {
         "{text}"
     );
 }
+
+#[test]
+fn an_untracked_key_matched_on_ct_state_carries_the_attribute() {
+    // `ct_state=-trk`: the key's value is 0, the mask is not; the kernel
+    // refuses a mask attribute its key lacks.
+    let key = tcp_flow();
+    let mask = Flow {
+        ct_state: CS_TRACKED,
+        in_port: u32::MAX,
+        dl_type: u16::MAX,
+        ..Flow::default()
+    };
+    let (k, m) = megaflow_to_attrs(&key, &mask);
+    assert!(k.contains(&KeyAttr::CtState(0)), "{k:?}");
+    assert!(m.contains(&KeyAttr::CtState(CS_TRACKED as u32)), "{m:?}");
+    assert!(!k.iter().any(|a| matches!(a, KeyAttr::CtZone(_))), "{k:?}");
+}
