@@ -23,6 +23,7 @@ pub mod hash;
 pub mod megaflow;
 pub mod netlink;
 pub mod odp;
+pub mod openflow;
 pub mod ofp;
 pub mod parse;
 pub mod wire;

@@ -233,7 +233,7 @@ pub(super) fn check_value_fits(
 /// does: a zero mask wildcards the field again, VLAN fields mark the tag
 /// present, `nw_tos` matches only its DSCP bits, ICMP type and code use
 /// the whole 16-bit port fields.
-pub(super) fn set_match_field(m: &mut Match, info: &FieldInfo, value: u128, mask: u128) {
+pub(crate) fn set_match_field(m: &mut Match, info: &FieldInfo, value: u128, mask: u128) {
     let field = info.field;
     if mask == 0 {
         field.set_masked(&mut m.mask, 0, field.full_mask());

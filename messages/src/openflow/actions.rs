@@ -1,0 +1,655 @@
+//! Actions and instructions on the wire: OpenFlow 1.0 actions, OpenFlow
+//! 1.3 actions and instructions, and the Nicira actions (NXAST) both carry.
+//! Each upcalld action maps to the encoding OVS uses for it in that
+//! version (`ofp-actions.c`), so that what `ovs-ofctl` sends comes back
+//! unchanged in a flow dump.
+
+use crate::field::Field;
+use crate::flow::*;
+use crate::ofp::{port, Instructions, Match, OfAction};
+use crate::parse::fields::{self, ones};
+
+use super::nxm::{self, NxmHeader};
+use super::{ErrorKind as E, OfpError, Put, Reader, NX_VENDOR_ID, OFP10};
+
+// OpenFlow 1.0 action types.
+const OFPAT10_OUTPUT: u16 = 0;
+const OFPAT10_SET_VLAN_VID: u16 = 1;
+const OFPAT10_SET_VLAN_PCP: u16 = 2;
+const OFPAT10_STRIP_VLAN: u16 = 3;
+const OFPAT10_SET_DL_SRC: u16 = 4;
+const OFPAT10_SET_DL_DST: u16 = 5;
+const OFPAT10_SET_NW_SRC: u16 = 6;
+const OFPAT10_SET_NW_DST: u16 = 7;
+const OFPAT10_SET_NW_TOS: u16 = 8;
+const OFPAT10_SET_TP_SRC: u16 = 9;
+const OFPAT10_SET_TP_DST: u16 = 10;
+// OpenFlow 1.1+ action types.
+const OFPAT_OUTPUT: u16 = 0;
+const OFPAT_PUSH_VLAN: u16 = 17;
+const OFPAT_POP_VLAN: u16 = 18;
+const OFPAT_DEC_NW_TTL: u16 = 24;
+const OFPAT_SET_FIELD: u16 = 25;
+const OFPAT_EXPERIMENTER: u16 = 0xffff;
+// Nicira action subtypes.
+const NXAST_RESUBMIT: u16 = 1;
+const NXAST_REG_MOVE: u16 = 6;
+const NXAST_REG_LOAD: u16 = 7;
+const NXAST_RESUBMIT_TABLE: u16 = 14;
+const NXAST_OUTPUT_REG: u16 = 15;
+const NXAST_DEC_TTL: u16 = 18;
+const NXAST_CONTROLLER: u16 = 20;
+const NXAST_DEC_TTL_CNT_IDS: u16 = 21;
+const NXAST_WRITE_METADATA: u16 = 22;
+const NXAST_REG_LOAD2: u16 = 33;
+// OpenFlow 1.1+ instruction types.
+const OFPIT_GOTO_TABLE: u16 = 1;
+const OFPIT_WRITE_METADATA: u16 = 2;
+const OFPIT_WRITE_ACTIONS: u16 = 3;
+const OFPIT_APPLY_ACTIONS: u16 = 4;
+const OFPIT_CLEAR_ACTIONS: u16 = 5;
+
+/// The 16-bit OpenFlow 1.0 form of OFPP_IN_PORT.
+const OFPP10_IN_PORT: u16 = 0xfff8;
+
+/// Decodes an action list. `m` is the rule's match: OpenFlow 1.0's
+/// VLAN and transport-port actions become what they mean for it, as
+/// `ovs-ofctl` turns `mod_vlan_vid` and `mod_tp_src` into OpenFlow 1.3.
+pub fn decode_actions(version: u8, buf: &[u8], m: &Match) -> Result<Instructions, OfpError> {
+    let mut ins = Instructions::default();
+    let mut r = Reader::new(buf, E::ActionBadLen);
+    while !r.is_empty() {
+        let kind = r.u16("action type")?;
+        let len = usize::from(r.u16("action length")?);
+        if len < 8 || len % 8 != 0 || len - 4 > r.remaining() {
+            return Err(OfpError::new(
+                E::ActionBadLen,
+                format!("action type {kind} has length {len}"),
+            ));
+        }
+        let body = r.bytes(len - 4, "action body")?;
+        let mut a = Reader::new(body, E::ActionBadLen);
+        if kind == OFPAT_EXPERIMENTER {
+            decode_nx(&mut a, &mut ins)?;
+        } else if version == OFP10 {
+            decode_of10(kind, &mut a, m, &mut ins.apply)?;
+        } else {
+            decode_of13(kind, &mut a, &mut ins.apply)?;
+        }
+    }
+    Ok(ins)
+}
+
+fn bad(kind: E, what: impl Into<String>) -> OfpError {
+    OfpError::new(kind, what)
+}
+
+fn set(field: Field, value: u128) -> OfAction {
+    OfAction::SetField {
+        field,
+        value,
+        mask: field.full_mask(),
+    }
+}
+
+fn output(port: u32, max_len: u16) -> Result<OfAction, OfpError> {
+    if port == 0 || port == port::ANY || (port >= port::MAX && port < port::IN_PORT) {
+        return Err(bad(E::ActionBadOutPort, format!("output to port {port:#x}")));
+    }
+    Ok(if port == port::CONTROLLER {
+        OfAction::Controller { max_len }
+    } else {
+        OfAction::Output { port, max_len }
+    })
+}
+
+/// Whether the match requires a VLAN tag (OVS's `flow_has_vlan` for the
+/// VLAN actions).
+fn has_vlan(m: &Match) -> bool {
+    m.mask.vlans[0].tci & VLAN_CFI != 0 && m.flow.vlans[0].tci & VLAN_CFI != 0
+}
+
+fn decode_of10(
+    kind: u16,
+    a: &mut Reader<'_>,
+    m: &Match,
+    out: &mut Vec<OfAction>,
+) -> Result<(), OfpError> {
+    match kind {
+        OFPAT10_OUTPUT => {
+            let p = super::port_from_of10(a.u16("port")?);
+            let max_len = a.u16("max_len")?;
+            out.push(output(p, max_len)?);
+        }
+        OFPAT10_SET_VLAN_VID | OFPAT10_SET_VLAN_PCP => {
+            let v = a.u16("vlan")?;
+            if !has_vlan(m) {
+                out.push(OfAction::PushVlan {
+                    tpid: ETH_TYPE_VLAN_8021Q,
+                });
+            }
+            if kind == OFPAT10_SET_VLAN_VID {
+                if v > 0xfff {
+                    return Err(bad(E::ActionBadArgument, format!("VLAN id {v}")));
+                }
+                out.push(set(Field::VlanVid, u128::from(v | VLAN_CFI)));
+            } else {
+                let pcp = v >> 8;
+                if pcp > 7 {
+                    return Err(bad(E::ActionBadArgument, format!("VLAN PCP {pcp}")));
+                }
+                out.push(set(Field::VlanPcp, u128::from(pcp)));
+            }
+        }
+        OFPAT10_STRIP_VLAN => out.push(OfAction::PopVlan),
+        OFPAT10_SET_DL_SRC | OFPAT10_SET_DL_DST => {
+            let mac = a.bytes(6, "MAC")?;
+            let v = mac.iter().fold(0u128, |acc, b| (acc << 8) | u128::from(*b));
+            let f = if kind == OFPAT10_SET_DL_SRC {
+                Field::EthSrc
+            } else {
+                Field::EthDst
+            };
+            out.push(set(f, v));
+        }
+        OFPAT10_SET_NW_SRC | OFPAT10_SET_NW_DST => {
+            let v = a.u32("address")?;
+            let f = if kind == OFPAT10_SET_NW_SRC {
+                Field::Ipv4Src
+            } else {
+                Field::Ipv4Dst
+            };
+            out.push(set(f, v.into()));
+        }
+        OFPAT10_SET_NW_TOS => {
+            let tos = a.u8("tos")?;
+            if tos & 3 != 0 {
+                return Err(bad(E::ActionBadArgument, format!("nw_tos {tos} has ECN bits")));
+            }
+            out.push(set(Field::IpDscp, u128::from(tos >> 2)));
+        }
+        OFPAT10_SET_TP_SRC | OFPAT10_SET_TP_DST => {
+            let v = a.u16("port")?;
+            let src = kind == OFPAT10_SET_TP_SRC;
+            let f = match (m.flow.nw_proto, src) {
+                (IPPROTO_UDP, true) => Field::UdpSrc,
+                (IPPROTO_UDP, false) => Field::UdpDst,
+                (IPPROTO_SCTP, true) => Field::SctpSrc,
+                (IPPROTO_SCTP, false) => Field::SctpDst,
+                (_, true) => Field::TcpSrc,
+                (_, false) => Field::TcpDst,
+            };
+            out.push(set(f, v.into()));
+        }
+        _ => {
+            return Err(bad(
+                E::ActionBadType,
+                format!("OpenFlow 1.0 action type {kind} is not supported"),
+            ))
+        }
+    }
+    Ok(())
+}
+
+fn decode_of13(kind: u16, a: &mut Reader<'_>, out: &mut Vec<OfAction>) -> Result<(), OfpError> {
+    match kind {
+        OFPAT_OUTPUT => {
+            let p = a.u32("port")?;
+            let max_len = a.u16("max_len")?;
+            out.push(output(p, max_len)?);
+        }
+        OFPAT_PUSH_VLAN => {
+            let tpid = a.u16("ethertype")?;
+            if tpid != ETH_TYPE_VLAN_8021Q && tpid != ETH_TYPE_VLAN_8021AD {
+                return Err(bad(E::ActionBadArgument, format!("push_vlan:{tpid:#x}")));
+            }
+            out.push(OfAction::PushVlan { tpid });
+        }
+        OFPAT_POP_VLAN => out.push(OfAction::PopVlan),
+        OFPAT_DEC_NW_TTL => out.push(OfAction::DecTtl),
+        OFPAT_SET_FIELD => {
+            let raw = a.u32("set_field header")?;
+            let exp = (raw >> 16 == 0xffff)
+                .then(|| a.u32("experimenter"))
+                .transpose()?;
+            let info = nxm::field_for_header(raw, exp).ok_or_else(|| {
+                bad(E::ActionBadSetType, format!("set_field of unknown field {raw:#010x}"))
+            })?;
+            if raw & 0x100 != 0 {
+                return Err(bad(E::ActionBadSetArgument, "set_field with a mask"));
+            }
+            if !info.writable {
+                return Err(bad(E::ActionBadSetType, format!("{} is read-only", info.name)));
+            }
+            let value = read_value(a, info.n_bytes)?;
+            out.push(set(info.field, value));
+        }
+        _ => {
+            return Err(bad(
+                E::ActionBadType,
+                format!("action type {kind} is not supported"),
+            ))
+        }
+    }
+    Ok(())
+}
+
+fn read_value(a: &mut Reader<'_>, n: u8) -> Result<u128, OfpError> {
+    let b = a.bytes(usize::from(n), "field value")?;
+    Ok(b.iter().fold(0u128, |acc, x| (acc << 8) | u128::from(*x)))
+}
+
+/// The field a header in an NXAST action names, with its width.
+fn nx_field(raw: u32) -> Result<&'static fields::FieldInfo, OfpError> {
+    nxm::field_for_header(raw, None)
+        .ok_or_else(|| bad(E::ActionBadArgument, format!("unknown field {raw:#010x}")))
+}
+
+fn decode_nx(a: &mut Reader<'_>, ins: &mut Instructions) -> Result<(), OfpError> {
+    let vendor = a.u32("vendor")?;
+    if vendor != NX_VENDOR_ID {
+        return Err(bad(E::ActionBadVendor, format!("vendor {vendor:#x}")));
+    }
+    let subtype = a.u16("subtype")?;
+    let out = &mut ins.apply;
+    match subtype {
+        NXAST_RESUBMIT | NXAST_RESUBMIT_TABLE => {
+            let p = a.u16("in_port")?;
+            let table = if subtype == NXAST_RESUBMIT_TABLE {
+                let t = a.u8("table")?;
+                (t != 0xff).then_some(t)
+            } else {
+                None
+            };
+            let in_port = (p != OFPP10_IN_PORT || subtype == NXAST_RESUBMIT)
+                .then(|| super::port_from_of10(p));
+            out.push(OfAction::Resubmit { in_port, table });
+        }
+        NXAST_REG_MOVE => {
+            let n_bits = a.u16("n_bits")?;
+            let src_ofs = a.u16("src_ofs")?;
+            let dst_ofs = a.u16("dst_ofs")?;
+            let src = nx_field(a.u32("src")?)?;
+            let dst = nx_field(a.u32("dst")?)?;
+            let fits = |ofs: u16, f: &fields::FieldInfo| u32::from(ofs) + u32::from(n_bits) <= u32::from(f.n_bits);
+            if n_bits == 0 || !fits(src_ofs, src) || !fits(dst_ofs, dst) || !dst.writable {
+                return Err(bad(E::ActionBadArgument, "move: bits out of range"));
+            }
+            out.push(OfAction::Move {
+                src: src.field,
+                src_ofs: src_ofs as u8,
+                dst: dst.field,
+                dst_ofs: dst_ofs as u8,
+                n_bits: n_bits as u8,
+            });
+        }
+        NXAST_REG_LOAD => {
+            let ofs_nbits = a.u16("ofs_nbits")?;
+            let dst = nx_field(a.u32("dst")?)?;
+            let value = a.u64("value")?;
+            let (ofs, n) = (u32::from(ofs_nbits >> 6), u32::from(ofs_nbits & 0x3f) + 1);
+            if ofs + n > u32::from(dst.n_bits) || !dst.writable {
+                return Err(bad(E::ActionBadArgument, format!("load into {}", dst.name)));
+            }
+            if n < 64 && value >> n != 0 {
+                return Err(bad(E::ActionBadArgument, "load: value wider than its bits"));
+            }
+            out.push(OfAction::Load {
+                field: dst.field,
+                value: u128::from(value) << ofs,
+                mask: ones(n) << ofs,
+            });
+        }
+        NXAST_REG_LOAD2 => {
+            let raw = a.u32("field header")?;
+            let exp = (raw >> 16 == 0xffff)
+                .then(|| a.u32("experimenter"))
+                .transpose()?;
+            let info = nxm::field_for_header(raw, exp)
+                .ok_or_else(|| bad(E::ActionBadSetType, format!("field {raw:#010x}")))?;
+            let value = read_value(a, info.n_bytes)?;
+            let mask = if raw & 0x100 != 0 {
+                read_value(a, info.n_bytes)?
+            } else {
+                info.byte_mask()
+            };
+            out.push(OfAction::SetField {
+                field: info.field,
+                value: value & mask,
+                mask: mask & info.field.full_mask(),
+            });
+        }
+        NXAST_OUTPUT_REG => {
+            let ofs_nbits = a.u16("ofs_nbits")?;
+            let src = nx_field(a.u32("src")?)?;
+            let _max_len = a.u16("max_len")?;
+            let (ofs, n) = (ofs_nbits >> 6, (ofs_nbits & 0x3f) + 1);
+            if u32::from(ofs + n) > u32::from(src.n_bits) {
+                return Err(bad(E::ActionBadArgument, "output_reg: bits out of range"));
+            }
+            out.push(OfAction::OutputReg {
+                field: src.field,
+                ofs: ofs as u8,
+                n_bits: n as u8,
+            });
+        }
+        NXAST_DEC_TTL | NXAST_DEC_TTL_CNT_IDS => out.push(OfAction::DecTtl),
+        NXAST_CONTROLLER => {
+            let max_len = a.u16("max_len")?;
+            out.push(OfAction::Controller { max_len });
+        }
+        NXAST_WRITE_METADATA => {
+            a.skip(6, "pad")?;
+            let value = a.u64("metadata")?;
+            let mask = a.u64("mask")?;
+            ins.write_metadata = Some((value & mask, mask));
+        }
+        _ => {
+            return Err(bad(
+                E::ActionBadVendorType,
+                format!("Nicira action subtype {subtype} is not supported"),
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// Decodes OpenFlow 1.3 instructions.
+pub fn decode_instructions(buf: &[u8]) -> Result<Instructions, OfpError> {
+    let mut ins = Instructions::default();
+    let mut seen = Vec::new();
+    let mut r = Reader::new(buf, E::InstBadLen);
+    while !r.is_empty() {
+        let kind = r.u16("instruction type")?;
+        let len = usize::from(r.u16("instruction length")?);
+        if len < 8 || len % 8 != 0 || len - 4 > r.remaining() {
+            return Err(bad(E::InstBadLen, format!("instruction {kind} has length {len}")));
+        }
+        if seen.contains(&kind) {
+            return Err(bad(E::InstDup, format!("instruction {kind} twice")));
+        }
+        seen.push(kind);
+        let body = r.bytes(len - 4, "instruction")?;
+        let mut b = Reader::new(body, E::InstBadLen);
+        match kind {
+            OFPIT_GOTO_TABLE => ins.goto_table = Some(b.u8("table")?),
+            OFPIT_WRITE_METADATA => {
+                b.skip(4, "pad")?;
+                let v = b.u64("metadata")?;
+                let m = b.u64("mask")?;
+                ins.write_metadata = Some((v & m, m));
+            }
+            OFPIT_APPLY_ACTIONS | OFPIT_WRITE_ACTIONS => {
+                b.skip(4, "pad")?;
+                let acts = decode_actions(super::OFP13, b.buf, &Match::default())?;
+                if acts.write_metadata.is_some() {
+                    return Err(bad(E::ActionBadVendorType, "write_metadata as an action"));
+                }
+                if kind == OFPIT_APPLY_ACTIONS {
+                    ins.apply = acts.apply;
+                } else {
+                    ins.write_actions = Some(acts.apply);
+                }
+            }
+            OFPIT_CLEAR_ACTIONS => ins.clear_actions = true,
+            _ => return Err(bad(E::InstUnknown, format!("instruction type {kind}"))),
+        }
+    }
+    Ok(ins)
+}
+
+fn put_nx_header(out: &mut Vec<u8>, len: u16, subtype: u16) {
+    out.put_u16(OFPAT_EXPERIMENTER);
+    out.put_u16(len);
+    out.put_u32(NX_VENDOR_ID);
+    out.put_u16(subtype);
+}
+
+fn header_of(field: Field, oxm: bool) -> NxmHeader {
+    nxm::header_for(fields::by_field(field), oxm)
+        .unwrap_or_else(|| nxm::header_for(&fields::FIELDS[0], oxm).expect("in_port has a header"))
+}
+
+/// Encodes one action in `version`.
+pub fn encode_action(version: u8, a: &OfAction, out: &mut Vec<u8>) {
+    let of10 = version == OFP10;
+    match a {
+        OfAction::Output { port, max_len } => put_output(of10, *port, *max_len, out),
+        OfAction::Controller { max_len } => put_output(of10, port::CONTROLLER, *max_len, out),
+        OfAction::PushVlan { tpid } if !of10 => {
+            out.put_u16(OFPAT_PUSH_VLAN);
+            out.put_u16(8);
+            out.put_u16(*tpid);
+            out.put_zeros(2);
+        }
+        // OpenFlow 1.0's SET_VLAN_VID pushes a tag when there is none.
+        OfAction::PushVlan { .. } => {}
+        OfAction::PopVlan if of10 => {
+            out.put_u16(OFPAT10_STRIP_VLAN);
+            out.put_u16(8);
+            out.put_zeros(4);
+        }
+        OfAction::PopVlan => {
+            out.put_u16(OFPAT_POP_VLAN);
+            out.put_u16(8);
+            out.put_zeros(4);
+        }
+        OfAction::DecTtl if of10 => {
+            put_nx_header(out, 16, NXAST_DEC_TTL);
+            out.put_zeros(6);
+        }
+        OfAction::DecTtl => {
+            out.put_u16(OFPAT_DEC_NW_TTL);
+            out.put_u16(8);
+            out.put_zeros(4);
+        }
+        OfAction::SetField { field, value, mask } => {
+            if *mask != field.full_mask() {
+                put_reg_load2(*field, *value, *mask, out);
+            } else if of10 {
+                put_of10_set(*field, *value, out);
+            } else {
+                let h = header_of(*field, true);
+                let start = out.len();
+                out.put_u16(OFPAT_SET_FIELD);
+                out.put_u16(0);
+                nxm::put_entry(out, h, *value, u128::MAX);
+                out.pad8_from(start);
+                let len = (out.len() - start) as u16;
+                out.set_u16(start + 2, len);
+            }
+        }
+        OfAction::Load { field, value, mask } => put_reg_loads(*field, *value, *mask, out),
+        OfAction::Move {
+            src,
+            src_ofs,
+            dst,
+            dst_ofs,
+            n_bits,
+        } => {
+            put_nx_header(out, 24, NXAST_REG_MOVE);
+            out.put_u16((*n_bits).into());
+            out.put_u16((*src_ofs).into());
+            out.put_u16((*dst_ofs).into());
+            out.put_u32(header_of(*src, false).raw(false));
+            out.put_u32(header_of(*dst, false).raw(false));
+        }
+        OfAction::OutputReg { field, ofs, n_bits } => {
+            put_nx_header(out, 24, NXAST_OUTPUT_REG);
+            out.put_u16((u16::from(*ofs) << 6) | (u16::from(*n_bits) - 1));
+            out.put_u32(header_of(*field, false).raw(false));
+            out.put_u16(0);
+            out.put_zeros(6);
+        }
+        OfAction::Resubmit { in_port, table } => {
+            let p = in_port.map_or(OFPP10_IN_PORT, super::port_to_of10);
+            match table {
+                None if in_port.is_some() => {
+                    put_nx_header(out, 16, NXAST_RESUBMIT);
+                    out.put_u16(p);
+                    out.put_zeros(4);
+                }
+                t => {
+                    put_nx_header(out, 16, NXAST_RESUBMIT_TABLE);
+                    out.put_u16(p);
+                    out.put_u8(t.unwrap_or(0xff));
+                    out.put_zeros(3);
+                }
+            }
+        }
+    }
+}
+
+fn put_output(of10: bool, port: u32, max_len: u16, out: &mut Vec<u8>) {
+    if of10 {
+        out.put_u16(OFPAT10_OUTPUT);
+        out.put_u16(8);
+        out.put_u16(super::port_to_of10(port));
+        out.put_u16(max_len);
+    } else {
+        out.put_u16(OFPAT_OUTPUT);
+        out.put_u16(16);
+        out.put_u32(port);
+        out.put_u16(max_len);
+        out.put_zeros(6);
+    }
+}
+
+/// OpenFlow 1.0 has no set-field: its own actions where they exist, else
+/// Nicira's REG_LOAD of the whole field, as OVS encodes them.
+fn put_of10_set(field: Field, value: u128, out: &mut Vec<u8>) {
+    let small = |out: &mut Vec<u8>, kind: u16, v: u32, width: u8| {
+        out.put_u16(kind);
+        out.put_u16(8);
+        match width {
+            1 => {
+                out.put_u8(v as u8);
+                out.put_zeros(3);
+            }
+            2 => {
+                out.put_u16(v as u16);
+                out.put_zeros(2);
+            }
+            _ => out.put_u32(v),
+        }
+    };
+    match field {
+        Field::EthSrc | Field::EthDst => {
+            out.put_u16(if field == Field::EthSrc {
+                OFPAT10_SET_DL_SRC
+            } else {
+                OFPAT10_SET_DL_DST
+            });
+            out.put_u16(16);
+            out.extend_from_slice(&value.to_be_bytes()[10..]);
+            out.put_zeros(6);
+        }
+        Field::Ipv4Src => small(out, OFPAT10_SET_NW_SRC, value as u32, 4),
+        Field::Ipv4Dst => small(out, OFPAT10_SET_NW_DST, value as u32, 4),
+        Field::IpDscp => small(out, OFPAT10_SET_NW_TOS, (value as u32) << 2, 1),
+        Field::TcpSrc | Field::UdpSrc | Field::SctpSrc => {
+            small(out, OFPAT10_SET_TP_SRC, value as u32, 2)
+        }
+        Field::TcpDst | Field::UdpDst | Field::SctpDst => {
+            small(out, OFPAT10_SET_TP_DST, value as u32, 2)
+        }
+        Field::VlanVid => small(out, OFPAT10_SET_VLAN_VID, (value as u32) & 0xfff, 2),
+        Field::VlanPcp => small(out, OFPAT10_SET_VLAN_PCP, (value as u32) << 8, 2),
+        _ => put_reg_loads(field, value, field.full_mask(), out),
+    }
+}
+
+/// One REG_LOAD per contiguous run of mask bits (at most 64 bits each).
+fn put_reg_loads(field: Field, value: u128, mask: u128, out: &mut Vec<u8>) {
+    let n_bits = field.n_bits();
+    let h = header_of(field, false);
+    let mut ofs = 0;
+    while ofs < n_bits {
+        if mask >> ofs & 1 == 0 {
+            ofs += 1;
+            continue;
+        }
+        let mut end = ofs;
+        while end < n_bits && end - ofs < 64 && mask >> end & 1 == 1 {
+            end += 1;
+        }
+        let n = end - ofs;
+        put_nx_header(out, 24, NXAST_REG_LOAD);
+        out.put_u16(((ofs as u16) << 6) | (n as u16 - 1));
+        out.put_u32(h.raw(false));
+        out.put_u64(((value >> ofs) & ones(n)) as u64);
+        ofs = end;
+    }
+}
+
+fn put_reg_load2(field: Field, value: u128, mask: u128, out: &mut Vec<u8>) {
+    let start = out.len();
+    put_nx_header(out, 0, NXAST_REG_LOAD2);
+    nxm::put_entry(out, header_of(field, true), value, mask);
+    out.pad8_from(start);
+    let len = (out.len() - start) as u16;
+    out.set_u16(start + 2, len);
+}
+
+/// Encodes an action list (OpenFlow 1.0: with goto_table as
+/// `resubmit(,N)` and write_metadata as Nicira's action, as OVS does).
+pub fn encode_actions_of10(ins: &Instructions, out: &mut Vec<u8>) {
+    for a in &ins.apply {
+        encode_action(OFP10, a, out);
+    }
+    if let Some((v, m)) = ins.write_metadata {
+        put_nx_header(out, 32, NXAST_WRITE_METADATA);
+        out.put_zeros(6);
+        out.put_u64(v);
+        out.put_u64(m);
+    }
+    if let Some(t) = ins.goto_table {
+        encode_action(
+            OFP10,
+            &OfAction::Resubmit {
+                in_port: None,
+                table: Some(t),
+            },
+            out,
+        );
+    }
+}
+
+/// Encodes OpenFlow 1.3 instructions in OVS's order.
+pub fn encode_instructions(version: u8, ins: &Instructions, out: &mut Vec<u8>) {
+    let list = |out: &mut Vec<u8>, kind: u16, acts: &[OfAction]| {
+        let start = out.len();
+        out.put_u16(kind);
+        out.put_u16(0);
+        out.put_zeros(4);
+        for a in acts {
+            encode_action(version, a, out);
+        }
+        let len = (out.len() - start) as u16;
+        out.set_u16(start + 2, len);
+    };
+    if !ins.apply.is_empty() {
+        list(out, OFPIT_APPLY_ACTIONS, &ins.apply);
+    }
+    if ins.clear_actions {
+        out.put_u16(OFPIT_CLEAR_ACTIONS);
+        out.put_u16(8);
+        out.put_zeros(4);
+    }
+    if let Some(w) = &ins.write_actions {
+        list(out, OFPIT_WRITE_ACTIONS, w);
+    }
+    if let Some((v, m)) = ins.write_metadata {
+        out.put_u16(OFPIT_WRITE_METADATA);
+        out.put_u16(24);
+        out.put_zeros(4);
+        out.put_u64(v);
+        out.put_u64(m);
+    }
+    if let Some(t) = ins.goto_table {
+        out.put_u16(OFPIT_GOTO_TABLE);
+        out.put_u16(8);
+        out.put_u8(t);
+        out.put_zeros(3);
+    }
+}

@@ -1,0 +1,146 @@
+use super::*;
+use crate::format::ofp_rule::format_rule;
+use crate::ofp::Rule;
+use crate::parse::rules::parse_rule;
+
+/// Sends `rule` as a flow mod in `version` and decodes it back as the
+/// switch would.
+fn round_trip(version: u8, rule: &Rule) -> Rule {
+    let wire = encode_flow_mod(version, 7, &add_flow_mod(rule));
+    assert_eq!(frame_len(&wire), Ok(Some(wire.len())));
+    let st = DecodeState {
+        flow_mod_table_id: true,
+    };
+    let (h, req) = decode(&wire, st).unwrap_or_else(|e| panic!("{}: {e}", format_rule(rule)));
+    assert_eq!(h.xid, 7);
+    let Request::FlowMod(fm) = req else {
+        panic!("not a flow mod: {req:?}")
+    };
+    Rule {
+        table: fm.table,
+        priority: fm.priority,
+        cookie: fm.cookie,
+        idle_timeout: fm.idle_timeout,
+        hard_timeout: fm.hard_timeout,
+        matches: fm.matches,
+        instructions: fm.instructions,
+    }
+}
+
+const RULES: &[&str] = &[
+    "table=0,priority=324,dl_type=0x86dd,nw_proto=6,tcp_flags=0x010/0x010,actions=set_field:8->reg0,set_field:1->reg1,set_field:0x4772/0xffff->metadata,goto_table:1",
+    "table=1,priority=89,dl_type=0x0806,arp_tpa=147.10.4.141,arp_spa=147.10.69.152,arp_tha=64:df:f8:28:3f:83,reg0=0x3/0xf,actions=mod_dl_src:64:df:f8:37:78:b6,output:3",
+    "table=1,priority=9,icmp6,icmp_type=136,nd_target=2634:f920:eb21:2841:b955:dd67:57af:6c8c,reg0=0x3/0xf,actions=output:6,output:6",
+    "table=1,priority=56,dl_type=0x0800,nw_frag=first,nw_dst=147.10.0.0/16,reg0=0x8/0xf,actions=output:7",
+    "priority=5,vlan_tci=0x501e/0xffff,actions=mod_vlan_vid:7,strip_vlan,output:in_port",
+    "cookie=0x5,idle_timeout=10,actions=mod_vlan_vid:7",
+    "in_port=2,actions=load:3->NXM_NX_REG0[],set_field:0x4/0xff->metadata,goto_table:1",
+    "ip,nw_src=10.0.0.0/255.0.255.0,nw_tos=32,actions=dec_ttl,CONTROLLER:128",
+    "udp,tp_dst=53,actions=mod_tp_dst:5353,resubmit(,2),resubmit:3",
+    "ipv6,ipv6_label=0x12345,actions=move:NXM_NX_REG1[0..7]->NXM_NX_REG2[8..15],output:NXM_NX_REG2[8..15]",
+    "dl_vlan=10,dl_vlan_pcp=3,actions=mod_vlan_pcp:5,output:1",
+    "icmp,icmp_type=8,icmp_code=0,actions=clear_actions,write_actions(output:4)",
+    "dl_dst=01:00:00:00:00:00/01:00:00:00:00:00,actions=NORMAL",
+];
+
+#[test]
+fn flow_mods_round_trip_in_openflow13() {
+    for text in RULES {
+        let rule = parse_rule(text).unwrap();
+        assert_eq!(
+            format_rule(&round_trip(OFP13, &rule)),
+            format_rule(&rule),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn flow_mods_round_trip_in_openflow10_with_nxm() {
+    for text in RULES {
+        let rule = parse_rule(text).unwrap();
+        if rule.instructions.write_actions.is_some() || rule.instructions.clear_actions {
+            continue;
+        }
+        let back = round_trip(OFP10, &rule);
+        assert_eq!(back.matches, rule.matches, "{text}");
+        assert_eq!(back.table, rule.table, "{text}");
+    }
+}
+
+/// Every rule of the public oracle survives a round trip (skipped when
+/// ../shared/oracle is not there).
+#[test]
+fn oracle_rules_round_trip() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/oracle");
+    let Ok(tiers) = std::fs::read_dir(&dir) else {
+        eprintln!("skipped: {} is not there", dir.display());
+        return;
+    };
+    let mut n = 0;
+    for tier in tiers.flatten() {
+        let Ok(cases) = std::fs::read_dir(tier.path()) else {
+            continue;
+        };
+        for case in cases.flatten() {
+            let Ok(text) = std::fs::read_to_string(case.path().join("rules.of13")) else {
+                continue;
+            };
+            for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+                let Ok(rule) = parse_rule(line) else { continue };
+                assert_eq!(
+                    format_rule(&round_trip(OFP13, &rule)),
+                    format_rule(&rule),
+                    "{line}"
+                );
+                n += 1;
+            }
+        }
+    }
+    eprintln!("{n} oracle rules round-tripped");
+}
+
+#[test]
+fn truncated_and_garbage_messages_are_errors_not_panics() {
+    let rule = parse_rule(RULES[0]).unwrap();
+    for version in [OFP10, OFP13] {
+        let wire = encode_flow_mod(version, 1, &add_flow_mod(&rule));
+        for cut in 0..wire.len() {
+            let mut m = wire[..cut].to_vec();
+            if m.len() >= 4 {
+                let len = m.len() as u16;
+                m[2..4].copy_from_slice(&len.to_be_bytes());
+            }
+            let _ = decode(&m, DecodeState::default());
+        }
+        for i in HEADER_LEN..wire.len() {
+            let mut m = wire.clone();
+            m[i] ^= 0xff;
+            let _ = decode(&m, DecodeState::default());
+        }
+    }
+    assert!(frame_len(&[4, 0, 0, 4, 0, 0, 0, 0]).is_err());
+    assert_eq!(frame_len(&[4, 0, 0, 16]), Ok(None));
+}
+
+#[test]
+fn errors_use_ovs_numbers() {
+    let e = OfpError::new(ErrorKind::MatchBadPrereq, "x");
+    let m = encode_error(OFP13, 9, &e, &[1, 2, 3]);
+    assert_eq!(&m[8..12], &[0, 4, 0, 9]);
+    let m = encode_error(OFP10, 9, &e, &[]);
+    assert_eq!(&m[8..12], &[0xb0, 0xc2, 0, 0]);
+    assert_eq!(&m[16..20], &[0, 1, 1, 4]);
+    let e = OfpError::new(ErrorKind::BadType, "x");
+    assert_eq!(&encode_error(OFP10, 1, &e, &[])[8..12], &[0, 1, 0, 1]);
+}
+
+#[test]
+fn versions_negotiate_to_the_highest_common() {
+    assert_eq!(negotiate(1 << OFP13), Some(OFP13));
+    assert_eq!(negotiate((1 << OFP10) | (1 << OFP13) | (1 << 6)), Some(OFP13));
+    assert_eq!(negotiate((1 << OFP13) | (1 << OFP14)), Some(OFP14));
+    assert_eq!(negotiate(1 << 2), None);
+    let (_, hello) = decode(&encode_hello(OFP13, 1 << OFP13), DecodeState::default()).unwrap();
+    assert_eq!(hello, Request::Hello { versions: 1 << OFP13 });
+}
