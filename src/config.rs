@@ -262,6 +262,63 @@ pub struct Config {
     pub cpus: CpusConfig,
     /// Let the heap use transparent huge pages (see [`crate::memory`]).
     pub transparent_huge_pages: bool,
+    pub bridge: BridgeConfig,
+    pub openflow: OpenFlowConfig,
+}
+
+/// The bridge as OpenFlow and `ovs-appctl` name it.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BridgeConfig {
+    /// The name `ofproto/trace` takes and the default socket is named after.
+    pub name: String,
+    /// The OpenFlow datapath id, `0x` and up to 16 hex digits.
+    pub datapath_id: String,
+}
+
+impl Default for BridgeConfig {
+    fn default() -> Self {
+        BridgeConfig {
+            name: "br0".into(),
+            datapath_id: "0x0000027563616c6c".into(),
+        }
+    }
+}
+
+impl BridgeConfig {
+    pub fn datapath_id(&self) -> Result<u64, ConfigError> {
+        let hex = self.datapath_id.trim_start_matches("0x");
+        u64::from_str_radix(hex, 16).map_err(|e| {
+            ConfigError::Invalid(format!(
+                "[bridge] datapath_id = {:?}: {e} (expected 0x and up to 16 hex digits)",
+                self.datapath_id
+            ))
+        })
+    }
+}
+
+/// What the switch does while no controller is connected (OVS's
+/// `fail_mode`).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FailMode {
+    /// Keep the flows as they are.
+    #[default]
+    Secure,
+    /// Fall back to NORMAL switching.
+    Standalone,
+}
+
+/// The OpenFlow channel.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpenFlowConfig {
+    /// Where to listen (`punix:PATH`, `ptcp:PORT[:IP]`). Unset:
+    /// `punix:/run/upcalld/BRIDGE.mgmt`; empty: nowhere.
+    pub listen: Option<Vec<String>>,
+    /// Controllers to connect to (`tcp:IP:PORT`, `unix:PATH`).
+    pub controllers: Vec<String>,
+    pub fail_mode: FailMode,
 }
 
 /// The userspace datapath's default batch size (see `Config::batch_size`).
@@ -287,6 +344,8 @@ impl Default for Config {
             demo: DemoConfig::default(),
             cpus: CpusConfig::default(),
             transparent_huge_pages: false,
+            bridge: BridgeConfig::default(),
+            openflow: OpenFlowConfig::default(),
         }
     }
 }
@@ -430,6 +489,18 @@ impl Config {
         self.metrics_addr.parse().map(Some).map_err(|e| {
             ConfigError::Invalid(format!("metrics_addr = {:?}: {e}", self.metrics_addr))
         })
+    }
+
+    /// The OpenFlow listeners, and whether they were configured (a
+    /// default one that cannot bind only warns).
+    pub fn openflow_listen(&self) -> (Vec<String>, bool) {
+        match &self.openflow.listen {
+            Some(l) => (l.clone(), true),
+            None => (
+                vec![format!("punix:/run/upcalld/{}.mgmt", self.bridge.name)],
+                false,
+            ),
+        }
     }
 
     pub fn max_idle(&self) -> Duration {

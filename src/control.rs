@@ -4,6 +4,10 @@
 //! Request: the command on the first line, then its body (a rules file, a
 //! match, a flow); the client then shuts down its writing half. Reply:
 //! `ok` or `error` on the first line, then the output.
+//!
+//! The same socket speaks OVS's unixctl JSON-RPC (`ovs-appctl -t SOCKET`):
+//! a connection whose first byte is `{` is a unixctl session, any number
+//! of requests on one connection.
 
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -11,6 +15,7 @@ use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::Path;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use messages::unixctl;
 use tokio::net::UnixListener;
 
 /// Largest request accepted (a big rules file).
@@ -98,11 +103,14 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Serves requests forever; `handle` runs each one.
-pub async fn serve<F, Fut>(listener: UnixListener, handle: F)
+/// Serves requests forever; `handle` runs each `upcalld ctl` request,
+/// `appctl` each unixctl one.
+pub async fn serve<F, Fut, A, AFut>(listener: UnixListener, handle: F, appctl: A)
 where
     F: Fn(Request) -> Fut + Clone + 'static,
     Fut: std::future::Future<Output = Result<String, String>> + 'static,
+    A: Fn(unixctl::Request) -> AFut + Clone + 'static,
+    AFut: std::future::Future<Output = Result<String, String>> + 'static,
 {
     loop {
         let (mut stream, _) = match listener.accept().await {
@@ -113,9 +121,23 @@ where
             }
         };
         let handle = handle.clone();
+        let appctl = appctl.clone();
         actix::spawn(async move {
             let mut raw = Vec::new();
-            let read = (&mut stream).take(MAX_REQUEST).read_to_end(&mut raw).await;
+            let mut first = [0u8; 1];
+            match stream.read(&mut first).await {
+                Ok(1) if first[0] == b'{' => {
+                    raw.push(b'{');
+                    unixctl_session(stream, raw, appctl).await;
+                    return;
+                }
+                Ok(1) => raw.push(first[0]),
+                _ => {}
+            }
+            let read = (&mut stream)
+                .take(MAX_REQUEST)
+                .read_to_end(&mut raw)
+                .await;
             let reply = match read {
                 Err(e) => Err(format!("reading the request: {e}")),
                 Ok(_) => match String::from_utf8(raw) {
@@ -134,6 +156,43 @@ where
                 tracing::debug!(error = %e, "control client went away");
             }
         });
+    }
+}
+
+/// Answers unixctl requests on one connection until the client closes it.
+async fn unixctl_session<A, AFut>(mut stream: tokio::net::UnixStream, mut buf: Vec<u8>, appctl: A)
+where
+    A: Fn(unixctl::Request) -> AFut,
+    AFut: std::future::Future<Output = Result<String, String>>,
+{
+    let mut chunk = vec![0u8; 4096];
+    loop {
+        loop {
+            match unixctl::next_request(&buf) {
+                Ok(Some((req, used))) => {
+                    buf.drain(..used);
+                    let id = req.id.clone();
+                    let reply = appctl(req).await;
+                    let text = unixctl::encode_reply(&id, &reply);
+                    if stream.write_all(text.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::info!(error = %e, "bad unixctl request: closing");
+                    return;
+                }
+            }
+        }
+        if buf.len() as u64 > MAX_REQUEST {
+            tracing::info!("unixctl request too long: closing");
+            return;
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
     }
 }
 

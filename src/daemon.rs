@@ -26,7 +26,10 @@ use crate::control::{self, Command, Request};
 use crate::dpif_kernel::{KernelDpif, KernelDpifConfig};
 use crate::dpif_netdev::{Netdev, NetdevConfig};
 use crate::netns::Host;
+use crate::openflow;
 use crate::show;
+use messages::unixctl;
+use messages::dpif::DpifOp;
 
 /// The rules the demo loads when no rules file is configured: the two
 /// hosts can talk, except TCP port 9 (discard), which is dropped.
@@ -87,7 +90,7 @@ fn demo_hosts() -> anyhow::Result<Vec<Host>> {
 
 /// What the control socket's handlers need.
 struct Ctl {
-    pipeline: Pipeline,
+    pipeline: Rc<Pipeline>,
     dpif: Arc<dyn Dpif>,
     config: Config,
     /// The switch handlers translate for, so that `ctl trace` answers what
@@ -128,6 +131,102 @@ impl Ctl {
             "rules version {} ({} rules)\n",
             r.version, r.n_rules
         ))
+    }
+
+    /// One `ovs-appctl` command (OVS's unixctl names and output).
+    async fn appctl(&self, req: unixctl::Request) -> Result<String, String> {
+        let args: Vec<&str> = req.params.iter().map(String::as_str).collect();
+        match req.method.as_str() {
+            "ofproto/trace" => {
+                let flow = match args.as_slice() {
+                    [flow] => *flow,
+                    [bridge, flow] if *bridge == self.config.bridge.name => *flow,
+                    [bridge, _] => return Err(format!("{bridge}: unknown bridge")),
+                    _ => return Err("usage: ofproto/trace [BRIDGE] FLOW".into()),
+                };
+                let tables = self
+                    .pipeline
+                    .rule_table
+                    .send(GetSnapshot)
+                    .await
+                    .map_err(|e| format!("rule-table unavailable: {e}"))?;
+                let r = crate::trace::trace(&tables, flow.trim(), &self.xlate)?;
+                Ok(format!(
+                    "Flow: {flow}\n\nbridge(\"{}\")\n-------------\n\nFinal flow: unchanged\nMegaflow: {}\nDatapath actions: {}\n",
+                    self.config.bridge.name, r.megaflow, r.actions
+                ))
+            }
+            "dpctl/dump-flows" => {
+                let flows = self.dpif.flow_dump().map_err(|e| e.to_string())?;
+                let text = show::dump_dp_flows(&flows);
+                if args.contains(&"-m") || args.contains(&"--more") {
+                    return Ok(text);
+                }
+                // Without -m OVS leaves the ufid out.
+                Ok(text
+                    .lines()
+                    .map(|l| l.split_once(", ").map_or(l, |(_, rest)| rest))
+                    .fold(String::new(), |acc, l| acc + l + "\n"))
+            }
+            "dpctl/show" => Ok(show::dpctl_show(
+                self.dpif.kind(),
+                &self.dpif.stats(),
+                &self.dpif.ports(),
+            )),
+            "upcall/show" => Ok(show::upcall_show(
+                self.dpif.kind(),
+                &self.dpif.stats(),
+                &self.pipeline.stats,
+                self.config.handlers,
+                self.config.revalidators,
+            )),
+            "revalidator/wait" => {
+                self.pipeline
+                    .revalidate_now()
+                    .await
+                    .map_err(|e| format!("revalidators unavailable: {e}"))?;
+                Ok(String::new())
+            }
+            "revalidator/purge" => {
+                let flows = self.dpif.flow_dump().map_err(|e| e.to_string())?;
+                let mut ops: Vec<DpifOp> = flows
+                    .into_iter()
+                    .map(|f| DpifOp::FlowDel { ufid: f.ufid })
+                    .collect();
+                let failed = self
+                    .dpif
+                    .operate(&mut ops)
+                    .into_iter()
+                    .filter(Result::is_err)
+                    .count();
+                if failed > 0 {
+                    return Err(format!("{failed} datapath flows could not be deleted"));
+                }
+                Ok(String::new())
+            }
+            "coverage/show" => Ok(show::coverage_show(&self.pipeline.stats, &self.dpif.stats())),
+            "vlog/set" | "vlog/list" => Ok(String::new()),
+            "version" => Ok(format!(
+                "upcalld {} (speaks Open vSwitch 3.1's unixctl and OpenFlow)\n",
+                env!("CARGO_PKG_VERSION")
+            )),
+            "list-commands" => Ok(APPCTL_COMMANDS
+                .iter()
+                .fold("The available commands are:\n".to_string(), |acc, c| {
+                    acc + "  " + c + "\n"
+                })),
+            "exit" => {
+                // The reply goes out first; the signal loop then shuts down.
+                // SAFETY: kill(2) on our own pid has no memory effects.
+                unsafe {
+                    libc::kill(libc::getpid(), libc::SIGTERM);
+                }
+                Ok(String::new())
+            }
+            m => Err(format!(
+                "\"{m}\" is not a valid command (use list-commands to see a list of valid commands)"
+            )),
+        }
     }
 
     async fn handle(&self, req: Request) -> Result<String, String> {
@@ -188,6 +287,22 @@ impl Ctl {
         }
     }
 }
+
+/// The `ovs-appctl` commands the control socket answers.
+const APPCTL_COMMANDS: &[&str] = &[
+    "coverage/show",
+    "dpctl/dump-flows [-m]",
+    "dpctl/show",
+    "exit",
+    "list-commands",
+    "ofproto/trace [bridge] flow",
+    "revalidator/purge",
+    "revalidator/wait",
+    "upcall/show",
+    "version",
+    "vlog/list",
+    "vlog/set [spec]",
+];
 
 /// The datapath the daemon drives.
 enum Backend {
@@ -463,6 +578,25 @@ async fn serve(
 
     let socket_path = config.control_socket.clone();
     let rules_path = config.rules.clone();
+    let pipeline = Rc::new(pipeline);
+    let (listen, configured) = config.openflow_listen();
+    let mut endpoints = Vec::new();
+    for s in listen.iter().chain(config.openflow.controllers.iter()) {
+        endpoints.push(openflow::Endpoint::parse(s).map_err(|e| anyhow::anyhow!("[openflow] {e}"))?);
+    }
+    let switch = Rc::new(openflow::Switch {
+        pipeline: pipeline.clone(),
+        dpif: dpif.clone(),
+        datapath_id: config.bridge.datapath_id()?,
+        bridge: config.bridge.name.clone(),
+        started: std::time::Instant::now(),
+    });
+    if let Err(e) = openflow::start(switch, endpoints) {
+        if configured {
+            return Err(e.context("OpenFlow"));
+        }
+        tracing::warn!(error = %e, "no OpenFlow listener (set [openflow] listen)");
+    }
     let ctl = Rc::new(Ctl {
         pipeline,
         dpif: dpif.clone(),
@@ -471,10 +605,18 @@ async fn serve(
         conntrack_missing,
     });
     let server_ctl = ctl.clone();
-    actix::spawn(control::serve(listener, move |req| {
-        let ctl = server_ctl.clone();
-        async move { ctl.handle(req).await }
-    }));
+    let appctl_ctl = ctl.clone();
+    actix::spawn(control::serve(
+        listener,
+        move |req| {
+            let ctl = server_ctl.clone();
+            async move { ctl.handle(req).await }
+        },
+        move |req| {
+            let ctl = appctl_ctl.clone();
+            async move { ctl.appctl(req).await }
+        },
+    ));
 
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;

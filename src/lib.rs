@@ -12,5 +12,6 @@ pub mod dpif_netdev;
 pub mod memory;
 pub mod metrics;
 pub mod netns;
+pub mod openflow;
 pub mod show;
 pub mod trace;

@@ -9,7 +9,7 @@ use actors::protocol::RuleStats;
 use actors::stats::{DropReason, PipelineStats, ACTORS};
 use actors::tables::RuleEntry;
 use messages::dpif::DpFlow;
-use messages::dpif::{monotonic_ms, DpStats};
+use messages::dpif::{monotonic_ms, DpStats, PortInfo};
 use messages::format::odp_actions::format_odp_actions;
 use messages::format::odp_flow::format_odp_flow;
 use messages::format::ofp_rule::{format_instructions, format_match};
@@ -150,4 +150,58 @@ fn ufid_string(u: messages::dpif::Ufid) -> String {
         &h[16..20],
         &h[20..]
     )
+}
+/// `ovs-appctl dpctl/show`: the datapath's lookups, flows and ports.
+pub fn dpctl_show(dp_kind: &str, dp: &DpStats, ports: &[PortInfo]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{dp_kind}@upcalld:");
+    let _ = writeln!(
+        out,
+        "  lookups: hit:{} missed:{} lost:{}",
+        dp.n_hit, dp.n_missed, dp.n_lost
+    );
+    let _ = writeln!(out, "  flows: {}", dp.n_flows);
+    for p in ports {
+        let _ = writeln!(out, "  port {}: {}", p.number, p.name);
+    }
+    out
+}
+
+/// `ovs-appctl coverage/show`: upcalld's event counters, named and laid
+/// out as OVS's (totals only: upcalld keeps no per-interval rates).
+pub fn coverage_show(s: &PipelineStats, dp: &DpStats) -> String {
+    let g = PipelineStats::get;
+    let mut events: Vec<(String, u64)> = vec![
+        ("datapath_hit".into(), dp.n_hit),
+        ("datapath_missed".into(), dp.n_missed),
+        ("datapath_lost".into(), dp.n_lost),
+        ("upcall_received".into(), g(&s.upcalls_received)),
+        ("upcall_handled".into(), g(&s.upcalls_handled)),
+        ("upcall_duplicate".into(), g(&s.duplicate_upcalls)),
+        ("dpif_flow_put".into(), g(&s.flow_puts)),
+        ("dpif_flow_modify".into(), g(&s.flow_modifies)),
+        ("dpif_flow_del".into(), g(&s.flow_deletes)),
+        ("dpif_execute".into(), g(&s.executes)),
+        ("dpif_op_error".into(), g(&s.op_errors)),
+        ("dpif_batch".into(), g(&s.dpif_batches)),
+        ("revalidate_round".into(), g(&s.revalidation_rounds)),
+    ];
+    for r in DropReason::ALL {
+        events.push((format!("upcall_drop_{}", r.name()), s.dropped(r)));
+    }
+    let mut out = String::from("Event coverage, avg rate over last: 5 seconds, last minute, last hour,  hash=00000000:\n");
+    let mut zero = 0;
+    for (name, n) in events {
+        if n == 0 {
+            zero += 1;
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "{name:<24} {:>5.1}/sec {:>9.3}/sec {:>8.4}/sec   total: {n}",
+            0.0, 0.0, 0.0
+        );
+    }
+    let _ = writeln!(out, "{zero} events never hit");
+    out
 }

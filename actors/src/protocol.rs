@@ -128,6 +128,9 @@ pub enum RuleChange {
     Modify(Box<RuleFilter>, Box<RuleUpdate>),
     /// Replace every rule.
     Replace(Vec<Rule>),
+    /// Several changes applied in order as one version: an OpenFlow
+    /// bundle's commit, a batch of flow mods.
+    Bundle(Vec<RuleChange>),
 }
 
 /// What a [`RuleChange`] did.

@@ -58,6 +58,34 @@ impl RuleTable {
     }
 }
 
+/// Applies `change` to `tables`; returns how many rules it touched and
+/// collects the ids whose counters restart in `reset`.
+fn apply(tables: &mut Tables, change: RuleChange, reset: &mut Vec<u64>) -> usize {
+    match change {
+        RuleChange::Add(rules) => {
+            let n = rules.len();
+            for r in rules {
+                tables.add(r);
+            }
+            n
+        }
+        RuleChange::Delete(filter) => tables.delete_where(&filter).len(),
+        RuleChange::Modify(filter, update) => {
+            let m = tables.modify_where(&filter, &update);
+            if update.reset_counts {
+                reset.extend(m.modified.iter().map(|e| e.id));
+            }
+            m.modified.len() + usize::from(m.added.is_some())
+        }
+        RuleChange::Replace(rules) => {
+            let n = rules.len();
+            tables.replace_all(rules);
+            n
+        }
+        RuleChange::Bundle(changes) => changes.into_iter().map(|c| apply(tables, c, reset)).sum(),
+    }
+}
+
 impl Actor for RuleTable {
     type Context = Context<Self>;
 }
@@ -78,28 +106,7 @@ impl Handler<RuleChange> for RuleTable {
             // Work on a copy so that a panic midway leaves the tables as they were.
             let mut tables = self.tables.clone();
             let mut reset = Vec::new();
-            let n = match change {
-                RuleChange::Add(rules) => {
-                    let n = rules.len();
-                    for r in rules {
-                        tables.add(r);
-                    }
-                    n
-                }
-                RuleChange::Delete(filter) => tables.delete_where(&filter).len(),
-                RuleChange::Modify(filter, update) => {
-                    let m = tables.modify_where(&filter, &update);
-                    if update.reset_counts {
-                        reset.extend(m.modified.iter().map(|e| e.id));
-                    }
-                    m.modified.len() + usize::from(m.added.is_some())
-                }
-                RuleChange::Replace(rules) => {
-                    let n = rules.len();
-                    tables.replace_all(rules);
-                    n
-                }
-            };
+            let n = apply(&mut tables, change, &mut reset);
             (tables, n, reset)
         });
         match outcome {

@@ -26,6 +26,7 @@ pub mod odp;
 pub mod openflow;
 pub mod ofp;
 pub mod parse;
+pub mod unixctl;
 pub mod wire;
 
 pub use field::Field;

@@ -158,8 +158,9 @@ pub enum MultipartRequest {
     Table,
     PortStats { port: u32 },
     PortDesc,
-    /// Requests answered with an empty reply (groups, meters, queues,
-    /// table features): upcalld has none.
+    TableFeatures,
+    /// Requests answered with an empty reply (groups, meters, queues):
+    /// upcalld has none.
     Empty(u16),
 }
 
@@ -701,7 +702,8 @@ fn decode_multipart(mut r: Reader<'_>) -> Result<MultipartRequest, OfpError> {
             port: r.u32("port_no")?,
         },
         OFPMP_PORT_DESC => MultipartRequest::PortDesc,
-        OFPST_QUEUE | 6..=11 | OFPMP_TABLE_FEATURES => MultipartRequest::Empty(kind),
+        OFPMP_TABLE_FEATURES => MultipartRequest::TableFeatures,
+        OFPST_QUEUE | 6..=11 => MultipartRequest::Empty(kind),
         k => return Err(OfpError::new(E::BadStat, format!("multipart type {k}"))),
     })
 }
@@ -1296,6 +1298,37 @@ pub fn encode_port_stats_reply(version: u8, xid: u32, stats: &[PortStats]) -> Ve
             if version != OFP10 {
                 b.put_u32(s.duration_sec);
                 b.put_u32(0);
+            }
+            b
+        }),
+    )
+}
+
+/// TABLE_FEATURES: one entry per table (every table matches and writes
+/// all of metadata and holds up to a million rules), with the eight
+/// properties OpenFlow 1.3 requires, each empty.
+pub fn encode_table_features_reply(version: u8, xid: u32, n_tables: u8) -> Vec<Vec<u8>> {
+    multipart_replies(
+        version,
+        xid,
+        OFPMP_TABLE_FEATURES,
+        None,
+        (0..n_tables).map(|i| {
+            let mut b = Vec::with_capacity(128);
+            b.put_u16(64 + 8 * 8);
+            b.put_u8(i);
+            b.put_zeros(5);
+            put_name(&mut b, "", 32);
+            b.put_u64(u64::MAX);
+            b.put_u64(u64::MAX);
+            b.put_u32(0);
+            b.put_u32(1_000_000);
+            // INSTRUCTIONS, NEXT_TABLES, WRITE_ACTIONS, APPLY_ACTIONS, MATCH,
+            // WILDCARDS, WRITE_SETFIELD, APPLY_SETFIELD.
+            for prop in (0..16).step_by(2) {
+                b.put_u16(prop);
+                b.put_u16(4);
+                b.put_zeros(4);
             }
             b
         }),

@@ -1,0 +1,757 @@
+//! The OpenFlow channel: listeners (`punix:`, `ptcp:`) and controller
+//! connections (`unix:`, `tcp:`, with OVS's reconnect backoff), one tokio
+//! task per connection on the daemon's actix runtime.
+//!
+//! A connection decodes messages with `messages::openflow` and turns flow
+//! mods into `RuleChange`s for the rule-table actor, the one path for rule
+//! changes. Flow mods that arrive together are sent as one `Bundle`
+//! change; the connection awaits each change before reading on, so a
+//! BARRIER_REPLY (sent after everything before it was awaited) means every
+//! earlier flow mod is in a published snapshot.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actors::dpif::Dpif;
+use actors::pipeline::Pipeline;
+use actors::rule_table::{RuleChange, RuleStats};
+use actors::tables::{RuleEntry, RuleFilter, RuleUpdate};
+use messages::ofp::{port, Rule};
+use messages::openflow::{
+    self as of, BundleOp, DecodeState, ErrorKind, FlowFormat, FlowMod, FlowModCommand,
+    FlowStatsEntry, FlowStatsRequest, MultipartRequest, OfpError, Request,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Tables a switch offers (OVS: 254, numbered 0..=253).
+pub const N_TABLES: u8 = 254;
+/// OVS's inactivity probe interval.
+const PROBE_INTERVAL: Duration = Duration::from_secs(5);
+/// OVS's reconnect backoff: 1 s doubling to 8 s.
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(8);
+/// Messages bundled before a commit, at most (OVS has no fixed bound; this
+/// bounds the memory one connection can hold).
+const MAX_BUNDLE_MSGS: usize = 1 << 20;
+
+/// Where to listen or connect, in OVS's syntax.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `punix:PATH`
+    ListenUnix(PathBuf),
+    /// `ptcp:PORT[:IP]` (127.0.0.1 unless given)
+    ListenTcp(std::net::SocketAddr),
+    /// `unix:PATH`
+    Unix(PathBuf),
+    /// `tcp:IP:PORT`
+    Tcp(std::net::SocketAddr),
+}
+
+impl Endpoint {
+    pub fn parse(s: &str) -> Result<Endpoint, String> {
+        let (kind, rest) = s
+            .split_once(':')
+            .ok_or_else(|| format!("{s:?}: expected punix:PATH, ptcp:PORT[:IP], unix:PATH or tcp:IP:PORT"))?;
+        let addr = |ip: &str, port: &str| -> Result<std::net::SocketAddr, String> {
+            let ip: std::net::IpAddr = ip.parse().map_err(|e| format!("{s:?}: address {ip:?}: {e}"))?;
+            let port: u16 = port.parse().map_err(|e| format!("{s:?}: port {port:?}: {e}"))?;
+            Ok(std::net::SocketAddr::new(ip, port))
+        };
+        match kind {
+            "punix" if !rest.is_empty() => Ok(Endpoint::ListenUnix(rest.into())),
+            "unix" if !rest.is_empty() => Ok(Endpoint::Unix(rest.into())),
+            "ptcp" => {
+                let (port, ip) = rest.split_once(':').unwrap_or((rest, "127.0.0.1"));
+                Ok(Endpoint::ListenTcp(addr(ip, port)?))
+            }
+            "tcp" => {
+                let (ip, port) = rest
+                    .rsplit_once(':')
+                    .ok_or_else(|| format!("{s:?}: expected tcp:IP:PORT"))?;
+                Ok(Endpoint::Tcp(addr(ip, port)?))
+            }
+            _ => Err(format!(
+                "{s:?}: expected punix:PATH, ptcp:PORT[:IP], unix:PATH or tcp:IP:PORT"
+            )),
+        }
+    }
+}
+
+/// What connections share: the pipeline (rule changes, dumps), the
+/// datapath (ports) and the switch's identity.
+pub struct Switch {
+    pub pipeline: Rc<Pipeline>,
+    pub dpif: Arc<dyn Dpif>,
+    pub datapath_id: u64,
+    pub bridge: String,
+    pub started: Instant,
+}
+
+impl Switch {
+    async fn change(&self, change: RuleChange) -> Result<(), OfpError> {
+        self.pipeline
+            .rule_table
+            .send(change)
+            .await
+            .map(|_| ())
+            .map_err(|e| OfpError::new(ErrorKind::FlowModUnknown, format!("rule-table unavailable: {e}")))
+    }
+
+    async fn dump(&self) -> Result<Vec<(Arc<RuleEntry>, RuleStats)>, OfpError> {
+        self.pipeline
+            .dump_rules()
+            .await
+            .map_err(|e| OfpError::new(ErrorKind::BadStat, format!("rule-table unavailable: {e}")))
+    }
+
+    fn ports(&self) -> Vec<of::PortDesc> {
+        let mut ports: Vec<of::PortDesc> = self
+            .dpif
+            .ports()
+            .into_iter()
+            .filter(|p| p.number != 0)
+            .map(|p| of::PortDesc {
+                number: p.number,
+                hw_addr: port_mac(p.number),
+                name: p.name,
+                config: 0,
+                state: 0,
+                curr_speed: 10_000_000,
+            })
+            .collect();
+        ports.push(of::PortDesc {
+            number: port::LOCAL,
+            name: self.bridge.clone(),
+            hw_addr: port_mac(0),
+            config: 0,
+            state: 0,
+            curr_speed: 0,
+        });
+        ports
+    }
+}
+
+/// A stable, locally administered MAC for a port.
+fn port_mac(n: u32) -> [u8; 6] {
+    let b = n.to_be_bytes();
+    [0x02, 0x75, b[0], b[1], b[2], b[3]]
+}
+
+/// Starts serving `endpoints` (listeners and controllers).
+pub fn start(switch: Rc<Switch>, endpoints: Vec<Endpoint>) -> anyhow::Result<()> {
+    for ep in endpoints {
+        match ep {
+            Endpoint::ListenUnix(path) => {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| anyhow::anyhow!("OpenFlow punix:{}: {e}", path.display()))?;
+                }
+                let listener = crate::control::bind(&path)?;
+                tracing::info!(path = %path.display(), "OpenFlow listening");
+                let sw = switch.clone();
+                actix::spawn(async move {
+                    loop {
+                        match listener.accept().await {
+                            Ok((s, _)) => {
+                                actix::spawn(connection(sw.clone(), s, "unix".into()));
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "OpenFlow accept failed");
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
+                        }
+                    }
+                });
+            }
+            Endpoint::ListenTcp(addr) => {
+                let std_listener = std::net::TcpListener::bind(addr)
+                    .map_err(|e| anyhow::anyhow!("OpenFlow ptcp:{addr}: {e}"))?;
+                std_listener.set_nonblocking(true)?;
+                let listener = tokio::net::TcpListener::from_std(std_listener)?;
+                tracing::info!(%addr, "OpenFlow listening");
+                let sw = switch.clone();
+                actix::spawn(async move {
+                    loop {
+                        match listener.accept().await {
+                            Ok((s, peer)) => {
+                                let _ = s.set_nodelay(true);
+                                actix::spawn(connection(sw.clone(), s, peer.to_string()));
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "OpenFlow accept failed");
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
+                        }
+                    }
+                });
+            }
+            Endpoint::Unix(_) | Endpoint::Tcp(_) => {
+                actix::spawn(controller(switch.clone(), ep));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Keeps a connection to one controller, reconnecting with OVS's backoff.
+async fn controller(switch: Rc<Switch>, ep: Endpoint) {
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        let connected = match &ep {
+            Endpoint::Tcp(addr) => match tokio::net::TcpStream::connect(addr).await {
+                Ok(s) => {
+                    let _ = s.set_nodelay(true);
+                    tracing::info!(%addr, "connected to controller");
+                    connection(switch.clone(), s, addr.to_string()).await;
+                    true
+                }
+                Err(e) => {
+                    tracing::debug!(%addr, error = %e, "controller connection failed");
+                    false
+                }
+            },
+            Endpoint::Unix(path) => match tokio::net::UnixStream::connect(path).await {
+                Ok(s) => {
+                    tracing::info!(path = %path.display(), "connected to controller");
+                    connection(switch.clone(), s, path.display().to_string()).await;
+                    true
+                }
+                Err(e) => {
+                    tracing::debug!(path = %path.display(), error = %e, "controller connection failed");
+                    false
+                }
+            },
+            _ => return,
+        };
+        if connected {
+            backoff = BACKOFF_MIN;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// A bundle being filled.
+struct Bundle {
+    flags: u16,
+    changes: Vec<RuleChange>,
+    closed: bool,
+}
+
+/// One connection's state.
+struct Conn {
+    switch: Rc<Switch>,
+    version: u8,
+    decode: DecodeState,
+    miss_send_len: u16,
+    config_flags: u16,
+    role: u32,
+    bundles: HashMap<u32, Bundle>,
+    /// Flow mods decoded but not yet sent to the rule-table.
+    pending: Vec<RuleChange>,
+    out: Vec<Vec<u8>>,
+}
+
+/// Serves one OpenFlow connection until it closes.
+pub async fn connection<S>(switch: Rc<Switch>, stream: S, peer: String)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    if let Err(e) = wr
+        .write_all(&of::encode_hello(of::OFP14, of::SUPPORTED_VERSIONS))
+        .await
+    {
+        tracing::debug!(%peer, error = %e, "OpenFlow hello not sent");
+        return;
+    }
+    let mut conn = Conn {
+        switch,
+        version: 0,
+        decode: DecodeState::default(),
+        miss_send_len: 128,
+        config_flags: 0,
+        role: 0,
+        bundles: HashMap::new(),
+        pending: Vec::new(),
+        out: Vec::new(),
+    };
+    let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
+    let mut chunk = vec![0u8; 1 << 16];
+    let mut probe_sent = false;
+    loop {
+        let n = match tokio::time::timeout(PROBE_INTERVAL, rd.read(&mut chunk)).await {
+            Err(_) if probe_sent => {
+                tracing::info!(%peer, "OpenFlow peer silent after an echo request: closing");
+                return;
+            }
+            Err(_) => {
+                probe_sent = true;
+                let v = if conn.version == 0 { of::OFP13 } else { conn.version };
+                if wr.write_all(&of::encode_echo_request(v, 0)).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            Ok(Ok(0)) => return,
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "OpenFlow read failed");
+                return;
+            }
+        };
+        probe_sent = false;
+        buf.extend_from_slice(&chunk[..n]);
+        let mut at = 0;
+        loop {
+            match of::frame_len(&buf[at..]) {
+                Ok(Some(len)) => {
+                    let msg = buf[at..at + len].to_vec();
+                    at += len;
+                    if !conn.handle(&msg).await {
+                        let _ = flush_out(&mut conn, &mut wr).await;
+                        tracing::info!(%peer, "OpenFlow connection closed by the switch");
+                        return;
+                    }
+                    if conn.out.len() > 64 && flush_out(&mut conn, &mut wr).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(%peer, error = %e, "OpenFlow framing broken: closing");
+                    return;
+                }
+            }
+        }
+        buf.drain(..at);
+        conn.flush_pending().await;
+        if flush_out(&mut conn, &mut wr).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn flush_out<W: AsyncWrite + Unpin>(conn: &mut Conn, wr: &mut W) -> std::io::Result<()> {
+    for m in conn.out.drain(..) {
+        wr.write_all(&m).await?;
+    }
+    Ok(())
+}
+
+impl Conn {
+    fn v(&self) -> u8 {
+        if self.version == 0 {
+            of::OFP13
+        } else {
+            self.version
+        }
+    }
+
+    fn error(&mut self, xid: u32, err: &OfpError, msg: &[u8]) {
+        tracing::debug!(error = %err, "OpenFlow request refused");
+        let v = self.v();
+        self.out.push(of::encode_error(v, xid, err, msg));
+    }
+
+    /// Sends the flow mods gathered so far to the rule-table as one change.
+    async fn flush_pending(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let changes = std::mem::take(&mut self.pending);
+        let change = if changes.len() == 1 {
+            changes.into_iter().next().expect("one change")
+        } else {
+            RuleChange::Bundle(changes)
+        };
+        if let Err(e) = self.switch.change(change).await {
+            self.error(0, &e, &[]);
+        }
+    }
+
+    /// Handles one message; false closes the connection.
+    async fn handle(&mut self, msg: &[u8]) -> bool {
+        let xid = of::Header::parse(msg).map_or(0, |h| h.xid);
+        let (h, req) = match of::decode(msg, self.decode) {
+            Ok(r) => r,
+            Err(e) => {
+                self.error(xid, &e, msg);
+                return true;
+            }
+        };
+        if self.version == 0 && !matches!(req, Request::Hello { .. }) {
+            // A peer that skips HELLO speaks its header's version.
+            self.version = h.version;
+        }
+        if !matches!(req, Request::FlowMod(_)) {
+            self.flush_pending().await;
+        }
+        let v = self.v();
+        match req {
+            Request::Hello { versions } => match of::negotiate(versions) {
+                Some(ver) => self.version = ver,
+                None => {
+                    let e = OfpError::new(
+                        ErrorKind::HelloIncompatible,
+                        format!("no common version (peer offers {versions:#x})"),
+                    );
+                    self.version = h.version.min(of::OFP14);
+                    self.error(xid, &e, &[]);
+                    return false;
+                }
+            },
+            Request::Error { kind, code } => {
+                tracing::info!(kind, code, "OpenFlow peer sent an error");
+            }
+            Request::EchoRequest(data) => self.out.push(of::encode_echo_reply(v, xid, &data)),
+            Request::EchoReply | Request::Accepted(_) => {}
+            Request::FeaturesRequest => {
+                let ports = self.switch.ports();
+                self.out.push(of::encode_features_reply(
+                    v,
+                    xid,
+                    self.switch.datapath_id,
+                    N_TABLES,
+                    &ports,
+                ));
+            }
+            Request::GetConfigRequest => self.out.push(of::encode_get_config_reply(
+                v,
+                xid,
+                self.config_flags,
+                self.miss_send_len,
+            )),
+            Request::SetConfig {
+                flags,
+                miss_send_len,
+            } => {
+                self.config_flags = flags;
+                self.miss_send_len = miss_send_len;
+            }
+            Request::BarrierRequest => self.out.push(of::encode_barrier_reply(v, xid)),
+            Request::FlowMod(fm) => match self.flow_mod_change(*fm) {
+                Ok(c) => self.pending.push(c),
+                Err(e) => self.error(xid, &e, msg),
+            },
+            Request::Multipart(mp) => {
+                if let Err(e) = self.multipart(xid, mp).await {
+                    self.error(xid, &e, msg);
+                }
+            }
+            Request::RoleRequest {
+                role,
+                generation_id,
+                nicira,
+            } => {
+                if role > 3 {
+                    self.error(xid, &OfpError::new(ErrorKind::RoleBadRole, "role"), msg);
+                } else {
+                    // NOCHANGE (0) keeps the role; a fresh connection is EQUAL (1).
+                    if role != 0 {
+                        self.role = role;
+                    }
+                    let current = if self.role == 0 { 1 } else { self.role };
+                    self.out.push(of::encode_role_reply(v, xid, current, generation_id, nicira));
+                }
+            }
+            Request::GetAsyncRequest => self.out.push(of::encode_get_async_reply(v, xid)),
+            Request::SetFlowFormat(_) | Request::SetPacketInFormat(_) | Request::SetControllerId(_) => {}
+            Request::FlowModTableId(on) => self.decode.flow_mod_table_id = on,
+            Request::BundleControl { id, op, flags } => {
+                if let Err(e) = self.bundle_control(xid, id, op, flags).await {
+                    self.error(xid, &e, msg);
+                }
+            }
+            Request::BundleAdd { id, message, .. } => {
+                if let Err(e) = self.bundle_add(id, &message) {
+                    self.error(xid, &e, msg);
+                }
+            }
+            Request::PacketOut(_) => {
+                let e = OfpError::new(ErrorKind::BadType, "packet-out is not supported yet");
+                self.error(xid, &e, msg);
+            }
+        }
+        true
+    }
+
+    /// The rule-table change a flow mod asks for.
+    fn flow_mod_change(&self, fm: FlowMod) -> Result<RuleChange, OfpError> {
+        let adds = matches!(
+            fm.command,
+            FlowModCommand::Add | FlowModCommand::Modify | FlowModCommand::ModifyStrict
+        );
+        if adds && fm.table >= N_TABLES {
+            return Err(OfpError::new(
+                ErrorKind::FlowModBadTableId,
+                format!("table {} (the switch has {N_TABLES})", fm.table),
+            ));
+        }
+        if let Some(t) = fm.instructions.goto_table {
+            if adds && (t <= fm.table || t >= N_TABLES) {
+                return Err(OfpError::new(
+                    ErrorKind::InstBadTableId,
+                    format!("goto_table:{t} from table {}", fm.table),
+                ));
+            }
+        }
+        if fm.buffer_id != u32::MAX && fm.buffer_id != 0 && adds {
+            return Err(OfpError::new(ErrorKind::BufferUnknown, "upcalld buffers no packets"));
+        }
+        let rule = Rule {
+            table: fm.table,
+            priority: fm.priority,
+            cookie: fm.cookie,
+            idle_timeout: fm.idle_timeout,
+            hard_timeout: fm.hard_timeout,
+            matches: fm.matches,
+            instructions: fm.instructions.clone(),
+        };
+        let strict = matches!(
+            fm.command,
+            FlowModCommand::ModifyStrict | FlowModCommand::DeleteStrict
+        );
+        let filter = RuleFilter {
+            table: (fm.table != 0xff).then_some(fm.table),
+            matches: fm.matches,
+            strict,
+            priority: fm.priority,
+            cookie: (fm.cookie_mask != 0).then_some((fm.cookie, fm.cookie_mask)),
+            out_port: None,
+        };
+        Ok(match fm.command {
+            FlowModCommand::Add => RuleChange::Add(vec![rule]),
+            FlowModCommand::Delete | FlowModCommand::DeleteStrict => {
+                RuleChange::Delete(Box::new(RuleFilter {
+                    out_port: (fm.out_port != port::ANY && fm.out_port != 0xffff_ffff)
+                        .then_some(fm.out_port),
+                    ..filter
+                }))
+            }
+            FlowModCommand::Modify | FlowModCommand::ModifyStrict => {
+                // OpenFlow 1.0 sets the cookie and adds a rule when none
+                // matches; 1.1+ does neither (OVS's modify_may_add_flow).
+                let of10 = self.v() == of::OFP10;
+                let update = RuleUpdate {
+                    instructions: fm.instructions,
+                    new_cookie: (of10 && fm.cookie_mask == 0).then_some(fm.cookie),
+                    reset_counts: fm.flags & of::flow_flags::RESET_COUNTS != 0,
+                    add_if_none: (of10 && fm.cookie_mask == 0).then_some(rule),
+                };
+                RuleChange::Modify(Box::new(filter), Box::new(update))
+            }
+        })
+    }
+
+    async fn multipart(&mut self, xid: u32, mp: MultipartRequest) -> Result<(), OfpError> {
+        let v = self.v();
+        match mp {
+            MultipartRequest::Desc => {
+                let desc = self.switch.bridge.clone();
+                self.out.push(of::encode_desc_reply(v, xid, &desc));
+            }
+            MultipartRequest::Flow(req) => {
+                let entries = self.flow_entries(&req).await?;
+                let format = match (v, req.format) {
+                    (of::OFP10, f) => f,
+                    _ => FlowFormat::Oxm,
+                };
+                self.out
+                    .extend(of::encode_flow_stats_reply(v, xid, format, &entries));
+            }
+            MultipartRequest::Aggregate(req) => {
+                let entries = self.flow_entries(&req).await?;
+                let packets = entries.iter().map(|e| e.packet_count).sum();
+                let bytes = entries.iter().map(|e| e.byte_count).sum();
+                self.out.push(of::encode_aggregate_reply(
+                    v,
+                    xid,
+                    req.format,
+                    packets,
+                    bytes,
+                    entries.len() as u32,
+                ));
+            }
+            MultipartRequest::Table => {
+                let rules = self.switch.dump().await?;
+                let mut active = vec![0u32; usize::from(N_TABLES)];
+                for (e, _) in &rules {
+                    if let Some(n) = active.get_mut(usize::from(e.rule.table)) {
+                        *n += 1;
+                    }
+                }
+                self.out.extend(of::encode_table_stats_reply(v, xid, &active));
+            }
+            MultipartRequest::PortStats { port: p } => {
+                let secs = self.switch.started.elapsed().as_secs() as u32;
+                let stats: Vec<of::PortStats> = self
+                    .switch
+                    .ports()
+                    .into_iter()
+                    .filter(|d| p == port::ANY || p == 0xffff_ffff || d.number == p)
+                    .map(|d| of::PortStats {
+                        number: d.number,
+                        duration_sec: secs,
+                        ..Default::default()
+                    })
+                    .collect();
+                self.out.extend(of::encode_port_stats_reply(v, xid, &stats));
+            }
+            MultipartRequest::PortDesc => {
+                let ports = self.switch.ports();
+                self.out.extend(of::encode_port_desc_reply(v, xid, &ports));
+            }
+            MultipartRequest::TableFeatures => {
+                self.out
+                    .extend(of::encode_table_features_reply(v, xid, N_TABLES));
+            }
+            MultipartRequest::Empty(kind) => {
+                self.out.push(of::encode_empty_multipart_reply(v, xid, kind));
+            }
+        }
+        Ok(())
+    }
+
+    /// The rules a flow stats request selects, as reply entries.
+    async fn flow_entries(&self, req: &FlowStatsRequest) -> Result<Vec<FlowStatsEntry>, OfpError> {
+        let filter = RuleFilter {
+            table: (req.table != 0xff).then_some(req.table),
+            matches: req.matches,
+            strict: false,
+            priority: 0,
+            cookie: (req.cookie_mask != 0).then_some((req.cookie, req.cookie_mask)),
+            out_port: (req.out_port != port::ANY).then_some(req.out_port),
+        };
+        let rules = self.switch.dump().await?;
+        let now = Instant::now();
+        Ok(rules
+            .into_iter()
+            .filter(|(e, _)| filter.selects(&e.rule))
+            .map(|(e, s)| {
+                let age = now.saturating_duration_since(e.added);
+                let r = &e.rule;
+                FlowStatsEntry {
+                    table: r.table,
+                    duration_sec: age.as_secs() as u32,
+                    duration_nsec: age.subsec_nanos(),
+                    priority: r.priority,
+                    idle_timeout: r.idle_timeout,
+                    hard_timeout: r.hard_timeout,
+                    flags: 0,
+                    idle_age: age.as_secs().min(u64::from(u16::MAX)) as u16,
+                    hard_age: age.as_secs().min(u64::from(u16::MAX)) as u16,
+                    cookie: r.cookie,
+                    packet_count: s.n_packets,
+                    byte_count: s.n_bytes,
+                    matches: r.matches,
+                    instructions: r.instructions.clone(),
+                }
+            })
+            .collect())
+    }
+
+    async fn bundle_control(&mut self, xid: u32, id: u32, op: BundleOp, flags: u16) -> Result<(), OfpError> {
+        let v = self.v();
+        match op {
+            BundleOp::Open => {
+                if self.bundles.contains_key(&id) {
+                    return Err(OfpError::new(ErrorKind::BundleExists, format!("bundle {id}")));
+                }
+                self.bundles.insert(
+                    id,
+                    Bundle {
+                        flags,
+                        changes: Vec::new(),
+                        closed: false,
+                    },
+                );
+            }
+            BundleOp::Close => {
+                let b = self
+                    .bundles
+                    .get_mut(&id)
+                    .ok_or_else(|| OfpError::new(ErrorKind::BundleBadId, format!("bundle {id}")))?;
+                if b.closed {
+                    return Err(OfpError::new(ErrorKind::BundleClosed, format!("bundle {id}")));
+                }
+                b.closed = true;
+            }
+            BundleOp::Commit => {
+                let b = self
+                    .bundles
+                    .remove(&id)
+                    .ok_or_else(|| OfpError::new(ErrorKind::BundleBadId, format!("bundle {id}")))?;
+                if b.flags != flags {
+                    return Err(OfpError::new(ErrorKind::BundleBadFlags, "flags differ from the open"));
+                }
+                // All of the bundle becomes one version: atomic and ordered.
+                self.switch.change(RuleChange::Bundle(b.changes)).await?;
+            }
+            BundleOp::Discard => {
+                self.bundles
+                    .remove(&id)
+                    .ok_or_else(|| OfpError::new(ErrorKind::BundleBadId, format!("bundle {id}")))?;
+            }
+        }
+        self.out.push(of::encode_bundle_reply(v, xid, id, op, flags));
+        Ok(())
+    }
+
+    fn bundle_add(&mut self, id: u32, message: &[u8]) -> Result<(), OfpError> {
+        let (h, inner) = of::decode(message, self.decode)?;
+        if h.version != self.v() {
+            return Err(OfpError::new(ErrorKind::BundleBadVersion, "inner message version"));
+        }
+        let Request::FlowMod(fm) = inner else {
+            return Err(OfpError::new(
+                ErrorKind::BundleMsgUnsupported,
+                "only flow mods can be bundled",
+            ));
+        };
+        let change = self.flow_mod_change(*fm)?;
+        let b = self.bundles.entry(id).or_insert(Bundle {
+            flags: 0,
+            changes: Vec::new(),
+            closed: false,
+        });
+        if b.closed {
+            return Err(OfpError::new(ErrorKind::BundleClosed, format!("bundle {id}")));
+        }
+        if b.changes.len() >= MAX_BUNDLE_MSGS {
+            return Err(OfpError::new(ErrorKind::BundleMsgFailed, "bundle too large"));
+        }
+        b.changes.push(change);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_parse_like_ovs() {
+        assert_eq!(
+            Endpoint::parse("punix:/run/upcalld/br0.mgmt"),
+            Ok(Endpoint::ListenUnix("/run/upcalld/br0.mgmt".into()))
+        );
+        assert_eq!(
+            Endpoint::parse("ptcp:6653"),
+            Ok(Endpoint::ListenTcp("127.0.0.1:6653".parse().unwrap()))
+        );
+        assert_eq!(
+            Endpoint::parse("ptcp:6653:0.0.0.0"),
+            Ok(Endpoint::ListenTcp("0.0.0.0:6653".parse().unwrap()))
+        );
+        assert_eq!(
+            Endpoint::parse("tcp:127.0.0.1:6653"),
+            Ok(Endpoint::Tcp("127.0.0.1:6653".parse().unwrap()))
+        );
+        assert!(Endpoint::parse("tcp:6653").is_err());
+        assert!(Endpoint::parse("ssl:1.2.3.4:6653").is_err());
+    }
+}
