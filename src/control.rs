@@ -14,8 +14,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::Path;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use messages::unixctl;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 
 /// Largest request accepted (a big rules file).
@@ -134,10 +134,7 @@ where
                 Ok(1) => raw.push(first[0]),
                 _ => {}
             }
-            let read = (&mut stream)
-                .take(MAX_REQUEST)
-                .read_to_end(&mut raw)
-                .await;
+            let read = (&mut stream).take(MAX_REQUEST).read_to_end(&mut raw).await;
             let reply = match read {
                 Err(e) => Err(format!("reading the request: {e}")),
                 Ok(_) => match String::from_utf8(raw) {

@@ -28,8 +28,8 @@ use crate::dpif_netdev::{Netdev, NetdevConfig};
 use crate::netns::Host;
 use crate::openflow;
 use crate::show;
-use messages::unixctl;
 use messages::dpif::DpifOp;
+use messages::unixctl;
 
 /// The rules the demo loads when no rules file is configured: the two
 /// hosts can talk, except TCP port 9 (discard), which is dropped.
@@ -204,7 +204,10 @@ impl Ctl {
                 }
                 Ok(String::new())
             }
-            "coverage/show" => Ok(show::coverage_show(&self.pipeline.stats, &self.dpif.stats())),
+            "coverage/show" => Ok(show::coverage_show(
+                &self.pipeline.stats,
+                &self.dpif.stats(),
+            )),
             "vlog/set" | "vlog/list" => Ok(String::new()),
             "version" => Ok(format!(
                 "upcalld {} (speaks Open vSwitch 3.1's unixctl and OpenFlow)\n",
@@ -582,8 +585,16 @@ async fn serve(
     let (listen, configured) = config.openflow_listen();
     let mut endpoints = Vec::new();
     for s in listen.iter().chain(config.openflow.controllers.iter()) {
-        endpoints.push(openflow::Endpoint::parse(s).map_err(|e| anyhow::anyhow!("[openflow] {e}"))?);
+        endpoints
+            .push(openflow::Endpoint::parse(s).map_err(|e| anyhow::anyhow!("[openflow] {e}"))?);
     }
+    let of_sockets: Vec<PathBuf> = endpoints
+        .iter()
+        .filter_map(|e| match e {
+            openflow::Endpoint::ListenUnix(p) => Some(p.clone()),
+            _ => None,
+        })
+        .collect();
     let switch = Rc::new(openflow::Switch {
         pipeline: pipeline.clone(),
         dpif: dpif.clone(),
@@ -636,6 +647,9 @@ async fn serve(
     let _ = ctl.pipeline.flush().await;
     backend.close(ctl.config.datapath.on_exit);
     let _ = std::fs::remove_file(&socket_path);
+    for p in &of_sockets {
+        let _ = std::fs::remove_file(p);
+    }
     drop(hosts);
     actix::System::current().stop();
     Ok(())

@@ -52,12 +52,16 @@ pub enum Endpoint {
 
 impl Endpoint {
     pub fn parse(s: &str) -> Result<Endpoint, String> {
-        let (kind, rest) = s
-            .split_once(':')
-            .ok_or_else(|| format!("{s:?}: expected punix:PATH, ptcp:PORT[:IP], unix:PATH or tcp:IP:PORT"))?;
+        let (kind, rest) = s.split_once(':').ok_or_else(|| {
+            format!("{s:?}: expected punix:PATH, ptcp:PORT[:IP], unix:PATH or tcp:IP:PORT")
+        })?;
         let addr = |ip: &str, port: &str| -> Result<std::net::SocketAddr, String> {
-            let ip: std::net::IpAddr = ip.parse().map_err(|e| format!("{s:?}: address {ip:?}: {e}"))?;
-            let port: u16 = port.parse().map_err(|e| format!("{s:?}: port {port:?}: {e}"))?;
+            let ip: std::net::IpAddr = ip
+                .parse()
+                .map_err(|e| format!("{s:?}: address {ip:?}: {e}"))?;
+            let port: u16 = port
+                .parse()
+                .map_err(|e| format!("{s:?}: port {port:?}: {e}"))?;
             Ok(std::net::SocketAddr::new(ip, port))
         };
         match kind {
@@ -97,7 +101,12 @@ impl Switch {
             .send(change)
             .await
             .map(|_| ())
-            .map_err(|e| OfpError::new(ErrorKind::FlowModUnknown, format!("rule-table unavailable: {e}")))
+            .map_err(|e| {
+                OfpError::new(
+                    ErrorKind::FlowModUnknown,
+                    format!("rule-table unavailable: {e}"),
+                )
+            })
     }
 
     async fn dump(&self) -> Result<Vec<(Arc<RuleEntry>, RuleStats)>, OfpError> {
@@ -290,7 +299,11 @@ where
             }
             Err(_) => {
                 probe_sent = true;
-                let v = if conn.version == 0 { of::OFP13 } else { conn.version };
+                let v = if conn.version == 0 {
+                    of::OFP13
+                } else {
+                    conn.version
+                };
                 if wr.write_all(&of::encode_echo_request(v, 0)).await.is_err() {
                     return;
                 }
@@ -438,7 +451,7 @@ impl Conn {
                 Err(e) => self.error(xid, &e, msg),
             },
             Request::Multipart(mp) => {
-                if let Err(e) = self.multipart(xid, mp).await {
+                if let Err(e) = self.multipart(xid, *mp).await {
                     self.error(xid, &e, msg);
                 }
             }
@@ -455,11 +468,19 @@ impl Conn {
                         self.role = role;
                     }
                     let current = if self.role == 0 { 1 } else { self.role };
-                    self.out.push(of::encode_role_reply(v, xid, current, generation_id, nicira));
+                    self.out.push(of::encode_role_reply(
+                        v,
+                        xid,
+                        current,
+                        generation_id,
+                        nicira,
+                    ));
                 }
             }
             Request::GetAsyncRequest => self.out.push(of::encode_get_async_reply(v, xid)),
-            Request::SetFlowFormat(_) | Request::SetPacketInFormat(_) | Request::SetControllerId(_) => {}
+            Request::SetFlowFormat(_)
+            | Request::SetPacketInFormat(_)
+            | Request::SetControllerId(_) => {}
             Request::FlowModTableId(on) => self.decode.flow_mod_table_id = on,
             Request::BundleControl { id, op, flags } => {
                 if let Err(e) = self.bundle_control(xid, id, op, flags).await {
@@ -500,7 +521,10 @@ impl Conn {
             }
         }
         if fm.buffer_id != u32::MAX && fm.buffer_id != 0 && adds {
-            return Err(OfpError::new(ErrorKind::BufferUnknown, "upcalld buffers no packets"));
+            return Err(OfpError::new(
+                ErrorKind::BufferUnknown,
+                "upcalld buffers no packets",
+            ));
         }
         let rule = Rule {
             table: fm.table,
@@ -584,7 +608,8 @@ impl Conn {
                         *n += 1;
                     }
                 }
-                self.out.extend(of::encode_table_stats_reply(v, xid, &active));
+                self.out
+                    .extend(of::encode_table_stats_reply(v, xid, &active));
             }
             MultipartRequest::PortStats { port: p } => {
                 let secs = self.switch.started.elapsed().as_secs() as u32;
@@ -610,7 +635,8 @@ impl Conn {
                     .extend(of::encode_table_features_reply(v, xid, N_TABLES));
             }
             MultipartRequest::Empty(kind) => {
-                self.out.push(of::encode_empty_multipart_reply(v, xid, kind));
+                self.out
+                    .push(of::encode_empty_multipart_reply(v, xid, kind));
             }
         }
         Ok(())
@@ -654,12 +680,21 @@ impl Conn {
             .collect())
     }
 
-    async fn bundle_control(&mut self, xid: u32, id: u32, op: BundleOp, flags: u16) -> Result<(), OfpError> {
+    async fn bundle_control(
+        &mut self,
+        xid: u32,
+        id: u32,
+        op: BundleOp,
+        flags: u16,
+    ) -> Result<(), OfpError> {
         let v = self.v();
         match op {
             BundleOp::Open => {
                 if self.bundles.contains_key(&id) {
-                    return Err(OfpError::new(ErrorKind::BundleExists, format!("bundle {id}")));
+                    return Err(OfpError::new(
+                        ErrorKind::BundleExists,
+                        format!("bundle {id}"),
+                    ));
                 }
                 self.bundles.insert(
                     id,
@@ -676,7 +711,10 @@ impl Conn {
                     .get_mut(&id)
                     .ok_or_else(|| OfpError::new(ErrorKind::BundleBadId, format!("bundle {id}")))?;
                 if b.closed {
-                    return Err(OfpError::new(ErrorKind::BundleClosed, format!("bundle {id}")));
+                    return Err(OfpError::new(
+                        ErrorKind::BundleClosed,
+                        format!("bundle {id}"),
+                    ));
                 }
                 b.closed = true;
             }
@@ -686,7 +724,10 @@ impl Conn {
                     .remove(&id)
                     .ok_or_else(|| OfpError::new(ErrorKind::BundleBadId, format!("bundle {id}")))?;
                 if b.flags != flags {
-                    return Err(OfpError::new(ErrorKind::BundleBadFlags, "flags differ from the open"));
+                    return Err(OfpError::new(
+                        ErrorKind::BundleBadFlags,
+                        "flags differ from the open",
+                    ));
                 }
                 // All of the bundle becomes one version: atomic and ordered.
                 self.switch.change(RuleChange::Bundle(b.changes)).await?;
@@ -697,14 +738,18 @@ impl Conn {
                     .ok_or_else(|| OfpError::new(ErrorKind::BundleBadId, format!("bundle {id}")))?;
             }
         }
-        self.out.push(of::encode_bundle_reply(v, xid, id, op, flags));
+        self.out
+            .push(of::encode_bundle_reply(v, xid, id, op, flags));
         Ok(())
     }
 
     fn bundle_add(&mut self, id: u32, message: &[u8]) -> Result<(), OfpError> {
         let (h, inner) = of::decode(message, self.decode)?;
         if h.version != self.v() {
-            return Err(OfpError::new(ErrorKind::BundleBadVersion, "inner message version"));
+            return Err(OfpError::new(
+                ErrorKind::BundleBadVersion,
+                "inner message version",
+            ));
         }
         let Request::FlowMod(fm) = inner else {
             return Err(OfpError::new(
@@ -719,10 +764,16 @@ impl Conn {
             closed: false,
         });
         if b.closed {
-            return Err(OfpError::new(ErrorKind::BundleClosed, format!("bundle {id}")));
+            return Err(OfpError::new(
+                ErrorKind::BundleClosed,
+                format!("bundle {id}"),
+            ));
         }
         if b.changes.len() >= MAX_BUNDLE_MSGS {
-            return Err(OfpError::new(ErrorKind::BundleMsgFailed, "bundle too large"));
+            return Err(OfpError::new(
+                ErrorKind::BundleMsgFailed,
+                "bundle too large",
+            ));
         }
         b.changes.push(change);
         Ok(())

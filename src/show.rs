@@ -189,7 +189,9 @@ pub fn coverage_show(s: &PipelineStats, dp: &DpStats) -> String {
     for r in DropReason::ALL {
         events.push((format!("upcall_drop_{}", r.name()), s.dropped(r)));
     }
-    let mut out = String::from("Event coverage, avg rate over last: 5 seconds, last minute, last hour,  hash=00000000:\n");
+    let mut out = String::from(
+        "Event coverage, avg rate over last: 5 seconds, last minute, last hour,  hash=00000000:\n",
+    );
     let mut zero = 0;
     for (name, n) in events {
         if n == 0 {

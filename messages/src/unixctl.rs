@@ -20,7 +20,10 @@ pub fn next_request(buf: &[u8]) -> Result<Option<(Request, usize)>, String> {
         return Ok(None);
     };
     if buf[start] != b'{' {
-        return Err(format!("expected a JSON object, got byte {:#04x}", buf[start]));
+        return Err(format!(
+            "expected a JSON object, got byte {:#04x}",
+            buf[start]
+        ));
     }
     let mut depth = 0usize;
     let mut in_str = false;
@@ -156,7 +159,10 @@ impl Parser<'_> {
             Some(c) if c.is_ascii_digit() || *c == b'-' => {
                 let start = self.at;
                 while self.at < self.s.len()
-                    && matches!(self.s[self.at], b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
+                    && matches!(
+                        self.s[self.at],
+                        b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'
+                    )
                 {
                     self.at += 1;
                 }
@@ -190,7 +196,10 @@ impl Parser<'_> {
                         b'b' => out.push('\u{8}'),
                         b'f' => out.push('\u{c}'),
                         b'u' => {
-                            let hex = self.s.get(self.at..self.at + 4).ok_or("JSON: short \\u escape")?;
+                            let hex = self
+                                .s
+                                .get(self.at..self.at + 4)
+                                .ok_or("JSON: short \\u escape")?;
                             let code = u32::from_str_radix(&String::from_utf8_lossy(hex), 16)
                                 .map_err(|_| "JSON: bad \\u escape".to_string())?;
                             self.at += 4;

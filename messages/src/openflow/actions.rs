@@ -93,8 +93,11 @@ fn set(field: Field, value: u128) -> OfAction {
 }
 
 fn output(port: u32, max_len: u16) -> Result<OfAction, OfpError> {
-    if port == 0 || port == port::ANY || (port >= port::MAX && port < port::IN_PORT) {
-        return Err(bad(E::ActionBadOutPort, format!("output to port {port:#x}")));
+    if port == 0 || port == port::ANY || (port::MAX..port::IN_PORT).contains(&port) {
+        return Err(bad(
+            E::ActionBadOutPort,
+            format!("output to port {port:#x}"),
+        ));
     }
     Ok(if port == port::CONTROLLER {
         OfAction::Controller { max_len }
@@ -164,7 +167,10 @@ fn decode_of10(
         OFPAT10_SET_NW_TOS => {
             let tos = a.u8("tos")?;
             if tos & 3 != 0 {
-                return Err(bad(E::ActionBadArgument, format!("nw_tos {tos} has ECN bits")));
+                return Err(bad(
+                    E::ActionBadArgument,
+                    format!("nw_tos {tos} has ECN bits"),
+                ));
             }
             out.push(set(Field::IpDscp, u128::from(tos >> 2)));
         }
@@ -213,13 +219,19 @@ fn decode_of13(kind: u16, a: &mut Reader<'_>, out: &mut Vec<OfAction>) -> Result
                 .then(|| a.u32("experimenter"))
                 .transpose()?;
             let info = nxm::field_for_header(raw, exp).ok_or_else(|| {
-                bad(E::ActionBadSetType, format!("set_field of unknown field {raw:#010x}"))
+                bad(
+                    E::ActionBadSetType,
+                    format!("set_field of unknown field {raw:#010x}"),
+                )
             })?;
             if raw & 0x100 != 0 {
                 return Err(bad(E::ActionBadSetArgument, "set_field with a mask"));
             }
             if !info.writable {
-                return Err(bad(E::ActionBadSetType, format!("{} is read-only", info.name)));
+                return Err(bad(
+                    E::ActionBadSetType,
+                    format!("{} is read-only", info.name),
+                ));
             }
             let value = read_value(a, info.n_bytes)?;
             out.push(set(info.field, value));
@@ -271,7 +283,9 @@ fn decode_nx(a: &mut Reader<'_>, ins: &mut Instructions) -> Result<(), OfpError>
             let dst_ofs = a.u16("dst_ofs")?;
             let src = nx_field(a.u32("src")?)?;
             let dst = nx_field(a.u32("dst")?)?;
-            let fits = |ofs: u16, f: &fields::FieldInfo| u32::from(ofs) + u32::from(n_bits) <= u32::from(f.n_bits);
+            let fits = |ofs: u16, f: &fields::FieldInfo| {
+                u32::from(ofs) + u32::from(n_bits) <= u32::from(f.n_bits)
+            };
             if n_bits == 0 || !fits(src_ofs, src) || !fits(dst_ofs, dst) || !dst.writable {
                 return Err(bad(E::ActionBadArgument, "move: bits out of range"));
             }
@@ -363,7 +377,10 @@ pub fn decode_instructions(buf: &[u8]) -> Result<Instructions, OfpError> {
         let kind = r.u16("instruction type")?;
         let len = usize::from(r.u16("instruction length")?);
         if len < 8 || len % 8 != 0 || len - 4 > r.remaining() {
-            return Err(bad(E::InstBadLen, format!("instruction {kind} has length {len}")));
+            return Err(bad(
+                E::InstBadLen,
+                format!("instruction {kind} has length {len}"),
+            ));
         }
         if seen.contains(&kind) {
             return Err(bad(E::InstDup, format!("instruction {kind} twice")));

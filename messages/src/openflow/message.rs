@@ -156,7 +156,9 @@ pub enum MultipartRequest {
     Flow(FlowStatsRequest),
     Aggregate(FlowStatsRequest),
     Table,
-    PortStats { port: u32 },
+    PortStats {
+        port: u32,
+    },
     PortDesc,
     TableFeatures,
     /// Requests answered with an empty reply (groups, meters, queues):
@@ -201,9 +203,9 @@ pub enum Request {
         flags: u16,
         miss_send_len: u16,
     },
-    PacketOut(PacketOut),
+    PacketOut(Box<PacketOut>),
     FlowMod(Box<FlowMod>),
-    Multipart(MultipartRequest),
+    Multipart(Box<MultipartRequest>),
     BarrierRequest,
     RoleRequest {
         role: u32,
@@ -244,14 +246,20 @@ pub fn decode(msg: &[u8], st: DecodeState) -> Result<(Header, Request), OfpError
     let h = Header::parse(msg)
         .ok_or_else(|| OfpError::new(E::BadLen, "shorter than the OpenFlow header"))?;
     if usize::from(h.length) != msg.len() {
-        return Err(OfpError::new(E::BadLen, "length field disagrees with the message"));
+        return Err(OfpError::new(
+            E::BadLen,
+            "length field disagrees with the message",
+        ));
     }
     let mut r = Reader::new(&msg[HEADER_LEN..], E::BadLen);
     if h.kind == OFPT_HELLO {
         return Ok((h, decode_hello(h.version, r)));
     }
     if h.version != OFP10 && h.version != OFP13 && h.version != OFP14 {
-        return Err(OfpError::new(E::BadVersion, format!("version {:#x}", h.version)));
+        return Err(OfpError::new(
+            E::BadVersion,
+            format!("version {:#x}", h.version),
+        ));
     }
     let v = h.version;
     let req = match h.kind {
@@ -268,14 +276,14 @@ pub fn decode(msg: &[u8], st: DecodeState) -> Result<(Header, Request), OfpError
             flags: r.u16("flags")?,
             miss_send_len: r.u16("miss_send_len")?,
         },
-        OFPT_PACKET_OUT => Request::PacketOut(decode_packet_out(v, r)?),
+        OFPT_PACKET_OUT => Request::PacketOut(Box::new(decode_packet_out(v, r)?)),
         OFPT_FLOW_MOD if v == OFP10 => decode_flow_mod_of10(r, st)?,
         OFPT_FLOW_MOD => decode_flow_mod_of13(r)?,
         OFPT10_PORT_MOD if v == OFP10 => Request::Accepted("port mod"),
-        OFPT10_STATS_REQUEST if v == OFP10 => Request::Multipart(decode_stats_of10(r)?),
+        OFPT10_STATS_REQUEST if v == OFP10 => Request::Multipart(Box::new(decode_stats_of10(r)?)),
         OFPT10_BARRIER_REQUEST if v == OFP10 => Request::BarrierRequest,
         OFPT13_PORT_MOD | OFPT13_TABLE_MOD if v != OFP10 => Request::Accepted("table or port mod"),
-        OFPT13_MULTIPART_REQUEST if v != OFP10 => Request::Multipart(decode_multipart(r)?),
+        OFPT13_MULTIPART_REQUEST if v != OFP10 => Request::Multipart(Box::new(decode_multipart(r)?)),
         OFPT13_BARRIER_REQUEST if v != OFP10 => Request::BarrierRequest,
         OFPT13_ROLE_REQUEST if v != OFP10 => {
             let role = r.u32("role")?;
@@ -291,7 +299,10 @@ pub fn decode(msg: &[u8], st: DecodeState) -> Result<(Header, Request), OfpError
         OFPT14_BUNDLE_CONTROL if v >= OFP14 => decode_bundle_control(r)?,
         OFPT14_BUNDLE_ADD_MESSAGE if v >= OFP14 => decode_bundle_add(r)?,
         OFPT13_GROUP_MOD | OFPT13_METER_MOD if v != OFP10 => {
-            return Err(OfpError::new(E::BadType, "groups and meters are not supported"))
+            return Err(OfpError::new(
+                E::BadType,
+                "groups and meters are not supported",
+            ))
         }
         k => return Err(OfpError::new(E::BadType, format!("message type {k}"))),
     };
@@ -328,7 +339,10 @@ fn decode_vendor(v: u8, mut r: Reader<'_>, st: DecodeState) -> Result<Request, O
         return match subtype {
             ONFT_BUNDLE_CONTROL => decode_bundle_control(r),
             ONFT_BUNDLE_ADD_MESSAGE => decode_bundle_add(r),
-            _ => Err(OfpError::new(E::BadSubtype, format!("ONF message {subtype}"))),
+            _ => Err(OfpError::new(
+                E::BadSubtype,
+                format!("ONF message {subtype}"),
+            )),
         };
     }
     if vendor != NX_VENDOR_ID {
@@ -422,7 +436,8 @@ fn decode_of10_match(r: &mut Reader<'_>) -> Result<Match, OfpError> {
         if !pcp_wild {
             w.vlans[0].tci |= VLAN_PCP_MASK | VLAN_CFI;
         }
-        let tci = (dl_vlan & VLAN_VID_MASK) | (u16::from(dl_vlan_pcp & 7) << VLAN_PCP_SHIFT) | VLAN_CFI;
+        let tci =
+            (dl_vlan & VLAN_VID_MASK) | (u16::from(dl_vlan_pcp & 7) << VLAN_PCP_SHIFT) | VLAN_CFI;
         f.vlans[0].tci = tci & w.vlans[0].tci;
         if f.vlans[0].tci & VLAN_CFI != 0 {
             f.vlans[0].tpid = ETH_TYPE_VLAN_8021Q;
@@ -458,7 +473,10 @@ fn decode_of10_match(r: &mut Reader<'_>) -> Result<Match, OfpError> {
             w.nw_tos = 0xfc;
         }
         let l4 = w.nw_proto != 0
-            && matches!(f.nw_proto, IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP | IPPROTO_ICMP);
+            && matches!(
+                f.nw_proto,
+                IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP | IPPROTO_ICMP
+            );
         if l4 {
             if wc & (1 << 6) == 0 {
                 f.tp_src = tp_src;
@@ -483,7 +501,10 @@ fn encode_of10_match(m: &Match, out: &mut Vec<u8>) {
         }
     };
     bit(w.in_port != 0, 1 << 0);
-    bit(w.vlans[0].tci & VLAN_VID_MASK != 0 || w.vlans[0].tci == 0xffff, 1 << 1);
+    bit(
+        w.vlans[0].tci & VLAN_VID_MASK != 0 || w.vlans[0].tci == 0xffff,
+        1 << 1,
+    );
     bit(w.dl_src != [0; 6], 1 << 2);
     bit(w.dl_dst != [0; 6], 1 << 3);
     bit(w.dl_type != 0, 1 << 4);
@@ -519,7 +540,10 @@ fn encode_of10_match(m: &Match, out: &mut Vec<u8>) {
 fn check_flags(flags: u16, of10: bool) -> Result<(), OfpError> {
     let known = if of10 { 0x3 } else { 0x1f };
     if flags & !known != 0 {
-        return Err(OfpError::new(E::FlowModBadFlags, format!("flags {flags:#x}")));
+        return Err(OfpError::new(
+            E::FlowModBadFlags,
+            format!("flags {flags:#x}"),
+        ));
     }
     Ok(())
 }
@@ -578,7 +602,11 @@ fn decode_nx_flow_mod(mut r: Reader<'_>, st: DecodeState) -> Result<Request, Ofp
         table: of10_table(raw_command, st, cmd),
         // An add's cookie is the new rule's; other commands select by the
         // NXM cookie match and, in 1.0, set the given cookie.
-        cookie: if adding || cookie_mask == 0 { cookie } else { cookie_sel },
+        cookie: if adding || cookie_mask == 0 {
+            cookie
+        } else {
+            cookie_sel
+        },
         cookie_mask: if adding { 0 } else { cookie_mask },
         priority,
         idle_timeout,
@@ -624,8 +652,16 @@ fn decode_flow_mod_of13(mut r: Reader<'_>) -> Result<Request, OfpError> {
     r.skip(2, "pad")?;
     let matches = decode_oxm_match(&mut r, true)?;
     let instructions = actions::decode_instructions(r.buf)?;
-    if table == 0xff && matches!(cmd, FlowModCommand::Add | FlowModCommand::Modify | FlowModCommand::ModifyStrict) {
-        return Err(OfpError::new(E::FlowModBadTableId, "table 255 in an add or modify"));
+    if table == 0xff
+        && matches!(
+            cmd,
+            FlowModCommand::Add | FlowModCommand::Modify | FlowModCommand::ModifyStrict
+        )
+    {
+        return Err(OfpError::new(
+            E::FlowModBadTableId,
+            "table 255 in an add or modify",
+        ));
     }
     Ok(Request::FlowMod(Box::new(FlowMod {
         command: cmd,
@@ -647,7 +683,10 @@ fn decode_flow_mod_of13(mut r: Reader<'_>) -> Result<Request, OfpError> {
 fn decode_packet_out(v: u8, mut r: Reader<'_>) -> Result<PacketOut, OfpError> {
     let buffer_id = r.u32("buffer_id")?;
     let (in_port, actions_len) = if v == OFP10 {
-        (super::port_from_of10(r.u16("in_port")?), r.u16("actions_len")?)
+        (
+            super::port_from_of10(r.u16("in_port")?),
+            r.u16("actions_len")?,
+        )
     } else {
         let p = r.u32("in_port")?;
         let n = r.u16("actions_len")?;
@@ -659,7 +698,10 @@ fn decode_packet_out(v: u8, mut r: Reader<'_>) -> Result<PacketOut, OfpError> {
     m.flow.in_port = in_port;
     let actions = actions::decode_actions(v, acts, &m)?;
     if buffer_id != u32::MAX {
-        return Err(OfpError::new(E::BufferUnknown, "upcalld buffers no packets"));
+        return Err(OfpError::new(
+            E::BufferUnknown,
+            "upcalld buffers no packets",
+        ));
     }
     Ok(PacketOut {
         buffer_id,
@@ -749,7 +791,10 @@ fn decode_stats_of10(mut r: Reader<'_>) -> Result<MultipartRequest, OfpError> {
             let subtype = r.u32("subtype")?;
             r.skip(4, "pad")?;
             if subtype != NXST_FLOW && subtype != NXST_AGGREGATE {
-                return Err(OfpError::new(E::BadSubtype, format!("Nicira stats {subtype}")));
+                return Err(OfpError::new(
+                    E::BadSubtype,
+                    format!("Nicira stats {subtype}"),
+                ));
             }
             let out_port = super::port_from_of10(r.u16("out_port")?);
             let match_len = usize::from(r.u16("match_len")?);
@@ -783,7 +828,12 @@ fn decode_bundle_control(mut r: Reader<'_>) -> Result<Request, OfpError> {
         2 => BundleOp::Close,
         4 => BundleOp::Commit,
         6 => BundleOp::Discard,
-        t => return Err(OfpError::new(E::BundleBadType, format!("bundle control type {t}"))),
+        t => {
+            return Err(OfpError::new(
+                E::BundleBadType,
+                format!("bundle control type {t}"),
+            ))
+        }
     };
     let flags = r.u16("flags")?;
     Ok(Request::BundleControl { id, op, flags })
@@ -795,7 +845,9 @@ fn decode_bundle_add(mut r: Reader<'_>) -> Result<Request, OfpError> {
     let flags = r.u16("flags")?;
     let inner = Header::parse(r.buf)
         .ok_or_else(|| OfpError::new(E::BadLen, "bundled message shorter than a header"))?;
-    let message = r.bytes(usize::from(inner.length), "bundled message")?.to_vec();
+    let message = r
+        .bytes(usize::from(inner.length), "bundled message")?
+        .to_vec();
     Ok(Request::BundleAdd { id, flags, message })
 }
 
@@ -936,7 +988,7 @@ fn put_port(version: u8, p: &PortDesc, out: &mut Vec<u8>) {
         out.put_u32(p.state);
         out.put_u32(FEATURES);
         out.put_zeros(12);
-    } else {
+    } else if version == OFP13 {
         out.put_u32(p.number);
         out.put_zeros(4);
         out.extend_from_slice(&p.hw_addr);
@@ -944,6 +996,23 @@ fn put_port(version: u8, p: &PortDesc, out: &mut Vec<u8>) {
         put_name(out, &p.name, 16);
         out.put_u32(p.config);
         out.put_u32(p.state);
+        out.put_u32(FEATURES);
+        out.put_zeros(12);
+        out.put_u32(p.curr_speed);
+        out.put_u32(p.curr_speed);
+    } else {
+        // OpenFlow 1.4: the Ethernet details move into a property.
+        out.put_u32(p.number);
+        out.put_u16(72);
+        out.put_zeros(2);
+        out.extend_from_slice(&p.hw_addr);
+        out.put_zeros(2);
+        put_name(out, &p.name, 16);
+        out.put_u32(p.config);
+        out.put_u32(p.state);
+        out.put_u16(0);
+        out.put_u16(32);
+        out.put_zeros(4);
         out.put_u32(FEATURES);
         out.put_zeros(12);
         out.put_u32(p.curr_speed);
@@ -989,7 +1058,13 @@ pub fn encode_port_status(version: u8, reason: u8, p: &PortDesc) -> Vec<u8> {
     finish(out)
 }
 
-pub fn encode_role_reply(version: u8, xid: u32, role: u32, generation_id: u64, nicira: bool) -> Vec<u8> {
+pub fn encode_role_reply(
+    version: u8,
+    xid: u32,
+    role: u32,
+    generation_id: u64,
+    nicira: bool,
+) -> Vec<u8> {
     if nicira {
         let mut out = start(version, OFPT_VENDOR, xid);
         out.put_u32(NX_VENDOR_ID);
@@ -1277,6 +1352,31 @@ pub fn encode_port_stats_reply(version: u8, xid: u32, stats: &[PortStats]) -> Ve
         None,
         stats.iter().map(|s| {
             let mut b = Vec::new();
+            if version >= OFP14 {
+                // Length, port, duration, the eight counters, then the
+                // Ethernet property with the four error counters.
+                b.put_u16(120);
+                b.put_zeros(2);
+                b.put_u32(s.number);
+                b.put_u32(s.duration_sec);
+                b.put_u32(0);
+                for v in [
+                    s.rx_packets,
+                    s.tx_packets,
+                    s.rx_bytes,
+                    s.tx_bytes,
+                    s.rx_dropped,
+                    s.tx_dropped,
+                    0,
+                    0,
+                ] {
+                    b.put_u64(v);
+                }
+                b.put_u16(0);
+                b.put_u16(40);
+                b.put_zeros(4 + 32);
+                return b;
+            }
             if version == OFP10 {
                 b.put_u16(super::port_to_of10(s.number));
                 b.put_zeros(6);

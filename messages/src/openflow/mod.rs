@@ -282,10 +282,7 @@ impl<'a> Reader<'a> {
         if self.buf.len() < n {
             return Err(OfpError::new(
                 self.err,
-                format!(
-                    "{what}: needs {n} bytes, only {} left",
-                    self.buf.len()
-                ),
+                format!("{what}: needs {n} bytes, only {} left", self.buf.len()),
             ));
         }
         let (head, tail) = self.buf.split_at(n);

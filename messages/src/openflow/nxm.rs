@@ -36,7 +36,10 @@ impl NxmHeader {
     pub fn raw(self, masked: bool) -> u32 {
         let extra = if self.class == EXPERIMENTER { 4 } else { 0 };
         let len = u32::from(self.len) * if masked { 2 } else { 1 } + extra;
-        (u32::from(self.class) << 16) | (u32::from(self.field) << 9) | (u32::from(masked) << 8) | len
+        (u32::from(self.class) << 16)
+            | (u32::from(self.field) << 9)
+            | (u32::from(masked) << 8)
+            | len
     }
 }
 
@@ -230,7 +233,10 @@ pub fn decode(buf: &[u8], strict: bool) -> Result<Decoded, OfpError> {
         let mut payload_len = usize::from((raw & 0xff) as u8);
         let exp = if class == EXPERIMENTER {
             payload_len = payload_len.checked_sub(4).ok_or_else(|| {
-                OfpError::new(ErrorKind::MatchBadLen, "experimenter field shorter than its id")
+                OfpError::new(
+                    ErrorKind::MatchBadLen,
+                    "experimenter field shorter than its id",
+                )
             })?;
             Some(r.u32("experimenter id")?)
         } else {
@@ -454,7 +460,12 @@ pub fn encode(m: &Match, oxm: bool) -> Vec<u8> {
     let (tci, tci_mask) = (f.vlans[0].tci, w.vlans[0].tci);
     if oxm {
         let vid_cfi = VLAN_VID_MASK | VLAN_CFI;
-        put(&mut out, "vlan_vid", (tci & vid_cfi).into(), (tci_mask & vid_cfi).into());
+        put(
+            &mut out,
+            "vlan_vid",
+            (tci & vid_cfi).into(),
+            (tci_mask & vid_cfi).into(),
+        );
         if tci & vid_cfi != 0 && tci_mask & VLAN_PCP_MASK != 0 {
             put(&mut out, "vlan_pcp", (tci >> VLAN_PCP_SHIFT).into(), 0xff);
         }
@@ -464,11 +475,31 @@ pub fn encode(m: &Match, oxm: bool) -> Vec<u8> {
     if w.dl_type == u16::MAX && eth_type_mpls(f.dl_type) {
         let (lse, lm) = (f.mpls_lse[0], w.mpls_lse[0]);
         if oxm {
-            put(&mut out, "mpls_label", (lse >> 12).into(), (lm >> 12).into());
-            put(&mut out, "mpls_tc", ((lse >> 9) & 7).into(), ((lm >> 9) & 7).into());
-            put(&mut out, "mpls_bos", ((lse >> 8) & 1).into(), ((lm >> 8) & 1).into());
+            put(
+                &mut out,
+                "mpls_label",
+                (lse >> 12).into(),
+                (lm >> 12).into(),
+            );
+            put(
+                &mut out,
+                "mpls_tc",
+                ((lse >> 9) & 7).into(),
+                ((lm >> 9) & 7).into(),
+            );
+            put(
+                &mut out,
+                "mpls_bos",
+                ((lse >> 8) & 1).into(),
+                ((lm >> 8) & 1).into(),
+            );
         }
-        put(&mut out, "mpls_ttl", (lse & 0xff).into(), (lm & 0xff).into());
+        put(
+            &mut out,
+            "mpls_ttl",
+            (lse & 0xff).into(),
+            (lm & 0xff).into(),
+        );
     }
     let ip = f.dl_type == ETH_TYPE_IP;
     let ip6 = f.dl_type == ETH_TYPE_IPV6;
@@ -477,14 +508,29 @@ pub fn encode(m: &Match, oxm: bool) -> Vec<u8> {
             put(&mut out, "ip_src", f.nw_src.into(), w.nw_src.into());
             put(&mut out, "ip_dst", f.nw_dst.into(), w.nw_dst.into());
         } else {
-            put(&mut out, "ipv6_src", be_uint(&f.ipv6_src), be_uint(&w.ipv6_src));
-            put(&mut out, "ipv6_dst", be_uint(&f.ipv6_dst), be_uint(&w.ipv6_dst));
+            put(
+                &mut out,
+                "ipv6_src",
+                be_uint(&f.ipv6_src),
+                be_uint(&w.ipv6_src),
+            );
+            put(
+                &mut out,
+                "ipv6_dst",
+                be_uint(&f.ipv6_dst),
+                be_uint(&w.ipv6_dst),
+            );
             let label_mask = if w.ipv6_label == u32::MAX {
                 u32::MAX
             } else {
                 w.ipv6_label
             };
-            put(&mut out, "ipv6_label", f.ipv6_label.into(), label_mask.into());
+            put(
+                &mut out,
+                "ipv6_label",
+                f.ipv6_label.into(),
+                label_mask.into(),
+            );
         }
         put(
             &mut out,
@@ -513,7 +559,12 @@ pub fn encode(m: &Match, oxm: bool) -> Vec<u8> {
                 IPPROTO_TCP => {
                     put(&mut out, "tcp_src", ps.0, ps.1);
                     put(&mut out, "tcp_dst", pd.0, pd.1);
-                    put(&mut out, "tcp_flags", f.tcp_flags.into(), w.tcp_flags.into());
+                    put(
+                        &mut out,
+                        "tcp_flags",
+                        f.tcp_flags.into(),
+                        w.tcp_flags.into(),
+                    );
                 }
                 IPPROTO_UDP => {
                     put(&mut out, "udp_src", ps.0, ps.1);
@@ -524,13 +575,38 @@ pub fn encode(m: &Match, oxm: bool) -> Vec<u8> {
                     put(&mut out, "sctp_dst", pd.0, pd.1);
                 }
                 IPPROTO_ICMP if ip => {
-                    put(&mut out, "icmp_type", (f.tp_src & 0xff).into(), (w.tp_src & 0xff).into());
-                    put(&mut out, "icmp_code", (f.tp_dst & 0xff).into(), (w.tp_dst & 0xff).into());
+                    put(
+                        &mut out,
+                        "icmp_type",
+                        (f.tp_src & 0xff).into(),
+                        (w.tp_src & 0xff).into(),
+                    );
+                    put(
+                        &mut out,
+                        "icmp_code",
+                        (f.tp_dst & 0xff).into(),
+                        (w.tp_dst & 0xff).into(),
+                    );
                 }
                 IPPROTO_ICMPV6 if ip6 => {
-                    put(&mut out, "icmpv6_type", (f.tp_src & 0xff).into(), (w.tp_src & 0xff).into());
-                    put(&mut out, "icmpv6_code", (f.tp_dst & 0xff).into(), (w.tp_dst & 0xff).into());
-                    put(&mut out, "nd_target", be_uint(&f.nd_target), be_uint(&w.nd_target));
+                    put(
+                        &mut out,
+                        "icmpv6_type",
+                        (f.tp_src & 0xff).into(),
+                        (w.tp_src & 0xff).into(),
+                    );
+                    put(
+                        &mut out,
+                        "icmpv6_code",
+                        (f.tp_dst & 0xff).into(),
+                        (w.tp_dst & 0xff).into(),
+                    );
+                    put(
+                        &mut out,
+                        "nd_target",
+                        be_uint(&f.nd_target),
+                        be_uint(&w.nd_target),
+                    );
                     put(&mut out, "nd_sll", mac(f.arp_sha), mac(w.arp_sha));
                     put(&mut out, "nd_tll", mac(f.arp_tha), mac(w.arp_tha));
                 }
@@ -555,14 +631,29 @@ pub fn encode(m: &Match, oxm: bool) -> Vec<u8> {
     put(&mut out, "tun_dst", f.tun_dst.into(), w.tun_dst.into());
     put(&mut out, "pkt_mark", f.pkt_mark.into(), w.pkt_mark.into());
     for i in 0..f.regs.len() {
-        put(&mut out, &format!("reg{i}"), f.regs[i].into(), w.regs[i].into());
+        put(
+            &mut out,
+            &format!("reg{i}"),
+            f.regs[i].into(),
+            w.regs[i].into(),
+        );
     }
     put(&mut out, "metadata", f.metadata.into(), w.metadata.into());
     put(&mut out, "ct_state", f.ct_state.into(), w.ct_state.into());
     put(&mut out, "ct_zone", f.ct_zone.into(), w.ct_zone.into());
     put(&mut out, "ct_mark", f.ct_mark.into(), w.ct_mark.into());
-    put(&mut out, "ct_label", be_uint(&f.ct_label), be_uint(&w.ct_label));
-    put(&mut out, "recirc_id", f.recirc_id.into(), w.recirc_id.into());
+    put(
+        &mut out,
+        "ct_label",
+        be_uint(&f.ct_label),
+        be_uint(&w.ct_label),
+    );
+    put(
+        &mut out,
+        "recirc_id",
+        f.recirc_id.into(),
+        w.recirc_id.into(),
+    );
     put(&mut out, "dp_hash", f.dp_hash.into(), w.dp_hash.into());
     out
 }

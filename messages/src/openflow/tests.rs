@@ -86,7 +86,10 @@ fn oracle_rules_round_trip() {
             let Ok(text) = std::fs::read_to_string(case.path().join("rules.of13")) else {
                 continue;
             };
-            for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+            for line in text
+                .lines()
+                .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            {
                 let Ok(rule) = parse_rule(line) else { continue };
                 assert_eq!(
                     format_rule(&round_trip(OFP13, &rule)),
@@ -138,9 +141,17 @@ fn errors_use_ovs_numbers() {
 #[test]
 fn versions_negotiate_to_the_highest_common() {
     assert_eq!(negotiate(1 << OFP13), Some(OFP13));
-    assert_eq!(negotiate((1 << OFP10) | (1 << OFP13) | (1 << 6)), Some(OFP13));
+    assert_eq!(
+        negotiate((1 << OFP10) | (1 << OFP13) | (1 << 6)),
+        Some(OFP13)
+    );
     assert_eq!(negotiate((1 << OFP13) | (1 << OFP14)), Some(OFP14));
     assert_eq!(negotiate(1 << 2), None);
     let (_, hello) = decode(&encode_hello(OFP13, 1 << OFP13), DecodeState::default()).unwrap();
-    assert_eq!(hello, Request::Hello { versions: 1 << OFP13 });
+    assert_eq!(
+        hello,
+        Request::Hello {
+            versions: 1 << OFP13
+        }
+    );
 }

@@ -1,0 +1,332 @@
+//! Debian's `ovs-ofctl` and `ovs-appctl` drive a real daemon: over its
+//! OpenFlow socket (`[openflow] listen = ["punix:…"]`) and its control
+//! socket's unixctl. Needs `ovs-ofctl` (package openvswitch-common;
+//! `.ci/run` installs it).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use messages::openflow as of;
+
+fn start(tag: &str) -> (Daemon, String) {
+    require_ofctl();
+    let dir = std::env::temp_dir().join(format!("upcalld-of-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mgmt = dir.join("br0.mgmt");
+    let d = Daemon::start(
+        tag,
+        &[],
+        "",
+        &format!("[openflow]\nlisten = [\"punix:{}\"]\n", mgmt.display()),
+    );
+    d.wait_until("the OpenFlow socket exists", Duration::from_secs(5), || {
+        mgmt.exists()
+    });
+    (d, format!("unix:{}", mgmt.display()))
+}
+
+fn require_ofctl() {
+    let ok = Command::new("ovs-ofctl")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "ovs-ofctl is missing: install Debian's openvswitch-common (.ci/run does)"
+    );
+}
+
+/// Runs `ovs-ofctl ARGS`; returns (success, stdout, stderr).
+fn ofctl(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new("ovs-ofctl")
+        .args(args)
+        .output()
+        .expect("running ovs-ofctl");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn ok(args: &[&str]) -> String {
+    let (success, out, err) = ofctl(args);
+    assert!(success, "ovs-ofctl {args:?} failed: {err}");
+    out
+}
+
+/// dump-flows lines without the reply header, sorted.
+fn flows(target: &str, version: &str) -> Vec<String> {
+    let mut v: Vec<String> = ok(&["-O", version, "--no-stats", "dump-flows", target])
+        .lines()
+        .filter(|l| !l.contains("reply"))
+        .map(|l| l.trim().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+fn oracle() -> Option<PathBuf> {
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    here.ancestors()
+        .map(|a| a.join("shared/oracle"))
+        .find(|p| p.join("tier1").exists())
+}
+
+fn cases(oracle: &Path) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    for tier in ["tier1", "tier2", "tier3"] {
+        if let Ok(rd) = std::fs::read_dir(oracle.join(tier)) {
+            v.extend(rd.flatten().map(|e| e.path()));
+        }
+    }
+    v.sort();
+    v
+}
+
+#[test]
+fn add_flows_then_dump_flows_gives_the_oracle_dump() {
+    let Some(oracle) = oracle() else {
+        eprintln!("skipped: no shared/oracle");
+        return;
+    };
+    let (_d, target) = start("of1");
+    for case in cases(&oracle) {
+        ok(&["-O", "OpenFlow13", "del-flows", &target]);
+        let rules = case.join("rules.of13");
+        ok(&[
+            "-O",
+            "OpenFlow13",
+            "add-flows",
+            &target,
+            rules.to_str().unwrap(),
+        ]);
+        let mut want: Vec<String> = std::fs::read_to_string(case.join("rules.dump"))
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .map(|l| l.trim().to_string())
+            .collect();
+        want.sort();
+        assert_eq!(flows(&target, "OpenFlow13"), want, "{}", case.display());
+
+        // OpenFlow 1.0 with NXM (ovs-ofctl's default) holds the same
+        // matches, where 1.0 can carry the rules (not write_actions,
+        // clear_actions). Its actions differ as in OVS: 1.0 has no
+        // set_field or goto_table, so they travel as load and resubmit.
+        ok(&["del-flows", &target]);
+        let (sent, _, err) = ofctl(&["add-flows", &target, rules.to_str().unwrap()]);
+        let matches = |v: Vec<String>| -> Vec<String> {
+            v.iter()
+                .map(|l| l.split(" actions=").next().unwrap_or("").to_string())
+                .collect()
+        };
+        if sent {
+            assert_eq!(
+                matches(flows(&target, "OpenFlow13")),
+                matches(want),
+                "{} via OpenFlow 1.0",
+                case.display()
+            );
+        } else {
+            assert!(err.contains("none of the usable flow formats"), "{err}");
+        }
+    }
+}
+
+#[test]
+fn delete_modify_replace_and_bundles() {
+    let (_d, t) = start("of2");
+    let t = t.as_str();
+    ok(&[
+        "-O",
+        "OpenFlow13",
+        "add-flow",
+        t,
+        "table=0,priority=10,ip,actions=output:1",
+    ]);
+    ok(&[
+        "-O",
+        "OpenFlow13",
+        "add-flow",
+        t,
+        "table=0,priority=20,tcp,actions=output:2",
+    ]);
+    ok(&[
+        "-O",
+        "OpenFlow13",
+        "add-flow",
+        t,
+        "cookie=0x5,table=1,priority=5,actions=drop",
+    ]);
+
+    // Loose modify: every rule at least as specific as `ip`.
+    ok(&["-O", "OpenFlow13", "mod-flows", t, "ip,actions=output:3"]);
+    assert_eq!(
+        flows(t, "OpenFlow13"),
+        vec![
+            "cookie=0x5, table=1, priority=5 actions=drop",
+            "priority=10,ip actions=output:3",
+            "priority=20,tcp actions=output:3",
+        ]
+    );
+    // Strict delete takes only the exact match and priority.
+    ok(&[
+        "-O",
+        "OpenFlow13",
+        "--strict",
+        "del-flows",
+        t,
+        "priority=20,tcp",
+    ]);
+    assert_eq!(flows(t, "OpenFlow13").len(), 2);
+    // Delete by cookie under a mask.
+    ok(&["-O", "OpenFlow13", "del-flows", t, "cookie=0x5/-1"]);
+    assert_eq!(
+        flows(t, "OpenFlow13"),
+        vec!["priority=10,ip actions=output:3"]
+    );
+
+    let dir = std::env::temp_dir().join(format!("upcalld-of2-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("rules");
+    std::fs::write(
+        &file,
+        "priority=1,arp,actions=NORMAL\npriority=2,udp,tp_dst=53,actions=output:4\n",
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    // A bundle through ONF's OpenFlow 1.3 extension, then OpenFlow 1.4's.
+    ok(&["-O", "OpenFlow13", "--bundle", "add-flows", t, file]);
+    assert_eq!(flows(t, "OpenFlow13").len(), 3);
+    ok(&["-O", "OpenFlow14", "--bundle", "replace-flows", t, file]);
+    assert_eq!(
+        flows(t, "OpenFlow13"),
+        vec![
+            "priority=1,arp actions=NORMAL",
+            "priority=2,udp,tp_dst=53 actions=output:4"
+        ]
+    );
+    ok(&["-O", "OpenFlow13", "replace-flows", t, file]);
+    assert_eq!(flows(t, "OpenFlow13").len(), 2);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn refused_requests_get_ovs_errors_and_the_connection_stays_up() {
+    let (_d, t) = start("of3");
+    // goto_table must go forward (OFPBIC_BAD_TABLE_ID).
+    let (success, _, err) = ofctl(&[
+        "-O",
+        "OpenFlow13",
+        "add-flow",
+        &t,
+        "table=3,actions=goto_table:2",
+    ]);
+    assert!(!success);
+    assert!(err.contains("OFPBIC_BAD_TABLE_ID"), "{err}");
+    let (success, _, err) = ofctl(&["-O", "OpenFlow13", "add-flow", &t, "table=254,actions=drop"]);
+    assert!(!success);
+    assert!(err.contains("OFPFMFC_BAD_TABLE_ID"), "{err}");
+
+    // A raw client: garbage inside a well-framed message gets an error and
+    // the next request on the same connection still works.
+    let path = t.strip_prefix("unix:").unwrap();
+    let mut s = UnixStream::connect(path).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(&of::encode_hello(of::OFP13, 1 << of::OFP13))
+        .unwrap();
+    let mut bad = vec![of::OFP13, 14, 0, 16, 0, 0, 0, 9];
+    bad.extend_from_slice(&[0xff; 8]);
+    s.write_all(&bad).unwrap();
+    s.write_all(&of::encode_barrier_request(of::OFP13, 10))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut kinds = Vec::new();
+    while !kinds.iter().any(|(k, _)| *k == 21) {
+        let n = s.read(&mut buf).expect("the switch answers");
+        assert!(n > 0, "the switch closed the connection");
+        got.extend_from_slice(&buf[..n]);
+        while let Ok(Some(len)) = of::frame_len(&got) {
+            let h = of::Header::parse(&got).unwrap();
+            kinds.push((h.kind, h.xid));
+            got.drain(..len);
+        }
+    }
+    assert!(
+        kinds.contains(&(1, 9)),
+        "an OFPT_ERROR for xid 9: {kinds:?}"
+    );
+    assert!(kinds.contains(&(21, 10)), "the barrier reply: {kinds:?}");
+}
+
+#[test]
+fn show_ports_tables_and_appctl() {
+    let (d, t) = start("of4");
+    let show = ok(&["show", &t]);
+    assert!(show.contains("n_tables:254"), "{show}");
+    assert!(show.contains("LOCAL(br0)"), "{show}");
+    assert!(ok(&["-O", "OpenFlow13", "dump-ports-desc", &t]).contains("LOCAL(br0)"));
+    assert!(ok(&["dump-ports", &t]).contains("port LOCAL"));
+    assert!(ok(&["-O", "OpenFlow13", "dump-tables", &t]).contains("table 0"));
+    // The daemon has no ports: a packet sent to the controller still has
+    // datapath actions to show.
+    ok(&[
+        "-O",
+        "OpenFlow13",
+        "add-flow",
+        &t,
+        "priority=5,tcp,tp_dst=80,actions=CONTROLLER:64",
+    ]);
+    assert!(ok(&["dump-aggregate", &t]).contains("flow_count=1"));
+
+    let appctl = |args: &[&str]| {
+        let out = Command::new("ovs-appctl")
+            .arg("-t")
+            .arg(d.socket())
+            .args(args)
+            .output()
+            .expect("running ovs-appctl");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (success, out, err) = appctl(&["ofproto/trace", "br0", "in_port=1,tcp,tp_dst=80"]);
+    assert!(success, "{err}");
+    // The same lines as `upcalld ctl trace`.
+    let ctl = d.ctl(upcalld::control::Command::Trace, "in_port=1,tcp,tp_dst=80");
+    assert!(ctl.contains("Datapath actions: userspace("), "{ctl}");
+    for line in ctl.lines() {
+        assert!(
+            out.lines().any(|l| l == line),
+            "{line:?} missing from:\n{out}"
+        );
+    }
+    let (success, _, err) = appctl(&["ofproto/trace", "br9", "in_port=1"]);
+    assert!(!success && err.contains("br9"), "{err}");
+    for cmd in [
+        "dpctl/show",
+        "upcall/show",
+        "coverage/show",
+        "version",
+        "list-commands",
+    ] {
+        let (success, out, err) = appctl(&[cmd]);
+        assert!(success && !out.is_empty(), "{cmd}: {err}");
+    }
+    for cmd in ["revalidator/wait", "revalidator/purge", "dpctl/dump-flows"] {
+        let (success, _, err) = appctl(&[cmd]);
+        assert!(success, "{cmd}: {err}");
+    }
+    let (success, _, err) = appctl(&["frobnicate"]);
+    assert!(!success && err.contains("not a valid command"), "{err}");
+}
