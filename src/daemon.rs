@@ -177,6 +177,7 @@ impl Ctl {
                 self.dpif.kind(),
                 &self.dpif.stats(),
                 &self.pipeline.stats,
+                self.pipeline.ukeys.len(),
                 self.config.handlers,
                 self.config.revalidators,
             )),

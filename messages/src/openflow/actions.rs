@@ -6,7 +6,8 @@
 
 use crate::field::Field;
 use crate::flow::*;
-use crate::ofp::{port, Instructions, Match, OfAction};
+use crate::odp::{NatAction, NatAddrs, NatKind};
+use crate::ofp::{port, CtSpec, CtZone, Instructions, Match, OfAction};
 use crate::parse::fields::{self, ones};
 
 use super::nxm::{self, NxmHeader};
@@ -42,6 +43,23 @@ const NXAST_CONTROLLER: u16 = 20;
 const NXAST_DEC_TTL_CNT_IDS: u16 = 21;
 const NXAST_WRITE_METADATA: u16 = 22;
 const NXAST_REG_LOAD2: u16 = 33;
+const NXAST_CT: u16 = 35;
+const NXAST_NAT: u16 = 36;
+const NXAST_CT_CLEAR: u16 = 43;
+// `ct` flags, `nat` flags and the `nat` parameters present.
+const NX_CT_F_COMMIT: u16 = 1;
+const NX_CT_F_FORCE: u16 = 2;
+const NX_NAT_F_SRC: u16 = 1;
+const NX_NAT_F_DST: u16 = 2;
+const NX_NAT_F_PERSISTENT: u16 = 4;
+const NX_NAT_F_PROTO_HASH: u16 = 8;
+const NX_NAT_F_PROTO_RANDOM: u16 = 16;
+const NX_NAT_RANGE_IPV4_MIN: u16 = 1;
+const NX_NAT_RANGE_IPV4_MAX: u16 = 2;
+const NX_NAT_RANGE_IPV6_MIN: u16 = 4;
+const NX_NAT_RANGE_IPV6_MAX: u16 = 8;
+const NX_NAT_RANGE_PROTO_MIN: u16 = 16;
+const NX_NAT_RANGE_PROTO_MAX: u16 = 32;
 // OpenFlow 1.1+ instruction types.
 const OFPIT_GOTO_TABLE: u16 = 1;
 const OFPIT_WRITE_METADATA: u16 = 2;
@@ -347,6 +365,9 @@ fn decode_nx(a: &mut Reader<'_>, ins: &mut Instructions) -> Result<(), OfpError>
                 n_bits: n as u8,
             });
         }
+        NXAST_CT => out.push(OfAction::Ct(Box::new(decode_ct(a)?))),
+        NXAST_NAT => out.push(OfAction::Nat(decode_nat(a)?)),
+        NXAST_CT_CLEAR => out.push(OfAction::CtClear),
         NXAST_DEC_TTL | NXAST_DEC_TTL_CNT_IDS => out.push(OfAction::DecTtl),
         NXAST_CONTROLLER => {
             let max_len = a.u16("max_len")?;
@@ -366,6 +387,89 @@ fn decode_nx(a: &mut Reader<'_>, ins: &mut Instructions) -> Result<(), OfpError>
         }
     }
     Ok(())
+}
+
+fn decode_ct(a: &mut Reader<'_>) -> Result<CtSpec, OfpError> {
+    let flags = a.u16("flags")?;
+    let zone_src = a.u32("zone_src")?;
+    let zone = a.u16("zone")?;
+    let table = a.u8("recirc_table")?;
+    a.skip(3, "pad")?;
+    let alg = a.u16("alg")?;
+    let zone = if zone_src == 0 {
+        CtZone::Imm(zone)
+    } else {
+        let f = nx_field(zone_src)?;
+        let (ofs, n) = (zone >> 6, (zone & 0x3f) + 1);
+        if n != 16 || u32::from(ofs + n) > u32::from(f.n_bits) {
+            return Err(bad(E::ActionBadArgument, "ct zone: 16 bits of a field"));
+        }
+        CtZone::Field {
+            field: f.field,
+            ofs: ofs as u8,
+            n_bits: n as u8,
+        }
+    };
+    // The nested actions run as a list of their own (OpenFlow 1.3 form).
+    let nested = decode_actions(super::OFP13, a.buf, &Match::default())?;
+    Ok(CtSpec {
+        commit: flags & NX_CT_F_COMMIT != 0,
+        force: flags & NX_CT_F_FORCE != 0,
+        zone,
+        table: (table != 0xff).then_some(table),
+        alg,
+        actions: nested.apply,
+    })
+}
+
+fn decode_nat(a: &mut Reader<'_>) -> Result<NatAction, OfpError> {
+    a.skip(2, "pad")?;
+    let flags = a.u16("flags")?;
+    let present = a.u16("range_present")?;
+    let kind = match (flags & NX_NAT_F_SRC != 0, flags & NX_NAT_F_DST != 0) {
+        (true, false) => Some(NatKind::Src),
+        (false, true) => Some(NatKind::Dst),
+        (false, false) => None,
+        (true, true) => return Err(bad(E::ActionBadArgument, "nat: both src and dst")),
+    };
+    let has = |bit: u16| present & bit != 0;
+    let mut addrs = None;
+    if has(NX_NAT_RANGE_IPV4_MIN) {
+        let min = a.u32("ipv4 min")?;
+        let max = if has(NX_NAT_RANGE_IPV4_MAX) {
+            a.u32("ipv4 max")?
+        } else {
+            min
+        };
+        addrs = Some(NatAddrs::V4 { min, max });
+    } else if has(NX_NAT_RANGE_IPV6_MIN) {
+        let mut min = [0; 16];
+        min.copy_from_slice(a.bytes(16, "ipv6 min")?);
+        let mut max = min;
+        if has(NX_NAT_RANGE_IPV6_MAX) {
+            max.copy_from_slice(a.bytes(16, "ipv6 max")?);
+        }
+        addrs = Some(NatAddrs::V6 { min, max });
+    }
+    let ports = if has(NX_NAT_RANGE_PROTO_MIN) {
+        let min = a.u16("port min")?;
+        let max = if has(NX_NAT_RANGE_PROTO_MAX) {
+            a.u16("port max")?
+        } else {
+            min
+        };
+        Some((min, max))
+    } else {
+        None
+    };
+    Ok(NatAction {
+        kind,
+        addrs,
+        ports,
+        persistent: flags & NX_NAT_F_PERSISTENT != 0,
+        hash: flags & NX_NAT_F_PROTO_HASH != 0,
+        random: flags & NX_NAT_F_PROTO_RANDOM != 0,
+    })
 }
 
 /// Decodes OpenFlow 1.3 instructions.
@@ -498,6 +602,12 @@ pub fn encode_action(version: u8, a: &OfAction, out: &mut Vec<u8>) {
             out.put_u16(0);
             out.put_zeros(6);
         }
+        OfAction::CtClear => {
+            put_nx_header(out, 16, NXAST_CT_CLEAR);
+            out.put_zeros(6);
+        }
+        OfAction::Ct(ct) => put_ct(version, ct, out),
+        OfAction::Nat(nat) => put_nat(nat, out),
         OfAction::Resubmit { in_port, table } => {
             let p = in_port.map_or(OFPP10_IN_PORT, super::port_to_of10);
             match table {
@@ -515,6 +625,92 @@ pub fn encode_action(version: u8, a: &OfAction, out: &mut Vec<u8>) {
             }
         }
     }
+}
+
+fn put_ct(version: u8, ct: &CtSpec, out: &mut Vec<u8>) {
+    let start = out.len();
+    put_nx_header(out, 0, NXAST_CT);
+    let mut flags = 0;
+    if ct.commit {
+        flags |= NX_CT_F_COMMIT;
+    }
+    if ct.force {
+        flags |= NX_CT_F_FORCE;
+    }
+    out.put_u16(flags);
+    match ct.zone {
+        CtZone::Imm(z) => {
+            out.put_u32(0);
+            out.put_u16(z);
+        }
+        CtZone::Field { field, ofs, n_bits } => {
+            out.put_u32(header_of(field, false).raw(false));
+            out.put_u16((u16::from(ofs) << 6) | (u16::from(n_bits) - 1));
+        }
+    }
+    out.put_u8(ct.table.unwrap_or(0xff));
+    out.put_zeros(3);
+    out.put_u16(ct.alg);
+    for a in &ct.actions {
+        encode_action(version, a, out);
+    }
+    let len = (out.len() - start) as u16;
+    out.set_u16(start + 2, len);
+}
+
+fn put_nat(nat: &NatAction, out: &mut Vec<u8>) {
+    let start = out.len();
+    put_nx_header(out, 0, NXAST_NAT);
+    out.put_zeros(2);
+    let mut flags = match nat.kind {
+        Some(NatKind::Src) => NX_NAT_F_SRC,
+        Some(NatKind::Dst) => NX_NAT_F_DST,
+        None => 0,
+    };
+    for (on, bit) in [
+        (nat.persistent, NX_NAT_F_PERSISTENT),
+        (nat.hash, NX_NAT_F_PROTO_HASH),
+        (nat.random, NX_NAT_F_PROTO_RANDOM),
+    ] {
+        if on {
+            flags |= bit;
+        }
+    }
+    out.put_u16(flags);
+    let present_at = out.len();
+    out.put_u16(0);
+    let mut present = 0;
+    match nat.addrs {
+        Some(NatAddrs::V4 { min, max }) => {
+            out.put_u32(min);
+            present |= NX_NAT_RANGE_IPV4_MIN;
+            if max != min {
+                out.put_u32(max);
+                present |= NX_NAT_RANGE_IPV4_MAX;
+            }
+        }
+        Some(NatAddrs::V6 { min, max }) => {
+            out.extend_from_slice(&min);
+            present |= NX_NAT_RANGE_IPV6_MIN;
+            if max != min {
+                out.extend_from_slice(&max);
+                present |= NX_NAT_RANGE_IPV6_MAX;
+            }
+        }
+        None => {}
+    }
+    if let Some((min, max)) = nat.ports {
+        out.put_u16(min);
+        present |= NX_NAT_RANGE_PROTO_MIN;
+        if max != min {
+            out.put_u16(max);
+            present |= NX_NAT_RANGE_PROTO_MAX;
+        }
+    }
+    out.set_u16(present_at, present);
+    out.pad8_from(start);
+    let len = (out.len() - start) as u16;
+    out.set_u16(start + 2, len);
 }
 
 fn put_output(of10: bool, port: u32, max_len: u16, out: &mut Vec<u8>) {

@@ -283,7 +283,9 @@ pub fn decode(msg: &[u8], st: DecodeState) -> Result<(Header, Request), OfpError
         OFPT10_STATS_REQUEST if v == OFP10 => Request::Multipart(Box::new(decode_stats_of10(r)?)),
         OFPT10_BARRIER_REQUEST if v == OFP10 => Request::BarrierRequest,
         OFPT13_PORT_MOD | OFPT13_TABLE_MOD if v != OFP10 => Request::Accepted("table or port mod"),
-        OFPT13_MULTIPART_REQUEST if v != OFP10 => Request::Multipart(Box::new(decode_multipart(r)?)),
+        OFPT13_MULTIPART_REQUEST if v != OFP10 => {
+            Request::Multipart(Box::new(decode_multipart(r)?))
+        }
         OFPT13_BARRIER_REQUEST if v != OFP10 => Request::BarrierRequest,
         OFPT13_ROLE_REQUEST if v != OFP10 => {
             let role = r.u32("role")?;

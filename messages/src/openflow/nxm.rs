@@ -396,6 +396,10 @@ fn prereq_met(m: &Match, field: Field) -> bool {
         }
         P::NdSolicit => ip6 && proto(IPPROTO_ICMPV6) && icmp6_type(ND_NEIGHBOR_SOLICIT),
         P::NdAdvert => ip6 && proto(IPPROTO_ICMPV6) && icmp6_type(ND_NEIGHBOR_ADVERT),
+        P::CtValid => {
+            let valid = CS_NEW | CS_ESTABLISHED | CS_REPLY_DIR;
+            m.mask.ct_state & valid != 0 && m.flow.ct_state & valid != 0
+        }
     }
 }
 

@@ -41,6 +41,8 @@ const RULES: &[&str] = &[
     "dl_vlan=10,dl_vlan_pcp=3,actions=mod_vlan_pcp:5,output:1",
     "icmp,icmp_type=8,icmp_code=0,actions=clear_actions,write_actions(output:4)",
     "dl_dst=01:00:00:00:00:00/01:00:00:00:00:00,actions=NORMAL",
+    "ip,actions=ct(commit,zone=5,table=2,exec(set_field:1->ct_mark),nat(src=10.0.0.1-10.0.0.5:1000-2000))",
+    "ct_state=+trk+est,ip,actions=ct_clear,ct(zone=NXM_NX_REG1[0..15],nat),output:1",
 ];
 
 #[test]
