@@ -15,10 +15,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actors::dpif::Dpif;
 use actors::pipeline::Pipeline;
-use actors::rule_table::{RuleChange, RuleStats};
+use actors::protocol::{RuleChange, RuleStats};
 use actors::tables::{RuleEntry, RuleFilter, RuleUpdate};
+use messages::dpif::Dpif;
 use messages::ofp::{port, Rule};
 use messages::openflow::{
     self as of, BundleOp, DecodeState, ErrorKind, FlowFormat, FlowMod, FlowModCommand,

@@ -42,8 +42,8 @@ use crate::ofp::{
 
 use action_grammar::*;
 use check::*;
-pub(crate) use match_grammar::PROTOCOLS;
 pub(crate) use match_grammar::set_match_field;
+pub(crate) use match_grammar::PROTOCOLS;
 use match_grammar::*;
 
 /// A rule that does not parse: where, what, and what was expected.
