@@ -9,10 +9,12 @@
 //! instead of losing packets: a file is not a live link.
 //!
 //! The parts: [`receive`] (the receive loops: lookup, hits, misses),
-//! [`egress`] (actions on frames), [`dpif`] (the `Dpif` calls),
+//! [`egress`] (actions on frames), [`conntrack`] (the connection tracker
+//! that `ct` actions use), [`dpif`] (the `Dpif` calls),
 //! [`flow_table`] (the megaflows and the exact-match cache), [`port`] (port
 //! I/O), [`upcall_queue`]; this file holds the datapath's state.
 
+pub mod conntrack;
 mod dpif;
 mod egress;
 mod flow_table;

@@ -1,0 +1,724 @@
+//! The embedded datapath's connection tracker (OVS's userspace
+//! conntrack): `ct` actions look packets up by their connection's key in
+//! a zone, track TCP sequence windows and UDP/ICMP exchanges, commit new
+//! connections, apply SNAT/DNAT, and tell the packet its state (`+trk`
+//! with `+new`, `+est`, `+rel`, `+rpl`, `+inv`, `+snat`, `+dnat`), mark,
+//! label and original tuple.
+//!
+//! Pure logic over frames and a clock (no I/O): the datapath calls
+//! [`Conntrack::execute`] for each `ct` action. One mutex guards the
+//! table; a packet holds it for one lookup and update.
+//!
+//! - [`packet`]: a frame's connection key, or why it cannot be tracked;
+//! - [`tcp`]: sequence and window tracking;
+//! - [`nat`]: choosing translated tuples and rewriting packets;
+//! - [`timeouts`]: per-state timeouts;
+//! - [`dump`]: `dpctl/dump-conntrack`'s format.
+
+pub mod dump;
+pub mod nat;
+pub mod packet;
+pub mod tcp;
+pub mod timeouts;
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+use rustc_hash::FxSeededState;
+
+pub use nat::{NatKind, NatSpec};
+pub use packet::{ConnKey, Endpoint};
+use packet::{CtPacket, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP};
+use tcp::{TcpConn, Update};
+pub use timeouts::{Timeout, TimeoutPolicy};
+
+/// `ct_state` bits, as OVS numbers them.
+pub mod state {
+    pub const NEW: u16 = 0x01;
+    pub const ESTABLISHED: u16 = 0x02;
+    pub const RELATED: u16 = 0x04;
+    pub const REPLY_DIR: u16 = 0x08;
+    pub const INVALID: u16 = 0x10;
+    pub const TRACKED: u16 = 0x20;
+    pub const SRC_NAT: u16 = 0x40;
+    pub const DST_NAT: u16 = 0x80;
+}
+
+/// What a `ct` action asks of the tracker.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CtCommand {
+    pub zone: u16,
+    pub commit: bool,
+    /// Start over when the packet is in the reply direction of an
+    /// existing connection (implies `commit`).
+    pub force: bool,
+    /// `(value, mask)` to write into the connection's mark.
+    pub mark: Option<(u32, u32)>,
+    /// `(value, mask)` to write into the connection's label.
+    pub label: Option<(u128, u128)>,
+    pub nat: Option<NatSpec>,
+}
+
+/// The original-direction tuple of a packet's connection (OVS's
+/// `ct_orig_tuple`: for ICMP the ports hold the type and code).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OrigTuple {
+    pub ipv6: bool,
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub proto: u8,
+}
+
+impl OrigTuple {
+    fn of(key: &ConnKey) -> OrigTuple {
+        let icmp = key.is_icmp();
+        OrigTuple {
+            ipv6: key.ipv6,
+            src: key.src.addr,
+            dst: key.dst.addr,
+            src_port: if icmp {
+                key.src.icmp_type.into()
+            } else {
+                key.src.port
+            },
+            dst_port: if icmp {
+                key.src.icmp_code.into()
+            } else {
+                key.dst.port
+            },
+            proto: key.proto,
+        }
+    }
+}
+
+/// A packet's conntrack metadata, read and written by `ct` actions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CtMetadata {
+    pub state: u16,
+    pub zone: u16,
+    pub mark: u32,
+    pub label: u128,
+    /// Set while the packet is tracked; a `ct_clear` clears it.
+    pub orig: Option<OrigTuple>,
+}
+
+/// Sizes and limits of the tracker.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConntrackConfig {
+    /// Most connections tracked at once (OVS's default, 3 000 000).
+    pub max_connections: u32,
+    /// Most connections per zone, for the zones listed.
+    pub zone_limits: std::collections::BTreeMap<u16, u32>,
+    pub timeouts: TimeoutPolicy,
+}
+
+impl Default for ConntrackConfig {
+    fn default() -> Self {
+        ConntrackConfig {
+            max_connections: 3_000_000,
+            zone_limits: Default::default(),
+            timeouts: TimeoutPolicy::default(),
+        }
+    }
+}
+
+/// Counters of what the tracker refused or could not do.
+#[derive(Default, Debug)]
+pub struct CtCounters {
+    /// Packets that could not be tracked (`+inv` before any lookup).
+    pub untrackable: AtomicU64,
+    /// Packets found invalid for their connection, or unable to open one.
+    pub invalid: AtomicU64,
+    /// Commits refused because the table (or the zone) was full.
+    pub full: AtomicU64,
+    /// Commits refused because no NAT tuple was free.
+    pub nat_exhausted: AtomicU64,
+    /// Connections created.
+    pub created: AtomicU64,
+    /// Connections removed after their timeout.
+    pub expired: AtomicU64,
+}
+
+/// Per-protocol state of a connection.
+#[derive(Clone, Copy, Debug)]
+enum Proto {
+    Tcp(TcpConn),
+    /// UDP and other protocols: whether each direction has been seen.
+    Other {
+        replied: bool,
+        multiple: bool,
+    },
+    Icmp {
+        replied: bool,
+    },
+}
+
+/// A tracked connection.
+#[derive(Clone, Debug)]
+struct Conn {
+    fwd: ConnKey,
+    rev: ConnKey,
+    proto: Proto,
+    mark: u32,
+    label: u128,
+    nat: Option<NatKind>,
+    expires_ms: u64,
+}
+
+/// Where a key points: a connection, and whether the key is its reply.
+#[derive(Clone, Copy, Debug)]
+struct KeyRef {
+    conn: u32,
+    reply: bool,
+}
+
+struct Table {
+    keys: HashMap<ConnKey, KeyRef, FxSeededState>,
+    conns: Vec<Option<Conn>>,
+    free: Vec<u32>,
+    n_conns: u32,
+    per_zone: HashMap<u16, u32>,
+    /// Next slot the expiry sweep looks at, and when it runs next.
+    sweep_at: usize,
+    next_sweep_ms: u64,
+    random: u32,
+}
+
+/// Slots the expiry sweep visits per packet once it is due: the table is
+/// swept a little at a time, never in one long pause.
+const SWEEP_STEP: usize = 64;
+/// How often a sweep of the whole table starts.
+const SWEEP_INTERVAL_MS: u64 = 1000;
+
+impl Table {
+    fn conn(&self, r: KeyRef) -> &Conn {
+        self.conns[r.conn as usize]
+            .as_ref()
+            .expect("keys point at live conns")
+    }
+
+    fn conn_mut(&mut self, r: KeyRef) -> &mut Conn {
+        self.conns[r.conn as usize]
+            .as_mut()
+            .expect("keys point at live conns")
+    }
+
+    /// Looks `key` up, removing its connection instead if it expired.
+    fn lookup(&mut self, key: &ConnKey, now: u64, counters: &CtCounters) -> Option<KeyRef> {
+        let r = *self.keys.get(key)?;
+        if self.conn(r).expires_ms <= now {
+            self.remove(r.conn);
+            counters.expired.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(r)
+    }
+
+    fn insert(&mut self, conn: Conn) -> u32 {
+        let (fwd, rev, zone) = (conn.fwd, conn.rev, conn.fwd.zone);
+        let idx = match self.free.pop() {
+            Some(i) => {
+                self.conns[i as usize] = Some(conn);
+                i
+            }
+            None => {
+                self.conns.push(Some(conn));
+                (self.conns.len() - 1) as u32
+            }
+        };
+        self.keys.insert(
+            fwd,
+            KeyRef {
+                conn: idx,
+                reply: false,
+            },
+        );
+        self.keys.insert(
+            rev,
+            KeyRef {
+                conn: idx,
+                reply: true,
+            },
+        );
+        self.n_conns += 1;
+        *self.per_zone.entry(zone).or_default() += 1;
+        idx
+    }
+
+    fn remove(&mut self, idx: u32) {
+        if let Some(c) = self.conns[idx as usize].take() {
+            self.keys.remove(&c.fwd);
+            self.keys.remove(&c.rev);
+            self.free.push(idx);
+            self.n_conns -= 1;
+            if let Some(n) = self.per_zone.get_mut(&c.fwd.zone) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_zone.remove(&c.fwd.zone);
+                }
+            }
+        }
+    }
+
+    /// Removes a few expired connections, when a sweep is due.
+    fn sweep(&mut self, now: u64, counters: &CtCounters) {
+        if now < self.next_sweep_ms {
+            return;
+        }
+        let end = (self.sweep_at + SWEEP_STEP).min(self.conns.len());
+        for i in self.sweep_at..end {
+            if matches!(&self.conns[i], Some(c) if c.expires_ms <= now) {
+                self.remove(i as u32);
+                counters.expired.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.sweep_at = end;
+        if end >= self.conns.len() {
+            self.sweep_at = 0;
+            self.next_sweep_ms = now + SWEEP_INTERVAL_MS;
+        }
+    }
+}
+
+/// The connection tracker.
+pub struct Conntrack {
+    table: Mutex<Table>,
+    config: ConntrackConfig,
+    pub counters: CtCounters,
+}
+
+impl Conntrack {
+    pub fn new(config: ConntrackConfig) -> Self {
+        let seed = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        Conntrack {
+            table: Mutex::new(Table {
+                keys: HashMap::with_hasher(FxSeededState::with_seed(seed as usize)),
+                conns: Vec::new(),
+                free: Vec::new(),
+                n_conns: 0,
+                per_zone: HashMap::default(),
+                sweep_at: 0,
+                next_sweep_ms: 0,
+                random: seed as u32 | 1,
+            }),
+            config,
+            counters: CtCounters::default(),
+        }
+    }
+
+    /// Connections tracked now (expired ones not yet swept included).
+    pub fn len(&self) -> usize {
+        self.table.lock().n_conns as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Sends a packet through the tracker: `md` is its conntrack metadata
+    /// (updated), `frame` is rewritten by NAT. Returns whether the frame's
+    /// headers changed.
+    pub fn execute(
+        &self,
+        frame: &mut [u8],
+        md: &mut CtMetadata,
+        cmd: &CtCommand,
+        now: u64,
+    ) -> bool {
+        // Entering a new zone forgets the state of the previous one.
+        if md.state != 0 && md.zone != cmd.zone {
+            md.state = 0;
+        }
+        let Some(mut pkt) = packet::parse(frame) else {
+            self.counters.untrackable.fetch_add(1, Ordering::Relaxed);
+            self.counters.invalid.fetch_add(1, Ordering::Relaxed);
+            *md = CtMetadata {
+                state: state::INVALID | state::TRACKED,
+                zone: cmd.zone,
+                ..CtMetadata::default()
+            };
+            return false;
+        };
+        pkt.key.zone = cmd.zone;
+        let mut table = self.table.lock();
+        table.sweep(now, &self.counters);
+        self.process(&mut table, frame, &pkt, md, cmd, now)
+    }
+
+    fn process(
+        &self,
+        table: &mut Table,
+        frame: &mut [u8],
+        pkt: &CtPacket,
+        md: &mut CtMetadata,
+        cmd: &CtCommand,
+        now: u64,
+    ) -> bool {
+        let mut changed = false;
+        let natted = md.state & (state::SRC_NAT | state::DST_NAT) != 0;
+        let mut key = pkt.key;
+        // A packet NATed already (by an earlier `ct` in this zone) carries
+        // its translated tuple: found by the reverse of its key.
+        let mut found = if natted {
+            table
+                .lookup(&key.reversed(), now, &self.counters)
+                .map(|r| KeyRef {
+                    conn: r.conn,
+                    reply: !r.reply,
+                })
+        } else {
+            table.lookup(&key, now, &self.counters)
+        };
+        if let (true, Some(r)) = (natted, found) {
+            let c = table.conn(r);
+            key = if r.reply { c.rev } else { c.fwd };
+        }
+        if let Some(r) = found {
+            if cmd.force && r.reply {
+                table.remove(r.conn);
+                found = None;
+            }
+        }
+
+        let mut create = false;
+        if let Some(r) = found {
+            create = self.update_state(table, r, pkt, md, now);
+            if create {
+                table.remove(r.conn);
+                found = None;
+            } else if cmd.nat.is_some() {
+                changed |= apply_nat(table.conn(r), r.reply, frame, pkt, md, cmd.zone);
+            }
+        } else if let Some(r) = self.by_orig_tuple(table, &key, md, cmd, now) {
+            found = Some(r);
+            create = self.update_state(table, r, pkt, md, now);
+            if create {
+                table.remove(r.conn);
+                found = None;
+            }
+        } else if pkt.related {
+            // An ICMP error about no connection we know.
+            md.state = state::INVALID;
+        } else {
+            create = true;
+        }
+
+        if create && table.lookup(&key, now, &self.counters).is_none() {
+            found = self.not_found(table, frame, pkt, &key, md, cmd, now, &mut changed);
+        }
+        if md.state & state::INVALID != 0 {
+            self.counters.invalid.fetch_add(1, Ordering::Relaxed);
+        }
+
+        // Write the packet's metadata.
+        md.state |= state::TRACKED;
+        md.zone = cmd.zone;
+        match found {
+            Some(r) => {
+                let c = table.conn_mut(r);
+                if let Some((v, m)) = cmd.mark {
+                    c.mark = v | (c.mark & !m);
+                }
+                if let Some((v, m)) = cmd.label {
+                    c.label = v | (c.label & !m);
+                }
+                md.mark = c.mark;
+                md.label = c.label;
+                md.orig = Some(OrigTuple::of(&c.fwd));
+            }
+            None => {
+                md.mark = 0;
+                md.label = 0;
+                md.orig = (md.state & state::INVALID == 0).then(|| OrigTuple::of(&key));
+            }
+        }
+        changed
+    }
+
+    /// A packet that was NATed by a `ct(nat)` and comes to a `ct` without
+    /// NAT in the same zone: its connection is found by the original
+    /// tuple it carries.
+    fn by_orig_tuple(
+        &self,
+        table: &mut Table,
+        key: &ConnKey,
+        md: &CtMetadata,
+        cmd: &CtCommand,
+        now: u64,
+    ) -> Option<KeyRef> {
+        if md.state & (state::SRC_NAT | state::DST_NAT) == 0 || cmd.nat.is_some() {
+            return None;
+        }
+        let orig = md.orig?;
+        if orig.proto == 0 {
+            return None;
+        }
+        let mut k = ConnKey {
+            ipv6: orig.ipv6,
+            proto: orig.proto,
+            zone: md.zone,
+            ..ConnKey::default()
+        };
+        k.src.addr = orig.src;
+        k.dst.addr = orig.dst;
+        if key.is_icmp() {
+            k.src.port = key.src.port;
+            k.dst.port = key.dst.port;
+            k.src.icmp_type = orig.src_port as u8;
+            let reply = if key.ipv6 {
+                packet::icmp6_reply_type(k.src.icmp_type)
+            } else {
+                packet::icmp4_reply_type(k.src.icmp_type)
+            };
+            k.dst.icmp_type = reply?;
+        } else {
+            k.src.port = orig.src_port;
+            k.dst.port = orig.dst_port;
+        }
+        table.lookup(&k, now, &self.counters)
+    }
+
+    /// Updates a found connection with the packet and sets the packet's
+    /// state; returns whether a new connection must replace it.
+    fn update_state(
+        &self,
+        table: &mut Table,
+        r: KeyRef,
+        pkt: &CtPacket,
+        md: &mut CtMetadata,
+        now: u64,
+    ) -> bool {
+        if pkt.related {
+            md.state |= state::RELATED;
+            if r.reply {
+                md.state |= state::REPLY_DIR;
+            }
+            return false;
+        }
+        let timeouts = &self.config.timeouts;
+        let c = table.conn_mut(r);
+        let (update, timeout) = match &mut c.proto {
+            Proto::Tcp(t) => match &pkt.tcp {
+                Some(seg) => t.update(seg, r.reply),
+                None => (Update::Invalid, None),
+            },
+            Proto::Other { replied, multiple } => {
+                if r.reply {
+                    *replied = true;
+                } else {
+                    *multiple = true;
+                }
+                if *replied {
+                    (Update::Valid, Some(Timeout::OtherBidir))
+                } else {
+                    (Update::ValidNew, Some(Timeout::OtherMultiple))
+                }
+            }
+            Proto::Icmp { replied } => {
+                if r.reply {
+                    *replied = true;
+                }
+                if *replied {
+                    (Update::Valid, Some(Timeout::IcmpReply))
+                } else {
+                    (Update::ValidNew, Some(Timeout::IcmpFirst))
+                }
+            }
+        };
+        if let Some(t) = timeout {
+            c.expires_ms = now + timeouts.ms(t);
+        }
+        match update {
+            Update::Valid => {
+                md.state |= state::ESTABLISHED;
+                md.state &= !state::NEW;
+                if r.reply {
+                    md.state |= state::REPLY_DIR;
+                }
+                false
+            }
+            Update::ValidNew => {
+                md.state |= state::NEW;
+                false
+            }
+            Update::Invalid => {
+                md.state = state::INVALID;
+                false
+            }
+            Update::New => true,
+        }
+    }
+
+    /// A packet of no known connection: `+new` if it may open one, and
+    /// committed (with NAT) when asked and the limits allow.
+    #[allow(clippy::too_many_arguments)]
+    fn not_found(
+        &self,
+        table: &mut Table,
+        frame: &mut [u8],
+        pkt: &CtPacket,
+        key: &ConnKey,
+        md: &mut CtMetadata,
+        cmd: &CtCommand,
+        now: u64,
+        changed: &mut bool,
+    ) -> Option<KeyRef> {
+        let (proto, timeout) = match key.proto {
+            IPPROTO_TCP => {
+                let seg = pkt.tcp.as_ref()?;
+                if !tcp::valid_new(seg) {
+                    md.state = state::INVALID;
+                    return None;
+                }
+                let (t, timeout) = TcpConn::new(seg);
+                (Proto::Tcp(t), timeout)
+            }
+            IPPROTO_ICMP | IPPROTO_ICMPV6 if key.is_icmp() => {
+                if !pkt.icmp_opens {
+                    md.state = state::INVALID;
+                    return None;
+                }
+                (Proto::Icmp { replied: false }, Timeout::IcmpFirst)
+            }
+            _ => (
+                Proto::Other {
+                    replied: false,
+                    multiple: false,
+                },
+                Timeout::OtherFirst,
+            ),
+        };
+        md.state = state::NEW;
+        if !(cmd.commit || cmd.force) {
+            return None;
+        }
+        let zone_full = self
+            .config
+            .zone_limits
+            .get(&key.zone)
+            .is_some_and(|&limit| table.per_zone.get(&key.zone).copied().unwrap_or(0) >= limit);
+        if zone_full || table.n_conns >= self.config.max_connections {
+            self.counters.full.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        let mut conn = Conn {
+            fwd: *key,
+            rev: key.reversed(),
+            proto,
+            mark: 0,
+            label: 0,
+            nat: None,
+            expires_ms: now + self.config.timeouts.ms(timeout),
+        };
+        if let Some(spec) = &cmd.nat {
+            if let Some(kind) = spec.kind {
+                table.random = table
+                    .random
+                    .wrapping_mul(1_664_525)
+                    .wrapping_add(1_013_904_223);
+                let random = table.random;
+                let rev = nat::choose(key, spec, kind, table.keys.hasher(), random, |k| {
+                    table.keys.contains_key(k)
+                });
+                let Some(rev) = rev else {
+                    self.counters.nat_exhausted.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        "no free NAT tuple for a new connection (the ranges are exhausted)"
+                    );
+                    return None;
+                };
+                conn.rev = rev;
+                conn.nat = Some(kind);
+                *changed |= apply_nat(&conn, false, frame, pkt, md, cmd.zone);
+            }
+        }
+        self.counters.created.fetch_add(1, Ordering::Relaxed);
+        let idx = table.insert(conn);
+        Some(KeyRef {
+            conn: idx,
+            reply: false,
+        })
+    }
+
+    /// Forgets every connection, or those of one zone.
+    pub fn flush(&self, zone: Option<u16>) {
+        let mut table = self.table.lock();
+        let doomed: Vec<u32> = table
+            .conns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| match c {
+                Some(c) if zone.map_or(true, |z| c.fwd.zone == z) => Some(i as u32),
+                _ => None,
+            })
+            .collect();
+        for i in doomed {
+            table.remove(i);
+        }
+    }
+
+    /// The live connections (of one zone), for a dump.
+    pub fn entries(&self, zone: Option<u16>, now: u64) -> Vec<dump::Entry> {
+        let table = self.table.lock();
+        let mut out: Vec<dump::Entry> = table
+            .conns
+            .iter()
+            .flatten()
+            .filter(|c| c.expires_ms > now && zone.map_or(true, |z| c.fwd.zone == z))
+            .map(|c| dump::Entry {
+                orig: c.fwd,
+                reply: c.rev,
+                mark: c.mark,
+                label: c.label,
+                tcp_state: match &c.proto {
+                    Proto::Tcp(t) => Some(t.state()),
+                    _ => None,
+                },
+                timeout_s: (c.expires_ms - now).div_ceil(1000) as u32,
+            })
+            .collect();
+        out.sort_by(|a, b| dump::order(a).cmp(&dump::order(b)));
+        out
+    }
+}
+
+/// Applies a connection's NAT to a packet of it, unless the packet was
+/// NATed already in this zone; returns whether the frame changed.
+fn apply_nat(
+    conn: &Conn,
+    reply: bool,
+    frame: &mut [u8],
+    pkt: &CtPacket,
+    md: &mut CtMetadata,
+    zone: u16,
+) -> bool {
+    let Some(kind) = conn.nat else {
+        return false;
+    };
+    let natted = md.state & (state::SRC_NAT | state::DST_NAT) != 0;
+    if natted && md.zone == zone {
+        return false;
+    }
+    md.state &= !(state::SRC_NAT | state::DST_NAT);
+    let (key, kind) = if reply {
+        (&conn.fwd, kind.reversed())
+    } else {
+        (&conn.rev, kind)
+    };
+    md.state |= match kind {
+        NatKind::Src => state::SRC_NAT,
+        NatKind::Dst => state::DST_NAT,
+    };
+    nat::rewrite(frame, pkt, key, kind);
+    true
+}
+
+#[cfg(test)]
+mod tests;
