@@ -17,6 +17,11 @@
 //! name = "upcalld"         # the kernel datapath's name
 //! upcall_queue_len = 4096
 //!
+//! [datapath.conntrack]     # the userspace datapath's connection tracker
+//! max_connections = 3000000
+//! zone_limits = { 5 = 1000 }             # most connections in zone 5
+//! timeouts = { tcp_established = 86400, udp_first = 60 }   # seconds, OVS's names
+//!
 //! [[port]]
 //! name = "veth0"
 //! type = "system"          # system (AF_PACKET) | internal (tap) | replay
@@ -71,6 +76,8 @@ pub struct DatapathConfig {
     pub on_exit: OnExit,
     /// Ask the kernel for per-CPU upcall dispatch (kernel datapath).
     pub per_cpu_dispatch: bool,
+    /// The userspace datapath's connection tracker: limits and timeouts.
+    pub conntrack: crate::dpif_netdev::conntrack::ConntrackConfig,
 }
 
 impl Default for DatapathConfig {
@@ -83,6 +90,7 @@ impl Default for DatapathConfig {
             emc_insert_inv_prob: 100,
             on_exit: OnExit::Keep,
             per_cpu_dispatch: true,
+            conntrack: Default::default(),
         }
     }
 }

@@ -34,10 +34,14 @@ pub enum Command {
     Trace,
     /// Run a revalidation round now and wait for it.
     Revalidate,
+    /// The connection tracker's entries, as `dpctl/dump-conntrack`.
+    DumpConntrack,
+    /// Forget tracked connections (of one zone).
+    FlushConntrack,
 }
 
 impl Command {
-    pub const ALL: [(&'static str, Command); 9] = [
+    pub const ALL: [(&'static str, Command); 11] = [
         ("add-flow", Command::AddFlow),
         ("add-flows", Command::AddFlows),
         ("del-flows", Command::DelFlows),
@@ -47,6 +51,8 @@ impl Command {
         ("upcall-show", Command::UpcallShow),
         ("trace", Command::Trace),
         ("revalidate", Command::Revalidate),
+        ("dump-conntrack", Command::DumpConntrack),
+        ("flush-conntrack", Command::FlushConntrack),
     ];
 
     pub fn name(self) -> &'static str {

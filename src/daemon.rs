@@ -24,6 +24,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::config::{Config, DatapathType, OnExit};
 use crate::control::{self, Command, Request};
 use crate::dpif_kernel::{KernelDpif, KernelDpifConfig};
+use crate::dpif_netdev::conntrack::{dump, Conntrack};
 use crate::dpif_netdev::{Netdev, NetdevConfig};
 use crate::netns::Host;
 use crate::openflow;
@@ -92,6 +93,8 @@ fn demo_hosts() -> anyhow::Result<Vec<Host>> {
 struct Ctl {
     pipeline: Rc<Pipeline>,
     dpif: Arc<dyn Dpif>,
+    /// The userspace datapath's connection tracker (none on the kernel's).
+    conntrack: Option<Arc<Conntrack>>,
     config: Config,
     /// The switch handlers translate for, so that `ctl trace` answers what
     /// they would install.
@@ -281,6 +284,26 @@ impl Ctl {
                     r.megaflow, r.actions
                 ))
             }
+            Command::DumpConntrack | Command::FlushConntrack => {
+                let ct = self.conntrack.as_ref().ok_or(
+                    "the kernel datapath's connections are in the kernel's conntrack \
+                     (conntrack -L); upcalld tracks only on its userspace datapath",
+                )?;
+                let args = dump::parse_args(body)?;
+                if req.command == Command::FlushConntrack {
+                    if args.stats {
+                        return Err("flush-conntrack takes only zone=N".into());
+                    }
+                    ct.flush(args.zone);
+                    return Ok(String::new());
+                }
+                let now = actors::dpif::monotonic_ms();
+                Ok(ct
+                    .entries(args.zone, now)
+                    .iter()
+                    .map(|e| dump::format_entry(e, args.stats) + "\n")
+                    .collect())
+            }
             Command::Revalidate => {
                 self.pipeline
                     .revalidate_now()
@@ -324,6 +347,7 @@ impl Backend {
                 emc_entries: config.datapath.emc_entries,
                 emc_insert_inv_prob: config.datapath.emc_insert_inv_prob,
                 rx_cpus: config.thread_cpus().datapath,
+                conntrack: config.datapath.conntrack.clone(),
             }))),
             DatapathType::Kernel => {
                 let name = &config.datapath.name;
@@ -612,6 +636,10 @@ async fn serve(
     let ctl = Rc::new(Ctl {
         pipeline,
         dpif: dpif.clone(),
+        conntrack: match backend.as_ref() {
+            Backend::Userspace(n) => Some(n.conntrack().clone()),
+            Backend::Kernel(_) => None,
+        },
         config,
         xlate,
         conntrack_missing,

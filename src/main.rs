@@ -88,6 +88,14 @@ enum CtlCmd {
     Trace { flow: String },
     /// Run a revalidation round now and wait for it.
     Revalidate,
+    /// Tracked connections, as `ovs-appctl dpctl/dump-conntrack [-s] [zone=N]`.
+    DumpConntrack {
+        /// `-s` (adds each entry's timeout) and/or `zone=N`.
+        #[arg(allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Forget every tracked connection, or those of `zone=N`.
+    FlushConntrack { zone: Option<String> },
 }
 
 #[derive(Subcommand)]
@@ -168,6 +176,8 @@ fn ctl(socket: &std::path::Path, cmd: CtlCmd) -> anyhow::Result<ExitCode> {
         CtlCmd::UpcallShow => (Command::UpcallShow, String::new()),
         CtlCmd::Trace { flow } => (Command::Trace, flow),
         CtlCmd::Revalidate => (Command::Revalidate, String::new()),
+        CtlCmd::DumpConntrack { args } => (Command::DumpConntrack, args.join(" ")),
+        CtlCmd::FlushConntrack { zone } => (Command::FlushConntrack, zone.unwrap_or_default()),
     };
     match control::call(socket, command, &body)? {
         Ok(out) => {

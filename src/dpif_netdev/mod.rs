@@ -43,6 +43,7 @@ use messages::odp::{OdpAction, OdpActions, SetHeader};
 use messages::Flow;
 use parking_lot::{Mutex, RwLock};
 
+use conntrack::{Conntrack, ConntrackConfig};
 use flow_table::FlowEntry;
 pub use flow_table::{Emc, FlowTable, PutError};
 pub use port::{parse_tsv, read_replay_file, ReplayError, ReplayFrame};
@@ -68,6 +69,8 @@ pub struct NetdevConfig {
     pub emc_insert_inv_prob: u32,
     /// CPUs the port threads may run on (empty: any).
     pub rx_cpus: Vec<usize>,
+    /// The connection tracker's limits and timeouts.
+    pub conntrack: ConntrackConfig,
 }
 
 impl Default for NetdevConfig {
@@ -79,6 +82,7 @@ impl Default for NetdevConfig {
             emc_entries: 8192,
             emc_insert_inv_prob: 100,
             rx_cpus: Vec::new(),
+            conntrack: ConntrackConfig::default(),
         }
     }
 }
@@ -109,6 +113,7 @@ struct Core {
     emc_entries: usize,
     emc_insert_inv_prob: u32,
     rx_cpus: Vec<usize>,
+    conntrack: Arc<Conntrack>,
 }
 
 /// A port's receive thread and the flag that stops it.
@@ -144,6 +149,7 @@ impl Netdev {
                 emc_entries: config.emc_entries,
                 emc_insert_inv_prob: config.emc_insert_inv_prob,
                 rx_cpus: config.rx_cpus,
+                conntrack: Arc::new(Conntrack::new(config.conntrack)),
             }),
             rx_threads: Mutex::new(BTreeMap::new()),
             closed: AtomicBool::new(false),
@@ -166,6 +172,11 @@ impl Netdev {
             default_port,
             rx: self.core.rx_state(),
         }
+    }
+
+    /// The connection tracker that `ct` actions use.
+    pub fn conntrack(&self) -> &Arc<Conntrack> {
+        &self.core.conntrack
     }
 
     /// Frames read from replay files and injected so far.

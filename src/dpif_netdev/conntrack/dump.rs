@@ -104,3 +104,52 @@ pub fn format_entry(e: &Entry, stats: bool) -> String {
     }
     s
 }
+
+/// The arguments of `dump-conntrack` and `flush-conntrack`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DumpArgs {
+    pub zone: Option<u16>,
+    /// `-s`: print each entry's timeout.
+    pub stats: bool,
+}
+
+/// Parses `[-s] [zone=N]`.
+pub fn parse_args(text: &str) -> Result<DumpArgs, String> {
+    let mut args = DumpArgs::default();
+    for word in text.split_whitespace() {
+        if word == "-s" || word == "--statistics" {
+            args.stats = true;
+        } else if let Some(z) = word.strip_prefix("zone=") {
+            let zone = z
+                .parse::<u16>()
+                .map_err(|_| format!("zone={z}: a zone is a number from 0 to 65535"))?;
+            args.zone = Some(zone);
+        } else {
+            return Err(format!(
+                "{word:?}: expected -s or zone=N (as ovs-appctl dpctl/dump-conntrack)"
+            ));
+        }
+    }
+    Ok(args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_as_dpctl_takes_them() {
+        assert_eq!(parse_args("").unwrap(), DumpArgs::default());
+        assert_eq!(
+            parse_args("-s zone=5").unwrap(),
+            DumpArgs {
+                zone: Some(5),
+                stats: true
+            }
+        );
+        assert!(parse_args("zone=70000").unwrap_err().contains("0 to 65535"));
+        assert!(parse_args("mark=1")
+            .unwrap_err()
+            .contains("expected -s or zone=N"));
+    }
+}
