@@ -36,14 +36,14 @@ pub use timeouts::{Timeout, TimeoutPolicy};
 
 /// `ct_state` bits, as OVS numbers them.
 pub mod state {
-    pub const NEW: u16 = 0x01;
-    pub const ESTABLISHED: u16 = 0x02;
-    pub const RELATED: u16 = 0x04;
-    pub const REPLY_DIR: u16 = 0x08;
-    pub const INVALID: u16 = 0x10;
-    pub const TRACKED: u16 = 0x20;
-    pub const SRC_NAT: u16 = 0x40;
-    pub const DST_NAT: u16 = 0x80;
+    pub const NEW: u8 = 0x01;
+    pub const ESTABLISHED: u8 = 0x02;
+    pub const RELATED: u8 = 0x04;
+    pub const REPLY_DIR: u8 = 0x08;
+    pub const INVALID: u8 = 0x10;
+    pub const TRACKED: u8 = 0x20;
+    pub const SRC_NAT: u8 = 0x40;
+    pub const DST_NAT: u8 = 0x80;
 }
 
 /// What a `ct` action asks of the tracker.
@@ -98,7 +98,7 @@ impl OrigTuple {
 /// A packet's conntrack metadata, read and written by `ct` actions.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CtMetadata {
-    pub state: u16,
+    pub state: u8,
     pub zone: u16,
     pub mark: u32,
     pub label: u128,

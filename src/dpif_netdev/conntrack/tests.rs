@@ -145,7 +145,7 @@ fn run(ct: &Conntrack, frame: &mut [u8], cmd: &CtCommand, now: u64) -> CtMetadat
     md
 }
 
-fn st(ct: &Conntrack, frame: &[u8], cmd: &CtCommand, now: u64) -> u16 {
+fn st(ct: &Conntrack, frame: &[u8], cmd: &CtCommand, now: u64) -> u8 {
     run(ct, &mut frame.to_vec(), cmd, now).state
 }
 
