@@ -655,7 +655,7 @@ impl Conntrack {
             .iter()
             .enumerate()
             .filter_map(|(i, c)| match c {
-                Some(c) if zone.map_or(true, |z| c.fwd.zone == z) => Some(i as u32),
+                Some(c) if zone.is_none_or(|z| c.fwd.zone == z) => Some(i as u32),
                 _ => None,
             })
             .collect();
@@ -671,7 +671,7 @@ impl Conntrack {
             .conns
             .iter()
             .flatten()
-            .filter(|c| c.expires_ms > now && zone.map_or(true, |z| c.fwd.zone == z))
+            .filter(|c| c.expires_ms > now && zone.is_none_or(|z| c.fwd.zone == z))
             .map(|c| dump::Entry {
                 orig: c.fwd,
                 reply: c.rev,
@@ -684,7 +684,7 @@ impl Conntrack {
                 timeout_s: (c.expires_ms - now).div_ceil(1000) as u32,
             })
             .collect();
-        out.sort_by(|a, b| dump::order(a).cmp(&dump::order(b)));
+        out.sort_by_key(dump::order);
         out
     }
 }

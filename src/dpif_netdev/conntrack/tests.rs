@@ -112,7 +112,7 @@ fn v6(last: u8) -> [u8; 16] {
     a
 }
 
-fn ip6(src: [u8; 16], dst: [u8; 16], proto: u8, l4: &mut Vec<u8>, sum_at: usize) -> Vec<u8> {
+fn ip6(src: [u8; 16], dst: [u8; 16], proto: u8, l4: &mut [u8], sum_at: usize) -> Vec<u8> {
     let pseudo = checksum::pseudo_header_v6(&src, &dst, proto, l4.len() as u32);
     let sum = !checksum::combine(pseudo, checksum::ones_sum(l4));
     l4[sum_at..sum_at + 2].copy_from_slice(&sum.to_be_bytes());
