@@ -297,7 +297,7 @@ impl Ctl {
                     ct.flush(args.zone);
                     return Ok(String::new());
                 }
-                let now = actors::dpif::monotonic_ms();
+                let now = messages::dpif::monotonic_ms();
                 Ok(ct
                     .entries(args.zone, now)
                     .iter()

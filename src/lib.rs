@@ -4,6 +4,7 @@
 //! benchmark, over the [`messages`] vocabulary and the [`actors`].
 
 pub mod bench;
+pub mod bench_conntrack;
 pub mod config;
 pub mod control;
 pub mod daemon;

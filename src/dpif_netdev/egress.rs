@@ -1,5 +1,6 @@
 //! Running datapath actions on frames: rewrites, VLAN pushes and pops,
-//! outputs to ports and upcalls.
+//! outputs to ports and upcalls, the connection tracker (`ct`,
+//! `ct_clear`) and recirculation (the packet looked up again, here).
 
 use super::*;
 
@@ -13,7 +14,15 @@ pub(super) struct Egress<'a> {
     ports: Option<parking_lot::RwLockReadGuard<'a, BTreeMap<u32, Arc<Port>>>>,
     no_port: u64,
     errors: u64,
+    /// Packets dropped for recirculating more than `MAX_RECIRC_DEPTH` times.
+    too_deep: u64,
+    /// The burst's time, for the connection tracker and flow statistics.
+    now_ms: u64,
 }
+
+/// Most recirculations of one packet (OVS's `MAX_RECIRC_DEPTH`): a rule
+/// set that loops through `ct(table=…)` ends with a counted drop.
+const MAX_RECIRC_DEPTH: u8 = 6;
 
 impl<'a> Egress<'a> {
     pub(super) fn new(core: &'a Core) -> Self {
@@ -22,6 +31,8 @@ impl<'a> Egress<'a> {
             ports: None,
             no_port: 0,
             errors: 0,
+            too_deep: 0,
+            now_ms: monotonic_ms(),
         }
     }
 
@@ -34,13 +45,13 @@ impl<'a> Egress<'a> {
 
     /// Runs datapath actions on a frame, known by its parsed key (a hit) or
     /// by its metadata alone (an execute).
-    pub(super) fn execute(
-        &mut self,
-        frame: &mut Vec<u8>,
-        mut known: Known<'_>,
-        actions: &OdpActions,
-    ) {
-        for action in actions {
+    pub(super) fn execute(&mut self, frame: &mut Vec<u8>, known: Known<'_>, actions: &OdpActions) {
+        self.run(frame, known, actions, 0);
+    }
+
+    /// [`Egress::execute`] for a packet recirculated `depth` times.
+    fn run(&mut self, frame: &mut Vec<u8>, mut known: Known<'_>, actions: &OdpActions, depth: u8) {
+        for (i, action) in actions.iter().enumerate() {
             let applied = match action {
                 OdpAction::Output(port) => {
                     match self.port(*port) {
@@ -83,9 +94,35 @@ impl<'a> Egress<'a> {
                     known.headers_changed();
                     pop_vlan(frame)
                 }
-                OdpAction::Ct(_) => Err(ExecuteError::Unsupported { action: "ct" }),
-                OdpAction::CtClear => Err(ExecuteError::Unsupported { action: "ct_clear" }),
-                OdpAction::Recirc(_) => Err(ExecuteError::Unsupported { action: "recirc" }),
+                OdpAction::Ct(ct) => {
+                    let md = known.metadata_mut();
+                    let mut state = CtMetadata::of(md);
+                    let cmd = CtCommand::of(ct);
+                    let natted = self
+                        .core
+                        .conntrack
+                        .execute(frame, &mut state, &cmd, self.now_ms);
+                    state.write_to(md);
+                    if natted {
+                        known.headers_changed();
+                    }
+                    Ok(())
+                }
+                OdpAction::CtClear => {
+                    CtMetadata::default().write_to(known.metadata_mut());
+                    Ok(())
+                }
+                OdpAction::Recirc(id) => {
+                    known.metadata_mut().recirc_id = *id;
+                    let key = known.key(frame);
+                    if i + 1 == actions.len() {
+                        self.recirculate(frame, key, depth);
+                        return;
+                    }
+                    // Not the last action: the rest run on the original.
+                    self.recirculate(&mut frame.clone(), key, depth);
+                    Ok(())
+                }
             };
             if let Err(e) = applied {
                 self.errors += 1;
@@ -96,8 +133,43 @@ impl<'a> Egress<'a> {
     }
 }
 
+impl Egress<'_> {
+    /// Looks a recirculated packet up again with its new `recirc_id` and
+    /// conntrack state: a hit runs that megaflow's actions here, a miss
+    /// goes up as an upcall (the slow path resumes the frozen translation).
+    fn recirculate(&mut self, frame: &mut Vec<u8>, key: Flow, depth: u8) {
+        if depth >= MAX_RECIRC_DEPTH {
+            self.too_deep += 1;
+            return;
+        }
+        let found = self.core.flows.read().lookup(&key).cloned();
+        match found {
+            Some(e) => {
+                e.hit(1, frame.len() as u64, self.now_ms, key.tcp_flags);
+                self.core.n_hit.fetch_add(1, Ordering::Relaxed);
+                self.run(frame, Known::Key(&key), &e.actions, depth + 1);
+            }
+            None => {
+                self.core.n_missed.fetch_add(1, Ordering::Relaxed);
+                let upcall = Upcall {
+                    kind: UpcallKind::Miss,
+                    packet: std::mem::take(frame),
+                    ufid: UFID_LATER,
+                    key,
+                };
+                self.core.queue_upcalls(&mut vec![upcall], &|| false);
+            }
+        }
+    }
+}
+
 impl Drop for Egress<'_> {
     fn drop(&mut self) {
+        if self.too_deep > 0 {
+            self.core
+                .n_recirc_too_deep
+                .fetch_add(self.too_deep, Ordering::Relaxed);
+        }
         if self.no_port > 0 {
             self.core
                 .n_tx_no_port

@@ -36,14 +36,14 @@ use messages::dpif::{
     monotonic_ms, DpFlow, DpStats, Dpif, DpifError, DpifOp, Execute, FlowPut, FlowStats,
     PacketMetadata, PortInfo, PortKind, PortSpec, PutMode, Ufid, Upcall, UpcallKind,
 };
-use messages::execute::{apply_set_masked, pop_vlan, push_vlan, ExecuteError};
+use messages::execute::{apply_set_masked, pop_vlan, push_vlan};
 use messages::extract::{flow_extract, flow_extract_into};
 use messages::hash::key_ufid;
 use messages::odp::{OdpAction, OdpActions, SetHeader};
 use messages::Flow;
 use parking_lot::{Mutex, RwLock};
 
-use conntrack::{Conntrack, ConntrackConfig};
+use conntrack::{Conntrack, ConntrackConfig, CtCommand, CtMetadata};
 use flow_table::FlowEntry;
 pub use flow_table::{Emc, FlowTable, PutError};
 pub use port::{parse_tsv, read_replay_file, ReplayError, ReplayFrame};
@@ -110,6 +110,8 @@ struct Core {
     n_tx_no_port: AtomicU64,
     /// Frames dropped because an action did not apply to them.
     n_exec_errors: AtomicU64,
+    /// Frames dropped for recirculating too often.
+    n_recirc_too_deep: AtomicU64,
     emc_entries: usize,
     emc_insert_inv_prob: u32,
     rx_cpus: Vec<usize>,
@@ -146,6 +148,7 @@ impl Netdev {
                 n_replayed: AtomicU64::new(0),
                 n_tx_no_port: AtomicU64::new(0),
                 n_exec_errors: AtomicU64::new(0),
+                n_recirc_too_deep: AtomicU64::new(0),
                 emc_entries: config.emc_entries,
                 emc_insert_inv_prob: config.emc_insert_inv_prob,
                 rx_cpus: config.rx_cpus,
@@ -191,6 +194,11 @@ impl Netdev {
             self.core.n_tx_no_port.load(Ordering::Relaxed),
             self.core.n_exec_errors.load(Ordering::Relaxed),
         )
+    }
+
+    /// Packets dropped for recirculating more often than OVS allows (6).
+    pub fn recirc_too_deep(&self) -> u64 {
+        self.core.n_recirc_too_deep.load(Ordering::Relaxed)
     }
 
     /// Upcalls waiting in the queues.

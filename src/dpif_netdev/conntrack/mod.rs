@@ -61,6 +61,71 @@ pub struct CtCommand {
     pub nat: Option<NatSpec>,
 }
 
+impl CtCommand {
+    /// The tracker's view of a datapath `ct` action.
+    pub fn of(action: &messages::odp::CtAction) -> CtCommand {
+        CtCommand {
+            zone: action.zone,
+            commit: action.commit,
+            force: action.force,
+            mark: action.mark,
+            label: action.labels,
+            nat: action.nat.as_ref().map(NatSpec::of),
+        }
+    }
+}
+
+impl CtMetadata {
+    /// A packet's conntrack metadata, as the datapath carries it.
+    pub fn of(md: &messages::dpif::PacketMetadata) -> CtMetadata {
+        let ipv6 = md.ct_ipv6_src != [0; 16] || md.ct_ipv6_dst != [0; 16];
+        let mut orig = OrigTuple {
+            ipv6,
+            src_port: md.ct_tp_src,
+            dst_port: md.ct_tp_dst,
+            proto: md.ct_nw_proto,
+            ..OrigTuple::default()
+        };
+        if ipv6 {
+            orig.src = md.ct_ipv6_src;
+            orig.dst = md.ct_ipv6_dst;
+        } else {
+            orig.src[..4].copy_from_slice(&md.ct_nw_src.to_be_bytes());
+            orig.dst[..4].copy_from_slice(&md.ct_nw_dst.to_be_bytes());
+        }
+        CtMetadata {
+            state: md.ct_state,
+            zone: md.ct_zone,
+            mark: md.ct_mark,
+            label: u128::from_be_bytes(md.ct_label),
+            orig: (md.ct_nw_proto != 0).then_some(orig),
+        }
+    }
+
+    /// Writes this into the datapath's packet metadata.
+    pub fn write_to(&self, md: &mut messages::dpif::PacketMetadata) {
+        md.ct_state = self.state;
+        md.ct_zone = self.zone;
+        md.ct_mark = self.mark;
+        md.ct_label = self.label.to_be_bytes();
+        let o = self.orig.unwrap_or_default();
+        md.ct_nw_proto = o.proto;
+        md.ct_tp_src = o.src_port;
+        md.ct_tp_dst = o.dst_port;
+        if o.ipv6 {
+            md.ct_ipv6_src = o.src;
+            md.ct_ipv6_dst = o.dst;
+            md.ct_nw_src = 0;
+            md.ct_nw_dst = 0;
+        } else {
+            md.ct_nw_src = u32::from_be_bytes([o.src[0], o.src[1], o.src[2], o.src[3]]);
+            md.ct_nw_dst = u32::from_be_bytes([o.dst[0], o.dst[1], o.dst[2], o.dst[3]]);
+            md.ct_ipv6_src = [0; 16];
+            md.ct_ipv6_dst = [0; 16];
+        }
+    }
+}
+
 /// The original-direction tuple of a packet's connection (OVS's
 /// `ct_orig_tuple`: for ICMP the ports hold the type and code).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -49,6 +49,36 @@ pub struct NatSpec {
     pub random: bool,
 }
 
+impl NatSpec {
+    pub fn of(nat: &messages::odp::NatAction) -> NatSpec {
+        let mut spec = NatSpec {
+            kind: nat.kind.map(|k| match k {
+                messages::odp::NatKind::Src => NatKind::Src,
+                messages::odp::NatKind::Dst => NatKind::Dst,
+            }),
+            persistent: nat.persistent,
+            random: nat.random,
+            ..NatSpec::default()
+        };
+        match nat.addrs {
+            Some(messages::odp::NatAddrs::V4 { min, max }) => {
+                spec.addr_min[..4].copy_from_slice(&min.to_be_bytes());
+                spec.addr_max[..4].copy_from_slice(&max.to_be_bytes());
+            }
+            Some(messages::odp::NatAddrs::V6 { min, max }) => {
+                spec.addr_min = min;
+                spec.addr_max = max;
+            }
+            None => {}
+        }
+        if let Some((min, max)) = nat.ports {
+            spec.port_min = min;
+            spec.port_max = max;
+        }
+        spec
+    }
+}
+
 /// Protocols whose ports (ICMPv4's echo id) NAT may change, as OVS's
 /// `pat_packet`. SCTP ports are left alone here: their CRC32c is not
 /// updated by this datapath.
