@@ -39,69 +39,75 @@ const CLIENT_PORT: u32 = 1;
 const SERVER_PORT: u32 = 2;
 const PAYLOAD: usize = 100;
 
-fn tcp_frame(
+/// The two ends of a TCP connection, in one direction.
+#[derive(Clone, Copy)]
+struct Ends {
     src: u32,
     dst: u32,
     sport: u16,
     dport: u16,
-    flags: u8,
-    seq: u32,
-    ack: u32,
-    payload: usize,
-) -> Vec<u8> {
-    let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
-    let total = 20 + 20 + payload;
-    let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 6, 0, 0];
-    ip[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-    ip.extend_from_slice(&src.to_be_bytes());
-    ip.extend_from_slice(&dst.to_be_bytes());
-    let sum = checksum::internet(&ip);
-    ip[10..12].copy_from_slice(&sum.to_be_bytes());
-    let mut tcp = Vec::with_capacity(20 + payload);
-    tcp.extend_from_slice(&sport.to_be_bytes());
-    tcp.extend_from_slice(&dport.to_be_bytes());
-    tcp.extend_from_slice(&seq.to_be_bytes());
-    tcp.extend_from_slice(&ack.to_be_bytes());
-    tcp.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
-    tcp.resize(20 + payload, 0x5a);
-    let pseudo = checksum::pseudo_header_v4(src, dst, 6, tcp.len() as u16);
-    let sum = !checksum::combine(pseudo, checksum::ones_sum(&tcp));
-    tcp[16..18].copy_from_slice(&sum.to_be_bytes());
-    f.extend_from_slice(&ip);
-    f.extend_from_slice(&tcp);
-    f
+}
+
+impl Ends {
+    fn reversed(self) -> Ends {
+        Ends {
+            src: self.dst,
+            dst: self.src,
+            sport: self.dport,
+            dport: self.sport,
+        }
+    }
+
+    /// A segment from `src` to `dst` with valid checksums.
+    fn frame(self, flags: u8, seq: u32, ack: u32, payload: usize) -> Vec<u8> {
+        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+        let total = 20 + 20 + payload;
+        let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 6, 0, 0];
+        ip[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+        ip.extend_from_slice(&self.src.to_be_bytes());
+        ip.extend_from_slice(&self.dst.to_be_bytes());
+        let sum = checksum::internet(&ip);
+        ip[10..12].copy_from_slice(&sum.to_be_bytes());
+        let mut tcp = Vec::with_capacity(20 + payload);
+        tcp.extend_from_slice(&self.sport.to_be_bytes());
+        tcp.extend_from_slice(&self.dport.to_be_bytes());
+        tcp.extend_from_slice(&seq.to_be_bytes());
+        tcp.extend_from_slice(&ack.to_be_bytes());
+        tcp.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+        tcp.resize(20 + payload, 0x5a);
+        let pseudo = checksum::pseudo_header_v4(self.src, self.dst, 6, tcp.len() as u16);
+        let sum = !checksum::combine(pseudo, checksum::ones_sum(&tcp));
+        tcp[16..18].copy_from_slice(&sum.to_be_bytes());
+        f.extend_from_slice(&ip);
+        f.extend_from_slice(&tcp);
+        f
+    }
 }
 
 impl Workload {
     /// `n` connections (at most 2^24) from distinct clients to one server,
     /// with `m` data segments each.
     pub fn new(n: u32, m: u32) -> Workload {
-        let server = 0x0a02_0001;
-        let client = |i: u32| 0x0b00_0000 + i;
+        let client = |i: u32| Ends {
+            src: 0x0b00_0000 + i,
+            dst: 0x0a02_0001,
+            sport: 40000,
+            dport: 80,
+        };
         let frame = |port, frame| ReplayFrame {
             in_port: Some(port),
             frame,
         };
-        let (syn_ack, ack) = (0x12, 0x10);
-        let syn = (0..n)
-            .map(|i| {
-                frame(
-                    CLIENT_PORT,
-                    tcp_frame(client(i), server, 40000, 80, 0x02, 1000, 0, 0),
-                )
-            })
+        let (syn, syn_ack, ack, push_ack) = (0x02, 0x12, 0x10, 0x18);
+        let syns = (0..n)
+            .map(|i| frame(CLIENT_PORT, client(i).frame(syn, 1000, 0, 0)))
             .collect();
         let handshake = (0..n)
             .flat_map(|i| {
+                let c = client(i);
                 [
-                    frame(
-                        SERVER_PORT,
-                        tcp_frame(server, client(i), 80, 40000, syn_ack, 5000, 1001, 0),
-                    ),
-                    frame(
-                        CLIENT_PORT,
-                        tcp_frame(client(i), server, 40000, 80, ack, 1001, 5001, 0),
-                    ),
+                    frame(SERVER_PORT, c.reversed().frame(syn_ack, 5000, 1001, 0)),
+                    frame(CLIENT_PORT, c.frame(ack, 1001, 5001, 0)),
                 ]
             })
             .collect();
@@ -109,15 +115,12 @@ impl Workload {
             .flat_map(|k| {
                 (0..n).map(move |i| {
                     let seq = 1001 + k * PAYLOAD as u32;
-                    frame(
-                        CLIENT_PORT,
-                        tcp_frame(client(i), server, 40000, 80, 0x18, seq, 5001, PAYLOAD),
-                    )
+                    frame(CLIENT_PORT, client(i).frame(push_ack, seq, 5001, PAYLOAD))
                 })
             })
             .collect();
         Workload {
-            syn,
+            syn: syns,
             handshake,
             established,
         }
