@@ -588,6 +588,12 @@ async fn serve(
             dpif.clone(),
             Duration::from_millis(200),
         ));
+        if let Backend::Userspace(n) = backend.as_ref() {
+            actix::spawn(crate::metrics::publish_conntrack_forever(
+                n.conntrack().clone(),
+                Duration::from_millis(200),
+            ));
+        }
         tracing::info!(%addr, "metrics at http://{addr}/metrics");
     }
     let listener = control::bind(&config.control_socket)

@@ -11,6 +11,8 @@ use messages::dpif::Dpif;
 use metrics::{counter, gauge};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 
+use crate::dpif_netdev::conntrack::Conntrack;
+
 /// Histogram buckets: batch sizes (ops), and durations (seconds).
 const SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 50.0, 64.0, 128.0];
 const SECONDS_BUCKETS: &[f64] = &[
@@ -76,6 +78,18 @@ fn describe() {
         "upcalld_dump_duration_seconds_last",
         "CPU time of the last revalidation round"
     );
+    describe_gauge!(
+        "upcalld_conntrack_connections",
+        "Connections tracked by the userspace datapath"
+    );
+    describe_counter!(
+        "upcalld_conntrack_packets_total",
+        "Conntrack packets of note, by what happened (untrackable, invalid, full, nat_exhausted)"
+    );
+    describe_counter!(
+        "upcalld_conntrack_connections_total",
+        "Connections committed and expired"
+    );
     describe_histogram!("upcalld_dpif_batch_size", "Ops per datapath batch");
     describe_histogram!(
         "upcalld_upcall_latency_seconds",
@@ -113,6 +127,33 @@ pub fn publish(stats: &PipelineStats, dpif: &dyn Dpif) {
     gauge!("upcalld_flow_limit").set(g(&stats.flow_limit) as f64);
     gauge!("upcalld_rules_version").set(g(&stats.rules_version) as f64);
     gauge!("upcalld_dump_duration_seconds_last").set(g(&stats.dump_duration_ms) as f64 / 1000.0);
+}
+
+/// Copies the userspace datapath's conntrack counters into the recorder.
+pub fn publish_conntrack(ct: &Conntrack) {
+    let c = &ct.counters;
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    gauge!("upcalld_conntrack_connections").set(ct.len() as f64);
+    for (what, n) in [
+        ("untrackable", &c.untrackable),
+        ("invalid", &c.invalid),
+        ("full", &c.full),
+        ("nat_exhausted", &c.nat_exhausted),
+    ] {
+        counter!("upcalld_conntrack_packets_total", "what" => what).absolute(get(n));
+    }
+    counter!("upcalld_conntrack_connections_total", "event" => "committed")
+        .absolute(get(&c.created));
+    counter!("upcalld_conntrack_connections_total", "event" => "expired").absolute(get(&c.expired));
+}
+
+/// [`publish_conntrack`] every `period` until the process ends.
+pub async fn publish_conntrack_forever(ct: Arc<Conntrack>, period: std::time::Duration) {
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tick.tick().await;
+        publish_conntrack(&ct);
+    }
 }
 
 /// Publishes every `period` until the process ends (run on the actix

@@ -126,6 +126,10 @@ def main():
         try:
             ovs.rules(FIREWALL)
             new_s = ovs.feed(syn, 2)
+            committed = ovs.conntrack_entries()
+            if committed != len(syn):
+                print("warning: OVS tracks %d connections after the SYNs, not %d"
+                      % (committed, len(syn)), file=sys.stderr)
             ovs.feed(hs, 2)
             est_s = ovs.feed(est, 2)
             entries = ovs.conntrack_entries()
