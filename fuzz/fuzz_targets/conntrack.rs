@@ -1,0 +1,235 @@
+//! Frames through the userspace datapath's connection tracker, as a
+//! sequence: each input is a run of packets (built from a few hosts and
+//! ports so that they meet the same connections, with right checksums,
+//! then now and then a byte corrupted or the frame cut short) sent with a
+//! `ct` command each (zone, commit, force, SNAT/DNAT ranges) while the
+//! clock moves on. Beyond "no panic", it checks that every packet leaves
+//! tracked with a consistent state, that NAT leaves a trackable frame
+//! trackable (its checksums still right), and that the table keeps to its
+//! limit.
+
+#![no_main]
+
+use libfuzzer_sys::arbitrary::{Result, Unstructured};
+use libfuzzer_sys::fuzz_target;
+use messages::wire::checksum;
+use upcalld::dpif_netdev::conntrack::packet::parse;
+use upcalld::dpif_netdev::conntrack::{
+    state, Conntrack, ConntrackConfig, CtCommand, CtMetadata, NatKind, NatSpec, TimeoutPolicy,
+};
+
+const LIMIT: u32 = 64;
+
+fn addr(u: &mut Unstructured, ipv6: bool) -> Result<[u8; 16]> {
+    let host = u.int_in_range(1..=4u8)?;
+    let mut a = [0; 16];
+    if ipv6 {
+        a[0] = 0xfd;
+        a[15] = host;
+    } else {
+        a[..4].copy_from_slice(&[10, 0, 0, host]);
+    }
+    Ok(a)
+}
+
+/// A frame from a few hosts and ports, with right checksums.
+fn frame(u: &mut Unstructured) -> Result<Vec<u8>> {
+    let ipv6 = u.ratio(1, 4)?;
+    let (src, dst) = (addr(u, ipv6)?, addr(u, ipv6)?);
+    let proto = *u.choose(&[6u8, 17, 1, 58, 132, 47])?;
+    let mut l4 = match proto {
+        6 => {
+            let mut t = vec![0; 20];
+            t[0..2].copy_from_slice(&u.int_in_range(1000..=1003u16)?.to_be_bytes());
+            t[2..4].copy_from_slice(&u.int_in_range(80..=81u16)?.to_be_bytes());
+            let seq = *u.choose(&[0u32, 1000, 1001, 5000, 5001, 70_000, u32::MAX])?;
+            let ack = *u.choose(&[0u32, 1001, 5001, 6001, 1_000_000])?;
+            t[4..8].copy_from_slice(&seq.wrapping_add(u.int_in_range(0..=3000)?).to_be_bytes());
+            t[8..12].copy_from_slice(&ack.to_be_bytes());
+            t[12] = 0x50;
+            t[13] = u.arbitrary()?;
+            t[14..16].copy_from_slice(&u.arbitrary::<u16>()?.to_be_bytes());
+            if u.ratio(1, 3)? {
+                // A window-scale option.
+                t[12] = 0x60;
+                t.extend_from_slice(&[1, 3, 3, u.int_in_range(0..=15)?]);
+            }
+            t.resize(t.len() + u.int_in_range(0..=1400)?, 0x61);
+            t
+        }
+        17 => {
+            let mut t = vec![0; 8];
+            t[0..2].copy_from_slice(&u.int_in_range(5000..=5002u16)?.to_be_bytes());
+            t[2..4].copy_from_slice(&u.int_in_range(53..=54u16)?.to_be_bytes());
+            t.resize(8 + u.int_in_range(0..=64)?, 0);
+            let len = t.len() as u16;
+            t[4..6].copy_from_slice(&len.to_be_bytes());
+            t
+        }
+        1 | 58 => {
+            let ty = if proto == 1 {
+                *u.choose(&[8u8, 0, 3, 11, 13, 14, 5])?
+            } else {
+                *u.choose(&[128u8, 129, 1, 2, 3, 4])?
+            };
+            let mut t = vec![ty, u.int_in_range(0..=1)?, 0, 0, 0, u.int_in_range(1..=2)?, 0, 1];
+            // Errors quote a packet: the rest of the input's next frame.
+            if matches!(ty, 3 | 11 | 5 | 1..=4) && u.ratio(2, 3)? {
+                let inner = frame(u)?;
+                t.extend_from_slice(inner.get(14..).unwrap_or(&[]));
+            }
+            t
+        }
+        _ => {
+            let n = u.int_in_range(0..=40)?;
+            u.bytes(n)?.to_vec()
+        }
+    };
+    let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
+    if ipv6 {
+        let sum_at = match proto {
+            6 => Some(16),
+            17 => Some(6),
+            58 => Some(2),
+            _ => None,
+        };
+        if let Some(at) = sum_at.filter(|&at| at + 2 <= l4.len()) {
+            let pseudo = checksum::pseudo_header_v6(&src, &dst, proto, l4.len() as u32);
+            let sum = !checksum::combine(pseudo, checksum::ones_sum(&l4));
+            l4[at..at + 2].copy_from_slice(&sum.to_be_bytes());
+        }
+        f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+        f.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+        f.extend_from_slice(&[proto, 64]);
+        f.extend_from_slice(&src);
+        f.extend_from_slice(&dst);
+    } else {
+        let (s4, d4): ([u8; 4], [u8; 4]) = (src[..4].try_into().unwrap(), dst[..4].try_into().unwrap());
+        let sum_at = match proto {
+            6 => Some(16),
+            17 => Some(6),
+            1 => Some(2),
+            _ => None,
+        };
+        if let Some(at) = sum_at.filter(|&at| at + 2 <= l4.len()) {
+            let pseudo = if proto == 1 {
+                0
+            } else {
+                checksum::pseudo_header_v4(
+                    u32::from_be_bytes(s4),
+                    u32::from_be_bytes(d4),
+                    proto,
+                    l4.len() as u16,
+                )
+            };
+            let sum = !checksum::combine(pseudo, checksum::ones_sum(&l4));
+            l4[at..at + 2].copy_from_slice(&sum.to_be_bytes());
+        }
+        let mut ip = vec![0x45, 0, 0, 0, 0, 1, 0, 0, 64, proto, 0, 0];
+        ip[2..4].copy_from_slice(&((20 + l4.len()) as u16).to_be_bytes());
+        if u.ratio(1, 20)? {
+            // A fragment, first or later.
+            ip[6] = *u.choose(&[0x20u8, 0x00, 0x20])?;
+            ip[7] = *u.choose(&[0u8, 0x10, 0x10])?;
+        }
+        ip.extend_from_slice(&s4);
+        ip.extend_from_slice(&d4);
+        let sum = checksum::internet(&ip);
+        ip[10..12].copy_from_slice(&sum.to_be_bytes());
+        f.extend_from_slice(&[0x08, 0x00]);
+        f.extend_from_slice(&ip);
+    }
+    f.extend_from_slice(&l4);
+    if u.ratio(1, 10)? && !f.is_empty() {
+        let at = u.choose_index(f.len())?;
+        f[at] ^= u.int_in_range(1..=255)?;
+    }
+    if u.ratio(1, 10)? {
+        let keep = u.choose_index(f.len() + 1)?;
+        f.truncate(keep);
+    }
+    Ok(f)
+}
+
+fn command(u: &mut Unstructured) -> Result<CtCommand> {
+    let nat = if u.ratio(1, 3)? {
+        let ipv6 = u.ratio(1, 4)?;
+        let min = addr(u, ipv6)?;
+        let mut max = min;
+        max[if ipv6 { 15 } else { 3 }] += u.int_in_range(0..=2)?;
+        let (port_min, port_max) = if u.arbitrary()? {
+            let lo = u.int_in_range(1..=3000u16)?;
+            (lo, lo + u.int_in_range(0..=2)?)
+        } else {
+            (0, 0)
+        };
+        Some(NatSpec {
+            kind: *u.choose(&[None, Some(NatKind::Src), Some(NatKind::Dst)])?,
+            addr_min: if u.ratio(1, 5)? { [0; 16] } else { min },
+            addr_max: max,
+            port_min,
+            port_max,
+            persistent: u.arbitrary()?,
+            random: u.arbitrary()?,
+        })
+    } else {
+        None
+    };
+    Ok(CtCommand {
+        zone: u.int_in_range(0..=2)?,
+        commit: u.arbitrary()?,
+        force: u.ratio(1, 8)?,
+        mark: if u.ratio(1, 4)? { Some((u.arbitrary()?, u.arbitrary()?)) } else { None },
+        label: if u.ratio(1, 8)? { Some((u.arbitrary()?, u.arbitrary()?)) } else { None },
+        nat,
+    })
+}
+
+fn run(u: &mut Unstructured) -> Result<()> {
+    let ct = Conntrack::new(ConntrackConfig {
+        max_connections: LIMIT,
+        timeouts: TimeoutPolicy {
+            tcp_syn_sent: 2,
+            udp_first: 3,
+            icmp_first: 2,
+            ..TimeoutPolicy::default()
+        },
+        ..ConntrackConfig::default()
+    });
+    let mut now = 0u64;
+    let mut md = CtMetadata::default();
+    while !u.is_empty() {
+        let mut f = frame(u)?;
+        let cmd = command(u)?;
+        if u.ratio(1, 2)? {
+            // A new packet, not one continuing through the pipeline.
+            md = CtMetadata::default();
+        }
+        now += u.int_in_range(0..=1500u64)?;
+        let trackable = parse(&f).is_some();
+        // As in OVS, a later `ct` in the same zone adds to the state an
+        // earlier one left (only entering another zone starts afresh), so
+        // the verdict's bits exclude each other only for a fresh packet.
+        let fresh = md.state == 0 || md.zone != cmd.zone;
+        let natted = ct.execute(&mut f, &mut md, &cmd, now);
+        assert_ne!(md.state & state::TRACKED, 0);
+        assert_eq!(md.zone, cmd.zone);
+        if fresh {
+            let verdict = md.state & (state::NEW | state::ESTABLISHED | state::INVALID);
+            assert!(verdict.count_ones() <= 1, "{:#x}", md.state);
+            if md.state & state::RELATED != 0 {
+                assert_eq!(verdict, 0, "{:#x}", md.state);
+            }
+        }
+        if natted {
+            assert!(trackable);
+            assert!(parse(&f).is_some(), "NAT broke a checksum: {f:02x?}");
+        }
+        assert!(ct.len() <= LIMIT as usize);
+    }
+    Ok(())
+}
+
+fuzz_target!(|data: &[u8]| {
+    let _ = run(&mut Unstructured::new(data));
+});
