@@ -17,6 +17,7 @@ pub mod backpressure;
 pub mod classifier;
 pub mod dpif_writer;
 pub mod handler;
+pub mod mac_learning;
 pub mod pipeline;
 pub mod protocol;
 pub mod receiver;

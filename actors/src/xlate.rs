@@ -9,7 +9,7 @@
 //! writes is un-wildcarded in `wc`, so that the megaflow covers exactly the
 //! packets that would get the same actions.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use messages::field::{Field, Prereq};
@@ -17,8 +17,12 @@ use messages::flow::*;
 use messages::odp::*;
 use messages::ofp::{port, CtSpec, CtZone, Instructions, NatAction, OfAction};
 
+use crate::mac_learning::MacTable;
 use crate::recirc::{FrozenState, RecircIds};
 use crate::tables::{RuleEntry, Tables};
+
+pub mod normal;
+use normal::{NormalLearn, PortVlan};
 
 /// Resubmit nesting limit (OVS's `MAX_DEPTH`).
 pub const MAX_DEPTH: u32 = 64;
@@ -43,6 +47,15 @@ pub struct XlateConfig {
     pub local_port: u32,
     /// The recirculation ids, shared by every translation of the switch.
     pub recirc: Arc<RecircIds>,
+    /// Each port's VLAN mode for `NORMAL`, by OpenFlow port; a port not
+    /// listed trunks every VLAN.
+    pub vlans: Arc<BTreeMap<u32, PortVlan>>,
+    /// The bridge's MAC learning table, which `NORMAL` reads (shared by
+    /// every clone of this configuration).
+    pub mac: Arc<MacTable>,
+    /// Whether `NORMAL` learns source MACs: for upcalls, not for traces
+    /// or revalidation (OVS's `allow_side_effects`).
+    pub may_learn: bool,
 }
 
 impl XlateConfig {
@@ -80,6 +93,8 @@ pub struct XlateOutput {
     pub wc: FlowWildcards,
     /// Ids of the rules that matched, in lookup order.
     pub rules: Vec<u64>,
+    /// What `NORMAL` learned from (or would have, without `may_learn`).
+    pub learned: Vec<NormalLearn>,
     pub error: Option<XlateError>,
     /// The passes `ct(table=T)` forked, in order.
     pub recircs: Vec<Recirculation>,
@@ -102,6 +117,7 @@ struct Ctx<'a> {
     wc: &'a mut FlowWildcards,
     actions: OdpActions,
     rules: Vec<u64>,
+    learned: Vec<NormalLearn>,
     table_id: u8,
     depth: u32,
     resubmits: u32,
@@ -147,6 +163,8 @@ pub fn xlate_into(tables: &Tables, flow: &Flow, cfg: &XlateConfig, out: &mut Xla
     actions.clear();
     let mut rules = std::mem::take(&mut out.rules);
     rules.clear();
+    let mut learned = std::mem::take(&mut out.learned);
+    learned.clear();
     out.recircs.clear();
     let frozen = if flow.recirc_id != 0 {
         match cfg.recirc.get(flow.recirc_id) {
@@ -154,6 +172,7 @@ pub fn xlate_into(tables: &Tables, flow: &Flow, cfg: &XlateConfig, out: &mut Xla
             None => {
                 out.actions = actions;
                 out.rules = rules;
+                out.learned = learned;
                 out.error = Some(XlateError::NoRecirculationContext);
                 return;
             }
@@ -169,6 +188,7 @@ pub fn xlate_into(tables: &Tables, flow: &Flow, cfg: &XlateConfig, out: &mut Xla
         wc: &mut out.wc,
         actions,
         rules,
+        learned,
         table_id: 0,
         depth: 0,
         resubmits: 0,
@@ -212,9 +232,11 @@ pub fn xlate_into(tables: &Tables, flow: &Flow, cfg: &XlateConfig, out: &mut Xla
     } else {
         ctx.finish_wc(flow);
     }
-    let (actions, rules, error, recircs) = (ctx.actions, ctx.rules, ctx.error, ctx.recircs);
+    let (actions, rules, learned, error, recircs) =
+        (ctx.actions, ctx.rules, ctx.learned, ctx.error, ctx.recircs);
     out.actions = actions;
     out.rules = rules;
+    out.learned = learned;
     out.error = error;
     out.recircs = recircs;
 }
@@ -468,8 +490,9 @@ impl Ctx<'_> {
         match p {
             port::IN_PORT => self.compose_output(self.flow.in_port),
             port::CONTROLLER => self.controller(u16::MAX),
+            port::NORMAL => self.normal(),
             // Output to the input port is dropped unless asked for by
-            // `in_port`; flooding and NORMAL are not part of upcalld.
+            // `in_port`; flooding (FLOOD, ALL) is not part of upcalld.
             p if p == self.flow.in_port => {}
             port::LOCAL => self.compose_output(self.cfg.local_port),
             // OpenFlow port 0 never exists.
