@@ -26,7 +26,13 @@
 //! name = "veth0"
 //! type = "system"          # system (AF_PACKET) | internal (tap) | replay
 //! number = 1
+//! tag = 10                 # VLAN settings for NORMAL, as OVS's Port columns:
+//! # trunks = [10, 20]      # tag, trunks, vlan_mode (access | trunk |
+//! # vlan_mode = "access"   # native-tagged | native-untagged)
 //! ```
+//!
+//! `NORMAL`'s MAC learning table: `mac_aging_time = 300` (seconds) and
+//! `mac_table_size = 8192`, as OVS's `other_config` keys of those names.
 //!
 //! On the Linux kernel's datapath (the openvswitch module), ports are
 //! netdev vports (`system`) or internal ports (`internal`):
@@ -43,6 +49,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
+use actors::xlate::normal::{PortVlan, VlanMode};
 use messages::dpif::{PortKind, PortSpec};
 use serde::Deserialize;
 
@@ -124,6 +133,13 @@ pub struct PortConfig {
     pub number: Option<u32>,
     /// The file a replay port plays.
     pub path: Option<PathBuf>,
+    /// `NORMAL`'s access or native VLAN (OVS's `tag`).
+    pub tag: Option<u16>,
+    /// The VLANs a trunk carries (OVS's `trunks`; none listed: all).
+    #[serde(default)]
+    pub trunks: Vec<u16>,
+    /// OVS's `vlan_mode`: access, trunk, native-tagged, native-untagged.
+    pub vlan_mode: Option<String>,
 }
 
 fn default_port_type() -> PortType {
@@ -131,6 +147,22 @@ fn default_port_type() -> PortType {
 }
 
 impl PortConfig {
+    /// The port's VLAN configuration for `NORMAL`.
+    pub fn vlan(&self) -> Result<PortVlan, ConfigError> {
+        let bad = |e: String| ConfigError::Invalid(format!("port {:?}: {e}", self.name));
+        let mode = self
+            .vlan_mode
+            .as_deref()
+            .map(VlanMode::parse)
+            .transpose()
+            .map_err(bad)?;
+        PortVlan::from_config(mode, self.tag, &self.trunks).map_err(bad)
+    }
+
+    fn has_vlan_settings(&self) -> bool {
+        self.tag.is_some() || !self.trunks.is_empty() || self.vlan_mode.is_some()
+    }
+
     pub fn spec(&self) -> Result<PortSpec, ConfigError> {
         let kind = match (self.kind, &self.path) {
             (PortType::System, None) => PortKind::System,
@@ -270,6 +302,11 @@ pub struct Config {
     pub cpus: CpusConfig,
     /// Let the heap use transparent huge pages (see [`crate::memory`]).
     pub transparent_huge_pages: bool,
+    /// Seconds a learned MAC lives without traffic (OVS's
+    /// `other_config:mac-aging-time`).
+    pub mac_aging_time: u64,
+    /// Most MACs learned (OVS's `other_config:mac-table-size`).
+    pub mac_table_size: usize,
     pub bridge: BridgeConfig,
     pub openflow: OpenFlowConfig,
 }
@@ -354,6 +391,8 @@ impl Default for Config {
             transparent_huge_pages: false,
             bridge: BridgeConfig::default(),
             openflow: OpenFlowConfig::default(),
+            mac_aging_time: actors::mac_learning::DEFAULT_IDLE_TIME,
+            mac_table_size: actors::mac_learning::DEFAULT_MAX_ENTRIES,
         }
     }
 }
@@ -486,6 +525,16 @@ impl Config {
         for p in &self.ports {
             p.spec()?;
         }
+        self.port_vlans()?;
+        if !(15..=3600).contains(&self.mac_aging_time) {
+            return invalid(format!(
+                "mac_aging_time = {}: must be 15 to 3600 seconds",
+                self.mac_aging_time
+            ));
+        }
+        if self.mac_table_size == 0 {
+            return invalid("mac_table_size must be at least 1".into());
+        }
         Ok(())
     }
 
@@ -509,6 +558,26 @@ impl Config {
                 false,
             ),
         }
+    }
+
+    /// The VLAN configuration of each numbered port with VLAN settings.
+    pub fn port_vlans(&self) -> Result<BTreeMap<u32, PortVlan>, ConfigError> {
+        let mut out = BTreeMap::new();
+        for p in self.ports.iter().filter(|p| p.has_vlan_settings()) {
+            let number = p.number.ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "port {:?}: VLAN settings need the port's `number`",
+                    p.name
+                ))
+            })?;
+            out.insert(number, p.vlan()?);
+        }
+        Ok(out)
+    }
+
+    /// The bridge's MAC learning table, empty.
+    pub fn mac_table(&self) -> actors::mac_learning::MacTable {
+        actors::mac_learning::MacTable::new(self.mac_aging_time, self.mac_table_size)
     }
 
     pub fn max_idle(&self) -> Duration {
@@ -646,6 +715,43 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("on_exit") || e.contains("maybe"), "{e}");
+    }
+
+    #[test]
+    fn port_vlan_settings() {
+        let c = Config::parse(
+            "[[port]]\nname = \"a\"\nnumber = 1\ntag = 10\n[[port]]\nname = \"t\"\nnumber = 3\ntrunks = [10, 20]\n[[port]]\nname = \"n\"\nnumber = 4\ntag = 20\nvlan_mode = \"native-untagged\"\n[[port]]\nname = \"plain\"\nnumber = 5\n",
+            "v.toml",
+        )
+        .unwrap();
+        let v = c.port_vlans().unwrap();
+        assert_eq!(v[&1].mode, VlanMode::Access);
+        assert_eq!(v[&1].vlan, 10);
+        assert_eq!(v[&3].mode, VlanMode::Trunk);
+        assert_eq!(v[&4].mode, VlanMode::NativeUntagged);
+        assert!(!v.contains_key(&5), "no settings: a trunk of all VLANs");
+        let e = Config::parse("[[port]]\nname = \"x\"\ntag = 5000\n", "v.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("\"x\"") && e.contains("5000"), "{e}");
+        let e = Config::parse("[[port]]\nname = \"x\"\ntag = 5\n", "v.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("need the port's `number`"), "{e}");
+        let e = Config::parse(
+            "[[port]]\nname = \"x\"\nnumber = 2\nvlan_mode = \"dot1q-tunnel\"\n",
+            "v.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("dot1q-tunnel") && e.contains("not supported"),
+            "{e}"
+        );
+        let e = Config::parse("mac_aging_time = 5\n", "v.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mac_aging_time"), "{e}");
     }
 
     #[test]

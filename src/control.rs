@@ -38,10 +38,14 @@ pub enum Command {
     DumpConntrack,
     /// Forget tracked connections (of one zone).
     FlushConntrack,
+    /// The MAC learning table, as `ovs-appctl fdb/show`.
+    FdbShow,
+    /// Empty the MAC learning table, as `ovs-appctl fdb/flush`.
+    FdbFlush,
 }
 
 impl Command {
-    pub const ALL: [(&'static str, Command); 11] = [
+    pub const ALL: [(&'static str, Command); 13] = [
         ("add-flow", Command::AddFlow),
         ("add-flows", Command::AddFlows),
         ("del-flows", Command::DelFlows),
@@ -53,6 +57,8 @@ impl Command {
         ("revalidate", Command::Revalidate),
         ("dump-conntrack", Command::DumpConntrack),
         ("flush-conntrack", Command::FlushConntrack),
+        ("fdb-show", Command::FdbShow),
+        ("fdb-flush", Command::FdbFlush),
     ];
 
     pub fn name(self) -> &'static str {

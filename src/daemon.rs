@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actors::dpif_writer::WriterConfig;
+use actors::mac_learning::{format_fdb, now_secs};
 use actors::pipeline::{Pipeline, PipelineConfig};
 use actors::protocol::{GetSnapshot, RuleChange};
 use actors::revalidator::RevalidatorConfig;
@@ -304,6 +305,19 @@ impl Ctl {
                     .map(|e| dump::format_entry(e, args.stats) + "\n")
                     .collect())
             }
+            Command::FdbShow => Ok(format_fdb(&self.xlate.mac.entries(now_secs()), |p| {
+                if p == messages::ofp::port::LOCAL {
+                    "LOCAL".into()
+                } else {
+                    p.to_string()
+                }
+            })),
+            Command::FdbFlush => {
+                // The flush changes the table's generation: revalidators
+                // re-translate every flow on their next round.
+                self.xlate.mac.flush();
+                Ok("table successfully flushed\n".into())
+            }
             Command::Revalidate => {
                 self.pipeline
                     .revalidate_now()
@@ -446,8 +460,8 @@ fn pipeline_config(
     config: &Config,
     backend: &Backend,
     ports: Option<BTreeSet<u32>>,
-) -> PipelineConfig {
-    PipelineConfig {
+) -> anyhow::Result<PipelineConfig> {
+    Ok(PipelineConfig {
         n_handlers: config.handlers,
         n_revalidators: config.revalidators,
         n_receivers: config.receivers,
@@ -471,8 +485,11 @@ fn pipeline_config(
             // Both datapaths number the bridge's own port 0.
             local_port: 0,
             recirc: Default::default(),
+            vlans: Arc::new(config.port_vlans()?),
+            mac: Arc::new(config.mac_table()),
+            may_learn: false,
         },
-    }
+    })
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -549,7 +566,7 @@ async fn serve(
         let numbers: BTreeSet<u32> = specs.iter().filter_map(|s| s.number).collect();
         (specs.len() == numbers.len()).then_some(numbers)
     };
-    let pipeline_cfg = pipeline_config(&config, &backend, known_ports);
+    let pipeline_cfg = pipeline_config(&config, &backend, known_ports)?;
     let cpus = &pipeline_cfg.cpus;
     tracing::info!(
         datapath = ?config.thread_cpus().datapath,

@@ -57,7 +57,8 @@ enum Cmd {
         #[arg(required_unless_present = "flows")]
         flow: Option<String>,
         /// The bridge's ports, e.g. `1-8`: output to any other port is
-        /// dropped, as OVS drops it. Default: every port number exists.
+        /// dropped, as OVS drops it. Default: every port number exists
+        /// (the ports of --config when given).
         #[arg(long)]
         ports: Option<String>,
         /// The conntrack state each recirculation resumes with, in order
@@ -65,6 +66,14 @@ enum Cmd {
         /// `ofproto/trace --ct-next`. Default: `trk|new`.
         #[arg(long = "ct-next")]
         ct_next: Vec<String>,
+        /// A daemon configuration whose numbered `[[port]]`s are the
+        /// bridge's ports, with their VLAN settings for NORMAL.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// NORMAL's MAC table to trace with, in `ovs-appctl fdb/show`
+        /// format (port, VLAN, MAC, age per line).
+        #[arg(long)]
+        fdb: Option<PathBuf>,
     },
 }
 
@@ -96,6 +105,10 @@ enum CtlCmd {
     },
     /// Forget every tracked connection, or those of `zone=N`.
     FlushConntrack { zone: Option<String> },
+    /// The MAC learning table of NORMAL (as `ovs-appctl fdb/show`).
+    FdbShow,
+    /// Empty the MAC learning table (as `ovs-appctl fdb/flush`).
+    FdbFlush,
 }
 
 #[derive(Subcommand)]
@@ -146,23 +159,45 @@ fn read_file_arg(path: &PathBuf) -> anyhow::Result<String> {
     std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
-fn run_trace(
-    rules: &PathBuf,
-    flows: Option<&PathBuf>,
-    flow: Option<&str>,
-    ports: Option<&str>,
-    ct_next: &[String],
-) -> anyhow::Result<ExitCode> {
+struct TraceArgs {
+    rules: PathBuf,
+    flows: Option<PathBuf>,
+    flow: Option<String>,
+    ports: Option<String>,
+    config: Option<PathBuf>,
+    fdb: Option<PathBuf>,
+    ct_next: Vec<String>,
+}
+
+fn run_trace(args: TraceArgs) -> anyhow::Result<ExitCode> {
+    let TraceArgs {
+        rules,
+        flows,
+        flow,
+        ports,
+        config,
+        fdb,
+        ct_next,
+    } = args;
     let ct_next = ct_next
         .iter()
         .map(|s| messages::parse::flow::parse_ct_next(s))
         .collect::<Result<Vec<u8>, String>>()
         .map_err(|e| anyhow::anyhow!(e))?;
+    let (rules, flows, flow) = (&rules, flows.as_ref(), flow.as_deref());
     let ports = ports
+        .as_deref()
         .map(upcalld::trace::parse_port_list)
         .transpose()
         .map_err(|e| anyhow::anyhow!(e))?;
-    let cfg = upcalld::trace::dummy_bridge(ports);
+    let config = config.map(|p| Config::load(&p)).transpose()?;
+    let fdb = fdb.map(|p| read_file_arg(&p).map(|t| (p, t))).transpose()?;
+    let cfg = upcalld::trace::bridge(
+        ports,
+        config.as_ref(),
+        fdb.as_ref()
+            .map(|(p, t)| (p.display().to_string(), t.as_str())),
+    )?;
     let text = read_file_arg(rules)?;
     let rules = upcalld::daemon::parse_rules(&text, &rules.display().to_string())?;
     let tables = actors::tables::Tables::from_rules(rules);
@@ -192,6 +227,8 @@ fn ctl(socket: &std::path::Path, cmd: CtlCmd) -> anyhow::Result<ExitCode> {
         CtlCmd::Revalidate => (Command::Revalidate, String::new()),
         CtlCmd::DumpConntrack { args } => (Command::DumpConntrack, args.join(" ")),
         CtlCmd::FlushConntrack { zone } => (Command::FlushConntrack, zone.unwrap_or_default()),
+        CtlCmd::FdbShow => (Command::FdbShow, String::new()),
+        CtlCmd::FdbFlush => (Command::FdbFlush, String::new()),
     };
     match control::call(socket, command, &body)? {
         Ok(out) => {
@@ -302,13 +339,17 @@ fn main() -> ExitCode {
             flow,
             ports,
             ct_next,
-        } => run_trace(
-            &rules,
-            flows.as_ref(),
-            flow.as_deref(),
-            ports.as_deref(),
-            &ct_next,
-        ),
+            config,
+            fdb,
+        } => run_trace(TraceArgs {
+            rules,
+            flows,
+            flow,
+            ports,
+            config,
+            fdb,
+            ct_next,
+        }),
     };
     result.unwrap_or_else(|e| {
         eprintln!("upcalld: {e:#}");

@@ -207,6 +207,29 @@ pub fn dummy_bridge(ports: Option<BTreeSet<u32>>) -> XlateConfig {
     }
 }
 
+/// The switch `upcalld trace` models, with NORMAL's bridge: the ports
+/// (`ports`, else the numbered ports of `config`) on OVS's dummy datapath,
+/// their VLAN settings from `config`, and a MAC table loaded from
+/// `fdb` (`fdb/show` text, with where it came from for errors).
+pub fn bridge(
+    ports: Option<BTreeSet<u32>>,
+    config: Option<&crate::config::Config>,
+    fdb: Option<(String, &str)>,
+) -> anyhow::Result<XlateConfig> {
+    let ports = ports.or_else(|| config.map(|c| c.ports.iter().filter_map(|p| p.number).collect()));
+    let mut cfg = dummy_bridge(ports);
+    if let Some(c) = config {
+        cfg.vlans = Arc::new(c.port_vlans()?);
+        cfg.mac = Arc::new(c.mac_table());
+    }
+    if let Some((origin, text)) = fdb {
+        let entries = actors::mac_learning::parse_fdb(text, messages::ofp::port::LOCAL)
+            .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+        cfg.mac.load(&entries, actors::mac_learning::now_secs());
+    }
+    Ok(cfg)
+}
+
 /// Parses a port list such as `1-8,12`.
 pub fn parse_port_list(s: &str) -> Result<BTreeSet<u32>, String> {
     let mut ports = BTreeSet::new();

@@ -156,6 +156,10 @@ impl UpcallHandler {
                 no_controller += 1;
                 continue;
             }
+            // Read before translating: NORMAL's learning during this
+            // translation (or another handler's) then makes a revalidator
+            // translate the flow again.
+            let mac_generation = self.xlate_cfg.mac.generation();
             let out = &mut self.xlate_out;
             xlate_into(&self.tables, &up.key, &self.xlate_cfg, out);
             let packet = RuleStats {
@@ -174,10 +178,11 @@ impl UpcallHandler {
                 pin_vlan_stack(&up.key, &mut out.wc);
                 put.megaflow.set(&up.key, &out.wc);
                 put.ufid = megaflow_ufid(&put.megaflow);
-                let new = self.ukeys.insert_new(put.ufid, || {
-                    Ukey::installing(
+                let new = self.ukeys.insert_new(put.ufid, || Ukey {
+                    learned: out.learned.clone(),
+                    ..Ukey::installing(
                         now,
-                        version,
+                        (version, mac_generation),
                         out.rules.clone(),
                         put.megaflow.clone(),
                         actions.clone(),

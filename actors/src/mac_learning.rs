@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::RwLock;
 
-use crate::dpif::monotonic_ms;
+use messages::dpif::monotonic_ms;
 
 /// How long an entry lives without being learned again (OVS's
 /// `MAC_ENTRY_DEFAULT_IDLE_TIME`), in seconds.

@@ -126,9 +126,13 @@ impl Pipeline {
         let to_writer = WriterInlet::new(writer.clone(), writer_window);
         let handlers: Vec<Addr<UpcallHandler>> = (0..config.n_handlers.max(1))
             .map(|id| {
-                let (t, x, w, r, s) = (
+                // Handlers translate real packets: NORMAL learns from them.
+                let x = XlateConfig {
+                    may_learn: true,
+                    ..config.xlate.clone()
+                };
+                let (t, w, r, s) = (
                     snapshot.clone(),
-                    config.xlate.clone(),
                     to_writer.clone(),
                     rule_table.clone(),
                     stats.clone(),

@@ -7,7 +7,8 @@
 //!    through (pushed to the rule-table by rule id);
 //! 3. delete flows idle longer than max-idle (100 ms when over the flow
 //!    limit; every flow when over twice the limit, as OVS);
-//! 4. when the rules' version changed since a flow was last translated,
+//! 4. when the rules' version or NORMAL's MAC table changed since a flow
+//!    was last translated,
 //!    translate its key again: if the new translation needs bits the
 //!    flow's mask lacks, delete it; if only the actions changed, modify it;
 //!    otherwise keep it;
@@ -147,6 +148,11 @@ impl Revalidator {
     fn round(&mut self) {
         let start = Instant::now();
         let cpu_start = thread_cpu_time();
+        if self.id == 0 {
+            // Ages NORMAL's MAC table out (OVS's main thread does it in
+            // `mac_learning_run`); a change makes every flow re-translate.
+            self.xlate_cfg.mac.run(monotonic_ms() / 1000);
+        }
         let mut dump = std::mem::take(&mut self.dump_buf);
         dump.clear();
         if let Err(e) = self.dpif.flow_dump_terse(&mut dump) {
@@ -165,7 +171,9 @@ impl Revalidator {
                 self.config.max_idle.as_millis() as u64
             },
             kill_all: n_flows > 2 * self.flow_limit,
-            version: self.tables.version(),
+            // Read before translating: a change while translating is
+            // caught by the next round.
+            version: (self.tables.version(), self.xlate_cfg.mac.generation()),
             dump_seq: self.dump_seq + 1,
         };
         self.dump_seq = round.dump_seq;
@@ -296,6 +304,7 @@ impl Revalidator {
                     }));
                 }
                 ukey.rules = x.rules;
+                ukey.learned = x.learned;
                 ukey.version = Some(round.version);
             }
         }
@@ -303,6 +312,14 @@ impl Revalidator {
             s.n_packets.saturating_sub(ukey.packets),
             s.n_bytes.saturating_sub(ukey.bytes),
         );
+        if dp > 0 {
+            let now_s = round.now / 1000;
+            for l in &ukey.learned {
+                self.xlate_cfg
+                    .mac
+                    .learn(l.mac, l.vlan, l.port, l.grat_arp, now_s);
+            }
+        }
         if dp > 0 || db > 0 {
             for id in &ukey.rules {
                 let r = out.rule_stats.entry(*id).or_default();
@@ -328,7 +345,8 @@ struct Round {
     now: u64,
     max_idle_ms: u64,
     kill_all: bool,
-    version: u64,
+    /// The rules version and NORMAL's MAC table generation.
+    version: (u64, u64),
     dump_seq: u64,
 }
 

@@ -26,6 +26,8 @@ use messages::odp::OdpActions;
 use messages::Megaflow;
 use parking_lot::{Mutex, MutexGuard};
 
+use crate::xlate::normal::NormalLearn;
+
 /// Dumps in a row that may miss a flow before its ukey is dropped (OVS:
 /// `missed_dumps` reaching 4).
 pub const MAX_MISSED_DUMPS: u32 = 4;
@@ -45,11 +47,16 @@ pub struct Ukey {
     /// When the ukey was made (ms of `CLOCK_MONOTONIC`), to age flows that
     /// never matched a packet.
     pub created_ms: u64,
-    /// The rules version `rules` and `actions` were translated against;
-    /// None for a flow adopted from a dump and not translated yet.
-    pub version: Option<u64>,
+    /// The rules version and NORMAL's MAC table generation `rules` and
+    /// `actions` were translated against; None for a flow adopted from a
+    /// dump and not translated yet.
+    pub version: Option<(u64, u64)>,
     /// Rule ids credited with the flow's traffic.
     pub rules: Vec<u64>,
+    /// What the flow's NORMAL learned from, learned again while the flow
+    /// carries packets (OVS's `XC_NORMAL`), so that entries in use do not
+    /// age out.
+    pub learned: Vec<NormalLearn>,
     /// The megaflow (masked key and mask): what a revalidator translates
     /// again, so that a dump need not bring keys and masks.
     pub megaflow: Megaflow,
@@ -72,7 +79,7 @@ impl Ukey {
     /// The ukey of a flow a handler is about to put.
     pub fn installing(
         now_ms: u64,
-        version: u64,
+        version: (u64, u64),
         rules: Vec<u64>,
         megaflow: Megaflow,
         actions: Arc<OdpActions>,
@@ -90,6 +97,7 @@ impl Ukey {
             created_ms: now_ms,
             version: None,
             rules: Vec::new(),
+            learned: Vec::new(),
             megaflow,
             actions,
             packets: 0,
