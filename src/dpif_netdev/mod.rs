@@ -46,8 +46,8 @@ use parking_lot::{Mutex, RwLock};
 use conntrack::{Conntrack, ConntrackConfig, CtCommand, CtMetadata};
 use flow_table::FlowEntry;
 pub use flow_table::{Emc, FlowTable, PutError};
-pub use port::{parse_tsv, read_replay_file, ReplayError, ReplayFrame};
-use port::{PortCounters, PortIo};
+use port::PortCounters;
+pub use port::{parse_tsv, read_replay_file, PortIo, ReplayError, ReplayFrame};
 use upcall_queue::UpcallQueue;
 
 use egress::{Egress, Known};

@@ -67,6 +67,9 @@ impl PortIo {
         mreq.mr_type = libc::PACKET_MR_PROMISC as u16;
         setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &mreq)?;
         setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &1i32)?;
+        // The kernel takes a received frame's VLAN tag out of the frame
+        // (VLAN acceleration); the auxiliary data gives it back.
+        setsockopt(&fd, libc::SOL_PACKET, PACKET_AUXDATA, &1i32)?;
         set_rcvtimeo(&fd, RX_POLL)?;
         Ok(PortIo::Packet(fd))
     }
@@ -126,8 +129,23 @@ impl PortIo {
             PortIo::Replay => return Ok(false),
         };
         buf.resize(MAX_FRAME, 0);
-        // SAFETY: `buf` is a valid writable buffer of the length passed.
-        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), flags) };
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // Room for one cmsg carrying a tpacket_auxdata, 8-byte aligned.
+        let mut control = [0u64; 8];
+        // SAFETY: msghdr is plain data; zeroed is a valid value.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        if matches!(self, PortIo::Packet(_)) {
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = std::mem::size_of_val(&control);
+        }
+        // SAFETY: `msg` points at `iov` (over `buf`) and `control`, both
+        // valid and writable for the lengths given.
+        let n = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, flags) };
         if n < 0 {
             let e = io::Error::last_os_error();
             buf.clear();
@@ -139,8 +157,70 @@ impl PortIo {
             };
         }
         buf.truncate(n as usize);
+        if let Some(tag) = vlan_from_auxdata(&msg) {
+            if buf.len() >= 12 {
+                buf.splice(12..12, tag);
+            }
+        }
         Ok(true)
     }
+}
+
+/// `PACKET_AUXDATA` and its flags (linux/if_packet.h).
+const PACKET_AUXDATA: i32 = 8;
+const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
+const TP_STATUS_VLAN_TPID_VALID: u32 = 1 << 6;
+
+/// linux/if_packet.h's `struct tpacket_auxdata`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct TpacketAuxdata {
+    tp_status: u32,
+    tp_len: u32,
+    tp_snaplen: u32,
+    tp_mac: u16,
+    tp_net: u16,
+    tp_vlan_tci: u16,
+    tp_vlan_tpid: u16,
+}
+
+/// The VLAN header (TPID, TCI; network order) the kernel took out of a
+/// received frame, from `recvmsg`'s auxiliary data, as OVS's netdev-linux
+/// puts it back.
+fn vlan_from_auxdata(msg: &libc::msghdr) -> Option<[u8; 4]> {
+    // SAFETY: `msg` was filled by recvmsg; the CMSG macros walk the
+    // control buffer it describes and stay within msg_controllen.
+    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(msg) };
+    while !cmsg.is_null() {
+        // SAFETY: non-null cmsg within the control buffer.
+        let c = unsafe { &*cmsg };
+        let len = std::mem::size_of::<TpacketAuxdata>();
+        if c.cmsg_level == libc::SOL_PACKET
+            && c.cmsg_type == PACKET_AUXDATA
+            // SAFETY: computing the length a cmsg of `len` bytes takes.
+            && c.cmsg_len as usize >= unsafe { libc::CMSG_LEN(len as u32) } as usize
+        {
+            // SAFETY: the cmsg holds a tpacket_auxdata (checked length);
+            // read unaligned as the buffer's alignment is the kernel's.
+            let aux: TpacketAuxdata =
+                unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast()) };
+            if aux.tp_status & TP_STATUS_VLAN_VALID == 0 {
+                return None;
+            }
+            let tpid = if aux.tp_status & TP_STATUS_VLAN_TPID_VALID != 0 {
+                aux.tp_vlan_tpid
+            } else {
+                0x8100
+            };
+            let mut tag = [0u8; 4];
+            tag[..2].copy_from_slice(&tpid.to_be_bytes());
+            tag[2..].copy_from_slice(&aux.tp_vlan_tci.to_be_bytes());
+            return Some(tag);
+        }
+        // SAFETY: advancing within the control buffer msg describes.
+        cmsg = unsafe { libc::CMSG_NXTHDR(msg, cmsg) };
+    }
+    None
 }
 
 fn owned(fd: i32) -> io::Result<OwnedFd> {

@@ -63,6 +63,18 @@ impl Daemon {
     /// Starts `upcalld run` with `ports` (name, number), `rules`, and extra
     /// top-level config lines.
     pub fn start(tag: &str, ports: &[(&str, u32)], rules: &str, extra: &str) -> Daemon {
+        let ports: String = ports
+            .iter()
+            .map(|(name, number)| {
+                format!("[[port]]\nname = \"{name}\"\ntype = \"system\"\nnumber = {number}\n")
+            })
+            .collect();
+        Daemon::start_with_ports(tag, &ports, rules, extra)
+    }
+
+    /// [`Daemon::start`] with the `[[port]]` tables written out (for
+    /// settings beyond a name and a number).
+    pub fn start_with_ports(tag: &str, ports: &str, rules: &str, extra: &str) -> Daemon {
         let dir = std::env::temp_dir().join(format!("upcalld-test-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -79,11 +91,7 @@ impl Daemon {
         }
         config.push_str(extra);
         config.push('\n');
-        for (name, number) in ports {
-            config.push_str(&format!(
-                "[[port]]\nname = \"{name}\"\ntype = \"system\"\nnumber = {number}\n"
-            ));
-        }
+        config.push_str(ports);
         let config_path = dir.join("upcalld.toml");
         std::fs::write(&config_path, config).unwrap();
         let log = std::fs::File::create(dir.join("upcalld.log")).unwrap();
