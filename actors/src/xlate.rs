@@ -1,6 +1,7 @@
 //! Translation of OpenFlow actions into datapath actions and a megaflow
-//! mask: OVS's `xlate_actions`, as a pure function of one tables snapshot
-//! and one flow.
+//! mask: OVS's `xlate_actions`, as a function of one tables snapshot and
+//! one flow — and, for `NORMAL` only ([`normal`]), of the bridge's MAC
+//! table, which a handler's translation also learns into.
 //!
 //! Two flows are carried along: `flow`, what the packet is according to the
 //! OpenFlow actions so far, and `base`, what it is according to the
