@@ -42,10 +42,12 @@ pub enum Command {
     FdbShow,
     /// Empty the MAC learning table, as `ovs-appctl fdb/flush`.
     FdbFlush,
+    /// The MAC learning table's counters, as `ovs-appctl fdb/stats-show`.
+    FdbStats,
 }
 
 impl Command {
-    pub const ALL: [(&'static str, Command); 13] = [
+    pub const ALL: [(&'static str, Command); 14] = [
         ("add-flow", Command::AddFlow),
         ("add-flows", Command::AddFlows),
         ("del-flows", Command::DelFlows),
@@ -59,6 +61,7 @@ impl Command {
         ("flush-conntrack", Command::FlushConntrack),
         ("fdb-show", Command::FdbShow),
         ("fdb-flush", Command::FdbFlush),
+        ("fdb-stats", Command::FdbStats),
     ];
 
     pub fn name(self) -> &'static str {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actors::dpif_writer::WriterConfig;
-use actors::mac_learning::{format_fdb, now_secs};
+use actors::mac_learning::{format_fdb, format_fdb_stats, now_secs};
 use actors::pipeline::{Pipeline, PipelineConfig};
 use actors::protocol::{GetSnapshot, RuleChange};
 use actors::revalidator::RevalidatorConfig;
@@ -318,6 +318,10 @@ impl Ctl {
                 self.xlate.mac.flush();
                 Ok("table successfully flushed\n".into())
             }
+            Command::FdbStats => Ok(format_fdb_stats(
+                &self.config.datapath.name,
+                &self.xlate.mac.stats(),
+            )),
             Command::Revalidate => {
                 self.pipeline
                     .revalidate_now()

@@ -109,6 +109,9 @@ enum CtlCmd {
     FdbShow,
     /// Empty the MAC learning table (as `ovs-appctl fdb/flush`).
     FdbFlush,
+    /// The MAC learning table's counters: learned, expired, evicted,
+    /// moved (as `ovs-appctl fdb/stats-show`).
+    FdbStats,
 }
 
 #[derive(Subcommand)]
@@ -229,6 +232,7 @@ fn ctl(socket: &std::path::Path, cmd: CtlCmd) -> anyhow::Result<ExitCode> {
         CtlCmd::FlushConntrack { zone } => (Command::FlushConntrack, zone.unwrap_or_default()),
         CtlCmd::FdbShow => (Command::FdbShow, String::new()),
         CtlCmd::FdbFlush => (Command::FdbFlush, String::new()),
+        CtlCmd::FdbStats => (Command::FdbStats, String::new()),
     };
     match control::call(socket, command, &body)? {
         Ok(out) => {

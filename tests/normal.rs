@@ -191,3 +191,95 @@ fn trace_uses_the_given_mac_table_and_learns_nothing() {
     let e = bridge(None, Some(&config), Some(("fdb".into(), "2 10 zz:00"))).unwrap_err();
     assert!(e.to_string().contains("fdb line 1"), "{e}");
 }
+
+/// Through the actors on the userspace datapath: a handler learns from
+/// each upcall, and once a destination is learned (or moves) the
+/// revalidators turn the flows that flooded towards it into unicast ones,
+/// as OVS's revalidators do after a MAC learning change.
+#[test]
+fn learning_and_moves_revalidate_the_flows_that_depend_on_them() {
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use actors::mac_learning::MacTable;
+    use actors::pipeline::{Pipeline, PipelineConfig};
+    use actors::revalidator::RevalidatorConfig;
+    use actors::xlate::XlateConfig;
+    use messages::flow::{Flow, ETH_TYPE_IP};
+    use messages::odp::OdpAction;
+    use upcalld::dpif_netdev::{Netdev, NetdevConfig, ReplayFrame};
+
+    const A: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
+    const B: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
+    let frame = |in_port: u32, src: [u8; 6], dst: [u8; 6]| {
+        Arc::new(vec![ReplayFrame {
+            in_port: Some(in_port),
+            frame: messages::compose::flow_compose(&Flow {
+                dl_src: src,
+                dl_dst: dst,
+                dl_type: ETH_TYPE_IP,
+                nw_proto: 17,
+                nw_ttl: 64,
+                ..Flow::default()
+            }),
+        }])
+    };
+    let actions_from = |netdev: &Netdev, port: u32| -> Vec<Vec<OdpAction>> {
+        use actors::dpif::Dpif;
+        netdev
+            .flow_dump()
+            .unwrap()
+            .into_iter()
+            .filter(|f| f.key.in_port == port)
+            .map(|f| f.actions.to_vec())
+            .collect()
+    };
+    actix::System::new().block_on(async {
+        let mac = Arc::new(MacTable::default());
+        let config = PipelineConfig {
+            n_handlers: 1,
+            revalidator: RevalidatorConfig {
+                interval: Duration::from_secs(3600),
+                ..RevalidatorConfig::default()
+            },
+            xlate: XlateConfig {
+                ports: Some(Arc::new(BTreeSet::from([1, 2, 3]))),
+                mac: mac.clone(),
+                ..XlateConfig::default()
+            },
+            ..PipelineConfig::default()
+        };
+        let rules = messages::parse::rules::parse_rules("priority=0,actions=NORMAL").unwrap();
+        let netdev = Arc::new(Netdev::new(NetdevConfig::default()));
+        let pipeline = Pipeline::start(netdev.clone(), Tables::from_rules(rules), config);
+
+        // B unknown: A's packet floods, and A is learned.
+        upcalld::bench::feed(&netdev, &pipeline, &frame(1, A, B))
+            .await
+            .unwrap();
+        assert_eq!(
+            actions_from(&netdev, 1),
+            [vec![OdpAction::Output(2), OdpAction::Output(3)]]
+        );
+        assert_eq!(mac.lookup(&A, 0), Some(1));
+        // B answers from port 2: forwarded to A, B learned; the flood
+        // becomes an output to port 2 at the next revalidation.
+        upcalld::bench::feed(&netdev, &pipeline, &frame(2, B, A))
+            .await
+            .unwrap();
+        assert_eq!(actions_from(&netdev, 2), [vec![OdpAction::Output(1)]]);
+        pipeline.revalidate_now().await.unwrap();
+        assert_eq!(actions_from(&netdev, 1), [vec![OdpAction::Output(2)]]);
+        // B moves to port 3: counted, and A's flow follows it.
+        upcalld::bench::feed(&netdev, &pipeline, &frame(3, B, A))
+            .await
+            .unwrap();
+        assert_eq!(mac.lookup(&B, 0), Some(3));
+        assert_eq!(mac.stats().moved, 1);
+        pipeline.revalidate_now().await.unwrap();
+        assert_eq!(actions_from(&netdev, 1), [vec![OdpAction::Output(3)]]);
+        pipeline.stop();
+        netdev.close();
+    });
+}

@@ -212,6 +212,13 @@ fn access_vlans_are_apart_and_the_trunk_carries_both_tagged() {
         "{flows}"
     );
 
+    let stats = d.ctl(Ctl::FdbStats, "");
+    assert!(
+        stats.contains("Total number of learned MAC entries     : ")
+            && !stats.contains("learned MAC entries     : 0\n"),
+        "{stats}"
+    );
+
     // Flushing forgets every MAC; traffic learns them again.
     assert_eq!(d.ctl(Ctl::FdbFlush, ""), "table successfully flushed\n");
     let empty = d.ctl(Ctl::FdbShow, "");

@@ -208,19 +208,6 @@ impl MacTable {
         }
     }
 
-    /// Removes the entries learned on `port` (a port that went away).
-    pub fn forget_port(&self, port: u32) {
-        let mut inner = self.inner.write();
-        let Some(lrus) = inner.port_lru.get(&port).cloned() else {
-            return;
-        };
-        for (lru, key) in lrus {
-            inner.remove(key, lru);
-        }
-        drop(inner);
-        self.changed();
-    }
-
     /// Every entry, least recently learned first (the order of OVS's
     /// `fdb/show`).
     pub fn entries(&self, now: u64) -> Vec<MacEntry> {
@@ -343,6 +330,14 @@ pub fn format_fdb(entries: &[MacEntry], port_name: impl Fn(u32) -> String) -> St
     s
 }
 
+/// OVS's `fdb/stats-show` text for bridge `bridge`.
+pub fn format_fdb_stats(bridge: &str, s: &MacStats) -> String {
+    format!(
+        "Statistics for bridge \"{bridge}\":\n  Current/maximum MAC entries in the table: {}/{}\n  Current static MAC entries in the table : 0\n  Total number of learned MAC entries     : {}\n  Total number of expired MAC entries     : {}\n  Total number of evicted MAC entries     : {}\n  Total number of port moved MAC entries  : {}\n",
+        s.entries, s.max_entries, s.learned, s.expired, s.evicted, s.moved
+    )
+}
+
 /// Reads `fdb/show` text back: (port, VLAN, MAC, age) per line. Ports are
 /// numbers or `LOCAL` (`local` is the number it stands for).
 pub fn parse_fdb(text: &str, local: u32) -> Result<Vec<MacEntry>, String> {
@@ -437,6 +432,15 @@ mod tests {
         assert!(t.generation() > g1);
         let s = t.stats();
         assert_eq!((s.entries, s.learned, s.moved), (1, 1, 1));
+        let text = format_fdb_stats("br0", &s);
+        assert!(
+            text.contains("Current/maximum MAC entries in the table: 1/8192\n"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("Total number of port moved MAC entries  : 1\n"),
+            "{text}"
+        );
         // Group addresses are never learned nor found.
         let group = [1, 0, 0x5e, 0, 0, 1];
         assert!(!t.learn(group, 10, 1, false, 151));
