@@ -730,7 +730,7 @@ mod tests {
         assert_eq!(v[&3].mode, VlanMode::Trunk);
         assert_eq!(v[&4].mode, VlanMode::NativeUntagged);
         assert!(!v.contains_key(&5), "no settings: a trunk of all VLANs");
-        let e = Config::parse("[[port]]\nname = \"x\"\ntag = 5000\n", "v.toml")
+        let e = Config::parse("[[port]]\nname = \"x\"\nnumber = 1\ntag = 5000\n", "v.toml")
             .unwrap_err()
             .to_string();
         assert!(e.contains("\"x\"") && e.contains("5000"), "{e}");
