@@ -226,7 +226,7 @@ fn learning_and_moves_revalidate_the_flows_that_depend_on_them() {
         }])
     };
     let actions_from = |netdev: &Netdev, port: u32| -> Vec<Vec<OdpAction>> {
-        use actors::dpif::Dpif;
+        use messages::dpif::Dpif;
         netdev
             .flow_dump()
             .unwrap()
