@@ -492,6 +492,8 @@ fn pipeline_config(
             vlans: Arc::new(config.port_vlans()?),
             mac: Arc::new(config.mac_table()),
             may_learn: false,
+            // Real packets learn and trigger fin_timeout.
+            side_effects: true,
         },
     })
 }

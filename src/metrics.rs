@@ -71,6 +71,18 @@ fn describe() {
         "upcalld_datapath_packets_total",
         "Datapath packets, by result (hit, missed, lost)"
     );
+    describe_counter!(
+        "upcalld_rules_learned_total",
+        "Rules added by learn actions"
+    );
+    describe_counter!(
+        "upcalld_learn_over_limit_total",
+        "Learned rules refused by the learn's limit"
+    );
+    describe_counter!(
+        "upcalld_rules_expired_total",
+        "Rules removed by their idle or hard timeout"
+    );
     describe_gauge!("upcalld_datapath_flows", "Megaflows in the datapath");
     describe_gauge!("upcalld_flow_limit", "The dynamic flow limit");
     describe_gauge!("upcalld_rules_version", "The rule-table's version");
@@ -119,6 +131,9 @@ pub fn publish(stats: &PipelineStats, dpif: &dyn Dpif) {
     for actor in ACTORS {
         counter!("upcalld_actor_restarts_total", "actor" => actor).absolute(stats.restarts(actor));
     }
+    counter!("upcalld_rules_learned_total").absolute(g(&stats.rules_learned));
+    counter!("upcalld_learn_over_limit_total").absolute(g(&stats.learn_over_limit));
+    counter!("upcalld_rules_expired_total").absolute(g(&stats.rules_expired));
     let dp = dpif.stats();
     counter!("upcalld_datapath_packets_total", "result" => "hit").absolute(dp.n_hit);
     counter!("upcalld_datapath_packets_total", "result" => "missed").absolute(dp.n_missed);

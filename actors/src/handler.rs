@@ -26,14 +26,15 @@ use crate::dpif_writer::{write_ops, WriterInlet};
 #[cfg(feature = "fault-injection")]
 use crate::protocol::InjectPanics;
 use crate::protocol::{
-    FlowLimit, PushStats, RuleStats, SendCredits, Snapshot, SpareOps, SpareUpcalls, UpcallBatch,
+    FlowLimit, PushStats, RuleStats, SendCredits, SideEffects, Snapshot, SpareOps, SpareUpcalls,
+    UpcallBatch,
 };
 use crate::rule_table::RuleTable;
 use crate::stats::{DropReason, PipelineStats};
 use crate::supervisor::guarded;
 use crate::tables::Tables;
 use crate::ukeys::{Ukey, Ukeys};
-use crate::xlate::{xlate_into, XlateConfig, XlateOutput};
+use crate::xlate::{xlate_into, XlateConfig, XlateOutput, TCP_FIN, TCP_RST};
 use messages::dpif::{monotonic_ms, Dpif};
 use messages::hash::megaflow_ufid;
 
@@ -146,6 +147,7 @@ impl UpcallHandler {
         let mut no_controller = 0;
         let now = monotonic_ms();
         let version = self.tables.version();
+        let mut effects = SideEffects::default();
         // By reference: an upcall is over 300 bytes, not to be moved out
         // only to be read.
         for (i, up) in upcalls.iter_mut().enumerate() {
@@ -179,7 +181,8 @@ impl UpcallHandler {
                 put.megaflow.set(&up.key, &out.wc);
                 put.ufid = megaflow_ufid(&put.megaflow);
                 let new = self.ukeys.insert_new(put.ufid, || Ukey {
-                    learned: out.learned.clone(),
+                    mac_learned: out.mac_learned.clone(),
+                    effects: out.side_effects(),
                     ..Ukey::installing(
                         now,
                         (version, mac_generation),
@@ -201,6 +204,10 @@ impl UpcallHandler {
             } else {
                 over_limit += 1;
             }
+            effects.learned.append(&mut out.learned);
+            if up.key.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
+                effects.fin_timeouts.append(&mut out.fin_timeouts);
+            }
             if !actions.is_empty() {
                 let mut execute = self.op_boxes.execute_box(&actions);
                 execute.packet = std::mem::take(&mut up.packet);
@@ -210,6 +217,9 @@ impl UpcallHandler {
             }
         }
         upcalls.clear();
+        if !effects.is_empty() {
+            self.rule_table.do_send(effects);
+        }
         self.stats.count_drop(DropReason::FlowLimit, over_limit);
         PipelineStats::add(&self.stats.duplicate_upcalls, duplicates);
         self.stats

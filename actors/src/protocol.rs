@@ -13,6 +13,7 @@
 //! | [`Snapshot`] | rule-table → handlers, revalidators | — |
 //! | [`RuleChange`] | control → rule-table | [`RuleChangeReply`] |
 //! | [`PushStats`] | handlers, revalidators → rule-table | — |
+//! | [`SideEffects`] | handlers, revalidators → rule-table | — |
 //! | [`DumpRules`] | pipeline (control) → rule-table | rules with [`RuleStats`] |
 //! | [`GetSnapshot`] | control → rule-table | the current tables |
 //! | [`SendCredits`] | pipeline → handlers | once sent |
@@ -38,6 +39,9 @@ use std::time::Instant;
 
 use actix::prelude::*;
 use messages::dpif::{DpifOp, Upcall};
+use messages::learn::LearnedRule;
+
+use crate::xlate::FinTimeout;
 use messages::ofp::Rule;
 
 use crate::backpressure::Permit;
@@ -211,3 +215,20 @@ pub(crate) struct Poll;
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct Tick;
+
+/// Handlers, revalidators → rule-table: what translations of real
+/// packets asked of the rules: rules `learn`
+/// actions built (added, or refreshed when identical) and `fin_timeout`s
+/// that a FIN or RST triggered.
+#[derive(Clone, Debug, Default, Message)]
+#[rtype(result = "()")]
+pub struct SideEffects {
+    pub learned: Vec<LearnedRule>,
+    pub fin_timeouts: Vec<FinTimeout>,
+}
+
+impl SideEffects {
+    pub fn is_empty(&self) -> bool {
+        self.learned.is_empty() && self.fin_timeouts.is_empty()
+    }
+}

@@ -31,13 +31,15 @@ use messages::{Flow, Megaflow};
 
 use crate::dpif_writer::DpifWriter;
 use crate::handler::UpcallHandler;
-use crate::protocol::{FlowLimit, FlowOps, PushStats, RevalidateNow, RuleStats, Snapshot, Tick};
+use crate::protocol::{
+    FlowLimit, FlowOps, PushStats, RevalidateNow, RuleStats, SideEffects, Snapshot, Tick,
+};
 use crate::rule_table::RuleTable;
 use crate::stats::PipelineStats;
 use crate::supervisor::guarded;
 use crate::tables::Tables;
 use crate::ukeys::{shard_of, Ukey, Ukeys, MAX_MISSED_DUMPS, NEVER_DUMPED_GRACE_MS, N_SHARDS};
-use crate::xlate::{xlate, XlateConfig};
+use crate::xlate::{xlate, XlateConfig, TCP_FIN, TCP_RST};
 use messages::dpif::{monotonic_ms, Dpif};
 
 /// Revalidation settings.
@@ -108,6 +110,7 @@ pub struct Revalidator {
 struct RoundOutcome {
     ops: Vec<DpifOp>,
     rule_stats: HashMap<u64, RuleStats>,
+    effects: SideEffects,
 }
 
 impl Revalidator {
@@ -198,6 +201,9 @@ impl Revalidator {
         if !out.rule_stats.is_empty() {
             self.rule_table
                 .do_send(PushStats(out.rule_stats.into_iter().collect()));
+        }
+        if !out.effects.is_empty() {
+            self.rule_table.do_send(out.effects);
         }
         metrics::histogram!("upcalld_revalidation_seconds").record(start.elapsed().as_secs_f64());
         PipelineStats::add(&self.stats.revalidation_rounds, 1);
@@ -303,8 +309,12 @@ impl Revalidator {
                         reset_stats: false,
                     }));
                 }
+                ukey.effects = SideEffects {
+                    learned: x.learned,
+                    fin_timeouts: x.fin_timeouts,
+                };
                 ukey.rules = x.rules;
-                ukey.learned = x.learned;
+                ukey.mac_learned = x.mac_learned;
                 ukey.version = Some(round.version);
             }
         }
@@ -314,7 +324,7 @@ impl Revalidator {
         );
         if dp > 0 {
             let now_s = round.now / 1000;
-            for l in &ukey.learned {
+            for l in &ukey.mac_learned {
                 self.xlate_cfg
                     .mac
                     .learn(l.mac, l.vlan, l.port, l.grat_arp, now_s);
@@ -325,6 +335,16 @@ impl Revalidator {
                 let r = out.rule_stats.entry(*id).or_default();
                 r.n_packets += dp;
                 r.n_bytes += db;
+            }
+        }
+        if dp > 0 && !delete {
+            out.effects
+                .learned
+                .extend(ukey.effects.learned.iter().cloned());
+            if s.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
+                out.effects
+                    .fin_timeouts
+                    .extend(ukey.effects.fin_timeouts.iter().copied());
             }
         }
         ukey.packets = s.n_packets;

@@ -83,6 +83,13 @@ pub struct PipelineStats {
     pub revalidation_rounds: AtomicU64,
     /// The rule-table's current version.
     pub rules_version: AtomicU64,
+    /// Rules added by `learn` actions.
+    pub rules_learned: AtomicU64,
+    /// Learned rules not added because the learn's `limit` was reached.
+    pub learn_over_limit: AtomicU64,
+    /// Rules removed because their idle or hard timeout expired (with the
+    /// rules their `delete_learned` took along).
+    pub rules_expired: AtomicU64,
     /// When the dpif-writer last finished a batch: nanoseconds after
     /// [`epoch`], plus one (0: never).
     last_write: AtomicU64,

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use messages::flow::{Flow, FlowWildcards};
+use messages::learn::LearnedRule;
 use messages::ofp::{port, Instructions, Match, OfAction, Rule};
 
 use crate::classifier::Classifier;
@@ -164,11 +165,28 @@ impl Tables {
     /// Adds a rule (OpenFlow "add": one with the same table, priority and
     /// match is replaced). Returns the new entry.
     pub fn add(&mut self, rule: Rule) -> Arc<RuleEntry> {
+        self.add_replacing(rule).0
+    }
+
+    /// [`Tables::add`], returning also the rules it removed: the one it
+    /// replaced, and those a `delete_learned` of that one took with it.
+    pub fn add_replacing(&mut self, rule: Rule) -> (Arc<RuleEntry>, Vec<Arc<RuleEntry>>) {
         let table = self.tables.entry(rule.table).or_default();
+        let mut removed = Vec::new();
         if let Some(old) = table.find_exact(&rule.matches, rule.priority).cloned() {
             table.remove(&old);
             self.by_id.remove(&old.id);
+            removed.push(old);
         }
+        let entry = self.insert(rule);
+        let flushed = self.flush_learned(&removed);
+        removed.extend(flushed);
+        self.version += 1;
+        (entry, removed)
+    }
+
+    fn insert(&mut self, rule: Rule) -> Arc<RuleEntry> {
+        let table = self.tables.entry(rule.table).or_default();
         self.next_id += 1;
         let entry = Arc::new(RuleEntry {
             id: self.next_id,
@@ -177,8 +195,93 @@ impl Tables {
         });
         table.insert(entry.clone());
         self.by_id.insert(entry.id, entry.clone());
-        self.version += 1;
         entry
+    }
+
+    /// Removes `doomed` (entries of these tables).
+    fn remove_entries(&mut self, doomed: &[Arc<RuleEntry>]) {
+        for e in doomed {
+            if let Some(t) = self.tables.get_mut(&e.rule.table) {
+                t.remove(e);
+                if t.is_empty() {
+                    self.tables.remove(&e.rule.table);
+                }
+            }
+            self.by_id.remove(&e.id);
+        }
+    }
+
+    /// OVS's learned cookies: once no rule is left with a `learn(...,
+    /// delete_learned)` for a (table, cookie) that a removed rule had, the
+    /// rules of that table with that cookie go too (and so on, for learns
+    /// among those). Returns what it removed.
+    fn flush_learned(&mut self, removed: &[Arc<RuleEntry>]) -> Vec<Arc<RuleEntry>> {
+        let mut flushed = Vec::new();
+        let mut pending: Vec<(u8, u64)> = removed
+            .iter()
+            .flat_map(|e| deleting_learns(&e.rule))
+            .collect();
+        while let Some((table, cookie)) = pending.pop() {
+            let still_held = self
+                .by_id
+                .values()
+                .any(|e| deleting_learns(&e.rule).any(|k| k == (table, cookie)));
+            if still_held {
+                continue;
+            }
+            let doomed: Vec<Arc<RuleEntry>> = self
+                .tables
+                .get(&table)
+                .map(|c| {
+                    c.iter()
+                        .filter(|e| e.rule.cookie == cookie)
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default();
+            self.remove_entries(&doomed);
+            pending.extend(doomed.iter().flat_map(|e| deleting_learns(&e.rule)));
+            flushed.extend(doomed);
+        }
+        flushed
+    }
+
+    /// The rule identical to `rule` in every attribute (match, priority,
+    /// timeouts, cookie, actions), if the tables hold one.
+    pub fn find_identical(&self, rule: &Rule) -> Option<&Arc<RuleEntry>> {
+        let e = self
+            .tables
+            .get(&rule.table)?
+            .find_exact(&rule.matches, rule.priority)?;
+        (e.rule == *rule).then_some(e)
+    }
+
+    /// Whether a `learn` with `limit` may add `rule` (OVS's
+    /// `ofproto_flow_mod_learn`): an identical rule is only refreshed, so
+    /// it always may; otherwise fewer than `limit` rules of its table may
+    /// have its cookie.
+    pub fn learn_below_limit(&self, rule: &Rule, limit: u32) -> bool {
+        if limit == 0 || self.find_identical(rule).is_some() {
+            return true;
+        }
+        let n = self.tables.get(&rule.table).map_or(0, |c| {
+            c.iter().filter(|e| e.rule.cookie == rule.cookie).count()
+        });
+        n < limit as usize
+    }
+
+    /// Applies what a `learn` action built: refreshes an identical rule,
+    /// or adds (replacing one with the same match and priority) within the
+    /// limit.
+    pub fn learn(&mut self, learned: LearnedRule) -> LearnOutcome {
+        if let Some(e) = self.find_identical(&learned.rule) {
+            return LearnOutcome::Refreshed(e.id);
+        }
+        if !self.learn_below_limit(&learned.rule, learned.limit) {
+            return LearnOutcome::OverLimit;
+        }
+        let (entry, removed) = self.add_replacing(learned.rule);
+        LearnOutcome::Added(entry, removed)
     }
 
     /// Removes the rules `filter` selects; returns them.
@@ -189,15 +292,16 @@ impl Tables {
             .filter(|e| filter.selects(&e.rule))
             .cloned()
             .collect();
-        for e in &doomed {
-            if let Some(t) = self.tables.get_mut(&e.rule.table) {
-                t.remove(e);
-                if t.is_empty() {
-                    self.tables.remove(&e.rule.table);
-                }
-            }
-            self.by_id.remove(&e.id);
-        }
+        self.delete(doomed)
+    }
+
+    /// Removes these rules (and what their `delete_learned` takes with
+    /// them); returns every rule removed.
+    pub fn delete(&mut self, mut doomed: Vec<Arc<RuleEntry>>) -> Vec<Arc<RuleEntry>> {
+        doomed.retain(|e| self.by_id.contains_key(&e.id));
+        self.remove_entries(&doomed);
+        let flushed = self.flush_learned(&doomed);
+        doomed.extend(flushed);
         if !doomed.is_empty() {
             self.version += 1;
         }
@@ -221,7 +325,7 @@ impl Tables {
             };
         }
         let mut modified = Vec::with_capacity(selected.len());
-        for old in selected {
+        for old in selected.iter() {
             let mut rule = old.rule.clone();
             rule.instructions = update.instructions.clone();
             if let Some(c) = update.new_cookie {
@@ -233,11 +337,13 @@ impl Tables {
                 added: old.added,
             });
             let table = self.tables.entry(old.rule.table).or_default();
-            table.remove(&old);
+            table.remove(old);
             table.insert(entry.clone());
             self.by_id.insert(entry.id, entry.clone());
             modified.push(entry);
         }
+        // Learns with delete_learned that the new actions dropped.
+        self.flush_learned(&selected);
         self.version += 1;
         Modified {
             modified,
@@ -252,10 +358,24 @@ impl Tables {
             ..Tables::default()
         };
         for r in rules {
-            fresh.add(r);
+            fresh.add_replacing(r);
         }
         fresh.version = self.version + 1;
         *self = fresh;
+    }
+
+    /// The rules with an idle or hard timeout, or a `fin_timeout` that
+    /// may give them one.
+    pub fn rules_with_timeouts(&self) -> impl Iterator<Item = &Arc<RuleEntry>> {
+        self.by_id.values().filter(|e| {
+            let r = &e.rule;
+            r.idle_timeout != 0
+                || r.hard_timeout != 0
+                || r.instructions
+                    .apply
+                    .iter()
+                    .any(|a| matches!(a, OfAction::FinTimeout { .. }))
+        })
     }
 
     /// The rule with this id.
@@ -292,9 +412,34 @@ impl Tables {
     }
 }
 
+/// What [`Tables::learn`] did.
+#[derive(Debug)]
+pub enum LearnOutcome {
+    /// An identical rule was there (its id): only its timeouts restart.
+    Refreshed(u64),
+    /// The rule was added; the rules it replaced (or that went with them).
+    Added(Arc<RuleEntry>, Vec<Arc<RuleEntry>>),
+    /// The learn's limit was reached: nothing changed.
+    OverLimit,
+}
+
+/// The (table, cookie) of each `learn(..., delete_learned)` of a rule.
+fn deleting_learns(rule: &Rule) -> impl Iterator<Item = (u8, u64)> + '_ {
+    let ins = &rule.instructions;
+    ins.apply
+        .iter()
+        .chain(ins.write_actions.iter().flatten())
+        .filter_map(|a| match a {
+            OfAction::Learn(l) if l.delete_learned => Some((l.table, l.cookie)),
+            _ => None,
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use messages::field::Field;
+    use messages::learn::Learn;
     use messages::parse::rules::parse_rule;
 
     fn tables(lines: &[&str]) -> Tables {
@@ -410,5 +555,89 @@ mod tests {
         );
         assert_eq!(m.added.map(|e| e.rule.clone()), Some(added));
         assert_eq!(t.len(), 5);
+    }
+
+    fn learned(mac: u128, port: u32, cookie: u64) -> LearnedRule {
+        let mut m = Match::catchall();
+        m.set_field(Field::EthDst, mac);
+        LearnedRule {
+            rule: Rule {
+                table: 10,
+                priority: 1,
+                cookie,
+                idle_timeout: 0,
+                hard_timeout: 300,
+                matches: m,
+                instructions: Instructions {
+                    apply: vec![OfAction::Output { port, max_len: 0 }],
+                    ..Instructions::default()
+                },
+            },
+            limit: 2,
+        }
+    }
+
+    fn learner(cookie: u64) -> Rule {
+        Rule {
+            table: 0,
+            priority: 1,
+            cookie: 0,
+            idle_timeout: 0,
+            hard_timeout: 0,
+            matches: Match::catchall(),
+            instructions: Instructions {
+                apply: vec![OfAction::Learn(Box::new(Learn {
+                    table: 10,
+                    cookie,
+                    delete_learned: true,
+                    ..Learn::default()
+                }))],
+                ..Instructions::default()
+            },
+        }
+    }
+
+    #[test]
+    fn learning_adds_refreshes_replaces_and_stops_at_the_limit() {
+        let mut t = Tables::new();
+        let LearnOutcome::Added(first, _) = t.learn(learned(1, 1, 7)) else {
+            panic!("not added")
+        };
+        let v = t.version();
+        // Identical: refreshed, no new version.
+        assert!(matches!(t.learn(learned(1, 1, 7)), LearnOutcome::Refreshed(id) if id == first.id));
+        assert_eq!(t.version(), v);
+        // The MAC moved: the rule is replaced.
+        assert!(
+            matches!(t.learn(learned(1, 2, 7)), LearnOutcome::Added(_, ref old) if old.len() == 1)
+        );
+        assert!(matches!(t.learn(learned(2, 1, 7)), LearnOutcome::Added(..)));
+        // Two rules with cookie 7 in table 10: the limit (2) is reached,
+        // for new rules and for changed ones alike.
+        assert!(matches!(t.learn(learned(3, 1, 7)), LearnOutcome::OverLimit));
+        assert!(matches!(t.learn(learned(2, 3, 7)), LearnOutcome::OverLimit));
+        assert!(!t.learn_below_limit(&learned(3, 1, 7).rule, 2));
+        // Another cookie counts apart.
+        assert!(matches!(t.learn(learned(3, 1, 8)), LearnOutcome::Added(..)));
+        assert_eq!(t.len(), 3);
+    }
+
+    #[test]
+    fn delete_learned_goes_with_the_last_rule_that_learns_so() {
+        let mut t = Tables::new();
+        let a = t.add(learner(7));
+        let mut other = learner(7);
+        other.priority = 2;
+        let b = t.add(other);
+        t.learn(learned(1, 1, 7));
+        t.learn(learned(2, 1, 9));
+        // One learner left: the learned rules stay.
+        assert_eq!(t.delete(vec![a]).len(), 1);
+        assert_eq!(t.len(), 3);
+        // The last one takes the rules of table 10 with cookie 7 along.
+        let removed = t.delete(vec![b]);
+        assert_eq!(removed.len(), 2);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.rules()[0].rule.cookie, 9);
     }
 }

@@ -27,6 +27,7 @@ use messages::Megaflow;
 use parking_lot::{Mutex, MutexGuard};
 
 use crate::xlate::normal::NormalLearn;
+use crate::protocol::SideEffects;
 
 /// Dumps in a row that may miss a flow before its ukey is dropped (OVS:
 /// `missed_dumps` reaching 4).
@@ -56,12 +57,17 @@ pub struct Ukey {
     /// What the flow's NORMAL learned from, learned again while the flow
     /// carries packets (OVS's `XC_NORMAL`), so that entries in use do not
     /// age out.
-    pub learned: Vec<NormalLearn>,
+    pub mac_learned: Vec<NormalLearn>,
     /// The megaflow (masked key and mask): what a revalidator translates
     /// again, so that a dump need not bring keys and masks.
     pub megaflow: Megaflow,
     /// The actions installed (or being installed).
     pub actions: Arc<OdpActions>,
+    /// What the translation's `learn` and `fin_timeout` actions asked (OVS's
+    /// translation cache): asked again whenever the flow had packets since
+    /// the last dump, so that the rules learned from live traffic stay
+    /// fresh.
+    pub effects: SideEffects,
     /// Statistics already credited to `rules`.
     pub packets: u64,
     pub bytes: u64,
@@ -97,9 +103,10 @@ impl Ukey {
             created_ms: now_ms,
             version: None,
             rules: Vec::new(),
-            learned: Vec::new(),
+            mac_learned: Vec::new(),
             megaflow,
             actions,
+            effects: SideEffects::default(),
             packets: 0,
             bytes: 0,
             dump_seq: 0,

@@ -15,15 +15,21 @@ use std::sync::Arc;
 
 use messages::field::{Field, Prereq};
 use messages::flow::*;
+use messages::learn::{Learn, LearnedRule};
 use messages::odp::*;
 use messages::ofp::{port, CtSpec, CtZone, Instructions, NatAction, OfAction};
 
 use crate::mac_learning::MacTable;
+use crate::protocol::SideEffects;
 use crate::recirc::{FrozenState, RecircIds};
 use crate::tables::{RuleEntry, Tables};
 
 pub mod normal;
 use normal::{NormalLearn, PortVlan};
+
+/// TCP flags that make `fin_timeout` lower timeouts.
+pub const TCP_FIN: u16 = 0x001;
+pub const TCP_RST: u16 = 0x004;
 
 /// Resubmit nesting limit (OVS's `MAX_DEPTH`).
 pub const MAX_DEPTH: u32 = 64;
@@ -57,6 +63,11 @@ pub struct XlateConfig {
     /// Whether `NORMAL` learns source MACs: for upcalls, not for traces
     /// or revalidation (OVS's `allow_side_effects`).
     pub may_learn: bool,
+    /// Whether actions with effects beyond the packet run (OVS's
+    /// `allow_side_effects`): `learn` yields rules to add and `fin_timeout`
+    /// timeouts to lower. True for upcalls and revalidation; false for a
+    /// trace, where they only un-wildcard what they read.
+    pub side_effects: bool,
 }
 
 impl XlateConfig {
@@ -95,10 +106,35 @@ pub struct XlateOutput {
     /// Ids of the rules that matched, in lookup order.
     pub rules: Vec<u64>,
     /// What `NORMAL` learned from (or would have, without `may_learn`).
-    pub learned: Vec<NormalLearn>,
+    pub mac_learned: Vec<NormalLearn>,
     pub error: Option<XlateError>,
     /// The passes `ct(table=T)` forked, in order.
     pub recircs: Vec<Recirculation>,
+    /// Rules the `learn` actions built (side effects only): the rule-table
+    /// adds them, or refreshes identical ones.
+    pub learned: Vec<LearnedRule>,
+    /// `fin_timeout` actions run, to apply when the flow's packets carry FIN
+    /// or RST (side effects only).
+    pub fin_timeouts: Vec<FinTimeout>,
+}
+
+impl XlateOutput {
+    /// What the translation asked of the rules (a copy).
+    pub fn side_effects(&self) -> SideEffects {
+        SideEffects {
+            learned: self.learned.clone(),
+            fin_timeouts: self.fin_timeouts.clone(),
+        }
+    }
+}
+
+/// A `fin_timeout` to apply: lower rule `rule`'s timeouts to these (0:
+/// leave that one alone).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FinTimeout {
+    pub rule: u64,
+    pub idle_timeout: u16,
+    pub hard_timeout: u16,
 }
 
 /// Userdata of the `userspace` action that sends a packet to the
@@ -118,7 +154,7 @@ struct Ctx<'a> {
     wc: &'a mut FlowWildcards,
     actions: OdpActions,
     rules: Vec<u64>,
-    learned: Vec<NormalLearn>,
+    mac_learned: Vec<NormalLearn>,
     table_id: u8,
     depth: u32,
     resubmits: u32,
@@ -136,6 +172,10 @@ struct Ctx<'a> {
     /// The NAT of the `ct` action being composed.
     ct_nat: Option<NatAction>,
     recircs: Vec<Recirculation>,
+    /// The rule whose actions run (for `fin_timeout`).
+    rule: Option<u64>,
+    learned: Vec<LearnedRule>,
+    fin_timeouts: Vec<FinTimeout>,
 }
 
 /// Translates `flow` through `tables`, starting at table 0.
@@ -164,16 +204,18 @@ pub fn xlate_into(tables: &Tables, flow: &Flow, cfg: &XlateConfig, out: &mut Xla
     actions.clear();
     let mut rules = std::mem::take(&mut out.rules);
     rules.clear();
-    let mut learned = std::mem::take(&mut out.learned);
-    learned.clear();
+    let mut mac_learned = std::mem::take(&mut out.mac_learned);
+    mac_learned.clear();
     out.recircs.clear();
+    out.learned.clear();
+    out.fin_timeouts.clear();
     let frozen = if flow.recirc_id != 0 {
         match cfg.recirc.get(flow.recirc_id) {
             Some(state) => Some(state),
             None => {
                 out.actions = actions;
                 out.rules = rules;
-                out.learned = learned;
+                out.mac_learned = mac_learned;
                 out.error = Some(XlateError::NoRecirculationContext);
                 return;
             }
@@ -189,7 +231,7 @@ pub fn xlate_into(tables: &Tables, flow: &Flow, cfg: &XlateConfig, out: &mut Xla
         wc: &mut out.wc,
         actions,
         rules,
-        learned,
+        mac_learned,
         table_id: 0,
         depth: 0,
         resubmits: 0,
@@ -200,6 +242,9 @@ pub fn xlate_into(tables: &Tables, flow: &Flow, cfg: &XlateConfig, out: &mut Xla
         resumed: frozen.is_some(),
         ct_nat: None,
         recircs: std::mem::take(&mut out.recircs),
+        rule: None,
+        learned: std::mem::take(&mut out.learned),
+        fin_timeouts: std::mem::take(&mut out.fin_timeouts),
     };
     let mut table = 0;
     match &frozen {
@@ -233,13 +278,15 @@ pub fn xlate_into(tables: &Tables, flow: &Flow, cfg: &XlateConfig, out: &mut Xla
     } else {
         ctx.finish_wc(flow);
     }
-    let (actions, rules, learned, error, recircs) =
-        (ctx.actions, ctx.rules, ctx.learned, ctx.error, ctx.recircs);
+    let (actions, rules, mac_learned, error, recircs) =
+        (ctx.actions, ctx.rules, ctx.mac_learned, ctx.error, ctx.recircs);
     out.actions = actions;
     out.rules = rules;
-    out.learned = learned;
+    out.mac_learned = mac_learned;
     out.error = error;
     out.recircs = recircs;
+    out.learned = ctx.learned;
+    out.fin_timeouts = ctx.fin_timeouts;
 }
 
 impl Ctx<'_> {
@@ -298,7 +345,9 @@ impl Ctx<'_> {
         self.resubmits += 1;
         let deepens = deepens as u32;
         self.depth += deepens;
+        let outer = self.rule.replace(rule.id);
         self.run_instructions(&rule.rule.instructions);
+        self.rule = outer;
         self.depth -= deepens;
     }
 
@@ -342,7 +391,13 @@ impl Ctx<'_> {
             OfAction::PushVlan { .. } => 1,
             OfAction::DecTtl => 2,
             OfAction::SetField { .. } | OfAction::Load { .. } | OfAction::Move { .. } => 3,
-            OfAction::Resubmit { .. } | OfAction::Ct(_) | OfAction::CtClear | OfAction::Nat(_) => 4,
+            OfAction::Resubmit { .. }
+            | OfAction::Ct(_)
+            | OfAction::CtClear
+            | OfAction::Nat(_)
+            | OfAction::Conjunction { .. }
+            | OfAction::Learn(_)
+            | OfAction::FinTimeout { .. } => 4,
             OfAction::Output { .. } | OfAction::OutputReg { .. } | OfAction::Controller { .. } => 5,
         });
     }
@@ -406,6 +461,14 @@ impl Ctx<'_> {
                 }
                 // Read by `conntrack` from the nested actions.
                 OfAction::Nat(nat) => self.ct_nat = Some(nat.clone()),
+                // A clause of a conjunctive match: the classifier never
+                // returns such a rule, so it has nothing to do.
+                OfAction::Conjunction { .. } => {}
+                OfAction::Learn(l) => self.learn(l),
+                OfAction::FinTimeout {
+                    idle_timeout,
+                    hard_timeout,
+                } => self.fin_timeout(*idle_timeout, *hard_timeout),
             }
         }
         self.error.is_none()
@@ -485,6 +548,46 @@ impl Ctx<'_> {
         self.flow.clear_conntrack();
         self.conntracked = false;
         self.conntracked_by_packet = false;
+    }
+
+    /// OVS's `xlate_learn_action`: the bits the rule is built from become
+    /// exact; with side effects, the rule is handed to the rule-table, unless
+    /// the learn's limit is reached (the result bit says which).
+    fn learn(&mut self, l: &Learn) {
+        l.mask(&mut *self.wc);
+        if !self.cfg.side_effects {
+            return;
+        }
+        let rule = l.execute(&self.flow);
+        let below_limit = l.limit == 0 || self.tables.learn_below_limit(&rule, l.limit);
+        if below_limit {
+            self.learned.push(LearnedRule {
+                rule,
+                limit: l.limit,
+            });
+        }
+        if let Some(dst) = l.result_dst {
+            dst.write(&mut self.flow, u128::from(below_limit));
+            dst.field.set_masked(&mut *self.wc, dst.mask(), dst.mask());
+        }
+    }
+
+    /// OVS's `xlate_fin_timeout`: matches `nw_proto`; the running rule's
+    /// timeouts are to be lowered when a packet of the flow has FIN or RST
+    /// (the handler checks the upcalled packet; the revalidator the flags
+    /// the datapath saw, as OVS's translation cache does).
+    fn fin_timeout(&mut self, idle_timeout: u16, hard_timeout: u16) {
+        self.wc.nw_proto = 0xff;
+        if !self.cfg.side_effects {
+            return;
+        }
+        if let Some(rule) = self.rule {
+            self.fin_timeouts.push(FinTimeout {
+                rule,
+                idle_timeout,
+                hard_timeout,
+            });
+        }
     }
 
     fn output(&mut self, p: u32) {
@@ -923,6 +1026,14 @@ impl Ctx<'_> {
         wc.metadata = 0;
         wc.regs = [0; FLOW_N_REGS];
         wc.actset_output = 0;
+        wc.conj_id = 0;
+        // Tunnel metadata means nothing for a packet that did not come
+        // from a tunnel (a `learn` from tun_id reads it all the same).
+        if orig.tun_dst == 0 {
+            wc.tun_id = 0;
+            wc.tun_src = 0;
+            wc.tun_dst = 0;
+        }
         if orig.is_icmpv4() || orig.is_icmpv6() {
             wc.tp_src &= 0xff;
             wc.tp_dst &= 0xff;

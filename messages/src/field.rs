@@ -17,6 +17,8 @@ pub enum Field {
     TunDst,
     PktMark,
     SkbPriority,
+    /// The conjunction id a rule's second lookup matches (OVS's `conj_id`).
+    ConjId,
     RecircId,
     DpHash,
     CtState,
@@ -116,8 +118,8 @@ impl Field {
     pub fn n_bits(self) -> u32 {
         use Field::*;
         match self {
-            InPort | Reg(_) | TunSrc | TunDst | PktMark | SkbPriority | RecircId | DpHash
-            | CtMark | Ipv4Src | Ipv4Dst | ArpSpa | ArpTpa | CtNwSrc | CtNwDst => 32,
+            InPort | Reg(_) | TunSrc | TunDst | PktMark | SkbPriority | ConjId | RecircId
+            | DpHash | CtMark | Ipv4Src | Ipv4Dst | ArpSpa | ArpTpa | CtNwSrc | CtNwDst => 32,
             Metadata | TunId => 64,
             CtState => 32,
             CtZone | EthType | VlanTci | ArpOp | TcpSrc | TcpDst | UdpSrc | UdpDst | SctpSrc
@@ -184,6 +186,7 @@ impl Field {
             TunDst => flow.tun_dst as u128,
             PktMark => flow.pkt_mark as u128,
             SkbPriority => flow.skb_priority as u128,
+            ConjId => flow.conj_id as u128,
             RecircId => flow.recirc_id as u128,
             DpHash => flow.dp_hash as u128,
             CtState => flow.ct_state as u128,
@@ -265,6 +268,7 @@ impl Field {
             TunDst => flow.tun_dst = v as u32,
             PktMark => flow.pkt_mark = v as u32,
             SkbPriority => flow.skb_priority = v as u32,
+            ConjId => flow.conj_id = v as u32,
             RecircId => flow.recirc_id = v as u32,
             DpHash => flow.dp_hash = v as u32,
             CtState => flow.ct_state = v as u8,

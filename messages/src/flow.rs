@@ -73,6 +73,11 @@ pub struct Flow {
     /// Output port of the action set, as OVS's `actset_output`.
     pub actset_output: u32,
     pub ct_label: [u8; 16],
+    /// The conjunction a second lookup is for (OVS's `conj_id`): 0 in a
+    /// packet's flow; the classifier sets it when clauses of conjunction
+    /// `id` all matched and looks up again.
+    pub conj_id: u32,
+    pub pad_md: u32,
 
     // ---- L2 (stage 2) ----
     pub dl_dst: [u8; 6],

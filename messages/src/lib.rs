@@ -20,6 +20,7 @@ pub mod field;
 pub mod flow;
 pub mod format;
 pub mod hash;
+pub mod learn;
 pub mod megaflow;
 pub mod netlink;
 pub mod odp;

@@ -116,6 +116,47 @@ pub enum OfAction {
     /// `nat(...)`: only inside `ct`'s actions, where it says how the
     /// tracker translates addresses.
     Nat(NatAction),
+    /// `conjunction(id,k/n)`: the rule is clause `clause` (0-based: k − 1)
+    /// of the `n_clauses`-dimensional conjunctive match `id`. A rule with
+    /// it has no other actions; the classifier treats it as a partial
+    /// match (see `actors::classifier`).
+    Conjunction {
+        id: u32,
+        clause: u8,
+        n_clauses: u8,
+    },
+    /// `learn(...)`: add or refresh a rule built from the packet.
+    Learn(Box<crate::learn::Learn>),
+    /// `fin_timeout(idle_timeout=I,hard_timeout=H)`: a TCP packet with FIN
+    /// or RST lowers the rule's timeouts to these (0: leave alone).
+    FinTimeout {
+        idle_timeout: u16,
+        hard_timeout: u16,
+    },
+}
+
+impl Rule {
+    /// The rule's conjunctions, if it is a clause of conjunctive matches
+    /// (its actions are all `conjunction`).
+    pub fn conjunctions(&self) -> impl Iterator<Item = (u32, u8, u8)> + '_ {
+        self.instructions.apply.iter().map_while(|a| match a {
+            OfAction::Conjunction {
+                id,
+                clause,
+                n_clauses,
+            } => Some((*id, *clause, *n_clauses)),
+            _ => None,
+        })
+    }
+
+    /// True if the rule is a clause of a conjunctive match.
+    #[inline]
+    pub fn is_conjunctive(&self) -> bool {
+        matches!(
+            self.instructions.apply.first(),
+            Some(OfAction::Conjunction { .. })
+        )
+    }
 }
 
 /// Where a `ct` action's zone comes from.

@@ -143,6 +143,10 @@ struct LookupIndex {
     stride: usize,
     /// The highest-priority rule of each entry's key.
     rules: Vec<Arc<RuleEntry>>,
+    /// The lower-priority rules with exactly the key of an entry, highest
+    /// first, for the entries that have some: conjunctive matches fall
+    /// back on them (OVS's `next_visible_rule_in_list`).
+    lower: HashMap<u32, Vec<Arc<RuleEntry>>, U64BuildHasher>,
 }
 
 const NO_ENTRY: u32 = u32::MAX;
@@ -253,6 +257,7 @@ impl Subtable {
             arena: Vec::new(),
             stride: n_words + 1,
             rules: Vec::new(),
+            lower: HashMap::default(),
         };
         for (hash, bucket) in self.buckets.iter() {
             // Highest priority first, so the first rule of each key wins.
@@ -260,7 +265,8 @@ impl Subtable {
                 let fw = rule.rule.matches.flow.words();
                 let key: Vec<u64> = self.key_words().map(|w| fw[w]).collect();
                 let head = index.heads.get(hash).copied().unwrap_or(NO_ENTRY);
-                if index.find(head, |k| k == key.as_slice()).is_some() {
+                if let Some(entry) = index.find(head, |k| k == key.as_slice()) {
+                    index.lower.entry(entry).or_default().push(rule.clone());
                     continue;
                 }
                 let entry = index.rules.len() as u32;
@@ -423,7 +429,7 @@ impl Subtable {
         wc: &mut FlowWildcards,
         ctx: &mut TrieCtx,
         tries: &[PrefixTrie; 2],
-    ) -> Option<(u16, &Arc<RuleEntry>)> {
+    ) -> Option<(&LookupIndex, u32)> {
         let index = self.lookup_index();
         let n = index.stage_ends.len() - 1;
         let fw = flow.words();
@@ -472,7 +478,7 @@ impl Subtable {
             return None;
         }
         index.unwildcard(wc, index.words.len());
-        found
+        found.map(|entry| (index, entry))
     }
 }
 
@@ -496,22 +502,23 @@ impl LookupIndex {
     }
 
     /// Walks the chain from `entry` to the first entry whose key satisfies
-    /// `is_key`; returns its priority and rule.
-    fn find(
-        &self,
-        mut entry: u32,
-        is_key: impl Fn(&[u64]) -> bool,
-    ) -> Option<(u16, &Arc<RuleEntry>)> {
+    /// `is_key`.
+    fn find(&self, mut entry: u32, is_key: impl Fn(&[u64]) -> bool) -> Option<u32> {
         while entry != NO_ENTRY {
             let base = entry as usize * self.stride;
             let words = &self.arena[base..base + self.stride];
             let (key, tail) = words.split_at(self.stride - 1);
             if is_key(key) {
-                return Some(((tail[0] >> 32) as u16, &self.rules[entry as usize]));
+                return Some(entry);
             }
             entry = tail[0] as u32;
         }
         None
+    }
+
+    /// The rules with the key of `entry` below its highest-priority one.
+    fn lower(&self, entry: u32) -> &[Arc<RuleEntry>] {
+        self.lower.get(&entry).map_or(&[], |v| v.as_slice())
     }
 }
 
@@ -649,21 +656,164 @@ impl Classifier {
     }
 
     /// The highest-priority rule matching `flow`, OR-ing into `wc` every
-    /// bit the decision depended on (OVS's `classifier_lookup`).
+    /// bit the decision depended on (OVS's `classifier_lookup`), with
+    /// conjunctive matches.
     pub fn lookup(&self, flow: &Flow, wc: &mut FlowWildcards) -> Option<&Arc<RuleEntry>> {
+        self.lookup_conj(flow, wc, true)
+    }
+
+    /// OVS's `classifier_lookup__`. A rule whose actions are `conjunction`
+    /// is a *soft* match: it matches only together with a rule for every
+    /// other clause of the conjunction, at the same priority. When the
+    /// soft matches of the highest priority above the best ordinary
+    /// (*hard*) match complete a conjunction, the table is looked up again
+    /// with `conj_id` set to its id, soft matches ignored; the rule found
+    /// so wins. Otherwise the lower-priority rules with exactly the same
+    /// match as those soft matches take their place, and so on down.
+    fn lookup_conj(
+        &self,
+        flow: &Flow,
+        wc: &mut FlowWildcards,
+        allow_conjunctive: bool,
+    ) -> Option<&Arc<RuleEntry>> {
         let mut ctx = TrieCtx::default();
-        let mut best: Option<(u16, &Arc<RuleEntry>)> = None;
+        let mut hard: Option<&Arc<RuleEntry>> = None;
+        let mut hard_pri = i32::MIN;
+        let mut soft: Vec<Option<Soft<'_>>> = Vec::new();
+        let mut soft_pri = i32::MIN;
         for st in self.subtables.iter() {
-            if best.is_some_and(|(p, _)| st.max_priority <= p) {
+            if i32::from(st.max_priority) <= hard_pri {
                 break;
             }
-            if let Some((p, r)) = st.find_match_wc(flow, wc, &mut ctx, &self.tries) {
-                if best.is_none_or(|(bp, _)| p > bp) {
-                    best = Some((p, r));
-                }
+            let Some((index, entry)) = st.find_match_wc(flow, wc, &mut ctx, &self.tries) else {
+                continue;
+            };
+            let rule = &index.rules[entry as usize];
+            let priority = i32::from(rule.rule.priority);
+            if priority <= hard_pri {
+                continue;
+            }
+            if !rule.rule.is_conjunctive() {
+                hard = Some(rule);
+                hard_pri = priority;
+            } else if allow_conjunctive {
+                soft.push(Some(Soft {
+                    priority,
+                    rule,
+                    lower: index.lower(entry),
+                }));
+                soft_pri = soft_pri.max(priority);
             }
         }
-        best.map(|(_, r)| r)
+        if hard_pri >= soft_pri {
+            return hard;
+        }
+        loop {
+            // Drop the exhausted soft matches and those the hard match
+            // beats, as OVS does (moving the last into the gap).
+            let mut i = 0;
+            while i < soft.len() {
+                if soft[i].is_none_or(|s| s.priority <= hard_pri) {
+                    soft.swap_remove(i);
+                } else {
+                    i += 1;
+                }
+            }
+            if soft.is_empty() {
+                break;
+            }
+            let top = soft.iter().flatten().map(|s| s.priority).max();
+            let soft_pri = top.unwrap_or(i32::MIN);
+            let n_soft_pri = soft
+                .iter()
+                .flatten()
+                .filter(|s| s.priority == soft_pri)
+                .count();
+            let mut partial = ConjMatches::default();
+            for s in soft.iter().flatten() {
+                if s.priority != soft_pri {
+                    continue;
+                }
+                let Some(id) = partial.add(&s.rule.rule, n_soft_pri) else {
+                    continue;
+                };
+                let mut with_id = *flow;
+                with_id.conj_id = id;
+                if let Some(rule) = self.lookup_conj(&with_id, wc, false) {
+                    return Some(rule);
+                }
+            }
+            for slot in soft.iter_mut() {
+                let Some(s) = *slot else { continue };
+                if s.priority != soft_pri {
+                    continue;
+                }
+                *slot = match s.lower.split_first() {
+                    Some((next, lower)) if next.rule.is_conjunctive() => Some(Soft {
+                        priority: i32::from(next.rule.priority),
+                        rule: next,
+                        lower,
+                    }),
+                    Some((next, _)) => {
+                        if i32::from(next.rule.priority) > hard_pri {
+                            hard = Some(next);
+                            hard_pri = i32::from(next.rule.priority);
+                        }
+                        None
+                    }
+                    None => None,
+                };
+            }
+        }
+        hard
+    }
+}
+
+/// A rule that matched as one clause of conjunctions (OVS's soft match),
+/// with the rules of the same match and lower priority after it.
+#[derive(Clone, Copy)]
+struct Soft<'a> {
+    priority: i32,
+    rule: &'a Arc<RuleEntry>,
+    lower: &'a [Arc<RuleEntry>],
+}
+
+/// The clauses seen so far of each conjunction id, among the soft matches
+/// of one priority (OVS's `find_conjunctive_match`).
+#[derive(Default)]
+struct ConjMatches {
+    /// (id, one bit per clause seen; the bits above the clause count set).
+    seen: Vec<(u32, u64)>,
+}
+
+impl ConjMatches {
+    /// Adds the clauses of `rule`; the first conjunction this completes.
+    /// `max_clauses` is the number of soft matches at this priority: a
+    /// conjunction with more clauses cannot complete.
+    fn add(&mut self, rule: &messages::ofp::Rule, max_clauses: usize) -> Option<u32> {
+        let min_clauses = rule.conjunctions().map(|(_, _, n)| n).min()?;
+        if max_clauses < usize::from(min_clauses) {
+            return None;
+        }
+        for (id, clause, n_clauses) in rule.conjunctions() {
+            if usize::from(n_clauses) > max_clauses {
+                continue;
+            }
+            let at = match self.seen.iter().position(|(i, _)| *i == id) {
+                Some(at) => at,
+                None => {
+                    // 64 clauses leave no bit above them (OVS shifts by n & 63).
+                    self.seen.push((id, u64::MAX << (n_clauses & 63)));
+                    self.seen.len() - 1
+                }
+            };
+            let bits = &mut self.seen[at].1;
+            *bits |= 1u64 << (clause & 63);
+            if *bits == u64::MAX {
+                return Some(id);
+            }
+        }
+        None
     }
 }
 

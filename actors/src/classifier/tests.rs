@@ -120,3 +120,114 @@ fn removal_restores_the_previous_answer() {
     assert_eq!(snapshot.lookup(&tcp_flow(1, 0, 0), &mut wc).unwrap().id, 2);
     assert_eq!(c.n_subtables(), 1);
 }
+
+fn clause(
+    id: u64,
+    priority: u16,
+    fields: &[(Field, u128, u128)],
+    conj: &[(u32, u8, u8)],
+) -> Arc<RuleEntry> {
+    let r = rule(id, priority, fields);
+    let mut e = Arc::try_unwrap(r).unwrap();
+    e.rule.instructions.apply = conj
+        .iter()
+        .map(
+            |&(id, clause, n_clauses)| messages::ofp::OfAction::Conjunction {
+                id,
+                clause,
+                n_clauses,
+            },
+        )
+        .collect();
+    Arc::new(e)
+}
+
+/// Neutron's shape: {source addresses} × {destination ports}, conj_id 7.
+fn firewall() -> Classifier {
+    let mut c = Classifier::new();
+    let ip = (Field::EthType, 0x0800, FULL);
+    let tcp = (Field::IpProto, 6, FULL);
+    c.insert(clause(
+        1,
+        50,
+        &[ip, (Field::Ipv4Src, 0x0a00_0001, FULL)],
+        &[(7, 0, 2)],
+    ));
+    c.insert(clause(
+        2,
+        50,
+        &[ip, (Field::Ipv4Src, 0x0a00_0002, FULL)],
+        &[(7, 0, 2)],
+    ));
+    c.insert(clause(
+        3,
+        50,
+        &[ip, tcp, (Field::TcpDst, 22, FULL)],
+        &[(7, 1, 2)],
+    ));
+    c.insert(clause(
+        4,
+        50,
+        &[ip, tcp, (Field::TcpDst, 80, FULL)],
+        &[(7, 1, 2)],
+    ));
+    c.insert(rule(5, 50, &[ip, (Field::ConjId, 7, FULL)]));
+    c.insert(rule(6, 1, &[]));
+    c
+}
+
+fn from(src: u32, tp_dst: u16) -> Flow {
+    Flow {
+        nw_src: src,
+        ..tcp_flow(1, 0x0a00_0009, tp_dst)
+    }
+}
+
+#[test]
+fn a_conjunction_matches_when_every_dimension_does() {
+    let c = firewall();
+    let id = |f: &Flow| c.lookup(f, &mut Flow::default()).unwrap().id;
+    assert_eq!(id(&from(0x0a00_0001, 22)), 5);
+    assert_eq!(id(&from(0x0a00_0002, 80)), 5);
+    // One dimension only: the catch-all.
+    assert_eq!(id(&from(0x0a00_0003, 22)), 6);
+    assert_eq!(id(&from(0x0a00_0001, 443)), 6);
+    // The second lookup's conj_id is not a packet field.
+    let mut wc = Flow::default();
+    c.lookup(&from(0x0a00_0001, 22), &mut wc);
+    assert_eq!(wc.conj_id, u32::MAX);
+    assert_eq!((wc.nw_src, wc.tp_dst), (u32::MAX, u16::MAX));
+}
+
+#[test]
+fn ordinary_rules_above_win_and_equal_matches_below_take_over() {
+    let mut c = firewall();
+    let ip = (Field::EthType, 0x0800, FULL);
+    // Above the conjunction's priority: an ordinary rule wins.
+    c.insert(rule(10, 60, &[ip, (Field::Ipv4Src, 0x0a00_0002, FULL)]));
+    // Below it, with the same match as a clause: used when the
+    // conjunction does not complete.
+    c.insert(rule(11, 40, &[ip, (Field::Ipv4Src, 0x0a00_0001, FULL)]));
+    let id = |f: &Flow| c.lookup(f, &mut Flow::default()).unwrap().id;
+    assert_eq!(id(&from(0x0a00_0002, 22)), 10);
+    assert_eq!(id(&from(0x0a00_0001, 22)), 5);
+    assert_eq!(id(&from(0x0a00_0001, 443)), 11);
+}
+
+#[test]
+fn a_conjunction_without_its_conj_id_rule_falls_through() {
+    let mut c = Classifier::new();
+    let ip = (Field::EthType, 0x0800, FULL);
+    c.insert(clause(
+        1,
+        50,
+        &[ip, (Field::Ipv4Src, 0x0a00_0001, FULL)],
+        &[(9, 0, 2)],
+    ));
+    c.insert(clause(2, 50, &[ip, (Field::InPort, 1, FULL)], &[(9, 1, 2)]));
+    c.insert(rule(3, 10, &[ip]));
+    let f = from(0x0a00_0001, 22);
+    assert_eq!(c.lookup(&f, &mut Flow::default()).unwrap().id, 3);
+    c.insert(rule(4, 50, &[ip, (Field::ConjId, 9, FULL)]));
+    assert_eq!(c.lookup(&f, &mut Flow::default()).unwrap().id, 4);
+}

@@ -377,7 +377,7 @@ impl Ctx<'_> {
                     now_secs(),
                 );
             }
-            self.learned.push(learn);
+            self.mac_learned.push(learn);
         }
 
         let in_p = match in_bundle {

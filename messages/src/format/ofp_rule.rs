@@ -9,6 +9,7 @@ use std::fmt::Write;
 
 use crate::field::Field;
 use crate::flow::*;
+use crate::learn::{Learn, LearnDst, LearnSrc, Subfield};
 use crate::ofp::{
     CtSpec, CtZone, Instructions, Match, NatAction, NatAddrs, NatKind, OfAction, Rule,
     DEFAULT_PRIORITY,
@@ -65,6 +66,9 @@ pub fn format_match_fields(
     hex32(&mut s, "pkt_mark", f.pkt_mark, w.pkt_mark);
     hex32(&mut s, "recirc_id", f.recirc_id, w.recirc_id);
     hex32(&mut s, "dp_hash", f.dp_hash, w.dp_hash);
+    if w.conj_id != 0 {
+        let _ = write!(s, "conj_id={},", f.conj_id);
+    }
     if w.skb_priority != 0 {
         let _ = write!(s, "skb_priority={},", c_hex(f.skb_priority.into()));
     }
@@ -350,7 +354,103 @@ pub fn format_action(a: &OfAction) -> String {
         OfAction::Ct(ct) => format_ct(ct),
         OfAction::CtClear => "ct_clear".into(),
         OfAction::Nat(nat) => format_nat(nat),
+        OfAction::Conjunction {
+            id,
+            clause,
+            n_clauses,
+        } => format!("conjunction({id},{}/{n_clauses})", u16::from(*clause) + 1),
+        OfAction::FinTimeout {
+            idle_timeout,
+            hard_timeout,
+        } => {
+            let mut parts = Vec::new();
+            if *idle_timeout != 0 {
+                parts.push(format!("idle_timeout={idle_timeout}"));
+            }
+            if *hard_timeout != 0 {
+                parts.push(format!("hard_timeout={hard_timeout}"));
+            }
+            format!("fin_timeout({})", parts.join(","))
+        }
+        OfAction::Learn(l) => format_learn(l),
     }
+}
+
+/// OVS's `learn_format`.
+fn format_learn(l: &Learn) -> String {
+    let mut s = format!("learn(table={}", l.table);
+    if l.idle_timeout != 0 {
+        let _ = write!(s, ",idle_timeout={}", l.idle_timeout);
+    }
+    if l.hard_timeout != 0 {
+        let _ = write!(s, ",hard_timeout={}", l.hard_timeout);
+    }
+    if l.fin_idle_timeout != 0 {
+        let _ = write!(s, ",fin_idle_timeout={}", l.fin_idle_timeout);
+    }
+    if l.fin_hard_timeout != 0 {
+        let _ = write!(s, ",fin_hard_timeout={}", l.fin_hard_timeout);
+    }
+    if l.priority != DEFAULT_PRIORITY {
+        let _ = write!(s, ",priority={}", l.priority);
+    }
+    if l.send_flow_rem {
+        s.push_str(",send_flow_rem");
+    }
+    if l.delete_learned {
+        s.push_str(",delete_learned");
+    }
+    if l.cookie != 0 {
+        let _ = write!(s, ",cookie={:#x}", l.cookie);
+    }
+    if l.limit != 0 {
+        let _ = write!(s, ",limit={}", l.limit);
+    }
+    if let Some(r) = &l.result_dst {
+        let _ = write!(s, ",result_dst={}", sub(r));
+    }
+    for spec in &l.specs {
+        s.push(',');
+        match (spec.src, spec.dst) {
+            (LearnSrc::Immediate(v), LearnDst::Match(d)) => {
+                let info = fields::by_field(d.field);
+                if d.ofs == 0 && u16::from(d.n_bits) == info.n_bits {
+                    let _ = write!(s, "{}=", info.name);
+                    field_value(&mut s, d.field, v, None);
+                } else {
+                    let _ = write!(s, "{}={}", sub(&d), c_hex(v));
+                }
+            }
+            (LearnSrc::Field(f), LearnDst::Match(d)) => {
+                s.push_str(&sub(&d));
+                if f.field != d.field || f.ofs != d.ofs {
+                    let _ = write!(s, "={}", sub(&f));
+                }
+            }
+            (LearnSrc::Immediate(v), LearnDst::Load(d)) => {
+                let _ = write!(s, "load:{}->{}", c_hex(v), sub(&d));
+            }
+            (LearnSrc::Field(f), LearnDst::Load(d)) => {
+                let _ = write!(s, "load:{}->{}", sub(&f), sub(&d));
+            }
+            (LearnSrc::Field(f), LearnDst::Output) => {
+                let _ = write!(s, "output:{}", sub(&f));
+            }
+            (LearnSrc::Immediate(v), LearnDst::Output) => {
+                let _ = write!(s, "output:{}", c_hex(v));
+            }
+        }
+    }
+    s.push(')');
+    s
+}
+
+fn sub(sf: &Subfield) -> String {
+    // The whole 32-bit port is OXM_OF_IN_PORT, not NXM's 16 bits.
+    if sf.field == Field::InPort && sf.ofs == 0 && sf.n_bits == 32 {
+        return "OXM_OF_IN_PORT[]".into();
+    }
+    subfield(sf.field, sf.ofs, sf.n_bits)
 }
 
 /// `ct(...)` as OVS's `format_CT` prints it: a leading `nat` outside the

@@ -171,6 +171,7 @@ pub static FIELDS: &[FieldInfo] = &[
     info("tun_dst", None, Field::TunDst, S::Ipv4, 4, 32, true, true, P::None, Some("NXM_NX_TUN_IPV4_DST"), None),
     info("pkt_mark", None, Field::PktMark, S::Hex, 4, 32, true, true, P::None, Some("NXM_NX_PKT_MARK"), None),
     info("skb_priority", None, Field::SkbPriority, S::Hex, 4, 32, false, false, P::None, None, None),
+    info("conj_id", None, Field::ConjId, S::Decimal, 4, 32, false, false, P::None, None, None),
     info("recirc_id", None, Field::RecircId, S::Decimal, 4, 32, false, false, P::None, Some("NXM_NX_RECIRC_ID"), None),
     info("dp_hash", None, Field::DpHash, S::Hex, 4, 32, true, false, P::None, Some("NXM_NX_DP_HASH"), None),
     info("ct_state", None, Field::CtState, S::CtState, 4, 32, true, false, P::None, Some("NXM_NX_CT_STATE"), None),

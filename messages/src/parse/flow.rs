@@ -101,7 +101,9 @@ pub fn parse_trace_flow(s: &str) -> Result<Flow, FlowParseError> {
         }
         let (value, mask) = parse_field_value(info, kv.value)
             .map_err(|e| fail(format!("bad value for {} ({})", kv.key, e.ovs)))?;
-        if mask != exact_mask(info) {
+        // ct_state's eight flags are the whole field, as a number gives them.
+        let exact = mask == exact_mask(info) || (info.field == Field::CtState && mask == 0xff);
+        if !exact {
             return Err(fail(format!(
                 "bad value for {} ({}: wildcards not allowed here)",
                 kv.key, kv.value

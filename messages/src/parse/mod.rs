@@ -2,5 +2,6 @@
 
 pub mod fields;
 pub mod flow;
+mod learn;
 pub mod rules;
 pub(crate) mod syntax;

@@ -2,6 +2,8 @@
 //! `ofpacts_parse`); [`super::check`] checks and encodes them.
 
 use super::*;
+use crate::learn::Learn;
+use crate::parse::learn::{parse_conjunction, parse_fin_timeout, parse_learn, Bad};
 
 /// An action or instruction as written, before it is checked against the
 /// rule and encoded.
@@ -46,6 +48,9 @@ pub(super) enum Act {
         in_port: Option<u32>,
         table: Option<u8>,
     },
+    /// `conjunction`, `fin_timeout`: encoded as parsed.
+    Plain(OfAction),
+    Learn(Box<Learn>),
     ClearActions,
     WriteActions(Vec<Located>),
     WriteMetadata(u64, u64),
@@ -116,9 +121,6 @@ pub(super) const UNSUPPORTED_ACTIONS: &[&str] = &[
     "set_tunnel64",
     "set_queue",
     "pop_queue",
-    "fin_timeout",
-    "learn",
-    "conjunction",
     "multipath",
     "note",
     "exit",
@@ -133,9 +135,10 @@ pub(super) const UNSUPPORTED_ACTIONS: &[&str] = &[
     "meter",
 ];
 
-pub(super) const SUPPORTED: &str = "an action (output, drop, set_field, load, mod_*, push_vlan, pop_vlan, \
-     dec_ttl, resubmit, controller, ct, ct_clear, a port) or instruction (goto_table, write_metadata, \
-     write_actions, clear_actions)";
+pub(super) const SUPPORTED: &str =
+    "an action (output, drop, set_field, load, mod_*, push_vlan, pop_vlan, \
+     dec_ttl, resubmit, controller, ct, ct_clear, conjunction, learn, fin_timeout, a port) or \
+     instruction (goto_table, write_metadata, write_actions, clear_actions)";
 
 pub(super) fn parse_instructions(text: &str, base: usize, rule: &Rule) -> Res<Instructions> {
     let acts = parse_action_list(text, base, true)?;
@@ -179,7 +182,34 @@ pub(super) fn parse_action_list(
         ));
     }
     verify_order(&acts, allow_instructions)?;
+    verify_conjunctions(&acts)?;
     Ok(acts)
+}
+
+/// OVS's `ofpacts_verify`: `conjunction` goes with no other action.
+pub(super) fn verify_conjunctions(acts: &[Located]) -> Res<()> {
+    let is_conj = |a: &Located| matches!(a.act, Act::Plain(OfAction::Conjunction { .. }));
+    if !acts.iter().any(is_conj) {
+        return Ok(());
+    }
+    match acts.iter().find(|a| !is_conj(a)) {
+        None => Ok(()),
+        Some(other) => {
+            let name = other
+                .text
+                .split([':', '(', '='])
+                .next()
+                .unwrap_or(&other.text);
+            Err(err(
+                other.at,
+                format!(
+                    "\"conjunction\" actions may be used along with \"note\" but not any other kind of action (such as the \"{name}\" action used here)"
+                ),
+                &other.text,
+                "conjunction actions only",
+            ))
+        }
+    }
 }
 
 pub(super) fn verify_order(acts: &[Located], allow_instructions: bool) -> Res<()> {
@@ -403,6 +433,9 @@ pub(super) fn parse_action(name: &str, kv: &KeyValue<'_>, src: &str) -> Res<Act>
             };
             Act::WriteMetadata(num(v)?, m.map(num).transpose()?.unwrap_or(u64::MAX))
         }
+        "conjunction" => Act::Plain(parse_conjunction(arg, at).map_err(located)?),
+        "fin_timeout" => Act::Plain(parse_fin_timeout(arg, at).map_err(located)?),
+        "learn" => Act::Learn(Box::new(parse_learn(arg, at).map_err(located)?)),
         "clear_actions" => Act::ClearActions,
         "ct" => ct::parse_ct(arg, at)?,
         "ct_clear" => Act::CtClear,
@@ -422,6 +455,10 @@ pub(super) fn parse_action(name: &str, kv: &KeyValue<'_>, src: &str) -> Res<Act>
         },
     };
     Ok(act)
+}
+
+fn located(b: Bad) -> LineError {
+    err(b.at, b.what, &b.text, b.expected)
 }
 
 /// `output:CONTROLLER` is the `controller` action with all the packet.

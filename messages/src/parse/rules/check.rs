@@ -2,6 +2,7 @@
 //! `ofpacts_check`).
 
 use super::*;
+use crate::parse::learn::learn_missing_source;
 
 /// The parts of a rule's match that actions see and change while OVS
 /// checks them (`ofpacts_check`): the match's flow, with VLAN pushes and
@@ -263,6 +264,19 @@ pub(super) fn encode_action(a: &Located, st: &mut CheckState, out: &mut Vec<OfAc
             out.push(OfAction::PushVlan { tpid: *tpid });
         }
         Act::DecTtl => out.push(OfAction::DecTtl),
+        Act::Plain(action) => {
+            let tcp = f.is_ip_any() && f.nw_proto == IPPROTO_TCP;
+            if matches!(action, OfAction::FinTimeout { .. }) && !tcp {
+                return Err(inconsistent(a, "tcp or tcp6"));
+            }
+            out.push(action.clone())
+        }
+        Act::Learn(learn) => {
+            if let Some(field) = learn_missing_source(learn, f) {
+                return Err(inconsistent(a, prereq_needs(field.prereq(), field)));
+            }
+            out.push(OfAction::Learn(learn.clone()));
+        }
         Act::Resubmit { in_port, table } => out.push(OfAction::Resubmit {
             in_port: *in_port,
             table: *table,

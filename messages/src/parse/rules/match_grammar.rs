@@ -535,15 +535,15 @@ pub(super) fn of13_vlan_round_trip(m: &mut Match) {
 
 /// A field, or the bits `ofs..ofs+n_bits` of it (`NXM_NX_REG0[0..7]`).
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Subfield {
-    pub(super) info: &'static FieldInfo,
-    pub(super) ofs: u32,
-    pub(super) n_bits: u32,
+pub(crate) struct Subfield {
+    pub(crate) info: &'static FieldInfo,
+    pub(crate) ofs: u32,
+    pub(crate) n_bits: u32,
 }
 
 /// Parses `NAME`, `NAME[]`, `NAME[bit]` or `NAME[start..end]` (OVS's
 /// `mf_parse_subfield`); NAME is an NXM/OXM name or a field name.
-pub(super) fn parse_subfield(s: &str) -> Result<Subfield, String> {
+pub(crate) fn parse_subfield(s: &str) -> Result<Subfield, String> {
     let name_len = s.find(['[', '-']).unwrap_or(s.len());
     let name = &s[..name_len];
     let info = fields::by_subfield_name(name)

@@ -25,7 +25,7 @@ use std::fmt;
 mod action_grammar;
 mod check;
 mod ct;
-mod match_grammar;
+pub(crate) mod match_grammar;
 #[cfg(test)]
 mod tests;
 
