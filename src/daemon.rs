@@ -53,7 +53,16 @@ pub fn parse_filter(text: &str) -> anyhow::Result<RuleFilter> {
     if text.is_empty() {
         return Ok(RuleFilter::all());
     }
-    let rule = messages::parse::rules::parse_rule(text)
+    // A match says no actions; the rule parser wants some.
+    let has_actions = text
+        .split([',', ' '])
+        .any(|t| t.trim().starts_with("actions"));
+    let as_rule = if has_actions {
+        text.to_string()
+    } else {
+        format!("{text},actions=drop")
+    };
+    let rule = messages::parse::rules::parse_rule(&as_rule)
         .map_err(|e| anyhow::anyhow!("match {text:?}: {e}"))?;
     let names_table = text
         .split([',', ' '])
