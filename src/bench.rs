@@ -32,6 +32,8 @@ pub struct SetupRate {
     pub miss_pass_cpu: BTreeMap<String, f64>,
     /// Growth of resident memory in the miss pass, in bytes.
     pub miss_pass_rss_growth: i64,
+    /// Rules that `learn` actions added (both passes).
+    pub rules_learned: u64,
 }
 
 impl SetupRate {
@@ -48,14 +50,15 @@ impl SetupRate {
 
     pub fn json(&self) -> String {
         format!(
-            "{{\"packets\":{},\"upcalls\":{},\"megaflows\":{},\"miss_pass_s\":{:.6},\"hit_pass_s\":{:.6},\"us_per_upcall\":{:.4},\"upcalls_per_s\":{:.0}}}",
+            "{{\"packets\":{},\"upcalls\":{},\"megaflows\":{},\"miss_pass_s\":{:.6},\"hit_pass_s\":{:.6},\"us_per_upcall\":{:.4},\"upcalls_per_s\":{:.0},\"rules_learned\":{}}}",
             self.packets,
             self.upcalls,
             self.megaflows,
             self.miss_pass_s,
             self.hit_pass_s,
             self.us_per_upcall(),
-            self.upcalls_per_s()
+            self.upcalls_per_s(),
+            self.rules_learned
         )
     }
 }
@@ -296,6 +299,11 @@ pub fn setup_rate(
             max_idle: Duration::from_secs(600),
             ..RevalidatorConfig::default()
         },
+        // Packets learn, as the daemon's do.
+        xlate: actors::xlate::XlateConfig {
+            side_effects: true,
+            ..Default::default()
+        },
         ..PipelineConfig::default()
     };
     let system = actix::System::new();
@@ -306,6 +314,7 @@ pub fn setup_rate(
         let miss = pass(&netdev, &pipeline, &feeder, n).await?;
         let after_miss = netdev.stats();
         let hit = pass(&netdev, &pipeline, &feeder, n).await?;
+        let rules_learned = PipelineStats::get(&pipeline.stats.rules_learned);
         feeder.stop()?;
         pipeline.stop();
         netdev.close();
@@ -317,6 +326,7 @@ pub fn setup_rate(
             hit_pass_s: hit.wall.as_secs_f64(),
             miss_pass_cpu: miss.cpu,
             miss_pass_rss_growth: miss.rss_growth,
+            rules_learned,
         })
     });
     actix::System::current().stop();

@@ -114,7 +114,7 @@ def ovs_run(name, n, tmp):
 
 def upcalld_run(binary, rules, packets):
     out = subprocess.run([binary, "bench", "setup-rate", "--rules", rules,
-                          "--packets", packets, "--rules-after"],
+                          "--packets", packets],
                          capture_output=True, text=True, check=True).stdout
     r = json.loads(out.strip().splitlines()[-1])
     return dict(upcalls=r["upcalls"], miss_s=r["miss_pass_s"], hit_s=r["hit_pass_s"],
