@@ -46,6 +46,8 @@ const NXAST_REG_LOAD2: u16 = 33;
 const NXAST_CT: u16 = 35;
 const NXAST_NAT: u16 = 36;
 const NXAST_CT_CLEAR: u16 = 43;
+const NXAST_FIN_TIMEOUT: u16 = 19;
+const NXAST_CONJUNCTION: u16 = 34;
 // `ct` flags, `nat` flags and the `nat` parameters present.
 const NX_CT_F_COMMIT: u16 = 1;
 const NX_CT_F_FORCE: u16 = 2;
@@ -373,6 +375,30 @@ fn decode_nx(a: &mut Reader<'_>, ins: &mut Instructions) -> Result<(), OfpError>
             let max_len = a.u16("max_len")?;
             out.push(OfAction::Controller { max_len });
         }
+        NXAST_CONJUNCTION => {
+            let clause = a.u8("clause")?;
+            let n_clauses = a.u8("n_clauses")?;
+            let id = a.u32("id")?;
+            if !(2..=64).contains(&n_clauses) || clause >= n_clauses {
+                return Err(bad(
+                    E::ActionBadArgument,
+                    format!("conjunction clause {clause} of {n_clauses} is out of range"),
+                ));
+            }
+            out.push(OfAction::Conjunction {
+                id,
+                clause,
+                n_clauses,
+            });
+        }
+        NXAST_FIN_TIMEOUT => {
+            let idle_timeout = a.u16("fin_idle_timeout")?;
+            let hard_timeout = a.u16("fin_hard_timeout")?;
+            out.push(OfAction::FinTimeout {
+                idle_timeout,
+                hard_timeout,
+            });
+        }
         NXAST_WRITE_METADATA => {
             a.skip(6, "pad")?;
             let value = a.u64("metadata")?;
@@ -606,6 +632,28 @@ pub fn encode_action(version: u8, a: &OfAction, out: &mut Vec<u8>) {
             put_nx_header(out, 16, NXAST_CT_CLEAR);
             out.put_zeros(6);
         }
+        OfAction::Conjunction {
+            id,
+            clause,
+            n_clauses,
+        } => {
+            put_nx_header(out, 16, NXAST_CONJUNCTION);
+            out.put_u8(*clause);
+            out.put_u8(*n_clauses);
+            out.put_u32(*id);
+        }
+        OfAction::FinTimeout {
+            idle_timeout,
+            hard_timeout,
+        } => {
+            put_nx_header(out, 16, NXAST_FIN_TIMEOUT);
+            out.put_u16(*idle_timeout);
+            out.put_u16(*hard_timeout);
+            out.put_zeros(2);
+        }
+        // NXAST_LEARN has no encoder yet: a dump over OpenFlow shows such a
+        // rule without its learn action (ctl dump-flows shows it whole).
+        OfAction::Learn(_) => {}
         OfAction::Ct(ct) => put_ct(version, ct, out),
         OfAction::Nat(nat) => put_nat(nat, out),
         OfAction::Resubmit { in_port, table } => {
