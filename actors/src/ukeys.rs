@@ -26,8 +26,8 @@ use messages::odp::OdpActions;
 use messages::Megaflow;
 use parking_lot::{Mutex, MutexGuard};
 
-use crate::xlate::normal::NormalLearn;
 use crate::protocol::SideEffects;
+use crate::xlate::normal::NormalLearn;
 
 /// Dumps in a row that may miss a flow before its ukey is dropped (OVS:
 /// `missed_dumps` reaching 4).

@@ -278,8 +278,13 @@ pub fn xlate_into(tables: &Tables, flow: &Flow, cfg: &XlateConfig, out: &mut Xla
     } else {
         ctx.finish_wc(flow);
     }
-    let (actions, rules, mac_learned, error, recircs) =
-        (ctx.actions, ctx.rules, ctx.mac_learned, ctx.error, ctx.recircs);
+    let (actions, rules, mac_learned, error, recircs) = (
+        ctx.actions,
+        ctx.rules,
+        ctx.mac_learned,
+        ctx.error,
+        ctx.recircs,
+    );
     out.actions = actions;
     out.rules = rules;
     out.mac_learned = mac_learned;
