@@ -130,6 +130,18 @@ fn refuse_conntrack(rules: &[Rule], missing: Option<&str>) -> Result<(), String>
 }
 
 impl Ctl {
+    /// Traces `flow` against the current rules, as `ctl trace` and
+    /// `ofproto/trace` both do.
+    async fn trace(&self, flow: &str) -> Result<crate::trace::TraceResult, String> {
+        let tables = self
+            .pipeline
+            .rule_table
+            .send(GetSnapshot)
+            .await
+            .map_err(|e| format!("rule-table unavailable: {e}"))?;
+        crate::trace::trace(&tables, flow.trim(), &self.xlate)
+    }
+
     async fn change(&self, change: RuleChange) -> Result<String, String> {
         if let RuleChange::Add(rules) | RuleChange::Replace(rules) = &change {
             refuse_conntrack(rules, self.conntrack_missing.as_deref())?;
@@ -157,13 +169,7 @@ impl Ctl {
                     [bridge, _] => return Err(format!("{bridge}: unknown bridge")),
                     _ => return Err("usage: ofproto/trace [BRIDGE] FLOW".into()),
                 };
-                let tables = self
-                    .pipeline
-                    .rule_table
-                    .send(GetSnapshot)
-                    .await
-                    .map_err(|e| format!("rule-table unavailable: {e}"))?;
-                let r = crate::trace::trace(&tables, flow.trim(), &self.xlate)?;
+                let r = self.trace(flow).await?;
                 Ok(format!(
                     "Flow: {flow}\n\nbridge(\"{}\")\n-------------\n\nFinal flow: unchanged\nMegaflow: {}\nDatapath actions: {}\n",
                     self.config.bridge.name, r.megaflow, r.actions
@@ -282,13 +288,7 @@ impl Ctl {
                 self.config.revalidators,
             )),
             Command::Trace => {
-                let tables = self
-                    .pipeline
-                    .rule_table
-                    .send(GetSnapshot)
-                    .await
-                    .map_err(|e| format!("rule-table unavailable: {e}"))?;
-                let r = crate::trace::trace(&tables, body.trim(), &self.xlate)?;
+                let r = self.trace(body).await?;
                 Ok(format!(
                     "Megaflow: {}\nDatapath actions: {}\n",
                     r.megaflow, r.actions
