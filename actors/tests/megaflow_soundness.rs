@@ -4,7 +4,11 @@
 //! datapath actions. Rules send packets through the connection tracker
 //! (`ct` with and without `table=`, `exec`, `nat`, `ct_clear`) and match
 //! its verdict; every recirculation a translation forks is checked the
-//! same way, resumed with a random conntrack state.
+//! same way, resumed with a random conntrack state. Rule sets include
+//! conjunctive matches (clauses and `conj_id` rules) and `learn` actions,
+//! checked after some packets have taught the tables their rules.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use proptest::prelude::*;
 use proptest::test_runner::{TestCaseError, TestRunner};
@@ -13,6 +17,7 @@ use actors::tables::Tables;
 use actors::xlate::{xlate, XlateConfig};
 use messages::field::Field;
 use messages::flow::*;
+use messages::learn::{Learn, LearnDst, LearnSpec, LearnSrc, Subfield};
 use messages::ofp::{CtSpec, CtZone, Instructions, Match, NatAction, NatKind, OfAction, Rule};
 
 /// Small value pools so that rules and flows collide often.
@@ -63,6 +68,7 @@ enum Cond {
     CtState(u8, u8),
     CtZone(u16),
     CtMark(u32, u32),
+    ConjId(u32),
 }
 
 /// Conntrack states a tracker gives (and none).
@@ -126,6 +132,59 @@ struct RuleSpec {
     conds: Vec<Cond>,
     actions: Vec<OfAction>,
     goto: bool,
+    /// A clause of a conjunction instead of actions: (id, clause, clauses).
+    conj: Option<(u32, u8, u8)>,
+    /// A second clause, of another conjunction.
+    conj2: Option<(u32, u8, u8)>,
+}
+
+fn conjunction() -> impl Strategy<Value = (u32, u8, u8)> {
+    (1u32..3, prop_oneof![3 => Just(2u8), 1 => Just(3)])
+        .prop_flat_map(|(id, n)| (Just(id), 0..n, Just(n)))
+}
+
+/// The advanced tutorial's MAC learning, into table 1 or 2 at a few
+/// priorities: match the VLAN and `eth_dst` = this `eth_src`, load the
+/// input port into reg0 and output to it.
+fn learn_action() -> impl Strategy<Value = OfAction> {
+    (
+        1u8..3,
+        prop_oneof![Just(5u16), Just(15), Just(100)],
+        any::<bool>(),
+    )
+        .prop_map(|(table, priority, output)| {
+            let sf = |field, ofs, n_bits| Subfield { field, ofs, n_bits };
+            let mut specs = vec![
+                LearnSpec {
+                    src: LearnSrc::Field(sf(Field::VlanTci, 0, 12)),
+                    dst: LearnDst::Match(sf(Field::VlanTci, 0, 12)),
+                    n_bits: 12,
+                },
+                LearnSpec {
+                    src: LearnSrc::Field(sf(Field::EthSrc, 0, 48)),
+                    dst: LearnDst::Match(sf(Field::EthDst, 0, 48)),
+                    n_bits: 48,
+                },
+                LearnSpec {
+                    src: LearnSrc::Field(sf(Field::InPort, 0, 16)),
+                    dst: LearnDst::Load(sf(Field::Reg(0), 0, 16)),
+                    n_bits: 16,
+                },
+            ];
+            if output {
+                specs.push(LearnSpec {
+                    src: LearnSrc::Field(sf(Field::InPort, 0, 16)),
+                    dst: LearnDst::Output,
+                    n_bits: 16,
+                });
+            }
+            OfAction::Learn(Box::new(Learn {
+                table,
+                priority,
+                specs,
+                ..Learn::default()
+            }))
+        })
 }
 
 fn action() -> impl Strategy<Value = OfAction> {
@@ -212,6 +271,12 @@ fn action() -> impl Strategy<Value = OfAction> {
             value: v as u128,
             mask: u128::MAX
         }),
+        learn_action(),
+        (0u8..3).prop_map(|t| OfAction::OutputReg {
+            field: Field::Reg(0),
+            ofs: 0,
+            n_bits: 16 + t
+        }),
     ]
 }
 
@@ -223,17 +288,41 @@ fn rule_spec() -> impl Strategy<Value = RuleSpec> {
         prop::collection::vec(cond(), 0..4),
         prop::collection::vec(action(), 0..4),
         any::<bool>(),
+        prop::option::weighted(0.3, conjunction()),
+        prop::option::weighted(0.2, conjunction()),
+        prop::option::weighted(0.2, 1u32..3),
     )
-        .prop_map(|(table, priority, proto, conds, actions, goto)| RuleSpec {
-            table,
-            // Distinct priorities per shape are not guaranteed; ties are
-            // fine for soundness.
-            priority: priority * 10,
-            proto,
-            conds,
-            actions,
-            goto,
-        })
+        .prop_map(
+            |(table, priority, proto, mut conds, actions, goto, conj, conj2, conj_id)| {
+                // Clauses and conj_id rules meet in table 0 at two
+                // priorities, with at most one other condition, so that
+                // conjunctions complete often.
+                let conjunctive = conj.is_some() || conj_id.is_some();
+                if conjunctive {
+                    conds.truncate(1);
+                }
+                if let (Some(id), None) = (conj_id, conj) {
+                    conds.push(Cond::ConjId(id));
+                }
+                let (table, priority) = if conjunctive {
+                    (0, if priority % 5 == 0 { 210 } else { 200 })
+                } else {
+                    (table, priority * 10)
+                };
+                RuleSpec {
+                    table,
+                    // Distinct priorities per shape are not guaranteed; ties are
+                    // fine for soundness.
+                    priority,
+                    proto,
+                    conds,
+                    actions,
+                    goto,
+                    conj,
+                    conj2,
+                }
+            },
+        )
 }
 
 /// Builds a rule, keeping only conditions whose prerequisites hold.
@@ -265,10 +354,32 @@ fn build_rule(s: &RuleSpec) -> Rule {
             Cond::CtState(v, mk) => m.set_field_masked(Field::CtState, v as u128, mk as u128),
             Cond::CtZone(v) => m.set_field(Field::CtZone, v as u128),
             Cond::CtMark(v, mk) => m.set_field_masked(Field::CtMark, v as u128, mk as u128),
+            Cond::ConjId(id) if s.conj.is_none() => m.set_field(Field::ConjId, id as u128),
             _ => {}
         }
     }
     let tcp = s.proto == 6 && m.mask.nw_frag & FLOW_NW_FRAG_LATER == 0;
+    if let Some((id, clause, n_clauses)) = s.conj {
+        let conj = |(id, clause, n_clauses)| OfAction::Conjunction {
+            id,
+            clause,
+            n_clauses,
+        };
+        let mut apply = vec![conj((id, clause, n_clauses))];
+        apply.extend(s.conj2.map(conj));
+        return Rule {
+            table: s.table,
+            priority: s.priority,
+            cookie: 0,
+            idle_timeout: 0,
+            hard_timeout: 0,
+            matches: m,
+            instructions: Instructions {
+                apply,
+                ..Default::default()
+            },
+        };
+    }
     let actions = s
         .actions
         .iter()
@@ -363,16 +474,33 @@ fn inside(f: &Flow, wc: &Flow, noise: &Flow) -> Flow {
     g
 }
 
-/// Checks one rule set and flow, then the recirculations its translation
-/// forked (resumed with the states of `resumes`); `Err` names the
-/// counterexample.
+/// Translations that went through a `conj_id` rule, rules learned and
+/// recirculations resumed: the property must have met each.
+static CONJUNCTIONS: AtomicUsize = AtomicUsize::new(0);
+static LEARNED: AtomicUsize = AtomicUsize::new(0);
+static RESUMED: AtomicUsize = AtomicUsize::new(0);
+
+/// Checks one rule set and flow, after the `teachers` have run their
+/// `learn` actions, then the recirculations its translation forked
+/// (resumed with the states of `resumes`); `Err` names the counterexample.
 fn check(
     specs: &[RuleSpec],
+    teachers: &[Flow],
     flow: &Flow,
     noises: &[Flow],
     resumes: &[u8],
 ) -> Result<(), TestCaseError> {
-    let tables = Tables::from_rules(specs.iter().map(build_rule));
+    let mut tables = Tables::from_rules(specs.iter().map(build_rule));
+    let learning = XlateConfig {
+        side_effects: true,
+        ..XlateConfig::default()
+    };
+    for t in teachers {
+        for learned in xlate(&tables, t, &learning).learned {
+            tables.learn(learned);
+            LEARNED.fetch_add(1, Ordering::Relaxed);
+        }
+    }
     // One switch: the recirculation ids outlive a translation.
     let cfg = XlateConfig::default();
     let mut pending = vec![*flow];
@@ -384,6 +512,7 @@ fn check(
                 let mut g = r.flow;
                 g.ct_state = state;
                 pending.push(g);
+                RESUMED.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -397,12 +526,28 @@ fn check_one(
     noises: &[Flow],
 ) -> Result<actors::xlate::XlateOutput, TestCaseError> {
     let out = xlate(tables, flow, cfg);
+    let via_conjunction = out.rules.iter().any(|id| {
+        tables
+            .get(*id)
+            .is_some_and(|e| e.rule.matches.mask.conj_id != 0)
+    });
+    if via_conjunction {
+        CONJUNCTIONS.fetch_add(1, Ordering::Relaxed);
+    }
     for noise in noises {
         let g = inside(flow, &datapath_mask(flow, &out.wc), noise);
         // A megaflow matches dl_type and nw_frag exactly, so `g` is
         // well-formed whenever `noise` is, except for the L4 fields of a
         // later fragment, which a real packet never has.
         if g.nw_frag & FLOW_NW_FRAG_LATER != 0 && (g.tp_src != 0 || g.tp_dst != 0) {
+            continue;
+        }
+        // Nor has an absent VLAN header any bits (the datapath mask pins
+        // which headers are present, not the bits of absent ones).
+        if g.vlans
+            .iter()
+            .any(|v| v.tci & VLAN_CFI == 0 && *v != FlowVlan::default())
+        {
             continue;
         }
         let other = xlate(tables, &g, cfg);
@@ -425,18 +570,19 @@ fn flows_inside_a_megaflow_get_its_actions() {
         .stack_size(64 << 20)
         .spawn(|| {
             let mut runner = TestRunner::new(ProptestConfig {
-                cases: 400,
+                cases: 4000,
                 ..ProptestConfig::default()
             });
             let strategy = (
                 prop::collection::vec(rule_spec(), 1..25),
+                prop::collection::vec(flow_strategy(), 0..6),
                 flow_strategy(),
                 prop::collection::vec(flow_strategy(), 8),
                 prop::collection::vec(ct_state_pool(), 6),
             );
             runner
-                .run(&strategy, |(specs, flow, noises, resumes)| {
-                    check(&specs, &flow, &noises, &resumes)
+                .run(&strategy, |(specs, teachers, flow, noises, resumes)| {
+                    check(&specs, &teachers, &flow, &noises, &resumes)
                 })
                 .map_err(|e| e.to_string())
         })
@@ -444,4 +590,17 @@ fn flows_inside_a_megaflow_get_its_actions() {
     if let Err(e) = worker.join().unwrap() {
         panic!("{e}");
     }
+    let (conj, learned, resumed) = (
+        CONJUNCTIONS.load(Ordering::Relaxed),
+        LEARNED.load(Ordering::Relaxed),
+        RESUMED.load(Ordering::Relaxed),
+    );
+    eprintln!(
+        "{conj} translations through a conjunction, {learned} rules learned, \
+         {resumed} recirculations resumed"
+    );
+    assert!(
+        conj > 0 && learned > 0 && resumed > 0,
+        "{conj} conjunctions, {learned} learned, {resumed} resumed"
+    );
 }
