@@ -106,7 +106,7 @@ enum Op {
     Insert(Spec),
     /// Remove the live rule at this index (modulo their number).
     Remove(usize),
-    Lookup(Flow, Flow),
+    Lookup(Box<(Flow, Flow)>),
     Snapshot,
 }
 
@@ -114,7 +114,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => spec().prop_map(Op::Insert),
         2 => any::<usize>().prop_map(Op::Remove),
-        4 => (flow(), flow()).prop_map(|(f, noise)| Op::Lookup(f, noise)),
+        4 => (flow(), flow()).prop_map(|(f, noise)| Op::Lookup(Box::new((f, noise)))),
         1 => Just(Op::Snapshot),
     ]
 }
@@ -221,7 +221,7 @@ proptest! {
                     prop_assert!(!c.remove(&e), "removed twice");
                 }
                 Op::Remove(_) => {}
-                Op::Lookup(f, noise) => check(&c, &live, &f, &noise)?,
+                Op::Lookup(pair) => check(&c, &live, &pair.0, &pair.1)?,
                 Op::Snapshot => snapshots.push((c.clone(), live.clone())),
             }
             prop_assert_eq!(c.len(), live.len());
