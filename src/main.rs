@@ -74,6 +74,12 @@ enum Cmd {
         /// format (port, VLAN, MAC, age per line).
         #[arg(long)]
         fdb: Option<PathBuf>,
+        /// Run the effects a real packet has, as OVS's `ofproto/trace
+        /// -generate`: `learn` actions add their rules and NORMAL learns
+        /// source MACs, so later passes and later flows of --flows see
+        /// them. Without it a trace changes nothing.
+        #[arg(long)]
+        learn: bool,
     },
 }
 
@@ -170,6 +176,7 @@ struct TraceArgs {
     config: Option<PathBuf>,
     fdb: Option<PathBuf>,
     ct_next: Vec<String>,
+    learn: bool,
 }
 
 fn run_trace(args: TraceArgs) -> anyhow::Result<ExitCode> {
@@ -181,6 +188,7 @@ fn run_trace(args: TraceArgs) -> anyhow::Result<ExitCode> {
         config,
         fdb,
         ct_next,
+        learn,
     } = args;
     let ct_next = ct_next
         .iter()
@@ -195,12 +203,14 @@ fn run_trace(args: TraceArgs) -> anyhow::Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!(e))?;
     let config = config.map(|p| Config::load(&p)).transpose()?;
     let fdb = fdb.map(|p| read_file_arg(&p).map(|t| (p, t))).transpose()?;
-    let cfg = upcalld::trace::bridge(
+    let mut cfg = upcalld::trace::bridge(
         ports,
         config.as_ref(),
         fdb.as_ref()
             .map(|(p, t)| (p.display().to_string(), t.as_str())),
     )?;
+    cfg.side_effects = learn;
+    cfg.may_learn = learn;
     let text = read_file_arg(rules)?;
     let rules = upcalld::daemon::parse_rules(&text, &rules.display().to_string())?;
     let tables = actors::tables::Tables::from_rules(rules);
@@ -345,6 +355,7 @@ fn main() -> ExitCode {
             ct_next,
             config,
             fdb,
+            learn,
         } => run_trace(TraceArgs {
             rules,
             flows,
@@ -353,6 +364,7 @@ fn main() -> ExitCode {
             config,
             fdb,
             ct_next,
+            learn,
         }),
     };
     result.unwrap_or_else(|e| {

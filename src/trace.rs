@@ -61,6 +61,20 @@ pub fn trace_ct(
     cfg: &XlateConfig,
     ct_next: &[u8],
 ) -> Result<TraceResult, String> {
+    trace_in(&mut tables.clone(), flow_text, cfg, ct_next)
+}
+
+/// [`trace_ct`] on tables that keep what the trace learned: with
+/// `cfg.side_effects` (`upcalld trace --learn`, OVS's `-generate`), the
+/// rules each pass's `learn` actions build are added before the next pass
+/// and the next flow, as they are for a real packet. Without it a trace
+/// changes nothing.
+fn trace_in(
+    tables: &mut Tables,
+    flow_text: &str,
+    cfg: &XlateConfig,
+    ct_next: &[u8],
+) -> Result<TraceResult, String> {
     let flow = parse_trace_flow(flow_text)
         .map_err(|e| format!("Bad openflow flow syntax: {flow_text}: {e}"))?;
     let mut ct_next = ct_next.iter().copied();
@@ -74,6 +88,11 @@ pub fn trace_ct(
         for r in &out.recircs {
             let state = ct_next.next();
             queue.push_back(resume(r, state));
+        }
+        if cfg.side_effects {
+            for learned in out.learned {
+                tables.learn(learned);
+            }
         }
         passes.push(TracePass {
             banner,
@@ -257,14 +276,16 @@ pub fn parse_port_list(s: &str) -> Result<BTreeSet<u32>, String> {
 
 /// One TSV line per flow: `flow<TAB>actions<TAB>megaflow` of the first
 /// pass, or `flow<TAB>ERROR<TAB><TAB>message` for a flow OVS would reject.
+/// With `cfg.side_effects`, each flow sees the rules earlier flows learned.
 pub fn trace_lines(tables: &Tables, flows: &str, cfg: &XlateConfig) -> String {
+    let mut tables = tables.clone();
     let mut out = String::new();
     for line in flows.lines() {
         let flow = line.trim();
         if flow.is_empty() || flow.starts_with('#') {
             continue;
         }
-        match trace(tables, flow, cfg) {
+        match trace_in(&mut tables, flow, cfg, &[]) {
             Ok(r) => {
                 out.push_str(&format!("{flow}\t{}\t{}\n", r.actions, r.megaflow));
             }

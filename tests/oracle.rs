@@ -122,6 +122,13 @@ fn differential_cases_agree_with_open_vswitch() {
         &dummy_bridge(None),
     );
     assert_eq!(same, total, "{}", bad.join("\n"));
+    // Traced with `-generate`: each flow's learn actions run before the
+    // next flow (`upcalld trace --learn`).
+    let mut learning = dummy_bridge(None);
+    learning.side_effects = true;
+    learning.may_learn = true;
+    let (same, total, bad) = score_cases(vec![dir.join("19-learn-trace-generate")], &learning);
+    assert_eq!(same, total, "{}", bad.join("\n"));
     // The peer's bridge had ports 1..8: told so, trace drops the others.
     let (same, total, bad) = score_cases(
         vec![dir.join("05-output-to-missing-port")],
