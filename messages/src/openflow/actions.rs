@@ -6,12 +6,13 @@
 
 use crate::field::Field;
 use crate::flow::*;
+use crate::learn::{Learn, LearnDst, LearnSpec, LearnSrc, Subfield};
 use crate::odp::{NatAction, NatAddrs, NatKind};
 use crate::ofp::{port, CtSpec, CtZone, Instructions, Match, OfAction};
 use crate::parse::fields::{self, ones};
 
 use super::nxm::{self, NxmHeader};
-use super::{ErrorKind as E, OfpError, Put, Reader, NX_VENDOR_ID, OFP10};
+use super::{ErrorKind as E, OfpError, Put, Reader, NX_VENDOR_ID, OFP10, ONF_VENDOR_ID};
 
 // OpenFlow 1.0 action types.
 const OFPAT10_OUTPUT: u16 = 0;
@@ -48,6 +49,19 @@ const NXAST_NAT: u16 = 36;
 const NXAST_CT_CLEAR: u16 = 43;
 const NXAST_FIN_TIMEOUT: u16 = 19;
 const NXAST_CONJUNCTION: u16 = 34;
+const NXAST_LEARN: u16 = 16;
+const NXAST_LEARN2: u16 = 45;
+// `learn` flags, and a spec's header: source and destination kinds and
+// the width of its value.
+const NX_LEARN_F_SEND_FLOW_REM: u16 = 1;
+const NX_LEARN_F_DELETE_LEARNED: u16 = 2;
+const NX_LEARN_F_WRITE_RESULT: u16 = 4;
+const NX_LEARN_SRC_IMMEDIATE: u16 = 1 << 13;
+const NX_LEARN_DST_MASK: u16 = 3 << 11;
+const NX_LEARN_DST_MATCH: u16 = 0;
+const NX_LEARN_DST_LOAD: u16 = 1 << 11;
+const NX_LEARN_DST_OUTPUT: u16 = 2 << 11;
+const NX_LEARN_N_BITS_MASK: u16 = 0x3ff;
 // `ct` flags, `nat` flags and the `nat` parameters present.
 const NX_CT_F_COMMIT: u16 = 1;
 const NX_CT_F_FORCE: u16 = 2;
@@ -399,6 +413,10 @@ fn decode_nx(a: &mut Reader<'_>, ins: &mut Instructions) -> Result<(), OfpError>
                 hard_timeout,
             });
         }
+        NXAST_LEARN | NXAST_LEARN2 => out.push(OfAction::Learn(Box::new(decode_learn(
+            a,
+            subtype == NXAST_LEARN2,
+        )?))),
         NXAST_WRITE_METADATA => {
             a.skip(6, "pad")?;
             let value = a.u64("metadata")?;
@@ -446,6 +464,151 @@ fn decode_ct(a: &mut Reader<'_>) -> Result<CtSpec, OfpError> {
         alg,
         actions: nested.apply,
     })
+}
+
+/// A field header in a `learn` (4 bytes, or 8 for an experimenter's).
+fn learn_field(a: &mut Reader<'_>, what: &str) -> Result<&'static fields::FieldInfo, OfpError> {
+    let raw = a.u32(what)?;
+    let exp = (raw >> 16 == 0xffff)
+        .then(|| a.u32("experimenter"))
+        .transpose()?;
+    nxm::field_for_header(raw, exp).ok_or_else(|| {
+        bad(
+            E::ActionBadArgument,
+            format!("learn: unknown field {raw:#010x}"),
+        )
+    })
+}
+
+/// `n_bits` bits at `ofs` of a field a `learn` names, checked as OVS's
+/// `mf_check_src`/`mf_check_dst` check them.
+fn learn_subfield(
+    a: &mut Reader<'_>,
+    n_bits: u16,
+    what: &str,
+    writes: bool,
+) -> Result<Subfield, OfpError> {
+    let info = learn_field(a, what)?;
+    let ofs = a.u16("ofs")?;
+    if u32::from(ofs) + u32::from(n_bits) > u32::from(info.n_bits) {
+        return Err(bad(
+            E::ActionBadArgument,
+            format!(
+                "learn: bits {ofs}..{} of {} are out of range",
+                ofs + n_bits,
+                info.name
+            ),
+        ));
+    }
+    if writes && !info.writable {
+        return Err(bad(
+            E::ActionBadArgument,
+            format!("learn: {} is read-only", info.name),
+        ));
+    }
+    Ok(Subfield {
+        field: info.field,
+        ofs: ofs as u8,
+        n_bits: n_bits as u8,
+    })
+}
+
+/// NXAST_LEARN, or NXAST_LEARN2 (which adds `limit` and `result_dst`).
+fn decode_learn(a: &mut Reader<'_>, learn2: bool) -> Result<Learn, OfpError> {
+    let idle_timeout = a.u16("idle_timeout")?;
+    let hard_timeout = a.u16("hard_timeout")?;
+    let priority = a.u16("priority")?;
+    let cookie = a.u64("cookie")?;
+    let flags = a.u16("flags")?;
+    let table = a.u8("table_id")?;
+    a.skip(1, "pad")?;
+    let fin_idle_timeout = a.u16("fin_idle_timeout")?;
+    let fin_hard_timeout = a.u16("fin_hard_timeout")?;
+    let known = NX_LEARN_F_SEND_FLOW_REM
+        | NX_LEARN_F_DELETE_LEARNED
+        | if learn2 { NX_LEARN_F_WRITE_RESULT } else { 0 };
+    if flags & !known != 0 {
+        return Err(bad(
+            E::ActionBadArgument,
+            format!("learn: flags {flags:#x}"),
+        ));
+    }
+    if table == 0xff {
+        return Err(bad(E::ActionBadArgument, "learn: table 255"));
+    }
+    let mut learn = Learn {
+        table,
+        priority,
+        idle_timeout,
+        hard_timeout,
+        fin_idle_timeout,
+        fin_hard_timeout,
+        cookie,
+        send_flow_rem: flags & NX_LEARN_F_SEND_FLOW_REM != 0,
+        delete_learned: flags & NX_LEARN_F_DELETE_LEARNED != 0,
+        ..Learn::default()
+    };
+    if learn2 {
+        learn.limit = a.u32("limit")?;
+        let result_ofs = a.u16("result_dst_ofs")?;
+        a.skip(2, "pad")?;
+        if flags & NX_LEARN_F_WRITE_RESULT != 0 {
+            let info = learn_field(a, "result_dst")?;
+            if u32::from(result_ofs) >= u32::from(info.n_bits) || !info.writable {
+                return Err(bad(E::ActionBadArgument, "learn: bad result_dst"));
+            }
+            learn.result_dst = Some(Subfield {
+                field: info.field,
+                ofs: result_ofs as u8,
+                n_bits: 1,
+            });
+        }
+    }
+    // Specs until a zero header or the end; what follows the zero header
+    // is padding and must be zeros.
+    while a.remaining() >= 2 {
+        let header = a.u16("spec header")?;
+        if header == 0 {
+            break;
+        }
+        let n_bits = header & NX_LEARN_N_BITS_MASK;
+        if n_bits == 0 || n_bits > 128 {
+            return Err(bad(
+                E::ActionBadArgument,
+                format!("learn: a spec of {n_bits} bits"),
+            ));
+        }
+        let src = if header & NX_LEARN_SRC_IMMEDIATE != 0 {
+            let n_bytes = 2 * n_bits.div_ceil(16);
+            let v = a.bytes(usize::from(n_bytes), "immediate value")?;
+            // Right-aligned; only the low `n_bits` count.
+            let tail = &v[v.len().saturating_sub(16)..];
+            let value = tail
+                .iter()
+                .fold(0u128, |acc, x| (acc << 8) | u128::from(*x));
+            LearnSrc::Immediate(value & ones(u32::from(n_bits)))
+        } else {
+            LearnSrc::Field(learn_subfield(a, n_bits, "source", false)?)
+        };
+        let dst = match header & NX_LEARN_DST_MASK {
+            NX_LEARN_DST_MATCH => LearnDst::Match(learn_subfield(a, n_bits, "destination", false)?),
+            NX_LEARN_DST_LOAD => LearnDst::Load(learn_subfield(a, n_bits, "destination", true)?),
+            NX_LEARN_DST_OUTPUT => LearnDst::Output,
+            _ => return Err(bad(E::ActionBadArgument, "learn: reserved destination")),
+        };
+        learn.specs.push(LearnSpec {
+            src,
+            dst,
+            n_bits: n_bits as u8,
+        });
+    }
+    if a.bytes(a.remaining(), "padding")?.iter().any(|b| *b != 0) {
+        return Err(bad(
+            E::ActionBadArgument,
+            "learn: bytes after the last spec",
+        ));
+    }
+    Ok(learn)
 }
 
 fn decode_nat(a: &mut Reader<'_>) -> Result<NatAction, OfpError> {
@@ -651,9 +814,7 @@ pub fn encode_action(version: u8, a: &OfAction, out: &mut Vec<u8>) {
             out.put_u16(*hard_timeout);
             out.put_zeros(2);
         }
-        // NXAST_LEARN has no encoder yet: a dump over OpenFlow shows such a
-        // rule without its learn action (ctl dump-flows shows it whole).
-        OfAction::Learn(_) => {}
+        OfAction::Learn(learn) => put_learn(learn, out),
         OfAction::Ct(ct) => put_ct(version, ct, out),
         OfAction::Nat(nat) => put_nat(nat, out),
         OfAction::Resubmit { in_port, table } => {
@@ -672,6 +833,86 @@ pub fn encode_action(version: u8, a: &OfAction, out: &mut Vec<u8>) {
                 }
             }
         }
+    }
+}
+
+/// A `learn` as OVS encodes it: NXAST_LEARN, or NXAST_LEARN2 when it has
+/// a `limit` or a `result_dst`; fields by their NXM headers.
+fn put_learn(learn: &Learn, out: &mut Vec<u8>) {
+    let start = out.len();
+    let learn2 = learn.limit != 0 || learn.result_dst.is_some();
+    put_nx_header(out, 0, if learn2 { NXAST_LEARN2 } else { NXAST_LEARN });
+    out.put_u16(learn.idle_timeout);
+    out.put_u16(learn.hard_timeout);
+    out.put_u16(learn.priority);
+    out.put_u64(learn.cookie);
+    let mut flags = 0;
+    if learn.send_flow_rem {
+        flags |= NX_LEARN_F_SEND_FLOW_REM;
+    }
+    if learn.delete_learned {
+        flags |= NX_LEARN_F_DELETE_LEARNED;
+    }
+    if learn.result_dst.is_some() {
+        flags |= NX_LEARN_F_WRITE_RESULT;
+    }
+    out.put_u16(flags);
+    out.put_u8(learn.table);
+    out.put_u8(0);
+    out.put_u16(learn.fin_idle_timeout);
+    out.put_u16(learn.fin_hard_timeout);
+    if learn2 {
+        out.put_u32(learn.limit);
+        out.put_u16(learn.result_dst.map_or(0, |d| d.ofs.into()));
+        out.put_zeros(2);
+        if let Some(d) = learn.result_dst {
+            put_field_header(d.field, out);
+        }
+    }
+    let put_subfield = |sf: &Subfield, out: &mut Vec<u8>| {
+        put_field_header(sf.field, out);
+        out.put_u16(sf.ofs.into());
+    };
+    for spec in &learn.specs {
+        let n_bits = u16::from(spec.n_bits);
+        let (src_kind, dst_kind) = (
+            match spec.src {
+                LearnSrc::Field(_) => 0,
+                LearnSrc::Immediate(_) => NX_LEARN_SRC_IMMEDIATE,
+            },
+            match spec.dst {
+                LearnDst::Match(_) => NX_LEARN_DST_MATCH,
+                LearnDst::Load(_) => NX_LEARN_DST_LOAD,
+                LearnDst::Output => NX_LEARN_DST_OUTPUT,
+            },
+        );
+        out.put_u16(n_bits | src_kind | dst_kind);
+        match spec.src {
+            LearnSrc::Field(sf) => put_subfield(&sf, out),
+            LearnSrc::Immediate(v) => {
+                let n_bytes = usize::from(2 * n_bits.div_ceil(16));
+                let be = v.to_be_bytes();
+                out.put_zeros(n_bytes.saturating_sub(16));
+                out.extend_from_slice(&be[16 - n_bytes.min(16)..]);
+            }
+        }
+        match spec.dst {
+            LearnDst::Match(sf) | LearnDst::Load(sf) => put_subfield(&sf, out),
+            LearnDst::Output => {}
+        }
+    }
+    out.pad8_from(start);
+    let len = (out.len() - start) as u16;
+    out.set_u16(start + 2, len);
+}
+
+/// A field's NXM header (OXM or experimenter where it has no NXM one), as
+/// OVS's `nx_put_mff_header` writes it in Nicira actions.
+fn put_field_header(field: Field, out: &mut Vec<u8>) {
+    let h = header_of(field, false);
+    out.put_u32(h.raw(false));
+    if h.class == 0xffff {
+        out.put_u32(ONF_VENDOR_ID);
     }
 }
 

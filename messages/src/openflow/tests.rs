@@ -43,6 +43,9 @@ const RULES: &[&str] = &[
     "dl_dst=01:00:00:00:00:00/01:00:00:00:00:00,actions=NORMAL",
     "ip,actions=ct(commit,zone=5,table=2,exec(set_field:1->ct_mark),nat(src=10.0.0.1-10.0.0.5:1000-2000))",
     "ct_state=+trk+est,ip,actions=ct_clear,ct(zone=NXM_NX_REG1[0..15],nat),output:1",
+    "actions=learn(table=10,NXM_OF_VLAN_TCI[0..11],NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],load:NXM_OF_IN_PORT[]->NXM_NX_REG0[0..15]),resubmit(,3)",
+    "ip,actions=learn(table=2,idle_timeout=30,hard_timeout=60,fin_idle_timeout=5,fin_hard_timeout=9,priority=7,cookie=0x99,send_flow_rem,delete_learned,eth_type=0x800,NXM_OF_IP_DST[]=NXM_OF_IP_SRC[],NXM_NX_CT_LABEL[]=0x1234567890abcdef1234,load:0x5->NXM_NX_REG2[3..5],output:NXM_OF_IN_PORT[])",
+    "actions=learn(table=1,limit=10,result_dst=NXM_NX_REG0[3],NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],load:NXM_NX_CT_LABEL[64..95]->NXM_NX_REG3[])",
 ];
 
 #[test]
