@@ -375,29 +375,13 @@ pub fn parse_tsv(text: &str, path: &str) -> Result<Vec<ReplayFrame>, ReplayError
             .trim()
             .parse::<u32>()
             .map_err(|e| bad(format!("in_port {port:?}: {e}")))?;
-        let frame = parse_hex(hex.trim()).map_err(bad)?;
+        let frame = hex::decode(hex.trim()).map_err(|e| bad(format!("bad hex frame: {e}")))?;
         frames.push(ReplayFrame {
             in_port: Some(in_port),
             frame,
         });
     }
     Ok(frames)
-}
-
-fn parse_hex(hex: &str) -> Result<Vec<u8>, String> {
-    if !hex.len().is_multiple_of(2) {
-        return Err(format!("odd number of hex digits ({})", hex.len()));
-    }
-    hex.as_bytes()
-        .chunks(2)
-        .enumerate()
-        .map(|(i, pair)| {
-            std::str::from_utf8(pair)
-                .ok()
-                .and_then(|s| u8::from_str_radix(s, 16).ok())
-                .ok_or_else(|| format!("bad hex digit at byte {i} of the frame"))
-        })
-        .collect()
 }
 
 fn read_pcap(bytes: &[u8], path: &str) -> Result<Vec<ReplayFrame>, ReplayError> {
@@ -443,13 +427,13 @@ mod tests {
         assert_eq!(frames[0].in_port, Some(11));
         assert_eq!(frames[0].frame, vec![0x0a, 0x0b]);
         let e = parse_tsv("11\t0a0\n", "f.tsv").unwrap_err().to_string();
-        assert_eq!(e, "f.tsv:1: odd number of hex digits (3)");
+        assert_eq!(e, "f.tsv:1: bad hex frame: Odd number of digits");
         let e = parse_tsv("1\t00\nx\t00\n", "f.tsv")
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("f.tsv:2: in_port \"x\""), "{e}");
         let e = parse_tsv("1\tzz\n", "f.tsv").unwrap_err().to_string();
-        assert!(e.contains("bad hex digit at byte 0"), "{e}");
+        assert!(e.contains("Invalid character 'z' at position 0"), "{e}");
     }
 
     #[test]

@@ -264,10 +264,6 @@ fn flags_masked(
     }
 }
 
-fn hex_bytes(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 fn u8u(s: &mut String, name: &str, v: u8, m: Option<u8>) {
     field(
         s,
@@ -421,7 +417,7 @@ fn format_tunnel(s: &mut String, key: &[TunnelAttr], mask: Option<&[TunnelAttr]>
             TunnelAttr::DontFragment => fl |= 1,
             TunnelAttr::Csum => fl |= 2,
             TunnelAttr::Other(k, v) => {
-                let _ = write!(s, "key{k}({}),", hex_bytes(v));
+                let _ = write!(s, "key{k}({}),", hex::encode(v));
             }
         }
     }
@@ -660,10 +656,10 @@ fn format_attr(s: &mut String, a: &KeyAttr, ma: Option<&KeyAttr>) {
             chomp(s);
         }
         KeyAttr::Other(_, v) => {
-            s.push_str(&hex_bytes(v));
+            s.push_str(&hex::encode(v));
             if !exact {
                 if let Some(m) = ma {
-                    let _ = write!(s, "/{}", hex_bytes(&payload(m)));
+                    let _ = write!(s, "/{}", hex::encode(payload(m)));
                 }
             }
         }

@@ -4,32 +4,6 @@ use super::{check_len, get_array, get_u16, get_u32, put_bytes, put_u16, put_u32,
 
 pub const HEADER_LEN: usize = 12;
 
-/// CRC32c (Castagnoli, reflected polynomial 0x82f63b78) of `data`.
-pub fn crc32c(data: &[u8]) -> u32 {
-    const TABLE: [u32; 256] = {
-        let mut table = [0u32; 256];
-        let mut i = 0;
-        while i < 256 {
-            let mut crc = i as u32;
-            let mut bit = 0;
-            while bit < 8 {
-                crc = if crc & 1 != 0 {
-                    (crc >> 1) ^ 0x82f6_3b78
-                } else {
-                    crc >> 1
-                };
-                bit += 1;
-            }
-            table[i] = crc;
-            i += 1;
-        }
-        table
-    };
-    !data.iter().fold(!0u32, |crc, &byte| {
-        TABLE[usize::from((crc as u8) ^ byte)] ^ (crc >> 8)
-    })
-}
-
 /// An SCTP packet: common header, then chunks to the end of the buffer
 /// (give the view exactly the IP payload when the checksum matters).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,16 +44,14 @@ impl<T: AsRef<[u8]>> SctpPacket<T> {
         self.b().get(HEADER_LEN..).unwrap_or(&[])
     }
 
-    /// The CRC32c the checksum field should hold.
+    /// The CRC32c (Castagnoli) the checksum field should hold: of the
+    /// packet with that field zero.
     pub fn compute_checksum(&self) -> u32 {
         let b = self.b();
         let head = b.get(..8).unwrap_or(&[]);
         let tail = b.get(HEADER_LEN..).unwrap_or(&[]);
-        let mut zeroed = Vec::with_capacity(b.len());
-        zeroed.extend_from_slice(head);
-        zeroed.extend_from_slice(&[0; 4]);
-        zeroed.extend_from_slice(tail);
-        crc32c(&zeroed)
+        let crc = crc32c::crc32c_append(crc32c::crc32c(head), &[0; 4]);
+        crc32c::crc32c_append(crc, tail)
     }
 
     pub fn verify_checksum(&self) -> bool {
@@ -129,10 +101,14 @@ pub fn emit(buf: &mut [u8], src_port: u16, dst_port: u16, verification_tag: u32)
 mod tests {
     use super::*;
 
+    /// The checksum is CRC32c (RFC 9260 appendix A), not CRC32, of the
+    /// packet with its checksum field zero.
     #[test]
-    fn crc32c_check_value() {
-        assert_eq!(crc32c(b"123456789"), 0xe306_9283);
-        assert_eq!(crc32c(b""), 0);
+    fn the_checksum_is_crc32c_of_the_packet_with_the_field_zeroed() {
+        let b = b"12345678abcd9";
+        let s = SctpPacket::new_checked(&b[..]).unwrap();
+        assert_eq!(s.compute_checksum(), crc32c::crc32c(b"12345678\0\0\0\09"));
+        assert_eq!(crc32c::crc32c(b"123456789"), 0xe306_9283);
     }
 
     #[test]
