@@ -53,6 +53,8 @@ use std::collections::BTreeMap;
 
 use actors::xlate::normal::{PortVlan, VlanMode};
 use messages::dpif::{PortKind, PortSpec};
+use messages::tlv::TlvMap;
+use messages::tunnel::{TunnelConfig, TunnelIp, TunnelKey, TunnelKind};
 use serde::Deserialize;
 
 /// Which datapath to drive.
@@ -122,6 +124,17 @@ pub enum PortType {
     System,
     Internal,
     Replay,
+    /// Tunnel ports (OVS's Interface types of the same names).
+    Vxlan,
+    Geneve,
+}
+
+/// A key option: a number, or `"flow"`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum NumberOrWord {
+    Number(u64),
+    Word(String),
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -140,6 +153,25 @@ pub struct PortConfig {
     pub trunks: Vec<u16>,
     /// OVS's `vlan_mode`: access, trunk, native-tagged, native-untagged.
     pub vlan_mode: Option<String>,
+    // Tunnel options (OVS's `options:` of a vxlan or geneve Interface).
+    /// An address, or `"flow"` (`set_field:…->tun_dst` decides).
+    pub remote_ip: Option<String>,
+    /// An address, or `"flow"`.
+    pub local_ip: Option<String>,
+    /// The VNI sent and expected: a number, or `"flow"` (`tun_id`).
+    pub key: Option<NumberOrWord>,
+    pub in_key: Option<NumberOrWord>,
+    pub out_key: Option<NumberOrWord>,
+    /// UDP port (default: 4789 for VXLAN, 6081 for Geneve).
+    pub dst_port: Option<u16>,
+    /// Outer TOS: a number, or `"inherit"`.
+    pub tos: Option<NumberOrWord>,
+    /// Outer TTL: a number, or `"inherit"` (default 64).
+    pub ttl: Option<NumberOrWord>,
+    /// UDP checksums on sent packets (default false).
+    pub csum: Option<bool>,
+    /// Set DF on sent packets (default true).
+    pub df_default: Option<bool>,
 }
 
 fn default_port_type() -> PortType {
@@ -163,11 +195,116 @@ impl PortConfig {
         self.tag.is_some() || !self.trunks.is_empty() || self.vlan_mode.is_some()
     }
 
+    /// True for a tunnel port (`vxlan`, `geneve`).
+    pub fn is_tunnel(&self) -> bool {
+        matches!(self.kind, PortType::Vxlan | PortType::Geneve)
+    }
+
+    fn has_tunnel_options(&self) -> bool {
+        self.remote_ip.is_some()
+            || self.local_ip.is_some()
+            || self.key.is_some()
+            || self.in_key.is_some()
+            || self.out_key.is_some()
+            || self.dst_port.is_some()
+            || self.tos.is_some()
+            || self.ttl.is_some()
+            || self.csum.is_some()
+            || self.df_default.is_some()
+    }
+
+    /// A tunnel port's configuration, as OVS's `netdev_vport` reads the
+    /// Interface options. Its datapath port is its UDP port, as OVS's
+    /// userspace datapath numbers `vxlan_sys_4789`.
+    pub fn tunnel(&self) -> Result<TunnelConfig, ConfigError> {
+        let bad = |e: String| ConfigError::Invalid(format!("port {:?}: {e}", self.name));
+        let kind = match self.kind {
+            PortType::Vxlan => TunnelKind::Vxlan,
+            PortType::Geneve => TunnelKind::Geneve,
+            _ => return Err(bad("not a tunnel port".into())),
+        };
+        let ip = |name: &str, v: &str| -> Result<TunnelIp, ConfigError> {
+            if v == "flow" {
+                Ok(TunnelIp::Flow)
+            } else {
+                v.parse::<std::net::IpAddr>()
+                    .map(TunnelIp::Fixed)
+                    .map_err(|_| bad(format!("{name} = {v:?}: an IP address or \"flow\"")))
+            }
+        };
+        let remote = self
+            .remote_ip
+            .as_deref()
+            .ok_or_else(|| bad("a tunnel port needs `remote_ip`".into()))?;
+        let mut t = TunnelConfig::new(kind, ip("remote_ip", remote)?);
+        t.local_ip = self
+            .local_ip
+            .as_deref()
+            .map(|v| ip("local_ip", v))
+            .transpose()?;
+        let key =
+            |name: &str, v: &Option<NumberOrWord>| -> Result<Option<TunnelKey>, ConfigError> {
+                Ok(match v {
+                    None => None,
+                    Some(NumberOrWord::Number(n)) => Some(TunnelKey::Fixed(*n)),
+                    Some(NumberOrWord::Word(w)) if w == "flow" => Some(TunnelKey::Flow),
+                    Some(NumberOrWord::Word(w)) => {
+                        Some(TunnelKey::Fixed(parse_u64(w).ok_or_else(|| {
+                            bad(format!("{name} = {w:?}: a number or \"flow\""))
+                        })?))
+                    }
+                })
+            };
+        let both = key("key", &self.key)?;
+        t.in_key = key("in_key", &self.in_key)?.or(both).unwrap_or_default();
+        t.out_key = key("out_key", &self.out_key)?.or(both).unwrap_or_default();
+        if let Some(p) = self.dst_port {
+            if p == 0 {
+                return Err(bad("dst_port = 0: must be a UDP port".into()));
+            }
+            t.dst_port = p;
+        }
+        let byte = |name: &str,
+                    v: &Option<NumberOrWord>,
+                    default: u8|
+         -> Result<Option<u8>, ConfigError> {
+            match v {
+                None => Ok(Some(default)),
+                Some(NumberOrWord::Word(w)) if w == "inherit" => Ok(None),
+                Some(NumberOrWord::Number(n)) if *n <= 255 => Ok(Some(*n as u8)),
+                Some(other) => Err(bad(format!("{name} = {other:?}: 0 to 255 or \"inherit\""))),
+            }
+        };
+        t.tos = byte("tos", &self.tos, 0)?;
+        if t.tos.is_some_and(|v| v & 0x03 != 0) {
+            return Err(bad(
+                "tos: the ECN bits come from the inner packet; give DSCP bits only".into(),
+            ));
+        }
+        t.ttl = byte("ttl", &self.ttl, messages::tunnel::DEFAULT_TTL)?;
+        t.csum = self.csum.unwrap_or(false);
+        t.df_default = self.df_default.unwrap_or(true);
+        t.odp_port = u32::from(t.dst_port);
+        Ok(t)
+    }
+
     pub fn spec(&self) -> Result<PortSpec, ConfigError> {
+        if self.has_tunnel_options() && !self.is_tunnel() {
+            return Err(ConfigError::Invalid(format!(
+                "port {:?}: tunnel options (remote_ip, key, …) need type \"vxlan\" or \"geneve\"",
+                self.name
+            )));
+        }
         let kind = match (self.kind, &self.path) {
             (PortType::System, None) => PortKind::System,
             (PortType::Internal, None) => PortKind::Internal,
             (PortType::Replay, Some(p)) => PortKind::Replay { path: p.clone() },
+            (PortType::Vxlan | PortType::Geneve, None) => {
+                return Err(ConfigError::Invalid(format!(
+                    "port {:?}: tunnel ports are not supported by this datapath yet",
+                    self.name
+                )))
+            }
             (PortType::Replay, None) => {
                 return Err(ConfigError::Invalid(format!(
                     "port {:?}: a replay port needs `path`",
@@ -309,6 +446,17 @@ pub struct Config {
     pub mac_table_size: usize,
     pub bridge: BridgeConfig,
     pub openflow: OpenFlowConfig,
+    /// Geneve option mappings, as `ovs-ofctl add-tlv-map` takes them:
+    /// `["{class=0xffff,type=0,len=4}->tun_metadata0"]`.
+    pub tlv_map: Vec<String>,
+}
+
+/// A number in decimal or `0x` hex.
+fn parse_u64(s: &str) -> Option<u64> {
+    match s.strip_prefix("0x") {
+        Some(h) => u64::from_str_radix(h, 16).ok(),
+        None => s.parse().ok(),
+    }
 }
 
 /// The bridge as OpenFlow and `ovs-appctl` name it.
@@ -391,6 +539,7 @@ impl Default for Config {
             transparent_huge_pages: false,
             bridge: BridgeConfig::default(),
             openflow: OpenFlowConfig::default(),
+            tlv_map: Vec::new(),
             mac_aging_time: actors::mac_learning::DEFAULT_IDLE_TIME,
             mac_table_size: actors::mac_learning::DEFAULT_MAX_ENTRIES,
         }
@@ -523,8 +672,16 @@ impl Config {
         }
         self.metrics_socket_addr()?;
         for p in &self.ports {
-            p.spec()?;
+            if p.is_tunnel() {
+                p.tunnel()?;
+                if p.number.is_none() {
+                    return invalid(format!("port {:?}: a tunnel port needs a `number`", p.name));
+                }
+            } else {
+                p.spec()?;
+            }
         }
+        self.tlv_map()?;
         self.port_vlans()?;
         if !(15..=3600).contains(&self.mac_aging_time) {
             return invalid(format!(
@@ -573,6 +730,25 @@ impl Config {
             out.insert(number, p.vlan()?);
         }
         Ok(out)
+    }
+
+    /// The tunnel ports, by OpenFlow port number.
+    pub fn tunnel_ports(&self) -> Result<BTreeMap<u32, TunnelConfig>, ConfigError> {
+        let mut out = BTreeMap::new();
+        for p in self.ports.iter().filter(|p| p.is_tunnel()) {
+            let number = p.number.ok_or_else(|| {
+                ConfigError::Invalid(format!("port {:?}: a tunnel port needs a `number`", p.name))
+            })?;
+            out.insert(number, p.tunnel()?);
+        }
+        Ok(out)
+    }
+
+    /// The Geneve TLV map from `tlv_map` (entries as `add-tlv-map` takes
+    /// them).
+    pub fn tlv_map(&self) -> Result<TlvMap, ConfigError> {
+        TlvMap::from_text(&self.tlv_map.join(","))
+            .map_err(|e| ConfigError::Invalid(format!("tlv_map: {e}")))
     }
 
     /// The bridge's MAC learning table, empty.

@@ -500,6 +500,8 @@ fn pipeline_config(
             recirc: Default::default(),
             vlans: Arc::new(config.port_vlans()?),
             mac: Arc::new(config.mac_table()),
+            tunnels: Arc::new(config.tunnel_ports()?),
+            tlv: Arc::new(config.tlv_map()?),
             may_learn: false,
             // Real packets learn and trigger fin_timeout.
             side_effects: true,

@@ -80,6 +80,10 @@ enum Cmd {
         /// them. Without it a trace changes nothing.
         #[arg(long)]
         learn: bool,
+        /// Switch state to trace with, one `ctl` command a line:
+        /// `add-tlv-map {class=0xffff,type=0,len=4}->tun_metadata0`.
+        #[arg(long)]
+        setup: Option<PathBuf>,
     },
 }
 
@@ -175,6 +179,7 @@ struct TraceArgs {
     ports: Option<String>,
     config: Option<PathBuf>,
     fdb: Option<PathBuf>,
+    setup: Option<PathBuf>,
     ct_next: Vec<String>,
     learn: bool,
 }
@@ -187,6 +192,7 @@ fn run_trace(args: TraceArgs) -> anyhow::Result<ExitCode> {
         ports,
         config,
         fdb,
+        setup,
         ct_next,
         learn,
     } = args;
@@ -211,17 +217,33 @@ fn run_trace(args: TraceArgs) -> anyhow::Result<ExitCode> {
     )?;
     cfg.side_effects = learn;
     cfg.may_learn = learn;
+    if let Some(path) = &setup {
+        let text = read_file_arg(path)?;
+        upcalld::trace::apply_setup(&mut cfg, &path.display().to_string(), &text)?;
+    }
+    // Rules and flows name tun_metadataN through the switch's TLV map.
+    let tlv = cfg.tlv.clone();
+    messages::tlv::with_map(&tlv, || trace_with(rules, flows, flow, &cfg, &ct_next))
+}
+
+fn trace_with(
+    rules: &PathBuf,
+    flows: Option<&PathBuf>,
+    flow: Option<&str>,
+    cfg: &actors::xlate::XlateConfig,
+    ct_next: &[u8],
+) -> anyhow::Result<ExitCode> {
     let text = read_file_arg(rules)?;
     let rules = upcalld::daemon::parse_rules(&text, &rules.display().to_string())?;
     let tables = actors::tables::Tables::from_rules(rules);
     if let Some(path) = flows {
         print!(
             "{}",
-            upcalld::trace::trace_lines(&tables, &read_file_arg(path)?, &cfg)
+            upcalld::trace::trace_lines(&tables, &read_file_arg(path)?, cfg)
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let r = upcalld::trace::trace_ct(&tables, flow.unwrap_or_default(), &cfg, &ct_next)
+    let r = upcalld::trace::trace_ct(&tables, flow.unwrap_or_default(), cfg, ct_next)
         .map_err(|e| anyhow::anyhow!(e))?;
     print!("{}", upcalld::trace::format_trace(&r));
     Ok(ExitCode::SUCCESS)
@@ -356,6 +378,7 @@ fn main() -> ExitCode {
             config,
             fdb,
             learn,
+            setup,
         } => run_trace(TraceArgs {
             rules,
             flows,
@@ -363,6 +386,7 @@ fn main() -> ExitCode {
             ports,
             config,
             fdb,
+            setup,
             ct_next,
             learn,
         }),

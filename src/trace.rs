@@ -240,6 +240,8 @@ pub fn bridge(
     if let Some(c) = config {
         cfg.vlans = Arc::new(c.port_vlans()?);
         cfg.mac = Arc::new(c.mac_table());
+        cfg.tunnels = Arc::new(c.tunnel_ports()?);
+        cfg.tlv = Arc::new(c.tlv_map()?);
     }
     if let Some((origin, text)) = fdb {
         let entries = actors::mac_learning::parse_fdb(text, messages::ofp::port::LOCAL)
@@ -247,6 +249,35 @@ pub fn bridge(
         cfg.mac.load(&entries, actors::mac_learning::now_secs());
     }
     Ok(cfg)
+}
+
+/// Applies a trace setup file to the switch `cfg` models: one command a
+/// line, as the daemon's `ctl` takes them (`#` starts a comment). Known:
+/// `add-tlv-map MAPPINGS` (as `ovs-ofctl add-tlv-map BRIDGE MAPPINGS`).
+pub fn apply_setup(cfg: &mut XlateConfig, origin: &str, text: &str) -> anyhow::Result<()> {
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (cmd, arg) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+        let at = || format!("{origin}:{}", n + 1);
+        match cmd {
+            "add-tlv-map" => {
+                let reqs = messages::tlv::parse_tlv_requests(arg)
+                    .map_err(|e| anyhow::anyhow!("{}: add-tlv-map: {e}", at()))?;
+                let mut map = (*cfg.tlv).clone();
+                map.add(&reqs)
+                    .map_err(|e| anyhow::anyhow!("{}: add-tlv-map: {e}", at()))?;
+                cfg.tlv = Arc::new(map);
+            }
+            other => anyhow::bail!(
+                "{}: unknown setup command {other:?} (known: add-tlv-map)",
+                at()
+            ),
+        }
+    }
+    Ok(())
 }
 
 /// Parses a port list such as `1-8,12`.

@@ -29,9 +29,8 @@ pub struct FrozenState {
     pub in_port: u32,
     pub metadata: u64,
     pub regs: [u32; FLOW_N_REGS],
-    pub tun_id: u64,
-    pub tun_src: u32,
-    pub tun_dst: u32,
+    /// The tunnel fields, as `Flow::tunnel_bytes` has them.
+    pub tunnel: Vec<u8>,
     pub action_set: Vec<OfAction>,
     pub conntracked: bool,
 }
@@ -44,9 +43,7 @@ impl FrozenState {
             in_port: flow.in_port,
             metadata: flow.metadata,
             regs: flow.regs,
-            tun_id: flow.tun_id,
-            tun_src: flow.tun_src,
-            tun_dst: flow.tun_dst,
+            tunnel: flow.tunnel_bytes().to_vec(),
             action_set,
             conntracked,
         }
@@ -58,9 +55,7 @@ impl FrozenState {
         flow.in_port = self.in_port;
         flow.metadata = self.metadata;
         flow.regs = self.regs;
-        flow.tun_id = self.tun_id;
-        flow.tun_src = self.tun_src;
-        flow.tun_dst = self.tun_dst;
+        flow.set_tunnel_bytes(&self.tunnel);
     }
 }
 

@@ -18,6 +18,8 @@ use messages::flow::*;
 use messages::learn::{Learn, LearnedRule};
 use messages::odp::*;
 use messages::ofp::{port, CtSpec, CtZone, Instructions, NatAction, OfAction};
+use messages::tlv::TlvMap;
+use messages::tunnel::{self, TunnelConfig};
 
 use crate::mac_learning::MacTable;
 use crate::protocol::SideEffects;
@@ -60,6 +62,10 @@ pub struct XlateConfig {
     /// The bridge's MAC learning table, which `NORMAL` reads (shared by
     /// every clone of this configuration).
     pub mac: Arc<MacTable>,
+    /// The tunnel ports, by OpenFlow port number.
+    pub tunnels: Arc<BTreeMap<u32, TunnelConfig>>,
+    /// The Geneve TLV map (`tun_metadataN` ⇄ options).
+    pub tlv: Arc<TlvMap>,
     /// Whether `NORMAL` learns source MACs: for upcalls, not for traces
     /// or revalidation (OVS's `allow_side_effects`).
     pub may_learn: bool,
@@ -176,6 +182,9 @@ struct Ctx<'a> {
     rule: Option<u64>,
     learned: Vec<LearnedRule>,
     fin_timeouts: Vec<FinTimeout>,
+    /// Where the packet's own tunnel ends (`::` when it came from none):
+    /// OVS never tunnels a packet back there.
+    orig_tnl_dst: std::net::Ipv6Addr,
 }
 
 /// Translates `flow` through `tables`, starting at table 0.
@@ -200,6 +209,7 @@ pub fn xlate_into(tables: &Tables, flow: &Flow, cfg: &XlateConfig, out: &mut Xla
         },
         ..Flow::default()
     };
+    tunnel::wc_init(flow, &mut out.wc);
     let mut actions = std::mem::take(&mut out.actions);
     actions.clear();
     let mut rules = std::mem::take(&mut out.rules);
@@ -245,6 +255,7 @@ pub fn xlate_into(tables: &Tables, flow: &Flow, cfg: &XlateConfig, out: &mut Xla
         rule: None,
         learned: std::mem::take(&mut out.learned),
         fin_timeouts: std::mem::take(&mut out.fin_timeouts),
+        orig_tnl_dst: flow.tnl_dst(),
     };
     let mut table = 0;
     match &frozen {
@@ -264,7 +275,11 @@ pub fn xlate_into(tables: &Tables, flow: &Flow, cfg: &XlateConfig, out: &mut Xla
         None => ctx.conntracked = flow.ct_state & CS_TRACKED != 0,
     }
     let in_port = ctx.flow.in_port;
-    if let Some(rule) = ctx.lookup(table, in_port) {
+    let rule = ctx.lookup(table, in_port);
+    // A packet marked congested outside must be ECN capable inside (OVS
+    // drops it otherwise), and carries the mark in.
+    let ecn_ok = frozen.is_some() || tunnel::process_ecn(&mut ctx.flow);
+    if let Some(rule) = rule.filter(|_| ecn_ok) {
         ctx.run_rule(&rule, false);
     }
     if ctx.error.is_none() && !ctx.action_set.is_empty() {
@@ -625,8 +640,38 @@ impl Ctx<'_> {
         if !self.cfg.port_exists(p) {
             return;
         }
+        let cfg = self.cfg;
+        if let Some(t) = cfg.tunnels.get(&p) {
+            self.tunnel_output(t);
+            return;
+        }
         self.commit();
         self.actions.push(OdpAction::Output(p));
+    }
+
+    /// OVS's `compose_output_action__` for a tunnel port (the kernel's
+    /// kind of tunnel): the port decides the tunnel header, which is set
+    /// before the output when it differs from the one set last; the
+    /// flow's own tunnel and TOS are back as they were afterwards.
+    fn tunnel_output(&mut self, t: &TunnelConfig) {
+        let saved = self.flow;
+        t.send(&mut self.flow, self.wc);
+        if self.flow.tnl_dst() != self.orig_tnl_dst {
+            if self.flow.tnl_dst_is_set() && self.flow.tunnel_bytes() != self.base.tunnel_bytes() {
+                self.base.copy_tunnel_from(&self.flow);
+                self.actions.push(OdpAction::SetTunnel(tunnel::tunnel_attrs(
+                    &self.flow,
+                    Some(t.kind),
+                    &self.cfg.tlv,
+                )));
+            }
+            self.flow.copy_tunnel_from(&saved);
+            self.commit();
+            self.actions.push(OdpAction::Output(t.odp_port));
+        }
+        // "Not tunneling to our own address": nothing is sent.
+        self.flow.copy_tunnel_from(&saved);
+        self.flow.nw_tos = saved.nw_tos;
     }
 
     fn controller(&mut self, max_len: u16) {
@@ -1034,10 +1079,8 @@ impl Ctx<'_> {
         wc.conj_id = 0;
         // Tunnel metadata means nothing for a packet that did not come
         // from a tunnel (a `learn` from tun_id reads it all the same).
-        if orig.tun_dst == 0 {
-            wc.tun_id = 0;
-            wc.tun_src = 0;
-            wc.tun_dst = 0;
+        if !orig.tnl_dst_is_set() {
+            wc.clear_tunnel();
         }
         if orig.is_icmpv4() || orig.is_icmpv6() {
             wc.tp_src &= 0xff;

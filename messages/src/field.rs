@@ -15,6 +15,22 @@ pub enum Field {
     TunId,
     TunSrc,
     TunDst,
+    TunIpv6Src,
+    TunIpv6Dst,
+    /// The OpenFlow-visible `tun_flags` bits (OAM).
+    TunFlags,
+    /// Read-only: set by the tunnel a packet came in by.
+    TunTos,
+    TunTtl,
+    TunGbpId,
+    TunGbpFlags,
+    /// `tun_metadata{idx}`, `len` bytes at `off` of `Flow::tun_md`, as the
+    /// TLV map placed it (`crate::tlv`).
+    TunMetadata {
+        idx: u8,
+        off: u8,
+        len: u8,
+    },
     PktMark,
     SkbPriority,
     /// The conjunction id a rule's second lookup matches (OVS's `conj_id`).
@@ -121,6 +137,11 @@ impl Field {
             InPort | Reg(_) | TunSrc | TunDst | PktMark | SkbPriority | ConjId | RecircId
             | DpHash | CtMark | Ipv4Src | Ipv4Dst | ArpSpa | ArpTpa | CtNwSrc | CtNwDst => 32,
             Metadata | TunId => 64,
+            TunIpv6Src | TunIpv6Dst => 128,
+            TunFlags => 1,
+            TunTos | TunTtl | TunGbpFlags => 8,
+            TunGbpId => 16,
+            TunMetadata { len, .. } => u32::from(len) * 8,
             CtState => 32,
             CtZone | EthType | VlanTci | ArpOp | TcpSrc | TcpDst | UdpSrc | UdpDst | SctpSrc
             | SctpDst | CtTpSrc | CtTpDst => 16,
@@ -184,6 +205,19 @@ impl Field {
             TunId => flow.tun_id as u128,
             TunSrc => flow.tun_src as u128,
             TunDst => flow.tun_dst as u128,
+            TunIpv6Src => u128::from_be_bytes(flow.tun_ipv6_src),
+            TunIpv6Dst => u128::from_be_bytes(flow.tun_ipv6_dst),
+            TunFlags => (flow.tun_flags & FLOW_TNL_PUB_F_MASK) as u128,
+            TunTos => flow.tun_tos as u128,
+            TunTtl => flow.tun_ttl as u128,
+            TunGbpId => flow.tun_gbp_id as u128,
+            TunGbpFlags => flow.tun_gbp_flags as u128,
+            TunMetadata { off, len, .. } => {
+                let (off, len) = (off as usize, len as usize);
+                flow.tun_md[off..off + len]
+                    .iter()
+                    .fold(0u128, |acc, b| (acc << 8) | *b as u128)
+            }
             PktMark => flow.pkt_mark as u128,
             SkbPriority => flow.skb_priority as u128,
             ConjId => flow.conj_id as u128,
@@ -266,6 +300,24 @@ impl Field {
             TunId => flow.tun_id = v as u64,
             TunSrc => flow.tun_src = v as u32,
             TunDst => flow.tun_dst = v as u32,
+            TunIpv6Src => flow.tun_ipv6_src = v.to_be_bytes(),
+            TunIpv6Dst => flow.tun_ipv6_dst = v.to_be_bytes(),
+            TunFlags => {
+                flow.tun_flags =
+                    (flow.tun_flags & !FLOW_TNL_PUB_F_MASK) | (v as u16 & FLOW_TNL_PUB_F_MASK)
+            }
+            TunTos => flow.tun_tos = v as u8,
+            TunTtl => flow.tun_ttl = v as u8,
+            TunGbpId => flow.tun_gbp_id = v as u16,
+            TunGbpFlags => flow.tun_gbp_flags = v as u8,
+            // Writing an option makes it present, as OVS's
+            // `tun_metadata_write`.
+            TunMetadata { idx, off, len } => {
+                let (off, len) = (off as usize, len as usize);
+                let bytes = v.to_be_bytes();
+                flow.tun_md[off..off + len].copy_from_slice(&bytes[16 - len..]);
+                flow.tun_md_present |= 1 << idx;
+            }
             PktMark => flow.pkt_mark = v as u32,
             SkbPriority => flow.skb_priority = v as u32,
             ConjId => flow.conj_id = v as u32,

@@ -19,6 +19,23 @@ pub const FLOW_MAX_VLAN_HEADERS: usize = 2;
 /// How many MPLS label stack entries a flow tracks.
 pub const FLOW_MAX_MPLS_LABELS: usize = 4;
 
+/// Bytes of Geneve option values a flow carries (OVS has 256; 64 keeps a
+/// `Flow` within the 64 words a megaflow's map covers).
+pub const TUN_MD_BYTES: usize = 64;
+/// How many `tun_metadataN` fields there are.
+pub const TUN_METADATA_NUM: usize = 64;
+
+/// `tun_flags` bits, as OVS's `FLOW_TNL_F_*`: OAM is the one OpenFlow
+/// sees; the others say how the packet was (or is to be) encapsulated.
+pub const FLOW_TNL_F_OAM: u16 = 1 << 0;
+pub const FLOW_TNL_F_DONT_FRAGMENT: u16 = 1 << 1;
+pub const FLOW_TNL_F_CSUM: u16 = 1 << 2;
+pub const FLOW_TNL_F_KEY: u16 = 1 << 3;
+/// Every `FLOW_TNL_F_*` bit.
+pub const FLOW_TNL_F_MASK: u16 = 0xf;
+/// The bits OpenFlow's `tun_flags` reads and writes.
+pub const FLOW_TNL_PUB_F_MASK: u16 = FLOW_TNL_F_OAM;
+
 /// `nw_frag` bit: the packet is an IP fragment (first or later).
 pub const FLOW_NW_FRAG_ANY: u8 = 1 << 0;
 /// `nw_frag` bit: the packet is a fragment with a nonzero offset.
@@ -48,12 +65,34 @@ pub struct FlowVlan {
 /// (the struct is plain old data, so that agrees with comparing fields, at
 /// a fraction of the cost: megaflow masks are compared on every put).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
 pub struct Flow {
     // ---- Metadata (stage 1) ----
+    // The tunnel the packet came in by (OVS's `struct flow_tnl`); a
+    // packet came from a tunnel when `tun_dst` or `tun_ipv6_dst` is set.
     pub tun_id: u64,
     pub tun_src: u32,
     pub tun_dst: u32,
+    pub tun_ipv6_src: [u8; 16],
+    pub tun_ipv6_dst: [u8; 16],
+    /// `FLOW_TNL_F_*` bits.
+    pub tun_flags: u16,
+    pub tun_tos: u8,
+    pub tun_ttl: u8,
+    /// The outer UDP ports (never matched by OpenFlow; `tp_dst` says which
+    /// port a tunnel sends to).
+    pub tun_tp_src: u16,
+    pub tun_tp_dst: u16,
+    /// VXLAN Group Based Policy extension.
+    pub tun_gbp_id: u16,
+    pub tun_gbp_flags: u8,
+    pub pad_tun: [u8; 5],
+    /// Which `tun_metadataN` are present (bit N), as OVS's
+    /// `tun_metadata.present.map`.
+    pub tun_md_present: u64,
+    /// Geneve option values, each `tun_metadataN` at the place the TLV
+    /// map gave it (`crate::tlv`).
+    pub tun_md: [u8; TUN_MD_BYTES],
     pub metadata: u64,
     pub regs: [u32; FLOW_N_REGS],
     pub skb_priority: u32,
@@ -133,6 +172,10 @@ pub struct Flow {
     pub pad_end: u32,
 }
 
+/// Where the tunnel fields lie in a `Flow`'s bytes.
+const TUNNEL_BYTES: std::ops::Range<usize> =
+    std::mem::offset_of!(Flow, tun_id)..std::mem::offset_of!(Flow, metadata);
+
 /// Size of a `Flow` in 64-bit words.
 pub const FLOW_U64S: usize = std::mem::size_of::<Flow>() / 8;
 
@@ -150,6 +193,12 @@ pub const FLOW_SEGMENT_ENDS: [usize; 3] = [
 const _: () = assert!(std::mem::offset_of!(Flow, dl_dst) % 8 == 0);
 const _: () = assert!(std::mem::offset_of!(Flow, nw_src) % 8 == 0);
 const _: () = assert!(std::mem::offset_of!(Flow, nd_target) % 8 == 0);
+
+impl Default for Flow {
+    fn default() -> Flow {
+        Flow::zeroed()
+    }
+}
 
 impl PartialEq for Flow {
     #[inline]
@@ -216,6 +265,56 @@ impl Flow {
             .zip(other.words())
             .zip(mask.words())
             .all(|((a, b), m)| (a ^ b) & m == 0)
+    }
+
+    /// True if the packet came from a tunnel (OVS's `flow_tnl_dst_is_set`).
+    pub fn tnl_dst_is_set(&self) -> bool {
+        self.tun_dst != 0 || self.tun_ipv6_dst != [0; 16]
+    }
+
+    /// The tunnel's destination as an IPv6 address (IPv4 mapped), OVS's
+    /// `flow_tnl_dst`.
+    pub fn tnl_dst(&self) -> std::net::Ipv6Addr {
+        if self.tun_dst != 0 {
+            std::net::Ipv4Addr::from(self.tun_dst).to_ipv6_mapped()
+        } else {
+            std::net::Ipv6Addr::from(self.tun_ipv6_dst)
+        }
+    }
+
+    /// The tunnel fields as bytes (from `tun_id` to `tun_md`), for
+    /// comparing, saving and restoring a tunnel whole.
+    pub fn tunnel_bytes(&self) -> &[u8] {
+        &self.as_bytes()[TUNNEL_BYTES]
+    }
+
+    /// Copies `other`'s tunnel fields into `self`.
+    pub fn copy_tunnel_from(&mut self, other: &Flow) {
+        self.set_tunnel_bytes(other.tunnel_bytes());
+    }
+
+    /// Sets the tunnel fields from bytes [`Flow::tunnel_bytes`] gave.
+    pub fn set_tunnel_bytes(&mut self, bytes: &[u8]) {
+        bytemuck::bytes_of_mut(self)[TUNNEL_BYTES].copy_from_slice(bytes);
+    }
+
+    /// Zeroes every tunnel field (a packet leaving by a non-tunnel port
+    /// has none).
+    pub fn clear_tunnel(&mut self) {
+        self.tun_id = 0;
+        self.tun_src = 0;
+        self.tun_dst = 0;
+        self.tun_ipv6_src = [0; 16];
+        self.tun_ipv6_dst = [0; 16];
+        self.tun_flags = 0;
+        self.tun_tos = 0;
+        self.tun_ttl = 0;
+        self.tun_tp_src = 0;
+        self.tun_tp_dst = 0;
+        self.tun_gbp_id = 0;
+        self.tun_gbp_flags = 0;
+        self.tun_md_present = 0;
+        self.tun_md = [0; TUN_MD_BYTES];
     }
 
     /// The outermost VLAN's TCI (0 when untagged), like OVS's `vlan_tci`.

@@ -27,6 +27,8 @@ pub mod odp;
 pub mod ofp;
 pub mod openflow;
 pub mod parse;
+pub mod tlv;
+pub mod tunnel;
 pub mod unixctl;
 pub mod wire;
 

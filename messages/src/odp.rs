@@ -84,6 +84,10 @@ pub enum OdpAction {
     },
     /// Rewrite header fields (OVS_ACTION_ATTR_SET_MASKED).
     SetMasked(SetHeader),
+    /// The tunnel the packet is to be sent with by a tunnel port's
+    /// output that follows (`OVS_ACTION_ATTR_SET` of
+    /// `OVS_KEY_ATTR_TUNNEL`, printed `set(tunnel(…))`).
+    SetTunnel(Vec<crate::netlink::TunnelAttr>),
     PushVlan {
         tpid: u16,
         tci: u16,

@@ -82,6 +82,19 @@ impl<'a> Egress<'a> {
                     md.pkt_mark = (md.pkt_mark & !mask) | (v & mask);
                     Ok(())
                 }
+                OdpAction::SetTunnel(attrs) => {
+                    // The tunnel a following output would encapsulate
+                    // with; this datapath keeps its addresses and key.
+                    let mut t = Flow::default();
+                    let _ = messages::tunnel::tunnel_from_attrs(
+                        attrs,
+                        &messages::tlv::current(),
+                        &mut t,
+                    );
+                    let md = known.metadata_mut();
+                    (md.tun_id, md.tun_src, md.tun_dst) = (t.tun_id, t.tun_src, t.tun_dst);
+                    Ok(())
+                }
                 OdpAction::SetMasked(header) => {
                     known.headers_changed();
                     apply_set_masked(frame, header)

@@ -52,6 +52,10 @@ pub fn format_odp_action(a: &OdpAction) -> String {
             s
         }
         OdpAction::SetMasked(h) => format!("set({})", format_set_header(h)),
+        OdpAction::SetTunnel(t) => format!(
+            "set({})",
+            super::odp_flow::format_odp_attrs(&[crate::netlink::KeyAttr::Tunnel(t.clone())], None)
+        ),
         OdpAction::Ct(ct) => format_ct(ct),
         OdpAction::CtClear => "ct_clear".into(),
         OdpAction::Recirc(id) => format!("recirc({id:#x})"),

@@ -93,7 +93,11 @@ fn zero_mask(a: &KeyAttr) -> KeyAttr {
                     TunnelAttr::Ttl(_) => TunnelAttr::Ttl(0),
                     TunnelAttr::TpSrc(_) => TunnelAttr::TpSrc(0),
                     TunnelAttr::TpDst(_) => TunnelAttr::TpDst(0),
-                    TunnelAttr::DontFragment | TunnelAttr::Csum => t.clone(),
+                    TunnelAttr::DontFragment | TunnelAttr::Csum | TunnelAttr::Oam => t.clone(),
+                    TunnelAttr::GeneveOpts(v) => TunnelAttr::GeneveOpts(vec![0; v.len()]),
+                    TunnelAttr::VxlanGbp(_) => TunnelAttr::VxlanGbp(0),
+                    TunnelAttr::Ipv6Src(_) => TunnelAttr::Ipv6Src([0; 16]),
+                    TunnelAttr::Ipv6Dst(_) => TunnelAttr::Ipv6Dst([0; 16]),
                     TunnelAttr::Other(k, v) => TunnelAttr::Other(*k, vec![0; v.len()]),
                 })
                 .collect(),
@@ -377,6 +381,70 @@ fn vlan_tci(s: &mut String, tci: u16, mask: u16) {
     chomp(s);
 }
 
+/// OVS's `format_geneve_opts`: `{class=…,type=…,len=…,DATA}` per
+/// option; with a mask, fields it leaves out and `/mask` where partial.
+fn geneve_opts(s: &mut String, key: &[u8], mask: Option<&[u8]>) {
+    let mut at = 0;
+    while at < key.len() {
+        let rest = &key[at..];
+        if rest.len() < 4 {
+            let _ = write!(s, "opt len {} less than minimum 4", rest.len());
+            return;
+        }
+        let data_len = (rest[3] & 0x1f) as usize * 4;
+        if 4 + data_len > rest.len() {
+            let _ = write!(
+                s,
+                "opt len {} greater than remaining {}",
+                4 + data_len,
+                rest.len()
+            );
+            return;
+        }
+        let m = mask.and_then(|m| m.get(at..at + 4 + data_len));
+        s.push('{');
+        let class = u16::from_be_bytes([rest[0], rest[1]]);
+        field(
+            s,
+            "class",
+            m.is_some_and(|m| m[0] == 0 && m[1] == 0),
+            m.is_none_or(|m| m[0] == 0xff && m[1] == 0xff),
+            &hx(class),
+            &hx(m.map_or(0, |m| u16::from_be_bytes([m[0], m[1]]))),
+        );
+        u8x(s, "type", rest[2], m.map(|m| m[2]));
+        let len_mask = m.map(|m| if m[3] & 0x1f == 0x1f { 0xff } else { m[3] });
+        u8u(s, "len", data_len as u8, len_mask);
+        let data = &rest[4..4 + data_len];
+        let data_mask = m.map(|m| &m[4..]);
+        if data_len > 0 && data_mask.is_none_or(|dm| dm.iter().any(|b| *b != 0)) {
+            s.push_str(&put_hex(data));
+            if let Some(dm) = data_mask.filter(|dm| dm.iter().any(|b| *b != 0xff)) {
+                s.push('/');
+                s.push_str(&put_hex(dm));
+            }
+        } else {
+            chomp(s);
+        }
+        s.push('}');
+        at += 4 + data_len;
+    }
+}
+
+/// OVS's `ds_put_hex`: the bytes as one hex number, `0` for zeros.
+fn put_hex(b: &[u8]) -> String {
+    let v: String = b
+        .iter()
+        .skip_while(|x| **x == 0)
+        .map(|x| format!("{x:02x}"))
+        .collect();
+    match v.strip_prefix('0') {
+        _ if v.is_empty() => "0".into(),
+        Some(rest) => format!("0x{rest}"),
+        None => format!("0x{v}"),
+    }
+}
+
 fn format_tunnel(s: &mut String, key: &[TunnelAttr], mask: Option<&[TunnelAttr]>) {
     let mut fl = 0u32;
     let mut mfl = 0u32;
@@ -414,8 +482,44 @@ fn format_tunnel(s: &mut String, key: &[TunnelAttr], mask: Option<&[TunnelAttr]>
             TunnelAttr::Ttl(v) => u8u(s, "ttl", *v, mv!(TunnelAttr::Ttl)),
             TunnelAttr::TpSrc(v) => be16(s, "tp_src", *v, mv!(TunnelAttr::TpSrc)),
             TunnelAttr::TpDst(v) => be16(s, "tp_dst", *v, mv!(TunnelAttr::TpDst)),
+            TunnelAttr::Ipv6Src(v) => in6(
+                s,
+                "ipv6_src",
+                v,
+                m.map(|o| match o {
+                    Some(TunnelAttr::Ipv6Src(x)) => x,
+                    _ => &[0; 16],
+                }),
+            ),
+            TunnelAttr::Ipv6Dst(v) => in6(
+                s,
+                "ipv6_dst",
+                v,
+                m.map(|o| match o {
+                    Some(TunnelAttr::Ipv6Dst(x)) => x,
+                    _ => &[0; 16],
+                }),
+            ),
             TunnelAttr::DontFragment => fl |= 1,
             TunnelAttr::Csum => fl |= 2,
+            TunnelAttr::Oam => fl |= 8,
+            TunnelAttr::VxlanGbp(v) => {
+                let mm = mv!(TunnelAttr::VxlanGbp);
+                s.push_str("vxlan(gbp(");
+                be16(s, "id", *v as u16, mm.map(|m| m as u16));
+                u8x(s, "flags", (*v >> 16) as u8, mm.map(|m| (m >> 16) as u8));
+                chomp(s);
+                s.push_str(")),");
+            }
+            TunnelAttr::GeneveOpts(v) => {
+                let mm = m.map(|o| match o {
+                    Some(TunnelAttr::GeneveOpts(x)) => x.as_slice(),
+                    _ => &[],
+                });
+                s.push_str("geneve(");
+                geneve_opts(s, v, mm);
+                s.push_str("),");
+            }
             TunnelAttr::Other(k, v) => {
                 let _ = write!(s, "key{k}({}),", hex::encode(v));
             }
@@ -426,6 +530,7 @@ fn format_tunnel(s: &mut String, key: &[TunnelAttr], mask: Option<&[TunnelAttr]>
             match t {
                 TunnelAttr::DontFragment => mfl |= 1,
                 TunnelAttr::Csum => mfl |= 2,
+                TunnelAttr::Oam => mfl |= 8,
                 _ => {}
             }
         }

@@ -15,7 +15,9 @@ use crate::ofp::{
     DEFAULT_PRIORITY,
 };
 use crate::parse::fields::{self, ones, Syntax};
-use crate::parse::syntax::{format_port, frag_name, CT_STATE_NAMES, TCP_FLAG_NAMES};
+use crate::parse::syntax::{
+    format_port, frag_name, CT_STATE_NAMES, TCP_FLAG_NAMES, TUN_FLAG_NAMES,
+};
 
 /// One rule as a `dump-flows` line.
 pub fn format_rule(rule: &Rule) -> String {
@@ -153,9 +155,7 @@ pub fn format_match_fields(
     for (i, (v, m)) in f.regs.iter().zip(w.regs.iter()).enumerate() {
         hex32(&mut s, &format!("reg{i}"), *v, *m);
     }
-    hex64(&mut s, "tun_id", f.tun_id, w.tun_id);
-    ipv4(&mut s, "tun_src", f.tun_src, w.tun_src);
-    ipv4(&mut s, "tun_dst", f.tun_dst, w.tun_dst);
+    format_flow_tunnel(&mut s, f, w);
     hex64(&mut s, "metadata", f.metadata, w.metadata);
     if w.in_port != 0 {
         let _ = write!(s, "in_port={},", format_port(f.in_port));
@@ -661,6 +661,13 @@ fn field_value(s: &mut String, field: Field, value: u128, mask: Option<u128>) {
             mask.unwrap_or(0xff) as u32,
             0xff,
         ),
+        Syntax::TunFlags => flags(
+            s,
+            TUN_FLAG_NAMES,
+            value as u32,
+            mask.unwrap_or(0x1) as u32,
+            0x1,
+        ),
     }
 }
 
@@ -676,6 +683,68 @@ fn c_hex(v: u128) -> String {
 
 fn hex_value(s: &mut String, v: u128) {
     s.push_str(&c_hex(v));
+}
+
+/// OVS's `tun_flags` names, by bit, as `format_flow_tunnel` prints them.
+const TUN_FLAG_ALL_NAMES: &[(u32, &str)] =
+    &[(0x1, "oam"), (0x2, "df"), (0x4, "csum"), (0x8, "key")];
+
+/// OVS's `format_flow_tunnel`: the tunnel fields of a match, then each
+/// `tun_metadataN` matched (`NP` when it must be absent).
+fn format_flow_tunnel(s: &mut String, f: &Flow, w: &Flow) {
+    hex64(s, "tun_id", f.tun_id, w.tun_id);
+    ipv4(s, "tun_src", f.tun_src, w.tun_src);
+    ipv4(s, "tun_dst", f.tun_dst, w.tun_dst);
+    ipv6(s, "tun_ipv6_src", f.tun_ipv6_src, w.tun_ipv6_src);
+    ipv6(s, "tun_ipv6_dst", f.tun_ipv6_dst, w.tun_ipv6_dst);
+    port16(s, "tun_gbp_id", f.tun_gbp_id, w.tun_gbp_id);
+    if w.tun_gbp_flags != 0 {
+        let _ = write!(s, "tun_gbp_flags={},", c_hex(f.tun_gbp_flags.into()));
+    }
+    if w.tun_tos != 0 {
+        let _ = write!(s, "tun_tos={:x},", f.tun_tos);
+    }
+    if w.tun_ttl != 0 {
+        let _ = write!(s, "tun_ttl={},", f.tun_ttl);
+    }
+    if w.tun_flags & FLOW_TNL_F_MASK != 0 {
+        s.push_str("tun_flags=");
+        flags(
+            s,
+            TUN_FLAG_ALL_NAMES,
+            u32::from(f.tun_flags & FLOW_TNL_F_MASK),
+            u32::from(w.tun_flags & FLOW_TNL_F_MASK),
+            u32::from(FLOW_TNL_F_MASK),
+        );
+        s.push(',');
+    }
+    if w.tun_md_present == 0 {
+        return;
+    }
+    let map = crate::tlv::current();
+    for idx in 0..TUN_METADATA_NUM {
+        if w.tun_md_present & (1 << idx) == 0 {
+            continue;
+        }
+        let _ = write!(s, "tun_metadata{idx}");
+        let Some(loc) = map.get(idx) else {
+            s.push(',');
+            continue;
+        };
+        let range = loc.offset as usize..loc.offset as usize + loc.len as usize;
+        let (value, mask) = (&f.tun_md[range.clone()], &w.tun_md[range]);
+        if f.tun_md_present & (1 << idx) == 0 {
+            s.push_str("=NP");
+        } else if mask.iter().any(|b| *b != 0) {
+            s.push('=');
+            hex_bytes(s, value);
+            if mask.iter().any(|b| *b != 0xff) {
+                s.push('/');
+                hex_bytes(s, mask);
+            }
+        }
+        s.push(',');
+    }
 }
 
 fn hex_bytes(s: &mut String, bytes: &[u8]) {

@@ -435,6 +435,7 @@ pub fn actions_to_attrs(actions: &[OdpAction]) -> Vec<ActionAttr> {
                 tci: tci | VLAN_CFI,
             },
             OdpAction::PopVlan => ActionAttr::PopVlan,
+            OdpAction::SetTunnel(t) => ActionAttr::Set(KeyAttr::Tunnel(t.clone())),
             OdpAction::Ct(ct) => ActionAttr::Ct(ct.clone()),
             OdpAction::CtClear => ActionAttr::CtClear,
             OdpAction::Recirc(id) => ActionAttr::Recirc(*id),
@@ -561,6 +562,7 @@ pub fn actions_from_attrs(attrs: &[ActionAttr]) -> Result<Vec<OdpAction>, Decode
                     pid: *pid,
                     userdata: userdata.clone().unwrap_or_default(),
                 },
+                ActionAttr::Set(KeyAttr::Tunnel(t)) => OdpAction::SetTunnel(t.clone()),
                 ActionAttr::Set(key) => {
                     let mask = full_set_mask(key).ok_or_else(|| {
                         DecodeError::from(format!(

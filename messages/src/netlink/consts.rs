@@ -120,6 +120,13 @@ pub const OVS_TUNNEL_KEY_ATTR_DONT_FRAGMENT: u16 = 5;
 pub const OVS_TUNNEL_KEY_ATTR_CSUM: u16 = 6;
 pub const OVS_TUNNEL_KEY_ATTR_TP_SRC: u16 = 9;
 pub const OVS_TUNNEL_KEY_ATTR_TP_DST: u16 = 10;
+pub const OVS_TUNNEL_KEY_ATTR_OAM: u16 = 7;
+pub const OVS_TUNNEL_KEY_ATTR_GENEVE_OPTS: u16 = 8;
+pub const OVS_TUNNEL_KEY_ATTR_VXLAN_OPTS: u16 = 11;
+pub const OVS_TUNNEL_KEY_ATTR_IPV6_SRC: u16 = 13;
+pub const OVS_TUNNEL_KEY_ATTR_IPV6_DST: u16 = 14;
+/// Inside `OVS_TUNNEL_KEY_ATTR_VXLAN_OPTS`: the Group Based Policy word.
+pub const OVS_VXLAN_EXT_GBP: u16 = 1;
 
 // enum ovs_frag_type
 pub const OVS_FRAG_TYPE_NONE: u8 = 0;

@@ -145,20 +145,18 @@ pub fn metadata_to_attrs(md: &PacketMetadata) -> Vec<KeyAttr> {
 /// Appends the metadata attributes, shaped by `flow` with values from
 /// `data`.
 fn push_metadata(out: &mut Vec<KeyAttr>, flow: &Flow, data: &Flow, is_mask: bool) {
-    let any = |k: bool, m: bool| k || (is_mask && m);
     out.push(KeyAttr::RecircId(data.recirc_id));
     if flow.dp_hash != 0 || (is_mask && data.dp_hash != 0) {
         out.push(KeyAttr::DpHash(data.dp_hash));
     }
     out.push(KeyAttr::Priority(data.skb_priority));
-    if flow.tun_dst != 0 {
-        let mut t = Vec::new();
-        if any(flow.tun_id != 0, data.tun_id != 0) {
-            t.push(TunnelAttr::Id(data.tun_id));
-        }
-        t.push(TunnelAttr::Ipv4Src(data.tun_src));
-        t.push(TunnelAttr::Ipv4Dst(data.tun_dst));
-        out.push(KeyAttr::Tunnel(t));
+    if flow.tnl_dst_is_set() {
+        let map = crate::tlv::current();
+        out.push(KeyAttr::Tunnel(if is_mask {
+            crate::tunnel::tunnel_mask_attrs(flow, data, &map)
+        } else {
+            crate::tunnel::tunnel_attrs(data, None, &map)
+        }));
     }
     out.push(KeyAttr::InPort(data.in_port));
     out.push(KeyAttr::SkbMark(data.pkt_mark));
@@ -439,25 +437,16 @@ fn from_attrs(
                 flow.ct_nw_proto = t.proto;
             }
             KeyAttr::Tunnel(t) => {
-                for ta in t {
-                    match ta {
-                        TunnelAttr::Id(x) => flow.tun_id = *x,
-                        TunnelAttr::Ipv4Src(x) => flow.tun_src = *x,
-                        TunnelAttr::Ipv4Dst(x) => flow.tun_dst = *x,
-                        TunnelAttr::Tos(_)
-                        | TunnelAttr::Ttl(_)
-                        | TunnelAttr::DontFragment
-                        | TunnelAttr::Csum
-                        | TunnelAttr::TpSrc(_)
-                        | TunnelAttr::TpDst(_) => {}
-                        TunnelAttr::Other(k, _) => {
-                            return Err(bad(
-                                "OVS_KEY_ATTR_TUNNEL",
-                                format!("unsupported tunnel attribute {k}"),
-                            ))
-                        }
-                    }
+                if let Some(TunnelAttr::Other(k, _)) =
+                    t.iter().find(|a| matches!(a, TunnelAttr::Other(..)))
+                {
+                    return Err(bad(
+                        "OVS_KEY_ATTR_TUNNEL",
+                        format!("unsupported tunnel attribute {k}"),
+                    ));
                 }
+                crate::tunnel::tunnel_from_attrs(t, &crate::tlv::current(), flow)
+                    .map_err(|e| bad("OVS_KEY_ATTR_TUNNEL", e.to_string()))?;
             }
             KeyAttr::Ethernet(e) => {
                 saw_ethernet = true;

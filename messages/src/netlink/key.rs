@@ -22,6 +22,15 @@ pub enum TunnelAttr {
     Csum,
     TpSrc(u16),
     TpDst(u16),
+    Oam,
+    /// Geneve options as on the wire: class, type, length in 4-byte
+    /// words, then the data, for each option.
+    GeneveOpts(Vec<u8>),
+    /// VXLAN's Group Based Policy word (`OVS_VXLAN_EXT_GBP` inside
+    /// `OVS_TUNNEL_KEY_ATTR_VXLAN_OPTS`): flags << 16 | policy id.
+    VxlanGbp(u32),
+    Ipv6Src([u8; 16]),
+    Ipv6Dst([u8; 16]),
     /// Any other tunnel attribute, kept as received.
     Other(u16, Vec<u8>),
 }
@@ -421,8 +430,12 @@ impl Nla for TunnelAttr {
             TunnelAttr::Id(_) => 8,
             TunnelAttr::Ipv4Src(_) | TunnelAttr::Ipv4Dst(_) => 4,
             TunnelAttr::Tos(_) | TunnelAttr::Ttl(_) => 1,
-            TunnelAttr::DontFragment | TunnelAttr::Csum => 0,
+            TunnelAttr::DontFragment | TunnelAttr::Csum | TunnelAttr::Oam => 0,
             TunnelAttr::TpSrc(_) | TunnelAttr::TpDst(_) => 2,
+            TunnelAttr::GeneveOpts(v) => v.len(),
+            // One nested u32 attribute: 4 bytes of header, 4 of value.
+            TunnelAttr::VxlanGbp(_) => 8,
+            TunnelAttr::Ipv6Src(_) | TunnelAttr::Ipv6Dst(_) => 16,
             TunnelAttr::Other(_, v) => v.len(),
         }
     }
@@ -437,6 +450,11 @@ impl Nla for TunnelAttr {
             TunnelAttr::Csum => OVS_TUNNEL_KEY_ATTR_CSUM,
             TunnelAttr::TpSrc(_) => OVS_TUNNEL_KEY_ATTR_TP_SRC,
             TunnelAttr::TpDst(_) => OVS_TUNNEL_KEY_ATTR_TP_DST,
+            TunnelAttr::Oam => OVS_TUNNEL_KEY_ATTR_OAM,
+            TunnelAttr::GeneveOpts(_) => OVS_TUNNEL_KEY_ATTR_GENEVE_OPTS,
+            TunnelAttr::VxlanGbp(_) => OVS_TUNNEL_KEY_ATTR_VXLAN_OPTS,
+            TunnelAttr::Ipv6Src(_) => OVS_TUNNEL_KEY_ATTR_IPV6_SRC,
+            TunnelAttr::Ipv6Dst(_) => OVS_TUNNEL_KEY_ATTR_IPV6_DST,
             TunnelAttr::Other(k, _) => *k,
         }
     }
@@ -445,8 +463,15 @@ impl Nla for TunnelAttr {
             TunnelAttr::Id(x) => b.copy_from_slice(&x.to_be_bytes()),
             TunnelAttr::Ipv4Src(x) | TunnelAttr::Ipv4Dst(x) => b.copy_from_slice(&x.to_be_bytes()),
             TunnelAttr::Tos(x) | TunnelAttr::Ttl(x) => b[0] = *x,
-            TunnelAttr::DontFragment | TunnelAttr::Csum => {}
+            TunnelAttr::DontFragment | TunnelAttr::Csum | TunnelAttr::Oam => {}
             TunnelAttr::TpSrc(x) | TunnelAttr::TpDst(x) => b.copy_from_slice(&x.to_be_bytes()),
+            TunnelAttr::GeneveOpts(v) => b.copy_from_slice(v),
+            TunnelAttr::VxlanGbp(x) => {
+                b[0..2].copy_from_slice(&8u16.to_ne_bytes());
+                b[2..4].copy_from_slice(&OVS_VXLAN_EXT_GBP.to_ne_bytes());
+                b[4..8].copy_from_slice(&x.to_ne_bytes());
+            }
+            TunnelAttr::Ipv6Src(a) | TunnelAttr::Ipv6Dst(a) => b.copy_from_slice(a),
             TunnelAttr::Other(_, v) => b.copy_from_slice(v),
         }
     }
@@ -476,6 +501,29 @@ impl<'a> Parseable<NlaBuffer<&'a [u8]>> for TunnelAttr {
             }
             OVS_TUNNEL_KEY_ATTR_TP_DST => {
                 TunnelAttr::TpDst(u16_be(v, "OVS_TUNNEL_KEY_ATTR_TP_DST")?)
+            }
+            OVS_TUNNEL_KEY_ATTR_OAM => TunnelAttr::Oam,
+            OVS_TUNNEL_KEY_ATTR_GENEVE_OPTS => TunnelAttr::GeneveOpts(v.to_vec()),
+            OVS_TUNNEL_KEY_ATTR_IPV6_SRC => {
+                TunnelAttr::Ipv6Src(fixed(v, "OVS_TUNNEL_KEY_ATTR_IPV6_SRC")?)
+            }
+            OVS_TUNNEL_KEY_ATTR_IPV6_DST => {
+                TunnelAttr::Ipv6Dst(fixed(v, "OVS_TUNNEL_KEY_ATTR_IPV6_DST")?)
+            }
+            OVS_TUNNEL_KEY_ATTR_VXLAN_OPTS => {
+                // One nested attribute: OVS_VXLAN_EXT_GBP, a native u32.
+                let gbp = v
+                    .get(4..8)
+                    .filter(|_| {
+                        v.len() == 8
+                            && u16::from_ne_bytes([v[2], v[3]]) & 0x3fff == OVS_VXLAN_EXT_GBP
+                    })
+                    .ok_or_else(|| {
+                        DecodeError::from(
+                            "OVS_TUNNEL_KEY_ATTR_VXLAN_OPTS: expected one OVS_VXLAN_EXT_GBP",
+                        )
+                    })?;
+                TunnelAttr::VxlanGbp(u32::from_ne_bytes([gbp[0], gbp[1], gbp[2], gbp[3]]))
             }
             other => TunnelAttr::Other(other, v.to_vec()),
         })

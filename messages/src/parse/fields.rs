@@ -3,10 +3,10 @@
 //! value is written, and what OVS allows (masks, writes, prerequisites).
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use crate::field::{prereq_ok, Field, Prereq};
-use crate::flow::{Flow, FLOW_NW_FRAG_LATER};
+use crate::flow::{Flow, FLOW_NW_FRAG_LATER, TUN_METADATA_NUM};
 
 /// How a field's value is written and printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +29,8 @@ pub enum Syntax {
     TcpFlags,
     /// Conntrack state flag names (`+trk-new`) or numbers.
     CtState,
+    /// Tunnel flag names (`+oam`) or numbers.
+    TunFlags,
 }
 
 /// One match field as OVS names it.
@@ -169,6 +171,15 @@ pub static FIELDS: &[FieldInfo] = &[
     info("tun_id", Some("tunnel_id"), Field::TunId, S::Hex, 8, 64, true, true, P::None, Some("NXM_NX_TUN_ID"), Some("OXM_OF_TUNNEL_ID")),
     info("tun_src", None, Field::TunSrc, S::Ipv4, 4, 32, true, true, P::None, Some("NXM_NX_TUN_IPV4_SRC"), None),
     info("tun_dst", None, Field::TunDst, S::Ipv4, 4, 32, true, true, P::None, Some("NXM_NX_TUN_IPV4_DST"), None),
+    info("tun_ipv6_src", None, Field::TunIpv6Src, S::Ipv6, 16, 128, true, true, P::None, Some("NXM_NX_TUN_IPV6_SRC"), None),
+    info("tun_ipv6_dst", None, Field::TunIpv6Dst, S::Ipv6, 16, 128, true, true, P::None, Some("NXM_NX_TUN_IPV6_DST"), None),
+    info("tun_gbp_id", None, Field::TunGbpId, S::Decimal, 2, 16, true, true, P::None, Some("NXM_NX_TUN_GBP_ID"), None),
+    info("tun_gbp_flags", None, Field::TunGbpFlags, S::Hex, 1, 8, true, true, P::None, Some("NXM_NX_TUN_GBP_FLAGS"), None),
+    info("tun_flags", None, Field::TunFlags, S::TunFlags, 2, 1, true, true, P::None, Some("NXM_NX_TUN_FLAGS"), None),
+    // Read-only, and with no NXM code: a trace flow sets them, a rule
+    // cannot match them.
+    info("tun_tos", None, Field::TunTos, S::Decimal, 1, 8, false, false, P::None, None, None),
+    info("tun_ttl", None, Field::TunTtl, S::Decimal, 1, 8, false, false, P::None, None, None),
     info("pkt_mark", None, Field::PktMark, S::Hex, 4, 32, true, true, P::None, Some("NXM_NX_PKT_MARK"), None),
     info("skb_priority", None, Field::SkbPriority, S::Hex, 4, 32, false, false, P::None, None, None),
     info("conj_id", None, Field::ConjId, S::Decimal, 4, 32, false, false, P::None, None, None),
@@ -257,14 +268,80 @@ fn index() -> &'static Index {
 }
 
 /// The field with this name or alias (`eth_src`, `dl_src`), as a match or
-/// `set_field` names it.
+/// `set_field` names it. `tun_metadataN` exists once the TLV map in force
+/// ([`crate::tlv::current`]) maps it.
 pub fn by_name(name: &str) -> Option<&'static FieldInfo> {
+    if let Some(n) = name.strip_prefix("tun_metadata") {
+        return tun_metadata_by_index(n);
+    }
     index().by_name.get(name).copied()
+}
+
+fn tun_metadata_by_index(n: &str) -> Option<&'static FieldInfo> {
+    let idx = n.parse::<usize>().ok().filter(|i| *i < TUN_METADATA_NUM)?;
+    if n != idx.to_string() {
+        return None;
+    }
+    let m = crate::tlv::current().get(idx)?;
+    Some(tun_metadata_info(Field::TunMetadata {
+        idx: idx as u8,
+        off: m.offset,
+        len: m.len,
+    }))
+}
+
+/// For a name that would be a `tun_metadataN` the TLV map does not map,
+/// why it cannot be used (OVS refuses such rules with
+/// `NXFMFC_INVALID_TLV_FIELD`).
+pub fn unmapped_tun_metadata(name: &str) -> Option<String> {
+    let base = name.split('[').next().unwrap_or(name);
+    let n = base
+        .strip_prefix("tun_metadata")
+        .or_else(|| base.strip_prefix("NXM_NX_TUN_METADATA"))?;
+    let idx = n.parse::<usize>().ok().filter(|i| *i < TUN_METADATA_NUM)?;
+    crate::tlv::current().get(idx).is_none().then(|| {
+        format!(
+            "tun_metadata{idx} has no Geneve option mapped to it (map one first: add-tlv-map {{class=…,type=…,len=…}}->tun_metadata{idx})"
+        )
+    })
+}
+
+/// The `FieldInfo` of one placement of a `tun_metadataN` (made once per
+/// placement and kept: there are at most a few hundred).
+fn tun_metadata_info(field: Field) -> &'static FieldInfo {
+    static MADE: Mutex<Vec<&'static FieldInfo>> = Mutex::new(Vec::new());
+    let Field::TunMetadata { idx, len, .. } = field else {
+        return &FIELDS[0];
+    };
+    let mut made = MADE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(f) = made.iter().find(|f| f.field == field) {
+        return f;
+    }
+    let name: &'static str = Box::leak(format!("tun_metadata{idx}").into_boxed_str());
+    let nxm: &'static str = Box::leak(format!("NXM_NX_TUN_METADATA{idx}").into_boxed_str());
+    let f: &'static FieldInfo = Box::leak(Box::new(info(
+        name,
+        None,
+        field,
+        Syntax::Hex,
+        len,
+        u16::from(len) * 8,
+        true,
+        true,
+        Prereq::None,
+        Some(nxm),
+        None,
+    )));
+    made.push(f);
+    f
 }
 
 /// The field with this NXM or OXM name (`NXM_NX_REG0`, `OXM_OF_METADATA`),
 /// or, as OVS also allows in subfields, a plain name.
 pub fn by_subfield_name(name: &str) -> Option<&'static FieldInfo> {
+    if let Some(n) = name.strip_prefix("NXM_NX_TUN_METADATA") {
+        return tun_metadata_by_index(n);
+    }
     index()
         .by_subfield_name
         .get(name)
@@ -274,6 +351,9 @@ pub fn by_subfield_name(name: &str) -> Option<&'static FieldInfo> {
 
 /// The field OVS prints for `field`.
 pub fn by_field(field: Field) -> &'static FieldInfo {
+    if let Field::TunMetadata { .. } = field {
+        return tun_metadata_info(field);
+    }
     FIELDS
         .iter()
         .find(|f| f.field == field)

@@ -417,6 +417,9 @@ pub(crate) const TCP_FLAG_NAMES: &[(u32, &str)] = &[
 ];
 
 /// Names of the conntrack state bits (OVS's `ct_state_to_string`).
+/// OpenFlow's `tun_flags` names (OVS's `flow_tun_flag_to_string`).
+pub(crate) const TUN_FLAG_NAMES: &[(u32, &str)] = &[(0x1, "oam")];
+
 pub(crate) const CT_STATE_NAMES: &[(u32, &str)] = &[
     (0x01, "new"),
     (0x02, "est"),
@@ -569,6 +572,7 @@ pub(crate) fn expected_for(f: &FieldInfo) -> &'static str {
         Syntax::Frag => "no, yes, first, later or not_later",
         Syntax::TcpFlags => "TCP flags (syn|ack, +syn-ack or 0xVAL/0xMASK)",
         Syntax::CtState => "conntrack state flags (+trk-new or 0xVAL/0xMASK)",
+        Syntax::TunFlags => "tunnel flags (oam, +oam, -oam or 0xVAL/0xMASK)",
     }
 }
 
@@ -579,6 +583,7 @@ pub(crate) fn exact_mask(f: &FieldInfo) -> u128 {
         Syntax::Port => u128::from(u32::MAX),
         // Only the eight named states exist (OVS keeps 8 bits of the mask).
         Syntax::CtState => 0xff,
+        Syntax::TunFlags => 0x1,
         _ => f.byte_mask(),
     }
 }
@@ -639,6 +644,8 @@ pub(crate) fn parse_field_value(f: &FieldInfo, s: &str) -> Result<(u128, u128), 
         // Only the eight named states exist: an exact match covers them.
         Syntax::CtState => parse_flags(s, CT_STATE_NAMES, 0xff, "ct_state")
             .map(|(v, m)| (u128::from(v), u128::from(m & 0xff))),
+        Syntax::TunFlags => parse_flags(s, TUN_FLAG_NAMES, 0x1, "tun_flags")
+            .map(|(v, m)| (u128::from(v), u128::from(m & 0x1))),
     };
     let (value, mask) = parsed.map_err(|e| BadValue::new(e, expected))?;
     let full = exact_mask(f);

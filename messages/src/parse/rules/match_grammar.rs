@@ -76,6 +76,9 @@ pub(super) fn parse_match_item<'a>(
     if key == "eth" || IGNORED_KEYS.contains(&key) {
         return Ok(());
     }
+    if let Some(why) = fields::unmapped_tun_metadata(key) {
+        return Err(err(kv.key_at, why, key, "a mapped tun_metadataN"));
+    }
     if let Some(info) = fields::by_name(key) {
         let value = if kv.value.is_empty() { "0/0" } else { kv.value };
         let (v, m) = parse_field_value(info, value).map_err(|e| {
@@ -93,6 +96,14 @@ pub(super) fn parse_match_item<'a>(
                 "skb_priority cannot be matched in OpenFlow 1.3",
                 item_text(line, &kv),
                 "a field OpenFlow 1.3 can match",
+            ));
+        }
+        if matches!(info.field, Field::TunTos | Field::TunTtl) {
+            return Err(err(
+                kv.key_at,
+                format!("{key} cannot be matched in OpenFlow (it has no NXM or OXM code)"),
+                item_text(line, &kv),
+                "a field OpenFlow can match",
             ));
         }
         set_match_field(&mut rule.matches, info, v, m);
@@ -210,7 +221,7 @@ pub(super) fn check_value_fits(
     text: &str,
 ) -> Res<()> {
     let fits = match info.syntax {
-        Syntax::Port | Syntax::Frag | Syntax::TcpFlags | Syntax::CtState => true,
+        Syntax::Port | Syntax::Frag | Syntax::TcpFlags | Syntax::CtState | Syntax::TunFlags => true,
         _ if info.field == Field::DlVlan => v <= 0xfff || v == 0xffff,
         _ => v <= info.bit_mask(),
     };
@@ -546,6 +557,9 @@ pub(crate) struct Subfield {
 pub(crate) fn parse_subfield(s: &str) -> Result<Subfield, String> {
     let name_len = s.find(['[', '-']).unwrap_or(s.len());
     let name = &s[..name_len];
+    if let Some(why) = fields::unmapped_tun_metadata(name) {
+        return Err(why);
+    }
     let info = fields::by_subfield_name(name)
         .ok_or_else(|| format!("a known field name, not `{name}'"))?;
     let n = u32::from(info.n_bits);

@@ -1,0 +1,654 @@
+//! Tunnel ports as OVS's `ofproto/tunnel.c` sees them: how a port's
+//! options (`remote_ip`, `key`, `tos`, …) decide the tunnel header of a
+//! packet sent out of it, how a received packet's tunnel picks the port it
+//! came in by, and what of the tunnel a megaflow must match. Also the
+//! Geneve options of a flow in the datapath's form (TLVs), through the TLV
+//! map. Pure: no I/O.
+
+use std::net::{IpAddr, Ipv6Addr};
+
+use crate::flow::*;
+use crate::netlink::TunnelAttr;
+use crate::tlv::TlvMap;
+
+/// The tunnel protocols upcalld speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TunnelKind {
+    Vxlan,
+    Geneve,
+}
+
+impl TunnelKind {
+    /// OVS's name for the port type.
+    pub fn name(self) -> &'static str {
+        match self {
+            TunnelKind::Vxlan => "vxlan",
+            TunnelKind::Geneve => "geneve",
+        }
+    }
+
+    /// The IANA UDP port, OVS's default `dst_port`.
+    pub fn default_port(self) -> u16 {
+        match self {
+            TunnelKind::Vxlan => 4789,
+            TunnelKind::Geneve => 6081,
+        }
+    }
+}
+
+/// An address option: fixed, or taken from the flow (`flow`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TunnelIp {
+    Fixed(IpAddr),
+    Flow,
+}
+
+/// A key option (`key`, `in_key`, `out_key`): none, fixed, or `flow`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum TunnelKey {
+    #[default]
+    None,
+    Fixed(u64),
+    Flow,
+}
+
+/// One tunnel port's configuration (OVS's `netdev_tunnel_config` plus the
+/// datapath port its packets use).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TunnelConfig {
+    pub kind: TunnelKind,
+    pub remote_ip: TunnelIp,
+    /// `None`: any local address (the route's).
+    pub local_ip: Option<TunnelIp>,
+    pub in_key: TunnelKey,
+    pub out_key: TunnelKey,
+    pub dst_port: u16,
+    /// `None`: inherit the inner packet's DSCP.
+    pub tos: Option<u8>,
+    /// `None`: inherit the inner packet's TTL.
+    pub ttl: Option<u8>,
+    pub csum: bool,
+    pub df_default: bool,
+    /// The datapath port (the vport for this type and UDP port) that
+    /// sends and receives this port's packets.
+    pub odp_port: u32,
+}
+
+/// OVS's default tunnel TTL.
+pub const DEFAULT_TTL: u8 = 64;
+
+const IP_ECN_MASK: u8 = 0x03;
+const IP_ECN_CE: u8 = 0x03;
+const IP_ECN_ECT_0: u8 = 0x02;
+const IP_DSCP_MASK: u8 = 0xfc;
+
+fn ipv4_of(a: IpAddr) -> Option<u32> {
+    match a {
+        IpAddr::V4(v4) => Some(u32::from(v4)),
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(u32::from),
+    }
+}
+
+fn ipv6_of(a: IpAddr) -> [u8; 16] {
+    match a {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+impl TunnelConfig {
+    /// A port of `kind` to `remote_ip` with OVS's defaults.
+    pub fn new(kind: TunnelKind, remote_ip: TunnelIp) -> TunnelConfig {
+        TunnelConfig {
+            kind,
+            remote_ip,
+            local_ip: None,
+            in_key: TunnelKey::None,
+            out_key: TunnelKey::None,
+            dst_port: kind.default_port(),
+            tos: Some(0),
+            ttl: Some(DEFAULT_TTL),
+            csum: false,
+            df_default: true,
+            odp_port: 0,
+        }
+    }
+
+    /// OVS's `tnl_port_send`: writes into `flow` the tunnel this port
+    /// sends with, un-wildcarding what it reads of the inner packet.
+    pub fn send(&self, flow: &mut Flow, wc: &mut FlowWildcards) {
+        if let Some(TunnelIp::Fixed(a)) = self.local_ip {
+            set_tnl_src(flow, a);
+        } else if self.local_ip.is_none() {
+            set_tnl_src(flow, IpAddr::V6(Ipv6Addr::UNSPECIFIED));
+        }
+        if let TunnelIp::Fixed(a) = self.remote_ip {
+            match ipv4_of(a) {
+                Some(v4) => {
+                    flow.tun_dst = v4;
+                    flow.tun_ipv6_dst = [0; 16];
+                }
+                None => {
+                    flow.tun_dst = 0;
+                    flow.tun_ipv6_dst = ipv6_of(a);
+                }
+            }
+        }
+        flow.tun_tp_dst = self.dst_port;
+        match self.out_key {
+            TunnelKey::Flow => {}
+            TunnelKey::Fixed(k) => flow.tun_id = k,
+            TunnelKey::None => flow.tun_id = 0,
+        }
+        let ip = flow.is_ip_any();
+        match self.ttl {
+            None if ip => {
+                wc.nw_ttl = 0xff;
+                flow.tun_ttl = flow.nw_ttl;
+            }
+            t => flow.tun_ttl = t.unwrap_or(DEFAULT_TTL),
+        }
+        match self.tos {
+            None if ip => {
+                wc.nw_tos |= IP_DSCP_MASK;
+                flow.tun_tos = flow.nw_tos & IP_DSCP_MASK;
+            }
+            t => flow.tun_tos = t.unwrap_or(0),
+        }
+        // ECN is always inherited; CE goes out as ECT(0).
+        if ip {
+            wc.nw_tos |= IP_ECN_MASK;
+            flow.tun_tos |= if flow.nw_tos & IP_ECN_MASK == IP_ECN_CE {
+                IP_ECN_ECT_0
+            } else {
+                flow.nw_tos & IP_ECN_MASK
+            };
+        }
+        flow.tun_flags &= !(FLOW_TNL_F_MASK & !FLOW_TNL_PUB_F_MASK);
+        if self.df_default {
+            flow.tun_flags |= FLOW_TNL_F_DONT_FRAGMENT;
+        }
+        if self.csum {
+            flow.tun_flags |= FLOW_TNL_F_CSUM;
+        }
+        if self.out_key != TunnelKey::None {
+            flow.tun_flags |= FLOW_TNL_F_KEY;
+        }
+    }
+
+    /// Whether a packet that came in on this port's vport with `flow`'s
+    /// tunnel is this port's (one of OVS's `tnl_find` match levels): the
+    /// key, the remote address (the packet's source) and the local
+    /// address (its destination), each unless the port takes it from the
+    /// flow.
+    pub fn receives(&self, flow: &Flow, key_flow: bool, remote_flow: bool) -> bool {
+        if flow.in_port != self.odp_port {
+            return false;
+        }
+        let key_ok = match (key_flow, self.in_key) {
+            (true, k) => k == TunnelKey::Flow,
+            (false, TunnelKey::Flow) => false,
+            (false, TunnelKey::Fixed(k)) => k == flow.tun_id,
+            (false, TunnelKey::None) => flow.tun_id == 0,
+        };
+        let remote_ok = match (remote_flow, self.remote_ip) {
+            (true, r) => r == TunnelIp::Flow,
+            (false, TunnelIp::Flow) => false,
+            (false, TunnelIp::Fixed(a)) => ipv6_of(a) == tnl_src(flow).octets(),
+        };
+        let local_ok = match self.local_ip {
+            None | Some(TunnelIp::Flow) => true,
+            Some(TunnelIp::Fixed(a)) => ipv6_of(a) == flow.tnl_dst().octets(),
+        };
+        key_ok && remote_ok && local_ok
+    }
+
+    /// The tunnel options as `ovs-appctl dpif/show` lists them.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if self.csum {
+            parts.push("csum=true".to_string());
+        }
+        if !self.df_default {
+            parts.push("df_default=false".into());
+        }
+        if self.dst_port != self.kind.default_port() {
+            parts.push(format!("dst_port={}", self.dst_port));
+        }
+        match (self.in_key, self.out_key) {
+            (TunnelKey::Flow, TunnelKey::Flow) => parts.push("key=flow".into()),
+            (TunnelKey::Fixed(a), TunnelKey::Fixed(b)) if a == b => parts.push(format!("key={a}")),
+            (i, o) => {
+                for (name, k) in [("in_key", i), ("out_key", o)] {
+                    match k {
+                        TunnelKey::None => {}
+                        TunnelKey::Flow => parts.push(format!("{name}=flow")),
+                        TunnelKey::Fixed(v) => parts.push(format!("{name}={v}")),
+                    }
+                }
+            }
+        }
+        let ip = |t: TunnelIp| match t {
+            TunnelIp::Flow => "flow".to_string(),
+            TunnelIp::Fixed(a) => a.to_string(),
+        };
+        if let Some(l) = self.local_ip {
+            parts.push(format!("local_ip={}", ip(l)));
+        }
+        parts.push(format!("remote_ip={}", ip(self.remote_ip)));
+        match self.tos {
+            None => parts.push("tos=inherit".into()),
+            Some(0) => {}
+            Some(t) => parts.push(format!("tos={t}")),
+        }
+        match self.ttl {
+            None => parts.push("ttl=inherit".into()),
+            Some(DEFAULT_TTL) => {}
+            Some(t) => parts.push(format!("ttl={t}")),
+        }
+        parts.join(", ")
+    }
+}
+
+fn set_tnl_src(flow: &mut Flow, a: IpAddr) {
+    match ipv4_of(a) {
+        Some(v4) => {
+            flow.tun_src = v4;
+            flow.tun_ipv6_src = [0; 16];
+        }
+        None => {
+            flow.tun_src = 0;
+            flow.tun_ipv6_src = ipv6_of(a);
+        }
+    }
+}
+
+/// The tunnel's source as an IPv6 address (IPv4 mapped).
+pub fn tnl_src(flow: &Flow) -> Ipv6Addr {
+    if flow.tun_src != 0 {
+        std::net::Ipv4Addr::from(flow.tun_src).to_ipv6_mapped()
+    } else {
+        Ipv6Addr::from(flow.tun_ipv6_src)
+    }
+}
+
+/// OVS's `tnl_find`: the OpenFlow port among `ports` (by number) that a
+/// packet received with `flow`'s tunnel on datapath port `flow.in_port`
+/// belongs to. Exact settings win over `flow` ones: a fixed key before
+/// `key=flow`, a fixed remote before `remote_ip=flow`.
+pub fn tnl_find<'a>(
+    ports: impl Iterator<Item = (u32, &'a TunnelConfig)> + Clone,
+    flow: &Flow,
+) -> Option<u32> {
+    for key_flow in [false, true] {
+        for remote_flow in [false, true] {
+            // Ports naming a local address first, as OVS's IP_SRC_CFG.
+            for local_fixed in [true, false] {
+                let hit = ports.clone().find(|(_, c)| {
+                    matches!(c.local_ip, Some(TunnelIp::Fixed(_))) == local_fixed
+                        && c.receives(flow, key_flow, remote_flow)
+                });
+                if let Some((p, _)) = hit {
+                    return Some(p);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// OVS's `tnl_wc_init`: a packet from a tunnel matches its key,
+/// addresses, TOS and flags (not TTL or UDP ports), and the inner ECN
+/// when the outer header says congestion.
+pub fn wc_init(flow: &Flow, wc: &mut FlowWildcards) {
+    if !flow.tnl_dst_is_set() {
+        return;
+    }
+    wc.tun_id = u64::MAX;
+    if flow.tun_dst != 0 {
+        wc.tun_src = u32::MAX;
+        wc.tun_dst = u32::MAX;
+    } else {
+        wc.tun_ipv6_src = [0xff; 16];
+        wc.tun_ipv6_dst = [0xff; 16];
+    }
+    wc.tun_flags = FLOW_TNL_F_DONT_FRAGMENT | FLOW_TNL_F_CSUM | FLOW_TNL_F_KEY;
+    wc.tun_tos = u8::MAX;
+    wc.tun_ttl = 0;
+    wc.tun_tp_src = 0;
+    wc.tun_tp_dst = 0;
+    if flow.is_ip_any() && flow.tun_tos & IP_ECN_MASK == IP_ECN_CE {
+        wc.nw_tos |= IP_ECN_MASK;
+    }
+}
+
+/// OVS's `tnl_process_ecn`: congestion marked on the outer header is
+/// copied into the inner one; `false` (drop) when the inner packet is not
+/// ECN capable.
+pub fn process_ecn(flow: &mut Flow) -> bool {
+    if !flow.tnl_dst_is_set() {
+        return true;
+    }
+    if flow.is_ip_any() && flow.tun_tos & IP_ECN_MASK == IP_ECN_CE {
+        if flow.nw_tos & IP_ECN_MASK == 0 {
+            return false;
+        }
+        flow.nw_tos |= IP_ECN_CE;
+    }
+    true
+}
+
+/// The Geneve options of `flow`'s present `tun_metadataN`, in index
+/// order, as TLVs (OVS's `tun_metadata_to_geneve_nlattr` for a flow).
+pub fn geneve_opts(flow: &Flow, map: &TlvMap) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (idx, m) in map.iter() {
+        if flow.tun_md_present & (1 << idx) == 0 {
+            continue;
+        }
+        out.extend_from_slice(&m.class.to_be_bytes());
+        out.push(m.opt_type);
+        out.push(m.len / 4);
+        let off = m.offset as usize;
+        out.extend_from_slice(&flow.tun_md[off..off + m.len as usize]);
+    }
+    out
+}
+
+/// Why a packet's Geneve options cannot be taken in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GeneveError {
+    /// The options do not parse (a length past the end).
+    Malformed,
+    /// An option the TLV map does not know has the critical bit set
+    /// (OVS drops such packets).
+    UnknownCritical { class: u16, opt_type: u8 },
+    /// A known option with another length than its mapping's.
+    WrongLength { class: u16, opt_type: u8 },
+}
+
+impl std::fmt::Display for GeneveError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GeneveError::Malformed => write!(f, "malformed Geneve options"),
+            GeneveError::UnknownCritical { class, opt_type } => write!(
+                f,
+                "unknown critical Geneve option class={class:#x},type={opt_type:#x}"
+            ),
+            GeneveError::WrongLength { class, opt_type } => write!(
+                f,
+                "Geneve option class={class:#x},type={opt_type:#x} has another length than its mapping"
+            ),
+        }
+    }
+}
+
+/// The critical bit of a Geneve option type.
+pub const GENEVE_CRIT_OPT_TYPE: u8 = 0x80;
+
+/// Places Geneve options (TLVs) into `flow`'s `tun_metadataN` by the
+/// map (OVS's `tun_metadata_from_geneve_nlattr`): unknown options are
+/// skipped unless critical.
+pub fn geneve_opts_to_flow(opts: &[u8], map: &TlvMap, flow: &mut Flow) -> Result<(), GeneveError> {
+    let mut rest = opts;
+    while !rest.is_empty() {
+        if rest.len() < 4 {
+            return Err(GeneveError::Malformed);
+        }
+        let class = u16::from_be_bytes([rest[0], rest[1]]);
+        let opt_type = rest[2];
+        let len = (rest[3] & 0x1f) as usize * 4;
+        let data = rest.get(4..4 + len).ok_or(GeneveError::Malformed)?;
+        match map.by_option(class, opt_type) {
+            Some((idx, m)) => {
+                if m.len as usize != len {
+                    return Err(GeneveError::WrongLength { class, opt_type });
+                }
+                let off = m.offset as usize;
+                flow.tun_md[off..off + len].copy_from_slice(data);
+                flow.tun_md_present |= 1 << idx;
+            }
+            None if opt_type & GENEVE_CRIT_OPT_TYPE != 0 => {
+                return Err(GeneveError::UnknownCritical { class, opt_type })
+            }
+            None => {}
+        }
+        rest = &rest[4 + len..];
+    }
+    Ok(())
+}
+
+/// OVS's `tun_key_to_attr` for a flow's tunnel sent through a port of
+/// `kind` (`None`: any): the attributes of `set(tunnel(…))`.
+pub fn tunnel_attrs(flow: &Flow, kind: Option<TunnelKind>, map: &TlvMap) -> Vec<TunnelAttr> {
+    let mut t = Vec::new();
+    if flow.tun_id != 0 || flow.tun_flags & FLOW_TNL_F_KEY != 0 {
+        t.push(TunnelAttr::Id(flow.tun_id));
+    }
+    if flow.tun_src != 0 {
+        t.push(TunnelAttr::Ipv4Src(flow.tun_src));
+    }
+    if flow.tun_dst != 0 {
+        t.push(TunnelAttr::Ipv4Dst(flow.tun_dst));
+    }
+    if flow.tun_ipv6_src != [0; 16] {
+        t.push(TunnelAttr::Ipv6Src(flow.tun_ipv6_src));
+    }
+    if flow.tun_ipv6_dst != [0; 16] {
+        t.push(TunnelAttr::Ipv6Dst(flow.tun_ipv6_dst));
+    }
+    if flow.tun_tos != 0 {
+        t.push(TunnelAttr::Tos(flow.tun_tos));
+    }
+    t.push(TunnelAttr::Ttl(flow.tun_ttl));
+    if flow.tun_flags & FLOW_TNL_F_DONT_FRAGMENT != 0 {
+        t.push(TunnelAttr::DontFragment);
+    }
+    if flow.tun_flags & FLOW_TNL_F_CSUM != 0 {
+        t.push(TunnelAttr::Csum);
+    }
+    if flow.tun_tp_src != 0 {
+        t.push(TunnelAttr::TpSrc(flow.tun_tp_src));
+    }
+    if flow.tun_tp_dst != 0 {
+        t.push(TunnelAttr::TpDst(flow.tun_tp_dst));
+    }
+    if flow.tun_flags & FLOW_TNL_F_OAM != 0 {
+        t.push(TunnelAttr::Oam);
+    }
+    if kind.is_none_or(|k| k == TunnelKind::Vxlan)
+        && (flow.tun_gbp_flags != 0 || flow.tun_gbp_id != 0)
+    {
+        t.push(TunnelAttr::VxlanGbp(
+            u32::from(flow.tun_gbp_flags) << 16 | u32::from(flow.tun_gbp_id),
+        ));
+    }
+    if kind.is_none_or(|k| k == TunnelKind::Geneve) && flow.tun_md_present != 0 {
+        let opts = geneve_opts(flow, map);
+        if !opts.is_empty() {
+            t.push(TunnelAttr::GeneveOpts(opts));
+        }
+    }
+    t
+}
+
+/// The mask attributes of a tunnel key (OVS's `tun_key_to_attr` on a
+/// mask): each matched field, flags as flag attributes, Geneve options
+/// in the key's layout with exact class, type and length.
+pub fn tunnel_mask_attrs(key: &Flow, mask: &Flow, map: &TlvMap) -> Vec<TunnelAttr> {
+    let mut t = Vec::new();
+    if mask.tun_id != 0 || key.tun_flags & FLOW_TNL_F_KEY != 0 {
+        t.push(TunnelAttr::Id(mask.tun_id));
+    }
+    if mask.tun_src != 0 {
+        t.push(TunnelAttr::Ipv4Src(mask.tun_src));
+    }
+    if mask.tun_dst != 0 {
+        t.push(TunnelAttr::Ipv4Dst(mask.tun_dst));
+    }
+    if mask.tun_ipv6_src != [0; 16] {
+        t.push(TunnelAttr::Ipv6Src(mask.tun_ipv6_src));
+    }
+    if mask.tun_ipv6_dst != [0; 16] {
+        t.push(TunnelAttr::Ipv6Dst(mask.tun_ipv6_dst));
+    }
+    if mask.tun_tos != 0 {
+        t.push(TunnelAttr::Tos(mask.tun_tos));
+    }
+    t.push(TunnelAttr::Ttl(mask.tun_ttl));
+    if mask.tun_flags & FLOW_TNL_F_DONT_FRAGMENT != 0 {
+        t.push(TunnelAttr::DontFragment);
+    }
+    if mask.tun_flags & FLOW_TNL_F_CSUM != 0 {
+        t.push(TunnelAttr::Csum);
+    }
+    if mask.tun_tp_src != 0 {
+        t.push(TunnelAttr::TpSrc(mask.tun_tp_src));
+    }
+    if mask.tun_tp_dst != 0 {
+        t.push(TunnelAttr::TpDst(mask.tun_tp_dst));
+    }
+    if mask.tun_flags & FLOW_TNL_F_OAM != 0 {
+        t.push(TunnelAttr::Oam);
+    }
+    if mask.tun_gbp_flags != 0 || mask.tun_gbp_id != 0 {
+        t.push(TunnelAttr::VxlanGbp(
+            u32::from(mask.tun_gbp_flags) << 16 | u32::from(mask.tun_gbp_id),
+        ));
+    }
+    let mut opts = Vec::new();
+    for (idx, m) in map.iter() {
+        if key.tun_md_present & mask.tun_md_present & (1 << idx) == 0 {
+            continue;
+        }
+        opts.extend_from_slice(&[0xff, 0xff, 0xff, 0x1f]);
+        let off = m.offset as usize;
+        opts.extend_from_slice(&mask.tun_md[off..off + m.len as usize]);
+    }
+    if !opts.is_empty() {
+        t.push(TunnelAttr::GeneveOpts(opts));
+    }
+    t
+}
+
+/// Fills `flow`'s tunnel from datapath tunnel attributes (a kernel
+/// upcall's key); Geneve options go through `map`.
+pub fn tunnel_from_attrs(
+    attrs: &[TunnelAttr],
+    map: &TlvMap,
+    flow: &mut Flow,
+) -> Result<(), GeneveError> {
+    for a in attrs {
+        match a {
+            TunnelAttr::Id(x) => {
+                flow.tun_id = *x;
+                flow.tun_flags |= FLOW_TNL_F_KEY;
+            }
+            TunnelAttr::Ipv4Src(x) => flow.tun_src = *x,
+            TunnelAttr::Ipv4Dst(x) => flow.tun_dst = *x,
+            TunnelAttr::Ipv6Src(x) => flow.tun_ipv6_src = *x,
+            TunnelAttr::Ipv6Dst(x) => flow.tun_ipv6_dst = *x,
+            TunnelAttr::Tos(x) => flow.tun_tos = *x,
+            TunnelAttr::Ttl(x) => flow.tun_ttl = *x,
+            TunnelAttr::DontFragment => flow.tun_flags |= FLOW_TNL_F_DONT_FRAGMENT,
+            TunnelAttr::Csum => flow.tun_flags |= FLOW_TNL_F_CSUM,
+            TunnelAttr::Oam => flow.tun_flags |= FLOW_TNL_F_OAM,
+            TunnelAttr::TpSrc(x) => flow.tun_tp_src = *x,
+            TunnelAttr::TpDst(x) => flow.tun_tp_dst = *x,
+            TunnelAttr::VxlanGbp(x) => {
+                flow.tun_gbp_id = *x as u16;
+                flow.tun_gbp_flags = (*x >> 16) as u8;
+            }
+            TunnelAttr::GeneveOpts(o) => geneve_opts_to_flow(o, map, flow)?,
+            TunnelAttr::Other(..) => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn v4(s: &str) -> IpAddr {
+        IpAddr::V4(s.parse::<Ipv4Addr>().unwrap())
+    }
+
+    #[test]
+    fn send_fills_the_tunnel_as_ovs_does() {
+        let mut cfg = TunnelConfig::new(TunnelKind::Geneve, TunnelIp::Fixed(v4("2.2.2.2")));
+        cfg.out_key = TunnelKey::Fixed(5);
+        let mut flow = Flow {
+            dl_type: ETH_TYPE_IP,
+            nw_tos: 0x03,
+            ..Flow::default()
+        };
+        let mut wc = Flow::default();
+        cfg.send(&mut flow, &mut wc);
+        assert_eq!(
+            (flow.tun_dst, flow.tun_id, flow.tun_ttl),
+            (0x0202_0202, 5, 64)
+        );
+        // CE inside goes out as ECT(0); the ECN bits become exact.
+        assert_eq!((flow.tun_tos, wc.nw_tos), (IP_ECN_ECT_0, IP_ECN_MASK));
+        assert_eq!(flow.tun_flags, FLOW_TNL_F_DONT_FRAGMENT | FLOW_TNL_F_KEY);
+        assert_eq!(flow.tun_tp_dst, 6081);
+    }
+
+    #[test]
+    fn receive_prefers_exact_ports_over_flow_ports() {
+        let mut fixed = TunnelConfig::new(TunnelKind::Vxlan, TunnelIp::Fixed(v4("1.1.1.1")));
+        fixed.odp_port = 4789;
+        let mut any = TunnelConfig::new(TunnelKind::Vxlan, TunnelIp::Flow);
+        any.odp_port = 4789;
+        any.in_key = TunnelKey::Flow;
+        let ports = [(10, &fixed), (11, &any)];
+        let mut flow = Flow {
+            in_port: 4789,
+            tun_src: 0x0101_0101,
+            tun_dst: 0x0909_0909,
+            ..Flow::default()
+        };
+        assert_eq!(tnl_find(ports.iter().copied(), &flow), Some(10));
+        flow.tun_src = 0x0303_0303;
+        assert_eq!(tnl_find(ports.iter().copied(), &flow), Some(11));
+        flow.in_port = 6081;
+        assert_eq!(tnl_find(ports.iter().copied(), &flow), None);
+    }
+
+    #[test]
+    fn geneve_options_round_trip_and_unknown_critical_ones_are_refused() {
+        let map = TlvMap::from_text(
+            "{class=0xffff,type=0,len=4}->tun_metadata0,{class=0x102,type=0x80,len=8}->tun_metadata2",
+        )
+        .unwrap();
+        let mut flow = Flow::default();
+        let f0 = crate::field::Field::TunMetadata {
+            idx: 0,
+            off: 0,
+            len: 4,
+        };
+        f0.set(&mut flow, 0x1234);
+        let opts = geneve_opts(&flow, &map);
+        assert_eq!(opts, [0xff, 0xff, 0, 1, 0, 0, 0x12, 0x34]);
+        let mut back = Flow::default();
+        geneve_opts_to_flow(&opts, &map, &mut back).unwrap();
+        assert_eq!((back.tun_md_present, f0.get(&back)), (1, 0x1234));
+        // Unknown: skipped when not critical, refused when critical.
+        let unknown = [0, 7, 0x01, 1, 9, 9, 9, 9];
+        assert!(geneve_opts_to_flow(&unknown, &map, &mut Flow::default()).is_ok());
+        let critical = [0, 7, 0x81, 1, 9, 9, 9, 9];
+        assert_eq!(
+            geneve_opts_to_flow(&critical, &map, &mut Flow::default()),
+            Err(GeneveError::UnknownCritical {
+                class: 7,
+                opt_type: 0x81
+            })
+        );
+        assert_eq!(
+            geneve_opts_to_flow(&[0, 7, 1, 3, 0], &map, &mut Flow::default()),
+            Err(GeneveError::Malformed)
+        );
+    }
+}
