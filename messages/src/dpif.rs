@@ -234,6 +234,10 @@ pub struct PacketMetadata {
     pub tun_id: u64,
     pub tun_src: u32,
     pub tun_dst: u32,
+    /// `FLOW_TNL_F_*` bits of the tunnel the packet came by.
+    pub tun_flags: u16,
+    pub tun_tos: u8,
+    pub tun_ttl: u8,
     pub ct_state: u8,
     pub ct_zone: u16,
     pub ct_mark: u32,
@@ -261,6 +265,9 @@ impl PacketMetadata {
             tun_id: key.tun_id,
             tun_src: key.tun_src,
             tun_dst: key.tun_dst,
+            tun_flags: key.tun_flags,
+            tun_tos: key.tun_tos,
+            tun_ttl: key.tun_ttl,
             ct_state: key.ct_state,
             ct_zone: key.ct_zone,
             ct_mark: key.ct_mark,
@@ -285,6 +292,9 @@ impl PacketMetadata {
         key.tun_id = self.tun_id;
         key.tun_src = self.tun_src;
         key.tun_dst = self.tun_dst;
+        key.tun_flags = self.tun_flags;
+        key.tun_tos = self.tun_tos;
+        key.tun_ttl = self.tun_ttl;
         key.ct_state = self.ct_state;
         key.ct_zone = self.ct_zone;
         key.ct_mark = self.ct_mark;

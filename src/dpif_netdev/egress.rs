@@ -93,6 +93,7 @@ impl<'a> Egress<'a> {
                     );
                     let md = known.metadata_mut();
                     (md.tun_id, md.tun_src, md.tun_dst) = (t.tun_id, t.tun_src, t.tun_dst);
+                    (md.tun_flags, md.tun_tos, md.tun_ttl) = (t.tun_flags, t.tun_tos, t.tun_ttl);
                     Ok(())
                 }
                 OdpAction::SetMasked(header) => {

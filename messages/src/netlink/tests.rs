@@ -204,6 +204,9 @@ fn flow_with_metadata() -> Flow {
         tun_id: 42,
         tun_src: 0x0101_0101,
         tun_dst: 0x0202_0202,
+        // A key's tunnel id comes with the key flag, as the kernel sends it.
+        tun_flags: FLOW_TNL_F_KEY | FLOW_TNL_F_DONT_FRAGMENT,
+        tun_ttl: 64,
         ..tcp_flow()
     }
 }
