@@ -44,10 +44,14 @@ pub enum Command {
     FdbFlush,
     /// The MAC learning table's counters, as `ovs-appctl fdb/stats-show`.
     FdbStats,
+    /// Map Geneve options to `tun_metadataN`, as `ovs-ofctl add-tlv-map`.
+    AddTlvMap,
+    /// The Geneve TLV map, as `ovs-ofctl dump-tlv-map`.
+    DumpTlvMap,
 }
 
 impl Command {
-    pub const ALL: [(&'static str, Command); 14] = [
+    pub const ALL: [(&'static str, Command); 16] = [
         ("add-flow", Command::AddFlow),
         ("add-flows", Command::AddFlows),
         ("del-flows", Command::DelFlows),
@@ -62,6 +66,8 @@ impl Command {
         ("fdb-show", Command::FdbShow),
         ("fdb-flush", Command::FdbFlush),
         ("fdb-stats", Command::FdbStats),
+        ("add-tlv-map", Command::AddTlvMap),
+        ("dump-tlv-map", Command::DumpTlvMap),
     ];
 
     pub fn name(self) -> &'static str {

@@ -338,6 +338,18 @@ impl Ctl {
                     .map_err(|e| format!("revalidators unavailable: {e}"))?;
                 Ok(String::new())
             }
+            Command::AddTlvMap => {
+                let reqs = messages::tlv::parse_tlv_requests(body.trim())?;
+                messages::tlv::add_global(&reqs)?;
+                // Options a flow skipped as unknown may now be fields its
+                // rules match (OVS revalidates on a TLV table change).
+                self.pipeline
+                    .revalidate_now()
+                    .await
+                    .map_err(|e| format!("revalidators unavailable: {e}"))?;
+                Ok(String::new())
+            }
+            Command::DumpTlvMap => Ok(messages::tlv::current().dump()),
         }
     }
 }
@@ -501,7 +513,6 @@ fn pipeline_config(
             vlans: Arc::new(config.port_vlans()?),
             mac: Arc::new(config.mac_table()),
             tunnels: Arc::new(config.tunnel_ports()?),
-            tlv: Arc::new(config.tlv_map()?),
             may_learn: false,
             // Real packets learn and trigger fin_timeout.
             side_effects: true,
@@ -513,6 +524,8 @@ fn pipeline_config(
 pub fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     crate::memory::set_transparent_huge_pages(config.transparent_huge_pages)
         .context("setting transparent huge pages")?;
+    // Rules name tun_metadataN through the switch's Geneve TLV map.
+    messages::tlv::set_global(Arc::new(config.tlv_map()?));
     let backend = Arc::new(Backend::open(&config)?);
 
     let hosts = if config.demo.enabled {

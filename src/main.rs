@@ -122,6 +122,11 @@ enum CtlCmd {
     /// The MAC learning table's counters: learned, expired, evicted,
     /// moved (as `ovs-appctl fdb/stats-show`).
     FdbStats,
+    /// Map Geneve options to fields, as `ovs-ofctl add-tlv-map`:
+    /// `{class=0xffff,type=0,len=4}->tun_metadata0[,...]`.
+    AddTlvMap { mappings: String },
+    /// The Geneve TLV map, as `ovs-ofctl dump-tlv-map`.
+    DumpTlvMap,
 }
 
 #[derive(Subcommand)]
@@ -209,7 +214,7 @@ fn run_trace(args: TraceArgs) -> anyhow::Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!(e))?;
     let config = config.map(|p| Config::load(&p)).transpose()?;
     let fdb = fdb.map(|p| read_file_arg(&p).map(|t| (p, t))).transpose()?;
-    let mut cfg = upcalld::trace::bridge(
+    let cfg = upcalld::trace::bridge(
         ports,
         config.as_ref(),
         fdb.as_ref()
@@ -217,13 +222,19 @@ fn run_trace(args: TraceArgs) -> anyhow::Result<ExitCode> {
     )?;
     cfg.side_effects = learn;
     cfg.may_learn = learn;
+    let mut tlv = match &config {
+        Some(c) => c.tlv_map()?,
+        None => Default::default(),
+    };
     if let Some(path) = &setup {
         let text = read_file_arg(path)?;
-        upcalld::trace::apply_setup(&mut cfg, &path.display().to_string(), &text)?;
+        upcalld::trace::apply_setup(&mut tlv, &path.display().to_string(), &text)?;
     }
-    // Rules and flows name tun_metadataN through the switch's TLV map.
-    let tlv = cfg.tlv.clone();
-    messages::tlv::with_map(&tlv, || trace_with(rules, flows, flow, &cfg, &ct_next))
+    // Rules, flows and datapath actions name tun_metadataN through the
+    // switch's TLV map.
+    messages::tlv::with_map(&std::sync::Arc::new(tlv), || {
+        trace_with(rules, flows, flow, &cfg, &ct_next)
+    })
 }
 
 fn trace_with(
@@ -265,6 +276,8 @@ fn ctl(socket: &std::path::Path, cmd: CtlCmd) -> anyhow::Result<ExitCode> {
         CtlCmd::FdbShow => (Command::FdbShow, String::new()),
         CtlCmd::FdbFlush => (Command::FdbFlush, String::new()),
         CtlCmd::FdbStats => (Command::FdbStats, String::new()),
+        CtlCmd::AddTlvMap { mappings } => (Command::AddTlvMap, mappings),
+        CtlCmd::DumpTlvMap => (Command::DumpTlvMap, String::new()),
     };
     match control::call(socket, command, &body)? {
         Ok(out) => {

@@ -7,6 +7,7 @@ use messages::format::odp_actions::format_odp_actions;
 use messages::format::{ct_state_flags, ipv6};
 use messages::odp::{NatAction, NatAddrs, NatKind};
 use messages::parse::flow::parse_trace_flow;
+use messages::tlv::TlvMap;
 use messages::Flow;
 
 use std::collections::{BTreeSet, VecDeque};
@@ -241,7 +242,6 @@ pub fn bridge(
         cfg.vlans = Arc::new(c.port_vlans()?);
         cfg.mac = Arc::new(c.mac_table());
         cfg.tunnels = Arc::new(c.tunnel_ports()?);
-        cfg.tlv = Arc::new(c.tlv_map()?);
     }
     if let Some((origin, text)) = fdb {
         let entries = actors::mac_learning::parse_fdb(text, messages::ofp::port::LOCAL)
@@ -251,10 +251,12 @@ pub fn bridge(
     Ok(cfg)
 }
 
-/// Applies a trace setup file to the switch `cfg` models: one command a
-/// line, as the daemon's `ctl` takes them (`#` starts a comment). Known:
-/// `add-tlv-map MAPPINGS` (as `ovs-ofctl add-tlv-map BRIDGE MAPPINGS`).
-pub fn apply_setup(cfg: &mut XlateConfig, origin: &str, text: &str) -> anyhow::Result<()> {
+/// Applies a trace setup file to the switch a trace models: one command
+/// a line, as the daemon's `ctl` takes them (`#` starts a comment).
+/// Known: `add-tlv-map MAPPINGS` (as `ovs-ofctl add-tlv-map BRIDGE
+/// MAPPINGS`), into `tlv`, the map the trace runs with
+/// (`messages::tlv::with_map`).
+pub fn apply_setup(tlv: &mut TlvMap, origin: &str, text: &str) -> anyhow::Result<()> {
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -263,14 +265,9 @@ pub fn apply_setup(cfg: &mut XlateConfig, origin: &str, text: &str) -> anyhow::R
         let (cmd, arg) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
         let at = || format!("{origin}:{}", n + 1);
         match cmd {
-            "add-tlv-map" => {
-                let reqs = messages::tlv::parse_tlv_requests(arg)
-                    .map_err(|e| anyhow::anyhow!("{}: add-tlv-map: {e}", at()))?;
-                let mut map = (*cfg.tlv).clone();
-                map.add(&reqs)
-                    .map_err(|e| anyhow::anyhow!("{}: add-tlv-map: {e}", at()))?;
-                cfg.tlv = Arc::new(map);
-            }
+            "add-tlv-map" => messages::tlv::parse_tlv_requests(arg)
+                .and_then(|reqs| tlv.add(&reqs))
+                .map_err(|e| anyhow::anyhow!("{}: add-tlv-map: {e}", at()))?,
             other => anyhow::bail!(
                 "{}: unknown setup command {other:?} (known: add-tlv-map)",
                 at()
@@ -341,6 +338,34 @@ mod tests {
         );
         assert!(parse_port_list("1-x").is_err());
         assert!(parse_port_list("5-2").is_err());
+    }
+
+    #[test]
+    fn a_setup_file_adds_tlv_mappings_and_names_bad_lines() {
+        let mut tlv = TlvMap::default();
+        apply_setup(
+            &mut tlv,
+            "setup",
+            "# OVN's option\nadd-tlv-map {class=0x102,type=0x80,len=4}->tun_metadata0\n",
+        )
+        .unwrap();
+        assert_eq!(tlv.by_option(0x102, 0x80).map(|(i, _)| i), Some(0));
+        let e = apply_setup(&mut tlv, "setup", "\nadd-group foo\n").unwrap_err();
+        assert!(
+            e.to_string().contains("setup:2: unknown setup command"),
+            "{e}"
+        );
+        let e = apply_setup(
+            &mut tlv,
+            "s",
+            "add-tlv-map {class=1,type=1,len=4}->tun_metadata0",
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("s:1: add-tlv-map: tun_metadata0 is already mapped"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -99,3 +99,48 @@ fn bad_requests_get_clear_errors() {
     assert!(t.contains("nw_src=10.0.0.0/8"), "{t}");
     assert!(control::call(&d.socket().with_extension("nope"), Ctl::UpcallShow, "").is_err());
 }
+
+#[test]
+fn geneve_tlv_map_from_config_and_ctl() {
+    let d = Daemon::start(
+        "dm-tlv",
+        &[],
+        RULES,
+        r#"tlv_map = ["{class=0xffff,type=0,len=4}->tun_metadata0"]"#,
+    );
+    // A field is usable once mapped, and not before.
+    let e = d.ctl_err(Ctl::AddFlow, "tun_metadata1=0x5,actions=drop");
+    assert!(
+        e.contains("tun_metadata1 has no Geneve option mapped"),
+        "{e}"
+    );
+    d.ctl(
+        Ctl::AddTlvMap,
+        "{class=0x102,type=0x80,len=8}->tun_metadata1",
+    );
+    d.ctl(Ctl::AddFlow, "tun_metadata1=0x5,actions=drop");
+    d.ctl(
+        Ctl::AddFlow,
+        "priority=5,tun_metadata0=0x10/0xf0,actions=drop",
+    );
+    let dump = d.ctl(Ctl::DumpTlvMap, "");
+    assert!(
+        dump.contains(" 0xffff     0       4  tun_metadata0\n"),
+        "{dump}"
+    );
+    assert!(
+        dump.contains("  0x102  0x80       8  tun_metadata1\n"),
+        "{dump}"
+    );
+    assert!(dump.contains(" allocated option space=12\n"), "{dump}");
+    let flows = d.ctl(Ctl::DumpFlows, "");
+    assert!(flows.contains("tun_metadata1=0x5"), "{flows}");
+    assert!(flows.contains("tun_metadata0=0x10/0xf0"), "{flows}");
+    // OVS's refusals: a field mapped twice, an option mapped twice.
+    let e = d.ctl_err(Ctl::AddTlvMap, "{class=1,type=1,len=4}->tun_metadata0");
+    assert!(e.contains("tun_metadata0 is already mapped"), "{e}");
+    let e = d.ctl_err(Ctl::AddTlvMap, "{class=0xffff,type=0,len=4}->tun_metadata2");
+    assert!(e.contains("already mapped to tun_metadata0"), "{e}");
+    let e = d.ctl_err(Ctl::AddTlvMap, "{class=1,type=1,len=6}->tun_metadata2");
+    assert!(e.contains("multiple of 4"), "{e}");
+}

@@ -28,7 +28,7 @@ fn every_flow_agrees_with_open_vswitch() {
         let config = Config::parse(&read("bridge.toml"), "bridge.toml")
             .unwrap_or_else(|e| panic!("{}: {e}", case.display()));
         let cfg = bridge(None, Some(&config), None).unwrap();
-        let tlv = cfg.tlv.clone();
+        let tlv = std::sync::Arc::new(config.tlv_map().unwrap());
         let ours = messages::tlv::with_map(&tlv, || {
             let rules = parse_rules(&read("rules.of13"))
                 .unwrap_or_else(|e| panic!("{}: {e}", case.display()));

@@ -18,7 +18,6 @@ use messages::flow::*;
 use messages::learn::{Learn, LearnedRule};
 use messages::odp::*;
 use messages::ofp::{port, CtSpec, CtZone, Instructions, NatAction, OfAction};
-use messages::tlv::TlvMap;
 use messages::tunnel::{self, TunnelConfig};
 
 use crate::mac_learning::MacTable;
@@ -62,10 +61,9 @@ pub struct XlateConfig {
     /// The bridge's MAC learning table, which `NORMAL` reads (shared by
     /// every clone of this configuration).
     pub mac: Arc<MacTable>,
-    /// The tunnel ports, by OpenFlow port number.
+    /// The tunnel ports, by OpenFlow port number. (The Geneve TLV map
+    /// is the one in force, `messages::tlv::current`, as for parsing.)
     pub tunnels: Arc<BTreeMap<u32, TunnelConfig>>,
-    /// The Geneve TLV map (`tun_metadataN` ⇄ options).
-    pub tlv: Arc<TlvMap>,
     /// Whether `NORMAL` learns source MACs: for upcalls, not for traces
     /// or revalidation (OVS's `allow_side_effects`).
     pub may_learn: bool,
@@ -662,7 +660,7 @@ impl Ctx<'_> {
                 self.actions.push(OdpAction::SetTunnel(tunnel::tunnel_attrs(
                     &self.flow,
                     Some(t.kind),
-                    &self.cfg.tlv,
+                    &messages::tlv::current(),
                 )));
             }
             self.flow.copy_tunnel_from(&saved);

@@ -258,6 +258,16 @@ pub fn set_global(map: Arc<TlvMap>) {
     *GLOBAL.write().unwrap_or_else(|e| e.into_inner()) = Some(map);
 }
 
+/// Adds mappings to the process's map, all or none (`ctl add-tlv-map`
+/// on a running daemon).
+pub fn add_global(reqs: &[TlvRequest]) -> Result<(), String> {
+    let mut global = GLOBAL.write().unwrap_or_else(|e| e.into_inner());
+    let mut map = global.as_deref().cloned().unwrap_or_default();
+    map.add(reqs)?;
+    *global = Some(Arc::new(map));
+    Ok(())
+}
+
 /// Runs `f` with `map` in force on this thread.
 pub fn with_map<R>(map: &Arc<TlvMap>, f: impl FnOnce() -> R) -> R {
     let prev = LOCAL.with(|l| l.replace(Some(map.clone())));
