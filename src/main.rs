@@ -214,7 +214,7 @@ fn run_trace(args: TraceArgs) -> anyhow::Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!(e))?;
     let config = config.map(|p| Config::load(&p)).transpose()?;
     let fdb = fdb.map(|p| read_file_arg(&p).map(|t| (p, t))).transpose()?;
-    let cfg = upcalld::trace::bridge(
+    let mut cfg = upcalld::trace::bridge(
         ports,
         config.as_ref(),
         fdb.as_ref()
