@@ -4,7 +4,7 @@
 
 use std::io;
 use std::net::Ipv4Addr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -88,10 +88,11 @@ impl Host {
         let ns = std::fs::File::open(&path)
             .map_err(|e| io::Error::new(e.kind(), format!("opening {path}: {e}")))?;
         Ok(std::thread::spawn(move || {
-            // SAFETY: setns on a namespace fd we own; affects this thread only.
-            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(io::Error::last_os_error());
-            }
+            // setns(2) moves this thread only.
+            rustix::thread::move_into_link_name_space(
+                ns.as_fd(),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )?;
             Ok(f())
         }))
     }
@@ -125,13 +126,12 @@ fn disable_tx_offload(ifname: &str) -> io::Result<()> {
         cmd: ETHTOOL_STXCSUM,
         data: 0,
     };
-    // SAFETY: plain socket(2); result checked.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is ours.
-    let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let sock = rustix::net::socket_with(
+        rustix::net::AddressFamily::INET,
+        rustix::net::SocketType::DGRAM,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )?;
     // SAFETY: ifreq is plain data.
     let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
     for (d, s) in ifr
@@ -153,66 +153,44 @@ fn disable_tx_offload(ifname: &str) -> io::Result<()> {
 /// reply (call inside a namespace with [`Host::run`]). Returns the round
 /// trip time.
 pub fn ping(dst: Ipv4Addr, id: u16, seq: u16, timeout: Duration) -> io::Result<Option<Duration>> {
-    // SAFETY: plain socket(2); result checked.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_INET,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::IPPROTO_ICMP,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is ours.
-    let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    use rustix::net::{ipproto, AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
+    let sock = rustix::net::socket_with(
+        AddressFamily::INET,
+        SocketType::RAW,
+        SocketFlags::CLOEXEC,
+        Some(ipproto::ICMP),
+    )?;
     let mut req = vec![8u8, 0, 0, 0];
     req.extend_from_slice(&id.to_be_bytes());
     req.extend_from_slice(&seq.to_be_bytes());
     req.extend_from_slice(b"upcalld ping payload....");
     let csum = messages::wire::checksum::internet(&req);
     req[2..4].copy_from_slice(&csum.to_be_bytes());
-    let to = libc::sockaddr_in {
-        sin_family: libc::AF_INET as u16,
-        sin_port: 0,
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(dst).to_be(),
-        },
-        sin_zero: [0; 8],
-    };
     let start = Instant::now();
-    // SAFETY: valid buffer and sockaddr_in of the sizes passed.
-    let n = unsafe {
-        libc::sendto(
-            sock.as_raw_fd(),
-            req.as_ptr().cast(),
-            req.len(),
-            0,
-            (&to as *const libc::sockaddr_in).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as u32,
-        )
-    };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    rustix::net::sendto(
+        &sock,
+        &req,
+        SendFlags::empty(),
+        &std::net::SocketAddrV4::new(dst, 0),
+    )?;
     let mut buf = [0u8; 1500];
     while let Some(left) = timeout.checked_sub(start.elapsed()) {
-        let mut pfd = libc::pollfd {
-            fd: sock.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
+        let wait = Timespec {
+            tv_sec: left.as_secs() as _,
+            tv_nsec: left.subsec_nanos() as _,
         };
-        // SAFETY: one valid pollfd.
-        if unsafe { libc::poll(&mut pfd, 1, left.as_millis().max(1) as i32) } <= 0 {
+        let mut pfd = [PollFd::new(&sock, PollFlags::IN)];
+        if poll(&mut pfd, Some(&wait)).unwrap_or(0) == 0 {
             continue;
         }
-        // SAFETY: valid writable buffer.
-        let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n <= 0 {
+        let Ok((n, _)) = rustix::net::recv(&sock, &mut buf[..], RecvFlags::empty()) else {
             continue;
-        }
-        let pkt = &buf[..n as usize];
-        let ihl = usize::from(pkt[0] & 0x0f) * 4;
+        };
+        let pkt = &buf[..n];
+        let Some(ihl) = pkt.first().map(|b| usize::from(b & 0x0f) * 4) else {
+            continue;
+        };
         let Some(icmp) = pkt.get(ihl..ihl + 8) else {
             continue;
         };
