@@ -293,3 +293,74 @@ fn snapshots_come_with_their_lookup_indexes_built() {
     assert!(first, "the first snapshot");
     assert!(after_add, "a snapshot after a change");
 }
+
+/// Recirculation ids live while the ukeys of the flows that match them or
+/// recirculate to them do, and are freed (without a walk over the flows)
+/// once those flows are gone.
+#[test]
+fn recirculation_ids_live_as_long_as_flows_hold_them() {
+    let rules = "table=0,priority=100,ip,actions=ct(table=1)\n\
+                 table=1,priority=100,ip,actions=output:4\n";
+    let recirc = Arc::new(actors::recirc::RecircIds::default());
+    let (held, flows_held, after_expiry, flows_after) = in_system(|| async {
+        let netdev = Arc::new(Netdev::new(NetdevConfig::default()));
+        let pipeline = Pipeline::start(
+            netdev.clone(),
+            Tables::from_rules(upcalld::daemon::parse_rules(rules, "ct rules").unwrap()),
+            PipelineConfig {
+                xlate: actors::xlate::XlateConfig {
+                    recirc: recirc.clone(),
+                    ..Default::default()
+                },
+                ..config(
+                    RevalidatorConfig {
+                        max_idle: Duration::from_millis(300),
+                        flow_limit_start: 200_000,
+                        ..RevalidatorConfig::default()
+                    },
+                    2,
+                )
+            },
+        );
+        // Each frame is looked up twice: before `ct`, and after it, when
+        // a miss resumes at table 1 under the id frozen for its in_port
+        // (three ports).
+        netdev.inject(&workload(300), 0);
+        let start = std::time::Instant::now();
+        let done = |s: messages::dpif::DpStats| {
+            netdev.n_queued_upcalls() == 0
+                && PipelineStats::get(&pipeline.stats.upcalls_handled) >= s.n_missed
+                && s.n_hit + s.n_missed >= 600
+        };
+        while !done(netdev.stats()) {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "upcalls stuck: {:?}, {} handled, {} queued",
+                netdev.stats(),
+                PipelineStats::get(&pipeline.stats.upcalls_handled),
+                netdev.n_queued_upcalls()
+            );
+            actix::clock::sleep(Duration::from_millis(10)).await;
+        }
+        pipeline.flush().await.unwrap();
+        for _ in 0..4 {
+            pipeline.revalidate_now().await.unwrap();
+        }
+        let (held, flows_held) = (recirc.len(), netdev.stats().n_flows);
+        // Idle past max-idle: every flow is deleted, its ukey with it.
+        actix::clock::sleep(Duration::from_millis(400)).await;
+        pipeline.revalidate_now().await.unwrap();
+        pipeline.flush().await.unwrap();
+        for _ in 0..3 {
+            pipeline.revalidate_now().await.unwrap();
+        }
+        let out = (held, flows_held, recirc.len(), netdev.stats().n_flows);
+        pipeline.stop();
+        netdev.close();
+        out
+    });
+    assert_eq!(held, 3, "one id per in_port's frozen state, kept");
+    assert!(flows_held > 3, "first passes and resumed passes installed");
+    assert_eq!(flows_after, 0, "every flow expired");
+    assert_eq!(after_expiry, 0, "no flow holds an id: all freed");
+}

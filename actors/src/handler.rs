@@ -20,7 +20,6 @@ use messages::dpif::{DpifOp, Execute, FlowPut, PacketMetadata, PutMode, Upcall, 
 use messages::flow::pin_vlan_stack;
 use messages::odp::OdpActions;
 use messages::Megaflow;
-use rustc_hash::FxHashSet;
 
 use crate::dpif_writer::{write_ops, WriterInlet};
 #[cfg(feature = "fault-injection")]
@@ -33,7 +32,7 @@ use crate::rule_table::RuleTable;
 use crate::stats::{DropReason, PipelineStats};
 use crate::supervisor::guarded;
 use crate::tables::Tables;
-use crate::ukeys::{Ukey, Ukeys};
+use crate::ukeys::{SharedMasks, Ukey, UkeyExtra, UkeyMegaflow, Ukeys};
 use crate::xlate::{xlate_into, XlateConfig, XlateOutput, TCP_FIN, TCP_RST};
 use messages::dpif::{monotonic_ms, Dpif};
 use messages::hash::megaflow_ufid;
@@ -80,6 +79,8 @@ pub struct UpcallHandler {
     /// The translation of the upcall at hand (its buffers are reused).
     xlate_out: XlateOutput,
     shared_actions: SharedActions,
+    /// The masks of the ukeys this handler made, each kept once.
+    shared_masks: SharedMasks,
     /// Traffic credited to rules since the last `PushStats`, one entry per
     /// rule.
     credits: Vec<(u64, RuleStats)>,
@@ -115,6 +116,7 @@ impl UpcallHandler {
             op_boxes: OpBoxes::default(),
             xlate_out: XlateOutput::default(),
             shared_actions: SharedActions::default(),
+            shared_masks: SharedMasks::default(),
             credits: Vec::new(),
             stats,
         }
@@ -175,25 +177,30 @@ impl UpcallHandler {
             if (self.ukeys.len() as u64) < self.flow_limit {
                 // Filled field by field, so that the megaflow's buffer is
                 // reused.
-                let mut put = self.op_boxes.put_box(&actions);
+                let mut put = self.op_boxes.put_box(actions);
                 // Installed with the VLAN stack pinned, as a datapath key is.
                 pin_vlan_stack(&up.key, &mut out.wc);
                 put.megaflow.set(&up.key, &out.wc);
                 put.ufid = megaflow_ufid(&put.megaflow);
-                let new = self.ukeys.insert_new(put.ufid, || Ukey {
-                    mac_learned: out.mac_learned.clone(),
-                    effects: out.side_effects(),
-                    ..Ukey::installing(
+                let (masks, recirc) = (&mut self.shared_masks, &self.xlate_cfg.recirc);
+                let new = self.ukeys.insert_new(put.ufid, || {
+                    let mut ukey = Ukey::installing(
                         now,
                         (version, mac_generation),
-                        out.rules.clone(),
-                        put.megaflow.clone(),
+                        &out.rules,
+                        UkeyMegaflow::new(&put.megaflow, masks),
                         actions.clone(),
-                    )
+                    );
+                    ukey.set_extra(UkeyExtra {
+                        mac_learned: out.mac_learned.clone(),
+                        effects: out.side_effects(),
+                        recirc: recirc.hold(up.key.recirc_id, actions),
+                    });
+                    ukey
                 });
                 if new {
                     self.batch_ukeys.push(put.ufid);
-                    put.actions = actions.clone();
+                    share_into(&mut put.actions, actions);
                     put.mode = PutMode::Create;
                     put.reset_stats = false;
                     ops.push(DpifOp::FlowPut(put));
@@ -209,10 +216,10 @@ impl UpcallHandler {
                 effects.fin_timeouts.append(&mut out.fin_timeouts);
             }
             if !actions.is_empty() {
-                let mut execute = self.op_boxes.execute_box(&actions);
+                let mut execute = self.op_boxes.execute_box(actions);
                 execute.packet = std::mem::take(&mut up.packet);
                 execute.metadata = PacketMetadata::of(&up.key);
-                execute.actions = actions;
+                share_into(&mut execute.actions, actions);
                 ops.push(DpifOp::Execute(execute));
             }
         }
@@ -289,7 +296,7 @@ impl OpBoxes {
 /// writer's thread.
 #[derive(Default)]
 struct SharedActions {
-    lists: FxHashSet<Arc<OdpActions>>,
+    lists: hashbrown::HashSet<Arc<OdpActions>, rustc_hash::FxBuildHasher>,
 }
 
 impl SharedActions {
@@ -298,16 +305,22 @@ impl SharedActions {
     const CAPACITY: usize = 4096;
 
     /// `actions` as a shared list.
-    fn share(&mut self, actions: &OdpActions) -> Arc<OdpActions> {
-        if let Some(shared) = self.lists.get(actions) {
-            return shared.clone();
-        }
-        if self.lists.len() >= Self::CAPACITY {
+    fn share(&mut self, actions: &OdpActions) -> &Arc<OdpActions> {
+        if self.lists.len() >= Self::CAPACITY && !self.lists.contains(actions) {
             self.lists.clear();
         }
-        let shared = Arc::new(actions.clone());
-        self.lists.insert(shared.clone());
-        shared
+        self.lists
+            .get_or_insert_with(actions, |a| Arc::new(a.clone()))
+    }
+}
+
+/// Makes `slot` (a reused op's list) `shared`, touching the reference
+/// counts only when it holds another list: with a handful of lists, most
+/// reused ops hold the right one already, and each count changed is an
+/// atomic operation that waits for the handler's earlier stores.
+fn share_into(slot: &mut Arc<OdpActions>, shared: &Arc<OdpActions>) {
+    if !Arc::ptr_eq(slot, shared) {
+        *slot = shared.clone();
     }
 }
 

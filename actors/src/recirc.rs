@@ -7,18 +7,22 @@
 //! One table is shared by every handler and revalidator (through
 //! `XlateConfig`). Equal frozen states share one id, as OVS's
 //! `recirc_alloc_id_ctx` reuses them. An id lives while some flow uses it:
-//! after each round revalidator 0 frees the ids that no ukey matches or
-//! recirculates to and that no translation touched during this sweep or
-//! the one before (a translation makes its ukey right after it, so a
-//! whole revalidation interval covers that gap).
+//! a ukey holds the ids its flow matches or recirculates to
+//! ([`RecircRefs`], counted per id, as OVS's ukeys hold recirc
+//! references), and after each round revalidator 0 frees the ids that no
+//! ukey holds and that no translation touched since the sweep before the
+//! last (a translation makes its ukey right after it, so a whole
+//! revalidation interval covers that gap). A sweep visits the ids, not
+//! the flows.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use messages::flow::{Flow, FLOW_N_REGS};
 use messages::odp::OdpAction;
 use messages::ofp::OfAction;
 use parking_lot::Mutex;
+use smallvec::SmallVec;
 
 /// What a translation needs to resume: the table to look up, the pipeline
 /// metadata the datapath does not carry (OVS's `frozen_metadata`), the
@@ -63,6 +67,8 @@ struct Entry {
     state: Arc<FrozenState>,
     /// The sweep epoch in which a translation last used the id.
     touched: u64,
+    /// Ukeys holding the id.
+    refs: u32,
 }
 
 #[derive(Default)]
@@ -86,10 +92,6 @@ impl std::fmt::Debug for RecircIds {
         write!(f, "RecircIds({} ids)", self.len())
     }
 }
-
-/// Proof that a sweep began; see [`RecircIds::sweep`].
-#[derive(Clone, Copy, Debug)]
-pub struct SweepToken(u64);
 
 impl RecircIds {
     /// The id of `state`: the one it already has, or a new one.
@@ -117,6 +119,7 @@ impl RecircIds {
             Entry {
                 state,
                 touched: epoch,
+                refs: 0,
             },
         );
         id
@@ -140,22 +143,16 @@ impl RecircIds {
         self.len() == 0
     }
 
-    /// Starts a sweep: call before looking at the flows.
-    pub fn begin_sweep(&self) -> SweepToken {
+    /// Frees the ids that no ukey holds and that no translation used since
+    /// the sweep before the last. Returns how many were freed.
+    pub fn sweep(&self) -> usize {
         let mut g = self.inner.lock();
         g.epoch += 1;
-        SweepToken(g.epoch)
-    }
-
-    /// Frees the ids not in `in_use` (every id the flows match or
-    /// recirculate to) that no translation used since the sweep before
-    /// `token`'s began. Returns how many were freed.
-    pub fn sweep(&self, token: SweepToken, in_use: &HashSet<u32>) -> usize {
-        let mut g = self.inner.lock();
+        let epoch = g.epoch;
         let dead: Vec<u32> = g
             .by_id
             .iter()
-            .filter(|(id, e)| e.touched + 1 < token.0 && !in_use.contains(id))
+            .filter(|(_, e)| e.refs == 0 && e.touched + 1 < epoch)
             .map(|(id, _)| *id)
             .collect();
         for id in &dead {
@@ -165,17 +162,54 @@ impl RecircIds {
         }
         dead.len()
     }
+
+    /// Holds the ids a datapath flow uses, the one its key matches
+    /// (`recirc_id`) and the ones its actions recirculate to, until the
+    /// returned refs are dropped; None when it uses none (most flows). Ids
+    /// not allocated (a flow adopted after a restart) are not held.
+    pub fn hold(self: &Arc<Self>, recirc_id: u32, actions: &[OdpAction]) -> Option<RecircRefs> {
+        let used =
+            std::iter::once(recirc_id)
+                .filter(|&id| id != 0)
+                .chain(actions.iter().filter_map(|a| match a {
+                    OdpAction::Recirc(id) => Some(*id),
+                    _ => None,
+                }));
+        let mut ids = SmallVec::new();
+        let mut g = None;
+        for id in used {
+            let g = g.get_or_insert_with(|| self.inner.lock());
+            if let Some(e) = g.by_id.get_mut(&id) {
+                e.refs += 1;
+                ids.push(id);
+            }
+        }
+        (!ids.is_empty()).then(|| RecircRefs {
+            table: self.clone(),
+            ids,
+        })
+    }
 }
 
-/// The recirculation ids a datapath flow uses: the one it matches and the
-/// ones its actions recirculate to.
-pub fn ids_used(key: &Flow, actions: &[OdpAction], out: &mut HashSet<u32>) {
-    if key.recirc_id != 0 {
-        out.insert(key.recirc_id);
+/// Recirculation ids held by a ukey: not freed while it lives.
+pub struct RecircRefs {
+    table: Arc<RecircIds>,
+    ids: SmallVec<[u32; 2]>,
+}
+
+impl std::fmt::Debug for RecircRefs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RecircRefs({:?})", self.ids)
     }
-    for a in actions {
-        if let OdpAction::Recirc(id) = a {
-            out.insert(*id);
+}
+
+impl Drop for RecircRefs {
+    fn drop(&mut self) {
+        let mut g = self.table.inner.lock();
+        for id in &self.ids {
+            if let Some(e) = g.by_id.get_mut(id) {
+                e.refs = e.refs.saturating_sub(1);
+            }
         }
     }
 }
@@ -191,8 +225,8 @@ mod tests {
     }
 
     #[test]
-    fn equal_states_share_an_id_and_unused_ids_are_freed() {
-        let ids = RecircIds::default();
+    fn equal_states_share_an_id_and_ids_no_ukey_holds_are_freed() {
+        let ids = Arc::new(RecircIds::default());
         let a = ids.id_for(state(1, 0));
         assert_eq!(a, 1);
         assert_eq!(ids.id_for(state(1, 0)), a);
@@ -201,43 +235,28 @@ mod tests {
         assert_eq!(ids.get(b).unwrap().regs[0], 7);
 
         // Touched before the first sweep: kept by it.
-        let t = ids.begin_sweep();
-        assert_eq!(ids.sweep(t, &HashSet::new()), 0);
+        assert_eq!(ids.sweep(), 0);
         // Touched during the sweep before: kept; b was not: freed.
         ids.id_for(state(1, 0));
-        let t = ids.begin_sweep();
-        assert_eq!(ids.sweep(t, &HashSet::new()), 1);
+        assert_eq!(ids.sweep(), 1);
         assert!(ids.get(b).is_none());
         assert!(ids.get(a).is_some());
 
-        // In use by a flow: kept.
-        let t = ids.begin_sweep();
-        assert_eq!(ids.sweep(t, &HashSet::from([a])), 0);
-        let t = ids.begin_sweep();
-        assert_eq!(ids.sweep(t, &HashSet::from([a])), 0);
-        let t = ids.begin_sweep();
-        assert_eq!(ids.sweep(t, &HashSet::new()), 1);
+        // Held by a flow (its key matches it, or its actions go there):
+        // kept until every holder is dropped.
+        let by_key = ids.hold(a, &[OdpAction::Output(1)]).expect("held");
+        let by_action = ids.hold(0, &[OdpAction::CtClear, OdpAction::Recirc(a)]);
+        assert!(ids.hold(0, &[OdpAction::Output(1)]).is_none(), "uses none");
+        assert!(ids.hold(99, &[]).is_none(), "not allocated: not held");
+        for _ in 0..3 {
+            assert_eq!(ids.sweep(), 0);
+        }
+        drop(by_key);
+        assert_eq!(ids.sweep(), 0);
+        drop(by_action);
+        assert_eq!(ids.sweep(), 1);
         assert!(ids.is_empty());
         // A freed state gets a fresh id.
         assert_eq!(ids.id_for(state(1, 7)), 3);
-    }
-
-    #[test]
-    fn used_ids_come_from_keys_and_actions() {
-        let mut used = HashSet::new();
-        let key = Flow {
-            recirc_id: 4,
-            ..Flow::default()
-        };
-        ids_used(
-            &key,
-            &[
-                OdpAction::CtClear,
-                OdpAction::Recirc(9),
-                OdpAction::Output(1),
-            ],
-            &mut used,
-        );
-        assert_eq!(used, HashSet::from([4, 9]));
     }
 }

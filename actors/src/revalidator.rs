@@ -19,7 +19,8 @@
 //!    (its CPU time: what it cost, not how long it waited for a CPU),
 //!    tells the handlers, and frees the recirculation ids no ukey uses.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::num::NonZeroU64;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,7 +39,10 @@ use crate::rule_table::RuleTable;
 use crate::stats::PipelineStats;
 use crate::supervisor::guarded;
 use crate::tables::Tables;
-use crate::ukeys::{shard_of, Ukey, Ukeys, MAX_MISSED_DUMPS, NEVER_DUMPED_GRACE_MS, N_SHARDS};
+use crate::ukeys::{
+    shard_of, RuleIds, Ukey, UkeyExtra, UkeyMegaflow, Ukeys, MAX_MISSED_DUMPS,
+    NEVER_DUMPED_GRACE_MS, NOT_TRANSLATED, N_SHARDS,
+};
 use crate::xlate::{xlate, XlateConfig, TCP_FIN, TCP_RST};
 use messages::dpif::{monotonic_ms, Dpif};
 
@@ -99,7 +103,7 @@ pub struct Revalidator {
     ukeys: Arc<Ukeys>,
     /// This revalidator's rounds so far: the ukeys of the flows a round
     /// dumps are marked with it.
-    dump_seq: u64,
+    dump_seq: u32,
     /// The last terse dump's buffer, kept for the next.
     dump_buf: Vec<(Ufid, FlowStats)>,
     stats: Arc<PipelineStats>,
@@ -262,11 +266,17 @@ impl Revalidator {
         for flow in flows {
             let mut shard = ukeys.shard(shard_of(flow.ufid));
             let ukey = shard.get_or_insert(flow.ufid, || {
-                Ukey::adopted(
+                let actions = Arc::new(flow.actions.clone());
+                let mut ukey = Ukey::adopted(
                     round.now,
-                    Megaflow::new(&flow.key, &flow.mask),
-                    Arc::new(flow.actions.clone()),
-                )
+                    UkeyMegaflow::unshared(&Megaflow::new(&flow.key, &flow.mask)),
+                    actions.clone(),
+                );
+                ukey.set_extra(UkeyExtra {
+                    recirc: self.xlate_cfg.recirc.hold(flow.key.recirc_id, &actions),
+                    ..UkeyExtra::default()
+                });
+                ukey
             });
             self.revalidate_ukey(flow.ufid, ukey, flow.stats, round, out);
         }
@@ -284,16 +294,16 @@ impl Revalidator {
         ukey.dump_seq = round.dump_seq;
         ukey.missed_dumps = 0;
         if let Some(sent) = ukey.delete_sent_ms {
-            if now.saturating_sub(sent) < DELETE_PENDING_MS {
+            if now.saturating_sub(sent.get()) < DELETE_PENDING_MS {
                 return;
             }
             // Still there: revalidated afresh.
             ukey.delete_sent_ms = None;
-            ukey.version = None;
+            ukey.version = NOT_TRANSLATED;
             ukey.created_ms = now;
         }
         let mut delete = round.kill_all;
-        if !delete && ukey.version != Some(round.version) {
+        if !delete && ukey.version != round.version {
             let key = ukey.megaflow.key();
             let x = xlate(&self.tables, &key, &self.xlate_cfg);
             if has_extra_bits(&datapath_mask(&key, &x.wc), &ukey.megaflow.mask()) {
@@ -303,19 +313,24 @@ impl Revalidator {
                     ukey.actions = Arc::new(x.actions);
                     out.ops.push(DpifOp::put(FlowPut {
                         ufid,
-                        megaflow: ukey.megaflow.clone(),
+                        megaflow: ukey.megaflow.megaflow(),
                         actions: ukey.actions.clone(),
                         mode: PutMode::Modify,
                         reset_stats: false,
                     }));
                 }
-                ukey.effects = SideEffects {
-                    learned: x.learned,
-                    fin_timeouts: x.fin_timeouts,
-                };
-                ukey.rules = x.rules;
-                ukey.mac_learned = x.mac_learned;
-                ukey.version = Some(round.version);
+                ukey.set_extra(UkeyExtra {
+                    mac_learned: x.mac_learned,
+                    effects: SideEffects {
+                        learned: x.learned,
+                        fin_timeouts: x.fin_timeouts,
+                    },
+                    // Taken before the old refs go: an id the flow keeps
+                    // is never without a holder.
+                    recirc: self.xlate_cfg.recirc.hold(key.recirc_id, &ukey.actions),
+                });
+                ukey.rules = RuleIds::from_vec(x.rules);
+                ukey.version = round.version;
             }
         }
         let (dp, db) = (
@@ -324,7 +339,7 @@ impl Revalidator {
         );
         if dp > 0 {
             let now_s = round.now / 1000;
-            for l in &ukey.mac_learned {
+            for l in ukey.mac_learned() {
                 self.xlate_cfg
                     .mac
                     .learn(l.mac, l.vlan, l.port, l.grat_arp, now_s);
@@ -337,14 +352,12 @@ impl Revalidator {
                 r.n_bytes += db;
             }
         }
-        if dp > 0 && !delete {
-            out.effects
-                .learned
-                .extend(ukey.effects.learned.iter().cloned());
+        if let Some(effects) = ukey.effects().filter(|_| dp > 0 && !delete) {
+            out.effects.learned.extend(effects.learned.iter().cloned());
             if s.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
                 out.effects
                     .fin_timeouts
-                    .extend(ukey.effects.fin_timeouts.iter().copied());
+                    .extend(effects.fin_timeouts.iter().copied());
             }
         }
         ukey.packets = s.n_packets;
@@ -355,7 +368,7 @@ impl Revalidator {
         }
         if delete {
             out.ops.push(DpifOp::FlowDel { ufid });
-            ukey.delete_sent_ms = Some(now);
+            ukey.delete_sent_ms = NonZeroU64::new(now.max(1));
         }
     }
 }
@@ -367,7 +380,7 @@ struct Round {
     kill_all: bool,
     /// The rules version and NORMAL's MAC table generation.
     version: (u64, u64),
-    dump_seq: u64,
+    dump_seq: u32,
 }
 
 /// Unknown flows fetched one by one at most; more are taken from a full
@@ -401,22 +414,15 @@ impl Revalidator {
 }
 
 impl Revalidator {
-    /// Frees the recirculation ids that no ukey (a flow installed, or on
-    /// its way: handlers make the ukey before the put) matches or
-    /// recirculates to, as OVS's ukeys hold their recirc references.
+    /// Frees the recirculation ids that no ukey holds (a flow installed,
+    /// or on its way: handlers make the ukey before the put) and no
+    /// translation used lately. Costs a visit per id, not per flow.
     fn free_recirc_ids(&mut self) {
         let recirc = &self.xlate_cfg.recirc;
         if recirc.is_empty() {
             return;
         }
-        let token = recirc.begin_sweep();
-        let mut in_use = HashSet::new();
-        for s in 0..N_SHARDS {
-            self.ukeys.shard(s).for_each(|_, ukey| {
-                crate::recirc::ids_used(&ukey.megaflow.key(), &ukey.actions, &mut in_use);
-            });
-        }
-        let freed = recirc.sweep(token, &in_use);
+        let freed = recirc.sweep();
         metrics::counter!("upcalld_recirc_ids_freed_total").increment(freed as u64);
         metrics::gauge!("upcalld_recirc_ids").set(recirc.len() as f64);
     }
