@@ -24,4 +24,4 @@ if ! command -v qemu-system-x86_64 >/dev/null; then
     --allow-downgrades "qemu-system-x86=$ver" "qemu-utils=$ver" >/dev/null
 fi
 KVM_OVS_TIMEOUT=${KVM_OVS_TIMEOUT:-300} \
-  "$KVM/cargo-test-in-vm.sh" -p upcalld "$@" --test kernel_datapath --test kernel_daemon -- --test-threads=1
+  "$KVM/cargo-test-in-vm.sh" -p upcalld "$@" --test kernel_datapath --test kernel_daemon --test kernel_traffic -- --test-threads=1

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses part of this
 
+pub mod daemon;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
