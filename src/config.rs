@@ -512,6 +512,27 @@ pub struct OpenFlowConfig {
     /// Controllers to connect to (`tcp:IP:PORT`, `unix:PATH`).
     pub controllers: Vec<String>,
     pub fail_mode: FailMode,
+    /// Packet-ins per second each connection may get (OVS's
+    /// `controller_rate_limit`, at least 100); unset or 0: no limit, as in
+    /// OVS. Packet-ins over the limit are dropped and counted.
+    pub controller_rate_limit: u32,
+    /// Packet-ins a connection may get in a burst above the rate (OVS's
+    /// `controller_burst_limit`); 0: a quarter of the rate.
+    pub controller_burst_limit: u32,
+}
+
+impl OpenFlowConfig {
+    /// The packet-in rate limit, as (rate, burst), if any.
+    pub fn packet_in_limit(&self) -> Option<(u32, u32)> {
+        (self.controller_rate_limit > 0).then(|| {
+            let rate = self.controller_rate_limit.max(100);
+            let burst = match self.controller_burst_limit {
+                0 => rate / 4,
+                b => b,
+            };
+            (rate, burst.max(1))
+        })
+    }
 }
 
 /// The userspace datapath's default batch size (see `Config::batch_size`).

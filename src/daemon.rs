@@ -676,9 +676,12 @@ async fn serve(
     let switch = Rc::new(openflow::Switch {
         pipeline: pipeline.clone(),
         dpif: dpif.clone(),
+        xlate: xlate.clone(),
         datapath_id: config.bridge.datapath_id()?,
         bridge: config.bridge.name.clone(),
         started: std::time::Instant::now(),
+        packet_in_limit: config.openflow.packet_in_limit(),
+        packet_ins_rate_limited: Default::default(),
     });
     if let Err(e) = openflow::start(switch, endpoints) {
         if configured {

@@ -15,14 +15,19 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use actors::packet_in::{ControllerPacket, ControllerReason, Subscription};
 use actors::pipeline::Pipeline;
-use actors::protocol::{RuleChange, RuleStats};
+use actors::protocol::{GetSnapshot, RuleChange, RuleStats};
 use actors::tables::{RuleEntry, RuleFilter, RuleUpdate};
-use messages::dpif::Dpif;
-use messages::ofp::{port, Rule};
+use actors::xlate::{xlate_actions, XlateConfig};
+use futures::StreamExt;
+use messages::dpif::{Dpif, DpifOp, Execute, PacketMetadata};
+use messages::flow::Flow;
+use messages::ofp::{port, Match, Rule};
 use messages::openflow::{
     self as of, BundleOp, DecodeState, ErrorKind, FlowFormat, FlowMod, FlowModCommand,
-    FlowStatsEntry, FlowStatsRequest, MultipartRequest, OfpError, Request,
+    FlowStatsEntry, FlowStatsRequest, MultipartRequest, OfpError, PacketInFormat, PacketOut,
+    Request,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -84,14 +89,21 @@ impl Endpoint {
     }
 }
 
-/// What connections share: the pipeline (rule changes, dumps), the
-/// datapath (ports) and the switch's identity.
+/// What connections share: the pipeline (rule changes, dumps, packet-ins),
+/// the datapath (ports, packet-outs) and the switch's identity.
 pub struct Switch {
     pub pipeline: Rc<Pipeline>,
     pub dpif: Arc<dyn Dpif>,
+    /// How packet-outs are translated (the handlers' configuration).
+    pub xlate: XlateConfig,
     pub datapath_id: u64,
     pub bridge: String,
     pub started: Instant,
+    /// Packet-ins per second and burst each connection may send (OVS's
+    /// `controller_rate_limit` / `controller_burst_limit`); None: no limit.
+    pub packet_in_limit: Option<(u32, u32)>,
+    /// Packet-ins dropped by the rate limit, all connections together.
+    pub packet_ins_rate_limited: std::sync::atomic::AtomicU64,
 }
 
 impl Switch {
@@ -114,6 +126,61 @@ impl Switch {
             .dump_rules()
             .await
             .map_err(|e| OfpError::new(ErrorKind::BadStat, format!("rule-table unavailable: {e}")))
+    }
+
+    /// Translates a packet-out's actions and runs them on the datapath.
+    async fn packet_out(&self, po: PacketOut) -> Result<(), OfpError> {
+        let in_port = po.in_port;
+        let valid = in_port < 0xff00
+            || in_port >= 0xffff_ff00
+                && [port::LOCAL, port::CONTROLLER, port::ANY].contains(&in_port);
+        if !valid {
+            return Err(OfpError::new(
+                ErrorKind::BadPort,
+                format!("packet-out in_port {in_port:#x}"),
+            ));
+        }
+        if po.data.is_empty() {
+            return Err(OfpError::new(
+                ErrorKind::BadPacket,
+                "packet-out without a packet",
+            ));
+        }
+        let tables = self
+            .pipeline
+            .rule_table
+            .send(GetSnapshot)
+            .await
+            .map_err(|e| {
+                OfpError::new(ErrorKind::BadType, format!("rule-table unavailable: {e}"))
+            })?;
+        let md = Flow {
+            in_port,
+            ..Flow::default()
+        };
+        let flow = messages::extract::flow_extract(&po.data, &md);
+        let out = xlate_actions(&tables, &flow, &self.xlate, &po.actions.apply);
+        if out.actions.is_empty() {
+            return Ok(());
+        }
+        // The datapath needs a real port to call the input: the bridge's
+        // own, for a packet from the controller (as OVS does).
+        let mut metadata = PacketMetadata::of(&flow);
+        if in_port >= 0xff00 {
+            metadata.in_port = self.xlate.local_port;
+        }
+        let mut ops = [DpifOp::Execute(Box::new(Execute {
+            packet: po.data,
+            metadata,
+            actions: Arc::new(out.actions),
+        }))];
+        match self.dpif.operate(&mut ops).pop() {
+            Some(Err(e)) => Err(OfpError::new(
+                ErrorKind::BadPacket,
+                format!("packet-out not executed: {e}"),
+            )),
+            _ => Ok(()),
+        }
     }
 
     fn ports(&self) -> Vec<of::PortDesc> {
@@ -165,7 +232,12 @@ pub fn start(switch: Rc<Switch>, endpoints: Vec<Endpoint>) -> anyhow::Result<()>
                     loop {
                         match listener.accept().await {
                             Ok((s, _)) => {
-                                actix::spawn(connection(sw.clone(), s, "unix".into()));
+                                actix::spawn(connection(
+                                    sw.clone(),
+                                    s,
+                                    "unix".into(),
+                                    Kind::Service,
+                                ));
                             }
                             Err(e) => {
                                 tracing::warn!(error = %e, "OpenFlow accept failed");
@@ -187,7 +259,12 @@ pub fn start(switch: Rc<Switch>, endpoints: Vec<Endpoint>) -> anyhow::Result<()>
                         match listener.accept().await {
                             Ok((s, peer)) => {
                                 let _ = s.set_nodelay(true);
-                                actix::spawn(connection(sw.clone(), s, peer.to_string()));
+                                actix::spawn(connection(
+                                    sw.clone(),
+                                    s,
+                                    peer.to_string(),
+                                    Kind::Service,
+                                ));
                             }
                             Err(e) => {
                                 tracing::warn!(error = %e, "OpenFlow accept failed");
@@ -214,7 +291,7 @@ async fn controller(switch: Rc<Switch>, ep: Endpoint) {
                 Ok(s) => {
                     let _ = s.set_nodelay(true);
                     tracing::info!(%addr, "connected to controller");
-                    connection(switch.clone(), s, addr.to_string()).await;
+                    connection(switch.clone(), s, addr.to_string(), Kind::Controller).await;
                     true
                 }
                 Err(e) => {
@@ -225,7 +302,13 @@ async fn controller(switch: Rc<Switch>, ep: Endpoint) {
             Endpoint::Unix(path) => match tokio::net::UnixStream::connect(path).await {
                 Ok(s) => {
                     tracing::info!(path = %path.display(), "connected to controller");
-                    connection(switch.clone(), s, path.display().to_string()).await;
+                    connection(
+                        switch.clone(),
+                        s,
+                        path.display().to_string(),
+                        Kind::Controller,
+                    )
+                    .await;
                     true
                 }
                 Err(e) => {
@@ -250,9 +333,52 @@ struct Bundle {
     closed: bool,
 }
 
+/// Who opened a connection (OVS's `ofconn_type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// To a configured controller: gets packet-ins from the start.
+    Controller,
+    /// Accepted on a listener (`ovs-ofctl`): gets packet-ins only once it
+    /// asks for them with a nonzero `miss_send_len`, as in OVS.
+    Service,
+}
+
+/// A token bucket: OVS's per-controller packet-in rate limit.
+struct RateLimit {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl RateLimit {
+    fn new(rate: u32, burst: u32) -> RateLimit {
+        RateLimit {
+            rate: f64::from(rate),
+            burst: f64::from(burst.max(1)),
+            tokens: f64::from(burst.max(1)),
+            last: Instant::now(),
+        }
+    }
+
+    fn admit(&mut self) -> bool {
+        let now = Instant::now();
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + dt * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// One connection's state.
 struct Conn {
     switch: Rc<Switch>,
+    kind: Kind,
     version: u8,
     decode: DecodeState,
     miss_send_len: u16,
@@ -262,10 +388,14 @@ struct Conn {
     /// Flow mods decoded but not yet sent to the rule-table.
     pending: Vec<RuleChange>,
     out: Vec<Vec<u8>>,
+    /// The packet-ins for this connection, while it wants them.
+    packet_ins: Option<Subscription>,
+    packet_in_format: PacketInFormat,
+    rate_limit: Option<RateLimit>,
 }
 
 /// Serves one OpenFlow connection until it closes.
-pub async fn connection<S>(switch: Rc<Switch>, stream: S, peer: String)
+pub async fn connection<S>(switch: Rc<Switch>, stream: S, peer: String, kind: Kind)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -277,46 +407,65 @@ where
         tracing::debug!(%peer, error = %e, "OpenFlow hello not sent");
         return;
     }
+    let packet_ins = (kind == Kind::Controller).then(|| switch.pipeline.packet_ins.subscribe());
+    let rate_limit = switch
+        .packet_in_limit
+        .map(|(rate, burst)| RateLimit::new(rate, burst));
     let mut conn = Conn {
         switch,
+        kind,
         version: 0,
         decode: DecodeState::default(),
-        miss_send_len: 128,
+        // OVS: 128 for controllers; 0 (no packet-ins) for service
+        // connections until they set one.
+        miss_send_len: if kind == Kind::Controller { 128 } else { 0 },
         config_flags: 0,
         role: 0,
         bundles: HashMap::new(),
         pending: Vec::new(),
         out: Vec::new(),
+        packet_ins,
+        packet_in_format: PacketInFormat::Standard,
+        rate_limit,
     };
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
     let mut chunk = vec![0u8; 1 << 16];
     let mut probe_sent = false;
+    let mut last_heard = tokio::time::Instant::now();
     loop {
-        let n = match tokio::time::timeout(PROBE_INTERVAL, rd.read(&mut chunk)).await {
-            Err(_) if probe_sent => {
-                tracing::info!(%peer, "OpenFlow peer silent after an echo request: closing");
-                return;
+        let read = tokio::select! {
+            r = rd.read(&mut chunk) => r,
+            Some(p) = next_packet_in(&mut conn.packet_ins) => {
+                if let Some(m) = conn.packet_in(&p) {
+                    if wr.write_all(&m).await.is_err() {
+                        return;
+                    }
+                }
+                continue;
             }
-            Err(_) => {
+            _ = tokio::time::sleep_until(last_heard + PROBE_INTERVAL) => {
+                if probe_sent {
+                    tracing::info!(%peer, "OpenFlow peer silent after an echo request: closing");
+                    return;
+                }
                 probe_sent = true;
-                let v = if conn.version == 0 {
-                    of::OFP13
-                } else {
-                    conn.version
-                };
-                if wr.write_all(&of::encode_echo_request(v, 0)).await.is_err() {
+                last_heard = tokio::time::Instant::now();
+                if wr.write_all(&of::encode_echo_request(conn.v(), 0)).await.is_err() {
                     return;
                 }
                 continue;
             }
-            Ok(Ok(0)) => return,
-            Ok(Ok(n)) => n,
-            Ok(Err(e)) => {
+        };
+        let n = match read {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e) => {
                 tracing::debug!(%peer, error = %e, "OpenFlow read failed");
                 return;
             }
         };
         probe_sent = false;
+        last_heard = tokio::time::Instant::now();
         buf.extend_from_slice(&chunk[..n]);
         let mut at = 0;
         loop {
@@ -348,6 +497,48 @@ where
     }
 }
 
+/// The next packet-in for a connection that wants them; never, for one
+/// that does not.
+async fn next_packet_in(sub: &mut Option<Subscription>) -> Option<Arc<ControllerPacket>> {
+    match sub {
+        Some(s) => s.queue.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The metadata a packet-in carries as its match (OVS's
+/// `flow_get_metadata`: what of it is set).
+fn packet_in_metadata(key: &Flow) -> Match {
+    let mut m = Match::default();
+    let (f, w) = (&mut m.flow, &mut m.mask);
+    if key.tun_id != 0 {
+        (f.tun_id, w.tun_id) = (key.tun_id, u64::MAX);
+    }
+    if key.tun_src != 0 {
+        (f.tun_src, w.tun_src) = (key.tun_src, u32::MAX);
+    }
+    if key.tun_dst != 0 {
+        (f.tun_dst, w.tun_dst) = (key.tun_dst, u32::MAX);
+    }
+    if key.pkt_mark != 0 {
+        (f.pkt_mark, w.pkt_mark) = (key.pkt_mark, u32::MAX);
+    }
+    if key.ct_state != 0 {
+        (f.ct_state, w.ct_state) = (key.ct_state, u8::MAX);
+    }
+    if key.ct_zone != 0 {
+        (f.ct_zone, w.ct_zone) = (key.ct_zone, u16::MAX);
+    }
+    if key.ct_mark != 0 {
+        (f.ct_mark, w.ct_mark) = (key.ct_mark, u32::MAX);
+    }
+    if key.ct_label != [0; 16] {
+        m.flow.ct_label = key.ct_label;
+        m.mask.ct_label = [0xff; 16];
+    }
+    m
+}
+
 async fn flush_out<W: AsyncWrite + Unpin>(conn: &mut Conn, wr: &mut W) -> std::io::Result<()> {
     for m in conn.out.drain(..) {
         wr.write_all(&m).await?;
@@ -361,6 +552,57 @@ impl Conn {
             of::OFP13
         } else {
             self.version
+        }
+    }
+
+    /// The message that carries `p` to this peer, if it gets it.
+    fn packet_in(&mut self, p: &ControllerPacket) -> Option<Vec<u8>> {
+        // A slave controller gets no packet-ins (OpenFlow 1.3 §6.3.5).
+        if self.role == 3 {
+            return None;
+        }
+        if let Some(limit) = &mut self.rate_limit {
+            if !limit.admit() {
+                self.switch
+                    .packet_ins_rate_limited
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return None;
+            }
+        }
+        let u = p.userdata;
+        let len = p.packet.len().min(usize::from(u.max_len));
+        let in_port = match p.key.in_port {
+            n if n == self.switch.xlate.local_port => port::LOCAL,
+            n => n,
+        };
+        // OpenFlow 1.0 has no table-miss rules: OVS calls what one sends
+        // there an action's packet.
+        let reason = match (u.reason, self.v()) {
+            (ControllerReason::NoMatch, v) if v >= of::OFP13 => of::PacketInReason::NoMatch,
+            _ => of::PacketInReason::Action,
+        };
+        let pin = of::PacketIn {
+            reason,
+            table: u.table,
+            cookie: u.cookie,
+            in_port,
+            metadata: packet_in_metadata(&p.key),
+            total_len: p.packet.len().min(usize::from(u16::MAX)) as u16,
+            data: p.packet[..len].to_vec(),
+        };
+        Some(of::encode_packet_in(self.v(), &pin, self.packet_in_format))
+    }
+
+    /// Sets `miss_send_len`; a service connection subscribes to packet-ins
+    /// while it is nonzero.
+    fn set_miss_send_len(&mut self, n: u16) {
+        self.miss_send_len = n;
+        if self.kind == Kind::Service {
+            match (n, self.packet_ins.is_some()) {
+                (0, true) => self.packet_ins = None,
+                (1.., false) => self.packet_ins = Some(self.switch.pipeline.packet_ins.subscribe()),
+                _ => {}
+            }
         }
     }
 
@@ -443,7 +685,7 @@ impl Conn {
                 miss_send_len,
             } => {
                 self.config_flags = flags;
-                self.miss_send_len = miss_send_len;
+                self.set_miss_send_len(miss_send_len);
             }
             Request::BarrierRequest => self.out.push(of::encode_barrier_reply(v, xid)),
             Request::FlowMod(fm) => match self.flow_mod_change(*fm) {
@@ -478,9 +720,15 @@ impl Conn {
                 }
             }
             Request::GetAsyncRequest => self.out.push(of::encode_get_async_reply(v, xid)),
-            Request::SetFlowFormat(_)
-            | Request::SetPacketInFormat(_)
-            | Request::SetControllerId(_) => {}
+            Request::SetFlowFormat(_) | Request::SetControllerId(_) => {}
+            Request::SetPacketInFormat(n) => match PacketInFormat::from_nx(n) {
+                Some(f) => self.packet_in_format = f,
+                None => {
+                    let e =
+                        OfpError::new(ErrorKind::BadType, format!("unknown packet-in format {n}"));
+                    self.error(xid, &e, msg);
+                }
+            },
             Request::FlowModTableId(on) => self.decode.flow_mod_table_id = on,
             Request::BundleControl { id, op, flags } => {
                 if let Err(e) = self.bundle_control(xid, id, op, flags).await {
@@ -492,9 +740,10 @@ impl Conn {
                     self.error(xid, &e, msg);
                 }
             }
-            Request::PacketOut(_) => {
-                let e = OfpError::new(ErrorKind::BadType, "packet-out is not supported yet");
-                self.error(xid, &e, msg);
+            Request::PacketOut(po) => {
+                if let Err(e) = self.switch.packet_out(*po).await {
+                    self.error(xid, &e, msg);
+                }
             }
         }
         true

@@ -357,3 +357,179 @@ fn show_ports_tables_and_appctl() {
     let (success, _, err) = appctl(&["frobnicate"]);
     assert!(!success && err.contains("not a valid command"), "{err}");
 }
+
+/// `ovs-ofctl monitor TARGET 65535 [OPTIONS]` in the background; its
+/// output goes to a file (read it with [`Monitor::text`]).
+struct Monitor {
+    child: std::process::Child,
+    out: PathBuf,
+}
+
+impl Monitor {
+    fn start(target: &str, options: &[&str], out: PathBuf) -> Monitor {
+        // A monitor serves unixctl: on a socket of its own, not in
+        // /var/run/openvswitch.
+        let ctl = format!("--unixctl={}.ctl", out.display());
+        // It prints what it receives on stderr (unbuffered).
+        let file = std::fs::File::create(&out).unwrap();
+        let child = Command::new("ovs-ofctl")
+            .arg(ctl)
+            .args(options)
+            .args(["monitor", target, "65535"])
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("running ovs-ofctl monitor");
+        Monitor { child, out }
+    }
+
+    fn text(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends `frame` out of `host`'s interface.
+fn send_from(host: &upcalld::netns::Host, frame: Vec<u8>) {
+    host.run(move || {
+        let port = upcalld::dpif_netdev::PortIo::open_packet("eth0").expect("AF_PACKET on eth0");
+        port.send(&frame).expect("sending a frame");
+    })
+    .expect("running in the host's namespace");
+}
+
+#[test]
+fn packet_ins_reach_ovs_ofctl_monitor_and_packet_outs_leave_the_port() {
+    require_root();
+    require_ofctl();
+    let (a, b) = two_hosts("ofp");
+    let dir = std::env::temp_dir().join(format!("upcalld-ofp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mgmt = dir.join("br0.mgmt");
+    let d = Daemon::start(
+        "ofp",
+        &[(&a.port, 1), (&b.port, 2)],
+        // A table-miss rule and a controller action with a cookie.
+        "priority=0,actions=CONTROLLER:65535\n\
+         cookie=0x42,priority=5,udp,tp_dst=7777,actions=controller:20\n",
+        &format!("[openflow]\nlisten = [\"punix:{}\"]\n", mgmt.display()),
+    );
+    d.wait_until("the OpenFlow socket exists", Duration::from_secs(5), || {
+        mgmt.exists()
+    });
+    let target = format!("unix:{}", mgmt.display());
+    // OpenFlow 1.0 (ovs-ofctl's default: it asks for NXT_PACKET_IN2) and
+    // OpenFlow 1.3 with the standard OFPT_PACKET_IN.
+    let nx = Monitor::start(&target, &[], dir.join("monitor-nx"));
+    let std13 = Monitor::start(
+        &target,
+        &["-O", "OpenFlow13", "--packet-in-format=standard"],
+        dir.join("monitor-13"),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+
+    let udp = |dport: u16| {
+        let mut f = tcp_frame(0x77, 0x0a4d_0001, 0x0a4d_0002, 1234, dport);
+        f[23] = 17; // UDP
+        f
+    };
+    d.wait_until(
+        "both monitors show the miss and the action's packet",
+        Duration::from_secs(10),
+        || {
+            send_from(&a, udp(5555));
+            send_from(&a, udp(7777));
+            std::thread::sleep(Duration::from_millis(200));
+            let (t1, t2) = (nx.text(), std13.text());
+            [&t1, &t2]
+                .iter()
+                .all(|t| t.contains("tp_dst=5555") && t.contains("cookie=0x42"))
+        },
+    );
+    let (t1, t2) = (nx.text(), std13.text());
+    assert!(t1.contains("NXT_PACKET_IN2"), "{t1}");
+    assert!(t2.contains("OFPT_PACKET_IN (OF1.3)"), "{t2}");
+    // OpenFlow 1.0 has no table-miss rules: OVS tells what one sends as an
+    // action's.
+    for (t, miss_reason) in [(&t1, "(via action)"), (&t2, "(via no_match)")] {
+        let miss = t
+            .split("PACKET_IN")
+            .find(|m| m.contains("tp_dst=5555"))
+            .unwrap_or_default();
+        assert!(miss.contains("in_port=1"), "{t}");
+        assert!(miss.contains(miss_reason), "{t}");
+        assert!(miss.contains("cookie=0x0 "), "{t}");
+        // The action's packet: its cookie, its reason, cut to max_len.
+        let action = t
+            .split("PACKET_IN")
+            .find(|m| m.contains("cookie=0x42"))
+            .unwrap_or_default();
+        assert!(action.contains("(via action)"), "{t}");
+        assert!(action.contains("total_len=54"), "{t}");
+        assert!(action.contains("data_len=20"), "{t}");
+    }
+
+    // A packet-out from the controller leaves port 2 (B sees it) and one
+    // through a table (resubmit) too.
+    let marker = udp(4242);
+    let hex: String = marker.iter().map(|b| format!("{b:02x}")).collect();
+    let seen = b
+        .spawn(move || {
+            let port =
+                upcalld::dpif_netdev::PortIo::open_packet("eth0").expect("AF_PACKET on eth0");
+            let mut buf = Vec::new();
+            let until = std::time::Instant::now() + Duration::from_secs(10);
+            let mut n = 0;
+            while std::time::Instant::now() < until && n < 2 {
+                if port.recv(&mut buf, true).expect("receiving")
+                    && buf.get(36..38) == Some(&[0x10, 0x92])
+                {
+                    n += 1;
+                }
+            }
+            n
+        })
+        .expect("listening in B's namespace");
+    std::thread::sleep(Duration::from_millis(300));
+    ok(&[
+        "-O",
+        "OpenFlow13",
+        "packet-out",
+        &target,
+        &format!("in_port=controller packet={hex} actions=output:2"),
+    ]);
+    ok(&[
+        "add-flow",
+        &target,
+        "table=3,priority=1,udp,tp_dst=4242,actions=output:2",
+    ]);
+    ok(&[
+        "packet-out",
+        &target,
+        &format!("in_port=1 packet={hex} actions=resubmit(,3)"),
+    ]);
+    assert_eq!(
+        seen.join().unwrap().unwrap(),
+        2,
+        "B got both packet-outs; log:\n{}",
+        d.log()
+    );
+
+    // A packet-out from a port that cannot exist is refused with OVS's error.
+    let (success, _, err) = ofctl(&[
+        "-O",
+        "OpenFlow13",
+        "packet-out",
+        &target,
+        &format!("in_port=65280 packet={hex} actions=output:2"),
+    ]);
+    assert!(!success && err.contains("OFPBRC_BAD_PORT"), "{err}");
+    drop((nx, std13));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -22,6 +22,7 @@ use messages::odp::OdpActions;
 use messages::Megaflow;
 
 use crate::dpif_writer::{write_ops, WriterInlet};
+use crate::packet_in::{ControllerPacket, ControllerUserdata, PacketIns};
 #[cfg(feature = "fault-injection")]
 use crate::protocol::InjectPanics;
 use crate::protocol::{
@@ -64,6 +65,8 @@ pub struct UpcallHandler {
     own_writes: Option<OwnWrites>,
     /// Credited with the packets the handler executes.
     rule_table: Addr<RuleTable>,
+    /// Where `controller` actions' packets go.
+    packet_ins: Arc<PacketIns>,
     flow_limit: u64,
     /// Megaflows installed or on their way, each with its ukey: the flow
     /// count the limit is checked against.
@@ -96,6 +99,7 @@ impl UpcallHandler {
         writer: WriterInlet,
         own_writes: Option<OwnWrites>,
         rule_table: Addr<RuleTable>,
+        packet_ins: Arc<PacketIns>,
         flow_limit: u64,
         ukeys: Arc<Ukeys>,
         stats: Arc<PipelineStats>,
@@ -107,6 +111,7 @@ impl UpcallHandler {
             writer,
             own_writes,
             rule_table,
+            packet_ins,
             flow_limit,
             ukeys,
             batch_ukeys: Vec::new(),
@@ -156,8 +161,18 @@ impl UpcallHandler {
             if panic_at == Some(i) {
                 panic!("injected fault in handler {}", self.id);
             }
-            if let UpcallKind::Action { .. } = up.kind {
-                no_controller += 1;
+            if let UpcallKind::Action { userdata } = &up.kind {
+                // A `controller` action's packet: to the connections.
+                let delivered = ControllerUserdata::decode(userdata).is_some_and(|userdata| {
+                    self.packet_ins.deliver(ControllerPacket {
+                        userdata,
+                        key: up.key,
+                        packet: std::mem::take(&mut up.packet),
+                    })
+                });
+                if !delivered {
+                    no_controller += 1;
+                }
                 continue;
             }
             // Read before translating: NORMAL's learning during this

@@ -18,6 +18,7 @@ pub mod classifier;
 pub mod dpif_writer;
 pub mod handler;
 pub mod mac_learning;
+pub mod packet_in;
 pub mod pipeline;
 pub mod protocol;
 pub mod receiver;

@@ -32,6 +32,7 @@ use actix::prelude::*;
 use crate::backpressure::Window;
 use crate::dpif_writer::{DpifWriter, WriterConfig, WriterInlet, WINDOW_OPS};
 use crate::handler::{OwnWrites, UpcallHandler, WINDOW_UPCALLS as HANDLER_WINDOW_UPCALLS};
+use crate::packet_in::PacketIns;
 #[cfg(feature = "fault-injection")]
 use crate::protocol::InjectPanics;
 use crate::protocol::{DumpRules, Flush, RevalidateNow, RuleStats, SendCredits, Subscribe};
@@ -84,6 +85,9 @@ pub struct Pipeline {
     pub stats: Arc<PipelineStats>,
     /// The ukeys of every megaflow installed or on its way.
     pub ukeys: Arc<Ukeys>,
+    /// Where handlers send `controller` actions' packets; the OpenFlow
+    /// connections subscribe.
+    pub packet_ins: Arc<PacketIns>,
     arbiters: Vec<Arbiter>,
 }
 
@@ -93,6 +97,7 @@ impl Pipeline {
     pub fn start(dpif: Arc<dyn Dpif>, tables: Tables, config: PipelineConfig) -> Pipeline {
         let stats = Arc::new(PipelineStats::default());
         let ukeys = Arc::new(Ukeys::default());
+        let packet_ins = Arc::new(PacketIns::default());
         let mut arbiters = Vec::new();
         let mut own_arbiter = |name: String, cpus: &[usize]| {
             let a = Arbiter::new();
@@ -141,14 +146,14 @@ impl Pipeline {
                     .revalidator
                     .flow_limit_start
                     .min(config.revalidator.flow_limit);
-                let u = ukeys.clone();
+                let (u, p) = (ukeys.clone(), packet_ins.clone());
                 let own = config.writer.handlers_write.then(|| OwnWrites {
                     dpif: dpif.clone(),
                     batch_size: config.writer.batch_size.max(1),
                 });
                 Supervisor::start_in_arbiter(
                     &own_arbiter(format!("handler{id}"), &config.cpus.handlers),
-                    move |_| UpcallHandler::new(id, t, x, w, own, r, limit, u, s),
+                    move |_| UpcallHandler::new(id, t, x, w, own, r, p, limit, u, s),
                 )
             })
             .collect();
@@ -202,6 +207,7 @@ impl Pipeline {
             receivers,
             stats,
             ukeys,
+            packet_ins,
             arbiters,
         }
     }

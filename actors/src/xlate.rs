@@ -21,6 +21,7 @@ use messages::ofp::{port, CtSpec, CtZone, Instructions, NatAction, OfAction};
 use messages::tunnel::{self, TunnelConfig};
 
 use crate::mac_learning::MacTable;
+use crate::packet_in::{ControllerReason, ControllerUserdata};
 use crate::protocol::SideEffects;
 use crate::recirc::{FrozenState, RecircIds};
 use crate::tables::{RuleEntry, Tables};
@@ -141,14 +142,6 @@ pub struct FinTimeout {
     pub hard_timeout: u16,
 }
 
-/// Userdata of the `userspace` action that sends a packet to the
-/// controller: the bytes `b"ctrl"` then `max_len` (big endian).
-pub fn controller_userdata(max_len: u16) -> Vec<u8> {
-    let mut v = b"ctrl".to_vec();
-    v.extend_from_slice(&max_len.to_be_bytes());
-    v
-}
-
 struct Ctx<'a> {
     tables: &'a Tables,
     cfg: &'a XlateConfig,
@@ -178,6 +171,10 @@ struct Ctx<'a> {
     recircs: Vec<Recirculation>,
     /// The rule whose actions run (for `fin_timeout`).
     rule: Option<u64>,
+    /// What a `controller` action tells of the rule whose actions run:
+    /// its cookie, and whether it is a table-miss rule.
+    rule_cookie: u64,
+    rule_is_miss: bool,
     learned: Vec<LearnedRule>,
     fin_timeouts: Vec<FinTimeout>,
     /// Where the packet's own tunnel ends (`::` when it came from none):
@@ -195,6 +192,30 @@ pub fn xlate(tables: &Tables, flow: &Flow, cfg: &XlateConfig) -> XlateOutput {
 /// [`xlate`] into `out`, reusing its buffers (a handler translates one
 /// upcall after another).
 pub fn xlate_into(tables: &Tables, flow: &Flow, cfg: &XlateConfig, out: &mut XlateOutput) {
+    xlate_from(tables, flow, cfg, out, None)
+}
+
+/// Translates `actions` for `flow` (a packet-out's): they run as a rule's
+/// would, so that `resubmit` and `goto`-free tables work as in OVS.
+pub fn xlate_actions(
+    tables: &Tables,
+    flow: &Flow,
+    cfg: &XlateConfig,
+    actions: &[OfAction],
+) -> XlateOutput {
+    let mut out = XlateOutput::default();
+    xlate_from(tables, flow, cfg, &mut out, Some(actions));
+    out
+}
+
+/// Translation from table 0 (or a frozen state), or of `actions` given.
+fn xlate_from(
+    tables: &Tables,
+    flow: &Flow,
+    cfg: &XlateConfig,
+    out: &mut XlateOutput,
+    actions_given: Option<&[OfAction]>,
+) {
     // Fields every megaflow matches exactly.
     out.wc = Flow {
         in_port: u32::MAX,
@@ -251,6 +272,8 @@ pub fn xlate_into(tables: &Tables, flow: &Flow, cfg: &XlateConfig, out: &mut Xla
         ct_nat: None,
         recircs: std::mem::take(&mut out.recircs),
         rule: None,
+        rule_cookie: 0,
+        rule_is_miss: false,
         learned: std::mem::take(&mut out.learned),
         fin_timeouts: std::mem::take(&mut out.fin_timeouts),
         orig_tnl_dst: flow.tnl_dst(),
@@ -273,12 +296,16 @@ pub fn xlate_into(tables: &Tables, flow: &Flow, cfg: &XlateConfig, out: &mut Xla
         None => ctx.conntracked = flow.ct_state & CS_TRACKED != 0,
     }
     let in_port = ctx.flow.in_port;
-    let rule = ctx.lookup(table, in_port);
-    // A packet marked congested outside must be ECN capable inside (OVS
-    // drops it otherwise), and carries the mark in.
-    let ecn_ok = frozen.is_some() || tunnel::process_ecn(&mut ctx.flow);
-    if let Some(rule) = rule.filter(|_| ecn_ok) {
-        ctx.run_rule(&rule, false);
+    if let Some(given) = actions_given {
+        ctx.run_actions(given);
+    } else {
+        let rule = ctx.lookup(table, in_port);
+        // A packet marked congested outside must be ECN capable inside (OVS
+        // drops it otherwise), and carries the mark in.
+        let ecn_ok = frozen.is_some() || tunnel::process_ecn(&mut ctx.flow);
+        if let Some(rule) = rule.filter(|_| ecn_ok) {
+            ctx.run_rule(&rule, false);
+        }
     }
     if ctx.error.is_none() && !ctx.action_set.is_empty() {
         let set = std::mem::take(&mut ctx.action_set);
@@ -364,8 +391,14 @@ impl Ctx<'_> {
         let deepens = deepens as u32;
         self.depth += deepens;
         let outer = self.rule.replace(rule.id);
-        self.run_instructions(&rule.rule.instructions);
+        let r = &rule.rule;
+        let outer_cookie = std::mem::replace(&mut self.rule_cookie, r.cookie);
+        let is_miss = r.priority == 0 && r.matches.mask.is_zero();
+        let outer_miss = std::mem::replace(&mut self.rule_is_miss, is_miss);
+        self.run_instructions(&r.instructions);
         self.rule = outer;
+        self.rule_cookie = outer_cookie;
+        self.rule_is_miss = outer_miss;
         self.depth -= deepens;
     }
 
@@ -674,9 +707,20 @@ impl Ctx<'_> {
 
     fn controller(&mut self, max_len: u16) {
         self.commit();
+        let reason = if self.rule_is_miss {
+            ControllerReason::NoMatch
+        } else {
+            ControllerReason::Action
+        };
         self.actions.push(OdpAction::Userspace {
             pid: self.cfg.upcall_pid,
-            userdata: controller_userdata(max_len),
+            userdata: ControllerUserdata {
+                max_len,
+                reason,
+                table: self.table_id,
+                cookie: self.rule_cookie,
+            }
+            .encode(),
         });
     }
 

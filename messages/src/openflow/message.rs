@@ -61,6 +61,7 @@ const NXT_FLOW_MOD_TABLE_ID: u32 = 15;
 const NXT_SET_PACKET_IN_FORMAT: u32 = 16;
 const NXT_SET_ASYNC_CONFIG: u32 = 19;
 const NXT_SET_CONTROLLER_ID: u32 = 20;
+const NXT_PACKET_IN: u32 = 17;
 const NXT_PACKET_IN2: u32 = 30;
 // ONF's bundle extension to OpenFlow 1.3.
 const ONFT_BUNDLE_CONTROL: u32 = 2300;
@@ -1463,9 +1464,36 @@ pub struct PacketIn {
     pub data: Vec<u8>,
 }
 
-/// Encodes a packet-in for `version`, as NXT_PACKET_IN2 when `nx2`.
-pub fn encode_packet_in(version: u8, p: &PacketIn, nx2: bool) -> Vec<u8> {
-    if nx2 {
+/// The packet-in formats of NXT_SET_PACKET_IN_FORMAT.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PacketInFormat {
+    /// The version's own OFPT_PACKET_IN.
+    #[default]
+    Standard,
+    /// Nicira's NXT_PACKET_IN (NXM match).
+    Nxt,
+    /// Nicira's NXT_PACKET_IN2 (properties).
+    Nxt2,
+}
+
+impl PacketInFormat {
+    /// NXT_SET_PACKET_IN_FORMAT's number, if known.
+    pub fn from_nx(n: u32) -> Option<PacketInFormat> {
+        match n {
+            0 => Some(PacketInFormat::Standard),
+            1 => Some(PacketInFormat::Nxt),
+            2 => Some(PacketInFormat::Nxt2),
+            _ => None,
+        }
+    }
+}
+
+/// Encodes a packet-in for `version` in `format`.
+pub fn encode_packet_in(version: u8, p: &PacketIn, format: PacketInFormat) -> Vec<u8> {
+    let mut m = p.metadata;
+    m.flow.in_port = p.in_port;
+    m.mask.in_port = u32::MAX;
+    if format == PacketInFormat::Nxt2 {
         let mut out = start(version, OFPT_VENDOR, 0);
         out.put_u32(NX_VENDOR_ID);
         out.put_u32(NXT_PACKET_IN2);
@@ -1476,15 +1504,37 @@ pub fn encode_packet_in(version: u8, p: &PacketIn, nx2: bool) -> Vec<u8> {
             out.extend_from_slice(body);
             out.pad8_from(s);
         };
+        // Properties: NXPINT_PACKET, _FULL_LEN, _TABLE_ID, _COOKIE,
+        // _REASON, _METADATA.
         prop(&mut out, 0, &p.data);
         prop(&mut out, 1, &u32::from(p.total_len).to_be_bytes());
-        prop(&mut out, 3, &[p.reason as u8]);
-        prop(&mut out, 4, &[p.table]);
-        prop(&mut out, 5, &p.cookie.to_be_bytes());
-        let mut m = p.metadata;
-        m.flow.in_port = p.in_port;
-        m.mask.in_port = u32::MAX;
+        prop(&mut out, 3, &[p.table]);
+        // 64-bit values sit 8-aligned: 4 bytes of padding after the
+        // property header (OVS's `ofpprop_put_be64`).
+        let mut cookie = vec![0u8; 4];
+        cookie.extend_from_slice(&p.cookie.to_be_bytes());
+        prop(&mut out, 4, &cookie);
+        prop(&mut out, 5, &[p.reason as u8]);
         prop(&mut out, 6, &nxm::encode(&m, true));
+        return finish(out);
+    }
+    if format == PacketInFormat::Nxt {
+        let entries = nxm::encode(&m, false);
+        let mut out = start(version, OFPT_VENDOR, 0);
+        out.put_u32(NX_VENDOR_ID);
+        out.put_u32(NXT_PACKET_IN);
+        out.put_u32(u32::MAX);
+        out.put_u16(p.total_len);
+        out.put_u8(p.reason as u8);
+        out.put_u8(p.table);
+        out.put_u64(p.cookie);
+        out.put_u16(entries.len() as u16);
+        out.put_zeros(6);
+        let at = out.len();
+        out.extend_from_slice(&entries);
+        out.pad8_from(at);
+        out.put_zeros(2);
+        out.extend_from_slice(&p.data);
         return finish(out);
     }
     if version == OFP10 {
@@ -1503,9 +1553,6 @@ pub fn encode_packet_in(version: u8, p: &PacketIn, nx2: bool) -> Vec<u8> {
     out.put_u8(p.reason as u8);
     out.put_u8(p.table);
     out.put_u64(p.cookie);
-    let mut m = p.metadata;
-    m.flow.in_port = p.in_port;
-    m.mask.in_port = u32::MAX;
     put_oxm_match(&m, &mut out);
     out.put_zeros(2);
     out.extend_from_slice(&p.data);
