@@ -381,3 +381,143 @@ fn stateful_firewall_on_the_kernel_conntrack() {
     );
     d.stop();
 }
+
+/// A flow deleted behind the daemon's back (`ovs-dpctl del-flows`) is
+/// installed again: its upcalls are duplicates of a flow the daemon
+/// believes installed only until the dumps have missed it four times.
+#[test]
+fn a_flow_deleted_behind_the_daemons_back_is_installed_again() {
+    if !ovs_present() {
+        return;
+    }
+    let (a, b) = (Veth::new("kxg"), Veth::new("kxh"));
+    let dp = "kxd4";
+    let mut d = Daemon::start(
+        "stale",
+        &kernel_config(
+            dp,
+            &[("kxg", 1), ("kxh", 2)],
+            "max_idle_ms = 60000",
+            "on_exit = \"delete\"",
+        ),
+        RULES_FORWARD,
+    );
+    let (tx, rx) = (PacketSocket::bind(&a.peer()), PacketSocket::bind(&b.peer()));
+    assert!(
+        forwarded(&tx, &rx, &frame_to(4000, 53)),
+        "{}",
+        d.diagnosis()
+    );
+    d.wait_until("the megaflow is installed", || dpctl_dump(dp).len() == 1);
+    let installed = dpctl_dump(dp).remove(0).flow;
+
+    run("ovs-dpctl", &["del-flows", &format!("system@{dp}")]);
+    assert!(dpctl_dump(dp).is_empty());
+    // Every frame upcalls and is forwarded by the daemon meanwhile; once
+    // the dumps have missed the flow, the next upcall puts it again.
+    let mut sport = 4001;
+    d.wait_until("the deleted megaflow is installed again", || {
+        sport += 1;
+        assert!(
+            forwarded(&tx, &rx, &frame_to(sport, 53)),
+            "frame {sport} lost"
+        );
+        dpctl_dump(dp).len() == 1
+    });
+    assert_eq!(dpctl_dump(dp)[0].flow, installed, "the same megaflow");
+    let show = d.ctl(Ctl::UpcallShow, "");
+    assert!(
+        show.contains("(dropped as missing from dumps: 1)"),
+        "{show}"
+    );
+    d.stop();
+}
+
+/// A field of `ctl upcall-show`: the number after `name`.
+fn show_field(show: &str, name: &str) -> u64 {
+    show.split(name)
+        .nth(1)
+        .and_then(|rest| {
+            rest.trim_start_matches([' ', ':', '('])
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no {name} in:\n{show}"))
+}
+
+/// Twenty thousand new flows, each frame its own megaflow (every source
+/// MAC differs and a rule examines `dl_src`), sent in closed loop as fast
+/// as the daemon takes them, with the daemon's default flow limit: every
+/// flow gets installed and none is deleted, however long the revalidator
+/// goes on dumping them (the dynamic limit must not collapse).
+#[test]
+fn a_burst_of_20000_new_flows_is_installed_and_none_is_deleted() {
+    if !ovs_present() {
+        return;
+    }
+    let (a, _b) = (Veth::new("kxi"), Veth::new("kxj"));
+    let dp = "kxd5";
+    let rules = "\
+table=0,priority=1000,dl_src=02:ff:ff:ff:ff:ff,actions=drop
+table=0,priority=100,in_port=1,ip,actions=output:2
+table=0,priority=0,actions=drop
+";
+    let mut d = Daemon::start(
+        "burst",
+        &kernel_config(
+            dp,
+            &[("kxi", 1), ("kxj", 2)],
+            "max_idle_ms = 60000",
+            "on_exit = \"delete\"",
+        ),
+        rules,
+    );
+    let tx = PacketSocket::bind(&a.peer());
+    let n = 20_000u32;
+    let frames: Vec<Vec<u8>> = (0..n)
+        .map(|i| {
+            let [_, _, hi, lo] = i.to_be_bytes();
+            udp_frame([2, 0, 0, 1, hi, lo], MAC_B, IP_A, IP_B, 1000, 53)
+        })
+        .collect();
+    let sock = d.socket.clone();
+    let show = move || {
+        control::call(&sock, Ctl::UpcallShow, "")
+            .expect("control socket")
+            .expect("upcall-show")
+    };
+    let current = |s: &str| show_field(s, "(current");
+    // At most three passes: flows the limit refused in one (it starts at
+    // 10 000 and grows while rounds are quick) are installed by the next.
+    for pass in 0..3 {
+        for chunk in frames.chunks(500) {
+            for f in chunk {
+                tx.send(f);
+            }
+            d.wait_until(
+                &format!("pass {pass}: the daemon handles what came up"),
+                || {
+                    let s = show();
+                    show_field(&s, "handled:") + show_field(&s, "lost:")
+                        >= show_field(&s, "missed:")
+                },
+            );
+        }
+        if current(&show()) == n as u64 {
+            break;
+        }
+    }
+    // Rounds over all of them.
+    let rounds = show_field(&show(), "revalidators  : 1 (");
+    d.wait_until("five more revalidation rounds", || {
+        show_field(&show(), "revalidators  : 1 (") >= rounds + 5
+    });
+    let s = show();
+    assert_eq!(current(&s), n as u64, "every flow installed:\n{s}");
+    assert_eq!(show_field(&s, "delete:"), 0, "none deleted:\n{s}");
+    assert_eq!(show_field(&s, "lost:"), 0, "no upcall lost:\n{s}");
+    assert_eq!(dpctl_flows(dp).len(), n as usize);
+    d.stop();
+}
