@@ -23,5 +23,5 @@ if ! command -v qemu-system-x86_64 >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
     --allow-downgrades "qemu-system-x86=$ver" "qemu-utils=$ver" >/dev/null
 fi
-KVM_OVS_TIMEOUT=${KVM_OVS_TIMEOUT:-300} \
+KVM_OVS_TIMEOUT=${KVM_OVS_TIMEOUT:-600} \
   "$KVM/cargo-test-in-vm.sh" -p upcalld "$@" --test kernel_datapath --test kernel_daemon --test kernel_traffic -- --test-threads=1
