@@ -301,7 +301,7 @@ impl PortConfig {
             (PortType::Replay, Some(p)) => PortKind::Replay { path: p.clone() },
             (PortType::Vxlan | PortType::Geneve, None) => {
                 return Err(ConfigError::Invalid(format!(
-                    "port {:?}: tunnel ports are not supported by this datapath yet",
+                    "port {:?}: a tunnel port is a vport shared by type and UDP port (Config::tunnel_vports)",
                     self.name
                 )))
             }
@@ -703,6 +703,15 @@ impl Config {
             }
         }
         self.tlv_map()?;
+        self.tunnel_vports()?;
+        if self.datapath.kind == DatapathType::Kernel {
+            if let Some(p) = self.ports.iter().find(|p| p.is_tunnel()) {
+                return invalid(format!(
+                    "port {:?}: tunnel ports are not supported on the kernel datapath yet",
+                    p.name
+                ));
+            }
+        }
         self.port_vlans()?;
         if !(15..=3600).contains(&self.mac_aging_time) {
             return invalid(format!(
@@ -761,6 +770,48 @@ impl Config {
                 ConfigError::Invalid(format!("port {:?}: a tunnel port needs a `number`", p.name))
             })?;
             out.insert(number, p.tunnel()?);
+        }
+        Ok(out)
+    }
+
+    /// The datapath vports the tunnel ports need: one per tunnel type and
+    /// UDP port, numbered by the UDP port and named as OVS names them
+    /// (`vxlan_sys_4789`, `genev_sys_6081`).
+    pub fn tunnel_vports(&self) -> Result<Vec<PortSpec>, ConfigError> {
+        let mut out: Vec<PortSpec> = Vec::new();
+        for t in self.tunnel_ports()?.values() {
+            let prefix = match t.kind {
+                TunnelKind::Vxlan => "vxlan_sys",
+                TunnelKind::Geneve => "genev_sys",
+            };
+            let name = format!("{prefix}_{}", t.dst_port);
+            match out.iter().find(|s| s.number == Some(t.odp_port)) {
+                Some(s) if s.name == name => {}
+                Some(s) => {
+                    return Err(ConfigError::Invalid(format!(
+                        "tunnel ports of two types share UDP port {} ({} and {name})",
+                        t.dst_port, s.name
+                    )))
+                }
+                None => out.push(PortSpec {
+                    name,
+                    kind: PortKind::Tunnel {
+                        kind: t.kind,
+                        udp_port: t.dst_port,
+                    },
+                    number: Some(t.odp_port),
+                }),
+            }
+        }
+        if let Some(p) = self.ports.iter().find(|p| {
+            !p.is_tunnel()
+                && p.number
+                    .is_some_and(|n| out.iter().any(|s| s.number == Some(n)))
+        }) {
+            return Err(ConfigError::Invalid(format!(
+                "port {:?}: its number is the UDP port of a tunnel vport, which takes that number",
+                p.name
+            )));
         }
         Ok(out)
     }
@@ -949,6 +1000,92 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("mac_aging_time"), "{e}");
+    }
+
+    #[test]
+    fn tunnel_ports_read_as_ovs_reads_interface_options() {
+        let c = Config::parse(
+            r#"
+            tlv_map = ["{class=0x102,type=0x80,len=4}->tun_metadata0"]
+            [[port]]
+            name = "gnv0"
+            type = "geneve"
+            number = 10
+            remote_ip = "flow"
+            key = "flow"
+            [[port]]
+            name = "vx0"
+            type = "vxlan"
+            number = 11
+            remote_ip = "192.0.2.9"
+            local_ip = "192.0.2.1"
+            out_key = "0x64"
+            dst_port = 8472
+            tos = "inherit"
+            ttl = 10
+            csum = true
+            df_default = false
+            "#,
+            "t.toml",
+        )
+        .unwrap();
+        let t = c.tunnel_ports().unwrap();
+        assert_eq!(
+            (t[&10].remote_ip, t[&10].in_key),
+            (TunnelIp::Flow, TunnelKey::Flow)
+        );
+        let vx = &t[&11];
+        assert_eq!(
+            (vx.out_key, vx.in_key),
+            (TunnelKey::Fixed(0x64), TunnelKey::None)
+        );
+        assert_eq!(
+            (vx.dst_port, vx.tos, vx.ttl, vx.csum, vx.df_default),
+            (8472, None, Some(10), true, false)
+        );
+        let names: Vec<_> = c
+            .tunnel_vports()
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.name, s.number))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("genev_sys_6081".to_string(), Some(6081)),
+                ("vxlan_sys_8472".to_string(), Some(8472))
+            ]
+        );
+        assert_eq!(
+            c.tlv_map().unwrap().by_option(0x102, 0x80).map(|(i, _)| i),
+            Some(0)
+        );
+
+        let bad = |port: &str| {
+            Config::parse(&format!("[[port]]\nname = \"t\"\n{port}"), "t.toml")
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(bad("type = \"vxlan\"\nnumber = 1").contains("needs `remote_ip`"));
+        assert!(bad("type = \"vxlan\"\nremote_ip = \"1.1.1.1\"").contains("needs a `number`"));
+        assert!(
+            bad("type = \"vxlan\"\nnumber = 1\nremote_ip = \"nowhere\"").contains("an IP address")
+        );
+        assert!(
+            bad("type = \"vxlan\"\nnumber = 1\nremote_ip = \"1.1.1.1\"\ntos = 3").contains("ECN")
+        );
+        assert!(
+            bad("type = \"system\"\nnumber = 1\nremote_ip = \"1.1.1.1\"")
+                .contains("tunnel options")
+        );
+        let shared = Config::parse(
+            "[[port]]\nname = \"a\"\ntype = \"vxlan\"\nnumber = 1\nremote_ip = \"1.1.1.1\"\n\
+             [[port]]\nname = \"b\"\ntype = \"geneve\"\nnumber = 2\nremote_ip = \"1.1.1.1\"\ndst_port = 4789\n",
+            "t.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(shared.contains("share UDP port 4789"), "{shared}");
     }
 
     #[test]

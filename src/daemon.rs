@@ -513,6 +513,7 @@ fn pipeline_config(
             vlans: Arc::new(config.port_vlans()?),
             mac: Arc::new(config.mac_table()),
             tunnels: Arc::new(config.tunnel_ports()?),
+            tunnel_receive: true,
             may_learn: false,
             // Real packets learn and trigger fin_timeout.
             side_effects: true,
@@ -542,9 +543,10 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
             number: Some(n),
         })
         .collect();
-    for p in &config.ports {
+    for p in config.ports.iter().filter(|p| !p.is_tunnel()) {
         specs.push(p.spec()?);
     }
+    specs.extend(config.tunnel_vports()?);
     let rules = match (&config.rules, config.demo.enabled) {
         (Some(path), _) => read_rules_file(path)?,
         (None, true) => parse_rules(DEMO_RULES, "demo rules")?,
@@ -596,6 +598,18 @@ async fn serve(
         let numbers: BTreeSet<u32> = specs.iter().filter_map(|s| s.number).collect();
         (specs.len() == numbers.len()).then_some(numbers)
     };
+    // The OpenFlow numbers of tunnel ports exist too (their packets use
+    // the vports).
+    let known_ports = known_ports.map(|mut n| {
+        n.extend(
+            config
+                .ports
+                .iter()
+                .filter(|p| p.is_tunnel())
+                .filter_map(|p| p.number),
+        );
+        n
+    });
     let pipeline_cfg = pipeline_config(&config, &backend, known_ports)?;
     let cpus = &pipeline_cfg.cpus;
     tracing::info!(
@@ -640,6 +654,14 @@ async fn serve(
                 n.conntrack().clone(),
                 Duration::from_millis(200),
             ));
+            let netdev = n.clone();
+            actix::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(200));
+                loop {
+                    tick.tick().await;
+                    crate::metrics::publish_tunnels(&netdev);
+                }
+            });
         }
         tracing::info!(%addr, "metrics at http://{addr}/metrics");
     }

@@ -102,6 +102,10 @@ fn describe() {
         "upcalld_conntrack_connections_total",
         "Connections committed and expired"
     );
+    describe_counter!(
+        "upcalld_tunnel_drops_total",
+        "Tunnel packets dropped by a vport, by reason (rx_malformed, rx_unknown_critical_option, tx_no_remote, tx_unreachable)"
+    );
     describe_histogram!("upcalld_dpif_batch_size", "Ops per datapath batch");
     describe_histogram!(
         "upcalld_upcall_latency_seconds",
@@ -160,6 +164,17 @@ pub fn publish_conntrack(ct: &Conntrack) {
     counter!("upcalld_conntrack_connections_total", "event" => "committed")
         .absolute(get(&c.created));
     counter!("upcalld_conntrack_connections_total", "event" => "expired").absolute(get(&c.expired));
+}
+
+/// Copies the userspace datapath's tunnel vport drop counters into the
+/// recorder.
+pub fn publish_tunnels(netdev: &crate::dpif_netdev::Netdev) {
+    for (port, counts) in netdev.tunnel_drops() {
+        for (why, n) in counts {
+            counter!("upcalld_tunnel_drops_total", "port" => port.clone(), "reason" => why)
+                .absolute(n);
+        }
+    }
 }
 
 /// [`publish_conntrack`] every `period` until the process ends.

@@ -65,6 +65,11 @@ pub struct XlateConfig {
     /// The tunnel ports, by OpenFlow port number. (The Geneve TLV map
     /// is the one in force, `messages::tlv::current`, as for parsing.)
     pub tunnels: Arc<BTreeMap<u32, TunnelConfig>>,
+    /// Whether a flow that came from a tunnel names its datapath vport as
+    /// `in_port` (upcalls, revalidation), to be mapped to the tunnel's
+    /// OpenFlow port as OVS's `tnl_port_receive` does; a trace names the
+    /// OpenFlow port itself.
+    pub tunnel_receive: bool,
     /// Whether `NORMAL` learns source MACs: for upcalls, not for traces
     /// or revalidation (OVS's `allow_side_effects`).
     pub may_learn: bool,
@@ -294,6 +299,26 @@ fn xlate_from(
             }
         }
         None => ctx.conntracked = flow.ct_state & CS_TRACKED != 0,
+    }
+    if frozen.is_none() && cfg.tunnel_receive && flow.tnl_dst_is_set() {
+        match tunnel::tnl_find(cfg.tunnels.iter().map(|(p, t)| (*p, t)), flow) {
+            Some(p) => {
+                ctx.flow.in_port = p;
+                ctx.base.in_port = p;
+            }
+            // OVS: "no OpenFlow tunnel port for this packet": dropped.
+            None => {
+                let (actions, rules, mac_learned) = (ctx.actions, ctx.rules, ctx.mac_learned);
+                out.actions = actions;
+                out.rules = rules;
+                out.mac_learned = mac_learned;
+                out.error = None;
+                out.recircs = ctx.recircs;
+                out.learned = ctx.learned;
+                out.fin_timeouts = ctx.fin_timeouts;
+                return;
+            }
+        }
     }
     let in_port = ctx.flow.in_port;
     if let Some(given) = actions_given {

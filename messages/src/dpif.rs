@@ -16,7 +16,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::flow::{Flow, FlowWildcards};
+use crate::flow::{Flow, FlowWildcards, TUNNEL_LEN};
 use crate::megaflow::Megaflow;
 use crate::odp::OdpActions;
 
@@ -88,6 +88,12 @@ pub enum PortKind {
     Internal,
     /// A file of frames fed into the datapath (userspace datapath only).
     Replay { path: std::path::PathBuf },
+    /// A tunnel vport: every tunnel port of this type and UDP port sends
+    /// and receives through it (userspace datapath only, so far).
+    Tunnel {
+        kind: crate::tunnel::TunnelKind,
+        udp_port: u16,
+    },
 }
 
 /// A port to add: its name, kind and wanted number (None: next free).
@@ -224,20 +230,17 @@ pub struct FlowPut {
 /// of its flow key. A datapath parses the headers from the packet itself,
 /// so an execute carries only this (as OVS's `dpif_execute` sends only a
 /// packet's metadata), not a whole key of 264 bytes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PacketMetadata {
     pub in_port: u32,
     pub skb_priority: u32,
     pub pkt_mark: u32,
     pub recirc_id: u32,
     pub dp_hash: u32,
-    pub tun_id: u64,
-    pub tun_src: u32,
-    pub tun_dst: u32,
-    /// `FLOW_TNL_F_*` bits of the tunnel the packet came by.
-    pub tun_flags: u16,
-    pub tun_tos: u8,
-    pub tun_ttl: u8,
+    /// The tunnel the packet came by, or is to be sent with (after a
+    /// `set(tunnel(...))`): the tunnel fields of a flow, as
+    /// `Flow::tunnel_bytes` has them.
+    pub tunnel: [u8; TUNNEL_LEN],
     pub ct_state: u8,
     pub ct_zone: u16,
     pub ct_mark: u32,
@@ -253,6 +256,12 @@ pub struct PacketMetadata {
     pub ct_tp_dst: u16,
 }
 
+impl Default for PacketMetadata {
+    fn default() -> Self {
+        PacketMetadata::of(&Flow::default())
+    }
+}
+
 impl PacketMetadata {
     /// The metadata of a packet whose flow key is `key`.
     pub fn of(key: &Flow) -> Self {
@@ -262,12 +271,7 @@ impl PacketMetadata {
             pkt_mark: key.pkt_mark,
             recirc_id: key.recirc_id,
             dp_hash: key.dp_hash,
-            tun_id: key.tun_id,
-            tun_src: key.tun_src,
-            tun_dst: key.tun_dst,
-            tun_flags: key.tun_flags,
-            tun_tos: key.tun_tos,
-            tun_ttl: key.tun_ttl,
+            tunnel: key.tunnel_bytes().try_into().expect("TUNNEL_LEN"),
             ct_state: key.ct_state,
             ct_zone: key.ct_zone,
             ct_mark: key.ct_mark,
@@ -289,12 +293,7 @@ impl PacketMetadata {
         key.pkt_mark = self.pkt_mark;
         key.recirc_id = self.recirc_id;
         key.dp_hash = self.dp_hash;
-        key.tun_id = self.tun_id;
-        key.tun_src = self.tun_src;
-        key.tun_dst = self.tun_dst;
-        key.tun_flags = self.tun_flags;
-        key.tun_tos = self.tun_tos;
-        key.tun_ttl = self.tun_ttl;
+        key.set_tunnel_bytes(&self.tunnel);
         key.ct_state = self.ct_state;
         key.ct_zone = self.ct_zone;
         key.ct_mark = self.ct_mark;

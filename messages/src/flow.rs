@@ -172,6 +172,9 @@ pub struct Flow {
     pub pad_end: u32,
 }
 
+/// How many bytes the tunnel fields take ([`Flow::tunnel_bytes`]).
+pub const TUNNEL_LEN: usize = TUNNEL_BYTES.end - TUNNEL_BYTES.start;
+
 /// Where the tunnel fields lie in a `Flow`'s bytes.
 const TUNNEL_BYTES: std::ops::Range<usize> =
     std::mem::offset_of!(Flow, tun_id)..std::mem::offset_of!(Flow, metadata);

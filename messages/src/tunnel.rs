@@ -566,6 +566,116 @@ pub fn tunnel_from_attrs(
     Ok(())
 }
 
+/// The UDP payload header of a tunnel packet (VXLAN or Geneve), from
+/// `flow`'s tunnel: VNI from `tun_id`, VXLAN GBP, Geneve options by the
+/// map and the OAM bit (OVS's `netdev_vxlan_build_header` and
+/// `netdev_geneve_build_header`). The inner Ethernet frame follows it.
+pub fn encap_header(kind: TunnelKind, flow: &Flow, map: &TlvMap) -> Vec<u8> {
+    let vni = ((flow.tun_id as u32) & 0x00ff_ffff) << 8;
+    match kind {
+        TunnelKind::Vxlan => {
+            let mut h = vec![0x08, 0, 0, 0];
+            if flow.tun_gbp_id != 0 || flow.tun_gbp_flags != 0 {
+                h[0] |= 0x80;
+                h[1] = flow.tun_gbp_flags;
+                h[2..4].copy_from_slice(&flow.tun_gbp_id.to_be_bytes());
+            }
+            h.extend_from_slice(&vni.to_be_bytes());
+            h
+        }
+        TunnelKind::Geneve => {
+            let opts = geneve_opts(flow, map);
+            let critical = {
+                let mut rest = opts.as_slice();
+                let mut crit = false;
+                while rest.len() >= 4 {
+                    crit |= rest[2] & GENEVE_CRIT_OPT_TYPE != 0;
+                    let n = 4 + (rest[3] & 0x1f) as usize * 4;
+                    rest = rest.get(n..).unwrap_or_default();
+                }
+                crit
+            };
+            let mut h = vec![(opts.len() / 4) as u8, 0, 0x65, 0x58];
+            if flow.tun_flags & FLOW_TNL_F_OAM != 0 {
+                h[1] |= 0x80;
+            }
+            if critical {
+                h[1] |= 0x40;
+            }
+            h.extend_from_slice(&vni.to_be_bytes());
+            h.extend_from_slice(&opts);
+            h
+        }
+    }
+}
+
+/// Why a received tunnel packet was dropped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DecapError {
+    /// Shorter than its header, a wrong version, flags or protocol.
+    Malformed(&'static str),
+    Geneve(GeneveError),
+}
+
+impl std::fmt::Display for DecapError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecapError::Malformed(why) => write!(f, "malformed tunnel header: {why}"),
+            DecapError::Geneve(e) => e.fmt(f),
+        }
+    }
+}
+
+/// Parses a received UDP payload of `kind` (OVS's `netdev_vxlan_pop_header`
+/// and `netdev_geneve_pop_header`): fills `flow`'s `tun_id`, flags, GBP,
+/// Geneve options (by the map) and returns where the inner Ethernet frame
+/// starts. The outer addresses, TOS, TTL and ports are the caller's.
+pub fn decap(
+    kind: TunnelKind,
+    payload: &[u8],
+    map: &TlvMap,
+    flow: &mut Flow,
+) -> Result<usize, DecapError> {
+    let bad = DecapError::Malformed;
+    match kind {
+        TunnelKind::Vxlan => {
+            let h = payload.get(..8).ok_or(bad("shorter than a VXLAN header"))?;
+            if h[0] & 0x08 == 0 || h[7] != 0 {
+                return Err(bad("VXLAN flags without a valid VNI"));
+            }
+            if h[0] & 0x80 != 0 {
+                flow.tun_gbp_flags = h[1];
+                flow.tun_gbp_id = u16::from_be_bytes([h[2], h[3]]);
+            }
+            flow.tun_id = u64::from(u32::from_be_bytes([h[4], h[5], h[6], h[7]]) >> 8);
+            flow.tun_flags |= FLOW_TNL_F_KEY;
+            Ok(8)
+        }
+        TunnelKind::Geneve => {
+            let h = payload
+                .get(..8)
+                .ok_or(bad("shorter than a Geneve header"))?;
+            if h[0] >> 6 != 0 {
+                return Err(bad("Geneve version is not 0"));
+            }
+            if u16::from_be_bytes([h[2], h[3]]) != 0x6558 {
+                return Err(bad("Geneve payload is not Ethernet"));
+            }
+            let opts_len = (h[0] & 0x3f) as usize * 4;
+            let opts = payload
+                .get(8..8 + opts_len)
+                .ok_or(bad("Geneve options longer than the packet"))?;
+            if h[1] & 0x80 != 0 {
+                flow.tun_flags |= FLOW_TNL_F_OAM;
+            }
+            flow.tun_id = u64::from(u32::from_be_bytes([h[4], h[5], h[6], h[7]]) >> 8);
+            flow.tun_flags |= FLOW_TNL_F_KEY;
+            geneve_opts_to_flow(opts, map, flow).map_err(DecapError::Geneve)?;
+            Ok(8 + opts_len)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -594,6 +704,47 @@ mod tests {
         assert_eq!((flow.tun_tos, wc.nw_tos), (IP_ECN_ECT_0, IP_ECN_MASK));
         assert_eq!(flow.tun_flags, FLOW_TNL_F_DONT_FRAGMENT | FLOW_TNL_F_KEY);
         assert_eq!(flow.tun_tp_dst, 6081);
+    }
+
+    #[test]
+    fn headers_round_trip_and_bad_ones_are_errors_not_panics() {
+        let map = TlvMap::from_text("{class=0xffff,type=0,len=4}->tun_metadata0").unwrap();
+        let mut f = Flow {
+            tun_id: 0x1234,
+            tun_gbp_id: 7,
+            tun_gbp_flags: 1,
+            ..Flow::default()
+        };
+        crate::field::Field::TunMetadata {
+            idx: 0,
+            off: 0,
+            len: 4,
+        }
+        .set(&mut f, 0xabcd);
+        for kind in [TunnelKind::Vxlan, TunnelKind::Geneve] {
+            let h = encap_header(kind, &f, &map);
+            let mut back = Flow::default();
+            assert_eq!(decap(kind, &h, &map, &mut back), Ok(h.len()));
+            assert_eq!(back.tun_id, 0x1234);
+            if kind == TunnelKind::Geneve {
+                assert_eq!(
+                    (back.tun_md_present, &back.tun_md[..4]),
+                    (1, &[0, 0, 0xab, 0xcd][..])
+                );
+            } else {
+                assert_eq!((back.tun_gbp_id, back.tun_gbp_flags), (7, 1));
+            }
+            // Every truncation is an error, never a panic.
+            for n in 0..h.len() {
+                assert!(
+                    decap(kind, &h[..n], &map, &mut Flow::default()).is_err(),
+                    "{kind:?} {n}"
+                );
+            }
+        }
+        let mut ipv4 = encap_header(TunnelKind::Geneve, &f, &map);
+        ipv4[2..4].copy_from_slice(&0x0800u16.to_be_bytes());
+        assert!(decap(TunnelKind::Geneve, &ipv4, &map, &mut Flow::default()).is_err());
     }
 
     #[test]

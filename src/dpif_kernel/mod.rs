@@ -888,6 +888,11 @@ impl Dpif for KernelDpif {
                     "replay ports exist only on the userspace datapath".into(),
                 ))
             }
+            PortKind::Tunnel { .. } => {
+                return Err(DpifError::Refused(
+                    "tunnel vports are not supported on the kernel datapath yet".into(),
+                ))
+            }
         };
         let mut attrs = vec![
             VportAttr::Name(spec.name.clone()),

@@ -138,6 +138,10 @@ impl Dpif for Netdev {
             PortKind::System => (PortIo::open_packet(&spec.name)?, None),
             PortKind::Internal => (PortIo::open_tap(&spec.name)?, None),
             PortKind::Replay { path } => (PortIo::Replay, Some(path.clone())),
+            PortKind::Tunnel { kind, udp_port } => (
+                PortIo::Tunnel(super::tunnel::TunnelVport::open(*kind, *udp_port)?),
+                None,
+            ),
         };
         let port = Arc::new(Port {
             info: PortInfo {

@@ -54,8 +54,12 @@ impl<'a> Egress<'a> {
         for (i, action) in actions.iter().enumerate() {
             let applied = match action {
                 OdpAction::Output(port) => {
+                    let tunnel = known.tunnel();
                     match self.port(*port) {
-                        Some(p) => p.counters.count_tx(&p.io.send(frame)),
+                        Some(p) => match &p.io {
+                            PortIo::Tunnel(v) => p.counters.count_tx(&v.send(frame, &tunnel)),
+                            io => p.counters.count_tx(&io.send(frame)),
+                        },
                         None => self.no_port += 1,
                     }
                     Ok(())
@@ -83,17 +87,18 @@ impl<'a> Egress<'a> {
                     Ok(())
                 }
                 OdpAction::SetTunnel(attrs) => {
-                    // The tunnel a following output would encapsulate
-                    // with; this datapath keeps its addresses and key.
+                    // The tunnel a following output to a tunnel port
+                    // encapsulates with.
                     let mut t = Flow::default();
                     let _ = messages::tunnel::tunnel_from_attrs(
                         attrs,
                         &messages::tlv::current(),
                         &mut t,
                     );
-                    let md = known.metadata_mut();
-                    (md.tun_id, md.tun_src, md.tun_dst) = (t.tun_id, t.tun_src, t.tun_dst);
-                    (md.tun_flags, md.tun_tos, md.tun_ttl) = (t.tun_flags, t.tun_tos, t.tun_ttl);
+                    known
+                        .metadata_mut()
+                        .tunnel
+                        .copy_from_slice(t.tunnel_bytes());
                     Ok(())
                 }
                 OdpAction::SetMasked(header) => {
@@ -218,6 +223,17 @@ impl Known<'_> {
             Known::KeyWith(_, md) | Known::Metadata(md) => md,
             Known::Key(_) => unreachable!("replaced above"),
         }
+    }
+
+    /// The packet's tunnel (as a flow holding only tunnel fields): the one
+    /// it came by, or the one a `set(tunnel(...))` gave it.
+    fn tunnel(&self) -> Flow {
+        let mut t = Flow::default();
+        match self {
+            Known::Key(k) => t.copy_tunnel_from(k),
+            Known::KeyWith(_, md) | Known::Metadata(md) => t.set_tunnel_bytes(&md.tunnel),
+        }
+        t
     }
 
     /// An action rewrote a header: the key no longer describes the frame.

@@ -22,6 +22,7 @@ mod port;
 mod receive;
 #[cfg(test)]
 mod tests;
+mod tunnel;
 mod upcall_queue;
 
 use std::collections::BTreeMap;
@@ -196,6 +197,33 @@ impl Netdev {
         )
     }
 
+    /// Each tunnel vport's drop counters, by vport name: what its
+    /// receive dropped (malformed headers, unknown critical Geneve
+    /// options) and its sends (no remote, host refused).
+    pub fn tunnel_drops(&self) -> Vec<(String, [(&'static str, u64); 4])> {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        self.core
+            .ports
+            .read()
+            .values()
+            .filter_map(|p| match &p.io {
+                PortIo::Tunnel(v) => Some((
+                    p.info.name.clone(),
+                    [
+                        ("rx_malformed", get(&v.counters.rx_malformed)),
+                        (
+                            "rx_unknown_critical_option",
+                            get(&v.counters.rx_unknown_critical),
+                        ),
+                        ("tx_no_remote", get(&v.counters.tx_no_remote)),
+                        ("tx_unreachable", get(&v.counters.tx_unreachable)),
+                    ],
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Packets dropped for recirculating more often than OVS allows (6).
     pub fn recirc_too_deep(&self) -> u64 {
         self.core.n_recirc_too_deep.load(Ordering::Relaxed)
@@ -244,6 +272,9 @@ impl Netdev {
                 start_thread_as(&name, &core.rx_cpus);
                 match replay {
                     Some(path) => core.replay_loop(number, &path, &stop2),
+                    None if matches!(port.io, PortIo::Tunnel(_)) => {
+                        core.tunnel_rx_loop(&port, &stop2)
+                    }
                     None => core.rx_loop(&port, &stop2),
                 }
             })

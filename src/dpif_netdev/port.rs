@@ -22,6 +22,9 @@ pub enum PortIo {
     /// A replay port: frames come from a file; what is sent to it is only
     /// counted.
     Replay,
+    /// A tunnel vport (its own receive loop; sends take the packet's
+    /// tunnel, see `Egress`).
+    Tunnel(super::tunnel::TunnelVport),
 }
 
 /// Per-port counters.
@@ -93,6 +96,12 @@ impl PortIo {
             PortIo::Packet(fd) => fd,
             PortIo::Tap(fd) => fd,
             PortIo::Replay => return Ok(()),
+            PortIo::Tunnel(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a tunnel vport sends with a tunnel",
+                ))
+            }
         };
         // SAFETY: `frame` is a valid buffer of the length passed.
         let n = unsafe { libc::send(fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
@@ -126,7 +135,7 @@ impl PortIo {
                 }
                 fd
             }
-            PortIo::Replay => return Ok(false),
+            PortIo::Replay | PortIo::Tunnel(_) => return Ok(false),
         };
         buf.resize(MAX_FRAME, 0);
         let mut iov = libc::iovec {

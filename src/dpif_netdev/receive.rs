@@ -86,6 +86,44 @@ impl Core {
         }
     }
 
+    /// [`Core::rx_loop`] for a tunnel vport: each packet comes with its
+    /// own tunnel metadata.
+    pub(super) fn tunnel_rx_loop(&self, port: &Port, stop: &AtomicBool) {
+        let PortIo::Tunnel(vport) = &port.io else {
+            return;
+        };
+        let mut rx = self.rx_state();
+        let mut burst: Burst = Vec::with_capacity(BURST);
+        let mut mds: Vec<Flow> = Vec::with_capacity(BURST);
+        let mut buf = Vec::new();
+        let mut md = Flow {
+            in_port: port.info.number,
+            ..Flow::default()
+        };
+        while !stop.load(Ordering::Relaxed) {
+            while burst.len() < BURST {
+                match vport.recv(&mut buf, &mut md, may_wait(&burst, &rx)) {
+                    Ok(true) => {
+                        burst.push((port.info.number, std::mem::take(&mut buf)));
+                        mds.push(md);
+                    }
+                    Ok(false) => break,
+                    Err(e) => {
+                        tracing::warn!(port = %port.info.name, error = %e, "receive failed; port stops reading");
+                        return;
+                    }
+                }
+            }
+            port.counters
+                .rx_packets
+                .fetch_add(burst.len() as u64, Ordering::Relaxed);
+            let more_input = burst.len() == BURST;
+            self.receive_with(&mut burst, &mut rx, Some(&mds));
+            mds.clear();
+            self.queue_misses(&mut rx, more_input, &|| false);
+        }
+    }
+
     pub(super) fn replay_loop(&self, number: u32, path: &std::path::Path, stop: &AtomicBool) {
         let frames = match read_replay_file(path) {
             Ok(f) => f,
@@ -132,6 +170,12 @@ impl Core {
     /// megaflow's actions, misses join `rx.misses` (see
     /// [`Core::queue_misses`]).
     pub(super) fn receive(&self, burst: &mut Burst, rx: &mut RxState) {
+        self.receive_with(burst, rx, None)
+    }
+
+    /// [`Core::receive`], each frame with its own metadata (`mds`, as
+    /// from a tunnel vport) instead of its input port alone.
+    pub(super) fn receive_with(&self, burst: &mut Burst, rx: &mut RxState, mds: Option<&[Flow]>) {
         if burst.is_empty() {
             return;
         }
@@ -147,9 +191,14 @@ impl Core {
         keys.resize(keys.len().max(burst.len()), Flow::default());
         keys.truncate(burst.len());
         let mut md = Flow::default();
-        for ((in_port, frame), key) in burst.iter().zip(keys.iter_mut()) {
-            md.in_port = *in_port;
-            flow_extract_into(frame, &md, key);
+        for (i, ((in_port, frame), key)) in burst.iter().zip(keys.iter_mut()).enumerate() {
+            match mds.and_then(|m| m.get(i)) {
+                Some(m) => flow_extract_into(frame, m, key),
+                None => {
+                    md.in_port = *in_port;
+                    flow_extract_into(frame, &md, key);
+                }
+            }
         }
         found.clear();
         found.extend(keys.iter().map(|k| emc.lookup(k)));

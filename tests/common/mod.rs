@@ -75,6 +75,18 @@ impl Daemon {
     /// [`Daemon::start`] with the `[[port]]` tables written out (for
     /// settings beyond a name and a number).
     pub fn start_with_ports(tag: &str, ports: &str, rules: &str, extra: &str) -> Daemon {
+        Daemon::start_in(None, tag, ports, rules, extra)
+    }
+
+    /// [`Daemon::start_with_ports`], run inside network namespace `netns`
+    /// when given (its ports, addresses and routes are that namespace's).
+    pub fn start_in(
+        netns: Option<&str>,
+        tag: &str,
+        ports: &str,
+        rules: &str,
+        extra: &str,
+    ) -> Daemon {
         let dir = std::env::temp_dir().join(format!("upcalld-test-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -95,7 +107,15 @@ impl Daemon {
         let config_path = dir.join("upcalld.toml");
         std::fs::write(&config_path, config).unwrap();
         let log = std::fs::File::create(dir.join("upcalld.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_upcalld"))
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_upcalld")]);
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_upcalld")),
+        };
+        let child = cmd
             .args(["run", "--config"])
             .arg(&config_path)
             .env("RUST_LOG", "info")

@@ -1,0 +1,231 @@
+//! Two hosts joined by an overlay: two upcalld daemons on the embedded
+//! datapath, each in its own network namespace with its own underlay
+//! address, joined by a veth underlay; a host behind each. Ping and a 1 MiB
+//! TCP transfer cross a Geneve tunnel whose `tun_metadata0` option one
+//! side sets and the other matches, and a VXLAN tunnel with `key=flow`.
+
+mod common;
+
+use std::net::Ipv4Addr;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use upcalld::control::Command as Ctl;
+use upcalld::netns::Host;
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("running ip");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A namespace for a daemon, deleted when dropped.
+struct Netns(String);
+
+impl Netns {
+    fn new(name: &str) -> Netns {
+        let _ = Command::new("ip").args(["netns", "del", name]).output();
+        ip(&["netns", "add", name]);
+        ip(&["-n", name, "link", "set", "lo", "up"]);
+        Netns(name.into())
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+    }
+}
+
+/// One side: a daemon's namespace (underlay `192.168.77.N`), and a host
+/// (`10.78.0.N`) whose port is moved into the daemon's namespace.
+struct Side {
+    ns: Netns,
+    host: Host,
+}
+
+fn side(n: u8) -> Side {
+    let ns = Netns::new(&format!("uct-tnl-d{n}"));
+    let host = Host::create(
+        &format!("uct-tnl-h{n}"),
+        &format!("uctnlh{n}"),
+        Ipv4Addr::new(10, 78, 0, n),
+        [2, 0, 0, 0x78, 0, n],
+    )
+    .expect("creating a host");
+    // Room for the outer headers on a 1500-byte underlay, as OVN lowers
+    // its ports' MTU.
+    ip(&["-n", &host.netns, "link", "set", "eth0", "mtu", "1400"]);
+    ip(&["link", "set", &host.port, "netns", &ns.0]);
+    Side { ns, host }
+}
+
+/// Both sides and the underlay between them.
+fn topology() -> (Side, Side) {
+    let (a, b) = (side(1), side(2));
+    ip(&[
+        "link", "add", "uctnlu1", "netns", &a.ns.0, "type", "veth", "peer", "name", "uctnlu2",
+        "netns", &b.ns.0,
+    ]);
+    for (s, dev, addr) in [
+        (&a, "uctnlu1", "192.168.77.1/24"),
+        (&b, "uctnlu2", "192.168.77.2/24"),
+    ] {
+        ip(&["-n", &s.ns.0, "addr", "add", addr, "dev", dev]);
+        ip(&["-n", &s.ns.0, "link", "set", dev, "up"]);
+    }
+    (a, b)
+}
+
+fn daemon(s: &Side, n: u8, rules: &str) -> Daemon {
+    let remote = if n == 1 {
+        "192.168.77.2"
+    } else {
+        "192.168.77.1"
+    };
+    let ports = format!(
+        r#"[[port]]
+name = "{port}"
+type = "system"
+number = 1
+[[port]]
+name = "gnv0"
+type = "geneve"
+number = 10
+remote_ip = "{remote}"
+[[port]]
+name = "vx0"
+type = "vxlan"
+number = 11
+remote_ip = "{remote}"
+key = "flow"
+"#,
+        port = s.host.port
+    );
+    Daemon::start_in(
+        Some(&s.ns.0),
+        &format!("tnl{n}"),
+        &ports,
+        rules,
+        r#"tlv_map = ["{class=0xffff,type=0,len=4}->tun_metadata0"]"#,
+    )
+}
+
+/// Runs `f` on a thread inside namespace `ns`.
+fn in_ns<R: Send + 'static>(ns: &Netns, f: impl FnOnce() -> R + Send + 'static) -> R {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(format!("/run/netns/{}", ns.0)).unwrap();
+    std::thread::spawn(move || {
+        // SAFETY: setns on a namespace fd we own; affects this thread only.
+        assert_eq!(
+            unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
+            0
+        );
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+/// Sends UDP datagrams to `to` from inside namespace `ns`.
+fn udp_from(ns: &Netns, to: &'static str, datagrams: Vec<Vec<u8>>) {
+    in_ns(ns, move || {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        for d in datagrams {
+            s.send_to(&d, to).unwrap();
+        }
+    })
+}
+
+/// The daemon's `/metrics`, read inside its namespace.
+fn scrape_in(ns: &Netns, d: &Daemon) -> String {
+    use std::io::{Read, Write};
+    let port = d.metrics_port;
+    in_ns(ns, move || {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics endpoint");
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    })
+}
+
+fn transfer_and_ping(a: &Side, b: &Side, what: &str) {
+    assert!(
+        ping_ok(&a.host, b.host.addr, 10),
+        "{what}: no ping reply across the tunnel"
+    );
+    let got = tcp_transfer(&a.host, &b.host, 7001, 1 << 20, Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("{what}: TCP transfer failed: {e}"));
+    assert_eq!(got.len(), 1 << 20, "{what}");
+    assert!(got == pattern(1 << 20), "{what}: data differs");
+}
+
+#[test]
+fn ping_and_tcp_through_geneve_with_an_option_and_vxlan_with_key_flow() {
+    require_root();
+    let (a, b) = topology();
+    // Geneve: each side sends its own tun_metadata0 and takes only the
+    // other's.
+    let geneve = |mine: u32, theirs: u32| {
+        format!(
+            "table=0,priority=10,in_port=1,actions=set_field:{mine:#x}->tun_metadata0,output:10\n\
+             table=0,priority=10,in_port=10,tun_metadata0={theirs:#x},actions=output:1\n"
+        )
+    };
+    let da = daemon(&a, 1, &geneve(0x1234, 0x5678));
+    let db = daemon(&b, 2, &geneve(0x5678, 0x1234));
+    transfer_and_ping(&a, &b, "geneve");
+    let flows = db.ctl(Ctl::DumpDpFlows, "");
+    assert!(
+        flows.contains("geneve({class=0xffff,type=0,len=4,0x1234})"),
+        "B's megaflows match A's option:\n{flows}"
+    );
+    assert!(flows.contains("set(tunnel("), "{flows}");
+    // A wrong option is not taken: B now wants another value.
+    db.ctl(Ctl::ReplaceFlows, &geneve(0x5678, 0x9999));
+    db.ctl(Ctl::Revalidate, "");
+    assert!(
+        !ping_ok(&a.host, b.host.addr, 3),
+        "a packet with the wrong option got through"
+    );
+
+    // Bad outer payloads are dropped and counted, never a panic: garbage,
+    // and a Geneve packet whose unknown option is critical.
+    let mut critical = vec![2, 0x40, 0x65, 0x58, 0, 0, 1, 0];
+    critical.extend_from_slice(&[0x01, 0x02, 0x80, 0x01, 9, 9, 9, 9]);
+    critical.extend_from_slice(&[0; 60]);
+    udp_from(
+        &b.ns,
+        "192.168.77.1:6081",
+        vec![b"garbage".to_vec(), critical],
+    );
+    da.wait_until("tunnel drops counted", Duration::from_secs(5), || {
+        let m = scrape_in(&a.ns, &da);
+        let count = |why: &str| {
+            m.lines()
+                .filter(|l| l.contains("genev_sys_6081") && l.contains(why))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>()
+        };
+        count("\"rx_malformed\"") >= 1.0 && count("\"rx_unknown_critical_option\"") >= 1.0
+    });
+    assert!(!da.ctl(Ctl::UpcallShow, "").is_empty(), "A still answers");
+
+    // VXLAN with key=flow: the VNI comes from set_field on tun_id, and
+    // each side takes only VNI 100.
+    let vxlan = "table=0,priority=10,in_port=1,actions=set_field:0x64->tun_id,output:11\n\
+                 table=0,priority=10,in_port=11,tun_id=0x64,actions=output:1\n";
+    da.ctl(Ctl::ReplaceFlows, vxlan);
+    db.ctl(Ctl::ReplaceFlows, vxlan);
+    transfer_and_ping(&a, &b, "vxlan");
+    let flows = da.ctl(Ctl::DumpDpFlows, "");
+    assert!(flows.contains("tun_id=0x64"), "{flows}");
+    drop((da, db));
+}
