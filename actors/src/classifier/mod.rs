@@ -115,8 +115,9 @@ struct Subtable {
     ports_mask: u32,
     ports_mask_len: u32,
     ports_trie: PrefixTrie,
-    /// Flat copy of `indices` and `buckets` for lookups, built on the first
-    /// lookup after a change.
+    /// Flat copy of `indices` and `buckets` for lookups. Once built, a
+    /// change edits a copy of it (or it in place, when no snapshot shares
+    /// it); before that, it is built on first use.
     lookup_index: Arc<OnceLock<LookupIndex>>,
 }
 
@@ -124,9 +125,9 @@ struct Subtable {
 /// maps make updates O(log n) and snapshots O(1), but a lookup in them
 /// chases several tree nodes, a cache miss each once a subtable holds many
 /// rules. Lookups use this copy instead, which answers with two or three
-/// memory accesses per stage; a change to the subtable drops it, and the
-/// next lookup rebuilds it.
-#[derive(Debug)]
+/// memory accesses per stage. A change edits it: copying flat arrays costs
+/// far less than rebuilding them from the persistent maps.
+#[derive(Clone, Debug)]
 struct LookupIndex {
     /// The subtable's mask words in stage order, each as (flow word, mask
     /// word), so that a lookup walks one flat list.
@@ -147,6 +148,9 @@ struct LookupIndex {
     /// first, for the entries that have some: conjunctive matches fall
     /// back on them (OVS's `next_visible_rule_in_list`).
     lower: HashMap<u32, Vec<Arc<RuleEntry>>, U64BuildHasher>,
+    /// Entries unlinked by removals; their arena slots stay until a
+    /// rebuild, which happens once they outnumber the live ones.
+    dead: usize,
 }
 
 const NO_ENTRY: u32 = u32::MAX;
@@ -258,6 +262,7 @@ impl Subtable {
             stride: n_words + 1,
             rules: Vec::new(),
             lower: HashMap::default(),
+            dead: 0,
         };
         for (hash, bucket) in self.buckets.iter() {
             // Highest priority first, so the first rule of each key wins.
@@ -301,13 +306,45 @@ impl Subtable {
             .collect()
     }
 
+    /// The rule's key as the lookup index stores it: its (masked) flow's
+    /// words under the mask, in stage order.
+    fn index_key(&self, flow: &Flow) -> Vec<u64> {
+        let fw = flow.words();
+        self.key_words().map(|w| fw[w]).collect()
+    }
+
+    /// Applies `edit` to the lookup index if it is built (to a copy when a
+    /// snapshot shares it); drops the index if the edit fails or leaves
+    /// mostly dead entries, so that the next `prepare` rebuilds it.
+    fn edit_lookup_index(&mut self, edit: impl FnOnce(&mut LookupIndex) -> bool) {
+        if self.lookup_index.get().is_none() {
+            // Another copy of this subtable may share the unbuilt cell.
+            self.lookup_index = Arc::default();
+            return;
+        }
+        if Arc::get_mut(&mut self.lookup_index).is_none() {
+            let copy = self.lookup_index.get().cloned();
+            self.lookup_index = Arc::new(copy.map_or_else(OnceLock::new, OnceLock::from));
+        }
+        let edited = Arc::get_mut(&mut self.lookup_index)
+            .and_then(OnceLock::get_mut)
+            .is_some_and(|index| edit(index) && index.dead <= index.rules.len() / 2);
+        if !edited {
+            self.lookup_index = Arc::default();
+        }
+    }
+
     fn insert(&mut self, entry: Arc<RuleEntry>) {
-        self.lookup_index = Arc::default();
         let m = &entry.rule.matches;
         let hashes = self.stage_hashes(&m.flow);
         for (i, idx) in self.indices.iter_mut().enumerate() {
             *idx.entry(hashes[i]).or_default() += 1;
         }
+        let index_key = self.index_key(&m.flow);
+        self.edit_lookup_index(|index| {
+            index.insert(&hashes, &index_key, &entry);
+            true
+        });
         let key = hashes[hashes.len() - 1];
         let mut rules: Vec<Arc<RuleEntry>> = self
             .buckets
@@ -342,20 +379,23 @@ impl Subtable {
         };
         let mut rules = bucket.to_vec();
         rules.remove(pos);
-        self.lookup_index = Arc::default();
         if rules.is_empty() {
             self.buckets.remove(&key);
         } else {
             self.buckets.insert(key, rules.into());
         }
+        let mut gone_from_stage = vec![false; self.indices.len()];
         for (i, idx) in self.indices.iter_mut().enumerate() {
             if let Some(c) = idx.get_mut(&hashes[i]) {
                 *c -= 1;
                 if *c == 0 {
                     idx.remove(&hashes[i]);
+                    gone_from_stage[i] = true;
                 }
             }
         }
+        let index_key = self.index_key(&m.flow);
+        self.edit_lookup_index(|index| index.remove(&hashes, &gone_from_stage, &index_key, entry));
         let p = entry.rule.priority;
         if let Some(c) = self.priorities.get_mut(&p) {
             *c -= 1;
@@ -519,6 +559,117 @@ impl LookupIndex {
     /// The rules with the key of `entry` below its highest-priority one.
     fn lower(&self, entry: u32) -> &[Arc<RuleEntry>] {
         self.lower.get(&entry).map_or(&[], |v| v.as_slice())
+    }
+
+    /// The word after `entry`'s key: its priority and next entry.
+    fn link_mut(&mut self, entry: u32) -> &mut u64 {
+        &mut self.arena[entry as usize * self.stride + self.stride - 1]
+    }
+
+    /// Adds `rule`, whose stage hashes are `hashes` and whose key is
+    /// `key`, keeping the order a build from the buckets gives: the first
+    /// rule of each key by descending priority (ties: the older first) is
+    /// its entry's, the others are `lower`.
+    fn insert(&mut self, hashes: &[u64], key: &[u64], rule: &Arc<RuleEntry>) {
+        for (stage, hash) in self.stages.iter_mut().zip(hashes) {
+            stage.insert(*hash);
+        }
+        let hash = hashes[hashes.len() - 1];
+        let priority = rule.rule.priority;
+        let head = self.heads.get(&hash).copied().unwrap_or(NO_ENTRY);
+        if let Some(entry) = self.find(head, |k| k == key) {
+            let top = &mut self.rules[entry as usize];
+            if priority > top.rule.priority {
+                let displaced = std::mem::replace(top, rule.clone());
+                self.lower.entry(entry).or_default().insert(0, displaced);
+                let link = self.link_mut(entry);
+                *link = (u64::from(priority) << 32) | (*link & 0xffff_ffff);
+            } else {
+                let lower = self.lower.entry(entry).or_default();
+                let at = lower
+                    .iter()
+                    .position(|r| r.rule.priority < priority)
+                    .unwrap_or(lower.len());
+                lower.insert(at, rule.clone());
+            }
+            return;
+        }
+        let entry = self.rules.len() as u32;
+        self.arena.extend_from_slice(key);
+        self.arena
+            .push((u64::from(priority) << 32) | u64::from(head));
+        self.rules.push(rule.clone());
+        self.heads.insert(hash, entry);
+    }
+
+    /// Removes `rule` (stage hashes `hashes`, key `key`); a stage hash no
+    /// rule has any more (`gone_from_stage`) leaves its stage set. False if
+    /// the rule is not where its key says: the caller rebuilds.
+    fn remove(
+        &mut self,
+        hashes: &[u64],
+        gone_from_stage: &[bool],
+        key: &[u64],
+        rule: &RuleEntry,
+    ) -> bool {
+        for ((stage, hash), gone) in self.stages.iter_mut().zip(hashes).zip(gone_from_stage) {
+            if *gone {
+                stage.remove(hash);
+            }
+        }
+        let hash = hashes[hashes.len() - 1];
+        let head = self.heads.get(&hash).copied().unwrap_or(NO_ENTRY);
+        let Some(entry) = self.find(head, |k| k == key) else {
+            return false;
+        };
+        if self.rules[entry as usize].id != rule.id {
+            let Some(lower) = self.lower.get_mut(&entry) else {
+                return false;
+            };
+            let Some(at) = lower.iter().position(|r| r.id == rule.id) else {
+                return false;
+            };
+            lower.remove(at);
+            if lower.is_empty() {
+                self.lower.remove(&entry);
+            }
+            return true;
+        }
+        if let Some(lower) = self.lower.get_mut(&entry) {
+            let next = lower.remove(0);
+            if lower.is_empty() {
+                self.lower.remove(&entry);
+            }
+            let priority = next.rule.priority;
+            self.rules[entry as usize] = next;
+            let link = self.link_mut(entry);
+            *link = (u64::from(priority) << 32) | (*link & 0xffff_ffff);
+            return true;
+        }
+        let next = *self.link_mut(entry) & 0xffff_ffff;
+        if head == entry {
+            if next == u64::from(NO_ENTRY) {
+                self.heads.remove(&hash);
+            } else {
+                self.heads.insert(hash, next as u32);
+            }
+        } else {
+            let mut at = head;
+            loop {
+                let link = self.link_mut(at);
+                let after = *link & 0xffff_ffff;
+                if after == u64::from(entry) {
+                    *link = (*link & !0xffff_ffff) | next;
+                    break;
+                }
+                if after == u64::from(NO_ENTRY) {
+                    return false;
+                }
+                at = after as u32;
+            }
+        }
+        self.dead += 1;
+        true
     }
 }
 

@@ -231,3 +231,100 @@ fn a_conjunction_without_its_conj_id_rule_falls_through() {
     c.insert(rule(4, 50, &[ip, (Field::ConjId, 9, FULL)]));
     assert_eq!(c.lookup(&f, &mut Flow::default()).unwrap().id, 4);
 }
+
+/// What a lookup index says: per stage, its hashes; per key, the rule ids
+/// in the order lookups see them.
+type IndexView = (
+    Vec<Vec<u64>>,
+    std::collections::BTreeMap<Vec<u64>, Vec<u64>>,
+);
+
+fn view(index: &LookupIndex) -> IndexView {
+    let stages = index
+        .stages
+        .iter()
+        .map(|s| {
+            let mut hashes: Vec<u64> = s.iter().copied().collect();
+            hashes.sort_unstable();
+            hashes
+        })
+        .collect();
+    let mut keys = std::collections::BTreeMap::new();
+    for &head in index.heads.values() {
+        let mut entry = head;
+        while entry != NO_ENTRY {
+            let base = entry as usize * index.stride;
+            let key = index.arena[base..base + index.stride - 1].to_vec();
+            let ids = std::iter::once(&index.rules[entry as usize])
+                .chain(index.lower(entry))
+                .map(|r| r.id)
+                .collect();
+            assert!(keys.insert(key, ids).is_none(), "a key in two entries");
+            entry = index.arena[base + index.stride - 1] as u32;
+        }
+    }
+    (stages, keys)
+}
+
+fn views(c: &Classifier) -> Vec<IndexView> {
+    c.subtables
+        .iter()
+        .map(|st| view(st.lookup_index.get().expect("prepared")))
+        .collect()
+}
+
+fn rebuilt_views(c: &Classifier) -> Vec<IndexView> {
+    c.subtables
+        .iter()
+        .map(|st| view(&st.build_lookup_index()))
+        .collect()
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// Inserts and removes edit a built lookup index (or a copy of it)
+    /// into exactly what a rebuild from the persistent maps gives, and
+    /// copies taken before keep what they had.
+    #[test]
+    fn edited_lookup_indexes_equal_rebuilt_ones(
+        ops in proptest::collection::vec(
+            (0u8..3, 1u16..4, proptest::option::of(0u32..3), proptest::option::of(0u32..4), 0usize..64),
+            1..150,
+        ),
+    ) {
+        let mut c = Classifier::new();
+        let mut live: Vec<Arc<RuleEntry>> = Vec::new();
+        let mut copies: Vec<(Classifier, Vec<IndexView>)> = Vec::new();
+        for (id, (op, priority, in_port, dst, pick)) in ops.into_iter().enumerate() {
+            if op == 0 && !live.is_empty() {
+                let e = live.swap_remove(pick % live.len());
+                proptest::prop_assert!(c.remove(&e));
+            } else {
+                let mut fields = vec![(Field::EthType, 0x0800, FULL)];
+                if let Some(p) = in_port {
+                    fields.push((Field::InPort, u128::from(p), FULL));
+                }
+                if let Some(d) = dst {
+                    fields.push((Field::Ipv4Dst, u128::from(d << 24), 0xff00_0000));
+                }
+                let e = rule(id as u64, priority, &fields);
+                if let Some(old) = c.find_exact(&e.rule.matches, priority).cloned() {
+                    proptest::prop_assert!(c.remove(&old));
+                    live.retain(|l| !Arc::ptr_eq(l, &old));
+                }
+                c.insert(e.clone());
+                live.push(e);
+            }
+            c.prepare();
+            let now = views(&c);
+            proptest::prop_assert_eq!(&now, &rebuilt_views(&c));
+            if pick % 5 == 0 {
+                copies.push((c.clone(), now));
+            }
+        }
+        for (copy, then) in &copies {
+            proptest::prop_assert_eq!(&views(copy), then);
+        }
+    }
+}

@@ -57,15 +57,16 @@ pub struct PrefixTrie {
     /// (length `L`, the `L`-bit prefix with the other bits zero) → how many
     /// times it is stored. Ordered by length, then value.
     prefixes: im::OrdMap<(u8, u32), u32>,
-    /// Sorted arrays of the stored prefixes per length, for lookups;
-    /// built on the first lookup after a change (as the subtables' lookup
-    /// indexes are).
+    /// Sorted arrays of the stored prefixes per length, for lookups.
+    /// Once built, a change that adds or removes a distinct prefix edits a
+    /// copy of its length's array (shared with older snapshots otherwise);
+    /// before that, it is built on first use.
     flat: Arc<OnceLock<PrefixesByLen>>,
 }
 
 /// (prefix length, the stored prefixes of that length, ascending), by
 /// ascending length.
-type PrefixesByLen = Vec<(u32, Vec<u32>)>;
+type PrefixesByLen = Vec<(u32, Arc<Vec<u32>>)>;
 
 impl PrefixTrie {
     pub fn new() -> Self {
@@ -78,21 +79,53 @@ impl PrefixTrie {
 
     /// Adds the prefix of `plen` (1..=32) leading bits of `value`.
     pub fn insert(&mut self, value: u32, plen: u32) {
-        self.flat = Arc::default();
         let key = (plen as u8, value & prefix_mask32(plen));
-        *self.prefixes.entry(key).or_default() += 1;
+        let count = self.prefixes.entry(key).or_default();
+        *count += 1;
+        if *count == 1 {
+            self.edit_flat(key, true);
+        }
     }
 
     /// Removes one copy of the prefix of `plen` leading bits of `value`.
     pub fn remove(&mut self, value: u32, plen: u32) {
-        self.flat = Arc::default();
         let key = (plen as u8, value & prefix_mask32(plen));
         if let Some(c) = self.prefixes.get_mut(&key) {
             *c -= 1;
             if *c == 0 {
                 self.prefixes.remove(&key);
+                self.edit_flat(key, false);
             }
         }
+    }
+
+    /// Adds (or removes) the distinct prefix `key` to a new lookup form,
+    /// derived from the current one if it is built.
+    fn edit_flat(&mut self, (len, value): (u8, u32), add: bool) {
+        let Some(old) = self.flat.get() else {
+            self.flat = Arc::default();
+            return;
+        };
+        let len = u32::from(len);
+        let mut flat = old.clone();
+        let at = flat.partition_point(|(l, _)| *l < len);
+        match flat.get_mut(at) {
+            Some((l, values)) if *l == len => {
+                let values = Arc::make_mut(values);
+                let i = values.partition_point(|v| *v < value);
+                if add {
+                    values.insert(i, value);
+                } else if values.get(i) == Some(&value) {
+                    values.remove(i);
+                }
+                if values.is_empty() {
+                    flat.remove(at);
+                }
+            }
+            _ if add => flat.insert(at, (len, Arc::new(vec![value]))),
+            _ => {}
+        }
+        self.flat = Arc::new(OnceLock::from(flat));
     }
 
     /// Looks `value` up.
@@ -151,14 +184,14 @@ impl PrefixTrie {
         self.flat.get().is_some()
     }
 
-    fn flat(&self) -> &[(u32, Vec<u32>)] {
+    fn flat(&self) -> &[(u32, Arc<Vec<u32>>)] {
         self.flat.get_or_init(|| {
             let mut flat: PrefixesByLen = Vec::new();
             for ((len, value), _) in self.prefixes.iter() {
                 let len = u32::from(*len);
                 match flat.last_mut() {
-                    Some((l, values)) if *l == len => values.push(*value),
-                    _ => flat.push((len, vec![*value])),
+                    Some((l, values)) if *l == len => Arc::make_mut(values).push(*value),
+                    _ => flat.push((len, Arc::new(vec![*value]))),
                 }
             }
             flat
@@ -294,6 +327,37 @@ mod tests {
             for p in probes {
                 let value = p.rotate_right(spread + 6) ^ (p << 3);
                 proptest::prop_assert_eq!(t.lookup(value), lookup_by_definition(&stored, value));
+            }
+        }
+
+        /// Inserts and removes after the lookup form is built edit it in
+        /// place of a rebuild; older copies keep answering for their set.
+        #[test]
+        fn lookups_agree_with_the_definition_under_churn(
+            ops in proptest::collection::vec((proptest::bool::weighted(0.6), 0u32..64, 1u32..=32, 0u32..64), 1..120),
+            spread in 0u32..27,
+        ) {
+            let at = |v: u32| v.rotate_right(spread + 6);
+            let mut t = PrefixTrie::new();
+            let mut stored: Vec<(u32, u32)> = Vec::new();
+            let mut old: Option<(PrefixTrie, Vec<(u32, u32)>)> = None;
+            for (i, (add, v, len, probe)) in ops.into_iter().enumerate() {
+                let v = at(v);
+                if add {
+                    t.insert(v, len);
+                    stored.push((v, len));
+                } else if let Some(k) = stored.iter().position(|&(w, l)| l == len && w & prefix_mask32(l) == v & prefix_mask32(l)) {
+                    t.remove(v, len);
+                    stored.remove(k);
+                }
+                let value = at(probe) ^ (probe << 3);
+                proptest::prop_assert_eq!(t.lookup(value), lookup_by_definition(&stored, value));
+                if i % 7 == 0 {
+                    old = Some((t.clone(), stored.clone()));
+                }
+                if let Some((o, os)) = &old {
+                    proptest::prop_assert_eq!(o.lookup(value), lookup_by_definition(os, value));
+                }
             }
         }
     }
