@@ -389,7 +389,8 @@ impl CpusConfig {
 }
 
 /// The demo topology: two namespaces, each with a veth whose other end is a
-/// datapath port, and (without a rules file) rules that join them.
+/// datapath port, and (without a rules file or controllers) rules that join
+/// them.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DemoConfig {

@@ -547,7 +547,9 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
         specs.push(p.spec()?);
     }
     specs.extend(config.tunnel_vports()?);
-    let rules = match (&config.rules, config.demo.enabled) {
+    // A bridge with controllers starts empty, as OVS's does: they program it.
+    let controlled = !config.openflow.controllers.is_empty();
+    let rules = match (&config.rules, config.demo.enabled && !controlled) {
         (Some(path), _) => read_rules_file(path)?,
         (None, true) => parse_rules(DEMO_RULES, "demo rules")?,
         (None, false) => Vec::new(),
