@@ -517,6 +517,7 @@ fn pipeline_config(
             may_learn: false,
             // Real packets learn and trigger fin_timeout.
             side_effects: true,
+            linux_queues: config.datapath.kind == DatapathType::Kernel,
         },
     })
 }

@@ -37,6 +37,8 @@ pub struct FrozenState {
     pub tunnel: Vec<u8>,
     pub action_set: Vec<OfAction>,
     pub conntracked: bool,
+    /// The NXM stack (`push`/`pop`).
+    pub stack: Vec<u128>,
 }
 
 impl FrozenState {
@@ -50,7 +52,14 @@ impl FrozenState {
             tunnel: flow.tunnel_bytes().to_vec(),
             action_set,
             conntracked,
+            stack: Vec::new(),
         }
+    }
+
+    /// The same state with the translation's stack.
+    pub fn with_stack(mut self, stack: Vec<u128>) -> Self {
+        self.stack = stack;
+        self
     }
 
     /// Writes the frozen metadata back into `flow` (OVS's

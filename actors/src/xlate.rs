@@ -17,7 +17,7 @@ use messages::field::{Field, Prereq};
 use messages::flow::*;
 use messages::learn::{Learn, LearnedRule};
 use messages::odp::*;
-use messages::ofp::{port, CtSpec, CtZone, Instructions, NatAction, OfAction};
+use messages::ofp::{port, CtSpec, CtZone, Instructions, NatAction, OfAction, Subfield};
 use messages::tunnel::{self, TunnelConfig};
 
 use crate::mac_learning::MacTable;
@@ -78,11 +78,28 @@ pub struct XlateConfig {
     /// timeouts to lower. True for upcalls and revalidation; false for a
     /// trace, where they only un-wildcard what they read.
     pub side_effects: bool,
+    /// How `set_queue` and `enqueue` turn a queue into the packet's
+    /// priority: Linux's traffic-control handle `1:(Q+1)` on the kernel
+    /// datapath (OVS's dpif-netlink), the queue number itself on the
+    /// userspace one (OVS's dpif-netdev).
+    pub linux_queues: bool,
 }
 
 impl XlateConfig {
     fn port_exists(&self, p: u32) -> bool {
         self.ports.as_ref().is_none_or(|s| s.contains(&p))
+    }
+
+    /// The `skb_priority` of queue `q` (OVS's `dpif_queue_to_priority`);
+    /// `None` where the datapath has no such queue.
+    pub fn queue_priority(&self, q: u32) -> Option<u32> {
+        if !self.linux_queues {
+            Some(q)
+        } else if q < 0xf000 {
+            Some(0x1_0000 | (q + 1))
+        } else {
+            None
+        }
     }
 }
 
@@ -185,6 +202,12 @@ struct Ctx<'a> {
     /// Where the packet's own tunnel ends (`::` when it came from none):
     /// OVS never tunnels a packet back there.
     orig_tnl_dst: std::net::Ipv6Addr,
+    /// An `exit` ran: nothing more is translated.
+    exit: bool,
+    /// The NXM stack of `push`/`pop`, right-aligned values.
+    stack: Vec<u128>,
+    /// The packet's own priority, which `pop_queue` goes back to.
+    orig_skb_priority: u32,
 }
 
 /// Translates `flow` through `tables`, starting at table 0.
@@ -282,7 +305,12 @@ fn xlate_from(
         learned: std::mem::take(&mut out.learned),
         fin_timeouts: std::mem::take(&mut out.fin_timeouts),
         orig_tnl_dst: flow.tnl_dst(),
+        exit: false,
+        stack: Vec::new(),
+        orig_skb_priority: flow.skb_priority,
     };
+    // The action set starts empty (OVS's `xlate_in_init`).
+    ctx.flow.actset_output = port::UNSET;
     let mut table = 0;
     match &frozen {
         Some(state) => {
@@ -294,6 +322,7 @@ fn xlate_from(
                 ctx.flow.clear_conntrack();
             }
             state.restore_metadata(&mut ctx.flow);
+            ctx.stack.clone_from(&state.stack);
             for a in &state.action_set {
                 ctx.write_action(a.clone());
             }
@@ -322,20 +351,17 @@ fn xlate_from(
     }
     let in_port = ctx.flow.in_port;
     if let Some(given) = actions_given {
-        ctx.run_actions(given);
+        ctx.run_actions(given, None, true);
     } else {
         let rule = ctx.lookup(table, in_port);
         // A packet marked congested outside must be ECN capable inside (OVS
         // drops it otherwise), and carries the mark in.
         let ecn_ok = frozen.is_some() || tunnel::process_ecn(&mut ctx.flow);
         if let Some(rule) = rule.filter(|_| ecn_ok) {
-            ctx.run_rule(&rule, false);
+            ctx.run_rule(&rule, false, true);
         }
     }
-    if ctx.error.is_none() && !ctx.action_set.is_empty() {
-        let set = std::mem::take(&mut ctx.action_set);
-        ctx.run_actions(&set);
-    }
+    ctx.run_action_set();
     if ctx.error.is_some() {
         // OVS drops the packet and keeps the wildcards as they were when
         // translation gave up.
@@ -398,20 +424,22 @@ impl Ctx<'_> {
     /// level that finds less than [`STACK_RED_ZONE`] of stack left goes on
     /// on a fresh segment, so that the depth OVS allows translates on any
     /// thread, whatever stack it was given.
-    fn table_action(&mut self, in_port: u32, table: u8) {
+    fn table_action(&mut self, in_port: u32, table: u8, last: bool) {
         if !self.resource_check() {
             return;
         }
         let old_table = self.table_id;
         if let Some(rule) = self.lookup(table, in_port) {
             stacker::maybe_grow(STACK_RED_ZONE, STACK_SEGMENT, || {
-                self.run_rule(&rule, table <= old_table)
+                self.run_rule(&rule, table <= old_table, last)
             });
         }
         self.table_id = old_table;
     }
 
-    fn run_rule(&mut self, rule: &RuleEntry, deepens: bool) {
+    /// Runs a rule. `last`: nothing runs after it (OVS's `is_last_action`),
+    /// so a `clone` in it needs no datapath clone.
+    fn run_rule(&mut self, rule: &RuleEntry, deepens: bool, last: bool) {
         self.resubmits += 1;
         let deepens = deepens as u32;
         self.depth += deepens;
@@ -420,19 +448,19 @@ impl Ctx<'_> {
         let outer_cookie = std::mem::replace(&mut self.rule_cookie, r.cookie);
         let is_miss = r.priority == 0 && r.matches.mask.is_zero();
         let outer_miss = std::mem::replace(&mut self.rule_is_miss, is_miss);
-        self.run_instructions(&r.instructions);
+        self.run_actions(&r.instructions.apply, Some(&r.instructions), last);
         self.rule = outer;
         self.rule_cookie = outer_cookie;
         self.rule_is_miss = outer_miss;
         self.depth -= deepens;
     }
 
-    fn run_instructions(&mut self, ins: &Instructions) {
-        if !self.run_actions(&ins.apply) {
-            return;
-        }
+    /// The instructions after a rule's apply-actions (OVS has them at the
+    /// end of the same action list).
+    fn run_rest(&mut self, ins: &Instructions, last: bool) {
         if ins.clear_actions {
             self.action_set.clear();
+            self.flow.actset_output = port::UNSET;
         }
         if let Some(w) = &ins.write_actions {
             for a in w {
@@ -444,12 +472,24 @@ impl Ctx<'_> {
         }
         if let Some(t) = ins.goto_table {
             let in_port = self.flow.in_port;
-            self.table_action(in_port, t);
+            let last = last && self.action_set.is_empty();
+            self.table_action(in_port, t, last);
+        }
+    }
+
+    /// OVS's `xlate_action_set`: runs the action set and empties it.
+    fn run_action_set(&mut self) {
+        if self.error.is_none() && !self.exit && !self.action_set.is_empty() {
+            let set = std::mem::take(&mut self.action_set);
+            self.run_actions(&set, None, true);
         }
     }
 
     /// Adds an action to the action set, replacing one of the same kind.
     fn write_action(&mut self, a: OfAction) {
+        if let OfAction::Output { port, .. } = a {
+            self.flow.actset_output = port;
+        }
         let same_kind = |b: &OfAction| match (&a, b) {
             (OfAction::SetField { field: x, .. }, OfAction::SetField { field: y, .. }) => x == y,
             (OfAction::Output { .. } | OfAction::Controller { .. }, OfAction::Output { .. })
@@ -468,25 +508,82 @@ impl Ctx<'_> {
             OfAction::DecTtl => 2,
             OfAction::SetField { .. } | OfAction::Load { .. } | OfAction::Move { .. } => 3,
             OfAction::Resubmit { .. }
+            | OfAction::Clone(_)
+            | OfAction::StackPush(_)
+            | OfAction::StackPop(_)
+            | OfAction::Exit
+            | OfAction::CheckPktLarger { .. }
+            | OfAction::SetQueue(_)
+            | OfAction::PopQueue
             | OfAction::Ct(_)
             | OfAction::CtClear
             | OfAction::Nat(_)
             | OfAction::Conjunction { .. }
             | OfAction::Learn(_)
             | OfAction::FinTimeout { .. } => 4,
-            OfAction::Output { .. } | OfAction::OutputReg { .. } | OfAction::Controller { .. } => 5,
+            OfAction::Output { .. }
+            | OfAction::OutputReg { .. }
+            | OfAction::OutputTrunc { .. }
+            | OfAction::Enqueue { .. }
+            | OfAction::Controller { .. } => 5,
         });
     }
 
-    /// Runs a list of actions. Returns false when translation of the
-    /// current rule must stop (an error, or a TTL exception).
-    fn run_actions(&mut self, actions: &[OfAction]) -> bool {
-        for a in actions {
+    /// Runs a list of actions, then, if given, the rest of the rule they
+    /// are the apply-actions of. Returns false when translation of the
+    /// current rule must stop (an error, or a TTL exception). `last`: no
+    /// action follows the list (OVS's `is_last_action`).
+    fn run_actions(
+        &mut self,
+        actions: &[OfAction],
+        rest: Option<&Instructions>,
+        last: bool,
+    ) -> bool {
+        let has_rest = rest.is_some_and(|ins| {
+            ins.clear_actions
+                || ins.write_actions.is_some()
+                || ins.write_metadata.is_some()
+                || ins.goto_table.is_some()
+        });
+        for (i, a) in actions.iter().enumerate() {
             if self.error.is_some() {
                 return false;
             }
+            if self.exit {
+                return true;
+            }
+            let last = last && !has_rest && i + 1 == actions.len() && self.action_set.is_empty();
             match a {
                 OfAction::Output { port, .. } => self.output(*port),
+                OfAction::Clone(inner) => self.clone_actions(inner, last),
+                OfAction::StackPush(sf) => {
+                    sf.field.set_masked(&mut *self.wc, sf.mask(), sf.mask());
+                    self.stack.push(sf.read(&self.flow));
+                }
+                // Popping an empty stack does nothing (OVS reports it).
+                OfAction::StackPop(sf) => {
+                    if let Some(v) = self.stack.pop() {
+                        sf.field.set_masked(&mut *self.wc, sf.mask(), sf.mask());
+                        sf.write(&mut self.flow, v);
+                    }
+                }
+                OfAction::Exit => self.exit = true,
+                OfAction::OutputTrunc { port, max_len } => self.output_trunc(*port, *max_len),
+                OfAction::CheckPktLarger { pkt_len, dst } => {
+                    self.check_pkt_larger(*pkt_len, *dst, &actions[i + 1..], rest);
+                    return self.error.is_none();
+                }
+                OfAction::SetQueue(q) => {
+                    self.wc.skb_priority = u32::MAX;
+                    if let Some(p) = self.cfg.queue_priority(*q) {
+                        self.flow.skb_priority = p;
+                    }
+                }
+                OfAction::PopQueue => {
+                    self.wc.skb_priority = u32::MAX;
+                    self.flow.skb_priority = self.orig_skb_priority;
+                }
+                OfAction::Enqueue { port, queue } => self.enqueue(*port, *queue),
                 OfAction::OutputReg { field, ofs, n_bits } => {
                     self.output_reg(*field, *ofs, *n_bits)
                 }
@@ -519,7 +616,7 @@ impl Ctx<'_> {
                         Some(p) => *p,
                     };
                     let table = table.unwrap_or(self.table_id);
-                    self.table_action(in_port, table);
+                    self.table_action(in_port, table, last);
                 }
                 OfAction::Ct(ct) => self.conntrack(ct),
                 OfAction::CtClear => {
@@ -547,7 +644,128 @@ impl Ctx<'_> {
                 } => self.fin_timeout(*idle_timeout, *hard_timeout),
             }
         }
+        if self.error.is_some() {
+            return false;
+        }
+        if let (Some(ins), false) = (rest, self.exit) {
+            self.run_rest(ins, last);
+        }
         self.error.is_none()
+    }
+
+    /// OVS's `clone_xlate_actions`: actions the datapath can undo run in
+    /// place (and the flow is put back after them); others, unless nothing
+    /// follows, go into a datapath `clone` after committing what is pending.
+    /// The stack and the action set come back as they were either way.
+    fn clone_actions(&mut self, inner: &[OfAction], last: bool) {
+        let old_stack = self.stack.clone();
+        let old_action_set = self.action_set.clone();
+        let old_flow = self.flow;
+        let reversible = !inner.iter().any(|a| {
+            matches!(
+                a,
+                OfAction::Ct(_) | OfAction::Nat(_) | OfAction::OutputTrunc { .. }
+            )
+        });
+        if reversible || last {
+            self.run_actions(inner, None, last);
+            self.run_action_set();
+        } else {
+            self.commit();
+            let old_base = self.base;
+            let old_conntracked = self.conntracked;
+            let outer = std::mem::take(&mut self.actions);
+            self.run_actions(inner, None, true);
+            self.run_action_set();
+            let cloned = std::mem::replace(&mut self.actions, outer);
+            if !cloned.is_empty() {
+                self.actions.push(OdpAction::Clone(cloned));
+            }
+            self.conntracked = old_conntracked;
+            self.base = old_base;
+        }
+        self.action_set = old_action_set;
+        self.stack = old_stack;
+        self.flow = old_flow;
+    }
+
+    /// OVS's `xlate_check_pkt_larger`: the rest of the rule is translated
+    /// twice, with the result bit 1 and 0, into a datapath `check_pkt_len`
+    /// that picks one per packet. As in OVS, the action set runs in the
+    /// first branch and the second starts from what that left of it.
+    fn check_pkt_larger(
+        &mut self,
+        pkt_len: u16,
+        dst: Subfield,
+        remaining: &[OfAction],
+        rest: Option<&Instructions>,
+    ) {
+        let old_stack = self.stack.clone();
+        let old_action_set = self.action_set.clone();
+        let old_flow = self.flow;
+        self.commit();
+        let old_base = self.base;
+        let old_conntracked = self.conntracked;
+        let outer = std::mem::take(&mut self.actions);
+
+        dst.write(&mut self.flow, 1);
+        self.run_actions(remaining, rest, true);
+        self.run_action_set();
+        let gt = std::mem::take(&mut self.actions);
+        self.base = old_base;
+        self.conntracked = old_conntracked;
+        self.flow = old_flow;
+        let old_exit = std::mem::replace(&mut self.exit, false);
+
+        dst.write(&mut self.flow, 0);
+        self.run_actions(remaining, rest, true);
+        self.run_action_set();
+        let le = std::mem::replace(&mut self.actions, outer);
+        self.actions
+            .push(OdpAction::CheckPktLen { pkt_len, gt, le });
+
+        self.action_set = old_action_set;
+        self.stack = old_stack;
+        self.base = old_base;
+        self.conntracked = old_conntracked;
+        self.flow = old_flow;
+        self.exit = old_exit;
+    }
+
+    /// OVS's `xlate_output_trunc_action`: truncation at the next output,
+    /// to a real port other than the input port only.
+    fn output_trunc(&mut self, p: u32, max_len: u32) {
+        if p == self.flow.in_port {
+            return;
+        }
+        let dp_port = match p {
+            port::LOCAL => self.cfg.local_port,
+            p if p != 0 && p < port::MAX => p,
+            _ => return,
+        };
+        if self.cfg.port_exists(dp_port) {
+            self.actions.push(OdpAction::Trunc(max_len));
+            self.output(p);
+        }
+    }
+
+    /// OVS's `xlate_enqueue_action`: output with the queue's priority for
+    /// that output only; a queue the datapath does not have is a plain
+    /// output.
+    fn enqueue(&mut self, p: u32, queue: u32) {
+        let Some(priority) = self.cfg.queue_priority(queue) else {
+            self.output(p);
+            return;
+        };
+        let p = match p {
+            port::IN_PORT => self.flow.in_port,
+            p if p == self.flow.in_port => return,
+            port::LOCAL => self.cfg.local_port,
+            p => p,
+        };
+        let saved = std::mem::replace(&mut self.flow.skb_priority, priority);
+        self.compose_output(p);
+        self.flow.skb_priority = saved;
     }
 
     /// OVS's `compose_conntrack_action`: commit what is pending, run the
@@ -581,7 +799,7 @@ impl Ctx<'_> {
         self.ct_nat = None;
         self.wc.ct_mark = 0;
         self.wc.ct_label = [0; 16];
-        self.run_actions(&ct.actions);
+        self.run_actions(&ct.actions, None, false);
         let mark = (self.wc.ct_mark != 0)
             .then_some((self.flow.ct_mark & self.wc.ct_mark, self.wc.ct_mark));
         let label_mask = u128::from_be_bytes(self.wc.ct_label);
@@ -611,7 +829,8 @@ impl Ctx<'_> {
         self.wc.ct_label = old_label;
         if let Some(table) = ct.table {
             self.conntracked = true;
-            let state = FrozenState::new(table, &self.flow, self.action_set.clone(), true);
+            let state = FrozenState::new(table, &self.flow, self.action_set.clone(), true)
+                .with_stack(self.stack.clone());
             let id = self.cfg.recirc.id_for(state);
             self.actions.push(OdpAction::Recirc(id));
             let mut flow = self.flow;
@@ -683,10 +902,15 @@ impl Ctx<'_> {
 
     /// OVS's `xlate_output_reg_action`: the port is an OpenFlow 1.0
     /// number read from the subfield, which becomes exact.
+    /// A value above 65535 outputs nothing (OVS reports it out of range).
     fn output_reg(&mut self, field: Field, ofs: u8, n_bits: u8) {
         let bits = ((1u128 << n_bits) - 1) << ofs;
         field.set_masked(&mut *self.wc, bits, bits);
-        let p = ((field.get(&self.flow) & bits) >> ofs) as u32;
+        let p = (field.get(&self.flow) & bits) >> ofs;
+        if p > 0xffff {
+            return;
+        }
+        let p = p as u32;
         // OpenFlow 1.0's reserved ports sit at 0xff00 and above.
         let p = if p >= 0xff00 { p | 0xffff_0000 } else { p };
         self.output(p);
@@ -1116,11 +1340,13 @@ impl Ctx<'_> {
 
     fn commit_metadata(&mut self) {
         if self.flow.skb_priority != self.base.skb_priority {
+            // OVS sets the whole priority and matches it exactly.
             self.base.skb_priority = self.flow.skb_priority;
+            self.wc.skb_priority = u32::MAX;
             self.actions.push(OdpAction::SetMasked(
                 SetHeader::SkbPriority {
                     key: self.flow.skb_priority,
-                    mask: self.wc.skb_priority,
+                    mask: u32::MAX,
                 }
                 .canonical(),
             ));

@@ -277,6 +277,79 @@ fn action() -> impl Strategy<Value = OfAction> {
             ofs: 0,
             n_bits: 16 + t
         }),
+        stack_action(),
+        Just(OfAction::Exit),
+        (0u32..3).prop_map(OfAction::SetQueue),
+        Just(OfAction::PopQueue),
+        (1u32..4).prop_map(|p| OfAction::Enqueue { port: p, queue: 1 }),
+        (1u32..4).prop_map(|p| OfAction::OutputTrunc {
+            port: p,
+            max_len: 64
+        }),
+        (0u16..3).prop_map(|n| OfAction::CheckPktLarger {
+            pkt_len: 100 * n,
+            dst: Subfield {
+                field: Field::Reg(0),
+                ofs: 1,
+                n_bits: 1
+            },
+        }),
+        prop::collection::vec(clone_inner(), 0..3).prop_map(OfAction::Clone),
+    ]
+}
+
+/// `push`/`pop` of fields every packet has, and of a register.
+fn stack_action() -> impl Strategy<Value = OfAction> {
+    let sf = prop_oneof![
+        Just(Subfield {
+            field: Field::EthSrc,
+            ofs: 0,
+            n_bits: 48
+        }),
+        Just(Subfield {
+            field: Field::Reg(0),
+            ofs: 0,
+            n_bits: 32
+        }),
+        Just(Subfield {
+            field: Field::EthDst,
+            ofs: 8,
+            n_bits: 16
+        }),
+    ];
+    (any::<bool>(), sf).prop_map(|(push, sf)| {
+        if push {
+            OfAction::StackPush(sf)
+        } else {
+            OfAction::StackPop(sf)
+        }
+    })
+}
+
+/// What a `clone` holds: rewrites, outputs, stack, ct_clear.
+fn clone_inner() -> impl Strategy<Value = OfAction> {
+    prop_oneof![
+        (1u32..6).prop_map(|p| OfAction::Output {
+            port: p,
+            max_len: 0
+        }),
+        mac_pool().prop_map(|v| OfAction::SetField {
+            field: Field::EthSrc,
+            value: v,
+            mask: u128::MAX
+        }),
+        Just(OfAction::PushVlan { tpid: 0x8100 }),
+        Just(OfAction::PopVlan),
+        Just(OfAction::CtClear),
+        stack_action(),
+        (1u32..4).prop_map(|p| OfAction::OutputTrunc {
+            port: p,
+            max_len: 64
+        }),
+        (0u8..3).prop_map(|t| OfAction::Resubmit {
+            in_port: None,
+            table: Some(t)
+        }),
     ]
 }
 

@@ -12,6 +12,13 @@ pub enum Field {
     InPort,
     Metadata,
     Reg(u8),
+    /// `xregN`: 64 bits, `reg(2N)` the high half and `reg(2N+1)` the low.
+    XReg(u8),
+    /// `xxregN`: 128 bits over `reg(4N)` (highest) to `reg(4N+3)`.
+    XxReg(u8),
+    /// The output port the action set holds (OVS's `actset_output`;
+    /// `port::UNSET` when it has none). Read-only.
+    ActsetOutput,
     TunId,
     TunSrc,
     TunDst,
@@ -106,6 +113,20 @@ fn u128_to_mac(v: u128) -> [u8; 6] {
     [b[2], b[3], b[4], b[5], b[6], b[7]]
 }
 
+/// Registers `first..first + n` read as one number, the first the most
+/// significant (OVS's `flow_get_xreg`, `flow_get_xxreg`).
+fn regs_get(flow: &Flow, first: usize, n: usize) -> u128 {
+    flow.regs[first..first + n]
+        .iter()
+        .fold(0u128, |acc, r| (acc << 32) | *r as u128)
+}
+
+fn regs_set(flow: &mut Flow, first: usize, n: usize, v: u128) {
+    for (k, r) in flow.regs[first..first + n].iter_mut().enumerate() {
+        *r = (v >> (32 * (n - 1 - k))) as u32;
+    }
+}
+
 /// Prerequisites of a field, as OVS's `mf_prereqs`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Prereq {
@@ -135,8 +156,9 @@ impl Field {
         use Field::*;
         match self {
             InPort | Reg(_) | TunSrc | TunDst | PktMark | SkbPriority | ConjId | RecircId
-            | DpHash | CtMark | Ipv4Src | Ipv4Dst | ArpSpa | ArpTpa | CtNwSrc | CtNwDst => 32,
-            Metadata | TunId => 64,
+            | DpHash | CtMark | Ipv4Src | Ipv4Dst | ArpSpa | ArpTpa | CtNwSrc | CtNwDst
+            | ActsetOutput => 32,
+            Metadata | TunId | XReg(_) => 64,
             TunIpv6Src | TunIpv6Dst => 128,
             TunFlags => 1,
             TunTos | TunTtl | TunGbpFlags => 8,
@@ -145,7 +167,7 @@ impl Field {
             CtState => 32,
             CtZone | EthType | VlanTci | ArpOp | TcpSrc | TcpDst | UdpSrc | UdpDst | SctpSrc
             | SctpDst | CtTpSrc | CtTpDst => 16,
-            CtLabel | Ipv6Src | Ipv6Dst | NdTarget | CtIpv6Src | CtIpv6Dst => 128,
+            CtLabel | Ipv6Src | Ipv6Dst | NdTarget | CtIpv6Src | CtIpv6Dst | XxReg(_) => 128,
             EthSrc | EthDst | ArpSha | ArpTha | NdSll | NdTll => 48,
             VlanVid => 13,
             DlVlan => 12,
@@ -202,6 +224,9 @@ impl Field {
             InPort => flow.in_port as u128,
             Metadata => flow.metadata as u128,
             Reg(i) => flow.regs[i as usize] as u128,
+            XReg(i) => regs_get(flow, 2 * i as usize, 2),
+            XxReg(i) => regs_get(flow, 4 * i as usize, 4),
+            ActsetOutput => flow.actset_output as u128,
             TunId => flow.tun_id as u128,
             TunSrc => flow.tun_src as u128,
             TunDst => flow.tun_dst as u128,
@@ -297,6 +322,9 @@ impl Field {
             InPort => flow.in_port = v as u32,
             Metadata => flow.metadata = v as u64,
             Reg(i) => flow.regs[i as usize] = v as u32,
+            XReg(i) => regs_set(flow, 2 * i as usize, 2, v),
+            XxReg(i) => regs_set(flow, 4 * i as usize, 4, v),
+            ActsetOutput => flow.actset_output = v as u32,
             TunId => flow.tun_id = v as u64,
             TunSrc => flow.tun_src = v as u32,
             TunDst => flow.tun_dst = v as u32,
@@ -419,6 +447,8 @@ mod tests {
             (Field::VlanPcp, 5),
             (Field::IpDscp, 0x2e),
             (Field::Reg(3), 0xdead_beef),
+            (Field::XReg(3), 0x0123_4567_89ab_cdef),
+            (Field::XxReg(1), 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210),
             (Field::TcpFlags, 0x012),
         ];
         for (f, v) in fields {
@@ -426,6 +456,16 @@ mod tests {
             f.set(&mut flow, v);
             assert_eq!(f.get(&flow), v, "{f:?}");
         }
+    }
+
+    #[test]
+    fn extended_registers_are_views_of_the_32_bit_ones() {
+        let mut flow = Flow::default();
+        Field::XReg(1).set(&mut flow, 0x1111_1111_2222_2222);
+        assert_eq!((flow.regs[2], flow.regs[3]), (0x1111_1111, 0x2222_2222));
+        Field::XxReg(0).set_masked(&mut flow, 7 << 64, 0xff << 64);
+        assert_eq!(flow.regs[1], 7);
+        assert_eq!(Field::XReg(0).get(&flow), 7);
     }
 
     #[test]

@@ -103,6 +103,19 @@ pub enum OdpAction {
     /// Look the packet up again with this `recirc_id`
     /// (`OVS_ACTION_ATTR_RECIRC`), keeping its metadata and ct fields.
     Recirc(u32),
+    /// Run the nested actions on a copy of the packet
+    /// (`OVS_ACTION_ATTR_CLONE`).
+    Clone(OdpActions),
+    /// Truncate the packet to at most this many bytes at the next output
+    /// (`OVS_ACTION_ATTR_TRUNC`).
+    Trunc(u32),
+    /// Run `gt` on a packet longer than `pkt_len` bytes, `le` on the others
+    /// (`OVS_ACTION_ATTR_CHECK_PKT_LEN`).
+    CheckPktLen {
+        pkt_len: u16,
+        gt: OdpActions,
+        le: OdpActions,
+    },
 }
 
 /// A connection tracker helper (`OVS_CT_ATTR_HELPER`, `alg=` in OpenFlow).

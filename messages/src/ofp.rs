@@ -44,6 +44,9 @@ impl Match {
 /// OpenFlow reserved port numbers (32-bit, OpenFlow 1.1+).
 pub mod port {
     pub const MAX: u32 = 0xffff_ff00;
+    /// No port (OVS's `OFPP_UNSET`): `actset_output` of an action set
+    /// without an output.
+    pub const UNSET: u32 = 0xffff_fff7;
     pub const IN_PORT: u32 = 0xffff_fff8;
     pub const TABLE: u32 = 0xffff_fff9;
     pub const NORMAL: u32 = 0xffff_fffa;
@@ -133,7 +136,42 @@ pub enum OfAction {
         idle_timeout: u16,
         hard_timeout: u16,
     },
+    /// `clone(...)`: run the nested actions on a copy of the packet; the
+    /// packet itself goes on as it was before them.
+    Clone(Vec<OfAction>),
+    /// `push:FIELD[a..b]` (Nicira's STACK_PUSH): push the subfield's value
+    /// onto the translation's stack.
+    StackPush(Subfield),
+    /// `pop:FIELD[a..b]`: pop the stack's top into the subfield (nothing
+    /// happens on an empty stack).
+    StackPop(Subfield),
+    /// `exit`: stop translating, in every table and resubmit level; the
+    /// action set is not run either.
+    Exit,
+    /// `output(port=P,max_len=N)`: output the packet truncated to N bytes.
+    OutputTrunc {
+        port: u32,
+        max_len: u32,
+    },
+    /// `check_pkt_larger(N)->DST`: set the 1-bit subfield DST to whether
+    /// the packet is longer than N bytes (the datapath decides, per packet).
+    CheckPktLarger {
+        pkt_len: u16,
+        dst: Subfield,
+    },
+    /// `enqueue(port,queue)`: output to `port` through queue `queue`.
+    Enqueue {
+        port: u32,
+        queue: u32,
+    },
+    /// `set_queue:Q`: later outputs go through queue Q (the packet's
+    /// `skb_priority`).
+    SetQueue(u32),
+    /// `pop_queue`: back to the queue the packet came with.
+    PopQueue,
 }
+
+pub use crate::learn::Subfield;
 
 impl Rule {
     /// The rule's conjunctions, if it is a clause of conjunctive matches

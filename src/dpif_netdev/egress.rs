@@ -51,10 +51,15 @@ impl<'a> Egress<'a> {
 
     /// [`Egress::execute`] for a packet recirculated `depth` times.
     fn run(&mut self, frame: &mut Vec<u8>, mut known: Known<'_>, actions: &OdpActions, depth: u8) {
+        // What a `trunc` leaves of the packet for the next output.
+        let mut truncate: Option<usize> = None;
         for (i, action) in actions.iter().enumerate() {
             let applied = match action {
                 OdpAction::Output(port) => {
                     let tunnel = known.tunnel();
+                    // A truncation applies to the inner frame of a tunnel too.
+                    let len = truncate.take().map_or(frame.len(), |n| n.min(frame.len()));
+                    let frame = &frame[..len];
                     match self.port(*port) {
                         Some(p) => match &p.io {
                             PortIo::Tunnel(v) => p.counters.count_tx(&v.send(frame, &tunnel)),
@@ -64,12 +69,36 @@ impl<'a> Egress<'a> {
                     }
                     Ok(())
                 }
+                OdpAction::Trunc(n) => {
+                    truncate = Some(*n as usize);
+                    Ok(())
+                }
+                OdpAction::Clone(inner) => {
+                    let mut copy = frame.clone();
+                    self.run(&mut copy, known.fork(), inner, depth);
+                    Ok(())
+                }
+                OdpAction::CheckPktLen { pkt_len, gt, le } => {
+                    let branch = if frame.len() > usize::from(*pkt_len) {
+                        gt
+                    } else {
+                        le
+                    };
+                    if i + 1 == actions.len() {
+                        self.run(frame, known, branch, depth);
+                        return;
+                    }
+                    // Not the last action: the rest run on the original.
+                    self.run(&mut frame.clone(), known.fork(), branch, depth);
+                    Ok(())
+                }
                 OdpAction::Userspace { userdata, .. } => {
+                    let len = truncate.take().map_or(frame.len(), |n| n.min(frame.len()));
                     let upcall = Upcall {
                         kind: UpcallKind::Action {
                             userdata: userdata.clone(),
                         },
-                        packet: frame.clone(),
+                        packet: frame[..len].to_vec(),
                         ufid: UFID_LATER,
                         key: known.key(frame),
                     };
@@ -214,7 +243,16 @@ pub(super) enum Known<'a> {
     Metadata(PacketMetadata),
 }
 
-impl Known<'_> {
+impl<'a> Known<'a> {
+    /// The same knowledge, for a copy of the frame.
+    fn fork(&self) -> Known<'a> {
+        match self {
+            Known::Key(k) => Known::Key(k),
+            Known::KeyWith(k, md) => Known::KeyWith(k, *md),
+            Known::Metadata(md) => Known::Metadata(*md),
+        }
+    }
+
     fn metadata_mut(&mut self) -> &mut PacketMetadata {
         if let Known::Key(k) = *self {
             *self = Known::KeyWith(k, PacketMetadata::of(k));

@@ -265,3 +265,66 @@ fn misses_wait_for_the_next_input_burst_only_while_it_fits() {
         .unwrap();
     assert_eq!(out.len(), 2 * BURST, "one upcall burst, whole");
 }
+
+#[test]
+fn clone_check_pkt_len_and_trunc_run_as_the_datapath_runs_them() {
+    let dp = Netdev::new(NetdevConfig::default());
+    let userspace = |tag: u8| OdpAction::Userspace {
+        pid: 0,
+        userdata: vec![tag],
+    };
+    let ports = |tp_dst| PortsKey {
+        src: 0,
+        dst: tp_dst,
+    };
+    let set_dst = |p| {
+        OdpAction::SetMasked(SetHeader::Tcp {
+            key: ports(p),
+            mask: ports(0xffff),
+        })
+    };
+    let run = |actions: Vec<OdpAction>| {
+        dp.operate(&mut [DpifOp::Execute(Box::new(Execute {
+            packet: tcp_frame(),
+            metadata: PacketMetadata {
+                in_port: 7,
+                ..PacketMetadata::default()
+            },
+            actions: actions.into(),
+        }))]);
+        let mut ups = Vec::new();
+        dp.recv_upcalls(0, 64, Duration::ZERO, &mut ups).unwrap();
+        ups.iter()
+            .map(|u| {
+                let UpcallKind::Action { userdata } = &u.kind else {
+                    panic!("not an action upcall: {:?}", u.kind)
+                };
+                (userdata[0], u.packet.len(), u.key.tp_dst)
+            })
+            .collect::<Vec<_>>()
+    };
+    // A clone's rewrites stay in the clone.
+    assert_eq!(
+        run(vec![
+            OdpAction::Clone(vec![set_dst(443), userspace(1)]),
+            userspace(2)
+        ]),
+        [(1, 54, 443), (2, 54, 80)]
+    );
+    // The frame is 54 bytes: longer than 53, not longer than 54.
+    let check = |size| OdpAction::CheckPktLen {
+        pkt_len: size,
+        gt: vec![userspace(1)],
+        le: vec![set_dst(22), userspace(2)],
+    };
+    assert_eq!(run(vec![check(53)]), [(1, 54, 80)]);
+    assert_eq!(
+        run(vec![check(54), userspace(3)]),
+        [(2, 54, 22), (3, 54, 80)]
+    );
+    // trunc cuts what the next output sends, and only that.
+    assert_eq!(
+        run(vec![OdpAction::Trunc(20), userspace(1), userspace(2)]),
+        [(1, 20, 80), (2, 54, 80)]
+    );
+}

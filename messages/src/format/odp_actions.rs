@@ -59,6 +59,13 @@ pub fn format_odp_action(a: &OdpAction) -> String {
         OdpAction::Ct(ct) => format_ct(ct),
         OdpAction::CtClear => "ct_clear".into(),
         OdpAction::Recirc(id) => format!("recirc({id:#x})"),
+        OdpAction::Clone(inner) => format!("clone({})", format_odp_actions(inner)),
+        OdpAction::Trunc(n) => format!("trunc({n})"),
+        OdpAction::CheckPktLen { pkt_len, gt, le } => format!(
+            "check_pkt_len(size={pkt_len},gt({}),le({}))",
+            format_odp_actions(gt),
+            format_odp_actions(le)
+        ),
     }
 }
 
@@ -278,11 +285,12 @@ pub fn format_set_header(h: &SetHeader) -> String {
     format!("{name}({s})")
 }
 
+/// C's `%#x`, as OVS prints these: `0` for zero.
 fn masked_u32(name: &str, key: u32, mask: u32) -> String {
     if mask == u32::MAX {
-        format!("{name}({key:#x})")
+        format!("{name}({})", hex_or_zero(key))
     } else {
-        format!("{name}({key:#x}/{mask:#x})")
+        format!("{name}({}/{})", hex_or_zero(key), hex_or_zero(mask))
     }
 }
 

@@ -160,6 +160,9 @@ pub fn format_match_fields(
     if w.in_port != 0 {
         let _ = write!(s, "in_port={},", format_port(f.in_port));
     }
+    if w.actset_output != 0 {
+        let _ = write!(s, "actset_output={},", format_port(f.actset_output));
+    }
     vlan(&mut s, f.vlans[0].tci, w.vlans[0].tci);
     // Inner tags print only as raw TCIs.
     for i in 1..FLOW_MAX_VLAN_HEADERS {
@@ -373,6 +376,22 @@ pub fn format_action(a: &OfAction) -> String {
             format!("fin_timeout({})", parts.join(","))
         }
         OfAction::Learn(l) => format_learn(l),
+        OfAction::Clone(inner) => {
+            let inner: Vec<String> = inner.iter().map(format_action).collect();
+            format!("clone({})", inner.join(","))
+        }
+        OfAction::StackPush(sf) => format!("push:{}", sub(sf)),
+        OfAction::StackPop(sf) => format!("pop:{}", sub(sf)),
+        OfAction::Exit => "exit".into(),
+        OfAction::OutputTrunc { port, max_len } => {
+            format!("output(port={},max_len={max_len})", format_port(*port))
+        }
+        OfAction::CheckPktLarger { pkt_len, dst } => {
+            format!("check_pkt_larger({pkt_len})->{}", sub(dst))
+        }
+        OfAction::Enqueue { port, queue } => format!("enqueue:{}:{queue}", format_port(*port)),
+        OfAction::SetQueue(q) => format!("set_queue:{q}"),
+        OfAction::PopQueue => "pop_queue".into(),
     }
 }
 
@@ -561,7 +580,7 @@ fn format_nat(nat: &NatAction) -> String {
 fn subfield(field: Field, ofs: u8, n_bits: u8) -> String {
     let info = fields::by_field(field);
     let (ofs, n) = (u32::from(ofs), u32::from(n_bits));
-    let range = if ofs == 0 && n == u32::from(info.n_bits) {
+    let range = if ofs == 0 && n == info.subfield_bits() {
         "[]".to_string()
     } else if n == 1 {
         format!("[{ofs}]")

@@ -37,6 +37,17 @@ pub enum ActionAttr {
     /// `OVS_ACTION_ATTR_CT` and its nested `OVS_CT_ATTR_*`.
     Ct(CtAction),
     CtClear,
+    /// `OVS_ACTION_ATTR_CLONE`: nested actions run on a copy.
+    Clone(Vec<ActionAttr>),
+    /// `OVS_ACTION_ATTR_TRUNC`: the next output sends at most this many bytes.
+    Trunc(u32),
+    /// `OVS_ACTION_ATTR_CHECK_PKT_LEN`: `gt` for packets longer than
+    /// `pkt_len`, `le` for the others.
+    CheckPktLen {
+        pkt_len: u16,
+        gt: Vec<ActionAttr>,
+        le: Vec<ActionAttr>,
+    },
     /// Any other action, kept as received.
     Other(u16, Vec<u8>),
 }
@@ -44,7 +55,9 @@ pub enum ActionAttr {
 impl Nla for ActionAttr {
     fn value_len(&self) -> usize {
         match self {
-            ActionAttr::Output(_) | ActionAttr::Recirc(_) => 4,
+            ActionAttr::Output(_) | ActionAttr::Recirc(_) | ActionAttr::Trunc(_) => 4,
+            ActionAttr::Clone(inner) => inner.as_slice().buffer_len(),
+            ActionAttr::CheckPktLen { .. } => emit_check_pkt_len(self).len(),
             ActionAttr::Userspace { userdata, .. } => {
                 8 + userdata
                     .as_ref()
@@ -69,12 +82,19 @@ impl Nla for ActionAttr {
             ActionAttr::Recirc(_) => OVS_ACTION_ATTR_RECIRC,
             ActionAttr::Ct(_) => OVS_ACTION_ATTR_CT,
             ActionAttr::CtClear => OVS_ACTION_ATTR_CT_CLEAR,
+            ActionAttr::Clone(_) => OVS_ACTION_ATTR_CLONE,
+            ActionAttr::Trunc(_) => OVS_ACTION_ATTR_TRUNC,
+            ActionAttr::CheckPktLen { .. } => OVS_ACTION_ATTR_CHECK_PKT_LEN,
             ActionAttr::Other(k, _) => *k,
         }
     }
     fn emit_value(&self, b: &mut [u8]) {
         match self {
-            ActionAttr::Output(x) | ActionAttr::Recirc(x) => b.copy_from_slice(&x.to_ne_bytes()),
+            ActionAttr::Output(x) | ActionAttr::Recirc(x) | ActionAttr::Trunc(x) => {
+                b.copy_from_slice(&x.to_ne_bytes())
+            }
+            ActionAttr::Clone(inner) => inner.as_slice().emit(b),
+            ActionAttr::CheckPktLen { .. } => b.copy_from_slice(&emit_check_pkt_len(self)),
             ActionAttr::Userspace { pid, userdata } => {
                 emit_attr_header(&mut b[0..4], OVS_USERSPACE_ATTR_PID, 4);
                 b[4..8].copy_from_slice(&pid.to_ne_bytes());
@@ -100,6 +120,58 @@ impl Nla for ActionAttr {
             ActionAttr::Ct(ct) => b.copy_from_slice(&emit_ct(ct)),
             ActionAttr::Other(_, v) => b.copy_from_slice(v),
         }
+    }
+}
+
+/// The nested attributes of `OVS_ACTION_ATTR_CHECK_PKT_LEN`, in the order
+/// OVS's `xlate_check_pkt_larger` writes them.
+fn emit_check_pkt_len(a: &ActionAttr) -> Vec<u8> {
+    let mut out = Vec::new();
+    if let ActionAttr::CheckPktLen { pkt_len, gt, le } = a {
+        put_attr(
+            &mut out,
+            OVS_CHECK_PKT_LEN_ATTR_PKT_LEN,
+            &pkt_len.to_ne_bytes(),
+        );
+        put_attr(
+            &mut out,
+            OVS_CHECK_PKT_LEN_ATTR_ACTIONS_IF_GREATER,
+            &emit_action_attrs(gt),
+        );
+        put_attr(
+            &mut out,
+            OVS_CHECK_PKT_LEN_ATTR_ACTIONS_IF_LESS_EQUAL,
+            &emit_action_attrs(le),
+        );
+    }
+    out
+}
+
+/// Decodes `OVS_ACTION_ATTR_CHECK_PKT_LEN`'s payload.
+fn parse_check_pkt_len(v: &[u8]) -> Result<ActionAttr, DecodeError> {
+    let (mut pkt_len, mut gt, mut le) = (None, None, None);
+    for (kind, p) in nested(v, "OVS_ACTION_ATTR_CHECK_PKT_LEN")? {
+        match kind {
+            OVS_CHECK_PKT_LEN_ATTR_PKT_LEN => {
+                pkt_len = Some(u16::from_ne_bytes(fixed(
+                    &p,
+                    "OVS_CHECK_PKT_LEN_ATTR_PKT_LEN",
+                )?))
+            }
+            OVS_CHECK_PKT_LEN_ATTR_ACTIONS_IF_GREATER => gt = Some(parse_action_attrs(&p)?),
+            OVS_CHECK_PKT_LEN_ATTR_ACTIONS_IF_LESS_EQUAL => le = Some(parse_action_attrs(&p)?),
+            other => {
+                return Err(DecodeError::from(format!(
+                    "OVS_ACTION_ATTR_CHECK_PKT_LEN: unknown attribute {other}"
+                )))
+            }
+        }
+    }
+    match (pkt_len, gt, le) {
+        (Some(pkt_len), Some(gt), Some(le)) => Ok(ActionAttr::CheckPktLen { pkt_len, gt, le }),
+        _ => Err(DecodeError::from(
+            "OVS_ACTION_ATTR_CHECK_PKT_LEN: needs a length and both action lists",
+        )),
     }
 }
 
@@ -372,6 +444,9 @@ impl<'a> Parseable<NlaBuffer<&'a [u8]>> for ActionAttr {
             OVS_ACTION_ATTR_POP_VLAN => ActionAttr::PopVlan,
             OVS_ACTION_ATTR_CT => ActionAttr::Ct(parse_ct(v)?),
             OVS_ACTION_ATTR_CT_CLEAR => ActionAttr::CtClear,
+            OVS_ACTION_ATTR_TRUNC => ActionAttr::Trunc(u32_ne(v, "OVS_ACTION_ATTR_TRUNC")?),
+            OVS_ACTION_ATTR_CLONE => ActionAttr::Clone(parse_action_attrs(v)?),
+            OVS_ACTION_ATTR_CHECK_PKT_LEN => parse_check_pkt_len(v)?,
             other => ActionAttr::Other(other, v.to_vec()),
         })
     }
@@ -439,6 +514,13 @@ pub fn actions_to_attrs(actions: &[OdpAction]) -> Vec<ActionAttr> {
             OdpAction::Ct(ct) => ActionAttr::Ct(ct.clone()),
             OdpAction::CtClear => ActionAttr::CtClear,
             OdpAction::Recirc(id) => ActionAttr::Recirc(*id),
+            OdpAction::Clone(inner) => ActionAttr::Clone(actions_to_attrs(inner)),
+            OdpAction::Trunc(n) => ActionAttr::Trunc(*n),
+            OdpAction::CheckPktLen { pkt_len, gt, le } => ActionAttr::CheckPktLen {
+                pkt_len: *pkt_len,
+                gt: actions_to_attrs(gt),
+                le: actions_to_attrs(le),
+            },
         })
         .collect()
 }
@@ -581,6 +663,13 @@ pub fn actions_from_attrs(attrs: &[ActionAttr]) -> Result<Vec<OdpAction>, Decode
                 ActionAttr::Recirc(id) => OdpAction::Recirc(*id),
                 ActionAttr::Ct(ct) => OdpAction::Ct(ct.clone()),
                 ActionAttr::CtClear => OdpAction::CtClear,
+                ActionAttr::Clone(inner) => OdpAction::Clone(actions_from_attrs(inner)?),
+                ActionAttr::Trunc(n) => OdpAction::Trunc(*n),
+                ActionAttr::CheckPktLen { pkt_len, gt, le } => OdpAction::CheckPktLen {
+                    pkt_len: *pkt_len,
+                    gt: actions_from_attrs(gt)?,
+                    le: actions_from_attrs(le)?,
+                },
                 ActionAttr::Other(k, _) => {
                     return Err(DecodeError::from(format!(
                         "action type {k} is not supported"

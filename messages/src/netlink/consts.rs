@@ -146,7 +146,15 @@ pub const OVS_ACTION_ATTR_POP_VLAN: u16 = 5;
 pub const OVS_ACTION_ATTR_RECIRC: u16 = 7;
 pub const OVS_ACTION_ATTR_SET_MASKED: u16 = 11;
 pub const OVS_ACTION_ATTR_CT: u16 = 12;
+pub const OVS_ACTION_ATTR_TRUNC: u16 = 13;
 pub const OVS_ACTION_ATTR_CT_CLEAR: u16 = 16;
+pub const OVS_ACTION_ATTR_CLONE: u16 = 20;
+pub const OVS_ACTION_ATTR_CHECK_PKT_LEN: u16 = 21;
+
+// enum ovs_check_pkt_len_attr (nested in OVS_ACTION_ATTR_CHECK_PKT_LEN)
+pub const OVS_CHECK_PKT_LEN_ATTR_PKT_LEN: u16 = 1;
+pub const OVS_CHECK_PKT_LEN_ATTR_ACTIONS_IF_GREATER: u16 = 2;
+pub const OVS_CHECK_PKT_LEN_ATTR_ACTIONS_IF_LESS_EQUAL: u16 = 3;
 
 // enum ovs_ct_attr (nested in OVS_ACTION_ATTR_CT)
 pub const OVS_CT_ATTR_COMMIT: u16 = 1;

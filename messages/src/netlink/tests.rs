@@ -483,6 +483,39 @@ fn conntrack_actions_survive_netlink_serialization() {
 }
 
 #[test]
+fn nested_actions_survive_netlink_serialization() {
+    use super::consts::*;
+    let actions = vec![
+        OdpAction::Clone(vec![OdpAction::PopVlan, OdpAction::Output(3)]),
+        OdpAction::Trunc(100),
+        OdpAction::Output(2),
+        OdpAction::CheckPktLen {
+            pkt_len: 1500,
+            gt: vec![OdpAction::Output(4)],
+            le: vec![],
+        },
+    ];
+    let attrs = actions::actions_to_attrs(&actions);
+    let bytes = actions::emit_action_attrs(&attrs);
+    let back = actions::parse_action_attrs(&bytes).unwrap();
+    assert_eq!(back, attrs);
+    assert_eq!(actions_from_attrs(&back).unwrap(), actions);
+    // clone: its actions nested directly; check_pkt_len: the length first,
+    // then both lists, an empty one as an empty attribute.
+    assert_eq!(&bytes[..4], &[16, 0, OVS_ACTION_ATTR_CLONE as u8, 0]);
+    let cpl = &bytes[32..];
+    assert_eq!(&cpl[..4], &[28, 0, OVS_ACTION_ATTR_CHECK_PKT_LEN as u8, 0]);
+    assert_eq!(&cpl[4..10], &[6, 0, 1, 0, 0xdc, 0x05]);
+    assert_eq!(&cpl[24..28], &[4, 0, 3, 0]);
+    // A check_pkt_len without its lists is refused.
+    let bad = actions::emit_action_attrs(&[ActionAttr::Other(
+        OVS_ACTION_ATTR_CHECK_PKT_LEN,
+        vec![6, 0, 1, 0, 0xdc, 0x05, 0, 0],
+    )]);
+    assert!(actions::parse_action_attrs(&bad).is_err());
+}
+
+#[test]
 fn flow_message_survives_netlink_serialization() {
     let key = tcp_flow();
     let mask = Flow {

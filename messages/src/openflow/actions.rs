@@ -62,6 +62,16 @@ const NX_LEARN_DST_MATCH: u16 = 0;
 const NX_LEARN_DST_LOAD: u16 = 1 << 11;
 const NX_LEARN_DST_OUTPUT: u16 = 2 << 11;
 const NX_LEARN_N_BITS_MASK: u16 = 0x3ff;
+const NXAST_SET_QUEUE: u16 = 4;
+const NXAST_POP_QUEUE: u16 = 5;
+const NXAST_EXIT: u16 = 17;
+const NXAST_STACK_PUSH: u16 = 27;
+const NXAST_STACK_POP: u16 = 28;
+const NXAST_OUTPUT_TRUNC: u16 = 39;
+const NXAST_CLONE: u16 = 42;
+const NXAST_CHECK_PKT_LARGER: u16 = 49;
+const OFPAT_SET_QUEUE: u16 = 21;
+const OFPAT10_ENQUEUE: u16 = 11;
 // `ct` flags, `nat` flags and the `nat` parameters present.
 const NX_CT_F_COMMIT: u16 = 1;
 const NX_CT_F_FORCE: u16 = 2;
@@ -817,6 +827,71 @@ pub fn encode_action(version: u8, a: &OfAction, out: &mut Vec<u8>) {
         OfAction::Learn(learn) => put_learn(learn, out),
         OfAction::Ct(ct) => put_ct(version, ct, out),
         OfAction::Nat(nat) => put_nat(nat, out),
+        OfAction::Exit => {
+            put_nx_header(out, 16, NXAST_EXIT);
+            out.put_zeros(6);
+        }
+        OfAction::PopQueue => {
+            put_nx_header(out, 16, NXAST_POP_QUEUE);
+            out.put_zeros(6);
+        }
+        OfAction::SetQueue(q) if of10 => {
+            put_nx_header(out, 16, NXAST_SET_QUEUE);
+            out.put_zeros(2);
+            out.put_u32(*q);
+        }
+        OfAction::SetQueue(q) => {
+            out.put_u16(OFPAT_SET_QUEUE);
+            out.put_u16(8);
+            out.put_u32(*q);
+        }
+        // OpenFlow 1.1+ has no enqueue: OVS sends set_queue, output, pop_queue.
+        OfAction::Enqueue { port, queue } if of10 => {
+            out.put_u16(OFPAT10_ENQUEUE);
+            out.put_u16(16);
+            out.put_u16(super::port_to_of10(*port));
+            out.put_zeros(6);
+            out.put_u32(*queue);
+        }
+        OfAction::Enqueue { port, queue } => {
+            encode_action(version, &OfAction::SetQueue(*queue), out);
+            put_output(false, *port, u16::MAX, out);
+            encode_action(version, &OfAction::PopQueue, out);
+        }
+        OfAction::StackPush(sf) | OfAction::StackPop(sf) => {
+            let subtype = if matches!(a, OfAction::StackPush(_)) {
+                NXAST_STACK_PUSH
+            } else {
+                NXAST_STACK_POP
+            };
+            put_nx_header(out, 24, subtype);
+            out.put_u16(sf.ofs.into());
+            out.put_u32(header_of(sf.field, false).raw(false));
+            out.put_u16(sf.n_bits.into());
+            out.put_zeros(8);
+        }
+        OfAction::OutputTrunc { port, max_len } => {
+            put_nx_header(out, 16, NXAST_OUTPUT_TRUNC);
+            out.put_u16(super::port_to_of10(*port));
+            out.put_u32(*max_len);
+        }
+        OfAction::CheckPktLarger { pkt_len, dst } => {
+            put_nx_header(out, 24, NXAST_CHECK_PKT_LARGER);
+            out.put_u16(*pkt_len);
+            out.put_u16(dst.ofs.into());
+            out.put_u32(header_of(dst.field, false).raw(false));
+            out.put_zeros(6);
+        }
+        OfAction::Clone(inner) => {
+            let start = out.len();
+            put_nx_header(out, 0, NXAST_CLONE);
+            out.put_zeros(6);
+            for a in inner {
+                encode_action(version, a, out);
+            }
+            let len = (out.len() - start) as u16;
+            out.set_u16(start + 2, len);
+        }
         OfAction::Resubmit { in_port, table } => {
             let p = in_port.map_or(OFPP10_IN_PORT, super::port_to_of10);
             match table {

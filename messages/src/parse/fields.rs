@@ -71,6 +71,15 @@ impl FieldInfo {
         ones(u32::from(self.n_bytes) * 8)
     }
 
+    /// Width of the whole field as a subfield (`NAME[]`): OVS's `vlan_vid`
+    /// is 12 bits there (the "present" bit only travels in values).
+    pub fn subfield_bits(&self) -> u32 {
+        match self.field {
+            Field::VlanVid => 12,
+            _ => u32::from(self.n_bits),
+        }
+    }
+
     /// All-ones value of the field's bit width.
     pub fn bit_mask(&self) -> u128 {
         ones(u32::from(self.n_bits))
@@ -142,6 +151,38 @@ const fn reg(i: u8, name: &'static str, nxm: &'static str) -> FieldInfo {
     )
 }
 
+const fn xreg(i: u8, name: &'static str, oxm: &'static str) -> FieldInfo {
+    info(
+        name,
+        None,
+        Field::XReg(i),
+        Syntax::Hex,
+        8,
+        64,
+        true,
+        true,
+        Prereq::None,
+        None,
+        Some(oxm),
+    )
+}
+
+const fn xxreg(i: u8, name: &'static str, nxm: &'static str) -> FieldInfo {
+    info(
+        name,
+        None,
+        Field::XxReg(i),
+        Syntax::Hex,
+        16,
+        128,
+        true,
+        true,
+        Prereq::None,
+        Some(nxm),
+        None,
+    )
+}
+
 use Prereq as P;
 use Syntax as S;
 
@@ -168,6 +209,19 @@ pub static FIELDS: &[FieldInfo] = &[
     reg(13, "reg13", "NXM_NX_REG13"),
     reg(14, "reg14", "NXM_NX_REG14"),
     reg(15, "reg15", "NXM_NX_REG15"),
+    xreg(0, "xreg0", "OXM_OF_PKT_REG0"),
+    xreg(1, "xreg1", "OXM_OF_PKT_REG1"),
+    xreg(2, "xreg2", "OXM_OF_PKT_REG2"),
+    xreg(3, "xreg3", "OXM_OF_PKT_REG3"),
+    xreg(4, "xreg4", "OXM_OF_PKT_REG4"),
+    xreg(5, "xreg5", "OXM_OF_PKT_REG5"),
+    xreg(6, "xreg6", "OXM_OF_PKT_REG6"),
+    xreg(7, "xreg7", "OXM_OF_PKT_REG7"),
+    xxreg(0, "xxreg0", "NXM_NX_XXREG0"),
+    xxreg(1, "xxreg1", "NXM_NX_XXREG1"),
+    xxreg(2, "xxreg2", "NXM_NX_XXREG2"),
+    xxreg(3, "xxreg3", "NXM_NX_XXREG3"),
+    info("actset_output", None, Field::ActsetOutput, S::Port, 4, 32, false, false, P::None, None, Some("ONFOXM_ET_ACTSET_OUTPUT")),
     info("tun_id", Some("tunnel_id"), Field::TunId, S::Hex, 8, 64, true, true, P::None, Some("NXM_NX_TUN_ID"), Some("OXM_OF_TUNNEL_ID")),
     info("tun_src", None, Field::TunSrc, S::Ipv4, 4, 32, true, true, P::None, Some("NXM_NX_TUN_IPV4_SRC"), None),
     info("tun_dst", None, Field::TunDst, S::Ipv4, 4, 32, true, true, P::None, Some("NXM_NX_TUN_IPV4_DST"), None),

@@ -369,6 +369,7 @@ const NAMED_PORTS: &[(&str, u32)] = &[
     ("LOCAL", port::LOCAL),
     ("ANY", port::ANY),
     ("NONE", port::ANY),
+    ("UNSET", port::UNSET),
 ];
 
 /// Parses an OpenFlow port: a decimal number or a name such as `LOCAL`

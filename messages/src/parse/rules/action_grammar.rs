@@ -59,6 +59,21 @@ pub(super) enum Act {
     CtClear,
     /// Only valid among `ct`'s nested actions.
     Nat(NatAction),
+    Clone(Vec<Located>),
+    /// `push:SUBFIELD` (true) or `pop:SUBFIELD`.
+    Stack(bool, Subfield),
+    CheckPktLarger {
+        pkt_len: u16,
+        dst: Subfield,
+    },
+    OutputTrunc {
+        port: u32,
+        max_len: u32,
+    },
+    Enqueue {
+        port: u32,
+        queue: u32,
+    },
 }
 
 /// An action with the text it came from.
@@ -104,13 +119,9 @@ impl Inst {
 /// Actions OVS knows that have no representation here.
 pub(super) const UNSUPPORTED_ACTIONS: &[&str] = &[
     "group",
-    "enqueue",
-    "output_reg",
     "bundle",
     "bundle_load",
     "move",
-    "push",
-    "pop",
     "set_mpls_label",
     "set_mpls_tc",
     "set_mpls_ttl",
@@ -119,15 +130,9 @@ pub(super) const UNSUPPORTED_ACTIONS: &[&str] = &[
     "pop_mpls",
     "set_tunnel",
     "set_tunnel64",
-    "set_queue",
-    "pop_queue",
     "multipath",
     "note",
-    "exit",
     "sample",
-    "output_trunc",
-    "clone",
-    "check_pkt_larger",
     "delete_field",
     "encap",
     "decap",
@@ -137,7 +142,8 @@ pub(super) const UNSUPPORTED_ACTIONS: &[&str] = &[
 
 pub(super) const SUPPORTED: &str =
     "an action (output, drop, set_field, load, mod_*, push_vlan, pop_vlan, \
-     dec_ttl, resubmit, controller, ct, ct_clear, conjunction, learn, fin_timeout, a port) or \
+     dec_ttl, resubmit, controller, ct, ct_clear, conjunction, learn, fin_timeout, clone, \
+     push, pop, exit, check_pkt_larger, enqueue, set_queue, pop_queue, a port) or \
      instruction (goto_table, write_metadata, write_actions, clear_actions)";
 
 pub(super) fn parse_instructions(text: &str, base: usize, rule: &Rule) -> Res<Instructions> {
@@ -273,14 +279,9 @@ pub(super) fn parse_action(name: &str, kv: &KeyValue<'_>, src: &str) -> Res<Act>
             .ok_or_else(|| invalid(what, "an integer from 0 to 65535"))
     };
     let act = match name {
-        "output" => {
+        "output" | "output_reg" => {
             if arg.contains("port") && arg.contains("max_len") {
-                return Err(err(
-                    kv.key_at,
-                    "unsupported action output_trunc",
-                    src,
-                    SUPPORTED,
-                ));
+                return parse_output_trunc(arg, at);
             }
             match parse_port(arg) {
                 Some(p) => output_to(p),
@@ -288,12 +289,12 @@ pub(super) fn parse_action(name: &str, kv: &KeyValue<'_>, src: &str) -> Res<Act>
                 None if arg.contains('[') => {
                     let src =
                         parse_subfield(arg).map_err(|e| err(at, "bad output source", arg, e))?;
-                    if src.n_bits > 16 {
+                    if src.n_bits > 32 {
                         return Err(err(
                             at,
                             "output source wider than a port",
                             arg,
-                            "a subfield of at most 16 bits",
+                            "a subfield of at most 32 bits",
                         ));
                     }
                     Act::OutputReg(src)
@@ -441,6 +442,19 @@ pub(super) fn parse_action(name: &str, kv: &KeyValue<'_>, src: &str) -> Res<Act>
         "ct_clear" => Act::CtClear,
         "nat" => Act::Nat(ct::parse_nat(arg, at)?),
         "write_actions" => Act::WriteActions(parse_action_list(arg, at, false)?),
+        "clone" => Act::Clone(parse_action_list(arg, at, false)?),
+        "push" | "pop" => {
+            let sf =
+                parse_subfield(arg).map_err(|e| err(at, format!("bad {name} field"), arg, e))?;
+            Act::Stack(name == "push", sf)
+        }
+        "exit" => Act::Plain(OfAction::Exit),
+        "pop_queue" => Act::Plain(OfAction::PopQueue),
+        "set_queue" => Act::Plain(OfAction::SetQueue(
+            parse_uint(arg, 32).ok_or_else(|| invalid("queue", "a 32-bit queue number"))? as u32,
+        )),
+        "enqueue" => parse_enqueue(arg, at)?,
+        "check_pkt_larger" => parse_check_pkt_larger(arg, at)?,
         _ if UNSUPPORTED_ACTIONS.contains(&name) => {
             return Err(err(
                 kv.key_at,
@@ -455,6 +469,125 @@ pub(super) fn parse_action(name: &str, kv: &KeyValue<'_>, src: &str) -> Res<Act>
         },
     };
     Ok(act)
+}
+
+/// `output(port=P,max_len=N)` (OVS's `parse_truncate_subfield`).
+fn parse_output_trunc(arg: &str, at: usize) -> Res<Act> {
+    let (mut port, mut max_len) = (None, None);
+    for kv in key_values(arg, at) {
+        match kv.key {
+            "port" => {
+                let p = parse_port(kv.value).ok_or_else(|| {
+                    err(
+                        kv.value_at,
+                        "output to unknown truncate port",
+                        kv.value,
+                        "a port number or name",
+                    )
+                })?;
+                if p >= port::MAX && p != port::LOCAL && p != port::IN_PORT {
+                    return Err(err(
+                        kv.value_at,
+                        "output to unsupported truncate port",
+                        kv.value,
+                        "a port number, LOCAL or IN_PORT",
+                    ));
+                }
+                port = Some(p);
+            }
+            "max_len" => {
+                let n = parse_uint(kv.value, 32).ok_or_else(|| {
+                    err(kv.value_at, "invalid max_len", kv.value, "a 32-bit integer")
+                })? as u32;
+                // What the switch refuses (OFPBAC_BAD_ARGUMENT): shorter
+                // than an Ethernet header.
+                if n < 14 {
+                    return Err(err(
+                        kv.value_at,
+                        "max_len shorter than an Ethernet header",
+                        kv.value,
+                        "at least 14",
+                    ));
+                }
+                max_len = Some(n);
+            }
+            other => {
+                return Err(err(
+                    kv.key_at,
+                    format!("invalid key '{other}' in output_trunc argument"),
+                    other,
+                    "port=P,max_len=N",
+                ))
+            }
+        }
+    }
+    match (port, max_len) {
+        (Some(port), Some(max_len)) => Ok(Act::OutputTrunc { port, max_len }),
+        _ => Err(err(
+            at,
+            "output_trunc needs a port and a max_len",
+            arg,
+            "port=P,max_len=N",
+        )),
+    }
+}
+
+/// `enqueue:PORT:QUEUE` or `enqueue(PORT,QUEUE)`.
+fn parse_enqueue(arg: &str, at: usize) -> Res<Act> {
+    let mut parts = arg.split([':', 'q', ',']).filter(|p| !p.is_empty());
+    let (Some(port_s), Some(queue_s), None) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(err(
+            at,
+            "\"enqueue\" syntax is \"enqueue:PORT:QUEUE\" or \"enqueue(PORT,QUEUE)\"",
+            arg,
+            "enqueue:PORT:QUEUE",
+        ));
+    };
+    let port = parse_port(port_s).ok_or_else(|| {
+        err(
+            at,
+            format!("{port_s}: enqueue to unknown port"),
+            port_s,
+            "a port",
+        )
+    })?;
+    if port >= port::MAX && port != port::IN_PORT && port != port::LOCAL {
+        return Err(err(
+            at,
+            "bad enqueue port",
+            port_s,
+            "a port number, LOCAL or IN_PORT",
+        ));
+    }
+    let queue = parse_uint(queue_s, 32)
+        .ok_or_else(|| err(at, "invalid queue", queue_s, "a 32-bit queue number"))?
+        as u32;
+    Ok(Act::Enqueue { port, queue })
+}
+
+/// `check_pkt_larger(N)->DST` (the tokenizer leaves `N)->DST`).
+fn parse_check_pkt_larger(arg: &str, at: usize) -> Res<Act> {
+    let (len_s, dst_s, dst_at) = split_arrow(arg, at)?;
+    let len_s = len_s.strip_suffix(')').unwrap_or(len_s);
+    let pkt_len = parse_uint(len_s, 16).ok_or_else(|| {
+        err(
+            at,
+            "invalid packet length",
+            len_s,
+            "an integer from 0 to 65535",
+        )
+    })? as u16;
+    let dst = parse_subfield(dst_s)
+        .map_err(|e| err(dst_at, "bad check_pkt_larger destination", dst_s, e))?;
+    if dst.n_bits != 1 {
+        return Err(err(
+            dst_at,
+            "Only 1-bit destination field is allowed",
+            dst_s,
+            "one bit, e.g. NXM_NX_REG0[0]",
+        ));
+    }
+    Ok(Act::CheckPktLarger { pkt_len, dst })
 }
 
 fn located(b: Bad) -> LineError {

@@ -282,6 +282,44 @@ pub(super) fn encode_action(a: &Located, st: &mut CheckState, out: &mut Vec<OfAc
             table: *table,
         }),
         Act::CtClear => out.push(OfAction::CtClear),
+        Act::Clone(inner) => {
+            // OVS checks the nested actions on a copy of the state: what
+            // they push or pop stays inside.
+            let mut nested = st.clone();
+            let mut actions = Vec::new();
+            for b in inner {
+                encode_action(b, &mut nested, &mut actions)?;
+            }
+            out.push(OfAction::Clone(actions));
+        }
+        Act::Stack(push, sf) => {
+            if !prereqs_hold(sf.info.prereq, f) {
+                return Err(inconsistent(a, prereq_needs(sf.info.prereq, sf.info.field)));
+            }
+            if !*push {
+                writable_dst(a, sf)?;
+            }
+            out.push(if *push {
+                OfAction::StackPush(sf.bits())
+            } else {
+                OfAction::StackPop(sf.bits())
+            });
+        }
+        Act::CheckPktLarger { pkt_len, dst } => {
+            writable_dst(a, dst)?;
+            out.push(OfAction::CheckPktLarger {
+                pkt_len: *pkt_len,
+                dst: dst.bits(),
+            });
+        }
+        Act::OutputTrunc { port, max_len } => out.push(OfAction::OutputTrunc {
+            port: *port,
+            max_len: *max_len,
+        }),
+        Act::Enqueue { port, queue } => out.push(OfAction::Enqueue {
+            port: *port,
+            queue: *queue,
+        }),
         // Encoded above.
         Act::Ct(_) | Act::Nat(_) => {}
         Act::ClearActions | Act::WriteActions(_) | Act::WriteMetadata(..) | Act::GotoTable(_) => {
@@ -294,6 +332,20 @@ pub(super) fn encode_action(a: &Located, st: &mut CheckState, out: &mut Vec<OfAc
         }
     }
     Ok(())
+}
+
+/// OVS's `mf_check_dst`: the subfield must be writable.
+fn writable_dst(a: &Located, sf: &Subfield) -> Res<()> {
+    if sf.info.writable {
+        Ok(())
+    } else {
+        Err(err(
+            a.at,
+            format!("destination field {} is not writable", sf.info.name),
+            &a.text,
+            "a writable field",
+        ))
+    }
 }
 
 pub(super) fn ct_outside(a: &Located) -> LineError {

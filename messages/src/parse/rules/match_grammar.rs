@@ -552,6 +552,17 @@ pub(crate) struct Subfield {
     pub(crate) n_bits: u32,
 }
 
+impl Subfield {
+    /// The subfield as actions carry it.
+    pub(crate) fn bits(&self) -> crate::learn::Subfield {
+        crate::learn::Subfield {
+            field: self.info.field,
+            ofs: self.ofs as u8,
+            n_bits: self.n_bits as u8,
+        }
+    }
+}
+
 /// Parses `NAME`, `NAME[]`, `NAME[bit]` or `NAME[start..end]` (OVS's
 /// `mf_parse_subfield`); NAME is an NXM/OXM name or a field name.
 pub(crate) fn parse_subfield(s: &str) -> Result<Subfield, String> {
@@ -562,7 +573,7 @@ pub(crate) fn parse_subfield(s: &str) -> Result<Subfield, String> {
     }
     let info = fields::by_subfield_name(name)
         .ok_or_else(|| format!("a known field name, not `{name}'"))?;
-    let n = u32::from(info.n_bits);
+    let n = info.subfield_bits();
     let rest = &s[name_len..];
     let (start, end, used) = if rest.is_empty() {
         (0, n - 1, 0)

@@ -126,7 +126,16 @@ fn output_to_a_register_and_dec_ttl_with_ids() {
         crate::format::ofp_rule::format_action(&r.instructions.apply[0]),
         "output:NXM_NX_REG1[0..3]"
     );
-    assert!(error("actions=output:NXM_NX_REG1[]").what.contains("wider"));
+    assert!(
+        rule("actions=output:NXM_NX_REG1[]")
+            .instructions
+            .apply
+            .len()
+            == 1
+    );
+    assert!(error("actions=output:OXM_OF_PKT_REG0[]")
+        .what
+        .contains("wider"));
     assert!(error("ip,actions=dec_ttl(x)")
         .what
         .contains("controller ids"));
@@ -361,5 +370,50 @@ fn missing_actions_and_unknown_names() {
     assert_eq!(
         error("actions=bundle(eth_src,0,hrw,ofport,members:1)").what,
         "unsupported action bundle"
+    );
+}
+
+#[test]
+fn pipeline_actions_print_back_as_ovs_prints_them() {
+    let text = "clone(set_field:0x5->reg0,output:2),push:NXM_NX_REG0[0..15],\
+                pop:OXM_OF_PKT_REG1[],exit,output(port=3,max_len=100),\
+                check_pkt_larger(200)->NXM_NX_REG0[0],enqueue:4:2,set_queue:7,pop_queue,\
+                move:NXM_NX_CT_LABEL[64..75]->OXM_OF_VLAN_VID[]";
+    let r = rule(&format!("ip,actions={text}"));
+    let printed = crate::format::ofp_rule::format_instructions(&r.instructions);
+    assert_eq!(
+        printed,
+        "clone(set_field:0x5->reg0,output:2),push:NXM_NX_REG0[0..15],\
+         pop:OXM_OF_PKT_REG1[],exit,output(port=3,max_len=100),\
+         check_pkt_larger(200)->NXM_NX_REG0[0],enqueue:4:2,set_queue:7,pop_queue,\
+         move:NXM_NX_CT_LABEL[64..75]->OXM_OF_VLAN_VID[]"
+    );
+    // What OVS refuses, refused with its reason.
+    assert!(error("actions=check_pkt_larger(200)->NXM_NX_REG0[0..1]")
+        .what
+        .contains("1-bit"));
+    assert!(error("actions=output(port=2,max_len=4)")
+        .what
+        .contains("max_len"));
+    assert!(error("actions=output(port=NORMAL,max_len=100)")
+        .what
+        .contains("unsupported truncate port"));
+    assert!(error("actions=pop:NXM_OF_ETH_TYPE[]")
+        .what
+        .contains("not writable"));
+    assert!(error("actions=enqueue:2").what.contains("enqueue"));
+}
+
+#[test]
+fn extended_registers_and_actset_output_match() {
+    let r = rule("xreg1=0x100000002,xxreg3=0x5/0xff,actset_output=UNSET,actions=drop");
+    let m = &r.matches;
+    assert_eq!((m.flow.regs[2], m.flow.regs[3]), (1, 2));
+    assert_eq!((m.flow.regs[15], m.mask.regs[15]), (5, 0xff));
+    assert_eq!(m.flow.actset_output, crate::ofp::port::UNSET);
+    let printed = crate::format::ofp_rule::format_match_fields(&m.flow, &m.mask, None, false);
+    assert_eq!(
+        printed,
+        "reg2=0x1,reg3=0x2,reg15=0x5/0xff,actset_output=UNSET"
     );
 }
