@@ -36,21 +36,25 @@ pub struct PortCounters {
 }
 
 impl PortIo {
-    /// Opens AF_PACKET on the existing interface `name`: brings it up, puts
-    /// it in promiscuous mode and ignores the frames we send ourselves.
+    /// Opens AF_PACKET on the existing interface `name`: ignores the frames
+    /// we send ourselves, brings it up and puts it in promiscuous mode.
     pub fn open_packet(name: &str) -> io::Result<PortIo> {
         let ifindex = ifindex(name)?;
-        set_up(name)?;
         let proto = (libc::ETH_P_ALL as u16).to_be();
+        // Protocol 0: the socket receives nothing until it is bound to the
+        // interface, after its options are set. Created with ETH_P_ALL it
+        // would take every interface's frames, and the interface's own
+        // outgoing ones, in the meantime.
         // SAFETY: plain socket(2) call; the result is checked.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                proto as i32,
-            )
-        };
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
         let fd = owned(fd)?;
+        setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &1i32)?;
+        // The kernel takes a received frame's VLAN tag out of the frame
+        // (VLAN acceleration); the auxiliary data gives it back.
+        setsockopt(&fd, libc::SOL_PACKET, PACKET_AUXDATA, &1i32)?;
+        // Up before the bind: a socket bound to a down interface is given
+        // ENETDOWN.
+        set_up(name)?;
         // SAFETY: sockaddr_ll is plain data; zeroed is a valid value.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;
@@ -69,10 +73,6 @@ impl PortIo {
         mreq.mr_ifindex = ifindex;
         mreq.mr_type = libc::PACKET_MR_PROMISC as u16;
         setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &mreq)?;
-        setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &1i32)?;
-        // The kernel takes a received frame's VLAN tag out of the frame
-        // (VLAN acceleration); the auxiliary data gives it back.
-        setsockopt(&fd, libc::SOL_PACKET, PACKET_AUXDATA, &1i32)?;
         set_rcvtimeo(&fd, RX_POLL)?;
         Ok(PortIo::Packet(fd))
     }
