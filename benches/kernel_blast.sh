@@ -13,8 +13,12 @@
 # daemon's upcall-show (flow ops and batches: ops per sendmsg).
 #
 # Usage (from the checkout, as root):  benches/kernel_blast.sh [WORKLOAD] [BLAST-ARGS...]
-#   WORKLOAD: mac (default, 20000 megaflows) or natural (5304 megaflows)
+#   WORKLOAD: mac (default, 20000 megaflows), natural (5304 megaflows), or
+#             the path of a TSV of frames (in_port<TAB>hex)
 #   BLAST-ARGS: extra ovs-blast options, e.g. -r 8000 (pace to 8000 frames/s)
+# Environment: BATCHES (default "1 8 64"), SETTLE_S (seconds to wait after a
+#   pass before upcall-show, so that its dump duration is a round over every
+#   flow installed; default 0), KVM_OVS_MEM (the VM's MiB, default 512).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORKLOAD=${1:-mac}
@@ -27,6 +31,9 @@ done
 [[ -n $KVM ]] || { echo "kernel-vm scripts not found" >&2; exit 1; }
 BENCH=$(dirname "$KVM")/../bench
 FRAMES=$BENCH/setup-rate-20000-$WORKLOAD.tsv
+[[ -f $WORKLOAD ]] && FRAMES=$WORKLOAD
+BATCHES=${BATCHES:-1 8 64}
+SETTLE_S=${SETTLE_S:-0}
 [[ -f $FRAMES ]] || { echo "no workload $FRAMES" >&2; exit 1; }
 
 OUT=${KVM_OVS_OUT:-/tmp/kvm-ovs/out-blast}
@@ -69,7 +76,7 @@ for p in $(echo $PORTS); do
   \$IP link add vp\$p type veth peer name vb\$p
   \$IP link set vp\$p up; \$IP link set vb\$p up
 done
-for b in 1 8 64; do
+for b in $BATCHES; do
   sed "s/BATCH/\$b/" /bench/upcalld.toml.in > /tmp/upcalld.toml
   RUST_LOG=warn /bin/upcalld run --config /tmp/upcalld.toml &
   pid=\$!
@@ -79,6 +86,7 @@ for b in 1 8 64; do
     sleep 0.1
   done
   /bin/ovs-blast -d upcalld -l batch\$b -P \$pid ${BLAST_ARGS[*]:-} /bench/frames.tsv
+  sleep $SETTLE_S
   /bin/upcalld ctl --socket /tmp/upcalld.sock upcall-show | sed "s/^/batch\$b: /"
   kill -TERM \$pid; wait \$pid
 done

@@ -90,7 +90,12 @@ pub fn upcall_show(
         dp.n_flows,
         g(&s.flow_limit)
     );
-    let _ = writeln!(out, "  dump duration : {}ms (cpu)", g(&s.dump_duration_ms));
+    let _ = writeln!(
+        out,
+        "  dump duration : {}ms (cpu), {}ms (wall)",
+        g(&s.dump_duration_ms),
+        g(&s.dump_wall_ms)
+    );
     let _ = writeln!(
         out,
         "  keys          : {n_ukeys} (dropped as missing from dumps: {})",

@@ -223,6 +223,9 @@ impl Revalidator {
                 .store(self.flow_limit, Ordering::Relaxed);
             self.stats.dp_flows.store(n_flows, Ordering::Relaxed);
             self.stats.dump_duration_ms.store(ms, Ordering::Relaxed);
+            self.stats
+                .dump_wall_ms
+                .store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
             for h in &self.handlers {
                 h.do_send(FlowLimit {
                     limit: self.flow_limit,

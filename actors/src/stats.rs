@@ -79,6 +79,8 @@ pub struct PipelineStats {
     /// CPU time of the last dump and revalidation, in ms (what the
     /// dynamic flow limit follows).
     pub dump_duration_ms: AtomicU64,
+    /// Wall time of the same, in ms (what OVS's `upcall/show` reports).
+    pub dump_wall_ms: AtomicU64,
     /// Revalidation rounds completed (by every revalidator).
     pub revalidation_rounds: AtomicU64,
     /// The rule-table's current version.
