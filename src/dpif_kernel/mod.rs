@@ -35,10 +35,11 @@ use messages::dpif::{
 use messages::flow::datapath_mask;
 use messages::hash::key_ufid;
 use messages::netlink::consts::*;
+use messages::netlink::writer::{MessageWriter, RequestHeader};
 use messages::netlink::{
     actions_from_attrs, actions_to_attrs, key_from_attrs, mask_from_attrs, megaflow_to_attrs,
-    metadata_to_attrs, DpAttr, DpMessage, FlowAttr, FlowMessage, PacketAttr, PacketMessage,
-    VportAttr, VportMessage,
+    metadata_to_attrs, DpAttr, DpMessage, FlowAttr, FlowMessage, OvsAttr, PacketAttr,
+    PacketMessage, VportAttr, VportMessage,
 };
 use netlink_packet_core::{ParseableParametrized, NLM_F_CREATE, NLM_F_DUMP, NLM_F_ECHO};
 
@@ -46,7 +47,7 @@ use control::{
     ControlAnswer, ControlError, Deferred, FamilyResolver, GenlConnection, NetlinkThread,
 };
 use dump::DumpCache;
-use socket::{request, Answer, BatchSocket, ReplySocket, Request, TxCounters};
+use socket::{request, Answer, BatchSocket, ReplySocket, TxCounters};
 use upcall::{UpcallCounters, UpcallSocket};
 
 /// What the datapath's connection tracking supports, found at open as
@@ -389,14 +390,20 @@ impl KernelDpif {
         }
     }
 
-    fn transact(&self, reqs: Vec<Request>) -> Result<Vec<Answer>, DpifError> {
-        // A free socket if there is one, else wait for the first.
+    /// Writes `ops` in batches on a free batch socket (or waits for the
+    /// first) and returns one answer per op.
+    fn transact(&self, ops: &[DpifOp]) -> Result<Vec<Answer>, DpifError> {
         let free = self.tx.iter().find_map(|s| s.try_lock().ok());
         let mut tx = match free {
             Some(tx) => tx,
             None => self.tx[0].lock().map_err(|_| DpifError::Closed)?,
         };
-        tx.transact(reqs, &self.counters).map_err(io_err)
+        tx.transact(
+            ops.len(),
+            |i, out| self.write_flow_request(&ops[i], out),
+            &self.counters,
+        )
+        .map_err(io_err)
     }
 
     fn dp_control(
@@ -553,10 +560,18 @@ impl KernelDpif {
             .map_err(|e| refused("OVS_DP_CMD_DEL", e))
     }
 
-    fn flow_request(&self, op: &DpifOp) -> Request {
-        let omit = FlowAttr::UfidFlags(
-            OVS_UFID_F_OMIT_KEY | OVS_UFID_F_OMIT_MASK | OVS_UFID_F_OMIT_ACTIONS,
-        );
+    /// Appends `op`'s request to `out`, written in place (see
+    /// [`messages::netlink::writer`]): the handlers' hot path.
+    fn write_flow_request(&self, op: &DpifOp, out: &mut Vec<u8>) {
+        let omit =
+            (OVS_UFID_F_OMIT_KEY | OVS_UFID_F_OMIT_MASK | OVS_UFID_F_OMIT_ACTIONS).to_ne_bytes();
+        let flow = |cmd, flags| RequestHeader {
+            family_id: self.families.flow,
+            flags,
+            cmd,
+            version: FlowAttr::VERSION,
+            dp_ifindex: self.dp_ifindex,
+        };
         match op {
             DpifOp::FlowPut(put) => {
                 let FlowPut {
@@ -566,46 +581,45 @@ impl KernelDpif {
                     mode,
                     reset_stats,
                 } = &**put;
-                let (k, m) = megaflow_to_attrs(&megaflow.key(), &megaflow.mask());
-                let mut attrs = vec![
-                    FlowAttr::Key(k),
-                    FlowAttr::Mask(m),
-                    FlowAttr::Actions(actions_to_attrs(actions)),
-                    FlowAttr::Ufid(*ufid),
-                    omit,
-                ];
                 let (cmd, flags) = match mode {
                     PutMode::Create => (CMD_NEW, NLM_F_CREATE),
                     PutMode::CreateOrModify => (CMD_NEW, 0),
                     PutMode::Modify => (CMD_SET, 0),
                 };
+                let (k, m) = megaflow_to_attrs(&megaflow.key(), &megaflow.mask());
+                let mut w = MessageWriter::begin(out, flow(cmd, flags));
+                w.nested(OVS_FLOW_ATTR_KEY, &k)
+                    .nested(OVS_FLOW_ATTR_MASK, &m)
+                    .nested(OVS_FLOW_ATTR_ACTIONS, &actions_to_attrs(actions))
+                    .attr(OVS_FLOW_ATTR_UFID, &ufid.to_ne_bytes())
+                    .attr(OVS_FLOW_ATTR_UFID_FLAGS, &omit);
                 if *reset_stats && cmd == CMD_SET {
-                    attrs.push(FlowAttr::Clear);
+                    w.attr(OVS_FLOW_ATTR_CLEAR, &[]);
                 }
-                request(
-                    self.families.flow,
-                    FlowMessage::new(cmd, self.dp_ifindex, attrs),
-                    flags,
-                )
+                w.finish();
             }
-            DpifOp::FlowDel { ufid } => request(
-                self.families.flow,
-                FlowMessage::new(CMD_DEL, self.dp_ifindex, vec![FlowAttr::Ufid(*ufid), omit]),
-                0,
-            ),
-            DpifOp::Execute(e) => request(
-                self.families.packet,
-                PacketMessage::new(
-                    OVS_PACKET_CMD_EXECUTE,
-                    self.dp_ifindex,
-                    vec![
-                        PacketAttr::Packet(e.packet.clone()),
-                        PacketAttr::Key(metadata_to_attrs(&e.metadata)),
-                        PacketAttr::Actions(actions_to_attrs(&e.actions)),
-                    ],
-                ),
-                0,
-            ),
+            DpifOp::FlowDel { ufid } => {
+                let mut w = MessageWriter::begin(out, flow(CMD_DEL, 0));
+                w.attr(OVS_FLOW_ATTR_UFID, &ufid.to_ne_bytes())
+                    .attr(OVS_FLOW_ATTR_UFID_FLAGS, &omit);
+                w.finish();
+            }
+            DpifOp::Execute(e) => {
+                let mut w = MessageWriter::begin(
+                    out,
+                    RequestHeader {
+                        family_id: self.families.packet,
+                        flags: 0,
+                        cmd: OVS_PACKET_CMD_EXECUTE,
+                        version: PacketAttr::VERSION,
+                        dp_ifindex: self.dp_ifindex,
+                    },
+                );
+                w.attr(OVS_PACKET_ATTR_PACKET, &e.packet)
+                    .nested(OVS_PACKET_ATTR_KEY, &metadata_to_attrs(&e.metadata))
+                    .nested(OVS_PACKET_ATTR_ACTIONS, &actions_to_attrs(&e.actions));
+                w.finish();
+            }
         }
     }
 
@@ -723,8 +737,7 @@ impl Dpif for KernelDpif {
     }
 
     fn operate(&self, ops: &mut [DpifOp]) -> Vec<Result<(), DpifError>> {
-        let reqs = ops.iter().map(|op| self.flow_request(op)).collect();
-        match self.transact(reqs) {
+        match self.transact(ops) {
             Ok(answers) => answers
                 .into_iter()
                 .zip(ops.iter())

@@ -6,8 +6,9 @@
 //! buffer's worth, from whichever thread calls `operate`, and the caller
 //! waits for exactly that batch's answers. netlink-proto would add a
 //! runtime hop and a channel per request and pick the datagram size
-//! itself, so this path talks to netlink-sys directly and uses the
-//! netlink-packet-* types only for serialization.
+//! itself, so this path talks to netlink-sys directly, and the requests
+//! are written straight into one reused send buffer
+//! (`messages::netlink::writer`).
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,7 +49,10 @@ pub struct TxCounters {
 pub struct BatchSocket {
     socket: Socket,
     seq: u32,
+    /// The answers' receive buffer.
     buf: Vec<u8>,
+    /// The requests' send buffer, reused.
+    out: Vec<u8>,
 }
 
 /// Serializes an OVS family message addressed to `family_id`, asking for
@@ -84,55 +88,65 @@ impl BatchSocket {
             socket,
             seq: 1,
             buf: Vec::with_capacity(RECV_BUF),
+            out: Vec::new(),
         })
     }
 
-    /// Sends `reqs` in as few `sendmsg` calls as the size limit allows and
-    /// returns one answer per request, in order.
+    /// Sends `n` requests, each appended to the send buffer by
+    /// `write(i, buffer)`, in as few `sendmsg` calls as the size limit
+    /// allows, and returns one answer per request, in order.
     pub fn transact(
         &mut self,
-        reqs: Vec<Request>,
+        n: usize,
+        mut write: impl FnMut(usize, &mut Vec<u8>),
         counters: &TxCounters,
     ) -> io::Result<Vec<Answer>> {
-        let mut answers = Vec::with_capacity(reqs.len());
-        let mut batch: Vec<Request> = Vec::new();
-        let mut bytes = 0;
-        for r in reqs {
-            if !batch.is_empty() && bytes + r.bytes.len() > MAX_BATCH_BYTES {
-                answers.extend(self.send_batch(std::mem::take(&mut batch), counters)?);
-                bytes = 0;
+        let mut answers = Vec::with_capacity(n);
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        // The first request of the batch being written.
+        let mut first = 0;
+        for i in 0..n {
+            let at = out.len();
+            write(i, &mut out);
+            if out.len() > MAX_BATCH_BYTES && i > first {
+                // Request i goes in the next batch.
+                let next = out.split_off(at);
+                answers.extend(self.send_batch(&mut out, i - first, counters)?);
+                out.clear();
+                out.extend_from_slice(&next);
+                first = i;
             }
-            bytes += r.bytes.len();
-            batch.push(r);
         }
-        if !batch.is_empty() {
-            answers.extend(self.send_batch(batch, counters)?);
+        if n > first {
+            answers.extend(self.send_batch(&mut out, n - first, counters)?);
         }
+        self.out = out;
         Ok(answers)
     }
 
+    /// Numbers the `count` requests in `out` and sends them in one
+    /// `sendmsg`; their answers, in order.
     fn send_batch(
         &mut self,
-        batch: Vec<Request>,
+        out: &mut [u8],
+        count: usize,
         counters: &TxCounters,
     ) -> io::Result<Vec<Answer>> {
         let first_seq = self.seq;
-        let mut out = Vec::with_capacity(batch.iter().map(|r| r.bytes.len()).sum());
-        for (i, r) in batch.iter().enumerate() {
-            let start = out.len();
-            out.extend_from_slice(&r.bytes);
-            out[start + 8..start + 12]
-                .copy_from_slice(&first_seq.wrapping_add(i as u32).to_ne_bytes());
+        let mut off = 0;
+        for i in 0..count {
+            let len = ne_u32(out, off).unwrap_or(0) as usize;
+            out[off + 8..off + 12].copy_from_slice(&first_seq.wrapping_add(i as u32).to_ne_bytes());
+            off += (len + 3) & !3;
         }
-        self.seq = first_seq.wrapping_add(batch.len() as u32);
-        self.socket.send(&out, 0)?;
+        self.seq = first_seq.wrapping_add(count as u32);
+        self.socket.send(out, 0)?;
         counters.sendmsg_calls.fetch_add(1, Ordering::Relaxed);
-        counters
-            .ops
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        counters.ops.fetch_add(count as u64, Ordering::Relaxed);
 
-        let mut answers: Vec<Option<Answer>> = vec![None; batch.len()];
-        let mut pending = batch.len();
+        let mut answers: Vec<Option<Answer>> = vec![None; count];
+        let mut pending = count;
         while pending > 0 {
             self.buf.clear();
             let n = self.socket.recv(&mut self.buf, 0)?;
@@ -151,7 +165,7 @@ impl BatchSocket {
                 let kind = u16::from_ne_bytes([msg[4], msg[5]]);
                 let seq = ne_u32(msg, 8).unwrap_or(0);
                 let idx = seq.wrapping_sub(first_seq) as usize;
-                if idx >= batch.len() || answers[idx].is_some() {
+                if idx >= count || answers[idx].is_some() {
                     // A late answer to an earlier batch that failed midway.
                     continue;
                 }

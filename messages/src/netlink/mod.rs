@@ -8,6 +8,8 @@
 //!   with the kernel's nesting and prerequisite rules.
 //! - [`actions`]: action attributes ⇄ [`crate::odp::OdpAction`].
 //! - [`consts`]: every number used, from the uapi `linux/openvswitch.h`.
+//! - [`writer`]: requests written straight into a send buffer (the
+//!   handlers' puts and executes), the same bytes as the typed form.
 //!
 //! Decoding never trusts its input: a bad length, an unknown nested shape
 //! or a value the `Flow` cannot hold is a `DecodeError` naming the
@@ -19,6 +21,7 @@ pub mod families;
 pub mod flow_key;
 pub mod key;
 mod nla;
+pub mod writer;
 
 pub use actions::{actions_from_attrs, actions_to_attrs, ActionAttr};
 pub use families::{
