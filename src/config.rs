@@ -12,6 +12,10 @@
 //! metrics_addr = "127.0.0.1:9464"
 //! control_socket = "/run/upcalld.sock"
 //!
+//! [control]
+//! max_connections = 64     # more at once are answered with an error
+//! io_timeout_ms = 10000    # an idle control connection is closed after this
+//!
 //! [datapath]
 //! type = "userspace"       # or "kernel" (the openvswitch module)
 //! name = "upcalld"         # the kernel datapath's name
@@ -408,6 +412,37 @@ impl Default for DemoConfig {
     }
 }
 
+/// The control socket's connections (`[control]`).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlConfig {
+    /// Connections served at once; more are answered with an error.
+    pub max_connections: usize,
+    /// Longest wait for a client's next bytes (or for it to take the
+    /// reply's), in milliseconds; then the connection is closed.
+    pub io_timeout_ms: u64,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        let limits = messages::control::Limits::default();
+        ControlConfig {
+            max_connections: limits.max_connections,
+            io_timeout_ms: limits.io_timeout.as_millis() as u64,
+        }
+    }
+}
+
+impl ControlConfig {
+    pub fn limits(&self) -> messages::control::Limits {
+        messages::control::Limits {
+            max_connections: self.max_connections,
+            io_timeout: Duration::from_millis(self.io_timeout_ms),
+            ..messages::control::Limits::default()
+        }
+    }
+}
+
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -436,6 +471,8 @@ pub struct Config {
     /// Prometheus endpoint; empty to disable.
     pub metrics_addr: String,
     pub control_socket: PathBuf,
+    /// Limits of the control socket's connections.
+    pub control: ControlConfig,
     pub demo: DemoConfig,
     pub cpus: CpusConfig,
     /// Let the heap use transparent huge pages (see [`crate::memory`]).
@@ -556,6 +593,7 @@ impl Default for Config {
             batch_latency_us: 1000,
             metrics_addr: "127.0.0.1:9464".into(),
             control_socket: PathBuf::from(DEFAULT_SOCKET),
+            control: ControlConfig::default(),
             demo: DemoConfig::default(),
             cpus: CpusConfig::default(),
             transparent_huge_pages: false,
@@ -573,12 +611,10 @@ pub const DEFAULT_SOCKET: &str = "/run/upcalld.sock";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{path}: {source}")]
-    Read {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    // The I/O error is part of the message, not a `source`: printed with
+    // its chain (`{:#}`) it would appear twice.
+    #[error("{path}: {error}")]
+    Read { path: String, error: std::io::Error },
     #[error("{path}: {message}")]
     Parse { path: String, message: String },
     #[error("bad configuration: {0}")]
@@ -605,9 +641,9 @@ impl Config {
     /// and no `[demo]` gets no demo: the demo is only for the bare defaults.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: shown.clone(),
-            source,
+            error,
         })?;
         Config::parse(&text, &shown)
     }
@@ -688,6 +724,11 @@ impl Config {
                     "cpus.{role}: CPU {cpu} is not one this process may run on ({allowed:?})"
                 ));
             }
+        }
+        if self.control.max_connections == 0 || self.control.io_timeout_ms == 0 {
+            return invalid(
+                "control.max_connections and control.io_timeout_ms must be at least 1".into(),
+            );
         }
         if self.datapath.upcall_queue_len == 0 {
             return invalid("datapath.upcall_queue_len must be at least 1".into());

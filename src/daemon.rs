@@ -15,7 +15,7 @@ use actors::mac_learning::{format_fdb, format_fdb_stats, now_secs};
 use actors::pipeline::{Pipeline, PipelineConfig};
 use actors::protocol::{GetSnapshot, RuleChange};
 use actors::revalidator::RevalidatorConfig;
-use actors::tables::{RuleFilter, Tables};
+use actors::tables::Tables;
 use actors::xlate::XlateConfig;
 use anyhow::Context as _;
 use messages::dpif::{Dpif, PortKind, PortSpec};
@@ -23,10 +23,11 @@ use messages::ofp::Rule;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::config::{Config, DatapathType, OnExit};
-use crate::control::{self, Command, Request};
+use crate::control::{self, Body, Command, Reply, Request};
 use crate::dpif_kernel::{KernelDpif, KernelDpifConfig};
 use crate::dpif_netdev::conntrack::{dump, Conntrack};
 use crate::dpif_netdev::{Netdev, NetdevConfig};
+use crate::lock;
 use crate::netns::Host;
 use crate::openflow;
 use crate::show;
@@ -41,43 +42,20 @@ table=0,priority=100,in_port=1,actions=output:2
 table=0,priority=100,in_port=2,actions=output:1
 ";
 
-/// Parses a rules text (`ovs-ofctl add-flows` syntax).
+/// Parses a rules text (`ovs-ofctl add-flows` syntax); errors read
+/// `origin:line:column: ...`.
 pub fn parse_rules(text: &str, origin: &str) -> anyhow::Result<Vec<Rule>> {
-    messages::parse::rules::parse_rules(text).map_err(|e| anyhow::anyhow!("{origin}: {e}"))
+    messages::parse::rules::parse_rules(text)
+        .map_err(|e| anyhow::anyhow!("{}", e.with_file(origin)))
 }
 
-/// Parses a `del-flows` match: every rule it selects is deleted (all
-/// rules when empty). `table=N` restricts it to one table.
-pub fn parse_filter(text: &str) -> anyhow::Result<RuleFilter> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Ok(RuleFilter::all());
-    }
-    // A match says no actions; the rule parser wants some.
-    let has_actions = text
-        .split([',', ' '])
-        .any(|t| t.trim().starts_with("actions"));
-    let as_rule = if has_actions {
-        text.to_string()
-    } else {
-        format!("{text},actions=drop")
-    };
-    let rule = messages::parse::rules::parse_rule(&as_rule)
-        .map_err(|e| anyhow::anyhow!("match {text:?}: {e}"))?;
-    let names_table = text
-        .split([',', ' '])
-        .any(|t| t.trim().starts_with("table="));
-    Ok(RuleFilter {
-        table: names_table.then_some(rule.table),
-        matches: rule.matches,
-        ..RuleFilter::all()
-    })
-}
-
+/// Reads a rules file, logging the warnings parsing gave.
 fn read_rules_file(path: &std::path::Path) -> anyhow::Result<Vec<Rule>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading rules {}", path.display()))?;
-    parse_rules(&text, &path.display().to_string())
+    let (rules, warnings) = crate::rules::read_file(path).map_err(anyhow::Error::msg)?;
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(rules)
 }
 
 /// The demo's two hosts.
@@ -195,6 +173,7 @@ impl Ctl {
             "upcall/show" => Ok(show::upcall_show(
                 self.dpif.kind(),
                 &self.dpif.stats(),
+                &self.dpif.port_stats(),
                 &self.pipeline.stats,
                 self.pipeline.ukeys.len(),
                 self.config.handlers,
@@ -252,93 +231,107 @@ impl Ctl {
         }
     }
 
-    async fn handle(&self, req: Request) -> Result<String, String> {
-        let body = req.body.as_str();
-        match req.command {
-            Command::AddFlow | Command::AddFlows => {
-                let rules = parse_rules(body, "request").map_err(|e| e.to_string())?;
-                self.change(RuleChange::Add(rules)).await
+    async fn handle(&self, req: Request) -> Result<Reply, String> {
+        let text = req.text().to_string();
+        let body = text.as_str();
+        match (req.command, req.body) {
+            (Command::AddFlow | Command::AddFlows, Body::Rules { rules, warnings }) => {
+                let output = self.change(RuleChange::Add(rules)).await?;
+                Ok(Reply { output, warnings })
             }
-            Command::ReplaceFlows => {
-                let rules = parse_rules(body, "request").map_err(|e| e.to_string())?;
-                self.change(RuleChange::Replace(rules)).await
+            (Command::ReplaceFlows, Body::Rules { rules, warnings }) => {
+                let output = self.change(RuleChange::Replace(rules)).await?;
+                Ok(Reply { output, warnings })
             }
-            Command::DelFlows => {
-                let filter = parse_filter(body).map_err(|e| e.to_string())?;
-                self.change(RuleChange::Delete(Box::new(filter))).await
+            (Command::DelFlows, _) => {
+                let (filter, warnings) = crate::rules::parse_delete(body, req.strict)?;
+                let output = self.change(RuleChange::Delete(Box::new(filter))).await?;
+                Ok(Reply { output, warnings })
             }
-            Command::DumpFlows => {
+            (Command::ModFlows, _) => {
+                let (filter, update, warnings) = crate::rules::parse_modify(body, req.strict)?;
+                let output = self
+                    .change(RuleChange::Modify(Box::new(filter), Box::new(update)))
+                    .await?;
+                Ok(Reply { output, warnings })
+            }
+            (Command::DumpFlows, _) => {
                 let rules = self
                     .pipeline
                     .dump_rules()
                     .await
                     .map_err(|e| format!("rule-table unavailable: {e}"))?;
-                Ok(show::dump_flows(&rules))
+                Ok(show::dump_flows(&rules).into())
             }
-            Command::DumpDpFlows => {
+            (Command::DumpDpFlows, _) => {
                 let flows = self.dpif.flow_dump().map_err(|e| e.to_string())?;
-                Ok(show::dump_dp_flows(&flows))
+                Ok(show::dump_dp_flows(&flows).into())
             }
-            Command::UpcallShow => Ok(show::upcall_show(
+            (Command::DumpPorts, _) => Ok(show::dump_ports(&self.dpif.port_stats()).into()),
+            (Command::UpcallShow, _) => Ok(show::upcall_show(
                 self.dpif.kind(),
                 &self.dpif.stats(),
+                &self.dpif.port_stats(),
                 &self.pipeline.stats,
                 self.pipeline.ukeys.len(),
                 self.config.handlers,
                 self.config.revalidators,
-            )),
-            Command::Trace => {
+            )
+            .into()),
+            (Command::Trace, _) => {
                 let r = self.trace(body).await?;
                 Ok(format!(
                     "Megaflow: {}\nDatapath actions: {}\n",
                     r.megaflow, r.actions
-                ))
+                )
+                .into())
             }
-            Command::DumpConntrack | Command::FlushConntrack => {
+            (command @ (Command::DumpConntrack | Command::FlushConntrack), _) => {
                 let ct = self.conntrack.as_ref().ok_or(
                     "the kernel datapath's connections are in the kernel's conntrack \
                      (conntrack -L); upcalld tracks only on its userspace datapath",
                 )?;
                 let args = dump::parse_args(body)?;
-                if req.command == Command::FlushConntrack {
+                if command == Command::FlushConntrack {
                     if args.stats {
                         return Err("flush-conntrack takes only zone=N".into());
                     }
                     ct.flush(args.zone);
-                    return Ok(String::new());
+                    return Ok(String::new().into());
                 }
                 let now = messages::dpif::monotonic_ms();
                 Ok(ct
                     .entries(args.zone, now)
                     .iter()
                     .map(|e| dump::format_entry(e, args.stats) + "\n")
-                    .collect())
+                    .collect::<String>()
+                    .into())
             }
-            Command::FdbShow => Ok(format_fdb(&self.xlate.mac.entries(now_secs()), |p| {
+            (Command::FdbShow, _) => Ok(format_fdb(&self.xlate.mac.entries(now_secs()), |p| {
                 if p == messages::ofp::port::LOCAL {
                     "LOCAL".into()
                 } else {
                     p.to_string()
                 }
-            })),
-            Command::FdbFlush => {
+            })
+            .into()),
+            (Command::FdbFlush, _) => {
                 // The flush changes the table's generation: revalidators
                 // re-translate every flow on their next round.
                 self.xlate.mac.flush();
-                Ok("table successfully flushed\n".into())
+                Ok(String::from("table successfully flushed\n").into())
             }
-            Command::FdbStats => Ok(format_fdb_stats(
-                &self.config.datapath.name,
-                &self.xlate.mac.stats(),
-            )),
-            Command::Revalidate => {
+            (Command::FdbStats, _) => {
+                Ok(format_fdb_stats(&self.config.datapath.name, &self.xlate.mac.stats()).into())
+            }
+            (Command::Revalidate, _) => {
                 self.pipeline
                     .revalidate_now()
                     .await
                     .map_err(|e| format!("revalidators unavailable: {e}"))?;
-                Ok(String::new())
+                Ok(String::new().into())
             }
-            Command::AddTlvMap => {
+            (Command::AddTlvMap, _) => {
                 let reqs = messages::tlv::parse_tlv_requests(body.trim())?;
                 messages::tlv::add_global(&reqs)?;
                 // Options a flow skipped as unknown may now be fields its
@@ -347,9 +340,12 @@ impl Ctl {
                     .revalidate_now()
                     .await
                     .map_err(|e| format!("revalidators unavailable: {e}"))?;
-                Ok(String::new())
+                Ok(String::new().into())
             }
-            Command::DumpTlvMap => Ok(messages::tlv::current().dump()),
+            (Command::DumpTlvMap, _) => Ok(messages::tlv::current().dump().into()),
+            (c @ (Command::AddFlow | Command::AddFlows | Command::ReplaceFlows), Body::Text(_)) => {
+                Err(format!("{}: the request carried no rules", c.name()))
+            }
         }
     }
 }
@@ -522,30 +518,107 @@ fn pipeline_config(
     })
 }
 
+/// What the start-up checks claimed, held until the daemon exits.
+struct Claimed {
+    _locks: Vec<lock::Lock>,
+    listener: std::os::unix::net::UnixListener,
+    /// The control socket this daemon created (removed when it exits).
+    socket: control::SocketFile,
+    /// The OpenFlow listeners, bound, and the controllers to connect to.
+    openflow: openflow::Bound,
+}
+
+/// Every check that can fail and that needs nothing on the host changed:
+/// the locks (control socket, demo topology, kernel datapath, network
+/// interfaces), the control socket, the metrics address. Run before the
+/// datapath, namespaces or veths are created, so that a daemon that cannot
+/// start leaves a running one alone.
+fn claim(config: &Config) -> anyhow::Result<Claimed> {
+    let socket = &config.control_socket;
+    let mut locks = vec![lock::acquire(
+        &lock::beside(socket),
+        &format!("control socket {}", socket.display()),
+    )?];
+    let dir = std::path::Path::new(lock::LOCK_DIR);
+    if config.demo.enabled {
+        locks.push(lock::acquire(
+            &dir.join("upcalld-demo.lock"),
+            "the demo topology (namespaces upcalld-a and upcalld-b)",
+        )?);
+    }
+    if config.datapath.kind == DatapathType::Kernel {
+        let name = &config.datapath.name;
+        locks.push(lock::acquire(
+            &dir.join(format!("upcalld-datapath-{name}.lock")),
+            &format!("kernel datapath {name}"),
+        )?);
+    }
+    for p in &config.ports {
+        if p.kind != crate::config::PortType::Replay {
+            locks.push(lock::acquire(
+                &dir.join(format!("upcalld-port-{}.lock", p.name)),
+                &format!("port {}", p.name),
+            )?);
+        }
+    }
+    let listener =
+        control::bind(socket).with_context(|| format!("control socket {}", socket.display()))?;
+    let socket = control::SocketFile(socket.clone());
+    let openflow = claim_openflow(config)?;
+    if let Some(addr) = config.metrics_socket_addr()? {
+        crate::metrics::install(addr)?;
+    }
+    Ok(Claimed {
+        _locks: locks,
+        listener,
+        socket,
+        openflow,
+    })
+}
+
+/// The OpenFlow endpoints, parsed, with their listeners bound. A
+/// configured listener that cannot be had is an error; the default one
+/// (`punix:/run/upcalld/BRIDGE.mgmt`) is only warned about.
+fn claim_openflow(config: &Config) -> anyhow::Result<openflow::Bound> {
+    config.bridge.datapath_id()?;
+    let (listen, configured) = config.openflow_listen();
+    let parse =
+        |s: &String| openflow::Endpoint::parse(s).map_err(|e| anyhow::anyhow!("[openflow] {e}"));
+    let listen = listen
+        .iter()
+        .map(parse)
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let controllers = config
+        .openflow
+        .controllers
+        .iter()
+        .map(parse)
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    match openflow::bind(listen) {
+        Ok(bound) => Ok(bound.with_controllers(controllers)),
+        Err(e) if configured => Err(e.context("OpenFlow")),
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "no OpenFlow listener (set [openflow] listen)");
+            Ok(openflow::Bound::default().with_controllers(controllers))
+        }
+    }
+}
+
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     crate::memory::set_transparent_huge_pages(config.transparent_huge_pages)
         .context("setting transparent huge pages")?;
     // Rules name tun_metadataN through the switch's Geneve TLV map.
     messages::tlv::set_global(Arc::new(config.tlv_map()?));
-    let backend = Arc::new(Backend::open(&config)?);
-
-    let hosts = if config.demo.enabled {
-        demo_hosts()?
-    } else {
-        Vec::new()
-    };
-    let mut specs: Vec<PortSpec> = hosts
-        .iter()
-        .zip(1u32..)
-        .map(|(h, n)| PortSpec {
-            name: h.port.clone(),
-            kind: PortKind::System,
-            number: Some(n),
-        })
-        .collect();
+    // Everything that can be checked without touching the host, first.
+    let mut specs: Vec<PortSpec> = Vec::new();
     for p in config.ports.iter().filter(|p| !p.is_tunnel()) {
-        specs.push(p.spec()?);
+        let spec = p.spec()?;
+        if let PortKind::Replay { path } = &spec.kind {
+            crate::dpif_netdev::read_replay_file(path)
+                .with_context(|| format!("replay port {:?}", p.name))?;
+        }
+        specs.push(spec);
     }
     specs.extend(config.tunnel_vports()?);
     // A bridge with controllers starts empty, as OVS's does: they program it.
@@ -555,6 +628,27 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
         (None, true) => parse_rules(DEMO_RULES, "demo rules")?,
         (None, false) => Vec::new(),
     };
+    let claimed = claim(&config)?;
+
+    // Now the host: the datapath, the demo's namespaces and veths.
+    let backend = Arc::new(Backend::open(&config)?);
+    let hosts = if config.demo.enabled {
+        match demo_hosts() {
+            Ok(h) => h,
+            Err(e) => {
+                backend.close(config.datapath.on_exit);
+                return Err(e);
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    let demo_specs = hosts.iter().zip(1u32..).map(|(h, n)| PortSpec {
+        name: h.port.clone(),
+        kind: PortKind::System,
+        number: Some(n),
+    });
+    let specs: Vec<PortSpec> = demo_specs.chain(specs).collect();
 
     let on_exit = config.datapath.on_exit;
     let system = actix::System::new();
@@ -565,6 +659,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
         specs,
         rules,
         hosts,
+        claimed,
     ));
     // A clean shutdown closed the datapath already; a failed start has not.
     if result.is_err() {
@@ -592,6 +687,7 @@ async fn serve(
     specs: Vec<PortSpec>,
     rules: Vec<Rule>,
     hosts: Vec<Host>,
+    claimed: Claimed,
 ) -> anyhow::Result<()> {
     let dpif = backend.dpif();
     let known_ports = if backend.ports_before_pipeline() {
@@ -646,7 +742,6 @@ async fn serve(
             .map_err(|e| anyhow::anyhow!("revalidators unavailable: {e}"))?;
     }
     if let Some(addr) = config.metrics_socket_addr()? {
-        crate::metrics::install(addr)?;
         actix::spawn(crate::metrics::publish_forever(
             pipeline.stats.clone(),
             dpif.clone(),
@@ -668,8 +763,15 @@ async fn serve(
         }
         tracing::info!(%addr, "metrics at http://{addr}/metrics");
     }
-    let listener = control::bind(&config.control_socket)
-        .with_context(|| format!("control socket {}", config.control_socket.display()))?;
+    let Claimed {
+        _locks,
+        listener,
+        socket,
+        openflow: mut of_bound,
+    } = claimed;
+    let (jobs_tx, mut jobs) = futures::channel::mpsc::unbounded::<control::Job>();
+    control::serve(listener, config.control.limits(), jobs_tx)
+        .context("starting the control socket's thread")?;
     tracing::info!(socket = %config.control_socket.display(), "control socket ready");
 
     let stop_pinger = Arc::new(AtomicBool::new(false));
@@ -682,22 +784,8 @@ async fn serve(
         }
     }
 
-    let socket_path = config.control_socket.clone();
     let rules_path = config.rules.clone();
     let pipeline = Rc::new(pipeline);
-    let (listen, configured) = config.openflow_listen();
-    let mut endpoints = Vec::new();
-    for s in listen.iter().chain(config.openflow.controllers.iter()) {
-        endpoints
-            .push(openflow::Endpoint::parse(s).map_err(|e| anyhow::anyhow!("[openflow] {e}"))?);
-    }
-    let of_sockets: Vec<PathBuf> = endpoints
-        .iter()
-        .filter_map(|e| match e {
-            openflow::Endpoint::ListenUnix(p) => Some(p.clone()),
-            _ => None,
-        })
-        .collect();
     let switch = Rc::new(openflow::Switch {
         pipeline: pipeline.clone(),
         dpif: dpif.clone(),
@@ -708,12 +796,7 @@ async fn serve(
         packet_in_limit: config.openflow.packet_in_limit(),
         packet_ins_rate_limited: Default::default(),
     });
-    if let Err(e) = openflow::start(switch, endpoints) {
-        if configured {
-            return Err(e.context("OpenFlow"));
-        }
-        tracing::warn!(error = %e, "no OpenFlow listener (set [openflow] listen)");
-    }
+    openflow::start(switch, &mut of_bound).context("OpenFlow")?;
     let ctl = Rc::new(Ctl {
         pipeline,
         dpif: dpif.clone(),
@@ -726,18 +809,22 @@ async fn serve(
         conntrack_missing,
     });
     let server_ctl = ctl.clone();
-    let appctl_ctl = ctl.clone();
-    actix::spawn(control::serve(
-        listener,
-        move |req| {
+    actix::spawn(async move {
+        use futures::StreamExt;
+        while let Some(job) = jobs.next().await {
             let ctl = server_ctl.clone();
-            async move { ctl.handle(req).await }
-        },
-        move |req| {
-            let ctl = appctl_ctl.clone();
-            async move { ctl.appctl(req).await }
-        },
-    ));
+            actix::spawn(async move {
+                match job {
+                    control::Job::Ctl { request, reply } => {
+                        let _ = reply.send(ctl.handle(request).await);
+                    }
+                    control::Job::Appctl { request, reply } => {
+                        let _ = reply.send(ctl.appctl(request).await);
+                    }
+                }
+            });
+        }
+    });
 
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
@@ -756,10 +843,8 @@ async fn serve(
     }
     let _ = ctl.pipeline.flush().await;
     backend.close(ctl.config.datapath.on_exit);
-    let _ = std::fs::remove_file(&socket_path);
-    for p in &of_sockets {
-        let _ = std::fs::remove_file(p);
-    }
+    drop(socket);
+    drop(of_bound);
     drop(hosts);
     actix::System::current().stop();
     Ok(())
@@ -771,12 +856,20 @@ async fn reload(ctl: &Ctl, rules: Option<&std::path::Path>, config_path: Option<
         return;
     };
     match read_rules_file(path) {
-        Ok(rules) => match ctl.change(RuleChange::Replace(rules)).await {
-            Ok(msg) => {
-                tracing::info!(path = %path.display(), "SIGHUP: rules reloaded: {}", msg.trim())
+        Ok(rules) => {
+            let empty = rules.is_empty();
+            match ctl.change(RuleChange::Replace(rules)).await {
+                Ok(msg) if empty => tracing::warn!(
+                    path = %path.display(),
+                    "SIGHUP: the rules file has no rules: every rule was removed ({})",
+                    msg.trim()
+                ),
+                Ok(msg) => {
+                    tracing::info!(path = %path.display(), "SIGHUP: rules reloaded: {}", msg.trim())
+                }
+                Err(e) => tracing::error!("SIGHUP: {e}"),
             }
-            Err(e) => tracing::error!("SIGHUP: {e}"),
-        },
+        }
         Err(e) => tracing::error!("SIGHUP: rules not reloaded, the old ones stay: {e:#}"),
     }
 }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use upcalld::config::{Config, DEFAULT_SOCKET};
-use upcalld::control::{self, Command};
+use upcalld::control::{self, Command, Header};
 
 /// mimalloc: the slow path allocates and frees per upcall across threads
 /// (handlers build what the dpif-writer consumes), where glibc's arenas
@@ -93,14 +93,30 @@ enum CtlCmd {
     AddFlow { rule: String },
     /// Add the rules of a file ("-" for standard input).
     AddFlows { file: PathBuf },
-    /// Delete the rules a match selects (every rule without one).
-    DelFlows { r#match: Option<String> },
+    /// Delete the rules a match selects (every rule without one), as
+    /// `ovs-ofctl del-flows`: `table=`, `cookie=V/MASK`, `out_port=`.
+    DelFlows {
+        /// Only rules with exactly this match and `priority=`.
+        #[arg(long)]
+        strict: bool,
+        r#match: Option<String>,
+    },
+    /// Change the actions of the rules a match selects, as `ovs-ofctl
+    /// mod-flows` (adds the rule if none matches and no cookie mask is given).
+    ModFlows {
+        /// Only rules with exactly this match and `priority=`.
+        #[arg(long)]
+        strict: bool,
+        flow: String,
+    },
     /// Replace every rule with those of a file, atomically.
     ReplaceFlows { file: PathBuf },
     /// Rules with their packet and byte counters.
     DumpFlows,
     /// Megaflows installed in the datapath.
     DumpDpFlows,
+    /// Port counters (received, sent, dropped, errors), as `ovs-ofctl dump-ports`.
+    DumpPorts,
     /// Upcall handling summary.
     UpcallShow,
     /// Trace a flow through the daemon's current rules.
@@ -245,7 +261,11 @@ fn trace_with(
     ct_next: &[u8],
 ) -> anyhow::Result<ExitCode> {
     let text = read_file_arg(rules)?;
-    let rules = upcalld::daemon::parse_rules(&text, &rules.display().to_string())?;
+    let (rules, warnings) = upcalld::rules::parse_text(&text, &rules.display().to_string())
+        .map_err(anyhow::Error::msg)?;
+    for w in warnings {
+        eprintln!("upcalld: {w}");
+    }
     let tables = actors::tables::Tables::from_rules(rules);
     if let Some(path) = flows {
         print!(
@@ -261,28 +281,67 @@ fn trace_with(
 }
 
 fn ctl(socket: &std::path::Path, cmd: CtlCmd) -> anyhow::Result<ExitCode> {
-    let (command, body) = match cmd {
-        CtlCmd::AddFlow { rule } => (Command::AddFlow, rule),
-        CtlCmd::AddFlows { file } => (Command::AddFlows, read_file_arg(&file)?),
-        CtlCmd::DelFlows { r#match } => (Command::DelFlows, r#match.unwrap_or_default()),
-        CtlCmd::ReplaceFlows { file } => (Command::ReplaceFlows, read_file_arg(&file)?),
-        CtlCmd::DumpFlows => (Command::DumpFlows, String::new()),
-        CtlCmd::DumpDpFlows => (Command::DumpDpFlows, String::new()),
-        CtlCmd::UpcallShow => (Command::UpcallShow, String::new()),
-        CtlCmd::Trace { flow } => (Command::Trace, flow),
-        CtlCmd::Revalidate => (Command::Revalidate, String::new()),
-        CtlCmd::DumpConntrack { args } => (Command::DumpConntrack, args.join(" ")),
-        CtlCmd::FlushConntrack { zone } => (Command::FlushConntrack, zone.unwrap_or_default()),
-        CtlCmd::FdbShow => (Command::FdbShow, String::new()),
-        CtlCmd::FdbFlush => (Command::FdbFlush, String::new()),
-        CtlCmd::FdbStats => (Command::FdbStats, String::new()),
-        CtlCmd::AddTlvMap { mappings } => (Command::AddTlvMap, mappings),
-        CtlCmd::DumpTlvMap => (Command::DumpTlvMap, String::new()),
+    let text = |command, body: String| (Header::new(command), Body::Text(body));
+    let file = |command, path: PathBuf| -> anyhow::Result<(Header, Body)> {
+        let origin = if path.as_os_str() == "-" {
+            "(standard input)".to_string()
+        } else {
+            path.display().to_string()
+        };
+        let body = if path.as_os_str() == "-" {
+            Body::Stdin
+        } else {
+            // The file streams to the daemon as it is read.
+            Body::File(std::fs::File::open(&path).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?)
+        };
+        Ok((
+            Header {
+                origin: Some(origin),
+                ..Header::new(command)
+            },
+            body,
+        ))
     };
-    match control::call(socket, command, &body)? {
-        Ok(out) => {
+    let (header, body) = match cmd {
+        CtlCmd::AddFlow { rule } => text(Command::AddFlow, rule),
+        CtlCmd::AddFlows { file: path } => file(Command::AddFlows, path)?,
+        CtlCmd::DelFlows { strict, r#match } => {
+            let (mut h, b) = text(Command::DelFlows, r#match.unwrap_or_default());
+            h.strict = strict;
+            (h, b)
+        }
+        CtlCmd::ModFlows { strict, flow } => {
+            let (mut h, b) = text(Command::ModFlows, flow);
+            h.strict = strict;
+            (h, b)
+        }
+        CtlCmd::ReplaceFlows { file: path } => file(Command::ReplaceFlows, path)?,
+        CtlCmd::DumpFlows => text(Command::DumpFlows, String::new()),
+        CtlCmd::DumpDpFlows => text(Command::DumpDpFlows, String::new()),
+        CtlCmd::DumpPorts => text(Command::DumpPorts, String::new()),
+        CtlCmd::UpcallShow => text(Command::UpcallShow, String::new()),
+        CtlCmd::Trace { flow } => text(Command::Trace, flow),
+        CtlCmd::Revalidate => text(Command::Revalidate, String::new()),
+        CtlCmd::DumpConntrack { args } => text(Command::DumpConntrack, args.join(" ")),
+        CtlCmd::FlushConntrack { zone } => text(Command::FlushConntrack, zone.unwrap_or_default()),
+        CtlCmd::FdbShow => text(Command::FdbShow, String::new()),
+        CtlCmd::FdbFlush => text(Command::FdbFlush, String::new()),
+        CtlCmd::FdbStats => text(Command::FdbStats, String::new()),
+        CtlCmd::AddTlvMap { mappings } => text(Command::AddTlvMap, mappings),
+        CtlCmd::DumpTlvMap => text(Command::DumpTlvMap, String::new()),
+    };
+    let reply = match body {
+        Body::Text(t) => control::call_with(socket, &header, &mut t.as_bytes())?,
+        Body::File(mut f) => control::call_with(socket, &header, &mut f)?,
+        Body::Stdin => control::call_with(socket, &header, &mut std::io::stdin().lock())?,
+    };
+    match reply {
+        Ok(r) => {
+            for w in &r.warnings {
+                eprintln!("upcalld: {w}");
+            }
             // A closed pipe (`| head`) is not an error worth a panic.
-            let _ = std::io::Write::write_all(&mut std::io::stdout(), out.as_bytes());
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), r.output.as_bytes());
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
@@ -290,6 +349,13 @@ fn ctl(socket: &std::path::Path, cmd: CtlCmd) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// Where a request's body comes from.
+enum Body {
+    Text(String),
+    File(std::fs::File),
+    Stdin,
 }
 
 fn main() -> ExitCode {

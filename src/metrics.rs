@@ -84,6 +84,19 @@ fn describe() {
         "Rules removed by their idle or hard timeout"
     );
     describe_gauge!("upcalld_datapath_flows", "Megaflows in the datapath");
+    describe_counter!(
+        "upcalld_port_packets_total",
+        "Packets per port, by direction (rx, tx)"
+    );
+    describe_counter!(
+        "upcalld_port_bytes_total",
+        "Bytes per port, by direction (rx, tx)"
+    );
+    describe_counter!(
+        "upcalld_port_dropped_total",
+        "Packets lost at a port, by direction (rx: before the datapath saw them)"
+    );
+    describe_counter!("upcalld_port_errors_total", "Port errors, by direction");
     describe_gauge!("upcalld_flow_limit", "The dynamic flow limit");
     describe_gauge!("upcalld_rules_version", "The rule-table's version");
     describe_gauge!(
@@ -143,6 +156,23 @@ pub fn publish(stats: &PipelineStats, dpif: &dyn Dpif) {
     counter!("upcalld_datapath_packets_total", "result" => "missed").absolute(dp.n_missed);
     counter!("upcalld_datapath_packets_total", "result" => "lost").absolute(dp.n_lost);
     gauge!("upcalld_datapath_flows").set(dp.n_flows as f64);
+    for p in dpif.port_stats() {
+        let port = p.number.to_string();
+        for (dir, packets, bytes, dropped, errors) in [
+            ("rx", p.rx_packets, p.rx_bytes, p.rx_dropped, p.rx_errors),
+            ("tx", p.tx_packets, p.tx_bytes, p.tx_dropped, p.tx_errors),
+        ] {
+            let labels = [
+                ("port", port.clone()),
+                ("name", p.name.clone()),
+                ("direction", dir.to_string()),
+            ];
+            counter!("upcalld_port_packets_total", &labels).absolute(packets);
+            counter!("upcalld_port_bytes_total", &labels).absolute(bytes);
+            counter!("upcalld_port_dropped_total", &labels).absolute(dropped);
+            counter!("upcalld_port_errors_total", &labels).absolute(errors);
+        }
+    }
     gauge!("upcalld_flow_limit").set(g(&stats.flow_limit) as f64);
     gauge!("upcalld_rules_version").set(g(&stats.rules_version) as f64);
     gauge!("upcalld_dump_duration_seconds_last").set(g(&stats.dump_duration_ms) as f64 / 1000.0);

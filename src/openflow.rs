@@ -216,16 +216,84 @@ fn port_mac(n: u32) -> [u8; 6] {
     [0x02, 0x75, b[0], b[1], b[2], b[3]]
 }
 
-/// Starts serving `endpoints` (listeners and controllers).
-pub fn start(switch: Rc<Switch>, endpoints: Vec<Endpoint>) -> anyhow::Result<()> {
+/// A listener bound before anything on the host is touched.
+enum Listener {
+    Unix(std::os::unix::net::UnixListener, PathBuf),
+    Tcp(std::net::TcpListener, std::net::SocketAddr),
+}
+
+/// The OpenFlow endpoints, claimed: listeners bound (each `punix:` socket
+/// locked, created 0600, and removed when this is dropped) and the
+/// controllers to connect to. Held until the daemon exits.
+#[derive(Default)]
+pub struct Bound {
+    listeners: Vec<Listener>,
+    controllers: Vec<Endpoint>,
+    _locks: Vec<crate::lock::Lock>,
+    _sockets: Vec<crate::control::SocketFile>,
+}
+
+impl Bound {
+    pub fn with_controllers(mut self, controllers: Vec<Endpoint>) -> Bound {
+        self.controllers.extend(controllers);
+        self
+    }
+}
+
+/// Binds the listeners of `endpoints` (as the control socket is bound:
+/// only a stale socket is replaced); the others are controllers.
+pub fn bind(endpoints: Vec<Endpoint>) -> anyhow::Result<Bound> {
+    let mut bound = Bound::default();
     for ep in endpoints {
         match ep {
             Endpoint::ListenUnix(path) => {
+                let shown = path.display();
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir)
-                        .map_err(|e| anyhow::anyhow!("OpenFlow punix:{}: {e}", path.display()))?;
+                        .map_err(|e| anyhow::anyhow!("punix:{shown}: {}: {e}", dir.display()))?;
                 }
-                let listener = crate::control::bind(&path)?;
+                bound._locks.push(crate::lock::acquire(
+                    &crate::lock::beside(&path),
+                    &format!("OpenFlow socket {shown}"),
+                )?);
+                let listener = crate::control::bind(&path)
+                    .map_err(|e| anyhow::anyhow!("punix:{shown}: {e}"))?;
+                bound
+                    ._sockets
+                    .push(crate::control::SocketFile(path.clone()));
+                bound.listeners.push(Listener::Unix(listener, path));
+            }
+            Endpoint::ListenTcp(addr) => {
+                let listener = std::net::TcpListener::bind(addr)
+                    .map_err(|e| anyhow::anyhow!("ptcp:{addr}: {e}"))?;
+                bound.listeners.push(Listener::Tcp(listener, addr));
+            }
+            Endpoint::Unix(_) | Endpoint::Tcp(_) => bound.controllers.push(ep),
+        }
+    }
+    Ok(bound)
+}
+
+static ACCEPT_LOG: actors::log_limit::RateLimit = actors::log_limit::RateLimit::new(5, 20);
+
+/// How long an accept loop waits after a failure (out of descriptors, most
+/// likely: the failure repeats until something is freed).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+fn accept_failed(e: &std::io::Error) {
+    if let Some(dropped) = ACCEPT_LOG.check() {
+        tracing::warn!(error = %e, dropped_messages = dropped, "OpenFlow accept failed");
+    }
+}
+
+/// Starts serving what `bound` holds (listeners and controllers); the
+/// locks and socket files stay in it.
+pub fn start(switch: Rc<Switch>, bound: &mut Bound) -> anyhow::Result<()> {
+    for l in std::mem::take(&mut bound.listeners) {
+        match l {
+            Listener::Unix(listener, path) => {
+                listener.set_nonblocking(true)?;
+                let listener = tokio::net::UnixListener::from_std(listener)?;
                 tracing::info!(path = %path.display(), "OpenFlow listening");
                 let sw = switch.clone();
                 actix::spawn(async move {
@@ -240,18 +308,16 @@ pub fn start(switch: Rc<Switch>, endpoints: Vec<Endpoint>) -> anyhow::Result<()>
                                 ));
                             }
                             Err(e) => {
-                                tracing::warn!(error = %e, "OpenFlow accept failed");
-                                tokio::time::sleep(Duration::from_millis(100)).await;
+                                accept_failed(&e);
+                                tokio::time::sleep(ACCEPT_BACKOFF).await;
                             }
                         }
                     }
                 });
             }
-            Endpoint::ListenTcp(addr) => {
-                let std_listener = std::net::TcpListener::bind(addr)
-                    .map_err(|e| anyhow::anyhow!("OpenFlow ptcp:{addr}: {e}"))?;
-                std_listener.set_nonblocking(true)?;
-                let listener = tokio::net::TcpListener::from_std(std_listener)?;
+            Listener::Tcp(listener, addr) => {
+                listener.set_nonblocking(true)?;
+                let listener = tokio::net::TcpListener::from_std(listener)?;
                 tracing::info!(%addr, "OpenFlow listening");
                 let sw = switch.clone();
                 actix::spawn(async move {
@@ -267,17 +333,17 @@ pub fn start(switch: Rc<Switch>, endpoints: Vec<Endpoint>) -> anyhow::Result<()>
                                 ));
                             }
                             Err(e) => {
-                                tracing::warn!(error = %e, "OpenFlow accept failed");
-                                tokio::time::sleep(Duration::from_millis(100)).await;
+                                accept_failed(&e);
+                                tokio::time::sleep(ACCEPT_BACKOFF).await;
                             }
                         }
                     }
                 });
             }
-            Endpoint::Unix(_) | Endpoint::Tcp(_) => {
-                actix::spawn(controller(switch.clone(), ep));
-            }
         }
+    }
+    for ep in std::mem::take(&mut bound.controllers) {
+        actix::spawn(controller(switch.clone(), ep));
     }
     Ok(())
 }

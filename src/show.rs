@@ -9,7 +9,7 @@ use actors::protocol::RuleStats;
 use actors::stats::{DropReason, PipelineStats, ACTORS};
 use actors::tables::RuleEntry;
 use messages::dpif::DpFlow;
-use messages::dpif::{monotonic_ms, DpStats, PortInfo};
+use messages::dpif::{monotonic_ms, DpStats, PortInfo, PortStats};
 use messages::format::odp_actions::format_odp_actions;
 use messages::format::odp_flow::format_odp_flow;
 use messages::format::ofp_rule::{format_instructions, format_match};
@@ -73,9 +73,41 @@ pub fn dump_dp_flows(flows: &[DpFlow]) -> String {
 }
 
 /// The upcall summary.
+/// Port counters as `ovs-ofctl dump-ports` prints them (a `?` for what a
+/// port does not count, as OVS prints it).
+pub fn dump_ports(ports: &[PortStats]) -> String {
+    let mut out = format!(
+        "OFPST_PORT reply (OF1.3) (xid=0x2): {} ports\n",
+        ports.len()
+    );
+    for p in ports {
+        let name = if p.number == messages::ofp::port::LOCAL {
+            "LOCAL".to_string()
+        } else {
+            format!("{:>2}", p.number)
+        };
+        let _ = writeln!(
+            out,
+            "  port {name}: rx pkts={}, bytes={}, drop={}, errs={}, frame=?, over=?, crc=?",
+            p.rx_packets, p.rx_bytes, p.rx_dropped, p.rx_errors
+        );
+        let _ = writeln!(
+            out,
+            "           tx pkts={}, bytes={}, drop={}, errs={}, coll=?",
+            p.tx_packets, p.tx_bytes, p.tx_dropped, p.tx_errors
+        );
+        if let Some(d) = p.duration {
+            let _ = writeln!(out, "           duration={:.3}s", d.as_secs_f64());
+        }
+    }
+    out
+}
+
+/// `upcall-show`: the datapath, the upcall path, and each port's drops.
 pub fn upcall_show(
     dp_kind: &str,
     dp: &DpStats,
+    ports: &[PortStats],
     s: &PipelineStats,
     n_ukeys: usize,
     n_handlers: usize,
@@ -141,6 +173,20 @@ pub fn upcall_show(
         .map(|a| format!("{a}:{}", s.restarts(a)))
         .collect();
     let _ = writeln!(out, "  restarts      : {}", restarts.join(" "));
+    for p in ports {
+        let _ = writeln!(
+            out,
+            "  port {:<8} : rx:{} rx_dropped:{} rx_errors:{} tx:{} tx_dropped:{} tx_errors:{} ({})",
+            p.number,
+            p.rx_packets,
+            p.rx_dropped,
+            p.rx_errors,
+            p.tx_packets,
+            p.tx_dropped,
+            p.tx_errors,
+            p.name
+        );
+    }
     out
 }
 

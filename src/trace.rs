@@ -381,3 +381,42 @@ mod tests {
         assert_eq!(trace(&tables, flow, &some).unwrap().actions, "2,100");
     }
 }
+
+#[cfg(test)]
+mod flood_tests {
+    use super::*;
+
+    fn actions(rules: &str, flow: &str, ports: &str) -> String {
+        let rules = messages::parse::rules::parse_rules(rules).unwrap();
+        let tables = Tables::from_rules(rules);
+        let cfg = dummy_bridge(Some(parse_port_list(ports).unwrap()));
+        trace(&tables, flow, &cfg).unwrap().actions
+    }
+
+    #[test]
+    fn flood_and_all_output_to_every_port_but_the_input() {
+        // OVS's flood_packets: every port of the bridge, LOCAL included,
+        // except the one the packet came in on.
+        for action in ["FLOOD", "ALL", "output:FLOOD", "output:ALL"] {
+            let rules = format!("priority=1,actions={action}");
+            assert_eq!(
+                actions(&rules, "in_port=2,dl_type=0x88cc", "1-4"),
+                "1,3,4,100"
+            );
+            assert_eq!(
+                actions(&rules, "in_port=9,dl_type=0x88cc", "1-2"),
+                "1,2,100"
+            );
+        }
+    }
+
+    #[test]
+    fn output_to_table_goes_through_the_tables_again() {
+        let rules =
+            "table=0,priority=1,in_port=1,actions=mod_dl_dst:02:00:00:00:00:01,resubmit(,1)\n\
+                     table=0,priority=2,in_port=1,dl_dst=02:00:00:00:00:01,actions=output:3\n\
+                     table=1,priority=1,actions=output:TABLE\n";
+        let out = actions(rules, "in_port=1,dl_type=0x88cc", "1-4");
+        assert_eq!(out, "set(eth(dst=02:00:00:00:00:01)),3");
+    }
+}

@@ -8,7 +8,8 @@
 //! [`supervisor`] is how they survive panics; [`backpressure`] how a busy
 //! stage slows the one before it; [`stats`] what they count;
 //! [`threads`] names them and places them on CPUs; [`ukeys`] is what
-//! they know of each installed megaflow.
+//! they know of each installed megaflow; [`log_limit`] keeps lines a peer
+//! can repeat from flooding the log.
 //! The pure parts: [`classifier`] (lookup with wildcard tracking),
 //! [`tables`] (versioned snapshots of all OpenFlow tables), [`xlate`] and
 //! the frozen states `ct(table=T)` leaves behind, [`recirc`].
@@ -17,6 +18,7 @@ pub mod backpressure;
 pub mod classifier;
 pub mod dpif_writer;
 pub mod handler;
+pub mod log_limit;
 pub mod mac_learning;
 pub mod packet_in;
 pub mod pipeline;

@@ -890,13 +890,34 @@ impl Ctx<'_> {
             port::IN_PORT => self.compose_output(self.flow.in_port),
             port::CONTROLLER => self.controller(u16::MAX),
             port::NORMAL => self.normal(),
+            // OVS's OFPP_TABLE in a rule: the packet goes through the
+            // tables again from table 0.
+            port::TABLE => self.table_action(self.flow.in_port, 0),
+            // No port of ours is configured `no-flood`, so FLOOD is ALL.
+            port::FLOOD | port::ALL => self.flood(),
             // Output to the input port is dropped unless asked for by
-            // `in_port`; flooding (FLOOD, ALL) is not part of upcalld.
+            // `in_port`.
             p if p == self.flow.in_port => {}
             port::LOCAL => self.compose_output(self.cfg.local_port),
             // OpenFlow port 0 never exists.
             p if p != 0 && p < port::MAX => self.compose_output(p),
+            // The rule parser refuses any other port.
             _ => {}
+        }
+    }
+
+    /// OVS's `flood_packets`: an output to every port of the bridge but
+    /// the input port, in the order `NORMAL` floods in.
+    fn flood(&mut self) {
+        for p in self.bridge_ports() {
+            let dp = if p == port::LOCAL {
+                self.cfg.local_port
+            } else {
+                p
+            };
+            if dp != self.flow.in_port {
+                self.compose_output(dp);
+            }
         }
     }
 

@@ -112,6 +112,25 @@ pub struct PortInfo {
     pub kind: PortKind,
 }
 
+/// One port's counters, as `ovs-ofctl dump-ports` reports them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PortStats {
+    pub number: u32,
+    pub name: String,
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    /// Received by the port but lost before the datapath saw them (an
+    /// AF_PACKET socket's `PACKET_STATISTICS` drops, the interface's own).
+    pub rx_dropped: u64,
+    pub rx_errors: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub tx_dropped: u64,
+    pub tx_errors: u64,
+    /// Since the port was added.
+    pub duration: Option<std::time::Duration>,
+}
+
 /// A datapath.
 pub trait Dpif: Send + Sync + 'static {
     /// A short name for logs and metrics ("userspace", "kernel").
@@ -150,6 +169,8 @@ pub trait Dpif: Send + Sync + 'static {
     fn port_add(&self, spec: &PortSpec) -> Result<u32, DpifError>;
     fn port_del(&self, number: u32) -> Result<(), DpifError>;
     fn ports(&self) -> Vec<PortInfo>;
+    /// Every port's counters, by port number.
+    fn port_stats(&self) -> Vec<PortStats>;
 }
 
 /// Milliseconds of `CLOCK_MONOTONIC`: the clock of `FlowStats::used_ms` for

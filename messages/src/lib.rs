@@ -13,6 +13,7 @@
 //! - [`netlink`]: the kernel's OVS generic netlink families, as types.
 
 pub mod compose;
+pub mod control;
 pub mod dpif;
 pub mod execute;
 pub mod extract;

@@ -151,6 +151,7 @@ impl Dpif for Netdev {
             },
             io,
             counters: PortCounters::default(),
+            added: std::time::Instant::now(),
         });
         ports.insert(number, port.clone());
         drop(ports);
@@ -177,6 +178,31 @@ impl Dpif for Netdev {
             .read()
             .values()
             .map(|p| p.info.clone())
+            .collect()
+    }
+
+    fn port_stats(&self) -> Vec<PortStats> {
+        let ports: Vec<Arc<Port>> = self.core.ports.read().values().cloned().collect();
+        ports
+            .iter()
+            .map(|p| {
+                let c = &p.counters;
+                c.collect_drops(&p.io);
+                let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+                PortStats {
+                    number: p.info.number,
+                    name: p.info.name.clone(),
+                    rx_packets: get(&c.rx_packets),
+                    rx_bytes: get(&c.rx_bytes),
+                    rx_dropped: get(&c.rx_dropped),
+                    rx_errors: get(&c.rx_errors),
+                    tx_packets: get(&c.tx_packets),
+                    tx_bytes: get(&c.tx_bytes),
+                    tx_dropped: 0,
+                    tx_errors: get(&c.tx_errors),
+                    duration: Some(p.added.elapsed()),
+                }
+            })
             .collect()
     }
 }

@@ -62,8 +62,10 @@ impl<'a> Egress<'a> {
                     let frame = &frame[..len];
                     match self.port(*port) {
                         Some(p) => match &p.io {
-                            PortIo::Tunnel(v) => p.counters.count_tx(&v.send(frame, &tunnel)),
-                            io => p.counters.count_tx(&io.send(frame)),
+                            PortIo::Tunnel(v) => {
+                                p.counters.count_tx(&v.send(frame, &tunnel), frame.len())
+                            }
+                            io => p.counters.count_tx(&io.send(frame), frame.len()),
                         },
                         None => self.no_port += 1,
                     }

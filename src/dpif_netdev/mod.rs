@@ -35,7 +35,7 @@ use std::time::Duration;
 use actors::threads::start_thread_as;
 use messages::dpif::{
     monotonic_ms, DpFlow, DpStats, Dpif, DpifError, DpifOp, Execute, FlowPut, FlowStats,
-    PacketMetadata, PortInfo, PortKind, PortSpec, PutMode, Ufid, Upcall, UpcallKind,
+    PacketMetadata, PortInfo, PortKind, PortSpec, PortStats, PutMode, Ufid, Upcall, UpcallKind,
 };
 use messages::execute::{apply_set_masked, pop_vlan, push_vlan};
 use messages::extract::{flow_extract, flow_extract_into};
@@ -92,6 +92,7 @@ struct Port {
     info: PortInfo,
     io: PortIo,
     counters: PortCounters,
+    added: std::time::Instant,
 }
 
 /// The state shared by the receive threads and the `Dpif` calls.

@@ -31,11 +31,41 @@ pub enum PortIo {
 #[derive(Default)]
 pub struct PortCounters {
     pub rx_packets: AtomicU64,
+    pub rx_bytes: AtomicU64,
+    /// Frames the AF_PACKET socket dropped (its buffer was full), summed
+    /// from `PACKET_STATISTICS`, which resets on each read.
+    pub rx_dropped: AtomicU64,
+    pub rx_errors: AtomicU64,
     pub tx_packets: AtomicU64,
+    pub tx_bytes: AtomicU64,
     pub tx_errors: AtomicU64,
 }
 
 impl PortIo {
+    /// Frames an AF_PACKET socket dropped since the last call (the kernel
+    /// resets the count on each read); None for other ports.
+    pub fn socket_drops(&self) -> Option<u64> {
+        let PortIo::Packet(fd) = self else {
+            return None;
+        };
+        let mut st = libc::tpacket_stats {
+            tp_packets: 0,
+            tp_drops: 0,
+        };
+        let mut len = std::mem::size_of::<libc::tpacket_stats>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into `st`.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_STATISTICS,
+                (&mut st as *mut libc::tpacket_stats).cast(),
+                &mut len,
+            )
+        };
+        (rc == 0).then_some(u64::from(st.tp_drops))
+    }
+
     /// Opens AF_PACKET on the existing interface `name`: ignores the frames
     /// we send ourselves, brings it up and puts it in promiscuous mode.
     pub fn open_packet(name: &str) -> io::Result<PortIo> {
@@ -323,12 +353,10 @@ pub struct ReplayFrame {
 /// Why a replay file could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: io::Error,
-    },
+    // The I/O error is part of the message, not a `source`, so that it is
+    // printed once.
+    #[error("{path}: {error}")]
+    Io { path: String, error: io::Error },
     #[error("{path}:{line}: {why}")]
     BadLine {
         path: String,
@@ -343,9 +371,9 @@ pub enum ReplayError {
 /// `in_port<TAB>hex frame` (blank lines and `#` comments skipped).
 pub fn read_replay_file(path: &Path) -> Result<Vec<ReplayFrame>, ReplayError> {
     let shown = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| ReplayError::Io {
+    let bytes = std::fs::read(path).map_err(|error| ReplayError::Io {
         path: shown.clone(),
-        source,
+        error,
     })?;
     let magic = bytes
         .get(..4)
@@ -417,11 +445,21 @@ fn read_pcap(bytes: &[u8], path: &str) -> Result<Vec<ReplayFrame>, ReplayError> 
 }
 
 impl PortCounters {
-    pub fn count_tx(&self, r: &io::Result<()>) {
+    pub fn count_tx(&self, r: &io::Result<()>, len: usize) {
         match r {
-            Ok(()) => self.tx_packets.fetch_add(1, Ordering::Relaxed),
+            Ok(()) => {
+                self.tx_packets.fetch_add(1, Ordering::Relaxed);
+                self.tx_bytes.fetch_add(len as u64, Ordering::Relaxed)
+            }
             Err(_) => self.tx_errors.fetch_add(1, Ordering::Relaxed),
         };
+    }
+
+    /// Adds the drops the port's socket counted since the last call.
+    pub fn collect_drops(&self, io: &PortIo) {
+        if let Some(n) = io.socket_drops() {
+            self.rx_dropped.fetch_add(n, Ordering::Relaxed);
+        }
     }
 }
 

@@ -71,6 +71,7 @@ impl Core {
                     Ok(true) => burst.push((port.info.number, std::mem::take(&mut buf))),
                     Ok(false) => break,
                     Err(e) => {
+                        port.counters.rx_errors.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(port = %port.info.name, error = %e, "receive failed; port stops reading");
                         return;
                     }
@@ -79,6 +80,10 @@ impl Core {
             port.counters
                 .rx_packets
                 .fetch_add(burst.len() as u64, Ordering::Relaxed);
+            let bytes: usize = burst.iter().map(|(_, f)| f.len()).sum();
+            port.counters
+                .rx_bytes
+                .fetch_add(bytes as u64, Ordering::Relaxed);
             // A full burst may have more input right behind it.
             let more_input = burst.len() == BURST;
             self.receive(&mut burst, &mut rx);

@@ -63,13 +63,24 @@ impl Daemon {
     /// Starts `upcalld run` with `ports` (name, number), `rules`, and extra
     /// top-level config lines.
     pub fn start(tag: &str, ports: &[(&str, u32)], rules: &str, extra: &str) -> Daemon {
+        Daemon::start_with(tag, ports, rules, extra, |_| {})
+    }
+
+    /// [`Daemon::start`], with `prepare` given the command before it runs.
+    pub fn start_with(
+        tag: &str,
+        ports: &[(&str, u32)],
+        rules: &str,
+        extra: &str,
+        prepare: impl FnOnce(&mut Command),
+    ) -> Daemon {
         let ports: String = ports
             .iter()
             .map(|(name, number)| {
                 format!("[[port]]\nname = \"{name}\"\ntype = \"system\"\nnumber = {number}\n")
             })
             .collect();
-        Daemon::start_with_ports(tag, &ports, rules, extra)
+        Daemon::launch(None, tag, &ports, rules, extra, prepare)
     }
 
     /// [`Daemon::start`] with the `[[port]]` tables written out (for
@@ -86,6 +97,17 @@ impl Daemon {
         ports: &str,
         rules: &str,
         extra: &str,
+    ) -> Daemon {
+        Daemon::launch(netns, tag, ports, rules, extra, |_| {})
+    }
+
+    fn launch(
+        netns: Option<&str>,
+        tag: &str,
+        ports: &str,
+        rules: &str,
+        extra: &str,
+        prepare: impl FnOnce(&mut Command),
     ) -> Daemon {
         let dir = std::env::temp_dir().join(format!("upcalld-test-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -115,14 +137,13 @@ impl Daemon {
             }
             None => Command::new(env!("CARGO_BIN_EXE_upcalld")),
         };
-        let child = cmd
-            .args(["run", "--config"])
+        cmd.args(["run", "--config"])
             .arg(&config_path)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("starting upcalld");
+            .stderr(log);
+        prepare(&mut cmd);
+        let child = cmd.spawn().expect("starting upcalld");
         let mut d = Daemon {
             exited: false,
             child,
@@ -144,6 +165,10 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(20));
         }
         d
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn log(&self) -> String {

@@ -294,7 +294,7 @@ enum InBundle {
 
 impl Ctx<'_> {
     /// The OpenFlow ports of the bridge, ascending (`LOCAL` last).
-    fn bridge_ports(&self) -> Vec<u32> {
+    pub(super) fn bridge_ports(&self) -> Vec<u32> {
         let local = self.cfg.local_port;
         let mut v: Vec<u32> = match &self.cfg.ports {
             Some(p) => p

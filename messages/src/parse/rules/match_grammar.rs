@@ -54,12 +54,19 @@ pub(super) fn item_text<'a>(line: &'a str, kv: &KeyValue<'a>) -> &'a str {
 }
 
 pub(super) fn parse_match_item<'a>(
-    rule: &mut Rule,
+    fm: &mut FlowMod,
     written: &mut Vec<Written<'a>>,
     line: &'a str,
     kv: KeyValue<'a>,
 ) -> Res<()> {
+    use FlowModCommand::*;
     let key = kv.key;
+    let command = fm.command;
+    if key == "reset_counts" {
+        fm.reset_counts = true;
+        return Ok(());
+    }
+    let rule = fm;
     if let Some(&(_, dl_type, nw_proto)) = PROTOCOLS.iter().find(|(n, _, _)| *n == key) {
         rule.matches.set_field(Field::EthType, u128::from(dl_type));
         if nw_proto != 0 {
@@ -157,17 +164,43 @@ pub(super) fn parse_match_item<'a>(
     let bad = |what: &str, expected: &str| {
         err(kv.value_at, format!("invalid {what}"), kv.value, expected)
     };
+    // The keywords each command takes, as `ovs-ofctl` takes them.
+    let takes = match key {
+        "priority" => command != Delete,
+        "idle_timeout" | "hard_timeout" => matches!(command, Add | Modify | ModifyStrict),
+        "out_port" => matches!(command, Delete | DeleteStrict),
+        _ => true,
+    };
+    if !takes {
+        let expected = match key {
+            "priority" => "a match field (priority only with --strict)",
+            "out_port" => "a match field (out_port only when deleting)",
+            _ => "a match field (timeouts only when adding or modifying)",
+        };
+        return Err(err(
+            kv.key_at,
+            format!("unknown keyword {key}"),
+            item_text(line, &kv),
+            expected,
+        ));
+    }
     match key {
         "table" => {
             let t = parse_decimal(kv.value)
                 .filter(|t| *t < N_TABLES as u64)
                 .ok_or_else(|| bad("table", "a table number from 0 to 254"))?;
-            rule.table = t as u8;
+            rule.table = Some(t as u8);
         }
         "priority" => {
             rule.priority = parse_uint(kv.value, 16)
                 .ok_or_else(|| bad("priority", "an integer from 0 to 65535"))?
                 as u16;
+        }
+        "out_port" => {
+            rule.out_port = Some(
+                parse_port(kv.value)
+                    .ok_or_else(|| bad("out_port", "a port number or name (LOCAL, CONTROLLER, ...)"))?,
+            );
         }
         "idle_timeout" => {
             rule.idle_timeout = parse_uint(kv.value, 16)
@@ -180,23 +213,40 @@ pub(super) fn parse_match_item<'a>(
                 as u16;
         }
         "cookie" => {
-            if kv.value.contains('/') {
-                return Err(err(
-                    kv.value_at,
-                    "flow additions cannot use a cookie mask",
-                    kv.value,
-                    "a cookie without /mask",
-                ));
+            let cookie = |s: &str| {
+                parse_uint(s, 64)
+                    .map(|v| v as u64)
+                    .ok_or_else(|| bad("cookie", "a 64-bit integer"))
+            };
+            if let Some((value, mask)) = kv.value.split_once('/') {
+                if command == Add {
+                    return Err(err(
+                        kv.value_at,
+                        "flow additions cannot use a cookie mask",
+                        kv.value,
+                        "a cookie without /mask",
+                    ));
+                }
+                rule.cookie = cookie(value)?;
+                rule.cookie_mask = cookie(mask)?;
+            } else {
+                if matches!(command, Delete | DeleteStrict) {
+                    return Err(err(
+                        kv.value_at,
+                        "cannot set cookie",
+                        kv.value,
+                        "cookie=VALUE/MASK (a delete selects by cookie, it sets none)",
+                    ));
+                }
+                rule.new_cookie = Some(cookie(kv.value)?);
             }
-            rule.cookie = parse_uint(kv.value, 64)
-                .ok_or_else(|| bad("cookie", "a 64-bit integer"))? as u64;
         }
         _ => {
             return Err(err(
                 kv.key_at,
                 "unknown field",
                 key,
-                "a match field, a protocol (ip, tcp, ...), table, priority, cookie, idle_timeout or hard_timeout",
+                "a match field, a protocol (ip, tcp, ...), table, priority, cookie, idle_timeout, hard_timeout or out_port",
             ))
         }
     }
@@ -388,18 +438,31 @@ pub(super) fn match_prereq(m: &Match, field: Field) -> Option<&'static str> {
 /// not match is dropped and the rest installed (ovs-ofctl only logs it),
 /// except transport ports and TCP flags on later fragments, which the
 /// switch refuses (OFPBMC_BAD_PREREQ).
-pub(super) fn normalize_match(m: &mut Match, written: &[Written<'_>]) -> Res<()> {
+pub(super) fn normalize_match(
+    m: &mut Match,
+    written: &[Written<'_>],
+    line: &str,
+) -> Res<Vec<Dropped>> {
     let original = *m;
     check_conntrack_match(&original, written)?;
+    let mut dropped = Vec::new();
     for w in written {
         let field = w.info.field;
-        if field.get(&original.mask) != 0 && match_prereq(&original, field).is_some() {
+        if field.get(&original.mask) == 0 {
+            continue;
+        }
+        if let Some(needs) = match_prereq(&original, field) {
             field.set(&mut m.mask, 0);
             field.set(&mut m.flow, 0);
+            dropped.push(Dropped {
+                column: line[..w.at.min(line.len())].chars().count() + 1,
+                text: w.text.to_string(),
+                needs,
+            });
         }
     }
     if m.flow.nw_frag & FLOW_NW_FRAG_LATER == 0 {
-        return Ok(());
+        return Ok(dropped);
     }
     use Field::*;
     for w in written {
@@ -420,7 +483,7 @@ pub(super) fn normalize_match(m: &mut Match, written: &[Written<'_>]) -> Res<()>
             ));
         }
     }
-    Ok(())
+    Ok(dropped)
 }
 
 /// What the switch refuses in a match on conntrack fields: the

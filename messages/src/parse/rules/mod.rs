@@ -2,14 +2,15 @@
 //! `ovs-ofctl -O OpenFlow13` encodes them (OVS's `parse_ofp_str`,
 //! `ofpacts_parse_instructions` and `ofpacts_check`).
 //!
-//! Where OVS would silently drop part of a rule, this parser refuses it
-//! instead: a match field whose prerequisites the rule does not meet
-//! (`tp_dst=80` without `tcp`, `udp` or `sctp`) is an error rather than
-//! being normalized away.
+//! A match field whose prerequisites the rule does not meet (`tp_dst=80`
+//! without `tcp`, `udp` or `sctp`) is dropped, as OVS normalizes the
+//! match, and reported as [`Dropped`] so that callers warn as `ovs-ofctl`
+//! does. The same text parses for `mod-flows` and `del-flows`
+//! ([`parse_flow_mod`]) with the keywords `ovs-ofctl` takes for each.
 //!
 //! Accepted and ignored, as `ovs-ofctl` ignores them or as they do not
 //! change forwarding: the flags `send_flow_rem`, `check_overlap`,
-//! `reset_counts`, `no_packet_counts`, `no_byte_counts`,
+//! `no_packet_counts`, `no_byte_counts`,
 //! `no_readonly_table`, `allow_hidden_fields`, `importance=`, and the
 //! statistics that `dump-flows` prints (`duration`, `n_packets`,
 //! `n_bytes`, `idle_age`, `hard_age`). `apply_actions(...)`, which OVS
@@ -127,8 +128,84 @@ impl LineError {
 /// Parses one rule (one line of an `add-flows` file, without the line
 /// break). A `#` starts a comment.
 pub fn parse_rule(line: &str) -> Result<Rule, ParseError> {
+    parse_rule_noting(line).map(|(rule, _)| rule)
+}
+
+/// A match field dropped because the rule does not meet its
+/// prerequisites (OVS normalizes the match so, and `ovs-ofctl` warns).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dropped {
+    /// 1-based column (in characters) where the field was written.
+    pub column: usize,
+    /// The field as written, e.g. `tp_dst=80`.
+    pub text: String,
+    /// What the rule would need to match for the field to stay.
+    pub needs: &'static str,
+}
+
+/// [`parse_rule`], also returning the match fields that were dropped.
+pub fn parse_rule_noting(line: &str) -> Result<(Rule, Vec<Dropped>), ParseError> {
+    let fm = parse_flow_mod(line, FlowModCommand::Add)?;
+    Ok((fm.rule(), fm.dropped))
+}
+
+/// What a flow-mod line asks for, as `ovs-ofctl` parses it for each
+/// command (OVS's `parse_ofp_str`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlowModCommand {
+    Add,
+    Modify,
+    ModifyStrict,
+    Delete,
+    DeleteStrict,
+}
+
+/// One parsed flow-mod: `add-flow`, `mod-flows` or `del-flows` text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowMod {
+    pub command: FlowModCommand,
+    /// `table=` (None: every table; an add goes to table 0).
+    pub table: Option<u8>,
+    /// `priority=` (default 32768): an add's, a strict match's.
+    pub priority: u16,
+    pub matches: Match,
+    /// `cookie=V/MASK`: rules whose cookie agrees with V under MASK.
+    pub cookie: u64,
+    pub cookie_mask: u64,
+    /// `cookie=V` without a mask: the cookie to set.
+    pub new_cookie: Option<u64>,
+    /// `out_port=` (delete only).
+    pub out_port: Option<u32>,
+    pub idle_timeout: u16,
+    pub hard_timeout: u16,
+    /// `reset_counts`: a modify zeroes the counters.
+    pub reset_counts: bool,
+    /// The actions, for an add or a modify.
+    pub instructions: Option<Instructions>,
+    pub dropped: Vec<Dropped>,
+}
+
+impl FlowMod {
+    /// The rule an add installs.
+    pub fn rule(&self) -> Rule {
+        Rule {
+            table: self.table.unwrap_or(0),
+            priority: self.priority,
+            cookie: self.new_cookie.unwrap_or(0),
+            idle_timeout: self.idle_timeout,
+            hard_timeout: self.hard_timeout,
+            matches: self.matches,
+            instructions: self.instructions.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// Parses one flow-mod line for `command`: an add or a modify needs
+/// actions; a delete takes a match only (empty: every rule), plus
+/// `out_port=`, and `priority=` only when strict.
+pub fn parse_flow_mod(line: &str, command: FlowModCommand) -> Result<FlowMod, ParseError> {
     let text = strip_comment(line);
-    parse_line(text).map_err(|e| e.locate(line, 1))
+    parse_line(text, command).map_err(|e| e.locate(line, 1))
 }
 
 /// Parses a file of rules, one per line; blank lines and `#` comments are
@@ -140,7 +217,8 @@ pub fn parse_rules(text: &str) -> Result<Vec<Rule>, ParseError> {
         if body.trim().is_empty() {
             continue;
         }
-        rules.push(parse_line(body).map_err(|e| e.locate(line, i + 1))?);
+        let fm = parse_line(body, FlowModCommand::Add).map_err(|e| e.locate(line, i + 1))?;
+        rules.push(fm.rule());
     }
     Ok(rules)
 }
@@ -149,44 +227,62 @@ fn strip_comment(line: &str) -> &str {
     line.split('#').next().unwrap_or("")
 }
 
-fn parse_line(line: &str) -> Res<Rule> {
+fn parse_line(line: &str, command: FlowModCommand) -> Res<FlowMod> {
+    use FlowModCommand::*;
+    let takes_actions = matches!(command, Add | Modify | ModifyStrict);
     // OVS takes everything after the first "action" as the actions.
-    let Some(action_at) = line.find("action") else {
-        return Err(err(
-            line.len() - line.trim_start().len(),
-            "must specify an action",
-            line.trim(),
-            "actions=... at the end of the rule",
-        ));
+    let (match_text, actions) = match line.find("action") {
+        Some(action_at) if takes_actions => {
+            let after = &line[action_at..];
+            let Some(eq) = after.find('=') else {
+                return Err(err(
+                    action_at,
+                    "must specify an action",
+                    after,
+                    "actions=...",
+                ));
+            };
+            (
+                &line[..action_at],
+                Some((action_at + eq + 1, &line[action_at + eq + 1..])),
+            )
+        }
+        None if takes_actions => {
+            return Err(err(
+                line.len() - line.trim_start().len(),
+                "must specify an action",
+                line.trim(),
+                "actions=... at the end of the rule",
+            ))
+        }
+        _ => (line, None),
     };
-    let after = &line[action_at..];
-    let Some(eq) = after.find('=') else {
-        return Err(err(
-            action_at,
-            "must specify an action",
-            after,
-            "actions=...",
-        ));
-    };
-    let actions_at = action_at + eq + 1;
-    let actions_text = &line[actions_at..];
 
-    let mut rule = Rule {
-        table: 0,
+    let mut fm = FlowMod {
+        command,
+        table: None,
         priority: DEFAULT_PRIORITY,
+        matches: Match::catchall(),
         cookie: 0,
+        cookie_mask: 0,
+        new_cookie: None,
+        out_port: None,
         idle_timeout: 0,
         hard_timeout: 0,
-        matches: Match::catchall(),
-        instructions: Instructions::default(),
+        reset_counts: false,
+        instructions: None,
+        dropped: Vec::new(),
     };
     let mut written: Vec<Written<'_>> = Vec::new();
-    for kv in key_values(&line[..action_at], 0) {
-        parse_match_item(&mut rule, &mut written, line, kv)?;
+    for kv in key_values(match_text, 0) {
+        parse_match_item(&mut fm, &mut written, line, kv)?;
     }
-    normalize_match(&mut rule.matches, &written)?;
-    check_vlan_pcp(&rule.matches, &written)?;
-    rule.instructions = parse_instructions(actions_text, actions_at, &rule)?;
-    of13_round_trip(&mut rule.matches);
-    Ok(rule)
+    fm.dropped = normalize_match(&mut fm.matches, &written, line)?;
+    check_vlan_pcp(&fm.matches, &written)?;
+    if let Some((actions_at, actions_text)) = actions {
+        let rule = fm.rule();
+        fm.instructions = Some(parse_instructions(actions_text, actions_at, &rule)?);
+    }
+    of13_round_trip(&mut fm.matches);
+    Ok(fm)
 }

@@ -417,3 +417,80 @@ fn extended_registers_and_actset_output_match() {
         "reg2=0x1,reg3=0x2,reg15=0x5/0xff,actset_output=UNSET"
     );
 }
+
+#[test]
+fn flow_mods_take_the_keywords_ovs_ofctl_takes_for_each_command() {
+    use FlowModCommand::*;
+    let fm = parse_flow_mod("table=1,cookie=0x10/0xf0,out_port=3,udp,tp_dst=7", Delete).unwrap();
+    assert_eq!(
+        (fm.table, fm.cookie, fm.cookie_mask, fm.out_port),
+        (Some(1), 0x10, 0xf0, Some(3))
+    );
+    assert!(fm.instructions.is_none());
+    let everything = parse_flow_mod("", Delete).unwrap();
+    assert_eq!(
+        (everything.table, everything.matches),
+        (None, Match::catchall())
+    );
+    assert_eq!(
+        parse_flow_mod("priority=5,ip", Delete).unwrap_err().what,
+        "unknown keyword priority"
+    );
+    assert_eq!(
+        parse_flow_mod("priority=5,ip", DeleteStrict)
+            .unwrap()
+            .priority,
+        5
+    );
+    assert_eq!(
+        parse_flow_mod("cookie=5", Delete).unwrap_err().what,
+        "cannot set cookie"
+    );
+    assert_eq!(
+        parse_flow_mod("out_port=1,actions=drop", Modify)
+            .unwrap_err()
+            .what,
+        "unknown keyword out_port"
+    );
+    let m = parse_flow_mod("cookie=9,reset_counts,ip,actions=output:2", Modify).unwrap();
+    assert_eq!(
+        (m.new_cookie, m.reset_counts, m.cookie_mask),
+        (Some(9), true, 0)
+    );
+    assert!(m.instructions.is_some());
+    assert_eq!(
+        parse_flow_mod("ip", Modify).unwrap_err().what,
+        "must specify an action"
+    );
+    let e = parse_flow_mod("cookie=1/1,actions=drop", Add).unwrap_err();
+    assert_eq!(e.what, "flow additions cannot use a cookie mask");
+}
+
+#[test]
+fn dropped_fields_are_reported_where_they_were_written() {
+    let (rule, dropped) =
+        parse_rule_noting("priority=7, tp_dst=80,ip,nw_src=1.2.3.4,actions=drop").unwrap();
+    assert_eq!(rule.matches.mask.tp_dst, 0);
+    assert_eq!(rule.matches.mask.nw_src, u32::MAX);
+    assert_eq!(dropped.len(), 1);
+    assert_eq!(
+        (dropped[0].column, dropped[0].text.as_str()),
+        (13, "tp_dst=80")
+    );
+    assert!(parse_rule_noting("tcp,tp_dst=80,actions=drop")
+        .unwrap()
+        .1
+        .is_empty());
+}
+
+#[test]
+fn reserved_output_ports_parse() {
+    for a in [
+        "NORMAL",
+        "output:NORMAL",
+        "output:normal",
+        "FLOOD,ALL,output:TABLE",
+    ] {
+        assert!(parse_rule(&format!("actions={a}")).is_ok(), "{a}");
+    }
+}
