@@ -342,19 +342,14 @@ fn connection(
     let _ = stream.set_read_timeout(Some(limits.io_timeout));
     let _ = stream.set_write_timeout(Some(limits.io_timeout));
     let mut first = [0u8; 1];
-    let first = loop {
-        match stream.read(&mut first) {
-            Ok(0) => return,
-            Ok(_) => break first[0],
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(_) => return,
-        }
-    };
-    if first == b'{' {
-        return unixctl_session(stream, limits, jobs);
-    }
-    let reply = match read_request(&mut stream, first, limits) {
-        Ok(request) => run(jobs, |reply| Job::Ctl { request, reply }),
+    let reply = match read_some(&mut stream, &mut first, limits) {
+        // Connected and closed without a word (a liveness probe).
+        Ok(0) => return,
+        Ok(_) if first[0] == b'{' => return unixctl_session(stream, limits, jobs),
+        Ok(_) => match read_request(&mut stream, first[0], limits) {
+            Ok(request) => run(jobs, |reply| Job::Ctl { request, reply }),
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
     if let Err(e) = stream.write_all(&encode_reply(&reply)) {
@@ -395,12 +390,27 @@ fn unixctl_session(
             tracing::info!(limit = limits.max_text, "unixctl request too long: closing");
             return;
         }
-        match stream.read(&mut chunk) {
-            Ok(0) => return,
+        match read_some(&mut stream, &mut chunk, limits) {
+            Ok(0) | Err(_) => return,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(_) => return,
         }
+    }
+}
+
+/// One read, retried if interrupted; an error is the reply's text.
+fn read_some(stream: &mut UnixStream, buf: &mut [u8], limits: Limits) -> Result<usize, String> {
+    loop {
+        return match stream.read(buf) {
+            Ok(n) => Ok(n),
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                Err(format!(
+                    "no request data for {:?}: closing the connection",
+                    limits.io_timeout
+                ))
+            }
+            Err(e) => Err(format!("reading the request: {e}")),
+        };
     }
 }
 
@@ -412,17 +422,7 @@ fn read_request(stream: &mut UnixStream, first: u8, limits: Limits) -> Result<Re
     decoder.feed(&[first], &mut |item| asm.item(item))?;
     let mut buf = vec![0u8; 64 << 10];
     loop {
-        let n = match stream.read(&mut buf) {
-            Ok(n) => n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                return Err(format!(
-                    "no request data for {:?}: closing the connection",
-                    limits.io_timeout
-                ))
-            }
-            Err(e) => return Err(format!("reading the request: {e}")),
-        };
+        let n = read_some(stream, &mut buf, limits)?;
         if n == 0 {
             return Err("the request was cut short (no end marker): nothing was applied".into());
         }

@@ -213,10 +213,12 @@ fn a_million_rules_load() {
 fn a_second_daemon_is_refused_and_the_first_keeps_forwarding() {
     require_root();
     let (a, b) = two_hosts("op3");
-    let d = Daemon::start("op3", &[(&a.port, 1), (&b.port, 2)], RULES, "");
+    let dir = test_dir("op3");
+    let mgmt = dir.join("br0.mgmt");
+    let openflow = format!("[openflow]\nlisten = [\"punix:{}\"]\n", mgmt.display());
+    let d = Daemon::start("op3", &[(&a.port, 1), (&b.port, 2)], RULES, &openflow);
     assert!(ping_ok(&a, b.addr, 5), "the first daemon forwards");
     let pid = d.pid().to_string();
-    let dir = test_dir("op3");
 
     // Same control socket.
     let e = run_fails(
@@ -249,6 +251,23 @@ fn a_second_daemon_is_refused_and_the_first_keeps_forwarding() {
     );
     assert!(e.contains(&format!("127.0.0.1:{}", d.metrics_port)), "{e}");
     assert!(!other.exists(), "the refused daemon left its socket behind");
+    // Same OpenFlow socket, nothing else shared.
+    let e = run_fails(
+        &dir,
+        &format!("control_socket = {other:?}\nmetrics_addr = \"\"\n{openflow}"),
+    );
+    assert!(
+        e.contains(&format!(
+            "OpenFlow socket {} is in use by upcalld pid {pid}",
+            mgmt.display()
+        )),
+        "{e}"
+    );
+    assert!(!other.exists(), "the refused daemon left its socket behind");
+    assert!(
+        UnixStream::connect(&mgmt).is_ok(),
+        "the first daemon's OpenFlow socket is gone"
+    );
 
     assert!(ping_ok(&a, b.addr, 5), "the first daemon still forwards");
     assert_eq!(n_rules(&d), 2);
@@ -276,6 +295,20 @@ fn the_control_socket_clobbers_nothing_and_is_born_private() {
     );
     assert!(e.contains("is a directory"), "{e}");
     std::fs::remove_dir(&path).unwrap();
+    // The same for an OpenFlow socket; the control socket it had bound is
+    // removed again.
+    let mgmt = dir.join("br0.mgmt");
+    let openflow = format!("[openflow]\nlisten = [\"punix:{}\"]\n", mgmt.display());
+    std::fs::write(&mgmt, "precious too").unwrap();
+    let e = run_fails(
+        &dir,
+        &format!("control_socket = {path:?}\nmetrics_addr = \"\"\n{openflow}"),
+    );
+    assert!(e.contains("is a file that is not a socket"), "{e}");
+    assert!(e.contains(mgmt.to_str().unwrap()), "{e}");
+    assert_eq!(std::fs::read_to_string(&mgmt).unwrap(), "precious too");
+    assert!(!path.exists(), "the refused daemon left its control socket");
+    std::fs::remove_file(&mgmt).unwrap();
 
     // A stale socket (nobody listening) is replaced.
     drop(UnixListener::bind(&path).unwrap());
@@ -305,22 +338,25 @@ fn the_control_socket_clobbers_nothing_and_is_born_private() {
     assert!(child.wait().unwrap().success());
     // Under umask 000 the socket never shows a mode other than 0600, from
     // its first moment.
+    // The OpenFlow socket too.
     for round in 0..10 {
         let _ = std::fs::remove_file(&path);
         let config = dir.join("c.toml");
         std::fs::write(
             &config,
-            format!("control_socket = {path:?}\nmetrics_addr = \"\"\n"),
+            format!("control_socket = {path:?}\nmetrics_addr = \"\"\n{openflow}"),
         )
         .unwrap();
-        let watch_path = path.clone();
+        let watch_paths = [path.clone(), mgmt.clone()];
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stop2 = stop.clone();
         let watcher = std::thread::spawn(move || {
             let mut modes = std::collections::BTreeSet::new();
             while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Ok(m) = std::fs::symlink_metadata(&watch_path) {
-                    modes.insert(m.permissions().mode() & 0o777);
+                for p in &watch_paths {
+                    if let Ok(m) = std::fs::symlink_metadata(p) {
+                        modes.insert(m.permissions().mode() & 0o777);
+                    }
                 }
             }
             modes
@@ -349,6 +385,7 @@ fn the_control_socket_clobbers_nothing_and_is_born_private() {
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let mut modes = watcher.join().unwrap();
         modes.insert(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777);
+        modes.insert(std::fs::metadata(&mgmt).unwrap().permissions().mode() & 0o777);
         // SAFETY: our own child, not yet reaped.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         child.wait().unwrap();
@@ -449,13 +486,13 @@ table=0,priority=50,ip,actions=output:4
     assert_eq!(n_rules(&d), 5);
 }
 
-// Defect 5: FLOOD and ALL forward as OVS does; NORMAL is refused until
-// it is implemented, never a silent drop.
+// Defect 5: FLOOD, ALL and NORMAL forward as OVS does; what is not
+// implemented is refused, never a silent drop.
 #[test]
-fn flood_and_all_forward_and_nothing_is_silently_a_drop() {
+fn flood_all_and_normal_forward_and_nothing_is_silently_a_drop() {
     require_root();
     let (a, b) = two_hosts("op6");
-    for action in ["FLOOD", "ALL"] {
+    for action in ["FLOOD", "ALL", "NORMAL"] {
         let rules = format!("table=0,priority=10,actions={action}\n");
         let d = Daemon::start("op6", &[(&a.port, 1), (&b.port, 2)], &rules, "");
         assert!(ping_ok(&a, b.addr, 5), "{action}: ping through");
@@ -474,17 +511,16 @@ fn flood_and_all_forward_and_nothing_is_silently_a_drop() {
         );
     }
     let d = Daemon::start("op6", &[(&a.port, 1), (&b.port, 2)], RULES, "");
-    for rule in [
-        "priority=1,actions=NORMAL",
-        "priority=1,actions=output:NORMAL",
+    for (rule, why) in [
+        ("priority=1,actions=output:NONE", "bad output port"),
+        (
+            "priority=1,actions=bundle(eth_src,0,hrw,ofport,members:1)",
+            "unsupported action bundle",
+        ),
     ] {
         let out = cli(&d.socket, &["add-flow", rule]);
         assert!(!out.status.success(), "{rule} accepted");
-        assert!(
-            text(&out.stderr).contains("NORMAL"),
-            "{}",
-            text(&out.stderr)
-        );
+        assert!(text(&out.stderr).contains(why), "{}", text(&out.stderr));
     }
     assert_eq!(n_rules(&d), 2);
 }
