@@ -546,20 +546,30 @@ fn claim(config: &Config) -> anyhow::Result<Claimed> {
             "the demo topology (namespaces upcalld-a and upcalld-b)",
         )?);
     }
+    // Interfaces, kernel datapaths and UDP ports belong to a network
+    // namespace: daemons in two namespaces may use the same names.
+    let net = lock::netns_tag()?;
     if config.datapath.kind == DatapathType::Kernel {
         let name = &config.datapath.name;
         locks.push(lock::acquire(
-            &dir.join(format!("upcalld-datapath-{name}.lock")),
+            &dir.join(format!("upcalld-{net}-datapath-{name}.lock")),
             &format!("kernel datapath {name}"),
         )?);
     }
-    for p in &config.ports {
+    for p in config.ports.iter().filter(|p| !p.is_tunnel()) {
         if p.kind != crate::config::PortType::Replay {
             locks.push(lock::acquire(
-                &dir.join(format!("upcalld-port-{}.lock", p.name)),
+                &dir.join(format!("upcalld-{net}-port-{}.lock", p.name)),
                 &format!("port {}", p.name),
             )?);
         }
+    }
+    // Tunnel ports share a vport per UDP port; the vport is what is claimed.
+    for vport in config.tunnel_vports()? {
+        locks.push(lock::acquire(
+            &dir.join(format!("upcalld-{net}-port-{}.lock", vport.name)),
+            &format!("tunnel vport {}", vport.name),
+        )?);
     }
     let listener =
         control::bind(socket).with_context(|| format!("control socket {}", socket.display()))?;

@@ -23,6 +23,19 @@ pub struct Lock {
 /// network interface) live.
 pub const LOCK_DIR: &str = "/run";
 
+/// Names the network namespace this process runs in, for the locks on
+/// what belongs to one (interfaces, kernel datapaths, UDP ports): `/run`
+/// is shared by every namespace, and two namespaces may each have an
+/// `eth0`. The namespace's inode number stays unique while the daemon
+/// lives in it.
+pub fn netns_tag() -> anyhow::Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata("/proc/self/ns/net").map_err(|e| {
+        anyhow::anyhow!("/proc/self/ns/net: cannot tell the network namespace: {e}")
+    })?;
+    Ok(format!("net{}", m.ino()))
+}
+
 /// The lock file beside a control socket.
 pub fn beside(socket: &Path) -> PathBuf {
     let mut name = socket.as_os_str().to_owned();

@@ -86,10 +86,23 @@ fn n_rules(d: &Daemon) -> usize {
 
 /// `upcalld run --config` with `config`, expected to fail within 10 s.
 fn run_fails(dir: &Path, config: &str) -> String {
+    run_fails_in(None, dir, config)
+}
+
+/// [`run_fails`], inside network namespace `netns` when given.
+fn run_fails_in(netns: Option<&str>, dir: &Path, config: &str) -> String {
     let path = dir.join("second.toml");
     std::fs::write(&path, config).unwrap();
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, BIN]);
+            c
+        }
+        None => Command::new(BIN),
+    };
     let out = run_with_timeout(
-        Command::new(BIN).args(["run", "--config"]).arg(&path),
+        cmd.args(["run", "--config"]).arg(&path),
         Duration::from_secs(10),
     )
     .expect("a daemon that cannot start exits at once");
@@ -271,6 +284,76 @@ fn a_second_daemon_is_refused_and_the_first_keeps_forwarding() {
 
     assert!(ping_ok(&a, b.addr, 5), "the first daemon still forwards");
     assert_eq!(n_rules(&d), 2);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A network namespace of a test's own, deleted when dropped.
+struct Netns(String);
+
+impl Netns {
+    fn new(name: &str) -> Netns {
+        let _ = Command::new("ip").args(["netns", "del", name]).output();
+        ip(&["netns", "add", name]);
+        Netns(name.into())
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+    }
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().unwrap();
+    assert!(out.status.success(), "ip {args:?}: {}", text(&out.stderr));
+}
+
+// Interfaces and tunnel UDP ports belong to a network namespace: daemons
+// in two namespaces may use the same names, one namespace's twice is
+// refused, naming the daemon that has them.
+#[test]
+fn port_claims_are_per_network_namespace() {
+    require_root();
+    let dir = test_dir("op15");
+    let ns: Vec<Netns> = (1..=2)
+        .map(|n| Netns::new(&format!("uct-op15-{n}")))
+        .collect();
+    for n in &ns {
+        ip(&[
+            "-n", &n.0, "link", "add", "uop15p", "type", "veth", "peer", "name", "uop15q",
+        ]);
+        for dev in ["lo", "uop15p", "uop15q"] {
+            ip(&["-n", &n.0, "link", "set", dev, "up"]);
+        }
+    }
+    let system = "[[port]]\nname = \"uop15p\"\ntype = \"system\"\nnumber = 1\n";
+    let geneve =
+        "[[port]]\nname = \"gnv0\"\ntype = \"geneve\"\nnumber = 10\nremote_ip = \"192.168.79.2\"\n";
+    let ports = format!("{system}{geneve}");
+    let first = Daemon::start_in(Some(&ns[0].0), "op15a", &ports, RULES, "");
+    let second = Daemon::start_in(Some(&ns[1].0), "op15b", &ports, RULES, "");
+    assert_eq!(n_rules(&first), 2);
+    assert_eq!(n_rules(&second), 2);
+
+    let pid = first.pid();
+    let other = dir.join("other.sock");
+    let base = format!("control_socket = {other:?}\nmetrics_addr = \"\"\n");
+    let e = run_fails_in(Some(&ns[0].0), &dir, &format!("{base}{system}"));
+    assert!(
+        e.contains(&format!("port uop15p is in use by upcalld pid {pid}")),
+        "{e}"
+    );
+    let e = run_fails_in(Some(&ns[0].0), &dir, &format!("{base}{geneve}"));
+    assert!(
+        e.contains(&format!(
+            "tunnel vport genev_sys_6081 is in use by upcalld pid {pid}"
+        )),
+        "{e}"
+    );
+    assert!(!other.exists(), "the refused daemon left its socket behind");
+    assert_eq!(n_rules(&first), 2, "the first daemon still serves");
+    drop((first, second));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
