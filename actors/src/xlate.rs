@@ -554,7 +554,7 @@ impl Ctx<'_> {
             }
             let last = last && !has_rest && i + 1 == actions.len() && self.action_set.is_empty();
             match a {
-                OfAction::Output { port, .. } => self.output(*port),
+                OfAction::Output { port, .. } => self.output(*port, last),
                 OfAction::Clone(inner) => self.clone_actions(inner, last),
                 OfAction::StackPush(sf) => {
                     sf.field.set_masked(&mut *self.wc, sf.mask(), sf.mask());
@@ -745,7 +745,7 @@ impl Ctx<'_> {
         };
         if self.cfg.port_exists(dp_port) {
             self.actions.push(OdpAction::Trunc(max_len));
-            self.output(p);
+            self.output(p, false);
         }
     }
 
@@ -754,7 +754,7 @@ impl Ctx<'_> {
     /// output.
     fn enqueue(&mut self, p: u32, queue: u32) {
         let Some(priority) = self.cfg.queue_priority(queue) else {
-            self.output(p);
+            self.output(p, false);
             return;
         };
         let p = match p {
@@ -885,14 +885,15 @@ impl Ctx<'_> {
         }
     }
 
-    fn output(&mut self, p: u32) {
+    /// `last`: as for [`Self::run_rule`] (only `output:TABLE` runs more).
+    fn output(&mut self, p: u32, last: bool) {
         match p {
             port::IN_PORT => self.compose_output(self.flow.in_port),
             port::CONTROLLER => self.controller(u16::MAX),
             port::NORMAL => self.normal(),
             // OVS's OFPP_TABLE in a rule: the packet goes through the
             // tables again from table 0.
-            port::TABLE => self.table_action(self.flow.in_port, 0),
+            port::TABLE => self.table_action(self.flow.in_port, 0, last),
             // No port of ours is configured `no-flood`, so FLOOD is ALL.
             port::FLOOD | port::ALL => self.flood(),
             // Output to the input port is dropped unless asked for by
@@ -934,7 +935,7 @@ impl Ctx<'_> {
         let p = p as u32;
         // OpenFlow 1.0's reserved ports sit at 0xff00 and above.
         let p = if p >= 0xff00 { p | 0xffff_0000 } else { p };
-        self.output(p);
+        self.output(p, false);
     }
 
     fn compose_output(&mut self, p: u32) {
