@@ -92,6 +92,7 @@ fn build(n_rules: usize, n_subtables: usize, rng: &mut Rng) -> Classifier {
             cookie: 0,
             idle_timeout: 0,
             hard_timeout: 0,
+            flags: 0,
             matches: m,
             instructions: Instructions::default(),
         };

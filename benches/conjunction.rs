@@ -47,6 +47,7 @@ fn entry(id: u64, priority: u16, fields: &[(Field, u128)], apply: Vec<OfAction>)
             cookie: 0,
             idle_timeout: 0,
             hard_timeout: 0,
+            flags: 0,
             matches: m,
             instructions: Instructions {
                 apply,

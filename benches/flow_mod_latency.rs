@@ -55,6 +55,7 @@ fn rule(i: u32) -> Rule {
         cookie: u64::from(i),
         idle_timeout: 0,
         hard_timeout: 0,
+        flags: 0,
         matches: m,
         instructions: Instructions {
             apply: vec![OfAction::Output {

@@ -22,7 +22,7 @@ use messages::dpif::{Dpif, PortKind, PortSpec};
 use messages::ofp::Rule;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::config::{Config, DatapathType, OnExit};
+use crate::config::{Config, DatapathType, FailMode, OnExit};
 use crate::control::{self, Body, Command, Reply, Request};
 use crate::dpif_kernel::{KernelDpif, KernelDpifConfig};
 use crate::dpif_netdev::conntrack::{dump, Conntrack};
@@ -805,6 +805,7 @@ async fn serve(
         started: std::time::Instant::now(),
         packet_in_limit: config.openflow.packet_in_limit(),
         packet_ins_rate_limited: Default::default(),
+        fail_open: openflow::FailOpen::new(config.openflow.fail_mode == FailMode::Standalone),
     });
     openflow::start(switch, &mut of_bound).context("OpenFlow")?;
     let ctl = Rc::new(Ctl {

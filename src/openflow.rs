@@ -9,21 +9,24 @@
 //! BARRIER_REPLY (sent after everything before it was awaited) means every
 //! earlier flow mod is in a published snapshot.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actors::packet_in::{ControllerPacket, ControllerReason, Subscription};
+use actors::fanout::Subscription;
+use actors::packet_in::{ControllerPacket, ControllerReason};
 use actors::pipeline::Pipeline;
 use actors::protocol::{GetSnapshot, RuleChange, RuleStats};
+use actors::rule_table::{RemovalReason, RemovedRule};
 use actors::tables::{RuleEntry, RuleFilter, RuleUpdate};
 use actors::xlate::{xlate_actions, XlateConfig};
 use futures::StreamExt;
 use messages::dpif::{Dpif, DpifOp, Execute, PacketMetadata};
 use messages::flow::Flow;
-use messages::ofp::{port, Match, Rule};
+use messages::ofp::{flow_flags, port, Match, Rule};
 use messages::openflow::{
     self as of, BundleOp, DecodeState, ErrorKind, FlowFormat, FlowMod, FlowModCommand,
     FlowStatsEntry, FlowStatsRequest, MultipartRequest, OfpError, PacketInFormat, PacketOut,
@@ -104,6 +107,111 @@ pub struct Switch {
     pub packet_in_limit: Option<(u32, u32)>,
     /// Packet-ins dropped by the rate limit, all connections together.
     pub packet_ins_rate_limited: std::sync::atomic::AtomicU64,
+    pub fail_open: FailOpen,
+}
+
+/// OVS's fail-open, for `fail_mode = "standalone"`: a switch with
+/// controllers that has had none connected for three probe intervals
+/// flushes its rules and switches with `NORMAL` until one connects (which
+/// finds the NORMAL rule gone); a switch without controllers has the
+/// NORMAL rule from the start, as OVS's bridge adds it. OVS's fail-open
+/// rule is hidden at a priority above OpenFlow's; ours is the visible
+/// `priority=0,actions=NORMAL` of table 0, alone after the flush.
+/// `secure` never touches the rules.
+pub struct FailOpen {
+    standalone: bool,
+    /// Controller connections up now.
+    connected: Cell<usize>,
+    /// Since when none has been (the switch's start, at first).
+    alone_since: Cell<Instant>,
+    active: Cell<bool>,
+}
+
+/// How long a standalone switch waits for a controller before failing
+/// open (OVS: three times the longest probe interval).
+const FAIL_OPEN_AFTER: Duration = Duration::from_secs(3 * PROBE_INTERVAL.as_secs());
+
+impl FailOpen {
+    pub fn new(standalone: bool) -> FailOpen {
+        FailOpen {
+            standalone,
+            connected: Cell::new(0),
+            alone_since: Cell::new(Instant::now()),
+            active: Cell::new(false),
+        }
+    }
+
+    fn normal_rule() -> Rule {
+        messages::parse::rules::parse_rule("table=0,priority=0,actions=NORMAL")
+            .expect("a fixed rule parses")
+    }
+
+    fn normal_filter() -> RuleFilter {
+        RuleFilter {
+            table: Some(0),
+            strict: true,
+            priority: 0,
+            ..RuleFilter::all()
+        }
+    }
+
+    /// A controller connected: leave fail-open mode first, so that the
+    /// controller's own rules are never the ones removed.
+    async fn controller_up(&self, switch: &Switch) {
+        self.connected.set(self.connected.get() + 1);
+        if self.active.replace(false) {
+            tracing::info!("controller connected: leaving fail-open mode");
+            if let Err(e) = switch
+                .change(RuleChange::Delete(Box::new(Self::normal_filter())))
+                .await
+            {
+                tracing::warn!(error = %e, "fail-open rule not removed");
+            }
+        }
+    }
+
+    fn controller_down(&self) {
+        let n = self.connected.get().saturating_sub(1);
+        self.connected.set(n);
+        if n == 0 {
+            self.alone_since.set(Instant::now());
+        }
+    }
+
+    /// Runs fail-open for a standalone switch (nothing for a secure one).
+    async fn run(switch: Rc<Switch>, has_controllers: bool) {
+        let fo = &switch.fail_open;
+        if !fo.standalone {
+            return;
+        }
+        if !has_controllers {
+            if let Err(e) = switch
+                .change(RuleChange::Add(vec![Self::normal_rule()]))
+                .await
+            {
+                tracing::warn!(error = %e, "standalone NORMAL rule not added");
+            }
+            return;
+        }
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let alone =
+                fo.connected.get() == 0 && fo.alone_since.get().elapsed() >= FAIL_OPEN_AFTER;
+            if alone && !fo.active.get() {
+                tracing::warn!(
+                    secs = FAIL_OPEN_AFTER.as_secs(),
+                    "no controller connected: failing open (rules flushed, NORMAL switching)"
+                );
+                fo.active.set(true);
+                if let Err(e) = switch
+                    .change(RuleChange::Replace(vec![Self::normal_rule()]))
+                    .await
+                {
+                    tracing::warn!(error = %e, "fail-open rule not installed");
+                }
+            }
+        }
+    }
 }
 
 impl Switch {
@@ -342,7 +450,9 @@ pub fn start(switch: Rc<Switch>, bound: &mut Bound) -> anyhow::Result<()> {
             }
         }
     }
-    for ep in std::mem::take(&mut bound.controllers) {
+    let controllers = std::mem::take(&mut bound.controllers);
+    actix::spawn(FailOpen::run(switch.clone(), !controllers.is_empty()));
+    for ep in controllers {
         actix::spawn(controller(switch.clone(), ep));
     }
     Ok(())
@@ -357,7 +467,9 @@ async fn controller(switch: Rc<Switch>, ep: Endpoint) {
                 Ok(s) => {
                     let _ = s.set_nodelay(true);
                     tracing::info!(%addr, "connected to controller");
+                    switch.fail_open.controller_up(&switch).await;
                     connection(switch.clone(), s, addr.to_string(), Kind::Controller).await;
+                    switch.fail_open.controller_down();
                     true
                 }
                 Err(e) => {
@@ -368,6 +480,7 @@ async fn controller(switch: Rc<Switch>, ep: Endpoint) {
             Endpoint::Unix(path) => match tokio::net::UnixStream::connect(path).await {
                 Ok(s) => {
                     tracing::info!(path = %path.display(), "connected to controller");
+                    switch.fail_open.controller_up(&switch).await;
                     connection(
                         switch.clone(),
                         s,
@@ -375,6 +488,7 @@ async fn controller(switch: Rc<Switch>, ep: Endpoint) {
                         Kind::Controller,
                     )
                     .await;
+                    switch.fail_open.controller_down();
                     true
                 }
                 Err(e) => {
@@ -454,9 +568,13 @@ struct Conn {
     /// Flow mods decoded but not yet sent to the rule-table.
     pending: Vec<RuleChange>,
     out: Vec<Vec<u8>>,
-    /// The packet-ins for this connection, while it wants them.
-    packet_ins: Option<Subscription>,
+    /// The packet-ins and removed rules for this connection, while it
+    /// wants asynchronous messages.
+    packet_ins: Option<Subscription<ControllerPacket>>,
+    flow_removals: Option<Subscription<RemovedRule>>,
     packet_in_format: PacketInFormat,
+    /// How an OpenFlow 1.0 connection wants matches (NXT_SET_FLOW_FORMAT).
+    flow_format: FlowFormat,
     rate_limit: Option<RateLimit>,
 }
 
@@ -474,6 +592,8 @@ where
         return;
     }
     let packet_ins = (kind == Kind::Controller).then(|| switch.pipeline.packet_ins.subscribe());
+    let flow_removals =
+        (kind == Kind::Controller).then(|| switch.pipeline.flow_removals.subscribe());
     let rate_limit = switch
         .packet_in_limit
         .map(|(rate, burst)| RateLimit::new(rate, burst));
@@ -491,7 +611,9 @@ where
         pending: Vec::new(),
         out: Vec::new(),
         packet_ins,
+        flow_removals,
         packet_in_format: PacketInFormat::Standard,
+        flow_format: FlowFormat::Of10,
         rate_limit,
     };
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
@@ -501,11 +623,17 @@ where
     loop {
         let read = tokio::select! {
             r = rd.read(&mut chunk) => r,
-            Some(p) = next_packet_in(&mut conn.packet_ins) => {
+            Some(p) = next_async(&mut conn.packet_ins) => {
                 if let Some(m) = conn.packet_in(&p) {
                     if wr.write_all(&m).await.is_err() {
                         return;
                     }
+                }
+                continue;
+            }
+            Some(r) = next_async(&mut conn.flow_removals) => {
+                if wr.write_all(&conn.flow_removed(&r)).await.is_err() {
+                    return;
                 }
                 continue;
             }
@@ -563,9 +691,9 @@ where
     }
 }
 
-/// The next packet-in for a connection that wants them; never, for one
-/// that does not.
-async fn next_packet_in(sub: &mut Option<Subscription>) -> Option<Arc<ControllerPacket>> {
+/// The next asynchronous message for a connection that wants them; never,
+/// for one that does not.
+async fn next_async<T>(sub: &mut Option<Subscription<T>>) -> Option<Arc<T>> {
     match sub {
         Some(s) => s.queue.next().await,
         None => std::future::pending().await,
@@ -664,9 +792,13 @@ impl Conn {
     fn set_miss_send_len(&mut self, n: u16) {
         self.miss_send_len = n;
         if self.kind == Kind::Service {
+            let p = &self.switch.pipeline;
             match (n, self.packet_ins.is_some()) {
-                (0, true) => self.packet_ins = None,
-                (1.., false) => self.packet_ins = Some(self.switch.pipeline.packet_ins.subscribe()),
+                (0, true) => (self.packet_ins, self.flow_removals) = (None, None),
+                (1.., false) => {
+                    self.packet_ins = Some(p.packet_ins.subscribe());
+                    self.flow_removals = Some(p.flow_removals.subscribe());
+                }
                 _ => {}
             }
         }
@@ -754,10 +886,25 @@ impl Conn {
                 self.set_miss_send_len(miss_send_len);
             }
             Request::BarrierRequest => self.out.push(of::encode_barrier_reply(v, xid)),
-            Request::FlowMod(fm) => match self.flow_mod_change(*fm) {
-                Ok(c) => self.pending.push(c),
-                Err(e) => self.error(xid, &e, msg),
-            },
+            Request::FlowMod(fm) => {
+                let checked =
+                    fm.command == FlowModCommand::Add && fm.flags & flow_flags::CHECK_OVERLAP != 0;
+                let change = match self.flow_mod_change(*fm) {
+                    Ok(RuleChange::Add(rules)) if checked => {
+                        // Against the tables with every earlier change
+                        // of this connection in them.
+                        self.flush_pending().await;
+                        self.check_overlap(&rules)
+                            .await
+                            .map(|()| RuleChange::Add(rules))
+                    }
+                    other => other,
+                };
+                match change {
+                    Ok(c) => self.pending.push(c),
+                    Err(e) => self.error(xid, &e, msg),
+                }
+            }
             Request::Multipart(mp) => {
                 if let Err(e) = self.multipart(xid, *mp).await {
                     self.error(xid, &e, msg);
@@ -786,7 +933,8 @@ impl Conn {
                 }
             }
             Request::GetAsyncRequest => self.out.push(of::encode_get_async_reply(v, xid)),
-            Request::SetFlowFormat(_) | Request::SetControllerId(_) => {}
+            Request::SetFlowFormat(f) => self.flow_format = f,
+            Request::SetControllerId(_) => {}
             Request::SetPacketInFormat(n) => match PacketInFormat::from_nx(n) {
                 Some(f) => self.packet_in_format = f,
                 None => {
@@ -847,6 +995,7 @@ impl Conn {
             cookie: fm.cookie,
             idle_timeout: fm.idle_timeout,
             hard_timeout: fm.hard_timeout,
+            flags: fm.flags & flow_flags::KEPT,
             matches: fm.matches,
             instructions: fm.instructions.clone(),
         };
@@ -884,6 +1033,70 @@ impl Conn {
                 RuleChange::Modify(Box::new(filter), Box::new(update))
             }
         })
+    }
+
+    /// OVS's `check_overlap`: an add is refused when a rule at its table
+    /// and priority could match the same packets (an identical one is
+    /// replaced instead). Checked against the current snapshot: another
+    /// connection's add in flight at the same moment is not seen.
+    async fn check_overlap(&self, rules: &[Rule]) -> Result<(), OfpError> {
+        let tables = self
+            .switch
+            .pipeline
+            .rule_table
+            .send(GetSnapshot)
+            .await
+            .map_err(|e| {
+                OfpError::new(
+                    ErrorKind::FlowModUnknown,
+                    format!("rule-table unavailable: {e}"),
+                )
+            })?;
+        for r in rules {
+            if let Some(e) = tables.overlapping(r) {
+                return Err(OfpError::new(
+                    ErrorKind::FlowModOverlap,
+                    format!(
+                        "overlaps {} in table {}",
+                        messages::format::ofp_rule::format_match(&e.rule.matches, e.rule.priority),
+                        e.rule.table
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A removed rule's FLOW_REMOVED, in this connection's format.
+    fn flow_removed(&self, r: &RemovedRule) -> Vec<u8> {
+        let v = self.v();
+        let format = match v {
+            of::OFP10 => self.flow_format,
+            _ => FlowFormat::Oxm,
+        };
+        let rule = &r.entry.rule;
+        let e = FlowStatsEntry {
+            table: rule.table,
+            duration_sec: r.duration.as_secs() as u32,
+            duration_nsec: r.duration.subsec_nanos(),
+            priority: rule.priority,
+            idle_timeout: r.idle_timeout,
+            hard_timeout: r.hard_timeout,
+            flags: rule.flags,
+            idle_age: 0,
+            hard_age: 0,
+            cookie: rule.cookie,
+            packet_count: r.stats.n_packets,
+            byte_count: r.stats.n_bytes,
+            matches: rule.matches,
+            instructions: Default::default(),
+        };
+        let reason = match r.reason {
+            RemovalReason::IdleTimeout => of::RemovedReason::IdleTimeout,
+            RemovalReason::HardTimeout => of::RemovedReason::HardTimeout,
+            RemovalReason::Delete => of::RemovedReason::Delete,
+        };
+        of::encode_flow_removed(v, format, &e, reason)
     }
 
     async fn multipart(&mut self, xid: u32, mp: MultipartRequest) -> Result<(), OfpError> {
@@ -982,10 +1195,12 @@ impl Conn {
                     priority: r.priority,
                     idle_timeout: r.idle_timeout,
                     hard_timeout: r.hard_timeout,
-                    flags: 0,
+                    flags: r.flags,
                     idle_age: age.as_secs().min(u64::from(u16::MAX)) as u16,
                     hard_age: age.as_secs().min(u64::from(u16::MAX)) as u16,
                     cookie: r.cookie,
+                    // OVS's userspace keeps counting when a rule says
+                    // no_packet_counts/no_byte_counts, and reports it.
                     packet_count: s.n_packets,
                     byte_count: s.n_bytes,
                     matches: r.matches,

@@ -96,6 +96,7 @@ pub fn parse_modify(
         cookie: fm.new_cookie.unwrap_or(0),
         idle_timeout: fm.idle_timeout,
         hard_timeout: fm.hard_timeout,
+        flags: 0,
         matches: fm.matches,
         instructions: instructions.clone(),
     });

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use common::*;
 use messages::openflow as of;
+use upcalld::control::Command as Ctl;
 
 fn start(tag: &str) -> (Daemon, String) {
     require_ofctl();
@@ -532,4 +533,170 @@ fn packet_ins_reach_ovs_ofctl_monitor_and_packet_outs_leave_the_port() {
     assert!(!success && err.contains("OFPBRC_BAD_PORT"), "{err}");
     drop((nx, std13));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Flow-mod flags as OVS 3.1 keeps and checks them, and FLOW_REMOVED for
+/// the rules that ask for it (hard and idle timeouts, deletes), as
+/// `ovs-ofctl monitor` prints them from OVS (checked on ovs-peer).
+#[test]
+fn flow_mod_flags_and_flow_removed_messages() {
+    let (d, target) = start("ofrm");
+    let dir = std::env::temp_dir().join(format!("upcalld-ofrm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let nx = Monitor::start(&target, &[], dir.join("monitor-10"));
+    let std13 = Monitor::start(&target, &["-O", "OpenFlow13"], dir.join("monitor-13"));
+    std::thread::sleep(Duration::from_millis(500));
+
+    let of13 = |args: &[&str]| {
+        let mut all = vec!["-O", "OpenFlow13"];
+        all.extend_from_slice(args);
+        ofctl(&all)
+    };
+    for flow in [
+        "table=3,priority=7,cookie=0x5,hard_timeout=1,send_flow_rem,udp,actions=drop",
+        "table=3,priority=8,cookie=0x6,send_flow_rem,udp,actions=drop",
+        "table=3,priority=9,udp,actions=drop",
+        "table=3,priority=10,idle_timeout=1,send_flow_rem,udp,actions=drop",
+    ] {
+        let (success, _, err) = of13(&["add-flow", &target, flow]);
+        assert!(success, "{flow}: {err}");
+    }
+    for flow in ["table=3,priority=8,udp", "table=3,priority=9,udp"] {
+        let (success, _, err) = of13(&["--strict", "del-flows", &target, flow]);
+        assert!(success, "{flow}: {err}");
+    }
+    d.wait_until(
+        "FLOW_REMOVED for the hard and idle timeouts and the delete",
+        Duration::from_secs(10),
+        || {
+            let t = std13.text();
+            ["reason=hard", "reason=idle", "reason=delete"]
+                .iter()
+                .all(|r| t.contains(r))
+        },
+    );
+    let t = std13.text();
+    for want in [
+        "OFPT_FLOW_REMOVED (OF1.3) (xid=0x0): priority=7,udp reason=hard table_id=3 cookie:0x5 duration1.",
+        "OFPT_FLOW_REMOVED (OF1.3) (xid=0x0): priority=8,udp reason=delete table_id=3 cookie:0x6 duration0.",
+        "OFPT_FLOW_REMOVED (OF1.3) (xid=0x0): priority=10,udp reason=idle table_id=3 duration1.",
+        " hard1 pkts0 bytes0",
+        " idle1 pkts0 bytes0",
+    ] {
+        assert!(t.contains(want), "no {want:?} in:\n{t}");
+    }
+    assert!(
+        !t.contains("priority=9"),
+        "a rule without send_flow_rem: {t}"
+    );
+    let t = nx.text();
+    assert!(
+        t.contains("OFPT_FLOW_REMOVED (xid=0x0): priority=8,udp reason=delete cookie:0x6"),
+        "{t}"
+    );
+
+    // The flags a rule keeps come back in flow stats; check_overlap
+    // refuses an add that overlaps a rule of the same priority.
+    let (success, _, err) = of13(&[
+        "add-flow",
+        &target,
+        "priority=10,tcp,tp_dst=80,send_flow_rem,check_overlap,no_packet_counts,actions=output:2",
+    ]);
+    assert!(success, "{err}");
+    let dumped = flows(&target, "OpenFlow13");
+    assert!(
+        dumped.contains(
+            &"send_flow_rem check_overlap no_packet_counts priority=10,tcp,tp_dst=80 actions=output:2"
+                .to_string()
+        ),
+        "{dumped:?}"
+    );
+    // OVS counts for no_packet_counts rules all the same.
+    let stats = ok(&["-O", "OpenFlow13", "dump-flows", &target, "tcp"]);
+    assert!(
+        stats.contains("n_packets=0, n_bytes=0, send_flow_rem"),
+        "{stats}"
+    );
+    let (success, _, err) = of13(&[
+        "add-flow",
+        &target,
+        "priority=10,ip,check_overlap,actions=output:1",
+    ]);
+    assert!(!success && err.contains("OFPFMFC_OVERLAP"), "{err}");
+    let (success, _, err) = ofctl(&[
+        "add-flow",
+        &target,
+        "priority=10,tcp,check_overlap,actions=output:1",
+    ]);
+    assert!(
+        !success && err.contains("OFPFMFC_OVERLAP"),
+        "OpenFlow 1.0: {err}"
+    );
+    for flow in [
+        "priority=10,tcp,tp_dst=81,check_overlap,actions=output:1",
+        "priority=10,udp,check_overlap,actions=output:1",
+        "priority=11,ip,check_overlap,actions=output:1",
+        "priority=10,tcp,tp_dst=80,check_overlap,actions=output:3",
+    ] {
+        let (success, _, err) = of13(&["add-flow", &target, flow]);
+        assert!(success, "{flow}: {err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `fail_mode = "standalone"`: with no controller connected for three
+/// probe intervals (15 s) the switch flushes its rules and switches with
+/// NORMAL; a controller connecting ends it and finds the NORMAL rule gone.
+#[test]
+fn standalone_fails_open_to_normal_until_a_controller_connects() {
+    require_root();
+    let (a, b) = two_hosts("ofso");
+    // A controller address where nobody listens yet.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let d = Daemon::start(
+        "ofso",
+        &[(&a.port, 1), (&b.port, 2)],
+        "priority=100,actions=drop\n",
+        &format!(
+            "[openflow]\nlisten = []\ncontrollers = [\"tcp:127.0.0.1:{port}\"]\n\
+             fail_mode = \"standalone\"\n"
+        ),
+    );
+    assert!(!ping_ok(&a, b.addr, 2), "the rules drop everything");
+    d.wait_until("failing open", Duration::from_secs(30), || {
+        d.log().contains("failing open")
+    });
+    let rules = d.ctl(Ctl::DumpFlows, "");
+    assert!(rules.contains("priority=0 actions=NORMAL"), "{rules}");
+    assert!(
+        !rules.contains("priority=100"),
+        "fail-open flushes: {rules}"
+    );
+    assert!(ping_ok(&a, b.addr, 10), "NORMAL switching; {}", d.log());
+
+    // The controller comes up (it only accepts: the daemon's side is
+    // what is tested).
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let held = std::thread::spawn(move || listener.accept().map(|(s, _)| s));
+    d.wait_until(
+        "the controller connects and fail-open ends",
+        Duration::from_secs(20),
+        || d.log().contains("leaving fail-open mode"),
+    );
+    let rules = d.ctl(Ctl::DumpFlows, "");
+    assert!(!rules.contains("NORMAL"), "{rules}");
+    // The megaflows NORMAL installed go with the next revalidation.
+    d.ctl(Ctl::Revalidate, "");
+    assert!(
+        !ping_ok(&a, b.addr, 2),
+        "no rules: nothing forwards; rules:\n{}\ndatapath flows:\n{}\nlog:\n{}",
+        d.ctl(Ctl::DumpFlows, ""),
+        d.ctl(Ctl::DumpDpFlows, ""),
+        d.log()
+    );
+    drop(held);
 }

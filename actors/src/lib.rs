@@ -17,6 +17,7 @@
 pub mod backpressure;
 pub mod classifier;
 pub mod dpif_writer;
+pub mod fanout;
 pub mod handler;
 pub mod log_limit;
 pub mod mac_learning;

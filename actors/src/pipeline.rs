@@ -38,7 +38,7 @@ use crate::protocol::InjectPanics;
 use crate::protocol::{DumpRules, Flush, RevalidateNow, RuleStats, SendCredits, Subscribe};
 use crate::receiver::Receiver;
 use crate::revalidator::{Revalidator, RevalidatorConfig};
-use crate::rule_table::RuleTable;
+use crate::rule_table::{FlowRemovals, RuleTable};
 use crate::stats::PipelineStats;
 use crate::tables::RuleEntry;
 use crate::tables::Tables;
@@ -88,6 +88,9 @@ pub struct Pipeline {
     /// Where handlers send `controller` actions' packets; the OpenFlow
     /// connections subscribe.
     pub packet_ins: Arc<PacketIns>,
+    /// Where the rule-table sends rules removed with `send_flow_rem`; the
+    /// OpenFlow connections subscribe.
+    pub flow_removals: Arc<FlowRemovals>,
     arbiters: Vec<Arbiter>,
 }
 
@@ -98,6 +101,7 @@ impl Pipeline {
         let stats = Arc::new(PipelineStats::default());
         let ukeys = Arc::new(Ukeys::default());
         let packet_ins = Arc::new(PacketIns::default());
+        let flow_removals = Arc::new(FlowRemovals::default());
         let mut arbiters = Vec::new();
         let mut own_arbiter = |name: String, cpus: &[usize]| {
             let a = Arbiter::new();
@@ -120,8 +124,8 @@ impl Pipeline {
         };
 
         let rule_table = {
-            let (tables, stats) = (tables.clone(), stats.clone());
-            Supervisor::start(move |_| RuleTable::new(tables, stats))
+            let (tables, stats, removals) = (tables.clone(), stats.clone(), flow_removals.clone());
+            Supervisor::start(move |_| RuleTable::new(tables, removals, stats))
         };
         // The first snapshot, with its lookup indexes built (the
         // rule-table's copy shares them).
@@ -208,6 +212,7 @@ impl Pipeline {
             stats,
             ukeys,
             packet_ins,
+            flow_removals,
             arbiters,
         }
     }

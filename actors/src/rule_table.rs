@@ -6,6 +6,8 @@
 //! `PushStats`), and their timeouts: it adds the rules `learn` actions
 //! build (`SideEffects`), lowers timeouts for `fin_timeout`, and removes
 //! rules whose idle or hard timeout expired (OVS's `rule_expire`).
+//! Removed rules that asked for it (`send_flow_rem`) go to the OpenFlow
+//! connections as [`RemovedRule`]s, for their FLOW_REMOVED messages.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
+use crate::fanout::Fanout;
 use crate::protocol::{
     DumpRules, GetSnapshot, PushStats, RuleChange, RuleChangeReply, RuleStats, SideEffects,
     Snapshot, Subscribe,
@@ -20,6 +23,7 @@ use crate::protocol::{
 use crate::stats::PipelineStats;
 use crate::supervisor::guarded;
 use crate::tables::{LearnOutcome, RuleEntry, Tables};
+use messages::ofp::flow_flags;
 
 /// How often rules are checked for expiry (OVS checks about once a
 /// second; timeouts are in seconds).
@@ -47,13 +51,47 @@ impl RuleClock {
         }
     }
 
-    fn expired(&self, now: Instant) -> bool {
+    /// Why the rule expired by `now`, if it did (the hard timeout first,
+    /// as OVS checks it).
+    fn expired(&self, now: Instant) -> Option<RemovalReason> {
         let after = |since: Instant, secs: u16| {
             secs != 0 && now.saturating_duration_since(since) >= Duration::from_secs(secs.into())
         };
-        after(self.modified, self.hard_timeout) || after(self.used, self.idle_timeout)
+        if after(self.modified, self.hard_timeout) {
+            Some(RemovalReason::HardTimeout)
+        } else if after(self.used, self.idle_timeout) {
+            Some(RemovalReason::IdleTimeout)
+        } else {
+            None
+        }
     }
 }
+
+/// Why a rule went away (OpenFlow's `ofp_flow_removed_reason`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RemovalReason {
+    IdleTimeout = 0,
+    HardTimeout = 1,
+    /// A flow mod deleted it (or a `delete_learned` took it along).
+    Delete = 2,
+}
+
+/// A rule with `send_flow_rem` that went away: what its FLOW_REMOVED
+/// says.
+#[derive(Clone, Debug)]
+pub struct RemovedRule {
+    pub entry: Arc<RuleEntry>,
+    pub reason: RemovalReason,
+    pub stats: RuleStats,
+    /// How long it lived.
+    pub duration: Duration,
+    /// Its timeouts when it went (`fin_timeout` may have lowered them).
+    pub idle_timeout: u16,
+    pub hard_timeout: u16,
+}
+
+/// Where removed rules go: the OpenFlow connections subscribe.
+pub type FlowRemovals = Fanout<RemovedRule>;
 
 /// OVS's `reduce_timeout`: `max` (when not 0) caps the timeout, and gives
 /// one to a rule that had none.
@@ -72,11 +110,12 @@ pub struct RuleTable {
     /// Clocks of the rules that have touched them (timeouts, packets,
     /// refreshes); a rule without one counts from when it was added.
     clocks: HashMap<u64, RuleClock>,
+    removals: Arc<FlowRemovals>,
     stats: Arc<PipelineStats>,
 }
 
 impl RuleTable {
-    pub fn new(tables: Tables, stats: Arc<PipelineStats>) -> Self {
+    pub fn new(tables: Tables, removals: Arc<FlowRemovals>, stats: Arc<PipelineStats>) -> Self {
         stats
             .rules_version
             .store(tables.version(), std::sync::atomic::Ordering::Relaxed);
@@ -86,7 +125,32 @@ impl RuleTable {
             subscribers: Vec::new(),
             rule_stats: HashMap::new(),
             clocks: HashMap::new(),
+            removals,
             stats,
+        }
+    }
+
+    /// Tells the connections about the removed rules that asked for it;
+    /// call before `publish` drops their counters and clocks.
+    fn report_removed(&self, removed: &[(Arc<RuleEntry>, RemovalReason)]) {
+        let now = Instant::now();
+        for (e, reason) in removed {
+            if e.rule.flags & flow_flags::SEND_FLOW_REM == 0 {
+                continue;
+            }
+            let clock = self
+                .clocks
+                .get(&e.id)
+                .copied()
+                .unwrap_or_else(|| RuleClock::of(e));
+            self.removals.deliver(RemovedRule {
+                entry: e.clone(),
+                reason: *reason,
+                stats: self.rule_stats.get(&e.id).copied().unwrap_or_default(),
+                duration: now.saturating_duration_since(e.added),
+                idle_timeout: clock.idle_timeout,
+                hard_timeout: clock.hard_timeout,
+            });
         }
     }
 
@@ -109,9 +173,17 @@ impl RuleTable {
     }
 }
 
-/// Applies `change` to `tables`; returns how many rules it touched and
-/// collects the ids whose counters restart in `reset`.
-fn apply(tables: &mut Tables, change: RuleChange, reset: &mut Vec<u64>) -> usize {
+/// What applying a change did besides touching rules.
+#[derive(Default)]
+struct Applied {
+    /// Rules whose counters restart.
+    reset: Vec<u64>,
+    /// Rules deleted.
+    deleted: Vec<Arc<RuleEntry>>,
+}
+
+/// Applies `change` to `tables`; returns how many rules it touched.
+fn apply(tables: &mut Tables, change: RuleChange, done: &mut Applied) -> usize {
     match change {
         RuleChange::Add(rules) => {
             let n = rules.len();
@@ -120,11 +192,16 @@ fn apply(tables: &mut Tables, change: RuleChange, reset: &mut Vec<u64>) -> usize
             }
             n
         }
-        RuleChange::Delete(filter) => tables.delete_where(&filter).len(),
+        RuleChange::Delete(filter) => {
+            let deleted = tables.delete_where(&filter);
+            let n = deleted.len();
+            done.deleted.extend(deleted);
+            n
+        }
         RuleChange::Modify(filter, update) => {
             let m = tables.modify_where(&filter, &update);
             if update.reset_counts {
-                reset.extend(m.modified.iter().map(|e| e.id));
+                done.reset.extend(m.modified.iter().map(|e| e.id));
             }
             m.modified.len() + usize::from(m.added.is_some())
         }
@@ -133,7 +210,7 @@ fn apply(tables: &mut Tables, change: RuleChange, reset: &mut Vec<u64>) -> usize
             tables.replace_all(rules);
             n
         }
-        RuleChange::Bundle(changes) => changes.into_iter().map(|c| apply(tables, c, reset)).sum(),
+        RuleChange::Bundle(changes) => changes.into_iter().map(|c| apply(tables, c, done)).sum(),
     }
 }
 
@@ -147,23 +224,35 @@ impl RuleTable {
     fn expire(&mut self) {
         let now = Instant::now();
         let clocks = &self.clocks;
-        let doomed: Vec<Arc<RuleEntry>> = self
+        let doomed: Vec<(Arc<RuleEntry>, RemovalReason)> = self
             .tables
             .rules_with_timeouts()
-            .filter(|e| {
-                clocks
+            .filter_map(|e| {
+                let clock = clocks
                     .get(&e.id)
                     .copied()
-                    .unwrap_or_else(|| RuleClock::of(e))
-                    .expired(now)
+                    .unwrap_or_else(|| RuleClock::of(e));
+                clock.expired(now).map(|why| (e.clone(), why))
             })
-            .cloned()
             .collect();
         if doomed.is_empty() {
             return;
         }
-        let removed = self.tables.delete(doomed);
+        let reasons: HashMap<u64, RemovalReason> =
+            doomed.iter().map(|(e, why)| (e.id, *why)).collect();
+        let removed = self
+            .tables
+            .delete(doomed.into_iter().map(|(e, _)| e).collect());
         PipelineStats::add(&self.stats.rules_expired, removed.len() as u64);
+        // What a delete_learned took along went as deleted.
+        let removed: Vec<_> = removed
+            .into_iter()
+            .map(|e| {
+                let why = reasons.get(&e.id).copied().unwrap_or(RemovalReason::Delete);
+                (e, why)
+            })
+            .collect();
+        self.report_removed(&removed);
         self.publish();
     }
 
@@ -233,14 +322,20 @@ impl Handler<RuleChange> for RuleTable {
         let outcome = guarded("rule_table", &stats, ctx, || {
             // Work on a copy so that a panic midway leaves the tables as they were.
             let mut tables = self.tables.clone();
-            let mut reset = Vec::new();
-            let n = apply(&mut tables, change, &mut reset);
-            (tables, n, reset)
+            let mut done = Applied::default();
+            let n = apply(&mut tables, change, &mut done);
+            (tables, n, done)
         });
         match outcome {
-            Some((tables, n_rules, reset)) => {
+            Some((tables, n_rules, done)) => {
                 self.tables = tables;
-                for id in reset {
+                let deleted: Vec<_> = done
+                    .deleted
+                    .into_iter()
+                    .map(|e| (e, RemovalReason::Delete))
+                    .collect();
+                self.report_removed(&deleted);
+                for id in done.reset {
                     self.rule_stats.remove(&id);
                 }
                 if self.tables.version() != before {

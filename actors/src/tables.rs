@@ -256,6 +256,19 @@ impl Tables {
         (e.rule == *rule).then_some(e)
     }
 
+    /// A rule that `rule` overlaps (OVS's `check_overlap`): one in the same
+    /// table at the same priority that some packet could match along with
+    /// it. An identical match is no overlap: the add replaces that rule.
+    pub fn overlapping(&self, rule: &Rule) -> Option<&Arc<RuleEntry>> {
+        let table = self.tables.get(&rule.table)?;
+        if table.find_exact(&rule.matches, rule.priority).is_some() {
+            return None;
+        }
+        table
+            .iter()
+            .find(|e| e.rule.priority == rule.priority && e.rule.matches.overlaps(&rule.matches))
+    }
+
     /// Whether a `learn` with `limit` may add `rule` (OVS's
     /// `ofproto_flow_mod_learn`): an identical rule is only refreshed, so
     /// it always may; otherwise fewer than `limit` rules of its table may
@@ -459,6 +472,26 @@ mod tests {
         t.rules().iter().map(|e| e.rule.priority).collect()
     }
 
+    /// What OVS 3.1 answers (checked on ovs-peer) to check_overlap adds
+    /// next to `priority=10,tcp,tp_dst=80` and `priority=10,tcp`.
+    #[test]
+    fn check_overlap_finds_what_ovs_refuses() {
+        let t = tables(&[
+            "priority=10,tcp,tp_dst=80,actions=output:2",
+            "priority=10,tcp,actions=output:1",
+        ]);
+        let overlaps = |l: &str| t.overlapping(&parse_rule(l).unwrap()).is_some();
+        assert!(overlaps("priority=10,ip,actions=drop"));
+        assert!(overlaps("priority=10,tcp,tp_dst=81,actions=drop"));
+        assert!(
+            !overlaps("priority=10,tcp,actions=drop"),
+            "identical: replaced"
+        );
+        assert!(!overlaps("priority=10,udp,actions=drop"));
+        assert!(!overlaps("priority=11,ip,actions=drop"));
+        assert!(!overlaps("table=1,priority=10,ip,actions=drop"));
+    }
+
     const RULES: &[&str] = &[
         "table=0,priority=300,cookie=0x12,udp,tp_dst=7777,actions=drop",
         "table=0,priority=200,cookie=0x22,udp,actions=output:2",
@@ -567,6 +600,7 @@ mod tests {
                 cookie,
                 idle_timeout: 0,
                 hard_timeout: 300,
+                flags: 0,
                 matches: m,
                 instructions: Instructions {
                     apply: vec![OfAction::Output { port, max_len: 0 }],
@@ -584,6 +618,7 @@ mod tests {
             cookie: 0,
             idle_timeout: 0,
             hard_timeout: 0,
+            flags: 0,
             matches: Match::catchall(),
             instructions: Instructions {
                 apply: vec![OfAction::Learn(Box::new(Learn {

@@ -132,6 +132,7 @@ fn entry(id: u64, (priority, conds): &Spec) -> Arc<RuleEntry> {
             cookie: 0,
             idle_timeout: 0,
             hard_timeout: 0,
+            flags: 0,
             matches,
             instructions: Instructions::default(),
         },

@@ -446,6 +446,7 @@ fn build_rule(s: &RuleSpec) -> Rule {
             cookie: 0,
             idle_timeout: 0,
             hard_timeout: 0,
+            flags: 0,
             matches: m,
             instructions: Instructions {
                 apply,
@@ -474,6 +475,7 @@ fn build_rule(s: &RuleSpec) -> Rule {
         cookie: 0,
         idle_timeout: 0,
         hard_timeout: 0,
+        flags: 0,
         matches: m,
         instructions: Instructions {
             apply: actions,

@@ -4,7 +4,7 @@
 
 use crate::field::Field;
 use crate::flow::{Flow, FlowWildcards};
-use crate::ofp::{port, Instructions, Match, OfAction, Rule, DEFAULT_PRIORITY};
+use crate::ofp::{flow_flags, port, Instructions, Match, OfAction, Rule, DEFAULT_PRIORITY};
 
 /// Bits `ofs..ofs + n_bits` of a field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -170,6 +170,11 @@ impl Learn {
             cookie: self.cookie,
             idle_timeout: self.idle_timeout,
             hard_timeout: self.hard_timeout,
+            flags: if self.send_flow_rem {
+                flow_flags::SEND_FLOW_REM
+            } else {
+                0
+            },
             matches,
             instructions: Instructions {
                 apply,

@@ -39,6 +39,17 @@ impl Match {
     pub fn matches(&self, flow: &Flow) -> bool {
         flow.equal_under(&self.flow, &self.mask)
     }
+
+    /// True if some packet could match both (OVS's check for
+    /// `check_overlap`): they agree on every bit both of them match.
+    pub fn overlaps(&self, other: &Match) -> bool {
+        self.flow
+            .words()
+            .iter()
+            .zip(other.flow.words())
+            .zip(self.mask.words().iter().zip(other.mask.words()))
+            .all(|((a, b), (ma, mb))| (a ^ b) & ma & mb == 0)
+    }
 }
 
 /// OpenFlow reserved port numbers (32-bit, OpenFlow 1.1+).
@@ -250,6 +261,18 @@ pub struct Instructions {
     pub goto_table: Option<u8>,
 }
 
+/// Flow-mod flags (OpenFlow 1.3 numbering; 1.0's EMERG is refused).
+pub mod flow_flags {
+    pub const SEND_FLOW_REM: u16 = 1 << 0;
+    pub const CHECK_OVERLAP: u16 = 1 << 1;
+    pub const RESET_COUNTS: u16 = 1 << 2;
+    pub const NO_PKT_COUNTS: u16 = 1 << 3;
+    pub const NO_BYT_COUNTS: u16 = 1 << 4;
+    /// The flags a rule keeps (OVS's `OFPUTIL_FF_STATE`); `reset_counts`
+    /// acts on the change only.
+    pub const KEPT: u16 = SEND_FLOW_REM | CHECK_OVERLAP | NO_PKT_COUNTS | NO_BYT_COUNTS;
+}
+
 /// One OpenFlow rule.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rule {
@@ -258,6 +281,10 @@ pub struct Rule {
     pub cookie: u64,
     pub idle_timeout: u16,
     pub hard_timeout: u16,
+    /// The flow-mod flags it keeps ([`flow_flags::KEPT`]): a controller
+    /// reads them back in flow stats; `send_flow_rem` asks for a
+    /// FLOW_REMOVED when the rule goes.
+    pub flags: u16,
     pub matches: Match,
     pub instructions: Instructions,
 }

@@ -16,6 +16,7 @@ fn rule(id: u64, priority: u16, fields: &[(Field, u128, u128)]) -> Arc<RuleEntry
             cookie: 0,
             idle_timeout: 0,
             hard_timeout: 0,
+            flags: 0,
             matches: m,
             instructions: Instructions::default(),
         },

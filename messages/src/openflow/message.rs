@@ -96,14 +96,7 @@ pub enum FlowModCommand {
     DeleteStrict,
 }
 
-/// Flow-mod flags (OpenFlow 1.3 numbering; 1.0's EMERG is refused).
-pub mod flow_flags {
-    pub const SEND_FLOW_REM: u16 = 1 << 0;
-    pub const CHECK_OVERLAP: u16 = 1 << 1;
-    pub const RESET_COUNTS: u16 = 1 << 2;
-    pub const NO_PKT_COUNTS: u16 = 1 << 3;
-    pub const NO_BYT_COUNTS: u16 = 1 << 4;
-}
+pub use crate::ofp::flow_flags;
 
 /// A decoded flow mod, whatever version it came in.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -1691,7 +1684,7 @@ pub fn add_flow_mod(rule: &crate::ofp::Rule) -> FlowMod {
         buffer_id: u32::MAX,
         out_port: port::ANY,
         out_group: port::ANY,
-        flags: 0,
+        flags: rule.flags,
         matches: rule.matches,
         instructions: rule.instructions.clone(),
     }

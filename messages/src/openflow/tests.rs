@@ -22,6 +22,7 @@ fn round_trip(version: u8, rule: &Rule) -> Rule {
         cookie: fm.cookie,
         idle_timeout: fm.idle_timeout,
         hard_timeout: fm.hard_timeout,
+        flags: fm.flags,
         matches: fm.matches,
         instructions: fm.instructions,
     }

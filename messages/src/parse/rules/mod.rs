@@ -194,6 +194,7 @@ impl FlowMod {
             cookie: self.new_cookie.unwrap_or(0),
             idle_timeout: self.idle_timeout,
             hard_timeout: self.hard_timeout,
+            flags: 0,
             matches: self.matches,
             instructions: self.instructions.clone().unwrap_or_default(),
         }
