@@ -1,7 +1,10 @@
 //! Reading netlink attribute payloads without trusting them: every length
 //! is checked and a mismatch is an error naming the attribute.
 
-use netlink_packet_core::{DecodeError, NlaBuffer, NlasIterator, Parseable};
+use netlink_packet_core::{
+    parse_string, parse_u16, parse_u16_be, parse_u32, parse_u64, parse_u8, DecodeError,
+    ErrorContext, NlaBuffer, NlasIterator, Parseable,
+};
 
 /// Parses every attribute of `buf` as `A`; `what` names the list in errors.
 pub(crate) fn parse_list<A>(buf: &[u8], what: &str) -> Result<Vec<A>, DecodeError>
@@ -27,26 +30,29 @@ pub(crate) fn fixed<const N: usize>(v: &[u8], what: &str) -> Result<[u8; N], Dec
     })
 }
 
+// Scalars are netlink-packet-core's parsers; `what` (the attribute) is
+// added as context to their errors.
+
 pub(crate) fn u8_of(v: &[u8], what: &str) -> Result<u8, DecodeError> {
-    Ok(fixed::<1>(v, what)?[0])
+    parse_u8(v).context(what)
 }
 
 /// A native-endian u16 (netlink's own integers).
 pub(crate) fn u16_ne(v: &[u8], what: &str) -> Result<u16, DecodeError> {
-    Ok(u16::from_ne_bytes(fixed(v, what)?))
+    parse_u16(v).context(what)
 }
 
 /// A big-endian (network order) u16.
 pub(crate) fn u16_be(v: &[u8], what: &str) -> Result<u16, DecodeError> {
-    Ok(u16::from_be_bytes(fixed(v, what)?))
+    parse_u16_be(v).context(what)
 }
 
 pub(crate) fn u32_ne(v: &[u8], what: &str) -> Result<u32, DecodeError> {
-    Ok(u32::from_ne_bytes(fixed(v, what)?))
+    parse_u32(v).context(what)
 }
 
 pub(crate) fn u64_ne(v: &[u8], what: &str) -> Result<u64, DecodeError> {
-    Ok(u64::from_ne_bytes(fixed(v, what)?))
+    parse_u64(v).context(what)
 }
 
 /// A list of native-endian u32s (e.g. upcall PIDs).
@@ -64,9 +70,7 @@ pub(crate) fn u32_list(v: &[u8], what: &str) -> Result<Vec<u32>, DecodeError> {
 
 /// A NUL-terminated (or unterminated) UTF-8 string.
 pub(crate) fn string(v: &[u8], what: &str) -> Result<String, DecodeError> {
-    let end = v.iter().position(|b| *b == 0).unwrap_or(v.len());
-    String::from_utf8(v[..end].to_vec())
-        .map_err(|_| DecodeError::from(format!("{what}: not UTF-8")))
+    parse_string(v).context(what)
 }
 
 /// Writes `s` NUL-terminated into `buf` (which is `s.len() + 1` bytes).

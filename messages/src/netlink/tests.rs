@@ -818,3 +818,14 @@ fn an_untracked_key_matched_on_ct_state_carries_the_attribute() {
     assert!(m.contains(&KeyAttr::CtState(CS_TRACKED as u32)), "{m:?}");
     assert!(!k.iter().any(|a| matches!(a, KeyAttr::CtZone(_))), "{k:?}");
 }
+
+#[test]
+fn scalar_attribute_errors_name_the_attribute_and_the_sizes() {
+    let err = super::nla::u32_ne(&[1, 2, 3], "OVS_VPORT_ATTR_PORT_NO")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("OVS_VPORT_ATTR_PORT_NO"), "{err}");
+    assert!(err.contains("Expected 4 bytes, received 3 bytes"), "{err}");
+    assert_eq!(super::nla::u16_be(&[0x12, 0x34], "x").unwrap(), 0x1234);
+    assert_eq!(super::nla::string(b"br0\0", "x").unwrap(), "br0");
+}
