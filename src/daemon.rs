@@ -514,6 +514,7 @@ fn pipeline_config(
             // Real packets learn and trigger fin_timeout.
             side_effects: true,
             linux_queues: config.datapath.kind == DatapathType::Kernel,
+            l4_hash_only: config.datapath.kind == DatapathType::Kernel,
         },
     })
 }

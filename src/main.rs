@@ -242,19 +242,23 @@ fn run_trace(args: TraceArgs) -> anyhow::Result<ExitCode> {
         Some(c) => c.tlv_map()?,
         None => Default::default(),
     };
-    if let Some(path) = &setup {
-        let text = read_file_arg(path)?;
-        upcalld::trace::apply_setup(&mut tlv, &path.display().to_string(), &text)?;
-    }
+    let groups = match &setup {
+        Some(path) => {
+            let text = read_file_arg(path)?;
+            upcalld::trace::apply_setup(&mut tlv, &path.display().to_string(), &text)?
+        }
+        None => Vec::new(),
+    };
     // Rules, flows and datapath actions name tun_metadataN through the
     // switch's TLV map.
     messages::tlv::with_map(&std::sync::Arc::new(tlv), || {
-        trace_with(rules, flows, flow, &cfg, &ct_next)
+        trace_with(rules, groups, flows, flow, &cfg, &ct_next)
     })
 }
 
 fn trace_with(
     rules: &PathBuf,
+    groups: Vec<messages::group::Group>,
     flows: Option<&PathBuf>,
     flow: Option<&str>,
     cfg: &actors::xlate::XlateConfig,
@@ -266,7 +270,10 @@ fn trace_with(
     for w in warnings {
         eprintln!("upcalld: {w}");
     }
-    let tables = actors::tables::Tables::from_rules(rules);
+    let mut tables = actors::tables::Tables::from_rules(rules);
+    for g in groups {
+        tables.add_group(g)?;
+    }
     if let Some(path) = flows {
         print!(
             "{}",

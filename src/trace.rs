@@ -5,8 +5,10 @@ use messages::flow::{CS_NEW, CS_TRACKED};
 use messages::format::megaflow::format_megaflow;
 use messages::format::odp_actions::format_odp_actions;
 use messages::format::{ct_state_flags, ipv6};
+use messages::group::Group;
 use messages::odp::{NatAction, NatAddrs, NatKind};
 use messages::parse::flow::parse_trace_flow;
+use messages::parse::rules::parse_group;
 use messages::tlv::TlvMap;
 use messages::Flow;
 
@@ -255,8 +257,10 @@ pub fn bridge(
 /// a line, as the daemon's `ctl` takes them (`#` starts a comment).
 /// Known: `add-tlv-map MAPPINGS` (as `ovs-ofctl add-tlv-map BRIDGE
 /// MAPPINGS`), into `tlv`, the map the trace runs with
-/// (`messages::tlv::with_map`).
-pub fn apply_setup(tlv: &mut TlvMap, origin: &str, text: &str) -> anyhow::Result<()> {
+/// (`messages::tlv::with_map`); `add-group GROUP` (as `ovs-ofctl
+/// add-group BRIDGE GROUP`), returned for the tables, in order.
+pub fn apply_setup(tlv: &mut TlvMap, origin: &str, text: &str) -> anyhow::Result<Vec<Group>> {
+    let mut groups: Vec<Group> = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -268,13 +272,23 @@ pub fn apply_setup(tlv: &mut TlvMap, origin: &str, text: &str) -> anyhow::Result
             "add-tlv-map" => messages::tlv::parse_tlv_requests(arg)
                 .and_then(|reqs| tlv.add(&reqs))
                 .map_err(|e| anyhow::anyhow!("{}: add-tlv-map: {e}", at()))?,
+            "add-group" => {
+                // Bucket actions may name the tun_metadata mapped so far.
+                let map = Arc::new(tlv.clone());
+                let g = messages::tlv::with_map(&map, || parse_group(arg))
+                    .map_err(|e| anyhow::anyhow!("{}: add-group: {e}", at()))?;
+                if groups.iter().any(|h| h.id == g.id) {
+                    anyhow::bail!("{}: add-group: group {} already exists", at(), g.id);
+                }
+                groups.push(g);
+            }
             other => anyhow::bail!(
-                "{}: unknown setup command {other:?} (known: add-tlv-map)",
+                "{}: unknown setup command {other:?} (known: add-tlv-map, add-group)",
                 at()
             ),
         }
     }
-    Ok(())
+    Ok(groups)
 }
 
 /// Parses a port list such as `1-8,12`.
@@ -350,7 +364,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(tlv.by_option(0x102, 0x80).map(|(i, _)| i), Some(0));
-        let e = apply_setup(&mut tlv, "setup", "\nadd-group foo\n").unwrap_err();
+        let e = apply_setup(&mut tlv, "setup", "\nadd-meter foo\n").unwrap_err();
         assert!(
             e.to_string().contains("setup:2: unknown setup command"),
             "{e}"

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use messages::flow::{Flow, FLOW_N_REGS};
 use messages::odp::OdpAction;
-use messages::ofp::OfAction;
+use messages::ofp::{Instructions, OfAction};
 use parking_lot::Mutex;
 use smallvec::SmallVec;
 
@@ -39,6 +39,21 @@ pub struct FrozenState {
     pub conntracked: bool,
     /// The NXM stack (`push`/`pop`).
     pub stack: Vec<u128>,
+    /// What is left to run, innermost level first, when translation froze
+    /// in the middle of actions (OVS's frozen `ofpacts`); empty: look up
+    /// `table`.
+    pub continuation: Vec<FrozenActions>,
+}
+
+/// The actions one level of a frozen translation had left (OVS's unrolled
+/// actions): the rest of an action list, then the rule's instructions
+/// after it, in the table and under the cookie they ran in.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FrozenActions {
+    pub table: u8,
+    pub cookie: u64,
+    pub actions: Vec<OfAction>,
+    pub rest: Option<Instructions>,
 }
 
 impl FrozenState {
@@ -53,6 +68,7 @@ impl FrozenState {
             action_set,
             conntracked,
             stack: Vec::new(),
+            continuation: Vec::new(),
         }
     }
 

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use messages::flow::{Flow, FlowWildcards};
+use messages::group::Group;
 use messages::learn::LearnedRule;
 use messages::ofp::{port, Instructions, Match, OfAction, Rule};
 
@@ -117,6 +118,42 @@ pub struct Tables {
     tables: im::OrdMap<u8, Classifier>,
     by_id: im::OrdMap<u64, Arc<RuleEntry>>,
     next_id: u64,
+    /// The groups rules may send packets to (`group:N`), by number. They
+    /// are versioned with the rules, as in OVS.
+    groups: im::OrdMap<u32, Arc<Group>>,
+}
+
+/// Why a group change was refused (OpenFlow's `OFPGMFC_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupModError {
+    /// `add-group` of a group that exists.
+    Exists(u32),
+    /// `mod-group` of one that does not.
+    Unknown(u32),
+}
+
+impl std::fmt::Display for GroupModError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GroupModError::Exists(g) => {
+                write!(f, "group {g} already exists (OFPGMFC_GROUP_EXISTS)")
+            }
+            GroupModError::Unknown(g) => {
+                write!(f, "group {g} does not exist (OFPGMFC_UNKNOWN_GROUP)")
+            }
+        }
+    }
+}
+
+impl std::error::Error for GroupModError {}
+
+/// Whether actions send to group `g` (directly, in `clone` or the action set).
+fn uses_group(actions: &[OfAction], g: u32) -> bool {
+    actions.iter().any(|a| match a {
+        OfAction::Group(x) => *x == g,
+        OfAction::Clone(inner) => uses_group(inner, g),
+        _ => false,
+    })
 }
 
 impl Tables {
@@ -364,10 +401,84 @@ impl Tables {
         }
     }
 
-    /// Replaces every rule with `rules`, as one change.
+    /// Group `id`, if it exists.
+    pub fn group(&self, id: u32) -> Option<&Arc<Group>> {
+        self.groups.get(&id)
+    }
+
+    /// Every group, by number.
+    pub fn groups(&self) -> impl Iterator<Item = &Arc<Group>> {
+        self.groups.values()
+    }
+
+    /// `add-group`: refused if the group exists.
+    pub fn add_group(&mut self, group: Group) -> Result<(), GroupModError> {
+        if self.groups.contains_key(&group.id) {
+            return Err(GroupModError::Exists(group.id));
+        }
+        self.groups.insert(group.id, Arc::new(group));
+        self.version += 1;
+        Ok(())
+    }
+
+    /// `mod-group`: replaces a group that exists.
+    pub fn modify_group(&mut self, group: Group) -> Result<(), GroupModError> {
+        if !self.groups.contains_key(&group.id) {
+            return Err(GroupModError::Unknown(group.id));
+        }
+        self.groups.insert(group.id, Arc::new(group));
+        self.version += 1;
+        Ok(())
+    }
+
+    /// `del-groups`: group `id`, or every group. As in OpenFlow (and OVS),
+    /// the rules that send to a deleted group are deleted with it; they
+    /// are returned.
+    pub fn delete_groups(&mut self, id: Option<u32>) -> (usize, Vec<Arc<RuleEntry>>) {
+        let doomed: Vec<u32> = match id {
+            Some(g) => self
+                .groups
+                .contains_key(&g)
+                .then_some(g)
+                .into_iter()
+                .collect(),
+            None => self.groups.keys().copied().collect(),
+        };
+        for g in &doomed {
+            self.groups.remove(g);
+        }
+        let users: Vec<Arc<RuleEntry>> = self
+            .by_id
+            .values()
+            .filter(|e| {
+                let ins = &e.rule.instructions;
+                doomed.iter().any(|&g| {
+                    uses_group(&ins.apply, g)
+                        || ins
+                            .write_actions
+                            .as_deref()
+                            .is_some_and(|w| uses_group(w, g))
+                })
+            })
+            .cloned()
+            .collect();
+        for e in &users {
+            if let Some(t) = self.tables.get_mut(&e.rule.table) {
+                t.remove(e);
+            }
+            self.by_id.remove(&e.id);
+        }
+        if !doomed.is_empty() {
+            self.version += 1;
+        }
+        (doomed.len(), users)
+    }
+
+    /// Replaces every rule with `rules`, as one change (the groups stay).
     pub fn replace_all(&mut self, rules: Vec<Rule>) {
         let mut fresh = Tables {
             next_id: self.next_id,
+            groups: self.groups.clone(),
             ..Tables::default()
         };
         for r in rules {

@@ -23,9 +23,10 @@ use messages::tunnel::{self, TunnelConfig};
 use crate::mac_learning::MacTable;
 use crate::packet_in::{ControllerReason, ControllerUserdata};
 use crate::protocol::SideEffects;
-use crate::recirc::{FrozenState, RecircIds};
+use crate::recirc::{FrozenActions, FrozenState, RecircIds};
 use crate::tables::{RuleEntry, Tables};
 
+mod group;
 pub mod normal;
 use normal::{NormalLearn, PortVlan};
 
@@ -83,6 +84,10 @@ pub struct XlateConfig {
     /// datapath (OVS's dpif-netlink), the queue number itself on the
     /// userspace one (OVS's dpif-netdev).
     pub linux_queues: bool,
+    /// The datapath hashes only with `OVS_HASH_ALG_L4` (the kernel's), so
+    /// select groups ask for it instead of symmetric L4, as OVS does when
+    /// its probe finds no more (`max_hash_alg`).
+    pub l4_hash_only: bool,
 }
 
 impl XlateConfig {
@@ -208,6 +213,19 @@ struct Ctx<'a> {
     stack: Vec<u128>,
     /// The packet's own priority, which `pop_queue` goes back to.
     orig_skb_priority: u32,
+    /// Translation is freezing (OVS's `ctx->freezing`, with `exit` set):
+    /// each level adds what it has left, then the pass ends in a
+    /// recirculation that resumes there.
+    freeze: Option<Freeze>,
+}
+
+/// A freeze under way.
+struct Freeze {
+    /// The datapath `hash(alg, basis)` to run before recirculating (a
+    /// select group's dp_hash).
+    hash: Option<(u32, u32)>,
+    /// What each level had left, innermost first.
+    continuation: Vec<FrozenActions>,
 }
 
 /// Translates `flow` through `tables`, starting at table 0.
@@ -308,6 +326,7 @@ fn xlate_from(
         exit: false,
         stack: Vec::new(),
         orig_skb_priority: flow.skb_priority,
+        freeze: None,
     };
     // The action set starts empty (OVS's `xlate_in_init`).
     ctx.flow.actset_output = port::UNSET;
@@ -350,8 +369,11 @@ fn xlate_from(
         }
     }
     let in_port = ctx.flow.in_port;
+    let continuation = frozen.as_ref().map_or(&[][..], |s| &s.continuation[..]);
     if let Some(given) = actions_given {
         ctx.run_actions(given, None, true);
+    } else if !continuation.is_empty() {
+        ctx.thaw_actions(continuation);
     } else {
         let rule = ctx.lookup(table, in_port);
         // A packet marked congested outside must be ECN capable inside (OVS
@@ -361,7 +383,7 @@ fn xlate_from(
             ctx.run_rule(&rule, false, true);
         }
     }
-    ctx.run_action_set();
+    ctx.end_pass();
     if ctx.error.is_some() {
         // OVS drops the packet and keeps the wildcards as they were when
         // translation gave up.
@@ -383,6 +405,52 @@ fn xlate_from(
     out.recircs = recircs;
     out.learned = ctx.learned;
     out.fin_timeouts = ctx.fin_timeouts;
+}
+
+/// Adds `a` to an action set, replacing one of the same kind, keeping
+/// OpenFlow's action-set order: pops, pushes, TTL, sets, then output or
+/// group.
+fn add_to_action_set(set: &mut Vec<OfAction>, a: OfAction) {
+    let same_kind = |b: &OfAction| match (&a, b) {
+        (OfAction::SetField { field: x, .. }, OfAction::SetField { field: y, .. }) => x == y,
+        (OfAction::Output { .. } | OfAction::Controller { .. }, OfAction::Output { .. })
+        | (OfAction::Output { .. } | OfAction::Controller { .. }, OfAction::Controller { .. }) => {
+            true
+        }
+        _ => std::mem::discriminant(&a) == std::mem::discriminant(b),
+    };
+    set.retain(|b| !same_kind(b));
+    set.push(a);
+    set.sort_by_key(|a| match a {
+        OfAction::PopVlan => 0,
+        OfAction::PushVlan { .. } => 1,
+        OfAction::DecTtl => 2,
+        OfAction::SetField { .. } | OfAction::Load { .. } | OfAction::Move { .. } => 3,
+        OfAction::Resubmit { .. }
+        | OfAction::Clone(_)
+        | OfAction::StackPush(_)
+        | OfAction::StackPop(_)
+        | OfAction::Exit
+        | OfAction::CheckPktLarger { .. }
+        | OfAction::SetQueue(_)
+        | OfAction::PopQueue
+        | OfAction::Ct(_)
+        | OfAction::CtClear
+        | OfAction::Nat(_)
+        | OfAction::Conjunction { .. }
+        | OfAction::Learn(_)
+        | OfAction::FinTimeout { .. } => 4,
+        OfAction::Output { .. }
+        | OfAction::OutputReg { .. }
+        | OfAction::OutputTrunc { .. }
+        | OfAction::Enqueue { .. }
+        | OfAction::Controller { .. }
+        | OfAction::Group(_) => 5,
+    });
+    // A group and an output: OpenFlow runs only the group.
+    if set.iter().any(|a| matches!(a, OfAction::Group(_))) {
+        set.retain(|a| !matches!(a, OfAction::Output { .. } | OfAction::Controller { .. }));
+    }
 }
 
 impl Ctx<'_> {
@@ -490,43 +558,7 @@ impl Ctx<'_> {
         if let OfAction::Output { port, .. } = a {
             self.flow.actset_output = port;
         }
-        let same_kind = |b: &OfAction| match (&a, b) {
-            (OfAction::SetField { field: x, .. }, OfAction::SetField { field: y, .. }) => x == y,
-            (OfAction::Output { .. } | OfAction::Controller { .. }, OfAction::Output { .. })
-            | (
-                OfAction::Output { .. } | OfAction::Controller { .. },
-                OfAction::Controller { .. },
-            ) => true,
-            _ => std::mem::discriminant(&a) == std::mem::discriminant(b),
-        };
-        self.action_set.retain(|b| !same_kind(b));
-        self.action_set.push(a);
-        // OpenFlow's action-set order: pops, pushes, TTL, sets, output.
-        self.action_set.sort_by_key(|a| match a {
-            OfAction::PopVlan => 0,
-            OfAction::PushVlan { .. } => 1,
-            OfAction::DecTtl => 2,
-            OfAction::SetField { .. } | OfAction::Load { .. } | OfAction::Move { .. } => 3,
-            OfAction::Resubmit { .. }
-            | OfAction::Clone(_)
-            | OfAction::StackPush(_)
-            | OfAction::StackPop(_)
-            | OfAction::Exit
-            | OfAction::CheckPktLarger { .. }
-            | OfAction::SetQueue(_)
-            | OfAction::PopQueue
-            | OfAction::Ct(_)
-            | OfAction::CtClear
-            | OfAction::Nat(_)
-            | OfAction::Conjunction { .. }
-            | OfAction::Learn(_)
-            | OfAction::FinTimeout { .. } => 4,
-            OfAction::Output { .. }
-            | OfAction::OutputReg { .. }
-            | OfAction::OutputTrunc { .. }
-            | OfAction::Enqueue { .. }
-            | OfAction::Controller { .. } => 5,
-        });
+        add_to_action_set(&mut self.action_set, a);
     }
 
     /// Runs a list of actions, then, if given, the rest of the rule they
@@ -550,6 +582,7 @@ impl Ctx<'_> {
                 return false;
             }
             if self.exit {
+                self.unroll(&actions[i..], rest);
                 return true;
             }
             let last = last && !has_rest && i + 1 == actions.len() && self.action_set.is_empty();
@@ -568,6 +601,21 @@ impl Ctx<'_> {
                     }
                 }
                 OfAction::Exit => self.exit = true,
+                OfAction::Group(g) => {
+                    if !self.group_action(*g, last) {
+                        return true;
+                    }
+                    // The group froze: it runs again, then the rest, when
+                    // the packet comes back with its dp_hash.
+                    if self
+                        .freeze
+                        .as_ref()
+                        .is_some_and(|f| f.continuation.is_empty())
+                    {
+                        self.unroll(&actions[i..], rest);
+                        return true;
+                    }
+                }
                 OfAction::OutputTrunc { port, max_len } => self.output_trunc(*port, *max_len),
                 OfAction::CheckPktLarger { pkt_len, dst } => {
                     self.check_pkt_larger(*pkt_len, *dst, &actions[i + 1..], rest);
@@ -647,10 +695,76 @@ impl Ctx<'_> {
         if self.error.is_some() {
             return false;
         }
-        if let (Some(ins), false) = (rest, self.exit) {
-            self.run_rest(ins, last);
+        match rest {
+            Some(ins) if !self.exit => self.run_rest(ins, last),
+            Some(_) => self.unroll(&[], rest),
+            None => {}
         }
         self.error.is_none()
+    }
+
+    /// OVS's `freeze_unroll_actions`: while freezing, keeps what this
+    /// level has left for the resumed translation.
+    fn unroll(&mut self, actions: &[OfAction], rest: Option<&Instructions>) {
+        let Some(freeze) = &mut self.freeze else {
+            return;
+        };
+        let rest = rest.filter(|ins| {
+            ins.clear_actions
+                || ins.write_actions.is_some()
+                || ins.write_metadata.is_some()
+                || ins.goto_table.is_some()
+        });
+        if actions.is_empty() && rest.is_none() {
+            return;
+        }
+        freeze.continuation.push(FrozenActions {
+            table: self.table_id,
+            cookie: self.rule_cookie,
+            actions: actions.to_vec(),
+            rest: rest.cloned(),
+        });
+    }
+
+    /// Runs a frozen translation's remaining actions, level by level.
+    fn thaw_actions(&mut self, continuation: &[FrozenActions]) {
+        for (i, level) in continuation.iter().enumerate() {
+            if self.exit || self.error.is_some() {
+                break;
+            }
+            self.table_id = level.table;
+            self.rule_cookie = level.cookie;
+            let last = i + 1 == continuation.len();
+            self.run_actions(&level.actions, level.rest.as_ref(), last);
+        }
+    }
+
+    /// The end of a pass, of a clone or of a group bucket: the action set
+    /// runs, or, if translation is freezing, the freeze is finished
+    /// (OVS's `finish_freezing`). Returns whether it finished a freeze.
+    fn end_pass(&mut self) -> bool {
+        if self.freeze.is_none() {
+            self.run_action_set();
+        }
+        // (The action set itself may have frozen.)
+        let Some(freeze) = self.freeze.take() else {
+            return false;
+        };
+        self.commit();
+        let mut state = FrozenState::new(
+            0,
+            &self.flow,
+            std::mem::take(&mut self.action_set),
+            self.conntracked,
+        )
+        .with_stack(self.stack.clone());
+        state.continuation = freeze.continuation;
+        let id = self.cfg.recirc.id_for(state);
+        if let Some((alg, basis)) = freeze.hash {
+            self.actions.push(OdpAction::Hash { alg, basis });
+        }
+        self.actions.push(OdpAction::Recirc(id));
+        true
     }
 
     /// OVS's `clone_xlate_actions`: actions the datapath can undo run in
@@ -667,26 +781,29 @@ impl Ctx<'_> {
                 OfAction::Ct(_) | OfAction::Nat(_) | OfAction::OutputTrunc { .. }
             )
         });
-        if reversible || last {
+        let froze = if reversible || last {
             self.run_actions(inner, None, last);
-            self.run_action_set();
+            self.end_pass()
         } else {
             self.commit();
             let old_base = self.base;
             let old_conntracked = self.conntracked;
             let outer = std::mem::take(&mut self.actions);
             self.run_actions(inner, None, true);
-            self.run_action_set();
+            let froze = self.end_pass();
             let cloned = std::mem::replace(&mut self.actions, outer);
             if !cloned.is_empty() {
                 self.actions.push(OdpAction::Clone(cloned));
             }
             self.conntracked = old_conntracked;
             self.base = old_base;
-        }
+            froze
+        };
         self.action_set = old_action_set;
         self.stack = old_stack;
         self.flow = old_flow;
+        // A freeze inside ended with the clone.
+        self.exit &= !froze;
     }
 
     /// OVS's `xlate_check_pkt_larger`: the rest of the rule is translated
@@ -708,18 +825,19 @@ impl Ctx<'_> {
         let old_conntracked = self.conntracked;
         let outer = std::mem::take(&mut self.actions);
 
+        // A freeze in a branch ends with it (it is no `exit`).
         dst.write(&mut self.flow, 1);
         self.run_actions(remaining, rest, true);
-        self.run_action_set();
+        let froze = self.end_pass();
         let gt = std::mem::take(&mut self.actions);
         self.base = old_base;
         self.conntracked = old_conntracked;
         self.flow = old_flow;
-        let old_exit = std::mem::replace(&mut self.exit, false);
+        let old_exit = std::mem::replace(&mut self.exit, false) && !froze;
 
         dst.write(&mut self.flow, 0);
         self.run_actions(remaining, rest, true);
-        self.run_action_set();
+        self.end_pass();
         let le = std::mem::replace(&mut self.actions, outer);
         self.actions
             .push(OdpAction::CheckPktLen { pkt_len, gt, le });

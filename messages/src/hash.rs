@@ -133,6 +133,55 @@ impl WordsHasher {
     }
 }
 
+/// A 32-bit mixing step (a multiply-xorshift finalizer). Bucket choices
+/// made with it spread as OVS's do, but are not the same buckets OVS
+/// would choose for the same packet.
+pub fn mix32(a: u32, b: u32) -> u32 {
+    let mut h = (u64::from(a) << 32 | u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    h ^= h >> 29;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    (h ^ (h >> 32)) as u32
+}
+
+/// A hash of the Ethernet addresses, VLAN, IP addresses, protocol and
+/// ports that is the same in both directions, seeded with `basis`: the
+/// datapath's `hash(sym_l4(basis))` and the slow path's default select.
+pub fn symmetric_l4_hash(f: &Flow, basis: u32) -> u32 {
+    let xor6 = |a: [u8; 6], b: [u8; 6]| {
+        let mut x = [0u8; 8];
+        for i in 0..6 {
+            x[i] = a[i] ^ b[i];
+        }
+        u64::from_le_bytes(x)
+    };
+    let mut h = mix32(basis, (xor6(f.dl_src, f.dl_dst) >> 32) as u32);
+    h = mix32(h, xor6(f.dl_src, f.dl_dst) as u32);
+    h = mix32(
+        h,
+        u32::from(f.vlans[0].tci & crate::flow::VLAN_VID_MASK) << 16 | u32::from(f.dl_type),
+    );
+    if f.dl_type == crate::flow::ETH_TYPE_IP {
+        h = mix32(h, f.nw_src ^ f.nw_dst);
+    } else if f.dl_type == crate::flow::ETH_TYPE_IPV6 {
+        for i in 0..4 {
+            let word =
+                |a: [u8; 16]| u32::from_le_bytes(a[i * 4..i * 4 + 4].try_into().unwrap_or([0; 4]));
+            h = mix32(h, word(f.ipv6_src) ^ word(f.ipv6_dst));
+        }
+    }
+    if f.is_ip_any() {
+        h = mix32(h, u32::from(f.nw_proto));
+        if matches!(
+            f.nw_proto,
+            crate::flow::IPPROTO_TCP | crate::flow::IPPROTO_UDP | crate::flow::IPPROTO_SCTP
+        ) {
+            h = mix32(h, u32::from(f.tp_src ^ f.tp_dst));
+        }
+    }
+    // 0 means "no hash" to select groups.
+    h.max(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,6 +20,7 @@ pub mod extract;
 pub mod field;
 pub mod flow;
 pub mod format;
+pub mod group;
 pub mod hash;
 pub mod learn;
 pub mod megaflow;

@@ -109,6 +109,13 @@ pub enum OdpAction {
     /// Truncate the packet to at most this many bytes at the next output
     /// (`OVS_ACTION_ATTR_TRUNC`).
     Trunc(u32),
+    /// Set the packet's `dp_hash` to a hash of its 5-tuple with `basis`
+    /// (`OVS_ACTION_ATTR_HASH`); `alg` is an `ovs_hash_alg`, 0 for L4,
+    /// 1 for symmetric L4.
+    Hash {
+        alg: u32,
+        basis: u32,
+    },
     /// Run `gt` on a packet longer than `pkt_len` bytes, `le` on the others
     /// (`OVS_ACTION_ATTR_CHECK_PKT_LEN`).
     CheckPktLen {

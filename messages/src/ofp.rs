@@ -180,6 +180,8 @@ pub enum OfAction {
     SetQueue(u32),
     /// `pop_queue`: back to the queue the packet came with.
     PopQueue,
+    /// `group:N`: run group N's buckets (see `crate::group`).
+    Group(u32),
 }
 
 pub use crate::learn::Subfield;
@@ -250,7 +252,7 @@ impl CtSpec {
 pub use crate::odp::{NatAction, NatAddrs, NatKind};
 
 /// A rule's instructions, OpenFlow 1.3 style.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Instructions {
     /// Apply-actions (what `actions=` lists before any instruction).
     pub apply: Vec<OfAction>,

@@ -3,6 +3,7 @@
 //! `ct_clear`) and recirculation (the packet looked up again, here).
 
 use super::*;
+use messages::hash::symmetric_l4_hash;
 
 /// What running actions on a burst of packets needs at hand: the ports,
 /// read-locked at the burst's first output and held for the rest of it (a
@@ -160,6 +161,14 @@ impl<'a> Egress<'a> {
                 }
                 OdpAction::CtClear => {
                     CtMetadata::default().write_to(known.metadata_mut());
+                    Ok(())
+                }
+                // Both algorithms hash the 5-tuple; the symmetric one serves
+                // for the plain one too (OVS's dpif-netdev uses the packet's
+                // RSS hash there).
+                OdpAction::Hash { basis, .. } => {
+                    let hash = symmetric_l4_hash(&known.key(frame), *basis);
+                    known.metadata_mut().dp_hash = hash;
                     Ok(())
                 }
                 OdpAction::Recirc(id) => {

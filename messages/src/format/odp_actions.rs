@@ -61,6 +61,11 @@ pub fn format_odp_action(a: &OdpAction) -> String {
         OdpAction::Recirc(id) => format!("recirc({id:#x})"),
         OdpAction::Clone(inner) => format!("clone({})", format_odp_actions(inner)),
         OdpAction::Trunc(n) => format!("trunc({n})"),
+        OdpAction::Hash { alg, basis } => match alg {
+            0 => format!("hash(l4({basis}))"),
+            1 => format!("hash(sym_l4({basis}))"),
+            _ => format!("hash(hash_alg={alg},basis={basis})"),
+        },
         OdpAction::CheckPktLen { pkt_len, gt, le } => format!(
             "check_pkt_len(size={pkt_len},gt({}),le({}))",
             format_odp_actions(gt),

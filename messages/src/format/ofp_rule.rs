@@ -392,7 +392,35 @@ pub fn format_action(a: &OfAction) -> String {
         OfAction::Enqueue { port, queue } => format!("enqueue:{}:{queue}", format_port(*port)),
         OfAction::SetQueue(q) => format!("set_queue:{q}"),
         OfAction::PopQueue => "pop_queue".into(),
+        OfAction::Group(g) => format!("group:{g}"),
     }
+}
+
+/// A group as OVS's `dump-groups` prints it in OpenFlow 1.3 (and
+/// `selection_method`, which OpenFlow 1.5 carries, when one was given).
+pub fn format_group(g: &crate::group::Group) -> String {
+    use crate::group::{GroupType, GROUP_ANY};
+    let mut s = format!("group_id={},type={}", g.id, g.kind.name());
+    if let Some(m) = &g.selection_method {
+        let _ = write!(s, ",selection_method={m}");
+    }
+    for b in &g.buckets {
+        s.push_str(",bucket=");
+        if g.kind == GroupType::Select && b.weight != 1 {
+            let _ = write!(s, "weight:{},", b.weight);
+        }
+        if b.watch_port != crate::ofp::port::ANY {
+            let _ = write!(s, "watch_port:{},", format_port(b.watch_port));
+        }
+        if b.watch_group != GROUP_ANY {
+            let _ = write!(s, "watch_group:{},", b.watch_group);
+        }
+        s.push_str("actions=");
+        let acts: Vec<String> = b.actions.iter().map(format_action).collect();
+        s.push_str(if acts.is_empty() { "drop" } else { "" });
+        s.push_str(&acts.join(","));
+    }
+    s
 }
 
 /// OVS's `learn_format`.

@@ -41,6 +41,11 @@ pub enum ActionAttr {
     Clone(Vec<ActionAttr>),
     /// `OVS_ACTION_ATTR_TRUNC`: the next output sends at most this many bytes.
     Trunc(u32),
+    /// `OVS_ACTION_ATTR_HASH`: `struct ovs_action_hash { alg, basis }`.
+    Hash {
+        alg: u32,
+        basis: u32,
+    },
     /// `OVS_ACTION_ATTR_CHECK_PKT_LEN`: `gt` for packets longer than
     /// `pkt_len`, `le` for the others.
     CheckPktLen {
@@ -66,6 +71,7 @@ impl Nla for ActionAttr {
             ActionAttr::Set(k) => k.buffer_len(),
             ActionAttr::SetMasked { key, .. } => 4 + (2 * key.payload_len()).next_multiple_of(4),
             ActionAttr::PushVlan { .. } => 4,
+            ActionAttr::Hash { .. } => 8,
             ActionAttr::PopVlan | ActionAttr::CtClear => 0,
             ActionAttr::Ct(ct) => emit_ct(ct).len(),
             ActionAttr::Other(_, v) => v.len(),
@@ -84,6 +90,7 @@ impl Nla for ActionAttr {
             ActionAttr::CtClear => OVS_ACTION_ATTR_CT_CLEAR,
             ActionAttr::Clone(_) => OVS_ACTION_ATTR_CLONE,
             ActionAttr::Trunc(_) => OVS_ACTION_ATTR_TRUNC,
+            ActionAttr::Hash { .. } => OVS_ACTION_ATTR_HASH,
             ActionAttr::CheckPktLen { .. } => OVS_ACTION_ATTR_CHECK_PKT_LEN,
             ActionAttr::Other(k, _) => *k,
         }
@@ -94,6 +101,10 @@ impl Nla for ActionAttr {
                 b.copy_from_slice(&x.to_ne_bytes())
             }
             ActionAttr::Clone(inner) => inner.as_slice().emit(b),
+            ActionAttr::Hash { alg, basis } => {
+                b[0..4].copy_from_slice(&alg.to_ne_bytes());
+                b[4..8].copy_from_slice(&basis.to_ne_bytes());
+            }
             ActionAttr::CheckPktLen { .. } => b.copy_from_slice(&emit_check_pkt_len(self)),
             ActionAttr::Userspace { pid, userdata } => {
                 emit_attr_header(&mut b[0..4], OVS_USERSPACE_ATTR_PID, 4);
@@ -445,6 +456,10 @@ impl<'a> Parseable<NlaBuffer<&'a [u8]>> for ActionAttr {
             OVS_ACTION_ATTR_CT => ActionAttr::Ct(parse_ct(v)?),
             OVS_ACTION_ATTR_CT_CLEAR => ActionAttr::CtClear,
             OVS_ACTION_ATTR_TRUNC => ActionAttr::Trunc(u32_ne(v, "OVS_ACTION_ATTR_TRUNC")?),
+            OVS_ACTION_ATTR_HASH if v.len() == 8 => ActionAttr::Hash {
+                alg: u32_ne(&v[..4], "OVS_ACTION_ATTR_HASH")?,
+                basis: u32_ne(&v[4..], "OVS_ACTION_ATTR_HASH")?,
+            },
             OVS_ACTION_ATTR_CLONE => ActionAttr::Clone(parse_action_attrs(v)?),
             OVS_ACTION_ATTR_CHECK_PKT_LEN => parse_check_pkt_len(v)?,
             other => ActionAttr::Other(other, v.to_vec()),
@@ -516,6 +531,10 @@ pub fn actions_to_attrs(actions: &[OdpAction]) -> Vec<ActionAttr> {
             OdpAction::Recirc(id) => ActionAttr::Recirc(*id),
             OdpAction::Clone(inner) => ActionAttr::Clone(actions_to_attrs(inner)),
             OdpAction::Trunc(n) => ActionAttr::Trunc(*n),
+            OdpAction::Hash { alg, basis } => ActionAttr::Hash {
+                alg: *alg,
+                basis: *basis,
+            },
             OdpAction::CheckPktLen { pkt_len, gt, le } => ActionAttr::CheckPktLen {
                 pkt_len: *pkt_len,
                 gt: actions_to_attrs(gt),
@@ -665,6 +684,10 @@ pub fn actions_from_attrs(attrs: &[ActionAttr]) -> Result<Vec<OdpAction>, Decode
                 ActionAttr::CtClear => OdpAction::CtClear,
                 ActionAttr::Clone(inner) => OdpAction::Clone(actions_from_attrs(inner)?),
                 ActionAttr::Trunc(n) => OdpAction::Trunc(*n),
+                ActionAttr::Hash { alg, basis } => OdpAction::Hash {
+                    alg: *alg,
+                    basis: *basis,
+                },
                 ActionAttr::CheckPktLen { pkt_len, gt, le } => OdpAction::CheckPktLen {
                     pkt_len: *pkt_len,
                     gt: actions_from_attrs(gt)?,

@@ -144,6 +144,7 @@ pub const OVS_ACTION_ATTR_SET: u16 = 3;
 pub const OVS_ACTION_ATTR_PUSH_VLAN: u16 = 4;
 pub const OVS_ACTION_ATTR_POP_VLAN: u16 = 5;
 pub const OVS_ACTION_ATTR_RECIRC: u16 = 7;
+pub const OVS_ACTION_ATTR_HASH: u16 = 8;
 pub const OVS_ACTION_ATTR_SET_MASKED: u16 = 11;
 pub const OVS_ACTION_ATTR_CT: u16 = 12;
 pub const OVS_ACTION_ATTR_TRUNC: u16 = 13;

@@ -31,6 +31,7 @@ const OFPAT_OUTPUT: u16 = 0;
 const OFPAT_PUSH_VLAN: u16 = 17;
 const OFPAT_POP_VLAN: u16 = 18;
 const OFPAT_DEC_NW_TTL: u16 = 24;
+const OFPAT_GROUP: u16 = 22;
 const OFPAT_SET_FIELD: u16 = 25;
 const OFPAT_EXPERIMENTER: u16 = 0xffff;
 // Nicira action subtypes.
@@ -257,6 +258,7 @@ fn decode_of13(kind: u16, a: &mut Reader<'_>, out: &mut Vec<OfAction>) -> Result
         }
         OFPAT_POP_VLAN => out.push(OfAction::PopVlan),
         OFPAT_DEC_NW_TTL => out.push(OfAction::DecTtl),
+        OFPAT_GROUP => out.push(OfAction::Group(a.u32("group_id")?)),
         OFPAT_SET_FIELD => {
             let raw = a.u32("set_field header")?;
             let exp = (raw >> 16 == 0xffff)
@@ -834,6 +836,12 @@ pub fn encode_action(version: u8, a: &OfAction, out: &mut Vec<u8>) {
         OfAction::PopQueue => {
             put_nx_header(out, 16, NXAST_POP_QUEUE);
             out.put_zeros(6);
+        }
+        // OpenFlow 1.0 has no groups; OVS sends the 1.1 action there too.
+        OfAction::Group(g) => {
+            out.put_u16(OFPAT_GROUP);
+            out.put_u16(8);
+            out.put_u32(*g);
         }
         OfAction::SetQueue(q) if of10 => {
             put_nx_header(out, 16, NXAST_SET_QUEUE);

@@ -118,7 +118,6 @@ impl Inst {
 
 /// Actions OVS knows that have no representation here.
 pub(super) const UNSUPPORTED_ACTIONS: &[&str] = &[
-    "group",
     "bundle",
     "bundle_load",
     "move",
@@ -143,7 +142,7 @@ pub(super) const UNSUPPORTED_ACTIONS: &[&str] = &[
 pub(super) const SUPPORTED: &str =
     "an action (output, drop, set_field, load, mod_*, push_vlan, pop_vlan, \
      dec_ttl, resubmit, controller, ct, ct_clear, conjunction, learn, fin_timeout, clone, \
-     push, pop, exit, check_pkt_larger, enqueue, set_queue, pop_queue, a port) or \
+     push, pop, exit, check_pkt_larger, enqueue, set_queue, pop_queue, group, a port) or \
      instruction (goto_table, write_metadata, write_actions, clear_actions)";
 
 pub(super) fn parse_instructions(text: &str, base: usize, rule: &Rule) -> Res<Instructions> {
@@ -454,6 +453,10 @@ pub(super) fn parse_action(name: &str, kv: &KeyValue<'_>, src: &str) -> Res<Act>
             parse_uint(arg, 32).ok_or_else(|| invalid("queue", "a 32-bit queue number"))? as u32,
         )),
         "enqueue" => parse_enqueue(arg, at)?,
+        "group" => match parse_uint(arg, 32) {
+            Some(g) if g as u32 <= crate::group::GROUP_MAX => Act::Plain(OfAction::Group(g as u32)),
+            _ => return Err(invalid("group", "a group number up to 4294967040")),
+        },
         "check_pkt_larger" => parse_check_pkt_larger(arg, at)?,
         _ if UNSUPPORTED_ACTIONS.contains(&name) => {
             return Err(err(

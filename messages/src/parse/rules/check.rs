@@ -17,13 +17,16 @@ pub(super) struct CheckState {
     /// Inside `ct(exec(...))`, the only place `ct_mark` and `ct_label`
     /// may be written.
     pub(super) in_conntrack: bool,
+    /// In a group's bucket, which has no match to check prerequisites
+    /// against (OVS checks none there).
+    pub(super) in_group: bool,
 }
 
 impl CheckState {
     /// Refuses an action whose prerequisites the match does not meet;
     /// `lenient` actions pass in the action set.
     fn require(&self, ok: bool, lenient: bool, a: &Located, needs: &str) -> Res<()> {
-        if ok || lenient && self.in_action_set {
+        if ok || lenient && self.in_action_set || self.in_group {
             Ok(())
         } else {
             Err(inconsistent(a, needs))
@@ -47,6 +50,7 @@ pub(super) fn check_and_encode(acts: Vec<Located>, rule: &Rule) -> Res<Instructi
         table: rule.table,
         in_action_set: false,
         in_conntrack: false,
+        in_group: false,
     };
     let mut ins = Instructions::default();
     for a in &acts {
@@ -160,7 +164,7 @@ pub(super) fn encode_action(a: &Located, st: &mut CheckState, out: &mut Vec<OfAc
         Act::Controller(max_len) => out.push(OfAction::Controller { max_len: *max_len }),
         Act::SetField { info, value, mask } | Act::Load { info, value, mask } => {
             let needs_tag = info.field == Field::VlanVid && !has_vlan;
-            if !prereqs_hold(info.prereq, f) || needs_tag {
+            if (!prereqs_hold(info.prereq, f) || needs_tag) && !st.in_group {
                 return Err(inconsistent(a, prereq_needs(info.prereq, info.field)));
             }
             if info.field == Field::VlanTci {
@@ -174,7 +178,7 @@ pub(super) fn encode_action(a: &Located, st: &mut CheckState, out: &mut Vec<OfAc
             });
         }
         Act::OutputReg(src) => {
-            if !prereqs_hold(src.info.prereq, f) {
+            if !prereqs_hold(src.info.prereq, f) && !st.in_group {
                 return Err(inconsistent(
                     a,
                     prereq_needs(src.info.prereq, src.info.field),
@@ -188,7 +192,7 @@ pub(super) fn encode_action(a: &Located, st: &mut CheckState, out: &mut Vec<OfAc
         }
         Act::Move { src, dst } => {
             for sf in [src, dst] {
-                if !prereqs_hold(sf.info.prereq, f) {
+                if !prereqs_hold(sf.info.prereq, f) && !st.in_group {
                     return Err(inconsistent(a, prereq_needs(sf.info.prereq, sf.info.field)));
                 }
             }
@@ -293,7 +297,7 @@ pub(super) fn encode_action(a: &Located, st: &mut CheckState, out: &mut Vec<OfAc
             out.push(OfAction::Clone(actions));
         }
         Act::Stack(push, sf) => {
-            if !prereqs_hold(sf.info.prereq, f) {
+            if !prereqs_hold(sf.info.prereq, f) && !st.in_group {
                 return Err(inconsistent(a, prereq_needs(sf.info.prereq, sf.info.field)));
             }
             if !*push {

@@ -26,6 +26,7 @@ use std::fmt;
 mod action_grammar;
 mod check;
 mod ct;
+mod group;
 pub(crate) mod match_grammar;
 #[cfg(test)]
 mod tests;
@@ -43,6 +44,7 @@ use crate::ofp::{
 
 use action_grammar::*;
 use check::*;
+pub use group::{parse_group, parse_group_id, parse_groups};
 pub(crate) use match_grammar::set_match_field;
 pub(crate) use match_grammar::PROTOCOLS;
 use match_grammar::*;

@@ -1,0 +1,218 @@
+//! The `group:N` action: OVS's `xlate_group_action`. `all` and `indirect`
+//! groups run every bucket, `ff` the first live one, `select` one chosen
+//! by a hash: by default in the datapath (a `hash` action, a
+//! recirculation, and on the way back the bucket that `dp_hash` names),
+//! otherwise in the slow path.
+//!
+//! Each bucket runs as an action set, on the packet as it was before the
+//! group: what a bucket changes is undone after it (OVS's
+//! `xlate_group_bucket`), so later actions commit the old values again.
+
+use messages::flow::*;
+use messages::group::{Bucket, Group, GroupType, HashAlg, Selection, GROUP_ANY};
+use messages::hash::{mix32 as mix, symmetric_l4_hash};
+use messages::ofp::{port, OfAction};
+
+use super::{add_to_action_set, Ctx, Freeze};
+
+/// How deep `watch_group` chains are followed (OVS's
+/// `MAX_LIVENESS_RECURSION`).
+const MAX_LIVENESS_DEPTH: u32 = 128;
+
+impl Ctx<'_> {
+    /// Runs group `id`. Returns false when the group does not exist: as in
+    /// OVS, the rest of the action list is then skipped (but not the
+    /// pipeline).
+    pub(super) fn group_action(&mut self, id: u32, last: bool) -> bool {
+        if !self.resource_check() {
+            return true;
+        }
+        let Some(group) = self.tables.group(id).cloned() else {
+            return false;
+        };
+        match group.kind {
+            GroupType::All | GroupType::Indirect => {
+                let n = group.buckets.len();
+                for (i, b) in group.buckets.iter().enumerate() {
+                    self.group_bucket(b, last && i + 1 == n);
+                }
+            }
+            GroupType::FastFailover => {
+                if let Some(b) = group
+                    .buckets
+                    .iter()
+                    .find(|b| self.bucket_alive(&group, b, 0))
+                {
+                    self.group_bucket(b, last);
+                }
+            }
+            GroupType::Select => {
+                if let Some(i) = self.pick_select_bucket(&group) {
+                    self.group_bucket(&group.buckets[i], last);
+                }
+            }
+        }
+        true
+    }
+
+    /// OVS's `xlate_group_bucket`.
+    fn group_bucket(&mut self, bucket: &Bucket, last: bool) {
+        let mut list = Vec::new();
+        for a in &bucket.actions {
+            add_to_action_set(&mut list, a.clone());
+        }
+        // An action set that sends the packet nowhere does nothing.
+        let sends = list.iter().any(|a| {
+            matches!(
+                a,
+                OfAction::Output { .. }
+                    | OfAction::Controller { .. }
+                    | OfAction::Group(_)
+                    | OfAction::Resubmit { .. }
+                    | OfAction::Ct(_)
+            )
+        });
+        if !sends {
+            return;
+        }
+        let old_flow = self.flow;
+        self.depth += 1;
+        self.run_actions(&list, None, last);
+        self.depth -= 1;
+        if self.freeze.is_some() {
+            self.end_pass();
+        }
+        self.flow = old_flow;
+        // A bucket that exits (or froze) does not stop what follows the
+        // group.
+        self.exit = false;
+    }
+
+    /// OVS's `bucket_is_alive`.
+    fn bucket_alive(&self, group: &Group, b: &Bucket, depth: u32) -> bool {
+        if depth >= MAX_LIVENESS_DEPTH {
+            return false;
+        }
+        if group.kind == GroupType::Select && b.weight == 0 {
+            return false;
+        }
+        !b.has_liveness()
+            || (b.watch_port != port::ANY
+                && b.watch_port != port::CONTROLLER
+                && self.port_alive(b.watch_port))
+            || (b.watch_group != GROUP_ANY && self.group_alive(b.watch_group, depth + 1))
+    }
+
+    /// Whether a watched port is live: here, whether the bridge has it.
+    fn port_alive(&self, p: u32) -> bool {
+        match p {
+            port::LOCAL => self.cfg.port_exists(self.cfg.local_port),
+            p if p < port::MAX => self.cfg.port_exists(p),
+            _ => false,
+        }
+    }
+
+    fn group_alive(&self, id: u32, depth: u32) -> bool {
+        self.tables
+            .group(id)
+            .is_some_and(|g| g.buckets.iter().any(|b| self.bucket_alive(g, b, depth)))
+    }
+
+    /// OVS's `pick_select_group`: the bucket's index, or None (no live
+    /// bucket, or the datapath is to hash first: then translation froze).
+    fn pick_select_bucket(&mut self, group: &Group) -> Option<usize> {
+        match &group.selection {
+            Selection::DpHash {
+                alg,
+                basis,
+                hash_map,
+            } => {
+                // dp_hash 0 means "not computed": every computed one is not 0.
+                if self.flow.dp_hash == 0 {
+                    let alg = if self.cfg.l4_hash_only {
+                        HashAlg::L4
+                    } else {
+                        *alg
+                    };
+                    self.exit = true;
+                    self.freeze = Some(Freeze {
+                        hash: Some((alg as u32, *basis)),
+                        continuation: Vec::new(),
+                    });
+                    return None;
+                }
+                let mask = hash_map.len() as u32 - 1;
+                self.wc.dp_hash |= mask;
+                (0..=mask)
+                    .map(|i| hash_map[(self.flow.dp_hash.wrapping_add(i) & mask) as usize])
+                    .find(|&b| self.bucket_alive(group, &group.buckets[b], 0))
+            }
+            Selection::Default => {
+                self.mask_symmetric_l4();
+                let hash = symmetric_l4_hash(&self.flow, 0);
+                self.best_live_bucket(group, hash)
+            }
+            Selection::Hash { fields, basis } => {
+                let mut hash = mix(*basis as u32, (*basis >> 32) as u32);
+                for &(field, mask) in fields {
+                    if !self.prereqs_ok(field.prereq()) {
+                        continue;
+                    }
+                    let v = field.get(&self.flow) & mask;
+                    for word in [
+                        v as u32,
+                        (v >> 32) as u32,
+                        (v >> 64) as u32,
+                        (v >> 96) as u32,
+                    ] {
+                        hash = mix(hash, word);
+                    }
+                    field.set_masked(&mut *self.wc, mask, mask);
+                }
+                self.best_live_bucket(group, hash)
+            }
+        }
+    }
+
+    /// OVS's `group_best_live_bucket`: the live bucket with the highest
+    /// score, a hash of its id under `basis` times its weight (the last
+    /// of equals).
+    fn best_live_bucket(&self, group: &Group, basis: u32) -> Option<usize> {
+        let mut best = None;
+        let mut best_score = 0;
+        for (i, b) in group.buckets.iter().enumerate() {
+            if self.bucket_alive(group, b, 0) {
+                let score = (mix(b.id, basis) & 0xffff) * u32::from(b.weight);
+                if score >= best_score {
+                    best = Some(i);
+                    best_score = score;
+                }
+            }
+        }
+        best
+    }
+
+    /// What OVS's `flow_mask_hash_fields` un-wildcards for a symmetric L4
+    /// hash.
+    fn mask_symmetric_l4(&mut self) {
+        let f = &self.flow;
+        let wc = &mut *self.wc;
+        wc.dl_src = [0xff; 6];
+        wc.dl_dst = [0xff; 6];
+        if f.dl_type == ETH_TYPE_IP {
+            wc.nw_src = u32::MAX;
+            wc.nw_dst = u32::MAX;
+        } else if f.dl_type == ETH_TYPE_IPV6 {
+            wc.ipv6_src = [0xff; 16];
+            wc.ipv6_dst = [0xff; 16];
+        }
+        if f.is_ip_any() {
+            wc.nw_proto = u8::MAX;
+            if matches!(f.nw_proto, IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP) {
+                wc.tp_src = u16::MAX;
+                wc.tp_dst = u16::MAX;
+            }
+        }
+        wc.vlans[0].tci |= VLAN_VID_MASK | VLAN_CFI;
+    }
+}
