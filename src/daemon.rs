@@ -13,7 +13,7 @@ use std::time::Duration;
 use actors::dpif_writer::WriterConfig;
 use actors::mac_learning::{format_fdb, format_fdb_stats, now_secs};
 use actors::pipeline::{Pipeline, PipelineConfig};
-use actors::protocol::{GetSnapshot, RuleChange};
+use actors::protocol::{GetSnapshot, GroupMod, GroupModReply, RuleChange};
 use actors::revalidator::RevalidatorConfig;
 use actors::tables::Tables;
 use actors::xlate::XlateConfig;
@@ -91,6 +91,24 @@ struct Ctl {
     conntrack_missing: Option<String>,
 }
 
+/// OVS refuses a rule that sends to a group that does not exist
+/// (`OFPBAC_BAD_OUT_GROUP`).
+pub fn refuse_missing_groups(rules: &[Rule], tables: &Tables) -> Result<(), String> {
+    for r in rules {
+        if let Some(g) = r
+            .groups_used()
+            .into_iter()
+            .find(|&g| tables.group(g).is_none())
+        {
+            return Err(format!(
+                "table={},priority={}: group {g} does not exist (OFPBAC_BAD_OUT_GROUP): add it first",
+                r.table, r.priority
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Refuses rules that need conntrack on a datapath that lacks it.
 fn refuse_conntrack(rules: &[Rule], missing: Option<&str>) -> Result<(), String> {
     let Some(lacks) = missing else {
@@ -123,6 +141,15 @@ impl Ctl {
     async fn change(&self, change: RuleChange) -> Result<String, String> {
         if let RuleChange::Add(rules) | RuleChange::Replace(rules) = &change {
             refuse_conntrack(rules, self.conntrack_missing.as_deref())?;
+            if rules.iter().any(|r| !r.groups_used().is_empty()) {
+                let tables = self
+                    .pipeline
+                    .rule_table
+                    .send(GetSnapshot)
+                    .await
+                    .map_err(|e| format!("rule-table unavailable: {e}"))?;
+                refuse_missing_groups(rules, &tables)?;
+            }
         }
         let r = self
             .pipeline
@@ -346,7 +373,55 @@ impl Ctl {
             (c @ (Command::AddFlow | Command::AddFlows | Command::ReplaceFlows), Body::Text(_)) => {
                 Err(format!("{}: the request carried no rules", c.name()))
             }
+            (c @ (Command::AddGroups | Command::ModGroup), _) => {
+                let groups = messages::parse::rules::parse_groups(body)
+                    .map_err(|e| format!("request:{e}"))?;
+                let mut version = None;
+                for g in groups {
+                    let change = if c == Command::AddGroups {
+                        GroupMod::Add(g)
+                    } else {
+                        GroupMod::Modify(g)
+                    };
+                    version = Some(self.group_mod(change).await?.version);
+                }
+                Ok(version
+                    .map_or_else(String::new, |v| format!("rules version {v}\n"))
+                    .into())
+            }
+            (Command::DelGroups, _) => {
+                let id = messages::parse::rules::parse_group_id(body.trim())
+                    .map_err(|e| format!("request:{e}"))?;
+                let r = self.group_mod(GroupMod::Delete(id)).await?;
+                Ok(format!(
+                    "rules version {} ({} groups, {} rules that sent to them)\n",
+                    r.version, r.n_groups, r.n_rules
+                )
+                .into())
+            }
+            (Command::DumpGroups, _) => {
+                let tables = self
+                    .pipeline
+                    .rule_table
+                    .send(GetSnapshot)
+                    .await
+                    .map_err(|e| format!("rule-table unavailable: {e}"))?;
+                Ok(tables
+                    .groups()
+                    .map(|g| format!(" {}\n", messages::format::ofp_rule::format_group(g)))
+                    .collect::<String>()
+                    .into())
+            }
         }
+    }
+
+    async fn group_mod(&self, change: GroupMod) -> Result<GroupModReply, String> {
+        self.pipeline
+            .rule_table
+            .send(change)
+            .await
+            .map_err(|e| format!("rule-table unavailable: {e}"))?
+            .map_err(|e| e.to_string())
     }
 }
 

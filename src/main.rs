@@ -143,6 +143,18 @@ enum CtlCmd {
     AddTlvMap { mappings: String },
     /// The Geneve TLV map, as `ovs-ofctl dump-tlv-map`.
     DumpTlvMap,
+    /// Add a group, as `ovs-ofctl add-group`:
+    /// `group_id=1,type=select,bucket=output:1,bucket=output:2`.
+    AddGroup { group: String },
+    /// Add the groups of a file, one a line ("-" for standard input).
+    AddGroups { file: PathBuf },
+    /// Replace a group that exists, as `ovs-ofctl mod-group`.
+    ModGroup { group: String },
+    /// Delete group `group_id=N`, or every group (and the rules that send
+    /// to them).
+    DelGroups { group: Option<String> },
+    /// The groups, as `ovs-ofctl dump-groups`.
+    DumpGroups,
 }
 
 #[derive(Subcommand)]
@@ -274,6 +286,9 @@ fn trace_with(
     for g in groups {
         tables.add_group(g)?;
     }
+    // As OVS refuses a flow mod to a group that does not exist.
+    let all: Vec<_> = tables.rules().iter().map(|e| e.rule.clone()).collect();
+    upcalld::daemon::refuse_missing_groups(&all, &tables).map_err(|e| anyhow::anyhow!(e))?;
     if let Some(path) = flows {
         print!(
             "{}",
@@ -336,6 +351,11 @@ fn ctl(socket: &std::path::Path, cmd: CtlCmd) -> anyhow::Result<ExitCode> {
         CtlCmd::FdbStats => text(Command::FdbStats, String::new()),
         CtlCmd::AddTlvMap { mappings } => text(Command::AddTlvMap, mappings),
         CtlCmd::DumpTlvMap => text(Command::DumpTlvMap, String::new()),
+        CtlCmd::AddGroup { group } => text(Command::AddGroups, group),
+        CtlCmd::AddGroups { file: path } => file(Command::AddGroups, path)?,
+        CtlCmd::ModGroup { group } => text(Command::ModGroup, group),
+        CtlCmd::DelGroups { group } => text(Command::DelGroups, group.unwrap_or_default()),
+        CtlCmd::DumpGroups => text(Command::DumpGroups, String::new()),
     };
     let reply = match body {
         Body::Text(t) => control::call_with(socket, &header, &mut t.as_bytes())?,

@@ -1095,6 +1095,7 @@ impl Conn {
             RemovalReason::IdleTimeout => of::RemovedReason::IdleTimeout,
             RemovalReason::HardTimeout => of::RemovedReason::HardTimeout,
             RemovalReason::Delete => of::RemovedReason::Delete,
+            RemovalReason::GroupDelete => of::RemovedReason::GroupDelete,
         };
         of::encode_flow_removed(v, format, &e, reason)
     }

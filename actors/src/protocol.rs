@@ -45,7 +45,8 @@ use crate::xlate::FinTimeout;
 use messages::ofp::Rule;
 
 use crate::backpressure::Permit;
-use crate::tables::{RuleEntry, RuleFilter, RuleUpdate, Tables};
+use crate::tables::{GroupModError, RuleEntry, RuleFilter, RuleUpdate, Tables};
+use messages::group::Group;
 
 // The upcall path: receiver → handler → dpif-writer.
 
@@ -118,6 +119,28 @@ pub struct Subscribe(pub Recipient<Snapshot>);
 #[derive(Clone, Message)]
 #[rtype(result = "()")]
 pub struct Snapshot(pub Arc<Tables>);
+
+/// control → rule-table: add, replace or delete groups (OpenFlow's group
+/// mods, `ctl add-group`, `mod-group`, `del-groups`), as one new version.
+/// Answers with the new version and the rules deleted with their group,
+/// or why the change was refused.
+#[derive(Clone, Debug, Message)]
+#[rtype(result = "Result<GroupModReply, GroupModError>")]
+pub enum GroupMod {
+    Add(Group),
+    Modify(Group),
+    /// Group N, or every group.
+    Delete(Option<u32>),
+}
+
+/// What a [`GroupMod`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroupModReply {
+    pub version: u64,
+    /// Groups deleted, and rules deleted because they sent to one.
+    pub n_groups: usize,
+    pub n_rules: usize,
+}
 
 /// control → rule-table: a change to the rules, applied as one new
 /// version. Answers with the new version.

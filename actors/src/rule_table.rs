@@ -17,12 +17,12 @@ use actix::prelude::*;
 
 use crate::fanout::Fanout;
 use crate::protocol::{
-    DumpRules, GetSnapshot, PushStats, RuleChange, RuleChangeReply, RuleStats, SideEffects,
-    Snapshot, Subscribe,
+    DumpRules, GetSnapshot, GroupMod, GroupModReply, PushStats, RuleChange, RuleChangeReply,
+    RuleStats, SideEffects, Snapshot, Subscribe,
 };
 use crate::stats::PipelineStats;
 use crate::supervisor::guarded;
-use crate::tables::{LearnOutcome, RuleEntry, Tables};
+use crate::tables::{GroupModError, LearnOutcome, RuleEntry, Tables};
 use messages::ofp::flow_flags;
 
 /// How often rules are checked for expiry (OVS checks about once a
@@ -74,6 +74,8 @@ pub enum RemovalReason {
     HardTimeout = 1,
     /// A flow mod deleted it (or a `delete_learned` took it along).
     Delete = 2,
+    /// The group it sent to was deleted.
+    GroupDelete = 3,
 }
 
 /// A rule with `send_flow_rem` that went away: what its FLOW_REMOVED
@@ -351,6 +353,53 @@ impl Handler<RuleChange> for RuleTable {
                 n_rules: 0,
             },
         }
+    }
+}
+
+impl Handler<GroupMod> for RuleTable {
+    type Result = Result<GroupModReply, GroupModError>;
+
+    fn handle(&mut self, change: GroupMod, ctx: &mut Context<Self>) -> Self::Result {
+        let stats = self.stats.clone();
+        let before = self.tables.version();
+        let outcome = guarded("rule_table", &stats, ctx, || {
+            // On a copy, as for rule changes.
+            let mut tables = self.tables.clone();
+            let done = match change {
+                GroupMod::Add(g) => tables.add_group(g).map(|()| (1, Vec::new())),
+                GroupMod::Modify(g) => tables.modify_group(g).map(|()| (1, Vec::new())),
+                GroupMod::Delete(id) => Ok(tables.delete_groups(id)),
+            };
+            done.map(|d| (tables, d))
+        });
+        let (tables, (n_groups, deleted)) = match outcome {
+            Some(r) => r?,
+            None => {
+                return Ok(GroupModReply {
+                    version: before,
+                    n_groups: 0,
+                    n_rules: 0,
+                })
+            }
+        };
+        self.tables = tables;
+        let removed: Vec<_> = deleted
+            .iter()
+            .map(|e| (e.clone(), RemovalReason::GroupDelete))
+            .collect();
+        self.report_removed(&removed);
+        for e in &deleted {
+            self.rule_stats.remove(&e.id);
+            self.clocks.remove(&e.id);
+        }
+        if self.tables.version() != before {
+            self.publish();
+        }
+        Ok(GroupModReply {
+            version: self.tables.version(),
+            n_groups,
+            n_rules: deleted.len(),
+        })
     }
 }
 

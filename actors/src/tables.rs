@@ -147,15 +147,6 @@ impl std::fmt::Display for GroupModError {
 
 impl std::error::Error for GroupModError {}
 
-/// Whether actions send to group `g` (directly, in `clone` or the action set).
-fn uses_group(actions: &[OfAction], g: u32) -> bool {
-    actions.iter().any(|a| match a {
-        OfAction::Group(x) => *x == g,
-        OfAction::Clone(inner) => uses_group(inner, g),
-        _ => false,
-    })
-}
-
 impl Tables {
     pub fn new() -> Self {
         Self::default()
@@ -450,16 +441,7 @@ impl Tables {
         let users: Vec<Arc<RuleEntry>> = self
             .by_id
             .values()
-            .filter(|e| {
-                let ins = &e.rule.instructions;
-                doomed.iter().any(|&g| {
-                    uses_group(&ins.apply, g)
-                        || ins
-                            .write_actions
-                            .as_deref()
-                            .is_some_and(|w| uses_group(w, g))
-                })
-            })
+            .filter(|e| e.rule.groups_used().iter().any(|g| doomed.contains(g)))
             .cloned()
             .collect();
         for e in &users {

@@ -41,10 +41,18 @@ pub enum Command {
     AddTlvMap,
     /// The Geneve TLV map, as `ovs-ofctl dump-tlv-map`.
     DumpTlvMap,
+    /// Add groups, one a line, as `ovs-ofctl add-group(s)`.
+    AddGroups,
+    /// Replace a group, as `ovs-ofctl mod-group`.
+    ModGroup,
+    /// Delete one group or all, as `ovs-ofctl del-groups`.
+    DelGroups,
+    /// The groups, as `ovs-ofctl dump-groups`.
+    DumpGroups,
 }
 
 impl Command {
-    pub const ALL: [(&'static str, Command); 18] = [
+    pub const ALL: [(&'static str, Command); 22] = [
         ("add-flow", Command::AddFlow),
         ("add-flows", Command::AddFlows),
         ("del-flows", Command::DelFlows),
@@ -63,6 +71,10 @@ impl Command {
         ("fdb-stats", Command::FdbStats),
         ("add-tlv-map", Command::AddTlvMap),
         ("dump-tlv-map", Command::DumpTlvMap),
+        ("add-groups", Command::AddGroups),
+        ("mod-group", Command::ModGroup),
+        ("del-groups", Command::DelGroups),
+        ("dump-groups", Command::DumpGroups),
     ];
 
     pub fn name(self) -> &'static str {

@@ -187,6 +187,27 @@ pub enum OfAction {
 pub use crate::learn::Subfield;
 
 impl Rule {
+    /// The groups the rule's actions send to (`group:N`, also in `clone`
+    /// and `write_actions`).
+    pub fn groups_used(&self) -> Vec<u32> {
+        fn walk(actions: &[OfAction], out: &mut Vec<u32>) {
+            for a in actions {
+                match a {
+                    OfAction::Group(g) => out.push(*g),
+                    OfAction::Clone(inner) => walk(inner, out),
+                    _ => {}
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.instructions.apply, &mut out);
+        walk(
+            self.instructions.write_actions.as_deref().unwrap_or(&[]),
+            &mut out,
+        );
+        out
+    }
+
     /// The rule's conjunctions, if it is a clause of conjunctive matches
     /// (its actions are all `conjunction`).
     pub fn conjunctions(&self) -> impl Iterator<Item = (u32, u8, u8)> + '_ {

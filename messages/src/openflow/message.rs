@@ -1558,6 +1558,8 @@ pub enum RemovedReason {
     IdleTimeout = 0,
     HardTimeout = 1,
     Delete = 2,
+    /// OpenFlow 1.3's OFPRR_GROUP_DELETE.
+    GroupDelete = 3,
 }
 
 /// FLOW_REMOVED (OpenFlow 1.3 layout, or Nicira's NXT_FLOW_REMOVED for an

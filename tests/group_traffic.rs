@@ -1,0 +1,146 @@
+//! Groups with real traffic through the daemon on the embedded datapath:
+//! a select group spreads TCP connections from host A over two backends
+//! by their 5-tuple (OVS's default: the datapath hashes, recirculates, and
+//! the megaflow of the second pass matches `dp_hash`), every packet of a
+//! connection going to the same backend. The backends are two network
+//! namespaces with the same address, so a connection works end to end
+//! only if all of its packets reach one of them.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::*;
+use upcalld::control::Command as Ctl;
+use upcalld::netns::Host;
+
+// ARP goes to both backends, so that each knows A.
+const RULES: &str = "\
+table=0,priority=100,in_port=1,arp,actions=output:2,output:3
+table=0,priority=90,in_port=2,actions=output:1
+table=0,priority=90,in_port=3,actions=output:1
+";
+
+const GROUPS: &str = "group_id=7,type=select,bucket=output:2,bucket=output:3\n";
+
+const BACKEND: Ipv4Addr = Ipv4Addr::new(10, 78, 0, 2);
+const PORT: u16 = 8080;
+const CONNECTIONS: usize = 24;
+
+/// Accepts connections for `for_how_long`, answering each with `name`;
+/// returns how many it answered.
+fn backend(name: u8, for_how_long: Duration) -> usize {
+    let l = TcpListener::bind((BACKEND, PORT)).unwrap();
+    l.set_nonblocking(true).unwrap();
+    let start = Instant::now();
+    let mut served = 0;
+    while start.elapsed() < for_how_long {
+        match l.accept() {
+            Ok((mut s, _)) => {
+                s.set_nonblocking(false).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                let mut req = [0u8; 5];
+                if s.read_exact(&mut req).is_ok() && s.write_all(&[name]).is_ok() {
+                    served += 1;
+                }
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+    served
+}
+
+#[test]
+fn a_select_group_spreads_tcp_connections_over_two_backends() {
+    require_root();
+    let a = Host::create(
+        "uct-gs-a",
+        "ucgsa",
+        Ipv4Addr::new(10, 78, 0, 1),
+        [2, 0, 0, 0x78, 0, 1],
+    )
+    .expect("creating host A");
+    // Two backends with one address and one MAC.
+    let b1 = Host::create("uct-gs-b1", "ucgsb1", BACKEND, [2, 0, 0, 0x78, 0, 2])
+        .expect("creating backend 1");
+    let b2 = Host::create("uct-gs-b2", "ucgsb2", BACKEND, [2, 0, 0, 0x78, 0, 2])
+        .expect("creating backend 2");
+    let d = Daemon::start(
+        "gs",
+        &[(&a.port, 1), (&b1.port, 2), (&b2.port, 3)],
+        RULES,
+        "",
+    );
+    // A rule may send only to a group that exists.
+    let refused = d.ctl_err(
+        Ctl::AddFlows,
+        "table=0,priority=90,in_port=1,actions=group:7",
+    );
+    assert!(refused.contains("group 7 does not exist"), "{refused}");
+    d.ctl(Ctl::AddGroups, GROUPS);
+    d.ctl(
+        Ctl::AddFlows,
+        "table=0,priority=90,in_port=1,actions=group:7",
+    );
+    let dump = d.ctl(Ctl::DumpGroups, "");
+    assert_eq!(
+        dump,
+        " group_id=7,type=select,bucket=actions=output:2,bucket=actions=output:3\n"
+    );
+
+    let serve = Duration::from_secs(12);
+    let s1 = b1.spawn(move || backend(1, serve)).unwrap();
+    let s2 = b2.spawn(move || backend(2, serve)).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let answers = a
+        .run(|| {
+            (0..CONNECTIONS)
+                .map(|_| {
+                    let mut s =
+                        TcpStream::connect_timeout(&(BACKEND, PORT).into(), Duration::from_secs(3))
+                            .map_err(|e| format!("connect: {e}"))?;
+                    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+                    s.write_all(b"hello").map_err(|e| format!("write: {e}"))?;
+                    let mut who = [0u8; 1];
+                    s.read_exact(&mut who).map_err(|e| format!("read: {e}"))?;
+                    Ok(who[0])
+                })
+                .collect::<Vec<Result<u8, String>>>()
+        })
+        .unwrap();
+    let served = (s1.join().unwrap().unwrap(), s2.join().unwrap().unwrap());
+
+    let ok: Vec<u8> = answers.iter().filter_map(|r| r.clone().ok()).collect();
+    assert_eq!(
+        ok.len(),
+        CONNECTIONS,
+        "every connection stays on one backend and completes: {answers:?}\nlog:\n{}",
+        d.log()
+    );
+    let to_1 = ok.iter().filter(|&&w| w == 1).count();
+    assert!(
+        to_1 >= 3 && CONNECTIONS - to_1 >= 3,
+        "both backends get connections: {to_1} and {}",
+        CONNECTIONS - to_1
+    );
+    assert_eq!(served, (to_1, CONNECTIONS - to_1));
+    let flows = d.ctl(Ctl::DumpDpFlows, "");
+    assert!(
+        flows.contains("actions:hash(sym_l4(0)),recirc(0x"),
+        "the datapath hashes and recirculates: {flows}"
+    );
+    assert!(
+        flows
+            .lines()
+            .any(|f| f.contains("dp_hash(") && f.ends_with("actions:3")),
+        "the second pass matches dp_hash: {flows}"
+    );
+
+    // Deleting the group deletes the rule that sends to it.
+    let out = d.ctl(Ctl::DelGroups, "group_id=7");
+    assert!(out.contains("(1 groups, 1 rules"), "{out}");
+    assert_eq!(d.ctl(Ctl::DumpGroups, ""), "");
+    assert!(!d.ctl(Ctl::DumpFlows, "").contains("group:7"));
+}
