@@ -751,11 +751,17 @@ impl Ctx<'_> {
             return false;
         };
         self.commit();
+        // OVS freezes `conntracked` also when it only reflects the packet's
+        // own ct_state, which its megaflow does not match: a packet tracked
+        // before it reached the switch would share a megaflow with one that
+        // was not, and resume as that one. Only a `ct` of this pass counts
+        // here, so that the megaflow stays OVS's and sound.
+        let conntracked = self.conntracked && !self.conntracked_by_packet;
         let mut state = FrozenState::new(
             0,
             &self.flow,
             std::mem::take(&mut self.action_set),
-            self.conntracked,
+            conntracked,
         )
         .with_stack(self.stack.clone());
         state.continuation = freeze.continuation;

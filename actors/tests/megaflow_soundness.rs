@@ -18,7 +18,9 @@ use actors::xlate::{xlate, XlateConfig};
 use messages::field::Field;
 use messages::flow::*;
 use messages::learn::{Learn, LearnDst, LearnSpec, LearnSrc, Subfield};
+use messages::odp::OdpAction;
 use messages::ofp::{CtSpec, CtZone, Instructions, Match, NatAction, NatKind, OfAction, Rule};
+use messages::parse::rules::parse_groups;
 
 /// Small value pools so that rules and flows collide often.
 fn ip_pool() -> impl Strategy<Value = u32> {
@@ -295,8 +297,22 @@ fn action() -> impl Strategy<Value = OfAction> {
             },
         }),
         prop::collection::vec(clone_inner(), 0..3).prop_map(OfAction::Clone),
+        // GROUPS has 1 to 6; 7 does not exist.
+        (1u32..8).prop_map(OfAction::Group),
     ]
 }
+
+/// Every rule set has these groups: each type, buckets that rewrite,
+/// resubmit and chain, select by dp_hash (recirculating), by fields and by
+/// the slow-path default (weights that need over 256 hash values).
+const GROUPS: &str = "\
+group_id=1,type=all,bucket=mod_dl_src:00:00:00:00:00:aa,output:2,bucket=output:3
+group_id=2,type=select,bucket=output:1,bucket=set_field:10.0.0.9->ip_dst,output:2,bucket=weight:0,output:4
+group_id=3,type=ff,bucket=watch_port:CONTROLLER,output:2,bucket=watch_group:1,resubmit(,1)
+group_id=4,type=select,selection_method=hash,fields(ip_src,tcp_dst),bucket=output:1,bucket=output:2
+group_id=5,type=indirect,bucket=push_vlan:0x8100,set_field:4196->vlan_vid,group:1
+group_id=6,type=select,bucket=weight:1,output:1,bucket=weight:1000,output:3
+";
 
 /// `push`/`pop` of fields every packet has, and of a register.
 fn stack_action() -> impl Strategy<Value = OfAction> {
@@ -554,6 +570,7 @@ fn inside(f: &Flow, wc: &Flow, noise: &Flow) -> Flow {
 static CONJUNCTIONS: AtomicUsize = AtomicUsize::new(0);
 static LEARNED: AtomicUsize = AtomicUsize::new(0);
 static RESUMED: AtomicUsize = AtomicUsize::new(0);
+static HASHED: AtomicUsize = AtomicUsize::new(0);
 
 /// Checks one rule set and flow, after the `teachers` have run their
 /// `learn` actions, then the recirculations its translation forked
@@ -566,6 +583,9 @@ fn check(
     resumes: &[u8],
 ) -> Result<(), TestCaseError> {
     let mut tables = Tables::from_rules(specs.iter().map(build_rule));
+    for g in parse_groups(GROUPS).unwrap() {
+        tables.add_group(g).unwrap();
+    }
     let learning = XlateConfig {
         side_effects: true,
         ..XlateConfig::default()
@@ -582,6 +602,16 @@ fn check(
     let mut resumes = resumes.iter().copied();
     while let Some(f) = pending.pop() {
         let out = check_one(&tables, &cfg, &f, noises)?;
+        // A select group's recirculation comes back with a dp_hash.
+        for pair in out.actions.windows(2) {
+            if let [OdpAction::Hash { .. }, OdpAction::Recirc(id)] = pair {
+                let mut g = f;
+                g.recirc_id = *id;
+                g.dp_hash = noises[0].nw_src.rotate_left(7) | 1;
+                pending.push(g);
+                HASHED.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         for r in out.recircs {
             if let Some(state) = resumes.next() {
                 let mut g = r.flow;
@@ -665,17 +695,18 @@ fn flows_inside_a_megaflow_get_its_actions() {
     if let Err(e) = worker.join().unwrap() {
         panic!("{e}");
     }
-    let (conj, learned, resumed) = (
+    let (conj, learned, resumed, hashed) = (
         CONJUNCTIONS.load(Ordering::Relaxed),
         LEARNED.load(Ordering::Relaxed),
         RESUMED.load(Ordering::Relaxed),
+        HASHED.load(Ordering::Relaxed),
     );
     eprintln!(
         "{conj} translations through a conjunction, {learned} rules learned, \
-         {resumed} recirculations resumed"
+         {resumed} recirculations resumed, {hashed} select groups resumed with a dp_hash"
     );
     assert!(
-        conj > 0 && learned > 0 && resumed > 0,
-        "{conj} conjunctions, {learned} learned, {resumed} resumed"
+        conj > 0 && learned > 0 && resumed > 0 && hashed > 0,
+        "{conj} conjunctions, {learned} learned, {resumed} resumed, {hashed} hashed"
     );
 }

@@ -488,6 +488,7 @@ fn nested_actions_survive_netlink_serialization() {
     let actions = vec![
         OdpAction::Clone(vec![OdpAction::PopVlan, OdpAction::Output(3)]),
         OdpAction::Trunc(100),
+        OdpAction::Hash { alg: 1, basis: 7 },
         OdpAction::Output(2),
         OdpAction::CheckPktLen {
             pkt_len: 1500,
@@ -503,7 +504,12 @@ fn nested_actions_survive_netlink_serialization() {
     // clone: its actions nested directly; check_pkt_len: the length first,
     // then both lists, an empty one as an empty attribute.
     assert_eq!(&bytes[..4], &[16, 0, OVS_ACTION_ATTR_CLONE as u8, 0]);
-    let cpl = &bytes[32..];
+    // hash: struct ovs_action_hash { alg, basis }, host order.
+    assert_eq!(
+        &bytes[24..36],
+        &[12, 0, OVS_ACTION_ATTR_HASH as u8, 0, 1, 0, 0, 0, 7, 0, 0, 0]
+    );
+    let cpl = &bytes[44..];
     assert_eq!(&cpl[..4], &[28, 0, OVS_ACTION_ATTR_CHECK_PKT_LEN as u8, 0]);
     assert_eq!(&cpl[4..10], &[6, 0, 1, 0, 0xdc, 0x05]);
     assert_eq!(&cpl[24..28], &[4, 0, 3, 0]);

@@ -494,3 +494,48 @@ fn reserved_output_ports_parse() {
         assert!(parse_rule(&format!("actions={a}")).is_ok(), "{a}");
     }
 }
+
+#[test]
+fn groups_parse_print_as_dump_groups_and_errors_say_why() {
+    use crate::format::ofp_rule::format_group;
+    use crate::group::{GroupType, Selection};
+    let g = parse_group(
+        "group_id=3,type=select,bucket=weight:100,watch_port:2,actions=output:2,\
+         bucket=mod_dl_src:00:00:00:00:00:aa,output:3",
+    )
+    .unwrap();
+    assert_eq!(g.kind, GroupType::Select);
+    assert!(matches!(&g.selection, Selection::DpHash { hash_map, .. } if hash_map.len() == 128));
+    assert_eq!(
+        format_group(&g),
+        "group_id=3,type=select,bucket=weight:100,watch_port:2,actions=output:2,\
+         bucket=actions=set_field:00:00:00:00:00:aa->eth_src,output:3"
+    );
+    // Buckets have no match: no prerequisites are checked there.
+    let g = parse_group("group_id=1,type=indirect,bucket=set_field:10.0.0.9->ip_dst,output:4");
+    assert!(g.is_ok(), "{g:?}");
+    let g = parse_group(
+        "group_id=1,type=select,selection_method=hash,fields(ip_src,tcp_dst),bucket=output:1",
+    )
+    .unwrap();
+    assert!(matches!(&g.selection, Selection::Hash { fields, .. } if fields.len() == 2));
+    assert_eq!(
+        rule("ip,actions=group:7").instructions.apply,
+        [OfAction::Group(7)]
+    );
+    let bad = |s: &str| parse_group(s).unwrap_err().to_string();
+    assert!(bad("type=all,bucket=output:1").contains("must specify a group_id"));
+    assert!(bad("group_id=1,type=any,bucket=output:1").contains("invalid group type"));
+    assert!(bad("group_id=1,type=ff,bucket=output:1").contains("requires watch_port"));
+    assert!(
+        bad("group_id=1,type=indirect,bucket=output:1,bucket=output:2").contains("exactly one")
+    );
+    assert!(bad("group_id=1,type=all,bucket=output:1,frobnicate").contains("unknown action"));
+    assert!(
+        bad("group_id=1,type=all,selection_method=hash,bucket=output:1")
+            .contains("only for select")
+    );
+    assert_eq!(parse_group_id("group_id=5").unwrap(), Some(5));
+    assert_eq!(parse_group_id("").unwrap(), None);
+    assert!(parse_group_id("group=5").is_err());
+}
