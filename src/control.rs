@@ -232,6 +232,7 @@ pub enum Job {
 
 static ACCEPT_LOG: RateLimit = RateLimit::new(5, 20);
 static REFUSED_LOG: RateLimit = RateLimit::new(5, 20);
+static BAD_UNIXCTL_LOG: RateLimit = RateLimit::new(5, 20);
 
 /// Serves the listener on its own thread: each connection gets a thread,
 /// which reads its request and sends it to `jobs` to be run, then writes
@@ -381,13 +382,21 @@ fn unixctl_session(
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    tracing::info!(error = %e, "bad unixctl request: closing");
+                    if let Some(dropped) = BAD_UNIXCTL_LOG.check() {
+                        tracing::info!(error = %e, dropped_messages = dropped, "bad unixctl request: closing");
+                    }
                     return;
                 }
             }
         }
         if buf.len() > limits.max_text {
-            tracing::info!(limit = limits.max_text, "unixctl request too long: closing");
+            if let Some(dropped) = BAD_UNIXCTL_LOG.check() {
+                tracing::info!(
+                    limit = limits.max_text,
+                    dropped_messages = dropped,
+                    "unixctl request too long: closing"
+                );
+            }
             return;
         }
         match read_some(&mut stream, &mut chunk, limits) {

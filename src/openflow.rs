@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actors::fanout::Subscription;
+use actors::log_limit::RateLimit as LogLimit;
 use actors::packet_in::{ControllerPacket, ControllerReason};
 use actors::pipeline::Pipeline;
 use actors::protocol::{GetSnapshot, RuleChange, RuleStats};
@@ -382,7 +383,12 @@ pub fn bind(endpoints: Vec<Endpoint>) -> anyhow::Result<Bound> {
     Ok(bound)
 }
 
-static ACCEPT_LOG: actors::log_limit::RateLimit = actors::log_limit::RateLimit::new(5, 20);
+static ACCEPT_LOG: LogLimit = LogLimit::new(5, 20);
+/// Connections opened and closed: a peer (or a controller that accepts
+/// and hangs up) repeats them at will.
+static CONNECTION_LOG: LogLimit = LogLimit::new(20, 40);
+/// Error messages from a peer, which may send them by the thousand.
+static PEER_ERROR_LOG: LogLimit = LogLimit::new(5, 20);
 
 /// How long an accept loop waits after a failure (out of descriptors, most
 /// likely: the failure repeats until something is freed).
@@ -466,7 +472,9 @@ async fn controller(switch: Rc<Switch>, ep: Endpoint) {
             Endpoint::Tcp(addr) => match tokio::net::TcpStream::connect(addr).await {
                 Ok(s) => {
                     let _ = s.set_nodelay(true);
-                    tracing::info!(%addr, "connected to controller");
+                    if let Some(dropped) = CONNECTION_LOG.check() {
+                        tracing::info!(%addr, dropped_messages = dropped, "connected to controller");
+                    }
                     switch.fail_open.controller_up(&switch).await;
                     connection(switch.clone(), s, addr.to_string(), Kind::Controller).await;
                     switch.fail_open.controller_down();
@@ -479,7 +487,9 @@ async fn controller(switch: Rc<Switch>, ep: Endpoint) {
             },
             Endpoint::Unix(path) => match tokio::net::UnixStream::connect(path).await {
                 Ok(s) => {
-                    tracing::info!(path = %path.display(), "connected to controller");
+                    if let Some(dropped) = CONNECTION_LOG.check() {
+                        tracing::info!(path = %path.display(), dropped_messages = dropped, "connected to controller");
+                    }
                     switch.fail_open.controller_up(&switch).await;
                     connection(
                         switch.clone(),
@@ -639,7 +649,9 @@ where
             }
             _ = tokio::time::sleep_until(last_heard + PROBE_INTERVAL) => {
                 if probe_sent {
-                    tracing::info!(%peer, "OpenFlow peer silent after an echo request: closing");
+                    if let Some(dropped) = CONNECTION_LOG.check() {
+                        tracing::info!(%peer, dropped_messages = dropped, "OpenFlow peer silent after an echo request: closing");
+                    }
                     return;
                 }
                 probe_sent = true;
@@ -669,7 +681,9 @@ where
                     at += len;
                     if !conn.handle(&msg).await {
                         let _ = flush_out(&mut conn, &mut wr).await;
-                        tracing::info!(%peer, "OpenFlow connection closed by the switch");
+                        if let Some(dropped) = CONNECTION_LOG.check() {
+                            tracing::info!(%peer, dropped_messages = dropped, "OpenFlow connection closed by the switch");
+                        }
                         return;
                     }
                     if conn.out.len() > 64 && flush_out(&mut conn, &mut wr).await.is_err() {
@@ -678,7 +692,9 @@ where
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    tracing::warn!(%peer, error = %e, "OpenFlow framing broken: closing");
+                    if let Some(dropped) = CONNECTION_LOG.check() {
+                        tracing::warn!(%peer, error = %e, dropped_messages = dropped, "OpenFlow framing broken: closing");
+                    }
                     return;
                 }
             }
@@ -858,7 +874,14 @@ impl Conn {
                 }
             },
             Request::Error { kind, code } => {
-                tracing::info!(kind, code, "OpenFlow peer sent an error");
+                if let Some(dropped) = PEER_ERROR_LOG.check() {
+                    tracing::info!(
+                        kind,
+                        code,
+                        dropped_messages = dropped,
+                        "OpenFlow peer sent an error"
+                    );
+                }
             }
             Request::EchoRequest(data) => self.out.push(of::encode_echo_reply(v, xid, &data)),
             Request::EchoReply | Request::Accepted(_) => {}

@@ -686,6 +686,65 @@ fn accept_out_of_descriptors_backs_off_quietly() {
     });
 }
 
+// Lines a peer can make repeat (OpenFlow errors and broken connections,
+// bad unixctl requests, rule changes) are rate-limited: thousands of them
+// leave a few dozen log lines.
+#[test]
+fn peers_cannot_flood_the_log() {
+    let dir = test_dir("op17");
+    let mgmt = dir.join("br0.mgmt");
+    let openflow = format!("[openflow]\nlisten = [\"punix:{}\"]\n", mgmt.display());
+    let d = Daemon::start("op17", &[], RULES, &openflow);
+    let count = |what: &str| d.log().lines().filter(|l| l.contains(what)).count();
+    // One connection sends a hello and 3000 OFPT_ERROR messages.
+    let mut s = UnixStream::connect(&mgmt).unwrap();
+    let mut msgs = vec![4u8, 0, 0, 8, 0, 0, 0, 1];
+    for xid in 0..3000u32 {
+        msgs.extend_from_slice(&[4, 1, 0, 12]);
+        msgs.extend_from_slice(&xid.to_be_bytes());
+        msgs.extend_from_slice(&[0, 1, 0, 0]);
+    }
+    s.write_all(&msgs).unwrap();
+    // 300 connections whose framing is broken (a length under 8).
+    for _ in 0..300 {
+        let mut s = UnixStream::connect(&mgmt).unwrap();
+        let _ = s.write_all(&[4, 0, 0, 4, 0, 0, 0, 0]);
+        let _ = s.read_to_end(&mut Vec::new());
+    }
+    // 300 bad unixctl requests on the control socket.
+    for _ in 0..300 {
+        let mut c = UnixStream::connect(&d.socket).unwrap();
+        let _ = c.write_all(b"{}x");
+        let _ = c.read_to_end(&mut Vec::new());
+    }
+    // 300 rule changes.
+    for i in 0..300 {
+        d.ctl(
+            Ctl::AddFlow,
+            &format!("table=0,priority=5,udp,tp_dst={i},actions=drop"),
+        );
+    }
+    drop(s);
+    d.wait_until(
+        "the daemon read everything",
+        Duration::from_secs(10),
+        || count("framing broken") > 0 && count("bad unixctl request") > 0,
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    for (what, most) in [
+        ("OpenFlow peer sent an error", 25),
+        ("framing broken", 45),
+        ("bad unixctl request", 25),
+        ("rules changed", 110),
+    ] {
+        let n = count(what);
+        assert!((1..=most).contains(&n), "{n} lines of {what:?}");
+    }
+    assert!(d.log().len() < 64 * 1024, "{} bytes of log", d.log().len());
+    assert_eq!(n_rules(&d), 302, "the daemon still serves");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 // Control connections time out when idle, and too many at once are
 // answered with an error instead of being held.
 #[test]
@@ -935,6 +994,38 @@ fn port_drops_are_counted_in_dump_ports_upcall_show_and_metrics() {
                 && l.ends_with(&format!(" {drop}"))
         })
     });
+}
+
+// An interface that goes down and up again (an operator's `ip link set`,
+// a peer restarting) gets its port back: the receive error is counted
+// and retried, not the end of the port.
+#[test]
+fn a_port_whose_interface_flaps_forwards_again() {
+    require_root();
+    let (a, b) = two_hosts("op16");
+    let d = Daemon::start("op16", &[(&a.port, 1), (&b.port, 2)], RULES, "");
+    assert!(ping_ok(&a, b.addr, 5), "ping before the flap");
+    let errs = |d: &Daemon| {
+        let dump = d.ctl(Ctl::DumpPorts, "");
+        let line = dump
+            .lines()
+            .find(|l| l.trim_start().starts_with("port  1:"))
+            .unwrap_or_else(|| panic!("no port 1 in {dump}"))
+            .to_string();
+        field(&line, "errs").unwrap()
+    };
+    let before = errs(&d);
+    for state in ["down", "up"] {
+        ip(&["link", "set", &a.port, state]);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(ping_ok(&a, b.addr, 10), "no ping after the flap");
+    assert!(errs(&d) > before, "the receive error was not counted");
+    assert!(
+        d.log().contains("receive failed"),
+        "the error was not logged: {}",
+        d.log()
+    );
 }
 
 fn rss_kib(pid: u32) -> u64 {

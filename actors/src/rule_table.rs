@@ -25,6 +25,10 @@ use crate::supervisor::guarded;
 use crate::tables::{GroupModError, LearnOutcome, RuleEntry, Tables};
 use messages::ofp::flow_flags;
 
+/// "rules changed" lines: a controller or a script may change rules many
+/// times a second.
+static CHANGE_LOG: crate::log_limit::RateLimit = crate::log_limit::RateLimit::new(60, 100);
+
 /// How often rules are checked for expiry (OVS checks about once a
 /// second; timeouts are in seconds).
 pub const EXPIRY_INTERVAL: Duration = Duration::from_millis(250);
@@ -171,7 +175,14 @@ impl RuleTable {
         for s in &self.subscribers {
             s.do_send(Snapshot(self.snapshot.clone()));
         }
-        tracing::info!(version, rules = self.tables.len(), "rules changed");
+        if let Some(dropped) = CHANGE_LOG.check() {
+            tracing::info!(
+                version,
+                rules = self.tables.len(),
+                dropped_messages = dropped,
+                "rules changed"
+            );
+        }
     }
 }
 

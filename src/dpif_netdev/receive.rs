@@ -22,6 +22,40 @@ pub(super) const UPCALL_BURST: usize = messages::dpif::UPCALL_MAX_BATCH;
 /// Frames read but not yet processed, with their input ports.
 pub(super) type Burst = Vec<(u32, Vec<u8>)>;
 
+/// What a receive loop does when its port's socket fails: an error such as
+/// `ENETDOWN` (the interface went down) is transient, so the loop counts it
+/// (`rx_errors`), logs it at a limited rate, waits (10 ms, doubling to 1 s
+/// while failures go on) and reads again, instead of leaving the port deaf.
+pub(super) struct RxErrors {
+    backoff: std::time::Duration,
+}
+
+static RX_ERROR_LOG: actors::log_limit::RateLimit = actors::log_limit::RateLimit::new(5, 20);
+
+impl RxErrors {
+    pub(super) fn new() -> Self {
+        RxErrors {
+            backoff: std::time::Duration::ZERO,
+        }
+    }
+
+    pub(super) fn ok(&mut self) {
+        self.backoff = std::time::Duration::ZERO;
+    }
+
+    pub(super) fn failed(&mut self, port: &Port, e: &std::io::Error) {
+        port.counters.rx_errors.fetch_add(1, Ordering::Relaxed);
+        self.backoff = (self.backoff * 2).clamp(
+            std::time::Duration::from_millis(10),
+            std::time::Duration::from_secs(1),
+        );
+        if let Some(dropped) = RX_ERROR_LOG.check() {
+            tracing::warn!(port = %port.info.name, error = %e, retry_in = ?self.backoff, dropped_messages = dropped, "receive failed");
+        }
+        std::thread::sleep(self.backoff);
+    }
+}
+
 /// Whether a receive loop may block waiting for the next frame: only with
 /// nothing read and no misses held (held misses would wait for the next
 /// input too, up to a poll interval).
@@ -63,17 +97,20 @@ impl Core {
         let mut rx = self.rx_state();
         let mut burst: Burst = Vec::with_capacity(BURST);
         let mut buf = Vec::new();
+        let mut errors = RxErrors::new();
         while !stop.load(Ordering::Relaxed) {
             // Wait for one frame, then take whatever else is already there;
             // held misses are queued at once when no frame is there.
             while burst.len() < BURST {
                 match port.io.recv(&mut buf, may_wait(&burst, &rx)) {
-                    Ok(true) => burst.push((port.info.number, std::mem::take(&mut buf))),
+                    Ok(true) => {
+                        errors.ok();
+                        burst.push((port.info.number, std::mem::take(&mut buf)))
+                    }
                     Ok(false) => break,
                     Err(e) => {
-                        port.counters.rx_errors.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(port = %port.info.name, error = %e, "receive failed; port stops reading");
-                        return;
+                        errors.failed(port, &e);
+                        break;
                     }
                 }
             }
@@ -105,17 +142,19 @@ impl Core {
             in_port: port.info.number,
             ..Flow::default()
         };
+        let mut errors = RxErrors::new();
         while !stop.load(Ordering::Relaxed) {
             while burst.len() < BURST {
                 match vport.recv(&mut buf, &mut md, may_wait(&burst, &rx)) {
                     Ok(true) => {
+                        errors.ok();
                         burst.push((port.info.number, std::mem::take(&mut buf)));
                         mds.push(md);
                     }
                     Ok(false) => break,
                     Err(e) => {
-                        tracing::warn!(port = %port.info.name, error = %e, "receive failed; port stops reading");
-                        return;
+                        errors.failed(port, &e);
+                        break;
                     }
                 }
             }
