@@ -216,3 +216,70 @@ impl Ctx<'_> {
         wc.vlans[0].tci |= VLAN_VID_MASK | VLAN_CFI;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use messages::format::megaflow::format_megaflow;
+    use messages::format::odp_actions::format_odp_actions;
+    use messages::parse::flow::parse_trace_flow;
+    use messages::parse::rules::{parse_group, parse_rules};
+
+    use crate::tables::Tables;
+    use crate::xlate::{xlate, XlateConfig};
+
+    /// OVS's ofproto-dpif.at "group actions have no effect afterwards": the
+    /// first pass hashes and recirculates; the second, with any dp_hash,
+    /// runs the bucket and undoes it for the output after the group, and
+    /// its megaflow matches the 16 hash values' bits and the rewritten
+    /// source (OVS installs `recirc_id(0x1),dp_hash(0xXXXX/0xf),in_port(1),
+    /// eth_type(0x0800),ipv4(src=192.168.0.1,frag=no)`).
+    #[test]
+    fn a_select_group_resumes_on_its_dp_hash_as_ovs() {
+        let mut tables = Tables::from_rules(parse_rules("ip,actions=group:1234,output:8").unwrap());
+        tables
+            .add_group(
+                parse_group(
+                    "group_id=1234,type=select,bucket=set_field:192.168.3.90->ip_src,output:8",
+                )
+                .unwrap(),
+            )
+            .unwrap();
+        let cfg = XlateConfig::default();
+        let flow = parse_trace_flow(
+            "in_port=1,dl_src=50:54:00:00:00:07,dl_dst=50:54:00:00:00:01,dl_type=0x0800,\
+             nw_src=192.168.0.1,nw_dst=192.168.1.2,nw_proto=1,nw_ttl=128,icmp_type=8",
+        )
+        .unwrap();
+        let first = xlate(&tables, &flow, &cfg);
+        assert_eq!(
+            format_odp_actions(&first.actions),
+            "hash(sym_l4(0)),recirc(0x1)"
+        );
+        assert_eq!(
+            format_megaflow(&flow, &first.wc),
+            "recirc_id=0,eth,ip,in_port=1,nw_frag=no"
+        );
+        for dp_hash in [0x1234_5678, 0x9, 0xffff_fff0] {
+            let mut again = flow;
+            again.recirc_id = 1;
+            again.dp_hash = dp_hash;
+            let second = xlate(&tables, &again, &cfg);
+            assert_eq!(
+                format_odp_actions(&second.actions),
+                "set(ipv4(src=192.168.3.90)),8,set(ipv4(src=192.168.0.1)),8"
+            );
+            assert_eq!(second.wc.dp_hash, 0xf);
+            assert_eq!(second.wc.nw_src, u32::MAX);
+            assert_eq!(second.wc.recirc_id, u32::MAX);
+        }
+        // With the kernel's hash only, the group asks for it.
+        let kernel = XlateConfig {
+            l4_hash_only: true,
+            ..XlateConfig::default()
+        };
+        assert_eq!(
+            format_odp_actions(&xlate(&tables, &flow, &kernel).actions),
+            "hash(l4(0)),recirc(0x1)"
+        );
+    }
+}
