@@ -168,6 +168,16 @@ pub fn upcall_show(
         g(&s.op_errors),
         g(&s.dpif_batches)
     );
+    if g(&s.op_errors) > 0 {
+        let _ = writeln!(
+            out,
+            "  refused       : puts {} deletes {} executes {} (last: {})",
+            g(&s.put_errors),
+            g(&s.delete_errors),
+            g(&s.execute_errors),
+            s.last_op_error.lock()
+        );
+    }
     let restarts: Vec<String> = ACTORS
         .iter()
         .map(|a| format!("{a}:{}", s.restarts(a)))

@@ -204,6 +204,8 @@ pub fn write_ops(dpif: &dyn Dpif, batch: &mut [DpifOp], ukeys: &Ukeys, stats: &P
     // Counted here and added once per batch: the counters are shared
     // with every thread that reads them.
     let (mut puts, mut modifies, mut deletes, mut executes, mut errors) = (0, 0, 0, 0, 0);
+    let (mut put_errors, mut delete_errors, mut execute_errors) = (0, 0, 0);
+    let mut last_error = None;
     for (op, result) in batch.iter().zip(results) {
         match (op, result) {
             (DpifOp::FlowPut(put), Ok(())) if put.mode == PutMode::Create => {
@@ -222,17 +224,24 @@ pub fn write_ops(dpif: &dyn Dpif, batch: &mut [DpifOp], ukeys: &Ukeys, stats: &P
                     // it. (One that was there already, EEXIST, is
                     // adopted again by the next dump.)
                     DpifOp::FlowPut(put) if put.mode == PutMode::Create => {
+                        put_errors += 1;
                         ukeys.remove(put.ufid);
                     }
                     // Gone already (ENOENT), or not ours to keep.
                     DpifOp::FlowDel { ufid } => {
+                        delete_errors += 1;
                         ukeys.remove(*ufid);
                     }
-                    _ => {}
+                    DpifOp::Execute(_) => execute_errors += 1,
+                    DpifOp::FlowPut(_) => {}
                 }
                 tracing::debug!(error = %e, "datapath refused an operation");
+                last_error = Some(e);
             }
         }
+    }
+    if let Some(e) = last_error {
+        *stats.last_op_error.lock() = e.to_string();
     }
     for (counter, n) in [
         (&stats.flow_puts, puts),
@@ -240,6 +249,9 @@ pub fn write_ops(dpif: &dyn Dpif, batch: &mut [DpifOp], ukeys: &Ukeys, stats: &P
         (&stats.flow_deletes, deletes),
         (&stats.executes, executes),
         (&stats.op_errors, errors),
+        (&stats.put_errors, put_errors),
+        (&stats.delete_errors, delete_errors),
+        (&stats.execute_errors, execute_errors),
     ] {
         if n > 0 {
             PipelineStats::add(counter, n);

@@ -450,7 +450,7 @@ impl Actor for Revalidator {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.run_interval(self.config.interval, |_, ctx| ctx.notify(Tick));
+        ctx.run_later(self.config.interval, |_, ctx| ctx.notify(Tick));
     }
 }
 
@@ -465,7 +465,15 @@ impl Handler<Tick> for Revalidator {
 
     fn handle(&mut self, _: Tick, ctx: &mut Context<Self>) {
         let stats = self.stats.clone();
-        guarded("revalidator", &stats, ctx, || self.round());
+        let start = Instant::now();
+        if guarded("revalidator", &stats, ctx, || self.round()).is_some() {
+            // The next round `interval` after this one started, or at once
+            // if it took longer, as OVS's revalidators: never the burst of
+            // rounds a fixed-rate timer fires after a long round (at 200 000
+            // flows in the kernel VM that kept the revalidator busy).
+            let wait = self.config.interval.saturating_sub(start.elapsed());
+            ctx.run_later(wait, |_, ctx| ctx.notify(Tick));
+        }
     }
 }
 

@@ -67,6 +67,12 @@ pub struct PipelineStats {
     pub flow_deletes: AtomicU64,
     /// Datapath operations refused by the datapath.
     pub op_errors: AtomicU64,
+    /// Of those, puts, deletes and executes (the rest: modifies).
+    pub put_errors: AtomicU64,
+    pub delete_errors: AtomicU64,
+    pub execute_errors: AtomicU64,
+    /// The last refusal, for `upcall-show`.
+    pub last_op_error: parking_lot::Mutex<String>,
     /// Packets executed on behalf of upcalls.
     pub executes: AtomicU64,
     /// Batches the dpif-writer sent.
