@@ -746,14 +746,6 @@ impl Config {
         }
         self.tlv_map()?;
         self.tunnel_vports()?;
-        if self.datapath.kind == DatapathType::Kernel {
-            if let Some(p) = self.ports.iter().find(|p| p.is_tunnel()) {
-                return invalid(format!(
-                    "port {:?}: tunnel ports are not supported on the kernel datapath yet",
-                    p.name
-                ));
-            }
-        }
         self.port_vlans()?;
         if !(15..=3600).contains(&self.mac_aging_time) {
             return invalid(format!(

@@ -38,7 +38,8 @@ use messages::netlink::consts::*;
 use messages::netlink::writer::{MessageWriter, RequestHeader};
 use messages::netlink::{
     actions_from_attrs, actions_to_attrs, key_from_attrs, mask_from_attrs, megaflow_to_attrs,
-    metadata_to_attrs, DpAttr, DpMessage, FlowAttr, FlowMessage, OvsAttr, PacketAttr,
+    metadata_to_attrs, tunnel_kind_of_vport_type, tunnel_vport_options, tunnel_vport_type,
+    tunnel_vport_udp_port, DpAttr, DpMessage, FlowAttr, FlowMessage, OvsAttr, PacketAttr,
     PacketMessage, VportAttr, VportMessage,
 };
 use netlink_packet_core::{ParseableParametrized, NLM_F_CREATE, NLM_F_DUMP, NLM_F_ECHO};
@@ -893,25 +894,28 @@ impl Dpif for KernelDpif {
     }
 
     fn port_add(&self, spec: &PortSpec) -> Result<u32, DpifError> {
-        let vport_type = match spec.kind {
-            PortKind::System => OVS_VPORT_TYPE_NETDEV,
-            PortKind::Internal => OVS_VPORT_TYPE_INTERNAL,
+        // A tunnel vport is the module's own VXLAN/Geneve vport: the kernel
+        // makes a metadata-collecting tunnel device listening on the UDP
+        // port (OVS's compat path; its rtnetlink path makes the same device).
+        let (vport_type, options) = match spec.kind {
+            PortKind::System => (OVS_VPORT_TYPE_NETDEV, None),
+            PortKind::Internal => (OVS_VPORT_TYPE_INTERNAL, None),
             PortKind::Replay { .. } => {
                 return Err(DpifError::Refused(
                     "replay ports exist only on the userspace datapath".into(),
                 ))
             }
-            PortKind::Tunnel { .. } => {
-                return Err(DpifError::Refused(
-                    "tunnel vports are not supported on the kernel datapath yet".into(),
-                ))
-            }
+            PortKind::Tunnel { kind, udp_port } => (
+                tunnel_vport_type(kind),
+                Some(tunnel_vport_options(udp_port)),
+            ),
         };
         let mut attrs = vec![
             VportAttr::Name(spec.name.clone()),
             VportAttr::Type(vport_type),
             VportAttr::UpcallPids(self.vport_pids()),
         ];
+        attrs.extend(options.map(VportAttr::Options));
         if let Some(n) = spec.number {
             attrs.push(VportAttr::PortNo(n));
         }
@@ -933,6 +937,15 @@ impl Dpif for KernelDpif {
                         errno,
                     )),
                 }
+            }
+            // The module loads `vport-vxlan`/`vport-geneve` on demand and
+            // asks for a retry; without them the type stays unknown.
+            Err(libc::EAFNOSUPPORT) if matches!(spec.kind, PortKind::Tunnel { .. }) => {
+                let kind = tunnel_kind_of_vport_type(vport_type).map_or("tunnel", |k| k.name());
+                return Err(DpifError::Refused(format!(
+                    "adding tunnel port {}: the kernel has no {kind} vport (module vport-{kind} not loaded?)",
+                    spec.name
+                )));
             }
             Err(e) => return Err(refused(&format!("adding port {}", spec.name), e)),
         };
@@ -965,13 +978,25 @@ impl Dpif for KernelDpif {
                 let mut number = None;
                 let mut name = None;
                 let mut kind = PortKind::System;
+                let mut tunnel = None;
+                let mut udp_port = None;
                 for a in m.attrs {
                     match a {
                         VportAttr::PortNo(n) => number = Some(n),
                         VportAttr::Name(s) => name = Some(s),
                         VportAttr::Type(OVS_VPORT_TYPE_INTERNAL) => kind = PortKind::Internal,
+                        VportAttr::Type(t) => tunnel = tunnel_kind_of_vport_type(t),
+                        VportAttr::Options(o) => {
+                            udp_port = tunnel_vport_udp_port(&o).ok().flatten()
+                        }
                         _ => {}
                     }
+                }
+                if let (Some(tunnel), Some(udp_port)) = (tunnel, udp_port) {
+                    kind = PortKind::Tunnel {
+                        kind: tunnel,
+                        udp_port,
+                    };
                 }
                 Some(PortInfo {
                     number: number?,

@@ -17,12 +17,20 @@ pub struct Daemon {
     child: Option<Child>,
     pub dir: PathBuf,
     pub socket: PathBuf,
+    /// The network namespace it runs in (its datapath lives there), if not
+    /// the test's own.
+    pub netns: Option<String>,
 }
 
 impl Daemon {
     /// Writes `config` (the control socket and rules file lines are added)
     /// and `rules` into a directory named after `tag`, and starts the daemon.
     pub fn start(tag: &str, config: &str, rules: &str) -> Daemon {
+        Daemon::start_in(None, tag, config, rules)
+    }
+
+    /// As `start`, the daemon running in network namespace `netns`.
+    pub fn start_in(netns: Option<&str>, tag: &str, config: &str, rules: &str) -> Daemon {
         let dir = std::env::temp_dir().join(format!("upcalld-kd-{tag}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -37,6 +45,7 @@ impl Daemon {
             child: None,
             dir,
             socket,
+            netns: netns.map(String::from),
         };
         d.spawn();
         d
@@ -52,7 +61,16 @@ impl Daemon {
             .append(true)
             .open(self.dir.join("upcalld.log"))
             .unwrap();
-        let child = Command::new(std::env::current_exe().unwrap())
+        let exe = std::env::current_exe().unwrap();
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("/sbin/ip");
+                c.args(["netns", "exec", ns]).arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        };
+        let child = cmd
             .args(["daemon_child", "--exact", "--ignored", "--nocapture"])
             .env(CONFIG_ENV, self.dir.join("upcalld.toml"))
             .env(
@@ -77,8 +95,15 @@ impl Daemon {
             .map(|r| r.unwrap_or_else(|e| e))
             .unwrap_or_else(|e| e.to_string());
         let dpctl = |args: &[&str]| {
-            Command::new("ovs-dpctl")
-                .args(args)
+            let mut c = match &self.netns {
+                Some(ns) => {
+                    let mut c = Command::new("/sbin/ip");
+                    c.args(["netns", "exec", ns, "ovs-dpctl"]);
+                    c
+                }
+                None => Command::new("ovs-dpctl"),
+            };
+            c.args(args)
                 .output()
                 .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
                 .unwrap_or_default()

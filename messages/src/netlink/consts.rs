@@ -54,6 +54,11 @@ pub const OVS_PACKET_ATTR_HASH: u16 = 11;
 // enum ovs_vport_type
 pub const OVS_VPORT_TYPE_NETDEV: u32 = 1;
 pub const OVS_VPORT_TYPE_INTERNAL: u32 = 2;
+pub const OVS_VPORT_TYPE_VXLAN: u32 = 4;
+pub const OVS_VPORT_TYPE_GENEVE: u32 = 5;
+
+// enum ovs_tunnel_attr (nested in OVS_VPORT_ATTR_OPTIONS)
+pub const OVS_TUNNEL_ATTR_DST_PORT: u16 = 1;
 
 // enum ovs_vport_attr
 pub const OVS_VPORT_ATTR_PORT_NO: u16 = 1;

@@ -2,7 +2,7 @@
 //! payloads of `netlink_packet_generic::GenlMessage`.
 
 use netlink_packet_core::{
-    DecodeError, Emitable, Nla, NlaBuffer, Parseable, ParseableParametrized,
+    DecodeError, Emitable, Nla, NlaBuffer, NlasIterator, Parseable, ParseableParametrized,
 };
 use netlink_packet_generic::{GenlFamily, GenlHeader};
 
@@ -233,6 +233,47 @@ impl Nla for VportAttr {
             }
         }
     }
+}
+
+/// A tunnel vport's `OVS_VPORT_TYPE_*` for its tunnel type.
+pub fn tunnel_vport_type(kind: crate::tunnel::TunnelKind) -> u32 {
+    match kind {
+        crate::tunnel::TunnelKind::Vxlan => OVS_VPORT_TYPE_VXLAN,
+        crate::tunnel::TunnelKind::Geneve => OVS_VPORT_TYPE_GENEVE,
+    }
+}
+
+/// The tunnel type of an `OVS_VPORT_TYPE_*`, if it is one we make.
+pub fn tunnel_kind_of_vport_type(t: u32) -> Option<crate::tunnel::TunnelKind> {
+    match t {
+        OVS_VPORT_TYPE_VXLAN => Some(crate::tunnel::TunnelKind::Vxlan),
+        OVS_VPORT_TYPE_GENEVE => Some(crate::tunnel::TunnelKind::Geneve),
+        _ => None,
+    }
+}
+
+/// `OVS_VPORT_ATTR_OPTIONS` of a tunnel vport: its UDP port
+/// (`OVS_TUNNEL_ATTR_DST_PORT`, host order, as OVS's `dpif-netlink` sends it).
+pub fn tunnel_vport_options(udp_port: u16) -> Vec<u8> {
+    let mut v = Vec::with_capacity(8);
+    v.extend_from_slice(&6u16.to_ne_bytes());
+    v.extend_from_slice(&OVS_TUNNEL_ATTR_DST_PORT.to_ne_bytes());
+    v.extend_from_slice(&udp_port.to_ne_bytes());
+    v.extend_from_slice(&[0, 0]);
+    v
+}
+
+/// The UDP port in a tunnel vport's `OVS_VPORT_ATTR_OPTIONS`, if given.
+pub fn tunnel_vport_udp_port(options: &[u8]) -> Result<Option<u16>, DecodeError> {
+    for nla in NlasIterator::new(options) {
+        let nla = nla.map_err(|e| {
+            DecodeError::from(format!("OVS_VPORT_ATTR_OPTIONS: malformed attribute: {e}"))
+        })?;
+        if nla.kind() == OVS_TUNNEL_ATTR_DST_PORT {
+            return u16_ne(nla.value(), "OVS_TUNNEL_ATTR_DST_PORT").map(Some);
+        }
+    }
+    Ok(None)
 }
 
 impl<'a> Parseable<NlaBuffer<&'a [u8]>> for VportAttr {

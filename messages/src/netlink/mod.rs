@@ -25,6 +25,7 @@ pub mod writer;
 
 pub use actions::{actions_from_attrs, actions_to_attrs, ActionAttr};
 pub use families::{
+    tunnel_kind_of_vport_type, tunnel_vport_options, tunnel_vport_type, tunnel_vport_udp_port,
     DpAttr, DpMessage, FlowAttr, FlowMessage, OvsAttr, OvsDpStats, OvsMessage, PacketAttr,
     PacketMessage, VportAttr, VportMessage,
 };

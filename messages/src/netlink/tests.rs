@@ -6,6 +6,7 @@ use super::key::{emit_key_attrs, parse_key_attrs};
 use super::*;
 use crate::flow::*;
 use crate::odp::*;
+use crate::tunnel::TunnelKind;
 
 fn tcp_flow() -> Flow {
     Flow {
@@ -600,6 +601,31 @@ fn datapath_and_vport_messages_round_trip() {
     }
     assert_eq!(rt(&dp), dp);
     assert_eq!(rt(&vp), vp);
+}
+
+#[test]
+fn tunnel_vport_options_carry_the_udp_port() {
+    let opts = tunnel_vport_options(6081);
+    // One attribute: length 6, type OVS_TUNNEL_ATTR_DST_PORT, padded to 8.
+    assert_eq!(opts.len(), 8);
+    assert_eq!(tunnel_vport_udp_port(&opts).unwrap(), Some(6081));
+    assert_eq!(tunnel_vport_udp_port(&[]).unwrap(), None);
+    let err = tunnel_vport_udp_port(&[5, 0, 1, 0, 0xb5, 0, 0, 0]).unwrap_err();
+    assert!(
+        err.to_string().contains("OVS_TUNNEL_ATTR_DST_PORT"),
+        "{err}"
+    );
+    assert!(tunnel_vport_udp_port(&[40, 0, 1, 0]).is_err());
+    for kind in [TunnelKind::Vxlan, TunnelKind::Geneve] {
+        assert_eq!(
+            tunnel_kind_of_vport_type(tunnel_vport_type(kind)),
+            Some(kind)
+        );
+    }
+    assert_eq!(
+        tunnel_kind_of_vport_type(consts::OVS_VPORT_TYPE_NETDEV),
+        None
+    );
 }
 
 /// A flow the kernel can represent, of a random protocol.
