@@ -805,7 +805,12 @@ async fn serve(
         revalidators = ?cpus.revalidators,
         "thread CPUs (empty: any)"
     );
-    let xlate = pipeline_cfg.xlate.clone();
+    // Traces and packet-outs name OpenFlow ports (a tunnel's own), not
+    // datapath vports: no `tnl_port_receive` for them, as in OVS.
+    let xlate = XlateConfig {
+        tunnel_receive: false,
+        ..pipeline_cfg.xlate.clone()
+    };
     let conntrack_missing = backend.conntrack_missing();
     refuse_conntrack(&rules, conntrack_missing.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
     let pipeline = Pipeline::start(dpif.clone(), Tables::from_rules(rules), pipeline_cfg);

@@ -516,14 +516,20 @@ pub fn tunnel_mask_attrs(key: &Flow, mask: &Flow, map: &TlvMap) -> Vec<TunnelAtt
             u32::from(mask.tun_gbp_flags) << 16 | u32::from(mask.tun_gbp_id),
         ));
     }
+    // Every option of the key gets a mask (zeros where not matched): the
+    // kernel wants the mask's options as long as the key's.
     let mut opts = Vec::new();
     for (idx, m) in map.iter() {
-        if key.tun_md_present & mask.tun_md_present & (1 << idx) == 0 {
+        if key.tun_md_present & (1 << idx) == 0 {
             continue;
         }
         opts.extend_from_slice(&[0xff, 0xff, 0xff, 0x1f]);
         let off = m.offset as usize;
-        opts.extend_from_slice(&mask.tun_md[off..off + m.len as usize]);
+        if mask.tun_md_present & (1 << idx) != 0 {
+            opts.extend_from_slice(&mask.tun_md[off..off + m.len as usize]);
+        } else {
+            opts.resize(opts.len() + m.len as usize, 0);
+        }
     }
     if !opts.is_empty() {
         t.push(TunnelAttr::GeneveOpts(opts));
@@ -561,6 +567,61 @@ pub fn tunnel_from_attrs(
             }
             TunnelAttr::GeneveOpts(o) => geneve_opts_to_flow(o, map, flow)?,
             TunnelAttr::Other(..) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Fills a flow mask's tunnel from datapath mask attributes (a kernel
+/// flow's mask). The mask's Geneve options have all-ones headers, so their
+/// layout is the key's: its present options in the map's order, as
+/// `tunnel_mask_attrs` writes them; an option whose mask is all zeros is
+/// not matched.
+pub fn tunnel_mask_from_attrs(
+    attrs: &[TunnelAttr],
+    key: &Flow,
+    map: &TlvMap,
+    mask: &mut Flow,
+) -> Result<(), GeneveError> {
+    let (opts, rest): (Vec<&TunnelAttr>, Vec<TunnelAttr>) = (
+        attrs
+            .iter()
+            .filter(|a| matches!(a, TunnelAttr::GeneveOpts(_)))
+            .collect(),
+        attrs
+            .iter()
+            .filter(|a| !matches!(a, TunnelAttr::GeneveOpts(_)))
+            .cloned()
+            .collect(),
+    );
+    tunnel_from_attrs(&rest, map, mask)?;
+    for a in opts {
+        let TunnelAttr::GeneveOpts(bytes) = a else {
+            continue;
+        };
+        let mut rest = bytes.as_slice();
+        for (idx, m) in map.iter() {
+            if key.tun_md_present & (1 << idx) == 0 {
+                continue;
+            }
+            let len = m.len as usize;
+            let (header, data) = rest
+                .get(..4)
+                .zip(rest.get(4..4 + len))
+                .ok_or(GeneveError::Malformed)?;
+            if header[..3] != [0xff, 0xff, 0xff] {
+                // Class and type not matched exactly: not an option of ours.
+                return Err(GeneveError::Malformed);
+            }
+            if data.iter().any(|b| *b != 0) {
+                let off = m.offset as usize;
+                mask.tun_md[off..off + len].copy_from_slice(data);
+                mask.tun_md_present |= 1 << idx;
+            }
+            rest = &rest[4 + len..];
+        }
+        if !rest.is_empty() {
+            return Err(GeneveError::Malformed);
         }
     }
     Ok(())
@@ -745,6 +806,85 @@ mod tests {
         let mut ipv4 = encap_header(TunnelKind::Geneve, &f, &map);
         ipv4[2..4].copy_from_slice(&0x0800u16.to_be_bytes());
         assert!(decap(TunnelKind::Geneve, &ipv4, &map, &mut Flow::default()).is_err());
+    }
+
+    #[test]
+    fn a_kernel_flows_geneve_option_mask_reads_back() {
+        use crate::netlink::{key_from_attrs, mask_from_attrs, megaflow_to_attrs};
+        let map = std::sync::Arc::new(
+            TlvMap::from_text(
+                "{class=0xffff,type=0,len=4}->tun_metadata0,{class=0x102,type=0x80,len=8}->tun_metadata2",
+            )
+            .unwrap(),
+        );
+        let (f0, f2) = (
+            crate::field::Field::TunMetadata {
+                idx: 0,
+                off: 0,
+                len: 4,
+            },
+            crate::field::Field::TunMetadata {
+                idx: 2,
+                off: 4,
+                len: 8,
+            },
+        );
+        let mut key = Flow {
+            tun_dst: 0x0202_0202,
+            tun_src: 0x0101_0101,
+            tun_ttl: 64,
+            tun_flags: FLOW_TNL_F_KEY,
+            in_port: 6081,
+            dl_type: ETH_TYPE_IP,
+            ..Flow::default()
+        };
+        f0.set(&mut key, 0x1234);
+        f2.set(&mut key, 0x0102_0304_0506_0708);
+        // Option 0 matched under a mask, option 2 not at all.
+        let mut mask = Flow {
+            tun_dst: u32::MAX,
+            tun_src: u32::MAX,
+            in_port: u32::MAX,
+            dl_type: u16::MAX,
+            ..Flow::default()
+        };
+        f0.set(&mut mask, 0xff00);
+        crate::tlv::with_map(&map, || {
+            let (k, m) = megaflow_to_attrs(&key, &mask);
+            let back_key = key_from_attrs(&k).unwrap();
+            assert_eq!(back_key.tun_md_present, 0b101);
+            let back = mask_from_attrs(&back_key, Some(&m)).unwrap();
+            assert_eq!(back.tun_md_present, 0b001);
+            assert_eq!((f0.get(&back), f2.get(&back)), (0xff00, 0));
+            // The mask has both of the key's options (the kernel wants them
+            // as long as the key's), the unmatched one zero.
+            let opts_len = |attrs: &[crate::netlink::KeyAttr]| {
+                attrs.iter().find_map(|a| match a {
+                    crate::netlink::KeyAttr::Tunnel(t) => t.iter().find_map(|t| match t {
+                        TunnelAttr::GeneveOpts(o) => Some(o.len()),
+                        _ => None,
+                    }),
+                    _ => None,
+                })
+            };
+            assert_eq!(opts_len(&m), opts_len(&k));
+            assert_eq!(opts_len(&k), Some(4 + 4 + 4 + 8));
+            assert_eq!((back.tun_dst, back.tun_src), (u32::MAX, u32::MAX));
+            // A mask whose options do not follow the key's layout is an
+            // error naming the attribute, never a panic.
+            let mut short = m.clone();
+            for a in &mut short {
+                if let crate::netlink::KeyAttr::Tunnel(t) = a {
+                    for t in t.iter_mut() {
+                        if let TunnelAttr::GeneveOpts(o) = t {
+                            o.truncate(6);
+                        }
+                    }
+                }
+            }
+            let err = mask_from_attrs(&back_key, Some(&short)).unwrap_err();
+            assert!(err.to_string().contains("OVS_KEY_ATTR_TUNNEL"), "{err}");
+        });
     }
 
     #[test]

@@ -798,8 +798,9 @@ impl Dpif for KernelDpif {
                     cache.insert(&scan, &flow);
                     flows.push(flow);
                 }
-                Err(_) => {
+                Err(why) => {
                     self.bad_flows.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(ufid = ?scan.ufid, %why, "undecodable kernel flow: deleting it");
                     undecodable.extend(scan.ufid);
                 }
             }

@@ -365,7 +365,7 @@ fn flow_frag_mask(odp_mask: u8) -> u8 {
 /// which it has no fields for) are refused.
 pub fn key_from_attrs(attrs: &[KeyAttr]) -> Result<Flow, DecodeError> {
     let mut flow = Flow::default();
-    from_attrs(attrs, &mut flow, false, 0)?;
+    from_attrs(attrs, &mut flow, None, 0)?;
     Ok(flow)
 }
 
@@ -375,13 +375,13 @@ pub fn mask_from_attrs(key: &Flow, attrs: Option<&[KeyAttr]>) -> Result<Flow, De
     match attrs {
         Some(attrs) => {
             let mut mask = Flow::default();
-            from_attrs(attrs, &mut mask, true, 0)?;
+            from_attrs(attrs, &mut mask, Some(key), 0)?;
             Ok(mask)
         }
         None => {
             let (_, mask) = megaflow_to_attrs(key, &exact_mask());
             let mut m = Flow::default();
-            from_attrs(&mask, &mut m, true, 0)?;
+            from_attrs(&mask, &mut m, Some(key), 0)?;
             Ok(m)
         }
     }
@@ -399,12 +399,15 @@ fn exact_mask() -> Flow {
     m
 }
 
+/// Reads key attributes into `flow`, or mask attributes when `mask_of`
+/// is the key they mask.
 fn from_attrs(
     attrs: &[KeyAttr],
     flow: &mut Flow,
-    is_mask: bool,
+    mask_of: Option<&Flow>,
     depth: usize,
 ) -> Result<(), DecodeError> {
+    let is_mask = mask_of.is_some();
     let encap = attrs.iter().find_map(|a| match a {
         KeyAttr::Encap(inner) => Some(inner),
         _ => None,
@@ -445,8 +448,12 @@ fn from_attrs(
                         format!("unsupported tunnel attribute {k}"),
                     ));
                 }
-                crate::tunnel::tunnel_from_attrs(t, &crate::tlv::current(), flow)
-                    .map_err(|e| bad("OVS_KEY_ATTR_TUNNEL", e.to_string()))?;
+                let map = crate::tlv::current();
+                match mask_of {
+                    None => crate::tunnel::tunnel_from_attrs(t, &map, flow),
+                    Some(key) => crate::tunnel::tunnel_mask_from_attrs(t, key, &map, flow),
+                }
+                .map_err(|e| bad("OVS_KEY_ATTR_TUNNEL", e.to_string()))?;
             }
             KeyAttr::Ethernet(e) => {
                 saw_ethernet = true;
@@ -566,7 +573,7 @@ fn from_attrs(
             flow.vlans[depth] = FlowVlan::default();
             return Ok(());
         }
-        return from_attrs(inner, flow, is_mask, depth + 1);
+        return from_attrs(inner, flow, mask_of, depth + 1);
     }
     if !is_mask && (depth > 0 || saw_ethernet) && !saw_ethertype {
         flow.dl_type = FLOW_DL_TYPE_NONE;
