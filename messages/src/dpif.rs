@@ -89,7 +89,7 @@ pub enum PortKind {
     /// A file of frames fed into the datapath (userspace datapath only).
     Replay { path: std::path::PathBuf },
     /// A tunnel vport: every tunnel port of this type and UDP port sends
-    /// and receives through it (userspace datapath only, so far).
+    /// and receives through it.
     Tunnel {
         kind: crate::tunnel::TunnelKind,
         udp_port: u16,
