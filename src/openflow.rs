@@ -230,6 +230,30 @@ impl Switch {
             })
     }
 
+    /// A group mod, through the rule-table like `ctl`'s.
+    async fn group_mod(&self, gm: of::GroupModRequest) -> Result<(), OfpError> {
+        use actors::protocol::GroupMod;
+        use actors::tables::GroupModError;
+        let change = match gm {
+            of::GroupModRequest::Add(g) => GroupMod::Add(g),
+            of::GroupModRequest::Modify(g) => GroupMod::Modify(g),
+            of::GroupModRequest::Delete(id) => GroupMod::Delete(id),
+        };
+        let done = self.pipeline.rule_table.send(change).await.map_err(|e| {
+            OfpError::new(
+                ErrorKind::GroupInvalid,
+                format!("rule-table unavailable: {e}"),
+            )
+        })?;
+        done.map(|_| ()).map_err(|e| {
+            let kind = match e {
+                GroupModError::Exists(_) => ErrorKind::GroupExists,
+                GroupModError::Unknown(_) => ErrorKind::GroupUnknown,
+            };
+            OfpError::new(kind, e.to_string())
+        })
+    }
+
     async fn dump(&self) -> Result<Vec<(Arc<RuleEntry>, RuleStats)>, OfpError> {
         self.pipeline
             .dump_rules()
@@ -930,6 +954,11 @@ impl Conn {
             }
             Request::Multipart(mp) => {
                 if let Err(e) = self.multipart(xid, *mp).await {
+                    self.error(xid, &e, msg);
+                }
+            }
+            Request::GroupMod(gm) => {
+                if let Err(e) = self.switch.group_mod(*gm).await {
                     self.error(xid, &e, msg);
                 }
             }

@@ -247,6 +247,41 @@ fn learn_actions_round_trip_through_ovs_ofctl() {
 }
 
 #[test]
+fn group_mods_from_ovs_ofctl() {
+    let (d, t) = start("ofgr");
+    let t = t.as_str();
+    let of13 = |args: &[&str]| ofctl(&[&["-O", "OpenFlow13"], args].concat());
+    let add = |g: &str| of13(&["add-group", t, g]);
+    assert!(add("group_id=7,type=select,bucket=output:2,bucket=weight:3,output:3").0);
+    assert!(add("group_id=8,type=ff,bucket=watch_port:2,output:2,bucket=watch_port:3,mod_dl_dst:00:00:00:00:00:cc,output:3").0);
+    assert_eq!(
+        d.ctl(Ctl::DumpGroups, ""),
+        " group_id=7,type=select,bucket=actions=output:2,bucket=weight:3,actions=output:3\n \
+         group_id=8,type=ff,bucket=watch_port:2,actions=output:2,\
+         bucket=watch_port:3,actions=set_field:00:00:00:00:00:cc->eth_dst,output:3\n"
+    );
+    // What OVS refuses, with OVS's errors.
+    let (success, _, err) = add("group_id=7,type=all,bucket=output:1");
+    assert!(!success && err.contains("OFPGMFC_GROUP_EXISTS"), "{err}");
+    let (success, _, err) = of13(&["mod-group", t, "group_id=9,type=all,bucket=output:1"]);
+    assert!(!success && err.contains("OFPGMFC_UNKNOWN_GROUP"), "{err}");
+    assert!(of13(&["mod-group", t, "group_id=7,type=indirect,bucket=output:4"]).0);
+    assert!(d
+        .ctl(Ctl::DumpGroups, "")
+        .contains("group_id=7,type=indirect,bucket=actions=output:4"));
+    assert!(of13(&["add-flow", t, "ip,actions=group:8"]).0);
+    assert!(of13(&["del-groups", t, "group_id=8"]).0);
+    assert_eq!(
+        d.ctl(Ctl::DumpGroups, ""),
+        " group_id=7,type=indirect,bucket=actions=output:4\n"
+    );
+    // The rule that sent to group 8 went with it.
+    assert!(!d.ctl(Ctl::DumpFlows, "").contains("group:8"));
+    assert!(of13(&["del-groups", t]).0);
+    assert_eq!(d.ctl(Ctl::DumpGroups, ""), "");
+}
+
+#[test]
 fn refused_requests_get_ovs_errors_and_the_connection_stays_up() {
     let (_d, t) = start("of3");
     // goto_table must go forward (OFPBIC_BAD_TABLE_ID).

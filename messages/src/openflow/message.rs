@@ -225,7 +225,20 @@ pub enum Request {
         /// The whole inner message, header included.
         message: Vec<u8>,
     },
+    GroupMod(Box<GroupModRequest>),
 }
+
+/// An OpenFlow 1.3 GROUP_MOD.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GroupModRequest {
+    Add(crate::group::Group),
+    Modify(crate::group::Group),
+    /// Group N, or every group (`OFPG_ALL`).
+    Delete(Option<u32>),
+}
+
+/// OpenFlow's "every group" in a group mod's delete.
+const OFPG_ALL: u32 = 0xffff_fffc;
 
 /// What decoding needs to know about the connection.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -294,15 +307,78 @@ pub fn decode(msg: &[u8], st: DecodeState) -> Result<(Header, Request), OfpError
         OFPT13_SET_ASYNC if v != OFP10 => Request::Accepted("set async"),
         OFPT14_BUNDLE_CONTROL if v >= OFP14 => decode_bundle_control(r)?,
         OFPT14_BUNDLE_ADD_MESSAGE if v >= OFP14 => decode_bundle_add(r)?,
-        OFPT13_GROUP_MOD | OFPT13_METER_MOD if v != OFP10 => {
-            return Err(OfpError::new(
-                E::BadType,
-                "groups and meters are not supported",
-            ))
+        OFPT13_GROUP_MOD if v != OFP10 => Request::GroupMod(Box::new(decode_group_mod(r)?)),
+        OFPT13_METER_MOD if v != OFP10 => {
+            return Err(OfpError::new(E::BadType, "meters are not supported"))
         }
         k => return Err(OfpError::new(E::BadType, format!("message type {k}"))),
     };
     Ok((h, req))
+}
+
+/// OVS's `ofputil_decode_group_mod` for OpenFlow 1.3: command, type,
+/// group id, then buckets (`len`, `weight`, `watch_port`, `watch_group`,
+/// actions).
+fn decode_group_mod(mut r: Reader<'_>) -> Result<GroupModRequest, OfpError> {
+    use crate::group::{Bucket, Group, GroupType, Selection, GROUP_MAX};
+    let command = r.u16("command")?;
+    let kind = r.u8("type")?;
+    r.skip(1, "pad")?;
+    let id = r.u32("group_id")?;
+    if command == 2 {
+        return Ok(GroupModRequest::Delete((id != OFPG_ALL).then_some(id)));
+    }
+    if id > GROUP_MAX {
+        return Err(OfpError::new(E::GroupInvalid, format!("group_id {id:#x}")));
+    }
+    let kind = match kind {
+        0 => GroupType::All,
+        1 => GroupType::Select,
+        2 => GroupType::Indirect,
+        3 => GroupType::FastFailover,
+        k => return Err(OfpError::new(E::GroupBadType, format!("group type {k}"))),
+    };
+    let mut buckets = Vec::new();
+    while !r.is_empty() {
+        let len = usize::from(r.u16("bucket length")?);
+        if len < 16 {
+            return Err(OfpError::new(
+                E::GroupInvalid,
+                format!("bucket length {len}"),
+            ));
+        }
+        let weight = r.u16("weight")?;
+        let watch_port = r.u32("watch_port")?;
+        let watch_group = r.u32("watch_group")?;
+        r.skip(4, "pad")?;
+        let acts = r.bytes(len - 16, "bucket actions")?;
+        let actions = actions::decode_actions(OFP13, acts, &Match::default())?.apply;
+        buckets.push(Bucket {
+            id: buckets.len() as u32,
+            weight,
+            watch_port,
+            watch_group,
+            actions,
+        });
+    }
+    let mut group = Group {
+        id,
+        kind,
+        selection: Selection::Default,
+        selection_method: None,
+        buckets,
+    };
+    group.choose_selection(None, 0, Vec::new());
+    Ok(match command {
+        0 => GroupModRequest::Add(group),
+        1 => GroupModRequest::Modify(group),
+        c => {
+            return Err(OfpError::new(
+                E::GroupInvalid,
+                format!("group mod command {c}"),
+            ))
+        }
+    })
 }
 
 fn decode_hello(version: u8, mut r: Reader<'_>) -> Request {
