@@ -1211,6 +1211,20 @@ impl Conn {
                 let ports = self.switch.ports();
                 self.out.extend(of::encode_port_desc_reply(v, xid, &ports));
             }
+            MultipartRequest::GroupDesc => {
+                let tables = self
+                    .switch
+                    .pipeline
+                    .rule_table
+                    .send(actors::protocol::GetSnapshot)
+                    .await
+                    .map_err(|e| {
+                        OfpError::new(ErrorKind::BadStat, format!("rule-table unavailable: {e}"))
+                    })?;
+                let groups: Vec<_> = tables.groups().map(|g| &**g).collect();
+                self.out
+                    .extend(of::encode_group_desc_reply(v, xid, &groups));
+            }
             MultipartRequest::TableFeatures => {
                 self.out
                     .extend(of::encode_table_features_reply(v, xid, N_TABLES));

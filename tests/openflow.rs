@@ -260,6 +260,16 @@ fn group_mods_from_ovs_ofctl() {
          group_id=8,type=ff,bucket=watch_port:2,actions=output:2,\
          bucket=watch_port:3,actions=set_field:00:00:00:00:00:cc->eth_dst,output:3\n"
     );
+    // ovs-ofctl dump-groups (OFPMP_GROUP_DESC) prints the same groups.
+    let (success, out, err) = of13(&["dump-groups", t]);
+    assert!(success, "{err}");
+    let mut dumped: Vec<&str> = out.lines().skip(1).collect();
+    dumped.sort();
+    assert_eq!(
+        dumped.join("\n") + "\n",
+        d.ctl(Ctl::DumpGroups, ""),
+        "ovs-ofctl dump-groups:\n{out}"
+    );
     // What OVS refuses, with OVS's errors.
     let (success, _, err) = add("group_id=7,type=all,bucket=output:1");
     assert!(!success && err.contains("OFPGMFC_GROUP_EXISTS"), "{err}");

@@ -76,6 +76,7 @@ const OFPST_PORT: u16 = 4;
 const OFPST_QUEUE: u16 = 5;
 const OFPMP_TABLE_FEATURES: u16 = 12;
 const OFPMP_PORT_DESC: u16 = 13;
+const OFPMP_GROUP_DESC: u16 = 7;
 const OFPST_VENDOR: u16 = 0xffff;
 const NXST_FLOW: u32 = 0;
 const NXST_AGGREGATE: u32 = 1;
@@ -155,6 +156,8 @@ pub enum MultipartRequest {
     },
     PortDesc,
     TableFeatures,
+    /// OFPMP_GROUP_DESC: the groups (`ovs-ofctl dump-groups`).
+    GroupDesc,
     /// Requests answered with an empty reply (groups, meters, queues):
     /// upcalld has none.
     Empty(u16),
@@ -817,6 +820,7 @@ fn decode_multipart(mut r: Reader<'_>) -> Result<MultipartRequest, OfpError> {
         },
         OFPMP_PORT_DESC => MultipartRequest::PortDesc,
         OFPMP_TABLE_FEATURES => MultipartRequest::TableFeatures,
+        OFPMP_GROUP_DESC => MultipartRequest::GroupDesc,
         OFPST_QUEUE | 6..=11 => MultipartRequest::Empty(kind),
         k => return Err(OfpError::new(E::BadStat, format!("multipart type {k}"))),
     })
@@ -1397,6 +1401,54 @@ pub fn encode_table_stats_reply(version: u8, xid: u32, active: &[u32]) -> Vec<Ve
             }
             b.put_u64(0);
             b.put_u64(0);
+            b
+        }),
+    )
+}
+
+/// OFPMP_GROUP_DESC's reply: each group (`ofp_group_desc`) with its
+/// buckets (`ofp_bucket`) and their actions.
+pub fn encode_group_desc_reply(
+    version: u8,
+    xid: u32,
+    groups: &[&crate::group::Group],
+) -> Vec<Vec<u8>> {
+    use crate::group::GroupType;
+    multipart_replies(
+        version,
+        xid,
+        OFPMP_GROUP_DESC,
+        None,
+        groups.iter().map(|g| {
+            let mut b = Vec::new();
+            b.put_u16(0);
+            b.put_u8(match g.kind {
+                GroupType::All => 0,
+                GroupType::Select => 1,
+                GroupType::Indirect => 2,
+                GroupType::FastFailover => 3,
+            });
+            b.put_u8(0);
+            b.put_u32(g.id);
+            for bucket in &g.buckets {
+                let start = b.len();
+                b.put_u16(0);
+                b.put_u16(if g.kind == GroupType::Select {
+                    bucket.weight
+                } else {
+                    0
+                });
+                b.put_u32(bucket.watch_port);
+                b.put_u32(bucket.watch_group);
+                b.put_zeros(4);
+                for a in &bucket.actions {
+                    actions::encode_action(version, a, &mut b);
+                }
+                let len = (b.len() - start) as u16;
+                b.set_u16(start, len);
+            }
+            let len = b.len() as u16;
+            b.set_u16(0, len);
             b
         }),
     )
