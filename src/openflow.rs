@@ -1193,18 +1193,22 @@ impl Conn {
                     .extend(of::encode_table_stats_reply(v, xid, &active));
             }
             MultipartRequest::PortStats { port: p } => {
-                let secs = self.switch.started.elapsed().as_secs() as u32;
-                let stats: Vec<of::PortStats> = self
-                    .switch
-                    .ports()
-                    .into_iter()
-                    .filter(|d| p == port::ANY || p == 0xffff_ffff || d.number == p)
-                    .map(|d| of::PortStats {
-                        number: d.number,
-                        duration_sec: secs,
+                let mut all = self.switch.dpif.port_stats();
+                // The bridge's own port is in every port list (as in
+                // FEATURES and PORT_DESC), counted or not.
+                if !all.iter().any(|s| s.number == port::LOCAL) {
+                    all.push(messages::dpif::PortStats {
+                        number: port::LOCAL,
+                        name: self.switch.bridge.clone(),
+                        duration: Some(self.switch.started.elapsed()),
                         ..Default::default()
-                    })
+                    });
+                }
+                let mut stats: Vec<_> = all
+                    .into_iter()
+                    .filter(|s| p == port::ANY || p == 0xffff_ffff || s.number == p)
                     .collect();
+                stats.sort_by_key(|s| s.number);
                 self.out.extend(of::encode_port_stats_reply(v, xid, &stats));
             }
             MultipartRequest::PortDesc => {

@@ -576,6 +576,24 @@ fn packet_ins_reach_ovs_ofctl_monitor_and_packet_outs_leave_the_port() {
         &format!("in_port=65280 packet={hex} actions=output:2"),
     ]);
     assert!(!success && err.contains("OFPBRC_BAD_PORT"), "{err}");
+
+    // The ports' counters over OpenFlow: what A sent came in on port 1,
+    // the packet-outs left by port 2.
+    for version in ["OpenFlow10", "OpenFlow13", "OpenFlow14"] {
+        let dump = |port: &str| ok(&["-O", version, "dump-ports", &target, port]);
+        let count = |text: &str, dir: &str| {
+            text.lines()
+                .find(|l| l.contains(&format!("{dir} pkts=")))
+                .and_then(|l| field(l, "pkts"))
+        };
+        let (one, two) = (dump("1"), dump("2"));
+        assert!(count(&one, "rx") >= Some(2), "{version}: {one}");
+        assert!(count(&two, "tx") >= Some(2), "{version}: {two}");
+        assert!(one.contains("frame=?") && one.contains("coll=?"), "{one}");
+        if version != "OpenFlow10" {
+            assert!(one.contains("duration="), "{one}");
+        }
+    }
     drop((nx, std13));
     let _ = std::fs::remove_dir_all(&dir);
 }

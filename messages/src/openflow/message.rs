@@ -1,6 +1,7 @@
 //! Whole messages: what a controller sends, decoded ([`decode`]), and what
 //! the switch answers, encoded (the `encode_*` functions).
 
+use crate::dpif::PortStats;
 use crate::flow::*;
 use crate::ofp::{port, Instructions, Match};
 
@@ -1033,19 +1034,6 @@ pub struct PortDesc {
     pub curr_speed: u32,
 }
 
-/// Counters of one port.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PortStats {
-    pub number: u32,
-    pub rx_packets: u64,
-    pub tx_packets: u64,
-    pub rx_bytes: u64,
-    pub tx_bytes: u64,
-    pub rx_dropped: u64,
-    pub tx_dropped: u64,
-    pub duration_sec: u32,
-}
-
 fn put_name(out: &mut Vec<u8>, name: &str, width: usize) {
     let b = name.as_bytes();
     let n = b.len().min(width - 1);
@@ -1468,13 +1456,20 @@ pub fn encode_port_desc_reply(version: u8, xid: u32, ports: &[PortDesc]) -> Vec<
     )
 }
 
+/// PORT_STATS: the datapath's counters of each port; the ones it does not
+/// keep (frame, overrun and CRC errors, collisions) all ones, which
+/// `ovs-ofctl` prints as `?`.
 pub fn encode_port_stats_reply(version: u8, xid: u32, stats: &[PortStats]) -> Vec<Vec<u8>> {
+    const UNKNOWN: u64 = u64::MAX;
     multipart_replies(
         version,
         xid,
         OFPST_PORT,
         None,
         stats.iter().map(|s| {
+            let duration = s.duration.unwrap_or_default();
+            let (duration_sec, duration_nsec) =
+                (duration.as_secs() as u32, duration.subsec_nanos());
             let mut b = Vec::new();
             if version >= OFP14 {
                 // Length, port, duration, the eight counters, then the
@@ -1482,8 +1477,8 @@ pub fn encode_port_stats_reply(version: u8, xid: u32, stats: &[PortStats]) -> Ve
                 b.put_u16(120);
                 b.put_zeros(2);
                 b.put_u32(s.number);
-                b.put_u32(s.duration_sec);
-                b.put_u32(0);
+                b.put_u32(duration_sec);
+                b.put_u32(duration_nsec);
                 for v in [
                     s.rx_packets,
                     s.tx_packets,
@@ -1491,14 +1486,17 @@ pub fn encode_port_stats_reply(version: u8, xid: u32, stats: &[PortStats]) -> Ve
                     s.tx_bytes,
                     s.rx_dropped,
                     s.tx_dropped,
-                    0,
-                    0,
+                    s.rx_errors,
+                    s.tx_errors,
                 ] {
                     b.put_u64(v);
                 }
                 b.put_u16(0);
                 b.put_u16(40);
-                b.put_zeros(4 + 32);
+                b.put_zeros(4);
+                for _ in 0..4 {
+                    b.put_u64(UNKNOWN);
+                }
                 return b;
             }
             if version == OFP10 {
@@ -1515,13 +1513,18 @@ pub fn encode_port_stats_reply(version: u8, xid: u32, stats: &[PortStats]) -> Ve
                 s.tx_bytes,
                 s.rx_dropped,
                 s.tx_dropped,
+                s.rx_errors,
+                s.tx_errors,
+                UNKNOWN,
+                UNKNOWN,
+                UNKNOWN,
+                UNKNOWN,
             ] {
                 b.put_u64(v);
             }
-            b.put_zeros(6 * 8);
             if version != OFP10 {
-                b.put_u32(s.duration_sec);
-                b.put_u32(0);
+                b.put_u32(duration_sec);
+                b.put_u32(duration_nsec);
             }
             b
         }),
