@@ -887,6 +887,7 @@ async fn serve(
         packet_in_limit: config.openflow.packet_in_limit(),
         packet_ins_rate_limited: Default::default(),
         fail_open: openflow::FailOpen::new(config.openflow.fail_mode == FailMode::Standalone),
+        port_changes: Default::default(),
     });
     openflow::start(switch, &mut of_bound).context("OpenFlow")?;
     let ctl = Rc::new(Ctl {

@@ -16,7 +16,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actors::fanout::Subscription;
+use actors::fanout::{Fanout, Subscription};
 use actors::log_limit::RateLimit as LogLimit;
 use actors::packet_in::{ControllerPacket, ControllerReason};
 use actors::pipeline::Pipeline;
@@ -109,6 +109,35 @@ pub struct Switch {
     /// Packet-ins dropped by the rate limit, all connections together.
     pub packet_ins_rate_limited: std::sync::atomic::AtomicU64,
     pub fail_open: FailOpen,
+    /// Ports added, removed or changed (reason, port), for PORT_STATUS.
+    pub port_changes: Arc<Fanout<(PortReason, of::PortDesc)>>,
+}
+
+/// Why a PORT_STATUS is sent (OpenFlow's `ofp_port_reason`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortReason {
+    Add = 0,
+    Delete = 1,
+    Modify = 2,
+}
+
+/// How often port states are read (OVS learns of link changes from
+/// netlink at once; a poll is enough for controllers).
+const PORT_POLL: Duration = Duration::from_secs(1);
+
+/// A port's OFPPC_PORT_DOWN and OFPPS_LINK_DOWN bits, from its network
+/// interface: administratively down, or without a carrier (a veth whose
+/// peer is down). A port without an interface here (a tunnel vport) is up.
+fn port_link_bits(name: &str) -> (u32, u32) {
+    let read = |what: &str| std::fs::read_to_string(format!("/sys/class/net/{name}/{what}")).ok();
+    let Some(flags) = read("flags") else {
+        return (0, 0);
+    };
+    let up =
+        u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).is_ok_and(|f| f & 1 != 0);
+    // Reading the carrier of an interface that is down fails.
+    let carrier = read("carrier").is_some_and(|c| c.trim() == "1");
+    (u32::from(!up), u32::from(!carrier))
 }
 
 /// OVS's fail-open, for `fail_mode = "standalone"`: a switch with
@@ -322,13 +351,16 @@ impl Switch {
             .ports()
             .into_iter()
             .filter(|p| p.number != 0)
-            .map(|p| of::PortDesc {
-                number: p.number,
-                hw_addr: port_mac(p.number),
-                name: p.name,
-                config: 0,
-                state: 0,
-                curr_speed: 10_000_000,
+            .map(|p| {
+                let (config, state) = port_link_bits(&p.name);
+                of::PortDesc {
+                    number: p.number,
+                    hw_addr: port_mac(p.number),
+                    name: p.name,
+                    config,
+                    state,
+                    curr_speed: 10_000_000,
+                }
             })
             .collect();
         ports.push(of::PortDesc {
@@ -340,6 +372,33 @@ impl Switch {
             curr_speed: 0,
         });
         ports
+    }
+}
+
+/// Watches the ports and tells the connections what changed.
+async fn watch_ports(switch: Rc<Switch>) {
+    let mut known: HashMap<u32, of::PortDesc> =
+        switch.ports().into_iter().map(|p| (p.number, p)).collect();
+    loop {
+        tokio::time::sleep(PORT_POLL).await;
+        let now: HashMap<u32, of::PortDesc> =
+            switch.ports().into_iter().map(|p| (p.number, p)).collect();
+        for (n, p) in &now {
+            match known.get(n) {
+                None => switch.port_changes.deliver((PortReason::Add, p.clone())),
+                Some(old) if old != p => {
+                    tracing::info!(port = n, name = %p.name, config = p.config, state = p.state, "port changed");
+                    switch.port_changes.deliver((PortReason::Modify, p.clone()))
+                }
+                Some(_) => true,
+            };
+        }
+        for (n, p) in &known {
+            if !now.contains_key(n) {
+                switch.port_changes.deliver((PortReason::Delete, p.clone()));
+            }
+        }
+        known = now;
     }
 }
 
@@ -482,6 +541,7 @@ pub fn start(switch: Rc<Switch>, bound: &mut Bound) -> anyhow::Result<()> {
     }
     let controllers = std::mem::take(&mut bound.controllers);
     actix::spawn(FailOpen::run(switch.clone(), !controllers.is_empty()));
+    actix::spawn(watch_ports(switch.clone()));
     for ep in controllers {
         actix::spawn(controller(switch.clone(), ep));
     }
@@ -606,6 +666,7 @@ struct Conn {
     /// wants asynchronous messages.
     packet_ins: Option<Subscription<ControllerPacket>>,
     flow_removals: Option<Subscription<RemovedRule>>,
+    port_changes: Option<Subscription<(PortReason, of::PortDesc)>>,
     packet_in_format: PacketInFormat,
     /// How an OpenFlow 1.0 connection wants matches (NXT_SET_FLOW_FORMAT).
     flow_format: FlowFormat,
@@ -628,6 +689,7 @@ where
     let packet_ins = (kind == Kind::Controller).then(|| switch.pipeline.packet_ins.subscribe());
     let flow_removals =
         (kind == Kind::Controller).then(|| switch.pipeline.flow_removals.subscribe());
+    let port_changes = (kind == Kind::Controller).then(|| switch.port_changes.subscribe());
     let rate_limit = switch
         .packet_in_limit
         .map(|(rate, burst)| RateLimit::new(rate, burst));
@@ -646,6 +708,7 @@ where
         out: Vec::new(),
         packet_ins,
         flow_removals,
+        port_changes,
         packet_in_format: PacketInFormat::Standard,
         flow_format: FlowFormat::Of10,
         rate_limit,
@@ -667,6 +730,14 @@ where
             }
             Some(r) = next_async(&mut conn.flow_removals) => {
                 if wr.write_all(&conn.flow_removed(&r)).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            Some(c) = next_async(&mut conn.port_changes) => {
+                let (reason, port) = &*c;
+                let m = of::encode_port_status(conn.v(), *reason as u8, port);
+                if wr.write_all(&m).await.is_err() {
                     return;
                 }
                 continue;
@@ -834,10 +905,13 @@ impl Conn {
         if self.kind == Kind::Service {
             let p = &self.switch.pipeline;
             match (n, self.packet_ins.is_some()) {
-                (0, true) => (self.packet_ins, self.flow_removals) = (None, None),
+                (0, true) => {
+                    (self.packet_ins, self.flow_removals, self.port_changes) = (None, None, None)
+                }
                 (1.., false) => {
                     self.packet_ins = Some(p.packet_ins.subscribe());
                     self.flow_removals = Some(p.flow_removals.subscribe());
+                    self.port_changes = Some(self.switch.port_changes.subscribe());
                 }
                 _ => {}
             }

@@ -594,6 +594,41 @@ fn packet_ins_reach_ovs_ofctl_monitor_and_packet_outs_leave_the_port() {
             assert!(one.contains("duration="), "{one}");
         }
     }
+
+    // B's interface goes down: port 2 loses its carrier, the controllers
+    // get a PORT_STATUS, and the port's description says so until it is
+    // back.
+    let link = |state: &str| {
+        let st = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                "uct-ofp-b",
+                "ip",
+                "link",
+                "set",
+                "eth0",
+                state,
+            ])
+            .status()
+            .expect("running ip");
+        assert!(st.success(), "ip link set eth0 {state}");
+    };
+    link("down");
+    d.wait_until("a PORT_STATUS for port 2", Duration::from_secs(10), || {
+        let t = std13.text();
+        t.contains("OFPT_PORT_STATUS (OF1.3)") && t.contains("LINK_DOWN")
+    });
+    let t = std13.text();
+    let status = t.split("OFPT_PORT_STATUS").nth(1).unwrap_or_default();
+    assert!(status.contains("MOD") && status.contains("2(uc"), "{t}");
+    assert!(nx.text().contains("OFPT_PORT_STATUS"), "{}", nx.text());
+    let desc = ok(&["-O", "OpenFlow13", "dump-ports-desc", &target]);
+    assert!(desc.contains("LINK_DOWN"), "{desc}");
+    link("up");
+    d.wait_until("port 2 up again", Duration::from_secs(10), || {
+        !ok(&["-O", "OpenFlow13", "dump-ports-desc", &target]).contains("LINK_DOWN")
+    });
     drop((nx, std13));
     let _ = std::fs::remove_dir_all(&dir);
 }
