@@ -5,22 +5,11 @@
 mod common;
 
 use std::net::Ipv4Addr;
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
 use upcalld::control::Command as Ctl;
 use upcalld::netns::Host;
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("running ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// From the trunk host: sends ICMP echo requests to `dst` tagged `vid`
 /// and returns the VLAN of the reply that came back (0: untagged), if

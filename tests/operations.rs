@@ -288,27 +288,6 @@ fn a_second_daemon_is_refused_and_the_first_keeps_forwarding() {
 }
 
 /// A network namespace of a test's own, deleted when dropped.
-struct Netns(String);
-
-impl Netns {
-    fn new(name: &str) -> Netns {
-        let _ = Command::new("ip").args(["netns", "del", name]).output();
-        ip(&["netns", "add", name]);
-        Netns(name.into())
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
-    }
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().unwrap();
-    assert!(out.status.success(), "ip {args:?}: {}", text(&out.stderr));
-}
-
 // Interfaces and tunnel UDP ports belong to a network namespace: daemons
 // in two namespaces may use the same names, one namespace's twice is
 // refused, naming the daemon that has them.

@@ -284,6 +284,17 @@ pub struct Instructions {
     pub goto_table: Option<u8>,
 }
 
+/// What a flow mod asks for, whether it came as `ovs-ofctl` text or over
+/// OpenFlow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlowModCommand {
+    Add,
+    Modify,
+    ModifyStrict,
+    Delete,
+    DeleteStrict,
+}
+
 /// Flow-mod flags (OpenFlow 1.3 numbering; 1.0's EMERG is refused).
 pub mod flow_flags {
     pub const SEND_FLOW_REM: u16 = 1 << 0;

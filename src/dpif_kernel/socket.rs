@@ -13,11 +13,8 @@
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLMSG_DONE, NLMSG_ERROR, NLM_F_ACK, NLM_F_DUMP,
-    NLM_F_REQUEST,
-};
-use netlink_packet_generic::{GenlHeader, GenlMessage};
+use netlink_packet_core::{NLMSG_DONE, NLMSG_ERROR, NLM_F_ACK, NLM_F_DUMP};
+use netlink_packet_generic::GenlHeader;
 use netlink_sys::{protocols::NETLINK_GENERIC, Socket};
 
 use messages::netlink::{OvsAttr, OvsMessage};
@@ -58,15 +55,9 @@ pub struct BatchSocket {
 /// Serializes an OVS family message addressed to `family_id`, asking for
 /// an acknowledgement so that every request gets exactly one answer.
 pub fn request<A: OvsAttr>(family_id: u16, msg: OvsMessage<A>, flags: u16) -> Request {
-    let mut genl = GenlMessage::from_payload(msg);
-    genl.set_resolved_family_id(family_id);
-    let mut header = NetlinkHeader::default();
-    header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
-    let mut nl = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(genl));
-    nl.finalize();
-    let mut bytes = vec![0u8; nl.buffer_len()];
-    nl.serialize(&mut bytes);
-    Request { bytes }
+    Request {
+        bytes: msg.into_request(family_id, flags),
+    }
 }
 
 fn invalid(what: String) -> io::Error {

@@ -21,6 +21,36 @@ pub fn require_root() {
     );
 }
 
+/// Runs `ip ARGS`; a failure fails the test with `ip`'s message.
+pub fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("running ip");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A network namespace (with `lo` up) for a daemon, deleted when dropped;
+/// a leftover of the same name is deleted first.
+pub struct Netns(pub String);
+
+impl Netns {
+    pub fn new(name: &str) -> Netns {
+        let _ = Command::new("ip").args(["netns", "del", name]).output();
+        ip(&["netns", "add", name]);
+        ip(&["-n", name, "link", "set", "lo", "up"]);
+        Netns(name.into())
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+    }
+}
+
 /// Two hosts, A (10.77.0.1) on port 1 and B (10.77.0.2) on port 2, named
 /// after `tag` so that tests running at once do not collide.
 pub fn two_hosts(tag: &str) -> (Host, Host) {

@@ -2,9 +2,10 @@
 //! payloads of `netlink_packet_generic::GenlMessage`.
 
 use netlink_packet_core::{
-    DecodeError, Emitable, Nla, NlaBuffer, NlasIterator, Parseable, ParseableParametrized,
+    DecodeError, Emitable, NetlinkHeader, NetlinkMessage, NetlinkPayload, Nla, NlaBuffer,
+    NlasIterator, Parseable, ParseableParametrized, NLM_F_ACK, NLM_F_REQUEST,
 };
-use netlink_packet_generic::{GenlFamily, GenlHeader};
+use netlink_packet_generic::{GenlFamily, GenlHeader, GenlMessage};
 
 use super::actions::ActionAttr;
 use super::consts::*;
@@ -33,6 +34,23 @@ impl<A> OvsMessage<A> {
             dp_ifindex,
             attrs,
         }
+    }
+}
+
+impl<A: OvsAttr> OvsMessage<A> {
+    /// The message as a request to family `family_id` with `flags`,
+    /// serialized; it asks for an acknowledgement, so that every request
+    /// gets exactly one answer.
+    pub fn into_request(self, family_id: u16, flags: u16) -> Vec<u8> {
+        let mut genl = GenlMessage::from_payload(self);
+        genl.set_resolved_family_id(family_id);
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+        let mut nl = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(genl));
+        nl.finalize();
+        let mut bytes = vec![0u8; nl.buffer_len()];
+        nl.serialize(&mut bytes);
+        bytes
     }
 }
 

@@ -110,8 +110,7 @@ mod tests {
         PacketAttr, PacketMessage,
     };
     use crate::odp::OdpAction;
-    use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_CREATE};
-    use netlink_packet_generic::GenlMessage;
+    use netlink_packet_core::NLM_F_CREATE;
 
     /// The typed form, serialized.
     fn typed<A: OvsAttr>(
@@ -119,15 +118,7 @@ mod tests {
         msg: crate::netlink::OvsMessage<A>,
         flags: u16,
     ) -> Vec<u8> {
-        let mut genl = GenlMessage::from_payload(msg);
-        genl.set_resolved_family_id(family_id);
-        let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
-        let mut nl = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(genl));
-        nl.finalize();
-        let mut bytes = vec![0u8; nl.buffer_len()];
-        nl.serialize(&mut bytes);
-        bytes
+        msg.into_request(family_id, flags)
     }
 
     fn key() -> Flow {

@@ -88,17 +88,7 @@ const REPLY_MORE: u16 = 1;
 /// The largest message: replies longer than this are split.
 const MAX_MSG: usize = 65535;
 
-/// The flow-mod commands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FlowModCommand {
-    Add,
-    Modify,
-    ModifyStrict,
-    Delete,
-    DeleteStrict,
-}
-
-pub use crate::ofp::flow_flags;
+pub use crate::ofp::{flow_flags, FlowModCommand};
 
 /// A decoded flow mod, whatever version it came in.
 #[derive(Clone, Debug, PartialEq, Eq)]

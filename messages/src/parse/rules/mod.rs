@@ -151,16 +151,9 @@ pub fn parse_rule_noting(line: &str) -> Result<(Rule, Vec<Dropped>), ParseError>
     Ok((fm.rule(), fm.dropped))
 }
 
-/// What a flow-mod line asks for, as `ovs-ofctl` parses it for each
-/// command (OVS's `parse_ofp_str`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FlowModCommand {
-    Add,
-    Modify,
-    ModifyStrict,
-    Delete,
-    DeleteStrict,
-}
+/// What a flow-mod line asks for; the line is parsed as `ovs-ofctl` parses
+/// it for each command (OVS's `parse_ofp_str`).
+pub use crate::ofp::FlowModCommand;
 
 /// One parsed flow-mod: `add-flow`, `mod-flows` or `del-flows` text.
 #[derive(Clone, Debug, PartialEq, Eq)]
