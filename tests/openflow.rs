@@ -246,6 +246,52 @@ fn learn_actions_round_trip_through_ovs_ofctl() {
     }
 }
 
+/// set_tunnel/set_tunnel64 go out as OVS sends them: Nicira's SET_TUNNEL
+/// (or SET_TUNNEL64, when asked for or wider than 32 bits) in OpenFlow
+/// 1.0, set_field tun_id in 1.3 (OVS 3.1's dumps of the same rule).
+#[test]
+fn set_tunnel_round_trips_through_ovs_ofctl() {
+    let (d, t) = start("ofst");
+    let t = t.as_str();
+    ok(&[
+        "-O",
+        "OpenFlow10",
+        "add-flow",
+        t,
+        "ip,actions=set_tunnel:0x5,set_tunnel64:0x6,set_tunnel:0x123456789,set_tunnel:0,output:1",
+    ]);
+    assert_eq!(
+        flows(t, "OpenFlow10"),
+        ["ip actions=set_tunnel:0x5,set_tunnel64:0x6,set_tunnel64:0x123456789,set_tunnel:0,output:1"]
+    );
+    let of13 = flows(t, "OpenFlow13");
+    assert_eq!(of13.len(), 1);
+    assert!(
+        of13[0].ends_with("ip actions=set_field:0x5->tun_id,set_field:0x6->tun_id,set_field:0x123456789->tun_id,set_field:0->tun_id,output:1"),
+        "{of13:?}"
+    );
+    // The daemon keeps the Nicira action as written.
+    assert!(
+        d.ctl(Ctl::DumpFlows, "")
+            .contains("actions=set_tunnel:0x5,set_tunnel64:0x6,set_tunnel64:0x123456789,set_tunnel:0,output:1"),
+        "{}",
+        d.ctl(Ctl::DumpFlows, "")
+    );
+    // Over 1.3 it arrives as set_field, and 1.0 dumps that as a load.
+    ok(&["-O", "OpenFlow10", "del-flows", t]);
+    ok(&[
+        "-O",
+        "OpenFlow13",
+        "add-flow",
+        t,
+        "tcp,actions=set_tunnel:0x5,output:1",
+    ]);
+    assert_eq!(
+        flows(t, "OpenFlow10"),
+        ["tcp actions=load:0x5->NXM_NX_TUN_ID[],output:1"]
+    );
+}
+
 #[test]
 fn group_mods_from_ovs_ofctl() {
     let (d, t) = start("ofgr");

@@ -425,7 +425,10 @@ fn add_to_action_set(set: &mut Vec<OfAction>, a: OfAction) {
         OfAction::PopVlan => 0,
         OfAction::PushVlan { .. } => 1,
         OfAction::DecTtl => 2,
-        OfAction::SetField { .. } | OfAction::Load { .. } | OfAction::Move { .. } => 3,
+        OfAction::SetField { .. }
+        | OfAction::Load { .. }
+        | OfAction::Move { .. }
+        | OfAction::SetTunnel { .. } => 3,
         OfAction::Resubmit { .. }
         | OfAction::Clone(_)
         | OfAction::StackPush(_)
@@ -631,6 +634,9 @@ impl Ctx<'_> {
                     self.wc.skb_priority = u32::MAX;
                     self.flow.skb_priority = self.orig_skb_priority;
                 }
+                // OVS's OFPACT_SET_TUNNEL writes tun_id and un-wildcards
+                // nothing (set_field:->tun_id makes it exact).
+                OfAction::SetTunnel { tun_id, .. } => self.flow.tun_id = *tun_id,
                 OfAction::Enqueue { port, queue } => self.enqueue(*port, *queue),
                 OfAction::OutputReg { field, ofs, n_bits } => {
                     self.output_reg(*field, *ofs, *n_bits)

@@ -283,6 +283,10 @@ fn action() -> impl Strategy<Value = OfAction> {
         Just(OfAction::Exit),
         (0u32..3).prop_map(OfAction::SetQueue),
         Just(OfAction::PopQueue),
+        (0u64..3).prop_map(|t| OfAction::SetTunnel {
+            tun_id: t,
+            wide: t == 2
+        }),
         (1u32..4).prop_map(|p| OfAction::Enqueue { port: p, queue: 1 }),
         (1u32..4).prop_map(|p| OfAction::OutputTrunc {
             port: p,

@@ -182,6 +182,14 @@ pub enum OfAction {
     PopQueue,
     /// `group:N`: run group N's buckets (see `crate::group`).
     Group(u32),
+    /// `set_tunnel:ID` / `set_tunnel64:ID` (Nicira's SET_TUNNEL and
+    /// SET_TUNNEL64): set `tun_id`. Unlike `set_field` it leaves `tun_id`
+    /// wildcarded, as OVS's translation does. `wide` remembers the 64-bit
+    /// form, which OpenFlow 1.0 sends and both print back as written.
+    SetTunnel {
+        tun_id: u64,
+        wide: bool,
+    },
 }
 
 pub use crate::learn::Subfield;

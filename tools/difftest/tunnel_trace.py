@@ -8,7 +8,9 @@ ofproto/trace on the dummy datapath.
 
 A case directory holds `bridge.toml` (upcalld's config: the bridge's
 [[port]]s, tunnel ports with their options, `tlv_map`), `rules.of13`
-(ovs-ofctl add-flows syntax, OpenFlow 1.3) and `flows.txt` (ofproto/trace
+(ovs-ofctl add-flows syntax, added over OpenFlow 1.3) or `rules.of10`
+(added over OpenFlow 1.0, for Nicira actions such as set_tunnel that
+1.2+ would carry as set_field) and `flows.txt` (ofproto/trace
 flows, one a line). `expected.tsv` is `flow<TAB>actions<TAB>megaflow` per
 flow, as `upcalld trace --flows` prints it.
 
@@ -27,6 +29,14 @@ import tomllib
 
 PEER = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                     "../../../shared/tools/ovs-peer")
+
+
+def rules_of(case):
+    """The case's rules file and the OpenFlow version to add them with."""
+    of10 = os.path.join(case, "rules.of10")
+    if os.path.exists(of10):
+        return of10, "OpenFlow10"
+    return os.path.join(case, "rules.of13"), "OpenFlow13"
 
 
 def flows_of(case):
@@ -78,8 +88,8 @@ def record(ovsdir, cases):
         tlv = bridge.get("tlv_map", [])
         if tlv:
             ovs(env, "ovs-ofctl", "add-tlv-map", "br0", ",".join(tlv))
-        ovs(env, "ovs-ofctl", "-O", "OpenFlow13", "add-flows", "br0",
-            os.path.join(case, "rules.of13"))
+        rules, version = rules_of(case)
+        ovs(env, "ovs-ofctl", "-O", version, "add-flows", "br0", rules)
         time.sleep(0.3)
         out = []
         for flow in flows_of(case):
@@ -104,7 +114,7 @@ def compare(upcalld, cases):
     for case in cases:
         r = subprocess.run(
             [upcalld, "trace", "--config", os.path.join(case, "bridge.toml"),
-             "--rules", os.path.join(case, "rules.of13"),
+             "--rules", rules_of(case)[0],
              "--flows", os.path.join(case, "flows.txt")],
             capture_output=True, text=True)
         ours = r.stdout.splitlines()

@@ -393,6 +393,20 @@ pub fn format_action(a: &OfAction) -> String {
         OfAction::SetQueue(q) => format!("set_queue:{q}"),
         OfAction::PopQueue => "pop_queue".into(),
         OfAction::Group(g) => format!("group:{g}"),
+        // OVS prints the id with C's `%#x`: a bare 0 has no `0x`.
+        OfAction::SetTunnel { tun_id, wide } => format!(
+            "set_tunnel{}:{}",
+            if *wide || *tun_id > u64::from(u32::MAX) {
+                "64"
+            } else {
+                ""
+            },
+            if *tun_id == 0 {
+                "0".to_string()
+            } else {
+                format!("{tun_id:#x}")
+            }
+        ),
     }
 }
 

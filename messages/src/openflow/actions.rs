@@ -63,7 +63,9 @@ const NX_LEARN_DST_MATCH: u16 = 0;
 const NX_LEARN_DST_LOAD: u16 = 1 << 11;
 const NX_LEARN_DST_OUTPUT: u16 = 2 << 11;
 const NX_LEARN_N_BITS_MASK: u16 = 0x3ff;
+const NXAST_SET_TUNNEL: u16 = 2;
 const NXAST_SET_QUEUE: u16 = 4;
+const NXAST_SET_TUNNEL64: u16 = 9;
 const NXAST_POP_QUEUE: u16 = 5;
 const NXAST_EXIT: u16 = 17;
 const NXAST_STACK_PUSH: u16 = 27;
@@ -396,6 +398,20 @@ fn decode_nx(a: &mut Reader<'_>, ins: &mut Instructions) -> Result<(), OfpError>
         NXAST_CT => out.push(OfAction::Ct(Box::new(decode_ct(a)?))),
         NXAST_NAT => out.push(OfAction::Nat(decode_nat(a)?)),
         NXAST_CT_CLEAR => out.push(OfAction::CtClear),
+        NXAST_SET_TUNNEL => {
+            a.skip(2, "pad")?;
+            out.push(OfAction::SetTunnel {
+                tun_id: a.u32("tun_id")?.into(),
+                wide: false,
+            });
+        }
+        NXAST_SET_TUNNEL64 => {
+            a.skip(6, "pad")?;
+            out.push(OfAction::SetTunnel {
+                tun_id: a.u64("tun_id")?,
+                wide: true,
+            });
+        }
         NXAST_DEC_TTL | NXAST_DEC_TTL_CNT_IDS => out.push(OfAction::DecTtl),
         NXAST_CONTROLLER => {
             let max_len = a.u16("max_len")?;
@@ -836,6 +852,27 @@ pub fn encode_action(version: u8, a: &OfAction, out: &mut Vec<u8>) {
         OfAction::PopQueue => {
             put_nx_header(out, 16, NXAST_POP_QUEUE);
             out.put_zeros(6);
+        }
+        // OpenFlow 1.2+ has set_field for it, which OVS sends there.
+        OfAction::SetTunnel { tun_id, .. } if !of10 => encode_action(
+            version,
+            &OfAction::SetField {
+                field: Field::TunId,
+                value: (*tun_id).into(),
+                mask: Field::TunId.full_mask(),
+            },
+            out,
+        ),
+        OfAction::SetTunnel { tun_id, wide } => {
+            if *wide || *tun_id > u64::from(u32::MAX) {
+                put_nx_header(out, 24, NXAST_SET_TUNNEL64);
+                out.put_zeros(6);
+                out.put_u64(*tun_id);
+            } else {
+                put_nx_header(out, 16, NXAST_SET_TUNNEL);
+                out.put_zeros(2);
+                out.put_u32(*tun_id as u32);
+            }
         }
         // OpenFlow 1.0 has no groups; OVS sends the 1.1 action there too.
         OfAction::Group(g) => {

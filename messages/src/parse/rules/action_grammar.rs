@@ -127,8 +127,6 @@ pub(super) const UNSUPPORTED_ACTIONS: &[&str] = &[
     "dec_mpls_ttl",
     "push_mpls",
     "pop_mpls",
-    "set_tunnel",
-    "set_tunnel64",
     "multipath",
     "note",
     "sample",
@@ -142,7 +140,8 @@ pub(super) const UNSUPPORTED_ACTIONS: &[&str] = &[
 pub(super) const SUPPORTED: &str =
     "an action (output, drop, set_field, load, mod_*, push_vlan, pop_vlan, \
      dec_ttl, resubmit, controller, ct, ct_clear, conjunction, learn, fin_timeout, clone, \
-     push, pop, exit, check_pkt_larger, enqueue, set_queue, pop_queue, group, a port) or \
+     push, pop, exit, check_pkt_larger, enqueue, set_queue, pop_queue, group, set_tunnel, set_tunnel64, \
+     a port) or \
      instruction (goto_table, write_metadata, write_actions, clear_actions)";
 
 pub(super) fn parse_instructions(text: &str, base: usize, rule: &Rule) -> Res<Instructions> {
@@ -449,6 +448,11 @@ pub(super) fn parse_action(name: &str, kv: &KeyValue<'_>, src: &str) -> Res<Act>
         }
         "exit" => Act::Plain(OfAction::Exit),
         "pop_queue" => Act::Plain(OfAction::PopQueue),
+        "set_tunnel" | "set_tunnel64" => Act::Plain(OfAction::SetTunnel {
+            tun_id: parse_uint(arg, 64).ok_or_else(|| invalid("tunnel id", "a 64-bit tunnel id"))?
+                as u64,
+            wide: name == "set_tunnel64",
+        }),
         "set_queue" => Act::Plain(OfAction::SetQueue(
             parse_uint(arg, 32).ok_or_else(|| invalid("queue", "a 32-bit queue number"))? as u32,
         )),
