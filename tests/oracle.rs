@@ -148,7 +148,14 @@ fn differential_cases_agree_with_open_vswitch() {
     let mut learning = dummy_bridge(None);
     learning.side_effects = true;
     learning.may_learn = true;
-    let (same, total, bad) = score_cases(vec![dir.join("19-learn-trace-generate")], &learning);
+    let (same, total, bad) = score_cases(
+        vec![
+            dir.join("19-learn-trace-generate"),
+            dir.join("19a-learn-pending-rule-unwildcards"),
+            dir.join("19b-learn-pending-rule-tries-and-ports"),
+        ],
+        &learning,
+    );
     assert_eq!(same, total, "{}", bad.join("\n"));
     // The peer's bridge had ports 1..8: told so, trace drops the others
     // (and fast-failover groups see ports 9 and 10 down).

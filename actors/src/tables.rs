@@ -512,6 +512,25 @@ impl Tables {
         self.tables.get(&table)?.lookup(flow, wc)
     }
 
+    /// [`Tables::lookup`] while a translation adds the rules of `pending`
+    /// to `table`: see [`Classifier::lookup_pending`].
+    pub fn lookup_pending<'a>(
+        &'a self,
+        table: u8,
+        pending: &'a Classifier,
+        flow: &Flow,
+        wc: &mut FlowWildcards,
+    ) -> Option<&'a Arc<RuleEntry>> {
+        match self.tables.get(&table) {
+            Some(c) => c.lookup_pending(pending, flow, wc),
+            None => {
+                // Nothing can match; the pending rules still un-wildcard.
+                let _ = Classifier::new().lookup_pending(pending, flow, wc);
+                None
+            }
+        }
+    }
+
     /// The classifier of `table`, if it has rules.
     pub fn table(&self, table: u8) -> Option<&Classifier> {
         self.tables.get(&table)

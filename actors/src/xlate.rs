@@ -17,9 +17,10 @@ use messages::field::{Field, Prereq};
 use messages::flow::*;
 use messages::learn::{Learn, LearnedRule};
 use messages::odp::*;
-use messages::ofp::{port, CtSpec, CtZone, Instructions, NatAction, OfAction, Subfield};
+use messages::ofp::{port, CtSpec, CtZone, Instructions, NatAction, OfAction, Rule, Subfield};
 use messages::tunnel::{self, TunnelConfig};
 
+use crate::classifier::Classifier;
 use crate::mac_learning::MacTable;
 use crate::packet_in::{ControllerReason, ControllerUserdata};
 use crate::protocol::SideEffects;
@@ -203,6 +204,10 @@ struct Ctx<'a> {
     rule_cookie: u64,
     rule_is_miss: bool,
     learned: Vec<LearnedRule>,
+    /// The rules `learned` adds that are new to their tables, per table:
+    /// later lookups in those tables examine them without matching them
+    /// (see `Classifier::lookup_pending`).
+    pending: Vec<(u8, Classifier)>,
     fin_timeouts: Vec<FinTimeout>,
     /// Where the packet's own tunnel ends (`::` when it came from none):
     /// OVS never tunnels a packet back there.
@@ -321,6 +326,7 @@ fn xlate_from(
         rule_cookie: 0,
         rule_is_miss: false,
         learned: std::mem::take(&mut out.learned),
+        pending: Vec::new(),
         fin_timeouts: std::mem::take(&mut out.fin_timeouts),
         orig_tnl_dst: flow.tnl_dst(),
         exit: false,
@@ -462,16 +468,18 @@ impl Ctx<'_> {
     fn lookup(&mut self, table: u8, in_port: u32) -> Option<Arc<RuleEntry>> {
         self.table_id = table;
         let fragment = self.flow.nw_frag & FLOW_NW_FRAG_ANY != 0;
-        let r = if in_port == self.flow.in_port && !fragment {
-            self.tables.lookup(table, &self.flow, &mut *self.wc)
-        } else {
-            let mut f = self.flow;
+        let mut f = self.flow;
+        if in_port != f.in_port || fragment {
             f.in_port = in_port;
             if fragment {
                 f.tp_src = 0;
                 f.tp_dst = 0;
             }
-            self.tables.lookup(table, &f, &mut *self.wc)
+        }
+        let pending = self.pending.iter().find(|(t, _)| *t == table);
+        let r = match pending {
+            None => self.tables.lookup(table, &f, &mut *self.wc),
+            Some((_, p)) => self.tables.lookup_pending(table, p, &f, &mut *self.wc),
         }
         .cloned();
         if let Some(r) = &r {
@@ -986,6 +994,7 @@ impl Ctx<'_> {
         let rule = l.execute(&self.flow);
         let below_limit = l.limit == 0 || self.tables.learn_below_limit(&rule, l.limit);
         if below_limit {
+            self.add_pending(&rule);
             self.learned.push(LearnedRule {
                 rule,
                 limit: l.limit,
@@ -994,6 +1003,31 @@ impl Ctx<'_> {
         if let Some(dst) = l.result_dst {
             dst.write(&mut self.flow, u128::from(below_limit));
             dst.field.set_masked(&mut *self.wc, dst.mask(), dst.mask());
+        }
+    }
+
+    /// Keeps a rule this translation learned for its later lookups, unless
+    /// its table has a rule of the same match and priority (which it
+    /// replaces: the lookups examine nothing new).
+    fn add_pending(&mut self, rule: &Rule) {
+        let present = |c: &Classifier| c.find_exact(&rule.matches, rule.priority).is_some();
+        if self.tables.table(rule.table).is_some_and(present) {
+            return;
+        }
+        let at = match self.pending.iter().position(|(t, _)| *t == rule.table) {
+            Some(at) => at,
+            None => {
+                self.pending.push((rule.table, Classifier::new()));
+                self.pending.len() - 1
+            }
+        };
+        let table = &mut self.pending[at].1;
+        if !present(table) {
+            table.insert(Arc::new(RuleEntry {
+                id: 0,
+                rule: rule.clone(),
+                added: std::time::Instant::now(),
+            }));
         }
     }
 

@@ -435,6 +435,7 @@ impl Subtable {
         if self.trie_stages & (1 << i) == 0 {
             return false;
         }
+        let pending = ctx.pending;
         for (j, field) in TRIE_FIELDS.iter().enumerate() {
             let plen = self.trie_plen[j];
             if self.trie_stage[j] != i {
@@ -443,7 +444,11 @@ impl Subtable {
             let found = *ctx.results[j].get_or_insert_with(|| {
                 // The trie only speaks for IPv4 packets; for others every
                 // prefix length may match.
-                flow.is_ip().then(|| tries[j].lookup(field.get(flow)))
+                flow.is_ip().then(|| {
+                    let value = field.get(flow);
+                    let found = tries[j].lookup(value);
+                    pending.map_or(found, |p| found.union(p[j].lookup(value)))
+                })
             });
             let Some(found) = found else { continue };
             if tries[j].has_prefix_len(&found, plen) {
@@ -462,15 +467,21 @@ impl Subtable {
         false
     }
 
-    /// OVS's `find_match_wc`.
+    /// OVS's `find_match_wc`. `pending` holds the rules with this mask
+    /// that are being added (stages and ports are probed as if they were
+    /// here, but they never match); with `visible` false, neither do this
+    /// subtable's rules.
     fn find_match_wc(
         &self,
         flow: &Flow,
         wc: &mut FlowWildcards,
         ctx: &mut TrieCtx,
         tries: &[PrefixTrie; 2],
+        pending: Option<&Subtable>,
+        visible: bool,
     ) -> Option<(&LookupIndex, u32)> {
         let index = self.lookup_index();
+        let pending_index = pending.map(Subtable::lookup_index);
         let n = index.stage_ends.len() - 1;
         let fw = flow.words();
         let mut hash = 0;
@@ -482,7 +493,9 @@ impl Subtable {
                 return None;
             }
             hash = hash_words(hash, fw, index.words[start..end].iter().copied());
-            if !index.stages[i].contains(&hash) {
+            if !index.stages[i].contains(&hash)
+                && !pending_index.is_some_and(|p| p.stages[i].contains(&hash))
+            {
                 index.unwildcard(wc, end);
                 return None;
             }
@@ -494,18 +507,25 @@ impl Subtable {
         }
         let final_stage = &index.words[start..];
         hash = hash_words(hash, fw, final_stage.iter().copied());
-        let found = index.heads.get(&hash).and_then(|&head| {
-            index.find(head, |key| {
-                index
-                    .words
-                    .iter()
-                    .zip(key)
-                    .all(|(&(w, m), k)| fw[w] & m == *k)
-            })
-        });
+        let found = index
+            .heads
+            .get(&hash)
+            .filter(|_| visible)
+            .and_then(|&head| {
+                index.find(head, |key| {
+                    index
+                        .words
+                        .iter()
+                        .zip(key)
+                        .all(|(&(w, m), k)| fw[w] & m == *k)
+                })
+            });
         if found.is_none() && self.ports_mask_len > 0 {
             let value = ports_of(flow) & self.ports_mask;
-            let bits = self.ports_trie.lookup(value).maskbits;
+            let mut bits = self.ports_trie.lookup(value).maskbits;
+            if let Some(p) = pending {
+                bits = bits.max(p.ports_trie.lookup(value).maskbits);
+            }
             let need = self.ports_mask & prefix_mask32(bits);
             index.unwildcard(wc, start);
             // The final stage's fields before the ports were examined too.
@@ -675,9 +695,33 @@ impl LookupIndex {
 
 /// Per-lookup cache of the prefix tries' answers.
 #[derive(Default)]
-struct TrieCtx {
+struct TrieCtx<'a> {
     /// `None`: not looked up yet; `Some(None)`: trie not applicable.
     results: [Option<Option<TrieMatch>>; 2],
+    /// The tries of the rules being added (see [`Classifier::lookup_pending`]),
+    /// whose prefixes OVS's tries already hold.
+    pending: Option<&'a [PrefixTrie; 2]>,
+}
+
+/// A subtable as a lookup walks it: with the pending rules of its mask,
+/// and whether any of its rules can match.
+#[derive(Clone, Copy)]
+struct View<'a> {
+    max_priority: u16,
+    subtable: &'a Subtable,
+    pending: Option<&'a Subtable>,
+    visible: bool,
+}
+
+impl<'a> View<'a> {
+    fn alone(subtable: &'a Subtable) -> Self {
+        View {
+            max_priority: subtable.max_priority,
+            subtable,
+            pending: None,
+            visible: true,
+        }
+    }
 }
 
 /// One OpenFlow table.
@@ -810,7 +854,54 @@ impl Classifier {
     /// bit the decision depended on (OVS's `classifier_lookup`), with
     /// conjunctive matches.
     pub fn lookup(&self, flow: &Flow, wc: &mut FlowWildcards) -> Option<&Arc<RuleEntry>> {
-        self.lookup_conj(flow, wc, true)
+        self.lookup_conj(flow, wc, true, None)
+    }
+
+    /// [`Classifier::lookup`] while the rules of `pending` are being added
+    /// to this table: they never match, but the lookup examines them as if
+    /// they were here. So does OVS's classifier, where a rule a translation
+    /// learns is inserted at once for a later version: invisible to that
+    /// translation's lookups, not to their un-wildcarding.
+    pub fn lookup_pending<'a>(
+        &'a self,
+        pending: &'a Classifier,
+        flow: &Flow,
+        wc: &mut FlowWildcards,
+    ) -> Option<&'a Arc<RuleEntry>> {
+        self.lookup_conj(flow, wc, true, Some(pending))
+    }
+
+    /// The subtables a lookup walks with `pending` rules: each with the
+    /// pending subtable of its mask, then those of masks new here, by
+    /// maximum priority (ties keep that order, as a new subtable goes after
+    /// the existing ones).
+    fn views_with<'a>(&'a self, pending: &'a Classifier) -> Vec<View<'a>> {
+        let mut views: Vec<View<'a>> = self
+            .subtables
+            .iter()
+            .map(|st| {
+                let p = pending
+                    .subtable_index(&st.mask)
+                    .map(|i| &pending.subtables[i]);
+                View {
+                    max_priority: p
+                        .map_or(st.max_priority, |p| p.max_priority.max(st.max_priority)),
+                    subtable: st,
+                    pending: p,
+                    visible: true,
+                }
+            })
+            .collect();
+        for st in &pending.subtables {
+            if self.subtable_index(&st.mask).is_none() {
+                views.push(View {
+                    visible: false,
+                    ..View::alone(st)
+                });
+            }
+        }
+        views.sort_by_key(|v| std::cmp::Reverse(v.max_priority));
+        views
     }
 
     /// OVS's `classifier_lookup__`. A rule whose actions are `conjunction`
@@ -821,22 +912,50 @@ impl Classifier {
     /// with `conj_id` set to its id, soft matches ignored; the rule found
     /// so wins. Otherwise the lower-priority rules with exactly the same
     /// match as those soft matches take their place, and so on down.
-    fn lookup_conj(
-        &self,
+    fn lookup_conj<'a>(
+        &'a self,
         flow: &Flow,
         wc: &mut FlowWildcards,
         allow_conjunctive: bool,
-    ) -> Option<&Arc<RuleEntry>> {
-        let mut ctx = TrieCtx::default();
+        pending: Option<&'a Classifier>,
+    ) -> Option<&'a Arc<RuleEntry>> {
+        match pending {
+            None => self.lookup_views(
+                self.subtables.iter().map(View::alone),
+                flow,
+                wc,
+                allow_conjunctive,
+                None,
+            ),
+            Some(p) => self.lookup_views(self.views_with(p), flow, wc, allow_conjunctive, Some(p)),
+        }
+    }
+
+    /// [`Classifier::lookup_conj`] over `views`, in order.
+    fn lookup_views<'a>(
+        &'a self,
+        views: impl IntoIterator<Item = View<'a>>,
+        flow: &Flow,
+        wc: &mut FlowWildcards,
+        allow_conjunctive: bool,
+        pending: Option<&'a Classifier>,
+    ) -> Option<&'a Arc<RuleEntry>> {
+        let mut ctx = TrieCtx {
+            pending: pending.map(|p| &p.tries),
+            ..TrieCtx::default()
+        };
         let mut hard: Option<&Arc<RuleEntry>> = None;
         let mut hard_pri = i32::MIN;
         let mut soft: Vec<Option<Soft<'_>>> = Vec::new();
         let mut soft_pri = i32::MIN;
-        for st in self.subtables.iter() {
-            if i32::from(st.max_priority) <= hard_pri {
+        for view in views {
+            if i32::from(view.max_priority) <= hard_pri {
                 break;
             }
-            let Some((index, entry)) = st.find_match_wc(flow, wc, &mut ctx, &self.tries) else {
+            let st = view.subtable;
+            let found =
+                st.find_match_wc(flow, wc, &mut ctx, &self.tries, view.pending, view.visible);
+            let Some((index, entry)) = found else {
                 continue;
             };
             let rule = &index.rules[entry as usize];
@@ -890,7 +1009,7 @@ impl Classifier {
                 };
                 let mut with_id = *flow;
                 with_id.conj_id = id;
-                if let Some(rule) = self.lookup_conj(&with_id, wc, false) {
+                if let Some(rule) = self.lookup_conj(&with_id, wc, false, pending) {
                     return Some(rule);
                 }
             }

@@ -329,3 +329,27 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn pending_rules_never_match_but_are_examined() {
+    let mut c = Classifier::new();
+    c.insert(rule(1, 10, &[(Field::EthType, 0x0800, FULL)]));
+    // Rules a translation is adding: one of a new mask above the table's
+    // rules, one of the existing mask.
+    let mut pending = Classifier::new();
+    pending.insert(rule(2, 20, &[(Field::InPort, 1, FULL)]));
+    pending.insert(rule(3, 30, &[(Field::EthType, 0x86dd, FULL)]));
+    let flow = tcp_flow(1, 0, 0);
+    let mut wc = Flow::default();
+    assert_eq!(c.lookup(&flow, &mut wc).unwrap().id, 1);
+    assert_eq!(wc.in_port, 0);
+    let mut wc = Flow::default();
+    assert_eq!(c.lookup_pending(&pending, &flow, &mut wc).unwrap().id, 1);
+    assert_eq!((wc.in_port, wc.dl_type), (u32::MAX, 0xffff));
+    // A table with no rules: the pending ones still un-wildcard.
+    let mut wc = Flow::default();
+    assert!(Classifier::new()
+        .lookup_pending(&pending, &flow, &mut wc)
+        .is_none());
+    assert_eq!(wc.in_port, u32::MAX);
+}

@@ -51,6 +51,16 @@ pub struct TrieMatch {
     plens: u32,
 }
 
+impl TrieMatch {
+    /// What a lookup in one trie holding both tries' prefixes answers.
+    pub fn union(self, other: TrieMatch) -> TrieMatch {
+        TrieMatch {
+            maskbits: self.maskbits.max(other.maskbits),
+            plens: self.plens | other.plens,
+        }
+    }
+}
+
 /// A persistent multiset of (value, prefix length) pairs.
 #[derive(Clone, Debug, Default)]
 pub struct PrefixTrie {
