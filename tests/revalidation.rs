@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actors::pipeline::{Pipeline, PipelineConfig};
-use actors::protocol::{GetSnapshot, RuleChange};
+use actors::protocol::{GetSnapshot, RevalidateNow, RuleChange};
 use actors::revalidator::RevalidatorConfig;
 use actors::stats::{DropReason, PipelineStats};
 use actors::tables::Tables;
@@ -254,6 +254,127 @@ fn a_burst_of_20000_new_flows_is_installed_and_none_is_deleted() {
     assert_eq!(deletes, 0, "none deleted");
     assert_eq!(over_limit, 0, "none refused for the limit");
     assert_eq!(final_limit, limit, "the limit held");
+}
+
+/// The embedded datapath, with deletes as slow as the kernel's are in the
+/// emulated VM: each batch holding one waits `delay`.
+struct SlowDeletes {
+    netdev: Arc<Netdev>,
+    delay: Duration,
+}
+
+impl Dpif for SlowDeletes {
+    fn kind(&self) -> &'static str {
+        "slow-deletes"
+    }
+    fn recv_upcalls(
+        &self,
+        queue: usize,
+        max: usize,
+        timeout: Duration,
+        out: &mut Vec<messages::dpif::Upcall>,
+    ) -> Result<(), messages::dpif::DpifError> {
+        self.netdev.recv_upcalls(queue, max, timeout, out)
+    }
+    fn operate(&self, ops: &mut [DpifOp]) -> Vec<Result<(), messages::dpif::DpifError>> {
+        if ops.iter().any(|op| matches!(op, DpifOp::FlowDel { .. })) {
+            std::thread::sleep(self.delay);
+        }
+        self.netdev.operate(ops)
+    }
+    fn flow_dump(&self) -> Result<Vec<messages::dpif::DpFlow>, messages::dpif::DpifError> {
+        self.netdev.flow_dump()
+    }
+    fn flow_dump_terse(
+        &self,
+        out: &mut Vec<(messages::dpif::Ufid, messages::dpif::FlowStats)>,
+    ) -> Result<(), messages::dpif::DpifError> {
+        self.netdev.flow_dump_terse(out)
+    }
+    fn flow_get(
+        &self,
+        ufid: messages::dpif::Ufid,
+    ) -> Result<Option<messages::dpif::DpFlow>, messages::dpif::DpifError> {
+        self.netdev.flow_get(ufid)
+    }
+    fn stats(&self) -> messages::dpif::DpStats {
+        self.netdev.stats()
+    }
+    fn port_add(&self, spec: &messages::dpif::PortSpec) -> Result<u32, messages::dpif::DpifError> {
+        self.netdev.port_add(spec)
+    }
+    fn port_del(&self, number: u32) -> Result<(), messages::dpif::DpifError> {
+        self.netdev.port_del(number)
+    }
+    fn ports(&self) -> Vec<messages::dpif::PortInfo> {
+        self.netdev.ports()
+    }
+    fn port_stats(&self) -> Vec<messages::dpif::PortStats> {
+        self.netdev.port_stats()
+    }
+}
+
+/// The 200 000-flow collapse in the kernel VM: a round's deletes were
+/// queued to the dpif-writer, which took seconds over them; later rounds
+/// saw the flows still there, sent their deletes again (refused: ENOENT)
+/// and adopted flows deleted since their dump. A round now carries out its
+/// own deletes before it ends, however slow the datapath.
+#[test]
+fn a_rounds_deletes_are_done_when_it_ends_each_once() {
+    let (installed, after_round, deletes, errors, later_deletes, ukeys_left) =
+        in_system(|| async {
+            let netdev = Arc::new(Netdev::new(NetdevConfig::default()));
+            let slow = Arc::new(SlowDeletes {
+                netdev: netdev.clone(),
+                delay: Duration::from_millis(20),
+            });
+            let rules = upcalld::daemon::parse_rules(RULES, "test rules").unwrap();
+            let pipeline = Pipeline::start(
+                slow,
+                Tables::from_rules(rules),
+                config(
+                    RevalidatorConfig {
+                        max_idle: Duration::from_millis(300),
+                        flow_limit_start: 200_000,
+                        ..RevalidatorConfig::default()
+                    },
+                    2,
+                ),
+            );
+            feed(&netdev, &pipeline, &workload(2000)).await.unwrap();
+            let installed = netdev.stats().n_flows;
+            let revalidator = pipeline.revalidators[0].clone();
+            // Young flows stay; once idle past max-idle, one round deletes
+            // them all (40 batches of 50, 20 ms each on this datapath).
+            revalidator.send(RevalidateNow).await.unwrap();
+            actix::clock::sleep(Duration::from_millis(400)).await;
+            revalidator.send(RevalidateNow).await.unwrap();
+            // No flush of the writer: the round itself must have written.
+            let after_round = netdev.stats().n_flows;
+            let s = pipeline.stats.clone();
+            let deletes = PipelineStats::get(&s.flow_deletes);
+            for _ in 0..3 {
+                revalidator.send(RevalidateNow).await.unwrap();
+            }
+            pipeline.flush().await.unwrap();
+            let out = (
+                installed,
+                after_round,
+                deletes,
+                PipelineStats::get(&s.delete_errors),
+                PipelineStats::get(&s.flow_deletes) - deletes,
+                pipeline.ukeys.len(),
+            );
+            pipeline.stop();
+            netdev.close();
+            out
+        });
+    assert_eq!(installed, 2000);
+    assert_eq!(after_round, 0, "the round's deletes were carried out in it");
+    assert_eq!(deletes, 2000);
+    assert_eq!(errors, 0, "no delete was sent twice");
+    assert_eq!(later_deletes, 0, "later rounds had nothing to delete");
+    assert_eq!(ukeys_left, 0, "no ukey outlived its flow");
 }
 
 /// The rule-table builds the lookup indexes a change dropped before it

@@ -5,14 +5,15 @@
 //!                                                                     │ FlowOps (put + execute)
 //!                                                                     ▼
 //!   RuleTable ──Snapshot(v)──► handlers, revalidators            DpifWriter ──batches──► datapath
-//!       ▲  PushStats (by rule id)                                     ▲
-//!       └──────────────────────── Revalidator × M ──FlowOps (modify, delete)
+//!       ▲  PushStats (by rule id)
+//!       └──────────────────────── Revalidator × M ──batches (modify, delete)──► datapath
 //!                                   │ FlowLimit ──► handlers
 //! ```
 //!
 //! With `WriterConfig::handlers_write` (the kernel datapath), handlers
 //! write their own puts and executes to the datapath in batches and the
-//! writer takes only the revalidators' ops.
+//! writer has nothing to write. Revalidators always write their own
+//! modifies and deletes, within their rounds (as OVS's).
 //!
 //! Every actor runs under actix's `Supervisor`; the CPU-bound and blocking
 //! ones (receiver, each handler, each revalidator, the writer) get an arbiter
@@ -165,18 +166,17 @@ impl Pipeline {
         let n_revalidators = config.n_revalidators.max(1);
         let revalidators: Vec<Addr<Revalidator>> = (0..n_revalidators)
             .map(|id| {
-                let (d, t, x, w, r) = (
+                let (d, t, x, r) = (
                     dpif.clone(),
                     snapshot.clone(),
                     config.xlate.clone(),
-                    writer.clone(),
                     rule_table.clone(),
                 );
                 let (h, c, s) = (handlers.clone(), config.revalidator, stats.clone());
                 let u = ukeys.clone();
                 Supervisor::start_in_arbiter(
                     &own_arbiter(format!("revalidator{id}"), &config.cpus.revalidators),
-                    move |_| Revalidator::new(id, n_revalidators, d, t, x, w, r, h, c, u, s),
+                    move |_| Revalidator::new(id, n_revalidators, d, t, x, r, h, c, u, s),
                 )
             })
             .collect();

@@ -6,7 +6,7 @@
 //! | --- | --- | --- |
 //! | [`UpcallBatch`] | receiver → handler | — |
 //! | [`SpareUpcalls`] | handler → receiver | — |
-//! | [`FlowOps`] | handler, revalidator → dpif-writer | — |
+//! | [`FlowOps`] | handler → dpif-writer | — |
 //! | [`SpareOps`] | dpif-writer → handler | — |
 //! | [`Flush`] | pipeline (control, tests) → dpif-writer | once written |
 //! | [`Subscribe`] | pipeline → rule-table | — |
@@ -68,7 +68,8 @@ pub struct UpcallBatch {
 #[rtype(result = "()")]
 pub struct SpareUpcalls(pub Vec<Upcall>);
 
-/// handler, revalidator → dpif-writer: operations to carry out, in order.
+/// handler → dpif-writer: operations to carry out, in order (revalidators
+/// write their own, within their rounds).
 /// When `return_to` is set, the writer sends the emptied buffer back (as
 /// [`SpareOps`]), so that a sender that batches all the time (a handler)
 /// refills the same memory instead of asking the allocator for fresh pages
@@ -80,17 +81,6 @@ pub struct FlowOps {
     pub ops: Vec<DpifOp>,
     pub return_to: Option<Recipient<SpareOps>>,
     pub permit: Option<Permit>,
-}
-
-impl FlowOps {
-    /// Ops whose buffer is not returned, outside the window.
-    pub fn once(ops: Vec<DpifOp>) -> Self {
-        FlowOps {
-            ops,
-            return_to: None,
-            permit: None,
-        }
-    }
 }
 
 /// dpif-writer → handler: an op buffer back to the actor that filled it,

@@ -6,7 +6,9 @@
 //! 2. credit each flow's new packets and bytes to the rules it went
 //!    through (pushed to the rule-table by rule id);
 //! 3. delete flows idle longer than max-idle (100 ms when over the flow
-//!    limit; every flow when over twice the limit, as OVS);
+//!    limit; every flow when over twice the limit, as OVS), writing the
+//!    deletes (and the modifies of 4.) itself, in batches of 50, before the
+//!    round ends: a delete is never left on its way into the next round;
 //! 4. when the rules' version or NORMAL's MAC table changed since a flow
 //!    was last translated,
 //!    translate its key again: if the new translation needs bits the
@@ -20,7 +22,6 @@
 //!    tells the handlers, and frees the recirculation ids no ukey uses.
 
 use std::collections::HashMap;
-use std::num::NonZeroU64;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,10 +31,10 @@ use messages::dpif::{DpFlow, DpifOp, FlowPut, FlowStats, PutMode, Ufid, UfidSet}
 use messages::flow::datapath_mask;
 use messages::{Flow, Megaflow};
 
-use crate::dpif_writer::DpifWriter;
+use crate::dpif_writer::write_ops;
 use crate::handler::UpcallHandler;
 use crate::protocol::{
-    FlowLimit, FlowOps, PushStats, RevalidateNow, RuleStats, SideEffects, Snapshot, Tick,
+    FlowLimit, PushStats, RevalidateNow, RuleStats, SideEffects, Snapshot, Tick,
 };
 use crate::rule_table::RuleTable;
 use crate::stats::PipelineStats;
@@ -41,7 +42,7 @@ use crate::supervisor::guarded;
 use crate::tables::Tables;
 use crate::ukeys::{
     shard_of, RuleIds, Ukey, UkeyExtra, UkeyMegaflow, Ukeys, MAX_MISSED_DUMPS,
-    NEVER_DUMPED_GRACE_MS, NOT_TRANSLATED, N_SHARDS,
+    NEVER_DUMPED_GRACE_MS, N_SHARDS,
 };
 use crate::xlate::{xlate, XlateConfig, TCP_FIN, TCP_RST};
 use messages::dpif::{monotonic_ms, Dpif};
@@ -84,9 +85,9 @@ pub fn next_flow_limit(limit: u64, duration_ms: u64, n_flows: u64, max: u64) -> 
     next.max(1000).min(max)
 }
 
-/// How long a flow whose deletion was asked for is left alone before it is
-/// revalidated afresh (it may be a new flow with the same ufid).
-const DELETE_PENDING_MS: u64 = 5000;
+/// Flows revalidated per lock of their shard, and ops per datapath
+/// transaction (OVS's `REVALIDATE_MAX_BATCH`).
+const REVALIDATE_BATCH: usize = 50;
 
 pub struct Revalidator {
     pub id: usize,
@@ -94,7 +95,6 @@ pub struct Revalidator {
     dpif: Arc<dyn Dpif>,
     tables: Arc<Tables>,
     xlate_cfg: XlateConfig,
-    writer: Addr<DpifWriter>,
     rule_table: Addr<RuleTable>,
     /// Told of flow limit changes (revalidator 0 only).
     handlers: Vec<Addr<UpcallHandler>>,
@@ -106,6 +106,8 @@ pub struct Revalidator {
     dump_seq: u32,
     /// The last terse dump's buffer, kept for the next.
     dump_buf: Vec<(Ufid, FlowStats)>,
+    /// The dump's indexes by shard (buffers kept for the next round).
+    by_shard: Vec<Vec<usize>>,
     stats: Arc<PipelineStats>,
 }
 
@@ -125,7 +127,6 @@ impl Revalidator {
         dpif: Arc<dyn Dpif>,
         tables: Arc<Tables>,
         xlate_cfg: XlateConfig,
-        writer: Addr<DpifWriter>,
         rule_table: Addr<RuleTable>,
         handlers: Vec<Addr<UpcallHandler>>,
         config: RevalidatorConfig,
@@ -140,7 +141,6 @@ impl Revalidator {
             dpif,
             tables,
             xlate_cfg,
-            writer,
             rule_table,
             handlers,
             config,
@@ -148,6 +148,7 @@ impl Revalidator {
             ukeys,
             dump_seq: 0,
             dump_buf: Vec::new(),
+            by_shard: Vec::new(),
             stats,
         }
     }
@@ -184,23 +185,46 @@ impl Revalidator {
             dump_seq: self.dump_seq + 1,
         };
         self.dump_seq = round.dump_seq;
+        // The dumped flows of this revalidator's shards, by shard, so that a
+        // shard is locked once per batch of flows rather than once a flow.
+        let mut by_shard = std::mem::take(&mut self.by_shard);
+        by_shard.resize_with(N_SHARDS, Vec::new);
+        for (i, &(ufid, _)) in dump.iter().enumerate() {
+            let s = shard_of(ufid);
+            if s % n == id {
+                by_shard[s].push(i);
+            }
+        }
         let mut out = RoundOutcome::default();
         let mut unknown = Vec::new();
         let ukeys = self.ukeys.clone();
-        for &(ufid, stats) in dump.iter().filter(|(u, _)| shard_of(*u) % n == id) {
-            match ukeys.shard(shard_of(ufid)).get_mut(ufid) {
-                Some(ukey) => self.revalidate_ukey(ufid, ukey, stats, &round, &mut out),
-                None => unknown.push(ufid),
+        for s in (id..N_SHARDS).step_by(n) {
+            let mut seen = 0;
+            for batch in by_shard[s].chunks(REVALIDATE_BATCH) {
+                let mut shard = ukeys.shard(s);
+                for &i in batch {
+                    let (ufid, stats) = dump[i];
+                    match shard.get_mut(ufid) {
+                        Some(ukey) => {
+                            seen += 1;
+                            self.revalidate_ukey(ufid, ukey, stats, &round, &mut out);
+                        }
+                        None => unknown.push(ufid),
+                    }
+                }
+            }
+            by_shard[s].clear();
+            self.sweep(s, seen, now);
+            if out.ops.len() >= REVALIDATE_BATCH {
+                self.write(&mut out.ops);
             }
         }
+        self.by_shard = by_shard;
         self.adopt(&unknown, &round, &mut out);
+        self.write(&mut out.ops);
         self.dump_buf = dump;
-        self.sweep(now);
         if self.id == 0 {
             self.free_recirc_ids();
-        }
-        if !out.ops.is_empty() {
-            self.writer.do_send(FlowOps::once(out.ops));
         }
         if !out.rule_stats.is_empty() {
             self.rule_table
@@ -212,10 +236,13 @@ impl Revalidator {
         metrics::histogram!("upcalld_revalidation_seconds").record(start.elapsed().as_secs_f64());
         PipelineStats::add(&self.stats.revalidation_rounds, 1);
         if self.id == 0 {
-            // What the round cost: the dump's kernel work is done in this
-            // thread's receive calls, so its CPU time covers it. Wall time
-            // would also count the waits for a CPU that the handlers hold
-            // during a burst of upcalls, when the limit must not shrink.
+            // What the round cost, its deletes and modifies included (they
+            // are written on this thread, within the round, as OVS's
+            // revalidators write theirs): the dump's kernel work is done in
+            // this thread's receive calls, so its CPU time covers it. Wall
+            // time would also count the waits for a CPU that the handlers
+            // hold during a burst of upcalls, when the limit must not
+            // shrink.
             let ms = (thread_cpu_time().saturating_sub(cpu_start)).as_millis() as u64;
             self.flow_limit = next_flow_limit(self.flow_limit, ms, n_flows, self.config.flow_limit);
             self.stats
@@ -232,6 +259,19 @@ impl Revalidator {
                 });
             }
         }
+    }
+
+    /// Writes `ops` (the round's deletes and modifies) to the datapath in
+    /// batches, on this thread, and empties it. Each delete is carried out
+    /// (or found done: ENOENT) before the round ends, and its ukey goes with
+    /// it, so no later round sees a delete still on its way: none is sent
+    /// twice, and a flow a round deleted is never adopted again from an
+    /// older dump.
+    fn write(&self, ops: &mut Vec<DpifOp>) {
+        for batch in ops.chunks_mut(REVALIDATE_BATCH) {
+            write_ops(&*self.dpif, batch, &self.ukeys, &self.stats);
+        }
+        ops.clear();
     }
 
     /// Makes ukeys for dumped flows that had none (after a restart, or put
@@ -296,15 +336,6 @@ impl Revalidator {
         let now = round.now;
         ukey.dump_seq = round.dump_seq;
         ukey.missed_dumps = 0;
-        if let Some(sent) = ukey.delete_sent_ms {
-            if now.saturating_sub(sent.get()) < DELETE_PENDING_MS {
-                return;
-            }
-            // Still there: revalidated afresh.
-            ukey.delete_sent_ms = None;
-            ukey.version = NOT_TRANSLATED;
-            ukey.created_ms = now;
-        }
         let mut delete = round.kill_all;
         if !delete && ukey.version != round.version {
             let key = ukey.megaflow.key();
@@ -371,7 +402,6 @@ impl Revalidator {
         }
         if delete {
             out.ops.push(DpifOp::FlowDel { ufid });
-            ukey.delete_sent_ms = NonZeroU64::new(now.max(1));
         }
     }
 }
@@ -391,27 +421,32 @@ struct Round {
 const ADOPT_BY_GETS: usize = 64;
 
 impl Revalidator {
-    /// Ages the ukeys of this revalidator's shards whose flows the round's
-    /// dump did not show (once a dump has shown them, or after
+    /// Ages the ukeys of shard `s` whose flows the round's dump did not
+    /// show (once a dump has shown them, or after
     /// [`NEVER_DUMPED_GRACE_MS`]), and drops those missed by
     /// [`MAX_MISSED_DUMPS`] dumps in a row: their flows are gone, and the
-    /// next upcall for them is to install them again.
-    fn sweep(&mut self, now: u64) {
+    /// next upcall for them is to install them again. When the dump showed
+    /// `seen` flows of the shard and it holds no more ukeys than that,
+    /// none was missed and the shard is not walked: a round over unchanged
+    /// flows visits each ukey once.
+    fn sweep(&self, s: usize, seen: usize, now: u64) {
         let seq = self.dump_seq;
-        let mut dropped = 0;
-        for s in (self.id..N_SHARDS).step_by(self.n_revalidators) {
-            self.ukeys.shard(s).retain(|_, ukey| {
-                let waiting = ukey.dump_seq == 0
-                    && now.saturating_sub(ukey.created_ms) < NEVER_DUMPED_GRACE_MS;
-                if ukey.dump_seq == seq || waiting {
-                    return true;
-                }
-                ukey.missed_dumps += 1;
-                let keep = ukey.missed_dumps < MAX_MISSED_DUMPS;
-                dropped += u64::from(!keep);
-                keep
-            });
+        let mut shard = self.ukeys.shard(s);
+        if shard.len() <= seen {
+            return;
         }
+        let mut dropped = 0;
+        shard.retain(|_, ukey| {
+            let waiting =
+                ukey.dump_seq == 0 && now.saturating_sub(ukey.created_ms) < NEVER_DUMPED_GRACE_MS;
+            if ukey.dump_seq == seq || waiting {
+                return true;
+            }
+            ukey.missed_dumps += 1;
+            let keep = ukey.missed_dumps < MAX_MISSED_DUMPS;
+            dropped += u64::from(!keep);
+            keep
+        });
         PipelineStats::add(&self.stats.ukeys_missing, dropped);
     }
 }

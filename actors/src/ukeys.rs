@@ -18,7 +18,6 @@
 //! a time and seldom meet on a shard. Shard `s` belongs to revalidator
 //! `s % n_revalidators`.
 
-use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -76,10 +75,6 @@ pub struct Ukey {
     pub dump_seq: u32,
     /// Dumps in a row that did not show the flow.
     pub missed_dumps: u32,
-    /// When a revalidator asked for the flow's deletion (ms): until the
-    /// dpif-writer gets to it, the flow still shows in dumps and must not
-    /// be deleted again (on a slow datapath that repeats every round).
-    pub delete_sent_ms: Option<NonZeroU64>,
 }
 
 /// The `version` of a ukey whose flow was not translated yet (no rules
@@ -143,7 +138,6 @@ impl Ukey {
             bytes: 0,
             dump_seq: 0,
             missed_dumps: 0,
-            delete_sent_ms: None,
         }
     }
 
@@ -384,6 +378,15 @@ impl Shard<'_> {
             .remove();
         self.len.fetch_sub(1, Ordering::Relaxed);
         Some(ukey)
+    }
+
+    /// Ukeys in the shard.
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
     }
 
     /// Visits every ukey of the shard.
