@@ -18,7 +18,9 @@
 #   BLAST-ARGS: extra ovs-blast options, e.g. -r 8000 (pace to 8000 frames/s)
 # Environment: BATCHES (default "1 8 64"), SETTLE_S (seconds to wait after a
 #   pass before upcall-show, so that its dump duration is a round over every
-#   flow installed; default 0), KVM_OVS_MEM (the VM's MiB, default 512).
+#   flow installed; default 0), KVM_OVS_MEM (the VM's MiB, default 512),
+#   UPCALLD (a built binary to run instead of building target/release/upcalld,
+#   so that a long run is not rebuilt by edits made meanwhile).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORKLOAD=${1:-mac}
@@ -42,8 +44,10 @@ trap 'rm -rf "$WORK"' EXIT
 
 command -v gcc >/dev/null || { apt-get update >/dev/null; apt-get install -y -qq gcc libc6-dev >/dev/null; }
 gcc -O2 -static -Wall -o "$WORK/ovs-blast" "$KVM/blaster/ovs-blast.c" -lpthread
-cargo build --release --bin upcalld
-TARGET=${CARGO_TARGET_DIR:-target}
+if [[ -z ${UPCALLD:-} ]]; then
+  cargo build --release --bin upcalld
+  UPCALLD=${CARGO_TARGET_DIR:-target}/release/upcalld
+fi
 
 # The workload's input ports and the rules' output ports.
 PORTS=$( { cut -f1 "$FRAMES" | grep -v '^#' | sort -un; printf '2\n3\n4\n'; } | sort -un)
@@ -93,7 +97,7 @@ done
 EOF
 
 "$KVM/build-initramfs.sh" -o "$OUT" --iproute2 --strip \
-  --bin "$TARGET/release/upcalld:/bin/upcalld" --bin "$WORK/ovs-blast:/bin/ovs-blast" \
+  --bin "$UPCALLD:/bin/upcalld" --bin "$WORK/ovs-blast:/bin/ovs-blast" \
   --file "$FRAMES:/bench/frames.tsv" --file "$BENCH/setup-rate.rules:/bench/setup-rate.rules" \
   --file "$WORK/upcalld.toml.in:/bench/upcalld.toml.in" --script "$WORK/blast.sh"
 "$KVM/run-vm.sh" -o "$OUT" -t "${KVM_OVS_TIMEOUT:-600}" | grep -aE '^(BLAST|CPU|batch|VM-EXIT|daemon)|error|panicked'

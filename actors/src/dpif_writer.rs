@@ -1,5 +1,6 @@
-//! The dpif-writer actor: the one writer of the datapath. It coalesces the
-//! operations that handlers and revalidators send into batches (at most
+//! The dpif-writer actor: the writer of the handlers' ops (revalidators
+//! write their own, within their rounds). It coalesces the
+//! operations that handlers send into batches (at most
 //! `batch_size` ops, flushed at the latest `max_latency` after the first op
 //! of a batch arrived). It keeps the ukeys true to what it wrote: a put
 //! that failed and a delete carried out drop their flow's ukey
@@ -27,8 +28,8 @@ pub struct WriterConfig {
     /// Most ops per `Dpif::operate` call (OVS: 50 per transaction).
     pub batch_size: usize,
     /// Handlers write their own puts and executes, in batches of
-    /// `batch_size` (OVS's `handle_upcalls`), and the writer only the
-    /// revalidators' ops: the kernel datapath's choice, where a put's cost
+    /// `batch_size` (OVS's `handle_upcalls`), and the writer nothing: the
+    /// kernel datapath's choice, where a put's cost
     /// is the kernel's work on the writing thread and one writer was the
     /// ceiling. The embedded datapath keeps one writer placed beside its
     /// packet threads (see ARCHITECTURE.md).
@@ -53,8 +54,7 @@ impl Default for WriterConfig {
 /// 32 handler batches. Deep enough that a handler seldom waits for a
 /// writer that shares its core with the datapath (with 1024, the pinned
 /// setup-rate miss pass took 13.5 ms against 10.5); shallow enough that
-/// the ops in flight stay a few megabytes. Revalidators' ops are not counted: they are few and must not
-/// wait behind upcalls.
+/// the ops in flight stay a few megabytes.
 pub const WINDOW_OPS: usize = 4096;
 
 /// How handlers reach the writer: its address, and the window of ops in
@@ -194,8 +194,8 @@ impl DpifWriter {
 
 /// Writes `batch` to `dpif` in one `operate` call and keeps the ukeys
 /// and counters true to the answers: a failed put, or a delete carried
-/// out (or refused: the flow is gone), drops its ukey. Used by the writer, and by handlers that write
-/// their own batches.
+/// out (or refused: the flow is gone), drops its ukey. Used by the writer, by handlers that write
+/// their own batches, and by revalidators.
 pub fn write_ops(dpif: &dyn Dpif, batch: &mut [DpifOp], ukeys: &Ukeys, stats: &PipelineStats) {
     metrics::histogram!("upcalld_dpif_batch_size").record(batch.len() as f64);
     PipelineStats::add(&stats.dpif_batches, 1);
