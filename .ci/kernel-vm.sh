@@ -25,7 +25,9 @@ if ! command -v qemu-system-x86_64 >/dev/null; then
 fi
 # As the VM scripts' cargo-test-in-vm.sh, with the tunnel vport modules
 # (vport-vxlan, vport-geneve) loaded too, which it cannot be asked for.
-OUT=${KVM_OVS_OUT:-/tmp/kvm-ovs/out-cargo}
+# The image lives in this checkout's target/ so that two checkouts testing at
+# once never boot each other's test binaries.
+OUT=${KVM_OVS_OUT:-$PWD/target/kernel-vm}
 mapfile -t EXES < <(cargo test --no-run --message-format=json -p upcalld "$@" \
   --test kernel_datapath --test kernel_daemon --test kernel_traffic --test kernel_tunnel |
   python3 -c '
