@@ -360,7 +360,7 @@ impl Ctl {
             }
             (Command::AddTlvMap, _) => {
                 let reqs = messages::tlv::parse_tlv_requests(body.trim())?;
-                messages::tlv::add_global(&reqs)?;
+                messages::tlv::add_global(&reqs).map_err(|e| e.to_string())?;
                 // Options a flow skipped as unknown may now be fields its
                 // rules match (OVS revalidates on a TLV table change).
                 self.pipeline

@@ -283,6 +283,83 @@ impl Switch {
         })
     }
 
+    /// An NXT_TLV_TABLE_MOD on the process's map (the one `ctl
+    /// add-tlv-map` changes), then a revalidation round, as OVS
+    /// revalidates on a TLV table change. A field that a rule or group
+    /// uses is not unmapped (OVS's NXTTMFC_INVALID_TLV_DEL).
+    async fn tlv_table_mod(&self, m: of::TlvTableMod) -> Result<(), OfpError> {
+        use messages::tlv::{self, TlvError};
+        let unmap = match &m {
+            of::TlvTableMod::Add(_) => Vec::new(),
+            of::TlvTableMod::Delete(fields) => fields.clone(),
+            of::TlvTableMod::Clear => tlv::current().iter().map(|(i, _)| i).collect(),
+        };
+        let result = if let of::TlvTableMod::Add(reqs) = &m {
+            tlv::add_global(reqs)
+        } else {
+            match self.tlv_fields_in_use(&unmap).await? {
+                Some(i) => Err(TlvError::InUse(i)),
+                None => tlv::modify_global(|map| map.delete(&unmap)),
+            }
+        };
+        result.map_err(|e| {
+            let kind = match e {
+                TlvError::BadOptLen(_) => ErrorKind::TlvBadOptLen,
+                TlvError::BadFieldIdx(_) => ErrorKind::TlvBadFieldIdx,
+                TlvError::TableFull { .. } => ErrorKind::TlvTableFull,
+                TlvError::AlreadyMapped(_) => ErrorKind::TlvAlreadyMapped,
+                TlvError::DupEntry { .. } => ErrorKind::TlvDupEntry,
+                TlvError::InUse(_) => ErrorKind::TlvInvalidDel,
+            };
+            OfpError::new(kind, e.to_string())
+        })?;
+        self.pipeline.revalidate_now().await.map_err(|e| {
+            OfpError::new(
+                ErrorKind::TlvBadCommand,
+                format!("revalidators unavailable: {e}"),
+            )
+        })
+    }
+
+    /// The first of `fields` (`tun_metadataN` indexes) that a rule or a
+    /// group bucket names. Printing names every field a rule matches or
+    /// acts on (`tun_metadataN`, or `NXM_NX_TUN_METADATAN` in subfields),
+    /// so the printed rules are searched rather than each kind of action.
+    async fn tlv_fields_in_use(&self, fields: &[usize]) -> Result<Option<usize>, OfpError> {
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        let tables = self
+            .pipeline
+            .rule_table
+            .send(actors::protocol::GetSnapshot)
+            .await
+            .map_err(|e| {
+                OfpError::new(
+                    ErrorKind::TlvBadCommand,
+                    format!("rule-table unavailable: {e}"),
+                )
+            })?;
+        let mut printed: Vec<String> = tables
+            .rules()
+            .iter()
+            .map(|r| messages::format::ofp_rule::format_rule(&r.rule).to_ascii_lowercase())
+            .collect();
+        printed.extend(
+            tables
+                .groups()
+                .map(|g| messages::format::ofp_rule::format_group(g).to_ascii_lowercase()),
+        );
+        Ok(fields.iter().copied().find(|i| {
+            let name = format!("tun_metadata{i}");
+            printed.iter().any(|text| {
+                text.match_indices(&name).any(|(at, _)| {
+                    !text[at + name.len()..].starts_with(|c: char| c.is_ascii_digit())
+                })
+            })
+        }))
+    }
+
     async fn dump(&self) -> Result<Vec<(Arc<RuleEntry>, RuleStats)>, OfpError> {
         self.pipeline
             .dump_rules()
@@ -1085,6 +1162,16 @@ impl Conn {
                     self.error(xid, &e, msg);
                 }
             }
+            Request::TlvTableMod(m) => {
+                if let Err(e) = self.switch.tlv_table_mod(m).await {
+                    self.error(xid, &e, msg);
+                }
+            }
+            Request::TlvTableRequest => self.out.push(of::encode_tlv_table_reply(
+                v,
+                xid,
+                &messages::tlv::current(),
+            )),
         }
         true
     }

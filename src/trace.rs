@@ -270,7 +270,7 @@ pub fn apply_setup(tlv: &mut TlvMap, origin: &str, text: &str) -> anyhow::Result
         let at = || format!("{origin}:{}", n + 1);
         match cmd {
             "add-tlv-map" => messages::tlv::parse_tlv_requests(arg)
-                .and_then(|reqs| tlv.add(&reqs))
+                .and_then(|reqs| tlv.add(&reqs).map_err(String::from))
                 .map_err(|e| anyhow::anyhow!("{}: add-tlv-map: {e}", at()))?,
             "add-group" => {
                 // Bucket actions may name the tun_metadata mapped so far.

@@ -292,6 +292,135 @@ fn set_tunnel_round_trips_through_ovs_ofctl() {
     );
 }
 
+/// ovs-ofctl's add-tlv-map, del-tlv-map and dump-tlv-map over OpenFlow
+/// (NXT_TLV_TABLE_MOD/REQUEST/REPLY), the same sequence OVS 3.1 was run
+/// through on ovs-peer, with its answers and errors; rules added over
+/// OpenFlow then match and set the mapped fields.
+#[test]
+fn tlv_map_changes_through_ovs_ofctl() {
+    let (d, t) = start("oftlv");
+    let t = t.as_str();
+    let table = |allocated: usize, rows: &str| {
+        format!(
+            " max option space=64 max fields=64\n allocated option space={allocated}\n\n \
+             mapping table:\n  class  type  length  match field\n \
+             ------  ----  ------  --------------\n{rows}"
+        )
+    };
+    let dump = || {
+        let out = ok(&["dump-tlv-map", t]);
+        let (head, rest) = out.split_once('\n').unwrap();
+        assert!(head.starts_with("NXT_TLV_TABLE_REPLY"), "{out}");
+        rest.to_string()
+    };
+    ok(&[
+        "add-tlv-map",
+        t,
+        "{class=0xffff,type=0,len=4}->tun_metadata0,{class=0x102,type=0x80,len=8}->tun_metadata3",
+    ]);
+    let rows = " 0xffff     0       4  tun_metadata0\n  0x102  0x80       8  tun_metadata3\n";
+    assert_eq!(dump(), table(12, rows));
+    // The control socket sees the same map.
+    assert_eq!(d.ctl(Ctl::DumpTlvMap, ""), table(12, rows));
+    let refused = |args: &[&str], error: &str| {
+        let (success, _, err) = ofctl(args);
+        assert!(!success && err.contains(error), "{args:?}: {err}");
+    };
+    refused(
+        &[
+            "add-tlv-map",
+            t,
+            "{class=0xffff,type=1,len=4}->tun_metadata0",
+        ],
+        "NXTTMFC_ALREADY_MAPPED",
+    );
+    refused(
+        &[
+            "add-tlv-map",
+            t,
+            "{class=0xffff,type=0,len=4}->tun_metadata1",
+        ],
+        "NXTTMFC_DUP_ENTRY",
+    );
+    refused(
+        &[
+            "add-tlv-map",
+            t,
+            "{class=0xffff,type=5,len=6}->tun_metadata1",
+        ],
+        "NXTTMFC_BAD_OPT_LEN",
+    );
+    // OVS maps up to 124 bytes; upcalld 16.
+    refused(
+        &[
+            "add-tlv-map",
+            t,
+            "{class=0xffff,type=5,len=20}->tun_metadata1",
+        ],
+        "NXTTMFC_BAD_OPT_LEN",
+    );
+    assert_eq!(dump(), table(12, rows));
+    ok(&["add-flow", t, "tun_metadata0=0x1234,actions=drop"]);
+    ok(&[
+        "add-flow",
+        t,
+        "actions=set_field:0x5->tun_metadata3,output:1",
+    ]);
+    let mut expected = vec![
+        "actions=set_field:0x5->tun_metadata3,output:1",
+        "tun_metadata0=0x1234 actions=drop",
+    ];
+    assert_eq!(flows(t, "OpenFlow10"), expected);
+    // A field a rule uses stays mapped.
+    refused(
+        &[
+            "del-tlv-map",
+            t,
+            "{class=0xffff,type=0,len=4}->tun_metadata0",
+        ],
+        "NXTTMFC_INVALID_TLV_DEL",
+    );
+    ok(&["del-flows", t, "tun_metadata0=0x1234"]);
+    expected.pop();
+    assert_eq!(flows(t, "OpenFlow10"), expected);
+    ok(&[
+        "del-tlv-map",
+        t,
+        "{class=0xffff,type=0,len=4}->tun_metadata0",
+    ]);
+    assert_eq!(dump(), table(8, "  0x102  0x80       8  tun_metadata3\n"));
+    refused(&["del-tlv-map", t], "NXTTMFC_INVALID_TLV_DEL");
+    // OpenFlow 1.3 (OXM) carries the fields too, masked and in set_field;
+    // OVS 3.1 prints this rule so in both versions.
+    ok(&[
+        "-O",
+        "OpenFlow13",
+        "add-flow",
+        t,
+        "tun_metadata3=0x10/0xf0,actions=set_field:0x7->tun_metadata3,output:2",
+    ]);
+    for version in ["OpenFlow13", "OpenFlow10"] {
+        assert!(
+            flows(t, version).contains(
+                &"tun_metadata3=0x10/0xf0 actions=set_field:0x7->tun_metadata3,output:2"
+                    .to_string()
+            ),
+            "{version}: {:?}",
+            flows(t, version)
+        );
+    }
+    ok(&["del-flows", t]);
+    ok(&["del-tlv-map", t]);
+    assert_eq!(dump(), table(0, ""));
+    // The freed space and field take a new option.
+    ok(&[
+        "add-tlv-map",
+        t,
+        "{class=0x1,type=0x2,len=16}->tun_metadata0",
+    ]);
+    assert_eq!(dump(), table(16, "    0x1   0x2      16  tun_metadata0\n"));
+}
+
 #[test]
 fn group_mods_from_ovs_ofctl() {
     let (d, t) = start("ofgr");

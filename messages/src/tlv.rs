@@ -3,9 +3,10 @@
 //! `tun_metadataN` field holds, and where in a flow's `tun_md` its value
 //! sits.
 //!
-//! Like OVS's, the map is one per switch and only grows: a mapping, once
-//! made, keeps its place, so rules parsed against an older map stay
-//! right. Parsing and printing `tun_metadataN` need the map; they read
+//! Like OVS's, the map is one per switch: a mapping, once made, keeps its
+//! place until it is deleted (OpenFlow's NXTTMC_DELETE/CLEAR, refused
+//! while a rule uses the field), so rules parsed against an older map
+//! stay right. Parsing and printing `tun_metadataN` need the map; they read
 //! [`current`], which is the map a thread set with [`with_map`] (a trace,
 //! a test) or else the process's ([`set_global`], the daemon's).
 
@@ -40,6 +41,64 @@ impl Default for TlvMap {
         TlvMap {
             entries: [None; TUN_METADATA_NUM],
         }
+    }
+}
+
+/// Why a change to the map was refused: OVS's `NXTTMFC_*` errors, which
+/// the OpenFlow channel sends back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TlvError {
+    /// `NXTTMFC_BAD_OPT_LEN`: not a multiple of 4 from 4 to 16 bytes.
+    BadOptLen(u8),
+    /// `NXTTMFC_BAD_FIELD_IDX`: there is no `tun_metadataN` for it.
+    BadFieldIdx(usize),
+    /// `NXTTMFC_TABLE_FULL`: no room left in `tun_md` for the option.
+    TableFull { len: u8, allocated: usize },
+    /// `NXTTMFC_ALREADY_MAPPED`: the field holds another option.
+    AlreadyMapped(usize),
+    /// `NXTTMFC_DUP_ENTRY`: the option is mapped to another field.
+    DupEntry {
+        class: u16,
+        opt_type: u8,
+        index: usize,
+    },
+    /// `NXTTMFC_INVALID_TLV_DEL`: rules use the field being unmapped.
+    InUse(usize),
+}
+
+impl std::fmt::Display for TlvError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TlvError::BadOptLen(len) => write!(
+                f,
+                "len={len}: upcalld maps options whose length is a multiple of 4 from 4 to {TLV_MAX_LEN}"
+            ),
+            TlvError::BadFieldIdx(i) => {
+                write!(f, "tun_metadata{i}: fields go from tun_metadata0 to tun_metadata{}", TUN_METADATA_NUM - 1)
+            }
+            TlvError::TableFull { len, allocated } => write!(
+                f,
+                "no room for {len} more bytes of options ({allocated} of {TUN_MD_BYTES} in use)"
+            ),
+            TlvError::AlreadyMapped(i) => write!(f, "tun_metadata{i} is already mapped"),
+            TlvError::DupEntry {
+                class,
+                opt_type,
+                index,
+            } => write!(
+                f,
+                "option class={class:#x},type={opt_type:#x} is already mapped to tun_metadata{index}"
+            ),
+            TlvError::InUse(i) => write!(f, "tun_metadata{i} is used by rules: delete them first"),
+        }
+    }
+}
+
+impl std::error::Error for TlvError {}
+
+impl From<TlvError> for String {
+    fn from(e: TlvError) -> String {
+        e.to_string()
     }
 }
 
@@ -163,25 +222,31 @@ impl TlvMap {
     /// Adds mappings, all or none (OVS's `NXTTMC_ADD`): a field already
     /// mapped or an option mapped twice is refused, as is running out of
     /// option space.
-    pub fn add(&mut self, reqs: &[TlvRequest]) -> Result<(), String> {
+    pub fn add(&mut self, reqs: &[TlvRequest]) -> Result<(), TlvError> {
         let mut next = self.clone();
         for r in reqs {
+            if r.index >= TUN_METADATA_NUM {
+                return Err(TlvError::BadFieldIdx(r.index));
+            }
+            if r.len == 0 || r.len % 4 != 0 || usize::from(r.len) > TLV_MAX_LEN {
+                return Err(TlvError::BadOptLen(r.len));
+            }
             if next.entries[r.index].is_some() {
-                return Err(format!("tun_metadata{} is already mapped", r.index));
+                return Err(TlvError::AlreadyMapped(r.index));
             }
             if let Some((i, _)) = next.by_option(r.class, r.opt_type) {
-                return Err(format!(
-                    "option class={:#x},type={:#x} is already mapped to tun_metadata{i}",
-                    r.class, r.opt_type
-                ));
+                return Err(TlvError::DupEntry {
+                    class: r.class,
+                    opt_type: r.opt_type,
+                    index: i,
+                });
             }
-            let offset = next.free_offset(r.len as usize).ok_or_else(|| {
-                format!(
-                    "no room for {} more bytes of options ({} of {TUN_MD_BYTES} in use)",
-                    r.len,
-                    next.allocated()
-                )
-            })?;
+            let offset = next
+                .free_offset(r.len as usize)
+                .ok_or(TlvError::TableFull {
+                    len: r.len,
+                    allocated: next.allocated(),
+                })?;
             next.entries[r.index] = Some(TlvMapping {
                 class: r.class,
                 opt_type: r.opt_type,
@@ -190,6 +255,19 @@ impl TlvMap {
             });
         }
         *self = next;
+        Ok(())
+    }
+
+    /// Removes the mappings of these fields (OVS's `NXTTMC_DELETE`; a
+    /// field not mapped is left alone, as OVS does). Their option space
+    /// is free again. The caller makes sure no rule uses them.
+    pub fn delete(&mut self, indexes: &[usize]) -> Result<(), TlvError> {
+        if let Some(&i) = indexes.iter().find(|&&i| i >= TUN_METADATA_NUM) {
+            return Err(TlvError::BadFieldIdx(i));
+        }
+        for &i in indexes {
+            self.entries[i] = None;
+        }
         Ok(())
     }
 
@@ -260,10 +338,17 @@ pub fn set_global(map: Arc<TlvMap>) {
 
 /// Adds mappings to the process's map, all or none (`ctl add-tlv-map`
 /// on a running daemon).
-pub fn add_global(reqs: &[TlvRequest]) -> Result<(), String> {
+pub fn add_global(reqs: &[TlvRequest]) -> Result<(), TlvError> {
+    modify_global(|map| map.add(reqs))
+}
+
+/// Changes the process's map with `change`, all or nothing.
+pub fn modify_global(
+    change: impl FnOnce(&mut TlvMap) -> Result<(), TlvError>,
+) -> Result<(), TlvError> {
     let mut global = GLOBAL.write().unwrap_or_else(|e| e.into_inner());
     let mut map = global.as_deref().cloned().unwrap_or_default();
-    map.add(reqs)?;
+    change(&mut map)?;
     *global = Some(Arc::new(map));
     Ok(())
 }
@@ -314,11 +399,13 @@ mod tests {
         assert!(m
             .add(&again)
             .unwrap_err()
+            .to_string()
             .contains("already mapped to tun_metadata3"));
         let taken = parse_tlv_requests("{class=1,type=9,len=4}->tun_metadata3").unwrap();
         assert!(m
             .add(&taken)
             .unwrap_err()
+            .to_string()
             .contains("tun_metadata3 is already mapped"));
         assert!(parse_tlv_requests("{class=1,type=2,len=5}->tun_metadata0")
             .unwrap_err()
@@ -330,6 +417,31 @@ mod tests {
             .collect();
         let err = TlvMap::from_text(&full.join(",")).unwrap_err();
         assert!(err.contains("no room"), "{err}");
+    }
+
+    #[test]
+    fn a_deleted_mapping_frees_its_field_and_option_space() {
+        let mut m = TlvMap::from_text(
+            "{class=1,type=1,len=16}->tun_metadata0,{class=1,type=2,len=16}->tun_metadata1,\
+             {class=1,type=3,len=16}->tun_metadata2,{class=1,type=4,len=16}->tun_metadata3",
+        )
+        .unwrap();
+        let more = parse_tlv_requests("{class=1,type=5,len=8}->tun_metadata4").unwrap();
+        assert!(matches!(m.add(&more), Err(TlvError::TableFull { .. })));
+        m.delete(&[1, 9]).unwrap();
+        assert_eq!(m.get(1), None);
+        m.add(&more).unwrap();
+        assert_eq!(m.get(4).unwrap().offset, 16);
+        assert_eq!(m.delete(&[64]), Err(TlvError::BadFieldIdx(64)));
+        assert_eq!(
+            m.add(&[TlvRequest {
+                class: 1,
+                opt_type: 9,
+                len: 6,
+                index: 5
+            }]),
+            Err(TlvError::BadOptLen(6))
+        );
     }
 
     #[test]

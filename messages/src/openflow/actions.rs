@@ -281,7 +281,7 @@ fn decode_of13(kind: u16, a: &mut Reader<'_>, out: &mut Vec<OfAction>) -> Result
                     format!("{} is read-only", info.name),
                 ));
             }
-            let value = read_value(a, info.n_bytes)?;
+            let value = read_value(a, value_len(raw, exp))?;
             out.push(set(info.field, value));
         }
         _ => {
@@ -292,6 +292,17 @@ fn decode_of13(kind: u16, a: &mut Reader<'_>, out: &mut Vec<OfAction>) -> Result
         }
     }
     Ok(())
+}
+
+/// The value length an NXM/OXM header gives (a variable-length field,
+/// `tun_metadataN`, may be sent shorter than it is).
+fn value_len(raw: u32, exp: Option<u32>) -> u8 {
+    let len = (raw & 0xff) as u8 - if exp.is_some() { 4 } else { 0 };
+    if raw & 0x100 != 0 {
+        len / 2
+    } else {
+        len
+    }
 }
 
 fn read_value(a: &mut Reader<'_>, n: u8) -> Result<u128, OfpError> {
@@ -369,9 +380,10 @@ fn decode_nx(a: &mut Reader<'_>, ins: &mut Instructions) -> Result<(), OfpError>
                 .transpose()?;
             let info = nxm::field_for_header(raw, exp)
                 .ok_or_else(|| bad(E::ActionBadSetType, format!("field {raw:#010x}")))?;
-            let value = read_value(a, info.n_bytes)?;
+            let n = value_len(raw, exp);
+            let value = read_value(a, n)?;
             let mask = if raw & 0x100 != 0 {
-                read_value(a, info.n_bytes)?
+                read_value(a, n)?
             } else {
                 info.byte_mask()
             };
@@ -782,7 +794,10 @@ pub fn encode_action(version: u8, a: &OfAction, out: &mut Vec<u8>) {
             out.put_zeros(4);
         }
         OfAction::SetField { field, value, mask } => {
-            if *mask != field.full_mask() {
+            // A variable-length field (tun_metadataN) has no REG_LOAD
+            // form in 1.0: OVS sends REG_LOAD2 there.
+            let variable = matches!(field, Field::TunMetadata { .. });
+            if *mask != field.full_mask() || (of10 && variable) {
                 put_reg_load2(*field, *value, *mask, out);
             } else if of10 {
                 put_of10_set(*field, *value, out);

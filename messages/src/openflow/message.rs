@@ -64,6 +64,9 @@ const NXT_SET_ASYNC_CONFIG: u32 = 19;
 const NXT_SET_CONTROLLER_ID: u32 = 20;
 const NXT_PACKET_IN: u32 = 17;
 const NXT_PACKET_IN2: u32 = 30;
+const NXT_TLV_TABLE_MOD: u32 = 24;
+const NXT_TLV_TABLE_REQUEST: u32 = 25;
+const NXT_TLV_TABLE_REPLY: u32 = 26;
 // ONF's bundle extension to OpenFlow 1.3.
 const ONFT_BUNDLE_CONTROL: u32 = 2300;
 const ONFT_BUNDLE_ADD_MESSAGE: u32 = 2301;
@@ -220,6 +223,21 @@ pub enum Request {
         message: Vec<u8>,
     },
     GroupMod(Box<GroupModRequest>),
+    /// NXT_TLV_TABLE_MOD (`ovs-ofctl add-tlv-map`, `del-tlv-map`).
+    TlvTableMod(TlvTableMod),
+    /// NXT_TLV_TABLE_REQUEST (`ovs-ofctl dump-tlv-map`).
+    TlvTableRequest,
+}
+
+/// An NXT_TLV_TABLE_MOD: what to do with the Geneve TLV map.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TlvTableMod {
+    /// NXTTMC_ADD: all of these mappings, or none.
+    Add(Vec<crate::tlv::TlvRequest>),
+    /// NXTTMC_DELETE: unmap these fields.
+    Delete(Vec<usize>),
+    /// NXTTMC_CLEAR: unmap every field.
+    Clear,
 }
 
 /// An OpenFlow 1.3 GROUP_MOD.
@@ -433,8 +451,79 @@ fn decode_vendor(v: u8, mut r: Reader<'_>, st: DecodeState) -> Result<Request, O
             r.skip(6, "pad")?;
             Request::SetControllerId(r.u16("controller_id")?)
         }
+        NXT_TLV_TABLE_MOD => Request::TlvTableMod(decode_tlv_table_mod(r)?),
+        NXT_TLV_TABLE_REQUEST => Request::TlvTableRequest,
         s => return Err(OfpError::new(E::BadSubtype, format!("Nicira message {s}"))),
     })
+}
+
+/// NXT_TLV_TABLE_MOD's body: a command, then `nx_tlv_map`s of 8 bytes
+/// (class, type, length, field index), checked as OVS checks them.
+fn decode_tlv_table_mod(mut r: Reader<'_>) -> Result<TlvTableMod, OfpError> {
+    let command = r.u16("command")?;
+    r.skip(6, "pad")?;
+    if !r.remaining().is_multiple_of(8) {
+        return Err(OfpError::new(
+            E::BadLen,
+            format!("TLV mappings: {} bytes, not a multiple of 8", r.remaining()),
+        ));
+    }
+    let mut maps = Vec::with_capacity(r.remaining() / 8);
+    while !r.is_empty() {
+        let class = r.u16("option_class")?;
+        let opt_type = r.u8("option_type")?;
+        let len = r.u8("option_len")?;
+        let index = usize::from(r.u16("index")?);
+        r.skip(2, "pad")?;
+        if len % 4 != 0 || usize::from(len) > crate::tlv::TLV_MAX_LEN {
+            return Err(OfpError::new(
+                E::TlvBadOptLen,
+                crate::tlv::TlvError::BadOptLen(len).to_string(),
+            ));
+        }
+        if index >= TUN_METADATA_NUM {
+            return Err(OfpError::new(
+                E::TlvBadFieldIdx,
+                crate::tlv::TlvError::BadFieldIdx(index).to_string(),
+            ));
+        }
+        maps.push(crate::tlv::TlvRequest {
+            class,
+            opt_type,
+            len,
+            index,
+        });
+    }
+    Ok(match command {
+        0 => TlvTableMod::Add(maps),
+        1 => TlvTableMod::Delete(maps.iter().map(|m| m.index).collect()),
+        2 => TlvTableMod::Clear,
+        c => {
+            return Err(OfpError::new(
+                E::TlvBadCommand,
+                format!("TLV table command {c}"),
+            ))
+        }
+    })
+}
+
+/// NXT_TLV_TABLE_REPLY: the option space and fields upcalld has, and the
+/// map's mappings.
+pub fn encode_tlv_table_reply(version: u8, xid: u32, map: &crate::tlv::TlvMap) -> Vec<u8> {
+    let mut out = start(version, OFPT_VENDOR, xid);
+    out.put_u32(NX_VENDOR_ID);
+    out.put_u32(NXT_TLV_TABLE_REPLY);
+    out.put_u32(TUN_MD_BYTES as u32);
+    out.put_u16(TUN_METADATA_NUM as u16);
+    out.put_zeros(10);
+    for (index, m) in map.iter() {
+        out.put_u16(m.class);
+        out.put_u8(m.opt_type);
+        out.put_u8(m.len);
+        out.put_u16(index as u16);
+        out.put_zeros(2);
+    }
+    finish(out)
 }
 
 fn command(c: u8) -> Result<FlowModCommand, OfpError> {

@@ -149,6 +149,13 @@ pub enum ErrorKind {
     BundleMsgUnsupported,
     BundleMsgFailed,
     BundleBadVersion,
+    TlvBadCommand,
+    TlvBadOptLen,
+    TlvBadFieldIdx,
+    TlvTableFull,
+    TlvAlreadyMapped,
+    TlvDupEntry,
+    TlvInvalidDel,
 }
 
 /// Where an error's numbers live.
@@ -252,6 +259,21 @@ impl ErrorKind {
             BundleMsgUnsupported => bundle(version, 10),
             BundleMsgFailed => bundle(version, 13),
             BundleBadVersion => Exp(NX_VENDOR_ID, 22),
+            // OVS's NXTTMFC_*: NX1.0-1.1(1,527..), NX1.2+(16..).
+            TlvBadCommand if of10 => Nx(1, 527),
+            TlvBadCommand => Exp(NX_VENDOR_ID, 16),
+            TlvBadOptLen if of10 => Nx(1, 528),
+            TlvBadOptLen => Exp(NX_VENDOR_ID, 17),
+            TlvBadFieldIdx if of10 => Nx(1, 529),
+            TlvBadFieldIdx => Exp(NX_VENDOR_ID, 18),
+            TlvTableFull if of10 => Nx(1, 530),
+            TlvTableFull => Exp(NX_VENDOR_ID, 19),
+            TlvAlreadyMapped if of10 => Nx(1, 531),
+            TlvAlreadyMapped => Exp(NX_VENDOR_ID, 20),
+            TlvDupEntry if of10 => Nx(1, 532),
+            TlvDupEntry => Exp(NX_VENDOR_ID, 21),
+            TlvInvalidDel if of10 => Nx(1, 537),
+            TlvInvalidDel => Exp(NX_VENDOR_ID, 38),
         }
     }
 }

@@ -16,6 +16,11 @@ const NXM_OF: u16 = 0x0000;
 const NXM_NX: u16 = 0x0001;
 const OXM_OF: u16 = 0x8000;
 const EXPERIMENTER: u16 = 0xffff;
+/// `NXM_NX_TUN_METADATA0`'s field number; `tun_metadataN` is 40 + N.
+/// Their length is the TLV map's for the field (OVS's variable-length
+/// fields): a switch sends that many bytes, a controller may send fewer
+/// (the value's low bytes).
+const TUN_METADATA_FIELD0: u8 = 40;
 
 /// One match field's header: class, field number, value length.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -162,6 +167,9 @@ const HEADERS: &[(NxmHeader, Meaning)] = {
 /// names (where the field has one) in 1.2+, `tcp_flags` as ONF's
 /// experimenter field in 1.3.
 pub fn header_for(info: &FieldInfo, oxm: bool) -> Option<NxmHeader> {
+    if let Field::TunMetadata { idx, len, .. } = info.field {
+        return Some(NxmHeader::new(NXM_NX, TUN_METADATA_FIELD0 + idx, len));
+    }
     let want_class = |c: u16| {
         if oxm {
             c == OXM_OF || c == EXPERIMENTER
@@ -203,12 +211,26 @@ pub fn field_for_header(raw: u32, exp: Option<u32>) -> Option<&'static FieldInfo
     if masked {
         len /= 2;
     }
+    if let Some(info) = tun_metadata_for(class, field, len) {
+        return Some(info);
+    }
     HEADERS.iter().find_map(|(h, m)| match m {
         Meaning::Field(n) if h.class == class && h.field == field && h.len == len => {
             fields::by_name(n)
         }
         _ => None,
     })
+}
+
+/// `tun_metadataN` for an NXM header of `len` value bytes, if the TLV map
+/// has that field and `len` fits its mapping.
+fn tun_metadata_for(class: u16, field: u8, len: u8) -> Option<&'static FieldInfo> {
+    let idx = field.checked_sub(TUN_METADATA_FIELD0)?;
+    if class != NXM_NX || usize::from(idx) >= TUN_METADATA_NUM {
+        return None;
+    }
+    let info = fields::by_name(&format!("tun_metadata{idx}"))?;
+    (len >= 1 && len <= info.n_bytes).then_some(info)
 }
 
 /// A decoded match, with the cookie NXM may carry.
@@ -251,12 +273,15 @@ pub fn decode(buf: &[u8], strict: bool) -> Result<Decoded, OfpError> {
         }
         let vlen = if masked { payload_len / 2 } else { payload_len };
         let field_no = ((raw >> 9) & 0x7f) as u8;
-        let meaning = HEADERS.iter().find_map(|(h, m)| {
-            (h.class == class
-                && h.field == field_no
-                && usize::from(h.len) == vlen
-                && (class != EXPERIMENTER || exp == Some(ONF_VENDOR_ID)))
-            .then_some(*m)
+        let tun_md = tun_metadata_for(class, field_no, vlen.min(255) as u8);
+        let meaning = tun_md.map(|info| Meaning::Field(info.name)).or_else(|| {
+            HEADERS.iter().find_map(|(h, m)| {
+                (h.class == class
+                    && h.field == field_no
+                    && usize::from(h.len) == vlen
+                    && (class != EXPERIMENTER || exp == Some(ONF_VENDOR_ID)))
+                .then_some(*m)
+            })
         });
         let value = be_uint(&payload[..vlen]);
         let mask = if masked {
@@ -281,7 +306,7 @@ pub fn decode(buf: &[u8], strict: bool) -> Result<Decoded, OfpError> {
             }
             Some(Meaning::Field(name)) => name,
         };
-        let Some(info) = fields::by_name(name) else {
+        let Some(info) = tun_md.or_else(|| fields::by_name(name)) else {
             return Err(OfpError::new(ErrorKind::MatchBadField, name));
         };
         if masked && !info.maskable {
@@ -633,6 +658,12 @@ pub fn encode(m: &Match, oxm: bool) -> Vec<u8> {
     put(&mut out, "tun_id", f.tun_id.into(), w.tun_id.into());
     put(&mut out, "tun_src", f.tun_src.into(), w.tun_src.into());
     put(&mut out, "tun_dst", f.tun_dst.into(), w.tun_dst.into());
+    for (idx, _) in crate::tlv::current().iter() {
+        let name = format!("tun_metadata{idx}");
+        if let Some(info) = fields::by_name(&name) {
+            put(&mut out, &name, info.field.get(f), info.field.get(w));
+        }
+    }
     put(&mut out, "pkt_mark", f.pkt_mark.into(), w.pkt_mark.into());
     for i in 0..f.regs.len() {
         put(

@@ -161,3 +161,51 @@ fn versions_negotiate_to_the_highest_common() {
         }
     );
 }
+
+/// NXT_TLV_TABLE_MOD with its body: header, Nicira vendor and subtype 24,
+/// the command, then the mappings as they are on the wire.
+fn tlv_table_mod(command: u16, maps: &[u8]) -> Vec<u8> {
+    let mut m = vec![OFP10, 4, 0, 0, 0, 0, 0, 7];
+    m.extend_from_slice(&NX_VENDOR_ID.to_be_bytes());
+    m.extend_from_slice(&24u32.to_be_bytes());
+    m.extend_from_slice(&command.to_be_bytes());
+    m.extend_from_slice(&[0; 6]);
+    m.extend_from_slice(maps);
+    let len = m.len() as u16;
+    m[2..4].copy_from_slice(&len.to_be_bytes());
+    m
+}
+
+#[test]
+fn tlv_table_mods_decode_and_bad_ones_get_ovs_errors() {
+    let st = DecodeState::default();
+    let map = [0xff, 0xff, 0x01, 4, 0, 3, 0, 0];
+    let (_, req) = decode(&tlv_table_mod(0, &map), st).unwrap();
+    assert_eq!(
+        req,
+        Request::TlvTableMod(TlvTableMod::Add(vec![crate::tlv::TlvRequest {
+            class: 0xffff,
+            opt_type: 1,
+            len: 4,
+            index: 3
+        }]))
+    );
+    let (_, req) = decode(&tlv_table_mod(1, &map), st).unwrap();
+    assert_eq!(req, Request::TlvTableMod(TlvTableMod::Delete(vec![3])));
+    let kind = |m: Vec<u8>| decode(&m, st).unwrap_err().kind;
+    assert_eq!(kind(tlv_table_mod(3, &map)), ErrorKind::TlvBadCommand);
+    assert_eq!(kind(tlv_table_mod(0, &map[..6])), ErrorKind::BadLen);
+    assert_eq!(
+        kind(tlv_table_mod(0, &[0, 1, 1, 6, 0, 0, 0, 0])),
+        ErrorKind::TlvBadOptLen
+    );
+    assert_eq!(
+        kind(tlv_table_mod(0, &[0, 1, 1, 4, 0, 64, 0, 0])),
+        ErrorKind::TlvBadFieldIdx
+    );
+    assert_eq!(
+        ErrorKind::TlvAlreadyMapped.code(OFP13),
+        ErrorCode::Exp(NX_VENDOR_ID, 20)
+    );
+    assert_eq!(ErrorKind::TlvInvalidDel.code(OFP10), ErrorCode::Nx(1, 537));
+}
