@@ -2,7 +2,9 @@
 //! datapath, each in its own network namespace with its own underlay
 //! address, joined by a veth underlay; a host behind each. Ping and a 1 MiB
 //! TCP transfer cross a Geneve tunnel whose `tun_metadata0` option one
-//! side sets and the other matches, and a VXLAN tunnel with `key=flow`.
+//! side sets and the other matches, and a VXLAN tunnel with `key=flow`;
+//! malformed tunnel packets and sends to a remote the host cannot route
+//! to are dropped and counted, and traffic flows on afterwards.
 
 mod common;
 
@@ -74,6 +76,12 @@ name = "vx0"
 type = "vxlan"
 number = 11
 remote_ip = "{remote}"
+key = "flow"
+[[port]]
+name = "vxf"
+type = "vxlan"
+number = 12
+remote_ip = "flow"
 key = "flow"
 "#,
         port = s.host.port
@@ -198,5 +206,34 @@ fn ping_and_tcp_through_geneve_with_an_option_and_vxlan_with_key_flow() {
     transfer_and_ping(&a, &b, "vxlan");
     let flows = da.ctl(Ctl::DumpDpFlows, "");
     assert!(flows.contains("tun_id=0x64"), "{flows}");
+
+    // A remote the host cannot route to (A's namespace has no route to
+    // TEST-NET-2, so nothing leaves it): each send fails, counted, and
+    // the vport goes on; back on a reachable remote, traffic flows again.
+    da.ctl(
+        Ctl::ReplaceFlows,
+        "table=0,priority=10,in_port=1,actions=set_field:0x64->tun_id,\
+         set_field:198.51.100.7->tun_dst,output:12\n\
+         table=0,priority=10,in_port=11,tun_id=0x64,actions=output:1\n",
+    );
+    da.ctl(Ctl::Revalidate, "");
+    assert!(
+        !ping_ok(&a.host, b.host.addr, 2),
+        "unroutable remote answered"
+    );
+    da.wait_until("unreachable sends counted", Duration::from_secs(5), || {
+        scrape_in(&a.ns, &da)
+            .lines()
+            .filter(|l| l.contains("vxlan_sys_4789") && l.contains("\"tx_unreachable\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+            >= 1.0
+    });
+    da.ctl(Ctl::ReplaceFlows, vxlan);
+    da.ctl(Ctl::Revalidate, "");
+    assert!(
+        ping_ok(&a.host, b.host.addr, 10),
+        "no ping after the unreachable remote"
+    );
     drop((da, db));
 }
