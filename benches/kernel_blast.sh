@@ -6,8 +6,8 @@
 # megaflow is installed (or the flow count stops changing).
 #
 # One pass per writer batch size (1, 8, 64 ops per datapath transaction),
-# each on a fresh datapath with 2 upcall sockets/receivers, 2 handlers and
-# 1 revalidator (Open vSwitch's 2 handlers and 1 revalidator on this VM),
+# each on a fresh datapath with 2 handlers (each reading its own upcall
+# socket) and 1 revalidator (Open vSwitch's 2 handlers and 1 revalidator on this VM),
 # the flow limit out of the way and flows kept for a minute.
 # Prints ovs-blast's BLAST line (setups_per_s, upcalls_per_s, lost) and the
 # daemon's upcall-show (flow ops and batches: ops per sendmsg).
@@ -53,7 +53,6 @@ fi
 PORTS=$( { cut -f1 "$FRAMES" | grep -v '^#' | sort -un; printf '2\n3\n4\n'; } | sort -un)
 {
   echo 'rules = "/bench/setup-rate.rules"'
-  echo 'receivers = 2'
   echo 'handlers = 2'
   echo 'revalidators = 1'
   echo 'max_idle_ms = 60000'

@@ -451,8 +451,9 @@ pub struct Config {
     pub ports: Vec<PortConfig>,
     /// Rules file (`ovs-ofctl add-flows` syntax), reloaded on SIGHUP.
     pub rules: Option<PathBuf>,
-    /// Receivers: each reads one upcall queue (the kernel datapath: one
-    /// upcall socket each).
+    /// Receivers: each reads one upcall queue of the embedded datapath.
+    /// (On the kernel datapath each handler reads an upcall socket of its
+    /// own, as OVS's handlers do, and no receiver runs.)
     pub receivers: usize,
     pub handlers: usize,
     pub revalidators: usize,

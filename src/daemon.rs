@@ -463,8 +463,8 @@ impl Backend {
                 let name = &config.datapath.name;
                 let kernel = KernelDpif::open(&KernelDpifConfig {
                     name: name.clone(),
-                    // One upcall socket per receiver.
-                    n_queues: config.receivers,
+                    // One upcall socket per handler: each reads its own.
+                    n_queues: config.handlers,
                     per_cpu_dispatch: config.datapath.per_cpu_dispatch,
                 })
                 .with_context(|| format!("opening kernel datapath {name}"))?;
@@ -561,6 +561,10 @@ fn pipeline_config(
         n_handlers: config.handlers,
         n_revalidators: config.revalidators,
         n_receivers: config.receivers,
+        // On the kernel each handler reads its own upcall socket, as OVS's
+        // (measured: see ARCHITECTURE.md); `receivers` is for the
+        // embedded datapath.
+        handlers_read: config.datapath.kind == DatapathType::Kernel,
         writer: WriterConfig {
             batch_size: config.batch_size(),
             max_latency: Duration::from_micros(config.batch_latency_us),

@@ -124,8 +124,9 @@ pub fn upcall_show(
     );
     let _ = writeln!(
         out,
-        "  dump duration : {}ms (cpu), {}ms (wall)",
+        "  dump duration : {}ms (cpu; reading the dump {}ms), {}ms (wall)",
         g(&s.dump_duration_ms),
+        g(&s.dump_read_ms),
         g(&s.dump_wall_ms)
     );
     let _ = writeln!(

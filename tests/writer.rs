@@ -110,3 +110,53 @@ fn handlers_writing_their_own_batches_install_every_flow() {
         "{batches} batches of at most 8"
     );
 }
+
+/// Handlers that read their own upcall queues as well (the kernel
+/// datapath's way, as OVS's handler threads): no receiver runs, and every
+/// upcall of both queues is read, translated and installed.
+#[test]
+fn handlers_reading_their_own_queues_install_every_flow() {
+    let (receivers, flows, received, handled, puts) = actix::System::new().block_on(async {
+        let rules = upcalld::daemon::parse_rules(
+            "table=0,priority=1000,dl_src=02:ff:ff:ff:ff:ff,actions=drop\n\
+             table=0,priority=100,ip,actions=output:4\n",
+            "test rules",
+        )
+        .unwrap();
+        let netdev = Arc::new(Netdev::new(NetdevConfig {
+            n_upcall_queues: 2,
+            ..NetdevConfig::default()
+        }));
+        let pipeline = Pipeline::start(
+            netdev.clone(),
+            Tables::from_rules(rules),
+            PipelineConfig {
+                n_handlers: 2,
+                handlers_read: true,
+                writer: WriterConfig {
+                    handlers_write: true,
+                    ..WriterConfig::default()
+                },
+                ..PipelineConfig::default()
+            },
+        );
+        upcalld::bench::feed(&netdev, &pipeline, &workload(3000))
+            .await
+            .unwrap();
+        let s = &pipeline.stats;
+        let g = actors::stats::PipelineStats::get;
+        let out = (
+            pipeline.receivers.len(),
+            netdev.stats().n_flows,
+            g(&s.upcalls_received),
+            g(&s.upcalls_handled),
+            g(&s.flow_puts),
+        );
+        pipeline.stop();
+        netdev.close();
+        out
+    });
+    assert_eq!(receivers, 0, "no receiver between the queues and handlers");
+    assert_eq!((received, handled), (3000, 3000));
+    assert_eq!((flows, puts), (3000, 3000));
+}

@@ -6,6 +6,11 @@
 //! ukey is made first ([`crate::ukeys`]): an upcall whose megaflow has one
 //! already is a duplicate, and only its packet runs.
 //!
+//! On the kernel datapath a handler also reads its upcall queue itself
+//! (OVS's handler threads: `recv_upcalls` on the handler's own sockets), so
+//! that no receiver thread and no message lie between the socket and the
+//! translation; otherwise receivers hand it batches.
+//!
 //! A handler runs on its own arbiter (translation is CPU-bound). A panic
 //! while handling a batch loses that batch only: the handler restarts,
 //! drops the ukeys it made for the batch, and the datapath upcalls those
@@ -13,10 +18,13 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use messages::dpif::{DpifOp, Execute, FlowPut, PacketMetadata, PutMode, Upcall, UpcallKind};
+use messages::dpif::{
+    DpifError, DpifOp, Execute, FlowPut, PacketMetadata, PutMode, Upcall, UpcallKind,
+    UPCALL_MAX_BATCH,
+};
 use messages::flow::pin_vlan_stack;
 use messages::odp::OdpActions;
 use messages::Megaflow;
@@ -26,8 +34,8 @@ use crate::packet_in::{ControllerPacket, ControllerUserdata, PacketIns};
 #[cfg(feature = "fault-injection")]
 use crate::protocol::InjectPanics;
 use crate::protocol::{
-    FlowLimit, PushStats, RuleStats, SendCredits, SideEffects, Snapshot, SpareOps, SpareUpcalls,
-    UpcallBatch,
+    FlowLimit, Poll, PushStats, RuleStats, SendCredits, SideEffects, Snapshot, SpareOps,
+    SpareUpcalls, UpcallBatch,
 };
 use crate::rule_table::RuleTable;
 use crate::stats::{DropReason, PipelineStats};
@@ -49,10 +57,17 @@ const MAX_SPARE_BUFFERS: usize = 8;
 /// rule-table's thread is not woken for every upcall batch.
 const CREDIT_INTERVAL: Duration = Duration::from_millis(10);
 
-/// Where and how a handler writes its own ops.
-pub struct OwnWrites {
+/// Longest a handler's read of its upcall queue waits for the first
+/// upcall before it looks at its mailbox (as a receiver's).
+const POLL: Duration = Duration::from_millis(20);
+
+/// A handler's own way to the datapath: where it writes its ops, in
+/// batches of `batch_size`, and the upcall queue it reads, if it reads one.
+pub struct OwnDatapath {
     pub dpif: Arc<dyn Dpif>,
     pub batch_size: usize,
+    /// The upcall queue this handler reads (no receiver feeds it).
+    pub queue: Option<usize>,
 }
 
 pub struct UpcallHandler {
@@ -61,8 +76,11 @@ pub struct UpcallHandler {
     xlate_cfg: XlateConfig,
     writer: WriterInlet,
     /// Set when this handler writes its own ops (see
-    /// [`crate::dpif_writer::WriterConfig::handlers_write`]).
-    own_writes: Option<OwnWrites>,
+    /// [`crate::dpif_writer::WriterConfig::handlers_write`]), and reads its
+    /// own upcall queue.
+    own: Option<OwnDatapath>,
+    /// The batch being read from its own queue, kept between reads.
+    read_buf: Vec<Upcall>,
     /// Credited with the packets the handler executes.
     rule_table: Addr<RuleTable>,
     /// Where `controller` actions' packets go.
@@ -97,7 +115,7 @@ impl UpcallHandler {
         tables: Arc<Tables>,
         xlate_cfg: XlateConfig,
         writer: WriterInlet,
-        own_writes: Option<OwnWrites>,
+        own: Option<OwnDatapath>,
         rule_table: Addr<RuleTable>,
         packet_ins: Arc<PacketIns>,
         flow_limit: u64,
@@ -109,7 +127,8 @@ impl UpcallHandler {
             tables,
             xlate_cfg,
             writer,
-            own_writes,
+            own,
+            read_buf: Vec::new(),
             rule_table,
             packet_ins,
             flow_limit,
@@ -373,6 +392,9 @@ impl Actor for UpcallHandler {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.run_interval(CREDIT_INTERVAL, |h, _| h.send_credits());
+        if self.own.as_ref().is_some_and(|o| o.queue.is_some()) {
+            ctx.notify(Poll);
+        }
     }
 
     fn stopping(&mut self, _: &mut Context<Self>) -> Running {
@@ -387,22 +409,21 @@ impl Supervised for UpcallHandler {
     }
 }
 
-impl Handler<UpcallBatch> for UpcallHandler {
-    type Result = ();
-
-    fn handle(&mut self, batch: UpcallBatch, ctx: &mut Context<Self>) {
-        let UpcallBatch {
-            mut upcalls,
-            received,
-            return_to,
-            permit: _in_flight,
-        } = batch;
+impl UpcallHandler {
+    /// Translates `upcalls` (emptied) and has their ops written, received
+    /// at `received`.
+    fn take_upcalls(
+        &mut self,
+        upcalls: &mut Vec<Upcall>,
+        received: Instant,
+        ctx: &mut Context<Self>,
+    ) {
         let n = upcalls.len() as u64;
         let stats = self.stats.clone();
         let me = ctx.address().recipient();
         let handled = guarded("handler", &stats, ctx, || {
-            let (mut ops, return_to, credits) = self.handle_batch(&mut upcalls, me);
-            if let Some(own) = &self.own_writes {
+            let (mut ops, return_to, credits) = self.handle_batch(upcalls, me);
+            if let Some(own) = &self.own {
                 for batch in ops.chunks_mut(own.batch_size) {
                     write_ops(&*own.dpif, batch, &self.ukeys, &self.stats);
                 }
@@ -415,10 +436,7 @@ impl Handler<UpcallBatch> for UpcallHandler {
                 (Some((ops, return_to)), credits)
             }
         });
-        if let Some(to) = return_to {
-            upcalls.clear();
-            to.do_send(SpareUpcalls(upcalls));
-        }
+        upcalls.clear();
         match handled {
             Some((to_writer, credits)) => {
                 if let Some((ops, return_to)) = to_writer {
@@ -445,6 +463,61 @@ impl Handler<UpcallBatch> for UpcallHandler {
                 }
             }
         }
+    }
+}
+
+impl Handler<UpcallBatch> for UpcallHandler {
+    type Result = ();
+
+    fn handle(&mut self, batch: UpcallBatch, ctx: &mut Context<Self>) {
+        let UpcallBatch {
+            mut upcalls,
+            received,
+            return_to,
+            permit: _in_flight,
+        } = batch;
+        self.take_upcalls(&mut upcalls, received, ctx);
+        if let Some(to) = return_to {
+            to.do_send(SpareUpcalls(upcalls));
+        }
+    }
+}
+
+impl Handler<Poll> for UpcallHandler {
+    type Result = ();
+
+    /// Reads a batch (up to 64) from this handler's own upcall queue and
+    /// takes it, then polls again after whatever its mailbox holds.
+    fn handle(&mut self, _: Poll, ctx: &mut Context<Self>) {
+        let Some((dpif, queue)) = self
+            .own
+            .as_ref()
+            .and_then(|o| Some((o.dpif.clone(), o.queue?)))
+        else {
+            return;
+        };
+        let mut upcalls = std::mem::take(&mut self.read_buf);
+        upcalls.clear();
+        match dpif.recv_upcalls(queue, UPCALL_MAX_BATCH, POLL, &mut upcalls) {
+            Ok(()) if upcalls.is_empty() => {}
+            Ok(()) => {
+                self.stats
+                    .upcalls_received
+                    .fetch_add(upcalls.len() as u64, Ordering::Relaxed);
+                self.take_upcalls(&mut upcalls, Instant::now(), ctx);
+            }
+            Err(DpifError::Closed) => {
+                tracing::info!(handler = self.id, "datapath closed; handler stops reading");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reading upcalls failed");
+                // Do not spin on a persistent error.
+                std::thread::sleep(POLL);
+            }
+        }
+        self.read_buf = upcalls;
+        ctx.notify(Poll);
     }
 }
 

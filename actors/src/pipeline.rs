@@ -10,9 +10,10 @@
 //!                                   │ FlowLimit ──► handlers
 //! ```
 //!
-//! With `WriterConfig::handlers_write` (the kernel datapath), handlers
-//! write their own puts and executes to the datapath in batches and the
-//! writer has nothing to write. Revalidators always write their own
+//! With `WriterConfig::handlers_write` and `handlers_read` (the kernel
+//! datapath), handlers read their own upcall queues, no receiver runs,
+//! and handlers write their own puts and executes to the datapath in
+//! batches: the writer has nothing to write. Revalidators always write their own
 //! modifies and deletes, within their rounds (as OVS's).
 //!
 //! Every actor runs under actix's `Supervisor`; the CPU-bound and blocking
@@ -32,7 +33,7 @@ use actix::prelude::*;
 
 use crate::backpressure::Window;
 use crate::dpif_writer::{DpifWriter, WriterConfig, WriterInlet, WINDOW_OPS};
-use crate::handler::{OwnWrites, UpcallHandler, WINDOW_UPCALLS as HANDLER_WINDOW_UPCALLS};
+use crate::handler::{OwnDatapath, UpcallHandler, WINDOW_UPCALLS as HANDLER_WINDOW_UPCALLS};
 use crate::packet_in::PacketIns;
 #[cfg(feature = "fault-injection")]
 use crate::protocol::InjectPanics;
@@ -55,6 +56,11 @@ pub struct PipelineConfig {
     pub n_revalidators: usize,
     /// Receivers; receiver `i` reads the datapath's upcall queue `i`.
     pub n_receivers: usize,
+    /// Handler `i` reads upcall queue `i` itself and no receiver runs (OVS's
+    /// handlers): with `writer.handlers_write`, the kernel datapath's
+    /// choice, where each receiver was a thread hop and a wake-up per batch
+    /// (see ARCHITECTURE.md). The datapath then needs a queue per handler.
+    pub handlers_read: bool,
     pub writer: WriterConfig,
     pub revalidator: RevalidatorConfig,
     pub xlate: XlateConfig,
@@ -68,6 +74,7 @@ impl Default for PipelineConfig {
             n_handlers: 2,
             n_revalidators: 1,
             n_receivers: 1,
+            handlers_read: false,
             writer: WriterConfig::default(),
             revalidator: RevalidatorConfig::default(),
             xlate: XlateConfig::default(),
@@ -152,9 +159,10 @@ impl Pipeline {
                     .flow_limit_start
                     .min(config.revalidator.flow_limit);
                 let (u, p) = (ukeys.clone(), packet_ins.clone());
-                let own = config.writer.handlers_write.then(|| OwnWrites {
+                let own = config.writer.handlers_write.then(|| OwnDatapath {
                     dpif: dpif.clone(),
                     batch_size: config.writer.batch_size.max(1),
+                    queue: config.handlers_read.then_some(id),
                 });
                 Supervisor::start_in_arbiter(
                     &own_arbiter(format!("handler{id}"), &config.cpus.handlers),
@@ -193,7 +201,12 @@ impl Pipeline {
             .iter()
             .map(|h| (h.clone(), Window::new(HANDLER_WINDOW_UPCALLS)))
             .collect();
-        let receivers = (0..config.n_receivers.max(1))
+        let n_receivers = if config.handlers_read && config.writer.handlers_write {
+            0
+        } else {
+            config.n_receivers.max(1)
+        };
+        let receivers = (0..n_receivers)
             .map(|q| {
                 let (d, h, s) = (dpif.clone(), handler_windows.clone(), stats.clone());
                 Supervisor::start_in_arbiter(

@@ -169,6 +169,7 @@ impl Revalidator {
             return;
         }
         let n_flows = dump.len() as u64;
+        let read_cpu = thread_cpu_time().saturating_sub(cpu_start);
         let (id, n) = (self.id, self.n_revalidators);
         let now = monotonic_ms();
         let round = Round {
@@ -250,6 +251,9 @@ impl Revalidator {
                 .store(self.flow_limit, Ordering::Relaxed);
             self.stats.dp_flows.store(n_flows, Ordering::Relaxed);
             self.stats.dump_duration_ms.store(ms, Ordering::Relaxed);
+            self.stats
+                .dump_read_ms
+                .store(read_cpu.as_millis() as u64, Ordering::Relaxed);
             self.stats
                 .dump_wall_ms
                 .store(start.elapsed().as_millis() as u64, Ordering::Relaxed);

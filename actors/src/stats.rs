@@ -87,6 +87,9 @@ pub struct PipelineStats {
     pub dump_duration_ms: AtomicU64,
     /// Wall time of the same, in ms (what OVS's `upcall/show` reports).
     pub dump_wall_ms: AtomicU64,
+    /// CPU time of the same round's reading of the dump alone (on the
+    /// kernel, mostly the kernel's work), in ms.
+    pub dump_read_ms: AtomicU64,
     /// Revalidation rounds completed (by every revalidator).
     pub revalidation_rounds: AtomicU64,
     /// The rule-table's current version.

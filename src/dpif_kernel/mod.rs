@@ -124,7 +124,7 @@ pub struct KernelDpifConfig {
     /// The datapath's name (also its local port's interface name).
     pub name: String,
     /// Number of upcall queues (one upcall socket each, read by one
-    /// receiver), at least 1.
+    /// handler), at least 1.
     pub n_queues: usize,
     /// Try per-CPU upcall dispatch first (falls back to per-vport PIDs).
     pub per_cpu_dispatch: bool,
@@ -169,8 +169,8 @@ pub struct KernelDpif {
     dispatch: Dispatch,
     control: Control,
     /// One batch socket per thread that may write at once (each handler
-    /// writes its own batches, and the dpif-writer the revalidators'): a
-    /// batch waits for its answers on the socket it went out on.
+    /// writes its own batches, and each revalidator its own): a batch
+    /// waits for its answers on the socket it went out on.
     tx: Vec<Mutex<BatchSocket>>,
     /// Terse dumps and gets by ufid, read on the caller's thread.
     replies: Mutex<ReplySocket>,

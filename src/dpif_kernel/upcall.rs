@@ -1,5 +1,5 @@
 //! Upcall sockets: one generic netlink socket per upcall queue, read
-//! directly by the receiver that takes its upcalls (OVS's `dpif_netlink_recv`).
+//! directly by the handler that takes its upcalls (OVS's `dpif_netlink_recv`).
 //!
 //! Nothing reads a socket ahead of its reader, so the kernel's socket
 //! buffer is the bound of the upcall backlog, as in OVS: a full buffer
