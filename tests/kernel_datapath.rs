@@ -280,6 +280,13 @@ fn a_batch_goes_in_one_sendmsg_and_each_answer_reaches_its_op() {
         "66 ops in one sendmsg"
     );
     assert_eq!(after.ops - before.ops, 66);
+    // The batch's one acknowledgement and the two errors: not an answer
+    // per request.
+    assert!(
+        after.recvmsg_calls - before.recvmsg_calls <= 3,
+        "{} recvmsg calls for 66 ops",
+        after.recvmsg_calls - before.recvmsg_calls
+    );
     for (i, r) in results.iter().enumerate() {
         match i {
             10 | 20 => assert!(r.is_err(), "op {i} should fail: {r:?}"),

@@ -146,6 +146,9 @@ pub struct KernelCounters {
     pub sendmsg_calls: u64,
     /// Requests sent (flow puts, deletes, executes, ...).
     pub ops: u64,
+    /// `recvmsg` calls reading their answers (one acknowledgement per
+    /// `sendmsg`, and an error message per failed request).
+    pub recvmsg_calls: u64,
     /// Upcall socket overruns reported as `ENOBUFS`.
     pub upcall_overruns: u64,
     /// Upcall messages that could not be decoded.
@@ -384,6 +387,7 @@ impl KernelDpif {
     pub fn counters(&self) -> KernelCounters {
         KernelCounters {
             sendmsg_calls: self.counters.sendmsg_calls.load(Ordering::Relaxed),
+            recvmsg_calls: self.counters.recvmsg_calls.load(Ordering::Relaxed),
             ops: self.counters.ops.load(Ordering::Relaxed),
             upcall_overruns: self.upcall_counters.overruns.load(Ordering::Relaxed),
             bad_upcalls: self.bad_upcalls.load(Ordering::Relaxed),

@@ -1,6 +1,16 @@
 //! The batch path: a blocking generic netlink socket that sends many
-//! requests in one `sendmsg` and matches every acknowledgement and error to
-//! its request by sequence number.
+//! requests in one `sendmsg` and matches every error, and the batch's one
+//! acknowledgement, to its request by sequence number.
+//!
+//! Only the last request of a `sendmsg` asks for an acknowledgement
+//! (`NLM_F_ACK`): the kernel handles a datagram's requests in order within
+//! the `sendmsg` and answers a request without the flag only when it
+//! fails, so the last one's acknowledgement says every answer is in, and a
+//! request without an error message succeeded. An acknowledgement per
+//! request cost the kernel a message and the reader a `recvmsg` per op
+//! (each message is its own datagram): two per flow setup, a put and an
+//! execute. A lost error message (the socket's buffer full) shows as
+//! `ENOBUFS` on the next read, and the batch then fails whole.
 //!
 //! Flow puts, deletes and executes go out in batches of up to a send
 //! buffer's worth, from whichever thread calls `operate`, and the caller
@@ -41,6 +51,8 @@ pub type Answer = Result<(), i32>;
 pub struct TxCounters {
     pub sendmsg_calls: AtomicU64,
     pub ops: AtomicU64,
+    /// `recvmsg` calls reading answers.
+    pub recvmsg_calls: AtomicU64,
 }
 
 pub struct BatchSocket {
@@ -129,6 +141,14 @@ impl BatchSocket {
         for i in 0..count {
             let len = ne_u32(out, off).unwrap_or(0) as usize;
             out[off + 8..off + 12].copy_from_slice(&first_seq.wrapping_add(i as u32).to_ne_bytes());
+            // Only the last request is acknowledged (see the module's doc).
+            let flags = u16::from_ne_bytes([out[off + 6], out[off + 7]]);
+            let flags = if i + 1 == count {
+                flags | NLM_F_ACK
+            } else {
+                flags & !NLM_F_ACK
+            };
+            out[off + 6..off + 8].copy_from_slice(&flags.to_ne_bytes());
             off += (len + 3) & !3;
         }
         self.seq = first_seq.wrapping_add(count as u32);
@@ -137,10 +157,10 @@ impl BatchSocket {
         counters.ops.fetch_add(count as u64, Ordering::Relaxed);
 
         let mut answers: Vec<Option<Answer>> = vec![None; count];
-        let mut pending = count;
-        while pending > 0 {
+        while answers[count - 1].is_none() {
             self.buf.clear();
             let n = self.socket.recv(&mut self.buf, 0)?;
+            counters.recvmsg_calls.fetch_add(1, Ordering::Relaxed);
             let data = &self.buf[..n.min(self.buf.len())];
             let mut off = 0;
             while off + NLMSG_HDRLEN <= data.len() {
@@ -165,14 +185,11 @@ impl BatchSocket {
                         .ok_or_else(|| invalid(format!("short netlink answer of {len} bytes")))?
                         as i32;
                     answers[idx] = Some(if code == 0 { Ok(()) } else { Err(-code) });
-                    pending -= 1;
                 }
             }
         }
-        Ok(answers
-            .into_iter()
-            .map(|a| a.unwrap_or(Err(libc::EPROTO)))
-            .collect())
+        // No error message: done.
+        Ok(answers.into_iter().map(|a| a.unwrap_or(Ok(()))).collect())
     }
 }
 
