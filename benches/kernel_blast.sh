@@ -38,7 +38,9 @@ BATCHES=${BATCHES:-1 8 64}
 SETTLE_S=${SETTLE_S:-0}
 [[ -f $FRAMES ]] || { echo "no workload $FRAMES" >&2; exit 1; }
 
-OUT=${KVM_OVS_OUT:-/tmp/kvm-ovs/out-blast}
+# In the checkout (as .ci/kernel-vm.sh): two trees benching at once must not
+# boot each other's image.
+OUT=${KVM_OVS_OUT:-$PWD/target/kernel-vm-blast}
 WORK=$(mktemp -d /tmp/upcalld-blast.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 
