@@ -25,6 +25,8 @@
 //! max_connections = 3000000
 //! zone_limits = { 5 = 1000 }             # most connections in zone 5
 //! timeouts = { tcp_established = 86400, udp_first = 60 }   # seconds, OVS's names
+//! zone_timeouts = { 5 = { udp_first = 10 } }  # zone 5's policy (ovs-vsctl add-zone-tp);
+//!                          # what it leaves out is `timeouts`'s (userspace only)
 //!
 //! [[port]]
 //! name = "veth0"
@@ -797,6 +799,21 @@ impl Config {
         Ok(out)
     }
 
+    /// The timeout policy id of each conntrack zone with a policy of its
+    /// own (`[datapath.conntrack] zone_timeouts`).
+    pub fn zone_timeout_policies(&self) -> Result<BTreeMap<u16, u32>, ConfigError> {
+        let ct = &self.datapath.conntrack;
+        if self.datapath.kind == DatapathType::Kernel && !ct.zone_timeouts.is_empty() {
+            return Err(ConfigError::Invalid(
+                "[datapath.conntrack] zone_timeouts: only the userspace datapath applies \
+                 zone timeout policies (the kernel's need cttimeout objects, which \
+                 upcalld does not create)"
+                    .into(),
+            ));
+        }
+        Ok(ct.timeout_policies().zones().clone())
+    }
+
     /// The tunnel ports, by OpenFlow port number.
     pub fn tunnel_ports(&self) -> Result<BTreeMap<u32, TunnelConfig>, ConfigError> {
         let mut out = BTreeMap::new();
@@ -881,6 +898,29 @@ mod tests {
             c.metrics_socket_addr().unwrap(),
             Some("127.0.0.1:9464".parse().unwrap())
         );
+    }
+
+    #[test]
+    fn conntrack_zone_tables_parse_and_kernel_refuses_zone_policies() {
+        let text = "[datapath.conntrack]\nzone_limits = { 5 = 1000 }\n\
+                    zone_timeouts = { 5 = { udp_first = 10 }, 7 = { icmp_first = 3 } }\n";
+        let c = Config::parse(text, "t.toml").unwrap();
+        assert_eq!(c.datapath.conntrack.zone_limits, [(5, 1000)].into());
+        assert_eq!(c.zone_timeout_policies().unwrap(), [(5, 1), (7, 2)].into());
+        let bad = Config::parse("[datapath.conntrack]\nzone_limits = { x = 1 }\n", "t.toml");
+        assert!(bad.unwrap_err().to_string().contains("zone \"x\""));
+        let bad = Config::parse(
+            "[datapath.conntrack]\nzone_timeouts = { 5 = { udp_frist = 10 } }\n",
+            "t.toml",
+        );
+        assert!(bad.unwrap_err().to_string().contains("udp_frist"));
+        let kernel = Config::parse(&format!("[datapath]\ntype = \"kernel\"\n{text}"), "t.toml");
+        let err = kernel
+            .unwrap()
+            .zone_timeout_policies()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("only the userspace datapath"), "{err}");
     }
 
     #[test]

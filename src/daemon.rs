@@ -594,6 +594,7 @@ fn pipeline_config(
             side_effects: true,
             linux_queues: config.datapath.kind == DatapathType::Kernel,
             l4_hash_only: config.datapath.kind == DatapathType::Kernel,
+            zone_timeout_policies: Arc::new(config.zone_timeout_policies()?),
         },
     })
 }

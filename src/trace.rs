@@ -244,6 +244,7 @@ pub fn bridge(
         cfg.vlans = Arc::new(c.port_vlans()?);
         cfg.mac = Arc::new(c.mac_table());
         cfg.tunnels = Arc::new(c.tunnel_ports()?);
+        cfg.zone_timeout_policies = Arc::new(c.zone_timeout_policies()?);
     }
     if let Some((origin, text)) = fdb {
         let entries = actors::mac_learning::parse_fdb(text, messages::ofp::port::LOCAL)

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use actors::tables::Tables;
 use messages::parse::flow::parse_ct_next;
@@ -54,13 +55,19 @@ fn every_pass_agrees_with_open_vswitch() {
         .filter(|p| p.is_dir())
         .collect();
     cases.sort();
-    assert!(cases.len() >= 5);
+    assert!(cases.len() >= 6);
     let (mut total, mut bad) = (0, Vec::new());
     for case in cases {
         let rules = std::fs::read_to_string(case.join("rules.of13")).unwrap();
         let rules = parse_rules(&rules).unwrap_or_else(|e| panic!("{}: {e}", case.display()));
         let tables = Tables::from_rules(rules);
-        let cfg = dummy_bridge(None);
+        let mut cfg = dummy_bridge(None);
+        // What the peer was configured with besides its rules.
+        let bridge = case.join("bridge.toml");
+        if bridge.exists() {
+            let config = upcalld::config::Config::load(&bridge).unwrap();
+            cfg.zone_timeout_policies = Arc::new(config.zone_timeout_policies().unwrap());
+        }
         let mut ours = Vec::new();
         for line in std::fs::read_to_string(case.join("flows.txt"))
             .unwrap()

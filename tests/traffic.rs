@@ -242,3 +242,62 @@ fn metrics_agree_with_the_traffic() {
         "no batch-size histogram"
     );
 }
+
+/// UDP committed in zones 5 (a policy of its own) and 9 (none).
+const RULES_ZONES: &str = "\
+table=0,priority=100,arp,in_port=1,actions=output:2
+table=0,priority=100,arp,in_port=2,actions=output:1
+table=0,priority=100,udp,in_port=1,actions=ct(commit,zone=5),output:2
+table=0,priority=100,udp,in_port=2,actions=ct(commit,zone=9),output:1
+";
+
+#[test]
+fn zone_timeout_policies_reach_the_connection_tracker() {
+    require_root();
+    let (a, b) = two_hosts("trzt");
+    let d = Daemon::start(
+        "trzt",
+        &[(&a.port, 1), (&b.port, 2)],
+        RULES_ZONES,
+        "[datapath.conntrack]\n\
+         timeouts = { udp_first = 300 }\n\
+         zone_timeouts = { 5 = { udp_first = 1000 } }",
+    );
+    let (a_addr, b_addr) = (a.addr, b.addr);
+    let send = |from: &upcalld::netns::Host, src: std::net::Ipv4Addr, to, port| {
+        from.run(move || {
+            let s = std::net::UdpSocket::bind((src, 0)).unwrap();
+            s.send_to(b"policy?", (to, port)).unwrap();
+        })
+        .unwrap()
+    };
+    send(&a, a_addr, b_addr, 7000);
+    send(&b, b_addr, a_addr, 7001);
+    let mut dump = String::new();
+    d.wait_until("both connections tracked", Duration::from_secs(5), || {
+        dump = d.ctl(Ctl::DumpConntrack, "-s");
+        dump.lines().count() == 2
+    });
+    let timeout = |zone: &str| {
+        let line = dump
+            .lines()
+            .find(|l| l.contains(zone))
+            .unwrap_or_else(|| panic!("no {zone} connection: {dump}"));
+        let t = line.split(",timeout=").nth(1).unwrap();
+        t.split(',').next().unwrap().parse::<u32>().unwrap()
+    };
+    // Zone 5's policy sets udp_first; zone 9 has the datapath's default.
+    assert!((990..=1000).contains(&timeout("zone=5,")), "{dump}");
+    assert!((290..=300).contains(&timeout("zone=9,")), "{dump}");
+    let flows = dp_flows(&d);
+    assert!(
+        flows
+            .iter()
+            .any(|f| f.contains("ct(commit,zone=5,timeout=1)")),
+        "{flows:#?}"
+    );
+    assert!(
+        flows.iter().any(|f| f.contains("ct(commit,zone=9),1")),
+        "{flows:#?}"
+    );
+}

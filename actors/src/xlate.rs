@@ -89,6 +89,10 @@ pub struct XlateConfig {
     /// select groups ask for it instead of symmetric L4, as OVS does when
     /// its probe finds no more (`max_hash_alg`).
     pub l4_hash_only: bool,
+    /// The timeout policy id of each conntrack zone that has one (OVS's
+    /// `CT_Zone` `timeout_policy`), named by the `ct` actions that commit
+    /// in that zone as the userspace datapath names policies (`timeout=1`).
+    pub zone_timeout_policies: Arc<BTreeMap<u16, u32>>,
 }
 
 impl XlateConfig {
@@ -960,7 +964,11 @@ impl Ctx<'_> {
             mark,
             labels,
             helper,
-            timeout: None,
+            // OVS's `put_ct_timeout`: a commit names its zone's policy.
+            timeout: (ct.commit || ct.force)
+                .then(|| self.cfg.zone_timeout_policies.get(&zone))
+                .flatten()
+                .map(u32::to_string),
             nat: nat.clone(),
         }));
         self.wc.ct_mark = old_mark;

@@ -6,7 +6,8 @@ recirculation) against OVS 3.1's ofproto/trace, every pass compared.
     ct_trace.py compare UPCALLD CASEDIR... compare `upcalld trace` with it
 
 A case directory holds `rules.of13` (ovs-ofctl add-flows syntax, OpenFlow
-1.3) and `flows.txt`: one trace per line, `FLOW` or
+1.3), optionally `bridge.toml` (upcalld's configuration of what the peer
+was configured with by hand, e.g. zone timeout policies), and `flows.txt`: one trace per line, `FLOW` or
 `FLOW<TAB>STATE[<TAB>STATE...]` where each STATE is a --ct-next argument
 (`trk,est`). `expected.tsv` has one line per pass of each trace:
 
@@ -123,6 +124,9 @@ def compare(upcalld, cases):
         got = []
         for flow, states in traces(case):
             cmd = [upcalld, "trace", "--rules", os.path.join(case, "rules.of13")]
+            # The bridge's zone timeout policies, as the peer was configured.
+            if os.path.exists(os.path.join(case, "bridge.toml")):
+                cmd += ["--config", os.path.join(case, "bridge.toml")]
             for s in states:
                 cmd += ["--ct-next", s]
             cmd.append(flow)

@@ -32,7 +32,7 @@ pub use nat::{NatKind, NatSpec};
 pub use packet::{ConnKey, Endpoint};
 use packet::{CtPacket, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP};
 use tcp::{TcpConn, Update};
-pub use timeouts::{Timeout, TimeoutPolicy};
+pub use timeouts::{Timeout, TimeoutPolicies, TimeoutPolicy, ZoneTimeouts};
 
 /// `ct_state` bits, as OVS numbers them.
 pub mod state {
@@ -59,6 +59,8 @@ pub struct CtCommand {
     /// `(value, mask)` to write into the connection's label.
     pub label: Option<(u128, u128)>,
     pub nat: Option<NatSpec>,
+    /// The timeout policy a committed connection keeps (0: the default).
+    pub timeout_policy: u32,
 }
 
 impl CtCommand {
@@ -71,6 +73,13 @@ impl CtCommand {
             mark: action.mark,
             label: action.labels,
             nat: action.nat.as_ref().map(NatSpec::of),
+            // A name that is no id of ours gets the default policy, as in
+            // OVS's userspace datapath.
+            timeout_policy: action
+                .timeout
+                .as_deref()
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(0),
         }
     }
 }
@@ -178,8 +187,39 @@ pub struct ConntrackConfig {
     /// Most connections tracked at once (OVS's default, 3 000 000).
     pub max_connections: u32,
     /// Most connections per zone, for the zones listed.
+    #[serde(deserialize_with = "by_zone")]
     pub zone_limits: std::collections::BTreeMap<u16, u32>,
+    /// The default timeout policy.
     pub timeouts: TimeoutPolicy,
+    /// The zones' own timeout policies: the connections a `ct(commit)` in
+    /// such a zone creates keep its timeouts.
+    #[serde(deserialize_with = "by_zone")]
+    pub zone_timeouts: std::collections::BTreeMap<u16, ZoneTimeouts>,
+}
+
+/// A table keyed by zone: TOML keys are strings, so `{ 5 = … }` comes as
+/// `"5"`.
+fn by_zone<'de, D, V>(d: D) -> Result<std::collections::BTreeMap<u16, V>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    V: serde::Deserialize<'de>,
+{
+    let by_name: std::collections::BTreeMap<String, V> = serde::Deserialize::deserialize(d)?;
+    by_name
+        .into_iter()
+        .map(|(k, v)| match k.parse::<u16>() {
+            Ok(zone) => Ok((zone, v)),
+            Err(_) => Err(serde::de::Error::custom(format!(
+                "zone {k:?}: a zone is a number from 0 to 65535"
+            ))),
+        })
+        .collect()
+}
+
+impl ConntrackConfig {
+    pub fn timeout_policies(&self) -> TimeoutPolicies {
+        TimeoutPolicies::new(&self.timeouts, &self.zone_timeouts)
+    }
 }
 
 impl Default for ConntrackConfig {
@@ -188,6 +228,7 @@ impl Default for ConntrackConfig {
             max_connections: 3_000_000,
             zone_limits: Default::default(),
             timeouts: TimeoutPolicy::default(),
+            zone_timeouts: Default::default(),
         }
     }
 }
@@ -232,6 +273,8 @@ struct Conn {
     mark: u32,
     label: u128,
     nat: Option<NatKind>,
+    /// The id of its timeout policy.
+    timeout_policy: u32,
     expires_ms: u64,
 }
 
@@ -354,6 +397,7 @@ impl Table {
 pub struct Conntrack {
     table: Mutex<Table>,
     config: ConntrackConfig,
+    policies: TimeoutPolicies,
     pub counters: CtCounters,
 }
 
@@ -373,6 +417,7 @@ impl Conntrack {
                 next_sweep_ms: 0,
                 random: seed as u32 | 1,
             }),
+            policies: config.timeout_policies(),
             config,
             counters: CtCounters::default(),
         }
@@ -567,8 +612,8 @@ impl Conntrack {
             }
             return false;
         }
-        let timeouts = &self.config.timeouts;
         let c = table.conn_mut(r);
+        let timeouts = self.policies.get(c.timeout_policy);
         let (update, timeout) = match &mut c.proto {
             Proto::Tcp(t) => match &pkt.tcp {
                 Some(seg) => t.update(seg, r.reply),
@@ -680,7 +725,8 @@ impl Conntrack {
             mark: 0,
             label: 0,
             nat: None,
-            expires_ms: now + self.config.timeouts.ms(timeout),
+            timeout_policy: cmd.timeout_policy,
+            expires_ms: now + self.policies.get(cmd.timeout_policy).ms(timeout),
         };
         if let Some(spec) = &cmd.nat {
             if let Some(kind) = spec.kind {

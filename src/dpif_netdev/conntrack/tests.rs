@@ -156,6 +156,7 @@ const NO_COMMIT: CtCommand = CtCommand {
     mark: None,
     label: None,
     nat: None,
+    timeout_policy: 0,
 };
 
 #[test]
@@ -735,6 +736,78 @@ fn an_icmp_error_about_a_natted_connection_is_translated_inside_too() {
     assert_eq!(ip_of(&err, true), vip, "outer source");
     // The quoted packet is the one a sent.
     assert_eq!(&err[14 + 28..14 + 28 + 20][12..20], &u[14..34][12..20]);
+}
+
+#[test]
+fn zone_timeout_policies_apply_to_the_connections_committed_with_them() {
+    let config = ConntrackConfig {
+        timeouts: TimeoutPolicy {
+            udp_first: 50,
+            ..TimeoutPolicy::default()
+        },
+        zone_timeouts: [
+            (
+                5,
+                ZoneTimeouts {
+                    udp_first: Some(7),
+                    udp_multiple: Some(9),
+                    ..Default::default()
+                },
+            ),
+            (
+                6,
+                ZoneTimeouts {
+                    tcp_syn_sent: Some(3),
+                    ..Default::default()
+                },
+            ),
+            (
+                7,
+                ZoneTimeouts {
+                    udp_first: Some(7),
+                    udp_multiple: Some(9),
+                    ..Default::default()
+                },
+            ),
+        ]
+        .into(),
+        ..ConntrackConfig::default()
+    };
+    let policies = config.timeout_policies();
+    // Equal policies share an id; the default is 0.
+    assert_eq!(policies.zones(), &[(5, 1), (6, 2), (7, 1)].into());
+    assert_eq!(policies.get(2).udp_first, 50, "unset: the default policy's");
+    assert_eq!(policies.get(9), policies.get(0));
+    let ct = Conntrack::new(config);
+    let in_zone5 = CtCommand {
+        timeout_policy: 1,
+        ..commit(5)
+    };
+    st(&ct, &udp(A, 1, B, 2), &in_zone5, 0);
+    st(&ct, &udp(A, 3, B, 4), &commit(0), 0);
+    let timeouts = |now| {
+        let mut e: Vec<(u16, u32)> = ct
+            .entries(None, now)
+            .iter()
+            .map(|e| (e.orig.zone, e.timeout_s))
+            .collect();
+        e.sort();
+        e
+    };
+    assert_eq!(timeouts(0), [(0, 50), (5, 7)]);
+    // The reply updates it with its own policy's timeout, whatever the
+    // `ct` that sees the reply names.
+    st(
+        &ct,
+        &udp(B, 2, A, 1),
+        &CtCommand {
+            zone: 5,
+            ..NO_COMMIT
+        },
+        1_000,
+    );
+    assert_eq!(timeouts(1_000), [(0, 49), (5, 9)]);
+    assert!(ct.entries(Some(5), 10_000).is_empty());
 }
 
 #[test]
