@@ -230,7 +230,7 @@ pub fn dummy_bridge(ports: Option<BTreeSet<u32>>) -> XlateConfig {
 }
 
 /// The switch `upcalld trace` models, with NORMAL's bridge: the ports
-/// (`ports`, else the numbered ports of `config`) on OVS's dummy datapath,
+/// (`ports`, else the numbered ports of `config`, if it has any) on OVS's dummy datapath,
 /// their VLAN settings from `config`, and a MAC table loaded from
 /// `fdb` (`fdb/show` text, with where it came from for errors).
 pub fn bridge(
@@ -238,7 +238,12 @@ pub fn bridge(
     config: Option<&crate::config::Config>,
     fdb: Option<(String, &str)>,
 ) -> anyhow::Result<XlateConfig> {
-    let ports = ports.or_else(|| config.map(|c| c.ports.iter().filter_map(|p| p.number).collect()));
+    // A configuration without numbered ports (zone policies only, say)
+    // leaves every port number existing.
+    let ports = ports.or_else(|| {
+        let numbered: BTreeSet<u32> = config?.ports.iter().filter_map(|p| p.number).collect();
+        (!numbered.is_empty()).then_some(numbered)
+    });
     let mut cfg = dummy_bridge(ports);
     if let Some(c) = config {
         cfg.vlans = Arc::new(c.port_vlans()?);
