@@ -431,6 +431,7 @@ fn conntrack_actions_survive_netlink_serialization() {
             mark: Some((0x12, 0xff)),
             labels: Some((1 << 100 | 5, u128::MAX)),
             helper: Some(CtHelper::Tftp),
+            timeout: Some("ovs_tp_1_udp4".into()),
             nat: Some(NatAction {
                 kind: Some(NatKind::Dst),
                 addrs: Some(NatAddrs::V4 {
