@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use actors::fanout::{Fanout, Subscription};
 use actors::log_limit::RateLimit as LogLimit;
-use actors::packet_in::{ControllerPacket, ControllerReason};
+use actors::packet_in::ControllerPacket;
 use actors::pipeline::Pipeline;
 use actors::protocol::{GetSnapshot, RuleChange, RuleStats};
 use actors::rule_table::{RemovalReason, RemovedRule};
@@ -27,7 +27,7 @@ use actors::xlate::{xlate_actions, XlateConfig};
 use futures::StreamExt;
 use messages::dpif::{Dpif, DpifOp, Execute, PacketMetadata};
 use messages::flow::Flow;
-use messages::ofp::{flow_flags, port, Match, Rule};
+use messages::ofp::{flow_flags, packet_in_reason, port, Match, Rule};
 use messages::openflow::{
     self as of, BundleOp, DecodeState, ErrorKind, FlowFormat, FlowMod, FlowModCommand,
     FlowStatsEntry, FlowStatsRequest, MultipartRequest, OfpError, PacketInFormat, PacketOut,
@@ -734,6 +734,9 @@ struct Conn {
     decode: DecodeState,
     miss_send_len: u16,
     config_flags: u16,
+    /// NXT_SET_CONTROLLER_ID: this connection gets the packet-ins of
+    /// `controller` actions with this id (0 by default, as in OVS).
+    controller_id: u16,
     role: u32,
     bundles: HashMap<u32, Bundle>,
     /// Flow mods decoded but not yet sent to the rule-table.
@@ -779,6 +782,7 @@ where
         // connections until they set one.
         miss_send_len: if kind == Kind::Controller { 128 } else { 0 },
         config_flags: 0,
+        controller_id: 0,
         role: 0,
         bundles: HashMap::new(),
         pending: Vec::new(),
@@ -888,11 +892,23 @@ async fn next_async<T>(sub: &mut Option<Subscription<T>>) -> Option<Arc<T>> {
     }
 }
 
+/// SET_CONFIG's flag for packet-ins of expired TTLs (OpenFlow 1.1 and
+/// 1.2; OVS takes it from 1.0 connections too).
+const OFPC_INVALID_TTL_TO_CONTROLLER: u16 = 4;
+
 /// The metadata a packet-in carries as its match (OVS's
 /// `flow_get_metadata`: what of it is set).
 fn packet_in_metadata(key: &Flow) -> Match {
     let mut m = Match::default();
     let (f, w) = (&mut m.flow, &mut m.mask);
+    if key.metadata != 0 {
+        (f.metadata, w.metadata) = (key.metadata, u64::MAX);
+    }
+    for (i, r) in key.regs.iter().enumerate() {
+        if *r != 0 {
+            (f.regs[i], w.regs[i]) = (*r, u32::MAX);
+        }
+    }
     if key.tun_id != 0 {
         (f.tun_id, w.tun_id) = (key.tun_id, u64::MAX);
     }
@@ -939,8 +955,17 @@ impl Conn {
 
     /// The message that carries `p` to this peer, if it gets it.
     fn packet_in(&mut self, p: &ControllerPacket) -> Option<Vec<u8>> {
-        // A slave controller gets no packet-ins (OpenFlow 1.3 §6.3.5).
-        if self.role == 3 {
+        // A slave controller gets no packet-ins (OpenFlow 1.3 §6.3.5), a
+        // connection only those of its controller id, and expired TTLs
+        // only a connection that asked (OVS's default asynchronous
+        // configuration leaves them out; OFPC_INVALID_TTL_TO_CONTROLLER,
+        // as `ovs-ofctl monitor ... invalid_ttl` sets it, lets them in).
+        if self.role == 3 || p.cookie.controller_id != self.controller_id {
+            return None;
+        }
+        if p.cookie.reason == u16::from(packet_in_reason::INVALID_TTL)
+            && self.config_flags & OFPC_INVALID_TTL_TO_CONTROLLER == 0
+        {
             return None;
         }
         if let Some(limit) = &mut self.rate_limit {
@@ -951,26 +976,21 @@ impl Conn {
                 return None;
             }
         }
-        let u = p.userdata;
-        let len = p.packet.len().min(usize::from(u.max_len));
+        let c = p.cookie;
+        let len = p.packet.len().min(usize::from(c.max_len));
         let in_port = match p.key.in_port {
             n if n == self.switch.xlate.local_port => port::LOCAL,
             n => n,
         };
-        // OpenFlow 1.0 has no table-miss rules: OVS calls what one sends
-        // there an action's packet.
-        let reason = match (u.reason, self.v()) {
-            (ControllerReason::NoMatch, v) if v >= of::OFP13 => of::PacketInReason::NoMatch,
-            _ => of::PacketInReason::Action,
-        };
         let pin = of::PacketIn {
-            reason,
-            table: u.table,
-            cookie: u.cookie,
+            reason: packet_in_reason::for_version(c.reason as u8, self.v()),
+            table: p.table,
+            cookie: c.rule_cookie,
             in_port,
             metadata: packet_in_metadata(&p.key),
             total_len: p.packet.len().min(usize::from(u16::MAX)) as u16,
             data: p.packet[..len].to_vec(),
+            userdata: p.userdata.clone(),
         };
         Some(of::encode_packet_in(self.v(), &pin, self.packet_in_format))
     }
@@ -1137,7 +1157,7 @@ impl Conn {
             }
             Request::GetAsyncRequest => self.out.push(of::encode_get_async_reply(v, xid)),
             Request::SetFlowFormat(f) => self.flow_format = f,
-            Request::SetControllerId(_) => {}
+            Request::SetControllerId(id) => self.controller_id = id,
             Request::SetPacketInFormat(n) => match PacketInFormat::from_nx(n) {
                 Some(f) => self.packet_in_format = f,
                 None => {

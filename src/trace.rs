@@ -325,6 +325,9 @@ pub fn parse_port_list(s: &str) -> Result<BTreeSet<u32>, String> {
 /// One TSV line per flow: `flow<TAB>actions<TAB>megaflow` of the first
 /// pass, or `flow<TAB>ERROR<TAB><TAB>message` for a flow OVS would reject.
 /// With `cfg.side_effects`, each flow sees the rules earlier flows learned.
+/// As in OVS, the recirculation ids a flow's trace allocated are freed
+/// before the next flow (whose equal frozen states then get new ids), so
+/// the ids printed are those a fresh OVS prints for the same sequence.
 pub fn trace_lines(tables: &Tables, flows: &str, cfg: &XlateConfig) -> String {
     let mut tables = tables.clone();
     let mut out = String::new();
@@ -339,6 +342,7 @@ pub fn trace_lines(tables: &Tables, flows: &str, cfg: &XlateConfig) -> String {
             }
             Err(e) => out.push_str(&format!("{flow}\tERROR\t\t{e}\n")),
         }
+        cfg.recirc.free_unheld();
     }
     out
 }

@@ -26,11 +26,11 @@ use messages::dpif::{
     UPCALL_MAX_BATCH,
 };
 use messages::flow::pin_vlan_stack;
-use messages::odp::OdpActions;
+use messages::odp::{ControllerCookie, OdpActions};
 use messages::Megaflow;
 
 use crate::dpif_writer::{write_ops, WriterInlet};
-use crate::packet_in::{ControllerPacket, ControllerUserdata, PacketIns};
+use crate::packet_in::{ControllerPacket, PacketIns};
 #[cfg(feature = "fault-injection")]
 use crate::protocol::InjectPanics;
 use crate::protocol::{
@@ -171,6 +171,7 @@ impl UpcallHandler {
         let mut over_limit = 0;
         let mut duplicates = 0;
         let mut no_controller = 0;
+        let mut no_recirc_context = 0;
         let now = monotonic_ms();
         let version = self.tables.version();
         let mut effects = SideEffects::default();
@@ -181,16 +182,28 @@ impl UpcallHandler {
                 panic!("injected fault in handler {}", self.id);
             }
             if let UpcallKind::Action { userdata } = &up.kind {
-                // A `controller` action's packet: to the connections.
-                let delivered = ControllerUserdata::decode(userdata).is_some_and(|userdata| {
-                    self.packet_ins.deliver(ControllerPacket {
-                        userdata,
-                        key: up.key,
-                        packet: std::mem::take(&mut up.packet),
-                    })
-                });
-                if !delivered {
-                    no_controller += 1;
+                // A `controller` action's packet: to the connections, with
+                // the metadata its translation froze (OVS's
+                // `process_upcall` for CONTROLLER_UPCALL).
+                match ControllerCookie::decode(userdata) {
+                    Some(cookie) => match self.xlate_cfg.recirc.get(cookie.recirc_id) {
+                        Some(state) => {
+                            let mut key = up.key;
+                            state.restore_metadata(&mut key);
+                            let delivered = self.packet_ins.deliver(ControllerPacket {
+                                cookie,
+                                table: state.table,
+                                key,
+                                userdata: state.userdata.clone(),
+                                packet: std::mem::take(&mut up.packet),
+                            });
+                            if !delivered {
+                                no_controller += 1;
+                            }
+                        }
+                        None => no_recirc_context += 1,
+                    },
+                    None => no_controller += 1,
                 }
                 continue;
             }
@@ -265,6 +278,8 @@ impl UpcallHandler {
         PipelineStats::add(&self.stats.duplicate_upcalls, duplicates);
         self.stats
             .count_drop(DropReason::NoController, no_controller);
+        self.stats
+            .count_drop(DropReason::NoRecircContext, no_recirc_context);
         (ops, return_to, credits)
     }
 }

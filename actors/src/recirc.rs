@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use messages::flow::{Flow, FLOW_N_REGS};
-use messages::odp::OdpAction;
+use messages::odp::{ControllerCookie, OdpAction};
 use messages::ofp::{Instructions, OfAction};
 use parking_lot::Mutex;
 use smallvec::SmallVec;
@@ -43,6 +43,8 @@ pub struct FrozenState {
     /// in the middle of actions (OVS's frozen `ofpacts`); empty: look up
     /// `table`.
     pub continuation: Vec<FrozenActions>,
+    /// A `controller` action's userdata, for its packet-in.
+    pub userdata: Vec<u8>,
 }
 
 /// The actions one level of a frozen translation had left (OVS's unrolled
@@ -69,6 +71,7 @@ impl FrozenState {
             conntracked,
             stack: Vec::new(),
             continuation: Vec::new(),
+            userdata: Vec::new(),
         }
     }
 
@@ -168,6 +171,25 @@ impl RecircIds {
         self.len() == 0
     }
 
+    /// Frees every id no ukey holds, as OVS's trace does with the ids it
+    /// allocated once it is done (the next trace gets fresh ones). Returns
+    /// how many were freed.
+    pub fn free_unheld(&self) -> usize {
+        let mut g = self.inner.lock();
+        let dead: Vec<u32> = g
+            .by_id
+            .iter()
+            .filter(|(_, e)| e.refs == 0)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &dead {
+            if let Some(e) = g.by_id.remove(id) {
+                g.by_state.remove(&e.state);
+            }
+        }
+        dead.len()
+    }
+
     /// Frees the ids that no ukey holds and that no translation used since
     /// the sweep before the last. Returns how many were freed.
     pub fn sweep(&self) -> usize {
@@ -189,17 +211,16 @@ impl RecircIds {
     }
 
     /// Holds the ids a datapath flow uses, the one its key matches
-    /// (`recirc_id`) and the ones its actions recirculate to, until the
-    /// returned refs are dropped; None when it uses none (most flows). Ids
-    /// not allocated (a flow adopted after a restart) are not held.
+    /// (`recirc_id`), the ones its actions recirculate to and the ones its
+    /// `controller` actions' packet-ins read, until the returned refs are
+    /// dropped; None when it uses none (most flows). Ids not allocated (a
+    /// flow adopted after a restart) are not held.
     pub fn hold(self: &Arc<Self>, recirc_id: u32, actions: &[OdpAction]) -> Option<RecircRefs> {
-        let used =
-            std::iter::once(recirc_id)
-                .filter(|&id| id != 0)
-                .chain(actions.iter().filter_map(|a| match a {
-                    OdpAction::Recirc(id) => Some(*id),
-                    _ => None,
-                }));
+        let mut in_actions = SmallVec::<[u32; 2]>::new();
+        actions_ids(actions, &mut in_actions);
+        let used = std::iter::once(recirc_id)
+            .filter(|&id| id != 0)
+            .chain(in_actions);
         let mut ids = SmallVec::new();
         let mut g = None;
         for id in used {
@@ -213,6 +234,27 @@ impl RecircIds {
             table: self.clone(),
             ids,
         })
+    }
+}
+
+/// The ids datapath actions use: recirculations, and controller cookies
+/// (also inside `clone` and `check_pkt_len`).
+fn actions_ids(actions: &[OdpAction], out: &mut SmallVec<[u32; 2]>) {
+    for a in actions {
+        match a {
+            OdpAction::Recirc(id) => out.push(*id),
+            OdpAction::Userspace { userdata, .. } => {
+                if let Some(c) = ControllerCookie::decode(userdata) {
+                    out.push(c.recirc_id);
+                }
+            }
+            OdpAction::Clone(inner) => actions_ids(inner, out),
+            OdpAction::CheckPktLen { gt, le, .. } => {
+                actions_ids(gt, out);
+                actions_ids(le, out);
+            }
+            _ => {}
+        }
     }
 }
 

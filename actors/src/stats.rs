@@ -14,6 +14,9 @@ pub enum DropReason {
     FlowLimit,
     /// A `userspace` action upcall: there is no controller to send it to.
     NoController,
+    /// A `controller` action's packet whose recirculation id names no
+    /// frozen state (the rule behind it is gone): OVS drops it too.
+    NoRecircContext,
     /// Lost with a batch whose handler panicked.
     HandlerPanic,
     /// Its handler was gone.
@@ -21,9 +24,10 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 4] = [
+    pub const ALL: [DropReason; 5] = [
         DropReason::FlowLimit,
         DropReason::NoController,
+        DropReason::NoRecircContext,
         DropReason::HandlerPanic,
         DropReason::HandlerGone,
     ];
@@ -32,6 +36,7 @@ impl DropReason {
         match self {
             DropReason::FlowLimit => "flow_limit",
             DropReason::NoController => "no_controller",
+            DropReason::NoRecircContext => "no_recirc_context",
             DropReason::HandlerPanic => "handler_panic",
             DropReason::HandlerGone => "handler_gone",
         }
@@ -53,7 +58,7 @@ pub struct PipelineStats {
     pub upcalls_received: AtomicU64,
     /// Upcalls translated by a handler.
     pub upcalls_handled: AtomicU64,
-    dropped: [AtomicU64; 4],
+    dropped: [AtomicU64; DropReason::ALL.len()],
     /// Upcalls whose megaflow was already installed or on its way.
     pub duplicate_upcalls: AtomicU64,
     /// Ukeys dropped because dumps no longer showed their flows (deleted

@@ -17,12 +17,14 @@ use messages::field::{Field, Prereq};
 use messages::flow::*;
 use messages::learn::{Learn, LearnedRule};
 use messages::odp::*;
-use messages::ofp::{port, CtSpec, CtZone, Instructions, NatAction, OfAction, Rule, Subfield};
+use messages::ofp::{
+    packet_in_reason, port, ControllerAction, CtSpec, CtZone, Instructions, NatAction, OfAction,
+    Rule, Subfield,
+};
 use messages::tunnel::{self, TunnelConfig};
 
 use crate::classifier::Classifier;
 use crate::mac_learning::MacTable;
-use crate::packet_in::{ControllerReason, ControllerUserdata};
 use crate::protocol::SideEffects;
 use crate::recirc::{FrozenActions, FrozenState, RecircIds};
 use crate::tables::{RuleEntry, Tables};
@@ -207,6 +209,11 @@ struct Ctx<'a> {
     /// its cookie, and whether it is a table-miss rule.
     rule_cookie: u64,
     rule_is_miss: bool,
+    /// Where an output to CONTROLLER runs, which decides its packet-in
+    /// reason (OVS's `in_packet_out`, `in_group`, `in_action_set`).
+    in_packet_out: bool,
+    in_group: bool,
+    in_action_set: bool,
     learned: Vec<LearnedRule>,
     /// The rules `learned` adds that are new to their tables, per table:
     /// later lookups in those tables examine them without matching them
@@ -329,6 +336,9 @@ fn xlate_from(
         rule: None,
         rule_cookie: 0,
         rule_is_miss: false,
+        in_packet_out: actions_given.is_some(),
+        in_group: false,
+        in_action_set: false,
         learned: std::mem::take(&mut out.learned),
         pending: Vec::new(),
         fin_timeouts: std::mem::take(&mut out.fin_timeouts),
@@ -391,6 +401,10 @@ fn xlate_from(
         let ecn_ok = frozen.is_some() || tunnel::process_ecn(&mut ctx.flow);
         if let Some(rule) = rule.filter(|_| ecn_ok) {
             ctx.run_rule(&rule, false, true);
+            // The action set runs as the first rule's (OVS keeps its
+            // cookie for it).
+            ctx.rule_cookie = rule.rule.cookie;
+            ctx.rule_is_miss = rule.rule.is_table_miss();
         }
     }
     ctx.end_pass();
@@ -434,7 +448,7 @@ fn add_to_action_set(set: &mut Vec<OfAction>, a: OfAction) {
     set.sort_by_key(|a| match a {
         OfAction::PopVlan => 0,
         OfAction::PushVlan { .. } => 1,
-        OfAction::DecTtl => 2,
+        OfAction::DecTtl | OfAction::DecTtlIds(_) => 2,
         OfAction::SetField { .. }
         | OfAction::Load { .. }
         | OfAction::Move { .. }
@@ -529,8 +543,7 @@ impl Ctx<'_> {
         let outer = self.rule.replace(rule.id);
         let r = &rule.rule;
         let outer_cookie = std::mem::replace(&mut self.rule_cookie, r.cookie);
-        let is_miss = r.priority == 0 && r.matches.mask.is_zero();
-        let outer_miss = std::mem::replace(&mut self.rule_is_miss, is_miss);
+        let outer_miss = std::mem::replace(&mut self.rule_is_miss, rule.rule.is_table_miss());
         self.run_actions(&r.instructions.apply, Some(&r.instructions), last);
         self.rule = outer;
         self.rule_cookie = outer_cookie;
@@ -564,7 +577,9 @@ impl Ctx<'_> {
     fn run_action_set(&mut self) {
         if self.error.is_none() && !self.exit && !self.action_set.is_empty() {
             let set = std::mem::take(&mut self.action_set);
+            let outer = std::mem::replace(&mut self.in_action_set, true);
             self.run_actions(&set, None, true);
+            self.in_action_set = outer;
         }
     }
 
@@ -653,7 +668,8 @@ impl Ctx<'_> {
                 OfAction::OutputReg { field, ofs, n_bits } => {
                     self.output_reg(*field, *ofs, *n_bits)
                 }
-                OfAction::Controller { max_len } => self.controller(*max_len),
+                OfAction::Controller(c) if c.is_output() => self.output_to_controller(c.max_len),
+                OfAction::Controller(c) => self.controller(c, c.reason),
                 OfAction::SetField { field, value, mask }
                 | OfAction::Load { field, value, mask } => {
                     self.set_field(*field, *value, *mask);
@@ -668,11 +684,12 @@ impl Ctx<'_> {
                 OfAction::PushVlan { tpid } => self.push_vlan(*tpid),
                 OfAction::PopVlan => self.pop_vlan(),
                 OfAction::DecTtl => {
-                    self.wc.nw_ttl = 0xff;
-                    if self.flow.is_ip_any() {
-                        self.wc.nw_proto = 0xff;
+                    if !self.dec_ttl(&[0]) {
+                        return false;
                     }
-                    if !self.dec_ttl() {
+                }
+                OfAction::DecTtlIds(ids) => {
+                    if !self.dec_ttl(ids) {
                         return false;
                     }
                 }
@@ -1061,7 +1078,7 @@ impl Ctx<'_> {
     fn output(&mut self, p: u32, last: bool) {
         match p {
             port::IN_PORT => self.compose_output(self.flow.in_port),
-            port::CONTROLLER => self.controller(u16::MAX),
+            port::CONTROLLER => self.output_to_controller(u16::MAX),
             port::NORMAL => self.normal(),
             // OVS's OFPP_TABLE in a rule: the packet goes through the
             // tables again from table 0.
@@ -1148,20 +1165,49 @@ impl Ctx<'_> {
         self.flow.nw_tos = saved.nw_tos;
     }
 
-    fn controller(&mut self, max_len: u16) {
-        self.commit();
-        let reason = if self.rule_is_miss {
-            ControllerReason::NoMatch
+    /// An output to CONTROLLER: its reason is where it runs.
+    fn output_to_controller(&mut self, max_len: u16) {
+        let reason = if self.in_packet_out {
+            packet_in_reason::PACKET_OUT
+        } else if self.in_group {
+            packet_in_reason::GROUP
+        } else if self.in_action_set {
+            packet_in_reason::ACTION_SET
         } else {
-            ControllerReason::Action
+            packet_in_reason::ACTION
         };
+        self.controller(&ControllerAction::output(max_len), reason);
+    }
+
+    /// OVS's `xlate_controller_action`: the translation's metadata is
+    /// frozen under a recirculation id (the packet-in reads registers and
+    /// table from it), and the packet goes up with a controller cookie;
+    /// not to be sent when translating without side effects (a trace).
+    fn controller(&mut self, c: &ControllerAction, reason: u8) {
+        self.commit();
+        // An action of a table-miss rule is a miss the rule made.
+        let reason = if reason == packet_in_reason::ACTION && self.rule_is_miss {
+            packet_in_reason::EXPLICIT_MISS
+        } else {
+            reason
+        };
+        let conntracked = self.conntracked && !self.conntracked_by_packet;
+        let mut state = FrozenState::new(self.table_id, &self.flow, Vec::new(), conntracked)
+            .with_stack(self.stack.clone());
+        state.userdata.clone_from(&c.userdata);
+        let recirc_id = self.cfg.recirc.id_for(state);
+        // A meter on packet-ins is not kept: with no meters, OVS too sends
+        // them unmetered (the meter id names no meter).
         self.actions.push(OdpAction::Userspace {
             pid: self.cfg.upcall_pid,
-            userdata: ControllerUserdata {
-                max_len,
-                reason,
-                table: self.table_id,
-                cookie: self.rule_cookie,
+            userdata: ControllerCookie {
+                dont_send: !self.cfg.side_effects,
+                continuation: false,
+                reason: reason.into(),
+                recirc_id,
+                rule_cookie: self.rule_cookie,
+                controller_id: c.controller_id,
+                max_len: c.max_len,
             }
             .encode(),
         });
@@ -1300,16 +1346,27 @@ impl Ctx<'_> {
 
     /// Decrements the IP TTL. False when it would expire: the rest of the
     /// current rule's actions are skipped (there is no controller to tell).
-    fn dec_ttl(&mut self) -> bool {
+    /// OVS's `compose_dec_ttl`: false when the TTL expires, after the
+    /// packet went to each controller in `ids` (reason `invalid_ttl`); the
+    /// rest of the action list is then skipped.
+    fn dec_ttl(&mut self, ids: &[u16]) -> bool {
+        self.wc.nw_ttl = 0xff;
         if !self.flow.is_ip_any() {
             return true;
         }
+        self.wc.nw_proto = 0xff;
         if self.flow.nw_ttl > 1 {
             self.flow.nw_ttl -= 1;
-            true
-        } else {
-            false
+            return true;
         }
+        for id in ids {
+            let c = ControllerAction {
+                controller_id: *id,
+                ..ControllerAction::output(u16::MAX)
+            };
+            self.controller(&c, packet_in_reason::INVALID_TTL);
+        }
+        false
     }
 
     /// Emits the datapath actions that turn `base` into `flow` (OVS's

@@ -291,3 +291,92 @@ fn ports_and(key: PortsKey, mask: PortsKey) -> PortsKey {
         dst: key.dst & mask.dst,
     }
 }
+
+/// The userdata of a `userspace` action that sends the packet to the
+/// controller: OVS's `user_action_cookie` of type CONTROLLER, byte for
+/// byte (48 bytes in the host's byte order, the rule cookie big endian),
+/// so that it prints as OVS prints it. The rest of what a packet-in needs
+/// (table, registers, userdata) is in the frozen state of `recirc_id`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ControllerCookie {
+    /// Translated without side effects (a trace): not to be sent.
+    pub dont_send: bool,
+    /// The packet-in is a continuation (`controller(pause)`).
+    pub continuation: bool,
+    /// An `ofp::packet_in_reason`.
+    pub reason: u16,
+    pub recirc_id: u32,
+    pub rule_cookie: u64,
+    pub controller_id: u16,
+    pub max_len: u16,
+}
+
+/// OVS's `USER_ACTION_COOKIE_CONTROLLER`.
+const USER_ACTION_COOKIE_CONTROLLER: u16 = 5;
+/// `sizeof(struct user_action_cookie)`.
+const USER_ACTION_COOKIE_LEN: usize = 48;
+/// OVS's `OFPP_NONE` as a 16-bit port.
+const OFPP_NONE: u16 = 0xffff;
+
+impl ControllerCookie {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = vec![0u8; USER_ACTION_COOKIE_LEN];
+        v[0..2].copy_from_slice(&USER_ACTION_COOKIE_CONTROLLER.to_ne_bytes());
+        v[2..4].copy_from_slice(&OFPP_NONE.to_ne_bytes());
+        // Bytes 4..20: the bridge's UUID, which one bridge does not need.
+        v[20] = self.dont_send as u8;
+        v[21] = self.continuation as u8;
+        v[22..24].copy_from_slice(&self.reason.to_ne_bytes());
+        v[24..28].copy_from_slice(&self.recirc_id.to_ne_bytes());
+        v[28..36].copy_from_slice(&self.rule_cookie.to_be_bytes());
+        v[36..38].copy_from_slice(&self.controller_id.to_ne_bytes());
+        v[38..40].copy_from_slice(&self.max_len.to_ne_bytes());
+        v
+    }
+
+    /// None for userdata that is not a controller cookie.
+    pub fn decode(b: &[u8]) -> Option<ControllerCookie> {
+        if b.len() != USER_ACTION_COOKIE_LEN {
+            return None;
+        }
+        let u16_at = |i: usize| u16::from_ne_bytes([b[i], b[i + 1]]);
+        if u16_at(0) != USER_ACTION_COOKIE_CONTROLLER {
+            return None;
+        }
+        Some(ControllerCookie {
+            dont_send: b[20] != 0,
+            continuation: b[21] != 0,
+            reason: u16_at(22),
+            recirc_id: u32::from_ne_bytes(b[24..28].try_into().ok()?),
+            rule_cookie: u64::from_be_bytes(b[28..36].try_into().ok()?),
+            controller_id: u16_at(36),
+            max_len: u16_at(38),
+        })
+    }
+}
+
+#[cfg(test)]
+mod controller_cookie_tests {
+    use super::*;
+
+    #[test]
+    fn a_controller_cookie_round_trips_and_other_userdata_is_not_one() {
+        let c = ControllerCookie {
+            dont_send: true,
+            continuation: false,
+            reason: 6,
+            recirc_id: 0x1234_5678,
+            rule_cookie: 0xabc,
+            controller_id: 7,
+            max_len: 128,
+        };
+        let bytes = c.encode();
+        assert_eq!(bytes.len(), 48);
+        assert_eq!(&bytes[28..36], &0xabcu64.to_be_bytes());
+        assert_eq!(ControllerCookie::decode(&bytes), Some(c));
+        assert_eq!(ControllerCookie::decode(&bytes[..40]), None);
+        let mut other = bytes.clone();
+        other[0..2].copy_from_slice(&2u16.to_ne_bytes());
+        assert_eq!(ControllerCookie::decode(&other), None);
+    }
+}

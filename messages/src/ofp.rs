@@ -83,10 +83,9 @@ pub enum OfAction {
         ofs: u8,
         n_bits: u8,
     },
-    /// Send to the controller: becomes a datapath `userspace` action.
-    Controller {
-        max_len: u16,
-    },
+    /// Send to the controller (`controller(...)`, `CONTROLLER:N`,
+    /// `output:CONTROLLER`): becomes a datapath `userspace` action.
+    Controller(ControllerAction),
     /// `set_field`, `load` and the `mod_*` actions: write `value` into the
     /// bits of `field` selected by `mask`.
     SetField {
@@ -117,6 +116,11 @@ pub enum OfAction {
     },
     PopVlan,
     DecTtl,
+    /// `dec_ttl(ID,...)` (Nicira's DEC_TTL_CNT_IDS): `dec_ttl` that tells
+    /// the controllers with these ids when the TTL expires (plain
+    /// `dec_ttl` tells controller 0). A variant of its own because OVS
+    /// prints this form back with its ids.
+    DecTtlIds(Vec<u16>),
     /// `resubmit(port,table)`: look the packet up again, optionally as if
     /// it came in on `in_port`, in `table` (default: the current table).
     Resubmit {
@@ -194,7 +198,101 @@ pub enum OfAction {
 
 pub use crate::learn::Subfield;
 
+/// Why a packet goes to the controller (OVS's `ofp_packet_in_reason`,
+/// with its two internal reasons after OpenFlow's).
+pub mod packet_in_reason {
+    pub const NO_MATCH: u8 = 0;
+    pub const ACTION: u8 = 1;
+    pub const INVALID_TTL: u8 = 2;
+    pub const ACTION_SET: u8 = 3;
+    pub const GROUP: u8 = 4;
+    pub const PACKET_OUT: u8 = 5;
+    /// A `controller` action of a table-miss rule (NO_MATCH from OpenFlow
+    /// 1.3 on, ACTION before).
+    pub const EXPLICIT_MISS: u8 = 6;
+    /// No rule matched and the table sends misses to the controller.
+    pub const IMPLICIT_MISS: u8 = 7;
+
+    /// The names `controller(reason=...)` takes and prints (OVS's
+    /// `ofputil_packet_in_reason_to_string`).
+    pub const NAMES: [&str; 6] = [
+        "no_match",
+        "action",
+        "invalid_ttl",
+        "action_set",
+        "group",
+        "packet_out",
+    ];
+
+    /// The reason a connection of OpenFlow `version` sees (OVS's
+    /// `encode_packet_in_reason`): reasons newer than the version become
+    /// ACTION, the internal ones NO_MATCH.
+    pub fn for_version(reason: u8, version: u8) -> u8 {
+        const OFP13: u8 = 4;
+        const OFP14: u8 = 5;
+        match reason {
+            ACTION_SET | GROUP | PACKET_OUT if version < OFP14 => ACTION,
+            EXPLICIT_MISS if version < OFP13 => ACTION,
+            EXPLICIT_MISS | IMPLICIT_MISS => NO_MATCH,
+            r => r,
+        }
+    }
+}
+
+/// "No meter" in a `controller` action (OVS's `NX_CTLR_NO_METER`).
+pub const NO_METER: u32 = u32::MAX;
+
+/// A `controller` action (OVS's `ofpact_controller`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ControllerAction {
+    /// Bytes of the packet to send (65535: all of it).
+    pub max_len: u16,
+    /// The connections that get it: those with this controller id
+    /// (NXT_SET_CONTROLLER_ID; 0 by default).
+    pub controller_id: u16,
+    /// A [`packet_in_reason`].
+    pub reason: u8,
+    /// Bytes the packet-in carries for the controller (NXT_PACKET_IN2's
+    /// userdata).
+    pub userdata: Vec<u8>,
+    /// Freeze the pipeline here, to resume when the controller says.
+    pub pause: bool,
+    /// The meter that limits these packet-ins ([`NO_METER`]: none).
+    pub meter_id: u32,
+}
+
+impl ControllerAction {
+    /// `output:CONTROLLER` / `CONTROLLER:N`: the whole reason depends on
+    /// where it runs.
+    pub fn output(max_len: u16) -> Self {
+        ControllerAction {
+            max_len,
+            controller_id: 0,
+            reason: packet_in_reason::ACTION,
+            userdata: Vec::new(),
+            pause: false,
+            meter_id: NO_METER,
+        }
+    }
+
+    /// True for the form OVS keeps as an output to the CONTROLLER port
+    /// (and prints `CONTROLLER:N`): nothing but `max_len` set.
+    pub fn is_output(&self) -> bool {
+        self.reason == packet_in_reason::ACTION
+            && self.controller_id == 0
+            && self.userdata.is_empty()
+            && !self.pause
+            && self.meter_id == NO_METER
+    }
+}
+
 impl Rule {
+    /// A table-miss rule (priority 0, matching everything): its
+    /// `controller` actions tell a miss (OVS's `rule_is_table_miss`).
+    pub fn is_table_miss(&self) -> bool {
+        self.priority == 0 && self.matches.mask.is_zero()
+    }
+
     /// The groups the rule's actions send to (`group:N`, also in `clone`
     /// and `write_actions`).
     pub fn groups_used(&self) -> Vec<u32> {

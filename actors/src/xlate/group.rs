@@ -77,7 +77,9 @@ impl Ctx<'_> {
         }
         let old_flow = self.flow;
         self.depth += 1;
+        let outer = std::mem::replace(&mut self.in_group, true);
         self.run_actions(&list, None, last);
+        self.in_group = outer;
         self.depth -= 1;
         if self.freeze.is_some() {
             self.end_pass();

@@ -41,7 +41,25 @@ pub fn format_odp_action(a: &OdpAction) -> String {
         }
         OdpAction::Userspace { pid, userdata } => {
             let mut s = format!("userspace(pid={pid}");
-            if !userdata.is_empty() {
+            if let Some(c) = ControllerCookie::decode(userdata) {
+                // OVS's `%#"PRIx64`: 0 without its prefix.
+                let cookie = if c.rule_cookie == 0 {
+                    "0".to_string()
+                } else {
+                    format!("{:#x}", c.rule_cookie)
+                };
+                let _ = write!(
+                    s,
+                    ",controller(reason={},dont_send={},continuation={},recirc_id={},\
+                     rule_cookie={cookie},controller_id={},max_len={})",
+                    c.reason,
+                    c.dont_send as u8,
+                    c.continuation as u8,
+                    c.recirc_id,
+                    c.controller_id,
+                    c.max_len
+                );
+            } else if !userdata.is_empty() {
                 s.push_str(",userdata(");
                 for b in userdata {
                     let _ = write!(s, "{b:02x}");

@@ -310,12 +310,45 @@ pub fn format_instructions(ins: &Instructions) -> String {
     }
 }
 
+/// A `controller` action as OVS's `format_CONTROLLER` prints it: only
+/// what differs from the defaults, userdata as dotted hex.
+fn format_controller(c: &crate::ofp::ControllerAction) -> String {
+    use crate::ofp::{packet_in_reason, NO_METER};
+    if c.is_output() {
+        return format!("CONTROLLER:{}", c.max_len);
+    }
+    let mut parts = Vec::new();
+    if c.reason != packet_in_reason::ACTION {
+        let name = packet_in_reason::NAMES
+            .get(usize::from(c.reason))
+            .map_or_else(|| c.reason.to_string(), |n| n.to_string());
+        parts.push(format!("reason={name}"));
+    }
+    if c.max_len != u16::MAX {
+        parts.push(format!("max_len={}", c.max_len));
+    }
+    if c.controller_id != 0 {
+        parts.push(format!("id={}", c.controller_id));
+    }
+    if !c.userdata.is_empty() {
+        let hex: Vec<String> = c.userdata.iter().map(|b| format!("{b:02x}")).collect();
+        parts.push(format!("userdata={}", hex.join(".")));
+    }
+    if c.pause {
+        parts.push("pause".into());
+    }
+    if c.meter_id != NO_METER {
+        parts.push(format!("meter_id={}", c.meter_id));
+    }
+    format!("controller({})", parts.join(","))
+}
+
 /// One action as OVS prints it in OpenFlow 1.3.
 pub fn format_action(a: &OfAction) -> String {
     match a {
         OfAction::Output { port, .. } if *port < crate::ofp::port::MAX => format!("output:{port}"),
         OfAction::Output { port, .. } => format_port(*port),
-        OfAction::Controller { max_len } => format!("CONTROLLER:{max_len}"),
+        OfAction::Controller(c) => format_controller(c),
         OfAction::SetField { field, value, mask } => {
             let info = fields::by_field(*field);
             let mut s = String::from("set_field:");
@@ -346,6 +379,10 @@ pub fn format_action(a: &OfAction) -> String {
         OfAction::PushVlan { tpid } => format!("push_vlan:{}", c_hex((*tpid).into())),
         OfAction::PopVlan => "pop_vlan".into(),
         OfAction::DecTtl => "dec_ttl".into(),
+        OfAction::DecTtlIds(ids) => {
+            let ids: Vec<String> = ids.iter().map(u16::to_string).collect();
+            format!("dec_ttl({})", ids.join(","))
+        }
         OfAction::Resubmit { in_port, table } => match (in_port, table) {
             (Some(p), None) => format!("resubmit:{}", format_port(*p)),
             (p, t) => format!(

@@ -8,7 +8,10 @@ use crate::field::Field;
 use crate::flow::*;
 use crate::learn::{Learn, LearnDst, LearnSpec, LearnSrc, Subfield};
 use crate::odp::{NatAction, NatAddrs, NatKind};
-use crate::ofp::{port, CtSpec, CtZone, Instructions, Match, OfAction};
+use crate::ofp::{
+    packet_in_reason, port, ControllerAction, CtSpec, CtZone, Instructions, Match, OfAction,
+    NO_METER,
+};
 use crate::parse::fields::{self, ones};
 
 use super::nxm::{self, NxmHeader};
@@ -42,6 +45,14 @@ const NXAST_RESUBMIT_TABLE: u16 = 14;
 const NXAST_OUTPUT_REG: u16 = 15;
 const NXAST_DEC_TTL: u16 = 18;
 const NXAST_CONTROLLER: u16 = 20;
+const NXAST_CONTROLLER2: u16 = 37;
+// NXAST_CONTROLLER2's properties (OVS's `nx_action_controller2_prop_type`).
+const NXAC2PT_MAX_LEN: u16 = 0;
+const NXAC2PT_CONTROLLER_ID: u16 = 1;
+const NXAC2PT_REASON: u16 = 2;
+const NXAC2PT_USERDATA: u16 = 3;
+const NXAC2PT_PAUSE: u16 = 4;
+const NXAC2PT_METER_ID: u16 = 5;
 const NXAST_DEC_TTL_CNT_IDS: u16 = 21;
 const NXAST_WRITE_METADATA: u16 = 22;
 const NXAST_REG_LOAD2: u16 = 33;
@@ -147,7 +158,7 @@ fn output(port: u32, max_len: u16) -> Result<OfAction, OfpError> {
         ));
     }
     Ok(if port == port::CONTROLLER {
-        OfAction::Controller { max_len }
+        OfAction::Controller(ControllerAction::output(max_len))
     } else {
         OfAction::Output { port, max_len }
     })
@@ -424,11 +435,26 @@ fn decode_nx(a: &mut Reader<'_>, ins: &mut Instructions) -> Result<(), OfpError>
                 wide: true,
             });
         }
-        NXAST_DEC_TTL | NXAST_DEC_TTL_CNT_IDS => out.push(OfAction::DecTtl),
+        NXAST_DEC_TTL => out.push(OfAction::DecTtl),
+        NXAST_DEC_TTL_CNT_IDS => {
+            let n = a.u16("n_controllers")?;
+            a.skip(4, "zeros")?;
+            let ids = (0..n)
+                .map(|_| a.u16("controller id"))
+                .collect::<Result<Vec<u16>, _>>()?;
+            out.push(OfAction::DecTtlIds(ids));
+        }
         NXAST_CONTROLLER => {
             let max_len = a.u16("max_len")?;
-            out.push(OfAction::Controller { max_len });
+            let controller_id = a.u16("controller_id")?;
+            let reason = a.u8("reason")?;
+            out.push(OfAction::Controller(ControllerAction {
+                controller_id,
+                reason,
+                ..ControllerAction::output(max_len)
+            }));
         }
+        NXAST_CONTROLLER2 => out.push(OfAction::Controller(decode_controller2(a)?)),
         NXAST_CONJUNCTION => {
             let clause = a.u8("clause")?;
             let n_clauses = a.u8("n_clauses")?;
@@ -748,6 +774,111 @@ pub fn decode_instructions(buf: &[u8]) -> Result<Instructions, OfpError> {
     Ok(ins)
 }
 
+/// NXAST_CONTROLLER2 after its subtype: 6 bytes of padding, then
+/// properties (type, length with the 4-byte header, value, padding to 8).
+fn decode_controller2(a: &mut Reader<'_>) -> Result<ControllerAction, OfpError> {
+    let pad = a.bytes(6, "pad")?;
+    if pad.iter().any(|b| *b != 0) {
+        return Err(bad(E::ActionBadArgument, "controller2: nonzero padding"));
+    }
+    let mut c = ControllerAction::output(u16::MAX);
+    while !a.is_empty() {
+        let kind = a.u16("controller2 property type")?;
+        let len = usize::from(a.u16("controller2 property length")?);
+        if len < 4 {
+            return Err(bad(
+                E::ActionBadLen,
+                format!("controller2 property {kind} of length {len}"),
+            ));
+        }
+        let value = a.bytes(len - 4, "controller2 property")?;
+        let padding = (len + 7) / 8 * 8 - len;
+        a.skip(padding.min(a.remaining()), "controller2 property padding")?;
+        // As OVS's `ofpprop_parse_*`: 8- and 16-bit values may come with
+        // padding (OpenFlow gives 16-bit properties a length of 8), 32-bit
+        // ones may not.
+        let value_of = |n: usize, exact: bool| {
+            let ok = value.len() == n || (!exact && value.len() > n);
+            ok.then(|| &value[..n]).ok_or_else(|| {
+                bad(
+                    E::ActionBadLen,
+                    format!(
+                        "controller2 property {kind}: {} bytes, not {n}",
+                        value.len()
+                    ),
+                )
+            })
+        };
+        let be16 = |v: &[u8]| u16::from_be_bytes([v[0], v[1]]);
+        match kind {
+            NXAC2PT_MAX_LEN => c.max_len = be16(value_of(2, false)?),
+            NXAC2PT_CONTROLLER_ID => c.controller_id = be16(value_of(2, false)?),
+            NXAC2PT_REASON => c.reason = value_of(1, false)?[0],
+            NXAC2PT_USERDATA => c.userdata = value.to_vec(),
+            NXAC2PT_PAUSE => c.pause = true,
+            NXAC2PT_METER_ID => {
+                let v = value_of(4, true)?;
+                c.meter_id = u32::from_be_bytes([v[0], v[1], v[2], v[3]]);
+            }
+            _ => {
+                return Err(bad(
+                    E::ActionBadArgument,
+                    format!("controller2: unknown property {kind}"),
+                ))
+            }
+        }
+    }
+    Ok(c)
+}
+
+/// A `controller` action as OVS's `encode_CONTROLLER` sends it: an
+/// output to CONTROLLER when only `max_len` is set, NXAST_CONTROLLER
+/// without userdata, pause or meter, NXAST_CONTROLLER2 otherwise.
+fn put_controller(of10: bool, c: &ControllerAction, out: &mut Vec<u8>) {
+    if c.is_output() {
+        return put_output(of10, port::CONTROLLER, c.max_len, out);
+    }
+    if c.userdata.is_empty() && !c.pause && c.meter_id == NO_METER {
+        put_nx_header(out, 16, NXAST_CONTROLLER);
+        out.put_u16(c.max_len);
+        out.put_u16(c.controller_id);
+        out.put_u8(c.reason);
+        out.put_u8(0);
+        return;
+    }
+    let start = out.len();
+    put_nx_header(out, 0, NXAST_CONTROLLER2);
+    out.put_zeros(6);
+    let prop = |out: &mut Vec<u8>, kind: u16, value: &[u8]| {
+        out.put_u16(kind);
+        out.put_u16(4 + value.len() as u16);
+        out.extend_from_slice(value);
+        out.put_zeros((4 + value.len()).next_multiple_of(8) - (4 + value.len()));
+    };
+    // 16-bit values with two bytes of padding (OVS's `ofpprop_put_be16`).
+    let be16 = |v: u16| [(v >> 8) as u8, v as u8, 0, 0];
+    if c.max_len != u16::MAX {
+        prop(out, NXAC2PT_MAX_LEN, &be16(c.max_len));
+    }
+    if c.controller_id != 0 {
+        prop(out, NXAC2PT_CONTROLLER_ID, &be16(c.controller_id));
+    }
+    if c.reason != packet_in_reason::ACTION {
+        prop(out, NXAC2PT_REASON, &[c.reason]);
+    }
+    if !c.userdata.is_empty() {
+        prop(out, NXAC2PT_USERDATA, &c.userdata);
+    }
+    if c.pause {
+        prop(out, NXAC2PT_PAUSE, &[]);
+    }
+    if c.meter_id != NO_METER {
+        prop(out, NXAC2PT_METER_ID, &c.meter_id.to_be_bytes());
+    }
+    let len = (out.len() - start) as u16;
+    out.set_u16(start + 2, len);
+}
+
 fn put_nx_header(out: &mut Vec<u8>, len: u16, subtype: u16) {
     out.put_u16(OFPAT_EXPERIMENTER);
     out.put_u16(len);
@@ -765,7 +896,7 @@ pub fn encode_action(version: u8, a: &OfAction, out: &mut Vec<u8>) {
     let of10 = version == OFP10;
     match a {
         OfAction::Output { port, max_len } => put_output(of10, *port, *max_len, out),
-        OfAction::Controller { max_len } => put_output(of10, port::CONTROLLER, *max_len, out),
+        OfAction::Controller(c) => put_controller(of10, c, out),
         OfAction::PushVlan { tpid } if !of10 => {
             out.put_u16(OFPAT_PUSH_VLAN);
             out.put_u16(8);
@@ -792,6 +923,18 @@ pub fn encode_action(version: u8, a: &OfAction, out: &mut Vec<u8>) {
             out.put_u16(OFPAT_DEC_NW_TTL);
             out.put_u16(8);
             out.put_zeros(4);
+        }
+        OfAction::DecTtlIds(ids) => {
+            let start = out.len();
+            put_nx_header(out, 0, NXAST_DEC_TTL_CNT_IDS);
+            out.put_u16(ids.len() as u16);
+            out.put_zeros(4);
+            for id in ids {
+                out.put_u16(*id);
+            }
+            out.pad8_from(start);
+            let len = (out.len() - start) as u16;
+            out.set_u16(start + 2, len);
         }
         OfAction::SetField { field, value, mask } => {
             // A variable-length field (tun_metadataN) has no REG_LOAD

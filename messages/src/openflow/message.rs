@@ -1646,18 +1646,13 @@ pub fn encode_empty_multipart_reply(version: u8, xid: u32, kind: u16) -> Vec<u8>
     finish(multipart_start(version, xid, kind, None))
 }
 
-/// Why a packet went to the controller.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PacketInReason {
-    NoMatch = 0,
-    Action = 1,
-}
-
 /// A packet-in: the frame (truncated to `total_len`'s `max_len` share by
 /// the caller), why, which rule, and the packet's metadata as a match.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PacketIn {
-    pub reason: PacketInReason,
+    /// The reason as the connection's version has it
+    /// (`ofp::packet_in_reason::for_version`).
+    pub reason: u8,
     pub table: u8,
     pub cookie: u64,
     pub in_port: u32,
@@ -1665,6 +1660,8 @@ pub struct PacketIn {
     pub metadata: Match,
     pub total_len: u16,
     pub data: Vec<u8>,
+    /// A `controller` action's userdata (sent in NXT_PACKET_IN2 only).
+    pub userdata: Vec<u8>,
 }
 
 /// The packet-in formats of NXT_SET_PACKET_IN_FORMAT.
@@ -1717,8 +1714,11 @@ pub fn encode_packet_in(version: u8, p: &PacketIn, format: PacketInFormat) -> Ve
         let mut cookie = vec![0u8; 4];
         cookie.extend_from_slice(&p.cookie.to_be_bytes());
         prop(&mut out, 4, &cookie);
-        prop(&mut out, 5, &[p.reason as u8]);
+        prop(&mut out, 5, &[p.reason]);
         prop(&mut out, 6, &nxm::encode(&m, true));
+        if !p.userdata.is_empty() {
+            prop(&mut out, 7, &p.userdata);
+        }
         return finish(out);
     }
     if format == PacketInFormat::Nxt {
@@ -1728,7 +1728,7 @@ pub fn encode_packet_in(version: u8, p: &PacketIn, format: PacketInFormat) -> Ve
         out.put_u32(NXT_PACKET_IN);
         out.put_u32(u32::MAX);
         out.put_u16(p.total_len);
-        out.put_u8(p.reason as u8);
+        out.put_u8(p.reason);
         out.put_u8(p.table);
         out.put_u64(p.cookie);
         out.put_u16(entries.len() as u16);
@@ -1745,7 +1745,7 @@ pub fn encode_packet_in(version: u8, p: &PacketIn, format: PacketInFormat) -> Ve
         out.put_u32(u32::MAX);
         out.put_u16(p.total_len);
         out.put_u16(super::port_to_of10(p.in_port));
-        out.put_u8(p.reason as u8);
+        out.put_u8(p.reason);
         out.put_zeros(1);
         out.extend_from_slice(&p.data);
         return finish(out);
@@ -1753,7 +1753,7 @@ pub fn encode_packet_in(version: u8, p: &PacketIn, format: PacketInFormat) -> Ve
     let mut out = start(version, OFPT_PACKET_IN, 0);
     out.put_u32(u32::MAX);
     out.put_u16(p.total_len);
-    out.put_u8(p.reason as u8);
+    out.put_u8(p.reason);
     out.put_u8(p.table);
     out.put_u64(p.cookie);
     put_oxm_match(&m, &mut out);

@@ -10,7 +10,7 @@ use crate::parse::learn::{parse_conjunction, parse_fin_timeout, parse_learn, Bad
 #[derive(Clone, Debug)]
 pub(super) enum Act {
     Output(u32),
-    Controller(u16),
+    Controller(ControllerAction),
     SetField {
         info: &'static FieldInfo,
         value: u128,
@@ -44,6 +44,7 @@ pub(super) enum Act {
     StripVlan,
     PushVlan(u16),
     DecTtl,
+    DecTtlIds(Vec<u16>),
     Resubmit {
         in_port: Option<u32>,
         table: Option<u8>,
@@ -398,20 +399,15 @@ pub(super) fn parse_action(name: &str, kv: &KeyValue<'_>, src: &str) -> Res<Act>
             }
             Act::PushVlan(tpid)
         }
-        // The controller ids only say whom to tell when the TTL expires;
-        // upcalld has no controller connection, so they change nothing.
+        // With ids: the controllers to tell when the TTL expires.
+        "dec_ttl" if arg.is_empty() => Act::DecTtl,
         "dec_ttl" => {
-            let ids_ok =
-                arg.is_empty() || arg.split(',').all(|id| id.trim().parse::<u16>().is_ok());
-            if !ids_ok {
-                return Err(err(
-                    at,
-                    "bad dec_ttl controller ids",
-                    arg,
-                    "dec_ttl(ID,ID,...)",
-                ));
-            }
-            Act::DecTtl
+            let ids: Option<Vec<u16>> = arg.split(',').map(|id| id.trim().parse().ok()).collect();
+            Act::DecTtlIds(
+                ids.ok_or_else(|| {
+                    err(at, "bad dec_ttl controller ids", arg, "dec_ttl(ID,ID,...)")
+                })?,
+            )
         }
         "resubmit" => parse_resubmit(arg, at)?,
         "goto_table" => {
@@ -604,53 +600,94 @@ fn located(b: Bad) -> LineError {
 /// `output:CONTROLLER` is the `controller` action with all the packet.
 pub(super) fn output_to(p: u32) -> Act {
     if p == port::CONTROLLER {
-        Act::Controller(u16::MAX)
+        Act::Controller(ControllerAction::output(u16::MAX))
     } else {
         Act::Output(p)
     }
 }
 
+/// OVS's `parse_CONTROLLER`: `controller`, `controller:MAX_LEN`, or
+/// `controller(reason=R,max_len=N,id=N,userdata=XX.XX,pause,meter_id=N)`.
 pub(super) fn parse_controller(arg: &str, at: usize) -> Res<Act> {
-    if arg.is_empty() {
-        return Ok(Act::Controller(u16::MAX));
+    let u16_value = |value: &str, value_at: usize, what: &'static str| {
+        parse_uint(value, 16)
+            .map(|n| n as u16)
+            .ok_or_else(|| err(value_at, what, value, "an integer from 0 to 65535"))
+    };
+    if !arg.is_empty() && arg.bytes().all(|c| c.is_ascii_digit()) {
+        let max_len = u16_value(arg, at, "invalid max_len")?;
+        return Ok(Act::Controller(ControllerAction::output(max_len)));
     }
-    if arg.bytes().all(|c| c.is_ascii_digit()) {
-        let n = parse_uint(arg, 16)
-            .ok_or_else(|| err(at, "invalid max_len", arg, "an integer from 0 to 65535"))?;
-        return Ok(Act::Controller(n as u16));
-    }
-    let mut max_len = u16::MAX;
+    let mut c = ControllerAction::output(u16::MAX);
     for kv in key_values(arg, at) {
         match kv.key {
-            "max_len" => {
-                max_len = parse_uint(kv.value, 16).ok_or_else(|| {
+            "max_len" => c.max_len = u16_value(kv.value, kv.value_at, "invalid max_len")?,
+            "id" => c.controller_id = u16_value(kv.value, kv.value_at, "invalid controller id")?,
+            "reason" => {
+                c.reason = packet_in_reason::NAMES
+                    .iter()
+                    .position(|n| *n == kv.value)
+                    .ok_or_else(|| {
+                        err(
+                            kv.value_at,
+                            "unknown reason",
+                            kv.value,
+                            "no_match, action, invalid_ttl, action_set, group or packet_out",
+                        )
+                    })? as u8;
+            }
+            "userdata" => c.userdata = parse_dotted_hex(kv.value, kv.value_at)?,
+            "pause" => c.pause = true,
+            "meter_id" => {
+                c.meter_id = parse_uint(kv.value, 32).ok_or_else(|| {
                     err(
                         kv.value_at,
-                        "invalid max_len",
+                        "invalid meter_id",
                         kv.value,
-                        "an integer from 0 to 65535",
+                        "an integer from 0 to 4294967295",
                     )
-                })? as u16;
-            }
-            "reason" | "id" | "userdata" | "pause" | "meter_id" => {
-                return Err(err(
-                    kv.key_at,
-                    format!("unsupported controller option {}", kv.key),
-                    kv.key,
-                    "controller, controller:MAX_LEN or controller(max_len=N)",
-                ))
+                })? as u32;
             }
             other => {
                 return Err(err(
                     kv.key_at,
                     "unknown key parsing controller action",
                     other,
-                    "max_len=N",
+                    "reason, max_len, id, userdata, pause or meter_id",
                 ))
             }
         }
     }
-    Ok(Act::Controller(max_len))
+    Ok(Act::Controller(c))
+}
+
+/// Hex bytes, optionally separated by dots or blanks (OVS's
+/// `ofpbuf_put_hex`), as `controller(userdata=...)` takes them.
+fn parse_dotted_hex(text: &str, at: usize) -> Res<Vec<u8>> {
+    let digits: Vec<u8> = text
+        .bytes()
+        .filter(|b| !matches!(b, b'.' | b' ' | b'\t' | b'\r' | b'\n'))
+        .collect();
+    let bad = || {
+        err(
+            at,
+            "bad hex digit in `controller' action `userdata'",
+            text,
+            "hex bytes such as 01.02.ab",
+        )
+    };
+    if digits.len() % 2 != 0 {
+        return Err(bad());
+    }
+    digits
+        .chunks(2)
+        .map(|pair| {
+            std::str::from_utf8(pair)
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(bad)
+        })
+        .collect()
 }
 
 /// Splits `VALUE->FIELD`.

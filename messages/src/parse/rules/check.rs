@@ -94,7 +94,7 @@ pub(super) fn encode_action(a: &Located, st: &mut CheckState, out: &mut Vec<OfAc
         Act::SetNwTos(_) | Act::SetNwEcn(_) | Act::SetNwTtl(_) => {
             st.require(is_ip_any, false, a, "ip or ipv6")?
         }
-        Act::DecTtl => st.require(is_ip_any, true, a, "ip or ipv6")?,
+        Act::DecTtl | Act::DecTtlIds(_) => st.require(is_ip_any, true, a, "ip or ipv6")?,
         Act::StripVlan => st.require(
             has_vlan,
             true,
@@ -161,7 +161,17 @@ pub(super) fn encode_action(a: &Located, st: &mut CheckState, out: &mut Vec<OfAc
                 max_len: 0,
             });
         }
-        Act::Controller(max_len) => out.push(OfAction::Controller { max_len: *max_len }),
+        // OVS's action set takes an output to CONTROLLER, not the
+        // `controller` action (`ofpact_is_allowed_in_actions_set`).
+        Act::Controller(c) if st.in_action_set && !c.is_output() => {
+            return Err(err(
+                a.at,
+                "disallowed action in action set",
+                &a.text,
+                "output:CONTROLLER or CONTROLLER:MAX_LEN",
+            ))
+        }
+        Act::Controller(c) => out.push(OfAction::Controller(c.clone())),
         Act::SetField { info, value, mask } | Act::Load { info, value, mask } => {
             let needs_tag = info.field == Field::VlanVid && !has_vlan;
             if (!prereqs_hold(info.prereq, f) || needs_tag) && !st.in_group {
@@ -268,6 +278,7 @@ pub(super) fn encode_action(a: &Located, st: &mut CheckState, out: &mut Vec<OfAc
             out.push(OfAction::PushVlan { tpid: *tpid });
         }
         Act::DecTtl => out.push(OfAction::DecTtl),
+        Act::DecTtlIds(ids) => out.push(OfAction::DecTtlIds(ids.clone())),
         Act::Plain(action) => {
             let tcp = f.is_ip_any() && f.nw_proto == IPPROTO_TCP;
             if matches!(action, OfAction::FinTimeout { .. }) && !tcp {

@@ -39,7 +39,8 @@ use super::syntax::{
 use crate::field::{Field, Prereq};
 use crate::flow::*;
 use crate::ofp::{
-    port, Instructions, Match, NatAction, OfAction, Rule, DEFAULT_PRIORITY, N_TABLES,
+    packet_in_reason, port, ControllerAction, Instructions, Match, NatAction, OfAction, Rule,
+    DEFAULT_PRIORITY, N_TABLES,
 };
 
 use action_grammar::*;

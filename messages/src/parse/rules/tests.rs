@@ -119,12 +119,12 @@ fn output_to_a_register_and_dec_ttl_with_ids() {
                 ofs: 0,
                 n_bits: 4
             },
-            OfAction::DecTtl
+            OfAction::DecTtlIds(vec![1, 2])
         ]
     );
     assert_eq!(
-        crate::format::ofp_rule::format_action(&r.instructions.apply[0]),
-        "output:NXM_NX_REG1[0..3]"
+        crate::format::ofp_rule::format_instructions(&r.instructions),
+        "output:NXM_NX_REG1[0..3],dec_ttl(1,2)"
     );
     assert!(
         rule("actions=output:NXM_NX_REG1[]")
@@ -280,8 +280,8 @@ fn ports_and_resubmit() {
         }
     );
     assert_eq!(a[1], a[0]);
-    assert_eq!(a[4], OfAction::Controller { max_len: 65535 });
-    assert_eq!(a[5], OfAction::Controller { max_len: 100 });
+    assert_eq!(a[4], OfAction::Controller(ControllerAction::output(65535)));
+    assert_eq!(a[5], OfAction::Controller(ControllerAction::output(100)));
     assert_eq!(
         a[6],
         OfAction::Resubmit {
@@ -538,4 +538,59 @@ fn groups_parse_print_as_dump_groups_and_errors_say_why() {
     assert_eq!(parse_group_id("group_id=5").unwrap(), Some(5));
     assert_eq!(parse_group_id("").unwrap(), None);
     assert!(parse_group_id("group=5").is_err());
+}
+
+/// `controller(...)` as OVS's `parse_CONTROLLER` takes it and
+/// `format_CONTROLLER` prints it back (checked against ovs-ofctl 3.1).
+#[test]
+fn controller_actions_parse_and_print_as_ovs() {
+    let printed = |acts: &str| {
+        crate::format::ofp_rule::format_instructions(&rule(&format!("actions={acts}")).instructions)
+    };
+    assert_eq!(printed("controller"), "CONTROLLER:65535");
+    assert_eq!(printed("controller:100"), "CONTROLLER:100");
+    assert_eq!(printed("controller(max_len=64)"), "CONTROLLER:64");
+    assert_eq!(
+        printed("controller(reason=no_match,id=3,max_len=200)"),
+        "controller(reason=no_match,max_len=200,id=3)"
+    );
+    assert_eq!(
+        printed("controller(userdata=01.02.0a,pause,meter_id=5)"),
+        "controller(userdata=01.02.0a,pause,meter_id=5)"
+    );
+    assert_eq!(
+        printed("controller(userdata=0102)"),
+        "controller(userdata=01.02)"
+    );
+    assert_eq!(
+        printed("controller(reason=invalid_ttl)"),
+        "controller(reason=invalid_ttl)"
+    );
+    let a = &rule("actions=controller(reason=group,id=9)")
+        .instructions
+        .apply[0];
+    let OfAction::Controller(c) = a else {
+        panic!("{a:?}")
+    };
+    assert_eq!((c.reason, c.controller_id), (packet_in_reason::GROUP, 9));
+    assert!(error("actions=controller(reason=bogus)")
+        .what
+        .contains("unknown reason"));
+    assert!(error("actions=controller(userdata=1)")
+        .what
+        .contains("bad hex digit"));
+    assert!(error("actions=controller(colour=red)")
+        .what
+        .contains("unknown key"));
+    assert!(error("actions=controller(max_len=70000)")
+        .what
+        .contains("max_len"));
+    // The action set takes an output to CONTROLLER only.
+    assert_eq!(
+        printed("write_actions(output:CONTROLLER)"),
+        "write_actions(CONTROLLER:65535)"
+    );
+    assert!(error("actions=write_actions(controller(id=7))")
+        .what
+        .contains("disallowed action in action set"));
 }
