@@ -792,7 +792,7 @@ fn decode_controller2(a: &mut Reader<'_>) -> Result<ControllerAction, OfpError> 
             ));
         }
         let value = a.bytes(len - 4, "controller2 property")?;
-        let padding = (len + 7) / 8 * 8 - len;
+        let padding = len.next_multiple_of(8) - len;
         a.skip(padding.min(a.remaining()), "controller2 property padding")?;
         // As OVS's `ofpprop_parse_*`: 8- and 16-bit values may come with
         // padding (OpenFlow gives 16-bit properties a length of 8), 32-bit

@@ -676,7 +676,7 @@ fn parse_dotted_hex(text: &str, at: usize) -> Res<Vec<u8>> {
             "hex bytes such as 01.02.ab",
         )
     };
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err(bad());
     }
     digits
