@@ -892,6 +892,18 @@ async fn next_async<T>(sub: &mut Option<Subscription<T>>) -> Option<Arc<T>> {
     }
 }
 
+/// The groups the rules a change adds or modifies send to.
+fn groups_named(c: &RuleChange) -> Vec<u32> {
+    match c {
+        RuleChange::Add(rules) | RuleChange::Replace(rules) => {
+            rules.iter().flat_map(Rule::groups_used).collect()
+        }
+        RuleChange::Modify(_, update) => update.instructions.groups_used(),
+        RuleChange::Delete(_) => Vec::new(),
+        RuleChange::Bundle(changes) => changes.iter().flat_map(groups_named).collect(),
+    }
+}
+
 /// SET_CONFIG's flag for packet-ins of expired TTLs (OpenFlow 1.1 and
 /// 1.2; OVS takes it from 1.0 connections too).
 const OFPC_INVALID_TTL_TO_CONTROLLER: u16 = 4;
@@ -1118,6 +1130,15 @@ impl Conn {
                     }
                     other => other,
                 };
+                // A rule may not send to a group that does not exist
+                // (OVS's `ofproto_check_ofpacts`): checked the same way.
+                let change = match change {
+                    Ok(c) if !groups_named(&c).is_empty() => {
+                        self.flush_pending().await;
+                        self.check_groups(&groups_named(&c)).await.map(|()| c)
+                    }
+                    other => other,
+                };
                 match change {
                     Ok(c) => self.pending.push(c),
                     Err(e) => self.error(xid, &e, msg),
@@ -1266,6 +1287,30 @@ impl Conn {
                 RuleChange::Modify(Box::new(filter), Box::new(update))
             }
         })
+    }
+
+    /// Refuses a flow mod that names a group the tables do not have, with
+    /// OVS's OFPBAC_BAD_OUT_GROUP.
+    async fn check_groups(&self, groups: &[u32]) -> Result<(), OfpError> {
+        let tables = self
+            .switch
+            .pipeline
+            .rule_table
+            .send(GetSnapshot)
+            .await
+            .map_err(|e| {
+                OfpError::new(
+                    ErrorKind::FlowModUnknown,
+                    format!("rule-table unavailable: {e}"),
+                )
+            })?;
+        match groups.iter().find(|g| tables.group(**g).is_none()) {
+            Some(g) => Err(OfpError::new(
+                ErrorKind::ActionBadOutGroup,
+                format!("group {g} does not exist"),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// OVS's `check_overlap`: an add is refused when a rule at its table

@@ -454,6 +454,19 @@ fn group_mods_from_ovs_ofctl() {
     assert!(d
         .ctl(Ctl::DumpGroups, "")
         .contains("group_id=7,type=indirect,bucket=actions=output:4"));
+    // A flow mod to a group that does not exist: OVS's error (an add, a
+    // modify, in the action set).
+    for (cmd, rule) in [
+        ("add-flow", "ip,actions=group:99"),
+        ("mod-flows", "ip,actions=group:99"),
+        ("add-flow", "ip,actions=write_actions(group:98)"),
+    ] {
+        let (success, _, err) = of13(&[cmd, t, rule]);
+        assert!(
+            !success && err.contains("OFPBAC_BAD_OUT_GROUP"),
+            "{cmd} {rule}: {err}"
+        );
+    }
     assert!(of13(&["add-flow", t, "ip,actions=group:8"]).0);
     assert!(of13(&["del-groups", t, "group_id=8"]).0);
     assert_eq!(

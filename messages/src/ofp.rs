@@ -296,22 +296,7 @@ impl Rule {
     /// The groups the rule's actions send to (`group:N`, also in `clone`
     /// and `write_actions`).
     pub fn groups_used(&self) -> Vec<u32> {
-        fn walk(actions: &[OfAction], out: &mut Vec<u32>) {
-            for a in actions {
-                match a {
-                    OfAction::Group(g) => out.push(*g),
-                    OfAction::Clone(inner) => walk(inner, out),
-                    _ => {}
-                }
-            }
-        }
-        let mut out = Vec::new();
-        walk(&self.instructions.apply, &mut out);
-        walk(
-            self.instructions.write_actions.as_deref().unwrap_or(&[]),
-            &mut out,
-        );
-        out
+        self.instructions.groups_used()
     }
 
     /// The rule's conjunctions, if it is a clause of conjunctive matches
@@ -388,6 +373,26 @@ pub struct Instructions {
     /// `write_metadata:value/mask`.
     pub write_metadata: Option<(u64, u64)>,
     pub goto_table: Option<u8>,
+}
+
+impl Instructions {
+    /// The groups these instructions send to (`group:N`, also in `clone`
+    /// and `write_actions`).
+    pub fn groups_used(&self) -> Vec<u32> {
+        fn walk(actions: &[OfAction], out: &mut Vec<u32>) {
+            for a in actions {
+                match a {
+                    OfAction::Group(g) => out.push(*g),
+                    OfAction::Clone(inner) => walk(inner, out),
+                    _ => {}
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.apply, &mut out);
+        walk(self.write_actions.as_deref().unwrap_or(&[]), &mut out);
+        out
+    }
 }
 
 /// What a flow mod asks for, whether it came as `ovs-ofctl` text or over
