@@ -553,12 +553,14 @@ pub struct OpenFlowConfig {
     /// Controllers to connect to (`tcp:IP:PORT`, `unix:PATH`).
     pub controllers: Vec<String>,
     pub fail_mode: FailMode,
-    /// Packet-ins per second each connection may get (OVS's
-    /// `controller_rate_limit`, at least 100); unset or 0: no limit, as in
-    /// OVS. Packet-ins over the limit are dropped and counted.
+    /// Packet-ins per second each connection may get, for each of the
+    /// two kinds (table misses, other `controller` actions), as OVS's
+    /// `controller_rate_limit` (at least 100); unset or 0: no limit, as in
+    /// OVS. Over the limit they wait, and the waiting ones are dropped
+    /// beyond the burst (`actors/src/pinsched.rs`); both counted.
     pub controller_rate_limit: u32,
-    /// Packet-ins a connection may get in a burst above the rate (OVS's
-    /// `controller_burst_limit`); 0: a quarter of the rate.
+    /// Packet-ins that may wait for the rate limit (OVS's
+    /// `controller_burst_limit`, at least 25); 0: a quarter of the rate.
     pub controller_burst_limit: u32,
 }
 
@@ -566,13 +568,24 @@ impl OpenFlowConfig {
     /// The packet-in rate limit, as (rate, burst), if any.
     pub fn packet_in_limit(&self) -> Option<(u32, u32)> {
         (self.controller_rate_limit > 0).then(|| {
-            let rate = self.controller_rate_limit.max(100);
-            let burst = match self.controller_burst_limit {
-                0 => rate / 4,
-                b => b,
-            };
-            (rate, burst.max(1))
+            actors::pinsched::limits(self.controller_rate_limit, self.controller_burst_limit)
         })
+    }
+
+    /// OVS's database refuses rates below 100 and bursts below 25.
+    fn check(&self) -> Result<(), ConfigError> {
+        let (rate, burst) = (self.controller_rate_limit, self.controller_burst_limit);
+        if (1..100).contains(&rate) {
+            return Err(ConfigError::Invalid(format!(
+                "[openflow] controller_rate_limit = {rate}: must be 0 (no limit) or at least 100"
+            )));
+        }
+        if (1..25).contains(&burst) {
+            return Err(ConfigError::Invalid(format!(
+                "[openflow] controller_burst_limit = {burst}: must be 0 (a quarter of the rate) or at least 25"
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -699,6 +712,7 @@ impl Config {
         if self.revalidate_interval_ms == 0 {
             return invalid("revalidate_interval_ms must be at least 1".into());
         }
+        self.openflow.check()?;
         if self.datapath.kind == DatapathType::Kernel {
             let name = &self.datapath.name;
             // A network interface name: at most 15 bytes, no '/' or space.

@@ -890,7 +890,6 @@ async fn serve(
         bridge: config.bridge.name.clone(),
         started: std::time::Instant::now(),
         packet_in_limit: config.openflow.packet_in_limit(),
-        packet_ins_rate_limited: Default::default(),
         fail_open: openflow::FailOpen::new(config.openflow.fail_mode == FailMode::Standalone),
         port_changes: Default::default(),
     });

@@ -53,6 +53,10 @@ fn describe() {
         "upcalld_ukeys_missing_total",
         "Ukeys dropped because dumps no longer showed their flows"
     );
+    describe_counter!(
+        "upcalld_packet_ins_total",
+        "Packet-ins per connection: sent at once (bypassed), held by the rate limit (queued), dropped by it (rate_dropped) or by a full connection queue (queue_full)"
+    );
     describe_counter!("upcalld_flow_puts_total", "Megaflows installed");
     describe_counter!(
         "upcalld_flow_modifies_total",
@@ -147,6 +151,15 @@ pub fn publish(stats: &PipelineStats, dpif: &dyn Dpif) {
     counter!("upcalld_dpif_op_errors_total").absolute(g(&stats.op_errors));
     for actor in ACTORS {
         counter!("upcalld_actor_restarts_total", "actor" => actor).absolute(stats.restarts(actor));
+    }
+    let p = &stats.packet_ins;
+    for (result, n) in [
+        ("bypassed", &p.bypassed),
+        ("queued", &p.queued),
+        ("rate_dropped", &p.rate_dropped),
+        ("queue_full", &p.queue_full),
+    ] {
+        counter!("upcalld_packet_ins_total", "result" => result).absolute(g(n));
     }
     counter!("upcalld_rules_learned_total").absolute(g(&stats.rules_learned));
     counter!("upcalld_learn_over_limit_total").absolute(g(&stats.learn_over_limit));

@@ -19,9 +19,11 @@ use std::time::{Duration, Instant};
 use actors::fanout::{Fanout, Subscription};
 use actors::log_limit::RateLimit as LogLimit;
 use actors::packet_in::ControllerPacket;
+use actors::pinsched::PinSched;
 use actors::pipeline::Pipeline;
 use actors::protocol::{GetSnapshot, RuleChange, RuleStats};
 use actors::rule_table::{RemovalReason, RemovedRule};
+use actors::stats::PipelineStats;
 use actors::tables::{RuleEntry, RuleFilter, RuleUpdate};
 use actors::xlate::{xlate_actions, XlateConfig};
 use futures::StreamExt;
@@ -36,7 +38,7 @@ use messages::openflow::{
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Tables a switch offers (OVS: 254, numbered 0..=253).
-pub const N_TABLES: u8 = 254;
+pub use of::N_TABLES;
 /// OVS's inactivity probe interval.
 const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 /// OVS's reconnect backoff: 1 s doubling to 8 s.
@@ -103,11 +105,10 @@ pub struct Switch {
     pub datapath_id: u64,
     pub bridge: String,
     pub started: Instant,
-    /// Packet-ins per second and burst each connection may send (OVS's
-    /// `controller_rate_limit` / `controller_burst_limit`); None: no limit.
+    /// Packet-ins per second and burst each connection may send of each
+    /// kind (OVS's `controller_rate_limit` / `controller_burst_limit`);
+    /// None: no limit.
     pub packet_in_limit: Option<(u32, u32)>,
-    /// Packet-ins dropped by the rate limit, all connections together.
-    pub packet_ins_rate_limited: std::sync::atomic::AtomicU64,
     pub fail_open: FailOpen,
     /// Ports added, removed or changed (reason, port), for PORT_STATUS.
     pub port_changes: Arc<Fanout<(PortReason, of::PortDesc)>>,
@@ -462,13 +463,15 @@ async fn watch_ports(switch: Rc<Switch>) {
             switch.ports().into_iter().map(|p| (p.number, p)).collect();
         for (n, p) in &now {
             match known.get(n) {
-                None => switch.port_changes.deliver((PortReason::Add, p.clone())),
+                None => {
+                    switch.port_changes.deliver((PortReason::Add, p.clone()));
+                }
                 Some(old) if old != p => {
                     tracing::info!(port = n, name = %p.name, config = p.config, state = p.state, "port changed");
-                    switch.port_changes.deliver((PortReason::Modify, p.clone()))
+                    switch.port_changes.deliver((PortReason::Modify, p.clone()));
                 }
-                Some(_) => true,
-            };
+                Some(_) => {}
+            }
         }
         for (n, p) in &known {
             if !now.contains_key(n) {
@@ -694,36 +697,11 @@ pub enum Kind {
     Service,
 }
 
-/// A token bucket: OVS's per-controller packet-in rate limit.
-struct RateLimit {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl RateLimit {
-    fn new(rate: u32, burst: u32) -> RateLimit {
-        RateLimit {
-            rate: f64::from(rate),
-            burst: f64::from(burst.max(1)),
-            tokens: f64::from(burst.max(1)),
-            last: Instant::now(),
-        }
-    }
-
-    fn admit(&mut self) -> bool {
-        let now = Instant::now();
-        let dt = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + dt * self.rate).min(self.burst);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
+/// The packet-in rate limit of one connection: as OVS, one scheduler for
+/// table misses and one for other `controller` actions.
+struct PacketInLimit {
+    miss: PinSched<Arc<ControllerPacket>>,
+    action: PinSched<Arc<ControllerPacket>>,
 }
 
 /// One connection's state.
@@ -750,7 +728,7 @@ struct Conn {
     packet_in_format: PacketInFormat,
     /// How an OpenFlow 1.0 connection wants matches (NXT_SET_FLOW_FORMAT).
     flow_format: FlowFormat,
-    rate_limit: Option<RateLimit>,
+    rate_limit: Option<PacketInLimit>,
 }
 
 /// Serves one OpenFlow connection until it closes.
@@ -770,9 +748,10 @@ where
     let flow_removals =
         (kind == Kind::Controller).then(|| switch.pipeline.flow_removals.subscribe());
     let port_changes = (kind == Kind::Controller).then(|| switch.port_changes.subscribe());
-    let rate_limit = switch
-        .packet_in_limit
-        .map(|(rate, burst)| RateLimit::new(rate, burst));
+    let rate_limit = switch.packet_in_limit.map(|(rate, burst)| PacketInLimit {
+        miss: PinSched::new(rate, burst, Instant::now()),
+        action: PinSched::new(rate, burst, Instant::now()),
+    });
     let mut conn = Conn {
         switch,
         kind,
@@ -799,10 +778,19 @@ where
     let mut probe_sent = false;
     let mut last_heard = tokio::time::Instant::now();
     loop {
+        let release_at = conn.next_release();
         let read = tokio::select! {
             r = rd.read(&mut chunk) => r,
             Some(p) = next_async(&mut conn.packet_ins) => {
-                if let Some(m) = conn.packet_in(&p) {
+                if let Some(m) = conn.packet_in(p) {
+                    if wr.write_all(&m).await.is_err() {
+                        return;
+                    }
+                }
+                continue;
+            }
+            _ = sleep_until_some(release_at) => {
+                for m in conn.release_packet_ins() {
                     if wr.write_all(&m).await.is_err() {
                         return;
                     }
@@ -908,6 +896,14 @@ fn groups_named(c: &RuleChange) -> Vec<u32> {
 /// 1.2; OVS takes it from 1.0 connections too).
 const OFPC_INVALID_TTL_TO_CONTROLLER: u16 = 4;
 
+/// Sleeps until `t`; never, for `None`.
+async fn sleep_until_some(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The metadata a packet-in carries as its match (OVS's
 /// `flow_get_metadata`: what of it is set).
 fn packet_in_metadata(key: &Flow) -> Match {
@@ -965,8 +961,10 @@ impl Conn {
         }
     }
 
-    /// The message that carries `p` to this peer, if it gets it.
-    fn packet_in(&mut self, p: &ControllerPacket) -> Option<Vec<u8>> {
+    /// The message that carries `p` to this peer now, if it gets it and
+    /// the rate limit lets it go at once (otherwise it waits in the limit's
+    /// queue for [`Conn::release_packet_ins`]).
+    fn packet_in(&mut self, p: Arc<ControllerPacket>) -> Option<Vec<u8>> {
         // A slave controller gets no packet-ins (OpenFlow 1.3 §6.3.5), a
         // connection only those of its controller id, and expired TTLs
         // only a connection that asked (OVS's default asynchronous
@@ -980,14 +978,57 @@ impl Conn {
         {
             return None;
         }
-        if let Some(limit) = &mut self.rate_limit {
-            if !limit.admit() {
-                self.switch
-                    .packet_ins_rate_limited
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                return None;
+        let counts = &self.switch.pipeline.stats.packet_ins;
+        let p = match &mut self.rate_limit {
+            None => p,
+            Some(limit) => {
+                let miss = matches!(
+                    p.cookie.reason as u8,
+                    packet_in_reason::NO_MATCH
+                        | packet_in_reason::EXPLICIT_MISS
+                        | packet_in_reason::IMPLICIT_MISS
+                );
+                let sched = if miss {
+                    &mut limit.miss
+                } else {
+                    &mut limit.action
+                };
+                let dropped = sched.stats.dropped;
+                let sent = sched.send(p.key.in_port, p, Instant::now());
+                if sent.is_none() {
+                    PipelineStats::add(&counts.queued, 1);
+                    PipelineStats::add(&counts.rate_dropped, sched.stats.dropped - dropped);
+                }
+                sent?
             }
+        };
+        PipelineStats::add(&counts.bypassed, 1);
+        Some(self.encode_packet_in(&p))
+    }
+
+    /// When packet-ins held by the rate limit may go.
+    fn next_release(&self) -> Option<Instant> {
+        let limit = self.rate_limit.as_ref()?;
+        let now = Instant::now();
+        match (limit.miss.next_run(now), limit.action.next_run(now)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
+    }
+
+    /// The packet-ins the rate limit lets go now, encoded.
+    fn release_packet_ins(&mut self) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        if let Some(limit) = &mut self.rate_limit {
+            let now = Instant::now();
+            limit.miss.run(now, &mut out);
+            limit.action.run(now, &mut out);
+        }
+        out.iter().map(|p| self.encode_packet_in(p)).collect()
+    }
+
+    /// A packet-in in this connection's version and format.
+    fn encode_packet_in(&self, p: &ControllerPacket) -> Vec<u8> {
         let c = p.cookie;
         let len = p.packet.len().min(usize::from(c.max_len));
         let in_port = match p.key.in_port {
@@ -1004,7 +1045,7 @@ impl Conn {
             data: p.packet[..len].to_vec(),
             userdata: p.userdata.clone(),
         };
-        Some(of::encode_packet_in(self.v(), &pin, self.packet_in_format))
+        of::encode_packet_in(self.v(), &pin, self.packet_in_format)
     }
 
     /// Sets `miss_send_len`; a service connection subscribes to packet-ins
@@ -1219,32 +1260,9 @@ impl Conn {
 
     /// The rule-table change a flow mod asks for.
     fn flow_mod_change(&self, fm: FlowMod) -> Result<RuleChange, OfpError> {
-        let adds = matches!(
-            fm.command,
-            FlowModCommand::Add | FlowModCommand::Modify | FlowModCommand::ModifyStrict
-        );
-        if adds && fm.table >= N_TABLES {
-            return Err(OfpError::new(
-                ErrorKind::FlowModBadTableId,
-                format!("table {} (the switch has {N_TABLES})", fm.table),
-            ));
-        }
-        if let Some(t) = fm.instructions.goto_table {
-            if adds && (t <= fm.table || t >= N_TABLES) {
-                return Err(OfpError::new(
-                    ErrorKind::InstBadTableId,
-                    format!("goto_table:{t} from table {}", fm.table),
-                ));
-            }
-        }
-        if fm.buffer_id != u32::MAX && fm.buffer_id != 0 && adds {
-            return Err(OfpError::new(
-                ErrorKind::BufferUnknown,
-                "upcalld buffers no packets",
-            ));
-        }
+        fm.check()?;
         let rule = Rule {
-            table: fm.table,
+            table: fm.rule_table(),
             priority: fm.priority,
             cookie: fm.cookie,
             idle_timeout: fm.idle_timeout,

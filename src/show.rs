@@ -169,6 +169,15 @@ pub fn upcall_show(
         g(&s.op_errors),
         g(&s.dpif_batches)
     );
+    let p = &s.packet_ins;
+    let _ = writeln!(
+        out,
+        "  packet-ins    : bypassed:{} queued:{} rate_dropped:{} queue_full:{}",
+        g(&p.bypassed),
+        g(&p.queued),
+        g(&p.rate_dropped),
+        g(&p.queue_full)
+    );
     if g(&s.op_errors) > 0 {
         let _ = writeln!(
             out,

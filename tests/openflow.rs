@@ -177,6 +177,20 @@ fn delete_modify_replace_and_bundles() {
             "priority=20,tcp actions=output:3",
         ]
     );
+    // OpenFlow 1.0 (ovs-ofctl's default) names no table: a modify reaches
+    // every table, and one that selects nothing adds its rule to table 0.
+    ok(&["mod-flows", t, "tcp,actions=output:4"]);
+    ok(&["mod-flows", t, "udp,tp_dst=99,actions=output:5"]);
+    assert_eq!(
+        flows(t, "OpenFlow13"),
+        vec![
+            "cookie=0x5, table=1, priority=5 actions=drop",
+            "priority=10,ip actions=output:3",
+            "priority=20,tcp actions=output:4",
+            "udp,tp_dst=99 actions=output:5",
+        ]
+    );
+    ok(&["--strict", "del-flows", t, "udp,tp_dst=99"]);
     // Strict delete takes only the exact match and priority.
     ok(&[
         "-O",
@@ -824,6 +838,108 @@ fn packet_ins_reach_ovs_ofctl_monitor_and_packet_outs_leave_the_port() {
 /// Flow-mod flags as OVS 3.1 keeps and checks them, and FLOW_REMOVED for
 /// the rules that ask for it (hard and idle timeouts, deletes), as
 /// `ovs-ofctl monitor` prints them from OVS (checked on ovs-peer).
+/// A number that follows `label` in `text` (`label` ends with `:` or `=`).
+fn counter(text: &str, label: &str) -> u64 {
+    let at = text
+        .find(label)
+        .unwrap_or_else(|| panic!("no {label} in {text}"));
+    text[at + label.len()..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap_or_else(|_| panic!("no number after {label} in {text}"))
+}
+
+/// OVS's per-controller packet-in rate limit (`controller_rate_limit`,
+/// `controller_burst_limit`): a burst of packet-ins past the bucket waits
+/// in a queue as deep as the burst, the rest is dropped and counted, and
+/// every packet-in is accounted for: the monitor gets exactly those
+/// neither dropped nor still waiting.
+#[test]
+fn packet_in_rate_limit_queues_drops_and_counts() {
+    require_root();
+    require_ofctl();
+    let (a, b) = two_hosts("ofrl");
+    let dir = std::env::temp_dir().join(format!("upcalld-ofrl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mgmt = dir.join("br0.mgmt");
+    let d = Daemon::start(
+        "ofrl",
+        &[(&a.port, 1), (&b.port, 2)],
+        "priority=0,actions=CONTROLLER:65535\n",
+        &format!(
+            "[openflow]\nlisten = [\"punix:{}\"]\ncontroller_rate_limit = 100\ncontroller_burst_limit = 25\n",
+            mgmt.display()
+        ),
+    );
+    d.wait_until("the OpenFlow socket exists", Duration::from_secs(5), || {
+        mgmt.exists()
+    });
+    let target = format!("unix:{}", mgmt.display());
+    let monitor = Monitor::start(
+        &target,
+        &["-O", "OpenFlow13", "--packet-in-format=standard"],
+        dir.join("monitor"),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    // 400 frames at once: each one a packet-in (the first installs a
+    // megaflow whose action sends the rest up as well).
+    const SENT: u64 = 400;
+    a.run(|| {
+        let port = upcalld::dpif_netdev::PortIo::open_packet("eth0").expect("AF_PACKET on eth0");
+        for i in 0..SENT {
+            let f = tcp_frame(0x31, 0x0a4e_0001, 0x0a4e_0002, 1000 + i as u16, 80);
+            port.send(&f).expect("sending a frame");
+        }
+    })
+    .expect("running in A's namespace");
+    let received = || monitor.text().matches("OFPT_PACKET_IN").count() as u64;
+    let mut show = String::new();
+    d.wait_until(
+        "every packet-in sent, dropped or received",
+        Duration::from_secs(20),
+        || {
+            show = d.ctl(Ctl::UpcallShow, "");
+            let (bypassed, queued, dropped) = (
+                counter(&show, "bypassed:"),
+                counter(&show, "queued:"),
+                counter(&show, "rate_dropped:"),
+            );
+            std::thread::sleep(Duration::from_millis(300));
+            bypassed + queued >= SENT * 3 / 4 && received() == bypassed + queued - dropped
+        },
+    );
+    let (bypassed, queued, dropped) = (
+        counter(&show, "bypassed:"),
+        counter(&show, "queued:"),
+        counter(&show, "rate_dropped:"),
+    );
+    // The bucket holds 25; the queue 25 more; the rest of a burst that
+    // outruns 100/s is dropped.
+    assert!(bypassed >= 25 && queued > 25 && dropped > 0, "{show}");
+    assert!(received() < bypassed + queued, "{show}");
+    assert_eq!(counter(&show, "queue_full:"), 0, "{show}");
+    let metrics = d.scrape();
+    assert!(
+        metrics.contains(&format!(
+            "upcalld_packet_ins_total{{result=\"rate_dropped\"}} {dropped}"
+        )),
+        "{metrics}"
+    );
+    // Below OVS's minimum the configuration is refused, naming it.
+    let mut bad = std::process::Command::new(env!("CARGO_BIN_EXE_upcalld"));
+    let cfg = dir.join("bad.toml");
+    std::fs::write(&cfg, "[openflow]\ncontroller_rate_limit = 10\n").unwrap();
+    let out = bad.args(["run", "--config"]).arg(&cfg).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("controller_rate_limit = 10"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn flow_mod_flags_and_flow_removed_messages() {
     let (d, target) = start("ofrm");

@@ -39,6 +39,15 @@ impl<T> Default for Fanout<T> {
     }
 }
 
+/// What became of one message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// Subscribers there were (0: nobody got it).
+    pub subscribers: usize,
+    /// Of those, the ones whose full queue dropped it.
+    pub queue_full: usize,
+}
+
 /// One subscriber's queue; dropping it unsubscribes.
 pub struct Subscription<T> {
     id: u64,
@@ -73,23 +82,28 @@ impl<T> Fanout<T> {
         }
     }
 
-    /// Queues `m` for every subscriber. False when there is none.
-    pub fn deliver(&self, m: T) -> bool {
+    /// Queues `m` for every subscriber.
+    pub fn deliver(&self, m: T) -> Delivery {
         let m = Arc::new(m);
         let mut subs = self.subscribers.lock();
+        let mut d = Delivery {
+            subscribers: subs.len(),
+            queue_full: 0,
+        };
         if subs.is_empty() {
-            return false;
+            return d;
         }
         for s in subs.iter_mut() {
             if let Err(e) = s.queue.try_send(m.clone()) {
                 if e.is_full() {
                     s.dropped.fetch_add(1, Ordering::Relaxed);
                     self.queue_full.fetch_add(1, Ordering::Relaxed);
+                    d.queue_full += 1;
                 }
             }
         }
         self.delivered.fetch_add(1, Ordering::Relaxed);
-        true
+        d
     }
 
     pub fn subscribers(&self) -> usize {
@@ -105,10 +119,12 @@ mod tests {
     #[test]
     fn a_full_queue_drops_and_counts_and_unsubscribing_stops_delivery() {
         let fanout = Arc::new(Fanout::<u32>::default());
-        assert!(!fanout.deliver(1), "nobody subscribed");
+        assert_eq!(fanout.deliver(1).subscribers, 0, "nobody subscribed");
         let mut sub = fanout.subscribe();
         for i in 0..QUEUE_LEN as u32 + 5 {
-            assert!(fanout.deliver(i));
+            let d = fanout.deliver(i);
+            assert_eq!(d.subscribers, 1);
+            assert_eq!(d.queue_full, usize::from(i >= QUEUE_LEN as u32));
         }
         assert_eq!(sub.dropped.load(Ordering::Relaxed), 5);
         assert_eq!(fanout.queue_full.load(Ordering::Relaxed), 5);
@@ -116,6 +132,6 @@ mod tests {
         assert_eq!(*first, 0);
         drop(sub);
         assert_eq!(fanout.subscribers(), 0);
-        assert!(!fanout.deliver(2));
+        assert_eq!(fanout.deliver(2).subscribers, 0);
     }
 }

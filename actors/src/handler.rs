@@ -197,9 +197,13 @@ impl UpcallHandler {
                                 userdata: state.userdata.clone(),
                                 packet: std::mem::take(&mut up.packet),
                             });
-                            if !delivered {
+                            if delivered.subscribers == 0 {
                                 no_controller += 1;
                             }
+                            PipelineStats::add(
+                                &self.stats.packet_ins.queue_full,
+                                delivered.queue_full as u64,
+                            );
                         }
                         None => no_recirc_context += 1,
                     },

@@ -22,6 +22,7 @@ pub mod handler;
 pub mod log_limit;
 pub mod mac_learning;
 pub mod packet_in;
+pub mod pinsched;
 pub mod pipeline;
 pub mod protocol;
 pub mod receiver;

@@ -106,9 +106,28 @@ pub struct PipelineStats {
     /// Rules removed because their idle or hard timeout expired (with the
     /// rules their `delete_learned` took along).
     pub rules_expired: AtomicU64,
+    /// What became of the packets `controller` actions sent up.
+    pub packet_ins: PacketInStats,
     /// When the dpif-writer last finished a batch: nanoseconds after
     /// [`epoch`], plus one (0: never).
     last_write: AtomicU64,
+}
+
+/// Packet-ins, over every OpenFlow connection (one packet counts once for
+/// each connection that wants it).
+#[derive(Debug, Default)]
+pub struct PacketInStats {
+    /// Dropped because the connection's queue (`fanout::QUEUE_LEN`) was
+    /// full: the connection did not read them fast enough.
+    pub queue_full: AtomicU64,
+    /// Sent without waiting for the rate limit (all of them when there
+    /// is no limit).
+    pub bypassed: AtomicU64,
+    /// Held back by the rate limit (`actors/src/pinsched.rs`), to be sent
+    /// as it allows.
+    pub queued: AtomicU64,
+    /// Of those, dropped because the limit's queue was full.
+    pub rate_dropped: AtomicU64,
 }
 
 /// The process's time origin for the timestamps kept in atomics.

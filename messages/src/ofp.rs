@@ -54,6 +54,9 @@ impl Match {
 
 /// OpenFlow reserved port numbers (32-bit, OpenFlow 1.1+).
 pub mod port {
+    /// Port numbers stop below this one (OVS's 16-bit `OFPP_MAX`): from it
+    /// up to [`MAX`], no port may be named on the wire.
+    pub const FIRST_RESERVED: u32 = 0xff00;
     pub const MAX: u32 = 0xffff_ff00;
     /// No port (OVS's `OFPP_UNSET`): `actset_output` of an action set
     /// without an output.

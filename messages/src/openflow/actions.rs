@@ -12,7 +12,7 @@ use crate::ofp::{
     packet_in_reason, port, ControllerAction, CtSpec, CtZone, Instructions, Match, OfAction,
     NO_METER,
 };
-use crate::parse::fields::{self, ones};
+use crate::parse::fields::{self, ones, FieldInfo};
 
 use super::nxm::{self, NxmHeader};
 use super::{ErrorKind as E, OfpError, Put, Reader, NX_VENDOR_ID, OFP10, ONF_VENDOR_ID};
@@ -151,7 +151,7 @@ fn set(field: Field, value: u128) -> OfAction {
 }
 
 fn output(port: u32, max_len: u16) -> Result<OfAction, OfpError> {
-    if port == 0 || port == port::ANY || (port::MAX..port::IN_PORT).contains(&port) {
+    if port == 0 || port == port::ANY || (port::FIRST_RESERVED..port::IN_PORT).contains(&port) {
         return Err(bad(
             E::ActionBadOutPort,
             format!("output to port {port:#x}"),
@@ -162,6 +162,20 @@ fn output(port: u32, max_len: u16) -> Result<OfAction, OfpError> {
     } else {
         OfAction::Output { port, max_len }
     })
+}
+
+/// OVS's `decode_ofpat_set_field`: the value must be one the field can
+/// match, and a VLAN ID must carry the "present" bit in value and mask.
+fn check_set_field(info: &FieldInfo, value: u128, mask: u128) -> Result<(), OfpError> {
+    let present = u128::from(VLAN_CFI);
+    let vlan_ok = info.field != Field::VlanVid || (value & mask & present != 0);
+    if !nxm::value_ok(info, value) || !vlan_ok {
+        return Err(bad(
+            E::ActionBadSetArgument,
+            format!("set_field: {value:#x} is not a valid {}", info.name),
+        ));
+    }
+    Ok(())
 }
 
 /// Whether the match requires a VLAN tag (OVS's `flow_has_vlan` for the
@@ -293,6 +307,7 @@ fn decode_of13(kind: u16, a: &mut Reader<'_>, out: &mut Vec<OfAction>) -> Result
                 ));
             }
             let value = read_value(a, value_len(raw, exp))?;
+            check_set_field(info, value, info.byte_mask())?;
             out.push(set(info.field, value));
         }
         _ => {
@@ -398,6 +413,13 @@ fn decode_nx(a: &mut Reader<'_>, ins: &mut Instructions) -> Result<(), OfpError>
             } else {
                 info.byte_mask()
             };
+            if !info.writable {
+                return Err(bad(
+                    E::ActionBadSetType,
+                    format!("{} is read-only", info.name),
+                ));
+            }
+            check_set_field(info, value & mask, mask)?;
             out.push(OfAction::SetField {
                 field: info.field,
                 value: value & mask,

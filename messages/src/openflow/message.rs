@@ -114,6 +114,61 @@ pub struct FlowMod {
     pub instructions: Instructions,
 }
 
+/// The tables a switch offers over OpenFlow (as OVS: 254, the last table
+/// being its own).
+pub const N_TABLES: u8 = 254;
+
+impl FlowMod {
+    /// Whether a modify names every table (0xff: OpenFlow 1.0 without
+    /// NXT_FLOW_MOD_TABLE_ID).
+    fn all_tables(&self) -> bool {
+        self.table == 0xff && self.command != FlowModCommand::Add
+    }
+
+    /// The table of the rule an add (or a modify that adds) installs:
+    /// table 0 for a modify of every table.
+    pub fn rule_table(&self) -> u8 {
+        if self.all_tables() {
+            0
+        } else {
+            self.table
+        }
+    }
+
+    /// What OVS refuses before applying a flow mod that adds or modifies:
+    /// a table the switch lacks, a `goto_table` that does not go forward,
+    /// a buffered packet (upcalld buffers none).
+    pub fn check(&self) -> Result<(), OfpError> {
+        if matches!(
+            self.command,
+            FlowModCommand::Delete | FlowModCommand::DeleteStrict
+        ) {
+            return Ok(());
+        }
+        if self.table >= N_TABLES && !self.all_tables() {
+            return Err(OfpError::new(
+                E::FlowModBadTableId,
+                format!("table {} (the switch has {N_TABLES})", self.table),
+            ));
+        }
+        if let Some(t) = self.instructions.goto_table {
+            if t <= self.rule_table() || t >= N_TABLES {
+                return Err(OfpError::new(
+                    E::InstBadTableId,
+                    format!("goto_table:{t} from table {}", self.table),
+                ));
+            }
+        }
+        if self.buffer_id != u32::MAX && self.buffer_id != 0 {
+            return Err(OfpError::new(
+                E::BufferUnknown,
+                "upcalld buffers no packets",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Which rules a flow stats or aggregate request asks about.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FlowStatsRequest {
@@ -641,6 +696,15 @@ fn decode_of10_match(r: &mut Reader<'_>) -> Result<Match, OfpError> {
                 f.tp_dst = tp_dst;
                 w.tp_dst = u16::MAX;
             }
+        }
+        // ICMP's type and code travel in tp_src and tp_dst but have 8
+        // bits: a larger value could never match (OVS keeps such a rule,
+        // and then prints an icmp_type it cannot parse back).
+        if f.nw_proto == IPPROTO_ICMP && w.nw_proto != 0 && (f.tp_src > 0xff || f.tp_dst > 0xff) {
+            return Err(OfpError::new(
+                E::MatchBadValue,
+                format!("ICMP type {} or code {} above 255", f.tp_src, f.tp_dst),
+            ));
         }
     }
     Ok(m)

@@ -7,7 +7,7 @@
 
 use crate::field::Field;
 use crate::flow::*;
-use crate::ofp::Match;
+use crate::ofp::{port, Match};
 use crate::parse::fields::{self, FieldInfo};
 
 use super::{ErrorKind, OfpError, Put, Reader, ONF_VENDOR_ID};
@@ -357,9 +357,12 @@ pub fn decode(buf: &[u8], strict: bool) -> Result<Decoded, OfpError> {
     Ok(out)
 }
 
-/// The value range OVS's `mf_is_value_valid` allows.
-fn value_ok(info: &FieldInfo, v: u128) -> bool {
+/// The value range OVS's `mf_is_value_valid` allows (for matches and
+/// set-field actions).
+pub(crate) fn value_ok(info: &FieldInfo, v: u128) -> bool {
     match info.field {
+        // A port number OVS can have, or a reserved port.
+        Field::InPort => v < u128::from(port::FIRST_RESERVED) || v >= u128::from(port::MAX),
         Field::VlanVid => v <= 0x1fff,
         Field::VlanPcp => v <= 7,
         Field::IpDscp => v <= 0x3f,

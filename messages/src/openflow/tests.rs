@@ -209,3 +209,81 @@ fn tlv_table_mods_decode_and_bad_ones_get_ovs_errors() {
     );
     assert_eq!(ErrorKind::TlvInvalidDel.code(OFP10), ErrorCode::Nx(1, 537));
 }
+
+/// What the `openflow_decode` fuzz target found the decoder accepting and
+/// OVS refusing: each is refused with OVS's error.
+#[test]
+fn values_ovs_refuses_are_refused() {
+    use crate::field::Field;
+    use crate::ofp::{port, OfAction};
+    let st = DecodeState::default();
+    let flow_mod = |actions: Vec<OfAction>, matches: &str| {
+        let mut rule = parse_rule(&format!("{matches},actions=drop")).unwrap();
+        rule.instructions.apply = actions;
+        encode_flow_mod(OFP13, 1, &add_flow_mod(&rule))
+    };
+    let refused = |wire: &[u8]| decode(wire, st).map(|_| ()).unwrap_err().kind;
+    // A port number between OVS's last port (0xfeff) and the reserved ones.
+    let out = |port| OfAction::Output { port, max_len: 0 };
+    assert_eq!(
+        refused(&flow_mod(vec![out(0x0800_0001)], "ip")),
+        ErrorKind::ActionBadOutPort
+    );
+    assert!(decode(&flow_mod(vec![out(0xfeff), out(port::LOCAL)], "ip"), st).is_ok());
+    // An OXM in_port there.
+    let mut rule = parse_rule("in_port=7,actions=drop").unwrap();
+    rule.matches.flow.in_port = 0x0700_0004;
+    let wire = encode_flow_mod(OFP13, 1, &add_flow_mod(&rule));
+    assert_eq!(refused(&wire), ErrorKind::MatchBadValue);
+    // set_field of a VLAN ID wider than 12 bits plus the present bit, or
+    // without that bit.
+    let vid = |value| OfAction::SetField {
+        field: Field::VlanVid,
+        value,
+        mask: Field::VlanVid.full_mask(),
+    };
+    for bad in [0xffff, 100] {
+        assert_eq!(
+            refused(&flow_mod(vec![vid(bad)], "dl_vlan=5")),
+            ErrorKind::ActionBadSetArgument,
+            "{bad:#x}"
+        );
+    }
+    assert!(decode(&flow_mod(vec![vid(0x1064)], "dl_vlan=5"), st).is_ok());
+    // OpenFlow 1.0's ofp_match with an ICMP type above 255 (in tp_src).
+    let hex = "010e0060000000140038208f00000000000000000000000000000000000008000001\
+               000000fffffffffffffffd08000000000000000000000000000000004f86ffffffffffff\
+               0000000000080002000000050010745464fadc36000000000000";
+    let wire: Vec<u8> = (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    assert_eq!(refused(&wire), ErrorKind::MatchBadValue);
+    // goto_table must go forward, from the table the rule goes to.
+    let (_, Request::FlowMod(fm)) = decode(
+        &encode_flow_mod(
+            OFP13,
+            1,
+            &add_flow_mod(&parse_rule("table=3,actions=goto_table:4").unwrap()),
+        ),
+        st,
+    )
+    .unwrap() else {
+        panic!("a flow mod")
+    };
+    assert!(fm.check().is_ok());
+    let back = FlowMod {
+        table: 5,
+        ..(*fm).clone()
+    };
+    assert_eq!(back.check().unwrap_err().kind, ErrorKind::InstBadTableId);
+    let modify_all = FlowMod {
+        table: 0xff,
+        command: FlowModCommand::Modify,
+        ..(*fm).clone()
+    };
+    assert!(
+        modify_all.check().is_ok(),
+        "a modify of every table adds to 0"
+    );
+    assert_eq!(modify_all.rule_table(), 0);
+}
