@@ -953,8 +953,14 @@ async fn reload(ctl: &Ctl, rules: Option<&std::path::Path>, config_path: Option<
         return;
     };
     match read_rules_file(path) {
-        Ok(rules) => {
+        Ok(mut rules) => {
             let empty = rules.is_empty();
+            // A standalone switch without controllers keeps the NORMAL
+            // rule it started with, as after the file at start-up.
+            let of = &ctl.config.openflow;
+            if of.fail_mode == FailMode::Standalone && of.controllers.is_empty() {
+                rules.push(openflow::FailOpen::normal_rule());
+            }
             match ctl.change(RuleChange::Replace(rules)).await {
                 Ok(msg) if empty => tracing::warn!(
                     path = %path.display(),

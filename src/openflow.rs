@@ -172,7 +172,8 @@ impl FailOpen {
         }
     }
 
-    fn normal_rule() -> Rule {
+    /// `priority=0,actions=NORMAL` in table 0.
+    pub fn normal_rule() -> Rule {
         messages::parse::rules::parse_rule("table=0,priority=0,actions=NORMAL")
             .expect("a fixed rule parses")
     }
@@ -680,6 +681,25 @@ async fn controller(switch: Rc<Switch>, ep: Endpoint) {
     }
 }
 
+/// A change on its way through the rule-table.
+type InFlight = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), OfpError>>>>;
+
+/// Flow mods a connection gathers while a change is applied before it
+/// stops reading (memory stays bounded; the peer waits on the socket).
+const MAX_PENDING: usize = 8192;
+
+/// Resolves when the change being applied has been; never, without one.
+async fn in_flight_done(f: &mut Option<InFlight>) -> Result<(), OfpError> {
+    match f {
+        Some(fut) => {
+            let outcome = fut.await;
+            *f = None;
+            outcome
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// A bundle being filled.
 struct Bundle {
     flags: u16,
@@ -719,6 +739,11 @@ struct Conn {
     bundles: HashMap<u32, Bundle>,
     /// Flow mods decoded but not yet sent to the rule-table.
     pending: Vec<RuleChange>,
+    /// The flow mods the rule-table is applying: while it does, the
+    /// connection reads on and gathers the next ones into one change (at
+    /// most [`MAX_PENDING`] before it waits), so that flow mods sent one
+    /// at a time are applied in batches.
+    in_flight: Option<InFlight>,
     out: Vec<Vec<u8>>,
     /// The packet-ins and removed rules for this connection, while it
     /// wants asynchronous messages.
@@ -765,6 +790,7 @@ where
         role: 0,
         bundles: HashMap::new(),
         pending: Vec::new(),
+        in_flight: None,
         out: Vec::new(),
         packet_ins,
         flow_removals,
@@ -781,6 +807,14 @@ where
         let release_at = conn.next_release();
         let read = tokio::select! {
             r = rd.read(&mut chunk) => r,
+            outcome = in_flight_done(&mut conn.in_flight) => {
+                conn.applied(outcome);
+                conn.start_pending();
+                if flush_out(&mut conn, &mut wr).await.is_err() {
+                    return;
+                }
+                continue;
+            }
             Some(p) = next_async(&mut conn.packet_ins) => {
                 if let Some(m) = conn.packet_in(p) {
                     if wr.write_all(&m).await.is_err() {
@@ -827,7 +861,11 @@ where
             }
         };
         let n = match read {
-            Ok(0) => return,
+            Ok(0) => {
+                // What the peer sent before it closed still applies.
+                conn.flush_pending().await;
+                return;
+            }
             Ok(n) => n,
             Err(e) => {
                 tracing::debug!(%peer, error = %e, "OpenFlow read failed");
@@ -864,7 +902,10 @@ where
             }
         }
         buf.drain(..at);
-        conn.flush_pending().await;
+        if conn.pending.len() >= MAX_PENDING {
+            conn.settle().await;
+        }
+        conn.start_pending();
         if flush_out(&mut conn, &mut wr).await.is_err() {
             return;
         }
@@ -1074,9 +1115,10 @@ impl Conn {
         self.out.push(of::encode_error(v, xid, err, msg));
     }
 
-    /// Sends the flow mods gathered so far to the rule-table as one change.
-    async fn flush_pending(&mut self) {
-        if self.pending.is_empty() {
+    /// Sends the flow mods gathered so far to the rule-table as one change,
+    /// unless one is being applied: they then go together once it is.
+    fn start_pending(&mut self) {
+        if self.in_flight.is_some() || self.pending.is_empty() {
             return;
         }
         let changes = std::mem::take(&mut self.pending);
@@ -1085,9 +1127,39 @@ impl Conn {
         } else {
             RuleChange::Bundle(changes)
         };
-        if let Err(e) = self.switch.change(change).await {
+        // Queued for the rule-table now: applied even if the connection
+        // closes before the answer.
+        let request = self.switch.pipeline.rule_table.send(change);
+        self.in_flight = Some(Box::pin(async move {
+            request.await.map(|_| ()).map_err(|e| {
+                OfpError::new(
+                    ErrorKind::FlowModUnknown,
+                    format!("rule-table unavailable: {e}"),
+                )
+            })
+        }));
+    }
+
+    /// The change being applied has been.
+    fn applied(&mut self, outcome: Result<(), OfpError>) {
+        if let Err(e) = outcome {
             self.error(0, &e, &[]);
         }
+    }
+
+    /// Waits for the change being applied, if any.
+    async fn settle(&mut self) {
+        if let Some(f) = self.in_flight.take() {
+            let outcome = f.await;
+            self.applied(outcome);
+        }
+    }
+
+    /// Every flow mod received so far applied (and published).
+    async fn flush_pending(&mut self) {
+        self.settle().await;
+        self.start_pending();
+        self.settle().await;
     }
 
     /// Handles one message; false closes the connection.

@@ -1046,6 +1046,39 @@ fn flow_mod_flags_and_flow_removed_messages() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `fail_mode = "standalone"` without controllers: the NORMAL rule OVS's
+/// bridge starts with is there beside the rules file's, and still after a
+/// SIGHUP reloads that file.
+#[test]
+fn standalone_without_controllers_keeps_its_normal_rule_across_a_reload() {
+    let d = Daemon::start(
+        "ofsn",
+        &[],
+        "priority=100,ip,actions=drop\n",
+        "[openflow]\nlisten = []\nfail_mode = \"standalone\"\n",
+    );
+    let rules = || d.ctl(Ctl::DumpFlows, "");
+    d.wait_until("the NORMAL rule", Duration::from_secs(5), || {
+        rules().contains("priority=0 actions=NORMAL")
+    });
+    std::fs::write(
+        d.rules_path(),
+        "priority=100,ip,actions=drop\npriority=5,arp,actions=drop\n",
+    )
+    .unwrap();
+    d.signal(libc::SIGHUP);
+    d.wait_until("the reload", Duration::from_secs(5), || {
+        rules().contains("priority=5,arp")
+    });
+    let r = rules();
+    assert!(r.contains("priority=0 actions=NORMAL"), "{r}");
+    assert_eq!(
+        r.lines().filter(|l| l.contains("priority=")).count(),
+        3,
+        "{r}"
+    );
+}
+
 /// `fail_mode = "standalone"`: with no controller connected for three
 /// probe intervals (15 s) the switch flushes its rules and switches with
 /// NORMAL; a controller connecting ends it and finds the NORMAL rule gone.

@@ -72,7 +72,16 @@ pub struct PrefixTrie {
     /// copy of its length's array (shared with older snapshots otherwise);
     /// before that, it is built on first use.
     flat: Arc<OnceLock<PrefixesByLen>>,
+    /// Distinct prefixes added or removed in the lookup form since it was
+    /// last shared with a snapshot. Each edit moves the rest of its
+    /// length's array; past [`MAX_FLAT_EDITS`] in one batch of changes
+    /// (a bundle of flow mods) the form is dropped instead and built once
+    /// before the next snapshot.
+    flat_edits: u32,
 }
+
+/// See [`PrefixTrie::flat_edits`].
+const MAX_FLAT_EDITS: u32 = 64;
 
 /// (prefix length, the stored prefixes of that length, ascending), by
 /// ascending length.
@@ -112,12 +121,23 @@ impl PrefixTrie {
     /// Adds (or removes) the distinct prefix `key` to a new lookup form,
     /// derived from the current one if it is built.
     fn edit_flat(&mut self, (len, value): (u8, u32), add: bool) {
-        let Some(old) = self.flat.get() else {
-            self.flat = Arc::default();
-            return;
+        // Taken out, so that a form no snapshot shares is edited in place
+        // (its arrays are not copied again for every edit).
+        let mut flat = match Arc::try_unwrap(std::mem::take(&mut self.flat)) {
+            Ok(lock) => match lock.into_inner() {
+                Some(flat) if self.flat_edits < MAX_FLAT_EDITS => flat,
+                _ => return,
+            },
+            Err(shared) => {
+                self.flat_edits = 0;
+                match shared.get() {
+                    Some(flat) => flat.clone(),
+                    None => return,
+                }
+            }
         };
+        self.flat_edits += 1;
         let len = u32::from(len);
-        let mut flat = old.clone();
         let at = flat.partition_point(|(l, _)| *l < len);
         match flat.get_mut(at) {
             Some((l, values)) if *l == len => {

@@ -164,6 +164,74 @@ fn output(port: u32, max_len: u16) -> Result<OfAction, OfpError> {
     })
 }
 
+/// OVS's `ofpacts_check` for what actions need of the packet: a field an
+/// action reads or writes must exist in what the match (and the VLAN
+/// pushes and pops before it) says of the packet; so must the IP header
+/// `ct` tracks. `pop_vlan`, `dec_ttl` and `fin_timeout` without theirs are
+/// refused too, except in the action set, where OVS lets them stand.
+/// OpenFlow 1.0 is let off all but `ct`: OVS lets its `mod_*` actions
+/// (which arrive here as `set_field`s) and those three stand there, and
+/// only a Nicira `set_field` or `load` would be refused.
+pub fn check_prerequisites(version: u8, m: &Match, ins: &Instructions) -> Result<(), OfpError> {
+    let of10 = version == OFP10;
+    let mut flow = m.flow;
+    check_list(of10, of10, &mut flow, &ins.apply)?;
+    if let Some(set) = &ins.write_actions {
+        check_list(of10, true, &mut flow, set)?;
+    }
+    Ok(())
+}
+
+fn check_list(
+    of10: bool,
+    lenient: bool,
+    flow: &mut Flow,
+    actions: &[OfAction],
+) -> Result<(), OfpError> {
+    let need = |ok: bool, what: &str| {
+        if ok {
+            Ok(())
+        } else {
+            Err(bad(
+                E::ActionMatchInconsistent,
+                format!("{what}: prerequisites not met"),
+            ))
+        }
+    };
+    let field_ok = |flow: &Flow, f: Field| need(f.prereqs_ok(flow), fields::by_field(f).name);
+    for a in actions {
+        match a {
+            OfAction::SetField { .. } | OfAction::Load { .. } | OfAction::Move { .. } if of10 => {}
+            OfAction::SetField { field, .. } | OfAction::Load { field, .. } => {
+                field_ok(flow, *field)?;
+                if *field == Field::VlanVid {
+                    need(flow.vlans[0].tci & VLAN_CFI != 0, "vlan_vid")?;
+                }
+            }
+            OfAction::Move { src, dst, .. } => {
+                field_ok(flow, *src)?;
+                field_ok(flow, *dst)?;
+            }
+            OfAction::PushVlan { tpid } => {
+                flow.vlans[0].tpid = *tpid;
+                flow.vlans[0].tci |= VLAN_CFI;
+            }
+            OfAction::PopVlan => {
+                need(lenient || flow.vlans[0].tci & VLAN_CFI != 0, "pop_vlan")?;
+                flow.vlans[0].tci = 0;
+            }
+            OfAction::DecTtl => need(lenient || flow.is_ip_any(), "dec_ttl")?,
+            OfAction::FinTimeout { .. } => need(
+                lenient || flow.is_ip_any() && flow.nw_proto == IPPROTO_TCP,
+                "fin_timeout",
+            )?,
+            OfAction::Ct(_) => need(flow.is_ip_any(), "ct")?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// OVS's `decode_ofpat_set_field`: the value must be one the field can
 /// match, and a VLAN ID must carry the "present" bit in value and mask.
 fn check_set_field(info: &FieldInfo, value: u128, mask: u128) -> Result<(), OfpError> {
@@ -392,6 +460,14 @@ fn decode_nx(a: &mut Reader<'_>, ins: &mut Instructions) -> Result<(), OfpError>
             }
             if n < 64 && value >> n != 0 {
                 return Err(bad(E::ActionBadArgument, "load: value wider than its bits"));
+            }
+            // upcalld's ports are 32 bits: only a whole 16-bit port maps
+            // onto one (the rules parser says the same).
+            if dst.syntax == fields::Syntax::Port && n != u32::from(dst.n_bits) {
+                return Err(bad(
+                    E::ActionBadArgument,
+                    format!("unsupported partial load of {}", dst.name),
+                ));
             }
             out.push(OfAction::Load {
                 field: dst.field,

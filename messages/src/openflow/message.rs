@@ -581,6 +581,14 @@ pub fn encode_tlv_table_reply(version: u8, xid: u32, map: &crate::tlv::TlvMap) -
     finish(out)
 }
 
+/// Whether a flow mod's actions are kept (OVS checks only those).
+fn adds(cmd: FlowModCommand) -> bool {
+    matches!(
+        cmd,
+        FlowModCommand::Add | FlowModCommand::Modify | FlowModCommand::ModifyStrict
+    )
+}
+
 fn command(c: u8) -> Result<FlowModCommand, OfpError> {
     Ok(match c {
         0 => FlowModCommand::Add,
@@ -780,6 +788,9 @@ fn decode_flow_mod_of10(mut r: Reader<'_>, st: DecodeState) -> Result<Request, O
     let flags = r.u16("flags")?;
     check_flags(flags, true)?;
     let instructions = actions::decode_actions(OFP10, r.buf, &matches)?;
+    if adds(cmd) {
+        actions::check_prerequisites(OFP10, &matches, &instructions)?;
+    }
     Ok(Request::FlowMod(Box::new(FlowMod {
         command: cmd,
         table: of10_table(raw_command, st, cmd),
@@ -814,6 +825,9 @@ fn decode_nx_flow_mod(mut r: Reader<'_>, st: DecodeState) -> Result<Request, Ofp
     r.skip((8 - match_len % 8) % 8, "match padding")?;
     let decoded = nxm::decode(entries, true)?;
     let instructions = actions::decode_actions(OFP10, r.buf, &decoded.matches)?;
+    if adds(cmd) {
+        actions::check_prerequisites(OFP10, &decoded.matches, &instructions)?;
+    }
     let (cookie_sel, cookie_mask) = decoded.cookie.unwrap_or((0, 0));
     let adding = cmd == FlowModCommand::Add;
     Ok(Request::FlowMod(Box::new(FlowMod {
@@ -871,6 +885,9 @@ fn decode_flow_mod_of13(mut r: Reader<'_>) -> Result<Request, OfpError> {
     r.skip(2, "pad")?;
     let matches = decode_oxm_match(&mut r, true)?;
     let instructions = actions::decode_instructions(r.buf)?;
+    if adds(cmd) {
+        actions::check_prerequisites(OFP13, &matches, &instructions)?;
+    }
     if table == 0xff
         && matches!(
             cmd,

@@ -258,6 +258,32 @@ fn values_ovs_refuses_are_refused() {
         .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
         .collect();
     assert_eq!(refused(&wire), ErrorKind::MatchBadValue);
+    // Actions whose fields the match does not promise (OVS's
+    // OFPBAC_MATCH_INCONSISTENT); a pushed VLAN counts.
+    let tcp_src = OfAction::SetField {
+        field: Field::TcpSrc,
+        value: 22,
+        mask: 0xffff,
+    };
+    assert_eq!(
+        refused(&flow_mod(vec![tcp_src.clone()], "udp")),
+        ErrorKind::ActionMatchInconsistent
+    );
+    assert!(decode(&flow_mod(vec![tcp_src], "tcp"), st).is_ok());
+    let push = OfAction::PushVlan { tpid: 0x8100 };
+    assert_eq!(
+        refused(&flow_mod(vec![vid(0x1005)], "ip")),
+        ErrorKind::ActionMatchInconsistent
+    );
+    assert!(decode(&flow_mod(vec![push, vid(0x1005)], "ip"), st).is_ok());
+    assert_eq!(
+        refused(&flow_mod(vec![OfAction::DecTtl], "arp")),
+        ErrorKind::ActionMatchInconsistent
+    );
+    // OpenFlow 1.0 lets dec_ttl stand there, as OVS does.
+    let mut rule = parse_rule("arp,actions=drop").unwrap();
+    rule.instructions.apply = vec![OfAction::DecTtl];
+    assert!(decode(&encode_flow_mod(OFP10, 1, &add_flow_mod(&rule)), st).is_ok());
     // goto_table must go forward, from the table the rule goes to.
     let (_, Request::FlowMod(fm)) = decode(
         &encode_flow_mod(

@@ -338,14 +338,12 @@ pub(crate) fn parse_ipv6_masked(s: &str) -> Result<(u128, u128), String> {
     if rest.is_empty() {
         return Ok((addr, u128::MAX));
     }
-    if let Some((prefix, used)) = scan_prefix(rest) {
+    // `/N`, unless the digits begin a mask (`/2dff::`).
+    if let Some((prefix, _)) = scan_prefix(rest).filter(|(_, used)| *used == rest.len()) {
         if !(0..=128).contains(&prefix) {
             return Err(format!(
                 "{s}: IPv6 network prefix bits not between 0 and 128, inclusive"
             ));
-        }
-        if used != rest.len() {
-            return Err(invalid());
         }
         return Ok((addr, ipv6_prefix_mask(prefix as u32)));
     }
@@ -739,6 +737,10 @@ mod tests {
         assert_eq!(
             parse_ipv4_masked("1.2.3.4/33").unwrap_err(),
             "1.2.3.4/33: IPv4 network prefix bits not between 0 and 32, inclusive"
+        );
+        assert_eq!(
+            parse_ipv6_masked("2001:db8::/2dff:ffff::"),
+            Ok((0x2001_0db8 << 96, 0x2dff_ffff << 96))
         );
         let (a, m) = parse_ipv6_masked("2001:db8::/32").unwrap();
         assert_eq!(a, 0x2001_0db8 << 96);
