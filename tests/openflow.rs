@@ -895,30 +895,44 @@ fn packet_in_rate_limit_queues_drops_and_counts() {
     })
     .expect("running in A's namespace");
     let received = || monitor.text().matches("OFPT_PACKET_IN").count() as u64;
-    let mut show = String::new();
-    d.wait_until(
-        "every packet-in sent, dropped or received",
-        Duration::from_secs(20),
-        || {
-            show = d.ctl(Ctl::UpcallShow, "");
-            let (bypassed, queued, dropped) = (
-                counter(&show, "bypassed:"),
-                counter(&show, "queued:"),
-                counter(&show, "rate_dropped:"),
-            );
-            std::thread::sleep(Duration::from_millis(300));
-            bypassed + queued >= SENT * 3 / 4 && received() == bypassed + queued - dropped
-        },
-    );
-    let (bypassed, queued, dropped) = (
-        counter(&show, "bypassed:"),
-        counter(&show, "queued:"),
-        counter(&show, "rate_dropped:"),
+    let counts = |show: &str| {
+        (
+            counter(show, "bypassed:"),
+            counter(show, "queued:"),
+            counter(show, "rate_dropped:"),
+        )
+    };
+    // Until the counts stand still and the monitor has what they say it
+    // should (the queue drains at 100/s: a quarter of a second).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut show = d.ctl(Ctl::UpcallShow, "");
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = d.ctl(Ctl::UpcallShow, "");
+        let (bypassed, queued, dropped) = counts(&now);
+        let settled = counts(&show) == counts(&now)
+            && bypassed > 0
+            && received() == bypassed + queued - dropped;
+        show = now;
+        if settled || std::time::Instant::now() > deadline {
+            break;
+        }
+    }
+    let (bypassed, queued, dropped) = counts(&show);
+    assert_eq!(
+        received(),
+        bypassed + queued - dropped,
+        "every packet-in received, dropped or counted; {show}"
     );
     // The bucket holds 25; the queue 25 more; the rest of a burst that
     // outruns 100/s is dropped.
-    assert!(bypassed >= 25 && queued > 25 && dropped > 0, "{show}");
-    assert!(received() < bypassed + queued, "{show}");
+    // (Some of the 400 may be lost on a loaded machine before they
+    // become packet-ins: the datapath counts those.)
+    assert!(
+        bypassed >= 25 && queued > 25 && dropped > 0,
+        "{show}\nreceived {}",
+        received()
+    );
     assert_eq!(counter(&show, "queue_full:"), 0, "{show}");
     let metrics = d.scrape();
     assert!(
