@@ -1,10 +1,18 @@
-//! Match fields (OVS's `mf_field`): a name, a width, where the value lives
-//! in a [`Flow`], and which other fields must hold for it to exist.
+//! Match fields (OVS's `mf_field`): where each value lives in a [`Flow`]
+//! (here), and the one table of their names, NXM/OXM headers, widths,
+//! masks, writability and prerequisites ([`table`]).
 //!
 //! Values travel as `u128` (right-aligned): a MAC is its 48 bits, an IPv6
 //! address its 128 bits in network order, a VLAN VID its 12 bits.
 
 use crate::flow::*;
+
+mod table;
+
+pub use table::{
+    by_field, by_name, by_subfield_name, ones, prereqs_hold, unmapped_tun_metadata, FieldInfo,
+    NxmHeader, Syntax, EXPERIMENTER, FIELDS, NXM_NX, NXM_OF, OXM_OF,
+};
 
 /// A match field. Register fields carry their index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -151,35 +159,10 @@ pub enum Prereq {
 }
 
 impl Field {
-    /// Width of the field in bits.
+    /// Width of the field's value in bits: the widest of its names in the
+    /// table.
     pub fn n_bits(self) -> u32 {
-        use Field::*;
-        match self {
-            InPort | Reg(_) | TunSrc | TunDst | PktMark | SkbPriority | ConjId | RecircId
-            | DpHash | CtMark | Ipv4Src | Ipv4Dst | ArpSpa | ArpTpa | CtNwSrc | CtNwDst
-            | ActsetOutput => 32,
-            Metadata | TunId | XReg(_) => 64,
-            TunIpv6Src | TunIpv6Dst => 128,
-            TunFlags => 1,
-            TunTos | TunTtl | TunGbpFlags => 8,
-            TunGbpId => 16,
-            TunMetadata { len, .. } => u32::from(len) * 8,
-            CtState => 32,
-            CtZone | EthType | VlanTci | ArpOp | TcpSrc | TcpDst | UdpSrc | UdpDst | SctpSrc
-            | SctpDst | CtTpSrc | CtTpDst => 16,
-            CtLabel | Ipv6Src | Ipv6Dst | NdTarget | CtIpv6Src | CtIpv6Dst | XxReg(_) => 128,
-            EthSrc | EthDst | ArpSha | ArpTha | NdSll | NdTll => 48,
-            VlanVid => 13,
-            DlVlan => 12,
-            VlanPcp | MplsTc => 3,
-            MplsLabel | Ipv6Label => 20,
-            MplsBos => 1,
-            MplsTtl | IpProto | IpTtl | IcmpType | IcmpCode | Icmpv6Type | Icmpv6Code | NwTos
-            | CtNwProto => 8,
-            IpDscp => 6,
-            IpEcn | IpFrag => 2,
-            TcpFlags => 12,
-        }
+        table::field_bits(self)
     }
 
     /// All-ones value of the field's width.
@@ -192,29 +175,10 @@ impl Field {
         }
     }
 
-    /// What must be true of a flow for this field to exist.
+    /// What must be true of a flow for this field to exist: the
+    /// prerequisites of the name it prints under.
     pub fn prereq(self) -> Prereq {
-        use Field::*;
-        match self {
-            DlVlan | VlanPcp => Prereq::Vlan,
-            MplsLabel | MplsTc | MplsBos | MplsTtl => Prereq::Mpls,
-            ArpOp | ArpSpa | ArpTpa | ArpSha | ArpTha => Prereq::Arp,
-            Ipv4Src | Ipv4Dst => Prereq::Ip,
-            Ipv6Src | Ipv6Dst | Ipv6Label => Prereq::Ipv6,
-            IpProto | IpDscp | NwTos | IpEcn | IpTtl | IpFrag => Prereq::IpAny,
-            TcpSrc | TcpDst | TcpFlags => Prereq::Tcp,
-            UdpSrc | UdpDst => Prereq::Udp,
-            SctpSrc | SctpDst => Prereq::Sctp,
-            IcmpType | IcmpCode => Prereq::Icmpv4,
-            Icmpv6Type | Icmpv6Code => Prereq::Icmpv6,
-            NdTarget => Prereq::Nd,
-            NdSll => Prereq::NdSolicit,
-            NdTll => Prereq::NdAdvert,
-            CtNwSrc | CtNwDst | CtIpv6Src | CtIpv6Dst | CtNwProto | CtTpSrc | CtTpDst => {
-                Prereq::CtValid
-            }
-            _ => Prereq::None,
-        }
+        by_field(self).prereq
     }
 
     /// The field's value in `flow`.

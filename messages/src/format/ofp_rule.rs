@@ -8,13 +8,13 @@
 use std::fmt::Write;
 
 use crate::field::Field;
+use crate::field::{self, ones, Syntax};
 use crate::flow::*;
 use crate::learn::{Learn, LearnDst, LearnSrc, Subfield};
 use crate::ofp::{
     CtSpec, CtZone, Instructions, Match, NatAction, NatAddrs, NatKind, OfAction, Rule,
     DEFAULT_PRIORITY,
 };
-use crate::parse::fields::{self, ones, Syntax};
 use crate::parse::syntax::{
     format_port, frag_name, CT_STATE_NAMES, TCP_FLAG_NAMES, TUN_FLAG_NAMES,
 };
@@ -350,7 +350,7 @@ pub fn format_action(a: &OfAction) -> String {
         OfAction::Output { port, .. } => format_port(*port),
         OfAction::Controller(c) => format_controller(c),
         OfAction::SetField { field, value, mask } => {
-            let info = fields::by_field(*field);
+            let info = field::by_field(*field);
             let mut s = String::from("set_field:");
             field_value(
                 &mut s,
@@ -511,7 +511,7 @@ fn format_learn(l: &Learn) -> String {
         s.push(',');
         match (spec.src, spec.dst) {
             (LearnSrc::Immediate(v), LearnDst::Match(d)) => {
-                let info = fields::by_field(d.field);
+                let info = field::by_field(d.field);
                 if d.ofs == 0 && u16::from(d.n_bits) == info.n_bits {
                     let _ = write!(s, "{}=", info.name);
                     field_value(&mut s, d.field, v, None);
@@ -657,7 +657,7 @@ fn format_nat(nat: &NatAction) -> String {
 
 /// `NAME[]` for a whole field, `NAME[a..b]` or `NAME[a]` for some of it.
 fn subfield(field: Field, ofs: u8, n_bits: u8) -> String {
-    let info = fields::by_field(field);
+    let info = field::by_field(field);
     let (ofs, n) = (u32::from(ofs), u32::from(n_bits));
     let range = if ofs == 0 && n == info.subfield_bits() {
         "[]".to_string()
@@ -672,7 +672,7 @@ fn subfield(field: Field, ofs: u8, n_bits: u8) -> String {
 /// `load:VALUE->NAME[a..b]`, one per contiguous run of mask bits, as OVS
 /// splits a masked write into REG_LOAD actions.
 fn format_load(field: Field, value: u128, mask: u128) -> String {
-    let info = fields::by_field(field);
+    let info = field::by_field(field);
     let n_bits = u32::from(info.n_bits);
     let (value, mask) = if info.syntax == Syntax::Port && info.n_bits == 16 {
         // NXM_OF_IN_PORT is OpenFlow 1.0's 16-bit port number.
@@ -712,7 +712,7 @@ fn format_load(field: Field, value: u128, mask: u128) -> String {
 
 /// A field's value (and mask) as OVS's `mf_format` prints it.
 fn field_value(s: &mut String, field: Field, value: u128, mask: Option<u128>) {
-    let info = fields::by_field(field);
+    let info = field::by_field(field);
     match info.syntax {
         Syntax::Decimal => {
             let _ = write!(s, "{value}");

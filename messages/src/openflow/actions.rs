@@ -5,6 +5,7 @@
 //! unchanged in a flow dump.
 
 use crate::field::Field;
+use crate::field::{self, ones};
 use crate::flow::*;
 use crate::learn::{Learn, LearnDst, LearnSpec, LearnSrc, Subfield};
 use crate::odp::{NatAction, NatAddrs, NatKind};
@@ -12,10 +13,11 @@ use crate::ofp::{
     packet_in_reason, port, ControllerAction, CtSpec, CtZone, Instructions, Match, OfAction,
     NO_METER,
 };
-use crate::parse::fields::{self, ones, FieldInfo};
+use crate::field::FieldInfo;
 
-use super::nxm::{self, NxmHeader};
+use super::nxm;
 use super::{ErrorKind as E, OfpError, Put, Reader, NX_VENDOR_ID, OFP10, ONF_VENDOR_ID};
+use crate::field::NxmHeader;
 
 // OpenFlow 1.0 action types.
 const OFPAT10_OUTPUT: u16 = 0;
@@ -198,7 +200,7 @@ fn check_list(
             ))
         }
     };
-    let field_ok = |flow: &Flow, f: Field| need(f.prereqs_ok(flow), fields::by_field(f).name);
+    let field_ok = |flow: &Flow, f: Field| need(f.prereqs_ok(flow), field::by_field(f).name);
     for a in actions {
         match a {
             OfAction::SetField { .. } | OfAction::Load { .. } | OfAction::Move { .. } if of10 => {}
@@ -405,7 +407,7 @@ fn read_value(a: &mut Reader<'_>, n: u8) -> Result<u128, OfpError> {
 }
 
 /// The field a header in an NXAST action names, with its width.
-fn nx_field(raw: u32) -> Result<&'static fields::FieldInfo, OfpError> {
+fn nx_field(raw: u32) -> Result<&'static field::FieldInfo, OfpError> {
     nxm::field_for_header(raw, None)
         .ok_or_else(|| bad(E::ActionBadArgument, format!("unknown field {raw:#010x}")))
 }
@@ -436,7 +438,7 @@ fn decode_nx(a: &mut Reader<'_>, ins: &mut Instructions) -> Result<(), OfpError>
             let dst_ofs = a.u16("dst_ofs")?;
             let src = nx_field(a.u32("src")?)?;
             let dst = nx_field(a.u32("dst")?)?;
-            let fits = |ofs: u16, f: &fields::FieldInfo| {
+            let fits = |ofs: u16, f: &field::FieldInfo| {
                 u32::from(ofs) + u32::from(n_bits) <= u32::from(f.n_bits)
             };
             if n_bits == 0 || !fits(src_ofs, src) || !fits(dst_ofs, dst) || !dst.writable {
@@ -463,7 +465,7 @@ fn decode_nx(a: &mut Reader<'_>, ins: &mut Instructions) -> Result<(), OfpError>
             }
             // upcalld's ports are 32 bits: only a whole 16-bit port maps
             // onto one (the rules parser says the same).
-            if dst.syntax == fields::Syntax::Port && n != u32::from(dst.n_bits) {
+            if dst.syntax == field::Syntax::Port && n != u32::from(dst.n_bits) {
                 return Err(bad(
                     E::ActionBadArgument,
                     format!("unsupported partial load of {}", dst.name),
@@ -631,7 +633,7 @@ fn decode_ct(a: &mut Reader<'_>) -> Result<CtSpec, OfpError> {
 }
 
 /// A field header in a `learn` (4 bytes, or 8 for an experimenter's).
-fn learn_field(a: &mut Reader<'_>, what: &str) -> Result<&'static fields::FieldInfo, OfpError> {
+fn learn_field(a: &mut Reader<'_>, what: &str) -> Result<&'static field::FieldInfo, OfpError> {
     let raw = a.u32(what)?;
     let exp = (raw >> 16 == 0xffff)
         .then(|| a.u32("experimenter"))
@@ -985,8 +987,8 @@ fn put_nx_header(out: &mut Vec<u8>, len: u16, subtype: u16) {
 }
 
 fn header_of(field: Field, oxm: bool) -> NxmHeader {
-    nxm::header_for(fields::by_field(field), oxm)
-        .unwrap_or_else(|| nxm::header_for(&fields::FIELDS[0], oxm).expect("in_port has a header"))
+    nxm::header_for(field::by_field(field), oxm)
+        .unwrap_or_else(|| nxm::header_for(&field::FIELDS[0], oxm).expect("in_port has a header"))
 }
 
 /// Encodes one action in `version`.

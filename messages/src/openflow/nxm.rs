@@ -5,163 +5,50 @@
 //! Encoding follows OVS's `nx_put_raw`: the fields a match pins, each
 //! under the header OVS picks for that version.
 
-use crate::field::Field;
+use std::sync::OnceLock;
+
+use crate::field::{self, Field, FieldInfo, NxmHeader, EXPERIMENTER, FIELDS, NXM_NX, OXM_OF};
 use crate::flow::*;
 use crate::ofp::{port, Match};
-use crate::parse::fields::{self, FieldInfo};
 
 use super::{ErrorKind, OfpError, Put, Reader, ONF_VENDOR_ID};
 
-const NXM_OF: u16 = 0x0000;
-const NXM_NX: u16 = 0x0001;
-const OXM_OF: u16 = 0x8000;
-const EXPERIMENTER: u16 = 0xffff;
 /// `NXM_NX_TUN_METADATA0`'s field number; `tun_metadataN` is 40 + N.
 /// Their length is the TLV map's for the field (OVS's variable-length
 /// fields): a switch sends that many bytes, a controller may send fewer
 /// (the value's low bytes).
 const TUN_METADATA_FIELD0: u8 = 40;
 
-/// One match field's header: class, field number, value length.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct NxmHeader {
-    pub class: u16,
-    pub field: u8,
-    /// Value length in bytes (the mask, when present, has as many).
-    pub len: u8,
-}
-
-impl NxmHeader {
-    const fn new(class: u16, field: u8, len: u8) -> Self {
-        NxmHeader { class, field, len }
-    }
-
-    /// The 32-bit header, with the has-mask bit and doubled length when
-    /// `masked`. Experimenter headers carry 4 more bytes (the id).
-    pub fn raw(self, masked: bool) -> u32 {
-        let extra = if self.class == EXPERIMENTER { 4 } else { 0 };
-        let len = u32::from(self.len) * if masked { 2 } else { 1 } + extra;
-        (u32::from(self.class) << 16)
-            | (u32::from(self.field) << 9)
-            | (u32::from(masked) << 8)
-            | len
-    }
-}
-
-/// What a header means: a field (by its OVS name), or NXM's cookie.
+/// What a header means: a field, or NXM's cookie.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Meaning {
-    Field(&'static str),
+    Field(&'static FieldInfo),
     Cookie,
 }
 
-/// Every header upcalld decodes: `(header, meaning)`.
-#[rustfmt::skip]
-const HEADERS: &[(NxmHeader, Meaning)] = {
-    use Meaning::Field as F;
-    const fn h(c: u16, f: u8, l: u8) -> NxmHeader { NxmHeader::new(c, f, l) }
-    &[
-        (h(NXM_OF, 0, 2), F("in_port")),
-        (h(NXM_OF, 1, 6), F("eth_dst")),
-        (h(NXM_OF, 2, 6), F("eth_src")),
-        (h(NXM_OF, 3, 2), F("eth_type")),
-        (h(NXM_OF, 4, 2), F("vlan_tci")),
-        (h(NXM_OF, 5, 1), F("nw_tos")),
-        (h(NXM_OF, 6, 1), F("nw_proto")),
-        (h(NXM_OF, 7, 4), F("ip_src")),
-        (h(NXM_OF, 8, 4), F("ip_dst")),
-        (h(NXM_OF, 9, 2), F("tcp_src")),
-        (h(NXM_OF, 10, 2), F("tcp_dst")),
-        (h(NXM_OF, 11, 2), F("udp_src")),
-        (h(NXM_OF, 12, 2), F("udp_dst")),
-        (h(NXM_OF, 13, 1), F("icmp_type")),
-        (h(NXM_OF, 14, 1), F("icmp_code")),
-        (h(NXM_OF, 15, 2), F("arp_op")),
-        (h(NXM_OF, 16, 4), F("arp_spa")),
-        (h(NXM_OF, 17, 4), F("arp_tpa")),
-        (h(NXM_NX, 0, 4), F("reg0")),
-        (h(NXM_NX, 1, 4), F("reg1")),
-        (h(NXM_NX, 2, 4), F("reg2")),
-        (h(NXM_NX, 3, 4), F("reg3")),
-        (h(NXM_NX, 4, 4), F("reg4")),
-        (h(NXM_NX, 5, 4), F("reg5")),
-        (h(NXM_NX, 6, 4), F("reg6")),
-        (h(NXM_NX, 7, 4), F("reg7")),
-        (h(NXM_NX, 8, 4), F("reg8")),
-        (h(NXM_NX, 9, 4), F("reg9")),
-        (h(NXM_NX, 10, 4), F("reg10")),
-        (h(NXM_NX, 11, 4), F("reg11")),
-        (h(NXM_NX, 12, 4), F("reg12")),
-        (h(NXM_NX, 13, 4), F("reg13")),
-        (h(NXM_NX, 14, 4), F("reg14")),
-        (h(NXM_NX, 15, 4), F("reg15")),
-        (h(NXM_NX, 16, 8), F("tun_id")),
-        (h(NXM_NX, 17, 6), F("arp_sha")),
-        (h(NXM_NX, 18, 6), F("arp_tha")),
-        (h(NXM_NX, 19, 16), F("ipv6_src")),
-        (h(NXM_NX, 20, 16), F("ipv6_dst")),
-        (h(NXM_NX, 21, 1), F("icmpv6_type")),
-        (h(NXM_NX, 22, 1), F("icmpv6_code")),
-        (h(NXM_NX, 23, 16), F("nd_target")),
-        (h(NXM_NX, 24, 6), F("nd_sll")),
-        (h(NXM_NX, 25, 6), F("nd_tll")),
-        (h(NXM_NX, 26, 1), F("ip_frag")),
-        (h(NXM_NX, 27, 4), F("ipv6_label")),
-        (h(NXM_NX, 28, 1), F("nw_ecn")),
-        (h(NXM_NX, 29, 1), F("nw_ttl")),
-        (h(NXM_NX, 30, 1), F("mpls_ttl")),
-        (h(NXM_NX, 30, 8), Meaning::Cookie),
-        (h(NXM_NX, 31, 4), F("tun_src")),
-        (h(NXM_NX, 32, 4), F("tun_dst")),
-        (h(NXM_NX, 33, 4), F("pkt_mark")),
-        (h(NXM_NX, 34, 2), F("tcp_flags")),
-        (h(NXM_NX, 35, 4), F("dp_hash")),
-        (h(NXM_NX, 36, 4), F("recirc_id")),
-        (h(NXM_NX, 105, 4), F("ct_state")),
-        (h(NXM_NX, 106, 2), F("ct_zone")),
-        (h(NXM_NX, 107, 4), F("ct_mark")),
-        (h(NXM_NX, 108, 16), F("ct_label")),
-        (h(OXM_OF, 0, 4), F("in_port_oxm")),
-        (h(OXM_OF, 2, 8), F("metadata")),
-        (h(OXM_OF, 3, 6), F("eth_dst")),
-        (h(OXM_OF, 4, 6), F("eth_src")),
-        (h(OXM_OF, 5, 2), F("eth_type")),
-        (h(OXM_OF, 6, 2), F("vlan_vid")),
-        (h(OXM_OF, 7, 1), F("vlan_pcp")),
-        (h(OXM_OF, 8, 1), F("ip_dscp")),
-        (h(OXM_OF, 9, 1), F("nw_ecn")),
-        (h(OXM_OF, 10, 1), F("nw_proto")),
-        (h(OXM_OF, 11, 4), F("ip_src")),
-        (h(OXM_OF, 12, 4), F("ip_dst")),
-        (h(OXM_OF, 13, 2), F("tcp_src")),
-        (h(OXM_OF, 14, 2), F("tcp_dst")),
-        (h(OXM_OF, 15, 2), F("udp_src")),
-        (h(OXM_OF, 16, 2), F("udp_dst")),
-        (h(OXM_OF, 17, 2), F("sctp_src")),
-        (h(OXM_OF, 18, 2), F("sctp_dst")),
-        (h(OXM_OF, 19, 1), F("icmp_type")),
-        (h(OXM_OF, 20, 1), F("icmp_code")),
-        (h(OXM_OF, 21, 2), F("arp_op")),
-        (h(OXM_OF, 22, 4), F("arp_spa")),
-        (h(OXM_OF, 23, 4), F("arp_tpa")),
-        (h(OXM_OF, 24, 6), F("arp_sha")),
-        (h(OXM_OF, 25, 6), F("arp_tha")),
-        (h(OXM_OF, 26, 16), F("ipv6_src")),
-        (h(OXM_OF, 27, 16), F("ipv6_dst")),
-        (h(OXM_OF, 28, 4), F("ipv6_label")),
-        (h(OXM_OF, 29, 1), F("icmpv6_type")),
-        (h(OXM_OF, 30, 1), F("icmpv6_code")),
-        (h(OXM_OF, 31, 16), F("nd_target")),
-        (h(OXM_OF, 32, 6), F("nd_sll")),
-        (h(OXM_OF, 33, 6), F("nd_tll")),
-        (h(OXM_OF, 34, 4), F("mpls_label")),
-        (h(OXM_OF, 35, 1), F("mpls_tc")),
-        (h(OXM_OF, 36, 1), F("mpls_bos")),
-        (h(OXM_OF, 38, 8), F("tun_id")),
-        (h(OXM_OF, 42, 2), F("tcp_flags")),
-        (h(EXPERIMENTER, 42, 2), F("tcp_flags")),
-    ]
-};
+/// Every header upcalld decodes: the field table's NXM and OXM headers,
+/// then the two that belong to no field entry.
+fn headers() -> &'static [(NxmHeader, Meaning)] {
+    static HEADERS: OnceLock<Vec<(NxmHeader, Meaning)>> = OnceLock::new();
+    HEADERS.get_or_init(|| {
+        let mut all: Vec<_> = FIELDS
+            .iter()
+            .flat_map(|f| {
+                [f.nxm_header, f.oxm_header]
+                    .into_iter()
+                    .flatten()
+                    .map(move |h| (h, Meaning::Field(f)))
+            })
+            .collect();
+        // NXM's cookie (`NXM_NX_COOKIE`), in flow stats requests.
+        all.push((NxmHeader::new(NXM_NX, 30, 8), Meaning::Cookie));
+        // OpenFlow 1.5's `OXM_OF_TCP_FLAGS`, which OVS decodes beside
+        // ONF's experimenter field of OpenFlow 1.3.
+        let tcp_flags = field::by_field(Field::TcpFlags);
+        all.push((NxmHeader::new(OXM_OF, 42, 2), Meaning::Field(tcp_flags)));
+        all
+    })
+}
 
 /// The header OVS writes for a field: NXM names in OpenFlow 1.0, OXM
 /// names (where the field has one) in 1.2+, `tcp_flags` as ONF's
@@ -170,26 +57,15 @@ pub fn header_for(info: &FieldInfo, oxm: bool) -> Option<NxmHeader> {
     if let Field::TunMetadata { idx, len, .. } = info.field {
         return Some(NxmHeader::new(NXM_NX, TUN_METADATA_FIELD0 + idx, len));
     }
-    let want_class = |c: u16| {
-        if oxm {
-            c == OXM_OF || c == EXPERIMENTER
-        } else {
-            c != OXM_OF && c != EXPERIMENTER
-        }
+    let (preferred, other) = if oxm {
+        (info.oxm_header, info.nxm_header)
+    } else {
+        (info.nxm_header, info.oxm_header)
     };
-    let find = |pred: &dyn Fn(u16) -> bool| {
-        HEADERS.iter().find_map(|(h, m)| match m {
-            Meaning::Field(n) if *n == info.name && pred(h.class) => Some(*h),
-            _ => None,
-        })
-    };
-    if info.field == Field::TcpFlags && oxm {
-        return Some(NxmHeader::new(EXPERIMENTER, 42, 2));
-    }
-    find(&want_class).or_else(|| find(&|_| true)).or_else(|| {
+    preferred.or(other).or_else(|| {
         // A field listed under another name for the same slot
         // (`vlan_pcp` under `dl_vlan_pcp`, `in_port` under `in_port_oxm`).
-        let first = fields::by_field(info.field);
+        let first = field::by_field(info.field);
         (first.name != info.name)
             .then(|| header_for(first, oxm))
             .flatten()
@@ -214,10 +90,8 @@ pub fn field_for_header(raw: u32, exp: Option<u32>) -> Option<&'static FieldInfo
     if let Some(info) = tun_metadata_for(class, field, len) {
         return Some(info);
     }
-    HEADERS.iter().find_map(|(h, m)| match m {
-        Meaning::Field(n) if h.class == class && h.field == field && h.len == len => {
-            fields::by_name(n)
-        }
+    headers().iter().find_map(|(h, m)| match m {
+        Meaning::Field(info) if h.class == class && h.field == field && h.len == len => Some(*info),
         _ => None,
     })
 }
@@ -229,7 +103,7 @@ fn tun_metadata_for(class: u16, field: u8, len: u8) -> Option<&'static FieldInfo
     if class != NXM_NX || usize::from(idx) >= TUN_METADATA_NUM {
         return None;
     }
-    let info = fields::by_name(&format!("tun_metadata{idx}"))?;
+    let info = field::by_name(&format!("tun_metadata{idx}"))?;
     (len >= 1 && len <= info.n_bytes).then_some(info)
 }
 
@@ -274,8 +148,8 @@ pub fn decode(buf: &[u8], strict: bool) -> Result<Decoded, OfpError> {
         let vlen = if masked { payload_len / 2 } else { payload_len };
         let field_no = ((raw >> 9) & 0x7f) as u8;
         let tun_md = tun_metadata_for(class, field_no, vlen.min(255) as u8);
-        let meaning = tun_md.map(|info| Meaning::Field(info.name)).or_else(|| {
-            HEADERS.iter().find_map(|(h, m)| {
+        let meaning = tun_md.map(Meaning::Field).or_else(|| {
+            headers().iter().find_map(|(h, m)| {
                 (h.class == class
                     && h.field == field_no
                     && usize::from(h.len) == vlen
@@ -289,7 +163,7 @@ pub fn decode(buf: &[u8], strict: bool) -> Result<Decoded, OfpError> {
         } else {
             ones_bytes(vlen)
         };
-        let name = match meaning {
+        let info = match meaning {
             None if strict => {
                 return Err(OfpError::new(
                     ErrorKind::MatchBadField,
@@ -304,11 +178,9 @@ pub fn decode(buf: &[u8], strict: bool) -> Result<Decoded, OfpError> {
                 out.cookie = Some((value as u64 & mask as u64, mask as u64));
                 continue;
             }
-            Some(Meaning::Field(name)) => name,
+            Some(Meaning::Field(info)) => info,
         };
-        let Some(info) = tun_md.or_else(|| fields::by_name(name)) else {
-            return Err(OfpError::new(ErrorKind::MatchBadField, name));
-        };
+        let name = info.name;
         if masked && !info.maskable {
             return Err(OfpError::new(
                 ErrorKind::MatchBadMask,
@@ -467,7 +339,7 @@ pub fn encode(m: &Match, oxm: bool) -> Vec<u8> {
         if mask == 0 {
             return;
         }
-        let Some(info) = fields::by_name(name) else {
+        let Some(info) = field::by_name(name) else {
             return;
         };
         // A field narrower than its bytes (arp_op in nw_proto, vlan_vid's
@@ -663,7 +535,7 @@ pub fn encode(m: &Match, oxm: bool) -> Vec<u8> {
     put(&mut out, "tun_dst", f.tun_dst.into(), w.tun_dst.into());
     for (idx, _) in crate::tlv::current().iter() {
         let name = format!("tun_metadata{idx}");
-        if let Some(info) = fields::by_name(&name) {
+        if let Some(info) = field::by_name(&name) {
             put(&mut out, &name, info.field.get(f), info.field.get(w));
         }
     }
@@ -694,4 +566,28 @@ pub fn encode(m: &Match, oxm: bool) -> Vec<u8> {
     );
     put(&mut out, "dp_hash", f.dp_hash.into(), w.dp_hash.into());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_two_fields_share_a_header() {
+        let all = headers();
+        for (i, (h, _)) in all.iter().enumerate() {
+            assert!(
+                all[i + 1..].iter().all(|(o, _)| o != h),
+                "header {h:?} twice"
+            );
+        }
+        let reg3 = field_for_header(NxmHeader::new(NXM_NX, 3, 4).raw(false), None);
+        assert_eq!(reg3.map(|f| f.field), Some(Field::Reg(3)));
+        let tcp_flags = by_field_header(Field::TcpFlags, true);
+        assert_eq!(tcp_flags, Some(NxmHeader::new(EXPERIMENTER, 42, 2)));
+    }
+
+    fn by_field_header(f: Field, oxm: bool) -> Option<NxmHeader> {
+        header_for(field::by_field(f), oxm)
+    }
 }

@@ -10,10 +10,10 @@
 
 use std::fmt;
 
-use super::fields::{self, prereqs_hold, FieldInfo};
 use super::rules::PROTOCOLS;
 use super::syntax::{exact_mask, key_values, parse_field_value};
 use crate::field::Field;
+use crate::field::{self, prereqs_hold, FieldInfo};
 use crate::flow::*;
 use crate::ofp::port;
 
@@ -87,7 +87,7 @@ pub fn parse_trace_flow(s: &str) -> Result<Flow, FlowParseError> {
             }
             continue;
         }
-        let Some(info) = fields::by_name(kv.key) else {
+        let Some(info) = field::by_name(kv.key) else {
             return Err(fail(format!("unknown field {}", kv.key)));
         };
         if !prereqs_hold(info.prereq, &flow) {

@@ -3,9 +3,9 @@
 //! `parse_FIN_TIMEOUT` read them, and `learn`'s prerequisite checks
 //! (`learn_check`).
 
-use super::fields::prereqs_hold;
 use super::rules::match_grammar::{parse_subfield, Subfield as ParsedSubfield};
 use super::syntax::{exact_mask, key_values, parse_field_value, parse_uint, scan_uint};
+use crate::field::prereqs_hold;
 use crate::field::Field;
 use crate::flow::Flow;
 use crate::learn::{Learn, LearnDst, LearnSpec, LearnSrc, Subfield};

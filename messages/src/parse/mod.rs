@@ -1,6 +1,5 @@
 //! Text syntaxes: OpenFlow rules (`ovs-ofctl add-flows`) and flows (`ofproto/trace`).
 
-pub mod fields;
 pub mod flow;
 mod learn;
 pub mod rules;

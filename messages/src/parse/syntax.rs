@@ -4,7 +4,7 @@
 
 use std::net::Ipv6Addr;
 
-use super::fields::{ones, FieldInfo, Syntax};
+use crate::field::{ones, FieldInfo, Syntax};
 use crate::flow::{FLOW_NW_FRAG_ANY, FLOW_NW_FRAG_LATER, FLOW_NW_FRAG_MASK};
 use crate::ofp::port;
 
@@ -677,8 +677,8 @@ pub(crate) fn mac_u128(mac: [u8; 6]) -> u128 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fields::by_name;
     use super::*;
+    use crate::field::by_name;
 
     fn items(s: &str) -> Vec<(&str, &str)> {
         key_values(s, 0).map(|kv| (kv.key, kv.value)).collect()

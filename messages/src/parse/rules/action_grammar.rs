@@ -709,10 +709,10 @@ pub(super) fn split_arrow(arg: &str, at: usize) -> Res<(&str, &str, usize)> {
 
 pub(super) fn parse_set_field(arg: &str, at: usize) -> Res<Act> {
     let (value_s, name, name_at) = split_arrow(arg, at)?;
-    if let Some(why) = fields::unmapped_tun_metadata(name) {
+    if let Some(why) = field::unmapped_tun_metadata(name) {
         return Err(err(name_at, why, name, "a mapped tun_metadataN"));
     }
-    let info = fields::by_name(name).ok_or_else(|| {
+    let info = field::by_name(name).ok_or_else(|| {
         err(
             name_at,
             "not a valid OXM field name",

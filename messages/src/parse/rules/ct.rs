@@ -308,8 +308,8 @@ pub(super) fn encode_ct(a: &Located, ct: &CtArgs, st: &mut CheckState) -> Res<Of
                     "a 16-bit subfield, e.g. NXM_NX_REG0[0..15]",
                 ));
             }
-            let info = crate::parse::fields::by_field(*field);
-            if !crate::parse::fields::prereqs_hold(info.prereq, &f) {
+            let info = crate::field::by_field(*field);
+            if !crate::field::prereqs_hold(info.prereq, &f) {
                 return Err(inconsistent(a, super::prereq_needs(info.prereq, *field)));
             }
             CtZone::Field {
@@ -345,7 +345,7 @@ pub(super) fn encode_ct(a: &Located, ct: &CtArgs, st: &mut CheckState) -> Res<Of
             None => return Err(nested(b)),
             Some(Field::CtMark | Field::CtLabel) => {}
             Some(field) => {
-                let name = crate::parse::fields::by_field(field).name;
+                let name = crate::field::by_field(field).name;
                 return Err(err(
                     b.at,
                     format!("ct action doesn't support nested modification of {name}"),

@@ -112,7 +112,7 @@ fn parse_group_line(line: &str) -> Res<Group> {
             }
             "fields" => {
                 for f in key_values(kv.value, kv.value_at) {
-                    let info = fields::by_name(f.key).ok_or_else(|| {
+                    let info = field::by_name(f.key).ok_or_else(|| {
                         err(
                             f.key_at,
                             "unknown field",

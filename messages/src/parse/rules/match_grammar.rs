@@ -73,7 +73,7 @@ pub(super) fn parse_match_item<'a>(
             rule.matches.set_field(Field::IpProto, u128::from(nw_proto));
             // A later dl_type may take this protocol's prerequisites away.
             written.push(Written {
-                info: fields::by_field(Field::IpProto),
+                info: field::by_field(Field::IpProto),
                 at: kv.key_at,
                 text: key,
             });
@@ -83,10 +83,10 @@ pub(super) fn parse_match_item<'a>(
     if key == "eth" || IGNORED_KEYS.contains(&key) {
         return Ok(());
     }
-    if let Some(why) = fields::unmapped_tun_metadata(key) {
+    if let Some(why) = field::unmapped_tun_metadata(key) {
         return Err(err(kv.key_at, why, key, "a mapped tun_metadataN"));
     }
-    if let Some(info) = fields::by_name(key) {
+    if let Some(info) = field::by_name(key) {
         let value = if kv.value.is_empty() { "0/0" } else { kv.value };
         let (v, m) = parse_field_value(info, value).map_err(|e| {
             err(
@@ -631,11 +631,11 @@ impl Subfield {
 pub(crate) fn parse_subfield(s: &str) -> Result<Subfield, String> {
     let name_len = s.find(['[', '-']).unwrap_or(s.len());
     let name = &s[..name_len];
-    if let Some(why) = fields::unmapped_tun_metadata(name) {
+    if let Some(why) = field::unmapped_tun_metadata(name) {
         return Err(why);
     }
-    let info = fields::by_subfield_name(name)
-        .ok_or_else(|| format!("a known field name, not `{name}'"))?;
+    let info =
+        field::by_subfield_name(name).ok_or_else(|| format!("a known field name, not `{name}'"))?;
     let n = info.subfield_bits();
     let rest = &s[name_len..];
     let (start, end, used) = if rest.is_empty() {

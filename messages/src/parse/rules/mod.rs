@@ -31,11 +31,11 @@ pub(crate) mod match_grammar;
 #[cfg(test)]
 mod tests;
 
-use super::fields::{self, ones, prereqs_hold, FieldInfo, Syntax};
 use super::syntax::{
     exact_mask, key_values, parse_field_value, parse_ipv4, parse_mac, parse_port, parse_uint,
     scan_uint, KeyValue,
 };
+use crate::field::{self, ones, prereqs_hold, FieldInfo, Syntax};
 use crate::field::{Field, Prereq};
 use crate::flow::*;
 use crate::ofp::{
