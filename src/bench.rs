@@ -12,7 +12,7 @@ use actors::pipeline::{Pipeline, PipelineConfig};
 use actors::revalidator::RevalidatorConfig;
 use actors::stats::{DropReason, PipelineStats};
 use actors::tables::Tables;
-use actors::threads::{allowed_cpus, datapath_first, start_thread_as, CpuPlacement};
+use messages::threads::{allowed_cpus, datapath_first, start_thread_as, CpuPlacement};
 use anyhow::Context as _;
 use messages::dpif::Dpif;
 
@@ -161,7 +161,9 @@ impl Feeder {
         let thread = std::thread::Builder::new()
             .name("feeder".into())
             .spawn(move || {
-                start_thread_as("feeder", &cpus);
+                if let Err(e) = start_thread_as("feeder", &cpus) {
+                    tracing::warn!(?cpus, error = %e, "could not pin the feeder; it runs unpinned");
+                }
                 let mut injector = netdev.injector(0);
                 let ready = (Duration::ZERO, Instant::now());
                 if fed_tx.send(ready).is_err() {

@@ -354,7 +354,7 @@ pub enum Placement {
     /// On the userspace datapath with two CPUs or more, as OVS pins its
     /// PMD threads: the datapath's port threads and the dpif-writer on
     /// the first CPU, the other threads on the rest
-    /// ([`actors::threads::datapath_first`]); otherwise as `none`.
+    /// ([`messages::threads::datapath_first`]); otherwise as `none`.
     #[default]
     Auto,
     /// The kernel's scheduler places every thread.
@@ -365,7 +365,7 @@ pub enum Placement {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ThreadCpus {
     pub datapath: Vec<usize>,
-    pub actors: actors::threads::CpuPlacement,
+    pub actors: messages::threads::CpuPlacement,
 }
 
 impl CpusConfig {
@@ -373,7 +373,7 @@ impl CpusConfig {
     /// machine where the process may use `allowed`.
     pub fn resolve(&self, kind: DatapathType, allowed: &[usize]) -> ThreadCpus {
         let mut cpus = match (self.placement, kind) {
-            (Placement::Auto, DatapathType::Userspace) => actors::threads::datapath_first(allowed)
+            (Placement::Auto, DatapathType::Userspace) => messages::threads::datapath_first(allowed)
                 .map(|(datapath, actors)| ThreadCpus { datapath, actors })
                 .unwrap_or_default(),
             _ => ThreadCpus::default(),
@@ -642,7 +642,7 @@ impl Config {
     /// machine.
     pub fn thread_cpus(&self) -> ThreadCpus {
         self.cpus
-            .resolve(self.datapath.kind, &actors::threads::allowed_cpus())
+            .resolve(self.datapath.kind, &messages::threads::allowed_cpus())
     }
 
     /// The datapath batch size: as configured, or the datapath's default.
@@ -728,7 +728,7 @@ impl Config {
                 ));
             }
         }
-        let allowed = actors::threads::allowed_cpus();
+        let allowed = messages::threads::allowed_cpus();
         for (role, cpus) in [
             ("datapath", &self.cpus.datapath),
             ("receivers", &self.cpus.receivers),

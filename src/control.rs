@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actors::log_limit::RateLimit;
+use messages::log_limit::RateLimit;
 use futures::channel::oneshot;
 use messages::ofp::Rule;
 use messages::unixctl;

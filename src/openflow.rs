@@ -17,9 +17,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actors::fanout::{Fanout, Subscription};
-use actors::log_limit::RateLimit as LogLimit;
 use actors::packet_in::ControllerPacket;
 use actors::pinsched::PinSched;
+use messages::log_limit::RateLimit as LogLimit;
 use actors::pipeline::Pipeline;
 use actors::protocol::{GetSnapshot, RuleChange, RuleStats};
 use actors::rule_table::{RemovalReason, RemovedRule};

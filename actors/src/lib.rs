@@ -7,9 +7,9 @@
 //! holds every message they send each other;
 //! [`supervisor`] is how they survive panics; [`backpressure`] how a busy
 //! stage slows the one before it; [`stats`] what they count;
-//! [`threads`] names them and places them on CPUs; [`ukeys`] is what
-//! they know of each installed megaflow; [`log_limit`] keeps lines a peer
-//! can repeat from flooding the log.
+//! [`ukeys`] is what they know of each installed megaflow. Thread naming
+//! and placement (`messages::threads`) and rate-limited logging
+//! (`messages::log_limit`) live below, shared with the datapaths.
 //! The pure parts: [`classifier`] (lookup with wildcard tracking),
 //! [`tables`] (versioned snapshots of all OpenFlow tables), [`xlate`] and
 //! the frozen states `ct(table=T)` leaves behind, [`recirc`].
@@ -19,7 +19,6 @@ pub mod classifier;
 pub mod dpif_writer;
 pub mod fanout;
 pub mod handler;
-pub mod log_limit;
 pub mod mac_learning;
 pub mod packet_in;
 pub mod pinsched;
@@ -32,6 +31,5 @@ pub mod rule_table;
 pub mod stats;
 pub mod supervisor;
 pub mod tables;
-pub mod threads;
 pub mod ukeys;
 pub mod xlate;

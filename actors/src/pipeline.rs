@@ -44,7 +44,7 @@ use crate::rule_table::{FlowRemovals, RuleTable};
 use crate::stats::PipelineStats;
 use crate::tables::RuleEntry;
 use crate::tables::Tables;
-use crate::threads::{start_thread_as, CpuPlacement};
+use messages::threads::{start_thread_as, CpuPlacement};
 use crate::ukeys::Ukeys;
 use crate::xlate::XlateConfig;
 use messages::dpif::Dpif;
@@ -114,7 +114,11 @@ impl Pipeline {
         let mut own_arbiter = |name: String, cpus: &[usize]| {
             let a = Arbiter::new();
             let cpus = cpus.to_vec();
-            a.spawn_fn(move || start_thread_as(&name, &cpus));
+            a.spawn_fn(move || {
+                if let Err(e) = start_thread_as(&name, &cpus) {
+                    tracing::warn!(thread = name, ?cpus, error = %e, "could not pin thread; it runs unpinned");
+                }
+            });
             let h = a.handle();
             arbiters.push(a);
             h

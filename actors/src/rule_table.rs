@@ -27,7 +27,7 @@ use messages::ofp::flow_flags;
 
 /// "rules changed" lines: a controller or a script may change rules many
 /// times a second.
-static CHANGE_LOG: crate::log_limit::RateLimit = crate::log_limit::RateLimit::new(60, 100);
+static CHANGE_LOG: messages::log_limit::RateLimit = messages::log_limit::RateLimit::new(60, 100);
 
 /// How often rules are checked for expiry (OVS checks about once a
 /// second; timeouts are in seconds).

@@ -11,6 +11,9 @@
 //!   crosses it; [`hash`]: ufids and flow hashes.
 //! - [`format`](mod@format): printing in OVS's formats.
 //! - [`netlink`]: the kernel's OVS generic netlink families, as types.
+//! - Two primitives both the datapaths and the actors use, kept here so
+//!   that the datapaths need not import the slow path: [`threads`] (a
+//!   thread's name and CPUs) and [`log_limit`] (rate-limited log lines).
 
 pub mod compose;
 pub mod control;
@@ -23,12 +26,14 @@ pub mod format;
 pub mod group;
 pub mod hash;
 pub mod learn;
+pub mod log_limit;
 pub mod megaflow;
 pub mod netlink;
 pub mod odp;
 pub mod ofp;
 pub mod openflow;
 pub mod parse;
+pub mod threads;
 pub mod tlv;
 pub mod tunnel;
 pub mod unixctl;

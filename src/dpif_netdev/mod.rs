@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use actors::threads::start_thread_as;
+use messages::threads::start_thread_as;
 use messages::dpif::{
     monotonic_ms, DpFlow, DpStats, Dpif, DpifError, DpifOp, Execute, FlowPut, FlowStats,
     PacketMetadata, PortInfo, PortKind, PortSpec, PortStats, PutMode, Ufid, Upcall, UpcallKind,
@@ -270,7 +270,9 @@ impl Netdev {
         let handle = std::thread::Builder::new()
             .name(name.clone())
             .spawn(move || {
-                start_thread_as(&name, &core.rx_cpus);
+                if let Err(e) = start_thread_as(&name, &core.rx_cpus) {
+                    tracing::warn!(thread = name, cpus = ?core.rx_cpus, error = %e, "could not pin thread; it runs unpinned");
+                }
                 match replay {
                     Some(path) => core.replay_loop(number, &path, &stop2),
                     None if matches!(port.io, PortIo::Tunnel(_)) => {

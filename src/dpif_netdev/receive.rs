@@ -30,7 +30,7 @@ pub(super) struct RxErrors {
     backoff: std::time::Duration,
 }
 
-static RX_ERROR_LOG: actors::log_limit::RateLimit = actors::log_limit::RateLimit::new(5, 20);
+static RX_ERROR_LOG: messages::log_limit::RateLimit = messages::log_limit::RateLimit::new(5, 20);
 
 impl RxErrors {
     pub(super) fn new() -> Self {

@@ -72,13 +72,11 @@ pub fn allowed_cpus() -> Vec<usize> {
     }
 }
 
-/// Names the calling thread and pins it, logging (not failing) when the
-/// kernel refuses the CPUs.
-pub fn start_thread_as(name: &str, cpus: &[usize]) {
+/// Names the calling thread and pins it. A refused pinning is the
+/// caller's to log: the thread runs unpinned, which is no reason to stop.
+pub fn start_thread_as(name: &str, cpus: &[usize]) -> std::io::Result<()> {
     name_current_thread(name);
-    if let Err(e) = pin_current_thread(cpus) {
-        tracing::warn!(thread = name, ?cpus, error = %e, "could not pin thread; it runs unpinned");
-    }
+    pin_current_thread(cpus)
 }
 
 #[cfg(test)]
@@ -91,7 +89,7 @@ mod tests {
         assert!(!cpus.is_empty());
         let one = cpus[cpus.len() - 1];
         let seen = std::thread::spawn(move || {
-            start_thread_as("pin-test", &[one]);
+            start_thread_as("pin-test", &[one]).unwrap();
             allowed_cpus()
         })
         .join()
@@ -117,7 +115,7 @@ mod tests {
     fn an_empty_placement_pins_nothing() {
         let cpus = allowed_cpus();
         let seen = std::thread::spawn(|| {
-            start_thread_as("unpinned", &[]);
+            start_thread_as("unpinned", &[]).unwrap();
             allowed_cpus()
         })
         .join()
