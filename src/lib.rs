@@ -15,6 +15,7 @@ pub mod memory;
 pub mod metrics;
 pub mod netns;
 pub mod openflow;
+pub mod raw_socket;
 pub mod rules;
 pub mod show;
 pub mod trace;

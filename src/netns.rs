@@ -4,7 +4,7 @@
 
 use std::io;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -67,7 +67,7 @@ impl Host {
         ip(&["-n", netns, "link", "set", "lo", "up"])?;
         // Checksums and segmentation done in software inside the namespace,
         // so that frames read from the veth are complete on the wire.
-        host.run(|| disable_tx_offload("eth0"))??;
+        host.run(|| crate::raw_socket::disable_tx_offload("eth0"))??;
         Ok(host)
     }
 
@@ -111,42 +111,6 @@ fn mac_string(m: [u8; 6]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(":")
-}
-
-/// Turns off transmit checksum offload (and with it TSO) on `ifname`, with
-/// the ethtool ioctl.
-fn disable_tx_offload(ifname: &str) -> io::Result<()> {
-    const ETHTOOL_STXCSUM: u32 = 0x17;
-    #[repr(C)]
-    struct EthtoolValue {
-        cmd: u32,
-        data: u32,
-    }
-    let mut value = EthtoolValue {
-        cmd: ETHTOOL_STXCSUM,
-        data: 0,
-    };
-    let sock = rustix::net::socket_with(
-        rustix::net::AddressFamily::INET,
-        rustix::net::SocketType::DGRAM,
-        rustix::net::SocketFlags::CLOEXEC,
-        None,
-    )?;
-    // SAFETY: ifreq is plain data.
-    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (d, s) in ifr
-        .ifr_name
-        .iter_mut()
-        .zip(ifname.bytes().take(libc::IFNAMSIZ - 1))
-    {
-        *d = s as libc::c_char;
-    }
-    ifr.ifr_ifru.ifru_data = (&mut value as *mut EthtoolValue).cast();
-    // SAFETY: SIOCETHTOOL takes an ifreq whose data points to the command.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL as _, &mut ifr) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// Sends one ICMP echo request to `dst` and waits up to `timeout` for the

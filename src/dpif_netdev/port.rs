@@ -1,12 +1,16 @@
 //! Ports of the userspace datapath: Linux interfaces through AF_PACKET, tap
 //! devices, and replay files.
 
-use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::mem::size_of;
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use rustix::net::{AddressFamily, SocketType};
+
+use crate::raw_socket;
 
 /// How long a blocking receive waits before checking for shutdown.
 pub const RX_POLL: Duration = Duration::from_millis(100);
@@ -48,75 +52,42 @@ impl PortIo {
         let PortIo::Packet(fd) = self else {
             return None;
         };
-        let mut st = libc::tpacket_stats {
-            tp_packets: 0,
-            tp_drops: 0,
-        };
-        let mut len = std::mem::size_of::<libc::tpacket_stats>() as libc::socklen_t;
-        // SAFETY: getsockopt writes at most `len` bytes into `st`.
-        let rc = unsafe {
-            libc::getsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_PACKET,
-                libc::PACKET_STATISTICS,
-                (&mut st as *mut libc::tpacket_stats).cast(),
-                &mut len,
-            )
-        };
-        (rc == 0).then_some(u64::from(st.tp_drops))
+        let st: TpacketStats =
+            raw_socket::get_option(fd, libc::SOL_PACKET, libc::PACKET_STATISTICS).ok()?;
+        Some(u64::from(st.tp_drops))
     }
 
     /// Opens AF_PACKET on the existing interface `name`: ignores the frames
     /// we send ourselves, brings it up and puts it in promiscuous mode.
     pub fn open_packet(name: &str) -> io::Result<PortIo> {
-        let ifindex = ifindex(name)?;
-        let proto = (libc::ETH_P_ALL as u16).to_be();
+        let ifindex = raw_socket::ifindex(name)?;
         // Protocol 0: the socket receives nothing until it is bound to the
         // interface, after its options are set. Created with ETH_P_ALL it
         // would take every interface's frames, and the interface's own
         // outgoing ones, in the meantime.
-        // SAFETY: plain socket(2) call; the result is checked.
-        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-        let fd = owned(fd)?;
-        setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &1i32)?;
+        let fd = raw_socket::socket(AddressFamily::PACKET, SocketType::RAW)?;
+        raw_socket::set_option(&fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &1i32)?;
         // The kernel takes a received frame's VLAN tag out of the frame
         // (VLAN acceleration); the auxiliary data gives it back.
-        setsockopt(&fd, libc::SOL_PACKET, PACKET_AUXDATA, &1i32)?;
+        raw_socket::set_option(&fd, libc::SOL_PACKET, PACKET_AUXDATA, &1i32)?;
         // Up before the bind: a socket bound to a down interface is given
         // ENETDOWN.
-        set_up(name)?;
-        // SAFETY: sockaddr_ll is plain data; zeroed is a valid value.
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = proto;
-        sll.sll_ifindex = ifindex;
-        // SAFETY: `sll` is a valid sockaddr_ll of the size passed.
-        check(unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                &sll as *const _ as *const libc::sockaddr,
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        })?;
-        // SAFETY: packet_mreq is plain data.
-        let mut mreq: libc::packet_mreq = unsafe { std::mem::zeroed() };
-        mreq.mr_ifindex = ifindex;
-        mreq.mr_type = libc::PACKET_MR_PROMISC as u16;
-        setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &mreq)?;
-        set_rcvtimeo(&fd, RX_POLL)?;
+        raw_socket::set_up(name)?;
+        raw_socket::bind_packet(&fd, ifindex, libc::ETH_P_ALL as u16)?;
+        let mreq = PacketMreq {
+            ifindex: ifindex as i32,
+            kind: libc::PACKET_MR_PROMISC as u16,
+            ..bytemuck::Zeroable::zeroed()
+        };
+        raw_socket::set_option(&fd, libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &mreq)?;
+        raw_socket::set_receive_timeout(&fd, RX_POLL)?;
         Ok(PortIo::Packet(fd))
     }
 
     /// Creates (or attaches to) the tap device `name` and brings it up.
     pub fn open_tap(name: &str) -> io::Result<PortIo> {
-        let path = CString::new("/dev/net/tun").expect("no NUL");
-        // SAFETY: valid C string; result checked.
-        let fd = owned(unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) })?;
-        let mut ifr = ifreq(name)?;
-        ifr.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI) as i16;
-        // SAFETY: TUNSETIFF takes a pointer to an ifreq, which `ifr` is.
-        check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF as _, &mut ifr) })?;
-        set_up(name)?;
+        let fd = raw_socket::open_tap(name)?;
+        raw_socket::set_up(name)?;
         Ok(PortIo::Tap(fd))
     }
 
@@ -133,70 +104,32 @@ impl PortIo {
                 ))
             }
         };
-        // SAFETY: `frame` is a valid buffer of the length passed.
-        let n = unsafe { libc::send(fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        raw_socket::send(fd, frame)
     }
 
     /// Receives one frame into `buf` (resized to it). `Ok(false)` when
     /// nothing arrived within [`RX_POLL`], or at once if not `wait`.
     pub fn recv(&self, buf: &mut Vec<u8>, wait: bool) -> io::Result<bool> {
-        let flags = if wait { 0 } else { libc::MSG_DONTWAIT };
         let fd = match self {
             PortIo::Packet(fd) => fd,
             PortIo::Tap(fd) => {
-                let mut pfd = libc::pollfd {
-                    fd: fd.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                };
-                let timeout = if wait { RX_POLL.as_millis() as i32 } else { 0 };
-                // SAFETY: one valid pollfd.
-                let n = unsafe { libc::poll(&mut pfd, 1, timeout) };
-                if n <= 0 {
-                    return if n < 0 {
-                        Err(io::Error::last_os_error())
-                    } else {
-                        Ok(false)
-                    };
+                let timeout = if wait { RX_POLL } else { Duration::ZERO };
+                if !raw_socket::wait_readable(fd, timeout)? {
+                    return Ok(false);
                 }
                 fd
             }
             PortIo::Replay | PortIo::Tunnel(_) => return Ok(false),
         };
         buf.resize(MAX_FRAME, 0);
-        let mut iov = libc::iovec {
-            iov_base: buf.as_mut_ptr().cast(),
-            iov_len: buf.len(),
-        };
-        // Room for one cmsg carrying a tpacket_auxdata, 8-byte aligned.
+        // Room for one cmsg carrying a tpacket_auxdata.
         let mut control = [0u64; 8];
-        // SAFETY: msghdr is plain data; zeroed is a valid value.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        if matches!(self, PortIo::Packet(_)) {
-            msg.msg_control = control.as_mut_ptr().cast();
-            msg.msg_controllen = std::mem::size_of_val(&control);
-        }
-        // SAFETY: `msg` points at `iov` (over `buf`) and `control`, both
-        // valid and writable for the lengths given.
-        let n = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, flags) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
+        let Some(got) = raw_socket::recv_with_control(fd, buf, &mut control, wait)? else {
             buf.clear();
-            return match e.kind() {
-                io::ErrorKind::WouldBlock
-                | io::ErrorKind::TimedOut
-                | io::ErrorKind::Interrupted => Ok(false),
-                _ => Err(e),
-            };
-        }
-        buf.truncate(n as usize);
-        if let Some(tag) = vlan_from_auxdata(&msg) {
+            return Ok(false);
+        };
+        buf.truncate(got.len);
+        if let Some(tag) = vlan_from_auxdata(&control, got.control_len) {
             if buf.len() >= 12 {
                 buf.splice(12..12, tag);
             }
@@ -212,7 +145,7 @@ const TP_STATUS_VLAN_TPID_VALID: u32 = 1 << 6;
 
 /// linux/if_packet.h's `struct tpacket_auxdata`.
 #[repr(C)]
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, bytemuck::Zeroable, bytemuck::Pod)]
 struct TpacketAuxdata {
     tp_status: u32,
     tp_len: u32,
@@ -223,123 +156,44 @@ struct TpacketAuxdata {
     tp_vlan_tpid: u16,
 }
 
+/// linux/if_packet.h's `struct tpacket_stats`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Zeroable, bytemuck::Pod)]
+struct TpacketStats {
+    tp_packets: u32,
+    tp_drops: u32,
+}
+
+/// linux/if_packet.h's `struct packet_mreq`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Zeroable, bytemuck::NoUninit)]
+struct PacketMreq {
+    ifindex: i32,
+    kind: u16,
+    alen: u16,
+    address: [u8; 8],
+}
+
 /// The VLAN header (TPID, TCI; network order) the kernel took out of a
 /// received frame, from `recvmsg`'s auxiliary data, as OVS's netdev-linux
 /// puts it back.
-fn vlan_from_auxdata(msg: &libc::msghdr) -> Option<[u8; 4]> {
-    // SAFETY: `msg` was filled by recvmsg; the CMSG macros walk the
-    // control buffer it describes and stay within msg_controllen.
-    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(msg) };
-    while !cmsg.is_null() {
-        // SAFETY: non-null cmsg within the control buffer.
-        let c = unsafe { &*cmsg };
-        let len = std::mem::size_of::<TpacketAuxdata>();
-        if c.cmsg_level == libc::SOL_PACKET
-            && c.cmsg_type == PACKET_AUXDATA
-            // SAFETY: computing the length a cmsg of `len` bytes takes.
-            && c.cmsg_len as usize >= unsafe { libc::CMSG_LEN(len as u32) } as usize
-        {
-            // SAFETY: the cmsg holds a tpacket_auxdata (checked length);
-            // read unaligned as the buffer's alignment is the kernel's.
-            let aux: TpacketAuxdata =
-                unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast()) };
-            if aux.tp_status & TP_STATUS_VLAN_VALID == 0 {
-                return None;
-            }
-            let tpid = if aux.tp_status & TP_STATUS_VLAN_TPID_VALID != 0 {
-                aux.tp_vlan_tpid
-            } else {
-                0x8100
-            };
-            let mut tag = [0u8; 4];
-            tag[..2].copy_from_slice(&tpid.to_be_bytes());
-            tag[2..].copy_from_slice(&aux.tp_vlan_tci.to_be_bytes());
-            return Some(tag);
-        }
-        // SAFETY: advancing within the control buffer msg describes.
-        cmsg = unsafe { libc::CMSG_NXTHDR(msg, cmsg) };
+fn vlan_from_auxdata(control: &[u64], len: usize) -> Option<[u8; 4]> {
+    let (_, _, data) = raw_socket::control_messages(control, len)
+        .find(|(level, kind, _)| *level == libc::SOL_PACKET && *kind == PACKET_AUXDATA)?;
+    let aux: TpacketAuxdata =
+        bytemuck::try_pod_read_unaligned(data.get(..size_of::<TpacketAuxdata>())?).ok()?;
+    if aux.tp_status & TP_STATUS_VLAN_VALID == 0 {
+        return None;
     }
-    None
-}
-
-fn owned(fd: i32) -> io::Result<OwnedFd> {
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn check(rc: i32) -> io::Result<()> {
-    if rc < 0 {
-        Err(io::Error::last_os_error())
+    let tpid = if aux.tp_status & TP_STATUS_VLAN_TPID_VALID != 0 {
+        aux.tp_vlan_tpid
     } else {
-        Ok(())
-    }
-}
-
-fn setsockopt<T>(fd: &OwnedFd, level: i32, name: i32, value: &T) -> io::Result<()> {
-    // SAFETY: `value` points to a T of the size passed.
-    check(unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            value as *const T as *const libc::c_void,
-            std::mem::size_of::<T>() as u32,
-        )
-    })
-}
-
-fn set_rcvtimeo(fd: &OwnedFd, d: Duration) -> io::Result<()> {
-    let tv = libc::timeval {
-        tv_sec: d.as_secs() as _,
-        tv_usec: d.subsec_micros() as _,
+        0x8100
     };
-    setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv)
-}
-
-fn ifreq(name: &str) -> io::Result<libc::ifreq> {
-    if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains('\0') {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("bad interface name {name:?} (1 to 15 bytes, no NUL)"),
-        ));
-    }
-    // SAFETY: ifreq is plain data.
-    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (d, s) in ifr.ifr_name.iter_mut().zip(name.bytes()) {
-        *d = s as libc::c_char;
-    }
-    Ok(ifr)
-}
-
-/// The index of interface `name`.
-pub fn ifindex(name: &str) -> io::Result<i32> {
-    let c = CString::new(name)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in interface name"))?;
-    // SAFETY: valid C string.
-    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    if idx == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("no network interface named {name:?}"),
-        ));
-    }
-    Ok(idx as i32)
-}
-
-/// Brings interface `name` up (in the caller's network namespace).
-pub fn set_up(name: &str) -> io::Result<()> {
-    // SAFETY: plain socket(2) call; result checked.
-    let sock =
-        owned(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
-    let mut ifr = ifreq(name)?;
-    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS take a pointer to an ifreq.
-    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut ifr) })?;
-    // SAFETY: the flags member was just filled in by the kernel.
-    unsafe { ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as i16 };
-    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as _, &mut ifr) })
+    let mut tag = [0u8; 4];
+    tag[..2].copy_from_slice(&tpid.to_be_bytes());
+    tag[2..].copy_from_slice(&aux.tp_vlan_tci.to_be_bytes());
+    Some(tag)
 }
 
 /// A frame from a replay file, with the port it arrives on (None: the
@@ -501,7 +355,7 @@ mod tests {
 
     #[test]
     fn bad_interface_names_are_errors() {
-        assert!(ifindex("no-such-if-x").is_err());
+        assert!(raw_socket::ifindex("no-such-if-x").is_err());
         assert!(PortIo::open_packet("a-name-that-is-far-too-long").is_err());
     }
 }

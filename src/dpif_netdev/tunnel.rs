@@ -10,15 +10,18 @@
 //! packet tries again.
 
 use std::io;
-use std::mem::{size_of, zeroed};
-use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use messages::flow::{Flow, FLOW_TNL_F_DONT_FRAGMENT};
 use messages::tunnel::{decap, encap_header, DecapError, TunnelKind};
 
+use rustix::net::sockopt::Ipv4PathMtuDiscovery;
+use rustix::net::{AddressFamily, SocketType};
+
 use super::port::RX_POLL;
+use crate::raw_socket;
 
 /// What a tunnel vport counts besides packets.
 #[derive(Default)]
@@ -42,67 +45,19 @@ pub struct TunnelVport {
     pub counters: TunnelCounters,
 }
 
-fn check(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
-}
-
-fn set_int(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, v: libc::c_int) -> io::Result<()> {
-    // SAFETY: `v` is a valid c_int of the size passed.
-    check(unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            (&v as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as u32,
-        )
-    })
-    .map(drop)
-}
-
 impl TunnelVport {
     /// Binds the UDP port on every IPv4 address of the namespace.
     pub fn open(kind: TunnelKind, udp_port: u16) -> io::Result<TunnelVport> {
-        // SAFETY: plain socket(2) call; the result is checked.
-        let fd = check(unsafe {
-            libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0)
-        })?;
-        // SAFETY: `fd` is a new descriptor nothing else owns.
-        let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-        set_int(&sock, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
-        set_int(&sock, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)?;
-        set_int(&sock, libc::IPPROTO_IP, libc::IP_RECVTOS, 1)?;
-        set_int(&sock, libc::IPPROTO_IP, libc::IP_RECVTTL, 1)?;
-        let tv = libc::timeval {
-            tv_sec: 0,
-            tv_usec: RX_POLL.as_micros() as libc::suseconds_t,
-        };
-        // SAFETY: `tv` is a valid timeval of the size passed.
-        check(unsafe {
-            libc::setsockopt(
-                sock.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&tv as *const libc::timeval).cast(),
-                size_of::<libc::timeval>() as u32,
-            )
-        })?;
-        // SAFETY: sockaddr_in is plain data; zeroed is valid.
-        let mut sa: libc::sockaddr_in = unsafe { zeroed() };
-        sa.sin_family = libc::AF_INET as u16;
-        sa.sin_port = udp_port.to_be();
-        // SAFETY: `sa` is a valid sockaddr_in of the size passed.
-        check(unsafe {
-            libc::bind(
-                sock.as_raw_fd(),
-                (&sa as *const libc::sockaddr_in).cast(),
-                size_of::<libc::sockaddr_in>() as u32,
-            )
-        })?;
+        use rustix::net::sockopt;
+        let sock = raw_socket::socket(AddressFamily::INET, SocketType::DGRAM)?;
+        sockopt::set_socket_reuseaddr(&sock, true)?;
+        // The outer header's destination, TOS and TTL come with each
+        // datagram as control messages.
+        raw_socket::set_option(&sock, libc::IPPROTO_IP, libc::IP_PKTINFO, &1i32)?;
+        sockopt::set_ip_recvtos(&sock, true)?;
+        raw_socket::set_option(&sock, libc::IPPROTO_IP, libc::IP_RECVTTL, &1i32)?;
+        raw_socket::set_receive_timeout(&sock, RX_POLL)?;
+        raw_socket::bind_v4(&sock, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, udp_port))?;
         Ok(TunnelVport {
             kind,
             udp_port,
@@ -119,56 +74,32 @@ impl TunnelVport {
         let map = messages::tlv::current();
         loop {
             buf.resize(65_536, 0);
-            // SAFETY: plain data; zeroed is valid.
-            let mut from: libc::sockaddr_in = unsafe { zeroed() };
-            let mut iov = libc::iovec {
-                iov_base: buf.as_mut_ptr().cast(),
-                iov_len: buf.len(),
+            let mut control = [0u64; 16];
+            let Some(got) = raw_socket::recv_with_control(&self.sock, buf, &mut control, wait)?
+            else {
+                return Ok(false);
             };
-            let mut cbuf = [0u64; 16];
-            // SAFETY: msghdr is plain data.
-            let mut msg: libc::msghdr = unsafe { zeroed() };
-            msg.msg_name = (&mut from as *mut libc::sockaddr_in).cast();
-            msg.msg_namelen = size_of::<libc::sockaddr_in>() as u32;
-            msg.msg_iov = &mut iov;
-            msg.msg_iovlen = 1;
-            msg.msg_control = cbuf.as_mut_ptr().cast();
-            msg.msg_controllen = size_of::<[u64; 16]>();
-            let flags = if wait { 0 } else { libc::MSG_DONTWAIT };
-            // SAFETY: `msg` points at live buffers of the lengths given.
-            let n = unsafe { libc::recvmsg(self.sock.as_raw_fd(), &mut msg, flags) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                return match e.kind() {
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Ok(false),
-                    io::ErrorKind::Interrupted => continue,
-                    _ => Err(e),
-                };
-            }
-            buf.truncate(n as usize);
+            buf.truncate(got.len);
             let in_port = md.in_port;
             md.clear_tunnel();
             md.in_port = in_port;
-            md.tun_src = u32::from_be(from.sin_addr.s_addr);
-            md.tun_tp_src = u16::from_be(from.sin_port);
+            if let Some(from) = got.from {
+                md.tun_src = u32::from(*from.ip());
+                md.tun_tp_src = from.port();
+            }
             md.tun_tp_dst = self.udp_port;
-            // SAFETY: the cmsg macros walk the control buffer recvmsg filled.
-            unsafe {
-                let mut c = libc::CMSG_FIRSTHDR(&msg);
-                while !c.is_null() {
-                    let data = libc::CMSG_DATA(c);
-                    match ((*c).cmsg_level, (*c).cmsg_type) {
-                        (libc::IPPROTO_IP, libc::IP_PKTINFO) => {
-                            let info = std::ptr::read_unaligned(data as *const libc::in_pktinfo);
-                            md.tun_dst = u32::from_be(info.ipi_addr.s_addr);
-                        }
-                        (libc::IPPROTO_IP, libc::IP_TOS) => md.tun_tos = *data,
-                        (libc::IPPROTO_IP, libc::IP_TTL) => {
-                            md.tun_ttl = std::ptr::read_unaligned(data as *const libc::c_int) as u8
-                        }
-                        _ => {}
+            for (level, kind, data) in raw_socket::control_messages(&control, got.control_len) {
+                match (level, kind) {
+                    // in_pktinfo: ifindex, then the local address (spec_dst), then the header's destination.
+                    (libc::IPPROTO_IP, libc::IP_PKTINFO) if data.len() >= 12 => {
+                        md.tun_dst = u32::from_be_bytes(data[8..12].try_into().expect("4 bytes"));
                     }
-                    c = libc::CMSG_NXTHDR(&msg, c);
+                    (libc::IPPROTO_IP, libc::IP_TOS) if !data.is_empty() => md.tun_tos = data[0],
+                    (libc::IPPROTO_IP, libc::IP_TTL) if data.len() >= 4 => {
+                        md.tun_ttl =
+                            i32::from_ne_bytes(data[..4].try_into().expect("4 bytes")) as u8
+                    }
+                    _ => {}
                 }
             }
             match decap(self.kind, buf, &map, md) {
@@ -200,74 +131,38 @@ impl TunnelVport {
             return Ok(());
         }
         let header = encap_header(self.kind, tunnel, &messages::tlv::current());
-        let mut iov = [
-            libc::iovec {
-                iov_base: header.as_ptr() as *mut _,
-                iov_len: header.len(),
+        let to = SocketAddrV4::new(
+            Ipv4Addr::from(tunnel.tun_dst),
+            if tunnel.tun_tp_dst != 0 {
+                tunnel.tun_tp_dst
+            } else {
+                self.udp_port
             },
-            libc::iovec {
-                iov_base: frame.as_ptr() as *mut _,
-                iov_len: frame.len(),
-            },
-        ];
-        // SAFETY: plain data; zeroed is valid.
-        let mut to: libc::sockaddr_in = unsafe { zeroed() };
-        to.sin_family = libc::AF_INET as u16;
-        to.sin_addr.s_addr = tunnel.tun_dst.to_be();
-        to.sin_port = if tunnel.tun_tp_dst != 0 {
-            tunnel.tun_tp_dst
-        } else {
-            self.udp_port
-        }
-        .to_be();
+        );
         let df = if tunnel.tun_flags & FLOW_TNL_F_DONT_FRAGMENT != 0 {
-            libc::IP_PMTUDISC_DO
+            Ipv4PathMtuDiscovery::DO
         } else {
-            libc::IP_PMTUDISC_DONT
+            Ipv4PathMtuDiscovery::DONT
         };
-        set_int(&self.sock, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, df)?;
-        let mut cbuf = [0u64; 16];
-        // SAFETY: msghdr is plain data.
-        let mut msg: libc::msghdr = unsafe { zeroed() };
-        msg.msg_name = (&mut to as *mut libc::sockaddr_in).cast();
-        msg.msg_namelen = size_of::<libc::sockaddr_in>() as u32;
-        msg.msg_iov = iov.as_mut_ptr();
-        msg.msg_iovlen = 2;
-        msg.msg_control = cbuf.as_mut_ptr().cast();
-        // SAFETY: CMSG_SPACE is pure arithmetic.
-        let space = |len: usize| unsafe { libc::CMSG_SPACE(len as u32) } as usize;
-        let mut used = space(size_of::<libc::c_int>()) * 2;
+        rustix::net::sockopt::set_ip_mtu_discover(&self.sock, df)?;
+        let mut control = raw_socket::ControlBuilder::default();
+        control.push(libc::IPPROTO_IP, libc::IP_TOS, &i32::from(tunnel.tun_tos).to_ne_bytes());
+        control.push(
+            libc::IPPROTO_IP,
+            libc::IP_TTL,
+            &i32::from(tunnel.tun_ttl.max(1)).to_ne_bytes(),
+        );
         if tunnel.tun_src != 0 {
-            used += space(size_of::<libc::in_pktinfo>());
+            // in_pktinfo: ifindex 0 (the route's), the source address
+            // (spec_dst), the header's destination (unused on send).
+            let mut info = [0u8; 12];
+            info[4..8].copy_from_slice(&tunnel.tun_src.to_be_bytes());
+            control.push(libc::IPPROTO_IP, libc::IP_PKTINFO, &info);
         }
-        msg.msg_controllen = used;
-        // SAFETY: the control buffer is 128 bytes, more than the three
-        // messages need; each is written within its CMSG_SPACE.
-        unsafe {
-            let mut c = libc::CMSG_FIRSTHDR(&msg);
-            let put_int = |c: *mut libc::cmsghdr, ty: libc::c_int, v: libc::c_int| {
-                (*c).cmsg_level = libc::IPPROTO_IP;
-                (*c).cmsg_type = ty;
-                (*c).cmsg_len = libc::CMSG_LEN(size_of::<libc::c_int>() as u32) as usize;
-                std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut libc::c_int, v);
-            };
-            put_int(c, libc::IP_TOS, libc::c_int::from(tunnel.tun_tos));
-            c = libc::CMSG_NXTHDR(&msg, c);
-            put_int(c, libc::IP_TTL, libc::c_int::from(tunnel.tun_ttl.max(1)));
-            if tunnel.tun_src != 0 {
-                c = libc::CMSG_NXTHDR(&msg, c);
-                (*c).cmsg_level = libc::IPPROTO_IP;
-                (*c).cmsg_type = libc::IP_PKTINFO;
-                (*c).cmsg_len = libc::CMSG_LEN(size_of::<libc::in_pktinfo>() as u32) as usize;
-                let mut info: libc::in_pktinfo = zeroed();
-                info.ipi_spec_dst.s_addr = tunnel.tun_src.to_be();
-                std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut libc::in_pktinfo, info);
-            }
-        }
-        // SAFETY: `msg` points at live buffers of the lengths given.
-        let n = unsafe { libc::sendmsg(self.sock.as_raw_fd(), &msg, 0) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
+        let (control, control_len) = control.as_parts();
+        if let Err(e) =
+            raw_socket::send_with_control(&self.sock, to, &[&header, frame], control, control_len)
+        {
             self.counters.tx_unreachable.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(remote = %Ipv4Addr::from(tunnel.tun_dst), error = %e, "tunnel send failed");
             return Err(e);

@@ -1,0 +1,450 @@
+//! Raw sockets and the few kernel calls around them that `rustix` lacks:
+//! the one place the datapath and the test hosts open AF_PACKET sockets,
+//! tap devices and UDP tunnel sockets, set socket options, and exchange
+//! control messages.
+//!
+//! `rustix` makes the calls it has (socket, bind of IPv4 addresses, send,
+//! poll, timeouts, interface indexes). What it lacks is wrapped here once,
+//! each `unsafe` with why it is sound: options of `SOL_PACKET` and
+//! `IP_PKTINFO` (`set_option`, `get_option`), `sockaddr_ll` binds, the
+//! interface ioctls (flags, `TUNSETIFF`, ethtool), and `recvmsg`/`sendmsg`
+//! with control messages of types rustix does not parse. Control messages
+//! are read and written as bytes ([`control_messages`],
+//! [`ControlBuilder`]), without pointer walks.
+
+use std::fs::OpenOptions;
+use std::io;
+use std::mem::size_of;
+use std::net::SocketAddrV4;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::Duration;
+
+use rustix::net::{AddressFamily, SocketFlags, SocketType};
+
+/// Interface names are at most 15 bytes (`IFNAMSIZ` with its NUL).
+const IFNAMSIZ: usize = 16;
+
+fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+/// A socket of `family` and `kind`, close-on-exec, protocol 0.
+pub fn socket(family: AddressFamily, kind: SocketType) -> io::Result<OwnedFd> {
+    Ok(rustix::net::socket_with(
+        family,
+        kind,
+        SocketFlags::CLOEXEC,
+        None,
+    )?)
+}
+
+/// Sets socket option `level`/`name` to `value` (options rustix has no
+/// call for).
+pub fn set_option<T: bytemuck::NoUninit>(
+    fd: impl AsFd,
+    level: i32,
+    name: i32,
+    value: &T,
+) -> io::Result<()> {
+    let bytes = bytemuck::bytes_of(value);
+    // SAFETY: `bytes` is a live, initialized buffer of the length passed;
+    // the kernel only reads it.
+    check(unsafe {
+        libc::setsockopt(
+            fd.as_fd().as_raw_fd(),
+            level,
+            name,
+            bytes.as_ptr().cast(),
+            bytes.len() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
+/// Reads socket option `level`/`name` (options rustix has no call for).
+pub fn get_option<T: bytemuck::Pod>(fd: impl AsFd, level: i32, name: i32) -> io::Result<T> {
+    let mut value = T::zeroed();
+    let bytes = bytemuck::bytes_of_mut(&mut value);
+    let mut len = bytes.len() as libc::socklen_t;
+    // SAFETY: `bytes` is writable for `len` bytes; the kernel writes at
+    // most that many, and any bytes make a valid `T` (Pod).
+    check(unsafe {
+        libc::getsockopt(
+            fd.as_fd().as_raw_fd(),
+            level,
+            name,
+            bytes.as_mut_ptr().cast(),
+            &mut len,
+        )
+    })?;
+    Ok(value)
+}
+
+/// Sets `SO_RCVTIMEO`: a blocking receive returns after `d`.
+pub fn set_receive_timeout(fd: impl AsFd, d: Duration) -> io::Result<()> {
+    Ok(rustix::net::sockopt::set_socket_timeout(
+        fd,
+        rustix::net::sockopt::Timeout::Recv,
+        Some(d),
+    )?)
+}
+
+/// linux/if_packet.h's `struct sockaddr_ll`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Zeroable, bytemuck::NoUninit)]
+struct SockaddrLl {
+    family: u16,
+    protocol: u16,
+    ifindex: i32,
+    hatype: u16,
+    pkttype: u8,
+    halen: u8,
+    addr: [u8; 8],
+}
+
+/// Binds AF_PACKET socket `fd` to interface `ifindex`, receiving frames of
+/// `protocol` (an ethertype, host order; `ETH_P_ALL` for all).
+pub fn bind_packet(fd: impl AsFd, ifindex: u32, protocol: u16) -> io::Result<()> {
+    let sll = SockaddrLl {
+        family: libc::AF_PACKET as u16,
+        protocol: protocol.to_be(),
+        ifindex: ifindex as i32,
+        ..bytemuck::Zeroable::zeroed()
+    };
+    // SAFETY: `sll` is a sockaddr_ll (same layout) of the size passed.
+    check(unsafe {
+        libc::bind(
+            fd.as_fd().as_raw_fd(),
+            (&sll as *const SockaddrLl).cast(),
+            size_of::<SockaddrLl>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
+/// Binds `fd` to an IPv4 address and port.
+pub fn bind_v4(fd: impl AsFd, addr: SocketAddrV4) -> io::Result<()> {
+    Ok(rustix::net::bind(fd, &addr)?)
+}
+
+/// Sends `frame` on a connected or bound socket (AF_PACKET, tap).
+pub fn send(fd: impl AsFd, frame: &[u8]) -> io::Result<()> {
+    rustix::net::send(fd, frame, rustix::net::SendFlags::empty())?;
+    Ok(())
+}
+
+/// Waits up to `timeout` for `fd` to be readable.
+pub fn wait_readable(fd: impl AsFd, timeout: Duration) -> io::Result<bool> {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+    let timeout = Timespec::try_from(timeout).map_err(|_| io::ErrorKind::InvalidInput)?;
+    Ok(poll(&mut fds, Some(&timeout))? > 0)
+}
+
+/// The index of interface `name` (in the caller's network namespace).
+pub fn ifindex(name: &str) -> io::Result<u32> {
+    check_ifname(name)?;
+    let sock = socket(AddressFamily::INET, SocketType::DGRAM)?;
+    rustix::net::netdevice::name_to_index(&sock, name).map_err(|e| {
+        if e == rustix::io::Errno::NODEV {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no network interface named {name:?}"),
+            )
+        } else {
+            io::Error::from(e)
+        }
+    })
+}
+
+fn check_ifname(name: &str) -> io::Result<()> {
+    if name.is_empty() || name.len() >= IFNAMSIZ || name.contains('\0') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("bad interface name {name:?} (1 to 15 bytes, no NUL)"),
+        ));
+    }
+    Ok(())
+}
+
+/// An `ifreq` (linux/if.h, 40 bytes) whose union holds what `T` is: the
+/// flags (`i16`) or a pointer (ethtool).
+#[repr(C)]
+struct Ifreq<T> {
+    name: [u8; IFNAMSIZ],
+    value: T,
+    _pad: [u8; 24 - 8],
+}
+
+impl<T> Ifreq<T> {
+    fn new(name: &str, value: T) -> io::Result<Self> {
+        check_ifname(name)?;
+        let mut ifr = Ifreq {
+            name: [0; IFNAMSIZ],
+            value,
+            _pad: [0; 16],
+        };
+        ifr.name[..name.len()].copy_from_slice(name.as_bytes());
+        Ok(ifr)
+    }
+}
+
+/// An ioctl that takes a pointer to an `ifreq`.
+///
+/// # Safety
+/// `request` must be an ioctl that reads and writes an `ifreq` within its
+/// 40 bytes, and that reads through a pointer in the union only if `T` is
+/// that pointer, valid for what the request does with it.
+unsafe fn ifreq_ioctl<T>(fd: impl AsFd, request: libc::Ioctl, ifr: &mut Ifreq<T>) -> io::Result<()> {
+    const { assert!(size_of::<Ifreq<u64>>() == 40) };
+    // SAFETY: `ifr` is a live, writable ifreq-sized buffer; the rest is
+    // the caller's promise.
+    check(unsafe { libc::ioctl(fd.as_fd().as_raw_fd(), request, ifr as *mut Ifreq<T>) }).map(drop)
+}
+
+/// Brings interface `name` up (in the caller's network namespace).
+pub fn set_up(name: &str) -> io::Result<()> {
+    let sock = socket(AddressFamily::INET, SocketType::DGRAM)?;
+    let mut ifr = Ifreq::new(name, 0i16)?;
+    // SAFETY: SIOCGIFFLAGS and SIOCSIFFLAGS read and write an ifreq's name
+    // and its flags, the i16 at the union's start.
+    unsafe {
+        ifreq_ioctl(&sock, libc::SIOCGIFFLAGS as _, &mut ifr)?;
+        ifr.value |= libc::IFF_UP as i16;
+        ifreq_ioctl(&sock, libc::SIOCSIFFLAGS as _, &mut ifr)
+    }
+}
+
+/// Creates (or attaches to) tap device `name`, frames without a packet
+/// information header.
+pub fn open_tap(name: &str) -> io::Result<OwnedFd> {
+    let tun = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/net/tun")?;
+    let mut ifr = Ifreq::new(name, (libc::IFF_TAP | libc::IFF_NO_PI) as i16)?;
+    // SAFETY: TUNSETIFF reads an ifreq's name and flags (the i16 at the
+    // union's start) and writes back the name.
+    unsafe { ifreq_ioctl(&tun, libc::TUNSETIFF as _, &mut ifr)? };
+    Ok(tun.into())
+}
+
+/// Turns off transmit checksum offload (and with it TSO) on `name`, with
+/// the ethtool ioctl.
+pub fn disable_tx_offload(name: &str) -> io::Result<()> {
+    const ETHTOOL_STXCSUM: u32 = 0x17;
+    /// linux/ethtool.h's `struct ethtool_value`.
+    #[repr(C)]
+    struct EthtoolValue {
+        cmd: u32,
+        data: u32,
+    }
+    let mut value = EthtoolValue {
+        cmd: ETHTOOL_STXCSUM,
+        data: 0,
+    };
+    let sock = socket(AddressFamily::INET, SocketType::DGRAM)?;
+    let mut ifr = Ifreq::new(name, &mut value as *mut EthtoolValue)?;
+    // SAFETY: SIOCETHTOOL reads an ifreq's name and the pointer in its
+    // union, which points at `value`, an ethtool_value that lives across
+    // the call; ETHTOOL_STXCSUM reads and writes only that struct.
+    unsafe { ifreq_ioctl(&sock, libc::SIOCETHTOOL as _, &mut ifr) }
+}
+
+/// What [`recv_with_control`] received.
+pub struct Received {
+    /// Bytes of the datagram or frame.
+    pub len: usize,
+    /// Bytes of control messages (see [`control_messages`]).
+    pub control_len: usize,
+    /// The sender's address, for IPv4 sockets.
+    pub from: Option<SocketAddrV4>,
+}
+
+/// `recvmsg` into `buf`, with control messages into `control`. `None`
+/// when nothing arrived (a timeout, or nothing ready with `wait` false, or
+/// a signal).
+pub fn recv_with_control(
+    fd: impl AsFd,
+    buf: &mut [u8],
+    control: &mut [u64],
+    wait: bool,
+) -> io::Result<Option<Received>> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut from = libc::sockaddr_in {
+        sin_family: 0,
+        sin_port: 0,
+        sin_addr: libc::in_addr { s_addr: 0 },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: msghdr is plain data (pointers and lengths); all zeros is
+    // a valid, empty message header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = (&mut from as *mut libc::sockaddr_in).cast();
+    msg.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(control) as _;
+    let flags = if wait { 0 } else { libc::MSG_DONTWAIT };
+    // SAFETY: `msg` points at `from`, `iov` (over `buf`) and `control`,
+    // all live and writable for the lengths given, for the whole call.
+    let n = unsafe { libc::recvmsg(fd.as_fd().as_raw_fd(), &mut msg, flags) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted => {
+                Ok(None)
+            }
+            _ => Err(e),
+        };
+    }
+    let from = (from.sin_family == libc::AF_INET as libc::sa_family_t).then(|| {
+        SocketAddrV4::new(
+            u32::from_be(from.sin_addr.s_addr).into(),
+            u16::from_be(from.sin_port),
+        )
+    });
+    Ok(Some(Received {
+        len: n as usize,
+        control_len: msg.msg_controllen as usize,
+        from,
+    }))
+}
+
+/// `sendmsg` of `parts` (gathered) to `to`, with control messages
+/// `control` (built with [`ControlBuilder`]).
+pub fn send_with_control(
+    fd: impl AsFd,
+    to: SocketAddrV4,
+    parts: &[&[u8]],
+    control: &[u64],
+    control_len: usize,
+) -> io::Result<()> {
+    let iov: Vec<libc::iovec> = parts
+        .iter()
+        .map(|p| libc::iovec {
+            iov_base: p.as_ptr() as *mut _,
+            iov_len: p.len(),
+        })
+        .collect();
+    let mut to = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: to.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*to.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: msghdr is plain data; all zeros is a valid, empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = (&mut to as *mut libc::sockaddr_in).cast();
+    msg.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    msg.msg_iov = iov.as_ptr() as *mut _;
+    msg.msg_iovlen = iov.len() as _;
+    if control_len > 0 {
+        msg.msg_control = control.as_ptr() as *mut _;
+        msg.msg_controllen = control_len.min(std::mem::size_of_val(control)) as _;
+    }
+    // SAFETY: `msg` points at `to`, the iovecs (over `parts`) and
+    // `control`, all live for the call; sendmsg only reads them.
+    check(unsafe { libc::sendmsg(fd.as_fd().as_raw_fd(), &msg, 0) as libc::c_int }).map(drop)
+}
+
+/// A control message header's size and alignment (`struct cmsghdr`:
+/// length as a `size_t`, level and type as `int`s).
+const CMSG_ALIGN: usize = size_of::<usize>();
+const CMSG_HDR: usize = (size_of::<usize>() + 8).next_multiple_of(CMSG_ALIGN);
+
+/// The control messages in the first `len` bytes of `control`: (level,
+/// type, data). A truncated message ends the walk.
+pub fn control_messages(control: &[u64], len: usize) -> impl Iterator<Item = (i32, i32, &[u8])> {
+    let bytes: &[u8] = bytemuck::cast_slice(control);
+    let bytes = &bytes[..len.min(bytes.len())];
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let hdr = bytes.get(at..at + CMSG_HDR)?;
+        let (len_bytes, rest) = hdr.split_at(size_of::<usize>());
+        let cmsg_len = usize::from_ne_bytes(len_bytes.try_into().ok()?);
+        let level = i32::from_ne_bytes(rest[..4].try_into().ok()?);
+        let kind = i32::from_ne_bytes(rest[4..8].try_into().ok()?);
+        let data = bytes.get(at + CMSG_HDR..at + cmsg_len.max(CMSG_HDR))?;
+        at += cmsg_len.next_multiple_of(CMSG_ALIGN).max(CMSG_HDR);
+        Some((level, kind, data))
+    })
+}
+
+/// Control messages to send, written as the kernel lays them out.
+#[derive(Default)]
+pub struct ControlBuilder {
+    buf: [u64; 16],
+    len: usize,
+}
+
+impl ControlBuilder {
+    /// Appends one message; panics if the 128-byte buffer is full (the
+    /// callers send a fixed few).
+    pub fn push(&mut self, level: i32, kind: i32, data: &[u8]) {
+        let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut self.buf);
+        let cmsg_len = CMSG_HDR + data.len();
+        let hdr = &mut bytes[self.len..self.len + CMSG_HDR];
+        hdr[..size_of::<usize>()].copy_from_slice(&cmsg_len.to_ne_bytes());
+        hdr[size_of::<usize>()..size_of::<usize>() + 4].copy_from_slice(&level.to_ne_bytes());
+        hdr[size_of::<usize>() + 4..size_of::<usize>() + 8].copy_from_slice(&kind.to_ne_bytes());
+        bytes[self.len + CMSG_HDR..self.len + cmsg_len].copy_from_slice(data);
+        self.len += cmsg_len.next_multiple_of(CMSG_ALIGN);
+    }
+
+    /// The buffer and the bytes of it used.
+    pub fn as_parts(&self) -> (&[u64], usize) {
+        (&self.buf, self.len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn control_messages_read_back_what_the_builder_wrote() {
+        let mut b = ControlBuilder::default();
+        b.push(libc::IPPROTO_IP, libc::IP_TOS, &7i32.to_ne_bytes());
+        b.push(libc::IPPROTO_IP, libc::IP_PKTINFO, &[1u8; 12]);
+        let (buf, len) = b.as_parts();
+        // The layout of the kernel's CMSG_SPACE: a 16-byte header, data
+        // padded to 8 bytes (64-bit).
+        let space = |n: usize| 16 + n.next_multiple_of(8);
+        assert_eq!(len, space(4) + space(12));
+        let got: Vec<_> = control_messages(buf, len).collect();
+        assert_eq!(
+            got,
+            [
+                (libc::IPPROTO_IP, libc::IP_TOS, &7i32.to_ne_bytes()[..]),
+                (libc::IPPROTO_IP, libc::IP_PKTINFO, &[1u8; 12][..]),
+            ]
+        );
+        // A length cut inside the second message ends the walk after the
+        // first.
+        assert_eq!(control_messages(buf, space(4) + 20).count(), 1);
+    }
+
+    #[test]
+    fn bad_interface_names_are_refused_before_any_call() {
+        for name in ["", "0123456789abcdef", "a\0b"] {
+            let e = ifindex(name).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{name:?}");
+        }
+        assert_eq!(
+            ifindex("nosuchif9").unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
+    }
+}
