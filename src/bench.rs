@@ -12,9 +12,9 @@ use actors::pipeline::{Pipeline, PipelineConfig};
 use actors::revalidator::RevalidatorConfig;
 use actors::stats::{DropReason, PipelineStats};
 use actors::tables::Tables;
-use messages::threads::{allowed_cpus, datapath_first, start_thread_as, CpuPlacement};
 use anyhow::Context as _;
 use messages::dpif::Dpif;
+use messages::threads::{allowed_cpus, datapath_first, start_thread_as, CpuPlacement};
 
 use crate::config::Placement;
 use crate::dpif_netdev::{read_replay_file, Netdev, NetdevConfig, ReplayFrame};

@@ -373,9 +373,11 @@ impl CpusConfig {
     /// machine where the process may use `allowed`.
     pub fn resolve(&self, kind: DatapathType, allowed: &[usize]) -> ThreadCpus {
         let mut cpus = match (self.placement, kind) {
-            (Placement::Auto, DatapathType::Userspace) => messages::threads::datapath_first(allowed)
-                .map(|(datapath, actors)| ThreadCpus { datapath, actors })
-                .unwrap_or_default(),
+            (Placement::Auto, DatapathType::Userspace) => {
+                messages::threads::datapath_first(allowed)
+                    .map(|(datapath, actors)| ThreadCpus { datapath, actors })
+                    .unwrap_or_default()
+            }
             _ => ThreadCpus::default(),
         };
         let a = &mut cpus.actors;

@@ -33,8 +33,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use messages::log_limit::RateLimit;
 use futures::channel::oneshot;
+use messages::log_limit::RateLimit;
 use messages::ofp::Rule;
 use messages::unixctl;
 

@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 use actors::fanout::{Fanout, Subscription};
 use actors::packet_in::ControllerPacket;
 use actors::pinsched::PinSched;
-use messages::log_limit::RateLimit as LogLimit;
 use actors::pipeline::Pipeline;
 use actors::protocol::{GetSnapshot, RuleChange, RuleStats};
 use actors::rule_table::{RemovalReason, RemovedRule};
@@ -29,6 +28,7 @@ use actors::xlate::{xlate_actions, XlateConfig};
 use futures::StreamExt;
 use messages::dpif::{Dpif, DpifOp, Execute, PacketMetadata};
 use messages::flow::Flow;
+use messages::log_limit::RateLimit as LogLimit;
 use messages::ofp::{flow_flags, packet_in_reason, port, Match, Rule};
 use messages::openflow::{
     self as of, BundleOp, DecodeState, ErrorKind, FlowFormat, FlowMod, FlowModCommand,

@@ -199,7 +199,11 @@ impl<T> Ifreq<T> {
 /// `request` must be an ioctl that reads and writes an `ifreq` within its
 /// 40 bytes, and that reads through a pointer in the union only if `T` is
 /// that pointer, valid for what the request does with it.
-unsafe fn ifreq_ioctl<T>(fd: impl AsFd, request: libc::Ioctl, ifr: &mut Ifreq<T>) -> io::Result<()> {
+unsafe fn ifreq_ioctl<T>(
+    fd: impl AsFd,
+    request: libc::Ioctl,
+    ifr: &mut Ifreq<T>,
+) -> io::Result<()> {
     const { assert!(size_of::<Ifreq<u64>>() == 40) };
     // SAFETY: `ifr` is a live, writable ifreq-sized buffer; the rest is
     // the caller's promise.

@@ -44,10 +44,10 @@ use crate::rule_table::{FlowRemovals, RuleTable};
 use crate::stats::PipelineStats;
 use crate::tables::RuleEntry;
 use crate::tables::Tables;
-use messages::threads::{start_thread_as, CpuPlacement};
 use crate::ukeys::Ukeys;
 use crate::xlate::XlateConfig;
 use messages::dpif::Dpif;
+use messages::threads::{start_thread_as, CpuPlacement};
 
 /// How many of each actor, and their settings.
 #[derive(Clone, Debug)]

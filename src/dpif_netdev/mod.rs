@@ -32,7 +32,6 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use messages::threads::start_thread_as;
 use messages::dpif::{
     monotonic_ms, DpFlow, DpStats, Dpif, DpifError, DpifOp, Execute, FlowPut, FlowStats,
     PacketMetadata, PortInfo, PortKind, PortSpec, PortStats, PutMode, Ufid, Upcall, UpcallKind,
@@ -41,6 +40,7 @@ use messages::execute::{apply_set_masked, pop_vlan, push_vlan};
 use messages::extract::{flow_extract, flow_extract_into};
 use messages::hash::key_ufid;
 use messages::odp::{OdpAction, OdpActions, SetHeader};
+use messages::threads::start_thread_as;
 use messages::Flow;
 use parking_lot::{Mutex, RwLock};
 

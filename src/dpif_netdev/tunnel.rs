@@ -146,7 +146,11 @@ impl TunnelVport {
         };
         rustix::net::sockopt::set_ip_mtu_discover(&self.sock, df)?;
         let mut control = raw_socket::ControlBuilder::default();
-        control.push(libc::IPPROTO_IP, libc::IP_TOS, &i32::from(tunnel.tun_tos).to_ne_bytes());
+        control.push(
+            libc::IPPROTO_IP,
+            libc::IP_TOS,
+            &i32::from(tunnel.tun_tos).to_ne_bytes(),
+        );
         control.push(
             libc::IPPROTO_IP,
             libc::IP_TTL,
