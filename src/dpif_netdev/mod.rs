@@ -275,9 +275,6 @@ impl Netdev {
                 }
                 match replay {
                     Some(path) => core.replay_loop(number, &path, &stop2),
-                    None if matches!(port.io, PortIo::Tunnel(_)) => {
-                        core.tunnel_rx_loop(&port, &stop2)
-                    }
                     None => core.rx_loop(&port, &stop2),
                 }
             })

@@ -93,19 +93,38 @@ impl Core {
         RxState::new(Emc::new(self.emc_entries, self.emc_insert_inv_prob))
     }
 
+    /// A port's receive loop. A tunnel vport's packets each come with
+    /// their own tunnel metadata; other ports' with their input port.
     pub(super) fn rx_loop(&self, port: &Port, stop: &AtomicBool) {
+        let tunnel = match &port.io {
+            PortIo::Tunnel(vport) => Some(vport),
+            _ => None,
+        };
         let mut rx = self.rx_state();
         let mut burst: Burst = Vec::with_capacity(BURST);
+        let mut mds: Vec<Flow> = Vec::with_capacity(if tunnel.is_some() { BURST } else { 0 });
         let mut buf = Vec::new();
+        let mut md = Flow {
+            in_port: port.info.number,
+            ..Flow::default()
+        };
         let mut errors = RxErrors::new();
         while !stop.load(Ordering::Relaxed) {
             // Wait for one frame, then take whatever else is already there;
             // held misses are queued at once when no frame is there.
             while burst.len() < BURST {
-                match port.io.recv(&mut buf, may_wait(&burst, &rx)) {
+                let wait = may_wait(&burst, &rx);
+                let read = match tunnel {
+                    Some(vport) => vport.recv(&mut buf, &mut md, wait),
+                    None => port.io.recv(&mut buf, wait),
+                };
+                match read {
                     Ok(true) => {
                         errors.ok();
-                        burst.push((port.info.number, std::mem::take(&mut buf)))
+                        burst.push((port.info.number, std::mem::take(&mut buf)));
+                        if tunnel.is_some() {
+                            mds.push(md);
+                        }
                     }
                     Ok(false) => break,
                     Err(e) => {
@@ -123,46 +142,7 @@ impl Core {
                 .fetch_add(bytes as u64, Ordering::Relaxed);
             // A full burst may have more input right behind it.
             let more_input = burst.len() == BURST;
-            self.receive(&mut burst, &mut rx);
-            self.queue_misses(&mut rx, more_input, &|| false);
-        }
-    }
-
-    /// [`Core::rx_loop`] for a tunnel vport: each packet comes with its
-    /// own tunnel metadata.
-    pub(super) fn tunnel_rx_loop(&self, port: &Port, stop: &AtomicBool) {
-        let PortIo::Tunnel(vport) = &port.io else {
-            return;
-        };
-        let mut rx = self.rx_state();
-        let mut burst: Burst = Vec::with_capacity(BURST);
-        let mut mds: Vec<Flow> = Vec::with_capacity(BURST);
-        let mut buf = Vec::new();
-        let mut md = Flow {
-            in_port: port.info.number,
-            ..Flow::default()
-        };
-        let mut errors = RxErrors::new();
-        while !stop.load(Ordering::Relaxed) {
-            while burst.len() < BURST {
-                match vport.recv(&mut buf, &mut md, may_wait(&burst, &rx)) {
-                    Ok(true) => {
-                        errors.ok();
-                        burst.push((port.info.number, std::mem::take(&mut buf)));
-                        mds.push(md);
-                    }
-                    Ok(false) => break,
-                    Err(e) => {
-                        errors.failed(port, &e);
-                        break;
-                    }
-                }
-            }
-            port.counters
-                .rx_packets
-                .fetch_add(burst.len() as u64, Ordering::Relaxed);
-            let more_input = burst.len() == BURST;
-            self.receive_with(&mut burst, &mut rx, Some(&mds));
+            self.receive_with(&mut burst, &mut rx, tunnel.map(|_| &mds[..]));
             mds.clear();
             self.queue_misses(&mut rx, more_input, &|| false);
         }

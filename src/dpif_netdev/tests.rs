@@ -328,3 +328,54 @@ fn clone_check_pkt_len_and_trunc_run_as_the_datapath_runs_them() {
         [(1, 20, 80), (2, 54, 80)]
     );
 }
+
+/// A tunnel vport counts what it receives as every port does: packets,
+/// and the bytes of their inner frames.
+#[test]
+fn a_tunnel_vports_receive_loop_counts_packets_and_bytes() {
+    // A UDP port free on loopback now (the vport binds it on all
+    // addresses of the test's namespace).
+    let udp_port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dp = Netdev::new(NetdevConfig::default());
+    let vport = dp
+        .port_add(&PortSpec {
+            name: "vxlan_sys_test".into(),
+            kind: PortKind::Tunnel {
+                kind: messages::tunnel::TunnelKind::Vxlan,
+                udp_port,
+            },
+            number: None,
+        })
+        .unwrap();
+    // VXLAN: flags with the VNI present, VNI 5; then the inner frame.
+    let mut datagram = vec![0x08, 0, 0, 0, 0, 0, 5, 0];
+    datagram.extend_from_slice(&tcp_frame());
+    let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for _ in 0..3 {
+        sender.send_to(&datagram, ("127.0.0.1", udp_port)).unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let stats = loop {
+        let s = dp
+            .port_stats()
+            .into_iter()
+            .find(|s| s.number == vport)
+            .unwrap();
+        if s.rx_packets >= 3 || std::time::Instant::now() > deadline {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(stats.rx_packets, 3);
+    assert_eq!(stats.rx_bytes, 3 * tcp_frame().len() as u64);
+    // The packets went up as misses with their tunnel.
+    let mut ups = Vec::new();
+    dp.recv_upcalls(0, 64, Duration::from_secs(1), &mut ups)
+        .unwrap();
+    assert!(!ups.is_empty());
+    assert_eq!((ups[0].key.tun_id, ups[0].key.tun_dst), (5, 0x7f00_0001));
+}
