@@ -198,9 +198,7 @@ impl Ctl {
                 &self.dpif.ports(),
             )),
             "upcall/show" => Ok(show::upcall_show(
-                self.dpif.kind(),
-                &self.dpif.stats(),
-                &self.dpif.port_stats(),
+                self.dpif.as_ref(),
                 &self.pipeline.stats,
                 self.pipeline.ukeys.len(),
                 self.config.handlers,
@@ -296,9 +294,7 @@ impl Ctl {
             }
             (Command::DumpPorts, _) => Ok(show::dump_ports(&self.dpif.port_stats()).into()),
             (Command::UpcallShow, _) => Ok(show::upcall_show(
-                self.dpif.kind(),
-                &self.dpif.stats(),
-                &self.dpif.port_stats(),
+                self.dpif.as_ref(),
                 &self.pipeline.stats,
                 self.pipeline.ukeys.len(),
                 self.config.handlers,

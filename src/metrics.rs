@@ -76,6 +76,10 @@ fn describe() {
         "Datapath packets, by result (hit, missed, lost)"
     );
     describe_counter!(
+        "upcalld_datapath_backend_total",
+        "The datapath backend's own counters (kernel: sendmsg_calls, ops, upcall_overruns, bad_upcalls, bad_flows)"
+    );
+    describe_counter!(
         "upcalld_rules_learned_total",
         "Rules added by learn actions"
     );
@@ -169,6 +173,9 @@ pub fn publish(stats: &PipelineStats, dpif: &dyn Dpif) {
     counter!("upcalld_datapath_packets_total", "result" => "missed").absolute(dp.n_missed);
     counter!("upcalld_datapath_packets_total", "result" => "lost").absolute(dp.n_lost);
     gauge!("upcalld_datapath_flows").set(dp.n_flows as f64);
+    for (what, n) in dpif.backend_counters() {
+        counter!("upcalld_datapath_backend_total", "what" => what).absolute(n);
+    }
     for p in dpif.port_stats() {
         let port = p.number.to_string();
         for (dir, packets, bytes, dropped, errors) in [

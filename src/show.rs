@@ -9,7 +9,7 @@ use actors::protocol::RuleStats;
 use actors::stats::{DropReason, PipelineStats, ACTORS};
 use actors::tables::RuleEntry;
 use messages::dpif::DpFlow;
-use messages::dpif::{monotonic_ms, DpStats, PortInfo, PortStats};
+use messages::dpif::{monotonic_ms, DpStats, Dpif, PortInfo, PortStats};
 use messages::format::odp_actions::format_odp_actions;
 use messages::format::odp_flow::format_odp_flow;
 use messages::format::ofp_rule::{format_instructions, format_match};
@@ -105,15 +105,14 @@ pub fn dump_ports(ports: &[PortStats]) -> String {
 
 /// `upcall-show`: the datapath, the upcall path, and each port's drops.
 pub fn upcall_show(
-    dp_kind: &str,
-    dp: &DpStats,
-    ports: &[PortStats],
+    dpif: &dyn Dpif,
     s: &PipelineStats,
     n_ukeys: usize,
     n_handlers: usize,
     n_revalidators: usize,
 ) -> String {
     let g = PipelineStats::get;
+    let (dp_kind, dp, ports) = (dpif.kind(), dpif.stats(), dpif.port_stats());
     let mut out = String::new();
     let _ = writeln!(out, "{dp_kind}@upcalld:");
     let _ = writeln!(
@@ -147,6 +146,9 @@ pub fn upcall_show(
         "  datapath      : hit:{} missed:{} lost:{}",
         dp.n_hit, dp.n_missed, dp.n_lost
     );
+    if let Some(line) = backend_line(dp_kind, &dpif.backend_counters()) {
+        out.push_str(&line);
+    }
     let _ = writeln!(
         out,
         "  upcalls       : received:{} handled:{} duplicate:{}",
@@ -193,7 +195,7 @@ pub fn upcall_show(
         .map(|a| format!("{a}:{}", s.restarts(a)))
         .collect();
     let _ = writeln!(out, "  restarts      : {}", restarts.join(" "));
-    for p in ports {
+    for p in &ports {
         let _ = writeln!(
             out,
             "  port {:<8} : rx:{} rx_dropped:{} rx_errors:{} tx:{} tx_dropped:{} tx_errors:{} ({})",
@@ -277,4 +279,32 @@ pub fn coverage_show(s: &PipelineStats, dp: &DpStats) -> String {
     }
     let _ = writeln!(out, "{zero} events never hit");
     out
+}
+
+/// `upcall-show`'s line of the backend's own counters (none: no line).
+fn backend_line(dp_kind: &str, counters: &[(&str, u64)]) -> Option<String> {
+    if counters.is_empty() {
+        return None;
+    }
+    let counters: Vec<String> = counters.iter().map(|(n, v)| format!("{n}:{v}")).collect();
+    Some(format!("  {dp_kind:<13} : {}\n", counters.join(" ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upcall_show_prints_the_backends_own_counters() {
+        assert_eq!(
+            backend_line("kernel", &[("ops", 7), ("bad_flows", 2)]).as_deref(),
+            Some("  kernel        : ops:7 bad_flows:2\n")
+        );
+        assert_eq!(backend_line("userspace", &[]), None);
+        // The userspace datapath has none: its upcall-show has no such line.
+        let netdev = crate::dpif_netdev::Netdev::new(Default::default());
+        let s = upcall_show(&netdev, &PipelineStats::default(), 0, 1, 1);
+        assert!(s.starts_with("userspace@upcalld:\n"), "{s}");
+        assert!(!s.contains("  userspace     :"), "{s}");
+    }
 }

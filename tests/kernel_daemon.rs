@@ -518,6 +518,14 @@ table=0,priority=0,actions=drop
     assert_eq!(current(&s), n as u64, "every flow installed:\n{s}");
     assert_eq!(show_field(&s, "delete:"), 0, "none deleted:\n{s}");
     assert_eq!(show_field(&s, "lost:"), 0, "no upcall lost:\n{s}");
+    // The kernel backend's own counters: every put went out in batches,
+    // every dumped flow decoded.
+    assert!(show_field(&s, "ops:") >= n as u64, "{s}");
+    assert!(
+        show_field(&s, "sendmsg_calls:") < show_field(&s, "ops:"),
+        "{s}"
+    );
+    assert_eq!(show_field(&s, "bad_flows:"), 0, "{s}");
     assert_eq!(dpctl_flows(dp).len(), n as usize);
     d.stop();
 }

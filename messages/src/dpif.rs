@@ -171,6 +171,13 @@ pub trait Dpif: Send + Sync + 'static {
     fn ports(&self) -> Vec<PortInfo>;
     /// Every port's counters, by port number.
     fn port_stats(&self) -> Vec<PortStats>;
+
+    /// Counters particular to this backend, by name (the kernel's request
+    /// batches, and what it sent that could not be decoded), for
+    /// `upcall-show` and the metrics. None by default.
+    fn backend_counters(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
 }
 
 /// Milliseconds of `CLOCK_MONOTONIC`: the clock of `FlowStats::used_ms` for

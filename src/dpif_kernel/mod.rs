@@ -707,6 +707,17 @@ impl Dpif for KernelDpif {
         "kernel"
     }
 
+    fn backend_counters(&self) -> Vec<(&'static str, u64)> {
+        let c = self.counters();
+        vec![
+            ("sendmsg_calls", c.sendmsg_calls),
+            ("ops", c.ops),
+            ("upcall_overruns", c.upcall_overruns),
+            ("bad_upcalls", c.bad_upcalls),
+            ("bad_flows", c.bad_flows),
+        ]
+    }
+
     fn recv_upcalls(
         &self,
         queue: usize,
