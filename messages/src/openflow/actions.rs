@@ -5,6 +5,7 @@
 //! unchanged in a flow dump.
 
 use crate::field::Field;
+use crate::field::FieldInfo;
 use crate::field::{self, ones};
 use crate::flow::*;
 use crate::learn::{Learn, LearnDst, LearnSpec, LearnSrc, Subfield};
@@ -13,7 +14,6 @@ use crate::ofp::{
     packet_in_reason, port, ControllerAction, CtSpec, CtZone, Instructions, Match, OfAction,
     NO_METER,
 };
-use crate::field::FieldInfo;
 
 use super::nxm;
 use super::{ErrorKind as E, OfpError, Put, Reader, NX_VENDOR_ID, OFP10, ONF_VENDOR_ID};
