@@ -121,7 +121,6 @@ impl Inst {
 pub(super) const UNSUPPORTED_ACTIONS: &[&str] = &[
     "bundle",
     "bundle_load",
-    "move",
     "set_mpls_label",
     "set_mpls_tc",
     "set_mpls_ttl",
