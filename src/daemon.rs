@@ -126,15 +126,19 @@ fn refuse_conntrack(rules: &[Rule], missing: Option<&str>) -> Result<(), String>
 }
 
 impl Ctl {
-    /// Traces `flow` against the current rules, as `ctl trace` and
-    /// `ofproto/trace` both do.
-    async fn trace(&self, flow: &str) -> Result<crate::trace::TraceResult, String> {
-        let tables = self
-            .pipeline
+    /// The rule-table's current snapshot.
+    async fn snapshot(&self) -> Result<Arc<actors::tables::Tables>, String> {
+        self.pipeline
             .rule_table
             .send(GetSnapshot)
             .await
-            .map_err(|e| format!("rule-table unavailable: {e}"))?;
+            .map_err(|e| format!("rule-table unavailable: {e}"))
+    }
+
+    /// Traces `flow` against the current rules, as `ctl trace` and
+    /// `ofproto/trace` both do.
+    async fn trace(&self, flow: &str) -> Result<crate::trace::TraceResult, String> {
+        let tables = self.snapshot().await?;
         crate::trace::trace(&tables, flow.trim(), &self.xlate)
     }
 
@@ -142,12 +146,7 @@ impl Ctl {
         if let RuleChange::Add(rules) | RuleChange::Replace(rules) = &change {
             refuse_conntrack(rules, self.conntrack_missing.as_deref())?;
             if rules.iter().any(|r| !r.groups_used().is_empty()) {
-                let tables = self
-                    .pipeline
-                    .rule_table
-                    .send(GetSnapshot)
-                    .await
-                    .map_err(|e| format!("rule-table unavailable: {e}"))?;
+                let tables = self.snapshot().await?;
                 refuse_missing_groups(rules, &tables)?;
             }
         }
@@ -396,12 +395,7 @@ impl Ctl {
                 .into())
             }
             (Command::DumpGroups, _) => {
-                let tables = self
-                    .pipeline
-                    .rule_table
-                    .send(GetSnapshot)
-                    .await
-                    .map_err(|e| format!("rule-table unavailable: {e}"))?;
+                let tables = self.snapshot().await?;
                 Ok(tables
                     .groups()
                     .map(|g| format!(" {}\n", messages::format::ofp_rule::format_group(g)))

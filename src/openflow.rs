@@ -1379,11 +1379,9 @@ impl Conn {
         })
     }
 
-    /// Refuses a flow mod that names a group the tables do not have, with
-    /// OVS's OFPBAC_BAD_OUT_GROUP.
-    async fn check_groups(&self, groups: &[u32]) -> Result<(), OfpError> {
-        let tables = self
-            .switch
+    /// The published tables a flow mod is checked against.
+    async fn flow_mod_snapshot(&self) -> Result<Arc<actors::tables::Tables>, OfpError> {
+        self.switch
             .pipeline
             .rule_table
             .send(GetSnapshot)
@@ -1393,7 +1391,13 @@ impl Conn {
                     ErrorKind::FlowModUnknown,
                     format!("rule-table unavailable: {e}"),
                 )
-            })?;
+            })
+    }
+
+    /// Refuses a flow mod that names a group the tables do not have, with
+    /// OVS's OFPBAC_BAD_OUT_GROUP.
+    async fn check_groups(&self, groups: &[u32]) -> Result<(), OfpError> {
+        let tables = self.flow_mod_snapshot().await?;
         match groups.iter().find(|g| tables.group(**g).is_none()) {
             Some(g) => Err(OfpError::new(
                 ErrorKind::ActionBadOutGroup,
@@ -1408,18 +1412,7 @@ impl Conn {
     /// replaced instead). Checked against the current snapshot: another
     /// connection's add in flight at the same moment is not seen.
     async fn check_overlap(&self, rules: &[Rule]) -> Result<(), OfpError> {
-        let tables = self
-            .switch
-            .pipeline
-            .rule_table
-            .send(GetSnapshot)
-            .await
-            .map_err(|e| {
-                OfpError::new(
-                    ErrorKind::FlowModUnknown,
-                    format!("rule-table unavailable: {e}"),
-                )
-            })?;
+        let tables = self.flow_mod_snapshot().await?;
         for r in rules {
             if let Some(e) = tables.overlapping(r) {
                 return Err(OfpError::new(

@@ -115,6 +115,24 @@ pub struct RecircIds {
     inner: Mutex<Inner>,
 }
 
+impl Inner {
+    /// Frees every id whose entry `dead` picks; returns how many.
+    fn free_where(&mut self, dead: impl Fn(&Entry) -> bool) -> usize {
+        let ids: Vec<u32> = self
+            .by_id
+            .iter()
+            .filter(|(_, e)| dead(e))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &ids {
+            if let Some(e) = self.by_id.remove(id) {
+                self.by_state.remove(&e.state);
+            }
+        }
+        ids.len()
+    }
+}
+
 impl std::fmt::Debug for RecircIds {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "RecircIds({} ids)", self.len())
@@ -175,19 +193,7 @@ impl RecircIds {
     /// allocated once it is done (the next trace gets fresh ones). Returns
     /// how many were freed.
     pub fn free_unheld(&self) -> usize {
-        let mut g = self.inner.lock();
-        let dead: Vec<u32> = g
-            .by_id
-            .iter()
-            .filter(|(_, e)| e.refs == 0)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in &dead {
-            if let Some(e) = g.by_id.remove(id) {
-                g.by_state.remove(&e.state);
-            }
-        }
-        dead.len()
+        self.inner.lock().free_where(|e| e.refs == 0)
     }
 
     /// Frees the ids that no ukey holds and that no translation used since
@@ -196,18 +202,7 @@ impl RecircIds {
         let mut g = self.inner.lock();
         g.epoch += 1;
         let epoch = g.epoch;
-        let dead: Vec<u32> = g
-            .by_id
-            .iter()
-            .filter(|(_, e)| e.refs == 0 && e.touched + 1 < epoch)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in &dead {
-            if let Some(e) = g.by_id.remove(id) {
-                g.by_state.remove(&e.state);
-            }
-        }
-        dead.len()
+        g.free_where(|e| e.refs == 0 && e.touched + 1 < epoch)
     }
 
     /// Holds the ids a datapath flow uses, the one its key matches
