@@ -1475,7 +1475,7 @@ impl Conn {
                     _ => FlowFormat::Oxm,
                 };
                 self.out
-                    .extend(of::encode_flow_stats_reply(v, xid, format, &entries));
+                    .extend(of::encode_flow_stats_reply(v, xid, format, &entries)?);
             }
             MultipartRequest::Aggregate(req) => {
                 let entries = self.flow_entries(&req).await?;
@@ -1536,7 +1536,7 @@ impl Conn {
                     })?;
                 let groups: Vec<_> = tables.groups().map(|g| &**g).collect();
                 self.out
-                    .extend(of::encode_group_desc_reply(v, xid, &groups));
+                    .extend(of::encode_group_desc_reply(v, xid, &groups)?);
             }
             MultipartRequest::TableFeatures => {
                 self.out

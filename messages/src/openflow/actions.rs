@@ -986,13 +986,25 @@ fn put_nx_header(out: &mut Vec<u8>, len: u16, subtype: u16) {
     out.put_u16(subtype);
 }
 
-fn header_of(field: Field, oxm: bool) -> NxmHeader {
-    nxm::header_for(field::by_field(field), oxm)
-        .unwrap_or_else(|| nxm::header_for(&field::FIELDS[0], oxm).expect("in_port has a header"))
+/// The header an action names `field` by. A field with no NXM or OXM
+/// header upcalld codes (`xxreg0`, `tun_flags`, `ct_nw_src`, …) cannot be
+/// sent in an action: refused, rather than sent under another field's
+/// header.
+fn header_of(field: Field, oxm: bool) -> Result<NxmHeader, OfpError> {
+    let info = field::by_field(field);
+    nxm::header_for(info, oxm).ok_or_else(|| {
+        OfpError::new(
+            E::ActionBadSetType,
+            format!(
+                "field {} has no NXM/OXM header upcalld can encode, so an action naming it cannot be sent over OpenFlow",
+                info.name
+            ),
+        )
+    })
 }
 
 /// Encodes one action in `version`.
-pub fn encode_action(version: u8, a: &OfAction, out: &mut Vec<u8>) {
+pub fn encode_action(version: u8, a: &OfAction, out: &mut Vec<u8>) -> Result<(), OfpError> {
     let of10 = version == OFP10;
     match a {
         OfAction::Output { port, max_len } => put_output(of10, *port, *max_len, out),
@@ -1041,11 +1053,11 @@ pub fn encode_action(version: u8, a: &OfAction, out: &mut Vec<u8>) {
             // form in 1.0: OVS sends REG_LOAD2 there.
             let variable = matches!(field, Field::TunMetadata { .. });
             if *mask != field.full_mask() || (of10 && variable) {
-                put_reg_load2(*field, *value, *mask, out);
+                put_reg_load2(*field, *value, *mask, out)?;
             } else if of10 {
-                put_of10_set(*field, *value, out);
+                put_of10_set(*field, *value, out)?;
             } else {
-                let h = header_of(*field, true);
+                let h = header_of(*field, true)?;
                 let start = out.len();
                 out.put_u16(OFPAT_SET_FIELD);
                 out.put_u16(0);
@@ -1055,7 +1067,7 @@ pub fn encode_action(version: u8, a: &OfAction, out: &mut Vec<u8>) {
                 out.set_u16(start + 2, len);
             }
         }
-        OfAction::Load { field, value, mask } => put_reg_loads(*field, *value, *mask, out),
+        OfAction::Load { field, value, mask } => put_reg_loads(*field, *value, *mask, out)?,
         OfAction::Move {
             src,
             src_ofs,
@@ -1067,13 +1079,13 @@ pub fn encode_action(version: u8, a: &OfAction, out: &mut Vec<u8>) {
             out.put_u16((*n_bits).into());
             out.put_u16((*src_ofs).into());
             out.put_u16((*dst_ofs).into());
-            out.put_u32(header_of(*src, false).raw(false));
-            out.put_u32(header_of(*dst, false).raw(false));
+            out.put_u32(header_of(*src, false)?.raw(false));
+            out.put_u32(header_of(*dst, false)?.raw(false));
         }
         OfAction::OutputReg { field, ofs, n_bits } => {
             put_nx_header(out, 24, NXAST_OUTPUT_REG);
             out.put_u16((u16::from(*ofs) << 6) | (u16::from(*n_bits) - 1));
-            out.put_u32(header_of(*field, false).raw(false));
+            out.put_u32(header_of(*field, false)?.raw(false));
             out.put_u16(0);
             out.put_zeros(6);
         }
@@ -1100,8 +1112,8 @@ pub fn encode_action(version: u8, a: &OfAction, out: &mut Vec<u8>) {
             out.put_u16(*hard_timeout);
             out.put_zeros(2);
         }
-        OfAction::Learn(learn) => put_learn(learn, out),
-        OfAction::Ct(ct) => put_ct(version, ct, out),
+        OfAction::Learn(learn) => put_learn(learn, out)?,
+        OfAction::Ct(ct) => put_ct(version, ct, out)?,
         OfAction::Nat(nat) => put_nat(nat, out),
         OfAction::Exit => {
             put_nx_header(out, 16, NXAST_EXIT);
@@ -1120,7 +1132,7 @@ pub fn encode_action(version: u8, a: &OfAction, out: &mut Vec<u8>) {
                 mask: Field::TunId.full_mask(),
             },
             out,
-        ),
+        )?,
         OfAction::SetTunnel { tun_id, wide } => {
             if *wide || *tun_id > u64::from(u32::MAX) {
                 put_nx_header(out, 24, NXAST_SET_TUNNEL64);
@@ -1157,9 +1169,9 @@ pub fn encode_action(version: u8, a: &OfAction, out: &mut Vec<u8>) {
             out.put_u32(*queue);
         }
         OfAction::Enqueue { port, queue } => {
-            encode_action(version, &OfAction::SetQueue(*queue), out);
+            encode_action(version, &OfAction::SetQueue(*queue), out)?;
             put_output(false, *port, u16::MAX, out);
-            encode_action(version, &OfAction::PopQueue, out);
+            encode_action(version, &OfAction::PopQueue, out)?;
         }
         OfAction::StackPush(sf) | OfAction::StackPop(sf) => {
             let subtype = if matches!(a, OfAction::StackPush(_)) {
@@ -1169,7 +1181,7 @@ pub fn encode_action(version: u8, a: &OfAction, out: &mut Vec<u8>) {
             };
             put_nx_header(out, 24, subtype);
             out.put_u16(sf.ofs.into());
-            out.put_u32(header_of(sf.field, false).raw(false));
+            out.put_u32(header_of(sf.field, false)?.raw(false));
             out.put_u16(sf.n_bits.into());
             out.put_zeros(8);
         }
@@ -1182,7 +1194,7 @@ pub fn encode_action(version: u8, a: &OfAction, out: &mut Vec<u8>) {
             put_nx_header(out, 24, NXAST_CHECK_PKT_LARGER);
             out.put_u16(*pkt_len);
             out.put_u16(dst.ofs.into());
-            out.put_u32(header_of(dst.field, false).raw(false));
+            out.put_u32(header_of(dst.field, false)?.raw(false));
             out.put_zeros(6);
         }
         OfAction::Clone(inner) => {
@@ -1190,7 +1202,7 @@ pub fn encode_action(version: u8, a: &OfAction, out: &mut Vec<u8>) {
             put_nx_header(out, 0, NXAST_CLONE);
             out.put_zeros(6);
             for a in inner {
-                encode_action(version, a, out);
+                encode_action(version, a, out)?;
             }
             let len = (out.len() - start) as u16;
             out.set_u16(start + 2, len);
@@ -1212,11 +1224,12 @@ pub fn encode_action(version: u8, a: &OfAction, out: &mut Vec<u8>) {
             }
         }
     }
+    Ok(())
 }
 
 /// A `learn` as OVS encodes it: NXAST_LEARN, or NXAST_LEARN2 when it has
 /// a `limit` or a `result_dst`; fields by their NXM headers.
-fn put_learn(learn: &Learn, out: &mut Vec<u8>) {
+fn put_learn(learn: &Learn, out: &mut Vec<u8>) -> Result<(), OfpError> {
     let start = out.len();
     let learn2 = learn.limit != 0 || learn.result_dst.is_some();
     put_nx_header(out, 0, if learn2 { NXAST_LEARN2 } else { NXAST_LEARN });
@@ -1244,12 +1257,13 @@ fn put_learn(learn: &Learn, out: &mut Vec<u8>) {
         out.put_u16(learn.result_dst.map_or(0, |d| d.ofs.into()));
         out.put_zeros(2);
         if let Some(d) = learn.result_dst {
-            put_field_header(d.field, out);
+            put_field_header(d.field, out)?;
         }
     }
-    let put_subfield = |sf: &Subfield, out: &mut Vec<u8>| {
-        put_field_header(sf.field, out);
+    let put_subfield = |sf: &Subfield, out: &mut Vec<u8>| -> Result<(), OfpError> {
+        put_field_header(sf.field, out)?;
         out.put_u16(sf.ofs.into());
+        Ok(())
     };
     for spec in &learn.specs {
         let n_bits = u16::from(spec.n_bits);
@@ -1266,7 +1280,7 @@ fn put_learn(learn: &Learn, out: &mut Vec<u8>) {
         );
         out.put_u16(n_bits | src_kind | dst_kind);
         match spec.src {
-            LearnSrc::Field(sf) => put_subfield(&sf, out),
+            LearnSrc::Field(sf) => put_subfield(&sf, out)?,
             LearnSrc::Immediate(v) => {
                 let n_bytes = usize::from(2 * n_bits.div_ceil(16));
                 let be = v.to_be_bytes();
@@ -1275,26 +1289,28 @@ fn put_learn(learn: &Learn, out: &mut Vec<u8>) {
             }
         }
         match spec.dst {
-            LearnDst::Match(sf) | LearnDst::Load(sf) => put_subfield(&sf, out),
+            LearnDst::Match(sf) | LearnDst::Load(sf) => put_subfield(&sf, out)?,
             LearnDst::Output => {}
         }
     }
     out.pad8_from(start);
     let len = (out.len() - start) as u16;
     out.set_u16(start + 2, len);
+    Ok(())
 }
 
 /// A field's NXM header (OXM or experimenter where it has no NXM one), as
 /// OVS's `nx_put_mff_header` writes it in Nicira actions.
-fn put_field_header(field: Field, out: &mut Vec<u8>) {
-    let h = header_of(field, false);
+fn put_field_header(field: Field, out: &mut Vec<u8>) -> Result<(), OfpError> {
+    let h = header_of(field, false)?;
     out.put_u32(h.raw(false));
     if h.class == 0xffff {
         out.put_u32(ONF_VENDOR_ID);
     }
+    Ok(())
 }
 
-fn put_ct(version: u8, ct: &CtSpec, out: &mut Vec<u8>) {
+fn put_ct(version: u8, ct: &CtSpec, out: &mut Vec<u8>) -> Result<(), OfpError> {
     let start = out.len();
     put_nx_header(out, 0, NXAST_CT);
     let mut flags = 0;
@@ -1311,7 +1327,7 @@ fn put_ct(version: u8, ct: &CtSpec, out: &mut Vec<u8>) {
             out.put_u16(z);
         }
         CtZone::Field { field, ofs, n_bits } => {
-            out.put_u32(header_of(field, false).raw(false));
+            out.put_u32(header_of(field, false)?.raw(false));
             out.put_u16((u16::from(ofs) << 6) | (u16::from(n_bits) - 1));
         }
     }
@@ -1319,10 +1335,11 @@ fn put_ct(version: u8, ct: &CtSpec, out: &mut Vec<u8>) {
     out.put_zeros(3);
     out.put_u16(ct.alg);
     for a in &ct.actions {
-        encode_action(version, a, out);
+        encode_action(version, a, out)?;
     }
     let len = (out.len() - start) as u16;
     out.set_u16(start + 2, len);
+    Ok(())
 }
 
 fn put_nat(nat: &NatAction, out: &mut Vec<u8>) {
@@ -1397,7 +1414,7 @@ fn put_output(of10: bool, port: u32, max_len: u16, out: &mut Vec<u8>) {
 
 /// OpenFlow 1.0 has no set-field: its own actions where they exist, else
 /// Nicira's REG_LOAD of the whole field, as OVS encodes them.
-fn put_of10_set(field: Field, value: u128, out: &mut Vec<u8>) {
+fn put_of10_set(field: Field, value: u128, out: &mut Vec<u8>) -> Result<(), OfpError> {
     let small = |out: &mut Vec<u8>, kind: u16, v: u32, width: u8| {
         out.put_u16(kind);
         out.put_u16(8);
@@ -1435,14 +1452,15 @@ fn put_of10_set(field: Field, value: u128, out: &mut Vec<u8>) {
         }
         Field::VlanVid => small(out, OFPAT10_SET_VLAN_VID, (value as u32) & 0xfff, 2),
         Field::VlanPcp => small(out, OFPAT10_SET_VLAN_PCP, (value as u32) << 8, 2),
-        _ => put_reg_loads(field, value, field.full_mask(), out),
+        _ => put_reg_loads(field, value, field.full_mask(), out)?,
     }
+    Ok(())
 }
 
 /// One REG_LOAD per contiguous run of mask bits (at most 64 bits each).
-fn put_reg_loads(field: Field, value: u128, mask: u128, out: &mut Vec<u8>) {
+fn put_reg_loads(field: Field, value: u128, mask: u128, out: &mut Vec<u8>) -> Result<(), OfpError> {
     let n_bits = field.n_bits();
-    let h = header_of(field, false);
+    let h = header_of(field, false)?;
     let mut ofs = 0;
     while ofs < n_bits {
         if mask >> ofs & 1 == 0 {
@@ -1460,22 +1478,24 @@ fn put_reg_loads(field: Field, value: u128, mask: u128, out: &mut Vec<u8>) {
         out.put_u64(((value >> ofs) & ones(n)) as u64);
         ofs = end;
     }
+    Ok(())
 }
 
-fn put_reg_load2(field: Field, value: u128, mask: u128, out: &mut Vec<u8>) {
+fn put_reg_load2(field: Field, value: u128, mask: u128, out: &mut Vec<u8>) -> Result<(), OfpError> {
     let start = out.len();
     put_nx_header(out, 0, NXAST_REG_LOAD2);
-    nxm::put_entry(out, header_of(field, true), value, mask);
+    nxm::put_entry(out, header_of(field, true)?, value, mask);
     out.pad8_from(start);
     let len = (out.len() - start) as u16;
     out.set_u16(start + 2, len);
+    Ok(())
 }
 
 /// Encodes an action list (OpenFlow 1.0: with goto_table as
 /// `resubmit(,N)` and write_metadata as Nicira's action, as OVS does).
-pub fn encode_actions_of10(ins: &Instructions, out: &mut Vec<u8>) {
+pub fn encode_actions_of10(ins: &Instructions, out: &mut Vec<u8>) -> Result<(), OfpError> {
     for a in &ins.apply {
-        encode_action(OFP10, a, out);
+        encode_action(OFP10, a, out)?;
     }
     if let Some((v, m)) = ins.write_metadata {
         put_nx_header(out, 32, NXAST_WRITE_METADATA);
@@ -1491,25 +1511,31 @@ pub fn encode_actions_of10(ins: &Instructions, out: &mut Vec<u8>) {
                 table: Some(t),
             },
             out,
-        );
+        )?;
     }
+    Ok(())
 }
 
 /// Encodes OpenFlow 1.3 instructions in OVS's order.
-pub fn encode_instructions(version: u8, ins: &Instructions, out: &mut Vec<u8>) {
-    let list = |out: &mut Vec<u8>, kind: u16, acts: &[OfAction]| {
+pub fn encode_instructions(
+    version: u8,
+    ins: &Instructions,
+    out: &mut Vec<u8>,
+) -> Result<(), OfpError> {
+    let list = |out: &mut Vec<u8>, kind: u16, acts: &[OfAction]| -> Result<(), OfpError> {
         let start = out.len();
         out.put_u16(kind);
         out.put_u16(0);
         out.put_zeros(4);
         for a in acts {
-            encode_action(version, a, out);
+            encode_action(version, a, out)?;
         }
         let len = (out.len() - start) as u16;
         out.set_u16(start + 2, len);
+        Ok(())
     };
     if !ins.apply.is_empty() {
-        list(out, OFPIT_APPLY_ACTIONS, &ins.apply);
+        list(out, OFPIT_APPLY_ACTIONS, &ins.apply)?;
     }
     if ins.clear_actions {
         out.put_u16(OFPIT_CLEAR_ACTIONS);
@@ -1517,7 +1543,7 @@ pub fn encode_instructions(version: u8, ins: &Instructions, out: &mut Vec<u8>) {
         out.put_zeros(4);
     }
     if let Some(w) = &ins.write_actions {
-        list(out, OFPIT_WRITE_ACTIONS, w);
+        list(out, OFPIT_WRITE_ACTIONS, w)?;
     }
     if let Some((v, m)) = ins.write_metadata {
         out.put_u16(OFPIT_WRITE_METADATA);
@@ -1532,4 +1558,5 @@ pub fn encode_instructions(version: u8, ins: &Instructions, out: &mut Vec<u8>) {
         out.put_u8(t);
         out.put_zeros(3);
     }
+    Ok(())
 }

@@ -1354,7 +1354,12 @@ pub struct FlowStatsEntry {
     pub instructions: Instructions,
 }
 
-fn put_flow_entry(version: u8, format: FlowFormat, e: &FlowStatsEntry, out: &mut Vec<u8>) {
+fn put_flow_entry(
+    version: u8,
+    format: FlowFormat,
+    e: &FlowStatsEntry,
+    out: &mut Vec<u8>,
+) -> Result<(), OfpError> {
     let start = out.len();
     match format {
         FlowFormat::Oxm => {
@@ -1372,7 +1377,7 @@ fn put_flow_entry(version: u8, format: FlowFormat, e: &FlowStatsEntry, out: &mut
             out.put_u64(e.packet_count);
             out.put_u64(e.byte_count);
             put_oxm_match(&e.matches, out);
-            actions::encode_instructions(version, &e.instructions, out);
+            actions::encode_instructions(version, &e.instructions, out)?;
         }
         FlowFormat::Nxm => {
             let entries = nxm::encode(&e.matches, false);
@@ -1393,7 +1398,7 @@ fn put_flow_entry(version: u8, format: FlowFormat, e: &FlowStatsEntry, out: &mut
             let m = out.len();
             out.extend_from_slice(&entries);
             out.pad8_from(m);
-            actions::encode_actions_of10(&e.instructions, out);
+            actions::encode_actions_of10(&e.instructions, out)?;
         }
         FlowFormat::Of10 => {
             out.put_u16(0);
@@ -1409,11 +1414,12 @@ fn put_flow_entry(version: u8, format: FlowFormat, e: &FlowStatsEntry, out: &mut
             out.put_u64(e.cookie);
             out.put_u64(e.packet_count);
             out.put_u64(e.byte_count);
-            actions::encode_actions_of10(&e.instructions, out);
+            actions::encode_actions_of10(&e.instructions, out)?;
         }
     }
     let len = (out.len() - start) as u16;
     out.set_u16(start, len);
+    Ok(())
 }
 
 fn put_oxm_match(m: &Match, out: &mut Vec<u8>) {
@@ -1480,25 +1486,24 @@ fn multipart_replies(
     msgs
 }
 
-/// Flow stats replies (as many messages as it takes).
+/// Flow stats replies (as many messages as it takes); refused whole if a
+/// rule's actions cannot be encoded.
 pub fn encode_flow_stats_reply(
     version: u8,
     xid: u32,
     format: FlowFormat,
     entries: &[FlowStatsEntry],
-) -> Vec<Vec<u8>> {
+) -> Result<Vec<Vec<u8>>, OfpError> {
     let nx = (format == FlowFormat::Nxm).then_some(NXST_FLOW);
-    multipart_replies(
-        version,
-        xid,
-        OFPST_FLOW,
-        nx,
-        entries.iter().map(|e| {
+    let items = entries
+        .iter()
+        .map(|e| {
             let mut b = Vec::with_capacity(128);
-            put_flow_entry(version, format, e, &mut b);
-            b
-        }),
-    )
+            put_flow_entry(version, format, e, &mut b)?;
+            Ok(b)
+        })
+        .collect::<Result<Vec<_>, OfpError>>()?;
+    Ok(multipart_replies(version, xid, OFPST_FLOW, nx, items))
 }
 
 pub fn encode_aggregate_reply(
@@ -1560,14 +1565,11 @@ pub fn encode_group_desc_reply(
     version: u8,
     xid: u32,
     groups: &[&crate::group::Group],
-) -> Vec<Vec<u8>> {
+) -> Result<Vec<Vec<u8>>, OfpError> {
     use crate::group::GroupType;
-    multipart_replies(
-        version,
-        xid,
-        OFPMP_GROUP_DESC,
-        None,
-        groups.iter().map(|g| {
+    let items = groups
+        .iter()
+        .map(|g| {
             let mut b = Vec::new();
             b.put_u16(0);
             b.put_u8(match g.kind {
@@ -1590,16 +1592,23 @@ pub fn encode_group_desc_reply(
                 b.put_u32(bucket.watch_group);
                 b.put_zeros(4);
                 for a in &bucket.actions {
-                    actions::encode_action(version, a, &mut b);
+                    actions::encode_action(version, a, &mut b)?;
                 }
                 let len = (b.len() - start) as u16;
                 b.set_u16(start, len);
             }
             let len = b.len() as u16;
             b.set_u16(0, len);
-            b
-        }),
-    )
+            Ok(b)
+        })
+        .collect::<Result<Vec<_>, OfpError>>()?;
+    Ok(multipart_replies(
+        version,
+        xid,
+        OFPMP_GROUP_DESC,
+        None,
+        items,
+    ))
 }
 
 pub fn encode_port_desc_reply(version: u8, xid: u32, ports: &[PortDesc]) -> Vec<Vec<u8>> {
@@ -1917,7 +1926,7 @@ pub fn encode_flow_removed(
 
 /// Encodes a flow mod (what a controller sends): used by tests and the
 /// flow-mod benchmark's streaming client.
-pub fn encode_flow_mod(version: u8, xid: u32, fm: &FlowMod) -> Vec<u8> {
+pub fn encode_flow_mod(version: u8, xid: u32, fm: &FlowMod) -> Result<Vec<u8>, OfpError> {
     let cmd = match fm.command {
         FlowModCommand::Add => 0u8,
         FlowModCommand::Modify => 1,
@@ -1943,8 +1952,8 @@ pub fn encode_flow_mod(version: u8, xid: u32, fm: &FlowMod) -> Vec<u8> {
         let m = out.len();
         out.extend_from_slice(&entries);
         out.pad8_from(m);
-        actions::encode_actions_of10(&fm.instructions, &mut out);
-        return finish(out);
+        actions::encode_actions_of10(&fm.instructions, &mut out)?;
+        return Ok(finish(out));
     }
     let mut out = start(version, OFPT_FLOW_MOD, xid);
     out.put_u64(fm.cookie);
@@ -1960,8 +1969,8 @@ pub fn encode_flow_mod(version: u8, xid: u32, fm: &FlowMod) -> Vec<u8> {
     out.put_u16(fm.flags);
     out.put_zeros(2);
     put_oxm_match(&fm.matches, &mut out);
-    actions::encode_instructions(version, &fm.instructions, &mut out);
-    finish(out)
+    actions::encode_instructions(version, &fm.instructions, &mut out)?;
+    Ok(finish(out))
 }
 
 /// A flow mod that adds `rule`.

@@ -1,12 +1,13 @@
 use super::*;
+use crate::field::Field;
 use crate::format::ofp_rule::format_rule;
-use crate::ofp::Rule;
+use crate::ofp::{OfAction, Rule};
 use crate::parse::rules::parse_rule;
 
 /// Sends `rule` as a flow mod in `version` and decodes it back as the
 /// switch would.
 fn round_trip(version: u8, rule: &Rule) -> Rule {
-    let wire = encode_flow_mod(version, 7, &add_flow_mod(rule));
+    let wire = encode_flow_mod(version, 7, &add_flow_mod(rule)).unwrap();
     assert_eq!(frame_len(&wire), Ok(Some(wire.len())));
     let st = DecodeState {
         flow_mod_table_id: true,
@@ -113,7 +114,7 @@ fn oracle_rules_round_trip() {
 fn truncated_and_garbage_messages_are_errors_not_panics() {
     let rule = parse_rule(RULES[0]).unwrap();
     for version in [OFP10, OFP13] {
-        let wire = encode_flow_mod(version, 1, &add_flow_mod(&rule));
+        let wire = encode_flow_mod(version, 1, &add_flow_mod(&rule)).unwrap();
         for cut in 0..wire.len() {
             let mut m = wire[..cut].to_vec();
             if m.len() >= 4 {
@@ -220,7 +221,7 @@ fn values_ovs_refuses_are_refused() {
     let flow_mod = |actions: Vec<OfAction>, matches: &str| {
         let mut rule = parse_rule(&format!("{matches},actions=drop")).unwrap();
         rule.instructions.apply = actions;
-        encode_flow_mod(OFP13, 1, &add_flow_mod(&rule))
+        encode_flow_mod(OFP13, 1, &add_flow_mod(&rule)).unwrap()
     };
     let refused = |wire: &[u8]| decode(wire, st).map(|_| ()).unwrap_err().kind;
     // A port number between OVS's last port (0xfeff) and the reserved ones.
@@ -233,7 +234,7 @@ fn values_ovs_refuses_are_refused() {
     // An OXM in_port there.
     let mut rule = parse_rule("in_port=7,actions=drop").unwrap();
     rule.matches.flow.in_port = 0x0700_0004;
-    let wire = encode_flow_mod(OFP13, 1, &add_flow_mod(&rule));
+    let wire = encode_flow_mod(OFP13, 1, &add_flow_mod(&rule)).unwrap();
     assert_eq!(refused(&wire), ErrorKind::MatchBadValue);
     // set_field of a VLAN ID wider than 12 bits plus the present bit, or
     // without that bit.
@@ -283,14 +284,19 @@ fn values_ovs_refuses_are_refused() {
     // OpenFlow 1.0 lets dec_ttl stand there, as OVS does.
     let mut rule = parse_rule("arp,actions=drop").unwrap();
     rule.instructions.apply = vec![OfAction::DecTtl];
-    assert!(decode(&encode_flow_mod(OFP10, 1, &add_flow_mod(&rule)), st).is_ok());
+    assert!(decode(
+        &encode_flow_mod(OFP10, 1, &add_flow_mod(&rule)).unwrap(),
+        st
+    )
+    .is_ok());
     // goto_table must go forward, from the table the rule goes to.
     let (_, Request::FlowMod(fm)) = decode(
         &encode_flow_mod(
             OFP13,
             1,
             &add_flow_mod(&parse_rule("table=3,actions=goto_table:4").unwrap()),
-        ),
+        )
+        .unwrap(),
         st,
     )
     .unwrap() else {
@@ -312,4 +318,69 @@ fn values_ovs_refuses_are_refused() {
         "a modify of every table adds to 0"
     );
     assert_eq!(modify_all.rule_table(), 0);
+}
+
+/// Every field an action can name either goes out under its own header
+/// and comes back as itself, or the flow mod is refused naming it: never
+/// sent under another field's header (the encoder once fell back to
+/// `in_port`'s).
+#[test]
+fn an_action_on_a_field_without_a_header_is_refused_not_misencoded() {
+    let mut refused = Vec::new();
+    for info in crate::field::FIELDS {
+        let n_bits = crate::field::by_field(info.field).n_bits.min(32) as u8;
+        let mv = OfAction::Move {
+            src: info.field,
+            src_ofs: 0,
+            dst: Field::Reg(0),
+            dst_ofs: 0,
+            n_bits,
+        };
+        for version in [OFP10, OFP13] {
+            let mut wire = Vec::new();
+            match actions::encode_action(version, &mv, &mut wire) {
+                Ok(()) => {
+                    // NXAST_REG_MOVE: the source header follows the
+                    // 10-byte Nicira header and three 16-bit fields.
+                    let src = u32::from_be_bytes(wire[16..20].try_into().unwrap());
+                    let named = nxm::field_for_header(src, None).map(|f| f.field);
+                    assert_eq!(named, Some(info.field), "{}", info.name);
+                }
+                Err(e) => {
+                    assert_eq!(e.kind, ErrorKind::ActionBadSetType, "{}", info.name);
+                    let first = crate::field::by_field(info.field).name;
+                    assert!(e.reason.contains(first), "{}: {}", info.name, e.reason);
+                    refused.push(first);
+                }
+            }
+        }
+    }
+    // The fields upcalld has no NXM/OXM code for (OVS has some of them).
+    for name in ["xxreg0", "xreg0", "tun_flags", "ct_nw_src", "skb_priority"] {
+        assert!(refused.contains(&name), "{name} not refused: {refused:?}");
+    }
+    // As a user writes it: the rule is accepted as text, its OpenFlow
+    // encoding is refused with the field's name.
+    let rule = parse_rule("actions=move:NXM_NX_XXREG0[0..31]->NXM_NX_REG0[],output:1").unwrap();
+    for version in [OFP10, OFP13] {
+        let e = encode_flow_mod(version, 1, &add_flow_mod(&rule)).unwrap_err();
+        assert!(e.reason.contains("xxreg0"), "{e}");
+    }
+    let stats = FlowStatsEntry {
+        table: 0,
+        duration_sec: 0,
+        duration_nsec: 0,
+        priority: rule.priority,
+        idle_timeout: 0,
+        hard_timeout: 0,
+        flags: 0,
+        idle_age: 0,
+        hard_age: 0,
+        cookie: 0,
+        packet_count: 0,
+        byte_count: 0,
+        matches: rule.matches,
+        instructions: rule.instructions.clone(),
+    };
+    assert!(encode_flow_stats_reply(OFP13, 1, FlowFormat::Oxm, &[stats]).is_err());
 }
