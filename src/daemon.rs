@@ -268,15 +268,13 @@ impl Ctl {
                 Ok(Reply { output, warnings })
             }
             (Command::DelFlows, _) => {
-                let (filter, warnings) = crate::rules::parse_delete(body, req.strict)?;
-                let output = self.change(RuleChange::Delete(Box::new(filter))).await?;
+                let (change, warnings) = crate::rules::parse_delete(body, req.strict)?;
+                let output = self.change(change).await?;
                 Ok(Reply { output, warnings })
             }
             (Command::ModFlows, _) => {
-                let (filter, update, warnings) = crate::rules::parse_modify(body, req.strict)?;
-                let output = self
-                    .change(RuleChange::Modify(Box::new(filter), Box::new(update)))
-                    .await?;
+                let (change, warnings) = crate::rules::parse_modify(body, req.strict)?;
+                let output = self.change(change).await?;
                 Ok(Reply { output, warnings })
             }
             (Command::DumpFlows, _) => {

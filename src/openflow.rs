@@ -23,7 +23,7 @@ use actors::pipeline::Pipeline;
 use actors::protocol::{GetSnapshot, RuleChange, RuleStats};
 use actors::rule_table::{RemovalReason, RemovedRule};
 use actors::stats::PipelineStats;
-use actors::tables::{RuleEntry, RuleFilter, RuleUpdate};
+use actors::tables::{RuleEntry, RuleFilter};
 use actors::xlate::{xlate_actions, XlateConfig};
 use futures::StreamExt;
 use messages::dpif::{Dpif, DpifOp, Execute, PacketMetadata};
@@ -36,6 +36,8 @@ use messages::openflow::{
     Request,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::rules::FlowModRequest;
 
 /// Tables a switch offers (OVS: 254, numbered 0..=253).
 pub use of::N_TABLES;
@@ -1333,50 +1335,29 @@ impl Conn {
     /// The rule-table change a flow mod asks for.
     fn flow_mod_change(&self, fm: FlowMod) -> Result<RuleChange, OfpError> {
         fm.check()?;
-        let rule = Rule {
-            table: fm.rule_table(),
-            priority: fm.priority,
-            cookie: fm.cookie,
-            idle_timeout: fm.idle_timeout,
-            hard_timeout: fm.hard_timeout,
-            flags: fm.flags & flow_flags::KEPT,
-            matches: fm.matches,
-            instructions: fm.instructions.clone(),
-        };
-        let strict = matches!(
-            fm.command,
-            FlowModCommand::ModifyStrict | FlowModCommand::DeleteStrict
-        );
-        let filter = RuleFilter {
+        // OpenFlow 1.0 sets the cookie and adds a rule when a modify
+        // matches none; 1.1+ does neither (OVS's modify_may_add_flow).
+        let of10_modify = self.v() == of::OFP10 && fm.cookie_mask == 0;
+        let request = FlowModRequest {
+            command: fm.command,
             table: (fm.table != 0xff).then_some(fm.table),
-            matches: fm.matches,
-            strict,
-            priority: fm.priority,
-            cookie: (fm.cookie_mask != 0).then_some((fm.cookie, fm.cookie_mask)),
-            out_port: None,
+            rule: Rule {
+                table: fm.rule_table(),
+                priority: fm.priority,
+                cookie: fm.cookie,
+                idle_timeout: fm.idle_timeout,
+                hard_timeout: fm.hard_timeout,
+                flags: fm.flags & flow_flags::KEPT,
+                matches: fm.matches,
+                instructions: fm.instructions,
+            },
+            cookie_filter: (fm.cookie_mask != 0).then_some((fm.cookie, fm.cookie_mask)),
+            out_port: Some(fm.out_port),
+            new_cookie: of10_modify.then_some(fm.cookie),
+            reset_counts: fm.flags & of::flow_flags::RESET_COUNTS != 0,
+            modify_may_add: of10_modify,
         };
-        Ok(match fm.command {
-            FlowModCommand::Add => RuleChange::Add(vec![rule]),
-            FlowModCommand::Delete | FlowModCommand::DeleteStrict => {
-                RuleChange::Delete(Box::new(RuleFilter {
-                    out_port: (fm.out_port != port::ANY && fm.out_port != 0xffff_ffff)
-                        .then_some(fm.out_port),
-                    ..filter
-                }))
-            }
-            FlowModCommand::Modify | FlowModCommand::ModifyStrict => {
-                // OpenFlow 1.0 sets the cookie and adds a rule when none
-                // matches; 1.1+ does neither (OVS's modify_may_add_flow).
-                let of10 = self.v() == of::OFP10;
-                let update = RuleUpdate {
-                    instructions: fm.instructions,
-                    new_cookie: (of10 && fm.cookie_mask == 0).then_some(fm.cookie),
-                    reset_counts: fm.flags & of::flow_flags::RESET_COUNTS != 0,
-                    add_if_none: (of10 && fm.cookie_mask == 0).then_some(rule),
-                };
-                RuleChange::Modify(Box::new(filter), Box::new(update))
-            }
-        })
+        Ok(request.into_change())
     }
 
     /// The published tables a flow mod is checked against.

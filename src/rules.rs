@@ -2,6 +2,7 @@
 //! errors that name the file, line and column once, and the warnings
 //! `ovs-ofctl` prints when it normalizes a match.
 
+use actors::protocol::RuleChange;
 use actors::tables::{RuleFilter, RuleUpdate};
 use messages::ofp::{port, Rule};
 use messages::parse::rules::{self as parse, FlowModCommand, ParseError};
@@ -65,60 +66,100 @@ pub fn read_file(path: &std::path::Path) -> Result<(Vec<Rule>, Vec<String>), Str
     parse_text(&text, &shown)
 }
 
-/// A `del-flows` match (`--strict`: with its priority) as the rules it
-/// selects; empty selects every rule.
-pub fn parse_delete(text: &str, strict: bool) -> Result<(RuleFilter, Vec<String>), String> {
+/// A `del-flows` match (`--strict`: with its priority) as the change it
+/// asks for; empty selects every rule.
+pub fn parse_delete(text: &str, strict: bool) -> Result<(RuleChange, Vec<String>), String> {
     let cmd = if strict {
         FlowModCommand::DeleteStrict
     } else {
         FlowModCommand::Delete
     };
-    let fm = parse::parse_flow_mod(text.trim(), cmd).map_err(|e| located(e, 1, None))?;
-    Ok((filter(&fm), warnings(None, 1, &fm.dropped)))
+    parse_flow_mod(text, cmd)
 }
 
-/// A `mod-flows` flow: the rules it selects and what becomes of them.
-pub fn parse_modify(
-    text: &str,
-    strict: bool,
-) -> Result<(RuleFilter, RuleUpdate, Vec<String>), String> {
+/// A `mod-flows` flow as the change it asks for.
+pub fn parse_modify(text: &str, strict: bool) -> Result<(RuleChange, Vec<String>), String> {
     let cmd = if strict {
         FlowModCommand::ModifyStrict
     } else {
         FlowModCommand::Modify
     };
-    let fm = parse::parse_flow_mod(text.trim(), cmd).map_err(|e| located(e, 1, None))?;
-    let instructions = fm.instructions.clone().unwrap_or_default();
-    // OVS adds the flow when none matches, unless it selects by cookie.
-    let add_if_none = (fm.cookie_mask == 0).then(|| Rule {
-        table: fm.table.unwrap_or(0),
-        priority: fm.priority,
-        cookie: fm.new_cookie.unwrap_or(0),
-        idle_timeout: fm.idle_timeout,
-        hard_timeout: fm.hard_timeout,
-        flags: 0,
-        matches: fm.matches,
-        instructions: instructions.clone(),
-    });
-    let update = RuleUpdate {
-        instructions,
-        new_cookie: fm.new_cookie,
-        reset_counts: fm.reset_counts,
-        add_if_none,
-    };
-    Ok((filter(&fm), update, warnings(None, 1, &fm.dropped)))
+    parse_flow_mod(text, cmd)
 }
 
-fn filter(fm: &parse::FlowMod) -> RuleFilter {
-    RuleFilter {
+fn parse_flow_mod(text: &str, cmd: FlowModCommand) -> Result<(RuleChange, Vec<String>), String> {
+    let fm = parse::parse_flow_mod(text.trim(), cmd).map_err(|e| located(e, 1, None))?;
+    let warnings = warnings(None, 1, &fm.dropped);
+    let request = FlowModRequest {
+        command: fm.command,
         table: fm.table,
-        matches: fm.matches,
-        strict: matches!(
-            fm.command,
-            FlowModCommand::DeleteStrict | FlowModCommand::ModifyStrict
-        ),
-        priority: fm.priority,
-        cookie: (fm.cookie_mask != 0).then_some((fm.cookie, fm.cookie_mask)),
-        out_port: fm.out_port.filter(|p| *p != port::ANY),
+        rule: fm.rule(),
+        cookie_filter: (fm.cookie_mask != 0).then_some((fm.cookie, fm.cookie_mask)),
+        out_port: fm.out_port,
+        new_cookie: fm.new_cookie,
+        reset_counts: fm.reset_counts,
+        // As `ovs-ofctl` (OpenFlow 1.0) asks: a modify adds the flow when
+        // none matches, unless it selects by cookie.
+        modify_may_add: fm.cookie_mask == 0,
+    };
+    Ok((request.into_change(), warnings))
+}
+
+/// A flow mod from either front end (`ovs-ofctl` text through `ctl`, a
+/// FLOW_MOD over OpenFlow), as the rule table is asked it. The one place
+/// a flow mod becomes a [`RuleChange`].
+pub struct FlowModRequest {
+    pub command: FlowModCommand,
+    /// The table it selects (None: every table).
+    pub table: Option<u8>,
+    /// What an add installs, or a modify adds when nothing matches; its
+    /// match (and, when strict, priority) selects the rules changed.
+    pub rule: Rule,
+    /// `cookie=V/MASK`: only rules whose cookie agrees with V under MASK.
+    pub cookie_filter: Option<(u64, u64)>,
+    /// Only rules that output to this port; deletes only (OVS's modify
+    /// selects with `OFPP_ANY`).
+    pub out_port: Option<u32>,
+    /// The cookie a modify gives the rules it changes.
+    pub new_cookie: Option<u64>,
+    /// A modify zeroes the changed rules' counters.
+    pub reset_counts: bool,
+    /// A modify that selects nothing adds `rule` (OVS's
+    /// `modify_may_add_flow`).
+    pub modify_may_add: bool,
+}
+
+impl FlowModRequest {
+    pub fn into_change(self) -> RuleChange {
+        let delete = matches!(
+            self.command,
+            FlowModCommand::Delete | FlowModCommand::DeleteStrict
+        );
+        let filter = RuleFilter {
+            table: self.table,
+            matches: self.rule.matches,
+            strict: matches!(
+                self.command,
+                FlowModCommand::DeleteStrict | FlowModCommand::ModifyStrict
+            ),
+            priority: self.rule.priority,
+            cookie: self.cookie_filter,
+            out_port: self.out_port.filter(|p| delete && *p != port::ANY),
+        };
+        match self.command {
+            FlowModCommand::Add => RuleChange::Add(vec![self.rule]),
+            FlowModCommand::Delete | FlowModCommand::DeleteStrict => {
+                RuleChange::Delete(Box::new(filter))
+            }
+            FlowModCommand::Modify | FlowModCommand::ModifyStrict => {
+                let update = RuleUpdate {
+                    instructions: self.rule.instructions.clone(),
+                    new_cookie: self.new_cookie,
+                    reset_counts: self.reset_counts,
+                    add_if_none: self.modify_may_add.then_some(self.rule),
+                };
+                RuleChange::Modify(Box::new(filter), Box::new(update))
+            }
+        }
     }
 }
