@@ -1,6 +1,7 @@
 //! Stateful pipelines against Open vSwitch 3.1: `tests/ovs_ct_cases/`
 //! holds rule sets in the style of OVS's conntrack tutorial, Neutron's OVS
-//! firewall and OVN's ACL, load-balancer and NAT stages, with what
+//! firewall and OVN's ACL, load-balancer and NAT stages (and Antrea's
+//! published pipeline), groups in a case's `setup`, with what
 //! `ofproto/trace` (with `--ct-next`) printed for every pass of every
 //! flow (recorded by `tools/difftest/ct_trace.py record`). Every pass must
 //! be identical: banner, datapath actions and megaflow, recirculation ids
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use actors::tables::Tables;
 use messages::parse::flow::parse_ct_next;
 use messages::parse::rules::parse_rules;
-use upcalld::trace::{dummy_bridge, trace_ct};
+use upcalld::trace::{apply_setup, dummy_bridge, trace_ct};
 
 /// Renumbers `recirc(0xN)` and `recirc_id=0xN` by first appearance.
 fn normalize(cols: &mut [String], ids: &mut HashMap<u32, u32>) {
@@ -60,7 +61,16 @@ fn every_pass_agrees_with_open_vswitch() {
     for case in cases {
         let rules = std::fs::read_to_string(case.join("rules.of13")).unwrap();
         let rules = parse_rules(&rules).unwrap_or_else(|e| panic!("{}: {e}", case.display()));
-        let tables = Tables::from_rules(rules);
+        let mut tables = Tables::from_rules(rules);
+        // Groups the peer was given before the rules (`ovs-ofctl add-group`).
+        let setup = case.join("setup");
+        if setup.exists() {
+            let text = std::fs::read_to_string(&setup).unwrap();
+            let mut tlv = Default::default();
+            for g in apply_setup(&mut tlv, &setup.display().to_string(), &text).unwrap() {
+                tables.add_group(g).unwrap();
+            }
+        }
         let mut cfg = dummy_bridge(None);
         // What the peer was configured with besides its rules.
         let bridge = case.join("bridge.toml");

@@ -14,8 +14,9 @@ pub use table::{
     NxmHeader, Syntax, EXPERIMENTER, FIELDS, NXM_NX, NXM_OF, OXM_OF,
 };
 
-/// A match field. Register fields carry their index.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// A match field. Register fields carry their index. From `EthSrc` on,
+/// declared in OVS's meta-flow order (`Ord` follows it there).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Field {
     InPort,
     Metadata,

@@ -173,11 +173,44 @@ impl Group {
                 None => Selection::Default,
             },
             Some(_) if fields.is_empty() => Selection::Default,
-            Some(_) => Selection::Hash {
-                fields,
-                basis: param,
-            },
+            Some(_) => {
+                // OVS keeps the fields as a bitmap: each once, hashed and
+                // printed in meta-flow order.
+                let mut fields = fields;
+                fields.sort_by_key(|&(f, _)| (meta_flow_class(f), f));
+                fields.dedup_by_key(|(f, _)| *f);
+                Selection::Hash {
+                    fields,
+                    basis: param,
+                }
+            }
         };
+    }
+}
+
+/// The part of OVS's meta-flow order a field is in (before the packet
+/// fields, `Field` is not declared in it): hash and recirculation,
+/// tunnel, port and metadata, conntrack, registers, then the packet.
+fn meta_flow_class(f: Field) -> u8 {
+    use Field::*;
+    match f {
+        DpHash | RecircId | ConjId => 0,
+        TunId
+        | TunSrc
+        | TunDst
+        | TunIpv6Src
+        | TunIpv6Dst
+        | TunFlags
+        | TunTos
+        | TunTtl
+        | TunGbpId
+        | TunGbpFlags
+        | TunMetadata { .. } => 1,
+        Metadata | InPort | ActsetOutput | SkbPriority | PktMark => 2,
+        CtState | CtZone | CtMark | CtLabel | CtNwSrc | CtNwDst | CtIpv6Src | CtIpv6Dst
+        | CtNwProto | CtTpSrc | CtTpDst => 3,
+        Reg(_) | XReg(_) | XxReg(_) => 4,
+        _ => 5,
     }
 }
 

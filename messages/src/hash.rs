@@ -143,6 +143,58 @@ pub fn mix32(a: u32, b: u32) -> u32 {
     (h ^ (h >> 32)) as u32
 }
 
+/// OVS's `hash_add` (lib/hash.h, the murmur3 step it uses without SSE 4.2,
+/// as Debian's amd64 build has it).
+fn ovs_hash_add(hash: u32, data: u32) -> u32 {
+    let mut h = hash;
+    if data != 0 {
+        let d = data
+            .wrapping_mul(0xcc9e_2d51)
+            .rotate_left(15)
+            .wrapping_mul(0x1b87_3593);
+        h ^= d;
+    }
+    h.rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64)
+}
+
+/// OVS's `hash_finish`.
+fn ovs_hash_finish(hash: u32, fin: u32) -> u32 {
+    let mut h = hash ^ fin;
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
+}
+
+/// OVS's `hash_bytes`: little-endian words of `bytes`, the tail
+/// zero-padded. A select group's `selection_method=hash` hashes each
+/// field's bytes (network order) with it, so buckets are OVS's.
+pub fn ovs_hash_bytes(bytes: &[u8], basis: u32) -> u32 {
+    let mut h = basis;
+    let mut chunks = bytes.chunks_exact(4);
+    for c in &mut chunks {
+        h = ovs_hash_add(h, u32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+    }
+    let tail = chunks.remainder();
+    if !tail.is_empty() {
+        let mut t = [0u8; 4];
+        t[..tail.len()].copy_from_slice(tail);
+        h = ovs_hash_add(h, u32::from_le_bytes(t));
+    }
+    ovs_hash_finish(h, bytes.len() as u32)
+}
+
+/// OVS's `hash_int` (`hash_2words(x, basis)`).
+pub fn ovs_hash_int(x: u32, basis: u32) -> u32 {
+    ovs_hash_finish(ovs_hash_add(ovs_hash_add(x, 0), basis), 8)
+}
+
+/// OVS's `hash_uint64`.
+pub fn ovs_hash_uint64(x: u64) -> u32 {
+    ovs_hash_finish(ovs_hash_add(ovs_hash_add(0, x as u32), (x >> 32) as u32), 8)
+}
+
 /// A hash of the Ethernet addresses, VLAN, IP addresses, protocol and
 /// ports that is the same in both directions, seeded with `basis`: the
 /// datapath's `hash(sym_l4(basis))` and the slow path's default select.

@@ -7,7 +7,9 @@ recirculation) against OVS 3.1's ofproto/trace, every pass compared.
 
 A case directory holds `rules.of13` (ovs-ofctl add-flows syntax, OpenFlow
 1.3), optionally `bridge.toml` (upcalld's configuration of what the peer
-was configured with by hand, e.g. zone timeout policies), and `flows.txt`: one trace per line, `FLOW` or
+was configured with by hand, e.g. zone timeout policies), optionally `setup`
+(`add-group GROUP` lines, added to the peer with `ovs-ofctl add-group`
+before the rules and given to `upcalld trace --setup`), and `flows.txt`: one trace per line, `FLOW` or
 `FLOW<TAB>STATE[<TAB>STATE...]` where each STATE is a --ct-next argument
 (`trk,est`). `expected.tsv` has one line per pass of each trace:
 
@@ -83,6 +85,20 @@ def traces(case):
             yield parts[0].strip(), [p.strip() for p in parts[1:] if p.strip()]
 
 
+def setup(case):
+    """The case's setup commands (`add-group GROUP`), as (command, argument)."""
+    path = os.path.join(case, "setup")
+    if not os.path.exists(path):
+        return []
+    out = []
+    for line in open(path):
+        line = line.strip()
+        if line and not line.startswith("#"):
+            cmd, arg = line.split(None, 1)
+            out.append((cmd, arg))
+    return out
+
+
 def record(ovsdir, cases):
     sys.path.insert(0, PEER)
     from ovs_unixctl import Unixctl, UnixctlError
@@ -93,7 +109,11 @@ def record(ovsdir, cases):
         # priority OVS then looks up in the order they were created, as
         # upcalld does (replace-flows would add them in hash order).
         subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "del-flows", mgmt], check=True)
+        subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "del-groups", mgmt], check=True)
         time.sleep(0.3)
+        for cmd, arg in setup(case):
+            # OpenFlow 1.5: in 1.3 ovs-ofctl silently drops selection_method.
+            subprocess.run(["ovs-ofctl", "-O", "OpenFlow15", cmd, mgmt, arg], check=True)
         subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "add-flows",
                         mgmt, os.path.join(case, "rules.of13")], check=True)
         time.sleep(0.3)
@@ -127,6 +147,8 @@ def compare(upcalld, cases):
             # The bridge's zone timeout policies, as the peer was configured.
             if os.path.exists(os.path.join(case, "bridge.toml")):
                 cmd += ["--config", os.path.join(case, "bridge.toml")]
+            if os.path.exists(os.path.join(case, "setup")):
+                cmd += ["--setup", os.path.join(case, "setup")]
             for s in states:
                 cmd += ["--ct-next", s]
             cmd.append(flow)

@@ -10,7 +10,9 @@
 
 use messages::flow::*;
 use messages::group::{Bucket, Group, GroupType, HashAlg, Selection, GROUP_ANY};
-use messages::hash::{mix32 as mix, symmetric_l4_hash};
+use messages::hash::{
+    mix32 as mix, ovs_hash_bytes, ovs_hash_int, ovs_hash_uint64, symmetric_l4_hash,
+};
 use messages::ofp::{port, OfAction};
 
 use super::{add_to_action_set, Ctx, Freeze};
@@ -152,39 +154,35 @@ impl Ctx<'_> {
             Selection::Default => {
                 self.mask_symmetric_l4();
                 let hash = symmetric_l4_hash(&self.flow, 0);
-                self.best_live_bucket(group, hash)
+                self.best_live_bucket(group, |id| mix(id, hash))
             }
             Selection::Hash { fields, basis } => {
-                let mut hash = mix(*basis as u32, (*basis >> 32) as u32);
+                // OVS's `pick_hash_fields_select_group`: each field's bytes,
+                // masked, in network order, hashed in turn (fields in
+                // meta-flow order, as `choose_selection` sorted them).
+                let mut hash = ovs_hash_uint64(*basis);
                 for &(field, mask) in fields {
                     if !self.prereqs_ok(field.prereq()) {
                         continue;
                     }
                     let v = field.get(&self.flow) & mask;
-                    for word in [
-                        v as u32,
-                        (v >> 32) as u32,
-                        (v >> 64) as u32,
-                        (v >> 96) as u32,
-                    ] {
-                        hash = mix(hash, word);
-                    }
+                    let n_bytes = field.n_bits().div_ceil(8) as usize;
+                    hash = ovs_hash_bytes(&v.to_be_bytes()[16 - n_bytes..], hash);
                     field.set_masked(&mut *self.wc, mask, mask);
                 }
-                self.best_live_bucket(group, hash)
+                self.best_live_bucket(group, |id| ovs_hash_int(id, hash))
             }
         }
     }
 
     /// OVS's `group_best_live_bucket`: the live bucket with the highest
-    /// score, a hash of its id under `basis` times its weight (the last
-    /// of equals).
-    fn best_live_bucket(&self, group: &Group, basis: u32) -> Option<usize> {
+    /// score, `hash` of its id times its weight (the last of equals).
+    fn best_live_bucket(&self, group: &Group, hash: impl Fn(u32) -> u32) -> Option<usize> {
         let mut best = None;
         let mut best_score = 0;
         for (i, b) in group.buckets.iter().enumerate() {
             if self.bucket_alive(group, b, 0) {
-                let score = (mix(b.id, basis) & 0xffff) * u32::from(b.weight);
+                let score = (hash(b.id) & 0xffff) * u32::from(b.weight);
                 if score >= best_score {
                     best = Some(i);
                     best_score = score;

@@ -275,10 +275,13 @@ fn scan_u16(s: &str) -> Option<(u16, &str)> {
 pub(super) fn encode_ct(a: &Located, ct: &CtArgs, st: &mut CheckState) -> Res<OfAction> {
     let f = st.flow;
     let ip_any = f.is_ip_any();
-    let bad = !ip_any
-        || f.ct_state & CS_INVALID != 0 && ct.commit
-        || ct.alg == 21 && f.nw_proto != IPPROTO_TCP
-        || ct.alg == 69 && f.nw_proto != IPPROTO_UDP;
+    // A group's bucket has no match to check against; OVS accepts `ct`
+    // there (OVN's load balancers commit with nat(dst=) in buckets).
+    let bad = !st.in_group
+        && (!ip_any
+            || f.ct_state & CS_INVALID != 0 && ct.commit
+            || ct.alg == 21 && f.nw_proto != IPPROTO_TCP
+            || ct.alg == 69 && f.nw_proto != IPPROTO_UDP);
     if bad {
         let needs = if !ip_any {
             "ip or ipv6"
@@ -309,7 +312,7 @@ pub(super) fn encode_ct(a: &Located, ct: &CtArgs, st: &mut CheckState) -> Res<Of
                 ));
             }
             let info = crate::field::by_field(*field);
-            if !crate::field::prereqs_hold(info.prereq, &f) {
+            if !crate::field::prereqs_hold(info.prereq, &f) && !st.in_group {
                 return Err(inconsistent(a, super::prereq_needs(info.prereq, *field)));
             }
             CtZone::Field {
@@ -327,7 +330,7 @@ pub(super) fn encode_ct(a: &Located, ct: &CtArgs, st: &mut CheckState) -> Res<Of
                 Some(NatAddrs::V6 { .. }) => f.dl_type == ETH_TYPE_IPV6,
                 None => true,
             };
-            if !family_ok {
+            if !family_ok && !st.in_group {
                 return Err(inconsistent(
                     b,
                     "the address family of the NAT range (ip or ipv6)",

@@ -519,6 +519,19 @@ fn groups_parse_print_as_dump_groups_and_errors_say_why() {
     )
     .unwrap();
     assert!(matches!(&g.selection, Selection::Hash { fields, .. } if fields.len() == 2));
+    // Kept in meta-flow order, each once, as OVS's field bitmap.
+    let g = parse_group(
+        "group_id=1,type=select,selection_method=hash,fields(tcp_src,ip_src,tcp_src),bucket=output:1",
+    )
+    .unwrap();
+    assert!(matches!(&g.selection, Selection::Hash { fields, .. }
+        if fields.iter().map(|f| f.0).collect::<Vec<_>>() == [Field::Ipv4Src, Field::TcpSrc]));
+    // OVN's load balancers commit in buckets: `ct` needs no IP match there.
+    let g = parse_group(
+        "group_id=1,type=select,bucket=ct(commit,table=2,zone=NXM_NX_REG13[0..15],\
+         nat(dst=10.0.0.3:8080),exec(load:0x1->NXM_NX_CT_MARK[1]))",
+    );
+    assert!(g.is_ok(), "{g:?}");
     assert_eq!(
         rule("ip,actions=group:7").instructions.apply,
         [OfAction::Group(7)]
