@@ -139,11 +139,16 @@ impl DpifWriter {
         }
     }
 
+    /// Writes every pending op. Guarded: a panic restarts the writer,
+    /// which forgets the puts it could not confirm.
     fn write(&mut self, ctx: &mut Context<Self>) {
         if let Some(t) = self.flush_timer.take() {
             ctx.cancel_future(t);
         }
-        self.write_pending(self.pending.len());
+        let stats = self.stats.clone();
+        guarded("dpif_writer", &stats, ctx, || {
+            self.write_pending(self.pending.len())
+        });
     }
 
     /// Writes the first `n` pending ops in batches of at most `batch_size`.
@@ -259,27 +264,12 @@ pub fn write_ops(dpif: &dyn Dpif, batch: &mut [DpifOp], ukeys: &Ukeys, stats: &P
     }
 }
 
-impl DpifWriter {
-    /// After a panic: the puts of the batch being written, of the message
-    /// and of the queue whose writing was not confirmed are lost (whether
-    /// or not they reached the datapath); their ukeys go, so that their
-    /// next upcalls install them (or the next dump adopts them).
-    fn forget_lost_puts(&mut self, ops: &mut Vec<DpifOp>) {
-        let mut lost: Vec<Ufid> = ops
-            .iter()
-            .chain(self.pending.iter())
-            .filter_map(|op| match op {
-                DpifOp::FlowPut(put) if put.mode == PutMode::Create => Some(put.ufid),
-                _ => None,
-            })
-            .collect();
-        lost.append(&mut self.unconfirmed);
-        for ufid in lost {
-            self.ukeys.remove(ufid);
-        }
-        ops.clear();
-        self.pending.clear();
-    }
+/// The puts among `ops` that create a flow.
+fn created(ops: &[DpifOp]) -> impl Iterator<Item = Ufid> + '_ {
+    ops.iter().filter_map(|op| match op {
+        DpifOp::FlowPut(put) if put.mode == PutMode::Create => Some(put.ufid),
+        _ => None,
+    })
 }
 
 impl Actor for DpifWriter {
@@ -287,8 +277,35 @@ impl Actor for DpifWriter {
 }
 
 impl Supervised for DpifWriter {
+    /// Rebuilt as new after a panic: the queue, the batch being written
+    /// and the buffers are scratch. The puts queued or written unconfirmed
+    /// are lost (whether or not they reached the datapath), so their ukeys
+    /// go, in the ukeys' owner, and their next upcalls install them (or
+    /// the next dump adopts them).
     fn restarting(&mut self, _: &mut Context<Self>) {
-        self.flush_timer = None;
+        let lost: Vec<Ufid> = created(self.pending.make_contiguous())
+            .chain(self.unconfirmed.iter().copied())
+            .collect();
+        for ufid in lost {
+            self.ukeys.remove(ufid);
+        }
+        tracing::info!(
+            lost_puts = self.pending.len() + self.unconfirmed.len(),
+            "dpif-writer restarted"
+        );
+        #[cfg(feature = "fault-injection")]
+        let panics_to_inject = self.panics_to_inject;
+        *self = DpifWriter::new(
+            self.dpif.clone(),
+            self.config,
+            self.stats.clone(),
+            self.inlet.clone(),
+            self.ukeys.clone(),
+        );
+        #[cfg(feature = "fault-injection")]
+        {
+            self.panics_to_inject = panics_to_inject;
+        }
     }
 }
 
@@ -321,7 +338,13 @@ impl Handler<FlowOps> for DpifWriter {
             }
         });
         if written.is_none() {
-            self.forget_lost_puts(&mut ops);
+            // The message's own puts not yet queued are lost with it (the
+            // queue's and the unconfirmed batch's go at the restart).
+            for ufid in created(&ops) {
+                self.ukeys.remove(ufid);
+            }
+            ops.clear();
+            return;
         }
         drop(permit);
         if let Some(to) = return_to {

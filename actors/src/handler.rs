@@ -34,8 +34,8 @@ use crate::packet_in::{ControllerPacket, PacketIns};
 #[cfg(feature = "fault-injection")]
 use crate::protocol::InjectPanics;
 use crate::protocol::{
-    FlowLimit, Poll, PushStats, RuleStats, SendCredits, SideEffects, Snapshot, SpareOps,
-    SpareUpcalls, UpcallBatch,
+    FlowLimit, GetSnapshot, Poll, PushStats, RuleStats, SendCredits, SideEffects, Snapshot,
+    SpareOps, SpareUpcalls, UpcallBatch,
 };
 use crate::rule_table::RuleTable;
 use crate::stats::{DropReason, PipelineStats};
@@ -391,6 +391,15 @@ fn add_credit(credits: &mut Vec<(u64, RuleStats)>, id: u64, stats: RuleStats) {
 }
 
 impl UpcallHandler {
+    /// Translates against `tables` from now on, unless they are older than
+    /// the ones it has (a snapshot read at a restart may pass one sent
+    /// before it).
+    fn take_snapshot(&mut self, tables: Arc<Tables>) {
+        if tables.version() >= self.tables.version() {
+            self.tables = tables;
+        }
+    }
+
     /// Adds a batch's credits to those not sent yet.
     fn gather_credits(&mut self, batch: Vec<(u64, RuleStats)>) {
         for (id, c) in batch {
@@ -423,8 +432,45 @@ impl Actor for UpcallHandler {
 }
 
 impl Supervised for UpcallHandler {
-    fn restarting(&mut self, _: &mut Context<Self>) {
+    /// Rebuilt as new after a panic: translation buffers, op boxes, shared
+    /// lists and the batch read are scratch; the handles and the
+    /// translation config are kept; the flow limit is read again from
+    /// where the lead revalidator publishes it and the rules from the
+    /// rule-table (the mailbox waits for them). The ukeys of the batch lost
+    /// went when it panicked; its credits were sent when it stopped.
+    fn restarting(&mut self, ctx: &mut Context<Self>) {
         tracing::info!(handler = self.id, "handler restarted");
+        #[cfg(feature = "fault-injection")]
+        let panics_to_inject = self.panics_to_inject;
+        *self = UpcallHandler::new(
+            self.id,
+            self.tables.clone(),
+            self.xlate_cfg.clone(),
+            self.writer.clone(),
+            self.own.take(),
+            self.rule_table.clone(),
+            self.packet_ins.clone(),
+            match self.stats.flow_limit.load(Ordering::Relaxed) {
+                0 => self.flow_limit, // not published yet
+                limit => limit,
+            },
+            self.ukeys.clone(),
+            self.stats.clone(),
+        );
+        #[cfg(feature = "fault-injection")]
+        {
+            self.panics_to_inject = panics_to_inject;
+        }
+        ctx.wait(
+            self.rule_table
+                .send(GetSnapshot)
+                .into_actor(self)
+                .map(|current, handler, _| {
+                    if let Ok(tables) = current {
+                        handler.take_snapshot(tables);
+                    }
+                }),
+        );
     }
 }
 
@@ -517,7 +563,14 @@ impl Handler<Poll> for UpcallHandler {
         };
         let mut upcalls = std::mem::take(&mut self.read_buf);
         upcalls.clear();
-        match dpif.recv_upcalls(queue, UPCALL_MAX_BATCH, POLL, &mut upcalls) {
+        let stats = self.stats.clone();
+        // A panic in the read restarts the handler, which polls again.
+        let Some(read) = guarded("handler", &stats, ctx, || {
+            dpif.recv_upcalls(queue, UPCALL_MAX_BATCH, POLL, &mut upcalls)
+        }) else {
+            return;
+        };
+        match read {
             Ok(()) if upcalls.is_empty() => {}
             Ok(()) => {
                 self.stats
@@ -564,7 +617,7 @@ impl Handler<Snapshot> for UpcallHandler {
     type Result = ();
 
     fn handle(&mut self, snapshot: Snapshot, _: &mut Context<Self>) {
-        self.tables = snapshot.0;
+        self.take_snapshot(snapshot.0);
     }
 }
 

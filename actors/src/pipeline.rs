@@ -266,6 +266,15 @@ impl Pipeline {
         }
     }
 
+    /// Makes revalidator `revalidator` panic halfway through its next
+    /// `rounds` rounds, with a modify made and not written.
+    #[cfg(feature = "fault-injection")]
+    pub fn inject_revalidator_panics(&self, revalidator: usize, rounds: u32) {
+        if let Some(r) = self.revalidators.get(revalidator) {
+            r.do_send(InjectPanics { batches: rounds });
+        }
+    }
+
     /// Makes the dpif-writer panic halfway through its next `batches`
     /// batches.
     #[cfg(feature = "fault-injection")]

@@ -19,7 +19,7 @@
 //! | [`SendCredits`] | pipeline → handlers | once sent |
 //! | [`FlowLimit`] | lead revalidator → handlers | — |
 //! | [`RevalidateNow`] | pipeline (control, tests) → revalidator | once done |
-//! | `InjectPanics` (feature `fault-injection`) | tests → handlers, dpif-writer | — |
+//! | `InjectPanics` (feature `fault-injection`) | tests → handlers, dpif-writer, revalidators | — |
 //! | `Poll` | receiver → itself | — |
 //! | `Tick` | revalidator → itself | — |
 //!

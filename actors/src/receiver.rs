@@ -152,8 +152,17 @@ impl Actor for Receiver {
 }
 
 impl Supervised for Receiver {
+    /// Rebuilt as new after a panic: the batch being read and the spare
+    /// buffers are scratch (the upcalls read and not handed on are lost,
+    /// counted by the panic); the queue, datapath and handlers are kept.
     fn restarting(&mut self, _: &mut Context<Self>) {
         tracing::info!(queue = self.queue, "receiver restarted");
+        *self = Receiver::new(
+            self.queue,
+            self.dpif.clone(),
+            std::mem::take(&mut self.handlers),
+            self.stats.clone(),
+        );
     }
 }
 

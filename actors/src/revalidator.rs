@@ -33,8 +33,10 @@ use messages::{Flow, Megaflow};
 
 use crate::dpif_writer::write_ops;
 use crate::handler::UpcallHandler;
+#[cfg(feature = "fault-injection")]
+use crate::protocol::InjectPanics;
 use crate::protocol::{
-    FlowLimit, PushStats, RevalidateNow, RuleStats, SideEffects, Snapshot, Tick,
+    FlowLimit, GetSnapshot, PushStats, RevalidateNow, RuleStats, SideEffects, Snapshot, Tick,
 };
 use crate::rule_table::RuleTable;
 use crate::stats::PipelineStats;
@@ -108,6 +110,10 @@ pub struct Revalidator {
     dump_buf: Vec<(Ufid, FlowStats)>,
     /// The dump's indexes by shard (buffers kept for the next round).
     by_shard: Vec<Vec<usize>>,
+    /// The next round re-sends every flow's actions (see `restarting`).
+    resync: bool,
+    #[cfg(feature = "fault-injection")]
+    panics_to_inject: u32,
     stats: Arc<PipelineStats>,
 }
 
@@ -149,6 +155,9 @@ impl Revalidator {
             dump_seq: 0,
             dump_buf: Vec::new(),
             by_shard: Vec::new(),
+            resync: false,
+            #[cfg(feature = "fault-injection")]
+            panics_to_inject: 0,
             stats,
         }
     }
@@ -184,8 +193,18 @@ impl Revalidator {
             // caught by the next round.
             version: (self.tables.version(), self.xlate_cfg.mac.generation()),
             dump_seq: self.dump_seq + 1,
+            resync: self.resync,
         };
         self.dump_seq = round.dump_seq;
+        // An injected fault strikes halfway through the round's own flows,
+        // with a modify made and not written.
+        #[cfg(feature = "fault-injection")]
+        let panic_after = (self.panics_to_inject > 0).then(|| {
+            self.panics_to_inject -= 1;
+            (dump.len() / self.n_revalidators / 2).max(1)
+        });
+        #[cfg(feature = "fault-injection")]
+        let mut revalidated = 0;
         // The dumped flows of this revalidator's shards, by shard, so that a
         // shard is locked once per batch of flows rather than once a flow.
         let mut by_shard = std::mem::take(&mut self.by_shard);
@@ -209,6 +228,15 @@ impl Revalidator {
                         Some(ukey) => {
                             seen += 1;
                             self.revalidate_ukey(ufid, ukey, stats, &round, &mut out);
+                            #[cfg(feature = "fault-injection")]
+                            {
+                                revalidated += 1;
+                                if panic_after.is_some_and(|n| revalidated >= n)
+                                    && !out.ops.is_empty()
+                                {
+                                    panic!("injected fault in revalidator {}", self.id);
+                                }
+                            }
                         }
                         None => unknown.push(ufid),
                     }
@@ -223,6 +251,7 @@ impl Revalidator {
         self.by_shard = by_shard;
         self.adopt(&unknown, &round, &mut out);
         self.write(&mut out.ops);
+        self.resync = false;
         self.dump_buf = dump;
         if self.id == 0 {
             self.free_recirc_ids();
@@ -341,13 +370,13 @@ impl Revalidator {
         ukey.dump_seq = round.dump_seq;
         ukey.missed_dumps = 0;
         let mut delete = round.kill_all;
-        if !delete && ukey.version != round.version {
+        if !delete && (round.resync || ukey.version != round.version) {
             let key = ukey.megaflow.key();
             let x = xlate(&self.tables, &key, &self.xlate_cfg);
             if has_extra_bits(&datapath_mask(&key, &x.wc), &ukey.megaflow.mask()) {
                 delete = true;
             } else {
-                if *ukey.actions != x.actions {
+                if round.resync || *ukey.actions != x.actions {
                     ukey.actions = Arc::new(x.actions);
                     out.ops.push(DpifOp::put(FlowPut {
                         ufid,
@@ -418,6 +447,9 @@ struct Round {
     /// The rules version and NORMAL's MAC table generation.
     version: (u64, u64),
     dump_seq: u32,
+    /// Translate every flow again and write its actions even if its ukey
+    /// has them: the ukey may hold actions a lost modify never wrote.
+    resync: bool,
 }
 
 /// Unknown flows fetched one by one at most; more are taken from a full
@@ -494,8 +526,45 @@ impl Actor for Revalidator {
 }
 
 impl Supervised for Revalidator {
-    fn restarting(&mut self, _: &mut Context<Self>) {
+    /// Rebuilt as new after a panic, keeping what is its own and not
+    /// scratch: the dump sequence (ukeys carry it) and the flow limit
+    /// (published). The rules are read again from the rule-table (the
+    /// mailbox waits for them). A round that panicked may have given ukeys
+    /// of its shards new actions whose modifies it never wrote, so the
+    /// next round translates each of its flows again and writes its
+    /// actions (the datapath's are not in a terse dump to compare with).
+    fn restarting(&mut self, ctx: &mut Context<Self>) {
         tracing::info!(revalidator = self.id, "revalidator restarted");
+        let (dump_seq, flow_limit) = (self.dump_seq, self.flow_limit);
+        #[cfg(feature = "fault-injection")]
+        let panics_to_inject = self.panics_to_inject;
+        *self = Revalidator::new(
+            self.id,
+            self.n_revalidators,
+            self.dpif.clone(),
+            self.tables.clone(),
+            self.xlate_cfg.clone(),
+            self.rule_table.clone(),
+            std::mem::take(&mut self.handlers),
+            self.config,
+            self.ukeys.clone(),
+            self.stats.clone(),
+        );
+        self.dump_seq = dump_seq;
+        self.flow_limit = flow_limit;
+        self.stats.flow_limit.store(flow_limit, Ordering::Relaxed);
+        self.resync = true;
+        #[cfg(feature = "fault-injection")]
+        {
+            self.panics_to_inject = panics_to_inject;
+        }
+        ctx.wait(self.rule_table.send(GetSnapshot).into_actor(self).map(
+            |current, revalidator, _| {
+                if let Ok(tables) = current {
+                    revalidator.take_snapshot(tables);
+                }
+            },
+        ));
     }
 }
 
@@ -529,7 +598,27 @@ impl Handler<Snapshot> for Revalidator {
     type Result = ();
 
     fn handle(&mut self, snapshot: Snapshot, _: &mut Context<Self>) {
-        self.tables = snapshot.0;
+        self.take_snapshot(snapshot.0);
+    }
+}
+
+#[cfg(feature = "fault-injection")]
+impl Handler<InjectPanics> for Revalidator {
+    type Result = ();
+
+    fn handle(&mut self, msg: InjectPanics, _: &mut Context<Self>) {
+        self.panics_to_inject = msg.batches;
+    }
+}
+
+impl Revalidator {
+    /// Revalidates against `tables` from now on, unless they are older
+    /// than the ones it has (a snapshot read at a restart may pass one sent
+    /// before it).
+    fn take_snapshot(&mut self, tables: Arc<Tables>) {
+        if tables.version() >= self.tables.version() {
+            self.tables = tables;
+        }
     }
 }
 

@@ -321,8 +321,16 @@ impl Handler<SideEffects> for RuleTable {
 }
 
 impl Supervised for RuleTable {
+    /// After a panic the rules are the last ones published: a change is
+    /// made on a copy, but learning and expiry change the tables in place,
+    /// and whatever they did unpublished is dropped. The counters, clocks
+    /// and subscribers are the rule-table's own and kept.
     fn restarting(&mut self, _: &mut Context<Self>) {
-        tracing::warn!("rule-table restarting");
+        tracing::warn!(
+            version = self.snapshot.version(),
+            "rule-table restarting from its last snapshot"
+        );
+        self.tables = (*self.snapshot).clone();
     }
 }
 
