@@ -492,6 +492,115 @@ pub struct Config {
     /// Geneve option mappings, as `ovs-ofctl add-tlv-map` takes them:
     /// `["{class=0xffff,type=0,len=4}->tun_metadata0"]`.
     pub tlv_map: Vec<String>,
+    /// Native (userspace) tunnelling's underlay; absent: tunnel vports
+    /// encapsulate through the host's UDP stack (or the kernel's vports).
+    pub native_tunnel: Option<NativeTunnelConfig>,
+}
+
+/// The underlay of native tunnelling, as OVS configures it around the
+/// bridge's own port: `address` is the `LOCAL` port's (OVS: `ip addr add`
+/// on the bridge's interface, or `netdev-dummy/ip4addr`), `routes` as
+/// `ovs-appctl ovs/route/add`, `neighbours` as `tnl/neigh/set`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NativeTunnelConfig {
+    /// The OpenFlow number of the (internal) port that holds the
+    /// address; unset: the bridge's own port, `LOCAL`, as OVS has it.
+    pub port: Option<u32>,
+    /// `IP/PREFIX`, e.g. `"1.1.2.88/24"`: also a connected route.
+    pub address: Vec<String>,
+    /// The `LOCAL` port's MAC, the outer source MAC (`aa:55:aa:55:00:00`).
+    pub mac: String,
+    /// `"PREFIX/LEN"` or `"PREFIX/LEN GATEWAY"`.
+    #[serde(default)]
+    pub routes: Vec<String>,
+    /// `"IP MAC"`.
+    #[serde(default)]
+    pub neighbours: Vec<String>,
+}
+
+/// A static neighbour: an underlay address and its MAC.
+pub type Neighbour = (std::net::Ipv4Addr, [u8; 6]);
+
+fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut out = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in &mut out {
+        let p = parts.next()?;
+        if p.len() != 2 {
+            return None;
+        }
+        *b = u8::from_str_radix(p, 16).ok()?;
+    }
+    parts.next().is_none().then_some(out)
+}
+
+fn parse_prefix(s: &str) -> Option<(std::net::Ipv4Addr, u8)> {
+    let (a, l) = s.split_once('/')?;
+    let l: u8 = l.parse().ok()?;
+    (l <= 32).then_some(())?;
+    Some((a.parse().ok()?, l))
+}
+
+impl NativeTunnelConfig {
+    /// The underlay and its static neighbours.
+    pub fn underlay(
+        &self,
+    ) -> Result<(messages::native_tunnel::Underlay, Vec<Neighbour>), ConfigError> {
+        use messages::native_tunnel::{Route, Underlay};
+        let bad = |what: &str, v: &str, want: &str| {
+            ConfigError::Invalid(format!("[native_tunnel] {what} {v:?}: expected {want}"))
+        };
+        let mut u = Underlay {
+            mac: parse_mac(&self.mac)
+                .ok_or_else(|| bad("mac", &self.mac, "six hex bytes, aa:55:aa:55:00:00"))?,
+            ..Underlay::default()
+        };
+        for a in &self.address {
+            u.addresses.push(
+                parse_prefix(a).ok_or_else(|| bad("address", a, "IPv4/PREFIX, 1.1.2.88/24"))?,
+            );
+        }
+        if u.addresses.is_empty() {
+            return Err(ConfigError::Invalid(
+                "[native_tunnel] address: at least one underlay address is needed".into(),
+            ));
+        }
+        for r in &self.routes {
+            let mut w = r.split_whitespace();
+            let (prefix, plen) = w
+                .next()
+                .and_then(parse_prefix)
+                .ok_or_else(|| bad("route", r, "PREFIX/LEN [GATEWAY]"))?;
+            let gateway = match w.next() {
+                None => None,
+                Some(g) => Some(
+                    g.parse()
+                        .map_err(|_| bad("route", r, "PREFIX/LEN [GATEWAY]"))?,
+                ),
+            };
+            if w.next().is_some() {
+                return Err(bad("route", r, "PREFIX/LEN [GATEWAY]"));
+            }
+            let src = u.source_for(gateway).expect("an address exists");
+            u.routes.push(Route {
+                prefix,
+                plen,
+                gateway,
+                src,
+            });
+        }
+        let mut neighbours = Vec::new();
+        for n in &self.neighbours {
+            let mut w = n.split_whitespace();
+            let parsed = (|| Some((w.next()?.parse().ok()?, parse_mac(w.next()?)?)))();
+            match parsed {
+                Some(x) if w.next().is_none() => neighbours.push(x),
+                _ => return Err(bad("neighbour", n, "IP MAC, 1.1.2.92 f8:bc:12:44:34:b6")),
+            }
+        }
+        Ok((u, neighbours))
+    }
 }
 
 /// A number in decimal or `0x` hex.
@@ -618,6 +727,7 @@ impl Default for Config {
             bridge: BridgeConfig::default(),
             openflow: OpenFlowConfig::default(),
             tlv_map: Vec::new(),
+            native_tunnel: None,
             mac_aging_time: actors::mac_learning::DEFAULT_IDLE_TIME,
             mac_table_size: actors::mac_learning::DEFAULT_MAX_ENTRIES,
         }
@@ -722,6 +832,13 @@ impl Config {
                 return invalid(format!(
                     "datapath.name = {name:?}: must be a network interface name (1 to 15 bytes, no '/' or space)"
                 ));
+            }
+            if self.native_tunnel.is_some() {
+                return invalid(
+                    "[native_tunnel]: only the userspace datapath tunnels natively (tnl_push/tnl_pop); \
+                     the kernel's tunnel vports encapsulate themselves"
+                        .into(),
+                );
             }
             if let Some(p) = self.ports.iter().find(|p| p.kind == PortType::Replay) {
                 return invalid(format!(
@@ -884,6 +1001,20 @@ impl Config {
         Ok(out)
     }
 
+    /// Native tunnelling's underlay, if configured.
+    pub fn native_tunnel(
+        &self,
+    ) -> Result<Option<std::sync::Arc<actors::xlate::native_tunnel::NativeTunnel>>, ConfigError>
+    {
+        let Some(n) = &self.native_tunnel else {
+            return Ok(None);
+        };
+        let (u, neighbours) = n.underlay()?;
+        Ok(Some(std::sync::Arc::new(
+            actors::xlate::native_tunnel::NativeTunnel::new(u, n.port, &neighbours),
+        )))
+    }
+
     /// The Geneve TLV map from `tlv_map` (entries as `add-tlv-map` takes
     /// them).
     pub fn tlv_map(&self) -> Result<TlvMap, ConfigError> {
@@ -904,6 +1035,43 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn native_tunnel_config_parses_and_bad_values_are_named() {
+        let ok = "[native_tunnel]\naddress = [\"1.1.2.88/24\"]\nmac = \"aa:55:aa:55:00:00\"\n\
+                  routes = [\"9.9.0.0/16 1.1.2.1\"]\nneighbours = [\"1.1.2.1 f8:bc:12:44:34:01\"]\n";
+        let c = Config::parse(ok, "t.toml").unwrap();
+        let nt = c.native_tunnel().unwrap().unwrap();
+        assert_eq!(
+            nt.underlay.route("9.9.9.9".parse().unwrap()),
+            Some(("1.1.2.1".parse().unwrap(), "1.1.2.88".parse().unwrap()))
+        );
+        assert_eq!(
+            nt.neighbour("1.1.2.1".parse().unwrap()),
+            Some([0xf8, 0xbc, 0x12, 0x44, 0x34, 0x01])
+        );
+        for (bad, says) in [
+            (
+                ok.replace("1.1.2.88/24", "1.1.2.88"),
+                "address \"1.1.2.88\"",
+            ),
+            (ok.replace("aa:55:aa:55:00:00", "aa:55"), "mac \"aa:55\""),
+            (ok.replace("9.9.0.0/16 1.1.2.1", "9.9.0.0/16 x"), "route"),
+            (ok.replace("1.1.2.1 f8", "1.1.2.1 zz"), "neighbour"),
+        ] {
+            let e = Config::parse(&bad, "t.toml")
+                .and_then(|c| c.native_tunnel().map(|_| ()))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says), "{e}");
+        }
+        let kernel = format!("{ok}[datapath]\ntype = \"kernel\"\nname = \"dp0\"\n");
+        let e = Config::parse(&kernel, "t.toml").unwrap_err().to_string();
+        assert!(
+            e.contains("only the userspace datapath tunnels natively"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn defaults_run_the_demo() {

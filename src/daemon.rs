@@ -576,6 +576,7 @@ fn pipeline_config(
             vlans: Arc::new(config.port_vlans()?),
             mac: Arc::new(config.mac_table()),
             tunnels: Arc::new(config.tunnel_ports()?),
+            native_tunnel: config.native_tunnel()?,
             tunnel_receive: true,
             may_learn: false,
             // Real packets learn and trigger fin_timeout.

@@ -249,6 +249,7 @@ pub fn bridge(
         cfg.vlans = Arc::new(c.port_vlans()?);
         cfg.mac = Arc::new(c.mac_table());
         cfg.tunnels = Arc::new(c.tunnel_ports()?);
+        cfg.native_tunnel = c.native_tunnel()?;
         cfg.zone_timeout_policies = Arc::new(c.zone_timeout_policies()?);
     }
     if let Some((origin, text)) = fdb {

@@ -191,7 +191,17 @@ impl Revalidator {
             kill_all: n_flows > 2 * self.flow_limit,
             // Read before translating: a change while translating is
             // caught by the next round.
-            version: (self.tables.version(), self.xlate_cfg.mac.generation()),
+            // (A learned tunnel neighbour changes translations as a learned
+            // MAC does; both generations only grow, so their sum does.)
+            version: (
+                self.tables.version(),
+                self.xlate_cfg.mac.generation()
+                    + self
+                        .xlate_cfg
+                        .native_tunnel
+                        .as_ref()
+                        .map_or(0, |n| n.generation()),
+            ),
             dump_seq: self.dump_seq + 1,
             resync: self.resync,
         };

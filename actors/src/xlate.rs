@@ -30,6 +30,7 @@ use crate::recirc::{FrozenActions, FrozenState, RecircIds};
 use crate::tables::{RuleEntry, Tables};
 
 mod group;
+pub mod native_tunnel;
 pub mod normal;
 use normal::{NormalLearn, PortVlan};
 
@@ -74,6 +75,10 @@ pub struct XlateConfig {
     /// OpenFlow port as OVS's `tnl_port_receive` does; a trace names the
     /// OpenFlow port itself.
     pub tunnel_receive: bool,
+    /// The underlay when tunnels are native (OVS's userspace tunnelling:
+    /// `tnl_push`/`tnl_pop`); `None`: the datapath's tunnel vports
+    /// encapsulate (`set(tunnel(...))`).
+    pub native_tunnel: Option<Arc<native_tunnel::NativeTunnel>>,
     /// Whether `NORMAL` learns source MACs: for upcalls, not for traces
     /// or revalidation (OVS's `allow_side_effects`).
     pub may_learn: bool,
@@ -1088,9 +1093,9 @@ impl Ctx<'_> {
             // Output to the input port is dropped unless asked for by
             // `in_port`.
             p if p == self.flow.in_port => {}
-            port::LOCAL => self.compose_output(self.cfg.local_port),
+            port::LOCAL => self.compose_output_last(self.cfg.local_port, last),
             // OpenFlow port 0 never exists.
-            p if p != 0 && p < port::MAX => self.compose_output(p),
+            p if p != 0 && p < port::MAX => self.compose_output_last(p, last),
             // The rule parser refuses any other port.
             _ => {}
         }
@@ -1128,15 +1133,31 @@ impl Ctx<'_> {
     }
 
     fn compose_output(&mut self, p: u32) {
+        self.compose_output_last(p, false)
+    }
+
+    /// An output; `last`: no action follows it (a native tunnel's push
+    /// then needs no `clone`).
+    fn compose_output_last(&mut self, p: u32, last: bool) {
         if !self.cfg.port_exists(p) {
             return;
         }
         let cfg = self.cfg;
         if let Some(t) = cfg.tunnels.get(&p) {
-            self.tunnel_output(t);
+            self.tunnel_output(t, last);
             return;
         }
         self.commit();
+        if let Some(nt) = cfg
+            .native_tunnel
+            .as_deref()
+            .filter(|nt| p == self.underlay_port(nt).1)
+        {
+            if let Some(vport) = self.terminate_native_tunnel(nt) {
+                self.actions.push(OdpAction::TnlPop(vport));
+                return;
+            }
+        }
         self.actions.push(OdpAction::Output(p));
     }
 
@@ -1144,10 +1165,16 @@ impl Ctx<'_> {
     /// kind of tunnel): the port decides the tunnel header, which is set
     /// before the output when it differs from the one set last; the
     /// flow's own tunnel and TOS are back as they were afterwards.
-    fn tunnel_output(&mut self, t: &TunnelConfig) {
+    fn tunnel_output(&mut self, t: &TunnelConfig, last: bool) {
         let saved = self.flow;
         t.send(&mut self.flow, self.wc);
-        if self.flow.tnl_dst() != self.orig_tnl_dst {
+        let cfg = self.cfg;
+        if let Some(nt) = cfg.native_tunnel.as_deref() {
+            if self.flow.tnl_dst() != self.orig_tnl_dst {
+                self.commit();
+                self.native_tunnel_output(nt, t, last);
+            }
+        } else if self.flow.tnl_dst() != self.orig_tnl_dst {
             if self.flow.tnl_dst_is_set() && self.flow.tunnel_bytes() != self.base.tunnel_bytes() {
                 self.base.copy_tunnel_from(&self.flow);
                 self.actions.push(OdpAction::SetTunnel(tunnel::tunnel_attrs(

@@ -28,6 +28,7 @@ pub mod hash;
 pub mod learn;
 pub mod log_limit;
 pub mod megaflow;
+pub mod native_tunnel;
 pub mod netlink;
 pub mod odp;
 pub mod ofp;

@@ -123,6 +123,12 @@ pub enum OdpAction {
         gt: OdpActions,
         le: OdpActions,
     },
+    /// Push a whole outer tunnel header and go on with the encapsulated
+    /// packet (the userspace datapath's `OVS_ACTION_ATTR_TUNNEL_PUSH`).
+    TnlPush(Box<crate::native_tunnel::TnlPush>),
+    /// Take a tunnel header off and receive the inner packet on this
+    /// tunnel vport (`OVS_ACTION_ATTR_TUNNEL_POP`).
+    TnlPop(u32),
 }
 
 /// A connection tracker helper (`OVS_CT_ATTR_HELPER`, `alg=` in OpenFlow).

@@ -4,6 +4,7 @@
 
 use super::*;
 use messages::hash::symmetric_l4_hash;
+use messages::tunnel::DecapError;
 
 /// What running actions on a burst of packets needs at hand: the ports,
 /// read-locked at the burst's first output and held for the rest of it (a
@@ -171,6 +172,22 @@ impl<'a> Egress<'a> {
                     known.metadata_mut().dp_hash = hash;
                     Ok(())
                 }
+                OdpAction::TnlPush(push) => {
+                    // The outer UDP source port spreads flows (OVS hashes
+                    // the inner 5-tuple too).
+                    let hash = symmetric_l4_hash(&known.key(frame), 0);
+                    push.push(frame, hash);
+                    known.headers_changed();
+                    Ok(())
+                }
+                OdpAction::TnlPop(vport) => {
+                    if i + 1 == actions.len() {
+                        self.tnl_pop(frame, &known, *vport, depth);
+                        return;
+                    }
+                    self.tnl_pop(&mut frame.clone(), &known, *vport, depth);
+                    Ok(())
+                }
                 OdpAction::Recirc(id) => {
                     known.metadata_mut().recirc_id = *id;
                     let key = known.key(frame);
@@ -193,6 +210,44 @@ impl<'a> Egress<'a> {
 }
 
 impl Egress<'_> {
+    /// OVS's `tnl_pop`: the outer headers come off and the inner frame is
+    /// received on tunnel vport `vport` with their tunnel metadata (looked
+    /// up again, as a recirculation). A header that does not parse drops
+    /// the packet, counted on the vport.
+    fn tnl_pop(&mut self, frame: &mut Vec<u8>, known: &Known<'_>, vport: u32, depth: u8) {
+        let mut md = known.fork().metadata_flow();
+        let Some(p) = self.port(vport).cloned() else {
+            self.no_port += 1;
+            return;
+        };
+        let PortIo::Tunnel(v) = &p.io else {
+            self.no_port += 1;
+            return;
+        };
+        let mut tunnel = Flow::default();
+        if let Err(e) =
+            messages::native_tunnel::pop(v.kind, frame, &messages::tlv::current(), &mut tunnel)
+        {
+            let c = match e {
+                messages::native_tunnel::PopError::Decap(DecapError::Geneve(_)) => {
+                    &v.counters.rx_unknown_critical
+                }
+                _ => &v.counters.rx_malformed,
+            };
+            c.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(error = %e, "tnl_pop dropped a packet");
+            return;
+        }
+        p.counters.rx_packets.fetch_add(1, Ordering::Relaxed);
+        p.counters
+            .rx_bytes
+            .fetch_add(frame.len() as u64, Ordering::Relaxed);
+        md.copy_tunnel_from(&tunnel);
+        md.in_port = vport;
+        let key = flow_extract(frame, &md);
+        self.recirculate(frame, key, depth);
+    }
+
     /// Looks a recirculated packet up again with its new `recirc_id` and
     /// conntrack state: a hit runs that megaflow's actions here, a miss
     /// goes up as an upcall (the slow path resumes the frozen translation).
@@ -283,6 +338,11 @@ impl<'a> Known<'a> {
             Known::KeyWith(_, md) | Known::Metadata(md) => t.set_tunnel_bytes(&md.tunnel),
         }
         t
+    }
+
+    /// The metadata as a flow (headers zero).
+    fn metadata_flow(&mut self) -> Flow {
+        self.metadata_mut().to_flow()
     }
 
     /// An action rewrote a header: the key no longer describes the frame.

@@ -19,8 +19,11 @@ with no ports), adds the case's ports (system ports as dummy ports, tunnel
 ports with their options, OpenFlow numbers as ofport_request), turns
 userspace tunnel push/pop off (`dpif/set-dp-features br0 tnl_push_pop
 false`, as OVS's tests/tunnel.at does: outputs then are the kernel's
-`set(tunnel(...))`), maps the TLVs, adds the rules and traces each flow.
+`set(tunnel(...))`) unless the case has a `[native_tunnel]` underlay (then,
+as tests/tunnel-push-pop.at: the address on br0, routes, neighbours, and
+outputs are `tnl_push(...)`), maps the TLVs, adds the rules and traces each flow.
 """
+import ipaddress
 import os
 import subprocess
 import sys
@@ -69,6 +72,23 @@ def port_args(p):
     return args
 
 
+def native_setup(env, native):
+    """The underlay of a `[native_tunnel]` case, as OVS's
+    tunnel-push-pop.at sets it up: the address on br0 (LOCAL), its subnet
+    and the static routes in ovs-router, the static neighbours."""
+    for addr in native["address"]:
+        ovs(env, "ovs-appctl", "netdev-dummy/ip4addr", "br0", addr)
+        ip, plen = addr.split("/")
+        net = ipaddress.ip_network(addr, strict=False)
+        ovs(env, "ovs-appctl", "ovs/route/add", str(net), "br0")
+    for r in native.get("routes", []):
+        ovs(env, "ovs-appctl", "ovs/route/add", r.split()[0], "br0",
+            *r.split()[1:])
+    for n in native.get("neighbours", []):
+        ip, mac = n.split()
+        ovs(env, "ovs-appctl", "tnl/neigh/set", "br0", ip, mac)
+
+
 def record(ovsdir, cases):
     for case in cases:
         with open(os.path.join(case, "bridge.toml"), "rb") as f:
@@ -83,8 +103,12 @@ def record(ovsdir, cases):
         for p in bridge.get("port", []):
             args += port_args(p)
         ovs(env, *args)
-        ovs(env, "ovs-appctl", "dpif/set-dp-features", "br0",
-            "tnl_push_pop", "false")
+        native = bridge.get("native_tunnel")
+        if native:
+            native_setup(env, native)
+        else:
+            ovs(env, "ovs-appctl", "dpif/set-dp-features", "br0",
+                "tnl_push_pop", "false")
         tlv = bridge.get("tlv_map", [])
         if tlv:
             ovs(env, "ovs-ofctl", "add-tlv-map", "br0", ",".join(tlv))

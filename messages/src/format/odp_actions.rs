@@ -89,6 +89,8 @@ pub fn format_odp_action(a: &OdpAction) -> String {
             format_odp_actions(gt),
             format_odp_actions(le)
         ),
+        OdpAction::TnlPush(p) => p.format(),
+        OdpAction::TnlPop(port) => format!("tnl_pop({port})"),
     }
 }
 

@@ -383,7 +383,7 @@ fn vlan_tci(s: &mut String, tci: u16, mask: u16) {
 
 /// OVS's `format_geneve_opts`: `{class=…,type=…,len=…,DATA}` per
 /// option; with a mask, fields it leaves out and `/mask` where partial.
-fn geneve_opts(s: &mut String, key: &[u8], mask: Option<&[u8]>) {
+pub(crate) fn geneve_opts(s: &mut String, key: &[u8], mask: Option<&[u8]>) {
     let mut at = 0;
     while at < key.len() {
         let rest = &key[at..];

@@ -12,6 +12,10 @@ use crate::odp::{
     OdpAction, PortsKey, SetHeader,
 };
 
+/// OVS userspace's `OVS_ACTION_ATTR_TUNNEL_PUSH` and `_POP`.
+const OVS_ACTION_ATTR_TUNNEL_PUSH: u16 = 23;
+const OVS_ACTION_ATTR_TUNNEL_POP: u16 = 24;
+
 /// One `OVS_ACTION_ATTR_*` attribute.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ActionAttr {
@@ -540,6 +544,15 @@ pub fn actions_to_attrs(actions: &[OdpAction]) -> Vec<ActionAttr> {
                 gt: actions_to_attrs(gt),
                 le: actions_to_attrs(le),
             },
+            // Userspace-only actions, OVS's numbers (the kernel's 23 and
+            // 24 are other actions): a kernel datapath never gets them,
+            // as its configuration refuses native tunnelling.
+            OdpAction::TnlPush(p) => {
+                ActionAttr::Other(OVS_ACTION_ATTR_TUNNEL_PUSH, p.header.clone())
+            }
+            OdpAction::TnlPop(port) => {
+                ActionAttr::Other(OVS_ACTION_ATTR_TUNNEL_POP, port.to_ne_bytes().to_vec())
+            }
         })
         .collect()
 }
