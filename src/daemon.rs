@@ -179,6 +179,10 @@ impl Ctl {
                     self.config.bridge.name, r.megaflow, r.actions
                 ))
             }
+            "tnl/neigh/show" => Ok(show::tnl_neigh_show(
+                self.xlate.native_tunnel.as_deref(),
+                &self.config.bridge.name,
+            )),
             "dpctl/dump-flows" => {
                 let flows = self.dpif.flow_dump().map_err(|e| e.to_string())?;
                 let text = show::dump_dp_flows(&flows);
@@ -196,13 +200,15 @@ impl Ctl {
                 &self.dpif.stats(),
                 &self.dpif.ports(),
             )),
-            "upcall/show" => Ok(show::upcall_show(
-                self.dpif.as_ref(),
-                &self.pipeline.stats,
-                self.pipeline.ukeys.len(),
-                self.config.handlers,
-                self.config.revalidators,
-            )),
+            "upcall/show" => {
+                Ok(show::upcall_show(
+                    self.dpif.as_ref(),
+                    &self.pipeline.stats,
+                    self.pipeline.ukeys.len(),
+                    self.config.handlers,
+                    self.config.revalidators,
+                ) + &show::native_tunnel_lines(self.xlate.native_tunnel.as_deref()))
+            }
             "revalidator/wait" => {
                 self.pipeline
                     .revalidate_now()
@@ -290,14 +296,16 @@ impl Ctl {
                 Ok(show::dump_dp_flows(&flows).into())
             }
             (Command::DumpPorts, _) => Ok(show::dump_ports(&self.dpif.port_stats()).into()),
-            (Command::UpcallShow, _) => Ok(show::upcall_show(
-                self.dpif.as_ref(),
-                &self.pipeline.stats,
-                self.pipeline.ukeys.len(),
-                self.config.handlers,
-                self.config.revalidators,
-            )
-            .into()),
+            (Command::UpcallShow, _) => {
+                Ok((show::upcall_show(
+                    self.dpif.as_ref(),
+                    &self.pipeline.stats,
+                    self.pipeline.ukeys.len(),
+                    self.config.handlers,
+                    self.config.revalidators,
+                ) + &show::native_tunnel_lines(self.xlate.native_tunnel.as_deref()))
+                    .into())
+            }
             (Command::Trace, _) => {
                 let r = self.trace(body).await?;
                 Ok(format!(

@@ -103,6 +103,38 @@ pub fn dump_ports(ports: &[PortStats]) -> String {
     out
 }
 
+/// What native tunnelling counted, for `upcall-show` (nothing when
+/// tunnels are not native).
+pub fn native_tunnel_lines(nt: Option<&actors::xlate::native_tunnel::NativeTunnel>) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    let Some(nt) = nt else {
+        return String::new();
+    };
+    let c = &nt.counters;
+    format!(
+        "  native tunnel : dropped no_route:{} neighbour_miss:{}, neighbours:{} (learned {})\n",
+        c.no_route.load(Relaxed),
+        c.neighbour_miss.load(Relaxed),
+        nt.neighbours().len(),
+        c.neighbours_learned.load(Relaxed)
+    )
+}
+
+/// `ovs-appctl tnl/neigh/show`: the tunnel neighbour cache.
+pub fn tnl_neigh_show(
+    nt: Option<&actors::xlate::native_tunnel::NativeTunnel>,
+    bridge: &str,
+) -> String {
+    let mut out = format!("{:<46}{:<20}Bridge\n", "IP", "MAC");
+    out.push_str(&"=".repeat(74));
+    out.push('\n');
+    for (ip, mac) in nt.map(|n| n.neighbours()).unwrap_or_default() {
+        let mac = mac.map(|b| format!("{b:02x}")).join(":");
+        let _ = writeln!(out, "{:<46}{mac}   {bridge}", ip.to_string());
+    }
+    out
+}
+
 /// `upcall-show`: the datapath, the upcall path, and each port's drops.
 pub fn upcall_show(
     dpif: &dyn Dpif,
