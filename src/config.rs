@@ -26,7 +26,9 @@
 //! zone_limits = { 5 = 1000 }             # most connections in zone 5
 //! timeouts = { tcp_established = 86400, udp_first = 60 }   # seconds, OVS's names
 //! zone_timeouts = { 5 = { udp_first = 10 } }  # zone 5's policy (ovs-vsctl add-zone-tp);
-//!                          # what it leaves out is `timeouts`'s (userspace only)
+//!                          # what it leaves out is `timeouts`'s (the kernel's own
+//!                          # defaults on the kernel datapath, which has no udp_first
+//!                          # or icmp_reply: cttimeout objects ovs_tp_<id>_<proto>)
 //!
 //! [[port]]
 //! name = "veth0"
@@ -61,6 +63,8 @@ use actors::xlate::normal::{PortVlan, VlanMode};
 use messages::dpif::{PortKind, PortSpec};
 use messages::tlv::TlvMap;
 use messages::tunnel::{TunnelConfig, TunnelIp, TunnelKey, TunnelKind};
+
+use crate::dpif_netdev::conntrack::ZoneTimeouts;
 use serde::Deserialize;
 
 /// Which datapath to drive.
@@ -935,16 +939,21 @@ impl Config {
     /// The timeout policy id of each conntrack zone with a policy of its
     /// own (`[datapath.conntrack] zone_timeouts`).
     pub fn zone_timeout_policies(&self) -> Result<BTreeMap<u16, u32>, ConfigError> {
+        Ok(self.datapath.conntrack.timeout_policies().zones().clone())
+    }
+
+    /// Each zone policy by its id, as configured (what it sets, the rest
+    /// being the datapath's defaults): what the kernel datapath makes
+    /// cttimeout objects of (zones sharing an id share the first's).
+    pub fn timeout_policies_by_id(&self) -> BTreeMap<u32, ZoneTimeouts> {
         let ct = &self.datapath.conntrack;
-        if self.datapath.kind == DatapathType::Kernel && !ct.zone_timeouts.is_empty() {
-            return Err(ConfigError::Invalid(
-                "[datapath.conntrack] zone_timeouts: only the userspace datapath applies \
-                 zone timeout policies (the kernel's need cttimeout objects, which \
-                 upcalld does not create)"
-                    .into(),
-            ));
+        let mut out = BTreeMap::new();
+        for (zone, id) in ct.timeout_policies().zones() {
+            if let Some(z) = ct.zone_timeouts.get(zone) {
+                out.entry(*id).or_insert_with(|| z.clone());
+            }
         }
-        Ok(ct.timeout_policies().zones().clone())
+        out
     }
 
     /// The tunnel ports, by OpenFlow port number.
@@ -1085,12 +1094,20 @@ mod tests {
     }
 
     #[test]
-    fn conntrack_zone_tables_parse_and_kernel_refuses_zone_policies() {
+    fn conntrack_zone_tables_parse_and_policies_have_ids() {
         let text = "[datapath.conntrack]\nzone_limits = { 5 = 1000 }\n\
-                    zone_timeouts = { 5 = { udp_first = 10 }, 7 = { icmp_first = 3 } }\n";
+                    zone_timeouts = { 5 = { udp_first = 10 }, 7 = { icmp_first = 3 }, \
+                    9 = { udp_first = 10 } }\n";
         let c = Config::parse(text, "t.toml").unwrap();
         assert_eq!(c.datapath.conntrack.zone_limits, [(5, 1000)].into());
-        assert_eq!(c.zone_timeout_policies().unwrap(), [(5, 1), (7, 2)].into());
+        assert_eq!(
+            c.zone_timeout_policies().unwrap(),
+            [(5, 1), (7, 2), (9, 1)].into()
+        );
+        let by_id = c.timeout_policies_by_id();
+        assert_eq!(by_id.len(), 2);
+        assert_eq!(by_id[&2].icmp_first, Some(3));
+        assert_eq!(by_id[&1].icmp_first, None);
         let bad = Config::parse("[datapath.conntrack]\nzone_limits = { x = 1 }\n", "t.toml");
         assert!(bad.unwrap_err().to_string().contains("zone \"x\""));
         let bad = Config::parse(
@@ -1098,13 +1115,6 @@ mod tests {
             "t.toml",
         );
         assert!(bad.unwrap_err().to_string().contains("udp_frist"));
-        let kernel = Config::parse(&format!("[datapath]\ntype = \"kernel\"\n{text}"), "t.toml");
-        let err = kernel
-            .unwrap()
-            .zone_timeout_policies()
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("only the userspace datapath"), "{err}");
     }
 
     #[test]

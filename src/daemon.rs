@@ -464,6 +464,11 @@ impl Backend {
                     per_cpu_dispatch: config.datapath.per_cpu_dispatch,
                 })
                 .with_context(|| format!("opening kernel datapath {name}"))?;
+                // Zones' timeout policies exist before a flow names them.
+                crate::dpif_kernel::cttimeout::set_timeout_policies(
+                    &config.timeout_policies_by_id(),
+                )
+                .map_err(anyhow::Error::msg)?;
                 tracing::info!(
                     datapath = %name,
                     dispatch = ?kernel.dispatch(),
@@ -592,6 +597,7 @@ fn pipeline_config(
             linux_queues: config.datapath.kind == DatapathType::Kernel,
             l4_hash_only: config.datapath.kind == DatapathType::Kernel,
             zone_timeout_policies: Arc::new(config.zone_timeout_policies()?),
+            timeout_per_protocol: config.datapath.kind == DatapathType::Kernel,
         },
     })
 }

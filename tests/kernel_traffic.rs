@@ -212,6 +212,83 @@ fn stateful_firewall_passes_replies_and_related_errors_only() {
     );
 }
 
+/// The timeout (seconds left) the kernel's tracker gives the connection
+/// to UDP port `dport`, from `/proc/net/nf_conntrack`.
+fn kernel_conntrack_timeout(dport: u16) -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/net/nf_conntrack").ok()?;
+    let line = text
+        .lines()
+        .find(|l| l.contains(" udp ") && l.contains(&format!(" dport={dport} ")))?;
+    line.split_whitespace().nth(4)?.parse().ok()
+}
+
+/// Zones' timeout policies on the kernel datapath: the daemon creates
+/// OVS's cttimeout objects, a commit in zone 5 names zone 5's, and the
+/// kernel keeps an unreplied UDP connection there as long as that policy
+/// says (1000 s), while zone 9, without a policy, has the kernel's 30 s.
+#[test]
+fn zone_timeout_policies_reach_the_kernel_tracker() {
+    if !ovs_present() {
+        return;
+    }
+    let (ha, hb) = (host("tp", 'a', 7, 1), host("tp", 'b', 7, 2));
+    let dp = "kttp";
+    let mut config = kernel_config(
+        dp,
+        &[],
+        "max_idle_ms = 60000",
+        "on_exit = \"delete\"\n[datapath.conntrack]\n\
+         zone_timeouts = { 5 = { udp_single = 1000 } }",
+    );
+    for (i, h) in [&ha, &hb].iter().enumerate() {
+        config.push_str(&format!(
+            "[[port]]\nname = \"{}\"\nnumber = {}\n",
+            h.port,
+            i + 1
+        ));
+    }
+    let rules = "\
+table=0,priority=100,arp,in_port=1,actions=output:2
+table=0,priority=100,arp,in_port=2,actions=output:1
+table=0,priority=50,udp,in_port=1,udp_dst=7001,actions=ct(commit,zone=5),output:2
+table=0,priority=50,udp,in_port=1,udp_dst=7002,actions=ct(commit,zone=9),output:2
+table=0,priority=1,actions=drop
+";
+    let mut d = Daemon::start("kttp", &config, rules);
+    let (a_addr, b_addr) = (ha.addr, hb.addr);
+    d.wait_until("both connections tracked", || {
+        ha.run(move || {
+            let s = UdpSocket::bind((a_addr, 0)).unwrap();
+            s.send_to(b"zone 5", (b_addr, 7001)).unwrap();
+            s.send_to(b"zone 9", (b_addr, 7002)).unwrap();
+        })
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        kernel_conntrack_timeout(7001).is_some() && kernel_conntrack_timeout(7002).is_some()
+    });
+    let conntrack = std::fs::read_to_string("/proc/net/nf_conntrack").unwrap_or_default();
+    let zone5 = kernel_conntrack_timeout(7001).unwrap();
+    let zone9 = kernel_conntrack_timeout(7002).unwrap();
+    assert!(
+        (900..=1000).contains(&zone5),
+        "zone 5's policy gives 1000 s, the kernel says {zone5}:\n{conntrack}\n{}",
+        kernel_flows(dp)
+    );
+    assert!(
+        zone9 <= 30,
+        "zone 9 has the kernel's 30 s, not {zone9}:\n{conntrack}"
+    );
+    let flows = dpctl_dump(dp);
+    assert!(
+        flows
+            .iter()
+            .any(|f| f.actions == "ct(commit,zone=5,timeout=ovs_tp_1_udp4),2"
+                && f.flow.contains("proto=17")),
+        "the commit names the udp4 policy and matches the protocol:\n{}",
+        kernel_flows(dp)
+    );
+}
+
 /// SNAT: b sees a's connections come from another address, and its
 /// answers reach a.
 #[test]

@@ -100,6 +100,11 @@ pub struct XlateConfig {
     /// `CT_Zone` `timeout_policy`), named by the `ct` actions that commit
     /// in that zone as the userspace datapath names policies (`timeout=1`).
     pub zone_timeout_policies: Arc<BTreeMap<u16, u32>>,
+    /// The datapath has a timeout policy object per family and protocol
+    /// (the kernel's cttimeout objects, `ovs_tp_1_udp4`): a committing
+    /// `ct` names the packet's and matches its `nw_proto`, as OVS's
+    /// `put_ct_timeout` does for dpif-netlink.
+    pub timeout_per_protocol: bool,
 }
 
 impl XlateConfig {
@@ -979,6 +984,25 @@ impl Ctx<'_> {
             _ => None,
         };
         let nat = self.ct_nat.take();
+        // OVS's `put_ct_timeout`: a commit names its zone's policy.
+        let policy = (ct.commit || ct.force)
+            .then(|| self.cfg.zone_timeout_policies.get(&zone).copied())
+            .flatten();
+        let timeout = match policy {
+            Some(id) if self.cfg.timeout_per_protocol => {
+                let name = messages::netlink::cttimeout::policy_name(
+                    id,
+                    self.flow.dl_type,
+                    self.flow.nw_proto,
+                );
+                if name.is_some() {
+                    self.wc.nw_proto = u8::MAX;
+                }
+                name
+            }
+            Some(id) => Some(id.to_string()),
+            None => None,
+        };
         self.actions.push(OdpAction::Ct(CtAction {
             commit: ct.commit,
             force: ct.force,
@@ -986,11 +1010,7 @@ impl Ctx<'_> {
             mark,
             labels,
             helper,
-            // OVS's `put_ct_timeout`: a commit names its zone's policy.
-            timeout: (ct.commit || ct.force)
-                .then(|| self.cfg.zone_timeout_policies.get(&zone))
-                .flatten()
-                .map(u32::to_string),
+            timeout,
             nat: nat.clone(),
         }));
         self.wc.ct_mark = old_mark;

@@ -19,6 +19,7 @@
 //!   (`ENOBUFS`, each one or more upcalls the kernel counts in `n_lost`).
 
 pub mod control;
+pub mod cttimeout;
 pub mod dump;
 pub mod socket;
 pub mod upcall;

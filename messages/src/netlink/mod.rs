@@ -8,6 +8,8 @@
 //!   with the kernel's nesting and prerequisite rules.
 //! - [`actions`]: action attributes ⇄ [`crate::odp::OdpAction`].
 //! - [`consts`]: every number used, from the uapi `linux/openvswitch.h`.
+//! - [`cttimeout`]: nfnetlink's conntrack timeout policies, for zones'
+//!   timeout policies on the kernel datapath.
 //! - [`writer`]: requests written straight into a send buffer (the
 //!   handlers' puts and executes), the same bytes as the typed form.
 //!
@@ -17,6 +19,7 @@
 
 pub mod actions;
 pub mod consts;
+pub mod cttimeout;
 pub mod families;
 pub mod flow_key;
 pub mod key;
