@@ -27,6 +27,7 @@ pub mod group;
 pub mod hash;
 pub mod learn;
 pub mod log_limit;
+pub mod meter;
 pub mod megaflow;
 pub mod native_tunnel;
 pub mod netlink;

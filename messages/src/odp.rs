@@ -109,6 +109,9 @@ pub enum OdpAction {
     /// Truncate the packet to at most this many bytes at the next output
     /// (`OVS_ACTION_ATTR_TRUNC`).
     Trunc(u32),
+    /// Run the packet through the datapath's meter N, which drops it if
+    /// its band's rate is exceeded (`OVS_ACTION_ATTR_METER`).
+    Meter(u32),
     /// Set the packet's `dp_hash` to a hash of its 5-tuple with `basis`
     /// (`OVS_ACTION_ATTR_HASH`); `alg` is an `ovs_hash_alg`, 0 for L4,
     /// 1 for symmetric L4.

@@ -369,6 +369,9 @@ pub use crate::odp::{NatAction, NatAddrs, NatKind};
 /// A rule's instructions, OpenFlow 1.3 style.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Instructions {
+    /// `meter:N`: the packet goes through meter N first (OpenFlow 1.3's
+    /// meter instruction, 1.5's first action).
+    pub meter: Option<u32>,
     /// Apply-actions (what `actions=` lists before any instruction).
     pub apply: Vec<OfAction>,
     pub clear_actions: bool,

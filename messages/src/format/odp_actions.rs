@@ -79,6 +79,7 @@ pub fn format_odp_action(a: &OdpAction) -> String {
         OdpAction::Recirc(id) => format!("recirc({id:#x})"),
         OdpAction::Clone(inner) => format!("clone({})", format_odp_actions(inner)),
         OdpAction::Trunc(n) => format!("trunc({n})"),
+        OdpAction::Meter(n) => format!("meter({n})"),
         OdpAction::Hash { alg, basis } => match alg {
             0 => format!("hash(l4({basis}))"),
             1 => format!("hash(sym_l4({basis}))"),

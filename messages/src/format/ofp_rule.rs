@@ -276,7 +276,8 @@ pub fn format_match_fields(
 /// A rule's instructions as OVS prints them: apply-actions first, then the
 /// instructions; `drop` when there is nothing at all.
 pub fn format_instructions(ins: &Instructions) -> String {
-    let mut parts: Vec<String> = ins.apply.iter().map(format_action).collect();
+    let mut parts: Vec<String> = ins.meter.iter().map(|m| format!("meter:{m}")).collect();
+    parts.extend(ins.apply.iter().map(format_action));
     if ins.clear_actions {
         parts.push("clear_actions".into());
     }
@@ -470,6 +471,61 @@ pub fn format_group(g: &crate::group::Group) -> String {
         let acts: Vec<String> = b.actions.iter().map(format_action).collect();
         s.push_str(if acts.is_empty() { "drop" } else { "" });
         s.push_str(&acts.join(","));
+    }
+    s
+}
+
+/// A meter's number as OVS prints it (`ofputil_format_meter_id`).
+pub fn format_meter_id(id: u32) -> String {
+    use crate::meter::{METER_ALL, METER_CONTROLLER, METER_SLOWPATH};
+    match id {
+        METER_SLOWPATH => "slowpath".into(),
+        METER_CONTROLLER => "controller".into(),
+        METER_ALL => "all".into(),
+        n => n.to_string(),
+    }
+}
+
+/// A meter as `ovs-ofctl dump-meters` prints it (`ofputil_format_meter_config`):
+/// the flags, then one line per band.
+pub fn format_meter(m: &crate::meter::Meter) -> String {
+    let mut s = format!("meter={} ", format_meter_id(m.id));
+    s.push_str(if m.pktps { "pktps " } else { "kbps " });
+    if m.burst {
+        s.push_str("burst ");
+    }
+    if m.stats {
+        s.push_str("stats ");
+    }
+    s.push_str("bands=\n");
+    for b in &m.bands {
+        let _ = write!(s, "type=drop rate={}", b.rate);
+        if m.burst {
+            let _ = write!(s, " burst_size={}", b.burst_size);
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// A meter's statistics as `ovs-ofctl meter-stats` prints them
+/// (`ofputil_format_meter_stats`): `flow_count` is the rules that use it.
+pub fn format_meter_stats(
+    id: u32,
+    flow_count: usize,
+    duration: std::time::Duration,
+    stats: &crate::meter::MeterStats,
+) -> String {
+    let mut s = format!(
+        "meter:{} flow_count:{flow_count} packet_in_count:{} byte_in_count:{} duration:{}.{:03}s bands:\n",
+        format_meter_id(id),
+        stats.packets_in,
+        stats.bytes_in,
+        duration.as_secs(),
+        duration.subsec_millis()
+    );
+    for (i, (packets, bytes)) in stats.bands.iter().enumerate() {
+        let _ = writeln!(s, "{i}: packet_count:{packets} byte_count:{bytes}");
     }
     s
 }

@@ -45,6 +45,8 @@ pub enum ActionAttr {
     Clone(Vec<ActionAttr>),
     /// `OVS_ACTION_ATTR_TRUNC`: the next output sends at most this many bytes.
     Trunc(u32),
+    /// `OVS_ACTION_ATTR_METER`: the datapath's meter with this id.
+    Meter(u32),
     /// `OVS_ACTION_ATTR_HASH`: `struct ovs_action_hash { alg, basis }`.
     Hash {
         alg: u32,
@@ -64,7 +66,10 @@ pub enum ActionAttr {
 impl Nla for ActionAttr {
     fn value_len(&self) -> usize {
         match self {
-            ActionAttr::Output(_) | ActionAttr::Recirc(_) | ActionAttr::Trunc(_) => 4,
+            ActionAttr::Output(_)
+            | ActionAttr::Recirc(_)
+            | ActionAttr::Trunc(_)
+            | ActionAttr::Meter(_) => 4,
             ActionAttr::Clone(inner) => inner.as_slice().buffer_len(),
             ActionAttr::CheckPktLen { .. } => emit_check_pkt_len(self).len(),
             ActionAttr::Userspace { userdata, .. } => {
@@ -94,6 +99,7 @@ impl Nla for ActionAttr {
             ActionAttr::CtClear => OVS_ACTION_ATTR_CT_CLEAR,
             ActionAttr::Clone(_) => OVS_ACTION_ATTR_CLONE,
             ActionAttr::Trunc(_) => OVS_ACTION_ATTR_TRUNC,
+            ActionAttr::Meter(_) => OVS_ACTION_ATTR_METER,
             ActionAttr::Hash { .. } => OVS_ACTION_ATTR_HASH,
             ActionAttr::CheckPktLen { .. } => OVS_ACTION_ATTR_CHECK_PKT_LEN,
             ActionAttr::Other(k, _) => *k,
@@ -101,9 +107,10 @@ impl Nla for ActionAttr {
     }
     fn emit_value(&self, b: &mut [u8]) {
         match self {
-            ActionAttr::Output(x) | ActionAttr::Recirc(x) | ActionAttr::Trunc(x) => {
-                b.copy_from_slice(&x.to_ne_bytes())
-            }
+            ActionAttr::Output(x)
+            | ActionAttr::Recirc(x)
+            | ActionAttr::Trunc(x)
+            | ActionAttr::Meter(x) => b.copy_from_slice(&x.to_ne_bytes()),
             ActionAttr::Clone(inner) => inner.as_slice().emit(b),
             ActionAttr::Hash { alg, basis } => {
                 b[0..4].copy_from_slice(&alg.to_ne_bytes());
@@ -460,6 +467,7 @@ impl<'a> Parseable<NlaBuffer<&'a [u8]>> for ActionAttr {
             OVS_ACTION_ATTR_CT => ActionAttr::Ct(parse_ct(v)?),
             OVS_ACTION_ATTR_CT_CLEAR => ActionAttr::CtClear,
             OVS_ACTION_ATTR_TRUNC => ActionAttr::Trunc(u32_ne(v, "OVS_ACTION_ATTR_TRUNC")?),
+            OVS_ACTION_ATTR_METER => ActionAttr::Meter(u32_ne(v, "OVS_ACTION_ATTR_METER")?),
             OVS_ACTION_ATTR_HASH if v.len() == 8 => ActionAttr::Hash {
                 alg: u32_ne(&v[..4], "OVS_ACTION_ATTR_HASH")?,
                 basis: u32_ne(&v[4..], "OVS_ACTION_ATTR_HASH")?,
@@ -535,6 +543,7 @@ pub fn actions_to_attrs(actions: &[OdpAction]) -> Vec<ActionAttr> {
             OdpAction::Recirc(id) => ActionAttr::Recirc(*id),
             OdpAction::Clone(inner) => ActionAttr::Clone(actions_to_attrs(inner)),
             OdpAction::Trunc(n) => ActionAttr::Trunc(*n),
+            OdpAction::Meter(n) => ActionAttr::Meter(*n),
             OdpAction::Hash { alg, basis } => ActionAttr::Hash {
                 alg: *alg,
                 basis: *basis,
@@ -697,6 +706,7 @@ pub fn actions_from_attrs(attrs: &[ActionAttr]) -> Result<Vec<OdpAction>, Decode
                 ActionAttr::CtClear => OdpAction::CtClear,
                 ActionAttr::Clone(inner) => OdpAction::Clone(actions_from_attrs(inner)?),
                 ActionAttr::Trunc(n) => OdpAction::Trunc(*n),
+                ActionAttr::Meter(n) => OdpAction::Meter(*n),
                 ActionAttr::Hash { alg, basis } => OdpAction::Hash {
                     alg: *alg,
                     basis: *basis,

@@ -154,6 +154,7 @@ pub const OVS_ACTION_ATTR_SET_MASKED: u16 = 11;
 pub const OVS_ACTION_ATTR_CT: u16 = 12;
 pub const OVS_ACTION_ATTR_TRUNC: u16 = 13;
 pub const OVS_ACTION_ATTR_CT_CLEAR: u16 = 16;
+pub const OVS_ACTION_ATTR_METER: u16 = 19;
 pub const OVS_ACTION_ATTR_CLONE: u16 = 20;
 pub const OVS_ACTION_ATTR_CHECK_PKT_LEN: u16 = 21;
 

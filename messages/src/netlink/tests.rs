@@ -490,6 +490,7 @@ fn nested_actions_survive_netlink_serialization() {
     let actions = vec![
         OdpAction::Clone(vec![OdpAction::PopVlan, OdpAction::Output(3)]),
         OdpAction::Trunc(100),
+        OdpAction::Meter(3),
         OdpAction::Hash { alg: 1, basis: 7 },
         OdpAction::Output(2),
         OdpAction::CheckPktLen {

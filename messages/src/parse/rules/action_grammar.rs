@@ -56,6 +56,8 @@ pub(super) enum Act {
     WriteActions(Vec<Located>),
     WriteMetadata(u64, u64),
     GotoTable(u8),
+    /// `meter:N`, the first instruction of a rule.
+    Meter(u32),
     Ct(Box<ct::CtArgs>),
     CtClear,
     /// Only valid among `ct`'s nested actions.
@@ -88,6 +90,7 @@ pub(super) struct Located {
 /// OpenFlow 1.1+ instruction kinds, in the order a rule must give them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Inst {
+    Meter,
     Apply,
     Clear,
     Write,
@@ -102,12 +105,14 @@ impl Inst {
             Act::WriteActions(_) => Inst::Write,
             Act::WriteMetadata(..) => Inst::WriteMetadata,
             Act::GotoTable(_) => Inst::Goto,
+            Act::Meter(_) => Inst::Meter,
             _ => Inst::Apply,
         }
     }
 
     fn name(self) -> &'static str {
         match self {
+            Inst::Meter => "meter",
             Inst::Apply => "apply_actions",
             Inst::Clear => "clear_actions",
             Inst::Write => "write_actions",
@@ -134,7 +139,6 @@ pub(super) const UNSUPPORTED_ACTIONS: &[&str] = &[
     "encap",
     "decap",
     "dec_nsh_ttl",
-    "meter",
 ];
 
 pub(super) const SUPPORTED: &str =
@@ -142,7 +146,7 @@ pub(super) const SUPPORTED: &str =
      dec_ttl, resubmit, controller, ct, ct_clear, conjunction, learn, fin_timeout, clone, \
      push, pop, exit, check_pkt_larger, enqueue, set_queue, pop_queue, group, set_tunnel, set_tunnel64, \
      a port) or \
-     instruction (goto_table, write_metadata, write_actions, clear_actions)";
+     instruction (meter, goto_table, write_metadata, write_actions, clear_actions)";
 
 pub(super) fn parse_instructions(text: &str, base: usize, rule: &Rule) -> Res<Instructions> {
     let acts = parse_action_list(text, base, true)?;
@@ -250,7 +254,7 @@ pub(super) fn verify_order(acts: &[Located], allow_instructions: bool) -> Res<()
                             next.name(),
                             inst.name()
                         ),
-                        "actions first, then clear_actions, write_actions, write_metadata, goto_table"
+                        "meter first, then actions, clear_actions, write_actions, write_metadata, goto_table"
                             .to_string(),
                     )
                 };
@@ -457,6 +461,10 @@ pub(super) fn parse_action(name: &str, kv: &KeyValue<'_>, src: &str) -> Res<Act>
             _ => return Err(invalid("group", "a group number up to 4294967040")),
         },
         "check_pkt_larger" => parse_check_pkt_larger(arg, at)?,
+        "meter" => match parse_uint(arg, 32) {
+            Some(m) if m != 0 && m as u32 <= crate::meter::METER_MAX => Act::Meter(m as u32),
+            _ => return Err(invalid("meter", "a meter number from 1 to 4294901760")),
+        },
         _ if UNSUPPORTED_ACTIONS.contains(&name) => {
             return Err(err(
                 kv.key_at,

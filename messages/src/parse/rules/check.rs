@@ -68,6 +68,7 @@ pub(super) fn check_and_encode(acts: Vec<Located>, rule: &Rule) -> Res<Instructi
                 ins.write_actions = Some(out);
             }
             Act::WriteMetadata(v, m) => ins.write_metadata = Some((*v, *m)),
+            Act::Meter(m) => ins.meter = Some(*m),
             Act::GotoTable(t) => {
                 if *t <= state.table || usize::from(*t) >= N_TABLES {
                     return Err(err(
@@ -337,7 +338,11 @@ pub(super) fn encode_action(a: &Located, st: &mut CheckState, out: &mut Vec<OfAc
         }),
         // Encoded above.
         Act::Ct(_) | Act::Nat(_) => {}
-        Act::ClearActions | Act::WriteActions(_) | Act::WriteMetadata(..) | Act::GotoTable(_) => {
+        Act::ClearActions
+        | Act::WriteActions(_)
+        | Act::WriteMetadata(..)
+        | Act::GotoTable(_)
+        | Act::Meter(_) => {
             return Err(err(
                 a.at,
                 "instruction not allowed here",

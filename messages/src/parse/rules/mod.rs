@@ -27,6 +27,7 @@ mod action_grammar;
 mod check;
 mod ct;
 mod group;
+mod meter;
 pub(crate) mod match_grammar;
 #[cfg(test)]
 mod tests;
@@ -46,6 +47,7 @@ use crate::ofp::{
 use action_grammar::*;
 use check::*;
 pub use group::{parse_group, parse_group_id, parse_groups};
+pub use meter::{parse_meter, parse_meter_id, parse_meters};
 pub(crate) use match_grammar::set_match_field;
 pub(crate) use match_grammar::PROTOCOLS;
 use match_grammar::*;
