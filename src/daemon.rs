@@ -13,7 +13,7 @@ use std::time::Duration;
 use actors::dpif_writer::WriterConfig;
 use actors::mac_learning::{format_fdb, format_fdb_stats, now_secs};
 use actors::pipeline::{Pipeline, PipelineConfig};
-use actors::protocol::{GetSnapshot, GroupMod, GroupModReply, RuleChange};
+use actors::protocol::{GetSnapshot, GroupMod, GroupModReply, MeterMod, RuleChange};
 use actors::revalidator::RevalidatorConfig;
 use actors::tables::Tables;
 use actors::xlate::XlateConfig;
@@ -92,9 +92,16 @@ struct Ctl {
 }
 
 /// OVS refuses a rule that sends to a group that does not exist
-/// (`OFPBAC_BAD_OUT_GROUP`).
+/// (`OFPBAC_BAD_OUT_GROUP`), or through a meter that does not
+/// (`OFPMMFC_INVALID_METER`).
 pub fn refuse_missing_groups(rules: &[Rule], tables: &Tables) -> Result<(), String> {
     for r in rules {
+        if let Some(m) = r.instructions.meter.filter(|&m| tables.meter(m).is_none()) {
+            return Err(format!(
+                "table={},priority={}: meter {m} does not exist (OFPMMFC_INVALID_METER): add it first",
+                r.table, r.priority
+            ));
+        }
         if let Some(g) = r
             .groups_used()
             .into_iter()
@@ -145,7 +152,10 @@ impl Ctl {
     async fn change(&self, change: RuleChange) -> Result<String, String> {
         if let RuleChange::Add(rules) | RuleChange::Replace(rules) = &change {
             refuse_conntrack(rules, self.conntrack_missing.as_deref())?;
-            if rules.iter().any(|r| !r.groups_used().is_empty()) {
+            if rules
+                .iter()
+                .any(|r| !r.groups_used().is_empty() || r.instructions.meter.is_some())
+            {
                 let tables = self.snapshot().await?;
                 refuse_missing_groups(rules, &tables)?;
             }
@@ -400,6 +410,45 @@ impl Ctl {
                 )
                 .into())
             }
+            (c @ (Command::AddMeters | Command::ModMeter), _) => {
+                let meters = messages::parse::rules::parse_meters(body)
+                    .map_err(|e| format!("request:{e}"))?;
+                let mut version = None;
+                for m in meters {
+                    let change = if c == Command::AddMeters {
+                        MeterMod::Add(m)
+                    } else {
+                        MeterMod::Modify(m)
+                    };
+                    version = Some(self.meter_mod(change).await?.version);
+                }
+                Ok(version
+                    .map_or_else(String::new, |v| format!("rules version {v}\n"))
+                    .into())
+            }
+            (Command::DelMeters, _) => {
+                let id = messages::parse::rules::parse_meter_id(body)
+                    .map_err(|e| format!("request:{e}"))?;
+                let r = self.meter_mod(MeterMod::Delete(id)).await?;
+                Ok(format!(
+                    "rules version {} ({} meters, {} rules that used them)\n",
+                    r.version,
+                    r.deleted.len(),
+                    r.n_rules
+                )
+                .into())
+            }
+            (c @ (Command::DumpMeters | Command::MeterStats), _) => {
+                let id = messages::parse::rules::parse_meter_id(body)
+                    .map_err(|e| format!("request:{e}"))?;
+                let tables = self.snapshot().await?;
+                Ok(if c == Command::DumpMeters {
+                    crate::meters::dump_meters(&tables, id)
+                } else {
+                    crate::meters::meter_stats(&tables, self.dpif.as_ref(), id)
+                }
+                .into())
+            }
             (Command::DumpGroups, _) => {
                 let tables = self.snapshot().await?;
                 Ok(tables
@@ -409,6 +458,12 @@ impl Ctl {
                     .into())
             }
         }
+    }
+
+    async fn meter_mod(&self, change: MeterMod) -> Result<actors::protocol::MeterModReply, String> {
+        crate::meters::meter_mod(&self.pipeline.rule_table, self.dpif.as_ref(), change)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     async fn group_mod(&self, change: GroupMod) -> Result<GroupModReply, String> {

@@ -12,6 +12,7 @@ pub mod dpif_kernel;
 pub mod dpif_netdev;
 pub mod lock;
 pub mod memory;
+pub mod meters;
 pub mod metrics;
 pub mod netns;
 pub mod openflow;

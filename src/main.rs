@@ -155,6 +155,19 @@ enum CtlCmd {
     DelGroups { group: Option<String> },
     /// The groups, as `ovs-ofctl dump-groups`.
     DumpGroups,
+    /// Add a meter, as `ovs-ofctl -O OpenFlow13 add-meter`:
+    /// `meter=1 pktps burst stats bands=type=drop rate=100 burst_size=10`.
+    AddMeter { meter: String },
+    /// Replace a meter that exists, as `ovs-ofctl mod-meter`.
+    ModMeter { meter: String },
+    /// Delete meter `meter=N` (and the rules that use it).
+    DelMeter { meter: String },
+    /// Delete every meter, or `meter=N` (and the rules that use them).
+    DelMeters { meter: Option<String> },
+    /// The meters, as `ovs-ofctl dump-meters` (all, or `meter=N`).
+    DumpMeters { meter: Option<String> },
+    /// The meters' counters, as `ovs-ofctl meter-stats` (all, or `meter=N`).
+    MeterStats { meter: Option<String> },
 }
 
 #[derive(Subcommand)]
@@ -254,23 +267,23 @@ fn run_trace(args: TraceArgs) -> anyhow::Result<ExitCode> {
         Some(c) => c.tlv_map()?,
         None => Default::default(),
     };
-    let groups = match &setup {
+    let setup = match &setup {
         Some(path) => {
             let text = read_file_arg(path)?;
             upcalld::trace::apply_setup(&mut tlv, &path.display().to_string(), &text)?
         }
-        None => Vec::new(),
+        None => Default::default(),
     };
     // Rules, flows and datapath actions name tun_metadataN through the
     // switch's TLV map.
     messages::tlv::with_map(&std::sync::Arc::new(tlv), || {
-        trace_with(rules, groups, flows, flow, &cfg, &ct_next)
+        trace_with(rules, setup, flows, flow, &cfg, &ct_next)
     })
 }
 
 fn trace_with(
     rules: &PathBuf,
-    groups: Vec<messages::group::Group>,
+    setup: upcalld::trace::Setup,
     flows: Option<&PathBuf>,
     flow: Option<&str>,
     cfg: &actors::xlate::XlateConfig,
@@ -283,10 +296,8 @@ fn trace_with(
         eprintln!("upcalld: {w}");
     }
     let mut tables = actors::tables::Tables::from_rules(rules);
-    for g in groups {
-        tables.add_group(g)?;
-    }
-    // As OVS refuses a flow mod to a group that does not exist.
+    setup.apply_to(&mut tables)?;
+    // As OVS refuses a flow mod to a group or meter that does not exist.
     let all: Vec<_> = tables.rules().iter().map(|e| e.rule.clone()).collect();
     upcalld::daemon::refuse_missing_groups(&all, &tables).map_err(|e| anyhow::anyhow!(e))?;
     if let Some(path) = flows {
@@ -356,6 +367,12 @@ fn ctl(socket: &std::path::Path, cmd: CtlCmd) -> anyhow::Result<ExitCode> {
         CtlCmd::ModGroup { group } => text(Command::ModGroup, group),
         CtlCmd::DelGroups { group } => text(Command::DelGroups, group.unwrap_or_default()),
         CtlCmd::DumpGroups => text(Command::DumpGroups, String::new()),
+        CtlCmd::AddMeter { meter } => text(Command::AddMeters, meter),
+        CtlCmd::ModMeter { meter } => text(Command::ModMeter, meter),
+        CtlCmd::DelMeter { meter } => text(Command::DelMeters, meter),
+        CtlCmd::DelMeters { meter } => text(Command::DelMeters, meter.unwrap_or_default()),
+        CtlCmd::DumpMeters { meter } => text(Command::DumpMeters, meter.unwrap_or_default()),
+        CtlCmd::MeterStats { meter } => text(Command::MeterStats, meter.unwrap_or_default()),
     };
     let reply = match body {
         Body::Text(t) => control::call_with(socket, &header, &mut t.as_bytes())?,

@@ -1438,6 +1438,9 @@ impl Conn {
             RemovalReason::HardTimeout => of::RemovedReason::HardTimeout,
             RemovalReason::Delete => of::RemovedReason::Delete,
             RemovalReason::GroupDelete => of::RemovedReason::GroupDelete,
+            // OpenFlow 1.4 names it; before, it is a delete.
+            RemovalReason::MeterDelete if v >= of::OFP14 => of::RemovedReason::MeterDelete,
+            RemovalReason::MeterDelete => of::RemovedReason::Delete,
         };
         of::encode_flow_removed(v, format, &e, reason)
     }

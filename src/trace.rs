@@ -6,9 +6,10 @@ use messages::format::megaflow::format_megaflow;
 use messages::format::odp_actions::format_odp_actions;
 use messages::format::{ct_state_flags, ipv6};
 use messages::group::Group;
+use messages::meter::Meter;
 use messages::odp::{NatAction, NatAddrs, NatKind};
 use messages::parse::flow::parse_trace_flow;
-use messages::parse::rules::parse_group;
+use messages::parse::rules::{parse_group, parse_meter};
 use messages::tlv::TlvMap;
 use messages::Flow;
 
@@ -264,10 +265,12 @@ pub fn bridge(
 /// a line, as the daemon's `ctl` takes them (`#` starts a comment).
 /// Known: `add-tlv-map MAPPINGS` (as `ovs-ofctl add-tlv-map BRIDGE
 /// MAPPINGS`), into `tlv`, the map the trace runs with
-/// (`messages::tlv::with_map`); `add-group GROUP` (as `ovs-ofctl
-/// add-group BRIDGE GROUP`), returned for the tables, in order.
-pub fn apply_setup(tlv: &mut TlvMap, origin: &str, text: &str) -> anyhow::Result<Vec<Group>> {
-    let mut groups: Vec<Group> = Vec::new();
+/// (`messages::tlv::with_map`); `add-group GROUP` and `add-meter METER`
+/// (as `ovs-ofctl add-group BRIDGE GROUP`, `-O OpenFlow13 add-meter
+/// BRIDGE METER`), returned for the tables, in order.
+pub fn apply_setup(tlv: &mut TlvMap, origin: &str, text: &str) -> anyhow::Result<Setup> {
+    let mut setup = Setup::default();
+    let groups = &mut setup.groups;
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -289,13 +292,41 @@ pub fn apply_setup(tlv: &mut TlvMap, origin: &str, text: &str) -> anyhow::Result
                 }
                 groups.push(g);
             }
+            "add-meter" => {
+                let m =
+                    parse_meter(arg).map_err(|e| anyhow::anyhow!("{}: add-meter: {e}", at()))?;
+                if setup.meters.iter().any(|n| n.id == m.id) {
+                    anyhow::bail!("{}: add-meter: meter {} already exists", at(), m.id);
+                }
+                setup.meters.push(m);
+            }
             other => anyhow::bail!(
-                "{}: unknown setup command {other:?} (known: add-tlv-map, add-group)",
+                "{}: unknown setup command {other:?} (known: add-tlv-map, add-group, add-meter)",
                 at()
             ),
         }
     }
-    Ok(groups)
+    Ok(setup)
+}
+
+/// What a setup file adds besides TLV mappings, in order.
+#[derive(Debug, Default)]
+pub struct Setup {
+    pub groups: Vec<Group>,
+    pub meters: Vec<Meter>,
+}
+
+impl Setup {
+    /// Adds the groups and meters to `tables`, as the daemon would.
+    pub fn apply_to(self, tables: &mut Tables) -> anyhow::Result<()> {
+        for g in self.groups {
+            tables.add_group(g)?;
+        }
+        for m in self.meters {
+            tables.add_meter(m)?;
+        }
+        Ok(())
+    }
 }
 
 /// Parses a port list such as `1-8,12`.
@@ -375,11 +406,26 @@ mod tests {
         )
         .unwrap();
         assert_eq!(tlv.by_option(0x102, 0x80).map(|(i, _)| i), Some(0));
-        let e = apply_setup(&mut tlv, "setup", "\nadd-meter foo\n").unwrap_err();
+        let e = apply_setup(&mut tlv, "setup", "\nadd-port foo\n").unwrap_err();
         assert!(
             e.to_string().contains("setup:2: unknown setup command"),
             "{e}"
         );
+        let e = apply_setup(&mut tlv, "setup", "add-meter meter=1 kbps\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("setup:1: add-meter: 1:14: must specify bands"),
+            "{e}"
+        );
+        let s = apply_setup(
+            &mut tlv,
+            "setup",
+            "add-meter meter=1 pktps bands=type=drop rate=5\nadd-meter meter=3 kbps bands=type=drop rate=9\n",
+        )
+        .unwrap();
+        let mut tables = Tables::new();
+        s.apply_to(&mut tables).unwrap();
+        assert_eq!(tables.meter(3).map(|e| e.dp_id), Some(1));
         let e = apply_setup(
             &mut tlv,
             "s",

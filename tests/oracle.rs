@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use actors::tables::Tables;
 use actors::xlate::XlateConfig;
-use messages::parse::rules::{parse_groups, parse_rules};
+use messages::parse::rules::{parse_groups, parse_meters, parse_rules};
 use upcalld::trace::dummy_bridge;
 
 /// The corpus: `UPCALLD_ORACLE_DIR`, or `shared/oracle` beside a directory
@@ -51,6 +51,12 @@ fn score_cases(case_dirs: Vec<PathBuf>, switch: &XlateConfig) -> (usize, usize, 
         if let Ok(text) = std::fs::read_to_string(case.join("groups.txt")) {
             for g in parse_groups(&text).unwrap_or_else(|e| panic!("{}: {e}", case.display())) {
                 tables.add_group(g).unwrap();
+            }
+        }
+        // Its meters, added with `ovs-ofctl add-meter` in this order.
+        if let Ok(text) = std::fs::read_to_string(case.join("meters.txt")) {
+            for m in parse_meters(&text).unwrap_or_else(|e| panic!("{}: {e}", case.display())) {
+                tables.add_meter(m).unwrap();
             }
         }
         let flows = std::fs::read_to_string(case.join("flows.txt")).unwrap();
@@ -170,7 +176,11 @@ fn differential_cases_agree_with_open_vswitch() {
     // The peer's bridge had ports 1..8: told so, trace drops the others
     // (and fast-failover groups see ports 9 and 10 down).
     let (same, total, bad) = score_cases(
-        vec![dir.join("05-output-to-missing-port"), dir.join("35-groups")],
+        vec![
+            dir.join("05-output-to-missing-port"),
+            dir.join("35-groups"),
+            dir.join("37-meters"),
+        ],
         &dummy_bridge(Some((1..=8).collect())),
     );
     assert_eq!(same, total, "{}", bad.join("\n"));

@@ -45,8 +45,9 @@ use crate::xlate::FinTimeout;
 use messages::ofp::Rule;
 
 use crate::backpressure::Permit;
-use crate::tables::{GroupModError, RuleEntry, RuleFilter, RuleUpdate, Tables};
+use crate::tables::{GroupModError, MeterModError, RuleEntry, RuleFilter, RuleUpdate, Tables};
 use messages::group::Group;
+use messages::meter::Meter;
 
 // The upcall path: receiver → handler → dpif-writer.
 
@@ -129,6 +130,33 @@ pub struct GroupModReply {
     pub version: u64,
     /// Groups deleted, and rules deleted because they sent to one.
     pub n_groups: usize,
+    pub n_rules: usize,
+}
+
+/// control → rule-table: add, replace or delete meters (OpenFlow's meter
+/// mods, `ctl add-meter`, `mod-meter`, `del-meters`), as one new version.
+/// Answers with the new version, the datapath meter ids to set or
+/// delete, and the rules deleted with their meter; or why it was refused.
+/// The sender programs the datapath's meters: on an add before any rule
+/// can name the meter, on a delete after the rules are gone.
+#[derive(Clone, Debug, Message)]
+#[rtype(result = "Result<MeterModReply, MeterModError>")]
+pub enum MeterMod {
+    Add(Meter),
+    Modify(Meter),
+    /// Meter N, or every meter.
+    Delete(Option<u32>),
+}
+
+/// What a [`MeterMod`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MeterModReply {
+    pub version: u64,
+    /// The meter added or modified and its datapath id.
+    pub set: Option<(Meter, u32)>,
+    /// The datapath ids of the meters deleted.
+    pub deleted: Vec<u32>,
+    /// Rules deleted because they used a deleted meter.
     pub n_rules: usize,
 }
 

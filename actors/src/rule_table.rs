@@ -17,12 +17,12 @@ use actix::prelude::*;
 
 use crate::fanout::Fanout;
 use crate::protocol::{
-    DumpRules, GetSnapshot, GroupMod, GroupModReply, PushStats, RuleChange, RuleChangeReply,
-    RuleStats, SideEffects, Snapshot, Subscribe,
+    DumpRules, GetSnapshot, GroupMod, GroupModReply, MeterMod, MeterModReply, PushStats,
+    RuleChange, RuleChangeReply, RuleStats, SideEffects, Snapshot, Subscribe,
 };
 use crate::stats::PipelineStats;
 use crate::supervisor::guarded;
-use crate::tables::{GroupModError, LearnOutcome, RuleEntry, Tables};
+use crate::tables::{GroupModError, LearnOutcome, MeterModError, RuleEntry, Tables};
 use messages::ofp::flow_flags;
 
 /// "rules changed" lines: a controller or a script may change rules many
@@ -80,6 +80,8 @@ pub enum RemovalReason {
     Delete = 2,
     /// The group it sent to was deleted.
     GroupDelete = 3,
+    /// The meter it used was deleted.
+    MeterDelete = 4,
 }
 
 /// A rule with `send_flow_rem` that went away: what its FLOW_REMOVED
@@ -417,6 +419,62 @@ impl Handler<GroupMod> for RuleTable {
         Ok(GroupModReply {
             version: self.tables.version(),
             n_groups,
+            n_rules: deleted.len(),
+        })
+    }
+}
+
+impl Handler<MeterMod> for RuleTable {
+    type Result = Result<MeterModReply, MeterModError>;
+
+    fn handle(&mut self, change: MeterMod, ctx: &mut Context<Self>) -> Self::Result {
+        let stats = self.stats.clone();
+        let before = self.tables.version();
+        let outcome = guarded("rule_table", &stats, ctx, || {
+            // On a copy, as for rule changes.
+            let mut tables = self.tables.clone();
+            let done = match change {
+                MeterMod::Add(m) => tables
+                    .add_meter(m.clone())
+                    .map(|id| (Some((m, id)), Vec::new(), Vec::new())),
+                MeterMod::Modify(m) => tables
+                    .modify_meter(m.clone())
+                    .map(|id| (Some((m, id)), Vec::new(), Vec::new())),
+                MeterMod::Delete(id) => {
+                    let (meters, rules) = tables.delete_meters(id);
+                    Ok((None, meters.iter().map(|e| e.dp_id).collect(), rules))
+                }
+            };
+            done.map(|d| (tables, d))
+        });
+        let (tables, (set, deleted_meters, deleted)) = match outcome {
+            Some(r) => r?,
+            None => {
+                return Ok(MeterModReply {
+                    version: before,
+                    set: None,
+                    deleted: Vec::new(),
+                    n_rules: 0,
+                })
+            }
+        };
+        self.tables = tables;
+        let removed: Vec<_> = deleted
+            .iter()
+            .map(|e| (e.clone(), RemovalReason::MeterDelete))
+            .collect();
+        self.report_removed(&removed);
+        for e in &deleted {
+            self.rule_stats.remove(&e.id);
+            self.clocks.remove(&e.id);
+        }
+        if self.tables.version() != before {
+            self.publish();
+        }
+        Ok(MeterModReply {
+            version: self.tables.version(),
+            set,
+            deleted: deleted_meters,
             n_rules: deleted.len(),
         })
     }

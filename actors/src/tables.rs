@@ -11,6 +11,7 @@ use std::sync::Arc;
 use messages::flow::{Flow, FlowWildcards};
 use messages::group::Group;
 use messages::learn::LearnedRule;
+use messages::meter::{Meter, MAX_METERS};
 use messages::ofp::{port, Instructions, Match, OfAction, Rule};
 
 use crate::classifier::Classifier;
@@ -121,7 +122,51 @@ pub struct Tables {
     /// The groups rules may send packets to (`group:N`), by number. They
     /// are versioned with the rules, as in OVS.
     groups: im::OrdMap<u32, Arc<Group>>,
+    /// The meters rules may send packets through (`meter:N`), by number,
+    /// versioned with the rules as OVS's.
+    meters: im::OrdMap<u32, Arc<MeterEntry>>,
 }
+
+/// A meter and the datapath meter it was given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MeterEntry {
+    pub meter: Meter,
+    /// The datapath's meter id: as OVS's `provider_meter_id`, the lowest
+    /// id no other meter has, from 0, kept by a modify.
+    pub dp_id: u32,
+    /// When it was added, for `meter-stats`' duration.
+    pub added: std::time::Instant,
+}
+
+/// Why a meter change was refused (OpenFlow's `OFPMMFC_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MeterModError {
+    /// `add-meter` of a meter that exists.
+    Exists(u32),
+    /// `mod-meter` of one that does not.
+    Unknown(u32),
+    /// Every datapath meter id is taken.
+    OutOfMeters,
+}
+
+impl std::fmt::Display for MeterModError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MeterModError::Exists(m) => {
+                write!(f, "meter {m} already exists (OFPMMFC_METER_EXISTS)")
+            }
+            MeterModError::Unknown(m) => {
+                write!(f, "meter {m} does not exist (OFPMMFC_UNKNOWN_METER)")
+            }
+            MeterModError::OutOfMeters => write!(
+                f,
+                "all {MAX_METERS} datapath meters are in use (OFPMMFC_OUT_OF_METERS)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for MeterModError {}
 
 /// Why a group change was refused (OpenFlow's `OFPGMFC_*`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -456,11 +501,102 @@ impl Tables {
         (doomed.len(), users)
     }
 
-    /// Replaces every rule with `rules`, as one change (the groups stay).
+    /// Meter `id`, if it exists.
+    pub fn meter(&self, id: u32) -> Option<&Arc<MeterEntry>> {
+        self.meters.get(&id)
+    }
+
+    /// Every meter, by number.
+    pub fn meters(&self) -> impl Iterator<Item = &Arc<MeterEntry>> {
+        self.meters.values()
+    }
+
+    /// How many rules send packets through meter `id` (`flow_count`).
+    pub fn meter_users(&self, id: u32) -> usize {
+        self.by_id
+            .values()
+            .filter(|e| e.rule.instructions.meter == Some(id))
+            .count()
+    }
+
+    /// `add-meter`: refused if the meter exists; answers the datapath
+    /// meter id it was given.
+    pub fn add_meter(&mut self, meter: Meter) -> Result<u32, MeterModError> {
+        if self.meters.contains_key(&meter.id) {
+            return Err(MeterModError::Exists(meter.id));
+        }
+        let taken: std::collections::BTreeSet<u32> =
+            self.meters.values().map(|e| e.dp_id).collect();
+        let dp_id = (0..MAX_METERS)
+            .find(|i| !taken.contains(i))
+            .ok_or(MeterModError::OutOfMeters)?;
+        self.meters.insert(
+            meter.id,
+            Arc::new(MeterEntry {
+                meter,
+                dp_id,
+                added: std::time::Instant::now(),
+            }),
+        );
+        self.version += 1;
+        Ok(dp_id)
+    }
+
+    /// `mod-meter`: replaces a meter that exists, on the same datapath
+    /// meter; answers its id.
+    pub fn modify_meter(&mut self, meter: Meter) -> Result<u32, MeterModError> {
+        let old = self
+            .meters
+            .get(&meter.id)
+            .ok_or(MeterModError::Unknown(meter.id))?;
+        let entry = MeterEntry {
+            meter,
+            dp_id: old.dp_id,
+            added: old.added,
+        };
+        let dp_id = entry.dp_id;
+        self.meters.insert(entry.meter.id, Arc::new(entry));
+        self.version += 1;
+        Ok(dp_id)
+    }
+
+    /// `del-meters`: meter `id`, or every meter. As in OVS the rules that
+    /// use a deleted meter go with it. Answers the meters deleted and
+    /// those rules.
+    pub fn delete_meters(
+        &mut self,
+        id: Option<u32>,
+    ) -> (Vec<Arc<MeterEntry>>, Vec<Arc<RuleEntry>>) {
+        let doomed: Vec<Arc<MeterEntry>> = match id {
+            Some(m) => self.meters.remove(&m).into_iter().collect(),
+            None => std::mem::take(&mut self.meters).values().cloned().collect(),
+        };
+        let ids: Vec<u32> = doomed.iter().map(|e| e.meter.id).collect();
+        let users: Vec<Arc<RuleEntry>> = self
+            .by_id
+            .values()
+            .filter(|e| e.rule.instructions.meter.is_some_and(|m| ids.contains(&m)))
+            .cloned()
+            .collect();
+        for e in &users {
+            if let Some(t) = self.tables.get_mut(&e.rule.table) {
+                t.remove(e);
+            }
+            self.by_id.remove(&e.id);
+        }
+        if !doomed.is_empty() {
+            self.version += 1;
+        }
+        (doomed, users)
+    }
+
+    /// Replaces every rule with `rules`, as one change (the groups and
+    /// meters stay).
     pub fn replace_all(&mut self, rules: Vec<Rule>) {
         let mut fresh = Tables {
             next_id: self.next_id,
             groups: self.groups.clone(),
+            meters: self.meters.clone(),
             ..Tables::default()
         };
         for r in rules {

@@ -554,6 +554,12 @@ impl Ctx<'_> {
         let r = &rule.rule;
         let outer_cookie = std::mem::replace(&mut self.rule_cookie, r.cookie);
         let outer_miss = std::mem::replace(&mut self.rule_is_miss, rule.rule.is_table_miss());
+        // OVS's `xlate_meter_action`: the datapath meter, nothing
+        // un-wildcarded; a meter deleted since the rule was added is no
+        // action (the rule goes with it in the next version).
+        if let Some(m) = r.instructions.meter.and_then(|m| self.tables.meter(m)) {
+            self.actions.push(OdpAction::Meter(m.dp_id));
+        }
         self.run_actions(&r.instructions.apply, Some(&r.instructions), last);
         self.rule = outer;
         self.rule_cookie = outer_cookie;

@@ -49,10 +49,20 @@ pub enum Command {
     DelGroups,
     /// The groups, as `ovs-ofctl dump-groups`.
     DumpGroups,
+    /// Add meters, one a line, as `ovs-ofctl add-meter`.
+    AddMeters,
+    /// Replace a meter, as `ovs-ofctl mod-meter`.
+    ModMeter,
+    /// Delete one meter or all, as `ovs-ofctl del-meters`.
+    DelMeters,
+    /// The meters, as `ovs-ofctl dump-meters`.
+    DumpMeters,
+    /// The meters' counters, as `ovs-ofctl meter-stats`.
+    MeterStats,
 }
 
 impl Command {
-    pub const ALL: [(&'static str, Command); 22] = [
+    pub const ALL: [(&'static str, Command); 27] = [
         ("add-flow", Command::AddFlow),
         ("add-flows", Command::AddFlows),
         ("del-flows", Command::DelFlows),
@@ -75,6 +85,11 @@ impl Command {
         ("mod-group", Command::ModGroup),
         ("del-groups", Command::DelGroups),
         ("dump-groups", Command::DumpGroups),
+        ("add-meters", Command::AddMeters),
+        ("mod-meter", Command::ModMeter),
+        ("del-meters", Command::DelMeters),
+        ("dump-meters", Command::DumpMeters),
+        ("meter-stats", Command::MeterStats),
     ];
 
     pub fn name(self) -> &'static str {

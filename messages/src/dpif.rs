@@ -178,6 +178,44 @@ pub trait Dpif: Send + Sync + 'static {
     fn backend_counters(&self) -> Vec<(&'static str, u64)> {
         Vec::new()
     }
+
+    /// What the datapath's meters can do (OVS's `dpif_meter_get_features`);
+    /// None when it has none (the default).
+    fn meter_features(&self) -> Option<MeterFeatures> {
+        None
+    }
+
+    /// Creates or replaces datapath meter `id` (the `meter(ID)` action's).
+    fn meter_set(&self, id: u32, meter: &crate::meter::Meter) -> Result<(), DpifError> {
+        let _ = (id, meter);
+        Err(no_meters(self.kind()))
+    }
+
+    /// Deletes datapath meter `id`; deleting one that does not exist is
+    /// not an error.
+    fn meter_del(&self, id: u32) -> Result<(), DpifError> {
+        let _ = id;
+        Err(no_meters(self.kind()))
+    }
+
+    /// What datapath meter `id` counted.
+    fn meter_stats(&self, id: u32) -> Result<crate::meter::MeterStats, DpifError> {
+        let _ = id;
+        Err(no_meters(self.kind()))
+    }
+}
+
+/// What a datapath's meters can do (OpenFlow's `ofp_meter_features`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MeterFeatures {
+    pub max_meters: u32,
+    pub max_bands: u8,
+}
+
+fn no_meters(kind: &str) -> DpifError {
+    DpifError::Refused(format!(
+        "the {kind} datapath has no meters (OFPMMFC_OUT_OF_METERS)"
+    ))
 }
 
 /// Milliseconds of `CLOCK_MONOTONIC`: the clock of `FlowStats::used_ms` for

@@ -2,6 +2,8 @@
 //! flow operations on its megaflow table, executes, ports.
 
 use super::*;
+use messages::dpif::MeterFeatures;
+use messages::meter::{Meter, MeterStats, MAX_BANDS, MAX_METERS};
 
 pub(super) fn put_error(e: PutError) -> DpifError {
     DpifError::Refused(e.to_string())
@@ -10,6 +12,39 @@ pub(super) fn put_error(e: PutError) -> DpifError {
 impl Dpif for Netdev {
     fn kind(&self) -> &'static str {
         "userspace"
+    }
+
+    fn backend_counters(&self) -> Vec<(&'static str, u64)> {
+        vec![("meter_drops", self.core.n_metered.load(Ordering::Relaxed))]
+    }
+
+    fn meter_features(&self) -> Option<MeterFeatures> {
+        Some(MeterFeatures {
+            max_meters: MAX_METERS,
+            max_bands: MAX_BANDS as u8,
+        })
+    }
+
+    fn meter_set(&self, id: u32, meter: &Meter) -> Result<(), DpifError> {
+        if id >= MAX_METERS {
+            return Err(DpifError::Refused(format!(
+                "meter id {id} beyond the datapath's {MAX_METERS}"
+            )));
+        }
+        self.core.meters.set(id, meter, monotonic_ms());
+        Ok(())
+    }
+
+    fn meter_del(&self, id: u32) -> Result<(), DpifError> {
+        self.core.meters.delete(id);
+        Ok(())
+    }
+
+    fn meter_stats(&self, id: u32) -> Result<MeterStats, DpifError> {
+        self.core
+            .meters
+            .stats(id)
+            .ok_or_else(|| DpifError::Refused(format!("no datapath meter {id}")))
     }
 
     fn recv_upcalls(

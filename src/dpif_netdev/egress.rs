@@ -18,6 +18,8 @@ pub(super) struct Egress<'a> {
     errors: u64,
     /// Packets dropped for recirculating more than `MAX_RECIRC_DEPTH` times.
     too_deep: u64,
+    /// Packets a meter dropped.
+    metered: u64,
     /// The burst's time, for the connection tracker and flow statistics.
     now_ms: u64,
 }
@@ -34,6 +36,7 @@ impl<'a> Egress<'a> {
             no_port: 0,
             errors: 0,
             too_deep: 0,
+            metered: 0,
             now_ms: monotonic_ms(),
         }
     }
@@ -75,6 +78,14 @@ impl<'a> Egress<'a> {
                 }
                 OdpAction::Trunc(n) => {
                     truncate = Some(*n as usize);
+                    Ok(())
+                }
+                OdpAction::Meter(id) => {
+                    if !self.core.meters.admit(*id, frame.len(), self.now_ms) {
+                        // Over the band's rate: the band counted it.
+                        self.metered += 1;
+                        return;
+                    }
                     Ok(())
                 }
                 OdpAction::Clone(inner) => {
@@ -279,6 +290,11 @@ impl Egress<'_> {
 
 impl Drop for Egress<'_> {
     fn drop(&mut self) {
+        if self.metered > 0 {
+            self.core
+                .n_metered
+                .fetch_add(self.metered, Ordering::Relaxed);
+        }
         if self.too_deep > 0 {
             self.core
                 .n_recirc_too_deep

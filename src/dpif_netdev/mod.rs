@@ -18,6 +18,7 @@ pub mod conntrack;
 mod dpif;
 mod egress;
 mod flow_table;
+mod meters;
 mod port;
 mod receive;
 #[cfg(test)]
@@ -118,6 +119,9 @@ struct Core {
     emc_insert_inv_prob: u32,
     rx_cpus: Vec<usize>,
     conntrack: Arc<Conntrack>,
+    meters: meters::Meters,
+    /// Frames a meter's band dropped.
+    n_metered: AtomicU64,
 }
 
 /// A port's receive thread and the flag that stops it.
@@ -155,6 +159,8 @@ impl Netdev {
                 emc_insert_inv_prob: config.emc_insert_inv_prob,
                 rx_cpus: config.rx_cpus,
                 conntrack: Arc::new(Conntrack::new(config.conntrack)),
+                meters: meters::Meters::default(),
+                n_metered: AtomicU64::new(0),
             }),
             rx_threads: Mutex::new(BTreeMap::new()),
             closed: AtomicBool::new(false),

@@ -1860,6 +1860,8 @@ pub enum RemovedReason {
     Delete = 2,
     /// OpenFlow 1.3's OFPRR_GROUP_DELETE.
     GroupDelete = 3,
+    /// OpenFlow 1.4's OFPRR_METER_DELETE.
+    MeterDelete = 4,
 }
 
 /// FLOW_REMOVED (OpenFlow 1.3 layout, or Nicira's NXT_FLOW_REMOVED for an

@@ -36,9 +36,7 @@ pub fn parse_meter_id(text: &str) -> Result<Option<u32>, ParseError> {
     for kv in key_values(text, 0) {
         match kv.key {
             "meter" => id = Some(meter_number(&kv).map_err(|e| e.locate(text, 1))?),
-            _ => {
-                return Err(err(kv.key_at, "unknown keyword", kv.key, "meter=N").locate(text, 1))
-            }
+            _ => return Err(err(kv.key_at, "unknown keyword", kv.key, "meter=N").locate(text, 1)),
         }
     }
     Ok(id.filter(|&m| m != METER_ALL))

@@ -27,8 +27,8 @@ mod action_grammar;
 mod check;
 mod ct;
 mod group;
-mod meter;
 pub(crate) mod match_grammar;
+mod meter;
 #[cfg(test)]
 mod tests;
 
@@ -47,10 +47,10 @@ use crate::ofp::{
 use action_grammar::*;
 use check::*;
 pub use group::{parse_group, parse_group_id, parse_groups};
-pub use meter::{parse_meter, parse_meter_id, parse_meters};
 pub(crate) use match_grammar::set_match_field;
 pub(crate) use match_grammar::PROTOCOLS;
 use match_grammar::*;
+pub use meter::{parse_meter, parse_meter_id, parse_meters};
 
 /// A rule that does not parse: where, what, and what was expected.
 #[derive(Clone, Debug, PartialEq, Eq)]
