@@ -414,7 +414,7 @@ mod tests {
         let e = apply_setup(&mut tlv, "setup", "add-meter meter=1 kbps\n").unwrap_err();
         assert!(
             e.to_string()
-                .contains("setup:1: add-meter: 1:14: must specify bands"),
+                .contains("setup:1: add-meter: 1:13: must specify bands"),
             "{e}"
         );
         let s = apply_setup(
