@@ -490,7 +490,6 @@ fn nested_actions_survive_netlink_serialization() {
     let actions = vec![
         OdpAction::Clone(vec![OdpAction::PopVlan, OdpAction::Output(3)]),
         OdpAction::Trunc(100),
-        OdpAction::Meter(3),
         OdpAction::Hash { alg: 1, basis: 7 },
         OdpAction::Output(2),
         OdpAction::CheckPktLen {
@@ -498,9 +497,15 @@ fn nested_actions_survive_netlink_serialization() {
             gt: vec![OdpAction::Output(4)],
             le: vec![],
         },
+        OdpAction::Meter(3),
     ];
     let attrs = actions::actions_to_attrs(&actions);
     let bytes = actions::emit_action_attrs(&attrs);
+    // meter: the datapath meter's id, host order.
+    assert_eq!(
+        &bytes[bytes.len() - 8..],
+        &[8, 0, OVS_ACTION_ATTR_METER as u8, 0, 3, 0, 0, 0]
+    );
     let back = actions::parse_action_attrs(&bytes).unwrap();
     assert_eq!(back, attrs);
     assert_eq!(actions_from_attrs(&back).unwrap(), actions);
