@@ -67,9 +67,10 @@ fn every_pass_agrees_with_open_vswitch() {
         if setup.exists() {
             let text = std::fs::read_to_string(&setup).unwrap();
             let mut tlv = Default::default();
-            for g in apply_setup(&mut tlv, &setup.display().to_string(), &text).unwrap() {
-                tables.add_group(g).unwrap();
-            }
+            apply_setup(&mut tlv, &setup.display().to_string(), &text)
+                .unwrap()
+                .apply_to(&mut tables)
+                .unwrap();
         }
         let mut cfg = dummy_bridge(None);
         // What the peer was configured with besides its rules.
