@@ -260,6 +260,65 @@ fn learn_actions_round_trip_through_ovs_ofctl() {
     }
 }
 
+/// Fields whose NXM/OXM headers come from OVS 3.1's meta-flow.h
+/// (extended registers, tunnel flags and IPv6 ends, GBP, the conntrack
+/// tuple, conj_id, actset_output), in matches and actions, added and
+/// dumped in both versions: the dump is OVS 3.1's of the same flows.
+#[test]
+fn fields_with_ovs_headers_round_trip_through_ovs_ofctl() {
+    let (_d, t) = start("ofhd");
+    let t = t.as_str();
+    let rules = [
+        "priority=1,actions=move:NXM_NX_XXREG0[0..31]->NXM_NX_REG0[]",
+        "priority=2,xxreg1=0x5/0xff,actions=drop",
+        "priority=3,actions=move:OXM_OF_PKT_REG0[0..31]->NXM_NX_REG1[]",
+        "priority=4,xreg2=0x100000002,actions=drop",
+        "priority=5,tun_flags=+oam,actions=move:NXM_NX_TUN_FLAGS[0]->NXM_NX_REG0[0]",
+        "priority=6,ct_state=+est+trk,ct_nw_src=10.0.0.1,ct_nw_dst=10.0.0.0/8,ct_nw_proto=6,ct_tp_src=1000,ct_tp_dst=80,ip,actions=drop",
+        "priority=7,ct_state=+est+trk,ct_ipv6_src=2001:db8::1,ct_ipv6_dst=2001:db8::/32,ipv6,actions=drop",
+        "priority=8,tun_ipv6_src=2001:db8::1,tun_ipv6_dst=2001:db8::2,actions=drop",
+        "priority=9,tun_gbp_id=5,tun_gbp_flags=1,actions=drop",
+        "priority=10,conj_id=7,actions=drop",
+        "priority=11,actset_output=2,actions=drop",
+        "priority=13,actions=move:NXM_NX_TUN_GBP_ID[]->NXM_NX_REG4[0..15],load:0x3->NXM_NX_XXREG2[5..9],set_field:0x7->xreg3",
+    ];
+    // `ovs-ofctl -O OpenFlow13 --no-stats dump-flows` of OVS 3.1 (ovs-peer)
+    // with these flows added over OpenFlow 1.3.
+    let ovs = vec![
+        "priority=1 actions=move:NXM_NX_XXREG0[0..31]->NXM_NX_REG0[]",
+        "priority=10,conj_id=7 actions=drop",
+        "priority=11,actset_output=2 actions=drop",
+        "priority=13 actions=move:NXM_NX_TUN_GBP_ID[]->NXM_NX_REG4[0..15],load:0x3->NXM_NX_XXREG2[5..9],set_field:0x7->xreg3",
+        "priority=2,reg7=0x5/0xff actions=drop",
+        "priority=3 actions=move:OXM_OF_PKT_REG0[0..31]->NXM_NX_REG1[]",
+        "priority=4,reg4=0x1,reg5=0x2 actions=drop",
+        "priority=5,tun_flags=+oam actions=move:NXM_NX_TUN_FLAGS[]->NXM_NX_REG0[0]",
+        "priority=6,ct_state=+est+trk,ct_nw_src=10.0.0.1,ct_nw_dst=10.0.0.0/8,ct_nw_proto=6,ct_tp_src=1000,ct_tp_dst=80,ip actions=drop",
+        "priority=7,ct_state=+est+trk,ct_ipv6_src=2001:db8::1,ct_ipv6_dst=2001:db8::/32,ipv6 actions=drop",
+        "priority=8,tun_ipv6_src=2001:db8::1,tun_ipv6_dst=2001:db8::2 actions=drop",
+        "priority=9,tun_gbp_id=5,tun_gbp_flags=0x1 actions=drop",
+    ];
+    for version in ["OpenFlow13", "OpenFlow10"] {
+        ok(&["-O", version, "del-flows", t]);
+        for rule in rules {
+            ok(&["-O", version, "add-flow", t, rule]);
+        }
+        for dump in ["OpenFlow13", "OpenFlow10"] {
+            // OpenFlow 1.0 has no set_field: ovs-ofctl sends a load, and
+            // a 1.0 dump carries one, which OVS prints as a load.
+            let of10 = version == "OpenFlow10" || dump == "OpenFlow10";
+            let want: Vec<String> = ovs
+                .iter()
+                .map(|l| match of10 {
+                    true => l.replace("set_field:0x7->xreg3", "load:0x7->OXM_OF_PKT_REG3[]"),
+                    false => l.to_string(),
+                })
+                .collect();
+            assert_eq!(flows(t, dump), want, "added in {version}, dumped in {dump}");
+        }
+    }
+}
+
 /// set_tunnel/set_tunnel64 go out as OVS sends them: Nicira's SET_TUNNEL
 /// (or SET_TUNNEL64, when asked for or wider than 32 bits) in OpenFlow
 /// 1.0, set_field tun_id in 1.3 (OVS 3.1's dumps of the same rule).

@@ -20,10 +20,14 @@
 //! ones (receiver, each handler, each revalidator, the writer) get an arbiter
 //! (thread) of their own; the rule-table lives on the arbiter that starts
 //! the pipeline. Actors hold each other's addresses; what they say is in
-//! [`crate::protocol`]. Beside messages they share three things: the
-//! [`Dpif`] handle (receivers, the writer and revalidators call the
-//! datapath), the write-only [`PipelineStats`], and the windows that bound
-//! the work in flight to each handler and to the writer
+//! [`crate::protocol`]. Beside messages they share: the [`Dpif`] handle
+//! (receivers, handlers on the kernel datapath, the writer and
+//! revalidators call the datapath), the [`Ukeys`] (handlers make them,
+//! the writer and revalidators drop them), what translation shares in its
+//! [`XlateConfig`] (NORMAL's MAC table, the recirculation ids), the
+//! packet-in and flow-removal fan-outs, the [`PipelineStats`] counters
+//! (where the lead revalidator also publishes the flow limit), and the
+//! windows that bound the work in flight to each handler and to the writer
 //! ([`crate::backpressure`]: a sender waits for room, so an overload backs
 //! up into the datapath's upcall queue instead of into mailboxes).
 

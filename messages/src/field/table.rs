@@ -46,6 +46,8 @@ pub const NXM_OF: u16 = 0x0000;
 pub const NXM_NX: u16 = 0x0001;
 /// OXM class of OpenFlow 1.2+'s basic fields (`OXM_OF_*`).
 pub const OXM_OF: u16 = 0x8000;
+/// OXM class of OpenFlow 1.5's packet registers (`OXM_OF_PKT_REG*`).
+pub const OXM_PKT_REGS: u16 = 0x8001;
 /// OXM experimenter class (here always ONF's, `ONFOXM_ET_*`).
 pub const EXPERIMENTER: u16 = 0xffff;
 
@@ -176,12 +178,6 @@ impl FieldInfo {
         self.oxm_header = Some(NxmHeader::new(class, number, self.n_bytes));
         self
     }
-
-    /// An OXM name that subfields may use; upcalld does not code its header.
-    const fn oxm_name(mut self, name: &'static str) -> Self {
-        self.oxm = Some(name);
-        self
-    }
 }
 
 /// True if `flow` meets `p` as OVS's `mf_are_prereqs_ok` judges it: on
@@ -240,14 +236,14 @@ const fn xreg(i: u8, name: &'static str, oxm: &'static str) -> FieldInfo {
     f(name, Field::XReg(i), Syntax::Hex, 8, 64)
         .maskable()
         .writable()
-        .oxm_name(oxm)
+        .oxm(oxm, OXM_PKT_REGS, i)
 }
 
 const fn xxreg(i: u8, name: &'static str, nxm: &'static str) -> FieldInfo {
     f(name, Field::XxReg(i), Syntax::Hex, 16, 128)
         .maskable()
         .writable()
-        .nxm_name(nxm)
+        .nxm(nxm, NXM_NX, 111 + i)
 }
 
 use Prereq as P;
@@ -289,22 +285,22 @@ pub static FIELDS: &[FieldInfo] = &[
     xxreg(1, "xxreg1", "NXM_NX_XXREG1"),
     xxreg(2, "xxreg2", "NXM_NX_XXREG2"),
     xxreg(3, "xxreg3", "NXM_NX_XXREG3"),
-    f("actset_output", Field::ActsetOutput, S::Port, 4, 32).oxm_name("ONFOXM_ET_ACTSET_OUTPUT"),
+    f("actset_output", Field::ActsetOutput, S::Port, 4, 32).oxm("ONFOXM_ET_ACTSET_OUTPUT", EXPERIMENTER, 43),
     f("tun_id", Field::TunId, S::Hex, 8, 64).alias("tunnel_id").maskable().writable().nxm("NXM_NX_TUN_ID", NXM_NX, 16).oxm("OXM_OF_TUNNEL_ID", OXM_OF, 38),
     f("tun_src", Field::TunSrc, S::Ipv4, 4, 32).maskable().writable().nxm("NXM_NX_TUN_IPV4_SRC", NXM_NX, 31),
     f("tun_dst", Field::TunDst, S::Ipv4, 4, 32).maskable().writable().nxm("NXM_NX_TUN_IPV4_DST", NXM_NX, 32),
-    f("tun_ipv6_src", Field::TunIpv6Src, S::Ipv6, 16, 128).maskable().writable().nxm_name("NXM_NX_TUN_IPV6_SRC"),
-    f("tun_ipv6_dst", Field::TunIpv6Dst, S::Ipv6, 16, 128).maskable().writable().nxm_name("NXM_NX_TUN_IPV6_DST"),
-    f("tun_gbp_id", Field::TunGbpId, S::Decimal, 2, 16).maskable().writable().nxm_name("NXM_NX_TUN_GBP_ID"),
-    f("tun_gbp_flags", Field::TunGbpFlags, S::Hex, 1, 8).maskable().writable().nxm_name("NXM_NX_TUN_GBP_FLAGS"),
-    f("tun_flags", Field::TunFlags, S::TunFlags, 2, 1).maskable().writable().nxm_name("NXM_NX_TUN_FLAGS"),
+    f("tun_ipv6_src", Field::TunIpv6Src, S::Ipv6, 16, 128).maskable().writable().nxm("NXM_NX_TUN_IPV6_SRC", NXM_NX, 109),
+    f("tun_ipv6_dst", Field::TunIpv6Dst, S::Ipv6, 16, 128).maskable().writable().nxm("NXM_NX_TUN_IPV6_DST", NXM_NX, 110),
+    f("tun_gbp_id", Field::TunGbpId, S::Decimal, 2, 16).maskable().writable().nxm("NXM_NX_TUN_GBP_ID", NXM_NX, 38),
+    f("tun_gbp_flags", Field::TunGbpFlags, S::Hex, 1, 8).maskable().writable().nxm("NXM_NX_TUN_GBP_FLAGS", NXM_NX, 39),
+    f("tun_flags", Field::TunFlags, S::TunFlags, 2, 1).maskable().writable().nxm("NXM_NX_TUN_FLAGS", NXM_NX, 104),
     // Read-only, and with no NXM code: a trace flow sets them, a rule
     // cannot match them.
     f("tun_tos", Field::TunTos, S::Decimal, 1, 8),
     f("tun_ttl", Field::TunTtl, S::Decimal, 1, 8),
     f("pkt_mark", Field::PktMark, S::Hex, 4, 32).maskable().writable().nxm("NXM_NX_PKT_MARK", NXM_NX, 33),
     f("skb_priority", Field::SkbPriority, S::Hex, 4, 32),
-    f("conj_id", Field::ConjId, S::Decimal, 4, 32),
+    f("conj_id", Field::ConjId, S::Decimal, 4, 32).nxm("NXM_NX_CONJ_ID", NXM_NX, 37),
     f("recirc_id", Field::RecircId, S::Decimal, 4, 32).nxm("NXM_NX_RECIRC_ID", NXM_NX, 36),
     f("dp_hash", Field::DpHash, S::Hex, 4, 32).maskable().nxm("NXM_NX_DP_HASH", NXM_NX, 35),
     f("ct_state", Field::CtState, S::CtState, 4, 32).maskable().nxm("NXM_NX_CT_STATE", NXM_NX, 105),
@@ -312,13 +308,13 @@ pub static FIELDS: &[FieldInfo] = &[
     // Writable only inside ct's exec (checked there).
     f("ct_mark", Field::CtMark, S::Hex, 4, 32).maskable().writable().nxm("NXM_NX_CT_MARK", NXM_NX, 107),
     f("ct_label", Field::CtLabel, S::Hex, 16, 128).maskable().writable().nxm("NXM_NX_CT_LABEL", NXM_NX, 108),
-    f("ct_nw_src", Field::CtNwSrc, S::Ipv4, 4, 32).maskable().needs(P::CtValid).nxm_name("NXM_NX_CT_NW_SRC"),
-    f("ct_nw_dst", Field::CtNwDst, S::Ipv4, 4, 32).maskable().needs(P::CtValid).nxm_name("NXM_NX_CT_NW_DST"),
-    f("ct_ipv6_src", Field::CtIpv6Src, S::Ipv6, 16, 128).maskable().needs(P::CtValid).nxm_name("NXM_NX_CT_IPV6_SRC"),
-    f("ct_ipv6_dst", Field::CtIpv6Dst, S::Ipv6, 16, 128).maskable().needs(P::CtValid).nxm_name("NXM_NX_CT_IPV6_DST"),
-    f("ct_nw_proto", Field::CtNwProto, S::Decimal, 1, 8).needs(P::CtValid).nxm_name("NXM_NX_CT_NW_PROTO"),
-    f("ct_tp_src", Field::CtTpSrc, S::Decimal, 2, 16).maskable().needs(P::CtValid).nxm_name("NXM_NX_CT_TP_SRC"),
-    f("ct_tp_dst", Field::CtTpDst, S::Decimal, 2, 16).maskable().needs(P::CtValid).nxm_name("NXM_NX_CT_TP_DST"),
+    f("ct_nw_src", Field::CtNwSrc, S::Ipv4, 4, 32).maskable().needs(P::CtValid).nxm("NXM_NX_CT_NW_SRC", NXM_NX, 120),
+    f("ct_nw_dst", Field::CtNwDst, S::Ipv4, 4, 32).maskable().needs(P::CtValid).nxm("NXM_NX_CT_NW_DST", NXM_NX, 121),
+    f("ct_ipv6_src", Field::CtIpv6Src, S::Ipv6, 16, 128).maskable().needs(P::CtValid).nxm("NXM_NX_CT_IPV6_SRC", NXM_NX, 122),
+    f("ct_ipv6_dst", Field::CtIpv6Dst, S::Ipv6, 16, 128).maskable().needs(P::CtValid).nxm("NXM_NX_CT_IPV6_DST", NXM_NX, 123),
+    f("ct_nw_proto", Field::CtNwProto, S::Decimal, 1, 8).needs(P::CtValid).nxm("NXM_NX_CT_NW_PROTO", NXM_NX, 119),
+    f("ct_tp_src", Field::CtTpSrc, S::Decimal, 2, 16).maskable().needs(P::CtValid).nxm("NXM_NX_CT_TP_SRC", NXM_NX, 124),
+    f("ct_tp_dst", Field::CtTpDst, S::Decimal, 2, 16).maskable().needs(P::CtValid).nxm("NXM_NX_CT_TP_DST", NXM_NX, 125),
     f("eth_src", Field::EthSrc, S::Ethernet, 6, 48).alias("dl_src").maskable().writable().nxm("NXM_OF_ETH_SRC", NXM_OF, 2).oxm("OXM_OF_ETH_SRC", OXM_OF, 4),
     f("eth_dst", Field::EthDst, S::Ethernet, 6, 48).alias("dl_dst").maskable().writable().nxm("NXM_OF_ETH_DST", NXM_OF, 1).oxm("OXM_OF_ETH_DST", OXM_OF, 3),
     f("eth_type", Field::EthType, S::Hex, 2, 16).alias("dl_type").nxm("NXM_OF_ETH_TYPE", NXM_OF, 3).oxm("OXM_OF_ETH_TYPE", OXM_OF, 5),

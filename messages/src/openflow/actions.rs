@@ -1003,6 +1003,23 @@ fn header_of(field: Field, oxm: bool) -> Result<NxmHeader, OfpError> {
     })
 }
 
+/// The 32-bit header a Nicira action's fixed field slot names `field` by
+/// (`move`, `output:REG`, `push`/`pop`, `load`, `check_pkt_larger`, `ct`'s
+/// zone): an experimenter header (`actset_output`'s) does not fit there.
+fn nxm_header_of(field: Field) -> Result<NxmHeader, OfpError> {
+    let h = header_of(field, false)?;
+    if h.class == field::EXPERIMENTER {
+        return Err(OfpError::new(
+            E::ActionBadSetType,
+            format!(
+                "field {} has only an experimenter header, which this action's 32-bit field slot cannot carry",
+                field::by_field(field).name
+            ),
+        ));
+    }
+    Ok(h)
+}
+
 /// Encodes one action in `version`.
 pub fn encode_action(version: u8, a: &OfAction, out: &mut Vec<u8>) -> Result<(), OfpError> {
     let of10 = version == OFP10;
@@ -1079,13 +1096,13 @@ pub fn encode_action(version: u8, a: &OfAction, out: &mut Vec<u8>) -> Result<(),
             out.put_u16((*n_bits).into());
             out.put_u16((*src_ofs).into());
             out.put_u16((*dst_ofs).into());
-            out.put_u32(header_of(*src, false)?.raw(false));
-            out.put_u32(header_of(*dst, false)?.raw(false));
+            out.put_u32(nxm_header_of(*src)?.raw(false));
+            out.put_u32(nxm_header_of(*dst)?.raw(false));
         }
         OfAction::OutputReg { field, ofs, n_bits } => {
             put_nx_header(out, 24, NXAST_OUTPUT_REG);
             out.put_u16((u16::from(*ofs) << 6) | (u16::from(*n_bits) - 1));
-            out.put_u32(header_of(*field, false)?.raw(false));
+            out.put_u32(nxm_header_of(*field)?.raw(false));
             out.put_u16(0);
             out.put_zeros(6);
         }
@@ -1181,7 +1198,7 @@ pub fn encode_action(version: u8, a: &OfAction, out: &mut Vec<u8>) -> Result<(),
             };
             put_nx_header(out, 24, subtype);
             out.put_u16(sf.ofs.into());
-            out.put_u32(header_of(sf.field, false)?.raw(false));
+            out.put_u32(nxm_header_of(sf.field)?.raw(false));
             out.put_u16(sf.n_bits.into());
             out.put_zeros(8);
         }
@@ -1194,7 +1211,7 @@ pub fn encode_action(version: u8, a: &OfAction, out: &mut Vec<u8>) -> Result<(),
             put_nx_header(out, 24, NXAST_CHECK_PKT_LARGER);
             out.put_u16(*pkt_len);
             out.put_u16(dst.ofs.into());
-            out.put_u32(header_of(dst.field, false)?.raw(false));
+            out.put_u32(nxm_header_of(dst.field)?.raw(false));
             out.put_zeros(6);
         }
         OfAction::Clone(inner) => {
@@ -1327,7 +1344,7 @@ fn put_ct(version: u8, ct: &CtSpec, out: &mut Vec<u8>) -> Result<(), OfpError> {
             out.put_u16(z);
         }
         CtZone::Field { field, ofs, n_bits } => {
-            out.put_u32(header_of(field, false)?.raw(false));
+            out.put_u32(nxm_header_of(field)?.raw(false));
             out.put_u16((u16::from(ofs) << 6) | (u16::from(n_bits) - 1));
         }
     }
@@ -1460,7 +1477,7 @@ fn put_of10_set(field: Field, value: u128, out: &mut Vec<u8>) -> Result<(), OfpE
 /// One REG_LOAD per contiguous run of mask bits (at most 64 bits each).
 fn put_reg_loads(field: Field, value: u128, mask: u128, out: &mut Vec<u8>) -> Result<(), OfpError> {
     let n_bits = field.n_bits();
-    let h = header_of(field, false)?;
+    let h = nxm_header_of(field)?;
     let mut ofs = 0;
     while ofs < n_bits {
         if mask >> ofs & 1 == 0 {

@@ -565,6 +565,28 @@ pub fn encode(m: &Match, oxm: bool) -> Vec<u8> {
         w.recirc_id.into(),
     );
     put(&mut out, "dp_hash", f.dp_hash.into(), w.dp_hash.into());
+    // The rest by the table's accessors (the ct tuple after ct_state,
+    // which it needs).
+    for name in [
+        "conj_id",
+        "actset_output",
+        "tun_ipv6_src",
+        "tun_ipv6_dst",
+        "tun_gbp_id",
+        "tun_gbp_flags",
+        "tun_flags",
+        "ct_nw_proto",
+        "ct_nw_src",
+        "ct_nw_dst",
+        "ct_ipv6_src",
+        "ct_ipv6_dst",
+        "ct_tp_src",
+        "ct_tp_dst",
+    ] {
+        if let Some(info) = field::by_name(name) {
+            put(&mut out, name, info.field.get(f), info.field.get(w));
+        }
+    }
     out
 }
 
