@@ -381,6 +381,26 @@ impl Ctl {
                 Ok(String::new().into())
             }
             (Command::DumpTlvMap, _) => Ok(messages::tlv::current().dump().into()),
+            (Command::DelTlvMap, _) => {
+                let unmap: Vec<usize> = if body.trim().is_empty() {
+                    messages::tlv::current().iter().map(|(i, _)| i).collect()
+                } else {
+                    messages::tlv::parse_tlv_requests(body.trim())?
+                        .iter()
+                        .map(|r| r.index)
+                        .collect()
+                };
+                if let Some(i) = self.snapshot().await?.tlv_field_in_use(&unmap) {
+                    return Err(messages::tlv::TlvError::InUse(i).to_string());
+                }
+                messages::tlv::modify_global(|map| map.delete(&unmap))
+                    .map_err(|e| e.to_string())?;
+                self.pipeline
+                    .revalidate_now()
+                    .await
+                    .map_err(|e| format!("revalidators unavailable: {e}"))?;
+                Ok(String::new().into())
+            }
             (c @ (Command::AddFlow | Command::AddFlows | Command::ReplaceFlows), Body::Text(_)) => {
                 Err(format!("{}: the request carried no rules", c.name()))
             }

@@ -143,6 +143,10 @@ enum CtlCmd {
     AddTlvMap { mappings: String },
     /// The Geneve TLV map, as `ovs-ofctl dump-tlv-map`.
     DumpTlvMap,
+    /// Unmap Geneve options, as `ovs-ofctl del-tlv-map`: the mappings
+    /// given (`{class=0xffff,type=0,len=4}->tun_metadata0[,...]`), or all
+    /// with none; refused while a rule or group uses one of the fields.
+    DelTlvMap { mappings: Option<String> },
     /// Add a group, as `ovs-ofctl add-group`:
     /// `group_id=1,type=select,bucket=output:1,bucket=output:2`.
     AddGroup { group: String },
@@ -362,6 +366,7 @@ fn ctl(socket: &std::path::Path, cmd: CtlCmd) -> anyhow::Result<ExitCode> {
         CtlCmd::FdbStats => text(Command::FdbStats, String::new()),
         CtlCmd::AddTlvMap { mappings } => text(Command::AddTlvMap, mappings),
         CtlCmd::DumpTlvMap => text(Command::DumpTlvMap, String::new()),
+        CtlCmd::DelTlvMap { mappings } => text(Command::DelTlvMap, mappings.unwrap_or_default()),
         CtlCmd::AddGroup { group } => text(Command::AddGroups, group),
         CtlCmd::AddGroups { file: path } => file(Command::AddGroups, path)?,
         CtlCmd::ModGroup { group } => text(Command::ModGroup, group),

@@ -326,9 +326,7 @@ impl Switch {
     }
 
     /// The first of `fields` (`tun_metadataN` indexes) that a rule or a
-    /// group bucket names. Printing names every field a rule matches or
-    /// acts on (`tun_metadataN`, or `NXM_NX_TUN_METADATAN` in subfields),
-    /// so the printed rules are searched rather than each kind of action.
+    /// group bucket names.
     async fn tlv_fields_in_use(&self, fields: &[usize]) -> Result<Option<usize>, OfpError> {
         if fields.is_empty() {
             return Ok(None);
@@ -344,24 +342,7 @@ impl Switch {
                     format!("rule-table unavailable: {e}"),
                 )
             })?;
-        let mut printed: Vec<String> = tables
-            .rules()
-            .iter()
-            .map(|r| messages::format::ofp_rule::format_rule(&r.rule).to_ascii_lowercase())
-            .collect();
-        printed.extend(
-            tables
-                .groups()
-                .map(|g| messages::format::ofp_rule::format_group(g).to_ascii_lowercase()),
-        );
-        Ok(fields.iter().copied().find(|i| {
-            let name = format!("tun_metadata{i}");
-            printed.iter().any(|text| {
-                text.match_indices(&name).any(|(at, _)| {
-                    !text[at + name.len()..].starts_with(|c: char| c.is_ascii_digit())
-                })
-            })
-        }))
+        Ok(tables.tlv_field_in_use(fields))
     }
 
     async fn dump(&self) -> Result<Vec<(Arc<RuleEntry>, RuleStats)>, OfpError> {

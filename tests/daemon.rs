@@ -143,4 +143,32 @@ fn geneve_tlv_map_from_config_and_ctl() {
     assert!(e.contains("already mapped to tun_metadata0"), "{e}");
     let e = d.ctl_err(Ctl::AddTlvMap, "{class=1,type=1,len=6}->tun_metadata2");
     assert!(e.contains("multiple of 4"), "{e}");
+
+    // del-tlv-map: a mapping a rule uses stays; once unused it goes, its
+    // space is free, and the field cannot be used again until remapped.
+    let e = d.ctl_err(
+        Ctl::DelTlvMap,
+        "{class=0x102,type=0x80,len=8}->tun_metadata1",
+    );
+    assert!(e.contains("tun_metadata1 is used by rules"), "{e}");
+    d.ctl(Ctl::DelFlows, "tun_metadata1=0x5");
+    d.ctl(
+        Ctl::DelTlvMap,
+        "{class=0x102,type=0x80,len=8}->tun_metadata1",
+    );
+    let dump = d.ctl(Ctl::DumpTlvMap, "");
+    assert!(!dump.contains("tun_metadata1"), "{dump}");
+    assert!(dump.contains(" allocated option space=4\n"), "{dump}");
+    let e = d.ctl_err(Ctl::AddFlow, "tun_metadata1=0x5,actions=drop");
+    assert!(
+        e.contains("tun_metadata1 has no Geneve option mapped"),
+        "{e}"
+    );
+    // With no mappings it clears the table, once no rule uses a field.
+    assert!(d.ctl_err(Ctl::DelTlvMap, "").contains("tun_metadata0"));
+    d.ctl(Ctl::DelFlows, "");
+    d.ctl(Ctl::DelTlvMap, "");
+    assert!(d
+        .ctl(Ctl::DumpTlvMap, "")
+        .contains(" allocated option space=0\n"));
 }

@@ -193,6 +193,34 @@ impl std::fmt::Display for GroupModError {
 impl std::error::Error for GroupModError {}
 
 impl Tables {
+    /// The first of `fields` (`tun_metadataN` indexes) that a rule or a
+    /// group bucket names (a mapping in use cannot be deleted). Printing
+    /// names every field a rule matches or acts on (`tun_metadataN`, or
+    /// `NXM_NX_TUN_METADATAN` in subfields), so the printed rules are
+    /// searched rather than each kind of action.
+    pub fn tlv_field_in_use(&self, fields: &[usize]) -> Option<usize> {
+        if fields.is_empty() {
+            return None;
+        }
+        let mut printed: Vec<String> = self
+            .rules()
+            .iter()
+            .map(|r| messages::format::ofp_rule::format_rule(&r.rule).to_ascii_lowercase())
+            .collect();
+        printed.extend(
+            self.groups()
+                .map(|g| messages::format::ofp_rule::format_group(g).to_ascii_lowercase()),
+        );
+        fields.iter().copied().find(|i| {
+            let name = format!("tun_metadata{i}");
+            printed.iter().any(|text| {
+                text.match_indices(&name).any(|(at, _)| {
+                    !text[at + name.len()..].starts_with(|c: char| c.is_ascii_digit())
+                })
+            })
+        })
+    }
+
     pub fn new() -> Self {
         Self::default()
     }

@@ -41,6 +41,9 @@ pub enum Command {
     AddTlvMap,
     /// The Geneve TLV map, as `ovs-ofctl dump-tlv-map`.
     DumpTlvMap,
+    /// Unmap Geneve options, as `ovs-ofctl del-tlv-map` (no mappings:
+    /// all of them); refused while a rule or group uses a field.
+    DelTlvMap,
     /// Add groups, one a line, as `ovs-ofctl add-group(s)`.
     AddGroups,
     /// Replace a group, as `ovs-ofctl mod-group`.
@@ -62,7 +65,7 @@ pub enum Command {
 }
 
 impl Command {
-    pub const ALL: [(&'static str, Command); 27] = [
+    pub const ALL: [(&'static str, Command); 28] = [
         ("add-flow", Command::AddFlow),
         ("add-flows", Command::AddFlows),
         ("del-flows", Command::DelFlows),
@@ -81,6 +84,7 @@ impl Command {
         ("fdb-stats", Command::FdbStats),
         ("add-tlv-map", Command::AddTlvMap),
         ("dump-tlv-map", Command::DumpTlvMap),
+        ("del-tlv-map", Command::DelTlvMap),
         ("add-groups", Command::AddGroups),
         ("mod-group", Command::ModGroup),
         ("del-groups", Command::DelGroups),
