@@ -80,8 +80,7 @@ impl NatSpec {
 }
 
 /// Protocols whose ports (ICMPv4's echo id) NAT may change, as OVS's
-/// `pat_packet`. SCTP ports are left alone here: their CRC32c is not
-/// updated by this datapath.
+/// `pat_packet` (SCTP, tracked by addresses alone, keeps its ports).
 fn has_ports(key: &ConnKey) -> bool {
     matches!(
         (key.ipv6, key.proto),

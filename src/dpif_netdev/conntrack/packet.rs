@@ -13,7 +13,6 @@ pub(super) const IPPROTO_ICMP: u8 = 1;
 pub(super) const IPPROTO_TCP: u8 = 6;
 pub(super) const IPPROTO_UDP: u8 = 17;
 pub(super) const IPPROTO_ICMPV6: u8 = 58;
-pub(super) const IPPROTO_SCTP: u8 = 132;
 
 pub(super) const TCP_FIN: u16 = 0x001;
 pub(super) const TCP_SYN: u16 = 0x002;
@@ -62,7 +61,7 @@ impl ConnKey {
 
     /// Whether NAT may rewrite this protocol's ports (or ICMP id).
     pub fn has_ports(&self) -> bool {
-        matches!(self.proto, IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP) || self.is_icmp()
+        matches!(self.proto, IPPROTO_TCP | IPPROTO_UDP) || self.is_icmp()
     }
 }
 
@@ -289,15 +288,10 @@ fn l4_header(frame: &[u8], pkt: &mut CtPacket, outer: bool) -> Option<()> {
             }
             ports(l4, &mut pkt.key)
         }
-        IPPROTO_SCTP => {
-            if l4.len() < 12 {
-                return None;
-            }
-            ports(l4, &mut pkt.key)
-        }
         IPPROTO_ICMP if !pkt.key.ipv6 => icmp4(frame, pkt, outer),
         IPPROTO_ICMPV6 if pkt.key.ipv6 => icmp6(frame, pkt, outer),
-        // Other protocols are tracked by addresses alone.
+        // Other protocols, SCTP among them, are tracked by addresses alone,
+        // as OVS 3.1's userspace tracker has no SCTP (`extract_l4`).
         _ => Some(()),
     }
 }

@@ -901,6 +901,36 @@ fn untrackable_packets_are_invalid() {
     );
 }
 
+/// OVS 3.1's userspace tracker has no SCTP: it tracks it as another
+/// protocol, by addresses alone (ports 0 in its dump), so two
+/// associations between the same addresses are one connection.
+#[test]
+fn sctp_is_tracked_by_addresses_alone_as_in_ovs() {
+    let ct = ct();
+    let sctp = |src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16| {
+        let mut l4 = vec![0u8; 12];
+        l4[0..2].copy_from_slice(&sport.to_be_bytes());
+        l4[2..4].copy_from_slice(&dport.to_be_bytes());
+        eth(0x0800, &ip4(src, dst, 132, &l4))
+    };
+    assert_eq!(
+        st(&ct, &sctp(A, 1000, B, 2000), &commit(3), 0),
+        TRACKED | NEW
+    );
+    assert_eq!(
+        st(&ct, &sctp(A, 1001, B, 2001), &commit(3), 1),
+        TRACKED | NEW
+    );
+    assert_eq!(ct.len(), 1);
+    let reply = st(&ct, &sctp(B, 2000, A, 1000), &commit(3), 2);
+    assert_eq!(reply & (ESTABLISHED | REPLY_DIR), ESTABLISHED | REPLY_DIR);
+    let line = dump::format_entry(&ct.entries(None, 3)[0], false);
+    assert!(
+        line.starts_with("sctp,orig=(src=10.0.0.1,dst=10.0.0.2,sport=0,dport=0),"),
+        "{line}"
+    );
+}
+
 #[test]
 fn force_starts_over_from_the_reply_direction() {
     let ct = ct();
