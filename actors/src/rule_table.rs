@@ -120,6 +120,8 @@ pub struct RuleTable {
     clocks: HashMap<u64, RuleClock>,
     removals: Arc<FlowRemovals>,
     stats: Arc<PipelineStats>,
+    /// Rules went since `rule_stats` and `clocks` were last pruned.
+    prune: bool,
 }
 
 impl RuleTable {
@@ -135,6 +137,7 @@ impl RuleTable {
             clocks: HashMap::new(),
             removals,
             stats,
+            prune: false,
         }
     }
 
@@ -170,10 +173,11 @@ impl RuleTable {
         self.stats
             .rules_version
             .store(version, std::sync::atomic::Ordering::Relaxed);
-        // Counters of rules that no longer exist are dropped.
-        let tables = &self.tables;
-        self.rule_stats.retain(|id, _| tables.get(*id).is_some());
-        self.clocks.retain(|id, _| tables.get(*id).is_some());
+        // Rules may have gone: their counters and clocks are dropped at the
+        // next expiry pass, not here, so that a version costs what its
+        // change did (ids are never reused, so a stale entry is only
+        // memory).
+        self.prune = true;
         for s in &self.subscribers {
             s.do_send(Snapshot(self.snapshot.clone()));
         }
@@ -235,8 +239,18 @@ impl RuleTable {
         Some(self.clocks.entry(id).or_insert_with(|| RuleClock::of(e)))
     }
 
+    /// Drops the counters and clocks of rules that went.
+    fn prune(&mut self) {
+        if std::mem::take(&mut self.prune) {
+            let tables = &self.tables;
+            self.rule_stats.retain(|id, _| tables.get(*id).is_some());
+            self.clocks.retain(|id, _| tables.get(*id).is_some());
+        }
+    }
+
     /// Removes the rules whose timeouts expired.
     fn expire(&mut self) {
+        self.prune();
         let now = Instant::now();
         let clocks = &self.clocks;
         let doomed: Vec<(Arc<RuleEntry>, RemovalReason)> = self

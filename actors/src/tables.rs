@@ -118,6 +118,8 @@ pub struct Tables {
     version: u64,
     tables: im::OrdMap<u8, Classifier>,
     by_id: im::OrdMap<u64, Arc<RuleEntry>>,
+    /// The rules that may time out, by id: all the expiry pass visits.
+    timed: im::OrdMap<u64, Arc<RuleEntry>>,
     next_id: u64,
     /// The groups rules may send packets to (`group:N`), by number. They
     /// are versioned with the rules, as in OVS.
@@ -276,7 +278,7 @@ impl Tables {
         let mut removed = Vec::new();
         if let Some(old) = table.find_exact(&rule.matches, rule.priority).cloned() {
             table.remove(&old);
-            self.by_id.remove(&old.id);
+            self.unindex(old.id);
             removed.push(old);
         }
         let entry = self.insert(rule);
@@ -295,8 +297,23 @@ impl Tables {
             added: std::time::Instant::now(),
         });
         table.insert(entry.clone());
-        self.by_id.insert(entry.id, entry.clone());
+        self.index(&entry);
         entry
+    }
+
+    /// Files `entry` by id (replacing the entry with its id, if any).
+    fn index(&mut self, entry: &Arc<RuleEntry>) {
+        self.by_id.insert(entry.id, entry.clone());
+        if may_time_out(&entry.rule) {
+            self.timed.insert(entry.id, entry.clone());
+        } else {
+            self.timed.remove(&entry.id);
+        }
+    }
+
+    fn unindex(&mut self, id: u64) {
+        self.by_id.remove(&id);
+        self.timed.remove(&id);
     }
 
     /// Removes `doomed` (entries of these tables).
@@ -308,7 +325,7 @@ impl Tables {
                     self.tables.remove(&e.rule.table);
                 }
             }
-            self.by_id.remove(&e.id);
+            self.unindex(e.id);
         }
     }
 
@@ -453,7 +470,7 @@ impl Tables {
             let table = self.tables.entry(old.rule.table).or_default();
             table.remove(old);
             table.insert(entry.clone());
-            self.by_id.insert(entry.id, entry.clone());
+            self.index(&entry);
             modified.push(entry);
         }
         // Learns with delete_learned that the new actions dropped.
@@ -521,7 +538,7 @@ impl Tables {
             if let Some(t) = self.tables.get_mut(&e.rule.table) {
                 t.remove(e);
             }
-            self.by_id.remove(&e.id);
+            self.unindex(e.id);
         }
         if !doomed.is_empty() {
             self.version += 1;
@@ -635,17 +652,10 @@ impl Tables {
     }
 
     /// The rules with an idle or hard timeout, or a `fin_timeout` that
-    /// may give them one.
+    /// may give them one (kept apart, so that the expiry pass does not
+    /// walk every rule).
     pub fn rules_with_timeouts(&self) -> impl Iterator<Item = &Arc<RuleEntry>> {
-        self.by_id.values().filter(|e| {
-            let r = &e.rule;
-            r.idle_timeout != 0
-                || r.hard_timeout != 0
-                || r.instructions
-                    .apply
-                    .iter()
-                    .any(|a| matches!(a, OfAction::FinTimeout { .. }))
-        })
+        self.timed.values()
     }
 
     /// The rule with this id.
@@ -710,6 +720,17 @@ pub enum LearnOutcome {
     Added(Arc<RuleEntry>, Vec<Arc<RuleEntry>>),
     /// The learn's limit was reached: nothing changed.
     OverLimit,
+}
+
+/// Whether `rule` has an idle or hard timeout, or a `fin_timeout` that may
+/// give it one.
+fn may_time_out(r: &Rule) -> bool {
+    r.idle_timeout != 0
+        || r.hard_timeout != 0
+        || r.instructions
+            .apply
+            .iter()
+            .any(|a| matches!(a, OfAction::FinTimeout { .. }))
 }
 
 /// The (table, cookie) of each `learn(..., delete_learned)` of a rule.

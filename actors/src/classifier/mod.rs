@@ -20,15 +20,16 @@
 //! The subtables themselves sit in a plain vector: a lookup walks them in
 //! order, and a flat walk costs a fraction of a persistent vector's.
 
+mod persistent;
 mod trie;
 
-use std::collections::{HashMap, HashSet};
 use std::mem::offset_of;
 use std::sync::{Arc, OnceLock};
 
 use messages::flow::{Flow, FlowWildcards, FLOW_SEGMENT_ENDS, FLOW_U64S};
 use messages::ofp::{Match, Rule};
 
+use persistent::{ChunkedVec, ShardedMap};
 pub use trie::{prefix_len32, prefix_mask32, PrefixTrie};
 use trie::{TrieMatch, U64BuildHasher};
 
@@ -117,7 +118,8 @@ struct Subtable {
     ports_trie: PrefixTrie,
     /// Flat copy of `indices` and `buckets` for lookups. Once built, a
     /// change edits a copy of it (or it in place, when no snapshot shares
-    /// it); before that, it is built on first use.
+    /// it), which shares every piece the change does not write; before
+    /// that, it is built on first use.
     lookup_index: Arc<OnceLock<LookupIndex>>,
 }
 
@@ -125,8 +127,9 @@ struct Subtable {
 /// maps make updates O(log n) and snapshots O(1), but a lookup in them
 /// chases several tree nodes, a cache miss each once a subtable holds many
 /// rules. Lookups use this copy instead, which answers with two or three
-/// memory accesses per stage. A change edits it: copying flat arrays costs
-/// far less than rebuilding them from the persistent maps.
+/// memory accesses per stage. A change edits it; its tables and arrays
+/// are in pieces (`persistent.rs`), so that a copy for a new version
+/// costs what the change writes, not the subtable's size.
 #[derive(Clone, Debug)]
 struct LookupIndex {
     /// The subtable's mask words in stage order, each as (flow word, mask
@@ -135,19 +138,18 @@ struct LookupIndex {
     /// Where each stage's words end in `words` (the last is the final
     /// stage's end).
     stage_ends: Vec<usize>,
-    stages: Vec<HashSet<u64, U64BuildHasher>>,
+    stages: Vec<ShardedMap<()>>,
     /// Full-key hash → first entry with that hash.
-    heads: HashMap<u64, u32, U64BuildHasher>,
-    /// Entries of `stride` words: the masked key (the subtable's mask
-    /// words in stage order), then `priority << 32 | next entry`.
-    arena: Vec<u64>,
-    stride: usize,
+    heads: ShardedMap<u32>,
+    /// One record per entry: the masked key (the subtable's mask words in
+    /// stage order), then `priority << 32 | next entry`.
+    keys: ChunkedVec<u64>,
     /// The highest-priority rule of each entry's key.
-    rules: Vec<Arc<RuleEntry>>,
+    rules: ChunkedVec<Arc<RuleEntry>>,
     /// The lower-priority rules with exactly the key of an entry, highest
     /// first, for the entries that have some: conjunctive matches fall
     /// back on them (OVS's `next_visible_rule_in_list`).
-    lower: HashMap<u32, Vec<Arc<RuleEntry>>, U64BuildHasher>,
+    lower: im::HashMap<u32, Vec<Arc<RuleEntry>>, U64BuildHasher>,
     /// Entries unlinked by removals; their arena slots stay until a
     /// rebuild, which happens once they outnumber the live ones.
     dead: usize,
@@ -255,31 +257,33 @@ impl Subtable {
             stages: self
                 .indices
                 .iter()
-                .map(|idx| idx.keys().copied().collect())
+                .map(|idx| {
+                    let mut set = ShardedMap::with_capacity(idx.len());
+                    for k in idx.keys() {
+                        set.insert(*k, ());
+                    }
+                    set
+                })
                 .collect(),
-            heads: HashMap::default(),
-            arena: Vec::new(),
-            stride: n_words + 1,
-            rules: Vec::new(),
-            lower: HashMap::default(),
+            heads: ShardedMap::with_capacity(self.buckets.len()),
+            keys: ChunkedVec::new(n_words + 1),
+            rules: ChunkedVec::new(1),
+            lower: im::HashMap::default(),
             dead: 0,
         };
         for (hash, bucket) in self.buckets.iter() {
             // Highest priority first, so the first rule of each key wins.
             for rule in bucket.iter() {
                 let fw = rule.rule.matches.flow.words();
-                let key: Vec<u64> = self.key_words().map(|w| fw[w]).collect();
+                let mut record: Vec<u64> = self.key_words().map(|w| fw[w]).collect();
                 let head = index.heads.get(hash).copied().unwrap_or(NO_ENTRY);
-                if let Some(entry) = index.find(head, |k| k == key.as_slice()) {
+                if let Some(entry) = index.find(head, |k| k == record.as_slice()) {
                     index.lower.entry(entry).or_default().push(rule.clone());
                     continue;
                 }
-                let entry = index.rules.len() as u32;
-                index.arena.extend_from_slice(&key);
-                index
-                    .arena
-                    .push(((rule.rule.priority as u64) << 32) | head as u64);
-                index.rules.push(rule.clone());
+                record.push(((rule.rule.priority as u64) << 32) | head as u64);
+                let entry = index.keys.push(&record) as u32;
+                index.rules.push(std::slice::from_ref(rule));
                 index.heads.insert(*hash, entry);
             }
         }
@@ -328,7 +332,7 @@ impl Subtable {
         }
         let edited = Arc::get_mut(&mut self.lookup_index)
             .and_then(OnceLock::get_mut)
-            .is_some_and(|index| edit(index) && index.dead <= index.rules.len() / 2);
+            .is_some_and(|index| edit(index) && index.dead <= index.keys.len() / 2);
         if !edited {
             self.lookup_index = Arc::default();
         }
@@ -493,8 +497,8 @@ impl Subtable {
                 return None;
             }
             hash = hash_words(hash, fw, index.words[start..end].iter().copied());
-            if !index.stages[i].contains(&hash)
-                && !pending_index.is_some_and(|p| p.stages[i].contains(&hash))
+            if !index.stages[i].contains_key(&hash)
+                && !pending_index.is_some_and(|p| p.stages[i].contains_key(&hash))
             {
                 index.unwildcard(wc, end);
                 return None;
@@ -565,9 +569,8 @@ impl LookupIndex {
     /// `is_key`.
     fn find(&self, mut entry: u32, is_key: impl Fn(&[u64]) -> bool) -> Option<u32> {
         while entry != NO_ENTRY {
-            let base = entry as usize * self.stride;
-            let words = &self.arena[base..base + self.stride];
-            let (key, tail) = words.split_at(self.stride - 1);
+            let words = self.keys.get(entry as usize);
+            let (key, tail) = words.split_at(words.len() - 1);
             if is_key(key) {
                 return Some(entry);
             }
@@ -581,9 +584,21 @@ impl LookupIndex {
         self.lower.get(&entry).map_or(&[], |v| v.as_slice())
     }
 
+    /// The highest-priority rule of `entry`'s key.
+    #[inline]
+    fn rule(&self, entry: u32) -> &Arc<RuleEntry> {
+        &self.rules.get(entry as usize)[0]
+    }
+
+    fn rule_mut(&mut self, entry: u32) -> &mut Arc<RuleEntry> {
+        &mut self.rules.get_mut(entry as usize)[0]
+    }
+
     /// The word after `entry`'s key: its priority and next entry.
     fn link_mut(&mut self, entry: u32) -> &mut u64 {
-        &mut self.arena[entry as usize * self.stride + self.stride - 1]
+        let record = self.keys.get_mut(entry as usize);
+        let last = record.len() - 1;
+        &mut record[last]
     }
 
     /// Adds `rule`, whose stage hashes are `hashes` and whose key is
@@ -592,13 +607,13 @@ impl LookupIndex {
     /// its entry's, the others are `lower`.
     fn insert(&mut self, hashes: &[u64], key: &[u64], rule: &Arc<RuleEntry>) {
         for (stage, hash) in self.stages.iter_mut().zip(hashes) {
-            stage.insert(*hash);
+            stage.insert(*hash, ());
         }
         let hash = hashes[hashes.len() - 1];
         let priority = rule.rule.priority;
         let head = self.heads.get(&hash).copied().unwrap_or(NO_ENTRY);
         if let Some(entry) = self.find(head, |k| k == key) {
-            let top = &mut self.rules[entry as usize];
+            let top = self.rule_mut(entry);
             if priority > top.rule.priority {
                 let displaced = std::mem::replace(top, rule.clone());
                 self.lower.entry(entry).or_default().insert(0, displaced);
@@ -614,11 +629,10 @@ impl LookupIndex {
             }
             return;
         }
-        let entry = self.rules.len() as u32;
-        self.arena.extend_from_slice(key);
-        self.arena
-            .push((u64::from(priority) << 32) | u64::from(head));
-        self.rules.push(rule.clone());
+        let mut record = key.to_vec();
+        record.push((u64::from(priority) << 32) | u64::from(head));
+        let entry = self.keys.push(&record) as u32;
+        self.rules.push(std::slice::from_ref(rule));
         self.heads.insert(hash, entry);
     }
 
@@ -642,7 +656,7 @@ impl LookupIndex {
         let Some(entry) = self.find(head, |k| k == key) else {
             return false;
         };
-        if self.rules[entry as usize].id != rule.id {
+        if self.rule(entry).id != rule.id {
             let Some(lower) = self.lower.get_mut(&entry) else {
                 return false;
             };
@@ -661,7 +675,7 @@ impl LookupIndex {
                 self.lower.remove(&entry);
             }
             let priority = next.rule.priority;
-            self.rules[entry as usize] = next;
+            *self.rule_mut(entry) = next;
             let link = self.link_mut(entry);
             *link = (u64::from(priority) << 32) | (*link & 0xffff_ffff);
             return true;
@@ -958,7 +972,7 @@ impl Classifier {
             let Some((index, entry)) = found else {
                 continue;
             };
-            let rule = &index.rules[entry as usize];
+            let rule = index.rule(entry);
             let priority = i32::from(rule.rule.priority);
             if priority <= hard_pri {
                 continue;

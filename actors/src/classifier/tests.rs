@@ -245,23 +245,26 @@ fn view(index: &LookupIndex) -> IndexView {
         .stages
         .iter()
         .map(|s| {
-            let mut hashes: Vec<u64> = s.iter().copied().collect();
+            let mut hashes: Vec<u64> = s.iter().map(|(h, ())| *h).collect();
             hashes.sort_unstable();
             hashes
         })
         .collect();
     let mut keys = std::collections::BTreeMap::new();
-    for &head in index.heads.values() {
+    for (_, &head) in index.heads.iter() {
         let mut entry = head;
         while entry != NO_ENTRY {
-            let base = entry as usize * index.stride;
-            let key = index.arena[base..base + index.stride - 1].to_vec();
-            let ids = std::iter::once(&index.rules[entry as usize])
+            let record = index.keys.get(entry as usize);
+            let (key, link) = record.split_at(record.len() - 1);
+            let ids = std::iter::once(index.rule(entry))
                 .chain(index.lower(entry))
                 .map(|r| r.id)
                 .collect();
-            assert!(keys.insert(key, ids).is_none(), "a key in two entries");
-            entry = index.arena[base + index.stride - 1] as u32;
+            assert!(
+                keys.insert(key.to_vec(), ids).is_none(),
+                "a key in two entries"
+            );
+            entry = link[0] as u32;
         }
     }
     (stages, keys)

@@ -15,6 +15,8 @@
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, OnceLock};
 
+use super::persistent::SortedBlocks;
+
 /// Hasher for keys that are already well mixed 64-bit values.
 #[derive(Default)]
 pub(crate) struct U64Hasher(u64);
@@ -67,25 +69,16 @@ pub struct PrefixTrie {
     /// (length `L`, the `L`-bit prefix with the other bits zero) → how many
     /// times it is stored. Ordered by length, then value.
     prefixes: im::OrdMap<(u8, u32), u32>,
-    /// Sorted arrays of the stored prefixes per length, for lookups.
+    /// The stored prefixes per length in sorted blocks, for lookups.
     /// Once built, a change that adds or removes a distinct prefix edits a
-    /// copy of its length's array (shared with older snapshots otherwise);
-    /// before that, it is built on first use.
+    /// copy of it that shares every block but the one it writes with older
+    /// snapshots; before that, it is built on first use.
     flat: Arc<OnceLock<PrefixesByLen>>,
-    /// Distinct prefixes added or removed in the lookup form since it was
-    /// last shared with a snapshot. Each edit moves the rest of its
-    /// length's array; past [`MAX_FLAT_EDITS`] in one batch of changes
-    /// (a bundle of flow mods) the form is dropped instead and built once
-    /// before the next snapshot.
-    flat_edits: u32,
 }
 
-/// See [`PrefixTrie::flat_edits`].
-const MAX_FLAT_EDITS: u32 = 64;
-
-/// (prefix length, the stored prefixes of that length, ascending), by
-/// ascending length.
-type PrefixesByLen = Vec<(u32, Arc<Vec<u32>>)>;
+/// (prefix length, the stored prefixes of that length), by ascending
+/// length.
+type PrefixesByLen = Vec<(u32, SortedBlocks)>;
 
 impl PrefixTrie {
     pub fn new() -> Self {
@@ -121,38 +114,35 @@ impl PrefixTrie {
     /// Adds (or removes) the distinct prefix `key` to a new lookup form,
     /// derived from the current one if it is built.
     fn edit_flat(&mut self, (len, value): (u8, u32), add: bool) {
-        // Taken out, so that a form no snapshot shares is edited in place
-        // (its arrays are not copied again for every edit).
+        // Taken out, so that a form no snapshot shares is edited in place.
         let mut flat = match Arc::try_unwrap(std::mem::take(&mut self.flat)) {
             Ok(lock) => match lock.into_inner() {
-                Some(flat) if self.flat_edits < MAX_FLAT_EDITS => flat,
-                _ => return,
+                Some(flat) => flat,
+                None => return,
             },
-            Err(shared) => {
-                self.flat_edits = 0;
-                match shared.get() {
-                    Some(flat) => flat.clone(),
-                    None => return,
-                }
-            }
+            Err(shared) => match shared.get() {
+                Some(flat) => flat.clone(),
+                None => return,
+            },
         };
-        self.flat_edits += 1;
         let len = u32::from(len);
         let at = flat.partition_point(|(l, _)| *l < len);
         match flat.get_mut(at) {
             Some((l, values)) if *l == len => {
-                let values = Arc::make_mut(values);
-                let i = values.partition_point(|v| *v < value);
                 if add {
-                    values.insert(i, value);
-                } else if values.get(i) == Some(&value) {
-                    values.remove(i);
+                    values.insert(value);
+                } else {
+                    values.remove(value);
                 }
                 if values.is_empty() {
                     flat.remove(at);
                 }
             }
-            _ if add => flat.insert(at, (len, Arc::new(vec![value]))),
+            _ if add => {
+                let mut values = SortedBlocks::default();
+                values.push(value);
+                flat.insert(at, (len, values));
+            }
             _ => {}
         }
         self.flat = Arc::new(OnceLock::from(flat));
@@ -177,11 +167,9 @@ impl PrefixTrie {
             let probe = value & prefix_mask32(len);
             // The closest stored values around the probe share the most
             // leading bits with it.
-            let at = position_of(values, probe);
-            let below = at
-                .checked_sub(1)
-                .map_or(0, |i| common_bits(values[i], value));
-            let above = values.get(at).map_or(0, |v| common_bits(*v, value));
+            let (below, above) = values.around(probe, position_of);
+            let below = below.map_or(0, |v| common_bits(v, value));
+            let above = above.map_or(0, |v| common_bits(v, value));
             let lcp = below.max(above).min(len);
             if lcp == len {
                 plens |= 1 << (len - 1);
@@ -214,14 +202,18 @@ impl PrefixTrie {
         self.flat.get().is_some()
     }
 
-    fn flat(&self) -> &[(u32, Arc<Vec<u32>>)] {
+    fn flat(&self) -> &[(u32, SortedBlocks)] {
         self.flat.get_or_init(|| {
             let mut flat: PrefixesByLen = Vec::new();
             for ((len, value), _) in self.prefixes.iter() {
                 let len = u32::from(*len);
                 match flat.last_mut() {
-                    Some((l, values)) if *l == len => Arc::make_mut(values).push(*value),
-                    _ => flat.push((len, Arc::new(vec![*value]))),
+                    Some((l, values)) if *l == len => values.push(*value),
+                    _ => {
+                        let mut values = SortedBlocks::default();
+                        values.push(*value);
+                        flat.push((len, values));
+                    }
                 }
             }
             flat
