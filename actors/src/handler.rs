@@ -34,9 +34,10 @@ use crate::packet_in::{ControllerPacket, PacketIns};
 #[cfg(feature = "fault-injection")]
 use crate::protocol::InjectPanics;
 use crate::protocol::{
-    FlowLimit, GetSnapshot, Poll, PushStats, RuleStats, SendCredits, SideEffects, Snapshot,
-    SpareOps, SpareUpcalls, UpcallBatch,
+    FlowLimit, Poll, PushStats, RuleStats, SendCredits, SideEffects, SpareOps, SpareUpcalls,
+    UpcallBatch,
 };
+use crate::published::Published;
 use crate::rule_table::RuleTable;
 use crate::stats::{DropReason, PipelineStats};
 use crate::supervisor::guarded;
@@ -72,7 +73,10 @@ pub struct OwnDatapath {
 
 pub struct UpcallHandler {
     pub id: usize,
+    /// The snapshot this handler translates against, refreshed from
+    /// `published` at the start of each batch.
     tables: Arc<Tables>,
+    published: Arc<Published>,
     xlate_cfg: XlateConfig,
     writer: WriterInlet,
     /// Set when this handler writes its own ops (see
@@ -112,7 +116,7 @@ impl UpcallHandler {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: usize,
-        tables: Arc<Tables>,
+        published: Arc<Published>,
         xlate_cfg: XlateConfig,
         writer: WriterInlet,
         own: Option<OwnDatapath>,
@@ -124,7 +128,8 @@ impl UpcallHandler {
     ) -> Self {
         UpcallHandler {
             id,
-            tables,
+            tables: published.latest(),
+            published,
             xlate_cfg,
             writer,
             own,
@@ -173,6 +178,7 @@ impl UpcallHandler {
         let mut no_controller = 0;
         let mut no_recirc_context = 0;
         let now = monotonic_ms();
+        self.published.refresh(&mut self.tables);
         let version = self.tables.version();
         let mut effects = SideEffects::default();
         // By reference: an upcall is over 300 bytes, not to be moved out
@@ -391,15 +397,6 @@ fn add_credit(credits: &mut Vec<(u64, RuleStats)>, id: u64, stats: RuleStats) {
 }
 
 impl UpcallHandler {
-    /// Translates against `tables` from now on, unless they are older than
-    /// the ones it has (a snapshot read at a restart may pass one sent
-    /// before it).
-    fn take_snapshot(&mut self, tables: Arc<Tables>) {
-        if tables.version() >= self.tables.version() {
-            self.tables = tables;
-        }
-    }
-
     /// Adds a batch's credits to those not sent yet.
     fn gather_credits(&mut self, batch: Vec<(u64, RuleStats)>) {
         for (id, c) in batch {
@@ -435,16 +432,16 @@ impl Supervised for UpcallHandler {
     /// Rebuilt as new after a panic: translation buffers, op boxes, shared
     /// lists and the batch read are scratch; the handles and the
     /// translation config are kept; the flow limit is read again from
-    /// where the lead revalidator publishes it and the rules from the
-    /// rule-table (the mailbox waits for them). The ukeys of the batch lost
-    /// went when it panicked; its credits were sent when it stopped.
-    fn restarting(&mut self, ctx: &mut Context<Self>) {
+    /// where the lead revalidator publishes it and the rules from where
+    /// the rule-table publishes them. The ukeys of the batch lost went
+    /// when it panicked; its credits were sent when it stopped.
+    fn restarting(&mut self, _: &mut Context<Self>) {
         tracing::info!(handler = self.id, "handler restarted");
         #[cfg(feature = "fault-injection")]
         let panics_to_inject = self.panics_to_inject;
         *self = UpcallHandler::new(
             self.id,
-            self.tables.clone(),
+            self.published.clone(),
             self.xlate_cfg.clone(),
             self.writer.clone(),
             self.own.take(),
@@ -461,16 +458,6 @@ impl Supervised for UpcallHandler {
         {
             self.panics_to_inject = panics_to_inject;
         }
-        ctx.wait(
-            self.rule_table
-                .send(GetSnapshot)
-                .into_actor(self)
-                .map(|current, handler, _| {
-                    if let Ok(tables) = current {
-                        handler.take_snapshot(tables);
-                    }
-                }),
-        );
     }
 }
 
@@ -610,14 +597,6 @@ impl Handler<SpareOps> for UpcallHandler {
         if self.spare_ops.len() < MAX_SPARE_BUFFERS {
             self.spare_ops.push(buf);
         }
-    }
-}
-
-impl Handler<Snapshot> for UpcallHandler {
-    type Result = ();
-
-    fn handle(&mut self, snapshot: Snapshot, _: &mut Context<Self>) {
-        self.take_snapshot(snapshot.0);
     }
 }
 

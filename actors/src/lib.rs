@@ -7,7 +7,8 @@
 //! holds every message they send each other;
 //! [`supervisor`] is how they survive panics; [`backpressure`] how a busy
 //! stage slows the one before it; [`stats`] what they count;
-//! [`ukeys`] is what they know of each installed megaflow. Thread naming
+//! [`ukeys`] is what they know of each installed megaflow; [`published`]
+//! holds the rules snapshot in force. Thread naming
 //! and placement (`messages::threads`) and rate-limited logging
 //! (`messages::log_limit`) live below, shared with the datapaths.
 //! The pure parts: [`classifier`] (lookup with wildcard tracking),
@@ -24,6 +25,7 @@ pub mod packet_in;
 pub mod pinsched;
 pub mod pipeline;
 pub mod protocol;
+pub mod published;
 pub mod receiver;
 pub mod recirc;
 pub mod revalidator;

@@ -4,7 +4,7 @@
 //!   datapath ──upcalls──► Receiver × R ──UpcallBatch (by flow hash)──► UpcallHandler × N
 //!                                                                     │ FlowOps (put + execute)
 //!                                                                     ▼
-//!   RuleTable ──Snapshot(v)──► handlers, revalidators            DpifWriter ──batches──► datapath
+//!   RuleTable ──publishes v──► handlers, revalidators            DpifWriter ──batches──► datapath
 //!       ▲  PushStats (by rule id)
 //!       └──────────────────────── Revalidator × M ──batches (modify, delete)──► datapath
 //!                                   │ FlowLimit ──► handlers
@@ -41,7 +41,8 @@ use crate::handler::{OwnDatapath, UpcallHandler, WINDOW_UPCALLS as HANDLER_WINDO
 use crate::packet_in::PacketIns;
 #[cfg(feature = "fault-injection")]
 use crate::protocol::InjectPanics;
-use crate::protocol::{DumpRules, Flush, RevalidateNow, RuleStats, SendCredits, Subscribe};
+use crate::protocol::{DumpRules, Flush, RevalidateNow, RuleStats, SendCredits};
+use crate::published::Published;
 use crate::receiver::Receiver;
 use crate::revalidator::{Revalidator, RevalidatorConfig};
 use crate::rule_table::{FlowRemovals, RuleTable};
@@ -139,14 +140,14 @@ impl Pipeline {
             )
         };
 
-        let rule_table = {
-            let (tables, stats, removals) = (tables.clone(), stats.clone(), flow_removals.clone());
-            Supervisor::start(move |_| RuleTable::new(tables, removals, stats))
-        };
         // The first snapshot, with its lookup indexes built (the
         // rule-table's copy shares them).
         tables.prepare();
-        let snapshot = Arc::new(tables);
+        let published = Arc::new(Published::new(Arc::new(tables.clone())));
+        let rule_table = {
+            let (p, stats, removals) = (published.clone(), stats.clone(), flow_removals.clone());
+            Supervisor::start(move |_| RuleTable::new(tables, p, removals, stats))
+        };
 
         let to_writer = WriterInlet::new(writer.clone(), writer_window);
         let handlers: Vec<Addr<UpcallHandler>> = (0..config.n_handlers.max(1))
@@ -157,7 +158,7 @@ impl Pipeline {
                     ..config.xlate.clone()
                 };
                 let (t, w, r, s) = (
-                    snapshot.clone(),
+                    published.clone(),
                     to_writer.clone(),
                     rule_table.clone(),
                     stats.clone(),
@@ -184,7 +185,7 @@ impl Pipeline {
             .map(|id| {
                 let (d, t, x, r) = (
                     dpif.clone(),
-                    snapshot.clone(),
+                    published.clone(),
                     config.xlate.clone(),
                     rule_table.clone(),
                 );
@@ -196,13 +197,6 @@ impl Pipeline {
                 )
             })
             .collect();
-
-        for h in &handlers {
-            rule_table.do_send(Subscribe(h.clone().recipient()));
-        }
-        for r in &revalidators {
-            rule_table.do_send(Subscribe(r.clone().recipient()));
-        }
 
         // One window per handler, shared by the receivers feeding it.
         let handler_windows: Vec<_> = handlers

@@ -9,8 +9,6 @@
 //! | [`FlowOps`] | handler → dpif-writer | — |
 //! | [`SpareOps`] | dpif-writer → handler | — |
 //! | [`Flush`] | pipeline (control, tests) → dpif-writer | once written |
-//! | [`Subscribe`] | pipeline → rule-table | — |
-//! | [`Snapshot`] | rule-table → handlers, revalidators | — |
 //! | [`RuleChange`] | control → rule-table | [`RuleChangeReply`] |
 //! | [`PushStats`] | handlers, revalidators → rule-table | — |
 //! | [`SideEffects`] | handlers, revalidators → rule-table | — |
@@ -97,19 +95,8 @@ pub struct SpareOps(pub Vec<DpifOp>);
 #[rtype(result = "()")]
 pub struct Flush;
 
-// The rules: the rule-table owns them and publishes snapshots.
-
-/// pipeline → rule-table: adds a subscriber; it is sent the current
-/// snapshot at once, and every new one after.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Subscribe(pub Recipient<Snapshot>);
-
-/// rule-table → handlers, revalidators: a versioned, immutable snapshot of
-/// the tables.
-#[derive(Clone, Message)]
-#[rtype(result = "()")]
-pub struct Snapshot(pub Arc<Tables>);
+// The rules: the rule-table owns them and publishes snapshots (not by
+// message: see `published.rs`).
 
 /// control → rule-table: add, replace or delete groups (OpenFlow's group
 /// mods, `ctl add-group`, `mod-group`, `del-groups`), as one new version.

@@ -35,9 +35,8 @@ use crate::dpif_writer::write_ops;
 use crate::handler::UpcallHandler;
 #[cfg(feature = "fault-injection")]
 use crate::protocol::InjectPanics;
-use crate::protocol::{
-    FlowLimit, GetSnapshot, PushStats, RevalidateNow, RuleStats, SideEffects, Snapshot, Tick,
-};
+use crate::protocol::{FlowLimit, PushStats, RevalidateNow, RuleStats, SideEffects, Tick};
+use crate::published::Published;
 use crate::rule_table::RuleTable;
 use crate::stats::PipelineStats;
 use crate::supervisor::guarded;
@@ -95,7 +94,10 @@ pub struct Revalidator {
     pub id: usize,
     n_revalidators: usize,
     dpif: Arc<dyn Dpif>,
+    /// The snapshot of the current round, refreshed from `published` at
+    /// its start.
     tables: Arc<Tables>,
+    published: Arc<Published>,
     xlate_cfg: XlateConfig,
     rule_table: Addr<RuleTable>,
     /// Told of flow limit changes (revalidator 0 only).
@@ -131,7 +133,7 @@ impl Revalidator {
         id: usize,
         n_revalidators: usize,
         dpif: Arc<dyn Dpif>,
-        tables: Arc<Tables>,
+        published: Arc<Published>,
         xlate_cfg: XlateConfig,
         rule_table: Addr<RuleTable>,
         handlers: Vec<Addr<UpcallHandler>>,
@@ -145,7 +147,8 @@ impl Revalidator {
             id,
             n_revalidators: n_revalidators.max(1),
             dpif,
-            tables,
+            tables: published.latest(),
+            published,
             xlate_cfg,
             rule_table,
             handlers,
@@ -181,6 +184,7 @@ impl Revalidator {
         let read_cpu = thread_cpu_time().saturating_sub(cpu_start);
         let (id, n) = (self.id, self.n_revalidators);
         let now = monotonic_ms();
+        self.published.refresh(&mut self.tables);
         let round = Round {
             now,
             max_idle_ms: if n_flows > self.flow_limit {
@@ -538,12 +542,12 @@ impl Actor for Revalidator {
 impl Supervised for Revalidator {
     /// Rebuilt as new after a panic, keeping what is its own and not
     /// scratch: the dump sequence (ukeys carry it) and the flow limit
-    /// (published). The rules are read again from the rule-table (the
-    /// mailbox waits for them). A round that panicked may have given ukeys
+    /// (published). The rules are read again from where the rule-table
+    /// publishes them. A round that panicked may have given ukeys
     /// of its shards new actions whose modifies it never wrote, so the
     /// next round translates each of its flows again and writes its
     /// actions (the datapath's are not in a terse dump to compare with).
-    fn restarting(&mut self, ctx: &mut Context<Self>) {
+    fn restarting(&mut self, _: &mut Context<Self>) {
         tracing::info!(revalidator = self.id, "revalidator restarted");
         let (dump_seq, flow_limit) = (self.dump_seq, self.flow_limit);
         #[cfg(feature = "fault-injection")]
@@ -552,7 +556,7 @@ impl Supervised for Revalidator {
             self.id,
             self.n_revalidators,
             self.dpif.clone(),
-            self.tables.clone(),
+            self.published.clone(),
             self.xlate_cfg.clone(),
             self.rule_table.clone(),
             std::mem::take(&mut self.handlers),
@@ -568,13 +572,6 @@ impl Supervised for Revalidator {
         {
             self.panics_to_inject = panics_to_inject;
         }
-        ctx.wait(self.rule_table.send(GetSnapshot).into_actor(self).map(
-            |current, revalidator, _| {
-                if let Ok(tables) = current {
-                    revalidator.take_snapshot(tables);
-                }
-            },
-        ));
     }
 }
 
@@ -604,31 +601,12 @@ impl Handler<RevalidateNow> for Revalidator {
     }
 }
 
-impl Handler<Snapshot> for Revalidator {
-    type Result = ();
-
-    fn handle(&mut self, snapshot: Snapshot, _: &mut Context<Self>) {
-        self.take_snapshot(snapshot.0);
-    }
-}
-
 #[cfg(feature = "fault-injection")]
 impl Handler<InjectPanics> for Revalidator {
     type Result = ();
 
     fn handle(&mut self, msg: InjectPanics, _: &mut Context<Self>) {
         self.panics_to_inject = msg.batches;
-    }
-}
-
-impl Revalidator {
-    /// Revalidates against `tables` from now on, unless they are older
-    /// than the ones it has (a snapshot read at a restart may pass one sent
-    /// before it).
-    fn take_snapshot(&mut self, tables: Arc<Tables>) {
-        if tables.version() >= self.tables.version() {
-            self.tables = tables;
-        }
     }
 }
 

@@ -18,8 +18,9 @@ use actix::prelude::*;
 use crate::fanout::Fanout;
 use crate::protocol::{
     DumpRules, GetSnapshot, GroupMod, GroupModReply, MeterMod, MeterModReply, PushStats,
-    RuleChange, RuleChangeReply, RuleStats, SideEffects, Snapshot, Subscribe,
+    RuleChange, RuleChangeReply, RuleStats, SideEffects,
 };
+use crate::published::Published;
 use crate::stats::PipelineStats;
 use crate::supervisor::guarded;
 use crate::tables::{GroupModError, LearnOutcome, MeterModError, RuleEntry, Tables};
@@ -111,9 +112,9 @@ fn reduce_timeout(max: u16, timeout: &mut u16) {
 
 pub struct RuleTable {
     tables: Tables,
-    /// The last snapshot sent, shared by every subscriber.
+    /// The last snapshot published, shared by handlers and revalidators.
     snapshot: Arc<Tables>,
-    subscribers: Vec<Recipient<Snapshot>>,
+    published: Arc<Published>,
     rule_stats: HashMap<u64, RuleStats>,
     /// Clocks of the rules that have touched them (timeouts, packets,
     /// refreshes); a rule without one counts from when it was added.
@@ -125,14 +126,20 @@ pub struct RuleTable {
 }
 
 impl RuleTable {
-    pub fn new(tables: Tables, removals: Arc<FlowRemovals>, stats: Arc<PipelineStats>) -> Self {
+    /// The rule-table of `tables`, whose snapshot `published` holds.
+    pub fn new(
+        tables: Tables,
+        published: Arc<Published>,
+        removals: Arc<FlowRemovals>,
+        stats: Arc<PipelineStats>,
+    ) -> Self {
         stats
             .rules_version
             .store(tables.version(), std::sync::atomic::Ordering::Relaxed);
         RuleTable {
-            snapshot: Arc::new(tables.clone()),
+            snapshot: published.latest(),
+            published,
             tables,
-            subscribers: Vec::new(),
             rule_stats: HashMap::new(),
             clocks: HashMap::new(),
             removals,
@@ -178,9 +185,7 @@ impl RuleTable {
         // change did (ids are never reused, so a stale entry is only
         // memory).
         self.prune = true;
-        for s in &self.subscribers {
-            s.do_send(Snapshot(self.snapshot.clone()));
-        }
+        self.published.publish(self.snapshot.clone());
         if let Some(dropped) = CHANGE_LOG.check() {
             tracing::info!(
                 version,
@@ -539,14 +544,5 @@ impl Handler<GetSnapshot> for RuleTable {
 
     fn handle(&mut self, _: GetSnapshot, _: &mut Context<Self>) -> Self::Result {
         MessageResult(self.snapshot.clone())
-    }
-}
-
-impl Handler<Subscribe> for RuleTable {
-    type Result = ();
-
-    fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) {
-        msg.0.do_send(Snapshot(self.snapshot.clone()));
-        self.subscribers.push(msg.0);
     }
 }
