@@ -144,8 +144,9 @@ struct LookupIndex {
     /// One record per entry: the masked key (the subtable's mask words in
     /// stage order), then `priority << 32 | next entry`.
     keys: ChunkedVec<u64>,
-    /// The highest-priority rule of each entry's key.
-    rules: ChunkedVec<Arc<RuleEntry>>,
+    /// The highest-priority rule of each entry's key (`None` only past
+    /// the last entry).
+    rules: ChunkedVec<Option<Arc<RuleEntry>>>,
     /// The lower-priority rules with exactly the key of an entry, highest
     /// first, for the entries that have some: conjunctive matches fall
     /// back on them (OVS's `next_visible_rule_in_list`).
@@ -283,7 +284,7 @@ impl Subtable {
                 }
                 record.push(((rule.rule.priority as u64) << 32) | head as u64);
                 let entry = index.keys.push(&record) as u32;
-                index.rules.push(std::slice::from_ref(rule));
+                index.rules.push(&[Some(rule.clone())]);
                 index.heads.insert(*hash, entry);
             }
         }
@@ -587,11 +588,15 @@ impl LookupIndex {
     /// The highest-priority rule of `entry`'s key.
     #[inline]
     fn rule(&self, entry: u32) -> &Arc<RuleEntry> {
-        &self.rules.get(entry as usize)[0]
+        self.rules.get(entry as usize)[0]
+            .as_ref()
+            .expect("an entry has a rule")
     }
 
     fn rule_mut(&mut self, entry: u32) -> &mut Arc<RuleEntry> {
-        &mut self.rules.get_mut(entry as usize)[0]
+        self.rules.get_mut(entry as usize)[0]
+            .as_mut()
+            .expect("an entry has a rule")
     }
 
     /// The word after `entry`'s key: its priority and next entry.
@@ -632,7 +637,7 @@ impl LookupIndex {
         let mut record = key.to_vec();
         record.push((u64::from(priority) << 32) | u64::from(head));
         let entry = self.keys.push(&record) as u32;
-        self.rules.push(std::slice::from_ref(rule));
+        self.rules.push(&[Some(rule.clone())]);
         self.heads.insert(hash, entry);
     }
 
