@@ -345,7 +345,7 @@ impl Supervised for RuleTable {
     /// After a panic the rules are the last ones published: a change is
     /// made on a copy, but learning and expiry change the tables in place,
     /// and whatever they did unpublished is dropped. The counters, clocks
-    /// and subscribers are the rule-table's own and kept.
+    /// and the published cell are the rule-table's own and kept.
     fn restarting(&mut self, _: &mut Context<Self>) {
         tracing::warn!(
             version = self.snapshot.version(),

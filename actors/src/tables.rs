@@ -627,7 +627,7 @@ impl Tables {
             if let Some(t) = self.tables.get_mut(&e.rule.table) {
                 t.remove(e);
             }
-            self.by_id.remove(&e.id);
+            self.unindex(e.id);
         }
         if !doomed.is_empty() {
             self.version += 1;
