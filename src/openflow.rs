@@ -287,6 +287,30 @@ impl Switch {
         })
     }
 
+    /// A meter mod, through the rule-table and onto the datapath like
+    /// `ctl`'s.
+    async fn meter_mod(&self, mm: of::MeterModRequest) -> Result<(), OfpError> {
+        use crate::meters::MeterModFailure;
+        use actors::protocol::MeterMod;
+        use actors::tables::MeterModError;
+        let change = match mm {
+            of::MeterModRequest::Add(m) => MeterMod::Add(m),
+            of::MeterModRequest::Modify(m) => MeterMod::Modify(m),
+            of::MeterModRequest::Delete(id) => MeterMod::Delete(id),
+        };
+        crate::meters::meter_mod(&self.pipeline.rule_table, self.dpif.as_ref(), change)
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                let kind = match &e {
+                    MeterModFailure::Refused(MeterModError::Exists(_)) => ErrorKind::MeterExists,
+                    MeterModFailure::Refused(MeterModError::Unknown(_)) => ErrorKind::MeterUnknown,
+                    _ => ErrorKind::MeterOutOfMeters,
+                };
+                OfpError::new(kind, e.to_string())
+            })
+    }
+
     /// An NXT_TLV_TABLE_MOD on the process's map (the one `ctl
     /// add-tlv-map` changes), then a revalidation round, as OVS
     /// revalidates on a TLV table change. A field that a rule or group
@@ -904,6 +928,18 @@ async fn next_async<T>(sub: &mut Option<Subscription<T>>) -> Option<Arc<T>> {
     }
 }
 
+/// The meters the rules a change adds or modifies use.
+fn meters_named(c: &RuleChange) -> Vec<u32> {
+    match c {
+        RuleChange::Add(rules) | RuleChange::Replace(rules) => {
+            rules.iter().filter_map(|r| r.instructions.meter).collect()
+        }
+        RuleChange::Modify(_, update) => update.instructions.meter.into_iter().collect(),
+        RuleChange::Delete(_) => Vec::new(),
+        RuleChange::Bundle(changes) => changes.iter().flat_map(meters_named).collect(),
+    }
+}
+
 /// The groups the rules a change adds or modifies send to.
 fn groups_named(c: &RuleChange) -> Vec<u32> {
     match c {
@@ -1229,9 +1265,11 @@ impl Conn {
                 // A rule may not send to a group that does not exist
                 // (OVS's `ofproto_check_ofpacts`): checked the same way.
                 let change = match change {
-                    Ok(c) if !groups_named(&c).is_empty() => {
+                    Ok(c) if !groups_named(&c).is_empty() || !meters_named(&c).is_empty() => {
                         self.flush_pending().await;
-                        self.check_groups(&groups_named(&c)).await.map(|()| c)
+                        self.check_groups(&groups_named(&c), &meters_named(&c))
+                            .await
+                            .map(|()| c)
                     }
                     other => other,
                 };
@@ -1247,6 +1285,14 @@ impl Conn {
             }
             Request::GroupMod(gm) => {
                 if let Err(e) = self.switch.group_mod(*gm).await {
+                    self.error(xid, &e, msg);
+                }
+            }
+            Request::MeterMod(mm) => {
+                // After this connection's earlier flow mods, as a delete
+                // takes the rules that use the meter along.
+                self.flush_pending().await;
+                if let Err(e) = self.switch.meter_mod(*mm).await {
                     self.error(xid, &e, msg);
                 }
             }
@@ -1357,9 +1403,15 @@ impl Conn {
     }
 
     /// Refuses a flow mod that names a group the tables do not have, with
-    /// OVS's OFPBAC_BAD_OUT_GROUP.
-    async fn check_groups(&self, groups: &[u32]) -> Result<(), OfpError> {
+    /// OVS's OFPBAC_BAD_OUT_GROUP, or a meter, with OFPMMFC_INVALID_METER.
+    async fn check_groups(&self, groups: &[u32], meters: &[u32]) -> Result<(), OfpError> {
         let tables = self.flow_mod_snapshot().await?;
+        if let Some(m) = meters.iter().find(|m| tables.meter(**m).is_none()) {
+            return Err(OfpError::new(
+                ErrorKind::MeterInvalid,
+                format!("meter {m} does not exist"),
+            ));
+        }
         match groups.iter().find(|g| tables.group(**g).is_none()) {
             Some(g) => Err(OfpError::new(
                 ErrorKind::ActionBadOutGroup,
@@ -1502,6 +1554,43 @@ impl Conn {
                 let groups: Vec<_> = tables.groups().map(|g| &**g).collect();
                 self.out
                     .extend(of::encode_group_desc_reply(v, xid, &groups)?);
+            }
+            MultipartRequest::MeterConfig(id) => {
+                let tables = self.flow_mod_snapshot().await?;
+                let meters: Vec<_> = tables
+                    .meters()
+                    .filter(|e| id.is_none_or(|m| m == e.meter.id))
+                    .map(|e| &e.meter)
+                    .collect();
+                self.out
+                    .extend(of::encode_meter_config_reply(v, xid, &meters));
+            }
+            MultipartRequest::MeterStats(id) => {
+                let tables = self.flow_mod_snapshot().await?;
+                let entries: Vec<_> = tables
+                    .meters()
+                    .filter(|e| id.is_none_or(|m| m == e.meter.id))
+                    .map(|e| of::MeterStatsEntry {
+                        id: e.meter.id,
+                        flow_count: tables.meter_users(e.meter.id) as u32,
+                        duration: e.added.elapsed(),
+                        stats: self.switch.dpif.meter_stats(e.dp_id).unwrap_or_else(|_| {
+                            messages::meter::MeterStats {
+                                bands: vec![(0, 0); e.meter.bands.len()],
+                                ..Default::default()
+                            }
+                        }),
+                    })
+                    .collect();
+                self.out
+                    .extend(of::encode_meter_stats_reply(v, xid, &entries));
+            }
+            MultipartRequest::MeterFeatures => {
+                self.out.push(of::encode_meter_features_reply(
+                    v,
+                    xid,
+                    self.switch.dpif.meter_features(),
+                ));
             }
             MultipartRequest::TableFeatures => {
                 self.out

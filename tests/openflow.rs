@@ -553,6 +553,66 @@ fn group_mods_from_ovs_ofctl() {
 }
 
 #[test]
+fn meter_mods_and_meter_stats_from_ovs_ofctl() {
+    let (d, t) = start("ofmt");
+    let t = t.as_str();
+    let of13 = |args: &[&str]| ofctl(&[&["-O", "OpenFlow13"], args].concat());
+    let add = |m: &str| of13(&["add-meter", t, m]);
+    assert!(add("meter=1 pktps burst stats bands=type=drop rate=100 burst_size=10").0);
+    assert!(add("meter=2 kbps bands=type=drop rate=1000").0);
+    // ovs-ofctl dump-meters (OFPMP_METER_CONFIG) prints what OVS 3.1
+    // printed for the same meters.
+    let (success, out, err) = of13(&["dump-meters", t]);
+    assert!(success, "{err}");
+    assert_eq!(
+        out.lines().skip(1).collect::<Vec<_>>().join("\n"),
+        "meter=1 pktps burst stats bands=\ntype=drop rate=100 burst_size=10\n\n\
+         meter=2 kbps bands=\ntype=drop rate=1000",
+        "{out}"
+    );
+    assert_eq!(
+        out.lines().skip(1).collect::<Vec<_>>().join("\n") + "\n",
+        d.ctl(Ctl::DumpMeters, "")
+    );
+    let (success, out, _) = of13(&["meter-features", t]);
+    assert!(success);
+    assert!(
+        out.contains("max_meter:262144 max_bands:8 max_color:0")
+            && out.contains("band_types: drop")
+            && out.contains("capabilities: kbps pktps burst stats"),
+        "{out}"
+    );
+    // What OVS refuses, with OVS's errors.
+    let (success, _, err) = add("meter=1 kbps bands=type=drop rate=5");
+    assert!(!success && err.contains("OFPMMFC_METER_EXISTS"), "{err}");
+    let (success, _, err) = of13(&["mod-meter", t, "meter=9 kbps bands=type=drop rate=5"]);
+    assert!(!success && err.contains("OFPMMFC_UNKNOWN_METER"), "{err}");
+    let (success, _, err) = add("meter=3 kbps bands=type=dscp_remark rate=5 prec_level=1");
+    assert!(!success && err.contains("OFPMMFC_BAD_BAND"), "{err}");
+    let (success, _, err) = of13(&["add-flow", t, "ip,actions=meter:9,output:1"]);
+    assert!(!success && err.contains("OFPMMFC_INVALID_METER"), "{err}");
+    // A rule through a meter round-trips, and counts in meter-stats.
+    assert!(of13(&["add-flow", t, "ip,actions=meter:2,output:1"]).0);
+    assert_eq!(
+        flows(t, "OpenFlow13"),
+        vec!["ip actions=meter:2,output:1".to_string()]
+    );
+    assert!(of13(&["mod-meter", t, "meter=2 pktps bands=type=drop rate=20"]).0);
+    let (success, out, err) = of13(&["meter-stats", t, "meter=2"]);
+    assert!(success, "{err}");
+    assert!(
+        out.contains("meter:2 flow_count:1 packet_in_count:0 byte_in_count:0 duration:")
+            && out.contains("0: packet_count:0 byte_count:0"),
+        "{out}"
+    );
+    // Deleting the meter deletes the rule that uses it.
+    assert!(of13(&["del-meter", t, "meter=2"]).0);
+    assert!(flows(t, "OpenFlow13").is_empty());
+    assert!(of13(&["del-meters", t]).0);
+    assert_eq!(d.ctl(Ctl::DumpMeters, ""), "");
+}
+
+#[test]
 fn refused_requests_get_ovs_errors_and_the_connection_stays_up() {
     let (_d, t) = start("of3");
     // goto_table must go forward (OFPBIC_BAD_TABLE_ID).

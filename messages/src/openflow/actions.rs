@@ -108,6 +108,7 @@ const OFPIT_WRITE_METADATA: u16 = 2;
 const OFPIT_WRITE_ACTIONS: u16 = 3;
 const OFPIT_APPLY_ACTIONS: u16 = 4;
 const OFPIT_CLEAR_ACTIONS: u16 = 5;
+const OFPIT_METER: u16 = 6;
 
 /// The 16-bit OpenFlow 1.0 form of OFPP_IN_PORT.
 const OFPP10_IN_PORT: u16 = 0xfff8;
@@ -868,6 +869,13 @@ pub fn decode_instructions(buf: &[u8]) -> Result<Instructions, OfpError> {
                 }
             }
             OFPIT_CLEAR_ACTIONS => ins.clear_actions = true,
+            OFPIT_METER => {
+                let m = b.u32("meter_id")?;
+                if m == 0 || m > crate::meter::METER_MAX {
+                    return Err(bad(E::MeterInvalid, format!("meter instruction to {m:#x}")));
+                }
+                ins.meter = Some(m);
+            }
             _ => return Err(bad(E::InstUnknown, format!("instruction type {kind}"))),
         }
     }
@@ -1551,6 +1559,11 @@ pub fn encode_instructions(
         out.set_u16(start + 2, len);
         Ok(())
     };
+    if let Some(m) = ins.meter {
+        out.put_u16(OFPIT_METER);
+        out.put_u16(8);
+        out.put_u32(m);
+    }
     if !ins.apply.is_empty() {
         list(out, OFPIT_APPLY_ACTIONS, &ins.apply)?;
     }

@@ -81,6 +81,9 @@ const OFPST_QUEUE: u16 = 5;
 const OFPMP_TABLE_FEATURES: u16 = 12;
 const OFPMP_PORT_DESC: u16 = 13;
 const OFPMP_GROUP_DESC: u16 = 7;
+const OFPMP_METER: u16 = 9;
+const OFPMP_METER_CONFIG: u16 = 10;
+const OFPMP_METER_FEATURES: u16 = 11;
 const OFPST_VENDOR: u16 = 0xffff;
 const NXST_FLOW: u32 = 0;
 const NXST_AGGREGATE: u32 = 1;
@@ -207,6 +210,13 @@ pub enum MultipartRequest {
     TableFeatures,
     /// OFPMP_GROUP_DESC: the groups (`ovs-ofctl dump-groups`).
     GroupDesc,
+    /// OFPMP_METER: meter N's statistics, or every meter's (None,
+    /// `OFPM_ALL`) (`ovs-ofctl meter-stats`).
+    MeterStats(Option<u32>),
+    /// OFPMP_METER_CONFIG: the meters (`ovs-ofctl dump-meters`).
+    MeterConfig(Option<u32>),
+    /// OFPMP_METER_FEATURES (`ovs-ofctl meter-features`).
+    MeterFeatures,
     /// Requests answered with an empty reply (groups, meters, queues):
     /// upcalld has none.
     Empty(u16),
@@ -278,6 +288,8 @@ pub enum Request {
         message: Vec<u8>,
     },
     GroupMod(Box<GroupModRequest>),
+    /// An OpenFlow 1.3 METER_MOD.
+    MeterMod(Box<MeterModRequest>),
     /// NXT_TLV_TABLE_MOD (`ovs-ofctl add-tlv-map`, `del-tlv-map`).
     TlvTableMod(TlvTableMod),
     /// NXT_TLV_TABLE_REQUEST (`ovs-ofctl dump-tlv-map`).
@@ -293,6 +305,15 @@ pub enum TlvTableMod {
     Delete(Vec<usize>),
     /// NXTTMC_CLEAR: unmap every field.
     Clear,
+}
+
+/// An OpenFlow 1.3 METER_MOD.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MeterModRequest {
+    Add(crate::meter::Meter),
+    Modify(crate::meter::Meter),
+    /// Meter N, or every meter (`OFPM_ALL`).
+    Delete(Option<u32>),
 }
 
 /// An OpenFlow 1.3 GROUP_MOD.
@@ -375,9 +396,7 @@ pub fn decode(msg: &[u8], st: DecodeState) -> Result<(Header, Request), OfpError
         OFPT14_BUNDLE_CONTROL if v >= OFP14 => decode_bundle_control(r)?,
         OFPT14_BUNDLE_ADD_MESSAGE if v >= OFP14 => decode_bundle_add(r)?,
         OFPT13_GROUP_MOD if v != OFP10 => Request::GroupMod(Box::new(decode_group_mod(r)?)),
-        OFPT13_METER_MOD if v != OFP10 => {
-            return Err(OfpError::new(E::BadType, "meters are not supported"))
-        }
+        OFPT13_METER_MOD if v != OFP10 => Request::MeterMod(Box::new(decode_meter_mod(r)?)),
         k => return Err(OfpError::new(E::BadType, format!("message type {k}"))),
     };
     Ok((h, req))
@@ -446,6 +465,66 @@ fn decode_group_mod(mut r: Reader<'_>) -> Result<GroupModRequest, OfpError> {
             ))
         }
     })
+}
+
+/// OVS's `ofputil_decode_meter_mod`: command, flags, meter id, then bands
+/// (`ofp_meter_band_header`: type, length 16, rate, burst size). Only
+/// `drop` bands are taken (OVS's userspace datapath refuses the others
+/// with OFPMMFC_BAD_BAND).
+fn decode_meter_mod(mut r: Reader<'_>) -> Result<MeterModRequest, OfpError> {
+    use crate::meter::{flags, Band, Meter, MAX_BANDS, METER_ALL, METER_MAX, METER_SLOWPATH};
+    let command = r.u16("command")?;
+    let fl = r.u16("flags")?;
+    let id = r.u32("meter_id")?;
+    if command == 2 {
+        return Ok(MeterModRequest::Delete((id != METER_ALL).then_some(id)));
+    }
+    if id == 0 || (id > METER_MAX && id < METER_SLOWPATH) || id == METER_ALL {
+        return Err(OfpError::new(E::MeterInvalid, format!("meter_id {id:#x}")));
+    }
+    let units = fl & (flags::KBPS | flags::PKTPS);
+    if units == 0 || units == flags::KBPS | flags::PKTPS || fl & !0xf != 0 {
+        return Err(OfpError::new(E::MeterBadFlags, format!("flags {fl:#x}")));
+    }
+    let mut bands = Vec::new();
+    while !r.is_empty() {
+        let kind = r.u16("band type")?;
+        let len = r.u16("band length")?;
+        let rate = r.u32("rate")?;
+        let burst_size = r.u32("burst_size")?;
+        r.skip(4, "band body")?;
+        if len != 16 || kind != 1 {
+            return Err(OfpError::new(
+                E::MeterBadBand,
+                format!("band type {kind} (length {len}): only drop (1) bands"),
+            ));
+        }
+        if rate == 0 {
+            return Err(OfpError::new(E::MeterBadBand, "band rate 0"));
+        }
+        bands.push(Band { rate, burst_size });
+    }
+    if bands.is_empty() || bands.len() > MAX_BANDS {
+        return Err(OfpError::new(
+            E::MeterOutOfBands,
+            format!("{} bands (1 to {MAX_BANDS})", bands.len()),
+        ));
+    }
+    let meter = Meter {
+        id,
+        pktps: fl & flags::PKTPS != 0,
+        burst: fl & flags::BURST != 0,
+        stats: fl & flags::STATS != 0,
+        bands,
+    };
+    match command {
+        0 => Ok(MeterModRequest::Add(meter)),
+        1 => Ok(MeterModRequest::Modify(meter)),
+        c => Err(OfpError::new(
+            E::MeterBadCommand,
+            format!("meter mod command {c}"),
+        )),
+    }
 }
 
 fn decode_hello(version: u8, mut r: Reader<'_>) -> Request {
@@ -982,7 +1061,17 @@ fn decode_multipart(mut r: Reader<'_>) -> Result<MultipartRequest, OfpError> {
         OFPMP_PORT_DESC => MultipartRequest::PortDesc,
         OFPMP_TABLE_FEATURES => MultipartRequest::TableFeatures,
         OFPMP_GROUP_DESC => MultipartRequest::GroupDesc,
-        OFPST_QUEUE | 6..=11 => MultipartRequest::Empty(kind),
+        OFPMP_METER | OFPMP_METER_CONFIG => {
+            let id = r.u32("meter_id")?;
+            let id = (id != crate::meter::METER_ALL).then_some(id);
+            if kind == OFPMP_METER {
+                MultipartRequest::MeterStats(id)
+            } else {
+                MultipartRequest::MeterConfig(id)
+            }
+        }
+        OFPMP_METER_FEATURES => MultipartRequest::MeterFeatures,
+        OFPST_QUEUE | 6..=8 => MultipartRequest::Empty(kind),
         k => return Err(OfpError::new(E::BadStat, format!("multipart type {k}"))),
     })
 }
@@ -1729,6 +1818,94 @@ pub fn encode_table_features_reply(version: u8, xid: u32, n_tables: u8) -> Vec<V
             b
         }),
     )
+}
+
+/// OFPMP_METER_CONFIG's reply: each meter (`ofp_meter_config`) with its
+/// bands.
+pub fn encode_meter_config_reply(
+    version: u8,
+    xid: u32,
+    meters: &[&crate::meter::Meter],
+) -> Vec<Vec<u8>> {
+    let items = meters.iter().map(|m| {
+        let mut b = Vec::new();
+        b.put_u16((8 + 16 * m.bands.len()) as u16);
+        b.put_u16(m.flags());
+        b.put_u32(m.id);
+        for band in &m.bands {
+            put_drop_band(band, &mut b);
+        }
+        b
+    });
+    multipart_replies(version, xid, OFPMP_METER_CONFIG, None, items)
+}
+
+fn put_drop_band(band: &crate::meter::Band, b: &mut Vec<u8>) {
+    b.put_u16(1);
+    b.put_u16(16);
+    b.put_u32(band.rate);
+    b.put_u32(band.burst_size);
+    b.put_zeros(4);
+}
+
+/// One meter's statistics for OFPMP_METER's reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MeterStatsEntry {
+    pub id: u32,
+    pub flow_count: u32,
+    pub duration: std::time::Duration,
+    pub stats: crate::meter::MeterStats,
+}
+
+/// OFPMP_METER's reply (`ofp_meter_stats` and a `ofp_meter_band_stats`
+/// per band).
+pub fn encode_meter_stats_reply(
+    version: u8,
+    xid: u32,
+    entries: &[MeterStatsEntry],
+) -> Vec<Vec<u8>> {
+    let items = entries.iter().map(|e| {
+        let mut b = Vec::new();
+        b.put_u32(e.id);
+        b.put_u16((40 + 16 * e.stats.bands.len()) as u16);
+        b.put_zeros(6);
+        b.put_u32(e.flow_count);
+        b.put_u64(e.stats.packets_in);
+        b.put_u64(e.stats.bytes_in);
+        b.put_u32(e.duration.as_secs() as u32);
+        b.put_u32(e.duration.subsec_nanos());
+        for (packets, bytes) in &e.stats.bands {
+            b.put_u64(*packets);
+            b.put_u64(*bytes);
+        }
+        b
+    });
+    multipart_replies(version, xid, OFPMP_METER, None, items)
+}
+
+/// OFPMP_METER_FEATURES' reply: what the datapath's meters can do (none
+/// at all: zeros).
+pub fn encode_meter_features_reply(
+    version: u8,
+    xid: u32,
+    features: Option<crate::dpif::MeterFeatures>,
+) -> Vec<u8> {
+    let mut out = multipart_start(version, xid, OFPMP_METER_FEATURES, None);
+    match features {
+        Some(f) => {
+            out.put_u32(f.max_meters);
+            // Drop bands only; every flag.
+            out.put_u32(1 << 1);
+            out.put_u32(0xf);
+            out.put_u8(f.max_bands);
+        }
+        None => {
+            out.put_zeros(13);
+        }
+    }
+    out.put_u8(0);
+    out.put_zeros(2);
+    finish(out)
 }
 
 /// An empty multipart reply of `kind`.
