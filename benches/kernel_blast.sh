@@ -91,6 +91,9 @@ for b in $BATCHES; do
     sleep 0.1
   done
   /bin/ovs-blast -d upcalld -l batch\$b -P \$pid ${BLAST_ARGS[*]:-} /bench/frames.tsv
+  # Each thread's user and system CPU (s) and voluntary+involuntary
+  # context switches since the daemon started: where a setup's CPU goes.
+  echo "THREADS label=batch\$b\$(for t in /proc/\$pid/task/*; do awk '/^Name:/{printf " %s", \$2}' \$t/status; awk '{i=index(\$0, ") "); split(substr(\$0, i+2), f, " "); printf "=u%.2f+s%.2f", f[12]/100, f[13]/100}' \$t/stat; awk '/^voluntary_ctxt/{v=\$2} /^nonvoluntary_ctxt/{w=\$2} END{printf ",cs%d+%d", v, w}' \$t/status; done)"
   sleep $SETTLE_S
   /bin/upcalld ctl --socket /tmp/upcalld.sock upcall-show | sed "s/^/batch\$b: /"
   kill -TERM \$pid; wait \$pid
@@ -101,4 +104,4 @@ EOF
   --bin "$UPCALLD:/bin/upcalld" --bin "$WORK/ovs-blast:/bin/ovs-blast" \
   --file "$FRAMES:/bench/frames.tsv" --file "$BENCH/setup-rate.rules:/bench/setup-rate.rules" \
   --file "$WORK/upcalld.toml.in:/bench/upcalld.toml.in" --script "$WORK/blast.sh"
-"$KVM/run-vm.sh" -o "$OUT" -t "${KVM_OVS_TIMEOUT:-600}" | grep -aE '^(BLAST|CPU|batch|VM-EXIT|daemon)|error|panicked'
+"$KVM/run-vm.sh" -o "$OUT" -t "${KVM_OVS_TIMEOUT:-600}" | grep -aE '^(BLAST|CPU|THREADS|batch|VM-EXIT|daemon)|error|panicked'

@@ -152,6 +152,10 @@ pub struct KernelCounters {
     pub recvmsg_calls: u64,
     /// Upcall socket overruns reported as `ENOBUFS`.
     pub upcall_overruns: u64,
+    /// Receive calls on the upcall sockets (empty ones included).
+    pub upcall_recv_calls: u64,
+    /// Waits (`poll`) for an empty upcall socket.
+    pub upcall_waits: u64,
     /// Upcall messages that could not be decoded.
     pub bad_upcalls: u64,
     /// Dumped flows that could not be decoded (deleted when they have a
@@ -391,6 +395,8 @@ impl KernelDpif {
             recvmsg_calls: self.counters.recvmsg_calls.load(Ordering::Relaxed),
             ops: self.counters.ops.load(Ordering::Relaxed),
             upcall_overruns: self.upcall_counters.overruns.load(Ordering::Relaxed),
+            upcall_recv_calls: self.upcall_counters.recv_calls.load(Ordering::Relaxed),
+            upcall_waits: self.upcall_counters.waits.load(Ordering::Relaxed),
             bad_upcalls: self.bad_upcalls.load(Ordering::Relaxed),
             bad_flows: self.bad_flows.load(Ordering::Relaxed),
         }
@@ -713,7 +719,10 @@ impl Dpif for KernelDpif {
         vec![
             ("sendmsg_calls", c.sendmsg_calls),
             ("ops", c.ops),
+            ("recvmsg_calls", c.recvmsg_calls),
             ("upcall_overruns", c.upcall_overruns),
+            ("upcall_recv_calls", c.upcall_recv_calls),
+            ("upcall_waits", c.upcall_waits),
             ("bad_upcalls", c.bad_upcalls),
             ("bad_flows", c.bad_flows),
         ]

@@ -42,6 +42,10 @@ pub struct UpcallCounters {
     /// `ENOBUFS` overruns of an upcall socket (each loses one or more
     /// upcalls, which the kernel counts in `n_lost`).
     pub overruns: AtomicU64,
+    /// Receive calls on the upcall sockets, empty ones included.
+    pub recv_calls: AtomicU64,
+    /// Waits for an empty upcall socket to become readable (`poll`).
+    pub waits: AtomicU64,
 }
 
 struct Reader {
@@ -95,12 +99,18 @@ impl UpcallSocket {
         let Reader { socket, buf } = &mut *reader;
         let mut n = 0;
         let mut waited = false;
+        let mut calls = 0;
         while n < max {
             buf.clear();
+            calls += 1;
             match socket.recv(buf, 0) {
                 Ok(len) => n += each_message(&buf[..len.min(buf.len())], &mut visit),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if n > 0 || waited || !wait_readable(socket, timeout)? {
+                    if n > 0 || waited {
+                        break;
+                    }
+                    self.counters.waits.fetch_add(1, Ordering::Relaxed);
+                    if !wait_readable(socket, timeout)? {
                         break;
                     }
                     waited = true;
@@ -112,6 +122,7 @@ impl UpcallSocket {
                 Err(e) => return Err(e),
             }
         }
+        self.counters.recv_calls.fetch_add(calls, Ordering::Relaxed);
         Ok(())
     }
 }
