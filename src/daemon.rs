@@ -654,6 +654,7 @@ fn pipeline_config(
             max_idle: config.max_idle(),
             flow_limit: config.flow_limit,
             flow_limit_start: config.flow_limit_start,
+            ..RevalidatorConfig::default()
         },
         xlate: XlateConfig {
             ports: ports.map(Arc::new),

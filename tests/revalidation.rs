@@ -256,16 +256,23 @@ fn a_burst_of_20000_new_flows_is_installed_and_none_is_deleted() {
     assert_eq!(final_limit, limit, "the limit held");
 }
 
-/// The embedded datapath, with deletes as slow as the kernel's are in the
-/// emulated VM: each batch holding one waits `delay`.
-struct SlowDeletes {
+/// The embedded datapath, as slow as the kernel's is in the emulated VM:
+/// each batch holding a delete waits `delete_delay`, and each terse dump
+/// costs `dump_cpu` of the caller's CPU.
+struct SlowDatapath {
     netdev: Arc<Netdev>,
-    delay: Duration,
+    delete_delay: Duration,
+    dump_cpu: Duration,
 }
 
-impl Dpif for SlowDeletes {
+fn thread_cpu_time() -> Duration {
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+impl Dpif for SlowDatapath {
     fn kind(&self) -> &'static str {
-        "slow-deletes"
+        "slow"
     }
     fn recv_upcalls(
         &self,
@@ -278,7 +285,7 @@ impl Dpif for SlowDeletes {
     }
     fn operate(&self, ops: &mut [DpifOp]) -> Vec<Result<(), messages::dpif::DpifError>> {
         if ops.iter().any(|op| matches!(op, DpifOp::FlowDel { .. })) {
-            std::thread::sleep(self.delay);
+            std::thread::sleep(self.delete_delay);
         }
         self.netdev.operate(ops)
     }
@@ -289,6 +296,10 @@ impl Dpif for SlowDeletes {
         &self,
         out: &mut Vec<(messages::dpif::Ufid, messages::dpif::FlowStats)>,
     ) -> Result<(), messages::dpif::DpifError> {
+        let start = thread_cpu_time();
+        while thread_cpu_time() - start < self.dump_cpu {
+            std::hint::spin_loop();
+        }
         self.netdev.flow_dump_terse(out)
     }
     fn flow_get(
@@ -324,9 +335,10 @@ fn a_rounds_deletes_are_done_when_it_ends_each_once() {
     let (installed, after_round, deletes, errors, later_deletes, ukeys_left) =
         in_system(|| async {
             let netdev = Arc::new(Netdev::new(NetdevConfig::default()));
-            let slow = Arc::new(SlowDeletes {
+            let slow = Arc::new(SlowDatapath {
                 netdev: netdev.clone(),
-                delay: Duration::from_millis(20),
+                delete_delay: Duration::from_millis(20),
+                dump_cpu: Duration::ZERO,
             });
             let rules = upcalld::daemon::parse_rules(RULES, "test rules").unwrap();
             let pipeline = Pipeline::start(
@@ -375,6 +387,75 @@ fn a_rounds_deletes_are_done_when_it_ends_each_once() {
     assert_eq!(errors, 0, "no delete was sent twice");
     assert_eq!(later_deletes, 0, "later rounds had nothing to delete");
     assert_eq!(ukeys_left, 0, "no ukey outlived its flow");
+}
+
+/// Costly rounds are spaced out to `round_spacing` times their CPU time,
+/// so that revalidation does not take the CPU a burst of upcalls needs
+/// (in the emulated kernel VM a round over 20 000 flows costs 230-470 ms,
+/// and every 500 ms that was most of a CPU); a rule change brings the
+/// next round back to `interval`.
+#[test]
+fn costly_rounds_are_spaced_out_and_a_rule_change_brings_the_next_back() {
+    let (elapsed, rounds_in_2s, after_change) = in_system(|| async {
+        let netdev = Arc::new(Netdev::new(NetdevConfig::default()));
+        let slow = Arc::new(SlowDatapath {
+            netdev: netdev.clone(),
+            delete_delay: Duration::ZERO,
+            dump_cpu: Duration::from_millis(30),
+        });
+        let rules = upcalld::daemon::parse_rules(RULES, "test rules").unwrap();
+        let pipeline = Pipeline::start(
+            slow,
+            Tables::from_rules(rules),
+            PipelineConfig {
+                n_handlers: 1,
+                revalidator: RevalidatorConfig {
+                    interval: Duration::from_millis(10),
+                    // 30 ms of CPU a round: one every 600 ms.
+                    round_spacing: 20,
+                    ..RevalidatorConfig::default()
+                },
+                ..PipelineConfig::default()
+            },
+        );
+        let s = pipeline.stats.clone();
+        let rounds = move || PipelineStats::get(&s.revalidation_rounds);
+        let start = std::time::Instant::now();
+        actix::clock::sleep(Duration::from_secs(2)).await;
+        let rounds_in_2s = rounds();
+        // Right after a round, a rule change: the next round is due 10 ms
+        // after that one started, not 600 ms.
+        let seen = rounds();
+        while rounds() == seen {
+            actix::clock::sleep(Duration::from_millis(2)).await;
+        }
+        let ended = std::time::Instant::now();
+        let new_rules =
+            upcalld::daemon::parse_rules("table=0,priority=100,ip,actions=output:5\n", "new rules")
+                .unwrap();
+        pipeline
+            .rule_table
+            .send(RuleChange::Replace(new_rules))
+            .await
+            .unwrap();
+        while rounds() == seen + 1 {
+            actix::clock::sleep(Duration::from_millis(2)).await;
+        }
+        let after_change = ended.elapsed();
+        pipeline.stop();
+        netdev.close();
+        (start.elapsed(), rounds_in_2s, after_change)
+    });
+    assert!(elapsed >= Duration::from_secs(2));
+    // Unspaced: a round every 30 ms of CPU, some 60 in 2 s.
+    assert!(
+        (2..=6).contains(&rounds_in_2s),
+        "{rounds_in_2s} rounds in 2 s at 600 ms apart"
+    );
+    assert!(
+        after_change < Duration::from_millis(400),
+        "the round after a rule change came {after_change:?} after the last ended"
+    );
 }
 
 /// The rule-table builds the lookup indexes a change dropped before it

@@ -36,6 +36,11 @@ impl Published {
         drop(old);
     }
 
+    /// The version of the snapshot in force.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
     /// The snapshot in force.
     pub fn latest(&self) -> Arc<Tables> {
         self.tables.read().clone()

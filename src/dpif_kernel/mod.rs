@@ -29,6 +29,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use hashbrown::HashMap;
 use messages::dpif::{
     DpFlow, DpStats, Dpif, DpifError, DpifOp, FlowPut, FlowStats, PortInfo, PortKind, PortSpec,
     PortStats, PutMode, Ufid, Upcall, UpcallKind,
@@ -43,7 +44,9 @@ use messages::netlink::{
     tunnel_vport_udp_port, DpAttr, DpMessage, FlowAttr, FlowMessage, OvsAttr, PacketAttr,
     PacketMessage, VportAttr, VportMessage,
 };
-use netlink_packet_core::{ParseableParametrized, NLM_F_CREATE, NLM_F_DUMP, NLM_F_ECHO};
+use messages::odp::OdpActions;
+use netlink_packet_core::{Emitable, ParseableParametrized, NLM_F_CREATE, NLM_F_DUMP, NLM_F_ECHO};
+use rustc_hash::FxBuildHasher;
 
 use control::{
     ControlAnswer, ControlError, Deferred, FamilyResolver, GenlConnection, NetlinkThread,
@@ -163,6 +166,46 @@ pub struct KernelCounters {
     pub bad_flows: u64,
 }
 
+/// A batch socket and what its writer keeps between batches.
+struct TxPath {
+    socket: BatchSocket,
+    actions: EncodedActions,
+}
+
+/// The netlink bytes of the action lists sent on one batch socket, by
+/// list. A handler shares each distinct list (a rule set has a handful)
+/// among its puts and executes, so a list is encoded once, not twice an
+/// upcall.
+#[derive(Default)]
+struct EncodedActions {
+    /// By the list's address; the `Arc` held keeps the address its own.
+    by_list: HashMap<usize, (Arc<OdpActions>, Vec<u8>), FxBuildHasher>,
+}
+
+impl EncodedActions {
+    /// Lists kept before starting over (revalidators' modifies bring
+    /// lists of their own).
+    const CAPACITY: usize = 1024;
+
+    /// `actions` as the payload of an `OVS_*_ATTR_ACTIONS` attribute.
+    fn get(&mut self, actions: &Arc<OdpActions>) -> &[u8] {
+        let at = Arc::as_ptr(actions) as usize;
+        if !self.by_list.contains_key(&at) && self.by_list.len() >= Self::CAPACITY {
+            self.by_list.clear();
+        }
+        &self
+            .by_list
+            .entry(at)
+            .or_insert_with(|| {
+                let attrs = actions_to_attrs(actions);
+                let mut bytes = vec![0; attrs.as_slice().buffer_len()];
+                attrs.as_slice().emit(&mut bytes);
+                (actions.clone(), bytes)
+            })
+            .1
+    }
+}
+
 /// The request connections of the control path.
 struct Control {
     datapath: GenlConnection<DpMessage>,
@@ -179,7 +222,7 @@ pub struct KernelDpif {
     /// One batch socket per thread that may write at once (each handler
     /// writes its own batches, and each revalidator its own): a batch
     /// waits for its answers on the socket it went out on.
-    tx: Vec<Mutex<BatchSocket>>,
+    tx: Vec<Mutex<TxPath>>,
     /// Terse dumps and gets by ufid, read on the caller's thread.
     replies: Mutex<ReplySocket>,
     counters: TxCounters,
@@ -266,7 +309,14 @@ impl KernelDpif {
             dispatch: Dispatch::PerVport,
             control,
             tx: (0..cfg.n_queues.max(1) + 1)
-                .map(|_| BatchSocket::new().map(Mutex::new))
+                .map(|_| {
+                    BatchSocket::new().map(|socket| {
+                        Mutex::new(TxPath {
+                            socket,
+                            actions: EncodedActions::default(),
+                        })
+                    })
+                })
                 .collect::<io::Result<_>>()
                 .map_err(io_err)?,
             replies: Mutex::new(ReplySocket::new().map_err(io_err)?),
@@ -410,12 +460,14 @@ impl KernelDpif {
             Some(tx) => tx,
             None => self.tx[0].lock().map_err(|_| DpifError::Closed)?,
         };
-        tx.transact(
-            ops.len(),
-            |i, out| self.write_flow_request(&ops[i], out),
-            &self.counters,
-        )
-        .map_err(io_err)
+        let TxPath { socket, actions } = &mut *tx;
+        socket
+            .transact(
+                ops.len(),
+                |i, out| self.write_flow_request(&ops[i], actions, out),
+                &self.counters,
+            )
+            .map_err(io_err)
     }
 
     fn dp_control(
@@ -574,7 +626,7 @@ impl KernelDpif {
 
     /// Appends `op`'s request to `out`, written in place (see
     /// [`messages::netlink::writer`]): the handlers' hot path.
-    fn write_flow_request(&self, op: &DpifOp, out: &mut Vec<u8>) {
+    fn write_flow_request(&self, op: &DpifOp, encoded: &mut EncodedActions, out: &mut Vec<u8>) {
         let omit =
             (OVS_UFID_F_OMIT_KEY | OVS_UFID_F_OMIT_MASK | OVS_UFID_F_OMIT_ACTIONS).to_ne_bytes();
         let flow = |cmd, flags| RequestHeader {
@@ -600,9 +652,9 @@ impl KernelDpif {
                 };
                 let (k, m) = megaflow_to_attrs(&megaflow.key(), &megaflow.mask());
                 let mut w = MessageWriter::begin(out, flow(cmd, flags));
-                w.nested(OVS_FLOW_ATTR_KEY, &k)
-                    .nested(OVS_FLOW_ATTR_MASK, &m)
-                    .nested(OVS_FLOW_ATTR_ACTIONS, &actions_to_attrs(actions))
+                w.key_attrs(OVS_FLOW_ATTR_KEY, &k)
+                    .key_attrs(OVS_FLOW_ATTR_MASK, &m)
+                    .attr(OVS_FLOW_ATTR_ACTIONS, encoded.get(actions))
                     .attr(OVS_FLOW_ATTR_UFID, &ufid.to_ne_bytes())
                     .attr(OVS_FLOW_ATTR_UFID_FLAGS, &omit);
                 if *reset_stats && cmd == CMD_SET {
@@ -628,8 +680,8 @@ impl KernelDpif {
                     },
                 );
                 w.attr(OVS_PACKET_ATTR_PACKET, &e.packet)
-                    .nested(OVS_PACKET_ATTR_KEY, &metadata_to_attrs(&e.metadata))
-                    .nested(OVS_PACKET_ATTR_ACTIONS, &actions_to_attrs(&e.actions));
+                    .key_attrs(OVS_PACKET_ATTR_KEY, &metadata_to_attrs(&e.metadata))
+                    .attr(OVS_PACKET_ATTR_ACTIONS, encoded.get(&e.actions));
                 w.finish();
             }
         }

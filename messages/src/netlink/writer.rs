@@ -11,6 +11,8 @@
 
 use netlink_packet_core::{Emitable, Nla, NLM_F_ACK, NLM_F_REQUEST};
 
+use super::key::KeyAttr;
+
 /// Length of `struct nlmsghdr`, `struct genlmsghdr`, `struct ovs_header`
 /// and `struct nlattr`.
 const NLMSG_HDRLEN: usize = 16;
@@ -81,6 +83,19 @@ impl<'a> MessageWriter<'a> {
         self
     }
 
+    /// An attribute holding flow key attributes (a key or a mask), each
+    /// written in place, nested ones too. The same bytes as
+    /// [`MessageWriter::nested`], which works out each attribute's length
+    /// several times over (a handler writes some twenty a put).
+    pub fn key_attrs(&mut self, kind: u16, attrs: &[KeyAttr]) -> &mut Self {
+        let at = open_nested(self.out, kind);
+        for a in attrs {
+            write_key_attr(self.out, a);
+        }
+        close_nested(self.out, at);
+        self
+    }
+
     /// Ends the request: its length goes into its header.
     pub fn finish(self) {
         let len = (self.out.len() - self.start) as u32;
@@ -97,6 +112,39 @@ impl<'a> MessageWriter<'a> {
         let padded = self.start + align4(self.out.len() - self.start);
         self.out.resize(padded, 0);
     }
+}
+
+/// Starts a nested attribute at the end of `out` (an aligned offset);
+/// returns where, for [`close_nested`].
+fn open_nested(out: &mut Vec<u8>, kind: u16) -> usize {
+    let at = out.len();
+    out.extend_from_slice(&0u16.to_ne_bytes());
+    out.extend_from_slice(&kind.to_ne_bytes());
+    at
+}
+
+/// Sets the length of the nested attribute started at `at`.
+fn close_nested(out: &mut [u8], at: usize) {
+    let len = (out.len() - at) as u16;
+    out[at..at + 2].copy_from_slice(&len.to_ne_bytes());
+}
+
+/// Appends one key attribute, padded, at an aligned end of `out`.
+fn write_key_attr(out: &mut Vec<u8>, a: &KeyAttr) {
+    if let KeyAttr::Encap(inner) = a {
+        let at = open_nested(out, a.kind());
+        for i in inner {
+            write_key_attr(out, i);
+        }
+        close_nested(out, at);
+        return;
+    }
+    let len = a.payload_len();
+    out.extend_from_slice(&((NLA_HDRLEN + len) as u16).to_ne_bytes());
+    out.extend_from_slice(&a.kind().to_ne_bytes());
+    let at = out.len();
+    out.resize(at + align4(len), 0);
+    a.emit_payload(&mut out[at..at + len]);
 }
 
 #[cfg(test)]
@@ -132,6 +180,48 @@ mod tests {
             tp_src: 1024,
             tp_dst: 80,
             ..Flow::default()
+        }
+    }
+
+    #[test]
+    fn key_attributes_written_in_place_are_the_bytes_of_the_generic_writer() {
+        use crate::flow::{FlowVlan, ETH_TYPE_VLAN_8021AD, ETH_TYPE_VLAN_8021Q, VLAN_CFI};
+        let mut two_tags = key();
+        two_tags.vlans[0] = FlowVlan {
+            tpid: ETH_TYPE_VLAN_8021AD,
+            tci: VLAN_CFI | 10,
+        };
+        two_tags.vlans[1] = FlowVlan {
+            tpid: ETH_TYPE_VLAN_8021Q,
+            tci: VLAN_CFI | 20,
+        };
+        let mask = Flow {
+            in_port: u32::MAX,
+            dl_type: u16::MAX,
+            nw_dst: 0xffff_ff00,
+            nw_proto: u8::MAX,
+            tp_dst: u16::MAX,
+            ..Flow::default()
+        };
+        for k in [key(), two_tags] {
+            let (ka, ma) = megaflow_to_attrs(&k, &mask);
+            let header = RequestHeader {
+                family_id: 0x1d,
+                flags: 0,
+                cmd: CMD_NEW,
+                version: FlowAttr::VERSION,
+                dp_ifindex: 7,
+            };
+            let (mut generic, mut in_place) = (vec![0xaa; 4], vec![0xaa; 4]);
+            let mut w = MessageWriter::begin(&mut generic, header);
+            w.nested(OVS_FLOW_ATTR_KEY, &ka)
+                .nested(OVS_FLOW_ATTR_MASK, &ma);
+            w.finish();
+            let mut w = MessageWriter::begin(&mut in_place, header);
+            w.key_attrs(OVS_FLOW_ATTR_KEY, &ka)
+                .key_attrs(OVS_FLOW_ATTR_MASK, &ma);
+            w.finish();
+            assert_eq!(in_place, generic, "{k:?}");
         }
     }
 
