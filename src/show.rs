@@ -169,8 +169,9 @@ pub fn upcall_show(
     let _ = writeln!(out, "  handlers      : {n_handlers}");
     let _ = writeln!(
         out,
-        "  revalidators  : {n_revalidators} ({} rounds)",
-        g(&s.revalidation_rounds)
+        "  revalidators  : {n_revalidators} ({} rounds, {} flows translated again)",
+        g(&s.revalidation_rounds),
+        g(&s.flows_retranslated)
     );
     let _ = writeln!(out, "  rules version : {}", g(&s.rules_version));
     let _ = writeln!(
@@ -290,6 +291,7 @@ pub fn coverage_show(s: &PipelineStats, dp: &DpStats) -> String {
         ("dpif_op_error".into(), g(&s.op_errors)),
         ("dpif_batch".into(), g(&s.dpif_batches)),
         ("revalidate_round".into(), g(&s.revalidation_rounds)),
+        ("revalidate_retranslate".into(), g(&s.flows_retranslated)),
     ];
     for r in DropReason::ALL {
         events.push((format!("upcall_drop_{}", r.name()), s.dropped(r)));

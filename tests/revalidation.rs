@@ -1,6 +1,7 @@
 //! Revalidation in process: idle flows expire, a rule change that keeps a
-//! megaflow's mask modifies its actions in place, the flow limit holds
-//! handlers back, and a flow deleted behind the daemon's back comes back.
+//! megaflow's mask modifies its actions in place, only changed flows are
+//! translated again, the flow limit holds handlers back, and a flow
+//! deleted behind the daemon's back comes back.
 
 mod common;
 
@@ -130,6 +131,57 @@ fn a_rule_change_that_keeps_the_mask_modifies_flows_in_place() {
     assert!(after
         .iter()
         .all(|f| f.actions == vec![OdpAction::Output(5)]));
+}
+
+/// A round translates again only the flows whose ukey's rules version is
+/// not the current one: over unchanged flows none (a round costs a lookup
+/// and a compare a flow), after a rule change each flow once.
+#[test]
+fn rounds_translate_again_only_the_flows_whose_rules_changed() {
+    let (flows, after_quiet, after_change, after_next) = in_system(|| async {
+        let (netdev, pipeline) = start(config(
+            RevalidatorConfig {
+                flow_limit_start: 200_000,
+                ..RevalidatorConfig::default()
+            },
+            2,
+        ));
+        feed(&netdev, &pipeline, &workload(2000)).await.unwrap();
+        let s = pipeline.stats.clone();
+        let retranslated = move || PipelineStats::get(&s.flows_retranslated);
+        for _ in 0..3 {
+            pipeline.revalidate_now().await.unwrap();
+        }
+        let after_quiet = retranslated();
+        let new_rules = upcalld::daemon::parse_rules(
+            "table=0,priority=1000,dl_src=02:ff:ff:ff:ff:ff,actions=drop\ntable=0,priority=100,ip,actions=output:5\n",
+            "new rules",
+        )
+        .unwrap();
+        pipeline
+            .rule_table
+            .send(RuleChange::Replace(new_rules))
+            .await
+            .unwrap();
+        pipeline.revalidate_now().await.unwrap();
+        let after_change = retranslated();
+        for _ in 0..3 {
+            pipeline.revalidate_now().await.unwrap();
+        }
+        let out = (
+            netdev.stats().n_flows,
+            after_quiet,
+            after_change,
+            retranslated(),
+        );
+        pipeline.stop();
+        netdev.close();
+        out
+    });
+    assert_eq!(flows, 2000);
+    assert_eq!(after_quiet, 0, "no flow changed: none translated again");
+    assert_eq!(after_change, 2000, "each flow once after the rule change");
+    assert_eq!(after_next, 2000, "and not again");
 }
 
 #[test]

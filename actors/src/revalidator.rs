@@ -435,6 +435,7 @@ impl Revalidator {
         ukey.missed_dumps = 0;
         let mut delete = round.kill_all;
         if !delete && (round.resync || ukey.version != round.version) {
+            PipelineStats::add(&self.stats.flows_retranslated, 1);
             let key = ukey.megaflow.key();
             let x = xlate(&self.tables, &key, &self.xlate_cfg);
             if has_extra_bits(&datapath_mask(&key, &x.wc), &ukey.megaflow.mask()) {

@@ -97,6 +97,10 @@ pub struct PipelineStats {
     pub dump_read_ms: AtomicU64,
     /// Revalidation rounds completed (by every revalidator).
     pub revalidation_rounds: AtomicU64,
+    /// Flows revalidators translated again (their ukey's rules version or
+    /// MAC table generation was not the current one): what a round's cost
+    /// grows with, besides reading the dump.
+    pub flows_retranslated: AtomicU64,
     /// The rule-table's current version.
     pub rules_version: AtomicU64,
     /// Rules added by `learn` actions.

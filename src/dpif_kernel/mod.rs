@@ -32,7 +32,7 @@ use std::time::Duration;
 use hashbrown::HashMap;
 use messages::dpif::{
     DpFlow, DpStats, Dpif, DpifError, DpifOp, FlowPut, FlowStats, PortInfo, PortKind, PortSpec,
-    PortStats, PutMode, Ufid, Upcall, UpcallKind,
+    PortStats, PutMode, Ufid, Upcall,
 };
 use messages::flow::datapath_mask;
 use messages::hash::key_ufid;
@@ -40,9 +40,9 @@ use messages::netlink::consts::*;
 use messages::netlink::writer::{MessageWriter, RequestHeader};
 use messages::netlink::{
     actions_from_attrs, actions_to_attrs, key_from_attrs, mask_from_attrs, megaflow_to_attrs,
-    metadata_to_attrs, tunnel_kind_of_vport_type, tunnel_vport_options, tunnel_vport_type,
-    tunnel_vport_udp_port, DpAttr, DpMessage, FlowAttr, FlowMessage, OvsAttr, PacketAttr,
-    PacketMessage, VportAttr, VportMessage,
+    metadata_to_attrs, parse_upcall, tunnel_kind_of_vport_type, tunnel_vport_options,
+    tunnel_vport_type, tunnel_vport_udp_port, DpAttr, DpMessage, FlowAttr, FlowMessage, OvsAttr,
+    PacketAttr, VportAttr, VportMessage,
 };
 use messages::odp::OdpActions;
 use netlink_packet_core::{Emitable, ParseableParametrized, NLM_F_CREATE, NLM_F_DUMP, NLM_F_ECHO};
@@ -733,32 +733,6 @@ impl KernelDpif {
             stats,
         })
     }
-
-    fn decode_upcall(msg: PacketMessage) -> Result<Upcall, String> {
-        let mut packet = None;
-        let mut key = None;
-        let mut userdata = Vec::new();
-        for a in msg.attrs {
-            match a {
-                PacketAttr::Packet(p) => packet = Some(p),
-                PacketAttr::Key(k) => key = Some(k),
-                PacketAttr::Userdata(u) => userdata = u,
-                _ => {}
-            }
-        }
-        let key = key_from_attrs(&key.ok_or("upcall without key")?).map_err(|e| e.to_string())?;
-        let kind = match msg.cmd {
-            OVS_PACKET_CMD_MISS => UpcallKind::Miss,
-            OVS_PACKET_CMD_ACTION => UpcallKind::Action { userdata },
-            other => return Err(format!("unexpected packet command {other}")),
-        };
-        Ok(Upcall {
-            kind,
-            packet: packet.ok_or("upcall without packet")?,
-            ufid: key_ufid(&key),
-            key,
-        })
-    }
 }
 
 impl Dpif for KernelDpif {
@@ -795,18 +769,17 @@ impl Dpif for KernelDpif {
             .get(queue)
             .ok_or_else(|| DpifError::Refused(format!("no upcall queue {queue}")))?;
         let mut bad = 0;
+        let mut keys = Vec::new();
         socket
-            .recv(
-                max,
-                timeout,
-                |header, payload| match PacketMessage::parse_with_param(payload, header)
-                    .map_err(|e| e.to_string())
-                    .and_then(Self::decode_upcall)
-                {
+            .recv(max, timeout, |header, payload| {
+                match parse_upcall(header.cmd, payload, &mut keys) {
                     Ok(u) => out.push(u),
-                    Err(_) => bad += 1,
-                },
-            )
+                    Err(e) => {
+                        tracing::debug!(error = %e, "undecodable upcall");
+                        bad += 1;
+                    }
+                }
+            })
             .map_err(io_err)?;
         if bad > 0 {
             self.bad_upcalls.fetch_add(bad, Ordering::Relaxed);

@@ -503,6 +503,68 @@ impl<'a> Parseable<NlaBuffer<&'a [u8]>> for PacketAttr {
     }
 }
 
+/// An upcall (`OVS_PACKET_CMD_MISS` or `_ACTION`) read straight from its
+/// bytes (`payload`: what follows the genetlink header), without building
+/// its typed message: the handlers' hot path. `keys` is scratch room for
+/// the key's attributes, reused from one upcall to the next (a typed
+/// message grew a list of them, and one of its own attributes, for each).
+pub fn parse_upcall(
+    cmd: u8,
+    payload: &[u8],
+    keys: &mut Vec<KeyAttr>,
+) -> Result<crate::dpif::Upcall, DecodeError> {
+    use crate::dpif::{Upcall, UpcallKind};
+    let attrs = payload.get(4..).ok_or_else(|| {
+        DecodeError::from(format!(
+            "{OVS_PACKET_FAMILY}: message of {} bytes has no ovs_header",
+            payload.len()
+        ))
+    })?;
+    let (mut packet, mut userdata, mut has_key) = (None, Vec::new(), false);
+    keys.clear();
+    for nla in NlasIterator::new(attrs) {
+        let nla = nla.map_err(|e| {
+            DecodeError::from(format!("{OVS_PACKET_FAMILY}: malformed attribute: {e}"))
+        })?;
+        match nla.kind() {
+            OVS_PACKET_ATTR_PACKET => packet = Some(nla.value().to_vec()),
+            OVS_PACKET_ATTR_USERDATA => userdata = nla.value().to_vec(),
+            OVS_PACKET_ATTR_KEY => {
+                has_key = true;
+                for a in NlasIterator::new(nla.value()) {
+                    let a = a.map_err(|e| {
+                        DecodeError::from(format!("OVS_PACKET_ATTR_KEY: malformed attribute: {e}"))
+                    })?;
+                    keys.push(
+                        KeyAttr::parse(&a)
+                            .map_err(|e| DecodeError::from(format!("OVS_PACKET_ATTR_KEY: {e}")))?,
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    if !has_key {
+        return Err(DecodeError::from("upcall without key"));
+    }
+    let key = super::key_from_attrs(keys)?;
+    let kind = match cmd {
+        OVS_PACKET_CMD_MISS => UpcallKind::Miss,
+        OVS_PACKET_CMD_ACTION => UpcallKind::Action { userdata },
+        other => {
+            return Err(DecodeError::from(format!(
+                "unexpected packet command {other}"
+            )))
+        }
+    };
+    Ok(Upcall {
+        kind,
+        packet: packet.ok_or_else(|| DecodeError::from("upcall without packet"))?,
+        ufid: crate::hash::key_ufid(&key),
+        key,
+    })
+}
+
 pub type DpMessage = OvsMessage<DpAttr>;
 pub type VportMessage = OvsMessage<VportAttr>;
 pub type FlowMessage = OvsMessage<FlowAttr>;

@@ -868,3 +868,60 @@ fn scalar_attribute_errors_name_the_attribute_and_the_sizes() {
     assert_eq!(super::nla::u16_be(&[0x12, 0x34], "x").unwrap(), 0x1234);
     assert_eq!(super::nla::string(b"br0\0", "x").unwrap(), "br0");
 }
+
+/// An upcall read straight from its bytes is the one its typed message
+/// says, and a cut or bad message is an error, never a panic.
+#[test]
+fn upcalls_parsed_from_bytes_are_their_typed_messages() {
+    use crate::dpif::UpcallKind;
+    use consts::{OVS_PACKET_CMD_ACTION, OVS_PACKET_CMD_MISS};
+    let mut vlan = tcp_flow();
+    vlan.vlans[0] = FlowVlan {
+        tpid: ETH_TYPE_VLAN_8021Q,
+        tci: VLAN_CFI | 7,
+    };
+    let frame: Vec<u8> = (0..61).collect();
+    let mut keys = Vec::new();
+    for (cmd, flow, userdata) in [
+        (OVS_PACKET_CMD_MISS, tcp_flow(), None),
+        (OVS_PACKET_CMD_MISS, vlan, None),
+        (
+            OVS_PACKET_CMD_ACTION,
+            tcp_flow(),
+            Some(vec![1u8, 2, 3, 4, 5]),
+        ),
+    ] {
+        let mut attrs = vec![
+            PacketAttr::Packet(frame.clone()),
+            PacketAttr::Key(key_to_attrs(&flow)),
+            PacketAttr::Mru(1500),
+        ];
+        attrs.extend(userdata.clone().map(PacketAttr::Userdata));
+        let bytes = PacketMessage::new(cmd, 3, attrs).into_request(0x1e, 0);
+        // What follows the netlink and genetlink headers.
+        let payload = &bytes[20..];
+        let up = parse_upcall(cmd, payload, &mut keys).expect("parses");
+        assert_eq!(up.key, flow);
+        assert_eq!(up.packet, frame);
+        assert_eq!(up.ufid, crate::hash::key_ufid(&flow));
+        match (up.kind, userdata) {
+            (UpcallKind::Miss, None) => {}
+            (UpcallKind::Action { userdata: got }, Some(want)) => assert_eq!(got, want),
+            (kind, want) => panic!("{kind:?} for userdata {want:?}"),
+        }
+        for cut in 0..payload.len() {
+            let _ = parse_upcall(cmd, &payload[..cut], &mut keys);
+        }
+        assert!(
+            parse_upcall(9, payload, &mut keys).is_err(),
+            "unknown command"
+        );
+    }
+    let no_key = PacketMessage::new(
+        OVS_PACKET_CMD_MISS,
+        3,
+        vec![PacketAttr::Packet(frame.clone())],
+    )
+    .into_request(0x1e, 0);
+    assert!(parse_upcall(OVS_PACKET_CMD_MISS, &no_key[20..], &mut keys).is_err());
+}
