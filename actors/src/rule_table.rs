@@ -172,6 +172,28 @@ impl RuleTable {
         }
     }
 
+    /// Takes `tables` (a group or meter change made on a copy) whose
+    /// change took `deleted` rules along: reports them, forgets their
+    /// counters and clocks, and publishes if the version moved past `before`.
+    fn take_tables(
+        &mut self,
+        tables: Tables,
+        deleted: &[Arc<RuleEntry>],
+        reason: RemovalReason,
+        before: u64,
+    ) {
+        self.tables = tables;
+        let removed: Vec<_> = deleted.iter().map(|e| (e.clone(), reason)).collect();
+        self.report_removed(&removed);
+        for e in deleted {
+            self.rule_stats.remove(&e.id);
+            self.clocks.remove(&e.id);
+        }
+        if self.tables.version() != before {
+            self.publish();
+        }
+    }
+
     fn publish(&mut self) {
         // The snapshot shares the indexes built here.
         self.tables.prepare();
@@ -422,19 +444,7 @@ impl Handler<GroupMod> for RuleTable {
                 })
             }
         };
-        self.tables = tables;
-        let removed: Vec<_> = deleted
-            .iter()
-            .map(|e| (e.clone(), RemovalReason::GroupDelete))
-            .collect();
-        self.report_removed(&removed);
-        for e in &deleted {
-            self.rule_stats.remove(&e.id);
-            self.clocks.remove(&e.id);
-        }
-        if self.tables.version() != before {
-            self.publish();
-        }
+        self.take_tables(tables, &deleted, RemovalReason::GroupDelete, before);
         Ok(GroupModReply {
             version: self.tables.version(),
             n_groups,
@@ -477,19 +487,7 @@ impl Handler<MeterMod> for RuleTable {
                 })
             }
         };
-        self.tables = tables;
-        let removed: Vec<_> = deleted
-            .iter()
-            .map(|e| (e.clone(), RemovalReason::MeterDelete))
-            .collect();
-        self.report_removed(&removed);
-        for e in &deleted {
-            self.rule_stats.remove(&e.id);
-            self.clocks.remove(&e.id);
-        }
-        if self.tables.version() != before {
-            self.publish();
-        }
+        self.take_tables(tables, &deleted, RemovalReason::MeterDelete, before);
         Ok(MeterModReply {
             version: self.tables.version(),
             set,

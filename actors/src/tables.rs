@@ -528,22 +528,27 @@ impl Tables {
         for g in &doomed {
             self.groups.remove(g);
         }
-        let users: Vec<Arc<RuleEntry>> = self
-            .by_id
-            .values()
-            .filter(|e| e.rule.groups_used().iter().any(|g| doomed.contains(g)))
-            .cloned()
-            .collect();
+        let users =
+            self.remove_rules_where(|e| e.rule.groups_used().iter().any(|g| doomed.contains(g)));
+        if !doomed.is_empty() {
+            self.version += 1;
+        }
+        (doomed.len(), users)
+    }
+
+    /// Removes the rules `doomed` picks (those that use a deleted group or
+    /// meter) from their tables and indexes; answers them. The caller
+    /// moves the version.
+    fn remove_rules_where(&mut self, doomed: impl Fn(&RuleEntry) -> bool) -> Vec<Arc<RuleEntry>> {
+        let users: Vec<Arc<RuleEntry>> =
+            self.by_id.values().filter(|e| doomed(e)).cloned().collect();
         for e in &users {
             if let Some(t) = self.tables.get_mut(&e.rule.table) {
                 t.remove(e);
             }
             self.unindex(e.id);
         }
-        if !doomed.is_empty() {
-            self.version += 1;
-        }
-        (doomed.len(), users)
+        users
     }
 
     /// Meter `id`, if it exists.
@@ -617,18 +622,8 @@ impl Tables {
             None => std::mem::take(&mut self.meters).values().cloned().collect(),
         };
         let ids: Vec<u32> = doomed.iter().map(|e| e.meter.id).collect();
-        let users: Vec<Arc<RuleEntry>> = self
-            .by_id
-            .values()
-            .filter(|e| e.rule.instructions.meter.is_some_and(|m| ids.contains(&m)))
-            .cloned()
-            .collect();
-        for e in &users {
-            if let Some(t) = self.tables.get_mut(&e.rule.table) {
-                t.remove(e);
-            }
-            self.unindex(e.id);
-        }
+        let users = self
+            .remove_rules_where(|e| e.rule.instructions.meter.is_some_and(|m| ids.contains(&m)));
         if !doomed.is_empty() {
             self.version += 1;
         }
