@@ -20,13 +20,6 @@ use common::*;
 use upcalld::control::Command as Ctl;
 use upcalld::netns::Host;
 
-/// One side: a daemon's namespace and a host (`10.79.0.N`) whose port
-/// is moved into it.
-struct Side {
-    ns: Netns,
-    host: Host,
-}
-
 fn underlay_ip(n: u8) -> Ipv4Addr {
     Ipv4Addr::new(192, 168, 79, n)
 }
@@ -35,25 +28,14 @@ fn underlay_mac(n: u8) -> String {
     format!("02:00:00:79:00:{n:02x}")
 }
 
-fn side(n: u8) -> Side {
-    let ns = Netns::new(&format!("uct-nt-d{n}"));
-    let host = Host::create(
-        &format!("uct-nt-h{n}"),
-        &format!("ucnth{n}"),
-        Ipv4Addr::new(10, 79, 0, n),
-        [2, 0, 0, 0x79, 1, n],
-    )
-    .expect("creating a host");
-    // Room for the outer headers on a 1500-byte underlay.
-    ip(&["-n", &host.netns, "link", "set", "eth0", "mtu", "1400"]);
-    ip(&["link", "set", &host.port, "netns", &ns.0]);
-    Side { ns, host }
+fn side(n: u8) -> TunnelSide {
+    tunnel_side("nt", 79, n, [2, 0, 0, 0x79, 1, n])
 }
 
 /// Both sides and the underlay wire between them (no addresses on it:
 /// the underlay address is the bridge's, and ARP on the wire's ends is
 /// off so that only the bridge's port answers for it).
-fn topology() -> (Side, Side) {
+fn topology() -> (TunnelSide, TunnelSide) {
     let (a, b) = (side(1), side(2));
     ip(&[
         "link", "add", "ucntu1", "netns", &a.ns.0, "type", "veth", "peer", "name", "ucntu2",
@@ -66,7 +48,7 @@ fn topology() -> (Side, Side) {
     (a, b)
 }
 
-fn daemon(s: &Side, n: u8, rules: &str) -> Daemon {
+fn daemon(s: &TunnelSide, n: u8, rules: &str) -> Daemon {
     let remote = underlay_ip(3 - n);
     let ports = format!(
         r#"[[port]]
@@ -145,35 +127,6 @@ fn geneve(mine: u32, theirs: u32) -> String {
     ))
 }
 
-/// Runs `f` on a thread inside namespace `ns`.
-fn in_ns<R: Send + 'static>(ns: &Netns, f: impl FnOnce() -> R + Send + 'static) -> R {
-    use std::os::fd::AsRawFd;
-    let file = std::fs::File::open(format!("/run/netns/{}", ns.0)).unwrap();
-    std::thread::spawn(move || {
-        // SAFETY: setns on a namespace fd we own; affects this thread only.
-        assert_eq!(
-            unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
-            0
-        );
-        f()
-    })
-    .join()
-    .unwrap()
-}
-
-fn scrape_in(ns: &Netns, d: &Daemon) -> String {
-    use std::io::{Read, Write};
-    let port = d.metrics_port;
-    in_ns(ns, move || {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics endpoint");
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
-    })
-}
-
 /// `ovs-appctl -t SOCKET COMMAND`'s output.
 fn appctl(d: &Daemon, command: &str) -> String {
     let out = std::process::Command::new("ovs-appctl")
@@ -201,17 +154,6 @@ fn native_count(d: &Daemon, name: &str) -> u64 {
         .find_map(|w| w.strip_prefix(&format!("{name}:")))
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no {name} in {line:?}"))
-}
-
-fn transfer_and_ping(a: &Side, b: &Side, what: &str) {
-    assert!(
-        ping_ok(&a.host, b.host.addr, 10),
-        "{what}: no ping reply across the tunnel"
-    );
-    let got = tcp_transfer(&a.host, &b.host, 7002, 1 << 20, Duration::from_secs(20))
-        .unwrap_or_else(|e| panic!("{what}: TCP transfer failed: {e}"));
-    assert_eq!(got.len(), 1 << 20, "{what}");
-    assert!(got == pattern(1 << 20), "{what}: data differs");
 }
 
 #[test]
@@ -246,7 +188,7 @@ fn tnl_push_and_tnl_pop_carry_ping_and_tcp_through_geneve_and_vxlan() {
         "A learned B's underlay MAC from its ARP reply:\n{neigh}"
     );
 
-    transfer_and_ping(&a, &b, "geneve");
+    ping_and_transfer_across(&a, &b, 7002, "geneve");
     let flows = da.ctl(Ctl::DumpDpFlows, "");
     assert!(
         flows.contains("tnl_push(tnl_port(6081),header(size=58,type=5,")
@@ -304,7 +246,7 @@ fn tnl_push_and_tnl_pop_carry_ping_and_tcp_through_geneve_and_vxlan() {
     );
     da.ctl(Ctl::ReplaceFlows, &vxlan);
     db.ctl(Ctl::ReplaceFlows, &vxlan);
-    transfer_and_ping(&a, &b, "vxlan");
+    ping_and_transfer_across(&a, &b, 7002, "vxlan");
     let flows = da.ctl(Ctl::DumpDpFlows, "");
     assert!(
         flows.contains("vxlan(flags=0x8000000,vni=0x64)),out_port(3)),2"),

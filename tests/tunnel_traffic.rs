@@ -8,38 +8,17 @@
 
 mod common;
 
-use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use common::*;
 use upcalld::control::Command as Ctl;
-use upcalld::netns::Host;
 
-/// One side: a daemon's namespace (underlay `192.168.77.N`), and a host
-/// (`10.78.0.N`) whose port is moved into the daemon's namespace.
-struct Side {
-    ns: Netns,
-    host: Host,
-}
-
-fn side(n: u8) -> Side {
-    let ns = Netns::new(&format!("uct-tnl-d{n}"));
-    let host = Host::create(
-        &format!("uct-tnl-h{n}"),
-        &format!("uctnlh{n}"),
-        Ipv4Addr::new(10, 78, 0, n),
-        [2, 0, 0, 0x78, 0, n],
-    )
-    .expect("creating a host");
-    // Room for the outer headers on a 1500-byte underlay, as OVN lowers
-    // its ports' MTU.
-    ip(&["-n", &host.netns, "link", "set", "eth0", "mtu", "1400"]);
-    ip(&["link", "set", &host.port, "netns", &ns.0]);
-    Side { ns, host }
+fn side(n: u8) -> TunnelSide {
+    tunnel_side("tnl", 78, n, [2, 0, 0, 0x78, 0, n])
 }
 
 /// Both sides and the underlay between them.
-fn topology() -> (Side, Side) {
+fn topology() -> (TunnelSide, TunnelSide) {
     let (a, b) = (side(1), side(2));
     ip(&[
         "link", "add", "uctnlu1", "netns", &a.ns.0, "type", "veth", "peer", "name", "uctnlu2",
@@ -55,7 +34,7 @@ fn topology() -> (Side, Side) {
     (a, b)
 }
 
-fn daemon(s: &Side, n: u8, rules: &str) -> Daemon {
+fn daemon(s: &TunnelSide, n: u8, rules: &str) -> Daemon {
     let remote = if n == 1 {
         "192.168.77.2"
     } else {
@@ -95,22 +74,6 @@ key = "flow"
     )
 }
 
-/// Runs `f` on a thread inside namespace `ns`.
-fn in_ns<R: Send + 'static>(ns: &Netns, f: impl FnOnce() -> R + Send + 'static) -> R {
-    use std::os::fd::AsRawFd;
-    let file = std::fs::File::open(format!("/run/netns/{}", ns.0)).unwrap();
-    std::thread::spawn(move || {
-        // SAFETY: setns on a namespace fd we own; affects this thread only.
-        assert_eq!(
-            unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
-            0
-        );
-        f()
-    })
-    .join()
-    .unwrap()
-}
-
 /// Sends UDP datagrams to `to` from inside namespace `ns`.
 fn udp_from(ns: &Netns, to: &'static str, datagrams: Vec<Vec<u8>>) {
     in_ns(ns, move || {
@@ -119,31 +82,6 @@ fn udp_from(ns: &Netns, to: &'static str, datagrams: Vec<Vec<u8>>) {
             s.send_to(&d, to).unwrap();
         }
     })
-}
-
-/// The daemon's `/metrics`, read inside its namespace.
-fn scrape_in(ns: &Netns, d: &Daemon) -> String {
-    use std::io::{Read, Write};
-    let port = d.metrics_port;
-    in_ns(ns, move || {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics endpoint");
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
-    })
-}
-
-fn transfer_and_ping(a: &Side, b: &Side, what: &str) {
-    assert!(
-        ping_ok(&a.host, b.host.addr, 10),
-        "{what}: no ping reply across the tunnel"
-    );
-    let got = tcp_transfer(&a.host, &b.host, 7001, 1 << 20, Duration::from_secs(20))
-        .unwrap_or_else(|e| panic!("{what}: TCP transfer failed: {e}"));
-    assert_eq!(got.len(), 1 << 20, "{what}");
-    assert!(got == pattern(1 << 20), "{what}: data differs");
 }
 
 #[test]
@@ -160,7 +98,7 @@ fn ping_and_tcp_through_geneve_with_an_option_and_vxlan_with_key_flow() {
     };
     let da = daemon(&a, 1, &geneve(0x1234, 0x5678));
     let db = daemon(&b, 2, &geneve(0x5678, 0x1234));
-    transfer_and_ping(&a, &b, "geneve");
+    ping_and_transfer_across(&a, &b, 7001, "geneve");
     let flows = db.ctl(Ctl::DumpDpFlows, "");
     assert!(
         flows.contains("geneve({class=0xffff,type=0,len=4,0x1234})"),
@@ -203,7 +141,7 @@ fn ping_and_tcp_through_geneve_with_an_option_and_vxlan_with_key_flow() {
                  table=0,priority=10,in_port=11,tun_id=0x64,actions=output:1\n";
     da.ctl(Ctl::ReplaceFlows, vxlan);
     db.ctl(Ctl::ReplaceFlows, vxlan);
-    transfer_and_ping(&a, &b, "vxlan");
+    ping_and_transfer_across(&a, &b, 7001, "vxlan");
     let flows = da.ctl(Ctl::DumpDpFlows, "");
     assert!(flows.contains("tun_id=0x64"), "{flows}");
 

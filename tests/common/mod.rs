@@ -418,3 +418,70 @@ pub fn workload(n: u32) -> std::sync::Arc<Vec<upcalld::dpif_netdev::ReplayFrame>
             .collect(),
     )
 }
+
+/// One side of a two-daemon tunnel test: the daemon's namespace and a
+/// host (`10.SUBNET.0.N`) whose port is moved into it, its MTU lowered
+/// to leave room for the outer headers on a 1500-byte underlay (as OVN
+/// lowers its ports').
+pub struct TunnelSide {
+    pub ns: Netns,
+    pub host: Host,
+}
+
+/// Side `n` of the tunnel test tagged `tag`; the host's MAC is `mac`.
+pub fn tunnel_side(tag: &str, subnet: u8, n: u8, mac: [u8; 6]) -> TunnelSide {
+    let ns = Netns::new(&format!("uct-{tag}-d{n}"));
+    let host = Host::create(
+        &format!("uct-{tag}-h{n}"),
+        &format!("uc{tag}h{n}"),
+        Ipv4Addr::new(10, subnet, 0, n),
+        mac,
+    )
+    .expect("creating a host");
+    ip(&["-n", &host.netns, "link", "set", "eth0", "mtu", "1400"]);
+    ip(&["link", "set", &host.port, "netns", &ns.0]);
+    TunnelSide { ns, host }
+}
+
+/// A ping and a 1 MiB TCP transfer (to `tcp_port`) from `a`'s host to
+/// `b`'s across the tunnel.
+pub fn ping_and_transfer_across(a: &TunnelSide, b: &TunnelSide, tcp_port: u16, what: &str) {
+    assert!(
+        ping_ok(&a.host, b.host.addr, 10),
+        "{what}: no ping reply across the tunnel"
+    );
+    let got = tcp_transfer(&a.host, &b.host, tcp_port, 1 << 20, Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("{what}: TCP transfer failed: {e}"));
+    assert_eq!(got.len(), 1 << 20, "{what}");
+    assert!(got == pattern(1 << 20), "{what}: data differs");
+}
+
+/// Runs `f` on a thread inside namespace `ns` and waits for it.
+pub fn in_ns<R: Send + 'static>(ns: &Netns, f: impl FnOnce() -> R + Send + 'static) -> R {
+    use std::os::fd::AsFd;
+    let file = std::fs::File::open(format!("/run/netns/{}", ns.0)).unwrap();
+    std::thread::spawn(move || {
+        // setns(2) moves this thread only.
+        rustix::thread::move_into_link_name_space(
+            file.as_fd(),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )
+        .expect("entering the namespace");
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+/// The daemon's `/metrics`, read inside namespace `ns`.
+pub fn scrape_in(ns: &Netns, d: &Daemon) -> String {
+    let port = d.metrics_port;
+    in_ns(ns, move || {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("metrics endpoint");
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    })
+}
