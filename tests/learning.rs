@@ -53,6 +53,38 @@ fn hosts(tag: &str) -> (Host, Host, Host) {
     (a, b, trunk)
 }
 
+/// Quiets `hosts` so that they send only what the test makes them send:
+/// no IPv6 (router solicitations, MLD reports) and permanent neighbour
+/// entries for each other (no ARP probes when an entry goes stale). Each
+/// such frame would be learned again and renew a learned rule.
+fn silence(hosts: &[&Host]) {
+    for host in hosts {
+        host.run(
+            || match std::fs::write("/proc/sys/net/ipv6/conf/eth0/disable_ipv6", "1") {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    panic!("disabling IPv6 on eth0: {e}")
+                }
+                _ => {}
+            },
+        )
+        .expect("entering the host's namespace");
+        for peer in hosts.iter().filter(|p| p.netns != host.netns) {
+            let status = std::process::Command::new("ip")
+                .args([
+                    "-n",
+                    &host.netns,
+                    "neigh",
+                    "replace",
+                    &peer.addr.to_string(),
+                ])
+                .args(["lladdr", &mac(peer.mac), "dev", "eth0", "nud", "permanent"])
+                .status()
+                .expect("running ip neigh");
+            assert!(status.success(), "ip neigh replace in {}", host.netns);
+        }
+    }
+}
+
 fn mac(m: [u8; 6]) -> String {
     m.iter()
         .map(|b| format!("{b:02x}"))
@@ -122,6 +154,8 @@ fn the_tutorial_switch_forwards_to_learned_ports() {
 fn learned_rules_expire_and_go_with_their_learner() {
     require_root();
     let (a, b, trunk) = hosts("ln2");
+    // The hard timeout is only seen if nothing renews the learned rules.
+    silence(&[&a, &b, &trunk]);
     let learn = format!("{MAC_LEARNING},hard_timeout=2,delete_learned,cookie=0x77");
     let d = Daemon::start(
         "ln2",
@@ -138,7 +172,8 @@ fn learned_rules_expire_and_go_with_their_learner() {
         rule_a.contains("cookie=0x77") && rule_a.contains("hard_timeout=2"),
         "{rule_a}"
     );
-    // No traffic: the hard timeout removes the learned rules.
+    // No traffic (the hosts are silenced): the hard timeout removes the
+    // learned rules.
     d.wait_until("the learned rules expire", Duration::from_secs(6), || {
         learned_rule(&d, a.mac).is_none() && learned_rule(&d, b.mac).is_none()
     });
