@@ -77,7 +77,7 @@ fn describe() {
     );
     describe_counter!(
         "upcalld_datapath_backend_total",
-        "The datapath backend's own counters (kernel: sendmsg_calls, ops, recvmsg_calls, upcall_overruns, upcall_recv_calls, upcall_waits, bad_upcalls, bad_flows)"
+        "The datapath backend's own counters (kernel: sendmsg_calls, ops, recvmsg_calls, upcall_overruns, upcall_recv_calls, upcall_waits, upcalls_truncated, bad_upcalls, bad_flows)"
     );
     describe_counter!(
         "upcalld_rules_learned_total",

@@ -269,6 +269,96 @@ pub struct Received {
     pub from: Option<SocketAddrV4>,
 }
 
+/// Datagrams taken by one `recvmmsg`: up to [`RecvBatch::MAX_SLOTS`]
+/// slots of `slot_len` bytes each in one buffer kept between calls, so
+/// that a reader draining a queue makes one call per batch, not one per
+/// datagram.
+pub struct RecvBatch {
+    buf: Vec<u8>,
+    slot_len: usize,
+    /// Each datagram of the last call: its length, and whether it was
+    /// longer than its slot (cut short by the kernel).
+    received: Vec<(usize, bool)>,
+}
+
+impl RecvBatch {
+    /// Most datagrams one call takes (the slots' headers live on the
+    /// stack).
+    pub const MAX_SLOTS: usize = 64;
+
+    /// `slots` (at most `MAX_SLOTS`) slots of `slot_len` bytes. The
+    /// buffer is zeroed when allocated, so the kernel's memory backs it
+    /// page by page as datagrams first reach each slot.
+    pub fn new(slots: usize, slot_len: usize) -> RecvBatch {
+        let slots = slots.clamp(1, Self::MAX_SLOTS);
+        RecvBatch {
+            buf: vec![0; slots * slot_len],
+            slot_len,
+            received: Vec::with_capacity(slots),
+        }
+    }
+
+    /// Receives up to `max` datagrams that are ready, without waiting:
+    /// how many (0 when none was ready). A datagram longer than a slot
+    /// is cut short and shows as `None` in [`RecvBatch::get`].
+    pub fn recv(&mut self, fd: impl AsFd, max: usize) -> io::Result<usize> {
+        self.received.clear();
+        let slots = (self.buf.len() / self.slot_len).min(max);
+        if slots == 0 {
+            return Ok(0);
+        }
+        // SAFETY: iovec and mmsghdr are plain data (pointers and
+        // lengths); all zeros is a valid, empty value of each.
+        let mut iovs: [libc::iovec; Self::MAX_SLOTS] = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let mut hdrs: [libc::mmsghdr; Self::MAX_SLOTS] = unsafe { std::mem::zeroed() };
+        for ((iov, hdr), slot) in iovs
+            .iter_mut()
+            .zip(hdrs.iter_mut())
+            .zip(self.buf.chunks_exact_mut(self.slot_len))
+            .take(slots)
+        {
+            iov.iov_base = slot.as_mut_ptr().cast();
+            iov.iov_len = slot.len();
+            hdr.msg_hdr.msg_iov = iov;
+            hdr.msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: the first `slots` headers each point at one iovec over a
+        // distinct slot of `self.buf`, all live and writable for the
+        // lengths given for the whole call; no timeout is passed.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd.as_fd().as_raw_fd(),
+                hdrs.as_mut_ptr(),
+                slots as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return match e.kind() {
+                io::ErrorKind::WouldBlock => Ok(0),
+                _ => Err(e),
+            };
+        }
+        let n = n as usize;
+        self.received.extend(hdrs[..n].iter().map(|h| {
+            let cut = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+            ((h.msg_len as usize).min(self.slot_len), cut)
+        }));
+        Ok(n)
+    }
+
+    /// Datagram `i` of the last call, or `None` if it was cut short (or
+    /// there is no such datagram).
+    pub fn get(&self, i: usize) -> Option<&[u8]> {
+        let &(len, cut) = self.received.get(i)?;
+        let at = i * self.slot_len;
+        (!cut).then(|| &self.buf[at..at + len])
+    }
+}
+
 /// `recvmsg` into `buf`, with control messages into `control`. `None`
 /// when nothing arrived (a timeout, or nothing ready with `wait` false, or
 /// a signal).
@@ -438,6 +528,38 @@ mod tests {
         // A length cut inside the second message ends the walk after the
         // first.
         assert_eq!(control_messages(buf, space(4) + 20).count(), 1);
+    }
+
+    #[test]
+    fn a_batch_takes_every_ready_datagram_in_one_call_and_flags_those_cut_short() {
+        let (a, b) = rustix::net::socketpair(
+            AddressFamily::UNIX,
+            SocketType::DGRAM,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap();
+        let mut batch = RecvBatch::new(4, 8);
+        assert_eq!(batch.recv(&b, 4).unwrap(), 0, "nothing ready: no wait");
+        for d in [
+            &b"one"[..],
+            b"second",
+            b"longer than eight",
+            b"four",
+            b"five",
+        ] {
+            send(&a, d).unwrap();
+        }
+        // At most the slots, and at most `max`.
+        assert_eq!(batch.recv(&b, 3).unwrap(), 3);
+        assert_eq!(batch.get(0), Some(&b"one"[..]));
+        assert_eq!(batch.get(1), Some(&b"second"[..]));
+        assert_eq!(batch.get(2), None, "cut short");
+        assert_eq!(batch.get(3), None);
+        assert_eq!(batch.recv(&b, 64).unwrap(), 2);
+        assert_eq!(batch.get(0), Some(&b"four"[..]));
+        assert_eq!(batch.get(1), Some(&b"five"[..]));
+        assert_eq!(batch.recv(&b, 64).unwrap(), 0);
     }
 
     #[test]

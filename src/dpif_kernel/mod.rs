@@ -159,6 +159,8 @@ pub struct KernelCounters {
     pub upcall_recv_calls: u64,
     /// Waits (`poll`) for an empty upcall socket.
     pub upcall_waits: u64,
+    /// Upcalls longer than a receive slot, dropped.
+    pub upcalls_truncated: u64,
     /// Upcall messages that could not be decoded.
     pub bad_upcalls: u64,
     /// Dumped flows that could not be decoded (deleted when they have a
@@ -447,6 +449,7 @@ impl KernelDpif {
             upcall_overruns: self.upcall_counters.overruns.load(Ordering::Relaxed),
             upcall_recv_calls: self.upcall_counters.recv_calls.load(Ordering::Relaxed),
             upcall_waits: self.upcall_counters.waits.load(Ordering::Relaxed),
+            upcalls_truncated: self.upcall_counters.truncated.load(Ordering::Relaxed),
             bad_upcalls: self.bad_upcalls.load(Ordering::Relaxed),
             bad_flows: self.bad_flows.load(Ordering::Relaxed),
         }
@@ -749,6 +752,7 @@ impl Dpif for KernelDpif {
             ("upcall_overruns", c.upcall_overruns),
             ("upcall_recv_calls", c.upcall_recv_calls),
             ("upcall_waits", c.upcall_waits),
+            ("upcalls_truncated", c.upcalls_truncated),
             ("bad_upcalls", c.bad_upcalls),
             ("bad_flows", c.bad_flows),
         ]

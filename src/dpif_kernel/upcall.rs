@@ -6,14 +6,16 @@
 //! makes the kernel drop the upcall and count it in the datapath's
 //! `n_lost`, and a sender pacing itself on the socket's queue sees the
 //! backlog. The overrun reaches the reader as an `ENOBUFS` error, counted
-//! here. Messages are read one datagram at a time into one reused buffer
-//! and handed over in place, in batches of up to the reader's `max`, with
-//! no runtime thread or channel between the socket and the translation.
+//! here. Each upcall is a datagram of its own; a reader takes every one
+//! that is ready, up to its `max`, with one `recvmmsg` into reused slots
+//! (one receive call per batch instead of one per upcall, and none to
+//! find the socket empty when it took fewer than it asked for), and they
+//! are handed over in place, with no runtime thread or channel between
+//! the socket and the translation.
 //! Upcall sockets send nothing and stay apart from request sockets, so a
 //! flood of upcalls never delays or drops a reply.
 
 use std::io;
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,8 +24,11 @@ use netlink_packet_core::{NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP};
 use netlink_packet_generic::GenlHeader;
 use netlink_sys::{protocols::NETLINK_GENERIC, Socket, SocketAddr};
 
+use crate::raw_socket::{self, RecvBatch};
+
 /// Room for one upcall: a 64 KiB packet with its key and headers (as
-/// OVS's receive buffer).
+/// OVS's receive buffer). A batch's slots take 4.25 MiB of address space,
+/// of which a slot's first pages are touched by small frames.
 const RECV_BUF: usize = 68 * 1024;
 /// The socket's receive buffer, the upcall backlog's bound: 16 MiB (the
 /// kernel doubles it), room for about 25 000 upcalls of small frames. OVS
@@ -46,11 +51,13 @@ pub struct UpcallCounters {
     pub recv_calls: AtomicU64,
     /// Waits for an empty upcall socket to become readable (`poll`).
     pub waits: AtomicU64,
+    /// Upcalls longer than a receive slot, cut short and dropped.
+    pub truncated: AtomicU64,
 }
 
 struct Reader {
     socket: Socket,
-    buf: Vec<u8>,
+    slots: RecvBatch,
 }
 
 /// One upcall queue's socket: its netlink port id (what the kernel is
@@ -73,7 +80,7 @@ impl UpcallSocket {
             port_id: addr.port_number(),
             reader: Mutex::new(Reader {
                 socket,
-                buf: Vec::with_capacity(RECV_BUF),
+                slots: RecvBatch::new(RecvBatch::MAX_SLOTS, RECV_BUF),
             }),
             counters,
         })
@@ -96,24 +103,41 @@ impl UpcallSocket {
             .reader
             .lock()
             .map_err(|_| io::Error::other("upcall socket lock poisoned"))?;
-        let Reader { socket, buf } = &mut *reader;
+        let Reader { socket, slots } = &mut *reader;
         let mut n = 0;
         let mut waited = false;
         let mut calls = 0;
+        let mut truncated = 0;
         while n < max {
-            buf.clear();
             calls += 1;
-            match socket.recv(buf, 0) {
-                Ok(len) => n += each_message(&buf[..len.min(buf.len())], &mut visit),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            let asked = max - n;
+            match slots.recv(&*socket, asked) {
+                Ok(0) => {
                     if n > 0 || waited {
                         break;
                     }
                     self.counters.waits.fetch_add(1, Ordering::Relaxed);
-                    if !wait_readable(socket, timeout)? {
+                    let ready = match raw_socket::wait_readable(&*socket, timeout) {
+                        Ok(ready) => ready,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => false,
+                        Err(e) => return Err(e),
+                    };
+                    if !ready {
                         break;
                     }
                     waited = true;
+                }
+                Ok(got) => {
+                    for i in 0..got {
+                        match slots.get(i) {
+                            Some(datagram) => n += each_message(datagram, &mut visit),
+                            None => truncated += 1,
+                        }
+                    }
+                    // Fewer than asked for: the socket was empty.
+                    if got < asked.min(RecvBatch::MAX_SLOTS) {
+                        break;
+                    }
                 }
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
                     self.counters.overruns.fetch_add(1, Ordering::Relaxed);
@@ -123,6 +147,11 @@ impl UpcallSocket {
             }
         }
         self.counters.recv_calls.fetch_add(calls, Ordering::Relaxed);
+        if truncated > 0 {
+            self.counters
+                .truncated
+                .fetch_add(truncated, Ordering::Relaxed);
+        }
         Ok(())
     }
 }
@@ -158,48 +187,8 @@ fn each_message(data: &[u8], visit: &mut impl FnMut(GenlHeader, &[u8])) -> usize
 /// Sets `socket`'s receive buffer to `bytes`: beyond `rmem_max` where
 /// allowed (`SO_RCVBUFFORCE`, root only), else as far as `rmem_max` lets.
 fn set_rcvbuf(socket: &Socket, bytes: libc::c_int) -> io::Result<()> {
-    let set = |opt| {
-        // SAFETY: a valid socket and a c_int option value of the size given.
-        unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                opt,
-                (&bytes as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        }
-    };
-    if set(libc::SO_RCVBUFFORCE) == 0 || set(libc::SO_RCVBUF) == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-/// Waits up to `timeout` for `socket` to have something to read. False on
-/// timeout.
-fn wait_readable(socket: &Socket, timeout: Duration) -> io::Result<bool> {
-    let mut pfd = libc::pollfd {
-        fd: socket.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-    // SAFETY: `pfd` is one valid pollfd for the duration of the call.
-    let r = unsafe { libc::poll(&mut pfd, 1, ms) };
-    match r {
-        0 => Ok(false),
-        r if r > 0 => Ok(true),
-        _ => {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                Ok(false)
-            } else {
-                Err(e)
-            }
-        }
-    }
+    raw_socket::set_option(socket, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &bytes)
+        .or_else(|_| raw_socket::set_option(socket, libc::SOL_SOCKET, libc::SO_RCVBUF, &bytes))
 }
 
 #[cfg(test)]
