@@ -20,7 +20,13 @@
 #   pass before upcall-show, so that its dump duration is a round over every
 #   flow installed; default 0), KVM_OVS_MEM (the VM's MiB, default 512),
 #   UPCALLD (a built binary to run instead of building target/release/upcalld,
-#   so that a long run is not rebuilt by edits made meanwhile).
+#   so that a long run is not rebuilt by edits made meanwhile), UPCALLD_B (a
+#   second binary: each pass then runs both, interleaved, in the same VM
+#   sitting, the second labelled batchN-b: an A/B comparison), REPEATS
+#   (passes of each binary per batch size, default 1), PERF=1 (profile each
+#   pass with the host's perf, cpu-clock over the whole VM, and print the
+#   share of samples per thread, per thread and object, and the top symbols
+#   as PERF lines).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORKLOAD=${1:-mac}
@@ -35,6 +41,8 @@ BENCH=$(dirname "$KVM")/../bench
 FRAMES=$BENCH/setup-rate-20000-$WORKLOAD.tsv
 [[ -f $WORKLOAD ]] && FRAMES=$WORKLOAD
 BATCHES=${BATCHES:-1 8 64}
+REPEATS=${REPEATS:-1}
+PERF=${PERF:-}
 SETTLE_S=${SETTLE_S:-0}
 [[ -f $FRAMES ]] || { echo "no workload $FRAMES" >&2; exit 1; }
 
@@ -72,6 +80,9 @@ PORTS=$( { cut -f1 "$FRAMES" | grep -v '^#' | sort -un; printf '2\n3\n4\n'; } | 
   for p in $PORTS; do printf '[[port]]\nname = "vp%s"\nnumber = %s\n' "$p" "$p"; done
 } > "$WORK/upcalld.toml.in"
 
+VARIANTS=a
+[[ -n ${UPCALLD_B:-} ]] && VARIANTS="a b"
+
 cat > "$WORK/blast.sh" <<EOF
 #!/bin/sh
 IP=/sbin/ip
@@ -82,26 +93,43 @@ for p in $(echo $PORTS); do
   \$IP link set vp\$p up; \$IP link set vb\$p up
 done
 for b in $BATCHES; do
+for r in \$(seq $REPEATS); do
+for v in $VARIANTS; do
+  bin=/bin/upcalld; l=batch\$b
+  [ \$v = b ] && { bin=/bin/upcalld-b; l=batch\$b-b; }
   sed "s/BATCH/\$b/" /bench/upcalld.toml.in > /tmp/upcalld.toml
-  RUST_LOG=warn /bin/upcalld run --config /tmp/upcalld.toml &
+  RUST_LOG=warn \$bin run --config /tmp/upcalld.toml &
   pid=\$!
   i=0
-  until /bin/upcalld ctl --socket /tmp/upcalld.sock upcall-show >/dev/null 2>&1; do
+  until \$bin ctl --socket /tmp/upcalld.sock upcall-show >/dev/null 2>&1; do
     i=\$((i+1)); [ \$i -gt 300 ] && { echo "daemon did not start"; exit 1; }
     sleep 0.1
   done
-  /bin/ovs-blast -d upcalld -l batch\$b -P \$pid ${BLAST_ARGS[*]:-} /bench/frames.tsv
+  [ -n "$PERF" ] && { /bin/perf record -e cpu-clock -F 499 -a -o /tmp/perf.data >/dev/null 2>&1 & perfpid=\$!; }
+  /bin/ovs-blast -d upcalld -l \$l -P \$pid ${BLAST_ARGS[*]:-} /bench/frames.tsv
+  if [ -n "$PERF" ]; then
+    kill -INT \$perfpid; wait \$perfpid
+    for sort in comm comm,dso comm,dso,sym; do
+      /bin/perf report -i /tmp/perf.data --stdio --no-children --sort \$sort --percent-limit 0.2 2>/dev/null \\
+        | grep -v '^#' | grep -v '^\$' | head -150 | sed "s/^/PERF \$l /"
+    done
+  fi
   # Each thread's user and system CPU (s) and voluntary+involuntary
   # context switches since the daemon started: where a setup's CPU goes.
-  echo "THREADS label=batch\$b\$(for t in /proc/\$pid/task/*; do awk '/^Name:/{printf " %s", \$2}' \$t/status; awk '{i=index(\$0, ") "); split(substr(\$0, i+2), f, " "); printf "=u%.2f+s%.2f", f[12]/100, f[13]/100}' \$t/stat; awk '/^voluntary_ctxt/{v=\$2} /^nonvoluntary_ctxt/{w=\$2} END{printf ",cs%d+%d", v, w}' \$t/status; done)"
+  echo "THREADS label=\$l\$(for t in /proc/\$pid/task/*; do awk '/^Name:/{printf " %s", \$2}' \$t/status; awk '{i=index(\$0, ") "); split(substr(\$0, i+2), f, " "); printf "=u%.2f+s%.2f", f[12]/100, f[13]/100}' \$t/stat; awk '/^voluntary_ctxt/{v=\$2} /^nonvoluntary_ctxt/{w=\$2} END{printf ",cs%d+%d", v, w}' \$t/status; done)"
   sleep $SETTLE_S
-  /bin/upcalld ctl --socket /tmp/upcalld.sock upcall-show | sed "s/^/batch\$b: /"
+  \$bin ctl --socket /tmp/upcalld.sock upcall-show | sed "s/^/\$l: /"
   kill -TERM \$pid; wait \$pid
+done
+done
 done
 EOF
 
+EXTRA_BINS=()
+[[ -n ${UPCALLD_B:-} ]] && EXTRA_BINS=(--bin "$UPCALLD_B:/bin/upcalld-b")
+[[ -n $PERF ]] && EXTRA_BINS+=(--bin "$(command -v perf):/bin/perf")
 "$KVM/build-initramfs.sh" -o "$OUT" --iproute2 --strip \
-  --bin "$UPCALLD:/bin/upcalld" --bin "$WORK/ovs-blast:/bin/ovs-blast" \
+  --bin "$UPCALLD:/bin/upcalld" "${EXTRA_BINS[@]}" --bin "$WORK/ovs-blast:/bin/ovs-blast" \
   --file "$FRAMES:/bench/frames.tsv" --file "$BENCH/setup-rate.rules:/bench/setup-rate.rules" \
   --file "$WORK/upcalld.toml.in:/bench/upcalld.toml.in" --script "$WORK/blast.sh"
-"$KVM/run-vm.sh" -o "$OUT" -t "${KVM_OVS_TIMEOUT:-600}" | grep -aE '^(BLAST|CPU|THREADS|batch|VM-EXIT|daemon)|error|panicked'
+"$KVM/run-vm.sh" -o "$OUT" -t "${KVM_OVS_TIMEOUT:-600}" | grep -aE '^(BLAST|CPU|THREADS|PERF|batch|VM-EXIT|daemon)|error|panicked'
