@@ -13,7 +13,7 @@ use std::time::Duration;
 use actors::dpif_writer::WriterConfig;
 use actors::mac_learning::{format_fdb, format_fdb_stats, now_secs};
 use actors::pipeline::{Pipeline, PipelineConfig};
-use actors::protocol::{GetSnapshot, GroupMod, GroupModReply, MeterMod, RuleChange};
+use actors::protocol::{ChangePorts, GetSnapshot, GroupMod, GroupModReply, MeterMod, RuleChange};
 use actors::revalidator::RevalidatorConfig;
 use actors::tables::Tables;
 use actors::xlate::XlateConfig;
@@ -89,6 +89,8 @@ struct Ctl {
     xlate: XlateConfig,
     /// What the datapath lacks for conntrack rules, if anything.
     conntrack_missing: Option<String>,
+    /// Wakes the OpenFlow port watcher after `add-port`/`del-port`.
+    port_events: futures::channel::mpsc::UnboundedSender<()>,
 }
 
 /// OVS refuses a rule that sends to a group that does not exist
@@ -469,6 +471,39 @@ impl Ctl {
                 }
                 .into())
             }
+            (Command::AddPort, _) => {
+                let spec = messages::control::parse_add_port(body)?;
+                let n = self
+                    .dpif
+                    .port_add(&spec)
+                    .map_err(|e| format!("add-port {}: {e}", spec.name))?;
+                tracing::info!(port = n, name = %spec.name, "port added");
+                self.ports_changed(ChangePorts::Add(n)).await?;
+                Ok(format!("port {} is OpenFlow port {n}\n", spec.name).into())
+            }
+            (Command::DelPort, _) => {
+                let name = body.trim();
+                let p = self
+                    .dpif
+                    .ports()
+                    .into_iter()
+                    .find(|p| p.name == name)
+                    .ok_or_else(|| format!("del-port: no port named {name:?}"))?;
+                if p.number == self.xlate.local_port || matches!(p.kind, PortKind::Tunnel { .. }) {
+                    return Err(format!(
+                        "del-port: {name} is the bridge's own port or a tunnel vport, not removable"
+                    ));
+                }
+                self.dpif
+                    .port_del(p.number)
+                    .map_err(|e| format!("del-port {name}: {e}"))?;
+                tracing::info!(port = p.number, name, "port removed");
+                // Its hosts are flooded to again, as OVS flushes a
+                // bundle's MACs when it goes.
+                self.xlate.mac.flush_port(p.number);
+                self.ports_changed(ChangePorts::Remove(p.number)).await?;
+                Ok(String::new().into())
+            }
             (Command::DumpGroups, _) => {
                 let tables = self.snapshot().await?;
                 Ok(tables
@@ -478,6 +513,23 @@ impl Ctl {
                     .into())
             }
         }
+    }
+
+    /// Publishes a change of the ports, then waits for a revalidation
+    /// round, so that when `add-port` or `del-port` answers every flow
+    /// reflects it; the OpenFlow connections then hear of it (PORT_STATUS).
+    async fn ports_changed(&self, change: ChangePorts) -> Result<(), String> {
+        self.pipeline
+            .rule_table
+            .send(change)
+            .await
+            .map_err(|e| format!("rule-table unavailable: {e}"))?;
+        self.pipeline
+            .revalidate_now()
+            .await
+            .map_err(|e| format!("revalidators unavailable: {e}"))?;
+        let _ = self.port_events.unbounded_send(());
+        Ok(())
     }
 
     async fn meter_mod(&self, change: MeterMod) -> Result<actors::protocol::MeterModReply, String> {
@@ -628,11 +680,7 @@ impl Backend {
     }
 }
 
-fn pipeline_config(
-    config: &Config,
-    backend: &Backend,
-    ports: Option<BTreeSet<u32>>,
-) -> anyhow::Result<PipelineConfig> {
+fn pipeline_config(config: &Config, backend: &Backend) -> anyhow::Result<PipelineConfig> {
     Ok(PipelineConfig {
         n_handlers: config.handlers,
         n_revalidators: config.revalidators,
@@ -657,7 +705,8 @@ fn pipeline_config(
             ..RevalidatorConfig::default()
         },
         xlate: XlateConfig {
-            ports: ports.map(Arc::new),
+            // The daemon's are in the rules snapshot (`ChangePorts`).
+            ports: None,
             upcall_pid: backend.upcall_pid(),
             // Both datapaths number the bridge's own port 0.
             local_port: 0,
@@ -860,26 +909,24 @@ async fn serve(
     claimed: Claimed,
 ) -> anyhow::Result<()> {
     let dpif = backend.dpif();
-    let known_ports = if backend.ports_before_pipeline() {
+    // The ports translation outputs to: the datapath's, and the tunnel
+    // ports' OpenFlow numbers (their packets use the vports). Versioned
+    // with the rules (`ChangePorts`), as `ctl add-port` changes them.
+    let tunnel_numbers: BTreeSet<u32> = config
+        .ports
+        .iter()
+        .filter(|p| p.is_tunnel())
+        .filter_map(|p| p.number)
+        .collect();
+    let conntrack_missing = backend.conntrack_missing();
+    refuse_conntrack(&rules, conntrack_missing.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
+    let mut tables = Tables::from_rules(rules);
+    if backend.ports_before_pipeline() {
         backend.prune_ports(&specs);
-        Some(add_ports(dpif.as_ref(), &specs)?)
-    } else {
-        let numbers: BTreeSet<u32> = specs.iter().filter_map(|s| s.number).collect();
-        (specs.len() == numbers.len()).then_some(numbers)
-    };
-    // The OpenFlow numbers of tunnel ports exist too (their packets use
-    // the vports).
-    let known_ports = known_ports.map(|mut n| {
-        n.extend(
-            config
-                .ports
-                .iter()
-                .filter(|p| p.is_tunnel())
-                .filter_map(|p| p.number),
-        );
-        n
-    });
-    let pipeline_cfg = pipeline_config(&config, &backend, known_ports)?;
+        let numbers = add_ports(dpif.as_ref(), &specs)?;
+        tables.set_ports(&numbers | &tunnel_numbers);
+    }
+    let pipeline_cfg = pipeline_config(&config, &backend)?;
     let cpus = &pipeline_cfg.cpus;
     tracing::info!(
         datapath = ?config.thread_cpus().datapath,
@@ -895,11 +942,14 @@ async fn serve(
         tunnel_receive: false,
         ..pipeline_cfg.xlate.clone()
     };
-    let conntrack_missing = backend.conntrack_missing();
-    refuse_conntrack(&rules, conntrack_missing.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
-    let pipeline = Pipeline::start(dpif.clone(), Tables::from_rules(rules), pipeline_cfg);
+    let pipeline = Pipeline::start(dpif.clone(), tables, pipeline_cfg);
     if !backend.ports_before_pipeline() {
-        add_ports(dpif.as_ref(), &specs)?;
+        let numbers = add_ports(dpif.as_ref(), &specs)?;
+        pipeline
+            .rule_table
+            .send(ChangePorts::Set(&numbers | &tunnel_numbers))
+            .await
+            .map_err(|e| anyhow::anyhow!("rule-table unavailable: {e}"))?;
     }
     // Flows left by an earlier run (a kept kernel datapath, a crash) go on
     // forwarding meanwhile; one revalidation round now adopts those the
@@ -972,7 +1022,8 @@ async fn serve(
         fail_open: openflow::FailOpen::new(config.openflow.fail_mode == FailMode::Standalone),
         port_changes: Default::default(),
     });
-    openflow::start(switch, &mut of_bound).context("OpenFlow")?;
+    let (port_events, port_wakes) = futures::channel::mpsc::unbounded();
+    openflow::start(switch, &mut of_bound, port_events.clone(), port_wakes).context("OpenFlow")?;
     let ctl = Rc::new(Ctl {
         pipeline,
         dpif: dpif.clone(),
@@ -983,6 +1034,7 @@ async fn serve(
         config,
         xlate,
         conntrack_missing,
+        port_events,
     });
     let server_ctl = ctl.clone();
     actix::spawn(async move {

@@ -172,6 +172,11 @@ enum CtlCmd {
     DumpMeters { meter: Option<String> },
     /// The meters' counters, as `ovs-ofctl meter-stats` (all, or `meter=N`).
     MeterStats { meter: Option<String> },
+    /// Add a network interface as a port while the daemon runs, as
+    /// `ovs-vsctl add-port`: `NAME [ofport=N] [type=internal]`.
+    AddPort { port: Vec<String> },
+    /// Remove a port while the daemon runs, as `ovs-vsctl del-port`.
+    DelPort { name: String },
 }
 
 #[derive(Subcommand)]
@@ -378,6 +383,8 @@ fn ctl(socket: &std::path::Path, cmd: CtlCmd) -> anyhow::Result<ExitCode> {
         CtlCmd::DelMeters { meter } => text(Command::DelMeters, meter.unwrap_or_default()),
         CtlCmd::DumpMeters { meter } => text(Command::DumpMeters, meter.unwrap_or_default()),
         CtlCmd::MeterStats { meter } => text(Command::MeterStats, meter.unwrap_or_default()),
+        CtlCmd::AddPort { port } => text(Command::AddPort, port.join(" ")),
+        CtlCmd::DelPort { name } => text(Command::DelPort, name),
     };
     let reply = match body {
         Body::Text(t) => control::call_with(socket, &header, &mut t.as_bytes())?,

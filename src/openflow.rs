@@ -124,9 +124,58 @@ pub enum PortReason {
     Modify = 2,
 }
 
-/// How often port states are read (OVS learns of link changes from
-/// netlink at once; a poll is enough for controllers).
+/// How often port states are read besides the events that wake the
+/// watcher (rtnetlink link changes, `ctl add-port`/`del-port`): a
+/// fallback for what no event tells (a vport another tool changed).
 const PORT_POLL: Duration = Duration::from_secs(1);
+
+/// Wakes `events` on every rtnetlink link message of this network
+/// namespace (an interface up or down, a carrier change, an interface
+/// enslaved to or freed from a kernel datapath), as OVS's netdev-linux
+/// hears them, from a thread of its own blocked on the socket. Without
+/// the socket, the poll alone tells (logged).
+fn watch_links(events: futures::channel::mpsc::UnboundedSender<()>) {
+    use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+    const RTMGRP_LINK: u32 = 1;
+    let socket = Socket::new(NETLINK_ROUTE).and_then(|mut s| {
+        s.bind(&SocketAddr::new(0, RTMGRP_LINK))?;
+        Ok(s)
+    });
+    let socket = match socket {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "no rtnetlink link events: port changes polled once a second");
+            return;
+        }
+    };
+    let spawned = std::thread::Builder::new()
+        .name("link-events".into())
+        .spawn(move || {
+            let mut buf = Vec::with_capacity(1 << 16);
+            loop {
+                buf.clear();
+                match socket.recv(&mut buf, 0) {
+                    Ok(_) => {
+                        if events.unbounded_send(()).is_err() {
+                            return;
+                        }
+                    }
+                    // ENOBUFS: events were lost; the watcher reads every
+                    // port anyway.
+                    Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                        let _ = events.unbounded_send(());
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "rtnetlink link events stopped: port changes polled");
+                        return;
+                    }
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "no rtnetlink link events thread: port changes polled");
+    }
+}
 
 /// A port's OFPPC_PORT_DOWN and OFPPS_LINK_DOWN bits, from its network
 /// interface: administratively down, or without a carrier (a veth whose
@@ -461,17 +510,29 @@ impl Switch {
     }
 }
 
-/// Watches the ports and tells the connections what changed.
-async fn watch_ports(switch: Rc<Switch>) {
+/// Watches the ports and tells the connections what changed: at once on
+/// an event (`events`: rtnetlink, `ctl add-port`/`del-port`), else every
+/// `PORT_POLL`.
+async fn watch_ports(
+    switch: Rc<Switch>,
+    mut events: futures::channel::mpsc::UnboundedReceiver<()>,
+) {
     let mut known: HashMap<u32, of::PortDesc> =
         switch.ports().into_iter().map(|p| (p.number, p)).collect();
     loop {
-        tokio::time::sleep(PORT_POLL).await;
+        tokio::select! {
+            _ = tokio::time::sleep(PORT_POLL) => {}
+            Some(()) = events.next() => {
+                // A burst of link messages is one look at the ports.
+                while events.try_recv().is_ok() {}
+            }
+        }
         let now: HashMap<u32, of::PortDesc> =
             switch.ports().into_iter().map(|p| (p.number, p)).collect();
         for (n, p) in &now {
             match known.get(n) {
                 None => {
+                    tracing::info!(port = n, name = %p.name, "port added");
                     switch.port_changes.deliver((PortReason::Add, p.clone()));
                 }
                 Some(old) if old != p => {
@@ -483,6 +544,7 @@ async fn watch_ports(switch: Rc<Switch>) {
         }
         for (n, p) in &known {
             if !now.contains_key(n) {
+                tracing::info!(port = n, name = %p.name, "port removed");
                 switch.port_changes.deliver((PortReason::Delete, p.clone()));
             }
         }
@@ -572,8 +634,15 @@ fn accept_failed(e: &std::io::Error) {
 }
 
 /// Starts serving what `bound` holds (listeners and controllers); the
-/// locks and socket files stay in it.
-pub fn start(switch: Rc<Switch>, bound: &mut Bound) -> anyhow::Result<()> {
+/// locks and socket files stay in it. `port_events` and `port_wakes` are
+/// the two ends of the channel that wakes the port watcher (the daemon
+/// keeps a sender for `ctl add-port`/`del-port`).
+pub fn start(
+    switch: Rc<Switch>,
+    bound: &mut Bound,
+    port_wakes: futures::channel::mpsc::UnboundedSender<()>,
+    port_events: futures::channel::mpsc::UnboundedReceiver<()>,
+) -> anyhow::Result<()> {
     for l in std::mem::take(&mut bound.listeners) {
         match l {
             Listener::Unix(listener, path) => {
@@ -629,7 +698,8 @@ pub fn start(switch: Rc<Switch>, bound: &mut Bound) -> anyhow::Result<()> {
     }
     let controllers = std::mem::take(&mut bound.controllers);
     actix::spawn(FailOpen::run(switch.clone(), !controllers.is_empty()));
-    actix::spawn(watch_ports(switch.clone()));
+    watch_links(port_wakes);
+    actix::spawn(watch_ports(switch.clone(), port_events));
     for ep in controllers {
         actix::spawn(controller(switch.clone(), ep));
     }

@@ -954,6 +954,95 @@ fn packet_ins_reach_ovs_ofctl_monitor_and_packet_outs_leave_the_port() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A port added and removed while the daemon runs (`ctl add-port`,
+/// `del-port`, as `ovs-vsctl add-port`/`del-port`): the controllers get
+/// PORT_STATUS ADD and DELETE, the port descriptions follow, and the
+/// installed flows are translated again before the command answers: a
+/// flood reaches the new port at once and no flow outputs to the removed
+/// one.
+#[test]
+fn ports_added_and_removed_while_running_reach_controllers_and_flows() {
+    require_root();
+    require_ofctl();
+    let (a, b) = two_hosts("ofpp");
+    let c = upcalld::netns::Host::create(
+        "uct-ofpp-c",
+        "ucofppc",
+        std::net::Ipv4Addr::new(10, 77, 0, 3),
+        [2, 0, 0, 0x77, 0, 3],
+    )
+    .expect("creating host C");
+    let dir = std::env::temp_dir().join(format!("upcalld-ofpp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mgmt = dir.join("br0.mgmt");
+    let d = Daemon::start(
+        "ofpp",
+        &[(&a.port, 1), (&b.port, 2)],
+        "priority=0,actions=FLOOD\n",
+        &format!("[openflow]\nlisten = [\"punix:{}\"]\n", mgmt.display()),
+    );
+    d.wait_until("the OpenFlow socket exists", Duration::from_secs(5), || {
+        mgmt.exists()
+    });
+    let target = format!("unix:{}", mgmt.display());
+    let monitor = Monitor::start(&target, &["-O", "OpenFlow13"], dir.join("monitor-13"));
+    let nx = Monitor::start(&target, &[], dir.join("monitor-nx"));
+    std::thread::sleep(Duration::from_millis(500));
+    // The megaflows from port 1 (A's), by their actions.
+    let from_a = || -> Vec<String> {
+        d.ctl(Ctl::DumpDpFlows, "")
+            .lines()
+            .filter(|l| l.contains("in_port(1)"))
+            .map(|l| l.rsplit("actions:").next().unwrap_or_default().to_string())
+            .collect()
+    };
+    assert!(ping_ok(&a, b.addr, 10), "A reaches B; log:\n{}", d.log());
+    assert!(
+        !from_a().is_empty() && from_a().iter().all(|acts| acts == "2"),
+        "{:?}",
+        from_a()
+    );
+    assert!(!ping_ok(&a, c.addr, 2), "C is not on the bridge yet");
+
+    let out = d.ctl(Ctl::AddPort, &format!("{} ofport=3", c.port));
+    assert!(out.contains("OpenFlow port 3"), "{out}");
+    // Translated again before add-port answered: A's floods reach port 3.
+    let acts = from_a();
+    assert!(
+        !acts.is_empty() && acts.iter().all(|a| a == "2,3"),
+        "{acts:?}"
+    );
+    assert!(ping_ok(&a, c.addr, 10), "A reaches C; log:\n{}", d.log());
+    d.wait_until("a PORT_STATUS ADD", Duration::from_secs(10), || {
+        monitor.text().contains("ADD: 3(ucofppc)") && nx.text().contains("ADD: 3(ucofppc)")
+    });
+    let desc = ok(&["-O", "OpenFlow13", "dump-ports-desc", &target]);
+    assert!(desc.contains("3(ucofppc)"), "{desc}");
+    // The same port again, or a port number taken, is refused.
+    let e = d.ctl_err(Ctl::AddPort, &c.port);
+    assert!(e.contains("already exists"), "{e}");
+    let e = d.ctl_err(Ctl::AddPort, "ucofppnone ofport=2");
+    assert!(e.contains("taken") || e.contains("ucofppnone"), "{e}");
+
+    d.ctl(Ctl::DelPort, &c.port);
+    let acts = from_a();
+    assert!(
+        acts.iter().all(|a| a == "2"),
+        "no flow outputs to port 3: {acts:?}"
+    );
+    d.wait_until("a PORT_STATUS DELETE", Duration::from_secs(10), || {
+        monitor.text().contains("DEL: 3(ucofppc)")
+    });
+    let desc = ok(&["-O", "OpenFlow13", "dump-ports-desc", &target]);
+    assert!(!desc.contains("ucofppc"), "{desc}");
+    assert!(!ping_ok(&a, c.addr, 2), "C is off the bridge again");
+    assert!(ping_ok(&a, b.addr, 10), "A still reaches B");
+    let e = d.ctl_err(Ctl::DelPort, &c.port);
+    assert!(e.contains("no port named"), "{e}");
+    drop((monitor, nx));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Flow-mod flags as OVS 3.1 keeps and checks them, and FLOW_REMOVED for
 /// the rules that ask for it (hard and idle timeouts, deletes), as
 /// `ovs-ofctl monitor` prints them from OVS (checked on ovs-peer).

@@ -208,6 +208,21 @@ impl MacTable {
         }
     }
 
+    /// Removes the entries learned on `port` (OVS's `mac_learning_flush`
+    /// of a bundle that goes: its hosts are flooded to again).
+    pub fn flush_port(&self, port: u32) {
+        let mut inner = self.inner.write();
+        let Some(gone) = inner.port_lru.remove(&port) else {
+            return;
+        };
+        for (lru, key) in gone {
+            inner.entries.remove(&key);
+            inner.lru.remove(&lru);
+        }
+        drop(inner);
+        self.changed();
+    }
+
     /// Every entry, least recently learned first (the order of OVS's
     /// `fdb/show`).
     pub fn entries(&self, now: u64) -> Vec<MacEntry> {

@@ -98,6 +98,22 @@ pub struct Flush;
 // The rules: the rule-table owns them and publishes snapshots (not by
 // message: see `published.rs`).
 
+/// control (the daemon's start, `ctl add-port`, `del-port`) → rule-table:
+/// the datapath's ports, which translation outputs to. A change is a new
+/// version, so revalidators translate every flow again (a flow out of a
+/// removed port loses that output; a flood reaches a new one). Answers
+/// with the version in force.
+#[derive(Clone, Debug, Message)]
+#[rtype(result = "u64")]
+pub enum ChangePorts {
+    /// These are the ports.
+    Set(std::collections::BTreeSet<u32>),
+    /// This port was added.
+    Add(u32),
+    /// This port was removed.
+    Remove(u32),
+}
+
 /// control → rule-table: add, replace or delete groups (OpenFlow's group
 /// mods, `ctl add-group`, `mod-group`, `del-groups`), as one new version.
 /// Answers with the new version and the rules deleted with their group,

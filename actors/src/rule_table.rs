@@ -17,8 +17,8 @@ use actix::prelude::*;
 
 use crate::fanout::Fanout;
 use crate::protocol::{
-    DumpRules, GetSnapshot, GroupMod, GroupModReply, MeterMod, MeterModReply, PushStats,
-    RuleChange, RuleChangeReply, RuleStats, SideEffects,
+    ChangePorts, DumpRules, GetSnapshot, GroupMod, GroupModReply, MeterMod, MeterModReply,
+    PushStats, RuleChange, RuleChangeReply, RuleStats, SideEffects,
 };
 use crate::published::Published;
 use crate::stats::PipelineStats;
@@ -415,6 +415,27 @@ impl Handler<RuleChange> for RuleTable {
                 n_rules: 0,
             },
         }
+    }
+}
+
+impl Handler<ChangePorts> for RuleTable {
+    type Result = u64;
+
+    fn handle(&mut self, change: ChangePorts, _: &mut Context<Self>) -> u64 {
+        let mut ports = self.tables.ports().cloned().unwrap_or_default();
+        match change {
+            ChangePorts::Set(set) => ports = set,
+            ChangePorts::Add(n) => {
+                ports.insert(n);
+            }
+            ChangePorts::Remove(n) => {
+                ports.remove(&n);
+            }
+        }
+        if self.tables.set_ports(ports) {
+            self.publish();
+        }
+        self.tables.version()
     }
 }
 

@@ -6,6 +6,7 @@
 //! in a plain vector) to handlers and revalidators, so a translation always
 //! sees one version from start to end.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use messages::flow::{Flow, FlowWildcards};
@@ -127,6 +128,11 @@ pub struct Tables {
     /// The meters rules may send packets through (`meter:N`), by number,
     /// versioned with the rules as OVS's.
     meters: im::OrdMap<u32, Arc<MeterEntry>>,
+    /// The datapath's ports (OpenFlow port N is datapath port N), when the
+    /// daemon runs: versioned with the rules, so that adding or removing
+    /// a port translates every flow again. `None`: those of the
+    /// translation's `XlateConfig::ports`.
+    ports: Option<Arc<BTreeSet<u32>>>,
 }
 
 /// A meter and the datapath meter it was given.
@@ -250,6 +256,21 @@ impl Tables {
     /// Whether every table's lookup indexes are built.
     pub fn is_prepared(&self) -> bool {
         self.tables.iter().all(|(_, c)| c.is_prepared())
+    }
+
+    /// The datapath's ports, if the tables carry them.
+    pub fn ports(&self) -> Option<&BTreeSet<u32>> {
+        self.ports.as_deref()
+    }
+
+    /// Sets the datapath's ports; a new version if they changed.
+    pub fn set_ports(&mut self, ports: BTreeSet<u32>) -> bool {
+        if self.ports.as_deref() == Some(&ports) {
+            return false;
+        }
+        self.ports = Some(Arc::new(ports));
+        self.version += 1;
+        true
     }
 
     /// The version, bumped by every change.
@@ -637,6 +658,7 @@ impl Tables {
             next_id: self.next_id,
             groups: self.groups.clone(),
             meters: self.meters.clone(),
+            ports: self.ports.clone(),
             ..Tables::default()
         };
         for r in rules {

@@ -51,8 +51,9 @@ const STACK_SEGMENT: usize = 1 << 20;
 /// What a translation needs to know of the switch.
 #[derive(Clone, Debug, Default)]
 pub struct XlateConfig {
-    /// Ports that exist (OpenFlow port N is datapath port N). `None`: every
-    /// port number exists, as for tracing.
+    /// Ports that exist (OpenFlow port N is datapath port N) when the
+    /// tables carry none (`Tables::ports`, the daemon's, which can
+    /// change): a trace's bridge. `None`: every port number exists.
     pub ports: Option<Arc<BTreeSet<u32>>>,
     /// Netlink PID (or handler id) for `userspace` actions.
     pub upcall_pid: u32,
@@ -108,10 +109,6 @@ pub struct XlateConfig {
 }
 
 impl XlateConfig {
-    fn port_exists(&self, p: u32) -> bool {
-        self.ports.as_ref().is_none_or(|s| s.contains(&p))
-    }
-
     /// The `skb_priority` of queue `q` (OVS's `dpif_queue_to_priority`);
     /// `None` where the datapath has no such queue.
     pub fn queue_priority(&self, q: u32) -> Option<u32> {
@@ -491,6 +488,16 @@ fn add_to_action_set(set: &mut Vec<OfAction>, a: OfAction) {
 }
 
 impl Ctx<'_> {
+    /// The bridge's ports: the daemon's, versioned with the rules, else
+    /// the configuration's (`None`: every port number exists).
+    fn ports(&self) -> Option<&BTreeSet<u32>> {
+        self.tables.ports().or(self.cfg.ports.as_deref())
+    }
+
+    fn port_exists(&self, p: u32) -> bool {
+        self.ports().is_none_or(|s| s.contains(&p))
+    }
+
     /// OVS's `rule_dpif_lookup_from_table` for one table: fragments are
     /// looked up with L4 fields read as zero, and with `in_port` as given.
     fn lookup(&mut self, table: u8, in_port: u32) -> Option<Arc<RuleEntry>> {
@@ -918,7 +925,7 @@ impl Ctx<'_> {
             p if p != 0 && p < port::MAX => p,
             _ => return,
         };
-        if self.cfg.port_exists(dp_port) {
+        if self.port_exists(dp_port) {
             self.actions.push(OdpAction::Trunc(max_len));
             self.output(p, false);
         }
@@ -1165,7 +1172,7 @@ impl Ctx<'_> {
     /// An output; `last`: no action follows it (a native tunnel's push
     /// then needs no `clone`).
     fn compose_output_last(&mut self, p: u32, last: bool) {
-        if !self.cfg.port_exists(p) {
+        if !self.port_exists(p) {
             return;
         }
         let cfg = self.cfg;

@@ -62,10 +62,15 @@ pub enum Command {
     DumpMeters,
     /// The meters' counters, as `ovs-ofctl meter-stats`.
     MeterStats,
+    /// Add a port while running, as `ovs-vsctl add-port`:
+    /// `NAME [ofport=N] [type=internal]`.
+    AddPort,
+    /// Remove a port while running, as `ovs-vsctl del-port`: `NAME`.
+    DelPort,
 }
 
 impl Command {
-    pub const ALL: [(&'static str, Command); 28] = [
+    pub const ALL: [(&'static str, Command); 30] = [
         ("add-flow", Command::AddFlow),
         ("add-flows", Command::AddFlows),
         ("del-flows", Command::DelFlows),
@@ -94,6 +99,8 @@ impl Command {
         ("del-meters", Command::DelMeters),
         ("dump-meters", Command::DumpMeters),
         ("meter-stats", Command::MeterStats),
+        ("add-port", Command::AddPort),
+        ("del-port", Command::DelPort),
     ];
 
     pub fn name(self) -> &'static str {
@@ -238,6 +245,50 @@ pub fn excerpt(s: &str) -> String {
         end -= 1;
     }
     format!("{}...", &s[..end])
+}
+
+/// `add-port`'s body, `NAME [ofport=N] [type=system|internal]` (as
+/// `ovs-vsctl add-port BRIDGE NAME -- set Interface NAME ofport_request=N
+/// type=internal`): the port to add.
+pub fn parse_add_port(text: &str) -> Result<crate::dpif::PortSpec, String> {
+    use crate::dpif::{PortKind, PortSpec};
+    let mut words = text.split_whitespace();
+    let name = words
+        .next()
+        .ok_or("add-port: usage: add-port NAME [ofport=N] [type=system|internal]")?;
+    // Linux's limits for an interface name (IFNAMSIZ, no '/', no blanks).
+    if name.len() > 15 || name.contains('/') || name.starts_with(['-', '.']) {
+        return Err(format!(
+            "add-port: {:?} is not an interface name (at most 15 bytes, no '/')",
+            excerpt(name)
+        ));
+    }
+    let mut spec = PortSpec {
+        name: name.to_string(),
+        kind: PortKind::System,
+        number: None,
+    };
+    for w in words {
+        match w.split_once('=') {
+            Some(("ofport", n)) => {
+                let n: u32 = n
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..0xff00).contains(n))
+                    .ok_or_else(|| format!("add-port: ofport={} is not 1..65279", excerpt(n)))?;
+                spec.number = Some(n);
+            }
+            Some(("type", "system")) => spec.kind = PortKind::System,
+            Some(("type", "internal")) => spec.kind = PortKind::Internal,
+            _ => {
+                return Err(format!(
+                    "add-port: {:?}: expected ofport=N or type=system|internal",
+                    excerpt(w)
+                ))
+            }
+        }
+    }
+    Ok(spec)
 }
 
 /// What the control socket accepts.
@@ -523,6 +574,29 @@ pub fn parse_reply(reply: &str) -> Result<Result<Reply, String>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn add_port_takes_a_name_a_number_and_a_type() {
+        use crate::dpif::PortKind;
+        let s = parse_add_port("veth3 ofport=7 type=internal").unwrap();
+        assert_eq!(
+            (s.name.as_str(), s.number, s.kind),
+            ("veth3", Some(7), PortKind::Internal)
+        );
+        let s = parse_add_port(" eth1 ").unwrap();
+        assert_eq!((s.number, s.kind), (None, PortKind::System));
+        for (bad, says) in [
+            ("", "usage"),
+            ("a-name-of-sixteen", "interface name"),
+            ("eth1 ofport=0", "1..65279"),
+            ("eth1 ofport=x", "1..65279"),
+            ("eth1 type=vxlan", "expected"),
+            ("eth1 mtu=9000", "expected"),
+        ] {
+            let e = parse_add_port(bad).unwrap_err();
+            assert!(e.contains(says), "{bad:?}: {e}");
+        }
+    }
 
     fn encode(header: &str, body: &[u8], chunk: usize) -> Vec<u8> {
         let mut v = format!("{header}\n").into_bytes();

@@ -110,8 +110,8 @@ impl Ctx<'_> {
     /// Whether a watched port is live: here, whether the bridge has it.
     fn port_alive(&self, p: u32) -> bool {
         match p {
-            port::LOCAL => self.cfg.port_exists(self.cfg.local_port),
-            p if p < port::MAX => self.cfg.port_exists(p),
+            port::LOCAL => self.port_exists(self.cfg.local_port),
+            p if p < port::MAX => self.port_exists(p),
             _ => false,
         }
     }

@@ -296,7 +296,7 @@ impl Ctx<'_> {
     /// The OpenFlow ports of the bridge, ascending (`LOCAL` last).
     pub(super) fn bridge_ports(&self) -> Vec<u32> {
         let local = self.cfg.local_port;
-        let mut v: Vec<u32> = match &self.cfg.ports {
+        let mut v: Vec<u32> = match self.ports() {
             Some(p) => p
                 .iter()
                 .map(|&dp| if dp == local { port::LOCAL } else { dp })
@@ -316,9 +316,9 @@ impl Ctx<'_> {
 
     fn is_bridge_port(&self, p: u32) -> bool {
         if p == port::LOCAL {
-            return self.cfg.port_exists(self.cfg.local_port);
+            return self.port_exists(self.cfg.local_port);
         }
-        match &self.cfg.ports {
+        match self.ports() {
             Some(ps) => p != self.cfg.local_port && ps.contains(&p),
             None => self.cfg.vlans.contains_key(&p),
         }
