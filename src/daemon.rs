@@ -945,11 +945,17 @@ async fn serve(
     let pipeline = Pipeline::start(dpif.clone(), tables, pipeline_cfg);
     if !backend.ports_before_pipeline() {
         let numbers = add_ports(dpif.as_ref(), &specs)?;
-        pipeline
-            .rule_table
-            .send(ChangePorts::Set(&numbers | &tunnel_numbers))
-            .await
-            .map_err(|e| anyhow::anyhow!("rule-table unavailable: {e}"))?;
+        // Unnumbered ports on the userspace datapath (replay files, whose
+        // frames carry their own input ports) leave every port number
+        // existing, as for the benchmarks.
+        let numbered = specs.iter().all(|s| s.number.is_some());
+        if numbered {
+            pipeline
+                .rule_table
+                .send(ChangePorts::Set(&numbers | &tunnel_numbers))
+                .await
+                .map_err(|e| anyhow::anyhow!("rule-table unavailable: {e}"))?;
+        }
     }
     // Flows left by an earlier run (a kept kernel datapath, a crash) go on
     // forwarding meanwhile; one revalidation round now adopts those the

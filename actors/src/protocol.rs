@@ -101,8 +101,9 @@ pub struct Flush;
 /// control (the daemon's start, `ctl add-port`, `del-port`) → rule-table:
 /// the datapath's ports, which translation outputs to. A change is a new
 /// version, so revalidators translate every flow again (a flow out of a
-/// removed port loses that output; a flood reaches a new one). Answers
-/// with the version in force.
+/// removed port loses that output; a flood reaches a new one). Without a
+/// `Set` every port number exists and `Add`/`Remove` change nothing.
+/// Answers with the version in force.
 #[derive(Clone, Debug, Message)]
 #[rtype(result = "u64")]
 pub enum ChangePorts {

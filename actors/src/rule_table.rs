@@ -422,17 +422,15 @@ impl Handler<ChangePorts> for RuleTable {
     type Result = u64;
 
     fn handle(&mut self, change: ChangePorts, _: &mut Context<Self>) -> u64 {
-        let mut ports = self.tables.ports().cloned().unwrap_or_default();
-        match change {
-            ChangePorts::Set(set) => ports = set,
-            ChangePorts::Add(n) => {
-                ports.insert(n);
-            }
-            ChangePorts::Remove(n) => {
-                ports.remove(&n);
-            }
-        }
-        if self.tables.set_ports(ports) {
+        // Without a set every port number exists: adding or removing one
+        // changes nothing.
+        let ports = match (change, self.tables.ports()) {
+            (ChangePorts::Set(set), _) => Some(set),
+            (ChangePorts::Add(n), Some(ports)) => Some(ports | &[n].into()),
+            (ChangePorts::Remove(n), Some(ports)) => Some(ports - &[n].into()),
+            (_, None) => None,
+        };
+        if ports.is_some_and(|p| self.tables.set_ports(p)) {
             self.publish();
         }
         self.tables.version()
