@@ -1321,19 +1321,11 @@ impl Conn {
             Request::FlowMod(fm) => {
                 let checked =
                     fm.command == FlowModCommand::Add && fm.flags & flow_flags::CHECK_OVERLAP != 0;
-                let change = match self.flow_mod_change(*fm) {
-                    Ok(RuleChange::Add(rules)) if checked => {
-                        // Against the tables with every earlier change
-                        // of this connection in them.
-                        self.flush_pending().await;
-                        self.check_overlap(&rules)
-                            .await
-                            .map(|()| RuleChange::Add(rules))
-                    }
-                    other => other,
-                };
+                let change = self.flow_mod_change(*fm);
                 // A rule may not send to a group that does not exist
-                // (OVS's `ofproto_check_ofpacts`): checked the same way.
+                // (OVS's `ofproto_check_ofpacts`): checked against the
+                // tables with every earlier change of this connection in
+                // them.
                 let change = match change {
                     Ok(c) if !groups_named(&c).is_empty() || !meters_named(&c).is_empty() => {
                         self.flush_pending().await;
@@ -1344,6 +1336,14 @@ impl Conn {
                     other => other,
                 };
                 match change {
+                    Ok(RuleChange::Add(rules)) if checked => {
+                        // After this connection's earlier changes; the
+                        // rule-table checks and adds in one step.
+                        self.flush_pending().await;
+                        if let Err(e) = self.add_unless_overlapping(rules).await {
+                            self.error(xid, &e, msg);
+                        }
+                    }
                     Ok(c) => self.pending.push(c),
                     Err(e) => self.error(xid, &e, msg),
                 }
@@ -1493,23 +1493,22 @@ impl Conn {
 
     /// OVS's `check_overlap`: an add is refused when a rule at its table
     /// and priority could match the same packets (an identical one is
-    /// replaced instead). Checked against the current snapshot: another
-    /// connection's add in flight at the same moment is not seen.
-    async fn check_overlap(&self, rules: &[Rule]) -> Result<(), OfpError> {
-        let tables = self.flow_mod_snapshot().await?;
-        for r in rules {
-            if let Some(e) = tables.overlapping(r) {
-                return Err(OfpError::new(
-                    ErrorKind::FlowModOverlap,
-                    format!(
-                        "overlaps {} in table {}",
-                        messages::format::ofp_rule::format_match(&e.rule.matches, e.rule.priority),
-                        e.rule.table
-                    ),
-                ));
-            }
-        }
-        Ok(())
+    /// replaced instead). The rule-table checks and adds in one step, so
+    /// another connection's add at the same moment is seen.
+    async fn add_unless_overlapping(&self, rules: Vec<Rule>) -> Result<(), OfpError> {
+        self.switch
+            .pipeline
+            .rule_table
+            .send(actors::protocol::AddUnlessOverlapping(rules))
+            .await
+            .map_err(|e| {
+                OfpError::new(
+                    ErrorKind::FlowModUnknown,
+                    format!("rule-table unavailable: {e}"),
+                )
+            })?
+            .map(|_| ())
+            .map_err(|e| OfpError::new(ErrorKind::FlowModOverlap, e))
     }
 
     /// A removed rule's FLOW_REMOVED, in this connection's format.

@@ -182,6 +182,15 @@ pub enum RuleChange {
     Bundle(Vec<RuleChange>),
 }
 
+/// OpenFlow connection → rule-table: add rules flagged `check_overlap`,
+/// refused if one overlaps a rule at its table and priority (OVS's
+/// `check_overlap`). Checked and applied in one step by the actor, so no
+/// other connection's change comes between the check and the add. Answers
+/// with what the add did, or the rule overlapped (printed) and its table.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<RuleChangeReply, String>")]
+pub struct AddUnlessOverlapping(pub Vec<Rule>);
+
 /// What a [`RuleChange`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, MessageResponse)]
 pub struct RuleChangeReply {

@@ -17,8 +17,8 @@ use actix::prelude::*;
 
 use crate::fanout::Fanout;
 use crate::protocol::{
-    ChangePorts, DumpRules, GetSnapshot, GroupMod, GroupModReply, MeterMod, MeterModReply,
-    PushStats, RuleChange, RuleChangeReply, RuleStats, SideEffects,
+    AddUnlessOverlapping, ChangePorts, DumpRules, GetSnapshot, GroupMod, GroupModReply, MeterMod,
+    MeterModReply, PushStats, RuleChange, RuleChangeReply, RuleStats, SideEffects,
 };
 use crate::published::Published;
 use crate::stats::PipelineStats;
@@ -418,6 +418,27 @@ impl Handler<RuleChange> for RuleTable {
     }
 }
 
+impl Handler<AddUnlessOverlapping> for RuleTable {
+    type Result = Result<RuleChangeReply, String>;
+
+    fn handle(&mut self, msg: AddUnlessOverlapping, ctx: &mut Context<Self>) -> Self::Result {
+        for r in &msg.0 {
+            if let Some(e) = self.tables.overlapping(r) {
+                return Err(format!(
+                    "overlaps {} in table {}",
+                    messages::format::ofp_rule::format_match(&e.rule.matches, e.rule.priority),
+                    e.rule.table
+                ));
+            }
+        }
+        Ok(<Self as Handler<RuleChange>>::handle(
+            self,
+            RuleChange::Add(msg.0),
+            ctx,
+        ))
+    }
+}
+
 impl Handler<ChangePorts> for RuleTable {
     type Result = u64;
 
@@ -561,5 +582,37 @@ impl Handler<GetSnapshot> for RuleTable {
 
     fn handle(&mut self, _: GetSnapshot, _: &mut Context<Self>) -> Self::Result {
         MessageResult(self.snapshot.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use messages::parse::rules::parse_rule;
+
+    /// A check_overlap add sent while another add is on its way (two
+    /// connections at once) sees that add: the check is the actor's.
+    #[test]
+    fn check_overlap_sees_an_add_queued_before_it() {
+        actix::System::new().block_on(async {
+            let tables = Tables::new();
+            let published = Arc::new(Published::new(Arc::new(tables.clone())));
+            let stats = Arc::new(PipelineStats::default());
+            let rt = RuleTable::new(tables, published, Default::default(), stats).start();
+            let rule = |s: &str| parse_rule(s).unwrap();
+            let first = rt.send(RuleChange::Add(vec![rule("priority=10,ip,actions=drop")]));
+            let checked = rt.send(AddUnlessOverlapping(vec![rule(
+                "priority=10,tcp,check_overlap,actions=drop",
+            )]));
+            let apart = rt.send(AddUnlessOverlapping(vec![rule(
+                "priority=11,tcp,check_overlap,actions=drop",
+            )]));
+            first.await.unwrap();
+            let refused = checked.await.unwrap().unwrap_err();
+            assert!(refused.contains("priority=10,ip"), "{refused}");
+            assert_eq!(apart.await.unwrap().unwrap().n_rules, 1);
+            let snapshot = rt.send(GetSnapshot).await.unwrap();
+            assert_eq!(snapshot.len(), 2);
+        });
     }
 }
