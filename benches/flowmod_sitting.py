@@ -133,7 +133,9 @@ def start_upcalld(binary, tmp):
     with open(os.path.join(tmp, "empty.rules"), "w"):
         pass
     with open(cfg, "w") as f:
-        f.write('rules = "%s"\ncontrol_socket = "%s"\n[openflow]\nlisten = ["punix:%s"]\n'
+        # No metrics endpoint: the default port (9464) is the demo's.
+        f.write('rules = "%s"\ncontrol_socket = "%s"\nmetrics_addr = ""\n'
+                '[openflow]\nlisten = ["punix:%s"]\n'
                 % (os.path.join(tmp, "empty.rules"), os.path.join(tmp, "ctl.sock"), mgmt))
     log = open(os.path.join(tmp, "upcalld.log"), "w")
     p = subprocess.Popen([binary, "run", "--config", cfg], stdout=log, stderr=log)
