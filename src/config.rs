@@ -526,7 +526,7 @@ pub struct NativeTunnelConfig {
 /// A static neighbour: an underlay address and its MAC.
 pub type Neighbour = (std::net::Ipv4Addr, [u8; 6]);
 
-fn parse_mac(s: &str) -> Option<[u8; 6]> {
+pub(crate) fn parse_mac(s: &str) -> Option<[u8; 6]> {
     let mut out = [0u8; 6];
     let mut parts = s.split(':');
     for b in &mut out {

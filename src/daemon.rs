@@ -191,10 +191,13 @@ impl Ctl {
                     self.config.bridge.name, r.megaflow, r.actions
                 ))
             }
-            "tnl/neigh/show" => Ok(show::tnl_neigh_show(
+            "tnl/neigh/show" | "tnl/arp/show" => Ok(show::tnl_neigh_show(
                 self.xlate.native_tunnel.as_deref(),
                 &self.config.bridge.name,
             )),
+            "tnl/neigh/set" | "tnl/arp/set" | "tnl/neigh/flush" | "tnl/arp/flush"
+            | "tnl/neigh/aging" | "tnl/arp/aging" | "ovs/route/add" | "ovs/route/del"
+            | "ovs/route/show" | "ovs/route/lookup" => self.underlay_appctl(&req.method, &args),
             "dpctl/dump-flows" => {
                 let flows = self.dpif.flow_dump().map_err(|e| e.to_string())?;
                 let text = show::dump_dp_flows(&flows);
@@ -270,6 +273,105 @@ impl Ctl {
             m => Err(format!(
                 "\"{m}\" is not a valid command (use list-commands to see a list of valid commands)"
             )),
+        }
+    }
+
+    /// The `ovs-appctl` commands of the native tunnel's underlay: OVS's
+    /// `tnl/neigh/*` (tnl-neigh-cache.c) and `ovs/route/*` (ovs-router.c),
+    /// with their arguments, replies and errors.
+    fn underlay_appctl(&self, method: &str, args: &[&str]) -> Result<String, String> {
+        use std::net::Ipv4Addr;
+        let nt = self.xlate.native_tunnel.as_deref().ok_or_else(|| {
+            format!("{method}: tunnels are not native here (no [native_tunnel] in the config)")
+        })?;
+        // The device that holds the underlay address, as OVS names a route's.
+        let dev = match nt.port {
+            None => self.config.bridge.name.clone(),
+            Some(n) => self
+                .config
+                .ports
+                .iter()
+                .find(|p| p.number == Some(n))
+                .map_or_else(|| format!("port{n}"), |p| p.name.clone()),
+        };
+        let cidr = |s: &str| -> Option<(Ipv4Addr, u8)> {
+            let (a, l) = s.split_once('/')?;
+            let l: u8 = l.parse().ok().filter(|l| *l <= 32)?;
+            Some((a.parse().ok()?, l))
+        };
+        let no_mark = |a: &str| {
+            if a.starts_with("pkt_mark=") {
+                Err(format!("{a}: routes by packet mark are not supported"))
+            } else {
+                Ok(())
+            }
+        };
+        match (method.split('/').nth(1), method.rsplit('/').next(), args) {
+            (Some("neigh" | "arp"), Some("set"), [bridge, ip, mac]) => {
+                if *bridge != self.config.bridge.name {
+                    return Err(format!("{bridge}: unknown bridge"));
+                }
+                let ip: Ipv4Addr = ip.parse().map_err(|_| "bad IP address".to_string())?;
+                let mac = crate::config::parse_mac(mac).ok_or("bad MAC address")?;
+                nt.set(ip, mac);
+                Ok("OK\n".into())
+            }
+            (Some("neigh" | "arp"), Some("flush"), []) => {
+                nt.flush();
+                Ok("OK\n".into())
+            }
+            (Some("neigh" | "arp"), Some("aging"), []) => Ok(format!("{}\n", nt.aging_s())),
+            (Some("neigh" | "arp"), Some("aging"), [secs]) => {
+                let secs: u64 = secs.parse().map_err(|_| "bad aging value".to_string())?;
+                nt.set_aging_s(secs)?;
+                Ok("OK\n".into())
+            }
+            (Some("route"), Some("show"), []) => Ok(show::route_show(nt, &dev)),
+            (Some("route"), Some("add"), [route, out_dev, rest @ ..]) if rest.len() <= 2 => {
+                let (prefix, plen) = cidr(route).ok_or("Invalid parameters")?;
+                let mut gateway = None;
+                for (i, a) in rest.iter().enumerate() {
+                    no_mark(a)?;
+                    if i > 0 {
+                        return Err("Invalid pkt_mark".into());
+                    }
+                    gateway = Some(
+                        a.parse::<Ipv4Addr>()
+                            .map_err(|_| "Invalid pkt_mark or gateway".to_string())?,
+                    );
+                }
+                if *out_dev != dev && *out_dev != self.config.bridge.name {
+                    return Err(format!(
+                        "Error while inserting route: {out_dev} holds no underlay address (it is on {dev})"
+                    ));
+                }
+                nt.add_route(prefix, plen, gateway)?;
+                Ok("OK\n".into())
+            }
+            (Some("route"), Some("del"), [route, rest @ ..]) if rest.len() <= 1 => {
+                let (prefix, plen) = cidr(route).ok_or("Invalid parameters")?;
+                if let Some(a) = rest.first() {
+                    no_mark(a)?;
+                    return Err("Invalid pkt_mark".into());
+                }
+                nt.del_route(prefix, plen)?;
+                Ok("OK\n".into())
+            }
+            (Some("route"), Some("lookup"), [ip]) => {
+                let ip: Ipv4Addr = ip
+                    .strip_suffix("/32")
+                    .unwrap_or(ip)
+                    .parse()
+                    .map_err(|_| "Invalid parameters".to_string())?;
+                let (next_hop, src) = nt.route(ip).ok_or("Not found")?;
+                let gateway = if next_hop == ip {
+                    "::".to_string()
+                } else {
+                    next_hop.to_string()
+                };
+                Ok(format!("src {src}\ngateway {gateway}\ndev {dev}\n"))
+            }
+            _ => Err(format!("{method}: wrong number of arguments")),
         }
     }
 
@@ -556,8 +658,16 @@ const APPCTL_COMMANDS: &[&str] = &[
     "exit",
     "list-commands",
     "ofproto/trace [bridge] flow",
+    "ovs/route/add ip/plen bridge [gw]",
+    "ovs/route/del ip/plen",
+    "ovs/route/lookup ip",
+    "ovs/route/show",
     "revalidator/purge",
     "revalidator/wait",
+    "tnl/neigh/aging [SECS]",
+    "tnl/neigh/flush",
+    "tnl/neigh/set BRIDGE IP MAC",
+    "tnl/neigh/show",
     "upcall/show",
     "version",
     "vlog/list",
@@ -717,6 +827,8 @@ fn pipeline_config(config: &Config, backend: &Backend) -> anyhow::Result<Pipelin
             native_tunnel: config.native_tunnel()?,
             tunnel_receive: true,
             may_learn: false,
+            // Handlers snoop (each upcall a packet); revalidators replay.
+            snoop_neighbours: false,
             // Real packets learn and trigger fin_timeout.
             side_effects: true,
             linux_queues: config.datapath.kind == DatapathType::Kernel,

@@ -112,15 +112,18 @@ pub fn native_tunnel_lines(nt: Option<&actors::xlate::native_tunnel::NativeTunne
     };
     let c = &nt.counters;
     format!(
-        "  native tunnel : dropped no_route:{} neighbour_miss:{}, neighbours:{} (learned {})\n",
+        "  native tunnel : dropped no_route:{} neighbour_miss:{}, neighbours:{} learned:{} expired:{} arp_requests:{}\n",
         c.no_route.load(Relaxed),
         c.neighbour_miss.load(Relaxed),
         nt.neighbours().len(),
-        c.neighbours_learned.load(Relaxed)
+        c.neighbours_learned.load(Relaxed),
+        c.neighbours_expired.load(Relaxed),
+        c.arp_requests.load(Relaxed)
     )
 }
 
-/// `ovs-appctl tnl/neigh/show`: the tunnel neighbour cache.
+/// `ovs-appctl tnl/neigh/show`: the tunnel neighbour cache (an expired
+/// entry not yet removed is `STALE`, as OVS marks it).
 pub fn tnl_neigh_show(
     nt: Option<&actors::xlate::native_tunnel::NativeTunnel>,
     bridge: &str,
@@ -128,9 +131,38 @@ pub fn tnl_neigh_show(
     let mut out = format!("{:<46}{:<20}Bridge\n", "IP", "MAC");
     out.push_str(&"=".repeat(74));
     out.push('\n');
-    for (ip, mac) in nt.map(|n| n.neighbours()).unwrap_or_default() {
+    for (ip, mac, stale) in nt.map(|n| n.neighbours()).unwrap_or_default() {
         let mac = mac.map(|b| format!("{b:02x}")).join(":");
-        let _ = writeln!(out, "{:<46}{mac}   {bridge}", ip.to_string());
+        let stale = if stale { " STALE" } else { "" };
+        let _ = writeln!(out, "{:<46}{mac}   {bridge}{stale}", ip.to_string());
+    }
+    out
+}
+
+/// `ovs-appctl ovs/route/show`: the underlay's own addresses (`local`)
+/// and their subnets (`Cached`, as OVS shows the host's routes), then the
+/// routes added (`User`), in OVS's order of priority.
+pub fn route_show(nt: &actors::xlate::native_tunnel::NativeTunnel, dev: &str) -> String {
+    let mut out = String::from("Route Table:\n");
+    for &(a, _) in &nt.underlay.addresses {
+        let _ = writeln!(out, "Cached: {a}/32 dev {dev} SRC {a} local");
+    }
+    let mut user = nt.routes();
+    user.sort_by_key(|r| std::cmp::Reverse(r.plen));
+    for r in &user {
+        let gw = r.gateway.map(|g| format!(" GW {g}")).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "User: {}/{} dev {dev}{gw} SRC {}",
+            r.prefix, r.plen, r.src
+        );
+    }
+    let mut cached = nt.underlay.addresses.clone();
+    cached.sort_by_key(|&(_, plen)| std::cmp::Reverse(plen));
+    for (a, plen) in cached {
+        let mask = u32::MAX.checked_shl(32 - u32::from(plen)).unwrap_or(0);
+        let net = std::net::Ipv4Addr::from(u32::from(a) & mask);
+        let _ = writeln!(out, "Cached: {net}/{plen} dev {dev} SRC {a}");
     }
     out
 }

@@ -5,8 +5,9 @@
 //! as an ordinary port; a host behind each. Tunnel outputs are
 //! `tnl_push(...)` onto whole outer frames and tunnel packets are
 //! `tnl_pop(...)`ped in the datapath. No static neighbours: a tunnel
-//! output before the peer's MAC is known is dropped and counted, an ARP
-//! reply crossing the bridge teaches it, and traffic flows — ping and
+//! output before the peer's MAC is known is dropped and counted, and
+//! sends an ARP request whose reply, crossing the bridge, teaches it;
+//! then traffic flows — ping and
 //! 1 MiB of TCP through Geneve with a `tun_metadata0` option set on one
 //! side and matched on the other, then VXLAN with `key=flow`. Malformed
 //! tunnel packets are counted on the vport.
@@ -129,18 +130,34 @@ fn geneve(mine: u32, theirs: u32) -> String {
 
 /// `ovs-appctl -t SOCKET COMMAND`'s output.
 fn appctl(d: &Daemon, command: &str) -> String {
-    let out = std::process::Command::new("ovs-appctl")
+    appctl_args(d, &[command])
+}
+
+fn run_appctl(d: &Daemon, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("ovs-appctl")
         .arg("-t")
         .arg(d.socket())
-        .arg(command)
+        .args(args)
         .output()
-        .expect("running ovs-appctl");
+        .expect("running ovs-appctl")
+}
+
+/// `ovs-appctl -t SOCKET COMMAND ARGS...`'s output, which must succeed.
+fn appctl_args(d: &Daemon, args: &[&str]) -> String {
+    let out = run_appctl(d, args);
     assert!(
         out.status.success(),
-        "{command}: {}",
+        "{args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The error of an `ovs-appctl` command that must fail.
+fn appctl_err(d: &Daemon, args: &[&str]) -> String {
+    let out = run_appctl(d, args);
+    assert!(!out.status.success(), "{args:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// A number from the `native tunnel` line of `upcall-show`.
@@ -163,15 +180,28 @@ fn tnl_push_and_tnl_pop_carry_ping_and_tcp_through_geneve_and_vxlan() {
     let da = daemon(&a, 1, &geneve(0x1234, 0x5678));
     let db = daemon(&b, 2, &geneve(0x5678, 0x1234));
 
-    // No neighbour yet: the tunnel output is dropped, counted.
+    // No neighbour yet: the tunnel output is dropped, counted, and an ARP
+    // request for the next hop goes out of the underlay port through the
+    // tables (OVS's tnl_send_arp_request); B's address port answers and A
+    // snoops the reply. Nothing else crosses the underlay before.
     assert!(
-        !ping_ok(&a.host, b.host.addr, 2),
+        !ping_ok(&a.host, b.host.addr, 1),
         "a tunnel packet left without a next-hop MAC"
     );
     assert!(native_count(&da, "neighbour_miss") >= 1);
+    da.wait_until(
+        "A learned B's underlay MAC from the reply to its ARP request",
+        Duration::from_secs(5),
+        || appctl(&da, "tnl/neigh/show").contains(&underlay_mac(2)),
+    );
+    assert!(native_count(&da, "arp_requests") >= 1);
+    assert!(
+        appctl(&da, "tnl/neigh/show").contains("192.168.79.2"),
+        "the neighbour is B's underlay address"
+    );
 
     // The underlay itself works through both bridges (ARP and ICMP
-    // between the address ports), and A snoops B's ARP reply.
+    // between the address ports).
     let a_underlay = Host {
         netns: a.ns.0.clone(),
         port: String::new(),
@@ -181,11 +211,6 @@ fn tnl_push_and_tnl_pop_carry_ping_and_tcp_through_geneve_and_vxlan() {
     assert!(
         ping_ok(&a_underlay, underlay_ip(2), 10),
         "no underlay ping between the bridges' ports"
-    );
-    let neigh = appctl(&da, "tnl/neigh/show");
-    assert!(
-        neigh.contains("192.168.79.2") && neigh.contains(&underlay_mac(2)),
-        "A learned B's underlay MAC from its ARP reply:\n{neigh}"
     );
 
     ping_and_transfer_across(&a, &b, 7002, "geneve");
@@ -253,5 +278,110 @@ fn tnl_push_and_tnl_pop_carry_ping_and_tcp_through_geneve_and_vxlan() {
         "{flows}"
     );
     assert!(db.ctl(Ctl::DumpDpFlows, "").contains("tnl_pop(4789)"));
+
+    underlay_through_ovs_appctl(&a, &b, &da);
     drop((da, db));
+}
+
+/// `ovs-appctl`'s `tnl/neigh/*` and `ovs/route/*` on the running daemon,
+/// with OVS's replies and errors, and what they do to traffic: a flushed
+/// or aged-out neighbour is asked for again, a wrong one set by hand
+/// stops the tunnel, and the next hop comes from the routes.
+fn underlay_through_ovs_appctl(a: &TunnelSide, b: &TunnelSide, da: &Daemon) {
+    let neighbour_known = || appctl(da, "tnl/neigh/show").contains(&underlay_mac(2));
+    assert_eq!(appctl(da, "tnl/neigh/aging"), "900\n");
+    assert!(appctl_err(da, &["tnl/neigh/aging", "0"]).contains("bad aging value"));
+    assert!(appctl_err(da, &["tnl/neigh/aging", "3601"]).contains("bad aging value"));
+
+    // Flushed: the installed flows translate again and miss, the next
+    // hop is asked for again, and traffic resumes.
+    let requests = native_count(da, "arp_requests");
+    // Two rounds take in the last traffic's packets first: a round that
+    // sees new packets on a flow learns again what they showed.
+    da.ctl(Ctl::Revalidate, "");
+    da.ctl(Ctl::Revalidate, "");
+    assert_eq!(appctl(da, "tnl/neigh/flush"), "OK\n");
+    assert!(!neighbour_known(), "flushed");
+    da.ctl(Ctl::Revalidate, "");
+    da.wait_until(
+        "the flushed neighbour is asked for and learned again",
+        Duration::from_secs(5),
+        neighbour_known,
+    );
+    assert!(native_count(da, "arp_requests") > requests);
+    assert!(
+        ping_ok(&a.host, b.host.addr, 10),
+        "no ping after the neighbour cache was flushed"
+    );
+
+    // A wrong MAC set by hand is used (the tunnel stops), the right one
+    // brings it back.
+    let set = |mac: &str| appctl_args(da, &["tnl/neigh/set", "br0", "192.168.79.2", mac]);
+    da.ctl(Ctl::Revalidate, "");
+    da.ctl(Ctl::Revalidate, "");
+    assert_eq!(set("02:00:00:79:00:99"), "OK\n");
+    da.ctl(Ctl::Revalidate, "");
+    assert!(
+        !ping_ok(&a.host, b.host.addr, 2),
+        "a ping reached B through a wrong MAC"
+    );
+    assert_eq!(set(&underlay_mac(2)), "OK\n");
+    da.ctl(Ctl::Revalidate, "");
+    assert!(
+        ping_ok(&a.host, b.host.addr, 10),
+        "no ping with the MAC set right"
+    );
+    assert!(
+        appctl_err(da, &["tnl/neigh/set", "br0", "192.168.79.2", "nonsense"])
+            .contains("bad MAC address")
+    );
+
+    // Aging: an unused neighbour goes after the aging time, counted.
+    assert_eq!(appctl_args(da, &["tnl/neigh/aging", "1"]), "OK\n");
+    assert_eq!(appctl(da, "tnl/neigh/aging"), "1\n");
+    // (The flows still installed translate again and ask for it again.)
+    da.wait_until(
+        "the idle neighbour aged out",
+        Duration::from_secs(10),
+        || native_count(da, "expired") >= 1,
+    );
+    assert_eq!(appctl_args(da, &["tnl/neigh/aging", "900"]), "OK\n");
+    assert!(
+        ping_ok(&a.host, b.host.addr, 10),
+        "no ping after the neighbour aged out"
+    );
+
+    // Routes: the connected one, one added through a gateway, looked up,
+    // deleted.
+    let show = appctl(da, "ovs/route/show");
+    assert!(
+        show.contains("Cached: 192.168.79.0/24 dev ucntl1 SRC 192.168.79.1\n")
+            && show.contains("Cached: 192.168.79.1/32 dev ucntl1 SRC 192.168.79.1 local\n"),
+        "{show}"
+    );
+    assert_eq!(
+        appctl_args(
+            da,
+            &["ovs/route/add", "10.200.7.9/16", "ucntl1", "192.168.79.2"]
+        ),
+        "OK\n"
+    );
+    assert!(appctl(da, "ovs/route/show")
+        .contains("User: 10.200.0.0/16 dev ucntl1 GW 192.168.79.2 SRC 192.168.79.1\n"));
+    assert_eq!(
+        appctl_args(da, &["ovs/route/lookup", "10.200.1.1"]),
+        "src 192.168.79.1\ngateway 192.168.79.2\ndev ucntl1\n"
+    );
+    assert_eq!(
+        appctl_args(da, &["ovs/route/lookup", "192.168.79.2"]),
+        "src 192.168.79.1\ngateway ::\ndev ucntl1\n"
+    );
+    assert!(appctl_err(
+        da,
+        &["ovs/route/add", "10.9.0.0/16", "ucntl1", "172.16.0.1"]
+    )
+    .contains("Error while inserting route"));
+    assert_eq!(appctl_args(da, &["ovs/route/del", "10.200.0.0/16"]), "OK\n");
+    assert!(appctl_err(da, &["ovs/route/del", "10.200.0.0/16"]).contains("Not found"));
+    assert!(appctl_err(da, &["ovs/route/lookup", "10.200.1.1"]).contains("Not found"));
 }

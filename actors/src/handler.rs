@@ -42,7 +42,7 @@ use crate::rule_table::RuleTable;
 use crate::stats::{DropReason, PipelineStats};
 use crate::supervisor::guarded;
 use crate::tables::Tables;
-use crate::ukeys::{SharedMasks, Ukey, UkeyExtra, UkeyMegaflow, Ukeys};
+use crate::ukeys::{SharedMasks, Ukey, UkeyExtra, UkeyMegaflow, Ukeys, NOT_TRANSLATED};
 use crate::xlate::{xlate_into, XlateConfig, XlateOutput, TCP_FIN, TCP_RST};
 use messages::dpif::{monotonic_ms, Dpif};
 use messages::hash::megaflow_ufid;
@@ -243,13 +243,20 @@ impl UpcallHandler {
                 let new = self.ukeys.insert_new(put.ufid, || {
                     let mut ukey = Ukey::installing(
                         now,
-                        (version, mac_generation),
+                        // A flow waiting for a tunnel neighbour is translated
+                        // again by the next round.
+                        if out.unresolved {
+                            NOT_TRANSLATED
+                        } else {
+                            (version, mac_generation)
+                        },
                         &out.rules,
                         UkeyMegaflow::new(&put.megaflow, masks),
                         actions.clone(),
                     );
                     ukey.set_extra(UkeyExtra {
                         mac_learned: out.mac_learned.clone(),
+                        neighbours_seen: out.neighbours_seen.clone(),
                         effects: out.side_effects(),
                         recirc: recirc.hold(up.key.recirc_id, actions),
                     });
@@ -281,6 +288,12 @@ impl UpcallHandler {
             }
         }
         upcalls.clear();
+        // ARP requests for the tunnel next hops these upcalls missed.
+        if let Some(nt) = self.xlate_cfg.native_tunnel.as_deref() {
+            for e in nt.solicitations(&self.tables, &self.xlate_cfg, now) {
+                ops.push(DpifOp::Execute(Box::new(e)));
+            }
+        }
         if !effects.is_empty() {
             self.rule_table.do_send(effects);
         }

@@ -155,6 +155,7 @@ impl Pipeline {
                 // Handlers translate real packets: NORMAL learns from them.
                 let x = XlateConfig {
                     may_learn: true,
+                    snoop_neighbours: true,
                     ..config.xlate.clone()
                 };
                 let (t, w, r, s) = (

@@ -30,6 +30,8 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use messages::dpif::{DpFlow, DpifOp, FlowPut, FlowStats, PutMode, Ufid, UfidSet};
 use messages::flow::datapath_mask;
+use messages::native_tunnel::TnlPush;
+use messages::odp::OdpAction;
 use messages::{Flow, Megaflow};
 
 use crate::dpif_writer::write_ops;
@@ -44,7 +46,7 @@ use crate::supervisor::guarded;
 use crate::tables::Tables;
 use crate::ukeys::{
     shard_of, RuleIds, Ukey, UkeyExtra, UkeyMegaflow, Ukeys, MAX_MISSED_DUMPS,
-    NEVER_DUMPED_GRACE_MS, N_SHARDS,
+    NEVER_DUMPED_GRACE_MS, NOT_TRANSLATED, N_SHARDS,
 };
 use crate::xlate::{xlate, XlateConfig, TCP_FIN, TCP_RST};
 use messages::dpif::{monotonic_ms, Dpif};
@@ -319,6 +321,7 @@ impl Revalidator {
         self.dump_buf = dump;
         if self.id == 0 {
             self.free_recirc_ids();
+            self.tend_neighbours(now);
         }
         if !out.rule_stats.is_empty() {
             self.rule_table
@@ -354,6 +357,27 @@ impl Revalidator {
                 h.do_send(FlowLimit {
                     limit: self.flow_limit,
                 });
+            }
+        }
+    }
+
+    /// Removes the tunnel neighbours that aged out (OVS's
+    /// `tnl_neigh_cache_run`), and sends the ARP requests due for next
+    /// hops still unresolved (a request lost, or not answered yet, is
+    /// asked again).
+    fn tend_neighbours(&self, now: u64) {
+        let Some(nt) = self.xlate_cfg.native_tunnel.as_deref() else {
+            return;
+        };
+        nt.expire(now);
+        let mut ops: Vec<DpifOp> = nt
+            .solicitations(&self.tables, &self.xlate_cfg, now)
+            .into_iter()
+            .map(|e| DpifOp::Execute(Box::new(e)))
+            .collect();
+        for r in self.dpif.operate(&mut ops) {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "ARP request not sent");
             }
         }
     }
@@ -453,6 +477,7 @@ impl Revalidator {
                 }
                 ukey.set_extra(UkeyExtra {
                     mac_learned: x.mac_learned,
+                    neighbours_seen: x.neighbours_seen,
                     effects: SideEffects {
                         learned: x.learned,
                         fin_timeouts: x.fin_timeouts,
@@ -462,7 +487,13 @@ impl Revalidator {
                     recirc: self.xlate_cfg.recirc.hold(key.recirc_id, &ukey.actions),
                 });
                 ukey.rules = RuleIds::from_vec(x.rules);
-                ukey.version = round.version;
+                // A flow still waiting for a tunnel neighbour translates
+                // again next round (and asks for the neighbour again).
+                ukey.version = if x.unresolved {
+                    NOT_TRANSLATED
+                } else {
+                    round.version
+                };
             }
         }
         let (dp, db) = (
@@ -470,6 +501,16 @@ impl Revalidator {
             s.n_bytes.saturating_sub(ukey.bytes),
         );
         if dp > 0 {
+            if let Some(nt) = self.xlate_cfg.native_tunnel.as_deref() {
+                // The neighbours a flow with traffic pushes headers to stay
+                // alive, as OVS's translation cache keeps them; those its
+                // packets show (ARP replies, tunnel sources) are learned
+                // again, as a translation of those packets would.
+                for_each_tnl_push(&ukey.actions, &mut |p| nt.used(p.dst_mac(), now));
+                for &(ip, mac) in ukey.neighbours_seen() {
+                    nt.learn(ip, mac);
+                }
+            }
             let now_s = round.now / 1000;
             for l in ukey.mac_learned() {
                 self.xlate_cfg
@@ -500,6 +541,17 @@ impl Revalidator {
         }
         if delete {
             out.ops.push(DpifOp::FlowDel { ufid });
+        }
+    }
+}
+
+/// Calls `f` with each `tnl_push` of `actions`, inside clones too.
+fn for_each_tnl_push(actions: &[OdpAction], f: &mut impl FnMut(&TnlPush)) {
+    for a in actions {
+        match a {
+            OdpAction::TnlPush(p) => f(p),
+            OdpAction::Clone(inner) => for_each_tnl_push(inner, f),
+            _ => {}
         }
     }
 }

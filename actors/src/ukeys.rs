@@ -18,6 +18,7 @@
 //! a time and seldom meet on a shard. Shard `s` belongs to revalidator
 //! `s % n_revalidators`.
 
+use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -92,6 +93,9 @@ pub struct UkeyExtra {
     /// carries packets (OVS's `XC_NORMAL`), so that entries in use do not
     /// age out.
     pub mac_learned: Vec<NormalLearn>,
+    /// The tunnel neighbours the flow's packets show (native tunnelling's
+    /// snooping), learned again while the flow carries packets.
+    pub neighbours_seen: Vec<(Ipv4Addr, [u8; 6])>,
     /// What the translation's `learn` and `fin_timeout` actions asked (OVS's
     /// translation cache): asked again whenever the flow had packets since
     /// the last dump, so that the rules learned from live traffic stay
@@ -104,7 +108,10 @@ pub struct UkeyExtra {
 
 impl UkeyExtra {
     fn is_empty(&self) -> bool {
-        self.mac_learned.is_empty() && self.effects.is_empty() && self.recirc.is_none()
+        self.mac_learned.is_empty()
+            && self.neighbours_seen.is_empty()
+            && self.effects.is_empty()
+            && self.recirc.is_none()
     }
 }
 
@@ -148,6 +155,11 @@ impl Ukey {
     /// What the flow's NORMAL learned from.
     pub fn mac_learned(&self) -> &[NormalLearn] {
         self.extra.as_ref().map_or(&[], |e| &e.mac_learned)
+    }
+
+    /// The tunnel neighbours the flow's packets show.
+    pub fn neighbours_seen(&self) -> &[(Ipv4Addr, [u8; 6])] {
+        self.extra.as_ref().map_or(&[], |e| &e.neighbours_seen)
     }
 
     /// What the translation's `learn` and `fin_timeout` asked.

@@ -83,6 +83,12 @@ pub struct XlateConfig {
     /// Whether `NORMAL` learns source MACs: for upcalls, not for traces
     /// or revalidation (OVS's `allow_side_effects`).
     pub may_learn: bool,
+    /// Whether native tunnelling learns at once the neighbours what it
+    /// translates shows (ARP replies, a tunnel packet's outer source):
+    /// for upcalls, a packet each; revalidation learns them again only
+    /// from flows that had packets since the last round, never from a
+    /// flow key alone.
+    pub snoop_neighbours: bool,
     /// Whether actions with effects beyond the packet run (OVS's
     /// `allow_side_effects`): `learn` yields rules to add and `fin_timeout`
     /// timeouts to lower. True for upcalls and revalidation; false for a
@@ -162,6 +168,13 @@ pub struct XlateOutput {
     /// `fin_timeout` actions run, to apply when the flow's packets carry FIN
     /// or RST (side effects only).
     pub fin_timeouts: Vec<FinTimeout>,
+    /// A native tunnel output found no neighbour for its next hop (and
+    /// dropped): the flow is to be translated again until one is learned.
+    pub unresolved: bool,
+    /// Tunnel neighbours the packet shows (an ARP reply to the underlay
+    /// address, a tunnel packet's outer source): learned at once where
+    /// `snoop_neighbours`, and again while the flow has packets.
+    pub neighbours_seen: Vec<(std::net::Ipv4Addr, [u8; 6])>,
 }
 
 impl XlateOutput {
@@ -236,6 +249,9 @@ struct Ctx<'a> {
     stack: Vec<u128>,
     /// The packet's own priority, which `pop_queue` goes back to.
     orig_skb_priority: u32,
+    /// A native tunnel output missed its neighbour.
+    unresolved: bool,
+    neighbours_seen: Vec<(std::net::Ipv4Addr, [u8; 6])>,
     /// Translation is freezing (OVS's `ctx->freezing`, with `exit` set):
     /// each level adds what it has left, then the pass ends in a
     /// recirculation that resumes there.
@@ -307,6 +323,8 @@ fn xlate_from(
     out.recircs.clear();
     out.learned.clear();
     out.fin_timeouts.clear();
+    out.unresolved = false;
+    out.neighbours_seen.clear();
     let frozen = if flow.recirc_id != 0 {
         match cfg.recirc.get(flow.recirc_id) {
             Some(state) => Some(state),
@@ -353,6 +371,8 @@ fn xlate_from(
         exit: false,
         stack: Vec::new(),
         orig_skb_priority: flow.skb_priority,
+        unresolved: false,
+        neighbours_seen: std::mem::take(&mut out.neighbours_seen),
         freeze: None,
     };
     // The action set starts empty (OVS's `xlate_in_init`).
@@ -391,6 +411,7 @@ fn xlate_from(
                 out.recircs = ctx.recircs;
                 out.learned = ctx.learned;
                 out.fin_timeouts = ctx.fin_timeouts;
+                out.neighbours_seen = ctx.neighbours_seen;
                 return;
             }
         }
@@ -436,6 +457,8 @@ fn xlate_from(
     out.recircs = recircs;
     out.learned = ctx.learned;
     out.fin_timeouts = ctx.fin_timeouts;
+    out.unresolved = ctx.unresolved;
+    out.neighbours_seen = ctx.neighbours_seen;
 }
 
 /// Adds `a` to an action set, replacing one of the same kind, keeping

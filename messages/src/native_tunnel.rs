@@ -67,23 +67,60 @@ pub struct Underlay {
     pub routes: Vec<Route>,
 }
 
-impl Underlay {
-    /// OVS's `ovs_router_lookup`: the longest prefix covering `dst` among
-    /// the static and connected routes; the next hop and source address.
-    pub fn route(&self, dst: Ipv4Addr) -> Option<(Ipv4Addr, Ipv4Addr)> {
-        let connected = self.addresses.iter().map(|&(a, plen)| Route {
-            prefix: a,
+/// OVS's priority over routes (`ovs_router_insert__`): a route added by
+/// hand ("User") ranks 32 prefix bits above a connected ("Cached") one.
+const USER_ROUTE_BONUS: u8 = 32;
+
+/// OVS's `ovs_router_lookup` over the routes of `addresses` (connected)
+/// and `routes` (added): the highest priority covering `dst`; the next
+/// hop and source address.
+pub fn route_lookup(
+    addresses: &[(Ipv4Addr, u8)],
+    routes: &[Route],
+    dst: Ipv4Addr,
+) -> Option<(Ipv4Addr, Ipv4Addr)> {
+    let connected = addresses.iter().map(|&(a, plen)| {
+        (
             plen,
-            gateway: None,
-            src: a,
-        });
-        self.routes
+            Route {
+                prefix: a,
+                plen,
+                gateway: None,
+                src: a,
+            },
+        )
+    });
+    routes
+        .iter()
+        .map(|r| (r.plen + USER_ROUTE_BONUS, *r))
+        .chain(connected)
+        .filter(|(_, r)| r.covers(dst))
+        .max_by_key(|(priority, _)| *priority)
+        .map(|(_, r)| (r.gateway.unwrap_or(dst), r.src))
+}
+
+impl Underlay {
+    /// [`route_lookup`] over this underlay's addresses and routes.
+    pub fn route(&self, dst: Ipv4Addr) -> Option<(Ipv4Addr, Ipv4Addr)> {
+        route_lookup(&self.addresses, &self.routes, dst)
+    }
+
+    /// The address whose subnet holds `a`, the longest such (OVS's
+    /// `ovs_router_get_netdev_source_address`).
+    pub fn on_link_source(&self, a: Ipv4Addr) -> Option<Ipv4Addr> {
+        self.addresses
             .iter()
-            .copied()
-            .chain(connected)
-            .filter(|r| r.covers(dst))
-            .max_by_key(|r| r.plen)
-            .map(|r| (r.gateway.unwrap_or(dst), r.src))
+            .filter(|&&(x, plen)| {
+                Route {
+                    prefix: x,
+                    plen,
+                    gateway: None,
+                    src: x,
+                }
+                .covers(a)
+            })
+            .max_by_key(|&&(_, plen)| plen)
+            .map(|&(x, _)| x)
     }
 
     /// The source address for a route through `gateway`: the address whose
@@ -106,6 +143,22 @@ impl Underlay {
     pub fn has_address(&self, a: Ipv4Addr) -> bool {
         self.addresses.iter().any(|&(x, _)| x == a)
     }
+}
+
+/// OVS's `compose_arp` for the request `tnl_send_arp_request` sends on a
+/// neighbour miss: broadcast, "who has `target`? tell `sender`" from `mac`.
+pub fn arp_request(mac: [u8; 6], sender: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
+    let mut f = Vec::with_capacity(ETH_LEN + 28);
+    f.extend_from_slice(&[0xff; 6]);
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&ETH_TYPE_ARP.to_be_bytes());
+    // Ethernet hardware, IPv4 protocol, their lengths, opcode 1 (request).
+    f.extend_from_slice(&[0, 1, 0x08, 0x00, 6, 4, 0, 1]);
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&sender.octets());
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&target.octets());
+    f
 }
 
 /// A `tnl_push` action: the whole outer header (Ethernet, IPv4, UDP, and
@@ -168,6 +221,15 @@ pub fn build_header(
 }
 
 impl TnlPush {
+    /// The outer destination MAC: the next hop's.
+    pub fn dst_mac(&self) -> [u8; 6] {
+        let mut mac = [0; 6];
+        if let Some(h) = self.header.get(..6) {
+            mac.copy_from_slice(h);
+        }
+        mac
+    }
+
     /// As OVS's `format_odp_tnl_push_action` prints it.
     pub fn format(&self) -> String {
         let h = &self.header;
@@ -537,5 +599,42 @@ mod tests {
             Some((Ipv4Addr::new(1, 1, 2, 1), Ipv4Addr::new(1, 1, 2, 88)))
         );
         assert_eq!(u.route(Ipv4Addr::new(9, 9, 9, 9)), None);
+        // A route added by hand outranks a connected one up to 32 bits
+        // longer, as in OVS's ovs-router.
+        let wide = Underlay {
+            routes: vec![Route {
+                prefix: Ipv4Addr::new(1, 0, 0, 0),
+                plen: 8,
+                gateway: Some(Ipv4Addr::new(1, 1, 2, 1)),
+                src: Ipv4Addr::new(1, 1, 2, 88),
+            }],
+            ..u
+        };
+        assert_eq!(
+            wide.route(Ipv4Addr::new(1, 1, 2, 92)),
+            Some((Ipv4Addr::new(1, 1, 2, 1), Ipv4Addr::new(1, 1, 2, 88)))
+        );
+        assert_eq!(
+            wide.on_link_source(Ipv4Addr::new(1, 1, 2, 7)),
+            Some(Ipv4Addr::new(1, 1, 2, 88))
+        );
+        assert_eq!(wide.on_link_source(Ipv4Addr::new(1, 1, 3, 7)), None);
+    }
+
+    #[test]
+    fn an_arp_request_is_what_ovs_composes() {
+        let f = arp_request(
+            [0xaa, 0x55, 0xaa, 0x55, 0, 0],
+            Ipv4Addr::new(1, 1, 2, 88),
+            Ipv4Addr::new(1, 1, 2, 92),
+        );
+        let flow = crate::extract::flow_extract(&f, &Flow::default());
+        assert_eq!(flow.dl_dst, [0xff; 6]);
+        assert_eq!(flow.dl_type, ETH_TYPE_ARP);
+        assert_eq!(flow.nw_proto, 1, "an ARP request");
+        assert_eq!(flow.arp_sha, [0xaa, 0x55, 0xaa, 0x55, 0, 0]);
+        assert_eq!(flow.arp_tha, [0; 6]);
+        assert_eq!(Ipv4Addr::from(flow.nw_src), Ipv4Addr::new(1, 1, 2, 88));
+        assert_eq!(Ipv4Addr::from(flow.nw_dst), Ipv4Addr::new(1, 1, 2, 92));
     }
 }

@@ -9,31 +9,80 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
+use messages::dpif::{Execute, PacketMetadata};
 use messages::flow::*;
-use messages::native_tunnel::{build_header, tnl_port_lookup, TnlEndpoint, TnlPush, Underlay};
+use messages::native_tunnel::{
+    arp_request, build_header, route_lookup, tnl_port_lookup, Route, TnlEndpoint, TnlPush, Underlay,
+};
 use messages::odp::OdpAction;
 use messages::ofp::port;
 use messages::tunnel::TunnelConfig;
 
-use super::Ctx;
+use super::{Ctx, XlateConfig};
+use crate::tables::Tables;
 
 const ARP_OP_REPLY: u8 = 2;
 
+/// An unresolved next hop is asked for again after this long (OVS asks on
+/// every translation that misses; a megaflow keeps misses from repeating
+/// per packet, revalidation repeats them per round, and this spaces the
+/// requests as the kernel's ARP retransmissions are spaced).
+const REQUEST_INTERVAL_MS: u64 = 1000;
+/// A next hop no translation has missed for this long is no longer asked
+/// for (its flows are gone, or found another way).
+const RESOLVE_GIVE_UP_MS: u64 = 5000;
+
+/// A next hop whose MAC is wanted.
+#[derive(Debug, Clone, Copy)]
+struct Resolving {
+    /// The underlay address the request comes from.
+    src: Ipv4Addr,
+    /// When a translation last missed it.
+    missed_ms: u64,
+    /// When a request was last sent (`None`: not yet).
+    sent_ms: Option<u64>,
+}
+
+/// OVS's default neighbour aging (`NEIGH_ENTRY_DEFAULT_IDLE_TIME_MS`).
+pub const DEFAULT_NEIGHBOUR_AGING_MS: u64 = 15 * 60 * 1000;
+/// The longest aging `tnl/neigh/aging` takes, in seconds.
+const MAX_NEIGHBOUR_AGING_S: u64 = 3600;
+
 /// The underlay of a bridge that tunnels natively: its addresses and
 /// routes, and the neighbour cache (OVS's `tnl-neigh-cache`).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct NativeTunnel {
+    /// The addresses and MAC of the underlay port (its `routes` are the
+    /// configured ones this started with; [`NativeTunnel::routes`] holds
+    /// those in force).
     pub underlay: Underlay,
     /// The OpenFlow port that holds the underlay address (`None`: `LOCAL`).
     pub port: Option<u32>,
-    neighbours: RwLock<HashMap<Ipv4Addr, [u8; 6]>>,
-    /// Bumped when a neighbour is learned or changes: installed flows
-    /// re-translate (OVS's `tnl_conf_seq`).
+    /// Routes added by configuration or `ovs/route/add` (OVS's "User"
+    /// routes).
+    routes: RwLock<Vec<Route>>,
+    neighbours: RwLock<HashMap<Ipv4Addr, Neighbour>>,
+    /// How long a neighbour lives unused (OVS's `tnl/neigh/aging`).
+    aging_ms: AtomicU64,
+    /// Next hops missed and not learned yet, to send ARP requests for.
+    resolving: Mutex<HashMap<Ipv4Addr, Resolving>>,
+    /// Bumped when a neighbour or route is added, changes or goes:
+    /// installed flows re-translate (OVS's `tnl_conf_seq`).
     generation: AtomicU64,
     pub counters: NativeTunnelCounters,
+}
+
+/// A neighbour cache entry.
+#[derive(Debug)]
+struct Neighbour {
+    mac: [u8; 6],
+    /// When it expires unless used (ms of `CLOCK_MONOTONIC`); `u64::MAX`:
+    /// configured, never.
+    expires_ms: AtomicU64,
 }
 
 /// What native tunnelling counts (translations with side effects only:
@@ -47,54 +96,312 @@ pub struct NativeTunnelCounters {
     pub neighbour_miss: AtomicU64,
     /// Neighbours learned from ARP replies and received tunnel packets.
     pub neighbours_learned: AtomicU64,
+    /// ARP requests sent for next hops missed (OVS's
+    /// `tnl_send_arp_request`).
+    pub arp_requests: AtomicU64,
+    /// Neighbours that aged out.
+    pub neighbours_expired: AtomicU64,
 }
 
 impl NativeTunnel {
-    /// An underlay with static neighbours (OVS's `tnl/neigh/set`).
+    /// An underlay with configured neighbours, which never age.
     pub fn new(
         underlay: Underlay,
         port: Option<u32>,
         neighbours: &[(Ipv4Addr, [u8; 6])],
     ) -> NativeTunnel {
+        let permanent = neighbours.iter().map(|&(ip, mac)| {
+            (
+                ip,
+                Neighbour {
+                    mac,
+                    expires_ms: AtomicU64::new(u64::MAX),
+                },
+            )
+        });
         NativeTunnel {
+            routes: RwLock::new(underlay.routes.clone()),
             underlay,
             port,
-            neighbours: RwLock::new(neighbours.iter().copied().collect()),
-            ..NativeTunnel::default()
+            neighbours: RwLock::new(permanent.collect()),
+            aging_ms: AtomicU64::new(DEFAULT_NEIGHBOUR_AGING_MS),
+            resolving: Mutex::default(),
+            generation: AtomicU64::new(0),
+            counters: NativeTunnelCounters::default(),
         }
     }
 
+    /// OVS's `ovs_router_lookup`: the next hop and source address for `dst`.
+    pub fn route(&self, dst: Ipv4Addr) -> Option<(Ipv4Addr, Ipv4Addr)> {
+        route_lookup(&self.underlay.addresses, &self.routes.read(), dst)
+    }
+
+    /// The routes in force, as `ovs-appctl ovs/route/show` lists them.
+    pub fn routes(&self) -> Vec<Route> {
+        self.routes.read().clone()
+    }
+
+    /// `ovs/route/add`: adds (or replaces) a route to `prefix/plen`,
+    /// through `gateway` if given; its source is the underlay address
+    /// whose subnet holds the destination, else the gateway (OVS's
+    /// `ovs_router_get_netdev_source_address`).
+    pub fn add_route(
+        &self,
+        prefix: Ipv4Addr,
+        plen: u8,
+        gateway: Option<Ipv4Addr>,
+    ) -> Result<(), &'static str> {
+        let src = self
+            .underlay
+            .on_link_source(prefix)
+            .or_else(|| gateway.and_then(|g| self.underlay.on_link_source(g)))
+            .ok_or("Error while inserting route.")?;
+        let route = Route {
+            prefix: masked(prefix, plen),
+            plen,
+            gateway,
+            src,
+        };
+        let mut routes = self.routes.write();
+        routes.retain(|r| !(r.prefix == route.prefix && r.plen == plen));
+        routes.push(route);
+        drop(routes);
+        self.changed();
+        Ok(())
+    }
+
+    /// `ovs/route/del`: removes the route to exactly `prefix/plen`.
+    pub fn del_route(&self, prefix: Ipv4Addr, plen: u8) -> Result<(), &'static str> {
+        let prefix = masked(prefix, plen);
+        let mut routes = self.routes.write();
+        let before = routes.len();
+        routes.retain(|r| !(r.prefix == prefix && r.plen == plen));
+        if routes.len() == before {
+            return Err("Not found");
+        }
+        drop(routes);
+        self.changed();
+        Ok(())
+    }
+
+    /// The neighbour's MAC, if known and not expired; a lookup keeps it
+    /// alive (OVS's `tnl_neigh_lookup`).
     pub fn neighbour(&self, ip: Ipv4Addr) -> Option<[u8; 6]> {
-        self.neighbours.read().get(&ip).copied()
+        self.neighbour_at(ip, messages::dpif::monotonic_ms())
+    }
+
+    fn neighbour_at(&self, ip: Ipv4Addr, now_ms: u64) -> Option<[u8; 6]> {
+        let neighbours = self.neighbours.read();
+        let n = neighbours.get(&ip)?;
+        let expires = n.expires_ms.load(Ordering::Relaxed);
+        if expires <= now_ms {
+            return None;
+        }
+        if expires != u64::MAX {
+            n.expires_ms.store(
+                now_ms + self.aging_ms.load(Ordering::Relaxed),
+                Ordering::Relaxed,
+            );
+        }
+        Some(n.mac)
     }
 
     /// Learns (or refreshes) a neighbour; a change makes flows re-translate.
     pub fn learn(&self, ip: Ipv4Addr, mac: [u8; 6]) {
-        if self.neighbour(ip) == Some(mac) || mac == [0; 6] {
+        if mac == [0; 6] {
             return;
         }
-        self.neighbours.write().insert(ip, mac);
-        self.counters
-            .neighbours_learned
-            .fetch_add(1, Ordering::Relaxed);
+        if self.set(ip, mac) {
+            self.counters
+                .neighbours_learned
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// OVS's `tnl_neigh_set` (and `tnl/neigh/set`): the entry lives the
+    /// aging time from now; true when it is new or its MAC changed.
+    pub fn set(&self, ip: Ipv4Addr, mac: [u8; 6]) -> bool {
+        let now = messages::dpif::monotonic_ms();
+        if self.neighbour_at(ip, now) == Some(mac) {
+            return false;
+        }
+        let expires = now + self.aging_ms.load(Ordering::Relaxed);
+        self.neighbours.write().insert(
+            ip,
+            Neighbour {
+                mac,
+                expires_ms: AtomicU64::new(expires),
+            },
+        );
+        self.resolving.lock().remove(&ip);
+        self.changed();
+        true
+    }
+
+    /// Keeps alive the neighbours with `mac`, which installed flows push
+    /// headers to (OVS's translation cache refreshes the neighbours of
+    /// flows with traffic at each statistics push).
+    pub fn used(&self, mac: [u8; 6], now_ms: u64) {
+        let aging = self.aging_ms.load(Ordering::Relaxed);
+        for n in self.neighbours.read().values() {
+            let e = n.expires_ms.load(Ordering::Relaxed);
+            if n.mac == mac && e != u64::MAX && e > now_ms {
+                n.expires_ms.store(now_ms + aging, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// OVS's `tnl_neigh_cache_run`: removes the neighbours that expired.
+    pub fn expire(&self, now_ms: u64) {
+        let mut neighbours = self.neighbours.write();
+        let before = neighbours.len();
+        neighbours.retain(|_, n| n.expires_ms.load(Ordering::Relaxed) > now_ms);
+        let gone = before - neighbours.len();
+        drop(neighbours);
+        if gone > 0 {
+            self.counters
+                .neighbours_expired
+                .fetch_add(gone as u64, Ordering::Relaxed);
+            self.changed();
+        }
+    }
+
+    /// `tnl/neigh/flush`: forgets every neighbour, configured ones too.
+    pub fn flush(&self) {
+        let mut neighbours = self.neighbours.write();
+        let any = !neighbours.is_empty();
+        neighbours.clear();
+        drop(neighbours);
+        if any {
+            self.changed();
+        }
+    }
+
+    /// The aging time, in seconds (`tnl/neigh/aging`).
+    pub fn aging_s(&self) -> u64 {
+        self.aging_ms.load(Ordering::Relaxed) / 1000
+    }
+
+    /// `tnl/neigh/aging SECS`: 1 to 3600; entries expiring later than
+    /// the new time from now expire then.
+    pub fn set_aging_s(&self, secs: u64) -> Result<(), &'static str> {
+        if secs == 0 || secs > MAX_NEIGHBOUR_AGING_S {
+            return Err("bad aging value");
+        }
+        let aging = secs * 1000;
+        self.aging_ms.store(aging, Ordering::Relaxed);
+        let new_expiry = messages::dpif::monotonic_ms() + aging;
+        for n in self.neighbours.read().values() {
+            let e = n.expires_ms.load(Ordering::Relaxed);
+            if new_expiry < e && e != u64::MAX {
+                n.expires_ms.store(new_expiry, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+
+    fn changed(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Changes whenever the neighbour cache does.
+    /// Changes whenever the neighbour cache or the routes do.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
 
-    /// The neighbours, sorted, as `ovs-appctl tnl/neigh/show` lists them.
-    pub fn neighbours(&self) -> Vec<(Ipv4Addr, [u8; 6])> {
+    /// The neighbours, sorted, as `ovs-appctl tnl/neigh/show` lists them,
+    /// each with whether it has expired (and waits to be removed).
+    pub fn neighbours(&self) -> Vec<(Ipv4Addr, [u8; 6], bool)> {
+        let now = messages::dpif::monotonic_ms();
         let mut v: Vec<_> = self
             .neighbours
             .read()
             .iter()
-            .map(|(a, m)| (*a, *m))
+            .map(|(a, n)| (*a, n.mac, n.expires_ms.load(Ordering::Relaxed) <= now))
             .collect();
         v.sort();
         v
+    }
+}
+
+fn masked(a: Ipv4Addr, plen: u8) -> Ipv4Addr {
+    let mask = u32::MAX.checked_shl(32 - u32::from(plen)).unwrap_or(0);
+    Ipv4Addr::from(u32::from(a) & mask)
+}
+
+impl NativeTunnel {
+    /// Notes a next hop a translation found no MAC for: it is asked for
+    /// (see [`NativeTunnel::solicitations`]).
+    fn missed(&self, next_hop: Ipv4Addr, src: Ipv4Addr, now_ms: u64) {
+        self.resolving
+            .lock()
+            .entry(next_hop)
+            .and_modify(|r| {
+                r.src = src;
+                r.missed_ms = now_ms;
+            })
+            .or_insert(Resolving {
+                src,
+                missed_ms: now_ms,
+                sent_ms: None,
+            });
+    }
+
+    /// The ARP requests due at `now_ms` (OVS's `tnl_send_arp_request`):
+    /// each built from the underlay port's address and MAC and translated
+    /// as a packet the underlay port received (OVS's
+    /// `compose_table_xlate`), ready to execute. The translation has no
+    /// side effects, so a request flooded towards a tunnel cannot ask for
+    /// another.
+    pub fn solicitations(&self, tables: &Tables, cfg: &XlateConfig, now_ms: u64) -> Vec<Execute> {
+        let due: Vec<(Ipv4Addr, Ipv4Addr)> = {
+            let mut resolving = self.resolving.lock();
+            if resolving.is_empty() {
+                return Vec::new();
+            }
+            resolving.retain(|_, r| now_ms.saturating_sub(r.missed_ms) < RESOLVE_GIVE_UP_MS);
+            resolving
+                .iter_mut()
+                .filter(|(_, r)| {
+                    r.sent_ms
+                        .is_none_or(|t| now_ms.saturating_sub(t) >= REQUEST_INTERVAL_MS)
+                })
+                .map(|(ip, r)| {
+                    r.sent_ms = Some(now_ms);
+                    (*ip, r.src)
+                })
+                .collect()
+        };
+        if due.is_empty() {
+            return Vec::new();
+        }
+        let quiet = XlateConfig {
+            side_effects: false,
+            may_learn: false,
+            snoop_neighbours: false,
+            ..cfg.clone()
+        };
+        let in_port = match self.port {
+            Some(p) => p,
+            None => cfg.local_port,
+        };
+        due.into_iter()
+            .filter_map(|(target, src)| {
+                let packet = arp_request(self.underlay.mac, src, target);
+                let md = Flow {
+                    in_port,
+                    ..Flow::default()
+                };
+                let flow = messages::extract::flow_extract(&packet, &md);
+                let out = super::xlate(tables, &flow, &quiet);
+                self.counters.arp_requests.fetch_add(1, Ordering::Relaxed);
+                (!out.actions.is_empty()).then(|| Execute {
+                    packet,
+                    metadata: PacketMetadata::of(&flow),
+                    actions: Arc::new(out.actions),
+                })
+            })
+            .collect()
     }
 }
 
@@ -111,8 +418,11 @@ impl Ctx<'_> {
     /// flow's tunnel and the inner packet's changes were committed.
     pub(super) fn native_tunnel_output(&mut self, nt: &NativeTunnel, t: &TunnelConfig, last: bool) {
         let side_effects = self.cfg.side_effects;
+        // Drops are counted for upcalls (a packet each), the translations
+        // that may learn; revalidation translates again without a packet.
+        let upcall = self.cfg.may_learn;
         let count = |c: &AtomicU64| {
-            if side_effects {
+            if upcall {
                 c.fetch_add(1, Ordering::Relaxed);
             }
         };
@@ -121,13 +431,18 @@ impl Ctx<'_> {
             count(&nt.counters.no_route);
             return;
         }
-        let Some((next_hop, route_src)) = nt.underlay.route(Ipv4Addr::from(self.flow.tun_dst))
-        else {
+        let Some((next_hop, route_src)) = nt.route(Ipv4Addr::from(self.flow.tun_dst)) else {
             count(&nt.counters.no_route);
             return;
         };
         let Some(dmac) = nt.neighbour(next_hop) else {
+            // Dropped; the next hop is asked for, and the flow translates
+            // again until it answers.
             count(&nt.counters.neighbour_miss);
+            self.unresolved = true;
+            if side_effects {
+                nt.missed(next_hop, route_src, messages::dpif::monotonic_ms());
+            }
             return;
         };
         let smac = nt.underlay.mac;
@@ -233,10 +548,8 @@ impl Ctx<'_> {
         }
         let flow = self.flow;
         if let Some(p) = tnl_port_lookup(&eps, &flow, self.wc) {
-            if self.cfg.side_effects {
-                // The remote's MAC, from its tunnel packet.
-                nt.learn(Ipv4Addr::from(flow.nw_src), flow.dl_src);
-            }
+            // The remote's MAC, from its tunnel packet.
+            self.neighbour_seen(nt, Ipv4Addr::from(flow.nw_src), flow.dl_src);
             return Some(p);
         }
         let is_arp = flow.dl_type == ETH_TYPE_ARP;
@@ -263,9 +576,98 @@ impl Ctx<'_> {
             return None;
         }
         self.wc.nw_src = u32::MAX;
-        if self.cfg.side_effects {
-            nt.learn(Ipv4Addr::from(flow.nw_src), flow.arp_sha);
-        }
+        self.neighbour_seen(nt, Ipv4Addr::from(flow.nw_src), flow.arp_sha);
         None
+    }
+
+    /// OVS's `tnl_neigh_set` from a translated packet (`allow_update`):
+    /// learned now for an upcall, kept for the flow to learn again.
+    fn neighbour_seen(&mut self, nt: &NativeTunnel, ip: Ipv4Addr, mac: [u8; 6]) {
+        if self.cfg.snoop_neighbours {
+            nt.learn(ip, mac);
+        }
+        if !self.neighbours_seen.contains(&(ip, mac)) {
+            self.neighbours_seen.push((ip, mac));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::net::Ipv4Addr;
+    use std::sync::Arc;
+
+    use messages::format::odp_actions::format_odp_actions;
+    use messages::native_tunnel::Underlay;
+    use messages::parse::rules::parse_rules;
+    use messages::tunnel::{TunnelConfig, TunnelIp, TunnelKind};
+
+    use super::NativeTunnel;
+    use crate::tables::Tables;
+    use crate::xlate::{xlate, XlateConfig};
+
+    /// A neighbour miss drops the packet, marks the flow unresolved and
+    /// (with side effects) asks for the next hop: an ARP request from the
+    /// underlay port's address and MAC, translated from that port (here
+    /// to the wire, port 2), once a second until the neighbour answers.
+    #[test]
+    fn a_neighbour_miss_sends_an_arp_request_through_the_tables() {
+        let tables = Tables::from_rules(
+            parse_rules(
+                "in_port=1,actions=output:10\n\
+                 in_port=3,actions=output:2\n",
+            )
+            .unwrap(),
+        );
+        let underlay = Underlay {
+            addresses: vec![(Ipv4Addr::new(192, 168, 79, 1), 24)],
+            mac: [2, 0, 0, 0x79, 0, 1],
+            routes: Vec::new(),
+        };
+        let nt = Arc::new(NativeTunnel::new(underlay, Some(3), &[]));
+        let mut geneve = TunnelConfig::new(
+            TunnelKind::Geneve,
+            TunnelIp::Fixed(Ipv4Addr::new(192, 168, 79, 2).into()),
+        );
+        geneve.odp_port = 6081;
+        let cfg = XlateConfig {
+            tunnels: Arc::new(BTreeMap::from([(10, geneve)])),
+            native_tunnel: Some(nt.clone()),
+            side_effects: true,
+            may_learn: true,
+            ..XlateConfig::default()
+        };
+        let flow = messages::parse::flow::parse_trace_flow(
+            "in_port=1,dl_type=0x0800,nw_src=10.0.0.1,nw_dst=10.0.0.2,nw_proto=1",
+        )
+        .unwrap();
+        let out = xlate(&tables, &flow, &cfg);
+        assert!(out.actions.is_empty() && out.unresolved, "{out:?}");
+
+        let sent = nt.solicitations(&tables, &cfg, 10_000);
+        assert_eq!(sent.len(), 1);
+        let arp = messages::extract::flow_extract(&sent[0].packet, &Default::default());
+        assert_eq!(arp.dl_src, [2, 0, 0, 0x79, 0, 1]);
+        assert_eq!(arp.dl_dst, [0xff; 6]);
+        assert_eq!(Ipv4Addr::from(arp.nw_src), Ipv4Addr::new(192, 168, 79, 1));
+        assert_eq!(Ipv4Addr::from(arp.nw_dst), Ipv4Addr::new(192, 168, 79, 2));
+        assert_eq!(sent[0].metadata.in_port, 3);
+        assert_eq!(format_odp_actions(&sent[0].actions), "2");
+
+        // Not again within the interval; again after it while missed.
+        assert!(nt.solicitations(&tables, &cfg, 10_500).is_empty());
+        xlate(&tables, &flow, &cfg);
+        assert_eq!(nt.solicitations(&tables, &cfg, 11_000).len(), 1);
+        // Learned: no more requests, and the flow is resolved.
+        nt.learn(Ipv4Addr::new(192, 168, 79, 2), [2, 0, 0, 0x79, 0, 2]);
+        assert!(nt.solicitations(&tables, &cfg, 13_000).is_empty());
+        assert!(!xlate(&tables, &flow, &cfg).unresolved);
+        assert_eq!(
+            nt.counters
+                .arp_requests
+                .load(std::sync::atomic::Ordering::Relaxed),
+            2
+        );
     }
 }
