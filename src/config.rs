@@ -521,6 +521,11 @@ pub struct NativeTunnelConfig {
     /// `"IP MAC"`.
     #[serde(default)]
     pub neighbours: Vec<String>,
+    /// Also take the routes and neighbours of the host's tables through
+    /// the underlay port's device (dumped at start, then followed), as
+    /// OVS's route-table reads the host's routes.
+    #[serde(default)]
+    pub host_tables: bool,
 }
 
 /// A static neighbour: an underlay address and its MAC.

@@ -16,6 +16,7 @@ use actors::pipeline::{Pipeline, PipelineConfig};
 use actors::protocol::{ChangePorts, GetSnapshot, GroupMod, GroupModReply, MeterMod, RuleChange};
 use actors::revalidator::RevalidatorConfig;
 use actors::tables::Tables;
+use actors::xlate::native_tunnel::NativeTunnel;
 use actors::xlate::XlateConfig;
 use anyhow::Context as _;
 use messages::dpif::{Dpif, PortKind, PortSpec};
@@ -284,16 +285,7 @@ impl Ctl {
         let nt = self.xlate.native_tunnel.as_deref().ok_or_else(|| {
             format!("{method}: tunnels are not native here (no [native_tunnel] in the config)")
         })?;
-        // The device that holds the underlay address, as OVS names a route's.
-        let dev = match nt.port {
-            None => self.config.bridge.name.clone(),
-            Some(n) => self
-                .config
-                .ports
-                .iter()
-                .find(|p| p.number == Some(n))
-                .map_or_else(|| format!("port{n}"), |p| p.name.clone()),
-        };
+        let dev = underlay_device(&self.config, nt);
         let cidr = |s: &str| -> Option<(Ipv4Addr, u8)> {
             let (a, l) = s.split_once('/')?;
             let l: u8 = l.parse().ok().filter(|l| *l <= 32)?;
@@ -673,6 +665,19 @@ const APPCTL_COMMANDS: &[&str] = &[
     "vlog/list",
     "vlog/set [spec]",
 ];
+
+/// The device that holds the native tunnel's underlay address (the
+/// bridge's own, or the internal port's), as OVS names a route's.
+fn underlay_device(config: &Config, nt: &NativeTunnel) -> String {
+    match nt.port {
+        None => config.bridge.name.clone(),
+        Some(n) => config
+            .ports
+            .iter()
+            .find(|p| p.number == Some(n))
+            .map_or_else(|| format!("port{n}"), |p| p.name.clone()),
+    }
+}
 
 /// The datapath the daemon drives.
 enum Backend {
@@ -1068,6 +1073,15 @@ async fn serve(
                 .await
                 .map_err(|e| anyhow::anyhow!("rule-table unavailable: {e}"))?;
         }
+    }
+    if let Some(nt) = xlate
+        .native_tunnel
+        .clone()
+        .filter(|_| config.native_tunnel.as_ref().is_some_and(|n| n.host_tables))
+    {
+        let dev = underlay_device(&config, &nt);
+        crate::host_tables::follow(nt, dev.clone())
+            .with_context(|| format!("reading the host's routes and neighbours of {dev}"))?;
     }
     // Flows left by an earlier run (a kept kernel datapath, a crash) go on
     // forwarding meanwhile; one revalidation round now adopts those the

@@ -10,6 +10,7 @@ pub mod control;
 pub mod daemon;
 pub mod dpif_kernel;
 pub mod dpif_netdev;
+pub mod host_tables;
 pub mod lock;
 pub mod memory;
 pub mod meters;

@@ -157,12 +157,25 @@ pub fn route_show(nt: &actors::xlate::native_tunnel::NativeTunnel, dev: &str) ->
             r.prefix, r.plen, r.src
         );
     }
-    let mut cached = nt.underlay.addresses.clone();
-    cached.sort_by_key(|&(_, plen)| std::cmp::Reverse(plen));
-    for (a, plen) in cached {
-        let mask = u32::MAX.checked_shl(32 - u32::from(plen)).unwrap_or(0);
-        let net = std::net::Ipv4Addr::from(u32::from(a) & mask);
-        let _ = writeln!(out, "Cached: {net}/{plen} dev {dev} SRC {a}");
+    let mut cached: Vec<_> = nt
+        .underlay
+        .addresses
+        .iter()
+        .map(|&(a, plen)| {
+            let mask = u32::MAX.checked_shl(32 - u32::from(plen)).unwrap_or(0);
+            (std::net::Ipv4Addr::from(u32::from(a) & mask), plen, None, a)
+        })
+        .chain(
+            nt.host_routes()
+                .into_iter()
+                .map(|r| (r.prefix, r.plen, r.gateway, r.src)),
+        )
+        .collect();
+    cached.sort_by_key(|&(net, plen, gw, src)| (std::cmp::Reverse(plen), net, gw, src));
+    cached.dedup();
+    for (net, plen, gateway, src) in cached {
+        let gw = gateway.map(|g| format!(" GW {g}")).unwrap_or_default();
+        let _ = writeln!(out, "Cached: {net}/{plen} dev {dev}{gw} SRC {src}");
     }
     out
 }

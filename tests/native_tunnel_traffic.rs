@@ -82,9 +82,12 @@ key = "flow"
 port = 3
 address = ["{}/24"]
 mac = "{}"
+host_tables = {}
 "#,
         underlay_ip(n),
-        underlay_mac(n)
+        underlay_mac(n),
+        // A also takes the host's routes and neighbours.
+        n == 1
     );
     let d = Daemon::start_in(Some(&s.ns.0), &format!("ntnl{n}"), &ports, rules, &extra);
     // The underlay address on the bridge's port, as `ip addr add ... dev
@@ -384,4 +387,49 @@ fn underlay_through_ovs_appctl(a: &TunnelSide, b: &TunnelSide, da: &Daemon) {
     assert_eq!(appctl_args(da, &["ovs/route/del", "10.200.0.0/16"]), "OK\n");
     assert!(appctl_err(da, &["ovs/route/del", "10.200.0.0/16"]).contains("Not found"));
     assert!(appctl_err(da, &["ovs/route/lookup", "10.200.1.1"]).contains("Not found"));
+
+    // The host's tables (A follows them): a route and a neighbour added
+    // with `ip` on the underlay device are taken, and the route goes
+    // with it.
+    let host_route = "Cached: 10.201.0.0/16 dev ucntl1 GW 192.168.79.2 SRC 192.168.79.1\n";
+    ip(&[
+        "-n",
+        &a.ns.0,
+        "route",
+        "add",
+        "10.201.0.0/16",
+        "via",
+        "192.168.79.2",
+        "dev",
+        "ucntl1",
+    ]);
+    da.wait_until("the host's route is read", Duration::from_secs(5), || {
+        appctl(da, "ovs/route/show").contains(host_route)
+    });
+    assert_eq!(
+        appctl_args(da, &["ovs/route/lookup", "10.201.3.4"]),
+        "src 192.168.79.1\ngateway 192.168.79.2\ndev ucntl1\n"
+    );
+    ip(&["-n", &a.ns.0, "route", "del", "10.201.0.0/16"]);
+    da.wait_until("the host's route is gone", Duration::from_secs(5), || {
+        !appctl(da, "ovs/route/show").contains(host_route)
+    });
+    ip(&[
+        "-n",
+        &a.ns.0,
+        "neigh",
+        "replace",
+        "192.168.79.77",
+        "lladdr",
+        "02:00:00:79:00:77",
+        "dev",
+        "ucntl1",
+        "nud",
+        "permanent",
+    ]);
+    da.wait_until(
+        "the host's neighbour is read",
+        Duration::from_secs(5),
+        || appctl(da, "tnl/neigh/show").contains("02:00:00:79:00:77"),
+    );
 }

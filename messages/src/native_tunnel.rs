@@ -71,12 +71,14 @@ pub struct Underlay {
 /// hand ("User") ranks 32 prefix bits above a connected ("Cached") one.
 const USER_ROUTE_BONUS: u8 = 32;
 
-/// OVS's `ovs_router_lookup` over the routes of `addresses` (connected)
-/// and `routes` (added): the highest priority covering `dst`; the next
+/// OVS's `ovs_router_lookup` over the routes of `addresses` (connected),
+/// `routes` (added by hand) and `host` (read from the host's table, as
+/// connected ones rank): the highest priority covering `dst`; the next
 /// hop and source address.
 pub fn route_lookup(
     addresses: &[(Ipv4Addr, u8)],
     routes: &[Route],
+    host: &[Route],
     dst: Ipv4Addr,
 ) -> Option<(Ipv4Addr, Ipv4Addr)> {
     let connected = addresses.iter().map(|&(a, plen)| {
@@ -94,6 +96,7 @@ pub fn route_lookup(
         .iter()
         .map(|r| (r.plen + USER_ROUTE_BONUS, *r))
         .chain(connected)
+        .chain(host.iter().map(|r| (r.plen, *r)))
         .filter(|(_, r)| r.covers(dst))
         .max_by_key(|(priority, _)| *priority)
         .map(|(_, r)| (r.gateway.unwrap_or(dst), r.src))
@@ -102,7 +105,7 @@ pub fn route_lookup(
 impl Underlay {
     /// [`route_lookup`] over this underlay's addresses and routes.
     pub fn route(&self, dst: Ipv4Addr) -> Option<(Ipv4Addr, Ipv4Addr)> {
-        route_lookup(&self.addresses, &self.routes, dst)
+        route_lookup(&self.addresses, &self.routes, &[], dst)
     }
 
     /// The address whose subnet holds `a`, the longest such (OVS's

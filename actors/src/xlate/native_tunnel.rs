@@ -65,6 +65,9 @@ pub struct NativeTunnel {
     /// Routes added by configuration or `ovs/route/add` (OVS's "User"
     /// routes).
     routes: RwLock<Vec<Route>>,
+    /// Routes read from the host's main table (OVS's "Cached" routes of
+    /// route-table.c), through the underlay port's device.
+    host_routes: RwLock<Vec<Route>>,
     neighbours: RwLock<HashMap<Ipv4Addr, Neighbour>>,
     /// How long a neighbour lives unused (OVS's `tnl/neigh/aging`).
     aging_ms: AtomicU64,
@@ -121,6 +124,7 @@ impl NativeTunnel {
         });
         NativeTunnel {
             routes: RwLock::new(underlay.routes.clone()),
+            host_routes: RwLock::default(),
             underlay,
             port,
             neighbours: RwLock::new(permanent.collect()),
@@ -133,12 +137,49 @@ impl NativeTunnel {
 
     /// OVS's `ovs_router_lookup`: the next hop and source address for `dst`.
     pub fn route(&self, dst: Ipv4Addr) -> Option<(Ipv4Addr, Ipv4Addr)> {
-        route_lookup(&self.underlay.addresses, &self.routes.read(), dst)
+        route_lookup(
+            &self.underlay.addresses,
+            &self.routes.read(),
+            &self.host_routes.read(),
+            dst,
+        )
     }
 
-    /// The routes in force, as `ovs-appctl ovs/route/show` lists them.
+    /// The routes added, as `ovs-appctl ovs/route/show` lists them.
     pub fn routes(&self) -> Vec<Route> {
         self.routes.read().clone()
+    }
+
+    /// The routes read from the host.
+    pub fn host_routes(&self) -> Vec<Route> {
+        self.host_routes.read().clone()
+    }
+
+    /// A route of the host's table through the underlay device appeared
+    /// (`add`) or went (OVS's `route_table_handle_msg`); one without a
+    /// source address here is not taken, as OVS takes none.
+    pub fn host_route(&self, add: bool, prefix: Ipv4Addr, plen: u8, gateway: Option<Ipv4Addr>) {
+        let prefix = masked(prefix, plen);
+        let mut routes = self.host_routes.write();
+        let before = routes.clone();
+        routes.retain(|r| !(r.prefix == prefix && r.plen == plen));
+        let src = self
+            .underlay
+            .on_link_source(prefix)
+            .or_else(|| gateway.and_then(|g| self.underlay.on_link_source(g)));
+        if let Some(src) = src.filter(|_| add) {
+            routes.push(Route {
+                prefix,
+                plen,
+                gateway,
+                src,
+            });
+        }
+        let changed = *routes != before;
+        drop(routes);
+        if changed {
+            self.changed();
+        }
     }
 
     /// `ovs/route/add`: adds (or replaces) a route to `prefix/plen`,

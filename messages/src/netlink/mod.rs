@@ -10,6 +10,8 @@
 //! - [`consts`]: every number used, from the uapi `linux/openvswitch.h`.
 //! - [`cttimeout`]: nfnetlink's conntrack timeout policies, for zones'
 //!   timeout policies on the kernel datapath.
+//! - [`rtnl`]: the host's IPv4 routes and neighbours (rtnetlink dumps
+//!   and notifications), for native tunnelling's underlay.
 //! - [`writer`]: requests written straight into a send buffer (the
 //!   handlers' puts and executes), the same bytes as the typed form.
 //!
@@ -24,6 +26,7 @@ pub mod families;
 pub mod flow_key;
 pub mod key;
 mod nla;
+pub mod rtnl;
 pub mod writer;
 
 pub use actions::{actions_from_attrs, actions_to_attrs, ActionAttr};
