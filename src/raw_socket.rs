@@ -84,6 +84,14 @@ pub fn get_option<T: bytemuck::Pod>(fd: impl AsFd, level: i32, name: i32) -> io:
     Ok(value)
 }
 
+/// Sets `fd`'s receive buffer to `bytes`: beyond `rmem_max` where allowed
+/// (`SO_RCVBUFFORCE`, root only), else as far as `rmem_max` lets.
+pub fn set_receive_buffer(fd: impl AsFd, bytes: i32) -> io::Result<()> {
+    let fd = fd.as_fd();
+    set_option(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &bytes)
+        .or_else(|_| set_option(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &bytes))
+}
+
 /// Sets `SO_RCVTIMEO`: a blocking receive returns after `d`.
 pub fn set_receive_timeout(fd: impl AsFd, d: Duration) -> io::Result<()> {
     Ok(rustix::net::sockopt::set_socket_timeout(

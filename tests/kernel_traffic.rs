@@ -484,11 +484,12 @@ fn trunk_echo(t: &Host, vid: u16, dst_mac: [u8; 6], dst: Ipv4Addr, src: Ipv4Addr
     t.run(move || {
         let port = upcalld::dpif_netdev::PortIo::open_packet("eth0").expect("AF_PACKET on eth0");
         let mut buf = Vec::new();
+        let mut scratch = vec![0; upcalld::dpif_netdev::MAX_FRAME];
         for _ in 0..5 {
             port.send(&frame).expect("sending a tagged frame");
             let until = Instant::now() + Duration::from_millis(1500);
             while Instant::now() < until {
-                if !port.recv(&mut buf, true).expect("receiving") {
+                if !port.recv(&mut buf, &mut scratch, true).expect("receiving") {
                     continue;
                 }
                 let f = messages::extract::flow_extract(&buf, &Flow::default());

@@ -35,11 +35,12 @@ fn trunk_echo(t: &Host, vid: u16, dst_mac: [u8; 6], dst: [u8; 4], src: [u8; 4]) 
     t.run(move || {
         let port = upcalld::dpif_netdev::PortIo::open_packet("eth0").expect("AF_PACKET on eth0");
         let mut buf = Vec::new();
+        let mut scratch = vec![0; upcalld::dpif_netdev::MAX_FRAME];
         for _ in 0..3 {
             port.send(&frame).expect("sending a tagged frame");
             let until = std::time::Instant::now() + Duration::from_millis(700);
             while std::time::Instant::now() < until {
-                if !port.recv(&mut buf, true).expect("receiving") {
+                if !port.recv(&mut buf, &mut scratch, true).expect("receiving") {
                     continue;
                 }
                 let f = messages::extract::flow_extract(&buf, &Flow::default());

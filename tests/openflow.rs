@@ -851,10 +851,11 @@ fn packet_ins_reach_ovs_ofctl_monitor_and_packet_outs_leave_the_port() {
             let port =
                 upcalld::dpif_netdev::PortIo::open_packet("eth0").expect("AF_PACKET on eth0");
             let mut buf = Vec::new();
+            let mut scratch = vec![0; upcalld::dpif_netdev::MAX_FRAME];
             let until = std::time::Instant::now() + Duration::from_secs(10);
             let mut n = 0;
             while std::time::Instant::now() < until && n < 2 {
-                if port.recv(&mut buf, true).expect("receiving")
+                if port.recv(&mut buf, &mut scratch, true).expect("receiving")
                     && buf.get(36..38) == Some(&[0x10, 0x92])
                 {
                     n += 1;

@@ -75,7 +75,7 @@ impl UpcallSocket {
         let mut addr = SocketAddr::new(0, 0);
         socket.get_address(&mut addr)?;
         socket.set_non_blocking(true)?;
-        set_rcvbuf(&socket, SOCKET_RCVBUF)?;
+        raw_socket::set_receive_buffer(&socket, SOCKET_RCVBUF)?;
         Ok(UpcallSocket {
             port_id: addr.port_number(),
             reader: Mutex::new(Reader {
@@ -182,13 +182,6 @@ fn each_message(data: &[u8], visit: &mut impl FnMut(GenlHeader, &[u8])) -> usize
         n += 1;
     }
     n
-}
-
-/// Sets `socket`'s receive buffer to `bytes`: beyond `rmem_max` where
-/// allowed (`SO_RCVBUFFORCE`, root only), else as far as `rmem_max` lets.
-fn set_rcvbuf(socket: &Socket, bytes: libc::c_int) -> io::Result<()> {
-    raw_socket::set_option(socket, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &bytes)
-        .or_else(|_| raw_socket::set_option(socket, libc::SOL_SOCKET, libc::SO_RCVBUF, &bytes))
 }
 
 #[cfg(test)]

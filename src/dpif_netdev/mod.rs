@@ -49,7 +49,7 @@ use conntrack::{Conntrack, ConntrackConfig, CtCommand, CtMetadata};
 use flow_table::FlowEntry;
 pub use flow_table::{Emc, FlowTable, PutError};
 use port::PortCounters;
-pub use port::{parse_tsv, read_replay_file, PortIo, ReplayError, ReplayFrame};
+pub use port::{parse_tsv, read_replay_file, PortIo, ReplayError, ReplayFrame, MAX_FRAME};
 use upcall_queue::UpcallQueue;
 
 use egress::{Egress, Known};

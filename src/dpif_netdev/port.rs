@@ -14,8 +14,11 @@ use crate::raw_socket;
 
 /// How long a blocking receive waits before checking for shutdown.
 pub const RX_POLL: Duration = Duration::from_millis(100);
-/// The largest frame a port reads.
-const MAX_FRAME: usize = 65_536;
+/// An AF_PACKET port's socket receive buffer, in bytes.
+const RX_BUFFER: i32 = 4 * 1024 * 1024;
+/// The largest frame a port reads: the length of a receive loop's scratch
+/// buffer.
+pub const MAX_FRAME: usize = 65_536;
 
 /// The I/O side of a port.
 pub enum PortIo {
@@ -81,6 +84,10 @@ impl PortIo {
         };
         raw_socket::set_option(&fd, libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &mreq)?;
         raw_socket::set_receive_timeout(&fd, RX_POLL)?;
+        // The default buffer (~100 full-sized frames) overflows whenever the
+        // receive thread is not scheduled for a moment, and each frame lost
+        // there halves a TCP sender's window.
+        raw_socket::set_receive_buffer(&fd, RX_BUFFER)?;
         Ok(PortIo::Packet(fd))
     }
 
@@ -111,9 +118,14 @@ impl PortIo {
         raw_socket::send(fd, frame)
     }
 
-    /// Receives one frame into `buf` (resized to it). `Ok(false)` when
-    /// nothing arrived within [`RX_POLL`], or at once if not `wait`.
-    pub fn recv(&self, buf: &mut Vec<u8>, wait: bool) -> io::Result<bool> {
+    /// Receives one frame into `frame` (cleared first). The frame is read
+    /// into `scratch` (reused, at least [`MAX_FRAME`] long) and copied out
+    /// at its own length: a frame buffer sized and zeroed for the largest
+    /// frame each time would cost a 64 KiB allocation and fill per packet.
+    /// `Ok(false)` when nothing arrived within [`RX_POLL`], or at once if
+    /// not `wait`.
+    pub fn recv(&self, frame: &mut Vec<u8>, scratch: &mut [u8], wait: bool) -> io::Result<bool> {
+        frame.clear();
         let fd = match self {
             PortIo::Packet(fd) => fd,
             PortIo::Tap(fd) => {
@@ -122,36 +134,31 @@ impl PortIo {
                     return Ok(false);
                 }
                 // Not a socket: a plain read gives one frame.
-                buf.resize(MAX_FRAME, 0);
-                return match rustix::io::read(fd, &mut buf[..]) {
+                return match rustix::io::read(fd, &mut *scratch) {
                     Ok(n) => {
-                        buf.truncate(n);
+                        frame.extend_from_slice(&scratch[..n]);
                         Ok(true)
                     }
-                    Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {
-                        buf.clear();
-                        Ok(false)
-                    }
-                    Err(e) => {
-                        buf.clear();
-                        Err(e.into())
-                    }
+                    Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => Ok(false),
+                    Err(e) => Err(e.into()),
                 };
             }
             PortIo::Replay | PortIo::Tunnel(_) => return Ok(false),
         };
-        buf.resize(MAX_FRAME, 0);
         // Room for one cmsg carrying a tpacket_auxdata.
         let mut control = [0u64; 8];
-        let Some(got) = raw_socket::recv_with_control(fd, buf, &mut control, wait)? else {
-            buf.clear();
+        let Some(got) = raw_socket::recv_with_control(fd, scratch, &mut control, wait)? else {
             return Ok(false);
         };
-        buf.truncate(got.len);
-        if let Some(tag) = vlan_from_auxdata(&control, got.control_len) {
-            if buf.len() >= 12 {
-                buf.splice(12..12, tag);
+        let received = &scratch[..got.len];
+        match vlan_from_auxdata(&control, got.control_len) {
+            Some(tag) if received.len() >= 12 => {
+                frame.reserve_exact(received.len() + tag.len());
+                frame.extend_from_slice(&received[..12]);
+                frame.extend_from_slice(&tag);
+                frame.extend_from_slice(&received[12..]);
             }
+            _ => frame.extend_from_slice(received),
         }
         Ok(true)
     }
@@ -359,10 +366,11 @@ mod tests {
         frame.extend_from_slice(&[0x02, 0, 0, 0, 0, 1, 0x88, 0xb5]);
         frame.extend_from_slice(&[0x5a; 50]);
         let mut buf = Vec::new();
-        let received = |port: &PortIo, buf: &mut Vec<u8>| {
+        let mut scratch = vec![0; MAX_FRAME];
+        let mut received = |port: &PortIo, buf: &mut Vec<u8>| {
             let deadline = std::time::Instant::now() + Duration::from_secs(5);
             while std::time::Instant::now() < deadline {
-                if port.recv(buf, true).unwrap() && *buf == frame {
+                if port.recv(buf, &mut scratch, true).unwrap() && *buf == frame {
                     return true;
                 }
             }

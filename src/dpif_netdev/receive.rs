@@ -104,6 +104,10 @@ impl Core {
         let mut burst: Burst = Vec::with_capacity(BURST);
         let mut mds: Vec<Flow> = Vec::with_capacity(if tunnel.is_some() { BURST } else { 0 });
         let mut buf = Vec::new();
+        let mut scratch = match tunnel {
+            Some(_) => Vec::new(),
+            None => vec![0; MAX_FRAME],
+        };
         let mut md = Flow {
             in_port: port.info.number,
             ..Flow::default()
@@ -116,7 +120,7 @@ impl Core {
                 let wait = may_wait(&burst, &rx);
                 let read = match tunnel {
                     Some(vport) => vport.recv(&mut buf, &mut md, wait),
-                    None => port.io.recv(&mut buf, wait),
+                    None => port.io.recv(&mut buf, &mut scratch, wait),
                 };
                 match read {
                     Ok(true) => {
