@@ -107,6 +107,7 @@ fn trace_in(
                     XlateError::RecursionTooDeep => "Recursion too deep",
                     XlateError::TooManyResubmits => "Too many resubmits",
                     XlateError::NoRecirculationContext => "No recirculation context",
+                    XlateError::TooManyMplsLabels => "Too many MPLS labels",
                 };
                 format!("Translation failed ({why}), packet is dropped.")
             }),

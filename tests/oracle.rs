@@ -184,4 +184,10 @@ fn differential_cases_agree_with_open_vswitch() {
         &dummy_bridge(Some((1..=8).collect())),
     );
     assert_eq!(same, total, "{}", bad.join("\n"));
+    // MPLS pops recirculate with ids a fresh OVS allocates: a fresh bridge.
+    let (same, total, bad) = score_cases(
+        vec![dir.join("38-mpls")],
+        &dummy_bridge(Some((1..=8).collect())),
+    );
+    assert_eq!(same, total, "{}", bad.join("\n"));
 }

@@ -45,6 +45,9 @@ pub struct FrozenState {
     pub continuation: Vec<FrozenActions>,
     /// A `controller` action's userdata, for its packet-in.
     pub userdata: Vec<u8>,
+    /// Translation froze after a pop of MPLS (OVS keeps it in the frozen
+    /// state too, so that such a state has an id of its own).
+    pub was_mpls: bool,
 }
 
 /// The actions one level of a frozen translation had left (OVS's unrolled
@@ -72,6 +75,7 @@ impl FrozenState {
             stack: Vec::new(),
             continuation: Vec::new(),
             userdata: Vec::new(),
+            was_mpls: false,
         }
     }
 

@@ -30,6 +30,7 @@ use crate::recirc::{FrozenActions, FrozenState, RecircIds};
 use crate::tables::{RuleEntry, Tables};
 
 mod group;
+mod mpls;
 pub mod native_tunnel;
 pub mod normal;
 use normal::{NormalLearn, PortVlan};
@@ -136,6 +137,9 @@ pub enum XlateError {
     /// The flow's `recirc_id` names no frozen state (OVS's
     /// `XLATE_NO_RECIRCULATION_CONTEXT`).
     NoRecirculationContext,
+    /// A push or pop of an MPLS label that the flow's label stack cannot
+    /// take (OVS's `XLATE_TOO_MANY_MPLS_LABELS`).
+    TooManyMplsLabels,
 }
 
 /// A pass that a `ct(table=T)` forked: what `ofproto/trace` follows next.
@@ -256,6 +260,10 @@ struct Ctx<'a> {
     /// each level adds what it has left, then the pass ends in a
     /// recirculation that resumes there.
     freeze: Option<Freeze>,
+    /// An MPLS label was popped to a non-MPLS EtherType (OVS's
+    /// `was_mpls`): the L3 headers under it are unknown until the packet
+    /// is extracted again, after a recirculation.
+    was_mpls: bool,
 }
 
 /// A freeze under way.
@@ -374,6 +382,7 @@ fn xlate_from(
         unresolved: false,
         neighbours_seen: std::mem::take(&mut out.neighbours_seen),
         freeze: None,
+        was_mpls: false,
     };
     // The action set starts empty (OVS's `xlate_in_init`).
     ctx.flow.actset_output = port::UNSET;
@@ -462,8 +471,8 @@ fn xlate_from(
 }
 
 /// Adds `a` to an action set, replacing one of the same kind, keeping
-/// OpenFlow's action-set order: pops, pushes, TTL, sets, then output or
-/// group.
+/// OpenFlow's action-set order (OVS's `ACTION_SET_ORDER`): pops, pushes
+/// (MPLS under VLAN), TTL decrements, sets, then output or group.
 fn add_to_action_set(set: &mut Vec<OfAction>, a: OfAction) {
     let same_kind = |b: &OfAction| match (&a, b) {
         (OfAction::SetField { field: x, .. }, OfAction::SetField { field: y, .. }) => x == y,
@@ -477,12 +486,18 @@ fn add_to_action_set(set: &mut Vec<OfAction>, a: OfAction) {
     set.push(a);
     set.sort_by_key(|a| match a {
         OfAction::PopVlan => 0,
-        OfAction::PushVlan { .. } => 1,
-        OfAction::DecTtl | OfAction::DecTtlIds(_) => 2,
+        OfAction::PopMpls { .. } => 1,
+        OfAction::PushMpls { .. } => 2,
+        OfAction::PushVlan { .. } => 3,
+        OfAction::DecTtl | OfAction::DecTtlIds(_) => 4,
+        OfAction::DecMplsTtl => 5,
         OfAction::SetField { .. }
         | OfAction::Load { .. }
         | OfAction::Move { .. }
-        | OfAction::SetTunnel { .. } => 3,
+        | OfAction::SetMplsLabel(_)
+        | OfAction::SetMplsTc(_)
+        | OfAction::SetMplsTtl(_)
+        | OfAction::SetTunnel { .. } => 6,
         OfAction::Resubmit { .. }
         | OfAction::Clone(_)
         | OfAction::StackPush(_)
@@ -496,13 +511,13 @@ fn add_to_action_set(set: &mut Vec<OfAction>, a: OfAction) {
         | OfAction::Nat(_)
         | OfAction::Conjunction { .. }
         | OfAction::Learn(_)
-        | OfAction::FinTimeout { .. } => 4,
+        | OfAction::FinTimeout { .. } => 7,
         OfAction::Output { .. }
         | OfAction::OutputReg { .. }
         | OfAction::OutputTrunc { .. }
         | OfAction::Enqueue { .. }
         | OfAction::Controller { .. }
-        | OfAction::Group(_) => 5,
+        | OfAction::Group(_) => 8,
     });
     // A group and an output: OpenFlow runs only the group.
     if set.iter().any(|a| matches!(a, OfAction::Group(_))) {
@@ -562,6 +577,12 @@ impl Ctx<'_> {
     /// on a fresh segment, so that the depth OVS allows translates on any
     /// thread, whatever stack it was given.
     fn table_action(&mut self, in_port: u32, table: u8, last: bool) {
+        // OVS's `xlate_table_action`: a packet whose L3 headers are unknown
+        // is looked up again after a recirculation.
+        if self.was_mpls {
+            self.trigger_freeze();
+            return;
+        }
         if !self.resource_check() {
             return;
         }
@@ -657,6 +678,7 @@ impl Ctx<'_> {
             if self.error.is_some() {
                 return false;
             }
+            self.recirc_for_mpls(a);
             if self.exit {
                 self.unroll(&actions[i..], rest);
                 return true;
@@ -729,6 +751,25 @@ impl Ctx<'_> {
                 } => self.move_bits(*src, *src_ofs, *dst, *dst_ofs, *n_bits),
                 OfAction::PushVlan { tpid } => self.push_vlan(*tpid),
                 OfAction::PopVlan => self.pop_vlan(),
+                OfAction::PushMpls { ethertype } => self.push_mpls(*ethertype),
+                OfAction::PopMpls { ethertype } => self.pop_mpls(*ethertype),
+                OfAction::SetMplsLabel(label) => {
+                    let (mask, value) = mpls::label_bits(*label);
+                    self.set_mpls_bits(mask, value);
+                }
+                OfAction::SetMplsTc(tc) => {
+                    let (mask, value) = mpls::tc_bits(*tc);
+                    self.set_mpls_bits(mask, value);
+                }
+                OfAction::SetMplsTtl(ttl) => {
+                    let (mask, value) = mpls::ttl_bits(*ttl);
+                    self.set_mpls_bits(mask, value);
+                }
+                OfAction::DecMplsTtl => {
+                    if !self.dec_mpls_ttl() {
+                        return false;
+                    }
+                }
                 OfAction::DecTtl => {
                     if !self.dec_ttl(&[0]) {
                         return false;
@@ -775,6 +816,11 @@ impl Ctx<'_> {
         }
         if self.error.is_some() {
             return false;
+        }
+        // The instructions after the apply-actions need the L3 headers as
+        // much as OVS's `recirc_for_mpls` says each of them does.
+        if has_rest && self.was_mpls && !self.exit {
+            self.trigger_freeze();
         }
         match rest {
             Some(ins) if !self.exit => self.run_rest(ins, last),
@@ -846,6 +892,7 @@ impl Ctx<'_> {
         )
         .with_stack(self.stack.clone());
         state.continuation = freeze.continuation;
+        state.was_mpls = self.was_mpls;
         let id = self.cfg.recirc.id_for(state);
         if let Some((alg, basis)) = freeze.hash {
             self.actions.push(OdpAction::Hash { alg, basis });
@@ -862,6 +909,7 @@ impl Ctx<'_> {
         let old_stack = self.stack.clone();
         let old_action_set = self.action_set.clone();
         let old_flow = self.flow;
+        let old_was_mpls = self.was_mpls;
         let reversible = !inner.iter().any(|a| {
             matches!(
                 a,
@@ -889,6 +937,7 @@ impl Ctx<'_> {
         self.action_set = old_action_set;
         self.stack = old_stack;
         self.flow = old_flow;
+        self.was_mpls = old_was_mpls;
         // A freeze inside ended with the clone.
         self.exit &= !froze;
     }
@@ -907,6 +956,7 @@ impl Ctx<'_> {
         let old_stack = self.stack.clone();
         let old_action_set = self.action_set.clone();
         let old_flow = self.flow;
+        let old_was_mpls = self.was_mpls;
         self.commit();
         let old_base = self.base;
         let old_conntracked = self.conntracked;
@@ -920,6 +970,7 @@ impl Ctx<'_> {
         self.base = old_base;
         self.conntracked = old_conntracked;
         self.flow = old_flow;
+        self.was_mpls = old_was_mpls;
         let old_exit = std::mem::replace(&mut self.exit, false) && !froze;
 
         dst.write(&mut self.flow, 0);
@@ -934,6 +985,7 @@ impl Ctx<'_> {
         self.base = old_base;
         self.conntracked = old_conntracked;
         self.flow = old_flow;
+        self.was_mpls = old_was_mpls;
         self.exit = old_exit;
     }
 
@@ -1453,15 +1505,27 @@ impl Ctx<'_> {
     }
 
     /// Emits the datapath actions that turn `base` into `flow` (OVS's
-    /// `commit_odp_actions`), in OVS's order: Ethernet, L3, L4, VLAN,
-    /// priority, mark.
+    /// `commit_odp_actions`), in OVS's order: Ethernet, MPLS pops that
+    /// uncover a non-MPLS packet, L3, L4, other MPLS changes, VLAN,
+    /// priority, mark. L3 and L4 are left alone while the flow cannot see
+    /// them (under a label, or popped from one and not extracted yet), as
+    /// OVS skips them for a flow with no `nw_proto` then.
     fn commit(&mut self) {
         self.commit_ethernet();
-        self.commit_l3();
-        if self.base.is_ipv6() && self.base.nw_proto == IPPROTO_ICMPV6 {
-            self.commit_nd();
+        let mpls_first = eth_type_mpls(self.base.dl_type) && !eth_type_mpls(self.flow.dl_type);
+        if mpls_first {
+            self.commit_mpls();
         }
-        self.commit_ports();
+        if !eth_type_mpls(self.flow.dl_type) && !self.was_mpls {
+            self.commit_l3();
+            if self.base.is_ipv6() && self.base.nw_proto == IPPROTO_ICMPV6 {
+                self.commit_nd();
+            }
+            self.commit_ports();
+        }
+        if !mpls_first {
+            self.commit_mpls();
+        }
         self.commit_vlans();
         self.commit_metadata();
     }
@@ -1723,7 +1787,7 @@ impl Ctx<'_> {
             wc.tp_dst = 0;
         }
         if !eth_type_mpls(orig.dl_type) {
-            wc.mpls_lse = [0; FLOW_MAX_MPLS_LABELS];
+            wc.mpls_lse = [0; FLOW_MPLS_LSE_SLOTS];
         }
         for (i, v) in wc.vlans.iter_mut().enumerate() {
             if !eth_type_vlan(orig.vlans[i].tpid) {

@@ -60,12 +60,7 @@ pub fn flow_compose(flow: &Flow) -> Vec<u8> {
             frame.extend_from_slice(&a);
         }
         t if eth_type_mpls(t) => {
-            // Entries up to the bottom of the stack, or all of them.
-            let n = flow
-                .mpls_lse
-                .iter()
-                .position(|l| l & crate::wire::mpls::BOS_MASK != 0)
-                .map_or(FLOW_MAX_MPLS_LABELS, |i| i + 1);
+            let n = flow.mpls_depth();
             for lse in &flow.mpls_lse[..n] {
                 frame.extend_from_slice(&lse.to_be_bytes());
             }

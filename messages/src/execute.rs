@@ -1,6 +1,6 @@
 //! Datapath actions applied to a frame, for the userspace datapath: masked
-//! header rewrites (OVS's `odp_execute_masked_set_action`), VLAN push and
-//! pop.
+//! header rewrites (OVS's `odp_execute_masked_set_action`), VLAN and
+//! MPLS pushes and pops.
 //!
 //! Rewrites change only the masked bits and keep every checksum right:
 //! the IPv4 header checksum, and TCP, UDP (unless 0, "no checksum") and
@@ -43,6 +43,9 @@ pub enum ExecuteError {
     /// A push_vlan TPID that is not 802.1Q's or 802.1ad's.
     #[error("push_vlan: TPID {tpid:#06x} is neither 0x8100 nor 0x88a8")]
     NotVlanTpid { tpid: u16 },
+    /// A push_mpls EtherType that is not MPLS's.
+    #[error("push_mpls: EtherType {ethertype:#06x} is neither 0x8847 nor 0x8848")]
+    NotMplsEthertype { ethertype: u16 },
     /// An action this datapath cannot run.
     #[error("{action}: not supported by this datapath")]
     Unsupported { action: &'static str },
@@ -414,6 +417,67 @@ pub fn push_vlan(frame: &mut Vec<u8>, tpid: u16, tci: u16) -> Result<(), Execute
     tag[..2].copy_from_slice(&tpid.to_be_bytes());
     tag[2..].copy_from_slice(&(tci & !VLAN_CFI).to_be_bytes());
     frame.splice(at..at, tag);
+    Ok(())
+}
+
+/// Where the EtherType that says what follows the L2 headers lies: after
+/// the addresses and any VLAN tags (OVS puts an MPLS label stack there).
+fn l2_ethertype_at(frame: &[u8], action: &'static str) -> Result<usize, ExecuteError> {
+    EthernetFrame::new_checked(frame).map_err(|e| no_header(action, "Ethernet", e.to_string()))?;
+    let mut at = 2 * crate::wire::ethernet::ADDR_LEN;
+    while at + crate::wire::vlan::TAG_LEN + 2 <= frame.len()
+        && eth_type_vlan(u16::from_be_bytes([frame[at], frame[at + 1]]))
+    {
+        at += crate::wire::vlan::TAG_LEN;
+    }
+    Ok(at)
+}
+
+/// OVS's `push_mpls`: a label stack entry goes in front of the stack (or
+/// of the L3 header, for a packet that had none), and the EtherType
+/// before it becomes `ethertype`.
+pub fn push_mpls(frame: &mut Vec<u8>, lse: u32, ethertype: u16) -> Result<(), ExecuteError> {
+    if !eth_type_mpls(ethertype) {
+        return Err(ExecuteError::NotMplsEthertype { ethertype });
+    }
+    let at = l2_ethertype_at(frame, "push_mpls")?;
+    frame[at..at + 2].copy_from_slice(&ethertype.to_be_bytes());
+    frame.splice(at + 2..at + 2, lse.to_be_bytes());
+    Ok(())
+}
+
+/// OVS's `pop_mpls`: the outermost label stack entry comes off, and the
+/// EtherType before it becomes `ethertype`.
+pub fn pop_mpls(frame: &mut Vec<u8>, ethertype: u16) -> Result<(), ExecuteError> {
+    let at = l2_ethertype_at(frame, "pop_mpls")?;
+    let current = u16::from_be_bytes([frame[at], frame[at + 1]]);
+    if !eth_type_mpls(current) {
+        return Err(no_header(
+            "pop_mpls",
+            "MPLS",
+            format!("its EtherType is {current:#06x}"),
+        ));
+    }
+    if frame.len() < at + 2 + crate::wire::mpls::LSE_LEN {
+        return Err(no_header("pop_mpls", "MPLS", "the label stack entry is truncated"));
+    }
+    frame[at..at + 2].copy_from_slice(&ethertype.to_be_bytes());
+    frame.drain(at + 2..at + 2 + crate::wire::mpls::LSE_LEN);
+    Ok(())
+}
+
+/// Rewrites the outermost label stack entry whole (OVS's `set_mpls_lse`).
+pub fn set_mpls(frame: &mut [u8], lse: u32) -> Result<(), ExecuteError> {
+    let at = l2_ethertype_at(frame, "set(mpls)")?;
+    let current = u16::from_be_bytes([frame[at], frame[at + 1]]);
+    if !eth_type_mpls(current) || frame.len() < at + 2 + crate::wire::mpls::LSE_LEN {
+        return Err(no_header(
+            "set(mpls)",
+            "MPLS",
+            format!("its EtherType is {current:#06x} or the entry is truncated"),
+        ));
+    }
+    frame[at + 2..at + 6].copy_from_slice(&lse.to_be_bytes());
     Ok(())
 }
 

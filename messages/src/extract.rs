@@ -13,8 +13,8 @@
 //!   is 1, which [`extract_with_vlan_limit`] reproduces;
 //! - an 802.3 length (< 0x0600) gives `dl_type` 0x05ff unless an LLC/SNAP
 //!   header with OUI 0 carries an EtherType;
-//! - MPLS: the label stack is walked to the bottom, the first 4 entries are
-//!   kept, nothing after the stack is parsed;
+//! - MPLS: the label stack is walked to the bottom, the first 3 entries are
+//!   kept (OVS's `FLOW_MAX_MPLS_LABELS`), nothing after the stack is parsed;
 //! - IPv4: the header must have IHL ≥ 5, fit the frame, and have a total
 //!   length covering it and within the frame, with at most 65535 bytes of
 //!   padding after it; otherwise nothing past L2 is kept;
@@ -173,8 +173,8 @@ fn parse_l2_up(frame: &[u8], vlan_limit: usize, flow: &mut Flow, layers: &mut Fr
         layers.l2_5 = Some(ofs);
         let mut count = 0;
         while let Ok(lse) = mpls::MplsLse::new_checked(tail(frame, ofs)) {
-            if let Some(slot) = flow.mpls_lse.get_mut(count) {
-                *slot = lse.lse();
+            if count < FLOW_MAX_MPLS_LABELS {
+                flow.mpls_lse[count] = lse.lse();
             }
             count += 1;
             ofs += mpls::LSE_LEN;

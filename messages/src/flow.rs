@@ -16,8 +16,12 @@ use bytemuck::{Pod, Zeroable};
 pub const FLOW_N_REGS: usize = 16;
 /// How many VLAN headers a flow tracks (802.1ad outer + 802.1Q inner).
 pub const FLOW_MAX_VLAN_HEADERS: usize = 2;
-/// How many MPLS label stack entries a flow tracks.
-pub const FLOW_MAX_MPLS_LABELS: usize = 4;
+/// How many MPLS label stack entries a flow tracks (OVS's
+/// `FLOW_MAX_MPLS_LABELS`): deeper entries stay in the packet, unseen.
+pub const FLOW_MAX_MPLS_LABELS: usize = 3;
+/// Slots for them in a `Flow`: OVS rounds the array up to an even count,
+/// so that the flow stays in whole 64-bit words; the last is always 0.
+pub const FLOW_MPLS_LSE_SLOTS: usize = 4;
 
 /// Bytes of Geneve option values a flow carries (OVS has 256; 64 keeps a
 /// `Flow` within the 64 words a megaflow's map covers).
@@ -125,7 +129,7 @@ pub struct Flow {
     pub pad_l2: u16,
     /// Outermost first.
     pub vlans: [FlowVlan; FLOW_MAX_VLAN_HEADERS],
-    pub mpls_lse: [u32; FLOW_MAX_MPLS_LABELS],
+    pub mpls_lse: [u32; FLOW_MPLS_LSE_SLOTS],
 
     // ---- L3 (stage 3) ----
     /// IPv4 source, or ARP SPA.
@@ -449,6 +453,34 @@ pub fn eth_type_vlan(t: u16) -> bool {
 /// True for MPLS EtherTypes.
 pub fn eth_type_mpls(t: u16) -> bool {
     t == ETH_TYPE_MPLS || t == ETH_TYPE_MPLS_MCAST
+}
+
+/// An MPLS label stack entry from its parts (OVS's `set_mpls_lse_values`).
+pub fn mpls_lse(label: u32, tc: u8, bos: bool, ttl: u8) -> u32 {
+    ((label & 0xf_ffff) << 12) | (u32::from(tc & 7) << 9) | (u32::from(bos) << 8) | u32::from(ttl)
+}
+
+impl Flow {
+    /// Zeroes the L3 and L4 fields (from `nw_src` on), as OVS's
+    /// `flow_push_mpls` does for headers hidden under a new label.
+    pub fn clear_l3_l4(&mut self) {
+        self.words_mut()[FLOW_SEGMENT_ENDS[1]..].fill(0);
+    }
+
+    /// How many label stack entries the flow has (OVS's
+    /// `flow_count_mpls_labels`): up to the bottom of the stack, or, when
+    /// none of the tracked ones is the bottom, the nonzero ones. 0 for a
+    /// packet that is not MPLS.
+    pub fn mpls_depth(&self) -> usize {
+        if !eth_type_mpls(self.dl_type) {
+            return 0;
+        }
+        let lses = &self.mpls_lse[..FLOW_MAX_MPLS_LABELS];
+        match lses.iter().position(|l| l & 0x100 != 0) {
+            Some(i) => i + 1,
+            None => lses.iter().filter(|l| **l != 0).count(),
+        }
+    }
 }
 
 #[cfg(test)]

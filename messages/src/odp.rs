@@ -93,6 +93,18 @@ pub enum OdpAction {
         tci: u16,
     },
     PopVlan,
+    /// Push an MPLS label stack entry and make the EtherType `ethertype`
+    /// (`OVS_ACTION_ATTR_PUSH_MPLS`).
+    PushMpls {
+        lse: u32,
+        ethertype: u16,
+    },
+    /// Pop the outermost MPLS entry; `ethertype` is the EtherType of what
+    /// was under it (`OVS_ACTION_ATTR_POP_MPLS`).
+    PopMpls(u16),
+    /// Rewrite the outermost MPLS entry whole (`OVS_ACTION_ATTR_SET` of
+    /// `OVS_KEY_ATTR_MPLS`, as OVS's `commit_mpls_action` emits it).
+    SetMpls(u32),
     /// Send the packet through the connection tracker
     /// (`OVS_ACTION_ATTR_CT`): afterwards its `ct_*` fields hold the
     /// tracker's verdict.

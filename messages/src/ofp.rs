@@ -118,6 +118,27 @@ pub enum OfAction {
         tpid: u16,
     },
     PopVlan,
+    /// `push_mpls:ETHERTYPE`: push a label stack entry (OVS's
+    /// `flow_push_mpls` decides its contents); the packet becomes MPLS of
+    /// that EtherType and its L3 headers opaque.
+    PushMpls {
+        ethertype: u16,
+    },
+    /// `pop_mpls:ETHERTYPE`: pop the outermost entry; `ethertype` is the
+    /// packet's EtherType afterwards.
+    PopMpls {
+        ethertype: u16,
+    },
+    /// `set_mpls_label(L)`, `set_mpls_tc(T)`, `set_mpls_ttl(T)`: write the
+    /// outermost entry's field, on MPLS packets only. Variants of their
+    /// own, not `SetField`s, because OVS prints them back as written and
+    /// recirculates after `pop_mpls` for them but not for `set_field`.
+    SetMplsLabel(u32),
+    SetMplsTc(u8),
+    SetMplsTtl(u8),
+    /// `dec_mpls_ttl`: decrement the outermost entry's TTL; one that
+    /// would expire goes to the controller and ends the action list.
+    DecMplsTtl,
     DecTtl,
     /// `dec_ttl(ID,...)` (Nicira's DEC_TTL_CNT_IDS): `dec_ttl` that tells
     /// the controllers with these ids when the TTL expires (plain

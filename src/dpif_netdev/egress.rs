@@ -1,4 +1,4 @@
-//! Running datapath actions on frames: rewrites, VLAN pushes and pops,
+//! Running datapath actions on frames: rewrites, VLAN and MPLS pushes and pops,
 //! outputs to ports and upcalls, the connection tracker (`ct`,
 //! `ct_clear`) and recirculation (the packet looked up again, here).
 
@@ -156,6 +156,18 @@ impl<'a> Egress<'a> {
                 OdpAction::PopVlan => {
                     known.headers_changed();
                     pop_vlan(frame)
+                }
+                OdpAction::PushMpls { lse, ethertype } => {
+                    known.headers_changed();
+                    push_mpls(frame, *lse, *ethertype)
+                }
+                OdpAction::PopMpls(ethertype) => {
+                    known.headers_changed();
+                    pop_mpls(frame, *ethertype)
+                }
+                OdpAction::SetMpls(lse) => {
+                    known.headers_changed();
+                    set_mpls(frame, *lse)
                 }
                 OdpAction::Ct(ct) => {
                     let md = known.metadata_mut();

@@ -37,7 +37,7 @@ use messages::dpif::{
     monotonic_ms, DpFlow, DpStats, Dpif, DpifError, DpifOp, Execute, FlowPut, FlowStats,
     PacketMetadata, PortInfo, PortKind, PortSpec, PortStats, PutMode, Ufid, Upcall, UpcallKind,
 };
-use messages::execute::{apply_set_masked, pop_vlan, push_vlan};
+use messages::execute::{apply_set_masked, pop_mpls, pop_vlan, push_mpls, push_vlan, set_mpls};
 use messages::extract::{flow_extract, flow_extract_into};
 use messages::hash::key_ufid;
 use messages::odp::{OdpAction, OdpActions, SetHeader};

@@ -78,6 +78,7 @@ impl Ctx<'_> {
             return;
         }
         let old_flow = self.flow;
+        let old_was_mpls = self.was_mpls;
         self.depth += 1;
         let outer = std::mem::replace(&mut self.in_group, true);
         self.run_actions(&list, None, last);
@@ -87,6 +88,8 @@ impl Ctx<'_> {
             self.end_pass();
         }
         self.flow = old_flow;
+        // Nor does a pop of MPLS in it (OVS's `xlate_group_bucket`).
+        self.was_mpls = old_was_mpls;
         // A bucket that exits (or froze) does not stop what follows the
         // group.
         self.exit = false;
@@ -125,6 +128,11 @@ impl Ctx<'_> {
     /// OVS's `pick_select_group`: the bucket's index, or None (no live
     /// bucket, or the datapath is to hash first: then translation froze).
     fn pick_select_bucket(&mut self, group: &Group) -> Option<usize> {
+        // The hash may read L3 headers that a pop of MPLS left unknown.
+        if self.was_mpls {
+            self.trigger_freeze();
+            return None;
+        }
         match &group.selection {
             Selection::DpHash {
                 alg,

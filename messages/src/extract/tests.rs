@@ -265,13 +265,13 @@ fn mpls_stack() {
     assert_eq!(layers.l2_5, Some(14));
     assert_eq!(layers.l3, Some(22));
 
-    // Six entries: the first four are kept, L3 starts after the sixth.
+    // Six entries: the first three are kept, L3 starts after the sixth.
     let mut rest = Vec::new();
     for i in 0..6 {
         rest.extend_from_slice(&lse(i + 1, i == 5));
     }
     let (f, layers) = extract_with_layers(&eth(ETH_TYPE_MPLS_MCAST, &rest), &Flow::default());
-    assert_eq!(f.mpls_lse.map(|l| l >> 12), [1, 2, 3, 4]);
+    assert_eq!(f.mpls_lse.map(|l| l >> 12), [1, 2, 3, 0]);
     assert_eq!(layers.l3, Some(14 + 24));
 
     // No bottom of stack and a partial entry: whole entries only.

@@ -92,7 +92,23 @@ pub fn format_odp_action(a: &OdpAction) -> String {
         ),
         OdpAction::TnlPush(p) => p.format(),
         OdpAction::TnlPop(port) => format!("tnl_pop({port})"),
+        OdpAction::PushMpls { lse, ethertype } => {
+            format!("push_mpls({},eth_type={ethertype:#x})", format_mpls_lse(*lse))
+        }
+        OdpAction::PopMpls(ethertype) => format!("pop_mpls(eth_type={ethertype:#x})"),
+        OdpAction::SetMpls(lse) => format!("set(mpls({}))", format_mpls_lse(*lse)),
     }
+}
+
+/// One label stack entry as OVS's `format_mpls_lse` prints it.
+fn format_mpls_lse(lse: u32) -> String {
+    format!(
+        "label={},tc={},ttl={},bos={}",
+        lse >> 12,
+        (lse >> 9) & 7,
+        lse & 0xff,
+        (lse >> 8) & 1
+    )
 }
 
 /// `ct(...)` as OVS's `format_odp_conntrack_action` prints it: zone only

@@ -231,6 +231,18 @@ pub fn format_match_fields(
     if lse_mask & 0x0000_0100 != 0 {
         let _ = write!(s, "mpls_bos={},", (lse >> 8) & 1);
     }
+    for i in 1..FLOW_MAX_MPLS_LABELS {
+        let (v, m) = (f.mpls_lse[i], w.mpls_lse[i]);
+        match m {
+            0 => {}
+            u32::MAX => {
+                let _ = write!(s, "mpls_lse{i}={v},");
+            }
+            m => {
+                let _ = write!(s, "mpls_lse{i}={v:#010x}/{m:#010x},");
+            }
+        }
+    }
     if w.nw_frag & FLOW_NW_FRAG_MASK != 0 {
         let _ = write!(
             s,
@@ -379,6 +391,12 @@ pub fn format_action(a: &OfAction) -> String {
         ),
         OfAction::PushVlan { tpid } => format!("push_vlan:{}", c_hex((*tpid).into())),
         OfAction::PopVlan => "pop_vlan".into(),
+        OfAction::PushMpls { ethertype } => format!("push_mpls:{ethertype:#06x}"),
+        OfAction::PopMpls { ethertype } => format!("pop_mpls:{ethertype:#06x}"),
+        OfAction::SetMplsLabel(label) => format!("set_mpls_label({label})"),
+        OfAction::SetMplsTc(tc) => format!("set_mpls_tc({tc})"),
+        OfAction::SetMplsTtl(ttl) => format!("set_mpls_ttl({ttl})"),
+        OfAction::DecMplsTtl => "dec_mpls_ttl".into(),
         OfAction::DecTtl => "dec_ttl".into(),
         OfAction::DecTtlIds(ids) => {
             let ids: Vec<String> = ids.iter().map(u16::to_string).collect();

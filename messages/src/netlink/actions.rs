@@ -37,6 +37,13 @@ pub enum ActionAttr {
         tci: u16,
     },
     PopVlan,
+    /// `OVS_ACTION_ATTR_PUSH_MPLS`: `struct ovs_action_push_mpls`.
+    PushMpls {
+        lse: u32,
+        ethertype: u16,
+    },
+    /// `OVS_ACTION_ATTR_POP_MPLS`: the EtherType after the pop.
+    PopMpls(u16),
     Recirc(u32),
     /// `OVS_ACTION_ATTR_CT` and its nested `OVS_CT_ATTR_*`.
     Ct(CtAction),
@@ -80,6 +87,8 @@ impl Nla for ActionAttr {
             ActionAttr::Set(k) => k.buffer_len(),
             ActionAttr::SetMasked { key, .. } => 4 + (2 * key.payload_len()).next_multiple_of(4),
             ActionAttr::PushVlan { .. } => 4,
+            ActionAttr::PushMpls { .. } => 8,
+            ActionAttr::PopMpls(_) => 2,
             ActionAttr::Hash { .. } => 8,
             ActionAttr::PopVlan | ActionAttr::CtClear => 0,
             ActionAttr::Ct(ct) => emit_ct(ct).len(),
@@ -94,6 +103,8 @@ impl Nla for ActionAttr {
             ActionAttr::SetMasked { .. } => OVS_ACTION_ATTR_SET_MASKED,
             ActionAttr::PushVlan { .. } => OVS_ACTION_ATTR_PUSH_VLAN,
             ActionAttr::PopVlan => OVS_ACTION_ATTR_POP_VLAN,
+            ActionAttr::PushMpls { .. } => OVS_ACTION_ATTR_PUSH_MPLS,
+            ActionAttr::PopMpls(_) => OVS_ACTION_ATTR_POP_MPLS,
             ActionAttr::Recirc(_) => OVS_ACTION_ATTR_RECIRC,
             ActionAttr::Ct(_) => OVS_ACTION_ATTR_CT,
             ActionAttr::CtClear => OVS_ACTION_ATTR_CT_CLEAR,
@@ -138,6 +149,12 @@ impl Nla for ActionAttr {
                 b[0..2].copy_from_slice(&tpid.to_be_bytes());
                 b[2..4].copy_from_slice(&tci.to_be_bytes());
             }
+            ActionAttr::PushMpls { lse, ethertype } => {
+                b[0..4].copy_from_slice(&lse.to_be_bytes());
+                b[4..6].copy_from_slice(&ethertype.to_be_bytes());
+                b[6..8].fill(0);
+            }
+            ActionAttr::PopMpls(ethertype) => b.copy_from_slice(&ethertype.to_be_bytes()),
             ActionAttr::PopVlan | ActionAttr::CtClear => {}
             ActionAttr::Ct(ct) => b.copy_from_slice(&emit_ct(ct)),
             ActionAttr::Other(_, v) => b.copy_from_slice(v),
@@ -464,6 +481,17 @@ impl<'a> Parseable<NlaBuffer<&'a [u8]>> for ActionAttr {
                 }
             }
             OVS_ACTION_ATTR_POP_VLAN => ActionAttr::PopVlan,
+            OVS_ACTION_ATTR_PUSH_MPLS => {
+                let b: [u8; 8] = fixed(v, "OVS_ACTION_ATTR_PUSH_MPLS")?;
+                ActionAttr::PushMpls {
+                    lse: u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+                    ethertype: u16::from_be_bytes([b[4], b[5]]),
+                }
+            }
+            OVS_ACTION_ATTR_POP_MPLS => {
+                let b: [u8; 2] = fixed(v, "OVS_ACTION_ATTR_POP_MPLS")?;
+                ActionAttr::PopMpls(u16::from_be_bytes(b))
+            }
             OVS_ACTION_ATTR_CT => ActionAttr::Ct(parse_ct(v)?),
             OVS_ACTION_ATTR_CT_CLEAR => ActionAttr::CtClear,
             OVS_ACTION_ATTR_TRUNC => ActionAttr::Trunc(u32_ne(v, "OVS_ACTION_ATTR_TRUNC")?),
@@ -537,6 +565,12 @@ pub fn actions_to_attrs(actions: &[OdpAction]) -> Vec<ActionAttr> {
                 tci: tci | VLAN_CFI,
             },
             OdpAction::PopVlan => ActionAttr::PopVlan,
+            OdpAction::PushMpls { lse, ethertype } => ActionAttr::PushMpls {
+                lse: *lse,
+                ethertype: *ethertype,
+            },
+            OdpAction::PopMpls(ethertype) => ActionAttr::PopMpls(*ethertype),
+            OdpAction::SetMpls(lse) => ActionAttr::Set(KeyAttr::Mpls(vec![*lse])),
             OdpAction::SetTunnel(t) => ActionAttr::Set(KeyAttr::Tunnel(t.clone())),
             OdpAction::Ct(ct) => ActionAttr::Ct(ct.clone()),
             OdpAction::CtClear => ActionAttr::CtClear,
@@ -686,6 +720,14 @@ pub fn actions_from_attrs(attrs: &[ActionAttr]) -> Result<Vec<OdpAction>, Decode
                     userdata: userdata.clone().unwrap_or_default(),
                 },
                 ActionAttr::Set(KeyAttr::Tunnel(t)) => OdpAction::SetTunnel(t.clone()),
+                // The kernel reports a whole-entry MPLS set either way.
+                ActionAttr::Set(KeyAttr::Mpls(lses)) if lses.len() == 1 => {
+                    OdpAction::SetMpls(lses[0])
+                }
+                ActionAttr::SetMasked {
+                    key: KeyAttr::Mpls(lses),
+                    mask: KeyAttr::Mpls(masks),
+                } if lses.len() == 1 && masks[..] == [u32::MAX] => OdpAction::SetMpls(lses[0]),
                 ActionAttr::Set(key) => {
                     let mask = full_set_mask(key).ok_or_else(|| {
                         DecodeError::from(format!(
@@ -701,6 +743,11 @@ pub fn actions_from_attrs(attrs: &[ActionAttr]) -> Result<Vec<OdpAction>, Decode
                     tci: *tci,
                 },
                 ActionAttr::PopVlan => OdpAction::PopVlan,
+                ActionAttr::PushMpls { lse, ethertype } => OdpAction::PushMpls {
+                    lse: *lse,
+                    ethertype: *ethertype,
+                },
+                ActionAttr::PopMpls(ethertype) => OdpAction::PopMpls(*ethertype),
                 ActionAttr::Recirc(id) => OdpAction::Recirc(*id),
                 ActionAttr::Ct(ct) => OdpAction::Ct(ct.clone()),
                 ActionAttr::CtClear => OdpAction::CtClear,

@@ -60,7 +60,7 @@ pub fn kernel_mask(key: &Flow, mask: &Flow) -> Flow {
         || m.nw_proto != 0
         || m.arp_sha != [0; 6]
         || m.arp_tha != [0; 6]
-        || m.mpls_lse != [0; FLOW_MAX_MPLS_LABELS];
+        || m.mpls_lse != [0; FLOW_MPLS_LSE_SLOTS];
     if l3 {
         m.dl_type = u16::MAX;
     }
@@ -289,11 +289,7 @@ fn push_vlans_and_l3(
         return;
     } else if eth_type_mpls(flow.dl_type) {
         if l3_mask_ok {
-            let n = flow
-                .mpls_lse
-                .iter()
-                .position(|lse| lse & 0x100 != 0)
-                .map_or(FLOW_MAX_MPLS_LABELS, |i| i + 1);
+            let n = flow.mpls_depth();
             out.push(KeyAttr::Mpls(data.mpls_lse[..n].to_vec()));
         }
         return;

@@ -87,6 +87,17 @@ const NXAST_OUTPUT_TRUNC: u16 = 39;
 const NXAST_CLONE: u16 = 42;
 const NXAST_CHECK_PKT_LARGER: u16 = 49;
 const OFPAT_SET_QUEUE: u16 = 21;
+// MPLS: OpenFlow 1.1+ actions, and Nicira's for 1.0.
+const OFPAT_SET_MPLS_TTL: u16 = 15;
+const OFPAT_DEC_MPLS_TTL: u16 = 16;
+const OFPAT_PUSH_MPLS: u16 = 19;
+const OFPAT_POP_MPLS: u16 = 20;
+const NXAST_PUSH_MPLS: u16 = 23;
+const NXAST_POP_MPLS: u16 = 24;
+const NXAST_SET_MPLS_TTL: u16 = 25;
+const NXAST_DEC_MPLS_TTL: u16 = 26;
+const NXAST_SET_MPLS_LABEL: u16 = 30;
+const NXAST_SET_MPLS_TC: u16 = 31;
 const OFPAT10_ENQUEUE: u16 = 11;
 // `ct` flags, `nat` flags and the `nat` parameters present.
 const NX_CT_F_COMMIT: u16 = 1;
@@ -151,6 +162,17 @@ fn set(field: Field, value: u128) -> OfAction {
         value,
         mask: field.full_mask(),
     }
+}
+
+/// OVS's `decode_OFPAT_RAW_PUSH_MPLS`: the EtherType must be MPLS's.
+fn push_mpls(ethertype: u16) -> Result<OfAction, OfpError> {
+    if !eth_type_mpls(ethertype) {
+        return Err(bad(
+            E::ActionBadArgument,
+            format!("push_mpls:{ethertype:#06x} (not an MPLS EtherType)"),
+        ));
+    }
+    Ok(OfAction::PushMpls { ethertype })
 }
 
 fn output(port: u32, max_len: u16) -> Result<OfAction, OfpError> {
@@ -224,6 +246,20 @@ fn check_list(
                 flow.vlans[0].tci = 0;
             }
             OfAction::DecTtl => need(lenient || flow.is_ip_any(), "dec_ttl")?,
+            // OVS's `check_PUSH_MPLS`, `check_POP_MPLS`, `check_set_mpls`:
+            // the payload of a pushed label is opaque.
+            OfAction::PushMpls { ethertype } => {
+                flow.dl_type = *ethertype;
+                flow.nw_proto = 0;
+            }
+            OfAction::PopMpls { ethertype } => {
+                need(of10 || eth_type_mpls(flow.dl_type), "pop_mpls")?;
+                flow.dl_type = *ethertype;
+            }
+            OfAction::SetMplsLabel(_)
+            | OfAction::SetMplsTc(_)
+            | OfAction::SetMplsTtl(_)
+            | OfAction::DecMplsTtl => need(of10 || eth_type_mpls(flow.dl_type), "MPLS action")?,
             OfAction::FinTimeout { .. } => need(
                 lenient || flow.is_ip_any() && flow.nw_proto == IPPROTO_TCP,
                 "fin_timeout",
@@ -355,6 +391,12 @@ fn decode_of13(kind: u16, a: &mut Reader<'_>, out: &mut Vec<OfAction>) -> Result
             out.push(OfAction::PushVlan { tpid });
         }
         OFPAT_POP_VLAN => out.push(OfAction::PopVlan),
+        OFPAT_PUSH_MPLS => out.push(push_mpls(a.u16("ethertype")?)?),
+        OFPAT_POP_MPLS => out.push(OfAction::PopMpls {
+            ethertype: a.u16("ethertype")?,
+        }),
+        OFPAT_SET_MPLS_TTL => out.push(OfAction::SetMplsTtl(a.u8("mpls_ttl")?)),
+        OFPAT_DEC_MPLS_TTL => out.push(OfAction::DecMplsTtl),
         OFPAT_DEC_NW_TTL => out.push(OfAction::DecTtl),
         OFPAT_GROUP => out.push(OfAction::Group(a.u32("group_id")?)),
         OFPAT_SET_FIELD => {
@@ -584,6 +626,27 @@ fn decode_nx(a: &mut Reader<'_>, ins: &mut Instructions) -> Result<(), OfpError>
             a,
             subtype == NXAST_LEARN2,
         )?))),
+        NXAST_PUSH_MPLS => out.push(push_mpls(a.u16("ethertype")?)?),
+        NXAST_POP_MPLS => out.push(OfAction::PopMpls {
+            ethertype: a.u16("ethertype")?,
+        }),
+        NXAST_SET_MPLS_TTL => out.push(OfAction::SetMplsTtl(a.u8("ttl")?)),
+        NXAST_DEC_MPLS_TTL => out.push(OfAction::DecMplsTtl),
+        NXAST_SET_MPLS_LABEL => {
+            a.skip(2, "pad")?;
+            let label = a.u32("label")?;
+            if label > 0xf_ffff {
+                return Err(bad(E::ActionBadArgument, format!("MPLS label {label}")));
+            }
+            out.push(OfAction::SetMplsLabel(label));
+        }
+        NXAST_SET_MPLS_TC => {
+            let tc = a.u8("tc")?;
+            if tc > 7 {
+                return Err(bad(E::ActionBadArgument, format!("MPLS TC {tc}")));
+            }
+            out.push(OfAction::SetMplsTc(tc));
+        }
         NXAST_WRITE_METADATA => {
             a.skip(6, "pad")?;
             let value = a.u64("metadata")?;
@@ -1140,6 +1203,56 @@ pub fn encode_action(version: u8, a: &OfAction, out: &mut Vec<u8>) -> Result<(),
         OfAction::Learn(learn) => put_learn(learn, out)?,
         OfAction::Ct(ct) => put_ct(version, ct, out)?,
         OfAction::Nat(nat) => put_nat(nat, out),
+        OfAction::PushMpls { ethertype } | OfAction::PopMpls { ethertype } => {
+            let push = matches!(a, OfAction::PushMpls { .. });
+            if of10 {
+                put_nx_header(out, 16, if push { NXAST_PUSH_MPLS } else { NXAST_POP_MPLS });
+                out.put_u16(*ethertype);
+                out.put_zeros(4);
+            } else {
+                out.put_u16(if push { OFPAT_PUSH_MPLS } else { OFPAT_POP_MPLS });
+                out.put_u16(8);
+                out.put_u16(*ethertype);
+                out.put_zeros(2);
+            }
+        }
+        // OVS sends label and TC as set_field from OpenFlow 1.2 on.
+        OfAction::SetMplsLabel(label) if !of10 => {
+            encode_action(version, &set(Field::MplsLabel, u128::from(*label)), out)?
+        }
+        OfAction::SetMplsLabel(label) => {
+            put_nx_header(out, 16, NXAST_SET_MPLS_LABEL);
+            out.put_zeros(2);
+            out.put_u32(*label);
+        }
+        OfAction::SetMplsTc(tc) if !of10 => {
+            encode_action(version, &set(Field::MplsTc, u128::from(*tc)), out)?
+        }
+        OfAction::SetMplsTc(tc) => {
+            put_nx_header(out, 16, NXAST_SET_MPLS_TC);
+            out.put_u8(*tc);
+            out.put_zeros(5);
+        }
+        OfAction::SetMplsTtl(ttl) if of10 => {
+            put_nx_header(out, 16, NXAST_SET_MPLS_TTL);
+            out.put_u8(*ttl);
+            out.put_zeros(5);
+        }
+        OfAction::SetMplsTtl(ttl) => {
+            out.put_u16(OFPAT_SET_MPLS_TTL);
+            out.put_u16(8);
+            out.put_u8(*ttl);
+            out.put_zeros(3);
+        }
+        OfAction::DecMplsTtl if of10 => {
+            put_nx_header(out, 16, NXAST_DEC_MPLS_TTL);
+            out.put_zeros(6);
+        }
+        OfAction::DecMplsTtl => {
+            out.put_u16(OFPAT_DEC_MPLS_TTL);
+            out.put_u16(8);
+            out.put_zeros(4);
+        }
         OfAction::Exit => {
             put_nx_header(out, 16, NXAST_EXIT);
             out.put_zeros(6);

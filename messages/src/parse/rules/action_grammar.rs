@@ -126,12 +126,6 @@ impl Inst {
 pub(super) const UNSUPPORTED_ACTIONS: &[&str] = &[
     "bundle",
     "bundle_load",
-    "set_mpls_label",
-    "set_mpls_tc",
-    "set_mpls_ttl",
-    "dec_mpls_ttl",
-    "push_mpls",
-    "pop_mpls",
     "multipath",
     "note",
     "sample",
@@ -143,7 +137,7 @@ pub(super) const UNSUPPORTED_ACTIONS: &[&str] = &[
 
 pub(super) const SUPPORTED: &str =
     "an action (output, drop, set_field, load, mod_*, push_vlan, pop_vlan, \
-     dec_ttl, resubmit, controller, ct, ct_clear, conjunction, learn, fin_timeout, clone, \
+     dec_ttl, push_mpls, pop_mpls, set_mpls_label, set_mpls_tc, set_mpls_ttl, dec_mpls_ttl, resubmit, controller, ct, ct_clear, conjunction, learn, fin_timeout, clone, \
      push, pop, exit, check_pkt_larger, enqueue, set_queue, pop_queue, group, set_tunnel, set_tunnel64, \
      a port) or \
      instruction (meter, goto_table, write_metadata, write_actions, clear_actions)";
@@ -402,6 +396,36 @@ pub(super) fn parse_action(name: &str, kv: &KeyValue<'_>, src: &str) -> Res<Act>
             }
             Act::PushVlan(tpid)
         }
+        "push_mpls" => {
+            let ethertype = u16_arg("ethertype")?;
+            if !eth_type_mpls(ethertype) {
+                return Err(err(
+                    at,
+                    "not an MPLS ethertype",
+                    arg,
+                    "0x8847 or 0x8848",
+                ));
+            }
+            Act::Plain(OfAction::PushMpls { ethertype })
+        }
+        "pop_mpls" => Act::Plain(OfAction::PopMpls {
+            ethertype: u16_arg("ethertype")?,
+        }),
+        "set_mpls_label" => {
+            let label = parse_uint(arg, 32)
+                .filter(|l| *l <= 0xf_ffff)
+                .ok_or_else(|| invalid("MPLS label", "a label from 0 to 1048575"))?;
+            Act::Plain(OfAction::SetMplsLabel(label as u32))
+        }
+        "set_mpls_tc" => {
+            let tc = u8_arg("MPLS TC")?;
+            if tc > 7 {
+                return Err(err(at, "not a valid MPLS TC", arg, "a class from 0 to 7"));
+            }
+            Act::Plain(OfAction::SetMplsTc(tc))
+        }
+        "set_mpls_ttl" => Act::Plain(OfAction::SetMplsTtl(u8_arg("MPLS TTL")?)),
+        "dec_mpls_ttl" => Act::Plain(OfAction::DecMplsTtl),
         // With ids: the controllers to tell when the TTL expires.
         "dec_ttl" if arg.is_empty() => Act::DecTtl,
         "dec_ttl" => {

@@ -280,6 +280,35 @@ pub(super) fn encode_action(a: &Located, st: &mut CheckState, out: &mut Vec<OfAc
         }
         Act::DecTtl => out.push(OfAction::DecTtl),
         Act::DecTtlIds(ids) => out.push(OfAction::DecTtlIds(ids.clone())),
+        // OVS's `check_PUSH_MPLS` and `check_POP_MPLS`: later actions see
+        // the new EtherType, and a pushed label's payload is opaque.
+        Act::Plain(OfAction::PushMpls { ethertype }) => {
+            f.dl_type = *ethertype;
+            f.nw_proto = 0;
+            out.push(OfAction::PushMpls {
+                ethertype: *ethertype,
+            });
+        }
+        Act::Plain(OfAction::PopMpls { ethertype }) => {
+            if !eth_type_mpls(f.dl_type) && !st.in_group {
+                return Err(inconsistent(a, "mpls or mplsm (or a push_mpls before)"));
+            }
+            f.dl_type = *ethertype;
+            out.push(OfAction::PopMpls {
+                ethertype: *ethertype,
+            });
+        }
+        Act::Plain(
+            action @ (OfAction::SetMplsLabel(_)
+            | OfAction::SetMplsTc(_)
+            | OfAction::SetMplsTtl(_)
+            | OfAction::DecMplsTtl),
+        ) => {
+            if !eth_type_mpls(f.dl_type) && !st.in_group {
+                return Err(inconsistent(a, "mpls or mplsm (or a push_mpls before)"));
+            }
+            out.push(action.clone());
+        }
         Act::Plain(action) => {
             let tcp = f.is_ip_any() && f.nw_proto == IPPROTO_TCP;
             if matches!(action, OfAction::FinTimeout { .. }) && !tcp {
