@@ -116,12 +116,17 @@ pub(crate) fn well_formed(kind: Kind, n_vlans: usize, frag: u8, raw: &Flow) -> F
         }
         Kind::Mpls(dl_type) => {
             f.dl_type = dl_type;
-            // 1 to 4 entries, the last one the bottom of the stack unless
-            // all 4 are used without one.
-            let n = usize::from(raw.tp_src % 4) + 1;
-            let bos_last = n < 4 || raw.tp_dst & 1 == 0;
+            // 1 to 3 entries (as many as a flow tracks), the last one the
+            // bottom of the stack unless all 3 are used without one; then
+            // none is 0, since a flow without a bottom counts the nonzero
+            // ones (as OVS's `flow_count_mpls_labels`).
+            let n = usize::from(raw.tp_src % 3) + 1;
+            let bos_last = n < FLOW_MAX_MPLS_LABELS || raw.tp_dst & 1 == 0;
             for i in 0..n {
                 let mut lse = raw.mpls_lse[i] & !crate::wire::mpls::BOS_MASK;
+                if !bos_last && lse == 0 {
+                    lse = 1 << crate::wire::mpls::LABEL_SHIFT;
+                }
                 if i == n - 1 && bos_last {
                     lse |= crate::wire::mpls::BOS_MASK;
                 }

@@ -236,6 +236,52 @@ proptest! {
         pop_vlan(&mut frame).unwrap();
         prop_assert_eq!(frame, original);
     }
+
+    /// A pushed entry sits outside any label stack and inside any VLAN
+    /// tags; a set rewrites it; its pop gives back the original frame.
+    #[test]
+    fn push_set_then_pop_mpls(
+        flow in well_formed_flow(),
+        lse in any::<u32>(),
+        other in any::<u32>(),
+        mcast in any::<bool>(),
+    ) {
+        // An 802.3 frame's length field is no EtherType to pop back to.
+        prop_assume!(flow.dl_type >= ETH_TYPE_MIN);
+        let ethertype = if mcast { ETH_TYPE_MPLS_MCAST } else { ETH_TYPE_MPLS };
+        let original = flow_compose(&flow);
+        let mut frame = original.clone();
+        push_mpls(&mut frame, lse, ethertype).unwrap();
+        let pushed = flow_extract(&frame, &flow);
+        prop_assert_eq!(pushed.dl_type, ethertype);
+        prop_assert_eq!(pushed.mpls_lse[0], lse);
+        prop_assert_eq!(pushed.vlans, flow.vlans);
+        if eth_type_mpls(flow.dl_type) && lse & crate::wire::mpls::BOS_MASK == 0 {
+            prop_assert_eq!(pushed.mpls_lse[1], flow.mpls_lse[0]);
+        }
+        set_mpls(&mut frame, other).unwrap();
+        prop_assert_eq!(flow_extract(&frame, &flow).mpls_lse[0], other);
+        pop_mpls(&mut frame, flow.dl_type).unwrap();
+        prop_assert_eq!(frame, original);
+    }
+}
+
+#[test]
+fn mpls_actions_refuse_what_they_cannot_do() {
+    let mut frame = flow_compose(&udp_flow());
+    assert_eq!(
+        push_mpls(&mut frame, 0x100, ETH_TYPE_IP),
+        Err(ExecuteError::NotMplsEthertype { ethertype: ETH_TYPE_IP })
+    );
+    let before = frame.clone();
+    assert!(pop_mpls(&mut frame, ETH_TYPE_IP).is_err());
+    assert!(set_mpls(&mut frame, 0x100).is_err());
+    assert_eq!(frame, before);
+    // An entry cut short is not popped.
+    let mut short = frame[..14].to_vec();
+    short[12..14].copy_from_slice(&ETH_TYPE_MPLS.to_be_bytes());
+    short.extend_from_slice(&[0, 1]);
+    assert!(pop_mpls(&mut short, ETH_TYPE_IP).is_err());
 }
 
 /// Length of the ICMPv6 part of a composed ND frame.
