@@ -191,3 +191,43 @@ fn differential_cases_agree_with_open_vswitch() {
     );
     assert_eq!(same, total, "{}", bad.join("\n"));
 }
+
+/// A set of an MPLS entry writes all of it; OVS's megaflow matches only
+/// what the actions read, ours the whole entry (sound): the datapath
+/// actions must be OVS's and the megaflow OVS's plus MPLS terms only.
+#[test]
+fn mpls_sets_match_the_whole_entry_beyond_open_vswitch() {
+    let case = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/ovs_cases/39-mpls-set-matches-whole-entry");
+    let rules = parse_rules(&std::fs::read_to_string(case.join("rules.of13")).unwrap()).unwrap();
+    let mut tables = Tables::from_rules(rules);
+    for g in parse_groups(&std::fs::read_to_string(case.join("groups.txt")).unwrap()).unwrap() {
+        tables.add_group(g).unwrap();
+    }
+    let flows = std::fs::read_to_string(case.join("flows.txt")).unwrap();
+    let ours = upcalld::trace::trace_lines(&tables, &flows, &dummy_bridge(Some((1..=8).collect())));
+    let expected = std::fs::read_to_string(case.join("expected.tsv")).unwrap();
+    assert_eq!(ours.lines().count(), expected.lines().count());
+    for (exp, got) in expected.lines().zip(ours.lines()) {
+        let e: Vec<&str> = exp.split('\t').collect();
+        let g: Vec<&str> = got.split('\t').collect();
+        assert_eq!((e[0], e[1]), (g[0], g[1]), "datapath actions");
+        assert!(g[1].starts_with("set(mpls("), "{got}");
+        let terms = |s: &str| s.split(',').map(str::to_owned).collect::<BTreeSet<_>>();
+        let (ovs, us) = (terms(e[2]), terms(g[2]));
+        assert!(
+            us.is_superset(&ovs),
+            "megaflow {} lacks some of {}",
+            g[2],
+            e[2]
+        );
+        let extra: Vec<_> = us.difference(&ovs).collect();
+        assert!(
+            !extra.is_empty() && extra.iter().all(|t| t.starts_with("mpls_")),
+            "megaflow {} beyond {}: {extra:?}",
+            g[2],
+            e[2]
+        );
+        assert!(us.iter().any(|t| t.starts_with("mpls_ttl=")), "{}", g[2]);
+    }
+}

@@ -303,6 +303,35 @@ fn action() -> impl Strategy<Value = OfAction> {
         prop::collection::vec(clone_inner(), 0..3).prop_map(OfAction::Clone),
         // GROUPS has 1 to 6; 7 does not exist.
         (1u32..8).prop_map(OfAction::Group),
+        // Three times: most MPLS actions do something only after a push
+        // or on an MPLS packet.
+        mpls_action(),
+        mpls_action(),
+        mpls_action(),
+    ]
+}
+
+/// Pushes onto IP and MPLS, pops to IP (recirculating before what needs
+/// L3) and to MPLS, sets and TTL decrements of the top entry.
+fn mpls_action() -> impl Strategy<Value = OfAction> {
+    prop_oneof![
+        Just(OfAction::PushMpls {
+            ethertype: ETH_TYPE_MPLS
+        }),
+        Just(OfAction::PopMpls {
+            ethertype: ETH_TYPE_IP
+        }),
+        Just(OfAction::PopMpls {
+            ethertype: ETH_TYPE_MPLS
+        }),
+        (16u32..19).prop_map(OfAction::SetMplsLabel),
+        Just(OfAction::SetMplsTtl(9)),
+        Just(OfAction::DecMplsTtl),
+        (0u8..8).prop_map(|tc| OfAction::SetField {
+            field: Field::MplsTc,
+            value: tc as u128,
+            mask: u128::MAX
+        }),
     ]
 }
 
@@ -377,7 +406,7 @@ fn rule_spec() -> impl Strategy<Value = RuleSpec> {
     (
         0u8..3,
         1u16..20,
-        prop_oneof![Just(0u8), Just(1), Just(6), Just(17)],
+        prop_oneof![Just(0u8), Just(1), Just(2), Just(6), Just(17)],
         prop::collection::vec(cond(), 0..4),
         prop::collection::vec(action(), 0..4),
         any::<bool>(),
@@ -421,7 +450,11 @@ fn rule_spec() -> impl Strategy<Value = RuleSpec> {
 /// Builds a rule, keeping only conditions whose prerequisites hold.
 fn build_rule(s: &RuleSpec) -> Rule {
     let mut m = Match::catchall();
-    let ip = s.proto != 0;
+    // proto 2: an MPLS rule.
+    let ip = s.proto != 0 && s.proto != 2;
+    if s.proto == 2 {
+        m.set_field(Field::EthType, ETH_TYPE_MPLS as u128);
+    }
     if ip {
         m.set_field(Field::EthType, ETH_TYPE_IP as u128);
         if s.proto != 1 {
@@ -511,7 +544,7 @@ fn flow_strategy() -> impl Strategy<Value = Flow> {
         mac_pool(),
         mac_pool(),
         prop::option::of(1u16..4),
-        prop_oneof![Just(0u8), Just(1), Just(6), Just(17)],
+        prop_oneof![Just(0u8), Just(1), Just(2), Just(6), Just(17)],
         ip_pool(),
         ip_pool(),
         port_pool(),
@@ -541,6 +574,16 @@ fn flow_strategy() -> impl Strategy<Value = Flow> {
                     f.dl_type = 0x88cc;
                     return f;
                 }
+                // MPLS: one or two labels, the TTL 1 (expiring) or not.
+                if proto == 2 {
+                    f.dl_type = ETH_TYPE_MPLS;
+                    let two = ndst & 1 != 0;
+                    f.mpls_lse[0] = mpls_lse(16 + u32::from(tsrc % 3), 0, !two, ttl % 3);
+                    if two {
+                        f.mpls_lse[1] = mpls_lse(17, 1, true, 64);
+                    }
+                    return f;
+                }
                 f.dl_type = ETH_TYPE_IP;
                 f.nw_proto = proto;
                 f.nw_src = nsrc;
@@ -566,6 +609,13 @@ fn inside(f: &Flow, wc: &Flow, noise: &Flow) -> Flow {
     for ((o, m), n) in g.words_mut().iter_mut().zip(wc.words()).zip(noise.words()) {
         *o = (*o & m) | (*n & !m);
     }
+    // The datapath sees no L3 under a label, and no label stack without
+    // an MPLS EtherType.
+    if eth_type_mpls(g.dl_type) {
+        g.clear_l3_l4();
+    } else {
+        g.mpls_lse = [0; FLOW_MPLS_LSE_SLOTS];
+    }
     g
 }
 
@@ -575,6 +625,8 @@ static CONJUNCTIONS: AtomicUsize = AtomicUsize::new(0);
 static LEARNED: AtomicUsize = AtomicUsize::new(0);
 static RESUMED: AtomicUsize = AtomicUsize::new(0);
 static HASHED: AtomicUsize = AtomicUsize::new(0);
+/// Translations that pushed, popped or set an MPLS label.
+static MPLS: AtomicUsize = AtomicUsize::new(0);
 
 /// Checks one rule set and flow, after the `teachers` have run their
 /// `learn` actions, then the recirculations its translation forked
@@ -635,6 +687,14 @@ fn check_one(
     noises: &[Flow],
 ) -> Result<actors::xlate::XlateOutput, TestCaseError> {
     let out = xlate(tables, flow, cfg);
+    if out.actions.iter().any(|a| {
+        matches!(
+            a,
+            OdpAction::PushMpls { .. } | OdpAction::PopMpls(_) | OdpAction::SetMpls(_)
+        )
+    }) {
+        MPLS.fetch_add(1, Ordering::Relaxed);
+    }
     let via_conjunction = out.rules.iter().any(|id| {
         tables
             .get(*id)
@@ -699,18 +759,20 @@ fn flows_inside_a_megaflow_get_its_actions() {
     if let Err(e) = worker.join().unwrap() {
         panic!("{e}");
     }
-    let (conj, learned, resumed, hashed) = (
+    let (conj, learned, resumed, hashed, mpls) = (
         CONJUNCTIONS.load(Ordering::Relaxed),
         LEARNED.load(Ordering::Relaxed),
         RESUMED.load(Ordering::Relaxed),
         HASHED.load(Ordering::Relaxed),
+        MPLS.load(Ordering::Relaxed),
     );
     eprintln!(
         "{conj} translations through a conjunction, {learned} rules learned, \
-         {resumed} recirculations resumed, {hashed} select groups resumed with a dp_hash"
+         {resumed} recirculations resumed, {hashed} select groups resumed with a dp_hash, \
+         {mpls} with MPLS pushes, pops or sets"
     );
     assert!(
-        conj > 0 && learned > 0 && resumed > 0 && hashed > 0,
-        "{conj} conjunctions, {learned} learned, {resumed} resumed, {hashed} hashed"
+        conj > 0 && learned > 0 && resumed > 0 && hashed > 0 && mpls > 0,
+        "{conj} conjunctions, {learned} learned, {resumed} resumed, {hashed} hashed, {mpls} MPLS"
     );
 }

@@ -459,7 +459,11 @@ pub fn pop_mpls(frame: &mut Vec<u8>, ethertype: u16) -> Result<(), ExecuteError>
         ));
     }
     if frame.len() < at + 2 + crate::wire::mpls::LSE_LEN {
-        return Err(no_header("pop_mpls", "MPLS", "the label stack entry is truncated"));
+        return Err(no_header(
+            "pop_mpls",
+            "MPLS",
+            "the label stack entry is truncated",
+        ));
     }
     frame[at..at + 2].copy_from_slice(&ethertype.to_be_bytes());
     frame.drain(at + 2..at + 2 + crate::wire::mpls::LSE_LEN);

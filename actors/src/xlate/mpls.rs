@@ -3,6 +3,10 @@
 //! actions, `recirc_for_mpls`, and `commit_mpls_action` (with the label
 //! stack helpers of its `lib/flow.c`).
 //!
+//! One deviation: a set of an entry matches the whole entry in the
+//! megaflow, where OVS matches only the fields the actions read (see
+//! `commit_mpls`).
+//!
 //! A pushed label hides the packet's L3 headers: the flow's L3 and L4
 //! fields are cleared, and not committed while the packet is MPLS. A pop
 //! to a non-MPLS EtherType leaves a packet whose L3 headers the slow path
@@ -117,6 +121,12 @@ impl Ctx<'_> {
             if base_n - 1 == common_n && flow_n > common_n {
                 let lse = flow.mpls_lse[flow_n - base_n];
                 self.actions.push(OdpAction::SetMpls(lse));
+                // The set writes the whole entry, so all of it is matched:
+                // OVS leaves the bits no action read wildcarded, and a
+                // packet with another TTL or TC in its megaflow would get
+                // this one's. (A packet that was not MPLS matches none of
+                // it; pushes and pops match the entries they move.)
+                self.wc.mpls_lse[0] = u32::MAX;
                 base.mpls_lse[0] = lse;
                 common_n += 1;
             } else {

@@ -271,7 +271,9 @@ fn mpls_actions_refuse_what_they_cannot_do() {
     let mut frame = flow_compose(&udp_flow());
     assert_eq!(
         push_mpls(&mut frame, 0x100, ETH_TYPE_IP),
-        Err(ExecuteError::NotMplsEthertype { ethertype: ETH_TYPE_IP })
+        Err(ExecuteError::NotMplsEthertype {
+            ethertype: ETH_TYPE_IP
+        })
     );
     let before = frame.clone();
     assert!(pop_mpls(&mut frame, ETH_TYPE_IP).is_err());

@@ -93,7 +93,10 @@ pub fn format_odp_action(a: &OdpAction) -> String {
         OdpAction::TnlPush(p) => p.format(),
         OdpAction::TnlPop(port) => format!("tnl_pop({port})"),
         OdpAction::PushMpls { lse, ethertype } => {
-            format!("push_mpls({},eth_type={ethertype:#x})", format_mpls_lse(*lse))
+            format!(
+                "push_mpls({},eth_type={ethertype:#x})",
+                format_mpls_lse(*lse)
+            )
         }
         OdpAction::PopMpls(ethertype) => format!("pop_mpls(eth_type={ethertype:#x})"),
         OdpAction::SetMpls(lse) => format!("set(mpls({}))", format_mpls_lse(*lse)),

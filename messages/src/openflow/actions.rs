@@ -1206,11 +1206,23 @@ pub fn encode_action(version: u8, a: &OfAction, out: &mut Vec<u8>) -> Result<(),
         OfAction::PushMpls { ethertype } | OfAction::PopMpls { ethertype } => {
             let push = matches!(a, OfAction::PushMpls { .. });
             if of10 {
-                put_nx_header(out, 16, if push { NXAST_PUSH_MPLS } else { NXAST_POP_MPLS });
+                put_nx_header(
+                    out,
+                    16,
+                    if push {
+                        NXAST_PUSH_MPLS
+                    } else {
+                        NXAST_POP_MPLS
+                    },
+                );
                 out.put_u16(*ethertype);
                 out.put_zeros(4);
             } else {
-                out.put_u16(if push { OFPAT_PUSH_MPLS } else { OFPAT_POP_MPLS });
+                out.put_u16(if push {
+                    OFPAT_PUSH_MPLS
+                } else {
+                    OFPAT_POP_MPLS
+                });
                 out.put_u16(8);
                 out.put_u16(*ethertype);
                 out.put_zeros(2);

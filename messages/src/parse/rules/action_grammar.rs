@@ -399,12 +399,7 @@ pub(super) fn parse_action(name: &str, kv: &KeyValue<'_>, src: &str) -> Res<Act>
         "push_mpls" => {
             let ethertype = u16_arg("ethertype")?;
             if !eth_type_mpls(ethertype) {
-                return Err(err(
-                    at,
-                    "not an MPLS ethertype",
-                    arg,
-                    "0x8847 or 0x8848",
-                ));
+                return Err(err(at, "not an MPLS ethertype", arg, "0x8847 or 0x8848"));
             }
             Act::Plain(OfAction::PushMpls { ethertype })
         }
