@@ -395,6 +395,38 @@ fn actions_round_trip_and_masked_set_value_is_masked() {
 }
 
 #[test]
+fn mpls_actions_survive_netlink_serialization() {
+    let acts = vec![
+        OdpAction::PushMpls {
+            lse: mpls_lse(10, 3, true, 64),
+            ethertype: ETH_TYPE_MPLS,
+        },
+        OdpAction::SetMpls(mpls_lse(1000, 7, true, 63)),
+        OdpAction::Output(2),
+        OdpAction::PopMpls(ETH_TYPE_IP),
+    ];
+    let attrs = actions_to_attrs(&acts);
+    let bytes = actions::emit_action_attrs(&attrs);
+    // push_mpls: 4-byte header, big-endian entry and EtherType, 2 of pad.
+    assert_eq!(&bytes[..4], &[12, 0, 9, 0]);
+    assert_eq!(&bytes[4..10], &[0x00, 0x00, 0xa7, 0x40, 0x88, 0x47]);
+    let parsed = actions::parse_action_attrs(&bytes).unwrap();
+    assert_eq!(parsed, attrs);
+    assert_eq!(actions_from_attrs(&parsed).unwrap(), acts);
+    // The kernel reports a set it turned masked with a full mask.
+    let masked = ActionAttr::SetMasked {
+        key: KeyAttr::Mpls(vec![0x1234_5140]),
+        mask: KeyAttr::Mpls(vec![u32::MAX]),
+    };
+    assert_eq!(
+        actions_from_attrs(&[masked]).unwrap(),
+        vec![OdpAction::SetMpls(0x1234_5140)]
+    );
+    // A pop with no EtherType is refused.
+    assert!(actions::parse_action_attrs(&[4, 0, 10, 0]).is_err());
+}
+
+#[test]
 fn plain_set_decodes_as_full_masked_set_and_unknown_actions_are_errors() {
     let set = ActionAttr::Set(KeyAttr::Ethernet(EthKey {
         src: [1; 6],
