@@ -29,6 +29,9 @@
 //!                          # what it leaves out is `timeouts`'s (the kernel's own
 //!                          # defaults on the kernel datapath, which has no udp_first
 //!                          # or icmp_reply: cttimeout objects ovs_tp_<id>_<proto>)
+//! fragments = { max_frags = 1000, min_v4_frag_size = 1200 }  # reassembly before
+//!                          # tracking, as OVS's dpctl/ipf-set-*: v4_enabled, v6_enabled,
+//!                          # min_v6_frag_size too
 //!
 //! [[port]]
 //! name = "veth0"
@@ -834,6 +837,11 @@ impl Config {
             return invalid("revalidate_interval_ms must be at least 1".into());
         }
         self.openflow.check()?;
+        self.datapath
+            .conntrack
+            .fragments
+            .check()
+            .map_err(ConfigError::Invalid)?;
         if self.datapath.kind == DatapathType::Kernel {
             let name = &self.datapath.name;
             // A network interface name: at most 15 bytes, no '/' or space.

@@ -441,6 +441,13 @@ impl Ctl {
                     .collect::<String>()
                     .into())
             }
+            (Command::IpfGetStatus, _) => {
+                let ct = self.conntrack.as_ref().ok_or(
+                    "the kernel datapath reassembles fragments in the kernel \
+                     (nf_defrag_ipv4/ipv6); upcalld reassembles only on its userspace datapath",
+                )?;
+                Ok(ct.fragments.status().into())
+            }
             (Command::FdbShow, _) => Ok(format_fdb(&self.xlate.mac.entries(now_secs()), |p| {
                 if p == messages::ofp::port::LOCAL {
                     "LOCAL".into()

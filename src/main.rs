@@ -131,6 +131,9 @@ enum CtlCmd {
     },
     /// Forget every tracked connection, or those of `zone=N`.
     FlushConntrack { zone: Option<String> },
+    /// IP fragment reassembly: settings, fragments held, counters (as
+    /// `ovs-appctl dpctl/ipf-get-status`).
+    IpfGetStatus,
     /// The MAC learning table of NORMAL (as `ovs-appctl fdb/show`).
     FdbShow,
     /// Empty the MAC learning table (as `ovs-appctl fdb/flush`).
@@ -366,6 +369,7 @@ fn ctl(socket: &std::path::Path, cmd: CtlCmd) -> anyhow::Result<ExitCode> {
         CtlCmd::Revalidate => text(Command::Revalidate, String::new()),
         CtlCmd::DumpConntrack { args } => text(Command::DumpConntrack, args.join(" ")),
         CtlCmd::FlushConntrack { zone } => text(Command::FlushConntrack, zone.unwrap_or_default()),
+        CtlCmd::IpfGetStatus => text(Command::IpfGetStatus, String::new()),
         CtlCmd::FdbShow => text(Command::FdbShow, String::new()),
         CtlCmd::FdbFlush => text(Command::FdbFlush, String::new()),
         CtlCmd::FdbStats => text(Command::FdbStats, String::new()),

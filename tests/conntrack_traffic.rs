@@ -432,3 +432,124 @@ fn dnat_balances_a_virtual_ip_over_two_backends() {
         .iter()
         .all(|l| l.contains("dst=10.78.0.100,sport=") && l.contains(",sport=8080,")));
 }
+
+#[test]
+fn udp_datagrams_larger_than_the_mtu_pass_the_firewall_reassembled() {
+    let mut bed = Bed::new("cg", 2);
+    let (a, b) = (1, 2);
+    bed.put(m().arp().in_port(a), vec![out(b)]);
+    bed.put(m().arp().in_port(b), vec![out(a)]);
+    bed.put(
+        m().ip().ct(0),
+        vec![ct(0, false, None), OdpAction::Recirc(1)],
+    );
+    let r1 = || M::default().recirc(1).ip();
+    bed.put(
+        r1().in_port(a).ct(CS_TRACKED | CS_NEW),
+        vec![ct(0, true, None), out(b)],
+    );
+    bed.put(
+        r1().in_port(a).ct(CS_TRACKED | CS_ESTABLISHED),
+        vec![out(b)],
+    );
+    bed.put(r1().in_port(a).ct(CS_TRACKED | CS_INVALID), vec![]);
+    bed.put(r1().in_port(b).ct(CS_TRACKED | CS_NEW), vec![]);
+    bed.put(
+        r1().in_port(b).ct(CS_TRACKED | CS_ESTABLISHED),
+        vec![out(a)],
+    );
+    bed.put(r1().in_port(b).ct(CS_TRACKED | CS_INVALID), vec![]);
+    let (ha, hb) = (&bed.hosts[0], &bed.hosts[1]);
+    let (a_addr, b_addr) = (ha.addr, hb.addr);
+    // 4000 bytes: three IPv4 fragments on the veths' 1500-byte MTU.
+    let len = 4000;
+
+    // b echoes each datagram back, as big.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let echo = hb
+        .spawn(move || {
+            let s = UdpSocket::bind((b_addr, 6100)).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            ready_tx.send(()).unwrap();
+            let mut got = Vec::new();
+            let mut buf = vec![0; 65536];
+            while let Ok((n, from)) = s.recv_from(&mut buf) {
+                got.push(buf[..n].to_vec());
+                s.send_to(&buf[..n], from).unwrap();
+            }
+            got
+        })
+        .unwrap();
+    ready_rx.recv().unwrap();
+    let replies = ha
+        .run(move || {
+            let s = UdpSocket::bind((a_addr, 0)).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let mut replies = Vec::new();
+            let mut buf = vec![0; 65536];
+            for i in 0..3u8 {
+                let mut d = pattern(len);
+                d[0] = i;
+                s.send_to(&d, (b_addr, 6100)).unwrap();
+                if let Ok(n) = s.recv(&mut buf) {
+                    replies.push(buf[..n].to_vec());
+                }
+            }
+            replies
+        })
+        .unwrap();
+    let got = echo.join().unwrap().unwrap();
+    let want: Vec<Vec<u8>> = (0..3u8)
+        .map(|i| {
+            let mut d = pattern(len);
+            d[0] = i;
+            d
+        })
+        .collect();
+    assert_eq!(got.len(), 3, "b got every big datagram from a");
+    assert!(got == want, "a -> b datagrams intact");
+    assert!(replies == want, "b's big replies pass as +est, intact");
+
+    // b's unsolicited big datagrams are dropped, reassembled or not.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let listener = ha
+        .spawn(move || {
+            let s = UdpSocket::bind((a_addr, 6200)).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(1500)))
+                .unwrap();
+            ready_tx.send(()).unwrap();
+            s.recv(&mut vec![0; 65536]).is_ok()
+        })
+        .unwrap();
+    ready_rx.recv().unwrap();
+    hb.run(move || {
+        let s = UdpSocket::bind((b_addr, 0)).unwrap();
+        for _ in 0..3 {
+            s.send_to(&pattern(len), (a_addr, 6200)).unwrap();
+        }
+    })
+    .unwrap();
+    assert!(
+        !listener.join().unwrap().unwrap(),
+        "b -> a big UDP must be dropped"
+    );
+
+    // Each pass through `ct` reassembles, 3 fragments a datagram: a's 3
+    // datagrams at the first `ct`, its first again at the `ct(commit)` of
+    // +new, b's 3 replies and b's 3 unsolicited ones at the first `ct`.
+    let status = bed.dp.conntrack().fragments.status();
+    let completed = status
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("v4 frags completed: "))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert_eq!(completed, Some(30), "{status}");
+    assert!(status.contains("        num frag: 0\n"), "{status}");
+    let dump = bed.dump_conntrack();
+    assert!(
+        dump.iter()
+            .any(|l| l.starts_with("udp,orig=(src=10.78.0.1,dst=10.78.0.2,")
+                && l.contains("dport=6100)")),
+        "{dump:#?}"
+    );
+    assert!(!dump.iter().any(|l| l.contains("dport=6200)")), "{dump:#?}");
+}

@@ -31,6 +31,9 @@ pub enum Command {
     DumpConntrack,
     /// Forget tracked connections (of one zone).
     FlushConntrack,
+    /// The fragment reassembler's settings and counters, as
+    /// `dpctl/ipf-get-status`.
+    IpfGetStatus,
     /// The MAC learning table, as `ovs-appctl fdb/show`.
     FdbShow,
     /// Empty the MAC learning table, as `ovs-appctl fdb/flush`.
@@ -70,7 +73,7 @@ pub enum Command {
 }
 
 impl Command {
-    pub const ALL: [(&'static str, Command); 30] = [
+    pub const ALL: [(&'static str, Command); 31] = [
         ("add-flow", Command::AddFlow),
         ("add-flows", Command::AddFlows),
         ("del-flows", Command::DelFlows),
@@ -84,6 +87,7 @@ impl Command {
         ("revalidate", Command::Revalidate),
         ("dump-conntrack", Command::DumpConntrack),
         ("flush-conntrack", Command::FlushConntrack),
+        ("ipf-get-status", Command::IpfGetStatus),
         ("fdb-show", Command::FdbShow),
         ("fdb-flush", Command::FdbFlush),
         ("fdb-stats", Command::FdbStats),

@@ -6,6 +6,8 @@ use super::*;
 use messages::hash::symmetric_l4_hash;
 use messages::tunnel::DecapError;
 
+use conntrack::ipf::Verdict;
+
 /// What running actions on a burst of packets needs at hand: the ports,
 /// read-locked at the burst's first output and held for the rest of it (a
 /// lookup per output would take and release the lock, and count a
@@ -55,7 +57,7 @@ impl<'a> Egress<'a> {
     }
 
     /// [`Egress::execute`] for a packet recirculated `depth` times.
-    fn run(&mut self, frame: &mut Vec<u8>, mut known: Known<'_>, actions: &OdpActions, depth: u8) {
+    fn run(&mut self, frame: &mut Vec<u8>, mut known: Known<'_>, actions: &[OdpAction], depth: u8) {
         // What a `trunc` leaves of the packet for the next output.
         let mut truncate: Option<usize> = None;
         for (i, action) in actions.iter().enumerate() {
@@ -170,17 +172,35 @@ impl<'a> Egress<'a> {
                     set_mpls(frame, *lse)
                 }
                 OdpAction::Ct(ct) => {
-                    let md = known.metadata_mut();
-                    let mut state = CtMetadata::of(md);
                     let cmd = CtCommand::of(ct);
-                    let natted = self
-                        .core
-                        .conntrack
-                        .execute(frame, &mut state, &cmd, self.now_ms);
-                    state.write_to(md);
-                    if natted {
-                        known.headers_changed();
+                    let rest = &actions[i + 1..];
+                    self.send_expired_fragments(&cmd, rest, depth);
+                    let md = known.metadata_mut();
+                    let tracker = &self.core.conntrack;
+                    let mut state = CtMetadata::of(md);
+                    let recirc_id = md.recirc_id;
+                    match tracker
+                        .fragments
+                        .handle(frame, *md, cmd.zone, recirc_id, self.now_ms)
+                    {
+                        Verdict::Whole => {
+                            if tracker.execute(frame, &mut state, &cmd, self.now_ms) {
+                                known.headers_changed();
+                            }
+                        }
+                        Verdict::Invalid => tracker.untrackable(&mut state, cmd.zone),
+                        // The datagram's last fragment sends them all on.
+                        Verdict::Held => return,
+                        Verdict::Complete(mut whole) => {
+                            tracker.execute(&mut whole.datagram, &mut state, &cmd, self.now_ms);
+                            for mut f in whole.into_fragments() {
+                                state.write_to(&mut f.md);
+                                self.run(&mut f.frame, Known::Metadata(f.md), rest, depth);
+                            }
+                            return;
+                        }
                     }
+                    state.write_to(known.metadata_mut());
                     Ok(())
                 }
                 OdpAction::CtClear => {
@@ -233,6 +253,19 @@ impl<'a> Egress<'a> {
 }
 
 impl Egress<'_> {
+    /// Fragments whose datagram did not complete in time go on `+trk+inv`
+    /// through the actions after a `ct` (OVS sends them with the next
+    /// batch that goes through conntrack).
+    fn send_expired_fragments(&mut self, cmd: &CtCommand, rest: &[OdpAction], depth: u8) {
+        let tracker = &self.core.conntrack;
+        for mut f in tracker.fragments.expired(self.now_ms) {
+            let mut state = CtMetadata::default();
+            tracker.untrackable(&mut state, cmd.zone);
+            state.write_to(&mut f.md);
+            self.run(&mut f.frame, Known::Metadata(f.md), rest, depth);
+        }
+    }
+
     /// OVS's `tnl_pop`: the outer headers come off and the inner frame is
     /// received on tunnel vport `vport` with their tunnel metadata (looked
     /// up again, as a recirculation). A header that does not parse drops

@@ -13,9 +13,11 @@
 //! - [`tcp`]: sequence and window tracking;
 //! - [`nat`]: choosing translated tuples and rewriting packets;
 //! - [`timeouts`]: per-state timeouts;
-//! - [`dump`]: `dpctl/dump-conntrack`'s format.
+//! - [`dump`]: `dpctl/dump-conntrack`'s format;
+//! - [`ipf`]: IP fragments held and reassembled before tracking.
 
 pub mod dump;
+pub mod ipf;
 pub mod nat;
 pub mod packet;
 pub mod tcp;
@@ -195,6 +197,8 @@ pub struct ConntrackConfig {
     /// such a zone creates keep its timeouts.
     #[serde(deserialize_with = "by_zone")]
     pub zone_timeouts: std::collections::BTreeMap<u16, ZoneTimeouts>,
+    /// Fragment reassembly before tracking.
+    pub fragments: ipf::IpfConfig,
 }
 
 /// A table keyed by zone: TOML keys are strings, so `{ 5 = … }` comes as
@@ -229,6 +233,7 @@ impl Default for ConntrackConfig {
             zone_limits: Default::default(),
             timeouts: TimeoutPolicy::default(),
             zone_timeouts: Default::default(),
+            fragments: Default::default(),
         }
     }
 }
@@ -399,6 +404,9 @@ pub struct Conntrack {
     config: ConntrackConfig,
     policies: TimeoutPolicies,
     pub counters: CtCounters,
+    /// Fragments waiting for the rest of their datagram, with the
+    /// metadata each came with.
+    pub fragments: ipf::Ipf<messages::dpif::PacketMetadata>,
 }
 
 impl Conntrack {
@@ -418,6 +426,7 @@ impl Conntrack {
                 random: seed as u32 | 1,
             }),
             policies: config.timeout_policies(),
+            fragments: ipf::Ipf::new(config.fragments.clone()),
             config,
             counters: CtCounters::default(),
         }
@@ -447,19 +456,24 @@ impl Conntrack {
             md.state = 0;
         }
         let Some(mut pkt) = packet::parse(frame) else {
-            self.counters.untrackable.fetch_add(1, Ordering::Relaxed);
-            self.counters.invalid.fetch_add(1, Ordering::Relaxed);
-            *md = CtMetadata {
-                state: state::INVALID | state::TRACKED,
-                zone: cmd.zone,
-                ..CtMetadata::default()
-            };
+            self.untrackable(md, cmd.zone);
             return false;
         };
         pkt.key.zone = cmd.zone;
         let mut table = self.table.lock();
         table.sweep(now, &self.counters);
         self.process(&mut table, frame, &pkt, md, cmd, now)
+    }
+
+    /// A packet the tracker cannot follow: `+trk+inv`, counted.
+    pub fn untrackable(&self, md: &mut CtMetadata, zone: u16) {
+        self.counters.untrackable.fetch_add(1, Ordering::Relaxed);
+        self.counters.invalid.fetch_add(1, Ordering::Relaxed);
+        *md = CtMetadata {
+            state: state::INVALID | state::TRACKED,
+            zone,
+            ..CtMetadata::default()
+        };
     }
 
     fn process(

@@ -156,8 +156,9 @@ fn ipv4_header(frame: &[u8], l3: usize, key: &mut ConnKey, outer: bool) -> Optio
         return None;
     }
     let frag = be16(h, 6)?;
-    if frag & 0x1fff != 0 {
-        // A later fragment: no L4 header to track by (no reassembly).
+    if frag & 0x3fff != 0 {
+        // A fragment (more follow, or a later one): tracked only once
+        // reassembled (`ipf`), as in OVS.
         return None;
     }
     let end = if outer {
@@ -177,7 +178,7 @@ fn ipv4_header(frame: &[u8], l3: usize, key: &mut ConnKey, outer: bool) -> Optio
 }
 
 /// Reads an IPv6 header and its extension headers at `l3`; fragments are
-/// not tracked.
+/// tracked only once reassembled (`ipf`).
 fn ipv6_header(frame: &[u8], l3: usize, key: &mut ConnKey, outer: bool) -> Option<(usize, usize)> {
     let h = frame.get(l3..)?;
     if h.len() < 40 {
