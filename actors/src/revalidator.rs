@@ -1,5 +1,5 @@
 //! The revalidator actor: keeps the installed megaflows right, every
-//! `interval` (500 ms, as OVS; spaced out to at most a quarter of a CPU
+//! `interval` (500 ms, as OVS; spaced out to at most an eighth of a CPU
 //! when rounds are costly, see [`RevalidatorConfig::round_spacing`]):
 //!
 //! 1. dump the datapath and keep the flows whose ukeys are in its shards
@@ -63,9 +63,11 @@ pub struct RevalidatorConfig {
     /// Timed rounds start at least this many times their CPU time apart:
     /// a round costing more than `interval / round_spacing` spaces the
     /// next out, so that revalidation takes at most that share of a CPU
-    /// (4: a quarter). In the emulated kernel VM a round over 20 000 flows
-    /// costs 230-470 ms; every 500 ms it took most of a CPU from a burst's
-    /// handlers. A rule change brings the next round back to `interval`.
+    /// (8: an eighth). In the emulated kernel VM a round over 20 000 flows
+    /// costs 200-800 ms; every 500 ms it took most of a CPU from a burst's
+    /// handlers, and at a quarter of a CPU still a fifth of the daemon's
+    /// CPU in a burst. A rule change brings the next round back to
+    /// `interval`.
     pub round_spacing: u32,
 }
 
@@ -76,7 +78,7 @@ impl Default for RevalidatorConfig {
             max_idle: Duration::from_millis(10_000),
             flow_limit: 200_000,
             flow_limit_start: 10_000,
-            round_spacing: 4,
+            round_spacing: 8,
         }
     }
 }
