@@ -20,7 +20,7 @@ use actors::fanout::{Fanout, Subscription};
 use actors::packet_in::ControllerPacket;
 use actors::pinsched::PinSched;
 use actors::pipeline::Pipeline;
-use actors::protocol::{GetSnapshot, RuleChange, RuleStats};
+use actors::protocol::{GetSnapshot, RuleChange, RuleStats, SetFailOpen};
 use actors::rule_table::{RemovalReason, RemovedRule};
 use actors::stats::PipelineStats;
 use actors::tables::{RuleEntry, RuleFilter};
@@ -194,12 +194,12 @@ fn port_link_bits(name: &str) -> (u32, u32) {
 
 /// OVS's fail-open, for `fail_mode = "standalone"`: a switch with
 /// controllers that has had none connected for three probe intervals
-/// flushes its rules and switches with `NORMAL` until one connects (which
-/// finds the NORMAL rule gone); a switch without controllers has the
-/// NORMAL rule from the start, as OVS's bridge adds it. OVS's fail-open
-/// rule is hidden at a priority above OpenFlow's; ours is the visible
-/// `priority=0,actions=NORMAL` of table 0, alone after the flush.
-/// `secure` never touches the rules.
+/// flushes its rules and switches every packet with `NORMAL` through a
+/// rule no flow mod sees (OVS's hidden one, above every OpenFlow
+/// priority: `SetFailOpen`) until one connects. A switch without
+/// controllers has a visible `priority=0,actions=NORMAL` in table 0 from
+/// the start, as OVS's bridge adds it (checked on OVS 3.1: `dump-flows`
+/// shows it, `del-flows` removes it). `secure` never touches the rules.
 pub struct FailOpen {
     standalone: bool,
     /// Controller connections up now.
@@ -229,26 +229,14 @@ impl FailOpen {
             .expect("a fixed rule parses")
     }
 
-    fn normal_filter() -> RuleFilter {
-        RuleFilter {
-            table: Some(0),
-            strict: true,
-            priority: 0,
-            ..RuleFilter::all()
-        }
-    }
-
-    /// A controller connected: leave fail-open mode first, so that the
-    /// controller's own rules are never the ones removed.
+    /// A controller connected: leave fail-open mode before its first
+    /// message is read.
     async fn controller_up(&self, switch: &Switch) {
         self.connected.set(self.connected.get() + 1);
         if self.active.replace(false) {
             tracing::info!("controller connected: leaving fail-open mode");
-            if let Err(e) = switch
-                .change(RuleChange::Delete(Box::new(Self::normal_filter())))
-                .await
-            {
-                tracing::warn!(error = %e, "fail-open rule not removed");
+            if let Err(e) = switch.pipeline.rule_table.send(SetFailOpen(false)).await {
+                tracing::warn!(error = %e, "fail-open not left");
             }
         }
     }
@@ -286,11 +274,8 @@ impl FailOpen {
                     "no controller connected: failing open (rules flushed, NORMAL switching)"
                 );
                 fo.active.set(true);
-                if let Err(e) = switch
-                    .change(RuleChange::Replace(vec![Self::normal_rule()]))
-                    .await
-                {
-                    tracing::warn!(error = %e, "fail-open rule not installed");
+                if let Err(e) = switch.pipeline.rule_table.send(SetFailOpen(true)).await {
+                    tracing::warn!(error = %e, "fail-open not entered");
                 }
             }
         }

@@ -1328,13 +1328,22 @@ fn standalone_fails_open_to_normal_until_a_controller_connects() {
     d.wait_until("failing open", Duration::from_secs(30), || {
         d.log().contains("failing open")
     });
+    // As OVS 3.1 (checked on ovs-peer): the rules are flushed and the
+    // NORMAL rule is hidden, above every OpenFlow priority.
     let rules = d.ctl(Ctl::DumpFlows, "");
-    assert!(rules.contains("priority=0 actions=NORMAL"), "{rules}");
+    assert!(
+        !rules.contains("NORMAL"),
+        "the fail-open rule is hidden: {rules}"
+    );
     assert!(
         !rules.contains("priority=100"),
         "fail-open flushes: {rules}"
     );
     assert!(ping_ok(&a, b.addr, 10), "NORMAL switching; {}", d.log());
+    // No rule outranks it.
+    d.ctl(Ctl::AddFlow, "priority=65535,actions=drop");
+    d.ctl(Ctl::Revalidate, "");
+    assert!(ping_ok(&a, b.addr, 10), "still NORMAL; {}", d.log());
 
     // The controller comes up (it only accepts: the daemon's side is
     // what is tested).
@@ -1345,13 +1354,14 @@ fn standalone_fails_open_to_normal_until_a_controller_connects() {
         Duration::from_secs(20),
         || d.log().contains("leaving fail-open mode"),
     );
+    // The rules added meanwhile stay.
     let rules = d.ctl(Ctl::DumpFlows, "");
-    assert!(!rules.contains("NORMAL"), "{rules}");
+    assert!(rules.contains("priority=65535 actions=drop"), "{rules}");
     // The megaflows NORMAL installed go with the next revalidation.
     d.ctl(Ctl::Revalidate, "");
     assert!(
         !ping_ok(&a, b.addr, 2),
-        "no rules: nothing forwards; rules:\n{}\ndatapath flows:\n{}\nlog:\n{}",
+        "the drop rule: nothing forwards; rules:\n{}\ndatapath flows:\n{}\nlog:\n{}",
         d.ctl(Ctl::DumpFlows, ""),
         d.ctl(Ctl::DumpDpFlows, ""),
         d.log()

@@ -115,6 +115,14 @@ pub enum ChangePorts {
     Remove(u32),
 }
 
+/// OpenFlow channel → rule-table: fail open (every rule flushed, then
+/// every packet switched with `NORMAL` by a rule no flow mod sees, OVS's
+/// hidden fail-open rule), or recover (that rule gone; the rules a
+/// controller added since stay). Answers with the version in force.
+#[derive(Clone, Copy, Debug, Message)]
+#[rtype(result = "u64")]
+pub struct SetFailOpen(pub bool);
+
 /// control → rule-table: add, replace or delete groups (OpenFlow's group
 /// mods, `ctl add-group`, `mod-group`, `del-groups`), as one new version.
 /// Answers with the new version and the rules deleted with their group,

@@ -18,7 +18,7 @@ use actix::prelude::*;
 use crate::fanout::Fanout;
 use crate::protocol::{
     AddUnlessOverlapping, ChangePorts, DumpRules, GetSnapshot, GroupMod, GroupModReply, MeterMod,
-    MeterModReply, PushStats, RuleChange, RuleChangeReply, RuleStats, SideEffects,
+    MeterModReply, PushStats, RuleChange, RuleChangeReply, RuleStats, SetFailOpen, SideEffects,
 };
 use crate::published::Published;
 use crate::stats::PipelineStats;
@@ -436,6 +436,22 @@ impl Handler<AddUnlessOverlapping> for RuleTable {
             RuleChange::Add(msg.0),
             ctx,
         ))
+    }
+}
+
+impl Handler<SetFailOpen> for RuleTable {
+    type Result = u64;
+
+    fn handle(&mut self, SetFailOpen(on): SetFailOpen, ctx: &mut Context<Self>) -> u64 {
+        // NORMAL takes over first, so that no packet meets the empty
+        // tables in between (OVS flushes, then adds its rule).
+        if self.tables.set_fail_open(on) {
+            self.publish();
+        }
+        if on {
+            <Self as Handler<RuleChange>>::handle(self, RuleChange::Replace(Vec::new()), ctx);
+        }
+        self.tables.version()
     }
 }
 

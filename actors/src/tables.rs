@@ -133,6 +133,11 @@ pub struct Tables {
     /// a port translates every flow again. `None`: those of the
     /// translation's `XlateConfig::ports`.
     ports: Option<Arc<BTreeSet<u32>>>,
+    /// OVS's fail-open (`fail_mode = "standalone"` with no controller for
+    /// a while): every packet is switched with `NORMAL`, as by OVS's hidden
+    /// rule above every OpenFlow priority, which no flow mod can see,
+    /// remove or outrank.
+    fail_open: bool,
 }
 
 /// A meter and the datapath meter it was given.
@@ -269,6 +274,21 @@ impl Tables {
             return false;
         }
         self.ports = Some(Arc::new(ports));
+        self.version += 1;
+        true
+    }
+
+    /// Whether the switch has failed open (see [`Tables::set_fail_open`]).
+    pub fn fail_open(&self) -> bool {
+        self.fail_open
+    }
+
+    /// Fails open or recovers; a new version if that changed.
+    pub fn set_fail_open(&mut self, on: bool) -> bool {
+        if self.fail_open == on {
+            return false;
+        }
+        self.fail_open = on;
         self.version += 1;
         true
     }
@@ -659,6 +679,7 @@ impl Tables {
             groups: self.groups.clone(),
             meters: self.meters.clone(),
             ports: self.ports.clone(),
+            fail_open: self.fail_open,
             ..Tables::default()
         };
         for r in rules {

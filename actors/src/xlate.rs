@@ -431,6 +431,14 @@ fn xlate_from(
         ctx.run_actions(given, None, true);
     } else if !continuation.is_empty() {
         ctx.thaw_actions(continuation);
+    } else if table == 0 && tables.fail_open() {
+        // OVS's hidden fail-open rule: a catch-all above every OpenFlow
+        // priority, so no other rule is looked at (nor un-wildcarded).
+        let normal = OfAction::Output {
+            port: port::NORMAL,
+            max_len: 0,
+        };
+        ctx.run_actions(&[normal], None, true);
     } else {
         let rule = ctx.lookup(table, in_port);
         // A packet marked congested outside must be ECN capable inside (OVS
