@@ -10,7 +10,7 @@ use std::path::Path;
 use actors::tables::Tables;
 use messages::parse::rules::parse_rules;
 use upcalld::config::Config;
-use upcalld::trace::{bridge, trace_lines};
+use upcalld::trace::{apply_setup, bridge, trace_lines};
 
 #[test]
 fn every_flow_agrees_with_open_vswitch() {
@@ -38,7 +38,15 @@ fn every_flow_agrees_with_open_vswitch() {
             };
             let rules =
                 parse_rules(&read(file)).unwrap_or_else(|e| panic!("{}: {e}", case.display()));
-            trace_lines(&Tables::from_rules(rules), &read("flows.txt"), &cfg)
+            let mut tables = Tables::from_rules(rules);
+            // setup.txt: groups added before the rules (see the README).
+            if case.join("setup.txt").exists() {
+                let mut tlv = messages::tlv::current().as_ref().clone();
+                apply_setup(&mut tlv, "setup.txt", &read("setup.txt"))
+                    .and_then(|s| s.apply_to(&mut tables))
+                    .unwrap_or_else(|e| panic!("{}: {e}", case.display()));
+            }
+            trace_lines(&tables, &read("flows.txt"), &cfg)
         });
         let expected = read("expected.tsv");
         assert_eq!(

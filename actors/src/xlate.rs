@@ -1205,7 +1205,7 @@ impl Ctx<'_> {
             // tables again from table 0.
             port::TABLE => self.table_action(self.flow.in_port, 0, last),
             // No port of ours is configured `no-flood`, so FLOOD is ALL.
-            port::FLOOD | port::ALL => self.flood(),
+            port::FLOOD | port::ALL => self.flood(last),
             // Output to the input port is dropped unless asked for by
             // `in_port`.
             p if p == self.flow.in_port => {}
@@ -1218,17 +1218,25 @@ impl Ctx<'_> {
     }
 
     /// OVS's `flood_packets`: an output to every port of the bridge but
-    /// the input port, in the order `NORMAL` floods in.
-    fn flood(&mut self) {
-        for p in self.bridge_ports() {
-            let dp = if p == port::LOCAL {
-                self.cfg.local_port
-            } else {
-                p
-            };
-            if dp != self.flow.in_port {
-                self.compose_output(dp);
-            }
+    /// the input port, in the order `NORMAL` floods in; the last of them
+    /// is the flood's own `last` (a native tunnel's push there needs no
+    /// `clone`).
+    fn flood(&mut self, last: bool) {
+        let ports: Vec<u32> = self
+            .bridge_ports()
+            .into_iter()
+            .map(|p| {
+                if p == port::LOCAL {
+                    self.cfg.local_port
+                } else {
+                    p
+                }
+            })
+            .filter(|&dp| dp != self.flow.in_port)
+            .collect();
+        let n = ports.len();
+        for (i, dp) in ports.into_iter().enumerate() {
+            self.compose_output_last(dp, last && i + 1 == n);
         }
     }
 

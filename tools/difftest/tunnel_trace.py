@@ -10,7 +10,8 @@ A case directory holds `bridge.toml` (upcalld's config: the bridge's
 [[port]]s, tunnel ports with their options, `tlv_map`), `rules.of13`
 (ovs-ofctl add-flows syntax, added over OpenFlow 1.3) or `rules.of10`
 (added over OpenFlow 1.0, for Nicira actions such as set_tunnel that
-1.2+ would carry as set_field) and `flows.txt` (ofproto/trace
+1.2+ would carry as set_field), optionally `setup.txt` (`add-group SPEC`
+lines, added before the rules) and `flows.txt` (ofproto/trace
 flows, one a line). `expected.tsv` is `flow<TAB>actions<TAB>megaflow` per
 flow, as `upcalld trace --flows` prints it.
 
@@ -113,6 +114,9 @@ def record(ovsdir, cases):
         if tlv:
             ovs(env, "ovs-ofctl", "add-tlv-map", "br0", ",".join(tlv))
         rules, version = rules_of(case)
+        for line in setup_of(case):
+            command, spec = line.split(None, 1)
+            ovs(env, "ovs-ofctl", "-O", version, command, "br0", spec)
         ovs(env, "ovs-ofctl", "-O", version, "add-flows", "br0", rules)
         time.sleep(0.3)
         out = []
@@ -133,13 +137,24 @@ def record(ovsdir, cases):
                    capture_output=True)
 
 
+def setup_of(case):
+    """The case's `setup.txt` lines (`add-group SPEC`), if it has one."""
+    path = os.path.join(case, "setup.txt")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [l.strip() for l in f if l.strip() and not l.startswith("#")]
+
+
 def compare(upcalld, cases):
     bad = total = 0
     for case in cases:
+        setup = os.path.join(case, "setup.txt")
         r = subprocess.run(
             [upcalld, "trace", "--config", os.path.join(case, "bridge.toml"),
              "--rules", rules_of(case)[0],
-             "--flows", os.path.join(case, "flows.txt")],
+             "--flows", os.path.join(case, "flows.txt")]
+            + (["--setup", setup] if os.path.exists(setup) else []),
             capture_output=True, text=True)
         ours = r.stdout.splitlines()
         with open(os.path.join(case, "expected.tsv")) as f:
