@@ -186,11 +186,10 @@ fn tnl_push_and_tnl_pop_carry_ping_and_tcp_through_geneve_and_vxlan() {
     // No neighbour yet: the tunnel output is dropped, counted, and an ARP
     // request for the next hop goes out of the underlay port through the
     // tables (OVS's tnl_send_arp_request); B's address port answers and A
-    // snoops the reply. Nothing else crosses the underlay before.
-    assert!(
-        !ping_ok(&a.host, b.host.addr, 1),
-        "a tunnel packet left without a next-hop MAC"
-    );
+    // snoops the reply. Nothing else crosses the underlay before. (The
+    // first tunnel packet may be the ping's or the host's own background
+    // IPv6 traffic: the ping may make it or not.)
+    ping_ok(&a.host, b.host.addr, 1);
     assert!(native_count(&da, "neighbour_miss") >= 1);
     da.wait_until(
         "A learned B's underlay MAC from the reply to its ARP request",
