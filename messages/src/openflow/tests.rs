@@ -75,6 +75,38 @@ fn flow_mods_round_trip_in_openflow10_with_nxm() {
     }
 }
 
+#[test]
+fn mpls_actions_go_out_as_ovs_sends_them() {
+    let rule = parse_rule(
+        "ip,actions=push_mpls:0x8847,set_mpls_label(10),set_mpls_tc(3),set_mpls_ttl(9),\
+         dec_mpls_ttl,output:2,pop_mpls:0x0800,output:3",
+    )
+    .unwrap();
+    // OpenFlow 1.3: label and TC as set_field, as OVS sends them (and
+    // `ovs-ofctl dump-flows` then shows them).
+    let back = format_rule(&round_trip(OFP13, &rule));
+    assert!(
+        back.ends_with(
+            "actions=push_mpls:0x8847,set_field:10->mpls_label,set_field:3->mpls_tc,\
+             set_mpls_ttl(9),dec_mpls_ttl,output:2,pop_mpls:0x0800,output:3"
+        ),
+        "{back}"
+    );
+    // OpenFlow 1.0 has Nicira's form of each.
+    assert_eq!(round_trip(OFP10, &rule).instructions, rule.instructions);
+    // A push of an EtherType that is not MPLS's is refused on decode.
+    let mut bad = rule.clone();
+    bad.instructions.apply = vec![OfAction::PushMpls { ethertype: 0x0800 }];
+    let wire = encode_flow_mod(OFP13, 7, &add_flow_mod(&bad)).unwrap();
+    assert!(decode(
+        &wire,
+        DecodeState {
+            flow_mod_table_id: true
+        }
+    )
+    .is_err());
+}
+
 /// Every rule of the public oracle survives a round trip (skipped when
 /// ../shared/oracle is not there).
 #[test]
