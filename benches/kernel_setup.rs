@@ -15,6 +15,7 @@
 //! Figures: setups/s, ops per `sendmsg`, lost upcalls. Where the module is
 //! absent the benchmark says so and exits 0.
 
+use std::os::fd::OwnedFd;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,7 @@ use messages::hash::key_ufid;
 use messages::odp::OdpAction;
 use messages::Megaflow;
 use upcalld::dpif_kernel::{kernel_has_ovs, KernelDpif, KernelDpifConfig};
+use upcalld::raw_socket;
 
 const N_PUT: u32 = 20_000;
 const N_UPCALL: u32 = 2_000;
@@ -76,26 +78,6 @@ fn frame(dst_ip: u32) -> Vec<u8> {
     f
 }
 
-fn packet_socket(ifname: &str) -> i32 {
-    let cname = std::ffi::CString::new(ifname).expect("name");
-    let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
-    let proto = (libc::ETH_P_ALL as u16).to_be();
-    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, proto as i32) };
-    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    sll.sll_family = libc::AF_PACKET as u16;
-    sll.sll_protocol = proto;
-    sll.sll_ifindex = ifindex as i32;
-    let r = unsafe {
-        libc::bind(
-            fd,
-            &sll as *const libc::sockaddr_ll as *const libc::sockaddr,
-            std::mem::size_of::<libc::sockaddr_ll>() as u32,
-        )
-    };
-    assert!(fd >= 0 && r == 0, "AF_PACKET on {ifname}");
-    fd
-}
-
 fn bench_put(dpif: &KernelDpif, port: u32, batch: usize) {
     dpif.flow_flush().expect("flush");
     let before = dpif.counters();
@@ -137,7 +119,7 @@ fn bench_put(dpif: &KernelDpif, port: u32, batch: usize) {
     );
 }
 
-fn bench_upcall(dpif: &KernelDpif, port: u32, tx_fd: i32, batch: usize) {
+fn bench_upcall(dpif: &KernelDpif, port: u32, tx: &OwnedFd, batch: usize) {
     dpif.flow_flush().expect("flush");
     let stats0 = dpif.stats();
     let before = dpif.counters();
@@ -151,7 +133,7 @@ fn bench_upcall(dpif: &KernelDpif, port: u32, tx_fd: i32, batch: usize) {
     while (installed as usize) < frames.len() {
         if sent < frames.len() && sent <= installed as usize {
             for f in frames.iter().skip(sent).take(64) {
-                unsafe { libc::send(tx_fd, f.as_ptr() as *const _, f.len(), 0) };
+                let _ = raw_socket::send(tx, f);
                 sent += 1;
             }
         }
@@ -236,7 +218,8 @@ fn main() {
             number: None,
         })
         .expect("add port");
-    let tx_fd = packet_socket("kbench_p");
+    // Protocol 0: the socket only sends.
+    let tx = raw_socket::packet_socket("kbench_p", 0).expect("AF_PACKET on kbench_p");
     println!(
         "BENCH dispatch={:?} handlers={}",
         dpif.dispatch(),
@@ -246,7 +229,7 @@ fn main() {
         bench_put(&dpif, port, batch);
     }
     for batch in [1, 8, 64] {
-        bench_upcall(&dpif, port, tx_fd, batch);
+        bench_upcall(&dpif, port, &tx, batch);
     }
     dpif.destroy().expect("destroy");
 }

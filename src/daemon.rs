@@ -265,10 +265,10 @@ impl Ctl {
                 })),
             "exit" => {
                 // The reply goes out first; the signal loop then shuts down.
-                // SAFETY: kill(2) on our own pid has no memory effects.
-                unsafe {
-                    libc::kill(libc::getpid(), libc::SIGTERM);
-                }
+                let _ = rustix::process::kill_process(
+                    rustix::process::getpid(),
+                    rustix::process::Signal::TERM,
+                );
                 Ok(String::new())
             }
             m => Err(format!(

@@ -16,25 +16,12 @@
 /// Allows or forbids transparent huge pages for the whole process (Linux's
 /// `PR_SET_THP_DISABLE`, which overrides the allocator's `MADV_HUGEPAGE`).
 pub fn set_transparent_huge_pages(enabled: bool) -> std::io::Result<()> {
-    let disable = libc::c_ulong::from(!enabled);
-    // SAFETY: PR_SET_THP_DISABLE takes an integer flag and reads no memory.
-    let rc = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, disable, 0, 0, 0) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    Ok(rustix::thread::disable_transparent_huge_pages(!enabled)?)
 }
 
 /// Whether the process may use transparent huge pages.
 pub fn transparent_huge_pages() -> std::io::Result<bool> {
-    // SAFETY: PR_GET_THP_DISABLE reads no memory; it returns the flag.
-    let rc = unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) };
-    if rc < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(rc == 0)
-    }
+    Ok(!rustix::thread::transparent_huge_pages_are_disabled()?)
 }
 
 #[cfg(test)]

@@ -134,6 +134,19 @@ pub fn bind_packet(fd: impl AsFd, ifindex: u32, protocol: u16) -> io::Result<()>
     .map(drop)
 }
 
+/// An AF_PACKET socket on interface `name` (in the caller's network
+/// namespace) for frames of `protocol` (`ETH_P_ALL`: every frame the
+/// interface sends or receives; 0: none, a socket that only sends): how
+/// test hosts and benchmarks put frames on a wire and watch it.
+pub fn packet_socket(name: &str, protocol: u16) -> io::Result<OwnedFd> {
+    let ifindex = ifindex(name)?;
+    // Protocol 0 until the bind: created with ETH_P_ALL it would queue
+    // every interface's frames in the meantime.
+    let fd = socket(AddressFamily::PACKET, SocketType::RAW)?;
+    bind_packet(&fd, ifindex, protocol)?;
+    Ok(fd)
+}
+
 /// Binds `fd` to an IPv4 address and port.
 pub fn bind_v4(fd: impl AsFd, addr: SocketAddrV4) -> io::Result<()> {
     Ok(rustix::net::bind(fd, &addr)?)
@@ -145,12 +158,30 @@ pub fn send(fd: impl AsFd, frame: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// Waits up to `timeout` for `fd` to be readable.
+/// Waits up to `timeout` for `fd` to be readable; false on timeout or
+/// when a signal interrupted the wait.
 pub fn wait_readable(fd: impl AsFd, timeout: Duration) -> io::Result<bool> {
     use rustix::event::{poll, PollFd, PollFlags, Timespec};
     let mut fds = [PollFd::new(&fd, PollFlags::IN)];
     let timeout = Timespec::try_from(timeout).map_err(|_| io::ErrorKind::InvalidInput)?;
-    Ok(poll(&mut fds, Some(&timeout))? > 0)
+    match poll(&mut fds, Some(&timeout)) {
+        Ok(n) => Ok(n > 0),
+        Err(rustix::io::Errno::INTR) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Receives one frame or datagram into `buf` if one arrives within
+/// `timeout`: its length (cut to `buf`), or None.
+pub fn recv_within(fd: impl AsFd, buf: &mut [u8], timeout: Duration) -> io::Result<Option<usize>> {
+    if !wait_readable(&fd, timeout)? {
+        return Ok(None);
+    }
+    match rustix::net::recv(&fd, buf, rustix::net::RecvFlags::DONTWAIT) {
+        Ok((n, _)) => Ok(Some(n)),
+        Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The index of interface `name` (in the caller's network namespace).

@@ -39,7 +39,7 @@ fn kernel_datapath_tests_pass_in_the_vm() {
         skip("already inside the VM, where the kernel tests run directly");
         return;
     }
-    if unsafe { libc::geteuid() } != 0 {
+    if !rustix::process::geteuid().is_root() {
         skip("not root (the VM scripts install packages and build an initramfs)");
         return;
     }

@@ -395,8 +395,7 @@ fn the_control_socket_clobbers_nothing_and_is_born_private() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    // SAFETY: our own child, not yet reaped.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    terminate(&child);
     assert!(child.wait().unwrap().success());
     // Under umask 000 the socket never shows a mode other than 0600, from
     // its first moment.
@@ -431,7 +430,7 @@ fn the_control_socket_clobbers_nothing_and_is_born_private() {
         // SAFETY: umask is async-signal-safe.
         unsafe {
             cmd.pre_exec(|| {
-                libc::umask(0);
+                rustix::process::umask(rustix::fs::Mode::empty());
                 Ok(())
             })
         };
@@ -448,8 +447,7 @@ fn the_control_socket_clobbers_nothing_and_is_born_private() {
         let mut modes = watcher.join().unwrap();
         modes.insert(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777);
         modes.insert(std::fs::metadata(&mgmt).unwrap().permissions().mode() & 0o777);
-        // SAFETY: our own child, not yet reaped.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        terminate(&child);
         child.wait().unwrap();
         let modes: Vec<String> = modes.iter().map(|m| format!("{m:o}")).collect();
         assert_eq!(modes, ["600"], "round {round}: modes seen");
@@ -634,12 +632,14 @@ fn accept_out_of_descriptors_backs_off_quietly() {
             // SAFETY: setrlimit is async-signal-safe.
             unsafe {
                 cmd.pre_exec(|| {
-                    let lim = libc::rlimit {
-                        rlim_cur: 128,
-                        rlim_max: 128,
+                    let lim = rustix::process::Rlimit {
+                        current: Some(128),
+                        maximum: Some(128),
                     };
-                    libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-                    Ok(())
+                    Ok(rustix::process::setrlimit(
+                        rustix::process::Resource::Nofile,
+                        lim,
+                    )?)
                 })
             };
         },
@@ -654,8 +654,7 @@ fn accept_out_of_descriptors_backs_off_quietly() {
     std::thread::sleep(Duration::from_secs(3));
     let ticks = cpu_ticks(d.pid()) - t0;
     let logged = d.log().len() - log0;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    let hz = rustix::param::clock_ticks_per_second();
     assert!(ticks < hz, "{ticks} ticks of CPU in 3 s while accept fails");
     assert!(logged < 8192, "{logged} bytes of log in 3 s");
     assert!(d.log().contains("accept failed"), "{}", d.log());
@@ -845,37 +844,23 @@ fn blast(
     stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 ) -> std::thread::JoinHandle<std::io::Result<u64>> {
     host.spawn(move || {
-        // SAFETY: plain socket calls on a descriptor this closure owns.
-        unsafe {
-            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
-            assert!(fd >= 0, "raw socket");
-            let name = std::ffi::CString::new("eth0").unwrap();
-            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
-            sll.sll_family = libc::AF_PACKET as u16;
-            sll.sll_ifindex = libc::if_nametoindex(name.as_ptr()) as i32;
-            let rc = libc::bind(
-                fd,
-                (&sll as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            );
-            assert_eq!(rc, 0, "bind");
-            let mut sent = 0u64;
-            'outer: for _ in 0..rounds {
-                for f in &frames {
-                    if stop
-                        .as_ref()
-                        .is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed))
-                    {
-                        break 'outer;
-                    }
-                    if libc::send(fd, f.as_ptr().cast(), f.len(), 0) == f.len() as isize {
-                        sent += 1;
-                    }
+        // Protocol 0: a socket that only sends.
+        let fd = upcalld::raw_socket::packet_socket("eth0", 0).expect("raw socket on eth0");
+        let mut sent = 0u64;
+        'outer: for _ in 0..rounds {
+            for f in &frames {
+                if stop
+                    .as_ref()
+                    .is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed))
+                {
+                    break 'outer;
+                }
+                if upcalld::raw_socket::send(&fd, f).is_ok() {
+                    sent += 1;
                 }
             }
-            libc::close(fd);
-            sent
         }
+        sent
     })
     .unwrap()
 }

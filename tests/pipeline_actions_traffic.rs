@@ -10,7 +10,6 @@
 mod common;
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -27,42 +26,19 @@ table=1,priority=90,actions=output:2
 
 const UDP_PORT: u16 = 7777;
 
-/// Lengths of the frames carrying UDP to `UDP_PORT` that arrive in this
-/// namespace within `wait` (call inside it with [`Host::spawn`]): an
+/// Lengths of the frames carrying UDP to `UDP_PORT` that arrive on this
+/// namespace's `eth0` within `wait` (call inside it with [`Host::spawn`]): an
 /// AF_PACKET socket sees them before IP would drop a truncated one.
 fn capture_udp_frames(wait: Duration) -> std::io::Result<Vec<usize>> {
-    // SAFETY: plain socket(2); result checked.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            i32::from((libc::ETH_P_ALL as u16).to_be()),
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is ours.
-    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    let sock = upcalld::raw_socket::packet_socket("eth0", libc::ETH_P_ALL as u16)?;
     let mut seen = Vec::new();
     let mut buf = [0u8; 2048];
     let start = Instant::now();
     while let Some(left) = wait.checked_sub(start.elapsed()) {
-        let mut pfd = libc::pollfd {
-            fd: sock.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
+        let Some(n) = upcalld::raw_socket::recv_within(&sock, &mut buf, left)? else {
+            continue;
         };
-        // SAFETY: one valid pollfd.
-        if unsafe { libc::poll(&mut pfd, 1, left.as_millis().max(1) as i32) } <= 0 {
-            continue;
-        }
-        // SAFETY: valid writable buffer.
-        let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n <= 0 {
-            continue;
-        }
-        let f = &buf[..n as usize];
+        let f = &buf[..n];
         let udp_to_us = f.len() >= 38
             && f[12..14] == [0x08, 0x00]
             && f[23] == 17

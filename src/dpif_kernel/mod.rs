@@ -263,6 +263,7 @@ pub fn kernel_has_ovs() -> io::Result<bool> {
 fn n_cpus() -> usize {
     // Configured, not online, CPUs: the kernel sizes the per-CPU array by
     // its CPU ids, and offline CPUs can come back.
+    // SAFETY: sysconf reads no memory of ours (rustix has no sysconf).
     let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) };
     if n > 0 {
         n as usize

@@ -13,12 +13,17 @@ use upcalld::control::{self, Command as Ctl};
 use upcalld::netns::Host;
 
 pub fn require_root() {
-    // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
+    assert!(
+        rustix::process::geteuid().is_root(),
         "these tests create network namespaces and veth pairs: run them as root"
     );
+}
+
+/// Sends SIGTERM to `child`, a daemon this test spawned and has not
+/// reaped (so the pid is still its).
+pub fn terminate(child: &Child) {
+    let pid = rustix::process::Pid::from_child(child);
+    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
 }
 
 /// Runs `ip ARGS`; a failure fails the test with `ip`'s message.
@@ -257,8 +262,10 @@ impl Daemon {
     /// Sends `signal` to the daemon.
     pub fn signal(&self, signal: i32) {
         assert!(!self.exited, "the daemon has exited");
-        // SAFETY: signalling our own child, not yet reaped, by pid.
-        unsafe { libc::kill(self.child.id() as i32, signal) };
+        let signal = rustix::process::Signal::from_named_raw(signal).expect("a signal's number");
+        // Our own child, not yet reaped: the pid is still its.
+        let _ =
+            rustix::process::kill_process(rustix::process::Pid::from_child(&self.child), signal);
     }
 
     /// Waits for the daemon to exit; returns whether it exited successfully.
@@ -281,8 +288,7 @@ impl Drop for Daemon {
             let _ = std::fs::remove_dir_all(&self.dir);
             return;
         }
-        // SAFETY: signalling our own child, not yet reaped, by pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        terminate(&self.child);
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(10) {
             if let Ok(Some(_)) = self.child.try_wait() {

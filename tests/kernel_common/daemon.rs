@@ -168,7 +168,11 @@ impl Daemon {
     /// SIGTERM, then the daemon must exit cleanly.
     pub fn stop(&mut self) {
         let mut c = self.child.take().expect("daemon running");
-        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        rustix::process::kill_process(
+            rustix::process::Pid::from_child(&c),
+            rustix::process::Signal::TERM,
+        )
+        .expect("SIGTERM to the daemon");
         let status = c.wait().expect("waiting for the daemon");
         assert!(
             status.success(),

@@ -5,11 +5,14 @@
 
 pub mod daemon;
 
+use std::os::fd::OwnedFd;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use messages::flow::*;
 use upcalld::dpif_kernel::kernel_has_ovs;
+use upcalld::raw_socket;
+
 /// True if the test should run; false (after saying so) if it should skip.
 pub fn ovs_present() -> bool {
     match kernel_has_ovs() {
@@ -91,46 +94,21 @@ impl Drop for Veth {
     }
 }
 
-/// An AF_PACKET socket bound to one interface.
+/// An AF_PACKET socket bound to one interface, seeing every frame it
+/// sends and receives.
 pub struct PacketSocket {
-    fd: i32,
+    fd: OwnedFd,
 }
 
 impl PacketSocket {
     pub fn bind(ifname: &str) -> PacketSocket {
-        let cname = std::ffi::CString::new(ifname).unwrap();
-        let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
-        assert!(ifindex != 0, "no interface {ifname}");
-        let proto = (libc::ETH_P_ALL as u16).to_be();
-        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, proto as i32) };
-        assert!(
-            fd >= 0,
-            "AF_PACKET socket: {}",
-            std::io::Error::last_os_error()
-        );
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = proto;
-        sll.sll_ifindex = ifindex as i32;
-        let r = unsafe {
-            libc::bind(
-                fd,
-                &sll as *const libc::sockaddr_ll as *const libc::sockaddr,
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        assert_eq!(r, 0, "bind AF_PACKET: {}", std::io::Error::last_os_error());
+        let fd = raw_socket::packet_socket(ifname, libc::ETH_P_ALL as u16)
+            .unwrap_or_else(|e| panic!("AF_PACKET socket on {ifname}: {e}"));
         PacketSocket { fd }
     }
 
     pub fn send(&self, frame: &[u8]) {
-        let r = unsafe { libc::send(self.fd, frame.as_ptr() as *const _, frame.len(), 0) };
-        assert_eq!(
-            r as usize,
-            frame.len(),
-            "send: {}",
-            std::io::Error::last_os_error()
-        );
+        raw_socket::send(&self.fd, frame).expect("send");
     }
 
     /// Frames received within `timeout` that satisfy `want`.
@@ -154,24 +132,11 @@ impl PacketSocket {
         let mut got = Vec::new();
         let mut buf = [0u8; 2048];
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            let mut pfd = libc::pollfd {
-                fd: self.fd,
-                events: libc::POLLIN,
-                revents: 0,
+            let Some(n) = raw_socket::recv_within(&self.fd, &mut buf, left).expect("recv") else {
+                continue;
             };
-            if unsafe { libc::poll(&mut pfd, 1, left.as_millis() as i32) } <= 0 {
-                break;
-            }
-            let n = unsafe {
-                libc::recv(
-                    self.fd,
-                    buf.as_mut_ptr() as *mut _,
-                    buf.len(),
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if n > 0 && want(&buf[..n as usize]) {
-                got.push(buf[..n as usize].to_vec());
+            if want(&buf[..n]) {
+                got.push(buf[..n].to_vec());
                 if got.len() >= max {
                     break;
                 }
@@ -179,23 +144,6 @@ impl PacketSocket {
         }
         got
     }
-}
-
-impl Drop for PacketSocket {
-    fn drop(&mut self) {
-        unsafe { libc::close(self.fd) };
-    }
-}
-
-pub fn checksum(b: &[u8]) -> u16 {
-    let mut sum: u32 = b
-        .chunks(2)
-        .map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32)
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 /// An Ethernet/IPv4/UDP frame.
@@ -217,7 +165,7 @@ pub fn udp_frame(
     ip[2..4].copy_from_slice(&total.to_be_bytes());
     ip.extend_from_slice(&ip_src.to_be_bytes());
     ip.extend_from_slice(&ip_dst.to_be_bytes());
-    let c = checksum(&ip);
+    let c = messages::wire::checksum::internet(&ip);
     ip[10..12].copy_from_slice(&c.to_be_bytes());
     f.extend_from_slice(&ip);
     f.extend_from_slice(&sport.to_be_bytes());
