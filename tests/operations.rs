@@ -92,6 +92,7 @@ fn run_fails(dir: &Path, config: &str) -> String {
 /// [`run_fails`], inside network namespace `netns` when given.
 fn run_fails_in(netns: Option<&str>, dir: &Path, config: &str) -> String {
     let path = dir.join("second.toml");
+    let config = own_openflow_listener(config, &dir.join("second.mgmt"));
     std::fs::write(&path, config).unwrap();
     let mut cmd = match netns {
         Some(ns) => {
@@ -377,7 +378,10 @@ fn the_control_socket_clobbers_nothing_and_is_born_private() {
     let config = dir.join("c.toml");
     std::fs::write(
         &config,
-        format!("control_socket = {path:?}\nmetrics_addr = \"\"\n"),
+        own_openflow_listener(
+            &format!("control_socket = {path:?}\nmetrics_addr = \"\"\n"),
+            &dir.join("br0.mgmt"),
+        ),
     )
     .unwrap();
     let mut child = Command::new(BIN)

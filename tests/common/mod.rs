@@ -19,6 +19,23 @@ pub fn require_root() {
     );
 }
 
+/// `config` with the OpenFlow listener `socket` when it names none: the
+/// daemon's default, `/run/upcalld/br0.mgmt`, would be one socket for
+/// every test daemon running at once.
+pub fn own_openflow_listener(config: &str, socket: &Path) -> String {
+    if config.contains("listen =") {
+        return config.to_string();
+    }
+    let listen = format!("listen = [\"punix:{}\"]\n", socket.display());
+    match config.find("[openflow]\n") {
+        Some(at) => {
+            let (head, tail) = config.split_at(at + "[openflow]\n".len());
+            format!("{head}{listen}{tail}")
+        }
+        None => format!("{config}\n[openflow]\n{listen}"),
+    }
+}
+
 /// Sends SIGTERM to `child`, a daemon this test spawned and has not
 /// reaped (so the pid is still its).
 pub fn terminate(child: &Child) {
@@ -161,6 +178,7 @@ impl Daemon {
         config.push_str(extra);
         config.push('\n');
         config.push_str(ports);
+        let config = own_openflow_listener(&config, &dir.join("br0.mgmt"));
         let config_path = dir.join("upcalld.toml");
         std::fs::write(&config_path, config).unwrap();
         let log = std::fs::File::create(dir.join("upcalld.log")).unwrap();

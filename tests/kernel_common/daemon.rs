@@ -37,9 +37,14 @@ impl Daemon {
         let socket = dir.join("ctl.sock");
         let rules_path = dir.join("rules.of13");
         std::fs::write(&rules_path, rules).unwrap();
-        let text = format!(
+        let mut text = format!(
             "control_socket = {socket:?}\nrules = {rules_path:?}\nmetrics_addr = \"\"\n{config}"
         );
+        if !text.contains("[openflow]") {
+            // No OpenFlow listener: the default one would be shared by
+            // every daemon the tests run at once.
+            text.push_str("\n[openflow]\nlisten = []\n");
+        }
         std::fs::write(dir.join("upcalld.toml"), text).unwrap();
         let mut d = Daemon {
             child: None,
