@@ -20,7 +20,10 @@
 //! ones (receiver, each handler, each revalidator, the writer) get an arbiter
 //! (thread) of their own; the rule-table lives on the arbiter that starts
 //! the pipeline. Actors hold each other's addresses; what they say is in
-//! [`crate::protocol`]. Beside messages they share: the [`Dpif`] handle
+//! [`crate::protocol`]. Beside messages they share: the rules snapshot in
+//! force ([`Published`]: the rule-table stores each version there,
+//! handlers take the latest at the start of a batch, revalidators at the
+//! start of a round), the [`Dpif`] handle
 //! (receivers, handlers on the kernel datapath, the writer and
 //! revalidators call the datapath), the [`Ukeys`] (handlers make them,
 //! the writer and revalidators drop them), what translation shares in its

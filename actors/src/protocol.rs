@@ -10,6 +10,8 @@
 //! | [`SpareOps`] | dpif-writer → handler | — |
 //! | [`Flush`] | pipeline (control, tests) → dpif-writer | once written |
 //! | [`RuleChange`] | control → rule-table | [`RuleChangeReply`] |
+//! | [`GroupMod`] | control → rule-table | [`GroupModReply`] or why refused |
+//! | [`MeterMod`] | control → rule-table | [`MeterModReply`] or why refused |
 //! | [`PushStats`] | handlers, revalidators → rule-table | — |
 //! | [`SideEffects`] | handlers, revalidators → rule-table | — |
 //! | [`DumpRules`] | pipeline (control) → rule-table | rules with [`RuleStats`] |
@@ -27,10 +29,9 @@
 //! windows ([`Permit`]). What they carry of the vocabulary (upcalls, flow
 //! operations, rules) is in `messages`.
 //!
-//! Besides messages, actors share only: the [`Dpif`](messages::dpif::Dpif)
-//! handle (the receivers, the writer and the revalidators call it), the
-//! backpressure windows ([`crate::backpressure`]) and the write-only
-//! counters ([`crate::stats::PipelineStats`]).
+//! What actors share besides messages (the published rules snapshot, the
+//! datapath handle, the ukeys, the backpressure windows, the counters, …)
+//! is listed where the graph is wired, in [`crate::pipeline`].
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -249,8 +250,9 @@ pub struct FlowLimit {
     pub limit: u64,
 }
 
-/// tests → handlers, dpif-writer: fault injection, panic halfway through
-/// each of the next `batches` batches (of upcalls, of ops).
+/// tests → handlers, dpif-writer, revalidators: fault injection, panic
+/// halfway through each of the next `batches` batches (of upcalls, of
+/// ops) or rounds.
 #[cfg(feature = "fault-injection")]
 #[derive(Clone, Copy, Debug, Message)]
 #[rtype(result = "()")]
