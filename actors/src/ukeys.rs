@@ -301,14 +301,6 @@ pub fn shard_of(ufid: Ufid) -> usize {
     (ufid >> 64) as usize & (N_SHARDS - 1)
 }
 
-/// The hash of a ufid in its shard's table (a ufid is a hash already:
-/// its two halves, mixed, so that the bits that picked the shard still
-/// spread entries in it).
-fn table_hash(ufid: Ufid) -> u64 {
-    let h = ((ufid >> 64) as u64 ^ ufid as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    h ^ (h >> 32)
-}
-
 impl Ukeys {
     /// Ukeys in all shards: the flows installed or on their way.
     pub fn len(&self) -> usize {
@@ -353,7 +345,7 @@ pub struct Shard<'a> {
 
 impl Shard<'_> {
     pub fn get_mut(&mut self, ufid: Ufid) -> Option<&mut Ukey> {
-        let hash = table_hash(ufid);
+        let hash = messages::hash::fold_ufid(ufid);
         self.table
             .find_mut(hash, |(h, u)| *h == hash && u.ufid == ufid)
             .map(|(_, b)| &mut **b)
@@ -361,7 +353,7 @@ impl Shard<'_> {
 
     /// `ufid`'s ukey, made by `make` if it has none.
     pub fn get_or_insert(&mut self, ufid: Ufid, make: impl FnOnce() -> Ukey) -> &mut Ukey {
-        let (len, hash) = (self.len, table_hash(ufid));
+        let (len, hash) = (self.len, messages::hash::fold_ufid(ufid));
         let entry = self
             .table
             .entry(hash, |(h, u)| *h == hash && u.ufid == ufid, |(h, _)| *h)
@@ -382,7 +374,7 @@ impl Shard<'_> {
     }
 
     pub fn remove(&mut self, ufid: Ufid) -> Option<Box<Ukey>> {
-        let hash = table_hash(ufid);
+        let hash = messages::hash::fold_ufid(ufid);
         let ((_, ukey), _) = self
             .table
             .find_entry(hash, |(h, u)| *h == hash && u.ufid == ufid)

@@ -34,12 +34,11 @@ impl std::hash::Hasher for UfidHasher {
     }
     fn write(&mut self, bytes: &[u8]) {
         for b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ *b as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            self.0 = crate::hash::mix_word(self.0, u64::from(*b));
         }
     }
     fn write_u128(&mut self, v: u128) {
-        let h = ((v >> 64) as u64 ^ v as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        self.0 = h ^ (h >> 32);
+        self.0 = crate::hash::fold_ufid(v);
     }
 }
 

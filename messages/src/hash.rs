@@ -1,8 +1,10 @@
-//! Hashes of flows and megaflows: the ufid that names an installed
-//! megaflow (a keyed 128-bit SipHash-1-3: two megaflows with one ufid
-//! would make the second put look like a duplicate, so that hash must
-//! resist chosen inputs), and a fast keyed hash of flow words for hash
-//! tables and for naming upcalls.
+//! Every hash in the tree: the ufid that names an installed megaflow (a
+//! keyed 128-bit SipHash-1-3: two megaflows with one ufid would make the
+//! second put look like a duplicate, so that hash must resist chosen
+//! inputs), a fast keyed hash of flow words for naming upcalls, the steps
+//! the hash tables chain over masked words ([`mix_word`], [`fold_word`]
+//! with [`finish_fold`]) and fold ufids with ([`fold_ufid`]), and OVS's
+//! own hashes where a choice must be OVS's.
 
 use std::hash::Hasher;
 
@@ -133,11 +135,52 @@ impl WordsHasher {
     }
 }
 
+/// 2^64 divided by the golden ratio: an odd multiplier that spreads every
+/// input bit over the high bits.
+const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// One step of the table hash: word `x` folded into `h` with a multiply
+/// and a xor-shift. Chained over a key's masked words it is how the
+/// classifier's stage indexes (cumulatively, stage after stage) and the
+/// exact-match cache hash keys. Unkeyed: the tables it serves hold what
+/// the rules and the datapath put there, and their chains are bounded by
+/// the index, not by the hash.
+#[inline(always)]
+pub fn mix_word(h: u64, x: u64) -> u64 {
+    let v = (h ^ x).wrapping_mul(GOLDEN);
+    v ^ (v >> 29)
+}
+
+/// The cheaper chain, for the megaflow table that a packet probes once
+/// per mask group: words folded with a rotate and a xor, spread once at
+/// the end by [`finish_fold`], a multiply per probe instead of one per
+/// word.
+#[inline(always)]
+pub fn fold_word(h: u64, x: u64) -> u64 {
+    h.rotate_left(23) ^ x
+}
+
+/// Spreads a [`fold_word`] chain's bits (a xor-shift, a multiply, a
+/// xor-shift).
+#[inline(always)]
+pub fn finish_fold(h: u64) -> u64 {
+    let h = (h ^ (h >> 31)).wrapping_mul(GOLDEN);
+    h ^ (h >> 29)
+}
+
+/// A ufid folded to 64 bits for a hash table. A ufid is a hash already;
+/// mixing its halves keeps small test ufids spread and lets the bits that
+/// chose a ukey shard still spread the entries within it.
+#[inline]
+pub fn fold_ufid(ufid: Ufid) -> u64 {
+    finish_fold((ufid >> 64) as u64 ^ ufid as u64)
+}
+
 /// A 32-bit mixing step (a multiply-xorshift finalizer). Bucket choices
 /// made with it spread as OVS's do, but are not the same buckets OVS
 /// would choose for the same packet.
 pub fn mix32(a: u32, b: u32) -> u32 {
-    let mut h = (u64::from(a) << 32 | u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let mut h = (u64::from(a) << 32 | u64::from(b)).wrapping_mul(GOLDEN);
     h ^= h >> 29;
     h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
     (h ^ (h >> 32)) as u32

@@ -83,11 +83,6 @@ fn ports_of(f: &Flow) -> u32 {
     ((f.tp_src as u32) << 16) | f.tp_dst as u32
 }
 
-fn mix(h: u64, x: u64) -> u64 {
-    let v = (h ^ x).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    v ^ (v >> 29)
-}
-
 /// One subtable: every rule whose mask is `mask`.
 #[derive(Clone, Debug)]
 struct Subtable {
@@ -552,7 +547,9 @@ impl Subtable {
 /// is inserted and a packet's when it is looked up.
 #[inline]
 fn hash_words(basis: u64, fw: &[u64], words: impl IntoIterator<Item = (usize, u64)>) -> u64 {
-    words.into_iter().fold(basis, |h, (w, m)| mix(h, fw[w] & m))
+    words
+        .into_iter()
+        .fold(basis, |h, (w, m)| messages::hash::mix_word(h, fw[w] & m))
 }
 
 impl LookupIndex {

@@ -28,7 +28,7 @@ impl Hasher for U64Hasher {
 
     fn write(&mut self, bytes: &[u8]) {
         for b in bytes {
-            self.0 = (self.0 ^ *b as u64).wrapping_mul(0x100_0000_01b3);
+            self.0 = messages::hash::mix_word(self.0, u64::from(*b));
         }
     }
 

@@ -49,7 +49,7 @@ pub(super) fn mask_hash(megaflow: &Megaflow) -> u64 {
     let h = megaflow
         .words()
         .iter()
-        .fold(0u64, |h, w| h.rotate_left(23) ^ w.mask ^ w.index as u64);
+        .fold(0u64, |h, w| fold_word(h, w.mask ^ w.index as u64));
     finish_fold(h)
 }
 
@@ -289,16 +289,9 @@ pub(super) fn subtable_hash(words: &[(usize, u64)], key: &Flow) -> u64 {
     fold_hash(words.iter().map(|&(i, m)| k[i] & m))
 }
 
-/// Hash of a key's words under a mask, given in order. Folding with rotate
-/// and xor keeps the per-word work short (this runs once per subtable per
-/// lookup); one final multiply-and-shift spreads the bits.
+/// Hash of a key's words under a mask, given in order: the cheap chain
+/// (this runs once per subtable per lookup).
 #[inline]
 pub(super) fn fold_hash(values: impl Iterator<Item = u64>) -> u64 {
-    finish_fold(values.fold(0, |h, v| h.rotate_left(23) ^ v))
-}
-
-#[inline]
-pub(super) fn finish_fold(h: u64) -> u64 {
-    let h = (h ^ (h >> 31)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    h ^ (h >> 29)
+    finish_fold(values.fold(0, fold_word))
 }

@@ -27,8 +27,9 @@ mod emc;
 mod tests;
 
 use action_pool::ActionPool;
-use dpcls::{finish_fold, fold_hash, mask_hash, FirstStage, MaskShape, Subtable, SubtableId};
+use dpcls::{fold_hash, mask_hash, FirstStage, MaskShape, Subtable, SubtableId};
 pub use emc::Emc;
+use messages::hash::{finish_fold, fold_ufid, fold_word, mix_word};
 
 /// A key's words under a mask's nonzero words; inline up to eight (the
 /// megaflow masks of the setup-rate workload have seven or eight), so that
@@ -178,7 +179,7 @@ pub struct FlowTable {
     n_subtables: usize,
     /// Subtable by mask: (hash of the mask, id).
     by_mask: HashTable<(u64, SubtableId)>,
-    /// Every megaflow, by [`ufid_hash`] of its ufid: a slot is a pointer,
+    /// Every megaflow, by [`fold_ufid`] of its ufid: a slot is a pointer,
     /// the ufid is compared in the entry (puts and deletes look up by
     /// ufid; packets never do).
     by_ufid: HashTable<Arc<FlowEntry>>,
@@ -287,7 +288,7 @@ impl FlowTable {
             }
         }
         self.by_ufid
-            .insert_unique(ufid_hash(ufid), entry, |e| ufid_hash(e.ufid));
+            .insert_unique(fold_ufid(ufid), entry, |e| fold_ufid(e.ufid));
         Ok(())
     }
 
@@ -342,7 +343,7 @@ impl FlowTable {
         if let Some(slot) = st.flows.find_mut(hash, |(_, e)| e.ufid == ufid) {
             slot.1 = entry.clone();
         }
-        if let Some(slot) = self.by_ufid.find_mut(ufid_hash(ufid), |e| e.ufid == ufid) {
+        if let Some(slot) = self.by_ufid.find_mut(fold_ufid(ufid), |e| e.ufid == ufid) {
             *slot = entry;
         }
         self.actions.release(&old.actions);
@@ -353,7 +354,7 @@ impl FlowTable {
     pub fn delete(&mut self, ufid: Ufid) -> Option<Arc<FlowEntry>> {
         let (entry, _) = self
             .by_ufid
-            .find_entry(ufid_hash(ufid), |e| e.ufid == ufid)
+            .find_entry(fold_ufid(ufid), |e| e.ufid == ufid)
             .ok()?
             .remove();
         entry.dead.store(true, Ordering::Relaxed);
@@ -384,7 +385,7 @@ impl FlowTable {
     }
 
     pub fn get(&self, ufid: Ufid) -> Option<&Arc<FlowEntry>> {
-        self.by_ufid.find(ufid_hash(ufid), |e| e.ufid == ufid)
+        self.by_ufid.find(fold_ufid(ufid), |e| e.ufid == ufid)
     }
 
     /// Megaflow `ufid` in full, with its statistics.
@@ -414,11 +415,4 @@ impl FlowTable {
     pub fn n_masks(&self) -> usize {
         self.n_subtables
     }
-}
-
-/// A ufid's hash for the index by ufid: ufids are hashes already, so one
-/// fold and multiply spread them (small test ufids too).
-#[inline]
-fn ufid_hash(ufid: Ufid) -> u64 {
-    finish_fold((ufid >> 64) as u64 ^ ufid as u64)
 }

@@ -702,18 +702,7 @@ fn parse_dotted_hex(text: &str, at: usize) -> Res<Vec<u8>> {
             "hex bytes such as 01.02.ab",
         )
     };
-    if !digits.len().is_multiple_of(2) {
-        return Err(bad());
-    }
-    digits
-        .chunks(2)
-        .map(|pair| {
-            std::str::from_utf8(pair)
-                .ok()
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(bad)
-        })
-        .collect()
+    hex::decode(digits).map_err(|_| bad())
 }
 
 /// Splits `VALUE->FIELD`.
