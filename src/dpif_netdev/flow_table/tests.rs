@@ -300,7 +300,14 @@ fn emc_tells_apart_keys_its_hash_does_not() {
         .unwrap();
     t.create(2, &Megaflow::new(&ack, &ack), &list(vec![]))
         .unwrap();
-    let mut emc = Emc::new(64, 1);
+    // A cache where the hash's two candidate slots (its low bits, and its
+    // bits from 32 on) differ, so that both keys fit.
+    let h = emc_hash(&syn);
+    let size = (6..24)
+        .map(|bits| 1usize << bits)
+        .find(|n| (h as usize) & (n - 1) != ((h >> 32) as usize) & (n - 1))
+        .unwrap();
+    let mut emc = Emc::new(size, 1);
     emc.maybe_insert(&syn, &t.lookup(&syn).unwrap().clone());
     assert!(emc.lookup(&ack).is_none(), "another key in the slot");
     emc.maybe_insert(&ack, &t.lookup(&ack).unwrap().clone());
