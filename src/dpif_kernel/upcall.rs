@@ -36,7 +36,7 @@ const RECV_BUF: usize = 68 * 1024;
 /// third of an unpaced 20 000-flow burst; the kernel's default (about
 /// 200 KiB) holds a few hundred upcalls. The memory is the kernel's, used
 /// only while a backlog lasts.
-const SOCKET_RCVBUF: i32 = 16 * 1024 * 1024;
+const SOCKET_RCVBUF: libc::c_int = 16 * 1024 * 1024;
 /// Length of `struct nlmsghdr` and of `struct genlmsghdr`.
 const NLMSG_HDRLEN: usize = 16;
 const GENL_HDRLEN: usize = 4;
