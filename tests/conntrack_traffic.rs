@@ -3,7 +3,10 @@
 //! an embedded datapath whose megaflows (installed directly, as the slow
 //! path would) send packets through `ct` and recirculate them. A stateful
 //! firewall with a 1 MiB TCP transfer and an ICMP error passing as `+rel`,
-//! SNAT, and DNAT to one of two backends.
+//! SNAT, and DNAT to one of two backends; UDP datagrams bigger than the
+//! MTU (fragments reassembled before tracking); FTP (Python's ftplib
+//! against a minimal server here, active and passive, with and without
+//! SNAT) and TFTP data connections passing as related.
 
 mod common;
 
@@ -16,7 +19,9 @@ use common::*;
 use messages::dpif::{Dpif, PortKind, PortSpec};
 use messages::dpif::{DpifOp, FlowPut, PutMode};
 use messages::flow::{CS_ESTABLISHED, CS_INVALID, CS_NEW, CS_RELATED, CS_TRACKED};
-use messages::odp::{CtAction, EthKey, NatAction, NatAddrs, NatKind, OdpAction, SetHeader};
+use messages::odp::{
+    CtAction, CtHelper, EthKey, NatAction, NatAddrs, NatKind, OdpAction, SetHeader,
+};
 use messages::{Flow, Megaflow};
 use upcalld::dpif_netdev::conntrack::dump::format_entry;
 use upcalld::dpif_netdev::{Netdev, NetdevConfig};
@@ -552,4 +557,384 @@ fn udp_datagrams_larger_than_the_mtu_pass_the_firewall_reassembled() {
         "{dump:#?}"
     );
     assert!(!dump.iter().any(|l| l.contains("dport=6200)")), "{dump:#?}");
+}
+
+/// `M` for TCP or UDP to a destination port.
+fn l4_dst(mut m: M, proto: u8, port: u16) -> M {
+    m.key.nw_proto = proto;
+    m.mask.nw_proto = u8::MAX;
+    m.key.tp_dst = port;
+    m.mask.tp_dst = u16::MAX;
+    m
+}
+
+fn ct_alg(zone: u16, nat: Option<NatAction>, helper: CtHelper) -> OdpAction {
+    OdpAction::Ct(CtAction {
+        zone,
+        commit: true,
+        nat,
+        helper: Some(helper),
+        ..CtAction::default()
+    })
+}
+
+/// A weighted sum of a transfer's bytes, the same in the test and in the
+/// Python client.
+fn digest(data: &[u8]) -> u64 {
+    data.iter()
+        .enumerate()
+        .map(|(i, &b)| (i as u64 + 1) * u64::from(b))
+        .sum::<u64>()
+        % 1_000_003
+}
+
+/// Accepts one connection within `timeout`.
+fn accept_within(l: &TcpListener, timeout: Duration) -> std::io::Result<TcpStream> {
+    l.set_nonblocking(true)?;
+    let start = std::time::Instant::now();
+    loop {
+        match l.accept() {
+            Ok((s, _)) => {
+                s.set_nonblocking(false)?;
+                return Ok(s);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && start.elapsed() < timeout => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// A minimal FTP server in `host` on port 21 for one session: `USER`,
+/// `PASS`, `TYPE`, `PORT`, `PASV`, `RETR` (sends `size` bytes of
+/// `pattern`), `QUIT`. Returns the command lines it read and the control
+/// connection's peer.
+fn ftp_server(
+    host: &Host,
+    size: usize,
+) -> std::thread::JoinHandle<std::io::Result<std::io::Result<(Vec<String>, SocketAddr)>>> {
+    use std::io::BufRead;
+    let addr = host.addr;
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let h = host
+        .spawn(move || {
+            let l = TcpListener::bind((addr, 21)).expect("bind 21");
+            ready_tx.send(()).unwrap();
+            let (ctl, peer) = l.accept().expect("accept");
+            ctl.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+            let mut r = std::io::BufReader::new(ctl.try_clone().unwrap());
+            let mut w = ctl;
+            w.write_all(b"220 upcalld test server\r\n").unwrap();
+            let mut seen = Vec::new();
+            let mut active: Option<SocketAddr> = None;
+            let mut passive: Option<TcpListener> = None;
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                let line = line.trim_end().to_string();
+                seen.push(line.clone());
+                let (cmd, arg) = line.split_once(' ').unwrap_or((&line, ""));
+                let reply = match cmd.to_ascii_uppercase().as_str() {
+                    "USER" => "331 password please".to_string(),
+                    "PASS" => "230 logged in".into(),
+                    "TYPE" => "200 type set".into(),
+                    "PORT" => {
+                        let n: Vec<u8> = arg.split(',').filter_map(|x| x.parse().ok()).collect();
+                        if n.len() == 6 {
+                            let ip = Ipv4Addr::new(n[0], n[1], n[2], n[3]);
+                            let port = u16::from(n[4]) << 8 | u16::from(n[5]);
+                            active = Some((ip, port).into());
+                            passive = None;
+                            "200 PORT ok".into()
+                        } else {
+                            "501 bad PORT".into()
+                        }
+                    }
+                    "PASV" => {
+                        let pl = TcpListener::bind((addr, 0)).unwrap();
+                        let p = pl.local_addr().unwrap().port();
+                        passive = Some(pl);
+                        active = None;
+                        let o = addr.octets();
+                        format!(
+                            "227 Entering Passive Mode ({},{},{},{},{},{}).",
+                            o[0],
+                            o[1],
+                            o[2],
+                            o[3],
+                            p >> 8,
+                            p & 0xff
+                        )
+                    }
+                    "RETR" => {
+                        w.write_all(b"150 here it comes\r\n")?;
+                        let data = match (active.take(), passive.take()) {
+                            (Some(to), _) => {
+                                TcpStream::connect_timeout(&to, Duration::from_secs(3))
+                            }
+                            (None, Some(pl)) => accept_within(&pl, Duration::from_secs(3)),
+                            (None, None) => Err(std::io::ErrorKind::NotConnected.into()),
+                        };
+                        match data {
+                            Ok(mut d) => {
+                                d.write_all(&pattern(size))?;
+                                d.shutdown(std::net::Shutdown::Write)?;
+                                "226 transfer complete".into()
+                            }
+                            Err(_) => "425 no data connection".into(),
+                        }
+                    }
+                    "QUIT" => {
+                        w.write_all(b"221 bye\r\n")?;
+                        break;
+                    }
+                    _ => "502 not here".into(),
+                };
+                w.write_all(format!("{reply}\r\n").as_bytes())?;
+            }
+            Ok((seen, peer))
+        })
+        .unwrap();
+    ready_rx.recv().unwrap();
+    h
+}
+
+/// Python's ftplib in `host`: one session retrieving a file in active
+/// mode, then in passive mode; prints length and digest of each.
+fn ftp_client(host: &Host, server: Ipv4Addr) -> Vec<(usize, u64)> {
+    let script = "\
+import ftplib, sys
+f = ftplib.FTP()
+f.connect(sys.argv[1], 21, timeout=5)
+f.login()
+for pasv in (False, True):
+    f.set_pasv(pasv)
+    buf = bytearray()
+    f.retrbinary('RETR data', buf.extend)
+    print(len(buf), sum((i + 1) * b for i, b in enumerate(buf)) % 1000003)
+f.quit()
+";
+    let out = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &host.netns,
+            "timeout",
+            "20",
+            "python3",
+            "-c",
+            script,
+        ])
+        .arg(server.to_string())
+        .output()
+        .expect("running python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "ftplib client failed: {}{}",
+        stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .map(|l| {
+            let (n, d) = l.split_once(' ').expect("two numbers");
+            (n.parse().unwrap(), d.parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn ftp_and_tftp_data_pass_a_firewall_that_allows_only_their_control_as_related() {
+    let mut bed = Bed::new("ca", 2);
+    let (a, b) = (1, 2);
+    bed.put(m().arp().in_port(a), vec![out(b)]);
+    bed.put(m().arp().in_port(b), vec![out(a)]);
+    bed.put(
+        m().ip().ct(0),
+        vec![ct(0, false, None), OdpAction::Recirc(1)],
+    );
+    let r1 = || M::default().recirc(1).ip();
+    // New connections: only a's FTP and TFTP control, committed with
+    // their helpers, and what those expect (+rel); nothing else new
+    // passes (no flow: a miss nobody answers).
+    bed.put(
+        l4_dst(r1().in_port(a).ct(CS_TRACKED | CS_NEW), 6, 21),
+        vec![ct_alg(0, None, CtHelper::Ftp), out(b)],
+    );
+    bed.put(
+        l4_dst(r1().in_port(a).ct(CS_TRACKED | CS_NEW), 17, 69),
+        vec![ct_alg(0, None, CtHelper::Tftp), out(b)],
+    );
+    for (from, to) in [(a, b), (b, a)] {
+        bed.put(
+            r1().in_port(from).ct(CS_TRACKED | CS_NEW | CS_RELATED),
+            vec![ct(0, true, None), out(to)],
+        );
+        bed.put(
+            r1().in_port(from).ct(CS_TRACKED | CS_ESTABLISHED),
+            vec![out(to)],
+        );
+        bed.put(
+            r1().in_port(from)
+                .ct(CS_TRACKED | CS_ESTABLISHED | CS_RELATED),
+            vec![out(to)],
+        );
+    }
+    let (ha, hb) = (&bed.hosts[0], &bed.hosts[1]);
+    let size = 300_000;
+    let want = (size, digest(&pattern(size)));
+
+    let server = ftp_server(hb, size);
+    let got = ftp_client(ha, hb.addr);
+    let (seen, _) = server.join().unwrap().unwrap().unwrap();
+    assert_eq!(
+        got,
+        vec![want, want],
+        "active, then passive; commands {seen:?}"
+    );
+    assert!(
+        seen.iter().any(|l| l.starts_with("PORT 10,78,0,1,")),
+        "{seen:?}"
+    );
+    assert!(seen.iter().any(|l| l == "PASV"), "{seen:?}");
+
+    // TFTP: the server answers a read request from another port.
+    let (a_addr, b_addr) = (ha.addr, hb.addr);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let tftpd = hb
+        .spawn(move || {
+            let s = UdpSocket::bind((b_addr, 69)).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            ready_tx.send(()).unwrap();
+            let mut buf = [0; 512];
+            let (n, client) = s.recv_from(&mut buf).unwrap();
+            // DATA block 1, from a port of its own.
+            let t = UdpSocket::bind((b_addr, 0)).unwrap();
+            t.send_to(b"\x00\x03\x00\x01hello over tftp", client)
+                .unwrap();
+            (buf[..n].to_vec(), t.local_addr().unwrap().port())
+        })
+        .unwrap();
+    ready_rx.recv().unwrap();
+    let reply = ha
+        .run(move || {
+            let s = UdpSocket::bind((a_addr, 0)).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            s.send_to(b"\x00\x01file\x00octet\x00", (b_addr, 69))
+                .unwrap();
+            let mut buf = [0; 512];
+            s.recv_from(&mut buf)
+                .map(|(n, from)| (buf[..n].to_vec(), from.port()))
+        })
+        .unwrap();
+    let (request, data_port) = tftpd.join().unwrap().unwrap();
+    assert_eq!(request, b"\x00\x01file\x00octet\x00");
+    let (data, from_port) = reply.expect("the TFTP reply passes as related");
+    assert_eq!(data, b"\x00\x03\x00\x01hello over tftp");
+    assert_eq!(from_port, data_port);
+    assert_ne!(from_port, 69);
+
+    let dump = bed.dump_conntrack();
+    assert!(
+        dump.iter()
+            .any(|l| l.starts_with("tcp,orig=(src=10.78.0.1,dst=10.78.0.2,")
+                && l.contains(",dport=21)")
+                && l.ends_with(",helper=ftp")),
+        "{dump:#?}"
+    );
+    assert!(
+        dump.iter()
+            .any(|l| l.starts_with("udp,") && l.ends_with(",helper=tftp")),
+        "{dump:#?}"
+    );
+    // The active data connection, from b, and the passive one, from a.
+    assert!(
+        dump.iter()
+            .any(|l| l.starts_with("tcp,orig=(src=10.78.0.2,dst=10.78.0.1,")),
+        "{dump:#?}"
+    );
+    assert!(
+        dump.iter()
+            .filter(|l| l.starts_with("tcp,orig=(src=10.78.0.1,"))
+            .count()
+            >= 2,
+        "{dump:#?}"
+    );
+    let expectations = bed
+        .dp
+        .conntrack()
+        .counters
+        .expectations
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(expectations >= 3, "{expectations}");
+}
+
+#[test]
+fn ftp_through_snat_names_the_translated_address_and_shifts_sequences() {
+    let mut bed = Bed::new("cn", 2);
+    let (a, b) = (1, 2);
+    let nat_ip = Ipv4Addr::new(10, 78, 0, 100);
+    let snat = NatAction {
+        kind: Some(NatKind::Src),
+        addrs: Some(NatAddrs::V4 {
+            min: nat_ip.into(),
+            max: nat_ip.into(),
+        }),
+        ..NatAction::default()
+    };
+    bed.put(m().arp().in_port(a), vec![out(b)]);
+    bed.put(m().arp().in_port(b), vec![out(a)]);
+    bed.put(
+        m().ip().in_port(a),
+        vec![ct_alg(1, Some(snat), CtHelper::Ftp), out(b)],
+    );
+    bed.put(
+        m().ip().in_port(b),
+        vec![ct(1, true, Some(NatAction::default())), out(a)],
+    );
+    neighbor(&bed.hosts[1], nat_ip, bed.hosts[0].mac);
+    let size = 200_000;
+    let want = (size, digest(&pattern(size)));
+    let server = ftp_server(&bed.hosts[1], size);
+    let got = ftp_client(&bed.hosts[0], bed.hosts[1].addr);
+    let (seen, peer) = server.join().unwrap().unwrap().unwrap();
+    assert_eq!(
+        got,
+        vec![want, want],
+        "active, then passive; commands {seen:?}"
+    );
+    assert_eq!(
+        peer.ip(),
+        nat_ip,
+        "b sees the control connection from the SNAT address"
+    );
+    // The PORT command names the translated address (2 bytes longer:
+    // every later segment's sequence number shifts, or the session would
+    // stall).
+    assert!(
+        seen.iter().any(|l| l.starts_with("PORT 10,78,0,100,")),
+        "{seen:?}"
+    );
+    assert!(seen.iter().any(|l| l == "QUIT"), "{seen:?}");
+    let dump = bed.dump_conntrack();
+    // The active data connection from b to the translated address goes to
+    // a; the passive one from a leaves translated.
+    assert!(
+        dump.iter().any(
+            |l| l.starts_with("tcp,orig=(src=10.78.0.2,dst=10.78.0.100,")
+                && l.contains("reply=(src=10.78.0.1,dst=10.78.0.2,")
+        ),
+        "{dump:#?}"
+    );
+    assert!(
+        dump.iter()
+            .any(|l| l.starts_with("tcp,orig=(src=10.78.0.1,dst=10.78.0.2,")
+                && !l.contains("dport=21)")
+                && l.contains("reply=(src=10.78.0.2,dst=10.78.0.100,")),
+        "{dump:#?}"
+    );
 }

@@ -182,6 +182,12 @@ fn command(u: &mut Unstructured) -> Result<CtCommand> {
         mark: if u.ratio(1, 4)? { Some((u.arbitrary()?, u.arbitrary()?)) } else { None },
         label: if u.ratio(1, 8)? { Some((u.arbitrary()?, u.arbitrary()?)) } else { None },
         nat,
+        timeout_policy: 0,
+        alg: match u.int_in_range(0..=3)? {
+            0 => Some(upcalld::dpif_netdev::conntrack::alg::Alg::Ftp),
+            1 => Some(upcalld::dpif_netdev::conntrack::alg::Alg::Tftp),
+            _ => None,
+        },
     })
 }
 

@@ -19,6 +19,8 @@ pub struct Entry {
     pub tcp_state: Option<TcpState>,
     /// Seconds left before the connection expires (printed with `-s`).
     pub timeout_s: u32,
+    /// The helper (`alg=`) its control messages are read by.
+    pub helper: Option<&'static str>,
 }
 
 /// A stable order for dumps: zone, then the original tuple.
@@ -101,6 +103,9 @@ pub fn format_entry(e: &Entry, stats: bool) -> String {
     }
     if let (IPPROTO_TCP, Some(st)) = (e.orig.proto, e.tcp_state) {
         let _ = write!(s, ",protoinfo=(state={})", st.dump_name());
+    }
+    if let Some(h) = e.helper {
+        let _ = write!(s, ",helper={h}");
     }
     s
 }

@@ -14,8 +14,10 @@
 //! - [`nat`]: choosing translated tuples and rewriting packets;
 //! - [`timeouts`]: per-state timeouts;
 //! - [`dump`]: `dpctl/dump-conntrack`'s format;
-//! - [`ipf`]: IP fragments held and reassembled before tracking.
+//! - [`ipf`]: IP fragments held and reassembled before tracking;
+//! - [`alg`]: the FTP and TFTP helpers' parsing and rewriting.
 
+pub mod alg;
 pub mod dump;
 pub mod ipf;
 pub mod nat;
@@ -24,6 +26,8 @@ pub mod tcp;
 pub mod timeouts;
 
 use std::collections::HashMap;
+
+use alg::{Alg, Expectation, FtpMessage};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -63,6 +67,8 @@ pub struct CtCommand {
     pub nat: Option<NatSpec>,
     /// The timeout policy a committed connection keeps (0: the default).
     pub timeout_policy: u32,
+    /// The helper (`alg=`) a connection committed now follows.
+    pub alg: Option<Alg>,
 }
 
 impl CtCommand {
@@ -82,6 +88,7 @@ impl CtCommand {
                 .as_deref()
                 .and_then(|t| t.parse().ok())
                 .unwrap_or(0),
+            alg: action.helper,
         }
     }
 }
@@ -253,6 +260,11 @@ pub struct CtCounters {
     pub created: AtomicU64,
     /// Connections removed after their timeout.
     pub expired: AtomicU64,
+    /// Data connections a helper expects (FTP, TFTP).
+    pub expectations: AtomicU64,
+    /// Helper control messages that did not parse, or named a third
+    /// party's address (`+inv`).
+    pub alg_invalid: AtomicU64,
 }
 
 /// Per-protocol state of a connection.
@@ -281,6 +293,15 @@ struct Conn {
     /// The id of its timeout policy.
     timeout_policy: u32,
     expires_ms: u64,
+    /// The helper its control messages are read by.
+    alg: Option<Alg>,
+    /// For a connection a helper expected: its control connection's
+    /// original key (reported as the original tuple).
+    parent: Option<ConnKey>,
+    /// Bytes an FTP helper's NAT rewrites added to the stream in the
+    /// direction `skew_reply` (later sequence numbers shift by as much).
+    skew: i32,
+    skew_reply: bool,
 }
 
 /// Where a key points: a connection, and whether the key is its reply.
@@ -300,6 +321,10 @@ struct Table {
     sweep_at: usize,
     next_sweep_ms: u64,
     random: u32,
+    /// Data connections helpers expect, by key with any source port, and
+    /// those of each control connection (forgotten with it).
+    expectations: HashMap<ConnKey, Expectation>,
+    expected_by: HashMap<ConnKey, Vec<ConnKey>>,
 }
 
 /// Slots the expiry sweep visits per packet once it is due: the table is
@@ -367,6 +392,11 @@ impl Table {
         if let Some(c) = self.conns[idx as usize].take() {
             self.keys.remove(&c.fwd);
             self.keys.remove(&c.rev);
+            if let Some(expected) = self.expected_by.remove(&c.fwd) {
+                for k in expected {
+                    self.expectations.remove(&k);
+                }
+            }
             self.free.push(idx);
             self.n_conns -= 1;
             if let Some(n) = self.per_zone.get_mut(&c.fwd.zone) {
@@ -424,6 +454,8 @@ impl Conntrack {
                 sweep_at: 0,
                 next_sweep_ms: 0,
                 random: seed as u32 | 1,
+                expectations: HashMap::new(),
+                expected_by: HashMap::new(),
             }),
             policies: config.timeout_policies(),
             fragments: ipf::Ipf::new(config.fragments.clone()),
@@ -446,7 +478,7 @@ impl Conntrack {
     /// headers changed.
     pub fn execute(
         &self,
-        frame: &mut [u8],
+        frame: &mut Vec<u8>,
         md: &mut CtMetadata,
         cmd: &CtCommand,
         now: u64,
@@ -479,7 +511,7 @@ impl Conntrack {
     fn process(
         &self,
         table: &mut Table,
-        frame: &mut [u8],
+        frame: &mut Vec<u8>,
         pkt: &CtPacket,
         md: &mut CtMetadata,
         cmd: &CtCommand,
@@ -511,9 +543,29 @@ impl Conntrack {
             }
         }
 
+        let alg_ctl = alg::ctl_type(pkt);
+        let mut pkt = *pkt;
+        let pkt = &mut pkt;
+        let nat = cmd.nat.is_some();
         let mut create = false;
         if let Some(r) = found {
-            create = self.update_state(table, r, pkt, md, now);
+            if alg_ctl == Some(Alg::Ftp) {
+                // Sequence numbers are tracked as the side that caused a
+                // skew sees them: the other side's acknowledgements are
+                // shifted back first, that side's own shifted after.
+                if r.reply != table.conn(r).skew_reply {
+                    changed |= ftp_control(table, r, frame, pkt, md, nat, false, &self.counters);
+                    create = self.update_state(table, r, pkt, md, now);
+                } else {
+                    create = self.update_state(table, r, pkt, md, now);
+                    if !create {
+                        changed |=
+                            ftp_control(table, r, frame, pkt, md, nat, false, &self.counters);
+                    }
+                }
+            } else {
+                create = self.update_state(table, r, pkt, md, now);
+            }
             if create {
                 table.remove(r.conn);
                 found = None;
@@ -534,8 +586,21 @@ impl Conntrack {
             create = true;
         }
 
+        let mut expected = None;
         if create && table.lookup(&key, now, &self.counters).is_none() {
-            found = self.not_found(table, frame, pkt, &key, md, cmd, now, &mut changed);
+            expected = table.expectations.get(&alg::expectation_key(&key)).copied();
+            found = self.not_found(
+                table,
+                frame,
+                pkt,
+                &key,
+                md,
+                cmd,
+                now,
+                expected.as_ref(),
+                alg_ctl,
+                &mut changed,
+            );
         }
         if md.state & state::INVALID != 0 {
             self.counters.invalid.fetch_add(1, Ordering::Relaxed);
@@ -547,20 +612,48 @@ impl Conntrack {
         match found {
             Some(r) => {
                 let c = table.conn_mut(r);
-                if let Some((v, m)) = cmd.mark {
-                    c.mark = v | (c.mark & !m);
-                }
-                if let Some((v, m)) = cmd.label {
-                    c.label = v | (c.label & !m);
+                // A helper's data connection keeps its parent's mark and
+                // label.
+                if c.parent.is_none() {
+                    if let Some((v, m)) = cmd.mark {
+                        c.mark = v | (c.mark & !m);
+                    }
+                    if let Some((v, m)) = cmd.label {
+                        c.label = v | (c.label & !m);
+                    }
                 }
                 md.mark = c.mark;
                 md.label = c.label;
-                md.orig = Some(OrigTuple::of(&c.fwd));
+                md.orig = Some(OrigTuple::of(c.parent.as_ref().unwrap_or(&c.fwd)));
             }
-            None => {
-                md.mark = 0;
-                md.label = 0;
-                md.orig = (md.state & state::INVALID == 0).then(|| OrigTuple::of(&key));
+            None => match &expected {
+                Some(e) => {
+                    md.mark = e.mark;
+                    md.label = e.label;
+                    md.orig = Some(OrigTuple::of(&e.parent));
+                }
+                None => {
+                    md.mark = 0;
+                    md.label = 0;
+                    md.orig = (md.state & state::INVALID == 0).then(|| OrigTuple::of(&key));
+                }
+            },
+        }
+        // A control connection's message: expectations (and, under NAT,
+        // the address it names rewritten).
+        if let Some(r) = found {
+            let c = table.conn(r);
+            if alg_ctl.is_some() && c.alg == alg_ctl {
+                match alg_ctl {
+                    Some(Alg::Ftp) => {
+                        changed |= ftp_control(table, r, frame, pkt, md, nat, true, &self.counters);
+                    }
+                    Some(Alg::Tftp) => {
+                        let port = c.fwd.src.port;
+                        add_expectation(table, r, port, &self.counters);
+                    }
+                    None => {}
+                }
             }
         }
         changed
@@ -627,6 +720,9 @@ impl Conntrack {
             return false;
         }
         let c = table.conn_mut(r);
+        if c.parent.is_some() {
+            md.state |= state::RELATED;
+        }
         let timeouts = self.policies.get(c.timeout_policy);
         let (update, timeout) = match &mut c.proto {
             Proto::Tcp(t) => match &pkt.tcp {
@@ -692,6 +788,8 @@ impl Conntrack {
         md: &mut CtMetadata,
         cmd: &CtCommand,
         now: u64,
+        expected: Option<&Expectation>,
+        alg_ctl: Option<Alg>,
         changed: &mut bool,
     ) -> Option<KeyRef> {
         let (proto, timeout) = match key.proto {
@@ -720,6 +818,9 @@ impl Conntrack {
             ),
         };
         md.state = state::NEW;
+        if expected.is_some() {
+            md.state |= state::RELATED;
+        }
         if !(cmd.commit || cmd.force) {
             return None;
         }
@@ -741,8 +842,27 @@ impl Conntrack {
             nat: None,
             timeout_policy: cmd.timeout_policy,
             expires_ms: now + self.policies.get(cmd.timeout_policy).ms(timeout),
+            alg: cmd.alg.filter(|a| Some(*a) == alg_ctl),
+            parent: expected.map(|e| e.parent),
+            skew: 0,
+            skew_reply: false,
         };
-        if let Some(spec) = &cmd.nat {
+        if let Some(e) = expected {
+            conn.mark = e.mark;
+            conn.label = e.label;
+        }
+        if let (Some(e), Some(_)) = (expected, &cmd.nat) {
+            // Translated as the control connection announced it.
+            let kind = if e.nat_reply_dst {
+                conn.rev.dst.addr = e.nat_addr;
+                NatKind::Src
+            } else {
+                conn.rev.src.addr = e.nat_addr;
+                NatKind::Dst
+            };
+            conn.nat = Some(kind);
+            *changed |= apply_nat(&conn, false, frame, pkt, md, cmd.zone);
+        } else if let Some(spec) = &cmd.nat {
             if let Some(kind) = spec.kind {
                 table.random = table
                     .random
@@ -807,6 +927,7 @@ impl Conntrack {
                     _ => None,
                 },
                 timeout_s: (c.expires_ms - now).div_ceil(1000) as u32,
+                helper: c.alg.map(Alg::name),
             })
             .collect();
         out.sort_by_key(dump::order);
@@ -847,3 +968,114 @@ fn apply_nat(
 
 #[cfg(test)]
 mod tests;
+
+/// Creates the expectation a control connection's message announces
+/// (once per data key), unless one is there already.
+fn add_expectation(table: &mut Table, r: KeyRef, port: u16, counters: &CtCounters) {
+    let c = table.conn(r);
+    let (key, e) = alg::expect(
+        &c.fwd,
+        &c.rev,
+        c.nat == Some(NatKind::Dst),
+        c.mark,
+        c.label,
+        port,
+        r.reply,
+    );
+    if table.expectations.contains_key(&key) {
+        return;
+    }
+    let parent = c.fwd;
+    table.expectations.insert(key, e);
+    table.expected_by.entry(parent).or_default().push(key);
+    counters.expectations.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The FTP helper on a control segment (OVS's `handle_ftp_ctl`): with
+/// `announce`, a `PORT`/PASV/`EPRT`/EPSV message creates an expectation and
+/// under NAT (`nat`: the `ct` has `nat`) names the translated address;
+/// without, other segments only get the sequence shift earlier rewrites
+/// made. Returns whether the frame changed.
+#[allow(clippy::too_many_arguments)]
+fn ftp_control(
+    table: &mut Table,
+    r: KeyRef,
+    frame: &mut Vec<u8>,
+    pkt: &mut CtPacket,
+    md: &mut CtMetadata,
+    nat: bool,
+    announce: bool,
+    counters: &CtCounters,
+) -> bool {
+    let Some(tcp) = pkt.tcp else {
+        return false;
+    };
+    let at = alg::payload_at(frame, pkt);
+    let ipv6 = pkt.key.ipv6;
+    if alg::ftp_announces(&frame[at..pkt.end], ipv6) != announce {
+        return false;
+    }
+    let c = table.conn(r);
+    let (fwd, rev) = (c.fwd, c.rev);
+    let mut delta = 0;
+    if announce {
+        let payload = &frame[at..pkt.end];
+        let message = if ipv6 {
+            alg::parse_v6(payload, [rev.dst.addr, fwd.src.addr])
+        } else {
+            let v4 = |a: &[u8; 16]| [a[0], a[1], a[2], a[3]];
+            let active = payload.len() >= 4 && payload[..4].eq_ignore_ascii_case(b"PORT");
+            // The address the message may name: the announcer's own, or
+            // the one it is translated to.
+            let allowed = if active {
+                [v4(&rev.dst.addr), v4(&fwd.src.addr)]
+            } else {
+                [v4(&fwd.dst.addr), v4(&rev.src.addr)]
+            };
+            alg::parse_v4(payload, allowed)
+        };
+        let announced = match message {
+            FtpMessage::Announce(a) => a,
+            FtpMessage::Invalid => {
+                counters.alg_invalid.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!("invalid FTP control message");
+                md.state |= state::TRACKED | state::INVALID;
+                return false;
+            }
+        };
+        add_expectation(table, r, announced.port, counters);
+        // Passive IPv6 replies name no address.
+        if nat && !(ipv6 && !announced.active) {
+            let to = if announced.active {
+                rev.dst.addr
+            } else {
+                fwd.dst.addr
+            };
+            let text = alg::address_text(&to, ipv6);
+            delta = alg::replace(
+                frame,
+                pkt,
+                at + announced.addr_at,
+                announced.addr_len,
+                text.as_bytes(),
+            );
+        }
+    }
+    let c = table.conn_mut(r);
+    if nat && c.skew != 0 {
+        if r.reply != c.skew_reply {
+            alg::shift(frame, pkt, true, -c.skew);
+            if let Some(t) = pkt.tcp.as_mut() {
+                t.ack = tcp.ack.wrapping_add_signed(-c.skew);
+            }
+        } else {
+            alg::shift(frame, pkt, false, c.skew);
+        }
+    }
+    alg::tcp_checksum(frame, pkt);
+    if delta != 0 {
+        c.skew += delta;
+        c.skew_reply = r.reply;
+    }
+    true
+}

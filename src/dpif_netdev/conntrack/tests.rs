@@ -139,7 +139,7 @@ fn commit(zone: u16) -> CtCommand {
 
 /// Runs `frame` through `ct` fresh (no earlier ct state) and returns its
 /// state.
-fn run(ct: &Conntrack, frame: &mut [u8], cmd: &CtCommand, now: u64) -> CtMetadata {
+fn run(ct: &Conntrack, frame: &mut Vec<u8>, cmd: &CtCommand, now: u64) -> CtMetadata {
     let mut md = CtMetadata::default();
     ct.execute(frame, &mut md, cmd, now);
     md
@@ -157,6 +157,7 @@ const NO_COMMIT: CtCommand = CtCommand {
     label: None,
     nat: None,
     timeout_policy: 0,
+    alg: None,
 };
 
 #[test]
