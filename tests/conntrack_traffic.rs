@@ -606,6 +606,9 @@ fn accept_within(l: &TcpListener, timeout: Duration) -> std::io::Result<TcpStrea
     }
 }
 
+/// The command lines an FTP server read, and its client's address.
+type FtpSession = (Vec<String>, SocketAddr);
+
 /// A minimal FTP server in `host` on port 21 for one session: `USER`,
 /// `PASS`, `TYPE`, `PORT`, `PASV`, `RETR` (sends `size` bytes of
 /// `pattern`), `QUIT`. Returns the command lines it read and the control
@@ -613,7 +616,7 @@ fn accept_within(l: &TcpListener, timeout: Duration) -> std::io::Result<TcpStrea
 fn ftp_server(
     host: &Host,
     size: usize,
-) -> std::thread::JoinHandle<std::io::Result<std::io::Result<(Vec<String>, SocketAddr)>>> {
+) -> std::thread::JoinHandle<std::io::Result<std::io::Result<FtpSession>>> {
     use std::io::BufRead;
     let addr = host.addr;
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();

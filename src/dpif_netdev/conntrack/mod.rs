@@ -1045,7 +1045,7 @@ fn ftp_control(
         };
         add_expectation(table, r, announced.port, counters);
         // Passive IPv6 replies name no address.
-        if nat && !(ipv6 && !announced.active) {
+        if nat && (announced.active || !ipv6) {
             let to = if announced.active {
                 rev.dst.addr
             } else {
