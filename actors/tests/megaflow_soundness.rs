@@ -609,10 +609,12 @@ fn inside(f: &Flow, wc: &Flow, noise: &Flow) -> Flow {
     for ((o, m), n) in g.words_mut().iter_mut().zip(wc.words()).zip(noise.words()) {
         *o = (*o & m) | (*n & !m);
     }
-    // The datapath sees no L3 under a label, and no label stack without
-    // an MPLS EtherType.
+    // The datapath sees no L3 under a label, no entry below the bottom of
+    // the stack, and no label stack without an MPLS EtherType.
     if eth_type_mpls(g.dl_type) {
         g.clear_l3_l4();
+        let depth = g.mpls_depth();
+        g.mpls_lse[depth..].fill(0);
     } else {
         g.mpls_lse = [0; FLOW_MPLS_LSE_SLOTS];
     }
