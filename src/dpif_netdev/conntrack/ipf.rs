@@ -103,8 +103,9 @@ pub struct FamilyCounters {
     pub too_small: AtomicU64,
     /// Fragments overlapping one held already: `+inv`.
     pub overlapped: AtomicU64,
-    /// Fragments dropped without being sent on (OVS purges lists that
-    /// cannot be sent; here: at flush).
+    /// Fragments dropped without being sent on. OVS's clean thread purges
+    /// lists it cannot send; here an expired list is always sent on at the
+    /// next `ct`, so this stays 0 and is printed for OVS's status text.
     pub purged: AtomicU64,
 }
 
@@ -406,19 +407,6 @@ impl<M> Ipf<M> {
             sent += 1;
         }
         out
-    }
-
-    /// Forgets every held fragment (counted as purged).
-    pub fn flush(&self) {
-        let mut lists = self.lists.lock();
-        for (key, list) in lists.by_key.drain() {
-            let n = list.fragments.len();
-            self.held.fetch_sub(n, Ordering::Relaxed);
-            self.counters(key.ipv6)
-                .purged
-                .fetch_add(n as u64, Ordering::Relaxed);
-        }
-        lists.expiry.clear();
     }
 
     /// `ovs-appctl dpctl/ipf-get-status`'s text.
