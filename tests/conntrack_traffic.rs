@@ -210,10 +210,10 @@ fn tcp_send(host: &Host, to: SocketAddr, bytes: usize) -> Result<(), String> {
     .unwrap()
 }
 
-#[test]
-fn stateful_firewall_passes_replies_and_related_errors_only() {
-    let mut bed = Bed::new("cf", 2);
-    let (a, b) = (1, 2);
+/// Megaflows of a stateful firewall between ports `a` and `b`: ARP passes,
+/// IP is tracked in zone 0 and recirculated; `a` may open connections
+/// (committed), `b` only answer them; invalid packets are dropped.
+fn firewall_a_to_b(bed: &mut Bed, a: u32, b: u32) {
     bed.put(m().arp().in_port(a), vec![out(b)]);
     bed.put(m().arp().in_port(b), vec![out(a)]);
     bed.put(
@@ -235,8 +235,16 @@ fn stateful_firewall_passes_replies_and_related_errors_only() {
         r1().in_port(b).ct(CS_TRACKED | CS_ESTABLISHED),
         vec![out(a)],
     );
-    bed.put(r1().in_port(b).ct(CS_TRACKED | CS_RELATED), vec![out(a)]);
     bed.put(r1().in_port(b).ct(CS_TRACKED | CS_INVALID), vec![]);
+}
+
+#[test]
+fn stateful_firewall_passes_replies_and_related_errors_only() {
+    let mut bed = Bed::new("cf", 2);
+    let (a, b) = (1, 2);
+    firewall_a_to_b(&mut bed, a, b);
+    let r1 = || M::default().recirc(1).ip();
+    bed.put(r1().in_port(b).ct(CS_TRACKED | CS_RELATED), vec![out(a)]);
     let (ha, hb) = (&bed.hosts[0], &bed.hosts[1]);
 
     assert!(ping_ok(ha, hb.addr, 5), "a -> b ping");
@@ -442,28 +450,7 @@ fn dnat_balances_a_virtual_ip_over_two_backends() {
 fn udp_datagrams_larger_than_the_mtu_pass_the_firewall_reassembled() {
     let mut bed = Bed::new("cg", 2);
     let (a, b) = (1, 2);
-    bed.put(m().arp().in_port(a), vec![out(b)]);
-    bed.put(m().arp().in_port(b), vec![out(a)]);
-    bed.put(
-        m().ip().ct(0),
-        vec![ct(0, false, None), OdpAction::Recirc(1)],
-    );
-    let r1 = || M::default().recirc(1).ip();
-    bed.put(
-        r1().in_port(a).ct(CS_TRACKED | CS_NEW),
-        vec![ct(0, true, None), out(b)],
-    );
-    bed.put(
-        r1().in_port(a).ct(CS_TRACKED | CS_ESTABLISHED),
-        vec![out(b)],
-    );
-    bed.put(r1().in_port(a).ct(CS_TRACKED | CS_INVALID), vec![]);
-    bed.put(r1().in_port(b).ct(CS_TRACKED | CS_NEW), vec![]);
-    bed.put(
-        r1().in_port(b).ct(CS_TRACKED | CS_ESTABLISHED),
-        vec![out(a)],
-    );
-    bed.put(r1().in_port(b).ct(CS_TRACKED | CS_INVALID), vec![]);
+    firewall_a_to_b(&mut bed, a, b);
     let (ha, hb) = (&bed.hosts[0], &bed.hosts[1]);
     let (a_addr, b_addr) = (ha.addr, hb.addr);
     // 4000 bytes: three IPv4 fragments on the veths' 1500-byte MTU.
