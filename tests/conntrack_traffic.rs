@@ -316,19 +316,24 @@ fn stateful_firewall_passes_replies_and_related_errors_only() {
     );
 }
 
+/// `nat(src=IP)`: source NAT to one address.
+fn snat_to(ip: Ipv4Addr) -> NatAction {
+    NatAction {
+        kind: Some(NatKind::Src),
+        addrs: Some(NatAddrs::V4 {
+            min: ip.into(),
+            max: ip.into(),
+        }),
+        ..NatAction::default()
+    }
+}
+
 #[test]
 fn snat_shows_b_another_source_address() {
     let mut bed = Bed::new("cs", 2);
     let (a, b) = (1, 2);
     let nat_ip = Ipv4Addr::new(10, 78, 0, 100);
-    let snat = NatAction {
-        kind: Some(NatKind::Src),
-        addrs: Some(NatAddrs::V4 {
-            min: nat_ip.into(),
-            max: nat_ip.into(),
-        }),
-        ..NatAction::default()
-    };
+    let snat = snat_to(nat_ip);
     bed.put(m().arp().in_port(a), vec![out(b)]);
     bed.put(m().arp().in_port(b), vec![out(a)]);
     bed.put(m().ip().in_port(a), vec![ct(1, true, Some(snat)), out(b)]);
@@ -868,14 +873,7 @@ fn ftp_through_snat_names_the_translated_address_and_shifts_sequences() {
     let mut bed = Bed::new("cn", 2);
     let (a, b) = (1, 2);
     let nat_ip = Ipv4Addr::new(10, 78, 0, 100);
-    let snat = NatAction {
-        kind: Some(NatKind::Src),
-        addrs: Some(NatAddrs::V4 {
-            min: nat_ip.into(),
-            max: nat_ip.into(),
-        }),
-        ..NatAction::default()
-    };
+    let snat = snat_to(nat_ip);
     bed.put(m().arp().in_port(a), vec![out(b)]);
     bed.put(m().arp().in_port(b), vec![out(a)]);
     bed.put(
