@@ -27,13 +27,15 @@ impl Published {
         }
     }
 
-    /// Makes `tables` the snapshot in force.
-    pub fn publish(&self, tables: Arc<Tables>) {
+    /// Makes `tables` the snapshot in force; returns the one it replaces,
+    /// for the caller to free outside the lock (and, the rule-table,
+    /// after it has answered).
+    #[must_use = "the replaced snapshot is freed where it is dropped"]
+    pub fn publish(&self, tables: Arc<Tables>) -> Arc<Tables> {
         let version = tables.version();
         let old = std::mem::replace(&mut *self.tables.write(), tables);
         self.version.store(version, Ordering::Release);
-        // The last holder of an old version frees it, outside the lock.
-        drop(old);
+        old
     }
 
     /// The version of the snapshot in force.

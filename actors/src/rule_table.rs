@@ -207,7 +207,7 @@ impl RuleTable {
         // change did (ids are never reused, so a stale entry is only
         // memory).
         self.prune = true;
-        self.published.publish(self.snapshot.clone());
+        retire(self.published.publish(self.snapshot.clone()));
         if let Some(dropped) = CHANGE_LOG.check() {
             tracing::info!(
                 version,
@@ -217,6 +217,30 @@ impl RuleTable {
             );
         }
     }
+}
+
+/// Frees a replaced snapshot once the tasks already woken on this thread
+/// have run. Freeing it is the largest part of a one-rule version (the
+/// pieces its change copied, and the rules it alone held), and the
+/// connection that asked for the change has just been woken with the
+/// answer: it writes its BARRIER_REPLY first, and the freeing overlaps
+/// with the controller preparing its next flow mod. (Handlers may still
+/// hold the snapshot; then the last of them frees it.)
+fn retire(old: Arc<Tables>) {
+    actix::spawn(async move {
+        let mut yielded = false;
+        futures::future::poll_fn(|cx| {
+            if std::mem::replace(&mut yielded, true) {
+                std::task::Poll::Ready(())
+            } else {
+                // To the back of the run queue, behind the woken connection.
+                cx.waker().wake_by_ref();
+                std::task::Poll::Pending
+            }
+        })
+        .await;
+        drop(old);
+    });
 }
 
 /// What applying a change did besides touching rules.
