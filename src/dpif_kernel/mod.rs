@@ -150,8 +150,8 @@ pub struct KernelCounters {
     pub sendmsg_calls: u64,
     /// Requests sent (flow puts, deletes, executes, ...).
     pub ops: u64,
-    /// `recvmsg` calls reading their answers (one acknowledgement per
-    /// `sendmsg`, and an error message per failed request).
+    /// `recvmsg` calls reading their answers (an error message per failed
+    /// request, and per `sendmsg` the read that finds no more).
     pub recvmsg_calls: u64,
     /// Upcall socket overruns reported as `ENOBUFS`.
     pub upcall_overruns: u64,

@@ -1,16 +1,19 @@
 //! The batch path: a blocking generic netlink socket that sends many
-//! requests in one `sendmsg` and matches every error, and the batch's one
-//! acknowledgement, to its request by sequence number.
+//! requests in one `sendmsg` and matches every error to its request by
+//! sequence number.
 //!
-//! Only the last request of a `sendmsg` asks for an acknowledgement
-//! (`NLM_F_ACK`): the kernel handles a datagram's requests in order within
-//! the `sendmsg` and answers a request without the flag only when it
-//! fails, so the last one's acknowledgement says every answer is in, and a
-//! request without an error message succeeded. An acknowledgement per
-//! request cost the kernel a message and the reader a `recvmsg` per op
-//! (each message is its own datagram): two per flow setup, a put and an
-//! execute. A lost error message (the socket's buffer full) shows as
-//! `ENOBUFS` on the next read, and the batch then fails whole.
+//! No request asks for an acknowledgement (`NLM_F_ACK`). The kernel
+//! handles a generic netlink datagram's requests in order within the
+//! sender's own `sendmsg` (the `ovs_*` families answer synchronously) and
+//! answers a request without the flag only when it fails, so when `sendmsg`
+//! returns, every error message of the batch is queued on the socket:
+//! reading until the socket is empty (without waiting) collects them, and
+//! a request without one succeeded. An empty socket answers that read at
+//! once, where an acknowledgement was a kernel message to build, queue and
+//! copy out per batch (and one per request before that: a kernel message
+//! and a `recvmsg` per op, two per flow setup). A lost error message (the
+//! socket's buffer full) shows as `ENOBUFS` on the read, and the batch
+//! then fails whole.
 //!
 //! Flow puts, deletes and executes go out in batches of up to a send
 //! buffer's worth, from whichever thread calls `operate`, and the caller
@@ -141,13 +144,9 @@ impl BatchSocket {
         for i in 0..count {
             let len = ne_u32(out, off).unwrap_or(0) as usize;
             out[off + 8..off + 12].copy_from_slice(&first_seq.wrapping_add(i as u32).to_ne_bytes());
-            // Only the last request is acknowledged (see the module's doc).
-            let flags = u16::from_ne_bytes([out[off + 6], out[off + 7]]);
-            let flags = if i + 1 == count {
-                flags | NLM_F_ACK
-            } else {
-                flags & !NLM_F_ACK
-            };
+            // No acknowledgement: only errors are answered (see the
+            // module's doc).
+            let flags = u16::from_ne_bytes([out[off + 6], out[off + 7]]) & !NLM_F_ACK;
             out[off + 6..off + 8].copy_from_slice(&flags.to_ne_bytes());
             off += (len + 3) & !3;
         }
@@ -156,11 +155,19 @@ impl BatchSocket {
         counters.sendmsg_calls.fetch_add(1, Ordering::Relaxed);
         counters.ops.fetch_add(count as u64, Ordering::Relaxed);
 
-        let mut answers: Vec<Option<Answer>> = vec![None; count];
-        while answers[count - 1].is_none() {
+        // Every error message of the batch is queued by now: read them
+        // until the socket is empty.
+        let mut answers: Vec<Answer> = vec![Ok(()); count];
+        loop {
             self.buf.clear();
-            let n = self.socket.recv(&mut self.buf, 0)?;
+            let read = self.socket.recv(&mut self.buf, libc::MSG_DONTWAIT);
             counters.recvmsg_calls.fetch_add(1, Ordering::Relaxed);
+            let n = match read {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
             let data = &self.buf[..n.min(self.buf.len())];
             let mut off = 0;
             while off + NLMSG_HDRLEN <= data.len() {
@@ -176,20 +183,19 @@ impl BatchSocket {
                 let kind = u16::from_ne_bytes([msg[4], msg[5]]);
                 let seq = ne_u32(msg, 8).unwrap_or(0);
                 let idx = seq.wrapping_sub(first_seq) as usize;
-                if idx >= count || answers[idx].is_some() {
-                    // A late answer to an earlier batch that failed midway.
+                if idx >= count || kind != NLMSG_ERROR {
+                    // An answer to an earlier batch that failed midway.
                     continue;
                 }
-                if kind == NLMSG_ERROR || kind == NLMSG_DONE {
-                    let code = ne_u32(msg, NLMSG_HDRLEN)
-                        .ok_or_else(|| invalid(format!("short netlink answer of {len} bytes")))?
-                        as i32;
-                    answers[idx] = Some(if code == 0 { Ok(()) } else { Err(-code) });
+                let code = ne_u32(msg, NLMSG_HDRLEN)
+                    .ok_or_else(|| invalid(format!("short netlink answer of {len} bytes")))?
+                    as i32;
+                if code != 0 {
+                    answers[idx] = Err(-code);
                 }
             }
         }
-        // No error message: done.
-        Ok(answers.into_iter().map(|a| a.unwrap_or(Ok(()))).collect())
+        Ok(answers)
     }
 }
 
