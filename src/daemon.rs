@@ -147,6 +147,25 @@ impl Ctl {
 
     /// Traces `flow` against the current rules, as `ctl trace` and
     /// `ofproto/trace` both do.
+    /// `upcall-show` and `upcall/show`: the pipeline's counters, the
+    /// fail mode and whether the switch has failed open now (from the
+    /// rules in force), and native tunnelling's counters.
+    async fn upcall_show(&self) -> Result<String, String> {
+        let failed_open = self.snapshot().await?.fail_open();
+        let of = &self.config.openflow;
+        Ok(show::upcall_show(
+            self.dpif.as_ref(),
+            &self.pipeline.stats,
+            self.pipeline.ukeys.len(),
+            self.config.handlers,
+            self.config.revalidators,
+        ) + &show::fail_mode_line(
+            of.fail_mode == FailMode::Standalone,
+            !of.controllers.is_empty(),
+            failed_open,
+        ) + &show::native_tunnel_lines(self.xlate.native_tunnel.as_deref()))
+    }
+
     async fn trace(&self, flow: &str) -> Result<crate::trace::TraceResult, String> {
         let tables = self.snapshot().await?;
         crate::trace::trace(&tables, flow.trim(), &self.xlate)
@@ -216,15 +235,7 @@ impl Ctl {
                 &self.dpif.stats(),
                 &self.dpif.ports(),
             )),
-            "upcall/show" => {
-                Ok(show::upcall_show(
-                    self.dpif.as_ref(),
-                    &self.pipeline.stats,
-                    self.pipeline.ukeys.len(),
-                    self.config.handlers,
-                    self.config.revalidators,
-                ) + &show::native_tunnel_lines(self.xlate.native_tunnel.as_deref()))
-            }
+            "upcall/show" => self.upcall_show().await,
             "revalidator/wait" => {
                 self.pipeline
                     .revalidate_now()
@@ -402,16 +413,7 @@ impl Ctl {
                 Ok(show::dump_dp_flows(&flows).into())
             }
             (Command::DumpPorts, _) => Ok(show::dump_ports(&self.dpif.port_stats()).into()),
-            (Command::UpcallShow, _) => {
-                Ok((show::upcall_show(
-                    self.dpif.as_ref(),
-                    &self.pipeline.stats,
-                    self.pipeline.ukeys.len(),
-                    self.config.handlers,
-                    self.config.revalidators,
-                ) + &show::native_tunnel_lines(self.xlate.native_tunnel.as_deref()))
-                    .into())
-            }
+            (Command::UpcallShow, _) => Ok(self.upcall_show().await?.into()),
             (Command::Trace, _) => {
                 let r = self.trace(body).await?;
                 Ok(format!(

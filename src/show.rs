@@ -103,6 +103,22 @@ pub fn dump_ports(ports: &[PortStats]) -> String {
     out
 }
 
+/// The `fail mode` line of `upcall-show`: what the switch does without a
+/// controller (OVS's `fail_mode`) and, for a standalone switch with
+/// controllers, whether it has failed open now (no controller connected
+/// for three probe intervals: its rules flushed, NORMAL switching).
+pub fn fail_mode_line(standalone: bool, has_controllers: bool, failed_open: bool) -> String {
+    let state = match (standalone, has_controllers, failed_open) {
+        (false, _, _) => "secure (rules kept while no controller is connected)",
+        (true, _, true) => {
+            "standalone, failed open (no controller connected: rules flushed, NORMAL switching)"
+        }
+        (true, false, false) => "standalone (no controllers: priority=0,actions=NORMAL in table 0)",
+        (true, true, false) => "standalone, not failed open",
+    };
+    format!("  fail mode     : {state}\n")
+}
+
 /// What native tunnelling counted, for `upcall-show` (nothing when
 /// tunnels are not native).
 pub fn native_tunnel_lines(nt: Option<&actors::xlate::native_tunnel::NativeTunnel>) -> String {

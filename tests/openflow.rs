@@ -721,6 +721,11 @@ fn show_ports_tables_and_appctl() {
         let (success, _, err) = appctl(&[cmd]);
         assert!(success, "{cmd}: {err}");
     }
+    let (_, out, _) = appctl(&["upcall/show"]);
+    assert!(
+        out.contains("fail mode     : secure (rules kept"),
+        "a secure switch by default: {out}"
+    );
     let (success, _, err) = appctl(&["frobnicate"]);
     assert!(!success && err.contains("not a valid command"), "{err}");
 }
@@ -1295,6 +1300,11 @@ fn standalone_without_controllers_keeps_its_normal_rule_across_a_reload() {
     });
     let r = rules();
     assert!(r.contains("priority=0 actions=NORMAL"), "{r}");
+    let show = d.ctl(Ctl::UpcallShow, "");
+    assert!(
+        show.contains("fail mode     : standalone (no controllers: priority=0,actions=NORMAL"),
+        "{show}"
+    );
     assert_eq!(
         r.lines().filter(|l| l.contains("priority=")).count(),
         3,
@@ -1340,6 +1350,11 @@ fn standalone_fails_open_to_normal_until_a_controller_connects() {
         "fail-open flushes: {rules}"
     );
     assert!(ping_ok(&a, b.addr, 10), "NORMAL switching; {}", d.log());
+    let show = d.ctl(Ctl::UpcallShow, "");
+    assert!(
+        show.contains("fail mode     : standalone, failed open"),
+        "upcall-show says it failed open: {show}"
+    );
     // No rule outranks it.
     d.ctl(Ctl::AddFlow, "priority=65535,actions=drop");
     d.ctl(Ctl::Revalidate, "");
@@ -1353,6 +1368,11 @@ fn standalone_fails_open_to_normal_until_a_controller_connects() {
         "the controller connects and fail-open ends",
         Duration::from_secs(20),
         || d.log().contains("leaving fail-open mode"),
+    );
+    let show = d.ctl(Ctl::UpcallShow, "");
+    assert!(
+        show.contains("fail mode     : standalone, not failed open"),
+        "upcall-show says it no longer has failed open: {show}"
     );
     // The rules added meanwhile stay.
     let rules = d.ctl(Ctl::DumpFlows, "");
