@@ -30,7 +30,8 @@ fi
 # once never boot each other's test binaries.
 OUT=${KVM_OVS_OUT:-$PWD/target/kernel-vm}
 mapfile -t EXES < <(cargo test --no-run --message-format=json -p upcalld "$@" \
-  --test kernel_datapath --test kernel_daemon --test kernel_traffic --test kernel_tunnel |
+  --test kernel_datapath --test kernel_daemon --test kernel_traffic --test kernel_tunnel \
+  --test kernel_actions |
   python3 -c '
 import sys, json
 for line in sys.stdin:

@@ -20,6 +20,14 @@ pub enum MeterModFailure {
     /// The datapath has no meters, or refused this one.
     #[error("{0}")]
     Datapath(String),
+    /// More bands than the datapath's meters take (OFPMMFC_OUT_OF_BANDS).
+    #[error("meter {id}: {bands} bands, the {datapath} datapath's meters take at most {max} (OFPMMFC_OUT_OF_BANDS)")]
+    OutOfBands {
+        id: u32,
+        bands: usize,
+        max: u8,
+        datapath: &'static str,
+    },
     #[error("rule-table unavailable: {0}")]
     Unavailable(String),
 }
@@ -31,11 +39,22 @@ pub async fn meter_mod(
     dpif: &dyn Dpif,
     change: MeterMod,
 ) -> Result<MeterModReply, MeterModFailure> {
-    if matches!(change, MeterMod::Add(_) | MeterMod::Modify(_)) && dpif.meter_features().is_none() {
-        return Err(MeterModFailure::Datapath(format!(
-            "the {} datapath has no meters (OFPMMFC_OUT_OF_METERS)",
-            dpif.kind()
-        )));
+    if let MeterMod::Add(m) | MeterMod::Modify(m) = &change {
+        let Some(features) = dpif.meter_features() else {
+            return Err(MeterModFailure::Datapath(format!(
+                "the {} datapath has no meters (OFPMMFC_OUT_OF_METERS)",
+                dpif.kind()
+            )));
+        };
+        // As OVS's handle_meter_mod, before the tables change.
+        if m.bands.len() > usize::from(features.max_bands) {
+            return Err(MeterModFailure::OutOfBands {
+                id: m.id,
+                bands: m.bands.len(),
+                max: features.max_bands,
+                datapath: dpif.kind(),
+            });
+        }
     }
     let is_add = matches!(change, MeterMod::Add(_));
     let reply = rule_table

@@ -10,7 +10,7 @@
 //! earlier flow mod is in a published snapshot.
 
 use std::cell::Cell;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -20,7 +20,7 @@ use actors::fanout::{Fanout, Subscription};
 use actors::packet_in::ControllerPacket;
 use actors::pinsched::PinSched;
 use actors::pipeline::Pipeline;
-use actors::protocol::{GetSnapshot, RuleChange, RuleStats, SetFailOpen};
+use actors::protocol::{ChangePorts, GetSnapshot, RuleChange, RuleStats, SetFailOpen};
 use actors::rule_table::{RemovalReason, RemovedRule};
 use actors::stats::PipelineStats;
 use actors::tables::{RuleEntry, RuleFilter};
@@ -339,6 +339,7 @@ impl Switch {
                 let kind = match &e {
                     MeterModFailure::Refused(MeterModError::Exists(_)) => ErrorKind::MeterExists,
                     MeterModFailure::Refused(MeterModError::Unknown(_)) => ErrorKind::MeterUnknown,
+                    MeterModFailure::OutOfBands { .. } => ErrorKind::MeterOutOfBands,
                     _ => ErrorKind::MeterOutOfMeters,
                 };
                 OfpError::new(kind, e.to_string())
@@ -504,6 +505,8 @@ async fn watch_ports(
 ) {
     let mut known: HashMap<u32, of::PortDesc> =
         switch.ports().into_iter().map(|p| (p.number, p)).collect();
+    let mut down = BTreeSet::new();
+    set_down_ports(&switch, &known, &mut down).await;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(PORT_POLL) => {}
@@ -534,6 +537,34 @@ async fn watch_ports(
             }
         }
         known = now;
+        set_down_ports(&switch, &known, &mut down).await;
+    }
+}
+
+/// Tells the rule-table which ports are down (OFPPC_PORT_DOWN or
+/// OFPPS_LINK_DOWN) when that changed from `down`, so that fast-failover
+/// groups watching them pick another bucket.
+async fn set_down_ports(
+    switch: &Switch,
+    ports: &HashMap<u32, of::PortDesc>,
+    down: &mut BTreeSet<u32>,
+) {
+    let now: BTreeSet<u32> = ports
+        .values()
+        .filter(|p| p.config & 1 != 0 || p.state & 1 != 0)
+        .map(|p| p.number)
+        .collect();
+    if now == *down {
+        return;
+    }
+    match switch
+        .pipeline
+        .rule_table
+        .send(ChangePorts::Down(now.clone()))
+        .await
+    {
+        Ok(_) => *down = now,
+        Err(e) => tracing::warn!(error = %e, "ports' link states not given to the rule-table"),
     }
 }
 

@@ -2,7 +2,9 @@
 //! a select group spreads TCP connections from host A over two backends
 //! by their 5-tuple (OVS's default: the datapath hashes, recirculates, and
 //! the megaflow of the second pass matches `dp_hash`), every packet of a
-//! connection going to the same backend. The backends are two network
+//! connection going to the same backend; a fast-failover group sends to
+//! its first backend until that backend's link goes down, then to the
+//! second, and back when the link comes up. The backends are two network
 //! namespaces with the same address, so a connection works end to end
 //! only if all of its packets reach one of them.
 
@@ -10,6 +12,8 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -143,4 +147,90 @@ fn a_select_group_spreads_tcp_connections_over_two_backends() {
     assert!(out.contains("(1 groups, 1 rules"), "{out}");
     assert_eq!(d.ctl(Ctl::DumpGroups, ""), "");
     assert!(!d.ctl(Ctl::DumpFlows, "").contains("group:7"));
+}
+
+#[test]
+fn a_fast_failover_group_follows_its_watched_ports_link() {
+    require_root();
+    let backend_addr = Ipv4Addr::new(10, 78, 1, 2);
+    let a = Host::create(
+        "uct-ff-a",
+        "ucffa",
+        Ipv4Addr::new(10, 78, 1, 1),
+        [2, 0, 0, 0x78, 1, 1],
+    )
+    .expect("creating host A");
+    let b1 = Host::create("uct-ff-b1", "ucffb1", backend_addr, [2, 0, 0, 0x78, 1, 2])
+        .expect("creating backend 1");
+    let b2 = Host::create("uct-ff-b2", "ucffb2", backend_addr, [2, 0, 0, 0x78, 1, 2])
+        .expect("creating backend 2");
+    let d = Daemon::start(
+        "ff",
+        &[(&a.port, 1), (&b1.port, 2), (&b2.port, 3)],
+        RULES,
+        "",
+    );
+    d.ctl(
+        Ctl::AddGroups,
+        "group_id=1,type=fast_failover,\
+         bucket=watch_port:2,actions=output:2,bucket=watch_port:3,actions=output:3\n",
+    );
+    d.ctl(
+        Ctl::AddFlows,
+        "table=0,priority=90,in_port=1,actions=group:1",
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let servers = [(1, &b1), (2, &b2)].map(|(name, h)| {
+        let stop = stop.clone();
+        h.spawn(move || answer_until(name, backend_addr, PORT, stop))
+            .unwrap()
+    });
+    let wait_for = |want: u8, what: &str| {
+        let start = Instant::now();
+        let mut seen = Vec::new();
+        while start.elapsed() < Duration::from_secs(30) {
+            let got = who_answers(&a, backend_addr, PORT);
+            if got == Some(want) {
+                return;
+            }
+            seen.push(got);
+        }
+        panic!(
+            "{what}: backend {want} never answered (answers {seen:?})\nflows:\n{}\nlog:\n{}",
+            d.ctl(Ctl::DumpDpFlows, ""),
+            d.log()
+        );
+    };
+    wait_for(1, "both links up: the first bucket");
+    for _ in 0..3 {
+        assert_eq!(
+            who_answers(&a, backend_addr, PORT),
+            Some(1),
+            "stays on backend 1"
+        );
+    }
+    // Backend 1's link goes down: port 2 loses its carrier.
+    let link = |h: &Host, state: &str| ip(&["-n", &h.netns, "link", "set", "eth0", state]);
+    link(&b1, "down");
+    wait_for(2, "backend 1's link down: the second bucket");
+    for _ in 0..3 {
+        assert_eq!(
+            who_answers(&a, backend_addr, PORT),
+            Some(2),
+            "stays on backend 2"
+        );
+    }
+    let flows = d.ctl(Ctl::DumpDpFlows, "");
+    assert!(
+        flows
+            .lines()
+            .any(|f| f.contains("in_port(1)") && f.ends_with("actions:3")),
+        "flows from A go to port 3: {flows}"
+    );
+    link(&b1, "up");
+    wait_for(1, "backend 1's link up again: the first bucket");
+    stop.store(true, Ordering::Relaxed);
+    for s in servers {
+        s.join().unwrap().unwrap();
+    }
 }

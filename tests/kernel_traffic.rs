@@ -38,33 +38,21 @@ fn daemon_child() {
 const SLOW: Duration = Duration::from_secs(20);
 
 /// Host `letter` of test `tag`, at `10.79.<subnet>.<last>` with MAC
-/// `02:00:00:79:<subnet>:<last>`; its port is brought up (the kernel
-/// datapath does not).
+/// `02:00:00:79:<subnet>:<last>`.
 fn host(tag: &str, letter: char, subnet: u8, last: u8) -> Host {
-    let h = Host::create(
+    up_host(
         &format!("ukt-{tag}-{letter}"),
         &format!("uk{tag}{letter}"),
         Ipv4Addr::new(10, 79, subnet, last),
         [2, 0, 0, 0x79, subnet, last],
     )
-    .unwrap_or_else(|e| panic!("creating host {letter}: {e}"));
-    run("/sbin/ip", &["link", "set", &h.port, "up"]);
-    h
 }
 
 /// The daemon on kernel datapath `dp` with `hosts` on ports 1, 2, …, each
 /// port's extra config lines (NORMAL's VLANs) from `port_lines`.
 fn daemon(tag: &str, dp: &str, hosts: &[&Host], port_lines: &[&str], rules: &str) -> Daemon {
-    let mut config = kernel_config(dp, &[], "max_idle_ms = 60000", "on_exit = \"delete\"");
-    for (i, h) in hosts.iter().enumerate() {
-        config.push_str(&format!(
-            "[[port]]\nname = \"{}\"\nnumber = {}\n{}\n",
-            h.port,
-            i + 1,
-            port_lines.get(i).copied().unwrap_or("")
-        ));
-    }
-    Daemon::start(tag, &config, rules)
+    let ports: Vec<&str> = hosts.iter().map(|h| h.port.as_str()).collect();
+    daemon_on_ports(tag, dp, &ports, port_lines, rules)
 }
 
 /// A static neighbor entry in `host`: `addr` is at `mac`.

@@ -1,6 +1,6 @@
 //! Runs the kernel datapath tests (tests/kernel_datapath.rs,
-//! tests/kernel_daemon.rs, tests/kernel_traffic.rs, tests/kernel_tunnel.rs)
-//! inside the QEMU VM of
+//! tests/kernel_daemon.rs, tests/kernel_traffic.rs, tests/kernel_tunnel.rs,
+//! tests/kernel_actions.rs) inside the QEMU VM of
 //! ../shared/tools/kernel-vm, where Linux's real openvswitch module is
 //! loaded, through `.ci/kernel-vm.sh`; so that `cargo test` alone covers
 //! the kernel backend.

@@ -104,7 +104,8 @@ pub struct Flush;
 /// version, so revalidators translate every flow again (a flow out of a
 /// removed port loses that output; a flood reaches a new one). Without a
 /// `Set` every port number exists and `Add`/`Remove` change nothing.
-/// Answers with the version in force.
+/// The port watcher (`src/openflow.rs`) sends `Down` when a port's link
+/// goes down or comes back. Answers with the version in force.
 #[derive(Clone, Debug, Message)]
 #[rtype(result = "u64")]
 pub enum ChangePorts {
@@ -114,6 +115,9 @@ pub enum ChangePorts {
     Add(u32),
     /// This port was removed.
     Remove(u32),
+    /// These ports are down (no carrier, or administratively down): not
+    /// live for fast-failover groups, as OVS's `may_enable`.
+    Down(std::collections::BTreeSet<u32>),
 }
 
 /// OpenFlow channel → rule-table: fail open (every rule flushed, then

@@ -483,13 +483,19 @@ impl Handler<ChangePorts> for RuleTable {
     type Result = u64;
 
     fn handle(&mut self, change: ChangePorts, _: &mut Context<Self>) -> u64 {
+        if let ChangePorts::Down(down) = change {
+            if self.tables.set_down_ports(down) {
+                self.publish();
+            }
+            return self.tables.version();
+        }
         // Without a set every port number exists: adding or removing one
         // changes nothing.
         let ports = match (change, self.tables.ports()) {
             (ChangePorts::Set(set), _) => Some(set),
             (ChangePorts::Add(n), Some(ports)) => Some(ports | &[n].into()),
             (ChangePorts::Remove(n), Some(ports)) => Some(ports - &[n].into()),
-            (_, None) => None,
+            (ChangePorts::Down(_), _) | (_, None) => None,
         };
         if ports.is_some_and(|p| self.tables.set_ports(p)) {
             self.publish();

@@ -133,6 +133,11 @@ pub struct Tables {
     /// a port translates every flow again. `None`: those of the
     /// translation's `XlateConfig::ports`.
     ports: Option<Arc<BTreeSet<u32>>>,
+    /// The ports that are not live (administratively down, or without a
+    /// carrier: OVS's `may_enable` false), which fast-failover buckets
+    /// watching them skip; versioned with the rules, so that a link going
+    /// down or up translates every flow again (OVS's REV_PORT_TOGGLED).
+    down_ports: Arc<BTreeSet<u32>>,
     /// OVS's fail-open (`fail_mode = "standalone"` with no controller for
     /// a while): every packet is switched with `NORMAL`, as by OVS's hidden
     /// rule above every OpenFlow priority, which no flow mod can see,
@@ -274,6 +279,21 @@ impl Tables {
             return false;
         }
         self.ports = Some(Arc::new(ports));
+        self.version += 1;
+        true
+    }
+
+    /// Whether port `p` is live (not known to be down).
+    pub fn port_live(&self, p: u32) -> bool {
+        !self.down_ports.contains(&p)
+    }
+
+    /// Sets the ports that are down; a new version if they changed.
+    pub fn set_down_ports(&mut self, down: BTreeSet<u32>) -> bool {
+        if *self.down_ports == down {
+            return false;
+        }
+        self.down_ports = Arc::new(down);
         self.version += 1;
         true
     }
@@ -679,6 +699,7 @@ impl Tables {
             groups: self.groups.clone(),
             meters: self.meters.clone(),
             ports: self.ports.clone(),
+            down_ports: self.down_ports.clone(),
             fail_open: self.fail_open,
             ..Tables::default()
         };

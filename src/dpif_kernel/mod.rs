@@ -21,6 +21,7 @@
 pub mod control;
 pub mod cttimeout;
 pub mod dump;
+pub mod meters;
 pub mod socket;
 pub mod upcall;
 
@@ -236,6 +237,8 @@ pub struct KernelDpif {
     dump_cache: Mutex<DumpCache>,
     closed: AtomicBool,
     conntrack: ConntrackSupport,
+    /// The datapath's meters, or why it has none.
+    meters: Result<meters::KernelMeters, String>,
     // Last: dropping it stops the connections above.
     _netlink: NetlinkThread,
 }
@@ -279,7 +282,8 @@ impl KernelDpif {
         // Control replies get a runtime thread; upcalls are read by their
         // receivers' threads.
         let netlink = NetlinkThread::start("upcalld-nl-ctl").map_err(io_err)?;
-        let runtime = netlink.handle();
+        let runtime = netlink.handle().clone();
+        let runtime = &runtime;
         let resolver = FamilyResolver::open(runtime).map_err(io_err)?;
         let resolve = |name: &str| -> Result<u16, DpifError> {
             resolver.resolve(name).map_err(io_err)?.ok_or_else(|| {
@@ -332,11 +336,17 @@ impl KernelDpif {
             dump_cache: Mutex::new(DumpCache::default()),
             closed: AtomicBool::new(false),
             conntrack: ConntrackSupport::default(),
+            meters: Err("not probed".into()),
             _netlink: netlink,
         };
         dpif.dp_ifindex = dpif.create_or_attach()?;
         dpif.dispatch = dpif.negotiate_dispatch(cfg.per_cpu_dispatch)?;
         dpif.conntrack = dpif.probe_conntrack();
+        dpif.meters = meters::KernelMeters::open(runtime, &resolver, dpif.dp_ifindex);
+        match &dpif.meters {
+            Ok(m) => tracing::info!(features = ?m.features(), "kernel datapath meters"),
+            Err(why) => tracing::warn!(%why, "kernel datapath without meters"),
+        }
         Ok(dpif)
     }
 
@@ -430,6 +440,12 @@ impl KernelDpif {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    fn kernel_meters(&self) -> Result<&meters::KernelMeters, DpifError> {
+        self.meters
+            .as_ref()
+            .map_err(|why| DpifError::Refused(format!("{why} (OFPMMFC_OUT_OF_METERS)")))
     }
 
     /// The upcall dispatch the kernel agreed to.
@@ -757,6 +773,25 @@ impl Dpif for KernelDpif {
             ("bad_upcalls", c.bad_upcalls),
             ("bad_flows", c.bad_flows),
         ]
+    }
+
+    fn meter_features(&self) -> Option<messages::dpif::MeterFeatures> {
+        self.meters
+            .as_ref()
+            .ok()
+            .map(meters::KernelMeters::features)
+    }
+
+    fn meter_set(&self, id: u32, meter: &messages::meter::Meter) -> Result<(), DpifError> {
+        self.kernel_meters()?.set(id, meter)
+    }
+
+    fn meter_del(&self, id: u32) -> Result<(), DpifError> {
+        self.kernel_meters()?.del(id)
+    }
+
+    fn meter_stats(&self, id: u32) -> Result<messages::meter::MeterStats, DpifError> {
+        self.kernel_meters()?.get(id)
     }
 
     fn recv_upcalls(

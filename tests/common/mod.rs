@@ -509,3 +509,43 @@ pub fn scrape_in(ns: &Netns, d: &Daemon) -> String {
         out
     })
 }
+
+/// A TCP backend: answers every connection to `addr`:`port` (5 bytes
+/// read) with the byte `name`, until `stop`.
+pub fn answer_until(
+    name: u8,
+    addr: Ipv4Addr,
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    let l = TcpListener::bind((addr, port)).unwrap();
+    l.set_nonblocking(true).unwrap();
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        match l.accept() {
+            Ok((mut s, _)) => {
+                s.set_nonblocking(false).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                let mut req = [0u8; 5];
+                if s.read_exact(&mut req).is_ok() {
+                    let _ = s.write_all(&[name]);
+                }
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+/// Which [`answer_until`] backend answers a connection from `from` to
+/// `addr`:`port`, if one does.
+pub fn who_answers(from: &Host, addr: Ipv4Addr, port: u16) -> Option<u8> {
+    from.run(move || {
+        let mut s =
+            TcpStream::connect_timeout(&(addr, port).into(), Duration::from_secs(1)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        s.write_all(b"hello").ok()?;
+        let mut who = [0u8; 1];
+        s.read_exact(&mut who).ok()?;
+        Some(who[0])
+    })
+    .unwrap()
+}

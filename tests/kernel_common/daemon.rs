@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use super::{dpctl_flows, ovs_dmesg, run};
 use upcalld::config::Config;
 use upcalld::control::{self, Command as Ctl};
+use upcalld::netns::Host;
 
 /// Where `daemon_child` finds its configuration.
 pub const CONFIG_ENV: &str = "UPCALLD_KERNEL_TEST_CONFIG";
@@ -230,6 +231,36 @@ pub fn kernel_config(dp: &str, ports: &[(&str, u32)], extra: &str, datapath_extr
         c.push_str(&format!("[[port]]\nname = \"{name}\"\nnumber = {n}\n"));
     }
     c
+}
+
+/// A host in network namespace `netns` at `addr` with `mac`, its veth
+/// end outside `port`, brought up (the kernel datapath does not).
+pub fn up_host(netns: &str, port: &str, addr: std::net::Ipv4Addr, mac: [u8; 6]) -> Host {
+    let h = Host::create(netns, port, addr, mac)
+        .unwrap_or_else(|e| panic!("creating host {netns}: {e}"));
+    run("/sbin/ip", &["link", "set", &h.port, "up"]);
+    h
+}
+
+/// The daemon on kernel datapath `dp` with `ports` as ports 1, 2, …, each
+/// port's extra config lines (NORMAL's VLANs) from `port_lines`; flows
+/// idle for a minute, the datapath deleted at exit.
+pub fn daemon_on_ports(
+    tag: &str,
+    dp: &str,
+    ports: &[&str],
+    port_lines: &[&str],
+    rules: &str,
+) -> Daemon {
+    let mut config = kernel_config(dp, &[], "max_idle_ms = 60000", "on_exit = \"delete\"");
+    for (i, p) in ports.iter().enumerate() {
+        config.push_str(&format!(
+            "[[port]]\nname = \"{p}\"\nnumber = {}\n{}\n",
+            i + 1,
+            port_lines.get(i).copied().unwrap_or("")
+        ));
+    }
+    Daemon::start(tag, &config, rules)
 }
 
 /// One line of `ovs-dpctl dump-flows`: the flow (key/mask), its packet

@@ -110,13 +110,15 @@ impl Ctx<'_> {
             || (b.watch_group != GROUP_ANY && self.group_alive(b.watch_group, depth + 1))
     }
 
-    /// Whether a watched port is live: here, whether the bridge has it.
+    /// Whether a watched port is live: the bridge has it and its link is
+    /// up (OVS's `odp_port_is_alive`: the port's `may_enable`).
     fn port_alive(&self, p: u32) -> bool {
-        match p {
-            port::LOCAL => self.port_exists(self.cfg.local_port),
-            p if p < port::MAX => self.port_exists(p),
-            _ => false,
-        }
+        let p = match p {
+            port::LOCAL => self.cfg.local_port,
+            p if p < port::MAX => p,
+            _ => return false,
+        };
+        self.port_exists(p) && self.tables.port_live(p)
     }
 
     fn group_alive(&self, id: u32, depth: u32) -> bool {

@@ -25,6 +25,7 @@ pub mod cttimeout;
 pub mod families;
 pub mod flow_key;
 pub mod key;
+pub mod meter;
 mod nla;
 pub mod rtnl;
 pub mod writer;

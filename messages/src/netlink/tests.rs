@@ -957,3 +957,98 @@ fn upcalls_parsed_from_bytes_are_their_typed_messages() {
     .into_request(0x1e, 0);
     assert!(parse_upcall(OVS_PACKET_CMD_MISS, &no_key[20..], &mut keys).is_err());
 }
+
+#[test]
+fn meter_requests_and_replies_have_the_kernels_layout() {
+    use super::meter::*;
+    use crate::meter::{Band, Meter};
+    use netlink_packet_core::{Emitable, ParseableParametrized};
+    use netlink_packet_generic::GenlHeader;
+    let m = Meter {
+        id: 9,
+        pktps: false,
+        burst: true,
+        stats: true,
+        bands: vec![Band {
+            rate: 4000,
+            burst_size: 400,
+        }],
+    };
+    let msg = MeterMessage::new(OVS_METER_CMD_SET, 7, set_attrs(3, &m));
+    let mut bytes = vec![0; msg.buffer_len()];
+    msg.emit(&mut bytes);
+    let ne = |x: u32| x.to_ne_bytes();
+    let mut want = Vec::new();
+    want.extend(7i32.to_ne_bytes()); // ovs_header.dp_ifindex
+    want.extend([8, 0, 1, 0]); // OVS_METER_ATTR_ID
+    want.extend(ne(3));
+    want.extend([4, 0, 2, 0]); // OVS_METER_ATTR_KBPS, a flag
+    want.extend([32, 0, 4, 0]); // OVS_METER_ATTR_BANDS
+    want.extend([28, 0, 0, 0]); // one band's nest, OVS_BAND_ATTR_UNSPEC
+    want.extend([8, 0, 1, 0]); // OVS_BAND_ATTR_TYPE: drop
+    want.extend(ne(1));
+    want.extend([8, 0, 2, 0]); // OVS_BAND_ATTR_RATE
+    want.extend(ne(4000));
+    want.extend([8, 0, 3, 0]); // OVS_BAND_ATTR_BURST
+    want.extend(ne(400));
+    assert_eq!(bytes, want);
+    let header = GenlHeader {
+        cmd: OVS_METER_CMD_SET,
+        version: OVS_METER_VERSION,
+    };
+    let back = MeterMessage::parse_with_param(&bytes, header).unwrap();
+    assert_eq!(back, msg);
+
+    // Without `burst` a band's burst is its rate (OVS); pktps has no flag.
+    let plain = Meter {
+        pktps: true,
+        burst: false,
+        ..m.clone()
+    };
+    let attrs = set_attrs(0, &plain);
+    assert!(!attrs.contains(&MeterAttr::Kbps));
+    assert!(attrs.contains(&MeterAttr::Bands(vec![vec![
+        BandAttr::Type(OVS_METER_BAND_TYPE_DROP),
+        BandAttr::Rate(4000),
+        BandAttr::Burst(4000),
+    ]])));
+
+    // A GET reply: the meter's and each band's counts, the pad and `used`
+    // attributes passed over.
+    let reply = vec![
+        MeterAttr::Id(3),
+        MeterAttr::Stats(Counts {
+            packets: 100,
+            bytes: 6000,
+        }),
+        MeterAttr::Other(9, vec![]),
+        MeterAttr::Used(12345),
+        MeterAttr::Bands(vec![vec![BandAttr::Stats(Counts {
+            packets: 40,
+            bytes: 2400,
+        })]]),
+    ];
+    let msg = MeterMessage::new(OVS_METER_CMD_GET, 7, reply);
+    let mut bytes = vec![0; msg.buffer_len()];
+    msg.emit(&mut bytes);
+    let back = MeterMessage::parse_with_param(&bytes, header).unwrap();
+    assert_eq!(id_of(&back.attrs), Some(3));
+    let stats = stats_of(&back.attrs);
+    assert_eq!((stats.packets_in, stats.bytes_in), (100, 6000));
+    assert_eq!(stats.bands, vec![(40, 2400)]);
+
+    // The kernel's features reply; one without the maxima is an error.
+    let features = [
+        MeterAttr::MaxMeters(u32::MAX),
+        MeterAttr::MaxBands(1),
+        MeterAttr::Bands(vec![vec![BandAttr::Type(OVS_METER_BAND_TYPE_DROP)]]),
+    ];
+    assert_eq!(features_of(&features).unwrap(), (u32::MAX, 1, true));
+    assert!(features_of(&features[1..]).is_err());
+
+    // A truncated counter is refused, naming the attribute.
+    let mut bad = vec![0u8; 4];
+    bad.extend([12, 0, 3, 0, 1, 2, 3, 4, 5, 6, 7, 8]);
+    let e = MeterMessage::parse_with_param(&bad, header).unwrap_err();
+    assert!(e.to_string().contains("OVS_METER_ATTR_STATS"), "{e}");
+}
