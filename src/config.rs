@@ -795,6 +795,15 @@ impl Config {
                 path: path.into(),
                 message: e.to_string(),
             })?;
+        // Named apart from unknown keys: OVS users look for these.
+        for key in ["ipfix", "sflow", "netflow", "flow_sample_collector_set"] {
+            if value.contains_key(key) {
+                return Err(ConfigError::Invalid(format!(
+                    "{path}: [{key}]: upcalld exports no flow samples (no IPFIX, sFlow or \
+                     NetFlow); `sample` actions do nothing, as in OVS with no collector set"
+                )));
+            }
+        }
         let has_demo = value.contains_key("demo");
         let mut config: Config =
             value
@@ -1169,6 +1178,17 @@ mod tests {
         let set = Config::parse("batch_size = 7\n", "t.toml").unwrap();
         assert_eq!(set.batch_size(), 7);
         assert!(Config::parse("batch_size = 0\n", "t.toml").is_err());
+    }
+
+    #[test]
+    fn flow_sampling_export_is_refused_by_name() {
+        for text in [
+            "[ipfix]\ntargets = [\"127.0.0.1:4739\"]\n",
+            "[sflow]\nsampling = 64\n",
+        ] {
+            let e = Config::parse(text, "t.toml").unwrap_err().to_string();
+            assert!(e.contains("exports no flow samples"), "{e}");
+        }
     }
 
     #[test]

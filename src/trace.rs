@@ -36,7 +36,17 @@ pub struct TracePass {
     pub actions: String,
     /// OVS's `Translation failed (…), packet is dropped.`, if it failed.
     pub failure: Option<String>,
+    /// The actions need the slow path (OVS's `SLOW_ACTION`), which OVS
+    /// explains after them ([`SLOW_ACTION_NOTE`]).
+    pub slow_action: bool,
 }
+
+/// What OVS's `ofproto/trace` prints after the datapath actions of a flow
+/// handled in the slow path for its actions, one line each.
+pub const SLOW_ACTION_NOTE: [&str; 2] = [
+    "This flow is handled by the userspace slow path because it:",
+    "  - Uses action(s) not supported by datapath.",
+];
 
 /// What `ofproto/trace` prints: the first pass, then each recirculation
 /// it forked, in order.
@@ -111,6 +121,7 @@ fn trace_in(
                 };
                 format!("Translation failed ({why}), packet is dropped.")
             }),
+            slow_action: out.slow_action,
         });
     }
     Ok(TraceResult {
@@ -211,6 +222,9 @@ pub fn format_trace(r: &TraceResult) -> String {
         let _ = writeln!(s, "Datapath actions: {}", p.actions);
         if let Some(f) = &p.failure {
             let _ = writeln!(s, "{f}");
+        }
+        if p.slow_action {
+            let _ = writeln!(s, "\n{}", SLOW_ACTION_NOTE.join("\n"));
         }
     }
     s
@@ -370,6 +384,14 @@ pub fn trace_lines(tables: &Tables, flows: &str, cfg: &XlateConfig) -> String {
             continue;
         }
         match trace_in(&mut tables, flow, cfg, &[]) {
+            // The slow-path note as OVS's peer script gives it: one
+            // column, lines joined by blanks.
+            Ok(r) if r.passes[0].slow_action => out.push_str(&format!(
+                "{flow}\t{}\t{}\t{}\n",
+                r.actions,
+                r.megaflow,
+                SLOW_ACTION_NOTE.map(str::trim).join(" ")
+            )),
             Ok(r) => {
                 out.push_str(&format!("{flow}\t{}\t{}\n", r.actions, r.megaflow));
             }

@@ -365,6 +365,66 @@ fn set_tunnel_round_trips_through_ovs_ofctl() {
     );
 }
 
+/// note, multipath, bundle, bundle_load and sample sent by ovs-ofctl as
+/// NXAST actions and dumped back as OVS 3.1 dumps them (ovs-peer, same
+/// rules): a note padded as the switch keeps it, `slaves:` as `members:`,
+/// sample's ids always printed, its SAMPLE2/SAMPLE3 forms.
+#[test]
+fn smaller_actions_round_trip_through_ovs_ofctl() {
+    let (d, t) = start("ofsm");
+    let t = t.as_str();
+    let rules = [
+        ("in_port=1", "note:01.02.03.04.05,output:2,note:ab"),
+        (
+            "in_port=2",
+            "multipath(symmetric_l4,50,modulo_n,2,0,NXM_NX_REG0[]),multipath(eth_src,50,hrw,12,0,NXM_NX_REG0[0..3])",
+        ),
+        ("in_port=3", "bundle(symmetric_l4,60,hrw,ofport,slaves:2,3)"),
+        (
+            "in_port=4",
+            "bundle_load(eth_src,0,active_backup,ofport,NXM_NX_REG1[0..15],members:2,3,5)",
+        ),
+        (
+            "in_port=5",
+            "sample(probability=12345,collector_set_id=1,obs_domain_id=2,obs_point_id=3,sampling_port=2),sample(probability=1,egress),sample(probability=65535,collector_set_id=1,obs_domain_id=2,obs_point_id=3)",
+        ),
+    ];
+    for version in ["OpenFlow10", "OpenFlow13"] {
+        ok(&["-O", version, "del-flows", t]);
+        for (m, a) in rules {
+            ok(&["-O", version, "add-flow", t, &format!("{m},actions={a}")]);
+        }
+        assert_eq!(
+            flows(t, version),
+            [
+                "in_port=1 actions=note:01.02.03.04.05.00,output:2,note:ab.00.00.00.00.00",
+                "in_port=2 actions=multipath(symmetric_l4,50,modulo_n,2,0,NXM_NX_REG0[]),multipath(eth_src,50,hrw,12,0,NXM_NX_REG0[0..3])",
+                "in_port=3 actions=bundle(symmetric_l4,60,hrw,ofport,members:2,3)",
+                "in_port=4 actions=bundle_load(eth_src,0,active_backup,ofport,NXM_NX_REG1[0..15],members:2,3,5)",
+                "in_port=5 actions=sample(probability=12345,collector_set_id=1,obs_domain_id=2,obs_point_id=3,sampling_port=2),sample(probability=1,collector_set_id=0,obs_domain_id=0,obs_point_id=0,egress),sample(probability=65535,collector_set_id=1,obs_domain_id=2,obs_point_id=3)",
+            ],
+            "{version}"
+        );
+    }
+    // The daemon prints them as OVS does too.
+    let dump = d.ctl(Ctl::DumpFlows, "");
+    assert!(
+        dump.contains("actions=bundle(symmetric_l4,60,hrw,ofport,members:2,3)"),
+        "{dump}"
+    );
+    // What OVS refuses, refused the same way: a destination too narrow
+    // for the links.
+    let (success, _, err) = ofctl(&[
+        "add-flow",
+        t,
+        "actions=multipath(eth_src,50,hrw,17,0,NXM_NX_REG0[0..3])",
+    ]);
+    assert!(
+        !success && err.contains("less than specified n_links 17"),
+        "{err}"
+    );
+}
+
 /// ovs-ofctl's add-tlv-map, del-tlv-map and dump-tlv-map over OpenFlow
 /// (NXT_TLV_TABLE_MOD/REQUEST/REPLY), the same sequence OVS 3.1 was run
 /// through on ovs-peer, with its answers and errors; rules added over

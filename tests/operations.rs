@@ -578,8 +578,8 @@ fn flood_all_and_normal_forward_and_nothing_is_silently_a_drop() {
     for (rule, why) in [
         ("priority=1,actions=output:NONE", "bad output port"),
         (
-            "priority=1,actions=bundle(eth_src,0,hrw,ofport,members:1)",
-            "unsupported action bundle",
+            "priority=1,actions=dec_nsh_ttl",
+            "unsupported action dec_nsh_ttl",
         ),
     ] {
         let out = cli(&d.socket, &["add-flow", rule]);

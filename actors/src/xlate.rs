@@ -179,6 +179,10 @@ pub struct XlateOutput {
     /// address, a tunnel packet's outer source): learned at once where
     /// `snoop_neighbours`, and again while the flow has packets.
     pub neighbours_seen: Vec<(std::net::Ipv4Addr, [u8; 6])>,
+    /// The actions need the slow path (OVS's `SLOW_ACTION`: an ARP header
+    /// set, which no datapath does, or `debug_slow`); a trace says so as
+    /// OVS's does.
+    pub slow_action: bool,
 }
 
 impl XlateOutput {
@@ -264,6 +268,8 @@ struct Ctx<'a> {
     /// `was_mpls`): the L3 headers under it are unknown until the packet
     /// is extracted again, after a recirculation.
     was_mpls: bool,
+    /// OVS's `SLOW_ACTION`: see [`XlateOutput::slow_action`].
+    slow_action: bool,
 }
 
 /// A freeze under way.
@@ -333,6 +339,7 @@ fn xlate_from(
     out.fin_timeouts.clear();
     out.unresolved = false;
     out.neighbours_seen.clear();
+    out.slow_action = false;
     let frozen = if flow.recirc_id != 0 {
         match cfg.recirc.get(flow.recirc_id) {
             Some(state) => Some(state),
@@ -383,6 +390,7 @@ fn xlate_from(
         neighbours_seen: std::mem::take(&mut out.neighbours_seen),
         freeze: None,
         was_mpls: false,
+        slow_action: false,
     };
     // The action set starts empty (OVS's `xlate_in_init`).
     ctx.flow.actset_output = port::UNSET;
@@ -476,6 +484,7 @@ fn xlate_from(
     out.fin_timeouts = ctx.fin_timeouts;
     out.unresolved = ctx.unresolved;
     out.neighbours_seen = ctx.neighbours_seen;
+    out.slow_action = ctx.slow_action;
 }
 
 /// Adds `a` to an action set, replacing one of the same kind, keeping
@@ -519,7 +528,13 @@ fn add_to_action_set(set: &mut Vec<OfAction>, a: OfAction) {
         | OfAction::Nat(_)
         | OfAction::Conjunction { .. }
         | OfAction::Learn(_)
-        | OfAction::FinTimeout { .. } => 7,
+        | OfAction::FinTimeout { .. }
+        | OfAction::Note(_)
+        | OfAction::Multipath(_)
+        | OfAction::Bundle(_)
+        | OfAction::Sample(_)
+        | OfAction::DebugRecirc
+        | OfAction::DebugSlow => 7,
         OfAction::Output { .. }
         | OfAction::OutputReg { .. }
         | OfAction::OutputTrunc { .. }
@@ -816,6 +831,17 @@ impl Ctx<'_> {
                 // returns such a rule, so it has nothing to do.
                 OfAction::Conjunction { .. } => {}
                 OfAction::Learn(l) => self.learn(l),
+                // Without an IPFIX collector set (upcalld exports none),
+                // OVS's `xlate_sample_action` emits nothing.
+                OfAction::Note(_) | OfAction::Sample(_) => {}
+                OfAction::Multipath(mp) => {
+                    let link = mp.link(&self.flow, &mut *self.wc);
+                    self.load_result(&mp.dst, link.into());
+                }
+                OfAction::Bundle(b) => self.bundle(b, last),
+                // The actions after it run once the packet comes back.
+                OfAction::DebugRecirc => self.trigger_freeze(),
+                OfAction::DebugSlow => self.slow_action = true,
                 OfAction::FinTimeout {
                     idle_timeout,
                     hard_timeout,
@@ -948,6 +974,47 @@ impl Ctx<'_> {
         self.was_mpls = old_was_mpls;
         // A freeze inside ended with the clone.
         self.exit &= !froze;
+    }
+
+    /// OVS's `nxm_reg_load` of an action's result: written into the
+    /// subfield, which the megaflow then matches.
+    fn load_result(&mut self, dst: &Subfield, value: u128) {
+        dst.write(&mut self.flow, value);
+        dst.field.set_masked(&mut *self.wc, dst.mask(), dst.mask());
+    }
+
+    /// OVS's `xlate_bundle_action`: the member `bundle` outputs to (none
+    /// when no member is live), or whose number `bundle_load` writes
+    /// (0xffff, OpenFlow 1.0's `OFPP_NONE`, when none is).
+    fn bundle(&mut self, b: &messages::multipath::Bundle, last: bool) {
+        let live: Vec<u32> = b
+            .members
+            .iter()
+            .copied()
+            .filter(|p| self.member_live(*p))
+            .collect();
+        let flow = self.flow;
+        let chosen = b.choose(&flow, &mut *self.wc, |p| live.contains(&p));
+        match &b.dst {
+            Some(dst) => self.load_result(dst, u128::from(chosen.map_or(0xffff, |p| p as u16))),
+            None => {
+                if let Some(p) = chosen {
+                    self.output(p, last);
+                }
+            }
+        }
+    }
+
+    /// OVS's `member_enabled_cb`: reserved ports are always live but
+    /// CONTROLLER (never a member); others while the bridge has them up.
+    fn member_live(&self, p: u32) -> bool {
+        match p {
+            port::IN_PORT | port::TABLE | port::NORMAL | port::FLOOD | port::ALL | port::ANY => {
+                true
+            }
+            port::CONTROLLER => false,
+            p => self.port_alive(p),
+        }
     }
 
     /// OVS's `xlate_check_pkt_larger`: the rest of the rule is translated
@@ -1639,17 +1706,21 @@ impl Ctx<'_> {
                 {
                     return;
                 }
+                // The flow keeps 8 bits of the 16-bit opcode; OVS widens
+                // all-ones to all-ones, so a whole opcode is set (and
+                // printed `op=2`, not `op=2/255`).
+                let op = |x: u8| if x == u8::MAX { u16::MAX } else { u16::from(x) };
                 let key = ArpKey {
                     sip: f.nw_src,
                     tip: f.nw_dst,
-                    op: f.nw_proto as u16,
+                    op: op(f.nw_proto),
                     sha: f.arp_sha,
                     tha: f.arp_tha,
                 };
                 let mask = ArpKey {
                     sip: pick(f.nw_src != b.nw_src, w.nw_src),
                     tip: pick(f.nw_dst != b.nw_dst, w.nw_dst),
-                    op: pick(f.nw_proto != b.nw_proto, w.nw_proto as u16),
+                    op: pick(f.nw_proto != b.nw_proto, op(w.nw_proto)),
                     sha: pick(f.arp_sha != b.arp_sha, w.arp_sha),
                     tha: pick(f.arp_tha != b.arp_tha, w.arp_tha),
                 };
@@ -1670,7 +1741,11 @@ impl Ctx<'_> {
                     (f.nw_src, f.nw_dst, f.nw_proto, f.arp_sha, f.arp_tha)
             }
         }
+        let arp = matches!(header, SetHeader::Arp { .. });
         actions.push(OdpAction::SetMasked(header.canonical()));
+        // OVS's `commit_set_arp_action`: no datapath sets ARP headers (the
+        // kernel refuses them), so such a flow is handled in the slow path.
+        self.slow_action |= arp;
     }
 
     fn commit_nd(&mut self) {

@@ -303,12 +303,70 @@ fn action() -> impl Strategy<Value = OfAction> {
         prop::collection::vec(clone_inner(), 0..3).prop_map(OfAction::Clone),
         // GROUPS has 1 to 6; 7 does not exist.
         (1u32..8).prop_map(OfAction::Group),
+        multipath_action(),
+        bundle_action(),
+        Just(OfAction::DebugRecirc),
         // Three times: most MPLS actions do something only after a push
         // or on an MPLS packet.
         mpls_action(),
         mpls_action(),
         mpls_action(),
     ]
+}
+
+/// `multipath` with every hash-field set and algorithm, into reg0 (which
+/// output:reg0 and the tables' matches read).
+fn multipath_action() -> impl Strategy<Value = OfAction> {
+    use messages::multipath::{HashFields, Multipath, MultipathAlgorithm};
+    (
+        0usize..7,
+        0usize..4,
+        0u16..3,
+        prop_oneof![Just(0u16), Just(2), Just(70)],
+    )
+        .prop_map(|(f, a, basis, max_link)| {
+            OfAction::Multipath(Multipath {
+                fields: HashFields::ALL[f],
+                basis,
+                algorithm: MultipathAlgorithm::ALL[a],
+                max_link,
+                arg: 4,
+                dst: Subfield {
+                    field: Field::Reg(0),
+                    ofs: 0,
+                    n_bits: 16,
+                },
+            })
+        })
+}
+
+/// `bundle` over ports 1 to 7, by hrw or active_backup; `bundle_load`
+/// into reg0.
+fn bundle_action() -> impl Strategy<Value = OfAction> {
+    use messages::multipath::{Bundle, BundleAlgorithm, HashFields};
+    (
+        0usize..7,
+        any::<bool>(),
+        any::<bool>(),
+        prop::collection::vec(1u32..8, 1..4),
+    )
+        .prop_map(|(f, hrw, load, members)| {
+            OfAction::Bundle(Box::new(Bundle {
+                fields: HashFields::ALL[f],
+                basis: 0,
+                algorithm: if hrw {
+                    BundleAlgorithm::Hrw
+                } else {
+                    BundleAlgorithm::ActiveBackup
+                },
+                dst: load.then_some(Subfield {
+                    field: Field::Reg(0),
+                    ofs: 0,
+                    n_bits: 16,
+                }),
+                members,
+            }))
+        })
 }
 
 /// Pushes onto IP and MPLS, pops to IP (recirculating before what needs

@@ -188,7 +188,7 @@ pub fn mix32(a: u32, b: u32) -> u32 {
 
 /// OVS's `hash_add` (lib/hash.h, the murmur3 step it uses without SSE 4.2,
 /// as Debian's amd64 build has it).
-fn ovs_hash_add(hash: u32, data: u32) -> u32 {
+pub fn ovs_hash_add(hash: u32, data: u32) -> u32 {
     let mut h = hash;
     if data != 0 {
         let d = data
@@ -201,7 +201,7 @@ fn ovs_hash_add(hash: u32, data: u32) -> u32 {
 }
 
 /// OVS's `hash_finish`.
-fn ovs_hash_finish(hash: u32, fin: u32) -> u32 {
+pub fn ovs_hash_finish(hash: u32, fin: u32) -> u32 {
     let mut h = hash ^ fin;
     h ^= h >> 16;
     h = h.wrapping_mul(0x85eb_ca6b);
@@ -226,6 +226,65 @@ pub fn ovs_hash_bytes(bytes: &[u8], basis: u32) -> u32 {
         h = ovs_hash_add(h, u32::from_le_bytes(t));
     }
     ovs_hash_finish(h, bytes.len() as u32)
+}
+
+/// OVS's `jhash_bytes`: Bob Jenkins' lookup3 over little-endian words of
+/// `bytes`, the tail zero-padded — the hash of `multipath` and `bundle`,
+/// whose choices a controller may rely on across switches.
+pub fn jhash_bytes(bytes: &[u8], basis: u32) -> u32 {
+    let word = |c: &[u8]| {
+        let mut w = [0u8; 4];
+        w[..c.len()].copy_from_slice(c);
+        u32::from_le_bytes(w)
+    };
+    let init = 0xdead_beef_u32
+        .wrapping_add(bytes.len() as u32)
+        .wrapping_add(basis);
+    let (mut a, mut b, mut c) = (init, init, init);
+    let mut rest = bytes;
+    while rest.len() >= 12 {
+        a = a.wrapping_add(word(&rest[0..4]));
+        b = b.wrapping_add(word(&rest[4..8]));
+        c = c.wrapping_add(word(&rest[8..12]));
+        jhash_mix(&mut a, &mut b, &mut c);
+        rest = &rest[12..];
+    }
+    if !rest.is_empty() {
+        let mut tail = [0u8; 12];
+        tail[..rest.len()].copy_from_slice(rest);
+        a = a.wrapping_add(word(&tail[0..4]));
+        b = b.wrapping_add(word(&tail[4..8]));
+        c = c.wrapping_add(word(&tail[8..12]));
+        jhash_final(&mut a, &mut b, &mut c);
+    }
+    c
+}
+
+/// lookup3's `mix`.
+fn jhash_mix(a: &mut u32, b: &mut u32, c: &mut u32) {
+    *a = a.wrapping_sub(*c) ^ c.rotate_left(4);
+    *c = c.wrapping_add(*b);
+    *b = b.wrapping_sub(*a) ^ a.rotate_left(6);
+    *a = a.wrapping_add(*c);
+    *c = c.wrapping_sub(*b) ^ b.rotate_left(8);
+    *b = b.wrapping_add(*a);
+    *a = a.wrapping_sub(*c) ^ c.rotate_left(16);
+    *c = c.wrapping_add(*b);
+    *b = b.wrapping_sub(*a) ^ a.rotate_left(19);
+    *a = a.wrapping_add(*c);
+    *c = c.wrapping_sub(*b) ^ b.rotate_left(4);
+    *b = b.wrapping_add(*a);
+}
+
+/// lookup3's `final`.
+fn jhash_final(a: &mut u32, b: &mut u32, c: &mut u32) {
+    *c = (*c ^ *b).wrapping_sub(b.rotate_left(14));
+    *a = (*a ^ *c).wrapping_sub(c.rotate_left(11));
+    *b = (*b ^ *a).wrapping_sub(a.rotate_left(25));
+    *c = (*c ^ *b).wrapping_sub(b.rotate_left(16));
+    *a = (*a ^ *c).wrapping_sub(c.rotate_left(4));
+    *b = (*b ^ *a).wrapping_sub(a.rotate_left(14));
+    *c = (*c ^ *b).wrapping_sub(b.rotate_left(24));
 }
 
 /// OVS's `hash_int` (`hash_2words(x, basis)`).

@@ -29,6 +29,7 @@ pub mod learn;
 pub mod log_limit;
 pub mod megaflow;
 pub mod meter;
+pub mod multipath;
 pub mod native_tunnel;
 pub mod netlink;
 pub mod odp;

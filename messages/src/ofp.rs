@@ -218,6 +218,46 @@ pub enum OfAction {
         tun_id: u64,
         wide: bool,
     },
+    /// `note:HEX`: bytes a controller keeps with a rule; no effect on the
+    /// packet. Kept as the wire carries it (padded), as OVS prints it back.
+    Note(Vec<u8>),
+    /// `multipath(...)`: writes a link number chosen by a hash of the flow
+    /// into a subfield (see `crate::multipath`).
+    Multipath(crate::multipath::Multipath),
+    /// `bundle(...)` (outputs to a live member chosen by a hash) and
+    /// `bundle_load(...)` (writes its port number into a subfield).
+    Bundle(Box<crate::multipath::Bundle>),
+    /// `sample(...)`: packet sampling to an IPFIX collector set. With no
+    /// collector configured (upcalld exports none) it does nothing, as in
+    /// OVS.
+    Sample(SampleAction),
+    /// `debug_recirc`: OVS's testing action; the rest of the actions run
+    /// after a recirculation.
+    DebugRecirc,
+    /// `debug_slow`: OVS's testing action; the flow is handled in the slow
+    /// path (translated per packet, never installed as it is).
+    DebugSlow,
+}
+
+/// A `sample` action's arguments (OVS's `ofpact_sample`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SampleAction {
+    /// Packets sampled out of 65535 (never 0).
+    pub probability: u16,
+    pub collector_set_id: u32,
+    pub obs_domain_id: u32,
+    pub obs_point_id: u32,
+    /// The port whose tunnel the sample describes (`port::ANY`: none).
+    pub sampling_port: u32,
+    pub direction: SampleDirection,
+}
+
+/// Where a `sample` samples (NXAST_SAMPLE3's `direction`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SampleDirection {
+    Default = 0,
+    Ingress = 1,
+    Egress = 2,
 }
 
 pub use crate::learn::Subfield;

@@ -112,7 +112,7 @@ impl Ctx<'_> {
 
     /// Whether a watched port is live: the bridge has it and its link is
     /// up (OVS's `odp_port_is_alive`: the port's `may_enable`).
-    fn port_alive(&self, p: u32) -> bool {
+    pub(super) fn port_alive(&self, p: u32) -> bool {
         let p = match p {
             port::LOCAL => self.cfg.local_port,
             p if p < port::MAX => p,

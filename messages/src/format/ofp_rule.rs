@@ -449,6 +449,23 @@ pub fn format_action(a: &OfAction) -> String {
         OfAction::SetQueue(q) => format!("set_queue:{q}"),
         OfAction::PopQueue => "pop_queue".into(),
         OfAction::Group(g) => format!("group:{g}"),
+        OfAction::Note(bytes) => {
+            let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            format!("note:{}", hex.join("."))
+        }
+        OfAction::Multipath(mp) => format!(
+            "multipath({},{},{},{},{},{})",
+            mp.fields.name(),
+            mp.basis,
+            mp.algorithm.name(),
+            u32::from(mp.max_link) + 1,
+            mp.arg,
+            sub(&mp.dst)
+        ),
+        OfAction::Bundle(b) => format_bundle(b),
+        OfAction::Sample(a) => format_sample(a),
+        OfAction::DebugRecirc => "debug_recirc".into(),
+        OfAction::DebugSlow => "debug_slow".into(),
         // OVS prints the id with C's `%#x`: a bare 0 has no `0x`.
         OfAction::SetTunnel { tun_id, wide } => format!(
             "set_tunnel{}:{}",
@@ -464,6 +481,47 @@ pub fn format_action(a: &OfAction) -> String {
             }
         ),
     }
+}
+
+/// `sample(...)` as OVS's `format_SAMPLE`: the ids always, the port and
+/// direction when given.
+fn format_sample(a: &crate::ofp::SampleAction) -> String {
+    use crate::ofp::SampleDirection;
+    let mut s = format!(
+        "sample(probability={},collector_set_id={},obs_domain_id={},obs_point_id={}",
+        a.probability, a.collector_set_id, a.obs_domain_id, a.obs_point_id
+    );
+    if a.sampling_port != crate::ofp::port::ANY {
+        let _ = write!(s, ",sampling_port={}", format_port(a.sampling_port));
+    }
+    match a.direction {
+        SampleDirection::Default => {}
+        SampleDirection::Ingress => s.push_str(",ingress"),
+        SampleDirection::Egress => s.push_str(",egress"),
+    }
+    s.push(')');
+    s
+}
+
+/// `bundle(...)`/`bundle_load(...)` as OVS's `bundle_format`.
+fn format_bundle(b: &crate::multipath::Bundle) -> String {
+    let mut s = format!(
+        "{}({},{},{},ofport,",
+        if b.dst.is_some() {
+            "bundle_load"
+        } else {
+            "bundle"
+        },
+        b.fields.name(),
+        b.basis,
+        b.algorithm.name()
+    );
+    if let Some(dst) = &b.dst {
+        let _ = write!(s, "{},", sub(dst));
+    }
+    let members: Vec<String> = b.members.iter().map(|p| format_port(*p)).collect();
+    let _ = write!(s, "members:{})", members.join(","));
+    s
 }
 
 /// A group as OVS's `dump-groups` prints it in OpenFlow 1.3 (and

@@ -87,6 +87,18 @@ const NXAST_OUTPUT_TRUNC: u16 = 39;
 const NXAST_CLONE: u16 = 42;
 const NXAST_CHECK_PKT_LARGER: u16 = 49;
 const OFPAT_SET_QUEUE: u16 = 21;
+const NXAST_NOTE: u16 = 8;
+const NXAST_MULTIPATH: u16 = 10;
+const NXAST_BUNDLE: u16 = 12;
+const NXAST_BUNDLE_LOAD: u16 = 13;
+const NXAST_SAMPLE: u16 = 29;
+const NXAST_SAMPLE2: u16 = 38;
+const NXAST_SAMPLE3: u16 = 41;
+// OVS's testing actions (its switch takes them only with --enable-dummy).
+const NXAST_DEBUG_SLOW: u16 = 254;
+const NXAST_DEBUG_RECIRC: u16 = 255;
+/// NXM_OF_IN_PORT's header: a bundle's member type.
+const NXM_OF_IN_PORT: u32 = 0x0000_0002;
 // MPLS: OpenFlow 1.1+ actions, and Nicira's for 1.0.
 const OFPAT_SET_MPLS_TTL: u16 = 15;
 const OFPAT_DEC_MPLS_TTL: u16 = 16;
@@ -647,6 +659,20 @@ fn decode_nx(a: &mut Reader<'_>, ins: &mut Instructions) -> Result<(), OfpError>
             }
             out.push(OfAction::SetMplsTc(tc));
         }
+        NXAST_NOTE => {
+            let n = a.remaining();
+            out.push(OfAction::Note(a.bytes(n, "note")?.to_vec()));
+        }
+        NXAST_MULTIPATH => out.push(OfAction::Multipath(decode_multipath(a)?)),
+        NXAST_BUNDLE | NXAST_BUNDLE_LOAD => out.push(OfAction::Bundle(Box::new(decode_bundle(
+            a,
+            subtype == NXAST_BUNDLE_LOAD,
+        )?))),
+        NXAST_SAMPLE | NXAST_SAMPLE2 | NXAST_SAMPLE3 => {
+            out.push(OfAction::Sample(decode_sample(a, subtype)?))
+        }
+        NXAST_DEBUG_RECIRC => out.push(OfAction::DebugRecirc),
+        NXAST_DEBUG_SLOW => out.push(OfAction::DebugSlow),
         NXAST_WRITE_METADATA => {
             a.skip(6, "pad")?;
             let value = a.u64("metadata")?;
@@ -661,6 +687,175 @@ fn decode_nx(a: &mut Reader<'_>, ins: &mut Instructions) -> Result<(), OfpError>
         }
     }
     Ok(())
+}
+
+/// A subfield an NXAST action writes, from its NXM header and
+/// `ofs_nbits` (`(ofs << 6) | (n_bits - 1)`).
+fn decode_dst(raw: u32, ofs_nbits: u16, what: &str) -> Result<Subfield, OfpError> {
+    let info = nx_field(raw)?;
+    let (ofs, n_bits) = (ofs_nbits >> 6, (ofs_nbits & 0x3f) + 1);
+    if u32::from(ofs + n_bits) > u32::from(info.n_bits) {
+        return Err(bad(
+            E::ActionBadArgument,
+            format!(
+                "{what}: bits {ofs}..{} beyond {}",
+                ofs + n_bits - 1,
+                info.name
+            ),
+        ));
+    }
+    if !info.writable {
+        return Err(bad(
+            E::ActionBadArgument,
+            format!("{what}: {} is read-only", info.name),
+        ));
+    }
+    Ok(Subfield {
+        field: info.field,
+        ofs: ofs as u8,
+        n_bits: n_bits as u8,
+    })
+}
+
+/// NXAST_MULTIPATH after its subtype (OVS's `decode_NXAST_RAW_MULTIPATH`).
+fn decode_multipath(a: &mut Reader<'_>) -> Result<crate::multipath::Multipath, OfpError> {
+    use crate::multipath::{HashFields, Multipath, MultipathAlgorithm};
+    let fields = a.u16("fields")?;
+    let basis = a.u16("basis")?;
+    a.skip(2, "pad")?;
+    let algorithm = a.u16("algorithm")?;
+    let max_link = a.u16("max_link")?;
+    let arg = a.u32("arg")?;
+    a.skip(2, "pad")?;
+    let ofs_nbits = a.u16("ofs_nbits")?;
+    let dst = decode_dst(a.u32("dst")?, ofs_nbits, "multipath")?;
+    let fields = HashFields::from_wire(fields)
+        .ok_or_else(|| bad(E::ActionBadArgument, format!("multipath: fields {fields}")))?;
+    let algorithm = MultipathAlgorithm::from_wire(algorithm).ok_or_else(|| {
+        bad(
+            E::ActionBadArgument,
+            format!("multipath: algorithm {algorithm}"),
+        )
+    })?;
+    let n_links = u32::from(max_link) + 1;
+    if u32::from(dst.n_bits) < 32 - (n_links - 1).leading_zeros() {
+        return Err(bad(
+            E::ActionBadArgument,
+            format!("multipath: {} bits cannot hold {n_links} links", dst.n_bits),
+        ));
+    }
+    Ok(Multipath {
+        fields,
+        basis,
+        algorithm,
+        max_link,
+        arg,
+        dst,
+    })
+}
+
+/// NXAST_BUNDLE and NXAST_BUNDLE_LOAD after their subtype (OVS's
+/// `decode_bundle`).
+fn decode_bundle(a: &mut Reader<'_>, load: bool) -> Result<crate::multipath::Bundle, OfpError> {
+    use crate::multipath::{Bundle, BundleAlgorithm, HashFields, BUNDLE_MAX_MEMBERS};
+    let algorithm = a.u16("algorithm")?;
+    let fields = a.u16("fields")?;
+    let basis = a.u16("basis")?;
+    let member_type = a.u32("member_type")?;
+    let n_members = usize::from(a.u16("n_members")?);
+    let ofs_nbits = a.u16("ofs_nbits")?;
+    let dst_raw = a.u32("dst")?;
+    let zero = a.bytes(4, "reserved")?;
+    let arg = |what: String| Err(bad(E::ActionBadArgument, format!("bundle: {what}")));
+    let Some(fields) = HashFields::from_wire(fields) else {
+        return arg(format!("fields {fields}"));
+    };
+    let Some(algorithm) = BundleAlgorithm::from_wire(algorithm) else {
+        return arg(format!("algorithm {algorithm}"));
+    };
+    if n_members > BUNDLE_MAX_MEMBERS {
+        return arg(format!("{n_members} members"));
+    }
+    if member_type != NXM_OF_IN_PORT {
+        return arg(format!("member type {member_type:#x}"));
+    }
+    if zero.iter().any(|b| *b != 0) {
+        return arg("reserved field is nonzero".into());
+    }
+    let dst = if load {
+        let dst = decode_dst(dst_raw, ofs_nbits, "bundle_load")?;
+        if dst.n_bits < 16 {
+            return arg("bundle_load needs a destination of at least 16 bits".into());
+        }
+        Some(dst)
+    } else {
+        if ofs_nbits != 0 || dst_raw != 0 {
+            return arg("nonzero reserved fields".into());
+        }
+        None
+    };
+    if a.remaining() < 2 * n_members {
+        return Err(bad(
+            E::ActionBadLen,
+            format!("bundle: {} bytes for {n_members} members", a.remaining()),
+        ));
+    }
+    let mut members = Vec::with_capacity(n_members);
+    for _ in 0..n_members {
+        let p = super::port_from_of10(a.u16("member")?);
+        if p == port::CONTROLLER {
+            return Err(bad(E::ActionBadOutPort, "bundle: controller member"));
+        }
+        members.push(p);
+    }
+    Ok(Bundle {
+        fields,
+        basis,
+        algorithm,
+        dst,
+        members,
+    })
+}
+
+/// NXAST_SAMPLE, SAMPLE2 (with a sampling port) and SAMPLE3 (and a
+/// direction) after their subtype.
+fn decode_sample(a: &mut Reader<'_>, subtype: u16) -> Result<crate::ofp::SampleAction, OfpError> {
+    use crate::ofp::{SampleAction, SampleDirection};
+    let probability = a.u16("probability")?;
+    let collector_set_id = a.u32("collector_set_id")?;
+    let obs_domain_id = a.u32("obs_domain_id")?;
+    let obs_point_id = a.u32("obs_point_id")?;
+    let (mut sampling_port, mut direction) = (port::ANY, SampleDirection::Default);
+    if subtype != NXAST_SAMPLE {
+        let p = a.u16("sampling_port")?;
+        if p != 0xffff {
+            sampling_port = super::port_from_of10(p);
+        }
+        let d = a.u8("direction")?;
+        let zeros = a.bytes(5, "pad")?;
+        if subtype == NXAST_SAMPLE3 {
+            if zeros.iter().any(|b| *b != 0) {
+                return Err(bad(E::ActionBadArgument, "sample: nonzero padding"));
+            }
+            direction = match d {
+                0 => SampleDirection::Default,
+                1 => SampleDirection::Ingress,
+                2 => SampleDirection::Egress,
+                _ => return Err(bad(E::ActionBadArgument, format!("sample: direction {d}"))),
+            };
+        }
+    }
+    if probability == 0 {
+        return Err(bad(E::ActionBadArgument, "sample: probability 0"));
+    }
+    Ok(SampleAction {
+        probability,
+        collector_set_id,
+        obs_domain_id,
+        obs_point_id,
+        sampling_port,
+        direction,
+    })
 }
 
 fn decode_ct(a: &mut Reader<'_>) -> Result<CtSpec, OfpError> {
@@ -1050,6 +1245,11 @@ fn put_controller(of10: bool, c: &ControllerAction, out: &mut Vec<u8>) {
     out.set_u16(start + 2, len);
 }
 
+/// A subfield's `ofs_nbits`: `(ofs << 6) | (n_bits - 1)`.
+fn ofs_nbits(sf: &Subfield) -> u16 {
+    u16::from(sf.ofs) << 6 | (u16::from(sf.n_bits) - 1)
+}
+
 fn put_nx_header(out: &mut Vec<u8>, len: u16, subtype: u16) {
     out.put_u16(OFPAT_EXPERIMENTER);
     out.put_u16(len);
@@ -1271,6 +1471,86 @@ pub fn encode_action(version: u8, a: &OfAction, out: &mut Vec<u8>) -> Result<(),
         }
         OfAction::PopQueue => {
             put_nx_header(out, 16, NXAST_POP_QUEUE);
+            out.put_zeros(6);
+        }
+        OfAction::Note(bytes) => {
+            let start = out.len();
+            put_nx_header(out, 0, NXAST_NOTE);
+            out.extend_from_slice(bytes);
+            let len = (out.len() - start).next_multiple_of(8).max(16);
+            out.put_zeros(start + len - out.len());
+            out.set_u16(start + 2, len as u16);
+        }
+        OfAction::Multipath(mp) => {
+            put_nx_header(out, 32, NXAST_MULTIPATH);
+            out.put_u16(mp.fields as u16);
+            out.put_u16(mp.basis);
+            out.put_zeros(2);
+            out.put_u16(mp.algorithm as u16);
+            out.put_u16(mp.max_link);
+            out.put_u32(mp.arg);
+            out.put_zeros(2);
+            out.put_u16(ofs_nbits(&mp.dst));
+            out.put_u32(nxm_header_of(mp.dst.field)?.raw(false));
+        }
+        OfAction::Bundle(b) => {
+            let members_len = (2 * b.members.len()).next_multiple_of(8);
+            let subtype = if b.dst.is_some() {
+                NXAST_BUNDLE_LOAD
+            } else {
+                NXAST_BUNDLE
+            };
+            put_nx_header(out, (32 + members_len) as u16, subtype);
+            out.put_u16(b.algorithm as u16);
+            out.put_u16(b.fields as u16);
+            out.put_u16(b.basis);
+            out.put_u32(NXM_OF_IN_PORT);
+            out.put_u16(b.members.len() as u16);
+            match &b.dst {
+                Some(dst) => {
+                    out.put_u16(ofs_nbits(dst));
+                    out.put_u32(nxm_header_of(dst.field)?.raw(false));
+                }
+                None => out.put_zeros(6),
+            }
+            out.put_zeros(4);
+            for p in &b.members {
+                out.put_u16(super::port_to_of10(*p));
+            }
+            out.put_zeros(members_len - 2 * b.members.len());
+        }
+        // OVS's `encode_SAMPLE`: the oldest form that carries it all.
+        OfAction::Sample(smp) => {
+            use crate::ofp::SampleDirection;
+            let subtype = if smp.direction != SampleDirection::Default {
+                NXAST_SAMPLE3
+            } else if smp.sampling_port != port::ANY {
+                NXAST_SAMPLE2
+            } else {
+                NXAST_SAMPLE
+            };
+            put_nx_header(out, if subtype == NXAST_SAMPLE { 24 } else { 32 }, subtype);
+            out.put_u16(smp.probability);
+            out.put_u32(smp.collector_set_id);
+            out.put_u32(smp.obs_domain_id);
+            out.put_u32(smp.obs_point_id);
+            if subtype != NXAST_SAMPLE {
+                out.put_u16(if smp.sampling_port == port::ANY {
+                    0xffff
+                } else {
+                    super::port_to_of10(smp.sampling_port)
+                });
+                out.put_u8(smp.direction as u8);
+                out.put_zeros(5);
+            }
+        }
+        OfAction::DebugRecirc | OfAction::DebugSlow => {
+            let subtype = if matches!(a, OfAction::DebugRecirc) {
+                NXAST_DEBUG_RECIRC
+            } else {
+                NXAST_DEBUG_SLOW
+            };
+            put_nx_header(out, 16, subtype);
             out.put_zeros(6);
         }
         // OpenFlow 1.2+ has set_field for it, which OVS sends there.

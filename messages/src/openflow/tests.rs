@@ -48,7 +48,26 @@ const RULES: &[&str] = &[
     "actions=learn(table=10,NXM_OF_VLAN_TCI[0..11],NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],load:NXM_OF_IN_PORT[]->NXM_NX_REG0[0..15]),resubmit(,3)",
     "ip,actions=learn(table=2,idle_timeout=30,hard_timeout=60,fin_idle_timeout=5,fin_hard_timeout=9,priority=7,cookie=0x99,send_flow_rem,delete_learned,eth_type=0x800,NXM_OF_IP_DST[]=NXM_OF_IP_SRC[],NXM_NX_CT_LABEL[]=0x1234567890abcdef1234,load:0x5->NXM_NX_REG2[3..5],output:NXM_OF_IN_PORT[])",
     "actions=learn(table=1,limit=10,result_dst=NXM_NX_REG0[3],NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],load:NXM_NX_CT_LABEL[64..95]->NXM_NX_REG3[])",
+    "actions=note:01.02.03.04.05.06.07,multipath(symmetric_l3l4+udp,1024,iter_hash,100,8,NXM_NX_REG4[3..12]),resubmit(,1)",
+    "ip,actions=bundle_load(nw_src,5,hrw,ofport,NXM_NX_REG1[0..15],members:1,LOCAL,IN_PORT),bundle(eth_src,0,active_backup,ofport,members:4,3,2,1,5)",
+    "actions=sample(probability=7,collector_set_id=1,obs_domain_id=2,obs_point_id=3,sampling_port=5,ingress),sample(probability=1,collector_set_id=0,obs_domain_id=0,obs_point_id=0),debug_recirc,debug_slow,note:00.00.00.00.00.00",
 ];
+
+#[test]
+fn notes_keep_the_padding_a_switch_keeps() {
+    for (text, kept) in [
+        ("actions=note:ab", "note:ab.00.00.00.00.00"),
+        ("actions=note:", "note:00.00.00.00.00.00"),
+        (
+            "actions=note:0102030405060708",
+            "note:01.02.03.04.05.06.07.08.00.00.00.00.00.00",
+        ),
+    ] {
+        let rule = parse_rule(text).unwrap();
+        assert!(format_rule(&rule).ends_with(kept), "{}", format_rule(&rule));
+        assert_eq!(round_trip(OFP10, &rule).instructions, rule.instructions);
+    }
+}
 
 #[test]
 fn flow_mods_round_trip_in_openflow13() {

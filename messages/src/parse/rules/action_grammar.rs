@@ -123,23 +123,13 @@ impl Inst {
 }
 
 /// Actions OVS knows that have no representation here.
-pub(super) const UNSUPPORTED_ACTIONS: &[&str] = &[
-    "bundle",
-    "bundle_load",
-    "multipath",
-    "note",
-    "sample",
-    "delete_field",
-    "encap",
-    "decap",
-    "dec_nsh_ttl",
-];
+pub(super) const UNSUPPORTED_ACTIONS: &[&str] = &["delete_field", "encap", "decap", "dec_nsh_ttl"];
 
 pub(super) const SUPPORTED: &str =
     "an action (output, drop, set_field, load, mod_*, push_vlan, pop_vlan, \
      dec_ttl, push_mpls, pop_mpls, set_mpls_label, set_mpls_tc, set_mpls_ttl, dec_mpls_ttl, resubmit, controller, ct, ct_clear, conjunction, learn, fin_timeout, clone, \
      push, pop, exit, check_pkt_larger, enqueue, set_queue, pop_queue, group, set_tunnel, set_tunnel64, \
-     a port) or \
+     note, multipath, bundle, bundle_load, sample, debug_recirc, debug_slow, a port) or \
      instruction (meter, goto_table, write_metadata, write_actions, clear_actions)";
 
 pub(super) fn parse_instructions(text: &str, base: usize, rule: &Rule) -> Res<Instructions> {
@@ -194,7 +184,8 @@ pub(super) fn verify_conjunctions(acts: &[Located]) -> Res<()> {
     if !acts.iter().any(is_conj) {
         return Ok(());
     }
-    match acts.iter().find(|a| !is_conj(a)) {
+    let is_note = |a: &Located| matches!(a.act, Act::Plain(OfAction::Note(_)));
+    match acts.iter().find(|a| !is_conj(a) && !is_note(a)) {
         None => Ok(()),
         Some(other) => {
             let name = other
@@ -484,6 +475,16 @@ pub(super) fn parse_action(name: &str, kv: &KeyValue<'_>, src: &str) -> Res<Act>
             Some(m) if m != 0 && m as u32 <= crate::meter::METER_MAX => Act::Meter(m as u32),
             _ => return Err(invalid("meter", "a meter number from 1 to 4294901760")),
         },
+        "note" => Act::Plain(OfAction::Note(parse_note(arg, at)?)),
+        "multipath" => Act::Plain(OfAction::Multipath(parse_multipath(arg, at)?)),
+        "bundle" | "bundle_load" => Act::Plain(OfAction::Bundle(Box::new(parse_bundle(
+            arg,
+            at,
+            name == "bundle_load",
+        )?))),
+        "sample" => Act::Plain(OfAction::Sample(parse_sample(arg, at)?)),
+        "debug_recirc" => Act::Plain(OfAction::DebugRecirc),
+        "debug_slow" => Act::Plain(OfAction::DebugSlow),
         _ if UNSUPPORTED_ACTIONS.contains(&name) => {
             return Err(err(
                 kv.key_at,
@@ -559,6 +560,276 @@ fn parse_output_trunc(arg: &str, at: usize) -> Res<Act> {
             "port=P,max_len=N",
         )),
     }
+}
+
+/// `note:HEX` (bytes, optionally dot-separated), padded with zeros as a
+/// switch keeps it: to the length that fills NXAST_NOTE's 8-byte units
+/// (OVS prints a dumped `note:ab` back as `note:ab.00.00.00.00.00`).
+fn parse_note(arg: &str, at: usize) -> Res<Vec<u8>> {
+    let mut note = parse_hex_bytes(arg, at, "bad hex digit in `note' argument")?;
+    note.resize((10 + note.len()).next_multiple_of(8).max(16) - 10, 0);
+    Ok(note)
+}
+
+/// A decimal argument of `multipath` or `bundle`.
+fn decimal_arg(s: &str, at: usize, what: &str, max: u64) -> Res<u64> {
+    parse_decimal(s).filter(|v| *v <= max).ok_or_else(|| {
+        err(
+            at,
+            format!("invalid {what}"),
+            s,
+            format!("an integer from 0 to {max}"),
+        )
+    })
+}
+
+/// A subfield an action writes its result into.
+fn result_dst(s: &str, at: usize, action: &str) -> Res<crate::learn::Subfield> {
+    let sf = parse_subfield(s).map_err(|e| err(at, format!("bad {action} destination"), s, e))?;
+    if !sf.info.writable {
+        return Err(err(
+            at,
+            format!("destination field {} is not writable", sf.info.name),
+            s,
+            "a writable field",
+        ));
+    }
+    Ok(sf.bits())
+}
+
+/// `multipath(fields, basis, algorithm, n_links, arg, dst)` (OVS's
+/// `multipath_parse`).
+fn parse_multipath(arg: &str, at: usize) -> Res<crate::multipath::Multipath> {
+    use crate::multipath::{HashFields, Multipath, MultipathAlgorithm};
+    let t: Vec<&str> = arg.split([',', ' ']).filter(|t| !t.is_empty()).collect();
+    let [fields, basis, algorithm, n_links, link_arg, dst] = t[..] else {
+        return Err(err(
+            at,
+            format!("{arg}: not enough arguments to multipath action"),
+            arg,
+            "multipath(FIELDS, BASIS, ALGORITHM, N_LINKS, ARG, DST)",
+        ));
+    };
+    let fields = HashFields::by_name(fields).ok_or_else(|| {
+        err(
+            at,
+            format!("{arg}: unknown fields `{fields}'"),
+            fields,
+            "eth_src, symmetric_l4, symmetric_l3l4, symmetric_l3l4+udp, nw_src, nw_dst or symmetric_l3",
+        )
+    })?;
+    let basis = decimal_arg(basis, at, "multipath basis", 0xffff)? as u16;
+    let algorithm = MultipathAlgorithm::by_name(algorithm).ok_or_else(|| {
+        err(
+            at,
+            format!("{arg}: unknown algorithm `{algorithm}'"),
+            algorithm,
+            "modulo_n, hash_threshold, hrw or iter_hash",
+        )
+    })?;
+    let n = parse_decimal(n_links)
+        .filter(|n| (1..=65536).contains(n))
+        .ok_or_else(|| {
+            err(
+                at,
+                format!("{arg}: n_links {n_links} is not in valid range 1 to 65536"),
+                n_links,
+                "from 1 to 65536 links",
+            )
+        })?;
+    let link_arg = decimal_arg(link_arg, at, "multipath argument", u64::from(u32::MAX))? as u32;
+    let dst = result_dst(dst, at, "multipath")?;
+    if dst.n_bits < 16 && n > 1u64 << dst.n_bits {
+        return Err(err(
+            at,
+            format!(
+                "{arg}: {}-bit destination field has {} possible values, less than specified n_links {n}",
+                dst.n_bits,
+                1u32 << dst.n_bits
+            ),
+            arg,
+            "a destination wide enough for every link",
+        ));
+    }
+    Ok(Multipath {
+        fields,
+        basis,
+        algorithm,
+        max_link: (n - 1) as u16,
+        arg: link_arg,
+        dst,
+    })
+}
+
+/// `bundle(fields, basis, algorithm, ofport, members:P,...)` or
+/// `bundle_load(fields, basis, algorithm, ofport, dst, members:P,...)`
+/// (OVS's `bundle_parse`; `slaves:` is the old name of `members:`).
+fn parse_bundle(arg: &str, at: usize, load: bool) -> Res<crate::multipath::Bundle> {
+    use crate::multipath::{Bundle, BundleAlgorithm, HashFields, BUNDLE_MAX_MEMBERS};
+    let usage = if load {
+        "bundle_load(FIELDS, BASIS, ALGORITHM, ofport, DST, members:PORT,...)"
+    } else {
+        "bundle(FIELDS, BASIS, ALGORITHM, ofport, members:PORT,...)"
+    };
+    let lower = arg.to_ascii_lowercase();
+    let Some(colon) = lower.find("members:").or_else(|| lower.find("slaves:")) else {
+        return Err(err(
+            at,
+            format!("{arg}: not enough arguments to bundle action"),
+            arg,
+            usage,
+        ));
+    };
+    let head: Vec<&str> = arg[..colon]
+        .split([',', ' '])
+        .filter(|t| !t.is_empty())
+        .collect();
+    let n_head = if load { 5 } else { 4 };
+    if head.len() != n_head {
+        return Err(err(
+            at,
+            format!("{arg}: not enough arguments to bundle action"),
+            arg,
+            usage,
+        ));
+    }
+    let fields = HashFields::by_name(head[0]).ok_or_else(|| {
+        err(
+            at,
+            format!("{arg}: unknown fields `{}'", head[0]),
+            head[0],
+            "eth_src, symmetric_l4, symmetric_l3l4, symmetric_l3l4+udp, nw_src, nw_dst or symmetric_l3",
+        )
+    })?;
+    let basis = decimal_arg(head[1], at, "bundle basis", 0xffff)? as u16;
+    let algorithm = BundleAlgorithm::by_name(head[2]).ok_or_else(|| {
+        err(
+            at,
+            format!("{arg}: unknown algorithm `{}'", head[2]),
+            head[2],
+            "active_backup or hrw",
+        )
+    })?;
+    if !head[3].eq_ignore_ascii_case("ofport") {
+        return Err(err(
+            at,
+            format!("{arg}: unknown member_type `{}'", head[3]),
+            head[3],
+            "ofport",
+        ));
+    }
+    let dst = if load {
+        let dst = result_dst(head[4], at, "bundle_load")?;
+        if dst.n_bits < 16 {
+            return Err(err(
+                at,
+                "bundle_load action requires at least 16 bit destination",
+                head[4],
+                "a destination of 16 bits or more",
+            ));
+        }
+        Some(dst)
+    } else {
+        None
+    };
+    let list = &arg[colon + arg[colon..].find(':').map_or(0, |i| i + 1)..];
+    let mut members = Vec::new();
+    for m in list
+        .split([',', ' ', '[', ']'])
+        .filter(|m| !m.is_empty())
+        .take(BUNDLE_MAX_MEMBERS)
+    {
+        let p =
+            parse_port(m).ok_or_else(|| err(at, format!("{m}: bad port number"), m, "a port"))?;
+        if p == port::CONTROLLER {
+            return Err(err(
+                at,
+                "unsupported controller member",
+                m,
+                "ports other than CONTROLLER",
+            ));
+        }
+        members.push(p);
+    }
+    Ok(Bundle {
+        fields,
+        basis,
+        algorithm,
+        dst,
+        members,
+    })
+}
+
+/// `sample(probability=P,collector_set_id=C,obs_domain_id=D,obs_point_id=O,
+/// sampling_port=PORT,ingress|egress)` (OVS's `parse_SAMPLE`).
+fn parse_sample(arg: &str, at: usize) -> Res<crate::ofp::SampleAction> {
+    use crate::ofp::{SampleAction, SampleDirection};
+    let mut s = SampleAction {
+        probability: 0,
+        collector_set_id: 0,
+        obs_domain_id: 0,
+        obs_point_id: 0,
+        sampling_port: port::ANY,
+        direction: SampleDirection::Default,
+    };
+    for kv in key_values(arg, at) {
+        let u32_value = || {
+            parse_uint(kv.value, 32).map(|v| v as u32).ok_or_else(|| {
+                err(
+                    kv.value_at,
+                    format!("invalid {}", kv.key),
+                    kv.value,
+                    "an integer from 0 to 4294967295",
+                )
+            })
+        };
+        match kv.key {
+            "probability" => {
+                s.probability = parse_uint(kv.value, 16)
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| {
+                        err(
+                            kv.value_at,
+                            format!("invalid probability value \"{}\"", kv.value),
+                            kv.value,
+                            "packets out of 65535, from 1 to 65535",
+                        )
+                    })? as u16
+            }
+            "collector_set_id" => s.collector_set_id = u32_value()?,
+            "obs_domain_id" => s.obs_domain_id = u32_value()?,
+            "obs_point_id" => s.obs_point_id = u32_value()?,
+            "sampling_port" => {
+                s.sampling_port = parse_port(kv.value).ok_or_else(|| {
+                    err(
+                        kv.value_at,
+                        format!("{}: unknown port", kv.value),
+                        kv.value,
+                        "a port number or name",
+                    )
+                })?
+            }
+            "ingress" => s.direction = SampleDirection::Ingress,
+            "egress" => s.direction = SampleDirection::Egress,
+            other => {
+                return Err(err(
+                    kv.key_at,
+                    format!("invalid key \"{other}\" in \"sample\" argument"),
+                    other,
+                    "probability, collector_set_id, obs_domain_id, obs_point_id, sampling_port, ingress or egress",
+                ))
+            }
+        }
+    }
+    if s.probability == 0 {
+        return Err(err(
+            at,
+            "non-zero \"probability\" must be specified on sample",
+            arg,
+            "sample(probability=P,...)",
+        ));
+    }
+    Ok(s)
 }
 
 /// `enqueue:PORT:QUEUE` or `enqueue(PORT,QUEUE)`.
@@ -690,19 +961,17 @@ pub(super) fn parse_controller(arg: &str, at: usize) -> Res<Act> {
 /// Hex bytes, optionally separated by dots or blanks (OVS's
 /// `ofpbuf_put_hex`), as `controller(userdata=...)` takes them.
 fn parse_dotted_hex(text: &str, at: usize) -> Res<Vec<u8>> {
+    parse_hex_bytes(text, at, "bad hex digit in `controller' action `userdata'")
+}
+
+/// Hex bytes, optionally separated by dots or blanks; `what` names the
+/// argument when a digit is bad.
+fn parse_hex_bytes(text: &str, at: usize, what: &str) -> Res<Vec<u8>> {
     let digits: Vec<u8> = text
         .bytes()
         .filter(|b| !matches!(b, b'.' | b' ' | b'\t' | b'\r' | b'\n'))
         .collect();
-    let bad = || {
-        err(
-            at,
-            "bad hex digit in `controller' action `userdata'",
-            text,
-            "hex bytes such as 01.02.ab",
-        )
-    };
-    hex::decode(digits).map_err(|_| bad())
+    hex::decode(digits).map_err(|_| err(at, what, text, "hex bytes such as 01.02.ab"))
 }
 
 /// Splits `VALUE->FIELD`.

@@ -368,9 +368,48 @@ fn missing_actions_and_unknown_names() {
     assert_eq!(error("bogus=1,actions=drop").what, "unknown field");
     assert_eq!(error("actions=frobnicate").what, "unknown action");
     assert_eq!(
-        error("actions=bundle(eth_src,0,hrw,ofport,members:1)").what,
-        "unsupported action bundle"
+        error("actions=dec_nsh_ttl").what,
+        "unsupported action dec_nsh_ttl"
     );
+    // What OVS refuses in the smaller actions, with OVS's words.
+    for (text, what) in [
+        (
+            "actions=multipath(eth_src,50,hrw,17,0,NXM_NX_REG0[0..3])",
+            "eth_src,50,hrw,17,0,NXM_NX_REG0[0..3]: 4-bit destination field has 16 possible values, less than specified n_links 17",
+        ),
+        (
+            "actions=multipath(eth_src,50,hrw,0,0,NXM_NX_REG0[])",
+            "eth_src,50,hrw,0,0,NXM_NX_REG0[]: n_links 0 is not in valid range 1 to 65536",
+        ),
+        (
+            "actions=multipath(eth_dst,50,hrw,2,0,NXM_NX_REG0[])",
+            "eth_dst,50,hrw,2,0,NXM_NX_REG0[]: unknown fields `eth_dst'",
+        ),
+        (
+            "actions=multipath(eth_src,50,hrw,2,0)",
+            "eth_src,50,hrw,2,0: not enough arguments to multipath action",
+        ),
+        (
+            "actions=bundle(eth_src,0,hrw,ofport,members:1,CONTROLLER)",
+            "unsupported controller member",
+        ),
+        (
+            "actions=bundle_load(eth_src,0,hrw,ofport,NXM_NX_REG0[0..7],members:1)",
+            "bundle_load action requires at least 16 bit destination",
+        ),
+        (
+            "actions=bundle(eth_src,0,lacp,ofport,members:1)",
+            "eth_src,0,lacp,ofport,members:1: unknown algorithm `lacp'",
+        ),
+        ("actions=sample(probability=0)", "invalid probability value \"0\""),
+        (
+            "actions=sample(collector_set_id=1)",
+            "non-zero \"probability\" must be specified on sample",
+        ),
+        ("actions=note:zz", "bad hex digit in `note' argument"),
+    ] {
+        assert_eq!(error(text).what, what, "{text}");
+    }
 }
 
 #[test]
