@@ -849,6 +849,9 @@ fn pipeline_config(config: &Config, backend: &Backend) -> anyhow::Result<Pipelin
             l4_hash_only: config.datapath.kind == DatapathType::Kernel,
             zone_timeout_policies: Arc::new(config.zone_timeout_policies()?),
             timeout_per_protocol: config.datapath.kind == DatapathType::Kernel,
+            // No per-packet slow path yet: flows are installed as
+            // translated, so the limit would change nothing.
+            netdev_max_backlog: 0,
         },
     })
 }

@@ -241,8 +241,18 @@ pub fn dummy_bridge(ports: Option<BTreeSet<u32>>) -> XlateConfig {
             p.insert(LOCAL);
             Arc::new(p)
         }),
+        netdev_max_backlog: netdev_max_backlog(),
         ..XlateConfig::default()
     }
+}
+
+/// This host's `net.core.netdev_max_backlog`, as OVS reads it (Linux's
+/// default, 1000, when it cannot be read).
+fn netdev_max_backlog() -> usize {
+    std::fs::read_to_string("/proc/sys/net/core/netdev_max_backlog")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1000)
 }
 
 /// The switch `upcalld trace` models, with NORMAL's bridge: the ports

@@ -113,6 +113,11 @@ pub struct XlateConfig {
     /// `ct` names the packet's and matches its `nw_proto`, as OVS's
     /// `put_ct_timeout` does for dpif-netlink.
     pub timeout_per_protocol: bool,
+    /// Linux's `netdev_max_backlog`: a translation with more outputs
+    /// than that is `slow_action` (OVS's `too_many_output_actions`, for
+    /// the kernel cannot send them all from one packet's actions). 0: no
+    /// limit known.
+    pub netdev_max_backlog: usize,
 }
 
 impl XlateConfig {
@@ -180,8 +185,8 @@ pub struct XlateOutput {
     /// `snoop_neighbours`, and again while the flow has packets.
     pub neighbours_seen: Vec<(std::net::Ipv4Addr, [u8; 6])>,
     /// The actions need the slow path (OVS's `SLOW_ACTION`: an ARP header
-    /// set, which no datapath does, or `debug_slow`); a trace says so as
-    /// OVS's does.
+    /// set, which no datapath does, `debug_slow`, or more outputs than
+    /// `netdev_max_backlog`); a trace says so as OVS's does.
     pub slow_action: bool,
 }
 
@@ -484,7 +489,18 @@ fn xlate_from(
     out.fin_timeouts = ctx.fin_timeouts;
     out.unresolved = ctx.unresolved;
     out.neighbours_seen = ctx.neighbours_seen;
-    out.slow_action = ctx.slow_action;
+    out.slow_action = ctx.slow_action || too_many_outputs(&out.actions, cfg.netdev_max_backlog);
+}
+
+/// OVS's `too_many_output_actions` (its size term follows from the count:
+/// each output takes 8 bytes of attribute).
+fn too_many_outputs(actions: &OdpActions, max_backlog: usize) -> bool {
+    max_backlog != 0
+        && actions
+            .iter()
+            .filter(|a| matches!(a, OdpAction::Output(_)))
+            .count()
+            > max_backlog
 }
 
 /// Adds `a` to an action set, replacing one of the same kind, keeping

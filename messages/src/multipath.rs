@@ -87,7 +87,8 @@ impl HashFields {
         }
     }
 
-    /// OVS's `flow_mask_hash_fields`: what [`HashFields::hash`] read.
+    /// OVS's `flow_mask_hash_fields`: what [`HashFields::hash`] read (and,
+    /// beyond OVS, what its L2 fallback reads).
     pub fn mask(self, f: &Flow, wc: &mut Flow) {
         let ip4 = f.dl_type == ETH_TYPE_IP;
         let ip6 = f.dl_type == ETH_TYPE_IPV6;
@@ -134,6 +135,15 @@ impl HashFields {
                     wc.tp_dst = u16::MAX;
                 }
                 if !ip4 && !ip6 {
+                    // The hash falls back to L2 (`symmetric_l2`), which
+                    // OVS leaves wildcarded: frames with other MACs or
+                    // VLANs would share the megaflow and its choice. We
+                    // match what the hash read.
+                    wc.dl_src = [0xff; 6];
+                    wc.dl_dst = [0xff; 6];
+                    for v in &mut wc.vlans {
+                        v.tci |= VLAN_VID_MASK;
+                    }
                     return;
                 }
                 both_addrs(wc);
