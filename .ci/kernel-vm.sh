@@ -24,7 +24,8 @@ if ! command -v qemu-system-x86_64 >/dev/null; then
     --allow-downgrades "qemu-system-x86=$ver" "qemu-utils=$ver" >/dev/null
 fi
 # As the VM scripts' cargo-test-in-vm.sh, with the tunnel vport modules
-# (vport-vxlan, vport-geneve) and conntrack timeout policies (nfnetlink_cttimeout)
+# (vport-vxlan, vport-geneve), conntrack timeout policies (nfnetlink_cttimeout)
+# and the FTP helper that ct(alg=ftp) attaches (nf_conntrack_ftp)
 # loaded too, which it cannot be asked for.
 # The image lives in this checkout's target/ so that two checkouts testing at
 # once never boot each other's test binaries.
@@ -56,5 +57,5 @@ BIN_ARGS=()
   echo 'exit $failed'
 } > "$SCRIPT"
 "$KVM/build-initramfs.sh" -o "$OUT" --iproute2 --ovs-dpctl --strip \
-  -m vport-vxlan -m vport-geneve -m nfnetlink_cttimeout "${BIN_ARGS[@]}" --script "$SCRIPT"
+  -m vport-vxlan -m vport-geneve -m nfnetlink_cttimeout -m nf_conntrack_ftp "${BIN_ARGS[@]}" --script "$SCRIPT"
 exec "$KVM/run-vm.sh" -o "$OUT" -t "${KVM_OVS_TIMEOUT:-600}"

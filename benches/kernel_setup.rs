@@ -164,6 +164,7 @@ fn bench_upcall(dpif: &KernelDpif, port: u32, tx: &OwnedFd, batch: usize) {
                 packet: u.packet.clone(),
                 metadata: PacketMetadata::of(&u.key),
                 actions: actions.into(),
+                mru: 0,
             })));
             if ops.len() >= batch {
                 let r = dpif.operate(&mut std::mem::take(&mut ops));

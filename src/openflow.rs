@@ -456,6 +456,7 @@ impl Switch {
             packet: po.data,
             metadata,
             actions: Arc::new(out.actions),
+            mru: 0,
         }))];
         match self.dpif.operate(&mut ops).pop() {
             Some(Err(e)) => Err(OfpError::new(

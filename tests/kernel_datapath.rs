@@ -131,6 +131,7 @@ fn miss_upcall_then_megaflow_forwards_without_upcalls() {
             packet: up.packet.clone(),
             metadata: PacketMetadata::of(&up.key),
             actions: actions.clone().into(),
+            mru: 0,
         })),
     ]);
     for r in &results {

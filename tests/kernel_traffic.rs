@@ -5,7 +5,10 @@
 //! (tests/conntrack_traffic.rs, tests/normal_traffic.rs, tests/learning.rs)
 //! on the kernel: a stateful firewall with a 1 MiB TCP transfer and an
 //! ICMP error passing as `+rel`, SNAT, DNAT to one of two backends (the
-//! kernel's connection tracker, driven through `ct` and `recirc`), NORMAL
+//! kernel's connection tracker, driven through `ct` and `recirc`), FTP
+//! data connections passing as `+rel` through the kernel's FTP helper
+//! (`ct(alg=ftp)`), UDP datagrams bigger than the MTU (reassembled by the
+//! kernel for `ct`, fragmented again on output), NORMAL
 //! with two access VLANs and a trunk, and OVS's advanced tutorial's
 //! learning switch. Run inside the kernel VM (`.ci/kernel-vm.sh`, or
 //! `cargo test`, whose tests/kernel_vm.rs runs that); each test skips
@@ -197,6 +200,200 @@ fn stateful_firewall_passes_replies_and_related_errors_only() {
             .any(|f| f.flow.contains("+new") && f.actions == "ct(commit),2"),
         "no committing flow:\n{}",
         diag()
+    );
+}
+
+/// OVS's FTP firewall on the kernel: only a's FTP control connection may
+/// start new, committed with the kernel's FTP helper (`nf_conntrack_ftp`);
+/// the data connections it announces pass as `+new+rel`, the active one
+/// from b, the passive one from a; any other new connection is dropped.
+#[test]
+fn ftp_data_passes_the_kernel_firewall_as_related() {
+    if !ovs_present() {
+        return;
+    }
+    let (ha, hb) = (host("ftp", 'a', 8, 1), host("ftp", 'b', 8, 2));
+    let dp = "ktftp";
+    let rules = "\
+table=0,priority=100,arp,in_port=1,actions=output:2
+table=0,priority=100,arp,in_port=2,actions=output:1
+table=0,priority=50,ct_state=-trk,ip,actions=ct(table=1)
+table=0,priority=1,actions=drop
+table=1,priority=60,ct_state=+trk+new-rel,tcp,in_port=1,tp_dst=21,actions=ct(commit,alg=ftp),output:2
+table=1,priority=50,ct_state=+trk+new+rel,tcp,in_port=1,actions=ct(commit),output:2
+table=1,priority=50,ct_state=+trk+new+rel,tcp,in_port=2,actions=ct(commit),output:1
+table=1,priority=40,ct_state=+trk+est,ip,in_port=1,actions=output:2
+table=1,priority=40,ct_state=+trk+est,ip,in_port=2,actions=output:1
+table=1,priority=1,actions=drop
+";
+    let d = daemon("ktftp", dp, &[&ha, &hb], &[], rules);
+    let diag = || format!("{}\nkernel flows:\n{}", d.diagnosis(), kernel_flows(dp));
+
+    let size = 300_000;
+    let want = (size, common::ftp::digest(&pattern(size)));
+    let server = common::ftp::ftp_server(&hb, hb.addr.into(), size);
+    let (a_addr, b_addr) = (ha.addr, hb.addr);
+    let got = ha
+        .run(move || common::ftp::ftp_client(a_addr.into(), b_addr.into(), SLOW))
+        .unwrap();
+    let (seen, _) = server.join().unwrap().unwrap().unwrap();
+    assert_eq!(
+        got,
+        Ok(vec![want, want]),
+        "active, then passive; server read {seen:?}\n{}",
+        diag()
+    );
+    assert!(
+        seen.iter().any(|l| l.starts_with("PORT 10,79,8,1,")),
+        "{seen:?}"
+    );
+    assert!(seen.iter().any(|l| l == "PASV"), "{seen:?}");
+    // Not a firewall that lets everything new through.
+    assert!(
+        tcp_transfer(&ha, &hb, 5003, 10, Duration::from_secs(3)).is_err(),
+        "a -> b TCP to another port must be dropped"
+    );
+
+    let flows = dpctl_dump(dp);
+    assert!(
+        flows
+            .iter()
+            .any(|f| f.actions == "ct(commit,helper=ftp),2" && f.flow.contains("+new")),
+        "the control connection committed with the helper:\n{}",
+        diag()
+    );
+    assert!(
+        flows.iter().any(|f| f.flow.contains("+rel")
+            && f.flow.contains("in_port(2)")
+            && f.actions == "ct(commit),1"),
+        "the active data connection, from b, as +new+rel:\n{}",
+        diag()
+    );
+    assert!(
+        flows.iter().any(|f| f.flow.contains("+rel")
+            && f.flow.contains("in_port(1)")
+            && f.actions == "ct(commit),2"),
+        "the passive data connection, from a, as +new+rel:\n{}",
+        diag()
+    );
+    // The kernel's tracker holds the control connection and the two data
+    // connections it expected (the second to a port only PASV named).
+    let conntrack = std::fs::read_to_string("/proc/net/nf_conntrack").unwrap_or_default();
+    let tcp: Vec<&str> = conntrack
+        .lines()
+        .filter(|l| l.contains(" tcp ") && l.contains("src=10.79.8."))
+        .collect();
+    assert!(
+        tcp.iter().any(|l| l.contains(" dport=21 ")) && tcp.len() >= 3,
+        "{conntrack}"
+    );
+}
+
+/// UDP datagrams bigger than the MTU through the kernel firewall: the
+/// kernel reassembles the fragments for `ct`, the upcall of the
+/// reassembled datagram carries the size it came in (`OVS_PACKET_ATTR_MRU`),
+/// and the daemon's execute hands that back so the kernel fragments it
+/// again on output; b's unsolicited big datagrams are dropped.
+#[test]
+fn udp_datagrams_larger_than_the_mtu_pass_the_kernel_firewall() {
+    if !ovs_present() {
+        return;
+    }
+    let (ha, hb) = (host("frag", 'a', 9, 1), host("frag", 'b', 9, 2));
+    let dp = "ktfrag";
+    let d = daemon("ktfrag", dp, &[&ha, &hb], &[], FIREWALL);
+    let diag = || format!("{}\nkernel flows:\n{}", d.diagnosis(), kernel_flows(dp));
+    let (a_addr, b_addr) = (ha.addr, hb.addr);
+    // Three IPv4 fragments on the veths' 1500-byte MTU.
+    let len = 4000;
+    let datagram = move |i: u8| {
+        let mut d = pattern(len);
+        d[0] = i;
+        d
+    };
+
+    // b echoes each datagram back, as big.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let echo = hb
+        .spawn(move || {
+            let s = UdpSocket::bind((b_addr, 6100)).unwrap();
+            s.set_read_timeout(Some(SLOW)).unwrap();
+            ready_tx.send(()).unwrap();
+            let mut got = Vec::new();
+            let mut buf = vec![0; 65536];
+            while got.len() < 3 {
+                let Ok((n, from)) = s.recv_from(&mut buf) else {
+                    break;
+                };
+                got.push(buf[..n].to_vec());
+                s.send_to(&buf[..n], from).unwrap();
+            }
+            got
+        })
+        .unwrap();
+    ready_rx.recv().unwrap();
+    let replies = ha
+        .run(move || {
+            let s = UdpSocket::bind((a_addr, 0)).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut replies = Vec::new();
+            let mut buf = vec![0; 65536];
+            for i in 0..3u8 {
+                s.send_to(&datagram(i), (b_addr, 6100)).unwrap();
+                if let Ok(n) = s.recv(&mut buf) {
+                    replies.push(buf[..n].to_vec());
+                }
+            }
+            replies
+        })
+        .unwrap();
+    let got = echo.join().unwrap().unwrap();
+    let want: Vec<Vec<u8>> = (0..3u8).map(datagram).collect();
+    assert!(
+        got == want,
+        "a -> b: {} of 3 big datagrams intact\n{}",
+        got.len(),
+        diag()
+    );
+    assert!(
+        replies == want,
+        "b's big replies pass as +est: {} of 3\n{}",
+        replies.len(),
+        diag()
+    );
+
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let listener = ha
+        .spawn(move || {
+            let s = UdpSocket::bind((a_addr, 6200)).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            ready_tx.send(()).unwrap();
+            s.recv(&mut vec![0; 65536]).is_ok()
+        })
+        .unwrap();
+    ready_rx.recv().unwrap();
+    hb.run(move || {
+        let s = UdpSocket::bind((b_addr, 0)).unwrap();
+        for i in 0..3u8 {
+            s.send_to(&datagram(i), (a_addr, 6200)).unwrap();
+        }
+    })
+    .unwrap();
+    assert!(
+        !listener.join().unwrap().unwrap(),
+        "b -> a big UDP must be dropped\n{}",
+        diag()
+    );
+    let conntrack = std::fs::read_to_string("/proc/net/nf_conntrack").unwrap_or_default();
+    assert!(
+        conntrack
+            .lines()
+            .any(|l| l.contains(" udp ") && l.contains(" dport=6100 ")),
+        "{conntrack}"
+    );
+    assert!(
+        !conntrack.lines().any(|l| l.contains(" dport=6200 ")),
+        "{conntrack}"
     );
 }
 

@@ -283,6 +283,7 @@ impl UpcallHandler {
                 let mut execute = self.op_boxes.execute_box(actions);
                 execute.packet = std::mem::take(&mut up.packet);
                 execute.metadata = PacketMetadata::of(&up.key);
+                execute.mru = up.mru;
                 share_into(&mut execute.actions, actions);
                 ops.push(DpifOp::Execute(execute));
             }
@@ -345,6 +346,7 @@ impl OpBoxes {
                 packet: Vec::new(),
                 metadata: PacketMetadata::default(),
                 actions: actions.clone(),
+                mru: 0,
             })
         })
     }

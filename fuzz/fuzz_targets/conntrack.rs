@@ -6,13 +6,17 @@
 //! clock moves on. Beyond "no panic", it checks that every packet leaves
 //! tracked with a consistent state, that NAT leaves a trackable frame
 //! trackable (its checksums still right), and that the table keeps to its
-//! limit.
+//! limit. Now and then a UDP datagram goes in as fragments (sizes, order,
+//! overlaps, losses and ids chosen) through the reassembler first, whose
+//! expired and purged lists must leave nothing held that it counts as
+//! gone.
 
 #![no_main]
 
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use messages::wire::checksum;
+use upcalld::dpif_netdev::conntrack::ipf::{Verdict, LIST_TIMEOUT_MS, PURGE_AFTER_MS};
 use upcalld::dpif_netdev::conntrack::packet::parse;
 use upcalld::dpif_netdev::conntrack::{
     state, Conntrack, ConntrackConfig, CtCommand, CtMetadata, NatKind, NatSpec, TimeoutPolicy,
@@ -151,6 +155,70 @@ fn frame(u: &mut Unstructured) -> Result<Vec<u8>> {
     Ok(f)
 }
 
+/// A UDP datagram from a few hosts cut into fragments of chosen sizes,
+/// some overlapping, in a chosen order, some lost or repeated.
+fn fragments(u: &mut Unstructured) -> Result<Vec<Vec<u8>>> {
+    let ipv6 = u.ratio(1, 3)?;
+    let (src, dst) = (addr(u, ipv6)?, addr(u, ipv6)?);
+    let id = u.int_in_range(1..=3u16)?;
+    let len = u.int_in_range(8..=5000usize)?;
+    let mut data = vec![0u8; len];
+    data[..2].copy_from_slice(&u.int_in_range(5000..=5001u16)?.to_be_bytes());
+    data[2..4].copy_from_slice(&53u16.to_be_bytes());
+    data[4..6].copy_from_slice(&(len as u16).to_be_bytes());
+    let mut pieces = Vec::new();
+    let mut at = 0;
+    while at < len {
+        let size = *u.choose(&[1480usize, 1448, 1232, 1208, 600, 8])?;
+        let start = if u.ratio(1, 10)? { at.saturating_sub(8) } else { at };
+        let end = (start + size).min(len);
+        pieces.push((start, end));
+        at = end;
+    }
+    let mut frames = Vec::new();
+    for &(start, end) in &pieces {
+        let more = end < len;
+        let off = (start / 8) as u16;
+        let body = &data[start..end];
+        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
+        if ipv6 {
+            f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+            f.extend_from_slice(&((8 + body.len()) as u16).to_be_bytes());
+            f.extend_from_slice(&[44, 64]);
+            f.extend_from_slice(&src);
+            f.extend_from_slice(&dst);
+            f.extend_from_slice(&[17, 0]);
+            f.extend_from_slice(&(off << 3 | u16::from(more)).to_be_bytes());
+            f.extend_from_slice(&u32::from(id).to_be_bytes());
+        } else {
+            let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0];
+            ip[2..4].copy_from_slice(&((20 + body.len()) as u16).to_be_bytes());
+            ip[4..6].copy_from_slice(&id.to_be_bytes());
+            ip[6..8].copy_from_slice(&(off | if more { 0x2000 } else { 0 }).to_be_bytes());
+            ip.extend_from_slice(&src[..4]);
+            ip.extend_from_slice(&dst[..4]);
+            let sum = checksum::internet(&ip);
+            ip[10..12].copy_from_slice(&sum.to_be_bytes());
+            f.extend_from_slice(&[0x08, 0x00]);
+            f.extend_from_slice(&ip);
+        }
+        f.extend_from_slice(body);
+        frames.push(f);
+    }
+    let mut out = Vec::new();
+    while !frames.is_empty() {
+        let f = frames.remove(u.choose_index(frames.len())?);
+        if u.ratio(1, 10)? {
+            continue;
+        }
+        if u.ratio(1, 10)? {
+            out.push(f.clone());
+        }
+        out.push(f);
+    }
+    Ok(out)
+}
+
 fn command(u: &mut Unstructured) -> Result<CtCommand> {
     let nat = if u.ratio(1, 3)? {
         let ipv6 = u.ratio(1, 4)?;
@@ -205,6 +273,33 @@ fn run(u: &mut Unstructured) -> Result<()> {
     let mut now = 0u64;
     let mut md = CtMetadata::default();
     while !u.is_empty() {
+        if u.ratio(1, 8)? {
+            let cmd = command(u)?;
+            for mut f in fragments(u)? {
+                now += u.int_in_range(0..=LIST_TIMEOUT_MS / 4)?;
+                let held = ct.fragments.held();
+                match ct.fragments.handle(&mut f, Default::default(), cmd.zone, 0, now) {
+                    Verdict::Held => assert_eq!(ct.fragments.held(), held + 1),
+                    Verdict::Complete(mut r) => {
+                        let mut dmd = CtMetadata::default();
+                        ct.execute(&mut r.datagram, &mut dmd, &cmd, now);
+                        assert_ne!(dmd.state & state::TRACKED, 0);
+                        let n = r.into_fragments().len();
+                        assert!(n >= 1 && ct.fragments.held() + n == held + 1, "{n} {held}");
+                    }
+                    Verdict::Whole | Verdict::Invalid => assert_eq!(ct.fragments.held(), held),
+                }
+                assert!(ct.fragments.held() <= 1000);
+                let held = ct.fragments.held();
+                let sent = ct.fragments.expired(now).len();
+                let purged = ct.fragments.purge(now);
+                assert_eq!(ct.fragments.held(), held - sent - purged);
+            }
+            // Nothing is held past its purge time.
+            ct.fragments.purge(now + LIST_TIMEOUT_MS + PURGE_AFTER_MS);
+            assert_eq!(ct.fragments.held(), 0, "{}", ct.fragments.status());
+            continue;
+        }
         let mut f = frame(u)?;
         let cmd = command(u)?;
         if u.ratio(1, 2)? {

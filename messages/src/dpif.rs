@@ -243,6 +243,10 @@ pub struct Upcall {
     pub key: Flow,
     /// The datapath's identifier of the flow key.
     pub ufid: Ufid,
+    /// The largest fragment the packet was reassembled from
+    /// (`OVS_PACKET_ATTR_MRU`), 0 if it was not: an execute hands it back
+    /// so that the kernel fragments the packet again on output.
+    pub mru: u16,
 }
 
 impl Upcall {
@@ -254,6 +258,7 @@ impl Upcall {
             packet: Vec::new(),
             key: Flow::default(),
             ufid: 0,
+            mru: 0,
         }
     }
 }
@@ -387,6 +392,8 @@ pub struct Execute {
     pub packet: Vec<u8>,
     pub metadata: PacketMetadata,
     pub actions: Arc<OdpActions>,
+    /// As [`Upcall::mru`]: the packet's upcall's, or 0.
+    pub mru: u16,
 }
 
 /// One datapath operation. Puts and executes are boxed: an op moves

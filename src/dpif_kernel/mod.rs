@@ -702,6 +702,9 @@ impl KernelDpif {
                 w.attr(OVS_PACKET_ATTR_PACKET, &e.packet)
                     .key_attrs(OVS_PACKET_ATTR_KEY, &metadata_to_attrs(&e.metadata))
                     .attr(OVS_PACKET_ATTR_ACTIONS, encoded.get(&e.actions));
+                if e.mru != 0 {
+                    w.attr(OVS_PACKET_ATTR_MRU, &e.mru.to_ne_bytes());
+                }
                 w.finish();
             }
         }

@@ -113,10 +113,13 @@ impl Dpif for Netdev {
             let mut egress = Egress::new(&self.core);
             for op in ops.iter_mut() {
                 if let DpifOp::Execute(e) = op {
+                    // The embedded datapath sends fragments on as they
+                    // came, never a reassembled datagram: no MRU to honour.
                     let Execute {
                         packet,
                         metadata,
                         actions,
+                        mru: _,
                     } = &mut **e;
                     egress.execute(packet, Known::Metadata(*metadata), actions);
                 }

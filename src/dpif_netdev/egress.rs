@@ -118,6 +118,7 @@ impl<'a> Egress<'a> {
                         packet: frame[..len].to_vec(),
                         ufid: UFID_LATER,
                         key: known.key(frame),
+                        mru: 0,
                     };
                     self.core.queue_upcalls(&mut vec![upcall], &|| false);
                     Ok(())
@@ -326,6 +327,7 @@ impl Egress<'_> {
                     packet: std::mem::take(frame),
                     ufid: UFID_LATER,
                     key,
+                    mru: 0,
                 };
                 self.core.queue_upcalls(&mut vec![upcall], &|| false);
             }

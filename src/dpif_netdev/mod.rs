@@ -134,7 +134,37 @@ struct RxThread {
 pub struct Netdev {
     core: Arc<Core>,
     rx_threads: Mutex<BTreeMap<u32, RxThread>>,
+    /// The thread purging fragment lists nothing sent on, and the sender
+    /// whose drop stops it.
+    fragment_cleaner: Mutex<Option<(std::sync::mpsc::Sender<()>, JoinHandle<()>)>>,
     closed: AtomicBool,
+}
+
+/// How often the fragment cleaner looks for lists to purge. OVS's clean
+/// thread wakes each minute; a second keeps fragments held no longer
+/// than their purge time says, at the cost of a look at one counter.
+const FRAGMENT_CLEAN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Starts the thread that purges `conntrack`'s stale fragment lists (see
+/// [`conntrack::ipf::Ipf::purge`]); it stops when the sender is dropped.
+fn start_fragment_cleaner(
+    conntrack: Arc<Conntrack>,
+) -> (std::sync::mpsc::Sender<()>, JoinHandle<()>) {
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let handle = std::thread::Builder::new()
+        .name("ipf-clean".into())
+        .spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(FRAGMENT_CLEAN_INTERVAL)
+            {
+                let n = conntrack.fragments.purge(monotonic_ms());
+                if n > 0 {
+                    tracing::debug!(fragments = n, "purged fragments of lists nothing sent on");
+                }
+            }
+        })
+        .expect("spawning the fragment cleaner");
+    (stop, handle)
 }
 
 impl Netdev {
@@ -142,6 +172,8 @@ impl Netdev {
         let queues = (0..config.n_upcall_queues.max(1))
             .map(|_| UpcallQueue::new(config.upcall_queue_len, UPCALL_BURST))
             .collect();
+        let conntrack = Arc::new(Conntrack::new(config.conntrack));
+        let cleaner = start_fragment_cleaner(conntrack.clone());
         Netdev {
             core: Arc::new(Core {
                 flows: RwLock::new(FlowTable::new(config.max_flows)),
@@ -158,11 +190,12 @@ impl Netdev {
                 emc_entries: config.emc_entries,
                 emc_insert_inv_prob: config.emc_insert_inv_prob,
                 rx_cpus: config.rx_cpus,
-                conntrack: Arc::new(Conntrack::new(config.conntrack)),
+                conntrack,
                 meters: meters::Meters::default(),
                 n_metered: AtomicU64::new(0),
             }),
             rx_threads: Mutex::new(BTreeMap::new()),
+            fragment_cleaner: Mutex::new(Some(cleaner)),
             closed: AtomicBool::new(false),
         }
     }
@@ -263,6 +296,10 @@ impl Netdev {
         for (_, t) in threads {
             t.stop.store(true, Ordering::Relaxed);
             let _ = t.handle.join();
+        }
+        if let Some((stop, handle)) = self.fragment_cleaner.lock().take() {
+            drop(stop);
+            let _ = handle.join();
         }
         self.core.ports.write().clear();
     }

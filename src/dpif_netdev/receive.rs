@@ -252,6 +252,7 @@ impl Core {
                     // Filled in by the reader (see `recv_upcalls`).
                     ufid: UFID_LATER,
                     key: *key,
+                    mru: 0,
                 }),
             }
         }

@@ -177,6 +177,7 @@ mod tests {
             packet: vec![n],
             key: Flow::default(),
             ufid: n as u128,
+            mru: 0,
         }
     }
 

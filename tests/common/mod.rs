@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use upcalld::control::{self, Command as Ctl};
 use upcalld::netns::Host;
 
+pub mod ftp;
+
 pub fn require_root() {
     assert!(
         rustix::process::geteuid().is_root(),

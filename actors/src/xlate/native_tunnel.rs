@@ -440,6 +440,7 @@ impl NativeTunnel {
                     packet,
                     metadata: PacketMetadata::of(&flow),
                     actions: Arc::new(out.actions),
+                    mru: 0,
                 })
             })
             .collect()

@@ -520,7 +520,7 @@ pub fn parse_upcall(
             payload.len()
         ))
     })?;
-    let (mut packet, mut userdata, mut has_key) = (None, Vec::new(), false);
+    let (mut packet, mut userdata, mut has_key, mut mru) = (None, Vec::new(), false, 0);
     keys.clear();
     for nla in NlasIterator::new(attrs) {
         let nla = nla.map_err(|e| {
@@ -529,6 +529,7 @@ pub fn parse_upcall(
         match nla.kind() {
             OVS_PACKET_ATTR_PACKET => packet = Some(nla.value().to_vec()),
             OVS_PACKET_ATTR_USERDATA => userdata = nla.value().to_vec(),
+            OVS_PACKET_ATTR_MRU => mru = u16_ne(nla.value(), "OVS_PACKET_ATTR_MRU")?,
             OVS_PACKET_ATTR_KEY => {
                 has_key = true;
                 for a in NlasIterator::new(nla.value()) {
@@ -562,6 +563,7 @@ pub fn parse_upcall(
         packet: packet.ok_or_else(|| DecodeError::from("upcall without packet"))?,
         ufid: crate::hash::key_ufid(&key),
         key,
+        mru,
     })
 }
 

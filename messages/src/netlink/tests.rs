@@ -936,6 +936,7 @@ fn upcalls_parsed_from_bytes_are_their_typed_messages() {
         assert_eq!(up.key, flow);
         assert_eq!(up.packet, frame);
         assert_eq!(up.ufid, crate::hash::key_ufid(&flow));
+        assert_eq!(up.mru, 1500, "a reassembled packet's fragment size");
         match (up.kind, userdata) {
             (UpcallKind::Miss, None) => {}
             (UpcallKind::Action { userdata: got }, Some(want)) => assert_eq!(got, want),

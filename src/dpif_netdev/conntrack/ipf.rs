@@ -5,11 +5,14 @@
 //! label, original tuple) and NAT's address rewrite are copied to the
 //! original fragments, and the fragments, not the datagram, go on through
 //! the rest of the actions. Lists that stay incomplete expire after 15 s
-//! and their fragments go on `+inv`.
+//! and their fragments go on `+inv` with the next packet through `ct`;
+//! lists no packet sent on within 10 s more are purged (dropped, counted),
+//! as OVS's clean thread does.
 //!
 //! Pure logic over frames and a clock: the datapath calls
-//! [`Ipf::handle`] before tracking a packet and [`Ipf::expired`] after.
-//! Limits and counters are OVS's (`dpctl/ipf-get-status`).
+//! [`Ipf::handle`] before tracking a packet and [`Ipf::expired`] after,
+//! and [`Ipf::purge`] from its cleaner thread. Limits and counters are
+//! OVS's (`dpctl/ipf-get-status`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -20,6 +23,9 @@ use parking_lot::Mutex;
 /// How long an incomplete list waits for its missing fragments (OVS's
 /// `IPF_FRAG_LIST_TIMEOUT`).
 pub const LIST_TIMEOUT_MS: u64 = 15_000;
+/// How long after expiring a list no packet sent on is purged (OVS's
+/// `IPF_FRAG_LIST_PURGE_TIME_ADJ`).
+pub const PURGE_AFTER_MS: u64 = 10_000;
 /// The largest IPv4 header, and datagram.
 const IPV4_MAX_HEADER: usize = 60;
 const IP_MAX_DATAGRAM: usize = 65_535;
@@ -103,9 +109,8 @@ pub struct FamilyCounters {
     pub too_small: AtomicU64,
     /// Fragments overlapping one held already: `+inv`.
     pub overlapped: AtomicU64,
-    /// Fragments dropped without being sent on. OVS's clean thread purges
-    /// lists it cannot send; here an expired list is always sent on at the
-    /// next `ct`, so this stays 0 and is printed for OVS's status text.
+    /// Fragments dropped without being sent on: their list expired and no
+    /// packet went through `ct` to send it on for [`PURGE_AFTER_MS`].
     pub purged: AtomicU64,
 }
 
@@ -407,6 +412,38 @@ impl<M> Ipf<M> {
             sent += 1;
         }
         out
+    }
+
+    /// Drops the lists still held [`PURGE_AFTER_MS`] after they expired
+    /// (no packet went through `ct` to send them on), counting their
+    /// fragments as purged (OVS's `ipf_purge_list_check`); how many.
+    pub fn purge(&self, now: u64) -> usize {
+        if self.held() == 0 {
+            return 0;
+        }
+        let mut lists = self.lists.lock();
+        let mut purged = 0;
+        while let Some(&(key, expires)) = lists.expiry.front() {
+            let live = lists
+                .by_key
+                .get(&key)
+                .is_some_and(|l| l.expires_ms == expires);
+            if live && expires + PURGE_AFTER_MS > now {
+                break;
+            }
+            lists.expiry.pop_front();
+            if !live {
+                continue;
+            }
+            let list = lists.by_key.remove(&key).expect("live");
+            let n = list.fragments.len();
+            self.held.fetch_sub(n, Ordering::Relaxed);
+            self.counters(key.ipv6)
+                .purged
+                .fetch_add(n as u64, Ordering::Relaxed);
+            purged += n;
+        }
+        purged
     }
 
     /// `ovs-appctl dpctl/ipf-get-status`'s text.

@@ -203,6 +203,35 @@ fn incomplete_lists_expire_and_their_fragments_go_on() {
     ));
 }
 
+/// A list no packet sends on after it expired is purged 10 s later, and
+/// counted; one sent on in time is not.
+#[test]
+fn expired_lists_nothing_sent_on_are_purged() {
+    let ipf = reassembler();
+    let (_, frags) = v4_fragments(14, 3000, 1480);
+    let (_, other) = v4_fragments(15, 3000, 1480);
+    let mut f0 = frags[0].clone();
+    let mut f2 = frags[2].clone();
+    let mut g0 = other[0].clone();
+    assert!(matches!(ipf.handle(&mut f0, 0, 0, 0, 1000), Verdict::Held));
+    assert!(matches!(ipf.handle(&mut f2, 2, 0, 0, 2000), Verdict::Held));
+    assert!(matches!(ipf.handle(&mut g0, 9, 0, 0, 5000), Verdict::Held));
+    let first_expiry = 1000 + LIST_TIMEOUT_MS;
+    assert_eq!(ipf.purge(first_expiry + 1), 0, "expired, not yet purged");
+    assert_eq!(ipf.purge(first_expiry + PURGE_AFTER_MS - 1), 0);
+    assert_eq!(ipf.purge(first_expiry + PURGE_AFTER_MS), 2);
+    assert_eq!(ipf.held(), 1, "the later list waits on");
+    assert_eq!(ipf.v4.purged.load(Ordering::Relaxed), 2);
+    assert_eq!(ipf.v4.expired.load(Ordering::Relaxed), 0);
+    let status = ipf.status();
+    assert!(status.contains("        v4 frags purged: 2\n"), "{status}");
+    assert!(status.contains("        num frag: 1\n"), "{status}");
+    // Sent on at expiry by a packet through ct: nothing left to purge.
+    assert_eq!(ipf.expired(5001 + LIST_TIMEOUT_MS).len(), 1);
+    assert_eq!(ipf.purge(u64::MAX / 2), 0);
+    assert_eq!(ipf.held(), 0);
+}
+
 #[test]
 fn zones_and_recirculations_keep_their_own_lists() {
     let ipf = reassembler();
