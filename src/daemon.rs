@@ -1303,3 +1303,53 @@ fn start_pinger(
         }
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Where the kernel's probes found part of conntrack missing, the first
+    /// rule that needs it is refused, named with what is missing; rules
+    /// without conntrack are taken.
+    #[test]
+    fn conntrack_rules_are_refused_where_the_datapath_lacks_it() {
+        let rules = messages::parse::rules::parse_rules(
+            "table=0,priority=10,arp,actions=output:2\n\
+             table=0,priority=5,ct_state=-trk,ip,actions=ct(table=1)\n",
+        )
+        .unwrap();
+        let support = crate::dpif_kernel::ConntrackSupport {
+            ct_state: true,
+            ct_orig_tuple: true,
+            ct: true,
+            nat: false,
+            ct_clear: true,
+            recirc: false,
+        };
+        let lacks = support.missing();
+        assert_eq!(lacks.as_deref(), Some("NAT, recirculation"));
+        let err = refuse_conntrack(&rules, lacks.as_deref()).unwrap_err();
+        assert!(
+            err.starts_with("rule 2 (") && err.contains("ct(table=1)"),
+            "{err}"
+        );
+        assert!(
+            err.ends_with("but the datapath lacks NAT, recirculation"),
+            "{err}"
+        );
+        assert!(refuse_conntrack(&rules[..1], lacks.as_deref()).is_ok());
+        assert!(refuse_conntrack(&rules, None).is_ok());
+        assert_eq!(
+            crate::dpif_kernel::ConntrackSupport {
+                ct_state: true,
+                ct_orig_tuple: true,
+                ct: true,
+                nat: true,
+                ct_clear: true,
+                recirc: true,
+            }
+            .missing(),
+            None
+        );
+    }
+}
