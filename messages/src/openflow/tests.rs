@@ -262,6 +262,71 @@ fn tlv_table_mods_decode_and_bad_ones_get_ovs_errors() {
     assert_eq!(ErrorKind::TlvInvalidDel.code(OFP10), ErrorCode::Nx(1, 537));
 }
 
+/// NXAST_MULTIPATH, BUNDLE and SAMPLE that OVS's decoder refuses (a
+/// destination too narrow for the links, a CONTROLLER member, probability
+/// 0, a bundle_load into fewer than 16 bits) are refused with its errors.
+#[test]
+fn smaller_actions_ovs_refuses_are_refused_on_decode() {
+    use crate::field::Field;
+    use crate::learn::Subfield;
+    use crate::multipath::{Bundle, BundleAlgorithm, HashFields, Multipath, MultipathAlgorithm};
+    use crate::ofp::{port, OfAction, SampleAction, SampleDirection};
+    let st = DecodeState::default();
+    let wire = |a: OfAction| {
+        let mut rule = parse_rule("ip,actions=drop").unwrap();
+        rule.instructions.apply = vec![a];
+        encode_flow_mod(OFP10, 1, &add_flow_mod(&rule)).unwrap()
+    };
+    let kind = |a: OfAction| decode(&wire(a), st).map(|_| ()).map_err(|e| e.kind);
+    let reg0 = |n_bits| Subfield {
+        field: Field::Reg(0),
+        ofs: 0,
+        n_bits,
+    };
+    let mp = |max_link, n_bits| {
+        OfAction::Multipath(Multipath {
+            fields: HashFields::EthSrc,
+            basis: 50,
+            algorithm: MultipathAlgorithm::Hrw,
+            max_link,
+            arg: 0,
+            dst: reg0(n_bits),
+        })
+    };
+    assert_eq!(kind(mp(15, 4)), Ok(()));
+    assert_eq!(kind(mp(16, 4)), Err(ErrorKind::ActionBadArgument));
+    let bundle = |members: Vec<u32>, dst| {
+        OfAction::Bundle(Box::new(Bundle {
+            fields: HashFields::SymmetricL4,
+            basis: 0,
+            algorithm: BundleAlgorithm::Hrw,
+            dst,
+            members,
+        }))
+    };
+    assert_eq!(kind(bundle(vec![1, port::LOCAL], None)), Ok(()));
+    assert_eq!(
+        kind(bundle(vec![1, port::CONTROLLER], None)),
+        Err(ErrorKind::ActionBadOutPort)
+    );
+    assert_eq!(
+        kind(bundle(vec![1], Some(reg0(8)))),
+        Err(ErrorKind::ActionBadArgument)
+    );
+    let sample = |probability| {
+        OfAction::Sample(SampleAction {
+            probability,
+            collector_set_id: 1,
+            obs_domain_id: 2,
+            obs_point_id: 3,
+            sampling_port: port::ANY,
+            direction: SampleDirection::Egress,
+        })
+    };
+    assert_eq!(kind(sample(1)), Ok(()));
+    assert_eq!(kind(sample(0)), Err(ErrorKind::ActionBadArgument));
+}
+
 /// What the `openflow_decode` fuzz target found the decoder accepting and
 /// OVS refusing: each is refused with OVS's error.
 #[test]
