@@ -15,8 +15,10 @@
 //! - **ports trie**: a miss in the final stage un-wildcards only the port
 //!   bits needed to tell the packet apart from the subtable's rules.
 //!
-//! Each subtable's state is persistent (`im`), so cloning a classifier
-//! costs O(subtables) and an insert or removal O(log n) plus O(subtables).
+//! Each subtable's state is persistent (sharded maps whose shards a copy
+//! shares until it writes them, `persistent.rs`; `im` for the small
+//! ones), so cloning a classifier costs O(subtables) and an insert or
+//! removal the shards it writes plus O(subtables).
 //! The subtables themselves sit in a plain vector: a lookup walks them in
 //! order, and a flat walk costs a fraction of a persistent vector's.
 
@@ -92,9 +94,9 @@ struct Subtable {
     stages: Arc<[Box<[u8]>]>,
     /// Per indexed stage: hashes of the rules' values over stages 0..=i,
     /// with how many rules have each.
-    indices: Vec<im::HashMap<u64, u32, U64BuildHasher>>,
+    indices: Vec<ShardedMap<u32>>,
     /// Full-key hash → rules, highest priority first.
-    buckets: im::HashMap<u64, Arc<[Arc<RuleEntry>]>, U64BuildHasher>,
+    buckets: ShardedMap<Arc<[Arc<RuleEntry>]>>,
     /// Priority → number of rules with it.
     priorities: im::OrdMap<u16, u32>,
     max_priority: u16,
@@ -198,8 +200,8 @@ impl Subtable {
         Subtable {
             mask: Arc::new(*mask),
             stages: stages.into(),
-            indices: vec![im::HashMap::default(); n_indices],
-            buckets: im::HashMap::default(),
+            indices: vec![ShardedMap::default(); n_indices],
+            buckets: ShardedMap::default(),
             priorities: im::OrdMap::new(),
             max_priority: 0,
             n_rules: 0,
@@ -255,7 +257,7 @@ impl Subtable {
                 .iter()
                 .map(|idx| {
                     let mut set = ShardedMap::with_capacity(idx.len());
-                    for k in idx.keys() {
+                    for (k, _) in idx.iter() {
                         set.insert(*k, ());
                     }
                     set
@@ -338,7 +340,12 @@ impl Subtable {
         let m = &entry.rule.matches;
         let hashes = self.stage_hashes(&m.flow);
         for (i, idx) in self.indices.iter_mut().enumerate() {
-            *idx.entry(hashes[i]).or_default() += 1;
+            match idx.get_mut(&hashes[i]) {
+                Some(n) => *n += 1,
+                None => {
+                    idx.insert(hashes[i], 1);
+                }
+            }
         }
         let index_key = self.index_key(&m.flow);
         self.edit_lookup_index(|index| {
@@ -863,7 +870,7 @@ impl Classifier {
     pub fn iter(&self) -> impl Iterator<Item = &Arc<RuleEntry>> {
         self.subtables
             .iter()
-            .flat_map(|s| s.buckets.values().flat_map(|b| b.iter()))
+            .flat_map(|s| s.buckets.iter().flat_map(|(_, b)| b.iter()))
     }
 
     /// The highest-priority rule matching `flow`, OR-ing into `wc` every

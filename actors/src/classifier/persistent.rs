@@ -88,6 +88,18 @@ impl<V: Clone> ShardedMap<V> {
         old
     }
 
+    /// The value at `key`, its shard copied first if another copy of the
+    /// map shares it (not copied when the key is not there).
+    pub(super) fn get_mut(&mut self, key: &u64) -> Option<&mut V> {
+        let i = self.shard_of(*key);
+        self.shards.get(i).get(key)?;
+        Arc::make_mut(self.shards.get_mut(i)).get_mut(key)
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
     pub(super) fn remove(&mut self, key: &u64) -> Option<V> {
         let i = self.shard_of(*key);
         // Not copied when the key is not there.
