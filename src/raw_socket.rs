@@ -3,7 +3,7 @@
 //! tap devices and UDP tunnel sockets, set socket options, and exchange
 //! control messages.
 //!
-//! `rustix` makes the calls it has (socket, bind of IPv4 addresses, send,
+//! `rustix` makes the calls it has (socket, bind of IP addresses, send,
 //! poll, timeouts, interface indexes). What it lacks is wrapped here once,
 //! each `unsafe` with why it is sound: options of `SOL_PACKET` and
 //! `IP_PKTINFO` (`set_option`, `get_option`), `sockaddr_ll` binds, the
@@ -15,7 +15,7 @@
 use std::fs::OpenOptions;
 use std::io;
 use std::mem::size_of;
-use std::net::SocketAddrV4;
+use std::net::{Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::Duration;
 
@@ -149,6 +149,11 @@ pub fn packet_socket(name: &str, protocol: u16) -> io::Result<OwnedFd> {
 
 /// Binds `fd` to an IPv4 address and port.
 pub fn bind_v4(fd: impl AsFd, addr: SocketAddrV4) -> io::Result<()> {
+    Ok(rustix::net::bind(fd, &addr)?)
+}
+
+/// Binds `fd` to an IPv6 address and port.
+pub fn bind_v6(fd: impl AsFd, addr: SocketAddrV6) -> io::Result<()> {
     Ok(rustix::net::bind(fd, &addr)?)
 }
 
@@ -304,8 +309,9 @@ pub struct Received {
     pub len: usize,
     /// Bytes of control messages (see [`control_messages`]).
     pub control_len: usize,
-    /// The sender's address, for IPv4 sockets.
-    pub from: Option<SocketAddrV4>,
+    /// The sender's address, for IP sockets (an IPv4-mapped IPv6 sender
+    /// as IPv4).
+    pub from: Option<SocketAddr>,
 }
 
 /// Datagrams taken by one `recvmmsg`: up to [`RecvBatch::MAX_SLOTS`]
@@ -411,17 +417,13 @@ pub fn recv_with_control(
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
     };
-    let mut from = libc::sockaddr_in {
-        sin_family: 0,
-        sin_port: 0,
-        sin_addr: libc::in_addr { s_addr: 0 },
-        sin_zero: [0; 8],
-    };
+    // Room for any socket address (`sockaddr_storage`'s 128 bytes).
+    let mut from = [0u64; 16];
     // SAFETY: msghdr is plain data (pointers and lengths); all zeros is
     // a valid, empty message header.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_name = (&mut from as *mut libc::sockaddr_in).cast();
-    msg.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    msg.msg_name = from.as_mut_ptr().cast();
+    msg.msg_namelen = size_of::<[u64; 16]>() as libc::socklen_t;
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
@@ -439,12 +441,7 @@ pub fn recv_with_control(
             _ => Err(e),
         };
     }
-    let from = (from.sin_family == libc::AF_INET as libc::sa_family_t).then(|| {
-        SocketAddrV4::new(
-            u32::from_be(from.sin_addr.s_addr).into(),
-            u16::from_be(from.sin_port),
-        )
-    });
+    let from = socket_address(bytemuck::cast_slice(&from));
     Ok(Some(Received {
         len: n as usize,
         control_len: msg.msg_controllen as usize,
@@ -456,7 +453,7 @@ pub fn recv_with_control(
 /// `control` (built with [`ControlBuilder`]).
 pub fn send_with_control(
     fd: impl AsFd,
-    to: SocketAddrV4,
+    to: SocketAddr,
     parts: &[&[u8]],
     control: &[u64],
     control_len: usize,
@@ -468,18 +465,11 @@ pub fn send_with_control(
             iov_len: p.len(),
         })
         .collect();
-    let mut to = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: to.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(*to.ip()).to_be(),
-        },
-        sin_zero: [0; 8],
-    };
+    let mut to = sockaddr_of(to);
     // SAFETY: msghdr is plain data; all zeros is a valid, empty header.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_name = (&mut to as *mut libc::sockaddr_in).cast();
-    msg.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    msg.msg_name = to.bytes.as_mut_ptr().cast();
+    msg.msg_namelen = to.len;
     msg.msg_iov = iov.as_ptr() as *mut _;
     msg.msg_iovlen = iov.len() as _;
     if control_len > 0 {
@@ -489,6 +479,62 @@ pub fn send_with_control(
     // SAFETY: `msg` points at `to`, the iovecs (over `parts`) and
     // `control`, all live for the call; sendmsg only reads them.
     check(unsafe { libc::sendmsg(fd.as_fd().as_raw_fd(), &msg, 0) as libc::c_int }).map(drop)
+}
+
+/// A socket address as the kernel reads it: `sockaddr_in` or
+/// `sockaddr_in6` bytes (in a buffer aligned for either) and its length.
+struct SockaddrBytes {
+    bytes: [u64; 16],
+    len: libc::socklen_t,
+}
+
+/// `sockaddr_in` (family, port, address) or `sockaddr_in6` (family, port,
+/// flow info, address, scope) laid out as bytes.
+fn sockaddr_of(a: SocketAddr) -> SockaddrBytes {
+    let mut bytes = [0u64; 16];
+    let b: &mut [u8] = bytemuck::cast_slice_mut(&mut bytes);
+    b[2..4].copy_from_slice(&a.port().to_be_bytes());
+    let len = match a {
+        SocketAddr::V4(v4) => {
+            b[..2].copy_from_slice(&(libc::AF_INET as libc::sa_family_t).to_ne_bytes());
+            b[4..8].copy_from_slice(&v4.ip().octets());
+            size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(v6) => {
+            b[..2].copy_from_slice(&(libc::AF_INET6 as libc::sa_family_t).to_ne_bytes());
+            b[4..8].copy_from_slice(&v6.flowinfo().to_be_bytes());
+            b[8..24].copy_from_slice(&v6.ip().octets());
+            b[24..28].copy_from_slice(&v6.scope_id().to_ne_bytes());
+            size_of::<libc::sockaddr_in6>()
+        }
+    };
+    SockaddrBytes {
+        bytes,
+        len: len as libc::socklen_t,
+    }
+}
+
+/// The IP socket address in `b` (a `sockaddr_in` or `sockaddr_in6`), an
+/// IPv4-mapped IPv6 one as IPv4; `None` for any other family.
+fn socket_address(b: &[u8]) -> Option<SocketAddr> {
+    let family = i32::from(libc::sa_family_t::from_ne_bytes(
+        b.get(..2)?.try_into().ok()?,
+    ));
+    let port = u16::from_be_bytes(b.get(2..4)?.try_into().ok()?);
+    match family {
+        libc::AF_INET => {
+            let ip: [u8; 4] = b.get(4..8)?.try_into().ok()?;
+            Some(SocketAddr::V4(SocketAddrV4::new(ip.into(), port)))
+        }
+        libc::AF_INET6 => {
+            let ip = Ipv6Addr::from(<[u8; 16]>::try_from(b.get(8..24)?).ok()?);
+            Some(match ip.to_ipv4_mapped() {
+                Some(v4) => SocketAddr::V4(SocketAddrV4::new(v4, port)),
+                None => SocketAddr::V6(SocketAddrV6::new(ip, port, 0, 0)),
+            })
+        }
+        _ => None,
+    }
 }
 
 /// A control message header's size and alignment (`struct cmsghdr`:

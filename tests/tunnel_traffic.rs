@@ -2,9 +2,10 @@
 //! datapath, each in its own network namespace with its own underlay
 //! address, joined by a veth underlay; a host behind each. Ping and a 1 MiB
 //! TCP transfer cross a Geneve tunnel whose `tun_metadata0` option one
-//! side sets and the other matches, and a VXLAN tunnel with `key=flow`;
-//! malformed tunnel packets and sends to a remote the host cannot route
-//! to are dropped and counted, and traffic flows on afterwards.
+//! side sets and the other matches, and a VXLAN tunnel with `key=flow`,
+//! over an IPv4 underlay and over an IPv6 one; malformed tunnel packets
+//! and sends to a remote the host cannot route to are dropped and
+//! counted, and traffic flows on afterwards.
 
 mod common;
 
@@ -13,33 +14,64 @@ use std::time::Duration;
 use common::*;
 use upcalld::control::Command as Ctl;
 
-fn side(n: u8) -> TunnelSide {
-    tunnel_side("tnl", 78, n, [2, 0, 0, 0x78, 0, n])
+/// The underlay's addresses (side 1's, side 2's) and prefix length.
+struct Underlay {
+    tag: &'static str,
+    subnet: u8,
+    addrs: [&'static str; 2],
+    prefix: u8,
 }
 
+const IPV4: Underlay = Underlay {
+    tag: "tnl",
+    subnet: 78,
+    addrs: ["192.168.77.1", "192.168.77.2"],
+    prefix: 24,
+};
+
+const IPV6: Underlay = Underlay {
+    tag: "tn6",
+    subnet: 79,
+    addrs: ["fc00:77::1", "fc00:77::2"],
+    prefix: 64,
+};
+
 /// Both sides and the underlay between them.
-fn topology() -> (TunnelSide, TunnelSide) {
+fn topology(u: &Underlay) -> (TunnelSide, TunnelSide) {
+    let side = |n: u8| tunnel_side(u.tag, u.subnet, n, [2, 0, 0, u.subnet, 0, n]);
     let (a, b) = (side(1), side(2));
+    let dev = |n: u8| format!("uc{}u{n}", u.tag);
     ip(&[
-        "link", "add", "uctnlu1", "netns", &a.ns.0, "type", "veth", "peer", "name", "uctnlu2",
-        "netns", &b.ns.0,
+        "link",
+        "add",
+        &dev(1),
+        "netns",
+        &a.ns.0,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &dev(2),
+        "netns",
+        &b.ns.0,
     ]);
-    for (s, dev, addr) in [
-        (&a, "uctnlu1", "192.168.77.1/24"),
-        (&b, "uctnlu2", "192.168.77.2/24"),
-    ] {
-        ip(&["-n", &s.ns.0, "addr", "add", addr, "dev", dev]);
-        ip(&["-n", &s.ns.0, "link", "set", dev, "up"]);
+    for (s, n) in [(&a, 1u8), (&b, 2)] {
+        let addr = format!("{}/{}", u.addrs[usize::from(n) - 1], u.prefix);
+        let mut add = vec!["-n", &s.ns.0, "addr", "add", &addr, "dev"];
+        let dev = dev(n);
+        add.push(&dev);
+        // No duplicate address detection: the address is usable at once.
+        if u.prefix > 32 {
+            add.push("nodad");
+        }
+        ip(&add);
+        ip(&["-n", &s.ns.0, "link", "set", &dev, "up"]);
     }
     (a, b)
 }
 
-fn daemon(s: &TunnelSide, n: u8, rules: &str) -> Daemon {
-    let remote = if n == 1 {
-        "192.168.77.2"
-    } else {
-        "192.168.77.1"
-    };
+fn daemon(u: &Underlay, s: &TunnelSide, n: u8, rules: &str) -> Daemon {
+    let remote = u.addrs[if n == 1 { 1 } else { 0 }];
     let ports = format!(
         r#"[[port]]
 name = "{port}"
@@ -67,12 +99,26 @@ key = "flow"
     );
     Daemon::start_in(
         Some(&s.ns.0),
-        &format!("tnl{n}"),
+        &format!("{}{n}", u.tag),
         &ports,
         rules,
         r#"tlv_map = ["{class=0xffff,type=0,len=4}->tun_metadata0"]"#,
     )
 }
+
+/// Geneve rules: each side sends its own tun_metadata0 and takes only the
+/// other's.
+fn geneve(mine: u32, theirs: u32) -> String {
+    format!(
+        "table=0,priority=10,in_port=1,actions=set_field:{mine:#x}->tun_metadata0,output:10\n\
+         table=0,priority=10,in_port=10,tun_metadata0={theirs:#x},actions=output:1\n"
+    )
+}
+
+/// VXLAN with key=flow: the VNI comes from set_field on tun_id, and each
+/// side takes only VNI 100.
+const VXLAN: &str = "table=0,priority=10,in_port=1,actions=set_field:0x64->tun_id,output:11\n\
+                     table=0,priority=10,in_port=11,tun_id=0x64,actions=output:1\n";
 
 /// Sends UDP datagrams to `to` from inside namespace `ns`.
 fn udp_from(ns: &Netns, to: &'static str, datagrams: Vec<Vec<u8>>) {
@@ -87,17 +133,9 @@ fn udp_from(ns: &Netns, to: &'static str, datagrams: Vec<Vec<u8>>) {
 #[test]
 fn ping_and_tcp_through_geneve_with_an_option_and_vxlan_with_key_flow() {
     require_root();
-    let (a, b) = topology();
-    // Geneve: each side sends its own tun_metadata0 and takes only the
-    // other's.
-    let geneve = |mine: u32, theirs: u32| {
-        format!(
-            "table=0,priority=10,in_port=1,actions=set_field:{mine:#x}->tun_metadata0,output:10\n\
-             table=0,priority=10,in_port=10,tun_metadata0={theirs:#x},actions=output:1\n"
-        )
-    };
-    let da = daemon(&a, 1, &geneve(0x1234, 0x5678));
-    let db = daemon(&b, 2, &geneve(0x5678, 0x1234));
+    let (a, b) = topology(&IPV4);
+    let da = daemon(&IPV4, &a, 1, &geneve(0x1234, 0x5678));
+    let db = daemon(&IPV4, &b, 2, &geneve(0x5678, 0x1234));
     ping_and_transfer_across(&a, &b, 7001, "geneve");
     let flows = db.ctl(Ctl::DumpDpFlows, "");
     assert!(
@@ -135,12 +173,8 @@ fn ping_and_tcp_through_geneve_with_an_option_and_vxlan_with_key_flow() {
     });
     assert!(!da.ctl(Ctl::UpcallShow, "").is_empty(), "A still answers");
 
-    // VXLAN with key=flow: the VNI comes from set_field on tun_id, and
-    // each side takes only VNI 100.
-    let vxlan = "table=0,priority=10,in_port=1,actions=set_field:0x64->tun_id,output:11\n\
-                 table=0,priority=10,in_port=11,tun_id=0x64,actions=output:1\n";
-    da.ctl(Ctl::ReplaceFlows, vxlan);
-    db.ctl(Ctl::ReplaceFlows, vxlan);
+    da.ctl(Ctl::ReplaceFlows, VXLAN);
+    db.ctl(Ctl::ReplaceFlows, VXLAN);
     ping_and_transfer_across(&a, &b, 7001, "vxlan");
     let flows = da.ctl(Ctl::DumpDpFlows, "");
     assert!(flows.contains("tun_id=0x64"), "{flows}");
@@ -167,11 +201,53 @@ fn ping_and_tcp_through_geneve_with_an_option_and_vxlan_with_key_flow() {
             .sum::<f64>()
             >= 1.0
     });
-    da.ctl(Ctl::ReplaceFlows, vxlan);
+    da.ctl(Ctl::ReplaceFlows, VXLAN);
     da.ctl(Ctl::Revalidate, "");
     assert!(
         ping_ok(&a.host, b.host.addr, 10),
         "no ping after the unreachable remote"
+    );
+    drop((da, db));
+}
+
+#[test]
+fn ping_and_tcp_through_geneve_and_vxlan_over_an_ipv6_underlay() {
+    require_root();
+    let (a, b) = topology(&IPV6);
+    let da = daemon(&IPV6, &a, 1, &geneve(0x1234, 0x5678));
+    let db = daemon(&IPV6, &b, 2, &geneve(0x5678, 0x1234));
+    ping_and_transfer_across(&a, &b, 7002, "geneve over IPv6");
+    // B's megaflows match the outer IPv6 addresses and A's option; A's
+    // actions send to B's IPv6 address.
+    let flows = db.ctl(Ctl::DumpDpFlows, "");
+    assert!(
+        flows.contains("ipv6_src=fc00:77::1") && flows.contains("ipv6_dst=fc00:77::2"),
+        "B's megaflows match the IPv6 underlay:\n{flows}"
+    );
+    assert!(
+        flows.contains("geneve({class=0xffff,type=0,len=4,0x1234})"),
+        "{flows}"
+    );
+    let flows = da.ctl(Ctl::DumpDpFlows, "");
+    assert!(
+        flows.contains("set(tunnel(") && flows.contains("ipv6_dst=fc00:77::2"),
+        "A's actions tunnel to B's IPv6 address:\n{flows}"
+    );
+    // The wrong option is still refused over IPv6.
+    db.ctl(Ctl::ReplaceFlows, &geneve(0x5678, 0x9999));
+    db.ctl(Ctl::Revalidate, "");
+    assert!(
+        !ping_ok(&a.host, b.host.addr, 3),
+        "a packet with the wrong option got through"
+    );
+
+    da.ctl(Ctl::ReplaceFlows, VXLAN);
+    db.ctl(Ctl::ReplaceFlows, VXLAN);
+    ping_and_transfer_across(&a, &b, 7002, "vxlan over IPv6");
+    let flows = db.ctl(Ctl::DumpDpFlows, "");
+    assert!(
+        flows.contains("tun_id=0x64") && flows.contains("ipv6_src=fc00:77::1"),
+        "{flows}"
     );
     drop((da, db));
 }
