@@ -185,6 +185,8 @@ pub struct PortConfig {
     pub csum: Option<bool>,
     /// Set DF on sent packets (default true).
     pub df_default: Option<bool>,
+    /// VXLAN extensions, as OVS's `options:exts`: `"gbp"` (Group Policy).
+    pub exts: Option<String>,
 }
 
 fn default_port_type() -> PortType {
@@ -224,6 +226,7 @@ impl PortConfig {
             || self.ttl.is_some()
             || self.csum.is_some()
             || self.df_default.is_some()
+            || self.exts.is_some()
     }
 
     /// A tunnel port's configuration, as OVS's `netdev_vport` reads the
@@ -297,6 +300,17 @@ impl PortConfig {
         t.ttl = byte("ttl", &self.ttl, messages::tunnel::DEFAULT_TTL)?;
         t.csum = self.csum.unwrap_or(false);
         t.df_default = self.df_default.unwrap_or(true);
+        for ext in self.exts.iter().flat_map(|e| e.split(',')).map(str::trim) {
+            match (ext, kind) {
+                ("gbp", TunnelKind::Vxlan) => t.vxlan_gbp = true,
+                ("gbp", _) => return Err(bad("exts = \"gbp\" is VXLAN's".into())),
+                (other, _) => {
+                    return Err(bad(format!(
+                        "exts: unknown extension {other:?} (known: \"gbp\")"
+                    )))
+                }
+            }
+        }
         t.odp_port = u32::from(t.dst_port);
         Ok(t)
     }
@@ -1001,8 +1015,19 @@ impl Config {
                 TunnelKind::Geneve => "genev_sys",
             };
             let name = format!("{prefix}_{}", t.dst_port);
+            let kind = PortKind::Tunnel {
+                kind: t.kind,
+                udp_port: t.dst_port,
+                vxlan_gbp: t.vxlan_gbp,
+            };
             match out.iter().find(|s| s.number == Some(t.odp_port)) {
-                Some(s) if s.name == name => {}
+                Some(s) if s.name == name && s.kind == kind => {}
+                Some(s) if s.name == name => {
+                    return Err(ConfigError::Invalid(format!(
+                        "VXLAN ports on UDP port {} share the vport {name}: all of them or none need exts = \"gbp\"",
+                        t.dst_port
+                    )))
+                }
                 Some(s) => {
                     return Err(ConfigError::Invalid(format!(
                         "tunnel ports of two types share UDP port {} ({} and {name})",
@@ -1011,10 +1036,7 @@ impl Config {
                 }
                 None => out.push(PortSpec {
                     name,
-                    kind: PortKind::Tunnel {
-                        kind: t.kind,
-                        udp_port: t.dst_port,
-                    },
+                    kind,
                     number: Some(t.odp_port),
                 }),
             }
@@ -1388,6 +1410,35 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(shared.contains("share UDP port 4789"), "{shared}");
+
+        // exts = "gbp": VXLAN only, on every port of its vport or none.
+        let vxlan = |name: &str, n: u32, exts: &str| {
+            format!("[[port]]\nname = \"{name}\"\ntype = \"vxlan\"\nnumber = {n}\nremote_ip = \"1.1.1.1\"\n{exts}\n")
+        };
+        let gbp = Config::parse(&vxlan("a", 1, "exts = \"gbp\""), "t.toml").unwrap();
+        assert!(gbp.tunnel_ports().unwrap()[&1].vxlan_gbp);
+        assert!(matches!(
+            gbp.tunnel_vports().unwrap()[0].kind,
+            PortKind::Tunnel {
+                vxlan_gbp: true,
+                ..
+            }
+        ));
+        assert!(
+            bad("type = \"geneve\"\nnumber = 1\nremote_ip = \"1.1.1.1\"\nexts = \"gbp\"")
+                .contains("VXLAN's")
+        );
+        assert!(
+            bad("type = \"vxlan\"\nnumber = 1\nremote_ip = \"1.1.1.1\"\nexts = \"gpe\"")
+                .contains("unknown extension \"gpe\"")
+        );
+        let mixed = Config::parse(
+            &format!("{}{}", vxlan("a", 1, "exts = \"gbp\""), vxlan("b", 2, "")),
+            "t.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(mixed.contains("all of them or none"), "{mixed}");
     }
 
     #[test]

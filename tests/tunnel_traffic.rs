@@ -3,7 +3,8 @@
 //! address, joined by a veth underlay; a host behind each. Ping and a 1 MiB
 //! TCP transfer cross a Geneve tunnel whose `tun_metadata0` option one
 //! side sets and the other matches, and a VXLAN tunnel with `key=flow`,
-//! over an IPv4 underlay and over an IPv6 one; malformed tunnel packets
+//! over an IPv4 underlay and over an IPv6 one, and a VXLAN tunnel with
+//! `exts=gbp` carrying a Group Policy id; malformed tunnel packets
 //! and sends to a remote the host cannot route to are dropped and
 //! counted, and traffic flows on afterwards.
 
@@ -26,6 +27,13 @@ const IPV4: Underlay = Underlay {
     tag: "tnl",
     subnet: 78,
     addrs: ["192.168.77.1", "192.168.77.2"],
+    prefix: 24,
+};
+
+const GBP: Underlay = Underlay {
+    tag: "tgb",
+    subnet: 80,
+    addrs: ["192.168.76.1", "192.168.76.2"],
     prefix: 24,
 };
 
@@ -94,6 +102,14 @@ type = "vxlan"
 number = 12
 remote_ip = "flow"
 key = "flow"
+[[port]]
+name = "vxg"
+type = "vxlan"
+number = 13
+remote_ip = "{remote}"
+key = "flow"
+dst_port = 4790
+exts = "gbp"
 "#,
         port = s.host.port
     );
@@ -248,6 +264,37 @@ fn ping_and_tcp_through_geneve_and_vxlan_over_an_ipv6_underlay() {
     assert!(
         flows.contains("tun_id=0x64") && flows.contains("ipv6_src=fc00:77::1"),
         "{flows}"
+    );
+    drop((da, db));
+}
+
+#[test]
+fn ping_and_tcp_through_vxlan_with_a_group_policy_id() {
+    require_root();
+    let (a, b) = topology(&GBP);
+    // Each side sends Group Policy id `mine` and takes only `theirs`.
+    let gbp = |mine: u16, theirs: u16| {
+        format!(
+            "table=0,priority=10,in_port=1,actions=set_field:0x64->tun_id,\
+             set_field:{mine}->tun_gbp_id,set_field:0x08->tun_gbp_flags,output:13\n\
+             table=0,priority=10,in_port=13,tun_id=0x64,tun_gbp_id={theirs},actions=output:1\n"
+        )
+    };
+    let da = daemon(&GBP, &a, 1, &gbp(100, 200));
+    let db = daemon(&GBP, &b, 2, &gbp(200, 100));
+    ping_and_transfer_across(&a, &b, 7003, "vxlan gbp");
+    let flows = db.ctl(Ctl::DumpDpFlows, "");
+    assert!(
+        flows.contains("vxlan(gbp(id=100"),
+        "B's megaflows match A's Group Policy id:\n{flows}"
+    );
+    assert!(flows.contains("in_port(4790)"), "{flows}");
+    // Another id is not taken.
+    db.ctl(Ctl::ReplaceFlows, &gbp(200, 300));
+    db.ctl(Ctl::Revalidate, "");
+    assert!(
+        !ping_ok(&a.host, b.host.addr, 3),
+        "a packet with the wrong Group Policy id got through"
     );
     drop((da, db));
 }

@@ -92,6 +92,8 @@ pub enum PortKind {
     Tunnel {
         kind: crate::tunnel::TunnelKind,
         udp_port: u16,
+        /// VXLAN's Group Policy extension (`exts=gbp`).
+        vxlan_gbp: bool,
     },
 }
 

@@ -219,7 +219,8 @@ pub fn build_header(
         udp[6..8].copy_from_slice(&0xffffu16.to_be_bytes());
     }
     h.extend_from_slice(&udp);
-    h.extend_from_slice(&encap_header(kind, flow, map));
+    // OVS 3.1's userspace VXLAN has no Group Policy extension.
+    h.extend_from_slice(&encap_header(kind, false, flow, map));
     h
 }
 
@@ -421,7 +422,7 @@ pub fn pop(
         }
         md.tun_flags |= FLOW_TNL_F_CSUM;
     }
-    let off = decap(kind, &frame[l4 + UDP_LEN..], map, md).map_err(PopError::Decap)?;
+    let off = decap(kind, false, &frame[l4 + UDP_LEN..], map, md).map_err(PopError::Decap)?;
     frame.drain(..l4 + UDP_LEN + off);
     Ok(())
 }

@@ -69,6 +69,9 @@ pub struct TunnelConfig {
     pub ttl: Option<u8>,
     pub csum: bool,
     pub df_default: bool,
+    /// `exts=gbp` (VXLAN): its vport sends and takes the Group Policy
+    /// extension (`tun_gbp_id`, `tun_gbp_flags`).
+    pub vxlan_gbp: bool,
     /// The datapath port (the vport for this type and UDP port) that
     /// sends and receives this port's packets.
     pub odp_port: u32,
@@ -76,6 +79,10 @@ pub struct TunnelConfig {
 
 /// OVS's default tunnel TTL.
 pub const DEFAULT_TTL: u8 = 64;
+
+/// The VXLAN Group Policy flags OVS keeps in `tun_gbp_flags`: Don't
+/// Learn (0x40) and Policy Applied (0x08).
+const VXLAN_GBP_FLAGS: u8 = 0x48;
 
 const IP_ECN_MASK: u8 = 0x03;
 const IP_ECN_CE: u8 = 0x03;
@@ -110,6 +117,7 @@ impl TunnelConfig {
             ttl: Some(DEFAULT_TTL),
             csum: false,
             df_default: true,
+            vxlan_gbp: false,
             odp_port: 0,
         }
     }
@@ -628,17 +636,19 @@ pub fn tunnel_mask_from_attrs(
 }
 
 /// The UDP payload header of a tunnel packet (VXLAN or Geneve), from
-/// `flow`'s tunnel: VNI from `tun_id`, VXLAN GBP, Geneve options by the
-/// map and the OAM bit (OVS's `netdev_vxlan_build_header` and
-/// `netdev_geneve_build_header`). The inner Ethernet frame follows it.
-pub fn encap_header(kind: TunnelKind, flow: &Flow, map: &TlvMap) -> Vec<u8> {
+/// `flow`'s tunnel: VNI from `tun_id`, VXLAN GBP (with `vxlan_gbp`, a
+/// vport with `exts=gbp`, as Linux's VXLAN device sends it), Geneve
+/// options by the map and the OAM bit (OVS's `netdev_vxlan_build_header`
+/// and `netdev_geneve_build_header`). The inner Ethernet frame follows it.
+pub fn encap_header(kind: TunnelKind, vxlan_gbp: bool, flow: &Flow, map: &TlvMap) -> Vec<u8> {
     let vni = ((flow.tun_id as u32) & 0x00ff_ffff) << 8;
     match kind {
         TunnelKind::Vxlan => {
             let mut h = vec![0x08, 0, 0, 0];
-            if flow.tun_gbp_id != 0 || flow.tun_gbp_flags != 0 {
+            let gbp_flags = flow.tun_gbp_flags & VXLAN_GBP_FLAGS;
+            if vxlan_gbp && (flow.tun_gbp_id != 0 || gbp_flags != 0) {
                 h[0] |= 0x80;
-                h[1] = flow.tun_gbp_flags;
+                h[1] = gbp_flags;
                 h[2..4].copy_from_slice(&flow.tun_gbp_id.to_be_bytes());
             }
             h.extend_from_slice(&vni.to_be_bytes());
@@ -688,11 +698,15 @@ impl std::fmt::Display for DecapError {
 }
 
 /// Parses a received UDP payload of `kind` (OVS's `netdev_vxlan_pop_header`
-/// and `netdev_geneve_pop_header`): fills `flow`'s `tun_id`, flags, GBP,
-/// Geneve options (by the map) and returns where the inner Ethernet frame
-/// starts. The outer addresses, TOS, TTL and ports are the caller's.
+/// and `netdev_geneve_pop_header`): fills `flow`'s `tun_id`, flags, GBP
+/// (with `vxlan_gbp`), Geneve options (by the map) and returns where the
+/// inner Ethernet frame starts. The outer addresses, TOS, TTL and ports
+/// are the caller's. A VXLAN header with flags other than the VNI's (and,
+/// with `vxlan_gbp`, the Group Policy's) is malformed, as both OVS and
+/// Linux drop it.
 pub fn decap(
     kind: TunnelKind,
+    vxlan_gbp: bool,
     payload: &[u8],
     map: &TlvMap,
     flow: &mut Flow,
@@ -704,9 +718,16 @@ pub fn decap(
             if h[0] & 0x08 == 0 || h[7] != 0 {
                 return Err(bad("VXLAN flags without a valid VNI"));
             }
-            if h[0] & 0x80 != 0 {
+            let gbp = vxlan_gbp && h[0] & 0x80 != 0;
+            if gbp {
+                // Group Policy: its flags byte (D, A) and the policy id.
+                if h[0] & !0x88 != 0 || h[1] & !VXLAN_GBP_FLAGS != 0 {
+                    return Err(bad("VXLAN reserved flags set"));
+                }
                 flow.tun_gbp_flags = h[1];
                 flow.tun_gbp_id = u16::from_be_bytes([h[2], h[3]]);
+            } else if h[..4] != [0x08, 0, 0, 0] {
+                return Err(bad("VXLAN reserved flags set"));
             }
             flow.tun_id = u64::from(u32::from_be_bytes([h[4], h[5], h[6], h[7]]) >> 8);
             flow.tun_flags |= FLOW_TNL_F_KEY;
@@ -773,7 +794,7 @@ mod tests {
         let mut f = Flow {
             tun_id: 0x1234,
             tun_gbp_id: 7,
-            tun_gbp_flags: 1,
+            tun_gbp_flags: 0x08,
             ..Flow::default()
         };
         crate::field::Field::TunMetadata {
@@ -783,9 +804,9 @@ mod tests {
         }
         .set(&mut f, 0xabcd);
         for kind in [TunnelKind::Vxlan, TunnelKind::Geneve] {
-            let h = encap_header(kind, &f, &map);
+            let h = encap_header(kind, true, &f, &map);
             let mut back = Flow::default();
-            assert_eq!(decap(kind, &h, &map, &mut back), Ok(h.len()));
+            assert_eq!(decap(kind, true, &h, &map, &mut back), Ok(h.len()));
             assert_eq!(back.tun_id, 0x1234);
             if kind == TunnelKind::Geneve {
                 assert_eq!(
@@ -793,19 +814,30 @@ mod tests {
                     (1, &[0, 0, 0xab, 0xcd][..])
                 );
             } else {
-                assert_eq!((back.tun_gbp_id, back.tun_gbp_flags), (7, 1));
+                assert_eq!((back.tun_gbp_id, back.tun_gbp_flags), (7, 0x08));
             }
             // Every truncation is an error, never a panic.
             for n in 0..h.len() {
                 assert!(
-                    decap(kind, &h[..n], &map, &mut Flow::default()).is_err(),
+                    decap(kind, true, &h[..n], &map, &mut Flow::default()).is_err(),
                     "{kind:?} {n}"
                 );
             }
         }
-        let mut ipv4 = encap_header(TunnelKind::Geneve, &f, &map);
+        let mut ipv4 = encap_header(TunnelKind::Geneve, false, &f, &map);
         ipv4[2..4].copy_from_slice(&0x0800u16.to_be_bytes());
-        assert!(decap(TunnelKind::Geneve, &ipv4, &map, &mut Flow::default()).is_err());
+        assert!(decap(TunnelKind::Geneve, false, &ipv4, &map, &mut Flow::default()).is_err());
+        // Without exts=gbp no GBP is sent, and a header with the G bit
+        // (or any flag but I) is malformed, as Linux and OVS say.
+        let plain = encap_header(TunnelKind::Vxlan, false, &f, &map);
+        assert_eq!(plain[..4], [0x08, 0, 0, 0]);
+        let with_gbp = encap_header(TunnelKind::Vxlan, true, &f, &map);
+        assert_eq!(with_gbp[..4], [0x88, 0x08, 0, 7]);
+        let mut back = Flow::default();
+        assert!(decap(TunnelKind::Vxlan, false, &with_gbp, &map, &mut back).is_err());
+        let mut reserved = with_gbp.clone();
+        reserved[1] |= 0x80;
+        assert!(decap(TunnelKind::Vxlan, true, &reserved, &map, &mut back).is_err());
     }
 
     #[test]

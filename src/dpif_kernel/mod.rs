@@ -42,8 +42,8 @@ use messages::netlink::writer::{MessageWriter, RequestHeader};
 use messages::netlink::{
     actions_from_attrs, actions_to_attrs, key_from_attrs, mask_from_attrs, megaflow_to_attrs,
     metadata_to_attrs, parse_upcall, tunnel_kind_of_vport_type, tunnel_vport_options,
-    tunnel_vport_type, tunnel_vport_udp_port, DpAttr, DpMessage, FlowAttr, FlowMessage, OvsAttr,
-    PacketAttr, VportAttr, VportMessage,
+    tunnel_vport_type, tunnel_vport_udp_port, tunnel_vport_vxlan_gbp, DpAttr, DpMessage, FlowAttr,
+    FlowMessage, OvsAttr, PacketAttr, VportAttr, VportMessage,
 };
 use messages::odp::OdpActions;
 use netlink_packet_core::{Emitable, ParseableParametrized, NLM_F_CREATE, NLM_F_DUMP, NLM_F_ECHO};
@@ -999,9 +999,13 @@ impl Dpif for KernelDpif {
                     "replay ports exist only on the userspace datapath".into(),
                 ))
             }
-            PortKind::Tunnel { kind, udp_port } => (
+            PortKind::Tunnel {
+                kind,
+                udp_port,
+                vxlan_gbp,
+            } => (
                 tunnel_vport_type(kind),
-                Some(tunnel_vport_options(udp_port)),
+                Some(tunnel_vport_options(udp_port, vxlan_gbp)),
             ),
         };
         let mut attrs = vec![
@@ -1074,6 +1078,7 @@ impl Dpif for KernelDpif {
                 let mut kind = PortKind::System;
                 let mut tunnel = None;
                 let mut udp_port = None;
+                let mut vxlan_gbp = false;
                 for a in m.attrs {
                     match a {
                         VportAttr::PortNo(n) => number = Some(n),
@@ -1081,7 +1086,8 @@ impl Dpif for KernelDpif {
                         VportAttr::Type(OVS_VPORT_TYPE_INTERNAL) => kind = PortKind::Internal,
                         VportAttr::Type(t) => tunnel = tunnel_kind_of_vport_type(t),
                         VportAttr::Options(o) => {
-                            udp_port = tunnel_vport_udp_port(&o).ok().flatten()
+                            udp_port = tunnel_vport_udp_port(&o).ok().flatten();
+                            vxlan_gbp = tunnel_vport_vxlan_gbp(&o).unwrap_or(false);
                         }
                         _ => {}
                     }
@@ -1090,6 +1096,7 @@ impl Dpif for KernelDpif {
                     kind = PortKind::Tunnel {
                         kind: tunnel,
                         udp_port,
+                        vxlan_gbp,
                     };
                 }
                 Some(PortInfo {

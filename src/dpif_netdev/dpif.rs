@@ -176,8 +176,14 @@ impl Dpif for Netdev {
             PortKind::System => (PortIo::open_packet(&spec.name)?, None),
             PortKind::Internal => (PortIo::open_tap(&spec.name)?, None),
             PortKind::Replay { path } => (PortIo::Replay, Some(path.clone())),
-            PortKind::Tunnel { kind, udp_port } => (
-                PortIo::Tunnel(super::tunnel::TunnelVport::open(*kind, *udp_port)?),
+            PortKind::Tunnel {
+                kind,
+                udp_port,
+                vxlan_gbp,
+            } => (
+                PortIo::Tunnel(super::tunnel::TunnelVport::open(
+                    *kind, *udp_port, *vxlan_gbp,
+                )?),
                 None,
             ),
         };

@@ -351,6 +351,7 @@ fn a_tunnel_vports_receive_loop_counts_packets_and_bytes() {
             kind: PortKind::Tunnel {
                 kind: messages::tunnel::TunnelKind::Vxlan,
                 udp_port,
+                vxlan_gbp: false,
             },
             number: None,
         })

@@ -47,13 +47,16 @@ pub struct TunnelVport {
     sock: OwnedFd,
     /// Whether `sock` is IPv6 (dual stack) rather than IPv4 only.
     v6: bool,
+    /// VXLAN's Group Policy extension (`exts=gbp`) in sent and received
+    /// headers.
+    vxlan_gbp: bool,
     pub counters: TunnelCounters,
 }
 
 impl TunnelVport {
     /// Binds the UDP port on every address of the namespace, IPv6 and
     /// IPv4 (IPv4 only where the host has no IPv6).
-    pub fn open(kind: TunnelKind, udp_port: u16) -> io::Result<TunnelVport> {
+    pub fn open(kind: TunnelKind, udp_port: u16, vxlan_gbp: bool) -> io::Result<TunnelVport> {
         use rustix::net::sockopt;
         let (sock, v6) = match raw_socket::socket(AddressFamily::INET6, SocketType::DGRAM) {
             Ok(sock) => (sock, true),
@@ -92,6 +95,7 @@ impl TunnelVport {
             udp_port,
             sock,
             v6,
+            vxlan_gbp,
             counters: TunnelCounters::default(),
         })
     }
@@ -156,7 +160,7 @@ impl TunnelVport {
                     _ => {}
                 }
             }
-            match decap(self.kind, buf, &map, md) {
+            match decap(self.kind, self.vxlan_gbp, buf, &map, md) {
                 Ok(off) => {
                     buf.drain(..off);
                     return Ok(true);
@@ -189,7 +193,7 @@ impl TunnelVport {
             self.counters.tx_no_remote.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         };
-        let header = encap_header(self.kind, tunnel, &messages::tlv::current());
+        let header = encap_header(self.kind, self.vxlan_gbp, tunnel, &messages::tlv::current());
         let port = if tunnel.tun_tp_dst != 0 {
             tunnel.tun_tp_dst
         } else {

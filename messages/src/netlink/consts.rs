@@ -59,6 +59,8 @@ pub const OVS_VPORT_TYPE_GENEVE: u32 = 5;
 
 // enum ovs_tunnel_attr (nested in OVS_VPORT_ATTR_OPTIONS)
 pub const OVS_TUNNEL_ATTR_DST_PORT: u16 = 1;
+/// Nested: the VXLAN extensions (`OVS_VXLAN_EXT_GBP`, a flag here).
+pub const OVS_TUNNEL_ATTR_EXTENSION: u16 = 2;
 
 // enum ovs_vport_attr
 pub const OVS_VPORT_ATTR_PORT_NO: u16 = 1;

@@ -271,13 +271,23 @@ pub fn tunnel_kind_of_vport_type(t: u32) -> Option<crate::tunnel::TunnelKind> {
 }
 
 /// `OVS_VPORT_ATTR_OPTIONS` of a tunnel vport: its UDP port
-/// (`OVS_TUNNEL_ATTR_DST_PORT`, host order, as OVS's `dpif-netlink` sends it).
-pub fn tunnel_vport_options(udp_port: u16) -> Vec<u8> {
-    let mut v = Vec::with_capacity(8);
+/// (`OVS_TUNNEL_ATTR_DST_PORT`, host order, as OVS's `dpif-netlink` sends it)
+/// and, for VXLAN with `exts=gbp`, `OVS_TUNNEL_ATTR_EXTENSION` holding the
+/// `OVS_VXLAN_EXT_GBP` flag.
+pub fn tunnel_vport_options(udp_port: u16, vxlan_gbp: bool) -> Vec<u8> {
+    let mut v = Vec::with_capacity(16);
     v.extend_from_slice(&6u16.to_ne_bytes());
     v.extend_from_slice(&OVS_TUNNEL_ATTR_DST_PORT.to_ne_bytes());
     v.extend_from_slice(&udp_port.to_ne_bytes());
     v.extend_from_slice(&[0, 0]);
+    if vxlan_gbp {
+        // The nest (8 bytes) around one empty flag attribute (4 bytes),
+        // without NLA_F_NESTED, as OVS sends it.
+        v.extend_from_slice(&8u16.to_ne_bytes());
+        v.extend_from_slice(&OVS_TUNNEL_ATTR_EXTENSION.to_ne_bytes());
+        v.extend_from_slice(&4u16.to_ne_bytes());
+        v.extend_from_slice(&OVS_VXLAN_EXT_GBP.to_ne_bytes());
+    }
     v
 }
 
@@ -292,6 +302,24 @@ pub fn tunnel_vport_udp_port(options: &[u8]) -> Result<Option<u16>, DecodeError>
         }
     }
     Ok(None)
+}
+
+/// Whether a tunnel vport's `OVS_VPORT_ATTR_OPTIONS` turn VXLAN's Group
+/// Policy extension on.
+pub fn tunnel_vport_vxlan_gbp(options: &[u8]) -> Result<bool, DecodeError> {
+    let malformed =
+        |e| DecodeError::from(format!("OVS_VPORT_ATTR_OPTIONS: malformed attribute: {e}"));
+    for nla in NlasIterator::new(options) {
+        let nla = nla.map_err(malformed)?;
+        if nla.kind() == OVS_TUNNEL_ATTR_EXTENSION {
+            for ext in NlasIterator::new(nla.value()) {
+                if ext.map_err(malformed)?.kind() == OVS_VXLAN_EXT_GBP {
+                    return Ok(true);
+                }
+            }
+        }
+    }
+    Ok(false)
 }
 
 impl<'a> Parseable<NlaBuffer<&'a [u8]>> for VportAttr {

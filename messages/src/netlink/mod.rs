@@ -33,8 +33,8 @@ pub mod writer;
 pub use actions::{actions_from_attrs, actions_to_attrs, ActionAttr};
 pub use families::{
     parse_upcall, tunnel_kind_of_vport_type, tunnel_vport_options, tunnel_vport_type,
-    tunnel_vport_udp_port, DpAttr, DpMessage, FlowAttr, FlowMessage, OvsAttr, OvsDpStats,
-    OvsMessage, PacketAttr, PacketMessage, VportAttr, VportMessage,
+    tunnel_vport_udp_port, tunnel_vport_vxlan_gbp, DpAttr, DpMessage, FlowAttr, FlowMessage,
+    OvsAttr, OvsDpStats, OvsMessage, PacketAttr, PacketMessage, VportAttr, VportMessage,
 };
 pub use flow_key::{
     installed_megaflow_attrs, kernel_mask, key_from_attrs, key_to_attrs, mask_from_attrs,

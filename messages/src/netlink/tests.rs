@@ -644,10 +644,17 @@ fn datapath_and_vport_messages_round_trip() {
 
 #[test]
 fn tunnel_vport_options_carry_the_udp_port() {
-    let opts = tunnel_vport_options(6081);
+    let opts = tunnel_vport_options(6081, false);
     // One attribute: length 6, type OVS_TUNNEL_ATTR_DST_PORT, padded to 8.
     assert_eq!(opts.len(), 8);
     assert_eq!(tunnel_vport_udp_port(&opts).unwrap(), Some(6081));
+    assert!(!tunnel_vport_vxlan_gbp(&opts).unwrap());
+    // exts=gbp: OVS_TUNNEL_ATTR_EXTENSION around the OVS_VXLAN_EXT_GBP flag.
+    let gbp = tunnel_vport_options(4789, true);
+    assert_eq!(gbp[8..], [8, 0, 2, 0, 4, 0, 1, 0]);
+    assert_eq!(tunnel_vport_udp_port(&gbp).unwrap(), Some(4789));
+    assert!(tunnel_vport_vxlan_gbp(&gbp).unwrap());
+    assert!(tunnel_vport_vxlan_gbp(&gbp[..14]).is_err());
     assert_eq!(tunnel_vport_udp_port(&[]).unwrap(), None);
     let err = tunnel_vport_udp_port(&[5, 0, 1, 0, 0xb5, 0, 0, 0]).unwrap_err();
     assert!(
