@@ -13,6 +13,7 @@ use std::cell::Cell;
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -126,15 +127,23 @@ pub enum PortReason {
 
 /// How often port states are read besides the events that wake the
 /// watcher (rtnetlink link changes, `ctl add-port`/`del-port`): a
-/// fallback for what no event tells (a vport another tool changed).
-const PORT_POLL: Duration = Duration::from_secs(1);
+/// fallback for what no event tells (a vport another tool changed). Each
+/// look dumps the datapath's ports and reads two sysfs files per port on
+/// the main thread, so it is rare while link events are heard: once a
+/// second it took a third of the main thread's CPU in a burst of upcalls
+/// in the kernel VM.
+const PORT_POLL: Duration = Duration::from_secs(10);
+/// The same when no link events can be heard: the poll is all there is.
+const PORT_POLL_WITHOUT_EVENTS: Duration = Duration::from_secs(1);
 
 /// Wakes `events` on every rtnetlink link message of this network
 /// namespace (an interface up or down, a carrier change, an interface
 /// enslaved to or freed from a kernel datapath), as OVS's netdev-linux
 /// hears them, from a thread of its own blocked on the socket. Without
-/// the socket, the poll alone tells (logged).
-fn watch_links(events: futures::channel::mpsc::UnboundedSender<()>) {
+/// the socket, the poll alone tells (logged). The flag returned says
+/// whether the events are heard (the thread runs).
+fn watch_links(events: futures::channel::mpsc::UnboundedSender<()>) -> Arc<AtomicBool> {
+    let hearing = Arc::new(AtomicBool::new(false));
     use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
     const RTMGRP_LINK: u32 = 1;
     let socket = Socket::new(NETLINK_ROUTE).and_then(|mut s| {
@@ -145,9 +154,11 @@ fn watch_links(events: futures::channel::mpsc::UnboundedSender<()>) {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, "no rtnetlink link events: port changes polled once a second");
-            return;
+            return hearing;
         }
     };
+    hearing.store(true, Ordering::Relaxed);
+    let heard = hearing.clone();
     let spawned = std::thread::Builder::new()
         .name("link-events".into())
         .spawn(move || {
@@ -157,6 +168,7 @@ fn watch_links(events: futures::channel::mpsc::UnboundedSender<()>) {
                 match socket.recv(&mut buf, 0) {
                     Ok(_) => {
                         if events.unbounded_send(()).is_err() {
+                            heard.store(false, Ordering::Relaxed);
                             return;
                         }
                     }
@@ -166,15 +178,18 @@ fn watch_links(events: futures::channel::mpsc::UnboundedSender<()>) {
                         let _ = events.unbounded_send(());
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "rtnetlink link events stopped: port changes polled");
+                        tracing::warn!(error = %e, "rtnetlink link events stopped: port changes polled once a second");
+                        heard.store(false, Ordering::Relaxed);
                         return;
                     }
                 }
             }
         });
     if let Err(e) = spawned {
-        tracing::warn!(error = %e, "no rtnetlink link events thread: port changes polled");
+        tracing::warn!(error = %e, "no rtnetlink link events thread: port changes polled once a second");
+        hearing.store(false, Ordering::Relaxed);
     }
+    hearing
 }
 
 /// A port's OFPPC_PORT_DOWN and OFPPS_LINK_DOWN bits, from its network
@@ -499,10 +514,12 @@ impl Switch {
 
 /// Watches the ports and tells the connections what changed: at once on
 /// an event (`events`: rtnetlink, `ctl add-port`/`del-port`), else every
-/// `PORT_POLL`.
+/// `PORT_POLL` (every `PORT_POLL_WITHOUT_EVENTS` while link events are
+/// not `heard`).
 async fn watch_ports(
     switch: Rc<Switch>,
     mut events: futures::channel::mpsc::UnboundedReceiver<()>,
+    heard: Arc<AtomicBool>,
 ) {
     let mut known: HashMap<u32, of::PortDesc> =
         switch.ports().into_iter().map(|p| (p.number, p)).collect();
@@ -510,7 +527,11 @@ async fn watch_ports(
     set_down_ports(&switch, &known, &mut down).await;
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(PORT_POLL) => {}
+            _ = tokio::time::sleep(if heard.load(Ordering::Relaxed) {
+                PORT_POLL
+            } else {
+                PORT_POLL_WITHOUT_EVENTS
+            }) => {}
             Some(()) = events.next() => {
                 // A burst of link messages is one look at the ports.
                 while events.try_recv().is_ok() {}
@@ -715,8 +736,8 @@ pub fn start(
     }
     let controllers = std::mem::take(&mut bound.controllers);
     actix::spawn(FailOpen::run(switch.clone(), !controllers.is_empty()));
-    watch_links(port_wakes);
-    actix::spawn(watch_ports(switch.clone(), port_events));
+    let heard = watch_links(port_wakes);
+    actix::spawn(watch_ports(switch.clone(), port_events, heard));
     for ep in controllers {
         actix::spawn(controller(switch.clone(), ep));
     }
