@@ -242,12 +242,11 @@ impl Pipeline {
     }
 
     /// Every rule with its statistics, counting every upcall handled so far
-    /// (handlers send their credits first; a handler that is gone has none
-    /// to send).
+    /// (handlers send their credits first, all at once: an idle handler
+    /// reading its own upcall queue answers after its wait; a handler that
+    /// is gone has none to send).
     pub async fn dump_rules(&self) -> Result<Vec<(Arc<RuleEntry>, RuleStats)>, MailboxError> {
-        for h in &self.handlers {
-            let _ = h.send(SendCredits).await;
-        }
+        futures::future::join_all(self.handlers.iter().map(|h| h.send(SendCredits))).await;
         self.rule_table.send(DumpRules).await
     }
 
