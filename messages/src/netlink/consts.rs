@@ -130,8 +130,8 @@ pub const OVS_TUNNEL_KEY_ATTR_TP_DST: u16 = 10;
 pub const OVS_TUNNEL_KEY_ATTR_OAM: u16 = 7;
 pub const OVS_TUNNEL_KEY_ATTR_GENEVE_OPTS: u16 = 8;
 pub const OVS_TUNNEL_KEY_ATTR_VXLAN_OPTS: u16 = 11;
-pub const OVS_TUNNEL_KEY_ATTR_IPV6_SRC: u16 = 13;
-pub const OVS_TUNNEL_KEY_ATTR_IPV6_DST: u16 = 14;
+pub const OVS_TUNNEL_KEY_ATTR_IPV6_SRC: u16 = 12;
+pub const OVS_TUNNEL_KEY_ATTR_IPV6_DST: u16 = 13;
 /// Inside `OVS_TUNNEL_KEY_ATTR_VXLAN_OPTS`: the Group Based Policy word.
 pub const OVS_VXLAN_EXT_GBP: u16 = 1;
 

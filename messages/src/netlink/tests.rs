@@ -1060,3 +1060,28 @@ fn meter_requests_and_replies_have_the_kernels_layout() {
     let e = MeterMessage::parse_with_param(&bad, header).unwrap_err();
     assert!(e.to_string().contains("OVS_METER_ATTR_STATS"), "{e}");
 }
+
+/// The kernel knows IPv6 tunnel addresses only by openvswitch.h's numbers
+/// (12 and 13; 14 is padding); a round trip cannot see a wrong number, so
+/// the bytes are checked.
+#[test]
+fn ipv6_tunnel_addresses_carry_openvswitch_h_attribute_numbers() {
+    use netlink_packet_core::Emitable;
+    for (attr, kind) in [
+        (key::TunnelAttr::Ipv6Src([1; 16]), 12u16),
+        (key::TunnelAttr::Ipv6Dst([2; 16]), 13),
+    ] {
+        let mut bytes = vec![0; attr.buffer_len()];
+        attr.emit(&mut bytes);
+        assert_eq!(
+            u16::from_ne_bytes([bytes[0], bytes[1]]),
+            20,
+            "length of {attr:?}"
+        );
+        assert_eq!(
+            u16::from_ne_bytes([bytes[2], bytes[3]]),
+            kind,
+            "type of {attr:?}"
+        );
+    }
+}
