@@ -235,6 +235,27 @@ struct Lists<M> {
     expiry: VecDeque<(ListKey, u64)>,
 }
 
+impl<M> Lists<M> {
+    /// Takes the list that expires first if `due(its expiry)`, skipping the
+    /// stale entries before it; `None` once the first live list is not due.
+    fn pop_due(&mut self, due: impl Fn(u64) -> bool) -> Option<(ListKey, List<M>)> {
+        while let Some(&(key, expires)) = self.expiry.front() {
+            let live = self
+                .by_key
+                .get(&key)
+                .is_some_and(|l| l.expires_ms == expires);
+            if live && !due(expires) {
+                return None;
+            }
+            self.expiry.pop_front();
+            if live {
+                return self.by_key.remove(&key).map(|list| (key, list));
+            }
+        }
+        None
+    }
+}
+
 /// The fragment reassembler.
 pub struct Ipf<M> {
     config: IpfConfig,
@@ -390,19 +411,10 @@ impl<M> Ipf<M> {
         let mut lists = self.lists.lock();
         let mut out = Vec::new();
         let mut sent = 0;
-        while let Some(&(key, expires)) = lists.expiry.front() {
-            let live = lists
-                .by_key
-                .get(&key)
-                .is_some_and(|l| l.expires_ms == expires);
-            if live && (expires >= now || sent >= EXPIRED_LISTS_PER_CALL) {
+        while sent < EXPIRED_LISTS_PER_CALL {
+            let Some((key, list)) = lists.pop_due(|expires| expires < now) else {
                 break;
-            }
-            lists.expiry.pop_front();
-            if !live {
-                continue;
-            }
-            let list = lists.by_key.remove(&key).expect("live");
+            };
             let n = list.fragments.len();
             self.held.fetch_sub(n, Ordering::Relaxed);
             self.counters(key.ipv6)
@@ -423,19 +435,7 @@ impl<M> Ipf<M> {
         }
         let mut lists = self.lists.lock();
         let mut purged = 0;
-        while let Some(&(key, expires)) = lists.expiry.front() {
-            let live = lists
-                .by_key
-                .get(&key)
-                .is_some_and(|l| l.expires_ms == expires);
-            if live && expires + PURGE_AFTER_MS > now {
-                break;
-            }
-            lists.expiry.pop_front();
-            if !live {
-                continue;
-            }
-            let list = lists.by_key.remove(&key).expect("live");
+        while let Some((key, list)) = lists.pop_due(|expires| expires + PURGE_AFTER_MS <= now) {
             let n = list.fragments.len();
             self.held.fetch_sub(n, Ordering::Relaxed);
             self.counters(key.ipv6)
