@@ -173,6 +173,23 @@ fn differential_cases_agree_with_open_vswitch() {
         &learning,
     );
     assert_eq!(same, total, "{}", bad.join("\n"));
+    // controller(pause), on a fresh bridge with ports 1..8: traced with
+    // `-generate` (a packet, so the continuation is emitted) and without
+    // (OVS then emits nothing for a pause).
+    let case = dir.join("46-controller-pause");
+    let mut generate = dummy_bridge(Some((1..=8).collect()));
+    generate.side_effects = true;
+    let (same, total, bad) = score_cases(vec![case.clone()], &generate);
+    assert_eq!(same, total, "{}", bad.join("\n"));
+    let rules = parse_rules(&std::fs::read_to_string(case.join("rules.of13")).unwrap()).unwrap();
+    let flows = std::fs::read_to_string(case.join("flows.txt")).unwrap();
+    let ours = upcalld::trace::trace_lines(
+        &Tables::from_rules(rules),
+        &flows,
+        &dummy_bridge(Some((1..=8).collect())),
+    );
+    let without_packet = std::fs::read_to_string(case.join("without-packet.tsv")).unwrap();
+    assert_eq!(ours, without_packet);
     // The peer's bridge had ports 1..8: told so, trace drops the others
     // (and fast-failover groups see ports 9 and 10 down).
     let (same, total, bad) = score_cases(

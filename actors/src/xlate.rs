@@ -284,6 +284,10 @@ struct Freeze {
     hash: Option<(u32, u32)>,
     /// What each level had left, innermost first.
     continuation: Vec<FrozenActions>,
+    /// A `controller(pause)` froze (OVS's `ctx->pause`): the frozen state
+    /// goes to the controllers as a continuation instead of back to the
+    /// datapath.
+    pause: Option<ControllerAction>,
 }
 
 /// Translates `flow` through `tables`, starting at table 0.
@@ -775,6 +779,12 @@ impl Ctx<'_> {
                 OfAction::OutputReg { field, ofs, n_bits } => {
                     self.output_reg(*field, *ofs, *n_bits)
                 }
+                OfAction::Controller(c) if c.pause => {
+                    self.trigger_freeze();
+                    if let Some(f) = &mut self.freeze {
+                        f.pause = Some(c.clone());
+                    }
+                }
                 OfAction::Controller(c) if c.is_output() => self.output_to_controller(c.max_len),
                 OfAction::Controller(c) => self.controller(c, c.reason),
                 OfAction::SetField { field, value, mask }
@@ -941,13 +951,31 @@ impl Ctx<'_> {
             conntracked,
         )
         .with_stack(self.stack.clone());
-        state.continuation = freeze.continuation;
         state.was_mpls = self.was_mpls;
-        let id = self.cfg.recirc.id_for(state);
-        if let Some((alg, basis)) = freeze.hash {
-            self.actions.push(OdpAction::Hash { alg, basis });
+        if let Some(c) = &freeze.pause {
+            state.userdata.clone_from(&c.userdata);
         }
-        self.actions.push(OdpAction::Recirc(id));
+        // OVS's `finish_freezing__`: a translation without side effects (a
+        // trace without a packet) sends nothing to resume, and stays
+        // frozen, so that an enclosing pass (after a clone, a bucket)
+        // freezes again with what it adds.
+        if freeze.pause.is_some() && !self.cfg.side_effects {
+            state.continuation.clone_from(&freeze.continuation);
+            self.cfg.recirc.id_for(state);
+            self.freeze = Some(freeze);
+            return true;
+        }
+        state.continuation = freeze.continuation;
+        let id = self.cfg.recirc.id_for(state);
+        match freeze.pause {
+            Some(c) => self.put_controller_action(&c, c.reason, id, false, true),
+            None => {
+                if let Some((alg, basis)) = freeze.hash {
+                    self.actions.push(OdpAction::Hash { alg, basis });
+                }
+                self.actions.push(OdpAction::Recirc(id));
+            }
+        }
         true
     }
 
@@ -966,30 +994,30 @@ impl Ctx<'_> {
                 OfAction::Ct(_) | OfAction::Nat(_) | OfAction::OutputTrunc { .. }
             )
         });
-        let froze = if reversible || last {
+        if reversible || last {
             self.run_actions(inner, None, last);
-            self.end_pass()
+            self.end_pass();
         } else {
             self.commit();
             let old_base = self.base;
             let old_conntracked = self.conntracked;
             let outer = std::mem::take(&mut self.actions);
             self.run_actions(inner, None, true);
-            let froze = self.end_pass();
+            self.end_pass();
             let cloned = std::mem::replace(&mut self.actions, outer);
             if !cloned.is_empty() {
                 self.actions.push(OdpAction::Clone(cloned));
             }
             self.conntracked = old_conntracked;
             self.base = old_base;
-            froze
-        };
+        }
         self.action_set = old_action_set;
         self.stack = old_stack;
         self.flow = old_flow;
         self.was_mpls = old_was_mpls;
-        // A freeze inside ended with the clone.
-        self.exit &= !froze;
+        // A freeze inside (`debug_recirc`, `controller(pause)`, a pop of
+        // MPLS) ended with the clone and leaves `exit` set: as in OVS 3.1,
+        // the actions after the clone are neither run nor frozen.
     }
 
     /// OVS's `nxm_reg_load` of an action's result: written into the
@@ -1430,13 +1458,26 @@ impl Ctx<'_> {
             .with_stack(self.stack.clone());
         state.userdata.clone_from(&c.userdata);
         let recirc_id = self.cfg.recirc.id_for(state);
+        self.put_controller_action(c, reason, recirc_id, !self.cfg.side_effects, false);
+    }
+
+    /// OVS's `put_controller_user_action`: the `userspace` action with
+    /// OVS's controller cookie.
+    fn put_controller_action(
+        &mut self,
+        c: &ControllerAction,
+        reason: u8,
+        recirc_id: u32,
+        dont_send: bool,
+        continuation: bool,
+    ) {
         // A meter on packet-ins is not kept: with no meters, OVS too sends
         // them unmetered (the meter id names no meter).
         self.actions.push(OdpAction::Userspace {
             pid: self.cfg.upcall_pid,
             userdata: ControllerCookie {
-                dont_send: !self.cfg.side_effects,
-                continuation: false,
+                dont_send,
+                continuation,
                 reason: reason.into(),
                 recirc_id,
                 rule_cookie: self.rule_cookie,

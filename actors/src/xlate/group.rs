@@ -152,6 +152,7 @@ impl Ctx<'_> {
                     self.freeze = Some(Freeze {
                         hash: Some((alg as u32, *basis)),
                         continuation: Vec::new(),
+                        pause: None,
                     });
                     return None;
                 }

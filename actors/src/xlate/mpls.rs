@@ -106,6 +106,7 @@ impl Ctx<'_> {
         self.freeze = Some(Freeze {
             hash: None,
             continuation: Vec::new(),
+            pause: None,
         });
     }
 
