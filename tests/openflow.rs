@@ -388,8 +388,27 @@ fn smaller_actions_round_trip_through_ovs_ofctl() {
             "in_port=5",
             "sample(probability=12345,collector_set_id=1,obs_domain_id=2,obs_point_id=3,sampling_port=2),sample(probability=1,egress),sample(probability=65535,collector_set_id=1,obs_domain_id=2,obs_point_id=3)",
         ),
+        (
+            "in_port=6",
+            "push:NXM_NX_REG0[],pop:NXM_NX_REG1[0..15],check_pkt_larger(100)->NXM_NX_REG2[3],output(port=1,max_len=100),clone(set_field:1->reg3,output:2),exit",
+        ),
+        ("in_port=7", "set_queue:3,enqueue:3:4,pop_queue,output:1"),
     ];
-    for version in ["OpenFlow10", "OpenFlow13"] {
+    // What OVS 3.1 dumps for the same rules added in each version (on
+    // ovs-peer): OpenFlow 1.0 has NXAST_REG_LOAD for set_field and an
+    // enqueue action, 1.3 sends enqueue as set_queue, output, pop_queue.
+    let (clone10, queue10) = (
+        "clone(load:0x1->NXM_NX_REG3[],output:2),exit",
+        "set_queue:3,enqueue:3:4,pop_queue,output:1",
+    );
+    let (clone13, queue13) = (
+        "clone(set_field:0x1->reg3,output:2),exit",
+        "set_queue:3,set_queue:4,output:3,pop_queue,pop_queue,output:1",
+    );
+    for (version, clone, queue) in [
+        ("OpenFlow10", clone10, queue10),
+        ("OpenFlow13", clone13, queue13),
+    ] {
         ok(&["-O", version, "del-flows", t]);
         for (m, a) in rules {
             ok(&["-O", version, "add-flow", t, &format!("{m},actions={a}")]);
@@ -402,6 +421,8 @@ fn smaller_actions_round_trip_through_ovs_ofctl() {
                 "in_port=3 actions=bundle(symmetric_l4,60,hrw,ofport,members:2,3)",
                 "in_port=4 actions=bundle_load(eth_src,0,active_backup,ofport,NXM_NX_REG1[0..15],members:2,3,5)",
                 "in_port=5 actions=sample(probability=12345,collector_set_id=1,obs_domain_id=2,obs_point_id=3,sampling_port=2),sample(probability=1,collector_set_id=0,obs_domain_id=0,obs_point_id=0,egress),sample(probability=65535,collector_set_id=1,obs_domain_id=2,obs_point_id=3)",
+                &format!("in_port=6 actions=push:NXM_NX_REG0[],pop:NXM_NX_REG1[0..15],check_pkt_larger(100)->NXM_NX_REG2[3],output(port=1,max_len=100),{clone}"),
+                &format!("in_port=7 actions={queue}"),
             ],
             "{version}"
         );
@@ -411,6 +432,25 @@ fn smaller_actions_round_trip_through_ovs_ofctl() {
     assert!(
         dump.contains("actions=bundle(symmetric_l4,60,hrw,ofport,members:2,3)"),
         "{dump}"
+    );
+    // The action set holds what OVS's does; the rest is refused with
+    // OVS's error (OFPBAC_BAD_TYPE) and nothing is added.
+    ok(&["-O", "OpenFlow13", "del-flows", t]);
+    ok(&[
+        "-O",
+        "OpenFlow13",
+        "add-flow",
+        t,
+        "ip,actions=write_actions(set_queue:1,resubmit(,2),CONTROLLER:100,output:1)",
+    ]);
+    for refused in ["exit", "clone(output:1)", "controller(id=3)", "pop_queue"] {
+        let rule = format!("tcp,actions=write_actions(output:1,{refused})");
+        let (success, _, err) = ofctl(&["-O", "OpenFlow13", "add-flow", t, &rule]);
+        assert!(!success && err.contains("OFPBAC_BAD_TYPE"), "{rule}: {err}");
+    }
+    assert_eq!(
+        flows(t, "OpenFlow13"),
+        ["ip actions=write_actions(set_queue:1,resubmit(,2),CONTROLLER:100,output:1)"]
     );
 }
 

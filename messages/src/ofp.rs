@@ -350,6 +350,60 @@ impl ControllerAction {
     }
 }
 
+impl OfAction {
+    /// Whether OpenFlow's action set (`write_actions`) may hold the action
+    /// (OVS's `ofpact_is_allowed_in_actions_set`): outputs, `group`,
+    /// `resubmit`, `ct`/`ct_clear`, field writes, VLAN and MPLS pushes and
+    /// pops, TTL decrements and `set_queue`. The rest (the `controller`
+    /// action beyond a plain output to CONTROLLER, `learn`, `clone`,
+    /// `exit`, stack actions, ...) has no slot in the set; OVS refuses a
+    /// flow mod with one (`OFPBAC_BAD_TYPE`).
+    pub fn allowed_in_action_set(&self) -> bool {
+        match self {
+            OfAction::Controller(c) => c.is_output(),
+            OfAction::Output { .. }
+            | OfAction::SetField { .. }
+            | OfAction::Load { .. }
+            | OfAction::Move { .. }
+            | OfAction::PushVlan { .. }
+            | OfAction::PopVlan
+            | OfAction::PushMpls { .. }
+            | OfAction::PopMpls { .. }
+            | OfAction::SetMplsLabel(_)
+            | OfAction::SetMplsTc(_)
+            | OfAction::SetMplsTtl(_)
+            | OfAction::DecMplsTtl
+            | OfAction::DecTtl
+            | OfAction::DecTtlIds(_)
+            | OfAction::Resubmit { .. }
+            | OfAction::Ct(_)
+            | OfAction::CtClear
+            | OfAction::SetQueue(_)
+            | OfAction::Group(_)
+            | OfAction::SetTunnel { .. } => true,
+            OfAction::OutputReg { .. }
+            | OfAction::Nat(_)
+            | OfAction::Conjunction { .. }
+            | OfAction::Learn(_)
+            | OfAction::FinTimeout { .. }
+            | OfAction::Clone(_)
+            | OfAction::StackPush(_)
+            | OfAction::StackPop(_)
+            | OfAction::Exit
+            | OfAction::OutputTrunc { .. }
+            | OfAction::CheckPktLarger { .. }
+            | OfAction::Enqueue { .. }
+            | OfAction::PopQueue
+            | OfAction::Note(_)
+            | OfAction::Multipath(_)
+            | OfAction::Bundle(_)
+            | OfAction::Sample(_)
+            | OfAction::DebugRecirc
+            | OfAction::DebugSlow => false,
+        }
+    }
+}
+
 impl Rule {
     /// A table-miss rule (priority 0, matching everything): its
     /// `controller` actions tell a miss (OVS's `rule_is_table_miss`).

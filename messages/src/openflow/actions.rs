@@ -154,7 +154,7 @@ pub fn decode_actions(version: u8, buf: &[u8], m: &Match) -> Result<Instructions
         let body = r.bytes(len - 4, "action body")?;
         let mut a = Reader::new(body, E::ActionBadLen);
         if kind == OFPAT_EXPERIMENTER {
-            decode_nx(&mut a, &mut ins)?;
+            decode_nx(version, &mut a, m, &mut ins)?;
         } else if version == OFP10 {
             decode_of10(kind, &mut a, m, &mut ins.apply)?;
         } else {
@@ -315,6 +315,19 @@ fn decode_of10(
             let max_len = a.u16("max_len")?;
             out.push(output(p, max_len)?);
         }
+        OFPAT10_ENQUEUE => {
+            let port = super::port_from_of10(a.u16("port")?);
+            a.skip(6, "pad")?;
+            let queue = a.u32("queue_id")?;
+            // OVS's `decode_OFPAT_RAW10_ENQUEUE`.
+            if port >= port::MAX && port != port::IN_PORT && port != port::LOCAL {
+                return Err(bad(
+                    E::ActionBadOutPort,
+                    format!("enqueue to port {port:#x}"),
+                ));
+            }
+            out.push(OfAction::Enqueue { port, queue });
+        }
         OFPAT10_SET_VLAN_VID | OFPAT10_SET_VLAN_PCP => {
             let v = a.u16("vlan")?;
             if !has_vlan(m) {
@@ -411,6 +424,7 @@ fn decode_of13(kind: u16, a: &mut Reader<'_>, out: &mut Vec<OfAction>) -> Result
         OFPAT_DEC_MPLS_TTL => out.push(OfAction::DecMplsTtl),
         OFPAT_DEC_NW_TTL => out.push(OfAction::DecTtl),
         OFPAT_GROUP => out.push(OfAction::Group(a.u32("group_id")?)),
+        OFPAT_SET_QUEUE => out.push(OfAction::SetQueue(a.u32("queue_id")?)),
         OFPAT_SET_FIELD => {
             let raw = a.u32("set_field header")?;
             let exp = (raw >> 16 == 0xffff)
@@ -462,12 +476,58 @@ fn read_value(a: &mut Reader<'_>, n: u8) -> Result<u128, OfpError> {
 }
 
 /// The field a header in an NXAST action names, with its width.
+/// Bits `ofs..ofs + n_bits` of `info`'s field, refused as OVS's
+/// `mf_check_src`/`mf_check_dst` refuse them.
+fn subfield(
+    info: &field::FieldInfo,
+    ofs: u16,
+    n_bits: u16,
+    written: bool,
+) -> Result<Subfield, OfpError> {
+    if n_bits == 0 || u32::from(ofs) + u32::from(n_bits) > u32::from(info.n_bits) {
+        return Err(bad(
+            E::ActionBadArgument,
+            format!(
+                "bits {ofs}..{} of {} are out of range",
+                u32::from(ofs) + u32::from(n_bits),
+                info.name
+            ),
+        ));
+    }
+    if written && !info.writable {
+        return Err(bad(
+            E::ActionBadArgument,
+            format!("{} is not writable", info.name),
+        ));
+    }
+    Ok(Subfield {
+        field: info.field,
+        ofs: ofs as u8,
+        n_bits: n_bits as u8,
+    })
+}
+
+fn must_be_zero(bytes: &[u8], what: &str) -> Result<(), OfpError> {
+    if bytes.iter().any(|b| *b != 0) {
+        return Err(bad(
+            E::ActionBadArgument,
+            format!("{what}: nonzero padding"),
+        ));
+    }
+    Ok(())
+}
+
 fn nx_field(raw: u32) -> Result<&'static field::FieldInfo, OfpError> {
     nxm::field_for_header(raw, None)
         .ok_or_else(|| bad(E::ActionBadArgument, format!("unknown field {raw:#010x}")))
 }
 
-fn decode_nx(a: &mut Reader<'_>, ins: &mut Instructions) -> Result<(), OfpError> {
+fn decode_nx(
+    version: u8,
+    a: &mut Reader<'_>,
+    m: &Match,
+    ins: &mut Instructions,
+) -> Result<(), OfpError> {
     let vendor = a.u32("vendor")?;
     if vendor != NX_VENDOR_ID {
         return Err(bad(E::ActionBadVendor, format!("vendor {vendor:#x}")));
@@ -673,6 +733,61 @@ fn decode_nx(a: &mut Reader<'_>, ins: &mut Instructions) -> Result<(), OfpError>
         }
         NXAST_DEBUG_RECIRC => out.push(OfAction::DebugRecirc),
         NXAST_DEBUG_SLOW => out.push(OfAction::DebugSlow),
+        NXAST_SET_QUEUE => {
+            a.skip(2, "pad")?;
+            out.push(OfAction::SetQueue(a.u32("queue_id")?));
+        }
+        NXAST_POP_QUEUE => out.push(OfAction::PopQueue),
+        NXAST_EXIT => out.push(OfAction::Exit),
+        NXAST_STACK_PUSH | NXAST_STACK_POP => {
+            let ofs = a.u16("offset")?;
+            let info = nx_field(a.u32("field")?)?;
+            let n_bits = a.u16("n_bits")?;
+            must_be_zero(a.bytes(6, "zero")?, "stack action")?;
+            let push = subtype == NXAST_STACK_PUSH;
+            let sf = subfield(info, ofs, n_bits, !push)?;
+            out.push(if push {
+                OfAction::StackPush(sf)
+            } else {
+                OfAction::StackPop(sf)
+            });
+        }
+        NXAST_OUTPUT_TRUNC => {
+            let port = super::port_from_of10(a.u16("port")?);
+            let max_len = a.u32("max_len")?;
+            // OVS's `decode_NXAST_RAW_OUTPUT_TRUNC` and the ports its
+            // `parse_truncate_subfield` takes.
+            if max_len < 14 {
+                return Err(bad(
+                    E::ActionBadArgument,
+                    format!("output_trunc max_len {max_len} is shorter than an Ethernet header"),
+                ));
+            }
+            if port >= port::MAX && port != port::LOCAL && port != port::IN_PORT {
+                return Err(bad(
+                    E::ActionBadOutPort,
+                    format!("output_trunc to port {port:#x}"),
+                ));
+            }
+            out.push(OfAction::OutputTrunc { port, max_len });
+        }
+        NXAST_CHECK_PKT_LARGER => {
+            let pkt_len = a.u16("pkt_len")?;
+            let ofs = a.u16("offset")?;
+            let info = nx_field(a.u32("field")?)?;
+            let dst = subfield(info, ofs, 1, true)?;
+            out.push(OfAction::CheckPktLarger { pkt_len, dst });
+        }
+        NXAST_CLONE => {
+            a.skip(6, "pad")?;
+            // The nested actions are of the message's version, checked
+            // against the rule's match as the outer ones.
+            let nested = decode_actions(version, a.buf, m)?;
+            if nested.write_metadata.is_some() {
+                return Err(bad(E::ActionBadType, "write_metadata inside clone"));
+            }
+            out.push(OfAction::Clone(nested.apply));
+        }
         NXAST_WRITE_METADATA => {
             a.skip(6, "pad")?;
             let value = a.u64("metadata")?;
@@ -1122,6 +1237,14 @@ pub fn decode_instructions(buf: &[u8]) -> Result<Instructions, OfpError> {
                 }
                 if kind == OFPIT_APPLY_ACTIONS {
                     ins.apply = acts.apply;
+                } else if let Some(a) = acts.apply.iter().find(|a| !a.allowed_in_action_set()) {
+                    return Err(bad(
+                        E::ActionBadType,
+                        format!(
+                            "disallowed action in action set: {}",
+                            crate::format::ofp_rule::format_action(a)
+                        ),
+                    ));
                 } else {
                     ins.write_actions = Some(acts.apply);
                 }
@@ -1613,7 +1736,7 @@ pub fn encode_action(version: u8, a: &OfAction, out: &mut Vec<u8>) -> Result<(),
             out.put_u16(sf.ofs.into());
             out.put_u32(nxm_header_of(sf.field)?.raw(false));
             out.put_u16(sf.n_bits.into());
-            out.put_zeros(8);
+            out.put_zeros(6);
         }
         OfAction::OutputTrunc { port, max_len } => {
             put_nx_header(out, 16, NXAST_OUTPUT_TRUNC);

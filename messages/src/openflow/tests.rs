@@ -50,6 +50,8 @@ const RULES: &[&str] = &[
     "actions=learn(table=1,limit=10,result_dst=NXM_NX_REG0[3],NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],load:NXM_NX_CT_LABEL[64..95]->NXM_NX_REG3[])",
     "actions=note:01.02.03.04.05.06.07,multipath(symmetric_l3l4+udp,1024,iter_hash,100,8,NXM_NX_REG4[3..12]),resubmit(,1)",
     "ip,actions=bundle_load(nw_src,5,hrw,ofport,NXM_NX_REG1[0..15],members:1,LOCAL,IN_PORT),bundle(eth_src,0,active_backup,ofport,members:4,3,2,1,5)",
+    "tcp,actions=push:NXM_NX_REG0[0..15],pop:NXM_NX_REG1[16..31],check_pkt_larger(1500)->NXM_NX_REG2[0],clone(set_field:0x1->reg3,clone(output:4),output:2),output(port=3,max_len=100),exit",
+    "actions=set_queue:5,pop_queue,output:3",
     "actions=sample(probability=7,collector_set_id=1,obs_domain_id=2,obs_point_id=3,sampling_port=5,ingress),sample(probability=1,collector_set_id=0,obs_domain_id=0,obs_point_id=0),debug_recirc,debug_slow,note:00.00.00.00.00.00",
 ];
 
@@ -510,4 +512,36 @@ fn an_action_on_a_field_without_a_header_is_refused_not_misencoded() {
         instructions: rule.instructions.clone(),
     };
     assert!(encode_flow_stats_reply(OFP13, 1, FlowFormat::Oxm, &[stats]).is_err());
+}
+
+#[test]
+fn write_actions_with_an_action_the_set_cannot_hold_is_refused_on_decode() {
+    let st = DecodeState::default();
+    let kind = |actions: Vec<OfAction>| {
+        let mut rule = parse_rule("ip,actions=drop").unwrap();
+        rule.instructions.write_actions = Some(actions);
+        let wire = encode_flow_mod(OFP13, 1, &add_flow_mod(&rule)).unwrap();
+        decode(&wire, st).map(|_| ()).map_err(|e| e.kind)
+    };
+    let output = OfAction::Output {
+        port: 1,
+        max_len: 0,
+    };
+    assert_eq!(kind(vec![OfAction::Group(1), output.clone()]), Ok(()));
+    for refused in [
+        OfAction::Exit,
+        OfAction::PopQueue,
+        OfAction::DebugSlow,
+        OfAction::Clone(vec![output.clone()]),
+        OfAction::FinTimeout {
+            idle_timeout: 5,
+            hard_timeout: 0,
+        },
+    ] {
+        assert_eq!(
+            kind(vec![output.clone(), refused.clone()]),
+            Err(ErrorKind::ActionBadType),
+            "{refused:?}"
+        );
+    }
 }

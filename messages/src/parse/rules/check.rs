@@ -44,6 +44,20 @@ pub(super) fn inconsistent(a: &Located, needs: &str) -> LineError {
     )
 }
 
+/// An action OpenFlow's action set has no slot for (see
+/// `OfAction::allowed_in_action_set`); OVS's switch refuses the flow mod
+/// with `OFPBAC_BAD_TYPE`.
+fn not_in_action_set(a: &Located) -> LineError {
+    let name = a.text.split([':', '(', '=', ',']).next().unwrap_or(&a.text);
+    err(
+        a.at,
+        format!("disallowed action in action set: write_actions does not take {name} (OFPBAC_BAD_TYPE)"),
+        &a.text,
+        "outputs (output, CONTROLLER:N, in_port, ...), group, resubmit, ct, ct_clear, set_field, load, move, \
+         mod_*, push_vlan/pop_vlan, push_mpls/pop_mpls, set_mpls_*, dec_ttl, dec_mpls_ttl, set_queue, set_tunnel",
+    )
+}
+
 pub(super) fn check_and_encode(acts: Vec<Located>, rule: &Rule) -> Res<Instructions> {
     let mut state = CheckState {
         flow: rule.matches.flow,
@@ -63,7 +77,11 @@ pub(super) fn check_and_encode(acts: Vec<Located>, rule: &Rule) -> Res<Instructi
                 };
                 let mut out = Vec::new();
                 for b in inner {
+                    let start = out.len();
                     encode_action(b, &mut nested, &mut out)?;
+                    if !out[start..].iter().all(OfAction::allowed_in_action_set) {
+                        return Err(not_in_action_set(b));
+                    }
                 }
                 ins.write_actions = Some(out);
             }
@@ -161,16 +179,6 @@ pub(super) fn encode_action(a: &Located, st: &mut CheckState, out: &mut Vec<OfAc
                 port: *p,
                 max_len: 0,
             });
-        }
-        // OVS's action set takes an output to CONTROLLER, not the
-        // `controller` action (`ofpact_is_allowed_in_actions_set`).
-        Act::Controller(c) if st.in_action_set && !c.is_output() => {
-            return Err(err(
-                a.at,
-                "disallowed action in action set",
-                &a.text,
-                "output:CONTROLLER or CONTROLLER:MAX_LEN",
-            ))
         }
         Act::Controller(c) => out.push(OfAction::Controller(c.clone())),
         Act::SetField { info, value, mask } | Act::Load { info, value, mask } => {

@@ -646,3 +646,70 @@ fn controller_actions_parse_and_print_as_ovs() {
         .what
         .contains("disallowed action in action set"));
 }
+
+#[test]
+fn the_action_set_takes_what_ovs_lets_it_hold() {
+    // Each of these OVS 3.1's switch keeps in `write_actions`.
+    for a in [
+        "output:1,output:2",
+        "CONTROLLER:100",
+        "IN_PORT",
+        "NORMAL",
+        "group:1",
+        "resubmit(,2)",
+        "resubmit:3",
+        "ct(commit)",
+        "ct_clear",
+        "set_queue:1",
+        "set_field:1->reg0",
+        "load:1->NXM_NX_REG0[]",
+        "move:NXM_NX_REG0[]->NXM_NX_REG1[]",
+        "mod_nw_dst:1.1.1.1",
+        "mod_vlan_vid:5",
+        "push_vlan:0x8100",
+        "strip_vlan",
+        "push_mpls:0x8847",
+        "dec_ttl",
+        "dec_ttl(1,2)",
+        "set_tunnel:5",
+    ] {
+        let text = format!("ip,actions=write_actions({a})");
+        assert!(parse_rule(&text).is_ok(), "{text}: {:?}", parse_rule(&text));
+    }
+    // Each of these its switch refuses there with OFPBAC_BAD_TYPE.
+    for a in [
+        "note:01",
+        "learn(table=1)",
+        "multipath(eth_src,50,modulo_n,1,0,NXM_NX_REG0[])",
+        "exit",
+        "clone(output:1)",
+        "output:NXM_NX_REG0[]",
+        "push:NXM_NX_REG0[]",
+        "pop:NXM_NX_REG0[]",
+        "controller(id=7)",
+        "controller(reason=no_match)",
+        "enqueue:1:2",
+        "sample(probability=1)",
+        "pop_queue",
+        "output(port=1,max_len=100)",
+        "check_pkt_larger(100)->NXM_NX_REG0[0]",
+        "debug_recirc",
+        "debug_slow",
+        "bundle(eth_src,0,hrw,ofport,members:1)",
+        "bundle_load(eth_src,0,hrw,ofport,NXM_NX_REG0[],members:1)",
+    ] {
+        let e = error(&format!("ip,actions=output:1,write_actions(output:2,{a})"));
+        let name = a.split([':', '(', ',']).next().unwrap();
+        assert!(
+            e.what.contains("disallowed action in action set")
+                && e.what.contains(&format!("does not take {name} "))
+                && e.what.contains("OFPBAC_BAD_TYPE"),
+            "{a}: {e}"
+        );
+        let at = "ip,actions=output:1,write_actions(output:2,".len() + 1;
+        assert_eq!(e.column, at, "{a}: {e}");
+    }
+    // fin_timeout is refused for the action set, not for its match.
+    let e = error("tcp,actions=write_actions(fin_timeout(idle_timeout=5))");
+    assert!(e.what.contains("does not take fin_timeout"), "{e}");
+}
