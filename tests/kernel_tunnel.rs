@@ -4,8 +4,10 @@
 //! underlay address, joined by a veth underlay; a host behind each. Ping
 //! and a 1 MiB TCP transfer cross a Geneve tunnel whose `tun_metadata0`
 //! option one side sets and the other matches, and a VXLAN tunnel with
-//! `key=flow`; `ovs-dpctl dump-flows` shows the tunnel keys and the
-//! `set(tunnel(...))` actions the daemons' traces predict. Run inside the
+//! `key=flow`, over an IPv4 underlay and over an IPv6 one, and a VXLAN
+//! tunnel with `exts=gbp` carrying a Group Policy id; `ovs-dpctl
+//! dump-flows` shows the tunnel keys and the `set(tunnel(...))` actions
+//! the daemons' traces predict. Run inside the
 //! kernel VM (`.ci/kernel-vm.sh`, which loads `vport-vxlan` and
 //! `vport-geneve`); skips where the `ovs_datapath` family is absent, unless
 //! `OVS_KERNEL_REQUIRED=1`.
@@ -48,10 +50,18 @@ impl Netns {
         Netns(name.into())
     }
 
-    fn ip(&self, args: &[&str]) {
+    fn ip(&self, args: &[&str]) -> String {
         let mut all = vec!["-n", &self.0];
         all.extend_from_slice(args);
-        run("/sbin/ip", &all);
+        run("/sbin/ip", &all)
+    }
+
+    /// Whether this namespace has a device `name`.
+    fn has_link(&self, name: &str) -> bool {
+        Command::new("/sbin/ip")
+            .args(["-n", &self.0, "link", "show", name])
+            .output()
+            .is_ok_and(|o| o.status.success())
     }
 
     /// `ovs-dpctl dump-flows` of datapath `dp`, inside this namespace.
@@ -79,23 +89,26 @@ impl Drop for Netns {
     }
 }
 
-/// One side: a daemon's namespace (underlay `192.168.81.N`), its datapath
-/// `ukt-tnl-N`, and a host (`10.81.0.N`) whose port is moved into the
-/// daemon's namespace.
+/// One side: a daemon's namespace (underlay `192.168.81.N`, or
+/// `fc00:81::N` for an IPv6 underlay), its datapath `ukt-TAG-N`, and a
+/// host (`10.81.0.N`, `10.82.0.N` beside an IPv6 underlay) whose port is
+/// moved into the daemon's namespace.
 struct Side {
     n: u8,
+    v6: bool,
     ns: Netns,
     host: Host,
     dp: String,
 }
 
-fn side(n: u8) -> Side {
-    let ns = Netns::new(&format!("ukt-tnl-d{n}"));
+fn side(n: u8, v6: bool) -> Side {
+    let (tag, subnet) = if v6 { ("tn6", 0x82) } else { ("tnl", 0x81) };
+    let ns = Netns::new(&format!("ukt-{tag}-d{n}"));
     let host = Host::create(
-        &format!("ukt-tnl-h{n}"),
-        &format!("uktnlh{n}"),
-        Ipv4Addr::new(10, 81, 0, n),
-        [2, 0, 0, 0x81, 0, n],
+        &format!("ukt-{tag}-h{n}"),
+        &format!("uk{tag}h{n}"),
+        Ipv4Addr::new(10, subnet, 0, n),
+        [2, 0, 0, subnet, 0, n],
     )
     .expect("creating a host");
     // Room for the outer headers on a 1500-byte underlay, as OVN lowers
@@ -109,40 +122,63 @@ fn side(n: u8) -> Side {
     ns.ip(&["link", "set", &host.port, "up"]);
     Side {
         n,
+        v6,
         ns,
         host,
-        dp: format!("ukt-tnl-{n}"),
+        dp: format!("ukt-{tag}-{n}"),
     }
 }
 
 /// Both sides and the underlay between them.
-fn topology() -> (Side, Side) {
-    let (a, b) = (side(1), side(2));
+fn topology(v6: bool) -> (Side, Side) {
+    let (a, b) = (side(1, v6), side(2, v6));
+    let dev = |n: u8| format!("uk{}u{n}", if v6 { "tn6" } else { "tnl" });
     run(
         "/sbin/ip",
         &[
-            "link", "add", "uktnlu1", "netns", &a.ns.0, "type", "veth", "peer", "name", "uktnlu2",
-            "netns", &b.ns.0,
+            "link",
+            "add",
+            &dev(1),
+            "netns",
+            &a.ns.0,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &dev(2),
+            "netns",
+            &b.ns.0,
         ],
     );
-    for (s, dev) in [(&a, "uktnlu1"), (&b, "uktnlu2")] {
-        s.ns.ip(&["addr", "add", &s.underlay_cidr(), "dev", dev]);
-        s.ns.ip(&["link", "set", dev, "up"]);
+    for s in [&a, &b] {
+        let dev = dev(s.n);
+        let cidr = s.underlay_cidr();
+        let mut add = vec!["addr", "add", &cidr, "dev", &dev];
+        // No duplicate address detection: the address is usable at once.
+        if v6 {
+            add.push("nodad");
+        }
+        s.ns.ip(&add);
+        s.ns.ip(&["link", "set", &dev, "up"]);
     }
     (a, b)
 }
 
 impl Side {
     fn underlay(&self) -> String {
-        format!("192.168.81.{}", self.n)
+        match self.v6 {
+            true => format!("fc00:81::{}", self.n),
+            false => format!("192.168.81.{}", self.n),
+        }
     }
 
     fn underlay_cidr(&self) -> String {
-        format!("{}/24", self.underlay())
+        format!("{}/{}", self.underlay(), if self.v6 { 64 } else { 24 })
     }
 
-    /// The daemon of this side: the host on port 1, a Geneve port 10 and
-    /// a VXLAN port 11 (`key=flow`) to `remote`.
+    /// The daemon of this side: the host on port 1, a Geneve port 10, a
+    /// VXLAN port 11 (`key=flow`) and a VXLAN port 12 with `exts=gbp` (UDP
+    /// port 4790) to `remote`.
     fn daemon(&self, remote: &Side, rules: &str) -> Daemon {
         let mut config = kernel_config(
             &self.dp,
@@ -153,11 +189,18 @@ impl Side {
         config.push_str(&format!(
             "[[port]]\nname = \"{port}\"\nnumber = 1\n\
              [[port]]\nname = \"gnv0\"\ntype = \"geneve\"\nnumber = 10\nremote_ip = \"{remote}\"\n\
-             [[port]]\nname = \"vx0\"\ntype = \"vxlan\"\nnumber = 11\nremote_ip = \"{remote}\"\nkey = \"flow\"\n",
+             [[port]]\nname = \"vx0\"\ntype = \"vxlan\"\nnumber = 11\nremote_ip = \"{remote}\"\nkey = \"flow\"\n\
+             [[port]]\nname = \"vxg\"\ntype = \"vxlan\"\nnumber = 12\nremote_ip = \"{remote}\"\nkey = \"flow\"\n\
+             dst_port = 4790\nexts = \"gbp\"\n",
             port = self.host.port,
             remote = remote.underlay(),
         ));
-        Daemon::start_in(Some(&self.ns.0), &format!("ktnl{}", self.n), &config, rules)
+        Daemon::start_in(
+            Some(&self.ns.0),
+            &format!("k{}{}", if self.v6 { "tn6" } else { "tnl" }, self.n),
+            &config,
+            rules,
+        )
     }
 }
 
@@ -180,6 +223,20 @@ fn traced_actions(d: &Daemon, flow: &str) -> String {
         .to_string()
 }
 
+/// Geneve rules: each side sends its own tun_metadata0 and takes only the
+/// other's.
+fn geneve(mine: u32, theirs: u32) -> String {
+    format!(
+        "table=0,priority=10,in_port=1,actions=set_field:{mine:#x}->tun_metadata0,output:10\n\
+         table=0,priority=10,in_port=10,tun_metadata0={theirs:#x},actions=output:1\n"
+    )
+}
+
+/// VXLAN with key=flow: the VNI comes from set_field on tun_id, and each
+/// side takes only VNI 100.
+const VXLAN: &str = "table=0,priority=10,in_port=1,actions=set_field:0x64->tun_id,output:11\n\
+                     table=0,priority=10,in_port=11,tun_id=0x64,actions=output:1\n";
+
 fn transfer_and_ping(a: &Side, b: &Side, da: &Daemon, db: &Daemon, what: &str) {
     let diag = || format!("A:\n{}\nB:\n{}", da.diagnosis(), db.diagnosis());
     assert!(
@@ -198,15 +255,7 @@ fn ping_and_tcp_through_kernel_geneve_with_an_option_and_vxlan_with_key_flow() {
     if !ovs_present() {
         return;
     }
-    let (a, b) = topology();
-    // Geneve: each side sends its own tun_metadata0 and takes only the
-    // other's.
-    let geneve = |mine: u32, theirs: u32| {
-        format!(
-            "table=0,priority=10,in_port=1,actions=set_field:{mine:#x}->tun_metadata0,output:10\n\
-             table=0,priority=10,in_port=10,tun_metadata0={theirs:#x},actions=output:1\n"
-        )
-    };
+    let (a, b) = topology(false);
     let da = a.daemon(&b, &geneve(0x1234, 0x5678));
     let db = b.daemon(&a, &geneve(0x5678, 0x1234));
     transfer_and_ping(&a, &b, &da, &db, "geneve");
@@ -266,12 +315,8 @@ fn ping_and_tcp_through_kernel_geneve_with_an_option_and_vxlan_with_key_flow() {
         "a packet with the wrong option got through"
     );
 
-    // VXLAN with key=flow: the VNI comes from set_field on tun_id, and
-    // each side takes only VNI 100.
-    let vxlan = "table=0,priority=10,in_port=1,actions=set_field:0x64->tun_id,output:11\n\
-                 table=0,priority=10,in_port=11,tun_id=0x64,actions=output:1\n";
-    da.ctl(Ctl::ReplaceFlows, vxlan);
-    db.ctl(Ctl::ReplaceFlows, vxlan);
+    da.ctl(Ctl::ReplaceFlows, VXLAN);
+    db.ctl(Ctl::ReplaceFlows, VXLAN);
     da.ctl(Ctl::Revalidate, "");
     db.ctl(Ctl::Revalidate, "");
     transfer_and_ping(&a, &b, &da, &db, "vxlan");
@@ -294,5 +339,126 @@ fn ping_and_tcp_through_kernel_geneve_with_an_option_and_vxlan_with_key_flow() {
         "B's kernel has no flow from A's VXLAN with VNI 100:\n{}",
         b.ns.dpctl_flows(&b.dp)
     );
+
+    // VXLAN with exts=gbp: each side sends Group Policy id 100 and takes
+    // only 100; the kernel's vports carry it (OVS_VXLAN_EXT_GBP).
+    let gbp = |theirs: u16| {
+        format!(
+            "table=0,priority=10,in_port=1,actions=set_field:0x64->tun_id,\
+             set_field:100->tun_gbp_id,output:12\n\
+             table=0,priority=10,in_port=12,tun_id=0x64,tun_gbp_id={theirs},actions=output:1\n"
+        )
+    };
+    da.ctl(Ctl::ReplaceFlows, &gbp(100));
+    db.ctl(Ctl::ReplaceFlows, &gbp(100));
+    da.ctl(Ctl::Revalidate, "");
+    db.ctl(Ctl::Revalidate, "");
+    transfer_and_ping(&a, &b, &da, &db, "vxlan gbp");
+    let predicted = traced_actions(&da, &ip_from_host);
+    assert!(predicted.contains("gbp(id=100"), "{predicted}");
+    assert!(
+        flows_with(&a, "in_port(1)", "")
+            .iter()
+            .any(|f| f.flow.contains("eth_type(0x0800)") && f.actions == predicted),
+        "A's kernel has no IPv4 flow with the predicted actions {predicted}:\n{}",
+        a.ns.dpctl_flows(&a.dp)
+    );
+    assert!(
+        flows_with(&b, "in_port(4790)", "1")
+            .iter()
+            .any(|f| f.flow.contains("vxlan(gbp(id=100")),
+        "B's kernel has no flow from A's VXLAN with Group Policy id 100:\n{}",
+        b.ns.dpctl_flows(&b.dp)
+    );
+    db.ctl(Ctl::ReplaceFlows, &gbp(300));
+    db.ctl(Ctl::Revalidate, "");
+    assert!(
+        !ping_ok(&a.host, b.host.addr, 3),
+        "a packet with the wrong Group Policy id got through"
+    );
     drop((da, db));
+}
+
+#[test]
+fn ping_and_tcp_through_kernel_geneve_and_vxlan_over_an_ipv6_underlay() {
+    if !ovs_present() {
+        return;
+    }
+    let (a, b) = topology(true);
+    let da = a.daemon(&b, &geneve(0x1234, 0x5678));
+    let db = b.daemon(&a, &geneve(0x5678, 0x1234));
+    transfer_and_ping(&a, &b, &da, &db, "geneve over IPv6");
+
+    let ip_from_host = format!(
+        "in_port=1,ip,dl_src=02:00:00:82:00:01,dl_dst=02:00:00:82:00:02,\
+         nw_src={},nw_dst={},nw_ttl=64",
+        a.host.addr, b.host.addr
+    );
+    let predicted = traced_actions(&da, &ip_from_host);
+    assert_eq!(
+        predicted,
+        "set(tunnel(ipv6_dst=fc00:81::2,ttl=64,tp_dst=6081,\
+         geneve({class=0xffff,type=0,len=4,0x1234}),flags(df))),6081"
+    );
+    assert!(
+        flows_with(&a, "in_port(1)", "set(tunnel(")
+            .iter()
+            .any(|f| f.flow.contains("eth_type(0x0800)") && f.actions == predicted),
+        "A's kernel has no IPv4 flow with the predicted actions {predicted}:\n{}",
+        a.ns.dpctl_flows(&a.dp)
+    );
+    // B's kernel flow for what came through the tunnel: the IPv6 outer
+    // addresses and A's option.
+    assert!(
+        flows_with(&b, "in_port(6081)", "").iter().any(|f| f
+            .flow
+            .contains("ipv6_src=fc00:81::1,ipv6_dst=fc00:81::2,")
+            && f.flow.contains("geneve({class=0xffff,type=0,len=4,0x1234")
+            && f.actions == "1"),
+        "B's kernel has no flow from A's IPv6 tunnel with A's option:\n{}",
+        b.ns.dpctl_flows(&b.dp)
+    );
+    assert_eq!(
+        traced_actions(
+            &db,
+            "in_port=10,tun_ipv6_src=fc00:81::1,tun_ipv6_dst=fc00:81::2,tun_metadata0=0x1234,ip",
+        ),
+        "1"
+    );
+    let ours = db.ctl(Ctl::DumpDpFlows, "");
+    assert!(ours.contains("ipv6_src=fc00:81::1"), "{ours}");
+    // The Geneve device is made over rtnetlink as OVS makes it: it takes
+    // IPv6 datagrams without a UDP checksum, which is what the tunnel
+    // sends (the module's own Geneve vport refuses them all).
+    let dev = b.ns.ip(&["-d", "link", "show", "genev_sys_6081"]);
+    assert!(
+        dev.contains("external") && dev.contains("udp6zerocsumrx"),
+        "{dev}"
+    );
+
+    da.ctl(Ctl::ReplaceFlows, VXLAN);
+    db.ctl(Ctl::ReplaceFlows, VXLAN);
+    da.ctl(Ctl::Revalidate, "");
+    db.ctl(Ctl::Revalidate, "");
+    transfer_and_ping(&a, &b, &da, &db, "vxlan over IPv6");
+    let predicted = traced_actions(&da, &ip_from_host);
+    assert_eq!(
+        predicted,
+        "set(tunnel(tun_id=0x64,ipv6_dst=fc00:81::2,ttl=64,tp_dst=4789,flags(df|key))),4789"
+    );
+    assert!(
+        flows_with(&b, "in_port(4789)", "1").iter().any(|f| f
+            .flow
+            .contains("tunnel(tun_id=0x64,ipv6_src=fc00:81::1,ipv6_dst=fc00:81::2,")),
+        "B's kernel has no flow from A's IPv6 VXLAN with VNI 100:\n{}",
+        b.ns.dpctl_flows(&b.dp)
+    );
+    // A daemon that exits deleting its datapath (`on_exit = "delete"`)
+    // deletes the tunnel devices made for it too.
+    let (mut da, mut db) = (da, db);
+    da.stop();
+    db.stop();
+    for dev in ["genev_sys_6081", "vxlan_sys_4789", "vxlan_sys_4790"] {
+        assert!(!a.ns.has_link(dev), "{dev} left behind");
+    }
 }

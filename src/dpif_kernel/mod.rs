@@ -23,6 +23,7 @@ pub mod cttimeout;
 pub mod dump;
 pub mod meters;
 pub mod socket;
+pub mod tunnel_link;
 pub mod upcall;
 
 use std::io;
@@ -38,6 +39,7 @@ use messages::dpif::{
 use messages::flow::datapath_mask;
 use messages::hash::key_ufid;
 use messages::netlink::consts::*;
+use messages::netlink::tunnel_link::TunnelLink;
 use messages::netlink::writer::{MessageWriter, RequestHeader};
 use messages::netlink::{
     actions_from_attrs, actions_to_attrs, key_from_attrs, mask_from_attrs, megaflow_to_attrs,
@@ -239,6 +241,9 @@ pub struct KernelDpif {
     conntrack: ConntrackSupport,
     /// The datapath's meters, or why it has none.
     meters: Result<meters::KernelMeters, String>,
+    /// Tunnel ports whose device was made over rtnetlink, by name: netdev
+    /// vports to the kernel, tunnel ports to us.
+    tunnel_links: Mutex<std::collections::BTreeMap<String, TunnelLink>>,
     // Last: dropping it stops the connections above.
     _netlink: NetlinkThread,
 }
@@ -337,6 +342,7 @@ impl KernelDpif {
             closed: AtomicBool::new(false),
             conntrack: ConntrackSupport::default(),
             meters: Err("not probed".into()),
+            tunnel_links: Mutex::default(),
             _netlink: netlink,
         };
         dpif.dp_ifindex = dpif.create_or_attach()?;
@@ -637,11 +643,57 @@ impl KernelDpif {
         self.closed.store(true, Ordering::Relaxed);
     }
 
-    /// Deletes the datapath and with it its ports and flows.
+    /// Deletes the datapath and with it its ports and flows, and the
+    /// tunnel devices made for it (the kernel deletes only the devices of
+    /// its own tunnel vports).
     pub fn destroy(&self) -> Result<(), DpifError> {
+        let tunnels: Vec<String> = self
+            .ports()
+            .into_iter()
+            .filter(|p| matches!(p.kind, PortKind::Tunnel { .. }))
+            .map(|p| p.name)
+            .collect();
         self.dp_control(CMD_DEL, vec![DpAttr::Name(self.name.clone())], 0)?
-            .map(|_| ())
-            .map_err(|e| refused("OVS_DP_CMD_DEL", e))
+            .map_err(|e| refused("OVS_DP_CMD_DEL", e))?;
+        for name in tunnels {
+            self.delete_tunnel_link(&name);
+        }
+        Ok(())
+    }
+
+    /// Makes the device of a tunnel port over rtnetlink, as OVS does
+    /// (`Ok(true)`: made now, `Ok(false)`: ours from an earlier run), or
+    /// says why not, for the module's own tunnel vport to be used instead
+    /// (OVS's fallback too).
+    fn make_tunnel_link(&self, name: &str, link: &TunnelLink) -> Result<bool, i32> {
+        let made = match tunnel_link::create(name, link) {
+            Ok(()) => Ok(true),
+            // A datapath kept from an earlier run: its device as it is,
+            // if it is one made so.
+            Err(libc::EEXIST) => match tunnel_link::get(name) {
+                Ok(Some(l)) if l == *link => Ok(false),
+                _ => Err(libc::EEXIST),
+            },
+            Err(e) => Err(e),
+        }?;
+        self.tunnel_links
+            .lock()
+            .map_err(|_| libc::EIO)?
+            .insert(name.to_string(), *link);
+        Ok(made)
+    }
+
+    /// Deletes device `name` if it is a tunnel device made over
+    /// rtnetlink; a failure is logged (the device stays, unused).
+    fn delete_tunnel_link(&self, name: &str) {
+        if let Ok(mut links) = self.tunnel_links.lock() {
+            links.remove(name);
+        }
+        if let Ok(Some(_)) = tunnel_link::get(name) {
+            if let Err(e) = tunnel_link::delete(name) {
+                tracing::warn!(name, error = %io::Error::from_raw_os_error(e), "tunnel device not deleted");
+            }
+        }
     }
 
     /// Appends `op`'s request to `out`, written in place (see
@@ -988,9 +1040,13 @@ impl Dpif for KernelDpif {
     }
 
     fn port_add(&self, spec: &PortSpec) -> Result<u32, DpifError> {
-        // A tunnel vport is the module's own VXLAN/Geneve vport: the kernel
-        // makes a metadata-collecting tunnel device listening on the UDP
-        // port (OVS's compat path; its rtnetlink path makes the same device).
+        // A tunnel port's device is made over rtnetlink and attached as a
+        // netdev, as OVS does: unlike the module's own Geneve vport, it
+        // takes IPv6 datagrams without a UDP checksum, which is what a
+        // tunnel without `csum=true` sends over an IPv6 underlay. Where
+        // that fails, the module's own VXLAN/Geneve vport (OVS's compat
+        // path) makes a metadata-collecting device on the UDP port.
+        let mut made_link = false;
         let (vport_type, options) = match spec.kind {
             PortKind::System => (OVS_VPORT_TYPE_NETDEV, None),
             PortKind::Internal => (OVS_VPORT_TYPE_INTERNAL, None),
@@ -1003,10 +1059,27 @@ impl Dpif for KernelDpif {
                 kind,
                 udp_port,
                 vxlan_gbp,
-            } => (
-                tunnel_vport_type(kind),
-                Some(tunnel_vport_options(udp_port, vxlan_gbp)),
-            ),
+            } => {
+                let link = TunnelLink {
+                    kind,
+                    udp_port,
+                    vxlan_gbp,
+                };
+                match self.make_tunnel_link(&spec.name, &link) {
+                    Ok(made) => {
+                        made_link = made;
+                        (OVS_VPORT_TYPE_NETDEV, None)
+                    }
+                    Err(e) => {
+                        tracing::warn!(name = %spec.name, error = %io::Error::from_raw_os_error(e),
+                            "tunnel device not made over rtnetlink: the module's tunnel vport instead");
+                        (
+                            tunnel_vport_type(kind),
+                            Some(tunnel_vport_options(udp_port, vxlan_gbp)),
+                        )
+                    }
+                }
+            }
         };
         let mut attrs = vec![
             VportAttr::Name(spec.name.clone()),
@@ -1017,7 +1090,11 @@ impl Dpif for KernelDpif {
         if let Some(n) = spec.number {
             attrs.push(VportAttr::PortNo(n));
         }
-        let replies = match self.vport_control(CMD_NEW, attrs, NLM_F_ECHO)? {
+        let answer = self.vport_control(CMD_NEW, attrs, NLM_F_ECHO);
+        if made_link && !matches!(answer, Ok(Ok(_))) {
+            self.delete_tunnel_link(&spec.name);
+        }
+        let replies = match answer? {
             Ok(replies) => replies,
             // Attaching to a datapath that already has this port (a
             // restart): keep it, with its number and its flows. The kernel
@@ -1058,8 +1135,18 @@ impl Dpif for KernelDpif {
     }
 
     fn port_del(&self, number: u32) -> Result<(), DpifError> {
+        let name = self
+            .ports()
+            .into_iter()
+            .find(|p| p.number == number)
+            .map(|p| p.name);
         match self.vport_control(CMD_DEL, vec![VportAttr::PortNo(number)], 0)? {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                if let Some(name) = name {
+                    self.delete_tunnel_link(&name);
+                }
+                Ok(())
+            }
             Err(libc::ENOENT) | Err(libc::ENODEV) => Err(DpifError::NoSuchPort(number)),
             Err(e) => Err(refused("OVS_VPORT_CMD_DEL", e)),
         }
@@ -1069,6 +1156,11 @@ impl Dpif for KernelDpif {
         let Ok(Ok(replies)) = self.vport_control(CMD_GET, vec![], NLM_F_DUMP) else {
             return Vec::new();
         };
+        let links = self
+            .tunnel_links
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default();
         let mut ports: Vec<PortInfo> = replies
             .into_iter()
             .filter(|m| m.dp_ifindex == self.dp_ifindex)
@@ -1097,6 +1189,13 @@ impl Dpif for KernelDpif {
                         kind: tunnel,
                         udp_port,
                         vxlan_gbp,
+                    };
+                }
+                if let Some(link) = name.as_ref().and_then(|n| links.get(n)) {
+                    kind = PortKind::Tunnel {
+                        kind: link.kind,
+                        udp_port: link.udp_port,
+                        vxlan_gbp: link.vxlan_gbp,
                     };
                 }
                 Some(PortInfo {

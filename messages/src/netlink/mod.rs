@@ -12,6 +12,8 @@
 //!   timeout policies on the kernel datapath.
 //! - [`rtnl`]: the host's IPv4 routes and neighbours (rtnetlink dumps
 //!   and notifications), for native tunnelling's underlay.
+//! - [`tunnel_link`]: tunnel devices made over rtnetlink (OVS's
+//!   `dpif-netlink-rtnl`), attached to the kernel datapath as netdevs.
 //! - [`writer`]: requests written straight into a send buffer (the
 //!   handlers' puts and executes), the same bytes as the typed form.
 //!
@@ -28,6 +30,7 @@ pub mod key;
 pub mod meter;
 mod nla;
 pub mod rtnl;
+pub mod tunnel_link;
 pub mod writer;
 
 pub use actions::{actions_from_attrs, actions_to_attrs, ActionAttr};
