@@ -26,7 +26,12 @@
 #   (passes of each binary per batch size, default 1), PERF=1 (profile each
 #   pass with the host's perf, cpu-clock over the whole VM, and print the
 #   share of samples per thread, per thread and object, and the top symbols
-#   as PERF lines).
+#   as PERF lines), OVS=1 (Open vSwitch 3.1 in the same VM sitting: each
+#   pass of upcalld follows a pass of ovs-vswitchd, labelled ovs, started
+#   fresh with 2 handlers and 1 revalidator, the same rules, frames and
+#   ovs-blast options, its flow limit 200000, so that both daemons' CPU per
+#   thread (THREADS, CPU) and their rates come from the same minutes; the
+#   binaries come from ../shared/tools/kvm-ovs-bench/build.sh's cache).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORKLOAD=${1:-mac}
@@ -82,6 +87,19 @@ PORTS=$( { cut -f1 "$FRAMES" | grep -v '^#' | sort -un; printf '2\n3\n4\n'; } | 
 
 VARIANTS=a
 [[ -n ${UPCALLD_B:-} ]] && VARIANTS="a b"
+OVS_ARGS=()
+if [[ -n ${OVS:-} ]]; then
+  VARIANTS="ovs $VARIANTS"
+  ROOT=${KVM_OVS_CACHE:-/tmp/kvm-ovs/cache}/ovs-bench-root
+  [[ -f $ROOT/.done ]] || "$KVM/../kvm-ovs-bench/build.sh" -o "$WORK/ovs-out" >/dev/null
+  for b in usr/sbin/ovsdb-server usr/bin/ovsdb-tool usr/lib/openvswitch-switch/ovs-vswitchd \
+    usr/bin/ovs-vsctl usr/bin/ovs-appctl usr/bin/ovs-ofctl usr/bin/ovs-dpctl; do
+    OVS_ARGS+=(--bin "$ROOT/$b:/usr/sbin/$(basename "$b")")
+  done
+  OVS_ARGS+=(--file "$ROOT/usr/share/openvswitch/vswitch.ovsschema:/usr/share/openvswitch/vswitch.ovsschema"
+    --module nf_conntrack_netlink)
+  export KVM_OVS_MEM=${KVM_OVS_MEM:-1024}
+fi
 
 cat > "$WORK/blast.sh" <<EOF
 #!/bin/sh
@@ -92,9 +110,53 @@ for p in $(echo $PORTS); do
   \$IP link add vp\$p type veth peer name vb\$p
   \$IP link set vp\$p up; \$IP link set vb\$p up
 done
+threads() {
+  echo "THREADS label=\$2\$(for t in /proc/\$1/task/*; do awk '/^Name:/{printf " %s", \$2}' \$t/status; awk '{i=index(\$0, ") "); split(substr(\$0, i+2), f, " "); printf "=u%.2f+s%.2f", f[12]/100, f[13]/100}' \$t/stat; awk '/^voluntary_ctxt/{v=\$2} /^nonvoluntary_ctxt/{w=\$2} END{printf ",cs%d+%d", v, w}' \$t/status; done)"
+}
+perf_start() {
+  [ -n "$PERF" ] && { /bin/perf record -e cpu-clock -F 499 -a -o /tmp/perf.data >/dev/null 2>&1 & perfpid=\$!; }
+}
+perf_report() {
+  if [ -n "$PERF" ]; then
+    kill -INT \$perfpid; wait \$perfpid
+    for sort in comm comm,dso comm,dso,sym; do
+      /bin/perf report -i /tmp/perf.data --stdio --no-children --sort \$sort --percent-limit 0.2 2>/dev/null \\
+        | grep -v '^#' | grep -v '^\$' | head -150 | sed "s/^/PERF \$1 /"
+    done
+  fi
+}
+# Open vSwitch 3.1 from a fresh database each pass, as upcalld starts fresh.
+ovs_pass() {
+  mkdir -p /etc/openvswitch /var/run/openvswitch /var/log/openvswitch
+  rm -f /etc/openvswitch/conf.db
+  ovsdb-tool create /etc/openvswitch/conf.db /usr/share/openvswitch/vswitch.ovsschema
+  ovsdb-server /etc/openvswitch/conf.db --remote=punix:/var/run/openvswitch/db.sock \\
+    --pidfile --detach --no-chdir --log-file
+  ovs-vsctl --no-wait init
+  ovs-vsctl --no-wait set Open_vSwitch . other_config:max-idle=60000 other_config:flow-limit=200000
+  # OVS 3.1.0 starts no handler in per-CPU mode before 10 s of uptime
+  # (fixed in 3.1.1).
+  while [ "\$(awk '{print int(\$1)}' /proc/uptime)" -lt 11 ]; do sleep 0.2; done
+  ovs-vswitchd unix:/var/run/openvswitch/db.sock --pidfile --detach --no-chdir --log-file -vconsole:off
+  vspid=\$(cat /var/run/openvswitch/ovs-vswitchd.pid)
+  args="-- add-br br0 -- set bridge br0 datapath_type=system fail-mode=secure protocols=OpenFlow10,OpenFlow13"
+  for p in $(echo $PORTS); do args="\$args -- add-port br0 vp\$p -- set Interface vp\$p ofport_request=\$p"; done
+  ovs-vsctl --timeout=120 \$args
+  ovs-ofctl -O OpenFlow13 add-flows br0 /bench/setup-rate.rules
+  ovs-appctl upcall/set-flow-limit 200000 >/dev/null
+  perf_start
+  /bin/ovs-blast -d ovs-system -l ovs -P \$vspid ${BLAST_ARGS[*]:-} /bench/frames.tsv
+  perf_report ovs
+  threads \$vspid ovs
+  ovs-appctl upcall/show | sed "s/^/ovs: /"
+  ovs-appctl -t ovs-vswitchd exit --cleanup
+  ovs-appctl -t ovsdb-server exit
+  while [ -e /proc/\$vspid ]; do sleep 0.1; done
+}
 for b in $BATCHES; do
 for r in \$(seq $REPEATS); do
 for v in $VARIANTS; do
+  [ \$v = ovs ] && { ovs_pass; continue; }
   bin=/bin/upcalld; l=batch\$b
   [ \$v = b ] && { bin=/bin/upcalld-b; l=batch\$b-b; }
   sed "s/BATCH/\$b/" /bench/upcalld.toml.in > /tmp/upcalld.toml
@@ -105,18 +167,12 @@ for v in $VARIANTS; do
     i=\$((i+1)); [ \$i -gt 300 ] && { echo "daemon did not start"; exit 1; }
     sleep 0.1
   done
-  [ -n "$PERF" ] && { /bin/perf record -e cpu-clock -F 499 -a -o /tmp/perf.data >/dev/null 2>&1 & perfpid=\$!; }
+  perf_start
   /bin/ovs-blast -d upcalld -l \$l -P \$pid ${BLAST_ARGS[*]:-} /bench/frames.tsv
-  if [ -n "$PERF" ]; then
-    kill -INT \$perfpid; wait \$perfpid
-    for sort in comm comm,dso comm,dso,sym; do
-      /bin/perf report -i /tmp/perf.data --stdio --no-children --sort \$sort --percent-limit 0.2 2>/dev/null \\
-        | grep -v '^#' | grep -v '^\$' | head -150 | sed "s/^/PERF \$l /"
-    done
-  fi
+  perf_report \$l
   # Each thread's user and system CPU (s) and voluntary+involuntary
   # context switches since the daemon started: where a setup's CPU goes.
-  echo "THREADS label=\$l\$(for t in /proc/\$pid/task/*; do awk '/^Name:/{printf " %s", \$2}' \$t/status; awk '{i=index(\$0, ") "); split(substr(\$0, i+2), f, " "); printf "=u%.2f+s%.2f", f[12]/100, f[13]/100}' \$t/stat; awk '/^voluntary_ctxt/{v=\$2} /^nonvoluntary_ctxt/{w=\$2} END{printf ",cs%d+%d", v, w}' \$t/status; done)"
+  threads \$pid \$l
   sleep $SETTLE_S
   \$bin ctl --socket /tmp/upcalld.sock upcall-show | sed "s/^/\$l: /"
   kill -TERM \$pid; wait \$pid
@@ -129,7 +185,7 @@ EXTRA_BINS=()
 [[ -n ${UPCALLD_B:-} ]] && EXTRA_BINS=(--bin "$UPCALLD_B:/bin/upcalld-b")
 [[ -n $PERF ]] && EXTRA_BINS+=(--bin "$(command -v perf):/bin/perf")
 "$KVM/build-initramfs.sh" -o "$OUT" --iproute2 --strip \
-  --bin "$UPCALLD:/bin/upcalld" "${EXTRA_BINS[@]}" --bin "$WORK/ovs-blast:/bin/ovs-blast" \
+  --bin "$UPCALLD:/bin/upcalld" "${EXTRA_BINS[@]}" "${OVS_ARGS[@]}" --bin "$WORK/ovs-blast:/bin/ovs-blast" \
   --file "$FRAMES:/bench/frames.tsv" --file "$BENCH/setup-rate.rules:/bench/setup-rate.rules" \
   --file "$WORK/upcalld.toml.in:/bench/upcalld.toml.in" --script "$WORK/blast.sh"
-"$KVM/run-vm.sh" -o "$OUT" -t "${KVM_OVS_TIMEOUT:-600}" | grep -aE '^(BLAST|CPU|THREADS|PERF|batch|VM-EXIT|daemon)|error|panicked'
+"$KVM/run-vm.sh" -o "$OUT" -t "${KVM_OVS_TIMEOUT:-600}" | grep -aE '^(BLAST|CPU|THREADS|PERF|batch|ovs:|VM-EXIT|daemon)|error|panicked'
