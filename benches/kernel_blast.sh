@@ -8,7 +8,7 @@
 # One pass per writer batch size (1, 8, 64 ops per datapath transaction),
 # each on a fresh datapath with 2 handlers (each reading its own upcall
 # socket) and 1 revalidator (Open vSwitch's 2 handlers and 1 revalidator on this VM),
-# the flow limit out of the way and flows kept for a minute.
+# the flow limit out of the way and flows kept for a minute (MAX_IDLE_MS).
 # Prints ovs-blast's BLAST line (setups_per_s, upcalls_per_s, lost) and the
 # daemon's upcall-show (flow ops and batches: ops per sendmsg).
 #
@@ -18,7 +18,9 @@
 #   BLAST-ARGS: extra ovs-blast options, e.g. -r 8000 (pace to 8000 frames/s)
 # Environment: BATCHES (default "1 8 64"), SETTLE_S (seconds to wait after a
 #   pass before upcall-show, so that its dump duration is a round over every
-#   flow installed; default 0), KVM_OVS_MEM (the VM's MiB, default 512),
+#   flow installed; default 0), MAX_IDLE_MS (both daemons' max-idle,
+#   default 60000: flows kept for a minute), KVM_OVS_MEM (the VM's MiB,
+#   default 512),
 #   UPCALLD (a built binary to run instead of building target/release/upcalld,
 #   so that a long run is not rebuilt by edits made meanwhile), UPCALLD_B (a
 #   second binary: each pass then runs both, interleaved, in the same VM
@@ -49,6 +51,7 @@ BATCHES=${BATCHES:-1 8 64}
 REPEATS=${REPEATS:-1}
 PERF=${PERF:-}
 SETTLE_S=${SETTLE_S:-0}
+MAX_IDLE_MS=${MAX_IDLE_MS:-60000}
 [[ -f $FRAMES ]] || { echo "no workload $FRAMES" >&2; exit 1; }
 
 # In the checkout (as .ci/kernel-vm.sh): two trees benching at once must not
@@ -70,7 +73,7 @@ PORTS=$( { cut -f1 "$FRAMES" | grep -v '^#' | sort -un; printf '2\n3\n4\n'; } | 
   echo 'rules = "/bench/setup-rate.rules"'
   echo 'handlers = 2'
   echo 'revalidators = 1'
-  echo 'max_idle_ms = 60000'
+  echo "max_idle_ms = $MAX_IDLE_MS"
   # Setups are measured, not the dynamic flow limit: it would start at
   # 10000 and, with the emulated VM's slow dumps, shrink.
   echo 'flow_limit = 200000'
@@ -133,7 +136,7 @@ ovs_pass() {
   ovsdb-server /etc/openvswitch/conf.db --remote=punix:/var/run/openvswitch/db.sock \\
     --pidfile --detach --no-chdir --log-file
   ovs-vsctl --no-wait init
-  ovs-vsctl --no-wait set Open_vSwitch . other_config:max-idle=60000 other_config:flow-limit=200000
+  ovs-vsctl --no-wait set Open_vSwitch . other_config:max-idle=$MAX_IDLE_MS other_config:flow-limit=200000
   # OVS 3.1.0 starts no handler in per-CPU mode before 10 s of uptime
   # (fixed in 3.1.1).
   while [ "\$(awk '{print int(\$1)}' /proc/uptime)" -lt 11 ]; do sleep 0.2; done
@@ -148,6 +151,7 @@ ovs_pass() {
   /bin/ovs-blast -d ovs-system -l ovs -P \$vspid ${BLAST_ARGS[*]:-} /bench/frames.tsv
   perf_report ovs
   threads \$vspid ovs
+  sleep $SETTLE_S
   ovs-appctl upcall/show | sed "s/^/ovs: /"
   ovs-appctl -t ovs-vswitchd exit --cleanup
   ovs-appctl -t ovsdb-server exit
