@@ -23,7 +23,7 @@ use crate::protocol::{
 use crate::published::Published;
 use crate::stats::PipelineStats;
 use crate::supervisor::guarded;
-use crate::tables::{GroupModError, LearnOutcome, MeterModError, RuleEntry, Tables};
+use crate::tables::{GroupModError, Journal, LearnOutcome, MeterModError, RuleEntry, Tables};
 use messages::ofp::flow_flags;
 
 /// "rules changed" lines: a controller or a script may change rules many
@@ -128,11 +128,12 @@ pub struct RuleTable {
 impl RuleTable {
     /// The rule-table of `tables`, whose snapshot `published` holds.
     pub fn new(
-        tables: Tables,
+        mut tables: Tables,
         published: Arc<Published>,
         removals: Arc<FlowRemovals>,
         stats: Arc<PipelineStats>,
     ) -> Self {
+        tables.keep_journal();
         stats
             .rules_version
             .store(tables.version(), std::sync::atomic::Ordering::Relaxed);
@@ -197,8 +198,12 @@ impl RuleTable {
     fn publish(&mut self) {
         // The snapshot shares the indexes built here.
         self.tables.prepare();
-        self.snapshot = Arc::new(self.tables.clone());
+        let journal = self.tables.take_journal();
         let version = self.tables.version();
+        let n_rules = self.tables.len();
+        self.snapshot = Arc::new(std::mem::take(&mut self.tables));
+        let replaced = self.published.publish(self.snapshot.clone());
+        self.tables = self.next_tables(replaced, journal);
         self.stats
             .rules_version
             .store(version, std::sync::atomic::Ordering::Relaxed);
@@ -207,17 +212,57 @@ impl RuleTable {
         // change did (ids are never reused, so a stale entry is only
         // memory).
         self.prune = true;
-        retire(self.published.publish(self.snapshot.clone()));
         if let Some(dropped) = CHANGE_LOG.check() {
             tracing::info!(
                 version,
-                rules = self.tables.len(),
+                rules = n_rules,
                 dropped_messages = dropped,
                 "rules changed"
             );
         }
     }
+
+    /// The tables to change next, once the ones changed so far are the
+    /// snapshot: the snapshot they replaced, brought up to date with the
+    /// journal of what changed, when no handler or revalidator holds it
+    /// any more. So the rule-table keeps two copies of the lookup indexes
+    /// and changes each in place, and a version costs what its change did
+    /// (twice), not the pieces of index it touched. Otherwise a copy of
+    /// the snapshot, which shares every piece until it writes it.
+    fn next_tables(&self, replaced: Arc<Tables>, journal: Option<Journal>) -> Tables {
+        let journal = journal.filter(|j| j.len() <= MAX_REPLAY);
+        let mut next = match (Arc::try_unwrap(replaced), journal) {
+            (Ok(mut spare), Some(journal)) => {
+                spare.replay(journal, &self.snapshot);
+                spare
+            }
+            (Ok(spare), None) => {
+                retire(Arc::new(spare));
+                (*self.snapshot).clone()
+            }
+            (Err(held), _) => {
+                retire(held);
+                (*self.snapshot).clone()
+            }
+        };
+        next.keep_journal();
+        next
+    }
+
+    /// Back to the last snapshot, after a change panicked midway.
+    fn restore(&mut self) {
+        self.tables = (*self.snapshot).clone();
+        self.tables.keep_journal();
+    }
 }
+
+/// The most rule changes [`RuleTable::next_tables`] replays on the spare
+/// copy. Replaying costs a second insert or removal per change; a version
+/// of thousands of changes touches most pieces of the indexes anyway,
+/// and copying those as they are written costs no more (streaming 100 000
+/// flow mods, whose versions hold ~600 or ~5 000: daemon CPU 7.3–8.3 µs a
+/// flow mod replaying all, 5.5–6.9 µs with this bound, as without a spare).
+const MAX_REPLAY: usize = 2048;
 
 /// Frees a replaced snapshot once the tasks already woken on this thread
 /// have run. Freeing it is the largest part of a one-rule version (the
@@ -397,7 +442,7 @@ impl Supervised for RuleTable {
             version = self.snapshot.version(),
             "rule-table restarting from its last snapshot"
         );
-        self.tables = (*self.snapshot).clone();
+        self.restore();
     }
 }
 
@@ -407,16 +452,14 @@ impl Handler<RuleChange> for RuleTable {
     fn handle(&mut self, change: RuleChange, ctx: &mut Context<Self>) -> RuleChangeReply {
         let stats = self.stats.clone();
         let before = self.tables.version();
+        let tables = &mut self.tables;
         let outcome = guarded("rule_table", &stats, ctx, || {
-            // Work on a copy so that a panic midway leaves the tables as they were.
-            let mut tables = self.tables.clone();
             let mut done = Applied::default();
-            let n = apply(&mut tables, change, &mut done);
-            (tables, n, done)
+            let n = apply(tables, change, &mut done);
+            (n, done)
         });
         match outcome {
-            Some((tables, n_rules, done)) => {
-                self.tables = tables;
+            Some((n_rules, done)) => {
                 let deleted: Vec<_> = done
                     .deleted
                     .into_iter()
@@ -434,10 +477,14 @@ impl Handler<RuleChange> for RuleTable {
                     n_rules,
                 }
             }
-            None => RuleChangeReply {
-                version: before,
-                n_rules: 0,
-            },
+            None => {
+                // Changed in place: a panic midway leaves the last snapshot.
+                self.restore();
+                RuleChangeReply {
+                    version: before,
+                    n_rules: 0,
+                }
+            }
         }
     }
 }

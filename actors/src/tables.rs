@@ -143,6 +143,38 @@ pub struct Tables {
     /// rule above every OpenFlow priority, which no flow mod can see,
     /// remove or outrank.
     fail_open: bool,
+    /// The rule changes made since [`Tables::take_journal`], when kept
+    /// ([`Tables::keep_journal`]): the rule-table replays them on a second
+    /// copy of the tables ([`Tables::replay`]).
+    journal: Option<Journal>,
+}
+
+/// What happened to the rules of one copy of the tables, in order, for
+/// another copy to do the same ([`Tables::replay`]).
+#[derive(Clone, Debug, Default)]
+pub struct Journal {
+    changes: Vec<RuleOp>,
+    /// Every rule was replaced at once ([`Tables::replace_all`]): a copy
+    /// catches up by copying.
+    replaced_all: bool,
+}
+
+impl Journal {
+    /// Rules filed and taken out.
+    pub fn len(&self) -> usize {
+        self.changes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+}
+
+/// One rule filed into (`Put`) or taken out of (`Take`) the tables.
+#[derive(Clone, Debug)]
+enum RuleOp {
+    Put(Arc<RuleEntry>),
+    Take(Arc<RuleEntry>),
 }
 
 /// A meter and the datapath meter it was given.
@@ -335,11 +367,14 @@ impl Tables {
     /// [`Tables::add`], returning also the rules it removed: the one it
     /// replaced, and those a `delete_learned` of that one took with it.
     pub fn add_replacing(&mut self, rule: Rule) -> (Arc<RuleEntry>, Vec<Arc<RuleEntry>>) {
-        let table = self.tables.entry(rule.table).or_default();
         let mut removed = Vec::new();
-        if let Some(old) = table.find_exact(&rule.matches, rule.priority).cloned() {
-            table.remove(&old);
-            self.unindex(old.id);
+        let old = self
+            .tables
+            .get(&rule.table)
+            .and_then(|t| t.find_exact(&rule.matches, rule.priority))
+            .cloned();
+        if let Some(old) = old {
+            self.take(&old);
             removed.push(old);
         }
         let entry = self.insert(rule);
@@ -350,44 +385,94 @@ impl Tables {
     }
 
     fn insert(&mut self, rule: Rule) -> Arc<RuleEntry> {
-        let table = self.tables.entry(rule.table).or_default();
         self.next_id += 1;
         let entry = Arc::new(RuleEntry {
             id: self.next_id,
             rule,
             added: std::time::Instant::now(),
         });
-        table.insert(entry.clone());
-        self.index(&entry);
+        self.put(entry.clone());
         entry
     }
 
-    /// Files `entry` by id (replacing the entry with its id, if any).
-    fn index(&mut self, entry: &Arc<RuleEntry>) {
+    /// Files `entry` in its table and by id (replacing the entry with its
+    /// id, if any). With [`Tables::take`], the only way rules come and go.
+    fn put(&mut self, entry: Arc<RuleEntry>) {
+        self.tables
+            .entry(entry.rule.table)
+            .or_default()
+            .insert(entry.clone());
         self.by_id.insert(entry.id, entry.clone());
         if may_time_out(&entry.rule) {
             self.timed.insert(entry.id, entry.clone());
         } else {
             self.timed.remove(&entry.id);
         }
+        if let Some(j) = &mut self.journal {
+            j.changes.push(RuleOp::Put(entry));
+        }
     }
 
-    fn unindex(&mut self, id: u64) {
-        self.by_id.remove(&id);
-        self.timed.remove(&id);
+    /// Takes `entry` out of its table (dropped once empty) and the index
+    /// by id.
+    fn take(&mut self, entry: &Arc<RuleEntry>) {
+        if let Some(t) = self.tables.get_mut(&entry.rule.table) {
+            t.remove(entry);
+            if t.is_empty() {
+                self.tables.remove(&entry.rule.table);
+            }
+        }
+        self.by_id.remove(&entry.id);
+        self.timed.remove(&entry.id);
+        if let Some(j) = &mut self.journal {
+            j.changes.push(RuleOp::Take(entry.clone()));
+        }
     }
 
     /// Removes `doomed` (entries of these tables).
     fn remove_entries(&mut self, doomed: &[Arc<RuleEntry>]) {
         for e in doomed {
-            if let Some(t) = self.tables.get_mut(&e.rule.table) {
-                t.remove(e);
-                if t.is_empty() {
-                    self.tables.remove(&e.rule.table);
-                }
-            }
-            self.unindex(e.id);
+            self.take(e);
         }
+    }
+
+    /// Keeps a journal of rule changes from now on (see
+    /// [`Tables::replay`]).
+    pub fn keep_journal(&mut self) {
+        self.journal.get_or_insert_with(Journal::default);
+    }
+
+    /// The rule changes since the journal was kept or last taken; it is
+    /// no longer kept.
+    pub fn take_journal(&mut self) -> Option<Journal> {
+        self.journal.take()
+    }
+
+    /// Brings this copy of the tables to `latest`, which it was before the
+    /// changes `journal` recorded on another copy: the rules are filed and
+    /// taken out as they were there (changing this copy's own indexes in
+    /// place when it shares them with no other), the rest is copied.
+    pub fn replay(&mut self, journal: Journal, latest: &Tables) {
+        if journal.replaced_all {
+            *self = latest.clone();
+            return;
+        }
+        let keep = self.journal.take();
+        for op in journal.changes {
+            match op {
+                RuleOp::Put(e) => self.put(e),
+                RuleOp::Take(e) => self.take(&e),
+            }
+        }
+        self.journal = keep;
+        self.version = latest.version;
+        self.next_id = latest.next_id;
+        self.groups = latest.groups.clone();
+        self.meters = latest.meters.clone();
+        self.ports = latest.ports.clone();
+        self.down_ports = latest.down_ports.clone();
+        self.fail_open = latest.fail_open;
+        debug_assert_eq!(self.by_id.len(), latest.by_id.len());
     }
 
     /// OVS's learned cookies: once no rule is left with a `learn(...,
@@ -528,10 +613,8 @@ impl Tables {
                 rule,
                 added: old.added,
             });
-            let table = self.tables.entry(old.rule.table).or_default();
-            table.remove(old);
-            table.insert(entry.clone());
-            self.index(&entry);
+            self.take(old);
+            self.put(entry.clone());
             modified.push(entry);
         }
         // Learns with delete_learned that the new actions dropped.
@@ -603,12 +686,7 @@ impl Tables {
     fn remove_rules_where(&mut self, doomed: impl Fn(&RuleEntry) -> bool) -> Vec<Arc<RuleEntry>> {
         let users: Vec<Arc<RuleEntry>> =
             self.by_id.values().filter(|e| doomed(e)).cloned().collect();
-        for e in &users {
-            if let Some(t) = self.tables.get_mut(&e.rule.table) {
-                t.remove(e);
-            }
-            self.unindex(e.id);
-        }
+        self.remove_entries(&users);
         users
     }
 
@@ -707,6 +785,12 @@ impl Tables {
             fresh.add_replacing(r);
         }
         fresh.version = self.version + 1;
+        if self.journal.is_some() {
+            fresh.journal = Some(Journal {
+                changes: Vec::new(),
+                replaced_all: true,
+            });
+        }
         *self = fresh;
     }
 
@@ -1030,5 +1114,101 @@ mod tests {
         assert_eq!(removed.len(), 2);
         assert_eq!(t.len(), 1);
         assert_eq!(t.rules()[0].rule.cookie, 9);
+    }
+
+    /// One step of [`a_replayed_copy_equals_the_changed_one`]'s changes.
+    #[derive(Clone, Debug)]
+    enum Step {
+        Add(u16, u8, u8),
+        Delete(u8),
+        Modify(u8),
+        Expire,
+    }
+
+    fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => (0u16..4, 0u8..16, 0u8..2).prop_map(|(p, d, t)| Step::Add(p, d, t)),
+            1 => (0u8..16).prop_map(Step::Delete),
+            1 => (0u8..16).prop_map(Step::Modify),
+            1 => Just(Step::Expire),
+        ]
+    }
+
+    /// What each rule of `t` is, and which rule each of a few packets
+    /// meets, with the bits the lookup examined.
+    fn observed(t: &Tables) -> (Vec<(u64, Rule)>, Vec<String>) {
+        let rules = t.rules().iter().map(|e| (e.id, e.rule.clone())).collect();
+        let mut looked = Vec::new();
+        for table in 0..2 {
+            for d in 0u32..16 {
+                for port in [80u16, 81] {
+                    let mut f = Flow::default();
+                    Field::EthType.set(&mut f, 0x0800);
+                    Field::IpProto.set(&mut f, 6);
+                    Field::Ipv4Dst.set(&mut f, u128::from(0x0a00_0000 | d));
+                    Field::TcpDst.set(&mut f, u128::from(port));
+                    let mut wc = FlowWildcards::default();
+                    let id = t.lookup(table, &f, &mut wc).map(|e| e.id);
+                    looked.push(format!("{id:?} {wc:?}"));
+                }
+            }
+        }
+        (rules, looked)
+    }
+
+    proptest::proptest! {
+        /// The rule-table's spare copy: the tables as they were, given the
+        /// journal of the changes made since on another copy, equal that
+        /// copy (rules, lookups, wildcards), and lookups on it need no
+        /// index built.
+        #[test]
+        fn a_replayed_copy_equals_the_changed_one(
+            steps in proptest::collection::vec(proptest::collection::vec(step(), 1..12), 1..6),
+        ) {
+            let mut master = tables(&["priority=1,ip,actions=drop"]);
+            master.prepare();
+            let mut spare = master.clone();
+            master.keep_journal();
+            for version in steps {
+                for s in version {
+                    match s {
+                        Step::Add(p, d, t) => {
+                            let text = format!(
+                                "table={t},priority={},tcp,nw_dst=10.0.0.{d}/{},tp_dst={},idle_timeout={},actions=output:{}",
+                                10 + p,
+                                if d % 3 == 0 { 24 } else { 32 },
+                                80 + u16::from(d % 2),
+                                p % 2,
+                                d
+                            );
+                            master.add(parse_rule(&text).unwrap());
+                        }
+                        Step::Delete(d) => {
+                            master.delete_where(&filter(&format!("tcp,nw_dst=10.0.0.{d}")));
+                        }
+                        Step::Modify(d) => {
+                            let update = RuleUpdate {
+                                instructions: parse_rule("actions=output:99").unwrap().instructions,
+                                new_cookie: None,
+                                reset_counts: false,
+                                add_if_none: None,
+                            };
+                            master.modify_where(&filter(&format!("tcp,tp_dst=8{}", d % 2)), &update);
+                        }
+                        Step::Expire => {
+                            let timed: Vec<_> = master.rules_with_timeouts().take(2).cloned().collect();
+                            master.delete(timed);
+                        }
+                    }
+                }
+                master.prepare();
+                let journal = master.take_journal().expect("kept");
+                master.keep_journal();
+                spare.replay(journal, &master);
+                proptest::prop_assert_eq!(spare.version(), master.version());
+                proptest::prop_assert_eq!(observed(&spare), observed(&master));
+            }
+        }
     }
 }
