@@ -207,13 +207,14 @@ fn differential_cases_agree_with_open_vswitch() {
         &dummy_bridge(Some((1..=8).collect())),
     );
     assert_eq!(same, total, "{}", bad.join("\n"));
-    // multipath and bundle choose as OVS's hashes do, flow by flow (ports
-    // 9 and 10, which bundles name, are dead).
+    // multipath, bundle and select groups without dp_hash choose as OVS's
+    // hashes do, flow by flow (ports 9 and 10, which bundles name, are dead).
     let (same, total, bad) = score_cases(
         vec![
             dir.join("40-multipath-fields"),
             dir.join("41-multipath-algorithms"),
             dir.join("42-bundle"),
+            dir.join("47-default-select-hash-icmp-udp"),
         ],
         &dummy_bridge(Some((1..=8).collect())),
     );

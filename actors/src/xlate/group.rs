@@ -8,11 +8,9 @@
 //! group: what a bucket changes is undone after it (OVS's
 //! `xlate_group_bucket`), so later actions commit the old values again.
 
-use messages::flow::*;
 use messages::group::{Bucket, Group, GroupType, HashAlg, Selection, GROUP_ANY};
-use messages::hash::{
-    mix32 as mix, ovs_hash_bytes, ovs_hash_int, ovs_hash_uint64, symmetric_l4_hash,
-};
+use messages::hash::{ovs_hash_bytes, ovs_hash_int, ovs_hash_uint64};
+use messages::multipath::HashFields;
 use messages::ofp::{port, OfAction};
 
 use super::{add_to_action_set, Ctx, Freeze};
@@ -163,9 +161,11 @@ impl Ctx<'_> {
                     .find(|&b| self.bucket_alive(group, &group.buckets[b], 0))
             }
             Selection::Default => {
-                self.mask_symmetric_l4();
-                let hash = symmetric_l4_hash(&self.flow, 0);
-                self.best_live_bucket(group, |id| mix(id, hash))
+                // OVS's `pick_default_select_group`: `flow_hash_symmetric_l4`
+                // with basis 0, each bucket scored by `hash_int(id, hash)`.
+                HashFields::SymmetricL4.mask(&self.flow, &mut *self.wc);
+                let hash = HashFields::SymmetricL4.hash(&self.flow, 0);
+                self.best_live_bucket(group, |id| ovs_hash_int(id, hash))
             }
             Selection::Hash { fields, basis } => {
                 // OVS's `pick_hash_fields_select_group`: each field's bytes,
@@ -201,30 +201,6 @@ impl Ctx<'_> {
             }
         }
         best
-    }
-
-    /// What OVS's `flow_mask_hash_fields` un-wildcards for a symmetric L4
-    /// hash.
-    fn mask_symmetric_l4(&mut self) {
-        let f = &self.flow;
-        let wc = &mut *self.wc;
-        wc.dl_src = [0xff; 6];
-        wc.dl_dst = [0xff; 6];
-        if f.dl_type == ETH_TYPE_IP {
-            wc.nw_src = u32::MAX;
-            wc.nw_dst = u32::MAX;
-        } else if f.dl_type == ETH_TYPE_IPV6 {
-            wc.ipv6_src = [0xff; 16];
-            wc.ipv6_dst = [0xff; 16];
-        }
-        if f.is_ip_any() {
-            wc.nw_proto = u8::MAX;
-            if matches!(f.nw_proto, IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP) {
-                wc.tp_src = u16::MAX;
-                wc.tp_dst = u16::MAX;
-            }
-        }
-        wc.vlans[0].tci |= VLAN_VID_MASK | VLAN_CFI;
     }
 }
 

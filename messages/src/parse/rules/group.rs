@@ -206,8 +206,12 @@ fn parse_bucket(text: &str, base: usize, index: u32) -> Res<Bucket> {
         watch_group: GROUP_ANY,
         actions: Vec::new(),
     };
-    let mut actions_at = None;
-    for kv in key_values(text, base) {
+    // As OVS's `parse_bucket_str`: the bucket's properties may stand
+    // anywhere among its actions (`bucket=output:10,weight=2000`); every
+    // other item, and the value of `actions=`, is an action.
+    let items: Vec<_> = key_values(text, base).collect();
+    let mut pieces: Vec<(usize, usize, usize)> = Vec::new();
+    for (i, kv) in items.iter().enumerate() {
         let number = |bits: u32, what: &str| {
             parse_uint(kv.value, bits).ok_or_else(|| {
                 err(
@@ -226,18 +230,30 @@ fn parse_bucket(text: &str, base: usize, index: u32) -> Res<Bucket> {
                     .ok_or_else(|| err(kv.value_at, "invalid watch_port", kv.value, "a port"))?
             }
             "watch_group" => bucket.watch_group = number(32, "watch_group")? as u32,
-            "actions" | "action" => {
-                actions_at = Some(kv.value_at);
-                break;
-            }
-            _ => {
-                actions_at = Some(kv.key_at);
-                break;
+            key => {
+                let start = if key == "actions" || key == "action" {
+                    kv.value_at
+                } else {
+                    kv.key_at
+                } - base;
+                let end = items.get(i + 1).map_or(text.len(), |n| n.key_at - base);
+                let end = start + text[start..end].trim_end_matches([',', ' ', '\t']).len();
+                pieces.push((i, start, end));
             }
         }
     }
-    if let Some(at) = actions_at {
-        let acts = parse_action_list(&text[at - base..], at, false)?;
+    let actions_text = match (pieces.first(), pieces.last()) {
+        (Some(&(first, start, _)), Some(&(last, _, end))) if last - first + 1 == pieces.len() => {
+            Some((text[start..end].to_string(), base + start))
+        }
+        (Some(&(_, start, _)), _) => {
+            let joined: Vec<&str> = pieces.iter().map(|&(_, s, e)| &text[s..e]).collect();
+            Some((joined.join(","), base + start))
+        }
+        _ => None,
+    };
+    if let Some((actions, at)) = actions_text {
+        let acts = parse_action_list(&actions, at, false)?;
         let mut state = CheckState {
             flow: Flow::default(),
             table: 0,

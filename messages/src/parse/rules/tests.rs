@@ -550,6 +550,20 @@ fn groups_parse_print_as_dump_groups_and_errors_say_why() {
         "group_id=3,type=select,bucket=weight:100,watch_port:2,actions=output:2,\
          bucket=actions=set_field:00:00:00:00:00:aa->eth_src,output:3"
     );
+    // As OVS's parse_bucket_str, properties may follow the actions (OVS's
+    // ofproto-dpif.at "group stats single bucket"); printed as ovs-ofctl
+    // 3.1 dump-groups prints this group.
+    let g = parse_group(
+        "group_id=1234,type=select,bucket=output:10,weight=2000,bucket=output:11,weight=0,\
+         bucket=mod_vlan_vid:5,watch_port=3,actions=output:12",
+    )
+    .unwrap();
+    assert_eq!(
+        format_group(&g),
+        "group_id=1234,type=select,bucket=weight:2000,actions=output:10,\
+         bucket=weight:0,actions=output:11,\
+         bucket=watch_port:3,actions=push_vlan:0x8100,set_field:4101->vlan_vid,output:12"
+    );
     // Buckets have no match: no prerequisites are checked there.
     let g = parse_group("group_id=1,type=indirect,bucket=set_field:10.0.0.9->ip_dst,output:4");
     assert!(g.is_ok(), "{g:?}");
