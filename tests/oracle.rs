@@ -197,6 +197,7 @@ fn differential_cases_agree_with_open_vswitch() {
             dir.join("05-output-to-missing-port"),
             dir.join("35-groups"),
             dir.join("37-meters"),
+            dir.join("48-actset-output-with-group"),
         ],
         &dummy_bridge(Some((1..=8).collect())),
     );

@@ -223,6 +223,9 @@ struct Ctx<'a> {
     depth: u32,
     resubmits: u32,
     action_set: Vec<OfAction>,
+    /// The action set holds a group (OVS's `action_set_has_group`): until
+    /// `clear_actions`, `actset_output` stays unset.
+    action_set_has_group: bool,
     error: Option<XlateError>,
     /// The packet has been through the connection tracker in this pass
     /// (OVS's `ctx->conntracked`): `ct_clear` then has something to clear.
@@ -376,6 +379,7 @@ fn xlate_from(
         depth: 0,
         resubmits: 0,
         action_set: Vec::new(),
+        action_set_has_group: false,
         error: None,
         conntracked: false,
         conntracked_by_packet: frozen.is_none(),
@@ -666,6 +670,7 @@ impl Ctx<'_> {
     fn run_rest(&mut self, ins: &Instructions, last: bool) {
         if ins.clear_actions {
             self.action_set.clear();
+            self.action_set_has_group = false;
             self.flow.actset_output = port::UNSET;
         }
         if let Some(w) = &ins.write_actions {
@@ -694,9 +699,19 @@ impl Ctx<'_> {
     }
 
     /// Adds an action to the action set, replacing one of the same kind.
+    /// `actset_output` follows the set's output, or is unset once the set
+    /// has a group, even if an output follows (OVS's
+    /// `xlate_write_actions__`).
     fn write_action(&mut self, a: OfAction) {
-        if let OfAction::Output { port, .. } = a {
-            self.flow.actset_output = port;
+        if !self.action_set_has_group {
+            match a {
+                OfAction::Output { port, .. } => self.flow.actset_output = port,
+                OfAction::Group(_) => {
+                    self.flow.actset_output = port::UNSET;
+                    self.action_set_has_group = true;
+                }
+                _ => {}
+            }
         }
         add_to_action_set(&mut self.action_set, a);
     }

@@ -483,9 +483,10 @@ def ofctl_version(args):
 
 
 def replayable(flow):
-    """OVS's `Flow:` line as a flow ofproto/trace takes back: its `eth`
-    (packet type) and an absent second VLAN tag (`vlan_tci1=0x0000`), which
-    it prints but does not parse, dropped. None (and why) for what a trace
+    """OVS's `Flow:` line as a flow ofproto/trace takes back: what it prints
+    but does not parse dropped (`eth`, the packet type; an absent second VLAN
+    tag, `vlan_tci1=0x0000`; a zero ND link-layer address of the other ND
+    type) or renamed (L4 ports, ICMPv6 type and code). None (and why) for what a trace
     on a fresh bridge cannot reproduce."""
     terms = []
     proto = flow.split(",")[0]
@@ -493,7 +494,8 @@ def replayable(flow):
     # but takes those names for TCP and ICMPv4 only
     renames = {"udp": "udp", "udp6": "udp", "sctp": "sctp", "sctp6": "sctp"}
     for t in flow.split(","):
-        if t in ("eth", "vlan_tci1=0x0000", "recirc_id=0"):
+        if t in ("eth", "vlan_tci1=0x0000", "recirc_id=0", "nd_sll=00:00:00:00:00:00",
+                 "nd_tll=00:00:00:00:00:00"):
             continue
         if proto in renames and t.startswith(("tp_src=", "tp_dst=")):
             t = renames[proto] + t[2:]
@@ -714,15 +716,16 @@ def ours(upcalld, work, bridge, ports, opts, flow):
 RECIRC = re.compile(r"(recirc\(|recirc_id=)(0x[0-9a-f]+|\d+)")
 
 
-def same_but_ids(ours, theirs):
-    """Whether two datapath action lists are the same once recirculation ids,
-    which depend on what the instance allocated before, are renamed in the
-    order they first appear."""
-    def canonical(a):
-        names = {}
+def canonical(actions, megaflow):
+    """Datapath actions and megaflow with non-zero recirculation ids, which
+    depend on what the instance allocated before, renamed in the order they
+    first appear (actions first)."""
+    names = {}
+
+    def rename(text):
         return RECIRC.sub(lambda m: m.group(1) + "R%d" % names.setdefault(
-            int(m.group(2), 0), len(names)) if int(m.group(2), 0) else m.group(0), a)
-    return ours is not None and canonical(ours) == canonical(theirs)
+            int(m.group(2), 0), len(names)) if int(m.group(2), 0) else m.group(0), text or "")
+    return rename(actions), rename(megaflow)
 
 
 def generalize(err):
@@ -790,9 +793,11 @@ def compare(args):
                         row.update(rule=rule, version=version)
                         if version == "any" and "prerequisites not met" in e:
                             row["key"] = "OpenFlow 1.0 only: " + row["key"]
-                elif not same_but_ids(actions, oactions):
+                elif actions is None or canonical(actions, megaflow)[0] != canonical(
+                        oactions, omegaflow)[0]:
                     row.update(cls="different", line="actions", ours_actions=actions)
-                elif split_terms(megaflow or "") != split_terms(omegaflow or ""):
+                elif split_terms(canonical(actions, megaflow)[1]) != split_terms(
+                        canonical(oactions, omegaflow)[1]):
                     row.update(cls="different", line="megaflow", ours_megaflow=megaflow)
                 else:
                     row.update(cls="identical")
@@ -843,13 +848,13 @@ def tally(results, show):
             shown += 1
             print("\n%s %s #%d %s" % (r["test"], r["name"], r["trace"], r["cls"]))
             print("  flow %s" % r["flow"])
-            print("  ovs  %s | %s" % (r["ovs_actions"], r["ovs_megaflow"]))
+            print("  ovs  %s | %s" % (r["ovs_actions"][:300], r["ovs_megaflow"]))
             if r["cls"] == "refused-by-us":
                 print("  ours %s" % r["ours"])
                 if "rule" in r:
                     print("  rule %s (added with -O %s)" % (r["rule"], r["version"]))
             else:
-                print("  ours %s | %s" % (r.get("ours_actions", r["ovs_actions"]),
+                print("  ours %s | %s" % ((r.get("ours_actions") or r["ovs_actions"])[:300],
                                           r.get("ours_megaflow", r["ovs_megaflow"])))
 
 
