@@ -23,12 +23,15 @@ did on the live OVS.
 `upcalld trace --rules R --setup S --ports P FLOW` with the flow OVS printed
 in its `Flow:` line (so ODP-syntax trace flows are compared too), and its
 `Datapath actions:`/`Megaflow:` lines compared with OVS's (megaflow as a set
-of terms, as ../shared/oracle/compare.py). Per trace and per test it
-tabulates: identical; different (which line); refused by us (which rule or
-flow, our error); refused by OVS too (OVS's trace failed); not modelled (a
-state change the replay cannot follow, e.g. mod-flows, a second bridge,
-tunnel or patch ports, packets sent with netdev-dummy/receive before the
-trace, `-generate`). Prints the tally and writes OUT/results.jsonl.
+of terms, as ../shared/oracle/compare.py; recirculation ids renamed in
+order of appearance). Per trace and per test it tabulates: identical;
+different (which line); refused by us (which rule or flow, our error);
+refused by OVS too (OVS's trace failed); not modelled (what the replay
+cannot follow: mod-flows, bridge configuration through ovs-vsctl, a second
+bridge, tunnel or patch ports, learn/NORMAL after packets or `-generate`,
+controller actions while `ovs-ofctl monitor` is connected). Every
+`add-flow(s)` OVS refused is tried on `upcalld trace --rules` too. Prints
+the tally and writes OUT/results.jsonl.
 """
 import argparse
 import base64
@@ -519,6 +522,11 @@ class Bridge:
         self.rules, self.setup = [], []
         self.unmodelled = None
         self.learned = False
+        # a controller connection (ovs-ofctl monitor) changes what
+        # controller actions and table misses translate to
+        self.controller = False
+        # add-flow(s) that OVS refused: (command, rules, -O)
+        self.refused = []
 
     def vsctl(self, args):
         """Notes configuration a trace with only rules and ports cannot
@@ -558,10 +566,15 @@ class Bridge:
 
     def apply(self, rc, args, files):
         cmd, br, rest = ofctl_split(args)
+        if cmd == "monitor":
+            self.controller = True
         if not cmd or READ_ONLY.match(cmd):
             return None
         if rc != 0:
-            return "ovs-refused"
+            if cmd in ("add-flow", "add-flows") and rest:
+                text = rest[0] if cmd == "add-flow" else files.get(rest[0], "")
+                self.refused.append((cmd, text, ofctl_version(args)))
+            return None
         if br != "br0":
             if not br.startswith("br") and not br.startswith("unix:"):
                 return None
@@ -777,6 +790,8 @@ def compare(args):
                 row.update(cls="not-modelled", why=bridge.unmodelled)
             elif odd:
                 row.update(cls="not-modelled", why="port types " + ",".join(odd))
+            elif bridge.controller and "controller(" in oactions:
+                row.update(cls="not-modelled", why="a controller connected (ovs-ofctl monitor)")
             elif bridge.learned and bridge.learns():
                 row.update(cls="not-modelled", why="learn/NORMAL after packets or -generate")
             elif replayable(flow)[0] is None:
@@ -804,6 +819,15 @@ def compare(args):
             results.append(row)
             if "-generate" in opts:
                 bridge.learned = True
+        for cmd, text, version in bridge.refused:
+            with open(os.path.join(work, "refused"), "w") as fh:
+                fh.write(text if cmd == "add-flows" else text + "\n")
+            r = subprocess.run([args.upcalld, "trace", "--rules", os.path.join(work, "refused"),
+                                "in_port=1"], capture_output=True, text=True, timeout=60)
+            results.append({"test": tid, "file": meta["file"], "name": meta["name"],
+                            "cls": "ovs-refused-rules", "rules": text[:300], "version": version,
+                            "we_refuse": r.returncode != 0,
+                            "ours": r.stderr.strip()[:200]})
     shutil.rmtree(work, ignore_errors=True)
     with open(os.path.join(args.out, "results.jsonl"), "w") as fh:
         for r in results:
@@ -815,6 +839,8 @@ ORDER = ["identical", "different", "refused-by-us", "refused-by-ovs", "not-model
 
 
 def tally(results, show):
+    refused = [r for r in results if r["cls"] == "ovs-refused-rules"]
+    results = [r for r in results if r["cls"] != "ovs-refused-rules"]
     per_trace = {c: 0 for c in ORDER}
     for r in results:
         per_trace[r["cls"]] += 1
@@ -831,6 +857,12 @@ def tally(results, show):
     print("traces: " + ", ".join("%s %d" % (c, per_trace[c]) for c in ORDER))
     print("tests:  " + ", ".join("%s %d" % (c, test_cls[c]) for c in ORDER)
           + " (a test counts as its worst compared trace)")
+    accepted = [r for r in refused if not r["we_refuse"]]
+    print("add-flow(s) OVS refused: %d, refused by us too: %d, accepted by us: %d"
+          % (len(refused), len(refused) - len(accepted), len(accepted)))
+    for r in accepted:
+        print("  accepted: %s (-O %s): %s" % (r["test"], r["version"],
+                                             r["rules"].replace("\n", " | ")[:160]))
     groups = {}
     for r in results:
         if r["cls"] == "refused-by-us":
