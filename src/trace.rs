@@ -118,6 +118,7 @@ fn trace_in(
                     XlateError::TooManyResubmits => "Too many resubmits",
                     XlateError::NoRecirculationContext => "No recirculation context",
                     XlateError::TooManyMplsLabels => "Too many MPLS labels",
+                    XlateError::InvalidTunnelMetadata => "Invalid Geneve tunnel metadata",
                 };
                 format!("Translation failed ({why}), packet is dropped.")
             }),

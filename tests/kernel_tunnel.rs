@@ -5,7 +5,9 @@
 //! and a 1 MiB TCP transfer cross a Geneve tunnel whose `tun_metadata0`
 //! option one side sets and the other matches, and a VXLAN tunnel with
 //! `key=flow`, over an IPv4 underlay and over an IPv6 one, and a VXLAN
-//! tunnel with `exts=gbp` carrying a Group Policy id; `ovs-dpctl
+//! tunnel with `exts=gbp` carrying a Group Policy id, and Geneve
+//! options the receiver's TLV map does not know (kept in its kernel flows'
+//! keys; a critical one dropped); `ovs-dpctl
 //! dump-flows` shows the tunnel keys and the `set(tunnel(...))` actions
 //! the daemons' traces predict. Run inside the
 //! kernel VM (`.ci/kernel-vm.sh`, which loads `vport-vxlan` and
@@ -375,6 +377,51 @@ fn ping_and_tcp_through_kernel_geneve_with_an_option_and_vxlan_with_key_flow() {
     assert!(
         !ping_ok(&a.host, b.host.addr, 3),
         "a packet with the wrong Group Policy id got through"
+    );
+
+    // Options B's map does not know: A maps two more and sends one after
+    // tun_metadata0. B's kernel flow keeps it in its key (data
+    // wildcarded), as OVS keeps a kernel key's options raw, so the packets
+    // after the first match in the kernel (a key without it never would:
+    // the kernel matches the options' length exactly).
+    da.ctl(
+        Ctl::AddTlvMap,
+        "{class=0x102,type=0x1,len=4}->tun_metadata1,{class=0x102,type=0x81,len=4}->tun_metadata2",
+    );
+    let also = |set: &str| {
+        format!(
+            "table=0,priority=10,in_port=1,actions=set_field:0x1234->tun_metadata0,{set},output:10\n\
+             table=0,priority=10,in_port=10,actions=output:1\n"
+        )
+    };
+    da.ctl(Ctl::ReplaceFlows, &also("set_field:0xabcd->tun_metadata1"));
+    db.ctl(Ctl::ReplaceFlows, &geneve(0x5678, 0x1234));
+    da.ctl(Ctl::Revalidate, "");
+    db.ctl(Ctl::Revalidate, "");
+    transfer_and_ping(&a, &b, &da, &db, "geneve with an option B does not know");
+    assert!(
+        flows_with(&b, "in_port(6081)", "1").iter().any(|f| f
+            .flow
+            .contains("{class=0x102,type=0x1,len=4}")
+            && f.flow.contains("{class=0xffff,type=0,len=4,0x1234")
+            && f.packets > 10),
+        "B's kernel has no flow hit by A's packets with the option it does not know:\n{}",
+        b.ns.dpctl_flows(&b.dp)
+    );
+    // An unknown option with the critical bit: B drops such packets, in
+    // the kernel, by a flow for that layout.
+    da.ctl(Ctl::ReplaceFlows, &also("set_field:0x1->tun_metadata2"));
+    da.ctl(Ctl::Revalidate, "");
+    assert!(
+        !ping_ok(&a.host, b.host.addr, 3),
+        "a packet with an unknown critical option got through"
+    );
+    assert!(
+        flows_with(&b, "{class=0x102,type=0x81,len=4}", "drop")
+            .iter()
+            .any(|f| f.flow.contains("in_port(6081)")),
+        "B's kernel has no drop flow for the unknown critical option:\n{}",
+        b.ns.dpctl_flows(&b.dp)
     );
     drop((da, db));
 }

@@ -145,6 +145,9 @@ pub enum XlateError {
     /// A push or pop of an MPLS label that the flow's label stack cannot
     /// take (OVS's `XLATE_TOO_MANY_MPLS_LABELS`).
     TooManyMplsLabels,
+    /// A Geneve option the TLV map does not know has the critical bit
+    /// (OVS's `XLATE_INVALID_TUNNEL_METADATA`).
+    InvalidTunnelMetadata,
 }
 
 /// A pass that a `ct(table=T)` forked: what `ofproto/trace` follows next.
@@ -366,6 +369,18 @@ fn xlate_from(
     } else {
         None
     };
+    // A packet from the kernel whose Geneve options include an unknown
+    // critical one: dropped, by a megaflow matching its options' layout.
+    if frozen.is_none()
+        && flow.tun_md_layout != 0
+        && tunnel::unknown_critical_option(flow, &messages::tlv::current()).is_some()
+    {
+        out.actions = actions;
+        out.rules = rules;
+        out.mac_learned = mac_learned;
+        out.error = Some(XlateError::InvalidTunnelMetadata);
+        return;
+    }
     let mut ctx = Ctx {
         tables,
         cfg,

@@ -90,7 +90,13 @@ pub struct Flow {
     /// VXLAN Group Based Policy extension.
     pub tun_gbp_id: u16,
     pub tun_gbp_flags: u8,
-    pub pad_tun: [u8; 5],
+    pub pad_tun: u8,
+    /// A kernel key's Geneve options as they came, when they are not what
+    /// the TLV map would write (options it does not know, another order):
+    /// the id of their layout (`crate::tunnel::geneve_layout`), 0 when
+    /// none. OVS keeps such options raw ("udpif") for the same purpose:
+    /// the megaflow given back to the datapath has them as its key had.
+    pub tun_md_layout: u32,
     /// Which `tun_metadataN` are present (bit N), as OVS's
     /// `tun_metadata.present.map`.
     pub tun_md_present: u64,
@@ -320,6 +326,7 @@ impl Flow {
         self.tun_tp_dst = 0;
         self.tun_gbp_id = 0;
         self.tun_gbp_flags = 0;
+        self.tun_md_layout = 0;
         self.tun_md_present = 0;
         self.tun_md = [0; TUN_MD_BYTES];
     }

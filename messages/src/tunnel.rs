@@ -5,7 +5,9 @@
 //! Geneve options of a flow in the datapath's form (TLVs), through the TLV
 //! map. Pure: no I/O.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::flow::*;
 use crate::netlink::TunnelAttr;
@@ -143,6 +145,8 @@ impl TunnelConfig {
             }
         }
         flow.tun_tp_dst = self.dst_port;
+        // A tunnel sends the options the map writes, in its order.
+        flow.tun_md_layout = 0;
         match self.out_key {
             TunnelKey::Flow => {}
             TunnelKey::Fixed(k) => flow.tun_id = k,
@@ -325,6 +329,11 @@ pub fn wc_init(flow: &Flow, wc: &mut FlowWildcards) {
     wc.tun_ttl = 0;
     wc.tun_tp_src = 0;
     wc.tun_tp_dst = 0;
+    // The options' layout is matched exactly, as OVS matches a kernel
+    // key's raw options' headers.
+    if flow.tun_md_layout != 0 {
+        wc.tun_md_layout = u32::MAX;
+    }
     if flow.is_ip_any() && flow.tun_tos & IP_ECN_MASK == IP_ECN_CE {
         wc.nw_tos |= IP_ECN_MASK;
     }
@@ -361,6 +370,147 @@ pub fn geneve_opts(flow: &Flow, map: &TlvMap) -> Vec<u8> {
         out.extend_from_slice(&flow.tun_md[off..off + m.len as usize]);
     }
     out
+}
+
+/// The most option layouts one process tells apart; a key with another
+/// one is read as if its options were in the map's order (its megaflow
+/// then misses, and its packets go on coming up).
+const MAX_GENEVE_LAYOUTS: usize = 1 << 16;
+
+/// Option layouts of datapath keys, by id (1-based): each option's class,
+/// type and length in 4-byte words, 4 bytes an option, in the key's order.
+#[derive(Default)]
+struct Layouts {
+    ids: HashMap<Arc<[u8]>, u32>,
+    list: Vec<Arc<[u8]>>,
+}
+
+fn layouts() -> &'static Mutex<Layouts> {
+    static LAYOUTS: OnceLock<Mutex<Layouts>> = OnceLock::new();
+    LAYOUTS.get_or_init(Mutex::default)
+}
+
+/// The id of the layout with `headers`, given one if new (0 when the
+/// table is full).
+fn layout_id(headers: &[u8]) -> u32 {
+    let Ok(mut l) = layouts().lock() else {
+        return 0;
+    };
+    if let Some(id) = l.ids.get(headers) {
+        return *id;
+    }
+    if l.list.len() >= MAX_GENEVE_LAYOUTS {
+        return 0;
+    }
+    let headers: Arc<[u8]> = headers.into();
+    l.list.push(headers.clone());
+    let id = l.list.len() as u32;
+    l.ids.insert(headers, id);
+    id
+}
+
+/// The option headers (class, type, length in words; 4 bytes each) of
+/// layout `id`.
+pub fn geneve_layout(id: u32) -> Option<Arc<[u8]>> {
+    let i = (id as usize).checked_sub(1)?;
+    layouts().lock().ok()?.list.get(i).cloned()
+}
+
+/// One option of a layout.
+struct LayoutOption {
+    /// Its mapping's index and place in `tun_md`, when the map knows the
+    /// option at this length.
+    known: Option<(usize, usize)>,
+    class: u16,
+    opt_type: u8,
+    /// Bytes of data.
+    len: usize,
+}
+
+/// The options of a layout, read with `map`.
+fn layout_options(headers: &[u8], map: &TlvMap) -> Vec<LayoutOption> {
+    headers
+        .chunks_exact(4)
+        .map(|h| {
+            let (class, opt_type) = (u16::from_be_bytes([h[0], h[1]]), h[2]);
+            let len = usize::from(h[3] & 0x1f) * 4;
+            let known = map
+                .by_option(class, opt_type)
+                .filter(|(_, m)| usize::from(m.len) == len)
+                .map(|(idx, m)| (idx, usize::from(m.offset)));
+            LayoutOption {
+                known,
+                class,
+                opt_type,
+                len,
+            }
+        })
+        .collect()
+}
+
+/// A datapath key's Geneve options for `flow`: in their layout when
+/// `tun_md_layout` names one (an option the map does not know carries
+/// zeros; its mask is zero too), else [`geneve_opts`].
+pub fn key_geneve_opts(flow: &Flow, map: &TlvMap) -> Vec<u8> {
+    let Some(headers) = geneve_layout(flow.tun_md_layout) else {
+        return geneve_opts(flow, map);
+    };
+    let mut out = Vec::with_capacity(headers.len() * 2);
+    for (h, o) in headers.chunks_exact(4).zip(layout_options(&headers, map)) {
+        out.extend_from_slice(h);
+        match o.known {
+            Some((idx, off)) if flow.tun_md_present & (1 << idx) != 0 => {
+                out.extend_from_slice(&flow.tun_md[off..off + o.len]);
+            }
+            _ => out.resize(out.len() + o.len, 0),
+        }
+    }
+    out
+}
+
+/// The first option of `flow`'s layout that the map does not know and
+/// that has the critical bit: OVS drops such a packet ("Invalid Geneve
+/// tunnel metadata").
+pub fn unknown_critical_option(flow: &Flow, map: &TlvMap) -> Option<(u16, u8)> {
+    let headers = geneve_layout(flow.tun_md_layout)?;
+    layout_options(&headers, map)
+        .into_iter()
+        .find(|o| o.known.is_none() && o.opt_type & GENEVE_CRIT_OPT_TYPE != 0)
+        .map(|o| (o.class, o.opt_type))
+}
+
+/// A datapath key's Geneve options into `flow`: known options into
+/// `tun_metadataN` as [`geneve_opts_to_flow`] places them (a known option
+/// of another length is an error); when the options are not what
+/// [`geneve_opts`] writes back (options the map does not know, critical
+/// ones too, or another order), `tun_md_layout` names their layout.
+pub fn geneve_key_opts_to_flow(
+    opts: &[u8],
+    map: &TlvMap,
+    flow: &mut Flow,
+) -> Result<(), GeneveError> {
+    let mut headers = Vec::new();
+    let mut rest = opts;
+    while !rest.is_empty() {
+        let header = rest.get(..4).ok_or(GeneveError::Malformed)?;
+        let (class, opt_type) = (u16::from_be_bytes([header[0], header[1]]), header[2]);
+        let len = usize::from(header[3] & 0x1f) * 4;
+        let data = rest.get(4..4 + len).ok_or(GeneveError::Malformed)?;
+        headers.extend_from_slice(&[header[0], header[1], header[2], header[3] & 0x1f]);
+        if let Some((idx, m)) = map.by_option(class, opt_type) {
+            if usize::from(m.len) != len {
+                return Err(GeneveError::WrongLength { class, opt_type });
+            }
+            let off = usize::from(m.offset);
+            flow.tun_md[off..off + len].copy_from_slice(data);
+            flow.tun_md_present |= 1 << idx;
+        }
+        rest = &rest[4 + len..];
+    }
+    if geneve_opts(flow, map) != opts {
+        flow.tun_md_layout = layout_id(&headers);
+    }
+    Ok(())
 }
 
 /// Why a packet's Geneve options cannot be taken in.
@@ -471,7 +621,13 @@ pub fn tunnel_attrs(flow: &Flow, kind: Option<TunnelKind>, map: &TlvMap) -> Vec<
             u32::from(flow.tun_gbp_flags) << 16 | u32::from(flow.tun_gbp_id),
         ));
     }
-    if kind.is_none_or(|k| k == TunnelKind::Geneve) && flow.tun_md_present != 0 {
+    // A datapath key (no port kind) keeps its options' layout.
+    if kind.is_none() && (flow.tun_md_present != 0 || flow.tun_md_layout != 0) {
+        let opts = key_geneve_opts(flow, map);
+        if !opts.is_empty() {
+            t.push(TunnelAttr::GeneveOpts(opts));
+        }
+    } else if kind == Some(TunnelKind::Geneve) && flow.tun_md_present != 0 {
         let opts = geneve_opts(flow, map);
         if !opts.is_empty() {
             t.push(TunnelAttr::GeneveOpts(opts));
@@ -527,22 +683,35 @@ pub fn tunnel_mask_attrs(key: &Flow, mask: &Flow, map: &TlvMap) -> Vec<TunnelAtt
     // Every option of the key gets a mask (zeros where not matched): the
     // kernel wants the mask's options as long as the key's.
     let mut opts = Vec::new();
-    for (idx, m) in map.iter() {
-        if key.tun_md_present & (1 << idx) == 0 {
-            continue;
-        }
+    for (known, len) in key_options(key, map) {
         opts.extend_from_slice(&[0xff, 0xff, 0xff, 0x1f]);
-        let off = m.offset as usize;
-        if mask.tun_md_present & (1 << idx) != 0 {
-            opts.extend_from_slice(&mask.tun_md[off..off + m.len as usize]);
-        } else {
-            opts.resize(opts.len() + m.len as usize, 0);
+        match known {
+            Some((idx, off)) if mask.tun_md_present & (1 << idx) != 0 => {
+                opts.extend_from_slice(&mask.tun_md[off..off + len]);
+            }
+            _ => opts.resize(opts.len() + len, 0),
         }
     }
     if !opts.is_empty() {
         t.push(TunnelAttr::GeneveOpts(opts));
     }
     t
+}
+
+/// The options of `key` as its datapath key has them, in order: each
+/// as (mapping index and place, when the map knows it; data length).
+fn key_options(key: &Flow, map: &TlvMap) -> Vec<(Option<(usize, usize)>, usize)> {
+    match geneve_layout(key.tun_md_layout) {
+        Some(headers) => layout_options(&headers, map)
+            .into_iter()
+            .map(|o| (o.known, o.len))
+            .collect(),
+        None => map
+            .iter()
+            .filter(|(idx, _)| key.tun_md_present & (1 << idx) != 0)
+            .map(|(idx, m)| (Some((idx, usize::from(m.offset))), usize::from(m.len)))
+            .collect(),
+    }
 }
 
 /// Fills `flow`'s tunnel from datapath tunnel attributes (a kernel
@@ -573,7 +742,7 @@ pub fn tunnel_from_attrs(
                 flow.tun_gbp_id = *x as u16;
                 flow.tun_gbp_flags = (*x >> 16) as u8;
             }
-            TunnelAttr::GeneveOpts(o) => geneve_opts_to_flow(o, map, flow)?,
+            TunnelAttr::GeneveOpts(o) => geneve_key_opts_to_flow(o, map, flow)?,
             TunnelAttr::Other(..) => {}
         }
     }
@@ -582,9 +751,9 @@ pub fn tunnel_from_attrs(
 
 /// Fills a flow mask's tunnel from datapath mask attributes (a kernel
 /// flow's mask). The mask's Geneve options have all-ones headers, so their
-/// layout is the key's: its present options in the map's order, as
-/// `tunnel_mask_attrs` writes them; an option whose mask is all zeros is
-/// not matched.
+/// layout is the key's: its layout's options, or its present options in
+/// the map's order, as `tunnel_mask_attrs` writes them; an option whose
+/// mask is all zeros is not matched (one the map does not know never is).
 pub fn tunnel_mask_from_attrs(
     attrs: &[TunnelAttr],
     key: &Flow,
@@ -608,11 +777,7 @@ pub fn tunnel_mask_from_attrs(
             continue;
         };
         let mut rest = bytes.as_slice();
-        for (idx, m) in map.iter() {
-            if key.tun_md_present & (1 << idx) == 0 {
-                continue;
-            }
-            let len = m.len as usize;
+        for (known, len) in key_options(key, map) {
             let (header, data) = rest
                 .get(..4)
                 .zip(rest.get(4..4 + len))
@@ -621,16 +786,24 @@ pub fn tunnel_mask_from_attrs(
                 // Class and type not matched exactly: not an option of ours.
                 return Err(GeneveError::Malformed);
             }
-            if data.iter().any(|b| *b != 0) {
-                let off = m.offset as usize;
-                mask.tun_md[off..off + len].copy_from_slice(data);
-                mask.tun_md_present |= 1 << idx;
+            match known {
+                Some((idx, off)) if data.iter().any(|b| *b != 0) => {
+                    mask.tun_md[off..off + len].copy_from_slice(data);
+                    mask.tun_md_present |= 1 << idx;
+                }
+                Some(_) => {}
+                // An option the map does not know is never matched.
+                None if data.iter().any(|b| *b != 0) => return Err(GeneveError::Malformed),
+                None => {}
             }
             rest = &rest[4 + len..];
         }
         if !rest.is_empty() {
             return Err(GeneveError::Malformed);
         }
+    }
+    if key.tun_md_layout != 0 {
+        mask.tun_md_layout = u32::MAX;
     }
     Ok(())
 }
@@ -973,5 +1146,110 @@ mod tests {
             geneve_opts_to_flow(&[0, 7, 1, 3, 0], &map, &mut Flow::default()),
             Err(GeneveError::Malformed)
         );
+    }
+
+    #[test]
+    fn a_kernel_keys_unknown_and_reordered_options_keep_their_layout() {
+        use crate::netlink::{key_from_attrs, mask_from_attrs, megaflow_to_attrs, KeyAttr};
+        let map = std::sync::Arc::new(
+            TlvMap::from_text(
+                "{class=0xffff,type=0,len=4}->tun_metadata0,{class=0x102,type=0x80,len=8}->tun_metadata2",
+            )
+            .unwrap(),
+        );
+        let f0 = crate::field::Field::TunMetadata {
+            idx: 0,
+            off: 0,
+            len: 4,
+        };
+        let opts_of = |attrs: &[KeyAttr]| {
+            attrs.iter().find_map(|a| match a {
+                KeyAttr::Tunnel(t) => t.iter().find_map(|t| match t {
+                    TunnelAttr::GeneveOpts(o) => Some(o.clone()),
+                    _ => None,
+                }),
+                _ => None,
+            })
+        };
+        let upcall_key = |opts: &[u8]| {
+            vec![
+                KeyAttr::Tunnel(vec![
+                    TunnelAttr::Ipv4Src(0x0101_0101),
+                    TunnelAttr::Ipv4Dst(0x0202_0202),
+                    TunnelAttr::Ttl(64),
+                    TunnelAttr::GeneveOpts(opts.to_vec()),
+                ]),
+                KeyAttr::InPort(6081),
+            ]
+        };
+        // An option the map does not know (class 7, 8 bytes) before a
+        // known one, then the two known ones in the other order.
+        let unknown_first = [
+            0, 7, 0x01, 2, 9, 9, 9, 9, 9, 9, 9, 9, 0xff, 0xff, 0, 1, 0, 0, 0x12, 0x34,
+        ];
+        let reordered = [
+            1, 2, 0x80, 2, 1, 2, 3, 4, 5, 6, 7, 8, 0xff, 0xff, 0, 1, 0, 0, 0x12, 0x34,
+        ];
+        let in_map_order = [
+            0xff, 0xff, 0, 1, 0, 0, 0x12, 0x34, 1, 2, 0x80, 2, 1, 2, 3, 4, 5, 6, 7, 8,
+        ];
+        crate::tlv::with_map(&map, || {
+            for (raw, unknown_data) in [(&unknown_first[..], true), (&reordered[..], false)] {
+                let key = key_from_attrs(&upcall_key(raw)).unwrap();
+                assert_ne!(key.tun_md_layout, 0);
+                assert_eq!(f0.get(&key), 0x1234);
+                // The megaflow: tun_metadata0 matched exactly, the layout
+                // pinned as the translation's wildcards pin it.
+                let mut mask = Flow {
+                    tun_src: u32::MAX,
+                    tun_dst: u32::MAX,
+                    in_port: u32::MAX,
+                    ..Flow::default()
+                };
+                wc_init(&key, &mut mask);
+                assert_eq!(mask.tun_md_layout, u32::MAX);
+                f0.set(&mut mask, 0xffff_ffff);
+                let (k, m) = megaflow_to_attrs(&key, &mask);
+                // The key has the options as they came (unknown data
+                // zero), the mask their layout with the unknown data
+                // wildcarded.
+                let mut want = raw.to_vec();
+                if unknown_data {
+                    want[4..12].fill(0);
+                }
+                assert_eq!(opts_of(&k).unwrap(), want);
+                let mask_opts = opts_of(&m).unwrap();
+                assert_eq!(mask_opts.len(), raw.len());
+                // Read back from a dump: the same key and mask.
+                let back_key = key_from_attrs(&k).unwrap();
+                assert_eq!(back_key.tun_md_layout, key.tun_md_layout);
+                let back = mask_from_attrs(&back_key, Some(&m)).unwrap();
+                assert_eq!((back.tun_md_layout, f0.get(&back)), (u32::MAX, 0xffff_ffff));
+                assert_eq!(back.tun_md_present, 1);
+                // Sent through a Geneve port: the map's options, in its
+                // order, no layout.
+                let mut out = key;
+                TunnelConfig::new(TunnelKind::Geneve, TunnelIp::Fixed(v4("3.3.3.3")))
+                    .send(&mut out, &mut Flow::default());
+                assert_eq!(out.tun_md_layout, 0);
+                let sent = tunnel_attrs(&out, Some(TunnelKind::Geneve), &map);
+                assert!(sent.contains(&TunnelAttr::GeneveOpts(if unknown_data {
+                    in_map_order[..8].to_vec()
+                } else {
+                    in_map_order.to_vec()
+                })));
+            }
+            // The map's own order needs no layout.
+            let key = key_from_attrs(&upcall_key(&in_map_order)).unwrap();
+            assert_eq!(key.tun_md_layout, 0);
+            // An unknown critical option is taken in, and named for the
+            // translation to drop the packet; a mapped one is not.
+            let critical = [0, 7, 0x81, 1, 9, 9, 9, 9];
+            let key = key_from_attrs(&upcall_key(&critical)).unwrap();
+            assert_eq!(unknown_critical_option(&key, &map), Some((7, 0x81)));
+            let known = TlvMap::from_text("{class=7,type=0x81,len=4}->tun_metadata1").unwrap();
+            assert_eq!(unknown_critical_option(&key, &known), None);
+            assert_eq!(unknown_critical_option(&Flow::default(), &map), None);
+        });
     }
 }
