@@ -242,28 +242,26 @@ fn parse_bucket(text: &str, base: usize, index: u32) -> Res<Bucket> {
             }
         }
     }
-    let actions_text = match (pieces.first(), pieces.last()) {
+    let (actions, at) = match (pieces.first(), pieces.last()) {
         (Some(&(first, start, _)), Some(&(last, _, end))) if last - first + 1 == pieces.len() => {
-            Some((text[start..end].to_string(), base + start))
+            (text[start..end].to_string(), base + start)
         }
         (Some(&(_, start, _)), _) => {
             let joined: Vec<&str> = pieces.iter().map(|&(_, s, e)| &text[s..e]).collect();
-            Some((joined.join(","), base + start))
+            (joined.join(","), base + start)
         }
-        _ => None,
+        _ => return Err(err(base, "bucket must specify actions", text, "actions")),
     };
-    if let Some((actions, at)) = actions_text {
-        let acts = parse_action_list(&actions, at, false)?;
-        let mut state = CheckState {
-            flow: Flow::default(),
-            table: 0,
-            in_action_set: true,
-            in_conntrack: false,
-            in_group: true,
-        };
-        for a in &acts {
-            encode_action(a, &mut state, &mut bucket.actions)?;
-        }
+    let acts = parse_action_list(&actions, at, false)?;
+    let mut state = CheckState {
+        flow: Flow::default(),
+        table: 0,
+        in_action_set: true,
+        in_conntrack: false,
+        in_group: true,
+    };
+    for a in &acts {
+        encode_action(a, &mut state, &mut bucket.actions)?;
     }
     Ok(bucket)
 }

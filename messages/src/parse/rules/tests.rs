@@ -597,6 +597,7 @@ fn groups_parse_print_as_dump_groups_and_errors_say_why() {
         bad("group_id=1,type=indirect,bucket=output:1,bucket=output:2").contains("exactly one")
     );
     assert!(bad("group_id=1,type=all,bucket=output:1,frobnicate").contains("unknown action"));
+    assert!(bad("group_id=1,type=select,bucket=weight=2").contains("bucket must specify actions"));
     assert!(
         bad("group_id=1,type=all,selection_method=hash,bucket=output:1")
             .contains("only for select")
