@@ -186,6 +186,11 @@ impl UpcallHandler {
         self.published.refresh(&mut self.tables);
         let version = self.tables.version();
         let mut effects = SideEffects::default();
+        // The flow count the limit is checked against: as of the batch's
+        // start, plus this batch's new ukeys (other threads' changes count
+        // from the next batch on; OVS checks a count it refreshes every
+        // 100 ms).
+        let mut n_flows = self.ukeys.len() as u64;
         // By reference: an upcall is over 300 bytes, not to be moved out
         // only to be read.
         for (i, up) in upcalls.iter_mut().enumerate() {
@@ -236,7 +241,7 @@ impl UpcallHandler {
                 add_credit(&mut credits, *id, packet);
             }
             let actions = self.shared_actions.share(&out.actions);
-            if (self.ukeys.len() as u64) < self.flow_limit {
+            if n_flows < self.flow_limit {
                 // Filled field by field, so that the megaflow's buffer is
                 // reused.
                 let mut put = self.op_boxes.put_box(actions);
@@ -268,6 +273,7 @@ impl UpcallHandler {
                     ukey
                 });
                 if new {
+                    n_flows += 1;
                     self.batch_ukeys.push(put.ufid);
                     share_into(&mut put.actions, actions);
                     put.mode = PutMode::Create;

@@ -275,7 +275,20 @@ impl SharedMasks {
 
 /// All ukeys, shared by the handlers, the revalidators and the writer.
 pub struct Ukeys {
-    shards: Box<[Mutex<Table>]>,
+    shards: Box<[ShardCell]>,
+}
+
+/// One shard: its table behind its lock, and its ukey count, stored while
+/// the lock is held and read without it. One count shared by all shards
+/// was an atomic add on a cache line every handler writes, per ukey made
+/// or dropped, beside the lock's own two atomic operations; a plain store
+/// of the shard's own count is neither. Each shard on cache lines of its
+/// own, so that handlers working in neighbouring shards do not take each
+/// other's lines.
+#[repr(align(64))]
+#[derive(Default)]
+struct ShardCell {
+    table: Mutex<Table>,
     len: AtomicUsize,
 }
 
@@ -289,8 +302,7 @@ type Table = hashbrown::HashTable<(u64, Box<Ukey>)>;
 impl Default for Ukeys {
     fn default() -> Self {
         Ukeys {
-            shards: (0..N_SHARDS).map(|_| Mutex::default()).collect(),
-            len: AtomicUsize::new(0),
+            shards: (0..N_SHARDS).map(|_| ShardCell::default()).collect(),
         }
     }
 }
@@ -302,9 +314,14 @@ pub fn shard_of(ufid: Ufid) -> usize {
 }
 
 impl Ukeys {
-    /// Ukeys in all shards: the flows installed or on their way.
+    /// Ukeys in all shards: the flows installed or on their way. A sum
+    /// over the shards, each as of its last change: a handler reads it
+    /// once per batch.
     pub fn len(&self) -> usize {
-        self.len.load(Ordering::Relaxed)
+        self.shards
+            .iter()
+            .map(|s| s.len.load(Ordering::Relaxed))
+            .sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -329,15 +346,16 @@ impl Ukeys {
 
     /// Shard `s`, locked.
     pub fn shard(&self, s: usize) -> Shard<'_> {
+        let cell = &self.shards[s];
         Shard {
-            table: self.shards[s].lock(),
-            len: &self.len,
+            table: cell.table.lock(),
+            len: &cell.len,
         }
     }
 }
 
-/// One locked shard. Keeps the ukey count right through inserts and
-/// removals.
+/// One locked shard. Keeps the shard's ukey count right through inserts
+/// and removals.
 pub struct Shard<'a> {
     table: MutexGuard<'a, Table>,
     len: &'a AtomicUsize,
@@ -354,11 +372,12 @@ impl Shard<'_> {
     /// `ufid`'s ukey, made by `make` if it has none.
     pub fn get_or_insert(&mut self, ufid: Ufid, make: impl FnOnce() -> Ukey) -> &mut Ukey {
         let (len, hash) = (self.len, messages::hash::fold_ufid(ufid));
+        let n = self.table.len();
         let entry = self
             .table
             .entry(hash, |(h, u)| *h == hash && u.ufid == ufid, |(h, _)| *h)
             .or_insert_with(|| {
-                len.fetch_add(1, Ordering::Relaxed);
+                len.store(n + 1, Ordering::Relaxed);
                 (hash, Box::new(Ukey { ufid, ..make() }))
             });
         &mut entry.into_mut().1
@@ -380,7 +399,7 @@ impl Shard<'_> {
             .find_entry(hash, |(h, u)| *h == hash && u.ufid == ufid)
             .ok()?
             .remove();
-        self.len.fetch_sub(1, Ordering::Relaxed);
+        self.len.store(self.table.len(), Ordering::Relaxed);
         Some(ukey)
     }
 
@@ -402,10 +421,8 @@ impl Shard<'_> {
 
     /// Keeps the ukeys for which `keep` says so.
     pub fn retain(&mut self, mut keep: impl FnMut(Ufid, &mut Ukey) -> bool) {
-        let before = self.table.len();
         self.table.retain(|(_, ukey)| keep(ukey.ufid, ukey));
-        self.len
-            .fetch_sub(before - self.table.len(), Ordering::Relaxed);
+        self.len.store(self.table.len(), Ordering::Relaxed);
     }
 }
 
