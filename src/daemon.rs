@@ -607,6 +607,20 @@ impl Ctl {
                 self.ports_changed(ChangePorts::Remove(p.number)).await?;
                 Ok(String::new().into())
             }
+            (Command::DumpGroupStats, _) => {
+                let id = messages::parse::rules::parse_group_id(body.trim())
+                    .map_err(|e| format!("request:{e}"))?;
+                let stats = self
+                    .pipeline
+                    .dump_group_stats(id)
+                    .await
+                    .map_err(|e| format!("rule-table unavailable: {e}"))?;
+                Ok(stats
+                    .iter()
+                    .map(|g| format!(" {}\n", messages::format::ofp_rule::format_group_stats(g)))
+                    .collect::<String>()
+                    .into())
+            }
             (Command::DumpGroups, _) => {
                 let tables = self.snapshot().await?;
                 Ok(tables

@@ -162,6 +162,9 @@ enum CtlCmd {
     DelGroups { group: Option<String> },
     /// The groups, as `ovs-ofctl dump-groups`.
     DumpGroups,
+    /// The groups' and their buckets' packet and byte counts, as
+    /// `ovs-ofctl dump-group-stats` (all, or `group_id=N`).
+    DumpGroupStats { group: Option<String> },
     /// Add a meter, as `ovs-ofctl -O OpenFlow13 add-meter`:
     /// `meter=1 pktps burst stats bands=type=drop rate=100 burst_size=10`.
     AddMeter { meter: String },
@@ -381,6 +384,9 @@ fn ctl(socket: &std::path::Path, cmd: CtlCmd) -> anyhow::Result<ExitCode> {
         CtlCmd::ModGroup { group } => text(Command::ModGroup, group),
         CtlCmd::DelGroups { group } => text(Command::DelGroups, group.unwrap_or_default()),
         CtlCmd::DumpGroups => text(Command::DumpGroups, String::new()),
+        CtlCmd::DumpGroupStats { group } => {
+            text(Command::DumpGroupStats, group.unwrap_or_default())
+        }
         CtlCmd::AddMeter { meter } => text(Command::AddMeters, meter),
         CtlCmd::ModMeter { meter } => text(Command::ModMeter, meter),
         CtlCmd::DelMeter { meter } => text(Command::DelMeters, meter),

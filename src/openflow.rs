@@ -1662,6 +1662,21 @@ impl Conn {
                 self.out
                     .extend(of::encode_group_desc_reply(v, xid, &groups)?);
             }
+            MultipartRequest::GroupStats(id) => {
+                let stats = self
+                    .switch
+                    .pipeline
+                    .dump_group_stats(id)
+                    .await
+                    .map_err(|e| {
+                        OfpError::new(ErrorKind::BadStat, format!("rule-table unavailable: {e}"))
+                    })?;
+                self.out
+                    .extend(of::encode_group_stats_reply(v, xid, &stats));
+            }
+            MultipartRequest::GroupFeatures => {
+                self.out.push(of::encode_group_features_reply(v, xid));
+            }
             MultipartRequest::MeterConfig(id) => {
                 let tables = self.flow_mod_snapshot().await?;
                 let meters: Vec<_> = tables

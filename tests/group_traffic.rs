@@ -142,11 +142,105 @@ fn a_select_group_spreads_tcp_connections_over_two_backends() {
         "the second pass matches dp_hash: {flows}"
     );
 
+    group_stats_follow_the_ports(&d);
+
     // Deleting the group deletes the rule that sends to it.
     let out = d.ctl(Ctl::DelGroups, "group_id=7");
     assert!(out.contains("(1 groups, 1 rules"), "{out}");
     assert_eq!(d.ctl(Ctl::DumpGroups, ""), "");
     assert!(!d.ctl(Ctl::DumpFlows, "").contains("group:7"));
+}
+
+/// Runs Debian's `ovs-ofctl ARGS`: (success, stdout, stderr).
+fn ovs_ofctl(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new("ovs-ofctl")
+        .args(args)
+        .output()
+        .expect("running ovs-ofctl (package openvswitch-common; .ci/run installs it)");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A `name=N` count in `text` after `after`.
+fn count_after(text: &str, after: &str, name: &str) -> u64 {
+    let rest = &text[text
+        .find(after)
+        .unwrap_or_else(|| panic!("no {after} in {text}"))..];
+    let at = rest.find(&format!("{name}=")).unwrap() + name.len() + 1;
+    rest[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Group 7's counters as OVS keeps them: credited from the flows that ran
+/// it, each bucket with what went through it. Everything from A but ARP
+/// goes through the group, and ARP goes to both backends' ports, so each
+/// bucket's count is its port's transmit count less the same ARP count;
+/// the group's is the buckets' sum. `ovs-ofctl dump-group-stats` (OpenFlow
+/// 1.3 GROUP_STATS) prints what `ctl dump-group-stats` does.
+fn group_stats_follow_the_ports(d: &Daemon) {
+    let of = format!("unix:{}", d.dir.join("br0.mgmt").display());
+    let start = Instant::now();
+    loop {
+        // Every flow's traffic pushed (a revalidation round) and the
+        // handlers' credits in (the dump asks them).
+        d.ctl(Ctl::Revalidate, "");
+        let ports = d.ctl(Ctl::DumpPorts, "");
+        let stats = d.ctl(Ctl::DumpGroupStats, "group_id=7");
+        let tx = |port: &str| {
+            let line = ports
+                .lines()
+                .skip_while(|l| !l.trim_start().starts_with(port))
+                .nth(1)
+                .unwrap_or_else(|| panic!("no {port} in {ports}"));
+            count_after(line, "tx", "pkts")
+        };
+        let (tx2, tx3) = (tx("port  2:"), tx("port  3:"));
+        let group = count_after(&stats, "group_id=7", "packet_count");
+        let b0 = count_after(&stats, "bucket0:", "packet_count");
+        let b1 = count_after(&stats, "bucket1:", "packet_count");
+        let arp = |tx: u64, bucket: u64| tx.checked_sub(bucket);
+        let agrees = group == b0 + b1 && arp(tx2, b0).is_some() && arp(tx2, b0) == arp(tx3, b1);
+        if agrees && ports == d.ctl(Ctl::DumpPorts, "") {
+            assert!(
+                b0 > 0 && b1 > 0,
+                "both buckets carried connections: {stats}"
+            );
+            assert!(
+                stats.starts_with(" group_id=7,duration=") && stats.contains(",ref_count=1,"),
+                "{stats}"
+            );
+            assert!(
+                count_after(&stats, "group_id=7", "byte_count") > group * 54,
+                "{stats}"
+            );
+            let (ok, out, err) = ovs_ofctl(&["-O", "OpenFlow13", "dump-group-stats", &of]);
+            assert!(ok, "ovs-ofctl dump-group-stats: {err}");
+            let without_duration = |s: &str| {
+                let at = s.find(",ref_count").unwrap();
+                s[at..].trim().to_string()
+            };
+            let line = out.lines().nth(1).unwrap_or_default();
+            assert_eq!(
+                without_duration(line),
+                without_duration(&stats),
+                "ovs-ofctl dump-group-stats:\n{out}"
+            );
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "group counters never matched the ports' (group {group}, buckets {b0} {b1}, \
+             tx {tx2} {tx3}):\n{stats}\n{ports}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 #[test]

@@ -583,6 +583,24 @@ fn tlv_map_changes_through_ovs_ofctl() {
     assert_eq!(dump(), table(16, "    0x1   0x2      16  tun_metadata0\n"));
 }
 
+/// `ovs-ofctl -O OpenFlow13 dump-group-features` of OVS 3.1 (ovs-peer),
+/// after its header line.
+const OVS_GROUP_FEATURES: &str = " Group table:
+    Types:  0xf
+    Capabilities:  0x7
+    all group:
+       max_groups=0xffffff00
+       actions: output group set_field strip_vlan push_vlan mod_nw_ttl dec_ttl set_mpls_ttl dec_mpls_ttl push_mpls pop_mpls set_queue
+    select group:
+       max_groups=0xffffff00
+       actions: output group set_field strip_vlan push_vlan mod_nw_ttl dec_ttl set_mpls_ttl dec_mpls_ttl push_mpls pop_mpls set_queue
+    indirect group:
+       max_groups=0xffffff00
+       actions: output group set_field strip_vlan push_vlan mod_nw_ttl dec_ttl set_mpls_ttl dec_mpls_ttl push_mpls pop_mpls set_queue
+    fast failover group:
+       max_groups=0xffffff00
+       actions: output group set_field strip_vlan push_vlan mod_nw_ttl dec_ttl set_mpls_ttl dec_mpls_ttl push_mpls pop_mpls set_queue";
+
 #[test]
 fn group_mods_from_ovs_ofctl() {
     let (d, t) = start("ofgr");
@@ -616,6 +634,34 @@ fn group_mods_from_ovs_ofctl() {
     assert!(d
         .ctl(Ctl::DumpGroups, "")
         .contains("group_id=7,type=indirect,bucket=actions=output:4"));
+    // Group statistics (GROUP_STATS; with traffic in tests/group_traffic.rs)
+    // and features (GROUP_FEATURES) as OVS 3.1 answers them; a group that
+    // does not exist has none.
+    assert!(of13(&["add-flow", t, "ip,actions=group:7"]).0);
+    let (success, out, err) = of13(&["dump-group-stats", t, "group_id=7"]);
+    assert!(success, "{err}");
+    let line = out.lines().nth(1).unwrap_or_default();
+    assert!(
+        line.starts_with(" group_id=7,duration=")
+            && line.ends_with(
+                "s,ref_count=1,packet_count=0,byte_count=0,bucket0:packet_count=0,byte_count=0"
+            ),
+        "{out}"
+    );
+    assert_eq!(
+        d.ctl(Ctl::DumpGroupStats, "").lines().count(),
+        2,
+        "a line a group"
+    );
+    let (success, out, _) = of13(&["dump-group-stats", t, "group_id=9"]);
+    assert!(success && out.lines().count() == 1, "{out}");
+    let (success, out, err) = of13(&["dump-group-features", t]);
+    assert!(success, "{err}");
+    assert_eq!(
+        out.lines().skip(1).collect::<Vec<_>>().join("\n"),
+        OVS_GROUP_FEATURES
+    );
+    assert!(of13(&["del-flows", t, "ip"]).0);
     // A flow mod to a group that does not exist: OVS's error (an add, a
     // modify, in the action set).
     for (cmd, rule) in [

@@ -5,7 +5,7 @@
 //!                                                                     │ FlowOps (put + execute)
 //!                                                                     ▼
 //!   RuleTable ──publishes v──► handlers, revalidators            DpifWriter ──batches──► datapath
-//!       ▲  PushStats (by rule id)
+//!       ▲  PushStats (by rule id, and group bucket)
 //!       └──────────────────────── Revalidator × M ──batches (modify, delete)──► datapath
 //!                                   │ FlowLimit ──► handlers
 //! ```
@@ -44,7 +44,7 @@ use crate::handler::{OwnDatapath, UpcallHandler, WINDOW_UPCALLS as HANDLER_WINDO
 use crate::packet_in::PacketIns;
 #[cfg(feature = "fault-injection")]
 use crate::protocol::InjectPanics;
-use crate::protocol::{DumpRules, Flush, RevalidateNow, RuleStats, SendCredits};
+use crate::protocol::{DumpGroupStats, DumpRules, Flush, RevalidateNow, RuleStats, SendCredits};
 use crate::published::Published;
 use crate::receiver::Receiver;
 use crate::revalidator::{Revalidator, RevalidatorConfig};
@@ -248,6 +248,16 @@ impl Pipeline {
     pub async fn dump_rules(&self) -> Result<Vec<(Arc<RuleEntry>, RuleStats)>, MailboxError> {
         futures::future::join_all(self.handlers.iter().map(|h| h.send(SendCredits))).await;
         self.rule_table.send(DumpRules).await
+    }
+
+    /// Every group's counters (or group `id`'s), with the handlers'
+    /// credits in, as `dump_rules`.
+    pub async fn dump_group_stats(
+        &self,
+        id: Option<u32>,
+    ) -> Result<Vec<messages::group::GroupStats>, MailboxError> {
+        futures::future::join_all(self.handlers.iter().map(|h| h.send(SendCredits))).await;
+        self.rule_table.send(DumpGroupStats(id)).await
     }
 
     /// Runs one revalidation round on every revalidator, then flushes the

@@ -15,6 +15,7 @@
 //! | [`PushStats`] | handlers, revalidators → rule-table | — |
 //! | [`SideEffects`] | handlers, revalidators → rule-table | — |
 //! | [`DumpRules`] | pipeline (control) → rule-table | rules with [`RuleStats`] |
+//! | [`DumpGroupStats`] | pipeline (control, OpenFlow) → rule-table | groups' counters |
 //! | [`GetSnapshot`] | control → rule-table | the current tables |
 //! | [`SendCredits`] | pipeline → handlers | once sent |
 //! | [`FlowLimit`] | lead revalidator → handlers | — |
@@ -221,11 +222,45 @@ pub struct RuleStats {
 }
 
 /// handlers (upcalled packets), revalidators (datapath flows' new
-/// traffic) → rule-table: credits traffic to rules, by rule id (unknown
-/// ids are ignored: the rule was deleted meanwhile).
+/// traffic) → rule-table: credits traffic to rules, by rule id, and to
+/// groups' buckets, by [`group_credit`] (unknown ids are ignored: the rule
+/// or group was deleted meanwhile).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct PushStats(pub Vec<(u64, RuleStats)>);
+
+/// Marks a credit id that names a group's bucket, not a rule: rule ids
+/// count up from 1 and never reach it.
+const GROUP_CREDIT: u64 = 1 << 63;
+/// The bucket part of a group credit that stands for every bucket.
+const ALL_BUCKETS: u64 = (1 << 31) - 1;
+
+/// The credit id of group `group` having run `bucket` (None: every
+/// bucket, as `all` and `indirect` groups run them), kept with the rule
+/// ids a translation went through, so that a flow's traffic is credited
+/// to the groups and buckets it used as to its rules (OVS's
+/// `xlate_group_stats` and its translation cache's `XC_GROUP`).
+pub fn group_credit(group: u32, bucket: Option<usize>) -> u64 {
+    let bucket = bucket.map_or(ALL_BUCKETS, |b| (b as u64).min(ALL_BUCKETS - 1));
+    GROUP_CREDIT | u64::from(group) << 31 | bucket
+}
+
+/// The group and bucket a [`group_credit`] id names; None for a rule id.
+pub fn credited_group(id: u64) -> Option<(u32, Option<usize>)> {
+    (id & GROUP_CREDIT != 0).then(|| {
+        let bucket = id & ALL_BUCKETS;
+        (
+            (id >> 31) as u32,
+            (bucket != ALL_BUCKETS).then_some(bucket as usize),
+        )
+    })
+}
+
+/// pipeline (control, OpenFlow connections) → rule-table: every group's counters
+/// (or group N's), by group number.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<messages::group::GroupStats>")]
+pub struct DumpGroupStats(pub Option<u32>);
 
 /// pipeline → rule-table: every rule with its statistics, by table then
 /// descending priority.

@@ -8,6 +8,8 @@
 //! rules whose idle or hard timeout expired (OVS's `rule_expire`).
 //! Removed rules that asked for it (`send_flow_rem`) go to the OpenFlow
 //! connections as [`RemovedRule`]s, for their FLOW_REMOVED messages.
+//! Groups' counters are kept here too, credited by the same `PushStats`
+//! (the translation lists the buckets it ran beside its rules).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,8 +19,9 @@ use actix::prelude::*;
 
 use crate::fanout::Fanout;
 use crate::protocol::{
-    AddUnlessOverlapping, ChangePorts, DumpRules, GetSnapshot, GroupMod, GroupModReply, MeterMod,
-    MeterModReply, PushStats, RuleChange, RuleChangeReply, RuleStats, SetFailOpen, SideEffects,
+    credited_group, AddUnlessOverlapping, ChangePorts, DumpGroupStats, DumpRules, GetSnapshot,
+    GroupMod, GroupModReply, MeterMod, MeterModReply, PushStats, RuleChange, RuleChangeReply,
+    RuleStats, SetFailOpen, SideEffects,
 };
 use crate::published::Published;
 use crate::stats::PipelineStats;
@@ -68,6 +71,43 @@ impl RuleClock {
             Some(RemovalReason::IdleTimeout)
         } else {
             None
+        }
+    }
+}
+
+/// One group's counters (OVS's `group_dpif` stats): since it was added,
+/// reset when it is modified (as OVS, which builds a new group for a
+/// modify and keeps only its creation time).
+#[derive(Clone, Debug)]
+struct GroupCounters {
+    added: Instant,
+    packets: u64,
+    bytes: u64,
+    buckets: Vec<(u64, u64)>,
+}
+
+impl GroupCounters {
+    fn new(added: Instant, n_buckets: usize) -> Self {
+        GroupCounters {
+            added,
+            packets: 0,
+            bytes: 0,
+            buckets: vec![(0, 0); n_buckets],
+        }
+    }
+
+    /// OVS's `group_dpif_credit_stats`: the group, and the bucket that ran
+    /// or (None) every bucket.
+    fn credit(&mut self, bucket: Option<usize>, delta: RuleStats) {
+        self.packets += delta.n_packets;
+        self.bytes += delta.n_bytes;
+        let buckets = match bucket {
+            Some(b) => self.buckets.get_mut(b..=b).unwrap_or_default(),
+            None => &mut self.buckets[..],
+        };
+        for (packets, bytes) in buckets {
+            *packets += delta.n_packets;
+            *bytes += delta.n_bytes;
         }
     }
 }
@@ -123,6 +163,8 @@ pub struct RuleTable {
     stats: Arc<PipelineStats>,
     /// Rules went since `rule_stats` and `clocks` were last pruned.
     prune: bool,
+    /// Every group's counters, by group number.
+    group_counters: HashMap<u32, GroupCounters>,
 }
 
 impl RuleTable {
@@ -146,6 +188,25 @@ impl RuleTable {
             removals,
             stats,
             prune: false,
+            group_counters: HashMap::new(),
+        }
+    }
+
+    /// Counters for the groups a group mod added or modified (from zero),
+    /// none for those it deleted.
+    fn count_groups(&mut self, modified: Option<u32>) {
+        let now = Instant::now();
+        let kept = modified
+            .and_then(|id| self.group_counters.get(&id))
+            .map_or(now, |c| c.added);
+        let tables = &self.tables;
+        self.group_counters
+            .retain(|id, _| tables.group(*id).is_some() && Some(*id) != modified);
+        for g in tables.groups() {
+            let added = if Some(g.id) == modified { kept } else { now };
+            self.group_counters
+                .entry(g.id)
+                .or_insert_with(|| GroupCounters::new(added, g.buckets.len()));
         }
     }
 
@@ -557,6 +618,10 @@ impl Handler<GroupMod> for RuleTable {
     fn handle(&mut self, change: GroupMod, ctx: &mut Context<Self>) -> Self::Result {
         let stats = self.stats.clone();
         let before = self.tables.version();
+        let modified = match &change {
+            GroupMod::Modify(g) => Some(g.id),
+            GroupMod::Add(_) | GroupMod::Delete(_) => None,
+        };
         let outcome = guarded("rule_table", &stats, ctx, || {
             // On a copy, as for rule changes.
             let mut tables = self.tables.clone();
@@ -578,6 +643,7 @@ impl Handler<GroupMod> for RuleTable {
             }
         };
         self.take_tables(tables, &deleted, RemovalReason::GroupDelete, before);
+        self.count_groups(modified);
         Ok(GroupModReply {
             version: self.tables.version(),
             n_groups,
@@ -636,6 +702,12 @@ impl Handler<PushStats> for RuleTable {
     fn handle(&mut self, msg: PushStats, _: &mut Context<Self>) {
         let now = Instant::now();
         for (id, delta) in msg.0 {
+            if let Some((group, bucket)) = credited_group(id) {
+                if let Some(c) = self.group_counters.get_mut(&group) {
+                    c.credit(bucket, delta);
+                }
+                continue;
+            }
             let Some(e) = self.tables.get(id) else {
                 continue;
             };
@@ -667,6 +739,35 @@ impl Handler<DumpRules> for RuleTable {
                 })
                 .collect(),
         )
+    }
+}
+
+impl Handler<DumpGroupStats> for RuleTable {
+    type Result = MessageResult<DumpGroupStats>;
+
+    fn handle(&mut self, msg: DumpGroupStats, _: &mut Context<Self>) -> Self::Result {
+        let now = Instant::now();
+        let stats = self
+            .tables
+            .groups()
+            .filter(|g| msg.0.is_none_or(|id| id == g.id))
+            .map(|g| {
+                let c = self
+                    .group_counters
+                    .get(&g.id)
+                    .cloned()
+                    .unwrap_or_else(|| GroupCounters::new(now, g.buckets.len()));
+                messages::group::GroupStats {
+                    id: g.id,
+                    ref_count: self.tables.group_users(g.id) as u32,
+                    duration: now.saturating_duration_since(c.added),
+                    packets: c.packets,
+                    bytes: c.bytes,
+                    buckets: c.buckets,
+                }
+            })
+            .collect();
+        MessageResult(stats)
     }
 }
 
@@ -706,6 +807,63 @@ mod tests {
             assert_eq!(apart.await.unwrap().unwrap().n_rules, 1);
             let snapshot = rt.send(GetSnapshot).await.unwrap();
             assert_eq!(snapshot.len(), 2);
+        });
+    }
+
+    /// Group counters as OVS keeps them: a credit of every bucket or of
+    /// one, reset (but not their age) by a modify, gone with the group.
+    #[test]
+    fn group_counters_follow_credits_and_group_mods() {
+        use crate::protocol::group_credit;
+        use messages::parse::rules::parse_group;
+        actix::System::new().block_on(async {
+            let tables = Tables::new();
+            let published = Arc::new(Published::new(Arc::new(tables.clone())));
+            let stats = Arc::new(PipelineStats::default());
+            let rt = RuleTable::new(tables, published, Default::default(), stats).start();
+            let group = |s: &str| parse_group(s).unwrap();
+            let stats = |n_packets, n_bytes| RuleStats { n_packets, n_bytes };
+            rt.send(GroupMod::Add(group(
+                "group_id=1,type=select,bucket=output:1,bucket=output:2",
+            )))
+            .await
+            .unwrap()
+            .unwrap();
+            rt.send(RuleChange::Add(vec![
+                parse_rule("ip,actions=group:1").unwrap()
+            ]))
+            .await
+            .unwrap();
+            rt.send(PushStats(vec![
+                (group_credit(1, Some(1)), stats(3, 300)),
+                (group_credit(1, None), stats(1, 60)),
+                // A bucket the group no longer has, a group that is gone.
+                (group_credit(1, Some(5)), stats(2, 120)),
+                (group_credit(9, None), stats(7, 700)),
+            ]))
+            .await
+            .unwrap();
+            let dumped = rt.send(DumpGroupStats(None)).await.unwrap();
+            assert_eq!(dumped.len(), 1);
+            let g = &dumped[0];
+            assert_eq!(
+                (g.id, g.ref_count, g.packets, g.bytes, g.buckets.clone()),
+                (1, 1, 6, 480, vec![(1, 60), (4, 360)])
+            );
+            rt.send(GroupMod::Modify(group(
+                "group_id=1,type=all,bucket=output:1,bucket=output:2,bucket=output:3",
+            )))
+            .await
+            .unwrap()
+            .unwrap();
+            let after = rt.send(DumpGroupStats(Some(1))).await.unwrap();
+            assert_eq!(
+                (after[0].packets, after[0].buckets.clone()),
+                (0, vec![(0, 0); 3])
+            );
+            assert!(after[0].duration >= g.duration, "a modify keeps the age");
+            rt.send(GroupMod::Delete(Some(1))).await.unwrap().unwrap();
+            assert!(rt.send(DumpGroupStats(None)).await.unwrap().is_empty());
         });
     }
 }

@@ -700,6 +700,14 @@ impl Tables {
         self.meters.values()
     }
 
+    /// How many rules send to group `id` (`ref_count`).
+    pub fn group_users(&self, id: u32) -> usize {
+        self.by_id
+            .values()
+            .filter(|e| e.rule.groups_used().contains(&id))
+            .count()
+    }
+
     /// How many rules send packets through meter `id` (`flow_count`).
     pub fn meter_users(&self, id: u32) -> usize {
         self.by_id

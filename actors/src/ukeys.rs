@@ -59,7 +59,8 @@ pub struct Ukey {
     /// `actions` were translated against; [`NOT_TRANSLATED`] for a flow
     /// adopted from a dump and not translated yet.
     pub version: (u64, u64),
-    /// Rule ids credited with the flow's traffic.
+    /// Rule ids (and groups' buckets, `protocol::group_credit`) credited
+    /// with the flow's traffic.
     pub rules: RuleIds,
     /// The megaflow (masked key and mask): what a revalidator translates
     /// again, so that a dump need not bring keys and masks.

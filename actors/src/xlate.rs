@@ -167,7 +167,9 @@ pub struct XlateOutput {
     pub actions: OdpActions,
     /// The megaflow mask; the megaflow key is the flow under it.
     pub wc: FlowWildcards,
-    /// Ids of the rules that matched, in lookup order.
+    /// Ids of the rules that matched, in lookup order, and the groups'
+    /// buckets that ran (`protocol::group_credit`): what the flow's
+    /// traffic is credited to.
     pub rules: Vec<u64>,
     /// What `NORMAL` learned from (or would have, without `may_learn`).
     pub mac_learned: Vec<NormalLearn>,

@@ -55,6 +55,9 @@ pub enum Command {
     DelGroups,
     /// The groups, as `ovs-ofctl dump-groups`.
     DumpGroups,
+    /// The groups' and their buckets' counters, as `ovs-ofctl
+    /// dump-group-stats` (all, or `group_id=N`).
+    DumpGroupStats,
     /// Add meters, one a line, as `ovs-ofctl add-meter`.
     AddMeters,
     /// Replace a meter, as `ovs-ofctl mod-meter`.
@@ -73,7 +76,7 @@ pub enum Command {
 }
 
 impl Command {
-    pub const ALL: [(&'static str, Command); 31] = [
+    pub const ALL: [(&'static str, Command); 32] = [
         ("add-flow", Command::AddFlow),
         ("add-flows", Command::AddFlows),
         ("del-flows", Command::DelFlows),
@@ -98,6 +101,7 @@ impl Command {
         ("mod-group", Command::ModGroup),
         ("del-groups", Command::DelGroups),
         ("dump-groups", Command::DumpGroups),
+        ("dump-group-stats", Command::DumpGroupStats),
         ("add-meters", Command::AddMeters),
         ("mod-meter", Command::ModMeter),
         ("del-meters", Command::DelMeters),

@@ -69,6 +69,21 @@ pub enum Selection {
     },
 }
 
+/// A group's counters, as OpenFlow's group statistics give them
+/// (`ofputil_group_stats`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GroupStats {
+    pub id: u32,
+    /// The rules that send to the group (OpenFlow's `ref_count`).
+    pub ref_count: u32,
+    /// Since the group was added (a modify keeps it).
+    pub duration: std::time::Duration,
+    pub packets: u64,
+    pub bytes: u64,
+    /// (packets, bytes) of each bucket, in bucket order.
+    pub buckets: Vec<(u64, u64)>,
+}
+
 /// One bucket of a group.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Bucket {

@@ -14,6 +14,7 @@ use messages::multipath::HashFields;
 use messages::ofp::{port, OfAction};
 
 use super::{add_to_action_set, Ctx, Freeze};
+use crate::protocol::group_credit;
 
 /// How deep `watch_group` chains are followed (OVS's
 /// `MAX_LIVENESS_RECURSION`).
@@ -30,27 +31,36 @@ impl Ctx<'_> {
         let Some(group) = self.tables.group(id).cloned() else {
             return false;
         };
-        match group.kind {
+        // The flow's traffic goes to the group and the bucket it ran (all
+        // of them for `all` and `indirect`); none when no bucket ran.
+        let ran = match group.kind {
             GroupType::All | GroupType::Indirect => {
                 let n = group.buckets.len();
                 for (i, b) in group.buckets.iter().enumerate() {
                     self.group_bucket(b, last && i + 1 == n);
                 }
+                Some(None)
             }
             GroupType::FastFailover => {
-                if let Some(b) = group
+                let live = group
                     .buckets
                     .iter()
-                    .find(|b| self.bucket_alive(&group, b, 0))
-                {
-                    self.group_bucket(b, last);
-                }
-            }
-            GroupType::Select => {
-                if let Some(i) = self.pick_select_bucket(&group) {
+                    .position(|b| self.bucket_alive(&group, b, 0));
+                if let Some(i) = live {
                     self.group_bucket(&group.buckets[i], last);
                 }
+                live.map(Some)
             }
+            GroupType::Select => {
+                let chosen = self.pick_select_bucket(&group);
+                if let Some(i) = chosen {
+                    self.group_bucket(&group.buckets[i], last);
+                }
+                chosen.map(Some)
+            }
+        };
+        if let Some(bucket) = ran {
+            self.rules.push(group_credit(id, bucket));
         }
         true
     }
@@ -268,5 +278,60 @@ mod tests {
             format_odp_actions(&xlate(&tables, &flow, &kernel).actions),
             "hash(l4(0)),recirc(0x1)"
         );
+    }
+
+    /// A flow's traffic is credited to the groups and buckets it ran, as
+    /// OVS's `xlate_group_stats`: the bucket a select or fast-failover
+    /// group chose, every bucket of an `all` group; the first pass of a
+    /// dp_hash select group ran none.
+    #[test]
+    fn the_translation_lists_the_group_buckets_it_ran() {
+        use crate::protocol::{credited_group, group_credit};
+        let mut tables = Tables::from_rules(
+            parse_rules(
+                "in_port=1,actions=group:1\n\
+                 in_port=2,actions=group:2\n\
+                 in_port=3,actions=group:3\n\
+                 in_port=4,actions=group:4",
+            )
+            .unwrap(),
+        );
+        for g in [
+            "group_id=1,type=all,bucket=output:5,bucket=output:6",
+            "group_id=2,type=ff,bucket=watch_port:9,output:9,bucket=watch_port:6,output:6",
+            "group_id=3,type=select,selection_method=hash,fields(ip_src),bucket=output:5,bucket=output:6",
+            "group_id=4,type=select,bucket=output:5,bucket=output:6",
+        ] {
+            tables.add_group(parse_group(g).unwrap()).unwrap();
+        }
+        let cfg = XlateConfig {
+            ports: Some(std::sync::Arc::new(
+                [1, 2, 3, 4, 5, 6].into_iter().collect(),
+            )),
+            ..XlateConfig::default()
+        };
+        let credits = |in_port: u32, recirc_id: u32| {
+            let flow = parse_trace_flow(&format!(
+                "in_port={in_port},recirc_id={recirc_id},ip,nw_src=10.0.0.1"
+            ))
+            .unwrap();
+            let out = xlate(&tables, &flow, &cfg);
+            out.rules
+                .iter()
+                .filter_map(|id| credited_group(*id))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(credits(1, 0), [(1, None)]);
+        // Port 9 is not on the bridge: its bucket is dead.
+        assert_eq!(credits(2, 0), [(2, Some(1))]);
+        let (group, bucket) = credits(3, 0)[0];
+        assert!(group == 3 && bucket.is_some_and(|b| b < 2), "{bucket:?}");
+        assert_eq!(credits(4, 0), []);
+        assert_eq!(
+            credited_group(group_credit(0xffff_ff00, Some(7))),
+            Some((0xffff_ff00, Some(7)))
+        );
+        assert_eq!(credited_group(group_credit(0, None)), Some((0, None)));
+        assert_eq!(credited_group(12345), None);
     }
 }

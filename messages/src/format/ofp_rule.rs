@@ -551,6 +551,25 @@ pub fn format_group(g: &crate::group::Group) -> String {
     s
 }
 
+/// One group's counters as `ovs-ofctl dump-group-stats` prints them.
+pub fn format_group_stats(s: &crate::group::GroupStats) -> String {
+    let mut out = format!(
+        "group_id={},duration={}.{:03}s,ref_count={},packet_count={},byte_count={}",
+        s.id,
+        s.duration.as_secs(),
+        s.duration.subsec_millis(),
+        s.ref_count,
+        s.packets,
+        s.bytes
+    );
+    for (i, (packets, bytes)) in s.buckets.iter().enumerate() {
+        out.push_str(&format!(
+            ",bucket{i}:packet_count={packets},byte_count={bytes}"
+        ));
+    }
+    out
+}
+
 /// A meter's number as OVS prints it (`ofputil_format_meter_id`).
 pub fn format_meter_id(id: u32) -> String {
     use crate::meter::{METER_ALL, METER_CONTROLLER, METER_SLOWPATH};

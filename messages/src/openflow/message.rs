@@ -80,7 +80,9 @@ const OFPST_PORT: u16 = 4;
 const OFPST_QUEUE: u16 = 5;
 const OFPMP_TABLE_FEATURES: u16 = 12;
 const OFPMP_PORT_DESC: u16 = 13;
+const OFPMP_GROUP: u16 = 6;
 const OFPMP_GROUP_DESC: u16 = 7;
+const OFPMP_GROUP_FEATURES: u16 = 8;
 const OFPMP_METER: u16 = 9;
 const OFPMP_METER_CONFIG: u16 = 10;
 const OFPMP_METER_FEATURES: u16 = 11;
@@ -208,8 +210,13 @@ pub enum MultipartRequest {
     },
     PortDesc,
     TableFeatures,
+    /// OFPMP_GROUP: group N's counters, or every group's (None,
+    /// `OFPG_ALL`) (`ovs-ofctl dump-group-stats`).
+    GroupStats(Option<u32>),
     /// OFPMP_GROUP_DESC: the groups (`ovs-ofctl dump-groups`).
     GroupDesc,
+    /// OFPMP_GROUP_FEATURES (`ovs-ofctl dump-group-features`).
+    GroupFeatures,
     /// OFPMP_METER: meter N's statistics, or every meter's (None,
     /// `OFPM_ALL`) (`ovs-ofctl meter-stats`).
     MeterStats(Option<u32>),
@@ -217,8 +224,7 @@ pub enum MultipartRequest {
     MeterConfig(Option<u32>),
     /// OFPMP_METER_FEATURES (`ovs-ofctl meter-features`).
     MeterFeatures,
-    /// Requests answered with an empty reply (groups, meters, queues):
-    /// upcalld has none.
+    /// Requests answered with an empty reply (queues): upcalld has none.
     Empty(u16),
 }
 
@@ -1060,7 +1066,12 @@ fn decode_multipart(mut r: Reader<'_>) -> Result<MultipartRequest, OfpError> {
         },
         OFPMP_PORT_DESC => MultipartRequest::PortDesc,
         OFPMP_TABLE_FEATURES => MultipartRequest::TableFeatures,
+        OFPMP_GROUP => {
+            let id = r.u32("group_id")?;
+            MultipartRequest::GroupStats((id != GROUP_ALL).then_some(id))
+        }
         OFPMP_GROUP_DESC => MultipartRequest::GroupDesc,
+        OFPMP_GROUP_FEATURES => MultipartRequest::GroupFeatures,
         OFPMP_METER | OFPMP_METER_CONFIG => {
             let id = r.u32("meter_id")?;
             let id = (id != crate::meter::METER_ALL).then_some(id);
@@ -1071,7 +1082,7 @@ fn decode_multipart(mut r: Reader<'_>) -> Result<MultipartRequest, OfpError> {
             }
         }
         OFPMP_METER_FEATURES => MultipartRequest::MeterFeatures,
-        OFPST_QUEUE | 6..=8 => MultipartRequest::Empty(kind),
+        OFPST_QUEUE => MultipartRequest::Empty(kind),
         k => return Err(OfpError::new(E::BadStat, format!("multipart type {k}"))),
     })
 }
@@ -1698,6 +1709,56 @@ pub fn encode_group_desc_reply(
         None,
         items,
     ))
+}
+
+/// OpenFlow's `OFPG_ALL`: every group, in a statistics request.
+const GROUP_ALL: u32 = 0xffff_fffc;
+
+/// OFPMP_GROUP's reply: each group's counters (`ofp_group_stats`) and its
+/// buckets' (`ofp_bucket_counter`).
+pub fn encode_group_stats_reply(
+    version: u8,
+    xid: u32,
+    stats: &[crate::group::GroupStats],
+) -> Vec<Vec<u8>> {
+    let items = stats.iter().map(|g| {
+        let mut b = Vec::new();
+        b.put_u16((40 + 16 * g.buckets.len()) as u16);
+        b.put_zeros(2);
+        b.put_u32(g.id);
+        b.put_u32(g.ref_count);
+        b.put_zeros(4);
+        b.put_u64(g.packets);
+        b.put_u64(g.bytes);
+        b.put_u32(g.duration.as_secs() as u32);
+        b.put_u32(g.duration.subsec_nanos());
+        for (packets, bytes) in &g.buckets {
+            b.put_u64(*packets);
+            b.put_u64(*bytes);
+        }
+        b
+    });
+    multipart_replies(version, xid, OFPMP_GROUP, None, items)
+}
+
+/// OFPMP_GROUP_FEATURES' reply: what OVS 3.1 answers (`ofproto-dpif`'s
+/// group features): every type, weights, liveness and chaining, up to
+/// `OFPG_MAX` groups of each type, and the actions buckets take.
+pub fn encode_group_features_reply(version: u8, xid: u32) -> Vec<u8> {
+    // OpenFlow 1.3's action numbers: output, set_mpls_ttl, dec_mpls_ttl,
+    // push_vlan, pop_vlan, push_mpls, pop_mpls, set_queue, group,
+    // set_nw_ttl, dec_nw_ttl, set_field.
+    const BUCKET_ACTIONS: u32 = 1 | (((1 << 26) - 1) & !((1 << 15) - 1));
+    let mut out = multipart_start(version, xid, OFPMP_GROUP_FEATURES, None);
+    out.put_u32(0xf);
+    out.put_u32(0x7);
+    for _ in 0..4 {
+        out.put_u32(crate::group::GROUP_MAX);
+    }
+    for _ in 0..4 {
+        out.put_u32(BUCKET_ACTIONS);
+    }
+    finish(out)
 }
 
 pub fn encode_port_desc_reply(version: u8, xid: u32, ports: &[PortDesc]) -> Vec<Vec<u8>> {
