@@ -27,6 +27,13 @@ table=0,priority=1000,dl_src=02:ff:ff:ff:ff:ff,actions=drop
 table=0,priority=100,ip,actions=output:4
 ";
 
+/// Max-idle for the tests that expire flows: long beside the time a test
+/// takes to install its flows and run a round on a loaded machine (the
+/// flows' age is measured from their creation, so a shorter one let a slow
+/// feed's flows expire in the first round), and the sleep past it.
+const MAX_IDLE: Duration = Duration::from_secs(2);
+const PAST_MAX_IDLE: Duration = Duration::from_millis(2_200);
+
 fn config(revalidator: RevalidatorConfig, n_handlers: usize) -> PipelineConfig {
     PipelineConfig {
         n_handlers,
@@ -60,7 +67,7 @@ fn idle_flows_expire() {
     let (installed, after_first_round, after_idle, deletes) = in_system(|| async {
         let (netdev, pipeline) = start(config(
             RevalidatorConfig {
-                max_idle: Duration::from_millis(300),
+                max_idle: MAX_IDLE,
                 flow_limit_start: 200_000,
                 ..RevalidatorConfig::default()
             },
@@ -71,7 +78,7 @@ fn idle_flows_expire() {
         // Flows seen for the first time are young: they stay.
         pipeline.revalidate_now().await.unwrap();
         let after_first_round = netdev.stats().n_flows;
-        actix::clock::sleep(Duration::from_millis(400)).await;
+        actix::clock::sleep(PAST_MAX_IDLE).await;
         pipeline.revalidate_now().await.unwrap();
         let after_idle = netdev.stats().n_flows;
         let deletes = PipelineStats::get(&pipeline.stats.flow_deletes);
@@ -398,7 +405,7 @@ fn a_rounds_deletes_are_done_when_it_ends_each_once() {
                 Tables::from_rules(rules),
                 config(
                     RevalidatorConfig {
-                        max_idle: Duration::from_millis(300),
+                        max_idle: MAX_IDLE,
                         flow_limit_start: 200_000,
                         ..RevalidatorConfig::default()
                     },
@@ -411,7 +418,7 @@ fn a_rounds_deletes_are_done_when_it_ends_each_once() {
             // Young flows stay; once idle past max-idle, one round deletes
             // them all (40 batches of 50, 20 ms each on this datapath).
             revalidator.send(RevalidateNow).await.unwrap();
-            actix::clock::sleep(Duration::from_millis(400)).await;
+            actix::clock::sleep(PAST_MAX_IDLE).await;
             revalidator.send(RevalidateNow).await.unwrap();
             // No flush of the writer: the round itself must have written.
             let after_round = netdev.stats().n_flows;
@@ -463,8 +470,10 @@ fn costly_rounds_are_spaced_out_and_a_rule_change_brings_the_next_back() {
                 n_handlers: 1,
                 revalidator: RevalidatorConfig {
                     interval: Duration::from_millis(10),
-                    // 30 ms of CPU a round: one every 600 ms.
-                    round_spacing: 20,
+                    // 30 ms of CPU a round: one every 3 s. (The spacing
+                    // counts CPU time, the bounds below wall time: they are
+                    // wide so that a loaded machine does not blur them.)
+                    round_spacing: 100,
                     ..RevalidatorConfig::default()
                 },
                 ..PipelineConfig::default()
@@ -476,7 +485,7 @@ fn costly_rounds_are_spaced_out_and_a_rule_change_brings_the_next_back() {
         actix::clock::sleep(Duration::from_secs(2)).await;
         let rounds_in_2s = rounds();
         // Right after a round, a rule change: the next round is due 10 ms
-        // after that one started, not 600 ms.
+        // after that one started, not 3 s.
         let seen = rounds();
         while rounds() == seen {
             actix::clock::sleep(Duration::from_millis(2)).await;
@@ -501,11 +510,11 @@ fn costly_rounds_are_spaced_out_and_a_rule_change_brings_the_next_back() {
     assert!(elapsed >= Duration::from_secs(2));
     // Unspaced: a round every 30 ms of CPU, some 60 in 2 s.
     assert!(
-        (2..=6).contains(&rounds_in_2s),
-        "{rounds_in_2s} rounds in 2 s at 600 ms apart"
+        (1..=2).contains(&rounds_in_2s),
+        "{rounds_in_2s} rounds in 2 s at 3 s apart"
     );
     assert!(
-        after_change < Duration::from_millis(400),
+        after_change < Duration::from_millis(2_000),
         "the round after a rule change came {after_change:?} after the last ended"
     );
 }
@@ -568,7 +577,7 @@ fn recirculation_ids_live_as_long_as_flows_hold_them() {
                 },
                 ..config(
                     RevalidatorConfig {
-                        max_idle: Duration::from_millis(300),
+                        max_idle: MAX_IDLE,
                         flow_limit_start: 200_000,
                         ..RevalidatorConfig::default()
                     },
@@ -602,7 +611,7 @@ fn recirculation_ids_live_as_long_as_flows_hold_them() {
         }
         let (held, flows_held) = (recirc.len(), netdev.stats().n_flows);
         // Idle past max-idle: every flow is deleted, its ukey with it.
-        actix::clock::sleep(Duration::from_millis(400)).await;
+        actix::clock::sleep(PAST_MAX_IDLE).await;
         pipeline.revalidate_now().await.unwrap();
         pipeline.flush().await.unwrap();
         for _ in 0..3 {
