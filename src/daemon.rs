@@ -1179,6 +1179,7 @@ async fn serve(
         packet_in_limit: config.openflow.packet_in_limit(),
         fail_open: openflow::FailOpen::new(config.openflow.fail_mode == FailMode::Standalone),
         port_changes: Default::default(),
+        instance: openflow::new_instance_id(),
     });
     let (port_events, port_wakes) = futures::channel::mpsc::unbounded();
     openflow::start(switch, &mut of_bound, port_events.clone(), port_wakes).context("OpenFlow")?;

@@ -21,16 +21,18 @@ use actors::fanout::{Fanout, Subscription};
 use actors::packet_in::ControllerPacket;
 use actors::pinsched::PinSched;
 use actors::pipeline::Pipeline;
-use actors::protocol::{ChangePorts, GetSnapshot, RuleChange, RuleStats, SetFailOpen};
+use actors::protocol::{ChangePorts, GetSnapshot, PushStats, RuleChange, RuleStats, SetFailOpen};
+use actors::recirc::FrozenState;
 use actors::rule_table::{RemovalReason, RemovedRule};
 use actors::stats::PipelineStats;
 use actors::tables::{RuleEntry, RuleFilter};
-use actors::xlate::{xlate_actions, XlateConfig};
+use actors::xlate::{xlate_actions, xlate_resume, XlateConfig};
 use futures::StreamExt;
 use messages::dpif::{Dpif, DpifOp, Execute, PacketMetadata};
 use messages::flow::Flow;
 use messages::log_limit::RateLimit as LogLimit;
 use messages::ofp::{flow_flags, packet_in_reason, port, Match, Rule};
+use messages::openflow::continuation::Resume;
 use messages::openflow::{
     self as of, BundleOp, DecodeState, ErrorKind, FlowFormat, FlowMod, FlowModCommand,
     FlowStatsEntry, FlowStatsRequest, MultipartRequest, OfpError, PacketInFormat, PacketOut,
@@ -115,6 +117,24 @@ pub struct Switch {
     pub fail_open: FailOpen,
     /// Ports added, removed or changed (reason, port), for PORT_STATUS.
     pub port_changes: Arc<Fanout<(PortReason, of::PortDesc)>>,
+    /// This bridge instance's id, which its continuations carry (OVS's
+    /// ofproto UUID): one from another daemon, or from before a restart,
+    /// is stale.
+    pub instance: [u8; 16],
+}
+
+/// A random bridge instance id ([`Switch::instance`]), from the
+/// process's randomly keyed hasher.
+pub fn new_instance_id() -> [u8; 16] {
+    use std::hash::{BuildHasher, Hasher};
+    let mut id = [0; 16];
+    for (i, half) in id.chunks_mut(8).enumerate() {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_usize(i);
+        h.write_u128(Instant::now().elapsed().as_nanos());
+        half.copy_from_slice(&h.finish().to_be_bytes());
+    }
+    id
 }
 
 /// Why a PORT_STATUS is sent (OpenFlow's `ofp_port_reason`).
@@ -477,6 +497,76 @@ impl Switch {
             Some(Err(e)) => Err(OfpError::new(
                 ErrorKind::BadPacket,
                 format!("packet-out not executed: {e}"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Goes on with a paused pipeline (NXT_RESUME): translates the
+    /// packet from the continuation with the metadata the controller sent
+    /// back, runs the result on the datapath and credits the rules it went
+    /// through (OVS's `nxt_resume`).
+    async fn resume(&self, r: Resume) -> Result<(), OfpError> {
+        let c = match r.continuation {
+            Some(c) if c.bridge == self.instance => c,
+            _ => {
+                return Err(OfpError::new(
+                    ErrorKind::ResumeStale,
+                    "the continuation is not from this bridge since the daemon started",
+                ))
+            }
+        };
+        let tables = self
+            .pipeline
+            .rule_table
+            .send(GetSnapshot)
+            .await
+            .map_err(|e| {
+                OfpError::new(ErrorKind::BadType, format!("rule-table unavailable: {e}"))
+            })?;
+        let md = r.metadata.flow;
+        let in_port = if c.odp_port != 0 {
+            c.odp_port
+        } else {
+            self.xlate.local_port
+        };
+        // The packet's own metadata (OVS's `pkt_metadata_from_flow`), on
+        // the port it came in on.
+        let packet_md = Flow {
+            in_port,
+            tun_id: md.tun_id,
+            tun_src: md.tun_src,
+            tun_dst: md.tun_dst,
+            pkt_mark: md.pkt_mark,
+            ct_state: md.ct_state,
+            ct_zone: md.ct_zone,
+            ct_mark: md.ct_mark,
+            ct_label: md.ct_label,
+            ..Flow::default()
+        };
+        let flow = messages::extract::flow_extract(&r.packet, &packet_md);
+        let state = Arc::new(FrozenState::resumed(&c, &md));
+        let out = xlate_resume(&tables, &flow, &self.xlate, state);
+        let packet = RuleStats {
+            n_packets: 1,
+            n_bytes: r.packet.len() as u64,
+        };
+        self.pipeline.rule_table.do_send(PushStats(
+            out.rules.iter().map(|id| (*id, packet)).collect(),
+        ));
+        if out.actions.is_empty() {
+            return Ok(());
+        }
+        let mut ops = [DpifOp::Execute(Box::new(Execute {
+            packet: r.packet,
+            metadata: PacketMetadata::of(&flow),
+            actions: Arc::new(out.actions),
+            mru: 0,
+        }))];
+        match self.dpif.operate(&mut ops).pop() {
+            Some(Err(e)) => Err(OfpError::new(
+                ErrorKind::BadPacket,
+                format!("resumed packet not executed: {e}"),
             )),
             _ => Ok(()),
         }
@@ -1198,7 +1288,12 @@ impl Conn {
     /// A packet-in in this connection's version and format.
     fn encode_packet_in(&self, p: &ControllerPacket) -> Vec<u8> {
         let c = p.cookie;
-        let len = p.packet.len().min(usize::from(c.max_len));
+        // A continuation goes with the whole packet, which its resume
+        // carries on (OVS sends every packet-in whole).
+        let len = match &p.continuation {
+            Some(_) => p.packet.len(),
+            None => p.packet.len().min(usize::from(c.max_len)),
+        };
         let in_port = match p.key.in_port {
             n if n == self.switch.xlate.local_port => port::LOCAL,
             n => n,
@@ -1212,8 +1307,26 @@ impl Conn {
             total_len: p.packet.len().min(usize::from(u16::MAX)) as u16,
             data: p.packet[..len].to_vec(),
             userdata: p.userdata.clone(),
+            continuation: self.continuation(p),
         };
         of::encode_packet_in(self.v(), &pin, self.packet_in_format)
+    }
+
+    /// The NXPINT_CONTINUATION of a paused pipeline's packet-in, for a
+    /// connection that takes NXT_PACKET_IN2 (in other formats the
+    /// packet-in goes without, and the pipeline is not resumed, as in OVS).
+    fn continuation(&self, p: &ControllerPacket) -> Vec<u8> {
+        let Some(state) = p.continuation.as_ref() else {
+            return Vec::new();
+        };
+        if self.packet_in_format != PacketInFormat::Nxt2 {
+            return Vec::new();
+        }
+        let c = state.continuation(self.switch.instance, p.odp_port);
+        of::continuation::encode_continuation(self.v(), &c).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "continuation not sent: an action cannot be encoded");
+            Vec::new()
+        })
     }
 
     /// Sets `miss_send_len`; a service connection subscribes to packet-ins
@@ -1450,6 +1563,11 @@ impl Conn {
             }
             Request::PacketOut(po) => {
                 if let Err(e) = self.switch.packet_out(*po).await {
+                    self.error(xid, &e, msg);
+                }
+            }
+            Request::Resume(r) => {
+                if let Err(e) = self.switch.resume(*r).await {
                     self.error(xid, &e, msg);
                 }
             }

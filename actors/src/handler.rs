@@ -212,6 +212,8 @@ impl UpcallHandler {
                                 key,
                                 userdata: state.userdata.clone(),
                                 packet: std::mem::take(&mut up.packet),
+                                continuation: cookie.continuation.then(|| state.clone()),
+                                odp_port: up.key.in_port,
                             });
                             if delivered.subscribers == 0 {
                                 no_controller += 1;

@@ -11,10 +11,13 @@
 //! packet for that connection and counts it (OVS's per-controller
 //! packet-in queue).
 
+use std::sync::Arc;
+
 use messages::flow::Flow;
 use messages::odp::ControllerCookie;
 
 use crate::fanout::Fanout;
+use crate::recirc::FrozenState;
 
 /// A packet for the controllers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,6 +36,11 @@ pub struct ControllerPacket {
     pub userdata: Vec<u8>,
     /// The whole frame; each connection truncates it to `max_len`.
     pub packet: Vec<u8>,
+    /// A `controller(pause)`'s frozen pipeline, which the packet-in hands
+    /// to the controller as its continuation.
+    pub continuation: Option<Arc<FrozenState>>,
+    /// The datapath port the packet came in on.
+    pub odp_port: u32,
 }
 
 /// The connections that want packet-ins, each with a bounded queue (a

@@ -12,7 +12,7 @@
 //! | [`RuleChange`] | control → rule-table | [`RuleChangeReply`] |
 //! | [`GroupMod`] | control → rule-table | [`GroupModReply`] or why refused |
 //! | [`MeterMod`] | control → rule-table | [`MeterModReply`] or why refused |
-//! | [`PushStats`] | handlers, revalidators → rule-table | — |
+//! | [`PushStats`] | handlers, revalidators, OpenFlow (NXT_RESUME) → rule-table | — |
 //! | [`SideEffects`] | handlers, revalidators → rule-table | — |
 //! | [`DumpRules`] | pipeline (control) → rule-table | rules with [`RuleStats`] |
 //! | [`DumpGroupStats`] | pipeline (control, OpenFlow) → rule-table | groups' counters |
@@ -222,9 +222,9 @@ pub struct RuleStats {
 }
 
 /// handlers (upcalled packets), revalidators (datapath flows' new
-/// traffic) → rule-table: credits traffic to rules, by rule id, and to
-/// groups' buckets, by [`group_credit`] (unknown ids are ignored: the rule
-/// or group was deleted meanwhile).
+/// traffic), OpenFlow (resumed packets) → rule-table: credits traffic to
+/// rules, by rule id, and to groups' buckets, by [`group_credit`]
+/// (unknown ids are ignored: the rule or group was deleted meanwhile).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct PushStats(pub Vec<(u64, RuleStats)>);

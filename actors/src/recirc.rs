@@ -18,9 +18,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use messages::field::Field;
 use messages::flow::{Flow, FLOW_N_REGS};
 use messages::odp::{ControllerCookie, OdpAction};
-use messages::ofp::{Instructions, OfAction};
+use messages::ofp::{port, Instructions, OfAction};
+use messages::openflow::continuation::{Continuation, ContinuationLevel};
 use parking_lot::Mutex;
 use smallvec::SmallVec;
 
@@ -83,6 +85,78 @@ impl FrozenState {
     pub fn with_stack(mut self, stack: Vec<u128>) -> Self {
         self.stack = stack;
         self
+    }
+
+    /// The continuation a controller gets for this state (a
+    /// `controller(pause)`'s): each level's remaining instructions become
+    /// actions as in OVS's `freeze_unroll_actions` (`write_metadata` a
+    /// masked set of `metadata`, `goto_table` a resubmit); a
+    /// `clear_actions` or `write_actions` after the pause is lost, as OVS
+    /// cannot send those in a continuation either.
+    pub fn continuation(&self, bridge: [u8; 16], odp_port: u32) -> Continuation {
+        let levels = self
+            .continuation
+            .iter()
+            .map(|level| {
+                let mut actions = level.actions.clone();
+                if let Some(rest) = &level.rest {
+                    if let Some((value, mask)) = rest.write_metadata {
+                        actions.push(OfAction::SetField {
+                            field: Field::Metadata,
+                            value: u128::from(value & mask),
+                            mask: u128::from(mask),
+                        });
+                    }
+                    if let Some(table) = rest.goto_table {
+                        actions.push(OfAction::Resubmit {
+                            in_port: Some(port::IN_PORT),
+                            table: Some(table),
+                        });
+                    }
+                }
+                ContinuationLevel {
+                    table: level.table,
+                    cookie: level.cookie,
+                    actions,
+                }
+            })
+            .collect();
+        Continuation {
+            bridge,
+            stack: self.stack.clone(),
+            conntracked: self.conntracked,
+            levels,
+            action_set: self.action_set.clone(),
+            odp_port,
+        }
+    }
+
+    /// The state an NXT_RESUME goes on from (OVS's `xlate_resume`): its
+    /// continuation, with the metadata of `flow` (the packet-in's, as the
+    /// controller sent it back). At least one level, perhaps empty, so
+    /// that the translation resumes rather than looking table 0 up.
+    pub fn resumed(c: &Continuation, flow: &Flow) -> FrozenState {
+        let mut state = FrozenState::new(0, flow, c.action_set.clone(), c.conntracked)
+            .with_stack(c.stack.clone());
+        state.continuation = c
+            .levels
+            .iter()
+            .map(|l| FrozenActions {
+                table: l.table,
+                cookie: l.cookie,
+                actions: l.actions.clone(),
+                rest: None,
+            })
+            .collect();
+        if state.continuation.is_empty() {
+            state.continuation.push(FrozenActions {
+                table: 0,
+                cookie: 0,
+                actions: Vec::new(),
+                rest: None,
+            });
+        }
+        state
     }
 
     /// Writes the frozen metadata back into `flow` (OVS's

@@ -308,7 +308,20 @@ pub fn xlate(tables: &Tables, flow: &Flow, cfg: &XlateConfig) -> XlateOutput {
 /// [`xlate`] into `out`, reusing its buffers (a handler translates one
 /// upcall after another).
 pub fn xlate_into(tables: &Tables, flow: &Flow, cfg: &XlateConfig, out: &mut XlateOutput) {
-    xlate_from(tables, flow, cfg, out, None)
+    xlate_from(tables, flow, cfg, out, None, None)
+}
+
+/// Translates `flow` from `state` (an NXT_RESUME's continuation), as if
+/// the packet came back from the datapath with it (OVS's `xlate_resume`).
+pub fn xlate_resume(
+    tables: &Tables,
+    flow: &Flow,
+    cfg: &XlateConfig,
+    state: Arc<FrozenState>,
+) -> XlateOutput {
+    let mut out = XlateOutput::default();
+    xlate_from(tables, flow, cfg, &mut out, None, Some(state));
+    out
 }
 
 /// Translates `actions` for `flow` (a packet-out's): they run as a rule's
@@ -320,17 +333,19 @@ pub fn xlate_actions(
     actions: &[OfAction],
 ) -> XlateOutput {
     let mut out = XlateOutput::default();
-    xlate_from(tables, flow, cfg, &mut out, Some(actions));
+    xlate_from(tables, flow, cfg, &mut out, Some(actions), None);
     out
 }
 
-/// Translation from table 0 (or a frozen state), or of `actions` given.
+/// Translation from table 0 (or the frozen state of the flow's
+/// `recirc_id`, or `resume`), or of `actions` given.
 fn xlate_from(
     tables: &Tables,
     flow: &Flow,
     cfg: &XlateConfig,
     out: &mut XlateOutput,
     actions_given: Option<&[OfAction]>,
+    resume: Option<Arc<FrozenState>>,
 ) {
     // Fields every megaflow matches exactly.
     out.wc = Flow {
@@ -357,7 +372,9 @@ fn xlate_from(
     out.unresolved = false;
     out.neighbours_seen.clear();
     out.slow_action = false;
-    let frozen = if flow.recirc_id != 0 {
+    let frozen = if resume.is_some() {
+        resume
+    } else if flow.recirc_id != 0 {
         match cfg.recirc.get(flow.recirc_id) {
             Some(state) => Some(state),
             None => {
@@ -948,7 +965,18 @@ impl Ctx<'_> {
     /// Runs a frozen translation's remaining actions, level by level.
     fn thaw_actions(&mut self, continuation: &[FrozenActions]) {
         for (i, level) in continuation.iter().enumerate() {
-            if self.exit || self.error.is_some() {
+            if self.error.is_some() {
+                break;
+            }
+            if self.exit {
+                // Frozen again in an earlier level: the later levels are
+                // still to run, after it (OVS's frozen actions are one
+                // list, unrolled whole).
+                if let Some(freeze) = &mut self.freeze {
+                    freeze
+                        .continuation
+                        .extend(continuation[i..].iter().cloned());
+                }
                 break;
             }
             self.table_id = level.table;

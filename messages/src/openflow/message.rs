@@ -18,7 +18,7 @@ const OFPT_HELLO: u8 = 0;
 const OFPT_ERROR: u8 = 1;
 const OFPT_ECHO_REQUEST: u8 = 2;
 const OFPT_ECHO_REPLY: u8 = 3;
-const OFPT_VENDOR: u8 = 4;
+pub(crate) const OFPT_VENDOR: u8 = 4;
 const OFPT_FEATURES_REQUEST: u8 = 5;
 const OFPT_FEATURES_REPLY: u8 = 6;
 const OFPT_GET_CONFIG_REQUEST: u8 = 7;
@@ -300,6 +300,8 @@ pub enum Request {
     TlvTableMod(TlvTableMod),
     /// NXT_TLV_TABLE_REQUEST (`ovs-ofctl dump-tlv-map`).
     TlvTableRequest,
+    /// NXT_RESUME: go on with a paused pipeline.
+    Resume(Box<super::continuation::Resume>),
 }
 
 /// An NXT_TLV_TABLE_MOD: what to do with the Geneve TLV map.
@@ -593,6 +595,9 @@ fn decode_vendor(v: u8, mut r: Reader<'_>, st: DecodeState) -> Result<Request, O
         }
         NXT_TLV_TABLE_MOD => Request::TlvTableMod(decode_tlv_table_mod(r)?),
         NXT_TLV_TABLE_REQUEST => Request::TlvTableRequest,
+        super::continuation::NXT_RESUME => {
+            Request::Resume(Box::new(super::continuation::decode_resume(v, r.buf)?))
+        }
         s => return Err(OfpError::new(E::BadSubtype, format!("Nicira message {s}"))),
     })
 }
@@ -1990,6 +1995,10 @@ pub struct PacketIn {
     pub data: Vec<u8>,
     /// A `controller` action's userdata (sent in NXT_PACKET_IN2 only).
     pub userdata: Vec<u8>,
+    /// A paused pipeline's NXPINT_CONTINUATION property, encoded
+    /// (`continuation::encode_continuation`; sent in NXT_PACKET_IN2 only;
+    /// empty: none).
+    pub continuation: Vec<u8>,
 }
 
 /// The packet-in formats of NXT_SET_PACKET_IN_FORMAT.
@@ -2044,6 +2053,7 @@ pub fn encode_packet_in(version: u8, p: &PacketIn, format: PacketInFormat) -> Ve
         prop(&mut out, 4, &cookie);
         prop(&mut out, 5, &[p.reason]);
         prop(&mut out, 6, &nxm::encode(&m, true));
+        out.extend_from_slice(&p.continuation);
         if !p.userdata.is_empty() {
             prop(&mut out, 7, &p.userdata);
         }

@@ -7,6 +7,7 @@
 //! [`OfpError`] carrying the type and code OVS would answer with.
 
 pub mod actions;
+pub mod continuation;
 pub mod message;
 pub mod nxm;
 
@@ -164,6 +165,13 @@ pub enum ErrorKind {
     TlvAlreadyMapped,
     TlvDupEntry,
     TlvInvalidDel,
+    /// OFPBPC_BAD_TYPE: an unknown property.
+    PropBadType,
+    /// OFPBPC_BAD_LEN: a property's length.
+    PropBadLen,
+    /// NXR_STALE: a continuation from another bridge, or from before the
+    /// daemon restarted.
+    ResumeStale,
 }
 
 /// Where an error's numbers live.
@@ -291,6 +299,16 @@ impl ErrorKind {
             TlvDupEntry => Exp(NX_VENDOR_ID, 21),
             TlvInvalidDel if of10 => Nx(1, 537),
             TlvInvalidDel => Exp(NX_VENDOR_ID, 38),
+            // NX1.0-1.1(13,2), OF1.3(13,2), OF1.4+(14,0).
+            PropBadType if of10 => Nx(13, 2),
+            PropBadType if version >= OFP14 => Std(14, 0),
+            PropBadType => Std(13, 2),
+            PropBadLen if of10 => Nx(13, 3),
+            PropBadLen if version >= OFP14 => Std(14, 1),
+            PropBadLen => Std(13, 3),
+            // NX1.0-1.1(1,534), NX1.2+(35).
+            ResumeStale if of10 => Nx(1, 534),
+            ResumeStale => Exp(NX_VENDOR_ID, 35),
         }
     }
 }

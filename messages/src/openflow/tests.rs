@@ -52,6 +52,7 @@ const RULES: &[&str] = &[
     "ip,actions=bundle_load(nw_src,5,hrw,ofport,NXM_NX_REG1[0..15],members:1,LOCAL,IN_PORT),bundle(eth_src,0,active_backup,ofport,members:4,3,2,1,5)",
     "tcp,actions=push:NXM_NX_REG0[0..15],pop:NXM_NX_REG1[16..31],check_pkt_larger(1500)->NXM_NX_REG2[0],clone(set_field:0x1->reg3,clone(output:4),output:2),output(port=3,max_len=100),exit",
     "actions=set_queue:5,pop_queue,output:3",
+    "ip,actions=push:NXM_NX_REG1[0..15],pop:NXM_NX_REG2[8..23],controller(pause,userdata=01.02),output:3",
     "actions=sample(probability=7,collector_set_id=1,obs_domain_id=2,obs_point_id=3,sampling_port=5,ingress),sample(probability=1,collector_set_id=0,obs_domain_id=0,obs_point_id=0),debug_recirc,debug_slow,note:00.00.00.00.00.00",
 ];
 
