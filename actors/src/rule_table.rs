@@ -310,7 +310,7 @@ impl RuleTable {
         next
     }
 
-    /// Back to the last snapshot, after a change panicked midway.
+    /// Back to the last snapshot, after a panic midway through a change.
     fn restore(&mut self) {
         self.tables = (*self.snapshot).clone();
         self.tables.keep_journal();
@@ -494,10 +494,10 @@ impl Handler<SideEffects> for RuleTable {
 }
 
 impl Supervised for RuleTable {
-    /// After a panic the rules are the last ones published: a change is
-    /// made on a copy, but learning and expiry change the tables in place,
-    /// and whatever they did unpublished is dropped. The counters, clocks
-    /// and the published cell are the rule-table's own and kept.
+    /// After a panic the rules are the last ones published: changes,
+    /// learning and expiry change the tables in place, and whatever a
+    /// panicking one did unpublished is dropped. The counters, clocks and
+    /// the published cell are the rule-table's own and kept.
     fn restarting(&mut self, _: &mut Context<Self>) {
         tracing::warn!(
             version = self.snapshot.version(),
@@ -538,14 +538,12 @@ impl Handler<RuleChange> for RuleTable {
                     n_rules,
                 }
             }
-            None => {
-                // Changed in place: a panic midway leaves the last snapshot.
-                self.restore();
-                RuleChangeReply {
-                    version: before,
-                    n_rules: 0,
-                }
-            }
+            // Changed in place: the restart goes back to the last
+            // snapshot (`restarting`).
+            None => RuleChangeReply {
+                version: before,
+                n_rules: 0,
+            },
         }
     }
 }
@@ -623,7 +621,7 @@ impl Handler<GroupMod> for RuleTable {
             GroupMod::Add(_) | GroupMod::Delete(_) => None,
         };
         let outcome = guarded("rule_table", &stats, ctx, || {
-            // On a copy, as for rule changes.
+            // On a copy: a refused change leaves the tables as they were.
             let mut tables = self.tables.clone();
             let done = match change {
                 GroupMod::Add(g) => tables.add_group(g).map(|()| (1, Vec::new())),
@@ -659,7 +657,7 @@ impl Handler<MeterMod> for RuleTable {
         let stats = self.stats.clone();
         let before = self.tables.version();
         let outcome = guarded("rule_table", &stats, ctx, || {
-            // On a copy, as for rule changes.
+            // On a copy: a refused change leaves the tables as they were.
             let mut tables = self.tables.clone();
             let done = match change {
                 MeterMod::Add(m) => tables
@@ -864,6 +862,68 @@ mod tests {
             assert!(after[0].duration >= g.duration, "a modify keeps the age");
             rt.send(GroupMod::Delete(Some(1))).await.unwrap().unwrap();
             assert!(rt.send(DumpGroupStats(None)).await.unwrap().is_empty());
+        });
+    }
+
+    /// The rule-table takes back a replaced snapshot to change it in
+    /// place only when no one else holds it: a snapshot a reader keeps
+    /// stays as it was published, while the versions after it, made on
+    /// either copy, hold every change.
+    #[test]
+    fn a_held_snapshot_never_changes_and_every_version_is_whole() {
+        actix::System::new().block_on(async {
+            let tables = Tables::new();
+            let published = Arc::new(Published::new(Arc::new(tables.clone())));
+            let stats = Arc::new(PipelineStats::default());
+            let rt = RuleTable::new(tables, published.clone(), Default::default(), stats).start();
+            let rule = |i: u32| {
+                parse_rule(&format!(
+                    "priority={},tcp,nw_dst=10.0.{}.{},actions=output:{}",
+                    10 + i % 3,
+                    i / 256,
+                    i % 256,
+                    1 + i % 5
+                ))
+                .unwrap()
+            };
+            let mut held = Vec::new();
+            for i in 0..300u32 {
+                let change = if i % 7 == 6 {
+                    let mut filter = crate::tables::RuleFilter::all();
+                    filter.matches = rule(i - 3).matches;
+                    filter.strict = true;
+                    filter.priority = rule(i - 3).priority;
+                    RuleChange::Delete(Box::new(filter))
+                } else {
+                    RuleChange::Add(vec![rule(i)])
+                };
+                rt.send(change).await.unwrap();
+                let snapshot = published.latest();
+                let expected: Vec<u32> = (0..=i)
+                    .filter(|j| j % 7 != 6 && !(j + 3 <= i && (j + 3) % 7 == 6))
+                    .collect();
+                assert_eq!(snapshot.len(), expected.len(), "version after change {i}");
+                assert!(snapshot.is_prepared());
+                for j in &expected {
+                    let r = rule(*j);
+                    let found = snapshot
+                        .table(0)
+                        .and_then(|t| t.find_exact(&r.matches, r.priority));
+                    assert_eq!(
+                        found.map(|e| &e.rule),
+                        Some(&r),
+                        "rule {j} after change {i}"
+                    );
+                }
+                // Readers keep some snapshots across later changes.
+                if i % 5 == 0 {
+                    held.push((snapshot.len(), snapshot.rules(), snapshot));
+                }
+            }
+            for (n, rules, snapshot) in &held {
+                assert_eq!(snapshot.len(), *n);
+                assert_eq!(&snapshot.rules(), rules);
+            }
         });
     }
 }
