@@ -38,6 +38,15 @@ fn printed_rule_parses_back(rule: &Rule) {
     if printed.contains("resubmit(,)") {
         return;
     }
+    // A `controller` action of NXAST_CONTROLLER2 may carry any reason
+    // byte (OVS 3.1 takes it as is); one OpenFlow has no name for prints
+    // as its number, which OVS's syntax, ours too, does not take back.
+    if printed
+        .match_indices("reason=")
+        .any(|(at, r)| printed[at + r.len()..].starts_with(|c: char| c.is_ascii_digit()))
+    {
+        return;
+    }
     let again = parse_rule(&printed)
         .unwrap_or_else(|e| panic!("decoded rule printed as {printed:?} does not parse: {e}"));
     assert_eq!(format_rule(&again), printed, "{rule:?}");
