@@ -19,7 +19,9 @@ use messages::field::Field;
 use messages::flow::*;
 use messages::learn::{Learn, LearnDst, LearnSpec, LearnSrc, Subfield};
 use messages::odp::OdpAction;
-use messages::ofp::{CtSpec, CtZone, Instructions, Match, NatAction, NatKind, OfAction, Rule};
+use messages::ofp::{
+    ControllerAction, CtSpec, CtZone, Instructions, Match, NatAction, NatKind, OfAction, Rule,
+};
 use messages::parse::rules::parse_groups;
 
 /// Small value pools so that rules and flows collide often.
@@ -306,6 +308,12 @@ fn action() -> impl Strategy<Value = OfAction> {
         multipath_action(),
         bundle_action(),
         Just(OfAction::DebugRecirc),
+        // A pause ends the pass in a continuation's cookie, whose frozen
+        // state (and so id) packets of one megaflow must share.
+        Just(OfAction::Controller(ControllerAction {
+            pause: true,
+            ..ControllerAction::output(u16::MAX)
+        })),
         // Three times: most MPLS actions do something only after a push
         // or on an MPLS packet.
         mpls_action(),
