@@ -85,11 +85,15 @@ fn check(msg: &[u8], st: DecodeState, depth: u8) {
                 }
             }
             // OpenFlow 1.0 flow mods are encoded as NXT_FLOW_MOD with the
-            // table in the command's high byte.
+            // table in the command's high byte. One the switch refuses
+            // (an add to table 255 through NXT_FLOW_MOD_TABLE_ID, say) has
+            // no encoding in 1.1+ to go back to.
             let st = DecodeState {
                 flow_mod_table_id: true,
             };
-            flow_mod_round_trip(h.version, &fm, st);
+            if fm.check().is_ok() {
+                flow_mod_round_trip(h.version, &fm, st);
+            }
         }
         Request::GroupMod(gm) => match *gm {
             GroupModRequest::Add(g) | GroupModRequest::Modify(g) => {
