@@ -86,12 +86,15 @@ fn check(msg: &[u8], st: DecodeState, depth: u8) {
             }
             // OpenFlow 1.0 flow mods are encoded as NXT_FLOW_MOD with the
             // table in the command's high byte. One the switch refuses
-            // (an add to table 255 through NXT_FLOW_MOD_TABLE_ID, say) has
-            // no encoding in 1.1+ to go back to.
+            // (an add to table 255 through NXT_FLOW_MOD_TABLE_ID, say), or
+            // an NXT_FLOW_MOD modifying every table (255), has no 1.1+
+            // encoding to go back to.
             let st = DecodeState {
                 flow_mod_table_id: true,
             };
-            if fm.check().is_ok() {
+            let every_table = fm.table == 0xff
+                && matches!(fm.command, FlowModCommand::Modify | FlowModCommand::ModifyStrict);
+            if fm.check().is_ok() && !(every_table && h.version != of::OFP10) {
                 flow_mod_round_trip(h.version, &fm, st);
             }
         }
