@@ -1414,6 +1414,36 @@ fn nxm_header_of(field: Field) -> Result<NxmHeader, OfpError> {
     Ok(h)
 }
 
+/// The header a Nicira action's field slot names `field` by when the
+/// action touches its bits below `end`: the NXM header, unless those bits
+/// reach past it; then the OXM one, as OVS names a 32-bit port
+/// (`OXM_OF_IN_PORT`: `NXM_OF_IN_PORT` has 16 bits). Refused when no
+/// header is wide enough, rather than sent as a slot the header cannot hold.
+fn nxm_header_spanning(field: Field, end: u32) -> Result<NxmHeader, OfpError> {
+    let fits = |h: &NxmHeader| u32::from(h.len) * 8 >= end;
+    let nxm = nxm_header_of(field)?;
+    if fits(&nxm) {
+        return Ok(nxm);
+    }
+    let wider = field::FIELDS
+        .iter()
+        .filter(|info| info.field == field)
+        .flat_map(|info| [info.nxm_header, info.oxm_header])
+        .flatten()
+        .find(|h| h.class != field::EXPERIMENTER && fits(h));
+    match wider {
+        Some(h) => Ok(h),
+        None => Err(OfpError::new(
+            E::ActionBadSetType,
+            format!(
+                "bits up to {end} of field {} are past its {}-bit header",
+                field::by_field(field).name,
+                u32::from(nxm.len) * 8
+            ),
+        )),
+    }
+}
+
 /// Encodes one action in `version`.
 pub fn encode_action(version: u8, a: &OfAction, out: &mut Vec<u8>) -> Result<(), OfpError> {
     let of10 = version == OFP10;
@@ -1490,13 +1520,18 @@ pub fn encode_action(version: u8, a: &OfAction, out: &mut Vec<u8>) -> Result<(),
             out.put_u16((*n_bits).into());
             out.put_u16((*src_ofs).into());
             out.put_u16((*dst_ofs).into());
-            out.put_u32(nxm_header_of(*src)?.raw(false));
-            out.put_u32(nxm_header_of(*dst)?.raw(false));
+            let (src_end, dst_end) = (
+                u32::from(*src_ofs) + u32::from(*n_bits),
+                u32::from(*dst_ofs) + u32::from(*n_bits),
+            );
+            out.put_u32(nxm_header_spanning(*src, src_end)?.raw(false));
+            out.put_u32(nxm_header_spanning(*dst, dst_end)?.raw(false));
         }
         OfAction::OutputReg { field, ofs, n_bits } => {
             put_nx_header(out, 24, NXAST_OUTPUT_REG);
             out.put_u16((u16::from(*ofs) << 6) | (u16::from(*n_bits) - 1));
-            out.put_u32(nxm_header_of(*field)?.raw(false));
+            let end = u32::from(*ofs) + u32::from(*n_bits);
+            out.put_u32(nxm_header_spanning(*field, end)?.raw(false));
             out.put_u16(0);
             out.put_zeros(6);
         }
@@ -2013,7 +2048,7 @@ fn put_of10_set(field: Field, value: u128, out: &mut Vec<u8>) -> Result<(), OfpE
 /// One REG_LOAD per contiguous run of mask bits (at most 64 bits each).
 fn put_reg_loads(field: Field, value: u128, mask: u128, out: &mut Vec<u8>) -> Result<(), OfpError> {
     let n_bits = field.n_bits();
-    let h = nxm_header_of(field)?;
+    let h = nxm_header_spanning(field, 128 - mask.leading_zeros())?;
     let mut ofs = 0;
     while ofs < n_bits {
         if mask >> ofs & 1 == 0 {

@@ -84,6 +84,27 @@ fn flow_mods_round_trip_in_openflow13() {
     }
 }
 
+/// `in_port` has a 16-bit NXM header and a 32-bit OXM one: a Nicira action
+/// reaching past bit 16 names it by the OXM header, as OVS does, so that
+/// the action decodes again (the fuzz target found `load` sent with
+/// NXM_OF_IN_PORT and 32 bits).
+#[test]
+fn nicira_actions_on_all_32_bits_of_in_port_round_trip_in_openflow10() {
+    for text in [
+        "actions=load:0x10001->OXM_OF_IN_PORT[],output:2",
+        "actions=load:0x1->OXM_OF_IN_PORT[],output:2",
+        "actions=move:NXM_NX_REG0[]->OXM_OF_IN_PORT[],output:OXM_OF_IN_PORT[]",
+        "actions=load:0x7->NXM_OF_IN_PORT[],move:NXM_OF_IN_PORT[]->NXM_NX_REG1[0..15]",
+    ] {
+        let rule = parse_rule(text).unwrap();
+        assert_eq!(
+            round_trip(OFP10, &rule).instructions,
+            rule.instructions,
+            "{text}"
+        );
+    }
+}
+
 #[test]
 fn flow_mods_round_trip_in_openflow10_with_nxm() {
     for text in RULES {
