@@ -487,16 +487,28 @@ impl Switch {
         if in_port >= 0xff00 {
             metadata.in_port = self.xlate.local_port;
         }
+        self.execute(po.data, metadata, out.actions, "packet-out")
+    }
+
+    /// Runs `actions` on `packet` on the datapath; a failure is the
+    /// controller's OFPBRC_BAD_PACKET, naming `what` was not executed.
+    fn execute(
+        &self,
+        packet: Vec<u8>,
+        metadata: PacketMetadata,
+        actions: messages::odp::OdpActions,
+        what: &str,
+    ) -> Result<(), OfpError> {
         let mut ops = [DpifOp::Execute(Box::new(Execute {
-            packet: po.data,
+            packet,
             metadata,
-            actions: Arc::new(out.actions),
+            actions: Arc::new(actions),
             mru: 0,
         }))];
         match self.dpif.operate(&mut ops).pop() {
             Some(Err(e)) => Err(OfpError::new(
                 ErrorKind::BadPacket,
-                format!("packet-out not executed: {e}"),
+                format!("{what} not executed: {e}"),
             )),
             _ => Ok(()),
         }
@@ -557,19 +569,12 @@ impl Switch {
         if out.actions.is_empty() {
             return Ok(());
         }
-        let mut ops = [DpifOp::Execute(Box::new(Execute {
-            packet: r.packet,
-            metadata: PacketMetadata::of(&flow),
-            actions: Arc::new(out.actions),
-            mru: 0,
-        }))];
-        match self.dpif.operate(&mut ops).pop() {
-            Some(Err(e)) => Err(OfpError::new(
-                ErrorKind::BadPacket,
-                format!("resumed packet not executed: {e}"),
-            )),
-            _ => Ok(()),
-        }
+        self.execute(
+            r.packet,
+            PacketMetadata::of(&flow),
+            out.actions,
+            "resumed packet",
+        )
     }
 
     fn ports(&self) -> Vec<of::PortDesc> {
