@@ -464,14 +464,7 @@ impl Switch {
                 "packet-out without a packet",
             ));
         }
-        let tables = self
-            .pipeline
-            .rule_table
-            .send(GetSnapshot)
-            .await
-            .map_err(|e| {
-                OfpError::new(ErrorKind::BadType, format!("rule-table unavailable: {e}"))
-            })?;
+        let tables = self.snapshot().await?;
         let md = Flow {
             in_port,
             ..Flow::default()
@@ -488,6 +481,15 @@ impl Switch {
             metadata.in_port = self.xlate.local_port;
         }
         self.execute(po.data, metadata, out.actions, "packet-out")
+    }
+
+    /// The published tables a packet-out or resume is translated against.
+    async fn snapshot(&self) -> Result<Arc<actors::tables::Tables>, OfpError> {
+        self.pipeline
+            .rule_table
+            .send(GetSnapshot)
+            .await
+            .map_err(|e| OfpError::new(ErrorKind::BadType, format!("rule-table unavailable: {e}")))
     }
 
     /// Runs `actions` on `packet` on the datapath; a failure is the
@@ -528,14 +530,7 @@ impl Switch {
                 ))
             }
         };
-        let tables = self
-            .pipeline
-            .rule_table
-            .send(GetSnapshot)
-            .await
-            .map_err(|e| {
-                OfpError::new(ErrorKind::BadType, format!("rule-table unavailable: {e}"))
-            })?;
+        let tables = self.snapshot().await?;
         let md = r.metadata.flow;
         let in_port = if c.odp_port != 0 {
             c.odp_port
